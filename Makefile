@@ -1,0 +1,32 @@
+# Two commands matter: `make up` runs the whole system on this machine, `make test` runs every test.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+.PHONY: help setup up test test-unit typecheck proto proto-check bench token
+
+help:
+	@echo "make up     start nats-server, the SFU and signaling; prints the demo URLs"
+	@echo "make test   run every check and test (installs what is missing first)"
+	@echo "make bench  run the benchmarks and print figures"
+	@echo "make proto  regenerate TypeScript from proto/"
+
+setup:
+	@bash scripts/setup.sh
+
+up: setup
+	@bash scripts/up.sh
+
+proto:
+	@bash scripts/gen-proto.sh
+
+proto-check:
+	@bash scripts/gen-proto.sh --check
+
+typecheck:
+	@npx tsc -p tsconfig.json --noEmit
+
+test: setup proto-check typecheck
+	@MEDIASOUP_WORKER_BIN=$$(bash scripts/mediasoup-worker.sh) npx vitest run
+
+bench: setup
+	@MEDIASOUP_WORKER_BIN=$$(bash scripts/mediasoup-worker.sh) bash bench/run.sh

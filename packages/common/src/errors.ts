@@ -1,0 +1,53 @@
+/**
+ * One error type for the whole platform: a stable code, a message safe to show a client,
+ * and the underlying cause. Each boundary (WebSocket, gRPC, HTTP) maps codes once, in its
+ * own adapter, instead of sprinkling status numbers through domain code.
+ */
+export const ErrorCode = {
+  BAD_REQUEST: 'BAD_REQUEST',
+  MALFORMED_MESSAGE: 'MALFORMED_MESSAGE',
+  UNKNOWN_METHOD: 'UNKNOWN_METHOD',
+  FRAME_TOO_LARGE: 'FRAME_TOO_LARGE',
+  UNAUTHENTICATED: 'UNAUTHENTICATED',
+  TOKEN_EXPIRED: 'TOKEN_EXPIRED',
+  PERMISSION_DENIED: 'PERMISSION_DENIED',
+  NOT_JOINED: 'NOT_JOINED',
+  ALREADY_JOINED: 'ALREADY_JOINED',
+  NOT_FOUND: 'NOT_FOUND',
+  ALREADY_EXISTS: 'ALREADY_EXISTS',
+  RATE_LIMITED: 'RATE_LIMITED',
+  SESSION_EXPIRED: 'SESSION_EXPIRED',
+  ROOM_UNAVAILABLE: 'ROOM_UNAVAILABLE',
+  DRAINING: 'DRAINING',
+  UNAVAILABLE: 'UNAVAILABLE',
+  TIMEOUT: 'TIMEOUT',
+  CONFIG_INVALID: 'CONFIG_INVALID',
+  INTERNAL: 'INTERNAL',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+const knownCodes = new Set<string>(Object.values(ErrorCode));
+
+export class GatewayError extends Error {
+  override readonly name = 'GatewayError';
+  readonly code: ErrorCode;
+  /** Extra fields for the client (e.g. retryAfterMs); never personal data. */
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; details?: Record<string, unknown> } = {}) {
+    super(message, { cause: options.cause });
+    this.code = code;
+    this.details = options.details ?? {};
+  }
+
+  static isCode(value: string): value is ErrorCode {
+    return knownCodes.has(value);
+  }
+
+  /** Wraps anything thrown into a GatewayError, keeping GatewayErrors as they are. */
+  static from(error: unknown, fallback: ErrorCode = ErrorCode.INTERNAL): GatewayError {
+    if (error instanceof GatewayError) return error;
+    const message = error instanceof Error ? error.message : String(error);
+    return new GatewayError(fallback, message, { cause: error });
+  }
+}

@@ -1,0 +1,120 @@
+import * as grpc from '@grpc/grpc-js';
+import { ErrorCode, GatewayError } from './errors.js';
+
+export { grpc };
+
+/** GatewayError code -> gRPC status, applied once where a gRPC handler returns. */
+const toStatus: Partial<Record<ErrorCode, grpc.status>> = {
+  BAD_REQUEST: grpc.status.INVALID_ARGUMENT,
+  MALFORMED_MESSAGE: grpc.status.INVALID_ARGUMENT,
+  UNAUTHENTICATED: grpc.status.UNAUTHENTICATED,
+  PERMISSION_DENIED: grpc.status.PERMISSION_DENIED,
+  NOT_FOUND: grpc.status.NOT_FOUND,
+  ALREADY_EXISTS: grpc.status.ALREADY_EXISTS,
+  RATE_LIMITED: grpc.status.RESOURCE_EXHAUSTED,
+  DRAINING: grpc.status.UNAVAILABLE,
+  UNAVAILABLE: grpc.status.UNAVAILABLE,
+  ROOM_UNAVAILABLE: grpc.status.UNAVAILABLE,
+  TIMEOUT: grpc.status.DEADLINE_EXCEEDED,
+};
+
+const codeMetadataKey = 'gateway-error-code';
+
+export function toServiceError(error: unknown): grpc.ServiceError {
+  const gatewayError = GatewayError.from(error);
+  const metadata = new grpc.Metadata();
+  metadata.set(codeMetadataKey, gatewayError.code);
+  return Object.assign(new Error(gatewayError.message), {
+    code: toStatus[gatewayError.code] ?? grpc.status.INTERNAL,
+    details: gatewayError.message,
+    metadata,
+  }) as grpc.ServiceError;
+}
+
+/** gRPC error received by a client -> GatewayError, keeping the server's code when it sent one. */
+export function fromServiceError(error: unknown): GatewayError {
+  if (error instanceof GatewayError) return error;
+  const serviceError = error as Partial<grpc.ServiceError>;
+  const sent = serviceError.metadata?.get(codeMetadataKey)[0];
+  if (typeof sent === 'string' && GatewayError.isCode(sent)) {
+    return new GatewayError(sent, serviceError.details ?? String(error), { cause: error });
+  }
+  const code =
+    serviceError.code === grpc.status.UNAVAILABLE || serviceError.code === grpc.status.CANCELLED
+      ? ErrorCode.UNAVAILABLE
+      : serviceError.code === grpc.status.DEADLINE_EXCEEDED
+        ? ErrorCode.TIMEOUT
+        : ErrorCode.INTERNAL;
+  return new GatewayError(code, serviceError.details ?? String(error), { cause: error });
+}
+
+type UnaryHandler<Req, Res> = (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>;
+
+/**
+ * Turns a map of async handlers into grpc-js unary handlers, mapping thrown errors to gRPC
+ * status in one place.
+ */
+export function unaryHandlers<T extends Record<string, UnaryHandler<any, any>>>(
+  handlers: T,
+  onError?: (method: string, error: GatewayError) => void,
+): grpc.UntypedServiceImplementation {
+  const out: grpc.UntypedServiceImplementation = {};
+  for (const [method, handler] of Object.entries(handlers)) {
+    out[method] = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      handler(call.request, call).then(
+        (response) => callback(null, response),
+        (error: unknown) => {
+          const gatewayError = GatewayError.from(error);
+          onError?.(method, gatewayError);
+          callback(toServiceError(gatewayError));
+        },
+      );
+    };
+  }
+  return out;
+}
+
+/** Starts a gRPC server on `host:port` (port 0 picks one) and returns it with the bound port. */
+export async function startGrpcServer(
+  register: (server: grpc.Server) => void,
+  host: string,
+  port: number,
+  credentials: grpc.ServerCredentials = grpc.ServerCredentials.createInsecure(),
+): Promise<{ server: grpc.Server; port: number }> {
+  const server = new grpc.Server({ 'grpc.keepalive_time_ms': 20_000, 'grpc.keepalive_permit_without_calls': 1 });
+  register(server);
+  const boundPort = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`${host}:${port}`, credentials, (error, bound) => (error ? reject(error) : resolve(bound))),
+  );
+  return { server, port: boundPort };
+}
+
+export function stopGrpcServer(server: grpc.Server, graceMs = 5_000): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+/**
+ * Promisified unary call on a ts-proto grpc-js client, with a deadline, mapping failures to
+ * GatewayError.
+ */
+export function callUnary<Req, Res>(
+  client: grpc.Client,
+  method: (req: Req, metadata: grpc.Metadata, options: Partial<grpc.CallOptions>, cb: (err: grpc.ServiceError | null, res: Res) => void) => grpc.ClientUnaryCall,
+  request: Req,
+  timeoutMs = 10_000,
+): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    method.call(client, request, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (error, response) =>
+      error ? reject(fromServiceError(error)) : resolve(response),
+    );
+  });
+}

@@ -1,0 +1,51 @@
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { Kvm, type KV } from '@nats-io/kv';
+import type { Logger } from 'pino';
+
+export type { NatsConnection, KV };
+
+export async function connectNats(url: string, name: string, log: Logger): Promise<NatsConnection> {
+  const nc = await connect({
+    servers: url.split(','),
+    name,
+    // Keep trying forever: a NATS restart must not take the service down.
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 500,
+  });
+  void (async () => {
+    for await (const status of nc.status()) {
+      if (status.type === 'disconnect' || status.type === 'reconnect' || status.type === 'error') {
+        log.warn({ nats: status.type }, 'nats connection status changed');
+      }
+    }
+  })();
+  return nc;
+}
+
+export interface BucketOptions {
+  /** Entries not updated within this time disappear. */
+  ttlMs?: number;
+  history?: number;
+}
+
+/** Opens a KV bucket, creating it when missing (idempotent across replicas). */
+export async function openBucket(nc: NatsConnection, bucket: string, options: BucketOptions = {}): Promise<KV> {
+  const kvm = new Kvm(nc);
+  return kvm.create(bucket, {
+    history: options.history ?? 1,
+    ...(options.ttlMs ? { ttl: options.ttlMs } : {}),
+  });
+}
+
+/** Lists the decoded JSON values of every key matching `filter`. */
+export async function listJson<T>(kv: KV, filter: string): Promise<Array<{ key: string; value: T; revision: number }>> {
+  const keys: string[] = [];
+  for await (const key of await kv.keys(filter)) keys.push(key);
+  const entries = await Promise.all(keys.map((key) => kv.get(key)));
+  const out: Array<{ key: string; value: T; revision: number }> = [];
+  for (const entry of entries) {
+    if (!entry || entry.operation !== 'PUT' || entry.length === 0) continue;
+    out.push({ key: entry.key, value: entry.json<T>(), revision: entry.revision });
+  }
+  return out;
+}

@@ -1,0 +1,39 @@
+import type { Logger } from 'pino';
+
+/**
+ * SIGTERM asks for a graceful stop (drain, finish work), SIGINT for a quick one. A second
+ * signal while stopping forces exit. `stop` receives which one was asked for.
+ */
+export type StopMode = 'graceful' | 'immediate';
+
+export function handleSignals(log: Logger, stop: (mode: StopMode) => Promise<void>): void {
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal while stopping, exiting now');
+      process.exit(1);
+    }
+    stopping = true;
+    const mode: StopMode = signal === 'SIGTERM' ? 'graceful' : 'immediate';
+    log.info({ signal, mode }, 'stopping');
+    stop(mode).then(
+      () => process.exit(0),
+      (error: unknown) => {
+        log.error({ err: error }, 'error while stopping');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
+
+/** Runs a service's main: config errors and start-up failures print a clear message and exit 1. */
+export function runMain(main: () => Promise<void>): void {
+  main().catch((error: unknown) => {
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`fatal: ${message}\n`);
+    if (process.env.LOG_LEVEL === 'debug' && error instanceof Error) process.stderr.write(`${error.stack}\n`);
+    process.exit(1);
+  });
+}

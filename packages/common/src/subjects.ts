@@ -1,0 +1,34 @@
+/**
+ * Every NATS subject, KV bucket and stream name used by the platform lives here, so that a
+ * tenant's traffic and data can always be found (the tenant is a subject token).
+ */
+
+/** Tenant and room names become subject tokens, so they are restricted to this alphabet. */
+export const SUBJECT_TOKEN = /^[A-Za-z0-9_-]{1,64}$/;
+
+export function assertSubjectToken(kind: string, value: string): string {
+  if (!SUBJECT_TOKEN.test(value)) throw new Error(`${kind} must match ${SUBJECT_TOKEN}, got an invalid value`);
+  return value;
+}
+
+export const subjects = {
+  /** RoomEvent (gateway.events.v1) for one room. */
+  roomEvents: (tenant: string, room: string) => `gateway.${tenant}.room.${room}.events`,
+  /** SessionTakeover for the signaling replica that owned a participant's session. */
+  sessionTakeover: (tenant: string, participantId: string) => `gateway.${tenant}.session.${participantId}.takeover`,
+} as const;
+
+export const buckets = {
+  /** SFU node registry: key = node id, value = NodeInfo (gateway.sfu.v1), expires without heartbeat. */
+  sfuNodes: 'gateway_sfu_nodes',
+  /** Room placement: key = `${tenant}.${room}`, value = node id. */
+  roomPlacement: 'gateway_room_placement',
+  /** Live participants: key = `${tenant}.${room}.${participantId}`, refreshed by the owning replica. */
+  participants: 'gateway_participants',
+} as const;
+
+export const kvKeys = {
+  room: (tenant: string, room: string) => `${tenant}.${room}`,
+  participant: (tenant: string, room: string, participantId: string) => `${tenant}.${room}.${participantId}`,
+  participantsOfRoom: (tenant: string, room: string) => `${tenant}.${room}.*`,
+} as const;

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Runs the whole system on this machine: a local nats-server with JetStream (data in .data/),
+# one SFU and one signaling process. Prints the demo URLs; Ctrl-C stops everything cleanly.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+export NATS_PORT=${NATS_PORT:-4222}
+export NATS_URL=${NATS_URL:-nats://127.0.0.1:$NATS_PORT}
+export SIGNALING_PORT=${SIGNALING_PORT:-8080}
+export MEDIASOUP_WORKER_BIN=${MEDIASOUP_WORKER_BIN:-$(bash scripts/mediasoup-worker.sh)}
+data="$root/.data"
+mkdir -p "$data/nats" "$data/logs"
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  echo; echo "stopping..."
+  # Services first (they deregister from NATS), nats-server last.
+  for ((i=${#pids[@]}-1; i>=0; i--)); do kill -INT "${pids[i]}" 2>/dev/null || true; wait "${pids[i]}" 2>/dev/null || true; done
+  echo "stopped"
+}
+trap stop INT TERM EXIT
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for port in "$NATS_PORT" "$SIGNALING_PORT" 50051 9100 9101; do
+  if port_busy "$port"; then echo "port $port is already in use; stop what holds it or set the matching *_PORT variable" >&2; exit 1; fi
+done
+
+wait_ready() { # url name pid
+  for _ in $(seq 1 300); do
+    curl -fsS "$1" >/dev/null 2>&1 && return 0
+    kill -0 "$3" 2>/dev/null || { echo "$2 exited during start-up; see .data/logs/$2.log" >&2; tail -20 "$data/logs/$2.log" >&2; exit 1; }
+    sleep 0.2
+  done
+  echo "$2 did not become ready; see .data/logs/$2.log" >&2; exit 1
+}
+
+nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$data/nats" >"$data/logs/nats.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do port_busy "$NATS_PORT" && break; sleep 0.1; done
+
+node --import tsx services/sfu/src/main.ts >"$data/logs/sfu.log" 2>&1 &
+pids+=($!)
+wait_ready "http://127.0.0.1:${SFU_OPS_PORT:-9101}/readyz" sfu "${pids[-1]}"
+
+node --import tsx services/signaling/src/main.ts >"$data/logs/signaling.log" 2>&1 &
+pids+=($!)
+wait_ready "http://127.0.0.1:${SIGNALING_OPS_PORT:-9100}/readyz" signaling "${pids[-1]}"
+
+mint() { node --import tsx services/signaling/src/cli/mintToken.ts --tenant demo --room demo-room "$@"; }
+base="http://localhost:$SIGNALING_PORT"
+cat <<MSG
+
+Gateway is running (logs in .data/logs/).
+
+  End user : $base/end-user#token=$(mint --identity end-user-1 --role end_user)&autojoin=1
+  Agent    : $base/agent#token=$(mint --identity agent-1 --role agent)&autojoin=1
+  SDK      : $base/sdk.js
+  Metrics  : http://127.0.0.1:9100/metrics (signaling), http://127.0.0.1:9101/metrics (sfu)
+
+Mint more tokens (tenant "demo" is configured by default):
+  npm run --silent token -- --tenant demo --room demo-room --identity alice --role end_user
+
+Press Ctrl-C to stop.
+MSG
+wait -n "${pids[@]}" || true
+echo "a process exited; see .data/logs/" >&2
