@@ -1,1 +1,2 @@
 export * from './NatsServer.js';
+export * from './ServiceProcess.js';

@@ -1,0 +1,109 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { freePort } from './NatsServer.js';
+
+const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
+
+/**
+ * A service started as its own process exactly as in production (`services/<name>/src/main.ts`
+ * with environment configuration), waited on through its /readyz, stopped with a signal.
+ */
+export class ServiceProcess {
+  private output = '';
+  private exited: Promise<number | null>;
+
+  private constructor(
+    readonly name: string,
+    readonly child: ChildProcess,
+    readonly env: Record<string, string>,
+  ) {
+    child.stdout?.on('data', (chunk: Buffer) => this.append(chunk));
+    child.stderr?.on('data', (chunk: Buffer) => this.append(chunk));
+    this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+  }
+
+  private append(chunk: Buffer): void {
+    this.output += chunk.toString();
+    // Keep the tail only: long tests log a lot.
+    if (this.output.length > 200_000) this.output = this.output.slice(-100_000);
+  }
+
+  get logs(): string {
+    return this.output;
+  }
+
+  get pid(): number {
+    return this.child.pid ?? -1;
+  }
+
+  static async start(service: string, env: Record<string, string>, readyUrl: string, timeoutMs = 30_000): Promise<ServiceProcess> {
+    const child = spawn(process.execPath, ['--import', 'tsx', `services/${service}/src/main.ts`], {
+      cwd: repoRoot,
+      env: { ...process.env, LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'info', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const proc = new ServiceProcess(service, child, env);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`${service} exited with ${child.exitCode} during start-up:\n${proc.logs.slice(-4000)}`);
+      try {
+        const res = await fetch(readyUrl);
+        if (res.ok) return proc;
+      } catch {
+        // not listening yet
+      }
+      if (Date.now() > deadline) {
+        child.kill('SIGKILL');
+        throw new Error(`${service} not ready after ${timeoutMs} ms:\n${proc.logs.slice(-4000)}`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** Sends `signal` and waits for the exit (SIGKILL after `timeoutMs`). */
+  async stop(signal: NodeJS.Signals = 'SIGINT', timeoutMs = 10_000): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.child.kill(signal);
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
+    await this.exited;
+    clearTimeout(timer);
+  }
+}
+
+export interface SfuProcess extends ServiceProcess {}
+
+export async function startSfuProcess(options: { natsUrl: string; nodeId?: string; workers?: number; env?: Record<string, string> }) {
+  const grpcPort = await freePort();
+  const opsPort = await freePort();
+  const rtcPortMin = 41000 + Math.floor(Math.random() * 20000);
+  const env: Record<string, string> = {
+    NATS_URL: options.natsUrl,
+    SFU_NODE_ID: options.nodeId ?? `sfu-test-${grpcPort}`,
+    SFU_GRPC_HOST: '127.0.0.1',
+    SFU_GRPC_PORT: String(grpcPort),
+    SFU_GRPC_ADVERTISED_ADDRESS: `127.0.0.1:${grpcPort}`,
+    SFU_OPS_PORT: String(opsPort),
+    SFU_WORKERS: String(options.workers ?? 1),
+    SFU_RTC_PORT_MIN: String(rtcPortMin),
+    SFU_LISTEN_IP: '127.0.0.1',
+    SFU_ANNOUNCED_ADDRESS: '127.0.0.1',
+    ...options.env,
+  };
+  const proc = await ServiceProcess.start('sfu', env, `http://127.0.0.1:${opsPort}/readyz`);
+  return Object.assign(proc, { grpcPort, opsPort, nodeId: env.SFU_NODE_ID });
+}
+
+export async function startSignalingProcess(options: { natsUrl: string; replicaId?: string; env?: Record<string, string> }) {
+  const port = await freePort();
+  const opsPort = await freePort();
+  const env: Record<string, string> = {
+    NATS_URL: options.natsUrl,
+    SIGNALING_HOST: '127.0.0.1',
+    SIGNALING_PORT: String(port),
+    SIGNALING_OPS_PORT: String(opsPort),
+    SIGNALING_REPLICA_ID: options.replicaId ?? `sig-test-${port}`,
+    ...options.env,
+  };
+  const proc = await ServiceProcess.start('signaling', env, `http://127.0.0.1:${opsPort}/readyz`);
+  return Object.assign(proc, { port, opsPort, url: `http://127.0.0.1:${port}`, wsUrl: `ws://127.0.0.1:${port}/ws` });
+}

@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Edits a copy of the mediasoup worker's meson files to build against Debian's libraries.
+
+The upstream build downloads eight subprojects (openssl, libuv, libsrtp2, usrsctp, abseil,
+catch2, flatbuffers, liburing) from the internet; here each one is replaced by the system
+library found through pkg-config, linked dynamically. Test and fuzzer targets are dropped:
+they need catch2 v3, which Debian bookworm does not have.
+"""
+import re
+import sys
+
+worker = sys.argv[1]
+
+
+def edit(path, transform):
+    with open(path) as f:
+        text = f.read()
+    new = transform(text)
+    if new == text:
+        sys.exit(f"patch-meson: nothing changed in {path}; the mediasoup sources changed shape")
+    with open(path, "w") as f:
+        f.write(new)
+
+
+SYSTEM_DEPS = """
+# System libraries (Debian) instead of downloaded subprojects.
+openssl_dep = dependency('openssl')
+libuv_dep = dependency('libuv')
+libsrtp2_dep = dependency('libsrtp2')
+usrsctp_dep = dependency('usrsctp')
+flatbuffers_dep = dependency('flatbuffers')
+absl_container_dep = [dependency('absl_container_common'), dependency('absl_raw_hash_set'), dependency('absl_hash')]
+absl_strings_dep = dependency('absl_strings')
+absl_types_dep = dependency('absl_optional')
+"""
+
+
+def main_meson(text):
+    # Debian bookworm ships meson 1.0.1; the file builds with it.
+    text = text.replace("meson_version: '>= 1.1.0'", "meson_version: '>= 1.0.0'")
+    # Replace the block of subproject() calls (openssl .. flatbuffers) with system lookups.
+    text, n = re.subn(r"openssl_proj = subproject\(.*?flatbuffers_proj = subproject\(.*?\n\)\n", SYSTEM_DEPS, text, flags=re.S)
+    if n != 1:
+        sys.exit("patch-meson: subproject block not found")
+    replacements = {
+        "abseil_cpp_proj.get_variable('absl_container_dep')": "absl_container_dep",
+        "openssl_proj.get_variable('openssl_dep')": "openssl_dep",
+        "libuv_proj.get_variable('libuv_dep')": "libuv_dep",
+        "libsrtp2_proj.get_variable('libsrtp2_dep')": "libsrtp2_dep",
+        "usrsctp_proj.get_variable('usrsctp_dep')": "usrsctp_dep",
+        "flatbuffers_proj.get_variable('flatbuffers_dep')": "flatbuffers_dep",
+    }
+    for old, new in replacements.items():
+        text = text.replace(old, new)
+    # Static libraries of the subprojects are no longer linked whole: the system ones are shared.
+    text = re.sub(r"\n  (abseil_cpp_proj|openssl_proj|libuv_proj|libsrtp2_proj|usrsctp_proj|flatbuffers_proj)\.get_variable\('[a-z_0-9]+'\),", "", text)
+    # Drop tests and fuzzer (need catch2 v3 and clang's fuzzer runtime).
+    idx = text.find("test_sources = [")
+    if idx < 0:
+        sys.exit("patch-meson: test_sources not found")
+    text = text[:idx]
+    # <srtp.h> lives in /usr/include/srtp2, which libsrtp2's pkg-config file does not add; the
+    # compat header maps the libsrtp 3 API the sources use onto Debian's libsrtp 2.5.
+    text = text.replace(
+        "cpp_args = [\n",
+        "cpp_args = [\n  '-I/usr/include/srtp2',\n  '-include', meson.current_source_dir() / 'srtp-compat.h',\n",
+        1,
+    )
+    return text
+
+
+def libwebrtc_meson(text):
+    text, n = re.subn(r"abseil_cpp_proj = subproject\(.*?\n\)\n", "", text, flags=re.S)
+    if n != 1:
+        sys.exit("patch-meson: libwebrtc abseil subproject not found")
+    for name in ["openssl_dep", "flatbuffers_dep", "libuv_dep", "absl_strings_dep", "absl_types_dep"]:
+        text = re.sub(r"[a-z_0-9]+_proj\.get_variable\('%s'\)" % name, name, text)
+    return text
+
+
+edit(f"{worker}/meson.build", main_meson)
+edit(f"{worker}/deps/libwebrtc/meson.build", libwebrtc_meson)
