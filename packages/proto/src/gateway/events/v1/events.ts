@@ -79,6 +79,15 @@ export interface ParticipantRecord {
   tokenExpiresAt: number;
   /** SHA-256 of the secret part of the session's resume token; the token itself is never stored. */
   resumeTokenHash: Buffer;
+  /** Consumers of the session on the SFU: consumer id -> producer id. */
+  consumers: { [key: string]: string };
+  /** Which of transport_ids receives (consumers default to it). */
+  recvTransportId: string;
+}
+
+export interface ParticipantRecord_ConsumersEntry {
+  key: string;
+  value: string;
 }
 
 function createBaseRoomEvent(): RoomEvent {
@@ -586,6 +595,8 @@ function createBaseParticipantRecord(): ParticipantRecord {
     grants: undefined,
     tokenExpiresAt: 0,
     resumeTokenHash: Buffer.alloc(0),
+    consumers: {},
+    recvTransportId: "",
   };
 }
 
@@ -620,6 +631,12 @@ export const ParticipantRecord: MessageFns<ParticipantRecord> = {
     }
     if (message.resumeTokenHash.length !== 0) {
       writer.uint32(82).bytes(message.resumeTokenHash);
+    }
+    globalThis.Object.entries(message.consumers).forEach(([key, value]: [string, string]) => {
+      ParticipantRecord_ConsumersEntry.encode({ key: key as any, value }, writer.uint32(90).fork()).join();
+    });
+    if (message.recvTransportId !== "") {
+      writer.uint32(98).string(message.recvTransportId);
     }
     return writer;
   },
@@ -717,6 +734,25 @@ export const ParticipantRecord: MessageFns<ParticipantRecord> = {
             message.resumeTokenHash = Buffer.from(reader.bytes());
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            const entry11 = ParticipantRecord_ConsumersEntry.decode(reader, reader.uint32());
+            if (entry11.value !== undefined) {
+              message.consumers[entry11.key] = entry11.value;
+            }
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.recvTransportId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -765,6 +801,25 @@ export const ParticipantRecord: MessageFns<ParticipantRecord> = {
         : isSet(object.resume_token_hash)
         ? Buffer.from(bytesFromBase64(object.resume_token_hash))
         : Buffer.alloc(0),
+      consumers: isObject(object.consumers)
+        ? (globalThis.Object.entries(object.consumers) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      recvTransportId: isSet(object.recvTransportId)
+        ? globalThis.String(object.recvTransportId)
+        : isSet(object.recv_transport_id)
+        ? globalThis.String(object.recv_transport_id)
+        : "",
     };
   },
 
@@ -800,6 +855,18 @@ export const ParticipantRecord: MessageFns<ParticipantRecord> = {
     if (message.resumeTokenHash.length !== 0) {
       obj.resumeTokenHash = base64FromBytes(message.resumeTokenHash);
     }
+    if (message.consumers) {
+      const entries = globalThis.Object.entries(message.consumers) as [string, string][];
+      if (entries.length > 0) {
+        obj.consumers = {};
+        entries.forEach(([k, v]) => {
+          obj.consumers[k] = v;
+        });
+      }
+    }
+    if (message.recvTransportId !== "") {
+      obj.recvTransportId = message.recvTransportId;
+    }
     return obj;
   },
 
@@ -822,6 +889,105 @@ export const ParticipantRecord: MessageFns<ParticipantRecord> = {
       : undefined;
     message.tokenExpiresAt = object.tokenExpiresAt ?? 0;
     message.resumeTokenHash = object.resumeTokenHash ?? Buffer.alloc(0);
+    message.consumers = (globalThis.Object.entries(object.consumers ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.recvTransportId = object.recvTransportId ?? "";
+    return message;
+  },
+};
+
+function createBaseParticipantRecord_ConsumersEntry(): ParticipantRecord_ConsumersEntry {
+  return { key: "", value: "" };
+}
+
+export const ParticipantRecord_ConsumersEntry: MessageFns<ParticipantRecord_ConsumersEntry> = {
+  encode(message: ParticipantRecord_ConsumersEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ParticipantRecord_ConsumersEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseParticipantRecord_ConsumersEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ParticipantRecord_ConsumersEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: ParticipantRecord_ConsumersEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ParticipantRecord_ConsumersEntry>, I>>(
+    base?: I,
+  ): ParticipantRecord_ConsumersEntry {
+    return ParticipantRecord_ConsumersEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ParticipantRecord_ConsumersEntry>, I>>(
+    object: I,
+  ): ParticipantRecord_ConsumersEntry {
+    const message = createBaseParticipantRecord_ConsumersEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -856,6 +1022,10 @@ function longToNumber(int64: { toString(): string }): number {
     throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
   }
   return num;
+}
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
 }
 
 function isSet(value: any): boolean {

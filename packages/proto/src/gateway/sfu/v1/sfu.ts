@@ -249,6 +249,9 @@ export interface ConsumeResponse {
   /** "simple", "simulcast", "svc" or "pipe". */
   type: string;
   producerPaused: boolean;
+  /** Who publishes the producer, and what it carries. */
+  producerParticipantId: string;
+  source: TrackSource;
 }
 
 export interface ConsumerRef {
@@ -1654,7 +1657,16 @@ export const ConsumeRequest: MessageFns<ConsumeRequest> = {
 };
 
 function createBaseConsumeResponse(): ConsumeResponse {
-  return { consumerId: "", producerId: "", kind: 0, rtpParameters: undefined, type: "", producerPaused: false };
+  return {
+    consumerId: "",
+    producerId: "",
+    kind: 0,
+    rtpParameters: undefined,
+    type: "",
+    producerPaused: false,
+    producerParticipantId: "",
+    source: 0,
+  };
 }
 
 export const ConsumeResponse: MessageFns<ConsumeResponse> = {
@@ -1676,6 +1688,12 @@ export const ConsumeResponse: MessageFns<ConsumeResponse> = {
     }
     if (message.producerPaused !== false) {
       writer.uint32(48).bool(message.producerPaused);
+    }
+    if (message.producerParticipantId !== "") {
+      writer.uint32(58).string(message.producerParticipantId);
+    }
+    if (message.source !== 0) {
+      writer.uint32(64).int32(message.source);
     }
     return writer;
   },
@@ -1741,6 +1759,22 @@ export const ConsumeResponse: MessageFns<ConsumeResponse> = {
             message.producerPaused = reader.bool();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.producerParticipantId = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.source = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1777,6 +1811,12 @@ export const ConsumeResponse: MessageFns<ConsumeResponse> = {
         : isSet(object.producer_paused)
         ? globalThis.Boolean(object.producer_paused)
         : false,
+      producerParticipantId: isSet(object.producerParticipantId)
+        ? globalThis.String(object.producerParticipantId)
+        : isSet(object.producer_participant_id)
+        ? globalThis.String(object.producer_participant_id)
+        : "",
+      source: isSet(object.source) ? trackSourceFromJSON(object.source) : 0,
     };
   },
 
@@ -1800,6 +1840,12 @@ export const ConsumeResponse: MessageFns<ConsumeResponse> = {
     if (message.producerPaused !== false) {
       obj.producerPaused = message.producerPaused;
     }
+    if (message.producerParticipantId !== "") {
+      obj.producerParticipantId = message.producerParticipantId;
+    }
+    if (message.source !== 0) {
+      obj.source = trackSourceToJSON(message.source);
+    }
     return obj;
   },
 
@@ -1814,6 +1860,8 @@ export const ConsumeResponse: MessageFns<ConsumeResponse> = {
     message.rtpParameters = object.rtpParameters ?? undefined;
     message.type = object.type ?? "";
     message.producerPaused = object.producerPaused ?? false;
+    message.producerParticipantId = object.producerParticipantId ?? "";
+    message.source = object.source ?? 0;
     return message;
   },
 };

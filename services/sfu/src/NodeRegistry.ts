@@ -1,0 +1,58 @@
+import { NodeInfo, type NodeLoad } from '@gateway/proto/gateway/sfu/v1/sfu';
+import { buckets, openBucket, type KV, type Logger, type NatsConnection } from '@gateway/common';
+
+/**
+ * Keeps this node's entry in the SFU registry (NATS KV) fresh. The bucket's TTL removes the
+ * entry of a node that stops heartbeating; signaling also judges liveness from updatedAtMs.
+ */
+export class NodeRegistry {
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  private constructor(
+    private readonly kv: KV,
+    private readonly describe: () => { grpcAddress: string; load: NodeLoad; draining: boolean },
+    private readonly nodeId: string,
+    private readonly heartbeatMs: number,
+    private readonly log: Logger,
+  ) {}
+
+  static async start(
+    nc: NatsConnection,
+    options: { nodeId: string; heartbeatMs: number; ttlMs: number },
+    describe: () => { grpcAddress: string; load: NodeLoad; draining: boolean },
+    log: Logger,
+  ): Promise<NodeRegistry> {
+    const kv = await openBucket(nc, buckets.sfuNodes, { ttlMs: options.ttlMs });
+    const registry = new NodeRegistry(kv, describe, options.nodeId, options.heartbeatMs, log);
+    await registry.heartbeat();
+    registry.timer = setInterval(() => void registry.heartbeat(), options.heartbeatMs);
+    return registry;
+  }
+
+  /** Publishes the current state now (e.g. right after draining starts). */
+  async heartbeat(): Promise<void> {
+    if (this.closed) return;
+    const { grpcAddress, load, draining } = this.describe();
+    const info = NodeInfo.create({
+      nodeId: this.nodeId,
+      grpcAddress,
+      load,
+      draining,
+      updatedAtMs: Date.now(),
+      version: '1',
+    });
+    try {
+      await this.kv.put(this.nodeId, NodeInfo.encode(info).finish());
+    } catch (error) {
+      this.log.warn({ err: error }, 'registry heartbeat failed');
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    await this.kv.delete(this.nodeId).catch(() => undefined);
+  }
+}

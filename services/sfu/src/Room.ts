@@ -1,0 +1,232 @@
+import type { types } from 'mediasoup';
+import { ErrorCode, GatewayError, TypedEmitter, type Logger } from '@gateway/common';
+import { mediaCodecs } from './codecs.js';
+import type { PooledWorker } from './WorkerPool.js';
+
+/** Time a transport may stay unconnected (never connected, or ICE lost) before it is closed. */
+const ABANDONED_TRANSPORT_MS = 90_000;
+
+export type RoomCloseReason = 'closed' | 'idle' | 'worker_died' | 'drain_timeout' | 'node_closed';
+export type TrackSource = 'camera' | 'microphone' | 'screen' | 'screen_audio';
+
+export interface MediaAppData extends types.AppData {
+  participantId: string;
+  source?: TrackSource;
+  direction?: 'send' | 'recv';
+}
+
+type RoomEvents = {
+  closed: [reason: RoomCloseReason];
+  activespeaker: [participantId: string, producerId: string];
+  /** Counts of transports/producers/consumers changed. */
+  loadchanged: [];
+};
+
+/**
+ * One room of one tenant: a mediasoup router on one worker with every transport, producer and
+ * consumer of the room's participants. Closing the room closes the router, which closes
+ * everything below it.
+ */
+export class Room extends TypedEmitter<RoomEvents> {
+  readonly transports = new Map<string, types.WebRtcTransport<MediaAppData>>();
+  readonly producers = new Map<string, types.Producer<MediaAppData>>();
+  readonly consumers = new Map<string, types.Consumer<MediaAppData>>();
+  private closedFlag = false;
+  private idleTimer: NodeJS.Timeout | undefined;
+
+  private constructor(
+    readonly tenant: string,
+    readonly name: string,
+    readonly worker: PooledWorker,
+    readonly router: types.Router,
+    private readonly speakerObserver: types.ActiveSpeakerObserver,
+    private readonly idleMs: number,
+    private readonly log: Logger,
+  ) {
+    super();
+    speakerObserver.on('dominantspeaker', ({ producer }) => {
+      const participantId = (producer.appData as MediaAppData).participantId;
+      if (participantId) this.safeEmit('activespeaker', participantId, producer.id);
+    });
+    // The worker dying closes the router underneath us.
+    router.observer.once('close', () => this.close(worker.worker.died ? 'worker_died' : 'closed'));
+    this.armIdleTimer();
+  }
+
+  static async open(tenant: string, name: string, worker: PooledWorker, idleMs: number, log: Logger): Promise<Room> {
+    const router = await worker.worker.createRouter({ mediaCodecs, appData: { tenant, room: name } });
+    const speakerObserver = await router.createActiveSpeakerObserver({ interval: 300 });
+    return new Room(tenant, name, worker, router, speakerObserver, idleMs, log.child({ room: `${tenant}/${name}` }));
+  }
+
+  get closed(): boolean {
+    return this.closedFlag;
+  }
+
+  get rtpCapabilities(): types.RtpCapabilities {
+    return this.router.rtpCapabilities;
+  }
+
+  async createWebRtcTransport(participantId: string, direction: 'send' | 'recv'): Promise<types.WebRtcTransport<MediaAppData>> {
+    this.assertOpen();
+    const transport = await this.router.createWebRtcTransport<MediaAppData>({
+      webRtcServer: this.worker.webRtcServer,
+      enableUdp: true,
+      enableTcp: true,
+      preferUdp: true,
+      initialAvailableOutgoingBitrate: 1_000_000,
+      appData: { participantId, direction },
+    });
+    this.transports.set(transport.id, transport);
+    this.closeWhenAbandoned(transport);
+    transport.observer.once('close', () => {
+      this.transports.delete(transport.id);
+      this.loadChanged();
+    });
+    this.loadChanged();
+    return transport;
+  }
+
+  transport(id: string): types.WebRtcTransport<MediaAppData> {
+    const transport = this.transports.get(id);
+    if (!transport) throw new GatewayError(ErrorCode.NOT_FOUND, 'transport not found in this room');
+    return transport;
+  }
+
+  producer(id: string): types.Producer<MediaAppData> {
+    const producer = this.producers.get(id);
+    if (!producer) throw new GatewayError(ErrorCode.NOT_FOUND, 'producer not found in this room');
+    return producer;
+  }
+
+  consumer(id: string): types.Consumer<MediaAppData> {
+    const consumer = this.consumers.get(id);
+    if (!consumer) throw new GatewayError(ErrorCode.NOT_FOUND, 'consumer not found in this room');
+    return consumer;
+  }
+
+  async produce(
+    transportId: string,
+    participantId: string,
+    kind: types.MediaKind,
+    rtpParameters: types.RtpParameters,
+    source: TrackSource,
+    paused: boolean,
+  ): Promise<types.Producer<MediaAppData>> {
+    this.assertOpen();
+    const transport = this.transport(transportId);
+    if (transport.appData.participantId !== participantId) {
+      throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'transport belongs to another participant');
+    }
+    let producer: types.Producer<MediaAppData>;
+    try {
+      producer = await transport.produce<MediaAppData>({ kind, rtpParameters, paused, appData: { participantId, source } });
+    } catch (error) {
+      throw new GatewayError(ErrorCode.BAD_REQUEST, `produce refused: ${(error as Error).message}`, { cause: error });
+    }
+    this.producers.set(producer.id, producer);
+    producer.observer.once('close', () => {
+      this.producers.delete(producer.id);
+      this.loadChanged();
+    });
+    if (kind === 'audio') await this.speakerObserver.addProducer({ producerId: producer.id }).catch(() => undefined);
+    this.loadChanged();
+    return producer;
+  }
+
+  /** Creates a paused consumer; the client resumes it once its side is ready. */
+  async consume(transportId: string, producerId: string, rtpCapabilities: types.RtpCapabilities): Promise<types.Consumer<MediaAppData>> {
+    this.assertOpen();
+    const transport = this.transport(transportId);
+    const producer = this.producer(producerId);
+    if (!this.router.canConsume({ producerId, rtpCapabilities })) {
+      throw new GatewayError(ErrorCode.BAD_REQUEST, 'the device cannot receive this producer with its capabilities');
+    }
+    const consumer = await transport.consume<MediaAppData>({
+      producerId,
+      rtpCapabilities,
+      paused: true,
+      appData: { participantId: transport.appData.participantId, source: producer.appData.source },
+    });
+    this.consumers.set(consumer.id, consumer);
+    this.worker.consumers++;
+    consumer.observer.once('close', () => {
+      this.consumers.delete(consumer.id);
+      this.worker.consumers--;
+      this.loadChanged();
+    });
+    this.loadChanged();
+    return consumer;
+  }
+
+  async resumeConsumer(consumerId: string): Promise<void> {
+    const consumer = this.consumer(consumerId);
+    await consumer.resume();
+    // A new or resumed video receiver needs a key frame before it can decode anything.
+    if (consumer.kind === 'video') await consumer.requestKeyFrame();
+  }
+
+  closeParticipant(participantId: string): number {
+    let closed = 0;
+    for (const transport of [...this.transports.values()]) {
+      if (transport.appData.participantId === participantId) {
+        transport.close();
+        closed++;
+      }
+    }
+    return closed;
+  }
+
+  close(reason: RoomCloseReason = 'closed'): void {
+    if (this.closedFlag) return;
+    this.closedFlag = true;
+    clearTimeout(this.idleTimer);
+    // Closing the router closes every transport, producer and consumer; their observers
+    // remove them from the maps and the worker's consumer count.
+    if (!this.router.closed) this.router.close();
+    this.log.info({ reason }, 'room closed');
+    this.safeEmit('closed', reason);
+  }
+
+  /**
+   * A transport whose client never connects, or whose ICE stays disconnected, is closed after a
+   * while: its signaling session may be gone without anyone telling this node.
+   */
+  private closeWhenAbandoned(transport: types.WebRtcTransport<MediaAppData>): void {
+    let timer: NodeJS.Timeout | undefined;
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        if (!transport.closed) {
+          this.log.info({ transportId: transport.id, iceState: transport.iceState }, 'closing abandoned transport');
+          transport.close();
+        }
+      }, ABANDONED_TRANSPORT_MS);
+      timer.unref();
+    };
+    arm();
+    transport.on('icestatechange', (state) => {
+      if (state === 'connected' || state === 'completed') clearTimeout(timer);
+      else if (state === 'disconnected') arm();
+    });
+    transport.observer.once('close', () => clearTimeout(timer));
+  }
+
+  private assertOpen(): void {
+    if (this.closedFlag) throw new GatewayError(ErrorCode.NOT_FOUND, 'room is closed');
+  }
+
+  private loadChanged(): void {
+    this.armIdleTimer();
+    this.safeEmit('loadchanged');
+  }
+
+  /** A room without transports for a while is closed, so abandoned rooms don't pile up. */
+  private armIdleTimer(): void {
+    clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+    if (this.closedFlag || this.transports.size > 0) return;
+    this.idleTimer = setTimeout(() => this.close('idle'), this.idleMs);
+    this.idleTimer.unref();
+  }
+}

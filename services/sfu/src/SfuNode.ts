@@ -1,0 +1,234 @@
+import type { types } from 'mediasoup';
+import { Gauge, Counter, type Registry } from 'prom-client';
+import { RoomEvent } from '@gateway/proto/gateway/events/v1/events';
+import type { NodeLoad } from '@gateway/proto/gateway/sfu/v1/sfu';
+import {
+  ErrorCode,
+  GatewayError,
+  assertSubjectToken,
+  connectNats,
+  createMetricsRegistry,
+  startGrpcServer,
+  startOpsServer,
+  stopGrpcServer,
+  subjects,
+  type Logger,
+  type NatsConnection,
+  type StopMode,
+} from '@gateway/common';
+import type { SfuConfig } from './config.js';
+import { NodeRegistry } from './NodeRegistry.js';
+import { Room, type RoomCloseReason } from './Room.js';
+import { WorkerPool } from './WorkerPool.js';
+import { registerSfuService } from './grpc/SfuGrpcService.js';
+
+/** Room close reasons signaling must hear about, so that clients rejoin. */
+const announcedCloseReasons = new Set<RoomCloseReason>(['worker_died', 'drain_timeout', 'node_closed']);
+
+/**
+ * An SFU node: the worker pool, the rooms, the gRPC API, the registry heartbeat and the
+ * operations endpoint. `startSfu` is used by main.ts and by tests.
+ */
+export class SfuNode {
+  readonly rooms = new Map<string, Room>();
+  draining = false;
+  private closing: Promise<void> | undefined;
+  private drainWaiters: Array<() => void> = [];
+
+  private constructor(
+    readonly config: SfuConfig,
+    readonly pool: WorkerPool,
+    readonly nc: NatsConnection,
+    readonly metrics: Registry,
+    private readonly log: Logger,
+  ) {}
+
+  grpcAddress = '';
+  grpcPort = 0;
+  opsPort = 0;
+  private registry: NodeRegistry | undefined;
+  private stopGrpc: (() => Promise<void>) | undefined;
+  private stopOps: (() => Promise<void>) | undefined;
+
+  static async start(config: SfuConfig, log: Logger): Promise<SfuNode> {
+    const pool = await WorkerPool.create(
+      {
+        size: config.workers,
+        rtcPortMin: config.rtcPortMin,
+        listenIp: config.listenIp,
+        announcedAddress: config.announcedAddress,
+        logLevel: config.workerLogLevel,
+      },
+      log,
+    );
+    let nc: NatsConnection;
+    try {
+      nc = await connectNats(config.natsUrl, config.nodeId, log);
+    } catch (error) {
+      pool.close();
+      throw new GatewayError(ErrorCode.UNAVAILABLE, `cannot reach NATS at ${config.natsUrl}`, { cause: error });
+    }
+    const node = new SfuNode(config, pool, nc, createMetricsRegistry('sfu'), log);
+    pool.on('workerdied', (index) => node.onWorkerDied(index));
+    node.observeMetrics();
+
+    const grpc = await startGrpcServer((server) => registerSfuService(server, node, log), config.grpcHost, config.grpcPort);
+    node.grpcPort = grpc.port;
+    node.grpcAddress = config.grpcAdvertisedAddress ?? `127.0.0.1:${grpc.port}`;
+    node.stopGrpc = () => stopGrpcServer(grpc.server);
+
+    node.registry = await NodeRegistry.start(
+      nc,
+      { nodeId: config.nodeId, heartbeatMs: config.heartbeatMs, ttlMs: config.registryTtlMs },
+      () => ({ grpcAddress: node.grpcAddress, load: node.load(), draining: node.draining }),
+      log,
+    );
+    const ops = await startOpsServer({
+      port: config.opsPort,
+      registry: node.metrics,
+      health: () => (pool.aliveCount === 0 ? 'no live mediasoup worker' : undefined),
+      readiness: () =>
+        node.draining ? 'draining' : nc.isClosed() ? 'nats connection closed' : pool.aliveCount === 0 ? 'no live mediasoup worker' : undefined,
+    });
+    node.opsPort = ops.port;
+    node.stopOps = ops.close;
+    return node;
+  }
+
+  load(): NodeLoad {
+    let transports = 0;
+    let producers = 0;
+    let consumers = 0;
+    for (const room of this.rooms.values()) {
+      transports += room.transports.size;
+      producers += room.producers.size;
+      consumers += room.consumers.size;
+    }
+    return { workers: this.pool.aliveCount, rooms: this.rooms.size, transports, producers, consumers };
+  }
+
+  /** The room, or NOT_FOUND: ids of another tenant's room never resolve. */
+  room(tenant: string, name: string): Room {
+    const room = this.rooms.get(roomKey(tenant, name));
+    if (!room || room.closed) throw new GatewayError(ErrorCode.NOT_FOUND, 'room not found on this node');
+    return room;
+  }
+
+  async openRoom(tenant: string, name: string): Promise<{ room: Room; created: boolean }> {
+    assertSubjectToken('tenant', tenant);
+    assertSubjectToken('room', name);
+    const key = roomKey(tenant, name);
+    const existing = this.rooms.get(key);
+    if (existing && !existing.closed) return { room: existing, created: false };
+    if (this.draining) throw new GatewayError(ErrorCode.DRAINING, 'node is draining and takes no new rooms');
+    const worker = this.pool.leastLoaded();
+    const room = await Room.open(tenant, name, worker, this.config.roomIdleMs, this.log);
+    // Two concurrent opens of the same room: keep the first, drop ours.
+    const raced = this.rooms.get(key);
+    if (raced && !raced.closed) {
+      room.close();
+      return { room: raced, created: false };
+    }
+    this.rooms.set(key, room);
+    worker.rooms++;
+    room.on('activespeaker', (participantId, producerId) =>
+      this.publish(room, { $case: 'activeSpeaker', value: { participantId, producerId } }),
+    );
+    room.on('closed', (reason) => {
+      this.rooms.delete(key);
+      worker.rooms--;
+      if (announcedCloseReasons.has(reason)) {
+        this.publish(room, { $case: 'roomClosed', value: { reason, nodeId: this.config.nodeId } });
+      }
+      if (this.rooms.size === 0) for (const wake of this.drainWaiters.splice(0)) wake();
+    });
+    this.log.info({ room: `${tenant}/${name}`, worker: worker.index }, 'room opened');
+    return { room, created: true };
+  }
+
+  private publish(room: Room, event: RoomEvent['event']): void {
+    if (this.nc.isClosed()) return;
+    const message = RoomEvent.create({ tenant: room.tenant, room: room.name, atMs: Date.now(), origin: this.config.nodeId, event });
+    this.nc.publish(subjects.roomEvents(room.tenant, room.name), RoomEvent.encode(message).finish());
+  }
+
+  private onWorkerDied(index: number): void {
+    // mediasoup closes the dead worker's routers; make sure every room on it is closed and
+    // announced even if that already happened.
+    for (const room of [...this.rooms.values()]) {
+      if (room.worker.index === index && room.worker.worker.died) room.close('worker_died');
+    }
+  }
+
+  private observeMetrics(): void {
+    const node = this;
+    const gauge = (name: string, help: string, read: (load: NodeLoad) => number) =>
+      new Gauge({
+        name,
+        help,
+        registers: [this.metrics],
+        collect() {
+          this.set(read(node.load()));
+        },
+      });
+    gauge('gateway_sfu_workers', 'Live mediasoup workers', (l) => l.workers);
+    gauge('gateway_sfu_rooms', 'Open rooms', (l) => l.rooms);
+    gauge('gateway_sfu_transports', 'WebRTC transports', (l) => l.transports);
+    gauge('gateway_sfu_producers', 'Producers', (l) => l.producers);
+    gauge('gateway_sfu_consumers', 'Consumers', (l) => l.consumers);
+    new Gauge({
+      name: 'gateway_sfu_draining',
+      help: '1 while the node drains',
+      registers: [this.metrics],
+      collect() {
+        this.set(node.draining ? 1 : 0);
+      },
+    });
+    const deaths = new Counter({ name: 'gateway_sfu_worker_deaths_total', help: 'mediasoup workers that died', registers: [this.metrics] });
+    this.pool.on('workerdied', () => deaths.inc());
+  }
+
+  /** Stop taking new rooms and tell placement so at once. */
+  async startDrain(): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    this.log.info({ rooms: this.rooms.size }, 'draining');
+    await this.registry?.heartbeat();
+  }
+
+  /**
+   * graceful: drain, wait for rooms to end (up to the grace period), then stop.
+   * immediate: close everything now.
+   */
+  close(mode: StopMode = 'immediate'): Promise<void> {
+    this.closing ??= (async () => {
+      if (mode === 'graceful') {
+        await this.startDrain();
+        if (this.rooms.size > 0) {
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, this.config.drainGraceMs);
+            this.drainWaiters.push(() => {
+              clearTimeout(timer);
+              resolve();
+            });
+          });
+        }
+        for (const room of [...this.rooms.values()]) room.close('drain_timeout');
+      } else {
+        for (const room of [...this.rooms.values()]) room.close('node_closed');
+      }
+      await this.stopGrpc?.();
+      await this.registry?.close();
+      await this.nc.drain().catch(() => undefined);
+      await this.stopOps?.();
+      this.pool.close();
+    })();
+    return this.closing;
+  }
+}
+
+export function roomKey(tenant: string, room: string): string {
+  return `${tenant}/${room}`;
+}
+
+export type { types };

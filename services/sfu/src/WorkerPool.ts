@@ -1,0 +1,128 @@
+import * as mediasoup from 'mediasoup';
+import type { types } from 'mediasoup';
+import type { Logger } from '@gateway/common';
+import { TypedEmitter } from '@gateway/common';
+
+export interface WorkerPoolOptions {
+  size: number;
+  rtcPortMin: number;
+  listenIp: string;
+  announcedAddress: string;
+  logLevel: types.WorkerLogLevel;
+}
+
+/** A worker and its WebRtcServer: every WebRTC transport of the worker shares one port. */
+export interface PooledWorker {
+  index: number;
+  worker: types.Worker;
+  webRtcServer: types.WebRtcServer;
+  port: number;
+  /** Rooms placed on this worker, maintained by the node. */
+  rooms: number;
+  consumers: number;
+}
+
+type PoolEvents = {
+  /** A worker died; its rooms must be closed. A replacement is being started. */
+  workerdied: [index: number, error: Error];
+  workerreplaced: [worker: PooledWorker];
+};
+
+/**
+ * One mediasoup worker per core, each with one WebRtcServer on its own port. A worker that
+ * dies is replaced on the same port, so the node keeps serving.
+ */
+export class WorkerPool extends TypedEmitter<PoolEvents> {
+  private readonly slots: Array<PooledWorker | undefined> = [];
+  private closed = false;
+  deaths = 0;
+
+  private constructor(
+    private readonly options: WorkerPoolOptions,
+    private readonly log: Logger,
+  ) {
+    super();
+  }
+
+  static async create(options: WorkerPoolOptions, log: Logger): Promise<WorkerPool> {
+    const pool = new WorkerPool(options, log);
+    try {
+      for (let index = 0; index < options.size; index++) pool.slots[index] = await pool.startWorker(index);
+    } catch (error) {
+      pool.close();
+      throw error;
+    }
+    return pool;
+  }
+
+  get workers(): PooledWorker[] {
+    return this.slots.filter((w): w is PooledWorker => w !== undefined);
+  }
+
+  get aliveCount(): number {
+    return this.workers.filter((w) => !w.worker.closed).length;
+  }
+
+  /** The live worker with the least load: consumers weigh most, rooms break ties. */
+  leastLoaded(): PooledWorker {
+    const candidates = this.workers.filter((w) => !w.worker.closed && !w.worker.died);
+    if (candidates.length === 0) throw new Error('no live mediasoup worker');
+    return candidates.reduce((best, w) => (w.consumers * 10 + w.rooms < best.consumers * 10 + best.rooms ? w : best));
+  }
+
+  private async startWorker(index: number): Promise<PooledWorker> {
+    const { listenIp, announcedAddress, rtcPortMin, logLevel } = this.options;
+    const port = rtcPortMin + index;
+    const worker = await mediasoup.createWorker({ logLevel, appData: { index } });
+    try {
+      const webRtcServer = await worker.createWebRtcServer({
+        listenInfos: [
+          { protocol: 'udp', ip: listenIp, announcedAddress, port },
+          { protocol: 'tcp', ip: listenIp, announcedAddress, port },
+        ],
+      });
+      const pooled: PooledWorker = { index, worker, webRtcServer, port, rooms: 0, consumers: 0 };
+      worker.on('died', (error) => this.onWorkerDied(index, error));
+      this.log.info({ worker: index, pid: worker.pid, port }, 'mediasoup worker started');
+      return pooled;
+    } catch (error) {
+      worker.close();
+      throw error;
+    }
+  }
+
+  private onWorkerDied(index: number, error: Error): void {
+    this.deaths++;
+    this.slots[index] = undefined;
+    this.log.error({ worker: index, err: error }, 'mediasoup worker died; replacing it');
+    this.safeEmit('workerdied', index, error);
+    void this.replace(index);
+  }
+
+  private async replace(index: number): Promise<void> {
+    // The dead worker's port may take a moment to be released: retry with backoff.
+    for (let attempt = 0; !this.closed; attempt++) {
+      try {
+        const pooled = await this.startWorker(index);
+        if (this.closed) {
+          pooled.worker.close();
+          return;
+        }
+        this.slots[index] = pooled;
+        this.safeEmit('workerreplaced', pooled);
+        return;
+      } catch (error) {
+        const delay = Math.min(5_000, 100 * 2 ** attempt);
+        this.log.warn({ worker: index, err: error, retryInMs: delay }, 'replacing mediasoup worker failed');
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const w of this.workers) w.worker.close();
+    this.slots.length = 0;
+  }
+}

@@ -1,0 +1,50 @@
+import os from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+import { env, loadConfig } from '@gateway/common';
+
+const shape = {
+  NATS_URL: env.natsUrl(),
+  LOG_LEVEL: env.logLevel(),
+  SFU_NODE_ID: env.string(`sfu-${os.hostname()}-${randomBytes(3).toString('hex')}`),
+  SFU_GRPC_HOST: env.string('0.0.0.0'),
+  SFU_GRPC_PORT: env.port(50051),
+  /** host:port signaling dials; defaults to loopback with the gRPC port. */
+  SFU_GRPC_ADVERTISED_ADDRESS: z.string().min(1).optional(),
+  SFU_OPS_PORT: env.port(9101),
+  SFU_WORKERS: env.positiveInt(Math.max(1, os.availableParallelism())),
+  /** Worker i listens for media (UDP and TCP) on SFU_RTC_PORT_MIN + i. */
+  SFU_RTC_PORT_MIN: env.port(40000),
+  SFU_LISTEN_IP: env.string('0.0.0.0'),
+  /** Address put in ICE candidates: the node's public or pod-host address. */
+  SFU_ANNOUNCED_ADDRESS: env.string('127.0.0.1'),
+  SFU_HEARTBEAT_SECONDS: env.seconds(2),
+  SFU_REGISTRY_TTL_SECONDS: env.seconds(10),
+  SFU_DRAIN_GRACE_SECONDS: env.seconds(1800),
+  SFU_ROOM_IDLE_SECONDS: env.seconds(30),
+  SFU_WORKER_LOG_LEVEL: z.enum(['debug', 'warn', 'error', 'none']).default('warn'),
+};
+
+export type SfuConfig = ReturnType<typeof readSfuConfig>;
+
+export function readSfuConfig(source: Record<string, string | undefined> = process.env) {
+  const c = loadConfig(shape, source);
+  return {
+    natsUrl: c.NATS_URL,
+    logLevel: c.LOG_LEVEL,
+    nodeId: c.SFU_NODE_ID,
+    grpcHost: c.SFU_GRPC_HOST,
+    grpcPort: c.SFU_GRPC_PORT,
+    grpcAdvertisedAddress: c.SFU_GRPC_ADVERTISED_ADDRESS,
+    opsPort: c.SFU_OPS_PORT,
+    workers: c.SFU_WORKERS,
+    rtcPortMin: c.SFU_RTC_PORT_MIN,
+    listenIp: c.SFU_LISTEN_IP,
+    announcedAddress: c.SFU_ANNOUNCED_ADDRESS,
+    heartbeatMs: c.SFU_HEARTBEAT_SECONDS * 1000,
+    registryTtlMs: c.SFU_REGISTRY_TTL_SECONDS * 1000,
+    drainGraceMs: c.SFU_DRAIN_GRACE_SECONDS * 1000,
+    roomIdleMs: c.SFU_ROOM_IDLE_SECONDS * 1000,
+    workerLogLevel: c.SFU_WORKER_LOG_LEVEL,
+  };
+}

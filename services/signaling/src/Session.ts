@@ -1,0 +1,456 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { RoomEvent, ParticipantRecord } from '@gateway/proto/gateway/events/v1/events';
+import {
+  MediaKind,
+  TrackSource,
+  TransportDirection,
+  type SfuClient,
+} from '@gateway/proto/gateway/sfu/v1/sfu';
+import type {
+  JoinResponse,
+  Notification,
+  ParticipantInfo,
+  Request,
+  Response,
+  TrackInfo,
+} from '@gateway/proto/gateway/signaling/v1/signaling';
+import { CloseCode } from '@gateway/proto/gateway/signaling/v1/signaling';
+import { ErrorCode, GatewayError, callUnary, type Logger } from '@gateway/common';
+import type { JoinGrant } from './auth/tokens.js';
+import type { SfuDirectory } from './rooms/SfuDirectory.js';
+import type { ParticipantStore } from './rooms/ParticipantStore.js';
+import type { RoomHub } from './rooms/RoomHub.js';
+
+export const PROTOCOL_VERSION = 1;
+
+/** What a session needs from the replica that holds it. */
+export interface SessionContext {
+  replicaId: string;
+  resumeWindowMs: number;
+  directory: SfuDirectory;
+  store: ParticipantStore;
+  hub: RoomHub;
+  log: Logger;
+  /** Called when the session ends or moves to another replica. */
+  forget(session: Session): void;
+}
+
+/** The socket side of a session, implemented by the WebSocket connection. */
+export interface SessionLink {
+  notify(notification: Notification['event']): void;
+  close(code: CloseCode, reason: string): void;
+}
+
+type Method = NonNullable<Request['method']>;
+type Result = NonNullable<Response['result']>;
+type Source = 'camera' | 'microphone' | 'screen' | 'screen_audio';
+
+const sourceToProto: Record<Source, TrackSource> = {
+  camera: TrackSource.TRACK_SOURCE_CAMERA,
+  microphone: TrackSource.TRACK_SOURCE_MICROPHONE,
+  screen: TrackSource.TRACK_SOURCE_SCREEN,
+  screen_audio: TrackSource.TRACK_SOURCE_SCREEN_AUDIO,
+};
+const sourceFromProto = Object.fromEntries(Object.entries(sourceToProto).map(([k, v]) => [v, k])) as Record<number, Source>;
+/** Which media kind each source carries, and which granted source allows it. */
+const sourceRules: Record<Source, { kind: 'audio' | 'video'; grant: 'camera' | 'microphone' | 'screen' }> = {
+  camera: { kind: 'video', grant: 'camera' },
+  microphone: { kind: 'audio', grant: 'microphone' },
+  screen: { kind: 'video', grant: 'screen' },
+  screen_audio: { kind: 'audio', grant: 'screen' },
+};
+
+const hashSecret = (secret: string) => createHash('sha256').update(secret).digest();
+
+export function parseResumeToken(token: string): { tenant: string; room: string; participantId: string; secret: string } | undefined {
+  const parts = token.split('.');
+  if (parts.length !== 4 || parts.some((p) => p.length === 0)) return undefined;
+  const [tenant, room, participantId, secret] = parts as [string, string, string, string];
+  return { tenant, room, participantId, secret };
+}
+
+/**
+ * One participant in one room, held by this replica. It outlives its WebSocket for the resume
+ * window, so a client that reconnects gets its media back without publishing again.
+ */
+export class Session {
+  readonly participantId: string;
+  readonly tenant: string;
+  readonly room: string;
+  private link: SessionLink | undefined;
+  private readonly transports = new Set<string>();
+  private readonly tracks = new Map<string, TrackInfo>();
+  /** consumer id -> producer id */
+  private readonly consumers = new Map<string, string>();
+  private recordRevision: number | undefined;
+  private recvTransportId: string | undefined;
+  private resumeHash: Buffer;
+  private windowTimer: NodeJS.Timeout | undefined;
+  private disconnectedAtMs = 0;
+  private ended = false;
+  private persistChain: Promise<void> = Promise.resolve();
+  private readonly log: Logger;
+
+  private constructor(
+    private readonly ctx: SessionContext,
+    readonly info: ParticipantInfo,
+    readonly grant: JoinGrant,
+    readonly nodeId: string,
+    readonly sfu: SfuClient,
+    resumeHash: Buffer,
+  ) {
+    this.participantId = info.participantId;
+    this.tenant = grant.tenant;
+    this.room = grant.room;
+    this.resumeHash = resumeHash;
+    this.log = ctx.log.child({ participantId: this.participantId, room: `${this.tenant}/${this.room}` });
+  }
+
+  /** A fresh session after a verified join on the room's node. Returns the resume token too. */
+  static create(ctx: SessionContext, participantId: string, grant: JoinGrant, nodeId: string, sfu: SfuClient): { session: Session; resumeToken: string } {
+    const secret = randomBytes(24).toString('base64url');
+    const info: ParticipantInfo = { participantId, identity: grant.identity, role: grant.role, joinedAtMs: Date.now(), tracks: [] };
+    const session = new Session(ctx, info, grant, nodeId, sfu, hashSecret(secret));
+    return { session, resumeToken: `${grant.tenant}.${grant.room}.${participantId}.${secret}` };
+  }
+
+  /** A session taken over from a record another replica (or this one) wrote. */
+  static fromRecord(ctx: SessionContext, tenant: string, room: string, record: ParticipantRecord, revision: number, sfu: SfuClient): Session {
+    const info = record.info!;
+    const grant: JoinGrant = {
+      tenant,
+      room,
+      identity: info.identity,
+      role: info.role as JoinGrant['role'],
+      grants: {
+        canPublish: record.grants?.canPublish ?? false,
+        canSubscribe: record.grants?.canSubscribe ?? false,
+        sources: (record.grants?.sources ?? []) as JoinGrant['grants']['sources'],
+      },
+      expiresAt: record.tokenExpiresAt,
+    };
+    const session = new Session(ctx, { ...info, tracks: [] }, grant, record.nodeId, sfu, Buffer.from(record.resumeTokenHash));
+    for (const id of record.transportIds) session.transports.add(id);
+    session.recvTransportId = record.recvTransportId || undefined;
+    for (const track of info.tracks) session.tracks.set(track.producerId, track);
+    for (const [consumerId, producerId] of Object.entries(record.consumers)) session.consumers.set(consumerId, producerId);
+    session.recordRevision = revision;
+    return session;
+  }
+
+  /** Checks a presented resume secret against this session's. */
+  matchesResumeSecret(secret: string): boolean {
+    return Session.secretMatches(this.resumeHash, secret);
+  }
+
+  static secretMatches(hash: Uint8Array, secret: string): boolean {
+    const presented = hashSecret(secret);
+    return hash.length === presented.length && timingSafeEqual(Buffer.from(hash), presented);
+  }
+
+  get connected(): boolean {
+    return this.link !== undefined;
+  }
+
+  toRecord(): ParticipantRecord {
+    return {
+      info: { ...this.info, tracks: [...this.tracks.values()] },
+      owner: this.ctx.replicaId,
+      connected: this.connected,
+      disconnectedAtMs: this.disconnectedAtMs,
+      refreshedAtMs: Date.now(),
+      nodeId: this.nodeId,
+      transportIds: [...this.transports],
+      grants: { canPublish: this.grant.grants.canPublish, canSubscribe: this.grant.grants.canSubscribe, sources: this.grant.grants.sources },
+      tokenExpiresAt: this.grant.expiresAt,
+      resumeTokenHash: this.resumeHash,
+      consumers: Object.fromEntries(this.consumers),
+      recvTransportId: this.recvTransportId ?? '',
+    };
+  }
+
+  /** Writes the session's record; writes are serialised so the newest state always wins. */
+  persist(): Promise<void> {
+    this.persistChain = this.persistChain.then(async () => {
+      if (this.ended) return;
+      try {
+        this.recordRevision = await this.ctx.store.put(this.tenant, this.room, this.toRecord());
+      } catch (error) {
+        this.log.warn({ err: error }, 'writing participant record failed');
+      }
+    });
+    return this.persistChain;
+  }
+
+  attach(link: SessionLink): void {
+    const previous = this.link;
+    this.link = link;
+    clearTimeout(this.windowTimer);
+    this.disconnectedAtMs = 0;
+    if (previous && previous !== link) previous.close(CloseCode.CLOSE_CODE_SESSION_REPLACED, 'session resumed elsewhere');
+  }
+
+  /** The socket dropped: keep the media for the resume window. */
+  detach(link: SessionLink): void {
+    if (this.link !== link || this.ended) return;
+    this.link = undefined;
+    this.disconnectedAtMs = Date.now();
+    void this.persist();
+    clearTimeout(this.windowTimer);
+    this.windowTimer = setTimeout(() => void this.expireWindow(), this.ctx.resumeWindowMs);
+  }
+
+  private async expireWindow(): Promise<void> {
+    if (this.connected || this.ended) return;
+    // Another replica may have resumed the session meanwhile; then it is theirs.
+    const current = await this.ctx.store.get(this.tenant, this.room, this.participantId).catch(() => undefined);
+    if (current && current.record.owner !== this.ctx.replicaId) {
+      this.forgetLocally();
+      return;
+    }
+    await this.end('disconnected');
+  }
+
+  /** Drops the session from this replica without touching its media (it lives on elsewhere). */
+  forgetLocally(): void {
+    if (this.ended) return;
+    this.ended = true;
+    clearTimeout(this.windowTimer);
+    this.ctx.hub.remove(this.tenant, this.room, this.participantId);
+    this.ctx.forget(this);
+  }
+
+  /** Ends the session: media closed on the SFU, record deleted, everyone told. */
+  async end(reason: 'left' | 'disconnected' | 'removed'): Promise<void> {
+    if (this.ended) return;
+    this.forgetLocally();
+    await this.sfuCall(this.sfu.closeParticipant, { room: this.roomRef(), participantId: this.participantId }).catch(() => undefined);
+    await this.persistChain;
+    await this.ctx.store.delete(this.tenant, this.room, this.participantId);
+    this.ctx.hub.publish(this.tenant, this.room, { $case: 'participantLeft', value: { participantId: this.participantId, reason } });
+  }
+
+  /** The room's node is gone: tell the client to join again; nothing to close on the SFU. */
+  async abandon(reason: string): Promise<void> {
+    if (this.ended) return;
+    this.link?.notify({ $case: 'rejoinRequired', value: { reason } });
+    this.link?.close(CloseCode.CLOSE_CODE_REJOIN_REQUIRED, 'rejoin required');
+    this.forgetLocally();
+    await this.persistChain;
+    await this.ctx.store.delete(this.tenant, this.room, this.participantId);
+  }
+
+  onRoomEvent(event: RoomEvent): void {
+    const e = event.event;
+    if (!e || this.ended) return;
+    switch (e.$case) {
+      case 'roomClosed':
+        if (e.value.nodeId === '' || e.value.nodeId === this.nodeId) void this.abandon(e.value.reason);
+        return;
+      case 'participantJoined':
+        if (e.value.participantId !== this.participantId) this.link?.notify(e);
+        return;
+      case 'participantLeft':
+      case 'producerAdded':
+      case 'producerPaused':
+      case 'producerResumed':
+        if (e.value.participantId !== this.participantId) this.link?.notify(e);
+        return;
+      case 'producerClosed':
+        // The SFU closes our consumers of that producer by itself.
+        for (const [consumerId, producerId] of this.consumers) if (producerId === e.value.producerId) this.consumers.delete(consumerId);
+        if (e.value.participantId !== this.participantId) this.link?.notify(e);
+        return;
+      case 'activeSpeaker':
+        this.link?.notify(e);
+        return;
+    }
+  }
+
+  joinResponse(participants: ParticipantInfo[], rtpCapabilities: Record<string, unknown>, resumeToken: string, resumeWindowMs: number): JoinResponse {
+    return {
+      participant: { ...this.info, tracks: [...this.tracks.values()] },
+      room: this.room,
+      routerRtpCapabilities: rtpCapabilities,
+      participants,
+      resumeToken,
+      resumeWindowMs,
+      grants: this.grant.grants,
+      protocolVersion: PROTOCOL_VERSION,
+      transportIds: [...this.transports],
+    };
+  }
+
+  roomRef() {
+    return { tenant: this.tenant, room: this.room };
+  }
+
+  /** Handles one request of the joined client. */
+  async handle(method: Method): Promise<Result> {
+    switch (method.$case) {
+      case 'createTransport': {
+        const direction = method.value.direction;
+        if (direction !== 'send' && direction !== 'recv') throw new GatewayError(ErrorCode.BAD_REQUEST, 'direction must be "send" or "recv"');
+        if (direction === 'send' && !this.grant.grants.canPublish) throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'this token may not publish');
+        if (direction === 'recv' && !this.grant.grants.canSubscribe) throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'this token may not subscribe');
+        const transport = await this.sfuCall(this.sfu.createWebRtcTransport, {
+          room: this.roomRef(),
+          participantId: this.participantId,
+          direction: direction === 'send' ? TransportDirection.TRANSPORT_DIRECTION_SEND : TransportDirection.TRANSPORT_DIRECTION_RECV,
+        });
+        this.transports.add(transport.transportId);
+        if (direction === 'recv') this.recvTransportId = transport.transportId;
+        void this.persist();
+        return {
+          $case: 'createTransport',
+          value: {
+            transportId: transport.transportId,
+            direction,
+            iceParameters: transport.iceParameters,
+            iceCandidates: transport.iceCandidates,
+            dtlsParameters: transport.dtlsParameters,
+          },
+        };
+      }
+      case 'connectTransport': {
+        const transportId = this.ownTransport(method.value.transportId);
+        if (!method.value.dtlsParameters) throw new GatewayError(ErrorCode.BAD_REQUEST, 'dtlsParameters is required');
+        await this.sfuCall(this.sfu.connectTransport, { transport: { room: this.roomRef(), transportId }, dtlsParameters: method.value.dtlsParameters });
+        return { $case: 'connectTransport', value: {} };
+      }
+      case 'restartIce': {
+        const transportId = this.ownTransport(method.value.transportId);
+        const { iceParameters } = await this.sfuCall(this.sfu.restartIce, { room: this.roomRef(), transportId });
+        return { $case: 'restartIce', value: { iceParameters } };
+      }
+      case 'getStats': {
+        const transportId = this.ownTransport(method.value.transportId);
+        const { stats } = await this.sfuCall(this.sfu.getTransportStats, { room: this.roomRef(), transportId });
+        return { $case: 'getStats', value: { stats } };
+      }
+      case 'produce': {
+        const { transportId: requestedTransport, kind, rtpParameters, source, paused } = method.value;
+        const rule = sourceRules[source as Source];
+        if (!rule) throw new GatewayError(ErrorCode.BAD_REQUEST, 'source must be camera, microphone, screen or screen_audio');
+        if (!this.grant.grants.canPublish || !this.grant.grants.sources.includes(rule.grant)) {
+          throw new GatewayError(ErrorCode.PERMISSION_DENIED, `this token may not publish ${source}`);
+        }
+        if (kind !== rule.kind) throw new GatewayError(ErrorCode.BAD_REQUEST, `${source} must be ${rule.kind}`);
+        if ([...this.tracks.values()].some((t) => t.source === source)) {
+          throw new GatewayError(ErrorCode.ALREADY_EXISTS, `${source} is already published; unpublish it first`);
+        }
+        if (!rtpParameters) throw new GatewayError(ErrorCode.BAD_REQUEST, 'rtpParameters is required');
+        const transportId = this.ownTransport(requestedTransport);
+        const { producerId } = await this.sfuCall(this.sfu.produce, {
+          transport: { room: this.roomRef(), transportId },
+          participantId: this.participantId,
+          kind: kind === 'audio' ? MediaKind.MEDIA_KIND_AUDIO : MediaKind.MEDIA_KIND_VIDEO,
+          rtpParameters,
+          source: sourceToProto[source as Source],
+          paused,
+        });
+        const track: TrackInfo = { producerId, source, kind, paused };
+        this.tracks.set(producerId, track);
+        void this.persist();
+        this.ctx.hub.publish(this.tenant, this.room, { $case: 'producerAdded', value: { participantId: this.participantId, track } });
+        return { $case: 'produce', value: { producerId } };
+      }
+      case 'pauseProducer':
+      case 'resumeProducer': {
+        const producerId = this.ownProducer(method.value.producerId);
+        const pause = method.$case === 'pauseProducer';
+        const ref = { room: this.roomRef(), producerId };
+        await this.sfuCall(pause ? this.sfu.pauseProducer : this.sfu.resumeProducer, ref);
+        this.tracks.get(producerId)!.paused = pause;
+        void this.persist();
+        this.ctx.hub.publish(this.tenant, this.room, {
+          $case: pause ? 'producerPaused' : 'producerResumed',
+          value: { participantId: this.participantId, producerId },
+        });
+        return { $case: method.$case, value: {} };
+      }
+      case 'closeProducer': {
+        const producerId = this.ownProducer(method.value.producerId);
+        await this.sfuCall(this.sfu.closeProducer, { room: this.roomRef(), producerId });
+        this.tracks.delete(producerId);
+        void this.persist();
+        this.ctx.hub.publish(this.tenant, this.room, { $case: 'producerClosed', value: { participantId: this.participantId, producerId } });
+        return { $case: 'closeProducer', value: {} };
+      }
+      case 'consume': {
+        if (!this.grant.grants.canSubscribe) throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'this token may not subscribe');
+        const { producerId, rtpCapabilities } = method.value;
+        if (!producerId || !rtpCapabilities) throw new GatewayError(ErrorCode.BAD_REQUEST, 'producerId and rtpCapabilities are required');
+        const transportId = method.value.transportId ? this.ownTransport(method.value.transportId) : this.receiveTransport();
+        const consumer = await this.sfuCall(this.sfu.consume, { transport: { room: this.roomRef(), transportId }, producerId, rtpCapabilities });
+        this.consumers.set(consumer.consumerId, producerId);
+        void this.persist();
+        return {
+          $case: 'consume',
+          value: {
+            consumerId: consumer.consumerId,
+            producerId: consumer.producerId,
+            participantId: consumer.producerParticipantId,
+            source: sourceFromProto[consumer.source] ?? '',
+            kind: consumer.kind === MediaKind.MEDIA_KIND_AUDIO ? 'audio' : 'video',
+            rtpParameters: consumer.rtpParameters,
+            type: consumer.type,
+            producerPaused: consumer.producerPaused,
+          },
+        };
+      }
+      case 'resumeConsumer':
+      case 'pauseConsumer': {
+        const consumerId = this.ownConsumer(method.value.consumerId);
+        const call = method.$case === 'resumeConsumer' ? this.sfu.resumeConsumer : this.sfu.pauseConsumer;
+        await this.sfuCall(call, { room: this.roomRef(), consumerId });
+        return { $case: method.$case, value: {} };
+      }
+      case 'setPreferredLayers': {
+        const consumerId = this.ownConsumer(method.value.consumerId);
+        await this.sfuCall(this.sfu.setPreferredLayers, {
+          consumer: { room: this.roomRef(), consumerId },
+          spatialLayer: method.value.spatialLayer,
+          temporalLayer: method.value.temporalLayer,
+        });
+        return { $case: 'setPreferredLayers', value: {} };
+      }
+      case 'ping':
+        return { $case: 'ping', value: { clientTimeMs: method.value.clientTimeMs, serverTimeMs: Date.now() } };
+      case 'leave':
+        await this.end('left');
+        return { $case: 'leave', value: {} };
+      case 'join':
+      case 'resume':
+        throw new GatewayError(ErrorCode.ALREADY_JOINED, 'this connection already holds a session');
+    }
+  }
+
+  private ownTransport(id: string): string {
+    if (!this.transports.has(id)) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such transport in this session');
+    return id;
+  }
+
+  private ownProducer(id: string): string {
+    if (!this.tracks.has(id)) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such producer in this session');
+    return id;
+  }
+
+  private ownConsumer(id: string): string {
+    if (!this.consumers.has(id)) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such consumer in this session');
+    return id;
+  }
+
+  private receiveTransport(): string {
+    if (!this.recvTransportId) throw new GatewayError(ErrorCode.BAD_REQUEST, 'create a receive transport first');
+    return this.recvTransportId;
+  }
+
+  /** Calls the room's SFU node; an unreachable node triggers a check of the room's placement. */
+  private sfuCall<Req, Res>(method: Parameters<typeof callUnary<Req, Res>>[1], request: Req): Promise<Res> {
+    return callUnary<Req, Res>(this.sfu, method, request).catch((error: GatewayError) => {
+      if (error.code === ErrorCode.UNAVAILABLE) this.log.warn({ err: error }, 'media node unreachable');
+      throw error;
+    });
+  }
+}

@@ -1,0 +1,315 @@
+import http from 'node:http';
+import { WebSocketServer } from 'ws';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { SessionTakeover } from '@gateway/proto/gateway/events/v1/events';
+import { CloseCode, type JoinResponse } from '@gateway/proto/gateway/signaling/v1/signaling';
+import {
+  ErrorCode,
+  GatewayError,
+  callUnary,
+  connectNats,
+  createMetricsRegistry,
+  newId,
+  startOpsServer,
+  subjects,
+  type Logger,
+  type NatsConnection,
+} from '@gateway/common';
+import type { SignalingConfig } from './config.js';
+import { verifyJoinToken } from './auth/tokens.js';
+import { Session, parseResumeToken, type SessionContext, type SessionLink } from './Session.js';
+import { SfuDirectory } from './rooms/SfuDirectory.js';
+import { ParticipantStore, RECORD_REFRESH_MS } from './rooms/ParticipantStore.js';
+import { RoomHub } from './rooms/RoomHub.js';
+import { Connection, type SessionBroker } from './ws/Connection.js';
+import { createHttpHandler } from './http/routes.js';
+
+/** How often a replica checks that the media nodes of its rooms are alive. */
+const NODE_CHECK_MS = 2_000;
+
+/**
+ * One signaling replica: the public HTTP/WebSocket server, the sessions it holds, and its
+ * links to NATS (events, registry, participants) and to the SFU nodes.
+ */
+export class SignalingServer implements SessionBroker {
+  readonly sessions = new Map<string, Session>();
+  readonly connections = new Set<Connection>();
+  private readonly ctx: SessionContext;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private closing: Promise<void> | undefined;
+  private shuttingDown = false;
+  port = 0;
+  opsPort = 0;
+  private httpServer: http.Server | undefined;
+  private wss: WebSocketServer | undefined;
+  private stopOps: (() => Promise<void>) | undefined;
+  private readonly metrics: ReturnType<typeof createSignalingMetrics>;
+
+  private constructor(
+    readonly config: SignalingConfig,
+    private readonly nc: NatsConnection,
+    readonly directory: SfuDirectory,
+    readonly store: ParticipantStore,
+    readonly hub: RoomHub,
+    readonly registry: Registry,
+    private readonly log: Logger,
+  ) {
+    this.ctx = {
+      replicaId: config.replicaId,
+      resumeWindowMs: config.resumeWindowMs,
+      directory,
+      store,
+      hub,
+      log,
+      forget: (session) => {
+        if (this.sessions.get(session.participantId) === session) this.sessions.delete(session.participantId);
+      },
+    };
+    this.metrics = createSignalingMetrics(registry, this);
+  }
+
+  static async start(config: SignalingConfig, log: Logger): Promise<SignalingServer> {
+    let nc: NatsConnection;
+    try {
+      nc = await connectNats(config.natsUrl, config.replicaId, log);
+    } catch (error) {
+      throw new GatewayError(ErrorCode.UNAVAILABLE, `cannot reach NATS at ${config.natsUrl}`, { cause: error });
+    }
+    const directory = await SfuDirectory.open(nc, log);
+    const store = await ParticipantStore.open(nc);
+    const hub = new RoomHub(nc, config.replicaId, log);
+    const server = new SignalingServer(config, nc, directory, store, hub, createMetricsRegistry('signaling'), log);
+    server.listenForTakeovers();
+    server.timers.push(setInterval(() => void server.checkRooms(), NODE_CHECK_MS));
+    server.timers.push(setInterval(() => void server.refreshRecords(), RECORD_REFRESH_MS));
+    await server.listen();
+    return server;
+  }
+
+  private async listen(): Promise<void> {
+    const wss = new WebSocketServer({ noServer: true, maxPayload: this.config.hardFrameLimitBytes });
+    this.wss = wss;
+    const httpServer = http.createServer(createHttpHandler(this.config, this.log));
+    httpServer.on('upgrade', (req, socket, head) => {
+      const path = (req.url ?? '').split('?')[0];
+      if (path !== '/ws' || this.shuttingDown) {
+        socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+        return;
+      }
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        const connection = new Connection(ws, this, this.config, this.metrics.observer, this.log, (c) => this.connections.delete(c));
+        this.connections.add(connection);
+      });
+    });
+    await new Promise<void>((resolve, reject) => {
+      httpServer.once('error', reject);
+      httpServer.listen(this.config.port, this.config.host, () => resolve());
+    });
+    this.httpServer = httpServer;
+    const address = httpServer.address();
+    this.port = typeof address === 'object' && address ? address.port : this.config.port;
+    const ops = await startOpsServer({
+      port: this.config.opsPort,
+      registry: this.registry,
+      readiness: () => (this.shuttingDown ? 'shutting down' : this.nc.isClosed() ? 'nats connection closed' : undefined),
+    });
+    this.opsPort = ops.port;
+    this.stopOps = ops.close;
+  }
+
+  async join(link: SessionLink, token: string): Promise<{ session: Session; response: JoinResponse }> {
+    const started = performance.now();
+    // The token is checked before any room work.
+    const grant = await verifyJoinToken(this.config.tenants, token);
+    const placed = await this.directory.place(grant.tenant, grant.room);
+    const { rtpCapabilities } = await callUnary(placed.client, placed.client.openRoom, { room: { tenant: grant.tenant, room: grant.room } });
+    const { session, resumeToken } = Session.create(this.ctx, newId('PA'), grant, placed.nodeId, placed.client);
+    session.attach(link);
+    this.sessions.set(session.participantId, session);
+    // Subscribe before announcing, so nothing published from now on is missed.
+    this.hub.add(grant.tenant, grant.room, session);
+    await session.persist();
+    const others = (await this.store.list(grant.tenant, grant.room))
+      .filter((r) => r.info && r.info.participantId !== session.participantId)
+      .map((r) => r.info!);
+    this.hub.publish(grant.tenant, grant.room, { $case: 'participantJoined', value: session.info });
+    this.metrics.joinSeconds.observe((performance.now() - started) / 1000);
+    this.log.info({ participantId: session.participantId, room: `${grant.tenant}/${grant.room}`, nodeId: placed.nodeId, role: grant.role }, 'participant joined');
+    return { session, response: session.joinResponse(others, rtpCapabilities ?? {}, resumeToken, this.config.resumeWindowMs) };
+  }
+
+  async resume(link: SessionLink, resumeToken: string): Promise<{ session: Session; response: JoinResponse }> {
+    const parsed = parseResumeToken(resumeToken);
+    const expired = () => new GatewayError(ErrorCode.SESSION_EXPIRED, 'the session can no longer be resumed; join again');
+    if (!parsed) throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'the resume token is malformed');
+    const { tenant, room, participantId, secret } = parsed;
+    let session = this.sessions.get(participantId);
+    if (session && (session.tenant !== tenant || session.room !== room || !session.matchesResumeSecret(secret))) {
+      throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'the resume token is invalid');
+    }
+    if (!session) {
+      const stored = await this.store.get(tenant, room, participantId).catch(() => undefined);
+      if (!stored) {
+        this.metrics.resumes.inc({ result: 'expired' });
+        throw expired();
+      }
+      const { record, revision } = stored;
+      if (!Session.secretMatches(record.resumeTokenHash, secret)) throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'the resume token is invalid');
+      const windowPassed = !record.connected && record.disconnectedAtMs > 0 && Date.now() - record.disconnectedAtMs > this.config.resumeWindowMs;
+      if (windowPassed || record.tokenExpiresAt * 1000 < Date.now()) {
+        this.metrics.resumes.inc({ result: 'expired' });
+        throw expired();
+      }
+      // The media must still be where the record says: a live node that still hosts the room.
+      const node = await this.directory.node(record.nodeId);
+      if (!node || (await this.directory.placementOf(tenant, room)) !== record.nodeId) throw expired();
+      const client = this.directory.clientForNode(node);
+      session = Session.fromRecord(this.ctx, tenant, room, { ...record, owner: this.config.replicaId, connected: true }, revision, client);
+      // Claim the record: fails if the owner changed it meanwhile (e.g. a parallel resume).
+      try {
+        await this.store.put(tenant, room, session.toRecord(), revision);
+      } catch (error) {
+        throw new GatewayError(ErrorCode.SESSION_EXPIRED, 'the session changed while resuming; try again', { cause: error });
+      }
+      if (record.owner && record.owner !== this.config.replicaId) {
+        const takeover = SessionTakeover.encode({ participantId, newOwner: this.config.replicaId }).finish();
+        this.nc.publish(subjects.sessionTakeover(tenant, participantId), takeover);
+      }
+      this.sessions.set(participantId, session);
+      this.hub.add(tenant, room, session);
+    }
+    // The room must still be the one the session's media lives in.
+    const { rtpCapabilities, created } = await callUnary(session.sfu, session.sfu.openRoom, { room: { tenant, room } });
+    if (created) {
+      session.forgetLocally();
+      await this.store.delete(tenant, room, participantId);
+      this.metrics.resumes.inc({ result: 'expired' });
+      throw expired();
+    }
+    session.attach(link);
+    await session.persist();
+    const others = (await this.store.list(tenant, room)).filter((r) => r.info && r.info.participantId !== participantId).map((r) => r.info!);
+    this.metrics.resumes.inc({ result: 'resumed' });
+    this.log.info({ participantId, room: `${tenant}/${room}` }, 'session resumed');
+    return { session, response: session.joinResponse(others, rtpCapabilities ?? {}, resumeToken, this.config.resumeWindowMs) };
+  }
+
+  /** Another replica resumed one of our sessions: let go of it without touching its media. */
+  private listenForTakeovers(): void {
+    const subscription = this.nc.subscribe(subjects.sessionTakeover('*', '*'));
+    void (async () => {
+      for await (const message of subscription) {
+        try {
+          const { participantId, newOwner } = SessionTakeover.decode(message.data);
+          if (newOwner === this.config.replicaId) continue;
+          const session = this.sessions.get(participantId);
+          if (!session) continue;
+          session.forgetLocally();
+          const connection = [...this.connections].find((c) => c.participantId === participantId);
+          connection?.close(CloseCode.CLOSE_CODE_SESSION_REPLACED, 'session resumed elsewhere');
+        } catch (error) {
+          this.log.warn({ err: error }, 'bad session takeover message');
+        }
+      }
+    })();
+  }
+
+  /**
+   * For every room this replica serves: if its media node is gone, clients must rejoin; records
+   * of participants whose replica died are cleaned up.
+   */
+  private async checkRooms(): Promise<void> {
+    for (const { tenant, room } of this.hub.servedRooms()) {
+      try {
+        const sessions = [...this.sessions.values()].filter((s) => s.tenant === tenant && s.room === room);
+        for (const nodeId of new Set(sessions.map((s) => s.nodeId))) {
+          if (await this.directory.node(nodeId)) continue;
+          this.log.warn({ room: `${tenant}/${room}`, nodeId }, 'media node of the room is gone; clients must rejoin');
+          await this.directory.forgetPlacement(tenant, room, nodeId);
+          this.hub.publish(tenant, room, { $case: 'roomClosed', value: { reason: 'node_gone', nodeId } });
+          for (const s of sessions) if (s.nodeId === nodeId) await s.abandon('node_gone');
+        }
+        for (const record of await this.store.stale(tenant, room)) {
+          const participantId = record.info?.participantId;
+          if (!participantId || this.sessions.has(participantId)) continue;
+          const client = this.directory.clientFor(record.nodeId);
+          if (client) await callUnary(client, client.closeParticipant, { room: { tenant, room }, participantId }).catch(() => undefined);
+          await this.store.delete(tenant, room, participantId);
+          this.hub.publish(tenant, room, { $case: 'participantLeft', value: { participantId, reason: 'disconnected' } });
+        }
+      } catch (error) {
+        this.log.warn({ err: error, room: `${tenant}/${room}` }, 'room check failed');
+      }
+    }
+  }
+
+  private async refreshRecords(): Promise<void> {
+    await Promise.all([...this.sessions.values()].map((s) => s.persist()));
+  }
+
+  /**
+   * Stops the replica. Sockets are closed with 4503 and sessions are left resumable, so clients
+   * carry on through another replica; their media is not touched.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.shuttingDown = true;
+      for (const timer of this.timers) clearInterval(timer);
+      for (const connection of [...this.connections]) connection.close(CloseCode.CLOSE_CODE_SERVER_SHUTDOWN, 'server shutting down');
+      await Promise.all([...this.sessions.values()].map((s) => s.persist()));
+      for (const session of [...this.sessions.values()]) session.forgetLocally();
+      this.hub.close();
+      this.wss?.close();
+      await new Promise<void>((resolve) => {
+        if (!this.httpServer) return resolve();
+        this.httpServer.closeAllConnections();
+        this.httpServer.close(() => resolve());
+      });
+      await this.stopOps?.();
+      this.directory.close();
+      await this.nc.drain().catch(() => undefined);
+    })();
+    return this.closing;
+  }
+}
+
+function createSignalingMetrics(registry: Registry, server: SignalingServer) {
+  new Gauge({
+    name: 'gateway_signaling_connections',
+    help: 'Open WebSocket connections',
+    registers: [registry],
+    collect() {
+      this.set(server.connections.size);
+    },
+  });
+  new Gauge({
+    name: 'gateway_signaling_sessions',
+    help: 'Sessions held by this replica (connected or within the resume window)',
+    registers: [registry],
+    collect() {
+      this.set(server.sessions.size);
+    },
+  });
+  const requests = new Counter({
+    name: 'gateway_signaling_requests_total',
+    help: 'Client requests by method and result code',
+    labelNames: ['method', 'code'] as const,
+    registers: [registry],
+  });
+  const rateLimited = new Counter({ name: 'gateway_signaling_rate_limited_total', help: 'Requests refused by the rate limit', registers: [registry] });
+  const joinSeconds = new Histogram({
+    name: 'gateway_signaling_join_duration_seconds',
+    help: 'Time to serve a join: token check, placement, room open, state',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
+  const resumes = new Counter({ name: 'gateway_signaling_resumes_total', help: 'Resume attempts by result', labelNames: ['result'] as const, registers: [registry] });
+  return {
+    joinSeconds,
+    resumes,
+    observer: {
+      request: (method: string, code: string) => requests.inc({ method, code }),
+      rateLimited: () => rateLimited.inc(),
+    },
+  };
+}

@@ -1,0 +1,143 @@
+import { timingSafeEqual } from 'node:crypto';
+import { SignJWT, errors as joseErrors, jwtVerify, decodeJwt } from 'jose';
+import { z } from 'zod';
+import { ErrorCode, GatewayError, SUBJECT_TOKEN } from '@gateway/common';
+import type { Tenant } from '../config.js';
+
+export const roles = ['agent', 'end_user'] as const;
+export type Role = (typeof roles)[number];
+export const publishableSources = ['camera', 'microphone', 'screen'] as const;
+export type GrantedSource = (typeof publishableSources)[number];
+
+const grantsSchema = z.object({
+  canPublish: z.boolean(),
+  canSubscribe: z.boolean(),
+  sources: z.array(z.enum(publishableSources)),
+});
+export type Grants = z.infer<typeof grantsSchema>;
+
+const claimsSchema = z.object({
+  iss: z.string().min(1),
+  sub: z.string().min(1).max(256),
+  exp: z.number(),
+  tenant: z.string().regex(SUBJECT_TOKEN),
+  room: z.string().regex(SUBJECT_TOKEN),
+  role: z.enum(roles),
+  grants: grantsSchema,
+});
+
+/** What a verified join token grants. */
+export interface JoinGrant {
+  tenant: string;
+  room: string;
+  identity: string;
+  role: Role;
+  grants: Grants;
+  /** Unix seconds. */
+  expiresAt: number;
+}
+
+export interface MintRequest {
+  room: string;
+  identity: string;
+  role: Role;
+  ttlSeconds?: number;
+  canPublish?: boolean;
+  canSubscribe?: boolean;
+  sources?: GrantedSource[];
+}
+
+export const mintRequestSchema = z.object({
+  room: z.string().regex(SUBJECT_TOKEN, 'room must be letters, digits, _ or - (1-64)'),
+  identity: z.string().min(1).max(256),
+  role: z.enum(roles),
+  ttlSeconds: z.number().int().positive().max(7 * 24 * 3600).optional(),
+  canPublish: z.boolean().optional(),
+  canSubscribe: z.boolean().optional(),
+  sources: z.array(z.enum(publishableSources)).optional(),
+});
+
+const DEFAULT_TTL_SECONDS = 6 * 3600;
+const CLOCK_TOLERANCE_SECONDS = 30;
+
+const secretKey = (tenant: Tenant) => new TextEncoder().encode(tenant.apiSecret);
+
+/** Signs a join token with the tenant's secret (HS256), the way a customer's backend would. */
+export async function mintJoinToken(tenant: Tenant, request: MintRequest): Promise<{ token: string; expiresAt: number }> {
+  const valid = mintRequestSchema.parse(request);
+  const now = Math.floor(Date.now() / 1000);
+  const expiresAt = now + (valid.ttlSeconds ?? DEFAULT_TTL_SECONDS);
+  const grants: Grants = {
+    canPublish: valid.canPublish ?? true,
+    canSubscribe: valid.canSubscribe ?? true,
+    sources: valid.sources ?? [...publishableSources],
+  };
+  const token = await new SignJWT({ tenant: tenant.name, room: valid.room, role: valid.role, grants })
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+    .setIssuer(tenant.apiKey)
+    .setSubject(valid.identity)
+    .setIssuedAt(now)
+    .setNotBefore(now - 1)
+    .setExpirationTime(expiresAt)
+    .sign(secretKey(tenant));
+  return { token, expiresAt };
+}
+
+/**
+ * Verifies a join token: the issuer names the tenant's API key, whose secret must have signed
+ * it; it must be within its validity; it may only claim that same tenant.
+ */
+export async function verifyJoinToken(tenants: readonly Tenant[], token: string | undefined): Promise<JoinGrant> {
+  if (!token) throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'a join token is required');
+  let issuer: string | undefined;
+  try {
+    issuer = decodeJwt(token).iss;
+  } catch (error) {
+    throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'the join token is not a JWT', { cause: error });
+  }
+  const tenant = tenants.find((t) => t.apiKey === issuer);
+  if (!tenant) throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'the join token was issued by an unknown API key');
+  let payload: unknown;
+  try {
+    ({ payload } = await jwtVerify(token, secretKey(tenant), {
+      algorithms: ['HS256'],
+      issuer: tenant.apiKey,
+      clockTolerance: CLOCK_TOLERANCE_SECONDS,
+      requiredClaims: ['exp', 'sub'],
+    }));
+  } catch (error) {
+    if (error instanceof joseErrors.JWTExpired) {
+      throw new GatewayError(ErrorCode.TOKEN_EXPIRED, 'the join token has expired', { cause: error });
+    }
+    throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'the join token is invalid', { cause: error });
+  }
+  const claims = claimsSchema.safeParse(payload);
+  if (!claims.success) {
+    throw new GatewayError(ErrorCode.UNAUTHENTICATED, `the join token's claims are invalid: ${claims.error.issues[0]?.path.join('.')}`);
+  }
+  if (claims.data.tenant !== tenant.name) {
+    throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'the join token claims a tenant its key does not belong to');
+  }
+  return {
+    tenant: tenant.name,
+    room: claims.data.room,
+    identity: claims.data.sub,
+    role: claims.data.role,
+    grants: claims.data.grants,
+    expiresAt: claims.data.exp,
+  };
+}
+
+/** HTTP Basic `apiKey:apiSecret` -> tenant, compared in constant time. */
+export function tenantFromBasicAuth(tenants: readonly Tenant[], header: string | undefined): Tenant | undefined {
+  if (!header?.startsWith('Basic ')) return undefined;
+  const decoded = Buffer.from(header.slice(6), 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon < 0) return undefined;
+  const apiKey = decoded.slice(0, colon);
+  const secret = Buffer.from(decoded.slice(colon + 1));
+  const tenant = tenants.find((t) => t.apiKey === apiKey);
+  if (!tenant) return undefined;
+  const expected = Buffer.from(tenant.apiSecret);
+  return secret.length === expected.length && timingSafeEqual(secret, expected) ? tenant : undefined;
+}

@@ -1,0 +1,73 @@
+/**
+ * Mints a join token for a tenant configured in GATEWAY_TENANTS (the `demo` tenant by default)
+ * and prints only the token, so it can be used as `TOKEN=$(npm run --silent token -- ...)`.
+ */
+import { parseArgs } from 'node:util';
+import { readTenants } from '../config.js';
+import { mintJoinToken, publishableSources, roles, type GrantedSource, type Role } from '../auth/tokens.js';
+
+const usage = `usage: npm run --silent token -- --tenant T --room R --identity I --role agent|end_user
+       [--ttl 6h|30m|3600] [--sources camera,microphone,screen] [--no-publish] [--no-subscribe]`;
+
+function fail(message: string): never {
+  process.stderr.write(`${message}\n${usage}\n`);
+  process.exit(2);
+}
+
+function parseTtl(value: string): number {
+  const match = /^(\d+)([smhd]?)$/.exec(value);
+  if (!match) fail(`--ttl must be a number of seconds or like 30m, 6h, 1d; got ${value}`);
+  const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[match[2] as '' | 's' | 'm' | 'h' | 'd'];
+  return Number(match[1]) * unit;
+}
+
+async function main(): Promise<void> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      options: {
+        tenant: { type: 'string' },
+        room: { type: 'string' },
+        identity: { type: 'string' },
+        role: { type: 'string' },
+        ttl: { type: 'string' },
+        sources: { type: 'string' },
+        'no-publish': { type: 'boolean' },
+        'no-subscribe': { type: 'boolean' },
+      },
+      strict: true,
+    }));
+  } catch (error) {
+    fail((error as Error).message);
+  }
+  const { tenant: tenantName, room, identity, role } = values;
+  if (!tenantName || !room || !identity || !role) fail('--tenant, --room, --identity and --role are required');
+  if (!roles.includes(role as Role)) fail(`--role must be one of ${roles.join(', ')}`);
+  const sources = values.sources?.split(',').map((s) => s.trim()) as GrantedSource[] | undefined;
+  for (const source of sources ?? []) if (!publishableSources.includes(source)) fail(`unknown source ${source}`);
+
+  let tenants;
+  try {
+    tenants = readTenants();
+  } catch (error) {
+    fail((error as Error).message);
+  }
+  const tenant = tenants.find((t) => t.name === tenantName);
+  if (!tenant) fail(`tenant ${tenantName} is not configured (GATEWAY_TENANTS)`);
+  try {
+    const { token } = await mintJoinToken(tenant, {
+      room,
+      identity,
+      role: role as Role,
+      ttlSeconds: values.ttl ? parseTtl(values.ttl) : undefined,
+      canPublish: !values['no-publish'],
+      canSubscribe: !values['no-subscribe'],
+      sources,
+    });
+    process.stdout.write(`${token}\n`);
+  } catch (error) {
+    fail(`cannot mint the token: ${(error as Error).message}`);
+  }
+}
+
+void main();

@@ -1,0 +1,91 @@
+import os from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+import { SUBJECT_TOKEN, env, loadConfig } from '@gateway/common';
+
+const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
+
+/** Well-known secret of the built-in `demo` tenant; only for running on one machine. */
+export const DEMO_TENANT = { name: 'demo', apiKey: 'demo', apiSecret: 'demo-secret-for-local-development-only' } as const;
+
+const tenantSchema = z.object({
+  name: z.string().regex(SUBJECT_TOKEN, 'tenant name must be letters, digits, _ or - (1-64)'),
+  apiKey: z.string().min(1),
+  apiSecret: z.string().min(32, 'apiSecret must be at least 32 characters'),
+});
+export type Tenant = z.infer<typeof tenantSchema>;
+
+const tenantsSchema = z
+  .string()
+  .optional()
+  .transform((raw, ctx) => {
+    if (raw === undefined) return [DEMO_TENANT as Tenant];
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(raw);
+    } catch {
+      ctx.addIssue({ code: 'custom', message: 'must be a JSON array of {name, apiKey, apiSecret}' });
+      return z.NEVER;
+    }
+    const result = z.array(tenantSchema).min(1).safeParse(parsed);
+    if (!result.success) {
+      ctx.addIssue({ code: 'custom', message: result.error.issues.map((i) => `[${i.path.join('.')}] ${i.message}`).join('; ') });
+      return z.NEVER;
+    }
+    const keys = new Set(result.data.map((t) => t.apiKey));
+    if (keys.size !== result.data.length) {
+      ctx.addIssue({ code: 'custom', message: 'apiKey values must be unique' });
+      return z.NEVER;
+    }
+    return result.data;
+  });
+
+const shape = {
+  NATS_URL: env.natsUrl(),
+  LOG_LEVEL: env.logLevel(),
+  GATEWAY_TENANTS: tenantsSchema,
+  SIGNALING_HOST: env.string('0.0.0.0'),
+  SIGNALING_PORT: env.port(8080),
+  SIGNALING_OPS_PORT: env.port(9100),
+  SIGNALING_REPLICA_ID: env.string(`sig-${os.hostname()}-${randomBytes(3).toString('hex')}`),
+  SIGNALING_RESUME_WINDOW_SECONDS: env.seconds(30),
+  SIGNALING_MAX_FRAME_BYTES: env.positiveInt(64 * 1024),
+  SIGNALING_RATE_LIMIT_PER_SECOND: env.positiveInt(50),
+  SIGNALING_RATE_LIMIT_BURST: env.positiveInt(100),
+  SIGNALING_JOIN_TIMEOUT_SECONDS: env.seconds(10),
+  SIGNALING_PING_INTERVAL_SECONDS: env.seconds(10),
+  SIGNALING_PUBLIC_DIR: env.string(`${repoRoot}services/signaling/public`),
+  SIGNALING_SDK_BUNDLE: env.string(`${repoRoot}packages/sdk/dist/gateway.js`),
+};
+
+export type SignalingConfig = ReturnType<typeof readSignalingConfig>;
+
+export function readSignalingConfig(source: Record<string, string | undefined> = process.env) {
+  const c = loadConfig(shape, source);
+  return {
+    natsUrl: c.NATS_URL,
+    logLevel: c.LOG_LEVEL,
+    tenants: c.GATEWAY_TENANTS,
+    usesDemoTenant: source.GATEWAY_TENANTS === undefined || source.GATEWAY_TENANTS === '',
+    host: c.SIGNALING_HOST,
+    port: c.SIGNALING_PORT,
+    opsPort: c.SIGNALING_OPS_PORT,
+    replicaId: c.SIGNALING_REPLICA_ID,
+    resumeWindowMs: c.SIGNALING_RESUME_WINDOW_SECONDS * 1000,
+    maxFrameBytes: c.SIGNALING_MAX_FRAME_BYTES,
+    /** Frames above this are cut by the WebSocket layer itself (close 1009). */
+    hardFrameLimitBytes: Math.max(1024 * 1024, c.SIGNALING_MAX_FRAME_BYTES * 2),
+    rateLimitPerSecond: c.SIGNALING_RATE_LIMIT_PER_SECOND,
+    rateLimitBurst: c.SIGNALING_RATE_LIMIT_BURST,
+    joinTimeoutMs: c.SIGNALING_JOIN_TIMEOUT_SECONDS * 1000,
+    pingIntervalMs: c.SIGNALING_PING_INTERVAL_SECONDS * 1000,
+    publicDir: c.SIGNALING_PUBLIC_DIR,
+    sdkBundle: c.SIGNALING_SDK_BUNDLE,
+  };
+}
+
+/** Tenants only, for tools (the token CLI) that need nothing else. */
+export function readTenants(source: Record<string, string | undefined> = process.env): Tenant[] {
+  return loadConfig({ GATEWAY_TENANTS: tenantsSchema }, source).GATEWAY_TENANTS;
+}

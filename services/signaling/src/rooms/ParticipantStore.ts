@@ -1,0 +1,58 @@
+import { ParticipantRecord } from '@gateway/proto/gateway/events/v1/events';
+import { buckets, kvKeys, openBucket, type KV, type NatsConnection } from '@gateway/common';
+
+/** Records not refreshed for this long belong to a replica that is gone. */
+export const RECORD_STALE_MS = 45_000;
+/** How often the owning replica refreshes the records of its sessions. */
+export const RECORD_REFRESH_MS = 15_000;
+
+/**
+ * Live participants in NATS KV, so that any signaling replica can list a room and take a
+ * session back on resume. The owning replica refreshes its records; the bucket's TTL removes
+ * the records of a replica that died.
+ */
+export class ParticipantStore {
+  private constructor(private readonly kv: KV) {}
+
+  static async open(nc: NatsConnection): Promise<ParticipantStore> {
+    return new ParticipantStore(await openBucket(nc, buckets.participants, { ttlMs: RECORD_STALE_MS + RECORD_REFRESH_MS }));
+  }
+
+  async get(tenant: string, room: string, participantId: string): Promise<{ record: ParticipantRecord; revision: number } | undefined> {
+    const entry = await this.kv.get(kvKeys.participant(tenant, room, participantId));
+    if (!entry || entry.operation !== 'PUT' || entry.length === 0) return undefined;
+    return { record: ParticipantRecord.decode(entry.value), revision: entry.revision };
+  }
+
+  /** Writes the record; with `revision`, only if nobody changed it since (compare-and-set). */
+  async put(tenant: string, room: string, record: ParticipantRecord, revision?: number): Promise<number> {
+    const key = kvKeys.participant(tenant, room, record.info!.participantId);
+    const value = ParticipantRecord.encode({ ...record, refreshedAtMs: Date.now() }).finish();
+    return revision === undefined ? this.kv.put(key, value) : this.kv.update(key, value, revision);
+  }
+
+  async delete(tenant: string, room: string, participantId: string): Promise<void> {
+    await this.kv.delete(kvKeys.participant(tenant, room, participantId)).catch(() => undefined);
+  }
+
+  /** Every fresh record of the room. */
+  async list(tenant: string, room: string): Promise<ParticipantRecord[]> {
+    const now = Date.now();
+    return (await this.all(tenant, room)).filter((r) => now - r.refreshedAtMs < RECORD_STALE_MS);
+  }
+
+  /** Records of the room older than the stale limit: their replica is gone. */
+  async stale(tenant: string, room: string): Promise<ParticipantRecord[]> {
+    const now = Date.now();
+    return (await this.all(tenant, room)).filter((r) => now - r.refreshedAtMs >= RECORD_STALE_MS);
+  }
+
+  private async all(tenant: string, room: string): Promise<ParticipantRecord[]> {
+    const keys: string[] = [];
+    for await (const key of await this.kv.keys(kvKeys.participantsOfRoom(tenant, room))) keys.push(key);
+    const entries = await Promise.all(keys.map((key) => this.kv.get(key)));
+    return entries
+      .filter((e) => e !== null && e.operation === 'PUT' && e.length > 0)
+      .map((e) => ParticipantRecord.decode(e!.value));
+  }
+}

@@ -1,0 +1,125 @@
+import { NodeInfo, SfuClient } from '@gateway/proto/gateway/sfu/v1/sfu';
+import {
+  ErrorCode,
+  GatewayError,
+  buckets,
+  grpc,
+  kvKeys,
+  openBucket,
+  type KV,
+  type Logger,
+  type NatsConnection,
+} from '@gateway/common';
+
+/** A node is considered gone when its heartbeat is older than this. */
+const NODE_STALE_MS = 10_000;
+
+export interface PlacedRoom {
+  nodeId: string;
+  client: SfuClient;
+}
+
+/**
+ * Knows the live SFU nodes (from the registry in NATS KV), where each room is placed, and holds
+ * one gRPC client per node.
+ */
+export class SfuDirectory {
+  private readonly clients = new Map<string, { address: string; client: SfuClient }>();
+
+  private constructor(
+    private readonly nodesKv: KV,
+    private readonly placementKv: KV,
+    private readonly log: Logger,
+  ) {}
+
+  static async open(nc: NatsConnection, log: Logger): Promise<SfuDirectory> {
+    // Bucket options must match the SFU's when this side creates the bucket first.
+    const nodesKv = await openBucket(nc, buckets.sfuNodes, { ttlMs: NODE_STALE_MS });
+    const placementKv = await openBucket(nc, buckets.roomPlacement);
+    return new SfuDirectory(nodesKv, placementKv, log);
+  }
+
+  async node(nodeId: string): Promise<NodeInfo | undefined> {
+    const entry = await this.nodesKv.get(nodeId);
+    if (!entry || entry.operation !== 'PUT' || entry.length === 0) return undefined;
+    const info = NodeInfo.decode(entry.value);
+    return Date.now() - info.updatedAtMs < NODE_STALE_MS ? info : undefined;
+  }
+
+  async liveNodes(): Promise<NodeInfo[]> {
+    const ids: string[] = [];
+    for await (const key of await this.nodesKv.keys()) ids.push(key);
+    const nodes = await Promise.all(ids.map((id) => this.node(id)));
+    return nodes.filter((n): n is NodeInfo => n !== undefined);
+  }
+
+  /**
+   * Load score for placement: consumers dominate the cost of a node; rooms and transports
+   * break ties. Lower is better.
+   */
+  static score(node: NodeInfo): number {
+    const load = node.load;
+    return (load?.consumers ?? 0) + 2 * (load?.transports ?? 0) + 5 * (load?.rooms ?? 0);
+  }
+
+  /**
+   * Returns the node serving the room, placing it on the least-loaded live node when it has no
+   * placement or its node is gone. Concurrent placements by several replicas agree through
+   * the KV's compare-and-set.
+   */
+  async place(tenant: string, room: string): Promise<PlacedRoom> {
+    const key = kvKeys.room(tenant, room);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const entry = await this.placementKv.get(key);
+      const placedOn = entry && entry.operation === 'PUT' && entry.length > 0 ? entry.string() : undefined;
+      if (placedOn) {
+        const node = await this.node(placedOn);
+        if (node) return { nodeId: node.nodeId, client: this.clientForNode(node) };
+      }
+      const candidates = (await this.liveNodes()).filter((n) => !n.draining);
+      if (candidates.length === 0) throw new GatewayError(ErrorCode.ROOM_UNAVAILABLE, 'no media node is available');
+      const best = candidates.reduce((a, b) => (SfuDirectory.score(b) < SfuDirectory.score(a) ? b : a));
+      try {
+        if (entry) await this.placementKv.update(key, best.nodeId, entry.revision);
+        else await this.placementKv.create(key, best.nodeId);
+        this.log.info({ room: key, nodeId: best.nodeId }, 'room placed');
+        return { nodeId: best.nodeId, client: this.clientForNode(best) };
+      } catch {
+        // Another replica placed it first: read again.
+      }
+    }
+    throw new GatewayError(ErrorCode.ROOM_UNAVAILABLE, 'could not agree on a media node for the room');
+  }
+
+  async placementOf(tenant: string, room: string): Promise<string | undefined> {
+    const entry = await this.placementKv.get(kvKeys.room(tenant, room));
+    return entry && entry.operation === 'PUT' && entry.length > 0 ? entry.string() : undefined;
+  }
+
+  /** Forgets a placement on a node, unless the room was placed elsewhere meanwhile. */
+  async forgetPlacement(tenant: string, room: string, nodeId: string): Promise<void> {
+    const key = kvKeys.room(tenant, room);
+    const entry = await this.placementKv.get(key);
+    if (entry && entry.operation === 'PUT' && entry.string() === nodeId) {
+      await this.placementKv.delete(key, { previousSeq: entry.revision }).catch(() => undefined);
+    }
+  }
+
+  clientFor(nodeId: string): SfuClient | undefined {
+    return this.clients.get(nodeId)?.client;
+  }
+
+  clientForNode(node: NodeInfo): SfuClient {
+    const known = this.clients.get(node.nodeId);
+    if (known && known.address === node.grpcAddress) return known.client;
+    known?.client.close();
+    const client = new SfuClient(node.grpcAddress, grpc.credentials.createInsecure());
+    this.clients.set(node.nodeId, { address: node.grpcAddress, client });
+    return client;
+  }
+
+  close(): void {
+    for (const { client } of this.clients.values()) client.close();
+    this.clients.clear();
+  }
+}

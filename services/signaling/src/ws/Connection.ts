@@ -1,0 +1,218 @@
+import type { WebSocket, RawData } from 'ws';
+import {
+  CloseCode,
+  ServerMessage,
+  type JoinResponse,
+  type Notification,
+  type Response,
+} from '@gateway/proto/gateway/signaling/v1/signaling';
+import { ErrorCode, GatewayError, type Logger } from '@gateway/common';
+import type { Session, SessionLink } from '../Session.js';
+import { RateLimiter } from './RateLimiter.js';
+import { parseFrame } from './frames.js';
+
+/** Joins and resumes are served by the replica, which owns the sessions. */
+export interface SessionBroker {
+  join(link: SessionLink, token: string): Promise<{ session: Session; response: JoinResponse }>;
+  resume(link: SessionLink, resumeToken: string): Promise<{ session: Session; response: JoinResponse }>;
+}
+
+export interface ConnectionOptions {
+  maxFrameBytes: number;
+  rateLimitPerSecond: number;
+  rateLimitBurst: number;
+  joinTimeoutMs: number;
+  pingIntervalMs: number;
+}
+
+export interface ConnectionObserver {
+  request(method: string, code: string, durationMs: number): void;
+  rateLimited(): void;
+}
+
+/** Consecutive malformed frames after which the client is considered broken. */
+const MAX_MALFORMED_IN_A_ROW = 20;
+
+/**
+ * One client WebSocket: frames in, responses and notifications out. It parses and rate-limits
+ * every frame, keeps the connection alive with pings, and hands requests to its session.
+ */
+export class Connection implements SessionLink {
+  private session: Session | undefined;
+  private readonly limiter: RateLimiter;
+  private malformedInARow = 0;
+  private awaitingPong = 0;
+  private readonly pingTimer: NodeJS.Timeout;
+  private joinTimer: NodeJS.Timeout | undefined;
+  private joining = false;
+  private closedFlag = false;
+  /** Requests run one after another, in the order the client sent them. */
+  private queue: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly broker: SessionBroker,
+    private readonly options: ConnectionOptions,
+    private readonly observer: ConnectionObserver,
+    private readonly log: Logger,
+    private readonly onClosed: (connection: Connection) => void,
+  ) {
+    this.limiter = new RateLimiter(options.rateLimitPerSecond, options.rateLimitBurst);
+    ws.on('message', (data, isBinary) => this.onFrame(data, isBinary));
+    ws.on('pong', () => (this.awaitingPong = 0));
+    ws.on('close', () => this.onSocketClosed());
+    ws.on('error', (error) => this.log.debug({ err: error }, 'websocket error'));
+    this.pingTimer = setInterval(() => this.ping(), options.pingIntervalMs);
+    this.joinTimer = setTimeout(() => {
+      if (!this.session) this.close(CloseCode.CLOSE_CODE_JOIN_TIMEOUT, 'no join in time');
+    }, options.joinTimeoutMs);
+  }
+
+  get participantId(): string | undefined {
+    return this.session?.participantId;
+  }
+
+  private ping(): void {
+    // Two pings without a pong: the peer is gone without a close (network cut).
+    if (this.awaitingPong >= 2) {
+      this.log.info({ participantId: this.participantId }, 'connection missed two pongs; terminating');
+      this.ws.terminate();
+      return;
+    }
+    this.awaitingPong++;
+    this.ws.ping();
+  }
+
+  private onFrame(data: RawData, isBinary: boolean): void {
+    if (this.closedFlag) return;
+    const wait = this.limiter.take();
+    if (wait > 0) {
+      this.observer.rateLimited();
+      if (this.limiter.abusive()) {
+        this.close(CloseCode.CLOSE_CODE_RATE_LIMITED, 'rate limit exceeded');
+        return;
+      }
+      const id = peekId(data);
+      this.respond(id, {
+        $case: 'error',
+        value: { code: ErrorCode.RATE_LIMITED, message: 'too many requests; slow down', retryAfterMs: wait },
+      });
+      return;
+    }
+    const text = isBinary ? undefined : rawToString(data);
+    const parsed = text === undefined
+      ? { id: 0, error: new GatewayError(ErrorCode.MALFORMED_MESSAGE, 'frames must be JSON text') }
+      : parseFrame(text, this.options.maxFrameBytes);
+    if (parsed.error || !parsed.request) {
+      const error = parsed.error!;
+      this.observer.request('invalid', error.code, 0);
+      this.respondError(parsed.id, error);
+      if (++this.malformedInARow > MAX_MALFORMED_IN_A_ROW) this.close(CloseCode.CLOSE_CODE_PROTOCOL_VIOLATION, 'too many malformed frames');
+      return;
+    }
+    this.malformedInARow = 0;
+    const { id, request } = parsed;
+    this.queue = this.queue.then(() => this.run(id, request));
+  }
+
+  private async run(id: number, request: NonNullable<ReturnType<typeof parseFrame>['request']>): Promise<void> {
+    if (this.closedFlag) return;
+    const started = performance.now();
+    try {
+      let result: NonNullable<Response['result']>;
+      if (request.$case === 'join' || request.$case === 'resume') {
+        result = await this.attach(request);
+      } else if (!this.session) {
+        throw new GatewayError(ErrorCode.NOT_JOINED, 'join or resume first');
+      } else {
+        result = await this.session.handle(request);
+      }
+      this.respond(id, result);
+      this.observer.request(request.$case, 'OK', performance.now() - started);
+      if (request.$case === 'leave') this.close(CloseCode.CLOSE_CODE_LEFT, 'left');
+    } catch (error) {
+      const gatewayError = GatewayError.from(error);
+      this.observer.request(request.$case, gatewayError.code, performance.now() - started);
+      if (gatewayError.code === ErrorCode.INTERNAL) this.log.error({ err: error, method: request.$case }, 'request failed');
+      this.respondError(id, gatewayError);
+      const authFailure = gatewayError.code === ErrorCode.UNAUTHENTICATED || gatewayError.code === ErrorCode.TOKEN_EXPIRED;
+      if ((request.$case === 'join' || request.$case === 'resume') && authFailure) {
+        this.close(CloseCode.CLOSE_CODE_UNAUTHENTICATED, gatewayError.code);
+      }
+    }
+  }
+
+  private async attach(request: { $case: 'join'; value: { token: string } } | { $case: 'resume'; value: { resumeToken: string } }) {
+    if (this.session || this.joining) throw new GatewayError(ErrorCode.ALREADY_JOINED, 'this connection already holds a session');
+    this.joining = true;
+    try {
+      const { session, response } =
+        request.$case === 'join'
+          ? await this.broker.join(this, request.value.token)
+          : await this.broker.resume(this, request.value.resumeToken);
+      if (this.closedFlag) {
+        // The socket went away while joining: the session waits for a resume like any other.
+        session.detach(this);
+      }
+      this.session = session;
+      clearTimeout(this.joinTimer);
+      return request.$case === 'join' ? { $case: 'join' as const, value: response } : { $case: 'resume' as const, value: response };
+    } finally {
+      this.joining = false;
+    }
+  }
+
+  notify(event: Notification['event']): void {
+    this.send({ message: { $case: 'notification', value: { event } } });
+  }
+
+  private respond(id: number, result: Response['result']): void {
+    this.send({ message: { $case: 'response', value: { id, result } } });
+  }
+
+  private respondError(id: number, error: GatewayError): void {
+    const retryAfterMs = typeof error.details.retryAfterMs === 'number' ? error.details.retryAfterMs : 0;
+    this.respond(id, { $case: 'error', value: { code: error.code, message: error.message, retryAfterMs } });
+  }
+
+  private send(message: ServerMessage): void {
+    if (this.closedFlag || this.ws.readyState !== this.ws.OPEN) return;
+    this.ws.send(JSON.stringify(ServerMessage.toJSON(message)));
+  }
+
+  close(code: CloseCode, reason: string): void {
+    if (this.closedFlag) return;
+    this.closedFlag = true;
+    this.ws.close(code, reason);
+    // A peer that never answers the close handshake is cut after a moment.
+    setTimeout(() => this.ws.terminate(), 2_000).unref();
+    this.cleanUp();
+  }
+
+  private onSocketClosed(): void {
+    this.closedFlag = true;
+    this.cleanUp();
+  }
+
+  private cleaned = false;
+  private cleanUp(): void {
+    if (this.cleaned) return;
+    this.cleaned = true;
+    clearInterval(this.pingTimer);
+    clearTimeout(this.joinTimer);
+    this.session?.detach(this);
+    this.onClosed(this);
+  }
+}
+
+function rawToString(data: RawData): string {
+  if (Buffer.isBuffer(data)) return data.toString('utf8');
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  return Buffer.from(data).toString('utf8');
+}
+
+/** Best-effort id of a frame that will not be parsed (rate-limited). */
+function peekId(data: RawData): number {
+  const match = /"id"\s*:\s*(\d{1,10})/.exec(rawToString(data).slice(0, 64));
+  return match ? Number(match[1]) : 0;
+}

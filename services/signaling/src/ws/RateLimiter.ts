@@ -1,0 +1,34 @@
+/**
+ * Token bucket per connection: `perSecond` sustained, `burst` at once. Counts rejections so a
+ * client that keeps flooding after being told can be disconnected.
+ */
+export class RateLimiter {
+  private tokens: number;
+  private last = Date.now();
+  private rejections: number[] = [];
+
+  constructor(
+    private readonly perSecond: number,
+    private readonly burst: number,
+  ) {
+    this.tokens = burst;
+  }
+
+  /** Takes one token; returns 0 when allowed, else the milliseconds until one is available. */
+  take(now = Date.now()): number {
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.perSecond);
+    this.last = now;
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      return 0;
+    }
+    this.rejections.push(now);
+    return Math.ceil(((1 - this.tokens) / this.perSecond) * 1000);
+  }
+
+  /** True when the client ignored RATE_LIMITED answers: over 5 bursts rejected in 10 s. */
+  abusive(now = Date.now()): boolean {
+    this.rejections = this.rejections.filter((t) => now - t < 10_000);
+    return this.rejections.length > this.burst * 5;
+  }
+}
