@@ -45,7 +45,7 @@ say "building mediasoup $version worker (a few minutes, once)"
 cp -a "$sources" "$work/worker"
 rm -rf "$work/worker/out" "$work/worker/subprojects"/*/ 2>/dev/null || true
 cp "$here/srtp-compat.h" "$work/worker/srtp-compat.h"
-python3 "$here/patch-meson.py" "$work/worker"
+python3 "$here/patch-sources.py" "$work/worker"
 
 cd "$work/worker"
 meson setup build --buildtype=release -Db_ndebug=true -Dms_disable_liburing=true --wrap-mode=nodownload >&2

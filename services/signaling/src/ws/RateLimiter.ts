@@ -16,7 +16,7 @@ export class RateLimiter {
 
   /** Takes one token; returns 0 when allowed, else the milliseconds until one is available. */
   take(now = Date.now()): number {
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.perSecond);
+    this.tokens = Math.min(this.burst, this.tokens + (Math.max(0, now - this.last) / 1000) * this.perSecond);
     this.last = now;
     if (this.tokens >= 1) {
       this.tokens -= 1;

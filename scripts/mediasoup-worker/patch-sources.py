@@ -1,10 +1,16 @@
 #!/usr/bin/env python3
-"""Edits a copy of the mediasoup worker's meson files to build against Debian's libraries.
+"""Edits a copy of the mediasoup worker's sources to build and run against Debian's libraries.
 
 The upstream build downloads eight subprojects (openssl, libuv, libsrtp2, usrsctp, abseil,
 catch2, flatbuffers, liburing) from the internet; here each one is replaced by the system
 library found through pkg-config, linked dynamically. Test and fuzzer targets are dropped:
 they need catch2 v3, which Debian bookworm does not have.
+
+One source fix: the DTLS BIO callback answered 1 to every BIO_ctrl() query. Debian's OpenSSL
+is built with kernel TLS, so `BIO_get_ktls_send()` is a real BIO_ctrl() call there; answered 1,
+OpenSSL believes the kernel sends the records, never allocates its write buffer, and the
+worker crashes on the first handshake. The callback must pass through the return value of
+every completed operation.
 """
 import re
 import sys
@@ -78,5 +84,13 @@ def libwebrtc_meson(text):
     return text
 
 
+def dtls_bio_callback(text):
+    return text.replace(
+        "long resultOfcallback = (operationType == BIO_CB_RETURN) ? static_cast<long>(ret) : 1;",
+        "long resultOfcallback = (operationType & BIO_CB_RETURN) ? static_cast<long>(ret) : 1;",
+    )
+
+
 edit(f"{worker}/meson.build", main_meson)
+edit(f"{worker}/src/RTC/DtlsTransport.cpp", dtls_bio_callback)
 edit(f"{worker}/deps/libwebrtc/meson.build", libwebrtc_meson)

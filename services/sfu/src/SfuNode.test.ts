@@ -1,0 +1,151 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { RoomEvent } from '@gateway/proto/gateway/events/v1/events';
+import { MediaKind, NodeInfo, SfuClient, TrackSource, TransportDirection } from '@gateway/proto/gateway/sfu/v1/sfu';
+import { ErrorCode, buckets, callUnary, createLogger, grpc, openBucket, subjects, type GatewayError } from '@gateway/common';
+import { NatsServer, freePort, waitFor } from '@gateway/testing';
+import { readSfuConfig } from './config.js';
+import { SfuNode } from './SfuNode.js';
+
+const opus = { codecs: [{ mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2, parameters: {} }], encodings: [{ ssrc: 1111 }] };
+const vp8Simulcast = {
+  codecs: [{ mimeType: 'video/VP8', payloadType: 96, clockRate: 90000, parameters: {} }],
+  encodings: [{ ssrc: 2221, rid: 'r0' }, { ssrc: 2222, rid: 'r1' }, { ssrc: 2223, rid: 'r2' }].map(({ ssrc }) => ({ ssrc })),
+};
+// A simple client capability set that can receive Opus and VP8.
+const clientCaps = {
+  codecs: [
+    { kind: 'audio', mimeType: 'audio/opus', clockRate: 48000, channels: 2, preferredPayloadType: 100, parameters: {} },
+    { kind: 'video', mimeType: 'video/VP8', clockRate: 90000, preferredPayloadType: 101, parameters: {}, rtcpFeedback: [{ type: 'nack' }, { type: 'ccm', parameter: 'fir' }] },
+  ],
+  headerExtensions: [],
+};
+
+describe('SFU node with a real mediasoup worker', () => {
+  let nats: NatsServer;
+  let node: SfuNode;
+  let client: SfuClient;
+  let nc: NatsConnection;
+  const room = { tenant: 'acme', room: 'support-1' };
+  const call = <Req, Res>(method: Parameters<typeof callUnary<Req, Res>>[1], req: Req) => callUnary<Req, Res>(client, method, req);
+
+  beforeAll(async () => {
+    nats = await NatsServer.start();
+    const config = readSfuConfig({
+      NATS_URL: nats.url,
+      SFU_NODE_ID: 'sfu-test-a',
+      SFU_GRPC_HOST: '127.0.0.1',
+      SFU_GRPC_PORT: '0',
+      SFU_OPS_PORT: '0',
+      SFU_WORKERS: '1',
+      SFU_RTC_PORT_MIN: String(await freePort()),
+      SFU_LISTEN_IP: '127.0.0.1',
+      SFU_HEARTBEAT_SECONDS: '0.2',
+    });
+    node = await SfuNode.start(config, createLogger('sfu-test', 'silent'));
+    client = new SfuClient(node.grpcAddress, grpc.credentials.createInsecure());
+    nc = await connect({ servers: nats.url });
+  });
+
+  afterAll(async () => {
+    client?.close();
+    await nc?.close();
+    await node?.close('immediate');
+    await nats?.stop();
+  });
+
+  it('opens a room idempotently and negotiates transports, producers and paused consumers', async () => {
+    const first = await call(client.openRoom, { room });
+    const second = await call(client.openRoom, { room });
+    expect(first.created).toBe(true);
+    expect(second.created).toBe(false);
+    expect(second.rtpCapabilities).toEqual(first.rtpCapabilities);
+    const mimeTypes = (first.rtpCapabilities!.codecs as Array<{ mimeType: string }>).map((c) => c.mimeType);
+    expect(mimeTypes).toEqual(expect.arrayContaining(['audio/opus', 'video/VP8', 'video/VP9', 'video/H264']));
+
+    const send = await call(client.createWebRtcTransport, { room, participantId: 'PA_a', direction: TransportDirection.TRANSPORT_DIRECTION_SEND });
+    expect(send.iceCandidates.length).toBe(2); // UDP and TCP on the worker's one port
+    expect(new Set(send.iceCandidates.map((c) => c.port)).size).toBe(1);
+    const recv = await call(client.createWebRtcTransport, { room, participantId: 'PA_b', direction: TransportDirection.TRANSPORT_DIRECTION_RECV });
+
+    const audio = await call(client.produce, {
+      transport: { room, transportId: send.transportId },
+      participantId: 'PA_a',
+      kind: MediaKind.MEDIA_KIND_AUDIO,
+      rtpParameters: opus,
+      source: TrackSource.TRACK_SOURCE_MICROPHONE,
+      paused: false,
+    });
+    const video = await call(client.produce, {
+      transport: { room, transportId: send.transportId },
+      participantId: 'PA_a',
+      kind: MediaKind.MEDIA_KIND_VIDEO,
+      rtpParameters: vp8Simulcast,
+      source: TrackSource.TRACK_SOURCE_CAMERA,
+      paused: false,
+    });
+
+    const consumer = await call(client.consume, { transport: { room, transportId: recv.transportId }, producerId: video.producerId, rtpCapabilities: clientCaps });
+    expect(consumer.type).toBe('simulcast');
+    expect(consumer.producerParticipantId).toBe('PA_a');
+    expect(consumer.source).toBe(TrackSource.TRACK_SOURCE_CAMERA);
+    const stats = await call(client.getTransportStats, { room, transportId: recv.transportId });
+    const consumerStats = stats.stats.filter((s) => s.consumerId === consumer.consumerId);
+    expect(consumerStats.length).toBeGreaterThan(0);
+    expect(node.room(room.tenant, room.room).consumer(consumer.consumerId).paused).toBe(true);
+    await call(client.resumeConsumer, { room, consumerId: consumer.consumerId });
+    expect(node.room(room.tenant, room.room).consumer(consumer.consumerId).paused).toBe(false);
+
+    const audioConsumer = await call(client.consume, { transport: { room, transportId: recv.transportId }, producerId: audio.producerId, rtpCapabilities: clientCaps });
+    expect(audioConsumer.kind).toBe(MediaKind.MEDIA_KIND_AUDIO);
+    expect(node.load()).toMatchObject({ rooms: 1, transports: 2, producers: 2, consumers: 2 });
+  });
+
+  it('never resolves ids of another tenant, and refuses bad input', async () => {
+    const otherTenant = { tenant: 'other', room: 'support-1' };
+    await expect(call(client.createWebRtcTransport, { room: otherTenant, participantId: 'PA_x', direction: TransportDirection.TRANSPORT_DIRECTION_SEND })).rejects.toMatchObject({
+      code: ErrorCode.NOT_FOUND,
+    });
+    await expect(call(client.openRoom, { room: { tenant: 'bad tenant!', room: 'r' } })).rejects.toMatchObject({ code: ErrorCode.BAD_REQUEST });
+    await expect(call(client.closeProducer, { room, producerId: 'nope' })).rejects.toMatchObject({ code: ErrorCode.NOT_FOUND });
+  });
+
+  it('registers itself in NATS KV with its load', async () => {
+    const kv = await openBucket(nc, buckets.sfuNodes, { ttlMs: 10_000 });
+    const info = await waitFor(async () => {
+      const entry = await kv.get('sfu-test-a');
+      const decoded = entry?.length ? NodeInfo.decode(entry.value) : undefined;
+      return decoded && decoded.load?.consumers === 2 ? decoded : undefined;
+    }, 5_000, 'registry entry with load');
+    expect(info.grpcAddress).toBe(node.grpcAddress);
+    expect(info.load).toMatchObject({ workers: 1, rooms: 1, producers: 2 });
+    expect(Date.now() - info.updatedAtMs).toBeLessThan(2_000);
+  });
+
+  it('closes the rooms of a dead worker, tells signaling, and replaces the worker', async () => {
+    const events: RoomEvent[] = [];
+    const sub = nc.subscribe(subjects.roomEvents(room.tenant, room.room));
+    void (async () => {
+      for await (const m of sub) events.push(RoomEvent.decode(m.data));
+    })();
+    await nc.flush();
+    const pid = node.pool.workers[0]!.worker.pid;
+    process.kill(pid, 'SIGKILL');
+    const closed = await waitFor(() => events.find((e) => e.event?.$case === 'roomClosed'), 5_000, 'roomClosed event');
+    expect(closed.event).toEqual({ $case: 'roomClosed', value: { reason: 'worker_died', nodeId: 'sfu-test-a' } });
+    await waitFor(() => node.pool.aliveCount === 1 && node.pool.workers[0]!.worker.pid !== pid, 10_000, 'replacement worker');
+    expect(node.rooms.size).toBe(0);
+    const reopened = await call(client.openRoom, { room });
+    expect(reopened.created).toBe(true);
+    sub.unsubscribe();
+  });
+
+  it('drains: no new rooms, existing rooms keep working', async () => {
+    await node.startDrain();
+    await expect(call(client.openRoom, { room: { tenant: 'acme', room: 'new-room' } })).rejects.toMatchObject({ code: ErrorCode.DRAINING } satisfies Partial<GatewayError>);
+    const existing = await call(client.openRoom, { room });
+    expect(existing.created).toBe(false);
+    const res = await fetch(`http://127.0.0.1:${node.opsPort}/readyz`);
+    expect(res.status).toBe(503);
+  });
+});

@@ -1,0 +1,94 @@
+import { spawnSync } from 'node:child_process';
+import { SignJWT } from 'jose';
+import { describe, expect, it } from 'vitest';
+import { ErrorCode } from '@gateway/common';
+import type { Tenant } from '../config.js';
+import { mintJoinToken, tenantFromBasicAuth, verifyJoinToken } from './tokens.js';
+
+const acme: Tenant = { name: 'acme', apiKey: 'acme-key', apiSecret: 'a'.repeat(40) };
+const globex: Tenant = { name: 'globex', apiKey: 'globex-key', apiSecret: 'g'.repeat(40) };
+const tenants = [acme, globex];
+
+const sign = (claims: Record<string, unknown>, secret: string, exp: number | string = '1h') =>
+  new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setIssuer(String(claims.iss)).setSubject('alice').setExpirationTime(exp).sign(new TextEncoder().encode(secret));
+const grants = { canPublish: true, canSubscribe: true, sources: ['camera'] };
+
+describe('join tokens', () => {
+  it('mints a token that verifies with its grants', async () => {
+    const { token, expiresAt } = await mintJoinToken(acme, { room: 'r1', identity: 'alice', role: 'end_user', sources: ['camera', 'microphone'], canSubscribe: false });
+    const grant = await verifyJoinToken(tenants, token);
+    expect(grant).toEqual({
+      tenant: 'acme',
+      room: 'r1',
+      identity: 'alice',
+      role: 'end_user',
+      grants: { canPublish: true, canSubscribe: false, sources: ['camera', 'microphone'] },
+      expiresAt,
+    });
+  });
+
+  it('rejects a missing token', async () => {
+    await expect(verifyJoinToken(tenants, '')).rejects.toMatchObject({ code: ErrorCode.UNAUTHENTICATED });
+  });
+
+  it('rejects garbage', async () => {
+    await expect(verifyJoinToken(tenants, 'not-a-jwt')).rejects.toMatchObject({ code: ErrorCode.UNAUTHENTICATED });
+  });
+
+  it('rejects an expired token with TOKEN_EXPIRED', async () => {
+    const token = await sign({ iss: 'acme-key', tenant: 'acme', room: 'r1', role: 'agent', grants }, acme.apiSecret, Math.floor(Date.now() / 1000) - 120);
+    await expect(verifyJoinToken(tenants, token)).rejects.toMatchObject({ code: ErrorCode.TOKEN_EXPIRED });
+  });
+
+  it('rejects a token signed with the wrong secret', async () => {
+    const token = await sign({ iss: 'acme-key', tenant: 'acme', room: 'r1', role: 'agent', grants }, 'x'.repeat(40));
+    await expect(verifyJoinToken(tenants, token)).rejects.toMatchObject({ code: ErrorCode.UNAUTHENTICATED });
+  });
+
+  it("rejects a token claiming another tenant than its key's", async () => {
+    const token = await sign({ iss: 'globex-key', tenant: 'acme', room: 'r1', role: 'agent', grants }, globex.apiSecret);
+    await expect(verifyJoinToken(tenants, token)).rejects.toMatchObject({ code: ErrorCode.UNAUTHENTICATED, message: expect.stringContaining('tenant') });
+  });
+
+  it('rejects an unknown issuer, a bad role and a bad room name', async () => {
+    const unknown = await sign({ iss: 'nobody', tenant: 'acme', room: 'r1', role: 'agent', grants }, acme.apiSecret);
+    await expect(verifyJoinToken(tenants, unknown)).rejects.toMatchObject({ code: ErrorCode.UNAUTHENTICATED });
+    const badRole = await sign({ iss: 'acme-key', tenant: 'acme', room: 'r1', role: 'admin', grants }, acme.apiSecret);
+    await expect(verifyJoinToken(tenants, badRole)).rejects.toMatchObject({ code: ErrorCode.UNAUTHENTICATED });
+    const badRoom = await sign({ iss: 'acme-key', tenant: 'acme', room: 'a.b', role: 'agent', grants }, acme.apiSecret);
+    await expect(verifyJoinToken(tenants, badRoom)).rejects.toMatchObject({ code: ErrorCode.UNAUTHENTICATED });
+  });
+
+  it('authenticates HTTP Basic apiKey:apiSecret', () => {
+    const basic = (s: string) => `Basic ${Buffer.from(s).toString('base64')}`;
+    expect(tenantFromBasicAuth(tenants, basic(`acme-key:${acme.apiSecret}`))).toBe(acme);
+    expect(tenantFromBasicAuth(tenants, basic(`acme-key:${globex.apiSecret}`))).toBeUndefined();
+    expect(tenantFromBasicAuth(tenants, basic('acme-key'))).toBeUndefined();
+    expect(tenantFromBasicAuth(tenants, undefined)).toBeUndefined();
+  });
+});
+
+describe('token CLI', () => {
+  const run = (...args: string[]) =>
+    spawnSync(process.execPath, ['--import', 'tsx', 'services/signaling/src/cli/mintToken.ts', ...args], {
+      encoding: 'utf8',
+      env: { ...process.env, GATEWAY_TENANTS: JSON.stringify(tenants) },
+    });
+
+  it('prints only a token that verifies', async () => {
+    const result = run('--tenant', 'acme', '--room', 'r9', '--identity', 'bob', '--role', 'agent', '--ttl', '30m');
+    expect(result.status).toBe(0);
+    expect(result.stdout.trim().split('\n')).toHaveLength(1);
+    const grant = await verifyJoinToken(tenants, result.stdout.trim());
+    expect(grant).toMatchObject({ tenant: 'acme', room: 'r9', identity: 'bob', role: 'agent' });
+    expect(grant.expiresAt - Date.now() / 1000).toBeGreaterThan(29 * 60);
+  });
+
+  it('explains bad arguments and exits 2', () => {
+    const result = run('--tenant', 'acme', '--room', 'r9', '--identity', 'bob', '--role', 'boss');
+    expect(result.status).toBe(2);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toContain('--role must be one of');
+    expect(run('--tenant', 'nope', '--room', 'r', '--identity', 'i', '--role', 'agent').stderr).toContain('not configured');
+  });
+});

@@ -1,0 +1,98 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Browser, Page } from 'playwright-core';
+import { NatsServer, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
+import { launchChromium, receiveSummaryScript, type ReceiveSummary } from '../support/browser.js';
+import { demoToken } from '../support/tokens.js';
+
+/**
+ * A real call on one machine: nats-server, an SFU with a real mediasoup worker, two signaling
+ * replicas, and two Chromium pages. The end user publishes a fake camera, microphone and
+ * screen share through replica 1; the agent joins through replica 2 and must decode both videos
+ * and receive audio. Then the end user's WebSocket is cut and the session resumes.
+ */
+describe('a call between an end user and an agent in Chromium', () => {
+  let nats: NatsServer;
+  let sfu: Awaited<ReturnType<typeof startSfuProcess>>;
+  let sig1: Awaited<ReturnType<typeof startSignalingProcess>>;
+  let sig2: Awaited<ReturnType<typeof startSignalingProcess>>;
+  let browser: Browser;
+  let endUser: Page;
+  let agent: Page;
+
+  const received = (page: Page) => page.evaluate(receiveSummaryScript);
+  const find = (list: ReceiveSummary[], source: string) => list.find((r) => r.source === source);
+
+  beforeAll(async () => {
+    nats = await NatsServer.start();
+    sfu = await startSfuProcess({ natsUrl: nats.url });
+    [sig1, sig2] = await Promise.all([startSignalingProcess({ natsUrl: nats.url }), startSignalingProcess({ natsUrl: nats.url })]);
+    browser = await launchChromium();
+  }, 90_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await Promise.all([sig1?.stop(), sig2?.stop()]);
+    await sfu?.stop();
+    await nats?.stop();
+  });
+
+  it('carries camera, screen share and audio to the agent on another replica', async () => {
+    const room = `call-${Date.now()}`;
+    endUser = await browser.newPage();
+    const endUserToken = await demoToken({ room, identity: 'customer-1', role: 'end_user' });
+    await endUser.goto(`${sig1.url}/end-user#token=${endUserToken}&autojoin=1`);
+    await endUser.waitForFunction(() => document.body.dataset.state === 'connected');
+    await endUser.waitForFunction(() => (window as any).room?.localTracks.size >= 2);
+    await endUser.evaluate(() => (window as any).room.publish({ screen: true }));
+
+    agent = await browser.newPage();
+    const agentToken = await demoToken({ room, identity: 'agent-1', role: 'agent' });
+    await agent.goto(`${sig2.url}/agent#token=${agentToken}&autojoin=1`);
+    await agent.waitForFunction(() => document.body.dataset.state === 'connected');
+
+    const stats = await waitFor(
+      async () => {
+        const list = await received(agent);
+        const ok = (find(list, 'camera')?.framesDecoded ?? 0) > 10 && (find(list, 'screen')?.framesDecoded ?? 0) > 5 && (find(list, 'microphone')?.packetsReceived ?? 0) > 20;
+        return ok ? list : undefined;
+      },
+      30_000,
+      'decoded camera and screen frames and audio packets at the agent',
+    );
+    expect(find(stats, 'camera')!.kind).toBe('video');
+    expect(find(stats, 'screen')!.kind).toBe('video');
+    expect(find(stats, 'microphone')!.kind).toBe('audio');
+    // The stage shows the screen share, with the camera in the corner.
+    await agent.waitForSelector('#stage video.main[data-source="screen"]');
+    await agent.waitForSelector('#pip video[data-source="camera"]');
+    // And the end user hears the agent's microphone.
+    await waitFor(async () => (find(await received(endUser), 'microphone')?.packetsReceived ?? 0) > 20, 20_000, 'agent audio at the end user');
+  });
+
+  it('resumes the end user after the WebSocket is cut, with video flowing again', async () => {
+    const participantId = await endUser.evaluate(() => (window as any).room.localParticipant.id as string);
+    await endUser.evaluate(() => {
+      const w = window as any;
+      w.events = [];
+      for (const e of ['reconnecting', 'reconnected', 'disconnected']) w.room.on(e, () => w.events.push(e));
+    });
+    await agent.evaluate(() => {
+      const w = window as any;
+      w.left = [];
+      w.room.on('participantLeft', (p: { id: string }) => w.left.push(p.id));
+    });
+
+    await endUser.evaluate(() => (window as any).room._debugDropSocket());
+    await endUser.waitForFunction(() => (window as any).events.includes('reconnected'), undefined, { timeout: 20_000 });
+    const events = await endUser.evaluate(() => (window as any).events as string[]);
+    expect(events).toEqual(['reconnecting', 'reconnected']);
+    // The same session: same participant, nobody saw it leave.
+    expect(await endUser.evaluate(() => (window as any).room.localParticipant.id)).toBe(participantId);
+    expect(await agent.evaluate(() => (window as any).left)).toEqual([]);
+
+    const before = find(await received(agent), 'camera')!.framesDecoded;
+    await waitFor(async () => (find(await received(agent), 'camera')?.framesDecoded ?? 0) > before + 15, 20_000, 'camera frames after resume');
+    const resumes = await (await fetch(`http://127.0.0.1:${sig1.opsPort}/metrics`)).text();
+    expect(resumes).toMatch(/gateway_signaling_resumes_total\{result="resumed",service="signaling"\} 1/);
+  });
+});

@@ -1,0 +1,59 @@
+import { chromium, type Browser } from 'playwright-core';
+
+/**
+ * Debian's Chromium, headless, with fake camera, microphone and screen capture, and without
+ * the background networking that a machine without internet would refuse.
+ */
+export function launchChromium(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-dev-shm-usage',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+      '--use-fake-ui-for-media-stream',
+      '--use-fake-device-for-media-stream',
+      '--auto-accept-this-tab-capture',
+      '--auto-select-desktop-capture-source=Entire screen',
+      // Keep background pages rendering and decoding at full rate.
+      '--disable-background-timer-throttling',
+      '--disable-renderer-backgrounding',
+      ...(process.env.CHROMIUM_EXTRA_ARGS ? process.env.CHROMIUM_EXTRA_ARGS.split(' ') : []),
+      '--disable-backgrounding-occluded-windows',
+    ],
+  });
+}
+
+/** Summary of what a page's room receives, from getStats() of each consumer. */
+export interface ReceiveSummary {
+  participantId: string;
+  source: string;
+  kind: string;
+  framesDecoded: number;
+  packetsReceived: number;
+  packetsLost: number;
+}
+
+/** Runs in the page: per remote track, inbound-rtp figures. */
+export const receiveSummaryScript = async (): Promise<ReceiveSummary[]> => {
+  const room = (window as unknown as { room?: { getReceiveStats(): Promise<Array<{ participantId: string; source: string; kind: string; stats: RTCStatsReport }>> } }).room;
+  if (!room) return [];
+  const out: ReceiveSummary[] = [];
+  for (const { participantId, source, kind, stats } of await room.getReceiveStats()) {
+    let framesDecoded = 0;
+    let packetsReceived = 0;
+    let packetsLost = 0;
+    stats.forEach((s: { type: string; framesDecoded?: number; packetsReceived?: number; packetsLost?: number }) => {
+      if (s.type !== 'inbound-rtp') return;
+      framesDecoded += s.framesDecoded ?? 0;
+      packetsReceived += s.packetsReceived ?? 0;
+      packetsLost += s.packetsLost ?? 0;
+    });
+    out.push({ participantId, source, kind, framesDecoded, packetsReceived, packetsLost });
+  }
+  return out;
+};
