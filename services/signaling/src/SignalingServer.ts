@@ -80,8 +80,8 @@ export class SignalingServer implements SessionBroker {
     const hub = new RoomHub(nc, config.replicaId, log);
     const server = new SignalingServer(config, nc, directory, store, hub, createMetricsRegistry('signaling'), log);
     server.listenForTakeovers();
-    server.timers.push(setInterval(() => void server.checkRooms(), NODE_CHECK_MS));
-    server.timers.push(setInterval(() => void server.refreshRecords(), RECORD_REFRESH_MS));
+    server.timers.push(setInterval(() => void server.checkNodes(), NODE_CHECK_MS));
+    server.timers.push(setInterval(() => void server.refreshRecords().then(() => server.sweepStaleRecords()), RECORD_REFRESH_MS));
     await server.listen();
     return server;
   }
@@ -214,11 +214,8 @@ export class SignalingServer implements SessionBroker {
     })();
   }
 
-  /**
-   * For every room this replica serves: if its media node is gone, clients must rejoin; records
-   * of participants whose replica died are cleaned up.
-   */
-  private async checkRooms(): Promise<void> {
+  /** For every room this replica serves: if its media node is gone, its clients must rejoin. */
+  private async checkNodes(): Promise<void> {
     for (const { tenant, room } of this.hub.servedRooms()) {
       try {
         const sessions = [...this.sessions.values()].filter((s) => s.tenant === tenant && s.room === room);
@@ -229,6 +226,19 @@ export class SignalingServer implements SessionBroker {
           this.hub.publish(tenant, room, { $case: 'roomClosed', value: { reason: 'node_gone', nodeId } });
           for (const s of sessions) if (s.nodeId === nodeId) await s.abandon('node_gone');
         }
+      } catch (error) {
+        this.log.warn({ err: error, room: `${tenant}/${room}` }, 'room check failed');
+      }
+    }
+  }
+
+  /**
+   * Participants whose records went stale belong to a replica that died: close their media and
+   * tell the room they left.
+   */
+  private async sweepStaleRecords(): Promise<void> {
+    for (const { tenant, room } of this.hub.servedRooms()) {
+      try {
         for (const record of await this.store.stale(tenant, room)) {
           const participantId = record.info?.participantId;
           if (!participantId || this.sessions.has(participantId)) continue;
@@ -238,7 +248,7 @@ export class SignalingServer implements SessionBroker {
           this.hub.publish(tenant, room, { $case: 'participantLeft', value: { participantId, reason: 'disconnected' } });
         }
       } catch (error) {
-        this.log.warn({ err: error, room: `${tenant}/${room}` }, 'room check failed');
+        this.log.warn({ err: error, room: `${tenant}/${room}` }, 'sweeping stale participants failed');
       }
     }
   }

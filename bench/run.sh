@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs every benchmark and prints one JSON line of figures per benchmark. Figures are for this
+# machine; compare runs as ratios.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+for bench in join-time sfu-cost signaling-memory; do
+  node --import tsx "bench/$bench.ts"
+done

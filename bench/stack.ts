@@ -1,0 +1,44 @@
+import { NatsServer, startSfuProcess, startSignalingProcess } from '@gateway/testing';
+
+/** nats-server, one SFU (one worker unless told) and one signaling process, as in `make up`. */
+export async function startStack(options: { workers?: number } = {}) {
+  const nats = await NatsServer.start();
+  const sfu = await startSfuProcess({ natsUrl: nats.url, workers: options.workers ?? 1, env: { LOG_LEVEL: 'warn' } });
+  const signaling = await startSignalingProcess({ natsUrl: nats.url, env: { LOG_LEVEL: 'warn', SIGNALING_RATE_LIMIT_PER_SECOND: '1000', SIGNALING_RATE_LIMIT_BURST: '1000' } });
+  return {
+    nats,
+    sfu,
+    signaling,
+    async stop() {
+      await signaling.stop();
+      await sfu.stop();
+      await nats.stop();
+    },
+  };
+}
+
+export function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc. */
+export async function cpuSeconds(pid: number): Promise<number> {
+  const { readFile } = await import('node:fs/promises');
+  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return ticks / 100; // USER_HZ is 100 on Linux
+}
+
+/** Children of a process (the SFU's mediasoup workers). */
+export async function childPids(pid: number): Promise<number[]> {
+  const { readFile } = await import('node:fs/promises');
+  const text = await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '');
+  return text.trim().split(/\s+/).filter(Boolean).map(Number);
+}
+
+export async function rssBytes(pid: number): Promise<number> {
+  const { readFile } = await import('node:fs/promises');
+  const match = /VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'));
+  return Number(match?.[1] ?? 0) * 1024;
+}
