@@ -1,3 +1,5 @@
+import { ErrorCode, GatewayError } from './errors.js';
+
 /**
  * Every NATS subject, KV bucket and stream name used by the platform lives here, so that a
  * tenant's traffic and data can always be found (the tenant is a subject token).
@@ -7,7 +9,7 @@
 export const SUBJECT_TOKEN = /^[A-Za-z0-9_-]{1,64}$/;
 
 export function assertSubjectToken(kind: string, value: string): string {
-  if (!SUBJECT_TOKEN.test(value)) throw new Error(`${kind} must match ${SUBJECT_TOKEN}, got an invalid value`);
+  if (!SUBJECT_TOKEN.test(value)) throw new GatewayError(ErrorCode.BAD_REQUEST, `${kind} must be 1-64 letters, digits, _ or -`);
   return value;
 }
 
