@@ -12,7 +12,7 @@ const browser = await launchChromium();
 try {
   const room = `bench-join-${Date.now()}`;
   const publisher = await browser.newPage();
-  await publisher.goto(`${stack.signaling.url}/`);
+  await publisher.goto(`${stack.signaling.url}/end-user`);
   await publisher.evaluate(async ({ url, token }) => {
     const room = await (window as any).Gateway.connect({ url, token });
     await room.publish({ camera: true, microphone: true });
@@ -20,7 +20,7 @@ try {
   }, { url: stack.signaling.url, token: await demoToken({ room, identity: 'publisher', role: 'end_user' }) });
 
   const agent = await browser.newPage();
-  await agent.goto(`${stack.signaling.url}/`);
+  await agent.goto(`${stack.signaling.url}/end-user`);
   const times: number[] = [];
   for (let i = 0; i < JOINS; i++) {
     const token = await demoToken({ room, identity: `agent-${i}`, role: 'agent' });

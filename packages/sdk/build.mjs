@@ -1,11 +1,22 @@
-// Bundles the SDK for browsers: an IIFE defining the global `Gateway` (served at /sdk.js)
-// and an ES module.
-import { build } from 'esbuild';
+// Bundles the SDK for browsers: dist/gateway.js, an IIFE defining the global `Gateway` (served
+// by signaling at /sdk.js), and dist/gateway.mjs, an ES module. Both minified, with source maps.
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
 
-const here = fileURLToPath(new URL('.', import.meta.url));
-const common = { entryPoints: [`${here}src/index.ts`], bundle: true, minify: true, sourcemap: true, target: 'es2020', platform: 'browser', logLevel: 'warning' };
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+const common = {
+  entryPoints: [path.join(here, 'src/index.ts')],
+  bundle: true,
+  minify: true,
+  sourcemap: true,
+  target: 'es2020',
+  platform: 'browser',
+  logLevel: 'warning',
+};
+
 await Promise.all([
-  build({ ...common, format: 'iife', globalName: 'Gateway', outfile: `${here}dist/gateway.js` }),
-  build({ ...common, format: 'esm', outfile: `${here}dist/gateway.mjs` }),
+  build({ ...common, format: 'iife', globalName: 'Gateway', outfile: path.join(here, 'dist/gateway.js') }),
+  build({ ...common, format: 'esm', outfile: path.join(here, 'dist/gateway.mjs') }),
 ]);

@@ -1,476 +1,654 @@
 import { Device } from 'mediasoup-client';
 import type { types } from 'mediasoup-client';
-import type { JoinResponse, Notification, ParticipantInfo, TransportInfo } from '@gateway/proto/gateway/signaling/v1/signaling';
-import { Emitter } from './emitter.js';
-import { GatewayError } from './errors.js';
-import { SignalingClient, type SignalingClientOptions } from './SignalingClient.js';
+import type { JoinResponse, ParticipantInfo, TrackInfo } from '@gateway/proto/gateway/signaling/v1/signaling';
+import { Emitter } from './events.js';
+import { ErrorCode, GatewayError, hasCode } from './errors.js';
+import { captureScreen, captureUserMedia, kindOf, producerOptions } from './media.js';
+import { SignalingClient, backoffDelay, type NotificationEvent } from './SignalingClient.js';
+import type { ConnectOptions, Grants, Participant, PublishOptions, RemoteSource, RoomEvents, RoomState, Source } from './types.js';
 
-export type Source = 'camera' | 'microphone' | 'screen';
-export type RemoteSource = Source | 'screen_audio';
+const SOURCES: readonly Source[] = ['microphone', 'camera', 'screen'];
 
-export interface Participant {
-  id: string;
-  identity: string;
-  role: string;
-  /** Remote tracks by source. */
+interface MutableParticipant extends Participant {
   tracks: Map<RemoteSource, MediaStreamTrack>;
 }
 
-export interface TrackEvent {
-  participant: Participant;
-  source: RemoteSource;
-  track: MediaStreamTrack;
+/** A remote producer we know of, consumed or waiting to be. */
+interface RemoteTrack {
+  readonly producerId: string;
+  readonly participantId: string;
+  readonly source: RemoteSource;
+  paused: boolean;
+  consumer?: types.Consumer;
+  /** `track` was emitted for the consumer (so `trackEnded` is owed). */
+  announced: boolean;
+  /** Consuming failed for a reason retrying won't fix. */
+  failed: boolean;
 }
 
-export type RoomEvents = {
-  participantJoined: [participant: Participant];
-  participantLeft: [participant: Participant];
-  track: [event: TrackEvent];
-  trackEnded: [event: TrackEvent];
-  activeSpeaker: [participant: Participant | undefined];
-  reconnecting: [];
-  reconnected: [];
-  disconnected: [info: { code: number; reason: string }];
-};
-
-export interface ConnectOptions extends SignalingClientOptions {
-  /** Signaling URL: ws(s)://host/ws, or the http(s) base of the server. */
-  url: string;
-  token: string;
-  /** How long to keep trying to get back after the connection drops. */
-  reconnectForMs?: number;
-}
-
-export interface PublishOptions {
-  camera?: boolean | MediaStreamTrack;
-  microphone?: boolean | MediaStreamTrack;
-  screen?: boolean | MediaStreamTrack;
-}
-
-/** Close codes after which trying again is pointless (see CloseCode in the protocol). */
-const FINAL_CLOSE_CODES = new Set([4000, 4001, 4004, 1000]);
-const REJOIN_CLOSE_CODE = 4010;
-
-// Three simulcast layers for the camera: receivers on weak links get the lower ones.
-const CAMERA_ENCODINGS: RTCRtpEncodingParameters[] = [
-  { scaleResolutionDownBy: 4, maxBitrate: 150_000 },
-  { scaleResolutionDownBy: 2, maxBitrate: 500_000 },
-  { scaleResolutionDownBy: 1, maxBitrate: 1_200_000 },
-];
-
-const kindOf: Record<Source, 'audio' | 'video'> = { camera: 'video', microphone: 'audio', screen: 'video' };
-
-interface RemoteConsumer {
-  consumer: types.Consumer;
-  participantId: string;
-  source: RemoteSource;
-}
-
-export function signalingUrl(url: string): string {
-  const u = new URL(url);
-  if (u.protocol === 'http:') u.protocol = 'ws:';
-  if (u.protocol === 'https:') u.protocol = 'wss:';
-  if (u.pathname === '/' || u.pathname === '') u.pathname = '/ws';
-  return u.toString();
-}
+type Direction = 'send' | 'recv';
 
 /**
- * A joined room. Publishes local tracks, receives everyone else's, and gets itself back after
- * network trouble: ICE restart for the media path, session resume for signaling, and a full
- * rejoin (republishing the same tracks) when the session cannot be resumed.
+ * A joined room. Publishes local tracks, receives everyone else's, and keeps itself in line
+ * with the server's view of the session: `sync()` runs after the first join, after a resume
+ * and after a rejoin, and reconciles participants, tracks, transports and producers, so there
+ * is one path to a consistent state whatever happened while the connection was away.
  */
 export class Room extends Emitter<RoomEvents> {
-  readonly participants = new Map<string, Participant>();
-  localParticipant!: Participant;
-  readonly localTracks = new Map<Source, MediaStreamTrack>();
+  /** The room's name. */
   name = '';
-  private client!: SignalingClient;
+  localParticipant!: Participant;
+  /** Everyone else, by participant id. */
+  readonly participants = new Map<string, Participant>();
+  /** What this participant publishes, by source (kept across reconnections and republished). */
+  readonly localTracks = new Map<Source, MediaStreamTrack>();
+
+  private readonly client: SignalingClient;
   private device: Device | undefined;
-  private sendTransport: types.Transport | undefined;
-  private recvTransport: types.Transport | undefined;
+  private deviceCapabilities = '';
+  private readonly transports: Partial<Record<Direction, types.Transport>> = {};
   private readonly producers = new Map<Source, types.Producer>();
-  /** by producer id */
-  private readonly remote = new Map<string, RemoteConsumer>();
-  private resumeToken = '';
-  private grants = { canPublish: false, canSubscribe: false, sources: [] as string[] };
-  private state: 'connected' | 'reconnecting' | 'closed' = 'connected';
-  /** Serialises consume work so notifications and reconciliation don't race. */
-  private consumeChain: Promise<void> = Promise.resolve();
+  private readonly remoteTracks = new Map<string, RemoteTrack>();
+  /** Tracks the SDK captured itself, and therefore stops. */
+  private readonly ownedTracks = new WeakSet<MediaStreamTrack>();
+  /** Our participant ids from sessions replaced by a rejoin: never treat them as someone else. */
+  private readonly formerLocalIds = new Set<string>();
+  private granted: Grants = { canPublish: false, canSubscribe: false, sources: [] };
+  private closed = false;
+  /** Until the app had a chance to add listeners, room state is held back (see connect()). */
+  private announced = false;
+  private initialParticipants: ParticipantInfo[] = [];
+  private backlog: NotificationEvent[] = [];
+  private pumpRun: Promise<void> | undefined;
+  private pumpAgain = false;
+  private readonly iceRestarts = new Map<types.Transport, { timer?: ReturnType<typeof setTimeout>; attempts: number }>();
 
   private constructor(private readonly options: ConnectOptions) {
     super();
+    this.client = new SignalingClient({ ...options, restore: (response, how) => this.sync(response, how) });
+    this.client.on('notification', (event) => this.onNotification(event));
+    this.client.on('reconnecting', () => {
+      this.cancelIceRestarts();
+      this.emit('reconnecting');
+    });
+    this.client.on('reconnected', (info) => this.emit('reconnected', info));
+    this.client.on('disconnected', (info) => {
+      this.teardown();
+      this.emit('disconnected', info);
+    });
   }
 
+  /** Joins a room: `const room = await Room.connect({ url, token })`. */
   static async connect(options: ConnectOptions): Promise<Room> {
     const room = new Room(options);
-    await room.join();
+    try {
+      await room.client.connect();
+    } catch (error) {
+      room.teardown();
+      throw error;
+    }
+    // Who is already here, and their tracks, are announced after connect() has resolved, so
+    // listeners the app adds right after it see every participant and every track.
+    setTimeout(() => room.announce(), 0);
     return room;
   }
 
-  get connectionState(): 'connected' | 'reconnecting' | 'closed' {
-    return this.state;
+  /** What the join token allows: publishing (and which sources), subscribing. */
+  get grants(): Readonly<Grants> {
+    return this.granted;
   }
 
+  get state(): RoomState {
+    const state = this.client.state;
+    return state === 'reconnecting' ? 'reconnecting' : state === 'connected' ? 'connected' : 'disconnected';
+  }
+
+  /**
+   * Publishes the given sources; `true` captures them (camera and microphone with one prompt),
+   * a MediaStreamTrack is published as given (and replaces what the source published before).
+   */
   async publish(options: PublishOptions): Promise<void> {
-    const wanted = (['camera', 'microphone', 'screen'] as const).filter((s) => options[s]);
-    for (const source of wanted) {
-      if (this.producers.has(source)) continue;
-      const given = options[source];
-      const track = typeof given === 'object' ? given : await capture(source);
-      this.localTracks.set(source, track);
-      try {
-        await this.produce(source, track);
-      } catch (error) {
-        this.localTracks.delete(source);
-        if (typeof given !== 'object') track.stop();
-        throw error;
+    this.assertOpen();
+    const sources = SOURCES.filter((s) => options[s]);
+    for (const source of sources) {
+      if (!this.granted.canPublish || !this.granted.sources.includes(source)) {
+        throw new GatewayError(ErrorCode.PERMISSION_DENIED, `this token may not publish the ${source}`);
       }
-      // The browser's "stop sharing" button ends the screen track.
-      if (source === 'screen') track.addEventListener('ended', () => void this.unpublish('screen').catch(() => undefined));
+      const given = options[source];
+      if (typeof given === 'object' && given.kind !== kindOf[source]) {
+        throw new GatewayError(ErrorCode.BAD_REQUEST, `the ${source} needs a ${kindOf[source]} track`);
+      }
+    }
+    const tracks = await this.tracksFor(options, sources);
+    try {
+      await this.client.whenConnected();
+      for (const [source, track] of tracks) await this.publishTrack(source, track);
+    } catch (error) {
+      // Nothing captured for a publish that failed stays open (the camera light would stay on).
+      for (const [source, track] of tracks) if (this.ownedTracks.has(track) && this.localTracks.get(source) !== track) track.stop();
+      throw error;
     }
   }
 
+  /** Stops publishing a source (and stops its track if the SDK captured it). */
   async unpublish(source: Source): Promise<void> {
-    const producer = this.producers.get(source);
     const track = this.localTracks.get(source);
-    this.producers.delete(source);
+    const producer = this.producers.get(source);
     this.localTracks.delete(source);
+    this.producers.delete(source);
     if (producer) {
       producer.close();
-      await this.client.request('closeProducer', { producerId: producer.id }).catch(() => undefined);
+      // When not connected, the reconciliation after a resume closes it on the server.
+      if (this.client.state === 'connected') await this.client.request('closeProducer', { producerId: producer.id }).catch(() => undefined);
     }
-    track?.stop();
+    if (track) {
+      if (this.ownedTracks.has(track)) track.stop();
+      this.emit('localTrackUnpublished', { source, track });
+    }
   }
 
-  /** Leaves the room for good: media closed for everyone, no reconnection. */
+  /** Leaves the room: the others see us go at once, and nothing reconnects. */
   async leave(): Promise<void> {
-    if (this.state === 'closed') return;
-    this.state = 'closed';
-    await this.client.request('leave', {}).catch(() => undefined);
-    this.client.close(1000, 'left');
-    this.teardownMedia();
-    for (const track of this.localTracks.values()) track.stop();
-    this.localTracks.clear();
-    this.emit('disconnected', { code: 4000, reason: 'left' });
+    await this.client.leave();
   }
 
-  /** Per-consumer receive statistics, handy for quality indicators and tests. */
+  /** WebRTC statistics of the two transports (for quality indicators and tests). */
+  async getStats(): Promise<{ send?: RTCStatsReport; recv?: RTCStatsReport }> {
+    const [send, recv] = await Promise.all([this.transports.send?.getStats(), this.transports.recv?.getStats()]);
+    return { send, recv };
+  }
+
+  /** Receive statistics per remote track. */
   async getReceiveStats(): Promise<Array<{ participantId: string; source: RemoteSource; kind: string; stats: RTCStatsReport }>> {
+    const consumed = [...this.remoteTracks.values()].filter((r) => r.consumer && !r.consumer.closed);
     return Promise.all(
-      [...this.remote.values()].map(async (r) => ({ participantId: r.participantId, source: r.source, kind: r.consumer.kind, stats: await r.consumer.getStats() })),
+      consumed.map(async (r) => ({ participantId: r.participantId, source: r.source, kind: r.consumer!.kind, stats: await r.consumer!.getStats() })),
     );
   }
 
-  async getStats(): Promise<{ send?: RTCStatsReport; recv?: RTCStatsReport }> {
-    return { send: await this.sendTransport?.getStats(), recv: await this.recvTransport?.getStats() };
-  }
-
-  /** Test hook: drops the WebSocket as a network cut would (no leave). */
+  /** Test hook: closes the WebSocket as a network cut would (no leave), so the session resumes. */
   _debugDropSocket(): void {
-    this.client.drop(4901, 'dropped for test');
+    this.client.dropSocket();
   }
 
-  // ---------------------------------------------------------------- joining
+  // ------------------------------------------------------------------------- session state
 
-  private async openClient(): Promise<SignalingClient> {
-    const client = await SignalingClient.open(signalingUrl(this.options.url), this.options);
-    client.on('notification', (event) => this.onNotification(event));
-    client.on('close', (code, reason) => this.onSocketClosed(client, code, reason));
-    return client;
-  }
-
-  private async join(): Promise<void> {
-    this.client = await this.openClient();
-    let response: JoinResponse;
-    try {
-      response = await this.client.request('join', { token: this.options.token, protocolVersion: 1 });
-    } catch (error) {
-      this.client.close(1000, 'join failed');
-      throw error;
-    }
-    await this.setUp(response);
-  }
-
-  private async setUp(response: JoinResponse): Promise<void> {
-    this.applyJoin(response);
-    if (!this.device) {
-      this.device = new Device();
-      await this.device.load({ routerRtpCapabilities: response.routerRtpCapabilities as types.RtpCapabilities });
-    }
-    if (this.grants.canPublish) this.sendTransport = await this.createTransport('send');
-    if (this.grants.canSubscribe) this.recvTransport = await this.createTransport('recv');
-    for (const participant of response.participants) this.addParticipant(participant, false);
-    await this.consumeAll(response.participants);
-  }
-
-  private applyJoin(response: JoinResponse): void {
-    const me = response.participant!;
+  /** Brings everything in line with a fresh JoinResponse (first join, resume or rejoin). */
+  private async sync(response: JoinResponse, how: 'joined' | 'resumed' | 'rejoined'): Promise<void> {
+    if (this.closed) throw new GatewayError(ErrorCode.ROOM_CLOSED, 'the room was left');
+    const me = response.participant;
+    if (!me) throw new GatewayError(ErrorCode.MALFORMED_MESSAGE, 'the join response names no participant');
+    if (this.localParticipant && this.localParticipant.id !== me.participantId) this.formerLocalIds.add(this.localParticipant.id);
+    this.localParticipant = this.participantFrom(me, true, this.localTracks);
     this.name = response.room;
-    this.resumeToken = response.resumeToken;
-    this.grants = { canPublish: response.grants?.canPublish ?? false, canSubscribe: response.grants?.canSubscribe ?? false, sources: response.grants?.sources ?? [] };
-    this.localParticipant = { id: me.participantId, identity: me.identity, role: me.role, tracks: new Map() };
+    const grants = response.grants;
+    this.granted = { canPublish: grants?.canPublish ?? false, canSubscribe: grants?.canSubscribe ?? false, sources: (grants?.sources ?? []) as Source[] };
+
+    // Who is here first, before any await: notifications from now on are newer than this snapshot.
+    const others = response.participants.filter((p) => !this.formerLocalIds.has(p.participantId));
+    if (this.announced) this.reconcileParticipants(others);
+    else {
+      this.initialParticipants = others;
+      this.backlog = [];
+    }
+
+    await this.loadDevice(response.routerRtpCapabilities ?? {});
+    const kept = await this.ensureTransports(new Set(response.transportIds));
+    await this.reconcileProducers(me.tracks);
+    if (this.announced) await this.pump();
+    // The network may have changed under the media too (a resumed session keeps its transports).
+    for (const transport of kept) await this.restartIce(transport);
   }
 
-  private async createTransport(direction: 'send' | 'recv'): Promise<types.Transport> {
-    const info: TransportInfo = await this.client.request('createTransport', { direction });
-    const options = {
+  private async loadDevice(routerRtpCapabilities: Record<string, unknown>): Promise<void> {
+    const key = JSON.stringify(routerRtpCapabilities);
+    if (this.device && key === this.deviceCapabilities) return;
+    let device: Device;
+    try {
+      device = this.options.handlerFactory ? new Device({ handlerFactory: this.options.handlerFactory }) : await Device.factory();
+    } catch (error) {
+      throw GatewayError.from(error, ErrorCode.UNSUPPORTED);
+    }
+    await device.load({ routerRtpCapabilities: routerRtpCapabilities as types.RtpCapabilities });
+    // Transports belong to the device they were made with.
+    this.closeTransport('send');
+    this.closeTransport('recv');
+    this.device = device;
+    this.deviceCapabilities = key;
+  }
+
+  /** Keeps the transports the session still has on the server, makes the missing ones. Returns the kept ones. */
+  private async ensureTransports(live: Set<string>): Promise<types.Transport[]> {
+    const kept: types.Transport[] = [];
+    for (const direction of ['send', 'recv'] as const) {
+      const wanted = direction === 'send' ? this.granted.canPublish : this.granted.canSubscribe;
+      const current = this.transports[direction];
+      if (current && wanted && !current.closed && live.has(current.id)) {
+        kept.push(current);
+        continue;
+      }
+      this.closeTransport(direction);
+      if (wanted) this.transports[direction] = await this.createTransport(direction);
+    }
+    return kept;
+  }
+
+  private async createTransport(direction: Direction): Promise<types.Transport> {
+    const info = await this.client.request('createTransport', { direction });
+    const options: types.TransportOptions = {
       id: info.transportId,
       iceParameters: info.iceParameters as types.IceParameters,
-      iceCandidates: info.iceCandidates as unknown as types.IceCandidate[],
+      iceCandidates: info.iceCandidates as types.IceCandidate[],
       dtlsParameters: info.dtlsParameters as types.DtlsParameters,
     };
     const transport = direction === 'send' ? this.device!.createSendTransport(options) : this.device!.createRecvTransport(options);
     transport.on('connect', ({ dtlsParameters }, callback, errback) => {
+      this.client.request('connectTransport', { transportId: transport.id, dtlsParameters: asStruct(dtlsParameters) }).then(() => callback(), errback);
+    });
+    transport.on('produce', ({ kind, rtpParameters, appData }, callback, errback) => {
       this.client
-        .request('connectTransport', { transportId: transport.id, dtlsParameters: dtlsParameters as unknown as Record<string, unknown> })
-        .then(() => callback(), errback);
+        .request('produce', { transportId: transport.id, kind, rtpParameters: asStruct(rtpParameters), source: String(appData.source), paused: false })
+        .then(({ producerId }) => callback({ id: producerId }), errback);
     });
-    if (direction === 'send') {
-      transport.on('produce', ({ kind, rtpParameters, appData }, callback, errback) => {
-        this.client
-          .request('produce', {
-            transportId: transport.id,
-            kind,
-            rtpParameters: rtpParameters as unknown as Record<string, unknown>,
-            source: String(appData.source),
-            paused: false,
-          })
-          .then(({ producerId }) => callback({ id: producerId }), errback);
-      });
-    }
-    transport.on('connectionstatechange', (state) => {
-      if (state === 'disconnected' || state === 'failed') this.scheduleIceRestart(transport);
-    });
+    transport.on('connectionstatechange', (state) => this.onTransportState(transport, state));
     return transport;
   }
 
+  private closeTransport(direction: Direction): void {
+    const transport = this.transports[direction];
+    if (!transport) return;
+    delete this.transports[direction];
+    const restart = this.iceRestarts.get(transport);
+    clearTimeout(restart?.timer);
+    this.iceRestarts.delete(transport);
+    if (direction === 'recv') {
+      // Its consumers die with it; the tracks stay known and are consumed again on a new one.
+      for (const remote of this.remoteTracks.values()) this.detachConsumer(remote);
+    } else {
+      // Its producers die with it; localTracks still says what to publish again.
+      this.producers.clear();
+    }
+    transport.close();
+  }
+
+  // ------------------------------------------------------------------------- publishing
+
+  private async tracksFor(options: PublishOptions, sources: Source[]): Promise<Array<[Source, MediaStreamTrack]>> {
+    const out: Array<[Source, MediaStreamTrack]> = [];
+    const capture = (s: Source) => options[s] === true && !this.localTracks.has(s);
+    if (capture('camera') || capture('microphone')) {
+      const captured = await captureUserMedia({ camera: capture('camera'), microphone: capture('microphone') });
+      for (const source of ['camera', 'microphone'] as const) {
+        const track = captured[source];
+        if (track) this.ownedTracks.add(track);
+        if (track) out.push([source, track]);
+      }
+    }
+    if (capture('screen')) {
+      const track = await captureScreen();
+      this.ownedTracks.add(track);
+      out.push(['screen', track]);
+    }
+    for (const source of sources) {
+      const given = options[source];
+      if (typeof given === 'object') out.push([source, given]);
+    }
+    return out;
+  }
+
+  private async publishTrack(source: Source, track: MediaStreamTrack): Promise<void> {
+    const previous = this.localTracks.get(source);
+    if (previous === track) return;
+    const producer = this.producers.get(source);
+    if (producer && previous) {
+      await producer.replaceTrack({ track });
+      this.localTracks.set(source, track);
+      if (this.ownedTracks.has(previous)) previous.stop();
+      this.emit('localTrackUnpublished', { source, track: previous });
+      this.emit('localTrackPublished', { source, track });
+      return;
+    }
+    this.localTracks.set(source, track);
+    try {
+      await this.produce(source, track);
+    } catch (error) {
+      if (this.localTracks.get(source) === track) this.localTracks.delete(source);
+      throw error;
+    }
+    this.emit('localTrackPublished', { source, track });
+  }
+
   private async produce(source: Source, track: MediaStreamTrack): Promise<void> {
-    if (!this.sendTransport) throw new GatewayError('PERMISSION_DENIED', 'this token may not publish');
-    if (track.kind !== kindOf[source]) throw new GatewayError('BAD_REQUEST', `${source} needs a ${kindOf[source]} track`);
-    const simulcast = source === 'camera' && (track.getSettings().height ?? 720) >= 360;
-    if (source === 'screen') track.contentHint = 'detail';
-    const producer = await this.sendTransport.produce({
-      track,
-      encodings: simulcast ? CAMERA_ENCODINGS : undefined,
-      codecOptions: source === 'microphone' ? { opusFec: true, opusDtx: true } : { videoGoogleStartBitrate: 1000 },
-      stopTracks: false,
-      appData: { source },
-    });
+    const transport = this.transports.send;
+    if (!transport) throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'this token may not publish');
+    const producer = await transport.produce({ track, ...producerOptions(source, track), stopTracks: false, appData: { source } });
+    if (this.localTracks.get(source) !== track || this.transports.send !== transport) {
+      // Unpublished (or the transport replaced) while the server was creating it.
+      producer.close();
+      await this.client.request('closeProducer', { producerId: producer.id }).catch(() => undefined);
+      return;
+    }
+    // The browser's "Stop sharing" button (or an unplugged camera) ends the track.
+    producer.on('trackended', () => void this.unpublish(source).catch(() => undefined));
     this.producers.set(source, producer);
   }
 
-  // ---------------------------------------------------------------- receiving
-
-  private addParticipant(info: ParticipantInfo, announce: boolean): Participant {
-    let participant = this.participants.get(info.participantId);
-    if (!participant) {
-      participant = { id: info.participantId, identity: info.identity, role: info.role, tracks: new Map() };
-      this.participants.set(participant.id, participant);
-      if (announce) this.emit('participantJoined', participant);
-      else queueMicrotask(() => this.emit('participantJoined', participant!));
+  /**
+   * Makes the server's producers match localTracks: closes the ones we no longer publish,
+   * publishes again what the server lost (always the case after a rejoin).
+   */
+  private async reconcileProducers(onServer: TrackInfo[]): Promise<void> {
+    const serverIds = new Set(onServer.map((t) => t.producerId));
+    for (const [source, producer] of [...this.producers]) {
+      if (serverIds.has(producer.id)) continue;
+      producer.close();
+      this.producers.delete(source);
     }
-    return participant;
-  }
-
-  private consumeAll(infos: ParticipantInfo[]): Promise<void> {
-    const work = infos.flatMap((p) => p.tracks.map((t) => ({ participantId: p.participantId, producerId: t.producerId })));
-    return Promise.all(work.map((w) => this.consume(w.participantId, w.producerId))).then(() => undefined);
-  }
-
-  private consume(participantId: string, producerId: string): Promise<void> {
-    const run = async () => {
-      if (!this.recvTransport || this.remote.has(producerId) || this.state === 'closed') return;
-      const info = await this.client.request('consume', {
-        producerId,
-        rtpCapabilities: this.device!.rtpCapabilities as unknown as Record<string, unknown>,
-        transportId: this.recvTransport.id,
-      });
-      const consumer = await this.recvTransport.consume({
-        id: info.consumerId,
-        producerId: info.producerId,
-        kind: info.kind as 'audio' | 'video',
-        rtpParameters: info.rtpParameters as types.RtpParameters,
-      });
-      const source = info.source as RemoteSource;
-      this.remote.set(producerId, { consumer, participantId, source });
-      await this.client.request('resumeConsumer', { consumerId: consumer.id });
-      const participant = this.participants.get(participantId);
-      if (participant) {
-        participant.tracks.set(source, consumer.track);
-        this.emit('track', { participant, source, track: consumer.track });
+    const ours = new Set([...this.producers.values()].map((p) => p.id));
+    for (const track of onServer) {
+      if (!ours.has(track.producerId)) await this.client.request('closeProducer', { producerId: track.producerId }).catch(() => undefined);
+    }
+    for (const [source, track] of [...this.localTracks]) {
+      if (this.producers.has(source)) continue;
+      try {
+        if (track.readyState === 'ended') throw new GatewayError(ErrorCode.NOT_FOUND, 'the track ended');
+        await this.produce(source, track);
+      } catch (error) {
+        if (hasCode(error, ErrorCode.CONNECTION_CLOSED, ErrorCode.TIMEOUT)) throw error;
+        // Cannot come back (e.g. the new token does not allow it): tell the app it is gone.
+        warn(`could not publish the ${source} again`, error);
+        this.localTracks.delete(source);
+        if (this.ownedTracks.has(track)) track.stop();
+        this.emit('localTrackUnpublished', { source, track });
       }
-    };
-    const next = this.consumeChain.then(run, run);
-    this.consumeChain = next.catch(() => undefined);
-    return next.catch(() => undefined);
+    }
   }
 
-  private endRemote(producerId: string): void {
-    const remote = this.remote.get(producerId);
-    if (!remote) return;
-    this.remote.delete(producerId);
-    remote.consumer.close();
-    const participant = this.participants.get(remote.participantId);
-    if (participant && participant.tracks.get(remote.source) === remote.consumer.track) participant.tracks.delete(remote.source);
-    if (participant) this.emit('trackEnded', { participant, source: remote.source, track: remote.consumer.track });
+  // ------------------------------------------------------------------------- receiving
+
+  /** Announces the participants present at join and replays what arrived since, then receives. */
+  private announce(): void {
+    if (this.closed || this.announced) return;
+    this.announced = true;
+    this.reconcileParticipants(this.initialParticipants);
+    const backlog = this.backlog;
+    this.initialParticipants = [];
+    this.backlog = [];
+    for (const event of backlog) this.onNotification(event);
+    void this.pump();
   }
 
-  private removeParticipant(participantId: string): void {
-    for (const [producerId, r] of [...this.remote]) if (r.participantId === participantId) this.endRemote(producerId);
-    const participant = this.participants.get(participantId);
-    if (!participant) return;
-    this.participants.delete(participantId);
-    this.emit('participantLeft', participant);
-  }
-
-  private onNotification(event: NonNullable<Notification['event']>): void {
+  private onNotification(event: NotificationEvent): void {
+    if (this.closed) return;
+    if (!this.announced) {
+      this.backlog.push(event);
+      return;
+    }
     switch (event.$case) {
       case 'participantJoined':
-        this.addParticipant(event.value, true);
+        this.upsertParticipant(event.value);
+        void this.pump();
         return;
       case 'participantLeft':
         this.removeParticipant(event.value.participantId);
         return;
-      case 'producerAdded':
-        if (this.participants.has(event.value.participantId) && event.value.track) {
-          void this.consume(event.value.participantId, event.value.track.producerId);
-        }
+      case 'producerAdded': {
+        const { participantId, track } = event.value;
+        if (!track || !this.participants.has(participantId)) return;
+        this.addRemoteTrack(participantId, track);
+        void this.pump();
         return;
+      }
       case 'producerClosed':
-        this.endRemote(event.value.producerId);
+        this.dropRemoteTrack(event.value.producerId);
         return;
       case 'producerPaused':
       case 'producerResumed':
+        this.setRemotePaused(event.value.producerId, event.$case === 'producerPaused');
         return;
-      case 'activeSpeaker':
-        this.emit('activeSpeaker', event.value.participantId === this.localParticipant.id ? this.localParticipant : this.participants.get(event.value.participantId));
+      case 'activeSpeaker': {
+        const id = event.value.participantId;
+        const participant = id === this.localParticipant.id ? this.localParticipant : this.participants.get(id);
+        if (participant) this.emit('activeSpeaker', participant);
         return;
+      }
       case 'rejoinRequired':
-        // The socket closes with 4010 right after; the close handler rejoins.
+        // The socket closes with 4010 right after; the client joins again.
         return;
     }
   }
 
-  // ---------------------------------------------------------------- reconnection
-
-  private iceRestartTimers = new Map<string, ReturnType<typeof setTimeout>>();
-
-  private scheduleIceRestart(transport: types.Transport, attempt = 0): void {
-    if (this.iceRestartTimers.has(transport.id) || this.state === 'closed') return;
-    const delay = Math.min(5_000, 500 * 2 ** attempt);
-    this.iceRestartTimers.set(
-      transport.id,
-      setTimeout(async () => {
-        this.iceRestartTimers.delete(transport.id);
-        if (transport.closed || transport.connectionState === 'connected' || this.state !== 'connected') return;
-        try {
-          const { iceParameters } = await this.client.request('restartIce', { transportId: transport.id });
-          await transport.restartIce({ iceParameters: iceParameters as types.IceParameters });
-        } catch {
-          this.scheduleIceRestart(transport, attempt + 1);
-        }
-      }, delay),
-    );
-  }
-
-  private onSocketClosed(client: SignalingClient, code: number, reason: string): void {
-    if (client !== this.client || this.state === 'closed') return;
-    if (FINAL_CLOSE_CODES.has(code)) {
-      this.close(code, reason);
-      return;
-    }
-    void this.reconnect(code === REJOIN_CLOSE_CODE);
-  }
-
-  private async reconnect(rejoin: boolean): Promise<void> {
-    this.state = 'reconnecting';
-    this.emit('reconnecting');
-    const deadline = Date.now() + (this.options.reconnectForMs ?? 60_000);
-    for (let attempt = 0; Date.now() < deadline; attempt++) {
-      if ((this.state as string) === 'closed') return;
-      try {
-        if (!rejoin) {
-          try {
-            await this.resume();
-          } catch (error) {
-            const code = (error as GatewayError).code;
-            if (code === 'SESSION_EXPIRED' || code === 'UNAUTHENTICATED' || code === 'NOT_FOUND') rejoin = true;
-            else throw error;
-          }
-        }
-        if (rejoin) await this.rejoin();
-        this.state = 'connected';
-        this.emit('reconnected');
-        return;
-      } catch (error) {
-        const code = (error as GatewayError).code;
-        if (code === 'TOKEN_EXPIRED' || code === 'PERMISSION_DENIED') break;
-        const delay = Math.min(5_000, 250 * 2 ** attempt) * (0.5 + Math.random() / 2);
-        await new Promise((r) => setTimeout(r, delay));
+  /** Makes participants and their tracks match a snapshot, announcing every difference. */
+  private reconcileParticipants(snapshot: ParticipantInfo[]): void {
+    const present = new Map(snapshot.map((p) => [p.participantId, p]));
+    for (const id of [...this.participants.keys()]) if (!present.has(id)) this.removeParticipant(id);
+    for (const info of snapshot) {
+      this.upsertParticipant(info);
+      const live = new Set(info.tracks.map((t) => t.producerId));
+      for (const remote of [...this.remoteTracks.values()]) {
+        if (remote.participantId === info.participantId && !live.has(remote.producerId)) this.dropRemoteTrack(remote.producerId);
       }
     }
-    this.close(4408, 'could not reconnect');
   }
 
-  /** Takes the same session back: transports, producers and consumers live on in the SFU. */
-  private async resume(): Promise<void> {
-    const client = await this.openClient();
-    let response: JoinResponse;
+  private upsertParticipant(info: ParticipantInfo): void {
+    if (this.formerLocalIds.has(info.participantId)) return;
+    if (!this.participants.has(info.participantId)) {
+      const participant = this.participantFrom(info, false, new Map());
+      this.participants.set(participant.id, participant);
+      this.emit('participantJoined', participant);
+    }
+    for (const track of info.tracks) this.addRemoteTrack(info.participantId, track);
+  }
+
+  private removeParticipant(participantId: string): void {
+    const participant = this.participants.get(participantId);
+    if (!participant) return;
+    for (const remote of [...this.remoteTracks.values()]) if (remote.participantId === participantId) this.dropRemoteTrack(remote.producerId);
+    this.participants.delete(participantId);
+    this.emit('participantLeft', participant);
+  }
+
+  private addRemoteTrack(participantId: string, info: TrackInfo): void {
+    const existing = this.remoteTracks.get(info.producerId);
+    if (existing) {
+      this.setRemotePaused(info.producerId, info.paused);
+      return;
+    }
+    this.remoteTracks.set(info.producerId, {
+      producerId: info.producerId,
+      participantId,
+      source: info.source as RemoteSource,
+      paused: info.paused,
+      announced: false,
+      failed: false,
+    });
+  }
+
+  private dropRemoteTrack(producerId: string): void {
+    const remote = this.remoteTracks.get(producerId);
+    if (!remote) return;
+    this.remoteTracks.delete(producerId);
+    this.detachConsumer(remote);
+  }
+
+  /** Closes the consumer of a remote track (which stays known) and tells the app. */
+  private detachConsumer(remote: RemoteTrack): void {
+    const consumer = remote.consumer;
+    if (!consumer) return;
+    remote.consumer = undefined;
+    consumer.close();
+    const participant = this.participants.get(remote.participantId) as MutableParticipant | undefined;
+    if (!remote.announced) return;
+    remote.announced = false;
+    if (participant?.tracks.get(remote.source) === consumer.track) participant.tracks.delete(remote.source);
+    if (participant) this.emit('trackEnded', { participant, source: remote.source, track: consumer.track });
+  }
+
+  private setRemotePaused(producerId: string, paused: boolean): void {
+    const remote = this.remoteTracks.get(producerId);
+    if (!remote || remote.paused === paused) return;
+    remote.paused = paused;
+    const consumer = remote.consumer;
+    const participant = this.participants.get(remote.participantId);
+    if (!consumer || !participant || !remote.announced) return;
+    // Locally too, so the receiver stops expecting media instead of showing a stall.
+    if (paused) consumer.pause();
+    else consumer.resume();
+    this.emit(paused ? 'trackPaused' : 'trackResumed', { participant, source: remote.source, track: consumer.track });
+  }
+
+  /**
+   * Consumes every known remote track that has no consumer yet, one at a time. Level-triggered:
+   * anything that changes what should be received calls it again; concurrent calls share one run.
+   */
+  private pump(): Promise<void> {
+    this.pumpAgain = true;
+    this.pumpRun ??= this.runPump();
+    return this.pumpRun;
+  }
+
+  private async runPump(): Promise<void> {
+    // Yield once, so pump() has stored this run before it can finish.
+    await Promise.resolve();
     try {
-      response = await client.request('resume', { resumeToken: this.resumeToken, protocolVersion: 1 });
+      while (this.pumpAgain) {
+        this.pumpAgain = false;
+        for (const remote of [...this.remoteTracks.values()]) {
+          if (this.closed || !this.transports.recv || this.client.state === 'disconnected') return;
+          if (remote.consumer || remote.failed || this.remoteTracks.get(remote.producerId) !== remote) continue;
+          if (!(await this.consume(remote))) return;
+        }
+      }
+    } finally {
+      this.pumpRun = undefined;
+    }
+  }
+
+  /** Returns false when the connection failed (stop for now: a reconnection pumps again). */
+  private async consume(remote: RemoteTrack): Promise<boolean> {
+    const transport = this.transports.recv!;
+    const stale = () => this.closed || this.transports.recv !== transport || this.remoteTracks.get(remote.producerId) !== remote;
+    try {
+      const info = await this.client.request('consume', {
+        producerId: remote.producerId,
+        rtpCapabilities: asStruct(this.device!.recvRtpCapabilities),
+        transportId: transport.id,
+      });
+      if (stale()) return true;
+      const consumer = await transport.consume({
+        id: info.consumerId,
+        producerId: info.producerId,
+        kind: info.kind as types.MediaKind,
+        rtpParameters: info.rtpParameters as types.RtpParameters,
+        appData: { participantId: remote.participantId, source: remote.source },
+      });
+      if (stale()) {
+        consumer.close();
+        return true;
+      }
+      remote.consumer = consumer;
+      // Created paused on the server; resuming it there also asks the sender for a key frame.
+      await this.client.request('resumeConsumer', { consumerId: consumer.id });
+      if (remote.consumer !== consumer || stale()) return true;
+      const participant = this.participants.get(remote.participantId) as MutableParticipant | undefined;
+      if (!participant) return true;
+      if (remote.paused) consumer.pause();
+      remote.announced = true;
+      participant.tracks.set(remote.source, consumer.track);
+      this.emit('track', { participant, source: remote.source, track: consumer.track });
+      return true;
     } catch (error) {
-      client.close(1000, 'resume failed');
-      throw error;
+      if (remote.consumer && this.remoteTracks.get(remote.producerId) === remote) {
+        remote.consumer.close();
+        remote.consumer = undefined;
+      }
+      if (hasCode(error, ErrorCode.CONNECTION_CLOSED)) return false;
+      if (hasCode(error, ErrorCode.TIMEOUT)) {
+        // A live but slow connection: try again a little later.
+        setTimeout(() => void this.pump(), 2_000);
+        return false;
+      }
+      if (hasCode(error, ErrorCode.NOT_FOUND)) {
+        // The producer closed meanwhile; its producerClosed notification is on its way.
+        this.remoteTracks.delete(remote.producerId);
+        return true;
+      }
+      remote.failed = true;
+      warn(`could not receive a ${remote.source} track`, error);
+      return true;
     }
-    this.client = client;
-    // Reconcile what changed while the socket was away.
-    const present = new Map(response.participants.map((p) => [p.participantId, p]));
-    for (const id of [...this.participants.keys()]) if (!present.has(id)) this.removeParticipant(id);
-    const liveProducers = new Set(response.participants.flatMap((p) => p.tracks.map((t) => t.producerId)));
-    for (const producerId of [...this.remote.keys()]) if (!liveProducers.has(producerId)) this.endRemote(producerId);
-    for (const p of response.participants) this.addParticipant(p, true);
-    await this.consumeAll(response.participants);
-    // The network may have changed under the media too.
-    for (const transport of [this.sendTransport, this.recvTransport]) {
-      if (!transport || transport.closed) continue;
-      const { iceParameters } = await this.client.request('restartIce', { transportId: transport.id });
-      await transport.restartIce({ iceParameters: iceParameters as types.IceParameters });
+  }
+
+  // ------------------------------------------------------------------------- media path recovery
+
+  private onTransportState(transport: types.Transport, state: types.ConnectionState): void {
+    if (state === 'connected') {
+      clearTimeout(this.iceRestarts.get(transport)?.timer);
+      this.iceRestarts.delete(transport);
+    } else if (state === 'failed' || state === 'disconnected') {
+      // 'disconnected' often heals by itself within a second or two; 'failed' never does.
+      this.scheduleIceRestart(transport, state === 'failed' ? 0 : 1_500);
     }
   }
 
-  /** A new session with the original token, republishing the same local tracks. */
-  private async rejoin(): Promise<void> {
-    this.teardownMedia();
-    for (const id of [...this.participants.keys()]) this.removeParticipant(id);
-    await this.join();
-    const tracks = [...this.localTracks.entries()];
-    for (const [source, track] of tracks) if (track.readyState === 'live') await this.produce(source, track);
+  private scheduleIceRestart(transport: types.Transport, delayMs: number): void {
+    const entry = this.iceRestarts.get(transport) ?? { attempts: 0 };
+    if (entry.timer) return;
+    this.iceRestarts.set(transport, entry);
+    entry.timer = setTimeout(async () => {
+      entry.timer = undefined;
+      if (this.closed || transport.closed || transport.connectionState === 'connected') return;
+      // While signaling reconnects, its restore restarts ICE anyway.
+      if (this.client.state !== 'connected') return;
+      entry.attempts++;
+      await this.restartIce(transport).catch(() => undefined);
+      // New credentials do not guarantee a path: look again later, backing off.
+      if (this.iceRestarts.get(transport) === entry) this.scheduleIceRestart(transport, backoffDelay(entry.attempts, 2_000, 15_000));
+    }, delayMs);
   }
 
-  private teardownMedia(): void {
-    for (const timer of this.iceRestartTimers.values()) clearTimeout(timer);
-    this.iceRestartTimers.clear();
-    for (const producerId of [...this.remote.keys()]) this.endRemote(producerId);
-    for (const producer of this.producers.values()) producer.close();
-    this.producers.clear();
-    this.sendTransport?.close();
-    this.recvTransport?.close();
-    this.sendTransport = undefined;
-    this.recvTransport = undefined;
+  private async restartIce(transport: types.Transport): Promise<void> {
+    const { iceParameters } = await this.client.request('restartIce', { transportId: transport.id });
+    if (!transport.closed) await transport.restartIce({ iceParameters: iceParameters as types.IceParameters });
   }
 
-  private close(code: number, reason: string): void {
-    if (this.state === 'closed') return;
-    this.state = 'closed';
-    this.client.close(1000, reason);
-    this.teardownMedia();
-    this.emit('disconnected', { code, reason });
+  private cancelIceRestarts(): void {
+    for (const entry of this.iceRestarts.values()) clearTimeout(entry.timer);
+    this.iceRestarts.clear();
+  }
+
+  // ------------------------------------------------------------------------- helpers
+
+  private participantFrom(info: ParticipantInfo, isLocal: boolean, tracks: Map<RemoteSource, MediaStreamTrack>): MutableParticipant {
+    return { id: info.participantId, identity: info.identity, role: info.role, joinedAtMs: info.joinedAtMs, isLocal, tracks };
+  }
+
+  private assertOpen(): void {
+    if (this.closed || this.client.state === 'disconnected') throw new GatewayError(ErrorCode.ROOM_CLOSED, 'the room was left or disconnected');
+  }
+
+  /** Releases everything; the room is unusable afterwards. */
+  private teardown(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.cancelIceRestarts();
+    this.closeTransport('recv');
+    this.closeTransport('send');
+    this.remoteTracks.clear();
+    for (const [source, track] of [...this.localTracks]) {
+      if (this.ownedTracks.has(track)) track.stop();
+      this.localTracks.delete(source);
+    }
   }
 }
 
-async function capture(source: Source): Promise<MediaStreamTrack> {
-  const media = navigator.mediaDevices;
-  if (source === 'screen') return (await media.getDisplayMedia({ video: { frameRate: 15 }, audio: false })).getVideoTracks()[0]!;
-  if (source === 'camera') return (await media.getUserMedia({ video: { width: { ideal: 1280 }, height: { ideal: 720 } } })).getVideoTracks()[0]!;
-  return (await media.getUserMedia({ audio: { echoCancellation: true, noiseSuppression: true } })).getAudioTracks()[0]!;
+/** mediasoup parameter objects travel as google.protobuf.Struct, i.e. plain JSON objects. */
+function asStruct(value: object): Record<string, unknown> {
+  return value as Record<string, unknown>;
+}
+
+function warn(message: string, error: unknown): void {
+  const code = error instanceof GatewayError ? error.code : (error as { name?: string } | undefined)?.name;
+  console.warn(`[gateway] ${message}: ${code ?? 'error'}`, error);
 }

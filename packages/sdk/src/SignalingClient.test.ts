@@ -1,84 +1,353 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import WebSocket, { WebSocketServer } from 'ws';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import WebSocket, { WebSocketServer, type WebSocket as ServerSocket } from 'ws';
 import { GatewayError } from './errors.js';
-import { HEARTBEAT_LOST, SignalingClient, type WebSocketConstructor } from './SignalingClient.js';
+import {
+  LocalCloseCode,
+  SignalingClient,
+  backoffDelay,
+  signalingUrl,
+  type SignalingClientOptions,
+  type WebSocketConstructor,
+} from './SignalingClient.js';
 
 const WS = WebSocket as unknown as WebSocketConstructor;
+type Frame = Record<string, any>;
 
-/** A scripted server: answers each request with what `answer` returns (or nothing). */
-async function server(answer: (request: Record<string, any>) => unknown) {
-  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
-  await new Promise((r) => wss.once('listening', r));
-  wss.on('connection', (ws) => {
-    ws.on('message', (data) => {
-      const request = JSON.parse(data.toString());
-      const reply = answer(request);
-      if (reply !== undefined) ws.send(JSON.stringify(reply));
-    });
-  });
-  const port = (wss.address() as { port: number }).port;
-  return { url: `ws://127.0.0.1:${port}/ws`, wss };
+interface Conn {
+  ws: ServerSocket;
+  frames: Frame[];
+  closed: Promise<number>;
 }
 
-describe('SignalingClient', () => {
-  let wss: WebSocketServer | undefined;
-  afterEach(() => wss?.close());
+/** A scripted signaling server: `answer` gets every request and returns the reply (or nothing). */
+class FakeServer {
+  readonly conns: Conn[] = [];
+  answer: (request: Frame, conn: Conn) => unknown;
+  private constructor(
+    readonly wss: WebSocketServer,
+    readonly url: string,
+    answer: (request: Frame, conn: Conn) => unknown,
+  ) {
+    this.answer = answer;
+    wss.on('connection', (ws) => {
+      const conn: Conn = { ws, frames: [], closed: new Promise((resolve) => ws.on('close', (code) => resolve(code))) };
+      this.conns.push(conn);
+      ws.on('message', (data) => {
+        const request = JSON.parse(data.toString());
+        conn.frames.push(request);
+        const reply = this.answer(request, conn);
+        if (reply !== undefined && ws.readyState === ws.OPEN) ws.send(JSON.stringify(reply));
+      });
+    });
+  }
 
-  it('matches responses to requests by id, decoding defaults', async () => {
-    const s = await server((r) => (r.ping ? { response: { id: r.id, ping: { clientTimeMs: r.ping.clientTimeMs, serverTimeMs: 5 } } } : undefined));
-    wss = s.wss;
-    const client = await SignalingClient.open(s.url, { WebSocket: WS });
+  static async start(answer: (request: Frame, conn: Conn) => unknown = standard()): Promise<FakeServer> {
+    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+    await new Promise((resolve) => wss.once('listening', resolve));
+    return new FakeServer(wss, `ws://127.0.0.1:${(wss.address() as { port: number }).port}/ws`, answer);
+  }
+
+  /** The method of each connection's first frame. */
+  firstMethods(): string[] {
+    return this.conns.map((c) => Object.keys(c.frames[0] ?? {}).find((k) => k !== 'id') ?? '');
+  }
+
+  last(): Conn {
+    return this.conns[this.conns.length - 1]!;
+  }
+
+  async stop(): Promise<void> {
+    for (const c of this.conns) c.ws.terminate();
+    await new Promise((resolve) => this.wss.close(resolve));
+  }
+}
+
+const joinResponse = (resumeToken: string, participantId = 'PA_me') => ({
+  participant: { participantId, identity: 'me', role: 'end_user' },
+  room: 'room-1',
+  resumeToken,
+  routerRtpCapabilities: { codecs: [] },
+});
+
+/** join -> resume token rt-N (N = connection number); resume -> accepted; ping -> pong; leave -> 4000. */
+function standard(overrides: { resume?: (request: Frame) => unknown; ping?: (request: Frame) => unknown } = {}) {
+  let joins = 0;
+  return (request: Frame, conn: Conn): unknown => {
+    const id = request.id;
+    if (request.join) return { response: { id, join: joinResponse(`rt-${++joins}`, `PA_${joins}`) } };
+    if (request.resume) {
+      const custom = overrides.resume?.(request);
+      if (custom !== undefined) return { response: { id, ...custom } };
+      return { response: { id, resume: joinResponse(request.resume.resumeToken) } };
+    }
+    if (request.ping) return overrides.ping ? overrides.ping(request) : { response: { id, ping: { clientTimeMs: request.ping.clientTimeMs, serverTimeMs: 1 } } };
+    if (request.leave) {
+      setTimeout(() => conn.ws.close(4000, 'left'), 5);
+      return { response: { id, leave: {} } };
+    }
+    return undefined;
+  };
+}
+
+/** Fast timings so reconnection tests take milliseconds. */
+const fast: Partial<SignalingClientOptions> = {
+  WebSocket: WS,
+  requestTimeoutMs: 1_000,
+  connectTimeoutMs: 1_000,
+  heartbeatIntervalMs: 60_000,
+  heartbeatTimeoutMs: 120_000,
+  reconnectInitialDelayMs: 10,
+  reconnectMaxDelayMs: 50,
+  reconnectGiveUpAfterMs: 5_000,
+};
+
+function events(client: SignalingClient) {
+  const seen: string[] = [];
+  for (const name of ['reconnecting', 'reconnected', 'disconnected'] as const) {
+    client.on(name, (info?: unknown) => seen.push(name === 'reconnected' ? `reconnected:${(info as { resumed: boolean }).resumed ? 'resumed' : 'rejoined'}` : name));
+  }
+  return seen;
+}
+
+const next = <T extends unknown[]>(client: SignalingClient, event: 'reconnected' | 'disconnected' | 'reconnecting') =>
+  new Promise<T>((resolve) => client.once(event, (...args: unknown[]) => resolve(args as T)));
+
+describe('SignalingClient', () => {
+  let server: FakeServer | undefined;
+  let client: SignalingClient | undefined;
+  afterEach(async () => {
+    await client?.leave();
+    await server?.stop();
+    client = server = undefined;
+  });
+
+  it('derives the WebSocket URL from an http(s) base', () => {
+    expect(signalingUrl('http://localhost:8080')).toBe('ws://localhost:8080/ws');
+    expect(signalingUrl('https://gw.example.com/')).toBe('wss://gw.example.com/ws');
+    expect(signalingUrl('wss://gw.example.com/custom/ws')).toBe('wss://gw.example.com/custom/ws');
+    expect(() => signalingUrl('ftp://x')).toThrow(GatewayError);
+  });
+
+  it('backs off exponentially with jitter, up to the cap', () => {
+    expect(backoffDelay(0, 250, 5_000, () => 0)).toBe(125);
+    expect(backoffDelay(0, 250, 5_000, () => 1)).toBe(250);
+    expect(backoffDelay(3, 250, 5_000, () => 1)).toBe(2_000);
+    expect(backoffDelay(10, 250, 5_000, () => 1)).toBe(5_000);
+    expect(backoffDelay(10, 250, 5_000, () => 0)).toBe(2_500);
+  });
+
+  it('joins with the token first, and runs restore before resolving', async () => {
+    server = await FakeServer.start();
+    const restore = vi.fn(async () => undefined);
+    client = new SignalingClient({ ...fast, url: server.url, token: 'jwt-1', restore });
+    const response = await client.connect();
+    expect(server.last().frames[0]).toEqual({ id: 1, join: { token: 'jwt-1', protocolVersion: 1 } });
+    // fromJSON restores what the server's toJSON left out.
+    expect(response.participants).toEqual([]);
+    expect(response.transportIds).toEqual([]);
+    expect(restore).toHaveBeenCalledWith(response, 'joined');
+    expect(client.state).toBe('connected');
+  });
+
+  it('matches responses to requests by id, whatever their order', async () => {
+    server = await FakeServer.start();
+    const held: Frame[] = [];
+    const base = standard();
+    server.answer = (r, c) => {
+      if (!r.ping) return base(r, c);
+      held.push(r);
+      // Answer the two pings in reverse order.
+      if (held.length === 2) for (const p of [...held].reverse()) c.ws.send(JSON.stringify({ response: { id: p.id, ping: { clientTimeMs: p.ping.clientTimeMs, serverTimeMs: 5 } } }));
+      return undefined;
+    };
+    client = new SignalingClient({ ...fast, url: server.url, token: 't' });
+    await client.connect();
     const [a, b] = await Promise.all([client.request('ping', { clientTimeMs: 1 }), client.request('ping', { clientTimeMs: 2 })]);
     expect(a).toEqual({ clientTimeMs: 1, serverTimeMs: 5 });
     expect(b).toEqual({ clientTimeMs: 2, serverTimeMs: 5 });
-    client.close();
+    expect(held.map((r) => r.id)).toEqual([2, 3]);
   });
 
   it('rejects an error response with its code', async () => {
-    const s = await server((r) => ({ response: { id: r.id, error: { code: 'PERMISSION_DENIED', message: 'no', retryAfterMs: 0 } } }));
-    wss = s.wss;
-    const client = await SignalingClient.open(s.url, { WebSocket: WS });
+    server = await FakeServer.start();
+    const base = standard();
+    server.answer = (r, c) => (r.createTransport ? { response: { id: r.id, error: { code: 'RATE_LIMITED', message: 'slow down', retryAfterMs: 300 } } } : base(r, c));
+    client = new SignalingClient({ ...fast, url: server.url, token: 't' });
+    await client.connect();
     const error = await client.request('createTransport', { direction: 'send' }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(GatewayError);
-    expect((error as GatewayError).code).toBe('PERMISSION_DENIED');
-    client.close();
+    expect(error).toMatchObject({ code: 'RATE_LIMITED', message: 'slow down', retryAfterMs: 300 });
+  });
+
+  it('rejects a failed join, and stays disconnected', async () => {
+    server = await FakeServer.start((r) => ({ response: { id: r.id, error: { code: 'TOKEN_EXPIRED', message: 'expired' } } }));
+    client = new SignalingClient({ ...fast, url: server.url, token: 't' });
+    await expect(client.connect()).rejects.toMatchObject({ code: 'TOKEN_EXPIRED' });
+    expect(client.state).toBe('disconnected');
+  });
+
+  it('rejects connect when nothing listens', async () => {
+    client = new SignalingClient({ ...fast, url: 'ws://127.0.0.1:1/ws', token: 't' });
+    await expect(client.connect()).rejects.toMatchObject({ code: 'UNAVAILABLE' });
   });
 
   it('times out a request nobody answers', async () => {
-    const s = await server(() => undefined);
-    wss = s.wss;
-    const client = await SignalingClient.open(s.url, { WebSocket: WS, requestTimeoutMs: 100, heartbeatIntervalMs: 60_000 });
-    await expect(client.request('leave', {})).rejects.toMatchObject({ code: 'TIMEOUT' });
-    client.close();
+    server = await FakeServer.start();
+    client = new SignalingClient({ ...fast, url: server.url, token: 't', requestTimeoutMs: 100 });
+    await client.connect();
+    await expect(client.request('getStats', { transportId: 'x' })).rejects.toMatchObject({ code: 'TIMEOUT' });
   });
 
   it('delivers notifications', async () => {
-    const s = await server(() => undefined);
-    wss = s.wss;
-    const client = await SignalingClient.open(s.url, { WebSocket: WS });
-    const got = new Promise((resolve) => client.on('notification', resolve));
-    for (const ws of s.wss.clients) ws.send(JSON.stringify({ notification: { participantLeft: { participantId: 'PA_1', reason: 'left' } } }));
+    server = await FakeServer.start();
+    client = new SignalingClient({ ...fast, url: server.url, token: 't' });
+    await client.connect();
+    const got = new Promise((resolve) => client!.on('notification', resolve));
+    server.last().ws.send(JSON.stringify({ notification: { participantLeft: { participantId: 'PA_1', reason: 'left' } } }));
     expect(await got).toEqual({ $case: 'participantLeft', value: { participantId: 'PA_1', reason: 'left' } });
-    client.close();
   });
 
-  it('gives up on a socket whose server stops answering heartbeats, failing pending requests', async () => {
-    const s = await server(() => undefined);
-    wss = s.wss;
-    const client = await SignalingClient.open(s.url, { WebSocket: WS, heartbeatIntervalMs: 50, heartbeatTimeoutMs: 200, requestTimeoutMs: 10_000 });
-    const pending = client.request('leave', {});
-    const closed = new Promise<number>((resolve) => client.on('close', (code) => resolve(code)));
-    expect(await closed).toBe(HEARTBEAT_LOST);
+  it('closes a socket whose server stops answering heartbeats, and resumes on a new one', async () => {
+    server = await FakeServer.start(standard({ ping: () => undefined }));
+    const restore = vi.fn(async () => undefined);
+    client = new SignalingClient({ ...fast, url: server.url, token: 't', heartbeatIntervalMs: 50, heartbeatTimeoutMs: 200, restore });
+    const seen = events(client);
+    await client.connect();
+    const pending = client.request('getStats', { transportId: 'x' }, 10_000);
+    const reconnected = next(client, 'reconnected');
+    // Once the client gave up on the socket, the server answers pings again.
+    client.once('reconnecting', () => (server!.answer = standard()));
     await expect(pending).rejects.toMatchObject({ code: 'CONNECTION_CLOSED' });
-    expect(client.isOpen).toBe(false);
+    await reconnected;
+    expect(await server.conns[0]!.closed).toBe(LocalCloseCode.HEARTBEAT_LOST);
+    expect(server.conns[1]!.frames[0]).toEqual({ id: expect.any(Number), resume: { resumeToken: 'rt-1', protocolVersion: 1 } });
+    expect(restore).toHaveBeenLastCalledWith(expect.objectContaining({ resumeToken: 'rt-1' }), 'resumed');
+    expect(seen).toEqual(['reconnecting', 'reconnected:resumed']);
+    expect(client.state).toBe('connected');
   });
 
-  it('reports the close code the server sends', async () => {
-    const s = await server(() => undefined);
-    wss = s.wss;
-    const client = await SignalingClient.open(s.url, { WebSocket: WS });
-    const closed = new Promise<number>((resolve) => client.on('close', (code) => resolve(code)));
-    for (const ws of s.wss.clients) ws.close(4010, 'rejoin required');
-    expect(await closed).toBe(4010);
+  it('resumes first after an unexpected close, and keeps the new resume token', async () => {
+    server = await FakeServer.start();
+    let resumes = 0;
+    server.answer = standard({ resume: () => ({ resume: joinResponse(`rt-resumed-${++resumes}`) }) });
+    client = new SignalingClient({ ...fast, url: server.url, token: 't' });
+    const seen = events(client);
+    await client.connect();
+    for (let i = 0; i < 2; i++) {
+      const reconnected = next(client, 'reconnected');
+      server.last().ws.close(4503, 'server shutdown');
+      await reconnected;
+    }
+    expect(server.firstMethods()).toEqual(['join', 'resume', 'resume']);
+    expect(server.conns[1]!.frames[0].resume.resumeToken).toBe('rt-1');
+    expect(server.conns[2]!.frames[0].resume.resumeToken).toBe('rt-resumed-1');
+    expect(seen).toEqual(['reconnecting', 'reconnected:resumed', 'reconnecting', 'reconnected:resumed']);
+  });
+
+  it('joins again with the token on a fresh connection when the session expired', async () => {
+    server = await FakeServer.start(standard({ resume: () => ({ error: { code: 'SESSION_EXPIRED', message: 'gone' } }) }));
+    const restore = vi.fn(async () => undefined);
+    client = new SignalingClient({ ...fast, url: server.url, token: 'jwt', restore });
+    const seen = events(client);
+    await client.connect();
+    const reconnected = next(client, 'reconnected');
+    client.dropSocket();
+    await reconnected;
+    expect(server.firstMethods()).toEqual(['join', 'resume', 'join']);
+    expect(server.conns[1]!.frames).toHaveLength(1);
+    expect(server.conns[2]!.frames[0].join.token).toBe('jwt');
+    expect(restore).toHaveBeenLastCalledWith(expect.objectContaining({ resumeToken: 'rt-2' }), 'rejoined');
+    expect(seen).toEqual(['reconnecting', 'reconnected:rejoined']);
+  });
+
+  it('joins again when the server requires it (4010)', async () => {
+    server = await FakeServer.start();
+    client = new SignalingClient({ ...fast, url: server.url, token: 'jwt' });
+    const seen = events(client);
+    await client.connect();
+    const reconnected = next(client, 'reconnected');
+    const conn = server.last();
+    conn.ws.send(JSON.stringify({ notification: { rejoinRequired: { reason: 'node_gone' } } }));
+    conn.ws.close(4010, 'rejoin required');
+    await reconnected;
+    expect(server.firstMethods()).toEqual(['join', 'join']);
+    expect(seen).toEqual(['reconnecting', 'reconnected:rejoined']);
+  });
+
+  it('ends the session and joins again when restoring media fails for another reason than the connection', async () => {
+    server = await FakeServer.start();
+    let calls = 0;
+    const restore = vi.fn(async (_response: unknown, how: string) => {
+      calls++;
+      if (how === 'resumed') throw new GatewayError('NOT_FOUND', 'no such transport');
+    });
+    client = new SignalingClient({ ...fast, url: server.url, token: 'jwt', restore });
+    await client.connect();
+    const reconnected = next<[{ resumed: boolean }]>(client, 'reconnected');
+    client.dropSocket();
+    expect((await reconnected)[0]).toEqual({ resumed: false });
+    expect(server.firstMethods()).toEqual(['join', 'resume', 'join']);
+    // The half-restored session was left, so nobody keeps a ghost of it.
+    expect(server.conns[1]!.frames.map((f) => Object.keys(f).find((k) => k !== 'id'))).toContain('leave');
+    expect(calls).toBe(3);
+  });
+
+  it.each([
+    [4000, 'left'],
+    [4001, 'unauthenticated'],
+    [4004, 'replaced'],
+  ])('does not reconnect after close %i', async (code, reason) => {
+    server = await FakeServer.start();
+    client = new SignalingClient({ ...fast, url: server.url, token: 't' });
+    const seen = events(client);
+    await client.connect();
+    const disconnected = next<[{ reason: string; code: number }]>(client, 'disconnected');
+    server.last().ws.close(code, 'bye');
+    expect((await disconnected)[0]).toMatchObject({ reason, code });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(server.conns).toHaveLength(1);
+    expect(seen).toEqual(['disconnected']);
+    expect(client.state).toBe('disconnected');
+  });
+
+  it('gives up after the reconnection window and reports disconnected', async () => {
+    server = await FakeServer.start();
+    client = new SignalingClient({ ...fast, url: server.url, token: 't', reconnectGiveUpAfterMs: 400 });
+    const seen = events(client);
+    await client.connect();
+    const disconnected = next<[{ reason: string; code: number; error?: GatewayError }]>(client, 'disconnected');
+    const started = Date.now();
+    await server.stop();
+    server = undefined;
+    const [info] = await disconnected;
+    expect(info.reason).toBe('reconnect_failed');
+    expect(info.error?.code).toBe('UNAVAILABLE');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(350);
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(seen).toEqual(['reconnecting', 'disconnected']);
+    await expect(client.request('ping', { clientTimeMs: 0 })).rejects.toMatchObject({ code: 'CONNECTION_CLOSED' });
+  });
+
+  it('gives up when a rejoin is refused', async () => {
+    server = await FakeServer.start();
+    client = new SignalingClient({ ...fast, url: server.url, token: 't' });
+    await client.connect();
+    server.answer = (r) => ({ response: { id: r.id, error: { code: r.resume ? 'SESSION_EXPIRED' : 'TOKEN_EXPIRED', message: 'no' } } });
+    const disconnected = next<[{ reason: string }]>(client, 'disconnected');
+    client.dropSocket();
+    expect((await disconnected)[0]).toMatchObject({ reason: 'unauthenticated' });
+    expect(server.firstMethods()).toEqual(['join', 'resume', 'join']);
+  });
+
+  it('leaves: sends leave, reports it, and does not reconnect', async () => {
+    server = await FakeServer.start();
+    client = new SignalingClient({ ...fast, url: server.url, token: 't' });
+    const seen = events(client);
+    await client.connect();
+    await client.leave();
+    expect(server.last().frames.some((f) => f.leave)).toBe(true);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(seen).toEqual(['disconnected']);
+    expect(server.conns).toHaveLength(1);
   });
 });

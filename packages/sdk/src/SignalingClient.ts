@@ -1,79 +1,419 @@
 import {
+  CloseCode,
   ServerMessage,
+  type JoinResponse,
   type Notification,
   type Request,
   type Response,
 } from '@gateway/proto/gateway/signaling/v1/signaling';
-import { Emitter } from './emitter.js';
-import { GatewayError } from './errors.js';
+import { Emitter } from './events.js';
+import { ErrorCode, GatewayError, hasCode } from './errors.js';
 
 type Method = NonNullable<Request['method']>;
-type MethodName = Method['$case'];
-type ParamsOf<M extends MethodName> = Extract<Method, { $case: M }>['value'];
+export type MethodName = Method['$case'];
+export type ParamsOf<M extends MethodName> = Extract<Method, { $case: M }>['value'];
 type Result = NonNullable<Response['result']>;
-type ResultOf<M extends MethodName> = Extract<Result, { $case: M }>['value'];
+export type ResultOf<M extends MethodName> = Extract<Result, { $case: M }>['value'];
+export type NotificationEvent = NonNullable<Notification['event']>;
 
-/** Close code the SDK uses for a socket it gave up on (no answer to heartbeats). */
-export const HEARTBEAT_LOST = 4900;
+export const PROTOCOL_VERSION = 1;
 
+/** Close codes the SDK puts on sockets it closes itself (4900+ is ours, 4000-4899 the server's). */
+export const LocalCloseCode = {
+  /** No frame from the server for heartbeatTimeoutMs: the network is gone even if the socket does not know. */
+  HEARTBEAT_LOST: 4900,
+  /** Dropped on purpose by _debugDropSocket(), as a network cut would. */
+  DROPPED: 4901,
+} as const;
+
+/** Closes after which there is nothing to come back to. */
+const FINAL_CLOSES: ReadonlyMap<number, DisconnectReason> = new Map([
+  [CloseCode.CLOSE_CODE_LEFT, 'left'],
+  [CloseCode.CLOSE_CODE_UNAUTHENTICATED, 'unauthenticated'],
+  [CloseCode.CLOSE_CODE_SESSION_REPLACED, 'replaced'],
+]);
+/** Resume answers meaning the session is gone for good; a fresh join may still work. */
+const RESUME_IMPOSSIBLE = [ErrorCode.SESSION_EXPIRED, ErrorCode.NOT_FOUND, ErrorCode.UNAUTHENTICATED];
+/** Join answers that the same token will keep getting. */
+const JOIN_REFUSED = [ErrorCode.UNAUTHENTICATED, ErrorCode.TOKEN_EXPIRED, ErrorCode.PERMISSION_DENIED, ErrorCode.BAD_REQUEST];
+/** Failures of the connection itself, as opposed to answers from the server. */
+const CONNECTION_FAILURES = [ErrorCode.CONNECTION_CLOSED, ErrorCode.TIMEOUT, ErrorCode.UNAVAILABLE];
+
+/** The part of the WebSocket API the client uses; browsers' WebSocket and the `ws` package fit. */
 export interface WebSocketLike {
   readonly readyState: number;
   send(data: string): void;
   close(code?: number, reason?: string): void;
-  onopen: ((ev: unknown) => void) | null;
+  onopen: ((ev: never) => void) | null;
   onclose: ((ev: { code: number; reason: string }) => void) | null;
-  onerror: ((ev: unknown) => void) | null;
+  onerror: ((ev: never) => void) | null;
   onmessage: ((ev: { data: unknown }) => void) | null;
 }
 export type WebSocketConstructor = new (url: string) => WebSocketLike;
 
-type ClientEvents = {
-  notification: [event: NonNullable<Notification['event']>];
-  close: [code: number, reason: string];
-};
-
-export interface SignalingClientOptions {
-  requestTimeoutMs?: number;
-  heartbeatIntervalMs?: number;
-  heartbeatTimeoutMs?: number;
-  WebSocket?: WebSocketConstructor;
+export type ConnectionState = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'disconnected';
+export type DisconnectReason = 'left' | 'unauthenticated' | 'replaced' | 'rejected' | 'reconnect_failed';
+export interface DisconnectInfo {
+  reason: DisconnectReason;
+  /** The WebSocket close code that ended it (the last one seen, when reconnection gave up). */
+  code: number;
+  error?: GatewayError;
 }
 
 /**
- * One WebSocket to signaling: numbered requests with promised answers, notifications, and an
- * app-level heartbeat (browsers cannot see WebSocket pings) that notices a dead socket.
+ * Brings media state in line with a session that was just joined, resumed or rejoined; runs
+ * on the new socket before the client reports itself connected again. A rejection with a
+ * connection failure is retried; any other rejection makes the next attempt a full rejoin.
  */
-export class SignalingClient extends Emitter<ClientEvents> {
+export type SessionRestorer = (response: JoinResponse, how: 'joined' | 'resumed' | 'rejoined') => Promise<void>;
+
+export interface SignalingClientOptions {
+  /** ws(s)://host/ws, or the http(s) base of the server (then /ws is used). */
+  url: string;
+  /** The join token; kept for a full rejoin when the session cannot be resumed. */
+  token: string;
+  /** Defaults to globalThis.WebSocket; pass the `ws` package's WebSocket in Node. */
+  WebSocket?: WebSocketConstructor;
+  requestTimeoutMs?: number;
+  /** How long opening a socket may take before the attempt counts as failed. */
+  connectTimeoutMs?: number;
+  heartbeatIntervalMs?: number;
+  heartbeatTimeoutMs?: number;
+  reconnectInitialDelayMs?: number;
+  reconnectMaxDelayMs?: number;
+  /** How long to keep trying after the connection drops before giving up. */
+  reconnectGiveUpAfterMs?: number;
+  restore?: SessionRestorer;
+}
+
+type Timings = Required<Omit<SignalingClientOptions, 'url' | 'token' | 'WebSocket' | 'restore'>>;
+const DEFAULTS: Timings = {
+  requestTimeoutMs: 15_000,
+  connectTimeoutMs: 10_000,
+  heartbeatIntervalMs: 5_000,
+  heartbeatTimeoutMs: 10_000,
+  reconnectInitialDelayMs: 250,
+  reconnectMaxDelayMs: 5_000,
+  reconnectGiveUpAfterMs: 60_000,
+};
+
+export type SignalingEvents = {
+  notification: [event: NotificationEvent];
+  stateChanged: [state: ConnectionState];
+  reconnecting: [];
+  reconnected: [info: { resumed: boolean }];
+  disconnected: [info: DisconnectInfo];
+};
+
+/** The signaling WebSocket URL for a ws(s) URL or an http(s) base. */
+export function signalingUrl(url: string): string {
+  const u = new URL(url);
+  if (u.protocol === 'http:') u.protocol = 'ws:';
+  else if (u.protocol === 'https:') u.protocol = 'wss:';
+  else if (u.protocol !== 'ws:' && u.protocol !== 'wss:') throw new GatewayError(ErrorCode.BAD_REQUEST, 'url must be ws(s):// or http(s)://');
+  if (u.pathname === '/' || u.pathname === '') u.pathname = '/ws';
+  u.hash = '';
+  return u.toString();
+}
+
+/** Exponential backoff with jitter, so clients cut off together do not come back together. */
+export function backoffDelay(attempt: number, initialMs: number, maxMs: number, random = Math.random): number {
+  const ceiling = Math.min(maxMs, initialMs * 2 ** attempt);
+  return Math.round(ceiling * (0.5 + random() / 2));
+}
+
+/**
+ * The session's link to signaling: numbered requests with promised answers, notifications, an
+ * app-level heartbeat (browsers cannot see WebSocket pings), and automatic reconnection. After
+ * an unexpected close it reconnects with backoff and resumes the session (`resume` is the first
+ * frame on the new socket); when the session cannot be resumed, or the server asks for it, it
+ * joins again with the original token. Either way the `restore` hook rebuilds media state
+ * before `reconnected` is emitted.
+ */
+export class SignalingClient extends Emitter<SignalingEvents> {
+  private readonly timings: Timings;
+  private readonly url: string;
+  private readonly WebSocketImpl: WebSocketConstructor | undefined;
+  private socket: Socket | undefined;
+  private stateValue: ConnectionState = 'idle';
+  private resumeToken = '';
   private nextId = 1;
-  private readonly pending = new Map<number, { resolve: (r: Result) => void; reject: (e: Error) => void; timer: ReturnType<typeof setTimeout> }>();
+  /** Set by a rejoinRequired notification (the 4010 close follows, but a proxy may eat its code). */
+  private rejoinRequired = false;
+  private wake: (() => void) | undefined;
+  private readonly waiters = new Set<{ resolve: () => void; reject: (e: GatewayError) => void }>();
+
+  constructor(private readonly options: SignalingClientOptions) {
+    super();
+    const timings = { ...DEFAULTS };
+    for (const key of Object.keys(DEFAULTS) as Array<keyof Timings>) timings[key] = options[key] ?? DEFAULTS[key];
+    this.timings = timings;
+    this.url = signalingUrl(options.url);
+    this.WebSocketImpl = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+  }
+
+  get state(): ConnectionState {
+    return this.stateValue;
+  }
+
+  /** Opens the socket, joins with the token and runs `restore`; rejects if any of it fails. */
+  async connect(): Promise<JoinResponse> {
+    if (this.stateValue !== 'idle') throw new GatewayError(ErrorCode.BAD_REQUEST, 'connect() was already called');
+    this.setState('connecting');
+    try {
+      const socket = await this.openSocket();
+      const response = await this.handshake(socket, 'join');
+      await this.options.restore?.(response, 'joined');
+      this.assertStillOpen(socket);
+      this.setState('connected');
+      return response;
+    } catch (error) {
+      this.socket?.close(1000, 'join failed');
+      this.socket = undefined;
+      this.setState('disconnected');
+      throw GatewayError.from(error, ErrorCode.UNAVAILABLE);
+    }
+  }
+
+  /** Sends a request on the current socket; rejects with the server's error code, TIMEOUT or CONNECTION_CLOSED. */
+  request<M extends MethodName>(method: M, params: ParamsOf<M>, timeoutMs = this.timings.requestTimeoutMs): Promise<ResultOf<M>> {
+    if (!this.socket) return Promise.reject(closedError());
+    return this.socket.request(method, params, timeoutMs);
+  }
+
+  /** Resolves once connected (at once if already); rejects if the client disconnects for good. */
+  whenConnected(): Promise<void> {
+    if (this.stateValue === 'connected') return Promise.resolve();
+    if (this.stateValue === 'disconnected') return Promise.reject(new GatewayError(ErrorCode.ROOM_CLOSED, 'disconnected'));
+    return new Promise((resolve, reject) => this.waiters.add({ resolve, reject }));
+  }
+
+  /** Leaves the session for good: a leave request, then the socket is closed. */
+  async leave(): Promise<void> {
+    if (this.stateValue === 'disconnected') return;
+    const joined = this.stateValue === 'connected';
+    const socket = this.socket;
+    // Stop any (re)connection first, so the close below is not taken for a network failure.
+    this.finish({ reason: 'left', code: CloseCode.CLOSE_CODE_LEFT }, false);
+    if (socket && joined) await socket.request('leave', {}, 2_000).catch(() => undefined);
+    socket?.close(1000, 'left');
+    this.emit('disconnected', { reason: 'left', code: CloseCode.CLOSE_CODE_LEFT });
+  }
+
+  /** Closes the socket abruptly as a network cut would (no leave): the session stays resumable. */
+  dropSocket(): void {
+    this.socket?.close(LocalCloseCode.DROPPED, 'dropped');
+  }
+
+  // ------------------------------------------------------------------------- sockets
+
+  private openSocket(): Promise<Socket> {
+    const Impl = this.WebSocketImpl;
+    if (!Impl) return Promise.reject(new GatewayError(ErrorCode.UNSUPPORTED, 'no WebSocket implementation available'));
+    return Socket.open(Impl, this.url, this.timings.connectTimeoutMs, {
+      nextId: () => this.nextId++,
+      onNotification: (socket, event) => this.onNotification(socket, event),
+      onClose: (socket, code, reason) => this.onSocketClosed(socket, code, reason),
+    });
+  }
+
+  /** Sends join or resume as the first frame of a socket and makes it the current one on success. */
+  private async handshake(socket: Socket, method: 'join' | 'resume'): Promise<JoinResponse> {
+    this.socket?.close(1000, 'replaced by a new connection');
+    this.socket = socket;
+    const timeout = this.timings.requestTimeoutMs;
+    const response =
+      method === 'join'
+        ? await socket.request('join', { token: this.options.token, protocolVersion: PROTOCOL_VERSION }, timeout)
+        : await socket.request('resume', { resumeToken: this.resumeToken, protocolVersion: PROTOCOL_VERSION }, timeout);
+    this.resumeToken = response.resumeToken;
+    this.rejoinRequired = false;
+    socket.startHeartbeat(this.timings.heartbeatIntervalMs, this.timings.heartbeatTimeoutMs);
+    return response;
+  }
+
+  private onNotification(socket: Socket, event: NotificationEvent): void {
+    if (socket !== this.socket) return;
+    if (event.$case === 'rejoinRequired') this.rejoinRequired = true;
+    this.emit('notification', event);
+  }
+
+  private onSocketClosed(socket: Socket, code: number, reason: string): void {
+    if (socket !== this.socket) return;
+    // While connecting or reconnecting, the failure reaches the attempt through its requests.
+    if (this.stateValue !== 'connected') return;
+    const final = FINAL_CLOSES.get(code);
+    if (final) {
+      this.finish({ reason: final, code });
+      return;
+    }
+    void this.reconnect(code, reason);
+  }
+
+  private assertStillOpen(socket: Socket): void {
+    if (!socket.isOpen || socket !== this.socket) throw closedError();
+  }
+
+  // ------------------------------------------------------------------------- reconnection
+
+  private async reconnect(closeCode: number, closeReason: string): Promise<void> {
+    this.setState('reconnecting');
+    this.emit('reconnecting');
+    let mode: 'resume' | 'rejoin' = closeCode === CloseCode.CLOSE_CODE_REJOIN_REQUIRED || this.rejoinRequired ? 'rejoin' : 'resume';
+    let lastCode = closeCode;
+    let lastError = new GatewayError(ErrorCode.CONNECTION_CLOSED, `connection closed (${closeCode} ${closeReason})`);
+    const deadline = Date.now() + this.timings.reconnectGiveUpAfterMs;
+    const giveUpInfo = () => ({ reason: 'reconnect_failed' as const, code: lastCode, error: lastError });
+    const { reconnectInitialDelayMs: initial, reconnectMaxDelayMs: max } = this.timings;
+
+    for (let attempt = 0; ; attempt++) {
+      const left = deadline - Date.now();
+      if (left <= 0) return this.finish(giveUpInfo());
+      // Even the first attempt waits a little: when a replica shuts down, its clients spread out.
+      await this.sleep(Math.min(left, backoffDelay(attempt, initial, max)));
+      if (this.stateValue !== 'reconnecting') return;
+      if (Date.now() >= deadline) return this.finish(giveUpInfo());
+
+      let socket: Socket | undefined;
+      let restoring = false;
+      try {
+        socket = await this.openSocket();
+        if (this.stateValue !== 'reconnecting') return socket.close(1000, 'closed');
+        let response: JoinResponse | undefined;
+        if (mode === 'resume') {
+          try {
+            response = await this.handshake(socket, 'resume');
+          } catch (error) {
+            if (!hasCode(error, ...RESUME_IMPOSSIBLE)) throw error;
+            // The session is gone: join afresh, on a fresh connection.
+            mode = 'rejoin';
+            socket.close(1000, 'resume failed');
+            socket = await this.openSocket();
+            if (this.stateValue !== 'reconnecting') return socket.close(1000, 'closed');
+          }
+        }
+        response ??= await this.handshake(socket, 'join');
+        restoring = true;
+        await this.options.restore?.(response, mode === 'resume' ? 'resumed' : 'rejoined');
+        if (this.stateValue !== 'reconnecting') return;
+        this.assertStillOpen(socket);
+        this.setState('connected');
+        this.emit('reconnected', { resumed: mode === 'resume' });
+        return;
+      } catch (error) {
+        if (this.stateValue !== 'reconnecting') return;
+        lastError = GatewayError.from(error, ErrorCode.UNAVAILABLE);
+        lastCode = socket?.closeCode ?? lastCode;
+        if (!restoring && mode === 'rejoin' && hasCode(lastError, ...JOIN_REFUSED)) {
+          return this.finish({ reason: lastError.code === ErrorCode.PERMISSION_DENIED ? 'rejected' : 'unauthenticated', code: lastCode, error: lastError });
+        }
+        if (restoring && !hasCode(lastError, ...CONNECTION_FAILURES)) {
+          // Media could not be brought back in this session: end it and start a new one, so
+          // the others do not keep a ghost of us for the resume window.
+          if (socket?.isOpen) await socket.request('leave', {}, 2_000).catch(() => undefined);
+          mode = 'rejoin';
+        }
+        if (socket && socket === this.socket) socket.close(1000, 'reconnect attempt failed');
+        if (hasCode(lastError, ErrorCode.RATE_LIMITED) && lastError.retryAfterMs > 0) await this.sleep(lastError.retryAfterMs);
+      }
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        if (this.wake === done) this.wake = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.wake = done;
+    });
+  }
+
+  /** Ends the client for good. */
+  private finish(info: DisconnectInfo, announce = true): void {
+    if (this.stateValue === 'disconnected') return;
+    this.setState('disconnected');
+    this.wake?.();
+    const socket = this.socket;
+    this.socket = undefined;
+    if (announce) socket?.close(1000, info.reason);
+    if (announce) this.emit('disconnected', info);
+  }
+
+  private setState(state: ConnectionState): void {
+    if (this.stateValue === state) return;
+    this.stateValue = state;
+    if (state === 'connected' || state === 'disconnected') {
+      for (const waiter of this.waiters) {
+        if (state === 'connected') waiter.resolve();
+        else waiter.reject(new GatewayError(ErrorCode.ROOM_CLOSED, 'disconnected'));
+      }
+      this.waiters.clear();
+    }
+    this.emit('stateChanged', state);
+  }
+}
+
+interface SocketHooks {
+  nextId(): number;
+  onNotification(socket: Socket, event: NotificationEvent): void;
+  onClose(socket: Socket, code: number, reason: string): void;
+}
+
+interface Pending {
+  resolve(result: Result): void;
+  reject(error: GatewayError): void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+/** One WebSocket: requests and their answers, notifications, heartbeat. Never reopens. */
+class Socket {
+  private readonly pending = new Map<number, Pending>();
   private heartbeat: ReturnType<typeof setInterval> | undefined;
-  private lastAnswerAt = Date.now();
+  private lastHeardAt = Date.now();
   private closed = false;
+  closeCode: number | undefined;
 
   private constructor(
     private readonly ws: WebSocketLike,
-    private readonly options: Required<Omit<SignalingClientOptions, 'WebSocket'>>,
+    private readonly hooks: SocketHooks,
   ) {
-    super();
-    ws.onmessage = (ev) => this.onMessage(String(ev.data));
-    ws.onclose = (ev) => this.onClose(ev.code, ev.reason);
+    ws.onmessage = (ev) => this.onMessage(ev.data);
+    ws.onclose = (ev) => this.onClosed(ev.code, ev.reason);
     ws.onerror = () => undefined;
-    this.heartbeat = setInterval(() => this.beat(), options.heartbeatIntervalMs);
   }
 
-  static open(url: string, options: SignalingClientOptions = {}): Promise<SignalingClient> {
-    const Ctor = options.WebSocket ?? (globalThis.WebSocket as unknown as WebSocketConstructor | undefined);
-    if (!Ctor) return Promise.reject(new GatewayError('UNAVAILABLE', 'no WebSocket implementation available'));
-    const resolved = {
-      requestTimeoutMs: options.requestTimeoutMs ?? 15_000,
-      heartbeatIntervalMs: options.heartbeatIntervalMs ?? 5_000,
-      heartbeatTimeoutMs: options.heartbeatTimeoutMs ?? 10_000,
-    };
+  static open(Impl: WebSocketConstructor, url: string, timeoutMs: number, hooks: SocketHooks): Promise<Socket> {
     return new Promise((resolve, reject) => {
-      const ws = new Ctor(url);
-      ws.onopen = () => resolve(new SignalingClient(ws, resolved));
-      ws.onerror = () => reject(new GatewayError('UNAVAILABLE', `cannot connect to ${url}`));
-      ws.onclose = (ev) => reject(new GatewayError('CONNECTION_CLOSED', `connection closed (${ev.code})`));
+      let ws: WebSocketLike;
+      try {
+        ws = new Impl(url);
+      } catch (error) {
+        reject(new GatewayError(ErrorCode.UNAVAILABLE, 'cannot open the signaling connection', { cause: error }));
+        return;
+      }
+      const fail = (message: string) => {
+        clearTimeout(timer);
+        ws.onopen = ws.onclose = null;
+        // Keep an error listener: `ws` throws on an error event nobody listens to.
+        ws.onerror = () => undefined;
+        try {
+          ws.close();
+        } catch {
+          // never opened
+        }
+        reject(new GatewayError(ErrorCode.UNAVAILABLE, message));
+      };
+      const timer = setTimeout(() => fail('opening the signaling connection timed out'), timeoutMs);
+      ws.onerror = () => fail('cannot open the signaling connection');
+      ws.onclose = (ev) => fail(`the signaling connection closed while opening (${ev.code})`);
+      ws.onopen = () => {
+        clearTimeout(timer);
+        ws.onopen = null;
+        resolve(new Socket(ws, hooks));
+      };
     });
   }
 
@@ -81,31 +421,55 @@ export class SignalingClient extends Emitter<ClientEvents> {
     return !this.closed;
   }
 
-  request<M extends MethodName>(method: M, params: ParamsOf<M>): Promise<ResultOf<M>> {
-    if (this.closed) return Promise.reject(new GatewayError('CONNECTION_CLOSED', 'the connection is closed'));
-    const id = this.nextId++;
+  request<M extends MethodName>(method: M, params: ParamsOf<M>, timeoutMs: number): Promise<ResultOf<M>> {
+    if (this.closed) return Promise.reject(closedError(this.closeCode));
+    const id = this.hooks.nextId();
     return new Promise<ResultOf<M>>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
-        reject(new GatewayError('TIMEOUT', `${method} got no answer in time`));
-      }, this.options.requestTimeoutMs);
+        reject(new GatewayError(ErrorCode.TIMEOUT, `no answer to ${method} in ${timeoutMs} ms`));
+      }, timeoutMs);
       this.pending.set(id, {
         resolve: (result) => {
-          if (result.$case === 'error') reject(new GatewayError(result.value.code, result.value.message, result.value.retryAfterMs));
-          else (resolve as (value: unknown) => void)(result.value);
+          if (result.$case === 'error') {
+            const { code, message, retryAfterMs } = result.value;
+            reject(new GatewayError(code || ErrorCode.INTERNAL, message, { retryAfterMs }));
+          } else if (result.$case !== method) {
+            reject(new GatewayError(ErrorCode.MALFORMED_MESSAGE, `expected a ${method} answer, got ${result.$case}`));
+          } else {
+            (resolve as (value: unknown) => void)(result.value);
+          }
         },
         reject,
         timer,
       });
-      this.ws.send(JSON.stringify({ id, [method]: params }));
+      try {
+        this.ws.send(JSON.stringify({ id, [method]: params }));
+      } catch (error) {
+        // The socket died under us: give up on it, which fails this request too.
+        this.close(LocalCloseCode.HEARTBEAT_LOST, error instanceof Error ? error.message.slice(0, 100) : 'send failed');
+      }
     });
   }
 
-  private onMessage(text: string): void {
-    this.lastAnswerAt = Date.now();
+  startHeartbeat(intervalMs: number, timeoutMs: number): void {
+    clearInterval(this.heartbeat);
+    this.lastHeardAt = Date.now();
+    this.heartbeat = setInterval(() => {
+      if (Date.now() - this.lastHeardAt > timeoutMs) {
+        this.close(LocalCloseCode.HEARTBEAT_LOST, 'heartbeat lost');
+        return;
+      }
+      this.request('ping', { clientTimeMs: Date.now() }, timeoutMs).catch(() => undefined);
+    }, intervalMs);
+  }
+
+  private onMessage(data: unknown): void {
+    if (this.closed) return;
+    this.lastHeardAt = Date.now();
     let message: ServerMessage;
     try {
-      message = ServerMessage.fromJSON(JSON.parse(text));
+      message = ServerMessage.fromJSON(JSON.parse(String(data)));
     } catch {
       return;
     }
@@ -117,48 +481,41 @@ export class SignalingClient extends Emitter<ClientEvents> {
       clearTimeout(entry.timer);
       entry.resolve(m.value.result);
     } else if (m?.$case === 'notification' && m.value.event) {
-      this.emit('notification', m.value.event);
+      this.hooks.onNotification(this, m.value.event);
     }
   }
 
-  private beat(): void {
+  /**
+   * Closes at once, without waiting for a closing handshake that a dead network would never
+   * finish. The owner hears of it through onClose like of any other close.
+   */
+  close(code: number, reason: string): void {
     if (this.closed) return;
-    if (Date.now() - this.lastAnswerAt > this.options.heartbeatTimeoutMs) {
-      // Nothing heard for too long: the network is gone even if the socket does not know yet.
-      this.drop(HEARTBEAT_LOST, 'heartbeat lost');
-      return;
-    }
-    this.request('ping', { clientTimeMs: Date.now() }).catch(() => undefined);
-  }
-
-  /** Closes the socket without a leave; the session stays resumable. */
-  drop(code = 4901, reason = 'dropped'): void {
-    if (this.closed) return;
+    this.ws.onmessage = null;
+    this.ws.onclose = null;
+    this.ws.onerror = () => undefined;
     try {
-      this.ws.close();
+      this.ws.close(code, reason);
     } catch {
       // already closing
     }
-    this.onClose(code, reason);
+    this.onClosed(code, reason);
   }
 
-  close(code = 1000, reason = 'bye'): void {
-    if (this.closed) return;
-    this.ws.close(code, reason);
-    this.onClose(code, reason);
-  }
-
-  private onClose(code: number, reason: string): void {
+  private onClosed(code: number, reason: string): void {
     if (this.closed) return;
     this.closed = true;
+    this.closeCode = code;
     clearInterval(this.heartbeat);
-    this.ws.onmessage = null;
-    this.ws.onclose = null;
-    for (const [, entry] of this.pending) {
+    for (const entry of this.pending.values()) {
       clearTimeout(entry.timer);
-      entry.reject(new GatewayError('CONNECTION_CLOSED', `connection closed (${code})`));
+      entry.reject(closedError(code));
     }
     this.pending.clear();
-    this.emit('close', code, reason);
+    this.hooks.onClose(this, code, reason);
   }
+}
+
+function closedError(code?: number): GatewayError {
+  return new GatewayError(ErrorCode.CONNECTION_CLOSED, code === undefined ? 'not connected' : `the connection closed (${code})`);
 }

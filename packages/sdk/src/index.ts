@@ -1,11 +1,29 @@
-import { Room, type ConnectOptions } from './Room.js';
+/**
+ * The Gateway client SDK: `const room = await connect({ url, token })`, then `room.publish(...)`
+ * and `room.on('track', ...)`. Also bundled as the browser global `Gateway` (served at /sdk.js).
+ */
+import { Room } from './Room.js';
+import type { ConnectOptions } from './types.js';
 
-export { Room, signalingUrl } from './Room.js';
-export type { ConnectOptions, Participant, PublishOptions, RoomEvents, Source, RemoteSource, TrackEvent } from './Room.js';
-export { GatewayError, type ErrorCode } from './errors.js';
-export { SignalingClient, HEARTBEAT_LOST } from './SignalingClient.js';
+export { Room } from './Room.js';
+export { ErrorCode, GatewayError } from './errors.js';
+export { LocalCloseCode, signalingUrl } from './SignalingClient.js';
+export type { DisconnectInfo, DisconnectReason, WebSocketConstructor, WebSocketLike } from './SignalingClient.js';
+export type {
+  ConnectOptions,
+  Grants,
+  LocalTrackEvent,
+  Participant,
+  PublishOptions,
+  RemoteSource,
+  Role,
+  RoomEvents,
+  RoomState,
+  Source,
+  TrackEvent,
+} from './types.js';
 
-/** Joins a room: `const room = await Gateway.connect({ url, token })`. */
+/** Joins a room. Resolves once joined and ready to publish; rejects with a GatewayError. */
 export function connect(options: ConnectOptions): Promise<Room> {
   return Room.connect(options);
 }

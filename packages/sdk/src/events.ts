@@ -1,19 +1,20 @@
 /**
- * A tiny typed event emitter that runs in browsers (the SDK cannot use node:events). A
- * listener that throws does not stop the others or the SDK.
+ * A tiny typed event emitter that runs in browsers (the SDK cannot use node:events). Listeners
+ * run in the order they were added; one that throws does not stop the others, nor the SDK
+ * code that emitted: its exception is rethrown on its own task, where the browser reports it.
  */
-export class Emitter<E extends Record<string, unknown[]>> {
-  private readonly listeners = new Map<keyof E, Set<(...args: never[]) => void>>();
+export class Emitter<E extends { [K in keyof E]: unknown[] }> {
+  private readonly listeners = new Map<keyof E, Set<unknown>>();
 
   on<K extends keyof E>(event: K, listener: (...args: E[K]) => void): this {
     let set = this.listeners.get(event);
     if (!set) this.listeners.set(event, (set = new Set()));
-    set.add(listener as unknown as (...args: never[]) => void);
+    set.add(listener);
     return this;
   }
 
   off<K extends keyof E>(event: K, listener: (...args: E[K]) => void): this {
-    this.listeners.get(event)?.delete(listener as unknown as (...args: never[]) => void);
+    this.listeners.get(event)?.delete(listener);
     return this;
   }
 
@@ -26,14 +27,20 @@ export class Emitter<E extends Record<string, unknown[]>> {
   }
 
   protected emit<K extends keyof E>(event: K, ...args: E[K]): void {
-    for (const listener of [...(this.listeners.get(event) ?? [])]) {
+    const set = this.listeners.get(event);
+    if (!set) return;
+    for (const listener of [...set]) {
       try {
-        (listener as unknown as (...a: E[K]) => void)(...args);
+        (listener as (...a: E[K]) => void)(...args);
       } catch (error) {
         setTimeout(() => {
           throw error;
         });
       }
     }
+  }
+
+  protected removeAllListeners(): void {
+    this.listeners.clear();
   }
 }

@@ -1,0 +1,75 @@
+import type { types } from 'mediasoup-client';
+import { ErrorCode, GatewayError } from './errors.js';
+import type { Source } from './types.js';
+
+export const kindOf: Record<Source, 'audio' | 'video'> = { camera: 'video', microphone: 'audio', screen: 'video' };
+
+/**
+ * Three camera layers, so the SFU can give each receiver what its link and window allow. The
+ * bitrates are those of a 1280x720 camera at 30 fps: 320x180, 640x360, 1280x720.
+ */
+const CAMERA_SIMULCAST: types.RtpEncodingParameters[] = [
+  { rid: 'r0', scaleResolutionDownBy: 4, maxBitrate: 150_000, maxFramerate: 15 },
+  { rid: 'r1', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: 'r2', scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+];
+/** Below this short side, the lower layers would be too small to be worth their bandwidth. */
+const SIMULCAST_MIN_SHORT_SIDE = 360;
+
+export function producerOptions(source: Source, track: MediaStreamTrack): Pick<types.ProducerOptions, 'encodings' | 'codecOptions'> {
+  switch (source) {
+    case 'camera': {
+      const { width = 0, height = 0 } = track.getSettings();
+      const simulcast = Math.min(width, height) >= SIMULCAST_MIN_SHORT_SIDE;
+      return {
+        encodings: simulcast ? CAMERA_SIMULCAST.map((e) => ({ ...e })) : [{ maxBitrate: 500_000 }],
+        codecOptions: { videoGoogleStartBitrate: 1000 },
+      };
+    }
+    case 'screen':
+      // Text must stay readable: Chrome keeps the resolution and drops frames under pressure.
+      track.contentHint = 'detail';
+      return { encodings: [{ maxBitrate: 2_500_000 }], codecOptions: { videoGoogleStartBitrate: 1000 } };
+    case 'microphone':
+      return { codecOptions: { opusFec: true, opusDtx: true } };
+  }
+}
+
+/** Captures camera and microphone in one getUserMedia call, so the browser asks only once. */
+export async function captureUserMedia(want: { camera: boolean; microphone: boolean }): Promise<{ camera?: MediaStreamTrack; microphone?: MediaStreamTrack }> {
+  const devices = mediaDevices();
+  try {
+    const stream = await devices.getUserMedia({
+      video: want.camera ? { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } } : false,
+      audio: want.microphone ? { echoCancellation: true, noiseSuppression: true, autoGainControl: true } : false,
+    });
+    return { camera: stream.getVideoTracks()[0], microphone: stream.getAudioTracks()[0] };
+  } catch (error) {
+    throw captureError(error, want.camera && want.microphone ? 'camera and microphone' : want.camera ? 'camera' : 'microphone');
+  }
+}
+
+export async function captureScreen(): Promise<MediaStreamTrack> {
+  const devices = mediaDevices();
+  if (!devices.getDisplayMedia) throw new GatewayError(ErrorCode.UNSUPPORTED, 'this browser cannot share the screen');
+  try {
+    const stream = await devices.getDisplayMedia({ video: { frameRate: { ideal: 15, max: 30 } }, audio: false });
+    return stream.getVideoTracks()[0]!;
+  } catch (error) {
+    throw captureError(error, 'screen');
+  }
+}
+
+function mediaDevices(): MediaDevices {
+  const devices = (globalThis as { navigator?: Navigator }).navigator?.mediaDevices;
+  // Browsers hide mediaDevices outside secure contexts (plain http on anything but localhost).
+  if (!devices) throw new GatewayError(ErrorCode.UNSUPPORTED, 'capturing media needs a secure context (https or localhost)');
+  return devices;
+}
+
+function captureError(error: unknown, what: string): GatewayError {
+  const name = (error as { name?: string } | undefined)?.name;
+  if (name === 'NotAllowedError') return new GatewayError(ErrorCode.PERMISSION_DENIED, `access to the ${what} was denied`, { cause: error });
+  if (name === 'NotFoundError' || name === 'OverconstrainedError') return new GatewayError(ErrorCode.NOT_FOUND, `no ${what} found`, { cause: error });
+  return GatewayError.from(error, ErrorCode.UNAVAILABLE);
+}

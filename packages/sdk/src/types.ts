@@ -1,0 +1,80 @@
+import type { types } from 'mediasoup-client';
+import type { GatewayError } from './errors.js';
+import type { DisconnectReason, SignalingClientOptions } from './SignalingClient.js';
+
+/** What a participant can publish. */
+export type Source = 'camera' | 'microphone' | 'screen';
+/** What a remote participant's track can be (other SDKs may send the screen share's audio). */
+export type RemoteSource = Source | 'screen_audio';
+export type Role = 'agent' | 'end_user' | 'observer' | (string & {});
+
+export interface Participant {
+  readonly id: string;
+  /** The identity from the join token. */
+  readonly identity: string;
+  readonly role: Role;
+  readonly joinedAtMs: number;
+  readonly isLocal: boolean;
+  /** Received tracks (remote participant) or published ones (local participant), by source. */
+  readonly tracks: ReadonlyMap<RemoteSource, MediaStreamTrack>;
+}
+
+export interface Grants {
+  canPublish: boolean;
+  canSubscribe: boolean;
+  sources: Source[];
+}
+
+export interface TrackEvent {
+  participant: Participant;
+  source: RemoteSource;
+  track: MediaStreamTrack;
+}
+
+export interface LocalTrackEvent {
+  source: Source;
+  track: MediaStreamTrack;
+}
+
+export type RoomState = 'connected' | 'reconnecting' | 'disconnected';
+
+export type RoomEvents = {
+  /** Someone is in the room: fired for those already there too, right after connect() resolves. */
+  participantJoined: [participant: Participant];
+  participantLeft: [participant: Participant];
+  /** A remote track is being received; attach it to a media element. */
+  track: [event: TrackEvent];
+  /** A remote track stopped (unpublished, its owner left, or it is being replaced after a rejoin). */
+  trackEnded: [event: TrackEvent];
+  /** The sender paused or resumed a track (no media flows meanwhile). */
+  trackPaused: [event: TrackEvent];
+  trackResumed: [event: TrackEvent];
+  /** Whoever speaks loudest now (may be the local participant). */
+  activeSpeaker: [participant: Participant];
+  localTrackPublished: [event: LocalTrackEvent];
+  /** Unpublished by the app, or because the track ended (the browser's "Stop sharing" button). */
+  localTrackUnpublished: [event: LocalTrackEvent];
+  /** The connection dropped; the SDK is getting it back. Media may freeze meanwhile. */
+  reconnecting: [];
+  /** Back: `resumed` is false when a new session had to be joined (the local participant id changed). */
+  reconnected: [info: { resumed: boolean }];
+  /** Over for good; `reason` says why. */
+  disconnected: [info: { reason: DisconnectReason; code: number; error?: GatewayError }];
+};
+
+export interface ConnectOptions extends Omit<SignalingClientOptions, 'restore'> {
+  /**
+   * A mediasoup-client handler factory, for runtimes without WebRTC (tests use mediasoup-client's
+   * FakeHandler). Browsers detect their own.
+   */
+  handlerFactory?: types.HandlerFactory;
+}
+
+export interface PublishOptions {
+  /** `true` captures the default camera; or pass a video track. Published with simulcast. */
+  camera?: boolean | MediaStreamTrack;
+  /** `true` captures the default microphone; or pass an audio track. */
+  microphone?: boolean | MediaStreamTrack;
+  /** `true` asks the user what to share; or pass a video track. */
+  screen?: boolean | MediaStreamTrack;
+}
