@@ -162,8 +162,11 @@ export class Room extends TypedEmitter<RoomEvents> {
   async resumeConsumer(consumerId: string): Promise<void> {
     const consumer = this.consumer(consumerId);
     await consumer.resume();
-    // A new or resumed video receiver needs a key frame before it can decode anything.
-    if (consumer.kind === 'video') await consumer.requestKeyFrame();
+    // A new or resumed video receiver needs a key frame before it can decode anything. Before
+    // the transport is connected nothing can be forwarded; mediasoup asks for one when it
+    // connects, and an early request would only be throttled by the sender.
+    const transport = [...this.transports.values()].find((t) => t.appData.participantId === consumer.appData.participantId && t.appData.direction === 'recv');
+    if (consumer.kind === 'video' && transport?.dtlsState === 'connected') await consumer.requestKeyFrame();
   }
 
   closeParticipant(participantId: string): number {
