@@ -549,11 +549,6 @@ export class Room extends Emitter<RoomEvents> {
       }
       remote.consumer = consumer;
       // Created paused on the server; resuming it there also asks the sender for a key frame.
-      // Resume only once the transport is connected: a key frame sent before DTLS completes
-      // cannot be forwarded, and senders throttle repeated requests (Chrome: one per 300 ms),
-      // which otherwise delays the first picture by the SFU's one-second retry.
-      await untilConnected(transport, 5_000);
-      if (stale()) return true;
       await this.client.request('resumeConsumer', { consumerId: consumer.id });
       if (remote.consumer !== consumer || stale()) return true;
       const participant = this.participants.get(remote.participantId) as MutableParticipant | undefined;
@@ -656,21 +651,4 @@ function asStruct(value: object): Record<string, unknown> {
 function warn(message: string, error: unknown): void {
   const code = error instanceof GatewayError ? error.code : (error as { name?: string } | undefined)?.name;
   console.warn(`[gateway] ${message}: ${code ?? 'error'}`, error);
-}
-
-/** Resolves when the transport is connected, or after `timeoutMs` (resuming late is worse). */
-function untilConnected(transport: types.Transport, timeoutMs: number): Promise<void> {
-  if (transport.connectionState === 'connected' || transport.closed) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      transport.off('connectionstatechange', onChange);
-      resolve();
-    };
-    const onChange = (state: types.ConnectionState) => {
-      if (state === 'connected' || state === 'failed' || state === 'closed') done();
-    };
-    const timer = setTimeout(done, timeoutMs);
-    transport.on('connectionstatechange', onChange);
-  });
 }
