@@ -1,28 +1,12 @@
+import { ErrorCode as ServerErrorCode } from '@gateway/common/errors';
+
 /**
- * Error codes an app can meet: the ones the server sends in error responses (the same list as
- * the platform's ErrorCode, which lives in a Node-only package the SDK cannot import) plus the
- * SDK's own, for things that happen on the client's side of the socket.
+ * Error codes an app can meet: the ones the server sends in error responses (the platform's
+ * own list; that module has no Node dependencies, so the bundle can include it) plus the SDK's
+ * own, for things that happen on the client's side of the socket.
  */
 export const ErrorCode = {
-  BAD_REQUEST: 'BAD_REQUEST',
-  MALFORMED_MESSAGE: 'MALFORMED_MESSAGE',
-  UNKNOWN_METHOD: 'UNKNOWN_METHOD',
-  FRAME_TOO_LARGE: 'FRAME_TOO_LARGE',
-  UNAUTHENTICATED: 'UNAUTHENTICATED',
-  TOKEN_EXPIRED: 'TOKEN_EXPIRED',
-  PERMISSION_DENIED: 'PERMISSION_DENIED',
-  NOT_JOINED: 'NOT_JOINED',
-  ALREADY_JOINED: 'ALREADY_JOINED',
-  NOT_FOUND: 'NOT_FOUND',
-  ALREADY_EXISTS: 'ALREADY_EXISTS',
-  RATE_LIMITED: 'RATE_LIMITED',
-  SESSION_EXPIRED: 'SESSION_EXPIRED',
-  ROOM_UNAVAILABLE: 'ROOM_UNAVAILABLE',
-  DRAINING: 'DRAINING',
-  UNAVAILABLE: 'UNAVAILABLE',
-  TIMEOUT: 'TIMEOUT',
-  INTERNAL: 'INTERNAL',
-  // The SDK's own.
+  ...ServerErrorCode,
   /** The WebSocket closed (or was never open) while a request needed it. */
   CONNECTION_CLOSED: 'CONNECTION_CLOSED',
   /** The room was left or disconnected for good; make a new one with connect(). */
