@@ -26,7 +26,9 @@ typecheck:
 	@npx tsc -p tsconfig.json --noEmit
 
 test: setup proto-check typecheck
-	@MEDIASOUP_WORKER_BIN=$$(bash scripts/mediasoup-worker.sh) npx vitest run
+	@mkdir -p .tmp
+	@MEDIASOUP_WORKER_BIN=$$(bash scripts/mediasoup-worker.sh) npx vitest run --reporter=default --reporter=json --outputFile.json=.tmp/vitest.json; \
+	  status=$$?; node scripts/test-summary.mjs .tmp/vitest.json; exit $$status
 
 bench: setup
 	@MEDIASOUP_WORKER_BIN=$$(bash scripts/mediasoup-worker.sh) bash bench/run.sh
