@@ -82,7 +82,6 @@ export class Session {
   private readonly tracks = new Map<string, TrackInfo>();
   /** consumer id -> producer id */
   private readonly consumers = new Map<string, string>();
-  private recordRevision: number | undefined;
   private recvTransportId: string | undefined;
   private resumeHash: Buffer;
   private windowTimer: NodeJS.Timeout | undefined;
@@ -115,7 +114,7 @@ export class Session {
   }
 
   /** A session taken over from a record another replica (or this one) wrote. */
-  static fromRecord(ctx: SessionContext, tenant: string, room: string, record: ParticipantRecord, revision: number, sfu: SfuClient): Session {
+  static fromRecord(ctx: SessionContext, tenant: string, room: string, record: ParticipantRecord, sfu: SfuClient): Session {
     const info = record.info!;
     const grant: JoinGrant = {
       tenant,
@@ -134,7 +133,6 @@ export class Session {
     session.recvTransportId = record.recvTransportId || undefined;
     for (const track of info.tracks) session.tracks.set(track.producerId, track);
     for (const [consumerId, producerId] of Object.entries(record.consumers)) session.consumers.set(consumerId, producerId);
-    session.recordRevision = revision;
     return session;
   }
 
@@ -174,7 +172,7 @@ export class Session {
     this.persistChain = this.persistChain.then(async () => {
       if (this.ended) return;
       try {
-        this.recordRevision = await this.ctx.store.put(this.tenant, this.room, this.toRecord());
+        await this.ctx.store.put(this.tenant, this.room, this.toRecord());
       } catch (error) {
         this.log.warn({ err: error }, 'writing participant record failed');
       }

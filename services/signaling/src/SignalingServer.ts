@@ -164,7 +164,7 @@ export class SignalingServer implements SessionBroker {
       const node = await this.directory.node(record.nodeId);
       if (!node || (await this.directory.placementOf(tenant, room)) !== record.nodeId) throw expired();
       const client = this.directory.clientForNode(node);
-      session = Session.fromRecord(this.ctx, tenant, room, { ...record, owner: this.config.replicaId, connected: true }, revision, client);
+      session = Session.fromRecord(this.ctx, tenant, room, { ...record, owner: this.config.replicaId, connected: true }, client);
       // Claim the record: fails if the owner changed it meanwhile (e.g. a parallel resume).
       try {
         await this.store.put(tenant, room, session.toRecord(), revision);
