@@ -23,11 +23,12 @@ export function percentile(values: number[], p: number): number {
 }
 
 /** CPU seconds (user + system) a process has used so far, from /proc. */
-export async function cpuSeconds(pid: number): Promise<number> {
+/** User and kernel CPU seconds of a process so far. */
+export async function cpuTimes(pid: number): Promise<{ user: number; system: number }> {
   const { readFile } = await import('node:fs/promises');
   const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
-  const ticks = Number(fields[11]) + Number(fields[12]);
-  return ticks / 100; // USER_HZ is 100 on Linux
+  // USER_HZ is 100 on Linux.
+  return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 };
 }
 
 /** Children of a process (the SFU's mediasoup workers). */

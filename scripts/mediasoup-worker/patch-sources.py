@@ -2,8 +2,9 @@
 """Edits a copy of the mediasoup worker's sources to build and run against Debian's libraries.
 
 The upstream build downloads eight subprojects (openssl, libuv, libsrtp2, usrsctp, abseil,
-catch2, flatbuffers, liburing) from the internet; here each one is replaced by the system
-library found through pkg-config, linked dynamically. Test and fuzzer targets are dropped:
+catch2, flatbuffers, liburing) from the internet; here each one is replaced by a library found
+through pkg-config: Debian's, linked dynamically, except libsrtp2, which mediasoup-worker.sh
+builds from Debian's source with OpenSSL and links statically. Test and fuzzer targets are dropped:
 they need catch2 v3, which Debian bookworm does not have.
 
 One source fix: the DTLS BIO callback answered 1 to every BIO_ctrl() query. Debian's OpenSSL
@@ -65,11 +66,10 @@ def main_meson(text):
     if idx < 0:
         sys.exit("patch-meson: test_sources not found")
     text = text[:idx]
-    # <srtp.h> lives in /usr/include/srtp2, which libsrtp2's pkg-config file does not add; the
-    # compat header maps the libsrtp 3 API the sources use onto Debian's libsrtp 2.5.
+    # The compat header maps the libsrtp 3 API the sources use onto libsrtp 2.5 (Debian's version).
     text = text.replace(
         "cpp_args = [\n",
-        "cpp_args = [\n  '-I/usr/include/srtp2',\n  '-include', meson.current_source_dir() / 'srtp-compat.h',\n",
+        "cpp_args = [\n  '-include', meson.current_source_dir() / 'srtp-compat.h',\n",
         1,
     )
     return text
@@ -91,6 +91,18 @@ def dtls_bio_callback(text):
     )
 
 
+def key_frame_retry(text):
+    # A browser encoder ignores a key frame request that comes within 300 ms of the previous one
+    # (libwebrtc's kMinKeyframeSendIntervalMs, shared by all simulcast layers). A request for a
+    # new subscriber's layer that lands in that window is dropped, and upstream waits a full
+    # second to ask again: retry just after the window instead.
+    old = "static constexpr uint32_t KeyFrameRetransmissionWaitTime{ 1000u };"
+    if old not in text:
+        sys.exit("patch: KeyFrameRetransmissionWaitTime not found")
+    return text.replace(old, "static constexpr uint32_t KeyFrameRetransmissionWaitTime{ 350u };")
+
+
 edit(f"{worker}/meson.build", main_meson)
 edit(f"{worker}/src/RTC/DtlsTransport.cpp", dtls_bio_callback)
 edit(f"{worker}/deps/libwebrtc/meson.build", libwebrtc_meson)
+edit(f"{worker}/src/RTC/KeyFrameRequestManager.cpp", key_frame_retry)

@@ -4,7 +4,7 @@ import { chromium, type Browser } from 'playwright-core';
  * Debian's Chromium, headless, with fake camera, microphone and screen capture, and without
  * the background networking that a machine without internet would refuse.
  */
-export function launchChromium(): Promise<Browser> {
+export function launchChromium(extraArgs: string[] = []): Promise<Browser> {
   return chromium.launch({
     executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
     args: [
@@ -22,6 +22,7 @@ export function launchChromium(): Promise<Browser> {
       // Keep background pages rendering and decoding at full rate.
       '--disable-background-timer-throttling',
       '--disable-renderer-backgrounding',
+      ...extraArgs,
       ...(process.env.CHROMIUM_EXTRA_ARGS ? process.env.CHROMIUM_EXTRA_ARGS.split(' ') : []),
       '--disable-backgrounding-occluded-windows',
     ],
