@@ -8,3 +8,4 @@ export * from './ops.js';
 export * from './TypedEmitter.js';
 export * from './shutdown.js';
 export * from './ids.js';
+export * from './grpcTls.js';

@@ -1,2 +1,3 @@
 export * from './NatsServer.js';
 export * from './ServiceProcess.js';
+export * from './pki.js';

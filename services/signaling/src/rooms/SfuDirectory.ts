@@ -3,9 +3,10 @@ import {
   ErrorCode,
   GatewayError,
   buckets,
-  grpc,
+  grpcClientCredentials,
   kvKeys,
   openBucket,
+  type GrpcTls,
   type KV,
   type Logger,
   type NatsConnection,
@@ -30,13 +31,14 @@ export class SfuDirectory {
     private readonly nodesKv: KV,
     private readonly placementKv: KV,
     private readonly log: Logger,
+    private readonly tls: GrpcTls | undefined,
   ) {}
 
-  static async open(nc: NatsConnection, log: Logger): Promise<SfuDirectory> {
+  static async open(nc: NatsConnection, tls: GrpcTls | undefined, log: Logger): Promise<SfuDirectory> {
     // Bucket options must match the SFU's when this side creates the bucket first.
     const nodesKv = await openBucket(nc, buckets.sfuNodes, { ttlMs: NODE_STALE_MS });
     const placementKv = await openBucket(nc, buckets.roomPlacement);
-    return new SfuDirectory(nodesKv, placementKv, log);
+    return new SfuDirectory(nodesKv, placementKv, log, tls);
   }
 
   async node(nodeId: string): Promise<NodeInfo | undefined> {
@@ -113,7 +115,8 @@ export class SfuDirectory {
     const known = this.clients.get(node.nodeId);
     if (known && known.address === node.grpcAddress) return known.client;
     known?.client.close();
-    const client = new SfuClient(node.grpcAddress, grpc.credentials.createInsecure());
+    const { credentials, options } = grpcClientCredentials(this.tls);
+    const client = new SfuClient(node.grpcAddress, credentials, options);
     this.clients.set(node.nodeId, { address: node.grpcAddress, client });
     return client;
   }
