@@ -10,9 +10,9 @@ say() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
 
 # Programs the system runs with, and the libraries the mediasoup worker links against.
 apt_packages=(
-  nats-server chromium protobuf-compiler curl
+  nats-server chromium protobuf-compiler libprotobuf-dev curl openssl ffmpeg
   g++ make pkg-config meson ninja-build
-  libssl-dev libuv1-dev libsrtp2-dev libusrsctp-dev libabsl-dev libflatbuffers-dev flatbuffers-compiler
+  libssl-dev libuv1-dev libusrsctp-dev libabsl-dev libflatbuffers-dev flatbuffers-compiler
 )
 missing=()
 for pkg in "${apt_packages[@]}"; do

@@ -339,6 +339,23 @@ describe('SignalingClient', () => {
     expect(server.firstMethods()).toEqual(['join', 'resume', 'join']);
   });
 
+  it('leaves mid-reconnection: resumes the detached session only to leave it', async () => {
+    server = await FakeServer.start();
+    client = new SignalingClient({ ...fast, url: server.url, token: 't', reconnectInitialDelayMs: 5_000, reconnectMaxDelayMs: 5_000 });
+    const seen = events(client);
+    await client.connect();
+    const reconnecting = next(client, 'reconnecting');
+    client.dropSocket();
+    await reconnecting;
+    await client.leave();
+    const methods = server.conns.map((c) => c.frames.map((f) => Object.keys(f).find((k) => k !== 'id')));
+    expect(methods).toEqual([['join'], ['resume', 'leave']]);
+    expect(server.conns[1]!.frames[0].resume.resumeToken).toBe('rt-1');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(server.conns).toHaveLength(2);
+    expect(seen).toEqual(['reconnecting', 'disconnected']);
+  });
+
   it('leaves: sends leave, reports it, and does not reconnect', async () => {
     server = await FakeServer.start();
     client = new SignalingClient({ ...fast, url: server.url, token: 't' });

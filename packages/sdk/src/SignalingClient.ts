@@ -197,7 +197,25 @@ export class SignalingClient extends Emitter<SignalingEvents> {
     this.finish({ reason: 'left', code: CloseCode.CLOSE_CODE_LEFT }, false);
     if (socket && joined) await socket.request('leave', {}, 2_000).catch(() => undefined);
     socket?.close(1000, 'left');
+    // Mid-reconnection the server still holds the session for its resume window: end it there
+    // too, so the others see us go now rather than when the window runs out.
+    if (!joined && this.resumeToken) await this.leaveDetachedSession();
     this.emit('disconnected', { reason: 'left', code: CloseCode.CLOSE_CODE_LEFT });
+  }
+
+  /** Best effort: resume the detached session on a short-lived socket only to leave it. */
+  private async leaveDetachedSession(): Promise<void> {
+    const timeout = 2_000;
+    let socket: Socket | undefined;
+    try {
+      socket = await this.openSocket();
+      await socket.request('resume', { resumeToken: this.resumeToken, protocolVersion: PROTOCOL_VERSION }, timeout);
+      await socket.request('leave', {}, timeout);
+    } catch {
+      // Unreachable or already expired: the server's resume window ends the session anyway.
+    } finally {
+      socket?.close(1000, 'left');
+    }
   }
 
   /** Closes the socket abruptly as a network cut would (no leave): the session stays resumable. */

@@ -60,13 +60,19 @@ export class ServiceProcess {
     }
   }
 
-  /** Sends `signal` and waits for the exit (SIGKILL after `timeoutMs`). */
-  async stop(signal: NodeJS.Signals = 'SIGINT', timeoutMs = 10_000): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+  /** Sends `signal` and resolves with the exit code (null when killed; SIGKILL after `timeoutMs`). */
+  async stop(signal: NodeJS.Signals = 'SIGINT', timeoutMs = 10_000): Promise<number | null> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return this.child.exitCode;
     this.child.kill(signal);
     const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
-    await this.exited;
+    const code = await this.exited;
     clearTimeout(timer);
+    return code;
+  }
+
+  /** Whether the process is still running. */
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
   }
 }
 

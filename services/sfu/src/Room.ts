@@ -3,11 +3,15 @@ import { ErrorCode, GatewayError, TypedEmitter, type Logger } from '@gateway/com
 import { mediaCodecs } from './codecs.js';
 import type { PooledWorker } from './WorkerPool.js';
 
-/** Time a transport may stay unconnected (never connected, or ICE lost) before it is closed. */
-const ABANDONED_TRANSPORT_MS = 90_000;
-
 export type RoomCloseReason = 'closed' | 'idle' | 'worker_died' | 'drain_timeout' | 'node_closed';
 export type TrackSource = 'camera' | 'microphone' | 'screen' | 'screen_audio';
+
+export interface RoomTimeouts {
+  /** A room without transports is closed after this long. */
+  idleMs: number;
+  /** A transport that never connects, or whose ICE stays disconnected, is closed after this long. */
+  abandonedTransportMs: number;
+}
 
 export interface MediaAppData extends types.AppData {
   participantId: string;
@@ -40,7 +44,7 @@ export class Room extends TypedEmitter<RoomEvents> {
     readonly worker: PooledWorker,
     readonly router: types.Router,
     private readonly speakerObserver: types.ActiveSpeakerObserver,
-    private readonly idleMs: number,
+    private readonly timeouts: RoomTimeouts,
     private readonly log: Logger,
   ) {
     super();
@@ -53,10 +57,10 @@ export class Room extends TypedEmitter<RoomEvents> {
     this.armIdleTimer();
   }
 
-  static async open(tenant: string, name: string, worker: PooledWorker, idleMs: number, log: Logger): Promise<Room> {
+  static async open(tenant: string, name: string, worker: PooledWorker, timeouts: RoomTimeouts, log: Logger): Promise<Room> {
     const router = await worker.worker.createRouter({ mediaCodecs, appData: { tenant, room: name } });
     const speakerObserver = await router.createActiveSpeakerObserver({ interval: 300 });
-    return new Room(tenant, name, worker, router, speakerObserver, idleMs, log.child({ room: `${tenant}/${name}` }));
+    return new Room(tenant, name, worker, router, speakerObserver, timeouts, log.child({ room: `${tenant}/${name}` }));
   }
 
   get closed(): boolean {
@@ -204,7 +208,7 @@ export class Room extends TypedEmitter<RoomEvents> {
           this.log.info({ transportId: transport.id, iceState: transport.iceState }, 'closing abandoned transport');
           transport.close();
         }
-      }, ABANDONED_TRANSPORT_MS);
+      }, this.timeouts.abandonedTransportMs);
       timer.unref();
     };
     arm();
@@ -229,7 +233,7 @@ export class Room extends TypedEmitter<RoomEvents> {
     clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
     if (this.closedFlag || this.transports.size > 0) return;
-    this.idleTimer = setTimeout(() => this.close('idle'), this.idleMs);
+    this.idleTimer = setTimeout(() => this.close('idle'), this.timeouts.idleMs);
     this.idleTimer.unref();
   }
 }

@@ -149,3 +149,43 @@ describe('SFU node with a real mediasoup worker', () => {
     expect(res.status).toBe(503);
   });
 });
+
+describe('SFU node timeouts', () => {
+  let nats: NatsServer;
+  let node: SfuNode;
+  let client: SfuClient;
+
+  beforeAll(async () => {
+    nats = await NatsServer.start();
+    const config = readSfuConfig({
+      NATS_URL: nats.url,
+      SFU_NODE_ID: 'sfu-test-timeouts',
+      SFU_GRPC_HOST: '127.0.0.1',
+      SFU_GRPC_PORT: '0',
+      SFU_OPS_PORT: '0',
+      SFU_WORKERS: '1',
+      SFU_RTC_PORT_MIN: String(await freePort()),
+      SFU_LISTEN_IP: '127.0.0.1',
+      SFU_TRANSPORT_ABANDON_SECONDS: '0.5',
+      SFU_ROOM_IDLE_SECONDS: '0.5',
+    });
+    node = await SfuNode.start(config, createLogger('sfu-test', 'silent'));
+    client = new SfuClient(node.grpcAddress, grpc.credentials.createInsecure());
+  });
+
+  afterAll(async () => {
+    client?.close();
+    await node?.close('immediate');
+    await nats?.stop();
+  });
+
+  it('closes a transport nobody connects, then the room left without transports', async () => {
+    const room = { tenant: 'acme', room: 'abandoned' };
+    await callUnary(client, client.openRoom, { room });
+    const { transportId } = await callUnary(client, client.createWebRtcTransport, { room, participantId: 'PA_gone', direction: TransportDirection.TRANSPORT_DIRECTION_SEND });
+    expect(node.load()).toMatchObject({ rooms: 1, transports: 1 });
+    await waitFor(() => node.load().transports === 0, 5_000, 'the abandoned transport closed');
+    await expect(callUnary(client, client.getTransportStats, { room, transportId })).rejects.toMatchObject({ code: ErrorCode.NOT_FOUND });
+    await waitFor(() => node.rooms.size === 0, 5_000, 'the idle room closed');
+  });
+});

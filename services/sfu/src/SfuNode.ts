@@ -8,6 +8,7 @@ import {
   assertSubjectToken,
   connectNats,
   createMetricsRegistry,
+  grpcServerCredentials,
   startGrpcServer,
   startOpsServer,
   stopGrpcServer,
@@ -72,7 +73,7 @@ export class SfuNode {
     pool.on('workerdied', (index) => node.onWorkerDied(index));
     node.observeMetrics();
 
-    const grpc = await startGrpcServer((server) => registerSfuService(server, node, log), config.grpcHost, config.grpcPort);
+    const grpc = await startGrpcServer((server) => registerSfuService(server, node, log), config.grpcHost, config.grpcPort, grpcServerCredentials(config.grpcTls));
     node.grpcPort = grpc.port;
     node.grpcAddress = config.grpcAdvertisedAddress ?? `127.0.0.1:${grpc.port}`;
     node.stopGrpc = () => stopGrpcServer(grpc.server);
@@ -122,7 +123,7 @@ export class SfuNode {
     if (existing && !existing.closed) return { room: existing, created: false };
     if (this.draining) throw new GatewayError(ErrorCode.DRAINING, 'node is draining and takes no new rooms');
     const worker = this.pool.leastLoaded();
-    const room = await Room.open(tenant, name, worker, this.config.roomIdleMs, this.log);
+    const room = await Room.open(tenant, name, worker, this.config.roomTimeouts, this.log);
     // Two concurrent opens of the same room: keep the first, drop ours.
     const raced = this.rooms.get(key);
     if (raced && !raced.closed) {

@@ -1,7 +1,7 @@
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { env, loadConfig } from '@gateway/common';
+import { env, grpcTlsShape, loadConfig, readGrpcTls } from '@gateway/common';
 
 const shape = {
   NATS_URL: env.natsUrl(),
@@ -22,6 +22,8 @@ const shape = {
   SFU_REGISTRY_TTL_SECONDS: env.seconds(10),
   SFU_DRAIN_GRACE_SECONDS: env.seconds(1800),
   SFU_ROOM_IDLE_SECONDS: env.seconds(30),
+  SFU_TRANSPORT_ABANDON_SECONDS: env.seconds(90),
+  ...grpcTlsShape,
   SFU_WORKER_LOG_LEVEL: z.enum(['debug', 'warn', 'error', 'none']).default('warn'),
 };
 
@@ -36,6 +38,7 @@ export function readSfuConfig(source: Record<string, string | undefined> = proce
     grpcHost: c.SFU_GRPC_HOST,
     grpcPort: c.SFU_GRPC_PORT,
     grpcAdvertisedAddress: c.SFU_GRPC_ADVERTISED_ADDRESS,
+    grpcTls: readGrpcTls(c),
     opsPort: c.SFU_OPS_PORT,
     workers: c.SFU_WORKERS,
     rtcPortMin: c.SFU_RTC_PORT_MIN,
@@ -44,7 +47,7 @@ export function readSfuConfig(source: Record<string, string | undefined> = proce
     heartbeatMs: c.SFU_HEARTBEAT_SECONDS * 1000,
     registryTtlMs: c.SFU_REGISTRY_TTL_SECONDS * 1000,
     drainGraceMs: c.SFU_DRAIN_GRACE_SECONDS * 1000,
-    roomIdleMs: c.SFU_ROOM_IDLE_SECONDS * 1000,
+    roomTimeouts: { idleMs: c.SFU_ROOM_IDLE_SECONDS * 1000, abandonedTransportMs: c.SFU_TRANSPORT_ABANDON_SECONDS * 1000 },
     workerLogLevel: c.SFU_WORKER_LOG_LEVEL,
   };
 }

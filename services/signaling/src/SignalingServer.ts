@@ -19,7 +19,7 @@ import type { SignalingConfig } from './config.js';
 import { verifyJoinToken } from './auth/tokens.js';
 import { Session, parseResumeToken, type SessionContext, type SessionLink } from './Session.js';
 import { SfuDirectory } from './rooms/SfuDirectory.js';
-import { ParticipantStore, RECORD_REFRESH_MS } from './rooms/ParticipantStore.js';
+import { ParticipantStore } from './rooms/ParticipantStore.js';
 import { RoomHub } from './rooms/RoomHub.js';
 import { Connection, type SessionBroker } from './ws/Connection.js';
 import { createHttpHandler } from './http/routes.js';
@@ -75,13 +75,13 @@ export class SignalingServer implements SessionBroker {
     } catch (error) {
       throw new GatewayError(ErrorCode.UNAVAILABLE, `cannot reach NATS at ${config.natsUrl}`, { cause: error });
     }
-    const directory = await SfuDirectory.open(nc, log);
-    const store = await ParticipantStore.open(nc);
+    const directory = await SfuDirectory.open(nc, config.grpcTls, log);
+    const store = await ParticipantStore.open(nc, config.recordRefreshMs);
     const hub = new RoomHub(nc, config.replicaId, log);
     const server = new SignalingServer(config, nc, directory, store, hub, createMetricsRegistry('signaling'), log);
     server.listenForTakeovers();
     server.timers.push(setInterval(() => void server.checkNodes(), NODE_CHECK_MS));
-    server.timers.push(setInterval(() => void server.refreshRecords().then(() => server.sweepStaleRecords()), RECORD_REFRESH_MS));
+    server.timers.push(setInterval(() => void server.refreshRecords().then(() => server.sweepStaleRecords()), config.recordRefreshMs));
     await server.listen();
     return server;
   }

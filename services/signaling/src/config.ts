@@ -2,7 +2,7 @@ import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { SUBJECT_TOKEN, env, loadConfig } from '@gateway/common';
+import { SUBJECT_TOKEN, env, grpcTlsShape, loadConfig, readGrpcTls } from '@gateway/common';
 
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -55,6 +55,9 @@ const shape = {
   SIGNALING_RATE_LIMIT_BURST: env.positiveInt(100),
   SIGNALING_JOIN_TIMEOUT_SECONDS: env.seconds(10),
   SIGNALING_PING_INTERVAL_SECONDS: env.seconds(10),
+  /** Each replica refreshes its participants' records this often; three missed refreshes make a record stale. */
+  SIGNALING_RECORD_REFRESH_SECONDS: z.coerce.number().min(0.5).default(15),
+  ...grpcTlsShape,
   SIGNALING_PUBLIC_DIR: env.string(`${repoRoot}services/signaling/public`),
   SIGNALING_SDK_BUNDLE: env.string(`${repoRoot}packages/sdk/dist/gateway.js`),
 };
@@ -80,6 +83,8 @@ export function readSignalingConfig(source: Record<string, string | undefined> =
     rateLimitBurst: c.SIGNALING_RATE_LIMIT_BURST,
     joinTimeoutMs: c.SIGNALING_JOIN_TIMEOUT_SECONDS * 1000,
     pingIntervalMs: c.SIGNALING_PING_INTERVAL_SECONDS * 1000,
+    grpcTls: readGrpcTls(c),
+    recordRefreshMs: c.SIGNALING_RECORD_REFRESH_SECONDS * 1000,
     publicDir: c.SIGNALING_PUBLIC_DIR,
     sdkBundle: c.SIGNALING_SDK_BUNDLE,
   };

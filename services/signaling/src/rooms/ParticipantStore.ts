@@ -1,21 +1,26 @@
 import { ParticipantRecord } from '@gateway/proto/gateway/events/v1/events';
 import { buckets, kvKeys, openBucket, type KV, type NatsConnection } from '@gateway/common';
 
-/** Records not refreshed for this long belong to a replica that is gone. */
-export const RECORD_STALE_MS = 45_000;
-/** How often the owning replica refreshes the records of its sessions. */
-export const RECORD_REFRESH_MS = 15_000;
-
 /**
  * Live participants in NATS KV, so that any signaling replica can list a room and take a
  * session back on resume. The owning replica refreshes its records; the bucket's TTL removes
  * the records of a replica that died.
  */
 export class ParticipantStore {
-  private constructor(private readonly kv: KV) {}
+  /** Records not refreshed for this long belong to a replica that is gone. */
+  private readonly staleMs: number;
 
-  static async open(nc: NatsConnection): Promise<ParticipantStore> {
-    return new ParticipantStore(await openBucket(nc, buckets.participants, { ttlMs: RECORD_STALE_MS + RECORD_REFRESH_MS }));
+  private constructor(
+    private readonly kv: KV,
+    /** How often the owning replica refreshes the records of its sessions. */
+    readonly refreshMs: number,
+  ) {
+    this.staleMs = refreshMs * 3;
+  }
+
+  static async open(nc: NatsConnection, refreshMs: number): Promise<ParticipantStore> {
+    // The bucket's TTL removes what even the sweep of the other replicas missed.
+    return new ParticipantStore(await openBucket(nc, buckets.participants, { ttlMs: refreshMs * 4 }), refreshMs);
   }
 
   async get(tenant: string, room: string, participantId: string): Promise<{ record: ParticipantRecord; revision: number } | undefined> {
@@ -38,13 +43,13 @@ export class ParticipantStore {
   /** Every fresh record of the room. */
   async list(tenant: string, room: string): Promise<ParticipantRecord[]> {
     const now = Date.now();
-    return (await this.all(tenant, room)).filter((r) => now - r.refreshedAtMs < RECORD_STALE_MS);
+    return (await this.all(tenant, room)).filter((r) => now - r.refreshedAtMs < this.staleMs);
   }
 
   /** Records of the room older than the stale limit: their replica is gone. */
   async stale(tenant: string, room: string): Promise<ParticipantRecord[]> {
     const now = Date.now();
-    return (await this.all(tenant, room)).filter((r) => now - r.refreshedAtMs >= RECORD_STALE_MS);
+    return (await this.all(tenant, room)).filter((r) => now - r.refreshedAtMs >= this.staleMs);
   }
 
   private async all(tenant: string, room: string): Promise<ParticipantRecord[]> {
