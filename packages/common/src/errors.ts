@@ -22,6 +22,10 @@ export const ErrorCode = {
   UNAVAILABLE: 'UNAVAILABLE',
   TIMEOUT: 'TIMEOUT',
   CONFIG_INVALID: 'CONFIG_INVALID',
+  /** The operation does not apply in the current state (e.g. resuming a recording that is not paused). */
+  INVALID_STATE: 'INVALID_STATE',
+  /** This node has no capacity left for the work; another node may take it. */
+  NO_CAPACITY: 'NO_CAPACITY',
   INTERNAL: 'INTERNAL',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

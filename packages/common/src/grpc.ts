@@ -16,6 +16,8 @@ const toStatus: Partial<Record<ErrorCode, grpc.status>> = {
   UNAVAILABLE: grpc.status.UNAVAILABLE,
   ROOM_UNAVAILABLE: grpc.status.UNAVAILABLE,
   TIMEOUT: grpc.status.DEADLINE_EXCEEDED,
+  INVALID_STATE: grpc.status.FAILED_PRECONDITION,
+  NO_CAPACITY: grpc.status.RESOURCE_EXHAUSTED,
 };
 
 const codeMetadataKey = 'gateway-error-code';

@@ -9,3 +9,4 @@ export * from './TypedEmitter.js';
 export * from './shutdown.js';
 export * from './ids.js';
 export * from './grpcTls.js';
+export * from './artifacts.js';

@@ -18,6 +18,13 @@ export const subjects = {
   roomEvents: (tenant: string, room: string) => `gateway.${tenant}.room.${room}.events`,
   /** SessionTakeover for the signaling replica that owned a participant's session. */
   sessionTakeover: (tenant: string, participantId: string) => `gateway.${tenant}.session.${participantId}.takeover`,
+  /** RecordingReady (gateway.events.v1), on the recordings stream. */
+  recordingReady: (tenant: string) => `gateway.${tenant}.recording.ready`,
+} as const;
+
+export const streams = {
+  /** Finished recordings for crm-sync: `gateway.*.recording.ready`. */
+  recordings: { name: 'GATEWAY_RECORDINGS', subjects: ['gateway.*.recording.ready'] },
 } as const;
 
 export const buckets = {
@@ -27,10 +34,17 @@ export const buckets = {
   roomPlacement: 'gateway_room_placement',
   /** Live participants: key = `${tenant}.${room}.${participantId}`, refreshed by the owning replica. */
   participants: 'gateway_participants',
+  /** Encrypted artifacts (Object Store): name = `${tenant}.${artifactId}`. */
+  artifacts: 'gateway_artifacts',
+  /** Wrapped data keys of the artifacts, same names; deleting one shreds its artifact. */
+  dataKeys: 'gateway_data_keys',
+  /** Recording jobs: key = `${tenant}.${recordingId}`, value = Recording (gateway.recorder.v1). */
+  recordings: 'gateway_recordings',
 } as const;
 
 export const kvKeys = {
   room: (tenant: string, room: string) => `${tenant}.${room}`,
   participant: (tenant: string, room: string, participantId: string) => `${tenant}.${room}.${participantId}`,
   participantsOfRoom: (tenant: string, room: string) => `${tenant}.${room}.*`,
+  recording: (tenant: string, recordingId: string) => `${tenant}.${recordingId}`,
 } as const;

@@ -113,3 +113,19 @@ export async function startSignalingProcess(options: { natsUrl: string; replicaI
   const proc = await ServiceProcess.start('signaling', env, `http://127.0.0.1:${opsPort}/readyz`);
   return Object.assign(proc, { port, opsPort, url: `http://127.0.0.1:${port}`, wsUrl: `ws://127.0.0.1:${port}/ws` });
 }
+
+export async function startRecorderProcess(options: { natsUrl: string; workDir: string; nodeId?: string; env?: Record<string, string> }) {
+  const grpcPort = await freePort();
+  const opsPort = await freePort();
+  const env: Record<string, string> = {
+    NATS_URL: options.natsUrl,
+    RECORDER_NODE_ID: options.nodeId ?? `rec-test-${grpcPort}`,
+    RECORDER_GRPC_HOST: '127.0.0.1',
+    RECORDER_GRPC_PORT: String(grpcPort),
+    RECORDER_OPS_PORT: String(opsPort),
+    RECORDER_WORK_DIR: options.workDir,
+    ...options.env,
+  };
+  const proc = await ServiceProcess.start('recorder', env, `http://127.0.0.1:${opsPort}/readyz`);
+  return Object.assign(proc, { grpcPort, opsPort, grpcAddress: `127.0.0.1:${grpcPort}` });
+}

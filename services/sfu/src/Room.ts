@@ -13,6 +13,12 @@ export interface RoomTimeouts {
   abandonedTransportMs: number;
 }
 
+/** One recording's streams: a plain RTP transport and a consumer per producer. */
+interface Tap {
+  paused: boolean;
+  streams: Map<string, { transport: types.PlainTransport; consumer: types.Consumer<MediaAppData> }>;
+}
+
 export interface MediaAppData extends types.AppData {
   participantId: string;
   source?: TrackSource;
@@ -35,6 +41,7 @@ export class Room extends TypedEmitter<RoomEvents> {
   readonly transports = new Map<string, types.WebRtcTransport<MediaAppData>>();
   readonly producers = new Map<string, types.Producer<MediaAppData>>();
   readonly consumers = new Map<string, types.Consumer<MediaAppData>>();
+  private readonly taps = new Map<string, Tap>();
   private closedFlag = false;
   private idleTimer: NodeJS.Timeout | undefined;
 
@@ -171,6 +178,63 @@ export class Room extends TypedEmitter<RoomEvents> {
     // connects, and an early request would only be throttled by the sender.
     const transport = [...this.transports.values()].find((t) => t.appData.participantId === consumer.appData.participantId && t.appData.direction === 'recv');
     if (consumer.kind === 'video' && transport?.dtlsState === 'connected') await consumer.requestKeyFrame();
+  }
+
+  /**
+   * Sends one producer's RTP to a recorder at `ip:port` (RTCP to `rtcpPort`, or muxed) as part of the
+   * tap `tapId`. A paused tap creates the stream paused; a video stream starts with a key frame.
+   */
+  async createTapStream(tapId: string, producerId: string, destination: { ip: string; port: number; rtcpPort?: number }, listenIp: string, paused = false) {
+    this.assertOpen();
+    const producer = this.producer(producerId);
+    let tap = this.taps.get(tapId);
+    if (tap?.streams.has(producerId)) throw new GatewayError(ErrorCode.ALREADY_EXISTS, 'the tap already records this producer');
+    const rtcpMux = !destination.rtcpPort;
+    const transport = await this.router.createPlainTransport({ listenInfo: { protocol: 'udp', ip: listenIp }, rtcpMux, comedia: false });
+    try {
+      await transport.connect({ ip: destination.ip, port: destination.port, ...(rtcpMux ? {} : { rtcpPort: destination.rtcpPort }) });
+      tap = this.taps.get(tapId) ?? { paused, streams: new Map() };
+      this.taps.set(tapId, tap);
+      const consumer = await transport.consume<MediaAppData>({
+        producerId,
+        rtpCapabilities: this.router.rtpCapabilities,
+        paused: tap.paused,
+        appData: { participantId: `tap:${tapId}`, source: producer.appData.source },
+      });
+      const streams = tap.streams;
+      streams.set(producerId, { transport, consumer });
+      transport.observer.once('close', () => {
+        streams.delete(producerId);
+      });
+      // The stream ends with its producer.
+      consumer.observer.once('close', () => transport.close());
+      if (consumer.kind === 'video' && !tap.paused) await consumer.requestKeyFrame();
+      return { consumer, producer };
+    } catch (error) {
+      transport.close();
+      throw error;
+    }
+  }
+
+  async setTapPaused(tapId: string, paused: boolean): Promise<void> {
+    const tap = this.taps.get(tapId);
+    if (!tap) throw new GatewayError(ErrorCode.NOT_FOUND, 'tap not found in this room');
+    tap.paused = paused;
+    for (const { consumer } of tap.streams.values()) {
+      if (paused) await consumer.pause();
+      else {
+        await consumer.resume();
+        // Video picks up again at a key frame, not with a frozen picture until the next one.
+        if (consumer.kind === 'video') await consumer.requestKeyFrame();
+      }
+    }
+  }
+
+  closeTap(tapId: string): void {
+    const tap = this.taps.get(tapId);
+    if (!tap) return;
+    this.taps.delete(tapId);
+    for (const { transport } of tap.streams.values()) transport.close();
   }
 
   closeParticipant(participantId: string): number {

@@ -18,6 +18,8 @@ const shape = {
   SFU_LISTEN_IP: env.string('0.0.0.0'),
   /** Address put in ICE candidates: the node's public or pod-host address. */
   SFU_ANNOUNCED_ADDRESS: env.string('127.0.0.1'),
+  /** Address recording taps send plain RTP from (inside the cluster). */
+  SFU_TAP_LISTEN_IP: env.string('127.0.0.1'),
   SFU_HEARTBEAT_SECONDS: env.seconds(2),
   SFU_REGISTRY_TTL_SECONDS: env.seconds(10),
   SFU_DRAIN_GRACE_SECONDS: env.seconds(1800),
@@ -44,6 +46,7 @@ export function readSfuConfig(source: Record<string, string | undefined> = proce
     rtcPortMin: c.SFU_RTC_PORT_MIN,
     listenIp: c.SFU_LISTEN_IP,
     announcedAddress: c.SFU_ANNOUNCED_ADDRESS,
+    tapListenIp: c.SFU_TAP_LISTEN_IP,
     heartbeatMs: c.SFU_HEARTBEAT_SECONDS * 1000,
     registryTtlMs: c.SFU_REGISTRY_TTL_SECONDS * 1000,
     drainGraceMs: c.SFU_DRAIN_GRACE_SECONDS * 1000,

@@ -17,7 +17,7 @@ import type {
 import { CloseCode } from '@gateway/proto/gateway/signaling/v1/signaling';
 import { ErrorCode, GatewayError, callUnary, type Logger } from '@gateway/common';
 import type { JoinGrant } from './auth/tokens.js';
-import type { SfuDirectory } from './rooms/SfuDirectory.js';
+import type { SfuDirectory } from '@gateway/cluster';
 import type { ParticipantStore } from './rooms/ParticipantStore.js';
 import type { RoomHub } from './rooms/RoomHub.js';
 

@@ -18,7 +18,7 @@ import {
 import type { SignalingConfig } from './config.js';
 import { verifyJoinToken } from './auth/tokens.js';
 import { Session, parseResumeToken, type SessionContext, type SessionLink } from './Session.js';
-import { SfuDirectory } from './rooms/SfuDirectory.js';
+import { SfuDirectory } from '@gateway/cluster';
 import { ParticipantStore } from './rooms/ParticipantStore.js';
 import { RoomHub } from './rooms/RoomHub.js';
 import { Connection, type SessionBroker } from './ws/Connection.js';

@@ -6,6 +6,9 @@ import {
   TrackSource,
   TransportDirection,
   type ConsumeRequest,
+  type CreateTapStreamRequest,
+  type SetTapPausedRequest,
+  type TapRef,
   type ConsumerRef,
   type ConnectTransportRequest,
   type CreateWebRtcTransportRequest,
@@ -19,7 +22,7 @@ import {
 } from '@gateway/proto/gateway/sfu/v1/sfu';
 import { ErrorCode, GatewayError, SUBJECT_TOKEN, grpc, unaryHandlers, type Logger } from '@gateway/common';
 import type { SfuNode } from '../SfuNode.js';
-import type { Room, TrackSource as RoomTrackSource } from '../Room.js';
+import type { MediaAppData, Room, TrackSource as RoomTrackSource } from '../Room.js';
 
 const sourceNames: Record<number, RoomTrackSource | undefined> = {
   [TrackSource.TRACK_SOURCE_CAMERA]: 'camera',
@@ -52,6 +55,22 @@ function requireObject<T>(value: { [key: string]: any } | undefined, what: strin
 }
 
 const mediaKind = (kind: types.MediaKind) => (kind === 'audio' ? MediaKind.MEDIA_KIND_AUDIO : MediaKind.MEDIA_KIND_VIDEO);
+
+function producerInfo(producer: types.Producer<MediaAppData>) {
+  return {
+    producerId: producer.id,
+    participantId: producer.appData.participantId,
+    kind: mediaKind(producer.kind),
+    source: sourceValues[producer.appData.source ?? ''] ?? TrackSource.TRACK_SOURCE_UNSPECIFIED,
+    paused: producer.paused,
+  };
+}
+
+function tapId(ref: TapRef | undefined): string {
+  const id = requireId(ref?.tapId ?? '', 'tapId');
+  if (!SUBJECT_TOKEN.test(id)) throw badRequest('tapId must be letters, digits, _ or -');
+  return id;
+}
 
 /**
  * The SFU's gRPC API (gateway.sfu.v1.Sfu). Every call names the room, and every id is looked
@@ -191,6 +210,25 @@ export function registerSfuService(server: grpc.Server, node: SfuNode, log: Logg
     },
     async closeParticipant(req: ParticipantRef) {
       roomOf(node, req.room).closeParticipant(requireId(req.participantId, 'participantId'));
+      return {};
+    },
+    async listProducers(req: RoomRef) {
+      return { producers: [...roomOf(node, req).producers.values()].map(producerInfo) };
+    },
+    async createTapStream(req: CreateTapStreamRequest) {
+      const room = roomOf(node, req.tap?.room);
+      const id = tapId(req.tap);
+      if (!req.ip || !req.port || req.port > 65535 || req.rtcpPort > 65535) throw badRequest('ip and port of the recorder are required');
+      const destination = { ip: req.ip, port: req.port, rtcpPort: req.rtcpPort };
+      const { consumer, producer } = await room.createTapStream(id, requireId(req.producerId, 'producerId'), destination, node.config.tapListenIp, req.paused);
+      return { consumerId: consumer.id, producer: producerInfo(producer), rtpParameters: consumer.rtpParameters as unknown as Record<string, unknown> };
+    },
+    async setTapPaused(req: SetTapPausedRequest) {
+      await roomOf(node, req.tap?.room).setTapPaused(tapId(req.tap), req.paused);
+      return {};
+    },
+    async closeTap(req: TapRef) {
+      roomOf(node, req.room).closeTap(tapId(req));
       return {};
     },
     async getNodeInfo() {

@@ -6,6 +6,7 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { Recording } from "../../recorder/v1/recorder.js";
 import {
   ActiveSpeaker,
   Grants,
@@ -88,6 +89,25 @@ export interface ParticipantRecord {
 export interface ParticipantRecord_ConsumersEntry {
   key: string;
   value: string;
+}
+
+/** A finished recording, on the JetStream stream of recordings, for crm-sync. */
+export interface RecordingReady {
+  recording:
+    | Recording
+    | undefined;
+  /**
+   * The participants' references as given by the customer's app (external id, CRM contact id);
+   * nothing else about them.
+   */
+  contacts: ContactReference[];
+}
+
+export interface ContactReference {
+  participantId: string;
+  role: string;
+  externalId: string;
+  crmContactId: string;
 }
 
 function createBaseRoomEvent(): RoomEvent {
@@ -988,6 +1008,224 @@ export const ParticipantRecord_ConsumersEntry: MessageFns<ParticipantRecord_Cons
     const message = createBaseParticipantRecord_ConsumersEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseRecordingReady(): RecordingReady {
+  return { recording: undefined, contacts: [] };
+}
+
+export const RecordingReady: MessageFns<RecordingReady> = {
+  encode(message: RecordingReady, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.recording !== undefined) {
+      Recording.encode(message.recording, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.contacts) {
+      ContactReference.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RecordingReady {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRecordingReady();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.recording = Recording.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.contacts.push(ContactReference.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RecordingReady {
+    return {
+      recording: isSet(object.recording) ? Recording.fromJSON(object.recording) : undefined,
+      contacts: globalThis.Array.isArray(object?.contacts)
+        ? object.contacts.map((e: any) => ContactReference.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: RecordingReady): unknown {
+    const obj: any = {};
+    if (message.recording !== undefined) {
+      obj.recording = Recording.toJSON(message.recording);
+    }
+    if (message.contacts?.length) {
+      obj.contacts = message.contacts.map((e) => ContactReference.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RecordingReady>, I>>(base?: I): RecordingReady {
+    return RecordingReady.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RecordingReady>, I>>(object: I): RecordingReady {
+    const message = createBaseRecordingReady();
+    message.recording = (object.recording !== undefined && object.recording !== null)
+      ? Recording.fromPartial(object.recording)
+      : undefined;
+    message.contacts = object.contacts?.map((e) => ContactReference.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseContactReference(): ContactReference {
+  return { participantId: "", role: "", externalId: "", crmContactId: "" };
+}
+
+export const ContactReference: MessageFns<ContactReference> = {
+  encode(message: ContactReference, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.participantId !== "") {
+      writer.uint32(10).string(message.participantId);
+    }
+    if (message.role !== "") {
+      writer.uint32(18).string(message.role);
+    }
+    if (message.externalId !== "") {
+      writer.uint32(26).string(message.externalId);
+    }
+    if (message.crmContactId !== "") {
+      writer.uint32(34).string(message.crmContactId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ContactReference {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseContactReference();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.participantId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.role = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.externalId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.crmContactId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ContactReference {
+    return {
+      participantId: isSet(object.participantId)
+        ? globalThis.String(object.participantId)
+        : isSet(object.participant_id)
+        ? globalThis.String(object.participant_id)
+        : "",
+      role: isSet(object.role) ? globalThis.String(object.role) : "",
+      externalId: isSet(object.externalId)
+        ? globalThis.String(object.externalId)
+        : isSet(object.external_id)
+        ? globalThis.String(object.external_id)
+        : "",
+      crmContactId: isSet(object.crmContactId)
+        ? globalThis.String(object.crmContactId)
+        : isSet(object.crm_contact_id)
+        ? globalThis.String(object.crm_contact_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ContactReference): unknown {
+    const obj: any = {};
+    if (message.participantId !== "") {
+      obj.participantId = message.participantId;
+    }
+    if (message.role !== "") {
+      obj.role = message.role;
+    }
+    if (message.externalId !== "") {
+      obj.externalId = message.externalId;
+    }
+    if (message.crmContactId !== "") {
+      obj.crmContactId = message.crmContactId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ContactReference>, I>>(base?: I): ContactReference {
+    return ContactReference.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ContactReference>, I>>(object: I): ContactReference {
+    const message = createBaseContactReference();
+    message.participantId = object.participantId ?? "";
+    message.role = object.role ?? "";
+    message.externalId = object.externalId ?? "";
+    message.crmContactId = object.crmContactId ?? "";
     return message;
   },
 };

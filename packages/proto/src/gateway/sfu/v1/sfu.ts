@@ -153,6 +153,48 @@ export function trackSourceToJSON(object: TrackSource): string {
   }
 }
 
+export interface ProducerInfo {
+  producerId: string;
+  participantId: string;
+  kind: MediaKind;
+  source: TrackSource;
+  paused: boolean;
+}
+
+export interface ProducerList {
+  producers: ProducerInfo[];
+}
+
+export interface TapRef {
+  room: RoomRef | undefined;
+  tapId: string;
+}
+
+export interface CreateTapStreamRequest {
+  tap: TapRef | undefined;
+  producerId: string;
+  /** Where the recorder listens for this stream's RTP, and its RTCP (0: on the RTP port). */
+  ip: string;
+  port: number;
+  rtcpPort: number;
+  /** Create the stream paused (and the tap, when new); SetTapPaused starts it. */
+  paused: boolean;
+}
+
+export interface TapStream {
+  consumerId: string;
+  producer:
+    | ProducerInfo
+    | undefined;
+  /** mediasoup RtpParameters of what is sent: codec, payload type, SSRC. */
+  rtpParameters: { [key: string]: any } | undefined;
+}
+
+export interface SetTapPausedRequest {
+  tap: TapRef | undefined;
+  paused: boolean;
+}
+
 export interface Empty {
 }
 
@@ -283,6 +325,660 @@ export interface NodeInfo {
   updatedAtMs: number;
   version: string;
 }
+
+function createBaseProducerInfo(): ProducerInfo {
+  return { producerId: "", participantId: "", kind: 0, source: 0, paused: false };
+}
+
+export const ProducerInfo: MessageFns<ProducerInfo> = {
+  encode(message: ProducerInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.producerId !== "") {
+      writer.uint32(10).string(message.producerId);
+    }
+    if (message.participantId !== "") {
+      writer.uint32(18).string(message.participantId);
+    }
+    if (message.kind !== 0) {
+      writer.uint32(24).int32(message.kind);
+    }
+    if (message.source !== 0) {
+      writer.uint32(32).int32(message.source);
+    }
+    if (message.paused !== false) {
+      writer.uint32(40).bool(message.paused);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ProducerInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseProducerInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.producerId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.participantId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.source = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.paused = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ProducerInfo {
+    return {
+      producerId: isSet(object.producerId)
+        ? globalThis.String(object.producerId)
+        : isSet(object.producer_id)
+        ? globalThis.String(object.producer_id)
+        : "",
+      participantId: isSet(object.participantId)
+        ? globalThis.String(object.participantId)
+        : isSet(object.participant_id)
+        ? globalThis.String(object.participant_id)
+        : "",
+      kind: isSet(object.kind) ? mediaKindFromJSON(object.kind) : 0,
+      source: isSet(object.source) ? trackSourceFromJSON(object.source) : 0,
+      paused: isSet(object.paused) ? globalThis.Boolean(object.paused) : false,
+    };
+  },
+
+  toJSON(message: ProducerInfo): unknown {
+    const obj: any = {};
+    if (message.producerId !== "") {
+      obj.producerId = message.producerId;
+    }
+    if (message.participantId !== "") {
+      obj.participantId = message.participantId;
+    }
+    if (message.kind !== 0) {
+      obj.kind = mediaKindToJSON(message.kind);
+    }
+    if (message.source !== 0) {
+      obj.source = trackSourceToJSON(message.source);
+    }
+    if (message.paused !== false) {
+      obj.paused = message.paused;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ProducerInfo>, I>>(base?: I): ProducerInfo {
+    return ProducerInfo.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ProducerInfo>, I>>(object: I): ProducerInfo {
+    const message = createBaseProducerInfo();
+    message.producerId = object.producerId ?? "";
+    message.participantId = object.participantId ?? "";
+    message.kind = object.kind ?? 0;
+    message.source = object.source ?? 0;
+    message.paused = object.paused ?? false;
+    return message;
+  },
+};
+
+function createBaseProducerList(): ProducerList {
+  return { producers: [] };
+}
+
+export const ProducerList: MessageFns<ProducerList> = {
+  encode(message: ProducerList, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.producers) {
+      ProducerInfo.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ProducerList {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseProducerList();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.producers.push(ProducerInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ProducerList {
+    return {
+      producers: globalThis.Array.isArray(object?.producers)
+        ? object.producers.map((e: any) => ProducerInfo.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ProducerList): unknown {
+    const obj: any = {};
+    if (message.producers?.length) {
+      obj.producers = message.producers.map((e) => ProducerInfo.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ProducerList>, I>>(base?: I): ProducerList {
+    return ProducerList.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ProducerList>, I>>(object: I): ProducerList {
+    const message = createBaseProducerList();
+    message.producers = object.producers?.map((e) => ProducerInfo.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseTapRef(): TapRef {
+  return { room: undefined, tapId: "" };
+}
+
+export const TapRef: MessageFns<TapRef> = {
+  encode(message: TapRef, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.room !== undefined) {
+      RoomRef.encode(message.room, writer.uint32(10).fork()).join();
+    }
+    if (message.tapId !== "") {
+      writer.uint32(18).string(message.tapId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TapRef {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTapRef();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.room = RoomRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.tapId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TapRef {
+    return {
+      room: isSet(object.room) ? RoomRef.fromJSON(object.room) : undefined,
+      tapId: isSet(object.tapId)
+        ? globalThis.String(object.tapId)
+        : isSet(object.tap_id)
+        ? globalThis.String(object.tap_id)
+        : "",
+    };
+  },
+
+  toJSON(message: TapRef): unknown {
+    const obj: any = {};
+    if (message.room !== undefined) {
+      obj.room = RoomRef.toJSON(message.room);
+    }
+    if (message.tapId !== "") {
+      obj.tapId = message.tapId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TapRef>, I>>(base?: I): TapRef {
+    return TapRef.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TapRef>, I>>(object: I): TapRef {
+    const message = createBaseTapRef();
+    message.room = (object.room !== undefined && object.room !== null) ? RoomRef.fromPartial(object.room) : undefined;
+    message.tapId = object.tapId ?? "";
+    return message;
+  },
+};
+
+function createBaseCreateTapStreamRequest(): CreateTapStreamRequest {
+  return { tap: undefined, producerId: "", ip: "", port: 0, rtcpPort: 0, paused: false };
+}
+
+export const CreateTapStreamRequest: MessageFns<CreateTapStreamRequest> = {
+  encode(message: CreateTapStreamRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tap !== undefined) {
+      TapRef.encode(message.tap, writer.uint32(10).fork()).join();
+    }
+    if (message.producerId !== "") {
+      writer.uint32(18).string(message.producerId);
+    }
+    if (message.ip !== "") {
+      writer.uint32(26).string(message.ip);
+    }
+    if (message.port !== 0) {
+      writer.uint32(32).uint32(message.port);
+    }
+    if (message.rtcpPort !== 0) {
+      writer.uint32(40).uint32(message.rtcpPort);
+    }
+    if (message.paused !== false) {
+      writer.uint32(48).bool(message.paused);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateTapStreamRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateTapStreamRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tap = TapRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.producerId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.ip = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.port = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.rtcpPort = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.paused = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateTapStreamRequest {
+    return {
+      tap: isSet(object.tap) ? TapRef.fromJSON(object.tap) : undefined,
+      producerId: isSet(object.producerId)
+        ? globalThis.String(object.producerId)
+        : isSet(object.producer_id)
+        ? globalThis.String(object.producer_id)
+        : "",
+      ip: isSet(object.ip) ? globalThis.String(object.ip) : "",
+      port: isSet(object.port) ? globalThis.Number(object.port) : 0,
+      rtcpPort: isSet(object.rtcpPort)
+        ? globalThis.Number(object.rtcpPort)
+        : isSet(object.rtcp_port)
+        ? globalThis.Number(object.rtcp_port)
+        : 0,
+      paused: isSet(object.paused) ? globalThis.Boolean(object.paused) : false,
+    };
+  },
+
+  toJSON(message: CreateTapStreamRequest): unknown {
+    const obj: any = {};
+    if (message.tap !== undefined) {
+      obj.tap = TapRef.toJSON(message.tap);
+    }
+    if (message.producerId !== "") {
+      obj.producerId = message.producerId;
+    }
+    if (message.ip !== "") {
+      obj.ip = message.ip;
+    }
+    if (message.port !== 0) {
+      obj.port = Math.round(message.port);
+    }
+    if (message.rtcpPort !== 0) {
+      obj.rtcpPort = Math.round(message.rtcpPort);
+    }
+    if (message.paused !== false) {
+      obj.paused = message.paused;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CreateTapStreamRequest>, I>>(base?: I): CreateTapStreamRequest {
+    return CreateTapStreamRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CreateTapStreamRequest>, I>>(object: I): CreateTapStreamRequest {
+    const message = createBaseCreateTapStreamRequest();
+    message.tap = (object.tap !== undefined && object.tap !== null) ? TapRef.fromPartial(object.tap) : undefined;
+    message.producerId = object.producerId ?? "";
+    message.ip = object.ip ?? "";
+    message.port = object.port ?? 0;
+    message.rtcpPort = object.rtcpPort ?? 0;
+    message.paused = object.paused ?? false;
+    return message;
+  },
+};
+
+function createBaseTapStream(): TapStream {
+  return { consumerId: "", producer: undefined, rtpParameters: undefined };
+}
+
+export const TapStream: MessageFns<TapStream> = {
+  encode(message: TapStream, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.consumerId !== "") {
+      writer.uint32(10).string(message.consumerId);
+    }
+    if (message.producer !== undefined) {
+      ProducerInfo.encode(message.producer, writer.uint32(18).fork()).join();
+    }
+    if (message.rtpParameters !== undefined) {
+      Struct.encode(Struct.wrap(message.rtpParameters), writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TapStream {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTapStream();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.consumerId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.producer = ProducerInfo.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.rtpParameters = Struct.unwrap(Struct.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TapStream {
+    return {
+      consumerId: isSet(object.consumerId)
+        ? globalThis.String(object.consumerId)
+        : isSet(object.consumer_id)
+        ? globalThis.String(object.consumer_id)
+        : "",
+      producer: isSet(object.producer) ? ProducerInfo.fromJSON(object.producer) : undefined,
+      rtpParameters: isObject(object.rtpParameters)
+        ? object.rtpParameters
+        : isObject(object.rtp_parameters)
+        ? object.rtp_parameters
+        : undefined,
+    };
+  },
+
+  toJSON(message: TapStream): unknown {
+    const obj: any = {};
+    if (message.consumerId !== "") {
+      obj.consumerId = message.consumerId;
+    }
+    if (message.producer !== undefined) {
+      obj.producer = ProducerInfo.toJSON(message.producer);
+    }
+    if (message.rtpParameters !== undefined) {
+      obj.rtpParameters = message.rtpParameters;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TapStream>, I>>(base?: I): TapStream {
+    return TapStream.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TapStream>, I>>(object: I): TapStream {
+    const message = createBaseTapStream();
+    message.consumerId = object.consumerId ?? "";
+    message.producer = (object.producer !== undefined && object.producer !== null)
+      ? ProducerInfo.fromPartial(object.producer)
+      : undefined;
+    message.rtpParameters = object.rtpParameters ?? undefined;
+    return message;
+  },
+};
+
+function createBaseSetTapPausedRequest(): SetTapPausedRequest {
+  return { tap: undefined, paused: false };
+}
+
+export const SetTapPausedRequest: MessageFns<SetTapPausedRequest> = {
+  encode(message: SetTapPausedRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tap !== undefined) {
+      TapRef.encode(message.tap, writer.uint32(10).fork()).join();
+    }
+    if (message.paused !== false) {
+      writer.uint32(16).bool(message.paused);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetTapPausedRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetTapPausedRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tap = TapRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.paused = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetTapPausedRequest {
+    return {
+      tap: isSet(object.tap) ? TapRef.fromJSON(object.tap) : undefined,
+      paused: isSet(object.paused) ? globalThis.Boolean(object.paused) : false,
+    };
+  },
+
+  toJSON(message: SetTapPausedRequest): unknown {
+    const obj: any = {};
+    if (message.tap !== undefined) {
+      obj.tap = TapRef.toJSON(message.tap);
+    }
+    if (message.paused !== false) {
+      obj.paused = message.paused;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetTapPausedRequest>, I>>(base?: I): SetTapPausedRequest {
+    return SetTapPausedRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetTapPausedRequest>, I>>(object: I): SetTapPausedRequest {
+    const message = createBaseSetTapPausedRequest();
+    message.tap = (object.tap !== undefined && object.tap !== null) ? TapRef.fromPartial(object.tap) : undefined;
+    message.paused = object.paused ?? false;
+    return message;
+  },
+};
 
 function createBaseEmpty(): Empty {
   return {};
@@ -2533,6 +3229,48 @@ export const SfuService = {
     responseSerialize: (value: NodeInfo): Buffer => Buffer.from(NodeInfo.encode(value).finish()),
     responseDeserialize: (value: Buffer): NodeInfo => NodeInfo.decode(value),
   },
+  /**
+   * Recording taps: plain RTP of one producer, sent to a recorder's address. A tap groups the
+   * streams of one recording so it can be paused (nothing reaches the recorder) and closed at once.
+   */
+  listProducers: {
+    path: "/gateway.sfu.v1.Sfu/ListProducers" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RoomRef): Buffer => Buffer.from(RoomRef.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RoomRef => RoomRef.decode(value),
+    responseSerialize: (value: ProducerList): Buffer => Buffer.from(ProducerList.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ProducerList => ProducerList.decode(value),
+  },
+  createTapStream: {
+    path: "/gateway.sfu.v1.Sfu/CreateTapStream" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CreateTapStreamRequest): Buffer =>
+      Buffer.from(CreateTapStreamRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CreateTapStreamRequest => CreateTapStreamRequest.decode(value),
+    responseSerialize: (value: TapStream): Buffer => Buffer.from(TapStream.encode(value).finish()),
+    responseDeserialize: (value: Buffer): TapStream => TapStream.decode(value),
+  },
+  /** Pausing stops every stream of the tap at the SFU; resuming asks for key frames. */
+  setTapPaused: {
+    path: "/gateway.sfu.v1.Sfu/SetTapPaused" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetTapPausedRequest): Buffer => Buffer.from(SetTapPausedRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetTapPausedRequest => SetTapPausedRequest.decode(value),
+    responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
+  },
+  closeTap: {
+    path: "/gateway.sfu.v1.Sfu/CloseTap" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: TapRef): Buffer => Buffer.from(TapRef.encode(value).finish()),
+    requestDeserialize: (value: Buffer): TapRef => TapRef.decode(value),
+    responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
+  },
 } as const;
 
 export interface SfuServer extends UntypedServiceImplementation {
@@ -2560,6 +3298,15 @@ export interface SfuServer extends UntypedServiceImplementation {
   /** Closes every transport (and so every producer and consumer) of a participant. */
   closeParticipant: handleUnaryCall<ParticipantRef, Empty>;
   getNodeInfo: handleUnaryCall<Empty, NodeInfo>;
+  /**
+   * Recording taps: plain RTP of one producer, sent to a recorder's address. A tap groups the
+   * streams of one recording so it can be paused (nothing reaches the recorder) and closed at once.
+   */
+  listProducers: handleUnaryCall<RoomRef, ProducerList>;
+  createTapStream: handleUnaryCall<CreateTapStreamRequest, TapStream>;
+  /** Pausing stops every stream of the tap at the SFU; resuming asks for key frames. */
+  setTapPaused: handleUnaryCall<SetTapPausedRequest, Empty>;
+  closeTap: handleUnaryCall<TapRef, Empty>;
 }
 
 export interface SfuClient extends Client {
@@ -2820,6 +3567,68 @@ export interface SfuClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: NodeInfo) => void,
+  ): ClientUnaryCall;
+  /**
+   * Recording taps: plain RTP of one producer, sent to a recorder's address. A tap groups the
+   * streams of one recording so it can be paused (nothing reaches the recorder) and closed at once.
+   */
+  listProducers(
+    request: RoomRef,
+    callback: (error: ServiceError | null, response: ProducerList) => void,
+  ): ClientUnaryCall;
+  listProducers(
+    request: RoomRef,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ProducerList) => void,
+  ): ClientUnaryCall;
+  listProducers(
+    request: RoomRef,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ProducerList) => void,
+  ): ClientUnaryCall;
+  createTapStream(
+    request: CreateTapStreamRequest,
+    callback: (error: ServiceError | null, response: TapStream) => void,
+  ): ClientUnaryCall;
+  createTapStream(
+    request: CreateTapStreamRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: TapStream) => void,
+  ): ClientUnaryCall;
+  createTapStream(
+    request: CreateTapStreamRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: TapStream) => void,
+  ): ClientUnaryCall;
+  /** Pausing stops every stream of the tap at the SFU; resuming asks for key frames. */
+  setTapPaused(
+    request: SetTapPausedRequest,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  setTapPaused(
+    request: SetTapPausedRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  setTapPaused(
+    request: SetTapPausedRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  closeTap(request: TapRef, callback: (error: ServiceError | null, response: Empty) => void): ClientUnaryCall;
+  closeTap(
+    request: TapRef,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  closeTap(
+    request: TapRef,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Empty) => void,
   ): ClientUnaryCall;
 }
 

@@ -1,0 +1,175 @@
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import { z } from 'zod';
+import { Objm, type ObjectStore } from '@nats-io/obj';
+import { Kvm, type KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { ErrorCode, GatewayError } from './errors.js';
+import { assertSubjectToken, buckets } from './subjects.js';
+
+/**
+ * Envelope encryption of everything a session leaves behind (recordings, transcripts,
+ * attachments). Each artifact is encrypted with its own AES-256-GCM data key; the data key is
+ * wrapped by the tenant's key-encryption key (KEK) and kept apart from the bytes, so deleting
+ * the wrapped key makes every copy of the artifact unreadable (crypto-shredding).
+ */
+
+/** Wraps and unwraps data keys with a tenant's KEK; a KMS client can implement it too. */
+export interface Keyring {
+  wrap(tenant: string, dataKey: Buffer): Promise<WrappedKey>;
+  unwrap(tenant: string, wrapped: WrappedKey): Promise<Buffer>;
+}
+
+export interface WrappedKey {
+  /** Which KEK wrapped it (for rotation). */
+  kekId: string;
+  /** base64 of iv (12) | ciphertext (32) | tag (16). */
+  value: string;
+}
+
+/** Well-known KEK of the built-in `demo` tenant; only for running on one machine. */
+export const DEMO_TENANT_KEK = Buffer.from('gateway-demo-kek-local-only-0000').toString('base64');
+
+/** `GATEWAY_TENANT_KEYS`: a JSON object of tenant -> base64 of a 32-byte key. */
+export const tenantKeysShape = {
+  GATEWAY_TENANT_KEYS: z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      if (raw === undefined) return { demo: DEMO_TENANT_KEK };
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(raw);
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'must be a JSON object of tenant -> base64 32-byte key' });
+        return z.NEVER;
+      }
+      const result = z.record(z.string(), z.string()).safeParse(parsed);
+      const bad = result.success ? Object.entries(result.data).filter(([, v]) => Buffer.from(v, 'base64').length !== 32) : [];
+      if (!result.success || bad.length > 0) {
+        ctx.addIssue({ code: 'custom', message: `every key must be base64 of 32 bytes${bad.length ? ` (not: ${bad.map(([t]) => t).join(', ')})` : ''}` });
+        return z.NEVER;
+      }
+      return result.data;
+    }),
+};
+
+/** KEKs held in configuration (a Kubernetes Secret); AES-256-GCM key wrapping bound to the tenant. */
+export class StaticKeyring implements Keyring {
+  private readonly keks: Map<string, Buffer>;
+
+  constructor(keks: Record<string, string>) {
+    this.keks = new Map(Object.entries(keks).map(([tenant, key]) => [tenant, Buffer.from(key, 'base64')]));
+  }
+
+  private kek(tenant: string): Buffer {
+    const kek = this.keks.get(tenant);
+    if (!kek) throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'no key-encryption key for this tenant');
+    return kek;
+  }
+
+  async wrap(tenant: string, dataKey: Buffer): Promise<WrappedKey> {
+    const iv = randomBytes(12);
+    const cipher = createCipheriv('aes-256-gcm', this.kek(tenant), iv).setAAD(Buffer.from(`kek:${tenant}`));
+    const body = Buffer.concat([cipher.update(dataKey), cipher.final()]);
+    return { kekId: `static:${tenant}`, value: Buffer.concat([iv, body, cipher.getAuthTag()]).toString('base64') };
+  }
+
+  async unwrap(tenant: string, wrapped: WrappedKey): Promise<Buffer> {
+    const raw = Buffer.from(wrapped.value, 'base64');
+    const decipher = createDecipheriv('aes-256-gcm', this.kek(tenant), raw.subarray(0, 12)).setAAD(Buffer.from(`kek:${tenant}`));
+    decipher.setAuthTag(raw.subarray(raw.length - 16));
+    try {
+      return Buffer.concat([decipher.update(raw.subarray(12, raw.length - 16)), decipher.final()]);
+    } catch (error) {
+      throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'the data key does not open with this key-encryption key', { cause: error });
+    }
+  }
+}
+
+interface DataKeyRecord {
+  wrapped: WrappedKey;
+  iv: string;
+  tag: string;
+  contentType: string;
+  size: number;
+}
+
+export interface StoredArtifact {
+  artifactId: string;
+  /** Plaintext size. */
+  size: number;
+}
+
+/** Artifacts encrypted in the JetStream Object Store, with their wrapped keys in KV. */
+export class ArtifactStore {
+  private constructor(
+    private readonly objects: ObjectStore,
+    private readonly keys: KV,
+    private readonly keyring: Keyring,
+  ) {}
+
+  static async open(nc: NatsConnection, keyring: Keyring): Promise<ArtifactStore> {
+    const objects = await new Objm(nc).create(buckets.artifacts, { description: 'encrypted session artifacts until delivered' });
+    const keys = await new Kvm(nc).create(buckets.dataKeys, { history: 1 });
+    return new ArtifactStore(objects, keys, keyring);
+  }
+
+  /** Encrypts a file (streamed, never held whole in memory) under a fresh data key and stores it. */
+  async putFile(tenant: string, artifactId: string, path: string, contentType: string): Promise<StoredArtifact> {
+    return this.put(tenant, artifactId, createReadStream(path), contentType);
+  }
+
+  async put(tenant: string, artifactId: string, plaintext: Readable, contentType: string): Promise<StoredArtifact> {
+    const name = objectName(tenant, artifactId);
+    const dataKey = randomBytes(32);
+    const iv = randomBytes(12);
+    const cipher = createCipheriv('aes-256-gcm', dataKey, iv).setAAD(Buffer.from(name));
+    let size = 0;
+    plaintext.on('data', (chunk: Buffer) => (size += chunk.length));
+    const encrypted = plaintext.pipe(cipher);
+    await this.objects.put({ name, metadata: { tenant, contentType } }, Readable.toWeb(encrypted) as ReadableStream<Uint8Array>);
+    const record: DataKeyRecord = {
+      wrapped: await this.keyring.wrap(tenant, dataKey),
+      iv: iv.toString('base64'),
+      tag: cipher.getAuthTag().toString('base64'),
+      contentType,
+      size,
+    };
+    dataKey.fill(0);
+    await this.keys.put(name, JSON.stringify(record));
+    return { artifactId, size };
+  }
+
+  /** The decrypted bytes; NOT_FOUND for another tenant's artifact or a shredded one. */
+  async get(tenant: string, artifactId: string): Promise<{ data: Buffer; contentType: string }> {
+    const name = objectName(tenant, artifactId);
+    const entry = await this.keys.get(name);
+    if (!entry || entry.operation !== 'PUT' || entry.length === 0) throw new GatewayError(ErrorCode.NOT_FOUND, 'artifact not found');
+    const record = entry.json<DataKeyRecord>();
+    const ciphertext = await this.objects.getBlob(name);
+    if (!ciphertext) throw new GatewayError(ErrorCode.NOT_FOUND, 'artifact not found');
+    const dataKey = await this.keyring.unwrap(tenant, record.wrapped);
+    const decipher = createDecipheriv('aes-256-gcm', dataKey, Buffer.from(record.iv, 'base64')).setAAD(Buffer.from(name));
+    decipher.setAuthTag(Buffer.from(record.tag, 'base64'));
+    try {
+      return { data: Buffer.concat([decipher.update(ciphertext), decipher.final()]), contentType: record.contentType };
+    } catch (error) {
+      throw new GatewayError(ErrorCode.INTERNAL, 'artifact failed its integrity check', { cause: error });
+    } finally {
+      dataKey.fill(0);
+    }
+  }
+
+  /** Deletes the wrapped key first (from then on no copy can be read), then the bytes. */
+  async delete(tenant: string, artifactId: string): Promise<void> {
+    const name = objectName(tenant, artifactId);
+    await this.keys.purge(name);
+    await this.objects.delete(name).catch(() => undefined);
+  }
+}
+
+function objectName(tenant: string, artifactId: string): string {
+  return `${assertSubjectToken('tenant', tenant)}.${assertSubjectToken('artifact id', artifactId)}`;
+}

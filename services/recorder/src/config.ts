@@ -1,0 +1,44 @@
+import os from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { env, grpcTlsShape, loadConfig, readGrpcTls, tenantKeysShape } from '@gateway/common';
+
+const shape = {
+  NATS_URL: env.natsUrl(),
+  LOG_LEVEL: env.logLevel(),
+  RECORDER_NODE_ID: env.string(`rec-${os.hostname()}-${randomBytes(3).toString('hex')}`),
+  RECORDER_GRPC_HOST: env.string('0.0.0.0'),
+  RECORDER_GRPC_PORT: env.port(50061),
+  RECORDER_OPS_PORT: env.port(9102),
+  /** Private working folder of the jobs (plaintext media while a job runs); emptied at start-up. */
+  RECORDER_WORK_DIR: env.string(path.join(os.tmpdir(), 'gateway-recorder')),
+  /** Address the SFU sends tapped RTP to: this node's address inside the cluster. */
+  RECORDER_RTP_IP: env.string('127.0.0.1'),
+  /** Concurrent jobs this node takes; further starts are refused so another node takes them. */
+  RECORDER_MAX_JOBS: env.positiveInt(Math.max(1, os.availableParallelism() * 4)),
+  RECORDER_FFMPEG: env.string('ffmpeg'),
+  RECORDER_FFPROBE: env.string('ffprobe'),
+  ...grpcTlsShape,
+  ...tenantKeysShape,
+};
+
+export type RecorderConfig = ReturnType<typeof readRecorderConfig>;
+
+export function readRecorderConfig(source: Record<string, string | undefined> = process.env) {
+  const c = loadConfig(shape, source);
+  return {
+    natsUrl: c.NATS_URL,
+    logLevel: c.LOG_LEVEL,
+    nodeId: c.RECORDER_NODE_ID,
+    grpcHost: c.RECORDER_GRPC_HOST,
+    grpcPort: c.RECORDER_GRPC_PORT,
+    opsPort: c.RECORDER_OPS_PORT,
+    workDir: c.RECORDER_WORK_DIR,
+    rtpIp: c.RECORDER_RTP_IP,
+    maxJobs: c.RECORDER_MAX_JOBS,
+    ffmpeg: c.RECORDER_FFMPEG,
+    ffprobe: c.RECORDER_FFPROBE,
+    grpcTls: readGrpcTls(c),
+    tenantKeys: c.GATEWAY_TENANT_KEYS,
+  };
+}
