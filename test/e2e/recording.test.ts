@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { jetstream } from '@nats-io/jetstream';
 import { Objm } from '@nats-io/obj';
 import { RecordingReady } from '@gateway/proto/gateway/events/v1/events';
 import { RecorderClient, RecordingState, type Recording } from '@gateway/proto/gateway/recorder/v1/recorder';
@@ -49,7 +49,7 @@ describe('recording a call', () => {
     nc = await connect({ servers: nats.url });
     sfu = await startSfuProcess({ natsUrl: nats.url });
     signaling = await startSignalingProcess({ natsUrl: nats.url });
-    recorder = await startRecorderProcess({ natsUrl: nats.url, workDir });
+    recorder = await startRecorderProcess({ natsUrl: nats.url, workDir, env: { RECORDER_SEGMENT_SECONDS: '2' } });
     client = new RecorderClient(recorder.grpcAddress, grpc.credentials.createInsecure());
     browser = await launchChromium();
   }, 90_000);
@@ -70,36 +70,49 @@ describe('recording a call', () => {
     await expect(callUnary(client, client.startRecording, { tenant: 'demo', room: 'nobody-here', requestedBy: 'x' })).rejects.toMatchObject({ code: 'NOT_FOUND' });
   });
 
-  it('records voice in stereo and each camera, with a silent PCI pause, encrypted at rest', async () => {
-    const room = `rec-${Date.now()}`;
+  /** Joins an end user (camera, microphone) and an agent (microphone) to a new room. */
+  async function call(room: string) {
     const endUser = await browser.newPage();
     await endUser.goto(`${signaling.url}/end-user#token=${await demoToken({ room, identity: 'customer-1', role: 'end_user' })}&autojoin=1`);
     await endUser.waitForFunction(() => (window as any).room?.localTracks.size >= 2);
-    await endUser.evaluate(() => (window as any).room.publish({ screen: true }));
     const agent = await browser.newPage();
     await agent.goto(`${signaling.url}/agent#token=${await demoToken({ room, identity: 'agent-1', role: 'agent' })}&autojoin=1`);
     await agent.waitForFunction(() => (window as any).room?.localTracks.size >= 1);
-    await agent.evaluate(() => (window as any).room.publish({ camera: true }));
     const agentId = await agent.evaluate(() => (window as any).room.localParticipant.id as string);
     await sleep(1_000);
+    return { endUser, agent, agentId };
+  }
 
+  it('records voice in stereo, cameras and the screen share, with a silent PCI pause, encrypted at rest', async () => {
+    const room = `rec-${Date.now()}`;
+    const { endUser, agent, agentId } = await call(room);
     const started: Recording = await callUnary(client, client.startRecording, { tenant: 'demo', room, requestedBy: agentId });
     expect(started.state).toBe(RecordingState.RECORDING_STATE_RECORDING);
+    const at = () => (Date.now() - started.startedAtMs) / 1000;
     const ref = { tenant: 'demo', recordingId: started.recordingId, requestedBy: agentId };
     // Another tenant cannot touch it.
     await expect(callUnary(client, client.pauseRecording, { ...ref, tenant: 'globex' })).rejects.toMatchObject({ code: 'NOT_FOUND' });
 
-    await sleep(4_000);
-    expect((await callUnary<typeof ref, Recording>(client, client.pauseRecording, ref)).state).toBe(RecordingState.RECORDING_STATE_PAUSED);
+    // Producers that appear mid-call are recorded too.
+    await sleep(2_000);
+    await endUser.evaluate(() => (window as any).room.publish({ screen: true }));
+    await agent.evaluate(() => (window as any).room.publish({ camera: true }));
     await sleep(3_000);
+    // A pause longer than the 10 s after which ffmpeg gives up on a silent RTP input by default.
+    expect((await callUnary<typeof ref, Recording>(client, client.pauseRecording, ref)).state).toBe(RecordingState.RECORDING_STATE_PAUSED);
+    await sleep(12_000);
     expect((await callUnary<typeof ref, Recording>(client, client.resumeRecording, ref)).state).toBe(RecordingState.RECORDING_STATE_RECORDING);
     await sleep(3_000);
+    // The agent's microphone goes: from then on the right channel is silent, the left is not.
+    await agent.evaluate(() => (window as any).room.unpublish('microphone'));
+    const agentMutedAt = at();
+    await sleep(3_000);
     const done: Recording = await callUnary(client, client.stopRecording, ref, 60_000);
-    expect(done.state).toBe(RecordingState.RECORDING_STATE_COMPLETE);
+    expect(done.state, done.failureReason).toBe(RecordingState.RECORDING_STATE_COMPLETE);
     expect(done.pauses).toHaveLength(1);
-    expect(done.pauses[0]!.pausedBy).toBe(agentId);
     const pause = done.pauses[0]!;
-    expect(pause.endMs - pause.startMs).toBeGreaterThan(2_500);
+    expect(pause.pausedBy).toBe(agentId);
+    expect(pause.endMs - pause.startMs).toBeGreaterThan(11_500);
 
     const kinds = done.artifacts.map((a) => `${a.kind}:${a.contentType}`).sort();
     expect(kinds).toEqual(['camera:video/webm', 'camera:video/webm', 'screen:video/webm', 'voice:audio/mpeg', 'voice:audio/webm']);
@@ -112,43 +125,42 @@ describe('recording a call', () => {
       const file = path.join(outDir, `${artifact.kind}-${artifact.participantId || 'mix'}.${artifact.contentType.split('/')[1]}`);
       writeFileSync(file, data);
       files[`${artifact.kind}:${artifact.contentType}`] ??= file;
-      expect(artifact.durationMs).toBeGreaterThan(8_000);
-      expect(artifact.durationMs).toBeLessThan(14_000);
+    }
+    const total = (done.endedAtMs - done.startedAtMs) / 1000;
+    for (const kind of ['voice:audio/mpeg', 'voice:audio/webm']) {
+      expect(Math.abs(done.artifacts.find((a) => `${a.kind}:${a.contentType}` === kind)!.durationMs / 1000 - total), kind).toBeLessThan(1);
     }
     const mp3 = probe(files['voice:audio/mpeg']!);
     expect(mp3.streams[0]).toMatchObject({ codec_name: 'mp3', channels: 2 });
     const opus = probe(files['voice:audio/webm']!);
     expect(opus.streams[0]).toMatchObject({ codec_name: 'opus', channels: 2 });
-    const camera = probe(files['camera:video/webm']!);
-    expect(camera.streams[0]).toMatchObject({ codec_name: 'vp8' });
+    expect(probe(files['camera:video/webm']!).streams[0]).toMatchObject({ codec_name: 'vp8' });
     expect(probe(files['screen:video/webm']!).streams[0]).toMatchObject({ codec_name: 'vp8' });
 
-    // Both voices are heard outside the pause, and nothing within it. Chromium's fake
-    // microphone beeps (mean around -30 dB over a second); decoded silence is digital zero
-    // (-91 dB, the floor of 16-bit audio), so -60 dB separates the two with margin either way.
+    // Chromium's fake microphone beeps (about -21 dB on average); decoded silence is digital
+    // zero (-91 dB, the floor of 16-bit audio), so -60 dB separates the two with margin either
+    // way. Half a second of margin at each edge covers the tap's latency.
     const voice = files['voice:audio/mpeg']!;
-    // The file starts with the recording (missing audio is padded from its start), so the
-    // pause's times apply to it directly; half a second of margin covers the tap's latency.
     const [pausedFrom, pausedTo] = [pause.startMs / 1000, pause.endMs / 1000];
+    const level = (from: number, to: number, channel: 0 | 1) => meanVolumeDb(voice, from + 0.5, to - 0.5, channel);
     for (const channel of [0, 1] as const) {
-      const levels = {
-        before: meanVolumeDb(voice, 0.5, pausedFrom - 0.5, channel),
-        during: meanVolumeDb(voice, pausedFrom + 0.5, pausedTo - 0.5, channel),
-        after: meanVolumeDb(voice, pausedTo + 0.5, pausedTo + 2.5, channel),
-      };
-      expect(levels.before, `channel ${channel} before the pause`).toBeGreaterThan(-50);
-      expect(levels.during, `channel ${channel} during the pause`).toBeLessThan(-60);
-      expect(levels.after, `channel ${channel} after the pause`).toBeGreaterThan(-50);
+      expect(level(0, 2, channel), `channel ${channel} at the start`).toBeGreaterThan(-50);
+      expect(level(pausedFrom, pausedTo, channel), `channel ${channel} during the pause`).toBeLessThan(-60);
+      expect(level(pausedTo, agentMutedAt, channel), `channel ${channel} after the pause`).toBeGreaterThan(-50);
     }
+    expect(level(agentMutedAt + 0.5, total, 0), 'the end user (left) after the agent muted').toBeGreaterThan(-50);
+    expect(level(agentMutedAt + 0.5, total, 1), 'the agent (right) after muting').toBeLessThan(-60);
 
     // With a wrong key nothing opens.
     const wrong = await ArtifactStore.open(nc, new StaticKeyring({ demo: Buffer.alloc(32, 7).toString('base64') }));
     await expect(wrong.get('demo', done.artifacts[0]!.artifactId)).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
 
-    // No plaintext media anywhere in the Object Store.
+    // No plaintext media anywhere in the Object Store, and the segments are gone.
     const objects = await new Objm(nc).open(buckets.artifacts);
+    const stored = await objects.list();
+    expect(stored.map((o) => o.name).sort()).toEqual(done.artifacts.map((a) => `demo.${a.artifactId}`).sort());
     const signatures = [Buffer.from([0x1a, 0x45, 0xdf, 0xa3]), Buffer.from('ID3'), Buffer.from('OpusHead'), Buffer.from('LAME'), Buffer.from('webm')];
-    for (const info of await objects.list()) {
+    for (const info of stored) {
       const raw = Buffer.from((await objects.getBlob(info.name))!);
       for (const signature of signatures) expect(raw.includes(signature), `${info.name} contains ${signature.toString('hex')}`).toBe(false);
     }
@@ -161,6 +173,7 @@ describe('recording a call', () => {
     const ready = RecordingReady.decode(message!.data);
     expect(ready.recording?.recordingId).toBe(done.recordingId);
     expect(ready.contacts.map((c) => c.role).sort()).toEqual(['agent', 'end_user']);
-    await jetstreamManager(nc);
+    await endUser.close();
+    await agent.close();
   }, 120_000);
 });

@@ -1,8 +1,10 @@
 import { mkdir, rm } from 'node:fs/promises';
-import { Counter, Gauge } from 'prom-client';
+import path from 'node:path';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { ParticipantRecord, RecordingReady } from '@gateway/proto/gateway/events/v1/events';
-import { Recording, RecordingState } from '@gateway/proto/gateway/recorder/v1/recorder';
+import type { Subscription } from '@nats-io/transport-node';
+import { ParticipantRecord, RecordingReady, RoomEvent } from '@gateway/proto/gateway/events/v1/events';
+import { RecordingJobRecord, RecordingState, type Recording } from '@gateway/proto/gateway/recorder/v1/recorder';
 import { SfuDirectory } from '@gateway/cluster';
 import {
   ArtifactStore,
@@ -11,6 +13,7 @@ import {
   StaticKeyring,
   assertSubjectToken,
   buckets,
+  callUnary,
   connectNats,
   createMetricsRegistry,
   grpcServerCredentials,
@@ -26,14 +29,20 @@ import {
   type NatsConnection,
   type StopMode,
 } from '@gateway/common';
-import type { Registry } from 'prom-client';
 import type { RecorderConfig } from './config.js';
 import { RecordingJob } from './RecordingJob.js';
+import { assembleRecording } from './assemble.js';
 import { registerRecorderService } from './grpc/RecorderGrpcService.js';
 
+/** How often a node refreshes the records of its jobs; a record three times older is orphaned. */
+const REFRESH_MS = 5_000;
+const ORPHANED_MS = 3 * REFRESH_MS;
+const ACTIVE_STATES = new Set([RecordingState.RECORDING_STATE_RECORDING, RecordingState.RECORDING_STATE_PAUSED, RecordingState.RECORDING_STATE_STOPPING]);
+
 /**
- * A recorder node: runs recording jobs (one encoder process each) up to its capacity, keeps
- * their metadata in NATS KV so any node can answer for them, and announces finished
+ * A recorder node: runs recording jobs (one capture process each) up to its capacity, keeps
+ * their records in NATS KV so any node can answer for them and finish them when their node
+ * dies, follows each room's events (new producers, the room ending), and announces finished
  * recordings on JetStream.
  */
 export class RecorderNode {
@@ -43,16 +52,18 @@ export class RecorderNode {
   opsPort = 0;
   private stopGrpc: (() => Promise<void>) | undefined;
   private stopOps: (() => Promise<void>) | undefined;
+  private readonly subscriptions = new Map<string, Subscription>();
+  private readonly timers: NodeJS.Timeout[] = [];
   private closing: Promise<void> | undefined;
-  private readonly ended = new Counter({ name: 'gateway_recorder_jobs_ended_total', help: 'recording jobs ended, by final state', labelNames: ['state'] as const, registers: [this.metrics] });
-  private readonly storedBytes = new Counter({ name: 'gateway_recorder_stored_bytes_total', help: 'bytes of recordings stored (before encryption)', registers: [this.metrics] });
+  private readonly ended: Counter<'state'>;
+  private readonly storedBytes: Counter;
 
   private constructor(
     readonly config: RecorderConfig,
     private readonly nc: NatsConnection,
     private readonly directory: SfuDirectory,
     private readonly store: ArtifactStore,
-    private readonly recordings: KV,
+    private readonly records: KV,
     private readonly participants: KV,
     private readonly log: Logger,
   ) {
@@ -65,6 +76,8 @@ export class RecorderNode {
         this.set(jobs.size);
       },
     });
+    this.ended = new Counter({ name: 'gateway_recorder_jobs_ended_total', help: 'recording jobs ended, by final state', labelNames: ['state'], registers: [this.metrics] });
+    this.storedBytes = new Counter({ name: 'gateway_recorder_stored_bytes_total', help: 'bytes of recordings stored (before encryption)', registers: [this.metrics] });
   }
 
   static async start(config: RecorderConfig, log: Logger): Promise<RecorderNode> {
@@ -79,9 +92,8 @@ export class RecorderNode {
     }
     const jsm = await jetstreamManager(nc);
     await jsm.streams.add({ name: streams.recordings.name, subjects: [...streams.recordings.subjects] }).catch(async (error) => {
-      // Exists already (another node created it): fine when its subjects are ours.
-      const info = await jsm.streams.info(streams.recordings.name).catch(() => undefined);
-      if (!info) throw error;
+      // Another node created it first.
+      if (!(await jsm.streams.info(streams.recordings.name).catch(() => undefined))) throw error;
     });
     const node = new RecorderNode(
       config,
@@ -102,6 +114,9 @@ export class RecorderNode {
     });
     node.opsPort = ops.port;
     node.stopOps = ops.close;
+    node.timers.push(setInterval(() => void node.refreshRecords(), REFRESH_MS));
+    node.timers.push(setInterval(() => void node.finishOrphans(), REFRESH_MS));
+    void node.finishOrphans();
     return node;
   }
 
@@ -121,30 +136,26 @@ export class RecorderNode {
         rtpIp: this.config.rtpIp,
         ffmpeg: this.config.ffmpeg,
         ffprobe: this.config.ffprobe,
+        segmentSeconds: this.config.segmentSeconds,
         roles: async () => new Map((await this.roomParticipants(tenant, room)).map((p) => [p.info!.participantId, p.info!.role])),
         log: this.log,
       },
+      this.config.nodeId,
       tenant,
       room,
       requestedBy,
     );
     const id = job.recording.recordingId;
     this.jobs.set(id, job);
-    job.on('changed', (recording) => void this.save(recording));
-    job.once('ended', (recording) => {
-      this.jobs.delete(id);
-      this.ended.inc({ state: RecordingState[recording.state] });
-      this.storedBytes.inc(recording.artifacts.reduce((sum, a) => sum + a.sizeBytes, 0));
-      void this.announce(recording);
-    });
+    job.on('changed', (record) => void this.save(record));
+    job.once('ended', (recording) => void this.onEnded(recording));
     try {
       await job.start();
     } catch (error) {
       this.jobs.delete(id);
-      // A room that closed under us reads as not found, as for any other room that is not live.
-      throw GatewayError.from(error, ErrorCode.INTERNAL);
+      throw error;
     }
-    await this.save(job.recording);
+    this.followRoom(job);
     return job.recording;
   }
 
@@ -158,15 +169,121 @@ export class RecorderNode {
   async getRecording(tenant: string, recordingId: string): Promise<Recording> {
     const running = this.jobs.get(recordingId);
     if (running && running.recording.tenant === tenant) return running.recording;
-    const entry = await this.recordings.get(kvKeys.recording(assertSubjectToken('tenant', tenant), assertSubjectToken('recording id', recordingId)));
+    const entry = await this.records.get(kvKeys.recording(assertSubjectToken('tenant', tenant), assertSubjectToken('recording id', recordingId)));
     if (!entry || entry.operation !== 'PUT' || entry.length === 0) throw new GatewayError(ErrorCode.NOT_FOUND, 'recording not found');
-    return Recording.decode(entry.value);
+    return RecordingJobRecord.decode(entry.value).recording!;
   }
 
-  private async save(recording: Recording): Promise<void> {
-    await this.recordings.put(kvKeys.recording(recording.tenant, recording.recordingId), Recording.encode(recording).finish()).catch((error) => {
-      this.log.warn({ err: error, recordingId: recording.recordingId }, 'saving recording metadata failed');
+  /** New or resumed producers join the recording; the room ending (or emptying) ends it. */
+  private followRoom(job: RecordingJob): void {
+    const { tenant, room, recordingId } = job.recording;
+    const subscription = this.nc.subscribe(subjects.roomEvents(tenant, room));
+    this.subscriptions.set(recordingId, subscription);
+    let refresh: NodeJS.Timeout | undefined;
+    void (async () => {
+      for await (const message of subscription) {
+        let event: RoomEvent;
+        try {
+          event = RoomEvent.decode(message.data);
+        } catch {
+          continue;
+        }
+        const kind = event.event?.$case;
+        if (kind === 'producerAdded' || kind === 'producerResumed') {
+          // Several producers usually arrive together (camera and microphone): one new capture for all.
+          clearTimeout(refresh);
+          refresh = setTimeout(() => void job.refreshStreams(), 300);
+        } else if (kind === 'roomClosed') {
+          void job.stop('', '');
+        } else if (kind === 'participantLeft') {
+          if ((await this.roomParticipants(tenant, room)).length === 0) void job.stop('', '');
+        }
+      }
+    })();
+  }
+
+  private async onEnded(recording: Recording): Promise<void> {
+    this.jobs.delete(recording.recordingId);
+    this.subscriptions.get(recording.recordingId)?.unsubscribe();
+    this.subscriptions.delete(recording.recordingId);
+    this.ended.inc({ state: RecordingState[recording.state] });
+    this.storedBytes.inc(recording.artifacts.reduce((sum, a) => sum + a.sizeBytes, 0));
+    await this.announce(recording);
+  }
+
+  private async save(record: RecordingJobRecord): Promise<void> {
+    const recording = record.recording!;
+    await this.records.put(kvKeys.recording(recording.tenant, recording.recordingId), RecordingJobRecord.encode(record).finish()).catch((error) => {
+      this.log.warn({ err: error, recordingId: recording.recordingId }, 'saving the recording record failed');
     });
+  }
+
+  private async refreshRecords(): Promise<void> {
+    for (const job of this.jobs.values()) {
+      job.record.refreshedAtMs = Date.now();
+      await this.save(job.record);
+    }
+  }
+
+  /**
+   * Recordings whose node stopped refreshing them (it died): one node claims each (compare-and-
+   * set on the record), assembles what its segments hold and ends it as partial.
+   */
+  private async finishOrphans(): Promise<void> {
+    if (this.closing) return;
+    try {
+      for await (const key of await this.records.keys()) {
+        const entry = await this.records.get(key);
+        if (!entry || entry.operation !== 'PUT' || entry.length === 0) continue;
+        const record = RecordingJobRecord.decode(entry.value);
+        const recording = record.recording;
+        if (!recording || !ACTIVE_STATES.has(recording.state) || this.jobs.has(recording.recordingId)) continue;
+        if (Date.now() - record.refreshedAtMs < ORPHANED_MS) continue;
+        record.nodeId = this.config.nodeId;
+        record.refreshedAtMs = Date.now();
+        try {
+          await this.records.update(key, RecordingJobRecord.encode(record).finish(), entry.revision);
+        } catch {
+          continue; // another node claimed it
+        }
+        await this.finishOrphan(record);
+      }
+    } catch (error) {
+      this.log.warn({ err: error }, 'looking for orphaned recordings failed');
+    }
+  }
+
+  private async finishOrphan(record: RecordingJobRecord): Promise<void> {
+    const recording = record.recording!;
+    this.log.warn({ recordingId: recording.recordingId, segments: record.segments.length }, 'finishing a recording whose recorder died');
+    const nodeId = await this.directory.placementOf(recording.tenant, recording.room);
+    const node = nodeId ? await this.directory.node(nodeId) : undefined;
+    if (node && record.tapId) {
+      const sfu = this.directory.clientForNode(node);
+      await callUnary(sfu, sfu.closeTap, { room: { tenant: recording.tenant, room: recording.room }, tapId: record.tapId }).catch(() => undefined);
+    }
+    const dir = path.join(this.config.workDir, `${recording.recordingId}-recovered`);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const endedAtMs = record.segments.reduce((end, s) => Math.max(end, Math.round(s.endS * 1000)), recording.startedAtMs);
+    try {
+      const { artifacts, problem } = await assembleRecording({ record, endedAtMs, dir, store: this.store, ffmpeg: this.config.ffmpeg, ffprobe: this.config.ffprobe, localFile: () => undefined });
+      recording.artifacts = artifacts;
+      recording.state = artifacts.length > 0 ? RecordingState.RECORDING_STATE_PARTIAL : RecordingState.RECORDING_STATE_FAILED;
+      recording.failureReason = ['the recorder running it stopped unexpectedly', problem].filter(Boolean).join('; ');
+      for (const segment of record.segments) await this.store.delete(recording.tenant, segment.objectId).catch(() => undefined);
+      record.segments = [];
+    } catch (error) {
+      recording.state = RecordingState.RECORDING_STATE_FAILED;
+      recording.failureReason = `the recorder running it stopped unexpectedly; assembling failed: ${(error as Error).message}`;
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    const open = recording.pauses[recording.pauses.length - 1];
+    if (open && open.endMs === 0) open.endMs = endedAtMs - recording.startedAtMs;
+    recording.endedAtMs = endedAtMs;
+    await this.save(record);
+    this.ended.inc({ state: RecordingState[recording.state] });
+    await this.announce(recording);
   }
 
   private async roomParticipants(tenant: string, room: string): Promise<ParticipantRecord[]> {
@@ -183,18 +300,22 @@ export class RecorderNode {
     const contacts = people
       .filter((p) => recording.participantIds.includes(p.info!.participantId))
       .map((p) => ({ participantId: p.info!.participantId, role: p.info!.role, externalId: p.info!.identity, crmContactId: '' }));
-    const ready = RecordingReady.encode({ recording, contacts }).finish();
     try {
-      await jetstream(this.nc).publish(subjects.recordingReady(recording.tenant), ready, { msgID: recording.recordingId });
+      await jetstream(this.nc).publish(subjects.recordingReady(recording.tenant), RecordingReady.encode({ recording, contacts }).finish(), { msgID: recording.recordingId });
     } catch (error) {
       this.log.error({ err: error, recordingId: recording.recordingId }, 'announcing recording.ready failed');
     }
   }
 
-  /** graceful: finish every recording and store it; immediate: the same, without waiting for new work. */
-  close(_mode: StopMode = 'immediate'): Promise<void> {
+  /**
+   * graceful: every running recording is finished here and stored as it is (partial).
+   * immediate: the captures are killed; their stored segments stay for another node (or this
+   * one, restarted) to finish.
+   */
+  close(mode: StopMode = 'immediate'): Promise<void> {
     this.closing ??= (async () => {
-      await Promise.all([...this.jobs.values()].map((job) => job.stop('', 'the recorder stopped').catch(() => undefined)));
+      for (const timer of this.timers) clearInterval(timer);
+      await Promise.all([...this.jobs.values()].map((job) => (mode === 'graceful' ? job.stop('', 'the recorder stopped') : job.abort()).catch(() => undefined)));
       await this.stopGrpc?.();
       await this.nc.drain().catch(() => undefined);
       await this.stopOps?.();

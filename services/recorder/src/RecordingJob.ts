@@ -1,22 +1,22 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { execFile } from 'node:child_process';
-import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { readFile, mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
-import { MediaKind, TrackSource, type SfuClient, type TapStream } from '@gateway/proto/gateway/sfu/v1/sfu';
-import { RecordingState, type Artifact, type Recording } from '@gateway/proto/gateway/recorder/v1/recorder';
+import { MediaKind, TrackSource, type ProducerInfo, type SfuClient } from '@gateway/proto/gateway/sfu/v1/sfu';
+import { RecordingState, type Recording, type RecordingJobRecord, type Segment, type TappedStream } from '@gateway/proto/gateway/recorder/v1/recorder';
 import { ErrorCode, GatewayError, TypedEmitter, callUnary, newId, type ArtifactStore, type Logger } from '@gateway/common';
-import { buildFfmpegArgs, buildSdp, type OutputFile, type RtpStream } from './ffmpeg.js';
+import { buildSdp, captureArgs, parseCaptureStart, parseSegmentList, segmentNames, type CaptureStream } from './ffmpeg.js';
+import { assembleRecording } from './assemble.js';
 
-const execFileAsync = promisify(execFile);
-
-const sources: Record<number, RtpStream['source'] | undefined> = {
+const sourceNames: Record<number, string> = {
   [TrackSource.TRACK_SOURCE_CAMERA]: 'camera',
   [TrackSource.TRACK_SOURCE_MICROPHONE]: 'microphone',
   [TrackSource.TRACK_SOURCE_SCREEN]: 'screen',
   [TrackSource.TRACK_SOURCE_SCREEN_AUDIO]: 'screen_audio',
 };
+
+/** A capture that fails this many times within a minute ends the recording. */
+const MAX_RESTARTS_PER_MINUTE = 3;
 
 export interface JobContext {
   sfu: SfuClient;
@@ -26,235 +26,320 @@ export interface JobContext {
   rtpIp: string;
   ffmpeg: string;
   ffprobe: string;
+  segmentSeconds: number;
   /** Role of each participant of the room (`end_user` is the left channel). */
   roles: () => Promise<Map<string, string>>;
   log: Logger;
 }
 
 type JobEvents = {
-  /** The recording's metadata changed (state, pauses, artifacts). */
-  changed: [recording: Recording];
+  /** State, pauses, segments or artifacts changed: persist the record. */
+  changed: [record: RecordingJobRecord];
   ended: [recording: Recording];
 };
 
+/** One run of ffmpeg receiving the tapped streams of the moment. */
+interface Capture {
+  number: number;
+  tapId: string;
+  streams: CaptureStream[];
+  child: ChildProcess;
+  exited: Promise<void>;
+  log: string;
+  /** Wall-clock start of the capture's timeline, read from ffmpeg once it has probed. */
+  start: number | undefined;
+  /** Segments of each stream already taken from the list. */
+  taken: Map<string, number>;
+  stopping: boolean;
+}
+
 /**
- * One recording: a tap of every live producer of the room on the SFU, one ffmpeg process that
- * receives the RTP and writes the session's files into the job's private folder, and at the
- * end the files encrypted into the artifact store. A PCI pause stops the tap at the SFU, so
- * nothing of the interval ever reaches this process.
+ * One recording. The SFU taps every live producer of the room to this node; one ffmpeg per job
+ * (a "capture") copies the streams into wall-clock-stamped segments, each encrypted into the
+ * artifact store as soon as it is complete. When producers come or go, or ffmpeg dies, a new
+ * capture replaces the old one on the same timeline. A PCI pause stops the tap at the SFU, so
+ * nothing of the interval ever reaches this process. At the end the segments are assembled into
+ * the session's files, which are stored encrypted; the segments are then deleted.
  */
 export class RecordingJob extends TypedEmitter<JobEvents> {
-  readonly recording: Recording;
-  private encoder: ChildProcess | undefined;
-  private encoderExited: Promise<{ code: number | null; signal: string | null }> | undefined;
-  private encoderLog = '';
-  private outputs: OutputFile[] = [];
+  readonly record: RecordingJobRecord;
+  private capture: Capture | undefined;
+  private captures = 0;
+  private readonly restarts: number[] = [];
+  private readonly plainSegments = new Map<string, string>();
+  private poller: NodeJS.Timeout | undefined;
+  private recapture: Promise<void> = Promise.resolve();
   private stopping: Promise<Recording> | undefined;
-  private readonly startedAt = Date.now();
 
   constructor(
     private readonly ctx: JobContext,
+    nodeId: string,
     tenant: string,
     room: string,
     startedBy: string,
   ) {
     super();
-    this.recording = {
-      recordingId: newId('RC'),
-      tenant,
-      room,
-      state: RecordingState.RECORDING_STATE_RECORDING,
-      startedAtMs: this.startedAt,
-      endedAtMs: 0,
-      pauses: [],
-      artifacts: [],
-      failureReason: '',
-      startedBy,
-      participantIds: [],
+    const now = Date.now();
+    this.record = {
+      recording: {
+        recordingId: newId('RC'),
+        tenant,
+        room,
+        state: RecordingState.RECORDING_STATE_RECORDING,
+        startedAtMs: now,
+        endedAtMs: 0,
+        pauses: [],
+        artifacts: [],
+        failureReason: '',
+        startedBy,
+        participantIds: [],
+      },
+      nodeId,
+      refreshedAtMs: now,
+      streams: [],
+      segments: [],
+      tapId: '',
     };
   }
 
-  private get tap() {
-    return { room: { tenant: this.recording.tenant, room: this.recording.room }, tapId: this.recording.recordingId };
+  get recording(): Recording {
+    return this.record.recording!;
+  }
+
+  private get roomRef() {
+    return { tenant: this.recording.tenant, room: this.recording.room };
   }
 
   private get dir(): string {
     return path.join(this.ctx.workDir, this.recording.recordingId);
   }
 
-  /** Taps the room and starts the encoder; fails without leaving anything behind. */
+  private get paused(): boolean {
+    return this.recording.state === RecordingState.RECORDING_STATE_PAUSED;
+  }
+
+  /** Taps the room and starts capturing; fails without leaving anything behind. */
   async start(): Promise<void> {
     try {
       await mkdir(this.dir, { recursive: true, mode: 0o700 });
-      const streams = await this.tapRoom();
-      if (streams.length === 0) throw new GatewayError(ErrorCode.INVALID_STATE, 'the room has no media to record');
-      await this.startEncoder(streams);
-      await callUnary(this.ctx.sfu, this.ctx.sfu.setTapPaused, { tap: this.tap, paused: false });
-      this.ctx.log.info({ recordingId: this.recording.recordingId, streams: streams.length }, 'recording started');
+      await this.startCapture();
+      if (!this.capture) throw new GatewayError(ErrorCode.INVALID_STATE, 'the room has no media to record');
+      this.poller = setInterval(() => void this.collectSegments(this.capture).catch((error) => this.ctx.log.warn({ err: error }, 'collecting segments failed')), 1_000);
+      this.ctx.log.info({ recordingId: this.recording.recordingId, streams: this.capture.streams.length }, 'recording started');
     } catch (error) {
-      await this.discard();
+      await this.closeCapture(this.capture, 'kill');
+      await rm(this.dir, { recursive: true, force: true });
       throw error;
     }
   }
 
-  /** Creates a paused tap stream for every live producer, each to its own pair of local ports. */
-  private async tapRoom(): Promise<RtpStream[]> {
-    const { producers } = await callUnary(this.ctx.sfu, this.ctx.sfu.listProducers, this.tap.room);
-    const roles = await this.ctx.roles();
-    const streams: RtpStream[] = [];
-    for (const producer of producers.filter((p) => !p.paused)) {
-      const port = await freePortPair();
-      const tapped: TapStream = await callUnary(this.ctx.sfu, this.ctx.sfu.createTapStream, {
-        tap: this.tap,
-        producerId: producer.producerId,
-        ip: this.ctx.rtpIp,
-        port,
-        rtcpPort: port + 1,
-        paused: true,
-      });
-      const rtp = tapped.rtpParameters as { codecs: Array<{ mimeType: string; payloadType: number; clockRate: number; channels?: number; parameters?: Record<string, unknown> }> };
-      const codec = rtp.codecs[0]!;
-      const fmtp = Object.entries(codec.parameters ?? {}).map(([k, v]) => `${k}=${v}`).join(';');
-      streams.push({
-        producerId: producer.producerId,
-        participantId: producer.participantId,
-        role: roles.get(producer.participantId) ?? 'agent',
-        source: sources[producer.source] ?? 'camera',
-        kind: producer.kind === MediaKind.MEDIA_KIND_AUDIO ? 'audio' : 'video',
-        port,
-        payloadType: codec.payloadType,
-        mimeType: codec.mimeType,
-        clockRate: codec.clockRate,
-        channels: codec.channels,
-        fmtp: fmtp || undefined,
-      });
-    }
-    this.recording.participantIds = [...new Set(streams.map((s) => s.participantId))];
-    return streams;
+  /** Producers came or went: capture the new set (serialised; the old capture ends first). */
+  refreshStreams(): Promise<void> {
+    this.recapture = this.recapture.then(async () => {
+      if (this.stopping) return;
+      await this.closeCapture(this.capture, 'finish');
+      await this.startCapture();
+    }).catch((error) => {
+      this.ctx.log.error({ err: error, recordingId: this.recording.recordingId }, 'restarting the capture failed');
+      void this.stop('', `capture could not be restarted: ${(error as Error).message}`);
+    });
+    return this.recapture;
   }
 
-  private async startEncoder(streams: RtpStream[]): Promise<void> {
-    const sdpPath = path.join(this.dir, 'tap.sdp');
-    await writeFile(sdpPath, buildSdp(streams, this.ctx.rtpIp), { mode: 0o600 });
-    const { args, outputs } = buildFfmpegArgs(streams, sdpPath);
-    this.outputs = outputs;
-    const child = spawn(this.ctx.ffmpeg, args, { cwd: this.dir, stdio: ['pipe', 'ignore', 'pipe'] });
-    this.encoder = child;
+  private async startCapture(): Promise<void> {
+    const { producers } = await callUnary(this.ctx.sfu, this.ctx.sfu.listProducers, this.roomRef);
+    const live = producers.filter((p) => !p.paused);
+    if (live.length === 0) {
+      this.capture = undefined;
+      return;
+    }
+    const number = ++this.captures;
+    const tapId = `${this.recording.recordingId}-c${number}`;
+    const roles = await this.ctx.roles();
+    const streams: CaptureStream[] = [];
+    for (const producer of live) streams.push(await this.tapStream(tapId, producer, roles));
+    await writeFile(path.join(this.dir, `capture-${number}.sdp`), buildSdp(streams, this.ctx.rtpIp), { mode: 0o600 });
+    const child = spawn(this.ctx.ffmpeg, captureArgs(streams, `capture-${number}.sdp`, number, this.ctx.segmentSeconds), { cwd: this.dir, stdio: ['ignore', 'ignore', 'pipe'] });
+    const capture: Capture = { number, tapId, streams, child, log: '', start: undefined, taken: new Map(), stopping: false, exited: new Promise((resolve) => child.once('exit', () => resolve())) };
     child.stderr!.on('data', (chunk: Buffer) => {
-      this.encoderLog = (this.encoderLog + chunk.toString()).slice(-4000);
+      capture.log = (capture.log + chunk.toString()).slice(-20_000);
+      capture.start ??= parseCaptureStart(capture.log);
     });
-    this.encoderExited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-    void this.encoderExited.then(({ code, signal }) => {
-      if (this.stopping) return;
-      // The encoder died on its own: keep what it wrote and report why.
-      const reason = `encoder exited (${signal ?? code}): ${lastLine(this.encoderLog)}`;
-      this.ctx.log.error({ recordingId: this.recording.recordingId, reason }, 'recording encoder failed');
-      void this.stop('', reason).catch(() => undefined);
-    });
+    void capture.exited.then(() => this.onCaptureExit(capture));
+    this.capture = capture;
+    this.record.tapId = tapId;
+    this.recording.participantIds = [...new Set([...this.recording.participantIds, ...live.map((p) => p.participantId)])];
     await waitForBoundPorts(streams.map((s) => s.port), child);
+    if (!this.paused) await callUnary(this.ctx.sfu, this.ctx.sfu.setTapPaused, { tap: { room: this.roomRef, tapId }, paused: false });
+    this.changed();
+  }
+
+  /** A paused tap stream of one producer to a fresh pair of local ports. */
+  private async tapStream(tapId: string, producer: ProducerInfo, roles: Map<string, string>): Promise<CaptureStream> {
+    const port = await freePortPair();
+    const tapped = await callUnary(this.ctx.sfu, this.ctx.sfu.createTapStream, {
+      tap: { room: this.roomRef, tapId },
+      producerId: producer.producerId,
+      ip: this.ctx.rtpIp,
+      port,
+      rtcpPort: port + 1,
+      paused: true,
+    });
+    const codec = (tapped.rtpParameters as { codecs: Array<{ mimeType: string; payloadType: number; clockRate: number; channels?: number; parameters?: Record<string, unknown> }> }).codecs[0]!;
+    const kind = producer.kind === MediaKind.MEDIA_KIND_AUDIO ? 'audio' : 'video';
+    // A producer is one stream for the whole recording, whichever captures carry it.
+    const streamId = producer.producerId;
+    if (!this.record.streams.some((s) => s.streamId === streamId)) {
+      const stream: TappedStream = {
+        streamId,
+        participantId: producer.participantId,
+        role: roles.get(producer.participantId) ?? 'agent',
+        source: sourceNames[producer.source] ?? 'camera',
+        kind,
+        mimeType: codec.mimeType,
+      };
+      this.record.streams.push(stream);
+    }
+    const fmtp = Object.entries(codec.parameters ?? {}).map(([k, v]) => `${k}=${v}`).join(';');
+    return { streamId, kind, port, payloadType: codec.payloadType, mimeType: codec.mimeType, clockRate: codec.clockRate, channels: codec.channels, fmtp: fmtp || undefined };
+  }
+
+  /** Encrypts every newly completed segment of a capture into the artifact store. */
+  private async collectSegments(capture: Capture | undefined): Promise<void> {
+    if (!capture || capture.start === undefined) return;
+    for (const stream of capture.streams) {
+      const { list } = segmentNames(stream.streamId, capture.number);
+      const entries = parseSegmentList(await readFile(path.join(this.dir, list), 'utf8').catch(() => ''));
+      const from = capture.taken.get(stream.streamId) ?? 0;
+      for (const entry of entries.slice(from)) {
+        const objectId = newId('SG');
+        await this.ctx.store.putFile(this.recording.tenant, objectId, path.join(this.dir, entry.file), 'video/x-matroska');
+        const segment: Segment = { streamId: stream.streamId, objectId, startS: capture.start + entry.start, endS: capture.start + entry.end };
+        this.record.segments.push(segment);
+        this.plainSegments.set(objectId, entry.file);
+      }
+      capture.taken.set(stream.streamId, Math.max(from, entries.length));
+      if (entries.length > from) this.changed();
+    }
+  }
+
+  private onCaptureExit(capture: Capture): void {
+    if (capture.stopping || this.stopping || this.capture !== capture) return;
+    // ffmpeg died on its own: restart it on the same timeline, unless it keeps dying.
+    const now = Date.now();
+    this.restarts.push(now);
+    while (this.restarts.length && now - this.restarts[0]! > 60_000) this.restarts.shift();
+    const reason = `capture exited (${capture.child.exitCode ?? capture.child.signalCode}): ${lastLine(capture.log)}`;
+    this.ctx.log.warn({ recordingId: this.recording.recordingId, reason }, 'capture failed');
+    if (this.restarts.length > MAX_RESTARTS_PER_MINUTE) {
+      void this.stop('', reason);
+      return;
+    }
+    void this.collectSegments(capture).finally(() => this.refreshStreams());
+  }
+
+  /**
+   * Ends a capture: 'finish' lets ffmpeg close its files, 'kill' does not wait. SIGINT, not 'q'
+   * on stdin: ffmpeg reads its keyboard only between packets, and a paused tap sends none,
+   * while SIGINT interrupts the wait for input.
+   */
+  private async closeCapture(capture: Capture | undefined, how: 'finish' | 'kill'): Promise<void> {
+    if (!capture) return;
+    capture.stopping = true;
+    const { child } = capture;
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill(how === 'kill' ? 'SIGKILL' : 'SIGINT');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      await capture.exited;
+      clearTimeout(timer);
+    }
+    await callUnary(this.ctx.sfu, this.ctx.sfu.closeTap, { room: this.roomRef, tapId: capture.tapId }).catch(() => undefined);
+    if (how === 'finish') await this.collectSegments(capture);
   }
 
   async pause(by: string): Promise<Recording> {
     if (this.recording.state !== RecordingState.RECORDING_STATE_RECORDING) throw new GatewayError(ErrorCode.INVALID_STATE, 'the recording is not running');
-    await callUnary(this.ctx.sfu, this.ctx.sfu.setTapPaused, { tap: this.tap, paused: true });
-    this.recording.pauses.push({ startMs: Date.now() - this.startedAt, endMs: 0, pausedBy: by, resumedBy: '' });
+    await this.recapture;
+    if (this.capture) await callUnary(this.ctx.sfu, this.ctx.sfu.setTapPaused, { tap: { room: this.roomRef, tapId: this.capture.tapId }, paused: true });
+    this.recording.pauses.push({ startMs: Date.now() - this.recording.startedAtMs, endMs: 0, pausedBy: by, resumedBy: '' });
     this.recording.state = RecordingState.RECORDING_STATE_PAUSED;
-    this.safeEmit('changed', this.recording);
+    this.changed();
     return this.recording;
   }
 
   async resume(by: string): Promise<Recording> {
     if (this.recording.state !== RecordingState.RECORDING_STATE_PAUSED) throw new GatewayError(ErrorCode.INVALID_STATE, 'the recording is not paused');
-    await callUnary(this.ctx.sfu, this.ctx.sfu.setTapPaused, { tap: this.tap, paused: false });
-    const open = this.recording.pauses[this.recording.pauses.length - 1]!;
-    open.endMs = Date.now() - this.startedAt;
-    open.resumedBy = by;
+    await this.recapture;
     this.recording.state = RecordingState.RECORDING_STATE_RECORDING;
-    this.safeEmit('changed', this.recording);
+    const open = this.recording.pauses[this.recording.pauses.length - 1]!;
+    open.endMs = Date.now() - this.recording.startedAtMs;
+    open.resumedBy = by;
+    // Resuming the tap also asks for key frames, so video restarts at once.
+    if (this.capture) await callUnary(this.ctx.sfu, this.ctx.sfu.setTapPaused, { tap: { room: this.roomRef, tapId: this.capture.tapId }, paused: false });
+    else await this.refreshStreams();
+    this.changed();
     return this.recording;
   }
 
-  /** Stops the tap and the encoder, stores the files encrypted and ends the job; idempotent. */
+  /** Kills the capture and removes the plaintext; the stored segments and the record stay for recovery. */
+  async abort(): Promise<void> {
+    clearInterval(this.poller);
+    this.stopping ??= Promise.resolve(this.recording);
+    await this.closeCapture(this.capture, 'kill');
+    await rm(this.dir, { recursive: true, force: true });
+  }
+
+  /** Stops capturing, assembles and stores the files, and ends the job; idempotent. */
   stop(by: string, failure = ''): Promise<Recording> {
     this.stopping ??= this.finish(by, failure);
     return this.stopping;
   }
 
   private async finish(by: string, failure: string): Promise<Recording> {
-    const id = this.recording.recordingId;
+    clearInterval(this.poller);
     const open = this.recording.pauses[this.recording.pauses.length - 1];
     if (open && open.endMs === 0) {
-      open.endMs = Date.now() - this.startedAt;
+      open.endMs = Date.now() - this.recording.startedAtMs;
       open.resumedBy = by;
     }
     this.recording.state = RecordingState.RECORDING_STATE_STOPPING;
-    this.safeEmit('changed', this.recording);
-    await callUnary(this.ctx.sfu, this.ctx.sfu.closeTap, this.tap).catch(() => undefined);
-    const encoderFailed = await this.stopEncoder();
-    const reason = failure || encoderFailed;
+    this.changed();
+    await this.recapture.catch(() => undefined);
+    await this.closeCapture(this.capture, 'finish').catch((error) => this.ctx.log.warn({ err: error }, 'closing the capture failed'));
+    const endedAtMs = Date.now();
     try {
-      this.recording.artifacts = await this.storeOutputs();
-      this.recording.state = reason ? RecordingState.RECORDING_STATE_PARTIAL : RecordingState.RECORDING_STATE_COMPLETE;
-      if (reason && this.recording.artifacts.length === 0) this.recording.state = RecordingState.RECORDING_STATE_FAILED;
+      const { artifacts, problem } = await assembleRecording({
+        record: this.record,
+        endedAtMs,
+        dir: this.dir,
+        store: this.ctx.store,
+        ffmpeg: this.ctx.ffmpeg,
+        ffprobe: this.ctx.ffprobe,
+        localFile: (segment) => this.plainSegments.get(segment.objectId),
+      });
+      this.recording.artifacts = artifacts;
+      const reason = failure || problem;
       this.recording.failureReason = reason;
+      this.recording.state = artifacts.length === 0 ? RecordingState.RECORDING_STATE_FAILED : reason ? RecordingState.RECORDING_STATE_PARTIAL : RecordingState.RECORDING_STATE_COMPLETE;
+      // The segments were only there in case this node died; the files replace them.
+      for (const segment of this.record.segments) await this.ctx.store.delete(this.recording.tenant, segment.objectId).catch(() => undefined);
+      this.record.segments = [];
     } catch (error) {
       this.recording.state = RecordingState.RECORDING_STATE_FAILED;
-      this.recording.failureReason = `storing the recording failed: ${(error as Error).message}`;
+      this.recording.failureReason = `assembling the recording failed: ${(error as Error).message}`;
     } finally {
-      await this.discard();
+      await rm(this.dir, { recursive: true, force: true });
     }
-    this.recording.endedAtMs = Date.now();
-    this.ctx.log.info({ recordingId: id, state: RecordingState[this.recording.state], artifacts: this.recording.artifacts.length }, 'recording ended');
-    this.safeEmit('changed', this.recording);
+    this.recording.endedAtMs = endedAtMs;
+    this.ctx.log.info({ recordingId: this.recording.recordingId, state: RecordingState[this.recording.state], artifacts: this.recording.artifacts.length }, 'recording ended');
+    this.changed();
     this.safeEmit('ended', this.recording);
     return this.recording;
   }
 
-  /** Asks ffmpeg to finish its files ('q'), and kills it if it does not; returns a failure, if any. */
-  private async stopEncoder(): Promise<string> {
-    const child = this.encoder;
-    if (!child || !this.encoderExited) return '';
-    if (child.exitCode === null && child.signalCode === null) {
-      child.stdin?.end('q');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      const { code, signal } = await this.encoderExited;
-      clearTimeout(timer);
-      if (signal === 'SIGKILL') return 'the encoder did not finish its files in time';
-      if (code !== 0 && code !== 255) return `encoder exited (${code}): ${lastLine(this.encoderLog)}`;
-      return '';
-    }
-    const { code, signal } = await this.encoderExited;
-    return code === 0 ? '' : `encoder exited (${signal ?? code}): ${lastLine(this.encoderLog)}`;
-  }
-
-  private async storeOutputs(): Promise<Artifact[]> {
-    const artifacts: Artifact[] = [];
-    for (const output of this.outputs) {
-      const file = path.join(this.dir, output.file);
-      const size = await stat(file).then((s) => s.size, () => 0);
-      if (size === 0) continue;
-      const durationMs = await this.probeDurationMs(file);
-      const artifactId = newId('AR');
-      await this.ctx.store.putFile(this.recording.tenant, artifactId, file, output.contentType);
-      artifacts.push({ artifactId, kind: output.kind, contentType: output.contentType, participantId: output.participantId, sizeBytes: size, durationMs, part: 1 });
-    }
-    return artifacts;
-  }
-
-  private async probeDurationMs(file: string): Promise<number> {
-    try {
-      const { stdout } = await execFileAsync(this.ctx.ffprobe, ['-v', 'error', '-show_entries', 'format=duration', '-of', 'csv=p=0', file]);
-      const seconds = Number(stdout.trim());
-      return Number.isFinite(seconds) ? Math.round(seconds * 1000) : 0;
-    } catch {
-      return 0;
-    }
-  }
-
-  /** Removes the job's plaintext working files. */
-  private async discard(): Promise<void> {
-    this.encoder?.kill('SIGKILL');
-    await rm(this.dir, { recursive: true, force: true });
+  private changed(): void {
+    this.record.refreshedAtMs = Date.now();
+    this.safeEmit('changed', this.record);
   }
 }
 
@@ -286,14 +371,14 @@ function portFree(port: number): Promise<boolean> {
   });
 }
 
-/** The encoder has opened its inputs once their ports are taken. */
+/** ffmpeg has opened its inputs once their ports are taken. */
 async function waitForBoundPorts(ports: number[], child: ChildProcess): Promise<void> {
   const deadline = Date.now() + 10_000;
   for (;;) {
-    if (child.exitCode !== null) throw new GatewayError(ErrorCode.INTERNAL, 'the encoder exited while starting');
+    if (child.exitCode !== null || child.signalCode !== null) throw new GatewayError(ErrorCode.INTERNAL, 'ffmpeg exited while starting');
     const free = await Promise.all(ports.map(portFree));
     if (free.every((f) => !f)) return;
-    if (Date.now() > deadline) throw new GatewayError(ErrorCode.TIMEOUT, 'the encoder did not open its inputs');
+    if (Date.now() > deadline) throw new GatewayError(ErrorCode.TIMEOUT, 'ffmpeg did not open its inputs');
     await new Promise((r) => setTimeout(r, 50));
   }
 }

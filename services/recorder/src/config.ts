@@ -16,6 +16,8 @@ const shape = {
   RECORDER_RTP_IP: env.string('127.0.0.1'),
   /** Concurrent jobs this node takes; further starts are refused so another node takes them. */
   RECORDER_MAX_JOBS: env.positiveInt(Math.max(1, os.availableParallelism() * 4)),
+  /** Length of the encrypted segments a job stores while it runs: at most this much is lost if the node dies. */
+  RECORDER_SEGMENT_SECONDS: env.positiveInt(10),
   RECORDER_FFMPEG: env.string('ffmpeg'),
   RECORDER_FFPROBE: env.string('ffprobe'),
   ...grpcTlsShape,
@@ -36,6 +38,7 @@ export function readRecorderConfig(source: Record<string, string | undefined> = 
     workDir: c.RECORDER_WORK_DIR,
     rtpIp: c.RECORDER_RTP_IP,
     maxJobs: c.RECORDER_MAX_JOBS,
+    segmentSeconds: c.RECORDER_SEGMENT_SECONDS,
     ffmpeg: c.RECORDER_FFMPEG,
     ffprobe: c.RECORDER_FFPROBE,
     grpcTls: readGrpcTls(c),

@@ -139,6 +139,41 @@ export interface Recording {
   participantIds: string[];
 }
 
+/**
+ * Internal: what a recorder keeps in NATS KV about a running job, so that another node can
+ * finish it (as partial) when this one dies. Segments are already encrypted in the artifact store.
+ */
+export interface RecordingJobRecord {
+  recording: Recording | undefined;
+  nodeId: string;
+  /** Unix milliseconds of the owning node's last refresh. */
+  refreshedAtMs: number;
+  streams: TappedStream[];
+  segments: Segment[];
+  /** The SFU tap of the current capture, closed by whoever finishes the job. */
+  tapId: string;
+}
+
+export interface TappedStream {
+  streamId: string;
+  participantId: string;
+  role: string;
+  /** "camera", "microphone", "screen", "screen_audio". */
+  source: string;
+  /** "audio" or "video". */
+  kind: string;
+  mimeType: string;
+}
+
+export interface Segment {
+  streamId: string;
+  /** Artifact id of the encrypted segment. */
+  objectId: string;
+  /** Wall-clock seconds (Unix) of the segment's first and last media. */
+  startS: number;
+  endS: number;
+}
+
 function createBaseStartRecordingRequest(): StartRecordingRequest {
   return { tenant: "", room: "", requestedBy: "" };
 }
@@ -940,6 +975,465 @@ export const Recording: MessageFns<Recording> = {
   },
 };
 
+function createBaseRecordingJobRecord(): RecordingJobRecord {
+  return { recording: undefined, nodeId: "", refreshedAtMs: 0, streams: [], segments: [], tapId: "" };
+}
+
+export const RecordingJobRecord: MessageFns<RecordingJobRecord> = {
+  encode(message: RecordingJobRecord, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.recording !== undefined) {
+      Recording.encode(message.recording, writer.uint32(10).fork()).join();
+    }
+    if (message.nodeId !== "") {
+      writer.uint32(18).string(message.nodeId);
+    }
+    if (message.refreshedAtMs !== 0) {
+      writer.uint32(24).int64(message.refreshedAtMs);
+    }
+    for (const v of message.streams) {
+      TappedStream.encode(v!, writer.uint32(34).fork()).join();
+    }
+    for (const v of message.segments) {
+      Segment.encode(v!, writer.uint32(42).fork()).join();
+    }
+    if (message.tapId !== "") {
+      writer.uint32(50).string(message.tapId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RecordingJobRecord {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRecordingJobRecord();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.recording = Recording.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nodeId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.refreshedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.streams.push(TappedStream.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.segments.push(Segment.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.tapId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RecordingJobRecord {
+    return {
+      recording: isSet(object.recording) ? Recording.fromJSON(object.recording) : undefined,
+      nodeId: isSet(object.nodeId)
+        ? globalThis.String(object.nodeId)
+        : isSet(object.node_id)
+        ? globalThis.String(object.node_id)
+        : "",
+      refreshedAtMs: isSet(object.refreshedAtMs)
+        ? globalThis.Number(object.refreshedAtMs)
+        : isSet(object.refreshed_at_ms)
+        ? globalThis.Number(object.refreshed_at_ms)
+        : 0,
+      streams: globalThis.Array.isArray(object?.streams)
+        ? object.streams.map((e: any) => TappedStream.fromJSON(e))
+        : [],
+      segments: globalThis.Array.isArray(object?.segments) ? object.segments.map((e: any) => Segment.fromJSON(e)) : [],
+      tapId: isSet(object.tapId)
+        ? globalThis.String(object.tapId)
+        : isSet(object.tap_id)
+        ? globalThis.String(object.tap_id)
+        : "",
+    };
+  },
+
+  toJSON(message: RecordingJobRecord): unknown {
+    const obj: any = {};
+    if (message.recording !== undefined) {
+      obj.recording = Recording.toJSON(message.recording);
+    }
+    if (message.nodeId !== "") {
+      obj.nodeId = message.nodeId;
+    }
+    if (message.refreshedAtMs !== 0) {
+      obj.refreshedAtMs = Math.round(message.refreshedAtMs);
+    }
+    if (message.streams?.length) {
+      obj.streams = message.streams.map((e) => TappedStream.toJSON(e));
+    }
+    if (message.segments?.length) {
+      obj.segments = message.segments.map((e) => Segment.toJSON(e));
+    }
+    if (message.tapId !== "") {
+      obj.tapId = message.tapId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RecordingJobRecord>, I>>(base?: I): RecordingJobRecord {
+    return RecordingJobRecord.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RecordingJobRecord>, I>>(object: I): RecordingJobRecord {
+    const message = createBaseRecordingJobRecord();
+    message.recording = (object.recording !== undefined && object.recording !== null)
+      ? Recording.fromPartial(object.recording)
+      : undefined;
+    message.nodeId = object.nodeId ?? "";
+    message.refreshedAtMs = object.refreshedAtMs ?? 0;
+    message.streams = object.streams?.map((e) => TappedStream.fromPartial(e)) || [];
+    message.segments = object.segments?.map((e) => Segment.fromPartial(e)) || [];
+    message.tapId = object.tapId ?? "";
+    return message;
+  },
+};
+
+function createBaseTappedStream(): TappedStream {
+  return { streamId: "", participantId: "", role: "", source: "", kind: "", mimeType: "" };
+}
+
+export const TappedStream: MessageFns<TappedStream> = {
+  encode(message: TappedStream, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.streamId !== "") {
+      writer.uint32(10).string(message.streamId);
+    }
+    if (message.participantId !== "") {
+      writer.uint32(18).string(message.participantId);
+    }
+    if (message.role !== "") {
+      writer.uint32(26).string(message.role);
+    }
+    if (message.source !== "") {
+      writer.uint32(34).string(message.source);
+    }
+    if (message.kind !== "") {
+      writer.uint32(42).string(message.kind);
+    }
+    if (message.mimeType !== "") {
+      writer.uint32(50).string(message.mimeType);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TappedStream {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTappedStream();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.streamId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.participantId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.role = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.mimeType = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TappedStream {
+    return {
+      streamId: isSet(object.streamId)
+        ? globalThis.String(object.streamId)
+        : isSet(object.stream_id)
+        ? globalThis.String(object.stream_id)
+        : "",
+      participantId: isSet(object.participantId)
+        ? globalThis.String(object.participantId)
+        : isSet(object.participant_id)
+        ? globalThis.String(object.participant_id)
+        : "",
+      role: isSet(object.role) ? globalThis.String(object.role) : "",
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      mimeType: isSet(object.mimeType)
+        ? globalThis.String(object.mimeType)
+        : isSet(object.mime_type)
+        ? globalThis.String(object.mime_type)
+        : "",
+    };
+  },
+
+  toJSON(message: TappedStream): unknown {
+    const obj: any = {};
+    if (message.streamId !== "") {
+      obj.streamId = message.streamId;
+    }
+    if (message.participantId !== "") {
+      obj.participantId = message.participantId;
+    }
+    if (message.role !== "") {
+      obj.role = message.role;
+    }
+    if (message.source !== "") {
+      obj.source = message.source;
+    }
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.mimeType !== "") {
+      obj.mimeType = message.mimeType;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TappedStream>, I>>(base?: I): TappedStream {
+    return TappedStream.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TappedStream>, I>>(object: I): TappedStream {
+    const message = createBaseTappedStream();
+    message.streamId = object.streamId ?? "";
+    message.participantId = object.participantId ?? "";
+    message.role = object.role ?? "";
+    message.source = object.source ?? "";
+    message.kind = object.kind ?? "";
+    message.mimeType = object.mimeType ?? "";
+    return message;
+  },
+};
+
+function createBaseSegment(): Segment {
+  return { streamId: "", objectId: "", startS: 0, endS: 0 };
+}
+
+export const Segment: MessageFns<Segment> = {
+  encode(message: Segment, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.streamId !== "") {
+      writer.uint32(10).string(message.streamId);
+    }
+    if (message.objectId !== "") {
+      writer.uint32(18).string(message.objectId);
+    }
+    if (message.startS !== 0) {
+      writer.uint32(25).double(message.startS);
+    }
+    if (message.endS !== 0) {
+      writer.uint32(33).double(message.endS);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Segment {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSegment();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.streamId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.objectId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.startS = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.endS = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Segment {
+    return {
+      streamId: isSet(object.streamId)
+        ? globalThis.String(object.streamId)
+        : isSet(object.stream_id)
+        ? globalThis.String(object.stream_id)
+        : "",
+      objectId: isSet(object.objectId)
+        ? globalThis.String(object.objectId)
+        : isSet(object.object_id)
+        ? globalThis.String(object.object_id)
+        : "",
+      startS: isSet(object.startS)
+        ? globalThis.Number(object.startS)
+        : isSet(object.start_s)
+        ? globalThis.Number(object.start_s)
+        : 0,
+      endS: isSet(object.endS)
+        ? globalThis.Number(object.endS)
+        : isSet(object.end_s)
+        ? globalThis.Number(object.end_s)
+        : 0,
+    };
+  },
+
+  toJSON(message: Segment): unknown {
+    const obj: any = {};
+    if (message.streamId !== "") {
+      obj.streamId = message.streamId;
+    }
+    if (message.objectId !== "") {
+      obj.objectId = message.objectId;
+    }
+    if (message.startS !== 0) {
+      obj.startS = floatToJson(message.startS);
+    }
+    if (message.endS !== 0) {
+      obj.endS = floatToJson(message.endS);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Segment>, I>>(base?: I): Segment {
+    return Segment.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Segment>, I>>(object: I): Segment {
+    const message = createBaseSegment();
+    message.streamId = object.streamId ?? "";
+    message.objectId = object.objectId ?? "";
+    message.startS = object.startS ?? 0;
+    message.endS = object.endS ?? 0;
+    return message;
+  },
+};
+
 export type RecorderService = typeof RecorderService;
 export const RecorderService = {
   /**
@@ -1111,6 +1605,10 @@ export const RecorderClient = makeGenericClientConstructor(
   service: typeof RecorderService;
   serviceName: string;
 };
+
+function floatToJson(value: number | null | undefined): number | string | null | undefined {
+  return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 
