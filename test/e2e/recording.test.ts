@@ -10,7 +10,7 @@ import { Objm } from '@nats-io/obj';
 import { RecordingReady } from '@gateway/proto/gateway/events/v1/events';
 import { RecorderClient, RecordingState, type Recording } from '@gateway/proto/gateway/recorder/v1/recorder';
 import { ArtifactStore, DEMO_TENANT_KEK, StaticKeyring, buckets, callUnary, grpc, streams } from '@gateway/common';
-import { NatsServer, startRecorderProcess, startSfuProcess, startSignalingProcess } from '@gateway/testing';
+import { NatsServer, startRecorderProcess, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { launchChromium } from '../support/browser.js';
 import { demoToken } from '../support/tokens.js';
 
@@ -173,6 +173,42 @@ describe('recording a call', () => {
     const ready = RecordingReady.decode(message!.data);
     expect(ready.recording?.recordingId).toBe(done.recordingId);
     expect(ready.contacts.map((c) => c.role).sort()).toEqual(['agent', 'end_user']);
+    await endUser.close();
+    await agent.close();
+  }, 120_000);
+
+  it('keeps what was recorded when the recorder is killed: another run finishes it as partial, no plaintext left', async () => {
+    const room = `rec-crash-${Date.now()}`;
+    const { endUser, agent, agentId } = await call(room);
+    const started: Recording = await callUnary(client, client.startRecording, { tenant: 'demo', room, requestedBy: agentId });
+    const ref = { tenant: 'demo', recordingId: started.recordingId, requestedBy: agentId };
+    await sleep(6_000);
+    await recorder.stop('SIGKILL');
+    // The killed process leaves plaintext segments in its private folder...
+    expect(readdirSync(workDir).length).toBeGreaterThan(0);
+    // ...which the next run removes at start-up, before it finishes the orphaned recording.
+    recorder = await startRecorderProcess({ natsUrl: nats.url, workDir, env: { RECORDER_SEGMENT_SECONDS: '2' } });
+    client.close();
+    client = new RecorderClient(recorder.grpcAddress, grpc.credentials.createInsecure());
+    const finished = await waitFor(
+      async () => {
+        const recording: Recording = await callUnary(client, client.getRecording, ref);
+        return recording.state === RecordingState.RECORDING_STATE_PARTIAL || recording.state === RecordingState.RECORDING_STATE_FAILED ? recording : undefined;
+      },
+      40_000,
+      'the orphaned recording finished',
+    );
+    expect(finished.state, finished.failureReason).toBe(RecordingState.RECORDING_STATE_PARTIAL);
+    expect(finished.failureReason).toMatch(/stopped unexpectedly/);
+    const voice = finished.artifacts.find((a) => a.contentType === 'audio/mpeg')!;
+    // Segments of 2 s: at most the one in progress is lost.
+    expect(voice.durationMs).toBeGreaterThan(3_000);
+    expect(finished.artifacts.map((a) => a.kind).sort()).toEqual(['camera', 'voice', 'voice']);
+    const store = await ArtifactStore.open(nc, new StaticKeyring({ demo: DEMO_TENANT_KEK }));
+    const file = path.join(outDir, 'partial.mp3');
+    writeFileSync(file, (await store.get('demo', voice.artifactId)).data);
+    expect(probe(file).streams[0]).toMatchObject({ codec_name: 'mp3', channels: 2 });
+    expect(readdirSync(workDir)).toEqual([]);
     await endUser.close();
     await agent.close();
   }, 120_000);
