@@ -44,6 +44,10 @@ node --import tsx services/sfu/src/main.ts >"$data/logs/sfu.log" 2>&1 &
 pids+=($!)
 wait_ready "http://127.0.0.1:${SFU_OPS_PORT:-9101}/readyz" sfu "${pids[-1]}"
 
+node --import tsx services/recorder/src/main.ts >"$data/logs/recorder.log" 2>&1 &
+pids+=($!)
+wait_ready "http://127.0.0.1:${RECORDER_OPS_PORT:-9102}/readyz" recorder "${pids[-1]}"
+
 node --import tsx services/signaling/src/main.ts >"$data/logs/signaling.log" 2>&1 &
 pids+=($!)
 wait_ready "http://127.0.0.1:${SIGNALING_OPS_PORT:-9100}/readyz" signaling "${pids[-1]}"
@@ -55,9 +59,9 @@ cat <<MSG
 Gateway is running (logs in .data/logs/).
 
   End user : $base/end-user#token=$(mint --identity end-user-1 --role end_user)&autojoin=1
-  Agent    : $base/agent#token=$(mint --identity agent-1 --role agent)&autojoin=1
+  Agent    : $base/agent#token=$(mint --identity agent-1 --role agent --can-record)&autojoin=1
   SDK      : $base/sdk.js
-  Metrics  : http://127.0.0.1:9100/metrics (signaling), http://127.0.0.1:9101/metrics (sfu)
+  Metrics  : http://127.0.0.1:9100/metrics (signaling), http://127.0.0.1:9101/metrics (sfu), http://127.0.0.1:9102/metrics (recorder)
 
 Mint more tokens (tenant "demo" is configured by default):
   npm run --silent token -- --tenant demo --room demo-room --identity alice --role end_user

@@ -1,1 +1,2 @@
 export * from './SfuDirectory.js';
+export * from './RecorderDirectory.js';

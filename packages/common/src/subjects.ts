@@ -40,6 +40,10 @@ export const buckets = {
   dataKeys: 'gateway_data_keys',
   /** Recording jobs: key = `${tenant}.${recordingId}`, value = Recording (gateway.recorder.v1). */
   recordings: 'gateway_recordings',
+  /** Recorder node registry: key = node id, JSON, expires without heartbeat. */
+  recorderNodes: 'gateway_recorder_nodes',
+  /** The recording of a room: key = `${tenant}.${room}`, JSON { recordingId, nodeId, grpcAddress, state }. */
+  roomRecordings: 'gateway_room_recordings',
 } as const;
 
 export const kvKeys = {

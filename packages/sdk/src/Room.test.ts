@@ -30,6 +30,8 @@ class FakeSignaling {
   readonly log: Array<{ conn: number; method: string; params: Frame }> = [];
   readonly sockets: ServerSocket[] = [];
   resumable = true;
+  /** The room's recording, as join and resume responses report it. */
+  recording: Frame | undefined;
   private readonly sessions = new Map<string, { transports: string[]; tracks: TrackJson[] }>();
   private seq = 0;
 
@@ -86,6 +88,10 @@ class FakeSignaling {
           }
           case 'restartIce':
             return reply({ restartIce: { iceParameters: { usernameFragment: `u${++this.seq}`, password: 'p', iceLite: true } } });
+          case 'startRecording':
+            this.recording = { recordingId: 'RC_1', state: 'started', by: session };
+            this.notify({ recording: this.recording });
+            return reply({ startRecording: this.recording });
           case 'leave':
             this.sessions.delete(session!);
             setTimeout(() => ws.close(4000, 'left'), 5);
@@ -114,6 +120,7 @@ class FakeSignaling {
       grants: { canPublish: true, canSubscribe: true, sources: ['camera', 'microphone', 'screen'] },
       protocolVersion: 1,
       transportIds: state.transports,
+      recording: this.recording,
     };
   }
 
@@ -213,6 +220,31 @@ describe('Room', () => {
     server.notify({ participantLeft: { participantId: 'PA_a', reason: 'left' } });
     await until(() => events.includes('left:PA_a'), 'the leave');
     expect(events).toEqual(['joined:PA_a', 'track:PA_a:screen', 'trackEnded:PA_a:screen', 'left:PA_a']);
+  });
+
+  it('reports the recording: at connect when already recorded, then every change, and when it started', async () => {
+    server = await FakeSignaling.start();
+    server.others.set('PA_a', agent('PA_a'));
+    server.recording = { recordingId: 'RC_0', state: 'paused', by: 'PA_a' };
+    const room = await Room.connect({
+      url: server.url,
+      token: 'jwt',
+      WebSocket: WebSocket as unknown as WebSocketConstructor,
+      handlerFactory: FakeHandler.createFactory(fakeParameters),
+    });
+    const seen: string[] = [];
+    room.on('recording', (e) => seen.push(`${e.recordingId}:${e.state}:${e.by?.id ?? 'system'}`));
+    await until(() => seen.length === 1, 'the recording at connect');
+    expect(seen).toEqual(['RC_0:paused:PA_a']);
+    server.notify({ recording: { recordingId: 'RC_0', state: 'stopped' } });
+    await until(() => seen.length === 2, 'the stop');
+    const started = await room.startRecording();
+    expect(started).toMatchObject({ recordingId: 'RC_1', state: 'started' });
+    expect(started.by).toBe(room.localParticipant);
+    await until(() => seen.length === 3, 'the start notification');
+    expect(seen).toEqual(['RC_0:paused:PA_a', 'RC_0:stopped:system', `RC_1:started:${room.localParticipant.id}`]);
+    expect(room.recording?.state).toBe('started');
+    await room.leave();
   });
 
   it('publishes the camera with three simulcast layers, the screen alone, and unpublishes a screen share that ends', async () => {

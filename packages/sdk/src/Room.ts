@@ -1,11 +1,11 @@
 import { Device } from 'mediasoup-client';
 import type { types } from 'mediasoup-client';
-import type { JoinResponse, ParticipantInfo, TrackInfo } from '@gateway/proto/gateway/signaling/v1/signaling';
+import type { JoinResponse, ParticipantInfo, RecordingStatus, TrackInfo } from '@gateway/proto/gateway/signaling/v1/signaling';
 import { Emitter } from './events.js';
 import { ErrorCode, GatewayError, hasCode } from './errors.js';
 import { captureScreen, captureUserMedia, kindOf, producerOptions } from './media.js';
 import { SignalingClient, backoffDelay, type NotificationEvent } from './SignalingClient.js';
-import type { ConnectOptions, Grants, Participant, PublishOptions, RemoteSource, RoomEvents, RoomState, Source } from './types.js';
+import type { ConnectOptions, Grants, Participant, PublishOptions, RecordingEvent, RemoteSource, RoomEvents, RoomState, Source } from './types.js';
 
 const SOURCES: readonly Source[] = ['microphone', 'camera', 'screen'];
 
@@ -53,7 +53,10 @@ export class Room extends Emitter<RoomEvents> {
   private readonly ownedTracks = new WeakSet<MediaStreamTrack>();
   /** Our participant ids from sessions replaced by a rejoin: never treat them as someone else. */
   private readonly formerLocalIds = new Set<string>();
-  private granted: Grants = { canPublish: false, canSubscribe: false, sources: [] };
+  private granted: Grants = { canPublish: false, canSubscribe: false, sources: [], canRecord: false };
+  /** The room's recording as last heard of (undefined when not recorded). */
+  recording: RecordingEvent | undefined;
+  private initialRecording: RecordingStatus | undefined;
   private closed = false;
   /** Until the app had a chance to add listeners, room state is held back (see connect()). */
   private announced = false;
@@ -147,6 +150,41 @@ export class Room extends Emitter<RoomEvents> {
     }
   }
 
+  /** Starts recording the room (agents whose token grants canRecord). */
+  async startRecording(): Promise<RecordingEvent> {
+    return this.recordingStatus(await this.client.request('startRecording', {}, 30_000));
+  }
+
+  /** PCI pause: nothing is recorded until resumeRecording(). */
+  async pauseRecording(): Promise<RecordingEvent> {
+    return this.recordingStatus(await this.client.request('pauseRecording', {}));
+  }
+
+  async resumeRecording(): Promise<RecordingEvent> {
+    return this.recordingStatus(await this.client.request('resumeRecording', {}));
+  }
+
+  async stopRecording(): Promise<RecordingEvent> {
+    return this.recordingStatus(await this.client.request('stopRecording', {}, 60_000));
+  }
+
+  private recordingStatus(status: RecordingStatus): RecordingEvent {
+    const by = status.by === this.localParticipant.id ? this.localParticipant : this.participants.get(status.by);
+    return { recordingId: status.recordingId, state: status.state as RecordingEvent['state'], by };
+  }
+
+  /** Updates `recording` and tells the app when the state changed. */
+  private onRecordingStatus(status: RecordingStatus | undefined): void {
+    if (!status) {
+      // Not recorded (any more): a recording that ended while we were away is reported stopped.
+      if (this.recording && this.recording.state !== 'stopped') this.onRecordingStatus({ recordingId: this.recording.recordingId, state: 'stopped', by: '' });
+      return;
+    }
+    if (this.recording?.recordingId === status.recordingId && this.recording.state === status.state) return;
+    this.recording = this.recordingStatus(status);
+    this.emit('recording', this.recording);
+  }
+
   /** Leaves the room: the others see us go at once, and nothing reconnects. */
   async leave(): Promise<void> {
     await this.client.leave();
@@ -182,7 +220,14 @@ export class Room extends Emitter<RoomEvents> {
     this.localParticipant = this.participantFrom(me, true, this.localTracks);
     this.name = response.room;
     const grants = response.grants;
-    this.granted = { canPublish: grants?.canPublish ?? false, canSubscribe: grants?.canSubscribe ?? false, sources: (grants?.sources ?? []) as Source[] };
+    this.granted = {
+      canPublish: grants?.canPublish ?? false,
+      canSubscribe: grants?.canSubscribe ?? false,
+      sources: (grants?.sources ?? []) as Source[],
+      canRecord: grants?.canRecord ?? false,
+    };
+    if (this.announced) this.onRecordingStatus(response.recording);
+    else this.initialRecording = response.recording;
 
     // Who is here first, before any await: notifications from now on are newer than this snapshot.
     const others = response.participants.filter((p) => !this.formerLocalIds.has(p.participantId));
@@ -371,6 +416,7 @@ export class Room extends Emitter<RoomEvents> {
     if (this.closed || this.announced) return;
     this.announced = true;
     this.reconcileParticipants(this.initialParticipants);
+    this.onRecordingStatus(this.initialRecording);
     const backlog = this.backlog;
     this.initialParticipants = [];
     this.backlog = [];
@@ -412,6 +458,9 @@ export class Room extends Emitter<RoomEvents> {
         if (participant) this.emit('activeSpeaker', participant);
         return;
       }
+      case 'recording':
+        this.onRecordingStatus(event.value);
+        return;
       case 'rejoinRequired':
         // The socket closes with 4010 right after; the client joins again.
         return;

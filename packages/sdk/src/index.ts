@@ -15,6 +15,7 @@ export type {
   LocalTrackEvent,
   Participant,
   PublishOptions,
+  RecordingEvent,
   RemoteSource,
   Role,
   RoomEvents,

@@ -23,6 +23,16 @@ export interface Grants {
   canPublish: boolean;
   canSubscribe: boolean;
   sources: Source[];
+  /** May start, pause, resume and stop the room's recording. */
+  canRecord: boolean;
+}
+
+/** The room's recording: every participant is told when it starts, pauses, resumes or stops. */
+export interface RecordingEvent {
+  recordingId: string;
+  state: 'started' | 'paused' | 'resumed' | 'stopped';
+  /** The participant who did it, or undefined when the system did (automatic start, the call ending). */
+  by?: Participant;
 }
 
 export interface TrackEvent {
@@ -49,6 +59,8 @@ export type RoomEvents = {
   /** The sender paused or resumed a track (no media flows meanwhile). */
   trackPaused: [event: TrackEvent];
   trackResumed: [event: TrackEvent];
+  /** The room's recording started, paused (PCI), resumed or stopped. Also fired after connect() when the room is being recorded. */
+  recording: [event: RecordingEvent];
   /** Whoever speaks loudest now (may be the local participant). */
   activeSpeaker: [participant: Participant];
   localTrackPublished: [event: LocalTrackEvent];

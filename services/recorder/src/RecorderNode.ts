@@ -5,7 +5,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { Subscription } from '@nats-io/transport-node';
 import { ParticipantRecord, RecordingReady, RoomEvent } from '@gateway/proto/gateway/events/v1/events';
 import { RecordingJobRecord, RecordingState, type Recording } from '@gateway/proto/gateway/recorder/v1/recorder';
-import { SfuDirectory } from '@gateway/cluster';
+import { RecorderDirectory, SfuDirectory, type RecorderNodeInfo, type RoomRecording } from '@gateway/cluster';
 import {
   ArtifactStore,
   ErrorCode,
@@ -30,7 +30,7 @@ import {
   type StopMode,
 } from '@gateway/common';
 import type { RecorderConfig } from './config.js';
-import { RecordingJob } from './RecordingJob.js';
+import { RecordingJob, type RecordingStatusName } from './RecordingJob.js';
 import { assembleRecording } from './assemble.js';
 import { registerRecorderService } from './grpc/RecorderGrpcService.js';
 
@@ -49,6 +49,7 @@ export class RecorderNode {
   readonly jobs = new Map<string, RecordingJob>();
   readonly metrics: Registry = createMetricsRegistry('recorder');
   grpcPort = 0;
+  grpcAddress = '';
   opsPort = 0;
   private stopGrpc: (() => Promise<void>) | undefined;
   private stopOps: (() => Promise<void>) | undefined;
@@ -62,6 +63,7 @@ export class RecorderNode {
     readonly config: RecorderConfig,
     private readonly nc: NatsConnection,
     private readonly directory: SfuDirectory,
+    private readonly recorders: RecorderDirectory,
     private readonly store: ArtifactStore,
     private readonly records: KV,
     private readonly participants: KV,
@@ -99,6 +101,7 @@ export class RecorderNode {
       config,
       nc,
       await SfuDirectory.open(nc, config.grpcTls, log),
+      await RecorderDirectory.open(nc, config.grpcTls),
       await ArtifactStore.open(nc, new StaticKeyring(config.tenantKeys)),
       await openBucket(nc, buckets.recordings),
       await openBucket(nc, buckets.participants),
@@ -106,6 +109,7 @@ export class RecorderNode {
     );
     const grpc = await startGrpcServer((server) => registerRecorderService(server, node, log), config.grpcHost, config.grpcPort, grpcServerCredentials(config.grpcTls));
     node.grpcPort = grpc.port;
+    node.grpcAddress = config.grpcAdvertisedAddress ?? `127.0.0.1:${grpc.port}`;
     node.stopGrpc = () => stopGrpcServer(grpc.server);
     const ops = await startOpsServer({
       port: config.opsPort,
@@ -114,6 +118,8 @@ export class RecorderNode {
     });
     node.opsPort = ops.port;
     node.stopOps = ops.close;
+    await node.heartbeat();
+    node.timers.push(setInterval(() => void node.heartbeat(), 2_000));
     node.timers.push(setInterval(() => void node.refreshRecords(), REFRESH_MS));
     node.timers.push(setInterval(() => void node.finishOrphans(), REFRESH_MS));
     void node.finishOrphans();
@@ -128,6 +134,8 @@ export class RecorderNode {
     const nodeId = await this.directory.placementOf(tenant, room);
     const node = nodeId ? await this.directory.node(nodeId) : undefined;
     if (!node) throw new GatewayError(ErrorCode.NOT_FOUND, 'the room is not live');
+    const current = await this.recorders.recordingOf(tenant, room);
+    if (current) throw new GatewayError(ErrorCode.ALREADY_EXISTS, 'the room is already being recorded');
     const job = new RecordingJob(
       {
         sfu: this.directory.clientForNode(node),
@@ -148,6 +156,7 @@ export class RecorderNode {
     const id = job.recording.recordingId;
     this.jobs.set(id, job);
     job.on('changed', (record) => void this.save(record));
+    job.on('status', (state, by) => void this.announceStatus(job, state, by));
     job.once('ended', (recording) => void this.onEnded(recording));
     try {
       await job.start();
@@ -200,6 +209,34 @@ export class RecorderNode {
         }
       }
     })();
+  }
+
+  /** Tells the room (every participant, through signaling) and keeps the room's recording in KV. */
+  private async announceStatus(job: RecordingJob, state: RecordingStatusName, by: string): Promise<void> {
+    const { tenant, room, recordingId } = job.recording;
+    const key = kvKeys.room(tenant, room);
+    try {
+      if (state === 'stopped') {
+        const entry = await this.recorders.roomRecordings.get(key);
+        if (entry && entry.operation === 'PUT' && entry.length > 0 && entry.json<RoomRecording>().recordingId === recordingId) {
+          await this.recorders.roomRecordings.delete(key, { previousSeq: entry.revision });
+        }
+      } else {
+        const value: RoomRecording = { recordingId, nodeId: this.config.nodeId, grpcAddress: this.grpcAddress, state };
+        await this.recorders.roomRecordings.put(key, JSON.stringify(value));
+      }
+    } catch (error) {
+      this.log.warn({ err: error, recordingId }, 'updating the room recording failed');
+    }
+    const event = RoomEvent.encode({ tenant, room, atMs: Date.now(), origin: this.config.nodeId, event: { $case: 'recording', value: { recordingId, state, by } } }).finish();
+    this.nc.publish(subjects.roomEvents(tenant, room), event);
+  }
+
+  /** Registers this node with its load; entries expire when the heartbeat stops. */
+  private async heartbeat(): Promise<void> {
+    if (this.closing) return;
+    const info: RecorderNodeInfo = { nodeId: this.config.nodeId, grpcAddress: this.grpcAddress, jobs: this.jobs.size, maxJobs: this.config.maxJobs, updatedAtMs: Date.now() };
+    await this.recorders.nodes.put(this.config.nodeId, JSON.stringify(info)).catch((error) => this.log.warn({ err: error }, 'recorder heartbeat failed'));
   }
 
   private async onEnded(recording: Recording): Promise<void> {
@@ -283,6 +320,8 @@ export class RecorderNode {
     recording.endedAtMs = endedAtMs;
     await this.save(record);
     this.ended.inc({ state: RecordingState[recording.state] });
+    const key = kvKeys.room(recording.tenant, recording.room);
+    if ((await this.recorders.recordingOf(recording.tenant, recording.room))?.recordingId === recording.recordingId) await this.recorders.roomRecordings.delete(key).catch(() => undefined);
     await this.announce(recording);
   }
 
@@ -315,11 +354,13 @@ export class RecorderNode {
   close(mode: StopMode = 'immediate'): Promise<void> {
     this.closing ??= (async () => {
       for (const timer of this.timers) clearInterval(timer);
+      await this.recorders.nodes.delete(this.config.nodeId).catch(() => undefined);
       await Promise.all([...this.jobs.values()].map((job) => (mode === 'graceful' ? job.stop('', 'the recorder stopped') : job.abort()).catch(() => undefined)));
       await this.stopGrpc?.();
       await this.nc.drain().catch(() => undefined);
       await this.stopOps?.();
       this.directory.close();
+      this.recorders.close();
     })();
     return this.closing;
   }

@@ -32,7 +32,11 @@ export interface JobContext {
   log: Logger;
 }
 
+export type RecordingStatusName = 'started' | 'paused' | 'resumed' | 'stopped';
+
 type JobEvents = {
+  /** What participants are told: the recording started, paused, resumed or stopped. */
+  status: [state: RecordingStatusName, by: string];
   /** State, pauses, segments or artifacts changed: persist the record. */
   changed: [record: RecordingJobRecord];
   ended: [recording: Recording];
@@ -126,6 +130,7 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
       if (!this.capture) throw new GatewayError(ErrorCode.INVALID_STATE, 'the room has no media to record');
       this.poller = setInterval(() => void this.collectSegments(this.capture).catch((error) => this.ctx.log.warn({ err: error }, 'collecting segments failed')), 1_000);
       this.ctx.log.info({ recordingId: this.recording.recordingId, streams: this.capture.streams.length }, 'recording started');
+      this.safeEmit('status', 'started', this.recording.startedBy);
     } catch (error) {
       await this.closeCapture(this.capture, 'kill');
       await rm(this.dir, { recursive: true, force: true });
@@ -264,6 +269,7 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
     this.recording.pauses.push({ startMs: Date.now() - this.recording.startedAtMs, endMs: 0, pausedBy: by, resumedBy: '' });
     this.recording.state = RecordingState.RECORDING_STATE_PAUSED;
     this.changed();
+    this.safeEmit('status', 'paused', by);
     return this.recording;
   }
 
@@ -278,6 +284,7 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
     if (this.capture) await callUnary(this.ctx.sfu, this.ctx.sfu.setTapPaused, { tap: { room: this.roomRef, tapId: this.capture.tapId }, paused: false });
     else await this.refreshStreams();
     this.changed();
+    this.safeEmit('status', 'resumed', by);
     return this.recording;
   }
 
@@ -304,6 +311,8 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
     }
     this.recording.state = RecordingState.RECORDING_STATE_STOPPING;
     this.changed();
+    // Participants learn at once that nothing more is recorded; storing the files takes a while.
+    this.safeEmit('status', 'stopped', by);
     await this.recapture.catch(() => undefined);
     await this.closeCapture(this.capture, 'finish').catch((error) => this.ctx.log.warn({ err: error }, 'closing the capture failed'));
     const endedAtMs = Date.now();

@@ -1,6 +1,8 @@
+import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
 import { env, grpcTlsShape, loadConfig, readGrpcTls, tenantKeysShape } from '@gateway/common';
 
 const shape = {
@@ -9,9 +11,15 @@ const shape = {
   RECORDER_NODE_ID: env.string(`rec-${os.hostname()}-${randomBytes(3).toString('hex')}`),
   RECORDER_GRPC_HOST: env.string('0.0.0.0'),
   RECORDER_GRPC_PORT: env.port(50061),
+  /** host:port signaling dials; defaults to loopback with the gRPC port. */
+  RECORDER_GRPC_ADVERTISED_ADDRESS: z.string().min(1).optional(),
   RECORDER_OPS_PORT: env.port(9102),
-  /** Private working folder of the jobs (plaintext media while a job runs); emptied at start-up. */
-  RECORDER_WORK_DIR: env.string(path.join(os.tmpdir(), 'gateway-recorder')),
+  /**
+   * Private working folder of the jobs (plaintext media while a job runs), emptied at start-up.
+   * It must not be persistent storage: memory (tmpfs, /dev/shm; an emptyDir of medium Memory in
+   * Kubernetes).
+   */
+  RECORDER_WORK_DIR: env.string(path.join(existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), `gateway-recorder-${process.getuid?.() ?? 0}`)),
   /** Address the SFU sends tapped RTP to: this node's address inside the cluster. */
   RECORDER_RTP_IP: env.string('127.0.0.1'),
   /** Concurrent jobs this node takes; further starts are refused so another node takes them. */
@@ -34,6 +42,7 @@ export function readRecorderConfig(source: Record<string, string | undefined> = 
     nodeId: c.RECORDER_NODE_ID,
     grpcHost: c.RECORDER_GRPC_HOST,
     grpcPort: c.RECORDER_GRPC_PORT,
+    grpcAdvertisedAddress: c.RECORDER_GRPC_ADVERTISED_ADDRESS,
     opsPort: c.RECORDER_OPS_PORT,
     workDir: c.RECORDER_WORK_DIR,
     rtpIp: c.RECORDER_RTP_IP,

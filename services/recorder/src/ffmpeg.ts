@@ -52,7 +52,7 @@ export function captureArgs(streams: CaptureStream[], sdpFile: string, capture: 
     '-listen_timeout', '-1',
     '-protocol_whitelist', 'file,udp,rtp',
     // Enough to see a key frame of every video stream before writing starts.
-    '-analyzeduration', '3000000', '-probesize', '10000000',
+    '-analyzeduration', '1000000', '-probesize', '10000000',
     '-i', sdpFile,
   ];
   streams.forEach((s, index) => {

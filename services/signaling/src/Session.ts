@@ -10,6 +10,7 @@ import type {
   JoinResponse,
   Notification,
   ParticipantInfo,
+  RecordingStatus,
   Request,
   Response,
   TrackInfo,
@@ -17,7 +18,8 @@ import type {
 import { CloseCode } from '@gateway/proto/gateway/signaling/v1/signaling';
 import { ErrorCode, GatewayError, callUnary, type Logger } from '@gateway/common';
 import type { JoinGrant } from './auth/tokens.js';
-import type { SfuDirectory } from '@gateway/cluster';
+import type { RecorderDirectory, SfuDirectory } from '@gateway/cluster';
+import { startRoomRecording } from './recording.js';
 import type { ParticipantStore } from './rooms/ParticipantStore.js';
 import type { RoomHub } from './rooms/RoomHub.js';
 
@@ -28,6 +30,7 @@ export interface SessionContext {
   replicaId: string;
   resumeWindowMs: number;
   directory: SfuDirectory;
+  recorders: RecorderDirectory;
   store: ParticipantStore;
   hub: RoomHub;
   log: Logger;
@@ -125,6 +128,7 @@ export class Session {
         canPublish: record.grants?.canPublish ?? false,
         canSubscribe: record.grants?.canSubscribe ?? false,
         sources: (record.grants?.sources ?? []) as JoinGrant['grants']['sources'],
+        canRecord: record.grants?.canRecord ?? false,
       },
       expiresAt: record.tokenExpiresAt,
     };
@@ -159,7 +163,7 @@ export class Session {
       refreshedAtMs: Date.now(),
       nodeId: this.nodeId,
       transportIds: [...this.transports],
-      grants: { canPublish: this.grant.grants.canPublish, canSubscribe: this.grant.grants.canSubscribe, sources: this.grant.grants.sources },
+      grants: { canPublish: this.grant.grants.canPublish, canSubscribe: this.grant.grants.canSubscribe, sources: this.grant.grants.sources, canRecord: this.grant.grants.canRecord },
       tokenExpiresAt: this.grant.expiresAt,
       resumeTokenHash: this.resumeHash,
       consumers: Object.fromEntries(this.consumers),
@@ -260,12 +264,19 @@ export class Session {
         if (e.value.participantId !== this.participantId) this.link?.notify(e);
         return;
       case 'activeSpeaker':
+      case 'recording':
         this.link?.notify(e);
         return;
     }
   }
 
-  joinResponse(participants: ParticipantInfo[], rtpCapabilities: Record<string, unknown>, resumeToken: string, resumeWindowMs: number): JoinResponse {
+  joinResponse(
+    participants: ParticipantInfo[],
+    rtpCapabilities: Record<string, unknown>,
+    resumeToken: string,
+    resumeWindowMs: number,
+    recording: RecordingStatus | undefined,
+  ): JoinResponse {
     return {
       participant: { ...this.info, tracks: [...this.tracks.values()] },
       room: this.room,
@@ -276,6 +287,7 @@ export class Session {
       grants: this.grant.grants,
       protocolVersion: PROTOCOL_VERSION,
       transportIds: [...this.transports],
+      recording,
     };
   }
 
@@ -418,10 +430,28 @@ export class Session {
       case 'leave':
         await this.end('left');
         return { $case: 'leave', value: {} };
+      case 'startRecording':
+      case 'pauseRecording':
+      case 'resumeRecording':
+      case 'stopRecording':
+        return { $case: method.$case, value: await this.controlRecording(method.$case) };
       case 'join':
       case 'resume':
         throw new GatewayError(ErrorCode.ALREADY_JOINED, 'this connection already holds a session');
     }
+  }
+
+  /** Recording controls: agents whose token grants canRecord. */
+  private async controlRecording(action: 'startRecording' | 'pauseRecording' | 'resumeRecording' | 'stopRecording'): Promise<RecordingStatus> {
+    if (this.info.role !== 'agent' || !this.grant.grants.canRecord) throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'this token may not control recording');
+    const recorders = this.ctx.recorders;
+    if (action === 'startRecording') return startRoomRecording(recorders, this.tenant, this.room, this.participantId);
+    const { recording, client } = await recorders.clientForRoom(this.tenant, this.room);
+    const ref = { tenant: this.tenant, recordingId: recording.recordingId, requestedBy: this.participantId };
+    const call = action === 'pauseRecording' ? client.pauseRecording : action === 'resumeRecording' ? client.resumeRecording : client.stopRecording;
+    await callUnary(client, call, ref, action === 'stopRecording' ? 60_000 : 10_000);
+    const state = action === 'pauseRecording' ? 'paused' : action === 'resumeRecording' ? 'resumed' : 'stopped';
+    return { recordingId: recording.recordingId, state, by: this.participantId };
   }
 
   private ownTransport(id: string): string {

@@ -2,7 +2,7 @@ import http from 'node:http';
 import { WebSocketServer } from 'ws';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { SessionTakeover } from '@gateway/proto/gateway/events/v1/events';
-import { CloseCode, type JoinResponse } from '@gateway/proto/gateway/signaling/v1/signaling';
+import { CloseCode, type JoinResponse, type RecordingStatus } from '@gateway/proto/gateway/signaling/v1/signaling';
 import {
   ErrorCode,
   GatewayError,
@@ -18,7 +18,8 @@ import {
 import type { SignalingConfig } from './config.js';
 import { verifyJoinToken } from './auth/tokens.js';
 import { Session, parseResumeToken, type SessionContext, type SessionLink } from './Session.js';
-import { SfuDirectory } from '@gateway/cluster';
+import { RecorderDirectory, SfuDirectory } from '@gateway/cluster';
+import { startRoomRecording } from './recording.js';
 import { ParticipantStore } from './rooms/ParticipantStore.js';
 import { RoomHub } from './rooms/RoomHub.js';
 import { Connection, type SessionBroker } from './ws/Connection.js';
@@ -49,6 +50,7 @@ export class SignalingServer implements SessionBroker {
     readonly config: SignalingConfig,
     private readonly nc: NatsConnection,
     readonly directory: SfuDirectory,
+    readonly recorders: RecorderDirectory,
     readonly store: ParticipantStore,
     readonly hub: RoomHub,
     readonly registry: Registry,
@@ -58,6 +60,7 @@ export class SignalingServer implements SessionBroker {
       replicaId: config.replicaId,
       resumeWindowMs: config.resumeWindowMs,
       directory,
+      recorders,
       store,
       hub,
       log,
@@ -76,9 +79,10 @@ export class SignalingServer implements SessionBroker {
       throw new GatewayError(ErrorCode.UNAVAILABLE, `cannot reach NATS at ${config.natsUrl}`, { cause: error });
     }
     const directory = await SfuDirectory.open(nc, config.grpcTls, log);
+    const recorders = await RecorderDirectory.open(nc, config.grpcTls);
     const store = await ParticipantStore.open(nc, config.recordRefreshMs);
     const hub = new RoomHub(nc, config.replicaId, log);
-    const server = new SignalingServer(config, nc, directory, store, hub, createMetricsRegistry('signaling'), log);
+    const server = new SignalingServer(config, nc, directory, recorders, store, hub, createMetricsRegistry('signaling'), log);
     server.listenForTakeovers();
     server.timers.push(setInterval(() => void server.checkNodes(), NODE_CHECK_MS));
     server.timers.push(setInterval(() => void server.refreshRecords().then(() => server.sweepStaleRecords()), config.recordRefreshMs));
@@ -135,7 +139,14 @@ export class SignalingServer implements SessionBroker {
     this.hub.publish(grant.tenant, grant.room, { $case: 'participantJoined', value: session.info });
     this.metrics.joinSeconds.observe((performance.now() - started) / 1000);
     this.log.info({ participantId: session.participantId, room: `${grant.tenant}/${grant.room}`, nodeId: placed.nodeId, role: grant.role }, 'participant joined');
-    return { session, response: session.joinResponse(others, rtpCapabilities ?? {}, resumeToken, this.config.resumeWindowMs) };
+    const recording = await this.recordingStatus(grant.tenant, grant.room);
+    if (!recording && grant.role === 'agent' && this.config.tenants.find((t) => t.name === grant.tenant)?.recordOnAgentJoin) {
+      // The tenant records every call an agent takes; the agent's own media joins the recording as it is published.
+      void startRoomRecording(this.recorders, grant.tenant, grant.room, '').catch((error) => {
+        if (!(error instanceof GatewayError && error.code === ErrorCode.ALREADY_EXISTS)) this.log.error({ err: error, room: `${grant.tenant}/${grant.room}` }, 'starting the automatic recording failed');
+      });
+    }
+    return { session, response: session.joinResponse(others, rtpCapabilities ?? {}, resumeToken, this.config.resumeWindowMs, recording) };
   }
 
   async resume(link: SessionLink, resumeToken: string): Promise<{ session: Session; response: JoinResponse }> {
@@ -191,7 +202,13 @@ export class SignalingServer implements SessionBroker {
     const others = (await this.store.list(tenant, room)).filter((r) => r.info && r.info.participantId !== participantId).map((r) => r.info!);
     this.metrics.resumes.inc({ result: 'resumed' });
     this.log.info({ participantId, room: `${tenant}/${room}` }, 'session resumed');
-    return { session, response: session.joinResponse(others, rtpCapabilities ?? {}, resumeToken, this.config.resumeWindowMs) };
+    return { session, response: session.joinResponse(others, rtpCapabilities ?? {}, resumeToken, this.config.resumeWindowMs, await this.recordingStatus(tenant, room)) };
+  }
+
+  /** The room's recording, as a client joining or resuming is told of it. */
+  private async recordingStatus(tenant: string, room: string): Promise<RecordingStatus | undefined> {
+    const recording = await this.recorders.recordingOf(tenant, room).catch(() => undefined);
+    return recording ? { recordingId: recording.recordingId, state: recording.state, by: '' } : undefined;
   }
 
   /** Another replica resumed one of our sessions: let go of it without touching its media. */
@@ -277,6 +294,7 @@ export class SignalingServer implements SessionBroker {
       });
       await this.stopOps?.();
       this.directory.close();
+      this.recorders.close();
       await this.nc.drain().catch(() => undefined);
     })();
     return this.closing;

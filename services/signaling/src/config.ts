@@ -13,6 +13,8 @@ const tenantSchema = z.object({
   name: z.string().regex(SUBJECT_TOKEN, 'tenant name must be letters, digits, _ or - (1-64)'),
   apiKey: z.string().min(1),
   apiSecret: z.string().min(32, 'apiSecret must be at least 32 characters'),
+  /** Start recording a room when an agent joins it. */
+  recordOnAgentJoin: z.boolean().optional(),
 });
 export type Tenant = z.infer<typeof tenantSchema>;
 

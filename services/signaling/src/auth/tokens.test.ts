@@ -22,9 +22,15 @@ describe('join tokens', () => {
       room: 'r1',
       identity: 'alice',
       role: 'end_user',
-      grants: { canPublish: true, canSubscribe: false, sources: ['camera', 'microphone'] },
+      grants: { canPublish: true, canSubscribe: false, sources: ['camera', 'microphone'], canRecord: false },
       expiresAt,
     });
+  });
+
+  it('grants recording only to agents who are given it', async () => {
+    const agent = await verifyJoinToken(tenants, (await mintJoinToken(acme, { room: 'r1', identity: 'bob', role: 'agent', canRecord: true })).token);
+    expect(agent.grants.canRecord).toBe(true);
+    await expect(mintJoinToken(acme, { room: 'r1', identity: 'eve', role: 'end_user', canRecord: true })).rejects.toThrow(/only agents/);
   });
 
   it('rejects a missing token', async () => {

@@ -13,6 +13,8 @@ const grantsSchema = z.object({
   canPublish: z.boolean(),
   canSubscribe: z.boolean(),
   sources: z.array(z.enum(publishableSources)),
+  /** Start, pause, resume and stop the room's recording; only ever granted to agents. */
+  canRecord: z.boolean().default(false),
 });
 export type Grants = z.infer<typeof grantsSchema>;
 
@@ -45,6 +47,7 @@ export interface MintRequest {
   canPublish?: boolean;
   canSubscribe?: boolean;
   sources?: GrantedSource[];
+  canRecord?: boolean;
 }
 
 export const mintRequestSchema = z.object({
@@ -55,7 +58,8 @@ export const mintRequestSchema = z.object({
   canPublish: z.boolean().optional(),
   canSubscribe: z.boolean().optional(),
   sources: z.array(z.enum(publishableSources)).optional(),
-});
+  canRecord: z.boolean().optional(),
+}).refine((r) => !r.canRecord || r.role === 'agent', { message: 'only agents may be granted canRecord', path: ['canRecord'] });
 
 const DEFAULT_TTL_SECONDS = 6 * 3600;
 const CLOCK_TOLERANCE_SECONDS = 30;
@@ -71,6 +75,7 @@ export async function mintJoinToken(tenant: Tenant, request: MintRequest): Promi
     canPublish: valid.canPublish ?? true,
     canSubscribe: valid.canSubscribe ?? true,
     sources: valid.sources ?? [...publishableSources],
+    canRecord: valid.canRecord ?? false,
   };
   const token = await new SignJWT({ tenant: tenant.name, room: valid.room, role: valid.role, grants })
     .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })

@@ -7,7 +7,7 @@ import { readTenants } from '../config.js';
 import { mintJoinToken, publishableSources, roles, type GrantedSource, type Role } from '../auth/tokens.js';
 
 const usage = `usage: npm run --silent token -- --tenant T --room R --identity I --role agent|end_user
-       [--ttl 6h|30m|3600] [--sources camera,microphone,screen] [--no-publish] [--no-subscribe]`;
+       [--ttl 6h|30m|3600] [--sources camera,microphone,screen] [--no-publish] [--no-subscribe] [--can-record]`;
 
 function fail(message: string): never {
   process.stderr.write(`${message}\n${usage}\n`);
@@ -34,6 +34,7 @@ async function main(): Promise<void> {
         sources: { type: 'string' },
         'no-publish': { type: 'boolean' },
         'no-subscribe': { type: 'boolean' },
+        'can-record': { type: 'boolean' },
       },
       strict: true,
     }));
@@ -63,6 +64,7 @@ async function main(): Promise<void> {
       canPublish: !values['no-publish'],
       canSubscribe: !values['no-subscribe'],
       sources,
+      canRecord: values['can-record'] ?? false,
     });
     process.stdout.write(`${token}\n`);
   } catch (error) {

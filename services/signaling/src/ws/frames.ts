@@ -5,7 +5,7 @@ import { ErrorCode, GatewayError } from '@gateway/common';
 const methods = new Set([
   'join', 'resume', 'createTransport', 'connectTransport', 'restartIce', 'produce', 'pauseProducer',
   'resumeProducer', 'closeProducer', 'consume', 'resumeConsumer', 'pauseConsumer', 'setPreferredLayers',
-  'getStats', 'ping', 'leave',
+  'getStats', 'ping', 'leave', 'startRecording', 'pauseRecording', 'resumeRecording', 'stopRecording',
 ] satisfies Array<NonNullable<Request['method']>['$case']>);
 
 export interface ParsedFrame {

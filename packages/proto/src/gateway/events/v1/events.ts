@@ -14,6 +14,7 @@ import {
   ParticipantLeft,
   ProducerAdded,
   ProducerRef,
+  RecordingStatus,
 } from "../../signaling/v1/signaling.js";
 
 export const protobufPackage = "gateway.events.v1";
@@ -40,6 +41,7 @@ export interface RoomEvent {
     | { $case: "producerClosed"; value: ProducerRef }
     | { $case: "activeSpeaker"; value: ActiveSpeaker }
     | { $case: "roomClosed"; value: RoomClosed }
+    | { $case: "recording"; value: RecordingStatus }
     | undefined;
 }
 
@@ -152,6 +154,9 @@ export const RoomEvent: MessageFns<RoomEvent> = {
         break;
       case "roomClosed":
         RoomClosed.encode(message.event.value, writer.uint32(138).fork()).join();
+        break;
+      case "recording":
+        RecordingStatus.encode(message.event.value, writer.uint32(146).fork()).join();
         break;
     }
     return writer;
@@ -266,6 +271,14 @@ export const RoomEvent: MessageFns<RoomEvent> = {
             message.event = { $case: "roomClosed", value: RoomClosed.decode(reader, reader.uint32()) };
             continue;
           }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.event = { $case: "recording", value: RecordingStatus.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -320,6 +333,8 @@ export const RoomEvent: MessageFns<RoomEvent> = {
         ? { $case: "roomClosed", value: RoomClosed.fromJSON(object.roomClosed) }
         : isSet(object.room_closed)
         ? { $case: "roomClosed", value: RoomClosed.fromJSON(object.room_closed) }
+        : isSet(object.recording)
+        ? { $case: "recording", value: RecordingStatus.fromJSON(object.recording) }
         : undefined,
     };
   },
@@ -354,6 +369,8 @@ export const RoomEvent: MessageFns<RoomEvent> = {
       obj.activeSpeaker = ActiveSpeaker.toJSON(message.event.value);
     } else if (message.event?.$case === "roomClosed") {
       obj.roomClosed = RoomClosed.toJSON(message.event.value);
+    } else if (message.event?.$case === "recording") {
+      obj.recording = RecordingStatus.toJSON(message.event.value);
     }
     return obj;
   },
@@ -413,6 +430,12 @@ export const RoomEvent: MessageFns<RoomEvent> = {
       case "roomClosed": {
         if (object.event?.value !== undefined && object.event?.value !== null) {
           message.event = { $case: "roomClosed", value: RoomClosed.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "recording": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "recording", value: RecordingStatus.fromPartial(object.event.value) };
         }
         break;
       }

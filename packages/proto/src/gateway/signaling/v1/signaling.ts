@@ -152,6 +152,12 @@ export interface Request {
     | { $case: "getStats"; value: TransportRequest }
     | { $case: "ping"; value: PingRequest }
     | { $case: "leave"; value: LeaveRequest }
+    | //
+    /** Recording of the room (agents whose token grants canRecord). */
+    { $case: "startRecording"; value: Empty }
+    | { $case: "pauseRecording"; value: Empty }
+    | { $case: "resumeRecording"; value: Empty }
+    | { $case: "stopRecording"; value: Empty }
     | undefined;
 }
 
@@ -179,6 +185,10 @@ export interface Response {
     | { $case: "getStats"; value: StatsResponse }
     | { $case: "ping"; value: PongResponse }
     | { $case: "leave"; value: Empty }
+    | { $case: "startRecording"; value: RecordingStatus }
+    | { $case: "pauseRecording"; value: RecordingStatus }
+    | { $case: "resumeRecording"; value: RecordingStatus }
+    | { $case: "stopRecording"; value: RecordingStatus }
     | undefined;
 }
 
@@ -192,7 +202,17 @@ export interface Notification {
     | { $case: "producerClosed"; value: ProducerRef }
     | { $case: "activeSpeaker"; value: ActiveSpeaker }
     | { $case: "rejoinRequired"; value: RejoinRequired }
+    | { $case: "recording"; value: RecordingStatus }
     | undefined;
+}
+
+/** The room's recording, as every participant is told of it. */
+export interface RecordingStatus {
+  recordingId: string;
+  /** "started", "paused", "resumed" or "stopped". */
+  state: string;
+  /** Participant id of who did it; empty when the system did (auto-start, the room ending). */
+  by: string;
 }
 
 export interface Empty {
@@ -241,6 +261,8 @@ export interface Grants {
   canPublish: boolean;
   canSubscribe: boolean;
   sources: string[];
+  /** May start, pause, resume and stop the room's recording (agents only). */
+  canRecord: boolean;
 }
 
 export interface JoinResponse {
@@ -258,6 +280,8 @@ export interface JoinResponse {
   protocolVersion: number;
   /** Transports this session already has on the SFU (set on resume). */
   transportIds: string[];
+  /** The room's recording when it is being recorded (state "started", "paused" or "resumed"). */
+  recording: RecordingStatus | undefined;
 }
 
 export interface CreateTransportRequest {
@@ -437,6 +461,18 @@ export const Request: MessageFns<Request> = {
       case "leave":
         LeaveRequest.encode(message.method.value, writer.uint32(202).fork()).join();
         break;
+      case "startRecording":
+        Empty.encode(message.method.value, writer.uint32(210).fork()).join();
+        break;
+      case "pauseRecording":
+        Empty.encode(message.method.value, writer.uint32(218).fork()).join();
+        break;
+      case "resumeRecording":
+        Empty.encode(message.method.value, writer.uint32(226).fork()).join();
+        break;
+      case "stopRecording":
+        Empty.encode(message.method.value, writer.uint32(234).fork()).join();
+        break;
     }
     return writer;
   },
@@ -599,6 +635,38 @@ export const Request: MessageFns<Request> = {
             message.method = { $case: "leave", value: LeaveRequest.decode(reader, reader.uint32()) };
             continue;
           }
+          case 26: {
+            if (tag !== 210) {
+              break;
+            }
+
+            message.method = { $case: "startRecording", value: Empty.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 27: {
+            if (tag !== 218) {
+              break;
+            }
+
+            message.method = { $case: "pauseRecording", value: Empty.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 28: {
+            if (tag !== 226) {
+              break;
+            }
+
+            message.method = { $case: "resumeRecording", value: Empty.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 29: {
+            if (tag !== 234) {
+              break;
+            }
+
+            message.method = { $case: "stopRecording", value: Empty.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -666,6 +734,22 @@ export const Request: MessageFns<Request> = {
         ? { $case: "ping", value: PingRequest.fromJSON(object.ping) }
         : isSet(object.leave)
         ? { $case: "leave", value: LeaveRequest.fromJSON(object.leave) }
+        : isSet(object.startRecording)
+        ? { $case: "startRecording", value: Empty.fromJSON(object.startRecording) }
+        : isSet(object.start_recording)
+        ? { $case: "startRecording", value: Empty.fromJSON(object.start_recording) }
+        : isSet(object.pauseRecording)
+        ? { $case: "pauseRecording", value: Empty.fromJSON(object.pauseRecording) }
+        : isSet(object.pause_recording)
+        ? { $case: "pauseRecording", value: Empty.fromJSON(object.pause_recording) }
+        : isSet(object.resumeRecording)
+        ? { $case: "resumeRecording", value: Empty.fromJSON(object.resumeRecording) }
+        : isSet(object.resume_recording)
+        ? { $case: "resumeRecording", value: Empty.fromJSON(object.resume_recording) }
+        : isSet(object.stopRecording)
+        ? { $case: "stopRecording", value: Empty.fromJSON(object.stopRecording) }
+        : isSet(object.stop_recording)
+        ? { $case: "stopRecording", value: Empty.fromJSON(object.stop_recording) }
         : undefined,
     };
   },
@@ -707,6 +791,14 @@ export const Request: MessageFns<Request> = {
       obj.ping = PingRequest.toJSON(message.method.value);
     } else if (message.method?.$case === "leave") {
       obj.leave = LeaveRequest.toJSON(message.method.value);
+    } else if (message.method?.$case === "startRecording") {
+      obj.startRecording = Empty.toJSON(message.method.value);
+    } else if (message.method?.$case === "pauseRecording") {
+      obj.pauseRecording = Empty.toJSON(message.method.value);
+    } else if (message.method?.$case === "resumeRecording") {
+      obj.resumeRecording = Empty.toJSON(message.method.value);
+    } else if (message.method?.$case === "stopRecording") {
+      obj.stopRecording = Empty.toJSON(message.method.value);
     }
     return obj;
   },
@@ -817,6 +909,30 @@ export const Request: MessageFns<Request> = {
       case "leave": {
         if (object.method?.value !== undefined && object.method?.value !== null) {
           message.method = { $case: "leave", value: LeaveRequest.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "startRecording": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "startRecording", value: Empty.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "pauseRecording": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "pauseRecording", value: Empty.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "resumeRecording": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "resumeRecording", value: Empty.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "stopRecording": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "stopRecording", value: Empty.fromPartial(object.method.value) };
         }
         break;
       }
@@ -987,6 +1103,18 @@ export const Response: MessageFns<Response> = {
       case "leave":
         Empty.encode(message.result.value, writer.uint32(202).fork()).join();
         break;
+      case "startRecording":
+        RecordingStatus.encode(message.result.value, writer.uint32(210).fork()).join();
+        break;
+      case "pauseRecording":
+        RecordingStatus.encode(message.result.value, writer.uint32(218).fork()).join();
+        break;
+      case "resumeRecording":
+        RecordingStatus.encode(message.result.value, writer.uint32(226).fork()).join();
+        break;
+      case "stopRecording":
+        RecordingStatus.encode(message.result.value, writer.uint32(234).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1148,6 +1276,38 @@ export const Response: MessageFns<Response> = {
             message.result = { $case: "leave", value: Empty.decode(reader, reader.uint32()) };
             continue;
           }
+          case 26: {
+            if (tag !== 210) {
+              break;
+            }
+
+            message.result = { $case: "startRecording", value: RecordingStatus.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 27: {
+            if (tag !== 218) {
+              break;
+            }
+
+            message.result = { $case: "pauseRecording", value: RecordingStatus.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 28: {
+            if (tag !== 226) {
+              break;
+            }
+
+            message.result = { $case: "resumeRecording", value: RecordingStatus.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 29: {
+            if (tag !== 234) {
+              break;
+            }
+
+            message.result = { $case: "stopRecording", value: RecordingStatus.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1217,6 +1377,22 @@ export const Response: MessageFns<Response> = {
         ? { $case: "ping", value: PongResponse.fromJSON(object.ping) }
         : isSet(object.leave)
         ? { $case: "leave", value: Empty.fromJSON(object.leave) }
+        : isSet(object.startRecording)
+        ? { $case: "startRecording", value: RecordingStatus.fromJSON(object.startRecording) }
+        : isSet(object.start_recording)
+        ? { $case: "startRecording", value: RecordingStatus.fromJSON(object.start_recording) }
+        : isSet(object.pauseRecording)
+        ? { $case: "pauseRecording", value: RecordingStatus.fromJSON(object.pauseRecording) }
+        : isSet(object.pause_recording)
+        ? { $case: "pauseRecording", value: RecordingStatus.fromJSON(object.pause_recording) }
+        : isSet(object.resumeRecording)
+        ? { $case: "resumeRecording", value: RecordingStatus.fromJSON(object.resumeRecording) }
+        : isSet(object.resume_recording)
+        ? { $case: "resumeRecording", value: RecordingStatus.fromJSON(object.resume_recording) }
+        : isSet(object.stopRecording)
+        ? { $case: "stopRecording", value: RecordingStatus.fromJSON(object.stopRecording) }
+        : isSet(object.stop_recording)
+        ? { $case: "stopRecording", value: RecordingStatus.fromJSON(object.stop_recording) }
         : undefined,
     };
   },
@@ -1260,6 +1436,14 @@ export const Response: MessageFns<Response> = {
       obj.ping = PongResponse.toJSON(message.result.value);
     } else if (message.result?.$case === "leave") {
       obj.leave = Empty.toJSON(message.result.value);
+    } else if (message.result?.$case === "startRecording") {
+      obj.startRecording = RecordingStatus.toJSON(message.result.value);
+    } else if (message.result?.$case === "pauseRecording") {
+      obj.pauseRecording = RecordingStatus.toJSON(message.result.value);
+    } else if (message.result?.$case === "resumeRecording") {
+      obj.resumeRecording = RecordingStatus.toJSON(message.result.value);
+    } else if (message.result?.$case === "stopRecording") {
+      obj.stopRecording = RecordingStatus.toJSON(message.result.value);
     }
     return obj;
   },
@@ -1373,6 +1557,30 @@ export const Response: MessageFns<Response> = {
         }
         break;
       }
+      case "startRecording": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "startRecording", value: RecordingStatus.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "pauseRecording": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "pauseRecording", value: RecordingStatus.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "resumeRecording": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "resumeRecording", value: RecordingStatus.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "stopRecording": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "stopRecording", value: RecordingStatus.fromPartial(object.result.value) };
+        }
+        break;
+      }
     }
     return message;
   },
@@ -1408,6 +1616,9 @@ export const Notification: MessageFns<Notification> = {
         break;
       case "rejoinRequired":
         RejoinRequired.encode(message.event.value, writer.uint32(66).fork()).join();
+        break;
+      case "recording":
+        RecordingStatus.encode(message.event.value, writer.uint32(74).fork()).join();
         break;
     }
     return writer;
@@ -1490,6 +1701,14 @@ export const Notification: MessageFns<Notification> = {
             message.event = { $case: "rejoinRequired", value: RejoinRequired.decode(reader, reader.uint32()) };
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.event = { $case: "recording", value: RecordingStatus.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1536,6 +1755,8 @@ export const Notification: MessageFns<Notification> = {
         ? { $case: "rejoinRequired", value: RejoinRequired.fromJSON(object.rejoinRequired) }
         : isSet(object.rejoin_required)
         ? { $case: "rejoinRequired", value: RejoinRequired.fromJSON(object.rejoin_required) }
+        : isSet(object.recording)
+        ? { $case: "recording", value: RecordingStatus.fromJSON(object.recording) }
         : undefined,
     };
   },
@@ -1558,6 +1779,8 @@ export const Notification: MessageFns<Notification> = {
       obj.activeSpeaker = ActiveSpeaker.toJSON(message.event.value);
     } else if (message.event?.$case === "rejoinRequired") {
       obj.rejoinRequired = RejoinRequired.toJSON(message.event.value);
+    } else if (message.event?.$case === "recording") {
+      obj.recording = RecordingStatus.toJSON(message.event.value);
     }
     return obj;
   },
@@ -1616,7 +1839,118 @@ export const Notification: MessageFns<Notification> = {
         }
         break;
       }
+      case "recording": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "recording", value: RecordingStatus.fromPartial(object.event.value) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseRecordingStatus(): RecordingStatus {
+  return { recordingId: "", state: "", by: "" };
+}
+
+export const RecordingStatus: MessageFns<RecordingStatus> = {
+  encode(message: RecordingStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.recordingId !== "") {
+      writer.uint32(10).string(message.recordingId);
+    }
+    if (message.state !== "") {
+      writer.uint32(18).string(message.state);
+    }
+    if (message.by !== "") {
+      writer.uint32(26).string(message.by);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RecordingStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRecordingStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.recordingId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.by = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RecordingStatus {
+    return {
+      recordingId: isSet(object.recordingId)
+        ? globalThis.String(object.recordingId)
+        : isSet(object.recording_id)
+        ? globalThis.String(object.recording_id)
+        : "",
+      state: isSet(object.state) ? globalThis.String(object.state) : "",
+      by: isSet(object.by) ? globalThis.String(object.by) : "",
+    };
+  },
+
+  toJSON(message: RecordingStatus): unknown {
+    const obj: any = {};
+    if (message.recordingId !== "") {
+      obj.recordingId = message.recordingId;
+    }
+    if (message.state !== "") {
+      obj.state = message.state;
+    }
+    if (message.by !== "") {
+      obj.by = message.by;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RecordingStatus>, I>>(base?: I): RecordingStatus {
+    return RecordingStatus.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RecordingStatus>, I>>(object: I): RecordingStatus {
+    const message = createBaseRecordingStatus();
+    message.recordingId = object.recordingId ?? "";
+    message.state = object.state ?? "";
+    message.by = object.by ?? "";
     return message;
   },
 };
@@ -2223,7 +2557,7 @@ export const ParticipantInfo: MessageFns<ParticipantInfo> = {
 };
 
 function createBaseGrants(): Grants {
-  return { canPublish: false, canSubscribe: false, sources: [] };
+  return { canPublish: false, canSubscribe: false, sources: [], canRecord: false };
 }
 
 export const Grants: MessageFns<Grants> = {
@@ -2236,6 +2570,9 @@ export const Grants: MessageFns<Grants> = {
     }
     for (const v of message.sources) {
       writer.uint32(26).string(v!);
+    }
+    if (message.canRecord !== false) {
+      writer.uint32(32).bool(message.canRecord);
     }
     return writer;
   },
@@ -2277,6 +2614,14 @@ export const Grants: MessageFns<Grants> = {
             message.sources.push(reader.string());
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.canRecord = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2302,6 +2647,11 @@ export const Grants: MessageFns<Grants> = {
         ? globalThis.Boolean(object.can_subscribe)
         : false,
       sources: globalThis.Array.isArray(object?.sources) ? object.sources.map((e: any) => globalThis.String(e)) : [],
+      canRecord: isSet(object.canRecord)
+        ? globalThis.Boolean(object.canRecord)
+        : isSet(object.can_record)
+        ? globalThis.Boolean(object.can_record)
+        : false,
     };
   },
 
@@ -2316,6 +2666,9 @@ export const Grants: MessageFns<Grants> = {
     if (message.sources?.length) {
       obj.sources = message.sources;
     }
+    if (message.canRecord !== false) {
+      obj.canRecord = message.canRecord;
+    }
     return obj;
   },
 
@@ -2327,6 +2680,7 @@ export const Grants: MessageFns<Grants> = {
     message.canPublish = object.canPublish ?? false;
     message.canSubscribe = object.canSubscribe ?? false;
     message.sources = object.sources?.map((e) => e) || [];
+    message.canRecord = object.canRecord ?? false;
     return message;
   },
 };
@@ -2342,6 +2696,7 @@ function createBaseJoinResponse(): JoinResponse {
     grants: undefined,
     protocolVersion: 0,
     transportIds: [],
+    recording: undefined,
   };
 }
 
@@ -2373,6 +2728,9 @@ export const JoinResponse: MessageFns<JoinResponse> = {
     }
     for (const v of message.transportIds) {
       writer.uint32(74).string(v!);
+    }
+    if (message.recording !== undefined) {
+      RecordingStatus.encode(message.recording, writer.uint32(82).fork()).join();
     }
     return writer;
   },
@@ -2462,6 +2820,14 @@ export const JoinResponse: MessageFns<JoinResponse> = {
             message.transportIds.push(reader.string());
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.recording = RecordingStatus.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2507,6 +2873,7 @@ export const JoinResponse: MessageFns<JoinResponse> = {
         : globalThis.Array.isArray(object?.transport_ids)
         ? object.transport_ids.map((e: any) => globalThis.String(e))
         : [],
+      recording: isSet(object.recording) ? RecordingStatus.fromJSON(object.recording) : undefined,
     };
   },
 
@@ -2539,6 +2906,9 @@ export const JoinResponse: MessageFns<JoinResponse> = {
     if (message.transportIds?.length) {
       obj.transportIds = message.transportIds;
     }
+    if (message.recording !== undefined) {
+      obj.recording = RecordingStatus.toJSON(message.recording);
+    }
     return obj;
   },
 
@@ -2560,6 +2930,9 @@ export const JoinResponse: MessageFns<JoinResponse> = {
       : undefined;
     message.protocolVersion = object.protocolVersion ?? 0;
     message.transportIds = object.transportIds?.map((e) => e) || [];
+    message.recording = (object.recording !== undefined && object.recording !== null)
+      ? RecordingStatus.fromPartial(object.recording)
+      : undefined;
     return message;
   },
 };

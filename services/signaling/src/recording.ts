@@ -1,0 +1,24 @@
+import type { RecordingStatus } from '@gateway/proto/gateway/signaling/v1/signaling';
+import type { RecorderDirectory } from '@gateway/cluster';
+import { ErrorCode, GatewayError, callUnary } from '@gateway/common';
+
+/**
+ * Starts recording a room on the least-loaded recorder with room for it; a node that turns out
+ * to be full (NO_CAPACITY) passes the job to the next one.
+ */
+export async function startRoomRecording(recorders: RecorderDirectory, tenant: string, room: string, requestedBy: string): Promise<RecordingStatus> {
+  const candidates = await recorders.candidates();
+  if (candidates.length === 0) throw new GatewayError(ErrorCode.UNAVAILABLE, 'no recorder is available');
+  let last: unknown;
+  for (const node of candidates) {
+    const client = recorders.clientFor(node.grpcAddress);
+    try {
+      const recording = await callUnary(client, client.startRecording, { tenant, room, requestedBy });
+      return { recordingId: recording.recordingId, state: 'started', by: requestedBy };
+    } catch (error) {
+      if (!(error instanceof GatewayError) || (error.code !== ErrorCode.NO_CAPACITY && error.code !== ErrorCode.UNAVAILABLE && error.code !== ErrorCode.DRAINING)) throw error;
+      last = error;
+    }
+  }
+  throw new GatewayError(ErrorCode.UNAVAILABLE, 'every recorder is full', { cause: last });
+}

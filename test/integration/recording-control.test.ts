@@ -1,0 +1,113 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RecorderClient, RecordingState, type Recording } from '@gateway/proto/gateway/recorder/v1/recorder';
+import { callUnary, grpc } from '@gateway/common';
+import { NatsServer, startRecorderProcess, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
+import { mintJoinToken } from '../../services/signaling/src/auth/tokens.js';
+import { DEMO_TENANT } from '../../services/signaling/src/config.js';
+import { TestClient } from '../support/wsClient.js';
+import { demoToken } from '../support/tokens.js';
+
+const opus = { codecs: [{ mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2 }], encodings: [{ ssrc: 1111 }] };
+const autoTenant = { name: 'autorec', apiKey: 'autorec-key', apiSecret: 'autorec-secret-for-tests-only-0000000', recordOnAgentJoin: true };
+
+/**
+ * Recording controlled over signaling: an agent with canRecord starts, pauses, resumes and stops;
+ * everyone in the room is told; nobody else may; a tenant can have calls recorded as soon as an
+ * agent joins. (The media of a recording is checked by the browser test.)
+ */
+describe('recording controls over signaling', () => {
+  let nats: NatsServer;
+  let sfu: Awaited<ReturnType<typeof startSfuProcess>>;
+  let signaling: Awaited<ReturnType<typeof startSignalingProcess>>;
+  let recorder: Awaited<ReturnType<typeof startRecorderProcess>>;
+  const workDir = mkdtempSync(path.join(tmpdir(), 'gateway-recorder-control-'));
+  const clients: TestClient[] = [];
+
+  const joined = async (token: string) => {
+    const client = await TestClient.open(signaling.wsUrl);
+    clients.push(client);
+    const join = (await client.request('join', { token })).join;
+    return { client, join };
+  };
+  /** A participant that publishes a microphone (no real media: the SFU has a producer to tap). */
+  const withMicrophone = async (client: TestClient) => {
+    const send = (await client.request('createTransport', { direction: 'send' })).createTransport;
+    await client.request('produce', { transportId: send.transportId, kind: 'audio', rtpParameters: opus, source: 'microphone' });
+  };
+
+  beforeAll(async () => {
+    nats = await NatsServer.start();
+    sfu = await startSfuProcess({ natsUrl: nats.url });
+    signaling = await startSignalingProcess({ natsUrl: nats.url, env: { GATEWAY_TENANTS: JSON.stringify([DEMO_TENANT, autoTenant]) } });
+    recorder = await startRecorderProcess({ natsUrl: nats.url, workDir, env: { GATEWAY_TENANT_KEYS: JSON.stringify({ demo: Buffer.alloc(32, 1).toString('base64'), autorec: Buffer.alloc(32, 2).toString('base64') }) } });
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const c of clients) c.close();
+    await recorder?.stop();
+    await signaling?.stop();
+    await sfu?.stop();
+    await nats?.stop();
+    rmSync(workDir, { recursive: true, force: true });
+  });
+
+  it('lets an agent with canRecord control the recording, and tells everyone', async () => {
+    const room = `ctl-${Date.now()}`;
+    const customer = await joined(await demoToken({ room, identity: 'customer', role: 'end_user' }));
+    await withMicrophone(customer.client);
+    const agent = await joined(await demoToken({ room, identity: 'agent', role: 'agent', canRecord: true }));
+    const plainAgent = await joined(await demoToken({ room, identity: 'agent-2', role: 'agent' }));
+    const agentId = agent.join.participant.participantId;
+
+    // Neither the end user nor an agent without the grant may record.
+    expect((await customer.client.request('startRecording', {})).error.code).toBe('PERMISSION_DENIED');
+    expect((await plainAgent.client.request('startRecording', {})).error.code).toBe('PERMISSION_DENIED');
+    // Nothing to pause yet.
+    expect((await agent.client.request('pauseRecording', {})).error.code).toBe('NOT_FOUND');
+
+    const started = (await agent.client.request('startRecording', {})).startRecording;
+    expect(started).toMatchObject({ state: 'started', by: agentId });
+    expect(started.recordingId).toMatch(/^RC_/);
+    for (const { client } of [customer, agent, plainAgent]) {
+      expect(await client.waitForNotification('recording')).toMatchObject({ recordingId: started.recordingId, state: 'started' });
+    }
+    // A second start is refused while the first runs.
+    expect((await agent.client.request('startRecording', {})).error.code).toBe('ALREADY_EXISTS');
+    // Someone joining now learns it from the join response.
+    const late = await joined(await demoToken({ room, identity: 'late', role: 'end_user' }));
+    expect(late.join.recording).toMatchObject({ recordingId: started.recordingId, state: 'started' });
+
+    expect((await agent.client.request('pauseRecording', {})).pauseRecording).toMatchObject({ state: 'paused' });
+    expect((await agent.client.request('pauseRecording', {})).error.code).toBe('INVALID_STATE');
+    expect((await agent.client.request('resumeRecording', {})).resumeRecording).toMatchObject({ state: 'resumed' });
+    expect((await agent.client.request('stopRecording', {})).stopRecording).toMatchObject({ state: 'stopped', by: agentId });
+    const states = customer.client.notifications.filter((n) => n.recording).map((n) => n.recording.state);
+    expect(states).toEqual(['started', 'paused', 'resumed', 'stopped']);
+  }, 60_000);
+
+  it('records a tenant\u2019s calls as soon as an agent joins, when the tenant asks for it', async () => {
+    const room = `auto-${Date.now()}`;
+    const token = async (identity: string, role: 'agent' | 'end_user') => (await mintJoinToken(autoTenant, { room, identity, role })).token;
+    const customer = await joined(await token('customer', 'end_user'));
+    await withMicrophone(customer.client);
+    const agent = await joined(await token('agent', 'agent'));
+    const notice = await customer.client.waitForNotification('recording', 10_000);
+    expect(notice.state).toBe('started');
+    expect(notice.by ?? '').toBe('');
+    expect((await agent.client.waitForNotification('recording')).recordingId).toBe(notice.recordingId);
+    // Once everyone has left, the recording ends by itself.
+    await customer.client.request('leave', {});
+    await agent.client.request('leave', {});
+    const recorderClient = new RecorderClient(recorder.grpcAddress, grpc.credentials.createInsecure());
+    const ended = await waitFor(async () => {
+      const recording: Recording = await callUnary(recorderClient, recorderClient.getRecording, { tenant: 'autorec', recordingId: notice.recordingId, requestedBy: '' });
+      return recording.endedAtMs > 0 ? recording : undefined;
+    }, 15_000, 'the recording ended with the call');
+    // No media ever flowed (no browser here), so there is nothing to keep: the recording says so.
+    expect(ended.state).toBe(RecordingState.RECORDING_STATE_FAILED);
+    recorderClient.close();
+  }, 30_000);
+});
