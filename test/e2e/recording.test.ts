@@ -67,7 +67,7 @@ describe('recording a call', () => {
   });
 
   it('refuses a room that is not live', async () => {
-    await expect(callUnary(client, client.startRecording, { tenant: 'demo', room: 'nobody-here', requestedBy: 'x' })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(callUnary(client, client.startRecording, { tenant: 'demo', room: 'nobody-here', requestedBy: 'x', options: undefined })).rejects.toMatchObject({ code: 'NOT_FOUND' });
   });
 
   /** Joins an end user (camera, microphone) and an agent (microphone) to a new room. */
@@ -86,7 +86,7 @@ describe('recording a call', () => {
   it('records voice in stereo, cameras and the screen share, with a silent PCI pause, encrypted at rest', async () => {
     const room = `rec-${Date.now()}`;
     const { endUser, agent, agentId } = await call(room);
-    const started: Recording = await callUnary(client, client.startRecording, { tenant: 'demo', room, requestedBy: agentId });
+    const started: Recording = await callUnary(client, client.startRecording, { tenant: 'demo', room, requestedBy: agentId, options: undefined });
     expect(started.state).toBe(RecordingState.RECORDING_STATE_RECORDING);
     const at = () => (Date.now() - started.startedAtMs) / 1000;
     const ref = { tenant: 'demo', recordingId: started.recordingId, requestedBy: agentId };
@@ -180,7 +180,7 @@ describe('recording a call', () => {
   it('keeps what was recorded when the recorder is killed: another run finishes it as partial, no plaintext left', async () => {
     const room = `rec-crash-${Date.now()}`;
     const { endUser, agent, agentId } = await call(room);
-    const started: Recording = await callUnary(client, client.startRecording, { tenant: 'demo', room, requestedBy: agentId });
+    const started: Recording = await callUnary(client, client.startRecording, { tenant: 'demo', room, requestedBy: agentId, options: undefined });
     const ref = { tenant: 'demo', recordingId: started.recordingId, requestedBy: agentId };
     await sleep(6_000);
     await recorder.stop('SIGKILL');
@@ -211,5 +211,55 @@ describe('recording a call', () => {
     expect(readdirSync(workDir)).toEqual([]);
     await endUser.close();
     await agent.close();
+  }, 120_000);
+
+  it('applies the tenant policy: MP4 with the voice, PCI pauses cut from the voice, large files in ordered parts', async () => {
+    const partBytes = 100_000;
+    const small = await startRecorderProcess({ natsUrl: nats.url, workDir: mkdtempSync(path.join(tmpdir(), 'gateway-recorder-parts-')), env: { RECORDER_MAX_PART_BYTES: String(partBytes) } });
+    const smallClient = new RecorderClient(small.grpcAddress, grpc.credentials.createInsecure());
+    try {
+      const room = `rec-policy-${Date.now()}`;
+      const { endUser, agent, agentId } = await call(room);
+      const options = { transcodeMp4: true, skipPausedAudio: true };
+      const started: Recording = await callUnary(smallClient, smallClient.startRecording, { tenant: 'demo', room, requestedBy: agentId, options });
+      const ref = { tenant: 'demo', recordingId: started.recordingId, requestedBy: agentId };
+      await sleep(3_000);
+      await callUnary(smallClient, smallClient.pauseRecording, ref);
+      await sleep(3_000);
+      await callUnary(smallClient, smallClient.resumeRecording, ref);
+      await sleep(3_000);
+      const done: Recording = await callUnary(smallClient, smallClient.stopRecording, ref, 60_000);
+      expect(done.state, done.failureReason).toBe(RecordingState.RECORDING_STATE_COMPLETE);
+      const store = await ArtifactStore.open(nc, new StaticKeyring({ demo: DEMO_TENANT_KEK }));
+      const fileOf = async (kind: string, contentType: string, participantId?: string) => {
+        const parts = done.artifacts
+          .filter((a) => a.kind === kind && a.contentType === contentType && (participantId === undefined || a.participantId === participantId))
+          .sort((a, b) => a.part - b.part);
+        const file = path.join(outDir, `policy-${kind}-${parts[0]?.participantId || 'mix'}.${contentType.split('/')[1]}`);
+        writeFileSync(file, Buffer.concat(await Promise.all(parts.map(async (p) => (await store.get('demo', p.artifactId)).data))));
+        return { file, parts };
+      };
+      const total = (done.endedAtMs - done.startedAtMs) / 1000;
+      const paused = (done.pauses[0]!.endMs - done.pauses[0]!.startMs) / 1000;
+      // The pause is cut out of the voice.
+      const voice = await fileOf('voice', 'audio/mpeg');
+      expect(Number(probe(voice.file).format.duration)).toBeCloseTo(total - paused, 0);
+      // The end user's camera is larger than a part: it comes in ordered parts that concatenate back into it.
+      const endUserId = await endUser.evaluate(() => (window as any).room.localParticipant.id as string);
+      const camera = await fileOf('camera', 'video/webm', endUserId);
+      expect(camera.parts.length).toBeGreaterThan(1);
+      expect(camera.parts.map((p) => p.part)).toEqual(camera.parts.map((_, i) => i + 1));
+      for (const part of camera.parts) expect(part.sizeBytes).toBeLessThanOrEqual(partBytes);
+      expect(probe(camera.file).streams[0]).toMatchObject({ codec_name: 'vp8' });
+      // And as MP4: H.264 with the voice as AAC.
+      const mp4 = await fileOf('camera', 'video/mp4', endUserId);
+      const codecs = probe(mp4.file).streams.map((st) => st.codec_name).sort();
+      expect(codecs).toEqual(['aac', 'h264']);
+      await endUser.close();
+      await agent.close();
+    } finally {
+      smallClient.close();
+      await small.stop();
+    }
   }, 120_000);
 });

@@ -11,7 +11,7 @@ import { TestClient } from '../support/wsClient.js';
 import { demoToken } from '../support/tokens.js';
 
 const opus = { codecs: [{ mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2 }], encodings: [{ ssrc: 1111 }] };
-const autoTenant = { name: 'autorec', apiKey: 'autorec-key', apiSecret: 'autorec-secret-for-tests-only-0000000', recordOnAgentJoin: true };
+const autoTenant = { name: 'autorec', apiKey: 'autorec-key', apiSecret: 'autorec-secret-for-tests-only-0000000', recording: { onAgentJoin: true, mp4: false, skipPausedAudio: false } };
 
 /**
  * Recording controlled over signaling: an agent with canRecord starts, pauses, resumes and stops;

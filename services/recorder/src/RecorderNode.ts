@@ -4,7 +4,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { Subscription } from '@nats-io/transport-node';
 import { ParticipantRecord, RecordingReady, RoomEvent } from '@gateway/proto/gateway/events/v1/events';
-import { RecordingJobRecord, RecordingState, type Recording } from '@gateway/proto/gateway/recorder/v1/recorder';
+import { RecordingJobRecord, RecordingState, type Recording, type RecordingOptions } from '@gateway/proto/gateway/recorder/v1/recorder';
 import { RecorderDirectory, SfuDirectory, type RecorderNodeInfo, type RoomRecording } from '@gateway/cluster';
 import {
   ArtifactStore,
@@ -126,7 +126,7 @@ export class RecorderNode {
     return node;
   }
 
-  async startRecording(tenant: string, room: string, requestedBy: string): Promise<Recording> {
+  async startRecording(tenant: string, room: string, requestedBy: string, options?: RecordingOptions): Promise<Recording> {
     assertSubjectToken('tenant', tenant);
     assertSubjectToken('room', room);
     if (this.closing) throw new GatewayError(ErrorCode.DRAINING, 'this recorder is stopping');
@@ -145,6 +145,7 @@ export class RecorderNode {
         ffmpeg: this.config.ffmpeg,
         ffprobe: this.config.ffprobe,
         segmentSeconds: this.config.segmentSeconds,
+        maxPartBytes: this.config.maxPartBytes,
         roles: async () => new Map((await this.roomParticipants(tenant, room)).map((p) => [p.info!.participantId, p.info!.role])),
         log: this.log,
       },
@@ -152,6 +153,7 @@ export class RecorderNode {
       tenant,
       room,
       requestedBy,
+      options,
     );
     const id = job.recording.recordingId;
     this.jobs.set(id, job);
@@ -303,7 +305,7 @@ export class RecorderNode {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const endedAtMs = record.segments.reduce((end, s) => Math.max(end, Math.round(s.endS * 1000)), recording.startedAtMs);
     try {
-      const { artifacts, problem } = await assembleRecording({ record, endedAtMs, dir, store: this.store, ffmpeg: this.config.ffmpeg, ffprobe: this.config.ffprobe, localFile: () => undefined });
+      const { artifacts, problem } = await assembleRecording({ record, endedAtMs, dir, store: this.store, ffmpeg: this.config.ffmpeg, ffprobe: this.config.ffprobe, maxPartBytes: this.config.maxPartBytes, localFile: () => undefined });
       recording.artifacts = artifacts;
       recording.state = artifacts.length > 0 ? RecordingState.RECORDING_STATE_PARTIAL : RecordingState.RECORDING_STATE_FAILED;
       recording.failureReason = ['the recorder running it stopped unexpectedly', problem].filter(Boolean).join('; ');

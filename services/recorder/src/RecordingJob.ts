@@ -3,7 +3,7 @@ import { createSocket } from 'node:dgram';
 import { readFile, mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { MediaKind, TrackSource, type ProducerInfo, type SfuClient } from '@gateway/proto/gateway/sfu/v1/sfu';
-import { RecordingState, type Recording, type RecordingJobRecord, type Segment, type TappedStream } from '@gateway/proto/gateway/recorder/v1/recorder';
+import { RecordingState, type Recording, type RecordingJobRecord, type RecordingOptions, type Segment, type TappedStream } from '@gateway/proto/gateway/recorder/v1/recorder';
 import { ErrorCode, GatewayError, TypedEmitter, callUnary, newId, type ArtifactStore, type Logger } from '@gateway/common';
 import { buildSdp, captureArgs, parseCaptureStart, parseSegmentList, segmentNames, type CaptureStream } from './ffmpeg.js';
 import { assembleRecording } from './assemble.js';
@@ -27,6 +27,7 @@ export interface JobContext {
   ffmpeg: string;
   ffprobe: string;
   segmentSeconds: number;
+  maxPartBytes: number;
   /** Role of each participant of the room (`end_user` is the left channel). */
   roles: () => Promise<Map<string, string>>;
   log: Logger;
@@ -81,6 +82,7 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
     tenant: string,
     room: string,
     startedBy: string,
+    options: RecordingOptions = { transcodeMp4: false, skipPausedAudio: false },
   ) {
     super();
     const now = Date.now();
@@ -97,6 +99,7 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
         failureReason: '',
         startedBy,
         participantIds: [],
+        options,
       },
       nodeId,
       refreshedAtMs: now,
@@ -324,6 +327,7 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
         store: this.ctx.store,
         ffmpeg: this.ctx.ffmpeg,
         ffprobe: this.ctx.ffprobe,
+        maxPartBytes: this.ctx.maxPartBytes,
         localFile: (segment) => this.plainSegments.get(segment.objectId),
       });
       this.recording.artifacts = artifacts;

@@ -1,10 +1,11 @@
 import { execFile } from 'node:child_process';
+import { createReadStream } from 'node:fs';
 import { stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Artifact, RecordingJobRecord, Segment } from '@gateway/proto/gateway/recorder/v1/recorder';
 import { newId, type ArtifactStore } from '@gateway/common';
-import { concatList, remuxArgs, voiceArgs, type AssemblyInput } from './ffmpeg.js';
+import { concatList, mp4Args, remuxArgs, voiceEncodeArgs, voiceMixArgs, type AssemblyInput } from './ffmpeg.js';
 
 const run = promisify(execFile);
 
@@ -16,6 +17,8 @@ export interface AssemblyOptions {
   store: ArtifactStore;
   ffmpeg: string;
   ffprobe: string;
+  /** Files above this are stored as ordered parts. */
+  maxPartBytes: number;
   /** The plaintext copy of a segment still in the working folder, if any. */
   localFile: (segment: Segment) => string | undefined;
 }
@@ -59,27 +62,45 @@ export async function assembleRecording(options: AssemblyOptions): Promise<{ art
   }
 
   const outputs: Output[] = [];
+  const failed = (what: string, error: unknown) => problems.push(`${what}: ${lastLine((error as { stderr?: string }).stderr ?? String(error))}`);
+  const timeline = 'voice-timeline.mka';
+  let haveTimeline = false;
   const voices = record.streams.filter((s) => s.kind === 'audio' && inputs.has(s.streamId));
   if (voices.length > 0) {
-    const args = voiceArgs(voices.map((s) => ({ ...inputs.get(s.streamId)!, left: s.role === 'end_user' })), seconds, 'voice.mp3', 'voice.webm');
     try {
-      await run(options.ffmpeg, args, { cwd: dir });
+      await run(options.ffmpeg, voiceMixArgs(voices.map((s) => ({ ...inputs.get(s.streamId)!, left: s.role === 'end_user' })), seconds, timeline), { cwd: dir });
+      haveTimeline = true;
+      const cuts: Array<[number, number]> = recording.options?.skipPausedAudio
+        ? recording.pauses.map((p) => [p.startMs / 1000, (p.endMs || options.endedAtMs - recording.startedAtMs) / 1000])
+        : [];
+      await run(options.ffmpeg, voiceEncodeArgs(timeline, cuts, 'voice.mp3', 'voice.webm'), { cwd: dir });
       outputs.push({ file: 'voice.mp3', kind: 'voice', contentType: 'audio/mpeg', participantId: '' });
       outputs.push({ file: 'voice.webm', kind: 'voice', contentType: 'audio/webm', participantId: '' });
     } catch (error) {
-      problems.push(`voice: ${lastLine((error as { stderr?: string }).stderr ?? String(error))}`);
+      failed('voice', error);
     }
   }
   let n = 0;
   for (const stream of record.streams.filter((s) => s.kind === 'video' && inputs.has(s.streamId))) {
     const kind = stream.source === 'screen' ? 'screen' : 'camera';
-    const mp4 = stream.mimeType.toLowerCase() === 'video/h264';
-    const file = `${kind}-${stream.participantId}-${++n}.${mp4 ? 'mp4' : 'webm'}`;
+    const h264 = stream.mimeType.toLowerCase() === 'video/h264';
+    const base = `${kind}-${stream.participantId}-${++n}`;
+    // H.264 cannot go in WebM: it is kept in Matroska, still without re-encoding.
+    const file = `${base}.${h264 ? 'mkv' : 'webm'}`;
     try {
       await run(options.ffmpeg, remuxArgs(inputs.get(stream.streamId)!, file), { cwd: dir });
-      outputs.push({ file, kind, contentType: mp4 ? 'video/mp4' : 'video/webm', participantId: stream.participantId });
+      outputs.push({ file, kind, contentType: h264 ? 'video/x-matroska' : 'video/webm', participantId: stream.participantId });
     } catch (error) {
-      problems.push(`${kind} of ${stream.participantId}: ${lastLine((error as { stderr?: string }).stderr ?? String(error))}`);
+      failed(`${kind} of ${stream.participantId}`, error);
+      continue;
+    }
+    if (recording.options?.transcodeMp4 && haveTimeline) {
+      try {
+        await run(options.ffmpeg, mp4Args(file, timeline, `${base}.mp4`), { cwd: dir });
+        outputs.push({ file: `${base}.mp4`, kind, contentType: 'video/mp4', participantId: stream.participantId });
+      } catch (error) {
+        failed(`MP4 of the ${kind} of ${stream.participantId}`, error);
+      }
     }
   }
 
@@ -88,9 +109,17 @@ export async function assembleRecording(options: AssemblyOptions): Promise<{ art
     const file = path.join(dir, output.file);
     const size = await stat(file).then((s) => s.size, () => 0);
     if (size === 0) continue;
-    const artifactId = newId('AR');
-    await store.putFile(recording.tenant, artifactId, file, output.contentType);
-    artifacts.push({ artifactId, kind: output.kind, contentType: output.contentType, participantId: output.participantId, sizeBytes: size, durationMs: await durationMs(options.ffprobe, file), part: 1 });
+    const duration = await durationMs(options.ffprobe, file);
+    // CRMs limit uploads (Zendesk: 50 MB): a larger file is stored as ordered parts that
+    // concatenate back into it.
+    const parts = Math.ceil(size / options.maxPartBytes);
+    for (let part = 1; part <= parts; part++) {
+      const artifactId = newId('AR');
+      const start = (part - 1) * options.maxPartBytes;
+      const end = Math.min(size, start + options.maxPartBytes) - 1;
+      await store.put(recording.tenant, artifactId, createReadStream(file, { start, end }), output.contentType);
+      artifacts.push({ artifactId, kind: output.kind, contentType: output.contentType, participantId: output.participantId, sizeBytes: end - start + 1, durationMs: duration, part: parts > 1 ? part : 0 });
+    }
   }
   return { artifacts, problem: problems.join('; ') };
 }

@@ -26,6 +26,8 @@ const shape = {
   RECORDER_MAX_JOBS: env.positiveInt(Math.max(1, os.availableParallelism() * 4)),
   /** Length of the encrypted segments a job stores while it runs: at most this much is lost if the node dies. */
   RECORDER_SEGMENT_SECONDS: env.positiveInt(10),
+  /** Files above this are stored as ordered parts (CRM upload limits; Zendesk's is 50 MB). */
+  RECORDER_MAX_PART_BYTES: env.positiveInt(50 * 1000 * 1000),
   RECORDER_FFMPEG: env.string('ffmpeg'),
   RECORDER_FFPROBE: env.string('ffprobe'),
   ...grpcTlsShape,
@@ -48,6 +50,7 @@ export function readRecorderConfig(source: Record<string, string | undefined> = 
     rtpIp: c.RECORDER_RTP_IP,
     maxJobs: c.RECORDER_MAX_JOBS,
     segmentSeconds: c.RECORDER_SEGMENT_SECONDS,
+    maxPartBytes: c.RECORDER_MAX_PART_BYTES,
     ffmpeg: c.RECORDER_FFMPEG,
     ffprobe: c.RECORDER_FFPROBE,
     grpcTls: readGrpcTls(c),

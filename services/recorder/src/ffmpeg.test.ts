@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildSdp, captureArgs, concatList, parseCaptureStart, parseSegmentList, voiceArgs } from './ffmpeg.js';
+import { buildSdp, captureArgs, concatList, parseCaptureStart, parseSegmentList, voiceEncodeArgs, voiceMixArgs } from './ffmpeg.js';
 
 const opus = { streamId: 'PR_a', kind: 'audio' as const, port: 40000, payloadType: 100, mimeType: 'audio/opus', clockRate: 48000, channels: 2, fmtp: 'minptime=10;useinbandfec=1' };
 const vp8 = { streamId: 'PR_v', kind: 'video' as const, port: 40002, payloadType: 101, mimeType: 'video/VP8', clockRate: 90000 };
@@ -39,11 +39,17 @@ describe('ffmpeg plans for recordings', () => {
   });
 
   it('puts the end user on the left and everyone else on the right, silence where nobody is', () => {
-    const args = voiceArgs([{ listFile: 'a.ffconcat', offset: 1.25, left: false }], 30, 'v.mp3', 'v.webm');
+    const args = voiceMixArgs([{ listFile: 'a.ffconcat', offset: 1.25, left: false }], 30, 'v.mka');
     const graph = args[args.indexOf('-filter_complex') + 1]!;
     expect(args.slice(0, 12).join(' ')).toContain('-itsoffset 1.250000 -f concat -safe 0 -i a.ffconcat');
     expect(graph).toContain('anullsrc=r=48000:cl=mono,atrim=end=30[left]');
     expect(graph).toContain('[a0]anull[right]');
     expect(graph).toContain('join=inputs=2:channel_layout=stereo:map=0.0-FL|1.0-FR');
+  });
+
+  it('cuts the PCI pauses out of the voice only when asked', () => {
+    expect(voiceEncodeArgs('t.mka', [], 'v.mp3', 'v.webm')).not.toContain('-af');
+    const args = voiceEncodeArgs('t.mka', [[4, 16.5], [20, 21]], 'v.mp3', 'v.webm');
+    expect(args[args.indexOf('-af') + 1]).toBe("aselect='not(between(t,4.000,16.500)+between(t,20.000,21.000))',asetpts=N/SR/TB");
   });
 });

@@ -128,8 +128,8 @@ function mixTo(labels: string[], out: string, seconds: number): string {
   return `${labels.map((l) => `[${l}]`).join('')}amix=inputs=${labels.length}:normalize=0:duration=longest[${out}]`;
 }
 
-/** Stereo voice of the whole recording: end user left, agents right; MP3 and Opus/WebM. */
-export function voiceArgs(inputs: Array<AssemblyInput & { left: boolean }>, seconds: number, mp3File: string, opusFile: string): string[] {
+/** Stereo voice of the whole recording on its timeline (end user left, agents right), lossless. */
+export function voiceMixArgs(inputs: Array<AssemblyInput & { left: boolean }>, seconds: number, outFile: string): string[] {
   const args = ['-hide_banner', '-loglevel', 'error', '-y'];
   const graph: string[] = [];
   const left: string[] = [];
@@ -143,9 +143,28 @@ export function voiceArgs(inputs: Array<AssemblyInput & { left: boolean }>, seco
     (source.left ? left : right).push(`a${i}`);
   });
   graph.push(mixTo(left, 'left', seconds), mixTo(right, 'right', seconds));
-  graph.push('[left][right]join=inputs=2:channel_layout=stereo:map=0.0-FL|1.0-FR,asplit=2[mp3][opus]');
-  args.push('-filter_complex', graph.join(';'));
-  args.push('-map', '[mp3]', '-c:a', 'libmp3lame', '-b:a', '96k', mp3File);
-  args.push('-map', '[opus]', '-c:a', 'libopus', '-b:a', '48k', opusFile);
+  graph.push('[left][right]join=inputs=2:channel_layout=stereo:map=0.0-FL|1.0-FR[voice]');
+  args.push('-filter_complex', graph.join(';'), '-map', '[voice]', '-c:a', 'flac', outFile);
   return args;
+}
+
+/** The voice files delivered: MP3 and Opus/WebM, with the PCI pauses cut out when the tenant asks. */
+export function voiceEncodeArgs(timelineFile: string, cuts: Array<[number, number]>, mp3File: string, opusFile: string): string[] {
+  const args = ['-hide_banner', '-loglevel', 'error', '-y', '-i', timelineFile];
+  const filter = cuts.length
+    ? [`aselect='not(${cuts.map(([a, b]) => `between(t,${a.toFixed(3)},${b.toFixed(3)})`).join('+')})'`, 'asetpts=N/SR/TB']
+    : [];
+  const withFilter = filter.length ? ['-af', filter.join(',')] : [];
+  args.push(...withFilter, '-c:a', 'libmp3lame', '-b:a', '96k', mp3File);
+  args.push(...withFilter, '-c:a', 'libopus', '-b:a', '48k', opusFile);
+  return args;
+}
+
+/** A video with the voice, as H.264/AAC MP4 for tools that do not play WebM; both keep their place on the timeline. */
+export function mp4Args(videoFile: string, timelineFile: string, outFile: string): string[] {
+  return [
+    '-hide_banner', '-loglevel', 'error', '-y', '-copyts', '-i', videoFile, '-i', timelineFile,
+    '-map', '0:v', '-map', '1:a', '-c:v', 'libx264', '-preset', 'veryfast', '-crf', '23', '-pix_fmt', 'yuv420p',
+    '-c:a', 'aac', '-b:a', '128k', '-movflags', '+faststart', outFile,
+  ];
 }

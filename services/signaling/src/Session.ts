@@ -19,6 +19,7 @@ import { CloseCode } from '@gateway/proto/gateway/signaling/v1/signaling';
 import { ErrorCode, GatewayError, callUnary, type Logger } from '@gateway/common';
 import type { JoinGrant } from './auth/tokens.js';
 import type { RecorderDirectory, SfuDirectory } from '@gateway/cluster';
+import type { RecordingOptions } from '@gateway/proto/gateway/recorder/v1/recorder';
 import { startRoomRecording } from './recording.js';
 import type { ParticipantStore } from './rooms/ParticipantStore.js';
 import type { RoomHub } from './rooms/RoomHub.js';
@@ -31,6 +32,8 @@ export interface SessionContext {
   resumeWindowMs: number;
   directory: SfuDirectory;
   recorders: RecorderDirectory;
+  /** The tenant's recording policy, as the recorder is told of it. */
+  recordingOptions(tenant: string): RecordingOptions;
   store: ParticipantStore;
   hub: RoomHub;
   log: Logger;
@@ -445,7 +448,7 @@ export class Session {
   private async controlRecording(action: 'startRecording' | 'pauseRecording' | 'resumeRecording' | 'stopRecording'): Promise<RecordingStatus> {
     if (this.info.role !== 'agent' || !this.grant.grants.canRecord) throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'this token may not control recording');
     const recorders = this.ctx.recorders;
-    if (action === 'startRecording') return startRoomRecording(recorders, this.tenant, this.room, this.participantId);
+    if (action === 'startRecording') return startRoomRecording(recorders, this.tenant, this.room, this.participantId, this.ctx.recordingOptions(this.tenant));
     const { recording, client } = await recorders.clientForRoom(this.tenant, this.room);
     const ref = { tenant: this.tenant, recordingId: recording.recordingId, requestedBy: this.participantId };
     const call = action === 'pauseRecording' ? client.pauseRecording : action === 'resumeRecording' ? client.resumeRecording : client.stopRecording;

@@ -15,7 +15,7 @@ import {
   type Logger,
   type NatsConnection,
 } from '@gateway/common';
-import type { SignalingConfig } from './config.js';
+import { recordingOptions, type SignalingConfig } from './config.js';
 import { verifyJoinToken } from './auth/tokens.js';
 import { Session, parseResumeToken, type SessionContext, type SessionLink } from './Session.js';
 import { RecorderDirectory, SfuDirectory } from '@gateway/cluster';
@@ -61,6 +61,7 @@ export class SignalingServer implements SessionBroker {
       resumeWindowMs: config.resumeWindowMs,
       directory,
       recorders,
+      recordingOptions: (tenant) => recordingOptions(config.tenants.find((t) => t.name === tenant)),
       store,
       hub,
       log,
@@ -140,9 +141,10 @@ export class SignalingServer implements SessionBroker {
     this.metrics.joinSeconds.observe((performance.now() - started) / 1000);
     this.log.info({ participantId: session.participantId, room: `${grant.tenant}/${grant.room}`, nodeId: placed.nodeId, role: grant.role }, 'participant joined');
     const recording = await this.recordingStatus(grant.tenant, grant.room);
-    if (!recording && grant.role === 'agent' && this.config.tenants.find((t) => t.name === grant.tenant)?.recordOnAgentJoin) {
+    const tenant = this.config.tenants.find((t) => t.name === grant.tenant);
+    if (!recording && grant.role === 'agent' && tenant?.recording?.onAgentJoin) {
       // The tenant records every call an agent takes; the agent's own media joins the recording as it is published.
-      void startRoomRecording(this.recorders, grant.tenant, grant.room, '').catch((error) => {
+      void startRoomRecording(this.recorders, grant.tenant, grant.room, '', recordingOptions(tenant)).catch((error) => {
         if (!(error instanceof GatewayError && error.code === ErrorCode.ALREADY_EXISTS)) this.log.error({ err: error, room: `${grant.tenant}/${grant.room}` }, 'starting the automatic recording failed');
       });
     }

@@ -13,9 +13,23 @@ const tenantSchema = z.object({
   name: z.string().regex(SUBJECT_TOKEN, 'tenant name must be letters, digits, _ or - (1-64)'),
   apiKey: z.string().min(1),
   apiSecret: z.string().min(32, 'apiSecret must be at least 32 characters'),
-  /** Start recording a room when an agent joins it. */
-  recordOnAgentJoin: z.boolean().optional(),
+  /** The tenant's recording policy. */
+  recording: z
+    .object({
+      /** Start recording a room when an agent joins it. */
+      onAgentJoin: z.boolean().default(false),
+      /** Also produce MP4 (H.264/AAC) of each video. */
+      mp4: z.boolean().default(false),
+      /** Cut PCI pauses out of the voice instead of keeping them as silence. */
+      skipPausedAudio: z.boolean().default(false),
+    })
+    .optional(),
 });
+
+/** What the recorder is told of a tenant's recording policy. */
+export function recordingOptions(tenant: Tenant | undefined) {
+  return { transcodeMp4: tenant?.recording?.mp4 ?? false, skipPausedAudio: tenant?.recording?.skipPausedAudio ?? false };
+}
 export type Tenant = z.infer<typeof tenantSchema>;
 
 const tenantsSchema = z

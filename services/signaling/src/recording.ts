@@ -1,4 +1,5 @@
 import type { RecordingStatus } from '@gateway/proto/gateway/signaling/v1/signaling';
+import type { RecordingOptions } from '@gateway/proto/gateway/recorder/v1/recorder';
 import type { RecorderDirectory } from '@gateway/cluster';
 import { ErrorCode, GatewayError, callUnary } from '@gateway/common';
 
@@ -6,14 +7,20 @@ import { ErrorCode, GatewayError, callUnary } from '@gateway/common';
  * Starts recording a room on the least-loaded recorder with room for it; a node that turns out
  * to be full (NO_CAPACITY) passes the job to the next one.
  */
-export async function startRoomRecording(recorders: RecorderDirectory, tenant: string, room: string, requestedBy: string): Promise<RecordingStatus> {
+export async function startRoomRecording(
+  recorders: RecorderDirectory,
+  tenant: string,
+  room: string,
+  requestedBy: string,
+  options: RecordingOptions | undefined,
+): Promise<RecordingStatus> {
   const candidates = await recorders.candidates();
   if (candidates.length === 0) throw new GatewayError(ErrorCode.UNAVAILABLE, 'no recorder is available');
   let last: unknown;
   for (const node of candidates) {
     const client = recorders.clientFor(node.grpcAddress);
     try {
-      const recording = await callUnary(client, client.startRecording, { tenant, room, requestedBy });
+      const recording = await callUnary(client, client.startRecording, { tenant, room, requestedBy, options });
       return { recordingId: recording.recordingId, state: 'started', by: requestedBy };
     } catch (error) {
       if (!(error instanceof GatewayError) || (error.code !== ErrorCode.NO_CAPACITY && error.code !== ErrorCode.UNAVAILABLE && error.code !== ErrorCode.DRAINING)) throw error;

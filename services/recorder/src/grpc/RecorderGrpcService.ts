@@ -10,7 +10,7 @@ function required(value: string, what: string): string {
 /** gateway.recorder.v1.Recorder: every call is scoped to the tenant it names. */
 export function registerRecorderService(server: grpc.Server, node: RecorderNode, log: Logger): void {
   const handlers = {
-    startRecording: async (req: StartRecordingRequest) => node.startRecording(required(req.tenant, 'tenant'), required(req.room, 'room'), req.requestedBy),
+    startRecording: async (req: StartRecordingRequest) => node.startRecording(required(req.tenant, 'tenant'), required(req.room, 'room'), req.requestedBy, req.options),
     pauseRecording: async (req: RecordingRef) => node.job(required(req.tenant, 'tenant'), required(req.recordingId, 'recordingId')).pause(req.requestedBy),
     resumeRecording: async (req: RecordingRef) => node.job(required(req.tenant, 'tenant'), required(req.recordingId, 'recordingId')).resume(req.requestedBy),
     stopRecording: async (req: RecordingRef) => node.job(required(req.tenant, 'tenant'), required(req.recordingId, 'recordingId')).stop(req.requestedBy),

@@ -92,6 +92,15 @@ export interface StartRecordingRequest {
   room: string;
   /** Participant id of who asked (an agent), kept in the recording's metadata. */
   requestedBy: string;
+  /** The tenant's recording policy. */
+  options: RecordingOptions | undefined;
+}
+
+export interface RecordingOptions {
+  /** Besides each video as WebM, an MP4 (H.264 video with the voice as AAC). */
+  transcodeMp4: boolean;
+  /** PCI pauses are cut out of the voice instead of kept as silence. */
+  skipPausedAudio: boolean;
 }
 
 export interface RecordingRef {
@@ -113,13 +122,16 @@ export interface Artifact {
   artifactId: string;
   /** "voice" (stereo: end user left, agents right), "camera" or "screen". */
   kind: string;
-  /** "audio/mpeg", "audio/webm", "video/webm", "video/mp4". */
+  /** "audio/mpeg", "audio/webm", "video/webm", "video/x-matroska" (H.264 as sent), "video/mp4". */
   contentType: string;
   /** Whose camera or screen; empty for voice. */
   participantId: string;
   sizeBytes: number;
   durationMs: number;
-  /** 1-based part number when a file was split; parts of one file share kind and participant. */
+  /**
+   * 1-based part number when a file was split (0 when it was not); the parts of one file share
+   * kind, content type and participant, and concatenate back into it in part order.
+   */
   part: number;
 }
 
@@ -137,6 +149,7 @@ export interface Recording {
   startedBy: string;
   /** Participant ids whose media is in the recording. */
   participantIds: string[];
+  options: RecordingOptions | undefined;
 }
 
 /**
@@ -175,7 +188,7 @@ export interface Segment {
 }
 
 function createBaseStartRecordingRequest(): StartRecordingRequest {
-  return { tenant: "", room: "", requestedBy: "" };
+  return { tenant: "", room: "", requestedBy: "", options: undefined };
 }
 
 export const StartRecordingRequest: MessageFns<StartRecordingRequest> = {
@@ -188,6 +201,9 @@ export const StartRecordingRequest: MessageFns<StartRecordingRequest> = {
     }
     if (message.requestedBy !== "") {
       writer.uint32(26).string(message.requestedBy);
+    }
+    if (message.options !== undefined) {
+      RecordingOptions.encode(message.options, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -229,6 +245,14 @@ export const StartRecordingRequest: MessageFns<StartRecordingRequest> = {
             message.requestedBy = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.options = RecordingOptions.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -250,6 +274,7 @@ export const StartRecordingRequest: MessageFns<StartRecordingRequest> = {
         : isSet(object.requested_by)
         ? globalThis.String(object.requested_by)
         : "",
+      options: isSet(object.options) ? RecordingOptions.fromJSON(object.options) : undefined,
     };
   },
 
@@ -264,6 +289,9 @@ export const StartRecordingRequest: MessageFns<StartRecordingRequest> = {
     if (message.requestedBy !== "") {
       obj.requestedBy = message.requestedBy;
     }
+    if (message.options !== undefined) {
+      obj.options = RecordingOptions.toJSON(message.options);
+    }
     return obj;
   },
 
@@ -275,6 +303,102 @@ export const StartRecordingRequest: MessageFns<StartRecordingRequest> = {
     message.tenant = object.tenant ?? "";
     message.room = object.room ?? "";
     message.requestedBy = object.requestedBy ?? "";
+    message.options = (object.options !== undefined && object.options !== null)
+      ? RecordingOptions.fromPartial(object.options)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseRecordingOptions(): RecordingOptions {
+  return { transcodeMp4: false, skipPausedAudio: false };
+}
+
+export const RecordingOptions: MessageFns<RecordingOptions> = {
+  encode(message: RecordingOptions, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.transcodeMp4 !== false) {
+      writer.uint32(8).bool(message.transcodeMp4);
+    }
+    if (message.skipPausedAudio !== false) {
+      writer.uint32(16).bool(message.skipPausedAudio);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RecordingOptions {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRecordingOptions();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.transcodeMp4 = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.skipPausedAudio = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RecordingOptions {
+    return {
+      transcodeMp4: isSet(object.transcodeMp4)
+        ? globalThis.Boolean(object.transcodeMp4)
+        : isSet(object.transcode_mp4)
+        ? globalThis.Boolean(object.transcode_mp4)
+        : false,
+      skipPausedAudio: isSet(object.skipPausedAudio)
+        ? globalThis.Boolean(object.skipPausedAudio)
+        : isSet(object.skip_paused_audio)
+        ? globalThis.Boolean(object.skip_paused_audio)
+        : false,
+    };
+  },
+
+  toJSON(message: RecordingOptions): unknown {
+    const obj: any = {};
+    if (message.transcodeMp4 !== false) {
+      obj.transcodeMp4 = message.transcodeMp4;
+    }
+    if (message.skipPausedAudio !== false) {
+      obj.skipPausedAudio = message.skipPausedAudio;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RecordingOptions>, I>>(base?: I): RecordingOptions {
+    return RecordingOptions.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RecordingOptions>, I>>(object: I): RecordingOptions {
+    const message = createBaseRecordingOptions();
+    message.transcodeMp4 = object.transcodeMp4 ?? false;
+    message.skipPausedAudio = object.skipPausedAudio ?? false;
     return message;
   },
 };
@@ -719,6 +843,7 @@ function createBaseRecording(): Recording {
     failureReason: "",
     startedBy: "",
     participantIds: [],
+    options: undefined,
   };
 }
 
@@ -756,6 +881,9 @@ export const Recording: MessageFns<Recording> = {
     }
     for (const v of message.participantIds) {
       writer.uint32(90).string(v!);
+    }
+    if (message.options !== undefined) {
+      RecordingOptions.encode(message.options, writer.uint32(98).fork()).join();
     }
     return writer;
   },
@@ -861,6 +989,14 @@ export const Recording: MessageFns<Recording> = {
             message.participantIds.push(reader.string());
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.options = RecordingOptions.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -914,6 +1050,7 @@ export const Recording: MessageFns<Recording> = {
         : globalThis.Array.isArray(object?.participant_ids)
         ? object.participant_ids.map((e: any) => globalThis.String(e))
         : [],
+      options: isSet(object.options) ? RecordingOptions.fromJSON(object.options) : undefined,
     };
   },
 
@@ -952,6 +1089,9 @@ export const Recording: MessageFns<Recording> = {
     if (message.participantIds?.length) {
       obj.participantIds = message.participantIds;
     }
+    if (message.options !== undefined) {
+      obj.options = RecordingOptions.toJSON(message.options);
+    }
     return obj;
   },
 
@@ -971,6 +1111,9 @@ export const Recording: MessageFns<Recording> = {
     message.failureReason = object.failureReason ?? "";
     message.startedBy = object.startedBy ?? "";
     message.participantIds = object.participantIds?.map((e) => e) || [];
+    message.options = (object.options !== undefined && object.options !== null)
+      ? RecordingOptions.fromPartial(object.options)
+      : undefined;
     return message;
   },
 };
