@@ -177,6 +177,32 @@ describe('recording a call', () => {
     await agent.close();
   }, 120_000);
 
+  it('restarts a capture whose ffmpeg dies, and the recording goes on', async () => {
+    const room = `rec-encoder-${Date.now()}`;
+    const { endUser, agent, agentId } = await call(room);
+    const started: Recording = await callUnary(client, client.startRecording, { tenant: 'demo', room, requestedBy: agentId, options: undefined });
+    const ref = { tenant: 'demo', recordingId: started.recordingId, requestedBy: agentId };
+    await sleep(3_000);
+    const captures = () => execFileSync('pgrep', ['-P', String(recorder.pid), 'ffmpeg'], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
+    const [first] = captures();
+    expect(first).toBeTruthy();
+    process.kill(Number(first), 'SIGKILL');
+    await waitFor(() => { try { const now = captures(); return now.length === 1 && now[0] !== first; } catch { return false; } }, 10_000, 'a new capture');
+    await sleep(3_000);
+    const done: Recording = await callUnary(client, client.stopRecording, ref, 60_000);
+    expect(done.state, done.failureReason).toBe(RecordingState.RECORDING_STATE_COMPLETE);
+    const voice = done.artifacts.find((a) => a.contentType === 'audio/mpeg')!;
+    expect(Math.abs(voice.durationMs - (done.endedAtMs - done.startedAtMs))).toBeLessThan(1_000);
+    // The voice goes on after the restart: the last two seconds are not silent.
+    const store = await ArtifactStore.open(nc, new StaticKeyring({ demo: DEMO_TENANT_KEK }));
+    const file = path.join(outDir, 'restarted.mp3');
+    writeFileSync(file, (await store.get('demo', voice.artifactId)).data);
+    const total = voice.durationMs / 1000;
+    expect(meanVolumeDb(file, total - 2.5, total - 0.5, 0)).toBeGreaterThan(-50);
+    await endUser.close();
+    await agent.close();
+  }, 90_000);
+
   it('keeps what was recorded when the recorder is killed: another run finishes it as partial, no plaintext left', async () => {
     const room = `rec-crash-${Date.now()}`;
     const { endUser, agent, agentId } = await call(room);

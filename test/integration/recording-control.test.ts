@@ -42,7 +42,7 @@ describe('recording controls over signaling', () => {
     nats = await NatsServer.start();
     sfu = await startSfuProcess({ natsUrl: nats.url });
     signaling = await startSignalingProcess({ natsUrl: nats.url, env: { GATEWAY_TENANTS: JSON.stringify([DEMO_TENANT, autoTenant]) } });
-    recorder = await startRecorderProcess({ natsUrl: nats.url, workDir, env: { GATEWAY_TENANT_KEYS: JSON.stringify({ demo: Buffer.alloc(32, 1).toString('base64'), autorec: Buffer.alloc(32, 2).toString('base64') }) } });
+    recorder = await startRecorderProcess({ natsUrl: nats.url, workDir, env: { RECORDER_MAX_JOBS: '1', GATEWAY_TENANT_KEYS: JSON.stringify({ demo: Buffer.alloc(32, 1).toString('base64'), autorec: Buffer.alloc(32, 2).toString('base64') }) } });
   }, 60_000);
 
   afterAll(async () => {
@@ -110,4 +110,29 @@ describe('recording controls over signaling', () => {
     expect(ended.state).toBe(RecordingState.RECORDING_STATE_FAILED);
     recorderClient.close();
   }, 30_000);
+
+  it('places recordings on recorders with room for them: a full node passes the job on', async () => {
+    const second = await startRecorderProcess({ natsUrl: nats.url, workDir: mkdtempSync(path.join(tmpdir(), 'gateway-recorder-second-')), env: { RECORDER_MAX_JOBS: '1' } });
+    try {
+      const statuses = [];
+      for (const name of ['one', 'two', 'three']) {
+        const room = `cap-${name}-${Date.now()}`;
+        const customer = await joined(await demoToken({ room, identity: 'customer', role: 'end_user' }));
+        await withMicrophone(customer.client);
+        const agent = await joined(await demoToken({ room, identity: 'agent', role: 'agent', canRecord: true }));
+        statuses.push(await agent.client.request('startRecording', {}));
+      }
+      // Both nodes took one each (whichever was asked first); the third found every node full.
+      expect(statuses[0].startRecording.state).toBe('started');
+      expect(statuses[1].startRecording.state).toBe('started');
+      expect(statuses[2].error).toMatchObject({ code: 'UNAVAILABLE' });
+      const nodes = await Promise.all([recorder, second].map(async (r) => {
+        const metrics = await (await fetch(`http://127.0.0.1:${r.opsPort}/metrics`)).text();
+        return Number(/^gateway_recorder_jobs_active(?:\{[^}]*\})? (\d+)/m.exec(metrics)?.[1]);
+      }));
+      expect(nodes).toEqual([1, 1]);
+    } finally {
+      await second.stop();
+    }
+  }, 60_000);
 });

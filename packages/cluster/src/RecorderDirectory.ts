@@ -43,12 +43,15 @@ export class RecorderDirectory {
     );
   }
 
-  /** Live nodes with room for a job, least loaded first. */
+  /**
+   * Live nodes, least loaded first. The load is as of each node's last heartbeat, so a node
+   * that looks full is still listed (last): the node itself decides, and refuses with NO_CAPACITY.
+   */
   async candidates(): Promise<RecorderNodeInfo[]> {
     const now = Date.now();
     return (await listJson<RecorderNodeInfo>(this.nodes, '>'))
       .map((e) => e.value)
-      .filter((n) => now - n.updatedAtMs < RECORDER_NODE_TTL_MS && n.jobs < n.maxJobs)
+      .filter((n) => now - n.updatedAtMs < RECORDER_NODE_TTL_MS)
       .sort((a, b) => a.jobs / a.maxJobs - b.jobs / b.maxJobs);
   }
 

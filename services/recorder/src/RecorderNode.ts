@@ -165,6 +165,9 @@ export class RecorderNode {
     } catch (error) {
       this.jobs.delete(id);
       throw error;
+    } finally {
+      // Placement sees the new load at once rather than at the next beat.
+      void this.heartbeat();
     }
     this.followRoom(job);
     return job.recording;
@@ -243,6 +246,7 @@ export class RecorderNode {
 
   private async onEnded(recording: Recording): Promise<void> {
     this.jobs.delete(recording.recordingId);
+    void this.heartbeat();
     this.subscriptions.get(recording.recordingId)?.unsubscribe();
     this.subscriptions.delete(recording.recordingId);
     this.ended.inc({ state: RecordingState[recording.state] });

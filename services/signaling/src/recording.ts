@@ -14,6 +14,7 @@ export async function startRoomRecording(
   requestedBy: string,
   options: RecordingOptions | undefined,
 ): Promise<RecordingStatus> {
+  if (await recorders.recordingOf(tenant, room)) throw new GatewayError(ErrorCode.ALREADY_EXISTS, 'the room is already being recorded');
   const candidates = await recorders.candidates();
   if (candidates.length === 0) throw new GatewayError(ErrorCode.UNAVAILABLE, 'no recorder is available');
   let last: unknown;
