@@ -144,7 +144,8 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
   /** Producers came or went: capture the new set (serialised; the old capture ends first). */
   refreshStreams(): Promise<void> {
     this.recapture = this.recapture.then(async () => {
-      if (this.stopping) return;
+      // Nothing is captured during a pause; resuming starts a capture of whatever is live then.
+      if (this.stopping || this.paused) return;
       await this.closeCapture(this.capture, 'finish');
       await this.startCapture();
     }).catch((error) => {
@@ -247,9 +248,10 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
   }
 
   /**
-   * Ends a capture: 'finish' lets ffmpeg close its files, 'kill' does not wait. SIGINT, not 'q'
-   * on stdin: ffmpeg reads its keyboard only between packets, and a paused tap sends none,
-   * while SIGINT interrupts the wait for input.
+   * Ends a capture: 'finish' lets ffmpeg close its files, 'kill' does not wait. SIGINT stops
+   * ffmpeg at the next packet, and it writes its files' trailers; the tap is closed only then,
+   * so packets are still arriving. Without any packet ffmpeg waits on: a second SIGINT
+   * interrupts the wait, at the cost of the segment in progress.
    */
   private async closeCapture(capture: Capture | undefined, how: 'finish' | 'kill'): Promise<void> {
     if (!capture) return;
@@ -257,6 +259,7 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
     const { child } = capture;
     if (child.exitCode === null && child.signalCode === null) {
       child.kill(how === 'kill' ? 'SIGKILL' : 'SIGINT');
+      if (how === 'finish') setTimeout(() => child.kill('SIGINT'), 2_000).unref();
       const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
       await capture.exited;
       clearTimeout(timer);
@@ -268,9 +271,14 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
   async pause(by: string): Promise<Recording> {
     if (this.recording.state !== RecordingState.RECORDING_STATE_RECORDING) throw new GatewayError(ErrorCode.INVALID_STATE, 'the recording is not running');
     await this.recapture;
-    if (this.capture) await callUnary(this.ctx.sfu, this.ctx.sfu.setTapPaused, { tap: { room: this.roomRef, tapId: this.capture.tapId }, paused: true });
     this.recording.pauses.push({ startMs: Date.now() - this.recording.startedAtMs, endMs: 0, pausedBy: by, resumedBy: '' });
     this.recording.state = RecordingState.RECORDING_STATE_PAUSED;
+    // The capture ends while media still flows (ffmpeg stops cleanly at the next packet) and its
+    // tap is closed, so nothing leaves the SFU for this recording during the pause. The few
+    // milliseconds that arrive after the pause began are cut at assembly.
+    const capture = this.capture;
+    this.capture = undefined;
+    await this.closeCapture(capture, 'finish');
     this.changed();
     this.safeEmit('status', 'paused', by);
     return this.recording;
@@ -283,9 +291,8 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
     const open = this.recording.pauses[this.recording.pauses.length - 1]!;
     open.endMs = Date.now() - this.recording.startedAtMs;
     open.resumedBy = by;
-    // Resuming the tap also asks for key frames, so video restarts at once.
-    if (this.capture) await callUnary(this.ctx.sfu, this.ctx.sfu.setTapPaused, { tap: { room: this.roomRef, tapId: this.capture.tapId }, paused: false });
-    else await this.refreshStreams();
+    // A new capture of whatever is live now; its tap asks for key frames, so video restarts at once.
+    await this.refreshStreams();
     this.changed();
     this.safeEmit('status', 'resumed', by);
     return this.recording;

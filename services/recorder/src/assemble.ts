@@ -43,6 +43,8 @@ export async function assembleRecording(options: AssemblyOptions): Promise<{ art
   const seconds = Math.max(0.1, (options.endedAtMs - recording.startedAtMs) / 1000);
   const problems: string[] = [];
   const inputs = new Map<string, AssemblyInput>();
+  // Paused intervals, in seconds from the start (a pause still open ends with the recording).
+  const pauses: Array<[number, number]> = recording.pauses.map((p) => [p.startMs / 1000, (p.endMs || options.endedAtMs - recording.startedAtMs) / 1000]);
 
   for (const stream of record.streams) {
     const segments = record.segments.filter((s) => s.streamId === stream.streamId).sort((a, b) => a.startS - b.startS);
@@ -54,7 +56,11 @@ export async function assembleRecording(options: AssemblyOptions): Promise<{ art
         file = `restored-${segment.objectId}.mkv`;
         await writeFile(path.join(dir, file), (await store.get(recording.tenant, segment.objectId)).data, { mode: 0o600 });
       }
-      placed.push({ file, start: segment.startS - startS, end: segment.endS - startS });
+      const start = segment.startS - startS;
+      const end = segment.endS - startS;
+      // A capture ends just after its pause began: keep nothing from the pause on.
+      const pausedAt = pauses.find(([from]) => from > start && from < end)?.[0];
+      placed.push({ file, start, end, outpoint: pausedAt === undefined ? undefined : pausedAt - start });
     }
     const listFile = `${stream.streamId}.ffconcat`;
     await writeFile(path.join(dir, listFile), concatList(placed));
@@ -68,11 +74,9 @@ export async function assembleRecording(options: AssemblyOptions): Promise<{ art
   const voices = record.streams.filter((s) => s.kind === 'audio' && inputs.has(s.streamId));
   if (voices.length > 0) {
     try {
-      await run(options.ffmpeg, voiceMixArgs(voices.map((s) => ({ ...inputs.get(s.streamId)!, left: s.role === 'end_user' })), seconds, timeline), { cwd: dir });
+      await run(options.ffmpeg, voiceMixArgs(voices.map((s) => ({ ...inputs.get(s.streamId)!, left: s.role === 'end_user' })), seconds, timeline, pauses), { cwd: dir });
       haveTimeline = true;
-      const cuts: Array<[number, number]> = recording.options?.skipPausedAudio
-        ? recording.pauses.map((p) => [p.startMs / 1000, (p.endMs || options.endedAtMs - recording.startedAtMs) / 1000])
-        : [];
+      const cuts = recording.options?.skipPausedAudio ? pauses : [];
       await run(options.ffmpeg, voiceEncodeArgs(timeline, cuts, 'voice.mp3', 'voice.webm'), { cwd: dir });
       outputs.push({ file: 'voice.mp3', kind: 'voice', contentType: 'audio/mpeg', participantId: '' });
       outputs.push({ file: 'voice.webm', kind: 'voice', contentType: 'audio/webm', participantId: '' });

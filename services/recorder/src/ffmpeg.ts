@@ -89,6 +89,8 @@ export interface PlacedSegment {
   /** Seconds from the start of the recording. */
   start: number;
   end: number;
+  /** Seconds into the file after which nothing is kept (a pause began there). */
+  outpoint?: number;
 }
 
 /**
@@ -101,6 +103,7 @@ export function concatList(segments: PlacedSegment[]): string {
   segments.forEach((s, i) => {
     const next = segments[i + 1];
     lines.push(`file '${s.file.replace(/'/g, "'\\''")}'`);
+    if (s.outpoint !== undefined) lines.push(`outpoint ${Math.max(0, s.outpoint).toFixed(6)}`);
     lines.push(`duration ${Math.max(0.001, (next ? next.start : s.end) - s.start).toFixed(6)}`);
   });
   return `${lines.join('\n')}\n`;
@@ -129,7 +132,7 @@ function mixTo(labels: string[], out: string, seconds: number): string {
 }
 
 /** Stereo voice of the whole recording on its timeline (end user left, agents right), lossless. */
-export function voiceMixArgs(inputs: Array<AssemblyInput & { left: boolean }>, seconds: number, outFile: string): string[] {
+export function voiceMixArgs(inputs: Array<AssemblyInput & { left: boolean }>, seconds: number, outFile: string, pauses: Array<[number, number]> = []): string[] {
   const args = ['-hide_banner', '-loglevel', 'error', '-y'];
   const graph: string[] = [];
   const left: string[] = [];
@@ -143,7 +146,9 @@ export function voiceMixArgs(inputs: Array<AssemblyInput & { left: boolean }>, s
     (source.left ? left : right).push(`a${i}`);
   });
   graph.push(mixTo(left, 'left', seconds), mixTo(right, 'right', seconds));
-  graph.push('[left][right]join=inputs=2:channel_layout=stereo:map=0.0-FL|1.0-FR[voice]');
+  // Paused intervals are silence whatever reached the recorder (belt and braces for PCI).
+  const mute = pauses.length ? `,volume=volume=0:enable='${pauses.map(([a, b]) => `between(t,${a.toFixed(3)},${b.toFixed(3)})`).join('+')}'` : '';
+  graph.push(`[left][right]join=inputs=2:channel_layout=stereo:map=0.0-FL|1.0-FR${mute}[voice]`);
   args.push('-filter_complex', graph.join(';'), '-map', '[voice]', '-c:a', 'flac', outFile);
   return args;
 }
