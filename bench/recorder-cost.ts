@@ -65,22 +65,18 @@ try {
       senders.push(spawn('ffmpeg', ['-loglevel', 'error', '-re', '-stream_loop', '-1', '-i', file, '-c', 'copy', '-payload_type', String(stream.payloadType), '-f', 'rtp', `rtp://127.0.0.1:${stream.port}?rtcpport=${stream.port + 1}`], { stdio: 'ignore' }));
     }
   }
-  const step = (what: string) => process.env.BENCH_DEBUG && console.error(what);
-  step('capturing');
   const before = await Promise.all(captures.map((c) => cpuTimes(c.child.pid!)));
   const started = Date.now();
   await new Promise((r) => setTimeout(r, SECONDS * 1000));
   const after = await Promise.all(captures.map((c) => cpuTimes(c.child.pid!)));
   const wall = (Date.now() - started) / 1000;
   for (const s of senders) s.kill('SIGKILL');
-  step('stopping');
   // Twice: without input, ffmpeg only stops waiting for it at the second (see RecordingJob).
   for (const { child } of captures) child.kill('SIGINT');
   await new Promise((r) => setTimeout(r, 200));
   for (const { child } of captures) child.kill('SIGINT');
   await Promise.all(captures.map((c) => c.exited));
 
-  step('stopped');
   const captureCpu = after.reduce((sum, a, i) => sum + a.user + a.system - before[i]!.user - before[i]!.system, 0);
   const streamMinutes = (captures.length * 2 * wall) / 60;
   // Each capture's segments end where the clock says they should: the recording kept up.
@@ -100,10 +96,10 @@ try {
     childCpuSeconds(voiceMixArgs([{ ...voice, left: true }], recorded[0]!, 'timeline.mka'), dir) +
     childCpuSeconds(voiceEncodeArgs('timeline.mka', [], 'voice.mp3', 'voice.webm'), dir) +
     childCpuSeconds(remuxArgs(camera, 'camera.webm'), dir);
-  step('assembled');
   const transcode = childCpuSeconds(mp4Args('camera.webm', 'timeline.mka', 'camera.mp4'), dir);
 
   const perStreamMinute = captureCpu / streamMinutes;
+  // CPU seconds a recorded minute of one call (voice + camera) costs in all, capture and assembly.
   const perRecordingMinute = 2 * perStreamMinute + assembly / minutes;
   console.log(JSON.stringify({
     benchmark: 'recorder_cost',
@@ -114,11 +110,14 @@ try {
     captures_kept_up: keptUp,
     assembly_cpu_s_per_recorded_minute: +(assembly / minutes).toFixed(2),
     mp4_transcode_cpu_s_per_recorded_minute: +(transcode / minutes).toFixed(1),
-    remux_recordings_per_core: Math.floor(60 / perRecordingMinute),
-    mp4_recordings_per_core: Math.floor(60 / (perRecordingMinute + transcode / minutes)),
+    // Captures run during the call; assembly and transcode once, after it.
+    concurrent_recordings_per_core: Math.floor(60 / (2 * perStreamMinute)),
+    recorded_minutes_per_core_minute_with_assembly: +(60 / perRecordingMinute).toFixed(1),
+    recorded_minutes_per_core_minute_with_mp4: +(60 / (perRecordingMinute + transcode / minutes)).toFixed(1),
   }));
 } finally {
   for (const s of senders) s.kill('SIGKILL');
   for (const c of captures) c.child.kill('SIGKILL');
-  rmSync(work, { recursive: true, force: true });
+  if (!process.env.BENCH_KEEP) rmSync(work, { recursive: true, force: true });
+  else console.error(work);
 }

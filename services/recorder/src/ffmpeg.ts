@@ -169,7 +169,7 @@ export function voiceEncodeArgs(timelineFile: string, cuts: Array<[number, numbe
 export function mp4Args(videoFile: string, timelineFile: string, outFile: string): string[] {
   return [
     '-hide_banner', '-loglevel', 'error', '-y', '-copyts', '-i', videoFile, '-i', timelineFile,
-    '-map', '0:v', '-map', '1:a', '-c:v', 'libx264', '-preset', 'veryfast', '-crf', '23', '-pix_fmt', 'yuv420p',
+    '-map', '0:v', '-map', '1:a', '-fps_mode', 'passthrough', '-c:v', 'libx264', '-preset', 'veryfast', '-crf', '23', '-pix_fmt', 'yuv420p',
     '-c:a', 'aac', '-b:a', '128k', '-movflags', '+faststart', outFile,
   ];
 }
