@@ -1,2 +1,3 @@
 export * from './SfuDirectory.js';
 export * from './RecorderDirectory.js';
+export * from './ParticipantStore.js';

@@ -5,7 +5,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { Subscription } from '@nats-io/transport-node';
 import { ParticipantRecord, RecordingReady, RoomEvent } from '@gateway/proto/gateway/events/v1/events';
 import { RecordingJobRecord, RecordingState, type Recording, type RecordingOptions } from '@gateway/proto/gateway/recorder/v1/recorder';
-import { RecorderDirectory, SfuDirectory, type RecorderNodeInfo, type RoomRecording } from '@gateway/cluster';
+import { ParticipantStore, RecorderDirectory, SfuDirectory, type RecorderNodeInfo, type RoomRecording } from '@gateway/cluster';
 import {
   ArtifactStore,
   ErrorCode,
@@ -66,7 +66,7 @@ export class RecorderNode {
     private readonly recorders: RecorderDirectory,
     private readonly store: ArtifactStore,
     private readonly records: KV,
-    private readonly participants: KV,
+    private readonly participants: ParticipantStore,
     private readonly log: Logger,
   ) {
     const jobs = this.jobs;
@@ -104,7 +104,7 @@ export class RecorderNode {
       await RecorderDirectory.open(nc, config.grpcTls),
       await ArtifactStore.open(nc, new StaticKeyring(config.tenantKeys)),
       await openBucket(nc, buckets.recordings),
-      await openBucket(nc, buckets.participants),
+      await ParticipantStore.open(nc),
       log,
     );
     const grpc = await startGrpcServer((server) => registerRecorderService(server, node, log), config.grpcHost, config.grpcPort, grpcServerCredentials(config.grpcTls));
@@ -331,11 +331,8 @@ export class RecorderNode {
     await this.announce(recording);
   }
 
-  private async roomParticipants(tenant: string, room: string): Promise<ParticipantRecord[]> {
-    const keys: string[] = [];
-    for await (const key of await this.participants.keys(kvKeys.participantsOfRoom(tenant, room))) keys.push(key);
-    const entries = await Promise.all(keys.map((key) => this.participants.get(key)));
-    return entries.filter((e) => e && e.operation === 'PUT' && e.length > 0).map((e) => ParticipantRecord.decode(e!.value)).filter((r) => r.info);
+  private roomParticipants(tenant: string, room: string): Promise<ParticipantRecord[]> {
+    return this.participants.list(tenant, room);
   }
 
   /** recording.ready for crm-sync, with the participants' references and nothing else about them. */

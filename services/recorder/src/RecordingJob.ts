@@ -5,7 +5,7 @@ import path from 'node:path';
 import { MediaKind, TrackSource, type ProducerInfo, type SfuClient } from '@gateway/proto/gateway/sfu/v1/sfu';
 import { RecordingState, type Recording, type RecordingJobRecord, type RecordingOptions, type Segment, type TappedStream } from '@gateway/proto/gateway/recorder/v1/recorder';
 import { ErrorCode, GatewayError, TypedEmitter, callUnary, newId, type ArtifactStore, type Logger } from '@gateway/common';
-import { buildSdp, captureArgs, parseCaptureStart, parseSegmentList, segmentNames, type CaptureStream } from './ffmpeg.js';
+import { buildSdp, captureArgs, lastLogLine, parseCaptureStart, parseSegmentList, segmentNames, type CaptureStream } from './ffmpeg.js';
 import { assembleRecording } from './assemble.js';
 
 const sourceNames: Record<number, string> = {
@@ -238,7 +238,7 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
     const now = Date.now();
     this.restarts.push(now);
     while (this.restarts.length && now - this.restarts[0]! > 60_000) this.restarts.shift();
-    const reason = `capture exited (${capture.child.exitCode ?? capture.child.signalCode}): ${lastLine(capture.log)}`;
+    const reason = `capture exited (${capture.child.exitCode ?? capture.child.signalCode}): ${lastLogLine(capture.log)}`;
     this.ctx.log.warn({ recordingId: this.recording.recordingId, reason }, 'capture failed');
     if (this.restarts.length > MAX_RESTARTS_PER_MINUTE) {
       void this.stop('', reason);
@@ -363,9 +363,6 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
   }
 }
 
-function lastLine(text: string): string {
-  return text.trim().split('\n').pop()?.slice(0, 300) ?? '';
-}
 
 /** An even port whose successor is free too (RTP and RTCP), picked by the kernel. */
 async function freePortPair(): Promise<number> {

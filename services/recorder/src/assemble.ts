@@ -5,7 +5,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Artifact, RecordingJobRecord, Segment } from '@gateway/proto/gateway/recorder/v1/recorder';
 import { newId, type ArtifactStore } from '@gateway/common';
-import { concatList, mp4Args, remuxArgs, voiceEncodeArgs, voiceMixArgs, type AssemblyInput } from './ffmpeg.js';
+import { concatList, lastLogLine, mp4Args, remuxArgs, voiceEncodeArgs, voiceMixArgs, type AssemblyInput } from './ffmpeg.js';
 
 const run = promisify(execFile);
 
@@ -68,7 +68,7 @@ export async function assembleRecording(options: AssemblyOptions): Promise<{ art
   }
 
   const outputs: Output[] = [];
-  const failed = (what: string, error: unknown) => problems.push(`${what}: ${lastLine((error as { stderr?: string }).stderr ?? String(error))}`);
+  const failed = (what: string, error: unknown) => problems.push(`${what}: ${lastLogLine((error as { stderr?: string }).stderr ?? String(error))}`);
   const timeline = 'voice-timeline.mka';
   let haveTimeline = false;
   const voices = record.streams.filter((s) => s.kind === 'audio' && inputs.has(s.streamId));
@@ -138,6 +138,3 @@ async function durationMs(ffprobe: string, file: string): Promise<number> {
   }
 }
 
-function lastLine(text: string): string {
-  return text.trim().split('\n').pop()?.slice(0, 300) ?? '';
-}

@@ -69,6 +69,11 @@ export function captureArgs(streams: CaptureStream[], sdpFile: string, capture: 
   return args;
 }
 
+/** The last line ffmpeg logged: the reason it failed, for the recording's metadata. */
+export function lastLogLine(log: string): string {
+  return log.trim().split('\n').pop()?.slice(0, 300) ?? '';
+}
+
 /** The wall-clock time (Unix seconds) ffmpeg took as the start of the capture's timeline. */
 export function parseCaptureStart(log: string): number | undefined {
   const match = /Input #0[\s\S]*?start: (\d+\.\d+)/.exec(log);

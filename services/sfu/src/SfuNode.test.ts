@@ -21,6 +21,23 @@ const clientCaps = {
   headerExtensions: [],
 };
 
+/** An SFU node in this process, on loopback with free ports, and a gRPC client for it. */
+async function startTestNode(natsUrl: string, nodeId: string, env: Record<string, string> = {}) {
+  const config = readSfuConfig({
+    NATS_URL: natsUrl,
+    SFU_NODE_ID: nodeId,
+    SFU_GRPC_HOST: '127.0.0.1',
+    SFU_GRPC_PORT: '0',
+    SFU_OPS_PORT: '0',
+    SFU_WORKERS: '1',
+    SFU_RTC_PORT_MIN: String(await freePort()),
+    SFU_LISTEN_IP: '127.0.0.1',
+    ...env,
+  });
+  const node = await SfuNode.start(config, createLogger('sfu-test', 'silent'));
+  return { node, client: new SfuClient(node.grpcAddress, grpc.credentials.createInsecure()) };
+}
+
 describe('SFU node with a real mediasoup worker', () => {
   let nats: NatsServer;
   let node: SfuNode;
@@ -31,19 +48,7 @@ describe('SFU node with a real mediasoup worker', () => {
 
   beforeAll(async () => {
     nats = await NatsServer.start();
-    const config = readSfuConfig({
-      NATS_URL: nats.url,
-      SFU_NODE_ID: 'sfu-test-a',
-      SFU_GRPC_HOST: '127.0.0.1',
-      SFU_GRPC_PORT: '0',
-      SFU_OPS_PORT: '0',
-      SFU_WORKERS: '1',
-      SFU_RTC_PORT_MIN: String(await freePort()),
-      SFU_LISTEN_IP: '127.0.0.1',
-      SFU_HEARTBEAT_SECONDS: '0.2',
-    });
-    node = await SfuNode.start(config, createLogger('sfu-test', 'silent'));
-    client = new SfuClient(node.grpcAddress, grpc.credentials.createInsecure());
+    ({ node, client } = await startTestNode(nats.url, 'sfu-test-a', { SFU_HEARTBEAT_SECONDS: '0.2' }));
     nc = await connect({ servers: nats.url });
   });
 
@@ -157,20 +162,7 @@ describe('SFU node timeouts', () => {
 
   beforeAll(async () => {
     nats = await NatsServer.start();
-    const config = readSfuConfig({
-      NATS_URL: nats.url,
-      SFU_NODE_ID: 'sfu-test-timeouts',
-      SFU_GRPC_HOST: '127.0.0.1',
-      SFU_GRPC_PORT: '0',
-      SFU_OPS_PORT: '0',
-      SFU_WORKERS: '1',
-      SFU_RTC_PORT_MIN: String(await freePort()),
-      SFU_LISTEN_IP: '127.0.0.1',
-      SFU_TRANSPORT_ABANDON_SECONDS: '0.5',
-      SFU_ROOM_IDLE_SECONDS: '0.5',
-    });
-    node = await SfuNode.start(config, createLogger('sfu-test', 'silent'));
-    client = new SfuClient(node.grpcAddress, grpc.credentials.createInsecure());
+    ({ node, client } = await startTestNode(nats.url, 'sfu-test-timeouts', { SFU_TRANSPORT_ABANDON_SECONDS: '0.5', SFU_ROOM_IDLE_SECONDS: '0.5' }));
   });
 
   afterAll(async () => {

@@ -18,10 +18,9 @@ import type {
 import { CloseCode } from '@gateway/proto/gateway/signaling/v1/signaling';
 import { ErrorCode, GatewayError, callUnary, type Logger } from '@gateway/common';
 import type { JoinGrant } from './auth/tokens.js';
-import type { RecorderDirectory, SfuDirectory } from '@gateway/cluster';
+import type { ParticipantStore, RecorderDirectory, SfuDirectory } from '@gateway/cluster';
 import type { RecordingOptions } from '@gateway/proto/gateway/recorder/v1/recorder';
 import { startRoomRecording } from './recording.js';
-import type { ParticipantStore } from './rooms/ParticipantStore.js';
 import type { RoomHub } from './rooms/RoomHub.js';
 
 export const PROTOCOL_VERSION = 1;

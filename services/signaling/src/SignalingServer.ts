@@ -18,9 +18,8 @@ import {
 import { recordingOptions, type SignalingConfig } from './config.js';
 import { verifyJoinToken } from './auth/tokens.js';
 import { Session, parseResumeToken, type SessionContext, type SessionLink } from './Session.js';
-import { RecorderDirectory, SfuDirectory } from '@gateway/cluster';
+import { ParticipantStore, RecorderDirectory, SfuDirectory } from '@gateway/cluster';
 import { startRoomRecording } from './recording.js';
-import { ParticipantStore } from './rooms/ParticipantStore.js';
 import { RoomHub } from './rooms/RoomHub.js';
 import { Connection, type SessionBroker } from './ws/Connection.js';
 import { createHttpHandler } from './http/routes.js';

@@ -1,6 +1,8 @@
 import { ParticipantRecord } from '@gateway/proto/gateway/events/v1/events';
 import { buckets, kvKeys, openBucket, type KV, type NatsConnection } from '@gateway/common';
 
+export const DEFAULT_RECORD_REFRESH_MS = 15_000;
+
 /**
  * Live participants in NATS KV, so that any signaling replica can list a room and take a
  * session back on resume. The owning replica refreshes its records; the bucket's TTL removes
@@ -18,7 +20,8 @@ export class ParticipantStore {
     this.staleMs = refreshMs * 3;
   }
 
-  static async open(nc: NatsConnection, refreshMs: number): Promise<ParticipantStore> {
+  /** `refreshMs`: how often signaling replicas refresh their records (SIGNALING_RECORD_REFRESH_SECONDS). */
+  static async open(nc: NatsConnection, refreshMs = DEFAULT_RECORD_REFRESH_MS): Promise<ParticipantStore> {
     // The bucket's TTL removes what even the sweep of the other replicas missed.
     return new ParticipantStore(await openBucket(nc, buckets.participants, { ttlMs: refreshMs * 4 }), refreshMs);
   }
