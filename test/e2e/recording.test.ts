@@ -288,4 +288,57 @@ describe('recording a call', () => {
       await small.stop();
     }
   }, 120_000);
+
+  it('keeps voice and camera in sync: a flash and a beep sent together land within 100 ms', async () => {
+    // A clip with a sync mark every 2 s: a white frame burst and a 1 kHz beep, both 100 ms long.
+    const clipDir = mkdtempSync(path.join(tmpdir(), 'gateway-sync-clip-'));
+    const video = path.join(clipDir, 'sync.y4m');
+    const audio = path.join(clipDir, 'sync.wav');
+    execFileSync('ffmpeg', ['-loglevel', 'error', '-f', 'lavfi', '-i', "color=black:s=640x360:r=30,drawbox=x=0:y=0:w=iw:h=ih:color=white:t=fill:enable='lt(mod(t,2),0.1)'", '-t', '10', '-pix_fmt', 'yuv420p', '-y', video]);
+    execFileSync('ffmpeg', ['-loglevel', 'error', '-f', 'lavfi', '-i', "sine=f=1000:r=48000,volume=volume=0:enable='gte(mod(t,2),0.1)'", '-t', '10', '-y', audio]);
+    const syncBrowser = await launchChromium([`--use-file-for-fake-video-capture=${video}`, `--use-file-for-fake-audio-capture=${audio}`]);
+    try {
+      const room = `rec-sync-${Date.now()}`;
+      const endUser = await syncBrowser.newPage();
+      await endUser.goto(`${signaling.url}/end-user#token=${await demoToken({ room, identity: 'customer-1', role: 'end_user' })}&autojoin=1`);
+      await endUser.waitForFunction(() => (window as any).room?.localTracks.size >= 2);
+      await sleep(1_000);
+      const started: Recording = await callUnary(client, client.startRecording, { tenant: 'demo', room, requestedBy: 'test', options: undefined });
+      await sleep(9_000);
+      const done: Recording = await callUnary(client, client.stopRecording, { tenant: 'demo', recordingId: started.recordingId, requestedBy: 'test' }, 60_000);
+      expect(done.state, done.failureReason).toBe(RecordingState.RECORDING_STATE_COMPLETE);
+      const store = await ArtifactStore.open(nc, new StaticKeyring({ demo: DEMO_TENANT_KEK }));
+      const save = async (contentType: string, name: string) => {
+        const file = path.join(outDir, name);
+        writeFileSync(file, (await store.get('demo', done.artifacts.find((a) => a.contentType === contentType)!.artifactId)).data);
+        return file;
+      };
+      const [voiceFile, cameraFile] = [await save('audio/mpeg', 'sync.mp3'), await save('video/webm', 'sync.webm')];
+      // Both files are on the recording's timeline (-copyts keeps their own timestamps).
+      const flashes: number[] = [];
+      const frames = spawnSync('ffmpeg', ['-hide_banner', '-copyts', '-i', cameraFile, '-vf', 'signalstats,metadata=print:key=lavfi.signalstats.YAVG:file=-', '-f', 'null', '-'], { encoding: 'utf8', maxBuffer: 64 << 20 }).stdout;
+      let bright = false;
+      let time = 0;
+      for (const line of frames.split('\n')) {
+        const t = /pts_time:([\d.]+)/.exec(line);
+        if (t) time = Number(t[1]);
+        const y = /YAVG=([\d.]+)/.exec(line);
+        if (y) {
+          const now = Number(y[1]) > 128;
+          if (now && !bright) flashes.push(time);
+          bright = now;
+        }
+      }
+      const beeps = [...spawnSync('ffmpeg', ['-hide_banner', '-copyts', '-i', voiceFile, '-af', 'pan=mono|c0=c0,silencedetect=n=-40dB:d=0.05', '-f', 'null', '-'], { encoding: 'utf8' }).stderr.matchAll(/silence_end: ([\d.]+)/g)].map((m) => Number(m[1]));
+      expect(flashes.length, 'flashes seen').toBeGreaterThanOrEqual(3);
+      expect(beeps.length, 'beeps heard').toBeGreaterThanOrEqual(3);
+      const offsets = flashes.map((f) => beeps.reduce((best, b) => (Math.abs(b - f) < Math.abs(best) ? b - f : best), Infinity));
+      const median = [...offsets].sort((a, b) => a - b)[Math.floor(offsets.length / 2)]!;
+      console.log(`audio-video offset per sync mark (s, audio minus video): ${offsets.map((o) => o.toFixed(3)).join(' ')}`);
+      expect(Math.abs(median)).toBeLessThan(0.1);
+    } finally {
+      await syncBrowser.close();
+      rmSync(clipDir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
