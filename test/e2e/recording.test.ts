@@ -341,4 +341,37 @@ describe('recording a call', () => {
       rmSync(clipDir, { recursive: true, force: true });
     }
   }, 120_000);
+
+  it('fails a recording cleanly, with the reason, when the work folder runs out of disk space', async () => {
+    // A 256 KiB filesystem for the recorder's work folder: one camera segment in progress fills it.
+    const mount = mkdtempSync(path.join(tmpdir(), 'gateway-tiny-disk-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mount]);
+    const tiny = await startRecorderProcess({ natsUrl: nats.url, workDir: path.join(mount, 'work'), env: { RECORDER_SEGMENT_SECONDS: '30' } });
+    const tinyClient = new RecorderClient(tiny.grpcAddress, grpc.credentials.createInsecure());
+    try {
+      const room = `rec-disk-${Date.now()}`;
+      const { endUser, agent, agentId } = await call(room);
+      const started: Recording = await callUnary(tinyClient, tinyClient.startRecording, { tenant: 'demo', room, requestedBy: agentId, options: undefined });
+      const ref = { tenant: 'demo', recordingId: started.recordingId, requestedBy: agentId };
+      const ended = await waitFor(async () => {
+        const recording: Recording = await callUnary(tinyClient, tinyClient.getRecording, ref);
+        return recording.endedAtMs > 0 ? recording : undefined;
+      }, 60_000, 'the recording ended by the full disk');
+      expect([RecordingState.RECORDING_STATE_FAILED, RecordingState.RECORDING_STATE_PARTIAL]).toContain(ended.state);
+      expect(ended.failureReason).toBe('the recorder ran out of disk space in its work folder');
+      // Everyone was told it stopped, and nothing is left in the work folder.
+      await endUser.waitForFunction(() => (window as any).room.recording?.state === 'stopped');
+      expect(readdirSync(path.join(mount, 'work'))).toEqual([]);
+      // The node itself is fine: it takes the next recording.
+      const next: Recording = await callUnary(tinyClient, tinyClient.startRecording, { tenant: 'demo', room, requestedBy: agentId, options: undefined });
+      await callUnary(tinyClient, tinyClient.stopRecording, { ...ref, recordingId: next.recordingId }, 60_000);
+      await endUser.close();
+      await agent.close();
+    } finally {
+      tinyClient.close();
+      await tiny.stop();
+      execFileSync('umount', [mount]);
+      rmSync(mount, { recursive: true, force: true });
+    }
+  }, 120_000);
 });

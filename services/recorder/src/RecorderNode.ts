@@ -309,7 +309,7 @@ export class RecorderNode {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const endedAtMs = record.segments.reduce((end, s) => Math.max(end, Math.round(s.endS * 1000)), recording.startedAtMs);
     try {
-      const { artifacts, problem } = await assembleRecording({ record, endedAtMs, dir, store: this.store, ffmpeg: this.config.ffmpeg, ffprobe: this.config.ffprobe, maxPartBytes: this.config.maxPartBytes, localFile: () => undefined });
+      const { artifacts, problem } = await assembleRecording({ record, endedAtMs, dir, store: this.store, ffmpeg: this.config.ffmpeg, ffprobe: this.config.ffprobe, maxPartBytes: this.config.maxPartBytes });
       recording.artifacts = artifacts;
       recording.state = artifacts.length > 0 ? RecordingState.RECORDING_STATE_PARTIAL : RecordingState.RECORDING_STATE_FAILED;
       recording.failureReason = ['the recorder running it stopped unexpectedly', problem].filter(Boolean).join('; ');

@@ -15,6 +15,9 @@ const sourceNames: Record<number, string> = {
   [TrackSource.TRACK_SOURCE_SCREEN_AUDIO]: 'screen_audio',
 };
 
+const NO_SPACE = /no space left on device|ENOSPC/i;
+const DISK_FULL = 'the recorder ran out of disk space in its work folder';
+
 /** A capture that fails this many times within a minute ends the recording. */
 const MAX_RESTARTS_PER_MINUTE = 3;
 
@@ -71,7 +74,6 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
   private capture: Capture | undefined;
   private captures = 0;
   private readonly restarts: number[] = [];
-  private readonly plainSegments = new Map<string, string>();
   private poller: NodeJS.Timeout | undefined;
   private recapture: Promise<void> = Promise.resolve();
   private stopping: Promise<Recording> | undefined;
@@ -225,7 +227,8 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
         await this.ctx.store.putFile(this.recording.tenant, objectId, path.join(this.dir, entry.file), 'video/x-matroska');
         const segment: Segment = { streamId: stream.streamId, objectId, startS: capture.start + entry.start, endS: capture.start + entry.end };
         this.record.segments.push(segment);
-        this.plainSegments.set(objectId, entry.file);
+        // Stored encrypted: the plaintext goes at once, so the work folder holds only segments in progress.
+        await rm(path.join(this.dir, entry.file), { force: true });
       }
       capture.taken.set(stream.streamId, Math.max(from, entries.length));
       if (entries.length > from) this.changed();
@@ -238,9 +241,10 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
     const now = Date.now();
     this.restarts.push(now);
     while (this.restarts.length && now - this.restarts[0]! > 60_000) this.restarts.shift();
-    const reason = `capture exited (${capture.child.exitCode ?? capture.child.signalCode}): ${lastLogLine(capture.log)}`;
+    const reason = NO_SPACE.test(capture.log) ? DISK_FULL : `capture exited (${capture.child.exitCode ?? capture.child.signalCode}): ${lastLogLine(capture.log)}`;
     this.ctx.log.warn({ recordingId: this.recording.recordingId, reason }, 'capture failed');
-    if (this.restarts.length > MAX_RESTARTS_PER_MINUTE) {
+    // A full disk stays full: restarting would only fail again.
+    if (reason === DISK_FULL || this.restarts.length > MAX_RESTARTS_PER_MINUTE) {
       void this.stop('', reason);
       return;
     }
@@ -335,10 +339,9 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
         ffmpeg: this.ctx.ffmpeg,
         ffprobe: this.ctx.ffprobe,
         maxPartBytes: this.ctx.maxPartBytes,
-        localFile: (segment) => this.plainSegments.get(segment.objectId),
       });
       this.recording.artifacts = artifacts;
-      const reason = failure || problem;
+      const reason = failure || (NO_SPACE.test(problem) ? DISK_FULL : problem);
       this.recording.failureReason = reason;
       this.recording.state = artifacts.length === 0 ? RecordingState.RECORDING_STATE_FAILED : reason ? RecordingState.RECORDING_STATE_PARTIAL : RecordingState.RECORDING_STATE_COMPLETE;
       // The segments were only there in case this node died; the files replace them.
@@ -346,7 +349,11 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
       this.record.segments = [];
     } catch (error) {
       this.recording.state = RecordingState.RECORDING_STATE_FAILED;
-      this.recording.failureReason = `assembling the recording failed: ${(error as Error).message}`;
+      const message = (error as Error).message;
+      this.recording.failureReason = failure || (NO_SPACE.test(message) || (error as { code?: string }).code === 'ENOSPC' ? DISK_FULL : `assembling the recording failed: ${message}`);
+      // Nothing will be made of the segments now: shred them rather than leave them behind.
+      for (const segment of this.record.segments) await this.ctx.store.delete(this.recording.tenant, segment.objectId).catch(() => undefined);
+      this.record.segments = [];
     } finally {
       await rm(this.dir, { recursive: true, force: true });
     }

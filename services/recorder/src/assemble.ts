@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import { stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import type { Artifact, RecordingJobRecord, Segment } from '@gateway/proto/gateway/recorder/v1/recorder';
+import type { Artifact, RecordingJobRecord } from '@gateway/proto/gateway/recorder/v1/recorder';
 import { newId, type ArtifactStore } from '@gateway/common';
 import { concatList, lastLogLine, mp4Args, remuxArgs, voiceEncodeArgs, voiceMixArgs, type AssemblyInput } from './ffmpeg.js';
 
@@ -19,8 +19,6 @@ export interface AssemblyOptions {
   ffprobe: string;
   /** Files above this are stored as ordered parts. */
   maxPartBytes: number;
-  /** The plaintext copy of a segment still in the working folder, if any. */
-  localFile: (segment: Segment) => string | undefined;
 }
 
 interface Output {
@@ -32,8 +30,8 @@ interface Output {
 
 /**
  * Turns a recording's segments into its files and stores them encrypted: the stereo voice (MP3
- * and Opus/WebM) and one file per camera or screen-share stream. Segments missing from the
- * working folder (a recording finished by another node) are decrypted from the store first.
+ * and Opus/WebM) and one file per camera or screen-share stream, from the segments decrypted
+ * out of the artifact store (the same whether this node captured them or another one did).
  * Returns the artifacts and, when some output could not be made, why.
  */
 export async function assembleRecording(options: AssemblyOptions): Promise<{ artifacts: Artifact[]; problem: string }> {
@@ -51,11 +49,9 @@ export async function assembleRecording(options: AssemblyOptions): Promise<{ art
     if (segments.length === 0) continue;
     const placed = [];
     for (const segment of segments) {
-      let file = options.localFile(segment);
-      if (!file) {
-        file = `restored-${segment.objectId}.mkv`;
-        await writeFile(path.join(dir, file), (await store.get(recording.tenant, segment.objectId)).data, { mode: 0o600 });
-      }
+      // Segments are kept only encrypted: decrypt them into the private folder for the assembly.
+      const file = `${segment.objectId}.mkv`;
+      await writeFile(path.join(dir, file), (await store.get(recording.tenant, segment.objectId)).data, { mode: 0o600 });
       const start = segment.startS - startS;
       const end = segment.endS - startS;
       // A capture ends just after its pause began: keep nothing from the pause on.
