@@ -42,7 +42,7 @@ describe('recording controls over signaling', () => {
     nats = await NatsServer.start();
     sfu = await startSfuProcess({ natsUrl: nats.url });
     signaling = await startSignalingProcess({ natsUrl: nats.url, env: { GATEWAY_TENANTS: JSON.stringify([DEMO_TENANT, autoTenant]) } });
-    recorder = await startRecorderProcess({ natsUrl: nats.url, workDir, env: { RECORDER_MAX_JOBS: '1', GATEWAY_TENANT_KEYS: JSON.stringify({ demo: Buffer.alloc(32, 1).toString('base64'), autorec: Buffer.alloc(32, 2).toString('base64') }) } });
+    recorder = await startRecorderProcess({ natsUrl: nats.url, workDir, env: { RECORDER_CPU_BUDGET: '0.1', GATEWAY_TENANT_KEYS: JSON.stringify({ demo: Buffer.alloc(32, 1).toString('base64'), autorec: Buffer.alloc(32, 2).toString('base64') }) } });
   }, 60_000);
 
   afterAll(async () => {
@@ -112,7 +112,7 @@ describe('recording controls over signaling', () => {
   }, 30_000);
 
   it('places recordings on recorders with room for them: a full node passes the job on', async () => {
-    const second = await startRecorderProcess({ natsUrl: nats.url, workDir: mkdtempSync(path.join(tmpdir(), 'gateway-recorder-second-')), env: { RECORDER_MAX_JOBS: '1' } });
+    const second = await startRecorderProcess({ natsUrl: nats.url, workDir: mkdtempSync(path.join(tmpdir(), 'gateway-recorder-second-')), env: { RECORDER_CPU_BUDGET: '0.1' } });
     try {
       const statuses = [];
       for (const name of ['one', 'two', 'three']) {

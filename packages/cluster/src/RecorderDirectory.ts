@@ -6,7 +6,9 @@ export interface RecorderNodeInfo {
   nodeId: string;
   grpcAddress: string;
   jobs: number;
-  maxJobs: number;
+  /** Estimated CPU of the running jobs and the node's budget, in cores. */
+  cpuInUse: number;
+  cpuBudget: number;
   updatedAtMs: number;
 }
 
@@ -52,7 +54,7 @@ export class RecorderDirectory {
     return (await listJson<RecorderNodeInfo>(this.nodes, '>'))
       .map((e) => e.value)
       .filter((n) => now - n.updatedAtMs < RECORDER_NODE_TTL_MS)
-      .sort((a, b) => a.jobs / a.maxJobs - b.jobs / b.maxJobs);
+      .sort((a, b) => a.cpuInUse / a.cpuBudget - b.cpuInUse / b.cpuBudget);
   }
 
   async recordingOf(tenant: string, room: string): Promise<RoomRecording | undefined> {

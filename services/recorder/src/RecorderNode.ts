@@ -1,6 +1,6 @@
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { Subscription } from '@nats-io/transport-node';
 import { ParticipantRecord, RecordingReady, RoomEvent } from '@gateway/proto/gateway/events/v1/events';
@@ -58,6 +58,7 @@ export class RecorderNode {
   private closing: Promise<void> | undefined;
   private readonly ended: Counter<'state'>;
   private readonly storedBytes: Counter;
+  private readonly jobCpu: Histogram;
 
   private constructor(
     readonly config: RecorderConfig,
@@ -79,6 +80,12 @@ export class RecorderNode {
       },
     });
     this.ended = new Counter({ name: 'gateway_recorder_jobs_ended_total', help: 'recording jobs ended, by final state', labelNames: ['state'], registers: [this.metrics] });
+    this.jobCpu = new Histogram({
+      name: 'gateway_recorder_job_cpu_seconds',
+      help: 'CPU seconds the capture of a recording used, per job',
+      buckets: [0.5, 1, 2, 5, 10, 30, 60, 120, 300],
+      registers: [this.metrics],
+    });
     this.storedBytes = new Counter({ name: 'gateway_recorder_stored_bytes_total', help: 'bytes of recordings stored (before encryption)', registers: [this.metrics] });
   }
 
@@ -130,7 +137,9 @@ export class RecorderNode {
     assertSubjectToken('tenant', tenant);
     assertSubjectToken('room', room);
     if (this.closing) throw new GatewayError(ErrorCode.DRAINING, 'this recorder is stopping');
-    if (this.jobs.size >= this.config.maxJobs) throw new GatewayError(ErrorCode.NO_CAPACITY, 'this recorder has no capacity for another recording');
+    if (this.cpuInUse() + this.jobCost(options) > this.config.cpuBudget + 1e-9) {
+      throw new GatewayError(ErrorCode.NO_CAPACITY, 'this recorder has no CPU left for another recording');
+    }
     const nodeId = await this.directory.placementOf(tenant, room);
     const node = nodeId ? await this.directory.node(nodeId) : undefined;
     if (!node) throw new GatewayError(ErrorCode.NOT_FOUND, 'the room is not live');
@@ -159,7 +168,10 @@ export class RecorderNode {
     this.jobs.set(id, job);
     job.on('changed', (record) => void this.save(record));
     job.on('status', (state, by) => void this.announceStatus(job, state, by));
-    job.once('ended', (recording) => void this.onEnded(recording));
+    job.once('ended', (recording) => {
+      this.jobCpu.observe(job.cpuSeconds);
+      void this.onEnded(recording);
+    });
     try {
       await job.start();
     } catch (error) {
@@ -171,6 +183,15 @@ export class RecorderNode {
     }
     this.followRoom(job);
     return job.recording;
+  }
+
+  /** Estimated CPU (cores) a job takes, by what it produces. */
+  private jobCost(options: RecordingOptions | undefined): number {
+    return options?.transcodeMp4 ? this.config.mp4JobCpuCost : this.config.jobCpuCost;
+  }
+
+  private cpuInUse(): number {
+    return [...this.jobs.values()].reduce((sum, job) => sum + this.jobCost(job.recording.options), 0);
   }
 
   /** The job of a recording of this tenant running on this node. */
@@ -240,7 +261,7 @@ export class RecorderNode {
   /** Registers this node with its load; entries expire when the heartbeat stops. */
   private async heartbeat(): Promise<void> {
     if (this.closing) return;
-    const info: RecorderNodeInfo = { nodeId: this.config.nodeId, grpcAddress: this.grpcAddress, jobs: this.jobs.size, maxJobs: this.config.maxJobs, updatedAtMs: Date.now() };
+    const info: RecorderNodeInfo = { nodeId: this.config.nodeId, grpcAddress: this.grpcAddress, jobs: this.jobs.size, cpuInUse: this.cpuInUse(), cpuBudget: this.config.cpuBudget, updatedAtMs: Date.now() };
     await this.recorders.nodes.put(this.config.nodeId, JSON.stringify(info)).catch((error) => this.log.warn({ err: error }, 'recorder heartbeat failed'));
   }
 

@@ -58,6 +58,8 @@ interface Capture {
   start: number | undefined;
   /** Segments of each stream already taken from the list. */
   taken: Map<string, number>;
+  /** CPU seconds ffmpeg had used at the last look (it cannot be read once the process is gone). */
+  cpuSeconds: number;
   stopping: boolean;
 }
 
@@ -75,6 +77,8 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
   private captures = 0;
   private readonly restarts: number[] = [];
   private poller: NodeJS.Timeout | undefined;
+  /** CPU seconds of the captures that have ended. */
+  private endedCapturesCpu = 0;
   private recapture: Promise<void> = Promise.resolve();
   private stopping: Promise<Recording> | undefined;
 
@@ -171,7 +175,7 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
     for (const producer of live) streams.push(await this.tapStream(tapId, producer, roles));
     await writeFile(path.join(this.dir, `capture-${number}.sdp`), buildSdp(streams, this.ctx.rtpIp), { mode: 0o600 });
     const child = spawn(this.ctx.ffmpeg, captureArgs(streams, `capture-${number}.sdp`, number, this.ctx.segmentSeconds), { cwd: this.dir, stdio: ['ignore', 'ignore', 'pipe'] });
-    const capture: Capture = { number, tapId, streams, child, log: '', start: undefined, taken: new Map(), stopping: false, exited: new Promise((resolve) => child.once('exit', () => resolve())) };
+    const capture: Capture = { number, tapId, streams, child, log: '', start: undefined, taken: new Map(), cpuSeconds: 0, stopping: false, exited: new Promise((resolve) => child.once('exit', () => resolve())) };
     child.stderr!.on('data', (chunk: Buffer) => {
       capture.log = (capture.log + chunk.toString()).slice(-20_000);
       capture.start ??= parseCaptureStart(capture.log);
@@ -215,9 +219,16 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
     return { streamId, kind, port, payloadType: codec.payloadType, mimeType: codec.mimeType, clockRate: codec.clockRate, channels: codec.channels, fmtp: fmtp || undefined };
   }
 
+  /** CPU seconds the job's captures have used so far. */
+  get cpuSeconds(): number {
+    return this.endedCapturesCpu + (this.capture?.cpuSeconds ?? 0);
+  }
+
   /** Encrypts every newly completed segment of a capture into the artifact store. */
   private async collectSegments(capture: Capture | undefined): Promise<void> {
-    if (!capture || capture.start === undefined) return;
+    if (!capture) return;
+    capture.cpuSeconds = (await processCpuSeconds(capture.child.pid)) ?? capture.cpuSeconds;
+    if (capture.start === undefined) return;
     for (const stream of capture.streams) {
       const { list } = segmentNames(stream.streamId, capture.number);
       const entries = parseSegmentList(await readFile(path.join(this.dir, list), 'utf8').catch(() => ''));
@@ -236,6 +247,7 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
   }
 
   private onCaptureExit(capture: Capture): void {
+    this.endedCapturesCpu += capture.cpuSeconds;
     if (capture.stopping || this.stopping || this.capture !== capture) return;
     // ffmpeg died on its own: restart it on the same timeline, unless it keeps dying.
     const now = Date.now();
@@ -385,6 +397,15 @@ async function freePortPair(): Promise<number> {
     if ((await portFree(even)) && (await portFree(even + 1))) return even;
   }
   throw new GatewayError(ErrorCode.UNAVAILABLE, 'no free UDP port pair for a recording stream');
+}
+
+/** User and system CPU seconds of a running process, from /proc (Linux); undefined when unknown. */
+async function processCpuSeconds(pid: number | undefined): Promise<number | undefined> {
+  if (!pid) return undefined;
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  const fields = stat?.split(') ')[1]?.split(' ');
+  // utime and stime, in clock ticks of 1/100 s.
+  return fields ? (Number(fields[11]) + Number(fields[12])) / 100 : undefined;
 }
 
 function portFree(port: number): Promise<boolean> {

@@ -22,8 +22,16 @@ const shape = {
   RECORDER_WORK_DIR: env.string(path.join(existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), `gateway-recorder-${process.getuid?.() ?? 0}`)),
   /** Address the SFU sends tapped RTP to: this node's address inside the cluster. */
   RECORDER_RTP_IP: env.string('127.0.0.1'),
-  /** Concurrent jobs this node takes; further starts are refused so another node takes them. */
-  RECORDER_MAX_JOBS: env.positiveInt(Math.max(1, os.availableParallelism() * 4)),
+  /**
+   * Admission by CPU cost, in cores: a job is taken only while the estimated cost of the running
+   * jobs plus its own fits the budget; otherwise NO_CAPACITY and another node takes it. The
+   * costs come from bench/recorder-cost.ts: a capture costs well under 1 % of a core per stream,
+   * assembly a few CPU-seconds per recorded minute at the end, an MP4 transcode about two-thirds
+   * of a core-minute per recorded minute.
+   */
+  RECORDER_CPU_BUDGET: z.coerce.number().positive().default(os.availableParallelism() * 0.8),
+  RECORDER_JOB_CPU_COST: z.coerce.number().positive().default(0.1),
+  RECORDER_MP4_JOB_CPU_COST: z.coerce.number().positive().default(0.7),
   /** Length of the encrypted segments a job stores while it runs: at most this much is lost if the node dies. */
   RECORDER_SEGMENT_SECONDS: env.positiveInt(10),
   /** Files above this are stored as ordered parts (CRM upload limits; Zendesk's is 50 MB). */
@@ -48,7 +56,9 @@ export function readRecorderConfig(source: Record<string, string | undefined> = 
     opsPort: c.RECORDER_OPS_PORT,
     workDir: c.RECORDER_WORK_DIR,
     rtpIp: c.RECORDER_RTP_IP,
-    maxJobs: c.RECORDER_MAX_JOBS,
+    cpuBudget: c.RECORDER_CPU_BUDGET,
+    jobCpuCost: c.RECORDER_JOB_CPU_COST,
+    mp4JobCpuCost: c.RECORDER_MP4_JOB_CPU_COST,
     segmentSeconds: c.RECORDER_SEGMENT_SECONDS,
     maxPartBytes: c.RECORDER_MAX_PART_BYTES,
     ffmpeg: c.RECORDER_FFMPEG,

@@ -6,7 +6,7 @@ runMain(async () => {
   const config = readRecorderConfig();
   const log = createLogger('recorder', config.logLevel);
   const node = await RecorderNode.start(config, log);
-  log.info({ nodeId: config.nodeId, grpcPort: node.grpcPort, opsPort: node.opsPort, maxJobs: config.maxJobs }, 'recorder ready');
+  log.info({ nodeId: config.nodeId, grpcPort: node.grpcPort, opsPort: node.opsPort, cpuBudget: config.cpuBudget }, 'recorder ready');
   // Either signal finishes the running recordings and stores what they have.
   handleSignals(log, (mode) => node.close(mode));
 });
