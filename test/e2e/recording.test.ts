@@ -90,8 +90,10 @@ describe('recording a call', () => {
     expect(started.state).toBe(RecordingState.RECORDING_STATE_RECORDING);
     const at = () => (Date.now() - started.startedAtMs) / 1000;
     const ref = { tenant: 'demo', recordingId: started.recordingId, requestedBy: agentId };
-    // Another tenant cannot touch it.
+    // Another tenant cannot touch it, nor record the room under its own name.
     await expect(callUnary(client, client.pauseRecording, { ...ref, tenant: 'globex' })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(callUnary(client, client.getRecording, { ...ref, tenant: 'globex' })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(callUnary(client, client.startRecording, { tenant: 'globex', room, requestedBy: 'x', options: undefined })).rejects.toMatchObject({ code: 'NOT_FOUND' });
 
     // Producers that appear mid-call are recorded too.
     await sleep(2_000);
@@ -378,4 +380,29 @@ describe('recording a call', () => {
       rmSync(mount, { recursive: true, force: true });
     }
   }, 120_000);
+
+  it('on SIGTERM finishes and stores the recordings in progress, then exits', async () => {
+    const workDir2 = mkdtempSync(path.join(tmpdir(), 'gateway-recorder-term-'));
+    const node = await startRecorderProcess({ natsUrl: nats.url, workDir: workDir2 });
+    const nodeClient = new RecorderClient(node.grpcAddress, grpc.credentials.createInsecure());
+    try {
+      const room = `rec-term-${Date.now()}`;
+      const { endUser, agent, agentId } = await call(room);
+      const started: Recording = await callUnary(nodeClient, nodeClient.startRecording, { tenant: 'demo', room, requestedBy: agentId, options: undefined });
+      await sleep(4_000);
+      expect(await node.stop('SIGTERM', 60_000)).toBe(0);
+      // Any recorder answers for it from the records in KV.
+      const recording: Recording = await callUnary(client, client.getRecording, { tenant: 'demo', recordingId: started.recordingId, requestedBy: '' });
+      expect(recording.state).toBe(RecordingState.RECORDING_STATE_PARTIAL);
+      expect(recording.failureReason).toBe('the recorder stopped');
+      expect(recording.artifacts.find((a) => a.contentType === 'audio/mpeg')!.durationMs).toBeGreaterThan(3_000);
+      expect(readdirSync(workDir2)).toEqual([]);
+      await endUser.close();
+      await agent.close();
+    } finally {
+      nodeClient.close();
+      await node.stop('SIGKILL');
+      rmSync(workDir2, { recursive: true, force: true });
+    }
+  }, 90_000);
 });
