@@ -4,7 +4,7 @@ import { Kvm } from '@nats-io/kv';
 import { NodeInfo } from '@gateway/proto/gateway/sfu/v1/sfu';
 import { buckets } from '@gateway/common';
 import { NatsServer, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
-import { TestClient } from '../support/wsClient.js';
+import { TestClient, TestClients } from '../support/wsClient.js';
 import { demoToken } from '../support/tokens.js';
 
 const opus = { codecs: [{ mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2 }], encodings: [{ ssrc: 1111 }] };
@@ -19,12 +19,8 @@ describe('process failures and shutdown', () => {
   let sfu: Awaited<ReturnType<typeof startSfuProcess>>;
   let sig1: Awaited<ReturnType<typeof startSignalingProcess>>;
   let sig2: Awaited<ReturnType<typeof startSignalingProcess>>;
-  const clients: TestClient[] = [];
-  const open = async (url: string) => {
-    const client = await TestClient.open(url);
-    clients.push(client);
-    return client;
-  };
+  const clients = new TestClients();
+  const open = (url: string) => clients.open(url);
   const nodeInfo = async () => {
     const entry = await (await new Kvm(nc).open(buckets.sfuNodes)).get(sfu.nodeId);
     return entry && entry.length > 0 ? NodeInfo.decode(entry.value) : undefined;
@@ -39,7 +35,7 @@ describe('process failures and shutdown', () => {
   }, 60_000);
 
   afterAll(async () => {
-    for (const c of clients) c.close();
+    clients.closeAll();
     await Promise.all([sig1?.stop(), sig2?.stop()]);
     await sfu?.stop('SIGKILL');
     await nc?.close();

@@ -3,7 +3,7 @@ import { connect } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
 import { buckets, kvKeys } from '@gateway/common';
 import { NatsServer, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
-import { TestClient } from '../support/wsClient.js';
+import { TestClient, TestClients } from '../support/wsClient.js';
 import { demoToken } from '../support/tokens.js';
 
 const opus = { codecs: [{ mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2 }], encodings: [{ ssrc: 1111 }] };
@@ -18,12 +18,8 @@ describe('signaling with two replicas and a real SFU', () => {
   let sfu: Awaited<ReturnType<typeof startSfuProcess>>;
   let sig1: Awaited<ReturnType<typeof startSignalingProcess>>;
   let sig2: Awaited<ReturnType<typeof startSignalingProcess>>;
-  const clients: TestClient[] = [];
-  const open = async (url: string) => {
-    const client = await TestClient.open(url);
-    clients.push(client);
-    return client;
-  };
+  const clients = new TestClients();
+  const open = (url: string) => clients.open(url);
 
   beforeAll(async () => {
     nats = await NatsServer.start();
@@ -33,7 +29,7 @@ describe('signaling with two replicas and a real SFU', () => {
   }, 60_000);
 
   afterAll(async () => {
-    for (const c of clients) c.close();
+    clients.closeAll();
     await Promise.all([sig1?.stop(), sig2?.stop()]);
     await sfu?.stop();
     await nats?.stop();

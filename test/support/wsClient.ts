@@ -63,3 +63,18 @@ export class TestClient {
     this.ws.terminate();
   }
 }
+
+/** Opens clients and remembers them, so a test closes them all at the end. */
+export class TestClients {
+  private readonly all: TestClient[] = [];
+
+  async open(url: string): Promise<TestClient> {
+    const client = await TestClient.open(url);
+    this.all.push(client);
+    return client;
+  }
+
+  closeAll(): void {
+    for (const client of this.all.splice(0)) client.close();
+  }
+}
