@@ -10,3 +10,4 @@ export * from './shutdown.js';
 export * from './ids.js';
 export * from './grpcTls.js';
 export * from './artifacts.js';
+export * from './redaction.js';
