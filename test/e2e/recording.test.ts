@@ -55,6 +55,7 @@ describe('recording a call', () => {
   }, 90_000);
 
   afterAll(async () => {
+    if (process.env.PRINT_SERVICE_LOGS) console.log(recorder?.logs.slice(-6000));
     client?.close();
     await browser?.close();
     await recorder?.stop();

@@ -54,6 +54,7 @@ export class RecorderNode {
   private stopGrpc: (() => Promise<void>) | undefined;
   private stopOps: (() => Promise<void>) | undefined;
   private readonly subscriptions = new Map<string, Subscription>();
+  private readonly statusUpdates = new Map<string, Promise<void>>();
   private readonly timers: NodeJS.Timeout[] = [];
   private closing: Promise<void> | undefined;
   private readonly ended: Counter<'state'>;
@@ -231,14 +232,26 @@ export class RecorderNode {
         } else if (kind === 'roomClosed') {
           void job.stop('', '');
         } else if (kind === 'participantLeft') {
-          if ((await this.roomParticipants(tenant, room)).length === 0) void job.stop('', '');
+          const left = await this.roomParticipants(tenant, room).catch(() => undefined);
+          if (left?.length === 0) void job.stop('', '');
         }
       }
     })();
   }
 
-  /** Tells the room (every participant, through signaling) and keeps the room's recording in KV. */
-  private async announceStatus(job: RecordingJob, state: RecordingStatusName, by: string): Promise<void> {
+  /**
+   * Tells the room (every participant, through signaling) and keeps the room's recording in KV.
+   * A job's updates are applied in order, so a quick stop never lands before its start.
+   */
+  private announceStatus(job: RecordingJob, state: RecordingStatusName, by: string): Promise<void> {
+    const id = job.recording.recordingId;
+    const next = (this.statusUpdates.get(id) ?? Promise.resolve()).then(() => this.applyStatus(job, state, by));
+    this.statusUpdates.set(id, next);
+    if (state === 'stopped') void next.finally(() => this.statusUpdates.get(id) === next && this.statusUpdates.delete(id));
+    return next;
+  }
+
+  private async applyStatus(job: RecordingJob, state: RecordingStatusName, by: string): Promise<void> {
     const { tenant, room, recordingId } = job.recording;
     const key = kvKeys.room(tenant, room);
     try {
@@ -254,8 +267,12 @@ export class RecorderNode {
     } catch (error) {
       this.log.warn({ err: error, recordingId }, 'updating the room recording failed');
     }
-    const event = RoomEvent.encode({ tenant, room, atMs: Date.now(), origin: this.config.nodeId, event: { $case: 'recording', value: { recordingId, state, by } } }).finish();
-    this.nc.publish(subjects.roomEvents(tenant, room), event);
+    try {
+      const event = RoomEvent.encode({ tenant, room, atMs: Date.now(), origin: this.config.nodeId, event: { $case: 'recording', value: { recordingId, state, by } } }).finish();
+      this.nc.publish(subjects.roomEvents(tenant, room), event);
+    } catch (error) {
+      this.log.warn({ err: error, recordingId }, 'telling the room the recording state failed');
+    }
   }
 
   /** Registers this node with its load; entries expire when the heartbeat stops. */

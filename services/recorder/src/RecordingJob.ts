@@ -61,6 +61,8 @@ interface Capture {
   /** CPU seconds ffmpeg had used at the last look (it cannot be read once the process is gone). */
   cpuSeconds: number;
   stopping: boolean;
+  /** Collections of this capture's segments run one at a time (each segment is stored once). */
+  collecting: Promise<void>;
 }
 
 /**
@@ -175,7 +177,7 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
     for (const producer of live) streams.push(await this.tapStream(tapId, producer, roles));
     await writeFile(path.join(this.dir, `capture-${number}.sdp`), buildSdp(streams, this.ctx.rtpIp), { mode: 0o600 });
     const child = spawn(this.ctx.ffmpeg, captureArgs(streams, `capture-${number}.sdp`, number, this.ctx.segmentSeconds), { cwd: this.dir, stdio: ['ignore', 'ignore', 'pipe'] });
-    const capture: Capture = { number, tapId, streams, child, log: '', start: undefined, taken: new Map(), cpuSeconds: 0, stopping: false, exited: new Promise((resolve) => child.once('exit', () => resolve())) };
+    const capture: Capture = { number, tapId, streams, child, log: '', start: undefined, taken: new Map(), cpuSeconds: 0, stopping: false, collecting: Promise.resolve(), exited: new Promise((resolve) => child.once('exit', () => resolve())) };
     child.stderr!.on('data', (chunk: Buffer) => {
       capture.log = (capture.log + chunk.toString()).slice(-20_000);
       capture.start ??= parseCaptureStart(capture.log);
@@ -225,8 +227,14 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
   }
 
   /** Encrypts every newly completed segment of a capture into the artifact store. */
-  private async collectSegments(capture: Capture | undefined): Promise<void> {
-    if (!capture) return;
+  private collectSegments(capture: Capture | undefined): Promise<void> {
+    if (!capture) return Promise.resolve();
+    const run = capture.collecting.catch(() => undefined).then(() => this.collectNewSegments(capture));
+    capture.collecting = run;
+    return run;
+  }
+
+  private async collectNewSegments(capture: Capture): Promise<void> {
     capture.cpuSeconds = (await processCpuSeconds(capture.child.pid)) ?? capture.cpuSeconds;
     if (capture.start === undefined) return;
     for (const stream of capture.streams) {
@@ -260,7 +268,9 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
       void this.stop('', reason);
       return;
     }
-    void this.collectSegments(capture).finally(() => this.refreshStreams());
+    void this.collectSegments(capture)
+      .catch((error) => this.ctx.log.warn({ err: error, recordingId: this.recording.recordingId }, 'collecting segments failed'))
+      .finally(() => this.refreshStreams());
   }
 
   /**
