@@ -55,6 +55,8 @@ export class RecorderNode {
   private stopOps: (() => Promise<void>) | undefined;
   private readonly subscriptions = new Map<string, Subscription>();
   private readonly statusUpdates = new Map<string, Promise<void>>();
+  /** Ended jobs until recording.ready is out, so StopRecording can answer after it. */
+  private readonly announced = new Map<string, Promise<void>>();
   private readonly timers: NodeJS.Timeout[] = [];
   private closing: Promise<void> | undefined;
   private readonly ended: Counter<'state'>;
@@ -171,7 +173,9 @@ export class RecorderNode {
     job.on('status', (state, by) => void this.announceStatus(job, state, by));
     job.once('ended', (recording) => {
       this.jobCpu.observe(job.cpuSeconds);
-      void this.onEnded(recording);
+      const ended = this.onEnded(recording);
+      this.announced.set(id, ended);
+      void ended.finally(() => setTimeout(() => this.announced.delete(id), 60_000).unref());
     });
     try {
       await job.start();
@@ -380,11 +384,26 @@ export class RecorderNode {
     const contacts = people
       .filter((p) => recording.participantIds.includes(p.info!.participantId))
       .map((p) => ({ participantId: p.info!.participantId, role: p.info!.role, externalId: p.info!.identity, crmContactId: '' }));
-    try {
-      await jetstream(this.nc).publish(subjects.recordingReady(recording.tenant), RecordingReady.encode({ recording, contacts }).finish(), { msgID: recording.recordingId });
-    } catch (error) {
-      this.log.error({ err: error, recordingId: recording.recordingId }, 'announcing recording.ready failed');
+    const payload = RecordingReady.encode({ recording, contacts }).finish();
+    // The message id makes a retry after a lost acknowledgement land only once.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await jetstream(this.nc).publish(subjects.recordingReady(recording.tenant), payload, { msgID: recording.recordingId, timeout: 10_000 });
+        return;
+      } catch (error) {
+        this.log.error({ err: error, recordingId: recording.recordingId, attempt }, 'announcing recording.ready failed');
+        if (attempt >= 5 || this.nc.isClosed()) return;
+        await new Promise((r) => setTimeout(r, 500 * 2 ** attempt));
+      }
     }
+  }
+
+  /** Stops a recording and resolves once it is stored and announced. */
+  async stopRecording(tenant: string, recordingId: string, by: string): Promise<Recording> {
+    const job = this.job(tenant, recordingId);
+    const recording = await job.stop(by);
+    await this.announced.get(recordingId);
+    return recording;
   }
 
   /**

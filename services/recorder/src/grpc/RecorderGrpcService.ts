@@ -13,7 +13,7 @@ export function registerRecorderService(server: grpc.Server, node: RecorderNode,
     startRecording: async (req: StartRecordingRequest) => node.startRecording(required(req.tenant, 'tenant'), required(req.room, 'room'), req.requestedBy, req.options),
     pauseRecording: async (req: RecordingRef) => node.job(required(req.tenant, 'tenant'), required(req.recordingId, 'recordingId')).pause(req.requestedBy),
     resumeRecording: async (req: RecordingRef) => node.job(required(req.tenant, 'tenant'), required(req.recordingId, 'recordingId')).resume(req.requestedBy),
-    stopRecording: async (req: RecordingRef) => node.job(required(req.tenant, 'tenant'), required(req.recordingId, 'recordingId')).stop(req.requestedBy),
+    stopRecording: async (req: RecordingRef) => node.stopRecording(required(req.tenant, 'tenant'), required(req.recordingId, 'recordingId'), req.requestedBy),
     getRecording: async (req: RecordingRef) => node.getRecording(required(req.tenant, 'tenant'), required(req.recordingId, 'recordingId')),
   };
   server.addService(
