@@ -13,6 +13,9 @@ apt_packages=(
   nats-server chromium protobuf-compiler libprotobuf-dev curl openssl ffmpeg
   g++ make pkg-config meson ninja-build
   libssl-dev libuv1-dev libusrsctp-dev libabsl-dev libflatbuffers-dev flatbuffers-compiler
+  # The SFU cost benchmark's subscribers: GStreamer's webrtcbin driven from Python.
+  python3-gi gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-nice
 )
 missing=()
 for pkg in "${apt_packages[@]}"; do

@@ -11,6 +11,8 @@ export interface RoomTimeouts {
   idleMs: number;
   /** A transport that never connects, or whose ICE stays disconnected, is closed after this long. */
   abandonedTransportMs: number;
+  /** ICE consent timeout in seconds (mediasoup's iceConsentTimeout); 0 disables it. */
+  iceConsentTimeoutSeconds: number;
 }
 
 /** One recording's streams: a plain RTP transport and a consumer per producer. */
@@ -86,6 +88,7 @@ export class Room extends TypedEmitter<RoomEvents> {
       enableTcp: true,
       preferUdp: true,
       initialAvailableOutgoingBitrate: 1_000_000,
+      iceConsentTimeout: this.timeouts.iceConsentTimeoutSeconds,
       appData: { participantId, direction },
     });
     this.transports.set(transport.id, transport);

@@ -25,6 +25,8 @@ const shape = {
   SFU_DRAIN_GRACE_SECONDS: env.seconds(1800),
   SFU_ROOM_IDLE_SECONDS: env.seconds(30),
   SFU_TRANSPORT_ABANDON_SECONDS: env.seconds(90),
+  /** ICE consent (RFC 7675): a transport without STUN requests for this long is disconnected; 0 disables it. */
+  SFU_ICE_CONSENT_TIMEOUT_SECONDS: env.seconds(30),
   ...grpcTlsShape,
   SFU_WORKER_LOG_LEVEL: z.enum(['debug', 'warn', 'error', 'none']).default('warn'),
 };
@@ -50,7 +52,7 @@ export function readSfuConfig(source: Record<string, string | undefined> = proce
     heartbeatMs: c.SFU_HEARTBEAT_SECONDS * 1000,
     registryTtlMs: c.SFU_REGISTRY_TTL_SECONDS * 1000,
     drainGraceMs: c.SFU_DRAIN_GRACE_SECONDS * 1000,
-    roomTimeouts: { idleMs: c.SFU_ROOM_IDLE_SECONDS * 1000, abandonedTransportMs: c.SFU_TRANSPORT_ABANDON_SECONDS * 1000 },
+    roomTimeouts: { idleMs: c.SFU_ROOM_IDLE_SECONDS * 1000, abandonedTransportMs: c.SFU_TRANSPORT_ABANDON_SECONDS * 1000, iceConsentTimeoutSeconds: Math.round(c.SFU_ICE_CONSENT_TIMEOUT_SECONDS) },
     workerLogLevel: c.SFU_WORKER_LOG_LEVEL,
   };
 }
