@@ -1,5 +1,6 @@
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV } from '@nats-io/kv';
+import { jetstreamManager, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 
 export type { NatsConnection, KV };
@@ -48,4 +49,16 @@ export async function listJson<T>(kv: KV, filter: string): Promise<Array<{ key: 
     out.push({ key: entry.key, value: entry.json<T>(), revision: entry.revision });
   }
   return out;
+}
+
+/**
+ * Creates a JetStream stream when missing (idempotent across replicas): another process may
+ * have created it first, which is fine.
+ */
+export async function ensureStream(nc: NatsConnection, stream: { name: string; subjects: readonly string[] }, options: Partial<StreamConfig> = {}): Promise<JetStreamManager> {
+  const jsm = await jetstreamManager(nc);
+  await jsm.streams.add({ ...options, name: stream.name, subjects: [...stream.subjects] }).catch(async (error) => {
+    if (!(await jsm.streams.info(stream.name).catch(() => undefined))) throw error;
+  });
+  return jsm;
 }

@@ -20,11 +20,19 @@ export const subjects = {
   sessionTakeover: (tenant: string, participantId: string) => `gateway.${tenant}.session.${participantId}.takeover`,
   /** RecordingReady (gateway.events.v1), on the recordings stream. */
   recordingReady: (tenant: string) => `gateway.${tenant}.recording.ready`,
+  /** ChatSealed entries of a room's conversation, on the chat stream. */
+  chat: (tenant: string, room: string) => `gateway.${tenant}.chat.${room}`,
+  /** TranscriptReady (gateway.events.v1), on the transcripts stream. */
+  transcriptReady: (tenant: string) => `gateway.${tenant}.transcript.ready`,
 } as const;
 
 export const streams = {
   /** Finished recordings for crm-sync: `gateway.*.recording.ready`. */
   recordings: { name: 'GATEWAY_RECORDINGS', subjects: ['gateway.*.recording.ready'] },
+  /** Rooms' chat, encrypted, until the conversation's transcript is stored: `gateway.*.chat.*`. */
+  chat: { name: 'GATEWAY_CHAT', subjects: ['gateway.*.chat.*'] },
+  /** Transcripts and attachments for crm-sync. */
+  transcripts: { name: 'GATEWAY_TRANSCRIPTS', subjects: ['gateway.*.transcript.ready', 'gateway.*.attachment.ready'] },
 } as const;
 
 export const buckets = {
@@ -44,6 +52,8 @@ export const buckets = {
   recorderNodes: 'gateway_recorder_nodes',
   /** The recording of a room: key = `${tenant}.${room}`, JSON { recordingId, nodeId, grpcAddress, state }. */
   roomRecordings: 'gateway_room_recordings',
+  /** Data key of a room's conversation: key = `${tenant}.${room}`, value = ChatKeyRecord (gateway.events.v1). */
+  chatKeys: 'gateway_chat_keys',
 } as const;
 
 export const kvKeys = {

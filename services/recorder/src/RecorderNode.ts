@@ -1,7 +1,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { jetstream } from '@nats-io/jetstream';
 import type { Subscription } from '@nats-io/transport-node';
 import { ParticipantRecord, RecordingReady, RoomEvent } from '@gateway/proto/gateway/events/v1/events';
 import { RecordingJobRecord, RecordingState, type Recording, type RecordingOptions } from '@gateway/proto/gateway/recorder/v1/recorder';
@@ -15,6 +15,7 @@ import {
   buckets,
   callUnary,
   connectNats,
+  ensureStream,
   createMetricsRegistry,
   grpcServerCredentials,
   kvKeys,
@@ -102,11 +103,7 @@ export class RecorderNode {
     } catch (error) {
       throw new GatewayError(ErrorCode.UNAVAILABLE, `cannot reach NATS at ${config.natsUrl}`, { cause: error });
     }
-    const jsm = await jetstreamManager(nc);
-    await jsm.streams.add({ name: streams.recordings.name, subjects: [...streams.recordings.subjects] }).catch(async (error) => {
-      // Another node created it first.
-      if (!(await jsm.streams.info(streams.recordings.name).catch(() => undefined))) throw error;
-    });
+    await ensureStream(nc, streams.recordings);
     const node = new RecorderNode(
       config,
       nc,

@@ -7,6 +7,7 @@ import {
   type SfuClient,
 } from '@gateway/proto/gateway/sfu/v1/sfu';
 import type {
+  ChatMessage,
   JoinResponse,
   Notification,
   ParticipantInfo,
@@ -16,7 +17,9 @@ import type {
   TrackInfo,
 } from '@gateway/proto/gateway/signaling/v1/signaling';
 import { CloseCode } from '@gateway/proto/gateway/signaling/v1/signaling';
-import { ErrorCode, GatewayError, callUnary, type Logger } from '@gateway/common';
+import { ErrorCode, GatewayError, callUnary, redact, type Logger, type RedactionPolicy } from '@gateway/common';
+import type { ChatLog } from './chat/ChatLog.js';
+import { RateLimiter } from './ws/RateLimiter.js';
 import type { JoinGrant } from './auth/tokens.js';
 import type { ParticipantStore, RecorderDirectory, SfuDirectory } from '@gateway/cluster';
 import type { RecordingOptions } from '@gateway/proto/gateway/recorder/v1/recorder';
@@ -35,9 +38,15 @@ export interface SessionContext {
   recordingOptions(tenant: string): RecordingOptions;
   store: ParticipantStore;
   hub: RoomHub;
+  chat: ChatLog;
+  chatLimits: { maxChars: number; ratePerSecond: number; rateBurst: number };
+  /** The tenant's chat redaction policy. */
+  redactionPolicy(tenant: string): RedactionPolicy;
   log: Logger;
   /** Called when the session ends or moves to another replica. */
   forget(session: Session): void;
+  /** Called once a participant left the room for good (the room may now be empty). */
+  participantGone(tenant: string, room: string): void;
 }
 
 /** The socket side of a session, implemented by the WebSocket connection. */
@@ -94,6 +103,8 @@ export class Session {
   private ended = false;
   private persistChain: Promise<void> = Promise.resolve();
   private readonly log: Logger;
+  /** Chat has its own budget, well below the request rate limit. */
+  private readonly chatLimiter: RateLimiter;
 
   private constructor(
     private readonly ctx: SessionContext,
@@ -108,6 +119,7 @@ export class Session {
     this.room = grant.room;
     this.resumeHash = resumeHash;
     this.log = ctx.log.child({ participantId: this.participantId, room: `${this.tenant}/${this.room}` });
+    this.chatLimiter = new RateLimiter(ctx.chatLimits.ratePerSecond, ctx.chatLimits.rateBurst);
   }
 
   /** A fresh session after a verified join on the room's node. Returns the resume token too. */
@@ -232,6 +244,7 @@ export class Session {
     await this.persistChain;
     await this.ctx.store.delete(this.tenant, this.room, this.participantId);
     this.ctx.hub.publish(this.tenant, this.room, { $case: 'participantLeft', value: { participantId: this.participantId, reason } });
+    this.ctx.participantGone(this.tenant, this.room);
   }
 
   /** The room's node is gone: tell the client to join again; nothing to close on the SFU. */
@@ -269,6 +282,12 @@ export class Session {
       case 'recording':
         this.link?.notify(e);
         return;
+      case 'chatMessage':
+        this.link?.notify({ $case: 'message', value: e.value });
+        return;
+      case 'messageRedacted':
+        this.link?.notify(e);
+        return;
     }
   }
 
@@ -278,6 +297,7 @@ export class Session {
     resumeToken: string,
     resumeWindowMs: number,
     recording: RecordingStatus | undefined,
+    messages: ChatMessage[],
   ): JoinResponse {
     return {
       participant: { ...this.info, tracks: [...this.tracks.values()] },
@@ -290,6 +310,7 @@ export class Session {
       protocolVersion: PROTOCOL_VERSION,
       transportIds: [...this.transports],
       recording,
+      messages,
     };
   }
 
@@ -437,10 +458,46 @@ export class Session {
       case 'resumeRecording':
       case 'stopRecording':
         return { $case: method.$case, value: await this.controlRecording(method.$case) };
+      case 'sendMessage':
+        return { $case: 'sendMessage', value: await this.sendMessage(method.value.text, method.value.clientMessageId) };
+      case 'redactMessage':
+        await this.redactMessage(method.value.messageId);
+        return { $case: 'redactMessage', value: {} };
       case 'join':
       case 'resume':
         throw new GatewayError(ErrorCode.ALREADY_JOINED, 'this connection already holds a session');
     }
+  }
+
+  /** Redacts, stores, then tells the room; the response is the sender's acknowledgement. */
+  private async sendMessage(text: string, clientMessageId: string): Promise<ChatMessage> {
+    const wait = this.chatLimiter.take();
+    if (wait > 0) throw new GatewayError(ErrorCode.RATE_LIMITED, 'too many messages; slow down', { details: { retryAfterMs: wait } });
+    if (text.trim().length === 0) throw new GatewayError(ErrorCode.BAD_REQUEST, 'text must not be empty');
+    const { maxChars } = this.ctx.chatLimits;
+    if ([...text].length > maxChars) throw new GatewayError(ErrorCode.MESSAGE_TOO_LARGE, `a message holds at most ${maxChars} characters`);
+    if (clientMessageId.length > 64) throw new GatewayError(ErrorCode.BAD_REQUEST, 'clientMessageId holds at most 64 characters');
+    const redacted = redact(text, this.ctx.redactionPolicy(this.tenant));
+    const message = await this.ctx.chat.append(this.tenant, this.room, {
+      participantId: this.participantId,
+      identity: this.info.identity,
+      role: this.info.role,
+      text: redacted.text,
+      clientMessageId,
+      redacted: false,
+      redactedKinds: Object.keys(redacted.counts),
+      redactedBy: '',
+    });
+    this.ctx.hub.publish(this.tenant, this.room, { $case: 'chatMessage', value: message });
+    return message;
+  }
+
+  /** Agents take a message out of the conversation after the fact, for everyone and in storage. */
+  private async redactMessage(messageId: string): Promise<void> {
+    if (this.info.role !== 'agent') throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'only agents may redact messages');
+    if (!messageId) throw new GatewayError(ErrorCode.BAD_REQUEST, 'messageId is required');
+    await this.ctx.chat.redact(this.tenant, this.room, messageId, this.participantId);
+    this.ctx.hub.publish(this.tenant, this.room, { $case: 'messageRedacted', value: { messageId, by: this.participantId } });
   }
 
   /** Recording controls: agents whose token grants canRecord. */

@@ -4,8 +4,10 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { SessionTakeover } from '@gateway/proto/gateway/events/v1/events';
 import { CloseCode, type JoinResponse, type RecordingStatus } from '@gateway/proto/gateway/signaling/v1/signaling';
 import {
+  ArtifactStore,
   ErrorCode,
   GatewayError,
+  StaticKeyring,
   callUnary,
   connectNats,
   createMetricsRegistry,
@@ -15,7 +17,9 @@ import {
   type Logger,
   type NatsConnection,
 } from '@gateway/common';
-import { recordingOptions, type SignalingConfig } from './config.js';
+import { recordingOptions, redactionPolicy, type SignalingConfig } from './config.js';
+import { ChatLog } from './chat/ChatLog.js';
+import { finishConversation } from './chat/transcript.js';
 import { verifyJoinToken } from './auth/tokens.js';
 import { Session, parseResumeToken, type SessionContext, type SessionLink } from './Session.js';
 import { ParticipantStore, RecorderDirectory, SfuDirectory } from '@gateway/cluster';
@@ -52,6 +56,8 @@ export class SignalingServer implements SessionBroker {
     readonly recorders: RecorderDirectory,
     readonly store: ParticipantStore,
     readonly hub: RoomHub,
+    readonly chat: ChatLog,
+    private readonly artifacts: ArtifactStore,
     readonly registry: Registry,
     private readonly log: Logger,
   ) {
@@ -63,10 +69,14 @@ export class SignalingServer implements SessionBroker {
       recordingOptions: (tenant) => recordingOptions(config.tenants.find((t) => t.name === tenant)),
       store,
       hub,
+      chat,
+      chatLimits: config.chat,
+      redactionPolicy: (tenant) => redactionPolicy(config.tenants.find((t) => t.name === tenant)),
       log,
       forget: (session) => {
         if (this.sessions.get(session.participantId) === session) this.sessions.delete(session.participantId);
       },
+      participantGone: (tenant, room) => void this.finishConversationIfEmpty(tenant, room),
     };
     this.metrics = createSignalingMetrics(registry, this);
   }
@@ -82,7 +92,10 @@ export class SignalingServer implements SessionBroker {
     const recorders = await RecorderDirectory.open(nc, config.grpcTls);
     const store = await ParticipantStore.open(nc, config.recordRefreshMs);
     const hub = new RoomHub(nc, config.replicaId, log);
-    const server = new SignalingServer(config, nc, directory, recorders, store, hub, createMetricsRegistry('signaling'), log);
+    const keyring = new StaticKeyring(config.tenantKeys);
+    const chat = await ChatLog.open(nc, keyring);
+    const artifacts = await ArtifactStore.open(nc, keyring);
+    const server = new SignalingServer(config, nc, directory, recorders, store, hub, chat, artifacts, createMetricsRegistry('signaling'), log);
     server.listenForTakeovers();
     server.timers.push(setInterval(() => void server.checkNodes(), NODE_CHECK_MS));
     server.timers.push(setInterval(() => void server.refreshRecords().then(() => server.sweepStaleRecords()), config.recordRefreshMs));
@@ -147,7 +160,8 @@ export class SignalingServer implements SessionBroker {
         if (!(error instanceof GatewayError && error.code === ErrorCode.ALREADY_EXISTS)) this.log.error({ err: error, room: `${grant.tenant}/${grant.room}` }, 'starting the automatic recording failed');
       });
     }
-    return { session, response: session.joinResponse(others, rtpCapabilities ?? {}, resumeToken, this.config.resumeWindowMs, recording) };
+    const messages = await this.chatHistory(grant.tenant, grant.room);
+    return { session, response: session.joinResponse(others, rtpCapabilities ?? {}, resumeToken, this.config.resumeWindowMs, recording, messages) };
   }
 
   async resume(link: SessionLink, resumeToken: string): Promise<{ session: Session; response: JoinResponse }> {
@@ -203,7 +217,8 @@ export class SignalingServer implements SessionBroker {
     const others = (await this.store.list(tenant, room)).filter((r) => r.info && r.info.participantId !== participantId).map((r) => r.info!);
     this.metrics.resumes.inc({ result: 'resumed' });
     this.log.info({ participantId, room: `${tenant}/${room}` }, 'session resumed');
-    return { session, response: session.joinResponse(others, rtpCapabilities ?? {}, resumeToken, this.config.resumeWindowMs, await this.recordingStatus(tenant, room)) };
+    const [recording, messages] = await Promise.all([this.recordingStatus(tenant, room), this.chatHistory(tenant, room)]);
+    return { session, response: session.joinResponse(others, rtpCapabilities ?? {}, resumeToken, this.config.resumeWindowMs, recording, messages) };
   }
 
   /** The room's recording, as a client joining or resuming is told of it. */
@@ -264,11 +279,36 @@ export class SignalingServer implements SessionBroker {
           if (client) await callUnary(client, client.closeParticipant, { room: { tenant, room }, participantId }).catch(() => undefined);
           await this.store.delete(tenant, room, participantId);
           this.hub.publish(tenant, room, { $case: 'participantLeft', value: { participantId, reason: 'disconnected' } });
+          void this.finishConversationIfEmpty(tenant, room);
         }
       } catch (error) {
         this.log.warn({ err: error, room: `${tenant}/${room}` }, 'sweeping stale participants failed');
       }
     }
+  }
+
+  /** The last participant left: the room's conversation becomes its transcript. */
+  private async finishConversationIfEmpty(tenant: string, room: string): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        if ((await this.store.list(tenant, room)).length > 0) return;
+        await finishConversation({ nc: this.nc, chat: this.chat, artifacts: this.artifacts, log: this.log }, tenant, room);
+        return;
+      } catch (error) {
+        // The conversation stays stored (encrypted) until a later attempt or the chat retention.
+        this.log.error({ err: error, room: `${tenant}/${room}`, attempt }, 'storing the transcript failed');
+        if (attempt >= 5 || this.shuttingDown) return;
+        await new Promise((r) => setTimeout(r, 1_000 * 2 ** attempt));
+      }
+    }
+  }
+
+  /** The conversation a joining client is shown; a chat store that does not answer does not stop the join. */
+  private async chatHistory(tenant: string, room: string) {
+    return this.chat.history(tenant, room, this.config.chat.historyLimit).catch((error) => {
+      this.log.warn({ err: error, room: `${tenant}/${room}` }, 'reading the chat history failed');
+      return [];
+    });
   }
 
   private async refreshRecords(): Promise<void> {

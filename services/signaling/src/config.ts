@@ -2,7 +2,7 @@ import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { SUBJECT_TOKEN, env, grpcTlsShape, loadConfig, readGrpcTls } from '@gateway/common';
+import { SUBJECT_TOKEN, defaultRedactionPolicy, env, grpcTlsShape, loadConfig, readGrpcTls, redactionKinds, tenantKeysShape, type RedactionPolicy } from '@gateway/common';
 
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -24,7 +24,20 @@ const tenantSchema = z.object({
       skipPausedAudio: z.boolean().default(false),
     })
     .optional(),
+  /** What chat redaction replaces before a message is stored or shown; every kind by default. */
+  redaction: z
+    .object({
+      kinds: z.array(z.enum(redactionKinds)),
+      /** Country of phone numbers written without +prefix (ISO 3166 alpha-2). */
+      defaultCountry: z.string().length(2).default('US'),
+    })
+    .optional(),
 });
+
+/** The tenant's chat redaction policy. */
+export function redactionPolicy(tenant: Tenant | undefined): RedactionPolicy {
+  return tenant?.redaction ?? defaultRedactionPolicy;
+}
 
 /** What the recorder is told of a tenant's recording policy. */
 export function recordingOptions(tenant: Tenant | undefined) {
@@ -73,6 +86,13 @@ const shape = {
   SIGNALING_PING_INTERVAL_SECONDS: env.seconds(10),
   /** Each replica refreshes its participants' records this often; three missed refreshes make a record stale. */
   SIGNALING_RECORD_REFRESH_SECONDS: z.coerce.number().min(0.5).default(15),
+  /** Chat: longest message in characters, and messages per participant per second (sustained / burst). */
+  SIGNALING_CHAT_MAX_CHARS: env.positiveInt(4000),
+  SIGNALING_CHAT_RATE_PER_SECOND: env.positiveInt(5),
+  SIGNALING_CHAT_RATE_BURST: env.positiveInt(10),
+  /** Messages of the conversation a joining client gets. */
+  SIGNALING_CHAT_HISTORY_LIMIT: env.positiveInt(500),
+  ...tenantKeysShape,
   ...grpcTlsShape,
   SIGNALING_PUBLIC_DIR: env.string(`${repoRoot}services/signaling/public`),
   SIGNALING_SDK_BUNDLE: env.string(`${repoRoot}packages/sdk/dist/gateway.js`),
@@ -101,6 +121,13 @@ export function readSignalingConfig(source: Record<string, string | undefined> =
     pingIntervalMs: c.SIGNALING_PING_INTERVAL_SECONDS * 1000,
     grpcTls: readGrpcTls(c),
     recordRefreshMs: c.SIGNALING_RECORD_REFRESH_SECONDS * 1000,
+    chat: {
+      maxChars: c.SIGNALING_CHAT_MAX_CHARS,
+      ratePerSecond: c.SIGNALING_CHAT_RATE_PER_SECOND,
+      rateBurst: c.SIGNALING_CHAT_RATE_BURST,
+      historyLimit: c.SIGNALING_CHAT_HISTORY_LIMIT,
+    },
+    tenantKeys: c.GATEWAY_TENANT_KEYS,
     publicDir: c.SIGNALING_PUBLIC_DIR,
     sdkBundle: c.SIGNALING_SDK_BUNDLE,
   };

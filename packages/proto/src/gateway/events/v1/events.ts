@@ -6,10 +6,12 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
-import { Recording } from "../../recorder/v1/recorder.js";
+import { Artifact, Recording } from "../../recorder/v1/recorder.js";
 import {
   ActiveSpeaker,
+  ChatMessage,
   Grants,
+  MessageRedacted,
   ParticipantInfo,
   ParticipantLeft,
   ProducerAdded,
@@ -42,6 +44,8 @@ export interface RoomEvent {
     | { $case: "activeSpeaker"; value: ActiveSpeaker }
     | { $case: "roomClosed"; value: RoomClosed }
     | { $case: "recording"; value: RecordingStatus }
+    | { $case: "chatMessage"; value: ChatMessage }
+    | { $case: "messageRedacted"; value: MessageRedacted }
     | undefined;
 }
 
@@ -112,6 +116,40 @@ export interface ContactReference {
   crmContactId: string;
 }
 
+/**
+ * One entry of a room's chat log on the GATEWAY_CHAT stream: a gateway.signaling.v1.ChatMessage
+ * (a later entry with the same message id and redacted set replaces it), sealed with AES-256-GCM
+ * under the conversation's data key.
+ */
+export interface ChatSealed {
+  conversationId: string;
+  iv: Buffer;
+  ciphertext: Buffer;
+  tag: Buffer;
+}
+
+/** The data key of a room's conversation, wrapped by the tenant key (KV gateway_chat_keys). */
+export interface ChatKeyRecord {
+  conversationId: string;
+  kekId: string;
+  /** base64 of the wrapped key, as the Keyring returns it. */
+  wrappedKey: string;
+  startedAtMs: number;
+}
+
+/** A conversation's transcript once its room ended, on the GATEWAY_TRANSCRIPTS stream, for crm-sync. */
+export interface TranscriptReady {
+  tenant: string;
+  room: string;
+  conversationId: string;
+  /** The transcript as JSON ("application/json") and as plain text ("text/plain"), redacted. */
+  artifacts: Artifact[];
+  messageCount: number;
+  startedAtMs: number;
+  endedAtMs: number;
+  contacts: ContactReference[];
+}
+
 function createBaseRoomEvent(): RoomEvent {
   return { tenant: "", room: "", atMs: 0, origin: "", event: undefined };
 }
@@ -157,6 +195,12 @@ export const RoomEvent: MessageFns<RoomEvent> = {
         break;
       case "recording":
         RecordingStatus.encode(message.event.value, writer.uint32(146).fork()).join();
+        break;
+      case "chatMessage":
+        ChatMessage.encode(message.event.value, writer.uint32(154).fork()).join();
+        break;
+      case "messageRedacted":
+        MessageRedacted.encode(message.event.value, writer.uint32(162).fork()).join();
         break;
     }
     return writer;
@@ -279,6 +323,22 @@ export const RoomEvent: MessageFns<RoomEvent> = {
             message.event = { $case: "recording", value: RecordingStatus.decode(reader, reader.uint32()) };
             continue;
           }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.event = { $case: "chatMessage", value: ChatMessage.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.event = { $case: "messageRedacted", value: MessageRedacted.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -335,6 +395,14 @@ export const RoomEvent: MessageFns<RoomEvent> = {
         ? { $case: "roomClosed", value: RoomClosed.fromJSON(object.room_closed) }
         : isSet(object.recording)
         ? { $case: "recording", value: RecordingStatus.fromJSON(object.recording) }
+        : isSet(object.chatMessage)
+        ? { $case: "chatMessage", value: ChatMessage.fromJSON(object.chatMessage) }
+        : isSet(object.chat_message)
+        ? { $case: "chatMessage", value: ChatMessage.fromJSON(object.chat_message) }
+        : isSet(object.messageRedacted)
+        ? { $case: "messageRedacted", value: MessageRedacted.fromJSON(object.messageRedacted) }
+        : isSet(object.message_redacted)
+        ? { $case: "messageRedacted", value: MessageRedacted.fromJSON(object.message_redacted) }
         : undefined,
     };
   },
@@ -371,6 +439,10 @@ export const RoomEvent: MessageFns<RoomEvent> = {
       obj.roomClosed = RoomClosed.toJSON(message.event.value);
     } else if (message.event?.$case === "recording") {
       obj.recording = RecordingStatus.toJSON(message.event.value);
+    } else if (message.event?.$case === "chatMessage") {
+      obj.chatMessage = ChatMessage.toJSON(message.event.value);
+    } else if (message.event?.$case === "messageRedacted") {
+      obj.messageRedacted = MessageRedacted.toJSON(message.event.value);
     }
     return obj;
   },
@@ -436,6 +508,18 @@ export const RoomEvent: MessageFns<RoomEvent> = {
       case "recording": {
         if (object.event?.value !== undefined && object.event?.value !== null) {
           message.event = { $case: "recording", value: RecordingStatus.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "chatMessage": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "chatMessage", value: ChatMessage.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "messageRedacted": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "messageRedacted", value: MessageRedacted.fromPartial(object.event.value) };
         }
         break;
       }
@@ -1249,6 +1333,470 @@ export const ContactReference: MessageFns<ContactReference> = {
     message.role = object.role ?? "";
     message.externalId = object.externalId ?? "";
     message.crmContactId = object.crmContactId ?? "";
+    return message;
+  },
+};
+
+function createBaseChatSealed(): ChatSealed {
+  return { conversationId: "", iv: Buffer.alloc(0), ciphertext: Buffer.alloc(0), tag: Buffer.alloc(0) };
+}
+
+export const ChatSealed: MessageFns<ChatSealed> = {
+  encode(message: ChatSealed, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.conversationId !== "") {
+      writer.uint32(10).string(message.conversationId);
+    }
+    if (message.iv.length !== 0) {
+      writer.uint32(18).bytes(message.iv);
+    }
+    if (message.ciphertext.length !== 0) {
+      writer.uint32(26).bytes(message.ciphertext);
+    }
+    if (message.tag.length !== 0) {
+      writer.uint32(34).bytes(message.tag);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ChatSealed {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseChatSealed();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.conversationId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.iv = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.ciphertext = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.tag = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ChatSealed {
+    return {
+      conversationId: isSet(object.conversationId)
+        ? globalThis.String(object.conversationId)
+        : isSet(object.conversation_id)
+        ? globalThis.String(object.conversation_id)
+        : "",
+      iv: isSet(object.iv) ? Buffer.from(bytesFromBase64(object.iv)) : Buffer.alloc(0),
+      ciphertext: isSet(object.ciphertext) ? Buffer.from(bytesFromBase64(object.ciphertext)) : Buffer.alloc(0),
+      tag: isSet(object.tag) ? Buffer.from(bytesFromBase64(object.tag)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: ChatSealed): unknown {
+    const obj: any = {};
+    if (message.conversationId !== "") {
+      obj.conversationId = message.conversationId;
+    }
+    if (message.iv.length !== 0) {
+      obj.iv = base64FromBytes(message.iv);
+    }
+    if (message.ciphertext.length !== 0) {
+      obj.ciphertext = base64FromBytes(message.ciphertext);
+    }
+    if (message.tag.length !== 0) {
+      obj.tag = base64FromBytes(message.tag);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ChatSealed>, I>>(base?: I): ChatSealed {
+    return ChatSealed.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ChatSealed>, I>>(object: I): ChatSealed {
+    const message = createBaseChatSealed();
+    message.conversationId = object.conversationId ?? "";
+    message.iv = object.iv ?? Buffer.alloc(0);
+    message.ciphertext = object.ciphertext ?? Buffer.alloc(0);
+    message.tag = object.tag ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseChatKeyRecord(): ChatKeyRecord {
+  return { conversationId: "", kekId: "", wrappedKey: "", startedAtMs: 0 };
+}
+
+export const ChatKeyRecord: MessageFns<ChatKeyRecord> = {
+  encode(message: ChatKeyRecord, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.conversationId !== "") {
+      writer.uint32(10).string(message.conversationId);
+    }
+    if (message.kekId !== "") {
+      writer.uint32(18).string(message.kekId);
+    }
+    if (message.wrappedKey !== "") {
+      writer.uint32(26).string(message.wrappedKey);
+    }
+    if (message.startedAtMs !== 0) {
+      writer.uint32(32).int64(message.startedAtMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ChatKeyRecord {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseChatKeyRecord();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.conversationId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.kekId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.wrappedKey = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.startedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ChatKeyRecord {
+    return {
+      conversationId: isSet(object.conversationId)
+        ? globalThis.String(object.conversationId)
+        : isSet(object.conversation_id)
+        ? globalThis.String(object.conversation_id)
+        : "",
+      kekId: isSet(object.kekId)
+        ? globalThis.String(object.kekId)
+        : isSet(object.kek_id)
+        ? globalThis.String(object.kek_id)
+        : "",
+      wrappedKey: isSet(object.wrappedKey)
+        ? globalThis.String(object.wrappedKey)
+        : isSet(object.wrapped_key)
+        ? globalThis.String(object.wrapped_key)
+        : "",
+      startedAtMs: isSet(object.startedAtMs)
+        ? globalThis.Number(object.startedAtMs)
+        : isSet(object.started_at_ms)
+        ? globalThis.Number(object.started_at_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: ChatKeyRecord): unknown {
+    const obj: any = {};
+    if (message.conversationId !== "") {
+      obj.conversationId = message.conversationId;
+    }
+    if (message.kekId !== "") {
+      obj.kekId = message.kekId;
+    }
+    if (message.wrappedKey !== "") {
+      obj.wrappedKey = message.wrappedKey;
+    }
+    if (message.startedAtMs !== 0) {
+      obj.startedAtMs = Math.round(message.startedAtMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ChatKeyRecord>, I>>(base?: I): ChatKeyRecord {
+    return ChatKeyRecord.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ChatKeyRecord>, I>>(object: I): ChatKeyRecord {
+    const message = createBaseChatKeyRecord();
+    message.conversationId = object.conversationId ?? "";
+    message.kekId = object.kekId ?? "";
+    message.wrappedKey = object.wrappedKey ?? "";
+    message.startedAtMs = object.startedAtMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseTranscriptReady(): TranscriptReady {
+  return {
+    tenant: "",
+    room: "",
+    conversationId: "",
+    artifacts: [],
+    messageCount: 0,
+    startedAtMs: 0,
+    endedAtMs: 0,
+    contacts: [],
+  };
+}
+
+export const TranscriptReady: MessageFns<TranscriptReady> = {
+  encode(message: TranscriptReady, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tenant !== "") {
+      writer.uint32(10).string(message.tenant);
+    }
+    if (message.room !== "") {
+      writer.uint32(18).string(message.room);
+    }
+    if (message.conversationId !== "") {
+      writer.uint32(26).string(message.conversationId);
+    }
+    for (const v of message.artifacts) {
+      Artifact.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.messageCount !== 0) {
+      writer.uint32(40).uint32(message.messageCount);
+    }
+    if (message.startedAtMs !== 0) {
+      writer.uint32(48).int64(message.startedAtMs);
+    }
+    if (message.endedAtMs !== 0) {
+      writer.uint32(56).int64(message.endedAtMs);
+    }
+    for (const v of message.contacts) {
+      ContactReference.encode(v!, writer.uint32(66).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TranscriptReady {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTranscriptReady();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tenant = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.room = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.conversationId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.artifacts.push(Artifact.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.messageCount = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.startedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.endedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.contacts.push(ContactReference.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TranscriptReady {
+    return {
+      tenant: isSet(object.tenant) ? globalThis.String(object.tenant) : "",
+      room: isSet(object.room) ? globalThis.String(object.room) : "",
+      conversationId: isSet(object.conversationId)
+        ? globalThis.String(object.conversationId)
+        : isSet(object.conversation_id)
+        ? globalThis.String(object.conversation_id)
+        : "",
+      artifacts: globalThis.Array.isArray(object?.artifacts)
+        ? object.artifacts.map((e: any) => Artifact.fromJSON(e))
+        : [],
+      messageCount: isSet(object.messageCount)
+        ? globalThis.Number(object.messageCount)
+        : isSet(object.message_count)
+        ? globalThis.Number(object.message_count)
+        : 0,
+      startedAtMs: isSet(object.startedAtMs)
+        ? globalThis.Number(object.startedAtMs)
+        : isSet(object.started_at_ms)
+        ? globalThis.Number(object.started_at_ms)
+        : 0,
+      endedAtMs: isSet(object.endedAtMs)
+        ? globalThis.Number(object.endedAtMs)
+        : isSet(object.ended_at_ms)
+        ? globalThis.Number(object.ended_at_ms)
+        : 0,
+      contacts: globalThis.Array.isArray(object?.contacts)
+        ? object.contacts.map((e: any) => ContactReference.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: TranscriptReady): unknown {
+    const obj: any = {};
+    if (message.tenant !== "") {
+      obj.tenant = message.tenant;
+    }
+    if (message.room !== "") {
+      obj.room = message.room;
+    }
+    if (message.conversationId !== "") {
+      obj.conversationId = message.conversationId;
+    }
+    if (message.artifacts?.length) {
+      obj.artifacts = message.artifacts.map((e) => Artifact.toJSON(e));
+    }
+    if (message.messageCount !== 0) {
+      obj.messageCount = Math.round(message.messageCount);
+    }
+    if (message.startedAtMs !== 0) {
+      obj.startedAtMs = Math.round(message.startedAtMs);
+    }
+    if (message.endedAtMs !== 0) {
+      obj.endedAtMs = Math.round(message.endedAtMs);
+    }
+    if (message.contacts?.length) {
+      obj.contacts = message.contacts.map((e) => ContactReference.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TranscriptReady>, I>>(base?: I): TranscriptReady {
+    return TranscriptReady.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TranscriptReady>, I>>(object: I): TranscriptReady {
+    const message = createBaseTranscriptReady();
+    message.tenant = object.tenant ?? "";
+    message.room = object.room ?? "";
+    message.conversationId = object.conversationId ?? "";
+    message.artifacts = object.artifacts?.map((e) => Artifact.fromPartial(e)) || [];
+    message.messageCount = object.messageCount ?? 0;
+    message.startedAtMs = object.startedAtMs ?? 0;
+    message.endedAtMs = object.endedAtMs ?? 0;
+    message.contacts = object.contacts?.map((e) => ContactReference.fromPartial(e)) || [];
     return message;
   },
 };

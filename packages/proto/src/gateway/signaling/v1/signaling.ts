@@ -158,6 +158,12 @@ export interface Request {
     | { $case: "pauseRecording"; value: Empty }
     | { $case: "resumeRecording"; value: Empty }
     | { $case: "stopRecording"; value: Empty }
+    | //
+    /** In-session text chat. */
+    { $case: "sendMessage"; value: SendMessageRequest }
+    | //
+    /** Agents: redact a message after it was sent, for everyone and in the stored copy. */
+    { $case: "redactMessage"; value: RedactMessageRequest }
     | undefined;
 }
 
@@ -189,6 +195,10 @@ export interface Response {
     | { $case: "pauseRecording"; value: RecordingStatus }
     | { $case: "resumeRecording"; value: RecordingStatus }
     | { $case: "stopRecording"; value: RecordingStatus }
+    | //
+    /** The stored message: its server id, timestamp and text as redacted (the delivery ack). */
+    { $case: "sendMessage"; value: ChatMessage }
+    | { $case: "redactMessage"; value: Empty }
     | undefined;
 }
 
@@ -203,6 +213,8 @@ export interface Notification {
     | { $case: "activeSpeaker"; value: ActiveSpeaker }
     | { $case: "rejoinRequired"; value: RejoinRequired }
     | { $case: "recording"; value: RecordingStatus }
+    | { $case: "message"; value: ChatMessage }
+    | { $case: "messageRedacted"; value: MessageRedacted }
     | undefined;
 }
 
@@ -281,7 +293,46 @@ export interface JoinResponse {
   /** Transports this session already has on the SFU (set on resume). */
   transportIds: string[];
   /** The room's recording when it is being recorded (state "started", "paused" or "resumed"). */
-  recording: RecordingStatus | undefined;
+  recording:
+    | RecordingStatus
+    | undefined;
+  /** The room's chat so far, oldest first (the most recent ones when there are many). */
+  messages: ChatMessage[];
+}
+
+export interface SendMessageRequest {
+  text: string;
+  /** Chosen by the client (unique per participant); a retry with the same id is stored once. */
+  clientMessageId: string;
+}
+
+export interface ChatMessage {
+  /** Server-assigned; messages of a room are ordered by it (it grows with every message). */
+  messageId: string;
+  participantId: string;
+  /** The sender's identity from the join token, and role ("agent" | "end_user"). */
+  identity: string;
+  role: string;
+  /** As redacted under the tenant's policy ("[CARD]", "[SSN]", "[PHONE]", "[EMAIL]"). */
+  text: string;
+  sentAtMs: number;
+  clientMessageId: string;
+  /** An agent redacted the whole message after it was sent; text is then empty. */
+  redacted: boolean;
+  /** The kinds replaced by placeholders when it was sent ("card", "ssn", "phone", "email"). */
+  redactedKinds: string[];
+  /** Participant id of the agent who redacted it. */
+  redactedBy: string;
+}
+
+export interface RedactMessageRequest {
+  messageId: string;
+}
+
+export interface MessageRedacted {
+  messageId: string;
+  /** Participant id of the agent who redacted it. */
+  by: string;
 }
 
 export interface CreateTransportRequest {
@@ -472,6 +523,12 @@ export const Request: MessageFns<Request> = {
         break;
       case "stopRecording":
         Empty.encode(message.method.value, writer.uint32(234).fork()).join();
+        break;
+      case "sendMessage":
+        SendMessageRequest.encode(message.method.value, writer.uint32(242).fork()).join();
+        break;
+      case "redactMessage":
+        RedactMessageRequest.encode(message.method.value, writer.uint32(250).fork()).join();
         break;
     }
     return writer;
@@ -667,6 +724,22 @@ export const Request: MessageFns<Request> = {
             message.method = { $case: "stopRecording", value: Empty.decode(reader, reader.uint32()) };
             continue;
           }
+          case 30: {
+            if (tag !== 242) {
+              break;
+            }
+
+            message.method = { $case: "sendMessage", value: SendMessageRequest.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 31: {
+            if (tag !== 250) {
+              break;
+            }
+
+            message.method = { $case: "redactMessage", value: RedactMessageRequest.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -750,6 +823,14 @@ export const Request: MessageFns<Request> = {
         ? { $case: "stopRecording", value: Empty.fromJSON(object.stopRecording) }
         : isSet(object.stop_recording)
         ? { $case: "stopRecording", value: Empty.fromJSON(object.stop_recording) }
+        : isSet(object.sendMessage)
+        ? { $case: "sendMessage", value: SendMessageRequest.fromJSON(object.sendMessage) }
+        : isSet(object.send_message)
+        ? { $case: "sendMessage", value: SendMessageRequest.fromJSON(object.send_message) }
+        : isSet(object.redactMessage)
+        ? { $case: "redactMessage", value: RedactMessageRequest.fromJSON(object.redactMessage) }
+        : isSet(object.redact_message)
+        ? { $case: "redactMessage", value: RedactMessageRequest.fromJSON(object.redact_message) }
         : undefined,
     };
   },
@@ -799,6 +880,10 @@ export const Request: MessageFns<Request> = {
       obj.resumeRecording = Empty.toJSON(message.method.value);
     } else if (message.method?.$case === "stopRecording") {
       obj.stopRecording = Empty.toJSON(message.method.value);
+    } else if (message.method?.$case === "sendMessage") {
+      obj.sendMessage = SendMessageRequest.toJSON(message.method.value);
+    } else if (message.method?.$case === "redactMessage") {
+      obj.redactMessage = RedactMessageRequest.toJSON(message.method.value);
     }
     return obj;
   },
@@ -933,6 +1018,18 @@ export const Request: MessageFns<Request> = {
       case "stopRecording": {
         if (object.method?.value !== undefined && object.method?.value !== null) {
           message.method = { $case: "stopRecording", value: Empty.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "sendMessage": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "sendMessage", value: SendMessageRequest.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "redactMessage": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "redactMessage", value: RedactMessageRequest.fromPartial(object.method.value) };
         }
         break;
       }
@@ -1114,6 +1211,12 @@ export const Response: MessageFns<Response> = {
         break;
       case "stopRecording":
         RecordingStatus.encode(message.result.value, writer.uint32(234).fork()).join();
+        break;
+      case "sendMessage":
+        ChatMessage.encode(message.result.value, writer.uint32(242).fork()).join();
+        break;
+      case "redactMessage":
+        Empty.encode(message.result.value, writer.uint32(250).fork()).join();
         break;
     }
     return writer;
@@ -1308,6 +1411,22 @@ export const Response: MessageFns<Response> = {
             message.result = { $case: "stopRecording", value: RecordingStatus.decode(reader, reader.uint32()) };
             continue;
           }
+          case 30: {
+            if (tag !== 242) {
+              break;
+            }
+
+            message.result = { $case: "sendMessage", value: ChatMessage.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 31: {
+            if (tag !== 250) {
+              break;
+            }
+
+            message.result = { $case: "redactMessage", value: Empty.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1393,6 +1512,14 @@ export const Response: MessageFns<Response> = {
         ? { $case: "stopRecording", value: RecordingStatus.fromJSON(object.stopRecording) }
         : isSet(object.stop_recording)
         ? { $case: "stopRecording", value: RecordingStatus.fromJSON(object.stop_recording) }
+        : isSet(object.sendMessage)
+        ? { $case: "sendMessage", value: ChatMessage.fromJSON(object.sendMessage) }
+        : isSet(object.send_message)
+        ? { $case: "sendMessage", value: ChatMessage.fromJSON(object.send_message) }
+        : isSet(object.redactMessage)
+        ? { $case: "redactMessage", value: Empty.fromJSON(object.redactMessage) }
+        : isSet(object.redact_message)
+        ? { $case: "redactMessage", value: Empty.fromJSON(object.redact_message) }
         : undefined,
     };
   },
@@ -1444,6 +1571,10 @@ export const Response: MessageFns<Response> = {
       obj.resumeRecording = RecordingStatus.toJSON(message.result.value);
     } else if (message.result?.$case === "stopRecording") {
       obj.stopRecording = RecordingStatus.toJSON(message.result.value);
+    } else if (message.result?.$case === "sendMessage") {
+      obj.sendMessage = ChatMessage.toJSON(message.result.value);
+    } else if (message.result?.$case === "redactMessage") {
+      obj.redactMessage = Empty.toJSON(message.result.value);
     }
     return obj;
   },
@@ -1581,6 +1712,18 @@ export const Response: MessageFns<Response> = {
         }
         break;
       }
+      case "sendMessage": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "sendMessage", value: ChatMessage.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "redactMessage": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "redactMessage", value: Empty.fromPartial(object.result.value) };
+        }
+        break;
+      }
     }
     return message;
   },
@@ -1619,6 +1762,12 @@ export const Notification: MessageFns<Notification> = {
         break;
       case "recording":
         RecordingStatus.encode(message.event.value, writer.uint32(74).fork()).join();
+        break;
+      case "message":
+        ChatMessage.encode(message.event.value, writer.uint32(82).fork()).join();
+        break;
+      case "messageRedacted":
+        MessageRedacted.encode(message.event.value, writer.uint32(90).fork()).join();
         break;
     }
     return writer;
@@ -1709,6 +1858,22 @@ export const Notification: MessageFns<Notification> = {
             message.event = { $case: "recording", value: RecordingStatus.decode(reader, reader.uint32()) };
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.event = { $case: "message", value: ChatMessage.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.event = { $case: "messageRedacted", value: MessageRedacted.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1757,6 +1922,12 @@ export const Notification: MessageFns<Notification> = {
         ? { $case: "rejoinRequired", value: RejoinRequired.fromJSON(object.rejoin_required) }
         : isSet(object.recording)
         ? { $case: "recording", value: RecordingStatus.fromJSON(object.recording) }
+        : isSet(object.message)
+        ? { $case: "message", value: ChatMessage.fromJSON(object.message) }
+        : isSet(object.messageRedacted)
+        ? { $case: "messageRedacted", value: MessageRedacted.fromJSON(object.messageRedacted) }
+        : isSet(object.message_redacted)
+        ? { $case: "messageRedacted", value: MessageRedacted.fromJSON(object.message_redacted) }
         : undefined,
     };
   },
@@ -1781,6 +1952,10 @@ export const Notification: MessageFns<Notification> = {
       obj.rejoinRequired = RejoinRequired.toJSON(message.event.value);
     } else if (message.event?.$case === "recording") {
       obj.recording = RecordingStatus.toJSON(message.event.value);
+    } else if (message.event?.$case === "message") {
+      obj.message = ChatMessage.toJSON(message.event.value);
+    } else if (message.event?.$case === "messageRedacted") {
+      obj.messageRedacted = MessageRedacted.toJSON(message.event.value);
     }
     return obj;
   },
@@ -1842,6 +2017,18 @@ export const Notification: MessageFns<Notification> = {
       case "recording": {
         if (object.event?.value !== undefined && object.event?.value !== null) {
           message.event = { $case: "recording", value: RecordingStatus.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "message": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "message", value: ChatMessage.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "messageRedacted": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "messageRedacted", value: MessageRedacted.fromPartial(object.event.value) };
         }
         break;
       }
@@ -2697,6 +2884,7 @@ function createBaseJoinResponse(): JoinResponse {
     protocolVersion: 0,
     transportIds: [],
     recording: undefined,
+    messages: [],
   };
 }
 
@@ -2731,6 +2919,9 @@ export const JoinResponse: MessageFns<JoinResponse> = {
     }
     if (message.recording !== undefined) {
       RecordingStatus.encode(message.recording, writer.uint32(82).fork()).join();
+    }
+    for (const v of message.messages) {
+      ChatMessage.encode(v!, writer.uint32(90).fork()).join();
     }
     return writer;
   },
@@ -2828,6 +3019,14 @@ export const JoinResponse: MessageFns<JoinResponse> = {
             message.recording = RecordingStatus.decode(reader, reader.uint32());
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.messages.push(ChatMessage.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2874,6 +3073,9 @@ export const JoinResponse: MessageFns<JoinResponse> = {
         ? object.transport_ids.map((e: any) => globalThis.String(e))
         : [],
       recording: isSet(object.recording) ? RecordingStatus.fromJSON(object.recording) : undefined,
+      messages: globalThis.Array.isArray(object?.messages)
+        ? object.messages.map((e: any) => ChatMessage.fromJSON(e))
+        : [],
     };
   },
 
@@ -2909,6 +3111,9 @@ export const JoinResponse: MessageFns<JoinResponse> = {
     if (message.recording !== undefined) {
       obj.recording = RecordingStatus.toJSON(message.recording);
     }
+    if (message.messages?.length) {
+      obj.messages = message.messages.map((e) => ChatMessage.toJSON(e));
+    }
     return obj;
   },
 
@@ -2933,6 +3138,506 @@ export const JoinResponse: MessageFns<JoinResponse> = {
     message.recording = (object.recording !== undefined && object.recording !== null)
       ? RecordingStatus.fromPartial(object.recording)
       : undefined;
+    message.messages = object.messages?.map((e) => ChatMessage.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseSendMessageRequest(): SendMessageRequest {
+  return { text: "", clientMessageId: "" };
+}
+
+export const SendMessageRequest: MessageFns<SendMessageRequest> = {
+  encode(message: SendMessageRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.text !== "") {
+      writer.uint32(10).string(message.text);
+    }
+    if (message.clientMessageId !== "") {
+      writer.uint32(18).string(message.clientMessageId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SendMessageRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSendMessageRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.text = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.clientMessageId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SendMessageRequest {
+    return {
+      text: isSet(object.text) ? globalThis.String(object.text) : "",
+      clientMessageId: isSet(object.clientMessageId)
+        ? globalThis.String(object.clientMessageId)
+        : isSet(object.client_message_id)
+        ? globalThis.String(object.client_message_id)
+        : "",
+    };
+  },
+
+  toJSON(message: SendMessageRequest): unknown {
+    const obj: any = {};
+    if (message.text !== "") {
+      obj.text = message.text;
+    }
+    if (message.clientMessageId !== "") {
+      obj.clientMessageId = message.clientMessageId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SendMessageRequest>, I>>(base?: I): SendMessageRequest {
+    return SendMessageRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SendMessageRequest>, I>>(object: I): SendMessageRequest {
+    const message = createBaseSendMessageRequest();
+    message.text = object.text ?? "";
+    message.clientMessageId = object.clientMessageId ?? "";
+    return message;
+  },
+};
+
+function createBaseChatMessage(): ChatMessage {
+  return {
+    messageId: "",
+    participantId: "",
+    identity: "",
+    role: "",
+    text: "",
+    sentAtMs: 0,
+    clientMessageId: "",
+    redacted: false,
+    redactedKinds: [],
+    redactedBy: "",
+  };
+}
+
+export const ChatMessage: MessageFns<ChatMessage> = {
+  encode(message: ChatMessage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.messageId !== "") {
+      writer.uint32(10).string(message.messageId);
+    }
+    if (message.participantId !== "") {
+      writer.uint32(18).string(message.participantId);
+    }
+    if (message.identity !== "") {
+      writer.uint32(26).string(message.identity);
+    }
+    if (message.role !== "") {
+      writer.uint32(34).string(message.role);
+    }
+    if (message.text !== "") {
+      writer.uint32(42).string(message.text);
+    }
+    if (message.sentAtMs !== 0) {
+      writer.uint32(48).int64(message.sentAtMs);
+    }
+    if (message.clientMessageId !== "") {
+      writer.uint32(58).string(message.clientMessageId);
+    }
+    if (message.redacted !== false) {
+      writer.uint32(64).bool(message.redacted);
+    }
+    for (const v of message.redactedKinds) {
+      writer.uint32(74).string(v!);
+    }
+    if (message.redactedBy !== "") {
+      writer.uint32(82).string(message.redactedBy);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ChatMessage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseChatMessage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.messageId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.participantId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.identity = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.role = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.text = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.sentAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.clientMessageId = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.redacted = reader.bool();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.redactedKinds.push(reader.string());
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.redactedBy = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ChatMessage {
+    return {
+      messageId: isSet(object.messageId)
+        ? globalThis.String(object.messageId)
+        : isSet(object.message_id)
+        ? globalThis.String(object.message_id)
+        : "",
+      participantId: isSet(object.participantId)
+        ? globalThis.String(object.participantId)
+        : isSet(object.participant_id)
+        ? globalThis.String(object.participant_id)
+        : "",
+      identity: isSet(object.identity) ? globalThis.String(object.identity) : "",
+      role: isSet(object.role) ? globalThis.String(object.role) : "",
+      text: isSet(object.text) ? globalThis.String(object.text) : "",
+      sentAtMs: isSet(object.sentAtMs)
+        ? globalThis.Number(object.sentAtMs)
+        : isSet(object.sent_at_ms)
+        ? globalThis.Number(object.sent_at_ms)
+        : 0,
+      clientMessageId: isSet(object.clientMessageId)
+        ? globalThis.String(object.clientMessageId)
+        : isSet(object.client_message_id)
+        ? globalThis.String(object.client_message_id)
+        : "",
+      redacted: isSet(object.redacted) ? globalThis.Boolean(object.redacted) : false,
+      redactedKinds: globalThis.Array.isArray(object?.redactedKinds)
+        ? object.redactedKinds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.redacted_kinds)
+        ? object.redacted_kinds.map((e: any) => globalThis.String(e))
+        : [],
+      redactedBy: isSet(object.redactedBy)
+        ? globalThis.String(object.redactedBy)
+        : isSet(object.redacted_by)
+        ? globalThis.String(object.redacted_by)
+        : "",
+    };
+  },
+
+  toJSON(message: ChatMessage): unknown {
+    const obj: any = {};
+    if (message.messageId !== "") {
+      obj.messageId = message.messageId;
+    }
+    if (message.participantId !== "") {
+      obj.participantId = message.participantId;
+    }
+    if (message.identity !== "") {
+      obj.identity = message.identity;
+    }
+    if (message.role !== "") {
+      obj.role = message.role;
+    }
+    if (message.text !== "") {
+      obj.text = message.text;
+    }
+    if (message.sentAtMs !== 0) {
+      obj.sentAtMs = Math.round(message.sentAtMs);
+    }
+    if (message.clientMessageId !== "") {
+      obj.clientMessageId = message.clientMessageId;
+    }
+    if (message.redacted !== false) {
+      obj.redacted = message.redacted;
+    }
+    if (message.redactedKinds?.length) {
+      obj.redactedKinds = message.redactedKinds;
+    }
+    if (message.redactedBy !== "") {
+      obj.redactedBy = message.redactedBy;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ChatMessage>, I>>(base?: I): ChatMessage {
+    return ChatMessage.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ChatMessage>, I>>(object: I): ChatMessage {
+    const message = createBaseChatMessage();
+    message.messageId = object.messageId ?? "";
+    message.participantId = object.participantId ?? "";
+    message.identity = object.identity ?? "";
+    message.role = object.role ?? "";
+    message.text = object.text ?? "";
+    message.sentAtMs = object.sentAtMs ?? 0;
+    message.clientMessageId = object.clientMessageId ?? "";
+    message.redacted = object.redacted ?? false;
+    message.redactedKinds = object.redactedKinds?.map((e) => e) || [];
+    message.redactedBy = object.redactedBy ?? "";
+    return message;
+  },
+};
+
+function createBaseRedactMessageRequest(): RedactMessageRequest {
+  return { messageId: "" };
+}
+
+export const RedactMessageRequest: MessageFns<RedactMessageRequest> = {
+  encode(message: RedactMessageRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.messageId !== "") {
+      writer.uint32(10).string(message.messageId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RedactMessageRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRedactMessageRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.messageId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RedactMessageRequest {
+    return {
+      messageId: isSet(object.messageId)
+        ? globalThis.String(object.messageId)
+        : isSet(object.message_id)
+        ? globalThis.String(object.message_id)
+        : "",
+    };
+  },
+
+  toJSON(message: RedactMessageRequest): unknown {
+    const obj: any = {};
+    if (message.messageId !== "") {
+      obj.messageId = message.messageId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RedactMessageRequest>, I>>(base?: I): RedactMessageRequest {
+    return RedactMessageRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RedactMessageRequest>, I>>(object: I): RedactMessageRequest {
+    const message = createBaseRedactMessageRequest();
+    message.messageId = object.messageId ?? "";
+    return message;
+  },
+};
+
+function createBaseMessageRedacted(): MessageRedacted {
+  return { messageId: "", by: "" };
+}
+
+export const MessageRedacted: MessageFns<MessageRedacted> = {
+  encode(message: MessageRedacted, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.messageId !== "") {
+      writer.uint32(10).string(message.messageId);
+    }
+    if (message.by !== "") {
+      writer.uint32(18).string(message.by);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MessageRedacted {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMessageRedacted();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.messageId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.by = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MessageRedacted {
+    return {
+      messageId: isSet(object.messageId)
+        ? globalThis.String(object.messageId)
+        : isSet(object.message_id)
+        ? globalThis.String(object.message_id)
+        : "",
+      by: isSet(object.by) ? globalThis.String(object.by) : "",
+    };
+  },
+
+  toJSON(message: MessageRedacted): unknown {
+    const obj: any = {};
+    if (message.messageId !== "") {
+      obj.messageId = message.messageId;
+    }
+    if (message.by !== "") {
+      obj.by = message.by;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MessageRedacted>, I>>(base?: I): MessageRedacted {
+    return MessageRedacted.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MessageRedacted>, I>>(object: I): MessageRedacted {
+    const message = createBaseMessageRedacted();
+    message.messageId = object.messageId ?? "";
+    message.by = object.by ?? "";
     return message;
   },
 };

@@ -1,0 +1,204 @@
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { jetstream, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import type { KV } from '@nats-io/kv';
+import { ChatKeyRecord, ChatSealed } from '@gateway/proto/gateway/events/v1/events';
+import { ChatMessage } from '@gateway/proto/gateway/signaling/v1/signaling';
+import {
+  ErrorCode,
+  GatewayError,
+  buckets,
+  ensureStream,
+  kvKeys,
+  newId,
+  openBucket,
+  streams,
+  subjects,
+  type Keyring,
+  type NatsConnection,
+} from '@gateway/common';
+
+/** How long JetStream remembers a message id to drop a client's retry of the same message. */
+const DUPLICATE_WINDOW_MS = 2 * 60_000;
+/** Safety net: a conversation whose room never ended cleanly is dropped after this. */
+const MAX_CHAT_AGE_MS = 7 * 24 * 3600_000;
+
+export interface Conversation {
+  conversationId: string;
+  startedAtMs: number;
+  /** Every message in order, redactions applied. */
+  messages: ChatMessage[];
+  /** Stream sequence of the last entry read (purging stops there). */
+  lastSeq: number;
+}
+
+/**
+ * A room's chat, kept in JetStream until the conversation's transcript is stored. Each entry is
+ * sealed with AES-256-GCM under the conversation's data key; the data key is wrapped by the
+ * tenant's key and kept in KV, so deleting it makes every stored copy unreadable.
+ */
+export class ChatLog {
+  /** Unwrapped data keys by conversation id, to spare a KMS round trip per message. */
+  private readonly dataKeys = new Map<string, Buffer>();
+
+  private constructor(
+    private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
+    private readonly keys: KV,
+    private readonly keyring: Keyring,
+  ) {}
+
+  static async open(nc: NatsConnection, keyring: Keyring): Promise<ChatLog> {
+    const jsm = await ensureStream(nc, streams.chat, { duplicate_window: DUPLICATE_WINDOW_MS * 1e6, max_age: MAX_CHAT_AGE_MS * 1e6 });
+    await ensureStream(nc, streams.transcripts);
+    return new ChatLog(jetstream(nc), jsm, await openBucket(nc, buckets.chatKeys), keyring);
+  }
+
+  /**
+   * Stores a message and returns it with its server id and time. A retry with the same client
+   * message id within the duplicate window returns the message stored the first time.
+   */
+  async append(tenant: string, room: string, draft: Omit<ChatMessage, 'messageId' | 'sentAtMs'>): Promise<ChatMessage> {
+    const sentAtMs = Date.now();
+    const message: ChatMessage = { ...draft, messageId: sortableId(sentAtMs), sentAtMs };
+    const dedupId = draft.clientMessageId ? `${tenant}.${room}.${draft.participantId}.${draft.clientMessageId}` : undefined;
+    const ack = await this.seal(tenant, room, message, dedupId);
+    if (!ack.duplicate) return message;
+    const conversation = await this.read(tenant, room);
+    const first = conversation?.messages.find((m) => m.participantId === draft.participantId && m.clientMessageId === draft.clientMessageId);
+    if (!first) throw new GatewayError(ErrorCode.INTERNAL, 'a retried message was not found in the conversation');
+    return first;
+  }
+
+  /** Redacts a stored message for good: the replacement is stored and the original erased. */
+  async redact(tenant: string, room: string, messageId: string, by: string): Promise<ChatMessage> {
+    const found = await this.read(tenant, room, { withSequences: true });
+    const original = found?.messages.find((m) => m.messageId === messageId);
+    if (!found || !original) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such message in this room');
+    const replacement: ChatMessage = { ...original, text: '', redacted: true, redactedKinds: [], redactedBy: by };
+    await this.seal(tenant, room, replacement);
+    for (const seq of found.sequences.get(messageId) ?? []) {
+      await this.jsm.streams.deleteMessage(streams.chat.name, seq, true).catch(() => undefined);
+    }
+    return replacement;
+  }
+
+  /** The conversation so far (undefined when the room has none), the last `limit` messages when given. */
+  async history(tenant: string, room: string, limit?: number): Promise<ChatMessage[]> {
+    const conversation = await this.read(tenant, room);
+    const messages = conversation?.messages ?? [];
+    return limit === undefined ? messages : messages.slice(-limit);
+  }
+
+  /** Reads the whole conversation of a room, decrypted, with redactions applied. */
+  async read(tenant: string, room: string): Promise<Conversation | undefined>;
+  async read(tenant: string, room: string, options: { withSequences: true }): Promise<(Conversation & { sequences: Map<string, number[]> }) | undefined>;
+  async read(tenant: string, room: string, options: { withSequences?: boolean } = {}) {
+    const key = await this.currentKey(tenant, room);
+    if (!key) return undefined;
+    const subject = subjects.chat(tenant, room);
+    const byId = new Map<string, ChatMessage>();
+    const sequences = new Map<string, number[]>();
+    let lastSeq = 0;
+    const info = await this.jsm.streams.info(streams.chat.name, { subjects_filter: subject });
+    if ((info.state.subjects?.[subject] ?? 0) > 0) {
+      const consumer = await this.js.consumers.get(streams.chat.name, { filter_subjects: subject });
+      const entries = await consumer.consume();
+      for await (const entry of entries) {
+        lastSeq = entry.seq;
+        const sealed = ChatSealed.decode(entry.data);
+        // Entries of an earlier conversation in this room (not purged yet) are not this one's.
+        if (sealed.conversationId === key.record.conversationId) {
+          const message = ChatMessage.decode(open(key.dataKey, tenant, room, sealed));
+          byId.set(message.messageId, message);
+          sequences.set(message.messageId, [...(sequences.get(message.messageId) ?? []), entry.seq]);
+        }
+        if (entry.info.pending === 0) break;
+      }
+      entries.stop();
+    }
+    const messages = [...byId.values()].sort((a, b) => (a.messageId < b.messageId ? -1 : a.messageId > b.messageId ? 1 : 0));
+    const conversation: Conversation = { conversationId: key.record.conversationId, startedAtMs: key.record.startedAtMs, messages, lastSeq };
+    return options.withSequences ? { ...conversation, sequences } : conversation;
+  }
+
+  /**
+   * Ends the room's conversation once its transcript is stored: the data key is deleted (every
+   * sealed entry becomes unreadable) and the entries read are purged. Returns false when another
+   * replica ended it first.
+   */
+  async close(tenant: string, room: string, conversation: Conversation): Promise<boolean> {
+    const entry = await this.keys.get(kvKeys.room(tenant, room));
+    if (!entry || entry.operation !== 'PUT' || ChatKeyRecord.decode(entry.value).conversationId !== conversation.conversationId) return false;
+    try {
+      await this.keys.delete(kvKeys.room(tenant, room), { previousSeq: entry.revision });
+    } catch {
+      return false;
+    }
+    await this.keys.purge(kvKeys.room(tenant, room)).catch(() => undefined);
+    this.dataKeys.delete(conversation.conversationId);
+    if (conversation.lastSeq > 0) {
+      await this.jsm.streams.purge(streams.chat.name, { filter: subjects.chat(tenant, room), seq: conversation.lastSeq + 1 });
+    }
+    return true;
+  }
+
+  private async seal(tenant: string, room: string, message: ChatMessage, dedupId?: string) {
+    const key = (await this.currentKey(tenant, room)) ?? (await this.startConversation(tenant, room));
+    const iv = randomBytes(12);
+    const cipher = createCipheriv('aes-256-gcm', key.dataKey, iv).setAAD(aad(tenant, room, key.record.conversationId));
+    const ciphertext = Buffer.concat([cipher.update(ChatMessage.encode(message).finish()), cipher.final()]);
+    const sealed = ChatSealed.encode({ conversationId: key.record.conversationId, iv, ciphertext, tag: cipher.getAuthTag() }).finish();
+    return this.js.publish(subjects.chat(tenant, room), sealed, { ...(dedupId ? { msgID: dedupId } : {}), timeout: 5_000 });
+  }
+
+  private async currentKey(tenant: string, room: string): Promise<{ record: ChatKeyRecord; dataKey: Buffer } | undefined> {
+    const entry = await this.keys.get(kvKeys.room(tenant, room));
+    if (!entry || entry.operation !== 'PUT' || entry.length === 0) return undefined;
+    const record = ChatKeyRecord.decode(entry.value);
+    let dataKey = this.dataKeys.get(record.conversationId);
+    if (!dataKey) {
+      dataKey = await this.keyring.unwrap(tenant, { kekId: record.kekId, value: record.wrappedKey });
+      this.dataKeys.set(record.conversationId, dataKey);
+    }
+    return { record, dataKey };
+  }
+
+  /** A room's first message: a fresh data key, created once even when replicas race. */
+  private async startConversation(tenant: string, room: string): Promise<{ record: ChatKeyRecord; dataKey: Buffer }> {
+    const dataKey = randomBytes(32);
+    const wrapped = await this.keyring.wrap(tenant, dataKey);
+    const record: ChatKeyRecord = { conversationId: newId('CV'), kekId: wrapped.kekId, wrappedKey: wrapped.value, startedAtMs: Date.now() };
+    try {
+      await this.keys.create(kvKeys.room(tenant, room), ChatKeyRecord.encode(record).finish());
+    } catch {
+      const existing = await this.currentKey(tenant, room);
+      if (existing) return existing;
+      throw new GatewayError(ErrorCode.UNAVAILABLE, 'could not start the conversation; try again');
+    }
+    this.dataKeys.set(record.conversationId, dataKey);
+    return { record, dataKey };
+  }
+}
+
+function aad(tenant: string, room: string, conversationId: string): Buffer {
+  return Buffer.from(`chat:${tenant}.${room}.${conversationId}`);
+}
+
+function open(dataKey: Buffer, tenant: string, room: string, sealed: ChatSealed): Buffer {
+  const decipher = createDecipheriv('aes-256-gcm', dataKey, sealed.iv).setAAD(aad(tenant, room, sealed.conversationId));
+  decipher.setAuthTag(sealed.tag);
+  try {
+    return Buffer.concat([decipher.update(sealed.ciphertext), decipher.final()]);
+  } catch (error) {
+    throw new GatewayError(ErrorCode.INTERNAL, 'a chat entry failed its integrity check', { cause: error });
+  }
+}
+
+let lastIdMs = 0;
+let idCounter = 0;
+/** Message ids sort by time of arrival at this replica: milliseconds, a counter, then randomness. */
+function sortableId(nowMs: number): string {
+  idCounter = nowMs === lastIdMs ? idCounter + 1 : 0;
+  lastIdMs = nowMs;
+  return `MS_${nowMs.toString(36).padStart(9, '0')}${idCounter.toString(36).padStart(3, '0')}${randomBytes(4).toString('hex')}`;
+}

@@ -1,0 +1,218 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import { ArtifactStore, DEMO_TENANT_KEK, StaticKeyring, buckets, kvKeys, streams, subjects } from '@gateway/common';
+import { TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
+import { NatsServer, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
+import { mintJoinToken, type MintRequest } from '../../services/signaling/src/auth/tokens.js';
+import { DEMO_TENANT } from '../../services/signaling/src/config.js';
+import { TestClients, type TestClient } from '../support/wsClient.js';
+import { demoToken } from '../support/tokens.js';
+
+/** A second tenant with a room of the same name: it must never see the demo tenant's chat. */
+const GLOBEX = { name: 'globex', apiKey: 'globex', apiSecret: 'globex-secret-for-tests-only-0123456789', redaction: { kinds: ['email'] } };
+const GLOBEX_KEK = Buffer.alloc(32, 7).toString('base64');
+const globexToken = async (request: MintRequest) => (await mintJoinToken(GLOBEX as never, request)).token;
+
+/**
+ * Chat over signaling against real processes: nats-server (JetStream), an SFU and two
+ * signaling replicas, so a message sent through one replica reaches a client of the other.
+ */
+describe('chat', () => {
+  let nats: NatsServer;
+  let nc: NatsConnection;
+  let sfu: Awaited<ReturnType<typeof startSfuProcess>>;
+  let sig1: Awaited<ReturnType<typeof startSignalingProcess>>;
+  let sig2: Awaited<ReturnType<typeof startSignalingProcess>>;
+  const clients = new TestClients();
+
+  beforeAll(async () => {
+    nats = await NatsServer.start();
+    sfu = await startSfuProcess({ natsUrl: nats.url });
+    const env = {
+      GATEWAY_TENANTS: JSON.stringify([DEMO_TENANT, GLOBEX]),
+      GATEWAY_TENANT_KEYS: JSON.stringify({ demo: DEMO_TENANT_KEK, globex: GLOBEX_KEK }),
+      SIGNALING_CHAT_MAX_CHARS: '200',
+      SIGNALING_CHAT_RATE_PER_SECOND: '2',
+      SIGNALING_CHAT_RATE_BURST: '4',
+    };
+    [sig1, sig2] = await Promise.all([startSignalingProcess({ natsUrl: nats.url, env }), startSignalingProcess({ natsUrl: nats.url, env })]);
+    nc = await connect({ servers: nats.url });
+  }, 60_000);
+
+  afterAll(async () => {
+    clients.closeAll();
+    await nc?.close();
+    await Promise.all([sig1?.stop(), sig2?.stop()]);
+    await sfu?.stop();
+    await nats?.stop();
+  });
+
+  async function joined(url: string, token: string): Promise<{ client: TestClient; join: Record<string, any> }> {
+    const client = await clients.open(url);
+    const response = await client.request('join', { token, protocolVersion: 1 });
+    expect(response.error).toBeUndefined();
+    return { client, join: response.join };
+  }
+
+  const notificationsOf = (client: TestClient, kind: string) => client.notifications.filter((n) => kind in n).map((n) => n[kind]);
+
+  /** Every stored chat entry of a room, as raw bytes. */
+  async function storedEntries(tenant: string, room: string): Promise<Buffer[]> {
+    const jsm = await jetstreamManager(nc);
+    const subject = subjects.chat(tenant, room);
+    const count = (await jsm.streams.info(streams.chat.name, { subjects_filter: subject })).state.subjects?.[subject] ?? 0;
+    if (count === 0) return [];
+    const consumer = await jetstream(nc).consumers.get(streams.chat.name, { filter_subjects: subject });
+    const out: Buffer[] = [];
+    const messages = await consumer.consume();
+    for await (const m of messages) {
+      out.push(Buffer.from(m.data));
+      if (m.info.pending === 0) break;
+    }
+    messages.stop();
+    return out;
+  }
+
+  it('delivers messages across replicas in order, redacted, with server ids and times, and keeps them encrypted', async () => {
+    const room = `chat-${Date.now()}`;
+    const { client: user, join: userJoin } = await joined(sig1.wsUrl, await demoToken({ room, identity: 'ext-42', role: 'end_user' }));
+    const { client: agent } = await joined(sig2.wsUrl, await demoToken({ room, identity: 'agent-ann', role: 'agent' }));
+    expect(userJoin.messages ?? []).toEqual([]);
+
+    const before = Date.now();
+    const first = await user.request('sendMessage', { text: 'hello, my card is 4111 1111 1111 1111', clientMessageId: 'c1' });
+    const second = await agent.request('sendMessage', { text: 'thanks, write to me at ann@example.com', clientMessageId: 'c1' });
+    expect(first.sendMessage).toMatchObject({ participantId: userJoin.participant.participantId, identity: 'ext-42', role: 'end_user', text: 'hello, my card is [CARD]', redactedKinds: ['card'] });
+    expect(first.sendMessage.messageId).toMatch(/^MS_/);
+    expect(Number(first.sendMessage.sentAtMs)).toBeGreaterThanOrEqual(before);
+    expect(second.sendMessage.text).toBe('thanks, write to me at [EMAIL]');
+    expect(second.sendMessage.messageId > first.sendMessage.messageId).toBe(true);
+
+    // Each side hears both messages once, in the same order, the sender included.
+    for (const client of [user, agent]) {
+      await waitFor(() => notificationsOf(client, 'message').length >= 2, 5_000, 'both messages');
+      expect(notificationsOf(client, 'message').map((m) => m.messageId)).toEqual([first.sendMessage.messageId, second.sendMessage.messageId]);
+    }
+    expect(notificationsOf(agent, 'message')[0].text).not.toContain('4111');
+
+    // Stored sealed: neither the original nor the redacted text appears in the stream.
+    const stored = await storedEntries('demo', room);
+    expect(stored).toHaveLength(2);
+    for (const entry of stored) {
+      expect(entry.includes('4111')).toBe(false);
+      expect(entry.includes('hello')).toBe(false);
+      expect(entry.includes('thanks')).toBe(false);
+    }
+
+    // A late joiner (and a resume) gets the conversation as history.
+    const { join: lateJoin } = await joined(sig2.wsUrl, await demoToken({ room, identity: 'agent-bob', role: 'agent' }));
+    expect(lateJoin.messages.map((m: { text: string }) => m.text)).toEqual(['hello, my card is [CARD]', 'thanks, write to me at [EMAIL]']);
+    user.close();
+    const resumed = await (await clients.open(sig2.wsUrl)).request('resume', { resumeToken: userJoin.resumeToken, protocolVersion: 1 });
+    expect(resumed.resume.messages.map((m: { messageId: string }) => m.messageId)).toEqual([first.sendMessage.messageId, second.sendMessage.messageId]);
+  });
+
+  it('stores a retried message once', async () => {
+    const room = `chat-retry-${Date.now()}`;
+    const { client } = await joined(sig1.wsUrl, await demoToken({ room, identity: 'u', role: 'end_user' }));
+    const a = await client.request('sendMessage', { text: 'only once', clientMessageId: 'same-id' });
+    const b = await client.request('sendMessage', { text: 'only once', clientMessageId: 'same-id' });
+    expect(b.sendMessage.messageId).toBe(a.sendMessage.messageId);
+    expect(await storedEntries('demo', room)).toHaveLength(1);
+  });
+
+  it('refuses oversized and empty messages and rate-limits a flood, without disturbing anyone else', async () => {
+    const room = `chat-limits-${Date.now()}`;
+    const { client: flooder } = await joined(sig1.wsUrl, await demoToken({ room, identity: 'flood', role: 'end_user' }));
+    const { client: other } = await joined(sig1.wsUrl, await demoToken({ room, identity: 'calm', role: 'agent' }));
+    expect((await flooder.request('sendMessage', { text: 'x'.repeat(201) })).error).toMatchObject({ code: 'MESSAGE_TOO_LARGE' });
+    expect((await flooder.request('sendMessage', { text: '   ' })).error).toMatchObject({ code: 'BAD_REQUEST' });
+    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => flooder.request('sendMessage', { text: `spam ${i}` })));
+    const limited = results.filter((r) => r.error?.code === 'RATE_LIMITED');
+    expect(limited.length).toBeGreaterThanOrEqual(3);
+    expect(limited[0].error.retryAfterMs).toBeGreaterThan(0);
+    expect(results.filter((r) => r.sendMessage).length).toBeLessThanOrEqual(5);
+    // The other participant and the flooder's connection are fine.
+    expect((await other.request('sendMessage', { text: 'still here' })).sendMessage.text).toBe('still here');
+    expect(flooder.ws.readyState).toBe(flooder.ws.OPEN);
+    expect(await storedEntries('demo', room)).toHaveLength(results.filter((r) => r.sendMessage).length + 1);
+  });
+
+  it('lets an agent redact a message for everyone and in storage; an end user may not', async () => {
+    const room = `chat-redact-${Date.now()}`;
+    const { client: user } = await joined(sig1.wsUrl, await demoToken({ room, identity: 'u', role: 'end_user' }));
+    const { client: agent, join: agentJoin } = await joined(sig2.wsUrl, await demoToken({ room, identity: 'a', role: 'agent' }));
+    const sent = (await user.request('sendMessage', { text: 'my mother maiden name is Smith' })).sendMessage;
+    expect((await user.request('redactMessage', { messageId: sent.messageId })).error).toMatchObject({ code: 'PERMISSION_DENIED' });
+    expect((await agent.request('redactMessage', { messageId: 'MS_nope' })).error).toMatchObject({ code: 'NOT_FOUND' });
+    expect((await agent.request('redactMessage', { messageId: sent.messageId })).error).toBeUndefined();
+    await waitFor(() => notificationsOf(user, 'messageRedacted').length === 1, 5_000, 'redaction notice');
+    expect(notificationsOf(user, 'messageRedacted')[0]).toEqual({ messageId: sent.messageId, by: agentJoin.participant.participantId });
+    const { join: later } = await joined(sig1.wsUrl, await demoToken({ room, identity: 'b', role: 'agent' }));
+    expect(later.messages).toHaveLength(1);
+    expect(later.messages[0]).toMatchObject({ messageId: sent.messageId, redacted: true, redactedBy: agentJoin.participant.participantId });
+    expect(later.messages[0].text ?? '').toBe('');
+    // The original entry is erased; only the replacement is stored.
+    expect(await storedEntries('demo', room)).toHaveLength(1);
+  });
+
+  it('keeps tenants apart and applies each tenant\'s redaction policy', async () => {
+    const room = `chat-tenants-${Date.now()}`;
+    const { client: demoUser } = await joined(sig1.wsUrl, await demoToken({ room, identity: 'u', role: 'end_user' }));
+    await demoUser.request('sendMessage', { text: 'demo secret' });
+    const { client: globexUser, join } = await joined(sig1.wsUrl, await globexToken({ room, identity: 'g', role: 'end_user' }));
+    expect(join.messages ?? []).toEqual([]);
+    // globex redacts only emails: the card number stays.
+    const sent = (await globexUser.request('sendMessage', { text: 'card 4111 1111 1111 1111, mail g@example.com' })).sendMessage;
+    expect(sent.text).toBe('card 4111 1111 1111 1111, mail [EMAIL]');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(notificationsOf(demoUser, 'message').map((m) => m.text)).toEqual(['demo secret']);
+  });
+
+  it('stores the transcript when the room ends, announces it, and deletes the conversation', async () => {
+    const room = `chat-transcript-${Date.now()}`;
+    const js = jetstream(nc);
+    const consumer = await js.consumers.get(streams.transcripts.name, { filter_subjects: subjects.transcriptReady('demo') });
+    const { client: user } = await joined(sig1.wsUrl, await demoToken({ room, identity: 'ext-7', role: 'end_user' }));
+    const { client: agent } = await joined(sig2.wsUrl, await demoToken({ room, identity: 'agent-7', role: 'agent' }));
+    await user.request('sendMessage', { text: 'card 4111-1111-1111-1111 please' });
+    const redactMe = (await user.request('sendMessage', { text: 'my password is hunter2' })).sendMessage;
+    await agent.request('sendMessage', { text: 'got it' });
+    await agent.request('redactMessage', { messageId: redactMe.messageId });
+    await user.request('leave');
+    await agent.request('leave');
+
+    let ready: TranscriptReady | undefined;
+    const deadline = Date.now() + 10_000;
+    while (!ready && Date.now() < deadline) {
+      const m = await consumer.next({ expires: 2_000 });
+      if (!m) continue;
+      const event = TranscriptReady.decode(m.data);
+      if (event.room === room) ready = event;
+    }
+    expect(ready).toBeDefined();
+    expect(ready!).toMatchObject({ tenant: 'demo', room, messageCount: 3 });
+    expect(ready!.contacts.map((c) => c.externalId).sort()).toEqual(['agent-7', 'ext-7']);
+    expect(ready!.artifacts.map((a) => a.contentType).sort()).toEqual(['application/json', 'text/plain']);
+
+    const artifacts = await ArtifactStore.open(nc, new StaticKeyring({ demo: DEMO_TENANT_KEK }));
+    const json = JSON.parse((await artifacts.get('demo', ready!.artifacts.find((a) => a.contentType === 'application/json')!.artifactId)).data.toString());
+    expect(json.messages.map((m: { text: string }) => m.text)).toEqual(['card [CARD] please', '', 'got it']);
+    expect(json.messages[1].redacted).toBe(true);
+    const text = (await artifacts.get('demo', ready!.artifacts.find((a) => a.contentType === 'text/plain')!.artifactId)).data.toString();
+    expect(text).toContain('ext-7 (end_user): card [CARD] please');
+    expect(text).toContain('[message redacted]');
+    expect(text).not.toContain('4111');
+    expect(text).not.toContain('hunter2');
+    // Another tenant cannot read it.
+    await expect(artifacts.get('globex', ready!.artifacts[0]!.artifactId)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+
+    // Nothing of the conversation is left in the chat stream or the key bucket.
+    await waitFor(async () => (await storedEntries('demo', room)).length === 0, 5_000, 'chat purged');
+    const keys = await new Kvm(nc).open(buckets.chatKeys);
+    const key = await keys.get(kvKeys.room('demo', room));
+    expect(key === null || key.operation !== 'PUT').toBe(true);
+  });
+});
