@@ -10,6 +10,8 @@ export const ErrorCode = {
   FRAME_TOO_LARGE: 'FRAME_TOO_LARGE',
   /** A chat message or upload over its size limit. */
   MESSAGE_TOO_LARGE: 'MESSAGE_TOO_LARGE',
+  /** An upload whose content is not one of the allowed types (checked by content, not by its declared type). */
+  UNSUPPORTED_CONTENT: 'UNSUPPORTED_CONTENT',
   UNAUTHENTICATED: 'UNAUTHENTICATED',
   TOKEN_EXPIRED: 'TOKEN_EXPIRED',
   PERMISSION_DENIED: 'PERMISSION_DENIED',

@@ -38,17 +38,23 @@ export async function openBucket(nc: NatsConnection, bucket: string, options: Bu
   });
 }
 
-/** Lists the decoded JSON values of every key matching `filter`. */
-export async function listJson<T>(kv: KV, filter: string): Promise<Array<{ key: string; value: T; revision: number }>> {
+/** Lists the raw values of every live key matching `filter`. */
+export async function listEntries(kv: KV, filter: string): Promise<Array<{ key: string; value: Uint8Array; revision: number }>> {
   const keys: string[] = [];
   for await (const key of await kv.keys(filter)) keys.push(key);
   const entries = await Promise.all(keys.map((key) => kv.get(key)));
-  const out: Array<{ key: string; value: T; revision: number }> = [];
+  const out: Array<{ key: string; value: Uint8Array; revision: number }> = [];
   for (const entry of entries) {
     if (!entry || entry.operation !== 'PUT' || entry.length === 0) continue;
-    out.push({ key: entry.key, value: entry.json<T>(), revision: entry.revision });
+    out.push({ key: entry.key, value: entry.value, revision: entry.revision });
   }
   return out;
+}
+
+/** Lists the decoded JSON values of every key matching `filter`. */
+export async function listJson<T>(kv: KV, filter: string): Promise<Array<{ key: string; value: T; revision: number }>> {
+  const decoder = new TextDecoder();
+  return (await listEntries(kv, filter)).map((e) => ({ ...e, value: JSON.parse(decoder.decode(e.value)) as T }));
 }
 
 /**

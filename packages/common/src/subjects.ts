@@ -24,6 +24,8 @@ export const subjects = {
   chat: (tenant: string, room: string) => `gateway.${tenant}.chat.${room}`,
   /** TranscriptReady (gateway.events.v1), on the transcripts stream. */
   transcriptReady: (tenant: string) => `gateway.${tenant}.transcript.ready`,
+  /** AttachmentReady (gateway.events.v1), on the transcripts stream. */
+  attachmentReady: (tenant: string) => `gateway.${tenant}.attachment.ready`,
 } as const;
 
 export const streams = {
@@ -54,6 +56,10 @@ export const buckets = {
   roomRecordings: 'gateway_room_recordings',
   /** Data key of a room's conversation: key = `${tenant}.${room}`, value = ChatKeyRecord (gateway.events.v1). */
   chatKeys: 'gateway_chat_keys',
+  /** Smart Actions: key = `${tenant}.${room}.${actionId}`, value = SmartAction (gateway.signaling.v1). */
+  smartActions: 'gateway_smart_actions',
+  /** WebAuthn device keys of end users: key = `${tenant}.${sha256(external id)}`, JSON list of credentials. */
+  deviceKeys: 'gateway_device_keys',
 } as const;
 
 export const kvKeys = {
@@ -61,4 +67,6 @@ export const kvKeys = {
   participant: (tenant: string, room: string, participantId: string) => `${tenant}.${room}.${participantId}`,
   participantsOfRoom: (tenant: string, room: string) => `${tenant}.${room}.*`,
   recording: (tenant: string, recordingId: string) => `${tenant}.${recordingId}`,
+  smartAction: (tenant: string, room: string, actionId: string) => `${tenant}.${room}.${actionId}`,
+  smartActionsOfRoom: (tenant: string, room: string) => `${tenant}.${room}.*`,
 } as const;

@@ -9,6 +9,7 @@ import {
 import type {
   ChatMessage,
   JoinResponse,
+  SmartAction,
   Notification,
   ParticipantInfo,
   RecordingStatus,
@@ -19,6 +20,7 @@ import type {
 import { CloseCode } from '@gateway/proto/gateway/signaling/v1/signaling';
 import { ErrorCode, GatewayError, callUnary, redact, type Logger, type RedactionPolicy } from '@gateway/common';
 import type { ChatLog } from './chat/ChatLog.js';
+import type { Actor, SmartActions } from './actions/SmartActions.js';
 import { RateLimiter } from './ws/RateLimiter.js';
 import type { JoinGrant } from './auth/tokens.js';
 import type { ParticipantStore, RecorderDirectory, SfuDirectory } from '@gateway/cluster';
@@ -39,6 +41,7 @@ export interface SessionContext {
   store: ParticipantStore;
   hub: RoomHub;
   chat: ChatLog;
+  actions: SmartActions;
   chatLimits: { maxChars: number; ratePerSecond: number; rateBurst: number };
   /** The tenant's chat redaction policy. */
   redactionPolicy(tenant: string): RedactionPolicy;
@@ -105,6 +108,8 @@ export class Session {
   private readonly log: Logger;
   /** Chat has its own budget, well below the request rate limit. */
   private readonly chatLimiter: RateLimiter;
+  /** Challenge of a device key registration in progress (WebAuthn). */
+  private registrationChallenge: string | undefined;
 
   private constructor(
     private readonly ctx: SessionContext,
@@ -286,6 +291,7 @@ export class Session {
         this.link?.notify({ $case: 'message', value: e.value });
         return;
       case 'messageRedacted':
+      case 'smartAction':
         this.link?.notify(e);
         return;
     }
@@ -298,6 +304,7 @@ export class Session {
     resumeWindowMs: number,
     recording: RecordingStatus | undefined,
     messages: ChatMessage[],
+    smartActions: SmartAction[],
   ): JoinResponse {
     return {
       participant: { ...this.info, tracks: [...this.tracks.values()] },
@@ -311,6 +318,7 @@ export class Session {
       transportIds: [...this.transports],
       recording,
       messages,
+      smartActions,
     };
   }
 
@@ -463,10 +471,51 @@ export class Session {
       case 'redactMessage':
         await this.redactMessage(method.value.messageId);
         return { $case: 'redactMessage', value: {} };
+      case 'requestSmartAction':
+        return { $case: 'requestSmartAction', value: await this.requestSmartAction(method.value.kind, method.value.participantId) };
+      case 'answerSmartAction': {
+        const { actionId, decline, webauthnResponse } = method.value;
+        const action = await this.ctx.actions.answer(this.actor(), actionId, { decline, webauthnResponse });
+        this.announce(action);
+        return { $case: 'answerSmartAction', value: action };
+      }
+      case 'deviceKeyOptions': {
+        const options = await this.ctx.actions.registrationOptions(this.actor());
+        this.registrationChallenge = String(options.challenge);
+        return { $case: 'deviceKeyOptions', value: options };
+      }
+      case 'registerDeviceKey': {
+        const challenge = this.registrationChallenge;
+        if (!challenge || !method.value.response) throw new GatewayError(ErrorCode.BAD_REQUEST, 'ask for deviceKeyOptions first, then send the response');
+        this.registrationChallenge = undefined;
+        return { $case: 'registerDeviceKey', value: { credentialId: await this.ctx.actions.register(this.actor(), challenge, method.value.response) } };
+      }
+      case 'artifactUrl':
+        return { $case: 'artifactUrl', value: await this.ctx.actions.attachmentUrl(this.actor(), method.value.artifactId) };
       case 'join':
       case 'resume':
         throw new GatewayError(ErrorCode.ALREADY_JOINED, 'this connection already holds a session');
     }
+  }
+
+  actor(): Actor {
+    return { tenant: this.tenant, room: this.room, participantId: this.participantId, identity: this.info.identity, role: this.info.role };
+  }
+
+  /** Tells the room a Smart Action was asked for or changed. */
+  announce(action: SmartAction): void {
+    this.ctx.hub.publish(this.tenant, this.room, { $case: 'smartAction', value: action });
+  }
+
+  /** An agent asks an end user of the room (the only one when none is named). */
+  private async requestSmartAction(kind: string, participantId: string): Promise<SmartAction> {
+    if (this.info.role !== 'agent') throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'only agents may request Smart Actions');
+    const endUsers = (await this.ctx.store.list(this.tenant, this.room)).map((r) => r.info!).filter((i) => i?.role === 'end_user');
+    const target = participantId ? endUsers.find((i) => i.participantId === participantId) : endUsers.length === 1 ? endUsers[0] : undefined;
+    if (!target) throw new GatewayError(participantId ? ErrorCode.NOT_FOUND : ErrorCode.BAD_REQUEST, participantId ? 'no such end user in this room' : 'name the end user (participantId): the room has none or several');
+    const action = await this.ctx.actions.request(this.actor(), kind, { participantId: target.participantId, identity: target.identity });
+    this.announce(action);
+    return action;
   }
 
   /** Redacts, stores, then tells the room; the response is the sender's acknowledgement. */

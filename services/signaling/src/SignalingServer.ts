@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import http from 'node:http';
 import { WebSocketServer } from 'ws';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
@@ -8,10 +9,12 @@ import {
   ErrorCode,
   GatewayError,
   StaticKeyring,
+  buckets,
   callUnary,
   connectNats,
   createMetricsRegistry,
   newId,
+  openBucket,
   startOpsServer,
   subjects,
   type Logger,
@@ -19,7 +22,9 @@ import {
 } from '@gateway/common';
 import { recordingOptions, redactionPolicy, type SignalingConfig } from './config.js';
 import { ChatLog } from './chat/ChatLog.js';
-import { finishConversation } from './chat/transcript.js';
+import { finishRoom } from './chat/transcript.js';
+import { SmartActions } from './actions/SmartActions.js';
+import { DeviceKeys } from './actions/deviceKeys.js';
 import { verifyJoinToken } from './auth/tokens.js';
 import { Session, parseResumeToken, type SessionContext, type SessionLink } from './Session.js';
 import { ParticipantStore, RecorderDirectory, SfuDirectory } from '@gateway/cluster';
@@ -57,6 +62,7 @@ export class SignalingServer implements SessionBroker {
     readonly store: ParticipantStore,
     readonly hub: RoomHub,
     readonly chat: ChatLog,
+    readonly actions: SmartActions,
     private readonly artifacts: ArtifactStore,
     readonly registry: Registry,
     private readonly log: Logger,
@@ -70,6 +76,7 @@ export class SignalingServer implements SessionBroker {
       store,
       hub,
       chat,
+      actions,
       chatLimits: config.chat,
       redactionPolicy: (tenant) => redactionPolicy(config.tenants.find((t) => t.name === tenant)),
       log,
@@ -95,18 +102,29 @@ export class SignalingServer implements SessionBroker {
     const keyring = new StaticKeyring(config.tenantKeys);
     const chat = await ChatLog.open(nc, keyring);
     const artifacts = await ArtifactStore.open(nc, keyring);
-    const server = new SignalingServer(config, nc, directory, recorders, store, hub, chat, artifacts, createMetricsRegistry('signaling'), log);
+    // The page origins WebAuthn accepts: configured, or this server's own port on localhost.
+    let port = 0;
+    const actions = new SmartActions(
+      await openBucket(nc, buckets.smartActions),
+      new DeviceKeys(await openBucket(nc, buckets.deviceKeys)),
+      artifacts,
+      () => config.tenants,
+      { rpId: config.webauthn.rpId, rpName: 'Gateway', origins: () => config.webauthn.origins ?? [`http://localhost:${port}`, `https://localhost:${port}`] },
+      config.smartActions,
+    );
+    const server = new SignalingServer(config, nc, directory, recorders, store, hub, chat, actions, artifacts, createMetricsRegistry('signaling'), log);
     server.listenForTakeovers();
     server.timers.push(setInterval(() => void server.checkNodes(), NODE_CHECK_MS));
     server.timers.push(setInterval(() => void server.refreshRecords().then(() => server.sweepStaleRecords()), config.recordRefreshMs));
     await server.listen();
+    port = server.port;
     return server;
   }
 
   private async listen(): Promise<void> {
     const wss = new WebSocketServer({ noServer: true, maxPayload: this.config.hardFrameLimitBytes });
     this.wss = wss;
-    const httpServer = http.createServer(createHttpHandler(this.config, this.log));
+    const httpServer = http.createServer(createHttpHandler(this.config, this.log, this));
     httpServer.on('upgrade', (req, socket, head) => {
       const path = (req.url ?? '').split('?')[0];
       if (path !== '/ws' || this.shuttingDown) {
@@ -160,8 +178,8 @@ export class SignalingServer implements SessionBroker {
         if (!(error instanceof GatewayError && error.code === ErrorCode.ALREADY_EXISTS)) this.log.error({ err: error, room: `${grant.tenant}/${grant.room}` }, 'starting the automatic recording failed');
       });
     }
-    const messages = await this.chatHistory(grant.tenant, grant.room);
-    return { session, response: session.joinResponse(others, rtpCapabilities ?? {}, resumeToken, this.config.resumeWindowMs, recording, messages) };
+    const [messages, smartActions] = await Promise.all([this.chatHistory(grant.tenant, grant.room), this.actions.list(grant.tenant, grant.room)]);
+    return { session, response: session.joinResponse(others, rtpCapabilities ?? {}, resumeToken, this.config.resumeWindowMs, recording, messages, smartActions) };
   }
 
   async resume(link: SessionLink, resumeToken: string): Promise<{ session: Session; response: JoinResponse }> {
@@ -217,8 +235,8 @@ export class SignalingServer implements SessionBroker {
     const others = (await this.store.list(tenant, room)).filter((r) => r.info && r.info.participantId !== participantId).map((r) => r.info!);
     this.metrics.resumes.inc({ result: 'resumed' });
     this.log.info({ participantId, room: `${tenant}/${room}` }, 'session resumed');
-    const [recording, messages] = await Promise.all([this.recordingStatus(tenant, room), this.chatHistory(tenant, room)]);
-    return { session, response: session.joinResponse(others, rtpCapabilities ?? {}, resumeToken, this.config.resumeWindowMs, recording, messages) };
+    const [recording, messages, smartActions] = await Promise.all([this.recordingStatus(tenant, room), this.chatHistory(tenant, room), this.actions.list(tenant, room)]);
+    return { session, response: session.joinResponse(others, rtpCapabilities ?? {}, resumeToken, this.config.resumeWindowMs, recording, messages, smartActions) };
   }
 
   /** The room's recording, as a client joining or resuming is told of it. */
@@ -287,12 +305,29 @@ export class SignalingServer implements SessionBroker {
     }
   }
 
+  /**
+   * An end user's upload answering a Smart Action, authenticated by their session's resume token
+   * (checked against the participant record, so any replica serves it).
+   */
+  async uploadForAction(actionId: string, authorization: string | undefined, body: Readable) {
+    const bearer = /^Bearer (.+)$/.exec(authorization ?? '')?.[1];
+    const parsed = bearer ? parseResumeToken(bearer) : undefined;
+    if (!parsed) throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'send the session token as Authorization: Bearer');
+    const stored = await this.store.get(parsed.tenant, parsed.room, parsed.participantId).catch(() => undefined);
+    if (!stored || !Session.secretMatches(stored.record.resumeTokenHash, parsed.secret)) throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'the session token is not valid');
+    const info = stored.record.info!;
+    const actor = { tenant: parsed.tenant, room: parsed.room, participantId: info.participantId, identity: info.identity, role: info.role };
+    const action = await this.actions.upload(actor, actionId, body);
+    this.hub.publish(parsed.tenant, parsed.room, { $case: 'smartAction', value: action });
+    return action;
+  }
+
   /** The last participant left: the room's conversation becomes its transcript. */
   private async finishConversationIfEmpty(tenant: string, room: string): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
         if ((await this.store.list(tenant, room)).length > 0) return;
-        await finishConversation({ nc: this.nc, chat: this.chat, artifacts: this.artifacts, log: this.log }, tenant, room);
+        await finishRoom({ nc: this.nc, chat: this.chat, actions: this.actions, artifacts: this.artifacts, log: this.log }, tenant, room);
         return;
       } catch (error) {
         // The conversation stays stored (encrypted) until a later attempt or the chat retention.

@@ -92,6 +92,13 @@ const shape = {
   SIGNALING_CHAT_RATE_BURST: env.positiveInt(10),
   /** Messages of the conversation a joining client gets. */
   SIGNALING_CHAT_HISTORY_LIMIT: env.positiveInt(500),
+  /** Smart Actions: largest photo and screenshot upload in bytes, and how long an attachment URL lasts. */
+  SIGNALING_MAX_PHOTO_BYTES: env.positiveInt(10 * 1024 * 1024),
+  SIGNALING_MAX_SCREENSHOT_BYTES: env.positiveInt(8 * 1024 * 1024),
+  SIGNALING_ATTACHMENT_URL_SECONDS: env.positiveInt(300),
+  /** WebAuthn relying party: the domain end users' pages are served from, and the exact origins (comma-separated). */
+  SIGNALING_WEBAUTHN_RP_ID: env.string('localhost'),
+  SIGNALING_WEBAUTHN_ORIGINS: z.string().optional(),
   ...tenantKeysShape,
   ...grpcTlsShape,
   SIGNALING_PUBLIC_DIR: env.string(`${repoRoot}services/signaling/public`),
@@ -128,6 +135,15 @@ export function readSignalingConfig(source: Record<string, string | undefined> =
       historyLimit: c.SIGNALING_CHAT_HISTORY_LIMIT,
     },
     tenantKeys: c.GATEWAY_TENANT_KEYS,
+    smartActions: {
+      maxUploadBytes: { photo: c.SIGNALING_MAX_PHOTO_BYTES, screenshot: c.SIGNALING_MAX_SCREENSHOT_BYTES },
+      urlTtlSeconds: c.SIGNALING_ATTACHMENT_URL_SECONDS,
+    },
+    webauthn: {
+      rpId: c.SIGNALING_WEBAUTHN_RP_ID,
+      /** Unset: the server's own port on localhost. */
+      origins: c.SIGNALING_WEBAUTHN_ORIGINS?.split(',').map((o) => o.trim()).filter(Boolean),
+    },
     publicDir: c.SIGNALING_PUBLIC_DIR,
     sdkBundle: c.SIGNALING_SDK_BUNDLE,
   };

@@ -1,12 +1,14 @@
 import { Readable } from 'node:stream';
 import { jetstream } from '@nats-io/jetstream';
-import { TranscriptReady, type ContactReference } from '@gateway/proto/gateway/events/v1/events';
+import { AttachmentReady, TranscriptReady, type ContactReference } from '@gateway/proto/gateway/events/v1/events';
+import type { SmartAction } from '@gateway/proto/gateway/signaling/v1/signaling';
+import type { SmartActions } from '../actions/SmartActions.js';
 import type { Artifact } from '@gateway/proto/gateway/recorder/v1/recorder';
 import { subjects, type ArtifactStore, type Logger, type NatsConnection } from '@gateway/common';
 import type { ChatLog, Conversation } from './ChatLog.js';
 
 /** The transcript of a conversation as stored for the CRM: JSON and plain text, both redacted. */
-export function renderTranscript(tenant: string, room: string, conversation: Conversation, endedAtMs: number): { json: string; text: string } {
+export function renderTranscript(tenant: string, room: string, conversation: Conversation, actions: SmartAction[], endedAtMs: number): { json: string; text: string } {
   const messages = conversation.messages.map((m) => ({
     messageId: m.messageId,
     participantId: m.participantId,
@@ -25,40 +27,69 @@ export function renderTranscript(tenant: string, room: string, conversation: Con
       startedAt: new Date(conversation.startedAtMs).toISOString(),
       endedAt: new Date(endedAtMs).toISOString(),
       messages,
+      smartActions: actions.map((a) => ({
+        actionId: a.actionId,
+        kind: a.kind,
+        state: a.state,
+        requestedAt: new Date(Number(a.requestedAtMs)).toISOString(),
+        ...(a.completedAtMs ? { completedAt: new Date(Number(a.completedAtMs)).toISOString() } : {}),
+        ...(a.kind === 'verification' && a.state === 'completed' ? { verified: a.verified } : {}),
+        ...(a.artifactId ? { artifactId: a.artifactId } : {}),
+        ...(a.reason ? { reason: a.reason } : {}),
+      })),
     },
     null,
     2,
   );
   const lines = conversation.messages.map((m) => `[${new Date(m.sentAtMs).toISOString()}] ${m.identity} (${m.role}): ${m.redacted ? '[message redacted]' : m.text}`);
+  for (const a of actions) {
+    const outcome = a.kind === 'verification' && a.state === 'completed' ? (a.verified ? 'verified' : 'not verified') : a.state;
+    lines.push(`[${new Date(Number(a.completedAtMs || a.requestedAtMs)).toISOString()}] smart action ${a.kind}: ${outcome}`);
+  }
   return { json, text: `${lines.join('\n')}\n` };
 }
 
 /** Everyone who wrote in the conversation, as the customer's app identified them. */
-function contactsOf(conversation: Conversation): ContactReference[] {
+function contactsOf(conversation: Conversation, actions: SmartAction[]): ContactReference[] {
   const byParticipant = new Map<string, ContactReference>();
   for (const m of conversation.messages) {
     byParticipant.set(m.participantId, { participantId: m.participantId, role: m.role, externalId: m.identity, crmContactId: '' });
   }
+  for (const a of actions) byParticipant.set(a.participantId, endUserOf(a));
   return [...byParticipant.values()];
 }
 
-export interface TranscriptDeps {
+function endUserOf(action: SmartAction): ContactReference {
+  return { participantId: action.participantId, role: 'end_user', externalId: action.externalId, crmContactId: '' };
+}
+
+export interface RoomEndDeps {
   nc: NatsConnection;
   chat: ChatLog;
+  actions: SmartActions;
   artifacts: ArtifactStore;
   log: Logger;
 }
 
 /**
- * The room ended: its conversation becomes a transcript artifact (JSON and text, encrypted in
- * the Object Store), announced as transcript.ready, and the chat entries are deleted. Safe to
- * run on several replicas at once: artifacts and the event are keyed by the conversation id.
+ * The room ended: every attachment is announced (attachment.ready), the conversation becomes a
+ * transcript artifact (JSON and text, encrypted in the Object Store) announced as
+ * transcript.ready with the Smart Actions' outcomes, and the chat entries and action records
+ * are deleted. Safe to run on several replicas at once: artifacts and events are keyed by ids
+ * that all replicas derive alike, and JetStream drops the duplicate events.
  */
-export async function finishConversation(deps: TranscriptDeps, tenant: string, room: string): Promise<void> {
-  const conversation = await deps.chat.read(tenant, room);
-  if (!conversation) return;
+export async function finishRoom(deps: RoomEndDeps, tenant: string, room: string): Promise<void> {
+  const [found, actions] = await Promise.all([deps.chat.read(tenant, room), deps.actions.list(tenant, room)]);
+  if (!found && actions.length === 0) return;
   const endedAtMs = Date.now();
-  const { json, text } = renderTranscript(tenant, room, conversation, endedAtMs);
+  const conversation: Conversation = found ?? { conversationId: `CV-${actions[0]!.actionId}`, startedAtMs: Number(actions[0]!.requestedAtMs), messages: [], lastSeq: 0 };
+  const js = jetstream(deps.nc);
+  for (const action of actions.filter((a) => a.artifactId)) {
+    const artifact: Artifact = { artifactId: action.artifactId, kind: action.kind, contentType: action.contentType, participantId: action.participantId, sizeBytes: action.sizeBytes, durationMs: 0, part: 0 };
+    const event = AttachmentReady.encode({ tenant, room, conversationId: found?.conversationId ?? '', action, artifact, contact: endUserOf(action) }).finish();
+    await js.publish(subjects.attachmentReady(tenant), event, { msgID: action.artifactId, timeout: 10_000 });
+  }
+  const { json, text } = renderTranscript(tenant, room, conversation, actions, endedAtMs);
   const artifacts: Artifact[] = [];
   for (const [suffix, contentType, body] of [['json', 'application/json', json], ['txt', 'text/plain', text]] as const) {
     const artifactId = `${conversation.conversationId}-${suffix}`;
@@ -73,9 +104,11 @@ export async function finishConversation(deps: TranscriptDeps, tenant: string, r
     messageCount: conversation.messages.length,
     startedAtMs: conversation.startedAtMs,
     endedAtMs,
-    contacts: contactsOf(conversation),
+    contacts: contactsOf(conversation, actions),
+    smartActions: actions,
   }).finish();
-  await jetstream(deps.nc).publish(subjects.transcriptReady(tenant), event, { msgID: conversation.conversationId, timeout: 10_000 });
-  await deps.chat.close(tenant, room, conversation);
-  deps.log.info({ room: `${tenant}/${room}`, conversationId: conversation.conversationId, messages: conversation.messages.length }, 'transcript stored');
+  await js.publish(subjects.transcriptReady(tenant), event, { msgID: conversation.conversationId, timeout: 10_000 });
+  if (found) await deps.chat.close(tenant, room, found);
+  await deps.actions.removeAll(tenant, room, actions);
+  deps.log.info({ room: `${tenant}/${room}`, conversationId: conversation.conversationId, messages: conversation.messages.length, smartActions: actions.length }, 'transcript stored');
 }

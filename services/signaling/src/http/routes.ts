@@ -3,6 +3,8 @@ import path from 'node:path';
 import type http from 'node:http';
 import { ZodError } from 'zod';
 import { ErrorCode, GatewayError, type Logger } from '@gateway/common';
+import type { Readable } from 'node:stream';
+import type { SmartAction } from '@gateway/proto/gateway/signaling/v1/signaling';
 import type { SignalingConfig } from '../config.js';
 import { mintJoinToken, mintRequestSchema, tenantFromBasicAuth } from '../auth/tokens.js';
 
@@ -26,18 +28,28 @@ const httpStatus: Partial<Record<ErrorCode, number>> = {
   BAD_REQUEST: 400,
   MALFORMED_MESSAGE: 400,
   FRAME_TOO_LARGE: 413,
+  MESSAGE_TOO_LARGE: 413,
+  UNSUPPORTED_CONTENT: 415,
   UNAUTHENTICATED: 401,
+  TOKEN_EXPIRED: 401,
   PERMISSION_DENIED: 403,
   NOT_FOUND: 404,
+  INVALID_STATE: 409,
 };
+
+/** Smart Action uploads and attachment downloads, served by the replica. */
+export interface AttachmentRoutes {
+  uploadForAction(actionId: string, authorization: string | undefined, body: Readable): Promise<SmartAction>;
+  readonly actions: { download(artifactId: string, token: string): Promise<{ data: Buffer; contentType: string }> };
+}
 
 function sendJson(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', ...headers });
   res.end(JSON.stringify(body));
 }
 
-function sendError(res: http.ServerResponse, error: GatewayError): void {
-  const headers: Record<string, string> = error.code === ErrorCode.UNAUTHENTICATED ? { 'www-authenticate': 'Basic realm="gateway"' } : {};
+function sendError(res: http.ServerResponse, error: GatewayError, path: string): void {
+  const headers: Record<string, string> = error.code === ErrorCode.UNAUTHENTICATED && path === '/v1/tokens' ? { 'www-authenticate': 'Basic realm="gateway"' } : {};
   sendJson(res, httpStatus[error.code] ?? 500, { error: { code: error.code, message: error.message } }, headers);
 }
 
@@ -54,9 +66,10 @@ async function readBody(req: http.IncomingMessage, limit: number): Promise<strin
 
 /**
  * The public HTTP side of signaling (the WebSocket upgrade is handled by the server): the
- * token endpoint for customers' backends, the SDK bundle and the demo pages.
+ * token endpoint for customers' backends, Smart Action uploads and attachment URLs, the SDK
+ * bundle and the demo pages.
  */
-export function createHttpHandler(config: SignalingConfig, log: Logger): http.RequestListener {
+export function createHttpHandler(config: SignalingConfig, log: Logger, attachments: AttachmentRoutes): http.RequestListener {
   const publicRoot = path.resolve(config.publicDir);
 
   async function tokens(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -100,6 +113,25 @@ export function createHttpHandler(config: SignalingConfig, log: Logger): http.Re
         if (req.method !== 'POST') return sendJson(res, 405, { error: { code: ErrorCode.BAD_REQUEST, message: 'use POST' } }, { allow: 'POST' });
         return tokens(req, res);
       }
+      const upload = /^\/v1\/smart-actions\/([A-Za-z0-9_-]{1,64})\/upload$/.exec(url.pathname);
+      if (upload) {
+        if (req.method !== 'POST') return sendJson(res, 405, { error: { code: ErrorCode.BAD_REQUEST, message: 'use POST' } }, { allow: 'POST' });
+        const action = await attachments.uploadForAction(upload[1]!, req.headers.authorization, req);
+        return sendJson(res, 201, { actionId: action.actionId, artifactId: action.artifactId, contentType: action.contentType, sizeBytes: Number(action.sizeBytes) });
+      }
+      const artifact = /^\/v1\/artifacts\/([A-Za-z0-9_-]{1,64})$/.exec(url.pathname);
+      if (artifact && req.method === 'GET') {
+        const { data, contentType } = await attachments.actions.download(artifact[1]!, url.searchParams.get('token') ?? '');
+        res.writeHead(200, {
+          'content-type': contentType,
+          'content-length': String(data.length),
+          'cache-control': 'no-store',
+          'content-disposition': 'inline',
+          'x-content-type-options': 'nosniff',
+          'content-security-policy': "default-src 'none'",
+        });
+        return res.end(data);
+      }
       if (req.method !== 'GET' && req.method !== 'HEAD') return sendJson(res, 405, { error: { code: ErrorCode.BAD_REQUEST, message: 'method not allowed' } });
       if (url.pathname === '/sdk.js' || url.pathname === '/sdk.js.map') {
         const target = url.pathname === '/sdk.js' ? config.sdkBundle : `${config.sdkBundle}.map`;
@@ -116,8 +148,11 @@ export function createHttpHandler(config: SignalingConfig, log: Logger): http.Re
     route().catch((error: unknown) => {
       const gatewayError = GatewayError.from(error);
       if (gatewayError.code === ErrorCode.INTERNAL) log.error({ err: error, path: url.pathname }, 'http request failed');
-      if (!res.headersSent) sendError(res, gatewayError);
-      else res.destroy();
+      if (!res.headersSent) {
+        // An upload refused before its body was read: the rest of the body is not wanted.
+        if (!req.complete) res.setHeader('connection', 'close');
+        sendError(res, gatewayError, url.pathname);
+      } else res.destroy();
     });
   };
 }

@@ -8,6 +8,7 @@ const methods = new Set(
     pauseProducer: true, resumeProducer: true, closeProducer: true, consume: true, resumeConsumer: true,
     pauseConsumer: true, setPreferredLayers: true, getStats: true, ping: true, leave: true, startRecording: true,
     pauseRecording: true, resumeRecording: true, stopRecording: true, sendMessage: true, redactMessage: true,
+    requestSmartAction: true, answerSmartAction: true, deviceKeyOptions: true, registerDeviceKey: true, artifactUrl: true,
     // A Record over the generated union: a method added to the protocol must be listed here.
   } satisfies Record<NonNullable<Request['method']>['$case'], true>),
 );

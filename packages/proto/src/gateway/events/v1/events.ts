@@ -17,6 +17,7 @@ import {
   ProducerAdded,
   ProducerRef,
   RecordingStatus,
+  SmartAction,
 } from "../../signaling/v1/signaling.js";
 
 export const protobufPackage = "gateway.events.v1";
@@ -46,6 +47,7 @@ export interface RoomEvent {
     | { $case: "recording"; value: RecordingStatus }
     | { $case: "chatMessage"; value: ChatMessage }
     | { $case: "messageRedacted"; value: MessageRedacted }
+    | { $case: "smartAction"; value: SmartAction }
     | undefined;
 }
 
@@ -137,7 +139,10 @@ export interface ChatKeyRecord {
   startedAtMs: number;
 }
 
-/** A conversation's transcript once its room ended, on the GATEWAY_TRANSCRIPTS stream, for crm-sync. */
+/**
+ * A conversation's transcript once its room ended, on the GATEWAY_TRANSCRIPTS stream, for crm-sync;
+ * announced when the room had chat or Smart Actions.
+ */
 export interface TranscriptReady {
   tenant: string;
   room: string;
@@ -148,6 +153,25 @@ export interface TranscriptReady {
   startedAtMs: number;
   endedAtMs: number;
   contacts: ContactReference[];
+  /** The conversation's Smart Actions: verification results (verified or not, when) and requests. */
+  smartActions: SmartAction[];
+}
+
+/**
+ * An attachment of a conversation (a Smart Action's photo or screenshot), on the
+ * GATEWAY_TRANSCRIPTS stream once the room ended, for crm-sync.
+ */
+export interface AttachmentReady {
+  tenant: string;
+  room: string;
+  /** Empty when the room had no chat. */
+  conversationId: string;
+  action: SmartAction | undefined;
+  artifact:
+    | Artifact
+    | undefined;
+  /** The end user it came from. */
+  contact: ContactReference | undefined;
 }
 
 function createBaseRoomEvent(): RoomEvent {
@@ -201,6 +225,9 @@ export const RoomEvent: MessageFns<RoomEvent> = {
         break;
       case "messageRedacted":
         MessageRedacted.encode(message.event.value, writer.uint32(162).fork()).join();
+        break;
+      case "smartAction":
+        SmartAction.encode(message.event.value, writer.uint32(170).fork()).join();
         break;
     }
     return writer;
@@ -339,6 +366,14 @@ export const RoomEvent: MessageFns<RoomEvent> = {
             message.event = { $case: "messageRedacted", value: MessageRedacted.decode(reader, reader.uint32()) };
             continue;
           }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.event = { $case: "smartAction", value: SmartAction.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -403,6 +438,10 @@ export const RoomEvent: MessageFns<RoomEvent> = {
         ? { $case: "messageRedacted", value: MessageRedacted.fromJSON(object.messageRedacted) }
         : isSet(object.message_redacted)
         ? { $case: "messageRedacted", value: MessageRedacted.fromJSON(object.message_redacted) }
+        : isSet(object.smartAction)
+        ? { $case: "smartAction", value: SmartAction.fromJSON(object.smartAction) }
+        : isSet(object.smart_action)
+        ? { $case: "smartAction", value: SmartAction.fromJSON(object.smart_action) }
         : undefined,
     };
   },
@@ -443,6 +482,8 @@ export const RoomEvent: MessageFns<RoomEvent> = {
       obj.chatMessage = ChatMessage.toJSON(message.event.value);
     } else if (message.event?.$case === "messageRedacted") {
       obj.messageRedacted = MessageRedacted.toJSON(message.event.value);
+    } else if (message.event?.$case === "smartAction") {
+      obj.smartAction = SmartAction.toJSON(message.event.value);
     }
     return obj;
   },
@@ -520,6 +561,12 @@ export const RoomEvent: MessageFns<RoomEvent> = {
       case "messageRedacted": {
         if (object.event?.value !== undefined && object.event?.value !== null) {
           message.event = { $case: "messageRedacted", value: MessageRedacted.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "smartAction": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "smartAction", value: SmartAction.fromPartial(object.event.value) };
         }
         break;
       }
@@ -1601,6 +1648,7 @@ function createBaseTranscriptReady(): TranscriptReady {
     startedAtMs: 0,
     endedAtMs: 0,
     contacts: [],
+    smartActions: [],
   };
 }
 
@@ -1629,6 +1677,9 @@ export const TranscriptReady: MessageFns<TranscriptReady> = {
     }
     for (const v of message.contacts) {
       ContactReference.encode(v!, writer.uint32(66).fork()).join();
+    }
+    for (const v of message.smartActions) {
+      SmartAction.encode(v!, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -1710,6 +1761,14 @@ export const TranscriptReady: MessageFns<TranscriptReady> = {
             message.contacts.push(ContactReference.decode(reader, reader.uint32()));
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.smartActions.push(SmartAction.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1752,6 +1811,11 @@ export const TranscriptReady: MessageFns<TranscriptReady> = {
       contacts: globalThis.Array.isArray(object?.contacts)
         ? object.contacts.map((e: any) => ContactReference.fromJSON(e))
         : [],
+      smartActions: globalThis.Array.isArray(object?.smartActions)
+        ? object.smartActions.map((e: any) => SmartAction.fromJSON(e))
+        : globalThis.Array.isArray(object?.smart_actions)
+        ? object.smart_actions.map((e: any) => SmartAction.fromJSON(e))
+        : [],
     };
   },
 
@@ -1781,6 +1845,9 @@ export const TranscriptReady: MessageFns<TranscriptReady> = {
     if (message.contacts?.length) {
       obj.contacts = message.contacts.map((e) => ContactReference.toJSON(e));
     }
+    if (message.smartActions?.length) {
+      obj.smartActions = message.smartActions.map((e) => SmartAction.toJSON(e));
+    }
     return obj;
   },
 
@@ -1797,6 +1864,166 @@ export const TranscriptReady: MessageFns<TranscriptReady> = {
     message.startedAtMs = object.startedAtMs ?? 0;
     message.endedAtMs = object.endedAtMs ?? 0;
     message.contacts = object.contacts?.map((e) => ContactReference.fromPartial(e)) || [];
+    message.smartActions = object.smartActions?.map((e) => SmartAction.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseAttachmentReady(): AttachmentReady {
+  return { tenant: "", room: "", conversationId: "", action: undefined, artifact: undefined, contact: undefined };
+}
+
+export const AttachmentReady: MessageFns<AttachmentReady> = {
+  encode(message: AttachmentReady, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tenant !== "") {
+      writer.uint32(10).string(message.tenant);
+    }
+    if (message.room !== "") {
+      writer.uint32(18).string(message.room);
+    }
+    if (message.conversationId !== "") {
+      writer.uint32(26).string(message.conversationId);
+    }
+    if (message.action !== undefined) {
+      SmartAction.encode(message.action, writer.uint32(34).fork()).join();
+    }
+    if (message.artifact !== undefined) {
+      Artifact.encode(message.artifact, writer.uint32(42).fork()).join();
+    }
+    if (message.contact !== undefined) {
+      ContactReference.encode(message.contact, writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AttachmentReady {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAttachmentReady();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tenant = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.room = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.conversationId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.action = SmartAction.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.artifact = Artifact.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.contact = ContactReference.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AttachmentReady {
+    return {
+      tenant: isSet(object.tenant) ? globalThis.String(object.tenant) : "",
+      room: isSet(object.room) ? globalThis.String(object.room) : "",
+      conversationId: isSet(object.conversationId)
+        ? globalThis.String(object.conversationId)
+        : isSet(object.conversation_id)
+        ? globalThis.String(object.conversation_id)
+        : "",
+      action: isSet(object.action) ? SmartAction.fromJSON(object.action) : undefined,
+      artifact: isSet(object.artifact) ? Artifact.fromJSON(object.artifact) : undefined,
+      contact: isSet(object.contact) ? ContactReference.fromJSON(object.contact) : undefined,
+    };
+  },
+
+  toJSON(message: AttachmentReady): unknown {
+    const obj: any = {};
+    if (message.tenant !== "") {
+      obj.tenant = message.tenant;
+    }
+    if (message.room !== "") {
+      obj.room = message.room;
+    }
+    if (message.conversationId !== "") {
+      obj.conversationId = message.conversationId;
+    }
+    if (message.action !== undefined) {
+      obj.action = SmartAction.toJSON(message.action);
+    }
+    if (message.artifact !== undefined) {
+      obj.artifact = Artifact.toJSON(message.artifact);
+    }
+    if (message.contact !== undefined) {
+      obj.contact = ContactReference.toJSON(message.contact);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AttachmentReady>, I>>(base?: I): AttachmentReady {
+    return AttachmentReady.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AttachmentReady>, I>>(object: I): AttachmentReady {
+    const message = createBaseAttachmentReady();
+    message.tenant = object.tenant ?? "";
+    message.room = object.room ?? "";
+    message.conversationId = object.conversationId ?? "";
+    message.action = (object.action !== undefined && object.action !== null)
+      ? SmartAction.fromPartial(object.action)
+      : undefined;
+    message.artifact = (object.artifact !== undefined && object.artifact !== null)
+      ? Artifact.fromPartial(object.artifact)
+      : undefined;
+    message.contact = (object.contact !== undefined && object.contact !== null)
+      ? ContactReference.fromPartial(object.contact)
+      : undefined;
     return message;
   },
 };

@@ -164,6 +164,22 @@ export interface Request {
     | //
     /** Agents: redact a message after it was sent, for everyone and in the stored copy. */
     { $case: "redactMessage"; value: RedactMessageRequest }
+    | //
+    /** Smart Actions. Agents ask the end user for a photo, a screenshot or a verification. */
+    { $case: "requestSmartAction"; value: RequestSmartActionRequest }
+    | //
+    /**
+     * The end user declines, or answers a verification with the WebAuthn assertion (photos and
+     * screenshots are uploaded over HTTPS instead: POST /v1/smart-actions/{action_id}/upload).
+     */
+    { $case: "answerSmartAction"; value: AnswerSmartActionRequest }
+    | //
+    /** End users: register this device's key (WebAuthn) for later verifications. */
+    { $case: "deviceKeyOptions"; value: Empty }
+    | { $case: "registerDeviceKey"; value: RegisterDeviceKeyRequest }
+    | //
+    /** Agents: a short-lived URL of an attachment of their tenant. */
+    { $case: "artifactUrl"; value: ArtifactUrlRequest }
     | undefined;
 }
 
@@ -199,6 +215,13 @@ export interface Response {
     /** The stored message: its server id, timestamp and text as redacted (the delivery ack). */
     { $case: "sendMessage"; value: ChatMessage }
     | { $case: "redactMessage"; value: Empty }
+    | { $case: "requestSmartAction"; value: SmartAction }
+    | { $case: "answerSmartAction"; value: SmartAction }
+    | //
+    /** PublicKeyCredentialCreationOptionsJSON for navigator.credentials.create(). */
+    { $case: "deviceKeyOptions"; value: { [key: string]: any } | undefined }
+    | { $case: "registerDeviceKey"; value: DeviceKeyRegistered }
+    | { $case: "artifactUrl"; value: ArtifactUrl }
     | undefined;
 }
 
@@ -215,6 +238,9 @@ export interface Notification {
     | { $case: "recording"; value: RecordingStatus }
     | { $case: "message"; value: ChatMessage }
     | { $case: "messageRedacted"; value: MessageRedacted }
+    | //
+    /** A Smart Action was requested or changed state. */
+    { $case: "smartAction"; value: SmartAction }
     | undefined;
 }
 
@@ -298,6 +324,68 @@ export interface JoinResponse {
     | undefined;
   /** The room's chat so far, oldest first (the most recent ones when there are many). */
   messages: ChatMessage[];
+  /** The Smart Actions of the conversation so far. */
+  smartActions: SmartAction[];
+}
+
+export interface RequestSmartActionRequest {
+  /** "photo" | "screenshot" | "verification" */
+  kind: string;
+  /** The end user asked; may be left empty when the room has exactly one. */
+  participantId: string;
+}
+
+export interface SmartAction {
+  actionId: string;
+  /** "photo" | "screenshot" | "verification" */
+  kind: string;
+  /** "requested" | "completed" | "declined" | "failed" */
+  state: string;
+  /** Participant ids of the agent who asked and of the end user asked. */
+  requestedBy: string;
+  participantId: string;
+  requestedAtMs: number;
+  completedAtMs: number;
+  /** Photo and screenshot: the stored attachment (metadata stripped, encrypted). */
+  artifactId: string;
+  contentType: string;
+  sizeBytes: number;
+  /** Verification: PublicKeyCredentialRequestOptionsJSON for navigator.credentials.get(). */
+  webauthnOptions:
+    | { [key: string]: any }
+    | undefined;
+  /** Verification: whether the end user proved possession of a registered device key. */
+  verified: boolean;
+  /** Why it failed or was declined, safe to show. */
+  reason: string;
+  /** The end user's identity from their join token (the customer's external id). */
+  externalId: string;
+}
+
+export interface AnswerSmartActionRequest {
+  actionId: string;
+  decline: boolean;
+  /** Verification: the AuthenticationResponseJSON from navigator.credentials.get(). */
+  webauthnResponse: { [key: string]: any } | undefined;
+}
+
+export interface RegisterDeviceKeyRequest {
+  /** The RegistrationResponseJSON from navigator.credentials.create(). */
+  response: { [key: string]: any } | undefined;
+}
+
+export interface DeviceKeyRegistered {
+  credentialId: string;
+}
+
+export interface ArtifactUrlRequest {
+  artifactId: string;
+}
+
+export interface ArtifactUrl {
+  /** Relative to the signaling origin; valid until expires_at_ms, for this tenant's artifact only. */
+  url: string;
+  expiresAtMs: number;
 }
 
 export interface SendMessageRequest {
@@ -530,6 +618,21 @@ export const Request: MessageFns<Request> = {
       case "redactMessage":
         RedactMessageRequest.encode(message.method.value, writer.uint32(250).fork()).join();
         break;
+      case "requestSmartAction":
+        RequestSmartActionRequest.encode(message.method.value, writer.uint32(258).fork()).join();
+        break;
+      case "answerSmartAction":
+        AnswerSmartActionRequest.encode(message.method.value, writer.uint32(266).fork()).join();
+        break;
+      case "deviceKeyOptions":
+        Empty.encode(message.method.value, writer.uint32(274).fork()).join();
+        break;
+      case "registerDeviceKey":
+        RegisterDeviceKeyRequest.encode(message.method.value, writer.uint32(282).fork()).join();
+        break;
+      case "artifactUrl":
+        ArtifactUrlRequest.encode(message.method.value, writer.uint32(290).fork()).join();
+        break;
     }
     return writer;
   },
@@ -740,6 +843,55 @@ export const Request: MessageFns<Request> = {
             message.method = { $case: "redactMessage", value: RedactMessageRequest.decode(reader, reader.uint32()) };
             continue;
           }
+          case 32: {
+            if (tag !== 258) {
+              break;
+            }
+
+            message.method = {
+              $case: "requestSmartAction",
+              value: RequestSmartActionRequest.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
+          case 33: {
+            if (tag !== 266) {
+              break;
+            }
+
+            message.method = {
+              $case: "answerSmartAction",
+              value: AnswerSmartActionRequest.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
+          case 34: {
+            if (tag !== 274) {
+              break;
+            }
+
+            message.method = { $case: "deviceKeyOptions", value: Empty.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 35: {
+            if (tag !== 282) {
+              break;
+            }
+
+            message.method = {
+              $case: "registerDeviceKey",
+              value: RegisterDeviceKeyRequest.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
+          case 36: {
+            if (tag !== 290) {
+              break;
+            }
+
+            message.method = { $case: "artifactUrl", value: ArtifactUrlRequest.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -831,6 +983,26 @@ export const Request: MessageFns<Request> = {
         ? { $case: "redactMessage", value: RedactMessageRequest.fromJSON(object.redactMessage) }
         : isSet(object.redact_message)
         ? { $case: "redactMessage", value: RedactMessageRequest.fromJSON(object.redact_message) }
+        : isSet(object.requestSmartAction)
+        ? { $case: "requestSmartAction", value: RequestSmartActionRequest.fromJSON(object.requestSmartAction) }
+        : isSet(object.request_smart_action)
+        ? { $case: "requestSmartAction", value: RequestSmartActionRequest.fromJSON(object.request_smart_action) }
+        : isSet(object.answerSmartAction)
+        ? { $case: "answerSmartAction", value: AnswerSmartActionRequest.fromJSON(object.answerSmartAction) }
+        : isSet(object.answer_smart_action)
+        ? { $case: "answerSmartAction", value: AnswerSmartActionRequest.fromJSON(object.answer_smart_action) }
+        : isSet(object.deviceKeyOptions)
+        ? { $case: "deviceKeyOptions", value: Empty.fromJSON(object.deviceKeyOptions) }
+        : isSet(object.device_key_options)
+        ? { $case: "deviceKeyOptions", value: Empty.fromJSON(object.device_key_options) }
+        : isSet(object.registerDeviceKey)
+        ? { $case: "registerDeviceKey", value: RegisterDeviceKeyRequest.fromJSON(object.registerDeviceKey) }
+        : isSet(object.register_device_key)
+        ? { $case: "registerDeviceKey", value: RegisterDeviceKeyRequest.fromJSON(object.register_device_key) }
+        : isSet(object.artifactUrl)
+        ? { $case: "artifactUrl", value: ArtifactUrlRequest.fromJSON(object.artifactUrl) }
+        : isSet(object.artifact_url)
+        ? { $case: "artifactUrl", value: ArtifactUrlRequest.fromJSON(object.artifact_url) }
         : undefined,
     };
   },
@@ -884,6 +1056,16 @@ export const Request: MessageFns<Request> = {
       obj.sendMessage = SendMessageRequest.toJSON(message.method.value);
     } else if (message.method?.$case === "redactMessage") {
       obj.redactMessage = RedactMessageRequest.toJSON(message.method.value);
+    } else if (message.method?.$case === "requestSmartAction") {
+      obj.requestSmartAction = RequestSmartActionRequest.toJSON(message.method.value);
+    } else if (message.method?.$case === "answerSmartAction") {
+      obj.answerSmartAction = AnswerSmartActionRequest.toJSON(message.method.value);
+    } else if (message.method?.$case === "deviceKeyOptions") {
+      obj.deviceKeyOptions = Empty.toJSON(message.method.value);
+    } else if (message.method?.$case === "registerDeviceKey") {
+      obj.registerDeviceKey = RegisterDeviceKeyRequest.toJSON(message.method.value);
+    } else if (message.method?.$case === "artifactUrl") {
+      obj.artifactUrl = ArtifactUrlRequest.toJSON(message.method.value);
     }
     return obj;
   },
@@ -1030,6 +1212,45 @@ export const Request: MessageFns<Request> = {
       case "redactMessage": {
         if (object.method?.value !== undefined && object.method?.value !== null) {
           message.method = { $case: "redactMessage", value: RedactMessageRequest.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "requestSmartAction": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = {
+            $case: "requestSmartAction",
+            value: RequestSmartActionRequest.fromPartial(object.method.value),
+          };
+        }
+        break;
+      }
+      case "answerSmartAction": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = {
+            $case: "answerSmartAction",
+            value: AnswerSmartActionRequest.fromPartial(object.method.value),
+          };
+        }
+        break;
+      }
+      case "deviceKeyOptions": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "deviceKeyOptions", value: Empty.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "registerDeviceKey": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = {
+            $case: "registerDeviceKey",
+            value: RegisterDeviceKeyRequest.fromPartial(object.method.value),
+          };
+        }
+        break;
+      }
+      case "artifactUrl": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "artifactUrl", value: ArtifactUrlRequest.fromPartial(object.method.value) };
         }
         break;
       }
@@ -1217,6 +1438,21 @@ export const Response: MessageFns<Response> = {
         break;
       case "redactMessage":
         Empty.encode(message.result.value, writer.uint32(250).fork()).join();
+        break;
+      case "requestSmartAction":
+        SmartAction.encode(message.result.value, writer.uint32(258).fork()).join();
+        break;
+      case "answerSmartAction":
+        SmartAction.encode(message.result.value, writer.uint32(266).fork()).join();
+        break;
+      case "deviceKeyOptions":
+        Struct.encode(Struct.wrap(message.result.value), writer.uint32(274).fork()).join();
+        break;
+      case "registerDeviceKey":
+        DeviceKeyRegistered.encode(message.result.value, writer.uint32(282).fork()).join();
+        break;
+      case "artifactUrl":
+        ArtifactUrl.encode(message.result.value, writer.uint32(290).fork()).join();
         break;
     }
     return writer;
@@ -1427,6 +1663,49 @@ export const Response: MessageFns<Response> = {
             message.result = { $case: "redactMessage", value: Empty.decode(reader, reader.uint32()) };
             continue;
           }
+          case 32: {
+            if (tag !== 258) {
+              break;
+            }
+
+            message.result = { $case: "requestSmartAction", value: SmartAction.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 33: {
+            if (tag !== 266) {
+              break;
+            }
+
+            message.result = { $case: "answerSmartAction", value: SmartAction.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 34: {
+            if (tag !== 274) {
+              break;
+            }
+
+            message.result = {
+              $case: "deviceKeyOptions",
+              value: Struct.unwrap(Struct.decode(reader, reader.uint32())),
+            };
+            continue;
+          }
+          case 35: {
+            if (tag !== 282) {
+              break;
+            }
+
+            message.result = { $case: "registerDeviceKey", value: DeviceKeyRegistered.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 36: {
+            if (tag !== 290) {
+              break;
+            }
+
+            message.result = { $case: "artifactUrl", value: ArtifactUrl.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1520,6 +1799,26 @@ export const Response: MessageFns<Response> = {
         ? { $case: "redactMessage", value: Empty.fromJSON(object.redactMessage) }
         : isSet(object.redact_message)
         ? { $case: "redactMessage", value: Empty.fromJSON(object.redact_message) }
+        : isSet(object.requestSmartAction)
+        ? { $case: "requestSmartAction", value: SmartAction.fromJSON(object.requestSmartAction) }
+        : isSet(object.request_smart_action)
+        ? { $case: "requestSmartAction", value: SmartAction.fromJSON(object.request_smart_action) }
+        : isSet(object.answerSmartAction)
+        ? { $case: "answerSmartAction", value: SmartAction.fromJSON(object.answerSmartAction) }
+        : isSet(object.answer_smart_action)
+        ? { $case: "answerSmartAction", value: SmartAction.fromJSON(object.answer_smart_action) }
+        : isSet(object.deviceKeyOptions)
+        ? { $case: "deviceKeyOptions", value: object.deviceKeyOptions }
+        : isSet(object.device_key_options)
+        ? { $case: "deviceKeyOptions", value: object.device_key_options }
+        : isSet(object.registerDeviceKey)
+        ? { $case: "registerDeviceKey", value: DeviceKeyRegistered.fromJSON(object.registerDeviceKey) }
+        : isSet(object.register_device_key)
+        ? { $case: "registerDeviceKey", value: DeviceKeyRegistered.fromJSON(object.register_device_key) }
+        : isSet(object.artifactUrl)
+        ? { $case: "artifactUrl", value: ArtifactUrl.fromJSON(object.artifactUrl) }
+        : isSet(object.artifact_url)
+        ? { $case: "artifactUrl", value: ArtifactUrl.fromJSON(object.artifact_url) }
         : undefined,
     };
   },
@@ -1575,6 +1874,16 @@ export const Response: MessageFns<Response> = {
       obj.sendMessage = ChatMessage.toJSON(message.result.value);
     } else if (message.result?.$case === "redactMessage") {
       obj.redactMessage = Empty.toJSON(message.result.value);
+    } else if (message.result?.$case === "requestSmartAction") {
+      obj.requestSmartAction = SmartAction.toJSON(message.result.value);
+    } else if (message.result?.$case === "answerSmartAction") {
+      obj.answerSmartAction = SmartAction.toJSON(message.result.value);
+    } else if (message.result?.$case === "deviceKeyOptions") {
+      obj.deviceKeyOptions = message.result.value;
+    } else if (message.result?.$case === "registerDeviceKey") {
+      obj.registerDeviceKey = DeviceKeyRegistered.toJSON(message.result.value);
+    } else if (message.result?.$case === "artifactUrl") {
+      obj.artifactUrl = ArtifactUrl.toJSON(message.result.value);
     }
     return obj;
   },
@@ -1724,6 +2033,36 @@ export const Response: MessageFns<Response> = {
         }
         break;
       }
+      case "requestSmartAction": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "requestSmartAction", value: SmartAction.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "answerSmartAction": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "answerSmartAction", value: SmartAction.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "deviceKeyOptions": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "deviceKeyOptions", value: object.result.value };
+        }
+        break;
+      }
+      case "registerDeviceKey": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "registerDeviceKey", value: DeviceKeyRegistered.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "artifactUrl": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "artifactUrl", value: ArtifactUrl.fromPartial(object.result.value) };
+        }
+        break;
+      }
     }
     return message;
   },
@@ -1768,6 +2107,9 @@ export const Notification: MessageFns<Notification> = {
         break;
       case "messageRedacted":
         MessageRedacted.encode(message.event.value, writer.uint32(90).fork()).join();
+        break;
+      case "smartAction":
+        SmartAction.encode(message.event.value, writer.uint32(98).fork()).join();
         break;
     }
     return writer;
@@ -1874,6 +2216,14 @@ export const Notification: MessageFns<Notification> = {
             message.event = { $case: "messageRedacted", value: MessageRedacted.decode(reader, reader.uint32()) };
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.event = { $case: "smartAction", value: SmartAction.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1928,6 +2278,10 @@ export const Notification: MessageFns<Notification> = {
         ? { $case: "messageRedacted", value: MessageRedacted.fromJSON(object.messageRedacted) }
         : isSet(object.message_redacted)
         ? { $case: "messageRedacted", value: MessageRedacted.fromJSON(object.message_redacted) }
+        : isSet(object.smartAction)
+        ? { $case: "smartAction", value: SmartAction.fromJSON(object.smartAction) }
+        : isSet(object.smart_action)
+        ? { $case: "smartAction", value: SmartAction.fromJSON(object.smart_action) }
         : undefined,
     };
   },
@@ -1956,6 +2310,8 @@ export const Notification: MessageFns<Notification> = {
       obj.message = ChatMessage.toJSON(message.event.value);
     } else if (message.event?.$case === "messageRedacted") {
       obj.messageRedacted = MessageRedacted.toJSON(message.event.value);
+    } else if (message.event?.$case === "smartAction") {
+      obj.smartAction = SmartAction.toJSON(message.event.value);
     }
     return obj;
   },
@@ -2029,6 +2385,12 @@ export const Notification: MessageFns<Notification> = {
       case "messageRedacted": {
         if (object.event?.value !== undefined && object.event?.value !== null) {
           message.event = { $case: "messageRedacted", value: MessageRedacted.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "smartAction": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "smartAction", value: SmartAction.fromPartial(object.event.value) };
         }
         break;
       }
@@ -2885,6 +3247,7 @@ function createBaseJoinResponse(): JoinResponse {
     transportIds: [],
     recording: undefined,
     messages: [],
+    smartActions: [],
   };
 }
 
@@ -2922,6 +3285,9 @@ export const JoinResponse: MessageFns<JoinResponse> = {
     }
     for (const v of message.messages) {
       ChatMessage.encode(v!, writer.uint32(90).fork()).join();
+    }
+    for (const v of message.smartActions) {
+      SmartAction.encode(v!, writer.uint32(98).fork()).join();
     }
     return writer;
   },
@@ -3027,6 +3393,14 @@ export const JoinResponse: MessageFns<JoinResponse> = {
             message.messages.push(ChatMessage.decode(reader, reader.uint32()));
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.smartActions.push(SmartAction.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3076,6 +3450,11 @@ export const JoinResponse: MessageFns<JoinResponse> = {
       messages: globalThis.Array.isArray(object?.messages)
         ? object.messages.map((e: any) => ChatMessage.fromJSON(e))
         : [],
+      smartActions: globalThis.Array.isArray(object?.smartActions)
+        ? object.smartActions.map((e: any) => SmartAction.fromJSON(e))
+        : globalThis.Array.isArray(object?.smart_actions)
+        ? object.smart_actions.map((e: any) => SmartAction.fromJSON(e))
+        : [],
     };
   },
 
@@ -3114,6 +3493,9 @@ export const JoinResponse: MessageFns<JoinResponse> = {
     if (message.messages?.length) {
       obj.messages = message.messages.map((e) => ChatMessage.toJSON(e));
     }
+    if (message.smartActions?.length) {
+      obj.smartActions = message.smartActions.map((e) => SmartAction.toJSON(e));
+    }
     return obj;
   },
 
@@ -3139,6 +3521,839 @@ export const JoinResponse: MessageFns<JoinResponse> = {
       ? RecordingStatus.fromPartial(object.recording)
       : undefined;
     message.messages = object.messages?.map((e) => ChatMessage.fromPartial(e)) || [];
+    message.smartActions = object.smartActions?.map((e) => SmartAction.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseRequestSmartActionRequest(): RequestSmartActionRequest {
+  return { kind: "", participantId: "" };
+}
+
+export const RequestSmartActionRequest: MessageFns<RequestSmartActionRequest> = {
+  encode(message: RequestSmartActionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== "") {
+      writer.uint32(10).string(message.kind);
+    }
+    if (message.participantId !== "") {
+      writer.uint32(18).string(message.participantId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RequestSmartActionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRequestSmartActionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.participantId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RequestSmartActionRequest {
+    return {
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      participantId: isSet(object.participantId)
+        ? globalThis.String(object.participantId)
+        : isSet(object.participant_id)
+        ? globalThis.String(object.participant_id)
+        : "",
+    };
+  },
+
+  toJSON(message: RequestSmartActionRequest): unknown {
+    const obj: any = {};
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.participantId !== "") {
+      obj.participantId = message.participantId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RequestSmartActionRequest>, I>>(base?: I): RequestSmartActionRequest {
+    return RequestSmartActionRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RequestSmartActionRequest>, I>>(object: I): RequestSmartActionRequest {
+    const message = createBaseRequestSmartActionRequest();
+    message.kind = object.kind ?? "";
+    message.participantId = object.participantId ?? "";
+    return message;
+  },
+};
+
+function createBaseSmartAction(): SmartAction {
+  return {
+    actionId: "",
+    kind: "",
+    state: "",
+    requestedBy: "",
+    participantId: "",
+    requestedAtMs: 0,
+    completedAtMs: 0,
+    artifactId: "",
+    contentType: "",
+    sizeBytes: 0,
+    webauthnOptions: undefined,
+    verified: false,
+    reason: "",
+    externalId: "",
+  };
+}
+
+export const SmartAction: MessageFns<SmartAction> = {
+  encode(message: SmartAction, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.actionId !== "") {
+      writer.uint32(10).string(message.actionId);
+    }
+    if (message.kind !== "") {
+      writer.uint32(18).string(message.kind);
+    }
+    if (message.state !== "") {
+      writer.uint32(26).string(message.state);
+    }
+    if (message.requestedBy !== "") {
+      writer.uint32(34).string(message.requestedBy);
+    }
+    if (message.participantId !== "") {
+      writer.uint32(42).string(message.participantId);
+    }
+    if (message.requestedAtMs !== 0) {
+      writer.uint32(48).int64(message.requestedAtMs);
+    }
+    if (message.completedAtMs !== 0) {
+      writer.uint32(56).int64(message.completedAtMs);
+    }
+    if (message.artifactId !== "") {
+      writer.uint32(66).string(message.artifactId);
+    }
+    if (message.contentType !== "") {
+      writer.uint32(74).string(message.contentType);
+    }
+    if (message.sizeBytes !== 0) {
+      writer.uint32(80).int64(message.sizeBytes);
+    }
+    if (message.webauthnOptions !== undefined) {
+      Struct.encode(Struct.wrap(message.webauthnOptions), writer.uint32(90).fork()).join();
+    }
+    if (message.verified !== false) {
+      writer.uint32(96).bool(message.verified);
+    }
+    if (message.reason !== "") {
+      writer.uint32(106).string(message.reason);
+    }
+    if (message.externalId !== "") {
+      writer.uint32(114).string(message.externalId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SmartAction {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSmartAction();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.actionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.requestedBy = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.participantId = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.requestedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.completedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.artifactId = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.contentType = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.sizeBytes = longToNumber(reader.int64());
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.webauthnOptions = Struct.unwrap(Struct.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.verified = reader.bool();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.externalId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SmartAction {
+    return {
+      actionId: isSet(object.actionId)
+        ? globalThis.String(object.actionId)
+        : isSet(object.action_id)
+        ? globalThis.String(object.action_id)
+        : "",
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      state: isSet(object.state) ? globalThis.String(object.state) : "",
+      requestedBy: isSet(object.requestedBy)
+        ? globalThis.String(object.requestedBy)
+        : isSet(object.requested_by)
+        ? globalThis.String(object.requested_by)
+        : "",
+      participantId: isSet(object.participantId)
+        ? globalThis.String(object.participantId)
+        : isSet(object.participant_id)
+        ? globalThis.String(object.participant_id)
+        : "",
+      requestedAtMs: isSet(object.requestedAtMs)
+        ? globalThis.Number(object.requestedAtMs)
+        : isSet(object.requested_at_ms)
+        ? globalThis.Number(object.requested_at_ms)
+        : 0,
+      completedAtMs: isSet(object.completedAtMs)
+        ? globalThis.Number(object.completedAtMs)
+        : isSet(object.completed_at_ms)
+        ? globalThis.Number(object.completed_at_ms)
+        : 0,
+      artifactId: isSet(object.artifactId)
+        ? globalThis.String(object.artifactId)
+        : isSet(object.artifact_id)
+        ? globalThis.String(object.artifact_id)
+        : "",
+      contentType: isSet(object.contentType)
+        ? globalThis.String(object.contentType)
+        : isSet(object.content_type)
+        ? globalThis.String(object.content_type)
+        : "",
+      sizeBytes: isSet(object.sizeBytes)
+        ? globalThis.Number(object.sizeBytes)
+        : isSet(object.size_bytes)
+        ? globalThis.Number(object.size_bytes)
+        : 0,
+      webauthnOptions: isObject(object.webauthnOptions)
+        ? object.webauthnOptions
+        : isObject(object.webauthn_options)
+        ? object.webauthn_options
+        : undefined,
+      verified: isSet(object.verified) ? globalThis.Boolean(object.verified) : false,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      externalId: isSet(object.externalId)
+        ? globalThis.String(object.externalId)
+        : isSet(object.external_id)
+        ? globalThis.String(object.external_id)
+        : "",
+    };
+  },
+
+  toJSON(message: SmartAction): unknown {
+    const obj: any = {};
+    if (message.actionId !== "") {
+      obj.actionId = message.actionId;
+    }
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.state !== "") {
+      obj.state = message.state;
+    }
+    if (message.requestedBy !== "") {
+      obj.requestedBy = message.requestedBy;
+    }
+    if (message.participantId !== "") {
+      obj.participantId = message.participantId;
+    }
+    if (message.requestedAtMs !== 0) {
+      obj.requestedAtMs = Math.round(message.requestedAtMs);
+    }
+    if (message.completedAtMs !== 0) {
+      obj.completedAtMs = Math.round(message.completedAtMs);
+    }
+    if (message.artifactId !== "") {
+      obj.artifactId = message.artifactId;
+    }
+    if (message.contentType !== "") {
+      obj.contentType = message.contentType;
+    }
+    if (message.sizeBytes !== 0) {
+      obj.sizeBytes = Math.round(message.sizeBytes);
+    }
+    if (message.webauthnOptions !== undefined) {
+      obj.webauthnOptions = message.webauthnOptions;
+    }
+    if (message.verified !== false) {
+      obj.verified = message.verified;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.externalId !== "") {
+      obj.externalId = message.externalId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SmartAction>, I>>(base?: I): SmartAction {
+    return SmartAction.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SmartAction>, I>>(object: I): SmartAction {
+    const message = createBaseSmartAction();
+    message.actionId = object.actionId ?? "";
+    message.kind = object.kind ?? "";
+    message.state = object.state ?? "";
+    message.requestedBy = object.requestedBy ?? "";
+    message.participantId = object.participantId ?? "";
+    message.requestedAtMs = object.requestedAtMs ?? 0;
+    message.completedAtMs = object.completedAtMs ?? 0;
+    message.artifactId = object.artifactId ?? "";
+    message.contentType = object.contentType ?? "";
+    message.sizeBytes = object.sizeBytes ?? 0;
+    message.webauthnOptions = object.webauthnOptions ?? undefined;
+    message.verified = object.verified ?? false;
+    message.reason = object.reason ?? "";
+    message.externalId = object.externalId ?? "";
+    return message;
+  },
+};
+
+function createBaseAnswerSmartActionRequest(): AnswerSmartActionRequest {
+  return { actionId: "", decline: false, webauthnResponse: undefined };
+}
+
+export const AnswerSmartActionRequest: MessageFns<AnswerSmartActionRequest> = {
+  encode(message: AnswerSmartActionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.actionId !== "") {
+      writer.uint32(10).string(message.actionId);
+    }
+    if (message.decline !== false) {
+      writer.uint32(16).bool(message.decline);
+    }
+    if (message.webauthnResponse !== undefined) {
+      Struct.encode(Struct.wrap(message.webauthnResponse), writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AnswerSmartActionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAnswerSmartActionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.actionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.decline = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.webauthnResponse = Struct.unwrap(Struct.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AnswerSmartActionRequest {
+    return {
+      actionId: isSet(object.actionId)
+        ? globalThis.String(object.actionId)
+        : isSet(object.action_id)
+        ? globalThis.String(object.action_id)
+        : "",
+      decline: isSet(object.decline) ? globalThis.Boolean(object.decline) : false,
+      webauthnResponse: isObject(object.webauthnResponse)
+        ? object.webauthnResponse
+        : isObject(object.webauthn_response)
+        ? object.webauthn_response
+        : undefined,
+    };
+  },
+
+  toJSON(message: AnswerSmartActionRequest): unknown {
+    const obj: any = {};
+    if (message.actionId !== "") {
+      obj.actionId = message.actionId;
+    }
+    if (message.decline !== false) {
+      obj.decline = message.decline;
+    }
+    if (message.webauthnResponse !== undefined) {
+      obj.webauthnResponse = message.webauthnResponse;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AnswerSmartActionRequest>, I>>(base?: I): AnswerSmartActionRequest {
+    return AnswerSmartActionRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AnswerSmartActionRequest>, I>>(object: I): AnswerSmartActionRequest {
+    const message = createBaseAnswerSmartActionRequest();
+    message.actionId = object.actionId ?? "";
+    message.decline = object.decline ?? false;
+    message.webauthnResponse = object.webauthnResponse ?? undefined;
+    return message;
+  },
+};
+
+function createBaseRegisterDeviceKeyRequest(): RegisterDeviceKeyRequest {
+  return { response: undefined };
+}
+
+export const RegisterDeviceKeyRequest: MessageFns<RegisterDeviceKeyRequest> = {
+  encode(message: RegisterDeviceKeyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.response !== undefined) {
+      Struct.encode(Struct.wrap(message.response), writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RegisterDeviceKeyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegisterDeviceKeyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.response = Struct.unwrap(Struct.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RegisterDeviceKeyRequest {
+    return { response: isObject(object.response) ? object.response : undefined };
+  },
+
+  toJSON(message: RegisterDeviceKeyRequest): unknown {
+    const obj: any = {};
+    if (message.response !== undefined) {
+      obj.response = message.response;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RegisterDeviceKeyRequest>, I>>(base?: I): RegisterDeviceKeyRequest {
+    return RegisterDeviceKeyRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RegisterDeviceKeyRequest>, I>>(object: I): RegisterDeviceKeyRequest {
+    const message = createBaseRegisterDeviceKeyRequest();
+    message.response = object.response ?? undefined;
+    return message;
+  },
+};
+
+function createBaseDeviceKeyRegistered(): DeviceKeyRegistered {
+  return { credentialId: "" };
+}
+
+export const DeviceKeyRegistered: MessageFns<DeviceKeyRegistered> = {
+  encode(message: DeviceKeyRegistered, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.credentialId !== "") {
+      writer.uint32(10).string(message.credentialId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeviceKeyRegistered {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeviceKeyRegistered();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.credentialId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeviceKeyRegistered {
+    return {
+      credentialId: isSet(object.credentialId)
+        ? globalThis.String(object.credentialId)
+        : isSet(object.credential_id)
+        ? globalThis.String(object.credential_id)
+        : "",
+    };
+  },
+
+  toJSON(message: DeviceKeyRegistered): unknown {
+    const obj: any = {};
+    if (message.credentialId !== "") {
+      obj.credentialId = message.credentialId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeviceKeyRegistered>, I>>(base?: I): DeviceKeyRegistered {
+    return DeviceKeyRegistered.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeviceKeyRegistered>, I>>(object: I): DeviceKeyRegistered {
+    const message = createBaseDeviceKeyRegistered();
+    message.credentialId = object.credentialId ?? "";
+    return message;
+  },
+};
+
+function createBaseArtifactUrlRequest(): ArtifactUrlRequest {
+  return { artifactId: "" };
+}
+
+export const ArtifactUrlRequest: MessageFns<ArtifactUrlRequest> = {
+  encode(message: ArtifactUrlRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.artifactId !== "") {
+      writer.uint32(10).string(message.artifactId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ArtifactUrlRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseArtifactUrlRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.artifactId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ArtifactUrlRequest {
+    return {
+      artifactId: isSet(object.artifactId)
+        ? globalThis.String(object.artifactId)
+        : isSet(object.artifact_id)
+        ? globalThis.String(object.artifact_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ArtifactUrlRequest): unknown {
+    const obj: any = {};
+    if (message.artifactId !== "") {
+      obj.artifactId = message.artifactId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ArtifactUrlRequest>, I>>(base?: I): ArtifactUrlRequest {
+    return ArtifactUrlRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ArtifactUrlRequest>, I>>(object: I): ArtifactUrlRequest {
+    const message = createBaseArtifactUrlRequest();
+    message.artifactId = object.artifactId ?? "";
+    return message;
+  },
+};
+
+function createBaseArtifactUrl(): ArtifactUrl {
+  return { url: "", expiresAtMs: 0 };
+}
+
+export const ArtifactUrl: MessageFns<ArtifactUrl> = {
+  encode(message: ArtifactUrl, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.url !== "") {
+      writer.uint32(10).string(message.url);
+    }
+    if (message.expiresAtMs !== 0) {
+      writer.uint32(16).int64(message.expiresAtMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ArtifactUrl {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseArtifactUrl();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.url = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.expiresAtMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ArtifactUrl {
+    return {
+      url: isSet(object.url) ? globalThis.String(object.url) : "",
+      expiresAtMs: isSet(object.expiresAtMs)
+        ? globalThis.Number(object.expiresAtMs)
+        : isSet(object.expires_at_ms)
+        ? globalThis.Number(object.expires_at_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: ArtifactUrl): unknown {
+    const obj: any = {};
+    if (message.url !== "") {
+      obj.url = message.url;
+    }
+    if (message.expiresAtMs !== 0) {
+      obj.expiresAtMs = Math.round(message.expiresAtMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ArtifactUrl>, I>>(base?: I): ArtifactUrl {
+    return ArtifactUrl.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ArtifactUrl>, I>>(object: I): ArtifactUrl {
+    const message = createBaseArtifactUrl();
+    message.url = object.url ?? "";
+    message.expiresAtMs = object.expiresAtMs ?? 0;
     return message;
   },
 };

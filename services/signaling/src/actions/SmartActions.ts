@@ -1,0 +1,249 @@
+import { Readable } from 'node:stream';
+import type { KV } from '@nats-io/kv';
+import { SignJWT, decodeJwt, errors as joseErrors, jwtVerify } from 'jose';
+import {
+  generateAuthenticationOptions,
+  generateRegistrationOptions,
+  verifyAuthenticationResponse,
+  verifyRegistrationResponse,
+  type AuthenticationResponseJSON,
+  type RegistrationResponseJSON,
+} from '@simplewebauthn/server';
+import { SmartAction } from '@gateway/proto/gateway/signaling/v1/signaling';
+import { ErrorCode, GatewayError, kvKeys, listEntries, newId, type ArtifactStore } from '@gateway/common';
+import type { Tenant } from '../config.js';
+import { DeviceKeys } from './deviceKeys.js';
+import { sanitizeImage } from './images.js';
+
+export const smartActionKinds = ['photo', 'screenshot', 'verification'] as const;
+export type SmartActionKind = (typeof smartActionKinds)[number];
+
+export interface SmartActionLimits {
+  /** Largest upload per kind, in bytes. */
+  maxUploadBytes: Record<'photo' | 'screenshot', number>;
+  /** How long an attachment URL handed to an agent stays valid. */
+  urlTtlSeconds: number;
+}
+
+export interface WebAuthnSettings {
+  rpId: string;
+  rpName: string;
+  /** Origins the end user's page may be served from. */
+  origins(): string[];
+}
+
+/** Who is asking, as far as Smart Actions care. */
+export interface Actor {
+  tenant: string;
+  room: string;
+  participantId: string;
+  identity: string;
+  role: string;
+}
+
+const isUpload = (kind: string): kind is 'photo' | 'screenshot' => kind === 'photo' || kind === 'screenshot';
+
+/**
+ * Smart Actions of a conversation: an agent asks the end user for a photo, a screenshot or a
+ * verification; the end user uploads or proves possession of a registered device key. Actions
+ * live in KV so every signaling replica of the room sees the same state.
+ */
+export class SmartActions {
+  constructor(
+    private readonly kv: KV,
+    readonly deviceKeys: DeviceKeys,
+    private readonly artifacts: ArtifactStore,
+    private readonly tenants: () => readonly Tenant[],
+    private readonly webauthn: WebAuthnSettings,
+    readonly limits: SmartActionLimits,
+  ) {}
+
+  async get(tenant: string, room: string, actionId: string): Promise<SmartAction> {
+    const entry = await this.kv.get(kvKeys.smartAction(tenant, room, actionId)).catch(() => null);
+    if (!entry || entry.operation !== 'PUT' || entry.length === 0) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such Smart Action in this room');
+    return SmartAction.decode(entry.value);
+  }
+
+  async list(tenant: string, room: string): Promise<SmartAction[]> {
+    const entries = await listEntries(this.kv, kvKeys.smartActionsOfRoom(tenant, room));
+    return entries.map((e) => SmartAction.decode(e.value)).sort((a, b) => Number(a.requestedAtMs - b.requestedAtMs));
+  }
+
+  private async save(tenant: string, room: string, action: SmartAction): Promise<SmartAction> {
+    await this.kv.put(kvKeys.smartAction(tenant, room, action.actionId), SmartAction.encode(action).finish());
+    return action;
+  }
+
+  /** An agent asks an end user. A verification of someone without a device key fails at once. */
+  async request(agent: Actor, kind: string, target: { participantId: string; identity: string }): Promise<SmartAction> {
+    if (agent.role !== 'agent') throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'only agents may request Smart Actions');
+    if (!(smartActionKinds as readonly string[]).includes(kind)) throw new GatewayError(ErrorCode.BAD_REQUEST, 'kind must be photo, screenshot or verification');
+    const action: SmartAction = {
+      actionId: newId('SA'),
+      kind,
+      state: 'requested',
+      requestedBy: agent.participantId,
+      participantId: target.participantId,
+      requestedAtMs: Date.now(),
+      completedAtMs: 0,
+      artifactId: '',
+      contentType: '',
+      sizeBytes: 0,
+      webauthnOptions: undefined,
+      verified: false,
+      reason: '',
+      externalId: target.identity,
+    };
+    if (kind === 'verification') {
+      const keys = await this.deviceKeys.list(agent.tenant, target.identity);
+      if (keys.length === 0) {
+        return this.save(agent.tenant, agent.room, { ...action, state: 'failed', completedAtMs: Date.now(), reason: 'no device key is registered for this end user' });
+      }
+      const options = await generateAuthenticationOptions({
+        rpID: this.webauthn.rpId,
+        allowCredentials: keys.map((k) => ({ id: k.id, transports: k.transports as never })),
+        userVerification: 'preferred',
+      });
+      action.webauthnOptions = options as unknown as Record<string, unknown>;
+    }
+    return this.save(agent.tenant, agent.room, action);
+  }
+
+  /** The end user asked declines, or answers a verification. */
+  async answer(user: Actor, actionId: string, answer: { decline: boolean; webauthnResponse?: Record<string, unknown> }): Promise<SmartAction> {
+    const action = await this.pendingFor(user, actionId);
+    if (answer.decline) return this.save(user.tenant, user.room, { ...action, state: 'declined', completedAtMs: Date.now(), reason: 'the end user declined' });
+    if (action.kind !== 'verification') throw new GatewayError(ErrorCode.BAD_REQUEST, `a ${action.kind} is answered by uploading it`);
+    if (!answer.webauthnResponse) throw new GatewayError(ErrorCode.BAD_REQUEST, 'webauthnResponse is required');
+    const response = answer.webauthnResponse as unknown as AuthenticationResponseJSON;
+    const keys = await this.deviceKeys.list(user.tenant, user.identity);
+    const key = keys.find((k) => k.id === response.id);
+    const done = (verified: boolean, reason: string) => this.save(user.tenant, user.room, { ...action, state: 'completed', completedAtMs: Date.now(), verified, reason });
+    if (!key) return done(false, 'the key used is not registered for this end user');
+    try {
+      const result = await verifyAuthenticationResponse({
+        response,
+        expectedChallenge: String(action.webauthnOptions?.challenge ?? ''),
+        expectedOrigin: this.webauthn.origins(),
+        expectedRPID: this.webauthn.rpId,
+        credential: { id: key.id, publicKey: Buffer.from(key.publicKey, 'base64'), counter: key.counter, transports: key.transports as never },
+        requireUserVerification: false,
+      });
+      if (!result.verified) return done(false, 'the device key did not verify');
+      await this.deviceKeys.updateCounter(user.tenant, user.identity, key.id, result.authenticationInfo.newCounter);
+      return done(true, '');
+    } catch {
+      // A wrong signature, challenge or origin: the answer is "not verified", not a server error.
+      return done(false, 'the device key did not verify');
+    }
+  }
+
+  /** The end user's photo or screenshot: checked by content, stripped of metadata, encrypted. */
+  async upload(user: Actor, actionId: string, body: Readable): Promise<SmartAction> {
+    const action = await this.pendingFor(user, actionId);
+    if (!isUpload(action.kind)) throw new GatewayError(ErrorCode.BAD_REQUEST, 'a verification is not answered by an upload');
+    const limit = this.limits.maxUploadBytes[action.kind];
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of body) {
+      size += (chunk as Buffer).length;
+      if (size > limit) throw new GatewayError(ErrorCode.MESSAGE_TOO_LARGE, `a ${action.kind} is limited to ${limit} bytes`);
+      chunks.push(chunk as Buffer);
+    }
+    const image = await sanitizeImage(Buffer.concat(chunks));
+    const artifactId = newId('AT');
+    const stored = await this.artifacts.put(user.tenant, artifactId, Readable.from([image.data]), image.contentType);
+    return this.save(user.tenant, user.room, { ...action, state: 'completed', completedAtMs: Date.now(), artifactId, contentType: image.contentType, sizeBytes: stored.size });
+  }
+
+  private async pendingFor(user: Actor, actionId: string): Promise<SmartAction> {
+    const action = await this.get(user.tenant, user.room, actionId);
+    if (action.participantId !== user.participantId) throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'this Smart Action asks someone else');
+    if (action.state !== 'requested') throw new GatewayError(ErrorCode.INVALID_STATE, `this Smart Action is already ${action.state}`);
+    return action;
+  }
+
+  /** Options for registering the end user's device key; the challenge goes back with the answer. */
+  async registrationOptions(user: Actor): Promise<Record<string, unknown>> {
+    if (user.role !== 'end_user') throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'only end users register device keys');
+    const existing = await this.deviceKeys.list(user.tenant, user.identity);
+    const options = await generateRegistrationOptions({
+      rpName: this.webauthn.rpName,
+      rpID: this.webauthn.rpId,
+      userName: 'end user',
+      userID: DeviceKeys.userHandle(user.tenant, user.identity) as Uint8Array<ArrayBuffer>,
+      attestationType: 'none',
+      excludeCredentials: existing.map((k) => ({ id: k.id, transports: k.transports as never })),
+      authenticatorSelection: { residentKey: 'preferred', userVerification: 'preferred' },
+    });
+    return options as unknown as Record<string, unknown>;
+  }
+
+  async register(user: Actor, expectedChallenge: string, response: Record<string, unknown>): Promise<string> {
+    let result: Awaited<ReturnType<typeof verifyRegistrationResponse>>;
+    try {
+      result = await verifyRegistrationResponse({
+        response: response as unknown as RegistrationResponseJSON,
+        expectedChallenge,
+        expectedOrigin: this.webauthn.origins(),
+        expectedRPID: this.webauthn.rpId,
+        requireUserVerification: false,
+      });
+    } catch (error) {
+      throw new GatewayError(ErrorCode.BAD_REQUEST, 'the device key registration did not verify', { cause: error });
+    }
+    if (!result.verified || !result.registrationInfo) throw new GatewayError(ErrorCode.BAD_REQUEST, 'the device key registration did not verify');
+    const { credential } = result.registrationInfo;
+    await this.deviceKeys.add(user.tenant, user.identity, {
+      id: credential.id,
+      publicKey: Buffer.from(credential.publicKey).toString('base64'),
+      counter: credential.counter,
+      transports: credential.transports ?? [],
+      registeredAtMs: Date.now(),
+    });
+    return credential.id;
+  }
+
+  /** A URL through which an agent of the tenant views an attachment for a few minutes. */
+  async attachmentUrl(agent: Actor, artifactId: string): Promise<{ url: string; expiresAtMs: number }> {
+    if (agent.role !== 'agent') throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'only agents view attachments');
+    const actions = await this.list(agent.tenant, agent.room);
+    if (!actions.some((a) => a.artifactId === artifactId && artifactId !== '')) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such attachment in this room');
+    const expiresAtMs = Date.now() + this.limits.urlTtlSeconds * 1000;
+    const token = await new SignJWT({ tnt: agent.tenant, art: artifactId })
+      .setProtectedHeader({ alg: 'HS256', typ: 'gateway-artifact' })
+      .setExpirationTime(Math.floor(expiresAtMs / 1000))
+      .sign(this.secretOf(agent.tenant));
+    return { url: `/v1/artifacts/${artifactId}?token=${token}`, expiresAtMs };
+  }
+
+  /** The bytes behind an attachment URL: only for the tenant that signed it, only before it expires. */
+  async download(artifactId: string, token: string): Promise<{ data: Buffer; contentType: string }> {
+    let tenant: string;
+    try {
+      tenant = String(decodeJwt(token).tnt ?? '');
+    } catch (error) {
+      throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'the URL is not valid', { cause: error });
+    }
+    let claims: Record<string, unknown>;
+    try {
+      ({ payload: claims } = await jwtVerify(token, this.secretOf(tenant), { algorithms: ['HS256'], typ: 'gateway-artifact' }));
+    } catch (error) {
+      if (error instanceof joseErrors.JWTExpired) throw new GatewayError(ErrorCode.TOKEN_EXPIRED, 'the URL has expired; ask for a new one', { cause: error });
+      throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'the URL is not valid', { cause: error });
+    }
+    if (claims.art !== artifactId || claims.tnt !== tenant) throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'the URL is not valid');
+    return this.artifacts.get(tenant, artifactId);
+  }
+
+  /** The room ended and its attachments were announced: the action records go. */
+  async removeAll(tenant: string, room: string, actions: SmartAction[]): Promise<void> {
+    for (const action of actions) await this.kv.purge(kvKeys.smartAction(tenant, room, action.actionId));
+  }
+
+  private secretOf(tenant: string): Uint8Array {
+    const found = this.tenants().find((t) => t.name === tenant);
+    if (!found) throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'the URL is not valid');
+    return new TextEncoder().encode(found.apiSecret);
+  }
+}

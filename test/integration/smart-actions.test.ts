@@ -1,0 +1,191 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SignJWT } from 'jose';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream } from '@nats-io/jetstream';
+import { DEMO_TENANT_KEK, streams, subjects } from '@gateway/common';
+import { AttachmentReady, TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
+import { NatsServer, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
+import { mintJoinToken, type MintRequest } from '../../services/signaling/src/auth/tokens.js';
+import { DEMO_TENANT } from '../../services/signaling/src/config.js';
+import { TestClients, type TestClient } from '../support/wsClient.js';
+import { demoToken } from '../support/tokens.js';
+import { exifOf, imageFormat, photoWithGps } from '../support/images.js';
+
+const GLOBEX = { name: 'globex', apiKey: 'globex', apiSecret: 'globex-secret-for-tests-only-0123456789' };
+const globexToken = async (request: MintRequest) => (await mintJoinToken(GLOBEX as never, request)).token;
+const MAX_PHOTO_BYTES = 200_000;
+
+/**
+ * Smart Actions against real processes: an agent asks for a photo, a screenshot or a
+ * verification; the end user uploads over HTTP with the session token; the agent views the
+ * attachment through a short-lived tenant-scoped URL. WebAuthn itself is exercised in Chromium
+ * (test/e2e/chat.test.ts).
+ */
+describe('Smart Actions', () => {
+  let nats: NatsServer;
+  let nc: NatsConnection;
+  let sfu: Awaited<ReturnType<typeof startSfuProcess>>;
+  let sig: Awaited<ReturnType<typeof startSignalingProcess>>;
+  const clients = new TestClients();
+
+  beforeAll(async () => {
+    nats = await NatsServer.start();
+    sfu = await startSfuProcess({ natsUrl: nats.url });
+    sig = await startSignalingProcess({
+      natsUrl: nats.url,
+      env: {
+        GATEWAY_TENANTS: JSON.stringify([DEMO_TENANT, GLOBEX]),
+        GATEWAY_TENANT_KEYS: JSON.stringify({ demo: DEMO_TENANT_KEK, globex: Buffer.alloc(32, 9).toString('base64') }),
+        SIGNALING_MAX_PHOTO_BYTES: String(MAX_PHOTO_BYTES),
+        SIGNALING_ATTACHMENT_URL_SECONDS: '2',
+      },
+    });
+    nc = await connect({ servers: nats.url });
+  }, 60_000);
+
+  afterAll(async () => {
+    clients.closeAll();
+    await nc?.close();
+    await sig?.stop();
+    await sfu?.stop();
+    await nats?.stop();
+  });
+
+  async function joined(token: string): Promise<{ client: TestClient; join: Record<string, any> }> {
+    const client = await clients.open(sig.wsUrl);
+    const response = await client.request('join', { token, protocolVersion: 1 });
+    expect(response.error).toBeUndefined();
+    return { client, join: response.join };
+  }
+
+  async function call(room = `sa-${Date.now()}-${Math.random().toString(36).slice(2, 6)}`) {
+    const user = await joined(await demoToken({ room, identity: 'ext-99', role: 'end_user' }));
+    const agent = await joined(await demoToken({ room, identity: 'agent-1', role: 'agent' }));
+    return { room, user, agent };
+  }
+
+  const upload = (actionId: string, resumeToken: string, body: Buffer, contentType = 'image/jpeg') =>
+    fetch(`${sig.url}/v1/smart-actions/${actionId}/upload`, { method: 'POST', headers: { authorization: `Bearer ${resumeToken}`, 'content-type': contentType }, body: new Uint8Array(body) });
+
+  it('takes a photo: the end user is asked, uploads it, and the agent sees it without EXIF or GPS', async () => {
+    const { user, agent } = await call();
+    const requested = await agent.client.request('requestSmartAction', { kind: 'photo' });
+    expect(requested.requestSmartAction).toMatchObject({ kind: 'photo', state: 'requested', participantId: user.join.participant.participantId, externalId: 'ext-99' });
+    const actionId = requested.requestSmartAction.actionId;
+    const notice = await user.client.waitForNotification('smartAction');
+    expect(notice).toMatchObject({ actionId, kind: 'photo', state: 'requested' });
+
+    const photo = await photoWithGps();
+    expect((await exifOf(photo))?.GPSInfo?.GPSLatitude).toEqual([48, 51, 29.64]);
+    const response = await upload(actionId, user.join.resumeToken, photo);
+    expect(response.status).toBe(201);
+    const body = await response.json();
+    expect(body).toMatchObject({ actionId, contentType: 'image/jpeg' });
+
+    // The agent is told, asks for a URL and fetches the picture.
+    await waitFor(() => agent.client.notifications.find((n) => n.smartAction?.state === 'completed'), 5_000, 'completion notice');
+    const { artifactUrl } = await agent.client.request('artifactUrl', { artifactId: body.artifactId });
+    expect(artifactUrl.url).toMatch(/^\/v1\/artifacts\//);
+    const fetched = await fetch(`${sig.url}${artifactUrl.url}`);
+    expect(fetched.status).toBe(200);
+    expect(fetched.headers.get('content-type')).toBe('image/jpeg');
+    expect(fetched.headers.get('cache-control')).toBe('no-store');
+    const image = Buffer.from(await fetched.arrayBuffer());
+    expect(await imageFormat(image)).toBe('jpeg');
+    expect(await exifOf(image)).toBeUndefined();
+    expect(image.includes(Buffer.from('PhoneCo'))).toBe(false);
+
+    // The end user may not ask for URLs; the URL expires.
+    expect((await user.client.request('artifactUrl', { artifactId: body.artifactId })).error).toMatchObject({ code: 'PERMISSION_DENIED' });
+    await new Promise((r) => setTimeout(r, 3_000));
+    const expired = await fetch(`${sig.url}${artifactUrl.url}`);
+    expect(expired.status).toBe(401);
+    expect((await expired.json()).error.code).toBe('TOKEN_EXPIRED');
+  });
+
+  it('refuses uploads that are too large, not images, unauthenticated, from someone else or answered already', async () => {
+    const { user, agent } = await call();
+    const actionId = (await agent.client.request('requestSmartAction', { kind: 'photo' })).requestSmartAction.actionId;
+
+    const tooLarge = await upload(actionId, user.join.resumeToken, Buffer.alloc(MAX_PHOTO_BYTES + 1, 1));
+    expect(tooLarge.status).toBe(413);
+    expect((await tooLarge.json()).error.code).toBe('MESSAGE_TOO_LARGE');
+    // Declared as a JPEG, named like one, but the bytes are a script.
+    const fake = await upload(actionId, user.join.resumeToken, Buffer.from('<script>alert(1)</script>'.repeat(20)));
+    expect(fake.status).toBe(415);
+    expect((await fake.json()).error.code).toBe('UNSUPPORTED_CONTENT');
+    const unauthenticated = await upload(actionId, `${user.join.resumeToken.slice(0, -3)}xyz`, await photoWithGps());
+    expect(unauthenticated.status).toBe(401);
+    const byAgent = await upload(actionId, agent.join.resumeToken, await photoWithGps());
+    expect(byAgent.status).toBe(403);
+    const unknown = await upload('SA_nope', user.join.resumeToken, await photoWithGps());
+    expect(unknown.status).toBe(404);
+
+    // None of that consumed the request: a good photo still answers it, once.
+    expect((await upload(actionId, user.join.resumeToken, await photoWithGps())).status).toBe(201);
+    const again = await upload(actionId, user.join.resumeToken, await photoWithGps());
+    expect(again.status).toBe(409);
+    expect((await again.json()).error.code).toBe('INVALID_STATE');
+  });
+
+  it('keeps attachment URLs to their tenant and refuses forged ones', async () => {
+    const { user, agent } = await call();
+    const actionId = (await agent.client.request('requestSmartAction', { kind: 'photo' })).requestSmartAction.actionId;
+    const { artifactId } = await (await upload(actionId, user.join.resumeToken, await photoWithGps())).json();
+
+    // An agent of another tenant in a room of the same name knows nothing of it.
+    const other = await joined(await globexToken({ room: 'anything', identity: 'g-agent', role: 'agent' }));
+    expect((await other.client.request('artifactUrl', { artifactId })).error).toMatchObject({ code: 'NOT_FOUND' });
+    // A URL signed by the other tenant for this artifact opens nothing.
+    const forged = await new SignJWT({ tnt: 'globex', art: artifactId })
+      .setProtectedHeader({ alg: 'HS256', typ: 'gateway-artifact' })
+      .setExpirationTime('1m')
+      .sign(new TextEncoder().encode(GLOBEX.apiSecret));
+    expect((await fetch(`${sig.url}/v1/artifacts/${artifactId}?token=${forged}`)).status).toBe(404);
+    // Claiming the demo tenant without its secret fails the signature.
+    const unsigned = await new SignJWT({ tnt: 'demo', art: artifactId })
+      .setProtectedHeader({ alg: 'HS256', typ: 'gateway-artifact' })
+      .setExpirationTime('1m')
+      .sign(new TextEncoder().encode(GLOBEX.apiSecret));
+    expect((await fetch(`${sig.url}/v1/artifacts/${artifactId}?token=${unsigned}`)).status).toBe(401);
+    expect((await fetch(`${sig.url}/v1/artifacts/${artifactId}`)).status).toBe(401);
+  });
+
+  it('records declines and verifications of end users without a device key, and only agents ask', async () => {
+    const { user, agent } = await call();
+    expect((await user.client.request('requestSmartAction', { kind: 'photo' })).error).toMatchObject({ code: 'PERMISSION_DENIED' });
+    expect((await agent.client.request('requestSmartAction', { kind: 'selfie' })).error).toMatchObject({ code: 'BAD_REQUEST' });
+    const screenshot = (await agent.client.request('requestSmartAction', { kind: 'screenshot' })).requestSmartAction;
+    expect((await agent.client.request('answerSmartAction', { actionId: screenshot.actionId, decline: true })).error).toMatchObject({ code: 'PERMISSION_DENIED' });
+    expect((await user.client.request('answerSmartAction', { actionId: screenshot.actionId, decline: true })).answerSmartAction).toMatchObject({ state: 'declined' });
+    const verification = (await agent.client.request('requestSmartAction', { kind: 'verification' })).requestSmartAction;
+    expect(verification).toMatchObject({ state: 'failed', reason: 'no device key is registered for this end user' });
+  });
+
+  it('announces attachments and the actions\' outcomes when the room ends', async () => {
+    const { room, user, agent } = await call();
+    const js = jetstream(nc);
+    const attachments = await js.consumers.get(streams.transcripts.name, { filter_subjects: subjects.attachmentReady('demo') });
+    const transcripts = await js.consumers.get(streams.transcripts.name, { filter_subjects: subjects.transcriptReady('demo') });
+    const actionId = (await agent.client.request('requestSmartAction', { kind: 'photo' })).requestSmartAction.actionId;
+    const { artifactId } = await (await upload(actionId, user.join.resumeToken, await photoWithGps())).json();
+    await agent.client.request('requestSmartAction', { kind: 'verification' });
+    await user.client.request('leave');
+    await agent.client.request('leave');
+
+    const next = async <T>(consumer: typeof attachments, decode: (data: Uint8Array) => T, match: (event: T) => boolean): Promise<T> => {
+      const deadline = Date.now() + 10_000;
+      while (Date.now() < deadline) {
+        const m = await consumer.next({ expires: 2_000 });
+        if (m && match(decode(m.data))) return decode(m.data);
+      }
+      throw new Error('no event');
+    };
+    const attachment = await next(attachments, (d) => AttachmentReady.decode(d), (e) => e.room === room);
+    expect(attachment.artifact).toMatchObject({ artifactId, kind: 'photo', contentType: 'image/jpeg' });
+    expect(attachment.contact).toMatchObject({ externalId: 'ext-99', role: 'end_user' });
+    const transcript = await next(transcripts, (d) => TranscriptReady.decode(d), (e) => e.room === room);
+    expect(transcript.messageCount).toBe(0);
+    expect(transcript.smartActions.map((a) => [a.kind, a.state])).toEqual([['photo', 'completed'], ['verification', 'failed']]);
+  });
+});
