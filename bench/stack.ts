@@ -1,10 +1,10 @@
 import { NatsServer, startSfuProcess, startSignalingProcess } from '@gateway/testing';
 
 /** nats-server, one SFU (one worker unless told) and one signaling process, as in `make up`. */
-export async function startStack(options: { workers?: number; sfuEnv?: Record<string, string> } = {}) {
+export async function startStack(options: { workers?: number; sfuEnv?: Record<string, string>; signalingEnv?: Record<string, string> } = {}) {
   const nats = await NatsServer.start();
   const sfu = await startSfuProcess({ natsUrl: nats.url, workers: options.workers ?? 1, env: { LOG_LEVEL: 'warn', ...options.sfuEnv } });
-  const signaling = await startSignalingProcess({ natsUrl: nats.url, env: { LOG_LEVEL: 'warn', SIGNALING_RATE_LIMIT_PER_SECOND: '1000', SIGNALING_RATE_LIMIT_BURST: '1000' } });
+  const signaling = await startSignalingProcess({ natsUrl: nats.url, env: { LOG_LEVEL: 'warn', SIGNALING_RATE_LIMIT_PER_SECOND: '1000', SIGNALING_RATE_LIMIT_BURST: '1000', ...options.signalingEnv } });
   return {
     nats,
     sfu,
