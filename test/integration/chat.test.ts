@@ -5,15 +5,9 @@ import { Kvm } from '@nats-io/kv';
 import { ArtifactStore, DEMO_TENANT_KEK, StaticKeyring, buckets, kvKeys, streams, subjects } from '@gateway/common';
 import { TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
 import { NatsServer, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
-import { mintJoinToken, type MintRequest } from '../../services/signaling/src/auth/tokens.js';
-import { DEMO_TENANT } from '../../services/signaling/src/config.js';
 import { TestClients, type TestClient } from '../support/wsClient.js';
-import { demoToken } from '../support/tokens.js';
+import { GLOBEX_TENANT, demoToken, globexToken, twoTenantEnv } from '../support/tokens.js';
 
-/** A second tenant with a room of the same name: it must never see the demo tenant's chat. */
-const GLOBEX = { name: 'globex', apiKey: 'globex', apiSecret: 'globex-secret-for-tests-only-0123456789', redaction: { kinds: ['email'] } };
-const GLOBEX_KEK = Buffer.alloc(32, 7).toString('base64');
-const globexToken = async (request: MintRequest) => (await mintJoinToken(GLOBEX as never, request)).token;
 
 /**
  * Chat over signaling against real processes: nats-server (JetStream), an SFU and two
@@ -31,8 +25,7 @@ describe('chat', () => {
     nats = await NatsServer.start();
     sfu = await startSfuProcess({ natsUrl: nats.url });
     const env = {
-      GATEWAY_TENANTS: JSON.stringify([DEMO_TENANT, GLOBEX]),
-      GATEWAY_TENANT_KEYS: JSON.stringify({ demo: DEMO_TENANT_KEK, globex: GLOBEX_KEK }),
+      ...twoTenantEnv,
       SIGNALING_CHAT_MAX_CHARS: '200',
       SIGNALING_CHAT_RATE_PER_SECOND: '2',
       SIGNALING_CHAT_RATE_BURST: '4',
@@ -49,12 +42,7 @@ describe('chat', () => {
     await nats?.stop();
   });
 
-  async function joined(url: string, token: string): Promise<{ client: TestClient; join: Record<string, any> }> {
-    const client = await clients.open(url);
-    const response = await client.request('join', { token, protocolVersion: 1 });
-    expect(response.error).toBeUndefined();
-    return { client, join: response.join };
-  }
+  const joined = (url: string, token: string) => clients.join(url, token);
 
   const notificationsOf = (client: TestClient, kind: string) => client.notifications.filter((n) => kind in n).map((n) => n[kind]);
 
@@ -121,6 +109,10 @@ describe('chat', () => {
     const b = await client.request('sendMessage', { text: 'only once', clientMessageId: 'same-id' });
     expect(b.sendMessage.messageId).toBe(a.sendMessage.messageId);
     expect(await storedEntries('demo', room)).toHaveLength(1);
+    // The room is told once.
+    await waitFor(() => notificationsOf(client, 'message').length === 1, 5_000, 'the notification');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(notificationsOf(client, 'message')).toHaveLength(1);
   });
 
   it('refuses oversized and empty messages and rate-limits a flood, without disturbing anyone else', async () => {

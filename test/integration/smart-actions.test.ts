@@ -5,14 +5,10 @@ import { jetstream } from '@nats-io/jetstream';
 import { DEMO_TENANT_KEK, streams, subjects } from '@gateway/common';
 import { AttachmentReady, TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
 import { NatsServer, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
-import { mintJoinToken, type MintRequest } from '../../services/signaling/src/auth/tokens.js';
-import { DEMO_TENANT } from '../../services/signaling/src/config.js';
 import { TestClients, type TestClient } from '../support/wsClient.js';
-import { demoToken } from '../support/tokens.js';
+import { GLOBEX_TENANT, demoToken, globexToken, twoTenantEnv } from '../support/tokens.js';
 import { exifOf, imageFormat, photoWithGps } from '../support/images.js';
 
-const GLOBEX = { name: 'globex', apiKey: 'globex', apiSecret: 'globex-secret-for-tests-only-0123456789' };
-const globexToken = async (request: MintRequest) => (await mintJoinToken(GLOBEX as never, request)).token;
 const MAX_PHOTO_BYTES = 200_000;
 
 /**
@@ -34,8 +30,7 @@ describe('Smart Actions', () => {
     sig = await startSignalingProcess({
       natsUrl: nats.url,
       env: {
-        GATEWAY_TENANTS: JSON.stringify([DEMO_TENANT, GLOBEX]),
-        GATEWAY_TENANT_KEYS: JSON.stringify({ demo: DEMO_TENANT_KEK, globex: Buffer.alloc(32, 9).toString('base64') }),
+        ...twoTenantEnv,
         SIGNALING_MAX_PHOTO_BYTES: String(MAX_PHOTO_BYTES),
         SIGNALING_ATTACHMENT_URL_SECONDS: '2',
       },
@@ -51,12 +46,7 @@ describe('Smart Actions', () => {
     await nats?.stop();
   });
 
-  async function joined(token: string): Promise<{ client: TestClient; join: Record<string, any> }> {
-    const client = await clients.open(sig.wsUrl);
-    const response = await client.request('join', { token, protocolVersion: 1 });
-    expect(response.error).toBeUndefined();
-    return { client, join: response.join };
-  }
+  const joined = (token: string) => clients.join(sig.wsUrl, token);
 
   async function call(room = `sa-${Date.now()}-${Math.random().toString(36).slice(2, 6)}`) {
     const user = await joined(await demoToken({ room, identity: 'ext-99', role: 'end_user' }));
@@ -140,13 +130,13 @@ describe('Smart Actions', () => {
     const forged = await new SignJWT({ tnt: 'globex', art: artifactId })
       .setProtectedHeader({ alg: 'HS256', typ: 'gateway-artifact' })
       .setExpirationTime('1m')
-      .sign(new TextEncoder().encode(GLOBEX.apiSecret));
+      .sign(new TextEncoder().encode(GLOBEX_TENANT.apiSecret));
     expect((await fetch(`${sig.url}/v1/artifacts/${artifactId}?token=${forged}`)).status).toBe(404);
     // Claiming the demo tenant without its secret fails the signature.
     const unsigned = await new SignJWT({ tnt: 'demo', art: artifactId })
       .setProtectedHeader({ alg: 'HS256', typ: 'gateway-artifact' })
       .setExpirationTime('1m')
-      .sign(new TextEncoder().encode(GLOBEX.apiSecret));
+      .sign(new TextEncoder().encode(GLOBEX_TENANT.apiSecret));
     expect((await fetch(`${sig.url}/v1/artifacts/${artifactId}?token=${unsigned}`)).status).toBe(401);
     expect((await fetch(`${sig.url}/v1/artifacts/${artifactId}`)).status).toBe(401);
   });

@@ -1,7 +1,21 @@
 import { mintJoinToken, type MintRequest } from '../../services/signaling/src/auth/tokens.js';
 import { DEMO_TENANT } from '../../services/signaling/src/config.js';
+import { DEMO_TENANT_KEK } from '@gateway/common';
 
 /** A join token of the built-in demo tenant, as a customer's backend would mint it. */
 export async function demoToken(request: MintRequest): Promise<string> {
   return (await mintJoinToken(DEMO_TENANT, request)).token;
 }
+
+/** A second tenant for isolation tests; it redacts only emails in chat. */
+export const GLOBEX_TENANT = { name: 'globex', apiKey: 'globex', apiSecret: 'globex-secret-for-tests-only-0123456789', redaction: { kinds: ['email' as const], defaultCountry: 'US' } };
+
+export async function globexToken(request: MintRequest): Promise<string> {
+  return (await mintJoinToken(GLOBEX_TENANT, request)).token;
+}
+
+/** Signaling configured with the demo and globex tenants and their key-encryption keys. */
+export const twoTenantEnv = {
+  GATEWAY_TENANTS: JSON.stringify([DEMO_TENANT, GLOBEX_TENANT]),
+  GATEWAY_TENANT_KEYS: JSON.stringify({ demo: DEMO_TENANT_KEK, globex: Buffer.alloc(32, 7).toString('base64') }),
+};

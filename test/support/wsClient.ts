@@ -74,6 +74,14 @@ export class TestClients {
     return client;
   }
 
+  /** Opens a client and joins with the token; a refused join fails the test. */
+  async join(url: string, token: string): Promise<{ client: TestClient; join: Record<string, any> }> {
+    const client = await this.open(url);
+    const response = await client.request('join', { token, protocolVersion: 1 });
+    if (response.error) throw new Error(`join refused: ${response.error.code} ${response.error.message}`);
+    return { client, join: response.join };
+  }
+
   closeAll(): void {
     for (const client of this.all.splice(0)) client.close();
   }

@@ -32,6 +32,12 @@ class FakeSignaling {
   resumable = true;
   /** The room's recording, as join and resume responses report it. */
   recording: Frame | undefined;
+  /** The room's chat as stored, in the proto3 JSON mapping (empty strings and false left out). */
+  readonly messages: Frame[] = [];
+  /** Decides how the next sendMessage goes: answered (default), or the socket cut before or after storing it. */
+  onSendMessage: (params: Frame) => 'answer' | 'cut-before' | 'cut-after' | Frame = () => 'answer';
+  /** Sends the notification of a new message before the sender's response (the other order is the default). */
+  notifyBeforeAnswer = false;
   private readonly sessions = new Map<string, { transports: string[]; tracks: TrackJson[] }>();
   private seq = 0;
 
@@ -88,6 +94,25 @@ class FakeSignaling {
           }
           case 'restartIce':
             return reply({ restartIce: { iceParameters: { usernameFragment: `u${++this.seq}`, password: 'p', iceLite: true } } });
+          case 'sendMessage': {
+            const how = this.onSendMessage(params);
+            if (how === 'cut-before') return ws.terminate();
+            if (typeof how === 'object') return reply({ error: how });
+            const message = this.messages.find((m) => m.clientMessageId === params.clientMessageId) ?? this.storeMessage(session!, params);
+            if (how === 'cut-after') return ws.terminate();
+            if (this.notifyBeforeAnswer) this.notify({ message });
+            reply({ sendMessage: message });
+            if (!this.notifyBeforeAnswer) this.notify({ message });
+            return;
+          }
+          case 'redactMessage': {
+            const message = this.messages.find((m) => m.messageId === params.messageId);
+            if (!message) return fail('NOT_FOUND');
+            message.redacted = true;
+            delete message.text;
+            reply({ redactMessage: {} });
+            return this.notify({ messageRedacted: { messageId: params.messageId, by: session } });
+          }
           case 'startRecording':
             this.recording = { recordingId: 'RC_1', state: 'started', by: session };
             this.notify({ recording: this.recording });
@@ -121,7 +146,25 @@ class FakeSignaling {
       protocolVersion: 1,
       transportIds: state.transports,
       recording: this.recording,
+      messages: this.messages.map((m) => ({ ...m })),
     };
+  }
+
+  /** Stores a message as the server would (ids that sort as strings), and returns it. */
+  storeMessage(participantId: string, params: Frame, extra: Frame = {}): Frame {
+    const message: Frame = {
+      messageId: `MS_${String(this.messages.length + 1).padStart(6, '0')}`,
+      participantId,
+      identity: participantId === 'PA_a' ? 'agent-PA_a' : 'me',
+      role: participantId === 'PA_a' ? 'agent' : 'end_user',
+      text: params.text.replace(/\d{4} \d{4} \d{4} \d{4}/, '[CARD]'),
+      sentAtMs: String(1_700_000_000_000 + this.messages.length),
+      ...(params.clientMessageId ? { clientMessageId: params.clientMessageId } : {}),
+      ...(/\d{4} \d{4}/.test(params.text) ? { redactedKinds: ['card'] } : {}),
+      ...extra,
+    };
+    this.messages.push(message);
+    return message;
   }
 
   /** Sends a notification to every open socket. */
@@ -147,6 +190,14 @@ async function until(check: () => boolean, what: string, timeoutMs = 3_000): Pro
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/** Records the room's chat events as short strings. */
+function recordChat(room: Room): string[] {
+  const out: string[] = [];
+  room.on('message', (m) => out.push(`message:${m.messageId}:${m.isLocal ? 'local' : m.participantId}:${m.text}`));
+  room.on('messageRedacted', (m, by) => out.push(`redacted:${m.messageId}:${by?.id ?? '?'}`));
+  return out;
 }
 
 /** Records the room's events as short strings. */
@@ -334,6 +385,192 @@ describe('Room', () => {
     (send as unknown as { _handler: { setConnectionState(s: string): void } })._handler.setConnectionState('failed');
     await until(() => server.log.some((l) => l.method === 'restartIce' && l.params.transportId === send.id), 'restartIce');
     expect(server.log.filter((l) => l.method === 'restartIce')).toHaveLength(1);
+  });
+
+  describe('chat', () => {
+    it('announces the history after connect, then each message once although the sender gets it twice', async () => {
+      server = await FakeSignaling.start();
+      server.others.set('PA_a', agent('PA_a'));
+      server.storeMessage('PA_a', { text: 'hello, how can I help?' });
+      const { room } = await connect();
+      const chat = recordChat(room);
+      expect(room.messages).toEqual([]);
+      await until(() => chat.length === 1, 'the history');
+
+      server.notifyBeforeAnswer = true;
+      const first = await room.sendMessage('my card is 4111 1111 1111 1111');
+      server.notifyBeforeAnswer = false;
+      const second = await room.sendMessage('thanks');
+      await new Promise((r) => setTimeout(r, 30));
+      expect(chat).toEqual(['message:MS_000001:PA_a:hello, how can I help?', 'message:MS_000002:local:my card is [CARD]', 'message:MS_000003:local:thanks']);
+      expect(first).toEqual({
+        messageId: 'MS_000002',
+        participantId: room.localParticipant.id,
+        identity: 'me',
+        role: 'end_user',
+        text: 'my card is [CARD]',
+        sentAtMs: 1_700_000_000_001,
+        isLocal: true,
+        redacted: false,
+        redactedKinds: ['card'],
+      });
+      // The one object the room holds, whichever copy came first.
+      expect(room.messages).toEqual([room.messages[0], first, second]);
+      expect(room.messages[1]).toBe(first);
+      // Omitted fields are defaulted.
+      expect(room.messages[0]).toMatchObject({ redacted: false, redactedKinds: [], isLocal: false, role: 'agent' });
+      const sent = server.log.filter((l) => l.method === 'sendMessage').map((l) => l.params);
+      expect(sent.map((p) => p.clientMessageId)).toEqual([expect.stringMatching(/^[0-9a-f-]{36}$/), expect.stringMatching(/^[0-9a-f-]{36}$/)]);
+      expect(sent[0]!.clientMessageId).not.toBe(sent[1]!.clientMessageId);
+    });
+
+    it('merges the history of a resume: nothing announced twice, what was missed announced, redactions applied', async () => {
+      server = await FakeSignaling.start();
+      server.others.set('PA_a', agent('PA_a'));
+      const { room, events } = await connect();
+      const chat = recordChat(room);
+      await room.sendMessage('one');
+      const two = server.storeMessage('PA_a', { text: 'two' });
+      server.notify({ message: two });
+      await until(() => chat.length === 2, 'two messages');
+
+      room._debugDropSocket();
+      // While away: the agent redacts "one" and writes "three"; the history also holds an older
+      // message sorted before the others (ids decide the order, not arrival).
+      server.messages[0]!.redacted = true;
+      server.messages[0]!.redactedBy = 'PA_a';
+      delete server.messages[0]!.text;
+      server.storeMessage('PA_a', { text: 'three' });
+      server.messages.push({ messageId: 'MS_000000', participantId: 'PA_a', identity: 'agent-PA_a', role: 'agent', text: 'zero', sentAtMs: '1' });
+      await until(() => events.includes('reconnected:resumed'), 'the resume');
+
+      expect(chat).toEqual([
+        'message:MS_000001:local:one',
+        'message:MS_000002:PA_a:two',
+        'redacted:MS_000001:PA_a',
+        'message:MS_000003:PA_a:three',
+        'message:MS_000000:PA_a:zero',
+      ]);
+      expect(room.messages.map((m) => `${m.messageId}:${m.text}:${m.redacted}`)).toEqual([
+        'MS_000000:zero:false',
+        'MS_000001::true',
+        'MS_000002:two:false',
+        'MS_000003:three:false',
+      ]);
+      expect(room.messages[1]!.isLocal).toBe(true);
+    });
+
+    it('keeps our messages ours after a rejoin (new participant id) and merges the new session history', async () => {
+      server = await FakeSignaling.start();
+      const { room, events } = await connect();
+      const chat = recordChat(room);
+      await room.sendMessage('before');
+      server.resumable = false;
+      room._debugDropSocket();
+      await until(() => events.includes('reconnected:rejoined'), 'the rejoin');
+      await room.sendMessage('after');
+      await until(() => chat.length === 2, 'the second message');
+      expect(room.messages.map((m) => [m.text, m.isLocal])).toEqual([
+        ['before', true],
+        ['after', true],
+      ]);
+      expect(room.messages[0]!.participantId).not.toBe(room.messages[1]!.participantId);
+    });
+
+    it('redacts: the room copy is replaced and messageRedacted fires once, with who did it', async () => {
+      server = await FakeSignaling.start();
+      server.others.set('PA_a', agent('PA_a'));
+      const { room } = await connect();
+      const chat = recordChat(room);
+      const sent = await room.sendMessage('my ssn is 123-45-6789');
+      // As the agent would; the server tells everyone.
+      server.messages[0]!.redacted = true;
+      server.notify({ messageRedacted: { messageId: sent.messageId, by: 'PA_a' } });
+      await until(() => chat.length === 2, 'the redaction');
+      expect(chat[1]).toBe(`redacted:${sent.messageId}:PA_a`);
+      expect(room.messages[0]).toMatchObject({ messageId: sent.messageId, text: '', redacted: true });
+      expect(sent.text).toBe('my ssn is 123-45-6789');
+      // A redaction of our own (the server's notification follows the answer): one event.
+      const other = server.storeMessage('PA_a', { text: 'call me at +1 415 555 0100' });
+      server.notify({ message: other });
+      await until(() => chat.length === 3, 'the agent message');
+      await room.redactMessage(other.messageId);
+      await new Promise((r) => setTimeout(r, 30));
+      expect(chat.slice(3)).toEqual([`redacted:${other.messageId}:${room.localParticipant.id}`]);
+      expect(room.messages[1]).toMatchObject({ text: '', redacted: true });
+      // Already redacted: nothing to ask.
+      const before = server.methods().length;
+      await room.redactMessage(other.messageId);
+      expect(server.methods().length).toBe(before);
+    });
+
+    it('sends again with the same clientMessageId when the connection is cut before the answer, and stores it once', async () => {
+      server = await FakeSignaling.start();
+      const { room, events } = await connect();
+      const chat = recordChat(room);
+      let sends = 0;
+      server.onSendMessage = () => (++sends === 1 ? 'cut-before' : 'answer');
+      const message = await room.sendMessage('first try lost');
+      expect(events).toContain('reconnected:resumed');
+      const ids = server.log.filter((l) => l.method === 'sendMessage').map((l) => l.params.clientMessageId);
+      expect(ids).toHaveLength(2);
+      expect(ids[0]).toBe(ids[1]);
+      expect(message.text).toBe('first try lost');
+
+      // Stored, then cut before the answer: the resume's history settles it without sending again.
+      sends = 0;
+      server.onSendMessage = () => (++sends === 1 ? 'cut-after' : 'answer');
+      const second = await room.sendMessage('stored before the cut');
+      expect(sends).toBe(1);
+      expect(second.messageId).toBe(server.messages[1]!.messageId);
+      await new Promise((r) => setTimeout(r, 30));
+      expect(server.messages).toHaveLength(2);
+      expect(chat).toHaveLength(2);
+    });
+
+    it('waits for the connection when sent while reconnecting', async () => {
+      server = await FakeSignaling.start();
+      const { room, events } = await connect();
+      room._debugDropSocket();
+      expect(room.state).toBe('reconnecting');
+      const message = await room.sendMessage('sent while away');
+      expect(events).toContain('reconnected:resumed');
+      expect(message.isLocal).toBe(true);
+      expect(server.methods().filter((m) => m === 'sendMessage')).toHaveLength(1);
+    });
+
+    it('rejects with the server error codes, and refuses text far over any limit without sending it', async () => {
+      server = await FakeSignaling.start();
+      const { room } = await connect();
+      server.onSendMessage = (p) =>
+        p.text === ''
+          ? { code: 'BAD_REQUEST', message: 'empty' }
+          : p.text.length > 4_000
+            ? { code: 'MESSAGE_TOO_LARGE', message: 'over 4000 characters' }
+            : { code: 'RATE_LIMITED', message: 'slow down', retryAfterMs: 800 };
+      await expect(room.sendMessage('')).rejects.toMatchObject({ name: 'GatewayError', code: 'BAD_REQUEST' });
+      await expect(room.sendMessage('x'.repeat(4_001))).rejects.toMatchObject({ code: 'MESSAGE_TOO_LARGE' });
+      await expect(room.sendMessage('hi')).rejects.toMatchObject({ code: 'RATE_LIMITED', retryAfterMs: 800 });
+      const sent = server.methods().filter((m) => m === 'sendMessage').length;
+      await expect(room.sendMessage('x'.repeat(40_000))).rejects.toMatchObject({ code: 'MESSAGE_TOO_LARGE' });
+      expect(server.methods().filter((m) => m === 'sendMessage')).toHaveLength(sent);
+      await expect(room.redactMessage('MS_nope')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      expect(room.messages).toEqual([]);
+    });
+
+    it('keeps the messages readable after leaving, and refuses to send', async () => {
+      server = await FakeSignaling.start();
+      const { room: r } = await connect();
+      const chat = recordChat(r);
+      // At once after connect: resolved, it is in `messages` and was announced.
+      const bye = await r.sendMessage('bye');
+      expect(r.messages).toEqual([bye]);
+      expect(chat).toEqual([`message:${bye.messageId}:local:bye`]);
+      await r.leave();
+      room = undefined;
+      expect(r.messages.map((m) => m.text)).toEqual(['bye']);
+      await expect(r.sendMessage('again')).rejects.toMatchObject({ code: 'ROOM_CLOSED' });
+    });
   });
 
   it('leaves for good', async () => {

@@ -1,13 +1,40 @@
 import { Device } from 'mediasoup-client';
 import type { types } from 'mediasoup-client';
-import type { JoinResponse, ParticipantInfo, RecordingStatus, TrackInfo } from '@gateway/proto/gateway/signaling/v1/signaling';
+import type {
+  ChatMessage as ChatMessageInfo,
+  JoinResponse,
+  MessageRedacted,
+  ParticipantInfo,
+  RecordingStatus,
+  TrackInfo,
+} from '@gateway/proto/gateway/signaling/v1/signaling';
+import { ChatLog } from './ChatLog.js';
 import { Emitter } from './events.js';
 import { ErrorCode, GatewayError, hasCode } from './errors.js';
 import { captureScreen, captureUserMedia, kindOf, producerOptions } from './media.js';
 import { SignalingClient, backoffDelay, type NotificationEvent } from './SignalingClient.js';
-import type { ConnectOptions, Grants, Participant, PublishOptions, RecordingEvent, RemoteSource, RoomEvents, RoomState, Source } from './types.js';
+import type {
+  ChatMessage,
+  ConnectOptions,
+  Grants,
+  Participant,
+  PublishOptions,
+  RecordingEvent,
+  RemoteSource,
+  RoomEvents,
+  RoomState,
+  Source,
+} from './types.js';
 
 const SOURCES: readonly Source[] = ['microphone', 'camera', 'screen'];
+/**
+ * Chat text whose JSON encoding is over this many bytes is refused before it is sent: far over
+ * the server's limit (4,000 characters, which it answers with MESSAGE_TOO_LARGE), and under the
+ * frame limit, so an oversized message never gets the connection closed.
+ */
+const MAX_MESSAGE_BYTES = 32_768;
+/** A chat request cut off by the connection is sent again once reconnected, this many times in all. */
+const CHAT_ATTEMPTS = 5;
 
 interface MutableParticipant extends Participant {
   tracks: Map<RemoteSource, MediaStreamTrack>;
@@ -61,6 +88,8 @@ export class Room extends Emitter<RoomEvents> {
   /** Until the app had a chance to add listeners, room state is held back (see connect()). */
   private announced = false;
   private initialParticipants: ParticipantInfo[] = [];
+  private initialMessages: ChatMessageInfo[] = [];
+  private readonly chat = new ChatLog();
   private backlog: NotificationEvent[] = [];
   private pumpRun: Promise<void> | undefined;
   private pumpAgain = false;
@@ -185,6 +214,70 @@ export class Room extends Emitter<RoomEvents> {
     this.emit('recording', this.recording);
   }
 
+  /** The room's chat, oldest first (ordered by messageId): the history it had when we joined, and everything since. */
+  get messages(): readonly ChatMessage[] {
+    return this.chat.messages;
+  }
+
+  /**
+   * Sends a chat message; resolves with it as the server stored it (text redacted, id and time
+   * assigned), which `message` also announces. While the connection is away the send waits for
+   * it and is repeated with the same clientMessageId, so the server stores it once. Rejects
+   * with MESSAGE_TOO_LARGE, RATE_LIMITED (see retryAfterMs), BAD_REQUEST (empty) or ROOM_CLOSED.
+   */
+  async sendMessage(text: string): Promise<ChatMessage> {
+    this.assertOpen();
+    if (typeof text !== 'string') throw new GatewayError(ErrorCode.BAD_REQUEST, 'a chat message is text');
+    if (new TextEncoder().encode(JSON.stringify(text)).length > MAX_MESSAGE_BYTES) {
+      throw new GatewayError(ErrorCode.MESSAGE_TOO_LARGE, 'the message is too long');
+    }
+    const clientMessageId = randomUuid();
+    try {
+      return await this.deliver(
+        async () => this.onChatMessage(await this.client.request('sendMessage', { text, clientMessageId })),
+        () => this.chat.sentWith(clientMessageId),
+      );
+    } catch (error) {
+      // The server's frame limit is set lower than a message's: for the app it is the same thing.
+      if (hasCode(error, ErrorCode.FRAME_TOO_LARGE)) throw new GatewayError(ErrorCode.MESSAGE_TOO_LARGE, 'the message is too long', { cause: error });
+      throw error;
+    }
+  }
+
+  /**
+   * Agents: redacts a message for everyone (its text is emptied, here and in the stored copy).
+   * Rejects with PERMISSION_DENIED (not an agent) or NOT_FOUND (no such message in the room).
+   */
+  async redactMessage(messageId: string): Promise<void> {
+    this.assertOpen();
+    await this.deliver(
+      async () => {
+        await this.client.request('redactMessage', { messageId });
+        this.onChatRedacted({ messageId, by: this.localParticipant.id });
+        return true;
+      },
+      () => (this.chat.get(messageId)?.redacted ? true : undefined),
+    );
+  }
+
+  /**
+   * Runs a request that is safe to repeat, waiting for the connection when it is away: cut off
+   * (or unanswered), it is sent again once connected. `delivered` checks first whether an earlier
+   * attempt went through after all (a resume or rejoin brings back what the server has).
+   */
+  private async deliver<T>(send: () => Promise<T>, delivered: () => T | undefined): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      await this.client.whenConnected();
+      const done = delivered();
+      if (done !== undefined) return done;
+      try {
+        return await send();
+      } catch (error) {
+        if (attempt >= CHAT_ATTEMPTS || !hasCode(error, ErrorCode.CONNECTION_CLOSED, ErrorCode.TIMEOUT)) throw error;
+      }
+    }
+  }
+
   /** Leaves the room: the others see us go at once, and nothing reconnects. */
   async leave(): Promise<void> {
     await this.client.leave();
@@ -228,6 +321,10 @@ export class Room extends Emitter<RoomEvents> {
     };
     if (this.announced) this.onRecordingStatus(response.recording);
     else this.initialRecording = response.recording;
+    // The chat history: merged, so messages seen before are not announced again, those missed
+    // while away are, and redactions made meanwhile are applied.
+    if (this.announced) for (const message of response.messages) this.onChatMessage(message);
+    else this.initialMessages = [...this.initialMessages, ...response.messages];
 
     // Who is here first, before any await: notifications from now on are newer than this snapshot.
     const others = response.participants.filter((p) => !this.formerLocalIds.has(p.participantId));
@@ -411,14 +508,19 @@ export class Room extends Emitter<RoomEvents> {
 
   // ------------------------------------------------------------------------- receiving
 
-  /** Announces the participants present at join and replays what arrived since, then receives. */
+  /**
+   * Announces the participants present at join and replays what arrived since, then receives.
+   * Runs once, on the task after connect() resolved or earlier when an answer to the app needs it.
+   */
   private announce(): void {
     if (this.closed || this.announced) return;
     this.announced = true;
     this.reconcileParticipants(this.initialParticipants);
     this.onRecordingStatus(this.initialRecording);
+    for (const message of this.initialMessages) this.onChatMessage(message);
     const backlog = this.backlog;
     this.initialParticipants = [];
+    this.initialMessages = [];
     this.backlog = [];
     for (const event of backlog) this.onNotification(event);
     void this.pump();
@@ -461,10 +563,46 @@ export class Room extends Emitter<RoomEvents> {
       case 'recording':
         this.onRecordingStatus(event.value);
         return;
+      case 'message':
+        this.onChatMessage(event.value);
+        return;
+      case 'messageRedacted':
+        this.onChatRedacted(event.value);
+        return;
       case 'rejoinRequired':
         // The socket closes with 4010 right after; the client joins again.
         return;
     }
+  }
+
+  // ------------------------------------------------------------------------- chat
+
+  /** Takes in a copy of a chat message (a notification, history, the sender's response) and returns the room's copy. */
+  private onChatMessage(info: ChatMessageInfo): ChatMessage {
+    // An answer to the app can come before the room was announced (connect() resolved a moment
+    // ago): announce now, so the history comes before it and `messages` holds it on return.
+    this.announce();
+    const { added, redacted, redactedBy } = this.chat.upsert(info, this.isOwn(info.participantId));
+    if (added) this.emit('message', added);
+    if (redacted) this.emit('messageRedacted', redacted, this.participantOf(redactedBy));
+    return this.chat.get(info.messageId) ?? chatMessageFrom(info, this.isOwn(info.participantId));
+  }
+
+  private onChatRedacted(event: MessageRedacted): void {
+    this.announce();
+    const message = this.chat.redact(event.messageId);
+    if (message) this.emit('messageRedacted', message, this.participantOf(event.by));
+  }
+
+  /** The local participant or someone in the room; undefined for anyone else (gone, or not said). */
+  private participantOf(participantId: string | undefined): Participant | undefined {
+    if (!participantId) return undefined;
+    return this.isOwn(participantId) ? this.localParticipant : this.participants.get(participantId);
+  }
+
+  /** Whether a participant id is ours, in this session or one a rejoin replaced. */
+  private isOwn(participantId: string): boolean {
+    return participantId === this.localParticipant?.id || this.formerLocalIds.has(participantId);
   }
 
   /** Makes participants and their tracks match a snapshot, announcing every difference. */
@@ -690,6 +828,22 @@ export class Room extends Emitter<RoomEvents> {
       this.localTracks.delete(source);
     }
   }
+}
+
+function chatMessageFrom(info: ChatMessageInfo, isLocal: boolean): ChatMessage {
+  const { messageId, participantId, identity, role, text, sentAtMs, redacted, redactedKinds } = info;
+  return { messageId, participantId, identity, role, text: redacted ? '' : text, sentAtMs, isLocal, redacted, redactedKinds: redacted ? [] : [...redactedKinds] };
+}
+
+/** A random UUID; crypto.randomUUID() exists only in secure contexts (https, localhost), getRandomValues everywhere. */
+function randomUuid(): string {
+  const c = globalThis.crypto;
+  if (typeof c.randomUUID === 'function') return c.randomUUID();
+  const b = c.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6]! & 0x0f) | 0x40;
+  b[8] = (b[8]! & 0x3f) | 0x80;
+  const hex = Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
 /** mediasoup parameter objects travel as google.protobuf.Struct, i.e. plain JSON objects. */

@@ -7,6 +7,8 @@ import { ErrorCode as ServerErrorCode } from '@gateway/common/errors';
  */
 export const ErrorCode = {
   ...ServerErrorCode,
+  /** A chat message longer than the server accepts (4,000 characters by default). */
+  MESSAGE_TOO_LARGE: 'MESSAGE_TOO_LARGE',
   /** The WebSocket closed (or was never open) while a request needed it. */
   CONNECTION_CLOSED: 'CONNECTION_CLOSED',
   /** The room was left or disconnected for good; make a new one with connect(). */

@@ -10,6 +10,7 @@ export { ErrorCode, GatewayError } from './errors.js';
 export { LocalCloseCode, signalingUrl } from './SignalingClient.js';
 export type { DisconnectInfo, DisconnectReason, WebSocketConstructor, WebSocketLike } from './SignalingClient.js';
 export type {
+  ChatMessage,
   ConnectOptions,
   Grants,
   LocalTrackEvent,

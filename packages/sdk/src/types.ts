@@ -35,6 +35,30 @@ export interface RecordingEvent {
   by?: Participant;
 }
 
+/**
+ * One chat message of the room, as the server stored it. `text` is already redacted under the
+ * tenant's policy (card numbers, SSNs, phone numbers and emails become "[CARD]", "[SSN]",
+ * "[PHONE]", "[EMAIL]"), and is empty once an agent redacted the whole message. Messages are
+ * immutable: a redaction replaces the room's copy with a new object.
+ */
+export interface ChatMessage {
+  /** Assigned by the server; the room's messages are ordered by it. */
+  readonly messageId: string;
+  /** The sender's participant id (it may have left since, or be a former session of ours). */
+  readonly participantId: string;
+  readonly identity: string;
+  readonly role: Role;
+  readonly text: string;
+  /** When the server stored it (ms since the epoch, the server's clock). */
+  readonly sentAtMs: number;
+  /** Sent by this room's local participant (in this session or one a rejoin replaced). */
+  readonly isLocal: boolean;
+  /** An agent redacted the whole message after it was sent (`text` is then empty). */
+  readonly redacted: boolean;
+  /** What the server replaced with placeholders when it was sent: "card", "ssn", "phone", "email" (none once redacted). */
+  readonly redactedKinds: readonly string[];
+}
+
 export interface TrackEvent {
   participant: Participant;
   source: RemoteSource;
@@ -61,6 +85,14 @@ export type RoomEvents = {
   trackResumed: [event: TrackEvent];
   /** The room's recording started, paused (PCI), resumed or stopped. Also fired after connect() when the room is being recorded. */
   recording: [event: RecordingEvent];
+  /**
+   * A chat message, once per message: the local participant's own too, and the history the
+   * room already had (announced right after connect() resolves, and what arrived while the
+   * connection was away); never twice for the same messageId.
+   */
+  message: [message: ChatMessage];
+  /** An agent redacted a message: `message` is the updated copy; `by` is who did it, when they are (or were) here. */
+  messageRedacted: [message: ChatMessage, by: Participant | undefined];
   /** Whoever speaks loudest now (may be the local participant). */
   activeSpeaker: [participant: Participant];
   localTrackPublished: [event: LocalTrackEvent];

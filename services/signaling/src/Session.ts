@@ -527,7 +527,7 @@ export class Session {
     if ([...text].length > maxChars) throw new GatewayError(ErrorCode.MESSAGE_TOO_LARGE, `a message holds at most ${maxChars} characters`);
     if (clientMessageId.length > 64) throw new GatewayError(ErrorCode.BAD_REQUEST, 'clientMessageId holds at most 64 characters');
     const redacted = redact(text, this.ctx.redactionPolicy(this.tenant));
-    const message = await this.ctx.chat.append(this.tenant, this.room, {
+    const { message, duplicate } = await this.ctx.chat.append(this.tenant, this.room, {
       participantId: this.participantId,
       identity: this.info.identity,
       role: this.info.role,
@@ -537,7 +537,7 @@ export class Session {
       redactedKinds: Object.keys(redacted.counts),
       redactedBy: '',
     });
-    this.ctx.hub.publish(this.tenant, this.room, { $case: 'chatMessage', value: message });
+    if (!duplicate) this.ctx.hub.publish(this.tenant, this.room, { $case: 'chatMessage', value: message });
     return message;
   }
 

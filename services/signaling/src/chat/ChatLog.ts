@@ -55,18 +55,19 @@ export class ChatLog {
 
   /**
    * Stores a message and returns it with its server id and time. A retry with the same client
-   * message id within the duplicate window returns the message stored the first time.
+   * message id within the duplicate window returns the message stored the first time, marked
+   * as a duplicate (the room has already been told of it).
    */
-  async append(tenant: string, room: string, draft: Omit<ChatMessage, 'messageId' | 'sentAtMs'>): Promise<ChatMessage> {
+  async append(tenant: string, room: string, draft: Omit<ChatMessage, 'messageId' | 'sentAtMs'>): Promise<{ message: ChatMessage; duplicate: boolean }> {
     const sentAtMs = Date.now();
     const message: ChatMessage = { ...draft, messageId: sortableId(sentAtMs), sentAtMs };
     const dedupId = draft.clientMessageId ? `${tenant}.${room}.${draft.participantId}.${draft.clientMessageId}` : undefined;
     const ack = await this.seal(tenant, room, message, dedupId);
-    if (!ack.duplicate) return message;
+    if (!ack.duplicate) return { message, duplicate: false };
     const conversation = await this.read(tenant, room);
     const first = conversation?.messages.find((m) => m.participantId === draft.participantId && m.clientMessageId === draft.clientMessageId);
     if (!first) throw new GatewayError(ErrorCode.INTERNAL, 'a retried message was not found in the conversation');
-    return first;
+    return { message: first, duplicate: true };
   }
 
   /** Redacts a stored message for good: the replacement is stored and the original erased. */
