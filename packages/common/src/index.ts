@@ -11,3 +11,4 @@ export * from './ids.js';
 export * from './grpcTls.js';
 export * from './artifacts.js';
 export * from './redaction.js';
+export * from './tenants.js';

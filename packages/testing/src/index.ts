@@ -1,3 +1,4 @@
 export * from './NatsServer.js';
 export * from './ServiceProcess.js';
 export * from './pki.js';
+export * from './PostgresServer.js';

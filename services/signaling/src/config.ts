@@ -2,37 +2,11 @@ import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { SUBJECT_TOKEN, defaultRedactionPolicy, env, grpcTlsShape, loadConfig, readGrpcTls, redactionKinds, tenantKeysShape, type RedactionPolicy } from '@gateway/common';
+import { defaultRedactionPolicy, env, grpcTlsShape, loadConfig, readGrpcTls, tenantKeysShape, tenantsSchema, tenantsShape, type RedactionPolicy, type Tenant } from '@gateway/common';
+
+export { DEMO_TENANT, type Tenant } from '@gateway/common';
 
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
-
-/** Well-known secret of the built-in `demo` tenant; only for running on one machine. */
-export const DEMO_TENANT = { name: 'demo', apiKey: 'demo', apiSecret: 'demo-secret-for-local-development-only' } as const;
-
-const tenantSchema = z.object({
-  name: z.string().regex(SUBJECT_TOKEN, 'tenant name must be letters, digits, _ or - (1-64)'),
-  apiKey: z.string().min(1),
-  apiSecret: z.string().min(32, 'apiSecret must be at least 32 characters'),
-  /** The tenant's recording policy. */
-  recording: z
-    .object({
-      /** Start recording a room when an agent joins it. */
-      onAgentJoin: z.boolean().default(false),
-      /** Also produce MP4 (H.264/AAC) of each video. */
-      mp4: z.boolean().default(false),
-      /** Cut PCI pauses out of the voice instead of keeping them as silence. */
-      skipPausedAudio: z.boolean().default(false),
-    })
-    .optional(),
-  /** What chat redaction replaces before a message is stored or shown; every kind by default. */
-  redaction: z
-    .object({
-      kinds: z.array(z.enum(redactionKinds)),
-      /** Country of phone numbers written without +prefix (ISO 3166 alpha-2). */
-      defaultCountry: z.string().length(2).default('US'),
-    })
-    .optional(),
-});
 
 /** The tenant's chat redaction policy. */
 export function redactionPolicy(tenant: Tenant | undefined): RedactionPolicy {
@@ -43,37 +17,11 @@ export function redactionPolicy(tenant: Tenant | undefined): RedactionPolicy {
 export function recordingOptions(tenant: Tenant | undefined) {
   return { transcodeMp4: tenant?.recording?.mp4 ?? false, skipPausedAudio: tenant?.recording?.skipPausedAudio ?? false };
 }
-export type Tenant = z.infer<typeof tenantSchema>;
-
-const tenantsSchema = z
-  .string()
-  .optional()
-  .transform((raw, ctx) => {
-    if (raw === undefined) return [DEMO_TENANT as Tenant];
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(raw);
-    } catch {
-      ctx.addIssue({ code: 'custom', message: 'must be a JSON array of {name, apiKey, apiSecret}' });
-      return z.NEVER;
-    }
-    const result = z.array(tenantSchema).min(1).safeParse(parsed);
-    if (!result.success) {
-      ctx.addIssue({ code: 'custom', message: result.error.issues.map((i) => `[${i.path.join('.')}] ${i.message}`).join('; ') });
-      return z.NEVER;
-    }
-    const keys = new Set(result.data.map((t) => t.apiKey));
-    if (keys.size !== result.data.length) {
-      ctx.addIssue({ code: 'custom', message: 'apiKey values must be unique' });
-      return z.NEVER;
-    }
-    return result.data;
-  });
 
 const shape = {
   NATS_URL: env.natsUrl(),
   LOG_LEVEL: env.logLevel(),
-  GATEWAY_TENANTS: tenantsSchema,
+  ...tenantsShape,
   SIGNALING_HOST: env.string('0.0.0.0'),
   SIGNALING_PORT: env.port(8080),
   SIGNALING_OPS_PORT: env.port(9100),

@@ -1,9 +1,9 @@
 import { spawnSync } from 'node:child_process';
 import { SignJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { ErrorCode } from '@gateway/common';
+import { ErrorCode, tenantFromBasicAuth } from '@gateway/common';
 import type { Tenant } from '../config.js';
-import { mintJoinToken, tenantFromBasicAuth, verifyJoinToken } from './tokens.js';
+import { mintJoinToken, verifyJoinToken } from './tokens.js';
 
 const acme: Tenant = { name: 'acme', apiKey: 'acme-key', apiSecret: 'a'.repeat(40) };
 const globex: Tenant = { name: 'globex', apiKey: 'globex-key', apiSecret: 'g'.repeat(40) };

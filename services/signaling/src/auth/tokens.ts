@@ -1,4 +1,3 @@
-import { timingSafeEqual } from 'node:crypto';
 import { SignJWT, errors as joseErrors, jwtVerify, decodeJwt } from 'jose';
 import { z } from 'zod';
 import { ErrorCode, GatewayError, SUBJECT_TOKEN } from '@gateway/common';
@@ -133,16 +132,3 @@ export async function verifyJoinToken(tenants: readonly Tenant[], token: string 
   };
 }
 
-/** HTTP Basic `apiKey:apiSecret` -> tenant, compared in constant time. */
-export function tenantFromBasicAuth(tenants: readonly Tenant[], header: string | undefined): Tenant | undefined {
-  if (!header?.startsWith('Basic ')) return undefined;
-  const decoded = Buffer.from(header.slice(6), 'base64').toString('utf8');
-  const colon = decoded.indexOf(':');
-  if (colon < 0) return undefined;
-  const apiKey = decoded.slice(0, colon);
-  const secret = Buffer.from(decoded.slice(colon + 1));
-  const tenant = tenants.find((t) => t.apiKey === apiKey);
-  if (!tenant) return undefined;
-  const expected = Buffer.from(tenant.apiSecret);
-  return secret.length === expected.length && timingSafeEqual(secret, expected) ? tenant : undefined;
-}

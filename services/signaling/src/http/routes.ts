@@ -2,11 +2,11 @@ import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import type http from 'node:http';
 import { ZodError } from 'zod';
-import { ErrorCode, GatewayError, type Logger } from '@gateway/common';
+import { ErrorCode, GatewayError, tenantFromBasicAuth, type Logger } from '@gateway/common';
 import type { Readable } from 'node:stream';
 import type { SmartAction } from '@gateway/proto/gateway/signaling/v1/signaling';
 import type { SignalingConfig } from '../config.js';
-import { mintJoinToken, mintRequestSchema, tenantFromBasicAuth } from '../auth/tokens.js';
+import { mintJoinToken, mintRequestSchema } from '../auth/tokens.js';
 
 const MAX_TOKEN_BODY_BYTES = 16 * 1024;
 

@@ -1,0 +1,81 @@
+import { timingSafeEqual } from 'node:crypto';
+import { z } from 'zod';
+import { redactionKinds } from './redaction.js';
+import { SUBJECT_TOKEN } from './subjects.js';
+
+// Tenants as configured (GATEWAY_TENANTS): their API credentials and policies. Signaling mints
+// and checks tokens with them; crm-sync authenticates its admin API with them.
+
+/** Well-known secret of the built-in `demo` tenant; only for running on one machine. */
+export const DEMO_TENANT = { name: 'demo', apiKey: 'demo', apiSecret: 'demo-secret-for-local-development-only' } as const;
+
+const tenantSchema = z.object({
+  name: z.string().regex(SUBJECT_TOKEN, 'tenant name must be letters, digits, _ or - (1-64)'),
+  apiKey: z.string().min(1),
+  apiSecret: z.string().min(32, 'apiSecret must be at least 32 characters'),
+  /** The tenant's recording policy. */
+  recording: z
+    .object({
+      /** Start recording a room when an agent joins it. */
+      onAgentJoin: z.boolean().default(false),
+      /** Also produce MP4 (H.264/AAC) of each video. */
+      mp4: z.boolean().default(false),
+      /** Cut PCI pauses out of the voice instead of keeping them as silence. */
+      skipPausedAudio: z.boolean().default(false),
+    })
+    .optional(),
+  /** What chat redaction replaces before a message is stored or shown; every kind by default. */
+  redaction: z
+    .object({
+      kinds: z.array(z.enum(redactionKinds)),
+      /** Country of phone numbers written without +prefix (ISO 3166 alpha-2). */
+      defaultCountry: z.string().length(2).default('US'),
+    })
+    .optional(),
+});
+
+
+export type Tenant = z.infer<typeof tenantSchema>;
+
+export const tenantsSchema = z
+  .string()
+  .optional()
+  .transform((raw, ctx) => {
+    if (raw === undefined) return [DEMO_TENANT as Tenant];
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(raw);
+    } catch {
+      ctx.addIssue({ code: 'custom', message: 'must be a JSON array of {name, apiKey, apiSecret}' });
+      return z.NEVER;
+    }
+    const result = z.array(tenantSchema).min(1).safeParse(parsed);
+    if (!result.success) {
+      ctx.addIssue({ code: 'custom', message: result.error.issues.map((i) => `[${i.path.join('.')}] ${i.message}`).join('; ') });
+      return z.NEVER;
+    }
+    const keys = new Set(result.data.map((t) => t.apiKey));
+    if (keys.size !== result.data.length) {
+      ctx.addIssue({ code: 'custom', message: 'apiKey values must be unique' });
+      return z.NEVER;
+    }
+    return result.data;
+  });
+
+
+/** `GATEWAY_TENANTS`, for a service's config shape. */
+export const tenantsShape = { GATEWAY_TENANTS: tenantsSchema };
+
+/** The tenant whose apiKey:apiSecret an HTTP Basic header carries (compared in constant time). */
+export function tenantFromBasicAuth(tenants: readonly Tenant[], header: string | undefined): Tenant | undefined {
+  if (!header?.startsWith('Basic ')) return undefined;
+  const decoded = Buffer.from(header.slice(6), 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon < 0) return undefined;
+  const apiKey = decoded.slice(0, colon);
+  const secret = Buffer.from(decoded.slice(colon + 1));
+  const tenant = tenants.find((t) => t.apiKey === apiKey);
+  if (!tenant) return undefined;
+  const expected = Buffer.from(tenant.apiSecret);
+  return secret.length === expected.length && timingSafeEqual(secret, expected) ? tenant : undefined;
+}

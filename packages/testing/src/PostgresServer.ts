@@ -1,0 +1,67 @@
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir, userInfo } from 'node:os';
+import { join } from 'node:path';
+import { freePort, waitForPort } from './NatsServer.js';
+
+/** Debian's PostgreSQL binaries (the newest installed major version). */
+function binDir(): string {
+  const root = '/usr/lib/postgresql';
+  const versions = existsSync(root) ? readdirSync(root).filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a)) : [];
+  if (versions.length === 0) throw new Error('PostgreSQL is not installed (apt-get install postgresql); `make setup` installs it');
+  return join(root, versions[0]!, 'bin');
+}
+
+/**
+ * A real PostgreSQL server in a throw-away data folder on a free port, for tests. PostgreSQL
+ * refuses to run as root, so as root it runs as the `postgres` user.
+ */
+export class PostgresServer {
+  private constructor(
+    readonly port: number,
+    private readonly process: ChildProcess,
+    private readonly dataDir: string,
+  ) {}
+
+  /** Superuser connection string (trust authentication on the loopback address only). */
+  get url(): string {
+    return `postgres://postgres@127.0.0.1:${this.port}/postgres`;
+  }
+
+  static async start(): Promise<PostgresServer> {
+    const bin = binDir();
+    const asRoot = userInfo().uid === 0;
+    const base = mkdtempSync(join(tmpdir(), 'gateway-pg-'));
+    const dataDir = join(base, 'data');
+    const run = (command: string, args: string[]) => (asRoot ? ['runuser', ['-u', 'postgres', '--', command, ...args]] as const : [command, args] as const);
+    if (asRoot) {
+      const uid = Number(execFileSync('id', ['-u', 'postgres']).toString());
+      const gid = Number(execFileSync('id', ['-g', 'postgres']).toString());
+      chownSync(base, uid, gid);
+      chmodSync(base, 0o700);
+    }
+    const [initCommand, initArgs] = run(join(bin, 'initdb'), ['-D', dataDir, '-U', 'postgres', '--auth=trust', '--encoding=UTF8', '--no-sync']);
+    execFileSync(initCommand, [...initArgs], { stdio: 'pipe' });
+    const port = await freePort();
+    const [command, args] = run(join(bin, 'postgres'), ['-D', dataDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=${base}`, '-c', 'fsync=off']);
+    const child = spawn(command, [...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const server = new PostgresServer(port, child, base);
+    await waitForPort(port, 20_000).catch((error: unknown) => {
+      child.kill('SIGKILL');
+      throw new Error(`postgres did not start: ${String(error)}\n${stderr}`);
+    });
+    return server;
+  }
+
+  async stop(): Promise<void> {
+    if (this.process.exitCode === null && this.process.signalCode === null) {
+      const exited = new Promise<void>((resolve) => this.process.once('exit', () => resolve()));
+      // Fast shutdown: disconnect clients, stop at once.
+      this.process.kill('SIGINT');
+      await exited;
+    }
+    rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}
