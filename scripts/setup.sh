@@ -10,7 +10,7 @@ say() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
 
 # Programs the system runs with, and the libraries the mediasoup worker links against.
 apt_packages=(
-  nats-server chromium protobuf-compiler libprotobuf-dev curl openssl ffmpeg
+  nats-server chromium protobuf-compiler libprotobuf-dev curl openssl ffmpeg postgresql
   g++ make pkg-config meson ninja-build
   libssl-dev libuv1-dev libusrsctp-dev libabsl-dev libflatbuffers-dev flatbuffers-compiler
   # The SFU cost benchmark's subscribers: GStreamer's webrtcbin driven from Python.

@@ -48,6 +48,10 @@ node --import tsx services/recorder/src/main.ts >"$data/logs/recorder.log" 2>&1 
 pids+=($!)
 wait_ready "http://127.0.0.1:${RECORDER_OPS_PORT:-9102}/readyz" recorder "${pids[-1]}"
 
+node --import tsx services/crm-sync/src/main.ts >"$data/logs/crm-sync.log" 2>&1 &
+pids+=($!)
+wait_ready "http://127.0.0.1:${CRM_SYNC_OPS_PORT:-9103}/readyz" crm-sync "${pids[-1]}"
+
 node --import tsx services/signaling/src/main.ts >"$data/logs/signaling.log" 2>&1 &
 pids+=($!)
 wait_ready "http://127.0.0.1:${SIGNALING_OPS_PORT:-9100}/readyz" signaling "${pids[-1]}"
@@ -61,7 +65,8 @@ Gateway is running (logs in .data/logs/).
   End user : $base/end-user#token=$(mint --identity end-user-1 --role end_user)&autojoin=1
   Agent    : $base/agent#token=$(mint --identity agent-1 --role agent --can-record)&autojoin=1
   SDK      : $base/sdk.js
-  Metrics  : http://127.0.0.1:9100/metrics (signaling), http://127.0.0.1:9101/metrics (sfu), http://127.0.0.1:9102/metrics (recorder)
+  Metrics  : http://127.0.0.1:9100/metrics (signaling), http://127.0.0.1:9101/metrics (sfu), http://127.0.0.1:9102/metrics (recorder), http://127.0.0.1:9103/metrics (crm-sync)
+  Connectors (crm-sync admin API, HTTP Basic demo:<apiSecret>): http://127.0.0.1:${CRM_SYNC_PORT:-8090}/v1/connectors
 
 Mint more tokens (tenant "demo" is configured by default):
   npm run --silent token -- --tenant demo --room demo-room --identity alice --role end_user

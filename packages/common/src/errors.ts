@@ -30,6 +30,8 @@ export const ErrorCode = {
   INVALID_STATE: 'INVALID_STATE',
   /** This node has no capacity left for the work; another node may take it. */
   NO_CAPACITY: 'NO_CAPACITY',
+  /** A customer's destination (CRM, database, storage) refused or failed a delivery. */
+  DESTINATION_FAILED: 'DESTINATION_FAILED',
   INTERNAL: 'INTERNAL',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -60,6 +60,8 @@ export const buckets = {
   smartActions: 'gateway_smart_actions',
   /** WebAuthn device keys of end users: key = `${tenant}.${sha256(external id)}`, JSON list of credentials. */
   deviceKeys: 'gateway_device_keys',
+  /** crm-sync destinations of the tenants: key = `${tenant}.${name}`, JSON with sealed secrets. */
+  connectors: 'gateway_connectors',
 } as const;
 
 export const kvKeys = {

@@ -1,5 +1,5 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { freePort, waitForPort } from './NatsServer.js';
@@ -23,9 +23,12 @@ export class PostgresServer {
     private readonly dataDir: string,
   ) {}
 
-  /** Superuser connection string (trust authentication on the loopback address only). */
+  /** Superuser password; every TCP connection authenticates with SCRAM, as a real server's would. */
+  static readonly superuserPassword = 'gateway-test-superuser';
+
+  /** Superuser connection string. */
   get url(): string {
-    return `postgres://postgres@127.0.0.1:${this.port}/postgres`;
+    return `postgres://postgres:${PostgresServer.superuserPassword}@127.0.0.1:${this.port}/postgres`;
   }
 
   static async start(): Promise<PostgresServer> {
@@ -33,14 +36,18 @@ export class PostgresServer {
     const asRoot = userInfo().uid === 0;
     const base = mkdtempSync(join(tmpdir(), 'gateway-pg-'));
     const dataDir = join(base, 'data');
-    const run = (command: string, args: string[]) => (asRoot ? ['runuser', ['-u', 'postgres', '--', command, ...args]] as const : [command, args] as const);
+    // setpriv execs the server itself (runuser would stay in between and not pass signals on).
+    const run = (command: string, args: string[]) => (asRoot ? ['setpriv', ['--reuid=postgres', '--regid=postgres', '--init-groups', command, ...args]] as const : [command, args] as const);
     if (asRoot) {
       const uid = Number(execFileSync('id', ['-u', 'postgres']).toString());
       const gid = Number(execFileSync('id', ['-g', 'postgres']).toString());
       chownSync(base, uid, gid);
       chmodSync(base, 0o700);
     }
-    const [initCommand, initArgs] = run(join(bin, 'initdb'), ['-D', dataDir, '-U', 'postgres', '--auth=trust', '--encoding=UTF8', '--no-sync']);
+    const passwordFile = join(base, 'superuser-password');
+    writeFileSync(passwordFile, PostgresServer.superuserPassword, { mode: 0o600 });
+    if (asRoot) chownSync(passwordFile, Number(execFileSync('id', ['-u', 'postgres']).toString()), Number(execFileSync('id', ['-g', 'postgres']).toString()));
+    const [initCommand, initArgs] = run(join(bin, 'initdb'), ['-D', dataDir, '-U', 'postgres', `--pwfile=${passwordFile}`, '--auth-local=trust', '--auth-host=scram-sha-256', '--encoding=UTF8', '--no-sync']);
     execFileSync(initCommand, [...initArgs], { stdio: 'pipe' });
     const port = await freePort();
     const [command, args] = run(join(bin, 'postgres'), ['-D', dataDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=${base}`, '-c', 'fsync=off']);

@@ -129,3 +129,18 @@ export async function startRecorderProcess(options: { natsUrl: string; workDir: 
   const proc = await ServiceProcess.start('recorder', env, `http://127.0.0.1:${opsPort}/readyz`);
   return Object.assign(proc, { grpcPort, opsPort, grpcAddress: `127.0.0.1:${grpcPort}` });
 }
+
+export async function startCrmSyncProcess(options: { natsUrl: string; nodeId?: string; env?: Record<string, string> }) {
+  const port = await freePort();
+  const opsPort = await freePort();
+  const env: Record<string, string> = {
+    NATS_URL: options.natsUrl,
+    CRM_SYNC_NODE_ID: options.nodeId ?? `crm-test-${port}`,
+    CRM_SYNC_HOST: '127.0.0.1',
+    CRM_SYNC_PORT: String(port),
+    CRM_SYNC_OPS_PORT: String(opsPort),
+    ...options.env,
+  };
+  const proc = await ServiceProcess.start('crm-sync', env, `http://127.0.0.1:${opsPort}/readyz`);
+  return Object.assign(proc, { port, opsPort, url: `http://127.0.0.1:${port}` });
+}

@@ -1,0 +1,75 @@
+import http from 'node:http';
+import {
+  ArtifactStore,
+  ErrorCode,
+  GatewayError,
+  StaticKeyring,
+  buckets,
+  connectNats,
+  createMetricsRegistry,
+  ensureStream,
+  openBucket,
+  startOpsServer,
+  streams,
+  type Logger,
+  type NatsConnection,
+} from '@gateway/common';
+import type { CrmSyncConfig } from './config.js';
+import { ConnectorStore } from './connectors/ConnectorStore.js';
+import { Deliveries } from './Deliveries.js';
+import { createAdminHandler } from './http/admin.js';
+
+/** crm-sync: takes every finished communication to the tenant's destinations, then deletes it here. */
+export class CrmSync {
+  port = 0;
+  opsPort = 0;
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    private readonly nc: NatsConnection,
+    private readonly deliveries: Deliveries,
+    private readonly httpServer: http.Server,
+    private readonly stopOps: () => Promise<void>,
+  ) {}
+
+  static async start(config: CrmSyncConfig, log: Logger): Promise<CrmSync> {
+    let nc: NatsConnection;
+    try {
+      nc = await connectNats(config.natsUrl, config.nodeId, log);
+    } catch (error) {
+      throw new GatewayError(ErrorCode.UNAVAILABLE, `cannot reach NATS at ${config.natsUrl}`, { cause: error });
+    }
+    const keyring = new StaticKeyring(config.tenantKeys);
+    const registry = createMetricsRegistry('crm-sync');
+    const connectors = new ConnectorStore(await openBucket(nc, buckets.connectors), keyring);
+    const artifacts = await ArtifactStore.open(nc, keyring);
+    await ensureStream(nc, streams.recordings);
+    const jsm = await ensureStream(nc, streams.transcripts);
+    const deliveries = new Deliveries(nc, jsm, connectors, artifacts, config, registry, log);
+    await deliveries.start();
+
+    const httpServer = http.createServer(createAdminHandler(() => config.tenants, connectors, log));
+    await new Promise<void>((resolve, reject) => {
+      httpServer.once('error', reject);
+      httpServer.listen(config.port, config.host, () => resolve());
+    });
+    const ops = await startOpsServer({ port: config.opsPort, registry, readiness: () => (nc.isClosed() ? 'nats connection closed' : undefined) });
+    const service = new CrmSync(nc, deliveries, httpServer, ops.close);
+    const address = httpServer.address();
+    service.port = typeof address === 'object' && address ? address.port : config.port;
+    service.opsPort = ops.port;
+    return service;
+  }
+
+  /** Stops taking events; deliveries in progress finish (unacknowledged ones come back later). */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.deliveries.close();
+      this.httpServer.closeAllConnections();
+      await new Promise<void>((resolve) => this.httpServer.close(() => resolve()));
+      await this.stopOps();
+      await this.nc.drain().catch(() => undefined);
+    })();
+    return this.closing;
+  }
+}

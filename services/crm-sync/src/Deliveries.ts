@@ -1,0 +1,211 @@
+import { AckPolicy, jetstream, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
+import { Counter, Histogram, type Registry } from 'prom-client';
+import { AttachmentReady, RecordingReady, TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
+import type { Artifact } from '@gateway/proto/gateway/recorder/v1/recorder';
+import { ErrorCode, GatewayError, streams, type ArtifactStore, type Logger, type NatsConnection } from '@gateway/common';
+import type { ConnectorStore } from './connectors/ConnectorStore.js';
+import type { Delivery, DeliveryArtifact } from './destinations/types.js';
+
+export interface DeliveryOptions {
+  concurrency: number;
+  retryBaseMs: number;
+  retryMaxMs: number;
+  ackWaitMs: number;
+}
+
+/** Exponential backoff with full jitter in its upper half: base·2^(n-1), capped, times 0.5-1. */
+export function retryDelayMs(attempt: number, baseMs: number, maxMs: number, random = Math.random): number {
+  const ceiling = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));
+  return Math.round(ceiling * (0.5 + random() / 2));
+}
+
+/** The events crm-sync takes, decoded into one shape. */
+export function deliveryOf(subject: string, data: Uint8Array, artifacts: ArtifactStore): Delivery {
+  const artifactOf = (tenant: string, a: Artifact): DeliveryArtifact => ({
+    artifactId: a.artifactId,
+    kind: a.kind,
+    contentType: a.contentType,
+    sizeBytes: Number(a.sizeBytes),
+    part: a.part,
+    read: async () => (await artifacts.get(tenant, a.artifactId)).data,
+  });
+  if (subject.endsWith('.recording.ready')) {
+    const { recording, contacts } = RecordingReady.decode(data);
+    if (!recording) throw new GatewayError(ErrorCode.BAD_REQUEST, 'recording.ready without a recording');
+    const tenant = recording.tenant;
+    return {
+      deliveryId: recording.recordingId,
+      kind: 'recording',
+      tenant,
+      room: recording.room,
+      startedAtMs: Number(recording.startedAtMs),
+      endedAtMs: Number(recording.endedAtMs),
+      contacts,
+      artifacts: recording.artifacts.map((a) => artifactOf(tenant, a)),
+      metadata: { state: recording.state, pauses: recording.pauses.map((p) => ({ startMs: Number(p.startMs), endMs: Number(p.endMs) })), failureReason: recording.failureReason || undefined },
+    };
+  }
+  if (subject.endsWith('.transcript.ready')) {
+    const event = TranscriptReady.decode(data);
+    return {
+      deliveryId: event.conversationId,
+      kind: 'transcript',
+      tenant: event.tenant,
+      room: event.room,
+      startedAtMs: Number(event.startedAtMs),
+      endedAtMs: Number(event.endedAtMs),
+      contacts: event.contacts,
+      artifacts: event.artifacts.map((a) => artifactOf(event.tenant, a)),
+      metadata: {
+        messageCount: event.messageCount,
+        smartActions: event.smartActions.map((a) => ({ actionId: a.actionId, kind: a.kind, state: a.state, verified: a.verified, completedAtMs: Number(a.completedAtMs) })),
+      },
+    };
+  }
+  if (subject.endsWith('.attachment.ready')) {
+    const event = AttachmentReady.decode(data);
+    if (!event.artifact || !event.action) throw new GatewayError(ErrorCode.BAD_REQUEST, 'attachment.ready without its artifact');
+    return {
+      deliveryId: event.artifact.artifactId,
+      kind: 'attachment',
+      tenant: event.tenant,
+      room: event.room,
+      startedAtMs: Number(event.action.requestedAtMs),
+      endedAtMs: Number(event.action.completedAtMs),
+      contacts: event.contact ? [event.contact] : [],
+      artifacts: [artifactOf(event.tenant, event.artifact)],
+      metadata: { conversationId: event.conversationId, actionId: event.action.actionId, actionKind: event.action.kind },
+    };
+  }
+  throw new GatewayError(ErrorCode.BAD_REQUEST, 'not an event crm-sync takes');
+}
+
+/**
+ * Durable JetStream consumers of everything a session leaves behind. Each event goes to every
+ * destination of its tenant; once all confirm, the artifacts are deleted from our platform
+ * (wrapped keys first: crypto-shredding) and the event is acknowledged. A failure is retried
+ * with backoff; nothing is acknowledged before it is delivered. Deliveries of one tenant run
+ * in order, different tenants in parallel.
+ */
+export class Deliveries {
+  private readonly tenantQueues = new Map<string, Promise<void>>();
+  private inFlight = 0;
+  private readonly wake = new Set<() => void>();
+  private readonly stops: Array<() => void> = [];
+  private readonly metrics: ReturnType<typeof createMetrics>;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly jsm: JetStreamManager,
+    private readonly connectors: ConnectorStore,
+    private readonly artifacts: ArtifactStore,
+    private readonly options: DeliveryOptions,
+    registry: Registry,
+    private readonly log: Logger,
+  ) {
+    this.metrics = createMetrics(registry);
+  }
+
+  async start(): Promise<void> {
+    for (const [stream, durable] of [[streams.recordings.name, 'crm-sync-recordings'], [streams.transcripts.name, 'crm-sync-transcripts']] as const) {
+      await this.jsm.consumers.add(stream, { durable_name: durable, ack_policy: AckPolicy.Explicit, ack_wait: this.options.ackWaitMs * 1e6, max_deliver: -1 }).catch(async (error) => {
+        if (!(await this.jsm.consumers.info(stream, durable).catch(() => undefined))) throw error;
+      });
+      const consumer = await jetstream(this.nc).consumers.get(stream, durable);
+      const messages = await consumer.consume({ max_messages: this.options.concurrency });
+      this.stops.push(() => messages.stop());
+      void (async () => {
+        for await (const message of messages) {
+          while (this.inFlight >= this.options.concurrency) await new Promise<void>((resolve) => this.wake.add(resolve));
+          this.dispatch(message);
+        }
+      })();
+    }
+  }
+
+  private dispatch(message: JsMsg): void {
+    let delivery: Delivery;
+    try {
+      delivery = deliveryOf(message.subject, message.data, this.artifacts);
+    } catch (error) {
+      // An event that cannot be read never will be: keep it out of the way, loudly.
+      this.log.error({ err: error, subject: message.subject, seq: message.seq }, 'undecodable event terminated');
+      message.term();
+      return;
+    }
+    this.inFlight++;
+    const previous = this.tenantQueues.get(delivery.tenant) ?? Promise.resolve();
+    const next = previous.then(() => this.handle(message, delivery)).finally(() => {
+      this.inFlight--;
+      for (const resolve of this.wake) resolve();
+      this.wake.clear();
+      if (this.tenantQueues.get(delivery.tenant) === next) this.tenantQueues.delete(delivery.tenant);
+    });
+    this.tenantQueues.set(delivery.tenant, next);
+  }
+
+  private async handle(message: JsMsg, delivery: Delivery): Promise<void> {
+    const started = performance.now();
+    const context = { kind: delivery.kind, deliveryId: delivery.deliveryId, tenant: delivery.tenant, attempt: message.info.deliveryCount };
+    try {
+      const connectors = await this.connectors.list(delivery.tenant);
+      if (connectors.length === 0) throw new GatewayError(ErrorCode.DESTINATION_FAILED, 'the tenant has no destination connected');
+      for (const connector of connectors) {
+        const destination = await this.connectors.open(delivery.tenant, connector.name);
+        try {
+          await destination.deliver(delivery);
+          this.metrics.deliveries.inc({ adapter: connector.type, kind: delivery.kind, result: 'delivered' });
+        } catch (error) {
+          this.metrics.deliveries.inc({ adapter: connector.type, kind: delivery.kind, result: 'failed' });
+          throw error;
+        } finally {
+          await destination.close();
+        }
+      }
+      await this.purge(delivery);
+      message.ack();
+      this.metrics.seconds.observe({ kind: delivery.kind }, (performance.now() - started) / 1000);
+      this.log.info(context, 'delivered and purged');
+    } catch (error) {
+      const gatewayError = GatewayError.from(error);
+      if (gatewayError.code === ErrorCode.NOT_FOUND) {
+        // Its artifacts are gone: delivered and purged before a crash lost the acknowledgement,
+        // or deleted by a data-subject request. Nothing is left to deliver.
+        this.log.warn(context, 'artifacts already gone; acknowledging');
+        message.ack();
+        return;
+      }
+      const delayMs = retryDelayMs(message.info.deliveryCount, this.options.retryBaseMs, this.options.retryMaxMs);
+      this.log.warn({ ...context, code: gatewayError.code, reason: gatewayError.message, retryInMs: delayMs }, 'delivery failed; will retry');
+      message.nak(delayMs);
+    }
+  }
+
+  /** Our copies go once the destination has them: keys first, then bytes. */
+  private async purge(delivery: Delivery): Promise<void> {
+    for (const artifact of delivery.artifacts) await this.artifacts.delete(delivery.tenant, artifact.artifactId);
+  }
+
+  async close(): Promise<void> {
+    for (const stop of this.stops) stop();
+    await Promise.allSettled([...this.tenantQueues.values()]);
+  }
+}
+
+function createMetrics(registry: Registry) {
+  return {
+    deliveries: new Counter({
+      name: 'gateway_crm_sync_deliveries_total',
+      help: 'Deliveries to customer destinations by adapter, kind and result',
+      labelNames: ['adapter', 'kind', 'result'] as const,
+      registers: [registry],
+    }),
+    seconds: new Histogram({
+      name: 'gateway_crm_sync_delivery_duration_seconds',
+      help: 'Time from taking an event to its acknowledgement, for successful deliveries',
+      labelNames: ['kind'] as const,
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers: [registry],
+    }),
+  };
+}

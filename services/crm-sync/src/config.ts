@@ -1,0 +1,43 @@
+import os from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+import { env, loadConfig, tenantKeysShape, tenantsShape } from '@gateway/common';
+
+const shape = {
+  NATS_URL: env.natsUrl(),
+  LOG_LEVEL: env.logLevel(),
+  ...tenantsShape,
+  ...tenantKeysShape,
+  CRM_SYNC_NODE_ID: env.string(`crm-${os.hostname()}-${randomBytes(3).toString('hex')}`),
+  /** The tenants' admin API (connectors). */
+  CRM_SYNC_HOST: env.string('0.0.0.0'),
+  CRM_SYNC_PORT: env.port(8090),
+  CRM_SYNC_OPS_PORT: env.port(9103),
+  /** Deliveries in progress at once (across tenants; one tenant's deliveries run in order). */
+  CRM_SYNC_CONCURRENCY: env.positiveInt(8),
+  /** First retry delay; each later one doubles, with jitter, up to the maximum. */
+  CRM_SYNC_RETRY_BASE_SECONDS: z.coerce.number().positive().default(2),
+  CRM_SYNC_RETRY_MAX_SECONDS: z.coerce.number().positive().default(600),
+  /** How long JetStream waits for a delivery's answer before handing it out again. */
+  CRM_SYNC_ACK_WAIT_SECONDS: env.positiveInt(300),
+};
+
+export type CrmSyncConfig = ReturnType<typeof readCrmSyncConfig>;
+
+export function readCrmSyncConfig(source: Record<string, string | undefined> = process.env) {
+  const c = loadConfig(shape, source);
+  return {
+    natsUrl: c.NATS_URL,
+    logLevel: c.LOG_LEVEL,
+    tenants: c.GATEWAY_TENANTS,
+    tenantKeys: c.GATEWAY_TENANT_KEYS,
+    nodeId: c.CRM_SYNC_NODE_ID,
+    host: c.CRM_SYNC_HOST,
+    port: c.CRM_SYNC_PORT,
+    opsPort: c.CRM_SYNC_OPS_PORT,
+    concurrency: c.CRM_SYNC_CONCURRENCY,
+    retryBaseMs: c.CRM_SYNC_RETRY_BASE_SECONDS * 1000,
+    retryMaxMs: c.CRM_SYNC_RETRY_MAX_SECONDS * 1000,
+    ackWaitMs: c.CRM_SYNC_ACK_WAIT_SECONDS * 1000,
+  };
+}

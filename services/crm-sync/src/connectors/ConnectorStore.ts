@@ -1,0 +1,98 @@
+import type { KV } from '@nats-io/kv';
+import { z } from 'zod';
+import { ErrorCode, GatewayError, assertSubjectToken, listJson, openJson, sealJson, type Keyring, type SealedValue } from '@gateway/common';
+import { PostgresDestination, postgresConfigSchema, postgresSecretsSchema } from '../destinations/postgres.js';
+import type { Destination } from '../destinations/types.js';
+
+/** The destination types a tenant can connect, each with its settings and its secrets. */
+const connectorTypes = {
+  postgres: { config: postgresConfigSchema, secrets: postgresSecretsSchema, create: (c: never, s: never) => new PostgresDestination(c, s) },
+} as const;
+export type ConnectorType = keyof typeof connectorTypes;
+
+export const connectorInputSchema = z.object({
+  type: z.enum(Object.keys(connectorTypes) as [ConnectorType, ...ConnectorType[]]),
+  config: z.record(z.string(), z.unknown()),
+  secrets: z.record(z.string(), z.unknown()),
+});
+
+/** What the admin API shows of a connector: never its secrets. */
+export interface ConnectorView {
+  name: string;
+  type: ConnectorType;
+  config: Record<string, unknown>;
+  updatedAtMs: number;
+}
+
+interface StoredConnector extends ConnectorView {
+  secrets: SealedValue;
+}
+
+/**
+ * Tenants' destinations, in KV. Secrets are sealed with the tenant's key (bound to the tenant
+ * and the connector's name) and are only opened to build a destination.
+ */
+export class ConnectorStore {
+  constructor(
+    private readonly kv: KV,
+    private readonly keyring: Keyring,
+  ) {}
+
+  private key(tenant: string, name: string): string {
+    return `${assertSubjectToken('tenant', tenant)}.${assertSubjectToken('connector name', name)}`;
+  }
+
+  /** Validates and stores a connector (replacing one of the same name). */
+  async put(tenant: string, name: string, input: unknown): Promise<ConnectorView> {
+    const parsed = connectorInputSchema.safeParse(input);
+    if (!parsed.success) throw new GatewayError(ErrorCode.BAD_REQUEST, issues(parsed.error));
+    const { type } = parsed.data;
+    const config = connectorTypes[type].config.safeParse(parsed.data.config);
+    if (!config.success) throw new GatewayError(ErrorCode.BAD_REQUEST, `config: ${issues(config.error)}`);
+    const secrets = connectorTypes[type].secrets.safeParse(parsed.data.secrets);
+    if (!secrets.success) throw new GatewayError(ErrorCode.BAD_REQUEST, `secrets: ${issues(secrets.error)}`);
+    const stored: StoredConnector = {
+      name,
+      type,
+      config: config.data,
+      updatedAtMs: Date.now(),
+      secrets: await sealJson(this.keyring, tenant, `connector:${name}`, secrets.data),
+    };
+    await this.kv.put(this.key(tenant, name), JSON.stringify(stored));
+    return view(stored);
+  }
+
+  async get(tenant: string, name: string): Promise<ConnectorView> {
+    return view(await this.stored(tenant, name));
+  }
+
+  async list(tenant: string): Promise<ConnectorView[]> {
+    return (await listJson<StoredConnector>(this.kv, `${assertSubjectToken('tenant', tenant)}.*`)).map((e) => view(e.value));
+  }
+
+  async remove(tenant: string, name: string): Promise<void> {
+    await this.stored(tenant, name);
+    await this.kv.purge(this.key(tenant, name));
+  }
+
+  /** A live client of the connector's destination; the caller closes it. */
+  async open(tenant: string, name: string): Promise<Destination> {
+    const stored = await this.stored(tenant, name);
+    const secrets = await openJson<Record<string, unknown>>(this.keyring, tenant, `connector:${name}`, stored.secrets);
+    return connectorTypes[stored.type].create(stored.config as never, secrets as never);
+  }
+
+  private async stored(tenant: string, name: string): Promise<StoredConnector> {
+    const entry = await this.kv.get(this.key(tenant, name));
+    if (!entry || entry.operation !== 'PUT' || entry.length === 0) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such connector');
+    return entry.json<StoredConnector>();
+  }
+}
+
+function view({ name, type, config, updatedAtMs }: StoredConnector): ConnectorView {
+  return { name, type, config, updatedAtMs };
+}
+
+function issues(error: z.ZodError): string {
+  return error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ');
+}
