@@ -62,6 +62,8 @@ export const buckets = {
   deviceKeys: 'gateway_device_keys',
   /** crm-sync destinations of the tenants: key = `${tenant}.${name}`, JSON with sealed secrets. */
   connectors: 'gateway_connectors',
+  /** CRM contact ids: key = `${tenant}.${connector}.${sha256(external id)}`, value = the CRM's id. */
+  crmContacts: 'gateway_crm_contacts',
 } as const;
 
 export const kvKeys = {

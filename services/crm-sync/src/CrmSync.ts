@@ -16,6 +16,7 @@ import {
 } from '@gateway/common';
 import type { CrmSyncConfig } from './config.js';
 import { ConnectorStore } from './connectors/ConnectorStore.js';
+import { KvContactMaps } from './connectors/ContactMap.js';
 import { Deliveries } from './Deliveries.js';
 import { createAdminHandler } from './http/admin.js';
 
@@ -41,7 +42,8 @@ export class CrmSync {
     }
     const keyring = new StaticKeyring(config.tenantKeys);
     const registry = createMetricsRegistry('crm-sync');
-    const connectors = new ConnectorStore(await openBucket(nc, buckets.connectors), keyring);
+    const contactMaps = new KvContactMaps(await openBucket(nc, buckets.crmContacts));
+    const connectors = new ConnectorStore(await openBucket(nc, buckets.connectors), keyring, contactMaps, log);
     const artifacts = await ArtifactStore.open(nc, keyring);
     await ensureStream(nc, streams.recordings);
     const jsm = await ensureStream(nc, streams.transcripts);

@@ -1,14 +1,11 @@
 import type { KV } from '@nats-io/kv';
 import { z } from 'zod';
-import { ErrorCode, GatewayError, assertSubjectToken, listJson, openJson, sealJson, type Keyring, type SealedValue } from '@gateway/common';
-import { PostgresDestination, postgresConfigSchema, postgresSecretsSchema } from '../destinations/postgres.js';
+import { ErrorCode, GatewayError, assertSubjectToken, listJson, openJson, sealJson, type Keyring, type Logger, type SealedValue } from '@gateway/common';
+import { destinationTypes as connectorTypes, type DestinationTypeName as ConnectorType } from '../destinations/index.js';
 import type { Destination } from '../destinations/types.js';
+import type { KvContactMaps } from './ContactMap.js';
 
-/** The destination types a tenant can connect, each with its settings and its secrets. */
-const connectorTypes = {
-  postgres: { config: postgresConfigSchema, secrets: postgresSecretsSchema, create: (c: never, s: never) => new PostgresDestination(c, s) },
-} as const;
-export type ConnectorType = keyof typeof connectorTypes;
+export type { ConnectorType };
 
 export const connectorInputSchema = z.object({
   type: z.enum(Object.keys(connectorTypes) as [ConnectorType, ...ConnectorType[]]),
@@ -36,6 +33,8 @@ export class ConnectorStore {
   constructor(
     private readonly kv: KV,
     private readonly keyring: Keyring,
+    private readonly contactMaps: KvContactMaps,
+    private readonly log: Logger,
   ) {}
 
   private key(tenant: string, name: string): string {
@@ -70,16 +69,19 @@ export class ConnectorStore {
     return (await listJson<StoredConnector>(this.kv, `${assertSubjectToken('tenant', tenant)}.*`)).map((e) => view(e.value));
   }
 
+  /** Removes the connector and every contact mapping made through it. */
   async remove(tenant: string, name: string): Promise<void> {
     await this.stored(tenant, name);
     await this.kv.purge(this.key(tenant, name));
+    await this.contactMaps.removeAll(tenant, name);
   }
 
   /** A live client of the connector's destination; the caller closes it. */
   async open(tenant: string, name: string): Promise<Destination> {
     const stored = await this.stored(tenant, name);
     const secrets = await openJson<Record<string, unknown>>(this.keyring, tenant, `connector:${name}`, stored.secrets);
-    return connectorTypes[stored.type].create(stored.config as never, secrets as never);
+    const type = connectorTypes[stored.type];
+    return type.create(type.config.parse(stored.config), type.secrets.parse(secrets), { contacts: this.contactMaps.for(tenant, name), log: this.log.child({ connector: name, adapter: stored.type }) });
   }
 
   private async stored(tenant: string, name: string): Promise<StoredConnector> {

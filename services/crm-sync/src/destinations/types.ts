@@ -31,3 +31,20 @@ export interface Destination {
   deliver(delivery: Delivery): Promise<void>;
   close(): Promise<void>;
 }
+
+/**
+ * The CRM contact ids a destination found or created for a tenant's end users, by the
+ * customer's external id. Kept in KV so a contact is looked up once; deleted when the tenant
+ * removes the connector.
+ */
+export interface ContactMap {
+  get(externalId: string): Promise<string | undefined>;
+  set(externalId: string, crmContactId: string): Promise<void>;
+}
+
+/** What a destination gets besides its own settings. */
+export interface DestinationDeps {
+  contacts: ContactMap;
+  /** Structured logs; never log personal data or a destination's response bodies. */
+  log: import('@gateway/common').Logger;
+}

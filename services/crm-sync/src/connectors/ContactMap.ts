@@ -1,0 +1,39 @@
+import { createHash } from 'node:crypto';
+import type { KV } from '@nats-io/kv';
+import type { ContactMap } from '../destinations/types.js';
+
+/**
+ * CRM contact ids by external id, per tenant and connector, in KV. Keys hold a hash of the
+ * external id, values only the CRM's id: nothing else about the end user is kept.
+ */
+export class KvContactMaps {
+  constructor(private readonly kv: KV) {}
+
+  private prefix(tenant: string, connector: string): string {
+    return `${tenant}.${connector}`;
+  }
+
+  private key(tenant: string, connector: string, externalId: string): string {
+    return `${this.prefix(tenant, connector)}.${createHash('sha256').update(`${tenant}:${externalId}`).digest('hex').slice(0, 40)}`;
+  }
+
+  for(tenant: string, connector: string): ContactMap {
+    return {
+      get: async (externalId) => {
+        const entry = await this.kv.get(this.key(tenant, connector, externalId));
+        return entry && entry.operation === 'PUT' && entry.length > 0 ? entry.string() : undefined;
+      },
+      set: async (externalId, crmContactId) => {
+        await this.kv.put(this.key(tenant, connector, externalId), crmContactId);
+      },
+    };
+  }
+
+  /** The tenant disconnected the destination: every mapping of it goes. */
+  async removeAll(tenant: string, connector: string): Promise<number> {
+    const keys: string[] = [];
+    for await (const key of await this.kv.keys(`${this.prefix(tenant, connector)}.*`)) keys.push(key);
+    for (const key of keys) await this.kv.purge(key);
+    return keys.length;
+  }
+}
