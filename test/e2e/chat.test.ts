@@ -1,5 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { connect } from '@nats-io/transport-node';
+import { jetstream } from '@nats-io/jetstream';
+import { ArtifactStore, DEMO_TENANT_KEK, StaticKeyring, streams, subjects } from '@gateway/common';
+import { TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
 import { NatsServer, startSfuProcess, startSignalingProcess } from '@gateway/testing';
 import { launchChromium } from '../support/browser.js';
 import { demoToken } from '../support/tokens.js';
@@ -231,5 +235,38 @@ describe('chat between an end user and an agent in Chromium', () => {
     expect(code).toBe('PERMISSION_DENIED');
     // And the end user's page offers no Redact action at all.
     expect((await panel(endUser)).some((m) => m.canRedact)).toBe(false);
+  });
+
+  it('stores the transcript redacted when everyone has left', async () => {
+    const nc = await connect({ servers: nats.url });
+    try {
+      const transcripts = await jetstream(nc).consumers.get(streams.transcripts.name, { filter_subjects: subjects.transcriptReady('demo') });
+      // One more card number, typed and sent once the flood test's budget has refilled.
+      await expect
+        .poll(() => endUser.evaluate(() => (window as any).room.sendMessage('the other card: 5555-5555-5555-4444').then(() => 'sent', (e: { code: string }) => e.code)), { timeout: 15_000, interval: 1_000 })
+        .toBe('sent');
+      await observer.evaluate(() => (window as any).third.leave());
+      for (const page of [endUser, agent]) await page.evaluate(() => (window as any).room.leave());
+      let ready: TranscriptReady | undefined;
+      const deadline = Date.now() + 15_000;
+      while (!ready && Date.now() < deadline) {
+        const m = await transcripts.next({ expires: 2_000 });
+        if (m && TranscriptReady.decode(m.data).room === room) ready = TranscriptReady.decode(m.data);
+      }
+      expect(ready).toBeDefined();
+      const artifacts = await ArtifactStore.open(nc, new StaticKeyring({ demo: DEMO_TENANT_KEK }));
+      const text = (await artifacts.get('demo', ready!.artifacts.find((a) => a.contentType === 'text/plain')!.artifactId)).data.toString();
+      // The card message was redacted by the agent afterwards: neither its digits nor its placeholder remain.
+      expect(text).not.toMatch(/4111/);
+      expect(text).toContain('customer-1 (end_user): [message redacted]');
+      expect(text).toContain(`agent-1 (agent): ${REPLY}`);
+      expect(text).toContain('customer-1 (end_user): the other card: [CARD]');
+      expect(text).not.toMatch(/5555/);
+      const json = JSON.parse((await artifacts.get('demo', ready!.artifacts.find((a) => a.contentType === 'application/json')!.artifactId)).data.toString());
+      expect(json.messages.length).toBe(ready!.messageCount);
+      expect(JSON.stringify(json)).not.toMatch(/4111/);
+    } finally {
+      await nc.close();
+    }
   });
 });
