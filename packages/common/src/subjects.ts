@@ -26,6 +26,8 @@ export const subjects = {
   transcriptReady: (tenant: string) => `gateway.${tenant}.transcript.ready`,
   /** AttachmentReady (gateway.events.v1), on the transcripts stream. */
   attachmentReady: (tenant: string) => `gateway.${tenant}.attachment.ready`,
+  /** Alerts for the tenant's operators (e.g. DeliveryExpired), on the alerts stream. */
+  alert: (tenant: string, kind: 'delivery_expired') => `gateway.${tenant}.alert.${kind}`,
 } as const;
 
 export const streams = {
@@ -35,6 +37,8 @@ export const streams = {
   chat: { name: 'GATEWAY_CHAT', subjects: ['gateway.*.chat.*'] },
   /** Transcripts and attachments for crm-sync. */
   transcripts: { name: 'GATEWAY_TRANSCRIPTS', subjects: ['gateway.*.transcript.ready', 'gateway.*.attachment.ready'] },
+  /** Alerts for operators: `gateway.<tenant>.alert.<kind>`. */
+  alerts: { name: 'GATEWAY_ALERTS', subjects: ['gateway.*.alert.*'] },
 } as const;
 
 export const buckets = {

@@ -24,6 +24,8 @@ const tenantSchema = z.object({
       skipPausedAudio: z.boolean().default(false),
     })
     .optional(),
+  /** Days crm-sync keeps trying a communication before deleting it undelivered (default: CRM_SYNC_RETENTION_DAYS). */
+  retentionDays: z.number().positive().max(365).optional(),
   /** What chat redaction replaces before a message is stored or shown; every kind by default. */
   redaction: z
     .object({

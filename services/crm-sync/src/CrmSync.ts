@@ -46,6 +46,7 @@ export class CrmSync {
     const connectors = new ConnectorStore(await openBucket(nc, buckets.connectors), keyring, contactMaps, log);
     const artifacts = await ArtifactStore.open(nc, keyring);
     await ensureStream(nc, streams.recordings);
+    await ensureStream(nc, streams.alerts);
     const jsm = await ensureStream(nc, streams.transcripts);
     const deliveries = new Deliveries(nc, jsm, connectors, artifacts, config, registry, log);
     await deliveries.start();

@@ -1,8 +1,8 @@
 import { AckPolicy, jetstream, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import { Counter, Histogram, type Registry } from 'prom-client';
-import { AttachmentReady, RecordingReady, TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
+import { AttachmentReady, DeliveryExpired, RecordingReady, TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
 import type { Artifact } from '@gateway/proto/gateway/recorder/v1/recorder';
-import { ErrorCode, GatewayError, streams, type ArtifactStore, type Logger, type NatsConnection } from '@gateway/common';
+import { ErrorCode, GatewayError, streams, subjects, type ArtifactStore, type Logger, type NatsConnection } from '@gateway/common';
 import type { ConnectorStore } from './connectors/ConnectorStore.js';
 import type { Delivery, DeliveryArtifact } from './destinations/types.js';
 
@@ -11,6 +11,10 @@ export interface DeliveryOptions {
   retryBaseMs: number;
   retryMaxMs: number;
   ackWaitMs: number;
+  /** How long a communication may wait for delivery before it is deleted undelivered, per tenant. */
+  retentionMs(tenant: string): number;
+  /** The clock retention is measured with (tests move it forward). */
+  now?: () => number;
 }
 
 /** Exponential backoff with full jitter in its upper half: base·2^(n-1), capped, times 0.5-1. */
@@ -147,6 +151,14 @@ export class Deliveries {
   private async handle(message: JsMsg, delivery: Delivery): Promise<void> {
     const started = performance.now();
     const context = { kind: delivery.kind, deliveryId: delivery.deliveryId, tenant: delivery.tenant, attempt: message.info.deliveryCount };
+    const storedAtMs = Math.floor(message.info.timestampNanos / 1e6);
+    if ((this.options.now ?? Date.now)() - storedAtMs > this.options.retentionMs(delivery.tenant)) {
+      await this.expire(message, delivery, storedAtMs).catch((error: unknown) => {
+        this.log.error({ err: error, ...context }, 'purging an expired delivery failed; will retry');
+        message.nak(this.options.retryBaseMs);
+      });
+      return;
+    }
     try {
       const connectors = await this.connectors.list(delivery.tenant);
       if (connectors.length === 0) throw new GatewayError(ErrorCode.DESTINATION_FAILED, 'the tenant has no destination connected');
@@ -181,10 +193,35 @@ export class Deliveries {
     }
   }
 
+  /**
+   * The retention limit passed without a delivery: the communication is deleted all the same
+   * (our promise is to hold it only until the customer has it, and never longer than the limit),
+   * and the tenant's operators are alerted on the alerts stream.
+   */
+  private async expire(message: JsMsg, delivery: Delivery, storedAtMs: number): Promise<void> {
+    await this.purge(delivery);
+    const alert = DeliveryExpired.encode({
+      tenant: delivery.tenant,
+      deliveryId: delivery.deliveryId,
+      kind: delivery.kind,
+      storedAtMs,
+      purgedAtMs: (this.options.now ?? Date.now)(),
+      attempts: message.info.deliveryCount,
+      artifactCount: delivery.artifacts.length,
+    }).finish();
+    await jetstream(this.nc).publish(subjects.alert(delivery.tenant, 'delivery_expired'), alert, { msgID: `expired.${delivery.deliveryId}` });
+    message.ack();
+    this.metrics.expired.inc({ kind: delivery.kind });
+    this.log.error({ kind: delivery.kind, deliveryId: delivery.deliveryId, tenant: delivery.tenant, attempts: message.info.deliveryCount }, 'retention limit passed: deleted undelivered');
+  }
+
   /** Our copies go once the destination has them: keys first, then bytes. */
   private async purge(delivery: Delivery): Promise<void> {
-    for (const artifact of delivery.artifacts) await this.artifacts.delete(delivery.tenant, artifact.artifactId);
+    for (const artifact of delivery.artifacts) {
+      await this.artifacts.delete(delivery.tenant, artifact.artifactId);
+    }
   }
+
 
   async close(): Promise<void> {
     for (const stop of this.stops) stop();
@@ -198,6 +235,12 @@ function createMetrics(registry: Registry) {
       name: 'gateway_crm_sync_deliveries_total',
       help: 'Deliveries to customer destinations by adapter, kind and result',
       labelNames: ['adapter', 'kind', 'result'] as const,
+      registers: [registry],
+    }),
+    expired: new Counter({
+      name: 'gateway_crm_sync_expired_total',
+      help: 'Communications deleted undelivered because the retention limit passed (an alert each)',
+      labelNames: ['kind'] as const,
       registers: [registry],
     }),
     seconds: new Histogram({

@@ -20,6 +20,8 @@ const shape = {
   CRM_SYNC_RETRY_MAX_SECONDS: z.coerce.number().positive().default(600),
   /** How long JetStream waits for a delivery's answer before handing it out again. */
   CRM_SYNC_ACK_WAIT_SECONDS: env.positiveInt(300),
+  /** Days a communication may wait for delivery before it is deleted undelivered (a tenant's retentionDays overrides it). */
+  CRM_SYNC_RETENTION_DAYS: z.coerce.number().positive().max(365).default(7),
 };
 
 export type CrmSyncConfig = ReturnType<typeof readCrmSyncConfig>;
@@ -39,5 +41,6 @@ export function readCrmSyncConfig(source: Record<string, string | undefined> = p
     retryBaseMs: c.CRM_SYNC_RETRY_BASE_SECONDS * 1000,
     retryMaxMs: c.CRM_SYNC_RETRY_MAX_SECONDS * 1000,
     ackWaitMs: c.CRM_SYNC_ACK_WAIT_SECONDS * 1000,
+    retentionMs: (tenant: string) => (c.GATEWAY_TENANTS.find((t) => t.name === tenant)?.retentionDays ?? c.CRM_SYNC_RETENTION_DAYS) * 86_400_000,
   };
 }

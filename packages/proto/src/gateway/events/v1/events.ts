@@ -174,6 +174,22 @@ export interface AttachmentReady {
   contact: ContactReference | undefined;
 }
 
+/**
+ * crm-sync could not deliver a communication within the tenant's retention limit and deleted it
+ * (on the GATEWAY_ALERTS stream, subject gateway.<tenant>.alert.delivery_expired).
+ */
+export interface DeliveryExpired {
+  tenant: string;
+  deliveryId: string;
+  /** "recording" | "transcript" | "attachment" */
+  kind: string;
+  /** When the event was first stored, and when it was purged. */
+  storedAtMs: number;
+  purgedAtMs: number;
+  attempts: number;
+  artifactCount: number;
+}
+
 function createBaseRoomEvent(): RoomEvent {
   return { tenant: "", room: "", atMs: 0, origin: "", event: undefined };
 }
@@ -2024,6 +2040,187 @@ export const AttachmentReady: MessageFns<AttachmentReady> = {
     message.contact = (object.contact !== undefined && object.contact !== null)
       ? ContactReference.fromPartial(object.contact)
       : undefined;
+    return message;
+  },
+};
+
+function createBaseDeliveryExpired(): DeliveryExpired {
+  return { tenant: "", deliveryId: "", kind: "", storedAtMs: 0, purgedAtMs: 0, attempts: 0, artifactCount: 0 };
+}
+
+export const DeliveryExpired: MessageFns<DeliveryExpired> = {
+  encode(message: DeliveryExpired, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tenant !== "") {
+      writer.uint32(10).string(message.tenant);
+    }
+    if (message.deliveryId !== "") {
+      writer.uint32(18).string(message.deliveryId);
+    }
+    if (message.kind !== "") {
+      writer.uint32(26).string(message.kind);
+    }
+    if (message.storedAtMs !== 0) {
+      writer.uint32(32).int64(message.storedAtMs);
+    }
+    if (message.purgedAtMs !== 0) {
+      writer.uint32(40).int64(message.purgedAtMs);
+    }
+    if (message.attempts !== 0) {
+      writer.uint32(48).uint32(message.attempts);
+    }
+    if (message.artifactCount !== 0) {
+      writer.uint32(56).uint32(message.artifactCount);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeliveryExpired {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeliveryExpired();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tenant = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.deliveryId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.storedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.purgedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.attempts = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.artifactCount = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeliveryExpired {
+    return {
+      tenant: isSet(object.tenant) ? globalThis.String(object.tenant) : "",
+      deliveryId: isSet(object.deliveryId)
+        ? globalThis.String(object.deliveryId)
+        : isSet(object.delivery_id)
+        ? globalThis.String(object.delivery_id)
+        : "",
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      storedAtMs: isSet(object.storedAtMs)
+        ? globalThis.Number(object.storedAtMs)
+        : isSet(object.stored_at_ms)
+        ? globalThis.Number(object.stored_at_ms)
+        : 0,
+      purgedAtMs: isSet(object.purgedAtMs)
+        ? globalThis.Number(object.purgedAtMs)
+        : isSet(object.purged_at_ms)
+        ? globalThis.Number(object.purged_at_ms)
+        : 0,
+      attempts: isSet(object.attempts) ? globalThis.Number(object.attempts) : 0,
+      artifactCount: isSet(object.artifactCount)
+        ? globalThis.Number(object.artifactCount)
+        : isSet(object.artifact_count)
+        ? globalThis.Number(object.artifact_count)
+        : 0,
+    };
+  },
+
+  toJSON(message: DeliveryExpired): unknown {
+    const obj: any = {};
+    if (message.tenant !== "") {
+      obj.tenant = message.tenant;
+    }
+    if (message.deliveryId !== "") {
+      obj.deliveryId = message.deliveryId;
+    }
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.storedAtMs !== 0) {
+      obj.storedAtMs = Math.round(message.storedAtMs);
+    }
+    if (message.purgedAtMs !== 0) {
+      obj.purgedAtMs = Math.round(message.purgedAtMs);
+    }
+    if (message.attempts !== 0) {
+      obj.attempts = Math.round(message.attempts);
+    }
+    if (message.artifactCount !== 0) {
+      obj.artifactCount = Math.round(message.artifactCount);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeliveryExpired>, I>>(base?: I): DeliveryExpired {
+    return DeliveryExpired.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeliveryExpired>, I>>(object: I): DeliveryExpired {
+    const message = createBaseDeliveryExpired();
+    message.tenant = object.tenant ?? "";
+    message.deliveryId = object.deliveryId ?? "";
+    message.kind = object.kind ?? "";
+    message.storedAtMs = object.storedAtMs ?? 0;
+    message.purgedAtMs = object.purgedAtMs ?? 0;
+    message.attempts = object.attempts ?? 0;
+    message.artifactCount = object.artifactCount ?? 0;
     return message;
   },
 };
