@@ -104,8 +104,10 @@ describe('crm-sync to a customer PostgreSQL database', () => {
     const session = (await customerDb.query('select kind, tenant, contacts from gateway_sessions where delivery_id = $1', [conversationId])).rows[0];
     expect(session).toMatchObject({ kind: 'transcript', tenant: 'demo', contacts: [{ externalId: 'ext-1', role: 'end_user' }] });
 
-    // Our copies are gone: keys first (shredded), then bytes.
+    // Our copies are gone: keys first (shredded), then bytes; and the event itself.
     for (const id of ids) await waitFor(async () => (await artifacts.get('demo', id).catch((e) => e.code)) === 'NOT_FOUND', 5_000, 'artifact purged');
+    const jsm = await jetstream(nc).jetstreamManager();
+    await waitFor(async () => (await jsm.streams.info(streams.transcripts.name)).state.messages === 0, 5_000, 'event erased');
 
     // The same event again (a producer retry) adds nothing.
     await jetstream(nc).publish(subjects.transcriptReady('demo'), TranscriptReady.encode({ tenant: 'demo', room: 'r-1', conversationId, artifacts: [], messageCount: 0, startedAtMs: 0, endedAtMs: 0, contacts: [], smartActions: [] }).finish());

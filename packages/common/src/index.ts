@@ -12,3 +12,4 @@ export * from './grpcTls.js';
 export * from './artifacts.js';
 export * from './redaction.js';
 export * from './tenants.js';
+export * from './deviceKeys.js';

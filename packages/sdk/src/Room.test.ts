@@ -1,4 +1,5 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import http from 'node:http';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import WebSocket, { WebSocketServer, type WebSocket as ServerSocket } from 'ws';
 import { FakeHandler } from 'mediasoup-client';
 import * as fakeParameters from 'mediasoup-client/fakeParameters';
@@ -8,6 +9,16 @@ import type { WebSocketConstructor } from './SignalingClient.js';
 import type { ConnectOptions, Participant, TrackEvent } from './types.js';
 
 type Frame = Record<string, any>;
+
+// The browser's WebAuthn prompt, as a device holding the key 'cred-1' would answer it.
+const webauthn = vi.hoisted(() => ({
+  startAuthentication: vi.fn(async ({ optionsJSON }: { optionsJSON: Record<string, any> }) => ({ id: 'cred-1', rawId: 'cred-1', type: 'public-key', response: { signed: optionsJSON.challenge }, clientExtensionResults: {} })),
+  startRegistration: vi.fn(async ({ optionsJSON }: { optionsJSON: Record<string, any> }) => ({ id: 'cred-1', rawId: 'cred-1', type: 'public-key', response: { attested: optionsJSON.challenge }, clientExtensionResults: {} })),
+}));
+vi.mock('@simplewebauthn/browser', () => ({ browserSupportsWebAuthn: () => true, ...webauthn }));
+
+const PNG = Buffer.from('89504e470d0a1a0a0000000d49484452', 'hex');
+const JPEG = Buffer.from('ffd8ffe000104a464946', 'hex');
 interface TrackJson {
   producerId: string;
   source: string;
@@ -38,13 +49,21 @@ class FakeSignaling {
   onSendMessage: (params: Frame) => 'answer' | 'cut-before' | 'cut-after' | Frame = () => 'answer';
   /** Sends the notification of a new message before the sender's response (the other order is the default). */
   notifyBeforeAnswer = false;
+  /** The room's Smart Actions as stored, in the proto3 JSON mapping (int64 fields as strings). */
+  readonly smartActions: Frame[] = [];
+  /** What reached the upload endpoint. */
+  readonly uploads: Array<{ actionId: string; authorization: string; contentType: string; body: Buffer }> = [];
+  /** Overrides the upload's answer (a status and JSON body). */
+  onUpload: ((actionId: string) => { status: number; body: Frame } | undefined) | undefined;
   private readonly sessions = new Map<string, { transports: string[]; tracks: TrackJson[] }>();
   private seq = 0;
 
   private constructor(
     private readonly wss: WebSocketServer,
+    private readonly httpServer: http.Server,
     readonly url: string,
   ) {
+    httpServer.on('request', (req, res) => void this.onHttp(req, res));
     wss.on('connection', (ws) => {
       const conn = this.sockets.push(ws) - 1;
       let session: string | undefined;
@@ -117,6 +136,40 @@ class FakeSignaling {
             this.recording = { recordingId: 'RC_1', state: 'started', by: session };
             this.notify({ recording: this.recording });
             return reply({ startRecording: this.recording });
+          case 'requestSmartAction': {
+            const action: Frame = {
+              actionId: `SA_${++this.seq}`,
+              kind: params.kind,
+              state: params.kind === 'verification' && !this.deviceKey ? 'failed' : 'requested',
+              requestedBy: session,
+              participantId: params.participantId || 'PA_u',
+              requestedAtMs: String(1_700_000_000_000 + this.seq),
+              externalId: 'ext-1',
+              ...(params.kind === 'verification' ? (this.deviceKey ? { webauthnOptions: { challenge: `ch-${this.seq}`, rpId: 'localhost' } } : { reason: 'no device key is registered for this end user', completedAtMs: String(1_700_000_000_100 + this.seq) }) : {}),
+            };
+            this.smartActions.push(action);
+            reply({ requestSmartAction: action });
+            return this.notify({ smartAction: action });
+          }
+          case 'answerSmartAction': {
+            const action = this.smartActions.find((a) => a.actionId === params.actionId);
+            if (!action) return fail('NOT_FOUND');
+            if (action.state !== 'requested') return fail('INVALID_STATE');
+            if (params.decline) Object.assign(action, { state: 'declined', reason: 'the end user declined' });
+            else Object.assign(action, { state: 'completed', verified: params.webauthnResponse?.id === this.deviceKey && params.webauthnResponse?.response?.signed === action.webauthnOptions.challenge });
+            action.completedAtMs = String(1_700_000_001_000 + this.seq++);
+            this.notify({ smartAction: action });
+            return reply({ answerSmartAction: action });
+          }
+          case 'artifactUrl':
+            if (!this.smartActions.some((a) => a.artifactId === params.artifactId)) return fail('NOT_FOUND');
+            return reply({ artifactUrl: { url: `/v1/artifacts/${params.artifactId}?token=tk`, expiresAtMs: '1700000300000' } });
+          case 'deviceKeyOptions':
+            return reply({ deviceKeyOptions: { challenge: 'reg-1', rp: { id: 'localhost', name: 'Gateway' } } });
+          case 'registerDeviceKey':
+            if (params.response?.response?.attested !== 'reg-1') return fail('BAD_REQUEST');
+            this.deviceKey = params.response.id;
+            return reply({ registerDeviceKey: { credentialId: params.response.id } });
           case 'leave':
             this.sessions.delete(session!);
             setTimeout(() => ws.close(4000, 'left'), 5);
@@ -129,10 +182,49 @@ class FakeSignaling {
   }
 
   static async start(): Promise<FakeSignaling> {
-    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
-    await new Promise((resolve) => wss.once('listening', resolve));
-    return new FakeSignaling(wss, `http://127.0.0.1:${(wss.address() as { port: number }).port}`);
+    const httpServer = http.createServer();
+    const wss = new WebSocketServer({ server: httpServer });
+    await new Promise<void>((resolve) => httpServer.listen(0, '127.0.0.1', resolve));
+    return new FakeSignaling(wss, httpServer, `http://127.0.0.1:${(httpServer.address() as { port: number }).port}`);
   }
+
+  /** The device key registered by the end user ('cred-1' once registered). */
+  deviceKey: string | undefined;
+
+  /** Uploads (session token as bearer; images by their first bytes) and attachment downloads, as signaling serves them. */
+  private async onHttp(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const send = (status: number, body: Frame | Buffer, type = 'application/json') => {
+      res.writeHead(status, { 'content-type': type });
+      res.end(Buffer.isBuffer(body) ? body : JSON.stringify(body));
+    };
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const body = Buffer.concat(chunks);
+    const url = new URL(req.url ?? '/', 'http://x');
+    const upload = /^\/v1\/smart-actions\/([^/]+)\/upload$/.exec(url.pathname);
+    if (upload && req.method === 'POST') {
+      const actionId = upload[1]!;
+      this.uploads.push({ actionId, authorization: req.headers.authorization ?? '', contentType: req.headers['content-type'] ?? '', body });
+      const override = this.onUpload?.(actionId);
+      if (override) return send(override.status, override.body);
+      const action = this.smartActions.find((a) => a.actionId === actionId);
+      if (!action) return send(404, { error: { code: 'NOT_FOUND', message: 'no such Smart Action in this room' } });
+      if (req.headers.authorization !== `Bearer rt-${action.participantId}`) return send(401, { error: { code: 'UNAUTHENTICATED', message: 'the session token is not valid' } });
+      if (action.state !== 'requested') return send(409, { error: { code: 'INVALID_STATE', message: `already ${action.state}` } });
+      const contentType = body.subarray(0, 8).equals(PNG.subarray(0, 8)) ? 'image/png' : body.subarray(0, 3).equals(JPEG.subarray(0, 3)) ? 'image/jpeg' : '';
+      if (!contentType) return send(415, { error: { code: 'UNSUPPORTED_CONTENT', message: 'the file is not a JPEG, PNG or WebP image' } });
+      Object.assign(action, { state: 'completed', artifactId: `AT_${++this.seq}`, contentType, sizeBytes: String(body.length), completedAtMs: String(1_700_000_002_000 + this.seq) });
+      this.artifacts.set(action.artifactId, body);
+      this.notify({ smartAction: action });
+      return send(201, { actionId, artifactId: action.artifactId, contentType, sizeBytes: body.length });
+    }
+    const artifact = /^\/v1\/artifacts\/([^/]+)$/.exec(url.pathname);
+    const data = artifact && this.artifacts.get(artifact[1]!);
+    if (data && url.searchParams.get('token') === 'tk') return send(200, data, 'image/png');
+    send(artifact ? 401 : 404, { error: { code: artifact ? 'UNAUTHENTICATED' : 'NOT_FOUND', message: 'no' } });
+  }
+
+  private readonly artifacts = new Map<string, Buffer>();
 
   private joinResponse(participantId: string) {
     const state = this.sessions.get(participantId)!;
@@ -147,6 +239,7 @@ class FakeSignaling {
       transportIds: state.transports,
       recording: this.recording,
       messages: this.messages.map((m) => ({ ...m })),
+      smartActions: this.smartActions.map((a) => ({ ...a })),
     };
   }
 
@@ -179,6 +272,8 @@ class FakeSignaling {
   async stop(): Promise<void> {
     for (const ws of this.sockets) ws.terminate();
     await new Promise((resolve) => this.wss.close(resolve));
+    this.httpServer.closeAllConnections();
+    await new Promise((resolve) => this.httpServer.close(resolve));
   }
 }
 
@@ -570,6 +665,175 @@ describe('Room', () => {
       room = undefined;
       expect(r.messages.map((m) => m.text)).toEqual(['bye']);
       await expect(r.sendMessage('again')).rejects.toMatchObject({ code: 'ROOM_CLOSED' });
+    });
+  });
+
+  describe('Smart Actions', () => {
+    /** Records the room's smartAction events as short strings. */
+    function recordActions(room: Room): string[] {
+      const out: string[] = [];
+      room.on('smartAction', (a) => out.push(`${a.actionId}:${a.kind}:${a.state}`));
+      return out;
+    }
+    /** The agent (another participant) asks us, as the server announces it. */
+    function askMe(room: Room, kind: string, extra: Frame = {}): Frame {
+      const action: Frame = { actionId: `SA_${kind}`, kind, state: 'requested', requestedBy: 'PA_a', participantId: room.localParticipant.id, requestedAtMs: '1700000000500', externalId: 'me', ...extra };
+      server.smartActions.push(action);
+      server.notify({ smartAction: action });
+      return action;
+    }
+
+    it('announces the actions the room had after connect, then each new action and change of state once, with numbers', async () => {
+      server = await FakeSignaling.start();
+      server.others.set('PA_a', agent('PA_a'));
+      server.smartActions.push({
+        actionId: 'SA_old', kind: 'photo', state: 'completed', requestedBy: 'PA_a', participantId: 'PA_1', requestedAtMs: '1700000000000',
+        completedAtMs: '1700000000200', artifactId: 'AT_old', contentType: 'image/jpeg', sizeBytes: '1234', externalId: 'me',
+      });
+      const { room } = await connect();
+      const actions = recordActions(room);
+      expect(room.smartActions).toEqual([]);
+      await until(() => actions.length === 1, 'the actions of the join');
+      expect(room.smartActions[0]).toEqual({
+        actionId: 'SA_old', kind: 'photo', state: 'completed', requestedBy: 'PA_a', participantId: 'PA_1', externalId: 'me', requestedAtMs: 1_700_000_000_000,
+        completedAtMs: 1_700_000_000_200, artifactId: 'AT_old', contentType: 'image/jpeg', sizeBytes: 1234, webauthnOptions: undefined, verified: false, reason: '',
+      });
+
+      const asked = askMe(room, 'screenshot');
+      server.notify({ smartAction: asked });
+      await until(() => actions.length === 2, 'the request');
+      // Answered elsewhere; then a late copy of the request, which must not undo it.
+      server.notify({ smartAction: { ...asked, state: 'declined', reason: 'the end user declined', completedAtMs: 1_700_000_000_900 } });
+      server.notify({ smartAction: asked });
+      await until(() => actions.length === 3, 'the decline');
+      await new Promise((r) => setTimeout(r, 30));
+      expect(actions).toEqual(['SA_old:photo:completed', 'SA_screenshot:screenshot:requested', 'SA_screenshot:screenshot:declined']);
+      expect(room.smartActions.map((a) => `${a.actionId}:${a.state}`)).toEqual(['SA_old:completed', 'SA_screenshot:declined']);
+      expect(room.smartActions[1]).toMatchObject({ completedAtMs: 1_700_000_000_900, reason: 'the end user declined' });
+    });
+
+    it('agents: requests an action (announced once although the notification comes too) and gets absolute attachment URLs', async () => {
+      server = await FakeSignaling.start();
+      const { room } = await connect();
+      const actions = recordActions(room);
+      const action = await room.requestSmartAction('photo', 'PA_u');
+      expect(action).toMatchObject({ kind: 'photo', state: 'requested', participantId: 'PA_u', requestedAtMs: expect.any(Number) });
+      expect(room.smartActions).toEqual([action]);
+      expect(server.log.find((l) => l.method === 'requestSmartAction')!.params).toEqual({ kind: 'photo', participantId: 'PA_u' });
+      // A verification of someone without a device key fails at once, with the reason.
+      const verification = await room.requestSmartAction('verification');
+      expect(verification).toMatchObject({ state: 'failed', reason: 'no device key is registered for this end user' });
+
+      // The end user uploads (as signaling would take it); the agent sees it and fetches the picture.
+      const upload = await fetch(`${server.url}/v1/smart-actions/${action.actionId}/upload`, { method: 'POST', headers: { authorization: 'Bearer rt-PA_u' }, body: new Uint8Array(PNG) });
+      expect(upload.status).toBe(201);
+      await until(() => room.smartActions[0]!.state === 'completed', 'the completion');
+      await new Promise((r) => setTimeout(r, 30));
+      expect(actions).toEqual([`${action.actionId}:photo:requested`, `${verification.actionId}:verification:failed`, `${action.actionId}:photo:completed`]);
+      const { artifactId, sizeBytes, contentType } = room.smartActions[0]!;
+      expect({ sizeBytes, contentType }).toEqual({ sizeBytes: PNG.length, contentType: 'image/png' });
+      const url = await room.attachmentUrl(artifactId);
+      expect(url).toBe(`${server.url}/v1/artifacts/${artifactId}?token=tk`);
+      const blob = await room.fetchAttachment(artifactId);
+      expect(Buffer.from(await blob.arrayBuffer())).toEqual(PNG);
+      await expect(room.attachmentUrl('AT_nope')).rejects.toMatchObject({ name: 'GatewayError', code: 'NOT_FOUND' });
+    });
+
+    it('end users: uploads a photo with the session token as bearer, and rejects with the server\'s codes', async () => {
+      server = await FakeSignaling.start();
+      server.others.set('PA_a', agent('PA_a'));
+      const { room } = await connect();
+      const actions = recordActions(room);
+      const { actionId } = askMe(room, 'photo');
+      await until(() => actions.length === 1, 'the request');
+
+      await expect(room.sendPhoto(actionId, new Blob(['<script>'], { type: 'image/jpeg' }))).rejects.toMatchObject({ code: 'UNSUPPORTED_CONTENT', message: 'the file is not a JPEG, PNG or WebP image' });
+      server.onUpload = () => ({ status: 413, body: { error: { code: 'MESSAGE_TOO_LARGE', message: 'a photo is limited to 10 bytes' } } });
+      await expect(room.sendPhoto(actionId, new Blob([JPEG], { type: 'image/jpeg' }))).rejects.toMatchObject({ code: 'MESSAGE_TOO_LARGE' });
+      // A proxy's answer without the server's body: the status says it.
+      server.onUpload = () => ({ status: 403, body: {} });
+      await expect(room.sendPhoto(actionId, new Blob([JPEG]))).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
+      server.onUpload = undefined;
+
+      const sent = await room.sendPhoto(actionId, new Blob([JPEG], { type: 'image/jpeg' }));
+      expect(sent).toEqual({ actionId, artifactId: expect.stringMatching(/^AT_/), contentType: 'image/jpeg', sizeBytes: JPEG.length });
+      const last = server.uploads.at(-1)!;
+      expect(last).toMatchObject({ authorization: `Bearer rt-${room.localParticipant.id}`, contentType: 'image/jpeg' });
+      expect(last.body).toEqual(JPEG);
+      await until(() => actions.length === 2, 'the completion');
+      expect(room.smartActions[0]).toMatchObject({ state: 'completed', artifactId: sent.artifactId });
+
+      // Refused before anything is sent: answered already, unknown, someone else's, the wrong kind.
+      const uploads = server.uploads.length;
+      await expect(room.sendPhoto(actionId, new Blob([JPEG]))).rejects.toMatchObject({ code: 'INVALID_STATE' });
+      await expect(room.sendPhoto('SA_nope', new Blob([JPEG]))).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      askMe(room, 'screenshot', { participantId: 'PA_other' });
+      await until(() => actions.length === 3, 'the other request');
+      await expect(room.sendScreenshot('SA_screenshot')).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
+      await expect(room.sendPhoto('SA_screenshot', new Blob([JPEG]))).rejects.toMatchObject({ code: 'BAD_REQUEST' });
+      expect(server.uploads.length).toBe(uploads);
+    });
+
+    it('end users: a screenshot is a PNG of the given canvas when nothing is shared; without either there is nothing to capture', async () => {
+      server = await FakeSignaling.start();
+      const { room } = await connect();
+      const actions = recordActions(room);
+      const { actionId } = askMe(room, 'screenshot');
+      await until(() => actions.length === 1, 'the request');
+      await expect(room.sendScreenshot(actionId)).rejects.toMatchObject({ code: 'INVALID_STATE', message: expect.stringContaining('share the screen') });
+      const canvas = { toBlob: (done: (b: Blob | null) => void, type: string) => done(new Blob([PNG], { type })) } as unknown as HTMLCanvasElement;
+      const sent = await room.sendScreenshot(actionId, canvas);
+      expect(sent.contentType).toBe('image/png');
+      expect(server.uploads.at(-1)).toMatchObject({ contentType: 'image/png', body: PNG });
+    });
+
+    it('end users: declines; registers a device key and verifies with it; a failed verification needs nothing', async () => {
+      server = await FakeSignaling.start();
+      const { room } = await connect();
+      const actions = recordActions(room);
+      const photo = askMe(room, 'photo');
+      await until(() => actions.length === 1, 'the request');
+      const declined = await room.declineSmartAction(photo.actionId);
+      expect(declined).toMatchObject({ actionId: photo.actionId, state: 'declined', reason: 'the end user declined' });
+      expect(server.log.find((l) => l.method === 'answerSmartAction')!.params).toEqual({ actionId: photo.actionId, decline: true });
+
+      expect(await room.registerDeviceKey()).toBe('cred-1');
+      expect(webauthn.startRegistration).toHaveBeenCalledWith({ optionsJSON: { challenge: 'reg-1', rp: { id: 'localhost', name: 'Gateway' } } });
+      const verification = askMe(room, 'verification', { webauthnOptions: { challenge: 'ch-v', rpId: 'localhost' } });
+      await until(() => actions.length === 3, 'the verification request');
+      const verified = await room.verifyDevice(verification.actionId);
+      expect(verified).toMatchObject({ state: 'completed', verified: true, completedAtMs: expect.any(Number) });
+      expect(webauthn.startAuthentication).toHaveBeenCalledWith({ optionsJSON: { challenge: 'ch-v', rpId: 'localhost' } });
+      // Asked again for the same action: the answer stands, nothing is signed again.
+      const calls = webauthn.startAuthentication.mock.calls.length;
+      expect(await room.verifyDevice(verification.actionId)).toBe(verified);
+      expect(webauthn.startAuthentication.mock.calls.length).toBe(calls);
+
+      // The user cancels the prompt: PERMISSION_DENIED, and the action stays open.
+      const second = askMe(room, 'verification', { actionId: 'SA_v2', webauthnOptions: { challenge: 'ch-2' } });
+      await until(() => actions.length === 5, 'the second request');
+      webauthn.startAuthentication.mockRejectedValueOnce(Object.assign(new Error('The operation either timed out or was not allowed.'), { name: 'NotAllowedError' }));
+      await expect(room.verifyDevice(second.actionId)).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
+      expect(room.smartActions.find((a) => a.actionId === 'SA_v2')!.state).toBe('requested');
+
+      const failed = askMe(room, 'verification', { actionId: 'SA_v3', state: 'failed', reason: 'no device key is registered for this end user' });
+      await until(() => actions.length === 6, 'the failed request');
+      expect(await room.verifyDevice(failed.actionId)).toMatchObject({ state: 'failed' });
+      expect(webauthn.startAuthentication.mock.calls.length).toBe(calls + 1);
+    });
+
+    it('announces what changed while the connection was away, once', async () => {
+      server = await FakeSignaling.start();
+      const { room, events } = await connect();
+      const actions = recordActions(room);
+      const asked = askMe(room, 'photo');
+      await until(() => actions.length === 1, 'the request');
+      room._debugDropSocket();
+      Object.assign(asked, { state: 'declined', completedAtMs: '1700000000900' });
+      await until(() => events.includes('reconnected:resumed'), 'the resume');
+      await until(() => actions.length === 2, 'the change');
+      await new Promise((r) => setTimeout(r, 30));
+      expect(actions).toEqual(['SA_photo:photo:requested', 'SA_photo:photo:declined']);
     });
   });
 

@@ -1,18 +1,22 @@
 import { Device } from 'mediasoup-client';
 import type { types } from 'mediasoup-client';
+import { browserSupportsWebAuthn, startAuthentication, startRegistration, type PublicKeyCredentialCreationOptionsJSON } from '@simplewebauthn/browser';
 import type {
   ChatMessage as ChatMessageInfo,
   JoinResponse,
   MessageRedacted,
   ParticipantInfo,
   RecordingStatus,
+  SmartAction as SmartActionInfo,
   TrackInfo,
 } from '@gateway/proto/gateway/signaling/v1/signaling';
 import { ChatLog } from './ChatLog.js';
 import { Emitter } from './events.js';
 import { ErrorCode, GatewayError, hasCode } from './errors.js';
-import { captureScreen, captureUserMedia, kindOf, producerOptions } from './media.js';
-import { SignalingClient, backoffDelay, type NotificationEvent } from './SignalingClient.js';
+import { httpError, httpFetch } from './http.js';
+import { canvasToPng, captureFrame, captureScreen, captureUserMedia, kindOf, producerOptions } from './media.js';
+import { SignalingClient, backoffDelay, signalingHttpBase, type NotificationEvent } from './SignalingClient.js';
+import { SmartActionLog, smartActionFrom } from './SmartActionLog.js';
 import type {
   ChatMessage,
   ConnectOptions,
@@ -23,6 +27,9 @@ import type {
   RemoteSource,
   RoomEvents,
   RoomState,
+  SmartAction,
+  SmartActionKind,
+  SmartActionUpload,
   Source,
 } from './types.js';
 
@@ -90,6 +97,10 @@ export class Room extends Emitter<RoomEvents> {
   private initialParticipants: ParticipantInfo[] = [];
   private initialMessages: ChatMessageInfo[] = [];
   private readonly chat = new ChatLog();
+  private initialSmartActions: SmartActionInfo[] = [];
+  private readonly actionLog = new SmartActionLog();
+  /** Where uploads and attachment URLs go: the signaling server's HTTP side. */
+  private readonly httpBase: string;
   private backlog: NotificationEvent[] = [];
   private pumpRun: Promise<void> | undefined;
   private pumpAgain = false;
@@ -97,6 +108,7 @@ export class Room extends Emitter<RoomEvents> {
 
   private constructor(private readonly options: ConnectOptions) {
     super();
+    this.httpBase = signalingHttpBase(options.url);
     this.client = new SignalingClient({ ...options, restore: (response, how) => this.sync(response, how) });
     this.client.on('notification', (event) => this.onNotification(event));
     this.client.on('reconnecting', () => {
@@ -278,6 +290,164 @@ export class Room extends Emitter<RoomEvents> {
     }
   }
 
+  // ------------------------------------------------------------------------- Smart Actions
+
+  /** The conversation's Smart Actions, oldest request first: those the room had when we joined, and every one since. */
+  get smartActions(): readonly SmartAction[] {
+    return this.actionLog.actions;
+  }
+
+  /**
+   * Agents: asks an end user for a photo, a screenshot or a verification; `participantId` may be
+   * left out when the room has exactly one end user. Resolves with the action as stored:
+   * 'requested', or 'failed' at once for a verification of an end user without a registered
+   * device key (see `reason`). Rejects with PERMISSION_DENIED (not an agent), BAD_REQUEST (an
+   * unknown kind; no participantId while the room has no or several end users) or NOT_FOUND.
+   * Not repeated after a cut connection (it would ask twice): the `smartAction` event tells.
+   */
+  async requestSmartAction(kind: SmartActionKind, participantId = ''): Promise<SmartAction> {
+    this.assertOpen();
+    await this.client.whenConnected();
+    return this.onSmartAction(await this.client.request('requestSmartAction', { kind, participantId }));
+  }
+
+  /**
+   * Agents: an absolute URL of an attachment (a completed photo or screenshot's `artifactId`),
+   * for an <img src> or a download. It is signed for the agent's tenant and expires after a few
+   * minutes: ask again rather than keeping it. Rejects with NOT_FOUND (no such attachment in the
+   * room) or PERMISSION_DENIED (not an agent).
+   */
+  async attachmentUrl(artifactId: string): Promise<string> {
+    this.assertOpen();
+    const { url } = await this.deliver(() => this.client.request('artifactUrl', { artifactId }), () => undefined);
+    return /^https?:\/\//.test(url) ? url : `${this.httpBase}${url.startsWith('/') ? '' : '/'}${url}`;
+  }
+
+  /** Agents: an attachment's bytes (an image/jpeg, image/png or image/webp Blob), through a fresh attachmentUrl(). */
+  async fetchAttachment(artifactId: string): Promise<Blob> {
+    const response = await httpFetch(await this.attachmentUrl(artifactId), { cache: 'no-store' });
+    if (!response.ok) throw await httpError(response);
+    return response.blob();
+  }
+
+  /**
+   * End users: answers a photo request with an image (a JPEG, PNG or WebP File or Blob, from an
+   * <input type=file accept="image/*" capture>, say). The server checks what the bytes are,
+   * strips all metadata (the GPS position in a phone's EXIF included) and stores it; the agent
+   * hears of it through the `smartAction` event. Rejects with MESSAGE_TOO_LARGE,
+   * UNSUPPORTED_CONTENT (not such an image), INVALID_STATE (already answered), NOT_FOUND,
+   * PERMISSION_DENIED (asked of someone else) or UNAVAILABLE (the server could not be reached).
+   */
+  async sendPhoto(actionId: string, photo: Blob): Promise<SmartActionUpload> {
+    this.pendingForMe(actionId, 'photo');
+    if (!(photo instanceof Blob)) throw new GatewayError(ErrorCode.BAD_REQUEST, 'a photo is a Blob or File');
+    return this.upload(actionId, photo);
+  }
+
+  /**
+   * End users: answers a screenshot request with a PNG the SDK captures: a frame of the screen
+   * share being published if there is one, else of `source` (what a canvas shows, or a frame of
+   * a video track, e.g. a one-off getDisplayMedia() capture, left running), else a frame of the
+   * published camera. Rejects with INVALID_STATE when there is nothing to capture (share the
+   * screen first), and like sendPhoto().
+   */
+  async sendScreenshot(actionId: string, source?: HTMLCanvasElement | MediaStreamTrack): Promise<SmartActionUpload> {
+    this.pendingForMe(actionId, 'screenshot');
+    const live = (source: Source) => {
+      const track = this.localTracks.get(source);
+      return track && track.readyState === 'live' ? track : undefined;
+    };
+    const screen = live('screen');
+    const camera = live('camera');
+    let png: Blob;
+    if (screen) png = await captureFrame(screen);
+    else if (source && isTrack(source)) png = await captureFrame(source);
+    else if (source) png = await canvasToPng(source);
+    else if (camera) png = await captureFrame(camera);
+    else throw new GatewayError(ErrorCode.INVALID_STATE, 'nothing to capture: share the screen first');
+    return this.upload(actionId, png);
+  }
+
+  /** End users: declines a request. Resolves with the action, now 'declined'. */
+  async declineSmartAction(actionId: string): Promise<SmartAction> {
+    this.pendingForMe(actionId);
+    return this.answerSmartAction(actionId, { decline: true, webauthnResponse: undefined });
+  }
+
+  /**
+   * End users: answers a verification request by signing its challenge with this device's
+   * registered key (the browser may ask for a fingerprint, face or PIN). Resolves with the
+   * action, 'completed' with `verified` true or false; an action already answered or failed
+   * (no device key registered: see `reason`) is returned as it is. Rejects with
+   * PERMISSION_DENIED when the user cancels or the browser refuses, UNSUPPORTED without WebAuthn.
+   */
+  async verifyDevice(actionId: string): Promise<SmartAction> {
+    this.assertOpen();
+    const action = this.actionLog.get(actionId);
+    if (!action) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such Smart Action in this room');
+    if (action.kind !== 'verification') throw new GatewayError(ErrorCode.BAD_REQUEST, `a ${action.kind} is answered by uploading it`);
+    if (action.state !== 'requested') return action;
+    this.pendingForMe(actionId, 'verification');
+    const optionsJSON = action.webauthnOptions;
+    if (!optionsJSON) throw new GatewayError(ErrorCode.MALFORMED_MESSAGE, 'the verification carries no WebAuthn options');
+    const response = await webauthnCeremony(() => startAuthentication({ optionsJSON }), 'the verification');
+    return this.answerSmartAction(actionId, { decline: false, webauthnResponse: response as unknown as Record<string, unknown> });
+  }
+
+  /**
+   * End users: registers a key of this device (a passkey, behind the device's fingerprint, face
+   * or PIN) so that agents can later ask for a verification. Once per device is enough; the key
+   * belongs to the end user's identity, not to this call. Resolves with the credential id.
+   * Rejects with INVALID_STATE when this device already holds a registered key, PERMISSION_DENIED
+   * when the user cancels, UNSUPPORTED without WebAuthn (it needs https or localhost).
+   */
+  async registerDeviceKey(): Promise<string> {
+    this.assertOpen();
+    await this.client.whenConnected();
+    const options = await this.client.request('deviceKeyOptions', {});
+    if (!options) throw new GatewayError(ErrorCode.MALFORMED_MESSAGE, 'the server sent no registration options');
+    const optionsJSON = options as unknown as PublicKeyCredentialCreationOptionsJSON;
+    const response = await webauthnCeremony(() => startRegistration({ optionsJSON }), 'the registration');
+    // On the same connection when possible: the server keeps the challenge with the session.
+    const { credentialId } = await this.client.request('registerDeviceKey', { response: response as unknown as Record<string, unknown> });
+    return credentialId;
+  }
+
+  /** Sends the end user's answer, once: repeated after a cut only if the action is still open. */
+  private answerSmartAction(actionId: string, answer: { decline: boolean; webauthnResponse: Record<string, unknown> | undefined }): Promise<SmartAction> {
+    return this.deliver(
+      async () => this.onSmartAction(await this.client.request('answerSmartAction', { actionId, ...answer })),
+      () => {
+        const action = this.actionLog.get(actionId);
+        return action && action.state !== 'requested' ? action : undefined;
+      },
+    );
+  }
+
+  /** Checks locally what the server would refuse anyway, before asking the user for anything. */
+  private pendingForMe(actionId: string, kind?: SmartActionKind): SmartAction {
+    this.assertOpen();
+    const action = this.actionLog.get(actionId);
+    if (!action) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such Smart Action in this room');
+    if (kind && action.kind !== kind) throw new GatewayError(ErrorCode.BAD_REQUEST, `this Smart Action asks for a ${action.kind}, not a ${kind}`);
+    if (action.participantId !== this.localParticipant.id) throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'this Smart Action asks someone else');
+    if (action.state !== 'requested') throw new GatewayError(ErrorCode.INVALID_STATE, `this Smart Action is already ${action.state}`);
+    return action;
+  }
+
+  /** Uploads a photo or screenshot over HTTP, authenticated by the session's token. */
+  private async upload(actionId: string, image: Blob): Promise<SmartActionUpload> {
+    await this.client.whenConnected();
+    const response = await httpFetch(`${this.httpBase}/v1/smart-actions/${encodeURIComponent(actionId)}/upload`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${this.client.sessionToken}`, 'content-type': image.type || 'application/octet-stream' },
+      body: image,
+    });
+    if (response.status !== 201) throw await httpError(response);
+    const body = (await response.json()) as Partial<SmartActionUpload>;
+    return { actionId: body.actionId ?? actionId, artifactId: body.artifactId ?? '', contentType: body.contentType ?? '', sizeBytes: Number(body.sizeBytes ?? 0) };
+  }
+
   /** Leaves the room: the others see us go at once, and nothing reconnects. */
   async leave(): Promise<void> {
     await this.client.leave();
@@ -325,6 +495,9 @@ export class Room extends Emitter<RoomEvents> {
     // while away are, and redactions made meanwhile are applied.
     if (this.announced) for (const message of response.messages) this.onChatMessage(message);
     else this.initialMessages = [...this.initialMessages, ...response.messages];
+    // Smart Actions likewise: those that changed while away are announced, the rest not again.
+    if (this.announced) for (const action of response.smartActions) this.onSmartAction(action);
+    else this.initialSmartActions = [...this.initialSmartActions, ...response.smartActions];
 
     // Who is here first, before any await: notifications from now on are newer than this snapshot.
     const others = response.participants.filter((p) => !this.formerLocalIds.has(p.participantId));
@@ -518,9 +691,11 @@ export class Room extends Emitter<RoomEvents> {
     this.reconcileParticipants(this.initialParticipants);
     this.onRecordingStatus(this.initialRecording);
     for (const message of this.initialMessages) this.onChatMessage(message);
+    for (const action of this.initialSmartActions) this.onSmartAction(action);
     const backlog = this.backlog;
     this.initialParticipants = [];
     this.initialMessages = [];
+    this.initialSmartActions = [];
     this.backlog = [];
     for (const event of backlog) this.onNotification(event);
     void this.pump();
@@ -569,6 +744,9 @@ export class Room extends Emitter<RoomEvents> {
       case 'messageRedacted':
         this.onChatRedacted(event.value);
         return;
+      case 'smartAction':
+        this.onSmartAction(event.value);
+        return;
       case 'rejoinRequired':
         // The socket closes with 4010 right after; the client joins again.
         return;
@@ -586,6 +764,14 @@ export class Room extends Emitter<RoomEvents> {
     if (added) this.emit('message', added);
     if (redacted) this.emit('messageRedacted', redacted, this.participantOf(redactedBy));
     return this.chat.get(info.messageId) ?? chatMessageFrom(info, this.isOwn(info.participantId));
+  }
+
+  /** Takes in a copy of a Smart Action (a notification, a snapshot, a response) and returns the room's copy. */
+  private onSmartAction(info: SmartActionInfo): SmartAction {
+    this.announce();
+    const changed = this.actionLog.upsert(info);
+    if (changed) this.emit('smartAction', changed);
+    return this.actionLog.get(info.actionId) ?? smartActionFrom(info);
   }
 
   private onChatRedacted(event: MessageRedacted): void {
@@ -828,6 +1014,29 @@ export class Room extends Emitter<RoomEvents> {
       this.localTracks.delete(source);
     }
   }
+}
+
+/**
+ * Runs a WebAuthn ceremony (the browser's prompt for the device's key), turning what browsers
+ * throw into GatewayErrors: cancelled or refused, already registered, or not possible here.
+ */
+async function webauthnCeremony<T>(run: () => Promise<T>, what: string): Promise<T> {
+  if (!browserSupportsWebAuthn()) throw new GatewayError(ErrorCode.UNSUPPORTED, 'this browser cannot use device keys (WebAuthn needs https or localhost)');
+  try {
+    return await run();
+  } catch (error) {
+    const { name, code } = (error ?? {}) as { name?: string; code?: string };
+    if (code === 'ERROR_AUTHENTICATOR_PREVIOUSLY_REGISTERED' || name === 'InvalidStateError') {
+      return Promise.reject(new GatewayError(ErrorCode.INVALID_STATE, 'this device already holds a registered key', { cause: error }));
+    }
+    if (name === 'NotAllowedError' || name === 'AbortError') return Promise.reject(new GatewayError(ErrorCode.PERMISSION_DENIED, `${what} was cancelled or not allowed`, { cause: error }));
+    if (name === 'SecurityError' || name === 'NotSupportedError') return Promise.reject(new GatewayError(ErrorCode.UNSUPPORTED, `${what} is not possible on this page or device`, { cause: error }));
+    throw GatewayError.from(error);
+  }
+}
+
+function isTrack(source: HTMLCanvasElement | MediaStreamTrack): source is MediaStreamTrack {
+  return typeof (source as MediaStreamTrack).kind === 'string' && typeof (source as MediaStreamTrack).readyState === 'string';
 }
 
 function chatMessageFrom(info: ChatMessageInfo, isLocal: boolean): ChatMessage {

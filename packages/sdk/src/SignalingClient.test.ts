@@ -5,6 +5,7 @@ import {
   LocalCloseCode,
   SignalingClient,
   backoffDelay,
+  signalingHttpBase,
   signalingUrl,
   type SignalingClientOptions,
   type WebSocketConstructor,
@@ -126,6 +127,12 @@ describe('SignalingClient', () => {
     expect(signalingUrl('https://gw.example.com/')).toBe('wss://gw.example.com/ws');
     expect(signalingUrl('wss://gw.example.com/custom/ws')).toBe('wss://gw.example.com/custom/ws');
     expect(() => signalingUrl('ftp://x')).toThrow(GatewayError);
+  });
+
+  it('derives the HTTP base for uploads and attachment URLs from the same url', () => {
+    expect(signalingHttpBase('http://localhost:8080')).toBe('http://localhost:8080');
+    expect(signalingHttpBase('wss://gw.example.com/ws?x=1')).toBe('https://gw.example.com');
+    expect(signalingHttpBase('https://gw.example.com/custom/ws')).toBe('https://gw.example.com/custom');
   });
 
   it('backs off exponentially with jitter, up to the cap', () => {

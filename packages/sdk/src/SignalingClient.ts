@@ -116,6 +116,19 @@ export function signalingUrl(url: string): string {
   return u.toString();
 }
 
+/**
+ * The HTTP base of the signaling server (uploads, attachment URLs) for the URL given to
+ * connect(): https for wss, http for ws, without the `/ws` path, query or hash, no trailing slash.
+ */
+export function signalingHttpBase(url: string): string {
+  const u = new URL(signalingUrl(url));
+  u.protocol = u.protocol === 'wss:' ? 'https:' : 'http:';
+  u.pathname = u.pathname.replace(/\/ws\/?$/, '');
+  u.search = '';
+  u.hash = '';
+  return u.toString().replace(/\/$/, '');
+}
+
 /** Exponential backoff with jitter, so clients cut off together do not come back together. */
 export function backoffDelay(attempt: number, initialMs: number, maxMs: number, random = Math.random): number {
   const ceiling = Math.min(maxMs, initialMs * 2 ** attempt);
@@ -154,6 +167,11 @@ export class SignalingClient extends Emitter<SignalingEvents> {
 
   get state(): ConnectionState {
     return this.stateValue;
+  }
+
+  /** The session's resume token (from the latest join or resume), which also authenticates its HTTP uploads. */
+  get sessionToken(): string {
+    return this.resumeToken;
   }
 
   /** Opens the socket, joins with the token and runs `restore`; rejects if any of it fails. */

@@ -7,7 +7,7 @@ import type { ConnectOptions } from './types.js';
 
 export { Room } from './Room.js';
 export { ErrorCode, GatewayError } from './errors.js';
-export { LocalCloseCode, signalingUrl } from './SignalingClient.js';
+export { LocalCloseCode, signalingHttpBase, signalingUrl } from './SignalingClient.js';
 export type { DisconnectInfo, DisconnectReason, WebSocketConstructor, WebSocketLike } from './SignalingClient.js';
 export type {
   ChatMessage,
@@ -21,6 +21,10 @@ export type {
   Role,
   RoomEvents,
   RoomState,
+  SmartAction,
+  SmartActionKind,
+  SmartActionState,
+  SmartActionUpload,
   Source,
   TrackEvent,
 } from './types.js';

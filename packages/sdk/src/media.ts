@@ -73,3 +73,55 @@ function captureError(error: unknown, what: string): GatewayError {
   if (name === 'NotFoundError' || name === 'OverconstrainedError') return new GatewayError(ErrorCode.NOT_FOUND, `no ${what} found`, { cause: error });
   return GatewayError.from(error, ErrorCode.UNAVAILABLE);
 }
+
+/** How long a video track may take to show its first frame for a still. */
+const FRAME_TIMEOUT_MS = 5_000;
+
+/**
+ * One frame of a live video track as a PNG: the track plays (muted, off-screen) in a <video>
+ * element until it has a frame, which is drawn onto a canvas of the track's size. The track
+ * itself is left as it was.
+ */
+export async function captureFrame(track: MediaStreamTrack): Promise<Blob> {
+  if (track.kind !== 'video' || track.readyState !== 'live') throw new GatewayError(ErrorCode.BAD_REQUEST, 'a still needs a live video track');
+  const doc = (globalThis as { document?: Document }).document;
+  if (!doc) throw new GatewayError(ErrorCode.UNSUPPORTED, 'capturing a still needs a browser');
+  const video = doc.createElement('video');
+  video.muted = true;
+  video.playsInline = true;
+  video.srcObject = new MediaStream([track]);
+  try {
+    await video.play().catch(() => undefined);
+    await new Promise<void>((resolve, reject) => {
+      const deadline = Date.now() + FRAME_TIMEOUT_MS;
+      const check = () => {
+        if (video.videoWidth > 0 && video.readyState >= 2) return resolve();
+        if (Date.now() > deadline) return reject(new GatewayError(ErrorCode.TIMEOUT, 'the video track showed no frame'));
+        setTimeout(check, 20);
+      };
+      check();
+    });
+    const canvas = doc.createElement('canvas');
+    canvas.width = video.videoWidth;
+    canvas.height = video.videoHeight;
+    const context = canvas.getContext('2d');
+    if (!context) throw new GatewayError(ErrorCode.UNSUPPORTED, 'this browser cannot draw on a canvas');
+    context.drawImage(video, 0, 0, canvas.width, canvas.height);
+    return await canvasToPng(canvas);
+  } finally {
+    video.pause();
+    video.srcObject = null;
+  }
+}
+
+/** What a canvas shows, as a PNG. */
+export function canvasToPng(canvas: HTMLCanvasElement): Promise<Blob> {
+  return new Promise((resolve, reject) => {
+    try {
+      canvas.toBlob((blob) => (blob ? resolve(blob) : reject(new GatewayError(ErrorCode.UNAVAILABLE, 'the canvas could not be encoded as PNG'))), 'image/png');
+    } catch (error) {
+      // A canvas holding pixels of another origin may not be read.
+      reject(new GatewayError(ErrorCode.PERMISSION_DENIED, 'the canvas may not be read (it shows content of another origin)', { cause: error }));
+    }
+  });
+}

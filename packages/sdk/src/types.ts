@@ -1,4 +1,5 @@
 import type { types } from 'mediasoup-client';
+import type { PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/browser';
 import type { GatewayError } from './errors.js';
 import type { DisconnectReason, SignalingClientOptions } from './SignalingClient.js';
 
@@ -59,6 +60,49 @@ export interface ChatMessage {
   readonly redactedKinds: readonly string[];
 }
 
+export type SmartActionKind = 'photo' | 'screenshot' | 'verification';
+/** 'requested' until the end user answers; then 'completed', 'declined' or 'failed' for good. */
+export type SmartActionState = 'requested' | 'completed' | 'declined' | 'failed';
+
+/**
+ * Something an agent asked an end user for: a photo, a screenshot, or a verification with the
+ * end user's registered device key. Immutable: a change of state replaces the room's copy.
+ */
+export interface SmartAction {
+  readonly actionId: string;
+  readonly kind: SmartActionKind | (string & {});
+  readonly state: SmartActionState | (string & {});
+  /** The participant id of the agent who asked. */
+  readonly requestedBy: string;
+  /** The participant id of the end user asked (compare with `room.localParticipant.id`). */
+  readonly participantId: string;
+  /** The end user's identity from their join token (the customer's external id). */
+  readonly externalId: string;
+  /** Server clock, ms since the epoch. */
+  readonly requestedAtMs: number;
+  /** When it was answered or failed; 0 while requested. */
+  readonly completedAtMs: number;
+  /** Photo and screenshot, once completed: the attachment, for `attachmentUrl()` (agents). Metadata already stripped. */
+  readonly artifactId: string;
+  readonly contentType: string;
+  readonly sizeBytes: number;
+  /** Verification: what the end user's device signs (used by `verifyDevice()`). */
+  readonly webauthnOptions: PublicKeyCredentialRequestOptionsJSON | undefined;
+  /** Verification, once completed: whether the end user proved possession of their registered device key. */
+  readonly verified: boolean;
+  /** Why it failed, was declined or did not verify; safe to show. */
+  readonly reason: string;
+}
+
+/** The server's answer to a photo or screenshot upload (the completed action follows as a `smartAction` event). */
+export interface SmartActionUpload {
+  actionId: string;
+  artifactId: string;
+  /** What the server stored: image/jpeg, image/png or image/webp, re-encoded without metadata. */
+  contentType: string;
+  sizeBytes: number;
+}
+
 export interface TrackEvent {
   participant: Participant;
   source: RemoteSource;
@@ -93,6 +137,12 @@ export type RoomEvents = {
   message: [message: ChatMessage];
   /** An agent redacted a message: `message` is the updated copy; `by` is who did it, when they are (or were) here. */
   messageRedacted: [message: ChatMessage, by: Participant | undefined];
+  /**
+   * A Smart Action was requested or changed state (completed, declined, failed): once per
+   * action and state, also for those the room already had (announced right after connect()
+   * resolves) and those that changed while the connection was away.
+   */
+  smartAction: [action: SmartAction];
   /** Whoever speaks loudest now (may be the local participant). */
   activeSpeaker: [participant: Participant];
   localTrackPublished: [event: LocalTrackEvent];

@@ -175,7 +175,7 @@ export class Deliveries {
         }
       }
       await this.purge(delivery);
-      message.ack();
+      await this.settle(message);
       this.metrics.seconds.observe({ kind: delivery.kind }, (performance.now() - started) / 1000);
       this.log.info(context, 'delivered and purged');
     } catch (error) {
@@ -184,7 +184,7 @@ export class Deliveries {
         // Its artifacts are gone: delivered and purged before a crash lost the acknowledgement,
         // or deleted by a data-subject request. Nothing is left to deliver.
         this.log.warn(context, 'artifacts already gone; acknowledging');
-        message.ack();
+        await this.settle(message);
         return;
       }
       const delayMs = retryDelayMs(message.info.deliveryCount, this.options.retryBaseMs, this.options.retryMaxMs);
@@ -210,9 +210,21 @@ export class Deliveries {
       artifactCount: delivery.artifacts.length,
     }).finish();
     await jetstream(this.nc).publish(subjects.alert(delivery.tenant, 'delivery_expired'), alert, { msgID: `expired.${delivery.deliveryId}` });
-    message.ack();
+    await this.settle(message);
     this.metrics.expired.inc({ kind: delivery.kind });
     this.log.error({ kind: delivery.kind, deliveryId: delivery.deliveryId, tenant: delivery.tenant, attempts: message.info.deliveryCount }, 'retention limit passed: deleted undelivered');
+  }
+
+  /**
+   * Acknowledges an event and erases it from its stream: the event names the end user (their
+   * external id), and the command must not outlive the communication it carried.
+   */
+  private async settle(message: JsMsg): Promise<void> {
+    message.ack();
+    await this.jsm.streams.deleteMessage(message.info.stream, message.seq, true).catch((error: unknown) => {
+      // Already gone (a data-subject deletion, a duplicate): nothing to erase.
+      this.log.debug({ err: error, seq: message.seq }, 'erasing a settled event failed');
+    });
   }
 
   /** Our copies go once the destination has them: keys first, then bytes. */

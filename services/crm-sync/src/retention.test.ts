@@ -89,11 +89,14 @@ describe('retention of undelivered communications', () => {
     expect(alert).toMatchObject({ tenant: 'demo', kind: 'transcript', artifactCount: 1 });
     expect(alert.attempts).toBeGreaterThan(1);
     expect(Number(alert.purgedAtMs) - Number(alert.storedAtMs)).toBeGreaterThan(7 * DAY_MS);
-    expect(await registry.getSingleMetricAsString('gateway_crm_sync_expired_total')).toContain('kind="transcript"} 1');
+    await waitFor(async () => (await registry.getSingleMetricAsString('gateway_crm_sync_expired_total')).includes('kind="transcript"} 1'), 5_000, 'the metric');
     // Acknowledged: nothing of it is pending any more.
     await waitFor(async () => {
       const info = await (await jetstream(nc).jetstreamManager()).consumers.info(streams.transcripts.name, 'crm-sync-transcripts');
       return info.num_pending === 0 && info.num_ack_pending === 0;
     }, 5_000, 'the event acknowledged');
+    // And erased from the stream: the command does not outlive the communication.
+    const jsm = await jetstream(nc).jetstreamManager();
+    expect((await jsm.streams.info(streams.transcripts.name)).state.messages).toBe(0);
   });
 });

@@ -6,6 +6,7 @@ import { SessionTakeover } from '@gateway/proto/gateway/events/v1/events';
 import { CloseCode, type JoinResponse, type RecordingStatus } from '@gateway/proto/gateway/signaling/v1/signaling';
 import {
   ArtifactStore,
+  DeviceKeys,
   ErrorCode,
   GatewayError,
   StaticKeyring,
@@ -24,7 +25,7 @@ import { recordingOptions, redactionPolicy, type SignalingConfig } from './confi
 import { ChatLog } from './chat/ChatLog.js';
 import { finishRoom } from './chat/transcript.js';
 import { SmartActions } from './actions/SmartActions.js';
-import { DeviceKeys } from './actions/deviceKeys.js';
+
 import { verifyJoinToken } from './auth/tokens.js';
 import { Session, parseResumeToken, type SessionContext, type SessionLink } from './Session.js';
 import { ParticipantStore, RecorderDirectory, SfuDirectory } from '@gateway/cluster';

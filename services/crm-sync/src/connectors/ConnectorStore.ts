@@ -1,7 +1,7 @@
 import type { KV } from '@nats-io/kv';
 import { z } from 'zod';
 import { ErrorCode, GatewayError, assertSubjectToken, listJson, openJson, sealJson, type Keyring, type Logger, type SealedValue } from '@gateway/common';
-import { destinationTypes as connectorTypes, type DestinationTypeName as ConnectorType } from '../destinations/index.js';
+import { destinationTypes as connectorTypes, type DestinationType, type DestinationTypeName as ConnectorType } from '../destinations/index.js';
 import type { Destination } from '../destinations/types.js';
 import type { KvContactMaps } from './ContactMap.js';
 
@@ -80,7 +80,8 @@ export class ConnectorStore {
   async open(tenant: string, name: string): Promise<Destination> {
     const stored = await this.stored(tenant, name);
     const secrets = await openJson<Record<string, unknown>>(this.keyring, tenant, `connector:${name}`, stored.secrets);
-    const type = connectorTypes[stored.type];
+    // Each entry's create() matches its own schemas; indexed by a runtime name, TypeScript sees their union.
+    const type = connectorTypes[stored.type] as DestinationType<z.ZodType, z.ZodType>;
     return type.create(type.config.parse(stored.config), type.secrets.parse(secrets), { contacts: this.contactMaps.for(tenant, name), log: this.log.child({ connector: name, adapter: stored.type }) });
   }
 

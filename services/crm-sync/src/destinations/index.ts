@@ -2,7 +2,7 @@ import type { z } from 'zod';
 import { PostgresDestination, postgresConfigSchema, postgresSecretsSchema } from './postgres.js';
 import type { Destination, DestinationDeps } from './types.js';
 
-interface DestinationType<C extends z.ZodType, S extends z.ZodType> {
+export interface DestinationType<C extends z.ZodType, S extends z.ZodType> {
   /** Settings shown back to the tenant. */
   config: C;
   /** Credentials: sealed at rest, never shown. */

@@ -10,9 +10,8 @@ import {
   type RegistrationResponseJSON,
 } from '@simplewebauthn/server';
 import { SmartAction } from '@gateway/proto/gateway/signaling/v1/signaling';
-import { ErrorCode, GatewayError, kvKeys, listEntries, newId, type ArtifactStore } from '@gateway/common';
+import { DeviceKeys, ErrorCode, GatewayError, kvKeys, listEntries, newId, type ArtifactStore } from '@gateway/common';
 import type { Tenant } from '../config.js';
-import { DeviceKeys } from './deviceKeys.js';
 import { sanitizeImage } from './images.js';
 
 export const smartActionKinds = ['photo', 'screenshot', 'verification'] as const;

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { KV } from '@nats-io/kv';
-import { kvKeys } from '@gateway/common';
+import { kvKeys } from './subjects.js';
 
 /** A WebAuthn credential of an end user's device. Only what verification needs is kept. */
 export interface DeviceKey {
