@@ -118,6 +118,29 @@ describe('Smart Actions', () => {
     expect((await again.json()).error.code).toBe('INVALID_STATE');
   });
 
+  it('lets the same end user answer after a rejoin, and lets other origins upload (CORS, bearer token)', async () => {
+    const { room, user, agent } = await call();
+    const actionId = (await agent.client.request('requestSmartAction', { kind: 'photo' })).requestSmartAction.actionId;
+    // The session is lost; the app joins again with a new token for the same end user.
+    await user.client.request('leave');
+    const again = await joined(await demoToken({ room, identity: 'ext-99', role: 'end_user' }));
+    expect(again.join.smartActions.map((a: { actionId: string }) => a.actionId)).toContain(actionId);
+    const preflight = await fetch(`${sig.url}/v1/smart-actions/${actionId}/upload`, {
+      method: 'OPTIONS',
+      headers: { origin: 'https://app.customer.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type' },
+    });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get('access-control-allow-origin')).toBe('*');
+    expect(preflight.headers.get('access-control-allow-headers')).toContain('authorization');
+    const response = await upload(actionId, again.join.resumeToken, await photoWithGps());
+    expect(response.status).toBe(201);
+    expect(response.headers.get('access-control-allow-origin')).toBe('*');
+    // Another end user of the room may not answer it.
+    const other = await joined(await demoToken({ room, identity: 'ext-100', role: 'end_user' }));
+    const second = (await agent.client.request('requestSmartAction', { kind: 'photo', participantId: again.join.participant.participantId })).requestSmartAction;
+    expect((await upload(second.actionId, other.join.resumeToken, await photoWithGps())).status).toBe(403);
+  });
+
   it('keeps attachment URLs to their tenant and refuses forged ones', async () => {
     const { user, agent } = await call();
     const actionId = (await agent.client.request('requestSmartAction', { kind: 'photo' })).requestSmartAction.actionId;

@@ -64,6 +64,8 @@ export const buckets = {
   smartActions: 'gateway_smart_actions',
   /** WebAuthn device keys of end users: key = `${tenant}.${sha256(external id)}`, JSON list of credentials. */
   deviceKeys: 'gateway_device_keys',
+  /** Device key registrations in progress: key = `${tenant}.${room}.${participantId}`, the challenge; expires. */
+  webauthnChallenges: 'gateway_webauthn_challenges',
   /** crm-sync destinations of the tenants: key = `${tenant}.${name}`, JSON with sealed secrets. */
   connectors: 'gateway_connectors',
   /** CRM contact ids: key = `${tenant}.${connector}.${sha256(external id)}`, value = the CRM's id. */

@@ -108,8 +108,6 @@ export class Session {
   private readonly log: Logger;
   /** Chat has its own budget, well below the request rate limit. */
   private readonly chatLimiter: RateLimiter;
-  /** Challenge of a device key registration in progress (WebAuthn). */
-  private registrationChallenge: string | undefined;
 
   private constructor(
     private readonly ctx: SessionContext,
@@ -479,17 +477,11 @@ export class Session {
         this.announce(action);
         return { $case: 'answerSmartAction', value: action };
       }
-      case 'deviceKeyOptions': {
-        const options = await this.ctx.actions.registrationOptions(this.actor());
-        this.registrationChallenge = String(options.challenge);
-        return { $case: 'deviceKeyOptions', value: options };
-      }
-      case 'registerDeviceKey': {
-        const challenge = this.registrationChallenge;
-        if (!challenge || !method.value.response) throw new GatewayError(ErrorCode.BAD_REQUEST, 'ask for deviceKeyOptions first, then send the response');
-        this.registrationChallenge = undefined;
-        return { $case: 'registerDeviceKey', value: { credentialId: await this.ctx.actions.register(this.actor(), challenge, method.value.response) } };
-      }
+      case 'deviceKeyOptions':
+        return { $case: 'deviceKeyOptions', value: await this.ctx.actions.registrationOptions(this.actor()) };
+      case 'registerDeviceKey':
+        if (!method.value.response) throw new GatewayError(ErrorCode.BAD_REQUEST, 'response is required');
+        return { $case: 'registerDeviceKey', value: { credentialId: await this.ctx.actions.register(this.actor(), method.value.response) } };
       case 'artifactUrl':
         return { $case: 'artifactUrl', value: await this.ctx.actions.attachmentUrl(this.actor(), method.value.artifactId) };
       case 'join':

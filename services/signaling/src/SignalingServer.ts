@@ -107,6 +107,7 @@ export class SignalingServer implements SessionBroker {
     let port = 0;
     const actions = new SmartActions(
       await openBucket(nc, buckets.smartActions),
+      await openBucket(nc, buckets.webauthnChallenges, { ttlMs: 5 * 60_000 }),
       new DeviceKeys(await openBucket(nc, buckets.deviceKeys)),
       artifacts,
       () => config.tenants,

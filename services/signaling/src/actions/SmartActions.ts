@@ -40,6 +40,9 @@ export interface Actor {
   role: string;
 }
 
+/** How much of an oversized upload is read and dropped before the connection is cut. */
+const DRAIN_BYTES = 64 * 1024 * 1024;
+
 const isUpload = (kind: string): kind is 'photo' | 'screenshot' => kind === 'photo' || kind === 'screenshot';
 
 /**
@@ -50,6 +53,8 @@ const isUpload = (kind: string): kind is 'photo' | 'screenshot' => kind === 'pho
 export class SmartActions {
   constructor(
     private readonly kv: KV,
+    /** Challenges of device key registrations in progress (short TTL), so any replica can finish one. */
+    private readonly challenges: KV,
     readonly deviceKeys: DeviceKeys,
     private readonly artifacts: ArtifactStore,
     private readonly tenants: () => readonly Tenant[],
@@ -146,9 +151,12 @@ export class SmartActions {
     let size = 0;
     for await (const chunk of body) {
       size += (chunk as Buffer).length;
-      if (size > limit) throw new GatewayError(ErrorCode.MESSAGE_TOO_LARGE, `a ${action.kind} is limited to ${limit} bytes`);
-      chunks.push(chunk as Buffer);
+      // Over the limit the rest is read and dropped (up to a bound), so the client gets the
+      // answer instead of a connection cut while it is still sending.
+      if (size > limit + DRAIN_BYTES) throw new GatewayError(ErrorCode.MESSAGE_TOO_LARGE, `a ${action.kind} is limited to ${limit} bytes`);
+      if (size <= limit) chunks.push(chunk as Buffer);
     }
+    if (size > limit) throw new GatewayError(ErrorCode.MESSAGE_TOO_LARGE, `a ${action.kind} is limited to ${limit} bytes`);
     const image = await sanitizeImage(Buffer.concat(chunks));
     const artifactId = newId('AT');
     const stored = await this.artifacts.put(user.tenant, artifactId, Readable.from([image.data]), image.contentType);
@@ -157,7 +165,9 @@ export class SmartActions {
 
   private async pendingFor(user: Actor, actionId: string): Promise<SmartAction> {
     const action = await this.get(user.tenant, user.room, actionId);
-    if (action.participantId !== user.participantId) throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'this Smart Action asks someone else');
+    // The same end user after a rejoin has a new participant id but the same identity.
+    const asked = action.participantId === user.participantId || (user.role === 'end_user' && action.externalId !== '' && action.externalId === user.identity);
+    if (!asked) throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'this Smart Action asks someone else');
     if (action.state !== 'requested') throw new GatewayError(ErrorCode.INVALID_STATE, `this Smart Action is already ${action.state}`);
     return action;
   }
@@ -175,10 +185,17 @@ export class SmartActions {
       excludeCredentials: existing.map((k) => ({ id: k.id, transports: k.transports as never })),
       authenticatorSelection: { residentKey: 'preferred', userVerification: 'preferred' },
     });
+    await this.challenges.put(kvKeys.participant(user.tenant, user.room, user.participantId), options.challenge);
     return options as unknown as Record<string, unknown>;
   }
 
-  async register(user: Actor, expectedChallenge: string, response: Record<string, unknown>): Promise<string> {
+  async register(user: Actor, response: Record<string, unknown>): Promise<string> {
+    const key = kvKeys.participant(user.tenant, user.room, user.participantId);
+    const entry = await this.challenges.get(key);
+    if (!entry || entry.operation !== 'PUT' || entry.length === 0) throw new GatewayError(ErrorCode.BAD_REQUEST, 'ask for deviceKeyOptions first, then send the response');
+    const expectedChallenge = entry.string();
+    // A challenge answers once.
+    await this.challenges.purge(key);
     let result: Awaited<ReturnType<typeof verifyRegistrationResponse>>;
     try {
       result = await verifyRegistrationResponse({

@@ -114,12 +114,25 @@ export function createHttpHandler(config: SignalingConfig, log: Logger, attachme
         return tokens(req, res);
       }
       const upload = /^\/v1\/smart-actions\/([A-Za-z0-9_-]{1,64})\/upload$/.exec(url.pathname);
+      const artifact = /^\/v1\/artifacts\/([A-Za-z0-9_-]{1,64})$/.exec(url.pathname);
+      if (upload || artifact) {
+        // The SDK runs in customers' apps on their own origins. These routes authenticate by a
+        // bearer token in the request (never a cookie), so any origin may call them.
+        res.setHeader('access-control-allow-origin', '*');
+        if (req.method === 'OPTIONS') {
+          res.writeHead(204, {
+            'access-control-allow-methods': upload ? 'POST' : 'GET',
+            'access-control-allow-headers': 'authorization, content-type',
+            'access-control-max-age': '600',
+          });
+          return res.end();
+        }
+      }
       if (upload) {
         if (req.method !== 'POST') return sendJson(res, 405, { error: { code: ErrorCode.BAD_REQUEST, message: 'use POST' } }, { allow: 'POST' });
         const action = await attachments.uploadForAction(upload[1]!, req.headers.authorization, req);
         return sendJson(res, 201, { actionId: action.actionId, artifactId: action.artifactId, contentType: action.contentType, sizeBytes: Number(action.sizeBytes) });
       }
-      const artifact = /^\/v1\/artifacts\/([A-Za-z0-9_-]{1,64})$/.exec(url.pathname);
       if (artifact && req.method === 'GET') {
         const { data, contentType } = await attachments.actions.download(artifact[1]!, url.searchParams.get('token') ?? '');
         res.writeHead(200, {
