@@ -3,8 +3,8 @@
 
 The upstream build downloads eight subprojects (openssl, libuv, libsrtp2, usrsctp, abseil,
 catch2, flatbuffers, liburing) from the internet; here each one is replaced by a library found
-through pkg-config: Debian's, linked dynamically, except libsrtp2, which mediasoup-worker.sh
-builds from Debian's source with OpenSSL and links statically. Test and fuzzer targets are dropped:
+through pkg-config: Debian's, linked dynamically, except libsrtp2 and liburing, which
+mediasoup-worker.sh builds from Debian's source archives and links statically. Test and fuzzer targets are dropped:
 they need catch2 v3, which Debian bookworm does not have.
 
 One source fix: the DTLS BIO callback answered 1 to every BIO_ctrl() query. Debian's OpenSSL
@@ -66,6 +66,18 @@ def main_meson(text):
     if idx < 0:
         sys.exit("patch-meson: test_sources not found")
     text = text[:idx]
+    # liburing from mediasoup-worker.sh's static build instead of the downloaded subproject.
+    old_uring = """    liburing_proj = subproject('liburing', default_options: ['default_library=static'], required: true)
+
+    dependencies += [
+      liburing_proj.get_variable('uring'),
+    ]
+    link_whole += [
+      liburing_proj.get_variable('liburing')
+    ]"""
+    if old_uring not in text:
+        sys.exit("patch-meson: liburing subproject block not found")
+    text = text.replace(old_uring, "    dependencies += [\n      dependency('liburing', static: true),\n    ]")
     # The compat header maps the libsrtp 3 API the sources use onto libsrtp 2.5 (Debian's version).
     text = text.replace(
         "cpp_args = [\n",

@@ -187,7 +187,9 @@ export class Deliveries {
         await this.settle(message);
         return;
       }
-      const delayMs = retryDelayMs(message.info.deliveryCount, this.options.retryBaseMs, this.options.retryMaxMs);
+      // A destination that said when to come back (a 429's Retry-After) is not asked sooner.
+      const hintMs = Number(gatewayError.details.retryAfterMs ?? 0);
+      const delayMs = Math.max(retryDelayMs(message.info.deliveryCount, this.options.retryBaseMs, this.options.retryMaxMs), Number.isFinite(hintMs) ? hintMs : 0);
       this.log.warn({ ...context, code: gatewayError.code, reason: gatewayError.message, retryInMs: delayMs }, 'delivery failed; will retry');
       message.nak(delayMs);
     }
