@@ -28,6 +28,8 @@ export const subjects = {
   attachmentReady: (tenant: string) => `gateway.${tenant}.attachment.ready`,
   /** Alerts for the tenant's operators (e.g. DeliveryExpired), on the alerts stream. */
   alert: (tenant: string, kind: 'delivery_expired') => `gateway.${tenant}.alert.${kind}`,
+  /** Audit records (e.g. DataSubjectAudit), on the audit stream. */
+  audit: (tenant: string, kind: 'data_subject') => `gateway.${tenant}.audit.${kind}`,
 } as const;
 
 export const streams = {
@@ -39,6 +41,8 @@ export const streams = {
   transcripts: { name: 'GATEWAY_TRANSCRIPTS', subjects: ['gateway.*.transcript.ready', 'gateway.*.attachment.ready'] },
   /** Alerts for operators: `gateway.<tenant>.alert.<kind>`. */
   alerts: { name: 'GATEWAY_ALERTS', subjects: ['gateway.*.alert.*'] },
+  /** Audit records, kept: `gateway.<tenant>.audit.<kind>`. */
+  audit: { name: 'GATEWAY_AUDIT', subjects: ['gateway.*.audit.*'] },
 } as const;
 
 export const buckets = {

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import {
   ArtifactStore,
+  DeviceKeys,
   ErrorCode,
   GatewayError,
   StaticKeyring,
@@ -18,6 +19,7 @@ import type { CrmSyncConfig } from './config.js';
 import { ConnectorStore } from './connectors/ConnectorStore.js';
 import { KvContactMaps } from './connectors/ContactMap.js';
 import { Deliveries } from './Deliveries.js';
+import { DataSubjects } from './DataSubjects.js';
 import { createAdminHandler } from './http/admin.js';
 
 /** crm-sync: takes every finished communication to the tenant's destinations, then deletes it here. */
@@ -47,11 +49,13 @@ export class CrmSync {
     const artifacts = await ArtifactStore.open(nc, keyring);
     await ensureStream(nc, streams.recordings);
     await ensureStream(nc, streams.alerts);
+    await ensureStream(nc, streams.audit);
     const jsm = await ensureStream(nc, streams.transcripts);
     const deliveries = new Deliveries(nc, jsm, connectors, artifacts, config, registry, log);
     await deliveries.start();
 
-    const httpServer = http.createServer(createAdminHandler(() => config.tenants, connectors, log));
+    const dataSubjects = new DataSubjects(nc, jsm, artifacts, contactMaps, new DeviceKeys(await openBucket(nc, buckets.deviceKeys)));
+    const httpServer = http.createServer(createAdminHandler(() => config.tenants, connectors, dataSubjects, log));
     await new Promise<void>((resolve, reject) => {
       httpServer.once('error', reject);
       httpServer.listen(config.port, config.host, () => resolve());

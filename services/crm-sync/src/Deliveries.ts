@@ -159,6 +159,8 @@ export class Deliveries {
       });
       return;
     }
+    // A long upload must not be handed to another replica meanwhile: tell JetStream it is in progress.
+    const inProgress = setInterval(() => message.working(), Math.max(1_000, this.options.ackWaitMs / 3));
     try {
       const connectors = await this.connectors.list(delivery.tenant);
       if (connectors.length === 0) throw new GatewayError(ErrorCode.DESTINATION_FAILED, 'the tenant has no destination connected');
@@ -192,6 +194,8 @@ export class Deliveries {
       const delayMs = Math.max(retryDelayMs(message.info.deliveryCount, this.options.retryBaseMs, this.options.retryMaxMs), Number.isFinite(hintMs) ? hintMs : 0);
       this.log.warn({ ...context, code: gatewayError.code, reason: gatewayError.message, retryInMs: delayMs }, 'delivery failed; will retry');
       message.nak(delayMs);
+    } finally {
+      clearInterval(inProgress);
     }
   }
 

@@ -29,6 +29,26 @@ export class KvContactMaps {
     };
   }
 
+  /** Every mapping of the tenant that leads to the external id or to the CRM contact id. */
+  async find(tenant: string, subject: { externalId?: string; crmContactId?: string }): Promise<Array<{ key: string; connector: string; crmContactId: string }>> {
+    const hashed = subject.externalId ? createHash('sha256').update(`${tenant}:${subject.externalId}`).digest('hex').slice(0, 40) : undefined;
+    const found: Array<{ key: string; connector: string; crmContactId: string }> = [];
+    for await (const key of await this.kv.keys(`${tenant}.*.*`)) {
+      const [, connector, keyHash] = key.split('.') as [string, string, string];
+      if (hashed && keyHash !== hashed) continue;
+      const entry = await this.kv.get(key);
+      if (!entry || entry.operation !== 'PUT' || entry.length === 0) continue;
+      const crmContactId = entry.string();
+      if (subject.crmContactId && crmContactId !== subject.crmContactId) continue;
+      found.push({ key, connector, crmContactId });
+    }
+    return found;
+  }
+
+  async removeKeys(keys: string[]): Promise<void> {
+    for (const key of keys) await this.kv.purge(key);
+  }
+
   /** The tenant disconnected the destination: every mapping of it goes. */
   async removeAll(tenant: string, connector: string): Promise<number> {
     const keys: string[] = [];

@@ -1,6 +1,7 @@
 import type http from 'node:http';
 import { ErrorCode, GatewayError, tenantFromBasicAuth, type Logger, type Tenant } from '@gateway/common';
 import type { ConnectorStore } from '../connectors/ConnectorStore.js';
+import { dataSubjectOf, type DataSubjects } from '../DataSubjects.js';
 
 const MAX_BODY_BYTES = 64 * 1024;
 
@@ -41,15 +42,21 @@ function send(res: http.ServerResponse, status: number, body?: unknown, headers:
  *   GET    /v1/connectors/{name}
  *   POST   /v1/connectors/{name}/test  connect and check the credentials
  *   DELETE /v1/connectors/{name}
- * A tenant only ever sees its own connectors.
+ *   GET    /v1/data-subjects/export?externalId=… | ?crmContactId=…   everything held, as JSON
+ *   DELETE /v1/data-subjects?externalId=… | ?crmContactId=…          erase it all
+ * A tenant only ever sees, exports or deletes its own.
  */
-export function createAdminHandler(tenants: () => readonly Tenant[], connectors: ConnectorStore, log: Logger): http.RequestListener {
+export function createAdminHandler(tenants: () => readonly Tenant[], connectors: ConnectorStore, dataSubjects: DataSubjects, log: Logger): http.RequestListener {
   return (req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const route = async () => {
       const tenant = tenantFromBasicAuth(tenants(), req.headers.authorization);
       if (!tenant) throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'authenticate with HTTP Basic apiKey:apiSecret');
       if (url.pathname === '/v1/connectors' && req.method === 'GET') return send(res, 200, { connectors: await connectors.list(tenant.name) });
+      if (url.pathname === '/v1/data-subjects/export' && req.method === 'GET') {
+        return send(res, 200, await dataSubjects.export(tenant.name, dataSubjectOf(url.searchParams)), { 'content-disposition': 'attachment; filename="data-subject-export.json"' });
+      }
+      if (url.pathname === '/v1/data-subjects' && req.method === 'DELETE') return send(res, 200, await dataSubjects.erase(tenant.name, dataSubjectOf(url.searchParams)));
       const match = /^\/v1\/connectors\/([A-Za-z0-9_-]{1,64})(\/test)?$/.exec(url.pathname);
       if (!match) throw new GatewayError(ErrorCode.NOT_FOUND, 'not found');
       const [, name, test] = match as unknown as [string, string, string | undefined];

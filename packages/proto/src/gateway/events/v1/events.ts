@@ -190,6 +190,22 @@ export interface DeliveryExpired {
   artifactCount: number;
 }
 
+/**
+ * A data-subject request served by crm-sync (GATEWAY_AUDIT stream, gateway.<tenant>.audit.data_subject).
+ * It says what was done and how much, never about whom.
+ */
+export interface DataSubjectAudit {
+  tenant: string;
+  requestId: string;
+  /** "export" | "erase" */
+  action: string;
+  atMs: number;
+  deliveries: number;
+  artifacts: number;
+  contactMappings: number;
+  deviceKeys: number;
+}
+
 function createBaseRoomEvent(): RoomEvent {
   return { tenant: "", room: "", atMs: 0, origin: "", event: undefined };
 }
@@ -2221,6 +2237,212 @@ export const DeliveryExpired: MessageFns<DeliveryExpired> = {
     message.purgedAtMs = object.purgedAtMs ?? 0;
     message.attempts = object.attempts ?? 0;
     message.artifactCount = object.artifactCount ?? 0;
+    return message;
+  },
+};
+
+function createBaseDataSubjectAudit(): DataSubjectAudit {
+  return {
+    tenant: "",
+    requestId: "",
+    action: "",
+    atMs: 0,
+    deliveries: 0,
+    artifacts: 0,
+    contactMappings: 0,
+    deviceKeys: 0,
+  };
+}
+
+export const DataSubjectAudit: MessageFns<DataSubjectAudit> = {
+  encode(message: DataSubjectAudit, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tenant !== "") {
+      writer.uint32(10).string(message.tenant);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(18).string(message.requestId);
+    }
+    if (message.action !== "") {
+      writer.uint32(26).string(message.action);
+    }
+    if (message.atMs !== 0) {
+      writer.uint32(32).int64(message.atMs);
+    }
+    if (message.deliveries !== 0) {
+      writer.uint32(40).uint32(message.deliveries);
+    }
+    if (message.artifacts !== 0) {
+      writer.uint32(48).uint32(message.artifacts);
+    }
+    if (message.contactMappings !== 0) {
+      writer.uint32(56).uint32(message.contactMappings);
+    }
+    if (message.deviceKeys !== 0) {
+      writer.uint32(64).uint32(message.deviceKeys);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DataSubjectAudit {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDataSubjectAudit();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tenant = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.action = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.atMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.deliveries = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.artifacts = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.contactMappings = reader.uint32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.deviceKeys = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DataSubjectAudit {
+    return {
+      tenant: isSet(object.tenant) ? globalThis.String(object.tenant) : "",
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      action: isSet(object.action) ? globalThis.String(object.action) : "",
+      atMs: isSet(object.atMs)
+        ? globalThis.Number(object.atMs)
+        : isSet(object.at_ms)
+        ? globalThis.Number(object.at_ms)
+        : 0,
+      deliveries: isSet(object.deliveries) ? globalThis.Number(object.deliveries) : 0,
+      artifacts: isSet(object.artifacts) ? globalThis.Number(object.artifacts) : 0,
+      contactMappings: isSet(object.contactMappings)
+        ? globalThis.Number(object.contactMappings)
+        : isSet(object.contact_mappings)
+        ? globalThis.Number(object.contact_mappings)
+        : 0,
+      deviceKeys: isSet(object.deviceKeys)
+        ? globalThis.Number(object.deviceKeys)
+        : isSet(object.device_keys)
+        ? globalThis.Number(object.device_keys)
+        : 0,
+    };
+  },
+
+  toJSON(message: DataSubjectAudit): unknown {
+    const obj: any = {};
+    if (message.tenant !== "") {
+      obj.tenant = message.tenant;
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.action !== "") {
+      obj.action = message.action;
+    }
+    if (message.atMs !== 0) {
+      obj.atMs = Math.round(message.atMs);
+    }
+    if (message.deliveries !== 0) {
+      obj.deliveries = Math.round(message.deliveries);
+    }
+    if (message.artifacts !== 0) {
+      obj.artifacts = Math.round(message.artifacts);
+    }
+    if (message.contactMappings !== 0) {
+      obj.contactMappings = Math.round(message.contactMappings);
+    }
+    if (message.deviceKeys !== 0) {
+      obj.deviceKeys = Math.round(message.deviceKeys);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DataSubjectAudit>, I>>(base?: I): DataSubjectAudit {
+    return DataSubjectAudit.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DataSubjectAudit>, I>>(object: I): DataSubjectAudit {
+    const message = createBaseDataSubjectAudit();
+    message.tenant = object.tenant ?? "";
+    message.requestId = object.requestId ?? "";
+    message.action = object.action ?? "";
+    message.atMs = object.atMs ?? 0;
+    message.deliveries = object.deliveries ?? 0;
+    message.artifacts = object.artifacts ?? 0;
+    message.contactMappings = object.contactMappings ?? 0;
+    message.deviceKeys = object.deviceKeys ?? 0;
     return message;
   },
 };
