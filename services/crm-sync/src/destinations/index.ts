@@ -1,6 +1,9 @@
 import type { z } from 'zod';
 import { PostgresDestination, postgresConfigSchema, postgresSecretsSchema } from './postgres.js';
+import { S3Destination, s3ConfigSchema, s3SecretsSchema } from './s3.js';
+import { SalesforceDestination, salesforceConfigSchema, salesforceSecretsSchema } from './salesforce.js';
 import type { Destination, DestinationDeps } from './types.js';
+import { ZendeskDestination, zendeskConfigSchema, zendeskSecretsSchema } from './zendesk.js';
 
 export interface DestinationType<C extends z.ZodType, S extends z.ZodType> {
   /** Settings shown back to the tenant. */
@@ -15,6 +18,9 @@ const define = <C extends z.ZodType, S extends z.ZodType>(type: DestinationType<
 /** Every destination type a tenant can connect: one entry per adapter. */
 export const destinationTypes = {
   postgres: define({ config: postgresConfigSchema, secrets: postgresSecretsSchema, create: (config, secrets) => new PostgresDestination(config, secrets) }),
+  s3: define({ config: s3ConfigSchema, secrets: s3SecretsSchema, create: (config, secrets, deps) => new S3Destination(config, secrets, deps) }),
+  salesforce: define({ config: salesforceConfigSchema, secrets: salesforceSecretsSchema, create: (config, secrets, deps) => new SalesforceDestination(config, secrets, deps) }),
+  zendesk: define({ config: zendeskConfigSchema, secrets: zendeskSecretsSchema, create: (config, secrets, deps) => new ZendeskDestination(config, secrets, deps) }),
 };
 
 export type DestinationTypeName = keyof typeof destinationTypes;

@@ -1,0 +1,380 @@
+import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  S3Client,
+  UploadPartCommand,
+  type HeadObjectCommandOutput,
+  type PutObjectCommandInput,
+} from '@aws-sdk/client-s3';
+import { z } from 'zod';
+import { ErrorCode, GatewayError, type Logger } from '@gateway/common';
+import { retryDelayMs } from '../Deliveries.js';
+import type { Delivery, Destination, DestinationDeps } from './types.js';
+
+const MIB = 1024 * 1024;
+const GIB = 1024 * MIB;
+/** S3's limits: parts of 5 MiB to 5 GiB (the last may be smaller), at most 10,000 of them, objects up to 5 TiB, PutObject up to 5 GiB. */
+const MIN_PART_BYTES = 5 * MIB;
+const MAX_PART_BYTES = 5 * GIB;
+const MAX_PARTS = 10_000;
+const MAX_OBJECT_BYTES = 5 * 1024 * GIB;
+
+/** Plain HTTP only to a server on this host (a test server, or a gateway beside crm-sync): credentials and recordings never cross a network unencrypted. */
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
+
+export const s3ConfigSchema = z.object({
+  bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name'),
+  region: z.string().regex(/^[a-z0-9-]{1,40}$/, 'a region such as eu-west-1'),
+  /** An S3-compatible server instead of AWS (path-style addressing then); https, or http on the loopback only. */
+  endpoint: z
+    .url({ protocol: /^https?$/ })
+    .refine((value) => new URL(value).protocol === 'https:' || LOOPBACK_HOSTS.has(new URL(value).hostname), 'must be https (http only for a server on the same host)')
+    .optional(),
+  /** Key prefix: empty, or folders ending with "/", in S3's safe characters. */
+  prefix: z
+    .string()
+    .max(512)
+    .regex(/^([A-Za-z0-9!_.*'()-]+\/)*$/, 'folders of letters, digits and !_.*\'()- each ending with /')
+    .refine((value) => !value.split('/').some((folder) => folder === '.' || folder === '..'), 'no . or .. folders')
+    .default('gateway/'),
+  /** SSE-KMS with this key (id, alias or ARN); the bucket's default encryption otherwise. */
+  kmsKeyId: z.string().min(1).max(2048).optional(),
+  storageClass: z.enum(['STANDARD', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'GLACIER_IR', 'GLACIER', 'DEEP_ARCHIVE', 'REDUCED_REDUNDANCY']).optional(),
+  /** Larger files go up in parts (multipart upload). */
+  multipartThresholdBytes: z.number().int().min(MIN_PART_BYTES).max(5 * GIB).default(16 * MIB),
+  /** Grown when a file would need more than 10,000 parts. */
+  partSizeBytes: z.number().int().min(MIN_PART_BYTES).max(MAX_PART_BYTES).default(8 * MIB),
+  /** Attempts of each request on 5xx (503 SlowDown), timeouts and dropped connections. */
+  maxAttempts: z.number().int().min(1).max(10).default(4),
+});
+export const s3SecretsSchema = z.object({
+  accessKeyId: z.string().min(1).max(128),
+  secretAccessKey: z.string().min(1).max(256),
+  sessionToken: z.string().min(1).optional(),
+});
+
+export type S3Config = z.infer<typeof s3ConfigSchema>;
+export type S3Secrets = z.infer<typeof s3SecretsSchema>;
+
+/** Operator settings, not the tenant's: timings of retries and timeouts, parts in flight. */
+export interface S3Tuning {
+  retryBaseMs: number;
+  retryMaxMs: number;
+  connectTimeoutMs: number;
+  /** A request (with its upload) not answered in this time fails as a timeout and is retried. */
+  requestTimeoutMs: number;
+  partConcurrency: number;
+}
+
+const defaultTuning: S3Tuning = { retryBaseMs: 250, retryMaxMs: 5_000, connectTimeoutMs: 10_000, requestTimeoutMs: 120_000, partConcurrency: 4 };
+
+const extensions: Record<string, string> = {
+  'application/json': 'json',
+  'application/pdf': 'pdf',
+  'text/plain': 'txt',
+  'text/vtt': 'vtt',
+  'audio/mpeg': 'mp3',
+  'audio/webm': 'webm',
+  'audio/ogg': 'ogg',
+  'audio/opus': 'opus',
+  'audio/mp4': 'm4a',
+  'audio/wav': 'wav',
+  'video/webm': 'webm',
+  'video/mp4': 'mp4',
+  'video/x-matroska': 'mkv',
+  'image/jpeg': 'jpg',
+  'image/png': 'png',
+  'image/webp': 'webp',
+};
+
+const ID = /^[A-Za-z0-9_-]{1,128}$/;
+
+/** What every object is written with, by PutObject or CreateMultipartUpload. */
+type ObjectParams = Pick<PutObjectCommandInput, 'Bucket' | 'ContentType' | 'Metadata' | 'Tagging' | 'StorageClass' | 'ServerSideEncryption' | 'SSEKMSKeyId' | 'SSEKMSEncryptionContext'>;
+
+/** What a delivery's manifest lists of each artifact. */
+interface ManifestEntry {
+  artifactId: string;
+  kind: string;
+  contentType: string;
+  sizeBytes: number;
+  part: number;
+  /** The object's name beside the manifest. */
+  object: string;
+  sha256: string;
+}
+
+/**
+ * A customer's S3 bucket (or an S3-compatible server). Each delivery becomes
+ * `<prefix><tenant>/<kind>/<deliveryId>/<artifactId>.<ext>` per artifact, then a
+ * `manifest.json` beside them, written last: a manifest means a complete delivery. Objects are
+ * tagged with kind, tenant and delivery id (ids only) and carry their SHA-256 in
+ * `x-amz-meta-sha256`, so a redelivery skips what is already there. Large files go up in parts;
+ * a part that keeps failing aborts the upload so no parts are left behind.
+ */
+export class S3Destination implements Destination {
+  private readonly client: S3Client;
+  private readonly tuning: S3Tuning;
+  private readonly log: Logger;
+  private headForbiddenLogged = false;
+
+  constructor(
+    private readonly config: S3Config,
+    secrets: S3Secrets,
+    deps: Pick<DestinationDeps, 'log'>,
+    tuning: Partial<S3Tuning> = {},
+  ) {
+    this.tuning = { ...defaultTuning, ...tuning };
+    this.log = deps.log;
+    this.client = new S3Client({
+      region: config.region,
+      endpoint: config.endpoint,
+      forcePathStyle: config.endpoint !== undefined,
+      credentials: { accessKeyId: secrets.accessKeyId, secretAccessKey: secrets.secretAccessKey, sessionToken: secrets.sessionToken },
+      // Retries are ours (below), so that parts, backoff and the final error are one policy.
+      maxAttempts: 1,
+      // Content-MD5 is sent instead of the newer flexible checksums, which S3-compatible servers often lack.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      requestHandler: { connectionTimeout: this.tuning.connectTimeoutMs, requestTimeout: this.tuning.requestTimeoutMs, throwOnRequestTimeout: true },
+    });
+  }
+
+  /**
+   * Writes a small probe object exactly as deliveries are written (tags, encryption), which
+   * proves the credentials, the bucket, s3:PutObject, s3:PutObjectTagging and, with SSE-KMS, the
+   * key's permissions; then removes it if the policy allows deletes (write-only policies are fine).
+   */
+  async test(): Promise<void> {
+    const key = `${this.config.prefix}.gateway-connection-test`;
+    const body = Buffer.from('gateway connection test\n');
+    await this.putObject(key, body, this.objectParams({ kind: 'connection-test' }, 'text/plain', sha256Hex(body)), { operation: 'test' });
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.config.bucket, Key: key })).catch(() => undefined);
+  }
+
+  async deliver(delivery: Delivery): Promise<void> {
+    for (const [what, id] of [['delivery id', delivery.deliveryId], ['tenant', delivery.tenant], ...delivery.artifacts.map((a) => ['artifact id', a.artifactId])] as const) {
+      if (!ID.test(id)) throw new GatewayError(ErrorCode.BAD_REQUEST, `${what} cannot name an S3 object`);
+    }
+    const folder = `${this.config.prefix}${delivery.tenant}/${delivery.kind}/${delivery.deliveryId}/`;
+    const context = { deliveryId: delivery.deliveryId, kind: delivery.kind };
+    // The manifest is written last: if it is there, everything is.
+    if (await this.head(`${folder}manifest.json`, context)) {
+      this.log.debug(context, 'already in S3; nothing to write');
+      return;
+    }
+    const tags = { kind: delivery.kind, tenant: delivery.tenant, deliveryId: delivery.deliveryId };
+    const encryptionContext = { tenant: delivery.tenant, deliveryId: delivery.deliveryId };
+    const entries: ManifestEntry[] = [];
+    let written = 0;
+    // One artifact in memory at a time.
+    for (const artifact of delivery.artifacts) {
+      const body = await artifact.read();
+      const object = `${artifact.artifactId}.${extensions[artifact.contentType.split(';')[0]!.trim().toLowerCase()] ?? 'bin'}`;
+      const sha256 = sha256Hex(body);
+      if (await this.write(`${folder}${object}`, body, this.objectParams(tags, artifact.contentType, sha256, encryptionContext), { ...context, artifactId: artifact.artifactId })) written++;
+      entries.push({ artifactId: artifact.artifactId, kind: artifact.kind, contentType: artifact.contentType, sizeBytes: body.length, part: artifact.part, object, sha256 });
+    }
+    const manifest = Buffer.from(
+      JSON.stringify(
+        {
+          version: 1,
+          deliveryId: delivery.deliveryId,
+          kind: delivery.kind,
+          tenant: delivery.tenant,
+          room: delivery.room,
+          startedAt: new Date(delivery.startedAtMs).toISOString(),
+          endedAt: new Date(delivery.endedAtMs).toISOString(),
+          contacts: delivery.contacts,
+          metadata: delivery.metadata,
+          artifacts: entries,
+        },
+        null,
+        2,
+      ),
+    );
+    await this.write(`${folder}manifest.json`, manifest, this.objectParams(tags, 'application/json', sha256Hex(manifest), encryptionContext), context);
+    this.log.debug({ ...context, objects: entries.length, written }, 'delivered to S3');
+  }
+
+  /** The settings every object is written with. */
+  private objectParams(tags: Record<string, string>, contentType: string, sha256: string, encryptionContext: Record<string, string> = tags): ObjectParams {
+    return {
+      Bucket: this.config.bucket,
+      ContentType: contentType,
+      Metadata: { sha256 },
+      Tagging: new URLSearchParams(tags).toString(),
+      StorageClass: this.config.storageClass,
+      ...(this.config.kmsKeyId
+        ? { ServerSideEncryption: 'aws:kms' as const, SSEKMSKeyId: this.config.kmsKeyId, SSEKMSEncryptionContext: Buffer.from(JSON.stringify(encryptionContext)).toString('base64') }
+        : {}),
+    };
+  }
+
+  /**
+   * Writes an object unless the same bytes are already there (same size and SHA-256, encrypted
+   * as configured). Returns whether it wrote.
+   */
+  private async write(key: string, body: Buffer, params: ObjectParams, context: Record<string, unknown>): Promise<boolean> {
+    const existing = await this.head(key, context);
+    if (existing && existing.ContentLength === body.length && existing.Metadata?.sha256 === params.Metadata?.sha256 && (!this.config.kmsKeyId || existing.ServerSideEncryption === 'aws:kms')) {
+      return false;
+    }
+    if (body.length > this.config.multipartThresholdBytes) await this.putMultipart(key, body, params, context);
+    else await this.putObject(key, body, params, context);
+    return true;
+  }
+
+  private async putObject(key: string, body: Buffer, params: ObjectParams, context: Record<string, unknown>): Promise<void> {
+    const result = await this.call('PutObject', () => this.client.send(new PutObjectCommand({ ...params, Key: key, Body: body, ContentMD5: md5Base64(body) })), context);
+    await this.checkEncryption(key, result.ServerSideEncryption);
+  }
+
+  /** Multipart upload, parts in parallel; anything that still fails after retries aborts the upload. */
+  private async putMultipart(key: string, body: Buffer, params: ObjectParams, context: Record<string, unknown>): Promise<void> {
+    if (body.length > MAX_OBJECT_BYTES) throw new GatewayError(ErrorCode.DESTINATION_FAILED, 'the file is larger than an S3 object can be (5 TiB)');
+    const partSize = partSizeFor(body.length, this.config.partSizeBytes);
+    const count = Math.ceil(body.length / partSize);
+    const created = await this.call('CreateMultipartUpload', () => this.client.send(new CreateMultipartUploadCommand({ ...params, Key: key })), context);
+    const uploadId = created.UploadId;
+    if (!uploadId) throw new GatewayError(ErrorCode.DESTINATION_FAILED, 'S3 CreateMultipartUpload answered without an upload id');
+    const etags: string[] = [];
+    try {
+      let next = 0;
+      let failed = false;
+      const uploadParts = async () => {
+        while (!failed && next < count) {
+          const index = next++;
+          const part = body.subarray(index * partSize, Math.min(body.length, (index + 1) * partSize));
+          try {
+            const result = await this.call(
+              'UploadPart',
+              () => this.client.send(new UploadPartCommand({ Bucket: this.config.bucket, Key: key, UploadId: uploadId, PartNumber: index + 1, Body: part, ContentMD5: md5Base64(part) })),
+              { ...context, partNumber: index + 1 },
+            );
+            if (!result.ETag) throw new GatewayError(ErrorCode.DESTINATION_FAILED, 'S3 UploadPart answered without an ETag');
+            etags[index] = result.ETag;
+          } catch (error) {
+            failed = true;
+            throw error;
+          }
+        }
+      };
+      // Every worker settles before an abort, so no part lands after it.
+      const results = await Promise.allSettled(Array.from({ length: Math.min(this.tuning.partConcurrency, count) }, uploadParts));
+      const rejected = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (rejected) throw rejected.reason;
+      const completed = await this.call(
+        'CompleteMultipartUpload',
+        () => this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.config.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) } })),
+        context,
+      );
+      await this.checkEncryption(key, completed.ServerSideEncryption);
+    } catch (error) {
+      await this.call('AbortMultipartUpload', () => this.client.send(new AbortMultipartUploadCommand({ Bucket: this.config.bucket, Key: key, UploadId: uploadId })), context).catch((abortError: unknown) => {
+        // A bucket lifecycle rule (AbortIncompleteMultipartUpload) removes what is left.
+        this.log.warn({ ...context, reason: GatewayError.from(abortError).message }, 'could not abort a failed multipart upload');
+      });
+      throw error;
+    }
+  }
+
+  /** With SSE-KMS configured, an object the server did not confirm as encrypted is removed, and the delivery fails. */
+  private async checkEncryption(key: string, serverSideEncryption: string | undefined): Promise<void> {
+    if (!this.config.kmsKeyId || serverSideEncryption === 'aws:kms' || serverSideEncryption === 'aws:kms:dsse') return;
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.config.bucket, Key: key })).catch(() => undefined);
+    throw new GatewayError(ErrorCode.DESTINATION_FAILED, 'the S3 server did not confirm SSE-KMS encryption');
+  }
+
+  /**
+   * The object's headers, or undefined when there is none. A 403 (a write-only policy without
+   * s3:GetObject or s3:ListBucket) is taken as "unknown": the write goes ahead, and keys are fixed
+   * by delivery and artifact id, so a redelivery rewrites the same objects and adds none.
+   */
+  private async head(key: string, context: Record<string, unknown>): Promise<HeadObjectCommandOutput | undefined> {
+    return this.call(
+      'HeadObject',
+      async () => {
+        try {
+          return await this.client.send(new HeadObjectCommand({ Bucket: this.config.bucket, Key: key }));
+        } catch (error) {
+          const status = statusOf(error);
+          if (status === 404) return undefined;
+          if (status === 403) {
+            if (!this.headForbiddenLogged) this.log.warn(context, 'S3 HeadObject is forbidden; writing without the duplicate check (grant s3:GetObject and s3:ListBucket)');
+            this.headForbiddenLogged = true;
+            return undefined;
+          }
+          throw error;
+        }
+      },
+      context,
+    );
+  }
+
+  /**
+   * One S3 request, retried on 5xx (503 SlowDown), 429, timeouts and dropped connections with
+   * backoff and jitter; anything else, or the last failure, is DESTINATION_FAILED naming S3's
+   * error code only (its messages can quote keys).
+   */
+  private async call<T>(operation: string, send: () => Promise<T>, context: Record<string, unknown>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await send();
+      } catch (error) {
+        if (error instanceof GatewayError) throw error;
+        const failure = failureOf(error);
+        if (!failure.retryable || attempt >= this.config.maxAttempts) {
+          const message = failure.retryable ? `S3 ${operation} failed ${attempt} times: ${failure.reason}` : `S3 refused ${operation}: ${failure.reason}`;
+          throw new GatewayError(ErrorCode.DESTINATION_FAILED, message, { cause: error, details: { s3Code: failure.code } });
+        }
+        const retryInMs = retryDelayMs(attempt, this.tuning.retryBaseMs, this.tuning.retryMaxMs);
+        this.log.warn({ ...context, operation, attempt, code: failure.code, retryInMs }, 'S3 request failed; retrying');
+        await sleep(retryInMs);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.client.destroy();
+  }
+}
+
+/** Parts of the configured size, grown (in whole MiB) so that no file needs more than 10,000. */
+export function partSizeFor(sizeBytes: number, configuredBytes: number): number {
+  const smallest = Math.ceil(sizeBytes / MAX_PARTS / MIB) * MIB;
+  return Math.min(MAX_PART_BYTES, Math.max(configuredBytes, smallest, MIN_PART_BYTES));
+}
+
+function statusOf(error: unknown): number | undefined {
+  return (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+}
+
+/** What went wrong, by S3 error code or network error name only: never a message, a key or a body. */
+function failureOf(error: unknown): { code: string; retryable: boolean; reason: string } {
+  const name = error instanceof Error ? error.name : 'Error';
+  const status = statusOf(error);
+  if (status !== undefined) {
+    const code = /^[A-Za-z0-9.]{1,64}$/.test(name) && name !== 'Error' && name !== 'Unknown' ? name : `HTTP${status}`;
+    return { code, retryable: status >= 500 || status === 429 || code === 'RequestTimeout', reason: `${code} (HTTP ${status})` };
+  }
+  const errno = (error as { code?: unknown }).code;
+  // The SDK names a reset connection a TimeoutError too: its errno tells them apart.
+  if (typeof errno === 'string' && /^E[A-Z_]+$/.test(errno) && errno !== 'ETIMEDOUT') return { code: errno, retryable: true, reason: `connection failed (${errno})` };
+  if (name === 'TimeoutError' || errno === 'ETIMEDOUT') return { code: 'Timeout', retryable: true, reason: 'no answer in time' };
+  return { code: name, retryable: false, reason: name };
+}
+
+function sha256Hex(data: Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+function md5Base64(data: Buffer): string {
+  return createHash('md5').update(data).digest('base64');
+}

@@ -1,0 +1,278 @@
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createLogger, GatewayError } from '@gateway/common';
+import { SalesforceContractServer, type SalesforceContractOptions } from '../../../../test/contracts/salesforce/server.js';
+import { SalesforceDestination, SalesforceTokenCache, salesforceConfigSchema, salesforceSecretsSchema, soqlString } from './salesforce.js';
+import type { ContactMap, Delivery } from './types.js';
+
+const CLIENT_ID = '3MVG9-test-consumer-key';
+const CLIENT_SECRET = 'consumer-secret-0451';
+const log = createLogger('test', 'silent');
+
+/** A ContactMap in memory that counts its reads. */
+function memoryContacts() {
+  const map = new Map<string, string>();
+  const contacts: ContactMap & { map: Map<string, string>; hits: number } = {
+    map,
+    hits: 0,
+    get: async (externalId) => {
+      const id = map.get(externalId);
+      if (id) contacts.hits++;
+      return id;
+    },
+    set: async (externalId, id) => void map.set(externalId, id),
+  };
+  return contacts;
+}
+
+function delivery(overrides: Partial<Delivery> & { files?: Array<{ id: string; data: Buffer; contentType?: string }> } = {}): Delivery {
+  const { files = [{ id: `AR_${randomBytes(4).toString('hex')}`, data: Buffer.from('{"messages":[]}'), contentType: 'application/json' }], ...rest } = overrides;
+  return {
+    deliveryId: `CV_${randomBytes(6).toString('hex')}`,
+    kind: 'transcript',
+    tenant: 'demo',
+    room: 'r-1',
+    startedAtMs: Date.UTC(2025, 2, 14, 10, 0, 0),
+    endedAtMs: Date.UTC(2025, 2, 14, 10, 5, 30),
+    contacts: [{ participantId: 'PA_1', role: 'end_user', externalId: 'ext-1', crmContactId: '' }, { participantId: 'PA_2', role: 'agent', externalId: 'agent-7', crmContactId: '' }],
+    artifacts: files.map((f, part) => ({ artifactId: f.id, kind: 'transcript', contentType: f.contentType ?? 'text/plain', sizeBytes: f.data.length, part, read: async () => f.data })),
+    metadata: {},
+    ...rest,
+  };
+}
+
+describe('Salesforce destination against the contract server', () => {
+  let server: SalesforceContractServer;
+  let contacts: ReturnType<typeof memoryContacts>;
+
+  const start = async (options: Partial<SalesforceContractOptions> = {}) => {
+    server = await SalesforceContractServer.start({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, ...options });
+  };
+  const destination = (config: Record<string, unknown> = {}, secrets: Record<string, unknown> = { clientSecret: CLIENT_SECRET }, tokens = new SalesforceTokenCache()) =>
+    new SalesforceDestination(
+      salesforceConfigSchema.parse({ loginUrl: server.url, authFlow: 'client_credentials', clientId: CLIENT_ID, requestTimeoutMs: 2_000, ...config }),
+      salesforceSecretsSchema.parse(secrets),
+      { contacts, log },
+      { tokens },
+    );
+  const failure = async (promise: Promise<unknown>) => {
+    const error = await promise.then(() => undefined, (e: unknown) => e);
+    expect(error).toBeInstanceOf(GatewayError);
+    expect((error as GatewayError).code).toBe('DESTINATION_FAILED');
+    return error as GatewayError;
+  };
+  const sole = <T>(items: T[]) => {
+    expect(items).toHaveLength(1);
+    return items[0]!;
+  };
+
+  beforeEach(() => {
+    contacts = memoryContacts();
+  });
+  afterEach(async () => {
+    await server?.stop();
+  });
+
+  it('client credentials: one Contact, one Task by CallObject, Files with their bytes; a second run adds nothing', async () => {
+    await start();
+    const sf = destination();
+    await sf.test();
+    const files = [{ id: 'AR_json', data: Buffer.from('{"messages":[]}'), contentType: 'application/json' }, { id: 'AR_txt', data: Buffer.from('[card] [CARD]\n'), contentType: 'text/plain' }];
+    const d = delivery({ files });
+    await sf.deliver(d);
+    await sf.deliver(d);
+
+    const contact = sole(server.list('Contact'));
+    expect(contact).toMatchObject({ LastName: 'Gateway end user', Gateway_External_Id__c: 'ext-1' });
+    expect(contacts.map.get('ext-1')).toBe(contact.Id);
+    expect(contacts.map.has('agent-7')).toBe(false);
+    const task = sole(server.list('Task'));
+    expect(task).toMatchObject({ WhoId: contact.Id, CallObject: d.deliveryId, Subject: 'Chat transcript', Status: 'Completed', ActivityDate: '2025-03-14' });
+    expect(task.CallDurationInSeconds).toBeUndefined();
+    const versions = server.list('ContentVersion');
+    expect(versions.map((v) => [v.Title, v.PathOnClient, v.FirstPublishLocationId])).toEqual([
+      ['Chat transcript AR_json', 'AR_json.json', contact.Id],
+      ['Chat transcript AR_txt', 'AR_txt.txt', contact.Id],
+    ]);
+    expect(versions.map((v) => (v.VersionData as Buffer).toString())).toEqual(files.map((f) => f.data.toString()));
+    expect(server.count('POST', '/sobjects/ContentVersion')).toBe(2);
+    expect(server.tokenRequests).toBe(1);
+    expect(sf.apiUsage).toEqual({ used: server.apiUsage, max: 15_000 });
+  });
+
+  it('without an end-user contact, logs the Task alone and publishes the files to it', async () => {
+    await start();
+    await destination().deliver(delivery({ kind: 'attachment', contacts: [], files: [{ id: 'AR_photo', data: Buffer.from([0xff, 0xd8, 0xff]), contentType: 'image/jpeg' }] }));
+    const task = sole(server.list('Task'));
+    expect(task).toMatchObject({ Subject: 'Attachment' });
+    expect(task.WhoId).toBeUndefined();
+    expect(sole(server.list('ContentVersion'))).toMatchObject({ FirstPublishLocationId: task.Id, PathOnClient: 'AR_photo.jpg' });
+    expect(server.list('Contact')).toHaveLength(0);
+  });
+
+  it('uses the ContactMap on the next delivery and the shared token cache across destinations', async () => {
+    await start();
+    const tokens = new SalesforceTokenCache();
+    await destination({}, undefined, tokens).deliver(delivery());
+    const contactLookups = () => server.requests.filter((r) => r.soql?.includes('FROM Contact')).length;
+    expect(contactLookups()).toBe(1);
+    expect(server.count('PATCH', '/sobjects/Contact/Gateway_External_Id__c/ext-1')).toBe(1);
+
+    const before = server.requests.length;
+    await destination({}, undefined, tokens).deliver(delivery());
+    expect(contacts.hits).toBe(1);
+    expect(contactLookups()).toBe(1);
+    // Task lookup, Task create, file lookup, file upload: nothing else.
+    expect(server.requests.slice(before).map((r) => `${r.method} ${r.path}`)).toEqual(['GET /query', 'POST /sobjects/Task', 'GET /query', 'POST /sobjects/ContentVersion']);
+    expect(server.tokenRequests).toBe(1);
+    expect(server.list('Contact')).toHaveLength(1);
+    expect(server.list('Task')).toHaveLength(2);
+  });
+
+  it('finds an existing Contact by its external id instead of creating one', async () => {
+    await start();
+    const existing = server.seed('Contact', { LastName: 'Real Customer', Gateway_External_Id__c: 'EXT-1' });
+    await destination().deliver(delivery());
+    expect(sole(server.list('Contact'))).toMatchObject({ Id: existing, LastName: 'Real Customer' });
+    expect(sole(server.list('Task')).WhoId).toBe(existing);
+    expect(server.count('PATCH', '/sobjects/Contact')).toBe(0);
+  });
+
+  it('sends large files as multipart (entity_content + VersionData) with the exact bytes', async () => {
+    await start();
+    const big = randomBytes(300_000);
+    const small = Buffer.from('small');
+    await destination({ jsonUploadMaxBytes: 1024 }).deliver(
+      delivery({ kind: 'recording', files: [{ id: 'AR_voice', data: big, contentType: 'audio/ogg' }, { id: 'AR_small', data: small, contentType: 'audio/ogg' }] }),
+    );
+    const uploads = server.requests.filter((r) => r.method === 'POST' && r.path === '/sobjects/ContentVersion');
+    expect(uploads.map((u) => u.contentType?.split(';')[0])).toEqual(['multipart/form-data', 'application/json']);
+    const [voice, smallVersion] = server.list('ContentVersion');
+    expect((voice!.VersionData as Buffer).equals(big)).toBe(true);
+    expect(voice).toMatchObject({ Title: 'Call recording AR_voice', PathOnClient: 'AR_voice.ogg' });
+    expect((smallVersion!.VersionData as Buffer).equals(small)).toBe(true);
+    expect(sole(server.list('Task'))).toMatchObject({ Subject: 'Call recording', TaskSubtype: 'Call', CallDurationInSeconds: 330 });
+  });
+
+  it('JWT bearer: an RS256 assertion the server verifies (iss, sub, aud, exp); a wrong key is refused', async () => {
+    const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const other = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    await start({ clientSecret: undefined, jwt: { username: 'integration@customer.example', publicKey } });
+    const jwtConfig = { authFlow: 'jwt_bearer', username: 'integration@customer.example' };
+    const sf = destination(jwtConfig, { privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) });
+    await sf.test();
+    await sf.deliver(delivery());
+    expect(server.list('Task')).toHaveLength(1);
+
+    const wrongKey = destination(jwtConfig, { privateKeyPem: other.privateKey.export({ type: 'pkcs1', format: 'pem' }) });
+    expect((await failure(wrongKey.test())).message).toContain('invalid_grant');
+    const wrongUser = destination({ ...jwtConfig, username: 'someone@else.example' }, { privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) });
+    expect((await failure(wrongUser.test())).message).toContain('invalid_grant');
+    const noKey = destination(jwtConfig, { clientSecret: 'x' });
+    expect((await failure(noKey.test())).message).toContain('privateKeyPem');
+  });
+
+  it('bad client credentials fail with the OAuth error code only', async () => {
+    await start();
+    const error = await failure(destination({}, { clientSecret: 'not-the-secret' }).test());
+    expect(error.message).toBe('Salesforce refused the token request: HTTP 400 invalid_client');
+  });
+
+  it('gets a new token once on 401 INVALID_SESSION_ID and carries on', async () => {
+    await start();
+    const tokens = new SalesforceTokenCache();
+    await destination({}, undefined, tokens).deliver(delivery());
+    server.inject({ expireToken: true });
+    await destination({}, undefined, tokens).deliver(delivery());
+    expect(server.tokenRequests).toBe(2);
+    expect(server.list('Task')).toHaveLength(2);
+    expect(server.requests.filter((r) => r.status === 401)).toHaveLength(1);
+  });
+
+  it('403 REQUEST_LIMIT_EXCEEDED: a retryable failure that says the limit was hit', async () => {
+    await start({ dailyApiLimit: 3 });
+    const sf = destination();
+    const error = await failure(sf.deliver(delivery()));
+    expect(error.message).toMatch(/API request limit exceeded \(api-usage 4\/3\)/);
+    expect(error.details).toMatchObject({ httpStatus: 403, errorCode: 'REQUEST_LIMIT_EXCEEDED', retryAfterMs: expect.any(Number) });
+
+    await server.stop();
+    await start();
+    server.inject({ limitExceeded: true });
+    expect((await failure(destination().deliver(delivery()))).message).toContain('limit exceeded');
+  });
+
+  it('5xx, timeout and connection reset fail the delivery; the retry completes it without duplicates', async () => {
+    await start();
+    const sf = destination({ requestTimeoutMs: 300 });
+    const d = delivery({ files: [{ id: 'AR_a', data: Buffer.from('aaa') }, { id: 'AR_b', data: Buffer.from('bbb') }] });
+
+    server.inject({ status: 503 }, { match: { method: 'POST', path: '/sobjects/Task' } });
+    expect((await failure(sf.deliver(d))).message).toBe('Salesforce task create failed: HTTP 503 SERVER_UNAVAILABLE');
+    expect(server.list('Task')).toHaveLength(0);
+
+    // The Task is created but the answer is lost on a reset connection.
+    server.inject({ resetConnection: true }, { match: { method: 'POST', path: '/sobjects/Task' }, afterProcessing: true });
+    expect((await failure(sf.deliver(d))).message).toBe('Salesforce task create: connection reset');
+    expect(server.list('Task')).toHaveLength(1);
+
+    // The first file is stored, but its answer comes too late.
+    server.inject({ delayMs: 600 }, { match: { method: 'POST', path: '/sobjects/ContentVersion' }, afterProcessing: true });
+    expect((await failure(sf.deliver(d))).message).toBe('Salesforce file upload: no answer within 300 ms');
+    // A request that reaches Salesforce late (after we gave up) is found by the next attempt's lookup too.
+    server.inject({ delayMs: 400 }, { match: { method: 'POST', path: '/sobjects/ContentVersion' } });
+    expect((await failure(sf.deliver(d))).message).toContain('no answer within 300 ms');
+    await new Promise((r) => setTimeout(r, 500));
+
+    await sf.deliver(d);
+    expect(server.list('Task')).toHaveLength(1);
+    expect(server.list('ContentVersion').map((v) => (v.VersionData as Buffer).toString())).toEqual(['aaa', 'bbb']);
+    expect(server.list('Contact')).toHaveLength(1);
+  });
+
+  it('reports Salesforce errors by status and errorCode, never their message text', async () => {
+    await start();
+    server.inject({ status: 400, errorCode: 'INVALID_FIELD' }, { match: { method: 'POST', path: '/sobjects/ContentVersion' } });
+    const error = await failure(destination().deliver(delivery()));
+    expect(error.message).toBe('Salesforce file upload failed: HTTP 400 INVALID_FIELD');
+    expect(error.message).not.toContain('injected');
+  });
+
+  it('escapes a hostile external id in SOQL and finds the same Contact again', async () => {
+    await start();
+    const hostile = `o'brien\\' OR Name != '' \\\\ "x"\n`;
+    const d = delivery({ contacts: [{ participantId: 'PA_1', role: 'end_user', externalId: hostile, crmContactId: '' }] });
+    await destination().deliver(d);
+    const contact = sole(server.list('Contact'));
+    expect(contact.Gateway_External_Id__c).toBe(hostile);
+    const soql = server.requests.find((r) => r.soql?.includes('FROM Contact'))!.soql!;
+    expect(soql).toBe(`SELECT Id FROM Contact WHERE Gateway_External_Id__c = ${soqlString(hostile)} LIMIT 1`);
+    expect(soql).toContain(`'o\\'brien\\\\\\' OR Name != \\'\\' \\\\\\\\ \\"x\\"\\n'`);
+    // Not path-safe: created with a POST, not an upsert URL.
+    expect(server.count('PATCH', '/sobjects/Contact')).toBe(0);
+
+    contacts = memoryContacts();
+    await destination().deliver(delivery({ contacts: d.contacts }));
+    expect(sole(server.list('Contact')).Id).toBe(contact.Id);
+    expect(contacts.map.get(hostile)).toBe(contact.Id);
+    // Something the server cannot parse is refused the way Salesforce does.
+    const form = new URLSearchParams({ grant_type: 'client_credentials', client_id: CLIENT_ID, client_secret: CLIENT_SECRET });
+    const { access_token: token } = await (await fetch(`${server.url}/services/oauth2/token`, { method: 'POST', body: form })).json();
+    const query = (soql: string) => fetch(`${server.url}/services/data/v60.0/query?q=${encodeURIComponent(soql)}`, { headers: { authorization: `Bearer ${token}` } });
+    const bad = await query("SELECT Id FROM Contact WHERE LastName = 'a\\q'");
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toEqual([expect.objectContaining({ errorCode: 'MALFORMED_QUERY' })]);
+    expect((await query('SELECT Id FROM Contact WHERE LastName LIKE \'a%\'')).status).toBe(400);
+  });
+
+  it('validates its settings', () => {
+    const base = { loginUrl: 'https://acme.my.salesforce.com', authFlow: 'client_credentials', clientId: 'x' };
+    expect(salesforceConfigSchema.parse(base)).toMatchObject({ apiVersion: 'v60.0', contactExternalIdField: 'Gateway_External_Id__c', jsonUploadMaxBytes: 30 * 1024 * 1024 });
+    expect(salesforceConfigSchema.safeParse({ ...base, authFlow: 'jwt_bearer' }).success).toBe(false);
+    expect(salesforceConfigSchema.safeParse({ ...base, loginUrl: 'http://acme.my.salesforce.com' }).success).toBe(false);
+    expect(salesforceConfigSchema.safeParse({ ...base, contactExternalIdField: "Id' OR ''='" }).success).toBe(false);
+    expect(salesforceConfigSchema.safeParse({ ...base, jsonUploadMaxBytes: 40 * 1024 * 1024 }).success).toBe(false);
+    expect(salesforceSecretsSchema.safeParse({}).success).toBe(false);
+    expect(salesforceSecretsSchema.safeParse({ privateKeyPem: 'not a key' }).success).toBe(false);
+  });
+});

@@ -1,0 +1,430 @@
+import { z } from 'zod';
+import { ErrorCode, GatewayError } from '@gateway/common';
+import type { Delivery, DeliveryArtifact, Destination, DestinationDeps } from './types.js';
+
+const loopbackHosts = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+export const zendeskConfigSchema = z.object({
+  /** The account's address, e.g. https://acme.zendesk.com (http only for a server on this host). */
+  subdomainUrl: z
+    .url()
+    .refine((value) => {
+      const url = new URL(value);
+      return (url.protocol === 'https:' || (url.protocol === 'http:' && loopbackHosts.has(url.hostname))) && url.pathname === '/' && !url.search && !url.hash && !url.username;
+    }, 'must be an https:// origin such as https://acme.zendesk.com, without a path')
+    .transform((value) => new URL(value).origin),
+  /** The agent or admin the API token belongs to. */
+  email: z.email(),
+});
+export const zendeskSecretsSchema = z.object({ apiToken: z.string().min(1) });
+
+export type ZendeskConfig = z.infer<typeof zendeskConfigSchema>;
+export type ZendeskSecrets = z.infer<typeof zendeskSecretsSchema>;
+
+/** Limits of the client, not of the tenant's settings: Zendesk's own, lowered in tests. */
+export interface ZendeskOptions {
+  /** "Upload Files": 50 MB per file; larger artifacts are sent as parts of at most this. */
+  maxUploadBytes: number;
+  /** A 429 asking to wait this long or less is waited out here; a longer one fails the delivery. */
+  maxRetryAfterMs: number;
+  /** 429s waited out per request before giving up. */
+  maxRateLimitRetries: number;
+  requestTimeoutMs: number;
+  uploadTimeoutMs: number;
+  sleep: (ms: number) => Promise<void>;
+}
+
+export const defaultZendeskOptions: ZendeskOptions = {
+  maxUploadBytes: 50_000_000,
+  maxRetryAfterMs: 10_000,
+  maxRateLimitRetries: 3,
+  requestTimeoutMs: 30_000,
+  uploadTimeoutMs: 300_000,
+  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+};
+
+interface ZendeskAttachment {
+  id: number;
+  file_name: string;
+  size: number;
+}
+
+/** An upload token and the sizes of the files read for it, by file name. */
+interface Uploaded {
+  token: string | undefined;
+  sizes: Map<string, number>;
+}
+
+interface FilePlan {
+  artifact: DeliveryArtifact;
+  fileName: string;
+}
+
+const extensions: Record<string, string> = {
+  'application/json': '.json',
+  'text/plain': '.txt',
+  'text/vtt': '.vtt',
+  'audio/ogg': '.ogg',
+  'audio/opus': '.opus',
+  'audio/mpeg': '.mp3',
+  'audio/wav': '.wav',
+  'audio/mp4': '.m4a',
+  'video/webm': '.webm',
+  'video/mp4': '.mp4',
+  'image/jpeg': '.jpg',
+  'image/png': '.png',
+  'image/webp': '.webp',
+  'application/pdf': '.pdf',
+};
+
+/** What Zendesk's 422 says, reduced to codes: field names and error codes, never the values it quotes. */
+const errorCode = (value: unknown): string | undefined => (typeof value === 'string' && /^[A-Za-z_]{1,64}$/.test(value) ? value : undefined);
+
+/** A request Zendesk refused, with its status; becomes DESTINATION_FAILED at the edge of deliver(). */
+class ZendeskHttpError extends GatewayError {
+  constructor(
+    readonly status: number,
+    message: string,
+    details: Record<string, unknown> = {},
+  ) {
+    super(ErrorCode.DESTINATION_FAILED, message, { details: { status, ...details } });
+  }
+}
+
+/**
+ * Zendesk Support (API v2, API token auth). Each delivery becomes one ticket, found again by its
+ * `external_id` (the delivery id), requested by the end user (found by the customer's external
+ * id, created as an end user if missing, the id cached in the ContactMap); the artifacts are
+ * uploaded under one upload token and attached to one private comment. Artifacts over
+ * `maxUploadBytes` go as `<name>.part1ofN` … `<name>.partNofN`, which concatenate back in order.
+ *
+ * Idempotency, since Zendesk has no idempotency keys and `external_id` is not unique:
+ * - the ticket is created with its comment and uploads in one request, so a ticket we made always
+ *   carries its files unless Zendesk dropped them;
+ * - a redelivery first lists tickets by external_id: if one exists it only uploads the files no
+ *   comment of the ticket carries yet (by file name, names being derived from artifact ids);
+ * - uploads are never retried inside one attempt except after a 429 (which Zendesk did not
+ *   process): an upload whose outcome is unknown is abandoned with its token, and the token's
+ *   files, never attached, are deleted by Zendesk when it expires;
+ * - deliver() returns only after reading the ticket's comments back and finding every file, so
+ *   our copies are deleted only once Zendesk has them.
+ * A race between two replicas handling the same delivery at once (possible only once JetStream's
+ * ack wait has passed) could still create two tickets; nothing in Zendesk's API prevents it.
+ */
+export class ZendeskDestination implements Destination {
+  private readonly origin: string;
+  private readonly authorization: string;
+  private readonly options: ZendeskOptions;
+
+  constructor(
+    config: ZendeskConfig,
+    secrets: ZendeskSecrets,
+    private readonly deps: DestinationDeps,
+    options: Partial<ZendeskOptions> = {},
+  ) {
+    this.origin = new URL(config.subdomainUrl).origin;
+    this.authorization = `Basic ${Buffer.from(`${config.email}/token:${secrets.apiToken}`).toString('base64')}`;
+    this.options = { ...defaultZendeskOptions, ...options };
+  }
+
+  /** "Show Self": Zendesk answers 200 with an anonymous user (id null) when the credentials are wrong. */
+  async test(): Promise<void> {
+    const { user } = await this.request<{ user?: { id: number | null; role?: string } }>('checking the credentials', 'GET', '/api/v2/users/me.json');
+    if (!user || user.id === null || user.id === undefined) {
+      throw new GatewayError(ErrorCode.DESTINATION_FAILED, 'Zendesk did not accept the credentials (it answered as an anonymous user): check the email and API token');
+    }
+    if (user.role !== 'agent' && user.role !== 'admin') {
+      throw new GatewayError(ErrorCode.DESTINATION_FAILED, `the Zendesk user must be an agent or an admin, not ${errorCode(user.role) ?? 'another role'}`);
+    }
+  }
+
+  async deliver(delivery: Delivery): Promise<void> {
+    const plans = delivery.artifacts.map((artifact) => ({ artifact, fileName: fileNameOf(artifact) }));
+    const existing = await this.findTicket(delivery.deliveryId);
+    let ticketId: number;
+    let attached: Map<string, ZendeskAttachment> | undefined;
+    if (existing === undefined) {
+      const { requesterId, cached } = await this.requester(delivery);
+      const sent = await this.upload(plans);
+      ticketId = await this.createTicket(delivery, requesterId, sent, plans).catch(async (error: unknown) => {
+        // A cached user deleted in Zendesk since: look the user up again, once.
+        if (!(cached && error instanceof ZendeskHttpError && error.status === 422 && /requester/.test(error.message))) throw error;
+        const fresh = await this.requester(delivery, { skipCache: true });
+        return this.createTicket(delivery, fresh.requesterId, sent, plans);
+      });
+    } else {
+      ticketId = existing;
+      attached = await this.attachedFiles(ticketId);
+      const missing = plans.filter((plan) => !isAttached(plan.fileName, attached!));
+      if (missing.length > 0) {
+        const sent = await this.upload(missing);
+        await this.request('adding the comment', 'PUT', `/api/v2/tickets/${ticketId}.json`, {
+          json: { ticket: { comment: { body: commentBody(delivery, missing, sent.sizes, this.options.maxUploadBytes, true), public: false, uploads: sent.token ? [sent.token] : [] } } },
+        });
+        attached = undefined;
+      }
+    }
+    // Our copies are deleted once this returns: check that Zendesk holds every file.
+    attached ??= await this.attachedFiles(ticketId);
+    const absent = plans.filter((plan) => !isAttached(plan.fileName, attached));
+    if (absent.length > 0) {
+      throw new GatewayError(ErrorCode.DESTINATION_FAILED, `Zendesk ticket ${ticketId} lacks ${absent.length} of ${plans.length} files after the delivery; will retry`);
+    }
+    this.deps.log.debug({ deliveryId: delivery.deliveryId, ticketId, files: plans.length }, 'delivered to Zendesk');
+  }
+
+  async close(): Promise<void> {
+    // fetch keeps no per-destination state to release.
+  }
+
+  /** "List Tickets" filtered by external_id: the ticket of an earlier attempt, if any. */
+  private async findTicket(deliveryId: string): Promise<number | undefined> {
+    const { tickets } = await this.request<{ tickets?: Array<{ id: number; external_id: string | null }> }>('looking for the ticket', 'GET', '/api/v2/tickets.json', {
+      query: { external_id: deliveryId, per_page: '100' },
+    });
+    return tickets?.find((t) => t.external_id === deliveryId)?.id;
+  }
+
+  /**
+   * The ticket's requester: the end user with the customer's external id. Found with "Search
+   * Users" (external_id is exact and unique per account), else created as an end user named
+   * neutrally; create_or_update is not used because it would overwrite the name (and role) of a
+   * user the customer's agents already keep. Without an end user's external id the API user
+   * (the agent of the token) is the requester.
+   */
+  private async requester(delivery: Delivery, { skipCache = false } = {}): Promise<{ requesterId: number | undefined; cached: boolean }> {
+    const contact = delivery.contacts.find((c) => c.role === 'end_user' && c.externalId);
+    if (!contact) return { requesterId: undefined, cached: false };
+    if (!skipCache) {
+      const cached = await this.deps.contacts.get(contact.externalId);
+      if (cached && /^\d+$/.test(cached)) return { requesterId: Number(cached), cached: true };
+    }
+    const search = () =>
+      this.request<{ users?: Array<{ id: number; external_id: string | null }> }>('looking up the end user', 'GET', '/api/v2/users/search.json', { query: { external_id: contact.externalId } }).then(
+        ({ users }) => users?.find((u) => u.external_id === contact.externalId)?.id,
+      );
+    let id = await search();
+    if (id === undefined) {
+      try {
+        const { user } = await this.request<{ user: { id: number } }>('creating the end user', 'POST', '/api/v2/users.json', {
+          json: { user: { name: 'Gateway end user', external_id: contact.externalId, role: 'end-user' } },
+        });
+        id = user.id;
+      } catch (error) {
+        // Created meanwhile by another delivery: external_id is unique, so it is there now.
+        if (!(error instanceof ZendeskHttpError && error.status === 422)) throw error;
+        id = await search();
+        if (id === undefined) throw error;
+      }
+    }
+    await this.deps.contacts.set(contact.externalId, String(id));
+    return { requesterId: id, cached: false };
+  }
+
+  /** "Upload Files": every file (and part) under one token; read one artifact at a time. */
+  private async upload(plans: FilePlan[]): Promise<Uploaded> {
+    let token: string | undefined;
+    const sizes = new Map<string, number>();
+    for (const plan of plans) {
+      const bytes = await plan.artifact.read();
+      sizes.set(plan.fileName, bytes.length);
+      const parts = partsOf(bytes.length, this.options.maxUploadBytes);
+      for (const [index, [start, end]] of parts.entries()) {
+        const split = parts.length > 1;
+        const { upload } = await this.request<{ upload: { token: string } }>('uploading a file', 'POST', '/api/v2/uploads.json', {
+          query: { filename: split ? partName(plan.fileName, index, parts.length) : plan.fileName, ...(token ? { token } : {}) },
+          body: bytes.subarray(start, end),
+          // A part is not a playable file of the artifact's type; its name says how to rejoin it.
+          contentType: split ? 'application/octet-stream' : plan.artifact.contentType || 'application/octet-stream',
+          timeoutMs: this.options.uploadTimeoutMs,
+        });
+        token = upload.token;
+      }
+    }
+    return { token, sizes };
+  }
+
+  private async createTicket(delivery: Delivery, requesterId: number | undefined, sent: Uploaded, plans: FilePlan[]): Promise<number> {
+    const { ticket } = await this.request<{ ticket: { id: number } }>('creating the ticket', 'POST', '/api/v2/tickets.json', {
+      json: {
+        ticket: {
+          subject: `Gateway ${delivery.kind}: room ${delivery.room}`,
+          ...(requesterId !== undefined ? { requester_id: requesterId } : {}),
+          external_id: delivery.deliveryId,
+          comment: { body: commentBody(delivery, plans, sent.sizes, this.options.maxUploadBytes, false), public: false, uploads: sent.token ? [sent.token] : [] },
+          tags: ['gateway', `gateway_${delivery.kind}`],
+        },
+      },
+    });
+    return ticket.id;
+  }
+
+  /** Every file attached to the ticket's comments ("List Comments", offset pagination). */
+  private async attachedFiles(ticketId: number): Promise<Map<string, ZendeskAttachment>> {
+    const files = new Map<string, ZendeskAttachment>();
+    let next: string | null = `/api/v2/tickets/${ticketId}/comments.json?per_page=100`;
+    for (let page = 0; next && page < 100; page++) {
+      const body: { comments?: Array<{ attachments?: ZendeskAttachment[] }>; next_page?: string | null } = await this.request('reading the ticket comments', 'GET', next);
+      for (const comment of body.comments ?? []) for (const a of comment.attachments ?? []) files.set(a.file_name, a);
+      // Follow next_page only on the account's own origin: the credentials go with it.
+      next = body.next_page && new URL(body.next_page, this.origin).origin === this.origin ? body.next_page : null;
+    }
+    return files;
+  }
+
+  /**
+   * One call to Zendesk. 429 is waited out when Retry-After is short (Zendesk did not process
+   * the request); every other failure is DESTINATION_FAILED, with codes only: Zendesk's messages
+   * can quote values.
+   */
+  private async request<T>(
+    what: string,
+    method: string,
+    pathAndQuery: string,
+    init: { query?: Record<string, string>; json?: unknown; body?: Buffer; contentType?: string; timeoutMs?: number } = {},
+  ): Promise<T> {
+    const url = new URL(pathAndQuery, this.origin);
+    for (const [key, value] of Object.entries(init.query ?? {})) url.searchParams.set(key, value);
+    const headers: Record<string, string> = { authorization: this.authorization, accept: 'application/json' };
+    let body: BodyInit | undefined;
+    if (init.json !== undefined) {
+      headers['content-type'] = 'application/json';
+      body = JSON.stringify(init.json);
+    } else if (init.body) {
+      headers['content-type'] = init.contentType ?? 'application/octet-stream';
+      // A view on the same memory: parts of a large file are not copied.
+      body = new Uint8Array(init.body.buffer as ArrayBuffer, init.body.byteOffset, init.body.byteLength);
+    }
+    for (let attempt = 0; ; attempt++) {
+      let response: Response;
+      let text: string;
+      try {
+        // Redirects are refused: a moved account means a wrong subdomainUrl, and the credentials stay here.
+        response = await fetch(url, { method, headers, body, redirect: 'error', signal: AbortSignal.timeout(init.timeoutMs ?? this.options.requestTimeoutMs) });
+        text = await response.text();
+      } catch (error) {
+        throw new GatewayError(ErrorCode.DESTINATION_FAILED, `Zendesk did not answer ${what}: ${networkFailure(error)}; will retry`, { cause: error });
+      }
+      if (response.status === 429) {
+        const waitMs = retryAfterMs(response.headers.get('retry-after'));
+        if (waitMs <= this.options.maxRetryAfterMs && attempt < this.options.maxRateLimitRetries) {
+          this.deps.log.info({ waitMs, what }, 'Zendesk rate limit; waiting');
+          await this.options.sleep(waitMs);
+          continue;
+        }
+        throw new ZendeskHttpError(429, `Zendesk rate limit reached ${what}: retry after ${Math.ceil(waitMs / 1000)} s`, { retryAfterMs: waitMs });
+      }
+      if (response.ok) {
+        try {
+          return JSON.parse(text) as T;
+        } catch (error) {
+          throw new GatewayError(ErrorCode.DESTINATION_FAILED, `Zendesk answered ${what} with a body that is not JSON (HTTP ${response.status}): check subdomainUrl`, { cause: error });
+        }
+      }
+      throw httpFailure(what, response, text);
+    }
+  }
+}
+
+function httpFailure(what: string, response: Response, text: string): ZendeskHttpError {
+  const status = response.status;
+  if (status === 401) return new ZendeskHttpError(status, `Zendesk refused the credentials ${what} (HTTP 401): check the email and API token`);
+  if (status === 403) return new ZendeskHttpError(status, `Zendesk denied access ${what} (HTTP 403): the API user must be an agent or an admin`);
+  let parsed: { error?: unknown; details?: unknown } = {};
+  try {
+    parsed = JSON.parse(text) as typeof parsed;
+  } catch {
+    // not JSON: the status says enough
+  }
+  const code = errorCode(parsed.error) ?? errorCode((parsed.error as { title?: unknown } | undefined)?.title);
+  if (status === 422) {
+    const fields =
+      parsed.details && typeof parsed.details === 'object'
+        ? Object.entries(parsed.details as Record<string, unknown>)
+            .map(([field, issues]) => {
+              const codes = Array.isArray(issues) ? issues.map((i) => errorCode((i as { error?: unknown }).error)).filter(Boolean) : [];
+              return errorCode(field) ? `${field}: ${codes.join(', ') || 'invalid'}` : undefined;
+            })
+            .filter(Boolean)
+        : [];
+    return new ZendeskHttpError(status, `Zendesk rejected ${what} (HTTP 422 ${code ?? 'invalid'}${fields.length ? `; ${fields.join('; ')}` : ''})`);
+  }
+  const retryAfter = response.headers.get('retry-after');
+  const details = retryAfter ? { retryAfterMs: retryAfterMs(retryAfter) } : {};
+  if (status >= 500) return new ZendeskHttpError(status, `Zendesk failed ${what} (HTTP ${status}${code ? ` ${code}` : ''}); will retry`, details);
+  if (status === 404) return new ZendeskHttpError(status, `Zendesk found nothing ${what} (HTTP 404${code ? ` ${code}` : ''}): check subdomainUrl`);
+  return new ZendeskHttpError(status, `Zendesk refused ${what} (HTTP ${status}${code ? ` ${code}` : ''})`, details);
+}
+
+/** Retry-After in seconds or as an HTTP date; missing or unreadable means a minute. */
+export function retryAfterMs(header: string | null, now = Date.now()): number {
+  if (header && /^\d+$/.test(header.trim())) return Number(header.trim()) * 1000;
+  const date = header ? Date.parse(header) : NaN;
+  return Number.isNaN(date) ? 60_000 : Math.max(0, date - now);
+}
+
+function networkFailure(error: unknown): string {
+  const name = (error as { name?: string }).name;
+  if (name === 'TimeoutError' || name === 'AbortError') return 'timed out';
+  const cause = (error as { cause?: { code?: unknown } }).cause;
+  if (typeof cause?.code === 'string' && /^[A-Z_]+$/.test(cause.code)) return `connection failed (${cause.code})`;
+  return 'connection failed';
+}
+
+/** A stable file name from the artifact id (safe characters) and its content type. */
+export function fileNameOf(artifact: DeliveryArtifact): string {
+  const base = artifact.artifactId.replace(/[^A-Za-z0-9._-]/g, '_');
+  const extension = extensions[artifact.contentType.split(';')[0]!.trim().toLowerCase()] ?? '.bin';
+  return base.toLowerCase().endsWith(extension) ? base : `${base}${extension}`;
+}
+
+export function partName(fileName: string, index: number, count: number): string {
+  return `${fileName}.part${index + 1}of${count}`;
+}
+
+/** [start, end) byte ranges of at most `max` bytes; one range for an empty or small file. */
+export function partsOf(size: number, max: number): Array<[number, number]> {
+  if (size <= max) return [[0, size]];
+  const ranges: Array<[number, number]> = [];
+  for (let start = 0; start < size; start += max) ranges.push([start, Math.min(size, start + max)]);
+  return ranges;
+}
+
+/**
+ * Whether a ticket's attachments already hold an artifact: its file, or all N parts of it for
+ * one N. Parts go in one comment with the rest, so a partial set only happens if Zendesk dropped
+ * files; then the whole set is sent again.
+ */
+function isAttached(fileName: string, attached: Map<string, ZendeskAttachment>): boolean {
+  if (attached.has(fileName)) return true;
+  const first = [...attached.keys()].find((name) => name.startsWith(`${fileName}.part1of`));
+  const count = first ? Number(first.slice(`${fileName}.part1of`.length)) : NaN;
+  if (!Number.isInteger(count) || count < 2) return false;
+  for (let i = 0; i < count; i++) if (!attached.has(partName(fileName, i, count))) return false;
+  return true;
+}
+
+const utc = (ms: number) => (ms > 0 ? new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC') : 'unknown');
+
+/** The private comment: what the files are, never personal data beyond the references we hold. */
+function commentBody(delivery: Delivery, plans: FilePlan[], sizes: Map<string, number>, maxUploadBytes: number, retried: boolean): string {
+  const lines = [
+    `Gateway ${delivery.kind} of room ${delivery.room} (delivery ${delivery.deliveryId}), ${utc(delivery.startedAtMs)} to ${utc(delivery.endedAtMs)}.`,
+  ];
+  if (retried) lines.push('Files added by a retried delivery.');
+  if (plans.length > 0) lines.push('', 'Files:');
+  for (const { artifact, fileName } of plans) {
+    const size = sizes.get(fileName) ?? artifact.sizeBytes;
+    const parts = partsOf(size, maxUploadBytes).length;
+    lines.push(`- ${fileName} (${artifact.kind}, ${artifact.contentType}, ${size} bytes)`);
+    if (parts > 1) {
+      lines.push(`  sent in ${parts} parts, ${partName(fileName, 0, parts)} to ${partName(fileName, parts - 1, parts)}: concatenate them in that order to get the file.`);
+    }
+  }
+  const pauses = delivery.metadata.pauses;
+  if (Array.isArray(pauses) && pauses.length > 0) {
+    lines.push('', 'Recording paused (PCI):');
+    for (const p of pauses as Array<{ startMs: number; endMs: number }>) lines.push(`- ${utc(p.startMs)} to ${utc(p.endMs)}`);
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,47 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SalesforceContractServer } from './server.js';
+
+/** The contract server's own answers, checked against the documented shapes. */
+describe('Salesforce contract server', () => {
+  let server: SalesforceContractServer;
+  let token: string;
+  const api = (path: string, init: RequestInit = {}, version = 'v60.0') =>
+    fetch(`${server.url}/services/data/${version}${path}`, { ...init, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', ...init.headers } });
+
+  beforeAll(async () => {
+    server = await SalesforceContractServer.start({ clientId: 'id', clientSecret: 'secret' });
+    const response = await fetch(`${server.url}/services/oauth2/token`, { method: 'POST', body: new URLSearchParams({ grant_type: 'client_credentials', client_id: 'id', client_secret: 'secret' }) });
+    const body = await response.json();
+    expect(body).toMatchObject({ instance_url: server.url, token_type: 'Bearer', issued_at: expect.any(String), signature: expect.any(String) });
+    token = body.access_token;
+  });
+  afterAll(() => server.stop());
+
+  it('upserts by external id: 201 created, then 200 {created:false} (46.0+) or 204 (older)', async () => {
+    const path = '/sobjects/Contact/Gateway_External_Id__c/abc-1';
+    const created = await api(path, { method: 'PATCH', body: JSON.stringify({ LastName: 'A' }) });
+    expect(created.status).toBe(201);
+    const { id } = await created.json();
+    expect(id).toMatch(/^003[A-Za-z0-9]{15}$/);
+    expect(created.headers.get('sforce-limit-info')).toMatch(/^api-usage=\d+\/15000$/);
+    expect(await (await api(path, { method: 'PATCH', body: JSON.stringify({ LastName: 'B' }) })).json()).toEqual({ id, success: true, errors: [], created: false });
+    expect((await api(path, { method: 'PATCH', body: JSON.stringify({ LastName: 'C' }) }, 'v45.0')).status).toBe(204);
+    const withField = await api(path, { method: 'PATCH', body: JSON.stringify({ LastName: 'D', Gateway_External_Id__c: 'abc-1' }) });
+    expect(withField.status).toBe(400);
+    expect(await (await api('/sobjects/Contact', { method: 'POST', body: JSON.stringify({ FirstName: 'x' }) })).json()).toEqual([{ message: 'Required fields are missing: [LastName]', errorCode: 'REQUIRED_FIELD_MISSING', fields: ['LastName'] }]);
+  });
+
+  it('refuses malformed multipart, unknown fields, unknown versions and missing tokens as Salesforce does', async () => {
+    const multipart = (body: string) => api('/sobjects/ContentVersion', { method: 'POST', body, headers: { 'content-type': 'multipart/form-data; boundary=b' } });
+    expect((await multipart('--b\r\nContent-Disposition: form-data; name="VersionData"; filename="x"\r\n\r\nxx\r\n--b--')).status).toBe(400);
+    const ok = await multipart('--b\r\nContent-Disposition: form-data; name="entity_content"\r\nContent-Type: application/json\r\n\r\n{"PathOnClient":"x.txt"}\r\n--b\r\nContent-Disposition: form-data; name="VersionData"; filename="x.txt"\r\n\r\nx\r\ny\r\n--b--\r\n');
+    expect(ok.status).toBe(201);
+    expect(server.list('ContentVersion').map((v) => (v.VersionData as Buffer).toString())).toEqual(['x\r\ny']);
+    expect(await (await api('/sobjects/Task', { method: 'POST', body: JSON.stringify({ Colour: 'red' }) })).json()).toEqual([expect.objectContaining({ errorCode: 'INVALID_FIELD' })]);
+    expect(await (await api('/sobjects/Task', { method: 'POST', body: JSON.stringify({ WhoId: '003000000000000AAA' }) })).json()).toEqual([expect.objectContaining({ errorCode: 'INVALID_CROSS_REFERENCE_KEY' })]);
+    expect((await api('/limits', {}, 'v99.0')).status).toBe(404);
+    const anonymous = await fetch(`${server.url}/services/data/v60.0/limits`);
+    expect(anonymous.status).toBe(401);
+    expect(await anonymous.json()).toEqual([{ message: 'Session expired or invalid', errorCode: 'INVALID_SESSION_ID', fields: [] }]);
+  });
+});

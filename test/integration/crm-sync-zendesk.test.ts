@@ -1,0 +1,128 @@
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream } from '@nats-io/jetstream';
+import { ArtifactStore, DEMO_TENANT, DEMO_TENANT_KEK, StaticKeyring, ensureStream, streams, subjects } from '@gateway/common';
+import { TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
+import { NatsServer, startCrmSyncProcess, waitFor } from '@gateway/testing';
+import { ZendeskContractServer } from '../contracts/zendesk/server.js';
+import { twoTenantEnv } from '../support/tokens.js';
+
+const basic = (t: { apiKey: string; apiSecret: string }) => `Basic ${Buffer.from(`${t.apiKey}:${t.apiSecret}`).toString('base64')}`;
+const EMAIL = 'agent@acme.example';
+const API_TOKEN = 'zendesk-api-token-0451';
+
+/**
+ * crm-sync against nats-server and the Zendesk contract server: a transcript becomes one
+ * Zendesk ticket with its files on a private comment, then our copies are deleted.
+ */
+describe('crm-sync to Zendesk', () => {
+  let nats: NatsServer;
+  let nc: NatsConnection;
+  let zendesk: ZendeskContractServer;
+  let crm: Awaited<ReturnType<typeof startCrmSyncProcess>>;
+  let artifacts: ArtifactStore;
+
+  beforeAll(async () => {
+    [nats, zendesk] = await Promise.all([NatsServer.start(), ZendeskContractServer.start({ email: EMAIL, apiToken: API_TOKEN })]);
+    crm = await startCrmSyncProcess({ natsUrl: nats.url, env: { ...twoTenantEnv, CRM_SYNC_RETRY_BASE_SECONDS: '0.2', CRM_SYNC_RETRY_MAX_SECONDS: '1' } });
+    nc = await connect({ servers: nats.url });
+    artifacts = await ArtifactStore.open(nc, new StaticKeyring({ demo: DEMO_TENANT_KEK }));
+  }, 60_000);
+
+  afterAll(async () => {
+    await nc?.close();
+    await crm?.stop();
+    await zendesk?.close();
+    await nats?.stop();
+  });
+
+  const admin = (path: string, init: RequestInit = {}) =>
+    fetch(`${crm.url}${path}`, { ...init, headers: { authorization: basic(DEMO_TENANT), 'content-type': 'application/json', ...init.headers } });
+  const connector = (apiToken: string) => ({ type: 'zendesk', config: { subdomainUrl: zendesk.url, email: EMAIL }, secrets: { apiToken } });
+
+  async function publishTranscript(conversationId: string, files: Array<{ contentType: string; bytes: Buffer }>): Promise<string[]> {
+    const ids = files.map((_, i) => `${conversationId}-${i}`);
+    for (const [i, file] of files.entries()) await artifacts.put('demo', ids[i]!, Readable.from([file.bytes]), file.contentType);
+    const event = TranscriptReady.encode({
+      tenant: 'demo',
+      room: 'r-1',
+      conversationId,
+      artifacts: ids.map((artifactId, i) => ({ artifactId, kind: 'transcript', contentType: files[i]!.contentType, participantId: '', sizeBytes: files[i]!.bytes.length, durationMs: 0, part: 0 })),
+      messageCount: 1,
+      startedAtMs: Date.now() - 60_000,
+      endedAtMs: Date.now(),
+      contacts: [{ participantId: 'PA_1', role: 'end_user', externalId: 'crm-contact-42', crmContactId: '' }],
+      smartActions: [],
+    }).finish();
+    await ensureStream(nc, streams.transcripts);
+    await jetstream(nc).publish(subjects.transcriptReady('demo'), event);
+    return ids;
+  }
+
+  const ticketWithFiles = (conversationId: string, files: number) =>
+    waitFor(
+      () => {
+        const [ticket] = zendesk.ticketsByExternalId(conversationId);
+        return ticket && zendesk.ticketAttachments(ticket.id).length === files ? ticket : undefined;
+      },
+      15_000,
+      'a Zendesk ticket with the files',
+    );
+
+  it('connects a zendesk connector, tests it, and refuses a wrong token or a plain-http remote address', async () => {
+    expect((await admin('/v1/connectors/zendesk', { method: 'PUT', body: JSON.stringify(connector('wrong-token')) })).status).toBe(200);
+    const failing = await (await admin('/v1/connectors/zendesk/test', { method: 'POST' })).json();
+    expect(failing.error).toMatchObject({ code: 'DESTINATION_FAILED' });
+    expect(failing.error.message).toMatch(/anonymous/);
+    expect(JSON.stringify(failing)).not.toContain('wrong-token');
+
+    const remote = await admin('/v1/connectors/zendesk', { method: 'PUT', body: JSON.stringify({ ...connector(API_TOKEN), config: { subdomainUrl: 'http://acme.zendesk.com', email: EMAIL } }) });
+    expect(remote.status).toBe(400);
+
+    expect((await admin('/v1/connectors/zendesk', { method: 'PUT', body: JSON.stringify(connector(API_TOKEN)) })).status).toBe(200);
+    const shown = await (await admin('/v1/connectors/zendesk')).json();
+    expect(shown).toMatchObject({ type: 'zendesk', config: { subdomainUrl: zendesk.url, email: EMAIL } });
+    expect(JSON.stringify(shown)).not.toContain(API_TOKEN);
+    expect(await (await admin('/v1/connectors/zendesk/test', { method: 'POST' })).json()).toEqual({ ok: true });
+  });
+
+  it('delivers a transcript as one ticket with its files, then deletes our copies', async () => {
+    const conversationId = `CV_zd${Date.now()}`;
+    const files = [
+      { contentType: 'application/json', bytes: Buffer.from('{"messages":[{"text":"[CARD]"}]}') },
+      { contentType: 'text/plain', bytes: randomBytes(64 * 1024) },
+    ];
+    const ids = await publishTranscript(conversationId, files);
+    const ticket = await ticketWithFiles(conversationId, 2);
+    const attached = zendesk.ticketAttachments(ticket.id);
+    expect(attached.map((a) => a.content_type)).toEqual(['application/json', 'text/plain']);
+    expect(attached.map((a) => a.bytes.equals(files[attached.indexOf(a)]!.bytes))).toEqual([true, true]);
+    expect(zendesk.comments.get(ticket.id)![0]!.public).toBe(false);
+    expect(zendesk.users.get(ticket.requester_id)?.external_id).toBe('crm-contact-42');
+
+    for (const id of ids) await waitFor(async () => (await artifacts.get('demo', id).catch((e) => e.code)) === 'NOT_FOUND', 5_000, 'artifact purged');
+    expect(zendesk.ticketsByExternalId(conversationId)).toHaveLength(1);
+  });
+
+  it('ends with exactly one ticket after a 429 and 503s on the first attempts', async () => {
+    const before = zendesk.requests.length;
+    zendesk.inject({ rateLimited: 1 }, { path: '/api/v2/uploads' });
+    zendesk.inject({ status: 503 }, { path: '/api/v2/tickets', method: 'POST', times: 2 });
+    const conversationId = `CV_zdretry${Date.now()}`;
+    const files = [{ contentType: 'application/json', bytes: Buffer.from('{"messages":[]}') }];
+    const ids = await publishTranscript(conversationId, files);
+    const ticket = await ticketWithFiles(conversationId, 1);
+    expect(zendesk.ticketAttachments(ticket.id)[0]!.bytes.equals(files[0]!.bytes)).toBe(true);
+    await waitFor(async () => (await artifacts.get('demo', ids[0]!).catch((e) => e.code)) === 'NOT_FOUND', 5_000, 'artifact purged');
+    // Two refused creations and one that worked; a 429 waited out inside the adapter.
+    const requests = zendesk.requests.slice(before);
+    expect(requests.filter((r) => r.method === 'POST' && r.path === '/api/v2/tickets').map((r) => r.status)).toEqual([503, 503, 201]);
+    expect(requests.some((r) => r.path === '/api/v2/uploads' && r.status === 429)).toBe(true);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(zendesk.ticketsByExternalId(conversationId)).toHaveLength(1);
+    expect(zendesk.ticketAttachments(ticket.id)).toHaveLength(1);
+    expect(crm.logs).not.toContain(API_TOKEN);
+  });
+});
