@@ -162,11 +162,19 @@ export class ArtifactStore {
     }
   }
 
-  /** Deletes the wrapped key first (from then on no copy can be read), then the bytes. */
+  /**
+   * Deletes the wrapped key first (from then on no copy can be read), then the bytes. Safe to
+   * repeat: a part already gone is skipped, and a failure throws so the caller tries again.
+   */
   async delete(tenant: string, artifactId: string): Promise<void> {
     const name = objectName(tenant, artifactId);
     await this.keys.purge(name);
-    await this.objects.delete(name).catch(() => undefined);
+    try {
+      await this.objects.delete(name);
+    } catch (error) {
+      const info = await this.objects.info(name);
+      if (info && !info.deleted) throw new GatewayError(ErrorCode.UNAVAILABLE, 'deleting the artifact bytes failed', { cause: error });
+    }
   }
 }
 

@@ -185,6 +185,14 @@ export class Deliveries {
       if (gatewayError.code === ErrorCode.NOT_FOUND) {
         // Its artifacts are gone: delivered and purged before a crash lost the acknowledgement,
         // or deleted by a data-subject request. Nothing is left to deliver.
+        // A crash may have come between two artifacts' purges: finish it before letting go.
+        try {
+          await this.purge(delivery);
+        } catch (purgeError) {
+          this.log.warn({ err: purgeError, ...context }, 'finishing the purge failed; will retry');
+          message.nak(this.options.retryBaseMs);
+          return;
+        }
         this.log.warn(context, 'artifacts already gone; acknowledging');
         await this.settle(message);
         return;

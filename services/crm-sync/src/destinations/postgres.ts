@@ -136,12 +136,20 @@ export class PostgresDestination implements Destination {
     } catch (error) {
       throw new GatewayError(ErrorCode.DESTINATION_FAILED, `cannot connect to the database: ${describe(error)}`, { cause: error });
     }
+    // A connection the server drops while it is checked out emits 'error' on the client; the
+    // query in flight fails on its own, and the event must not take the process down.
+    const onError = () => undefined;
+    client.on('error', onError);
+    let broken: Error | undefined;
     try {
       return await work(client);
     } catch (error) {
+      broken = error as Error;
       throw new GatewayError(ErrorCode.DESTINATION_FAILED, `the database refused the delivery: ${describe(error)}`, { cause: error });
     } finally {
-      client.release();
+      client.off('error', onError);
+      // After a failure the connection may be dead: destroy it rather than pool it.
+      client.release(broken);
     }
   }
 
