@@ -7,8 +7,8 @@ import { DataSubjectAudit, TranscriptReady } from '@gateway/proto/gateway/events
 import { NatsServer, startCrmSyncProcess } from '@gateway/testing';
 import { KvContactMaps } from '../../services/crm-sync/src/connectors/ContactMap.js';
 import { GLOBEX_TENANT, twoTenantEnv } from '../support/tokens.js';
+import { basicAuth } from '../support/crmSync.js';
 
-const basic = (t: { apiKey: string; apiSecret: string }) => `Basic ${Buffer.from(`${t.apiKey}:${t.apiSecret}`).toString('base64')}`;
 
 /**
  * Data-subject requests against a real nats-server and crm-sync process: an end user's pending
@@ -38,7 +38,7 @@ describe('data-subject requests', () => {
   });
 
   const api = (path: string, init: RequestInit & { as?: { apiKey: string; apiSecret: string } } = {}) =>
-    fetch(`${crm.url}${path}`, { ...init, headers: { authorization: basic(init.as ?? DEMO_TENANT) } });
+    fetch(`${crm.url}${path}`, { ...init, headers: { authorization: basicAuth(init.as ?? DEMO_TENANT) } });
 
   async function pendingTranscript(conversationId: string, externalId: string, text: string): Promise<string> {
     const artifactId = `${conversationId}-txt`;

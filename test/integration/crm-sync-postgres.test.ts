@@ -1,15 +1,14 @@
-import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { ArtifactStore, DEMO_TENANT, DEMO_TENANT_KEK, StaticKeyring, buckets, ensureStream, streams, subjects } from '@gateway/common';
+import { ArtifactStore, DEMO_TENANT_KEK, StaticKeyring, buckets, streams, subjects } from '@gateway/common';
 import { TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
 import { NatsServer, PostgresServer, startCrmSyncProcess, waitFor } from '@gateway/testing';
 import { GLOBEX_TENANT, twoTenantEnv } from '../support/tokens.js';
+import { adminApi, publishTranscript as publishShared } from '../support/crmSync.js';
 
-const basic = (t: { apiKey: string; apiSecret: string }) => `Basic ${Buffer.from(`${t.apiKey}:${t.apiSecret}`).toString('base64')}`;
 const CUSTOMER_PASSWORD = 'customer-db-password-0451';
 
 /**
@@ -51,28 +50,17 @@ describe('crm-sync to a customer PostgreSQL database', () => {
     config: { host: '127.0.0.1', port: postgres.port, database: 'customer_crm', user: 'customer', ssl: 'disable' },
     secrets: { password },
   });
-  const admin = (path: string, init: RequestInit & { as?: { apiKey: string; apiSecret: string } } = {}) =>
-    fetch(`${crm.url}${path}`, { ...init, headers: { authorization: basic(init.as ?? DEMO_TENANT), 'content-type': 'application/json', ...init.headers } });
+  const admin = (path: string, init: Parameters<ReturnType<typeof adminApi>>[1] = {}) => adminApi(crm.url)(path, init);
 
-  async function publishTranscript(conversationId: string): Promise<string[]> {
-    const ids = [`${conversationId}-json`, `${conversationId}-txt`];
-    await artifacts.put('demo', ids[0]!, Readable.from([Buffer.from('{"messages":[]}')]), 'application/json');
-    await artifacts.put('demo', ids[1]!, Readable.from([Buffer.from('[card] [CARD]\n')]), 'text/plain');
-    const event = TranscriptReady.encode({
-      tenant: 'demo',
-      room: 'r-1',
+  const publishTranscript = (conversationId: string) =>
+    publishShared(nc, artifacts, {
       conversationId,
-      artifacts: ids.map((artifactId, i) => ({ artifactId, kind: 'transcript', contentType: i === 0 ? 'application/json' : 'text/plain', participantId: '', sizeBytes: 15, durationMs: 0, part: 0 })),
-      messageCount: 1,
-      startedAtMs: Date.now() - 60_000,
-      endedAtMs: Date.now(),
-      contacts: [{ participantId: 'PA_1', role: 'end_user', externalId: 'ext-1', crmContactId: '' }],
-      smartActions: [],
-    }).finish();
-    await ensureStream(nc, streams.transcripts);
-    await jetstream(nc).publish(subjects.transcriptReady('demo'), event);
-    return ids;
-  }
+      files: [
+        { contentType: 'application/json', bytes: Buffer.from('{"messages":[]}') },
+        { contentType: 'text/plain', bytes: Buffer.from('[card] [CARD]\n') },
+      ],
+    });
+
 
   it('keeps connector secrets sealed, never returns them, and keeps tenants apart', async () => {
     expect((await admin('/v1/connectors/warehouse', { method: 'PUT', body: JSON.stringify(connector(CUSTOMER_PASSWORD)) })).status).toBe(200);

@@ -3,14 +3,14 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
-import { ArtifactStore, DEMO_TENANT, DEMO_TENANT_KEK, StaticKeyring, ensureStream, streams, subjects } from '@gateway/common';
+import { ArtifactStore, DEMO_TENANT_KEK, StaticKeyring, ensureStream, streams, subjects } from '@gateway/common';
 import { RecordingReady } from '@gateway/proto/gateway/events/v1/events';
 import { RecordingState } from '@gateway/proto/gateway/recorder/v1/recorder';
 import { NatsServer, startCrmSyncProcess, waitFor } from '@gateway/testing';
 import { MIB, S3ContractServer, faults } from '../contracts/s3/server.js';
 import { twoTenantEnv } from '../support/tokens.js';
+import { adminApi } from '../support/crmSync.js';
 
-const basic = (t: { apiKey: string; apiSecret: string }) => `Basic ${Buffer.from(`${t.apiKey}:${t.apiSecret}`).toString('base64')}`;
 const BUCKET = 'customer-recordings';
 const KMS_KEY = 'alias/contact-center-recordings';
 const CUSTOMER = { accessKeyId: 'AKIACUSTOMERCRMSYNC1', secretAccessKey: 'customer-s3-secret-0451-do-not-show' };
@@ -47,8 +47,7 @@ describe('crm-sync to a customer S3 bucket', () => {
     config: { bucket: BUCKET, region: s3.region, endpoint: s3.url, kmsKeyId: KMS_KEY, multipartThresholdBytes: 5 * MIB, partSizeBytes: 5 * MIB, maxAttempts: 2 },
     secrets: { accessKeyId: CUSTOMER.accessKeyId, secretAccessKey },
   });
-  const admin = (path: string, init: RequestInit = {}) =>
-    fetch(`${crm.url}${path}`, { ...init, headers: { authorization: basic(DEMO_TENANT), 'content-type': 'application/json', ...init.headers } });
+  const admin = (path: string, init: Parameters<ReturnType<typeof adminApi>>[1] = {}) => adminApi(crm.url)(path, init);
 
   /** A recording of a 6 MiB voice file (two parts) and a small per-participant file, stored encrypted with us. */
   async function publishRecording(recordingId: string) {

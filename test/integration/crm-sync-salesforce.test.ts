@@ -2,13 +2,13 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
-import { ArtifactStore, DEMO_TENANT, DEMO_TENANT_KEK, StaticKeyring, ensureStream, streams, subjects } from '@gateway/common';
+import { ArtifactStore, DEMO_TENANT_KEK, StaticKeyring, ensureStream, streams, subjects } from '@gateway/common';
 import { TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
 import { NatsServer, startCrmSyncProcess, waitFor } from '@gateway/testing';
 import { SalesforceContractServer } from '../contracts/salesforce/server.js';
 import { twoTenantEnv } from '../support/tokens.js';
+import { adminApi } from '../support/crmSync.js';
 
-const basic = (t: { apiKey: string; apiSecret: string }) => `Basic ${Buffer.from(`${t.apiKey}:${t.apiSecret}`).toString('base64')}`;
 const CLIENT_ID = '3MVG9-integration-consumer-key';
 const CLIENT_SECRET = 'consumer-secret-integration-0451';
 
@@ -38,8 +38,7 @@ describe('crm-sync to Salesforce (contract server)', () => {
     await nats?.stop();
   });
 
-  const admin = (path: string, init: RequestInit = {}) =>
-    fetch(`${crm.url}${path}`, { ...init, headers: { authorization: basic(DEMO_TENANT), 'content-type': 'application/json', ...init.headers } });
+  const admin = (path: string, init: Parameters<ReturnType<typeof adminApi>>[1] = {}) => adminApi(crm.url)(path, init);
 
   it('connects a salesforce connector, tests it, and never shows its secret', async () => {
     const connector = { type: 'salesforce', config: { loginUrl: salesforce.url, authFlow: 'client_credentials', clientId: CLIENT_ID, requestTimeoutMs: 1_000 }, secrets: { clientSecret: CLIENT_SECRET } };

@@ -10,8 +10,8 @@ import { NatsServer, PostgresServer, startCrmSyncProcess, waitFor } from '@gatew
 import { ZendeskContractServer } from '../contracts/zendesk/server.js';
 import { scanResidue } from '../support/residue.js';
 import { GLOBEX_TENANT, twoTenantEnv } from '../support/tokens.js';
+import { basicAuth } from '../support/crmSync.js';
 
-const basic = (t: { apiKey: string; apiSecret: string }) => `Basic ${Buffer.from(`${t.apiKey}:${t.apiSecret}`).toString('base64')}`;
 const TRANSCRIPTS_PER_TENANT = Number(process.env.SOAK_TRANSCRIPTS ?? 250);
 const FILES_PER_TRANSCRIPT = 2;
 const CUSTOMER_PASSWORD = 'soak-customer-password';
@@ -67,7 +67,7 @@ describe('crm-sync fault soak', () => {
 
   it('delivers 1,000 artifacts exactly once through faults, a crash and a NATS restart, and leaves nothing behind', async () => {
     const admin = (tenant: { apiKey: string; apiSecret: string }, name: string, body: unknown) =>
-      fetch(`${crm.url}/v1/connectors/${name}`, { method: 'PUT', headers: { authorization: basic(tenant), 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      fetch(`${crm.url}/v1/connectors/${name}`, { method: 'PUT', headers: { authorization: basicAuth(tenant), 'content-type': 'application/json' }, body: JSON.stringify(body) });
     expect((await admin(DEMO_TENANT, 'warehouse', { type: 'postgres', config: { host: '127.0.0.1', port: postgres.port, database: 'customer_crm', user: 'customer', ssl: 'disable' }, secrets: { password: CUSTOMER_PASSWORD } })).status).toBe(200);
     expect((await admin(GLOBEX_TENANT, 'support', { type: 'zendesk', config: { subdomainUrl: zendesk.url, email: ZENDESK.email }, secrets: { apiToken: ZENDESK.apiToken } })).status).toBe(200);
 

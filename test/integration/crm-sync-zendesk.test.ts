@@ -1,15 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { jetstream } from '@nats-io/jetstream';
-import { ArtifactStore, DEMO_TENANT, DEMO_TENANT_KEK, StaticKeyring, ensureStream, streams, subjects } from '@gateway/common';
-import { TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
+import { ArtifactStore, DEMO_TENANT_KEK, StaticKeyring } from '@gateway/common';
 import { NatsServer, startCrmSyncProcess, waitFor } from '@gateway/testing';
 import { ZendeskContractServer } from '../contracts/zendesk/server.js';
 import { twoTenantEnv } from '../support/tokens.js';
+import { adminApi, publishTranscript as publishShared } from '../support/crmSync.js';
 
-const basic = (t: { apiKey: string; apiSecret: string }) => `Basic ${Buffer.from(`${t.apiKey}:${t.apiSecret}`).toString('base64')}`;
 const EMAIL = 'agent@acme.example';
 const API_TOKEN = 'zendesk-api-token-0451';
 
@@ -38,28 +35,12 @@ describe('crm-sync to Zendesk', () => {
     await nats?.stop();
   });
 
-  const admin = (path: string, init: RequestInit = {}) =>
-    fetch(`${crm.url}${path}`, { ...init, headers: { authorization: basic(DEMO_TENANT), 'content-type': 'application/json', ...init.headers } });
+  const admin = (path: string, init: Parameters<ReturnType<typeof adminApi>>[1] = {}) => adminApi(crm.url)(path, init);
   const connector = (apiToken: string) => ({ type: 'zendesk', config: { subdomainUrl: zendesk.url, email: EMAIL }, secrets: { apiToken } });
 
-  async function publishTranscript(conversationId: string, files: Array<{ contentType: string; bytes: Buffer }>): Promise<string[]> {
-    const ids = files.map((_, i) => `${conversationId}-${i}`);
-    for (const [i, file] of files.entries()) await artifacts.put('demo', ids[i]!, Readable.from([file.bytes]), file.contentType);
-    const event = TranscriptReady.encode({
-      tenant: 'demo',
-      room: 'r-1',
-      conversationId,
-      artifacts: ids.map((artifactId, i) => ({ artifactId, kind: 'transcript', contentType: files[i]!.contentType, participantId: '', sizeBytes: files[i]!.bytes.length, durationMs: 0, part: 0 })),
-      messageCount: 1,
-      startedAtMs: Date.now() - 60_000,
-      endedAtMs: Date.now(),
-      contacts: [{ participantId: 'PA_1', role: 'end_user', externalId: 'crm-contact-42', crmContactId: '' }],
-      smartActions: [],
-    }).finish();
-    await ensureStream(nc, streams.transcripts);
-    await jetstream(nc).publish(subjects.transcriptReady('demo'), event);
-    return ids;
-  }
+  const publishTranscript = (conversationId: string, files: Array<{ contentType: string; bytes: Buffer }>) =>
+    publishShared(nc, artifacts, { conversationId, files, contacts: [{ participantId: 'PA_1', role: 'end_user', externalId: 'crm-contact-42', crmContactId: '' }] });
+
 
   const ticketWithFiles = (conversationId: string, files: number) =>
     waitFor(

@@ -61,3 +61,26 @@ export class GatewayError extends Error {
     return new GatewayError(fallback, message, { cause: error });
   }
 }
+
+/** The HTTP status of each code, for the HTTP boundaries (signaling's routes, crm-sync's admin API). */
+const httpStatusByCode: Partial<Record<ErrorCode, number>> = {
+  BAD_REQUEST: 400,
+  MALFORMED_MESSAGE: 400,
+  FRAME_TOO_LARGE: 413,
+  MESSAGE_TOO_LARGE: 413,
+  UNSUPPORTED_CONTENT: 415,
+  UNAUTHENTICATED: 401,
+  TOKEN_EXPIRED: 401,
+  PERMISSION_DENIED: 403,
+  NOT_FOUND: 404,
+  ALREADY_EXISTS: 409,
+  INVALID_STATE: 409,
+  RATE_LIMITED: 429,
+  DESTINATION_FAILED: 502,
+  UNAVAILABLE: 503,
+  TIMEOUT: 504,
+};
+
+export function httpStatusOf(code: ErrorCode): number {
+  return httpStatusByCode[code] ?? 500;
+}

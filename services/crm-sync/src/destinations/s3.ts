@@ -16,6 +16,7 @@ import { z } from 'zod';
 import { ErrorCode, GatewayError, type Logger } from '@gateway/common';
 import { retryDelayMs } from '../Deliveries.js';
 import type { Delivery, Destination, DestinationDeps } from './types.js';
+import { isSecureOrLocal } from './urls.js';
 
 const MIB = 1024 * 1024;
 const GIB = 1024 * MIB;
@@ -26,7 +27,6 @@ const MAX_PARTS = 10_000;
 const MAX_OBJECT_BYTES = 5 * 1024 * GIB;
 
 /** Plain HTTP only to a server on this host (a test server, or a gateway beside crm-sync): credentials and recordings never cross a network unencrypted. */
-const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
 
 export const s3ConfigSchema = z.object({
   bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name'),
@@ -34,7 +34,7 @@ export const s3ConfigSchema = z.object({
   /** An S3-compatible server instead of AWS (path-style addressing then); https, or http on the loopback only. */
   endpoint: z
     .url({ protocol: /^https?$/ })
-    .refine((value) => new URL(value).protocol === 'https:' || LOOPBACK_HOSTS.has(new URL(value).hostname), 'must be https (http only for a server on the same host)')
+    .refine((value) => isSecureOrLocal(new URL(value)), 'must be https (http only for a server on the same host)')
     .optional(),
   /** Key prefix: empty, or folders ending with "/", in S3's safe characters. */
   prefix: z

@@ -3,6 +3,7 @@ import { SignJWT } from 'jose';
 import { z } from 'zod';
 import { ErrorCode, GatewayError } from '@gateway/common';
 import type { Delivery, DeliveryArtifact, Destination, DestinationDeps } from './types.js';
+import { isSecureOrLocal } from './urls.js';
 
 /**
  * Salesforce over its REST API (Salesforce REST API Developer Guide). Each delivery becomes a
@@ -27,11 +28,10 @@ const PATH_SAFE_VALUE = /^[A-Za-z0-9_-]{1,255}$/;
 /** How long a REQUEST_LIMIT_EXCEEDED should wait at least: the limit is over a rolling 24 hours. */
 const LIMIT_RETRY_AFTER_MS = 15 * 60_000;
 
-const isLoopback = (host: string) => host === '127.0.0.1' || host === 'localhost' || host === '[::1]';
 /** HTTPS only; plain HTTP only to this machine (the contract server in tests). */
 const acceptableOrigin = (value: string) => {
   const url = new URL(value);
-  return url.protocol === 'https:' || (url.protocol === 'http:' && isLoopback(url.hostname));
+  return isSecureOrLocal(url);
 };
 
 export const salesforceConfigSchema = z

@@ -1,8 +1,7 @@
 import { z } from 'zod';
 import { ErrorCode, GatewayError } from '@gateway/common';
 import type { Delivery, DeliveryArtifact, Destination, DestinationDeps } from './types.js';
-
-const loopbackHosts = new Set(['localhost', '127.0.0.1', '[::1]']);
+import { isSecureOrLocal } from './urls.js';
 
 export const zendeskConfigSchema = z.object({
   /** The account's address, e.g. https://acme.zendesk.com (http only for a server on this host). */
@@ -10,7 +9,7 @@ export const zendeskConfigSchema = z.object({
     .url()
     .refine((value) => {
       const url = new URL(value);
-      return (url.protocol === 'https:' || (url.protocol === 'http:' && loopbackHosts.has(url.hostname))) && url.pathname === '/' && !url.search && !url.hash && !url.username;
+      return isSecureOrLocal(url) && url.pathname === '/' && !url.search && !url.hash && !url.username;
     }, 'must be an https:// origin such as https://acme.zendesk.com, without a path')
     .transform((value) => new URL(value).origin),
   /** The agent or admin the API token belongs to. */

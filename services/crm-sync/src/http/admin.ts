@@ -1,19 +1,9 @@
 import type http from 'node:http';
-import { ErrorCode, GatewayError, tenantFromBasicAuth, type Logger, type Tenant } from '@gateway/common';
+import { ErrorCode, GatewayError, httpStatusOf, tenantFromBasicAuth, type Logger, type Tenant } from '@gateway/common';
 import type { ConnectorStore } from '../connectors/ConnectorStore.js';
 import { dataSubjectOf, type DataSubjects } from '../DataSubjects.js';
 
 const MAX_BODY_BYTES = 64 * 1024;
-
-const httpStatus: Partial<Record<ErrorCode, number>> = {
-  BAD_REQUEST: 400,
-  MALFORMED_MESSAGE: 400,
-  FRAME_TOO_LARGE: 413,
-  UNAUTHENTICATED: 401,
-  PERMISSION_DENIED: 403,
-  NOT_FOUND: 404,
-  DESTINATION_FAILED: 502,
-};
 
 async function readJson(req: http.IncomingMessage): Promise<unknown> {
   let size = 0;
@@ -87,7 +77,7 @@ export function createAdminHandler(tenants: () => readonly Tenant[], connectors:
       if (gatewayError.code === ErrorCode.INTERNAL) log.error({ err: error, path: url.pathname }, 'admin request failed');
       if (res.headersSent) return res.destroy();
       const headers: Record<string, string> = gatewayError.code === ErrorCode.UNAUTHENTICATED ? { 'www-authenticate': 'Basic realm="gateway"' } : {};
-      send(res, httpStatus[gatewayError.code] ?? 500, { error: { code: gatewayError.code, message: gatewayError.message } }, headers);
+      send(res, httpStatusOf(gatewayError.code), { error: { code: gatewayError.code, message: gatewayError.message } }, headers);
     });
   };
 }

@@ -2,7 +2,7 @@ import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import type http from 'node:http';
 import { ZodError } from 'zod';
-import { ErrorCode, GatewayError, tenantFromBasicAuth, type Logger } from '@gateway/common';
+import { ErrorCode, GatewayError, httpStatusOf, tenantFromBasicAuth, type Logger } from '@gateway/common';
 import type { Readable } from 'node:stream';
 import type { SmartAction } from '@gateway/proto/gateway/signaling/v1/signaling';
 import type { SignalingConfig } from '../config.js';
@@ -24,19 +24,6 @@ const contentTypes: Record<string, string> = {
 /** Pretty paths of the demo pages. */
 const pageAliases: Record<string, string> = { '/': '/index.html', '/agent': '/agent.html', '/end-user': '/end-user.html' };
 
-const httpStatus: Partial<Record<ErrorCode, number>> = {
-  BAD_REQUEST: 400,
-  MALFORMED_MESSAGE: 400,
-  FRAME_TOO_LARGE: 413,
-  MESSAGE_TOO_LARGE: 413,
-  UNSUPPORTED_CONTENT: 415,
-  UNAUTHENTICATED: 401,
-  TOKEN_EXPIRED: 401,
-  PERMISSION_DENIED: 403,
-  NOT_FOUND: 404,
-  INVALID_STATE: 409,
-};
-
 /** Smart Action uploads and attachment downloads, served by the replica. */
 export interface AttachmentRoutes {
   uploadForAction(actionId: string, authorization: string | undefined, body: Readable): Promise<SmartAction>;
@@ -50,7 +37,7 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown, heade
 
 function sendError(res: http.ServerResponse, error: GatewayError, path: string): void {
   const headers: Record<string, string> = error.code === ErrorCode.UNAUTHENTICATED && path === '/v1/tokens' ? { 'www-authenticate': 'Basic realm="gateway"' } : {};
-  sendJson(res, httpStatus[error.code] ?? 500, { error: { code: error.code, message: error.message } }, headers);
+  sendJson(res, httpStatusOf(error.code), { error: { code: error.code, message: error.message } }, headers);
 }
 
 async function readBody(req: http.IncomingMessage, limit: number): Promise<string> {

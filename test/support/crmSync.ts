@@ -1,0 +1,44 @@
+import { Readable } from 'node:stream';
+import { jetstream } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { DEMO_TENANT, ensureStream, streams, subjects, type ArtifactStore, type Tenant } from '@gateway/common';
+import { TranscriptReady, type ContactReference } from '@gateway/proto/gateway/events/v1/events';
+
+type Credentials = Pick<Tenant, 'apiKey' | 'apiSecret'>;
+
+/** HTTP Basic with a tenant's apiKey:apiSecret, as customers call the admin API. */
+export const basicAuth = (tenant: Credentials) => `Basic ${Buffer.from(`${tenant.apiKey}:${tenant.apiSecret}`).toString('base64')}`;
+
+/** The crm-sync admin API at `baseUrl`, as the demo tenant unless `as` names another. */
+export function adminApi(baseUrl: string) {
+  return (path: string, init: RequestInit & { as?: Credentials } = {}) =>
+    fetch(`${baseUrl}${path}`, { ...init, headers: { authorization: basicAuth(init.as ?? DEMO_TENANT), 'content-type': 'application/json', ...init.headers } });
+}
+
+/**
+ * Stores the files as artifacts and announces them as one conversation's transcript, as
+ * signaling does when a room ends. Returns the artifact ids (`<conversationId>-<n>`).
+ */
+export async function publishTranscript(
+  nc: NatsConnection,
+  store: ArtifactStore,
+  options: { conversationId: string; files: Array<{ contentType: string; bytes: Buffer }>; tenant?: string; contacts?: ContactReference[] },
+): Promise<string[]> {
+  const tenant = options.tenant ?? 'demo';
+  const ids = options.files.map((_, i) => `${options.conversationId}-${i}`);
+  for (const [i, file] of options.files.entries()) await store.put(tenant, ids[i]!, Readable.from([file.bytes]), file.contentType);
+  const event = TranscriptReady.encode({
+    tenant,
+    room: 'r-1',
+    conversationId: options.conversationId,
+    artifacts: ids.map((artifactId, i) => ({ artifactId, kind: 'transcript', contentType: options.files[i]!.contentType, participantId: '', sizeBytes: options.files[i]!.bytes.length, durationMs: 0, part: 0 })),
+    messageCount: 1,
+    startedAtMs: Date.now() - 60_000,
+    endedAtMs: Date.now(),
+    contacts: options.contacts ?? [{ participantId: 'PA_1', role: 'end_user', externalId: 'ext-1', crmContactId: '' }],
+    smartActions: [],
+  }).finish();
+  await ensureStream(nc, streams.transcripts);
+  await jetstream(nc).publish(subjects.transcriptReady(tenant), event);
+  return ids;
+}
