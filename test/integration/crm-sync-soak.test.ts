@@ -66,6 +66,15 @@ describe('crm-sync fault soak', () => {
   });
 
   it('delivers 1,000 artifacts exactly once through faults, a crash and a NATS restart, and leaves nothing behind', async () => {
+    try {
+      await soak();
+    } catch (error) {
+      // The faults are random: the seed replays the run (SOAK_SEED=<seed>).
+      throw new Error(`soak failed with seed ${seed}: ${(error as Error).message}`, { cause: error });
+    }
+  }, 300_000);
+
+  async function soak(): Promise<void> {
     const admin = (tenant: { apiKey: string; apiSecret: string }, name: string, body: unknown) =>
       fetch(`${crm.url}/v1/connectors/${name}`, { method: 'PUT', headers: { authorization: basicAuth(tenant), 'content-type': 'application/json' }, body: JSON.stringify(body) });
     expect((await admin(DEMO_TENANT, 'warehouse', { type: 'postgres', config: { host: '127.0.0.1', port: postgres.port, database: 'customer_crm', user: 'customer', ssl: 'disable' }, secrets: { password: CUSTOMER_PASSWORD } })).status).toBe(200);
@@ -158,5 +167,5 @@ describe('crm-sync fault soak', () => {
         throw new Error(`${error.message}: ${JSON.stringify({ objects: last?.objects.slice(0, 5), objectCount: last?.objects.length, dataKeys: last?.dataKeys.length, pendingEvents: last?.pendingEvents })}`);
       });
     }
-  }, 300_000);
+  }
 });

@@ -9,7 +9,7 @@ export interface Residue {
   objects: string[];
   /** Artifacts whose wrapped data keys are still in KV. */
   dataKeys: string[];
-  /** Undelivered events (recording.ready, transcript.ready, attachment.ready) still in their streams. */
+  /** Undelivered events (recording.ready, transcript.ready, attachment.ready, session.ended) still in their streams. */
   pendingEvents: number;
 }
 
@@ -31,7 +31,7 @@ export async function scanResidue(nc: NatsConnection, tenant: string, artifactId
   }
   const jsm = await jetstreamManager(nc);
   let pendingEvents = 0;
-  for (const stream of [streams.recordings.name, streams.transcripts.name]) {
+  for (const stream of [streams.recordings.name, streams.transcripts.name, streams.sessions.name]) {
     const info = await jsm.streams.info(stream).catch(() => undefined);
     pendingEvents += info?.state.messages ?? 0;
   }

@@ -13,3 +13,4 @@ export * from './artifacts.js';
 export * from './redaction.js';
 export * from './tenants.js';
 export * from './deviceKeys.js';
+export * from './sessions.js';

@@ -26,6 +26,8 @@ export const subjects = {
   transcriptReady: (tenant: string) => `gateway.${tenant}.transcript.ready`,
   /** AttachmentReady (gateway.events.v1), on the transcripts stream. */
   attachmentReady: (tenant: string) => `gateway.${tenant}.attachment.ready`,
+  /** SessionEnded (gateway.events.v1), on the sessions stream. */
+  sessionEnded: (tenant: string) => `gateway.${tenant}.session.ended`,
   /** Alerts for the tenant's operators (e.g. DeliveryExpired), on the alerts stream. */
   alert: (tenant: string, kind: 'delivery_expired') => `gateway.${tenant}.alert.${kind}`,
   /** Audit records (e.g. DataSubjectAudit), on the audit stream. */
@@ -39,6 +41,8 @@ export const streams = {
   chat: { name: 'GATEWAY_CHAT', subjects: ['gateway.*.chat.*'] },
   /** Transcripts and attachments for crm-sync. */
   transcripts: { name: 'GATEWAY_TRANSCRIPTS', subjects: ['gateway.*.transcript.ready', 'gateway.*.attachment.ready'] },
+  /** Ended sessions for crm-sync: `gateway.*.session.ended`. */
+  sessions: { name: 'GATEWAY_SESSIONS', subjects: ['gateway.*.session.ended'] },
   /** Alerts for operators: `gateway.<tenant>.alert.<kind>`. */
   alerts: { name: 'GATEWAY_ALERTS', subjects: ['gateway.*.alert.*'] },
   /** Audit records, kept: `gateway.<tenant>.audit.<kind>`. */
@@ -72,6 +76,8 @@ export const buckets = {
   webauthnChallenges: 'gateway_webauthn_challenges',
   /** crm-sync destinations of the tenants: key = `${tenant}.${name}`, JSON with sealed secrets. */
   connectors: 'gateway_connectors',
+  /** The session of a live room: key = `${tenant}.${room}`, value = RoomSessionRecord (gateway.events.v1). */
+  roomSessions: 'gateway_room_sessions',
   /** CRM contact ids: key = `${tenant}.${connector}.${sha256(external id)}`, value = the CRM's id. */
   crmContacts: 'gateway_crm_contacts',
 } as const;

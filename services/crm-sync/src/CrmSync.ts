@@ -51,10 +51,11 @@ export class CrmSync {
     await ensureStream(nc, streams.alerts);
     await ensureStream(nc, streams.audit);
     const jsm = await ensureStream(nc, streams.transcripts);
-    const deliveries = new Deliveries(nc, jsm, connectors, artifacts, config, registry, log);
+    await ensureStream(nc, streams.sessions);
+    const deliveries = new Deliveries(nc, jsm, connectors, artifacts, keyring, config, registry, log);
     await deliveries.start();
 
-    const dataSubjects = new DataSubjects(nc, jsm, artifacts, contactMaps, new DeviceKeys(await openBucket(nc, buckets.deviceKeys)));
+    const dataSubjects = new DataSubjects(nc, jsm, artifacts, contactMaps, new DeviceKeys(await openBucket(nc, buckets.deviceKeys)), keyring);
     const httpServer = http.createServer(createAdminHandler(() => config.tenants, connectors, dataSubjects, log));
     await new Promise<void>((resolve, reject) => {
       httpServer.once('error', reject);

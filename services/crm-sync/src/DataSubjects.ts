@@ -1,8 +1,8 @@
 import { jetstream, type JetStreamManager } from '@nats-io/jetstream';
 import { DataSubjectAudit } from '@gateway/proto/gateway/events/v1/events';
-import { DeviceKeys, ErrorCode, GatewayError, newId, streams, subjects, type ArtifactStore, type NatsConnection } from '@gateway/common';
+import { DeviceKeys, ErrorCode, GatewayError, newId, streams, subjects, type ArtifactStore, type Keyring, type NatsConnection } from '@gateway/common';
 import type { KvContactMaps } from './connectors/ContactMap.js';
-import { deliveryOf } from './Deliveries.js';
+import { deliveryOf, openContacts } from './Deliveries.js';
 import type { Delivery } from './destinations/types.js';
 
 /** Whom a request is about: the customer's external id, or the id of the contact in their CRM. */
@@ -19,12 +19,13 @@ const pendingSubjects = (tenant: string) => [
   [streams.recordings.name, subjects.recordingReady(tenant)],
   [streams.transcripts.name, subjects.transcriptReady(tenant)],
   [streams.transcripts.name, subjects.attachmentReady(tenant)],
+  [streams.sessions.name, subjects.sessionEnded(tenant)],
 ] as const;
 
 /**
  * Data-subject requests (access, portability, erasure) for one tenant: everything the platform
- * holds about an end user that is waiting for delivery (recordings, transcripts and attachments
- * they took part in, with their bytes), the CRM contact ids cached for them, and their
+ * holds about an end user that is waiting for delivery (recordings, transcripts, attachments and
+ * session records they took part in, with their bytes and the app's contact details), the CRM contact ids cached for them, and their
  * registered device keys. Export returns it as one JSON bundle; erase deletes all of it
  * (artifacts crypto-shredded) and its pending events. Either leaves an audit record with counts
  * only, never the person.
@@ -36,6 +37,7 @@ export class DataSubjects {
     private readonly artifacts: ArtifactStore,
     private readonly contactMaps: KvContactMaps,
     private readonly deviceKeys: DeviceKeys,
+    private readonly keyring: Keyring,
   ) {}
 
   async export(tenant: string, subject: DataSubject): Promise<Record<string, unknown>> {
@@ -110,7 +112,8 @@ export class DataSubjects {
       const consumer = await jetstream(this.nc).consumers.get(stream, { filter_subjects: filter });
       const messages = await consumer.consume();
       for await (const message of messages) {
-        const delivery = deliveryOf(message.subject, message.data, this.artifacts);
+        // A session's participants are sealed: open them to see whom it names.
+        const delivery = await openContacts(this.keyring, deliveryOf(message.subject, message.data, this.artifacts));
         if (delivery.tenant === tenant && delivery.contacts.some((c) => matches(subject, c))) found.push({ stream, seq: message.seq, delivery });
         if (message.info.pending === 0) break;
       }

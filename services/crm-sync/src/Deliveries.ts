@@ -1,8 +1,8 @@
 import { AckPolicy, jetstream, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import { Counter, Histogram, type Registry } from 'prom-client';
-import { AttachmentReady, DeliveryExpired, RecordingReady, TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
+import { AttachmentReady, DeliveryExpired, RecordingReady, SessionEnded, TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
 import type { Artifact } from '@gateway/proto/gateway/recorder/v1/recorder';
-import { ErrorCode, GatewayError, streams, subjects, type ArtifactStore, type Logger, type NatsConnection } from '@gateway/common';
+import { ErrorCode, GatewayError, openParticipants, streams, subjects, type ArtifactStore, type Keyring, type Logger, type NatsConnection } from '@gateway/common';
 import type { ConnectorStore } from './connectors/ConnectorStore.js';
 import type { Delivery, DeliveryArtifact } from './destinations/types.js';
 
@@ -81,7 +81,37 @@ export function deliveryOf(subject: string, data: Uint8Array, artifacts: Artifac
       metadata: { conversationId: event.conversationId, actionId: event.action.actionId, actionKind: event.action.kind },
     };
   }
+  if (subject.endsWith('.session.ended')) {
+    const event = SessionEnded.decode(data);
+    return {
+      deliveryId: event.sessionId,
+      kind: 'session',
+      tenant: event.tenant,
+      room: event.room,
+      startedAtMs: Number(event.startedAtMs),
+      endedAtMs: Number(event.endedAtMs),
+      contacts: [],
+      sealedContacts: { sessionId: event.sessionId, sealed: event.sealedParticipants },
+      artifacts: [],
+      metadata: { conversationId: event.conversationId || undefined },
+    };
+  }
   throw new GatewayError(ErrorCode.BAD_REQUEST, 'not an event crm-sync takes');
+}
+
+/** A session's participants, opened with the tenant's key: the delivery's contacts. */
+export async function openContacts(keyring: Keyring, delivery: Delivery): Promise<Delivery> {
+  if (!delivery.sealedContacts) return delivery;
+  const participants = await openParticipants(keyring, delivery.tenant, delivery.sealedContacts.sessionId, delivery.sealedContacts.sealed);
+  const contacts = participants.map((p) => ({
+    participantId: p.participantId,
+    role: p.role,
+    externalId: p.externalId,
+    crmContactId: p.crmContactId,
+    ...(p.phoneNumber ? { phoneNumber: p.phoneNumber } : {}),
+    ...(p.deviceIds.length ? { deviceIds: p.deviceIds } : {}),
+  }));
+  return { ...delivery, contacts, sealedContacts: undefined };
 }
 
 /**
@@ -103,6 +133,7 @@ export class Deliveries {
     private readonly jsm: JetStreamManager,
     private readonly connectors: ConnectorStore,
     private readonly artifacts: ArtifactStore,
+    private readonly keyring: Keyring,
     private readonly options: DeliveryOptions,
     registry: Registry,
     private readonly log: Logger,
@@ -111,7 +142,7 @@ export class Deliveries {
   }
 
   async start(): Promise<void> {
-    for (const [stream, durable] of [[streams.recordings.name, 'crm-sync-recordings'], [streams.transcripts.name, 'crm-sync-transcripts']] as const) {
+    for (const [stream, durable] of [[streams.recordings.name, 'crm-sync-recordings'], [streams.transcripts.name, 'crm-sync-transcripts'], [streams.sessions.name, 'crm-sync-sessions']] as const) {
       await this.jsm.consumers.add(stream, { durable_name: durable, ack_policy: AckPolicy.Explicit, ack_wait: this.options.ackWaitMs * 1e6, max_deliver: -1 }).catch(async (error) => {
         if (!(await this.jsm.consumers.info(stream, durable).catch(() => undefined))) throw error;
       });
@@ -148,7 +179,15 @@ export class Deliveries {
     this.tenantQueues.set(delivery.tenant, next);
   }
 
-  private async handle(message: JsMsg, delivery: Delivery): Promise<void> {
+  private async handle(message: JsMsg, sealed: Delivery): Promise<void> {
+    let delivery: Delivery;
+    try {
+      delivery = await openContacts(this.keyring, sealed);
+    } catch (error) {
+      this.log.error({ err: error, deliveryId: sealed.deliveryId, tenant: sealed.tenant }, 'a session event does not open with the tenant key; will retry');
+      message.nak(retryDelayMs(message.info.deliveryCount, this.options.retryBaseMs, this.options.retryMaxMs));
+      return;
+    }
     const started = performance.now();
     const context = { kind: delivery.kind, deliveryId: delivery.deliveryId, tenant: delivery.tenant, attempt: message.info.deliveryCount };
     const storedAtMs = Math.floor(message.info.timestampNanos / 1e6);

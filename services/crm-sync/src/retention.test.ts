@@ -46,7 +46,8 @@ describe('retention of undelivered communications', () => {
     await ensureStream(nc, streams.recordings);
     await ensureStream(nc, streams.alerts);
     const jsm = await ensureStream(nc, streams.transcripts);
-    deliveries = new Deliveries(nc, jsm, connectors, artifacts, {
+    await ensureStream(nc, streams.sessions);
+    deliveries = new Deliveries(nc, jsm, connectors, artifacts, keyring, {
       concurrency: 2,
       retryBaseMs: 100,
       retryMaxMs: 200,

@@ -148,6 +148,8 @@ export class Session {
         canRecord: record.grants?.canRecord ?? false,
       },
       expiresAt: record.tokenExpiresAt,
+      // The contact details went into the room's session record at join.
+      contact: {},
     };
     const session = new Session(ctx, { ...info, tracks: [] }, grant, record.nodeId, sfu, Buffer.from(record.resumeTokenHash));
     for (const id of record.transportIds) session.transports.add(id);

@@ -16,6 +16,8 @@ import {
   createMetricsRegistry,
   newId,
   openBucket,
+  ensureStream,
+  streams,
   startOpsServer,
   subjects,
   type Logger,
@@ -31,6 +33,7 @@ import { Session, parseResumeToken, type SessionContext, type SessionLink } from
 import { ParticipantStore, RecorderDirectory, SfuDirectory } from '@gateway/cluster';
 import { startRoomRecording } from './recording.js';
 import { RoomHub } from './rooms/RoomHub.js';
+import { RoomSessions } from './rooms/RoomSessions.js';
 import { Connection, type SessionBroker } from './ws/Connection.js';
 import { createHttpHandler } from './http/routes.js';
 
@@ -65,6 +68,7 @@ export class SignalingServer implements SessionBroker {
     readonly chat: ChatLog,
     readonly actions: SmartActions,
     private readonly artifacts: ArtifactStore,
+    private readonly roomSessions: RoomSessions,
     readonly registry: Registry,
     private readonly log: Logger,
   ) {
@@ -114,7 +118,9 @@ export class SignalingServer implements SessionBroker {
       { rpId: config.webauthn.rpId, rpName: 'Gateway', origins: () => config.webauthn.origins ?? [`http://localhost:${port}`, `https://localhost:${port}`] },
       config.smartActions,
     );
-    const server = new SignalingServer(config, nc, directory, recorders, store, hub, chat, actions, artifacts, createMetricsRegistry('signaling'), log);
+    await ensureStream(nc, streams.sessions);
+    const roomSessions = new RoomSessions(nc, await openBucket(nc, buckets.roomSessions), keyring);
+    const server = new SignalingServer(config, nc, directory, recorders, store, hub, chat, actions, artifacts, roomSessions, createMetricsRegistry('signaling'), log);
     server.listenForTakeovers();
     server.timers.push(setInterval(() => void server.checkNodes(), NODE_CHECK_MS));
     server.timers.push(setInterval(() => void server.refreshRecords().then(() => server.sweepStaleRecords()), config.recordRefreshMs));
@@ -170,6 +176,17 @@ export class SignalingServer implements SessionBroker {
       .filter((r) => r.info && r.info.participantId !== session.participantId)
       .map((r) => r.info!);
     this.hub.publish(grant.tenant, grant.room, { $case: 'participantJoined', value: session.info });
+    await this.roomSessions
+      .join(grant.tenant, grant.room, {
+        participantId: session.participantId,
+        role: grant.role,
+        externalId: grant.identity,
+        crmContactId: grant.contact.crmContactId ?? '',
+        phoneNumber: grant.contact.phoneNumber ?? '',
+        deviceIds: grant.contact.deviceIds ?? [],
+        joinedAtMs: session.info.joinedAtMs,
+      })
+      .catch((error: unknown) => this.log.error({ err: error, room: `${grant.tenant}/${grant.room}` }, 'recording the participant in the room session failed'));
     this.metrics.joinSeconds.observe((performance.now() - started) / 1000);
     this.log.info({ participantId: session.participantId, room: `${grant.tenant}/${grant.room}`, nodeId: placed.nodeId, role: grant.role }, 'participant joined');
     const recording = await this.recordingStatus(grant.tenant, grant.room);
@@ -329,7 +346,8 @@ export class SignalingServer implements SessionBroker {
     for (let attempt = 1; ; attempt++) {
       try {
         if ((await this.store.list(tenant, room)).length > 0) return;
-        await finishRoom({ nc: this.nc, chat: this.chat, actions: this.actions, artifacts: this.artifacts, log: this.log }, tenant, room);
+        const conversationId = await finishRoom({ nc: this.nc, chat: this.chat, actions: this.actions, artifacts: this.artifacts, log: this.log }, tenant, room);
+        await this.roomSessions.end(tenant, room, conversationId);
         return;
       } catch (error) {
         // The conversation stays stored (encrypted) until a later attempt or the chat retention.

@@ -118,7 +118,7 @@ export function soqlString(value: string): string {
   return `'${value.replace(/[\\'"\n\r\t\b\f]/g, (c) => escapes[c]!)}'`;
 }
 
-const subjects: Record<Delivery['kind'], string> = { recording: 'Call recording', transcript: 'Chat transcript', attachment: 'Attachment' };
+const subjects: Record<Delivery['kind'], string> = { recording: 'Call recording', transcript: 'Chat transcript', attachment: 'Attachment', session: 'Support session' };
 const extensions: Record<string, string> = {
   'audio/ogg': 'ogg', 'audio/webm': 'webm', 'audio/mpeg': 'mp3', 'audio/wav': 'wav', 'video/webm': 'webm', 'video/mp4': 'mp4',
   'application/json': 'json', 'text/plain': 'txt', 'application/pdf': 'pdf', 'image/jpeg': 'jpg', 'image/png': 'png', 'image/webp': 'webp',

@@ -13,12 +13,15 @@ export interface DeliveryArtifact {
 export interface Delivery {
   /** Stable across retries and duplicates: the destination's idempotency key. */
   deliveryId: string;
-  kind: 'recording' | 'transcript' | 'attachment';
+  kind: 'recording' | 'transcript' | 'attachment' | 'session';
   tenant: string;
   room: string;
   startedAtMs: number;
   endedAtMs: number;
-  contacts: Array<{ participantId: string; role: string; externalId: string; crmContactId: string }>;
+  /** For a session, also what the customer's app gave: phone number (E.164) and device ids. */
+  contacts: Array<{ participantId: string; role: string; externalId: string; crmContactId: string; phoneNumber?: string; deviceIds?: string[] }>;
+  /** A session's participants arrive sealed; they are opened just before delivery. */
+  sealedContacts?: { sessionId: string; sealed: string };
   artifacts: DeliveryArtifact[];
   /** What else the event says (no personal data beyond the contacts' references). */
   metadata: Record<string, unknown>;

@@ -24,6 +24,7 @@ describe('join tokens', () => {
       role: 'end_user',
       grants: { canPublish: true, canSubscribe: false, sources: ['camera', 'microphone'], canRecord: false },
       expiresAt,
+      contact: {},
     });
   });
 
@@ -96,5 +97,17 @@ describe('token CLI', () => {
     expect(result.stdout).toBe('');
     expect(result.stderr).toContain('--role must be one of');
     expect(run('--tenant', 'nope', '--room', 'r', '--identity', 'i', '--role', 'agent').stderr).toContain('not configured');
+  });
+});
+
+describe('contact details in join tokens', () => {
+  it('carries a phone number normalised to E.164 and device ids, and refuses an invalid number', async () => {
+    const acmeUs: Tenant = { name: 'acme', apiKey: 'acme-key', apiSecret: 'a'.repeat(40) };
+    const { token } = await mintJoinToken(acmeUs, { room: 'r', identity: 'u', role: 'end_user', phoneNumber: '(415) 555-0132', deviceIds: ['install-1'] });
+    const grant = await verifyJoinToken([acmeUs], token);
+    expect(grant.contact).toEqual({ phoneNumber: '+14155550132', deviceIds: ['install-1'] });
+    await expect(mintJoinToken(acmeUs, { room: 'r', identity: 'u', role: 'end_user', phoneNumber: '555' })).rejects.toMatchObject({ code: 'BAD_REQUEST' });
+    const plain = await verifyJoinToken([acmeUs], (await mintJoinToken(acmeUs, { room: 'r', identity: 'u', role: 'end_user' })).token);
+    expect(plain.contact).toEqual({});
   });
 });

@@ -1,6 +1,6 @@
 import { SignJWT, errors as joseErrors, jwtVerify, decodeJwt } from 'jose';
 import { z } from 'zod';
-import { ErrorCode, GatewayError, SUBJECT_TOKEN } from '@gateway/common';
+import { ErrorCode, GatewayError, SUBJECT_TOKEN, normalizePhoneNumber } from '@gateway/common';
 import type { Tenant } from '../config.js';
 
 export const roles = ['agent', 'end_user'] as const;
@@ -17,6 +17,17 @@ const grantsSchema = z.object({
 });
 export type Grants = z.infer<typeof grantsSchema>;
 
+/** What the customer's app says about the participant, for the CRM record of the session. */
+const contactSchema = z.object({
+  /** The contact's id in the customer's CRM, when the app knows it. */
+  crmContactId: z.string().min(1).max(64).optional(),
+  /** E.164; kept sealed and only until the CRM has the session. */
+  phoneNumber: z.string().regex(/^\+[1-9]\d{6,14}$/, 'phoneNumber must be E.164').optional(),
+  /** Device identifiers (app install id, push token), as given. */
+  deviceIds: z.array(z.string().min(1).max(256)).max(5).optional(),
+});
+export type ContactClaims = z.infer<typeof contactSchema>;
+
 const claimsSchema = z.object({
   iss: z.string().min(1),
   sub: z.string().min(1).max(256),
@@ -25,6 +36,7 @@ const claimsSchema = z.object({
   room: z.string().regex(SUBJECT_TOKEN),
   role: z.enum(roles),
   grants: grantsSchema,
+  contact: contactSchema.optional(),
 });
 
 /** What a verified join token grants. */
@@ -36,6 +48,7 @@ export interface JoinGrant {
   grants: Grants;
   /** Unix seconds. */
   expiresAt: number;
+  contact: ContactClaims;
 }
 
 export interface MintRequest {
@@ -47,6 +60,10 @@ export interface MintRequest {
   canSubscribe?: boolean;
   sources?: GrantedSource[];
   canRecord?: boolean;
+  crmContactId?: string;
+  /** Any common notation; stored as E.164. */
+  phoneNumber?: string;
+  deviceIds?: string[];
 }
 
 export const mintRequestSchema = z.object({
@@ -58,6 +75,9 @@ export const mintRequestSchema = z.object({
   canSubscribe: z.boolean().optional(),
   sources: z.array(z.enum(publishableSources)).optional(),
   canRecord: z.boolean().optional(),
+  crmContactId: z.string().min(1).max(64).optional(),
+  phoneNumber: z.string().min(3).max(32).optional(),
+  deviceIds: z.array(z.string().min(1).max(256)).max(5).optional(),
 }).refine((r) => !r.canRecord || r.role === 'agent', { message: 'only agents may be granted canRecord', path: ['canRecord'] });
 
 const DEFAULT_TTL_SECONDS = 6 * 3600;
@@ -76,7 +96,11 @@ export async function mintJoinToken(tenant: Tenant, request: MintRequest): Promi
     sources: valid.sources ?? [...publishableSources],
     canRecord: valid.canRecord ?? false,
   };
-  const token = await new SignJWT({ tenant: tenant.name, room: valid.room, role: valid.role, grants })
+  const phoneNumber = valid.phoneNumber === undefined ? undefined : normalizePhoneNumber(valid.phoneNumber, tenant.redaction?.defaultCountry);
+  if (valid.phoneNumber !== undefined && !phoneNumber) throw new GatewayError(ErrorCode.BAD_REQUEST, 'phoneNumber is not a valid phone number');
+  const contact = { crmContactId: valid.crmContactId, phoneNumber, deviceIds: valid.deviceIds };
+  const hasContact = Object.values(contact).some((v) => v !== undefined);
+  const token = await new SignJWT({ tenant: tenant.name, room: valid.room, role: valid.role, grants, ...(hasContact ? { contact } : {}) })
     .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
     .setIssuer(tenant.apiKey)
     .setSubject(valid.identity)
@@ -129,6 +153,7 @@ export async function verifyJoinToken(tenants: readonly Tenant[], token: string 
     role: claims.data.role,
     grants: claims.data.grants,
     expiresAt: claims.data.exp,
+    contact: claims.data.contact ?? {},
   };
 }
 

@@ -78,9 +78,9 @@ export interface RoomEndDeps {
  * are deleted. Safe to run on several replicas at once: artifacts and events are keyed by ids
  * that all replicas derive alike, and JetStream drops the duplicate events.
  */
-export async function finishRoom(deps: RoomEndDeps, tenant: string, room: string): Promise<void> {
+export async function finishRoom(deps: RoomEndDeps, tenant: string, room: string): Promise<string | undefined> {
   const [found, actions] = await Promise.all([deps.chat.read(tenant, room), deps.actions.list(tenant, room)]);
-  if (!found && actions.length === 0) return;
+  if (!found && actions.length === 0) return undefined;
   const endedAtMs = Date.now();
   const conversation: Conversation = found ?? { conversationId: `CV-${actions[0]!.actionId}`, startedAtMs: Number(actions[0]!.requestedAtMs), messages: [], lastSeq: 0 };
   const js = jetstream(deps.nc);
@@ -111,4 +111,5 @@ export async function finishRoom(deps: RoomEndDeps, tenant: string, room: string
   if (found) await deps.chat.close(tenant, room, found);
   await deps.actions.removeAll(tenant, room, actions);
   deps.log.info({ room: `${tenant}/${room}`, conversationId: conversation.conversationId, messages: conversation.messages.length, smartActions: actions.length }, 'transcript stored');
+  return conversation.conversationId;
 }

@@ -206,6 +206,35 @@ export interface DataSubjectAudit {
   deviceKeys: number;
 }
 
+/**
+ * A room's session ended (its last participant left): who took part, with what the customer's
+ * app gave about them, for the CRM record of the contact. On the GATEWAY_SESSIONS stream
+ * (gateway.<tenant>.session.ended) until crm-sync delivered it, then erased.
+ */
+export interface SessionEnded {
+  tenant: string;
+  room: string;
+  sessionId: string;
+  startedAtMs: number;
+  endedAtMs: number;
+  /** The conversation of the room, when it had chat (its transcript.ready has the same id). */
+  conversationId: string;
+  /**
+   * The participants, sealed with the tenant's key (a JSON list of {participantId, role,
+   * externalId, crmContactId, phoneNumber, deviceIds, joinedAtMs}): phone numbers and device ids
+   * are personal data and stay encrypted at rest.
+   */
+  sealedParticipants: string;
+}
+
+/** The session of a room while it lasts (KV gateway_room_sessions, key tenant.room). */
+export interface RoomSessionRecord {
+  sessionId: string;
+  startedAtMs: number;
+  /** The participants so far, sealed as in SessionEnded. */
+  sealedParticipants: string;
+}
+
 function createBaseRoomEvent(): RoomEvent {
   return { tenant: "", room: "", atMs: 0, origin: "", event: undefined };
 }
@@ -2443,6 +2472,312 @@ export const DataSubjectAudit: MessageFns<DataSubjectAudit> = {
     message.artifacts = object.artifacts ?? 0;
     message.contactMappings = object.contactMappings ?? 0;
     message.deviceKeys = object.deviceKeys ?? 0;
+    return message;
+  },
+};
+
+function createBaseSessionEnded(): SessionEnded {
+  return {
+    tenant: "",
+    room: "",
+    sessionId: "",
+    startedAtMs: 0,
+    endedAtMs: 0,
+    conversationId: "",
+    sealedParticipants: "",
+  };
+}
+
+export const SessionEnded: MessageFns<SessionEnded> = {
+  encode(message: SessionEnded, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tenant !== "") {
+      writer.uint32(10).string(message.tenant);
+    }
+    if (message.room !== "") {
+      writer.uint32(18).string(message.room);
+    }
+    if (message.sessionId !== "") {
+      writer.uint32(26).string(message.sessionId);
+    }
+    if (message.startedAtMs !== 0) {
+      writer.uint32(32).int64(message.startedAtMs);
+    }
+    if (message.endedAtMs !== 0) {
+      writer.uint32(40).int64(message.endedAtMs);
+    }
+    if (message.conversationId !== "") {
+      writer.uint32(50).string(message.conversationId);
+    }
+    if (message.sealedParticipants !== "") {
+      writer.uint32(58).string(message.sealedParticipants);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SessionEnded {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSessionEnded();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tenant = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.room = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.startedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.endedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.conversationId = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.sealedParticipants = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SessionEnded {
+    return {
+      tenant: isSet(object.tenant) ? globalThis.String(object.tenant) : "",
+      room: isSet(object.room) ? globalThis.String(object.room) : "",
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      startedAtMs: isSet(object.startedAtMs)
+        ? globalThis.Number(object.startedAtMs)
+        : isSet(object.started_at_ms)
+        ? globalThis.Number(object.started_at_ms)
+        : 0,
+      endedAtMs: isSet(object.endedAtMs)
+        ? globalThis.Number(object.endedAtMs)
+        : isSet(object.ended_at_ms)
+        ? globalThis.Number(object.ended_at_ms)
+        : 0,
+      conversationId: isSet(object.conversationId)
+        ? globalThis.String(object.conversationId)
+        : isSet(object.conversation_id)
+        ? globalThis.String(object.conversation_id)
+        : "",
+      sealedParticipants: isSet(object.sealedParticipants)
+        ? globalThis.String(object.sealedParticipants)
+        : isSet(object.sealed_participants)
+        ? globalThis.String(object.sealed_participants)
+        : "",
+    };
+  },
+
+  toJSON(message: SessionEnded): unknown {
+    const obj: any = {};
+    if (message.tenant !== "") {
+      obj.tenant = message.tenant;
+    }
+    if (message.room !== "") {
+      obj.room = message.room;
+    }
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.startedAtMs !== 0) {
+      obj.startedAtMs = Math.round(message.startedAtMs);
+    }
+    if (message.endedAtMs !== 0) {
+      obj.endedAtMs = Math.round(message.endedAtMs);
+    }
+    if (message.conversationId !== "") {
+      obj.conversationId = message.conversationId;
+    }
+    if (message.sealedParticipants !== "") {
+      obj.sealedParticipants = message.sealedParticipants;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SessionEnded>, I>>(base?: I): SessionEnded {
+    return SessionEnded.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SessionEnded>, I>>(object: I): SessionEnded {
+    const message = createBaseSessionEnded();
+    message.tenant = object.tenant ?? "";
+    message.room = object.room ?? "";
+    message.sessionId = object.sessionId ?? "";
+    message.startedAtMs = object.startedAtMs ?? 0;
+    message.endedAtMs = object.endedAtMs ?? 0;
+    message.conversationId = object.conversationId ?? "";
+    message.sealedParticipants = object.sealedParticipants ?? "";
+    return message;
+  },
+};
+
+function createBaseRoomSessionRecord(): RoomSessionRecord {
+  return { sessionId: "", startedAtMs: 0, sealedParticipants: "" };
+}
+
+export const RoomSessionRecord: MessageFns<RoomSessionRecord> = {
+  encode(message: RoomSessionRecord, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    if (message.startedAtMs !== 0) {
+      writer.uint32(16).int64(message.startedAtMs);
+    }
+    if (message.sealedParticipants !== "") {
+      writer.uint32(26).string(message.sealedParticipants);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RoomSessionRecord {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRoomSessionRecord();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.startedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.sealedParticipants = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RoomSessionRecord {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      startedAtMs: isSet(object.startedAtMs)
+        ? globalThis.Number(object.startedAtMs)
+        : isSet(object.started_at_ms)
+        ? globalThis.Number(object.started_at_ms)
+        : 0,
+      sealedParticipants: isSet(object.sealedParticipants)
+        ? globalThis.String(object.sealedParticipants)
+        : isSet(object.sealed_participants)
+        ? globalThis.String(object.sealed_participants)
+        : "",
+    };
+  },
+
+  toJSON(message: RoomSessionRecord): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.startedAtMs !== 0) {
+      obj.startedAtMs = Math.round(message.startedAtMs);
+    }
+    if (message.sealedParticipants !== "") {
+      obj.sealedParticipants = message.sealedParticipants;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RoomSessionRecord>, I>>(base?: I): RoomSessionRecord {
+    return RoomSessionRecord.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RoomSessionRecord>, I>>(object: I): RoomSessionRecord {
+    const message = createBaseRoomSessionRecord();
+    message.sessionId = object.sessionId ?? "";
+    message.startedAtMs = object.startedAtMs ?? 0;
+    message.sealedParticipants = object.sealedParticipants ?? "";
     return message;
   },
 };

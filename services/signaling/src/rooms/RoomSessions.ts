@@ -1,0 +1,72 @@
+import type { KV } from '@nats-io/kv';
+import { jetstream } from '@nats-io/jetstream';
+import { RoomSessionRecord, SessionEnded } from '@gateway/proto/gateway/events/v1/events';
+import { kvKeys, newId, openParticipants, sealParticipants, subjects, type Keyring, type NatsConnection, type SessionParticipant } from '@gateway/common';
+
+/** Compare-and-set retries when replicas update one room's record at once. */
+const MAX_ATTEMPTS = 10;
+
+/**
+ * The session of each live room: when it started and who took part, with what the customer's
+ * app gave about them (sealed). When the room ends it becomes a session.ended event for
+ * crm-sync, and the record goes.
+ */
+export class RoomSessions {
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly kv: KV,
+    private readonly keyring: Keyring,
+  ) {}
+
+  /** Adds (or updates) a participant, starting the session with the room's first one. */
+  async join(tenant: string, room: string, participant: SessionParticipant): Promise<void> {
+    const key = kvKeys.room(tenant, room);
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const entry = await this.kv.get(key);
+      const current = entry && entry.operation === 'PUT' && entry.length > 0 ? RoomSessionRecord.decode(entry.value) : undefined;
+      const sessionId = current?.sessionId ?? newId('SE');
+      const participants = current ? await openParticipants(this.keyring, tenant, sessionId, current.sealedParticipants) : [];
+      const others = participants.filter((p) => p.participantId !== participant.participantId);
+      const record = RoomSessionRecord.encode({
+        sessionId,
+        startedAtMs: current?.startedAtMs ?? Date.now(),
+        sealedParticipants: await sealParticipants(this.keyring, tenant, sessionId, [...others, participant]),
+      }).finish();
+      try {
+        if (current) await this.kv.update(key, record, entry!.revision);
+        else await this.kv.create(key, record);
+        return;
+      } catch {
+        // Another replica changed it meanwhile: read again.
+      }
+    }
+    throw new Error('the room session record kept changing');
+  }
+
+  /**
+   * The room ended: announces its session once (JetStream drops a second announcement by its
+   * id) and deletes the record.
+   */
+  async end(tenant: string, room: string, conversationId: string | undefined): Promise<void> {
+    const key = kvKeys.room(tenant, room);
+    const entry = await this.kv.get(key);
+    if (!entry || entry.operation !== 'PUT' || entry.length === 0) return;
+    const record = RoomSessionRecord.decode(entry.value);
+    const event = SessionEnded.encode({
+      tenant,
+      room,
+      sessionId: record.sessionId,
+      startedAtMs: record.startedAtMs,
+      endedAtMs: Date.now(),
+      conversationId: conversationId ?? '',
+      sealedParticipants: record.sealedParticipants,
+    }).finish();
+    await jetstream(this.nc).publish(subjects.sessionEnded(tenant), event, { msgID: record.sessionId, timeout: 10_000 });
+    try {
+      await this.kv.delete(key, { previousSeq: entry.revision });
+      await this.kv.purge(key);
+    } catch {
+      // Someone joined meanwhile: the record lives on with them.
+    }
+  }
+}
