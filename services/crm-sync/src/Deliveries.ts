@@ -269,15 +269,27 @@ export class Deliveries {
   }
 
   /**
-   * Acknowledges an event and erases it from its stream: the event names the end user (their
-   * external id), and the command must not outlive the communication it carried.
+   * Erases a settled event from its stream, then acknowledges it: the event names the end user
+   * (their external id), and the command must not outlive the communication it carried. Erasing
+   * first means a crash or a lost connection in between leaves the event to be handed out again
+   * (and erased then), never acknowledged but still stored.
    */
   private async settle(message: JsMsg): Promise<void> {
+    try {
+      await this.jsm.streams.deleteMessage(message.info.stream, message.seq, true);
+    } catch (error) {
+      // Gone already (a data-subject erasure, a duplicate) is fine; not knowing is not.
+      const stillThere = await this.jsm.streams.getMessage(message.info.stream, { seq: message.seq }).then(
+        (found) => found !== null,
+        () => true,
+      );
+      if (stillThere) {
+        this.log.warn({ err: error, seq: message.seq }, 'erasing a settled event failed; will retry');
+        message.nak(this.options.retryBaseMs);
+        return;
+      }
+    }
     message.ack();
-    await this.jsm.streams.deleteMessage(message.info.stream, message.seq, true).catch((error: unknown) => {
-      // Already gone (a data-subject deletion, a duplicate): nothing to erase.
-      this.log.debug({ err: error, seq: message.seq }, 'erasing a settled event failed');
-    });
   }
 
   /** Our copies go once the destination has them: keys first, then bytes. */
