@@ -1,15 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
-import { ArtifactStore, DEMO_TENANT_KEK, StaticKeyring, ensureStream, streams, subjects } from '@gateway/common';
+import { ArtifactStore, ensureStream, streams, subjects } from '@gateway/common';
 import { RecordingReady } from '@gateway/proto/gateway/events/v1/events';
 import { RecordingState } from '@gateway/proto/gateway/recorder/v1/recorder';
-import { NatsServer, startCrmSyncProcess, waitFor } from '@gateway/testing';
+import { waitFor, type startCrmSyncProcess } from '@gateway/testing';
 import { MIB, S3ContractServer, faults } from '../contracts/s3/server.js';
-import { twoTenantEnv } from '../support/tokens.js';
-import { adminApi } from '../support/crmSync.js';
+import { adminApi, startCrmSyncStack, type CrmSyncStack } from '../support/crmSync.js';
 
 const BUCKET = 'customer-recordings';
 const KMS_KEY = 'alias/contact-center-recordings';
@@ -21,25 +20,21 @@ const CUSTOMER = { accessKeyId: 'AKIACUSTOMERCRMSYNC1', secretAccessKey: 'custom
  * not a real one). A recording goes up as objects plus a manifest, then our copies are deleted.
  */
 describe('crm-sync to a customer S3 bucket', () => {
-  let nats: NatsServer;
+  let stack: CrmSyncStack;
   let nc: NatsConnection;
   let s3: S3ContractServer;
   let crm: Awaited<ReturnType<typeof startCrmSyncProcess>>;
   let artifacts: ArtifactStore;
 
   beforeAll(async () => {
-    [nats, s3] = await Promise.all([NatsServer.start(), S3ContractServer.start({ buckets: [BUCKET], credentials: [CUSTOMER] })]);
-    crm = await startCrmSyncProcess({ natsUrl: nats.url, env: { ...twoTenantEnv, CRM_SYNC_RETRY_BASE_SECONDS: '0.2', CRM_SYNC_RETRY_MAX_SECONDS: '1' } });
-    nc = await connect({ servers: nats.url });
-    artifacts = await ArtifactStore.open(nc, new StaticKeyring({ demo: DEMO_TENANT_KEK }));
+    [stack, s3] = await Promise.all([startCrmSyncStack(), S3ContractServer.start({ buckets: [BUCKET], credentials: [CUSTOMER] })]);
+    ({ nc, crm, artifacts } = stack);
     await ensureStream(nc, streams.recordings);
   }, 60_000);
 
   afterAll(async () => {
-    await nc?.close();
-    await crm?.stop();
+    await stack?.stop();
     await s3?.close();
-    await nats?.stop();
   });
 
   const connector = (secretAccessKey = CUSTOMER.secretAccessKey) => ({

@@ -1,13 +1,12 @@
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
-import { ArtifactStore, DEMO_TENANT_KEK, StaticKeyring, ensureStream, streams, subjects } from '@gateway/common';
+import { ArtifactStore, ensureStream, streams, subjects } from '@gateway/common';
 import { TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
-import { NatsServer, startCrmSyncProcess, waitFor } from '@gateway/testing';
+import { waitFor, type startCrmSyncProcess } from '@gateway/testing';
 import { SalesforceContractServer } from '../contracts/salesforce/server.js';
-import { twoTenantEnv } from '../support/tokens.js';
-import { adminApi } from '../support/crmSync.js';
+import { adminApi, startCrmSyncStack, type CrmSyncStack } from '../support/crmSync.js';
 
 const CLIENT_ID = '3MVG9-integration-consumer-key';
 const CLIENT_SECRET = 'consumer-secret-integration-0451';
@@ -18,24 +17,20 @@ const CLIENT_SECRET = 'consumer-secret-integration-0451';
  * and our copies are deleted afterwards.
  */
 describe('crm-sync to Salesforce (contract server)', () => {
-  let nats: NatsServer;
+  let stack: CrmSyncStack;
   let nc: NatsConnection;
   let salesforce: SalesforceContractServer;
   let crm: Awaited<ReturnType<typeof startCrmSyncProcess>>;
   let artifacts: ArtifactStore;
 
   beforeAll(async () => {
-    [nats, salesforce] = await Promise.all([NatsServer.start(), SalesforceContractServer.start({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET })]);
-    crm = await startCrmSyncProcess({ natsUrl: nats.url, env: { ...twoTenantEnv, CRM_SYNC_RETRY_BASE_SECONDS: '0.2', CRM_SYNC_RETRY_MAX_SECONDS: '0.5' } });
-    nc = await connect({ servers: nats.url });
-    artifacts = await ArtifactStore.open(nc, new StaticKeyring({ demo: DEMO_TENANT_KEK }));
+    [stack, salesforce] = await Promise.all([startCrmSyncStack({ CRM_SYNC_RETRY_MAX_SECONDS: '0.5' }), SalesforceContractServer.start({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET })]);
+    ({ nc, crm, artifacts } = stack);
   }, 60_000);
 
   afterAll(async () => {
-    await nc?.close();
-    await crm?.stop();
+    await stack?.stop();
     await salesforce?.stop();
-    await nats?.stop();
   });
 
   const admin = (path: string, init: Parameters<ReturnType<typeof adminApi>>[1] = {}) => adminApi(crm.url)(path, init);

@@ -1,11 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { ArtifactStore, DEMO_TENANT_KEK, StaticKeyring } from '@gateway/common';
-import { NatsServer, startCrmSyncProcess, waitFor } from '@gateway/testing';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { ArtifactStore } from '@gateway/common';
+import { waitFor, type startCrmSyncProcess } from '@gateway/testing';
 import { ZendeskContractServer } from '../contracts/zendesk/server.js';
-import { twoTenantEnv } from '../support/tokens.js';
-import { adminApi, publishTranscript as publishShared } from '../support/crmSync.js';
+import { adminApi, startCrmSyncStack, type CrmSyncStack, publishTranscript as publishShared } from '../support/crmSync.js';
 
 const EMAIL = 'agent@acme.example';
 const API_TOKEN = 'zendesk-api-token-0451';
@@ -15,24 +14,20 @@ const API_TOKEN = 'zendesk-api-token-0451';
  * Zendesk ticket with its files on a private comment, then our copies are deleted.
  */
 describe('crm-sync to Zendesk', () => {
-  let nats: NatsServer;
+  let stack: CrmSyncStack;
   let nc: NatsConnection;
   let zendesk: ZendeskContractServer;
   let crm: Awaited<ReturnType<typeof startCrmSyncProcess>>;
   let artifacts: ArtifactStore;
 
   beforeAll(async () => {
-    [nats, zendesk] = await Promise.all([NatsServer.start(), ZendeskContractServer.start({ email: EMAIL, apiToken: API_TOKEN })]);
-    crm = await startCrmSyncProcess({ natsUrl: nats.url, env: { ...twoTenantEnv, CRM_SYNC_RETRY_BASE_SECONDS: '0.2', CRM_SYNC_RETRY_MAX_SECONDS: '1' } });
-    nc = await connect({ servers: nats.url });
-    artifacts = await ArtifactStore.open(nc, new StaticKeyring({ demo: DEMO_TENANT_KEK }));
+    [stack, zendesk] = await Promise.all([startCrmSyncStack(), ZendeskContractServer.start({ email: EMAIL, apiToken: API_TOKEN })]);
+    ({ nc, crm, artifacts } = stack);
   }, 60_000);
 
   afterAll(async () => {
-    await nc?.close();
-    await crm?.stop();
+    await stack?.stop();
     await zendesk?.close();
-    await nats?.stop();
   });
 
   const admin = (path: string, init: Parameters<ReturnType<typeof adminApi>>[1] = {}) => adminApi(crm.url)(path, init);

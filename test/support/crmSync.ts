@@ -1,8 +1,10 @@
 import { Readable } from 'node:stream';
 import { jetstream } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/transport-node';
-import { DEMO_TENANT, ensureStream, streams, subjects, type ArtifactStore, type Tenant } from '@gateway/common';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { ArtifactStore, DEMO_TENANT, DEMO_TENANT_KEK, StaticKeyring, ensureStream, streams, subjects, type Tenant } from '@gateway/common';
+import { NatsServer, startCrmSyncProcess } from '@gateway/testing';
 import { TranscriptReady, type ContactReference } from '@gateway/proto/gateway/events/v1/events';
+import { twoTenantEnv } from './tokens.js';
 
 type Credentials = Pick<Tenant, 'apiKey' | 'apiSecret'>;
 
@@ -42,3 +44,27 @@ export async function publishTranscript(
   await jetstream(nc).publish(subjects.transcriptReady(tenant), event);
   return ids;
 }
+
+/**
+ * nats-server and a crm-sync process with fast retries (both tenants configured), and a client
+ * holding the demo tenant's artifact store: what every crm-sync integration test starts from.
+ */
+export async function startCrmSyncStack(env: Record<string, string> = {}) {
+  const nats = await NatsServer.start();
+  const crm = await startCrmSyncProcess({ natsUrl: nats.url, env: { ...twoTenantEnv, CRM_SYNC_RETRY_BASE_SECONDS: '0.2', CRM_SYNC_RETRY_MAX_SECONDS: '1', ...env } });
+  const nc = await connect({ servers: nats.url });
+  const artifacts = await ArtifactStore.open(nc, new StaticKeyring({ demo: DEMO_TENANT_KEK }));
+  return {
+    nats,
+    crm,
+    nc,
+    artifacts,
+    admin: adminApi(crm.url),
+    async stop() {
+      await nc.close();
+      await crm.stop();
+      await nats.stop();
+    },
+  };
+}
+export type CrmSyncStack = Awaited<ReturnType<typeof startCrmSyncStack>>;
