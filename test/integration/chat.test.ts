@@ -6,7 +6,7 @@ import { ArtifactStore, DEMO_TENANT_KEK, StaticKeyring, buckets, kvKeys, streams
 import { TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
 import { NatsServer, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { TestClients, type TestClient } from '../support/wsClient.js';
-import { GLOBEX_TENANT, demoToken, globexToken, twoTenantEnv } from '../support/tokens.js';
+import { demoToken, globexToken, twoTenantEnv } from '../support/tokens.js';
 
 
 /**

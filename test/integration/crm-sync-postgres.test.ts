@@ -25,11 +25,7 @@ describe('crm-sync to a customer PostgreSQL database', () => {
 
   beforeAll(async () => {
     [nats, postgres] = await Promise.all([NatsServer.start(), PostgresServer.start()]);
-    const admin = new pg.Client({ connectionString: postgres.url });
-    await admin.connect();
-    await admin.query(`create role customer login password '${CUSTOMER_PASSWORD}'`);
-    await admin.query('create database customer_crm owner customer');
-    await admin.end();
+    postgres.createDatabase('customer_crm', 'customer', CUSTOMER_PASSWORD);
     crm = await startCrmSyncProcess({ natsUrl: nats.url, env: { ...twoTenantEnv, CRM_SYNC_RETRY_BASE_SECONDS: '0.2', CRM_SYNC_RETRY_MAX_SECONDS: '1' } });
     nc = await connect({ servers: nats.url });
     artifacts = await ArtifactStore.open(nc, new StaticKeyring({ demo: DEMO_TENANT_KEK }));

@@ -44,11 +44,7 @@ describe('crm-sync fault soak', () => {
 
   beforeAll(async () => {
     [nats, postgres, zendesk] = await Promise.all([NatsServer.start(), PostgresServer.start(), ZendeskContractServer.start({ ...ZENDESK, requestsPerMinute: 1_000_000 })]);
-    const admin = new pg.Client({ connectionString: postgres.url });
-    await admin.connect();
-    await admin.query(`create role customer login password '${CUSTOMER_PASSWORD}'`);
-    await admin.query('create database customer_crm owner customer');
-    await admin.end();
+    postgres.createDatabase('customer_crm', 'customer', CUSTOMER_PASSWORD);
     crm = await startCrmSyncProcess({ natsUrl: nats.url, env: crmEnv });
     nc = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
     customerDb = new pg.Client({ host: '127.0.0.1', port: postgres.port, user: 'customer', password: CUSTOMER_PASSWORD, database: 'customer_crm' });

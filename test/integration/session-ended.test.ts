@@ -28,11 +28,7 @@ describe('session.ended', () => {
 
   beforeAll(async () => {
     [nats, postgres] = await Promise.all([NatsServer.start(), PostgresServer.start()]);
-    const admin = new pg.Client({ connectionString: postgres.url });
-    await admin.connect();
-    await admin.query(`create role customer login password '${CUSTOMER_PASSWORD}'`);
-    await admin.query('create database customer_crm owner customer');
-    await admin.end();
+    postgres.createDatabase('customer_crm', 'customer', CUSTOMER_PASSWORD);
     sfu = await startSfuProcess({ natsUrl: nats.url });
     [signaling, crm] = await Promise.all([
       startSignalingProcess({ natsUrl: nats.url }),

@@ -2,10 +2,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SignJWT } from 'jose';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
-import { DEMO_TENANT_KEK, streams, subjects } from '@gateway/common';
+import { streams, subjects } from '@gateway/common';
 import { AttachmentReady, TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
 import { NatsServer, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
-import { TestClients, type TestClient } from '../support/wsClient.js';
+import { TestClients } from '../support/wsClient.js';
 import { GLOBEX_TENANT, demoToken, globexToken, twoTenantEnv } from '../support/tokens.js';
 import { exifOf, imageFormat, photoWithGps } from '../support/images.js';
 

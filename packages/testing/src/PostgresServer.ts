@@ -62,6 +62,17 @@ export class PostgresServer {
     return server;
   }
 
+  /** A login role and a database it owns, as a customer's DBA would give crm-sync. */
+  createDatabase(name: string, owner: string, password: string): void {
+    const psql = (sql: string) =>
+      execFileSync('psql', ['-h', '127.0.0.1', '-p', String(this.port), '-U', 'postgres', '-d', 'postgres', '-v', 'ON_ERROR_STOP=1', '-c', sql], {
+        env: { ...process.env, PGPASSWORD: PostgresServer.superuserPassword },
+        stdio: 'pipe',
+      });
+    psql(`create role "${owner}" login password '${password.replace(/'/g, "''")}'`);
+    psql(`create database "${name}" owner "${owner}"`);
+  }
+
   async stop(): Promise<void> {
     if (this.process.exitCode === null && this.process.signalCode === null) {
       const exited = new Promise<void>((resolve) => this.process.once('exit', () => resolve()));
