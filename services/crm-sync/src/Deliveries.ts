@@ -31,7 +31,16 @@ export function deliveryOf(subject: string, data: Uint8Array, artifacts: Artifac
     contentType: a.contentType,
     sizeBytes: Number(a.sizeBytes),
     part: a.part,
-    read: async () => (await artifacts.get(tenant, a.artifactId)).data,
+    read: async () => {
+      try {
+        return (await artifacts.get(tenant, a.artifactId)).data;
+      } catch (error) {
+        const gatewayError = GatewayError.from(error);
+        // Marked, so that "the artifact is gone" is never confused with another NOT_FOUND.
+        if (gatewayError.code === ErrorCode.NOT_FOUND) throw new GatewayError(ErrorCode.NOT_FOUND, 'the artifact is gone', { cause: error, details: { artifactGone: true } });
+        throw error;
+      }
+    },
   });
   if (subject.endsWith('.recording.ready')) {
     const { recording, contacts } = RecordingReady.decode(data);
@@ -203,8 +212,15 @@ export class Deliveries {
     try {
       const connectors = await this.connectors.list(delivery.tenant);
       if (connectors.length === 0) throw new GatewayError(ErrorCode.DESTINATION_FAILED, 'the tenant has no destination connected');
+      let delivered = 0;
       for (const connector of connectors) {
-        const destination = await this.connectors.open(delivery.tenant, connector.name);
+        const destination = await this.connectors.open(delivery.tenant, connector.name).catch((error: unknown) => {
+          // Removed by the tenant since the list was read: nothing to deliver to there.
+          if (GatewayError.from(error).code === ErrorCode.NOT_FOUND) return undefined;
+          throw error;
+        });
+        if (!destination) continue;
+        delivered++;
         try {
           await destination.deliver(delivery);
           this.metrics.deliveries.inc({ adapter: connector.type, kind: delivery.kind, result: 'delivered' });
@@ -215,13 +231,14 @@ export class Deliveries {
           await destination.close();
         }
       }
+      if (delivered === 0) throw new GatewayError(ErrorCode.DESTINATION_FAILED, 'the tenant has no destination connected');
       await this.purge(delivery);
       await this.settle(message);
       this.metrics.seconds.observe({ kind: delivery.kind }, (performance.now() - started) / 1000);
       this.log.info(context, 'delivered and purged');
     } catch (error) {
       const gatewayError = GatewayError.from(error);
-      if (gatewayError.code === ErrorCode.NOT_FOUND) {
+      if (gatewayError.code === ErrorCode.NOT_FOUND && gatewayError.details.artifactGone === true) {
         // Its artifacts are gone: delivered and purged before a crash lost the acknowledgement,
         // or deleted by a data-subject request. Nothing is left to deliver.
         // A crash may have come between two artifacts' purges: finish it before letting go.

@@ -343,11 +343,20 @@ export class SignalingServer implements SessionBroker {
 
   /** The last participant left: the room's conversation becomes its transcript. */
   private async finishConversationIfEmpty(tenant: string, room: string): Promise<void> {
+    let claimed: Awaited<ReturnType<RoomSessions['claim']>>;
+    try {
+      if ((await this.store.list(tenant, room)).length > 0) return;
+      // One finisher per room end, whichever replica or leave got here first.
+      claimed = await this.roomSessions.claim(tenant, room);
+    } catch (error) {
+      this.log.error({ err: error, room: `${tenant}/${room}` }, 'checking whether the room ended failed');
+      return;
+    }
+    if (!claimed) return;
     for (let attempt = 1; ; attempt++) {
       try {
-        if ((await this.store.list(tenant, room)).length > 0) return;
         const conversationId = await finishRoom({ nc: this.nc, chat: this.chat, actions: this.actions, artifacts: this.artifacts, log: this.log }, tenant, room);
-        await this.roomSessions.end(tenant, room, conversationId);
+        await this.roomSessions.announce(tenant, room, claimed, conversationId);
         return;
       } catch (error) {
         // The conversation stays stored (encrypted) until a later attempt or the chat retention.

@@ -8,8 +8,8 @@ const MAX_ATTEMPTS = 10;
 
 /**
  * The session of each live room: when it started and who took part, with what the customer's
- * app gave about them (sealed). When the room ends it becomes a session.ended event for
- * crm-sync, and the record goes.
+ * app gave about them (sealed). When the room ends the record is claimed (and so deleted) by one
+ * replica and becomes a session.ended event for crm-sync.
  */
 export class RoomSessions {
   constructor(
@@ -44,14 +44,25 @@ export class RoomSessions {
   }
 
   /**
-   * The room ended: announces its session once (JetStream drops a second announcement by its
-   * id) and deletes the record.
+   * The room ended: takes its session record by deleting it (compare-and-set), so that of the
+   * replicas noticing the empty room at once exactly one finishes it. A participant joining
+   * from now on starts a new session. Returns undefined when another caller took it first.
    */
-  async end(tenant: string, room: string, conversationId: string | undefined): Promise<void> {
+  async claim(tenant: string, room: string): Promise<RoomSessionRecord | undefined> {
     const key = kvKeys.room(tenant, room);
     const entry = await this.kv.get(key);
-    if (!entry || entry.operation !== 'PUT' || entry.length === 0) return;
-    const record = RoomSessionRecord.decode(entry.value);
+    if (!entry || entry.operation !== 'PUT' || entry.length === 0) return undefined;
+    try {
+      await this.kv.delete(key, { previousSeq: entry.revision });
+    } catch {
+      return undefined;
+    }
+    await this.kv.purge(key).catch(() => undefined);
+    return RoomSessionRecord.decode(entry.value);
+  }
+
+  /** Announces a claimed session; JetStream drops a repeated announcement by its id. */
+  async announce(tenant: string, room: string, record: RoomSessionRecord, conversationId: string | undefined): Promise<void> {
     const event = SessionEnded.encode({
       tenant,
       room,
@@ -62,11 +73,5 @@ export class RoomSessions {
       sealedParticipants: record.sealedParticipants,
     }).finish();
     await jetstream(this.nc).publish(subjects.sessionEnded(tenant), event, { msgID: record.sessionId, timeout: 10_000 });
-    try {
-      await this.kv.delete(key, { previousSeq: entry.revision });
-      await this.kv.purge(key);
-    } catch {
-      // Someone joined meanwhile: the record lives on with them.
-    }
   }
 }
