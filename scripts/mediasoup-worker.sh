@@ -85,9 +85,10 @@ tar xzf "$work/liburing.tar.gz" --strip-components=1 -C "$work/liburing"
 export PKG_CONFIG_PATH="$work/srtp/lib/pkgconfig:$work/uring/lib/pkgconfig"
 
 cd "$work/worker"
-# The worker includes <srtp.h> from libsrtp's srtp2/ folder, which its pkg-config file does not add.
+# The worker includes <srtp.h> from libsrtp's srtp2/ folder, which its pkg-config file does not
+# add; srtp-compat.h includes <srtp2/srtp.h>, so the folder above it is on the path too.
 meson setup build --buildtype=release -Db_ndebug=true --wrap-mode=nodownload \
-  -Dcpp_args="-I$work/srtp/include/srtp2" >&2
+  -Dcpp_args="-I$work/srtp/include/srtp2 -I$work/srtp/include" >&2
 # The C++ includes headers generated from the flatbuffers schemas: generate them first.
 ninja -C build -j"$(nproc)" fbs/FBS >&2
 ninja -C build -j"$(nproc)" mediasoup-worker >&2

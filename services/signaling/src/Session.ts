@@ -105,6 +105,8 @@ export class Session {
   private disconnectedAtMs = 0;
   private ended = false;
   private persistChain: Promise<void> = Promise.resolve();
+  /** The record's revision as this replica last wrote it. */
+  private revision: number | undefined;
   private readonly log: Logger;
   /** Chat has its own budget, well below the request rate limit. */
   private readonly chatLimiter: RateLimiter;
@@ -195,12 +197,43 @@ export class Session {
     this.persistChain = this.persistChain.then(async () => {
       if (this.ended) return;
       try {
-        await this.ctx.store.put(this.tenant, this.room, this.toRecord());
+        await this.writeRecord();
       } catch (error) {
         this.log.warn({ err: error }, 'writing participant record failed');
       }
     });
     return this.persistChain;
+  }
+
+  /** Claims the record as read at `revision` (compare-and-set); throws if it changed since. */
+  async claim(revision: number): Promise<void> {
+    this.revision = await this.ctx.store.put(this.tenant, this.room, this.toRecord(), revision);
+  }
+
+  /**
+   * Writes against the revision this replica last wrote, so a replica that has lost the session
+   * (it was resumed elsewhere while this one was still noting the dropped socket) cannot
+   * overwrite the new owner's record; it lets go instead.
+   */
+  private async writeRecord(): Promise<void> {
+    if (this.revision !== undefined) {
+      try {
+        this.revision = await this.ctx.store.put(this.tenant, this.room, this.toRecord(), this.revision);
+        return;
+      } catch {
+        const current = await this.ctx.store.get(this.tenant, this.room, this.participantId);
+        if (current && current.record.owner !== this.ctx.replicaId) {
+          this.link?.close(CloseCode.CLOSE_CODE_SESSION_REPLACED, 'session resumed elsewhere');
+          this.forgetLocally();
+          return;
+        }
+        if (current) {
+          this.revision = await this.ctx.store.put(this.tenant, this.room, this.toRecord(), current.revision);
+          return;
+        }
+      }
+    }
+    this.revision = await this.ctx.store.put(this.tenant, this.room, this.toRecord());
   }
 
   attach(link: SessionLink): void {

@@ -44,6 +44,12 @@ const NODE_CHECK_MS = 2_000;
  * One signaling replica: the public HTTP/WebSocket server, the sessions it holds, and its
  * links to NATS (events, registry, participants) and to the SFU nodes.
  */
+/** A session that cannot be resumed: the client joins again. */
+const sessionExpired = () => new GatewayError(ErrorCode.SESSION_EXPIRED, 'the session can no longer be resumed; join again');
+
+/** How often a resume re-reads a session record that changed under it before giving up. */
+const TAKEOVER_ATTEMPTS = 4;
+
 export class SignalingServer implements SessionBroker {
   readonly sessions = new Map<string, Session>();
   readonly connections = new Set<Connection>();
@@ -203,51 +209,20 @@ export class SignalingServer implements SessionBroker {
 
   async resume(link: SessionLink, resumeToken: string): Promise<{ session: Session; response: JoinResponse }> {
     const parsed = parseResumeToken(resumeToken);
-    const expired = () => new GatewayError(ErrorCode.SESSION_EXPIRED, 'the session can no longer be resumed; join again');
     if (!parsed) throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'the resume token is malformed');
     const { tenant, room, participantId, secret } = parsed;
     let session = this.sessions.get(participantId);
     if (session && (session.tenant !== tenant || session.room !== room || !session.matchesResumeSecret(secret))) {
       throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'the resume token is invalid');
     }
-    if (!session) {
-      const stored = await this.store.get(tenant, room, participantId).catch(() => undefined);
-      if (!stored) {
-        this.metrics.resumes.inc({ result: 'expired' });
-        throw expired();
-      }
-      const { record, revision } = stored;
-      if (!Session.secretMatches(record.resumeTokenHash, secret)) throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'the resume token is invalid');
-      const windowPassed = !record.connected && record.disconnectedAtMs > 0 && Date.now() - record.disconnectedAtMs > this.config.resumeWindowMs;
-      if (windowPassed || record.tokenExpiresAt * 1000 < Date.now()) {
-        this.metrics.resumes.inc({ result: 'expired' });
-        throw expired();
-      }
-      // The media must still be where the record says: a live node that still hosts the room.
-      const node = await this.directory.node(record.nodeId);
-      if (!node || (await this.directory.placementOf(tenant, room)) !== record.nodeId) throw expired();
-      const client = this.directory.clientForNode(node);
-      session = Session.fromRecord(this.ctx, tenant, room, { ...record, owner: this.config.replicaId, connected: true }, client);
-      // Claim the record: fails if the owner changed it meanwhile (e.g. a parallel resume).
-      try {
-        await this.store.put(tenant, room, session.toRecord(), revision);
-      } catch (error) {
-        throw new GatewayError(ErrorCode.SESSION_EXPIRED, 'the session changed while resuming; try again', { cause: error });
-      }
-      if (record.owner && record.owner !== this.config.replicaId) {
-        const takeover = SessionTakeover.encode({ participantId, newOwner: this.config.replicaId }).finish();
-        this.nc.publish(subjects.sessionTakeover(tenant, participantId), takeover);
-      }
-      this.sessions.set(participantId, session);
-      this.hub.add(tenant, room, session);
-    }
+    if (!session) session = await this.takeOverSession(parsed);
     // The room must still be the one the session's media lives in.
     const { rtpCapabilities, created } = await callUnary(session.sfu, session.sfu.openRoom, { room: { tenant, room } });
     if (created) {
       session.forgetLocally();
       await this.store.delete(tenant, room, participantId);
       this.metrics.resumes.inc({ result: 'expired' });
-      throw expired();
+      throw sessionExpired();
     }
     session.attach(link);
     await session.persist();
@@ -256,6 +231,46 @@ export class SignalingServer implements SessionBroker {
     this.log.info({ participantId, room: `${tenant}/${room}` }, 'session resumed');
     const [recording, messages, smartActions] = await Promise.all([this.recordingStatus(tenant, room), this.chatHistory(tenant, room), this.actions.list(tenant, room)]);
     return { session, response: session.joinResponse(others, rtpCapabilities ?? {}, resumeToken, this.config.resumeWindowMs, recording, messages, smartActions) };
+  }
+
+  /**
+   * Takes a session held by another replica (or by nobody) from its record. The old owner may
+   * still be writing the record as its socket closes, so a lost compare-and-set is read again.
+   */
+  private async takeOverSession({ tenant, room, participantId, secret }: { tenant: string; room: string; participantId: string; secret: string }): Promise<Session> {
+    for (let attempt = 1; ; attempt++) {
+      const stored = await this.store.get(tenant, room, participantId).catch(() => undefined);
+      if (!stored) {
+        this.metrics.resumes.inc({ result: 'expired' });
+        throw sessionExpired();
+      }
+      const { record, revision } = stored;
+      if (!Session.secretMatches(record.resumeTokenHash, secret)) throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'the resume token is invalid');
+      const windowPassed = !record.connected && record.disconnectedAtMs > 0 && Date.now() - record.disconnectedAtMs > this.config.resumeWindowMs;
+      if (windowPassed || record.tokenExpiresAt * 1000 < Date.now()) {
+        this.metrics.resumes.inc({ result: 'expired' });
+        throw sessionExpired();
+      }
+      // The media must still be where the record says: a live node that still hosts the room.
+      const node = await this.directory.node(record.nodeId);
+      if (!node || (await this.directory.placementOf(tenant, room)) !== record.nodeId) throw sessionExpired();
+      const client = this.directory.clientForNode(node);
+      const session = Session.fromRecord(this.ctx, tenant, room, { ...record, owner: this.config.replicaId, connected: true }, client);
+      // Claim the record: fails if anyone changed it meanwhile (the old owner noting the drop, a parallel resume).
+      try {
+        await session.claim(revision);
+      } catch (error) {
+        if (attempt < TAKEOVER_ATTEMPTS) continue;
+        throw new GatewayError(ErrorCode.SESSION_EXPIRED, 'the session changed while resuming; try again', { cause: error });
+      }
+      if (record.owner && record.owner !== this.config.replicaId) {
+        const takeover = SessionTakeover.encode({ participantId, newOwner: this.config.replicaId }).finish();
+        this.nc.publish(subjects.sessionTakeover(tenant, participantId), takeover);
+      }
+      this.sessions.set(participantId, session);
+      this.hub.add(tenant, room, session);
+      return session;
+    }
   }
 
   /** The room's recording, as a client joining or resuming is told of it. */
