@@ -18,6 +18,7 @@ const NODE_STALE_MS = 10_000;
 export interface PlacedRoom {
   nodeId: string;
   client: SfuClient;
+  node: NodeInfo;
 }
 
 /**
@@ -76,7 +77,7 @@ export class SfuDirectory {
       const placedOn = entry && entry.operation === 'PUT' && entry.length > 0 ? entry.string() : undefined;
       if (placedOn) {
         const node = await this.node(placedOn);
-        if (node) return { nodeId: node.nodeId, client: this.clientForNode(node) };
+        if (node) return { nodeId: node.nodeId, client: this.clientForNode(node), node };
       }
       const candidates = (await this.liveNodes()).filter((n) => !n.draining);
       if (candidates.length === 0) throw new GatewayError(ErrorCode.ROOM_UNAVAILABLE, 'no media node is available');
@@ -85,12 +86,35 @@ export class SfuDirectory {
         if (entry) await this.placementKv.update(key, best.nodeId, entry.revision);
         else await this.placementKv.create(key, best.nodeId);
         this.log.info({ room: key, nodeId: best.nodeId }, 'room placed');
-        return { nodeId: best.nodeId, client: this.clientForNode(best) };
+        return { nodeId: best.nodeId, client: this.clientForNode(best), node: best };
       } catch {
         // Another replica placed it first: read again.
       }
     }
     throw new GatewayError(ErrorCode.ROOM_UNAVAILABLE, 'could not agree on a media node for the room');
+  }
+
+  /**
+   * The node for a new participant of a room who will consume `consumers` streams: the room's
+   * home node (placed first when the room has none) while it has capacity and is not draining;
+   * otherwise a node the room already spans, then the least-loaded other node with capacity.
+   * Media between the nodes flows through pipes. With no capacity anywhere, the home node
+   * takes the participant over its limit rather than turning the call away.
+   */
+  async placeParticipant(tenant: string, room: string, need: { consumers: number; roomNodes: Iterable<string> }): Promise<PlacedRoom> {
+    const home = await this.place(tenant, room);
+    const fits = (node: NodeInfo) => !node.draining && (!node.load?.maxConsumers || (node.load.consumers ?? 0) + need.consumers <= node.load.maxConsumers);
+    if (fits(home.node)) return home;
+    const spanned = new Set(need.roomNodes);
+    const others = (await this.liveNodes()).filter((n) => n.nodeId !== home.nodeId && fits(n));
+    if (others.length === 0) {
+      this.log.warn({ room: kvKeys.room(tenant, room), nodeId: home.nodeId }, 'no media node has capacity; the room\'s node takes the participant');
+      return home;
+    }
+    const rank = (n: NodeInfo) => (spanned.has(n.nodeId) ? 0 : 1_000_000) + SfuDirectory.score(n);
+    const best = others.reduce((a, b) => (rank(b) < rank(a) ? b : a));
+    this.log.info({ room: kvKeys.room(tenant, room), home: home.nodeId, nodeId: best.nodeId }, 'participant placed on another node of the room');
+    return { nodeId: best.nodeId, client: this.clientForNode(best), node: best };
   }
 
   async placementOf(tenant: string, room: string): Promise<string | undefined> {

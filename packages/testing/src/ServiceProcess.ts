@@ -93,6 +93,10 @@ export async function startSfuProcess(options: { natsUrl: string; nodeId?: strin
     SFU_RTC_PORT_MIN: String(rtcPortMin),
     SFU_LISTEN_IP: '127.0.0.1',
     SFU_ANNOUNCED_ADDRESS: '127.0.0.1',
+    // Pipes to other nodes take ports just above the workers', apart from any other node's.
+    SFU_PIPE_LISTEN_IP: '127.0.0.1',
+    SFU_PIPE_PORT_MIN: String(rtcPortMin + 100),
+    SFU_PIPE_PORT_MAX: String(rtcPortMin + 199),
     ...options.env,
   };
   const proc = await ServiceProcess.start('sfu', env, `http://127.0.0.1:${opsPort}/readyz`);

@@ -14,6 +14,7 @@ export class NodeRegistry {
     private readonly describe: () => { grpcAddress: string; load: NodeLoad; draining: boolean },
     private readonly nodeId: string,
     private readonly heartbeatMs: number,
+    private readonly ttlMs: number,
     private readonly log: Logger,
   ) {}
 
@@ -24,7 +25,7 @@ export class NodeRegistry {
     log: Logger,
   ): Promise<NodeRegistry> {
     const kv = await openBucket(nc, buckets.sfuNodes, { ttlMs: options.ttlMs });
-    const registry = new NodeRegistry(kv, describe, options.nodeId, options.heartbeatMs, log);
+    const registry = new NodeRegistry(kv, describe, options.nodeId, options.heartbeatMs, options.ttlMs, log);
     await registry.heartbeat();
     registry.timer = setInterval(() => void registry.heartbeat(), options.heartbeatMs);
     return registry;
@@ -47,6 +48,17 @@ export class NodeRegistry {
     } catch (error) {
       this.log.warn({ err: error }, 'registry heartbeat failed');
     }
+  }
+
+  /** Ids of the nodes whose heartbeat is fresh, this one included. */
+  async liveNodeIds(): Promise<Set<string>> {
+    const live = new Set<string>();
+    for await (const key of await this.kv.keys()) {
+      const entry = await this.kv.get(key);
+      if (!entry || entry.operation !== 'PUT' || entry.length === 0) continue;
+      if (Date.now() - NodeInfo.decode(entry.value).updatedAtMs < this.ttlMs) live.add(key);
+    }
+    return live;
   }
 
   async close(): Promise<void> {

@@ -25,10 +25,42 @@ export interface MediaAppData extends types.AppData {
   participantId: string;
   source?: TrackSource;
   direction?: 'send' | 'recv';
+  /** On an imported producer: the node it comes from. */
+  importedFrom?: string;
+}
+
+/** Where a pipe listens: the node's cluster-internal address and port range. */
+export interface PipeListen {
+  listenIp: string;
+  announcedAddress?: string;
+  portMin: number;
+  portMax: number;
+}
+
+/** One end of a pipe, as the other node is told of it. */
+export interface PipeEndpoint {
+  ip: string;
+  port: number;
+  srtpParameters: types.SrtpParameters;
+}
+
+/** This room's producers sent to one other node: a pipe transport and a pipe consumer per producer. */
+interface PipeOut {
+  transport: types.PipeTransport;
+  consumers: Map<string, types.Consumer<MediaAppData>>;
+}
+
+/** Producers of one other node received into this room. */
+interface PipeIn {
+  transport: types.PipeTransport;
+  connected: boolean;
 }
 
 type RoomEvents = {
-  closed: [reason: RoomCloseReason];
+  /** `pipeOrigins`: the nodes the room imported producers from, which can stop sending. */
+  closed: [reason: RoomCloseReason, pipeOrigins: string[]];
+  /** A producer piped to `peerNodeId` paused, resumed or closed: the peer must mirror it. */
+  pipedproducerchanged: [peerNodeId: string, producerId: string, change: 'paused' | 'resumed' | 'closed'];
   activespeaker: [participantId: string, producerId: string];
   /** Counts of transports/producers/consumers changed. */
   loadchanged: [];
@@ -44,6 +76,9 @@ export class Room extends TypedEmitter<RoomEvents> {
   readonly producers = new Map<string, types.Producer<MediaAppData>>();
   readonly consumers = new Map<string, types.Consumer<MediaAppData>>();
   private readonly taps = new Map<string, Tap>();
+  /** By peer node id. One pipe per direction and peer keeps the two directions independent. */
+  readonly pipesOut = new Map<string, PipeOut>();
+  readonly pipesIn = new Map<string, PipeIn>();
   private closedFlag = false;
   private idleTimer: NodeJS.Timeout | undefined;
 
@@ -240,6 +275,132 @@ export class Room extends TypedEmitter<RoomEvents> {
     for (const { transport } of tap.streams.values()) transport.close();
   }
 
+  /**
+   * The origin's end of a pipe to `peerNodeId`, connected to the peer's end. A peer that opens
+   * again (it lost its end, e.g. after a restart) gets a new pipe; the old one is closed.
+   */
+  async openPipeOut(peerNodeId: string, peer: PipeEndpoint, listen: PipeListen): Promise<PipeEndpoint> {
+    this.assertOpen();
+    this.pipesOut.get(peerNodeId)?.transport.close();
+    const transport = await this.createPipeTransport(listen);
+    const pipe: PipeOut = { transport, consumers: new Map() };
+    this.pipesOut.set(peerNodeId, pipe);
+    transport.observer.once('close', () => {
+      if (this.pipesOut.get(peerNodeId) === pipe) this.pipesOut.delete(peerNodeId);
+      this.loadChanged();
+    });
+    try {
+      await transport.connect({ ip: peer.ip, port: peer.port, srtpParameters: peer.srtpParameters });
+    } catch (error) {
+      transport.close();
+      throw new GatewayError(ErrorCode.BAD_REQUEST, `pipe connect refused: ${(error as Error).message}`, { cause: error });
+    }
+    this.loadChanged();
+    return this.endpointOf(transport, listen);
+  }
+
+  /** Sends one producer into the pipe to `peerNodeId`; the peer mirrors its pause, resume and close. */
+  async pipeConsume(peerNodeId: string, producerId: string): Promise<{ consumer: types.Consumer<MediaAppData>; producer: types.Producer<MediaAppData> }> {
+    this.assertOpen();
+    const pipe = this.pipesOut.get(peerNodeId);
+    if (!pipe) throw new GatewayError(ErrorCode.INVALID_STATE, 'no pipe to that node: open it first');
+    const producer = this.producer(producerId);
+    if (producer.appData.importedFrom) throw new GatewayError(ErrorCode.BAD_REQUEST, 'the producer is itself imported: import it from its origin');
+    pipe.consumers.get(producerId)?.close();
+    const consumer = await pipe.transport.consume<MediaAppData>({ producerId, appData: { participantId: `pipe:${peerNodeId}`, source: producer.appData.source } });
+    pipe.consumers.set(producerId, consumer);
+    // The pipe consumer follows its producer (a pipe consumer is never paused by itself).
+    consumer.observer.on('pause', () => this.safeEmit('pipedproducerchanged', peerNodeId, producerId, 'paused'));
+    consumer.observer.on('resume', () => this.safeEmit('pipedproducerchanged', peerNodeId, producerId, 'resumed'));
+    consumer.observer.once('close', () => {
+      if (pipe.consumers.get(producerId) === consumer) pipe.consumers.delete(producerId);
+      // A closed pipe (peer gone, room closed) needs no message; a closed producer does.
+      if (!pipe.transport.closed) this.safeEmit('pipedproducerchanged', peerNodeId, producerId, 'closed');
+    });
+    return { consumer, producer };
+  }
+
+  closePipeOut(peerNodeId: string): void {
+    this.pipesOut.get(peerNodeId)?.transport.close();
+  }
+
+  /** The importing end of the pipe from `originNodeId`, created unconnected: the origin answers with its end. */
+  async pipeInFrom(originNodeId: string, listen: PipeListen): Promise<{ endpoint: PipeEndpoint; connected: boolean }> {
+    this.assertOpen();
+    let pipe = this.pipesIn.get(originNodeId);
+    if (!pipe || pipe.transport.closed) {
+      const transport = await this.createPipeTransport(listen);
+      const created: PipeIn = { transport, connected: false };
+      pipe = created;
+      this.pipesIn.set(originNodeId, created);
+      transport.observer.once('close', () => {
+        if (this.pipesIn.get(originNodeId) === created) this.pipesIn.delete(originNodeId);
+        this.loadChanged();
+      });
+      this.loadChanged();
+    }
+    return { endpoint: this.endpointOf(pipe.transport, listen), connected: pipe.connected };
+  }
+
+  async connectPipeIn(originNodeId: string, origin: PipeEndpoint): Promise<void> {
+    const pipe = this.pipesIn.get(originNodeId);
+    if (!pipe) throw new GatewayError(ErrorCode.INVALID_STATE, 'no pipe from that node');
+    await pipe.transport.connect({ ip: origin.ip, port: origin.port, srtpParameters: origin.srtpParameters });
+    pipe.connected = true;
+  }
+
+  /** A producer of another node, received through the pipe with the origin's producer id. */
+  async importProducer(
+    originNodeId: string,
+    info: { producerId: string; participantId: string; kind: types.MediaKind; source?: TrackSource; paused: boolean },
+    rtpParameters: types.RtpParameters,
+  ): Promise<types.Producer<MediaAppData>> {
+    this.assertOpen();
+    const pipe = this.pipesIn.get(originNodeId);
+    if (!pipe?.connected) throw new GatewayError(ErrorCode.INVALID_STATE, 'no connected pipe from that node');
+    const existing = this.producers.get(info.producerId);
+    if (existing) return existing;
+    const producer = await pipe.transport.produce<MediaAppData>({
+      id: info.producerId,
+      kind: info.kind,
+      rtpParameters,
+      paused: info.paused,
+      appData: { participantId: info.participantId, source: info.source, importedFrom: originNodeId },
+    });
+    this.producers.set(producer.id, producer);
+    producer.observer.once('close', () => {
+      this.producers.delete(producer.id);
+      this.loadChanged();
+    });
+    // Active speakers are observed on the producer's own node only, so the room hears one voice.
+    this.loadChanged();
+    return producer;
+  }
+
+  /** Nodes this room has pipes with, in either direction. */
+  pipePeers(): string[] {
+    return [...new Set([...this.pipesOut.keys(), ...this.pipesIn.keys()])];
+  }
+
+  /** A peer node is gone: its pipes close, and with them the producers imported from it. */
+  closePipesWith(peerNodeId: string): void {
+    this.pipesOut.get(peerNodeId)?.transport.close();
+    this.pipesIn.get(peerNodeId)?.transport.close();
+  }
+
+  private async createPipeTransport(listen: PipeListen): Promise<types.PipeTransport> {
+    return this.router.createPipeTransport({
+      listenInfo: { protocol: 'udp', ip: listen.listenIp, announcedAddress: listen.announcedAddress, portRange: { min: listen.portMin, max: listen.portMax } },
+      // Retransmissions across the cluster network, and SRTP: media is encrypted between nodes too.
+      enableRtx: true,
+      enableSrtp: true,
+    });
+  }
+
+  private endpointOf(transport: types.PipeTransport, listen: PipeListen): PipeEndpoint {
+    return { ip: listen.announcedAddress ?? transport.tuple.localAddress, port: transport.tuple.localPort, srtpParameters: transport.srtpParameters! };
+  }
+
   closeParticipant(participantId: string): number {
     let closed = 0;
     for (const transport of [...this.transports.values()]) {
@@ -255,11 +416,12 @@ export class Room extends TypedEmitter<RoomEvents> {
     if (this.closedFlag) return;
     this.closedFlag = true;
     clearTimeout(this.idleTimer);
+    const pipeOrigins = [...this.pipesIn.keys()];
     // Closing the router closes every transport, producer and consumer; their observers
     // remove them from the maps and the worker's consumer count.
     if (!this.router.closed) this.router.close();
     this.log.info({ reason }, 'room closed');
-    this.safeEmit('closed', reason);
+    this.safeEmit('closed', reason, pipeOrigins);
   }
 
   /**

@@ -1,7 +1,7 @@
 import type { types } from 'mediasoup';
 import { Gauge, Counter, type Registry } from 'prom-client';
 import { RoomEvent } from '@gateway/proto/gateway/events/v1/events';
-import type { NodeLoad } from '@gateway/proto/gateway/sfu/v1/sfu';
+import type { NodeAddress, NodeLoad } from '@gateway/proto/gateway/sfu/v1/sfu';
 import {
   ErrorCode,
   GatewayError,
@@ -19,7 +19,8 @@ import {
 } from '@gateway/common';
 import type { SfuConfig } from './config.js';
 import { NodeRegistry } from './NodeRegistry.js';
-import { Room, type RoomCloseReason } from './Room.js';
+import { Room, type PipeListen, type RoomCloseReason } from './Room.js';
+import { PipeCoordinator, type PipeHost } from './PipeCoordinator.js';
 import { WorkerPool } from './WorkerPool.js';
 import { registerSfuService } from './grpc/SfuGrpcService.js';
 
@@ -30,7 +31,7 @@ const announcedCloseReasons = new Set<RoomCloseReason>(['worker_died', 'drain_ti
  * An SFU node: the worker pool, the rooms, the gRPC API, the registry heartbeat and the
  * operations endpoint. `startSfu` is used by main.ts and by tests.
  */
-export class SfuNode {
+export class SfuNode implements PipeHost {
   readonly rooms = new Map<string, Room>();
   draining = false;
   private closing: Promise<void> | undefined;
@@ -42,12 +43,16 @@ export class SfuNode {
     readonly nc: NatsConnection,
     readonly metrics: Registry,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.pipes = new PipeCoordinator(this, config.grpcTls, log);
+  }
 
   grpcAddress = '';
   grpcPort = 0;
   opsPort = 0;
   private registry: NodeRegistry | undefined;
+  private peerCheck: NodeJS.Timeout | undefined;
+  readonly pipes: PipeCoordinator;
   private stopGrpc: (() => Promise<void>) | undefined;
   private stopOps: (() => Promise<void>) | undefined;
 
@@ -93,19 +98,55 @@ export class SfuNode {
     });
     node.opsPort = ops.port;
     node.stopOps = ops.close;
+    node.peerCheck = setInterval(() => void node.closePipesToGoneNodes(), config.heartbeatMs);
     return node;
   }
 
   load(): NodeLoad {
     let transports = 0;
     let producers = 0;
+    let importedProducers = 0;
     let consumers = 0;
+    let pipes = 0;
     for (const room of this.rooms.values()) {
       transports += room.transports.size;
-      producers += room.producers.size;
+      for (const producer of room.producers.values()) {
+        if (producer.appData.importedFrom) importedProducers++;
+        else producers++;
+      }
       consumers += room.consumers.size;
+      pipes += room.pipesIn.size + room.pipesOut.size;
     }
-    return { workers: this.pool.aliveCount, rooms: this.rooms.size, transports, producers, consumers };
+    return { workers: this.pool.aliveCount, rooms: this.rooms.size, transports, producers, consumers, maxConsumers: this.config.maxConsumers, importedProducers, pipes };
+  }
+
+  /** This node as its peers reach it. */
+  get self(): NodeAddress {
+    return { nodeId: this.config.nodeId, grpcAddress: this.grpcAddress };
+  }
+
+  get pipeListen(): PipeListen {
+    return this.config.pipe;
+  }
+
+  /** Pipes to nodes that left the registry are closed, and the producers imported from them with them. */
+  private async closePipesToGoneNodes(): Promise<void> {
+    const withPipes = [...this.rooms.values()].filter((room) => room.pipePeers().length > 0);
+    if (withPipes.length === 0 || !this.registry) return;
+    let live: Set<string>;
+    try {
+      live = await this.registry.liveNodeIds();
+    } catch {
+      return;
+    }
+    for (const room of withPipes) {
+      for (const peer of room.pipePeers()) {
+        if (live.has(peer)) continue;
+        this.log.warn({ room: `${room.tenant}/${room.name}`, peer }, 'peer node gone: closing its pipes');
+        room.closePipesWith(peer);
+        this.pipes.forgetPeer(peer);
+      }
+    }
   }
 
   /** The room, or NOT_FOUND: ids of another tenant's room never resolve. */
@@ -135,7 +176,9 @@ export class SfuNode {
     room.on('activespeaker', (participantId, producerId) =>
       this.publish(room, { $case: 'activeSpeaker', value: { participantId, producerId } }),
     );
-    room.on('closed', (reason) => {
+    room.on('pipedproducerchanged', (peer, producerId, change) => this.pipes.notifyPeer(room, peer, producerId, change));
+    room.on('closed', (reason, pipeOrigins) => {
+      this.pipes.roomClosed(room, pipeOrigins);
       this.rooms.delete(key);
       worker.rooms--;
       if (announcedCloseReasons.has(reason)) {
@@ -177,6 +220,9 @@ export class SfuNode {
     gauge('gateway_sfu_transports', 'WebRTC transports', (l) => l.transports);
     gauge('gateway_sfu_producers', 'Producers', (l) => l.producers);
     gauge('gateway_sfu_consumers', 'Consumers', (l) => l.consumers);
+    gauge('gateway_sfu_max_consumers', 'Consumers the node takes before new participants go to other nodes', (l) => l.maxConsumers);
+    gauge('gateway_sfu_imported_producers', 'Producers of other nodes received through pipes', (l) => l.importedProducers);
+    gauge('gateway_sfu_pipes', 'Pipes to and from other nodes', (l) => l.pipes);
     new Gauge({
       name: 'gateway_sfu_draining',
       help: '1 while the node drains',
@@ -218,7 +264,9 @@ export class SfuNode {
       } else {
         for (const room of [...this.rooms.values()]) room.close('node_closed');
       }
+      clearInterval(this.peerCheck);
       await this.stopGrpc?.();
+      this.pipes.close();
       await this.registry?.close();
       await this.nc.drain().catch(() => undefined);
       await this.stopOps?.();

@@ -1,7 +1,7 @@
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { env, grpcTlsShape, loadConfig, readGrpcTls } from '@gateway/common';
+import { ErrorCode, GatewayError, env, grpcTlsShape, loadConfig, readGrpcTls } from '@gateway/common';
 
 const shape = {
   NATS_URL: env.natsUrl(),
@@ -27,6 +27,18 @@ const shape = {
   SFU_TRANSPORT_ABANDON_SECONDS: env.seconds(90),
   /** ICE consent (RFC 7675): a transport without STUN requests for this long is disconnected; 0 disables it. */
   SFU_ICE_CONSENT_TIMEOUT_SECONDS: env.seconds(30),
+  /**
+   * Consumers this node takes before signaling places new participants of its rooms on other
+   * nodes, with media piped between them. Default: 500 per worker.
+   */
+  SFU_MAX_CONSUMERS: z.coerce.number().int().positive().optional(),
+  /** Address pipes between SFU nodes listen on (inside the cluster: the node's internal address). */
+  SFU_PIPE_LISTEN_IP: env.string('127.0.0.1'),
+  /** Address put in a pipe's endpoint when the listen address is not reachable as such. */
+  SFU_PIPE_ANNOUNCED_ADDRESS: z.string().min(1).optional(),
+  /** UDP ports pipes between SFU nodes use. */
+  SFU_PIPE_PORT_MIN: env.port(42000),
+  SFU_PIPE_PORT_MAX: env.port(42999),
   ...grpcTlsShape,
   SFU_WORKER_LOG_LEVEL: z.enum(['debug', 'warn', 'error', 'none']).default('warn'),
 };
@@ -35,6 +47,9 @@ export type SfuConfig = ReturnType<typeof readSfuConfig>;
 
 export function readSfuConfig(source: Record<string, string | undefined> = process.env) {
   const c = loadConfig(shape, source);
+  if (c.SFU_PIPE_PORT_MIN > c.SFU_PIPE_PORT_MAX) {
+    throw new GatewayError(ErrorCode.CONFIG_INVALID, 'invalid configuration:\n  SFU_PIPE_PORT_MIN must not be above SFU_PIPE_PORT_MAX');
+  }
   return {
     natsUrl: c.NATS_URL,
     logLevel: c.LOG_LEVEL,
@@ -54,5 +69,7 @@ export function readSfuConfig(source: Record<string, string | undefined> = proce
     drainGraceMs: c.SFU_DRAIN_GRACE_SECONDS * 1000,
     roomTimeouts: { idleMs: c.SFU_ROOM_IDLE_SECONDS * 1000, abandonedTransportMs: c.SFU_TRANSPORT_ABANDON_SECONDS * 1000, iceConsentTimeoutSeconds: Math.round(c.SFU_ICE_CONSENT_TIMEOUT_SECONDS) },
     workerLogLevel: c.SFU_WORKER_LOG_LEVEL,
+    maxConsumers: c.SFU_MAX_CONSUMERS ?? 500 * c.SFU_WORKERS,
+    pipe: { listenIp: c.SFU_PIPE_LISTEN_IP, announcedAddress: c.SFU_PIPE_ANNOUNCED_ADDRESS, portMin: c.SFU_PIPE_PORT_MIN, portMax: c.SFU_PIPE_PORT_MAX },
   };
 }

@@ -285,7 +285,10 @@ export class Session {
     this.ctx.participantGone(this.tenant, this.room);
   }
 
-  /** The room's node is gone: tell the client to join again; nothing to close on the SFU. */
+  /**
+   * The session's media node is gone: tell the client to join again; nothing to close on the
+   * SFU. Participants on the room's other nodes see it leave: it comes back as a new one.
+   */
   async abandon(reason: string): Promise<void> {
     if (this.ended) return;
     this.link?.notify({ $case: 'rejoinRequired', value: { reason } });
@@ -293,6 +296,7 @@ export class Session {
     this.forgetLocally();
     await this.persistChain;
     await this.ctx.store.delete(this.tenant, this.room, this.participantId);
+    this.ctx.hub.publish(this.tenant, this.room, { $case: 'participantLeft', value: { participantId: this.participantId, reason: 'node_gone' } });
   }
 
   onRoomEvent(event: RoomEvent): void {
@@ -456,7 +460,12 @@ export class Session {
         const { producerId, rtpCapabilities } = method.value;
         if (!producerId || !rtpCapabilities) throw new GatewayError(ErrorCode.BAD_REQUEST, 'producerId and rtpCapabilities are required');
         const transportId = method.value.transportId ? this.ownTransport(method.value.transportId) : this.receiveTransport();
-        const consumer = await this.sfuCall(this.sfu.consume, { transport: { room: this.roomRef(), transportId }, producerId, rtpCapabilities });
+        const request = { transport: { room: this.roomRef(), transportId }, producerId, rtpCapabilities };
+        const consumer = await this.sfuCall(this.sfu.consume, request).catch(async (error: GatewayError) => {
+          // A producer of the room's other node: pipe it here, then consume it like a local one.
+          if (error.code !== ErrorCode.NOT_FOUND || !(await this.importProducer(producerId))) throw error;
+          return this.sfuCall(this.sfu.consume, request);
+        });
         this.consumers.set(consumer.consumerId, producerId);
         void this.persist();
         return {
@@ -610,6 +619,20 @@ export class Session {
   }
 
   /** Calls the room's SFU node; an unreachable node triggers a check of the room's placement. */
+  /**
+   * Asks this session's node to import a producer published on another node of the room.
+   * False when no participant of the room publishes it from another live node.
+   */
+  private async importProducer(producerId: string): Promise<boolean> {
+    const records = await this.ctx.store.list(this.tenant, this.room);
+    const owner = records.find((r) => r.info?.tracks.some((t) => t.producerId === producerId));
+    if (!owner || owner.nodeId === this.nodeId) return false;
+    const origin = await this.ctx.directory.node(owner.nodeId);
+    if (!origin) return false;
+    await this.sfuCall(this.sfu.importProducer, { room: this.roomRef(), producerId, origin: { nodeId: origin.nodeId, grpcAddress: origin.grpcAddress } });
+    return true;
+  }
+
   private sfuCall<Req, Res>(method: Parameters<typeof callUnary<Req, Res>>[1], request: Req): Promise<Res> {
     return callUnary<Req, Res>(this.sfu, method, request).catch((error: GatewayError) => {
       if (error.code === ErrorCode.UNAVAILABLE) this.log.warn({ err: error }, 'media node unreachable');

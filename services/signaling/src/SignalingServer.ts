@@ -170,7 +170,12 @@ export class SignalingServer implements SessionBroker {
     const started = performance.now();
     // The token is checked before any room work.
     const grant = await verifyJoinToken(this.config.tenants, token);
-    const placed = await this.directory.place(grant.tenant, grant.room);
+    // Placement needs what the participant will consume and which nodes the room spans already.
+    const present = await this.store.list(grant.tenant, grant.room);
+    const placed = await this.directory.placeParticipant(grant.tenant, grant.room, {
+      consumers: grant.grants.canSubscribe ? present.reduce((n, r) => n + (r.info?.tracks.length ?? 0), 0) : 0,
+      roomNodes: present.map((r) => r.nodeId),
+    });
     const { rtpCapabilities } = await callUnary(placed.client, placed.client.openRoom, { room: { tenant: grant.tenant, room: grant.room } });
     const { session, resumeToken } = Session.create(this.ctx, newId('PA'), grant, placed.nodeId, placed.client);
     session.attach(link);
@@ -253,7 +258,8 @@ export class SignalingServer implements SessionBroker {
       }
       // The media must still be where the record says: a live node that still hosts the room.
       const node = await this.directory.node(record.nodeId);
-      if (!node || (await this.directory.placementOf(tenant, room)) !== record.nodeId) throw sessionExpired();
+      // (A room spans several nodes: the session's node need not be the room's home.)
+      if (!node) throw sessionExpired();
       const client = this.directory.clientForNode(node);
       const session = Session.fromRecord(this.ctx, tenant, room, { ...record, owner: this.config.replicaId, connected: true }, client);
       // Claim the record: fails if anyone changed it meanwhile (the old owner noting the drop, a parallel resume).

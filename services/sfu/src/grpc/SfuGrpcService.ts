@@ -6,7 +6,12 @@ import {
   TrackSource,
   TransportDirection,
   type ConsumeRequest,
+  type ClosePipeRequest,
   type CreateTapStreamRequest,
+  type ImportProducerRequest,
+  type OpenPipeRequest,
+  type PipeConsumeRequest,
+  type PipedProducerChange,
   type SetTapPausedRequest,
   type TapRef,
   type ConsumerRef,
@@ -22,18 +27,8 @@ import {
 } from '@gateway/proto/gateway/sfu/v1/sfu';
 import { ErrorCode, GatewayError, SUBJECT_TOKEN, grpc, unaryHandlers, type Logger } from '@gateway/common';
 import type { SfuNode } from '../SfuNode.js';
-import type { MediaAppData, Room, TrackSource as RoomTrackSource } from '../Room.js';
-
-const sourceNames: Record<number, RoomTrackSource | undefined> = {
-  [TrackSource.TRACK_SOURCE_CAMERA]: 'camera',
-  [TrackSource.TRACK_SOURCE_MICROPHONE]: 'microphone',
-  [TrackSource.TRACK_SOURCE_SCREEN]: 'screen',
-  [TrackSource.TRACK_SOURCE_SCREEN_AUDIO]: 'screen_audio',
-};
-
-const sourceValues: Record<string, TrackSource> = Object.fromEntries(
-  Object.entries(sourceNames).map(([value, name]) => [name, Number(value) as TrackSource]),
-);
+import type { Room } from '../Room.js';
+import { kindName, mediaKind, producerInfo, sourceNames, sourceValues } from './mapping.js';
 
 function badRequest(message: string): GatewayError {
   return new GatewayError(ErrorCode.BAD_REQUEST, message);
@@ -52,18 +47,6 @@ function requireId(value: string, what: string): string {
 function requireObject<T>(value: { [key: string]: any } | undefined, what: string): T {
   if (!value || typeof value !== 'object') throw badRequest(`${what} is required`);
   return value as T;
-}
-
-const mediaKind = (kind: types.MediaKind) => (kind === 'audio' ? MediaKind.MEDIA_KIND_AUDIO : MediaKind.MEDIA_KIND_VIDEO);
-
-function producerInfo(producer: types.Producer<MediaAppData>) {
-  return {
-    producerId: producer.id,
-    participantId: producer.appData.participantId,
-    kind: mediaKind(producer.kind),
-    source: sourceValues[producer.appData.source ?? ''] ?? TrackSource.TRACK_SOURCE_UNSPECIFIED,
-    paused: producer.paused,
-  };
 }
 
 function tapId(ref: TapRef | undefined): string {
@@ -151,7 +134,7 @@ export function registerSfuService(server: grpc.Server, node: SfuNode, log: Logg
       const { room } = transportRef(req.transport);
       const source = sourceNames[req.source];
       if (!source) throw badRequest('source is required');
-      const kind = req.kind === MediaKind.MEDIA_KIND_AUDIO ? 'audio' : req.kind === MediaKind.MEDIA_KIND_VIDEO ? 'video' : undefined;
+      const kind = kindName(req.kind);
       if (!kind) throw badRequest('kind must be AUDIO or VIDEO');
       const rtpParameters = requireObject<types.RtpParameters>(req.rtpParameters, 'rtpParameters');
       const producer = await room.produce(
@@ -229,6 +212,34 @@ export function registerSfuService(server: grpc.Server, node: SfuNode, log: Logg
     },
     async closeTap(req: TapRef) {
       roomOf(node, req.room).closeTap(tapId(req));
+      return {};
+    },
+    async importProducer(req: ImportProducerRequest) {
+      roomOf(node, req.room);
+      await node.pipes.importProducer({ ...req, producerId: requireId(req.producerId, 'producerId') });
+      return {};
+    },
+    async openPipe(req: OpenPipeRequest) {
+      roomOf(node, req.room);
+      return node.pipes.openPipe(req);
+    },
+    async pipeConsume(req: PipeConsumeRequest) {
+      roomOf(node, req.room);
+      const { consumer, producer } = await node.pipes.pipeConsume({
+        ...req,
+        peerNodeId: requireId(req.peerNodeId, 'peerNodeId'),
+        producerId: requireId(req.producerId, 'producerId'),
+      });
+      return { producer: producerInfo(producer), rtpParameters: consumer.rtpParameters as unknown as Record<string, unknown> };
+    },
+    async pipedProducerChanged(req: PipedProducerChange) {
+      roomOf(node, req.room);
+      await node.pipes.pipedProducerChanged(req);
+      return {};
+    },
+    async closePipe(req: ClosePipeRequest) {
+      roomOf(node, req.room);
+      node.pipes.closePipe({ ...req, peerNodeId: requireId(req.peerNodeId, 'peerNodeId') });
       return {};
     },
     async getNodeInfo() {

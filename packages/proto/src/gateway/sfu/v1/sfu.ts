@@ -24,6 +24,51 @@ export const protobufPackage = "gateway.sfu.v1";
 
 export const protobufFileName = "gateway/sfu/v1/sfu.proto";
 
+export enum PipedProducerEvent {
+  PIPED_PRODUCER_EVENT_UNSPECIFIED = 0,
+  PIPED_PRODUCER_EVENT_PAUSED = 1,
+  PIPED_PRODUCER_EVENT_RESUMED = 2,
+  PIPED_PRODUCER_EVENT_CLOSED = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function pipedProducerEventFromJSON(object: any): PipedProducerEvent {
+  switch (object) {
+    case 0:
+    case "PIPED_PRODUCER_EVENT_UNSPECIFIED":
+      return PipedProducerEvent.PIPED_PRODUCER_EVENT_UNSPECIFIED;
+    case 1:
+    case "PIPED_PRODUCER_EVENT_PAUSED":
+      return PipedProducerEvent.PIPED_PRODUCER_EVENT_PAUSED;
+    case 2:
+    case "PIPED_PRODUCER_EVENT_RESUMED":
+      return PipedProducerEvent.PIPED_PRODUCER_EVENT_RESUMED;
+    case 3:
+    case "PIPED_PRODUCER_EVENT_CLOSED":
+      return PipedProducerEvent.PIPED_PRODUCER_EVENT_CLOSED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return PipedProducerEvent.UNRECOGNIZED;
+  }
+}
+
+export function pipedProducerEventToJSON(object: PipedProducerEvent): string {
+  switch (object) {
+    case PipedProducerEvent.PIPED_PRODUCER_EVENT_UNSPECIFIED:
+      return "PIPED_PRODUCER_EVENT_UNSPECIFIED";
+    case PipedProducerEvent.PIPED_PRODUCER_EVENT_PAUSED:
+      return "PIPED_PRODUCER_EVENT_PAUSED";
+    case PipedProducerEvent.PIPED_PRODUCER_EVENT_RESUMED:
+      return "PIPED_PRODUCER_EVENT_RESUMED";
+    case PipedProducerEvent.PIPED_PRODUCER_EVENT_CLOSED:
+      return "PIPED_PRODUCER_EVENT_CLOSED";
+    case PipedProducerEvent.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export enum TransportDirection {
   TRANSPORT_DIRECTION_UNSPECIFIED = 0,
   TRANSPORT_DIRECTION_SEND = 1,
@@ -151,6 +196,64 @@ export function trackSourceToJSON(object: TrackSource): string {
     default:
       return "UNRECOGNIZED";
   }
+}
+
+export interface NodeAddress {
+  nodeId: string;
+  /** host:port of the node's gRPC API. */
+  grpcAddress: string;
+}
+
+export interface ImportProducerRequest {
+  room: RoomRef | undefined;
+  producerId: string;
+  /** The node the producer lives on. */
+  origin: NodeAddress | undefined;
+}
+
+export interface PipeEndpoint {
+  ip: string;
+  port: number;
+  /** SRTP keys of the sending side (mediasoup SrtpParameters): pipes are encrypted. */
+  srtpParameters: { [key: string]: any } | undefined;
+}
+
+export interface OpenPipeRequest {
+  room:
+    | RoomRef
+    | undefined;
+  /** The importing node, which the origin calls back with PipedProducerChanged. */
+  peer:
+    | NodeAddress
+    | undefined;
+  /** The importing node's end of the pipe. */
+  endpoint: PipeEndpoint | undefined;
+}
+
+export interface PipeConsumeRequest {
+  room: RoomRef | undefined;
+  peerNodeId: string;
+  producerId: string;
+}
+
+export interface PipedProducer {
+  producer:
+    | ProducerInfo
+    | undefined;
+  /** mediasoup RtpParameters of the pipe consumer: what the importing node receives. */
+  rtpParameters: { [key: string]: any } | undefined;
+}
+
+export interface PipedProducerChange {
+  room: RoomRef | undefined;
+  originNodeId: string;
+  producerId: string;
+  event: PipedProducerEvent;
+}
+
+export interface ClosePipeRequest {
+  room: RoomRef | undefined;
+  peerNodeId: string;
 }
 
 export interface ProducerInfo {
@@ -313,6 +416,14 @@ export interface NodeLoad {
   transports: number;
   producers: number;
   consumers: number;
+  /**
+   * Consumers the node takes before placement sends new participants of a room elsewhere
+   * (SFU_MAX_CONSUMERS); 0: no limit.
+   */
+  maxConsumers: number;
+  /** Producers imported from other nodes, and pipes to other nodes. */
+  importedProducers: number;
+  pipes: number;
 }
 
 export interface NodeInfo {
@@ -325,6 +436,830 @@ export interface NodeInfo {
   updatedAtMs: number;
   version: string;
 }
+
+function createBaseNodeAddress(): NodeAddress {
+  return { nodeId: "", grpcAddress: "" };
+}
+
+export const NodeAddress: MessageFns<NodeAddress> = {
+  encode(message: NodeAddress, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nodeId !== "") {
+      writer.uint32(10).string(message.nodeId);
+    }
+    if (message.grpcAddress !== "") {
+      writer.uint32(18).string(message.grpcAddress);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NodeAddress {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNodeAddress();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.nodeId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.grpcAddress = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NodeAddress {
+    return {
+      nodeId: isSet(object.nodeId)
+        ? globalThis.String(object.nodeId)
+        : isSet(object.node_id)
+        ? globalThis.String(object.node_id)
+        : "",
+      grpcAddress: isSet(object.grpcAddress)
+        ? globalThis.String(object.grpcAddress)
+        : isSet(object.grpc_address)
+        ? globalThis.String(object.grpc_address)
+        : "",
+    };
+  },
+
+  toJSON(message: NodeAddress): unknown {
+    const obj: any = {};
+    if (message.nodeId !== "") {
+      obj.nodeId = message.nodeId;
+    }
+    if (message.grpcAddress !== "") {
+      obj.grpcAddress = message.grpcAddress;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<NodeAddress>, I>>(base?: I): NodeAddress {
+    return NodeAddress.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<NodeAddress>, I>>(object: I): NodeAddress {
+    const message = createBaseNodeAddress();
+    message.nodeId = object.nodeId ?? "";
+    message.grpcAddress = object.grpcAddress ?? "";
+    return message;
+  },
+};
+
+function createBaseImportProducerRequest(): ImportProducerRequest {
+  return { room: undefined, producerId: "", origin: undefined };
+}
+
+export const ImportProducerRequest: MessageFns<ImportProducerRequest> = {
+  encode(message: ImportProducerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.room !== undefined) {
+      RoomRef.encode(message.room, writer.uint32(10).fork()).join();
+    }
+    if (message.producerId !== "") {
+      writer.uint32(18).string(message.producerId);
+    }
+    if (message.origin !== undefined) {
+      NodeAddress.encode(message.origin, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImportProducerRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImportProducerRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.room = RoomRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.producerId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.origin = NodeAddress.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImportProducerRequest {
+    return {
+      room: isSet(object.room) ? RoomRef.fromJSON(object.room) : undefined,
+      producerId: isSet(object.producerId)
+        ? globalThis.String(object.producerId)
+        : isSet(object.producer_id)
+        ? globalThis.String(object.producer_id)
+        : "",
+      origin: isSet(object.origin) ? NodeAddress.fromJSON(object.origin) : undefined,
+    };
+  },
+
+  toJSON(message: ImportProducerRequest): unknown {
+    const obj: any = {};
+    if (message.room !== undefined) {
+      obj.room = RoomRef.toJSON(message.room);
+    }
+    if (message.producerId !== "") {
+      obj.producerId = message.producerId;
+    }
+    if (message.origin !== undefined) {
+      obj.origin = NodeAddress.toJSON(message.origin);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ImportProducerRequest>, I>>(base?: I): ImportProducerRequest {
+    return ImportProducerRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ImportProducerRequest>, I>>(object: I): ImportProducerRequest {
+    const message = createBaseImportProducerRequest();
+    message.room = (object.room !== undefined && object.room !== null) ? RoomRef.fromPartial(object.room) : undefined;
+    message.producerId = object.producerId ?? "";
+    message.origin = (object.origin !== undefined && object.origin !== null)
+      ? NodeAddress.fromPartial(object.origin)
+      : undefined;
+    return message;
+  },
+};
+
+function createBasePipeEndpoint(): PipeEndpoint {
+  return { ip: "", port: 0, srtpParameters: undefined };
+}
+
+export const PipeEndpoint: MessageFns<PipeEndpoint> = {
+  encode(message: PipeEndpoint, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ip !== "") {
+      writer.uint32(10).string(message.ip);
+    }
+    if (message.port !== 0) {
+      writer.uint32(16).uint32(message.port);
+    }
+    if (message.srtpParameters !== undefined) {
+      Struct.encode(Struct.wrap(message.srtpParameters), writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PipeEndpoint {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePipeEndpoint();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.ip = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.port = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.srtpParameters = Struct.unwrap(Struct.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PipeEndpoint {
+    return {
+      ip: isSet(object.ip) ? globalThis.String(object.ip) : "",
+      port: isSet(object.port) ? globalThis.Number(object.port) : 0,
+      srtpParameters: isObject(object.srtpParameters)
+        ? object.srtpParameters
+        : isObject(object.srtp_parameters)
+        ? object.srtp_parameters
+        : undefined,
+    };
+  },
+
+  toJSON(message: PipeEndpoint): unknown {
+    const obj: any = {};
+    if (message.ip !== "") {
+      obj.ip = message.ip;
+    }
+    if (message.port !== 0) {
+      obj.port = Math.round(message.port);
+    }
+    if (message.srtpParameters !== undefined) {
+      obj.srtpParameters = message.srtpParameters;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PipeEndpoint>, I>>(base?: I): PipeEndpoint {
+    return PipeEndpoint.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PipeEndpoint>, I>>(object: I): PipeEndpoint {
+    const message = createBasePipeEndpoint();
+    message.ip = object.ip ?? "";
+    message.port = object.port ?? 0;
+    message.srtpParameters = object.srtpParameters ?? undefined;
+    return message;
+  },
+};
+
+function createBaseOpenPipeRequest(): OpenPipeRequest {
+  return { room: undefined, peer: undefined, endpoint: undefined };
+}
+
+export const OpenPipeRequest: MessageFns<OpenPipeRequest> = {
+  encode(message: OpenPipeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.room !== undefined) {
+      RoomRef.encode(message.room, writer.uint32(10).fork()).join();
+    }
+    if (message.peer !== undefined) {
+      NodeAddress.encode(message.peer, writer.uint32(18).fork()).join();
+    }
+    if (message.endpoint !== undefined) {
+      PipeEndpoint.encode(message.endpoint, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OpenPipeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOpenPipeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.room = RoomRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.peer = NodeAddress.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.endpoint = PipeEndpoint.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OpenPipeRequest {
+    return {
+      room: isSet(object.room) ? RoomRef.fromJSON(object.room) : undefined,
+      peer: isSet(object.peer) ? NodeAddress.fromJSON(object.peer) : undefined,
+      endpoint: isSet(object.endpoint) ? PipeEndpoint.fromJSON(object.endpoint) : undefined,
+    };
+  },
+
+  toJSON(message: OpenPipeRequest): unknown {
+    const obj: any = {};
+    if (message.room !== undefined) {
+      obj.room = RoomRef.toJSON(message.room);
+    }
+    if (message.peer !== undefined) {
+      obj.peer = NodeAddress.toJSON(message.peer);
+    }
+    if (message.endpoint !== undefined) {
+      obj.endpoint = PipeEndpoint.toJSON(message.endpoint);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<OpenPipeRequest>, I>>(base?: I): OpenPipeRequest {
+    return OpenPipeRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<OpenPipeRequest>, I>>(object: I): OpenPipeRequest {
+    const message = createBaseOpenPipeRequest();
+    message.room = (object.room !== undefined && object.room !== null) ? RoomRef.fromPartial(object.room) : undefined;
+    message.peer = (object.peer !== undefined && object.peer !== null)
+      ? NodeAddress.fromPartial(object.peer)
+      : undefined;
+    message.endpoint = (object.endpoint !== undefined && object.endpoint !== null)
+      ? PipeEndpoint.fromPartial(object.endpoint)
+      : undefined;
+    return message;
+  },
+};
+
+function createBasePipeConsumeRequest(): PipeConsumeRequest {
+  return { room: undefined, peerNodeId: "", producerId: "" };
+}
+
+export const PipeConsumeRequest: MessageFns<PipeConsumeRequest> = {
+  encode(message: PipeConsumeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.room !== undefined) {
+      RoomRef.encode(message.room, writer.uint32(10).fork()).join();
+    }
+    if (message.peerNodeId !== "") {
+      writer.uint32(18).string(message.peerNodeId);
+    }
+    if (message.producerId !== "") {
+      writer.uint32(26).string(message.producerId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PipeConsumeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePipeConsumeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.room = RoomRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.peerNodeId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.producerId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PipeConsumeRequest {
+    return {
+      room: isSet(object.room) ? RoomRef.fromJSON(object.room) : undefined,
+      peerNodeId: isSet(object.peerNodeId)
+        ? globalThis.String(object.peerNodeId)
+        : isSet(object.peer_node_id)
+        ? globalThis.String(object.peer_node_id)
+        : "",
+      producerId: isSet(object.producerId)
+        ? globalThis.String(object.producerId)
+        : isSet(object.producer_id)
+        ? globalThis.String(object.producer_id)
+        : "",
+    };
+  },
+
+  toJSON(message: PipeConsumeRequest): unknown {
+    const obj: any = {};
+    if (message.room !== undefined) {
+      obj.room = RoomRef.toJSON(message.room);
+    }
+    if (message.peerNodeId !== "") {
+      obj.peerNodeId = message.peerNodeId;
+    }
+    if (message.producerId !== "") {
+      obj.producerId = message.producerId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PipeConsumeRequest>, I>>(base?: I): PipeConsumeRequest {
+    return PipeConsumeRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PipeConsumeRequest>, I>>(object: I): PipeConsumeRequest {
+    const message = createBasePipeConsumeRequest();
+    message.room = (object.room !== undefined && object.room !== null) ? RoomRef.fromPartial(object.room) : undefined;
+    message.peerNodeId = object.peerNodeId ?? "";
+    message.producerId = object.producerId ?? "";
+    return message;
+  },
+};
+
+function createBasePipedProducer(): PipedProducer {
+  return { producer: undefined, rtpParameters: undefined };
+}
+
+export const PipedProducer: MessageFns<PipedProducer> = {
+  encode(message: PipedProducer, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.producer !== undefined) {
+      ProducerInfo.encode(message.producer, writer.uint32(10).fork()).join();
+    }
+    if (message.rtpParameters !== undefined) {
+      Struct.encode(Struct.wrap(message.rtpParameters), writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PipedProducer {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePipedProducer();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.producer = ProducerInfo.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.rtpParameters = Struct.unwrap(Struct.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PipedProducer {
+    return {
+      producer: isSet(object.producer) ? ProducerInfo.fromJSON(object.producer) : undefined,
+      rtpParameters: isObject(object.rtpParameters)
+        ? object.rtpParameters
+        : isObject(object.rtp_parameters)
+        ? object.rtp_parameters
+        : undefined,
+    };
+  },
+
+  toJSON(message: PipedProducer): unknown {
+    const obj: any = {};
+    if (message.producer !== undefined) {
+      obj.producer = ProducerInfo.toJSON(message.producer);
+    }
+    if (message.rtpParameters !== undefined) {
+      obj.rtpParameters = message.rtpParameters;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PipedProducer>, I>>(base?: I): PipedProducer {
+    return PipedProducer.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PipedProducer>, I>>(object: I): PipedProducer {
+    const message = createBasePipedProducer();
+    message.producer = (object.producer !== undefined && object.producer !== null)
+      ? ProducerInfo.fromPartial(object.producer)
+      : undefined;
+    message.rtpParameters = object.rtpParameters ?? undefined;
+    return message;
+  },
+};
+
+function createBasePipedProducerChange(): PipedProducerChange {
+  return { room: undefined, originNodeId: "", producerId: "", event: 0 };
+}
+
+export const PipedProducerChange: MessageFns<PipedProducerChange> = {
+  encode(message: PipedProducerChange, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.room !== undefined) {
+      RoomRef.encode(message.room, writer.uint32(10).fork()).join();
+    }
+    if (message.originNodeId !== "") {
+      writer.uint32(18).string(message.originNodeId);
+    }
+    if (message.producerId !== "") {
+      writer.uint32(26).string(message.producerId);
+    }
+    if (message.event !== 0) {
+      writer.uint32(32).int32(message.event);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PipedProducerChange {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePipedProducerChange();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.room = RoomRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.originNodeId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.producerId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.event = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PipedProducerChange {
+    return {
+      room: isSet(object.room) ? RoomRef.fromJSON(object.room) : undefined,
+      originNodeId: isSet(object.originNodeId)
+        ? globalThis.String(object.originNodeId)
+        : isSet(object.origin_node_id)
+        ? globalThis.String(object.origin_node_id)
+        : "",
+      producerId: isSet(object.producerId)
+        ? globalThis.String(object.producerId)
+        : isSet(object.producer_id)
+        ? globalThis.String(object.producer_id)
+        : "",
+      event: isSet(object.event) ? pipedProducerEventFromJSON(object.event) : 0,
+    };
+  },
+
+  toJSON(message: PipedProducerChange): unknown {
+    const obj: any = {};
+    if (message.room !== undefined) {
+      obj.room = RoomRef.toJSON(message.room);
+    }
+    if (message.originNodeId !== "") {
+      obj.originNodeId = message.originNodeId;
+    }
+    if (message.producerId !== "") {
+      obj.producerId = message.producerId;
+    }
+    if (message.event !== 0) {
+      obj.event = pipedProducerEventToJSON(message.event);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PipedProducerChange>, I>>(base?: I): PipedProducerChange {
+    return PipedProducerChange.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PipedProducerChange>, I>>(object: I): PipedProducerChange {
+    const message = createBasePipedProducerChange();
+    message.room = (object.room !== undefined && object.room !== null) ? RoomRef.fromPartial(object.room) : undefined;
+    message.originNodeId = object.originNodeId ?? "";
+    message.producerId = object.producerId ?? "";
+    message.event = object.event ?? 0;
+    return message;
+  },
+};
+
+function createBaseClosePipeRequest(): ClosePipeRequest {
+  return { room: undefined, peerNodeId: "" };
+}
+
+export const ClosePipeRequest: MessageFns<ClosePipeRequest> = {
+  encode(message: ClosePipeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.room !== undefined) {
+      RoomRef.encode(message.room, writer.uint32(10).fork()).join();
+    }
+    if (message.peerNodeId !== "") {
+      writer.uint32(18).string(message.peerNodeId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClosePipeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClosePipeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.room = RoomRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.peerNodeId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClosePipeRequest {
+    return {
+      room: isSet(object.room) ? RoomRef.fromJSON(object.room) : undefined,
+      peerNodeId: isSet(object.peerNodeId)
+        ? globalThis.String(object.peerNodeId)
+        : isSet(object.peer_node_id)
+        ? globalThis.String(object.peer_node_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ClosePipeRequest): unknown {
+    const obj: any = {};
+    if (message.room !== undefined) {
+      obj.room = RoomRef.toJSON(message.room);
+    }
+    if (message.peerNodeId !== "") {
+      obj.peerNodeId = message.peerNodeId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ClosePipeRequest>, I>>(base?: I): ClosePipeRequest {
+    return ClosePipeRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ClosePipeRequest>, I>>(object: I): ClosePipeRequest {
+    const message = createBaseClosePipeRequest();
+    message.room = (object.room !== undefined && object.room !== null) ? RoomRef.fromPartial(object.room) : undefined;
+    message.peerNodeId = object.peerNodeId ?? "";
+    return message;
+  },
+};
 
 function createBaseProducerInfo(): ProducerInfo {
   return { producerId: "", participantId: "", kind: 0, source: 0, paused: false };
@@ -2763,7 +3698,16 @@ export const SetPreferredLayersRequest: MessageFns<SetPreferredLayersRequest> = 
 };
 
 function createBaseNodeLoad(): NodeLoad {
-  return { workers: 0, rooms: 0, transports: 0, producers: 0, consumers: 0 };
+  return {
+    workers: 0,
+    rooms: 0,
+    transports: 0,
+    producers: 0,
+    consumers: 0,
+    maxConsumers: 0,
+    importedProducers: 0,
+    pipes: 0,
+  };
 }
 
 export const NodeLoad: MessageFns<NodeLoad> = {
@@ -2782,6 +3726,15 @@ export const NodeLoad: MessageFns<NodeLoad> = {
     }
     if (message.consumers !== 0) {
       writer.uint32(40).uint32(message.consumers);
+    }
+    if (message.maxConsumers !== 0) {
+      writer.uint32(48).uint32(message.maxConsumers);
+    }
+    if (message.importedProducers !== 0) {
+      writer.uint32(56).uint32(message.importedProducers);
+    }
+    if (message.pipes !== 0) {
+      writer.uint32(64).uint32(message.pipes);
     }
     return writer;
   },
@@ -2839,6 +3792,30 @@ export const NodeLoad: MessageFns<NodeLoad> = {
             message.consumers = reader.uint32();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.maxConsumers = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.importedProducers = reader.uint32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.pipes = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2858,6 +3835,17 @@ export const NodeLoad: MessageFns<NodeLoad> = {
       transports: isSet(object.transports) ? globalThis.Number(object.transports) : 0,
       producers: isSet(object.producers) ? globalThis.Number(object.producers) : 0,
       consumers: isSet(object.consumers) ? globalThis.Number(object.consumers) : 0,
+      maxConsumers: isSet(object.maxConsumers)
+        ? globalThis.Number(object.maxConsumers)
+        : isSet(object.max_consumers)
+        ? globalThis.Number(object.max_consumers)
+        : 0,
+      importedProducers: isSet(object.importedProducers)
+        ? globalThis.Number(object.importedProducers)
+        : isSet(object.imported_producers)
+        ? globalThis.Number(object.imported_producers)
+        : 0,
+      pipes: isSet(object.pipes) ? globalThis.Number(object.pipes) : 0,
     };
   },
 
@@ -2878,6 +3866,15 @@ export const NodeLoad: MessageFns<NodeLoad> = {
     if (message.consumers !== 0) {
       obj.consumers = Math.round(message.consumers);
     }
+    if (message.maxConsumers !== 0) {
+      obj.maxConsumers = Math.round(message.maxConsumers);
+    }
+    if (message.importedProducers !== 0) {
+      obj.importedProducers = Math.round(message.importedProducers);
+    }
+    if (message.pipes !== 0) {
+      obj.pipes = Math.round(message.pipes);
+    }
     return obj;
   },
 
@@ -2891,6 +3888,9 @@ export const NodeLoad: MessageFns<NodeLoad> = {
     message.transports = object.transports ?? 0;
     message.producers = object.producers ?? 0;
     message.consumers = object.consumers ?? 0;
+    message.maxConsumers = object.maxConsumers ?? 0;
+    message.importedProducers = object.importedProducers ?? 0;
+    message.pipes = object.pipes ?? 0;
     return message;
   },
 };
@@ -3271,6 +4271,61 @@ export const SfuService = {
     responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
     responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
   },
+  /**
+   * Rooms across nodes. Signaling asks the node of a consumer to import a producer that lives
+   * on another node; that node connects to the origin with a PipeTransport (OpenPipe) and has
+   * the origin consume the producer into it (PipeConsume). The imported producer keeps the
+   * origin's producer id, so it is consumed like a local one. Idempotent.
+   */
+  importProducer: {
+    path: "/gateway.sfu.v1.Sfu/ImportProducer" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ImportProducerRequest): Buffer =>
+      Buffer.from(ImportProducerRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ImportProducerRequest => ImportProducerRequest.decode(value),
+    responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
+  },
+  /** Node to node: the origin's end of the pipe between two nodes for one room. */
+  openPipe: {
+    path: "/gateway.sfu.v1.Sfu/OpenPipe" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: OpenPipeRequest): Buffer => Buffer.from(OpenPipeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): OpenPipeRequest => OpenPipeRequest.decode(value),
+    responseSerialize: (value: PipeEndpoint): Buffer => Buffer.from(PipeEndpoint.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PipeEndpoint => PipeEndpoint.decode(value),
+  },
+  pipeConsume: {
+    path: "/gateway.sfu.v1.Sfu/PipeConsume" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PipeConsumeRequest): Buffer => Buffer.from(PipeConsumeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PipeConsumeRequest => PipeConsumeRequest.decode(value),
+    responseSerialize: (value: PipedProducer): Buffer => Buffer.from(PipedProducer.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PipedProducer => PipedProducer.decode(value),
+  },
+  /** Node to node: the origin tells the importing node that a piped producer paused, resumed or closed. */
+  pipedProducerChanged: {
+    path: "/gateway.sfu.v1.Sfu/PipedProducerChanged" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PipedProducerChange): Buffer => Buffer.from(PipedProducerChange.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PipedProducerChange => PipedProducerChange.decode(value),
+    responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
+  },
+  /** Node to node: the importing node no longer needs the pipe (its room closed). */
+  closePipe: {
+    path: "/gateway.sfu.v1.Sfu/ClosePipe" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ClosePipeRequest): Buffer => Buffer.from(ClosePipeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ClosePipeRequest => ClosePipeRequest.decode(value),
+    responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
+  },
 } as const;
 
 export interface SfuServer extends UntypedServiceImplementation {
@@ -3307,6 +4362,20 @@ export interface SfuServer extends UntypedServiceImplementation {
   /** Pausing stops every stream of the tap at the SFU; resuming asks for key frames. */
   setTapPaused: handleUnaryCall<SetTapPausedRequest, Empty>;
   closeTap: handleUnaryCall<TapRef, Empty>;
+  /**
+   * Rooms across nodes. Signaling asks the node of a consumer to import a producer that lives
+   * on another node; that node connects to the origin with a PipeTransport (OpenPipe) and has
+   * the origin consume the producer into it (PipeConsume). The imported producer keeps the
+   * origin's producer id, so it is consumed like a local one. Idempotent.
+   */
+  importProducer: handleUnaryCall<ImportProducerRequest, Empty>;
+  /** Node to node: the origin's end of the pipe between two nodes for one room. */
+  openPipe: handleUnaryCall<OpenPipeRequest, PipeEndpoint>;
+  pipeConsume: handleUnaryCall<PipeConsumeRequest, PipedProducer>;
+  /** Node to node: the origin tells the importing node that a piped producer paused, resumed or closed. */
+  pipedProducerChanged: handleUnaryCall<PipedProducerChange, Empty>;
+  /** Node to node: the importing node no longer needs the pipe (its room closed). */
+  closePipe: handleUnaryCall<ClosePipeRequest, Empty>;
 }
 
 export interface SfuClient extends Client {
@@ -3626,6 +4695,90 @@ export interface SfuClient extends Client {
   ): ClientUnaryCall;
   closeTap(
     request: TapRef,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  /**
+   * Rooms across nodes. Signaling asks the node of a consumer to import a producer that lives
+   * on another node; that node connects to the origin with a PipeTransport (OpenPipe) and has
+   * the origin consume the producer into it (PipeConsume). The imported producer keeps the
+   * origin's producer id, so it is consumed like a local one. Idempotent.
+   */
+  importProducer(
+    request: ImportProducerRequest,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  importProducer(
+    request: ImportProducerRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  importProducer(
+    request: ImportProducerRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  /** Node to node: the origin's end of the pipe between two nodes for one room. */
+  openPipe(
+    request: OpenPipeRequest,
+    callback: (error: ServiceError | null, response: PipeEndpoint) => void,
+  ): ClientUnaryCall;
+  openPipe(
+    request: OpenPipeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PipeEndpoint) => void,
+  ): ClientUnaryCall;
+  openPipe(
+    request: OpenPipeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PipeEndpoint) => void,
+  ): ClientUnaryCall;
+  pipeConsume(
+    request: PipeConsumeRequest,
+    callback: (error: ServiceError | null, response: PipedProducer) => void,
+  ): ClientUnaryCall;
+  pipeConsume(
+    request: PipeConsumeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PipedProducer) => void,
+  ): ClientUnaryCall;
+  pipeConsume(
+    request: PipeConsumeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PipedProducer) => void,
+  ): ClientUnaryCall;
+  /** Node to node: the origin tells the importing node that a piped producer paused, resumed or closed. */
+  pipedProducerChanged(
+    request: PipedProducerChange,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  pipedProducerChanged(
+    request: PipedProducerChange,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  pipedProducerChanged(
+    request: PipedProducerChange,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  /** Node to node: the importing node no longer needs the pipe (its room closed). */
+  closePipe(
+    request: ClosePipeRequest,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  closePipe(
+    request: ClosePipeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  closePipe(
+    request: ClosePipeRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Empty) => void,

@@ -518,7 +518,10 @@ export interface LeaveRequest {
 
 export interface ParticipantLeft {
   participantId: string;
-  /** "left" | "disconnected" | "removed" */
+  /**
+   * "left" | "disconnected" | "removed" | "node_gone" (its media node is gone; it joins again
+   * as a new participant)
+   */
   reason: string;
 }
 

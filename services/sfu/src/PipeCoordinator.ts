@@ -1,0 +1,196 @@
+import type { types } from 'mediasoup';
+import {
+  PipedProducerEvent,
+  SfuClient,
+  type ClosePipeRequest,
+  type ImportProducerRequest,
+  type NodeAddress,
+  type OpenPipeRequest,
+  type PipeConsumeRequest,
+  type PipeEndpoint as PipeEndpointMessage,
+  type PipedProducer,
+  type PipedProducerChange,
+} from '@gateway/proto/gateway/sfu/v1/sfu';
+import { ErrorCode, GatewayError, callUnary, grpcClientCredentials, type GrpcTls, type Logger } from '@gateway/common';
+import type { MediaAppData, PipeEndpoint, PipeListen, Room } from './Room.js';
+import { kindName, sourceNames } from './grpc/mapping.js';
+
+const changeEvents = {
+  paused: PipedProducerEvent.PIPED_PRODUCER_EVENT_PAUSED,
+  resumed: PipedProducerEvent.PIPED_PRODUCER_EVENT_RESUMED,
+  closed: PipedProducerEvent.PIPED_PRODUCER_EVENT_CLOSED,
+} as const;
+
+/** What the coordinator needs of its node. */
+export interface PipeHost {
+  readonly self: NodeAddress;
+  readonly pipeListen: PipeListen;
+  /** The room, or NOT_FOUND. */
+  room(tenant: string, name: string): Room;
+}
+
+/**
+ * Rooms across SFU nodes. A node whose participant consumes a producer of another node imports
+ * it: it opens a pipe to the origin (a PipeTransport pair, one per room and direction, with
+ * SRTP), has the origin consume the producer into the pipe, and produces it locally under the
+ * same id. The origin tells the importer when the producer pauses, resumes or closes, and the
+ * importer tells the origin when its room no longer needs the pipe. All of it over gRPC.
+ */
+export class PipeCoordinator {
+  private readonly peers = new Map<string, { address: string; client: SfuClient }>();
+  /** Imports in flight, so concurrent consumers of one producer share one import. */
+  private readonly importing = new Map<string, Promise<void>>();
+
+  constructor(
+    private readonly host: PipeHost,
+    private readonly tls: GrpcTls | undefined,
+    private readonly log: Logger,
+  ) {}
+
+  /** Importing side: makes `producerId` of `origin` available in the local room. */
+  importProducer(req: ImportProducerRequest): Promise<void> {
+    const { tenant, room: name } = req.room!;
+    const origin = req.origin;
+    if (!origin?.nodeId || !origin.grpcAddress) throw new GatewayError(ErrorCode.BAD_REQUEST, 'origin node and address are required');
+    if (origin.nodeId === this.host.self.nodeId) throw new GatewayError(ErrorCode.BAD_REQUEST, 'the producer is on this node already');
+    const room = this.host.room(tenant, name);
+    if (room.producers.has(req.producerId)) return Promise.resolve();
+    const key = `${tenant}/${name}/${req.producerId}`;
+    let pending = this.importing.get(key);
+    if (!pending) {
+      pending = this.runImport(room, origin, req.producerId).finally(() => this.importing.delete(key));
+      this.importing.set(key, pending);
+    }
+    return pending;
+  }
+
+  private async runImport(room: Room, origin: NodeAddress, producerId: string): Promise<void> {
+    const client = this.peer(origin);
+    const roomRef = { tenant: room.tenant, room: room.name };
+    await this.ensurePipeIn(room, origin, client);
+    const piped: PipedProducer = await callUnary(client, client.pipeConsume, { room: roomRef, peerNodeId: this.host.self.nodeId, producerId });
+    const info = piped.producer!;
+    await room.importProducer(
+      origin.nodeId,
+      {
+        producerId,
+        participantId: info.participantId,
+        kind: kindName(info.kind) ?? 'video',
+        source: sourceNames[info.source],
+        paused: info.paused,
+      },
+      piped.rtpParameters as unknown as types.RtpParameters,
+    );
+    this.log.info({ room: `${room.tenant}/${room.name}`, producerId, origin: origin.nodeId }, 'producer imported');
+  }
+
+  /** One pipe per origin and room; opening it is shared by concurrent imports. */
+  private readonly opening = new Map<string, Promise<void>>();
+
+  private ensurePipeIn(room: Room, origin: NodeAddress, client: SfuClient): Promise<void> {
+    if (room.pipesIn.get(origin.nodeId)?.connected) return Promise.resolve();
+    const key = `${room.tenant}/${room.name}/${origin.nodeId}`;
+    let pending = this.opening.get(key);
+    if (!pending) {
+      pending = (async () => {
+        const { endpoint } = await room.pipeInFrom(origin.nodeId, this.host.pipeListen);
+        const remote = await callUnary(client, client.openPipe, {
+          room: { tenant: room.tenant, room: room.name },
+          peer: this.host.self,
+          endpoint: toMessage(endpoint),
+        });
+        await room.connectPipeIn(origin.nodeId, fromMessage(remote));
+      })().finally(() => this.opening.delete(key));
+      this.opening.set(key, pending);
+    }
+    return pending;
+  }
+
+  /** Origin side: the importer's end of a pipe arrives; answer with ours. */
+  async openPipe(req: OpenPipeRequest): Promise<PipeEndpointMessage> {
+    const peer = req.peer;
+    if (!peer?.nodeId || !peer.grpcAddress || !req.endpoint?.ip || !req.endpoint.port || !req.endpoint.srtpParameters) {
+      throw new GatewayError(ErrorCode.BAD_REQUEST, 'peer and its pipe endpoint are required');
+    }
+    const room = this.host.room(req.room!.tenant, req.room!.room);
+    this.rememberPeer(peer);
+    return toMessage(await room.openPipeOut(peer.nodeId, fromMessage(req.endpoint), this.host.pipeListen));
+  }
+
+  /** Origin side: sends one producer into the pipe to the importer. */
+  async pipeConsume(req: PipeConsumeRequest): Promise<{ consumer: types.Consumer<MediaAppData>; producer: types.Producer<MediaAppData> }> {
+    const room = this.host.room(req.room!.tenant, req.room!.room);
+    return room.pipeConsume(req.peerNodeId, req.producerId);
+  }
+
+  /** Origin side: a producer piped to a peer changed; the peer mirrors it. */
+  notifyPeer(room: Room, peerNodeId: string, producerId: string, change: keyof typeof changeEvents): void {
+    const peer = this.peers.get(peerNodeId);
+    if (!peer) return;
+    const message: PipedProducerChange = { room: { tenant: room.tenant, room: room.name }, originNodeId: this.host.self.nodeId, producerId, event: changeEvents[change] };
+    callUnary(peer.client, peer.client.pipedProducerChanged, message).catch((error: unknown) =>
+      // A peer that misses this still stops receiving media; its room's pipe closes with the room.
+      this.log.warn({ err: error, peer: peerNodeId, producerId, change }, 'telling a peer of a piped producer failed'),
+    );
+  }
+
+  /** Importing side: mirror the origin's producer. */
+  async pipedProducerChanged(req: PipedProducerChange): Promise<void> {
+    const room = this.host.room(req.room!.tenant, req.room!.room);
+    const producer = room.producers.get(req.producerId);
+    if (!producer || producer.appData.importedFrom !== req.originNodeId) return;
+    if (req.event === PipedProducerEvent.PIPED_PRODUCER_EVENT_PAUSED) await producer.pause();
+    else if (req.event === PipedProducerEvent.PIPED_PRODUCER_EVENT_RESUMED) await producer.resume();
+    else if (req.event === PipedProducerEvent.PIPED_PRODUCER_EVENT_CLOSED) producer.close();
+  }
+
+  /** Origin side: the importer's room is gone. */
+  closePipe(req: ClosePipeRequest): void {
+    this.host.room(req.room!.tenant, req.room!.room).closePipeOut(req.peerNodeId);
+  }
+
+  /** Importing side: the local room closed; the origins stop sending. */
+  roomClosed(room: Room, origins: string[]): void {
+    for (const originNodeId of origins) {
+      const peer = this.peers.get(originNodeId);
+      if (!peer) continue;
+      callUnary(peer.client, peer.client.closePipe, { room: { tenant: room.tenant, room: room.name }, peerNodeId: this.host.self.nodeId }).catch(() => undefined);
+    }
+  }
+
+  private peer(address: NodeAddress): SfuClient {
+    this.rememberPeer(address);
+    return this.peers.get(address.nodeId)!.client;
+  }
+
+  private rememberPeer(address: NodeAddress): void {
+    const known = this.peers.get(address.nodeId);
+    if (known && known.address === address.grpcAddress) return;
+    known?.client.close();
+    const { credentials, options } = grpcClientCredentials(this.tls);
+    this.peers.set(address.nodeId, { address: address.grpcAddress, client: new SfuClient(address.grpcAddress, credentials, options) });
+  }
+
+  /** Peers that left the registry: their gRPC clients go. */
+  forgetPeer(nodeId: string): void {
+    this.peers.get(nodeId)?.client.close();
+    this.peers.delete(nodeId);
+  }
+
+  close(): void {
+    for (const { client } of this.peers.values()) client.close();
+    this.peers.clear();
+  }
+}
+
+const toMessage = (endpoint: PipeEndpoint): PipeEndpointMessage => ({
+  ip: endpoint.ip,
+  port: endpoint.port,
+  srtpParameters: endpoint.srtpParameters as unknown as Record<string, unknown>,
+});
+
+const fromMessage = (message: PipeEndpointMessage): PipeEndpoint => ({
+  ip: message.ip,
+  port: message.port,
+  srtpParameters: message.srtpParameters as unknown as types.SrtpParameters,
+});

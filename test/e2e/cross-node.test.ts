@@ -1,0 +1,110 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Browser, Page } from 'playwright-core';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { Kvm } from '@nats-io/kv';
+import { ParticipantRecord } from '@gateway/proto/gateway/events/v1/events';
+import { buckets, kvKeys } from '@gateway/common';
+import { NatsServer, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
+import { launchChromium, receiveSummaryScript, type ReceiveSummary } from '../support/browser.js';
+import { demoToken } from '../support/tokens.js';
+
+/**
+ * A room that spans two SFU nodes. Node A takes at most 2 consumers, so the agent, who would
+ * consume the end user's camera, microphone and screen, is placed on node B; media crosses
+ * between the nodes through pipes, both ways. Then node A dies: the room is placed again, the
+ * end user rejoins by itself, and the agent on node B receives the new tracks.
+ */
+describe('a room across two SFU nodes in Chromium', () => {
+  let nats: NatsServer;
+  let nc: NatsConnection;
+  let nodeA: Awaited<ReturnType<typeof startSfuProcess>>;
+  let nodeB: Awaited<ReturnType<typeof startSfuProcess>>;
+  let signaling: Awaited<ReturnType<typeof startSignalingProcess>>;
+  let browser: Browser;
+  let endUser: Page;
+  let agent: Page;
+  const room = `span-${Date.now()}`;
+
+  const received = (page: Page) => page.evaluate(receiveSummaryScript);
+  const find = (list: ReceiveSummary[], source: string) => list.find((r) => r.source === source);
+  const metric = async (port: number, name: string) => {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    return Number(text.match(new RegExp(`^${name}\\{[^}]*\\} (\\S+)$`, 'm'))?.[1] ?? NaN);
+  };
+  /** The SFU node a participant's session lives on, from its record. */
+  async function nodeOf(participantId: string): Promise<string | undefined> {
+    const kv = await new Kvm(nc).open(buckets.participants);
+    const entry = await kv.get(kvKeys.participant('demo', room, participantId));
+    return entry && entry.length > 0 ? ParticipantRecord.decode(entry.value).nodeId : undefined;
+  }
+
+  beforeAll(async () => {
+    nats = await NatsServer.start();
+    nc = await connect({ servers: nats.url });
+    nodeA = await startSfuProcess({ natsUrl: nats.url, nodeId: 'sfu-a', env: { SFU_MAX_CONSUMERS: '2' } });
+    signaling = await startSignalingProcess({ natsUrl: nats.url });
+    browser = await launchChromium();
+  }, 90_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await signaling?.stop();
+    await Promise.all([nodeA?.stop(), nodeB?.stop()]);
+    await nc?.close();
+    await nats?.stop();
+  });
+
+  it('places the agent on the second node when the first is full, and carries media across both ways', async () => {
+    endUser = await browser.newPage();
+    await endUser.goto(`${signaling.url}/end-user#token=${await demoToken({ room, identity: 'customer-1', role: 'end_user' })}&autojoin=1`);
+    await endUser.waitForFunction(() => document.body.dataset.state === 'connected');
+    await endUser.waitForFunction(() => (window as any).room?.localTracks.size >= 2);
+    await endUser.evaluate(() => (window as any).room.publish({ screen: true }));
+    await endUser.waitForFunction(() => (window as any).room?.localTracks.size >= 3);
+    const endUserId = await endUser.evaluate(() => (window as any).room.localParticipant.id as string);
+    expect(await nodeOf(endUserId)).toBe('sfu-a');
+
+    nodeB = await startSfuProcess({ natsUrl: nats.url, nodeId: 'sfu-b' });
+    agent = await browser.newPage();
+    await agent.goto(`${signaling.url}/agent#token=${await demoToken({ room, identity: 'agent-1', role: 'agent' })}&autojoin=1`);
+    await agent.waitForFunction(() => document.body.dataset.state === 'connected');
+    const agentId = await agent.evaluate(() => (window as any).room.localParticipant.id as string);
+    expect(await nodeOf(agentId)).toBe('sfu-b');
+
+    await waitFor(
+      async () => {
+        const list = await received(agent);
+        return (find(list, 'camera')?.framesDecoded ?? 0) > 10 && (find(list, 'screen')?.framesDecoded ?? 0) > 5 && (find(list, 'microphone')?.packetsReceived ?? 0) > 20;
+      },
+      30_000,
+      'decoded camera and screen frames and audio from node A at the agent on node B',
+    );
+    // The other way: the agent's microphone, published on B, reaches the end user on A.
+    await waitFor(async () => (find(await received(endUser), 'microphone')?.packetsReceived ?? 0) > 20, 20_000, 'agent audio at the end user');
+    // The media really crossed: B imported A's three producers and A one of B's, through a pipe each way.
+    await waitFor(async () => (await metric(nodeB.opsPort, 'gateway_sfu_imported_producers')) === 3, 5_000, 'imports on B');
+    expect(await metric(nodeA.opsPort, 'gateway_sfu_imported_producers')).toBe(1);
+    expect(await metric(nodeA.opsPort, 'gateway_sfu_pipes')).toBe(2);
+    expect(await metric(nodeB.opsPort, 'gateway_sfu_consumers')).toBe(3);
+  });
+
+  it('closes the import on the other node when a track is unpublished', async () => {
+    await endUser.evaluate(() => (window as any).room.unpublish('screen'));
+    await waitFor(async () => (await metric(nodeB.opsPort, 'gateway_sfu_imported_producers')) === 2, 10_000, 'the closed screen share gone from B');
+  });
+
+  it('places the room again when its node dies; the end user rejoins and the agent receives again', async () => {
+    const oldEndUserId = await endUser.evaluate(() => (window as any).room.localParticipant.id as string);
+    await nodeA.stop('SIGKILL');
+    await endUser.waitForFunction((old) => (window as any).room.localParticipant.id !== old && document.body.dataset.state === 'connected', oldEndUserId, { timeout: 45_000 });
+    const newEndUserId = await endUser.evaluate(() => (window as any).room.localParticipant.id as string);
+    expect(await nodeOf(newEndUserId)).toBe('sfu-b');
+    await waitFor(
+      async () => (await received(agent)).some((r) => r.participantId === newEndUserId && r.source === 'camera' && r.framesDecoded > 10),
+      40_000,
+      'the rejoined end user\'s camera decoded at the agent',
+    );
+    // The agent kept its session throughout.
+    expect(await nodeOf(await agent.evaluate(() => (window as any).room.localParticipant.id as string))).toBe('sfu-b');
+  });
+});

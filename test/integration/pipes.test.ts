@@ -1,0 +1,117 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { Kvm } from '@nats-io/kv';
+import { SfuClient, type ProducerInfo } from '@gateway/proto/gateway/sfu/v1/sfu';
+import { buckets, callUnary, grpc, kvKeys } from '@gateway/common';
+import { NatsServer, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
+import { TestClients } from '../support/wsClient.js';
+import { demoToken } from '../support/tokens.js';
+
+const opus = { codecs: [{ mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2 }], encodings: [{ ssrc: 1111 }] };
+const vp8 = { codecs: [{ mimeType: 'video/VP8', payloadType: 96, clockRate: 90000 }], encodings: [{ ssrc: 2222 }] };
+
+/**
+ * The control side of rooms across SFU nodes, against two real SFU processes: placement when
+ * the room's node is full, imports through pipes, the origin's pause, resume and close mirrored
+ * on the importing node, the pipe closed when the importing room ends, and bad requests of the
+ * node-to-node API. (Media through the pipes is proven in Chromium: test/e2e/cross-node.test.ts.)
+ */
+describe('pipes between SFU nodes', () => {
+  let nats: NatsServer;
+  let nc: NatsConnection;
+  let nodeA: Awaited<ReturnType<typeof startSfuProcess>>;
+  let nodeB: Awaited<ReturnType<typeof startSfuProcess>>;
+  let signaling: Awaited<ReturnType<typeof startSignalingProcess>>;
+  let clientA: SfuClient;
+  let clientB: SfuClient;
+  const clients = new TestClients();
+  const room = `pipes-${Date.now()}`;
+  const roomRef = { tenant: 'demo', room };
+
+  const producersOn = async (client: SfuClient): Promise<ProducerInfo[]> => (await callUnary(client, client.listProducers, roomRef)).producers;
+  const loadOf = async (client: SfuClient) => (await callUnary(client, client.getNodeInfo, {})).load!;
+
+  beforeAll(async () => {
+    nats = await NatsServer.start();
+    nc = await connect({ servers: nats.url });
+    [nodeA, nodeB] = await Promise.all([
+      startSfuProcess({ natsUrl: nats.url, nodeId: 'pipe-a', env: { SFU_MAX_CONSUMERS: '1' } }),
+      startSfuProcess({ natsUrl: nats.url, nodeId: 'pipe-b', env: { SFU_ROOM_IDLE_SECONDS: '1' } }),
+    ]);
+    signaling = await startSignalingProcess({ natsUrl: nats.url });
+    clientA = new SfuClient(`127.0.0.1:${nodeA.grpcPort}`, grpc.credentials.createInsecure());
+    clientB = new SfuClient(`127.0.0.1:${nodeB.grpcPort}`, grpc.credentials.createInsecure());
+    // The room's home is node A.
+    await (await new Kvm(nc).open(buckets.roomPlacement)).create(kvKeys.room('demo', room), 'pipe-a');
+  }, 60_000);
+
+  afterAll(async () => {
+    clients.closeAll();
+    clientA?.close();
+    clientB?.close();
+    await signaling?.stop();
+    await Promise.all([nodeA?.stop(), nodeB?.stop()]);
+    await nc?.close();
+    await nats?.stop();
+  });
+
+  let micId: string;
+  let cameraId: string;
+  let user: Awaited<ReturnType<TestClients['join']>>;
+  let agent: Awaited<ReturnType<TestClients['join']>>;
+
+  it('places a subscriber on another node when the room\'s node is full, and imports what it consumes', async () => {
+    user = await clients.join(signaling.wsUrl, await demoToken({ room, identity: 'customer', role: 'end_user' }));
+    const send = (await user.client.request('createTransport', { direction: 'send' })).createTransport;
+    micId = (await user.client.request('produce', { transportId: send.transportId, kind: 'audio', rtpParameters: opus, source: 'microphone' })).produce.producerId;
+    cameraId = (await user.client.request('produce', { transportId: send.transportId, kind: 'video', rtpParameters: vp8, source: 'camera' })).produce.producerId;
+    // Node A reports its load in its next heartbeat.
+    await waitFor(async () => (await loadOf(clientA)).producers === 2, 5_000, 'A to count the producers');
+
+    // The agent would consume two streams; node A takes one consumer: the agent goes to node B.
+    agent = await clients.join(signaling.wsUrl, await demoToken({ room, identity: 'agent', role: 'agent' }));
+    expect((await producersOn(clientB)).map((p) => p.producerId)).toEqual([]);
+    await agent.client.request('createTransport', { direction: 'recv' });
+    for (const producerId of [micId, cameraId]) {
+      const consumed = await agent.client.request('consume', { producerId, rtpCapabilities: agent.join.routerRtpCapabilities });
+      expect(consumed.error).toBeUndefined();
+      expect(consumed.consume).toMatchObject({ producerId, participantId: user.join.participant.participantId });
+    }
+    // Both producers are on B now, under their ids, as imports; A has a pipe out, B a pipe in.
+    expect((await producersOn(clientB)).map((p) => p.producerId).sort()).toEqual([micId, cameraId].sort());
+    expect(await loadOf(clientB)).toMatchObject({ consumers: 2, importedProducers: 2, producers: 0, pipes: 1 });
+    expect(await loadOf(clientA)).toMatchObject({ consumers: 0, pipes: 1 });
+  });
+
+  it('mirrors the origin\'s pause, resume and close on the importing node', async () => {
+    const micOnB = async () => (await producersOn(clientB)).find((p) => p.producerId === micId);
+    expect((await user.client.request('pauseProducer', { producerId: micId })).error).toBeUndefined();
+    await waitFor(async () => (await micOnB())?.paused === true, 5_000, 'the import paused');
+    expect((await user.client.request('resumeProducer', { producerId: micId })).error).toBeUndefined();
+    await waitFor(async () => (await micOnB())?.paused === false, 5_000, 'the import resumed');
+    expect((await user.client.request('closeProducer', { producerId: cameraId })).error).toBeUndefined();
+    await waitFor(async () => (await producersOn(clientB)).every((p) => p.producerId !== cameraId), 5_000, 'the import closed');
+    expect((await loadOf(clientB)).consumers).toBe(1);
+  });
+
+  it('refuses bad node-to-node requests with clear codes', async () => {
+    const origin = { nodeId: 'pipe-a', grpcAddress: `127.0.0.1:${nodeA.grpcPort}` };
+    const refused = (promise: Promise<unknown>) => promise.then(() => undefined, (error: { code: string }) => error.code);
+    expect(await refused(callUnary(clientB, clientB.importProducer, { room: roomRef, producerId: 'nope', origin }))).toBe('NOT_FOUND');
+    expect(await refused(callUnary(clientB, clientB.importProducer, { room: roomRef, producerId: micId, origin: undefined }))).toBe('BAD_REQUEST');
+    expect(await refused(callUnary(clientB, clientB.importProducer, { room: roomRef, producerId: micId, origin: { nodeId: 'pipe-b', grpcAddress: '127.0.0.1:1' } }))).toBe('BAD_REQUEST');
+    expect(await refused(callUnary(clientA, clientA.openPipe, { room: roomRef, peer: { nodeId: 'pipe-b', grpcAddress: '127.0.0.1:1' }, endpoint: undefined }))).toBe('BAD_REQUEST');
+    expect(await refused(callUnary(clientA, clientA.pipeConsume, { room: roomRef, peerNodeId: 'nobody', producerId: micId }))).toBe('INVALID_STATE');
+    // Another tenant's room does not resolve, even with real ids.
+    expect(await refused(callUnary(clientA, clientA.pipeConsume, { room: { tenant: 'globex', room }, peerNodeId: 'pipe-b', producerId: micId }))).toBe('NOT_FOUND');
+    // Nothing above disturbed the working pipe.
+    expect((await producersOn(clientB)).map((p) => p.producerId)).toEqual([micId]);
+  });
+
+  it('closes the origin\'s pipe when the importing node\'s room ends', async () => {
+    expect((await agent.client.request('leave', {})).error).toBeUndefined();
+    await waitFor(async () => (await loadOf(clientA)).pipes === 0, 15_000, 'the pipe on A closed');
+    // The end user on A is unaffected.
+    expect((await producersOn(clientA)).map((p) => p.producerId)).toEqual([micId]);
+  });
+});
