@@ -77,10 +77,18 @@ describe('pipes between SFU nodes', () => {
       expect(consumed.error).toBeUndefined();
       expect(consumed.consume).toMatchObject({ producerId, participantId: user.join.participant.participantId });
     }
-    // Both producers are on B now, under their ids, as imports; A has a pipe out, B a pipe in.
+    // Both producers are on B now, under their ids, as imports.
     expect((await producersOn(clientB)).map((p) => p.producerId).sort()).toEqual([micId, cameraId].sort());
     expect(await loadOf(clientB)).toMatchObject({ consumers: 2, importedProducers: 2, producers: 0, pipes: 1 });
     expect(await loadOf(clientA)).toMatchObject({ consumers: 0, pipes: 1 });
+
+    // What the agent publishes on B is on the room's home node A before anyone hears of it, so
+    // a recording of the room (tapped on A) has it.
+    const agentSend = (await agent.client.request('createTransport', { direction: 'send' })).createTransport;
+    const agentMic = (await agent.client.request('produce', { transportId: agentSend.transportId, kind: 'audio', rtpParameters: opus, source: 'microphone' })).produce.producerId;
+    expect((await producersOn(clientA)).map((p) => p.producerId)).toContain(agentMic);
+    expect(await loadOf(clientA)).toMatchObject({ importedProducers: 1, pipes: 2 });
+    expect(await loadOf(clientB)).toMatchObject({ producers: 1, pipes: 2 });
   });
 
   it('mirrors the origin\'s pause, resume and close on the importing node', async () => {
@@ -105,12 +113,15 @@ describe('pipes between SFU nodes', () => {
     // Another tenant's room does not resolve, even with real ids.
     expect(await refused(callUnary(clientA, clientA.pipeConsume, { room: { tenant: 'globex', room }, peerNodeId: 'pipe-b', producerId: micId }))).toBe('NOT_FOUND');
     // Nothing above disturbed the working pipe.
-    expect((await producersOn(clientB)).map((p) => p.producerId)).toEqual([micId]);
+    expect((await producersOn(clientB)).map((p) => p.producerId)).toContain(micId);
+    expect((await loadOf(clientB)).importedProducers).toBe(1);
   });
 
   it('closes the origin\'s pipe when the importing node\'s room ends', async () => {
     expect((await agent.client.request('leave', {})).error).toBeUndefined();
-    await waitFor(async () => (await loadOf(clientA)).pipes === 0, 15_000, 'the pipe on A closed');
+    // The agent's microphone import on A goes with the agent, the pipes (both ways) with B's room.
+    await waitFor(async () => (await loadOf(clientA)).pipes === 0, 15_000, 'the pipes on A closed');
+    expect(await loadOf(clientA)).toMatchObject({ importedProducers: 0, producers: 1 });
     // The end user on A is unaffected.
     expect((await producersOn(clientA)).map((p) => p.producerId)).toEqual([micId]);
   });

@@ -144,15 +144,15 @@ export class PipeCoordinator {
     else if (req.event === PipedProducerEvent.PIPED_PRODUCER_EVENT_CLOSED) producer.close();
   }
 
-  /** Origin side: the importer's room is gone. */
+  /** The peer's room is gone: every pipe with it closes, in both directions. */
   closePipe(req: ClosePipeRequest): void {
-    this.host.room(req.room!.tenant, req.room!.room).closePipeOut(req.peerNodeId);
+    this.host.room(req.room!.tenant, req.room!.room).closePipesWith(req.peerNodeId);
   }
 
-  /** Importing side: the local room closed; the origins stop sending. */
-  roomClosed(room: Room, origins: string[]): void {
-    for (const originNodeId of origins) {
-      const peer = this.peers.get(originNodeId);
+  /** The local room closed: its peers close their ends (the origins stop sending). */
+  roomClosed(room: Room, pipePeers: string[]): void {
+    for (const peerNodeId of pipePeers) {
+      const peer = this.peers.get(peerNodeId);
       if (!peer) continue;
       callUnary(peer.client, peer.client.closePipe, { room: { tenant: room.tenant, room: room.name }, peerNodeId: this.host.self.nodeId }).catch(() => undefined);
     }

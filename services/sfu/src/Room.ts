@@ -57,8 +57,8 @@ interface PipeIn {
 }
 
 type RoomEvents = {
-  /** `pipeOrigins`: the nodes the room imported producers from, which can stop sending. */
-  closed: [reason: RoomCloseReason, pipeOrigins: string[]];
+  /** `pipePeers`: the nodes the room had pipes with, which close their ends. */
+  closed: [reason: RoomCloseReason, pipePeers: string[]];
   /** A producer piped to `peerNodeId` paused, resumed or closed: the peer must mirror it. */
   pipedproducerchanged: [peerNodeId: string, producerId: string, change: 'paused' | 'resumed' | 'closed'];
   activespeaker: [participantId: string, producerId: string];
@@ -416,12 +416,12 @@ export class Room extends TypedEmitter<RoomEvents> {
     if (this.closedFlag) return;
     this.closedFlag = true;
     clearTimeout(this.idleTimer);
-    const pipeOrigins = [...this.pipesIn.keys()];
+    const pipePeers = this.pipePeers();
     // Closing the router closes every transport, producer and consumer; their observers
     // remove them from the maps and the worker's consumer count.
     if (!this.router.closed) this.router.close();
     this.log.info({ reason }, 'room closed');
-    this.safeEmit('closed', reason, pipeOrigins);
+    this.safeEmit('closed', reason, pipePeers);
   }
 
   /**

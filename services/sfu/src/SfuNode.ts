@@ -177,8 +177,8 @@ export class SfuNode implements PipeHost {
       this.publish(room, { $case: 'activeSpeaker', value: { participantId, producerId } }),
     );
     room.on('pipedproducerchanged', (peer, producerId, change) => this.pipes.notifyPeer(room, peer, producerId, change));
-    room.on('closed', (reason, pipeOrigins) => {
-      this.pipes.roomClosed(room, pipeOrigins);
+    room.on('closed', (reason, pipePeers) => {
+      this.pipes.roomClosed(room, pipePeers);
       this.rooms.delete(key);
       worker.rooms--;
       if (announcedCloseReasons.has(reason)) {

@@ -430,6 +430,7 @@ export class Session {
         const track: TrackInfo = { producerId, source, kind, paused };
         this.tracks.set(producerId, track);
         void this.persist();
+        await this.shareWithHomeNode(producerId);
         this.ctx.hub.publish(this.tenant, this.room, { $case: 'producerAdded', value: { participantId: this.participantId, track } });
         return { $case: 'produce', value: { producerId } };
       }
@@ -619,6 +620,24 @@ export class Session {
   }
 
   /** Calls the room's SFU node; an unreachable node triggers a check of the room's placement. */
+  /**
+   * A producer published away from the room's home node is imported there before anyone hears
+   * of it, so the home node holds every stream of the room: the recorder taps the room there.
+   */
+  private async shareWithHomeNode(producerId: string): Promise<void> {
+    try {
+      const homeId = await this.ctx.directory.placementOf(this.tenant, this.room);
+      if (!homeId || homeId === this.nodeId) return;
+      const [home, self] = await Promise.all([this.ctx.directory.node(homeId), this.ctx.directory.node(this.nodeId)]);
+      if (!home || !self) return;
+      const client = this.ctx.directory.clientForNode(home);
+      await callUnary(client, client.importProducer, { room: this.roomRef(), producerId, origin: { nodeId: self.nodeId, grpcAddress: self.grpcAddress } });
+    } catch (error) {
+      // The call goes on; only a recording of the room would miss this stream.
+      this.log.warn({ err: error, producerId }, 'importing a producer into the room\'s home node failed');
+    }
+  }
+
   /**
    * Asks this session's node to import a producer published on another node of the room.
    * False when no participant of the room publishes it from another live node.

@@ -4316,7 +4316,7 @@ export const SfuService = {
     responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
     responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
   },
-  /** Node to node: the importing node no longer needs the pipe (its room closed). */
+  /** Node to node: the caller's room closed; every pipe with it in that room closes. */
   closePipe: {
     path: "/gateway.sfu.v1.Sfu/ClosePipe" as const,
     requestStream: false as const,
@@ -4374,7 +4374,7 @@ export interface SfuServer extends UntypedServiceImplementation {
   pipeConsume: handleUnaryCall<PipeConsumeRequest, PipedProducer>;
   /** Node to node: the origin tells the importing node that a piped producer paused, resumed or closed. */
   pipedProducerChanged: handleUnaryCall<PipedProducerChange, Empty>;
-  /** Node to node: the importing node no longer needs the pipe (its room closed). */
+  /** Node to node: the caller's room closed; every pipe with it in that room closes. */
   closePipe: handleUnaryCall<ClosePipeRequest, Empty>;
 }
 
@@ -4767,7 +4767,7 @@ export interface SfuClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Empty) => void,
   ): ClientUnaryCall;
-  /** Node to node: the importing node no longer needs the pipe (its room closed). */
+  /** Node to node: the caller's room closed; every pipe with it in that room closes. */
   closePipe(
     request: ClosePipeRequest,
     callback: (error: ServiceError | null, response: Empty) => void,
