@@ -13,6 +13,11 @@ export interface OpsServerOptions {
   health?: () => string | undefined;
   /** Returns undefined when ready, or the reason it is not (draining, dependency down, ...). */
   readiness?: () => string | undefined;
+  /**
+   * Starts a drain (GET or POST /drain): a Kubernetes preStop hook calls it before SIGTERM
+   * arrives, so the node stops taking work at once. Without it, /drain is 404.
+   */
+  drain?: () => Promise<void>;
 }
 
 export function createMetricsRegistry(service: string): Registry {
@@ -32,6 +37,19 @@ export async function startOpsServer(options: OpsServerOptions): Promise<{ serve
     };
     if (path === '/healthz') return answer(options.health);
     if (path === '/readyz') return answer(options.readiness);
+    if (path === '/drain' && options.drain && (req.method === 'GET' || req.method === 'POST')) {
+      options.drain().then(
+        () => {
+          res.writeHead(202, { 'content-type': 'application/json' });
+          res.end('{"status":"draining"}');
+        },
+        () => {
+          res.writeHead(500, { 'content-type': 'application/json' });
+          res.end('{"error":"drain failed"}');
+        },
+      );
+      return;
+    }
     if (path === '/metrics') {
       options.registry.metrics().then(
         (body) => {

@@ -145,8 +145,11 @@ describe('SFU node with a real mediasoup worker', () => {
     sub.unsubscribe();
   });
 
-  it('drains: no new rooms, existing rooms keep working', async () => {
-    await node.startDrain();
+  it('drains when its ops endpoint is called (the preStop hook): no new rooms, existing rooms keep working', async () => {
+    expect(node.draining).toBe(false);
+    const drain = await fetch(`http://127.0.0.1:${node.opsPort}/drain`, { method: 'POST' });
+    expect(drain.status).toBe(202);
+    expect(node.draining).toBe(true);
     await expect(call(client.openRoom, { room: { tenant: 'acme', room: 'new-room' } })).rejects.toMatchObject({ code: ErrorCode.DRAINING } satisfies Partial<GatewayError>);
     const existing = await call(client.openRoom, { room });
     expect(existing.created).toBe(false);

@@ -95,6 +95,7 @@ export class SfuNode implements PipeHost {
       health: () => (pool.aliveCount === 0 ? 'no live mediasoup worker' : undefined),
       readiness: () =>
         node.draining ? 'draining' : nc.isClosed() ? 'nats connection closed' : pool.aliveCount === 0 ? 'no live mediasoup worker' : undefined,
+      drain: () => node.startDrain(),
     });
     node.opsPort = ops.port;
     node.stopOps = ops.close;
