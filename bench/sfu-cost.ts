@@ -7,44 +7,17 @@
  * stats (lost ones included). Measured at two subscriber counts, so that the marginal cost
  * per forwarded packet is separated from the worker's fixed per-room work.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
-import { networkInterfaces } from 'node:os';
 import type { Browser, Page } from 'playwright-core';
 import { launchChromium, receiveSummaryScript } from '../test/support/browser.js';
 import { demoToken } from '../test/support/tokens.js';
 import { childPids, cpuTimes, startStack } from './stack.js';
+import { cameraClip, externalAddress, publishCamera } from './media.js';
 import { WebrtcbinSubscribers } from './webrtcbin.js';
 
 const SUBSCRIBER = process.env.BENCH_SUBSCRIBER === 'chromium' ? 'chromium' : 'webrtcbin';
 const LOW = Number(process.env.BENCH_SUBSCRIBERS_LOW ?? (SUBSCRIBER === 'chromium' ? 2 : 10));
 const HIGH = Number(process.env.BENCH_SUBSCRIBERS_HIGH ?? (SUBSCRIBER === 'chromium' ? 10 : 50));
 const WINDOW_MS = Number(process.env.BENCH_WINDOW_MS ?? 15_000);
-
-/**
- * Chromium's built-in fake camera is a nearly static picture that compresses to a few packets
- * per second; a real camera's noise and motion keep the encoder at its target bitrate. A clip
- * with moving content and sensor-like noise, played as the fake camera, does the same.
- */
-function cameraClip(): string {
-  const file = '.tmp/bench-camera-720p.y4m';
-  if (!existsSync(file)) {
-    mkdirSync('.tmp', { recursive: true });
-    execFileSync('ffmpeg', ['-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=1280x720:rate=30,noise=alls=12:allf=t', '-t', '4', '-pix_fmt', 'yuv420p', '-y', file]);
-  }
-  return file;
-}
-
-/**
- * webrtcbin's ICE agent (libnice) leaves loopback addresses out, so the SFU listens on and
- * announces the machine's first external IPv4 address; Chromium reaches it as well.
- */
-function externalAddress(): string {
-  for (const addresses of Object.values(networkInterfaces())) {
-    for (const a of addresses ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
-  }
-  throw new Error('webrtcbin subscribers need a non-loopback IPv4 address');
-}
 
 interface Subscribers {
   readonly count: number;
@@ -107,14 +80,7 @@ const url = stack.signaling.url;
 const subscribers = SUBSCRIBER === 'chromium' ? chromiumSubscribers(browser, url) : webrtcbinSubscribers(stack.signaling.wsUrl);
 try {
   const room = `bench-sfu-${Date.now()}`;
-  const publisher = await browser.newPage();
-  await publisher.goto(`${url}/end-user`);
-  await publisher.evaluate(async ({ url, token }) => {
-    const room = await (window as any).Gateway.connect({ url, token });
-    const camera = (await navigator.mediaDevices.getUserMedia({ video: { width: 1280, height: 720, frameRate: 30 } })).getVideoTracks()[0];
-    await room.publish({ camera, microphone: true });
-    (window as any).room = room;
-  }, { url, token: await demoToken({ room, identity: 'publisher', role: 'end_user' }) });
+  await publishCamera(await browser.newPage(), url, room);
 
   const addSubscribers = async (count: number) => {
     while (subscribers.count < count) {
