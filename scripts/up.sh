@@ -36,23 +36,27 @@ wait_ready() { # url name pid
   echo "$2 did not become ready; see .data/logs/$2.log" >&2; exit 1
 }
 
+# Every service starts the same way: TypeScript through tsx, the OpenTelemetry SDK before the
+# service's code (traces are exported when OTEL_EXPORTER_OTLP_ENDPOINT is set).
+node_args=(--import tsx --import @gateway/common/telemetry/register)
+
 nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$data/nats" >"$data/logs/nats.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do port_busy "$NATS_PORT" && break; sleep 0.1; done
 
-node --import tsx services/sfu/src/main.ts >"$data/logs/sfu.log" 2>&1 &
+node "${node_args[@]}" services/sfu/src/main.ts >"$data/logs/sfu.log" 2>&1 &
 pids+=($!)
 wait_ready "http://127.0.0.1:${SFU_OPS_PORT:-9101}/readyz" sfu "${pids[-1]}"
 
-node --import tsx services/recorder/src/main.ts >"$data/logs/recorder.log" 2>&1 &
+node "${node_args[@]}" services/recorder/src/main.ts >"$data/logs/recorder.log" 2>&1 &
 pids+=($!)
 wait_ready "http://127.0.0.1:${RECORDER_OPS_PORT:-9102}/readyz" recorder "${pids[-1]}"
 
-node --import tsx services/crm-sync/src/main.ts >"$data/logs/crm-sync.log" 2>&1 &
+node "${node_args[@]}" services/crm-sync/src/main.ts >"$data/logs/crm-sync.log" 2>&1 &
 pids+=($!)
 wait_ready "http://127.0.0.1:${CRM_SYNC_OPS_PORT:-9103}/readyz" crm-sync "${pids[-1]}"
 
-node --import tsx services/signaling/src/main.ts >"$data/logs/signaling.log" 2>&1 &
+node "${node_args[@]}" services/signaling/src/main.ts >"$data/logs/signaling.log" 2>&1 &
 pids+=($!)
 wait_ready "http://127.0.0.1:${SIGNALING_OPS_PORT:-9100}/readyz" signaling "${pids[-1]}"
 

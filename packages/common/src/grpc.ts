@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { ErrorCode, GatewayError } from './errors.js';
+import { SpanKind, contextFromGrpcMetadata, grpcSpan, inSpan, injectIntoGrpcMetadata, markFailed } from './telemetry/tracing.js';
 
 export { grpc };
 
@@ -54,7 +55,8 @@ type UnaryHandler<Req, Res> = (request: Req, call: grpc.ServerUnaryCall<Req, Res
 
 /**
  * Turns a map of async handlers into grpc-js unary handlers, mapping thrown errors to gRPC
- * status in one place.
+ * status in one place. Each call runs in a SERVER span that continues the caller's trace (its
+ * `traceparent` metadata, sent by `callUnary`).
  */
 export function unaryHandlers<T extends Record<string, UnaryHandler<any, any>>>(
   handlers: T,
@@ -63,13 +65,22 @@ export function unaryHandlers<T extends Record<string, UnaryHandler<any, any>>>(
   const out: grpc.UntypedServiceImplementation = {};
   for (const [method, handler] of Object.entries(handlers)) {
     out[method] = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
-      handler(call.request, call).then(
-        (response) => callback(null, response),
-        (error: unknown) => {
-          const gatewayError = GatewayError.from(error);
-          onError?.(method, gatewayError);
-          callback(toServiceError(gatewayError));
-        },
+      const { name, attributes } = grpcSpan(call.getPath());
+      void inSpan(name, { kind: SpanKind.SERVER, parent: contextFromGrpcMetadata(call.metadata), attributes }, (span) =>
+        handler(call.request, call).then(
+          (response) => {
+            span.setAttribute('rpc.grpc.status_code', grpc.status.OK);
+            callback(null, response);
+          },
+          (error: unknown) => {
+            const gatewayError = GatewayError.from(error);
+            onError?.(method, gatewayError);
+            const serviceError = toServiceError(gatewayError);
+            span.setAttribute('rpc.grpc.status_code', serviceError.code);
+            markFailed(span, gatewayError);
+            callback(serviceError);
+          },
+        ),
       );
     };
   }
@@ -106,7 +117,7 @@ export function stopGrpcServer(server: grpc.Server, graceMs = 5_000): Promise<vo
 
 /**
  * Promisified unary call on a ts-proto grpc-js client, with a deadline, mapping failures to
- * GatewayError.
+ * GatewayError. Each call is a CLIENT span whose context goes to the server in the metadata.
  */
 export function callUnary<Req, Res>(
   client: grpc.Client,
@@ -114,9 +125,15 @@ export function callUnary<Req, Res>(
   request: Req,
   timeoutMs = 10_000,
 ): Promise<Res> {
-  return new Promise((resolve, reject) => {
-    method.call(client, request, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (error, response) =>
-      error ? reject(fromServiceError(error)) : resolve(response),
-    );
-  });
+  // grpc-js puts the method's definition (with its path) on the client's method function.
+  const { name, attributes } = grpcSpan((method as { path?: string }).path ?? `/unknown/${method.name}`);
+  return inSpan(name, { kind: SpanKind.CLIENT, attributes }, (span) =>
+    new Promise<Res>((resolve, reject) => {
+      method.call(client, request, injectIntoGrpcMetadata(new grpc.Metadata()), { deadline: Date.now() + timeoutMs }, (error, response) => {
+        span.setAttribute('rpc.grpc.status_code', error?.code ?? grpc.status.OK);
+        if (error) reject(fromServiceError(error));
+        else resolve(response);
+      });
+    }),
+  );
 }

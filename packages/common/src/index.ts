@@ -14,3 +14,4 @@ export * from './redaction.js';
 export * from './tenants.js';
 export * from './deviceKeys.js';
 export * from './sessions.js';
+export * from './telemetry/tracing.js';

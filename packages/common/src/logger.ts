@@ -1,4 +1,5 @@
 import { pino, type Logger } from 'pino';
+import { traceFields } from './telemetry/tracing.js';
 
 export type { Logger };
 
@@ -20,5 +21,7 @@ export function createLogger(service: string, level: string = process.env.LOG_LE
       censor: '[redacted]',
     },
     timestamp: pino.stdTimeFunctions.isoTime,
+    // A line written inside a traced request names its trace, so logs and traces meet.
+    mixin: traceFields,
   });
 }

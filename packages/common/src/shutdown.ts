@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { shutdownTelemetry } from './telemetry/tracing.js';
 
 /**
  * SIGTERM asks for a graceful stop (drain, finish work), SIGINT for a quick one. A second
@@ -16,11 +17,12 @@ export function handleSignals(log: Logger, stop: (mode: StopMode) => Promise<voi
     stopping = true;
     const mode: StopMode = signal === 'SIGTERM' ? 'graceful' : 'immediate';
     log.info({ signal, mode }, 'stopping');
+    // Spans still buffered are exported before the exit (bounded: a collector that is down waits 2 s at most).
     stop(mode).then(
-      () => process.exit(0),
+      () => shutdownTelemetry().then(() => process.exit(0)),
       (error: unknown) => {
         log.error({ err: error }, 'error while stopping');
-        process.exit(1);
+        void shutdownTelemetry().then(() => process.exit(1));
       },
     );
   };

@@ -5,6 +5,12 @@ import { freePort } from './NatsServer.js';
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 
 /**
+ * How every service is started (scripts/up.sh and the images do the same): TypeScript through
+ * tsx, and the OpenTelemetry SDK before the service's own code.
+ */
+export const serviceNodeArgs = ['--import', 'tsx', '--import', '@gateway/common/telemetry/register'];
+
+/**
  * A service started as its own process exactly as in production (`services/<name>/src/main.ts`
  * with environment configuration), waited on through its /readyz, stopped with a signal.
  */
@@ -37,7 +43,7 @@ export class ServiceProcess {
   }
 
   static async start(service: string, env: Record<string, string>, readyUrl: string, timeoutMs = 30_000): Promise<ServiceProcess> {
-    const child = spawn(process.execPath, ['--import', 'tsx', `services/${service}/src/main.ts`], {
+    const child = spawn(process.execPath, [...serviceNodeArgs, `services/${service}/src/main.ts`], {
       cwd: repoRoot,
       env: { ...process.env, LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'info', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -2,7 +2,23 @@ import { AckPolicy, jetstream, type JetStreamManager, type JsMsg } from '@nats-i
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { AttachmentReady, DeliveryExpired, RecordingReady, SessionEnded, TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
 import type { Artifact } from '@gateway/proto/gateway/recorder/v1/recorder';
-import { ErrorCode, GatewayError, openParticipants, streams, subjects, type ArtifactStore, type Keyring, type Logger, type NatsConnection } from '@gateway/common';
+import {
+  ErrorCode,
+  GatewayError,
+  SpanKind,
+  inSpan,
+  linksFromNatsHeaders,
+  markFailed,
+  natsHeadersWithTrace,
+  openParticipants,
+  streams,
+  subjects,
+  type ArtifactStore,
+  type Keyring,
+  type Logger,
+  type NatsConnection,
+  type Span,
+} from '@gateway/common';
 import type { ConnectorStore } from './connectors/ConnectorStore.js';
 import type { Delivery, DeliveryArtifact } from './destinations/types.js';
 
@@ -179,7 +195,7 @@ export class Deliveries {
     }
     this.inFlight++;
     const previous = this.tenantQueues.get(delivery.tenant) ?? Promise.resolve();
-    const next = previous.then(() => this.handle(message, delivery)).finally(() => {
+    const next = previous.then(() => this.handleInSpan(message, delivery)).finally(() => {
       this.inFlight--;
       for (const resolve of this.wake) resolve();
       this.wake.clear();
@@ -188,11 +204,33 @@ export class Deliveries {
     this.tenantQueues.set(delivery.tenant, next);
   }
 
-  private async handle(message: JsMsg, sealed: Delivery): Promise<void> {
+  /**
+   * Each attempt is a trace of its own, linked to the trace that published the event (a session
+   * ending, a recording stopping) rather than continuing it: attempts wait behind the tenant's
+   * other deliveries and are retried with backoff for as long as the retention allows, so as
+   * children they would stretch a call's trace over hours or days, once per attempt.
+   */
+  private handleInSpan(message: JsMsg, delivery: Delivery): Promise<void> {
+    const attributes = {
+      'messaging.system': 'nats',
+      'messaging.operation.type': 'process',
+      'messaging.destination.name': message.info.stream,
+      'messaging.consumer.group.name': message.info.consumer,
+      'gateway.tenant': delivery.tenant,
+      'gateway.room': delivery.room,
+      'gateway.delivery_kind': delivery.kind,
+      'gateway.delivery_id': delivery.deliveryId,
+      'gateway.delivery_attempt': message.info.deliveryCount,
+    };
+    return inSpan(`deliver ${delivery.kind}`, { kind: SpanKind.CONSUMER, root: true, links: linksFromNatsHeaders(message.headers), attributes }, (span) => this.handle(message, delivery, span));
+  }
+
+  private async handle(message: JsMsg, sealed: Delivery, span?: Span): Promise<void> {
     let delivery: Delivery;
     try {
       delivery = await openContacts(this.keyring, sealed);
     } catch (error) {
+      if (span) markFailed(span, error);
       this.log.error({ err: error, deliveryId: sealed.deliveryId, tenant: sealed.tenant }, 'a session event does not open with the tenant key; will retry');
       message.nak(retryDelayMs(message.info.deliveryCount, this.options.retryBaseMs, this.options.retryMaxMs));
       return;
@@ -222,7 +260,7 @@ export class Deliveries {
         if (!destination) continue;
         delivered++;
         try {
-          await destination.deliver(delivery);
+          await inSpan(`deliver to ${connector.type}`, { attributes: { 'gateway.adapter': connector.type } }, () => destination.deliver(delivery));
           this.metrics.deliveries.inc({ adapter: connector.type, kind: delivery.kind, result: 'delivered' });
         } catch (error) {
           this.metrics.deliveries.inc({ adapter: connector.type, kind: delivery.kind, result: 'failed' });
@@ -256,6 +294,7 @@ export class Deliveries {
       // A destination that said when to come back (a 429's Retry-After) is not asked sooner.
       const hintMs = Number(gatewayError.details.retryAfterMs ?? 0);
       const delayMs = Math.max(retryDelayMs(message.info.deliveryCount, this.options.retryBaseMs, this.options.retryMaxMs), Number.isFinite(hintMs) ? hintMs : 0);
+      if (span) markFailed(span, gatewayError);
       this.log.warn({ ...context, code: gatewayError.code, reason: gatewayError.message, retryInMs: delayMs }, 'delivery failed; will retry');
       message.nak(delayMs);
     } finally {
@@ -279,7 +318,7 @@ export class Deliveries {
       attempts: message.info.deliveryCount,
       artifactCount: delivery.artifacts.length,
     }).finish();
-    await jetstream(this.nc).publish(subjects.alert(delivery.tenant, 'delivery_expired'), alert, { msgID: `expired.${delivery.deliveryId}` });
+    await jetstream(this.nc).publish(subjects.alert(delivery.tenant, 'delivery_expired'), alert, { msgID: `expired.${delivery.deliveryId}`, headers: natsHeadersWithTrace() });
     await this.settle(message);
     this.metrics.expired.inc({ kind: delivery.kind });
     this.log.error({ kind: delivery.kind, deliveryId: delivery.deliveryId, tenant: delivery.tenant, attempts: message.info.deliveryCount }, 'retention limit passed: deleted undelivered');

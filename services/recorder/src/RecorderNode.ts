@@ -18,8 +18,11 @@ import {
   ensureStream,
   createMetricsRegistry,
   grpcServerCredentials,
+  inMessageSpan,
   kvKeys,
+  natsHeadersWithTrace,
   openBucket,
+  roomEventAttributes,
   startGrpcServer,
   startOpsServer,
   stopGrpcServer,
@@ -226,16 +229,19 @@ export class RecorderNode {
           continue;
         }
         const kind = event.event?.$case;
-        if (kind === 'producerAdded' || kind === 'producerResumed') {
-          // Several producers usually arrive together (camera and microphone): one new capture for all.
-          clearTimeout(refresh);
-          refresh = setTimeout(() => void job.refreshStreams(), 300);
-        } else if (kind === 'roomClosed') {
-          void job.stop('', '');
-        } else if (kind === 'participantLeft') {
-          const left = await this.roomParticipants(tenant, room).catch(() => undefined);
-          if (left?.length === 0) void job.stop('', '');
-        }
+        // The event's trace (a new track, a leave) goes on into what the recording does about it.
+        await inMessageSpan(`room event ${kind ?? 'unknown'}`, message.headers, roomEventAttributes(tenant, room, kind ?? 'unknown'), async () => {
+          if (kind === 'producerAdded' || kind === 'producerResumed') {
+            // Several producers usually arrive together (camera and microphone): one new capture for all.
+            clearTimeout(refresh);
+            refresh = setTimeout(() => void job.refreshStreams(), 300);
+          } else if (kind === 'roomClosed') {
+            void job.stop('', '');
+          } else if (kind === 'participantLeft') {
+            const left = await this.roomParticipants(tenant, room).catch(() => undefined);
+            if (left?.length === 0) void job.stop('', '');
+          }
+        });
       }
     })();
   }
@@ -270,7 +276,7 @@ export class RecorderNode {
     }
     try {
       const event = RoomEvent.encode({ tenant, room, atMs: Date.now(), origin: this.config.nodeId, event: { $case: 'recording', value: { recordingId, state, by } } }).finish();
-      this.nc.publish(subjects.roomEvents(tenant, room), event);
+      this.nc.publish(subjects.roomEvents(tenant, room), event, { headers: natsHeadersWithTrace() });
     } catch (error) {
       this.log.warn({ err: error, recordingId }, 'telling the room the recording state failed');
     }
@@ -385,7 +391,7 @@ export class RecorderNode {
     // The message id makes a retry after a lost acknowledgement land only once.
     for (let attempt = 1; ; attempt++) {
       try {
-        await jetstream(this.nc).publish(subjects.recordingReady(recording.tenant), payload, { msgID: recording.recordingId, timeout: 10_000 });
+        await jetstream(this.nc).publish(subjects.recordingReady(recording.tenant), payload, { msgID: recording.recordingId, timeout: 10_000, headers: natsHeadersWithTrace() });
         return;
       } catch (error) {
         this.log.error({ err: error, recordingId: recording.recordingId, attempt }, 'announcing recording.ready failed');

@@ -9,6 +9,7 @@ import {
   connectNats,
   createMetricsRegistry,
   grpcServerCredentials,
+  natsHeadersWithTrace,
   startGrpcServer,
   startOpsServer,
   stopGrpcServer,
@@ -23,6 +24,7 @@ import { Room, type PipeListen, type RoomCloseReason } from './Room.js';
 import { PipeCoordinator, type PipeHost } from './PipeCoordinator.js';
 import { WorkerPool } from './WorkerPool.js';
 import { registerSfuService } from './grpc/SfuGrpcService.js';
+import { observeMediaMetrics } from './metrics.js';
 
 /** Room close reasons signaling must hear about, so that clients rejoin. */
 const announcedCloseReasons = new Set<RoomCloseReason>(['worker_died', 'drain_timeout', 'node_closed']);
@@ -77,6 +79,7 @@ export class SfuNode implements PipeHost {
     const node = new SfuNode(config, pool, nc, createMetricsRegistry('sfu'), log);
     pool.on('workerdied', (index) => node.onWorkerDied(index));
     node.observeMetrics();
+    observeMediaMetrics(node);
 
     const grpc = await startGrpcServer((server) => registerSfuService(server, node, log), config.grpcHost, config.grpcPort, grpcServerCredentials(config.grpcTls));
     node.grpcPort = grpc.port;
@@ -194,7 +197,7 @@ export class SfuNode implements PipeHost {
   private publish(room: Room, event: RoomEvent['event']): void {
     if (this.nc.isClosed()) return;
     const message = RoomEvent.create({ tenant: room.tenant, room: room.name, atMs: Date.now(), origin: this.config.nodeId, event });
-    this.nc.publish(subjects.roomEvents(room.tenant, room.name), RoomEvent.encode(message).finish());
+    this.nc.publish(subjects.roomEvents(room.tenant, room.name), RoomEvent.encode(message).finish(), { headers: natsHeadersWithTrace() });
   }
 
   private onWorkerDied(index: number): void {

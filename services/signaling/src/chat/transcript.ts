@@ -4,7 +4,7 @@ import { AttachmentReady, TranscriptReady, type ContactReference } from '@gatewa
 import type { SmartAction } from '@gateway/proto/gateway/signaling/v1/signaling';
 import type { SmartActions } from '../actions/SmartActions.js';
 import type { Artifact } from '@gateway/proto/gateway/recorder/v1/recorder';
-import { subjects, type ArtifactStore, type Logger, type NatsConnection } from '@gateway/common';
+import { natsHeadersWithTrace, subjects, type ArtifactStore, type Logger, type NatsConnection } from '@gateway/common';
 import type { ChatLog, Conversation } from './ChatLog.js';
 
 /** The transcript of a conversation as stored for the CRM: JSON and plain text, both redacted. */
@@ -87,7 +87,7 @@ export async function finishRoom(deps: RoomEndDeps, tenant: string, room: string
   for (const action of actions.filter((a) => a.artifactId)) {
     const artifact: Artifact = { artifactId: action.artifactId, kind: action.kind, contentType: action.contentType, participantId: action.participantId, sizeBytes: action.sizeBytes, durationMs: 0, part: 0 };
     const event = AttachmentReady.encode({ tenant, room, conversationId: found?.conversationId ?? '', action, artifact, contact: endUserOf(action) }).finish();
-    await js.publish(subjects.attachmentReady(tenant), event, { msgID: action.artifactId, timeout: 10_000 });
+    await js.publish(subjects.attachmentReady(tenant), event, { msgID: action.artifactId, timeout: 10_000, headers: natsHeadersWithTrace() });
   }
   const { json, text } = renderTranscript(tenant, room, conversation, actions, endedAtMs);
   const artifacts: Artifact[] = [];
@@ -107,7 +107,7 @@ export async function finishRoom(deps: RoomEndDeps, tenant: string, room: string
     contacts: contactsOf(conversation, actions),
     smartActions: actions,
   }).finish();
-  await js.publish(subjects.transcriptReady(tenant), event, { msgID: conversation.conversationId, timeout: 10_000 });
+  await js.publish(subjects.transcriptReady(tenant), event, { msgID: conversation.conversationId, timeout: 10_000, headers: natsHeadersWithTrace() });
   if (found) await deps.chat.close(tenant, room, found);
   await deps.actions.removeAll(tenant, room, actions);
   deps.log.info({ room: `${tenant}/${room}`, conversationId: conversation.conversationId, messages: conversation.messages.length, smartActions: actions.length }, 'transcript stored');

@@ -1,5 +1,5 @@
 import { RoomEvent } from '@gateway/proto/gateway/events/v1/events';
-import { subjects, type Logger, type NatsConnection } from '@gateway/common';
+import { inMessageSpan, natsHeadersWithTrace, roomEventAttributes, subjects, type Logger, type NatsConnection } from '@gateway/common';
 import type { Subscription } from '@nats-io/transport-node';
 
 export interface RoomMember {
@@ -61,7 +61,8 @@ export class RoomHub {
 
   publish(tenant: string, room: string, event: RoomEvent['event']): void {
     const message = RoomEvent.create({ tenant, room, atMs: Date.now(), origin: this.origin, event });
-    this.nc.publish(subjects.roomEvents(tenant, room), RoomEvent.encode(message).finish());
+    // The request that caused the event (a join, a new track) continues on every replica of the room.
+    this.nc.publish(subjects.roomEvents(tenant, room), RoomEvent.encode(message).finish(), { headers: natsHeadersWithTrace() });
   }
 
   /** Makes sure everything published so far has reached the server. */
@@ -79,7 +80,10 @@ export class RoomHub {
         continue;
       }
       if (event.tenant !== served.tenant || event.room !== served.room) continue;
-      for (const member of [...served.members.values()]) member.onRoomEvent(event);
+      const kind = event.event?.$case ?? 'unknown';
+      inMessageSpan(`room event ${kind}`, message.headers, roomEventAttributes(event.tenant, event.room, kind), () => {
+        for (const member of [...served.members.values()]) member.onRoomEvent(event);
+      });
     }
   }
 

@@ -1,7 +1,7 @@
 import type { KV } from '@nats-io/kv';
 import { jetstream } from '@nats-io/jetstream';
 import { RoomSessionRecord, SessionEnded } from '@gateway/proto/gateway/events/v1/events';
-import { kvKeys, newId, openParticipants, sealParticipants, subjects, type Keyring, type NatsConnection, type SessionParticipant } from '@gateway/common';
+import { kvKeys, natsHeadersWithTrace, newId, openParticipants, sealParticipants, subjects, type Keyring, type NatsConnection, type SessionParticipant } from '@gateway/common';
 
 /** Compare-and-set retries when replicas update one room's record at once. */
 const MAX_ATTEMPTS = 10;
@@ -72,6 +72,6 @@ export class RoomSessions {
       conversationId: conversationId ?? '',
       sealedParticipants: record.sealedParticipants,
     }).finish();
-    await jetstream(this.nc).publish(subjects.sessionEnded(tenant), event, { msgID: record.sessionId, timeout: 10_000 });
+    await jetstream(this.nc).publish(subjects.sessionEnded(tenant), event, { msgID: record.sessionId, timeout: 10_000, headers: natsHeadersWithTrace() });
   }
 }

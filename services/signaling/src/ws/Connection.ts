@@ -6,7 +6,7 @@ import {
   type Notification,
   type Response,
 } from '@gateway/proto/gateway/signaling/v1/signaling';
-import { ErrorCode, GatewayError, type Logger } from '@gateway/common';
+import { ErrorCode, GatewayError, SpanKind, inSpan, markFailed, type Logger, type Span } from '@gateway/common';
 import type { Session, SessionLink } from '../Session.js';
 import { RateLimiter } from './RateLimiter.js';
 import { parseFrame } from './frames.js';
@@ -29,6 +29,8 @@ export interface ConnectionObserver {
   request(method: string, code: string, durationMs: number): void;
   rateLimited(): void;
 }
+
+type Request = NonNullable<ReturnType<typeof parseFrame>['request']>;
 
 /** Consecutive malformed frames after which the client is considered broken. */
 const MAX_MALFORMED_IN_A_ROW = 20;
@@ -115,13 +117,29 @@ export class Connection implements SessionLink {
     this.queue = this.queue.then(() => this.run(id, request));
   }
 
-  private async run(id: number, request: NonNullable<ReturnType<typeof parseFrame>['request']>): Promise<void> {
-    if (this.closedFlag) return;
+  private run(id: number, request: Request): Promise<void> {
+    if (this.closedFlag) return Promise.resolve();
+    // Pings are the heartbeat: a trace each would be noise.
+    if (request.$case === 'ping') return this.serve(id, request);
+    // Each request starts a trace: a join's covers placement, the SFU and everything it sets off
+    // over gRPC and NATS.
+    const attributes = { 'rpc.system': 'gateway-signaling', 'rpc.service': 'gateway.signaling.v1', 'rpc.method': request.$case, ...this.spanAttributes() };
+    return inSpan(`gateway.signaling.v1/${request.$case}`, { kind: SpanKind.SERVER, root: true, attributes }, (span) => this.serve(id, request, span));
+  }
+
+  /** Ids only: the session's tenant, room and participant. */
+  private spanAttributes(): Record<string, string> {
+    if (!this.session) return {};
+    return { 'gateway.tenant': this.session.tenant, 'gateway.room': this.session.room, 'gateway.participant_id': this.session.participantId };
+  }
+
+  private async serve(id: number, request: Request, span?: Span): Promise<void> {
     const started = performance.now();
     try {
       let result: NonNullable<Response['result']>;
       if (request.$case === 'join' || request.$case === 'resume') {
         result = await this.attach(request);
+        span?.setAttributes(this.spanAttributes());
       } else if (!this.session) {
         throw new GatewayError(ErrorCode.NOT_JOINED, 'join or resume first');
       } else {
@@ -132,6 +150,7 @@ export class Connection implements SessionLink {
       if (request.$case === 'leave') this.close(CloseCode.CLOSE_CODE_LEFT, 'left');
     } catch (error) {
       const gatewayError = GatewayError.from(error);
+      if (span) markFailed(span, gatewayError);
       this.observer.request(request.$case, gatewayError.code, performance.now() - started);
       if (gatewayError.code === ErrorCode.INTERNAL) this.log.error({ err: error, method: request.$case }, 'request failed');
       this.respondError(id, gatewayError);

@@ -1,0 +1,69 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { ROOT_CONTEXT, propagation, trace, TraceFlags } from '@opentelemetry/api';
+import { core } from '@opentelemetry/sdk-node';
+import * as grpc from '@grpc/grpc-js';
+import { sdkOptions } from './sdk.js';
+import { contextFromGrpcMetadata, contextFromNatsHeaders, grpcSpan, injectIntoGrpcMetadata, linksFromNatsHeaders, natsHeadersWithTrace } from './tracing.js';
+
+const entry = '/srv/gateway/services/crm-sync/src/main.ts';
+
+describe('sdkOptions', () => {
+  it('exports nothing and names the service after its folder when no OTEL_ variable is set', () => {
+    expect(sdkOptions({}, entry)).toEqual({ serviceName: 'crm-sync', spanProcessors: [], metricReaders: [], logRecordProcessors: [] });
+  });
+
+  it('leaves the exporter to the SDK once an endpoint or exporter is configured', () => {
+    for (const name of ['OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', 'OTEL_TRACES_EXPORTER']) {
+      expect(sdkOptions({ [name]: 'http://collector:4318' }, entry)).not.toHaveProperty('spanProcessors');
+    }
+    // An empty variable is an unset one.
+    expect(sdkOptions({ OTEL_EXPORTER_OTLP_ENDPOINT: ' ' }, entry).spanProcessors).toEqual([]);
+    expect(sdkOptions({ OTEL_METRICS_EXPORTER: 'otlp', OTEL_LOGS_EXPORTER: 'otlp' }, entry)).toEqual({ serviceName: 'crm-sync', spanProcessors: [] });
+  });
+
+  it('lets OTEL_SERVICE_NAME or service.name in OTEL_RESOURCE_ATTRIBUTES name the service', () => {
+    expect(sdkOptions({ OTEL_SERVICE_NAME: 'x' }, entry)).not.toHaveProperty('serviceName');
+    expect(sdkOptions({ OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment=prod,service.name=y' }, entry)).not.toHaveProperty('serviceName');
+    expect(sdkOptions({}, '/usr/bin/some-tool')).not.toHaveProperty('serviceName');
+  });
+});
+
+describe('trace context in NATS headers and gRPC metadata', () => {
+  const spanContext = { traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7', traceFlags: TraceFlags.SAMPLED };
+  const traced = trace.setSpanContext(ROOT_CONTEXT, spanContext);
+  afterEach(() => propagation.disable());
+
+  it('carries traceparent through NATS headers', () => {
+    propagation.setGlobalPropagator(new core.W3CTraceContextPropagator());
+    const headers = natsHeadersWithTrace(traced)!;
+    expect(headers.get('traceparent')).toBe('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01');
+    expect(trace.getSpanContext(contextFromNatsHeaders(headers)!)).toMatchObject({ ...spanContext, isRemote: true });
+    expect(linksFromNatsHeaders(headers)).toEqual([{ context: expect.objectContaining(spanContext) }]);
+  });
+
+  it('sends no headers at all when nothing is traced', () => {
+    propagation.setGlobalPropagator(new core.W3CTraceContextPropagator());
+    expect(natsHeadersWithTrace(ROOT_CONTEXT)).toBeUndefined();
+    expect(contextFromNatsHeaders(undefined)).toBeUndefined();
+    expect(linksFromNatsHeaders(undefined)).toEqual([]);
+  });
+
+  it('does nothing before the SDK is started (no propagator)', () => {
+    expect(natsHeadersWithTrace(traced)).toBeUndefined();
+  });
+
+  it('carries traceparent through gRPC metadata', () => {
+    propagation.setGlobalPropagator(new core.W3CTraceContextPropagator());
+    const metadata = injectIntoGrpcMetadata(new grpc.Metadata(), traced);
+    expect(metadata.get('traceparent')).toEqual(['00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01']);
+    expect(trace.getSpanContext(contextFromGrpcMetadata(metadata))).toMatchObject(spanContext);
+    expect(trace.getSpanContext(contextFromGrpcMetadata(new grpc.Metadata()))).toBeUndefined();
+  });
+
+  it('names gRPC spans {service}/{method}', () => {
+    expect(grpcSpan('/gateway.sfu.v1.Sfu/OpenRoom')).toEqual({
+      name: 'gateway.sfu.v1.Sfu/OpenRoom',
+      attributes: { 'rpc.system': 'grpc', 'rpc.service': 'gateway.sfu.v1.Sfu', 'rpc.method': 'OpenRoom' },
+    });
+  });
+});

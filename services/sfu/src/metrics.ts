@@ -1,0 +1,120 @@
+import type { types } from 'mediasoup';
+import { Counter, Gauge, Histogram } from 'prom-client';
+import type { SfuNode } from './SfuNode.js';
+
+/**
+ * How often the workers are asked for their RTP stream statistics. Sampling on a timer rather
+ * than on each scrape keeps the RTT histogram independent of how many Prometheus servers scrape,
+ * and bounds what a stream that closes between two samples goes uncounted by (its last 5 s).
+ */
+const STATS_INTERVAL_MS = 5_000;
+
+type Direction = 'in' | 'out';
+
+/** Cumulative figures of one RTP stream (one SSRC of a producer or consumer) at the last sample. */
+interface StreamTotals {
+  packets: number;
+  bytes: number;
+  lost: number;
+  nacks: number;
+  plis: number;
+}
+
+/**
+ * The media figures of this node: participants, and per worker, direction and kind the RTP
+ * packets and bytes, losses, NACKs and PLIs, and the round-trip time to the clients. "in" is
+ * what publishers send (producers, measured by this node); "out" is what subscribers get
+ * (consumers, with losses, NACKs and PLIs as the subscribers report them). Producers imported
+ * from another node through a pipe are counted as "in" on their own node only.
+ *
+ * mediasoup's statistics are cumulative per stream and streams come and go, so the counters
+ * grow by each stream's difference since the previous sample: they only ever increase, which
+ * keeps `rate()` right when a stream ends.
+ */
+export function observeMediaMetrics(node: SfuNode): void {
+  const registers = [node.metrics];
+  const labelNames = ['worker', 'direction', 'kind'] as const;
+  const packets = new Counter({ name: 'gateway_sfu_rtp_packets_total', help: 'RTP packets received from publishers (direction="in") and sent to subscribers ("out")', labelNames, registers });
+  const bytes = new Counter({ name: 'gateway_sfu_rtp_bytes_total', help: 'RTP bytes received from publishers (direction="in") and sent to subscribers ("out")', labelNames, registers });
+  const lost = new Counter({ name: 'gateway_sfu_rtp_lost_packets_total', help: 'RTP packets lost: from publishers as this node counts them ("in"), to subscribers as they report them ("out")', labelNames, registers });
+  const nacks = new Counter({ name: 'gateway_sfu_rtcp_nacks_total', help: 'RTCP NACKs (retransmission requests): sent to publishers ("in"), received from subscribers ("out")', labelNames, registers });
+  const plis = new Counter({ name: 'gateway_sfu_rtcp_plis_total', help: 'RTCP PLIs (key frame requests): sent to publishers ("in"), received from subscribers ("out")', labelNames, registers });
+  const rtt = new Histogram({
+    name: 'gateway_sfu_rtt_seconds',
+    help: `Round-trip time between this node and its clients, one observation per stream every ${STATS_INTERVAL_MS / 1000} s`,
+    labelNames: ['worker', 'direction'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2.5],
+    registers,
+  });
+  new Gauge({
+    name: 'gateway_sfu_participants',
+    help: 'Participants with at least one WebRTC transport on this node',
+    registers,
+    collect() {
+      let participants = 0;
+      for (const room of node.rooms.values()) participants += new Set([...room.transports.values()].map((t) => t.appData.participantId)).size;
+      this.set(participants);
+    },
+  });
+
+  let previous = new Map<string, StreamTotals>();
+  let sampling = false;
+  const sample = async () => {
+    if (sampling) return;
+    sampling = true;
+    const seen = new Map<string, StreamTotals>();
+    const record = (key: string, worker: string, direction: Direction, kind: string, stat: types.RtpStreamSendStats | types.RtpStreamRecvStats) => {
+      const now: StreamTotals = { packets: stat.packetCount, bytes: stat.byteCount, lost: stat.packetsLost, nacks: stat.nackCount, plis: stat.pliCount };
+      const before = previous.get(key);
+      seen.set(key, now);
+      const labels = { worker, direction, kind };
+      // A figure that went down (a receiver report correcting its loss count) adds nothing.
+      const grow = (counter: Counter<'worker' | 'direction' | 'kind'>, field: keyof StreamTotals) => {
+        const delta = now[field] - (before?.[field] ?? 0);
+        if (delta > 0) counter.inc(labels, delta);
+      };
+      grow(packets, 'packets');
+      grow(bytes, 'bytes');
+      grow(lost, 'lost');
+      grow(nacks, 'nacks');
+      grow(plis, 'plis');
+      if (stat.roundTripTime && stat.roundTripTime > 0) rtt.observe({ worker, direction }, stat.roundTripTime / 1000);
+    };
+    // A stream that could not be read this time (closing, a busy worker) keeps its last figures,
+    // so that it is not counted from zero again if it answers next time.
+    const keep = (prefix: string) => {
+      for (const [key, totals] of previous) if (key.startsWith(prefix)) seen.set(key, totals);
+    };
+    const reads: Array<Promise<void>> = [];
+    for (const room of node.rooms.values()) {
+      const worker = String(room.worker.index);
+      for (const producer of room.producers.values()) {
+        if (producer.appData.importedFrom) continue;
+        reads.push(
+          producer.getStats().then(
+            (stats) => stats.forEach((s) => record(`p/${producer.id}/${s.ssrc}`, worker, 'in', producer.kind, s)),
+            () => keep(`p/${producer.id}/`),
+          ),
+        );
+      }
+      for (const consumer of room.consumers.values()) {
+        reads.push(
+          consumer.getStats().then(
+            // A consumer's statistics include its producer's inbound stream: only its own count here.
+            (stats) => stats.forEach((s) => s.type === 'outbound-rtp' && record(`c/${consumer.id}/${s.ssrc}`, worker, 'out', consumer.kind, s)),
+            () => keep(`c/${consumer.id}/`),
+          ),
+        );
+      }
+    }
+    await Promise.all(reads);
+    previous = seen;
+    sampling = false;
+  };
+  const timer = setInterval(() => {
+    // The node stopped (its NATS connection is drained last but one): nothing left to sample.
+    if (node.nc.isClosed()) clearInterval(timer);
+    else void sample();
+  }, STATS_INTERVAL_MS);
+  timer.unref();
+}
