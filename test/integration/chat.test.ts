@@ -99,6 +99,7 @@ describe('chat', () => {
     expect(lateJoin.messages.map((m: { text: string }) => m.text)).toEqual(['hello, my card is [CARD]', 'thanks, write to me at [EMAIL]']);
     user.close();
     const resumed = await (await clients.open(sig2.wsUrl)).request('resume', { resumeToken: userJoin.resumeToken, protocolVersion: 1 });
+    expect(resumed.error).toBeUndefined();
     expect(resumed.resume.messages.map((m: { messageId: string }) => m.messageId)).toEqual([first.sendMessage.messageId, second.sendMessage.messageId]);
   });
 

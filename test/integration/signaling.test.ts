@@ -134,6 +134,28 @@ describe('signaling with two replicas and a real SFU', () => {
       a = a2;
     });
 
+    it('resumes on the other replica the moment the socket drops, while the old replica still notes the drop', async () => {
+      // The old replica may write the dropped state into the record while the new one claims
+      // it (more likely on a loaded machine); every resume must still succeed.
+      let client = a;
+      let token = joinA.resumeToken;
+      for (let i = 0; i < 20; i++) {
+        // The new socket is open before the old one drops, so the resume races the drop.
+        const next = await open(i % 2 === 0 ? sig1.wsUrl : sig2.wsUrl);
+        client.close();
+        const resumed = await next.request('resume', { resumeToken: token });
+        expect(resumed.error).toBeUndefined();
+        expect(resumed.resume.participant.participantId).toBe(joinA.participant.participantId);
+        client = next;
+        token = resumed.resume.resumeToken;
+      }
+      // Still one usable session, and nobody saw it leave.
+      expect((await client.request('resumeProducer', { producerId })).error).toBeUndefined();
+      await new Promise((r) => setTimeout(r, 500));
+      expect(b.notifications.some((n) => 'participantLeft' in n)).toBe(false);
+      a = client;
+    });
+
     it('refuses a forged resume token and one whose window has passed', async () => {
       const forged = await open(sig1.wsUrl);
       const parts = joinA.resumeToken.split('.');
