@@ -3,6 +3,7 @@ export * from './config.js';
 export * from './logger.js';
 export * from './subjects.js';
 export * from './nats.js';
+export * from './streamRead.js';
 export * from './grpc.js';
 export * from './ops.js';
 export * from './TypedEmitter.js';

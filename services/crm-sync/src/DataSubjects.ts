@@ -1,6 +1,6 @@
 import { jetstream, type JetStreamManager } from '@nats-io/jetstream';
 import { DataSubjectAudit } from '@gateway/proto/gateway/events/v1/events';
-import { DeviceKeys, ErrorCode, GatewayError, newId, streams, subjects, type ArtifactStore, type Keyring, type NatsConnection } from '@gateway/common';
+import { DeviceKeys, ErrorCode, GatewayError, newId, readSubject, streams, subjects, type ArtifactStore, type Keyring, type NatsConnection } from '@gateway/common';
 import type { KvContactMaps } from './connectors/ContactMap.js';
 import { deliveryOf, openContacts } from './Deliveries.js';
 import type { Delivery } from './destinations/types.js';
@@ -109,15 +109,11 @@ export class DataSubjects {
     for (const [stream, filter] of pendingSubjects(tenant)) {
       const info = await this.jsm.streams.info(stream, { subjects_filter: filter }).catch(() => undefined);
       if (!info || (info.state.subjects?.[filter] ?? 0) === 0) continue;
-      const consumer = await jetstream(this.nc).consumers.get(stream, { filter_subjects: filter });
-      const messages = await consumer.consume();
-      for await (const message of messages) {
+      for await (const message of readSubject(jetstream(this.nc), stream, filter)) {
         // A session's participants are sealed: open them to see whom it names.
         const delivery = await openContacts(this.keyring, deliveryOf(message.subject, message.data, this.artifacts));
         if (delivery.tenant === tenant && delivery.contacts.some((c) => matches(subject, c))) found.push({ stream, seq: message.seq, delivery });
-        if (message.info.pending === 0) break;
       }
-      messages.stop();
     }
     return found;
   }

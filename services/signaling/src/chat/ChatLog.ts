@@ -11,6 +11,7 @@ import {
   kvKeys,
   newId,
   openBucket,
+  readSubject,
   streams,
   subjects,
   type Keyring,
@@ -102,9 +103,7 @@ export class ChatLog {
     let lastSeq = 0;
     const info = await this.jsm.streams.info(streams.chat.name, { subjects_filter: subject });
     if ((info.state.subjects?.[subject] ?? 0) > 0) {
-      const consumer = await this.js.consumers.get(streams.chat.name, { filter_subjects: subject });
-      const entries = await consumer.consume();
-      for await (const entry of entries) {
+      for await (const entry of readSubject(this.js, streams.chat.name, subject)) {
         lastSeq = entry.seq;
         const sealed = ChatSealed.decode(entry.data);
         // Entries of an earlier conversation in this room (not purged yet) are not this one's.
@@ -113,9 +112,7 @@ export class ChatLog {
           byId.set(message.messageId, message);
           sequences.set(message.messageId, [...(sequences.get(message.messageId) ?? []), entry.seq]);
         }
-        if (entry.info.pending === 0) break;
       }
-      entries.stop();
     }
     const messages = [...byId.values()].sort((a, b) => (a.messageId < b.messageId ? -1 : a.messageId > b.messageId ? 1 : 0));
     const conversation: Conversation = { conversationId: key.record.conversationId, startedAtMs: key.record.startedAtMs, messages, lastSeq };
