@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SignJWT } from 'jose';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
-import { streams, subjects } from '@gateway/common';
+import { Objm } from '@nats-io/obj';
+import { buckets, streams, subjects } from '@gateway/common';
 import { AttachmentReady, TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
 import { NatsServer, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { TestClients } from '../support/wsClient.js';
@@ -116,6 +117,20 @@ describe('Smart Actions', () => {
     const again = await upload(actionId, user.join.resumeToken, await photoWithGps());
     expect(again.status).toBe(409);
     expect((await again.json()).error.code).toBe('INVALID_STATE');
+  });
+
+  it('takes one of two uploads racing for the same request, and keeps no copy of the other', async () => {
+    const { user, agent } = await call();
+    const actionId = (await agent.client.request('requestSmartAction', { kind: 'photo' })).requestSmartAction.actionId;
+    const store = await new Objm(nc).open(buckets.artifacts);
+    const storedCount = async () => (await store.list()).filter((o) => !o.deleted && o.name.startsWith('demo.')).length;
+    const before = await storedCount();
+    const photo = await photoWithGps();
+    const answers = await Promise.all([upload(actionId, user.join.resumeToken, photo), upload(actionId, user.join.resumeToken, photo)]);
+    expect(answers.map((a) => a.status).sort()).toEqual([201, 409]);
+    const loser = answers.find((a) => a.status === 409)!;
+    expect((await loser.json()).error.code).toBe('INVALID_STATE');
+    expect(await storedCount()).toBe(before + 1);
   });
 
   it('lets the same end user answer after a rejoin, and lets other origins upload (CORS, bearer token)', async () => {

@@ -50,6 +50,12 @@ const isUpload = (kind: string): kind is 'photo' | 'screenshot' => kind === 'pho
  * verification; the end user uploads or proves possession of a registered device key. Actions
  * live in KV so every signaling replica of the room sees the same state.
  */
+/** A pending action as read, with the revision its end is saved against. */
+interface Pending {
+  action: SmartAction;
+  revision: number;
+}
+
 export class SmartActions {
   constructor(
     private readonly kv: KV,
@@ -75,6 +81,19 @@ export class SmartActions {
 
   private async save(tenant: string, room: string, action: SmartAction): Promise<SmartAction> {
     await this.kv.put(kvKeys.smartAction(tenant, room, action.actionId), SmartAction.encode(action).finish());
+    return action;
+  }
+
+  /**
+   * Saves the end of a pending action only if nobody ended it first (two uploads, a decline
+   * racing an upload) and the room has not ended and removed it meanwhile.
+   */
+  private async settle(tenant: string, room: string, pending: Pending, action: SmartAction): Promise<SmartAction> {
+    try {
+      await this.kv.update(kvKeys.smartAction(tenant, room, action.actionId), SmartAction.encode(action).finish(), pending.revision);
+    } catch (error) {
+      throw new GatewayError(ErrorCode.INVALID_STATE, 'this Smart Action was answered or ended meanwhile', { cause: error });
+    }
     return action;
   }
 
@@ -115,14 +134,15 @@ export class SmartActions {
 
   /** The end user asked declines, or answers a verification. */
   async answer(user: Actor, actionId: string, answer: { decline: boolean; webauthnResponse?: Record<string, unknown> }): Promise<SmartAction> {
-    const action = await this.pendingFor(user, actionId);
-    if (answer.decline) return this.save(user.tenant, user.room, { ...action, state: 'declined', completedAtMs: Date.now(), reason: 'the end user declined' });
+    const pending = await this.pendingFor(user, actionId);
+    const { action } = pending;
+    if (answer.decline) return this.settle(user.tenant, user.room, pending, { ...action, state: 'declined', completedAtMs: Date.now(), reason: 'the end user declined' });
     if (action.kind !== 'verification') throw new GatewayError(ErrorCode.BAD_REQUEST, `a ${action.kind} is answered by uploading it`);
     if (!answer.webauthnResponse) throw new GatewayError(ErrorCode.BAD_REQUEST, 'webauthnResponse is required');
     const response = answer.webauthnResponse as unknown as AuthenticationResponseJSON;
     const keys = await this.deviceKeys.list(user.tenant, user.identity);
     const key = keys.find((k) => k.id === response.id);
-    const done = (verified: boolean, reason: string) => this.save(user.tenant, user.room, { ...action, state: 'completed', completedAtMs: Date.now(), verified, reason });
+    const done = (verified: boolean, reason: string) => this.settle(user.tenant, user.room, pending, { ...action, state: 'completed', completedAtMs: Date.now(), verified, reason });
     if (!key) return done(false, 'the key used is not registered for this end user');
     try {
       const result = await verifyAuthenticationResponse({
@@ -144,7 +164,8 @@ export class SmartActions {
 
   /** The end user's photo or screenshot: checked by content, stripped of metadata, encrypted. */
   async upload(user: Actor, actionId: string, body: Readable): Promise<SmartAction> {
-    const action = await this.pendingFor(user, actionId);
+    const pending = await this.pendingFor(user, actionId);
+    const { action } = pending;
     if (!isUpload(action.kind)) throw new GatewayError(ErrorCode.BAD_REQUEST, 'a verification is not answered by an upload');
     const limit = this.limits.maxUploadBytes[action.kind];
     const chunks: Buffer[] = [];
@@ -160,16 +181,24 @@ export class SmartActions {
     const image = await sanitizeImage(Buffer.concat(chunks));
     const artifactId = newId('AT');
     const stored = await this.artifacts.put(user.tenant, artifactId, Readable.from([image.data]), image.contentType);
-    return this.save(user.tenant, user.room, { ...action, state: 'completed', completedAtMs: Date.now(), artifactId, contentType: image.contentType, sizeBytes: stored.size });
+    try {
+      return await this.settle(user.tenant, user.room, pending, { ...action, state: 'completed', completedAtMs: Date.now(), artifactId, contentType: image.contentType, sizeBytes: stored.size });
+    } catch (error) {
+      // Nobody will announce or deliver this copy: it goes at once.
+      await this.artifacts.delete(user.tenant, artifactId);
+      throw error;
+    }
   }
 
-  private async pendingFor(user: Actor, actionId: string): Promise<SmartAction> {
-    const action = await this.get(user.tenant, user.room, actionId);
+  private async pendingFor(user: Actor, actionId: string): Promise<Pending> {
+    const entry = await this.kv.get(kvKeys.smartAction(user.tenant, user.room, actionId)).catch(() => null);
+    if (!entry || entry.operation !== 'PUT' || entry.length === 0) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such Smart Action in this room');
+    const action = SmartAction.decode(entry.value);
     // The same end user after a rejoin has a new participant id but the same identity.
     const asked = action.participantId === user.participantId || (user.role === 'end_user' && action.externalId !== '' && action.externalId === user.identity);
     if (!asked) throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'this Smart Action asks someone else');
     if (action.state !== 'requested') throw new GatewayError(ErrorCode.INVALID_STATE, `this Smart Action is already ${action.state}`);
-    return action;
+    return { action, revision: entry.revision };
   }
 
   /** Options for registering the end user's device key; the challenge goes back with the answer. */
