@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { NatsServer, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { launchChromium, receiveSummaryScript, type ReceiveSummary } from '../support/browser.js';
+import { scrapeMetrics, sumOf } from '../support/metrics.js';
 import { demoToken } from '../support/tokens.js';
 
 /**
@@ -67,6 +68,18 @@ describe('a call between an end user and an agent in Chromium', () => {
     await agent.waitForSelector('#pip video[data-source="camera"]');
     // And the end user hears the agent's microphone.
     await waitFor(async () => (find(await received(endUser), 'microphone')?.packetsReceived ?? 0) > 20, 20_000, 'agent audio at the end user');
+    // The SFU's media metrics see the call (sampled every 5 s): packets in and out of both kinds, round-trip times.
+    const media = await waitFor(
+      async () => {
+        const m = await scrapeMetrics(sfu.opsPort);
+        const flowing = ['in', 'out'].every((direction) => ['audio', 'video'].every((kind) => sumOf(m, 'gateway_sfu_rtp_packets_total', { direction, kind }) > 0));
+        return flowing && sumOf(m, 'gateway_sfu_rtt_seconds_count', { direction: 'out' }) > 0 ? m : undefined;
+      },
+      15_000,
+      'media figures on the SFU',
+    );
+    expect(sumOf(media, 'gateway_sfu_rtp_bytes_total', { direction: 'in', kind: 'video' })).toBeGreaterThan(sumOf(media, 'gateway_sfu_rtp_packets_total', { direction: 'in', kind: 'video' }));
+    expect(sumOf(media, 'gateway_sfu_participants')).toBe(2);
   });
 
   it('resumes the end user after the WebSocket is cut, with video flowing again', async () => {

@@ -1,6 +1,7 @@
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV } from '@nats-io/kv';
 import { jetstreamManager, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
+import { Gauge, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
 
 export type { NatsConnection, KV };
@@ -67,4 +68,49 @@ export async function ensureStream(nc: NatsConnection, stream: { name: string; s
     if (!(await jsm.streams.info(stream.name).catch(() => undefined))) throw error;
   });
   return jsm;
+}
+
+/**
+ * The backlog of durable JetStream consumers, read from the server at each scrape:
+ * `gateway_jetstream_consumer_pending_messages` (stored, not yet handed out) and
+ * `gateway_jetstream_consumer_ack_pending_messages` (handed out, not yet acknowledged: in progress
+ * or waiting for a retry). Every replica reports the same figures (the consumer is shared), so
+ * dashboards take the max per consumer. A consumer that cannot be read is left out rather than
+ * shown with a stale figure.
+ */
+export function observeConsumerLag(registry: Registry, jsm: JetStreamManager, consumers: ReadonlyArray<{ stream: string; durable: string }>, timeoutMs = 2_000): void {
+  const labelNames = ['stream', 'consumer'] as const;
+  let reading: { at: number; infos: Promise<Array<{ stream: string; consumer: string; pending?: number; ackPending?: number }>> } | undefined;
+  // Both gauges are collected at each scrape: one round of requests serves both.
+  const read = () => {
+    if (!reading || Date.now() - reading.at > 1_000) {
+      const infos = Promise.all(
+        consumers.map(async ({ stream, durable }) => {
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          const timeout = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), timeoutMs)));
+          const info = await Promise.race([jsm.consumers.info(stream, durable).catch(() => undefined), timeout]);
+          clearTimeout(timer);
+          return { stream, consumer: durable, pending: info?.num_pending, ackPending: info?.num_ack_pending };
+        }),
+      );
+      reading = { at: Date.now(), infos };
+    }
+    return reading.infos;
+  };
+  const gauge = (name: string, help: string, pick: (info: { pending?: number; ackPending?: number }) => number | undefined) =>
+    new Gauge({
+      name,
+      help,
+      labelNames,
+      registers: [registry],
+      async collect() {
+        for (const info of await read()) {
+          const value = pick(info);
+          if (value === undefined) this.remove({ stream: info.stream, consumer: info.consumer });
+          else this.set({ stream: info.stream, consumer: info.consumer }, value);
+        }
+      },
+    });
+  gauge('gateway_jetstream_consumer_pending_messages', 'Messages of the stream not yet handed to the durable consumer', (i) => i.pending);
+  gauge('gateway_jetstream_consumer_ack_pending_messages', 'Messages handed to the durable consumer and not yet acknowledged (in progress or waiting for a retry)', (i) => i.ackPending);
 }

@@ -23,7 +23,9 @@ export interface OpsServerOptions {
 export function createMetricsRegistry(service: string): Registry {
   const registry = new Registry();
   registry.setDefaultLabels({ service });
-  collectDefaultMetrics({ register: registry, prefix: 'gateway_process_' });
+  // prom-client's process and Node.js metrics keep their own subsystems under our prefix:
+  // gateway_process_cpu_seconds_total, gateway_nodejs_eventloop_lag_seconds, ...
+  collectDefaultMetrics({ register: registry, prefix: 'gateway_' });
   return registry;
 }
 

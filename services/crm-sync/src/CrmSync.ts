@@ -9,6 +9,7 @@ import {
   connectNats,
   createMetricsRegistry,
   ensureStream,
+  observeConsumerLag,
   openBucket,
   startOpsServer,
   streams,
@@ -18,7 +19,7 @@ import {
 import type { CrmSyncConfig } from './config.js';
 import { ConnectorStore } from './connectors/ConnectorStore.js';
 import { KvContactMaps } from './connectors/ContactMap.js';
-import { Deliveries } from './Deliveries.js';
+import { Deliveries, deliveryConsumers } from './Deliveries.js';
 import { DataSubjects } from './DataSubjects.js';
 import { createAdminHandler } from './http/admin.js';
 
@@ -54,6 +55,7 @@ export class CrmSync {
     await ensureStream(nc, streams.sessions);
     const deliveries = new Deliveries(nc, jsm, connectors, artifacts, keyring, config, registry, log);
     await deliveries.start();
+    observeConsumerLag(registry, jsm, deliveryConsumers);
 
     const dataSubjects = new DataSubjects(nc, jsm, artifacts, contactMaps, new DeviceKeys(await openBucket(nc, buckets.deviceKeys)), keyring);
     const httpServer = http.createServer(createAdminHandler(() => config.tenants, connectors, dataSubjects, log));

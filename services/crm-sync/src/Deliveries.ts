@@ -139,6 +139,13 @@ export async function openContacts(keyring: Keyring, delivery: Delivery): Promis
   return { ...delivery, contacts, sealedContacts: undefined };
 }
 
+/** The durable consumers crm-sync takes events from, shared by its replicas. */
+export const deliveryConsumers = [
+  { stream: streams.recordings.name, durable: 'crm-sync-recordings' },
+  { stream: streams.transcripts.name, durable: 'crm-sync-transcripts' },
+  { stream: streams.sessions.name, durable: 'crm-sync-sessions' },
+] as const;
+
 /**
  * Durable JetStream consumers of everything a session leaves behind. Each event goes to every
  * destination of its tenant; once all confirm, the artifacts are deleted from our platform
@@ -167,7 +174,7 @@ export class Deliveries {
   }
 
   async start(): Promise<void> {
-    for (const [stream, durable] of [[streams.recordings.name, 'crm-sync-recordings'], [streams.transcripts.name, 'crm-sync-transcripts'], [streams.sessions.name, 'crm-sync-sessions']] as const) {
+    for (const { stream, durable } of deliveryConsumers) {
       await this.jsm.consumers.add(stream, { durable_name: durable, ack_policy: AckPolicy.Explicit, ack_wait: this.options.ackWaitMs * 1e6, max_deliver: -1 }).catch(async (error) => {
         if (!(await this.jsm.consumers.info(stream, durable).catch(() => undefined))) throw error;
       });

@@ -46,6 +46,13 @@ export function observeMediaMetrics(node: SfuNode): void {
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2.5],
     registers,
   });
+  // Every series exists from the start at 0, so a ratio such as loss over packets reads 0
+  // rather than "no data" on a node that never lost a packet.
+  for (const { index } of node.pool.workers) {
+    for (const direction of ['in', 'out'] as const) {
+      for (const kind of ['audio', 'video'] as const) for (const counter of [packets, bytes, lost, nacks, plis]) counter.inc({ worker: String(index), direction, kind }, 0);
+    }
+  }
   new Gauge({
     name: 'gateway_sfu_participants',
     help: 'Participants with at least one WebRTC transport on this node',
