@@ -3,7 +3,8 @@ import pg from 'pg';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { buckets, kvKeys, streams, subjects } from '@gateway/common';
+import { DEMO_TENANT_KEK, StaticKeyring, buckets, kvKeys, sealParticipants, streams, subjects } from '@gateway/common';
+import { RoomSessionRecord } from '@gateway/proto/gateway/events/v1/events';
 import { NatsServer, PostgresServer, startCrmSyncProcess, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { adminApi } from '../support/crmSync.js';
 import { TestClients } from '../support/wsClient.js';
@@ -31,7 +32,7 @@ describe('session.ended', () => {
     postgres.createDatabase('customer_crm', 'customer', CUSTOMER_PASSWORD);
     sfu = await startSfuProcess({ natsUrl: nats.url });
     [signaling, crm] = await Promise.all([
-      startSignalingProcess({ natsUrl: nats.url }),
+      startSignalingProcess({ natsUrl: nats.url, env: { SIGNALING_SESSION_FINISH_STALE_SECONDS: '3' } }),
       startCrmSyncProcess({ natsUrl: nats.url, env: { CRM_SYNC_RETRY_BASE_SECONDS: '0.2', CRM_SYNC_RETRY_MAX_SECONDS: '0.5' } }),
     ]);
     nc = await connect({ servers: nats.url });
@@ -83,5 +84,29 @@ describe('session.ended', () => {
     }
     // Delivered: the event is erased, so the phone number is gone from the platform.
     await waitFor(async () => ((await jsm.streams.info(streams.sessions.name)).state.messages === 0 ? true : undefined), 10_000, 'the event erased');
+  });
+
+  it('finishes a session whose finisher died after taking it, so its session.ended is not lost', async () => {
+    // What a replica leaves when it dies right after claiming an ended room: the ending record.
+    const room = `orphan-${Date.now()}`;
+    const sessionId = `SE_orphan${Date.now()}`;
+    const keyring = new StaticKeyring({ demo: DEMO_TENANT_KEK });
+    const participant = { participantId: 'PA_gone', role: 'end_user', externalId: 'ext-orphan', crmContactId: '', phoneNumber: '+14155550199', deviceIds: [], joinedAtMs: Date.now() - 60_000 };
+    const record = RoomSessionRecord.encode({ sessionId, startedAtMs: Date.now() - 60_000, sealedParticipants: await sealParticipants(keyring, 'demo', sessionId, [participant]) }).finish();
+    const sessionsKv = await new Kvm(nc).open(buckets.roomSessions);
+    await sessionsKv.create(kvKeys.endingRoomSession('demo', room, sessionId), record);
+
+    // A sweep on a live replica finishes it once it is stale, then removes the ending record.
+    const row = await waitFor(async () => {
+      const customerDb = new pg.Client({ host: '127.0.0.1', port: postgres.port, user: 'customer', password: CUSTOMER_PASSWORD, database: 'customer_crm' });
+      await customerDb.connect();
+      try {
+        return (await customerDb.query("select contacts from gateway_sessions where kind = 'session' and room = $1", [room])).rows[0];
+      } finally {
+        await customerDb.end();
+      }
+    }, 20_000, 'the orphaned session delivered');
+    expect(row.contacts[0]).toMatchObject({ externalId: 'ext-orphan', phoneNumber: '+14155550199' });
+    await waitFor(async () => ((await sessionsKv.get(kvKeys.endingRoomSession('demo', room, sessionId)))?.operation ?? 'PURGE') !== 'PUT', 5_000, 'the ending record gone');
   });
 });

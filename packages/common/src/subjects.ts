@@ -76,7 +76,10 @@ export const buckets = {
   webauthnChallenges: 'gateway_webauthn_challenges',
   /** crm-sync destinations of the tenants: key = `${tenant}.${name}`, JSON with sealed secrets. */
   connectors: 'gateway_connectors',
-  /** The session of a live room: key = `${tenant}.${room}`, value = RoomSessionRecord (gateway.events.v1). */
+  /**
+   * The session of a live room: key = `${tenant}.${room}`, value = RoomSessionRecord
+   * (gateway.events.v1); a session being finished: key = `${tenant}.${room}.ending.${sessionId}`.
+   */
   roomSessions: 'gateway_room_sessions',
   /** CRM contact ids: key = `${tenant}.${connector}.${sha256(external id)}`, value = the CRM's id. */
   crmContacts: 'gateway_crm_contacts',
@@ -89,4 +92,6 @@ export const kvKeys = {
   recording: (tenant: string, recordingId: string) => `${tenant}.${recordingId}`,
   smartAction: (tenant: string, room: string, actionId: string) => `${tenant}.${room}.${actionId}`,
   smartActionsOfRoom: (tenant: string, room: string) => `${tenant}.${room}.*`,
+  endingRoomSession: (tenant: string, room: string, sessionId: string) => `${tenant}.${room}.ending.${sessionId}`,
+  endingRoomSessions: '*.*.ending.*',
 } as const;

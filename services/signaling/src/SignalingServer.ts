@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import http from 'node:http';
 import { WebSocketServer } from 'ws';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { SessionTakeover } from '@gateway/proto/gateway/events/v1/events';
+import { SessionTakeover, type RoomSessionRecord } from '@gateway/proto/gateway/events/v1/events';
 import { CloseCode, type JoinResponse, type RecordingStatus } from '@gateway/proto/gateway/signaling/v1/signaling';
 import {
   ArtifactStore,
@@ -129,6 +129,7 @@ export class SignalingServer implements SessionBroker {
     const server = new SignalingServer(config, nc, directory, recorders, store, hub, chat, actions, artifacts, roomSessions, createMetricsRegistry('signaling'), log);
     server.listenForTakeovers();
     server.timers.push(setInterval(() => void server.checkNodes(), NODE_CHECK_MS));
+    server.timers.push(setInterval(() => void server.sweepEndingSessions(), config.sessionFinishStaleMs / 2));
     server.timers.push(setInterval(() => void server.refreshRecords().then(() => server.sweepStaleRecords()), config.recordRefreshMs));
     await server.listen();
     port = server.port;
@@ -373,18 +374,38 @@ export class SignalingServer implements SessionBroker {
       this.log.error({ err: error, room: `${tenant}/${room}` }, 'checking whether the room ended failed');
       return;
     }
-    if (!claimed) return;
+    if (claimed) await this.finishSession(tenant, room, claimed);
+  }
+
+  /**
+   * Turns an ended room's conversation into its transcript and announces the session. What
+   * fails here is retried a few times, then left to the sweep: the session's ending record and
+   * the conversation stay stored (encrypted) until it succeeds.
+   */
+  private async finishSession(tenant: string, room: string, claimed: RoomSessionRecord): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
         const conversationId = await finishRoom({ nc: this.nc, chat: this.chat, actions: this.actions, artifacts: this.artifacts, log: this.log }, tenant, room);
         await this.roomSessions.announce(tenant, room, claimed, conversationId);
+        await this.roomSessions.finished(tenant, room, claimed);
         return;
       } catch (error) {
-        // The conversation stays stored (encrypted) until a later attempt or the chat retention.
-        this.log.error({ err: error, room: `${tenant}/${room}`, attempt }, 'storing the transcript failed');
+        this.log.error({ err: error, room: `${tenant}/${room}`, attempt }, 'finishing the room session failed');
         if (attempt >= 5 || this.shuttingDown) return;
         await new Promise((r) => setTimeout(r, 1_000 * 2 ** attempt));
       }
+    }
+  }
+
+  /** Room sessions left unfinished (a finisher that gave up or died) are finished here. */
+  private async sweepEndingSessions(): Promise<void> {
+    try {
+      for (const { tenant, room, record } of await this.roomSessions.takeStale(this.config.sessionFinishStaleMs)) {
+        this.log.warn({ room: `${tenant}/${room}` }, 'finishing a room session left unfinished');
+        await this.finishSession(tenant, room, record);
+      }
+    } catch (error) {
+      this.log.warn({ err: error }, 'sweeping unfinished room sessions failed');
     }
   }
 

@@ -34,6 +34,11 @@ const shape = {
   SIGNALING_PING_INTERVAL_SECONDS: env.seconds(10),
   /** Each replica refreshes its participants' records this often; three missed refreshes make a record stale. */
   SIGNALING_RECORD_REFRESH_SECONDS: z.coerce.number().min(0.5).default(15),
+  /**
+   * A room session whose finisher has not announced it this long after the room ended (it
+   * failed for a while, or its replica died) is finished by a sweep on any replica.
+   */
+  SIGNALING_SESSION_FINISH_STALE_SECONDS: z.coerce.number().min(1).default(120),
   /** Chat: longest message in characters, and messages per participant per second (sustained / burst). */
   SIGNALING_CHAT_MAX_CHARS: env.positiveInt(4000),
   SIGNALING_CHAT_RATE_PER_SECOND: env.positiveInt(5),
@@ -76,6 +81,7 @@ export function readSignalingConfig(source: Record<string, string | undefined> =
     pingIntervalMs: c.SIGNALING_PING_INTERVAL_SECONDS * 1000,
     grpcTls: readGrpcTls(c),
     recordRefreshMs: c.SIGNALING_RECORD_REFRESH_SECONDS * 1000,
+    sessionFinishStaleMs: c.SIGNALING_SESSION_FINISH_STALE_SECONDS * 1000,
     chat: {
       maxChars: c.SIGNALING_CHAT_MAX_CHARS,
       ratePerSecond: c.SIGNALING_CHAT_RATE_PER_SECOND,

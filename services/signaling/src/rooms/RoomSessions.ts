@@ -44,21 +44,60 @@ export class RoomSessions {
   }
 
   /**
-   * The room ended: takes its session record by deleting it (compare-and-set), so that of the
-   * replicas noticing the empty room at once exactly one finishes it. A participant joining
-   * from now on starts a new session. Returns undefined when another caller took it first.
+   * The room ended: takes its session record, so that of the replicas noticing the empty room at
+   * once exactly one finishes it. The record moves to an "ending" key (created only once) and
+   * the room's key is deleted (compare-and-set: a participant who joined meanwhile keeps the
+   * session going). The ending record stays until `finished`, so a finisher that fails or dies
+   * leaves it for `takeStale`. A participant joining from now on starts a new session. Returns
+   * undefined when another caller took it first or the room is not empty after all.
    */
   async claim(tenant: string, room: string): Promise<RoomSessionRecord | undefined> {
     const key = kvKeys.room(tenant, room);
     const entry = await this.kv.get(key);
     if (!entry || entry.operation !== 'PUT' || entry.length === 0) return undefined;
+    const record = RoomSessionRecord.decode(entry.value);
+    const ending = kvKeys.endingRoomSession(tenant, room, record.sessionId);
     try {
-      await this.kv.delete(key, { previousSeq: entry.revision });
+      await this.kv.create(ending, entry.value);
     } catch {
       return undefined;
     }
+    try {
+      await this.kv.delete(key, { previousSeq: entry.revision });
+    } catch {
+      await this.kv.purge(ending).catch(() => undefined);
+      return undefined;
+    }
     await this.kv.purge(key).catch(() => undefined);
-    return RoomSessionRecord.decode(entry.value);
+    return record;
+  }
+
+  /** The session was announced: its ending record goes. */
+  async finished(tenant: string, room: string, record: RoomSessionRecord): Promise<void> {
+    await this.kv.purge(kvKeys.endingRoomSession(tenant, room, record.sessionId));
+  }
+
+  /**
+   * Sessions whose finisher stopped (it failed, or its replica died) more than `staleMs` ago.
+   * Each is taken by rewriting it (compare-and-set), which makes it fresh again: one replica
+   * takes it, and takes it again only after another `staleMs`.
+   */
+  async takeStale(staleMs: number): Promise<Array<{ tenant: string; room: string; record: RoomSessionRecord }>> {
+    const taken: Array<{ tenant: string; room: string; record: RoomSessionRecord }> = [];
+    const keys: string[] = [];
+    for await (const key of await this.kv.keys(kvKeys.endingRoomSessions)) keys.push(key);
+    for (const key of keys) {
+      const entry = await this.kv.get(key);
+      if (!entry || entry.operation !== 'PUT' || entry.length === 0 || Date.now() - entry.created.getTime() < staleMs) continue;
+      try {
+        await this.kv.update(key, entry.value, entry.revision);
+      } catch {
+        continue;
+      }
+      const [tenant, room] = key.split('.') as [string, string];
+      taken.push({ tenant, room, record: RoomSessionRecord.decode(entry.value) });
+    }
+    return taken;
   }
 
   /** Announces a claimed session; JetStream drops a repeated announcement by its id. */
