@@ -5,6 +5,7 @@ import path from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
+  availabilityRules,
   checkManifests,
   checkSchemas,
   configRules,
@@ -13,6 +14,7 @@ import {
   exposureRules,
   ingressRules,
   networkPolicyRules,
+  probeRules,
   scalingRules,
   sfuRules,
   type K8sObject,
@@ -123,6 +125,29 @@ describe('each deployment rule rejects what it is meant to', () => {
     caught(containerRules, (o) => delete container(o, 'crm-sync').securityContext.allowPrivilegeEscalation, /allowPrivilegeEscalation is not false/));
 
   it('a container without a readiness probe', () => caught(containerRules, (o) => delete container(o, 'crm-sync').readinessProbe, /no readiness probe/));
+
+  it('a probe that does not ask the ops server', () =>
+    caught(probeRules, (o) => (container(o, 'signaling').livenessProbe.httpGet.path = '/'), /signaling: the liveness probe is not GET \/healthz on the ops port/));
+
+  it('a service without a disruption budget or a ServiceMonitor', () =>
+    caught(
+      availabilityRules,
+      (o) => {
+        o.splice(o.indexOf(find(o, 'PodDisruptionBudget', 'recorder')), 1);
+        o.splice(o.indexOf(find(o, 'ServiceMonitor', 'crm-sync')), 1);
+      },
+      /^(?=[\s\S]*recorder: no PodDisruptionBudget)(?=[\s\S]*crm-sync: no ServiceMonitor)/,
+    ));
+
+  it('a tenant without a key', () =>
+    caught(
+      configRules,
+      (o) => {
+        const secret = find(o, 'Secret', 'gateway-tenants');
+        secret.stringData = { ...secret.stringData, GATEWAY_TENANT_KEYS: '{}' };
+      },
+      /tenant example has no key in GATEWAY_TENANT_KEYS/,
+    ));
 
   it('an image tagged latest', () => caught(containerRules, (o) => (container(o, 'sfu').image = 'registry.example.com/gateway/sfu:latest'), /not pinned/));
 

@@ -13,6 +13,7 @@ import {
   isServiceName,
   knownVariable,
   recorderConsumesJetStream,
+  schemaVariables,
   serviceSpecs,
   tenantNames,
   type Env,
@@ -326,9 +327,13 @@ export const configRules: Rule = (objects) => {
     const tenants = env.entries.get('GATEWAY_TENANTS')?.value;
     const keys = env.entries.get('GATEWAY_TENANT_KEYS')?.value;
     if (tenants !== undefined && keys !== undefined) {
-      const names = tenantNames(tenants) ?? [];
-      const keyed = Object.keys(JSON.parse(keys) as object);
-      for (const tenant of names) if (!keyed.includes(tenant)) add(`tenant ${tenant} has no key in GATEWAY_TENANT_KEYS`);
+      let keyed: string[] = [];
+      try {
+        keyed = Object.keys(JSON.parse(keys) as object);
+      } catch {
+        // The service's own parse (below) reports a malformed value.
+      }
+      for (const tenant of tenantNames(tenants) ?? []) if (!keyed.includes(tenant)) add(`tenant ${tenant} has no key in GATEWAY_TENANT_KEYS`);
     }
     if (!settings) continue;
     for (const [portName, port] of Object.entries(settings.ports)) {
@@ -416,7 +421,10 @@ export const sfuRules: Rule = (objects) => {
     }
     const announced = env.entries.get('SFU_ANNOUNCED_ADDRESS');
     if (!announced?.value) add('SFU_ANNOUNCED_ADDRESS is not set');
-    for (const name of ['SFU_GRPC_HOST', 'SFU_TAP_LISTEN_IP']) {
+    // On the host network every address the SFU binds is the node's: all but the media ports
+    // must listen on its internal address (the ops port too, once the SFU can be told so).
+    const internalOnly = ['SFU_GRPC_HOST', 'SFU_TAP_LISTEN_IP', ...(schemaVariables('sfu').has('SFU_OPS_HOST') ? ['SFU_OPS_HOST'] : [])];
+    for (const name of internalOnly) {
       const value = env.entries.get(name)?.value;
       if (value !== samplePodIp && value !== sampleHostIp) add(`${name} is ${value ?? 'unset (0.0.0.0 or loopback)'}, not the pod's own address from the downward API`);
     }

@@ -85,7 +85,11 @@ const sharedShapes: Record<string, object> = { tenantsShape, tenantKeysShape, gr
  * The variables a service's config schema reads: the keys of its `shape` object in config.ts,
  * with the shared shapes it spreads in.
  */
+const variablesByService = new Map<ServiceName, Set<string>>();
+
 export function schemaVariables(service: ServiceName): Set<string> {
+  const known = variablesByService.get(service);
+  if (known) return known;
   const source = readFileSync(path.join(repoRoot, serviceSpecs[service].configFile), 'utf8');
   const body = /const shape = \{([\s\S]*?)\n\};/.exec(source)?.[1];
   if (!body) throw new Error(`${serviceSpecs[service].configFile}: no \`const shape = { ... };\` found`);
@@ -96,6 +100,7 @@ export function schemaVariables(service: ServiceName): Set<string> {
     if (!shape) throw new Error(`${serviceSpecs[service].configFile} spreads ${match[1]}, which these checks do not know`);
     for (const name of Object.keys(shape)) names.add(name);
   }
+  variablesByService.set(service, names);
   return names;
 }
 
