@@ -3,7 +3,8 @@ import { SignJWT } from 'jose';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { Objm } from '@nats-io/obj';
-import { buckets, streams, subjects } from '@gateway/common';
+import { Kvm } from '@nats-io/kv';
+import { DeviceKeys, buckets, streams, subjects } from '@gateway/common';
 import { AttachmentReady, TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
 import { NatsServer, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { TestClients } from '../support/wsClient.js';
@@ -131,6 +132,29 @@ describe('Smart Actions', () => {
     const loser = answers.find((a) => a.status === 409)!;
     expect((await loser.json()).error.code).toBe('INVALID_STATE');
     expect(await storedCount()).toBe(before + 1);
+  });
+
+  it('does not take a verification with a key registered after the agent asked', async () => {
+    const { user, agent } = await call();
+    const keys = new DeviceKeys(await new Kvm(nc).open(buckets.deviceKeys));
+    const key = (id: string) => ({ id, publicKey: Buffer.from('not-a-real-key').toString('base64'), counter: 0, transports: [], registeredAtMs: Date.now() });
+    // A key the end user registered earlier lets the agent ask.
+    await keys.add('demo', 'ext-99', key('earlier-key-000000000001'));
+    await new Promise((r) => setTimeout(r, 5));
+    const actionId = (await agent.client.request('requestSmartAction', { kind: 'verification' })).requestSmartAction.actionId;
+    // While the request is open, a key is registered from the session, and the answer uses it.
+    await new Promise((r) => setTimeout(r, 5));
+    await keys.add('demo', 'ext-99', key('late-key-0000000000000002'));
+    try {
+      const answer = await user.client.request('answerSmartAction', { actionId, webauthnResponse: { id: 'late-key-0000000000000002', rawId: 'late-key-0000000000000002', type: 'public-key', response: {} } });
+      expect(answer.answerSmartAction).toMatchObject({ state: 'completed', reason: 'the key used was registered after the request' });
+      expect(answer.answerSmartAction.verified ?? false).toBe(false);
+      // Both registrations were kept (the list is changed with compare-and-set).
+      expect((await keys.list('demo', 'ext-99')).map((k) => k.id)).toEqual(['earlier-key-000000000001', 'late-key-0000000000000002']);
+    } finally {
+      // The other tests' end user has no device key.
+      await keys.removeAll('demo', 'ext-99');
+    }
   });
 
   it('lets the same end user answer after a rejoin, and lets other origins upload (CORS, bearer token)', async () => {

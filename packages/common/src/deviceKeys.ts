@@ -25,21 +25,43 @@ export class DeviceKeys {
   }
 
   async list(tenant: string, externalId: string): Promise<DeviceKey[]> {
+    return (await this.read(tenant, externalId)).keys;
+  }
+
+  private async read(tenant: string, externalId: string): Promise<{ keys: DeviceKey[]; revision: number }> {
     const entry = await this.kv.get(this.key(tenant, externalId));
-    return entry && entry.operation === 'PUT' && entry.length > 0 ? entry.json<DeviceKey[]>() : [];
+    return entry && entry.operation === 'PUT' && entry.length > 0 ? { keys: entry.json<DeviceKey[]>(), revision: entry.revision } : { keys: [], revision: 0 };
+  }
+
+  /** Changes the key list with compare-and-set, so two registrations at once both stay. */
+  private async change(tenant: string, externalId: string, edit: (keys: DeviceKey[]) => DeviceKey[] | undefined): Promise<void> {
+    const key = this.key(tenant, externalId);
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const { keys, revision } = await this.read(tenant, externalId);
+      const next = edit(keys);
+      if (!next) return;
+      try {
+        if (revision === 0) await this.kv.create(key, JSON.stringify(next));
+        else await this.kv.update(key, JSON.stringify(next), revision);
+        return;
+      } catch {
+        // Changed meanwhile: read again.
+      }
+    }
+    throw new Error('the device key list kept changing');
   }
 
   async add(tenant: string, externalId: string, key: DeviceKey): Promise<void> {
-    const keys = (await this.list(tenant, externalId)).filter((k) => k.id !== key.id);
-    await this.kv.put(this.key(tenant, externalId), JSON.stringify([...keys, key]));
+    await this.change(tenant, externalId, (keys) => [...keys.filter((k) => k.id !== key.id), key]);
   }
 
   async updateCounter(tenant: string, externalId: string, id: string, counter: number): Promise<void> {
-    const keys = await this.list(tenant, externalId);
-    const key = keys.find((k) => k.id === id);
-    if (!key) return;
-    key.counter = counter;
-    await this.kv.put(this.key(tenant, externalId), JSON.stringify(keys));
+    await this.change(tenant, externalId, (keys) => {
+      const key = keys.find((k) => k.id === id);
+      if (!key) return undefined;
+      key.counter = counter;
+      return keys;
+    });
   }
 
   /** A data-subject deletion or a tenant leaving: every key of the end user goes. */

@@ -140,10 +140,12 @@ export class SmartActions {
     if (action.kind !== 'verification') throw new GatewayError(ErrorCode.BAD_REQUEST, `a ${action.kind} is answered by uploading it`);
     if (!answer.webauthnResponse) throw new GatewayError(ErrorCode.BAD_REQUEST, 'webauthnResponse is required');
     const response = answer.webauthnResponse as unknown as AuthenticationResponseJSON;
-    const keys = await this.deviceKeys.list(user.tenant, user.identity);
-    const key = keys.find((k) => k.id === response.id);
+    // Only a key registered before the agent asked proves anything: one registered from this
+    // very session while the request is open would prove only that the session is in hand.
+    const key = (await this.deviceKeys.list(user.tenant, user.identity)).find((k) => k.id === response.id);
     const done = (verified: boolean, reason: string) => this.settle(user.tenant, user.room, pending, { ...action, state: 'completed', completedAtMs: Date.now(), verified, reason });
     if (!key) return done(false, 'the key used is not registered for this end user');
+    if (key.registeredAtMs >= Number(action.requestedAtMs)) return done(false, 'the key used was registered after the request');
     try {
       const result = await verifyAuthenticationResponse({
         response,
