@@ -7,6 +7,7 @@ import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ErrorCode, GatewayError } from './errors.js';
 import { assertSubjectToken, buckets } from './subjects.js';
+import { replicasOf } from './nats.js';
 
 /**
  * Envelope encryption of everything a session leaves behind (recordings, transcripts,
@@ -111,8 +112,8 @@ export class ArtifactStore {
   ) {}
 
   static async open(nc: NatsConnection, keyring: Keyring): Promise<ArtifactStore> {
-    const objects = await new Objm(nc).create(buckets.artifacts, { description: 'encrypted session artifacts until delivered' });
-    const keys = await new Kvm(nc).create(buckets.dataKeys, { history: 1 });
+    const objects = await new Objm(nc).create(buckets.artifacts, { description: 'encrypted session artifacts until delivered', replicas: replicasOf(nc) });
+    const keys = await new Kvm(nc).create(buckets.dataKeys, { history: 1, replicas: replicasOf(nc) });
     return new ArtifactStore(objects, keys, keyring);
   }
 

@@ -6,7 +6,15 @@ import type { Logger } from 'pino';
 
 export type { NatsConnection, KV };
 
-export async function connectNats(url: string, name: string, log: Logger): Promise<NatsConnection> {
+/** The replica count each connection's streams and buckets are created with. */
+const replicasByConnection = new WeakMap<NatsConnection, number>();
+
+/** Copies JetStream keeps of what this connection creates (NATS_REPLICAS; 1 unless told). */
+export function replicasOf(nc: NatsConnection): number {
+  return replicasByConnection.get(nc) ?? 1;
+}
+
+export async function connectNats(url: string, name: string, log: Logger, options: { replicas?: number } = {}): Promise<NatsConnection> {
   const nc = await connect({
     servers: url.split(','),
     name,
@@ -21,6 +29,7 @@ export async function connectNats(url: string, name: string, log: Logger): Promi
       }
     }
   })();
+  replicasByConnection.set(nc, options.replicas ?? 1);
   return nc;
 }
 
@@ -35,6 +44,7 @@ export async function openBucket(nc: NatsConnection, bucket: string, options: Bu
   const kvm = new Kvm(nc);
   return kvm.create(bucket, {
     history: options.history ?? 1,
+    replicas: replicasOf(nc),
     ...(options.ttlMs ? { ttl: options.ttlMs } : {}),
   });
 }
@@ -64,7 +74,7 @@ export async function listJson<T>(kv: KV, filter: string): Promise<Array<{ key: 
  */
 export async function ensureStream(nc: NatsConnection, stream: { name: string; subjects: readonly string[] }, options: Partial<StreamConfig> = {}): Promise<JetStreamManager> {
   const jsm = await jetstreamManager(nc);
-  await jsm.streams.add({ ...options, name: stream.name, subjects: [...stream.subjects] }).catch(async (error) => {
+  await jsm.streams.add({ num_replicas: replicasOf(nc), ...options, name: stream.name, subjects: [...stream.subjects] }).catch(async (error) => {
     if (!(await jsm.streams.info(stream.name).catch(() => undefined))) throw error;
   });
   return jsm;

@@ -49,6 +49,55 @@ export class NatsServer {
   }
 }
 
+/**
+ * Three (or more) real nats-servers clustered with JetStream, as the Helm chart runs them, for
+ * tests of replicated streams and of losing a server.
+ */
+export class NatsCluster {
+  private constructor(
+    readonly servers: Array<{ port: number; process: ChildProcess; storeDir: string }>,
+  ) {}
+
+  /** Every server's URL, comma-separated, as NATS_URL takes them. */
+  get url(): string {
+    return this.servers.map((s) => `nats://127.0.0.1:${s.port}`).join(',');
+  }
+
+  static async start(size = 3): Promise<NatsCluster> {
+    const ports = await Promise.all(Array.from({ length: size }, async () => ({ client: await freePort(), cluster: await freePort() })));
+    const routes = ports.map((p) => `nats://127.0.0.1:${p.cluster}`).join(',');
+    const servers = ports.map((p, i) => {
+      const storeDir = mkdtempSync(join(tmpdir(), 'gateway-nats-cluster-'));
+      const process = spawn(
+        'nats-server',
+        ['-a', '127.0.0.1', '-p', String(p.client), '-js', '-sd', storeDir, '-n', `n${i + 1}`, '--cluster_name', 'gateway', '--cluster', `nats://127.0.0.1:${p.cluster}`, '--routes', routes],
+        { stdio: ['ignore', 'ignore', 'ignore'] },
+      );
+      return { port: p.client, process, storeDir };
+    });
+    const cluster = new NatsCluster(servers);
+    await Promise.all(servers.map((s) => waitForPort(s.port, 10_000))).catch(async (error: unknown) => {
+      await cluster.stop();
+      throw new Error(`nats cluster did not start: ${String(error)}`);
+    });
+    return cluster;
+  }
+
+  /** Stops one server (as a node loss would), keeping the others. */
+  async stopServer(index: number): Promise<void> {
+    const server = this.servers[index]!;
+    if (server.process.exitCode !== null || server.process.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => server.process.once('exit', () => resolve()));
+    server.process.kill('SIGKILL');
+    await exited;
+  }
+
+  async stop(): Promise<void> {
+    for (let i = 0; i < this.servers.length; i++) await this.stopServer(i);
+    for (const s of this.servers) rmSync(s.storeDir, { recursive: true, force: true });
+  }
+}
+
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();

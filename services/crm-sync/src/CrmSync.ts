@@ -39,7 +39,7 @@ export class CrmSync {
   static async start(config: CrmSyncConfig, log: Logger): Promise<CrmSync> {
     let nc: NatsConnection;
     try {
-      nc = await connectNats(config.natsUrl, config.nodeId, log);
+      nc = await connectNats(config.natsUrl, config.nodeId, log, { replicas: config.natsReplicas });
     } catch (error) {
       throw new GatewayError(ErrorCode.UNAVAILABLE, `cannot reach NATS at ${config.natsUrl}`, { cause: error });
     }

@@ -5,6 +5,7 @@ import { env, loadConfig, tenantKeysShape, tenantsShape } from '@gateway/common'
 
 const shape = {
   NATS_URL: env.natsUrl(),
+  NATS_REPLICAS: env.natsReplicas(),
   LOG_LEVEL: env.logLevel(),
   ...tenantsShape,
   ...tenantKeysShape,
@@ -30,6 +31,7 @@ export function readCrmSyncConfig(source: Record<string, string | undefined> = p
   const c = loadConfig(shape, source);
   return {
     natsUrl: c.NATS_URL,
+    natsReplicas: c.NATS_REPLICAS,
     logLevel: c.LOG_LEVEL,
     tenants: c.GATEWAY_TENANTS,
     tenantKeys: c.GATEWAY_TENANT_KEYS,

@@ -102,7 +102,7 @@ export class RecorderNode {
     await mkdir(config.workDir, { recursive: true, mode: 0o700 });
     let nc: NatsConnection;
     try {
-      nc = await connectNats(config.natsUrl, config.nodeId, log);
+      nc = await connectNats(config.natsUrl, config.nodeId, log, { replicas: config.natsReplicas });
     } catch (error) {
       throw new GatewayError(ErrorCode.UNAVAILABLE, `cannot reach NATS at ${config.natsUrl}`, { cause: error });
     }

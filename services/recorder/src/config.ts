@@ -7,6 +7,7 @@ import { env, grpcTlsShape, loadConfig, readGrpcTls, tenantKeysShape } from '@ga
 
 const shape = {
   NATS_URL: env.natsUrl(),
+  NATS_REPLICAS: env.natsReplicas(),
   LOG_LEVEL: env.logLevel(),
   RECORDER_NODE_ID: env.string(`rec-${os.hostname()}-${randomBytes(3).toString('hex')}`),
   RECORDER_GRPC_HOST: env.string('0.0.0.0'),
@@ -48,6 +49,7 @@ export function readRecorderConfig(source: Record<string, string | undefined> = 
   const c = loadConfig(shape, source);
   return {
     natsUrl: c.NATS_URL,
+    natsReplicas: c.NATS_REPLICAS,
     logLevel: c.LOG_LEVEL,
     nodeId: c.RECORDER_NODE_ID,
     grpcHost: c.RECORDER_GRPC_HOST,

@@ -71,7 +71,7 @@ export class SfuNode implements PipeHost {
     );
     let nc: NatsConnection;
     try {
-      nc = await connectNats(config.natsUrl, config.nodeId, log);
+      nc = await connectNats(config.natsUrl, config.nodeId, log, { replicas: config.natsReplicas });
     } catch (error) {
       pool.close();
       throw new GatewayError(ErrorCode.UNAVAILABLE, `cannot reach NATS at ${config.natsUrl}`, { cause: error });

@@ -5,6 +5,7 @@ import { ErrorCode, GatewayError, env, grpcTlsShape, loadConfig, readGrpcTls } f
 
 const shape = {
   NATS_URL: env.natsUrl(),
+  NATS_REPLICAS: env.natsReplicas(),
   LOG_LEVEL: env.logLevel(),
   SFU_NODE_ID: env.string(`sfu-${os.hostname()}-${randomBytes(3).toString('hex')}`),
   SFU_GRPC_HOST: env.string('0.0.0.0'),
@@ -52,6 +53,7 @@ export function readSfuConfig(source: Record<string, string | undefined> = proce
   }
   return {
     natsUrl: c.NATS_URL,
+    natsReplicas: c.NATS_REPLICAS,
     logLevel: c.LOG_LEVEL,
     nodeId: c.SFU_NODE_ID,
     grpcHost: c.SFU_GRPC_HOST,

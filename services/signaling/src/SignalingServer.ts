@@ -102,7 +102,7 @@ export class SignalingServer implements SessionBroker {
   static async start(config: SignalingConfig, log: Logger): Promise<SignalingServer> {
     let nc: NatsConnection;
     try {
-      nc = await connectNats(config.natsUrl, config.replicaId, log);
+      nc = await connectNats(config.natsUrl, config.replicaId, log, { replicas: config.natsReplicas });
     } catch (error) {
       throw new GatewayError(ErrorCode.UNAVAILABLE, `cannot reach NATS at ${config.natsUrl}`, { cause: error });
     }

@@ -20,6 +20,7 @@ export function recordingOptions(tenant: Tenant | undefined) {
 
 const shape = {
   NATS_URL: env.natsUrl(),
+  NATS_REPLICAS: env.natsReplicas(),
   LOG_LEVEL: env.logLevel(),
   ...tenantsShape,
   SIGNALING_HOST: env.string('0.0.0.0'),
@@ -64,6 +65,7 @@ export function readSignalingConfig(source: Record<string, string | undefined> =
   const c = loadConfig(shape, source);
   return {
     natsUrl: c.NATS_URL,
+    natsReplicas: c.NATS_REPLICAS,
     logLevel: c.LOG_LEVEL,
     tenants: c.GATEWAY_TENANTS,
     usesDemoTenant: source.GATEWAY_TENANTS === undefined || source.GATEWAY_TENANTS === '',
