@@ -308,6 +308,18 @@ describe('NATS Helm values (deploy/nats)', () => {
     expect(messages(checkNatsValues(values()))).toEqual([]);
   });
 
+  it('are matched by the services: prod keeps as many copies as the chart has servers, dev one for its one server', () => {
+    const natsReplicas = (overlay: string) =>
+      objectsOf(overlay)
+        .filter((o) => o.kind === 'ConfigMap' && 'NATS_URL' in (o.data ?? {}))
+        .map((o) => Number(o.data!.NATS_REPLICAS ?? 1));
+    expect(natsReplicas('prod')).toEqual([3, 3]);
+    expect(Math.max(...natsReplicas('prod'))).toBeLessThanOrEqual(values().config.cluster.replicas);
+    const dev = { ...values(), ...parse(read('deploy/nats/values-dev.yaml')) };
+    expect(dev.config.cluster.enabled).toBe(false);
+    expect(natsReplicas('dev')).toEqual([1, 1]);
+  });
+
   it('rejects a single server without a disruption budget', () => {
     const broken = values();
     broken.config.cluster.replicas = 1;

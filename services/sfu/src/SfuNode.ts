@@ -93,6 +93,7 @@ export class SfuNode implements PipeHost {
       log,
     );
     const ops = await startOpsServer({
+      host: config.opsHost,
       port: config.opsPort,
       registry: node.metrics,
       health: () => (pool.aliveCount === 0 ? 'no live mediasoup worker' : undefined),

@@ -12,6 +12,8 @@ const shape = {
   SFU_GRPC_PORT: env.port(50051),
   /** host:port signaling dials; defaults to loopback with the gRPC port. */
   SFU_GRPC_ADVERTISED_ADDRESS: z.string().min(1).optional(),
+  /** Address of /healthz, /readyz, /metrics and /drain: the node's internal address on a host network. */
+  SFU_OPS_HOST: env.string('0.0.0.0'),
   SFU_OPS_PORT: env.port(9101),
   SFU_WORKERS: env.positiveInt(Math.max(1, os.availableParallelism())),
   /** Worker i listens for media (UDP and TCP) on SFU_RTC_PORT_MIN + i. */
@@ -60,6 +62,7 @@ export function readSfuConfig(source: Record<string, string | undefined> = proce
     grpcPort: c.SFU_GRPC_PORT,
     grpcAdvertisedAddress: c.SFU_GRPC_ADVERTISED_ADDRESS,
     grpcTls: readGrpcTls(c),
+    opsHost: c.SFU_OPS_HOST,
     opsPort: c.SFU_OPS_PORT,
     workers: c.SFU_WORKERS,
     rtcPortMin: c.SFU_RTC_PORT_MIN,
