@@ -135,4 +135,40 @@ describe('recording controls over signaling', () => {
       await second.stop();
     }
   }, 60_000);
+
+  it('drains on SIGTERM when given a grace: no new recording, the running one ends with its call, then the node exits', async () => {
+    const node = await startRecorderProcess({ natsUrl: nats.url, workDir: mkdtempSync(path.join(tmpdir(), 'gateway-recorder-drain-')), env: { RECORDER_DRAIN_GRACE_SECONDS: '60' } });
+    const nodeClient = new RecorderClient(node.grpcAddress, grpc.credentials.createInsecure());
+    try {
+      const room = `drain-${Date.now()}`;
+      const customer = await joined(await demoToken({ room, identity: 'customer', role: 'end_user' }));
+      await withMicrophone(customer.client);
+      const agent = await joined(await demoToken({ room, identity: 'agent', role: 'agent', canRecord: true }));
+      const started: Recording = await callUnary(nodeClient, nodeClient.startRecording, { tenant: 'demo', room, requestedBy: agent.join.participant.participantId, options: undefined });
+      const exited = node.stop('SIGTERM', 60_000);
+      await waitFor(async () => (await fetch(`http://127.0.0.1:${node.opsPort}/readyz`)).status === 503, 5_000, 'not ready while draining');
+      // The node takes nothing new, and the recording runs on.
+      const other = `drain-other-${Date.now()}`;
+      const otherCustomer = await joined(await demoToken({ room: other, identity: 'customer', role: 'end_user' }));
+      await withMicrophone(otherCustomer.client);
+      await expect(callUnary(nodeClient, nodeClient.startRecording, { tenant: 'demo', room: other, requestedBy: '', options: undefined })).rejects.toMatchObject({ code: 'DRAINING' });
+      await new Promise((r) => setTimeout(r, 1_000));
+      expect(node.running).toBe(true);
+      const running: Recording = await callUnary(nodeClient, nodeClient.getRecording, { tenant: 'demo', recordingId: started.recordingId, requestedBy: '' });
+      expect(running.endedAtMs).toBe(0);
+      // The call ends: the recording ends with it (not cut by the stop), and the node exits.
+      await customer.client.request('leave', {});
+      await agent.client.request('leave', {});
+      await otherCustomer.client.request('leave', {});
+      expect(await exited).toBe(0);
+      const recorderClient = new RecorderClient(recorder.grpcAddress, grpc.credentials.createInsecure());
+      const ended: Recording = await callUnary(recorderClient, recorderClient.getRecording, { tenant: 'demo', recordingId: started.recordingId, requestedBy: '' });
+      recorderClient.close();
+      expect(ended.endedAtMs).toBeGreaterThan(0);
+      expect(ended.failureReason).not.toBe('the recorder stopped');
+    } finally {
+      nodeClient.close();
+      await node.stop('SIGKILL');
+    }
+  }, 90_000);
 });

@@ -177,6 +177,9 @@ describe('each deployment rule rejects what it is meant to', () => {
   it('a recorder work folder on disk', () =>
     caught(configRules, (o) => delete find(o, 'Deployment', 'recorder').spec.template.spec.volumes.find((v: { name: string }) => v.name === 'work').emptyDir.medium, /RECORDER_WORK_DIR=.* is not on an emptyDir of medium Memory/));
 
+  it('a recorder whose grace period is shorter than its drain', () =>
+    caught(configRules, (o) => (find(o, 'Deployment', 'recorder').spec.template.spec.terminationGracePeriodSeconds = 600), /terminationGracePeriodSeconds 600 is shorter than the drain \(RECORDER_DRAIN_GRACE_SECONDS\)/));
+
   it('gRPC TLS on one side only', () =>
     caught(configRules, (o) => Object.assign(find(o, 'ConfigMap', 'sfu-config').data, { GRPC_TLS_CA_FILE: '/x/ca.crt', GRPC_TLS_CERT_FILE: '/x/tls.crt', GRPC_TLS_KEY_FILE: '/x/tls.key' }), /mutual TLS on sfu only/));
 

@@ -30,6 +30,9 @@ import {
 // Rendered manifests are plain JSON of many kinds; the rules read them field by field.
 type Json = any;
 
+/** Seconds a stopping recorder gets after its drain to assemble and store what still runs. */
+const recorderAssemblyMargin = 300;
+
 export interface K8sObject {
   apiVersion: string;
   kind: string;
@@ -350,6 +353,10 @@ export const configRules: Rule = (objects) => {
       const mount = (container.volumeMounts ?? []).find((m: Json) => workDir === m.mountPath || workDir.startsWith(`${m.mountPath}/`));
       const volume = (w.pod.volumes ?? []).find((v: Json) => v.name === mount?.name);
       if (volume?.emptyDir?.medium !== 'Memory') add(`RECORDER_WORK_DIR=${workDir} is not on an emptyDir of medium Memory`);
+      // A stopping recorder drains, then assembles what still runs: the pod must get that long.
+      const grace = w.pod.terminationGracePeriodSeconds ?? 30;
+      const neededSeconds = settings.recorder.drainGraceMs / 1000 + recorderAssemblyMargin;
+      if (grace < neededSeconds) add(`terminationGracePeriodSeconds ${grace} is shorter than the drain (RECORDER_DRAIN_GRACE_SECONDS) plus ${recorderAssemblyMargin} s to store what still runs`);
     }
   }
   // gRPC between the services: mutual TLS on all of them or on none.

@@ -22,7 +22,7 @@ export interface ServiceSettings {
   /** Container port numbers by port name (ops, grpc, http), as the service will listen. */
   ports: Record<string, number>;
   sfu?: { workers: number; rtcPortMin: number; drainGraceSeconds: number };
-  recorder?: { cpuBudget: number; workDir: string };
+  recorder?: { cpuBudget: number; workDir: string; drainGraceMs: number };
   signaling?: { webauthnRpId: string; webauthnOrigins: string[] | undefined };
 }
 
@@ -60,7 +60,7 @@ export const serviceSpecs: Record<ServiceName, ServiceSpec> = {
     configFile: 'services/recorder/src/config.ts',
     settings: (env) => {
       const c = readRecorderConfig(withoutTlsFiles(env));
-      return { ports: { grpc: c.grpcPort, ops: c.opsPort }, recorder: { cpuBudget: c.cpuBudget, workDir: c.workDir } };
+      return { ports: { grpc: c.grpcPort, ops: c.opsPort }, recorder: { cpuBudget: c.cpuBudget, workDir: c.workDir, drainGraceMs: c.drainGraceMs } };
     },
   },
   'crm-sync': {

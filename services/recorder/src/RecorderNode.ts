@@ -63,6 +63,9 @@ export class RecorderNode {
   private readonly announced = new Map<string, Promise<void>>();
   private readonly timers: NodeJS.Timeout[] = [];
   private closing: Promise<void> | undefined;
+  /** Draining: no new recordings; the running ones go on until their calls end. */
+  private draining = false;
+  private drainWaiters: Array<() => void> = [];
   private readonly ended: Counter<'state'>;
   private readonly storedBytes: Counter;
   private readonly jobCpu: Histogram;
@@ -124,7 +127,8 @@ export class RecorderNode {
     const ops = await startOpsServer({
       port: config.opsPort,
       registry: node.metrics,
-      readiness: () => (node.closing ? 'stopping' : nc.isClosed() ? 'nats connection closed' : undefined),
+      readiness: () => (node.draining ? 'draining' : node.closing ? 'stopping' : nc.isClosed() ? 'nats connection closed' : undefined),
+      drain: () => node.startDrain(),
     });
     node.opsPort = ops.port;
     node.stopOps = ops.close;
@@ -139,7 +143,7 @@ export class RecorderNode {
   async startRecording(tenant: string, room: string, requestedBy: string, options?: RecordingOptions): Promise<Recording> {
     assertSubjectToken('tenant', tenant);
     assertSubjectToken('room', room);
-    if (this.closing) throw new GatewayError(ErrorCode.DRAINING, 'this recorder is stopping');
+    if (this.closing || this.draining) throw new GatewayError(ErrorCode.DRAINING, 'this recorder is stopping');
     if (this.cpuInUse() + this.jobCost(options) > this.config.cpuBudget + 1e-9) {
       throw new GatewayError(ErrorCode.NO_CAPACITY, 'this recorder has no CPU left for another recording');
     }
@@ -284,13 +288,14 @@ export class RecorderNode {
 
   /** Registers this node with its load; entries expire when the heartbeat stops. */
   private async heartbeat(): Promise<void> {
-    if (this.closing) return;
+    if (this.closing || this.draining) return;
     const info: RecorderNodeInfo = { nodeId: this.config.nodeId, grpcAddress: this.grpcAddress, jobs: this.jobs.size, cpuInUse: this.cpuInUse(), cpuBudget: this.config.cpuBudget, updatedAtMs: Date.now() };
     await this.recorders.nodes.put(this.config.nodeId, JSON.stringify(info)).catch((error) => this.log.warn({ err: error }, 'recorder heartbeat failed'));
   }
 
   private async onEnded(recording: Recording): Promise<void> {
     this.jobs.delete(recording.recordingId);
+    if (this.jobs.size === 0) for (const wake of this.drainWaiters.splice(0)) wake();
     void this.heartbeat();
     this.subscriptions.get(recording.recordingId)?.unsubscribe();
     this.subscriptions.delete(recording.recordingId);
@@ -409,13 +414,37 @@ export class RecorderNode {
     return recording;
   }
 
+  /** No new recordings from now on: the node leaves placement; running recordings go on. */
+  async startDrain(): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    this.log.info({ jobs: this.jobs.size }, 'draining');
+    await this.recorders.nodes.delete(this.config.nodeId).catch(() => undefined);
+  }
+
   /**
-   * graceful: every running recording is finished here and stored as it is (partial).
+   * graceful: with a drain grace, the node drains and waits for its recordings to end with
+   * their calls (up to the grace); then every recording still running is finished here and
+   * stored as it is (partial).
    * immediate: the captures are killed; their stored segments stay for another node (or this
    * one, restarted) to finish.
    */
   close(mode: StopMode = 'immediate'): Promise<void> {
     this.closing ??= (async () => {
+      if (mode === 'graceful' && this.config.drainGraceMs > 0) {
+        await this.startDrain();
+        if (this.jobs.size > 0) {
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, this.config.drainGraceMs);
+            this.drainWaiters.push(() => {
+              clearTimeout(timer);
+              resolve();
+            });
+          });
+        }
+        // Ended recordings are announced before the node goes.
+        await Promise.all([...this.announced.values()]);
+      }
       for (const timer of this.timers) clearInterval(timer);
       await this.recorders.nodes.delete(this.config.nodeId).catch(() => undefined);
       await Promise.all([...this.jobs.values()].map((job) => (mode === 'graceful' ? job.stop('', 'the recorder stopped') : job.abort()).catch(() => undefined)));

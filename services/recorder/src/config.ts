@@ -34,6 +34,12 @@ const shape = {
   RECORDER_JOB_CPU_COST: z.coerce.number().positive().default(0.1),
   RECORDER_MP4_JOB_CPU_COST: z.coerce.number().positive().default(0.7),
   /** Length of the encrypted segments a job stores while it runs: at most this much is lost if the node dies. */
+  /**
+   * SIGTERM with a grace above 0 drains: the node takes no new recording, and the running ones
+   * go on until their calls end or this passes; then what still runs is finished and stored.
+   * 0: SIGTERM finishes and stores every running recording at once.
+   */
+  RECORDER_DRAIN_GRACE_SECONDS: env.seconds(0),
   RECORDER_SEGMENT_SECONDS: env.positiveInt(10),
   /** Files above this are stored as ordered parts (CRM upload limits; Zendesk's is 50 MB). */
   RECORDER_MAX_PART_BYTES: env.positiveInt(50 * 1000 * 1000),
@@ -57,6 +63,7 @@ export function readRecorderConfig(source: Record<string, string | undefined> = 
     grpcAdvertisedAddress: c.RECORDER_GRPC_ADVERTISED_ADDRESS,
     opsPort: c.RECORDER_OPS_PORT,
     workDir: c.RECORDER_WORK_DIR,
+    drainGraceMs: c.RECORDER_DRAIN_GRACE_SECONDS * 1000,
     rtpIp: c.RECORDER_RTP_IP,
     cpuBudget: c.RECORDER_CPU_BUDGET,
     jobCpuCost: c.RECORDER_JOB_CPU_COST,
