@@ -39,3 +39,31 @@ export function runMain(main: () => Promise<void>): void {
     process.exit(1);
   });
 }
+
+/**
+ * What a draining service waits for: its last room or job to end, or the grace period,
+ * whichever comes first. The service calls `check()` whenever work ends.
+ */
+export class DrainWait {
+  private readonly waiters: Array<() => void> = [];
+
+  constructor(private readonly idle: () => boolean) {}
+
+  /** Resolves once nothing is left, or after `graceMs`. */
+  wait(graceMs: number): Promise<void> {
+    if (this.idle()) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, graceMs);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.waiters.push(done);
+    });
+  }
+
+  /** Work ended: the wait ends when nothing is left. */
+  check(): void {
+    if (this.idle()) for (const wake of this.waiters.splice(0)) wake();
+  }
+}

@@ -32,6 +32,7 @@ import {
   type Logger,
   type NatsConnection,
   type StopMode,
+  DrainWait,
 } from '@gateway/common';
 import type { RecorderConfig } from './config.js';
 import { RecordingJob, type RecordingStatusName } from './RecordingJob.js';
@@ -65,7 +66,7 @@ export class RecorderNode {
   private closing: Promise<void> | undefined;
   /** Draining: no new recordings; the running ones go on until their calls end. */
   private draining = false;
-  private drainWaiters: Array<() => void> = [];
+  private readonly drainWait = new DrainWait(() => this.jobs.size === 0);
   private readonly ended: Counter<'state'>;
   private readonly storedBytes: Counter;
   private readonly jobCpu: Histogram;
@@ -295,7 +296,7 @@ export class RecorderNode {
 
   private async onEnded(recording: Recording): Promise<void> {
     this.jobs.delete(recording.recordingId);
-    if (this.jobs.size === 0) for (const wake of this.drainWaiters.splice(0)) wake();
+    this.drainWait.check();
     void this.heartbeat();
     this.subscriptions.get(recording.recordingId)?.unsubscribe();
     this.subscriptions.delete(recording.recordingId);
@@ -433,15 +434,7 @@ export class RecorderNode {
     this.closing ??= (async () => {
       if (mode === 'graceful' && this.config.drainGraceMs > 0) {
         await this.startDrain();
-        if (this.jobs.size > 0) {
-          await new Promise<void>((resolve) => {
-            const timer = setTimeout(resolve, this.config.drainGraceMs);
-            this.drainWaiters.push(() => {
-              clearTimeout(timer);
-              resolve();
-            });
-          });
-        }
+        await this.drainWait.wait(this.config.drainGraceMs);
         // Ended recordings are announced before the node goes.
         await Promise.all([...this.announced.values()]);
       }

@@ -17,6 +17,7 @@ import {
   type Logger,
   type NatsConnection,
   type StopMode,
+  DrainWait,
 } from '@gateway/common';
 import type { SfuConfig } from './config.js';
 import { NodeRegistry } from './NodeRegistry.js';
@@ -37,7 +38,7 @@ export class SfuNode implements PipeHost {
   readonly rooms = new Map<string, Room>();
   draining = false;
   private closing: Promise<void> | undefined;
-  private drainWaiters: Array<() => void> = [];
+  private readonly drainWait = new DrainWait(() => this.rooms.size === 0);
 
   private constructor(
     readonly config: SfuConfig,
@@ -189,7 +190,7 @@ export class SfuNode implements PipeHost {
       if (announcedCloseReasons.has(reason)) {
         this.publish(room, { $case: 'roomClosed', value: { reason, nodeId: this.config.nodeId } });
       }
-      if (this.rooms.size === 0) for (const wake of this.drainWaiters.splice(0)) wake();
+      this.drainWait.check();
     });
     this.log.info({ room: `${tenant}/${name}`, worker: worker.index }, 'room opened');
     return { room, created: true };
@@ -256,15 +257,7 @@ export class SfuNode implements PipeHost {
     this.closing ??= (async () => {
       if (mode === 'graceful') {
         await this.startDrain();
-        if (this.rooms.size > 0) {
-          await new Promise<void>((resolve) => {
-            const timer = setTimeout(resolve, this.config.drainGraceMs);
-            this.drainWaiters.push(() => {
-              clearTimeout(timer);
-              resolve();
-            });
-          });
-        }
+        await this.drainWait.wait(this.config.drainGraceMs);
         for (const room of [...this.rooms.values()]) room.close('drain_timeout');
       } else {
         for (const room of [...this.rooms.values()]) room.close('node_closed');
