@@ -52,7 +52,9 @@ node "${node_args[@]}" services/recorder/src/main.ts >"$data/logs/recorder.log" 
 pids+=($!)
 wait_ready "http://127.0.0.1:${RECORDER_OPS_PORT:-9102}/readyz" recorder "${pids[-1]}"
 
-node "${node_args[@]}" services/crm-sync/src/main.ts >"$data/logs/crm-sync.log" 2>&1 &
+# One machine: a destination on this machine (a local PostgreSQL) is allowed.
+CRM_SYNC_ALLOW_PRIVATE_DESTINATIONS="${CRM_SYNC_ALLOW_PRIVATE_DESTINATIONS:-true}" \
+  node "${node_args[@]}" services/crm-sync/src/main.ts >"$data/logs/crm-sync.log" 2>&1 &
 pids+=($!)
 wait_ready "http://127.0.0.1:${CRM_SYNC_OPS_PORT:-9103}/readyz" crm-sync "${pids[-1]}"
 

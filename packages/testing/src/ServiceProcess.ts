@@ -149,6 +149,8 @@ export async function startCrmSyncProcess(options: { natsUrl: string; nodeId?: s
     CRM_SYNC_HOST: '127.0.0.1',
     CRM_SYNC_PORT: String(port),
     CRM_SYNC_OPS_PORT: String(opsPort),
+    // The contract servers and the customer's PostgreSQL run on this machine.
+    CRM_SYNC_ALLOW_PRIVATE_DESTINATIONS: 'true',
     ...options.env,
   };
   const proc = await ServiceProcess.start('crm-sync', env, `http://127.0.0.1:${opsPort}/readyz`);

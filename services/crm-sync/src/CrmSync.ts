@@ -46,7 +46,7 @@ export class CrmSync {
     const keyring = new StaticKeyring(config.tenantKeys);
     const registry = createMetricsRegistry('crm-sync');
     const contactMaps = new KvContactMaps(await openBucket(nc, buckets.crmContacts));
-    const connectors = new ConnectorStore(await openBucket(nc, buckets.connectors), keyring, contactMaps, log);
+    const connectors = new ConnectorStore(await openBucket(nc, buckets.connectors), keyring, contactMaps, log, config.destinationNetwork);
     const artifacts = await ArtifactStore.open(nc, keyring);
     await ensureStream(nc, streams.recordings);
     await ensureStream(nc, streams.alerts);

@@ -21,6 +21,12 @@ const shape = {
   CRM_SYNC_RETRY_MAX_SECONDS: z.coerce.number().positive().default(600),
   /** How long JetStream waits for a delivery's answer before handing it out again. */
   CRM_SYNC_ACK_WAIT_SECONDS: env.positiveInt(300),
+  /**
+   * Whether tenants' destinations may be on private, loopback or link-local addresses. Off in
+   * production: a tenant could otherwise aim crm-sync at the platform's own network. On for a
+   * single machine (`make up`, tests) and where customer databases are peered into the network.
+   */
+  CRM_SYNC_ALLOW_PRIVATE_DESTINATIONS: env.boolean(false),
   /** Days a communication may wait for delivery before it is deleted undelivered (a tenant's retentionDays overrides it). */
   CRM_SYNC_RETENTION_DAYS: z.coerce.number().positive().max(365).default(7),
 };
@@ -35,6 +41,7 @@ export function readCrmSyncConfig(source: Record<string, string | undefined> = p
     logLevel: c.LOG_LEVEL,
     tenants: c.GATEWAY_TENANTS,
     tenantKeys: c.GATEWAY_TENANT_KEYS,
+    destinationNetwork: { allowPrivate: c.CRM_SYNC_ALLOW_PRIVATE_DESTINATIONS },
     nodeId: c.CRM_SYNC_NODE_ID,
     host: c.CRM_SYNC_HOST,
     port: c.CRM_SYNC_PORT,

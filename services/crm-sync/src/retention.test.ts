@@ -40,7 +40,7 @@ describe('retention of undelivered communications', () => {
     const keyring = new StaticKeyring({ demo: DEMO_TENANT_KEK });
     const log = createLogger('crm-sync-test', 'error');
     artifacts = await ArtifactStore.open(nc, keyring);
-    const connectors = new ConnectorStore(await openBucket(nc, buckets.connectors), keyring, new KvContactMaps(await openBucket(nc, buckets.crmContacts)), log);
+    const connectors = new ConnectorStore(await openBucket(nc, buckets.connectors), keyring, new KvContactMaps(await openBucket(nc, buckets.crmContacts)), log, { allowPrivate: true });
     // A destination that never answers: a database port nobody listens on.
     await connectors.put('demo', 'down', { type: 'postgres', config: { host: '127.0.0.1', port: await freePort(), database: 'x', user: 'x', ssl: 'disable' }, secrets: { password: 'x' } });
     await ensureStream(nc, streams.recordings);

@@ -2,6 +2,7 @@ import type { KV } from '@nats-io/kv';
 import { z } from 'zod';
 import { ErrorCode, GatewayError, assertSubjectToken, listJson, openJson, sealJson, type Keyring, type Logger, type SealedValue } from '@gateway/common';
 import { destinationTypes as connectorTypes, type DestinationType, type DestinationTypeName as ConnectorType } from '../destinations/index.js';
+import { assertPublicHost, assertPublicHosts, type DestinationNetwork } from '../destinations/network.js';
 import type { Destination } from '../destinations/types.js';
 import type { KvContactMaps } from './ContactMap.js';
 
@@ -35,6 +36,7 @@ export class ConnectorStore {
     private readonly keyring: Keyring,
     private readonly contactMaps: KvContactMaps,
     private readonly log: Logger,
+    private readonly network: DestinationNetwork,
   ) {}
 
   private key(tenant: string, name: string): string {
@@ -50,6 +52,7 @@ export class ConnectorStore {
     if (!config.success) throw new GatewayError(ErrorCode.BAD_REQUEST, `config: ${issues(config.error)}`);
     const secrets = connectorTypes[type].secrets.safeParse(parsed.data.secrets);
     if (!secrets.success) throw new GatewayError(ErrorCode.BAD_REQUEST, `secrets: ${issues(secrets.error)}`);
+    await assertPublicHosts((connectorTypes[type] as DestinationType<z.ZodType, z.ZodType>).hosts(config.data), this.network);
     const stored: StoredConnector = {
       name,
       type,
@@ -82,7 +85,14 @@ export class ConnectorStore {
     const secrets = await openJson<Record<string, unknown>>(this.keyring, tenant, `connector:${name}`, stored.secrets);
     // Each entry's create() matches its own schemas; indexed by a runtime name, TypeScript sees their union.
     const type = connectorTypes[stored.type] as DestinationType<z.ZodType, z.ZodType>;
-    return type.create(type.config.parse(stored.config), type.secrets.parse(secrets), { contacts: this.contactMaps.for(tenant, name), log: this.log.child({ connector: name, adapter: stored.type }) });
+    const config = type.config.parse(stored.config);
+    // Checked again at each use: a name may resolve elsewhere than when it was configured.
+    await assertPublicHosts(type.hosts(config), this.network);
+    return type.create(config, type.secrets.parse(secrets), {
+      contacts: this.contactMaps.for(tenant, name),
+      log: this.log.child({ connector: name, adapter: stored.type }),
+      checkHost: (host) => assertPublicHost(host, this.network),
+    });
   }
 
   private async stored(tenant: string, name: string): Promise<StoredConnector> {

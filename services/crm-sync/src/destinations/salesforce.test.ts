@@ -2,6 +2,7 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger, GatewayError } from '@gateway/common';
 import { SalesforceContractServer, type SalesforceContractOptions } from '../../../../test/contracts/salesforce/server.js';
+import { assertPublicHost } from './network.js';
 import { SalesforceDestination, SalesforceTokenCache, salesforceConfigSchema, salesforceSecretsSchema, soqlString } from './salesforce.js';
 import type { ContactMap, Delivery } from './types.js';
 
@@ -48,11 +49,12 @@ describe('Salesforce destination against the contract server', () => {
   const start = async (options: Partial<SalesforceContractOptions> = {}) => {
     server = await SalesforceContractServer.start({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, ...options });
   };
-  const destination = (config: Record<string, unknown> = {}, secrets: Record<string, unknown> = { clientSecret: CLIENT_SECRET }, tokens = new SalesforceTokenCache()) =>
+  // The contract server is on this machine: private addresses are allowed, unless a test says not.
+  const destination = (config: Record<string, unknown> = {}, secrets: Record<string, unknown> = { clientSecret: CLIENT_SECRET }, tokens = new SalesforceTokenCache(), network = { allowPrivate: true }) =>
     new SalesforceDestination(
       salesforceConfigSchema.parse({ loginUrl: server.url, authFlow: 'client_credentials', clientId: CLIENT_ID, requestTimeoutMs: 2_000, ...config }),
       salesforceSecretsSchema.parse(secrets),
-      { contacts, log },
+      { contacts, log, checkHost: (host) => assertPublicHost(host, network) },
       { tokens },
     );
   const failure = async (promise: Promise<unknown>) => {
@@ -71,6 +73,14 @@ describe('Salesforce destination against the contract server', () => {
   });
   afterEach(async () => {
     await server?.stop();
+  });
+
+  it('refuses an instance URL on an address that is not public, as the token response may name any', async () => {
+    await start();
+    const error = await destination({}, undefined, undefined, { allowPrivate: false }).test().then(() => undefined, (e: unknown) => e);
+    expect(error).toBeInstanceOf(GatewayError);
+    expect((error as GatewayError).code).toBe('PERMISSION_DENIED');
+    expect((error as GatewayError).message).toMatch(/127\.0\.0\.1 is a loopback address/);
   });
 
   it('client credentials: one Contact, one Task by CallObject, Files with their bytes; a second run adds nothing', async () => {

@@ -397,6 +397,7 @@ export class SalesforceDestination implements Destination {
     if (typeof body.access_token !== 'string' || typeof body.instance_url !== 'string' || !safeInstanceUrl(body.instance_url)) {
       throw new GatewayError(ErrorCode.DESTINATION_FAILED, 'Salesforce answered the token request without a usable access_token and instance_url');
     }
+    await this.deps.checkHost(new URL(body.instance_url).hostname);
     return { accessToken: body.access_token, instanceUrl: body.instance_url.replace(/\/+$/, ''), obtainedAtMs: Date.now() };
   }
 }

@@ -50,4 +50,6 @@ export interface DestinationDeps {
   contacts: ContactMap;
   /** Structured logs; never log personal data or a destination's response bodies. */
   log: import('@gateway/common').Logger;
+  /** Refuses a host that is not on the public internet (unless the deployment allows it). */
+  checkHost(host: string): Promise<void>;
 }

@@ -58,7 +58,7 @@ describe('Zendesk destination against the contract server', () => {
   let zendesk: ZendeskContractServer;
   let contacts: MemoryContacts;
   const destination = (options: Partial<ZendeskOptions> = {}, apiToken = TOKEN) =>
-    new ZendeskDestination(zendeskConfigSchema.parse({ subdomainUrl: zendesk.url, email: EMAIL }), { apiToken }, { contacts, log }, options);
+    new ZendeskDestination(zendeskConfigSchema.parse({ subdomainUrl: zendesk.url, email: EMAIL }), { apiToken }, { contacts, log, checkHost: async () => undefined }, options);
 
   beforeEach(async () => {
     zendesk = await ZendeskContractServer.start({ email: EMAIL, apiToken: TOKEN });
@@ -106,7 +106,7 @@ describe('Zendesk destination against the contract server', () => {
 
     // A user the customer already has is found, not created again; its name is left alone.
     const fresh = new MemoryContacts();
-    const other = new ZendeskDestination(zendeskConfigSchema.parse({ subdomainUrl: zendesk.url, email: EMAIL }), { apiToken: TOKEN }, { contacts: fresh, log });
+    const other = new ZendeskDestination(zendeskConfigSchema.parse({ subdomainUrl: zendesk.url, email: EMAIL }), { apiToken: TOKEN }, { contacts: fresh, log, checkHost: async () => undefined });
     user.name = 'Ada Customer';
     await other.deliver(delivery());
     expect(zendesk.count('POST', /^\/api\/v2\/users$/)).toBe(1);
