@@ -1,7 +1,6 @@
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import type { Page } from 'playwright-core';
+import { generatedClip } from '../test/support/media.js';
 import { demoToken } from '../test/support/tokens.js';
 
 /**
@@ -9,14 +8,8 @@ import { demoToken } from '../test/support/tokens.js';
  * per second; a real camera's noise and motion keep the encoder at its target bitrate. A clip
  * with moving content and sensor-like noise, played as the fake camera, does the same.
  */
-export function cameraClip(): string {
-  const file = '.tmp/bench-camera-720p.y4m';
-  if (!existsSync(file)) {
-    mkdirSync('.tmp', { recursive: true });
-    execFileSync('ffmpeg', ['-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=1280x720:rate=30,noise=alls=12:allf=t', '-t', '4', '-pix_fmt', 'yuv420p', '-y', file]);
-  }
-  return file;
-}
+export const cameraClip = () =>
+  generatedClip('bench-camera-720p.y4m', ['-f', 'lavfi', '-i', 'testsrc2=size=1280x720:rate=30,noise=alls=12:allf=t', '-t', '4', '-pix_fmt', 'yuv420p']);
 
 /**
  * webrtcbin's ICE agent (libnice) leaves loopback addresses out, so the SFU listens on and

@@ -3,6 +3,7 @@ import type { Browser, Page } from 'playwright-core';
 import { NatsServer, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { launchChromium, receiveSummaryScript, type ReceiveSummary } from '../support/browser.js';
 import { scrapeMetrics, sumOf } from '../support/metrics.js';
+import { voiceClip } from '../support/media.js';
 import { demoToken } from '../support/tokens.js';
 
 /**
@@ -27,7 +28,7 @@ describe('a call between an end user and an agent in Chromium', () => {
     nats = await NatsServer.start();
     sfu = await startSfuProcess({ natsUrl: nats.url });
     [sig1, sig2] = await Promise.all([startSignalingProcess({ natsUrl: nats.url }), startSignalingProcess({ natsUrl: nats.url })]);
-    browser = await launchChromium();
+    browser = await launchChromium([`--use-file-for-fake-audio-capture=${voiceClip()}`]);
   }, 90_000);
 
   afterAll(async () => {
@@ -66,6 +67,12 @@ describe('a call between an end user and an agent in Chromium', () => {
     // The stage shows the screen share, with the camera in the corner.
     await agent.waitForSelector('#stage video.main[data-source="screen"]');
     await agent.waitForSelector('#pip video[data-source="camera"]');
+    // The agent is told who speaks.
+    const endUserId = await endUser.evaluate(() => (window as any).room.localParticipant.id as string);
+    // (Both play the same steady voice, so either may be the loudest; the end user spoke before
+    // the agent came, and the join says who speaks now.)
+    const agentId = await agent.evaluate(() => (window as any).room.localParticipant.id as string);
+    await agent.waitForFunction((ids) => ids.includes((window as any).room.activeSpeaker?.id), [endUserId, agentId], { timeout: 15_000 });
     // And the end user hears the agent's microphone.
     await waitFor(async () => (find(await received(endUser), 'microphone')?.packetsReceived ?? 0) > 20, 20_000, 'agent audio at the end user');
     // The SFU's media metrics see the call (sampled every 5 s): packets in and out of both kinds, round-trip times.

@@ -6,6 +6,7 @@ import { ParticipantRecord } from '@gateway/proto/gateway/events/v1/events';
 import { buckets, kvKeys } from '@gateway/common';
 import { NatsServer, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { launchChromium, receiveSummaryScript, type ReceiveSummary } from '../support/browser.js';
+import { voiceClip } from '../support/media.js';
 import { demoToken } from '../support/tokens.js';
 
 /**
@@ -43,7 +44,7 @@ describe('a room across two SFU nodes in Chromium', () => {
     nc = await connect({ servers: nats.url });
     nodeA = await startSfuProcess({ natsUrl: nats.url, nodeId: 'sfu-a', env: { SFU_MAX_CONSUMERS: '2' } });
     signaling = await startSignalingProcess({ natsUrl: nats.url });
-    browser = await launchChromium();
+    browser = await launchChromium([`--use-file-for-fake-audio-capture=${voiceClip()}`]);
   }, 90_000);
 
   afterAll(async () => {
@@ -79,6 +80,14 @@ describe('a room across two SFU nodes in Chromium', () => {
       30_000,
       'decoded camera and screen frames and audio from node A at the agent on node B',
     );
+    // Each node judges the active speaker over the voices it holds, imported ones included:
+    // the agent on B hears that the end user, whose microphone is on A, is speaking.
+    await agent.evaluate(() => {
+      const w = window as any;
+      w.speakers = [];
+      w.room.on('activeSpeaker', (p: { id: string }) => w.speakers.push(p.id));
+    });
+    await agent.waitForFunction((id) => (window as any).speakers.includes(id), endUserId, { timeout: 15_000 });
     // The other way: the agent's microphone, published on B, reaches the end user on A.
     await waitFor(async () => (find(await received(endUser), 'microphone')?.packetsReceived ?? 0) > 20, 20_000, 'agent audio at the end user');
     // The media really crossed: B imported A's three producers and A one of B's, through a pipe each way.

@@ -74,6 +74,8 @@ export class Room extends Emitter<RoomEvents> {
   localParticipant!: Participant;
   /** Everyone else, by participant id. */
   readonly participants = new Map<string, Participant>();
+  /** The participant id of the active speaker; '' in silence. */
+  private speakerId = '';
   /** What this participant publishes, by source (kept across reconnections and republished). */
   readonly localTracks = new Map<Source, MediaStreamTrack>();
 
@@ -293,6 +295,12 @@ export class Room extends Emitter<RoomEvents> {
   // ------------------------------------------------------------------------- Smart Actions
 
   /** The conversation's Smart Actions, oldest request first: those the room had when we joined, and every one since. */
+  /** Who speaks now (the loudest voice the room's media node hears), or undefined in silence. */
+  get activeSpeaker(): Participant | undefined {
+    if (!this.speakerId) return undefined;
+    return this.speakerId === this.localParticipant?.id ? this.localParticipant : this.participants.get(this.speakerId);
+  }
+
   get smartActions(): readonly SmartAction[] {
     return this.actionLog.actions;
   }
@@ -491,6 +499,7 @@ export class Room extends Emitter<RoomEvents> {
     };
     if (this.announced) this.onRecordingStatus(response.recording);
     else this.initialRecording = response.recording;
+    this.speakerId = response.activeSpeakerParticipantId ?? '';
     // The chat history: merged, so messages seen before are not announced again, those missed
     // while away are, and redactions made meanwhile are applied.
     if (this.announced) for (const message of response.messages) this.onChatMessage(message);
@@ -730,8 +739,8 @@ export class Room extends Emitter<RoomEvents> {
         this.setRemotePaused(event.value.producerId, event.$case === 'producerPaused');
         return;
       case 'activeSpeaker': {
-        const id = event.value.participantId;
-        const participant = id === this.localParticipant.id ? this.localParticipant : this.participants.get(id);
+        this.speakerId = event.value.participantId;
+        const participant = this.activeSpeaker;
         if (participant) this.emit('activeSpeaker', participant);
         return;
       }

@@ -76,6 +76,8 @@ export class Room extends TypedEmitter<RoomEvents> {
   readonly producers = new Map<string, types.Producer<MediaAppData>>();
   readonly consumers = new Map<string, types.Consumer<MediaAppData>>();
   private readonly taps = new Map<string, Tap>();
+  /** The loudest voice of the last interval, until silence. */
+  private speaking: { participantId: string; producerId: string } | undefined;
   /** By peer node id. One pipe per direction and peer keeps the two directions independent. */
   readonly pipesOut = new Map<string, PipeOut>();
   readonly pipesIn = new Map<string, PipeIn>();
@@ -87,14 +89,22 @@ export class Room extends TypedEmitter<RoomEvents> {
     readonly name: string,
     readonly worker: PooledWorker,
     readonly router: types.Router,
-    private readonly speakerObserver: types.ActiveSpeakerObserver,
+    private readonly speakerObserver: types.AudioLevelObserver,
     private readonly timeouts: RoomTimeouts,
     private readonly log: Logger,
   ) {
     super();
-    speakerObserver.on('dominantspeaker', ({ producer }) => {
-      const participantId = (producer.appData as MediaAppData).participantId;
-      if (participantId) this.safeEmit('activespeaker', participantId, producer.id);
+    // The active speaker is the loudest voice above the threshold over each interval; it is
+    // announced when it changes. (mediasoup's ActiveSpeakerObserver stays silent with the
+    // worker built here; the level observer reads the same RFC 6464 audio levels.)
+    speakerObserver.on('volumes', ([loudest]) => {
+      if (!loudest || loudest.producer.id === this.speaking?.producerId) return;
+      const participantId = (loudest.producer.appData as MediaAppData).participantId;
+      this.speaking = { participantId, producerId: loudest.producer.id };
+      if (participantId) this.safeEmit('activespeaker', participantId, loudest.producer.id);
+    });
+    speakerObserver.on('silence', () => {
+      this.speaking = undefined;
     });
     // The worker dying closes the router underneath us.
     router.observer.once('close', () => this.close(worker.worker.died ? 'worker_died' : 'closed'));
@@ -103,12 +113,17 @@ export class Room extends TypedEmitter<RoomEvents> {
 
   static async open(tenant: string, name: string, worker: PooledWorker, timeouts: RoomTimeouts, log: Logger): Promise<Room> {
     const router = await worker.worker.createRouter({ mediaCodecs, appData: { tenant, room: name } });
-    const speakerObserver = await router.createActiveSpeakerObserver({ interval: 300 });
+    const speakerObserver = await router.createAudioLevelObserver({ maxEntries: 1, threshold: -50, interval: 500 });
     return new Room(tenant, name, worker, router, speakerObserver, timeouts, log.child({ room: `${tenant}/${name}` }));
   }
 
   get closed(): boolean {
     return this.closedFlag;
+  }
+
+  /** Who speaks now, as this node hears it. */
+  get activeSpeakerParticipantId(): string {
+    return this.speaking?.participantId ?? '';
   }
 
   get rtpCapabilities(): types.RtpCapabilities {
@@ -372,7 +387,9 @@ export class Room extends TypedEmitter<RoomEvents> {
       this.producers.delete(producer.id);
       this.loadChanged();
     });
-    // Active speakers are observed on the producer's own node only, so the room hears one voice.
+    // Every node of the room judges the active speaker over all the voices it holds: the home
+    // node holds every producer of the room, so its answer is the room's.
+    if (producer.kind === 'audio') await this.speakerObserver.addProducer({ producerId: producer.id }).catch(() => undefined);
     this.loadChanged();
     return producer;
   }

@@ -321,6 +321,10 @@ export class Session {
         if (e.value.participantId !== this.participantId) this.link?.notify(e);
         return;
       case 'activeSpeaker':
+        // Each node of a room judges over the voices it holds: this session's node holds every
+        // voice the participant hears, and one judge per participant means no flicker.
+        if (event.origin === '' || event.origin === this.nodeId) this.link?.notify(e);
+        return;
       case 'recording':
         this.link?.notify(e);
         return;
@@ -334,28 +338,15 @@ export class Session {
     }
   }
 
-  joinResponse(
-    participants: ParticipantInfo[],
-    rtpCapabilities: Record<string, unknown>,
-    resumeToken: string,
-    resumeWindowMs: number,
-    recording: RecordingStatus | undefined,
-    messages: ChatMessage[],
-    smartActions: SmartAction[],
-  ): JoinResponse {
+  /** The join (or resume) answer: this session, and the room as it is now. */
+  joinResponse(room: Pick<JoinResponse, 'participants' | 'routerRtpCapabilities' | 'resumeToken' | 'resumeWindowMs' | 'recording' | 'messages' | 'smartActions' | 'activeSpeakerParticipantId'>): JoinResponse {
     return {
+      ...room,
       participant: { ...this.info, tracks: [...this.tracks.values()] },
       room: this.room,
-      routerRtpCapabilities: rtpCapabilities,
-      participants,
-      resumeToken,
-      resumeWindowMs,
       grants: this.grant.grants,
       protocolVersion: PROTOCOL_VERSION,
       transportIds: [...this.transports],
-      recording,
-      messages,
-      smartActions,
     };
   }
 

@@ -177,7 +177,7 @@ export class SignalingServer implements SessionBroker {
       consumers: grant.grants.canSubscribe ? present.reduce((n, r) => n + (r.info?.tracks.length ?? 0), 0) : 0,
       roomNodes: present.map((r) => r.nodeId),
     });
-    const { rtpCapabilities } = await callUnary(placed.client, placed.client.openRoom, { room: { tenant: grant.tenant, room: grant.room } });
+    const { rtpCapabilities, activeSpeakerParticipantId } = await callUnary(placed.client, placed.client.openRoom, { room: { tenant: grant.tenant, room: grant.room } });
     const { session, resumeToken } = Session.create(this.ctx, newId('PA'), grant, placed.nodeId, placed.client);
     session.attach(link);
     this.sessions.set(session.participantId, session);
@@ -210,7 +210,7 @@ export class SignalingServer implements SessionBroker {
       });
     }
     const [messages, smartActions] = await Promise.all([this.chatHistory(grant.tenant, grant.room), this.actions.list(grant.tenant, grant.room)]);
-    return { session, response: session.joinResponse(others, rtpCapabilities ?? {}, resumeToken, this.config.resumeWindowMs, recording, messages, smartActions) };
+    return { session, response: session.joinResponse({ participants: others, routerRtpCapabilities: rtpCapabilities ?? {}, resumeToken, resumeWindowMs: this.config.resumeWindowMs, recording, messages, smartActions, activeSpeakerParticipantId }) };
   }
 
   async resume(link: SessionLink, resumeToken: string): Promise<{ session: Session; response: JoinResponse }> {
@@ -223,7 +223,7 @@ export class SignalingServer implements SessionBroker {
     }
     if (!session) session = await this.takeOverSession(parsed);
     // The room must still be the one the session's media lives in.
-    const { rtpCapabilities, created } = await callUnary(session.sfu, session.sfu.openRoom, { room: { tenant, room } });
+    const { rtpCapabilities, created, activeSpeakerParticipantId } = await callUnary(session.sfu, session.sfu.openRoom, { room: { tenant, room } });
     if (created) {
       session.forgetLocally();
       await this.store.delete(tenant, room, participantId);
@@ -236,7 +236,7 @@ export class SignalingServer implements SessionBroker {
     this.metrics.resumes.inc({ result: 'resumed' });
     this.log.info({ participantId, room: `${tenant}/${room}` }, 'session resumed');
     const [recording, messages, smartActions] = await Promise.all([this.recordingStatus(tenant, room), this.chatHistory(tenant, room), this.actions.list(tenant, room)]);
-    return { session, response: session.joinResponse(others, rtpCapabilities ?? {}, resumeToken, this.config.resumeWindowMs, recording, messages, smartActions) };
+    return { session, response: session.joinResponse({ participants: others, routerRtpCapabilities: rtpCapabilities ?? {}, resumeToken, resumeWindowMs: this.config.resumeWindowMs, recording, messages, smartActions, activeSpeakerParticipantId }) };
   }
 
   /**

@@ -75,7 +75,7 @@ export function registerSfuService(server: grpc.Server, node: SfuNode, log: Logg
     async openRoom(req: OpenRoomRequest) {
       if (!req.room) throw badRequest('room is required');
       const { room, created } = await node.openRoom(req.room.tenant, req.room.room);
-      return { rtpCapabilities: room.rtpCapabilities as unknown as Record<string, unknown>, created };
+      return { rtpCapabilities: room.rtpCapabilities as unknown as Record<string, unknown>, created, activeSpeakerParticipantId: room.activeSpeakerParticipantId };
     },
     async closeRoom(req: RoomRef) {
       roomOf(node, req).close('closed');

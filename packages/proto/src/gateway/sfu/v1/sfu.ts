@@ -322,6 +322,8 @@ export interface OpenRoomResponse {
     | undefined;
   /** True when this call created the router. */
   created: boolean;
+  /** Who speaks in the room now, as this node hears it; empty in silence. */
+  activeSpeakerParticipantId: string;
 }
 
 export interface CreateWebRtcTransportRequest {
@@ -2209,7 +2211,7 @@ export const OpenRoomRequest: MessageFns<OpenRoomRequest> = {
 };
 
 function createBaseOpenRoomResponse(): OpenRoomResponse {
-  return { rtpCapabilities: undefined, created: false };
+  return { rtpCapabilities: undefined, created: false, activeSpeakerParticipantId: "" };
 }
 
 export const OpenRoomResponse: MessageFns<OpenRoomResponse> = {
@@ -2219,6 +2221,9 @@ export const OpenRoomResponse: MessageFns<OpenRoomResponse> = {
     }
     if (message.created !== false) {
       writer.uint32(16).bool(message.created);
+    }
+    if (message.activeSpeakerParticipantId !== "") {
+      writer.uint32(26).string(message.activeSpeakerParticipantId);
     }
     return writer;
   },
@@ -2252,6 +2257,14 @@ export const OpenRoomResponse: MessageFns<OpenRoomResponse> = {
             message.created = reader.bool();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.activeSpeakerParticipantId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2272,6 +2285,11 @@ export const OpenRoomResponse: MessageFns<OpenRoomResponse> = {
         ? object.rtp_capabilities
         : undefined,
       created: isSet(object.created) ? globalThis.Boolean(object.created) : false,
+      activeSpeakerParticipantId: isSet(object.activeSpeakerParticipantId)
+        ? globalThis.String(object.activeSpeakerParticipantId)
+        : isSet(object.active_speaker_participant_id)
+        ? globalThis.String(object.active_speaker_participant_id)
+        : "",
     };
   },
 
@@ -2283,6 +2301,9 @@ export const OpenRoomResponse: MessageFns<OpenRoomResponse> = {
     if (message.created !== false) {
       obj.created = message.created;
     }
+    if (message.activeSpeakerParticipantId !== "") {
+      obj.activeSpeakerParticipantId = message.activeSpeakerParticipantId;
+    }
     return obj;
   },
 
@@ -2293,6 +2314,7 @@ export const OpenRoomResponse: MessageFns<OpenRoomResponse> = {
     const message = createBaseOpenRoomResponse();
     message.rtpCapabilities = object.rtpCapabilities ?? undefined;
     message.created = object.created ?? false;
+    message.activeSpeakerParticipantId = object.activeSpeakerParticipantId ?? "";
     return message;
   },
 };

@@ -326,6 +326,8 @@ export interface JoinResponse {
   messages: ChatMessage[];
   /** The Smart Actions of the conversation so far. */
   smartActions: SmartAction[];
+  /** Who speaks now (later changes arrive as activeSpeaker notifications); empty in silence. */
+  activeSpeakerParticipantId: string;
 }
 
 export interface RequestSmartActionRequest {
@@ -3251,6 +3253,7 @@ function createBaseJoinResponse(): JoinResponse {
     recording: undefined,
     messages: [],
     smartActions: [],
+    activeSpeakerParticipantId: "",
   };
 }
 
@@ -3291,6 +3294,9 @@ export const JoinResponse: MessageFns<JoinResponse> = {
     }
     for (const v of message.smartActions) {
       SmartAction.encode(v!, writer.uint32(98).fork()).join();
+    }
+    if (message.activeSpeakerParticipantId !== "") {
+      writer.uint32(106).string(message.activeSpeakerParticipantId);
     }
     return writer;
   },
@@ -3404,6 +3410,14 @@ export const JoinResponse: MessageFns<JoinResponse> = {
             message.smartActions.push(SmartAction.decode(reader, reader.uint32()));
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.activeSpeakerParticipantId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3458,6 +3472,11 @@ export const JoinResponse: MessageFns<JoinResponse> = {
         : globalThis.Array.isArray(object?.smart_actions)
         ? object.smart_actions.map((e: any) => SmartAction.fromJSON(e))
         : [],
+      activeSpeakerParticipantId: isSet(object.activeSpeakerParticipantId)
+        ? globalThis.String(object.activeSpeakerParticipantId)
+        : isSet(object.active_speaker_participant_id)
+        ? globalThis.String(object.active_speaker_participant_id)
+        : "",
     };
   },
 
@@ -3499,6 +3518,9 @@ export const JoinResponse: MessageFns<JoinResponse> = {
     if (message.smartActions?.length) {
       obj.smartActions = message.smartActions.map((e) => SmartAction.toJSON(e));
     }
+    if (message.activeSpeakerParticipantId !== "") {
+      obj.activeSpeakerParticipantId = message.activeSpeakerParticipantId;
+    }
     return obj;
   },
 
@@ -3525,6 +3547,7 @@ export const JoinResponse: MessageFns<JoinResponse> = {
       : undefined;
     message.messages = object.messages?.map((e) => ChatMessage.fromPartial(e)) || [];
     message.smartActions = object.smartActions?.map((e) => SmartAction.fromPartial(e)) || [];
+    message.activeSpeakerParticipantId = object.activeSpeakerParticipantId ?? "";
     return message;
   },
 };
