@@ -191,7 +191,7 @@ export class RecorderNode {
       // Placement sees the new load at once rather than at the next beat.
       void this.heartbeat();
     }
-    this.followRoom(job);
+    this.followRoom(job, node.nodeId);
     return job.recording;
   }
 
@@ -220,7 +220,8 @@ export class RecorderNode {
   }
 
   /** New or resumed producers join the recording; the room ending (or emptying) ends it. */
-  private followRoom(job: RecordingJob): void {
+  /** `sfuNodeId`: the node the job taps (the room's home when it started). */
+  private followRoom(job: RecordingJob, sfuNodeId: string): void {
     const { tenant, room, recordingId } = job.recording;
     const subscription = this.nc.subscribe(subjects.roomEvents(tenant, room));
     this.subscriptions.set(recordingId, subscription);
@@ -241,7 +242,10 @@ export class RecorderNode {
             clearTimeout(refresh);
             refresh = setTimeout(() => void job.refreshStreams(), 300);
           } else if (kind === 'roomClosed') {
-            void job.stop('', '');
+            // Only the tapped node closing the room ends the recording: another node of the room
+            // draining or dying does not end the call.
+            const closedOn = event.event?.$case === 'roomClosed' ? event.event.value.nodeId : '';
+            if (closedOn === '' || closedOn === sfuNodeId) void job.stop('', '');
           } else if (kind === 'participantLeft') {
             const left = await this.roomParticipants(tenant, room).catch(() => undefined);
             if (left?.length === 0) void job.stop('', '');

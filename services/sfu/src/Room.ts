@@ -258,6 +258,7 @@ export class Room extends TypedEmitter<RoomEvents> {
       streams.set(producerId, { transport, consumer });
       transport.observer.once('close', () => {
         streams.delete(producerId);
+        this.loadChanged();
       });
       // The stream ends with its producer.
       consumer.observer.once('close', () => transport.close());
@@ -308,7 +309,8 @@ export class Room extends TypedEmitter<RoomEvents> {
       await transport.connect({ ip: peer.ip, port: peer.port, srtpParameters: peer.srtpParameters });
     } catch (error) {
       transport.close();
-      throw new GatewayError(ErrorCode.BAD_REQUEST, `pipe connect refused: ${(error as Error).message}`, { cause: error });
+      // A fault between two nodes, not the caller's request.
+      throw new GatewayError(ErrorCode.UNAVAILABLE, `the pipe to the other node could not connect: ${(error as Error).message}`, { cause: error });
     }
     this.loadChanged();
     return this.endpointOf(transport, listen);
@@ -474,11 +476,16 @@ export class Room extends TypedEmitter<RoomEvents> {
     this.safeEmit('loadchanged');
   }
 
-  /** A room without transports for a while is closed, so abandoned rooms don't pile up. */
+  /**
+   * A room without transports for a while is closed, so abandoned rooms don't pile up. A
+   * recording tap with streams keeps it: everyone here may have left while the call goes on on
+   * another node, its voices imported and recorded here. (A tap's streams end with their
+   * producers, so even a recorder that died holds the room no longer than the call.)
+   */
   private armIdleTimer(): void {
     clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
-    if (this.closedFlag || this.transports.size > 0) return;
+    if (this.closedFlag || this.transports.size > 0 || [...this.taps.values()].some((tap) => tap.streams.size > 0)) return;
     this.idleTimer = setTimeout(() => this.close('idle'), this.timeouts.idleMs);
     this.idleTimer.unref();
   }

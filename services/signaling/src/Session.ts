@@ -420,7 +420,9 @@ export class Session {
         });
         const track: TrackInfo = { producerId, source, kind, paused };
         this.tracks.set(producerId, track);
-        void this.persist();
+        // Stored before anyone hears of it: a participant on another node finds the producer's
+        // node in this record when it consumes.
+        await this.persist();
         await this.shareWithHomeNode(producerId);
         this.ctx.hub.publish(this.tenant, this.room, { $case: 'producerAdded', value: { participantId: this.participantId, track } });
         return { $case: 'produce', value: { producerId } };
