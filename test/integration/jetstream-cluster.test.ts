@@ -25,6 +25,9 @@ describe('on a three-server JetStream cluster', () => {
     nc = await connect({ servers: cluster.url.split(',') });
     // JetStream answers once the cluster has elected its meta leader.
     await waitFor(async () => (await jetstreamManager(nc).then((jsm) => jsm.getAccountInfo()).catch(() => undefined)) !== undefined, 20_000, 'a JetStream meta leader');
+    // An earlier one-copy set-up left a stream and a bucket behind: they get their copies too.
+    await (await jetstreamManager(nc)).streams.add({ name: streams.sessions.name, subjects: [...streams.sessions.subjects], num_replicas: 1 });
+    await new Kvm(nc).create(buckets.roomPlacement, { replicas: 1 });
     const env = { NATS_REPLICAS: '3' };
     sfu = await startSfuProcess({ natsUrl: cluster.url, env });
     signaling = await startSignalingProcess({ natsUrl: cluster.url, env });
@@ -38,7 +41,7 @@ describe('on a three-server JetStream cluster', () => {
     await cluster?.stop();
   });
 
-  it('keeps three copies of every stream, bucket and object store it creates', async () => {
+  it('keeps three copies of every stream, bucket and object store it uses, including ones made with fewer', async () => {
     const jsm = await jetstreamManager(nc);
     for (const stream of [streams.chat.name, streams.sessions.name, streams.transcripts.name]) {
       expect((await jsm.streams.info(stream)).config.num_replicas, stream).toBe(3);

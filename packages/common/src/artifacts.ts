@@ -3,11 +3,11 @@ import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { z } from 'zod';
 import { Objm, type ObjectStore } from '@nats-io/obj';
-import { Kvm, type KV } from '@nats-io/kv';
+import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ErrorCode, GatewayError } from './errors.js';
 import { assertSubjectToken, buckets } from './subjects.js';
-import { replicasOf } from './nats.js';
+import { openBucket, raiseReplicas, replicasOf } from './nats.js';
 
 /**
  * Envelope encryption of everything a session leaves behind (recordings, transcripts,
@@ -113,7 +113,8 @@ export class ArtifactStore {
 
   static async open(nc: NatsConnection, keyring: Keyring): Promise<ArtifactStore> {
     const objects = await new Objm(nc).create(buckets.artifacts, { description: 'encrypted session artifacts until delivered', replicas: replicasOf(nc) });
-    const keys = await new Kvm(nc).create(buckets.dataKeys, { history: 1, replicas: replicasOf(nc) });
+    await raiseReplicas(nc, `OBJ_${buckets.artifacts}`);
+    const keys = await openBucket(nc, buckets.dataKeys);
     return new ArtifactStore(objects, keys, keyring);
   }
 

@@ -42,11 +42,26 @@ export interface BucketOptions {
 /** Opens a KV bucket, creating it when missing (idempotent across replicas). */
 export async function openBucket(nc: NatsConnection, bucket: string, options: BucketOptions = {}): Promise<KV> {
   const kvm = new Kvm(nc);
-  return kvm.create(bucket, {
+  const kv = await kvm.create(bucket, {
     history: options.history ?? 1,
     replicas: replicasOf(nc),
     ...(options.ttlMs ? { ttl: options.ttlMs } : {}),
   });
+  await raiseReplicas(nc, `KV_${bucket}`);
+  return kv;
+}
+
+/**
+ * A stream (or the stream behind a bucket or object store) made with fewer copies than
+ * NATS_REPLICAS asks, by an earlier version or a one-server set-up, is given the copies: creating
+ * it again leaves an existing stream as it was.
+ */
+export async function raiseReplicas(nc: NatsConnection, streamName: string): Promise<void> {
+  const wanted = replicasOf(nc);
+  if (wanted <= 1) return;
+  const jsm = await jetstreamManager(nc);
+  const { config } = await jsm.streams.info(streamName);
+  if ((config.num_replicas ?? 1) < wanted) await jsm.streams.update(streamName, { num_replicas: wanted });
 }
 
 /** Lists the raw values of every live key matching `filter`. */
@@ -77,6 +92,7 @@ export async function ensureStream(nc: NatsConnection, stream: { name: string; s
   await jsm.streams.add({ num_replicas: replicasOf(nc), ...options, name: stream.name, subjects: [...stream.subjects] }).catch(async (error) => {
     if (!(await jsm.streams.info(stream.name).catch(() => undefined))) throw error;
   });
+  await raiseReplicas(nc, stream.name);
   return jsm;
 }
 

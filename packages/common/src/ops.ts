@@ -14,8 +14,10 @@ export interface OpsServerOptions {
   /** Returns undefined when ready, or the reason it is not (draining, dependency down, ...). */
   readiness?: () => string | undefined;
   /**
-   * Starts a drain (GET or POST /drain): a Kubernetes preStop hook calls it before SIGTERM
-   * arrives, so the node stops taking work at once. Without it, /drain is 404.
+   * Starts a drain: POST /drain, or GET /drain with the header `x-gateway-drain` (what a
+   * Kubernetes preStop httpGet can send), called before SIGTERM arrives so the node stops taking
+   * work at once. A plain GET is refused, so a page in a browser on the host cannot start a
+   * drain. Without it, /drain is 404.
    */
   drain?: () => Promise<void>;
 }
@@ -39,7 +41,12 @@ export async function startOpsServer(options: OpsServerOptions): Promise<{ serve
     };
     if (path === '/healthz') return answer(options.health);
     if (path === '/readyz') return answer(options.readiness);
-    if (path === '/drain' && options.drain && (req.method === 'GET' || req.method === 'POST')) {
+    if (path === '/drain' && options.drain) {
+      if (req.method !== 'POST' && !(req.method === 'GET' && req.headers['x-gateway-drain'])) {
+        res.writeHead(405, { 'content-type': 'application/json', allow: 'POST' });
+        res.end('{"error":"POST /drain, or GET with the x-gateway-drain header"}');
+        return;
+      }
       options.drain().then(
         () => {
           res.writeHead(202, { 'content-type': 'application/json' });

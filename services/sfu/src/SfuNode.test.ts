@@ -147,7 +147,10 @@ describe('SFU node with a real mediasoup worker', () => {
 
   it('drains when its ops endpoint is called (the preStop hook): no new rooms, existing rooms keep working', async () => {
     expect(node.draining).toBe(false);
-    const drain = await fetch(`http://127.0.0.1:${node.opsPort}/drain`, { method: 'POST' });
+    // A plain GET (a page in a browser on the host) is refused.
+    expect((await fetch(`http://127.0.0.1:${node.opsPort}/drain`)).status).toBe(405);
+    expect(node.draining).toBe(false);
+    const drain = await fetch(`http://127.0.0.1:${node.opsPort}/drain`, { headers: { 'x-gateway-drain': '1' } });
     expect(drain.status).toBe(202);
     expect(node.draining).toBe(true);
     await expect(call(client.openRoom, { room: { tenant: 'acme', room: 'new-room' } })).rejects.toMatchObject({ code: ErrorCode.DRAINING } satisfies Partial<GatewayError>);
