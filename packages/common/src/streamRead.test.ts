@@ -21,7 +21,7 @@ describe('readSubject', () => {
 
   const read = async (subject: string) => {
     const out: string[] = [];
-    for await (const m of readSubject(jetstream(nc), "READS", subject)) out.push(m.string());
+    for await (const m of readSubject(jetstream(nc), await jetstreamManager(nc), 'READS', subject)) out.push(m.string());
     return out;
   };
 
@@ -33,6 +33,12 @@ describe('readSubject', () => {
     expect(all).toHaveLength(300);
     expect(all[0]).toBe('a0');
     expect(all[299]).toBe('a299');
+  });
+
+  it('reads nothing from a subject that never had a message, at once', async () => {
+    const started = Date.now();
+    expect(await read('reads.never')).toEqual([]);
+    expect(Date.now() - started).toBeLessThan(500);
   });
 
   it('ends when the subject holds nothing, instead of waiting for messages that will not come', async () => {

@@ -107,9 +107,7 @@ export class DataSubjects {
   private async pendingOf(tenant: string, subject: DataSubject): Promise<PendingEvent[]> {
     const found: PendingEvent[] = [];
     for (const [stream, filter] of pendingSubjects(tenant)) {
-      const info = await this.jsm.streams.info(stream, { subjects_filter: filter }).catch(() => undefined);
-      if (!info || (info.state.subjects?.[filter] ?? 0) === 0) continue;
-      for await (const message of readSubject(jetstream(this.nc), stream, filter)) {
+      for await (const message of readSubject(jetstream(this.nc), this.jsm, stream, filter)) {
         // A session's participants are sealed: open them to see whom it names.
         const delivery = await openContacts(this.keyring, deliveryOf(message.subject, message.data, this.artifacts));
         if (delivery.tenant === tenant && delivery.contacts.some((c) => matches(subject, c))) found.push({ stream, seq: message.seq, delivery });

@@ -101,17 +101,14 @@ export class ChatLog {
     const byId = new Map<string, ChatMessage>();
     const sequences = new Map<string, number[]>();
     let lastSeq = 0;
-    const info = await this.jsm.streams.info(streams.chat.name, { subjects_filter: subject });
-    if ((info.state.subjects?.[subject] ?? 0) > 0) {
-      for await (const entry of readSubject(this.js, streams.chat.name, subject)) {
-        lastSeq = entry.seq;
-        const sealed = ChatSealed.decode(entry.data);
-        // Entries of an earlier conversation in this room (not purged yet) are not this one's.
-        if (sealed.conversationId === key.record.conversationId) {
-          const message = ChatMessage.decode(open(key.dataKey, tenant, room, sealed));
-          byId.set(message.messageId, message);
-          sequences.set(message.messageId, [...(sequences.get(message.messageId) ?? []), entry.seq]);
-        }
+    for await (const entry of readSubject(this.js, this.jsm, streams.chat.name, subject)) {
+      lastSeq = entry.seq;
+      const sealed = ChatSealed.decode(entry.data);
+      // Entries of an earlier conversation in this room (not purged yet) are not this one's.
+      if (sealed.conversationId === key.record.conversationId) {
+        const message = ChatMessage.decode(open(key.dataKey, tenant, room, sealed));
+        byId.set(message.messageId, message);
+        sequences.set(message.messageId, [...(sequences.get(message.messageId) ?? []), entry.seq]);
       }
     }
     const messages = [...byId.values()].sort((a, b) => (a.messageId < b.messageId ? -1 : a.messageId > b.messageId ? 1 : 0));
