@@ -109,6 +109,9 @@ describe('pipes between SFU nodes', () => {
     expect(await refused(callUnary(clientB, clientB.importProducer, { room: roomRef, producerId: micId, origin: undefined }))).toBe('BAD_REQUEST');
     expect(await refused(callUnary(clientB, clientB.importProducer, { room: roomRef, producerId: micId, origin: { nodeId: 'pipe-b', grpcAddress: '127.0.0.1:1' } }))).toBe('BAD_REQUEST');
     expect(await refused(callUnary(clientA, clientA.openPipe, { room: roomRef, peer: { nodeId: 'pipe-b', grpcAddress: '127.0.0.1:1' }, endpoint: undefined }))).toBe('BAD_REQUEST');
+    // A peer is who the registry says: a node id it does not know gets no pipe.
+    const endpoint = { ip: '127.0.0.1', port: 9, srtpParameters: { cryptoSuite: 'AEAD_AES_256_GCM', keyBase64: 'x' } };
+    expect(await refused(callUnary(clientA, clientA.openPipe, { room: roomRef, peer: { nodeId: 'impostor', grpcAddress: '127.0.0.1:1' }, endpoint }))).toBe('NOT_FOUND');
     expect(await refused(callUnary(clientA, clientA.pipeConsume, { room: roomRef, peerNodeId: 'nobody', producerId: micId }))).toBe('INVALID_STATE');
     // Another tenant's room does not resolve, even with real ids.
     expect(await refused(callUnary(clientA, clientA.pipeConsume, { room: { tenant: 'globex', room }, peerNodeId: 'pipe-b', producerId: micId }))).toBe('NOT_FOUND');

@@ -107,6 +107,9 @@ describe('session.ended', () => {
       }
     }, 20_000, 'the orphaned session delivered');
     expect(row.contacts[0]).toMatchObject({ externalId: 'ext-orphan', phoneNumber: '+14155550199' });
+    // Announced again by a later sweep (the finisher died between announcing and clearing), a
+    // session is dropped as a duplicate: the window outlasts the sweep's wait.
+    expect((await (await jetstreamManager(nc)).streams.info(streams.sessions.name)).config.duplicate_window).toBe(60 * 60 * 1e9);
     await waitFor(async () => ((await sessionsKv.get(kvKeys.endingRoomSession('demo', room, sessionId)))?.operation ?? 'PURGE') !== 'PUT', 5_000, 'the ending record gone');
   });
 });

@@ -87,9 +87,10 @@ export async function listJson<T>(kv: KV, filter: string): Promise<Array<{ key: 
  * Creates a JetStream stream when missing (idempotent across replicas): another process may
  * have created it first, which is fine.
  */
-export async function ensureStream(nc: NatsConnection, stream: { name: string; subjects: readonly string[] }, options: Partial<StreamConfig> = {}): Promise<JetStreamManager> {
+export async function ensureStream(nc: NatsConnection, stream: { name: string; subjects: readonly string[]; duplicateWindowMs?: number }, options: Partial<StreamConfig> = {}): Promise<JetStreamManager> {
   const jsm = await jetstreamManager(nc);
-  await jsm.streams.add({ num_replicas: replicasOf(nc), ...options, name: stream.name, subjects: [...stream.subjects] }).catch(async (error) => {
+  const window = stream.duplicateWindowMs ? { duplicate_window: stream.duplicateWindowMs * 1e6 } : {};
+  await jsm.streams.add({ num_replicas: replicasOf(nc), ...window, ...options, name: stream.name, subjects: [...stream.subjects] }).catch(async (error) => {
     if (!(await jsm.streams.info(stream.name).catch(() => undefined))) throw error;
   });
   await raiseReplicas(nc, stream.name);

@@ -42,7 +42,10 @@ export const streams = {
   /** Transcripts and attachments for crm-sync. */
   transcripts: { name: 'GATEWAY_TRANSCRIPTS', subjects: ['gateway.*.transcript.ready', 'gateway.*.attachment.ready'] },
   /** Ended sessions for crm-sync: `gateway.*.session.ended`. */
-  sessions: { name: 'GATEWAY_SESSIONS', subjects: ['gateway.*.session.ended'] },
+  // A session is announced again when its finisher died between announcing and clearing its
+  // record (the sweep finishes it after SIGNALING_SESSION_FINISH_STALE_SECONDS): the duplicate
+  // window, by session id, outlasts that.
+  sessions: { name: 'GATEWAY_SESSIONS', subjects: ['gateway.*.session.ended'], duplicateWindowMs: 60 * 60_000 },
   /** Alerts for operators: `gateway.<tenant>.alert.<kind>`. */
   alerts: { name: 'GATEWAY_ALERTS', subjects: ['gateway.*.alert.*'] },
   /** Audit records, kept: `gateway.<tenant>.audit.<kind>`. */

@@ -14,7 +14,6 @@ export class NodeRegistry {
     private readonly describe: () => { grpcAddress: string; load: NodeLoad; draining: boolean },
     private readonly nodeId: string,
     private readonly heartbeatMs: number,
-    private readonly ttlMs: number,
     private readonly log: Logger,
   ) {}
 
@@ -25,7 +24,7 @@ export class NodeRegistry {
     log: Logger,
   ): Promise<NodeRegistry> {
     const kv = await openBucket(nc, buckets.sfuNodes, { ttlMs: options.ttlMs });
-    const registry = new NodeRegistry(kv, describe, options.nodeId, options.heartbeatMs, options.ttlMs, log);
+    const registry = new NodeRegistry(kv, describe, options.nodeId, options.heartbeatMs, log);
     await registry.heartbeat();
     registry.timer = setInterval(() => void registry.heartbeat(), options.heartbeatMs);
     return registry;
@@ -50,15 +49,21 @@ export class NodeRegistry {
     }
   }
 
-  /** Ids of the nodes whose heartbeat is fresh, this one included. */
+  /**
+   * Ids of the nodes in the registry, this one included. The bucket's TTL removes a node that
+   * stops heartbeating, so presence is liveness, with no comparison of clocks across nodes.
+   */
   async liveNodeIds(): Promise<Set<string>> {
     const live = new Set<string>();
-    for await (const key of await this.kv.keys()) {
-      const entry = await this.kv.get(key);
-      if (!entry || entry.operation !== 'PUT' || entry.length === 0) continue;
-      if (Date.now() - NodeInfo.decode(entry.value).updatedAtMs < this.ttlMs) live.add(key);
-    }
+    for await (const key of await this.kv.keys()) live.add(key);
     return live;
+  }
+
+  /** A live node's gRPC address, from its own heartbeat, or undefined. */
+  async addressOf(nodeId: string): Promise<string | undefined> {
+    const entry = await this.kv.get(nodeId);
+    if (!entry || entry.operation !== 'PUT' || entry.length === 0) return undefined;
+    return NodeInfo.decode(entry.value).grpcAddress;
   }
 
   async close(): Promise<void> {

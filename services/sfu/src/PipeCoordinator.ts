@@ -27,7 +27,12 @@ export interface PipeHost {
   readonly pipeListen: PipeListen;
   /** The room, or NOT_FOUND. */
   room(tenant: string, name: string): Room;
+  /** A live SFU node's gRPC address from the registry: peers are who the registry says they are. */
+  addressOf(nodeId: string): Promise<string | undefined>;
 }
+
+/** Attempts of a notification to a peer before it is given up (the peer's room then closes the pipe). */
+const NOTIFY_ATTEMPTS = 4;
 
 /**
  * Rooms across SFU nodes. A node whose participant consumes a producer of another node imports
@@ -48,27 +53,44 @@ export class PipeCoordinator {
   ) {}
 
   /** Importing side: makes `producerId` of `origin` available in the local room. */
-  importProducer(req: ImportProducerRequest): Promise<void> {
+  async importProducer(req: ImportProducerRequest): Promise<void> {
     const { tenant, room: name } = req.room!;
-    const origin = req.origin;
-    if (!origin?.nodeId || !origin.grpcAddress) throw new GatewayError(ErrorCode.BAD_REQUEST, 'origin node and address are required');
-    if (origin.nodeId === this.host.self.nodeId) throw new GatewayError(ErrorCode.BAD_REQUEST, 'the producer is on this node already');
+    const originId = req.origin?.nodeId;
+    if (!originId) throw new GatewayError(ErrorCode.BAD_REQUEST, 'the origin node is required');
+    if (originId === this.host.self.nodeId) throw new GatewayError(ErrorCode.BAD_REQUEST, 'the producer is on this node already');
     const room = this.host.room(tenant, name);
-    if (room.producers.has(req.producerId)) return Promise.resolve();
-    const key = `${tenant}/${name}/${req.producerId}`;
+    if (room.producers.has(req.producerId)) return;
+    const key = importKey(tenant, name, req.producerId);
     let pending = this.importing.get(key);
     if (!pending) {
-      pending = this.runImport(room, origin, req.producerId).finally(() => this.importing.delete(key));
+      pending = this.resolvePeer(originId)
+        .then((origin) => this.runImport(room, origin, req.producerId))
+        .finally(() => this.importing.delete(key));
       this.importing.set(key, pending);
     }
     return pending;
   }
 
+  /** The registry's address of a node: a request's word for it is not taken. */
+  private async resolvePeer(nodeId: string): Promise<NodeAddress> {
+    const grpcAddress = await this.host.addressOf(nodeId);
+    if (!grpcAddress) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such live SFU node');
+    this.rememberPeer({ nodeId, grpcAddress });
+    return { nodeId, grpcAddress };
+  }
+
   private async runImport(room: Room, origin: NodeAddress, producerId: string): Promise<void> {
-    const client = this.peer(origin);
+    const client = this.peers.get(origin.nodeId)!.client;
     const roomRef = { tenant: room.tenant, room: room.name };
     await this.ensurePipeIn(room, origin, client);
-    const piped: PipedProducer = await callUnary(client, client.pipeConsume, { room: roomRef, peerNodeId: this.host.self.nodeId, producerId });
+    const consume = () => callUnary(client, client.pipeConsume, { room: roomRef, peerNodeId: this.host.self.nodeId, producerId });
+    const piped: PipedProducer = await consume().catch(async (error: unknown) => {
+      // The origin lost its end of the pipe (its room closed and opened again): open it anew.
+      if (GatewayError.from(error).code !== ErrorCode.INVALID_STATE) throw error;
+      room.closePipeIn(origin.nodeId);
+      await this.ensurePipeIn(room, origin, client);
+      return consume();
+    });
     const info = piped.producer!;
     await room.importProducer(
       origin.nodeId,
@@ -108,13 +130,14 @@ export class PipeCoordinator {
 
   /** Origin side: the importer's end of a pipe arrives; answer with ours. */
   async openPipe(req: OpenPipeRequest): Promise<PipeEndpointMessage> {
-    const peer = req.peer;
-    if (!peer?.nodeId || !peer.grpcAddress || !req.endpoint?.ip || !req.endpoint.port || !req.endpoint.srtpParameters) {
+    const peerId = req.peer?.nodeId;
+    if (!peerId || !req.endpoint?.ip || !req.endpoint.port || !req.endpoint.srtpParameters) {
       throw new GatewayError(ErrorCode.BAD_REQUEST, 'peer and its pipe endpoint are required');
     }
     const room = this.host.room(req.room!.tenant, req.room!.room);
-    this.rememberPeer(peer);
-    return toMessage(await room.openPipeOut(peer.nodeId, fromMessage(req.endpoint), this.host.pipeListen));
+    if (peerId === this.host.self.nodeId) throw new GatewayError(ErrorCode.BAD_REQUEST, 'a node does not pipe to itself');
+    await this.resolvePeer(peerId);
+    return toMessage(await room.openPipeOut(peerId, fromMessage(req.endpoint), this.host.pipeListen));
   }
 
   /** Origin side: sends one producer into the pipe to the importer. */
@@ -128,15 +151,39 @@ export class PipeCoordinator {
     const peer = this.peers.get(peerNodeId);
     if (!peer) return;
     const message: PipedProducerChange = { room: { tenant: room.tenant, room: room.name }, originNodeId: this.host.self.nodeId, producerId, event: changeEvents[change] };
-    callUnary(peer.client, peer.client.pipedProducerChanged, message).catch((error: unknown) =>
-      // A peer that misses this still stops receiving media; its room's pipe closes with the room.
-      this.log.warn({ err: error, peer: peerNodeId, producerId, change }, 'telling a peer of a piped producer failed'),
-    );
+    // Changes of one producer go out in order, each retried a few times: a lost "resumed" would
+    // leave the other node's listeners in silence.
+    const key = importKey(room.tenant, room.name, producerId) + `>${peerNodeId}`;
+    const previous = this.notifying.get(key) ?? Promise.resolve();
+    const next = previous.then(async () => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await callUnary(peer.client, peer.client.pipedProducerChanged, message, 5_000);
+          return;
+        } catch (error) {
+          const code = GatewayError.from(error).code;
+          if (code === ErrorCode.NOT_FOUND || attempt >= NOTIFY_ATTEMPTS) {
+            this.log.warn({ err: error, peer: peerNodeId, producerId, change }, 'telling a peer of a piped producer failed');
+            return;
+          }
+          await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+        }
+      }
+    });
+    this.notifying.set(key, next);
+    void next.finally(() => {
+      if (this.notifying.get(key) === next) this.notifying.delete(key);
+    });
   }
+
+  /** Notifications in flight, by producer and peer, so they arrive in order. */
+  private readonly notifying = new Map<string, Promise<void>>();
 
   /** Importing side: mirror the origin's producer. */
   async pipedProducerChanged(req: PipedProducerChange): Promise<void> {
     const room = this.host.room(req.room!.tenant, req.room!.room);
+    // A change may overtake the import it concerns: it applies once the import is done.
+    await this.importing.get(importKey(room.tenant, room.name, req.producerId))?.catch(() => undefined);
     const producer = room.producers.get(req.producerId);
     if (!producer || producer.appData.importedFrom !== req.originNodeId) return;
     if (req.event === PipedProducerEvent.PIPED_PRODUCER_EVENT_PAUSED) await producer.pause();
@@ -158,11 +205,6 @@ export class PipeCoordinator {
     }
   }
 
-  private peer(address: NodeAddress): SfuClient {
-    this.rememberPeer(address);
-    return this.peers.get(address.nodeId)!.client;
-  }
-
   private rememberPeer(address: NodeAddress): void {
     const known = this.peers.get(address.nodeId);
     if (known && known.address === address.grpcAddress) return;
@@ -182,6 +224,8 @@ export class PipeCoordinator {
     this.peers.clear();
   }
 }
+
+const importKey = (tenant: string, room: string, producerId: string) => `${tenant}/${room}/${producerId}`;
 
 const toMessage = (endpoint: PipeEndpoint): PipeEndpointMessage => ({
   ip: endpoint.ip,

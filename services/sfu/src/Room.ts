@@ -396,6 +396,11 @@ export class Room extends TypedEmitter<RoomEvents> {
     return producer;
   }
 
+  /** The importing end of the pipe from a node, closed (with what came through it). */
+  closePipeIn(originNodeId: string): void {
+    this.pipesIn.get(originNodeId)?.transport.close();
+  }
+
   /** Nodes this room has pipes with, in either direction. */
   pipePeers(): string[] {
     return [...new Set([...this.pipesOut.keys(), ...this.pipesIn.keys()])];

@@ -131,6 +131,10 @@ export class SfuNode implements PipeHost {
     return { nodeId: this.config.nodeId, grpcAddress: this.grpcAddress };
   }
 
+  addressOf(nodeId: string): Promise<string | undefined> {
+    return this.registry?.addressOf(nodeId) ?? Promise.resolve(undefined);
+  }
+
   get pipeListen(): PipeListen {
     return this.config.pipe;
   }

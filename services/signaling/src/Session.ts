@@ -231,6 +231,12 @@ export class Session {
           this.revision = await this.ctx.store.put(this.tenant, this.room, this.toRecord(), current.revision);
           return;
         }
+        // Deleted behind this replica's back (another replica took this one for dead and closed
+        // the participant's media): writing it again would leave a participant without media.
+        this.link?.notify({ $case: 'rejoinRequired', value: { reason: 'session_lost' } });
+        this.link?.close(CloseCode.CLOSE_CODE_REJOIN_REQUIRED, 'rejoin required');
+        this.forgetLocally();
+        return;
       }
     }
     this.revision = await this.ctx.store.put(this.tenant, this.room, this.toRecord());
