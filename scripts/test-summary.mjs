@@ -2,4 +2,8 @@
 import { readFileSync } from 'node:fs';
 
 const report = JSON.parse(readFileSync(process.argv[2], 'utf8'));
-console.log(`${report.numPassedTests} passed, ${report.numFailedTests} failed`);
+// A file whose set-up failed runs none of its tests: each of them counts as failed.
+const notRun = report.testResults
+  .filter((file) => file.status === 'failed')
+  .reduce((n, file) => n + file.assertionResults.filter((t) => t.status !== 'passed' && t.status !== 'failed').length, 0);
+console.log(`${report.numPassedTests} passed, ${report.numFailedTests + notRun} failed`);

@@ -1,4 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import dgram from 'node:dgram';
+import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './NatsServer.js';
 
@@ -87,7 +89,7 @@ export interface SfuProcess extends ServiceProcess {}
 export async function startSfuProcess(options: { natsUrl: string; nodeId?: string; workers?: number; env?: Record<string, string> }) {
   const grpcPort = await freePort();
   const opsPort = await freePort();
-  const rtcPortMin = 41000 + Math.floor(Math.random() * 20000);
+  const rtcPortMin = await freeMediaPorts(options.workers ?? 1);
   const env: Record<string, string> = {
     NATS_URL: options.natsUrl,
     SFU_NODE_ID: options.nodeId ?? `sfu-test-${grpcPort}`,
@@ -107,6 +109,38 @@ export async function startSfuProcess(options: { natsUrl: string; nodeId?: strin
   };
   const proc = await ServiceProcess.start('sfu', env, `http://127.0.0.1:${opsPort}/readyz`);
   return Object.assign(proc, { grpcPort, opsPort, nodeId: env.SFU_NODE_ID });
+}
+
+/**
+ * A base port whose next `count` ports are free for UDP and TCP, below the kernel's ephemeral
+ * range (32768 and up), where outgoing connections would take them from under a starting SFU.
+ * The 200 ports from the base on belong to that SFU: its workers, then its pipes (base + 100 on).
+ */
+export async function freeMediaPorts(count: number): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 60) * 200;
+    const ports = Array.from({ length: count }, (_, i) => base + i);
+    if ((await Promise.all(ports.map(portFree))).every(Boolean)) return base;
+  }
+  throw new Error('no free media ports for an SFU');
+}
+
+/** Whether a port can be bound on the loopback for both TCP and UDP right now. */
+async function portFree(port: number): Promise<boolean> {
+  const tcp = await new Promise<boolean>((resolve) => {
+    const server = net.createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+  if (!tcp) return false;
+  return new Promise<boolean>((resolve) => {
+    const socket = dgram.createSocket('udp4');
+    socket.once('error', () => {
+      socket.close();
+      resolve(false);
+    });
+    socket.bind(port, '127.0.0.1', () => socket.close(() => resolve(true)));
+  });
 }
 
 export async function startSignalingProcess(options: { natsUrl: string; replicaId?: string; env?: Record<string, string> }) {

@@ -3,7 +3,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { RoomEvent } from '@gateway/proto/gateway/events/v1/events';
 import { MediaKind, NodeInfo, SfuClient, TrackSource, TransportDirection } from '@gateway/proto/gateway/sfu/v1/sfu';
 import { ErrorCode, buckets, callUnary, createLogger, grpc, openBucket, subjects, type GatewayError } from '@gateway/common';
-import { NatsServer, freePort, waitFor } from '@gateway/testing';
+import { NatsServer, freeMediaPorts, waitFor } from '@gateway/testing';
 import { readSfuConfig } from './config.js';
 import { SfuNode } from './SfuNode.js';
 
@@ -30,7 +30,7 @@ async function startTestNode(natsUrl: string, nodeId: string, env: Record<string
     SFU_GRPC_PORT: '0',
     SFU_OPS_PORT: '0',
     SFU_WORKERS: '1',
-    SFU_RTC_PORT_MIN: String(await freePort()),
+    SFU_RTC_PORT_MIN: String(await freeMediaPorts(1)),
     SFU_LISTEN_IP: '127.0.0.1',
     ...env,
   });
