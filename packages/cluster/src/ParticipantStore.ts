@@ -1,5 +1,5 @@
 import { ParticipantRecord } from '@gateway/proto/gateway/events/v1/events';
-import { buckets, kvKeys, openBucket, type KV, type NatsConnection } from '@gateway/common';
+import { buckets, kvKeys, liveKeys, openBucket, type KV, type NatsConnection } from '@gateway/common';
 
 export const DEFAULT_RECORD_REFRESH_MS = 15_000;
 
@@ -57,7 +57,7 @@ export class ParticipantStore {
 
   private async all(tenant: string, room: string): Promise<ParticipantRecord[]> {
     const keys: string[] = [];
-    for await (const key of await this.kv.keys(kvKeys.participantsOfRoom(tenant, room))) keys.push(key);
+    keys.push(...(await liveKeys(this.kv, kvKeys.participantsOfRoom(tenant, room))));
     const entries = await Promise.all(keys.map((key) => this.kv.get(key)));
     return entries
       .filter((e) => e !== null && e.operation === 'PUT' && e.length > 0)

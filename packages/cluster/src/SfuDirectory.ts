@@ -10,6 +10,7 @@ import {
   type KV,
   type Logger,
   type NatsConnection,
+  liveKeys,
 } from '@gateway/common';
 
 /** A node is considered gone when its heartbeat is older than this. */
@@ -51,7 +52,7 @@ export class SfuDirectory {
 
   async liveNodes(): Promise<NodeInfo[]> {
     const ids: string[] = [];
-    for await (const key of await this.nodesKv.keys()) ids.push(key);
+    ids.push(...(await liveKeys(this.nodesKv)));
     const nodes = await Promise.all(ids.map((id) => this.node(id)));
     return nodes.filter((n): n is NodeInfo => n !== undefined);
   }

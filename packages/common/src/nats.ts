@@ -1,5 +1,5 @@
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { Kvm, type KV } from '@nats-io/kv';
+import { Kvm, type Bucket, type KV } from '@nats-io/kv';
 import { jetstreamManager, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
 import { Gauge, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
@@ -64,10 +64,28 @@ export async function raiseReplicas(nc: NatsConnection, streamName: string): Pro
   if ((config.num_replicas ?? 1) < wanted) await jsm.streams.update(streamName, { num_replicas: wanted });
 }
 
+/**
+ * The keys of a bucket matching `filter` that hold a value, as `kv.keys()` gives them but
+ * without a consumer: JetStream lists the subjects the bucket's stream holds. Creating a
+ * consumer is what a cluster that has just lost a server can fail to do for a long while, and
+ * listings sit on the join path.
+ */
+export async function liveKeys(kv: KV, filter = '>'): Promise<string[]> {
+  const bucket = kv as unknown as Bucket;
+  const prefix = `${bucket.prefix}.`;
+  const info = await bucket.jsm.streams.info(bucket.stream, { subjects_filter: `${prefix}${filter}` });
+  const keys = Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(prefix.length));
+  // A deleted or purged key keeps a marker message: only those whose last entry is a value count.
+  const entries = await Promise.all(keys.map((key) => kv.get(key)));
+  return keys.filter((_, i) => {
+    const entry = entries[i];
+    return entry !== null && entry !== undefined && entry.operation === 'PUT' && entry.length > 0;
+  });
+}
+
 /** Lists the raw values of every live key matching `filter`. */
 export async function listEntries(kv: KV, filter: string): Promise<Array<{ key: string; value: Uint8Array; revision: number }>> {
-  const keys: string[] = [];
-  for await (const key of await kv.keys(filter)) keys.push(key);
+  const keys = await liveKeys(kv, filter);
   const entries = await Promise.all(keys.map((key) => kv.get(key)));
   const out: Array<{ key: string; value: Uint8Array; revision: number }> = [];
   for (const entry of entries) {

@@ -33,6 +33,7 @@ import {
   type NatsConnection,
   type StopMode,
   DrainWait,
+  liveKeys,
 } from '@gateway/common';
 import type { RecorderConfig } from './config.js';
 import { RecordingJob, type RecordingStatusName } from './RecordingJob.js';
@@ -330,7 +331,7 @@ export class RecorderNode {
   private async finishOrphans(): Promise<void> {
     if (this.closing) return;
     try {
-      for await (const key of await this.records.keys()) {
+      for (const key of await liveKeys(this.records)) {
         const entry = await this.records.get(key);
         if (!entry || entry.operation !== 'PUT' || entry.length === 0) continue;
         const record = RecordingJobRecord.decode(entry.value);

@@ -1,5 +1,5 @@
 import { NodeInfo, type NodeLoad } from '@gateway/proto/gateway/sfu/v1/sfu';
-import { buckets, openBucket, type KV, type Logger, type NatsConnection } from '@gateway/common';
+import { buckets, liveKeys, openBucket, type KV, type Logger, type NatsConnection } from '@gateway/common';
 
 /**
  * Keeps this node's entry in the SFU registry (NATS KV) fresh. The bucket's TTL removes the
@@ -55,7 +55,7 @@ export class NodeRegistry {
    */
   async liveNodeIds(): Promise<Set<string>> {
     const live = new Set<string>();
-    for await (const key of await this.kv.keys()) live.add(key);
+    for (const key of await liveKeys(this.kv)) live.add(key);
     return live;
   }
 

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { KV } from '@nats-io/kv';
+import { liveKeys } from '@gateway/common';
 import type { ContactMap } from '../destinations/types.js';
 
 /**
@@ -33,7 +34,7 @@ export class KvContactMaps {
   async find(tenant: string, subject: { externalId?: string; crmContactId?: string }): Promise<Array<{ key: string; connector: string; crmContactId: string }>> {
     const hashed = subject.externalId ? createHash('sha256').update(`${tenant}:${subject.externalId}`).digest('hex').slice(0, 40) : undefined;
     const found: Array<{ key: string; connector: string; crmContactId: string }> = [];
-    for await (const key of await this.kv.keys(`${tenant}.*.*`)) {
+    for (const key of await liveKeys(this.kv, `${tenant}.*.*`)) {
       const [, connector, keyHash] = key.split('.') as [string, string, string];
       if (hashed && keyHash !== hashed) continue;
       const entry = await this.kv.get(key);
@@ -52,7 +53,7 @@ export class KvContactMaps {
   /** The tenant disconnected the destination: every mapping of it goes. */
   async removeAll(tenant: string, connector: string): Promise<number> {
     const keys: string[] = [];
-    for await (const key of await this.kv.keys(`${this.prefix(tenant, connector)}.*`)) keys.push(key);
+    keys.push(...(await liveKeys(this.kv, `${this.prefix(tenant, connector)}.*`)));
     for (const key of keys) await this.kv.purge(key);
     return keys.length;
   }

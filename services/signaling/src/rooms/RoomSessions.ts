@@ -1,7 +1,7 @@
 import type { KV } from '@nats-io/kv';
 import { jetstream } from '@nats-io/jetstream';
 import { RoomSessionRecord, SessionEnded } from '@gateway/proto/gateway/events/v1/events';
-import { kvKeys, natsHeadersWithTrace, newId, openParticipants, sealParticipants, subjects, type Keyring, type NatsConnection, type SessionParticipant } from '@gateway/common';
+import { kvKeys, liveKeys, natsHeadersWithTrace, newId, openParticipants, sealParticipants, subjects, type Keyring, type NatsConnection, type SessionParticipant } from '@gateway/common';
 
 /** Compare-and-set retries when replicas update one room's record at once. */
 const MAX_ATTEMPTS = 10;
@@ -85,7 +85,7 @@ export class RoomSessions {
   async takeStale(staleMs: number): Promise<Array<{ tenant: string; room: string; record: RoomSessionRecord }>> {
     const taken: Array<{ tenant: string; room: string; record: RoomSessionRecord }> = [];
     const keys: string[] = [];
-    for await (const key of await this.kv.keys(kvKeys.endingRoomSessions)) keys.push(key);
+    keys.push(...(await liveKeys(this.kv, kvKeys.endingRoomSessions)));
     for (const key of keys) {
       const entry = await this.kv.get(key);
       if (!entry || entry.operation !== 'PUT' || entry.length === 0 || Date.now() - entry.created.getTime() < staleMs) continue;
