@@ -104,6 +104,9 @@ export interface StoredArtifact {
 }
 
 /** Artifacts encrypted in the JetStream Object Store, with their wrapped keys in KV. */
+/** How often a read of an artifact's bytes checks that the artifact is not being deleted. */
+const DELETE_CHECK_MS = 2_000;
+
 export class ArtifactStore {
   private constructor(
     private readonly objects: ObjectStore,
@@ -150,7 +153,7 @@ export class ArtifactStore {
     const entry = await this.keys.get(name);
     if (!entry || entry.operation !== 'PUT' || entry.length === 0) throw new GatewayError(ErrorCode.NOT_FOUND, 'artifact not found');
     const record = entry.json<DataKeyRecord>();
-    const ciphertext = await this.objects.getBlob(name);
+    const ciphertext = await this.readBytes(name);
     if (!ciphertext) throw new GatewayError(ErrorCode.NOT_FOUND, 'artifact not found');
     const dataKey = await this.keyring.unwrap(tenant, record.wrapped);
     const decipher = createDecipheriv('aes-256-gcm', dataKey, Buffer.from(record.iv, 'base64')).setAAD(Buffer.from(name));
@@ -161,6 +164,26 @@ export class ArtifactStore {
       throw new GatewayError(ErrorCode.INTERNAL, 'artifact failed its integrity check', { cause: error });
     } finally {
       dataKey.fill(0);
+    }
+  }
+
+  /**
+   * The stored bytes. A delete running meanwhile removes their chunks under the read, which then
+   * waits for chunks that will not come: while it waits, the key is checked, and once it is gone
+   * (deleting starts with it) the artifact is not found. A long read of a large file goes on.
+   */
+  private async readBytes(name: string): Promise<Uint8Array | null> {
+    const read = this.objects.getBlob(name);
+    for (;;) {
+      let timer: NodeJS.Timeout | undefined;
+      const tick = new Promise<'tick'>((resolve) => (timer = setTimeout(() => resolve('tick'), DELETE_CHECK_MS)));
+      const first = await Promise.race([read, tick]).finally(() => clearTimeout(timer));
+      if (first !== 'tick') return first;
+      const entry = await this.keys.get(name);
+      if (!entry || entry.operation !== 'PUT' || entry.length === 0) {
+        read.catch(() => undefined);
+        return null;
+      }
     }
   }
 
