@@ -13,7 +13,7 @@ describe('loadConfig', () => {
     expect(loadConfig(shape, { SOME_PORT: '9000', SOME_FLAG: 'yes', SOME_NAME: 'y' })).toEqual({ SOME_PORT: 9000, SOME_FLAG: true, SOME_NAME: 'y' });
   });
 
-  it('names every bad variable and its value', () => {
+  it('names every bad variable and its rule, never its value', () => {
     let error: unknown;
     try {
       loadConfig(shape, { SOME_PORT: 'eighty', SOME_FLAG: 'maybe' });
@@ -22,7 +22,46 @@ describe('loadConfig', () => {
     }
     expect(error).toBeInstanceOf(GatewayError);
     expect((error as GatewayError).code).toBe(ErrorCode.CONFIG_INVALID);
-    expect((error as GatewayError).message).toContain('SOME_PORT="eighty"');
-    expect((error as GatewayError).message).toContain('SOME_FLAG="maybe"');
+    const message = (error as GatewayError).message;
+    expect(message).toMatch(/SOME_PORT: /);
+    expect(message).toMatch(/SOME_FLAG: /);
+    expect(message).not.toContain('eighty');
+    expect(message).not.toContain('maybe');
+  });
+});
+
+describe('configuration errors never print secrets', () => {
+  it('a short apiSecret names the variable and the rule, not any tenant secret', async () => {
+    const { tenantsShape } = await import('./tenants.js');
+    const secret = 'a-long-enough-secret-of-tenant-one-000000';
+    const tenants = JSON.stringify([{ name: 'one', apiKey: 'k1', apiSecret: secret }, { name: 'two', apiKey: 'k2', apiSecret: 'short-secret' }]);
+    const error = (() => {
+      try {
+        loadConfig(tenantsShape, { GATEWAY_TENANTS: tenants });
+      } catch (e) {
+        return e as GatewayError;
+      }
+    })();
+    expect(error?.code).toBe(ErrorCode.CONFIG_INVALID);
+    expect(error?.message).toContain('GATEWAY_TENANTS');
+    expect(error?.message).toContain('apiSecret must be at least 32 characters');
+    expect(error?.message).not.toContain(secret);
+    expect(error?.message).not.toContain('short-secret');
+  });
+
+  it('a bad key-encryption key names the tenant, not any key', async () => {
+    const { tenantKeysShape } = await import('./artifacts.js');
+    const good = Buffer.alloc(32, 7).toString('base64');
+    const error = (() => {
+      try {
+        loadConfig(tenantKeysShape, { GATEWAY_TENANT_KEYS: JSON.stringify({ one: good, two: 'bm90LTMyLWJ5dGVz' }) });
+      } catch (e) {
+        return e as GatewayError;
+      }
+    })();
+    expect(error?.message).toContain('GATEWAY_TENANT_KEYS');
+    expect(error?.message).toContain('two');
+    expect(error?.message).not.toContain(good);
+    expect(error?.message).not.toContain('bm90LTMyLWJ5dGVz');
   });
 });

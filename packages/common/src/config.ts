@@ -4,7 +4,8 @@ import { ErrorCode, GatewayError } from './errors.js';
 /**
  * Reads a service's configuration from environment variables through a zod schema whose keys
  * are the variable names. Defaults are safe for one machine; anything invalid stops the service
- * with a message naming each bad variable.
+ * with a message naming each bad variable and the rule it breaks, never its value: a variable
+ * may hold every tenant's secret or key, and start-up errors end up in log systems.
  */
 export function loadConfig<S extends z.ZodRawShape>(
   shape: S,
@@ -20,7 +21,8 @@ export function loadConfig<S extends z.ZodRawShape>(
   if (!result.success) {
     const problems = result.error.issues.map((issue) => {
       const variable = String(issue.path[0] ?? '?');
-      return `${variable}=${JSON.stringify(input[variable] ?? null)}: ${issue.message}`;
+      const where = issue.path.length > 1 ? ` at ${issue.path.slice(1).join('.')}` : '';
+      return `${variable}${where}: ${issue.message}`;
     });
     throw new GatewayError(ErrorCode.CONFIG_INVALID, `invalid configuration:\n  ${problems.join('\n  ')}`);
   }

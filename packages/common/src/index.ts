@@ -16,3 +16,6 @@ export * from './tenants.js';
 export * from './deviceKeys.js';
 export * from './sessions.js';
 export * from './telemetry/tracing.js';
+export * from './validation.js';
+export * from './clientErrors.js';
+export * from './http.js';

@@ -9,6 +9,7 @@ import {
   connectNats,
   createMetricsRegistry,
   ensureStream,
+  hardenHttpServer,
   observeConsumerLag,
   openBucket,
   startOpsServer,
@@ -59,6 +60,7 @@ export class CrmSync {
 
     const dataSubjects = new DataSubjects(nc, jsm, artifacts, contactMaps, new DeviceKeys(await openBucket(nc, buckets.deviceKeys)), keyring);
     const httpServer = http.createServer(createAdminHandler(() => config.tenants, connectors, dataSubjects, log));
+    hardenHttpServer(httpServer);
     await new Promise<void>((resolve, reject) => {
       httpServer.once('error', reject);
       httpServer.listen(config.port, config.host, () => resolve());

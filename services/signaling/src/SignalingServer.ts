@@ -17,6 +17,7 @@ import {
   newId,
   openBucket,
   ensureStream,
+  hardenHttpServer,
   streams,
   startOpsServer,
   subjects,
@@ -140,6 +141,7 @@ export class SignalingServer implements SessionBroker {
     const wss = new WebSocketServer({ noServer: true, maxPayload: this.config.hardFrameLimitBytes });
     this.wss = wss;
     const httpServer = http.createServer(createHttpHandler(this.config, this.log, this));
+    hardenHttpServer(httpServer);
     httpServer.on('upgrade', (req, socket, head) => {
       const path = (req.url ?? '').split('?')[0];
       if (path !== '/ws' || this.shuttingDown) {
