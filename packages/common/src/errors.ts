@@ -28,6 +28,8 @@ export const ErrorCode = {
   CONFIG_INVALID: 'CONFIG_INVALID',
   /** The operation does not apply in the current state (e.g. resuming a recording that is not paused). */
   INVALID_STATE: 'INVALID_STATE',
+  /** A configured limit (transports, consumers, participants, rooms, sessions per token, uploads) is reached. */
+  LIMIT_EXCEEDED: 'LIMIT_EXCEEDED',
   /** This node has no capacity left for the work; another node may take it. */
   NO_CAPACITY: 'NO_CAPACITY',
   /** A customer's destination (CRM, database, storage) refused or failed a delivery. */
@@ -76,6 +78,7 @@ const httpStatusByCode: Partial<Record<ErrorCode, number>> = {
   ALREADY_EXISTS: 409,
   INVALID_STATE: 409,
   RATE_LIMITED: 429,
+  LIMIT_EXCEEDED: 429,
   DESTINATION_FAILED: 502,
   UNAVAILABLE: 503,
   TIMEOUT: 504,

@@ -19,6 +19,7 @@ const toStatus: Partial<Record<ErrorCode, grpc.status>> = {
   TIMEOUT: grpc.status.DEADLINE_EXCEEDED,
   INVALID_STATE: grpc.status.FAILED_PRECONDITION,
   NO_CAPACITY: grpc.status.RESOURCE_EXHAUSTED,
+  LIMIT_EXCEEDED: grpc.status.RESOURCE_EXHAUSTED,
 };
 
 const codeMetadataKey = 'gateway-error-code';
