@@ -19,3 +19,4 @@ export * from './telemetry/tracing.js';
 export * from './validation.js';
 export * from './clientErrors.js';
 export * from './http.js';
+export * from './mediaSchemas.js';
