@@ -1,7 +1,10 @@
 import { ParticipantRecord } from '@gateway/proto/gateway/events/v1/events';
-import { buckets, kvKeys, liveKeys, openBucket, type KV, type NatsConnection } from '@gateway/common';
+import type { Bucket } from '@nats-io/kv';
+import { ErrorCode, GatewayError, buckets, decodeChecked, kvKeys, liveKeys, openBucket, participantRecordSchema, type KV, type NatsConnection } from '@gateway/common';
 
 export const DEFAULT_RECORD_REFRESH_MS = 15_000;
+/** Largest participant record written to KV. */
+export const MAX_RECORD_BYTES = 64 * 1024;
 
 /**
  * Live participants in NATS KV, so that any signaling replica can list a room and take a
@@ -29,13 +32,17 @@ export class ParticipantStore {
   async get(tenant: string, room: string, participantId: string): Promise<{ record: ParticipantRecord; revision: number } | undefined> {
     const entry = await this.kv.get(kvKeys.participant(tenant, room, participantId));
     if (!entry || entry.operation !== 'PUT' || entry.length === 0) return undefined;
-    return { record: ParticipantRecord.decode(entry.value), revision: entry.revision };
+    const record = readRecord(entry.value, participantId);
+    return record ? { record, revision: entry.revision } : undefined;
   }
 
   /** Writes the record; with `revision`, only if nobody changed it since (compare-and-set). */
   async put(tenant: string, room: string, record: ParticipantRecord, revision?: number): Promise<number> {
     const key = kvKeys.participant(tenant, room, record.info!.participantId);
     const value = ParticipantRecord.encode({ ...record, refreshedAtMs: Date.now() }).finish();
+    // The per-participant limits keep a record far below this; a record over it is refused here
+    // rather than by NATS (whose payload limit would fail every later write of the session).
+    if (value.length > MAX_RECORD_BYTES) throw new GatewayError(ErrorCode.LIMIT_EXCEEDED, `a participant record is limited to ${MAX_RECORD_BYTES} bytes`);
     return revision === undefined ? this.kv.put(key, value) : this.kv.update(key, value, revision);
   }
 
@@ -49,6 +56,20 @@ export class ParticipantStore {
     return (await this.all(tenant, room)).filter((r) => now - r.refreshedAtMs < this.staleMs);
   }
 
+  /**
+   * Whether a tenant has `limit` rooms with participants. The keys the bucket's stream holds are
+   * counted first (cheap, but they include records deleted in the last TTL); only when those
+   * reach the limit are the live records read one by one.
+   */
+  async roomCountReaches(tenant: string, limit: number): Promise<boolean> {
+    const rooms = (keys: string[]) => new Set(keys.map((key) => key.split('.')[1]!)).size;
+    const bucket = this.kv as unknown as Bucket;
+    const prefix = `${bucket.prefix}.`;
+    const info = await bucket.jsm.streams.info(bucket.stream, { subjects_filter: `${prefix}${tenant}.*.*` });
+    if (rooms(Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(prefix.length))) < limit) return false;
+    return rooms(await liveKeys(this.kv, `${tenant}.*.*`)) >= limit;
+  }
+
   /** Records of the room older than the stale limit: their replica is gone. */
   async stale(tenant: string, room: string): Promise<ParticipantRecord[]> {
     const now = Date.now();
@@ -59,8 +80,26 @@ export class ParticipantStore {
     const keys: string[] = [];
     keys.push(...(await liveKeys(this.kv, kvKeys.participantsOfRoom(tenant, room))));
     const entries = await Promise.all(keys.map((key) => this.kv.get(key)));
-    return entries
-      .filter((e) => e !== null && e.operation === 'PUT' && e.length > 0)
-      .map((e) => ParticipantRecord.decode(e!.value));
+    const records: ParticipantRecord[] = [];
+    for (const entry of entries) {
+      if (!entry || entry.operation !== 'PUT' || entry.length === 0) continue;
+      const record = readRecord(entry.value, entry.key.split('.')[2] ?? '');
+      if (record) records.push(record);
+    }
+    return records;
+  }
+}
+
+/**
+ * A record read back from KV, checked before anything trusts it (grants are rebuilt from it on a
+ * resume): undefined when it does not decode, breaks a bound or names another participant than
+ * its key. Such a record counts as absent: its session cannot be resumed or listed.
+ */
+function readRecord(bytes: Uint8Array, participantId: string): ParticipantRecord | undefined {
+  try {
+    const record = decodeChecked(ParticipantRecord, bytes, participantRecordSchema, 'participant record');
+    return record.info?.participantId === participantId ? record : undefined;
+  } catch {
+    return undefined;
   }
 }

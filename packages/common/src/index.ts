@@ -20,3 +20,4 @@ export * from './validation.js';
 export * from './clientErrors.js';
 export * from './http.js';
 export * from './mediaSchemas.js';
+export * from './eventSchemas.js';

@@ -10,6 +10,8 @@ import { z } from 'zod';
 
 /** Printable ASCII without spaces: MIME types, URIs, rids, cnames, fingerprints. */
 const ascii = (max: number) => z.string().min(1).max(max).regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces');
+/** The same where an empty value is how a client says "none" (a browser's empty CNAME). */
+const asciiOrEmpty = (max: number) => z.string().max(max).regex(/^[\x21-\x7e]*$/, 'must be printable ASCII without spaces');
 const u8 = () => z.number().int().min(0).max(255);
 const u32 = () => z.number().int().min(0).max(0xffffffff);
 const mediaKind = z.enum(['audio', 'video']);
@@ -44,11 +46,11 @@ export const rtpEncodingParametersSchema = z.object({
 });
 
 export const rtpParametersSchema = z.object({
-  mid: ascii(32).optional(),
+  mid: asciiOrEmpty(32).optional(),
   codecs: z.array(rtpCodecParametersSchema).min(1).max(32),
   headerExtensions: z.array(z.object({ uri: ascii(256), id: z.number().int().min(1).max(255), encrypt: z.boolean().optional(), parameters: codecParameters.optional() })).max(32).optional(),
   encodings: z.array(rtpEncodingParametersSchema).max(8).optional(),
-  rtcp: z.object({ cname: ascii(255).optional(), reducedSize: z.boolean().optional(), mux: z.boolean().optional() }).optional(),
+  rtcp: z.object({ cname: asciiOrEmpty(255).optional(), reducedSize: z.boolean().optional(), mux: z.boolean().optional() }).optional(),
 });
 
 export const rtpCapabilitiesSchema = z.object({

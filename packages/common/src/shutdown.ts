@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { shutdownTelemetry } from './telemetry/tracing.js';
+import { newReference } from './clientErrors.js';
 
 /**
  * SIGTERM asks for a graceful stop (drain, finish work), SIGINT for a quick one. A second
@@ -28,6 +29,18 @@ export function handleSignals(log: Logger, stop: (mode: StopMode) => Promise<voi
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  containRejections(log);
+}
+
+/**
+ * A promise that rejects with nobody waiting for it (a background refresh, a fire-and-forget
+ * publish) is logged under a reference instead of ending the process, as Node would by default:
+ * it failed on its own, and every connection and room of the process would go with it.
+ */
+export function containRejections(log: Logger): void {
+  process.on('unhandledRejection', (reason: unknown) => {
+    log.error({ err: reason, reference: newReference() }, 'unhandled rejection contained');
+  });
 }
 
 /** Runs a service's main: config errors and start-up failures print a clear message and exit 1. */

@@ -84,6 +84,13 @@ export const buckets = {
    * (gateway.events.v1); a session being finished: key = `${tenant}.${room}.ending.${sessionId}`.
    */
   roomSessions: 'gateway_room_sessions',
+  /**
+   * Live sessions of each join token: key = `${tenant}.${tokenId}.${slot}`, JSON { participantId,
+   * room, claimedAtMs }; a token holds at most its tenant's sessionsPerToken slots.
+   */
+  tokenSessions: 'gateway_token_sessions',
+  /** An upload answering a Smart Action in progress: key = `${tenant}.${room}.${actionId}`, JSON { startedAtMs }; expires. */
+  uploadLeases: 'gateway_upload_leases',
   /** CRM contact ids: key = `${tenant}.${connector}.${sha256(external id)}`, value = the CRM's id. */
   crmContacts: 'gateway_crm_contacts',
 } as const;

@@ -26,6 +26,19 @@ const tenantSchema = z.object({
     .optional(),
   /** Days crm-sync keeps trying a communication before deleting it undelivered (default: CRM_SYNC_RETENTION_DAYS). */
   retentionDays: z.number().positive().max(365).optional(),
+  /** The tenant's limits; each falls back to the deployment's default (SIGNALING_MAX_* and the like). */
+  limits: z
+    .object({
+      /** Live sessions one join token may hold at once (a token carries a jti). */
+      sessionsPerToken: z.number().int().min(1).max(100).optional(),
+      /** A session older than this cannot be resumed: the client joins again with a fresh token. */
+      maxSessionSeconds: z.number().int().min(60).max(7 * 24 * 3600).optional(),
+      /** Participants in one room. */
+      participantsPerRoom: z.number().int().min(2).max(1_000).optional(),
+      /** Rooms with participants at once. */
+      rooms: z.number().int().min(1).max(1_000_000).optional(),
+    })
+    .optional(),
   /** What chat redaction replaces before a message is stored or shown; every kind by default. */
   redaction: z
     .object({

@@ -18,7 +18,7 @@ import type {
   TrackInfo,
 } from '@gateway/proto/gateway/signaling/v1/signaling';
 import { CloseCode } from '@gateway/proto/gateway/signaling/v1/signaling';
-import { ErrorCode, GatewayError, callUnary, redact, type Logger, type RedactionPolicy } from '@gateway/common';
+import { ErrorCode, GatewayError, ID_PATTERN, callUnary, redact, type Logger, type RedactionPolicy } from '@gateway/common';
 import type { ChatLog } from './chat/ChatLog.js';
 import type { Actor, SmartActions } from './actions/SmartActions.js';
 import { RateLimiter } from './ws/RateLimiter.js';
@@ -50,6 +50,10 @@ export interface SessionContext {
   forget(session: Session): void;
   /** Called once a participant left the room for good (the room may now be empty). */
   participantGone(tenant: string, room: string): void;
+  /** Gives back the join token's slot the session held. */
+  releaseToken(session: Session): Promise<void>;
+  /** What one participant may hold on the SFU. */
+  mediaLimits: { transports: number; producers: number; consumers: number };
 }
 
 /** The socket side of a session, implemented by the WebSocket connection. */
@@ -80,8 +84,9 @@ const sourceRules: Record<Source, { kind: 'audio' | 'video'; grant: 'camera' | '
 const hashSecret = (secret: string) => createHash('sha256').update(secret).digest();
 
 export function parseResumeToken(token: string): { tenant: string; room: string; participantId: string; secret: string } | undefined {
+  if (typeof token !== 'string' || token.length > 512) return undefined;
   const parts = token.split('.');
-  if (parts.length !== 4 || parts.some((p) => p.length === 0)) return undefined;
+  if (parts.length !== 4 || parts.some((p) => !ID_PATTERN.test(p))) return undefined;
   const [tenant, room, participantId, secret] = parts as [string, string, string, string];
   return { tenant, room, participantId, secret };
 }
@@ -152,6 +157,7 @@ export class Session {
       expiresAt: record.tokenExpiresAt,
       // The contact details went into the room's session record at join.
       contact: {},
+      tokenId: record.tokenId,
     };
     const session = new Session(ctx, { ...info, tracks: [] }, grant, record.nodeId, sfu, Buffer.from(record.resumeTokenHash));
     for (const id of record.transportIds) session.transports.add(id);
@@ -175,6 +181,11 @@ export class Session {
     return this.link !== undefined;
   }
 
+  /** When the socket dropped (0 while connected). */
+  get disconnectedAt(): number {
+    return this.disconnectedAtMs;
+  }
+
   toRecord(): ParticipantRecord {
     return {
       info: { ...this.info, tracks: [...this.tracks.values()] },
@@ -189,6 +200,7 @@ export class Session {
       resumeTokenHash: this.resumeHash,
       consumers: Object.fromEntries(this.consumers),
       recvTransportId: this.recvTransportId ?? '',
+      tokenId: this.grant.tokenId,
     };
   }
 
@@ -203,6 +215,16 @@ export class Session {
       }
     });
     return this.persistChain;
+  }
+
+  /** Writes the session's record now, in order with the other writes; throws when it fails (a join or resume must not go on without it). */
+  save(): Promise<void> {
+    const write = this.persistChain.then(() => {
+      if (this.ended) throw new GatewayError(ErrorCode.SESSION_EXPIRED, 'the session ended meanwhile');
+      return this.writeRecord();
+    });
+    this.persistChain = write.catch(() => undefined);
+    return write;
   }
 
   /** Claims the record as read at `revision` (compare-and-set); throws if it changed since. */
@@ -287,6 +309,7 @@ export class Session {
     await this.sfuCall(this.sfu.closeParticipant, { room: this.roomRef(), participantId: this.participantId }).catch(() => undefined);
     await this.persistChain;
     await this.ctx.store.delete(this.tenant, this.room, this.participantId);
+    await this.ctx.releaseToken(this).catch((error: unknown) => this.log.warn({ err: error }, 'releasing the join token failed'));
     this.ctx.hub.publish(this.tenant, this.room, { $case: 'participantLeft', value: { participantId: this.participantId, reason } });
     this.ctx.participantGone(this.tenant, this.room);
   }
@@ -302,6 +325,7 @@ export class Session {
     this.forgetLocally();
     await this.persistChain;
     await this.ctx.store.delete(this.tenant, this.room, this.participantId);
+    await this.ctx.releaseToken(this).catch((error: unknown) => this.log.warn({ err: error }, 'releasing the join token failed'));
     this.ctx.hub.publish(this.tenant, this.room, { $case: 'participantLeft', value: { participantId: this.participantId, reason: 'node_gone' } });
   }
 
@@ -368,6 +392,7 @@ export class Session {
         if (direction !== 'send' && direction !== 'recv') throw new GatewayError(ErrorCode.BAD_REQUEST, 'direction must be "send" or "recv"');
         if (direction === 'send' && !this.grant.grants.canPublish) throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'this token may not publish');
         if (direction === 'recv' && !this.grant.grants.canSubscribe) throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'this token may not subscribe');
+        this.withinLimit(this.transports.size, this.ctx.mediaLimits.transports, 'transports');
         const transport = await this.sfuCall(this.sfu.createWebRtcTransport, {
           room: this.roomRef(),
           participantId: this.participantId,
@@ -415,6 +440,7 @@ export class Session {
           throw new GatewayError(ErrorCode.ALREADY_EXISTS, `${source} is already published; unpublish it first`);
         }
         if (!rtpParameters) throw new GatewayError(ErrorCode.BAD_REQUEST, 'rtpParameters is required');
+        this.withinLimit(this.tracks.size, this.ctx.mediaLimits.producers, 'published tracks');
         const transportId = this.ownTransport(requestedTransport);
         const { producerId } = await this.sfuCall(this.sfu.produce, {
           transport: { room: this.roomRef(), transportId },
@@ -460,6 +486,16 @@ export class Session {
         const { producerId, rtpCapabilities } = method.value;
         if (!producerId || !rtpCapabilities) throw new GatewayError(ErrorCode.BAD_REQUEST, 'producerId and rtpCapabilities are required');
         const transportId = method.value.transportId ? this.ownTransport(method.value.transportId) : this.receiveTransport();
+        // One consumer per producer: a second consume of it (a retry after a timeout, a client
+        // that lost track) replaces the first, so repeating it cannot pile consumers up.
+        const previous = [...this.consumers].find(([, consumed]) => consumed === producerId)?.[0];
+        if (previous) {
+          await this.sfuCall(this.sfu.closeConsumer, { room: this.roomRef(), consumerId: previous }).catch((error: GatewayError) => {
+            if (error.code !== ErrorCode.NOT_FOUND) throw error;
+          });
+          this.consumers.delete(previous);
+        }
+        this.withinLimit(this.consumers.size, this.ctx.mediaLimits.consumers, 'received tracks');
         const request = { transport: { room: this.roomRef(), transportId }, producerId, rtpCapabilities };
         const consumer = await this.sfuCall(this.sfu.consume, request).catch(async (error: GatewayError) => {
           // A producer of the room's other node: pipe it here, then consume it like a local one.
@@ -596,6 +632,10 @@ export class Session {
     await callUnary(client, call, ref, action === 'stopRecording' ? 60_000 : 10_000);
     const state = action === 'pauseRecording' ? 'paused' : action === 'resumeRecording' ? 'resumed' : 'stopped';
     return { recordingId: recording.recordingId, state, by: this.participantId };
+  }
+
+  private withinLimit(held: number, limit: number, what: string): void {
+    if (held >= limit) throw new GatewayError(ErrorCode.LIMIT_EXCEEDED, `a participant holds at most ${limit} ${what}`);
   }
 
   private ownTransport(id: string): string {

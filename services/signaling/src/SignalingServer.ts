@@ -17,14 +17,17 @@ import {
   newId,
   openBucket,
   ensureStream,
+  decodeChecked,
   hardenHttpServer,
+  sessionTakeoverSchema,
   streams,
   startOpsServer,
   subjects,
   type Logger,
   type NatsConnection,
 } from '@gateway/common';
-import { recordingOptions, redactionPolicy, type SignalingConfig } from './config.js';
+import { recordingOptions, redactionPolicy, tenantLimits, type SignalingConfig } from './config.js';
+import { TokenSessions } from './auth/TokenSessions.js';
 import { ChatLog } from './chat/ChatLog.js';
 import { finishRoom } from './chat/transcript.js';
 import { SmartActions } from './actions/SmartActions.js';
@@ -76,6 +79,7 @@ export class SignalingServer implements SessionBroker {
     readonly actions: SmartActions,
     private readonly artifacts: ArtifactStore,
     private readonly roomSessions: RoomSessions,
+    private readonly tokenSessions: TokenSessions,
     readonly registry: Registry,
     private readonly log: Logger,
   ) {
@@ -96,6 +100,8 @@ export class SignalingServer implements SessionBroker {
         if (this.sessions.get(session.participantId) === session) this.sessions.delete(session.participantId);
       },
       participantGone: (tenant, room) => void this.finishConversationIfEmpty(tenant, room),
+      releaseToken: (session) => this.releaseToken(session),
+      mediaLimits: { transports: config.limits.transportsPerParticipant, producers: config.limits.producersPerParticipant, consumers: config.limits.consumersPerParticipant },
     };
     this.metrics = createSignalingMetrics(registry, this);
   }
@@ -123,11 +129,14 @@ export class SignalingServer implements SessionBroker {
       artifacts,
       () => config.tenants,
       { rpId: config.webauthn.rpId, rpName: 'Gateway', origins: () => config.webauthn.origins ?? [`http://localhost:${port}`, `https://localhost:${port}`] },
-      config.smartActions,
+      { ...config.smartActions, concurrentUploads: config.limits.concurrentUploads },
+      await openBucket(nc, buckets.uploadLeases, { ttlMs: 5 * 60_000 }),
     );
     await ensureStream(nc, streams.sessions);
     const roomSessions = new RoomSessions(nc, await openBucket(nc, buckets.roomSessions), keyring);
-    const server = new SignalingServer(config, nc, directory, recorders, store, hub, chat, actions, artifacts, roomSessions, createMetricsRegistry('signaling'), log);
+    // Slots outlive no token: the longest a minted token lives is a week.
+    const tokenSessions = new TokenSessions(await openBucket(nc, buckets.tokenSessions, { ttlMs: 8 * 24 * 3600_000 }));
+    const server = new SignalingServer(config, nc, directory, recorders, store, hub, chat, actions, artifacts, roomSessions, tokenSessions, createMetricsRegistry('signaling'), log);
     server.listenForTakeovers();
     server.timers.push(setInterval(() => void server.checkNodes(), NODE_CHECK_MS));
     server.timers.push(setInterval(() => void server.sweepEndingSessions(), config.sessionFinishStaleMs / 2));
@@ -173,25 +182,34 @@ export class SignalingServer implements SessionBroker {
     const started = performance.now();
     // The token is checked before any room work.
     const grant = await verifyJoinToken(this.config.tenants, token);
+    const limits = tenantLimits(this.config, grant.tenant);
     // Placement needs what the participant will consume and which nodes the room spans already.
     const present = await this.store.list(grant.tenant, grant.room);
-    const placed = await this.directory.placeParticipant(grant.tenant, grant.room, {
-      consumers: grant.grants.canSubscribe ? present.reduce((n, r) => n + (r.info?.tracks.length ?? 0), 0) : 0,
-      roomNodes: present.map((r) => r.nodeId),
-    });
-    const { rtpCapabilities, activeSpeakerParticipantId } = await callUnary(placed.client, placed.client.openRoom, { room: { tenant: grant.tenant, room: grant.room } });
-    const { session, resumeToken } = Session.create(this.ctx, newId('PA'), grant, placed.nodeId, placed.client);
-    session.attach(link);
-    this.sessions.set(session.participantId, session);
-    // Subscribe before announcing, so nothing published from now on is missed.
-    this.hub.add(grant.tenant, grant.room, session);
-    await session.persist();
-    const others = (await this.store.list(grant.tenant, grant.room))
-      .filter((r) => r.info && r.info.participantId !== session.participantId)
-      .map((r) => r.info!);
-    this.hub.publish(grant.tenant, grant.room, { $case: 'participantJoined', value: session.info });
-    await this.roomSessions
-      .join(grant.tenant, grant.room, {
+    if (present.length >= limits.participantsPerRoom) throw new GatewayError(ErrorCode.LIMIT_EXCEEDED, `a room holds at most ${limits.participantsPerRoom} participants`);
+    if (present.length === 0 && (await this.store.roomCountReaches(grant.tenant, limits.rooms))) {
+      throw new GatewayError(ErrorCode.LIMIT_EXCEEDED, `the tenant has ${limits.rooms} rooms in use, its limit`);
+    }
+    const participantId = newId('PA');
+    // A token holds a slot per live session (one by default): a copied token cannot join twice.
+    await this.tokenSessions.claim(grant.tenant, grant.tokenId, { participantId, room: grant.room }, limits.sessionsPerToken, async (holder) =>
+      (await this.store.get(grant.tenant, holder.room, holder.participantId).catch(() => undefined)) !== undefined,
+    );
+    let session: Session | undefined;
+    try {
+      const placed = await this.directory.placeParticipant(grant.tenant, grant.room, {
+        consumers: grant.grants.canSubscribe ? present.reduce((n, r) => n + (r.info?.tracks.length ?? 0), 0) : 0,
+        roomNodes: present.map((r) => r.nodeId),
+      });
+      const { rtpCapabilities, activeSpeakerParticipantId } = await callUnary(placed.client, placed.client.openRoom, { room: { tenant: grant.tenant, room: grant.room } });
+      let resumeToken: string;
+      ({ session, resumeToken } = Session.create(this.ctx, participantId, grant, placed.nodeId, placed.client));
+      session.attach(link);
+      this.sessions.set(session.participantId, session);
+      // Subscribe before announcing, so nothing published from now on is missed.
+      this.hub.add(grant.tenant, grant.room, session);
+      await session.save();
+      // The room's session record carries the participant to the CRM: a join without it is no join.
+      await this.roomSessions.join(grant.tenant, grant.room, {
         participantId: session.participantId,
         role: grant.role,
         externalId: grant.identity,
@@ -199,20 +217,29 @@ export class SignalingServer implements SessionBroker {
         phoneNumber: grant.contact.phoneNumber ?? '',
         deviceIds: grant.contact.deviceIds ?? [],
         joinedAtMs: session.info.joinedAtMs,
-      })
-      .catch((error: unknown) => this.log.error({ err: error, room: `${grant.tenant}/${grant.room}` }, 'recording the participant in the room session failed'));
-    this.metrics.joinSeconds.observe((performance.now() - started) / 1000);
-    this.log.info({ participantId: session.participantId, room: `${grant.tenant}/${grant.room}`, nodeId: placed.nodeId, role: grant.role }, 'participant joined');
-    const recording = await this.recordingStatus(grant.tenant, grant.room);
-    const tenant = this.config.tenants.find((t) => t.name === grant.tenant);
-    if (!recording && grant.role === 'agent' && tenant?.recording?.onAgentJoin) {
-      // The tenant records every call an agent takes; the agent's own media joins the recording as it is published.
-      void startRoomRecording(this.recorders, grant.tenant, grant.room, '', recordingOptions(tenant)).catch((error) => {
-        if (!(error instanceof GatewayError && error.code === ErrorCode.ALREADY_EXISTS)) this.log.error({ err: error, room: `${grant.tenant}/${grant.room}` }, 'starting the automatic recording failed');
       });
+      const others = (await this.store.list(grant.tenant, grant.room))
+        .filter((r) => r.info && r.info.participantId !== participantId)
+        .map((r) => r.info!);
+      const recording = await this.recordingStatus(grant.tenant, grant.room);
+      const [messages, smartActions] = await Promise.all([this.chatHistory(grant.tenant, grant.room), this.actions.list(grant.tenant, grant.room)]);
+      this.hub.publish(grant.tenant, grant.room, { $case: 'participantJoined', value: session.info });
+      this.metrics.joinSeconds.observe((performance.now() - started) / 1000);
+      this.log.info({ participantId, room: `${grant.tenant}/${grant.room}`, nodeId: placed.nodeId, role: grant.role }, 'participant joined');
+      const tenant = this.config.tenants.find((t) => t.name === grant.tenant);
+      if (!recording && grant.role === 'agent' && tenant?.recording?.onAgentJoin) {
+        // The tenant records every call an agent takes; the agent's own media joins the recording as it is published.
+        void startRoomRecording(this.recorders, grant.tenant, grant.room, '', recordingOptions(tenant)).catch((error) => {
+          if (!(error instanceof GatewayError && error.code === ErrorCode.ALREADY_EXISTS)) this.log.error({ err: error, room: `${grant.tenant}/${grant.room}` }, 'starting the automatic recording failed');
+        });
+      }
+      return { session, response: session.joinResponse({ participants: others, routerRtpCapabilities: rtpCapabilities ?? {}, resumeToken, resumeWindowMs: this.config.resumeWindowMs, recording, messages, smartActions, activeSpeakerParticipantId }) };
+    } catch (error) {
+      // Nothing of a join that failed half-way stays: its media, record, slot and membership go.
+      if (session) await session.end('left').catch((rollbackError: unknown) => this.log.warn({ err: rollbackError, participantId }, 'rolling back a failed join failed'));
+      else await this.tokenSessions.release(grant.tenant, grant.tokenId, participantId, limits.sessionsPerToken).catch(() => undefined);
+      throw error;
     }
-    const [messages, smartActions] = await Promise.all([this.chatHistory(grant.tenant, grant.room), this.actions.list(grant.tenant, grant.room)]);
-    return { session, response: session.joinResponse({ participants: others, routerRtpCapabilities: rtpCapabilities ?? {}, resumeToken, resumeWindowMs: this.config.resumeWindowMs, recording, messages, smartActions, activeSpeakerParticipantId }) };
   }
 
   async resume(link: SessionLink, resumeToken: string): Promise<{ session: Session; response: JoinResponse }> {
@@ -223,22 +250,57 @@ export class SignalingServer implements SessionBroker {
     if (session && (session.tenant !== tenant || session.room !== room || !session.matchesResumeSecret(secret))) {
       throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'the resume token is invalid');
     }
-    if (!session) session = await this.takeOverSession(parsed);
-    // The room must still be the one the session's media lives in.
-    const { rtpCapabilities, created, activeSpeakerParticipantId } = await callUnary(session.sfu, session.sfu.openRoom, { room: { tenant, room } });
-    if (created) {
-      session.forgetLocally();
-      await this.store.delete(tenant, room, participantId);
-      this.metrics.resumes.inc({ result: 'expired' });
-      throw sessionExpired();
-    }
+    if (session) {
+      // The same rule as for a session held elsewhere (takeOverSession reads it from the record).
+      const refusal = this.resumeRefusal(tenant, session.info.joinedAtMs, session.connected, session.disconnectedAt);
+      if (refusal) {
+        this.metrics.resumes.inc({ result: 'expired' });
+        throw refusal;
+      }
+    } else session = await this.takeOverSession(parsed);
     session.attach(link);
-    await session.persist();
-    const others = (await this.store.list(tenant, room)).filter((r) => r.info && r.info.participantId !== participantId).map((r) => r.info!);
-    this.metrics.resumes.inc({ result: 'resumed' });
-    this.log.info({ participantId, room: `${tenant}/${room}` }, 'session resumed');
-    const [recording, messages, smartActions] = await Promise.all([this.recordingStatus(tenant, room), this.chatHistory(tenant, room), this.actions.list(tenant, room)]);
-    return { session, response: session.joinResponse({ participants: others, routerRtpCapabilities: rtpCapabilities ?? {}, resumeToken, resumeWindowMs: this.config.resumeWindowMs, recording, messages, smartActions, activeSpeakerParticipantId }) };
+    try {
+      // The room must still be the one the session's media lives in.
+      const { rtpCapabilities, created, activeSpeakerParticipantId } = await callUnary(session.sfu, session.sfu.openRoom, { room: { tenant, room } });
+      if (created) {
+        session.forgetLocally();
+        await this.store.delete(tenant, room, participantId);
+        await this.releaseToken(session).catch(() => undefined);
+        this.metrics.resumes.inc({ result: 'expired' });
+        throw sessionExpired();
+      }
+      await session.save();
+      const others = (await this.store.list(tenant, room)).filter((r) => r.info && r.info.participantId !== participantId).map((r) => r.info!);
+      const [recording, messages, smartActions] = await Promise.all([this.recordingStatus(tenant, room), this.chatHistory(tenant, room), this.actions.list(tenant, room)]);
+      this.metrics.resumes.inc({ result: 'resumed' });
+      this.log.info({ participantId, room: `${tenant}/${room}` }, 'session resumed');
+      return { session, response: session.joinResponse({ participants: others, routerRtpCapabilities: rtpCapabilities ?? {}, resumeToken, resumeWindowMs: this.config.resumeWindowMs, recording, messages, smartActions, activeSpeakerParticipantId }) };
+    } catch (error) {
+      // A resume that failed half-way leaves the session as it was before: dropped, waiting for
+      // the client's next resume within the window (its media untouched).
+      session.detach(link);
+      throw error;
+    }
+  }
+
+  /**
+   * The one rule for resuming, wherever the session is held: the session's own credential lasts
+   * while it is connected and for the resume window after it drops, and never past the tenant's
+   * maximum session length. The join token's expiry gates joining only, so a customer's
+   * short-lived join token does not end a call on the next network drop.
+   */
+  private resumeRefusal(tenant: string, startedAtMs: number, connected: boolean, disconnectedAtMs: number): GatewayError | undefined {
+    const now = Date.now();
+    if (!connected && disconnectedAtMs > 0 && now - disconnectedAtMs > this.config.resumeWindowMs) return sessionExpired();
+    if (now - startedAtMs > tenantLimits(this.config, tenant).maxSessionMs) {
+      return new GatewayError(ErrorCode.SESSION_EXPIRED, 'the session reached its maximum length; join again');
+    }
+    return undefined;
+  }
+
+  /** Gives back the slot of the join token a session held. */
+  private releaseToken(session: Session): Promise<void> {
+    return this.tokenSessions.release(session.tenant, session.grant.tokenId, session.participantId, tenantLimits(this.config, session.tenant).sessionsPerToken);
   }
 
   /**
@@ -254,10 +316,10 @@ export class SignalingServer implements SessionBroker {
       }
       const { record, revision } = stored;
       if (!Session.secretMatches(record.resumeTokenHash, secret)) throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'the resume token is invalid');
-      const windowPassed = !record.connected && record.disconnectedAtMs > 0 && Date.now() - record.disconnectedAtMs > this.config.resumeWindowMs;
-      if (windowPassed || record.tokenExpiresAt * 1000 < Date.now()) {
+      const refusal = this.resumeRefusal(tenant, record.info!.joinedAtMs, record.connected, record.disconnectedAtMs);
+      if (refusal) {
         this.metrics.resumes.inc({ result: 'expired' });
-        throw sessionExpired();
+        throw refusal;
       }
       // The media must still be where the record says: a live node that still hosts the room.
       const node = await this.directory.node(record.nodeId);
@@ -294,7 +356,7 @@ export class SignalingServer implements SessionBroker {
     void (async () => {
       for await (const message of subscription) {
         try {
-          const { participantId, newOwner } = SessionTakeover.decode(message.data);
+          const { participantId, newOwner } = decodeChecked(SessionTakeover, message.data, sessionTakeoverSchema, 'session takeover');
           if (newOwner === this.config.replicaId) continue;
           const session = this.sessions.get(participantId);
           if (!session) continue;
@@ -339,6 +401,7 @@ export class SignalingServer implements SessionBroker {
           const client = this.directory.clientFor(record.nodeId);
           if (client) await callUnary(client, client.closeParticipant, { room: { tenant, room }, participantId }).catch(() => undefined);
           await this.store.delete(tenant, room, participantId);
+          if (record.tokenId) await this.tokenSessions.release(tenant, record.tokenId, participantId, tenantLimits(this.config, tenant).sessionsPerToken).catch(() => undefined);
           this.hub.publish(tenant, room, { $case: 'participantLeft', value: { participantId, reason: 'disconnected' } });
           void this.finishConversationIfEmpty(tenant, room);
         }

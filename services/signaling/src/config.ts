@@ -13,6 +13,17 @@ export function redactionPolicy(tenant: Tenant | undefined): RedactionPolicy {
   return tenant?.redaction ?? defaultRedactionPolicy;
 }
 
+/** A tenant's limits: its own where it set them, the deployment's otherwise. */
+export function tenantLimits(config: SignalingConfig, tenant: string) {
+  const own = config.tenants.find((t) => t.name === tenant)?.limits ?? {};
+  return {
+    sessionsPerToken: own.sessionsPerToken ?? config.limits.sessionsPerToken,
+    maxSessionMs: own.maxSessionSeconds !== undefined ? own.maxSessionSeconds * 1000 : config.limits.maxSessionMs,
+    participantsPerRoom: own.participantsPerRoom ?? config.limits.participantsPerRoom,
+    rooms: own.rooms ?? config.limits.roomsPerTenant,
+  };
+}
+
 /** What the recorder is told of a tenant's recording policy. */
 export function recordingOptions(tenant: Tenant | undefined) {
   return { transcodeMp4: tenant?.recording?.mp4 ?? false, skipPausedAudio: tenant?.recording?.skipPausedAudio ?? false };
@@ -46,6 +57,16 @@ const shape = {
   SIGNALING_CHAT_RATE_BURST: env.positiveInt(10),
   /** Messages of the conversation a joining client gets. */
   SIGNALING_CHAT_HISTORY_LIMIT: env.positiveInt(500),
+  /** Limits, each refused with LIMIT_EXCEEDED; a tenant's `limits` override the first four. */
+  SIGNALING_SESSIONS_PER_TOKEN: env.positiveInt(1),
+  SIGNALING_MAX_SESSION_SECONDS: z.coerce.number().int().min(1).default(24 * 3600),
+  SIGNALING_MAX_PARTICIPANTS_PER_ROOM: env.positiveInt(100),
+  SIGNALING_MAX_ROOMS_PER_TENANT: env.positiveInt(10_000),
+  SIGNALING_MAX_TRANSPORTS_PER_PARTICIPANT: env.positiveInt(4),
+  SIGNALING_MAX_PRODUCERS_PER_PARTICIPANT: env.positiveInt(4),
+  SIGNALING_MAX_CONSUMERS_PER_PARTICIPANT: env.positiveInt(64),
+  /** Uploads this replica reads and decodes at once (each buffers up to the size limit). */
+  SIGNALING_MAX_CONCURRENT_UPLOADS: env.positiveInt(4),
   /** Smart Actions: largest photo and screenshot upload in bytes, and how long an attachment URL lasts. */
   SIGNALING_MAX_PHOTO_BYTES: env.positiveInt(10 * 1024 * 1024),
   SIGNALING_MAX_SCREENSHOT_BYTES: env.positiveInt(8 * 1024 * 1024),
@@ -91,6 +112,16 @@ export function readSignalingConfig(source: Record<string, string | undefined> =
       historyLimit: c.SIGNALING_CHAT_HISTORY_LIMIT,
     },
     tenantKeys: c.GATEWAY_TENANT_KEYS,
+    limits: {
+      sessionsPerToken: c.SIGNALING_SESSIONS_PER_TOKEN,
+      maxSessionMs: c.SIGNALING_MAX_SESSION_SECONDS * 1000,
+      participantsPerRoom: c.SIGNALING_MAX_PARTICIPANTS_PER_ROOM,
+      roomsPerTenant: c.SIGNALING_MAX_ROOMS_PER_TENANT,
+      transportsPerParticipant: c.SIGNALING_MAX_TRANSPORTS_PER_PARTICIPANT,
+      producersPerParticipant: c.SIGNALING_MAX_PRODUCERS_PER_PARTICIPANT,
+      consumersPerParticipant: c.SIGNALING_MAX_CONSUMERS_PER_PARTICIPANT,
+      concurrentUploads: c.SIGNALING_MAX_CONCURRENT_UPLOADS,
+    },
     smartActions: {
       maxUploadBytes: { photo: c.SIGNALING_MAX_PHOTO_BYTES, screenshot: c.SIGNALING_MAX_SCREENSHOT_BYTES },
       urlTtlSeconds: c.SIGNALING_ATTACHMENT_URL_SECONDS,

@@ -10,7 +10,7 @@ import {
   type RegistrationResponseJSON,
 } from '@simplewebauthn/server';
 import { SmartAction } from '@gateway/proto/gateway/signaling/v1/signaling';
-import { DeviceKeys, ErrorCode, GatewayError, kvKeys, listEntries, newId, type ArtifactStore } from '@gateway/common';
+import { DeviceKeys, ErrorCode, GatewayError, decodeChecked, kvKeys, listEntries, newId, smartActionSchema, type ArtifactStore } from '@gateway/common';
 import type { Tenant } from '../config.js';
 import { sanitizeImage } from './images.js';
 
@@ -22,7 +22,12 @@ export interface SmartActionLimits {
   maxUploadBytes: Record<'photo' | 'screenshot', number>;
   /** How long an attachment URL handed to an agent stays valid. */
   urlTtlSeconds: number;
+  /** Uploads this replica reads and decodes at once. */
+  concurrentUploads?: number;
 }
+
+/** An upload lease older than this belongs to an upload that died with its replica. */
+const UPLOAD_LEASE_MS = 2 * 60_000;
 
 export interface WebAuthnSettings {
   rpId: string;
@@ -66,17 +71,29 @@ export class SmartActions {
     private readonly tenants: () => readonly Tenant[],
     private readonly webauthn: WebAuthnSettings,
     readonly limits: SmartActionLimits,
+    /** One upload per action at a time, across replicas (short TTL). */
+    private readonly uploadLeases?: KV,
   ) {}
+
+  private activeUploads = 0;
 
   async get(tenant: string, room: string, actionId: string): Promise<SmartAction> {
     const entry = await this.kv.get(kvKeys.smartAction(tenant, room, actionId)).catch(() => null);
     if (!entry || entry.operation !== 'PUT' || entry.length === 0) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such Smart Action in this room');
-    return SmartAction.decode(entry.value);
+    return readAction(entry.value);
   }
 
   async list(tenant: string, room: string): Promise<SmartAction[]> {
     const entries = await listEntries(this.kv, kvKeys.smartActionsOfRoom(tenant, room));
-    return entries.map((e) => SmartAction.decode(e.value)).sort((a, b) => Number(a.requestedAtMs - b.requestedAtMs));
+    // A record that fails its checks is left out (and so cannot be answered), not trusted, and
+    // does not stop the room's joins or its transcript.
+    return entries.flatMap((e) => {
+      try {
+        return [readAction(e.value)];
+      } catch {
+        return [];
+      }
+    }).sort((a, b) => Number(a.requestedAtMs - b.requestedAtMs));
   }
 
   private async save(tenant: string, room: string, action: SmartAction): Promise<SmartAction> {
@@ -169,6 +186,45 @@ export class SmartActions {
     const pending = await this.pendingFor(user, actionId);
     const { action } = pending;
     if (!isUpload(action.kind)) throw new GatewayError(ErrorCode.BAD_REQUEST, 'a verification is not answered by an upload');
+    // Each upload buffers up to the size limit and decodes an image: their number is bounded
+    // per replica, and one action takes one upload at a time wherever it arrives.
+    if (this.activeUploads >= (this.limits.concurrentUploads ?? Infinity)) {
+      throw new GatewayError(ErrorCode.LIMIT_EXCEEDED, 'too many uploads in progress; try again shortly', { details: { retryAfterMs: 1_000 } });
+    }
+    this.activeUploads++;
+    let lease: { key: string; revision: number } | undefined;
+    try {
+      lease = await this.takeUploadLease(user, actionId);
+      return await this.receive(user, pending, body);
+    } finally {
+      this.activeUploads--;
+      if (lease && this.uploadLeases) await this.uploadLeases.delete(lease.key, { previousSeq: lease.revision }).catch(() => undefined);
+    }
+  }
+
+  private async takeUploadLease(user: Actor, actionId: string): Promise<{ key: string; revision: number } | undefined> {
+    if (!this.uploadLeases) return undefined;
+    const key = kvKeys.smartAction(user.tenant, user.room, actionId);
+    const value = JSON.stringify({ startedAtMs: Date.now() });
+    try {
+      return { key, revision: await this.uploadLeases.create(key, value) };
+    } catch {
+      const entry = await this.uploadLeases.get(key);
+      const startedAtMs = entry && entry.operation === 'PUT' && entry.length > 0 ? leaseStart(entry.string()) : 0;
+      if (entry && Number.isFinite(startedAtMs) && Date.now() - startedAtMs < UPLOAD_LEASE_MS && entry.operation === 'PUT') {
+        throw new GatewayError(ErrorCode.LIMIT_EXCEEDED, 'an upload for this Smart Action is already in progress');
+      }
+      try {
+        return { key, revision: await this.uploadLeases.update(key, value, entry?.revision ?? 0) };
+      } catch (error) {
+        throw new GatewayError(ErrorCode.LIMIT_EXCEEDED, 'an upload for this Smart Action is already in progress', { cause: error });
+      }
+    }
+  }
+
+  private async receive(user: Actor, pending: Pending, body: Readable): Promise<SmartAction> {
+    const { action } = pending;
+    if (!isUpload(action.kind)) throw new GatewayError(ErrorCode.BAD_REQUEST, 'a verification is not answered by an upload');
     const limit = this.limits.maxUploadBytes[action.kind];
     const chunks: Buffer[] = [];
     let size = 0;
@@ -195,7 +251,7 @@ export class SmartActions {
   private async pendingFor(user: Actor, actionId: string): Promise<Pending> {
     const entry = await this.kv.get(kvKeys.smartAction(user.tenant, user.room, actionId)).catch(() => null);
     if (!entry || entry.operation !== 'PUT' || entry.length === 0) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such Smart Action in this room');
-    const action = SmartAction.decode(entry.value);
+    const action = readAction(entry.value);
     // The same end user after a rejoin has a new participant id but the same identity.
     const asked = action.participantId === user.participantId || (user.role === 'end_user' && action.externalId !== '' && action.externalId === user.identity);
     if (!asked) throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'this Smart Action asks someone else');
@@ -293,4 +349,19 @@ export class SmartActions {
     if (!found) throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'the URL is not valid');
     return new TextEncoder().encode(found.apiSecret);
   }
+}
+
+/** When a lease record says its upload started; 0 (stale) when it cannot be read. */
+function leaseStart(text: string): number {
+  try {
+    const value = Number((JSON.parse(text) as { startedAtMs?: unknown }).startedAtMs);
+    return Number.isFinite(value) ? value : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** A Smart Action record read back from KV, checked before use. */
+function readAction(bytes: Uint8Array): SmartAction {
+  return decodeChecked(SmartAction, bytes, smartActionSchema, 'Smart Action record');
 }

@@ -1,6 +1,7 @@
+import { createHash, randomUUID } from 'node:crypto';
 import { SignJWT, errors as joseErrors, jwtVerify, decodeJwt } from 'jose';
 import { z } from 'zod';
-import { ErrorCode, GatewayError, SUBJECT_TOKEN, normalizePhoneNumber } from '@gateway/common';
+import { ErrorCode, GatewayError, SUBJECT_TOKEN, normalizePhoneNumber, schemas } from '@gateway/common';
 import type { Tenant } from '../config.js';
 
 export const roles = ['agent', 'end_user'] as const;
@@ -30,8 +31,10 @@ export type ContactClaims = z.infer<typeof contactSchema>;
 
 const claimsSchema = z.object({
   iss: z.string().min(1),
-  sub: z.string().min(1).max(256),
+  sub: schemas.text(256, { min: 1 }),
   exp: z.number(),
+  /** The token's own id: a token may hold only so many live sessions (one by default). */
+  jti: z.string().min(8).max(128).regex(/^[\x21-\x7e]+$/, 'jti must be printable ASCII'),
   tenant: z.string().regex(SUBJECT_TOKEN),
   room: z.string().regex(SUBJECT_TOKEN),
   role: z.enum(roles),
@@ -49,6 +52,13 @@ export interface JoinGrant {
   /** Unix seconds. */
   expiresAt: number;
   contact: ContactClaims;
+  /** A hash of the token's jti: its live sessions are counted under it. */
+  tokenId: string;
+}
+
+/** The id a token's sessions are counted under: a hash, so the jti itself is never stored. */
+export function tokenIdOf(tenant: string, jti: string): string {
+  return createHash('sha256').update(`${tenant}\u0000${jti}`).digest('base64url').slice(0, 32);
 }
 
 export interface MintRequest {
@@ -68,7 +78,7 @@ export interface MintRequest {
 
 export const mintRequestSchema = z.object({
   room: z.string().regex(SUBJECT_TOKEN, 'room must be letters, digits, _ or - (1-64)'),
-  identity: z.string().min(1).max(256),
+  identity: schemas.text(256, { min: 1 }),
   role: z.enum(roles),
   ttlSeconds: z.number().int().positive().max(7 * 24 * 3600).optional(),
   canPublish: z.boolean().optional(),
@@ -105,6 +115,7 @@ export async function mintJoinToken(tenant: Tenant, request: MintRequest): Promi
     .setIssuer(tenant.apiKey)
     .setSubject(valid.identity)
     .setIssuedAt(now)
+    .setJti(randomUUID())
     .setNotBefore(now - 1)
     .setExpirationTime(expiresAt)
     .sign(secretKey(tenant));
@@ -131,7 +142,7 @@ export async function verifyJoinToken(tenants: readonly Tenant[], token: string 
       algorithms: ['HS256'],
       issuer: tenant.apiKey,
       clockTolerance: CLOCK_TOLERANCE_SECONDS,
-      requiredClaims: ['exp', 'sub'],
+      requiredClaims: ['exp', 'sub', 'jti'],
     }));
   } catch (error) {
     if (error instanceof joseErrors.JWTExpired) {
@@ -154,6 +165,7 @@ export async function verifyJoinToken(tenants: readonly Tenant[], token: string 
     grants: claims.data.grants,
     expiresAt: claims.data.exp,
     contact: claims.data.contact ?? {},
+    tokenId: tokenIdOf(tenant.name, claims.data.jti),
   };
 }
 

@@ -7,6 +7,10 @@ import {
   ErrorCode,
   GatewayError,
   buckets,
+  chatKeyRecordSchema,
+  chatMessageSchema,
+  chatSealedSchema,
+  decodeChecked,
   ensureStream,
   kvKeys,
   newId,
@@ -38,6 +42,8 @@ export interface Conversation {
  * tenant's key and kept in KV, so deleting it makes every stored copy unreadable.
  */
 export class ChatLog {
+  /** Entries left out of conversations because they did not decode, open or pass their checks. */
+  skipped = 0;
   /** Unwrapped data keys by conversation id, to spare a KMS round trip per message. */
   private readonly dataKeys = new Map<string, Buffer>();
 
@@ -103,13 +109,21 @@ export class ChatLog {
     let lastSeq = 0;
     for await (const entry of readSubject(this.js, this.jsm, streams.chat.name, subject)) {
       lastSeq = entry.seq;
-      const sealed = ChatSealed.decode(entry.data);
-      // Entries of an earlier conversation in this room (not purged yet) are not this one's.
-      if (sealed.conversationId === key.record.conversationId) {
-        const message = ChatMessage.decode(open(key.dataKey, tenant, room, sealed));
-        byId.set(message.messageId, message);
-        sequences.set(message.messageId, [...(sequences.get(message.messageId) ?? []), entry.seq]);
+      let sealed: ChatSealed;
+      let message: ChatMessage;
+      try {
+        sealed = decodeChecked(ChatSealed, entry.data, chatSealedSchema, 'chat entry');
+        // Entries of an earlier conversation in this room (not purged yet) are not this one's.
+        if (sealed.conversationId !== key.record.conversationId) continue;
+        message = decodeChecked(ChatMessage, open(key.dataKey, tenant, room, sealed), chatMessageSchema, 'chat message');
+      } catch {
+        // An entry that does not decode, open or check was not written by us under this
+        // conversation's key: it is not part of the conversation (and must not stop its transcript).
+        this.skipped++;
+        continue;
       }
+      byId.set(message.messageId, message);
+      sequences.set(message.messageId, [...(sequences.get(message.messageId) ?? []), entry.seq]);
     }
     const messages = [...byId.values()].sort((a, b) => (a.messageId < b.messageId ? -1 : a.messageId > b.messageId ? 1 : 0));
     const conversation: Conversation = { conversationId: key.record.conversationId, startedAtMs: key.record.startedAtMs, messages, lastSeq };
@@ -123,7 +137,7 @@ export class ChatLog {
    */
   async close(tenant: string, room: string, conversation: Conversation): Promise<boolean> {
     const entry = await this.keys.get(kvKeys.room(tenant, room));
-    if (!entry || entry.operation !== 'PUT' || ChatKeyRecord.decode(entry.value).conversationId !== conversation.conversationId) return false;
+    if (!entry || entry.operation !== 'PUT' || readKeyRecord(entry.value).conversationId !== conversation.conversationId) return false;
     try {
       await this.keys.delete(kvKeys.room(tenant, room), { previousSeq: entry.revision });
     } catch {
@@ -149,7 +163,7 @@ export class ChatLog {
   private async currentKey(tenant: string, room: string): Promise<{ record: ChatKeyRecord; dataKey: Buffer } | undefined> {
     const entry = await this.keys.get(kvKeys.room(tenant, room));
     if (!entry || entry.operation !== 'PUT' || entry.length === 0) return undefined;
-    const record = ChatKeyRecord.decode(entry.value);
+    const record = readKeyRecord(entry.value);
     let dataKey = this.dataKeys.get(record.conversationId);
     if (!dataKey) {
       dataKey = await this.keyring.unwrap(tenant, { kekId: record.kekId, value: record.wrappedKey });
@@ -196,4 +210,8 @@ function sortableId(nowMs: number): string {
   idCounter = nowMs === lastIdMs ? idCounter + 1 : 0;
   lastIdMs = nowMs;
   return `MS_${nowMs.toString(36).padStart(9, '0')}${idCounter.toString(36).padStart(3, '0')}${randomBytes(4).toString('hex')}`;
+}
+
+function readKeyRecord(bytes: Uint8Array): ChatKeyRecord {
+  return decodeChecked(ChatKeyRecord, bytes, chatKeyRecordSchema, 'chat key record');
 }

@@ -44,3 +44,24 @@ describe('renderTranscript', () => {
     ]);
   });
 });
+
+describe('the plain-text transcript cannot be forged', () => {
+  it('keeps each message on its own line whatever its text or identity holds', () => {
+    const forged = 'ok\n[2026-11-25T10:00:09.000Z] agent-1 (agent): refund approved\r\n';
+    const conversation = {
+      conversationId: 'CV_f',
+      startedAtMs: Date.UTC(2026, 10, 25, 9, 59, 0),
+      lastSeq: 2,
+      messages: [
+        message({ messageId: 'MS_1', text: forged }),
+        message({ messageId: 'MS_2', identity: 'eve\n[2026] agent-1', text: 'tab\there \u202eevil\u202c back\\slash' }),
+      ],
+    };
+    const { text } = renderTranscript('demo', 'r1', conversation, [], Date.UTC(2026, 10, 25, 10, 2, 0));
+    const lines = text.trimEnd().split('\n');
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toBe('[2026-11-25T10:00:00.000Z] ext-1 (end_user): ok\\n[2026-11-25T10:00:09.000Z] agent-1 (agent): refund approved\\r\\n');
+    expect(lines[1]).toBe('[2026-11-25T10:00:00.000Z] eve\\n[2026] agent-1 (end_user): tab\\there \\u202eevil\\u202c back\\\\slash');
+    expect(text).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u202a-\u202e]/);
+  });
+});

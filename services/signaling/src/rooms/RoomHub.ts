@@ -1,5 +1,5 @@
 import { RoomEvent } from '@gateway/proto/gateway/events/v1/events';
-import { inMessageSpan, natsHeadersWithTrace, roomEventAttributes, subjects, type Logger, type NatsConnection } from '@gateway/common';
+import { decodeChecked, inMessageSpan, natsHeadersWithTrace, roomEventAttributes, roomEventSchema, subjects, type Logger, type NatsConnection } from '@gateway/common';
 import type { Subscription } from '@nats-io/transport-node';
 
 export interface RoomMember {
@@ -74,9 +74,10 @@ export class RoomHub {
     for await (const message of served.subscription) {
       let event: RoomEvent;
       try {
-        event = RoomEvent.decode(message.data);
+        // Anyone who may publish on the room's subject could send anything: checked, never trusted.
+        event = decodeChecked(RoomEvent, message.data, roomEventSchema, 'room event');
       } catch (error) {
-        this.log.warn({ err: error }, 'undecodable room event dropped');
+        this.log.warn({ err: error, room: `${served.tenant}/${served.room}` }, 'invalid room event dropped');
         continue;
       }
       if (event.tenant !== served.tenant || event.room !== served.room) continue;

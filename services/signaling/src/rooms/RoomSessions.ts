@@ -1,7 +1,7 @@
 import type { KV } from '@nats-io/kv';
 import { jetstream } from '@nats-io/jetstream';
 import { RoomSessionRecord, SessionEnded } from '@gateway/proto/gateway/events/v1/events';
-import { kvKeys, liveKeys, natsHeadersWithTrace, newId, openParticipants, sealParticipants, subjects, type Keyring, type NatsConnection, type SessionParticipant } from '@gateway/common';
+import { decodeChecked, kvKeys, liveKeys, roomSessionRecordSchema, natsHeadersWithTrace, newId, openParticipants, sealParticipants, subjects, type Keyring, type NatsConnection, type SessionParticipant } from '@gateway/common';
 
 /** Compare-and-set retries when replicas update one room's record at once. */
 const MAX_ATTEMPTS = 10;
@@ -23,7 +23,7 @@ export class RoomSessions {
     const key = kvKeys.room(tenant, room);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const entry = await this.kv.get(key);
-      const current = entry && entry.operation === 'PUT' && entry.length > 0 ? RoomSessionRecord.decode(entry.value) : undefined;
+      const current = entry && entry.operation === 'PUT' && entry.length > 0 ? readRecord(entry.value) : undefined;
       const sessionId = current?.sessionId ?? newId('SE');
       const participants = current ? await openParticipants(this.keyring, tenant, sessionId, current.sealedParticipants) : [];
       const others = participants.filter((p) => p.participantId !== participant.participantId);
@@ -55,7 +55,7 @@ export class RoomSessions {
     const key = kvKeys.room(tenant, room);
     const entry = await this.kv.get(key);
     if (!entry || entry.operation !== 'PUT' || entry.length === 0) return undefined;
-    const record = RoomSessionRecord.decode(entry.value);
+    const record = readRecord(entry.value);
     const ending = kvKeys.endingRoomSession(tenant, room, record.sessionId);
     try {
       await this.kv.create(ending, entry.value);
@@ -95,7 +95,7 @@ export class RoomSessions {
         continue;
       }
       const [tenant, room] = key.split('.') as [string, string];
-      taken.push({ tenant, room, record: RoomSessionRecord.decode(entry.value) });
+      taken.push({ tenant, room, record: readRecord(entry.value) });
     }
     return taken;
   }
@@ -113,4 +113,9 @@ export class RoomSessions {
     }).finish();
     await jetstream(this.nc).publish(subjects.sessionEnded(tenant), event, { msgID: record.sessionId, timeout: 10_000, headers: natsHeadersWithTrace() });
   }
+}
+
+/** A room session record read back from KV, checked before use. */
+function readRecord(bytes: Uint8Array): RoomSessionRecord {
+  return decodeChecked(RoomSessionRecord, bytes, roomSessionRecordSchema, 'room session record');
 }

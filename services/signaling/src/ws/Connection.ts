@@ -6,7 +6,7 @@ import {
   type Notification,
   type Response,
 } from '@gateway/proto/gateway/signaling/v1/signaling';
-import { ErrorCode, GatewayError, SpanKind, inSpan, markFailed, type Logger, type Span } from '@gateway/common';
+import { ErrorCode, GatewayError, SpanKind, inSpan, markFailed, toClientError, type ClientError, type Logger, type Span } from '@gateway/common';
 import type { Session, SessionLink } from '../Session.js';
 import { RateLimiter } from './RateLimiter.js';
 import { parseFrame } from './frames.js';
@@ -60,7 +60,15 @@ export class Connection implements SessionLink {
     private readonly onClosed: (connection: Connection) => void,
   ) {
     this.limiter = new RateLimiter(options.rateLimitPerSecond, options.rateLimitBurst);
-    ws.on('message', (data, isBinary) => this.onFrame(data, isBinary));
+    ws.on('message', (data, isBinary) => {
+      // Whatever a frame does, it ends at this connection: an unexpected failure is answered
+      // generically and logged under a reference, never thrown into the socket's event loop.
+      try {
+        this.onFrame(data, isBinary);
+      } catch (error) {
+        this.respondError(0, toClientError(error, this.log, { stage: 'frame' }));
+      }
+    });
     ws.on('pong', () => (this.awaitingPong = 0));
     ws.on('close', () => this.onSocketClosed());
     ws.on('error', (error) => this.log.debug({ err: error }, 'websocket error'));
@@ -95,10 +103,7 @@ export class Connection implements SessionLink {
         return;
       }
       const id = peekId(data);
-      this.respond(id, {
-        $case: 'error',
-        value: { code: ErrorCode.RATE_LIMITED, message: 'too many requests; slow down', retryAfterMs: wait },
-      });
+      this.respondError(id, { code: ErrorCode.RATE_LIMITED, message: 'too many requests; slow down', retryAfterMs: wait });
       return;
     }
     const text = isBinary ? undefined : rawToString(data);
@@ -108,13 +113,15 @@ export class Connection implements SessionLink {
     if (parsed.error || !parsed.request) {
       const error = parsed.error!;
       this.observer.request('invalid', error.code, 0);
-      this.respondError(parsed.id, error);
+      // Where a frame failed (a path and a rule, never a value): what a client developer needs.
+      this.log.debug({ participantId: this.participantId, code: error.code, reason: error.message }, 'frame refused');
+      this.respondError(parsed.id, { code: error.code, message: error.message });
       if (++this.malformedInARow > MAX_MALFORMED_IN_A_ROW) this.close(CloseCode.CLOSE_CODE_PROTOCOL_VIOLATION, 'too many malformed frames');
       return;
     }
     this.malformedInARow = 0;
     const { id, request } = parsed;
-    this.queue = this.queue.then(() => this.run(id, request));
+    this.queue = this.queue.then(() => this.run(id, request)).catch((error: unknown) => this.respondError(id, toClientError(error, this.log, { method: request.$case })));
   }
 
   private run(id: number, request: Request): Promise<void> {
@@ -152,8 +159,7 @@ export class Connection implements SessionLink {
       const gatewayError = GatewayError.from(error);
       if (span) markFailed(span, gatewayError);
       this.observer.request(request.$case, gatewayError.code, performance.now() - started);
-      if (gatewayError.code === ErrorCode.INTERNAL) this.log.error({ err: error, method: request.$case }, 'request failed');
-      this.respondError(id, gatewayError);
+      this.respondError(id, toClientError(gatewayError, this.log, { method: request.$case, participantId: this.participantId }));
       const authFailure = gatewayError.code === ErrorCode.UNAUTHENTICATED || gatewayError.code === ErrorCode.TOKEN_EXPIRED;
       if ((request.$case === 'join' || request.$case === 'resume') && authFailure) {
         this.close(CloseCode.CLOSE_CODE_UNAUTHENTICATED, gatewayError.code);
@@ -189,8 +195,8 @@ export class Connection implements SessionLink {
     this.send({ message: { $case: 'response', value: { id, result } } });
   }
 
-  private respondError(id: number, error: GatewayError): void {
-    const retryAfterMs = typeof error.details.retryAfterMs === 'number' ? error.details.retryAfterMs : 0;
+  private respondError(id: number, error: ClientError): void {
+    const retryAfterMs = Math.max(0, Math.min(0xffffffff, Math.round(error.retryAfterMs ?? 0)));
     this.respond(id, { $case: 'error', value: { code: error.code, message: error.message, retryAfterMs } });
   }
 

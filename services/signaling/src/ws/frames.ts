@@ -1,17 +1,11 @@
-import { Request } from '@gateway/proto/gateway/signaling/v1/signaling';
-import { ErrorCode, GatewayError } from '@gateway/common';
+import type { Request } from '@gateway/proto/gateway/signaling/v1/signaling';
+import { ErrorCode, GatewayError, describeIssues, jsonShapeProblem } from '@gateway/common';
+import { requestSchemas, type Method } from './requests.js';
 
-/** The method names of the protocol, from the generated Request type. */
-const methods = new Set(
-  Object.keys({
-    join: true, resume: true, createTransport: true, connectTransport: true, restartIce: true, produce: true,
-    pauseProducer: true, resumeProducer: true, closeProducer: true, consume: true, resumeConsumer: true,
-    pauseConsumer: true, setPreferredLayers: true, getStats: true, ping: true, leave: true, startRecording: true,
-    pauseRecording: true, resumeRecording: true, stopRecording: true, sendMessage: true, redactMessage: true,
-    requestSmartAction: true, answerSmartAction: true, deviceKeyOptions: true, registerDeviceKey: true, artifactUrl: true,
-    // A Record over the generated union: a method added to the protocol must be listed here.
-  } satisfies Record<NonNullable<Request['method']>['$case'], true>),
-);
+/** Deepest nesting a request needs (RTP capabilities: frame, method, codecs, codec, parameters) with room to spare. */
+const MAX_DEPTH = 16;
+/** Values in one frame: a browser's RTP capabilities are a few hundred. */
+const MAX_NODES = 5_000;
 
 export interface ParsedFrame {
   id: number;
@@ -19,9 +13,12 @@ export interface ParsedFrame {
   error?: GatewayError;
 }
 
+const malformed = (id: number, message: string): ParsedFrame => ({ id, error: new GatewayError(ErrorCode.MALFORMED_MESSAGE, message) });
+
 /**
  * Parses one client frame. Never throws: a bad frame becomes an error to answer with, using the
- * frame's id when one could be read.
+ * frame's id when one could be read. The frame's JSON is bounded first (size, depth, values, no
+ * prototype keys), then the method's parameters are checked by its schema.
  */
 export function parseFrame(text: string, maxBytes: number): ParsedFrame {
   if (Buffer.byteLength(text) > maxBytes) {
@@ -31,29 +28,23 @@ export function parseFrame(text: string, maxBytes: number): ParsedFrame {
   try {
     value = JSON.parse(text);
   } catch {
-    return { id: 0, error: new GatewayError(ErrorCode.MALFORMED_MESSAGE, 'the frame is not valid JSON') };
+    return malformed(0, 'the frame is not valid JSON');
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    return { id: 0, error: new GatewayError(ErrorCode.MALFORMED_MESSAGE, 'the frame must be a JSON object') };
-  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return malformed(0, 'the frame must be a JSON object');
   const object = value as Record<string, unknown>;
   const id = object.id;
-  if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id > 0xffffffff) {
-    return { id: 0, error: new GatewayError(ErrorCode.MALFORMED_MESSAGE, 'id must be a non-negative integer') };
-  }
+  if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id > 0xffffffff) return malformed(0, 'id must be a non-negative integer');
+  const shape = jsonShapeProblem(value, { maxDepth: MAX_DEPTH, maxNodes: MAX_NODES });
+  if (shape) return malformed(id, `the frame is refused: ${shape}`);
   const keys = Object.keys(object).filter((k) => k !== 'id');
-  if (keys.length !== 1) {
-    return { id, error: new GatewayError(ErrorCode.UNKNOWN_METHOD, 'a request names exactly one method') };
-  }
+  if (keys.length !== 1) return { id, error: new GatewayError(ErrorCode.UNKNOWN_METHOD, 'a request names exactly one method') };
   const method = keys[0]!;
-  if (!methods.has(method as never)) {
-    return { id, error: new GatewayError(ErrorCode.UNKNOWN_METHOD, `unknown method "${method.slice(0, 64)}"`) };
+  if (!Object.hasOwn(requestSchemas, method)) {
+    return { id, error: new GatewayError(ErrorCode.UNKNOWN_METHOD, `unknown method "${method.slice(0, 64).replace(/[^\x20-\x7e]/g, '?')}"`) };
   }
   const params = object[method];
-  if (typeof params !== 'object' || params === null || Array.isArray(params)) {
-    return { id, error: new GatewayError(ErrorCode.MALFORMED_MESSAGE, `the parameters of ${method} must be an object`) };
-  }
-  const request = Request.fromJSON(object).method;
-  if (!request) return { id, error: new GatewayError(ErrorCode.MALFORMED_MESSAGE, 'the request could not be decoded') };
-  return { id, request };
+  if (typeof params !== 'object' || params === null || Array.isArray(params)) return malformed(id, `the parameters of ${method} must be an object`);
+  const checked = requestSchemas[method as Method].safeParse(params);
+  if (!checked.success) return malformed(id, `${method}: ${describeIssues(checked.error)}`);
+  return { id, request: { $case: method, value: checked.data } as NonNullable<Request['method']> };
 }

@@ -84,7 +84,10 @@ export interface ParticipantRecord {
   grants:
     | Grants
     | undefined;
-  /** Unix seconds at which the join token expires; a resume after it is refused. */
+  /**
+   * Unix seconds at which the join token expires. It gates joining only: resuming rests on the
+   * session's own resume credential (resume window, maximum session length).
+   */
   tokenExpiresAt: number;
   /** SHA-256 of the secret part of the session's resume token; the token itself is never stored. */
   resumeTokenHash: Buffer;
@@ -92,6 +95,8 @@ export interface ParticipantRecord {
   consumers: { [key: string]: string };
   /** Which of transport_ids receives (consumers default to it). */
   recvTransportId: string;
+  /** Hash of the join token's jti: the token's live sessions hold a slot each under it. */
+  tokenId: string;
 }
 
 export interface ParticipantRecord_ConsumersEntry {
@@ -832,6 +837,7 @@ function createBaseParticipantRecord(): ParticipantRecord {
     resumeTokenHash: Buffer.alloc(0),
     consumers: {},
     recvTransportId: "",
+    tokenId: "",
   };
 }
 
@@ -872,6 +878,9 @@ export const ParticipantRecord: MessageFns<ParticipantRecord> = {
     });
     if (message.recvTransportId !== "") {
       writer.uint32(98).string(message.recvTransportId);
+    }
+    if (message.tokenId !== "") {
+      writer.uint32(106).string(message.tokenId);
     }
     return writer;
   },
@@ -988,6 +997,14 @@ export const ParticipantRecord: MessageFns<ParticipantRecord> = {
             message.recvTransportId = reader.string();
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.tokenId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1055,6 +1072,11 @@ export const ParticipantRecord: MessageFns<ParticipantRecord> = {
         : isSet(object.recv_transport_id)
         ? globalThis.String(object.recv_transport_id)
         : "",
+      tokenId: isSet(object.tokenId)
+        ? globalThis.String(object.tokenId)
+        : isSet(object.token_id)
+        ? globalThis.String(object.token_id)
+        : "",
     };
   },
 
@@ -1102,6 +1124,9 @@ export const ParticipantRecord: MessageFns<ParticipantRecord> = {
     if (message.recvTransportId !== "") {
       obj.recvTransportId = message.recvTransportId;
     }
+    if (message.tokenId !== "") {
+      obj.tokenId = message.tokenId;
+    }
     return obj;
   },
 
@@ -1134,6 +1159,7 @@ export const ParticipantRecord: MessageFns<ParticipantRecord> = {
       {},
     );
     message.recvTransportId = object.recvTransportId ?? "";
+    message.tokenId = object.tokenId ?? "";
     return message;
   },
 };
