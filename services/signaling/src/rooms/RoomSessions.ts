@@ -1,7 +1,7 @@
 import type { KV } from '@nats-io/kv';
 import { jetstream } from '@nats-io/jetstream';
 import { RoomSessionRecord, SessionEnded } from '@gateway/proto/gateway/events/v1/events';
-import { decodeChecked, kvKeys, liveKeys, roomSessionRecordSchema, natsHeadersWithTrace, newId, openParticipants, sealParticipants, subjects, type Keyring, type NatsConnection, type SessionParticipant } from '@gateway/common';
+import { ErrorCode, GatewayError, decodeChecked, kvKeys, liveKeys, roomSessionRecordSchema, natsHeadersWithTrace, newId, openParticipants, sealParticipants, subjects, type Keyring, type NatsConnection, type SessionParticipant } from '@gateway/common';
 
 /** Compare-and-set retries when replicas update one room's record at once. */
 const MAX_ATTEMPTS = 10;
@@ -117,5 +117,10 @@ export class RoomSessions {
 
 /** A room session record read back from KV, checked before use. */
 function readRecord(bytes: Uint8Array): RoomSessionRecord {
-  return decodeChecked(RoomSessionRecord, bytes, roomSessionRecordSchema, 'room session record');
+  try {
+    return decodeChecked(RoomSessionRecord, bytes, roomSessionRecordSchema, 'room session record');
+  } catch (error) {
+    // Ours to have written: a client is told of an internal failure, not of a bad frame.
+    throw new GatewayError(ErrorCode.INTERNAL, 'the room session record is unreadable', { cause: error });
+  }
 }
