@@ -201,6 +201,50 @@ describe('signaling facing hostile input', () => {
       expect((await third.request('join', { token: twice })).error).toMatchObject({ code: 'LIMIT_EXCEEDED' });
     });
 
+    it('lets the token join again at once when its session\'s replica died', async () => {
+      const doomed = await startSignalingProcess({ natsUrl: nats.url, env });
+      const room = `dead-${Date.now()}`;
+      const once = await demoToken({ room, identity: 'u', role: 'end_user' });
+      await clients.join(doomed.wsUrl, once);
+      doomed.child.kill('SIGKILL');
+      // Its record goes stale after three missed refreshes (1 s each here); the SDK then joins again with the same token.
+      await new Promise((r) => setTimeout(r, 3_200));
+      await clients.join(sig1.wsUrl, once);
+    });
+
+    it('takes one upload per Smart Action at a time', async () => {
+      const room = `uploads-${Date.now()}`;
+      const { join: user } = await clients.join(sig1.wsUrl, await demoToken({ room, identity: 'ext-up', role: 'end_user' }));
+      const { client: agent } = await clients.join(sig2.wsUrl, await demoToken({ room, identity: 'agent', role: 'agent' }));
+      const actionId = (await agent.request('requestSmartAction', { kind: 'photo' })).requestSmartAction.actionId;
+      const url = `${sig1.url}/v1/smart-actions/${actionId}/upload`;
+      // A slow upload holds the action: its body trickles in.
+      let stop = false;
+      const trickle = new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          if (stop) return controller.close();
+          await new Promise((r) => setTimeout(r, 100));
+          controller.enqueue(new Uint8Array(16));
+        },
+      });
+      const slow = fetch(url, { method: 'POST', headers: { authorization: `Bearer ${user.resumeToken}`, 'content-type': 'image/jpeg' }, body: trickle, duplex: 'half' } as RequestInit);
+      await new Promise((r) => setTimeout(r, 500));
+      const second = await fetch(`${sig2.url}/v1/smart-actions/${actionId}/upload`, { method: 'POST', headers: { authorization: `Bearer ${user.resumeToken}`, 'content-type': 'image/jpeg' }, body: new Uint8Array(100) });
+      expect(second.status).toBe(429);
+      expect((await second.json()).error.code).toBe('LIMIT_EXCEEDED');
+      stop = true;
+      // The slow one ends (not an image: refused by content), and frees the action.
+      expect((await slow).status).toBe(415);
+    });
+
+    it('refuses a participant record over its size limit', async () => {
+      const { ParticipantStore } = await import('@gateway/cluster');
+      const store = await ParticipantStore.open(nc);
+      const consumers = Object.fromEntries(Array.from({ length: 2_000 }, (_, i) => [`c${i}-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx`, `p${i}-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx`]));
+      const record = ParticipantRecord.fromPartial({ info: { participantId: 'PA_big', identity: 'u', role: 'end_user', joinedAtMs: Date.now(), tracks: [] }, owner: 'x', nodeId: 'n', consumers, resumeTokenHash: Buffer.alloc(32) });
+      await expect(store.put('demo', 'big', record)).rejects.toMatchObject({ code: 'LIMIT_EXCEEDED' });
+    });
+
     it('refuses a join token without a jti', async () => {
       const { SignJWT } = await import('jose');
       const now = Math.floor(Date.now() / 1000);

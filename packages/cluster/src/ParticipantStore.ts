@@ -70,6 +70,11 @@ export class ParticipantStore {
     return rooms(await liveKeys(this.kv, `${tenant}.*.*`)) >= limit;
   }
 
+  /** Whether a record was last refreshed longer ago than the stale limit (its replica is gone). */
+  isStale(record: ParticipantRecord, now = Date.now()): boolean {
+    return now - record.refreshedAtMs >= this.staleMs;
+  }
+
   /** Records of the room older than the stale limit: their replica is gone. */
   async stale(tenant: string, room: string): Promise<ParticipantRecord[]> {
     const now = Date.now();

@@ -320,12 +320,14 @@ export class Session {
    */
   async abandon(reason: string): Promise<void> {
     if (this.ended) return;
-    this.link?.notify({ $case: 'rejoinRequired', value: { reason } });
-    this.link?.close(CloseCode.CLOSE_CODE_REJOIN_REQUIRED, 'rejoin required');
+    const link = this.link;
     this.forgetLocally();
     await this.persistChain;
     await this.ctx.store.delete(this.tenant, this.room, this.participantId);
+    // The token's slot is free before the client hears it must join again (with the same token).
     await this.ctx.releaseToken(this).catch((error: unknown) => this.log.warn({ err: error }, 'releasing the join token failed'));
+    link?.notify({ $case: 'rejoinRequired', value: { reason } });
+    link?.close(CloseCode.CLOSE_CODE_REJOIN_REQUIRED, 'rejoin required');
     this.ctx.hub.publish(this.tenant, this.room, { $case: 'participantLeft', value: { participantId: this.participantId, reason: 'node_gone' } });
   }
 

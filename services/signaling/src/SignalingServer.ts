@@ -27,7 +27,7 @@ import {
   type NatsConnection,
 } from '@gateway/common';
 import { recordingOptions, redactionPolicy, tenantLimits, type SignalingConfig } from './config.js';
-import { TokenSessions } from './auth/TokenSessions.js';
+import { TokenSessions, type HolderState } from './auth/TokenSessions.js';
 import { ChatLog } from './chat/ChatLog.js';
 import { finishRoom } from './chat/transcript.js';
 import { SmartActions } from './actions/SmartActions.js';
@@ -191,9 +191,7 @@ export class SignalingServer implements SessionBroker {
     }
     const participantId = newId('PA');
     // A token holds a slot per live session (one by default): a copied token cannot join twice.
-    await this.tokenSessions.claim(grant.tenant, grant.tokenId, { participantId, room: grant.room }, limits.sessionsPerToken, async (holder) =>
-      (await this.store.get(grant.tenant, holder.room, holder.participantId).catch(() => undefined)) !== undefined,
-    );
+    await this.tokenSessions.claim(grant.tenant, grant.tokenId, { participantId, room: grant.room }, limits.sessionsPerToken, (holder) => this.sessionLives(grant.tenant, holder.room, holder.participantId));
     let session: Session | undefined;
     try {
       const placed = await this.directory.placeParticipant(grant.tenant, grant.room, {
@@ -296,6 +294,19 @@ export class SignalingServer implements SessionBroker {
       return new GatewayError(ErrorCode.SESSION_EXPIRED, 'the session reached its maximum length; join again');
     }
     return undefined;
+  }
+
+  /**
+   * Whether a session still holds its join token's slot: its record exists, its replica is
+   * alive, and it is connected or still resumable (`unknown` without a record). A session past its resume window, or held by
+   * a replica that died, does not keep the token from joining again (the SDK rejoins with it).
+   */
+  private async sessionLives(tenant: string, room: string, participantId: string): Promise<HolderState> {
+    const stored = await this.store.get(tenant, room, participantId);
+    if (!stored) return 'unknown';
+    if (this.store.isStale(stored.record)) return 'ended';
+    const { connected, disconnectedAtMs } = stored.record;
+    return connected || disconnectedAtMs === 0 || Date.now() - disconnectedAtMs <= this.config.resumeWindowMs ? 'live' : 'ended';
   }
 
   /** Gives back the slot of the join token a session held. */

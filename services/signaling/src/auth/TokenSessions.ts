@@ -12,6 +12,9 @@ const slotSchema = z.object({
 });
 type Slot = z.infer<typeof slotSchema>;
 
+/** What became of the session holding a slot. */
+export type HolderState = 'live' | 'ended' | 'unknown';
+
 /**
  * How many live sessions each join token holds. A token carries a jti; each session joined with
  * it takes one of its tenant's `sessionsPerToken` slots in KV, created atomically, so replicas
@@ -22,10 +25,11 @@ export class TokenSessions {
   constructor(private readonly kv: KV) {}
 
   /**
-   * Takes a slot for `participantId`, or throws LIMIT_EXCEEDED. `alive` tells whether the holder
-   * of a slot still has a session.
+   * Takes a slot for `participantId`, or throws LIMIT_EXCEEDED. `verdict` tells whether the
+   * holder of a slot still has a session: `unknown` when it has no record (a join in progress,
+   * or one that died before writing it).
    */
-  async claim(tenant: string, tokenId: string, slot: Omit<Slot, 'claimedAtMs'>, limit: number, alive: (holder: Slot) => Promise<boolean>): Promise<void> {
+  async claim(tenant: string, tokenId: string, slot: Omit<Slot, 'claimedAtMs'>, limit: number, verdict: (holder: Slot) => Promise<HolderState>): Promise<void> {
     const value = () => JSON.stringify({ ...slot, claimedAtMs: Date.now() } satisfies Slot);
     for (let index = 0; index < limit; index++) {
       const key = `${tenant}.${tokenId}.${index}`;
@@ -38,7 +42,8 @@ export class TokenSessions {
       const entry = await this.kv.get(key);
       if (!entry) continue;
       const holder = entry.operation === 'PUT' && entry.length > 0 ? readSlot(entry.value) : undefined;
-      const free = !holder || (Date.now() - holder.claimedAtMs > JOIN_IN_PROGRESS_MS && !(await alive(holder)));
+      const state = holder ? await verdict(holder) : 'ended';
+      const free = state === 'ended' || (state === 'unknown' && Date.now() - holder!.claimedAtMs > JOIN_IN_PROGRESS_MS);
       if (!free) continue;
       try {
         await this.kv.update(key, value(), entry.revision);
