@@ -41,8 +41,9 @@ describe('recording controls over signaling', () => {
   beforeAll(async () => {
     nats = await NatsServer.start();
     sfu = await startSfuProcess({ natsUrl: nats.url });
-    signaling = await startSignalingProcess({ natsUrl: nats.url, env: { GATEWAY_TENANTS: JSON.stringify([DEMO_TENANT, autoTenant]) } });
-    recorder = await startRecorderProcess({ natsUrl: nats.url, workDir, env: { RECORDER_CPU_BUDGET: '0.1', GATEWAY_TENANT_KEYS: JSON.stringify({ demo: Buffer.alloc(32, 1).toString('base64'), autorec: Buffer.alloc(32, 2).toString('base64') }) } });
+    const tenantKeys = JSON.stringify({ demo: Buffer.alloc(32, 1).toString('base64'), autorec: Buffer.alloc(32, 2).toString('base64') });
+    signaling = await startSignalingProcess({ natsUrl: nats.url, env: { GATEWAY_TENANTS: JSON.stringify([DEMO_TENANT, autoTenant]), GATEWAY_TENANT_KEYS: tenantKeys } });
+    recorder = await startRecorderProcess({ natsUrl: nats.url, workDir, env: { RECORDER_CPU_BUDGET: '0.1', GATEWAY_TENANT_KEYS: tenantKeys } });
   }, 60_000);
 
   afterAll(async () => {

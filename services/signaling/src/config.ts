@@ -2,7 +2,7 @@ import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { defaultRedactionPolicy, env, grpcTlsShape, loadConfig, readGrpcTls, tenantKeysShape, tenantsSchema, tenantsShape, type RedactionPolicy, type Tenant } from '@gateway/common';
+import { ErrorCode, GatewayError, defaultRedactionPolicy, env, grpcTlsShape, loadConfig, readGrpcTls, tenantKeysShape, tenantsSchema, tenantsShape, type RedactionPolicy, type Tenant } from '@gateway/common';
 
 export { DEMO_TENANT, type Tenant } from '@gateway/common';
 
@@ -84,6 +84,10 @@ export type SignalingConfig = ReturnType<typeof readSignalingConfig>;
 
 export function readSignalingConfig(source: Record<string, string | undefined> = process.env) {
   const c = loadConfig(shape, source);
+  // Every tenant's sessions, chat and uploads are sealed with its key: a tenant without one could
+  // not record anyone who joins.
+  const keyless = c.GATEWAY_TENANTS.filter((t) => !c.GATEWAY_TENANT_KEYS[t.name]).map((t) => t.name);
+  if (keyless.length > 0) throw new GatewayError(ErrorCode.CONFIG_INVALID, `invalid configuration:\n  GATEWAY_TENANT_KEYS: no key-encryption key for tenant ${keyless.join(', ')}`);
   return {
     natsUrl: c.NATS_URL,
     natsReplicas: c.NATS_REPLICAS,

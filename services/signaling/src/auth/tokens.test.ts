@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, tenantFromBasicAuth } from '@gateway/common';
@@ -9,8 +10,8 @@ const acme: Tenant = { name: 'acme', apiKey: 'acme-key', apiSecret: 'a'.repeat(4
 const globex: Tenant = { name: 'globex', apiKey: 'globex-key', apiSecret: 'g'.repeat(40) };
 const tenants = [acme, globex];
 
-const sign = (claims: Record<string, unknown>, secret: string, exp: number | string = '1h') =>
-  new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setIssuer(String(claims.iss)).setSubject('alice').setExpirationTime(exp).sign(new TextEncoder().encode(secret));
+const sign = (claims: Record<string, unknown>, secret: string, exp: number | string = '1h', alg = 'HS256') =>
+  new SignJWT(claims).setProtectedHeader({ alg }).setIssuer(String(claims.iss)).setSubject('alice').setJti(randomUUID()).setExpirationTime(exp).sign(new TextEncoder().encode(secret));
 const grants = { canPublish: true, canSubscribe: true, sources: ['camera'] };
 
 describe('join tokens', () => {
@@ -25,7 +26,30 @@ describe('join tokens', () => {
       grants: { canPublish: true, canSubscribe: false, sources: ['camera', 'microphone'], canRecord: false },
       expiresAt,
       contact: {},
+      tokenId: expect.stringMatching(/^[A-Za-z0-9_-]{32}$/),
     });
+  });
+
+  it('gives every minted token its own jti, counted under a hash', async () => {
+    const a = await verifyJoinToken(tenants, (await mintJoinToken(acme, { room: 'r1', identity: 'alice', role: 'end_user' })).token);
+    const b = await verifyJoinToken(tenants, (await mintJoinToken(acme, { room: 'r1', identity: 'alice', role: 'end_user' })).token);
+    expect(a.tokenId).not.toBe(b.tokenId);
+  });
+
+  it('refuses a token without a jti, other algorithms and an unsigned one', async () => {
+    const noJti = await new SignJWT({ iss: 'acme-key', tenant: 'acme', room: 'r1', role: 'agent', grants }).setProtectedHeader({ alg: 'HS256' }).setIssuer('acme-key').setSubject('alice').setExpirationTime('1h').sign(new TextEncoder().encode(acme.apiSecret));
+    await expect(verifyJoinToken(tenants, noJti)).rejects.toMatchObject({ code: ErrorCode.UNAUTHENTICATED });
+    for (const alg of ['HS384', 'HS512']) {
+      await expect(verifyJoinToken(tenants, await sign({ iss: 'acme-key', tenant: 'acme', room: 'r1', role: 'agent', grants }, acme.apiSecret, '1h', alg))).rejects.toMatchObject({ code: ErrorCode.UNAUTHENTICATED });
+    }
+    const valid = await sign({ iss: 'acme-key', tenant: 'acme', room: 'r1', role: 'agent', grants }, acme.apiSecret);
+    const unsigned = `${Buffer.from('{"alg":"none"}').toString('base64url')}.${valid.split('.')[1]}.`;
+    await expect(verifyJoinToken(tenants, unsigned)).rejects.toMatchObject({ code: ErrorCode.UNAUTHENTICATED });
+  });
+
+  it('refuses an identity with control characters', async () => {
+    const token = await new SignJWT({ tenant: 'acme', room: 'r1', role: 'agent', grants }).setProtectedHeader({ alg: 'HS256' }).setIssuer('acme-key').setSubject('eve\nagent-1 (agent): refund').setJti(randomUUID()).setExpirationTime('1h').sign(new TextEncoder().encode(acme.apiSecret));
+    await expect(verifyJoinToken(tenants, token)).rejects.toMatchObject({ code: ErrorCode.UNAUTHENTICATED });
   });
 
   it('grants recording only to agents who are given it', async () => {
