@@ -2,12 +2,13 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help setup up test test-unit typecheck proto proto-check bench token
+.PHONY: help setup up test test-unit typecheck proto proto-check bench fuzz token
 
 help:
 	@echo "make up     start nats-server, the SFU and signaling; prints the demo URLs"
 	@echo "make test   run every check and test (installs what is missing first)"
 	@echo "make bench  run the benchmarks and print figures"
+	@echo "make fuzz   run the long seeded fuzzer against the whole system (two signaling replicas)"
 	@echo "make proto  regenerate TypeScript from proto/"
 
 setup:
@@ -32,3 +33,6 @@ test: setup proto-check typecheck
 
 bench: setup
 	@MEDIASOUP_WORKER_BIN=$$(bash scripts/mediasoup-worker.sh) bash bench/run.sh
+
+fuzz: setup
+	@MEDIASOUP_WORKER_BIN=$$(bash scripts/mediasoup-worker.sh) bash scripts/fuzz.sh
