@@ -19,3 +19,20 @@ export * from './telemetry/tracing.js';
 export * from './validation.js';
 export * from './clientErrors.js';
 export * from './http.js';
+export * from './jetstream/catalog.js';
+export * from './jetstream/provision.js';
+export * from './jetstream/server.js';
+export {
+  artifactSpaces,
+  crmSyncDurables,
+  inboxPrefixOf,
+  natsAccess,
+  natsIdentities,
+  permissionsOf,
+  renderAuthorization,
+  type AuthorizationUser,
+  type Grant,
+  type NatsIdentity,
+  type ServiceIdentity,
+  type UserPermissions,
+} from './jetstream/access.js';

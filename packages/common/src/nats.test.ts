@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { Kvm } from '@nats-io/kv';
 import { NatsServer } from '@gateway/testing';
 import { liveKeys, openBucket } from './nats.js';
 
@@ -9,7 +10,7 @@ describe('liveKeys', () => {
 
   beforeAll(async () => {
     nats = await NatsServer.start();
-    nc = await connect({ servers: nats.url });
+    nc = await nats.connect();
   });
 
   afterAll(async () => {
@@ -18,6 +19,8 @@ describe('liveKeys', () => {
   });
 
   it('lists the keys that hold a value, under a filter, as kv.keys() does', async () => {
+    // A bucket of the test's own (the admin identity may create one; services only open the catalog's).
+    await new Kvm(nc).create('live_keys');
     const kv = await openBucket(nc, 'live_keys');
     await kv.put('acme.room1.a', 'x');
     await kv.put('acme.room1.b', 'x');

@@ -19,11 +19,11 @@ export class NodeRegistry {
 
   static async start(
     nc: NatsConnection,
-    options: { nodeId: string; heartbeatMs: number; ttlMs: number },
+    options: { nodeId: string; heartbeatMs: number },
     describe: () => { grpcAddress: string; load: NodeLoad; draining: boolean },
     log: Logger,
   ): Promise<NodeRegistry> {
-    const kv = await openBucket(nc, buckets.sfuNodes, { ttlMs: options.ttlMs });
+    const kv = await openBucket(nc, buckets.sfuNodes);
     const registry = new NodeRegistry(kv, describe, options.nodeId, options.heartbeatMs, log);
     await registry.heartbeat();
     registry.timer = setInterval(() => void registry.heartbeat(), options.heartbeatMs);

@@ -101,24 +101,19 @@ export class SignalingServer implements SessionBroker {
   }
 
   static async start(config: SignalingConfig, log: Logger): Promise<SignalingServer> {
-    let nc: NatsConnection;
-    try {
-      nc = await connectNats(config.natsUrl, config.replicaId, log, { replicas: config.natsReplicas });
-    } catch (error) {
-      throw new GatewayError(ErrorCode.UNAVAILABLE, `cannot reach NATS at ${config.natsUrl}`, { cause: error });
-    }
+    const nc = await connectNats(config.nats, config.replicaId, log);
     const directory = await SfuDirectory.open(nc, config.grpcTls, log);
     const recorders = await RecorderDirectory.open(nc, config.grpcTls);
     const store = await ParticipantStore.open(nc, config.recordRefreshMs);
     const hub = new RoomHub(nc, config.replicaId, log);
     const keyring = new StaticKeyring(config.tenantKeys);
     const chat = await ChatLog.open(nc, keyring);
-    const artifacts = await ArtifactStore.open(nc, keyring);
+    const artifacts = await ArtifactStore.open(nc, keyring, 'conversations');
     // The page origins WebAuthn accepts: configured, or this server's own port on localhost.
     let port = 0;
     const actions = new SmartActions(
       await openBucket(nc, buckets.smartActions),
-      await openBucket(nc, buckets.webauthnChallenges, { ttlMs: 5 * 60_000 }),
+      await openBucket(nc, buckets.webauthnChallenges),
       new DeviceKeys(await openBucket(nc, buckets.deviceKeys)),
       artifacts,
       () => config.tenants,

@@ -2,7 +2,7 @@ import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { defaultRedactionPolicy, env, grpcTlsShape, loadConfig, readGrpcTls, tenantKeysShape, tenantsSchema, tenantsShape, type RedactionPolicy, type Tenant } from '@gateway/common';
+import { defaultRedactionPolicy, env, grpcTlsShape, loadConfig, natsShape, readNatsSettings, readGrpcTls, tenantKeysShape, tenantsSchema, tenantsShape, type RedactionPolicy, type Tenant } from '@gateway/common';
 
 export { DEMO_TENANT, type Tenant } from '@gateway/common';
 
@@ -19,8 +19,7 @@ export function recordingOptions(tenant: Tenant | undefined) {
 }
 
 const shape = {
-  NATS_URL: env.natsUrl(),
-  NATS_REPLICAS: env.natsReplicas(),
+  ...natsShape,
   LOG_LEVEL: env.logLevel(),
   ...tenantsShape,
   SIGNALING_HOST: env.string('0.0.0.0'),
@@ -64,8 +63,7 @@ export type SignalingConfig = ReturnType<typeof readSignalingConfig>;
 export function readSignalingConfig(source: Record<string, string | undefined> = process.env) {
   const c = loadConfig(shape, source);
   return {
-    natsUrl: c.NATS_URL,
-    natsReplicas: c.NATS_REPLICAS,
+    nats: readNatsSettings(c, 'signaling'),
     logLevel: c.LOG_LEVEL,
     tenants: c.GATEWAY_TENANTS,
     usesDemoTenant: source.GATEWAY_TENANTS === undefined || source.GATEWAY_TENANTS === '',
