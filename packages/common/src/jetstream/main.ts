@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { env, loadConfig } from '../config.js';
+import { ErrorCode, GatewayError } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { connectNats, natsShape, readNatsSettings } from '../nats.js';
 import { runMain } from '../shutdown.js';
@@ -35,7 +36,8 @@ runMain(async () => {
       log.info({ replicas: settings.replicas, budgetBytes: settings.budgetBytes }, 'JetStream provisioned');
       return;
     } catch (error) {
-      if (Date.now() > deadline) throw error;
+      // A configuration error stays one; anything else may be a cluster still starting.
+      if (Date.now() > deadline || (error instanceof GatewayError && error.code === ErrorCode.CONFIG_INVALID)) throw error;
       log.warn({ err: error, attempt }, 'provisioning failed; trying again');
       await new Promise((resolve) => setTimeout(resolve, Math.min(5_000, 500 * attempt)));
     }

@@ -66,3 +66,23 @@ export function writeNatsServerConfig(file: string, options: NatsServerOptions):
   mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   writeFileSync(file, `${JSON.stringify(natsServerConfig(options), null, 2)}\n`, { mode: 0o600 });
 }
+
+/** The Secret (namespace gateway) whose keys are the identities' public nkeys, which the NATS pods read into their environment. */
+export const natsUserKeysSecret = 'nats-user-keys';
+
+/** The environment variable of the NATS pods that holds an identity's public nkey. */
+export const natsNkeyVariable = (identity: NatsIdentity) => `NATS_NKEY_${identity.toUpperCase().replace(/-/g, '_')}`;
+
+/**
+ * The chart's side of the same authorization (deploy/nats/values.yaml, config.merge): the
+ * public keys come from the pods' environment (`<< $VAR >>` is written unquoted into the
+ * server's configuration, which resolves it), the permissions are the ones above.
+ */
+export function natsChartAuthorization(): ReturnType<typeof renderAuthorization> {
+  return renderAuthorization((identity) => `<< $${natsNkeyVariable(identity)} >>`);
+}
+
+/** The NATS container's environment entries that feed natsChartAuthorization (values.yaml, container.env). */
+export function natsChartEnv(): Record<string, { valueFrom: { secretKeyRef: { name: string; key: string } } }> {
+  return Object.fromEntries(natsIdentities.map((identity) => [natsNkeyVariable(identity), { valueFrom: { secretKeyRef: { name: natsUserKeysSecret, key: identity } } }]));
+}
