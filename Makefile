@@ -2,13 +2,14 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help setup up test test-unit typecheck proto proto-check bench token
+.PHONY: help setup up test test-unit typecheck proto proto-check bench token nats-values
 
 help:
 	@echo "make up     start nats-server, the SFU and signaling; prints the demo URLs"
 	@echo "make test   run every check and test (installs what is missing first)"
 	@echo "make bench  run the benchmarks and print figures"
 	@echo "make proto  regenerate TypeScript from proto/"
+	@echo "make nats-values  write the NATS permissions (packages/common/src/jetstream/access.ts) into deploy/nats/values.yaml"
 
 setup:
 	@bash scripts/setup.sh
@@ -18,6 +19,9 @@ up: setup
 
 proto:
 	@bash scripts/gen-proto.sh
+
+nats-values:
+	@node --import tsx scripts/nats-chart-values.ts
 
 proto-check:
 	@bash scripts/gen-proto.sh --check
