@@ -13,6 +13,7 @@ import {
   StaticKeyring,
   buckets,
   catalog,
+  crmSyncDurables,
   dataKeyName,
   inboxPrefixOf,
   openBucket,
@@ -22,6 +23,7 @@ import {
   type ServiceIdentity,
 } from '@gateway/common';
 import { NatsServer } from '@gateway/testing';
+import { deliveryConsumers } from '../../services/crm-sync/src/Deliveries.js';
 
 const keyring = new StaticKeyring({ demo: DEMO_TENANT_KEK });
 const services: ServiceIdentity[] = ['signaling', 'sfu', 'recorder', 'crm-sync', 'routing'];
@@ -197,6 +199,10 @@ describe('NATS: TLS, an identity per service, least privilege', () => {
     // Nothing changed meanwhile.
     const jsm = await jetstreamManager(as.admin!);
     for (const entry of catalog) expect((await jsm.streams.info(streamNameOf(entry))).config.max_bytes, streamNameOf(entry)).toBeGreaterThan(1);
+  });
+
+  it("crm-sync's permissions name the durable consumers its code holds", () => {
+    expect(crmSyncDurables.map(({ stream, durable }) => ({ stream: stream.name, durable }))).toEqual(deliveryConsumers.map(({ stream, durable }) => ({ stream, durable })));
   });
 
   it("a service cannot read another's replies", async () => {
