@@ -155,6 +155,20 @@ describe('NATS: TLS, an identity per service, least privilege', () => {
     await (await openBucket(as.sfu!, buckets.sfuNodes)).put('sfu-test-node', forged);
   });
 
+  it('each producer writes its own artifacts, which crm-sync reads, however large', async () => {
+    const large = Buffer.alloc(24 * 1024 * 1024, 7);
+    await (await ArtifactStore.open(as.recorder!, keyring, 'recordings')).put('demo', 'AR_large', Readable.from([large]), 'video/webm');
+    await (await ArtifactStore.open(as.signaling!, keyring, 'conversations')).put('demo', 'AT_photo', Readable.from([Buffer.from('photo')]), 'image/png');
+    const crmSync = await ArtifactStore.open(as['crm-sync']!, keyring);
+    expect((await crmSync.get('demo', 'AR_large')).data.equals(large)).toBe(true);
+    expect((await crmSync.get('demo', 'AT_photo')).data.toString()).toBe('photo');
+    // Neither producer reaches the other's space.
+    await expect(ArtifactStore.open(as.recorder!, keyring, 'conversations')).rejects.toMatchObject({ code: ErrorCode.PERMISSION_DENIED });
+    await expect(ArtifactStore.open(as.signaling!, keyring, 'recordings')).rejects.toMatchObject({ code: ErrorCode.PERMISSION_DENIED });
+    await crmSync.delete('demo', 'AR_large');
+    await crmSync.delete('demo', 'AT_photo');
+  }, 60_000);
+
   it('only crm-sync deletes an artifact waiting for delivery', async () => {
     const name = `${recording.tenant}.${recording.artifactId}`;
     for (const identity of ['signaling', 'sfu', 'routing'] as const) {

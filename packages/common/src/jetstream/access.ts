@@ -48,20 +48,17 @@ export const stream = {
   info: (s: StreamRef | string) => pub(`${api}.STREAM.INFO.${typeof s === 'string' ? s : s.name}`),
   /** Publishing to the stream (a JetStream publish: the acknowledgement comes to the inbox). */
   publish: (s: StreamRef, subjects: readonly string[] = s.subjects) => all(stream.info(s), pub(...subjects)),
-  /** Reading with ordered consumers and message gets (readSubject). */
-  read: (s: StreamRef) =>
-    all(
-      stream.info(s),
-      pub(`${api}.STREAM.MSG.GET.${s.name}`, `${api}.CONSUMER.CREATE.${s.name}`, `${api}.CONSUMER.CREATE.${s.name}.>`, `${api}.CONSUMER.MSG.NEXT.${s.name}.*`, `${api}.CONSUMER.DELETE.${s.name}.*`),
-    ),
+  /**
+   * Reading with ordered consumers (created with their filter in the subject, then pulled from;
+   * they expire by themselves) and message gets (readSubject).
+   */
+  read: (s: StreamRef) => all(stream.info(s), pub(`${api}.STREAM.MSG.GET.${s.name}`, `${api}.CONSUMER.CREATE.${s.name}.>`, `${api}.CONSUMER.MSG.NEXT.${s.name}.*`)),
   /** A durable consumer of the given name: created (with its settings) by the service, then pulled from and acknowledged. */
   durable: (s: StreamRef, durable: string) =>
     all(
       stream.info(s),
       pub(
         `${api}.CONSUMER.CREATE.${s.name}.${durable}`,
-        `${api}.CONSUMER.CREATE.${s.name}.${durable}.>`,
-        `${api}.CONSUMER.DURABLE.CREATE.${s.name}.${durable}`,
         `${api}.CONSUMER.INFO.${s.name}.${durable}`,
         `${api}.CONSUMER.MSG.NEXT.${s.name}.${durable}`,
         `$JS.ACK.${s.name}.${durable}.>`,
@@ -91,16 +88,13 @@ export const kv = {
  * writer has a store of its own (artifacts below).
  */
 export const objects = {
-  /** Info and reads: an object's chunks come through a consumer filtered on its chunk subject. */
+  /**
+   * Info and reads: an object's chunks come through a consumer filtered on its chunk subject,
+   * with flow control (the reader answers the server's flow-control requests, or a large object
+   * stalls).
+   */
   read: (store: string) =>
-    pub(
-      `${api}.STREAM.INFO.OBJ_${store}`,
-      `${api}.STREAM.MSG.GET.OBJ_${store}`,
-      `${api}.CONSUMER.CREATE.OBJ_${store}`,
-      `${api}.CONSUMER.CREATE.OBJ_${store}.*.$O.${store}.C.*`,
-      `${api}.CONSUMER.DELETE.OBJ_${store}.*`,
-      `$JS.FC.OBJ_${store}.>`,
-    ),
+    pub(`${api}.STREAM.INFO.OBJ_${store}`, `${api}.STREAM.MSG.GET.OBJ_${store}`, `${api}.CONSUMER.CREATE.OBJ_${store}.*.$O.${store}.C.*`, `$JS.FC.OBJ_${store}.>`),
   /** Puts: chunks, then the object's meta record. */
   write: (store: string) => pub(`${api}.STREAM.INFO.OBJ_${store}`, `${api}.STREAM.MSG.GET.OBJ_${store}`, `$O.${store}.C.*`, `$O.${store}.M.*`),
   /** Deletes: the meta record marked deleted, then the chunks purged (a purge reaches the whole store). */
