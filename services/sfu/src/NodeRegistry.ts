@@ -1,5 +1,5 @@
 import { NodeInfo, type NodeLoad } from '@gateway/proto/gateway/sfu/v1/sfu';
-import { buckets, liveKeys, openBucket, type KV, type Logger, type NatsConnection } from '@gateway/common';
+import { ErrorCode, GatewayError, bucketTtlMs, buckets, liveKeys, openBucket, type KV, type Logger, type NatsConnection } from '@gateway/common';
 
 /**
  * Keeps this node's entry in the SFU registry (NATS KV) fresh. The bucket's TTL removes the
@@ -23,6 +23,11 @@ export class NodeRegistry {
     describe: () => { grpcAddress: string; load: NodeLoad; draining: boolean },
     log: Logger,
   ): Promise<NodeRegistry> {
+    // The registry's TTL is provisioned (catalog.ts): a node must heartbeat well within it.
+    const ttlMs = await bucketTtlMs(nc, buckets.sfuNodes);
+    if (ttlMs > 0 && options.heartbeatMs * 2 > ttlMs) {
+      throw new GatewayError(ErrorCode.CONFIG_INVALID, `invalid configuration:\n  SFU_HEARTBEAT_SECONDS must be at most half the ${buckets.sfuNodes} bucket's TTL (${ttlMs / 1000} s)`);
+    }
     const kv = await openBucket(nc, buckets.sfuNodes);
     const registry = new NodeRegistry(kv, describe, options.nodeId, options.heartbeatMs, log);
     await registry.heartbeat();
