@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help setup up test test-unit typecheck proto proto-check bench fuzz token
+.PHONY: help setup up test test-unit typecheck proto proto-check bench fuzz token nats-values
 
 help:
 	@echo "make up     start nats-server, the SFU and signaling; prints the demo URLs"
@@ -10,6 +10,7 @@ help:
 	@echo "make bench  run the benchmarks and print figures"
 	@echo "make fuzz   run the long seeded fuzzer against the whole system (two signaling replicas)"
 	@echo "make proto  regenerate TypeScript from proto/"
+	@echo "make nats-values  write the NATS permissions (packages/common/src/jetstream/access.ts) into deploy/nats/values.yaml"
 
 setup:
 	@bash scripts/setup.sh
@@ -19,6 +20,9 @@ up: setup
 
 proto:
 	@bash scripts/gen-proto.sh
+
+nats-values:
+	@node --import tsx scripts/nats-chart-values.ts
 
 proto-check:
 	@bash scripts/gen-proto.sh --check

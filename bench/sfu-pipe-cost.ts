@@ -7,7 +7,6 @@
  * two cases is what carrying the streams across costs: A's pipe consumers, B's pipe
  * producers, SRTP and UDP both ways. Both cases forward the same packets to the subscribers.
  */
-import { connect } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
 import { buckets, kvKeys } from '@gateway/common';
 import { NatsServer, startSfuProcess, startSignalingProcess } from '@gateway/testing';
@@ -24,7 +23,7 @@ const address = externalAddress();
 // webrtcbin 1.22 keeps ICE alive with STUN indications, not consent requests (RFC 7675).
 const media = { LOG_LEVEL: 'warn', SFU_LISTEN_IP: address, SFU_ANNOUNCED_ADDRESS: address, SFU_ICE_CONSENT_TIMEOUT_SECONDS: '0', SFU_ROOM_IDLE_SECONDS: '1' };
 const nats = await NatsServer.start();
-const nc = await connect({ servers: nats.url });
+const nc = await nats.connect();
 const placements = await new Kvm(nc).open(buckets.roomPlacement);
 const nodeA = await startSfuProcess({ natsUrl: nats.url, nodeId: 'bench-a', env: { ...media, SFU_MAX_CONSUMERS: '1' } });
 const nodeB = await startSfuProcess({ natsUrl: nats.url, nodeId: 'bench-b', env: media });

@@ -17,6 +17,11 @@ import { build } from 'esbuild';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const services = ['sfu', 'signaling', 'recorder', 'crm-sync'];
 export const externalPackages = ['mediasoup', 'sharp'];
+/**
+ * Tools bundled beside a service, in its image: the JetStream provisioning step (the
+ * nats-provision Job runs `node nats-provision.mjs` in the crm-sync image).
+ */
+export const tools = { 'crm-sync': { 'nats-provision.mjs': 'packages/common/src/jetstream/main.ts' } };
 const optionalPackages = ['pg-native', 'bufferutil', 'utf-8-validate'];
 
 const builtins = new Set([...builtinModules, ...builtinModules.map((name) => `node:${name}`)]);
@@ -47,6 +52,24 @@ export async function bundleService(service, outdir) {
   for (const output of Object.values(result.metafile.outputs)) {
     for (const { path: specifier, external } of output.imports) {
       if (external && !builtins.has(specifier)) imported.add(packageOf(specifier));
+    }
+  }
+  for (const [file, entry] of Object.entries(tools[service] ?? {})) {
+    const tool = await build({
+      entryPoints: [path.join(root, entry)],
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node22',
+      outfile: path.join(outdir, service, file),
+      sourcemap: true,
+      external: [...externalPackages, ...optionalPackages],
+      metafile: true,
+      logLevel: 'warning',
+      banner: { js: "import { createRequire as __gatewayCreateRequire } from 'node:module'; const require = __gatewayCreateRequire(import.meta.url);" },
+    });
+    for (const output of Object.values(tool.metafile.outputs)) {
+      for (const { path: specifier, external } of output.imports) if (external && !builtins.has(specifier)) imported.add(packageOf(specifier));
     }
   }
   const unexpected = [...imported].filter((name) => !externalPackages.includes(name) && !optionalPackages.includes(name));

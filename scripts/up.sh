@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Runs the whole system on this machine: a local nats-server with JetStream (data in .data/),
 # one SFU and one signaling process. Prints the demo URLs; Ctrl-C stops everything cleanly.
+# NATS is closed as in production: TLS, an nkey per service with its own permissions
+# (development certificates in .data/pki, credentials in .data/nats-auth, made on first run),
+# every stream and bucket provisioned by the admin identity before the services start.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 export NATS_PORT=${NATS_PORT:-4222}
-export NATS_URL=${NATS_URL:-nats://127.0.0.1:$NATS_PORT}
+export NATS_URL=${NATS_URL:-tls://127.0.0.1:$NATS_PORT}
 export SIGNALING_PORT=${SIGNALING_PORT:-8080}
 export MEDIASOUP_WORKER_BIN=${MEDIASOUP_WORKER_BIN:-$(bash scripts/mediasoup-worker.sh)}
 data="$root/.data"
@@ -40,25 +43,42 @@ wait_ready() { # url name pid
 # service's code (traces are exported when OTEL_EXPORTER_OTLP_ENDPOINT is set).
 node_args=(--import tsx --import @gateway/common/telemetry/register)
 
-nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$data/nats" >"$data/logs/nats.log" 2>&1 &
+# Certificates, an nkey per identity and the server's configuration with every permission.
+nats_config=$(node --import tsx scripts/nats-dev.ts "$data" "$NATS_PORT")
+nats-server -c "$nats_config" >"$data/logs/nats.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do port_busy "$NATS_PORT" && break; sleep 0.1; done
 
-node "${node_args[@]}" services/sfu/src/main.ts >"$data/logs/sfu.log" 2>&1 &
+# How an identity reaches NATS: the CA, its nkey seed, its client certificate (into nats_vars).
+nats_env() {
+  nats_vars=("NATS_CA_FILE=$data/pki/ca.crt" "NATS_NKEY_SEED_FILE=$data/nats-auth/$1.nk"
+    "NATS_TLS_CERT_FILE=$data/pki/$1.crt" "NATS_TLS_KEY_FILE=$data/pki/$1.key")
+}
+# Every stream, bucket and object store, with its limits, made or updated as the admin identity.
+nats_env admin
+env "${nats_vars[@]}" NATS_STORAGE_BUDGET="${NATS_STORAGE_BUDGET:-8GiB}" \
+  node "${node_args[@]}" packages/common/src/jetstream/main.ts >"$data/logs/nats-provision.log" 2>&1 \
+  || { echo "provisioning JetStream failed; see .data/logs/nats-provision.log" >&2; tail -20 "$data/logs/nats-provision.log" >&2; exit 1; }
+
+nats_env sfu
+env "${nats_vars[@]}" node "${node_args[@]}" services/sfu/src/main.ts >"$data/logs/sfu.log" 2>&1 &
 pids+=($!)
 wait_ready "http://127.0.0.1:${SFU_OPS_PORT:-9101}/readyz" sfu "${pids[-1]}"
 
-node "${node_args[@]}" services/recorder/src/main.ts >"$data/logs/recorder.log" 2>&1 &
+nats_env recorder
+env "${nats_vars[@]}" node "${node_args[@]}" services/recorder/src/main.ts >"$data/logs/recorder.log" 2>&1 &
 pids+=($!)
 wait_ready "http://127.0.0.1:${RECORDER_OPS_PORT:-9102}/readyz" recorder "${pids[-1]}"
 
 # One machine: a destination on this machine (a local PostgreSQL) is allowed.
-CRM_SYNC_ALLOW_PRIVATE_DESTINATIONS="${CRM_SYNC_ALLOW_PRIVATE_DESTINATIONS:-true}" \
+nats_env crm-sync
+env "${nats_vars[@]}" CRM_SYNC_ALLOW_PRIVATE_DESTINATIONS="${CRM_SYNC_ALLOW_PRIVATE_DESTINATIONS:-true}" \
   node "${node_args[@]}" services/crm-sync/src/main.ts >"$data/logs/crm-sync.log" 2>&1 &
 pids+=($!)
 wait_ready "http://127.0.0.1:${CRM_SYNC_OPS_PORT:-9103}/readyz" crm-sync "${pids[-1]}"
 
-node "${node_args[@]}" services/signaling/src/main.ts >"$data/logs/signaling.log" 2>&1 &
+nats_env signaling
+env "${nats_vars[@]}" node "${node_args[@]}" services/signaling/src/main.ts >"$data/logs/signaling.log" 2>&1 &
 pids+=($!)
 wait_ready "http://127.0.0.1:${SIGNALING_OPS_PORT:-9100}/readyz" signaling "${pids[-1]}"
 

@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { connect } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { ArtifactStore, DEMO_TENANT_KEK, StaticKeyring, streams, subjects } from '@gateway/common';
 import { TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
@@ -238,7 +237,7 @@ describe('chat between an end user and an agent in Chromium', () => {
   });
 
   it('stores the transcript redacted when everyone has left', async () => {
-    const nc = await connect({ servers: nats.url });
+    const nc = await nats.connect();
     try {
       const transcripts = await jetstream(nc).consumers.get(streams.transcripts.name, { filter_subjects: subjects.transcriptReady('demo') });
       // One more card number, typed and sent once the flood test's budget has refilled.

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
 import { ParticipantRecord } from '@gateway/proto/gateway/events/v1/events';
 import { buckets, kvKeys } from '@gateway/common';
@@ -41,7 +41,7 @@ describe('a room across two SFU nodes in Chromium', () => {
 
   beforeAll(async () => {
     nats = await NatsServer.start();
-    nc = await connect({ servers: nats.url });
+    nc = await nats.connect();
     nodeA = await startSfuProcess({ natsUrl: nats.url, nodeId: 'sfu-a', env: { SFU_MAX_CONSUMERS: '2' } });
     signaling = await startSignalingProcess({ natsUrl: nats.url });
     browser = await launchChromium([`--use-file-for-fake-audio-capture=${voiceClip()}`]);

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { Objm } from '@nats-io/obj';
 import { RecordingReady } from '@gateway/proto/gateway/events/v1/events';
@@ -46,7 +46,7 @@ describe('recording a call', () => {
 
   beforeAll(async () => {
     nats = await NatsServer.start();
-    nc = await connect({ servers: nats.url });
+    nc = await nats.connect();
     sfu = await startSfuProcess({ natsUrl: nats.url });
     signaling = await startSignalingProcess({ natsUrl: nats.url });
     recorder = await startRecorderProcess({ natsUrl: nats.url, workDir, env: { RECORDER_SEGMENT_SECONDS: '2' } });
@@ -162,6 +162,7 @@ describe('recording a call', () => {
     const objects = await new Objm(nc).open(buckets.artifacts);
     const stored = await objects.list();
     expect(stored.map((o) => o.name).sort()).toEqual(done.artifacts.map((a) => `demo.${a.artifactId}`).sort());
+    expect((await (await new Objm(nc).open(buckets.recordingSegments)).list()).filter((o) => !o.deleted)).toEqual([]);
     const signatures = [Buffer.from([0x1a, 0x45, 0xdf, 0xa3]), Buffer.from('ID3'), Buffer.from('OpusHead'), Buffer.from('LAME'), Buffer.from('webm')];
     for (const info of stored) {
       const raw = Buffer.from((await objects.getBlob(info.name))!);

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { ArtifactStore, DEMO_TENANT_KEK, StaticKeyring, buckets, kvKeys, streams, subjects } from '@gateway/common';
@@ -31,7 +31,7 @@ describe('chat', () => {
       SIGNALING_CHAT_RATE_BURST: '4',
     };
     [sig1, sig2] = await Promise.all([startSignalingProcess({ natsUrl: nats.url, env }), startSignalingProcess({ natsUrl: nats.url, env })]);
-    nc = await connect({ servers: nats.url });
+    nc = await nats.connect();
   }, 60_000);
 
   afterAll(async () => {

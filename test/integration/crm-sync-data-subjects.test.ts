@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { ArtifactStore, DEMO_TENANT, DEMO_TENANT_KEK, DeviceKeys, StaticKeyring, buckets, ensureStream, openBucket, streams, subjects } from '@gateway/common';
 import { DataSubjectAudit, TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
@@ -26,7 +26,7 @@ describe('data-subject requests', () => {
   beforeAll(async () => {
     nats = await NatsServer.start();
     crm = await startCrmSyncProcess({ natsUrl: nats.url, env: { ...twoTenantEnv, CRM_SYNC_RETRY_BASE_SECONDS: '0.5', CRM_SYNC_RETRY_MAX_SECONDS: '1' } });
-    nc = await connect({ servers: nats.url });
+    nc = await nats.connect();
     artifacts = await ArtifactStore.open(nc, new StaticKeyring({ demo: DEMO_TENANT_KEK }));
     deviceKeys = new DeviceKeys(await openBucket(nc, buckets.deviceKeys));
   }, 60_000);

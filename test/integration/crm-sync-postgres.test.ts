@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { ArtifactStore, DEMO_TENANT_KEK, StaticKeyring, buckets, streams, subjects } from '@gateway/common';
@@ -27,7 +27,7 @@ describe('crm-sync to a customer PostgreSQL database', () => {
     [nats, postgres] = await Promise.all([NatsServer.start(), PostgresServer.start()]);
     postgres.createDatabase('customer_crm', 'customer', CUSTOMER_PASSWORD);
     crm = await startCrmSyncProcess({ natsUrl: nats.url, env: { ...twoTenantEnv, CRM_SYNC_RETRY_BASE_SECONDS: '0.2', CRM_SYNC_RETRY_MAX_SECONDS: '1' } });
-    nc = await connect({ servers: nats.url });
+    nc = await nats.connect();
     artifacts = await ArtifactStore.open(nc, new StaticKeyring({ demo: DEMO_TENANT_KEK }));
     customerDb = new pg.Client({ host: '127.0.0.1', port: postgres.port, user: 'customer', password: CUSTOMER_PASSWORD, database: 'customer_crm' });
     await customerDb.connect();

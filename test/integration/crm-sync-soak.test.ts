@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { ArtifactStore, DEMO_TENANT, StaticKeyring, ensureStream, streams, subjects } from '@gateway/common';
 import { TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
@@ -46,7 +46,7 @@ describe('crm-sync fault soak', () => {
     [nats, postgres, zendesk] = await Promise.all([NatsServer.start(), PostgresServer.start(), ZendeskContractServer.start({ ...ZENDESK, requestsPerMinute: 1_000_000 })]);
     postgres.createDatabase('customer_crm', 'customer', CUSTOMER_PASSWORD);
     crm = await startCrmSyncProcess({ natsUrl: nats.url, env: crmEnv });
-    nc = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+    nc = await nats.connect('admin', { maxReconnectAttempts: -1, reconnectTimeWait: 250 });
     customerDb = new pg.Client({ host: '127.0.0.1', port: postgres.port, user: 'customer', password: CUSTOMER_PASSWORD, database: 'customer_crm' });
     await customerDb.connect();
     customerDb.on('error', () => undefined);

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
 import { NodeInfo } from '@gateway/proto/gateway/sfu/v1/sfu';
 import { buckets } from '@gateway/common';
@@ -28,7 +28,7 @@ describe('process failures and shutdown', () => {
 
   beforeAll(async () => {
     nats = await NatsServer.start();
-    nc = await connect({ servers: nats.url });
+    nc = await nats.connect();
     sfu = await startSfuProcess({ natsUrl: nats.url, env: { SFU_DRAIN_GRACE_SECONDS: '4', SFU_HEARTBEAT_SECONDS: '0.5' } });
     const env = { SIGNALING_RECORD_REFRESH_SECONDS: '1', SIGNALING_RESUME_WINDOW_SECONDS: '30' };
     [sig1, sig2] = await Promise.all([startSignalingProcess({ natsUrl: nats.url, env }), startSignalingProcess({ natsUrl: nats.url, env })]);

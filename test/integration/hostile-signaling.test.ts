@@ -1,6 +1,6 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
 import { ParticipantRecord } from '@gateway/proto/gateway/events/v1/events';
 import { DEMO_TENANT, DEMO_TENANT_KEK, buckets, kvKeys } from '@gateway/common';
@@ -63,9 +63,8 @@ describe('signaling facing hostile input', () => {
 
   beforeAll(async () => {
     nats = await NatsServer.start();
-    nc = await connect({ servers: nats.url });
-    // The node must stay registered while a test freezes it.
-    sfu = await startSfuProcess({ natsUrl: nats.url, env: { SFU_REGISTRY_TTL_SECONDS: '60' } });
+    nc = await nats.connect();
+    sfu = await startSfuProcess({ natsUrl: nats.url });
     [sig1, sig2] = await Promise.all([startSignalingProcess({ natsUrl: nats.url, env }), startSignalingProcess({ natsUrl: nats.url, env })]);
   }, 60_000);
 

@@ -1,17 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
-import { buckets, streams } from '@gateway/common';
+import { buckets, catalog, streamNameOf, streams } from '@gateway/common';
 import { NatsCluster, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { TestClients } from '../support/wsClient.js';
 import { demoToken } from '../support/tokens.js';
 
 /**
  * The production shape of NATS: a cluster of three servers with JetStream, every stream, bucket
- * and object store kept in three copies (NATS_REPLICAS=3). Losing one server loses nothing and
- * stops nothing.
+ * and object store kept in three copies (NATS_REPLICAS=3, applied by the provisioning step).
+ * Losing one server loses nothing and stops nothing.
  */
 describe('on a three-server JetStream cluster', () => {
   let cluster: NatsCluster;
@@ -21,16 +21,17 @@ describe('on a three-server JetStream cluster', () => {
   const clients = new TestClients();
 
   beforeAll(async () => {
-    cluster = await NatsCluster.start(3);
-    nc = await connect({ servers: cluster.url.split(',') });
+    cluster = await NatsCluster.start(3, { provision: false });
+    nc = await cluster.connect();
     // JetStream answers once the cluster has elected its meta leader.
     await waitFor(async () => (await jetstreamManager(nc).then((jsm) => jsm.getAccountInfo()).catch(() => undefined)) !== undefined, 20_000, 'a JetStream meta leader');
     // An earlier one-copy set-up left a stream and a bucket behind: they get their copies too.
     await (await jetstreamManager(nc)).streams.add({ name: streams.sessions.name, subjects: [...streams.sessions.subjects], num_replicas: 1 });
     await new Kvm(nc).create(buckets.roomPlacement, { replicas: 1 });
-    const env = { NATS_REPLICAS: '3' };
-    sfu = await startSfuProcess({ natsUrl: cluster.url, env });
-    signaling = await startSignalingProcess({ natsUrl: cluster.url, env });
+    // The provisioning step as Kubernetes runs it (its own process, the admin identity).
+    await cluster.runProvisioning({ NATS_REPLICAS: '3' });
+    sfu = await startSfuProcess({ natsUrl: cluster.url });
+    signaling = await startSignalingProcess({ natsUrl: cluster.url });
   }, 90_000);
 
   afterAll(async () => {
@@ -41,10 +42,10 @@ describe('on a three-server JetStream cluster', () => {
     await cluster?.stop();
   });
 
-  it('keeps three copies of every stream, bucket and object store it uses, including ones made with fewer', async () => {
+  it('keeps three copies of every stream, bucket and object store, including ones made with fewer', async () => {
     const jsm = await jetstreamManager(nc);
-    for (const stream of [streams.chat.name, streams.sessions.name, streams.transcripts.name]) {
-      expect((await jsm.streams.info(stream)).config.num_replicas, stream).toBe(3);
+    for (const entry of catalog) {
+      expect((await jsm.streams.info(streamNameOf(entry))).config.num_replicas, streamNameOf(entry)).toBe(3);
     }
     const kvm = new Kvm(nc);
     for (const bucket of [buckets.sfuNodes, buckets.roomPlacement, buckets.participants, buckets.roomSessions, buckets.chatKeys, buckets.dataKeys]) {

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { catalog, streamNameOf } from '@gateway/common';
 import { NatsServer, startCrmSyncProcess, startRecorderProcess, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { scrapeMetrics, sumOf, type Scrape } from '../support/metrics.js';
 import { TestClients } from '../support/wsClient.js';
@@ -20,7 +21,10 @@ const required: Record<string, string[]> = {
   ],
   signaling: ['gateway_signaling_connections', 'gateway_signaling_sessions', 'gateway_signaling_join_duration_seconds', 'gateway_signaling_requests_total'],
   recorder: ['gateway_recorder_jobs_active', 'gateway_recorder_jobs_ended_total'],
-  'crm-sync': ['gateway_crm_sync_deliveries_total', 'gateway_jetstream_consumer_pending_messages', 'gateway_jetstream_consumer_ack_pending_messages'],
+  'crm-sync': [
+    'gateway_crm_sync_deliveries_total', 'gateway_jetstream_consumer_pending_messages', 'gateway_jetstream_consumer_ack_pending_messages',
+    'gateway_jetstream_stream_bytes', 'gateway_jetstream_stream_max_bytes',
+  ],
 };
 
 /** The subsystems each service's own metrics may use; prom-client's process and Node.js metrics are everyone's. */
@@ -92,6 +96,12 @@ describe('metrics of every service', () => {
     const lag = scrapes['crm-sync']!.samples.filter((s) => s.name === 'gateway_jetstream_consumer_pending_messages');
     expect(lag.map((s) => s.labels.consumer).sort()).toEqual(['crm-sync-recordings', 'crm-sync-sessions', 'crm-sync-transcripts']);
     expect(lag.every((s) => s.value === 0)).toBe(true);
+    // And how full every stream, bucket and object store is, against a limit each has.
+    const limits = scrapes['crm-sync']!.samples.filter((s) => s.name === 'gateway_jetstream_stream_max_bytes');
+    expect(limits.map((s) => s.labels.stream).sort()).toEqual(catalog.map(streamNameOf).sort());
+    expect(limits.every((s) => s.value > 0)).toBe(true);
+    const used = scrapes['crm-sync']!.samples.filter((s) => s.name === 'gateway_jetstream_stream_bytes');
+    expect(used.map((s) => s.labels.stream).sort()).toEqual(catalog.map(streamNameOf).sort());
   });
 
   it('names every metric gateway_<subsystem>_<name>_<unit>', () => {

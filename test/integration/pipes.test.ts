@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
 import { SfuClient, type ProducerInfo } from '@gateway/proto/gateway/sfu/v1/sfu';
 import { buckets, callUnary, grpc, kvKeys } from '@gateway/common';
@@ -33,7 +33,7 @@ describe('pipes between SFU nodes', () => {
 
   beforeAll(async () => {
     nats = await NatsServer.start();
-    nc = await connect({ servers: nats.url });
+    nc = await nats.connect();
     [nodeA, nodeB] = await Promise.all([
       startSfuProcess({ natsUrl: nats.url, nodeId: 'pipe-a', env: { SFU_MAX_CONSUMERS: '1' } }),
       startSfuProcess({ natsUrl: nats.url, nodeId: 'pipe-b', env: { SFU_ROOM_IDLE_SECONDS: '1' } }),

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { DEMO_TENANT_KEK, StaticKeyring, buckets, kvKeys, sealParticipants, streams, subjects } from '@gateway/common';
@@ -35,7 +35,7 @@ describe('session.ended', () => {
       startSignalingProcess({ natsUrl: nats.url, env: { SIGNALING_SESSION_FINISH_STALE_SECONDS: '3' } }),
       startCrmSyncProcess({ natsUrl: nats.url, env: { CRM_SYNC_RETRY_BASE_SECONDS: '0.2', CRM_SYNC_RETRY_MAX_SECONDS: '0.5' } }),
     ]);
-    nc = await connect({ servers: nats.url });
+    nc = await nats.connect();
   }, 60_000);
 
   afterAll(async () => {

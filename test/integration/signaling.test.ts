@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
 import { buckets, kvKeys } from '@gateway/common';
 import { NatsServer, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
@@ -61,7 +60,7 @@ describe('signaling with two replicas and a real SFU', () => {
         expect(response.error.code).toBe('UNAUTHENTICATED');
         expect((await c.closed).code).toBe(4001);
       }
-      const nc = await connect({ servers: nats.url });
+      const nc = await nats.connect();
       const placements = await new Kvm(nc).open(buckets.roomPlacement);
       expect(await placements.get(kvKeys.room('demo', room))).toBeNull();
       await nc.close();

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SignJWT } from 'jose';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { Objm } from '@nats-io/obj';
 import { Kvm } from '@nats-io/kv';
@@ -37,7 +37,7 @@ describe('Smart Actions', () => {
         SIGNALING_ATTACHMENT_URL_SECONDS: '2',
       },
     });
-    nc = await connect({ servers: nats.url });
+    nc = await nats.connect();
   }, 60_000);
 
   afterAll(async () => {
@@ -123,7 +123,7 @@ describe('Smart Actions', () => {
   it('takes one of two uploads racing for the same request, and keeps no copy of the other', async () => {
     const { user, agent } = await call();
     const actionId = (await agent.client.request('requestSmartAction', { kind: 'photo' })).requestSmartAction.actionId;
-    const store = await new Objm(nc).open(buckets.artifacts);
+    const store = await new Objm(nc).open(buckets.conversationArtifacts);
     const storedCount = async () => (await store.list()).filter((o) => !o.deleted && o.name.startsWith('demo.')).length;
     const before = await storedCount();
     const photo = await photoWithGps();

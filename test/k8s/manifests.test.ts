@@ -13,6 +13,7 @@ import {
   containerRules,
   exposureRules,
   ingressRules,
+  natsRules,
   networkPolicyRules,
   probeRules,
   scalingRules,
@@ -79,9 +80,10 @@ describe('Kubernetes manifests', () => {
         expect(messages(checkManifests(objectsOf(overlay)))).toEqual([]);
       });
 
-      it('runs every service', () => {
+      it('runs every service, and provisions JetStream', () => {
         const objects = objectsOf(overlay);
         for (const service of serviceNames) expect(() => find(objects, 'Deployment', service)).not.toThrow();
+        expect(find(objects, 'Job', 'nats-provision').spec.template.spec.containers[0].command).toContain('nats-provision.mjs');
       });
     });
   }
@@ -103,6 +105,9 @@ describe('Kubernetes manifests', () => {
     for (const name of ['sfu-config', 'signaling-config', 'recorder-config']) expect(find(objects, 'ConfigMap', name).data.GRPC_TLS_CA_FILE).toBeTruthy();
     expect(objects.some((o) => o.kind === 'Secret' && o.metadata.name === 'gateway-tenants')).toBe(false);
     expect(find(objects, 'ExternalSecret', 'gateway-tenants').spec.target.name).toBe('gateway-tenants');
+    // No placeholder NATS nkey: every identity's comes from the secret store.
+    expect(objects.filter((o) => o.kind === 'Secret' && o.metadata.name.startsWith('nats-')).map((o) => o.metadata.name)).toEqual([]);
+    for (const name of ['nats-signaling', 'nats-sfu', 'nats-recorder', 'nats-crm-sync', 'nats-admin', 'nats-user-keys']) expect(find(objects, 'ExternalSecret', name).spec.target.name).toBe(name);
   });
 });
 
@@ -207,6 +212,35 @@ describe('each deployment rule rejects what it is meant to', () => {
   it('an Ingress that cuts WebSockets after a minute', () =>
     caught(ingressRules, (o) => (find(o, 'Ingress', 'signaling').metadata.annotations!['nginx.ingress.kubernetes.io/proxy-read-timeout'] = '60'), /proxy-read-timeout is not at least 3600/));
 
+  it('a service without NATS credentials', () =>
+    caught(
+      natsRules,
+      (o) => {
+        const pod = find(o, 'Deployment', 'signaling').spec.template.spec;
+        pod.volumes = pod.volumes.filter((v: { name: string }) => v.name !== 'nats');
+      },
+      /Deployment gateway\/signaling: NATS_NKEY_SEED_FILE=\/etc\/gateway\/nats\/seed is not in a mounted Secret/,
+    ));
+
+  it('a NATS URL without TLS', () =>
+    caught(natsRules, (o) => (find(o, 'ConfigMap', 'sfu-config').data!.NATS_URL = 'nats://nats.gateway.svc.cluster.local:4222'), /Deployment gateway-media\/sfu: NATS_URL nats:\/\/\S+ is not TLS/));
+
+  it("a service with another identity's nkey", () =>
+    caught(
+      natsRules,
+      (o) => {
+        const pod = find(o, 'Deployment', 'recorder').spec.template.spec;
+        pod.volumes.find((v: { name: string }) => v.name === 'nats').projected.sources[1].secret.name = 'nats-crm-sync';
+      },
+      /recorder: NATS_NKEY_SEED_FILE=\S+ comes from Secret nats-crm-sync, not its own identity's \(nats-recorder\)/,
+    ));
+
+  it('an nkey seed the servers do not know', () =>
+    caught(natsRules, (o) => (find(o, 'Secret', 'nats-user-keys').stringData!.signaling = 'UCNYFWFRUL4A2C64OOQGRKP3YVNN5TBRBYLDPA75PXJFAQ4D6TRMZ2IW'), /signaling: its nkey seed does not match the public key/));
+
+  it('NATS open to pods that are not ours', () =>
+    caught(natsRules, (o) => find(o, 'NetworkPolicy', 'nats').spec.ingress[0].from.push({ podSelector: {} }), /admits pods that are not our services/));
+
   it('an object its schema refuses', () =>
     caught(checkSchemas, (o) => (container(o, 'signaling').ports[0].containerPort = 'http'), /containerPort must be integer/));
 });
@@ -275,6 +309,8 @@ describe('container images (deploy/Dockerfile)', () => {
         needs[service] = /needs (.+) in node_modules/.exec(line)?.[1].split(', ') ?? [];
       }
       expect(needs.sfu).toContain('mediasoup');
+      // The provisioning step travels in the crm-sync image (the nats-provision Job).
+      expect(existsSync(path.join(outdir, 'crm-sync', 'nats-provision.mjs'))).toBe(true);
       expect(messages(checkRuntimeModules(dockerfile, needs))).toEqual([]);
       expect(messages(checkRuntimeModules(dockerfile.replace('--workspace=@gateway/signaling', ''), needs)).join('\n')).toMatch(/target signaling: its bundle loads sharp/);
     } finally {
@@ -311,16 +347,17 @@ describe('NATS Helm values (deploy/nats)', () => {
     expect(messages(checkNatsValues(values()))).toEqual([]);
   });
 
-  it('are matched by the services: prod keeps as many copies as the chart has servers, dev one for its one server', () => {
-    const natsReplicas = (overlay: string) =>
-      objectsOf(overlay)
-        .filter((o) => o.kind === 'ConfigMap' && 'NATS_URL' in (o.data ?? {}))
-        .map((o) => Number(o.data!.NATS_REPLICAS ?? 1));
-    expect(natsReplicas('prod')).toEqual([3, 3]);
-    expect(Math.max(...natsReplicas('prod'))).toBeLessThanOrEqual(values().config.cluster.replicas);
+  it('are matched by the provisioning: prod keeps as many copies as the chart has servers, dev one for its one server', () => {
+    const provisioning = (overlay: string) => find(objectsOf(overlay), 'ConfigMap', 'nats-provision-config').data!;
+    expect(Number(provisioning('prod').NATS_REPLICAS)).toBe(3);
+    expect(Number(provisioning('prod').NATS_REPLICAS)).toBeLessThanOrEqual(values().config.cluster.replicas);
     const dev = { ...values(), ...parse(read('deploy/nats/values-dev.yaml')) };
     expect(dev.config.cluster.enabled).toBe(false);
-    expect(natsReplicas('dev')).toEqual([1, 1]);
+    expect(Number(provisioning('dev').NATS_REPLICAS)).toBe(1);
+    // The storage the catalog shares out fits each server's JetStream volume.
+    const gib = (size: string) => Number(/^(\d+)Gi/.exec(size)![1]);
+    expect(gib(provisioning('prod').NATS_STORAGE_BUDGET!)).toBeLessThan(gib(values().config.jetstream.fileStore.pvc.size));
+    expect(gib(provisioning('dev').NATS_STORAGE_BUDGET!)).toBeLessThan(gib(dev.config.jetstream.fileStore.pvc.size));
   });
 
   it('rejects a single server without a disruption budget', () => {
@@ -330,5 +367,17 @@ describe('NATS Helm values (deploy/nats)', () => {
     const found = messages(checkNatsValues(broken)).join('\n');
     expect(found).toMatch(/not a cluster of at least 3 servers/);
     expect(found).toMatch(/no PodDisruptionBudget/);
+  });
+
+  it('reject clients without TLS, and permissions that drifted from access.ts', () => {
+    const broken = values();
+    delete broken.config.nats.tls;
+    broken.config.merge.authorization.users[0].permissions.publish.allow.push('>');
+    delete broken.container.env.NATS_NKEY_SFU;
+    const found = messages(checkNatsValues(broken)).join('\n');
+    expect(found).toMatch(/clients do not connect over TLS/);
+    expect(found).toMatch(/the servers do not verify client certificates/);
+    expect(found).toMatch(/config.merge.authorization is not what packages\/common\/src\/jetstream\/access.ts gives/);
+    expect(found).toMatch(/container.env.NATS_NKEY_SFU/);
   });
 });

@@ -7,6 +7,8 @@ import * as autoscalingV2 from 'kubernetes-models/autoscaling/v2';
 import * as networkingV1 from 'kubernetes-models/networking.k8s.io/v1';
 import * as policyV1 from 'kubernetes-models/policy/v1';
 import * as coreV1 from 'kubernetes-models/v1';
+import * as batchV1 from 'kubernetes-models/batch/v1';
+import { nkeys } from '@nats-io/transport-node';
 import {
   crmSyncDurableConsumers,
   downwardHelpers,
@@ -63,6 +65,7 @@ const monitoringNamespace = 'monitoring';
 const models: Record<string, Record<string, unknown>> = {
   v1: coreV1,
   'apps/v1': appsV1,
+  'batch/v1': batchV1,
   'autoscaling/v2': autoscalingV2,
   'policy/v1': policyV1,
   'networking.k8s.io/v1': networkingV1,
@@ -246,7 +249,9 @@ export const containerRules: Rule = (objects) => {
         for (const resource of ['cpu', 'memory']) if (c.resources?.[kind]?.[resource] === undefined) add(c, `no ${resource} ${kind.slice(0, -1)}`);
       }
       const isInit = (w.pod.initContainers ?? []).includes(c);
-      if (!isInit) {
+      // A Job's container runs to completion: nothing to probe.
+      const runsToCompletion = w.object.kind === 'Job' || w.object.kind === 'CronJob';
+      if (!isInit && !runsToCompletion) {
         if (!c.livenessProbe) add(c, 'no liveness probe');
         if (!c.readinessProbe) add(c, 'no readiness probe');
       }
@@ -616,7 +621,87 @@ export const ingressRules: Rule = (objects) => {
   return found;
 };
 
-export const allRules: Rule[] = [containerRules, probeRules, configRules, sfuRules, exposureRules, networkPolicyRules, scalingRules, availabilityRules, ingressRules];
+/** The Secret and key a file of a container comes from: a mounted Secret volume, or a Secret among a projected volume's sources. */
+function fileSource(container: Json, pod: Json, file: string): { secret: string; key: string } | undefined {
+  const mount = (container.volumeMounts ?? []).find((m: Json) => file.startsWith(`${m.mountPath}/`));
+  const volume = (pod.volumes ?? []).find((v: Json) => v.name === mount?.name);
+  if (!mount || !volume) return undefined;
+  const path = file.slice(mount.mountPath.length + 1);
+  const sources: Json[] = volume.secret ? [{ secret: { name: volume.secret.secretName, items: volume.secret.items } }] : (volume.projected?.sources ?? []);
+  for (const source of sources) {
+    if (!source.secret) continue;
+    const items: Json[] | undefined = source.secret.items;
+    if (!items) return { secret: source.secret.name, key: path };
+    const item = items.find((i) => i.path === path);
+    if (item) return { secret: source.secret.name, key: item.key };
+  }
+  return undefined;
+}
+
+/** The NATS identity each workload connects as. */
+const natsIdentityOf = (w: Workload): string | undefined => w.service ?? (w.podLabels['app.kubernetes.io/name'] === 'nats-provision' ? 'admin' : undefined);
+
+/**
+ * NATS is closed: every workload that connects reaches it over TLS (tls:// URLs), trusts the
+ * internal CA, presents its client certificate and its own identity's nkey seed (Secret
+ * nats-<identity>), each from a mounted Secret that has it; the public keys the servers know match
+ * the seeds; the servers take connections from our workloads only.
+ */
+export const natsRules: Rule = (objects) => {
+  const found: Violation[] = [];
+  for (const w of workloads(objects)) {
+    const identity = natsIdentityOf(w);
+    if (!identity) continue;
+    const add = (message: string) => found.push({ rule: 'nats', object: objectId(w.object), message });
+    const container = (w.pod.containers ?? []).find((c: Json) => c.name === (w.service ?? w.podLabels['app.kubernetes.io/name'])) ?? w.pod.containers?.[0];
+    if (!container) continue;
+    const env = resolveEnv(container, w.namespace, objects, w.pod.hostNetwork === true);
+    const url = env.entries.get('NATS_URL')?.value;
+    if (!url) add('NATS_URL is not set');
+    else if (!url.split(',').every((u) => u.trim().startsWith('tls://'))) add(`NATS_URL ${url} is not TLS (tls://)`);
+    for (const variable of ['NATS_CA_FILE', 'NATS_TLS_CERT_FILE', 'NATS_TLS_KEY_FILE', 'NATS_NKEY_SEED_FILE']) {
+      const file = env.entries.get(variable)?.value;
+      if (!file) {
+        add(`${variable} is not set: no NATS ${variable === 'NATS_NKEY_SEED_FILE' ? 'credentials' : 'TLS'}`);
+        continue;
+      }
+      const source = fileSource(container, w.pod, file);
+      if (!source) {
+        add(`${variable}=${file} is not in a mounted Secret`);
+        continue;
+      }
+      const keys = secretKeys(objects, w.namespace, source.secret);
+      if (!keys?.has(source.key)) add(`${variable}=${file}: Secret ${source.secret} has no key ${source.key}`);
+      if (variable === 'NATS_NKEY_SEED_FILE') {
+        if (source.secret !== `nats-${identity}`) add(`${variable}=${file} comes from Secret ${source.secret}, not its own identity's (nats-${identity})`);
+        const seed = keys?.get(source.key);
+        const published = secretKeys(objects, 'gateway', 'nats-user-keys')?.get(identity);
+        if (seed && published && nkeys.fromSeed(new TextEncoder().encode(seed.trim())).getPublicKey() !== published.trim())
+          add(`its nkey seed does not match the public key nats-user-keys gives the servers for ${identity}`);
+      }
+    }
+  }
+  const policy = objects.find((o) => o.kind === 'NetworkPolicy' && o.metadata.namespace === 'gateway' && o.spec?.podSelector?.matchLabels?.['app.kubernetes.io/name'] === 'nats');
+  if (!policy) found.push({ rule: 'nats', object: 'NATS', message: 'no NetworkPolicy for the NATS pods' });
+  const ours = new Set(['signaling', 'recorder', 'crm-sync', 'nats-provision', 'nats']);
+  for (const [index, rule] of (policy?.spec?.ingress ?? []).entries()) {
+    // The client port (4222); monitoring ports serve KEDA and Prometheus.
+    const clientPort = !rule.ports || (rule.ports as Json[]).some((p) => p.port === 4222 || p.port === 'client');
+    if (!clientPort) continue;
+    if (!rule.from || rule.from.length === 0) found.push({ rule: 'nats', object: objectId(policy!), message: `ingress rule ${index} admits every source to the client port` });
+    for (const source of (rule.from ?? []) as Json[]) {
+      if (source.namespaceSelector) found.push({ rule: 'nats', object: objectId(policy!), message: `ingress rule ${index} admits pods of other namespaces` });
+      if (!source.podSelector) continue;
+      const names: string[] = source.podSelector.matchLabels?.['app.kubernetes.io/name'] !== undefined
+        ? [source.podSelector.matchLabels['app.kubernetes.io/name']]
+        : (source.podSelector.matchExpressions ?? []).filter((e: Json) => e.key === 'app.kubernetes.io/name' && e.operator === 'In').flatMap((e: Json) => e.values);
+      if (names.length === 0 || names.some((name) => !ours.has(name))) found.push({ rule: 'nats', object: objectId(policy!), message: `ingress rule ${index} admits pods that are not our services (${names.join(', ') || 'any'})` });
+    }
+  }
+  return found;
+};
+
+export const allRules: Rule[] = [containerRules, probeRules, configRules, sfuRules, exposureRules, networkPolicyRules, scalingRules, availabilityRules, ingressRules, natsRules];
 
 export function checkManifests(objects: K8sObject[]): Violation[] {
   return [...checkSchemas(objects), ...allRules.flatMap((rule) => rule(objects))];

@@ -1,3 +1,4 @@
+import { natsChartAuthorization, natsChartEnv } from '@gateway/common';
 import { knownVariable, serviceNames, serviceSpecs, type Env, type ServiceName } from './services.js';
 import type { Violation } from './rules.js';
 
@@ -224,8 +225,9 @@ export function checkCompose(doc: Json): Violation[] {
       add(name, `${name} would refuse its configuration: ${error instanceof Error ? error.message : String(error)}`);
       continue;
     }
-    const natsHost = /^nats:\/\/([^:/]+)/.exec(env.NATS_URL ?? '')?.[1];
-    if (natsHost !== 'nats' && natsHost !== addressOf('nats')) add(name, `NATS_URL does not point at the nats service (${env.NATS_URL ?? 'unset'})`);
+    const natsHost = /^tls:\/\/([^:/]+)/.exec(env.NATS_URL ?? '')?.[1];
+    const natsAliases: string[] = Object.values<Json>(services.nats?.networks ?? {}).flatMap((n) => n?.aliases ?? []);
+    if (natsHost !== 'nats' && natsHost !== addressOf('nats') && !natsAliases.includes(natsHost ?? '')) add(name, `NATS_URL does not point at the nats service over TLS (${env.NATS_URL ?? 'unset'})`);
     if (env.OTEL_SERVICE_NAME !== name) add(name, `OTEL_SERVICE_NAME is not "${name}"`);
     if (settings.sfu) {
       if (!env.SFU_ANNOUNCED_ADDRESS) add(name, 'SFU_ANNOUNCED_ADDRESS is not set');
@@ -267,6 +269,16 @@ export function checkNatsValues(values: Json): Violation[] {
   for (const kind of ['requests', 'limits']) for (const r of ['cpu', 'memory']) if (!resources?.[kind]?.[r]) add(`no ${r} ${kind.slice(0, -1)} for the nats container`);
   if (values?.podDisruptionBudget?.enabled !== true) add('no PodDisruptionBudget');
   if (values?.podTemplate?.merge?.spec?.securityContext?.runAsNonRoot !== true) add('the pods do not run as non-root');
+  // A closed inside: TLS for clients, client certificates verified, the users and permissions
+  // of packages/common/src/jetstream/access.ts with the public keys from the environment.
+  const tls = config.nats?.tls;
+  if (tls?.enabled !== true || !tls?.secretName) add('clients do not connect over TLS (config.nats.tls with a secretName)');
+  if (!tls?.ca) add('the servers do not verify client certificates (config.nats.tls.ca)');
+  if (JSON.stringify(config.merge?.authorization) !== JSON.stringify(natsChartAuthorization()))
+    add('config.merge.authorization is not what packages/common/src/jetstream/access.ts gives: run make nats-values');
+  for (const [name, entry] of Object.entries(natsChartEnv())) {
+    if (JSON.stringify(values?.container?.env?.[name]) !== JSON.stringify(entry)) add(`container.env.${name} does not read the public nkey from Secret ${entry.valueFrom.secretKeyRef.name}`);
+  }
   return found;
 }
 

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { jetstream } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { ArtifactStore, DEMO_TENANT, DEMO_TENANT_KEK, StaticKeyring, ensureStream, streams, subjects, type Tenant } from '@gateway/common';
 import { NatsServer, startCrmSyncProcess } from '@gateway/testing';
 import { TranscriptReady, type ContactReference } from '@gateway/proto/gateway/events/v1/events';
@@ -52,7 +52,7 @@ export async function publishTranscript(
 export async function startCrmSyncStack(env: Record<string, string> = {}) {
   const nats = await NatsServer.start();
   const crm = await startCrmSyncProcess({ natsUrl: nats.url, env: { ...twoTenantEnv, CRM_SYNC_RETRY_BASE_SECONDS: '0.2', CRM_SYNC_RETRY_MAX_SECONDS: '1', ...env } });
-  const nc = await connect({ servers: nats.url });
+  const nc = await nats.connect();
   const artifacts = await ArtifactStore.open(nc, new StaticKeyring({ demo: DEMO_TENANT_KEK }));
   return {
     nats,

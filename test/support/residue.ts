@@ -20,14 +20,18 @@ export interface Residue {
 export async function scanResidue(nc: NatsConnection, tenant: string, artifactIds: Iterable<string>): Promise<Residue> {
   const wanted = new Set([...artifactIds].map((id) => `${tenant}.${id}`));
   const objects: string[] = [];
-  const store = await new Objm(nc).open(buckets.artifacts);
-  for (const info of await store.list()) if (!info.deleted && wanted.has(info.name)) objects.push(info.name);
+  for (const bucket of [buckets.artifacts, buckets.conversationArtifacts, buckets.recordingSegments]) {
+    const store = await new Objm(nc).open(bucket);
+    for (const info of await store.list()) if (!info.deleted && wanted.has(info.name)) objects.push(info.name);
+  }
   const dataKeys: string[] = [];
   const keys = await new Kvm(nc).open(buckets.dataKeys);
-  for await (const key of await keys.keys(`${tenant}.*`)) {
-    if (!wanted.has(key)) continue;
+  // Data keys are `<tenant>.<space>.<artifact>`.
+  for await (const key of await keys.keys(`${tenant}.*.*`)) {
+    const name = `${tenant}.${key.split('.').slice(2).join('.')}`;
+    if (!wanted.has(name)) continue;
     const entry = await keys.get(key);
-    if (entry && entry.operation === 'PUT' && entry.length > 0) dataKeys.push(key);
+    if (entry && entry.operation === 'PUT' && entry.length > 0) dataKeys.push(name);
   }
   const jsm = await jetstreamManager(nc);
   let pendingEvents = 0;

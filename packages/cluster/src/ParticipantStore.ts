@@ -1,6 +1,6 @@
 import { ParticipantRecord } from '@gateway/proto/gateway/events/v1/events';
 import type { Bucket } from '@nats-io/kv';
-import { ErrorCode, GatewayError, buckets, decodeChecked, kvKeys, liveKeys, openBucket, participantRecordSchema, type KV, type NatsConnection } from '@gateway/common';
+import { ErrorCode, GatewayError, bucketTtlMs, buckets, decodeChecked, kvKeys, liveKeys, openBucket, participantRecordSchema, type KV, type NatsConnection } from '@gateway/common';
 
 export const DEFAULT_RECORD_REFRESH_MS = 15_000;
 /** Largest participant record written to KV. */
@@ -25,8 +25,14 @@ export class ParticipantStore {
 
   /** `refreshMs`: how often signaling replicas refresh their records (SIGNALING_RECORD_REFRESH_SECONDS). */
   static async open(nc: NatsConnection, refreshMs = DEFAULT_RECORD_REFRESH_MS): Promise<ParticipantStore> {
-    // The bucket's TTL removes what even the sweep of the other replicas missed.
-    return new ParticipantStore(await openBucket(nc, buckets.participants, { ttlMs: refreshMs * 4 }), refreshMs);
+    // The bucket's TTL (provisioned, catalog.ts) removes what even the sweep of the other
+    // replicas missed; a live record must outlast several refreshes, and a dead replica's must
+    // stay until the sweep has seen it stale.
+    const ttlMs = await bucketTtlMs(nc, buckets.participants);
+    if (ttlMs > 0 && refreshMs * 4 > ttlMs) {
+      throw new GatewayError(ErrorCode.CONFIG_INVALID, `invalid configuration:\n  SIGNALING_RECORD_REFRESH_SECONDS must be at most a quarter of the ${buckets.participants} bucket's TTL (${ttlMs / 1000} s)`);
+    }
+    return new ParticipantStore(await openBucket(nc, buckets.participants), refreshMs);
   }
 
   async get(tenant: string, room: string, participantId: string): Promise<{ record: ParticipantRecord; revision: number } | undefined> {

@@ -39,7 +39,7 @@ export class RecorderDirectory {
 
   static async open(nc: NatsConnection, tls: GrpcTls | undefined): Promise<RecorderDirectory> {
     return new RecorderDirectory(
-      await openBucket(nc, buckets.recorderNodes, { ttlMs: RECORDER_NODE_TTL_MS }),
+      await openBucket(nc, buckets.recorderNodes),
       await openBucket(nc, buckets.roomRecordings),
       tls,
     );

@@ -37,8 +37,7 @@ export class SfuDirectory {
   ) {}
 
   static async open(nc: NatsConnection, tls: GrpcTls | undefined, log: Logger): Promise<SfuDirectory> {
-    // Bucket options must match the SFU's when this side creates the bucket first.
-    const nodesKv = await openBucket(nc, buckets.sfuNodes, { ttlMs: NODE_STALE_MS });
+    const nodesKv = await openBucket(nc, buckets.sfuNodes);
     const placementKv = await openBucket(nc, buckets.roomPlacement);
     return new SfuDirectory(nodesKv, placementKv, log, tls);
   }

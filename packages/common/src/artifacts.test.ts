@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { Objm } from '@nats-io/obj';
+import { Kvm } from '@nats-io/kv';
 import { NatsServer } from '@gateway/testing';
 import { ArtifactStore, StaticKeyring } from './artifacts.js';
 import { ErrorCode } from './errors.js';
@@ -20,7 +21,7 @@ describe('ArtifactStore with a real JetStream', () => {
 
   beforeAll(async () => {
     nats = await NatsServer.start();
-    nc = await connect({ servers: nats.url });
+    nc = await nats.connect();
     store = await ArtifactStore.open(nc, keyring);
   });
 
@@ -49,6 +50,26 @@ describe('ArtifactStore with a real JetStream', () => {
     await expect(store.get('globex', 'AR_1')).rejects.toMatchObject({ code: ErrorCode.NOT_FOUND });
     const stranger = await ArtifactStore.open(nc, new StaticKeyring({ acme: key() }));
     await expect(stranger.get('acme', 'AR_1')).rejects.toMatchObject({ code: ErrorCode.PERMISSION_DENIED });
+  });
+
+  it('keeps each writer in its own space: object store and data keys', async () => {
+    const conversations = await ArtifactStore.open(nc, keyring, 'conversations');
+    const segments = await ArtifactStore.open(nc, keyring, 'segments');
+    await conversations.put('acme', 'AT_1', Readable.from([Buffer.from('photo')]), 'image/png');
+    await segments.put('acme', 'SG_1', Readable.from([Buffer.from('segment')]), 'video/x-matroska');
+    expect(await (await new Objm(nc).open(buckets.conversationArtifacts)).info('acme.AT_1')).not.toBeNull();
+    expect(await (await new Objm(nc).open(buckets.artifacts)).info('acme.AT_1')).toBeNull();
+    expect((await (await new Kvm(nc).open(buckets.dataKeys)).get('acme.conversations.AT_1'))?.operation).toBe('PUT');
+    // A store without a space (crm-sync) reads and deletes every space of what waits for delivery.
+    expect((await store.get('acme', 'AT_1')).data.toString()).toBe('photo');
+    await expect(store.get('acme', 'SG_1')).rejects.toMatchObject({ code: ErrorCode.NOT_FOUND });
+    // A space does not see another's artifacts.
+    await expect(segments.get('acme', 'AT_1')).rejects.toMatchObject({ code: ErrorCode.NOT_FOUND });
+    await store.delete('acme', 'AT_1');
+    await expect(conversations.get('acme', 'AT_1')).rejects.toMatchObject({ code: ErrorCode.NOT_FOUND });
+    expect((await (await new Objm(nc).open(buckets.conversationArtifacts)).info('acme.AT_1'))?.deleted).toBe(true);
+    await segments.delete('acme', 'SG_1');
+    await expect(segments.get('acme', 'SG_1')).rejects.toMatchObject({ code: ErrorCode.NOT_FOUND });
   });
 
   it('shreds: after delete nothing can be read', async () => {

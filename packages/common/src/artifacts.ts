@@ -7,7 +7,10 @@ import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ErrorCode, GatewayError } from './errors.js';
 import { assertSubjectToken, buckets } from './subjects.js';
-import { openBucket, raiseReplicas, replicasOf } from './nats.js';
+import { openBucket, requireObjectStore } from './nats.js';
+import { artifactSpaces, type ArtifactSpace } from './jetstream/access.js';
+
+export type { ArtifactSpace };
 
 /**
  * Envelope encryption of everything a session leaves behind (recordings, transcripts,
@@ -103,22 +106,52 @@ export interface StoredArtifact {
   size: number;
 }
 
-/** Artifacts encrypted in the JetStream Object Store, with their wrapped keys in KV. */
 /** How often a read of an artifact's bytes checks that the artifact is not being deleted. */
 const DELETE_CHECK_MS = 2_000;
 
+/** The spaces of artifacts that wait for delivery (crm-sync reads and deletes them). */
+const deliveredSpaces: ArtifactSpace[] = ['recordings', 'conversations'];
+
+/**
+ * Artifacts encrypted in the JetStream Object Store, with their wrapped keys in KV. Each writer
+ * has a space of its own (an object store, and `<tenant>.<space>.` in the data keys bucket):
+ * NATS permissions can then give each service exactly its own artifacts, where one shared store
+ * would let any writer overwrite or delete every other's (see jetstream/access.ts).
+ */
 export class ArtifactStore {
   private constructor(
-    private readonly objects: ObjectStore,
+    /** The object store of each space this store reads; the first is where it writes. */
+    private readonly stores: Map<ArtifactSpace, ObjectStore>,
     private readonly keys: KV,
     private readonly keyring: Keyring,
   ) {}
 
-  static async open(nc: NatsConnection, keyring: Keyring): Promise<ArtifactStore> {
-    const objects = await new Objm(nc).create(buckets.artifacts, { description: 'encrypted session artifacts until delivered', replicas: replicasOf(nc) });
-    await raiseReplicas(nc, `OBJ_${buckets.artifacts}`);
-    const keys = await openBucket(nc, buckets.dataKeys);
-    return new ArtifactStore(objects, keys, keyring);
+  /**
+   * `space`: where this store writes and the only space it reads (a producer: the recorder's
+   * `recordings` and `segments`, signaling's `conversations`). Without one it reads and deletes
+   * every space of artifacts waiting for delivery (crm-sync) and writes recordings.
+   */
+  static async open(nc: NatsConnection, keyring: Keyring, space?: ArtifactSpace): Promise<ArtifactStore> {
+    const stores = new Map<ArtifactSpace, ObjectStore>();
+    for (const s of space ? [space] : deliveredSpaces) {
+      await requireObjectStore(nc, artifactSpaces[s]);
+      stores.set(s, await new Objm(nc).open(artifactSpaces[s], false));
+    }
+    return new ArtifactStore(stores, await openBucket(nc, buckets.dataKeys), keyring);
+  }
+
+  private get writeSpace(): [ArtifactSpace, ObjectStore] {
+    return [...this.stores][0]!;
+  }
+
+  /** Where an artifact is: the space whose data keys hold a live key for it. */
+  private async locate(tenant: string, artifactId: string): Promise<{ key: string; record: DataKeyRecord; objects: ObjectStore } | undefined> {
+    for (const [space, objects] of this.stores) {
+      const key = dataKeyName(tenant, space, artifactId);
+      const entry = await this.keys.get(key);
+      if (entry && entry.operation === 'PUT' && entry.length > 0) return { key, record: entry.json<DataKeyRecord>(), objects };
+    }
+    return undefined;
   }
 
   /** Encrypts a file (streamed, never held whole in memory) under a fresh data key and stores it. */
@@ -128,13 +161,14 @@ export class ArtifactStore {
 
   async put(tenant: string, artifactId: string, plaintext: Readable, contentType: string): Promise<StoredArtifact> {
     const name = objectName(tenant, artifactId);
+    const [space, objects] = this.writeSpace;
     const dataKey = randomBytes(32);
     const iv = randomBytes(12);
     const cipher = createCipheriv('aes-256-gcm', dataKey, iv).setAAD(Buffer.from(name));
     let size = 0;
     plaintext.on('data', (chunk: Buffer) => (size += chunk.length));
     const encrypted = plaintext.pipe(cipher);
-    await this.objects.put({ name, metadata: { tenant, contentType } }, Readable.toWeb(encrypted) as ReadableStream<Uint8Array>);
+    await objects.put({ name, metadata: { tenant, contentType } }, Readable.toWeb(encrypted) as ReadableStream<Uint8Array>);
     const record: DataKeyRecord = {
       wrapped: await this.keyring.wrap(tenant, dataKey),
       iv: iv.toString('base64'),
@@ -143,17 +177,17 @@ export class ArtifactStore {
       size,
     };
     dataKey.fill(0);
-    await this.keys.put(name, JSON.stringify(record));
+    await this.keys.put(dataKeyName(tenant, space, artifactId), JSON.stringify(record));
     return { artifactId, size };
   }
 
   /** The decrypted bytes; NOT_FOUND for another tenant's artifact or a shredded one. */
   async get(tenant: string, artifactId: string): Promise<{ data: Buffer; contentType: string }> {
     const name = objectName(tenant, artifactId);
-    const entry = await this.keys.get(name);
-    if (!entry || entry.operation !== 'PUT' || entry.length === 0) throw new GatewayError(ErrorCode.NOT_FOUND, 'artifact not found');
-    const record = entry.json<DataKeyRecord>();
-    const ciphertext = await this.readBytes(name);
+    const found = await this.locate(tenant, artifactId);
+    if (!found) throw new GatewayError(ErrorCode.NOT_FOUND, 'artifact not found');
+    const { record } = found;
+    const ciphertext = await this.readBytes(found.objects, found.key, name);
     if (!ciphertext) throw new GatewayError(ErrorCode.NOT_FOUND, 'artifact not found');
     const dataKey = await this.keyring.unwrap(tenant, record.wrapped);
     const decipher = createDecipheriv('aes-256-gcm', dataKey, Buffer.from(record.iv, 'base64')).setAAD(Buffer.from(name));
@@ -172,14 +206,14 @@ export class ArtifactStore {
    * waits for chunks that will not come: while it waits, the key is checked, and once it is gone
    * (deleting starts with it) the artifact is not found. A long read of a large file goes on.
    */
-  private async readBytes(name: string): Promise<Uint8Array | null> {
-    const read = this.objects.getBlob(name);
+  private async readBytes(objects: ObjectStore, key: string, name: string): Promise<Uint8Array | null> {
+    const read = objects.getBlob(name);
     for (;;) {
       let timer: NodeJS.Timeout | undefined;
       const tick = new Promise<'tick'>((resolve) => (timer = setTimeout(() => resolve('tick'), DELETE_CHECK_MS)));
       const first = await Promise.race([read, tick]).finally(() => clearTimeout(timer));
       if (first !== 'tick') return first;
-      const entry = await this.keys.get(name);
+      const entry = await this.keys.get(key);
       if (!entry || entry.operation !== 'PUT' || entry.length === 0) {
         read.catch(() => undefined);
         return null;
@@ -193,18 +227,29 @@ export class ArtifactStore {
    */
   async delete(tenant: string, artifactId: string): Promise<void> {
     const name = objectName(tenant, artifactId);
-    await this.keys.purge(name);
-    try {
-      await this.objects.delete(name);
-    } catch (error) {
-      const info = await this.objects.info(name);
-      if (info && !info.deleted) throw new GatewayError(ErrorCode.UNAVAILABLE, 'deleting the artifact bytes failed', { cause: error });
+    for (const [space, objects] of this.stores) {
+      const key = dataKeyName(tenant, space, artifactId);
+      const entry = await this.keys.get(key);
+      if (entry && entry.operation === 'PUT') await this.keys.purge(key);
+      const info = await objects.info(name);
+      if (!info || info.deleted) continue;
+      try {
+        await objects.delete(name);
+      } catch (error) {
+        const after = await objects.info(name);
+        if (after && !after.deleted) throw new GatewayError(ErrorCode.UNAVAILABLE, 'deleting the artifact bytes failed', { cause: error });
+      }
     }
   }
 }
 
 function objectName(tenant: string, artifactId: string): string {
   return `${assertSubjectToken('tenant', tenant)}.${assertSubjectToken('artifact id', artifactId)}`;
+}
+
+/** The data key of an artifact: under its space, so each writer's NATS permissions reach its own keys only. */
+export function dataKeyName(tenant: string, space: ArtifactSpace, artifactId: string): string {
+  return `${assertSubjectToken('tenant', tenant)}.${space}.${assertSubjectToken('artifact id', artifactId)}`;
 }
 
 /** A small value (connector secrets) sealed under its own data key, wrapped by the tenant's KEK. */

@@ -41,7 +41,4 @@ export const env = {
       .transform((v) => v === 'true' || v === '1' || v === 'yes'),
   string: (fallback: string) => z.string().min(1).default(fallback),
   logLevel: () => z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
-  natsUrl: () => z.string().min(1).default('nats://127.0.0.1:4222'),
-  /** Copies JetStream keeps of each stream, bucket and object store (3 on a 3-server cluster). */
-  natsReplicas: () => z.coerce.number().int().min(1).max(5).default(1),
 };

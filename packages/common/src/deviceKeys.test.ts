@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { NatsServer } from '@gateway/testing';
 import { DeviceKeys } from './deviceKeys.js';
 import { openBucket } from './nats.js';
+import { buckets } from './subjects.js';
 
 describe('DeviceKeys', () => {
   let nats: NatsServer;
@@ -10,7 +11,7 @@ describe('DeviceKeys', () => {
 
   beforeAll(async () => {
     nats = await NatsServer.start();
-    nc = await connect({ servers: nats.url });
+    nc = await nats.connect();
   });
 
   afterAll(async () => {
@@ -21,7 +22,7 @@ describe('DeviceKeys', () => {
   const key = (id: string) => ({ id, publicKey: 'pk', counter: 0, transports: [], registeredAtMs: Date.now() });
 
   it('keeps every key when registrations of one end user race (two replicas at once)', async () => {
-    const [a, b] = [new DeviceKeys(await openBucket(nc, 'keys_race')), new DeviceKeys(await openBucket(nc, 'keys_race'))];
+    const [a, b] = [new DeviceKeys(await openBucket(nc, buckets.deviceKeys)), new DeviceKeys(await openBucket(nc, buckets.deviceKeys))];
     await Promise.all(Array.from({ length: 8 }, (_, i) => (i % 2 ? a : b).add('acme', 'ext-1', key(`key-${i}`))));
     expect((await a.list('acme', 'ext-1')).map((k) => k.id).sort()).toEqual(Array.from({ length: 8 }, (_, i) => `key-${i}`));
     // A counter update racing a registration loses neither.

@@ -21,3 +21,20 @@ export * from './clientErrors.js';
 export * from './http.js';
 export * from './mediaSchemas.js';
 export * from './eventSchemas.js';
+export * from './jetstream/catalog.js';
+export * from './jetstream/provision.js';
+export * from './jetstream/server.js';
+export {
+  artifactSpaces,
+  crmSyncDurables,
+  inboxPrefixOf,
+  natsAccess,
+  natsIdentities,
+  permissionsOf,
+  renderAuthorization,
+  type AuthorizationUser,
+  type Grant,
+  type NatsIdentity,
+  type ServiceIdentity,
+  type UserPermissions,
+} from './jetstream/access.js';

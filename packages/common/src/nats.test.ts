@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { Kvm } from '@nats-io/kv';
 import { NatsServer } from '@gateway/testing';
-import { liveKeys, openBucket } from './nats.js';
+import { liveKeys, natsShape, openBucket, readNatsSettings } from './nats.js';
+import { loadConfig } from './config.js';
 
 describe('liveKeys', () => {
   let nats: NatsServer;
@@ -9,7 +11,7 @@ describe('liveKeys', () => {
 
   beforeAll(async () => {
     nats = await NatsServer.start();
-    nc = await connect({ servers: nats.url });
+    nc = await nats.connect();
   });
 
   afterAll(async () => {
@@ -18,6 +20,8 @@ describe('liveKeys', () => {
   });
 
   it('lists the keys that hold a value, under a filter, as kv.keys() does', async () => {
+    // A bucket of the test's own (the admin identity may create one; services only open the catalog's).
+    await new Kvm(nc).create('live_keys');
     const kv = await openBucket(nc, 'live_keys');
     await kv.put('acme.room1.a', 'x');
     await kv.put('acme.room1.b', 'x');
@@ -33,5 +37,35 @@ describe('liveKeys', () => {
     const expected: string[] = [];
     for await (const key of await kv.keys()) expected.push(key);
     expect((await liveKeys(kv)).sort()).toEqual(expected.sort());
+  });
+});
+
+describe('NATS connection settings', () => {
+  const read = (env: Record<string, string>) => readNatsSettings(loadConfig(natsShape, env), 'signaling');
+
+  it('takes tls:// servers, the CA, the nkey seed file and an optional client certificate', () => {
+    expect(read({ NATS_URL: 'tls://a:4222, tls://b:4222', NATS_NKEY_SEED_FILE: '/run/nats/seed', NATS_CA_FILE: '/run/nats/ca.crt' })).toEqual({
+      servers: ['tls://a:4222', 'tls://b:4222'],
+      identity: 'signaling',
+      seedFile: '/run/nats/seed',
+      caFile: '/run/nats/ca.crt',
+    });
+  });
+
+  it('refuses NATS without TLS or without credentials, naming the variable and the rule, never the value', () => {
+    const failure = (env: Record<string, string>) => {
+      try {
+        read(env);
+      } catch (error) {
+        return (error as Error).message;
+      }
+      return 'accepted';
+    };
+    const plain = failure({ NATS_URL: 'nats://10.1.2.3:4222', NATS_NKEY_SEED_FILE: '/run/nats/seed' });
+    expect(plain).toMatch(/NATS_URL: must be tls:\/\/host:port/);
+    expect(plain).not.toContain('10.1.2.3');
+    expect(failure({ NATS_URL: 'tls://a:4222,nats://b:4222', NATS_NKEY_SEED_FILE: '/s' })).toMatch(/NATS_URL/);
+    expect(failure({})).toMatch(/NATS_NKEY_SEED_FILE: must name the file holding this service's NATS nkey seed/);
+    expect(failure({ NATS_NKEY_SEED_FILE: '/s', NATS_TLS_CERT_FILE: '/c.crt' })).toMatch(/NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE must be set together/);
   });
 });

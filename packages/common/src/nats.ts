@@ -1,67 +1,160 @@
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { connect, errors, nkeyAuthenticator, nkeys, type NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type Bucket, type KV } from '@nats-io/kv';
-import { jetstreamManager, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
+import { JetStreamApiCodes, JetStreamApiError, jetstreamManager, type JetStreamManager, type StreamInfo } from '@nats-io/jetstream';
 import { Gauge, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
+import { ErrorCode, GatewayError } from './errors.js';
+import { inboxPrefixOf, type NatsIdentity } from './jetstream/access.js';
 
 export type { NatsConnection, KV };
 
-/** The replica count each connection's streams and buckets are created with. */
-const replicasByConnection = new WeakMap<NatsConnection, number>();
+/**
+ * How every service reaches NATS: over TLS only, as its own identity (an nkey), with replies
+ * on an inbox prefix of its own. What each identity may do is in jetstream/access.ts.
+ */
+export const natsShape = {
+  /** One or more servers, comma-separated, each tls://host:port. */
+  NATS_URL: z
+    .string()
+    .default('tls://127.0.0.1:4222')
+    .refine((urls) => urls.split(',').every((url) => /^tls:\/\/[^\s/@]+$/.test(url.trim())), 'must be tls://host:port, comma-separated: NATS is reached over TLS only'),
+  /** The CA that issued the servers' certificate (the system's CAs when unset). */
+  NATS_CA_FILE: z.string().min(1).optional(),
+  /** This service's nkey seed (a Kubernetes Secret): who it is to NATS. */
+  NATS_NKEY_SEED_FILE: z.string({ error: "must name the file holding this service's NATS nkey seed" }).min(1),
+  /** This service's client certificate and key, for servers that verify clients (ours do). */
+  NATS_TLS_CERT_FILE: z.string().min(1).optional(),
+  NATS_TLS_KEY_FILE: z.string().min(1).optional(),
+};
 
-/** Copies JetStream keeps of what this connection creates (NATS_REPLICAS; 1 unless told). */
-export function replicasOf(nc: NatsConnection): number {
-  return replicasByConnection.get(nc) ?? 1;
+export interface NatsSettings {
+  servers: string[];
+  identity: NatsIdentity;
+  seedFile: string;
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
 }
 
-export async function connectNats(url: string, name: string, log: Logger, options: { replicas?: number } = {}): Promise<NatsConnection> {
-  const nc = await connect({
-    servers: url.split(','),
-    name,
-    // Keep trying forever: a NATS restart must not take the service down.
-    maxReconnectAttempts: -1,
-    reconnectTimeWait: 500,
-  });
+type NatsValues = z.infer<z.ZodObject<typeof natsShape>>;
+
+/** A service's NATS settings from its configuration; the files are read when connecting. */
+export function readNatsSettings(values: NatsValues, identity: NatsIdentity): NatsSettings {
+  if (Boolean(values.NATS_TLS_CERT_FILE) !== Boolean(values.NATS_TLS_KEY_FILE)) {
+    throw new GatewayError(ErrorCode.CONFIG_INVALID, 'invalid configuration:\n  NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE must be set together');
+  }
+  return {
+    servers: values.NATS_URL.split(',').map((url) => url.trim()),
+    identity,
+    seedFile: values.NATS_NKEY_SEED_FILE,
+    ...(values.NATS_CA_FILE ? { caFile: values.NATS_CA_FILE } : {}),
+    ...(values.NATS_TLS_CERT_FILE ? { certFile: values.NATS_TLS_CERT_FILE, keyFile: values.NATS_TLS_KEY_FILE } : {}),
+  };
+}
+
+function readSeed(seedFile: string): Uint8Array {
+  try {
+    const seed = new TextEncoder().encode(readFileSync(seedFile, 'utf8').trim());
+    nkeys.fromSeed(seed);
+    return seed;
+  } catch (error) {
+    throw new GatewayError(ErrorCode.CONFIG_INVALID, 'invalid configuration:\n  NATS_NKEY_SEED_FILE: the file holds no nkey seed or cannot be read', { cause: error });
+  }
+}
+
+/** Why a connection failed, in words that point at the setting to check; never a value. */
+function connectFailure(error: unknown): string {
+  const text = error instanceof Error ? `${error.message} ${String((error.cause as Error | undefined)?.message ?? '')}` : String(error);
+  if (error instanceof errors.AuthorizationError || /authorization/i.test(text)) return 'the server refused this identity (NATS_NKEY_SEED_FILE)';
+  if (/certificate|self.signed|tls|ssl|handshake/i.test(text)) return 'TLS failed (NATS_CA_FILE, NATS_TLS_CERT_FILE, NATS_TLS_KEY_FILE)';
+  return 'no server answered (NATS_URL)';
+}
+
+export async function connectNats(settings: NatsSettings, name: string, log: Logger): Promise<NatsConnection> {
+  const seed = readSeed(settings.seedFile);
+  let nc: NatsConnection;
+  try {
+    nc = await connect({
+      servers: settings.servers,
+      name,
+      authenticator: nkeyAuthenticator(seed),
+      // Replies (JetStream acknowledgements, API answers, consumers' deliveries) come here and
+      // only this identity may subscribe to it.
+      inboxPrefix: inboxPrefixOf(settings.identity),
+      tls: {
+        ...(settings.caFile ? { caFile: settings.caFile } : {}),
+        ...(settings.certFile ? { certFile: settings.certFile, keyFile: settings.keyFile } : {}),
+      },
+      // Keep trying forever: a NATS restart must not take the service down.
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 500,
+    });
+  } catch (error) {
+    throw new GatewayError(ErrorCode.UNAVAILABLE, `cannot connect to NATS: ${connectFailure(error)}`, { cause: error });
+  }
   void (async () => {
     for await (const status of nc.status()) {
-      if (status.type === 'disconnect' || status.type === 'reconnect' || status.type === 'error') {
+      const error = status.type === 'error' ? (status as { error?: unknown }).error : undefined;
+      if (error instanceof errors.PermissionViolationError) {
+        // A publish or subscription outside this identity's permissions: the request fails
+        // (or a subscription gets nothing), and this line says why.
+        log.error({ nats: 'permission', operation: error.operation, subject: error.subject }, 'NATS refused an operation this service has no permission for');
+      } else if (status.type === 'disconnect' || status.type === 'reconnect' || status.type === 'error') {
         log.warn({ nats: status.type }, 'nats connection status changed');
       }
     }
   })();
-  replicasByConnection.set(nc, options.replicas ?? 1);
   return nc;
 }
 
-export interface BucketOptions {
-  /** Entries not updated within this time disappear. */
-  ttlMs?: number;
-  history?: number;
+/** One JetStream manager per connection (creating one asks the server for the account's info). */
+const managers = new WeakMap<NatsConnection, Promise<JetStreamManager>>();
+
+function managerOf(nc: NatsConnection): Promise<JetStreamManager> {
+  let jsm = managers.get(nc);
+  if (!jsm) {
+    jsm = jetstreamManager(nc);
+    jsm.catch(() => managers.delete(nc));
+    managers.set(nc, jsm);
+  }
+  return jsm;
 }
 
-/** Opens a KV bucket, creating it when missing (idempotent across replicas). */
-export async function openBucket(nc: NatsConnection, bucket: string, options: BucketOptions = {}): Promise<KV> {
-  const kvm = new Kvm(nc);
-  const kv = await kvm.create(bucket, {
-    history: options.history ?? 1,
-    replicas: replicasOf(nc),
-    ...(options.ttlMs ? { ttl: options.ttlMs } : {}),
-  });
-  await raiseReplicas(nc, `KV_${bucket}`);
-  return kv;
-}
+const isPermissionError = (error: unknown): boolean => {
+  for (let e = error; e instanceof Error; e = e.cause) if (e instanceof errors.PermissionViolationError || /Permissions Violation/.test(e.message)) return true;
+  return false;
+};
 
 /**
- * A stream (or the stream behind a bucket or object store) made with fewer copies than
- * NATS_REPLICAS asks, by an earlier version or a one-server set-up, is given the copies: creating
- * it again leaves an existing stream as it was.
+ * The info of a stream the service needs, which provisioning made: a missing one fails the
+ * service's start naming it, rather than creating it with settings of the service's own.
  */
-export async function raiseReplicas(nc: NatsConnection, streamName: string): Promise<void> {
-  const wanted = replicasOf(nc);
-  if (wanted <= 1) return;
-  const jsm = await jetstreamManager(nc);
-  const { config } = await jsm.streams.info(streamName);
-  if ((config.num_replicas ?? 1) < wanted) await jsm.streams.update(streamName, { num_replicas: wanted });
+async function requireStream(nc: NatsConnection, stream: string, what: string): Promise<{ jsm: JetStreamManager; info: StreamInfo }> {
+  const jsm = await managerOf(nc);
+  try {
+    return { jsm, info: await jsm.streams.info(stream) };
+  } catch (error) {
+    if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound) {
+      throw new GatewayError(ErrorCode.UNAVAILABLE, `${what} does not exist: JetStream is not provisioned (the provisioning step creates it with the admin identity: make up runs it, Kubernetes the nats-provision Job)`, { cause: error });
+    }
+    if (isPermissionError(error)) throw new GatewayError(ErrorCode.PERMISSION_DENIED, `${what}: this service is not permitted to use it (jetstream/access.ts)`, { cause: error });
+    throw error;
+  }
+}
+
+/** Opens a KV bucket that provisioning made (catalog.ts); fails naming it when it is missing. */
+export async function openBucket(nc: NatsConnection, bucket: string): Promise<KV> {
+  const { info } = await requireStream(nc, `KV_${bucket}`, `KV bucket ${bucket}`);
+  // Gets go by direct get with the key in the subject, which permissions can narrow to keys.
+  return new Kvm(nc).open(bucket, { allow_direct: info.config.allow_direct === true });
+}
+
+/** A KV bucket's time to live (0: none), as provisioned. */
+export async function bucketTtlMs(nc: NatsConnection, bucket: string): Promise<number> {
+  const { info } = await requireStream(nc, `KV_${bucket}`, `KV bucket ${bucket}`);
+  return Math.round((info.config.max_age ?? 0) / 1e6);
 }
 
 /**
@@ -101,18 +194,14 @@ export async function listJson<T>(kv: KV, filter: string): Promise<Array<{ key: 
   return (await listEntries(kv, filter)).map((e) => ({ ...e, value: JSON.parse(decoder.decode(e.value)) as T }));
 }
 
-/**
- * Creates a JetStream stream when missing (idempotent across replicas): another process may
- * have created it first, which is fine.
- */
-export async function ensureStream(nc: NatsConnection, stream: { name: string; subjects: readonly string[]; duplicateWindowMs?: number }, options: Partial<StreamConfig> = {}): Promise<JetStreamManager> {
-  const jsm = await jetstreamManager(nc);
-  const window = stream.duplicateWindowMs ? { duplicate_window: stream.duplicateWindowMs * 1e6 } : {};
-  await jsm.streams.add({ num_replicas: replicasOf(nc), ...window, ...options, name: stream.name, subjects: [...stream.subjects] }).catch(async (error) => {
-    if (!(await jsm.streams.info(stream.name).catch(() => undefined))) throw error;
-  });
-  await raiseReplicas(nc, stream.name);
-  return jsm;
+/** Checks that a stream provisioning made exists; fails naming it when it does not. */
+export async function ensureStream(nc: NatsConnection, stream: { name: string }): Promise<JetStreamManager> {
+  return (await requireStream(nc, stream.name, `stream ${stream.name}`)).jsm;
+}
+
+/** Checks that an object store provisioning made exists. */
+export async function requireObjectStore(nc: NatsConnection, bucket: string): Promise<void> {
+  await requireStream(nc, `OBJ_${bucket}`, `object store ${bucket}`);
 }
 
 /**
@@ -158,4 +247,47 @@ export function observeConsumerLag(registry: Registry, jsm: JetStreamManager, co
     });
   gauge('gateway_jetstream_consumer_pending_messages', 'Messages of the stream not yet handed to the durable consumer', (i) => i.pending);
   gauge('gateway_jetstream_consumer_ack_pending_messages', 'Messages handed to the durable consumer and not yet acknowledged (in progress or waiting for a retry)', (i) => i.ackPending);
+}
+
+/**
+ * How full each stream, KV bucket and object store is, read from the server at each scrape:
+ * `gateway_jetstream_stream_bytes` and `gateway_jetstream_stream_max_bytes` (its limit; an
+ * alert fires at 80 %), and `gateway_jetstream_stream_messages`. Every replica of the exporter
+ * reports the same figures: take the max. A stream that cannot be read is left out.
+ */
+export function observeStreamSizes(registry: Registry, jsm: JetStreamManager, streamNames: readonly string[], timeoutMs = 2_000): void {
+  let reading: { at: number; infos: Promise<Array<{ stream: string; bytes?: number; maxBytes?: number; messages?: number }>> } | undefined;
+  const read = () => {
+    if (!reading || Date.now() - reading.at > 1_000) {
+      const infos = Promise.all(
+        streamNames.map(async (stream) => {
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          const timeout = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), timeoutMs)));
+          const info = await Promise.race([jsm.streams.info(stream).catch(() => undefined), timeout]);
+          clearTimeout(timer);
+          return { stream, bytes: info?.state.bytes, maxBytes: info?.config.max_bytes, messages: info?.state.messages };
+        }),
+      );
+      reading = { at: Date.now(), infos };
+    }
+    return reading.infos;
+  };
+  const gauge = (name: string, help: string, pick: (info: { bytes?: number; maxBytes?: number; messages?: number }) => number | undefined) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['stream'] as const,
+      registers: [registry],
+      async collect() {
+        for (const info of await read()) {
+          const value = pick(info);
+          if (value === undefined) this.remove({ stream: info.stream });
+          else this.set({ stream: info.stream }, value);
+        }
+      },
+    });
+  gauge('gateway_jetstream_stream_bytes', 'Bytes a stream (or the stream of a KV bucket or object store) holds', (i) => i.bytes);
+  // -1 (no limit) is left out: every entry of the catalog has one.
+  gauge('gateway_jetstream_stream_max_bytes', 'The size limit of a stream (or of the stream of a KV bucket or object store)', (i) => (i.maxBytes !== undefined && i.maxBytes > 0 ? i.maxBytes : undefined));
+  gauge('gateway_jetstream_stream_messages', 'Messages a stream (or the stream of a KV bucket or object store) holds', (i) => i.messages);
 }

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { NatsServer } from '@gateway/testing';
 import { readSubject } from './streamRead.js';
@@ -10,7 +10,7 @@ describe('readSubject', () => {
 
   beforeAll(async () => {
     nats = await NatsServer.start();
-    nc = await connect({ servers: nats.url });
+    nc = await nats.connect();
     await (await jetstreamManager(nc)).streams.add({ name: 'READS', subjects: ['reads.>'] });
   });
 

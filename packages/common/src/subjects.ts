@@ -59,9 +59,17 @@ export const buckets = {
   roomPlacement: 'gateway_room_placement',
   /** Live participants: key = `${tenant}.${room}.${participantId}`, refreshed by the owning replica. */
   participants: 'gateway_participants',
-  /** Encrypted artifacts (Object Store): name = `${tenant}.${artifactId}`. */
+  /** Encrypted recordings until delivered (Object Store, written by the recorder): name = `${tenant}.${artifactId}`. */
   artifacts: 'gateway_artifacts',
-  /** Wrapped data keys of the artifacts, same names; deleting one shreds its artifact. */
+  /** Encrypted transcripts and attachments until delivered (Object Store, written by signaling), same names. */
+  conversationArtifacts: 'gateway_conversation_artifacts',
+  /** Encrypted segments of recordings in progress (Object Store, the recorder's own), same names. */
+  recordingSegments: 'gateway_recording_segments',
+  /**
+   * Wrapped data keys of the artifacts: key = `${tenant}.${space}.${artifactId}` (the space names
+   * the writer, so each service's permissions reach its own keys only); deleting one shreds its
+   * artifact.
+   */
   dataKeys: 'gateway_data_keys',
   /** Recording jobs: key = `${tenant}.${recordingId}`, value = Recording (gateway.recorder.v1). */
   recordings: 'gateway_recordings',

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { freePort } from './NatsServer.js';
+import { freePort, natsEnvFor } from './NatsServer.js';
 
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -14,7 +14,9 @@ export const serviceNodeArgs = ['--import', 'tsx', '--import', '@gateway/common/
 
 /**
  * A service started as its own process exactly as in production (`services/<name>/src/main.ts`
- * with environment configuration), waited on through its /readyz, stopped with a signal.
+ * with environment configuration), waited on through its /readyz, stopped with a signal. Started
+ * against a NatsServer or NatsCluster of the harness (by its `url`), it connects with its own
+ * NATS identity: the server's certificate authority, its nkey and its client certificate.
  */
 export class ServiceProcess {
   private output = '';
@@ -91,7 +93,7 @@ export async function startSfuProcess(options: { natsUrl: string; nodeId?: strin
   const opsPort = await freePort();
   const rtcPortMin = await freeMediaPorts(options.workers ?? 1);
   const env: Record<string, string> = {
-    NATS_URL: options.natsUrl,
+    ...natsEnvFor(options.natsUrl, 'sfu'),
     SFU_NODE_ID: options.nodeId ?? `sfu-test-${grpcPort}`,
     SFU_GRPC_HOST: '127.0.0.1',
     SFU_GRPC_PORT: String(grpcPort),
@@ -147,7 +149,7 @@ export async function startSignalingProcess(options: { natsUrl: string; replicaI
   const port = await freePort();
   const opsPort = await freePort();
   const env: Record<string, string> = {
-    NATS_URL: options.natsUrl,
+    ...natsEnvFor(options.natsUrl, 'signaling'),
     SIGNALING_HOST: '127.0.0.1',
     SIGNALING_PORT: String(port),
     SIGNALING_OPS_PORT: String(opsPort),
@@ -162,7 +164,7 @@ export async function startRecorderProcess(options: { natsUrl: string; workDir: 
   const grpcPort = await freePort();
   const opsPort = await freePort();
   const env: Record<string, string> = {
-    NATS_URL: options.natsUrl,
+    ...natsEnvFor(options.natsUrl, 'recorder'),
     RECORDER_NODE_ID: options.nodeId ?? `rec-test-${grpcPort}`,
     RECORDER_GRPC_HOST: '127.0.0.1',
     RECORDER_GRPC_PORT: String(grpcPort),
@@ -178,7 +180,7 @@ export async function startCrmSyncProcess(options: { natsUrl: string; nodeId?: s
   const port = await freePort();
   const opsPort = await freePort();
   const env: Record<string, string> = {
-    NATS_URL: options.natsUrl,
+    ...natsEnvFor(options.natsUrl, 'crm-sync'),
     CRM_SYNC_NODE_ID: options.nodeId ?? `crm-test-${port}`,
     CRM_SYNC_HOST: '127.0.0.1',
     CRM_SYNC_PORT: String(port),

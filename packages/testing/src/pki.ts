@@ -33,6 +33,8 @@ export interface TestPki {
   foreign: CertificatePair & { caFile: string };
   /** A certificate of our CA for a name that is no service of ours. */
   stranger: CertificatePair;
+  /** The NATS admin identity's client certificate (provisioning, operators, tests). */
+  admin: CertificatePair;
   /** The SFU's certificate: kept for tests written before certificates were per service. */
   certFile: string;
   keyFile: string;
@@ -67,12 +69,13 @@ export function createTestPki(options: { dir?: string; days?: number } | string 
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const at = (file: string) => path.join(dir, file);
   const pair = (name: string): CertificatePair => ({ certFile: at(`${name}.crt`), keyFile: at(`${name}.key`) });
-  const complete = existsSync(at('ca.crt')) && existsSync(at('foreign.crt')) && serviceIdentities.every((s) => existsSync(at(`${s}.crt`)));
+  const complete = existsSync(at('ca.crt')) && existsSync(at('foreign.crt')) && existsSync(at('admin.crt')) && serviceIdentities.every((s) => existsSync(at(`${s}.crt`)));
   if (!complete) {
     authority(dir, 'ca', days);
     for (const service of serviceIdentities) issue(dir, 'ca', service, [`DNS:${identityDnsName(service)}`], days);
     issue(dir, 'ca', 'nats', ['DNS:nats.gateway.internal', 'DNS:localhost', 'IP:127.0.0.1'], days);
     issue(dir, 'ca', 'stranger', ['DNS:stranger.gateway.internal'], days);
+    issue(dir, 'ca', 'admin', ['DNS:admin.gateway.internal'], days);
     authority(dir, 'foreign-ca', days);
     issue(dir, 'foreign-ca', 'foreign', [`DNS:${identityDnsName('sfu')}`, `DNS:${identityDnsName('signaling')}`], days);
   }
@@ -85,6 +88,7 @@ export function createTestPki(options: { dir?: string; days?: number } | string 
     nats: pair('nats'),
     foreign,
     stranger: pair('stranger'),
+    admin: pair('admin'),
     certFile: services.sfu.certFile,
     keyFile: services.sfu.keyFile,
     foreignCertFile: foreign.certFile,

@@ -2,15 +2,16 @@ import http from 'node:http';
 import {
   ArtifactStore,
   DeviceKeys,
-  ErrorCode,
-  GatewayError,
   StaticKeyring,
   buckets,
   connectNats,
   createMetricsRegistry,
   ensureStream,
   hardenHttpServer,
+  catalog,
   observeConsumerLag,
+  observeStreamSizes,
+  streamNameOf,
   openBucket,
   startOpsServer,
   streams,
@@ -38,12 +39,7 @@ export class CrmSync {
   ) {}
 
   static async start(config: CrmSyncConfig, log: Logger): Promise<CrmSync> {
-    let nc: NatsConnection;
-    try {
-      nc = await connectNats(config.natsUrl, config.nodeId, log, { replicas: config.natsReplicas });
-    } catch (error) {
-      throw new GatewayError(ErrorCode.UNAVAILABLE, `cannot reach NATS at ${config.natsUrl}`, { cause: error });
-    }
+    const nc = await connectNats(config.nats, config.nodeId, log);
     const keyring = new StaticKeyring(config.tenantKeys);
     const registry = createMetricsRegistry('crm-sync');
     const contactMaps = new KvContactMaps(await openBucket(nc, buckets.crmContacts));
@@ -57,6 +53,8 @@ export class CrmSync {
     const deliveries = new Deliveries(nc, jsm, connectors, artifacts, keyring, config, registry, log);
     await deliveries.start();
     observeConsumerLag(registry, jsm, deliveryConsumers);
+    // How full every stream, bucket and object store is (the alert at 80 % reads it).
+    observeStreamSizes(registry, jsm, catalog.map(streamNameOf));
 
     const dataSubjects = new DataSubjects(nc, jsm, artifacts, contactMaps, new DeviceKeys(await openBucket(nc, buckets.deviceKeys)), keyring);
     const httpServer = http.createServer(createAdminHandler(() => config.tenants, connectors, dataSubjects, log));

@@ -1,11 +1,10 @@
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { env, loadConfig, tenantKeysShape, tenantsShape } from '@gateway/common';
+import { env, loadConfig, natsShape, readNatsSettings, tenantKeysShape, tenantsShape } from '@gateway/common';
 
 const shape = {
-  NATS_URL: env.natsUrl(),
-  NATS_REPLICAS: env.natsReplicas(),
+  ...natsShape,
   LOG_LEVEL: env.logLevel(),
   ...tenantsShape,
   ...tenantKeysShape,
@@ -36,8 +35,7 @@ export type CrmSyncConfig = ReturnType<typeof readCrmSyncConfig>;
 export function readCrmSyncConfig(source: Record<string, string | undefined> = process.env) {
   const c = loadConfig(shape, source);
   return {
-    natsUrl: c.NATS_URL,
-    natsReplicas: c.NATS_REPLICAS,
+    nats: readNatsSettings(c, 'crm-sync'),
     logLevel: c.LOG_LEVEL,
     tenants: c.GATEWAY_TENANTS,
     tenantKeys: c.GATEWAY_TENANT_KEYS,

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { Registry } from 'prom-client';
 import {
@@ -36,7 +36,7 @@ describe('retention of undelivered communications', () => {
 
   beforeAll(async () => {
     nats = await NatsServer.start();
-    nc = await connect({ servers: nats.url });
+    nc = await nats.connect();
     const keyring = new StaticKeyring({ demo: DEMO_TENANT_KEK });
     const log = createLogger('crm-sync-test', 'error');
     artifacts = await ArtifactStore.open(nc, keyring);

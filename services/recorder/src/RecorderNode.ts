@@ -78,6 +78,7 @@ export class RecorderNode {
     private readonly directory: SfuDirectory,
     private readonly recorders: RecorderDirectory,
     private readonly store: ArtifactStore,
+    private readonly segments: ArtifactStore,
     private readonly records: KV,
     private readonly participants: ParticipantStore,
     private readonly log: Logger,
@@ -105,19 +106,15 @@ export class RecorderNode {
     // Plaintext left by a previous run that crashed is removed before anything else.
     await rm(config.workDir, { recursive: true, force: true });
     await mkdir(config.workDir, { recursive: true, mode: 0o700 });
-    let nc: NatsConnection;
-    try {
-      nc = await connectNats(config.natsUrl, config.nodeId, log, { replicas: config.natsReplicas });
-    } catch (error) {
-      throw new GatewayError(ErrorCode.UNAVAILABLE, `cannot reach NATS at ${config.natsUrl}`, { cause: error });
-    }
+    const nc = await connectNats(config.nats, config.nodeId, log);
     await ensureStream(nc, streams.recordings);
     const node = new RecorderNode(
       config,
       nc,
       await SfuDirectory.open(nc, config.grpcTls, log),
       await RecorderDirectory.open(nc, config.grpcTls),
-      await ArtifactStore.open(nc, new StaticKeyring(config.tenantKeys)),
+      await ArtifactStore.open(nc, new StaticKeyring(config.tenantKeys), 'recordings'),
+      await ArtifactStore.open(nc, new StaticKeyring(config.tenantKeys), 'segments'),
       await openBucket(nc, buckets.recordings),
       await ParticipantStore.open(nc),
       log,
@@ -158,6 +155,7 @@ export class RecorderNode {
       {
         sfu: this.directory.clientForNode(node),
         store: this.store,
+        segments: this.segments,
         workDir: this.config.workDir,
         rtpIp: this.config.rtpIp,
         ffmpeg: this.config.ffmpeg,
@@ -365,11 +363,11 @@ export class RecorderNode {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const endedAtMs = record.segments.reduce((end, s) => Math.max(end, Math.round(s.endS * 1000)), recording.startedAtMs);
     try {
-      const { artifacts, problem } = await assembleRecording({ record, endedAtMs, dir, store: this.store, ffmpeg: this.config.ffmpeg, ffprobe: this.config.ffprobe, maxPartBytes: this.config.maxPartBytes });
+      const { artifacts, problem } = await assembleRecording({ record, endedAtMs, dir, store: this.store, segments: this.segments, ffmpeg: this.config.ffmpeg, ffprobe: this.config.ffprobe, maxPartBytes: this.config.maxPartBytes });
       recording.artifacts = artifacts;
       recording.state = artifacts.length > 0 ? RecordingState.RECORDING_STATE_PARTIAL : RecordingState.RECORDING_STATE_FAILED;
       recording.failureReason = ['the recorder running it stopped unexpectedly', problem].filter(Boolean).join('; ');
-      for (const segment of record.segments) await this.store.delete(recording.tenant, segment.objectId).catch(() => undefined);
+      for (const segment of record.segments) await this.segments.delete(recording.tenant, segment.objectId).catch(() => undefined);
       record.segments = [];
     } catch (error) {
       recording.state = RecordingState.RECORDING_STATE_FAILED;

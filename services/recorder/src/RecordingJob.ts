@@ -23,7 +23,10 @@ const MAX_RESTARTS_PER_MINUTE = 3;
 
 export interface JobContext {
   sfu: SfuClient;
+  /** Where the recording's files go until delivered. */
   store: ArtifactStore;
+  /** Where its segments wait while it runs (the recorder's own space: read back, then deleted). */
+  segments: ArtifactStore;
   /** Where this job may write plaintext while it runs; removed when it ends. */
   workDir: string;
   rtpIp: string;
@@ -243,7 +246,7 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
       const from = capture.taken.get(stream.streamId) ?? 0;
       for (const entry of entries.slice(from)) {
         const objectId = newId('SG');
-        await this.ctx.store.putFile(this.recording.tenant, objectId, path.join(this.dir, entry.file), 'video/x-matroska');
+        await this.ctx.segments.putFile(this.recording.tenant, objectId, path.join(this.dir, entry.file), 'video/x-matroska');
         const segment: Segment = { streamId: stream.streamId, objectId, startS: capture.start + entry.start, endS: capture.start + entry.end };
         this.record.segments.push(segment);
         // Stored encrypted: the plaintext goes at once, so the work folder holds only segments in progress.
@@ -358,6 +361,7 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
         endedAtMs,
         dir: this.dir,
         store: this.ctx.store,
+        segments: this.ctx.segments,
         ffmpeg: this.ctx.ffmpeg,
         ffprobe: this.ctx.ffprobe,
         maxPartBytes: this.ctx.maxPartBytes,
@@ -367,14 +371,14 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
       this.recording.failureReason = reason;
       this.recording.state = artifacts.length === 0 ? RecordingState.RECORDING_STATE_FAILED : reason ? RecordingState.RECORDING_STATE_PARTIAL : RecordingState.RECORDING_STATE_COMPLETE;
       // The segments were only there in case this node died; the files replace them.
-      for (const segment of this.record.segments) await this.ctx.store.delete(this.recording.tenant, segment.objectId).catch(() => undefined);
+      for (const segment of this.record.segments) await this.ctx.segments.delete(this.recording.tenant, segment.objectId).catch(() => undefined);
       this.record.segments = [];
     } catch (error) {
       this.recording.state = RecordingState.RECORDING_STATE_FAILED;
       const message = (error as Error).message;
       this.recording.failureReason = failure || (NO_SPACE.test(message) || (error as { code?: string }).code === 'ENOSPC' ? DISK_FULL : `assembling the recording failed: ${message}`);
       // Nothing will be made of the segments now: shred them rather than leave them behind.
-      for (const segment of this.record.segments) await this.ctx.store.delete(this.recording.tenant, segment.objectId).catch(() => undefined);
+      for (const segment of this.record.segments) await this.ctx.segments.delete(this.recording.tenant, segment.objectId).catch(() => undefined);
       this.record.segments = [];
     } finally {
       await rm(this.dir, { recursive: true, force: true });

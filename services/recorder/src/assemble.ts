@@ -15,6 +15,8 @@ export interface AssemblyOptions {
   /** The job's private working folder. */
   dir: string;
   store: ArtifactStore;
+  /** Where the segments are. */
+  segments: ArtifactStore;
   ffmpeg: string;
   ffprobe: string;
   /** Files above this are stored as ordered parts. */
@@ -51,7 +53,7 @@ export async function assembleRecording(options: AssemblyOptions): Promise<{ art
     for (const segment of segments) {
       // Segments are kept only encrypted: decrypt them into the private folder for the assembly.
       const file = `${segment.objectId}.mkv`;
-      await writeFile(path.join(dir, file), (await store.get(recording.tenant, segment.objectId)).data, { mode: 0o600 });
+      await writeFile(path.join(dir, file), (await options.segments.get(recording.tenant, segment.objectId)).data, { mode: 0o600 });
       const start = segment.startS - startS;
       const end = segment.endS - startS;
       // A capture ends just after its pause began: keep nothing from the pause on.

@@ -3,11 +3,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { env, grpcTlsShape, loadConfig, readGrpcTls, tenantKeysShape } from '@gateway/common';
+import { env, grpcTlsShape, loadConfig, natsShape, readNatsSettings, readGrpcTls, tenantKeysShape } from '@gateway/common';
 
 const shape = {
-  NATS_URL: env.natsUrl(),
-  NATS_REPLICAS: env.natsReplicas(),
+  ...natsShape,
   LOG_LEVEL: env.logLevel(),
   RECORDER_NODE_ID: env.string(`rec-${os.hostname()}-${randomBytes(3).toString('hex')}`),
   RECORDER_GRPC_HOST: env.string('0.0.0.0'),
@@ -54,8 +53,7 @@ export type RecorderConfig = ReturnType<typeof readRecorderConfig>;
 export function readRecorderConfig(source: Record<string, string | undefined> = process.env) {
   const c = loadConfig(shape, source);
   return {
-    natsUrl: c.NATS_URL,
-    natsReplicas: c.NATS_REPLICAS,
+    nats: readNatsSettings(c, 'recorder'),
     logLevel: c.LOG_LEVEL,
     nodeId: c.RECORDER_NODE_ID,
     grpcHost: c.RECORDER_GRPC_HOST,

@@ -1,5 +1,5 @@
 import { NodeInfo, type NodeLoad } from '@gateway/proto/gateway/sfu/v1/sfu';
-import { buckets, liveKeys, openBucket, type KV, type Logger, type NatsConnection } from '@gateway/common';
+import { ErrorCode, GatewayError, bucketTtlMs, buckets, liveKeys, openBucket, type KV, type Logger, type NatsConnection } from '@gateway/common';
 
 /**
  * Keeps this node's entry in the SFU registry (NATS KV) fresh. The bucket's TTL removes the
@@ -19,11 +19,16 @@ export class NodeRegistry {
 
   static async start(
     nc: NatsConnection,
-    options: { nodeId: string; heartbeatMs: number; ttlMs: number },
+    options: { nodeId: string; heartbeatMs: number },
     describe: () => { grpcAddress: string; load: NodeLoad; draining: boolean },
     log: Logger,
   ): Promise<NodeRegistry> {
-    const kv = await openBucket(nc, buckets.sfuNodes, { ttlMs: options.ttlMs });
+    // The registry's TTL is provisioned (catalog.ts): a node must heartbeat well within it.
+    const ttlMs = await bucketTtlMs(nc, buckets.sfuNodes);
+    if (ttlMs > 0 && options.heartbeatMs * 2 > ttlMs) {
+      throw new GatewayError(ErrorCode.CONFIG_INVALID, `invalid configuration:\n  SFU_HEARTBEAT_SECONDS must be at most half the ${buckets.sfuNodes} bucket's TTL (${ttlMs / 1000} s)`);
+    }
+    const kv = await openBucket(nc, buckets.sfuNodes);
     const registry = new NodeRegistry(kv, describe, options.nodeId, options.heartbeatMs, log);
     await registry.heartbeat();
     registry.timer = setInterval(() => void registry.heartbeat(), options.heartbeatMs);

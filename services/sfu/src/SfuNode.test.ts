@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { RoomEvent } from '@gateway/proto/gateway/events/v1/events';
 import { MediaKind, NodeInfo, SfuClient, TrackSource, TransportDirection } from '@gateway/proto/gateway/sfu/v1/sfu';
 import { ErrorCode, buckets, callUnary, createLogger, grpc, openBucket, subjects, type GatewayError } from '@gateway/common';
-import { NatsServer, freeMediaPorts, waitFor } from '@gateway/testing';
+import { NatsServer, freeMediaPorts, natsEnvFor, waitFor } from '@gateway/testing';
 import { readSfuConfig } from './config.js';
 import { SfuNode } from './SfuNode.js';
 
@@ -24,7 +24,7 @@ const clientCaps = {
 /** An SFU node in this process, on loopback with free ports, and a gRPC client for it. */
 async function startTestNode(natsUrl: string, nodeId: string, env: Record<string, string> = {}) {
   const config = readSfuConfig({
-    NATS_URL: natsUrl,
+    ...natsEnvFor(natsUrl, 'sfu'),
     SFU_NODE_ID: nodeId,
     SFU_GRPC_HOST: '127.0.0.1',
     SFU_GRPC_PORT: '0',
@@ -49,7 +49,7 @@ describe('SFU node with a real mediasoup worker', () => {
   beforeAll(async () => {
     nats = await NatsServer.start();
     ({ node, client } = await startTestNode(nats.url, 'sfu-test-a', { SFU_HEARTBEAT_SECONDS: '0.2' }));
-    nc = await connect({ servers: nats.url });
+    nc = await nats.connect();
   });
 
   afterAll(async () => {
@@ -116,7 +116,7 @@ describe('SFU node with a real mediasoup worker', () => {
   });
 
   it('registers itself in NATS KV with its load', async () => {
-    const kv = await openBucket(nc, buckets.sfuNodes, { ttlMs: 10_000 });
+    const kv = await openBucket(nc, buckets.sfuNodes);
     const info = await waitFor(async () => {
       const entry = await kv.get('sfu-test-a');
       const decoded = entry?.length ? NodeInfo.decode(entry.value) : undefined;

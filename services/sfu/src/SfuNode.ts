@@ -72,10 +72,10 @@ export class SfuNode implements PipeHost {
     );
     let nc: NatsConnection;
     try {
-      nc = await connectNats(config.natsUrl, config.nodeId, log, { replicas: config.natsReplicas });
+      nc = await connectNats(config.nats, config.nodeId, log);
     } catch (error) {
       pool.close();
-      throw new GatewayError(ErrorCode.UNAVAILABLE, `cannot reach NATS at ${config.natsUrl}`, { cause: error });
+      throw error;
     }
     const node = new SfuNode(config, pool, nc, createMetricsRegistry('sfu'), log);
     pool.on('workerdied', (index) => node.onWorkerDied(index));
@@ -89,7 +89,7 @@ export class SfuNode implements PipeHost {
 
     node.registry = await NodeRegistry.start(
       nc,
-      { nodeId: config.nodeId, heartbeatMs: config.heartbeatMs, ttlMs: config.registryTtlMs },
+      { nodeId: config.nodeId, heartbeatMs: config.heartbeatMs },
       () => ({ grpcAddress: node.grpcAddress, load: node.load(), draining: node.draining }),
       log,
     );

@@ -1,11 +1,10 @@
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { ErrorCode, GatewayError, env, grpcTlsShape, loadConfig, readGrpcTls } from '@gateway/common';
+import { ErrorCode, GatewayError, env, grpcTlsShape, loadConfig, natsShape, readNatsSettings, readGrpcTls } from '@gateway/common';
 
 const shape = {
-  NATS_URL: env.natsUrl(),
-  NATS_REPLICAS: env.natsReplicas(),
+  ...natsShape,
   LOG_LEVEL: env.logLevel(),
   SFU_NODE_ID: env.string(`sfu-${os.hostname()}-${randomBytes(3).toString('hex')}`),
   SFU_GRPC_HOST: env.string('0.0.0.0'),
@@ -24,7 +23,6 @@ const shape = {
   /** Address recording taps send plain RTP from (inside the cluster). */
   SFU_TAP_LISTEN_IP: env.string('127.0.0.1'),
   SFU_HEARTBEAT_SECONDS: env.seconds(2),
-  SFU_REGISTRY_TTL_SECONDS: env.seconds(10),
   SFU_DRAIN_GRACE_SECONDS: env.seconds(1800),
   SFU_ROOM_IDLE_SECONDS: env.seconds(30),
   SFU_TRANSPORT_ABANDON_SECONDS: env.seconds(90),
@@ -54,8 +52,7 @@ export function readSfuConfig(source: Record<string, string | undefined> = proce
     throw new GatewayError(ErrorCode.CONFIG_INVALID, 'invalid configuration:\n  SFU_PIPE_PORT_MIN must not be above SFU_PIPE_PORT_MAX');
   }
   return {
-    natsUrl: c.NATS_URL,
-    natsReplicas: c.NATS_REPLICAS,
+    nats: readNatsSettings(c, 'sfu'),
     logLevel: c.LOG_LEVEL,
     nodeId: c.SFU_NODE_ID,
     grpcHost: c.SFU_GRPC_HOST,
@@ -70,7 +67,6 @@ export function readSfuConfig(source: Record<string, string | undefined> = proce
     announcedAddress: c.SFU_ANNOUNCED_ADDRESS,
     tapListenIp: c.SFU_TAP_LISTEN_IP,
     heartbeatMs: c.SFU_HEARTBEAT_SECONDS * 1000,
-    registryTtlMs: c.SFU_REGISTRY_TTL_SECONDS * 1000,
     drainGraceMs: c.SFU_DRAIN_GRACE_SECONDS * 1000,
     roomTimeouts: { idleMs: c.SFU_ROOM_IDLE_SECONDS * 1000, abandonedTransportMs: c.SFU_TRANSPORT_ABANDON_SECONDS * 1000, iceConsentTimeoutSeconds: Math.round(c.SFU_ICE_CONSENT_TIMEOUT_SECONDS) },
     workerLogLevel: c.SFU_WORKER_LOG_LEVEL,

@@ -107,35 +107,29 @@ export class SignalingServer implements SessionBroker {
   }
 
   static async start(config: SignalingConfig, log: Logger): Promise<SignalingServer> {
-    let nc: NatsConnection;
-    try {
-      nc = await connectNats(config.natsUrl, config.replicaId, log, { replicas: config.natsReplicas });
-    } catch (error) {
-      throw new GatewayError(ErrorCode.UNAVAILABLE, `cannot reach NATS at ${config.natsUrl}`, { cause: error });
-    }
+    const nc = await connectNats(config.nats, config.replicaId, log);
     const directory = await SfuDirectory.open(nc, config.grpcTls, log);
     const recorders = await RecorderDirectory.open(nc, config.grpcTls);
     const store = await ParticipantStore.open(nc, config.recordRefreshMs);
     const hub = new RoomHub(nc, config.replicaId, log);
     const keyring = new StaticKeyring(config.tenantKeys);
     const chat = await ChatLog.open(nc, keyring);
-    const artifacts = await ArtifactStore.open(nc, keyring);
+    const artifacts = await ArtifactStore.open(nc, keyring, 'conversations');
     // The page origins WebAuthn accepts: configured, or this server's own port on localhost.
     let port = 0;
     const actions = new SmartActions(
       await openBucket(nc, buckets.smartActions),
-      await openBucket(nc, buckets.webauthnChallenges, { ttlMs: 5 * 60_000 }),
+      await openBucket(nc, buckets.webauthnChallenges),
       new DeviceKeys(await openBucket(nc, buckets.deviceKeys)),
       artifacts,
       () => config.tenants,
       { rpId: config.webauthn.rpId, rpName: 'Gateway', origins: () => config.webauthn.origins ?? [`http://localhost:${port}`, `https://localhost:${port}`] },
       { ...config.smartActions, concurrentUploads: config.limits.concurrentUploads },
-      await openBucket(nc, buckets.uploadLeases, { ttlMs: 5 * 60_000 }),
+      await openBucket(nc, buckets.uploadLeases),
     );
     await ensureStream(nc, streams.sessions);
     const roomSessions = new RoomSessions(nc, await openBucket(nc, buckets.roomSessions), keyring);
-    // Slots outlive no token: the longest a minted token lives is a week.
-    const tokenSessions = new TokenSessions(await openBucket(nc, buckets.tokenSessions, { ttlMs: 8 * 24 * 3600_000 }));
+    const tokenSessions = new TokenSessions(await openBucket(nc, buckets.tokenSessions));
     const server = new SignalingServer(config, nc, directory, recorders, store, hub, chat, actions, artifacts, roomSessions, tokenSessions, createMetricsRegistry('signaling'), log);
     server.listenForTakeovers();
     server.timers.push(setInterval(() => void server.checkNodes(), NODE_CHECK_MS));

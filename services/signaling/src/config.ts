@@ -2,7 +2,7 @@ import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { ErrorCode, GatewayError, defaultRedactionPolicy, env, grpcTlsShape, loadConfig, readGrpcTls, tenantKeysShape, tenantsSchema, tenantsShape, type RedactionPolicy, type Tenant } from '@gateway/common';
+import { ErrorCode, GatewayError, defaultRedactionPolicy, env, grpcTlsShape, loadConfig, natsShape, readNatsSettings, readGrpcTls, tenantKeysShape, tenantsSchema, tenantsShape, type RedactionPolicy, type Tenant } from '@gateway/common';
 
 export { DEMO_TENANT, type Tenant } from '@gateway/common';
 
@@ -30,8 +30,7 @@ export function recordingOptions(tenant: Tenant | undefined) {
 }
 
 const shape = {
-  NATS_URL: env.natsUrl(),
-  NATS_REPLICAS: env.natsReplicas(),
+  ...natsShape,
   LOG_LEVEL: env.logLevel(),
   ...tenantsShape,
   SIGNALING_HOST: env.string('0.0.0.0'),
@@ -89,8 +88,7 @@ export function readSignalingConfig(source: Record<string, string | undefined> =
   const keyless = c.GATEWAY_TENANTS.filter((t) => !c.GATEWAY_TENANT_KEYS[t.name]).map((t) => t.name);
   if (keyless.length > 0) throw new GatewayError(ErrorCode.CONFIG_INVALID, `invalid configuration:\n  GATEWAY_TENANT_KEYS: no key-encryption key for tenant ${keyless.join(', ')}`);
   return {
-    natsUrl: c.NATS_URL,
-    natsReplicas: c.NATS_REPLICAS,
+    nats: readNatsSettings(c, 'signaling'),
     logLevel: c.LOG_LEVEL,
     tenants: c.GATEWAY_TENANTS,
     usesDemoTenant: source.GATEWAY_TENANTS === undefined || source.GATEWAY_TENANTS === '',

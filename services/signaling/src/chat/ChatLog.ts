@@ -22,11 +22,6 @@ import {
   type NatsConnection,
 } from '@gateway/common';
 
-/** How long JetStream remembers a message id to drop a client's retry of the same message. */
-const DUPLICATE_WINDOW_MS = 2 * 60_000;
-/** Safety net: a conversation whose room never ended cleanly is dropped after this. */
-const MAX_CHAT_AGE_MS = 7 * 24 * 3600_000;
-
 export interface Conversation {
   conversationId: string;
   startedAtMs: number;
@@ -55,7 +50,7 @@ export class ChatLog {
   ) {}
 
   static async open(nc: NatsConnection, keyring: Keyring): Promise<ChatLog> {
-    const jsm = await ensureStream(nc, streams.chat, { duplicate_window: DUPLICATE_WINDOW_MS * 1e6, max_age: MAX_CHAT_AGE_MS * 1e6 });
+    const jsm = await ensureStream(nc, streams.chat);
     await ensureStream(nc, streams.transcripts);
     return new ChatLog(jetstream(nc), jsm, await openBucket(nc, buckets.chatKeys), keyring);
   }

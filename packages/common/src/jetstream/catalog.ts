@@ -1,0 +1,259 @@
+import { z } from 'zod';
+import type { StreamConfig } from '@nats-io/jetstream';
+import { buckets, streams } from '../subjects.js';
+
+/**
+ * Every stream, KV bucket and object store of the platform with its whole configuration, in one
+ * place. The provisioning step (run with the admin identity) creates and updates them from here;
+ * services only open what exists and cannot create, change, purge or delete any of it.
+ *
+ * A new stream or bucket is one entry here and one line in the permissions (access.ts).
+ *
+ * Sizes: every entry has a hard limit (`max_bytes`), its share of NATS_STORAGE_BUDGET unless
+ * NATS_STORAGE_LIMITS sets it, and every KV bucket a largest value (`max_msg_size`). A full
+ * entry refuses new writes (discard "new") rather than dropping what is stored: a dropped event
+ * or key would be a recording lost undelivered. crm-sync exports the fill of each
+ * (gateway_jetstream_stream_bytes / _max_bytes) and an alert fires at 80 % (k8s/base/alerts.yaml).
+ */
+
+interface Common {
+  description: string;
+  /** Share of NATS_STORAGE_BUDGET this entry may hold, when NATS_STORAGE_LIMITS names no size. */
+  share: number;
+}
+
+export interface StreamEntry extends Common {
+  kind: 'stream';
+  name: string;
+  subjects: readonly string[];
+  /** Largest message. */
+  maxMessageBytes: number;
+  /** Messages older than this are dropped (0: kept until deleted). */
+  maxAgeMs?: number;
+  /** How long a message id is remembered to drop a duplicate publish. */
+  duplicateWindowMs?: number;
+  /** Nobody, not even the admin identity without changing the stream first, deletes or purges it. */
+  keep?: boolean;
+}
+
+export interface BucketEntry extends Common {
+  kind: 'kv';
+  bucket: string;
+  /** Largest value of a key. */
+  maxValueBytes: number;
+  /** Values kept per key. */
+  history?: number;
+  /** Keys not written within this time disappear. */
+  ttlMs?: number;
+}
+
+export interface ObjectStoreEntry extends Common {
+  kind: 'objects';
+  bucket: string;
+}
+
+export type CatalogEntry = StreamEntry | BucketEntry | ObjectStoreEntry;
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const GiB = 1024 * MiB;
+const minute = 60_000;
+const day = 24 * 60 * minute;
+
+/** How long an SFU or recorder node stays in its registry after its last heartbeat. */
+export const NODE_REGISTRY_TTL_MS = 10_000;
+/**
+ * Participant records disappear this long after their last refresh: a backstop only, the
+ * replicas sweep the records of a dead one after three missed refreshes. Signaling refuses a
+ * refresh interval above a quarter of it (SIGNALING_RECORD_REFRESH_SECONDS).
+ */
+export const PARTICIPANT_TTL_MS = 5 * minute;
+
+const kv = (bucket: string, description: string, options: Partial<Omit<BucketEntry, 'kind' | 'bucket' | 'description'>> = {}): BucketEntry => ({
+  kind: 'kv',
+  bucket,
+  description,
+  share: 0.005,
+  maxValueBytes: 64 * KiB,
+  ...options,
+});
+
+const stream = (definition: { name: string; subjects: readonly string[]; duplicateWindowMs?: number }, description: string, options: Partial<Omit<StreamEntry, 'kind' | 'name' | 'subjects' | 'description'>> = {}): StreamEntry => ({
+  kind: 'stream',
+  name: definition.name,
+  subjects: definition.subjects,
+  description,
+  share: 0.01,
+  maxMessageBytes: 1 * MiB,
+  ...(definition.duplicateWindowMs ? { duplicateWindowMs: definition.duplicateWindowMs } : {}),
+  ...options,
+});
+
+export const catalog: readonly CatalogEntry[] = [
+  stream(streams.recordings, 'recording.ready for crm-sync, until delivered'),
+  stream(streams.transcripts, 'transcript.ready and attachment.ready for crm-sync, until delivered'),
+  stream(streams.sessions, 'session.ended for crm-sync, until delivered'),
+  // A client's retry of a message within this window is stored once.
+  stream(streams.chat, 'rooms\' chat, sealed, until the transcript is stored', { share: 0.03, duplicateWindowMs: 2 * minute, maxAgeMs: 7 * day, maxMessageBytes: 256 * KiB }),
+  stream(streams.alerts, 'alerts for the operators', { share: 0.005, maxAgeMs: 30 * day, keep: true, maxMessageBytes: 64 * KiB }),
+  stream(streams.audit, 'audit records (counts only), kept', { keep: true, maxMessageBytes: 64 * KiB }),
+  kv(buckets.sfuNodes, 'SFU node registry', { ttlMs: NODE_REGISTRY_TTL_MS, maxValueBytes: 16 * KiB }),
+  kv(buckets.recorderNodes, 'recorder node registry', { ttlMs: NODE_REGISTRY_TTL_MS, maxValueBytes: 16 * KiB }),
+  kv(buckets.roomPlacement, 'room placement on SFU nodes', { maxValueBytes: 1 * KiB }),
+  // A participant record grows with the participant's consumers.
+  kv(buckets.participants, 'live participants', { ttlMs: PARTICIPANT_TTL_MS, maxValueBytes: 256 * KiB, share: 0.01 }),
+  kv(buckets.roomSessions, 'sessions of live rooms, participants sealed', { maxValueBytes: 512 * KiB, share: 0.01 }),
+  kv(buckets.recordings, 'recording jobs with their stored segments', { maxValueBytes: 1 * MiB }),
+  kv(buckets.roomRecordings, 'the recording of each room', { maxValueBytes: 4 * KiB }),
+  kv(buckets.chatKeys, 'wrapped data keys of conversations', { maxValueBytes: 4 * KiB }),
+  kv(buckets.smartActions, 'Smart Actions of live rooms'),
+  kv(buckets.webauthnChallenges, 'device key registrations in progress', { ttlMs: 5 * minute, maxValueBytes: 4 * KiB }),
+  // A slot per live session of a join token; a minted token lives at most a week.
+  kv(buckets.tokenSessions, 'live sessions of each join token', { ttlMs: 8 * day, maxValueBytes: 1 * KiB }),
+  kv(buckets.uploadLeases, 'Smart Action uploads in progress', { ttlMs: 5 * minute, maxValueBytes: 1 * KiB }),
+  kv(buckets.deviceKeys, 'end users\' device keys'),
+  kv(buckets.connectors, 'tenants\' destinations, secrets sealed'),
+  kv(buckets.crmContacts, 'CRM contact ids by hashed external id', { maxValueBytes: 4 * KiB }),
+  kv(buckets.dataKeys, 'wrapped data keys of the artifacts', { maxValueBytes: 8 * KiB, share: 0.01 }),
+  { kind: 'objects', bucket: buckets.artifacts, description: 'encrypted recordings until delivered', share: 0.5 },
+  { kind: 'objects', bucket: buckets.conversationArtifacts, description: 'encrypted transcripts and attachments until delivered', share: 0.1 },
+  { kind: 'objects', bucket: buckets.recordingSegments, description: 'encrypted segments of recordings in progress', share: 0.2 },
+];
+
+/** The JetStream stream behind an entry. */
+export function streamNameOf(entry: CatalogEntry): string {
+  return entry.kind === 'stream' ? entry.name : entry.kind === 'kv' ? `KV_${entry.bucket}` : `OBJ_${entry.bucket}`;
+}
+
+/** The name an entry goes by in NATS_STORAGE_LIMITS and in messages: a stream's or a bucket's. */
+export function entryName(entry: CatalogEntry): string {
+  return entry.kind === 'stream' ? entry.name : entry.bucket;
+}
+
+export function catalogEntry(name: string): CatalogEntry | undefined {
+  return catalog.find((entry) => entryName(entry) === name || streamNameOf(entry) === name);
+}
+
+/** Sizes written with a unit: 512MiB, 40GiB, 64KiB, or plain bytes. */
+const units: Record<string, number> = { '': 1, B: 1, KB: 1000, MB: 1000 ** 2, GB: 1000 ** 3, TB: 1000 ** 4, KIB: KiB, MIB: MiB, GIB: GiB, TIB: 1024 * GiB };
+
+export const byteSize = () =>
+  z.union([z.number(), z.string()]).transform((value, ctx) => {
+    const match = /^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$/i.exec(String(value));
+    const factor = match ? units[(match[2] ?? '').toUpperCase()] : undefined;
+    if (!match || factor === undefined) {
+      ctx.addIssue({ code: 'custom', message: 'must be a size such as 512MiB, 40GiB or a number of bytes' });
+      return z.NEVER;
+    }
+    return Math.floor(Number(match[1]) * factor);
+  });
+
+export interface StorageLimits {
+  maxBytes?: number;
+  /** Largest value of a KV bucket, largest message of a stream. */
+  maxValueBytes?: number;
+}
+
+export interface CatalogSettings {
+  /** Copies of each (NATS_REPLICAS). */
+  replicas: number;
+  /** Bytes shared out among the entries that NATS_STORAGE_LIMITS leaves unsized. */
+  budgetBytes: number;
+  /** Sizes by stream or bucket name (NATS_STORAGE_LIMITS). */
+  limits: Record<string, StorageLimits>;
+}
+
+/** The provisioning step's settings, read from the environment like any configuration. */
+export const catalogShape = {
+  /** Copies JetStream keeps of each stream, bucket and the object stores (3 on a 3-server cluster). */
+  NATS_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
+  /** Storage shared out among every stream, bucket and object store by its share (catalog.ts). */
+  NATS_STORAGE_BUDGET: byteSize().default(40 * GiB),
+  /** JSON: sizes of particular entries, {"gateway_artifacts": {"maxBytes": "30GiB"}, "gateway_participants": {"maxValueBytes": "128KiB"}}. */
+  NATS_STORAGE_LIMITS: z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      if (raw === undefined) return {};
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(raw);
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'must be a JSON object of stream or bucket name -> {"maxBytes", "maxValueBytes"}' });
+        return z.NEVER;
+      }
+      const result = z.record(z.string(), z.strictObject({ maxBytes: byteSize().optional(), maxValueBytes: byteSize().optional() })).safeParse(parsed);
+      if (!result.success) {
+        ctx.addIssue({ code: 'custom', message: 'must be a JSON object of stream or bucket name -> {"maxBytes", "maxValueBytes"} with sizes such as 512MiB' });
+        return z.NEVER;
+      }
+      const unknown = Object.keys(result.data).filter((name) => !catalogEntry(name));
+      if (unknown.length > 0) {
+        ctx.addIssue({ code: 'custom', message: `names no stream or bucket of the catalog: ${unknown.join(', ')}` });
+        return z.NEVER;
+      }
+      return result.data as Record<string, StorageLimits>;
+    }),
+};
+
+export function catalogSettings(values: { NATS_REPLICAS: number; NATS_STORAGE_BUDGET: number; NATS_STORAGE_LIMITS: Record<string, StorageLimits> }): CatalogSettings {
+  return { replicas: values.NATS_REPLICAS, budgetBytes: values.NATS_STORAGE_BUDGET, limits: values.NATS_STORAGE_LIMITS };
+}
+
+/** An entry's size limit: set by name, or its share of the budget. */
+export function maxBytesOf(entry: CatalogEntry, settings: CatalogSettings): number {
+  const limits = settings.limits[entryName(entry)] ?? settings.limits[streamNameOf(entry)];
+  return limits?.maxBytes ?? Math.max(1 * MiB, Math.floor(settings.budgetBytes * entry.share));
+}
+
+const nanos = (ms: number) => ms * 1_000_000;
+
+/** The stream configuration an entry stands for (what the KV and object store clients would create, with our limits). */
+export function streamConfigOf(entry: CatalogEntry, settings: CatalogSettings): Partial<StreamConfig> & { name: string } {
+  const limits = settings.limits[entryName(entry)] ?? settings.limits[streamNameOf(entry)] ?? {};
+  const common = {
+    name: streamNameOf(entry),
+    description: entry.description,
+    retention: 'limits',
+    storage: 'file',
+    // Full means no new writes, never dropping what waits for delivery.
+    discard: 'new',
+    num_replicas: settings.replicas,
+    max_bytes: maxBytesOf(entry, settings),
+  } as const;
+  if (entry.kind === 'stream') {
+    return {
+      ...common,
+      subjects: [...entry.subjects],
+      max_msg_size: limits.maxValueBytes ?? entry.maxMessageBytes,
+      max_age: nanos(entry.maxAgeMs ?? 0),
+      duplicate_window: nanos(entry.duplicateWindowMs ?? 2 * minute),
+      deny_delete: entry.keep === true,
+      deny_purge: entry.keep === true,
+      allow_rollup_hdrs: false,
+      allow_direct: false,
+    } as Partial<StreamConfig> & { name: string };
+  }
+  if (entry.kind === 'kv') {
+    const ttl = entry.ttlMs ?? 0;
+    return {
+      ...common,
+      subjects: [`$KV.${entry.bucket}.>`],
+      max_msgs_per_subject: entry.history ?? 1,
+      max_msg_size: limits.maxValueBytes ?? entry.maxValueBytes,
+      max_age: nanos(ttl),
+      duplicate_window: nanos(ttl > 0 ? Math.min(ttl, 2 * minute) : 2 * minute),
+      allow_rollup_hdrs: true,
+      deny_delete: true,
+      deny_purge: false,
+      allow_direct: true,
+    } as Partial<StreamConfig> & { name: string };
+  }
+  return {
+    ...common,
+    subjects: [`$O.${entry.bucket}.C.>`, `$O.${entry.bucket}.M.>`],
+    max_age: 0,
+    allow_rollup_hdrs: true,
+    allow_direct: true,
+  } as Partial<StreamConfig> & { name: string };
+}
