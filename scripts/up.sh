@@ -77,10 +77,17 @@ env "${nats_vars[@]}" CRM_SYNC_ALLOW_PRIVATE_DESTINATIONS="${CRM_SYNC_ALLOW_PRIV
 pids+=($!)
 wait_ready "http://127.0.0.1:${CRM_SYNC_OPS_PORT:-9103}/readyz" crm-sync "${pids[-1]}"
 
+# SIGNALING_REPLICAS=2 starts a second replica on the next port (ops port 9104), as `make fuzz` does:
+# sessions resume on either, rooms span both.
 nats_env signaling
-env "${nats_vars[@]}" node "${node_args[@]}" services/signaling/src/main.ts >"$data/logs/signaling.log" 2>&1 &
-pids+=($!)
-wait_ready "http://127.0.0.1:${SIGNALING_OPS_PORT:-9100}/readyz" signaling "${pids[-1]}"
+for ((replica=1; replica<=${SIGNALING_REPLICAS:-1}; replica++)); do
+  port=$((SIGNALING_PORT + replica - 1)); ops=$([ "$replica" -eq 1 ] && echo "${SIGNALING_OPS_PORT:-9100}" || echo $((9102 + replica)))
+  name=$([ "$replica" -eq 1 ] && echo signaling || echo "signaling-$replica")
+  env "${nats_vars[@]}" SIGNALING_PORT="$port" SIGNALING_OPS_PORT="$ops" SIGNALING_REPLICA_ID="sig-$(hostname)-$replica" \
+    node "${node_args[@]}" services/signaling/src/main.ts >"$data/logs/$name.log" 2>&1 &
+  pids+=($!)
+  wait_ready "http://127.0.0.1:$ops/readyz" "$name" "${pids[-1]}"
+done
 
 mint() { node --import tsx services/signaling/src/cli/mintToken.ts --tenant demo --room demo-room "$@"; }
 base="http://localhost:$SIGNALING_PORT"
