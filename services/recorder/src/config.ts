@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { env, grpcTlsShape, loadConfig, readGrpcTls, tenantKeysShape } from '@gateway/common';
+import { env, grpcTlsShape, loadConfig, opsDrainShape, readGrpcTls, tenantKeysShape } from '@gateway/common';
 
 const shape = {
   NATS_URL: env.natsUrl(),
@@ -46,6 +46,7 @@ const shape = {
   RECORDER_FFMPEG: env.string('ffmpeg'),
   RECORDER_FFPROBE: env.string('ffprobe'),
   ...grpcTlsShape,
+  ...opsDrainShape,
   ...tenantKeysShape,
 };
 
@@ -73,6 +74,7 @@ export function readRecorderConfig(source: Record<string, string | undefined> = 
     ffmpeg: c.RECORDER_FFMPEG,
     ffprobe: c.RECORDER_FFPROBE,
     grpcTls: readGrpcTls(c),
+    drainTokenFile: c.OPS_DRAIN_TOKEN_FILE,
     tenantKeys: c.GATEWAY_TENANT_KEYS,
   };
 }
