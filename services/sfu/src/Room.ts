@@ -343,12 +343,18 @@ export class Room extends TypedEmitter<RoomEvents> {
     const tap = this.taps.get(tapId);
     if (!tap) throw new GatewayError(ErrorCode.NOT_FOUND, 'tap not found in this room');
     tap.paused = paused;
-    for (const { consumer } of tap.streams.values()) {
-      if (paused) await consumer.pause();
-      else {
-        await consumer.resume();
-        // Video picks up again at a key frame, not with a frozen picture until the next one.
-        if (consumer.kind === 'video') await consumer.requestKeyFrame();
+    for (const { consumer } of [...tap.streams.values()]) {
+      // A stream whose producer closed meanwhile has nothing left to pause or resume.
+      if (consumer.closed) continue;
+      try {
+        if (paused) await consumer.pause();
+        else {
+          await consumer.resume();
+          // Video picks up again at a key frame, not with a frozen picture until the next one.
+          if (consumer.kind === 'video') await consumer.requestKeyFrame();
+        }
+      } catch (error) {
+        if (!consumer.closed) throw error;
       }
     }
   }

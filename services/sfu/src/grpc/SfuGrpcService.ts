@@ -46,6 +46,23 @@ export const sfuAccess = {
   closePipe: nodes,
 } as const satisfies Record<SfuMethod, readonly GrpcService[]>;
 
+/**
+ * Runs an operation on mediasoup objects that a concurrent call (a close, the room ending) may
+ * close under it: failing because one of them closed meanwhile is NOT_FOUND, like asking after
+ * the close, not an unexpected failure.
+ */
+async function whileOpen<T>(targets: Array<{ closed: boolean }>, operation: () => Promise<T>): Promise<T> {
+  try {
+    return await operation();
+  } catch (error) {
+    // mediasoup delivers the worker's "closed" notifications a turn of the event loop after the
+    // responses that came with them: give them that turn before judging.
+    for (let turn = 0; turn < 3 && !targets.some((target) => target.closed); turn++) await new Promise((resolve) => setImmediate(resolve));
+    if (targets.some((target) => target.closed)) throw new GatewayError(ErrorCode.NOT_FOUND, 'it was closed meanwhile', { cause: error });
+    throw error;
+  }
+}
+
 /** gRPC method names as they appear in messages: OpenPipe, CreateTapStream, ... */
 const methodName = (method: string) => method[0]!.toUpperCase() + method.slice(1);
 
@@ -79,7 +96,8 @@ export function registerSfuService(server: grpc.Server, node: SfuNode, log: Logg
     },
     async createWebRtcTransport(req) {
       const direction = req.direction === TransportDirection.TRANSPORT_DIRECTION_SEND ? 'send' : 'recv';
-      const transport = await room(req.room).createWebRtcTransport(req.participantId, direction);
+      const found = room(req.room);
+      const transport = await whileOpen([found], () => found.createWebRtcTransport(req.participantId, direction));
       return {
         transportId: transport.id,
         iceParameters: transport.iceParameters as unknown as Record<string, unknown>,
@@ -90,28 +108,30 @@ export function registerSfuService(server: grpc.Server, node: SfuNode, log: Logg
     async connectTransport(req) {
       const { transport } = transportOf(req.transport);
       try {
-        await transport.connect({ dtlsParameters: req.dtlsParameters as types.DtlsParameters });
+        await whileOpen([transport], () => transport.connect({ dtlsParameters: req.dtlsParameters as types.DtlsParameters }));
       } catch (error) {
+        if (GatewayError.from(error).code === ErrorCode.NOT_FOUND) throw error;
         // mediasoup's words stay in the cause, for the logs.
         throw new GatewayError(ErrorCode.BAD_REQUEST, 'the transport refused the DTLS parameters (or is connected already)', { cause: error });
       }
       return {};
     },
     async restartIce(req) {
-      const iceParameters = await transportOf(req).transport.restartIce();
+      const { transport } = transportOf(req);
+      const iceParameters = await whileOpen([transport], () => transport.restartIce());
       return { iceParameters: iceParameters as unknown as Record<string, unknown> };
     },
     async getTransportStats(req) {
       const { room: found, transport } = transportOf(req);
       const stats: Array<Record<string, unknown>> = [];
-      for (const s of await transport.getStats()) stats.push({ ...s });
+      for (const s of await whileOpen([transport], () => transport.getStats())) stats.push({ ...s });
       // Per-stream figures: a send transport carries its participant's producers, a receive
       // transport its consumers (one transport per direction per participant).
       const owner = transport.appData.participantId;
-      const streams = transport.appData.direction === 'send' ? found.producers.values() : found.consumers.values();
+      const streams = transport.appData.direction === 'send' ? [...found.producers.values()] : [...found.consumers.values()];
       for (const stream of streams) {
         if (stream.appData.participantId !== owner) continue;
-        for (const s of await stream.getStats()) stats.push({ ...s, [transport.appData.direction === 'send' ? 'producerId' : 'consumerId']: stream.id });
+        for (const s of await whileOpen([transport, stream], () => stream.getStats())) stats.push({ ...s, [transport.appData.direction === 'send' ? 'producerId' : 'consumerId']: stream.id });
       }
       return { stats };
     },
@@ -120,23 +140,25 @@ export function registerSfuService(server: grpc.Server, node: SfuNode, log: Logg
       return {};
     },
     async produce(req) {
-      const { room: found } = transportOf(req.transport);
-      const producer = await found.produce(
+      const { room: found, transport } = transportOf(req.transport);
+      const producer = await whileOpen([found, transport], () => found.produce(
         req.transport.transportId,
         req.participantId,
         kindName(req.kind)!,
         req.rtpParameters as types.RtpParameters,
         sourceNames[req.source]!,
         req.paused,
-      );
+      ));
       return { producerId: producer.id };
     },
     async pauseProducer(req) {
-      await room(req.room).producer(req.producerId).pause();
+      const producer = room(req.room).producer(req.producerId);
+      await whileOpen([producer], () => producer.pause());
       return {};
     },
     async resumeProducer(req) {
-      await room(req.room).producer(req.producerId).resume();
+      const producer = room(req.room).producer(req.producerId);
+      await whileOpen([producer], () => producer.resume());
       return {};
     },
     async closeProducer(req) {
@@ -144,8 +166,9 @@ export function registerSfuService(server: grpc.Server, node: SfuNode, log: Logg
       return {};
     },
     async consume(req) {
-      const { room: found } = transportOf(req.transport);
-      const consumer = await found.consume(req.transport.transportId, req.producerId, req.rtpCapabilities as types.RtpCapabilities);
+      const { room: found, transport } = transportOf(req.transport);
+      const producer = found.producer(req.producerId);
+      const consumer = await whileOpen([found, transport, producer], () => found.consume(req.transport.transportId, req.producerId, req.rtpCapabilities as types.RtpCapabilities));
       return {
         consumerId: consumer.id,
         producerId: consumer.producerId,
@@ -153,21 +176,24 @@ export function registerSfuService(server: grpc.Server, node: SfuNode, log: Logg
         rtpParameters: consumer.rtpParameters as unknown as Record<string, unknown>,
         type: consumer.type,
         producerPaused: consumer.producerPaused,
-        producerParticipantId: found.producer(consumer.producerId).appData.participantId,
+        producerParticipantId: producer.appData.participantId,
         source: sourceValues[consumer.appData.source ?? ''] ?? TrackSource.TRACK_SOURCE_UNSPECIFIED,
       };
     },
     async resumeConsumer(req) {
-      await room(req.room).resumeConsumer(req.consumerId);
+      const found = room(req.room);
+      const consumer = found.consumer(req.consumerId);
+      await whileOpen([consumer], () => found.resumeConsumer(req.consumerId));
       return {};
     },
     async pauseConsumer(req) {
-      await room(req.room).consumer(req.consumerId).pause();
+      const consumer = room(req.room).consumer(req.consumerId);
+      await whileOpen([consumer], () => consumer.pause());
       return {};
     },
     async setPreferredLayers(req) {
       const consumer = room(req.consumer.room).consumer(req.consumer.consumerId);
-      await consumer.setPreferredLayers({ spatialLayer: req.spatialLayer, temporalLayer: req.temporalLayer });
+      await whileOpen([consumer], () => consumer.setPreferredLayers({ spatialLayer: req.spatialLayer, temporalLayer: req.temporalLayer }));
       return {};
     },
     async closeConsumer(req) {
@@ -189,11 +215,13 @@ export function registerSfuService(server: grpc.Server, node: SfuNode, log: Logg
         throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'taps go only to the RTP address of a registered recorder node');
       }
       const destination = { ip: req.ip, port: req.port, rtcpPort: req.rtcpPort };
-      const { consumer, producer } = await found.createTapStream(req.tap.tapId, req.producerId, destination, node.config.tapListenIp, req.paused);
+      const tapped = found.producer(req.producerId);
+      const { consumer, producer } = await whileOpen([found, tapped], () => found.createTapStream(req.tap.tapId, req.producerId, destination, node.config.tapListenIp, req.paused));
       return { consumerId: consumer.id, producer: producerInfo(producer), rtpParameters: consumer.rtpParameters as unknown as Record<string, unknown> };
     },
     async setTapPaused(req) {
-      await room(req.tap.room).setTapPaused(req.tap.tapId, req.paused);
+      const found = room(req.tap.room);
+      await whileOpen([found], () => found.setTapPaused(req.tap.tapId, req.paused));
       return {};
     },
     async closeTap(req) {
