@@ -40,15 +40,25 @@ wait_ready() { # url name pid
 # service's code (traces are exported when OTEL_EXPORTER_OTLP_ENDPOINT is set).
 node_args=(--import tsx --import @gateway/common/telemetry/register)
 
+# Development certificates, made once in .data/pki (again when they are about to expire): a CA
+# and a certificate per service named <service>.gateway.internal, as in production.
+pki="$data/pki"
+if [ -f "$pki/ca.crt" ] && ! openssl x509 -checkend 86400 -noout -in "$pki/ca.crt" >/dev/null 2>&1; then rm -rf "$pki"; fi
+node --import tsx --input-type=module -e "import { createTestPki } from '@gateway/testing'; createTestPki({ dir: process.argv[1], days: 825 });" "$pki"
+# gRPC between the services is mutual TLS with each service's own certificate.
+grpc_tls() { tls=("GRPC_TLS_CA_FILE=$pki/ca.crt" "GRPC_TLS_CERT_FILE=$pki/$1.crt" "GRPC_TLS_KEY_FILE=$pki/$1.key"); }
+
 nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$data/nats" >"$data/logs/nats.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do port_busy "$NATS_PORT" && break; sleep 0.1; done
 
-node "${node_args[@]}" services/sfu/src/main.ts >"$data/logs/sfu.log" 2>&1 &
+grpc_tls sfu
+env "${tls[@]}" node "${node_args[@]}" services/sfu/src/main.ts >"$data/logs/sfu.log" 2>&1 &
 pids+=($!)
 wait_ready "http://127.0.0.1:${SFU_OPS_PORT:-9101}/readyz" sfu "${pids[-1]}"
 
-node "${node_args[@]}" services/recorder/src/main.ts >"$data/logs/recorder.log" 2>&1 &
+grpc_tls recorder
+env "${tls[@]}" node "${node_args[@]}" services/recorder/src/main.ts >"$data/logs/recorder.log" 2>&1 &
 pids+=($!)
 wait_ready "http://127.0.0.1:${RECORDER_OPS_PORT:-9102}/readyz" recorder "${pids[-1]}"
 
@@ -58,7 +68,8 @@ CRM_SYNC_ALLOW_PRIVATE_DESTINATIONS="${CRM_SYNC_ALLOW_PRIVATE_DESTINATIONS:-true
 pids+=($!)
 wait_ready "http://127.0.0.1:${CRM_SYNC_OPS_PORT:-9103}/readyz" crm-sync "${pids[-1]}"
 
-node "${node_args[@]}" services/signaling/src/main.ts >"$data/logs/signaling.log" 2>&1 &
+grpc_tls signaling
+env "${tls[@]}" node "${node_args[@]}" services/signaling/src/main.ts >"$data/logs/signaling.log" 2>&1 &
 pids+=($!)
 wait_ready "http://127.0.0.1:${SIGNALING_OPS_PORT:-9100}/readyz" signaling "${pids[-1]}"
 

@@ -1,6 +1,9 @@
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
+import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SfuClient } from '@gateway/proto/gateway/sfu/v1/sfu';
 import { callUnary, grpcClientCredentials } from '@gateway/common';
@@ -12,6 +15,24 @@ function nonLoopbackAddress(): string {
   const chosen = addresses.find((a) => a!.family === 'IPv4') ?? addresses.find((a) => a!.family === 'IPv6' && !a!.address.startsWith('fe80'));
   if (!chosen) throw new Error('this machine has no address but loopback: the test needs one to call from');
   return chosen.family === 'IPv6' ? `[${chosen.address}]` : chosen.address;
+}
+
+/** The preStop hook's command of a Deployment in k8s/base, as Kubernetes runs it in the container. */
+function preStopHook(file: string, deployment: string): string[] {
+  const docs = parseAllDocuments(readFileSync(path.join(import.meta.dirname, '../../k8s/base', file), 'utf8')).map((d) => d.toJS());
+  const found = docs.find((d) => d?.kind === 'Deployment' && d.metadata.name === deployment);
+  return found.spec.template.spec.containers[0].lifecycle.preStop.exec.command as string[];
+}
+
+/** Runs a hook's command with the container's environment; resolves with its exit code. */
+async function runHook(command: string[], env: Record<string, string>): Promise<number> {
+  const [program, ...args] = command;
+  try {
+    await promisify(execFile)(program === 'node' ? process.execPath : program!, args, { env: { PATH: process.env.PATH ?? '', ...env }, timeout: 10_000 });
+    return 0;
+  } catch (error) {
+    return (error as { code?: number }).code ?? 1;
+  }
 }
 
 /**
@@ -67,17 +88,22 @@ describe('/drain needs the node itself or the drain token', () => {
     await expect(callUnary(sfuClient, sfuClient.openRoom, { room: { tenant: 'demo', room: `still-open-${Date.now()}` } })).resolves.toMatchObject({ created: true });
   });
 
-  it('drains the SFU for a caller with the token', async () => {
-    const token = readFileSync(path.join(dir, 'sfu-drain-token'), 'utf8');
-    expect(await drain(neighbour, sfu.opsPort, { headers: { authorization: `Bearer ${token}` } })).toBe(202);
+  it('drains the SFU for a caller with the token: the Kubernetes preStop hook, run as the container would', async () => {
+    const hook = preStopHook('sfu.yaml', 'sfu');
+    // Without the token file the hook cannot drain (and says so by its exit code).
+    const host = neighbour.replace(/^\[|\]$/g, '');
+    expect(await runHook(hook, { SFU_OPS_HOST: host, SFU_OPS_PORT: String(sfu.opsPort), OPS_DRAIN_TOKEN_FILE: path.join(dir, 'missing') })).not.toBe(0);
+    expect(await ready(sfu.opsPort)).toBe(200);
+    // On the host network the ops port is on the node's address: the hook calls it there, with the token the SFU made.
+    expect(await runHook(hook, { SFU_OPS_HOST: host, SFU_OPS_PORT: String(sfu.opsPort), OPS_DRAIN_TOKEN_FILE: path.join(dir, 'sfu-drain-token') })).toBe(0);
     expect(await ready(sfu.opsPort)).toBe(503);
     expect((await callUnary(sfuClient, sfuClient.getNodeInfo, {})).draining).toBe(true);
   });
 
-  it('refuses the recorder\'s drain from another address, and takes it from the node itself', async () => {
+  it('refuses the recorder\'s drain from another address, and takes it from the node itself (its preStop hook)', async () => {
     expect(await drain(neighbour, recorder.opsPort)).toBe(403);
     expect(await ready(recorder.opsPort)).toBe(200);
-    expect(await drain('127.0.0.1', recorder.opsPort)).toBe(202);
+    expect(await runHook(preStopHook('recorder.yaml', 'recorder'), { RECORDER_OPS_PORT: String(recorder.opsPort) })).toBe(0);
     expect(await ready(recorder.opsPort)).toBe(503);
   });
 });

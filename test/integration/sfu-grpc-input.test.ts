@@ -76,6 +76,18 @@ describe('SFU and recorder gRPC requests checked before use', () => {
       );
       refusedAs(result, 'rtpParameters.codecs.0.payloadType', 'Produce');
     }
+    // A key the sender chose is not echoed either.
+    const keyed = await outcome(
+      callUnary(signaling(), signaling().produce, {
+        transport: { room, transportId: sendTransport },
+        participantId: 'PA_in',
+        kind: MediaKind.MEDIA_KIND_AUDIO,
+        rtpParameters: { ...opusParameters, codecs: [{ ...opusParameters.codecs[0]!, parameters: { [`${MARKER} secret\nline`]: 1 } }], encodings: [{ ssrc: 3334 }] },
+        source: TrackSource.TRACK_SOURCE_MICROPHONE,
+        paused: false,
+      }),
+    );
+    refusedAs(keyed, 'rtpParameters.codecs.0.parameters', 'Produce');
   });
 
   it('refuses ports out of range, addresses that are not IPs, and over-long or control-laden ids', async () => {
