@@ -166,8 +166,10 @@ describe('destinations of taps and pipes', () => {
     const open = (ip: string, port: number) => callUnary(peer, peer.openPipe, { room, peer: { nodeId: 'sfu-peer', grpcAddress: '127.0.0.1:1' }, endpoint: { ip, port, srtpParameters: srtp } });
 
     expect(await code(open('127.0.0.2', elsewhere.port))).toBe('PERMISSION_DENIED');
-    // No pipe was made, so nothing can be sent into it.
+    // No pipe was made, so nothing can be sent into it: in half a second of media, nothing arrives.
     expect(await code(callUnary(peer, peer.pipeConsume, { room, peerNodeId: 'sfu-peer', producerId }))).toBe('INVALID_STATE');
+    await new Promise((r) => setTimeout(r, 500));
+    expect(elsewhere.received()).toBe(0);
     // At the registered address the pipe carries the producer (SRTP).
     const registered = await listen('127.0.0.1');
     expect(await code(open('127.0.0.1', registered.port))).toBe('OK');
