@@ -90,6 +90,32 @@ describe('SFU and recorder gRPC requests checked before use', () => {
     refusedAs(keyed, 'rtpParameters.codecs.0.parameters', 'Produce');
   });
 
+  it('takes what browsers send: an empty RTCP cname, full codec parameters and feedback', async () => {
+    const result = await outcome(
+      callUnary(signaling(), signaling().produce, {
+        transport: { room, transportId: sendTransport },
+        participantId: 'PA_in',
+        kind: MediaKind.MEDIA_KIND_VIDEO,
+        rtpParameters: {
+          mid: '1',
+          codecs: [
+            { mimeType: 'video/VP8', payloadType: 96, clockRate: 90000, parameters: {}, rtcpFeedback: [{ type: 'goog-remb', parameter: '' }, { type: 'transport-cc', parameter: '' }, { type: 'ccm', parameter: 'fir' }, { type: 'nack', parameter: '' }, { type: 'nack', parameter: 'pli' }] },
+            { mimeType: 'video/rtx', payloadType: 97, clockRate: 90000, parameters: { apt: 96 }, rtcpFeedback: [] },
+          ],
+          headerExtensions: [{ uri: 'urn:ietf:params:rtp-hdrext:sdes:mid', id: 4, encrypt: false, parameters: {} }],
+          encodings: [
+            { active: true, scalabilityMode: 'L1T3', rid: 'r0', scaleResolutionDownBy: 4, maxBitrate: 500_000 },
+            { active: true, scalabilityMode: 'L1T3', rid: 'r1', scaleResolutionDownBy: 2, maxBitrate: 1_000_000 },
+          ],
+          rtcp: { cname: '', reducedSize: true },
+        },
+        source: TrackSource.TRACK_SOURCE_CAMERA,
+        paused: false,
+      }),
+    );
+    expect(result.code, result.message).toBe('OK');
+  });
+
   it('refuses ports out of range, addresses that are not IPs, and over-long or control-laden ids', async () => {
     const recorderClient = clients.as('recorder');
     const tap = (fields: Record<string, unknown>) =>

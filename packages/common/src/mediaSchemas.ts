@@ -48,7 +48,8 @@ export const rtpParametersSchema = z.object({
   codecs: z.array(rtpCodecParametersSchema).min(1).max(32),
   headerExtensions: z.array(z.object({ uri: ascii(256), id: z.number().int().min(1).max(255), encrypt: z.boolean().optional(), parameters: codecParameters.optional() })).max(32).optional(),
   encodings: z.array(rtpEncodingParametersSchema).max(8).optional(),
-  rtcp: z.object({ cname: ascii(255).optional(), reducedSize: z.boolean().optional(), mux: z.boolean().optional() }).optional(),
+  // Browsers send an empty cname (mediasoup then makes one).
+  rtcp: z.object({ cname: z.string().max(255).regex(/^[\x21-\x7e]*$/, 'must be printable ASCII without spaces').optional(), reducedSize: z.boolean().optional(), mux: z.boolean().optional() }).optional(),
 });
 
 export const rtpCapabilitiesSchema = z.object({
