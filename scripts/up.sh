@@ -43,7 +43,15 @@ wait_ready() { # url name pid
 # service's code (traces are exported when OTEL_EXPORTER_OTLP_ENDPOINT is set).
 node_args=(--import tsx --import @gateway/common/telemetry/register)
 
-# Certificates, an nkey per identity and the server's configuration with every permission.
+# Development certificates, made once in .data/pki (again when they are about to expire): a CA,
+# a certificate per service named <service>.gateway.internal as in production, and NATS's.
+pki="$data/pki"
+if [ -f "$pki/ca.crt" ] && ! openssl x509 -checkend 86400 -noout -in "$pki/ca.crt" >/dev/null 2>&1; then rm -rf "$pki" "$data/nats-auth"; fi
+node --import tsx --input-type=module -e "import { createTestPki } from '@gateway/testing'; createTestPki({ dir: process.argv[1], days: 825 });" "$pki"
+# gRPC between the services is mutual TLS with each service's own certificate.
+grpc_tls() { tls=("GRPC_TLS_CA_FILE=$pki/ca.crt" "GRPC_TLS_CERT_FILE=$pki/$1.crt" "GRPC_TLS_KEY_FILE=$pki/$1.key"); }
+
+# An nkey per identity and the server's configuration with every permission.
 nats_config=$(node --import tsx scripts/nats-dev.ts "$data" "$NATS_PORT")
 nats-server -c "$nats_config" >"$data/logs/nats.log" 2>&1 &
 pids+=($!)
@@ -60,13 +68,13 @@ env "${nats_vars[@]}" NATS_STORAGE_BUDGET="${NATS_STORAGE_BUDGET:-8GiB}" \
   node "${node_args[@]}" packages/common/src/jetstream/main.ts >"$data/logs/nats-provision.log" 2>&1 \
   || { echo "provisioning JetStream failed; see .data/logs/nats-provision.log" >&2; tail -20 "$data/logs/nats-provision.log" >&2; exit 1; }
 
-nats_env sfu
-env "${nats_vars[@]}" node "${node_args[@]}" services/sfu/src/main.ts >"$data/logs/sfu.log" 2>&1 &
+nats_env sfu; grpc_tls sfu
+env "${nats_vars[@]}" "${tls[@]}" node "${node_args[@]}" services/sfu/src/main.ts >"$data/logs/sfu.log" 2>&1 &
 pids+=($!)
 wait_ready "http://127.0.0.1:${SFU_OPS_PORT:-9101}/readyz" sfu "${pids[-1]}"
 
-nats_env recorder
-env "${nats_vars[@]}" node "${node_args[@]}" services/recorder/src/main.ts >"$data/logs/recorder.log" 2>&1 &
+nats_env recorder; grpc_tls recorder
+env "${nats_vars[@]}" "${tls[@]}" node "${node_args[@]}" services/recorder/src/main.ts >"$data/logs/recorder.log" 2>&1 &
 pids+=($!)
 wait_ready "http://127.0.0.1:${RECORDER_OPS_PORT:-9102}/readyz" recorder "${pids[-1]}"
 
@@ -79,11 +87,11 @@ wait_ready "http://127.0.0.1:${CRM_SYNC_OPS_PORT:-9103}/readyz" crm-sync "${pids
 
 # SIGNALING_REPLICAS=2 starts a second replica on the next port (ops port 9104), as `make fuzz` does:
 # sessions resume on either, rooms span both.
-nats_env signaling
+nats_env signaling; grpc_tls signaling
 for ((replica=1; replica<=${SIGNALING_REPLICAS:-1}; replica++)); do
   port=$((SIGNALING_PORT + replica - 1)); ops=$([ "$replica" -eq 1 ] && echo "${SIGNALING_OPS_PORT:-9100}" || echo $((9102 + replica)))
   name=$([ "$replica" -eq 1 ] && echo signaling || echo "signaling-$replica")
-  env "${nats_vars[@]}" SIGNALING_PORT="$port" SIGNALING_OPS_PORT="$ops" SIGNALING_REPLICA_ID="sig-$(hostname)-$replica" \
+  env "${nats_vars[@]}" "${tls[@]}" SIGNALING_PORT="$port" SIGNALING_OPS_PORT="$ops" SIGNALING_REPLICA_ID="sig-$(hostname)-$replica" \
     node "${node_args[@]}" services/signaling/src/main.ts >"$data/logs/$name.log" 2>&1 &
   pids+=($!)
   wait_ready "http://127.0.0.1:$ops/readyz" "$name" "${pids[-1]}"

@@ -9,9 +9,10 @@ import { jetstream } from '@nats-io/jetstream';
 import { Objm } from '@nats-io/obj';
 import { RecordingReady } from '@gateway/proto/gateway/events/v1/events';
 import { RecorderClient, RecordingState, type Recording } from '@gateway/proto/gateway/recorder/v1/recorder';
-import { ArtifactStore, DEMO_TENANT_KEK, StaticKeyring, buckets, callUnary, grpc, streams } from '@gateway/common';
+import { ArtifactStore, DEMO_TENANT_KEK, StaticKeyring, buckets, callUnary, streams } from '@gateway/common';
 import { NatsServer, startRecorderProcess, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { launchChromium } from '../support/browser.js';
+import { recorderClientAs } from '../support/grpcClients.js';
 import { demoToken } from '../support/tokens.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -50,7 +51,7 @@ describe('recording a call', () => {
     sfu = await startSfuProcess({ natsUrl: nats.url });
     signaling = await startSignalingProcess({ natsUrl: nats.url });
     recorder = await startRecorderProcess({ natsUrl: nats.url, workDir, env: { RECORDER_SEGMENT_SECONDS: '2' } });
-    client = new RecorderClient(recorder.grpcAddress, grpc.credentials.createInsecure());
+    client = recorderClientAs(recorder.grpcAddress);
     browser = await launchChromium();
   }, 90_000);
 
@@ -223,7 +224,7 @@ describe('recording a call', () => {
     // ...which the next run removes at start-up, before it finishes the orphaned recording.
     recorder = await startRecorderProcess({ natsUrl: nats.url, workDir, env: { RECORDER_SEGMENT_SECONDS: '2' } });
     client.close();
-    client = new RecorderClient(recorder.grpcAddress, grpc.credentials.createInsecure());
+    client = recorderClientAs(recorder.grpcAddress);
     const finished = await waitFor(
       async () => {
         const recording: Recording = await callUnary(client, client.getRecording, ref);
@@ -250,7 +251,7 @@ describe('recording a call', () => {
   it('applies the tenant policy: MP4 with the voice, PCI pauses cut from the voice, large files in ordered parts', async () => {
     const partBytes = 100_000;
     const small = await startRecorderProcess({ natsUrl: nats.url, workDir: mkdtempSync(path.join(tmpdir(), 'gateway-recorder-parts-')), env: { RECORDER_MAX_PART_BYTES: String(partBytes) } });
-    const smallClient = new RecorderClient(small.grpcAddress, grpc.credentials.createInsecure());
+    const smallClient = recorderClientAs(small.grpcAddress);
     try {
       const room = `rec-policy-${Date.now()}`;
       const { endUser, agent, agentId } = await call(room);
@@ -355,7 +356,7 @@ describe('recording a call', () => {
     const mount = mkdtempSync(path.join(tmpdir(), 'gateway-tiny-disk-'));
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mount]);
     const tiny = await startRecorderProcess({ natsUrl: nats.url, workDir: path.join(mount, 'work'), env: { RECORDER_SEGMENT_SECONDS: '30' } });
-    const tinyClient = new RecorderClient(tiny.grpcAddress, grpc.credentials.createInsecure());
+    const tinyClient = recorderClientAs(tiny.grpcAddress);
     try {
       const room = `rec-disk-${Date.now()}`;
       const { endUser, agent, agentId } = await call(room);
@@ -386,7 +387,7 @@ describe('recording a call', () => {
   it('on SIGTERM finishes and stores the recordings in progress, then exits', async () => {
     const workDir2 = mkdtempSync(path.join(tmpdir(), 'gateway-recorder-term-'));
     const node = await startRecorderProcess({ natsUrl: nats.url, workDir: workDir2 });
-    const nodeClient = new RecorderClient(node.grpcAddress, grpc.credentials.createInsecure());
+    const nodeClient = recorderClientAs(node.grpcAddress);
     try {
       const room = `rec-term-${Date.now()}`;
       const { endUser, agent, agentId } = await call(room);

@@ -2,8 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
 import { SfuClient, type ProducerInfo } from '@gateway/proto/gateway/sfu/v1/sfu';
-import { buckets, callUnary, grpc, kvKeys } from '@gateway/common';
-import { NatsServer, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
+import { buckets, callUnary, grpcClientCredentials, kvKeys } from '@gateway/common';
+import { NatsServer, grpcTlsOf, startSfuProcess, startSignalingProcess, waitFor, type GrpcTestIdentity } from '@gateway/testing';
 import { TestClients } from '../support/wsClient.js';
 import { demoToken } from '../support/tokens.js';
 
@@ -24,6 +24,9 @@ describe('pipes between SFU nodes', () => {
   let signaling: Awaited<ReturnType<typeof startSignalingProcess>>;
   let clientA: SfuClient;
   let clientB: SfuClient;
+  /** The nodes as another SFU node calls them (node-to-node methods). */
+  let peerA: SfuClient;
+  let peerB: SfuClient;
   const clients = new TestClients();
   const room = `pipes-${Date.now()}`;
   const roomRef = { tenant: 'demo', room };
@@ -39,16 +42,21 @@ describe('pipes between SFU nodes', () => {
       startSfuProcess({ natsUrl: nats.url, nodeId: 'pipe-b', env: { SFU_ROOM_IDLE_SECONDS: '1' } }),
     ]);
     signaling = await startSignalingProcess({ natsUrl: nats.url });
-    clientA = new SfuClient(`127.0.0.1:${nodeA.grpcPort}`, grpc.credentials.createInsecure());
-    clientB = new SfuClient(`127.0.0.1:${nodeB.grpcPort}`, grpc.credentials.createInsecure());
+    const client = (port: number, as: GrpcTestIdentity) => {
+      const { credentials, options } = grpcClientCredentials(grpcTlsOf(as), 'sfu');
+      return new SfuClient(`127.0.0.1:${port}`, credentials, options);
+    };
+    clientA = client(nodeA.grpcPort, 'signaling');
+    clientB = client(nodeB.grpcPort, 'signaling');
+    peerA = client(nodeA.grpcPort, 'sfu');
+    peerB = client(nodeB.grpcPort, 'sfu');
     // The room's home is node A.
     await (await new Kvm(nc).open(buckets.roomPlacement)).create(kvKeys.room('demo', room), 'pipe-a');
   }, 60_000);
 
   afterAll(async () => {
     clients.closeAll();
-    clientA?.close();
-    clientB?.close();
+    for (const c of [clientA, clientB, peerA, peerB]) c?.close();
     await signaling?.stop();
     await Promise.all([nodeA?.stop(), nodeB?.stop()]);
     await nc?.close();
@@ -108,13 +116,13 @@ describe('pipes between SFU nodes', () => {
     expect(await refused(callUnary(clientB, clientB.importProducer, { room: roomRef, producerId: 'nope', origin }))).toBe('NOT_FOUND');
     expect(await refused(callUnary(clientB, clientB.importProducer, { room: roomRef, producerId: micId, origin: undefined }))).toBe('BAD_REQUEST');
     expect(await refused(callUnary(clientB, clientB.importProducer, { room: roomRef, producerId: micId, origin: { nodeId: 'pipe-b', grpcAddress: '127.0.0.1:1' } }))).toBe('BAD_REQUEST');
-    expect(await refused(callUnary(clientA, clientA.openPipe, { room: roomRef, peer: { nodeId: 'pipe-b', grpcAddress: '127.0.0.1:1' }, endpoint: undefined }))).toBe('BAD_REQUEST');
+    expect(await refused(callUnary(peerA, peerA.openPipe, { room: roomRef, peer: { nodeId: 'pipe-b', grpcAddress: '127.0.0.1:1' }, endpoint: undefined }))).toBe('BAD_REQUEST');
     // A peer is who the registry says: a node id it does not know gets no pipe.
-    const endpoint = { ip: '127.0.0.1', port: 9, srtpParameters: { cryptoSuite: 'AEAD_AES_256_GCM', keyBase64: 'x' } };
-    expect(await refused(callUnary(clientA, clientA.openPipe, { room: roomRef, peer: { nodeId: 'impostor', grpcAddress: '127.0.0.1:1' }, endpoint }))).toBe('NOT_FOUND');
-    expect(await refused(callUnary(clientA, clientA.pipeConsume, { room: roomRef, peerNodeId: 'nobody', producerId: micId }))).toBe('INVALID_STATE');
+    const endpoint = { ip: '127.0.0.1', port: 9, srtpParameters: { cryptoSuite: 'AEAD_AES_256_GCM', keyBase64: Buffer.alloc(44).toString('base64') } };
+    expect(await refused(callUnary(peerA, peerA.openPipe, { room: roomRef, peer: { nodeId: 'impostor', grpcAddress: '127.0.0.1:1' }, endpoint }))).toBe('NOT_FOUND');
+    expect(await refused(callUnary(peerA, peerA.pipeConsume, { room: roomRef, peerNodeId: 'nobody', producerId: micId }))).toBe('INVALID_STATE');
     // Another tenant's room does not resolve, even with real ids.
-    expect(await refused(callUnary(clientA, clientA.pipeConsume, { room: { tenant: 'globex', room }, peerNodeId: 'pipe-b', producerId: micId }))).toBe('NOT_FOUND');
+    expect(await refused(callUnary(peerA, peerA.pipeConsume, { room: { tenant: 'globex', room }, peerNodeId: 'pipe-b', producerId: micId }))).toBe('NOT_FOUND');
     // Nothing above disturbed the working pipe.
     expect((await producersOn(clientB)).map((p) => p.producerId)).toContain(micId);
     expect((await loadOf(clientB)).importedProducers).toBe(1);

@@ -2,12 +2,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RecorderClient, RecordingState, type Recording } from '@gateway/proto/gateway/recorder/v1/recorder';
-import { callUnary, grpc } from '@gateway/common';
+import { RecordingState, type Recording } from '@gateway/proto/gateway/recorder/v1/recorder';
+import { callUnary } from '@gateway/common';
 import { NatsServer, startRecorderProcess, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { mintJoinToken } from '../../services/signaling/src/auth/tokens.js';
 import { DEMO_TENANT } from '../../services/signaling/src/config.js';
 import { TestClient } from '../support/wsClient.js';
+import { recorderClientAs } from '../support/grpcClients.js';
 import { demoToken } from '../support/tokens.js';
 
 const opus = { codecs: [{ mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2 }], encodings: [{ ssrc: 1111 }] };
@@ -102,7 +103,7 @@ describe('recording controls over signaling', () => {
     // Once everyone has left, the recording ends by itself.
     await customer.client.request('leave', {});
     await agent.client.request('leave', {});
-    const recorderClient = new RecorderClient(recorder.grpcAddress, grpc.credentials.createInsecure());
+    const recorderClient = recorderClientAs(recorder.grpcAddress);
     const ended = await waitFor(async () => {
       const recording: Recording = await callUnary(recorderClient, recorderClient.getRecording, { tenant: 'autorec', recordingId: notice.recordingId, requestedBy: '' });
       return recording.endedAtMs > 0 ? recording : undefined;
@@ -139,7 +140,7 @@ describe('recording controls over signaling', () => {
 
   it('drains on SIGTERM when given a grace: no new recording, the running one ends with its call, then the node exits', async () => {
     const node = await startRecorderProcess({ natsUrl: nats.url, workDir: mkdtempSync(path.join(tmpdir(), 'gateway-recorder-drain-')), env: { RECORDER_DRAIN_GRACE_SECONDS: '60' } });
-    const nodeClient = new RecorderClient(node.grpcAddress, grpc.credentials.createInsecure());
+    const nodeClient = recorderClientAs(node.grpcAddress);
     try {
       const room = `drain-${Date.now()}`;
       const customer = await joined(await demoToken({ room, identity: 'customer', role: 'end_user' }));
@@ -162,7 +163,7 @@ describe('recording controls over signaling', () => {
       await agent.client.request('leave', {});
       await otherCustomer.client.request('leave', {});
       expect(await exited).toBe(0);
-      const recorderClient = new RecorderClient(recorder.grpcAddress, grpc.credentials.createInsecure());
+      const recorderClient = recorderClientAs(recorder.grpcAddress);
       const ended: Recording = await callUnary(recorderClient, recorderClient.getRecording, { tenant: 'demo', recordingId: started.recordingId, requestedBy: '' });
       recorderClient.close();
       expect(ended.endedAtMs).toBeGreaterThan(0);

@@ -11,6 +11,8 @@ import {
   configRules,
   cpuCores,
   containerRules,
+  drainRules,
+  grpcIdentityRules,
   exposureRules,
   ingressRules,
   natsRules,
@@ -103,6 +105,7 @@ describe('Kubernetes manifests', () => {
     expect(find(objects, 'Ingress', 'signaling').spec.tls?.[0]?.secretName).toBeTruthy();
     expect(find(objects, 'ConfigMap', 'sfu-config').data.SFU_WORKERS).toBe('8');
     for (const name of ['sfu-config', 'signaling-config', 'recorder-config']) expect(find(objects, 'ConfigMap', name).data.GRPC_TLS_CA_FILE).toBeTruthy();
+    for (const service of ['sfu', 'signaling', 'recorder']) expect(find(objects, 'Certificate', `${service}-grpc`).spec.dnsNames).toEqual([`${service}.gateway.internal`]);
     expect(objects.some((o) => o.kind === 'Secret' && o.metadata.name === 'gateway-tenants')).toBe(false);
     expect(find(objects, 'ExternalSecret', 'gateway-tenants').spec.target.name).toBe('gateway-tenants');
     // No placeholder NATS nkey: every identity's comes from the secret store.
@@ -112,13 +115,14 @@ describe('Kubernetes manifests', () => {
 });
 
 describe('each deployment rule rejects what it is meant to', () => {
-  /** Breaks a copy of the dev environment and expects `rule` to report `message`. */
-  const caught = (rule: Rule, breakIt: (objects: K8sObject[]) => void, message: RegExp) => {
-    const objects = objectsOf('dev');
+  /** Breaks a copy of an environment and expects `rule` to report `message`. */
+  const caughtIn = (overlay: string, rule: Rule, breakIt: (objects: K8sObject[]) => void, message: RegExp) => {
+    const objects = objectsOf(overlay);
     expect(rule(objects)).toEqual([]);
     breakIt(objects);
     expect(messages(rule(objects)).join('\n')).toMatch(message);
   };
+  const caught = (rule: Rule, breakIt: (objects: K8sObject[]) => void, message: RegExp) => caughtIn('dev', rule, breakIt, message);
 
   it('a container without limits', () =>
     caught(containerRules, (o) => delete container(o, 'signaling').resources.limits, /signaling: no cpu limit/));
@@ -163,6 +167,39 @@ describe('each deployment rule rejects what it is meant to', () => {
     caught(sfuRules, (o) => (find(o, 'ConfigMap', 'sfu-config').data.SFU_WORKERS = '2'), /no UDP media port 40001 for worker 1/));
 
   it('an SFU without a preStop hook', () => caught(sfuRules, (o) => delete container(o, 'sfu').lifecycle, /no preStop hook/));
+
+  it('a preStop hook that calls /drain from the kubelet (httpGet)', () =>
+    caught(
+      drainRules,
+      (o) => (container(o, 'recorder').lifecycle.preStop = { httpGet: { path: '/drain', port: 'ops', httpHeaders: [{ name: 'X-Gateway-Drain', value: '1' }] } }),
+      /recorder: the preStop hook is an httpGet/,
+    ));
+
+  it('an SFU preStop hook without the drain token', () =>
+    caught(
+      drainRules,
+      (o) => {
+        const hook = container(o, 'sfu').lifecycle.preStop.exec.command as string[];
+        hook[hook.length - 1] = "fetch('http://' + process.env.SFU_OPS_HOST + ':9101/drain', { method: 'POST' })";
+      },
+      /sfu: the preStop hook calls \/drain on an address other than loopback without the drain token/,
+    ));
+
+  it('an SFU preStop hook on loopback while its ops port is on the node\'s address', () =>
+    caught(
+      drainRules,
+      (o) => {
+        const hook = container(o, 'sfu').lifecycle.preStop.exec.command as string[];
+        hook[hook.length - 1] = "fetch('http://127.0.0.1:9101/drain', { method: 'POST' })";
+      },
+      /sfu: the preStop hook calls \/drain on loopback, but the ops port listens on SFU_OPS_HOST=/,
+    ));
+
+  it('a recorder gRPC certificate that carries the SFU\'s name', () =>
+    caughtIn('prod', grpcIdentityRules, (o) => Object.assign(find(o, 'Certificate', 'recorder-grpc').spec, { commonName: 'sfu.gateway.internal', dnsNames: ['sfu.gateway.internal'] }), /recorder: its gRPC certificate \(Certificate gateway\/recorder-grpc\) does not carry recorder\.gateway\.internal[\s\S]*also carries sfu\.gateway\.internal/));
+
+  it('a gRPC certificate with a second service\'s name', () =>
+    caughtIn('prod', grpcIdentityRules, (o) => find(o, 'Certificate', 'signaling-grpc').spec.dnsNames.push('sfu.gateway.internal'), /signaling: its gRPC certificate .* also carries sfu\.gateway\.internal/));
 
   it('an SFU off the media pool', () =>
     caught(sfuRules, (o) => (find(o, 'Deployment', 'sfu').spec.template.spec.tolerations = []), /does not tolerate the media pool's taint/));

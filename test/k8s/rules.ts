@@ -410,16 +410,14 @@ export const sfuRules: Rule = (objects) => {
       }
       const extra = mediaPorts.filter((p) => !expected.includes(p.containerPort));
       if (extra.length > 0) add(`media ports ${extra.map((p) => p.containerPort).join(', ')} belong to no worker (SFU_WORKERS=${settings.workers}, SFU_RTC_PORT_MIN=${settings.rtcPortMin})`);
-      const preStopSleep = Number(container.lifecycle?.preStop?.exec?.command?.[1] ?? container.lifecycle?.preStop?.sleep?.seconds ?? 0) || 0;
+      const preStopExec: string[] = container.lifecycle?.preStop?.exec?.command ?? [];
+      const preStopSleep = Number(preStopExec[0] === 'sleep' ? preStopExec[1] : container.lifecycle?.preStop?.sleep?.seconds ?? 0) || 0;
       const grace = w.pod.terminationGracePeriodSeconds ?? 30;
       const needed = settings.drainGraceSeconds + preStopSleep + sfuShutdownMargin;
       if (grace < needed)
         add(`terminationGracePeriodSeconds ${grace} is shorter than the drain (SFU_DRAIN_GRACE_SECONDS=${settings.drainGraceSeconds}) plus the preStop pause (${preStopSleep}) and ${sfuShutdownMargin} s`);
     }
-    const preStop = container.lifecycle?.preStop;
-    if (!preStop) add('no preStop hook');
-    else if (preStop.httpGet && (preStop.httpGet.path !== '/drain' || (preStop.httpGet.port !== 'ops' && preStop.httpGet.port !== ports.find((p) => p.name === 'ops')?.containerPort)))
-      add(`the preStop hook calls ${preStop.httpGet.path} on port ${preStop.httpGet.port}, not /drain on the ops port`);
+    if (!container.lifecycle?.preStop) add('no preStop hook');
     if (w.pod.nodeSelector?.[mediaPool.key] !== mediaPool.value) add(`no nodeSelector ${mediaPool.key}=${mediaPool.value}`);
     const tolerated = (w.pod.tolerations ?? []).some(
       (t: Json) => t.key === mediaPool.key && (t.operator === 'Exists' || t.value === mediaPool.value) && (t.effect === undefined || t.effect === 'NoSchedule'),
@@ -450,6 +448,86 @@ export const sfuRules: Rule = (objects) => {
       const query = (scaler?.spec?.triggers ?? []).map((t: Json) => t.metadata?.query ?? '').join(' ');
       if (!query.includes('gateway_sfu_consumers') || !query.includes('gateway_sfu_workers')) add('no ScaledObject scaling it on gateway_sfu_consumers per gateway_sfu_workers');
     }
+  }
+  return found;
+};
+
+/** Services whose ops port has /drain, and the variable of the address it listens on. */
+const drainedServices: Partial<Record<ServiceName, { opsHost?: string }>> = { sfu: { opsHost: 'SFU_OPS_HOST' }, recorder: {} };
+const loopbackUrl = /\/\/(?:127\.\d+\.\d+\.\d+|localhost|\[::1\])[:/]/;
+
+/**
+ * The SFU's and the recorder's preStop hooks drain the node: /drain takes only the node itself
+ * (loopback) or a caller with the drain token, so the hook runs inside the container (exec): an
+ * httpGet hook comes from the kubelet's address and cannot carry the token. A hook that calls
+ * the ops port on loopback needs the port to listen there; any other address needs the token,
+ * read from OPS_DRAIN_TOKEN_FILE.
+ */
+export const drainRules: Rule = (objects) => {
+  const found: Violation[] = [];
+  for (const w of workloads(objects)) {
+    const spec = w.service ? drainedServices[w.service] : undefined;
+    if (!w.service || !spec) continue;
+    const add = (message: string) => found.push({ rule: 'drain', object: objectId(w.object), message });
+    const container = (w.pod.containers ?? []).find((c: Json) => c.name === w.service) ?? w.pod.containers?.[0] ?? {};
+    const preStop = container.lifecycle?.preStop;
+    if (!preStop) {
+      add('no preStop hook drains the node before SIGTERM');
+      continue;
+    }
+    if (preStop.httpGet) {
+      add('the preStop hook is an httpGet: the kubelet calls from the node\'s address without the drain token, and /drain refuses it; use an exec hook');
+      continue;
+    }
+    const script = (preStop.exec?.command ?? []).join(' ');
+    if (!script.includes('/drain') || !/\bPOST\b/.test(script)) {
+      add('the preStop hook does not POST /drain');
+      continue;
+    }
+    const env = resolveEnv(container, w.namespace, objects, w.pod.hostNetwork === true);
+    const opsHost = spec.opsHost ? env.entries.get(spec.opsHost)?.value : undefined;
+    const opsOnLoopback = opsHost === undefined || opsHost === '0.0.0.0' || opsHost === '::' || opsHost.startsWith('127.');
+    if (loopbackUrl.test(script)) {
+      if (!opsOnLoopback) add(`the preStop hook calls /drain on loopback, but the ops port listens on ${spec.opsHost}=${opsHost} only`);
+    } else if (!env.entries.has('OPS_DRAIN_TOKEN_FILE') || !script.includes('OPS_DRAIN_TOKEN_FILE') || !/authorization/i.test(script)) {
+      add('the preStop hook calls /drain on an address other than loopback without the drain token (OPS_DRAIN_TOKEN_FILE, sent as a bearer token)');
+    }
+  }
+  return found;
+};
+
+/** The gRPC services and the DNS name each one's certificate must carry (and no other service's). */
+const grpcIdentities: Partial<Record<ServiceName, string>> = { sfu: 'sfu.gateway.internal', recorder: 'recorder.gateway.internal', signaling: 'signaling.gateway.internal' };
+
+/**
+ * Each service's gRPC certificate (a cert-manager Certificate behind GRPC_TLS_CERT_FILE) names
+ * that service and no other: peers check these names, and a certificate with another service's
+ * name would let its holder pass for that service.
+ */
+export const grpcIdentityRules: Rule = (objects) => {
+  const found: Violation[] = [];
+  for (const w of workloads(objects)) {
+    const identity = w.service ? grpcIdentities[w.service] : undefined;
+    if (!identity) continue;
+    const add = (message: string) => found.push({ rule: 'identity', object: objectId(w.object), message });
+    const container = (w.pod.containers ?? []).find((c: Json) => c.name === w.service) ?? w.pod.containers?.[0] ?? {};
+    const file = resolveEnv(container, w.namespace, objects).entries.get('GRPC_TLS_CERT_FILE')?.value;
+    if (!file) continue;
+    const mount = (container.volumeMounts ?? []).find((m: Json) => file.startsWith(`${m.mountPath}/`));
+    const secretName = (w.pod.volumes ?? []).find((v: Json) => v.name === mount?.name)?.secret?.secretName;
+    const certificate = objects.find((o) => o.kind === 'Certificate' && (o.metadata.namespace ?? 'default') === w.namespace && o.spec?.secretName === secretName);
+    if (!certificate) {
+      add(`GRPC_TLS_CERT_FILE=${file} comes from no cert-manager Certificate in the manifests`);
+      continue;
+    }
+    const names: string[] = certificate.spec?.dnsNames ?? [];
+    if (!names.includes(identity)) add(`its gRPC certificate (${objectId(certificate)}) does not carry ${identity}`);
+    const others = names.filter((name) => Object.values(grpcIdentities).includes(name) && name !== identity);
+    if (others.length > 0) add(`its gRPC certificate (${objectId(certificate)}) also carries ${others.join(', ')}: it could pass for that service`);
+    if (certificate.spec?.commonName && certificate.spec.commonName !== identity) add(`its gRPC certificate's common name is ${certificate.spec.commonName}, not ${identity}`);
+    const usages: string[] = certificate.spec?.usages ?? [];
+    if (!usages.includes('client auth')) add('its gRPC certificate lacks the client auth usage');
+    if (w.service !== 'signaling' && !usages.includes('server auth')) add('its gRPC certificate lacks the server auth usage');
   }
   return found;
 };
@@ -701,7 +779,7 @@ export const natsRules: Rule = (objects) => {
   return found;
 };
 
-export const allRules: Rule[] = [containerRules, probeRules, configRules, sfuRules, exposureRules, networkPolicyRules, scalingRules, availabilityRules, ingressRules, natsRules];
+export const allRules: Rule[] = [containerRules, probeRules, configRules, sfuRules, drainRules, grpcIdentityRules, exposureRules, networkPolicyRules, scalingRules, availabilityRules, ingressRules, natsRules];
 
 export function checkManifests(objects: K8sObject[]): Violation[] {
   return [...checkSchemas(objects), ...allRules.flatMap((rule) => rule(objects))];

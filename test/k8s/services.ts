@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { grpcTlsShape, natsShape, tenantKeysShape, tenantsSchema, tenantsShape } from '@gateway/common';
+import { grpcTlsShape, natsShape, opsDrainShape, tenantKeysShape, tenantsSchema, tenantsShape } from '@gateway/common';
 import { deliveryConsumers } from '../../services/crm-sync/src/Deliveries.js';
 import { readCrmSyncConfig } from '../../services/crm-sync/src/config.js';
 import { readRecorderConfig } from '../../services/recorder/src/config.js';
@@ -36,7 +36,7 @@ export interface ServiceSpec {
 export type ServiceName = 'sfu' | 'signaling' | 'recorder' | 'crm-sync';
 
 // GRPC_TLS_* name files that the config readers open at once; the checks look at the names only.
-const withoutTlsFiles = (env: Env): Env => Object.fromEntries(Object.entries(env).filter(([name]) => !name.startsWith('GRPC_TLS_') || name === 'GRPC_TLS_SERVER_NAME'));
+const withoutTlsFiles = (env: Env): Env => Object.fromEntries(Object.entries(env).filter(([name]) => !name.startsWith('GRPC_TLS_')));
 
 export const serviceSpecs: Record<ServiceName, ServiceSpec> = {
   sfu: {
@@ -79,7 +79,7 @@ export function isServiceName(name: string | undefined): name is ServiceName {
   return name !== undefined && name in serviceSpecs;
 }
 
-const sharedShapes: Record<string, object> = { tenantsShape, tenantKeysShape, grpcTlsShape, natsShape };
+const sharedShapes: Record<string, object> = { tenantsShape, tenantKeysShape, grpcTlsShape, natsShape, opsDrainShape };
 
 /**
  * The variables a service's config schema reads: the keys of its `shape` object in config.ts,

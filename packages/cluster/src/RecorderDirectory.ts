@@ -1,14 +1,34 @@
 import { RecorderClient } from '@gateway/proto/gateway/recorder/v1/recorder';
-import { ErrorCode, GatewayError, buckets, grpcClientCredentials, kvKeys, listJson, openBucket, type GrpcTls, type KV, type NatsConnection } from '@gateway/common';
+import {
+  ErrorCode,
+  GatewayError,
+  NODE_REGISTRY_TTL_MS,
+  buckets,
+  createLogger,
+  grpcClientCredentials,
+  kvKeys,
+  listEntries,
+  openBucket,
+  parseWith,
+  type GrpcTls,
+  type KV,
+  type Logger,
+  type NatsConnection,
+} from '@gateway/common';
+import { recorderNodeInfoSchema, roomRecordingSchema } from './schemas.js';
 
 /** A recorder node as it registers itself (expires without heartbeat). */
 export interface RecorderNodeInfo {
   nodeId: string;
   grpcAddress: string;
+  /** The address the SFU nodes send this node's taps to (RECORDER_RTP_IP). */
+  rtpIp: string;
   jobs: number;
   /** Estimated CPU of the running jobs and the node's budget, in cores. */
   cpuInUse: number;
   cpuBudget: number;
+  /** Draining: no new recordings are placed on it; its running ones go on (and may still tap). */
+  draining: boolean;
   updatedAtMs: number;
 }
 
@@ -22,7 +42,39 @@ export interface RoomRecording {
 }
 
 /** Recorder nodes stop counting as alive after this long without a heartbeat. */
-export const RECORDER_NODE_TTL_MS = 10_000;
+export const RECORDER_NODE_TTL_MS = NODE_REGISTRY_TTL_MS;
+
+/** Opens the recorder registry bucket (the same options wherever it is opened first). */
+export function openRecorderNodes(nc: NatsConnection): Promise<KV> {
+  return openBucket(nc, buckets.recorderNodes);
+}
+
+/**
+ * The live recorder nodes of the registry, draining ones included, each record checked: one
+ * that is not JSON, breaks the schema or sits under another node's key is ignored (and logged),
+ * never trusted.
+ */
+export async function liveRecorderNodes(nodes: KV, log: Logger): Promise<RecorderNodeInfo[]> {
+  const now = Date.now();
+  const decoder = new TextDecoder();
+  const live: RecorderNodeInfo[] = [];
+  for (const entry of await listEntries(nodes, '>')) {
+    try {
+      let json: unknown;
+      try {
+        json = JSON.parse(decoder.decode(entry.value));
+      } catch (error) {
+        throw new GatewayError(ErrorCode.MALFORMED_MESSAGE, 'recorder registry record is not JSON', { cause: error });
+      }
+      const info = parseWith(recorderNodeInfoSchema, json, 'recorder registry record', ErrorCode.MALFORMED_MESSAGE);
+      if (info.nodeId !== entry.key) throw new GatewayError(ErrorCode.MALFORMED_MESSAGE, 'recorder registry record names another node');
+      if (now - info.updatedAtMs < RECORDER_NODE_TTL_MS) live.push(info);
+    } catch (error) {
+      log.warn({ err: error, code: GatewayError.from(error).code }, 'ignoring a recorder registry record that fails its checks');
+    }
+  }
+  return live;
+}
 
 /**
  * Finds recorder nodes (from their registry in NATS KV) and the recording of a room, and holds
@@ -35,37 +87,46 @@ export class RecorderDirectory {
     readonly nodes: KV,
     readonly roomRecordings: KV,
     private readonly tls: GrpcTls | undefined,
+    private readonly log: Logger,
   ) {}
 
-  static async open(nc: NatsConnection, tls: GrpcTls | undefined): Promise<RecorderDirectory> {
-    return new RecorderDirectory(
-      await openBucket(nc, buckets.recorderNodes),
-      await openBucket(nc, buckets.roomRecordings),
-      tls,
-    );
+  static async open(nc: NatsConnection, tls: GrpcTls | undefined, log: Logger = createLogger('cluster')): Promise<RecorderDirectory> {
+    return new RecorderDirectory(await openRecorderNodes(nc), await openBucket(nc, buckets.roomRecordings), tls, log);
   }
 
   /**
-   * Live nodes, least loaded first. The load is as of each node's last heartbeat, so a node
-   * that looks full is still listed (last): the node itself decides, and refuses with NO_CAPACITY.
+   * Live nodes that take recordings (not draining), least loaded first. The load is as of each
+   * node's last heartbeat, so a node that looks full is still listed (last): the node itself
+   * decides, and refuses with NO_CAPACITY.
    */
   async candidates(): Promise<RecorderNodeInfo[]> {
-    const now = Date.now();
-    return (await listJson<RecorderNodeInfo>(this.nodes, '>'))
-      .map((e) => e.value)
-      .filter((n) => now - n.updatedAtMs < RECORDER_NODE_TTL_MS)
+    return (await liveRecorderNodes(this.nodes, this.log))
+      .filter((n) => !n.draining)
       .sort((a, b) => a.cpuInUse / a.cpuBudget - b.cpuInUse / b.cpuBudget);
   }
 
+  /** The room's recording, or undefined (also when its record fails its checks: it is logged and ignored). */
   async recordingOf(tenant: string, room: string): Promise<RoomRecording | undefined> {
     const entry = await this.roomRecordings.get(kvKeys.room(tenant, room));
-    return entry && entry.operation === 'PUT' && entry.length > 0 ? entry.json<RoomRecording>() : undefined;
+    if (!entry || entry.operation !== 'PUT' || entry.length === 0) return undefined;
+    try {
+      let json: unknown;
+      try {
+        json = entry.json();
+      } catch (error) {
+        throw new GatewayError(ErrorCode.MALFORMED_MESSAGE, 'room recording record is not JSON', { cause: error });
+      }
+      return parseWith(roomRecordingSchema, json, 'room recording record', ErrorCode.MALFORMED_MESSAGE);
+    } catch (error) {
+      this.log.warn({ err: error, code: GatewayError.from(error).code }, 'ignoring a room recording record that fails its checks');
+      return undefined;
+    }
   }
 
   clientFor(grpcAddress: string): RecorderClient {
     let client = this.clients.get(grpcAddress);
     if (!client) {
-      const { credentials, options } = grpcClientCredentials(this.tls);
+      const { credentials, options } = grpcClientCredentials(this.tls, 'recorder');
       client = new RecorderClient(grpcAddress, credentials, options);
       this.clients.set(grpcAddress, client);
     }

@@ -3,6 +3,7 @@ import {
   ErrorCode,
   GatewayError,
   buckets,
+  decodeChecked,
   grpcClientCredentials,
   kvKeys,
   openBucket,
@@ -12,6 +13,7 @@ import {
   type NatsConnection,
   liveKeys,
 } from '@gateway/common';
+import { sfuNodeInfoSchema } from './schemas.js';
 
 /** A node is considered gone when its heartbeat is older than this. */
 const NODE_STALE_MS = 10_000;
@@ -45,8 +47,8 @@ export class SfuDirectory {
   async node(nodeId: string): Promise<NodeInfo | undefined> {
     const entry = await this.nodesKv.get(nodeId);
     if (!entry || entry.operation !== 'PUT' || entry.length === 0) return undefined;
-    const info = NodeInfo.decode(entry.value);
-    return Date.now() - info.updatedAtMs < NODE_STALE_MS ? info : undefined;
+    const info = decodeSfuNodeInfo(nodeId, entry.value, this.log);
+    return info && Date.now() - info.updatedAtMs < NODE_STALE_MS ? info : undefined;
   }
 
   async liveNodes(): Promise<NodeInfo[]> {
@@ -139,7 +141,7 @@ export class SfuDirectory {
     const known = this.clients.get(node.nodeId);
     if (known && known.address === node.grpcAddress) return known.client;
     known?.client.close();
-    const { credentials, options } = grpcClientCredentials(this.tls);
+    const { credentials, options } = grpcClientCredentials(this.tls, 'sfu');
     const client = new SfuClient(node.grpcAddress, credentials, options);
     this.clients.set(node.nodeId, { address: node.grpcAddress, client });
     return client;
@@ -148,5 +150,20 @@ export class SfuDirectory {
   close(): void {
     for (const { client } of this.clients.values()) client.close();
     this.clients.clear();
+  }
+}
+
+/**
+ * An SFU registry record as read back from KV, checked: a record that does not decode, breaks
+ * the schema or sits under another node's key is ignored (and logged), never trusted.
+ */
+export function decodeSfuNodeInfo(key: string, bytes: Uint8Array, log: Logger): NodeInfo | undefined {
+  try {
+    const info = decodeChecked(NodeInfo, bytes, sfuNodeInfoSchema, 'SFU registry record');
+    if (info.nodeId !== key) throw new GatewayError(ErrorCode.MALFORMED_MESSAGE, 'SFU registry record names another node');
+    return info;
+  } catch (error) {
+    log.warn({ err: error, code: GatewayError.from(error).code }, 'ignoring an SFU registry record that fails its checks');
+    return undefined;
   }
 }

@@ -1,5 +1,8 @@
 import * as grpc from '@grpc/grpc-js';
+import { newReference } from './clientErrors.js';
 import { ErrorCode, GatewayError } from './errors.js';
+import { grpcPeerIdentity, type GrpcService } from './grpcTls.js';
+import type { Logger } from './logger.js';
 import { SpanKind, contextFromGrpcMetadata, grpcSpan, inSpan, injectIntoGrpcMetadata, markFailed } from './telemetry/tracing.js';
 
 export { grpc };
@@ -35,54 +38,135 @@ export function toServiceError(error: unknown): grpc.ServiceError {
   }) as grpc.ServiceError;
 }
 
-/** gRPC error received by a client -> GatewayError, keeping the server's code when it sent one. */
+/**
+ * What a client says of a failed call whose server sent no Gateway code: a transport failure
+ * ("No connection established. Last error: connect ECONNREFUSED 10.0.0.5:50051"), a deadline, a
+ * refused handshake. The transport's own text, with internal addresses, stays in the cause.
+ */
+const transportMessages: Partial<Record<ErrorCode, string>> = {
+  UNAVAILABLE: 'the service could not be reached',
+  TIMEOUT: 'the service did not answer in time',
+  PERMISSION_DENIED: 'the service refused this caller',
+  BAD_REQUEST: 'the service could not read the request',
+  INTERNAL: 'the call to the service failed',
+};
+
+/** gRPC error received by a client -> GatewayError, keeping the server's code and message when it sent one. */
 export function fromServiceError(error: unknown): GatewayError {
   if (error instanceof GatewayError) return error;
   const serviceError = error as Partial<grpc.ServiceError>;
   const sent = serviceError.metadata?.get(codeMetadataKey)[0];
   if (typeof sent === 'string' && GatewayError.isCode(sent)) {
-    return new GatewayError(sent, serviceError.details ?? String(error), { cause: error });
+    return new GatewayError(sent, serviceError.details ?? 'the service refused the call', { cause: error });
   }
   const code =
     serviceError.code === grpc.status.UNAVAILABLE || serviceError.code === grpc.status.CANCELLED
       ? ErrorCode.UNAVAILABLE
       : serviceError.code === grpc.status.DEADLINE_EXCEEDED
         ? ErrorCode.TIMEOUT
-        : ErrorCode.INTERNAL;
-  return new GatewayError(code, serviceError.details ?? String(error), { cause: error });
+        : serviceError.code === grpc.status.PERMISSION_DENIED || serviceError.code === grpc.status.UNAUTHENTICATED
+          ? ErrorCode.PERMISSION_DENIED
+          : serviceError.code === grpc.status.INVALID_ARGUMENT
+            ? ErrorCode.BAD_REQUEST
+            : ErrorCode.INTERNAL;
+  return new GatewayError(code, transportMessages[code]!, { cause: error });
+}
+
+/** What a request that does not decode (truncated, wrong wire types, nested past the decoder's stack) becomes. */
+const undecodable = Symbol('undecodable request');
+
+/**
+ * The service definition with each request decoder made total: bytes that do not decode reach
+ * the handlers as a marker that `unaryHandlers` answers with MALFORMED_MESSAGE
+ * (INVALID_ARGUMENT), instead of grpc-js's INTERNAL.
+ */
+export function withCheckedDecoding<D extends grpc.ServiceDefinition>(definition: D): D {
+  const checked: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const [name, method] of Object.entries(definition as grpc.ServiceDefinition)) {
+    checked[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => {
+        try {
+          return method.requestDeserialize(bytes);
+        } catch {
+          return { [undecodable]: true };
+        }
+      },
+    };
+  }
+  return checked as D;
 }
 
 type UnaryHandler<Req, Res> = (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>;
 
+/** Which services may call each method: every method has an entry, and one without is refused. */
+export type GrpcAccess<T> = { readonly [K in keyof T]: readonly GrpcService[] };
+
+export interface UnaryHandlersOptions<T> {
+  /** Method -> the services whose certificates may call it. */
+  access: GrpcAccess<T>;
+  /**
+   * Whether callers must prove who they are (the server has mutual TLS). Without TLS (one
+   * machine, plaintext) there is no identity to check and every method is open.
+   */
+  requireIdentity: boolean;
+  /** Where refused callers and unexpected failures are logged (with the reference their caller got). */
+  log: Logger;
+  onError?: (method: string, error: GatewayError) => void;
+}
+
+/** Codes whose message may carry a library's words or an internal address: the caller gets a reference instead. */
+const withheldCodes = new Set<ErrorCode>([ErrorCode.INTERNAL, ErrorCode.CONFIG_INVALID]);
+
 /**
- * Turns a map of async handlers into grpc-js unary handlers, mapping thrown errors to gRPC
- * status in one place. Each call runs in a SERVER span that continues the caller's trace (its
- * `traceparent` metadata, sent by `callUnary`).
+ * Turns a map of async handlers into grpc-js unary handlers, in one place for every service:
+ * the caller's identity is checked against the method's entry in `access` before the request
+ * is looked at (a caller not listed, or a method without an entry, gets PERMISSION_DENIED and
+ * nothing happens), thrown errors are mapped to gRPC status, and unexpected failures reach the
+ * caller as "internal error" with a reference while the details go to the log. Each call runs
+ * in a SERVER span that continues the caller's trace (its `traceparent` metadata, sent by
+ * `callUnary`).
  */
-export function unaryHandlers<T extends Record<string, UnaryHandler<any, any>>>(
-  handlers: T,
-  onError?: (method: string, error: GatewayError) => void,
-): grpc.UntypedServiceImplementation {
+export function unaryHandlers<T extends Record<string, UnaryHandler<any, any>>>(handlers: T, options: UnaryHandlersOptions<T>): grpc.UntypedServiceImplementation {
   const out: grpc.UntypedServiceImplementation = {};
+  const access = options.access as Partial<Record<string, readonly GrpcService[]>>;
   for (const [method, handler] of Object.entries(handlers)) {
     out[method] = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
       const { name, attributes } = grpcSpan(call.getPath());
-      void inSpan(name, { kind: SpanKind.SERVER, parent: contextFromGrpcMetadata(call.metadata), attributes }, (span) =>
-        handler(call.request, call).then(
+      void inSpan(name, { kind: SpanKind.SERVER, parent: contextFromGrpcMetadata(call.metadata), attributes }, (span) => {
+        const run = async () => {
+          if (options.requireIdentity) {
+            const caller = grpcPeerIdentity(call.getAuthContext()?.sslPeerCertificate);
+            if (!caller || !Object.hasOwn(access, method) || !access[method]!.includes(caller)) {
+              options.log.warn({ method, caller: caller ?? 'unknown' }, 'gRPC caller refused');
+              throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'this caller may not call this method');
+            }
+          }
+          if (typeof call.request === 'object' && call.request !== null && undecodable in call.request) {
+            throw new GatewayError(ErrorCode.MALFORMED_MESSAGE, 'the request does not decode');
+          }
+          return handler(call.request, call);
+        };
+        return run().then(
           (response) => {
             span.setAttribute('rpc.grpc.status_code', grpc.status.OK);
             callback(null, response);
           },
           (error: unknown) => {
-            const gatewayError = GatewayError.from(error);
-            onError?.(method, gatewayError);
+            let gatewayError = GatewayError.from(error);
+            options.onError?.(method, gatewayError);
+            if (withheldCodes.has(gatewayError.code)) {
+              const reference = newReference();
+              options.log.error({ method, err: error, reference }, 'gRPC handler failed');
+              gatewayError = new GatewayError(ErrorCode.INTERNAL, `internal error (reference ${reference})`, { cause: error });
+            }
             const serviceError = toServiceError(gatewayError);
             span.setAttribute('rpc.grpc.status_code', serviceError.code);
             markFailed(span, gatewayError);
             callback(serviceError);
           },
-        ),
-      );
+        );
+      });
     };
   }
   return out;
@@ -94,8 +178,14 @@ export async function startGrpcServer(
   host: string,
   port: number,
   credentials: grpc.ServerCredentials = grpc.ServerCredentials.createInsecure(),
+  options: { maxReceiveBytes?: number } = {},
 ): Promise<{ server: grpc.Server; port: number }> {
-  const server = new grpc.Server({ 'grpc.keepalive_time_ms': 20_000, 'grpc.keepalive_permit_without_calls': 1 });
+  const server = new grpc.Server({
+    'grpc.keepalive_time_ms': 20_000,
+    'grpc.keepalive_permit_without_calls': 1,
+    // Requests larger than any real one are refused before they are decoded.
+    ...(options.maxReceiveBytes ? { 'grpc.max_receive_message_length': options.maxReceiveBytes } : {}),
+  });
   register(server);
   const boundPort = await new Promise<number>((resolve, reject) =>
     server.bindAsync(`${host}:${port}`, credentials, (error, bound) => (error ? reject(error) : resolve(bound))),

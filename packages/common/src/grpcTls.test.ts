@@ -21,11 +21,11 @@ describe('gRPC TLS configuration', () => {
     expect(read({})).toBeUndefined();
   });
 
-  it('reads the three files and the server name', () => {
-    const tls = read({ GRPC_TLS_CA_FILE: file('ca'), GRPC_TLS_CERT_FILE: file('cert'), GRPC_TLS_KEY_FILE: file('key'), GRPC_TLS_SERVER_NAME: 'sfu.example' });
+  it('reads the three files', () => {
+    const tls = read({ GRPC_TLS_CA_FILE: file('ca'), GRPC_TLS_CERT_FILE: file('cert'), GRPC_TLS_KEY_FILE: file('key') });
     expect(tls?.ca.toString()).toBe('ca contents');
+    expect(tls?.cert.toString()).toBe('cert contents');
     expect(tls?.key.toString()).toBe('key contents');
-    expect(tls?.serverName).toBe('sfu.example');
   });
 
   it('names the missing variables when only some files are given', () => {

@@ -90,6 +90,12 @@ export const dtlsParametersSchema = z.object({
     .max(8),
 });
 
+/** SRTP keys of a pipe between SFU nodes (mediasoup's SrtpParameters). */
+export const srtpParametersSchema = z.object({
+  cryptoSuite: z.enum(['AEAD_AES_256_GCM', 'AEAD_AES_128_GCM', 'AES_CM_128_HMAC_SHA1_80', 'AES_CM_128_HMAC_SHA1_32']),
+  keyBase64: z.string().min(16).max(128).regex(/^[A-Za-z0-9+/]+={0,2}$/, 'must be base64'),
+});
+
 export type CheckedRtpParameters = z.infer<typeof rtpParametersSchema>;
 export type CheckedRtpCapabilities = z.infer<typeof rtpCapabilitiesSchema>;
 export type CheckedDtlsParameters = z.infer<typeof dtlsParametersSchema>;

@@ -1,5 +1,10 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
+import { z } from 'zod';
 import { Registry, collectDefaultMetrics } from 'prom-client';
+import { ErrorCode, GatewayError } from './errors.js';
 
 /**
  * Each service answers /healthz (the process works), /readyz (it should get traffic) and
@@ -14,12 +19,61 @@ export interface OpsServerOptions {
   /** Returns undefined when ready, or the reason it is not (draining, dependency down, ...). */
   readiness?: () => string | undefined;
   /**
-   * Starts a drain: POST /drain, or GET /drain with the header `x-gateway-drain` (what a
-   * Kubernetes preStop httpGet can send), called before SIGTERM arrives so the node stops taking
-   * work at once. A plain GET is refused, so a page in a browser on the host cannot start a
-   * drain. Without it, /drain is 404.
+   * Starts a drain: POST /drain, or GET /drain with the header `x-gateway-drain`, called before
+   * SIGTERM arrives so the node stops taking work at once. Only the node itself (a loopback
+   * peer) or a caller with `drainToken` (`Authorization: Bearer <token>`) may drain it; anyone
+   * else gets 403 and nothing happens. A plain GET is refused, so a page in a browser on the
+   * host cannot start a drain. Without it, /drain is 404.
    */
   drain?: () => Promise<void>;
+  /** The bearer token that lets a caller other than the node itself drain it (`readDrainToken`). */
+  drainToken?: string;
+}
+
+/** OPS_DRAIN_TOKEN_FILE: the file with the token that lets other addresses than loopback call /drain. */
+export const opsDrainShape = {
+  OPS_DRAIN_TOKEN_FILE: z.string().min(1).optional(),
+};
+
+/**
+ * The drain token from its file. A file that does not exist is created with a fresh random
+ * token (mode 0600), so a hook in the same container can read it without any secret to
+ * distribute; a file that exists must hold at least 32 printable characters.
+ */
+export function readDrainToken(file: string | undefined): string | undefined {
+  if (!file) return undefined;
+  try {
+    if (!existsSync(file)) {
+      try {
+        writeFileSync(file, randomBytes(32).toString('hex'), { mode: 0o600, flag: 'wx' });
+      } catch (error) {
+        // Another process made it first: read theirs.
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      }
+    }
+    const token = readFileSync(file, 'utf8').trim();
+    if (!/^[\x21-\x7e]{32,4096}$/.test(token)) throw new Error('too short or not printable');
+    return token;
+  } catch (error) {
+    throw new GatewayError(ErrorCode.CONFIG_INVALID, 'invalid configuration:\n  OPS_DRAIN_TOKEN_FILE: cannot read (or create) a token of at least 32 printable characters', { cause: error });
+  }
+}
+
+/** Whether a connection comes from this machine's loopback: the node itself. */
+function fromLoopback(address: string | undefined): boolean {
+  if (!address) return false;
+  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
+  if (net.isIPv4(v4)) return v4.startsWith('127.');
+  return address === '::1';
+}
+
+/** Compares a presented bearer token with ours in constant time (both hashed to one length first). */
+function bearerMatches(header: string | undefined, token: string | undefined): boolean {
+  if (!token || !header) return false;
+  const match = /^Bearer ([\x21-\x7e]{1,4096})$/.exec(header);
+  if (!match) return false;
+  const digest = (value: string) => createHash('sha256').update(value).digest();
+  return timingSafeEqual(digest(match[1]!), digest(token));
 }
 
 export function createMetricsRegistry(service: string): Registry {
@@ -45,6 +99,11 @@ export async function startOpsServer(options: OpsServerOptions): Promise<{ serve
       if (req.method !== 'POST' && !(req.method === 'GET' && req.headers['x-gateway-drain'])) {
         res.writeHead(405, { 'content-type': 'application/json', allow: 'POST' });
         res.end('{"error":"POST /drain, or GET with the x-gateway-drain header"}');
+        return;
+      }
+      if (!fromLoopback(req.socket.remoteAddress) && !bearerMatches(req.headers.authorization, options.drainToken)) {
+        res.writeHead(403, { 'content-type': 'application/json' });
+        res.end('{"error":"only the node itself, or a caller with the drain token, may drain it"}');
         return;
       }
       options.drain().then(

@@ -86,11 +86,14 @@ export function jsonShapeProblem(value: unknown, limits: JsonLimits): string | u
   return undefined;
 }
 
+/** A path segment as it may be shown: indexes and field names; a key the sender chose (a record's) is not echoed. */
+const pathSegment = (segment: PropertyKey) => (typeof segment === 'number' || (typeof segment === 'string' && /^[A-Za-z0-9_-]{1,32}$/.test(segment)) ? String(segment) : '(key)');
+
 /** Where a value failed its schema, by path and rule; never the value itself. */
 export function describeIssues(error: z.ZodError, max = 3): string {
   return error.issues
     .slice(0, max)
-    .map((issue) => `${issue.path.length ? issue.path.map(String).join('.') : 'value'}: ${issue.message}`)
+    .map((issue) => `${issue.path.length ? issue.path.map(pathSegment).join('.') : 'value'}: ${issue.message}`)
     .join('; ');
 }
 

@@ -1,8 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
+import { readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { freePort, natsEnvFor } from './NatsServer.js';
+import { createTestPki, type TestPki } from './pki.js';
 
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -88,7 +90,49 @@ export class ServiceProcess {
 
 export interface SfuProcess extends ServiceProcess {}
 
-export async function startSfuProcess(options: { natsUrl: string; nodeId?: string; workers?: number; env?: Record<string, string> }) {
+/**
+ * gRPC between the services a test starts is mutual TLS by default, as in production: each
+ * service gets its own certificate (`<service>.gateway.internal`) of one CA made once per test
+ * process. `grpcTls: false` starts a service in plaintext.
+ */
+let sharedPki: TestPki | undefined;
+
+/** The certificates the service helpers use: made on first use, removed when the process exits. */
+export function sharedTestPki(): TestPki {
+  if (!sharedPki) {
+    const pki = createTestPki();
+    process.once('exit', () => rmSync(pki.dir, { recursive: true, force: true }));
+    sharedPki = pki;
+  }
+  return sharedPki;
+}
+
+export type GrpcTestIdentity = 'signaling' | 'sfu' | 'recorder' | 'stranger' | 'foreign';
+
+function certificateOf(identity: GrpcTestIdentity, pki: TestPki): { certFile: string; keyFile: string } {
+  if (identity === 'stranger') return pki.stranger;
+  if (identity === 'foreign') return pki.foreign;
+  return pki.services[identity];
+}
+
+/** A service's GRPC_TLS_* variables: the CA, and the certificate and key of `identity`. */
+export function grpcTlsEnv(identity: GrpcTestIdentity, pki: TestPki = sharedTestPki()): Record<string, string> {
+  const { certFile, keyFile } = certificateOf(identity, pki);
+  return { GRPC_TLS_CA_FILE: pki.caFile, GRPC_TLS_CERT_FILE: certFile, GRPC_TLS_KEY_FILE: keyFile };
+}
+
+/**
+ * What a test's own gRPC client presents to be `identity` (pass it to `grpcClientCredentials`
+ * of @gateway/common with the service it dials): our CA, and that identity's certificate and key.
+ */
+export function grpcTlsOf(identity: GrpcTestIdentity, pki: TestPki = sharedTestPki()): { ca: Buffer; cert: Buffer; key: Buffer } {
+  const { certFile, keyFile } = certificateOf(identity, pki);
+  return { ca: readFileSync(pki.caFile), cert: readFileSync(certFile), key: readFileSync(keyFile) };
+}
+
+const tlsUnless = (grpcTls: boolean | undefined, identity: GrpcTestIdentity) => (grpcTls === false ? {} : grpcTlsEnv(identity));
+
+export async function startSfuProcess(options: { natsUrl: string; nodeId?: string; workers?: number; grpcTls?: boolean; env?: Record<string, string> }) {
   const grpcPort = await freePort();
   const opsPort = await freePort();
   const rtcPortMin = await freeMediaPorts(options.workers ?? 1);
@@ -107,6 +151,7 @@ export async function startSfuProcess(options: { natsUrl: string; nodeId?: strin
     SFU_PIPE_LISTEN_IP: '127.0.0.1',
     SFU_PIPE_PORT_MIN: String(rtcPortMin + 100),
     SFU_PIPE_PORT_MAX: String(rtcPortMin + 199),
+    ...tlsUnless(options.grpcTls, 'sfu'),
     ...options.env,
   };
   const proc = await ServiceProcess.start('sfu', env, `http://127.0.0.1:${opsPort}/readyz`);
@@ -145,7 +190,7 @@ async function portFree(port: number): Promise<boolean> {
   });
 }
 
-export async function startSignalingProcess(options: { natsUrl: string; replicaId?: string; env?: Record<string, string> }) {
+export async function startSignalingProcess(options: { natsUrl: string; replicaId?: string; grpcTls?: boolean; env?: Record<string, string> }) {
   const port = await freePort();
   const opsPort = await freePort();
   const env: Record<string, string> = {
@@ -154,13 +199,14 @@ export async function startSignalingProcess(options: { natsUrl: string; replicaI
     SIGNALING_PORT: String(port),
     SIGNALING_OPS_PORT: String(opsPort),
     SIGNALING_REPLICA_ID: options.replicaId ?? `sig-test-${port}`,
+    ...tlsUnless(options.grpcTls, 'signaling'),
     ...options.env,
   };
   const proc = await ServiceProcess.start('signaling', env, `http://127.0.0.1:${opsPort}/readyz`);
   return Object.assign(proc, { port, opsPort, url: `http://127.0.0.1:${port}`, wsUrl: `ws://127.0.0.1:${port}/ws` });
 }
 
-export async function startRecorderProcess(options: { natsUrl: string; workDir: string; nodeId?: string; env?: Record<string, string> }) {
+export async function startRecorderProcess(options: { natsUrl: string; workDir: string; nodeId?: string; grpcTls?: boolean; env?: Record<string, string> }) {
   const grpcPort = await freePort();
   const opsPort = await freePort();
   const env: Record<string, string> = {
@@ -170,6 +216,7 @@ export async function startRecorderProcess(options: { natsUrl: string; workDir: 
     RECORDER_GRPC_PORT: String(grpcPort),
     RECORDER_OPS_PORT: String(opsPort),
     RECORDER_WORK_DIR: options.workDir,
+    ...tlsUnless(options.grpcTls, 'recorder'),
     ...options.env,
   };
   const proc = await ServiceProcess.start('recorder', env, `http://127.0.0.1:${opsPort}/readyz`);

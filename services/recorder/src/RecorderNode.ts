@@ -34,6 +34,7 @@ import {
   type StopMode,
   DrainWait,
   liveKeys,
+  readDrainToken,
 } from '@gateway/common';
 import type { RecorderConfig } from './config.js';
 import { RecordingJob, type RecordingStatusName } from './RecordingJob.js';
@@ -67,6 +68,8 @@ export class RecorderNode {
   private closing: Promise<void> | undefined;
   /** Draining: no new recordings; the running ones go on until their calls end. */
   private draining = false;
+  /** Out of the registry for good: the node is stopping. */
+  private deregistered = false;
   private readonly drainWait = new DrainWait(() => this.jobs.size === 0);
   private readonly ended: Counter<'state'>;
   private readonly storedBytes: Counter;
@@ -103,6 +106,9 @@ export class RecorderNode {
   }
 
   static async start(config: RecorderConfig, log: Logger): Promise<RecorderNode> {
+    // A bad drain token file stops the node before it starts anything.
+    const drainToken = readDrainToken(config.drainTokenFile);
+    if (!config.grpcTls) log.warn('gRPC is plaintext (no GRPC_TLS_*): callers are not identified; for one machine only');
     // Plaintext left by a previous run that crashed is removed before anything else.
     await rm(config.workDir, { recursive: true, force: true });
     await mkdir(config.workDir, { recursive: true, mode: 0o700 });
@@ -112,7 +118,7 @@ export class RecorderNode {
       config,
       nc,
       await SfuDirectory.open(nc, config.grpcTls, log),
-      await RecorderDirectory.open(nc, config.grpcTls),
+      await RecorderDirectory.open(nc, config.grpcTls, log),
       await ArtifactStore.open(nc, new StaticKeyring(config.tenantKeys), 'recordings'),
       await ArtifactStore.open(nc, new StaticKeyring(config.tenantKeys), 'segments'),
       await openBucket(nc, buckets.recordings),
@@ -128,6 +134,7 @@ export class RecorderNode {
       registry: node.metrics,
       readiness: () => (node.draining ? 'draining' : node.closing ? 'stopping' : nc.isClosed() ? 'nats connection closed' : undefined),
       drain: () => node.startDrain(),
+      drainToken,
     });
     node.opsPort = ops.port;
     node.stopOps = ops.close;
@@ -290,10 +297,23 @@ export class RecorderNode {
     }
   }
 
-  /** Registers this node with its load; entries expire when the heartbeat stops. */
+  /**
+   * Registers this node with its load and its RTP address; entries expire when the heartbeat
+   * stops. A draining node stays registered, marked so: placement passes it by, and the SFU
+   * nodes still send its running recordings' taps to it.
+   */
   private async heartbeat(): Promise<void> {
-    if (this.closing || this.draining) return;
-    const info: RecorderNodeInfo = { nodeId: this.config.nodeId, grpcAddress: this.grpcAddress, jobs: this.jobs.size, cpuInUse: this.cpuInUse(), cpuBudget: this.config.cpuBudget, updatedAtMs: Date.now() };
+    if (this.deregistered) return;
+    const info: RecorderNodeInfo = {
+      nodeId: this.config.nodeId,
+      grpcAddress: this.grpcAddress,
+      rtpIp: this.config.rtpIp,
+      jobs: this.jobs.size,
+      cpuInUse: this.cpuInUse(),
+      cpuBudget: this.config.cpuBudget,
+      draining: this.draining,
+      updatedAtMs: Date.now(),
+    };
     await this.recorders.nodes.put(this.config.nodeId, JSON.stringify(info)).catch((error) => this.log.warn({ err: error }, 'recorder heartbeat failed'));
   }
 
@@ -418,12 +438,12 @@ export class RecorderNode {
     return recording;
   }
 
-  /** No new recordings from now on: the node leaves placement; running recordings go on. */
+  /** No new recordings from now on: the node leaves placement (marked draining); running recordings go on. */
   async startDrain(): Promise<void> {
     if (this.draining) return;
     this.draining = true;
     this.log.info({ jobs: this.jobs.size }, 'draining');
-    await this.recorders.nodes.delete(this.config.nodeId).catch(() => undefined);
+    await this.heartbeat();
   }
 
   /**
@@ -442,6 +462,7 @@ export class RecorderNode {
         await Promise.all([...this.announced.values()]);
       }
       for (const timer of this.timers) clearInterval(timer);
+      this.deregistered = true;
       await this.recorders.nodes.delete(this.config.nodeId).catch(() => undefined);
       await Promise.all([...this.jobs.values()].map((job) => (mode === 'graceful' ? job.stop('', 'the recorder stopped') : job.abort()).catch(() => undefined)));
       await this.stopGrpc?.();

@@ -4,7 +4,8 @@ import { readFile, mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { MediaKind, TrackSource, type ProducerInfo, type SfuClient } from '@gateway/proto/gateway/sfu/v1/sfu';
 import { RecordingState, type Recording, type RecordingJobRecord, type RecordingOptions, type Segment, type TappedStream } from '@gateway/proto/gateway/recorder/v1/recorder';
-import { ErrorCode, GatewayError, TypedEmitter, callUnary, newId, type ArtifactStore, type Logger } from '@gateway/common';
+import { z } from 'zod';
+import { ErrorCode, GatewayError, TypedEmitter, callUnary, newId, parseWith, rtpParametersSchema, schemas, type ArtifactStore, type Logger } from '@gateway/common';
 import { buildSdp, captureArgs, lastLogLine, parseCaptureStart, parseSegmentList, segmentNames, type CaptureStream } from './ffmpeg.js';
 import { assembleRecording } from './assemble.js';
 
@@ -14,6 +15,23 @@ const sourceNames: Record<number, string> = {
   [TrackSource.TRACK_SOURCE_SCREEN]: 'screen',
   [TrackSource.TRACK_SOURCE_SCREEN_AUDIO]: 'screen_audio',
 };
+
+/**
+ * What the SFU answers is checked like any input: its producer ids become file names and
+ * ffmpeg segment patterns, its codec parameters lines of the SDP ffmpeg reads.
+ */
+const producerListSchema = z
+  .array(
+    z.object({
+      producerId: schemas.id(),
+      participantId: schemas.id(),
+      kind: z.union([z.literal(MediaKind.MEDIA_KIND_AUDIO), z.literal(MediaKind.MEDIA_KIND_VIDEO)]),
+      source: z.number().int().min(0).max(4),
+      paused: z.boolean(),
+    }),
+  )
+  .max(256);
+const tapAnswerSchema = z.object({ rtpParameters: rtpParametersSchema });
 
 const NO_SPACE = /no space left on device|ENOSPC/i;
 const DISK_FULL = 'the recorder ran out of disk space in its work folder';
@@ -167,7 +185,8 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
   }
 
   private async startCapture(): Promise<void> {
-    const { producers } = await callUnary(this.ctx.sfu, this.ctx.sfu.listProducers, this.roomRef);
+    const listed = await callUnary(this.ctx.sfu, this.ctx.sfu.listProducers, this.roomRef);
+    const producers: ProducerInfo[] = parseWith(producerListSchema, listed.producers, 'the SFU\'s producer list', ErrorCode.UNAVAILABLE);
     const live = producers.filter((p) => !p.paused);
     if (live.length === 0) {
       this.capture = undefined;
@@ -205,7 +224,7 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
       rtcpPort: port + 1,
       paused: true,
     });
-    const codec = (tapped.rtpParameters as { codecs: Array<{ mimeType: string; payloadType: number; clockRate: number; channels?: number; parameters?: Record<string, unknown> }> }).codecs[0]!;
+    const codec = parseWith(tapAnswerSchema, tapped, 'the SFU\'s tap', ErrorCode.UNAVAILABLE).rtpParameters.codecs[0]!;
     const kind = producer.kind === MediaKind.MEDIA_KIND_AUDIO ? 'audio' : 'video';
     // A producer is one stream for the whole recording, whichever captures carry it.
     const streamId = producer.producerId;

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { env, grpcTlsShape, loadConfig, natsShape, readNatsSettings, readGrpcTls, tenantKeysShape } from '@gateway/common';
+import { env, grpcTlsShape, loadConfig, natsShape, opsDrainShape, readNatsSettings, readGrpcTls, tenantKeysShape } from '@gateway/common';
 
 const shape = {
   ...natsShape,
@@ -45,6 +45,7 @@ const shape = {
   RECORDER_FFMPEG: env.string('ffmpeg'),
   RECORDER_FFPROBE: env.string('ffprobe'),
   ...grpcTlsShape,
+  ...opsDrainShape,
   ...tenantKeysShape,
 };
 
@@ -71,6 +72,7 @@ export function readRecorderConfig(source: Record<string, string | undefined> = 
     ffmpeg: c.RECORDER_FFMPEG,
     ffprobe: c.RECORDER_FFPROBE,
     grpcTls: readGrpcTls(c),
+    drainTokenFile: c.OPS_DRAIN_TOKEN_FILE,
     tenantKeys: c.GATEWAY_TENANT_KEYS,
   };
 }

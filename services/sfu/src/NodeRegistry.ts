@@ -1,5 +1,20 @@
 import { NodeInfo, type NodeLoad } from '@gateway/proto/gateway/sfu/v1/sfu';
 import { ErrorCode, GatewayError, bucketTtlMs, buckets, liveKeys, openBucket, type KV, type Logger, type NatsConnection } from '@gateway/common';
+import { decodeSfuNodeInfo } from '@gateway/cluster';
+
+/** What the registry says of another SFU node: where to call it, and where its pipes listen. */
+export interface PeerAddress {
+  grpcAddress: string;
+  pipeIp: string;
+}
+
+/** What this node publishes of itself at each heartbeat. */
+export interface NodeDescription {
+  grpcAddress: string;
+  pipeIp: string;
+  load: NodeLoad;
+  draining: boolean;
+}
 
 /**
  * Keeps this node's entry in the SFU registry (NATS KV) fresh. The bucket's TTL removes the
@@ -11,7 +26,7 @@ export class NodeRegistry {
 
   private constructor(
     private readonly kv: KV,
-    private readonly describe: () => { grpcAddress: string; load: NodeLoad; draining: boolean },
+    private readonly describe: () => NodeDescription,
     private readonly nodeId: string,
     private readonly heartbeatMs: number,
     private readonly log: Logger,
@@ -20,7 +35,7 @@ export class NodeRegistry {
   static async start(
     nc: NatsConnection,
     options: { nodeId: string; heartbeatMs: number },
-    describe: () => { grpcAddress: string; load: NodeLoad; draining: boolean },
+    describe: () => NodeDescription,
     log: Logger,
   ): Promise<NodeRegistry> {
     // The registry's TTL is provisioned (catalog.ts): a node must heartbeat well within it.
@@ -38,10 +53,11 @@ export class NodeRegistry {
   /** Publishes the current state now (e.g. right after draining starts). */
   async heartbeat(): Promise<void> {
     if (this.closed) return;
-    const { grpcAddress, load, draining } = this.describe();
+    const { grpcAddress, pipeIp, load, draining } = this.describe();
     const info = NodeInfo.create({
       nodeId: this.nodeId,
       grpcAddress,
+      pipeIp,
       load,
       draining,
       updatedAtMs: Date.now(),
@@ -64,11 +80,12 @@ export class NodeRegistry {
     return live;
   }
 
-  /** A live node's gRPC address, from its own heartbeat, or undefined. */
-  async addressOf(nodeId: string): Promise<string | undefined> {
+  /** A live node's addresses, from its own heartbeat (checked), or undefined. */
+  async peer(nodeId: string): Promise<PeerAddress | undefined> {
     const entry = await this.kv.get(nodeId);
     if (!entry || entry.operation !== 'PUT' || entry.length === 0) return undefined;
-    return NodeInfo.decode(entry.value).grpcAddress;
+    const info = decodeSfuNodeInfo(nodeId, entry.value, this.log);
+    return info ? { grpcAddress: info.grpcAddress, pipeIp: info.pipeIp } : undefined;
   }
 
   async close(): Promise<void> {

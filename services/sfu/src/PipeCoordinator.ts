@@ -1,19 +1,35 @@
 import type { types } from 'mediasoup';
+import { z } from 'zod';
 import {
+  MediaKind,
   PipedProducerEvent,
   SfuClient,
-  type ClosePipeRequest,
-  type ImportProducerRequest,
+  TrackSource,
   type NodeAddress,
-  type OpenPipeRequest,
-  type PipeConsumeRequest,
   type PipeEndpoint as PipeEndpointMessage,
   type PipedProducer,
   type PipedProducerChange,
 } from '@gateway/proto/gateway/sfu/v1/sfu';
-import { ErrorCode, GatewayError, callUnary, grpcClientCredentials, type GrpcTls, type Logger } from '@gateway/common';
+import { ErrorCode, GatewayError, callUnary, grpcClientCredentials, jsonShapeProblem, parseWith, rtpParametersSchema, schemas, type GrpcTls, type Logger } from '@gateway/common';
 import type { MediaAppData, PipeEndpoint, PipeListen, Room } from './Room.js';
+import type { PeerAddress } from './NodeRegistry.js';
 import { kindName, sourceNames } from './grpc/mapping.js';
+import { pipeEndpointSchema, type SfuRequest } from './grpc/requests.js';
+
+/** What an origin answers to PipeConsume, checked: a peer's answer is input like any other. */
+const pipedProducerSchema = z.object({
+  producer: z.object({
+    producerId: schemas.id(),
+    participantId: schemas.id(),
+    kind: z.union([z.literal(MediaKind.MEDIA_KIND_AUDIO), z.literal(MediaKind.MEDIA_KIND_VIDEO)]),
+    source: z.number().int().refine((value) => value === TrackSource.TRACK_SOURCE_UNSPECIFIED || sourceNames[value] !== undefined, 'must be a known source'),
+    paused: z.boolean(),
+  }),
+  rtpParameters: z
+    .unknown()
+    .refine((value) => value !== undefined && jsonShapeProblem(value, { maxDepth: 8, maxNodes: 4_000 }) === undefined, 'must be a bounded JSON object')
+    .pipe(rtpParametersSchema),
+});
 
 const changeEvents = {
   paused: PipedProducerEvent.PIPED_PRODUCER_EVENT_PAUSED,
@@ -27,8 +43,13 @@ export interface PipeHost {
   readonly pipeListen: PipeListen;
   /** The room, or NOT_FOUND. */
   room(tenant: string, name: string): Room;
-  /** A live SFU node's gRPC address from the registry: peers are who the registry says they are. */
-  addressOf(nodeId: string): Promise<string | undefined>;
+  /** A live SFU node's addresses from the registry: peers are who and where the registry says they are. */
+  peerOf(nodeId: string): Promise<PeerAddress | undefined>;
+}
+
+/** A peer node as the registry has it. */
+interface Peer extends PeerAddress {
+  nodeId: string;
 }
 
 /** Attempts of a notification to a peer before it is given up (the peer's room then closes the pipe). */
@@ -43,6 +64,7 @@ const NOTIFY_ATTEMPTS = 4;
  */
 export class PipeCoordinator {
   private readonly peers = new Map<string, { address: string; client: SfuClient }>();
+
   /** Imports in flight, so concurrent consumers of one producer share one import. */
   private readonly importing = new Map<string, Promise<void>>();
 
@@ -53,10 +75,9 @@ export class PipeCoordinator {
   ) {}
 
   /** Importing side: makes `producerId` of `origin` available in the local room. */
-  async importProducer(req: ImportProducerRequest): Promise<void> {
-    const { tenant, room: name } = req.room!;
-    const originId = req.origin?.nodeId;
-    if (!originId) throw new GatewayError(ErrorCode.BAD_REQUEST, 'the origin node is required');
+  async importProducer(req: SfuRequest<'importProducer'>): Promise<void> {
+    const { tenant, room: name } = req.room;
+    const originId = req.origin.nodeId;
     if (originId === this.host.self.nodeId) throw new GatewayError(ErrorCode.BAD_REQUEST, 'the producer is on this node already');
     const room = this.host.room(tenant, name);
     if (room.producers.has(req.producerId)) return;
@@ -71,27 +92,36 @@ export class PipeCoordinator {
     return pending;
   }
 
-  /** The registry's address of a node: a request's word for it is not taken. */
-  private async resolvePeer(nodeId: string): Promise<NodeAddress> {
-    const grpcAddress = await this.host.addressOf(nodeId);
-    if (!grpcAddress) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such live SFU node');
-    this.rememberPeer({ nodeId, grpcAddress });
-    return { nodeId, grpcAddress };
+  /** The registry's addresses of a node: a request's word for them is not taken. */
+  private async resolvePeer(nodeId: string): Promise<Peer> {
+    const peer = await this.host.peerOf(nodeId);
+    if (!peer) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such live SFU node');
+    this.rememberPeer({ nodeId, grpcAddress: peer.grpcAddress });
+    return { nodeId, ...peer };
   }
 
-  private async runImport(room: Room, origin: NodeAddress, producerId: string): Promise<void> {
+  /** Pipes connect only to the address the registry has for the node at the other end. */
+  private assertPipeAddress(peer: Peer, ip: string): void {
+    if (!peer.pipeIp || ip !== peer.pipeIp) {
+      throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'the pipe endpoint is not the registered pipe address of that node');
+    }
+  }
+
+  private async runImport(room: Room, origin: Peer, producerId: string): Promise<void> {
     const client = this.peers.get(origin.nodeId)!.client;
     const roomRef = { tenant: room.tenant, room: room.name };
     await this.ensurePipeIn(room, origin, client);
     const consume = () => callUnary(client, client.pipeConsume, { room: roomRef, peerNodeId: this.host.self.nodeId, producerId });
-    const piped: PipedProducer = await consume().catch(async (error: unknown) => {
+    const answer: PipedProducer = await consume().catch(async (error: unknown) => {
       // The origin lost its end of the pipe (its room closed and opened again): open it anew.
       if (GatewayError.from(error).code !== ErrorCode.INVALID_STATE) throw error;
       room.closePipeIn(origin.nodeId);
       await this.ensurePipeIn(room, origin, client);
       return consume();
     });
-    const info = piped.producer!;
+    const piped = parseWith(pipedProducerSchema, answer, 'the origin\'s PipeConsume answer', ErrorCode.UNAVAILABLE);
+    const info = piped.producer;
+    if (info.producerId !== producerId) throw new GatewayError(ErrorCode.UNAVAILABLE, 'the origin answered with another producer');
     await room.importProducer(
       origin.nodeId,
       {
@@ -109,40 +139,50 @@ export class PipeCoordinator {
   /** One pipe per origin and room; opening it is shared by concurrent imports. */
   private readonly opening = new Map<string, Promise<void>>();
 
-  private ensurePipeIn(room: Room, origin: NodeAddress, client: SfuClient): Promise<void> {
+  private ensurePipeIn(room: Room, origin: Peer, client: SfuClient): Promise<void> {
     if (room.pipesIn.get(origin.nodeId)?.connected) return Promise.resolve();
     const key = `${room.tenant}/${room.name}/${origin.nodeId}`;
     let pending = this.opening.get(key);
     if (!pending) {
       pending = (async () => {
         const { endpoint } = await room.pipeInFrom(origin.nodeId, this.host.pipeListen);
-        const remote = await callUnary(client, client.openPipe, {
+        const answer = await callUnary(client, client.openPipe, {
           room: { tenant: room.tenant, room: room.name },
           peer: this.host.self,
           endpoint: toMessage(endpoint),
         });
-        await room.connectPipeIn(origin.nodeId, fromMessage(remote));
+        const remote = parseWith(pipeEndpointSchema, answer, 'the origin\'s OpenPipe answer', ErrorCode.UNAVAILABLE);
+        try {
+          this.assertPipeAddress(origin, remote.ip);
+        } catch (error) {
+          room.closePipeIn(origin.nodeId);
+          throw error;
+        }
+        await room.connectPipeIn(origin.nodeId, { ip: remote.ip, port: remote.port, srtpParameters: remote.srtpParameters as types.SrtpParameters });
       })().finally(() => this.opening.delete(key));
       this.opening.set(key, pending);
     }
     return pending;
   }
 
-  /** Origin side: the importer's end of a pipe arrives; answer with ours. */
-  async openPipe(req: OpenPipeRequest): Promise<PipeEndpointMessage> {
-    const peerId = req.peer?.nodeId;
-    if (!peerId || !req.endpoint?.ip || !req.endpoint.port || !req.endpoint.srtpParameters) {
-      throw new GatewayError(ErrorCode.BAD_REQUEST, 'peer and its pipe endpoint are required');
-    }
-    const room = this.host.room(req.room!.tenant, req.room!.room);
+  /**
+   * Origin side: the importer's end of a pipe arrives; answer with ours. The importer must be a
+   * live node of the registry and its end must be at the pipe address the registry has for it:
+   * a room's media goes to no other address.
+   */
+  async openPipe(req: SfuRequest<'openPipe'>): Promise<PipeEndpointMessage> {
+    const peerId = req.peer.nodeId;
+    const room = this.host.room(req.room.tenant, req.room.room);
     if (peerId === this.host.self.nodeId) throw new GatewayError(ErrorCode.BAD_REQUEST, 'a node does not pipe to itself');
-    await this.resolvePeer(peerId);
-    return toMessage(await room.openPipeOut(peerId, fromMessage(req.endpoint), this.host.pipeListen));
+    const peer = await this.resolvePeer(peerId);
+    this.assertPipeAddress(peer, req.endpoint.ip);
+    const endpoint = { ip: req.endpoint.ip, port: req.endpoint.port, srtpParameters: req.endpoint.srtpParameters as types.SrtpParameters };
+    return toMessage(await room.openPipeOut(peerId, endpoint, this.host.pipeListen));
   }
 
   /** Origin side: sends one producer into the pipe to the importer. */
-  async pipeConsume(req: PipeConsumeRequest): Promise<{ consumer: types.Consumer<MediaAppData>; producer: types.Producer<MediaAppData> }> {
-    const room = this.host.room(req.room!.tenant, req.room!.room);
+  async pipeConsume(req: SfuRequest<'pipeConsume'>): Promise<{ consumer: types.Consumer<MediaAppData>; producer: types.Producer<MediaAppData> }> {
+    const room = this.host.room(req.room.tenant, req.room.room);
     return room.pipeConsume(req.peerNodeId, req.producerId);
   }
 
@@ -180,8 +220,8 @@ export class PipeCoordinator {
   private readonly notifying = new Map<string, Promise<void>>();
 
   /** Importing side: mirror the origin's producer. */
-  async pipedProducerChanged(req: PipedProducerChange): Promise<void> {
-    const room = this.host.room(req.room!.tenant, req.room!.room);
+  async pipedProducerChanged(req: SfuRequest<'pipedProducerChanged'>): Promise<void> {
+    const room = this.host.room(req.room.tenant, req.room.room);
     // A change may overtake the import it concerns: it applies once the import is done.
     await this.importing.get(importKey(room.tenant, room.name, req.producerId))?.catch(() => undefined);
     const producer = room.producers.get(req.producerId);
@@ -192,8 +232,8 @@ export class PipeCoordinator {
   }
 
   /** The peer's room is gone: every pipe with it closes, in both directions. */
-  closePipe(req: ClosePipeRequest): void {
-    this.host.room(req.room!.tenant, req.room!.room).closePipesWith(req.peerNodeId);
+  closePipe(req: SfuRequest<'closePipe'>): void {
+    this.host.room(req.room.tenant, req.room.room).closePipesWith(req.peerNodeId);
   }
 
   /** The local room closed: its peers close their ends (the origins stop sending). */
@@ -209,7 +249,7 @@ export class PipeCoordinator {
     const known = this.peers.get(address.nodeId);
     if (known && known.address === address.grpcAddress) return;
     known?.client.close();
-    const { credentials, options } = grpcClientCredentials(this.tls);
+    const { credentials, options } = grpcClientCredentials(this.tls, 'sfu');
     this.peers.set(address.nodeId, { address: address.grpcAddress, client: new SfuClient(address.grpcAddress, credentials, options) });
   }
 
@@ -231,10 +271,4 @@ const toMessage = (endpoint: PipeEndpoint): PipeEndpointMessage => ({
   ip: endpoint.ip,
   port: endpoint.port,
   srtpParameters: endpoint.srtpParameters as unknown as Record<string, unknown>,
-});
-
-const fromMessage = (message: PipeEndpointMessage): PipeEndpoint => ({
-  ip: message.ip,
-  port: message.port,
-  srtpParameters: message.srtpParameters as unknown as types.SrtpParameters,
 });

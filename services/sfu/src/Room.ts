@@ -15,6 +15,13 @@ export interface RoomTimeouts {
   iceConsentTimeoutSeconds: number;
 }
 
+/** What one participant may hold in a room on this node; more is refused with LIMIT_EXCEEDED. */
+export interface ParticipantLimits {
+  transports: number;
+  producers: number;
+  consumers: number;
+}
+
 /** One recording's streams: a plain RTP transport and a consumer per producer. */
 interface Tap {
   paused: boolean;
@@ -27,6 +34,8 @@ export interface MediaAppData extends types.AppData {
   direction?: 'send' | 'recv';
   /** On an imported producer: the node it comes from. */
   importedFrom?: string;
+  /** On a consumer: the transport it sends on. */
+  transportId?: string;
 }
 
 /** Where a pipe listens: the node's cluster-internal address and port range. */
@@ -83,6 +92,10 @@ export class Room extends TypedEmitter<RoomEvents> {
   readonly pipesIn = new Map<string, PipeIn>();
   private closedFlag = false;
   private idleTimer: NodeJS.Timeout | undefined;
+  /** Creations in flight, by participant and kind, so that concurrent requests cannot pass a limit together. */
+  private readonly pending = new Map<string, number>();
+  /** Consumers being created, by participant and producer: a concurrent second request shares the first. */
+  private readonly consuming = new Map<string, Promise<types.Consumer<MediaAppData>>>();
 
   private constructor(
     readonly tenant: string,
@@ -91,6 +104,7 @@ export class Room extends TypedEmitter<RoomEvents> {
     readonly router: types.Router,
     private readonly speakerObserver: types.AudioLevelObserver,
     private readonly timeouts: RoomTimeouts,
+    private readonly limits: ParticipantLimits,
     private readonly log: Logger,
   ) {
     super();
@@ -111,10 +125,36 @@ export class Room extends TypedEmitter<RoomEvents> {
     this.armIdleTimer();
   }
 
-  static async open(tenant: string, name: string, worker: PooledWorker, timeouts: RoomTimeouts, log: Logger): Promise<Room> {
+  static async open(tenant: string, name: string, worker: PooledWorker, timeouts: RoomTimeouts, limits: ParticipantLimits, log: Logger): Promise<Room> {
     const router = await worker.worker.createRouter({ mediaCodecs, appData: { tenant, room: name } });
     const speakerObserver = await router.createAudioLevelObserver({ maxEntries: 1, threshold: -50, interval: 500 });
-    return new Room(tenant, name, worker, router, speakerObserver, timeouts, log.child({ room: `${tenant}/${name}` }));
+    return new Room(tenant, name, worker, router, speakerObserver, timeouts, limits, log.child({ room: `${tenant}/${name}` }));
+  }
+
+  /**
+   * Holds one of the participant's `kind` slots while `create` runs, refusing with
+   * LIMIT_EXCEEDED when what it holds and what is being made for it reach the limit.
+   */
+  private async withinLimit<T>(kind: keyof ParticipantLimits, participantId: string, held: number, create: () => Promise<T>): Promise<T> {
+    const key = `${kind}/${participantId}`;
+    const pending = this.pending.get(key) ?? 0;
+    if (held + pending >= this.limits[kind]) {
+      throw new GatewayError(ErrorCode.LIMIT_EXCEEDED, `the participant has reached its limit of ${this.limits[kind]} ${kind} on this node`);
+    }
+    this.pending.set(key, pending + 1);
+    try {
+      return await create();
+    } finally {
+      const left = (this.pending.get(key) ?? 1) - 1;
+      if (left > 0) this.pending.set(key, left);
+      else this.pending.delete(key);
+    }
+  }
+
+  private count<T extends { appData: MediaAppData }>(items: Iterable<T>, participantId: string, also: (item: T) => boolean = () => true): number {
+    let n = 0;
+    for (const item of items) if (item.appData.participantId === participantId && also(item)) n++;
+    return n;
   }
 
   get closed(): boolean {
@@ -132,7 +172,8 @@ export class Room extends TypedEmitter<RoomEvents> {
 
   async createWebRtcTransport(participantId: string, direction: 'send' | 'recv'): Promise<types.WebRtcTransport<MediaAppData>> {
     this.assertOpen();
-    const transport = await this.router.createWebRtcTransport<MediaAppData>({
+    const held = this.count(this.transports.values(), participantId);
+    const transport = await this.withinLimit('transports', participantId, held, () => this.router.createWebRtcTransport<MediaAppData>({
       webRtcServer: this.worker.webRtcServer,
       enableUdp: true,
       enableTcp: true,
@@ -140,7 +181,7 @@ export class Room extends TypedEmitter<RoomEvents> {
       initialAvailableOutgoingBitrate: 1_000_000,
       iceConsentTimeout: this.timeouts.iceConsentTimeoutSeconds,
       appData: { participantId, direction },
-    });
+    }));
     this.transports.set(transport.id, transport);
     this.closeWhenAbandoned(transport);
     transport.observer.once('close', () => {
@@ -182,12 +223,15 @@ export class Room extends TypedEmitter<RoomEvents> {
     if (transport.appData.participantId !== participantId) {
       throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'transport belongs to another participant');
     }
-    let producer: types.Producer<MediaAppData>;
-    try {
-      producer = await transport.produce<MediaAppData>({ kind, rtpParameters, paused, appData: { participantId, source } });
-    } catch (error) {
-      throw new GatewayError(ErrorCode.BAD_REQUEST, `produce refused: ${(error as Error).message}`, { cause: error });
-    }
+    const held = this.count(this.producers.values(), participantId, (p) => !p.appData.importedFrom);
+    const producer = await this.withinLimit('producers', participantId, held, async () => {
+      try {
+        return await transport.produce<MediaAppData>({ kind, rtpParameters, paused, appData: { participantId, source } });
+      } catch (error) {
+        // mediasoup's words (ids, codec tables) stay in the cause, for the logs.
+        throw new GatewayError(ErrorCode.BAD_REQUEST, 'the RTP parameters were refused (unsupported codec, duplicate SSRC or MID, or a closed transport)', { cause: error });
+      }
+    });
     this.producers.set(producer.id, producer);
     producer.observer.once('close', () => {
       this.producers.delete(producer.id);
@@ -198,20 +242,43 @@ export class Room extends TypedEmitter<RoomEvents> {
     return producer;
   }
 
-  /** Creates a paused consumer; the client resumes it once its side is ready. */
+  /**
+   * Creates a paused consumer; the client resumes it once its side is ready. A participant has
+   * at most one consumer of a producer: asking again on the same transport returns the one it
+   * has (a retry after a lost answer gets what the first request made), on another transport
+   * is refused with ALREADY_EXISTS.
+   */
   async consume(transportId: string, producerId: string, rtpCapabilities: types.RtpCapabilities): Promise<types.Consumer<MediaAppData>> {
     this.assertOpen();
     const transport = this.transport(transportId);
     const producer = this.producer(producerId);
+    const participantId = transport.appData.participantId;
+    const key = `${participantId}/${producerId}`;
+    const inFlight = this.consuming.get(key);
+    const existing = inFlight ? await inFlight.catch(() => undefined) : [...this.consumers.values()].find((c) => c.appData.participantId === participantId && c.producerId === producerId);
+    if (existing && !existing.closed) {
+      if (existing.appData.transportId !== transportId) throw new GatewayError(ErrorCode.ALREADY_EXISTS, 'the participant consumes this producer on another transport');
+      return existing;
+    }
     if (!this.router.canConsume({ producerId, rtpCapabilities })) {
       throw new GatewayError(ErrorCode.BAD_REQUEST, 'the device cannot receive this producer with its capabilities');
     }
-    const consumer = await transport.consume<MediaAppData>({
-      producerId,
-      rtpCapabilities,
-      paused: true,
-      appData: { participantId: transport.appData.participantId, source: producer.appData.source },
-    });
+    const held = this.count(this.consumers.values(), participantId);
+    const creating = this.withinLimit('consumers', participantId, held, () =>
+      transport.consume<MediaAppData>({
+        producerId,
+        rtpCapabilities,
+        paused: true,
+        appData: { participantId, source: producer.appData.source, transportId },
+      }),
+    );
+    this.consuming.set(key, creating);
+    let consumer: types.Consumer<MediaAppData>;
+    try {
+      consumer = await creating;
+    } finally {
+      if (this.consuming.get(key) === creating) this.consuming.delete(key);
+    }
     this.consumers.set(consumer.id, consumer);
     this.worker.consumers++;
     consumer.observer.once('close', () => {
@@ -245,7 +312,9 @@ export class Room extends TypedEmitter<RoomEvents> {
     const rtcpMux = !destination.rtcpPort;
     const transport = await this.router.createPlainTransport({ listenInfo: { protocol: 'udp', ip: listenIp }, rtcpMux, comedia: false });
     try {
-      await transport.connect({ ip: destination.ip, port: destination.port, ...(rtcpMux ? {} : { rtcpPort: destination.rtcpPort }) });
+      await transport.connect({ ip: destination.ip, port: destination.port, ...(rtcpMux ? {} : { rtcpPort: destination.rtcpPort }) }).catch((error: unknown) => {
+        throw new GatewayError(ErrorCode.BAD_REQUEST, 'the tap destination was refused', { cause: error });
+      });
       tap = this.taps.get(tapId) ?? { paused, streams: new Map() };
       this.taps.set(tapId, tap);
       const consumer = await transport.consume<MediaAppData>({
@@ -274,12 +343,18 @@ export class Room extends TypedEmitter<RoomEvents> {
     const tap = this.taps.get(tapId);
     if (!tap) throw new GatewayError(ErrorCode.NOT_FOUND, 'tap not found in this room');
     tap.paused = paused;
-    for (const { consumer } of tap.streams.values()) {
-      if (paused) await consumer.pause();
-      else {
-        await consumer.resume();
-        // Video picks up again at a key frame, not with a frozen picture until the next one.
-        if (consumer.kind === 'video') await consumer.requestKeyFrame();
+    for (const { consumer } of [...tap.streams.values()]) {
+      // A stream whose producer closed meanwhile has nothing left to pause or resume.
+      if (consumer.closed) continue;
+      try {
+        if (paused) await consumer.pause();
+        else {
+          await consumer.resume();
+          // Video picks up again at a key frame, not with a frozen picture until the next one.
+          if (consumer.kind === 'video') await consumer.requestKeyFrame();
+        }
+      } catch (error) {
+        if (!consumer.closed) throw error;
       }
     }
   }
@@ -309,8 +384,8 @@ export class Room extends TypedEmitter<RoomEvents> {
       await transport.connect({ ip: peer.ip, port: peer.port, srtpParameters: peer.srtpParameters });
     } catch (error) {
       transport.close();
-      // A fault between two nodes, not the caller's request.
-      throw new GatewayError(ErrorCode.UNAVAILABLE, `the pipe to the other node could not connect: ${(error as Error).message}`, { cause: error });
+      // A fault between two nodes, not the caller's request; mediasoup's words stay in the cause.
+      throw new GatewayError(ErrorCode.UNAVAILABLE, 'the pipe to the other node could not connect', { cause: error });
     }
     this.loadChanged();
     return this.endpointOf(transport, listen);
@@ -362,7 +437,9 @@ export class Room extends TypedEmitter<RoomEvents> {
   async connectPipeIn(originNodeId: string, origin: PipeEndpoint): Promise<void> {
     const pipe = this.pipesIn.get(originNodeId);
     if (!pipe) throw new GatewayError(ErrorCode.INVALID_STATE, 'no pipe from that node');
-    await pipe.transport.connect({ ip: origin.ip, port: origin.port, srtpParameters: origin.srtpParameters });
+    await pipe.transport.connect({ ip: origin.ip, port: origin.port, srtpParameters: origin.srtpParameters }).catch((error: unknown) => {
+      throw new GatewayError(ErrorCode.UNAVAILABLE, 'the pipe from the other node could not connect', { cause: error });
+    });
     pipe.connected = true;
   }
 

@@ -187,3 +187,85 @@ describe('SFU node timeouts', () => {
     await waitFor(() => node.rooms.size === 0, 5_000, 'the idle room closed');
   });
 });
+
+describe('SFU limits per participant (behind signaling\'s own)', () => {
+  let nats: NatsServer;
+  let node: SfuNode;
+  let client: SfuClient;
+  const room = { tenant: 'acme', room: 'limits' };
+  const code = (promise: Promise<unknown>) => promise.then(() => 'OK', (error: GatewayError) => error.code);
+  const transport = (participantId: string, direction = TransportDirection.TRANSPORT_DIRECTION_RECV) =>
+    callUnary(client, client.createWebRtcTransport, { room, participantId, direction });
+  const produce = (transportId: string, participantId: string, ssrc: number) =>
+    callUnary(client, client.produce, {
+      transport: { room, transportId },
+      participantId,
+      kind: MediaKind.MEDIA_KIND_AUDIO,
+      rtpParameters: { ...opus, encodings: [{ ssrc }] },
+      source: TrackSource.TRACK_SOURCE_MICROPHONE,
+      paused: false,
+    });
+  const consume = (transportId: string, producerId: string) => callUnary(client, client.consume, { transport: { room, transportId }, producerId, rtpCapabilities: clientCaps });
+
+  beforeAll(async () => {
+    nats = await NatsServer.start();
+    ({ node, client } = await startTestNode(nats.url, 'sfu-test-limits', {
+      SFU_MAX_TRANSPORTS_PER_PARTICIPANT: '2',
+      SFU_MAX_PRODUCERS_PER_PARTICIPANT: '2',
+      SFU_MAX_CONSUMERS_PER_PARTICIPANT: '3',
+    }));
+    await callUnary(client, client.openRoom, { room });
+  });
+
+  afterAll(async () => {
+    client?.close();
+    await node?.close('immediate');
+    await nats?.stop();
+  });
+
+  it('refuses transports past the limit, also when asked for all at once, and not for other participants', async () => {
+    const results = await Promise.all(Array.from({ length: 10 }, () => code(transport('PA_greedy'))));
+    expect(results.filter((r) => r === 'OK')).toHaveLength(2);
+    expect(results.filter((r) => r === 'LIMIT_EXCEEDED')).toHaveLength(8);
+    expect(await code(transport('PA_other'))).toBe('OK');
+    expect(node.room(room.tenant, room.room).transports.size).toBe(3);
+  });
+
+  it('refuses producers past the limit', async () => {
+    const { transportId } = await transport('PA_pub1', TransportDirection.TRANSPORT_DIRECTION_SEND);
+    expect(await code(produce(transportId, 'PA_pub1', 101))).toBe('OK');
+    expect(await code(produce(transportId, 'PA_pub1', 102))).toBe('OK');
+    expect(await code(produce(transportId, 'PA_pub1', 103))).toBe('LIMIT_EXCEEDED');
+  });
+
+  it('keeps one consumer per producer and participant: the same consume again returns it, even many at once', async () => {
+    const { transportId: send } = await transport('PA_pub2', TransportDirection.TRANSPORT_DIRECTION_SEND);
+    const { producerId } = await produce(send, 'PA_pub2', 201);
+    const { transportId: recv } = await transport('PA_viewer');
+    const consumers = await Promise.all(Array.from({ length: 500 }, () => consume(recv, producerId)));
+    expect(new Set(consumers.map((c) => c.consumerId)).size).toBe(1);
+    expect(await consume(recv, producerId)).toMatchObject({ consumerId: consumers[0]!.consumerId, producerId });
+    const viewerConsumers = () => [...node.room(room.tenant, room.room).consumers.values()].filter((c) => c.appData.participantId === 'PA_viewer');
+    expect(viewerConsumers()).toHaveLength(1);
+    // The same producer on a second transport of the participant is refused.
+    const { transportId: secondRecv } = await transport('PA_viewer');
+    expect(await code(consume(secondRecv, producerId))).toBe('ALREADY_EXISTS');
+    expect(viewerConsumers()).toHaveLength(1);
+  });
+
+  it('refuses consumers past the limit', async () => {
+    const inRoom = node.room(room.tenant, room.room);
+    const { transportId: send } = await transport('PA_pub3', TransportDirection.TRANSPORT_DIRECTION_SEND);
+    await produce(send, 'PA_pub3', 301);
+    const producers = [...inRoom.producers.values()].map((p) => p.id);
+    expect(producers).toHaveLength(4);
+    const { transportId } = await transport('PA_watcher');
+    const results = [];
+    for (const producerId of producers) results.push(await code(consume(transportId, producerId)));
+    expect(results).toEqual(['OK', 'OK', 'OK', 'LIMIT_EXCEEDED']);
+    // A closed consumer frees its place.
+    const [first] = [...inRoom.consumers.values()].filter((c) => c.appData.participantId === 'PA_watcher');
+    await callUnary(client, client.closeConsumer, { room, consumerId: first!.id });
+    expect(await code(consume(transportId, producers[3]!))).toBe('OK');
+  });
+});

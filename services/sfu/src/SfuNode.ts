@@ -10,22 +10,28 @@ import {
   createMetricsRegistry,
   grpcServerCredentials,
   natsHeadersWithTrace,
+  readDrainToken,
   startGrpcServer,
   startOpsServer,
   stopGrpcServer,
   subjects,
   type Logger,
+  type KV,
   type NatsConnection,
   type StopMode,
   DrainWait,
 } from '@gateway/common';
+import { liveRecorderNodes, openRecorderNodes } from '@gateway/cluster';
 import type { SfuConfig } from './config.js';
-import { NodeRegistry } from './NodeRegistry.js';
+import { NodeRegistry, type PeerAddress } from './NodeRegistry.js';
 import { Room, type PipeListen, type RoomCloseReason } from './Room.js';
 import { PipeCoordinator, type PipeHost } from './PipeCoordinator.js';
 import { WorkerPool } from './WorkerPool.js';
 import { registerSfuService } from './grpc/SfuGrpcService.js';
 import { observeMediaMetrics } from './metrics.js';
+
+/** The largest gRPC request taken: real ones (RTP parameters and capabilities) are a few kilobytes. */
+const MAX_REQUEST_BYTES = 256 * 1024;
 
 /** Room close reasons signaling must hear about, so that clients rejoin. */
 const announcedCloseReasons = new Set<RoomCloseReason>(['worker_died', 'drain_timeout', 'node_closed']);
@@ -58,8 +64,13 @@ export class SfuNode implements PipeHost {
   readonly pipes: PipeCoordinator;
   private stopGrpc: (() => Promise<void>) | undefined;
   private stopOps: (() => Promise<void>) | undefined;
+  /** The recorder registry: taps go to its nodes' RTP addresses only. */
+  private recorderNodes: KV | undefined;
 
   static async start(config: SfuConfig, log: Logger): Promise<SfuNode> {
+    // A bad drain token file stops the node before it starts anything.
+    const drainToken = readDrainToken(config.drainTokenFile);
+    if (!config.grpcTls) log.warn('gRPC is plaintext (no GRPC_TLS_*): callers are not identified; for one machine only');
     const pool = await WorkerPool.create(
       {
         size: config.workers,
@@ -82,7 +93,10 @@ export class SfuNode implements PipeHost {
     node.observeMetrics();
     observeMediaMetrics(node);
 
-    const grpc = await startGrpcServer((server) => registerSfuService(server, node, log), config.grpcHost, config.grpcPort, grpcServerCredentials(config.grpcTls));
+    node.recorderNodes = await openRecorderNodes(nc);
+    const grpc = await startGrpcServer((server) => registerSfuService(server, node, log), config.grpcHost, config.grpcPort, grpcServerCredentials(config.grpcTls), {
+      maxReceiveBytes: MAX_REQUEST_BYTES,
+    });
     node.grpcPort = grpc.port;
     node.grpcAddress = config.grpcAdvertisedAddress ?? `127.0.0.1:${grpc.port}`;
     node.stopGrpc = () => stopGrpcServer(grpc.server);
@@ -90,7 +104,7 @@ export class SfuNode implements PipeHost {
     node.registry = await NodeRegistry.start(
       nc,
       { nodeId: config.nodeId, heartbeatMs: config.heartbeatMs },
-      () => ({ grpcAddress: node.grpcAddress, load: node.load(), draining: node.draining }),
+      () => ({ grpcAddress: node.grpcAddress, pipeIp: config.pipe.announcedAddress ?? config.pipe.listenIp, load: node.load(), draining: node.draining }),
       log,
     );
     const ops = await startOpsServer({
@@ -101,6 +115,7 @@ export class SfuNode implements PipeHost {
       readiness: () =>
         node.draining ? 'draining' : nc.isClosed() ? 'nats connection closed' : pool.aliveCount === 0 ? 'no live mediasoup worker' : undefined,
       drain: () => node.startDrain(),
+      drainToken,
     });
     node.opsPort = ops.port;
     node.stopOps = ops.close;
@@ -131,8 +146,14 @@ export class SfuNode implements PipeHost {
     return { nodeId: this.config.nodeId, grpcAddress: this.grpcAddress };
   }
 
-  addressOf(nodeId: string): Promise<string | undefined> {
-    return this.registry?.addressOf(nodeId) ?? Promise.resolve(undefined);
+  peerOf(nodeId: string): Promise<PeerAddress | undefined> {
+    return this.registry?.peer(nodeId) ?? Promise.resolve(undefined);
+  }
+
+  /** Whether `ip` is the RTP address of a live recorder node (draining ones still record). */
+  async isRecorderAddress(ip: string): Promise<boolean> {
+    if (!this.recorderNodes) return false;
+    return (await liveRecorderNodes(this.recorderNodes, this.log)).some((recorder) => recorder.rtpIp === ip);
   }
 
   get pipeListen(): PipeListen {
@@ -174,7 +195,7 @@ export class SfuNode implements PipeHost {
     if (existing && !existing.closed) return { room: existing, created: false };
     if (this.draining) throw new GatewayError(ErrorCode.DRAINING, 'node is draining and takes no new rooms');
     const worker = this.pool.leastLoaded();
-    const room = await Room.open(tenant, name, worker, this.config.roomTimeouts, this.log);
+    const room = await Room.open(tenant, name, worker, this.config.roomTimeouts, this.config.participantLimits, this.log);
     // Two concurrent opens of the same room: keep the first, drop ours.
     const raced = this.rooms.get(key);
     if (raced && !raced.closed) {

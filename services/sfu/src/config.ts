@@ -1,7 +1,7 @@
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { ErrorCode, GatewayError, env, grpcTlsShape, loadConfig, natsShape, readNatsSettings, readGrpcTls } from '@gateway/common';
+import { ErrorCode, GatewayError, env, grpcTlsShape, loadConfig, natsShape, opsDrainShape, readNatsSettings, readGrpcTls } from '@gateway/common';
 
 const shape = {
   ...natsShape,
@@ -40,7 +40,17 @@ const shape = {
   /** UDP ports pipes between SFU nodes use. */
   SFU_PIPE_PORT_MIN: env.port(42000),
   SFU_PIPE_PORT_MAX: env.port(42999),
+  /**
+   * What one participant may hold on this node (signaling enforces its own limits first). A
+   * contact-center call has a send and a receive transport per participant (a reconnect may
+   * overlap them briefly), up to four producers (camera, microphone, screen and its audio), and
+   * a consumer per producer of the others.
+   */
+  SFU_MAX_TRANSPORTS_PER_PARTICIPANT: env.positiveInt(4),
+  SFU_MAX_PRODUCERS_PER_PARTICIPANT: env.positiveInt(8),
+  SFU_MAX_CONSUMERS_PER_PARTICIPANT: env.positiveInt(64),
   ...grpcTlsShape,
+  ...opsDrainShape,
   SFU_WORKER_LOG_LEVEL: z.enum(['debug', 'warn', 'error', 'none']).default('warn'),
 };
 
@@ -71,6 +81,12 @@ export function readSfuConfig(source: Record<string, string | undefined> = proce
     roomTimeouts: { idleMs: c.SFU_ROOM_IDLE_SECONDS * 1000, abandonedTransportMs: c.SFU_TRANSPORT_ABANDON_SECONDS * 1000, iceConsentTimeoutSeconds: Math.round(c.SFU_ICE_CONSENT_TIMEOUT_SECONDS) },
     workerLogLevel: c.SFU_WORKER_LOG_LEVEL,
     maxConsumers: c.SFU_MAX_CONSUMERS ?? 500 * c.SFU_WORKERS,
+    participantLimits: {
+      transports: c.SFU_MAX_TRANSPORTS_PER_PARTICIPANT,
+      producers: c.SFU_MAX_PRODUCERS_PER_PARTICIPANT,
+      consumers: c.SFU_MAX_CONSUMERS_PER_PARTICIPANT,
+    },
+    drainTokenFile: c.OPS_DRAIN_TOKEN_FILE,
     pipe: { listenIp: c.SFU_PIPE_LISTEN_IP, announcedAddress: c.SFU_PIPE_ANNOUNCED_ADDRESS, portMin: c.SFU_PIPE_PORT_MIN, portMax: c.SFU_PIPE_PORT_MAX },
   };
 }

@@ -160,6 +160,8 @@ export const natsAccess: Record<ServiceIdentity, Grant[]> = {
     core.publish(roomEvents),
     // The registry: every SFU node writes its own key (nats-server 2.9 cannot scope a key per node, see docs/security.md).
     kv.readWrite(buckets.sfuNodes),
+    // Taps go only to registered recorders' addresses.
+    kv.read(buckets.recorderNodes),
   ],
   recorder: [
     core.publishAndSubscribe(roomEvents),

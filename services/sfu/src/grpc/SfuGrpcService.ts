@@ -1,63 +1,76 @@
 import type { types } from 'mediasoup';
 import { Counter } from 'prom-client';
-import {
-  MediaKind,
-  SfuService,
-  TrackSource,
-  TransportDirection,
-  type ConsumeRequest,
-  type ClosePipeRequest,
-  type CreateTapStreamRequest,
-  type ImportProducerRequest,
-  type OpenPipeRequest,
-  type PipeConsumeRequest,
-  type PipedProducerChange,
-  type SetTapPausedRequest,
-  type TapRef,
-  type ConsumerRef,
-  type ConnectTransportRequest,
-  type CreateWebRtcTransportRequest,
-  type OpenRoomRequest,
-  type ParticipantRef,
-  type ProduceRequest,
-  type ProducerRef,
-  type RoomRef,
-  type SetPreferredLayersRequest,
-  type TransportRef,
-} from '@gateway/proto/gateway/sfu/v1/sfu';
-import { ErrorCode, GatewayError, SUBJECT_TOKEN, grpc, unaryHandlers, type Logger } from '@gateway/common';
+import { SfuService, TrackSource, TransportDirection } from '@gateway/proto/gateway/sfu/v1/sfu';
+import { ErrorCode, GatewayError, grpc, parseWith, unaryHandlers, withCheckedDecoding, type GrpcAccess, type GrpcService, type Logger } from '@gateway/common';
 import type { SfuNode } from '../SfuNode.js';
-import type { Room } from '../Room.js';
 import { kindName, mediaKind, producerInfo, sourceNames, sourceValues } from './mapping.js';
+import { sfuRequestSchemas, type SfuMethod, type SfuRequest } from './requests.js';
 
-function badRequest(message: string): GatewayError {
-  return new GatewayError(ErrorCode.BAD_REQUEST, message);
+const signaling = ['signaling'] as const satisfies readonly GrpcService[];
+const taps = ['recorder', 'signaling'] as const satisfies readonly GrpcService[];
+const nodes = ['sfu'] as const satisfies readonly GrpcService[];
+
+/**
+ * Which services may call each method, by the identity in their certificates: the rooms and
+ * their media belong to signaling, recording taps to the recorder (and signaling), pipes to the
+ * other SFU nodes. `unaryHandlers` applies it before a request is read; a method without an
+ * entry would not compile, and is refused at run time.
+ */
+export const sfuAccess = {
+  openRoom: signaling,
+  closeRoom: signaling,
+  createWebRtcTransport: signaling,
+  connectTransport: signaling,
+  restartIce: signaling,
+  getTransportStats: signaling,
+  closeTransport: signaling,
+  produce: signaling,
+  pauseProducer: signaling,
+  resumeProducer: signaling,
+  closeProducer: signaling,
+  consume: signaling,
+  resumeConsumer: signaling,
+  pauseConsumer: signaling,
+  setPreferredLayers: signaling,
+  closeConsumer: signaling,
+  closeParticipant: signaling,
+  importProducer: signaling,
+  getNodeInfo: ['signaling', 'recorder', 'sfu'],
+  listProducers: taps,
+  createTapStream: taps,
+  setTapPaused: taps,
+  closeTap: taps,
+  openPipe: nodes,
+  pipeConsume: nodes,
+  pipedProducerChanged: nodes,
+  closePipe: nodes,
+} as const satisfies Record<SfuMethod, readonly GrpcService[]>;
+
+/**
+ * Runs an operation on mediasoup objects that a concurrent call (a close, the room ending) may
+ * close under it: failing because one of them closed meanwhile is NOT_FOUND, like asking after
+ * the close, not an unexpected failure.
+ */
+async function whileOpen<T>(targets: Array<{ closed: boolean }>, operation: () => Promise<T>): Promise<T> {
+  try {
+    return await operation();
+  } catch (error) {
+    // mediasoup delivers the worker's "closed" notifications a turn of the event loop after the
+    // responses that came with them: give them that turn before judging.
+    for (let turn = 0; turn < 3 && !targets.some((target) => target.closed); turn++) await new Promise((resolve) => setImmediate(resolve));
+    if (targets.some((target) => target.closed)) throw new GatewayError(ErrorCode.NOT_FOUND, 'it was closed meanwhile', { cause: error });
+    throw error;
+  }
 }
 
-function roomOf(node: SfuNode, ref: RoomRef | undefined): Room {
-  if (!ref || !SUBJECT_TOKEN.test(ref.tenant) || !SUBJECT_TOKEN.test(ref.room)) throw badRequest('a valid room reference is required');
-  return node.room(ref.tenant, ref.room);
-}
-
-function requireId(value: string, what: string): string {
-  if (!value) throw badRequest(`${what} is required`);
-  return value;
-}
-
-function requireObject<T>(value: { [key: string]: any } | undefined, what: string): T {
-  if (!value || typeof value !== 'object') throw badRequest(`${what} is required`);
-  return value as T;
-}
-
-function tapId(ref: TapRef | undefined): string {
-  const id = requireId(ref?.tapId ?? '', 'tapId');
-  if (!SUBJECT_TOKEN.test(id)) throw badRequest('tapId must be letters, digits, _ or -');
-  return id;
-}
+/** gRPC method names as they appear in messages: OpenPipe, CreateTapStream, ... */
+const methodName = (method: string) => method[0]!.toUpperCase() + method.slice(1);
 
 /**
  * The SFU's gRPC API (gateway.sfu.v1.Sfu). Every call names the room, and every id is looked
- * up inside that room only, so one tenant can never reach another tenant's media.
+ * up inside that room only, so one tenant can never reach another tenant's media. Each request
+ * is checked against its schema (requests.ts) before anything is looked up; the handlers get
+ * only what passed.
  */
 export function registerSfuService(server: grpc.Server, node: SfuNode, log: Logger): void {
   const requests = new Counter({
@@ -66,30 +79,25 @@ export function registerSfuService(server: grpc.Server, node: SfuNode, log: Logg
     labelNames: ['method', 'code'] as const,
     registers: [node.metrics],
   });
-  const transportRef = (ref: TransportRef | undefined) => {
-    const room = roomOf(node, ref?.room);
-    return { room, transport: room.transport(requireId(ref?.transportId ?? '', 'transportId')) };
+  const room = (ref: { tenant: string; room: string }) => node.room(ref.tenant, ref.room);
+  const transportOf = (ref: { room: { tenant: string; room: string }; transportId: string }) => {
+    const found = room(ref.room);
+    return { room: found, transport: found.transport(ref.transportId) };
   };
 
-  const handlers = {
-    async openRoom(req: OpenRoomRequest) {
-      if (!req.room) throw badRequest('room is required');
-      const { room, created } = await node.openRoom(req.room.tenant, req.room.room);
-      return { rtpCapabilities: room.rtpCapabilities as unknown as Record<string, unknown>, created, activeSpeakerParticipantId: room.activeSpeakerParticipantId };
+  const checked: { [M in SfuMethod]: (req: SfuRequest<M>) => Promise<object> } = {
+    async openRoom(req) {
+      const { room: opened, created } = await node.openRoom(req.room.tenant, req.room.room);
+      return { rtpCapabilities: opened.rtpCapabilities as unknown as Record<string, unknown>, created, activeSpeakerParticipantId: opened.activeSpeakerParticipantId };
     },
-    async closeRoom(req: RoomRef) {
-      roomOf(node, req).close('closed');
+    async closeRoom(req) {
+      room(req).close('closed');
       return {};
     },
-    async createWebRtcTransport(req: CreateWebRtcTransportRequest) {
-      const room = roomOf(node, req.room);
-      const participantId = requireId(req.participantId, 'participantId');
-      const direction =
-        req.direction === TransportDirection.TRANSPORT_DIRECTION_SEND ? 'send'
-        : req.direction === TransportDirection.TRANSPORT_DIRECTION_RECV ? 'recv'
-        : undefined;
-      if (!direction) throw badRequest('direction must be SEND or RECV');
-      const transport = await room.createWebRtcTransport(participantId, direction);
+    async createWebRtcTransport(req) {
+      const direction = req.direction === TransportDirection.TRANSPORT_DIRECTION_SEND ? 'send' : 'recv';
+      const found = room(req.room);
+      const transport = await whileOpen([found], () => found.createWebRtcTransport(req.participantId, direction));
       return {
         transportId: transport.id,
         iceParameters: transport.iceParameters as unknown as Record<string, unknown>,
@@ -97,72 +105,70 @@ export function registerSfuService(server: grpc.Server, node: SfuNode, log: Logg
         dtlsParameters: transport.dtlsParameters as unknown as Record<string, unknown>,
       };
     },
-    async connectTransport(req: ConnectTransportRequest) {
-      const { transport } = transportRef(req.transport);
-      const dtlsParameters = requireObject<types.DtlsParameters>(req.dtlsParameters, 'dtlsParameters');
+    async connectTransport(req) {
+      const { transport } = transportOf(req.transport);
       try {
-        await transport.connect({ dtlsParameters });
+        await whileOpen([transport], () => transport.connect({ dtlsParameters: req.dtlsParameters as types.DtlsParameters }));
       } catch (error) {
-        throw new GatewayError(ErrorCode.BAD_REQUEST, `connect refused: ${(error as Error).message}`, { cause: error });
+        if (GatewayError.from(error).code === ErrorCode.NOT_FOUND) throw error;
+        // mediasoup's words stay in the cause, for the logs.
+        throw new GatewayError(ErrorCode.BAD_REQUEST, 'the transport refused the DTLS parameters (or is connected already)', { cause: error });
       }
       return {};
     },
-    async restartIce(req: TransportRef) {
-      const { transport } = transportRef(req);
-      const iceParameters = await transport.restartIce();
+    async restartIce(req) {
+      const { transport } = transportOf(req);
+      const iceParameters = await whileOpen([transport], () => transport.restartIce());
       return { iceParameters: iceParameters as unknown as Record<string, unknown> };
     },
-    async getTransportStats(req: TransportRef) {
-      const { room, transport } = transportRef(req);
+    async getTransportStats(req) {
+      const { room: found, transport } = transportOf(req);
       const stats: Array<Record<string, unknown>> = [];
-      for (const s of await transport.getStats()) stats.push({ ...s });
+      for (const s of await whileOpen([transport], () => transport.getStats())) stats.push({ ...s });
       // Per-stream figures: a send transport carries its participant's producers, a receive
       // transport its consumers (one transport per direction per participant).
       const owner = transport.appData.participantId;
-      const streams = transport.appData.direction === 'send' ? room.producers.values() : room.consumers.values();
+      const streams = transport.appData.direction === 'send' ? [...found.producers.values()] : [...found.consumers.values()];
       for (const stream of streams) {
         if (stream.appData.participantId !== owner) continue;
-        for (const s of await stream.getStats()) stats.push({ ...s, [transport.appData.direction === 'send' ? 'producerId' : 'consumerId']: stream.id });
+        for (const s of await whileOpen([transport, stream], () => stream.getStats())) stats.push({ ...s, [transport.appData.direction === 'send' ? 'producerId' : 'consumerId']: stream.id });
       }
       return { stats };
     },
-    async closeTransport(req: TransportRef) {
-      transportRef(req).transport.close();
+    async closeTransport(req) {
+      transportOf(req).transport.close();
       return {};
     },
-    async produce(req: ProduceRequest) {
-      const { room } = transportRef(req.transport);
-      const source = sourceNames[req.source];
-      if (!source) throw badRequest('source is required');
-      const kind = kindName(req.kind);
-      if (!kind) throw badRequest('kind must be AUDIO or VIDEO');
-      const rtpParameters = requireObject<types.RtpParameters>(req.rtpParameters, 'rtpParameters');
-      const producer = await room.produce(
-        req.transport!.transportId,
-        requireId(req.participantId, 'participantId'),
-        kind,
-        rtpParameters,
-        source,
+    async produce(req) {
+      const { room: found, transport } = transportOf(req.transport);
+      const producer = await whileOpen([found, transport], () => found.produce(
+        req.transport.transportId,
+        req.participantId,
+        kindName(req.kind)!,
+        req.rtpParameters as types.RtpParameters,
+        sourceNames[req.source]!,
         req.paused,
-      );
+      ));
       return { producerId: producer.id };
     },
-    async pauseProducer(req: ProducerRef) {
-      await roomOf(node, req.room).producer(requireId(req.producerId, 'producerId')).pause();
+    async pauseProducer(req) {
+      const producer = room(req.room).producer(req.producerId);
+      await whileOpen([producer], () => producer.pause());
       return {};
     },
-    async resumeProducer(req: ProducerRef) {
-      await roomOf(node, req.room).producer(requireId(req.producerId, 'producerId')).resume();
+    async resumeProducer(req) {
+      const producer = room(req.room).producer(req.producerId);
+      await whileOpen([producer], () => producer.resume());
       return {};
     },
-    async closeProducer(req: ProducerRef) {
-      roomOf(node, req.room).producer(requireId(req.producerId, 'producerId')).close();
+    async closeProducer(req) {
+      room(req.room).producer(req.producerId).close();
       return {};
     },
-    async consume(req: ConsumeRequest) {
-      const { room } = transportRef(req.transport);
-      const rtpCapabilities = requireObject<types.RtpCapabilities>(req.rtpCapabilities, 'rtpCapabilities');
-      const consumer = await room.consume(req.transport!.transportId, requireId(req.producerId, 'producerId'), rtpCapabilities);
+    async consume(req) {
+      const { room: found, transport } = transportOf(req.transport);
+      const producer = found.producer(req.producerId);
+      const consumer = await whileOpen([found, transport, producer], () => found.consume(req.transport.transportId, req.producerId, req.rtpCapabilities as types.RtpCapabilities));
       return {
         consumerId: consumer.id,
         producerId: consumer.producerId,
@@ -170,76 +176,80 @@ export function registerSfuService(server: grpc.Server, node: SfuNode, log: Logg
         rtpParameters: consumer.rtpParameters as unknown as Record<string, unknown>,
         type: consumer.type,
         producerPaused: consumer.producerPaused,
-        producerParticipantId: room.producer(consumer.producerId).appData.participantId,
+        producerParticipantId: producer.appData.participantId,
         source: sourceValues[consumer.appData.source ?? ''] ?? TrackSource.TRACK_SOURCE_UNSPECIFIED,
       };
     },
-    async resumeConsumer(req: ConsumerRef) {
-      await roomOf(node, req.room).resumeConsumer(requireId(req.consumerId, 'consumerId'));
+    async resumeConsumer(req) {
+      const found = room(req.room);
+      const consumer = found.consumer(req.consumerId);
+      await whileOpen([consumer], () => found.resumeConsumer(req.consumerId));
       return {};
     },
-    async pauseConsumer(req: ConsumerRef) {
-      await roomOf(node, req.room).consumer(requireId(req.consumerId, 'consumerId')).pause();
+    async pauseConsumer(req) {
+      const consumer = room(req.room).consumer(req.consumerId);
+      await whileOpen([consumer], () => consumer.pause());
       return {};
     },
-    async setPreferredLayers(req: SetPreferredLayersRequest) {
-      const consumer = roomOf(node, req.consumer?.room).consumer(requireId(req.consumer?.consumerId ?? '', 'consumerId'));
-      await consumer.setPreferredLayers({ spatialLayer: req.spatialLayer, temporalLayer: req.temporalLayer });
+    async setPreferredLayers(req) {
+      const consumer = room(req.consumer.room).consumer(req.consumer.consumerId);
+      await whileOpen([consumer], () => consumer.setPreferredLayers({ spatialLayer: req.spatialLayer, temporalLayer: req.temporalLayer }));
       return {};
     },
-    async closeConsumer(req: ConsumerRef) {
-      roomOf(node, req.room).consumer(requireId(req.consumerId, 'consumerId')).close();
+    async closeConsumer(req) {
+      room(req.room).consumer(req.consumerId).close();
       return {};
     },
-    async closeParticipant(req: ParticipantRef) {
-      roomOf(node, req.room).closeParticipant(requireId(req.participantId, 'participantId'));
+    async closeParticipant(req) {
+      room(req.room).closeParticipant(req.participantId);
       return {};
     },
-    async listProducers(req: RoomRef) {
-      return { producers: [...roomOf(node, req).producers.values()].map(producerInfo) };
+    async listProducers(req) {
+      return { producers: [...room(req).producers.values()].map(producerInfo) };
     },
-    async createTapStream(req: CreateTapStreamRequest) {
-      const room = roomOf(node, req.tap?.room);
-      const id = tapId(req.tap);
-      if (!req.ip || !req.port || req.port > 65535 || req.rtcpPort > 65535) throw badRequest('ip and port of the recorder are required');
+    async createTapStream(req) {
+      const found = room(req.tap.room);
+      // A room's media goes to recorder nodes only: the address must be one the recorder
+      // registry holds, whatever the caller says.
+      if (!(await node.isRecorderAddress(req.ip))) {
+        throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'taps go only to the RTP address of a registered recorder node');
+      }
       const destination = { ip: req.ip, port: req.port, rtcpPort: req.rtcpPort };
-      const { consumer, producer } = await room.createTapStream(id, requireId(req.producerId, 'producerId'), destination, node.config.tapListenIp, req.paused);
+      const tapped = found.producer(req.producerId);
+      const { consumer, producer } = await whileOpen([found, tapped], () => found.createTapStream(req.tap.tapId, req.producerId, destination, node.config.tapListenIp, req.paused));
       return { consumerId: consumer.id, producer: producerInfo(producer), rtpParameters: consumer.rtpParameters as unknown as Record<string, unknown> };
     },
-    async setTapPaused(req: SetTapPausedRequest) {
-      await roomOf(node, req.tap?.room).setTapPaused(tapId(req.tap), req.paused);
+    async setTapPaused(req) {
+      const found = room(req.tap.room);
+      await whileOpen([found], () => found.setTapPaused(req.tap.tapId, req.paused));
       return {};
     },
-    async closeTap(req: TapRef) {
-      roomOf(node, req.room).closeTap(tapId(req));
+    async closeTap(req) {
+      room(req.room).closeTap(req.tapId);
       return {};
     },
-    async importProducer(req: ImportProducerRequest) {
-      roomOf(node, req.room);
-      await node.pipes.importProducer({ ...req, producerId: requireId(req.producerId, 'producerId') });
+    async importProducer(req) {
+      room(req.room);
+      await node.pipes.importProducer(req);
       return {};
     },
-    async openPipe(req: OpenPipeRequest) {
-      roomOf(node, req.room);
+    async openPipe(req) {
+      room(req.room);
       return node.pipes.openPipe(req);
     },
-    async pipeConsume(req: PipeConsumeRequest) {
-      roomOf(node, req.room);
-      const { consumer, producer } = await node.pipes.pipeConsume({
-        ...req,
-        peerNodeId: requireId(req.peerNodeId, 'peerNodeId'),
-        producerId: requireId(req.producerId, 'producerId'),
-      });
+    async pipeConsume(req) {
+      room(req.room);
+      const { consumer, producer } = await node.pipes.pipeConsume(req);
       return { producer: producerInfo(producer), rtpParameters: consumer.rtpParameters as unknown as Record<string, unknown> };
     },
-    async pipedProducerChanged(req: PipedProducerChange) {
-      roomOf(node, req.room);
+    async pipedProducerChanged(req) {
+      room(req.room);
       await node.pipes.pipedProducerChanged(req);
       return {};
     },
-    async closePipe(req: ClosePipeRequest) {
-      roomOf(node, req.room);
-      node.pipes.closePipe({ ...req, peerNodeId: requireId(req.peerNodeId, 'peerNodeId') });
+    async closePipe(req) {
+      room(req.room);
+      node.pipes.closePipe(req);
       return {};
     },
     async getNodeInfo() {
@@ -250,13 +260,22 @@ export function registerSfuService(server: grpc.Server, node: SfuNode, log: Logg
         draining: node.draining,
         updatedAtMs: Date.now(),
         version: '1',
+        pipeIp: node.config.pipe.announcedAddress ?? node.config.pipe.listenIp,
       };
     },
   };
 
-  const implementation = unaryHandlers(handlers, (method, error) => {
-    if (error.code === ErrorCode.INTERNAL) log.error({ method, err: error }, 'gRPC handler failed');
-  });
+  // Each handler gets its request only once it has passed the method's schema: a bad one is
+  // INVALID_ARGUMENT naming the field (never echoing its value), and nothing else happens.
+  const handlers = Object.fromEntries(
+    (Object.keys(checked) as SfuMethod[]).map((method) => [
+      method,
+      (request: unknown) => (checked[method] as (req: unknown) => Promise<object>)(parseWith(sfuRequestSchemas[method], request, `${methodName(method)} request`)),
+    ]),
+  ) as { [M in SfuMethod]: (request: unknown) => Promise<object> };
+  const access: GrpcAccess<typeof handlers> = sfuAccess;
+
+  const implementation = unaryHandlers(handlers, { access, requireIdentity: node.config.grpcTls !== undefined, log });
   // Count every call by method and outcome.
   for (const [method, handler] of Object.entries(implementation)) {
     implementation[method] = ((call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) =>
@@ -265,5 +284,5 @@ export function registerSfuService(server: grpc.Server, node: SfuNode, log: Logg
         callback(error, value);
       })) as grpc.UntypedHandleCall;
   }
-  server.addService(SfuService, implementation);
+  server.addService(withCheckedDecoding(SfuService), implementation);
 }

@@ -437,6 +437,11 @@ export interface NodeInfo {
   /** Unix milliseconds of the last heartbeat. */
   updatedAtMs: number;
   version: string;
+  /**
+   * The address this node's ends of pipes to other SFU nodes listen on (SFU_PIPE_ANNOUNCED_ADDRESS,
+   * else SFU_PIPE_LISTEN_IP): the only address its peers connect pipes to.
+   */
+  pipeIp: string;
 }
 
 function createBaseNodeAddress(): NodeAddress {
@@ -3918,7 +3923,7 @@ export const NodeLoad: MessageFns<NodeLoad> = {
 };
 
 function createBaseNodeInfo(): NodeInfo {
-  return { nodeId: "", grpcAddress: "", load: undefined, draining: false, updatedAtMs: 0, version: "" };
+  return { nodeId: "", grpcAddress: "", load: undefined, draining: false, updatedAtMs: 0, version: "", pipeIp: "" };
 }
 
 export const NodeInfo: MessageFns<NodeInfo> = {
@@ -3940,6 +3945,9 @@ export const NodeInfo: MessageFns<NodeInfo> = {
     }
     if (message.version !== "") {
       writer.uint32(50).string(message.version);
+    }
+    if (message.pipeIp !== "") {
+      writer.uint32(58).string(message.pipeIp);
     }
     return writer;
   },
@@ -4005,6 +4013,14 @@ export const NodeInfo: MessageFns<NodeInfo> = {
             message.version = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.pipeIp = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4037,6 +4053,11 @@ export const NodeInfo: MessageFns<NodeInfo> = {
         ? globalThis.Number(object.updated_at_ms)
         : 0,
       version: isSet(object.version) ? globalThis.String(object.version) : "",
+      pipeIp: isSet(object.pipeIp)
+        ? globalThis.String(object.pipeIp)
+        : isSet(object.pipe_ip)
+        ? globalThis.String(object.pipe_ip)
+        : "",
     };
   },
 
@@ -4060,6 +4081,9 @@ export const NodeInfo: MessageFns<NodeInfo> = {
     if (message.version !== "") {
       obj.version = message.version;
     }
+    if (message.pipeIp !== "") {
+      obj.pipeIp = message.pipeIp;
+    }
     return obj;
   },
 
@@ -4074,6 +4098,7 @@ export const NodeInfo: MessageFns<NodeInfo> = {
     message.draining = object.draining ?? false;
     message.updatedAtMs = object.updatedAtMs ?? 0;
     message.version = object.version ?? "";
+    message.pipeIp = object.pipeIp ?? "";
     return message;
   },
 };

@@ -1,0 +1,80 @@
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { MediaKind, NodeInfo, SfuService, TrackSource } from '@gateway/proto/gateway/sfu/v1/sfu';
+import { buckets, callUnary, grpc, grpcServerCredentials, kvKeys, openBucket, startGrpcServer, stopGrpcServer } from '@gateway/common';
+import { NatsServer, grpcTlsOf, startRecorderProcess } from '@gateway/testing';
+import { outcome, recorderClientAs } from '../support/grpcClients.js';
+
+/**
+ * What the recorder's SFU client receives is input too: the producer ids of ListProducers
+ * become file names and ffmpeg segment patterns, the codec of CreateTapStream lines of the SDP
+ * ffmpeg reads. An SFU (here one that answers what it likes, with a real SFU certificate) that
+ * answers ids with path parts or codec parameters with line breaks gets the recording refused,
+ * and nothing is written outside the recorder's work folder.
+ */
+describe('the recorder checks what an SFU answers', () => {
+  let nats: NatsServer;
+  let nc: NatsConnection;
+  let base: string;
+  let recorder: Awaited<ReturnType<typeof startRecorderProcess>>;
+  let fakeSfu: { server: grpc.Server; port: number };
+  let producerId = '';
+  let codecParameters: Record<string, unknown> = {};
+
+  beforeAll(async () => {
+    nats = await NatsServer.start();
+    nc = await nats.connect();
+    base = mkdtempSync(path.join(tmpdir(), 'gateway-recorder-answers-'));
+    const implementation: grpc.UntypedServiceImplementation = Object.fromEntries(
+      Object.keys(SfuService).map((m) => [m, (_call: unknown, callback: grpc.sendUnaryData<unknown>) => callback(null, {})]),
+    );
+    const producer = () => ({ producerId, participantId: 'PA_speaker', kind: MediaKind.MEDIA_KIND_AUDIO, source: TrackSource.TRACK_SOURCE_MICROPHONE, paused: false });
+    implementation.listProducers = (_call: unknown, callback: grpc.sendUnaryData<unknown>) => callback(null, { producers: [producer()] });
+    implementation.createTapStream = (_call: unknown, callback: grpc.sendUnaryData<unknown>) =>
+      callback(null, { consumerId: 'CO_1', producer: producer(), rtpParameters: { codecs: [{ mimeType: 'audio/opus', payloadType: 100, clockRate: 48000, channels: 2, parameters: codecParameters }] } });
+    fakeSfu = await startGrpcServer((s) => s.addService(SfuService, implementation), '127.0.0.1', 0, grpcServerCredentials(grpcTlsOf('sfu')));
+    const sfuNodes = await openBucket(nc, buckets.sfuNodes);
+    await sfuNodes.put('sfu-answers', NodeInfo.encode(NodeInfo.create({ nodeId: 'sfu-answers', grpcAddress: `127.0.0.1:${fakeSfu.port}`, pipeIp: '127.0.0.1', updatedAtMs: Date.now(), version: '1' })).finish());
+    const placement = await openBucket(nc, buckets.roomPlacement);
+    for (const room of ['room-path', 'room-sdp']) await placement.put(kvKeys.room('demo', room), 'sfu-answers');
+    recorder = await startRecorderProcess({ natsUrl: nats.url, workDir: path.join(base, 'work', 'jobs') });
+  }, 60_000);
+
+  afterAll(async () => {
+    await recorder?.stop();
+    if (fakeSfu) await stopGrpcServer(fakeSfu.server);
+    await nc?.close();
+    await nats?.stop();
+    if (base) rmSync(base, { recursive: true, force: true });
+  });
+
+  const start = async (room: string) => {
+    const client = recorderClientAs(recorder.grpcAddress);
+    try {
+      return await outcome(callUnary(client, client.startRecording, { tenant: 'demo', room, requestedBy: '', options: undefined }, 20_000));
+    } finally {
+      client.close();
+    }
+  };
+
+  it('refuses producer ids that would be paths or ffmpeg patterns', async () => {
+    producerId = '../../../escaped%d';
+    codecParameters = {};
+    const result = await start('room-path');
+    expect(result.code).toBe('UNAVAILABLE');
+    expect(result.message).toMatch(/^the SFU's producer list is invalid: 0\.producerId/);
+    const everything = (dir: string): string[] => readdirSync(dir, { recursive: true }).map(String);
+    expect(everything(base).filter((name) => name.includes('escaped'))).toEqual([]);
+  });
+
+  it('refuses codec parameters that would add lines to the SDP', async () => {
+    producerId = 'PR_fine';
+    codecParameters = { 'sprop-stereo': '1\r\na=rtpmap:100 evil/1' };
+    const result = await start('room-sdp');
+    expect(result.code).toBe('UNAVAILABLE');
+    expect(result.message).toMatch(/^the SFU's tap is invalid: rtpParameters\.codecs\.0\.parameters/);
+  });
+});
