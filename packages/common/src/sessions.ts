@@ -1,5 +1,8 @@
 import { parsePhoneNumberFromString } from 'libphonenumber-js';
+import { z } from 'zod';
 import { openJson, sealJson, type Keyring, type SealedValue } from './artifacts.js';
+import { ErrorCode, GatewayError } from './errors.js';
+import { parseWith, schemas } from './validation.js';
 
 /**
  * One participant of a room's session as the CRM record of the contact gets it: the customer's
@@ -21,9 +24,38 @@ export async function sealParticipants(keyring: Keyring, tenant: string, session
   return JSON.stringify(await sealJson(keyring, tenant, `session:${sessionId}`, participants));
 }
 
+const sealedSchema = z.object({
+  wrapped: z.object({ kekId: z.string().min(1).max(128), value: z.string().min(1).max(1_024).regex(/^[A-Za-z0-9+/=]+$/) }),
+  value: z.string().min(1).max(8 * 1024 * 1024).regex(/^[A-Za-z0-9+/=]+$/),
+});
+
+/** What a sealed participant list must hold once opened (it was sealed by us, but is checked all the same). */
+const participantsSchema = z
+  .array(
+    z.object({
+      participantId: schemas.id(),
+      role: z.string().max(16),
+      externalId: schemas.text(256),
+      crmContactId: z.string().max(64),
+      phoneNumber: z.union([z.literal(''), z.string().regex(/^\+[1-9]\d{6,14}$/)]),
+      deviceIds: z.array(z.string().min(1).max(256)).max(5),
+      joinedAtMs: z.number().int().min(0),
+    }),
+  )
+  .max(10_000);
+
+/** Opens a room's participants; a value that is not what we sealed is an INTERNAL error, never trusted. */
 export async function openParticipants(keyring: Keyring, tenant: string, sessionId: string, sealed: string): Promise<SessionParticipant[]> {
   if (!sealed) return [];
-  return openJson<SessionParticipant[]>(keyring, tenant, `session:${sessionId}`, JSON.parse(sealed) as SealedValue);
+  let envelope: SealedValue;
+  try {
+    envelope = parseWith(sealedSchema, JSON.parse(sealed), 'sealed participants', ErrorCode.INTERNAL);
+  } catch (error) {
+    // (JSON.parse's message quotes the input.)
+    throw new GatewayError(ErrorCode.INTERNAL, 'the sealed participants are unreadable', { cause: error });
+  }
+  const opened = await openJson<unknown>(keyring, tenant, `session:${sessionId}`, envelope);
+  return parseWith(participantsSchema, opened, 'sealed participants', ErrorCode.INTERNAL);
 }
 
 /** A phone number in E.164 (+14155550132), or undefined when it is not a valid number. */

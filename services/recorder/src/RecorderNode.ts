@@ -17,12 +17,14 @@ import {
   connectNats,
   ensureStream,
   createMetricsRegistry,
+  decodeChecked,
   grpcServerCredentials,
   inMessageSpan,
   kvKeys,
   natsHeadersWithTrace,
   openBucket,
   roomEventAttributes,
+  roomEventSchema,
   startGrpcServer,
   startOpsServer,
   stopGrpcServer,
@@ -39,6 +41,7 @@ import {
 import type { RecorderConfig } from './config.js';
 import { RecordingJob, type RecordingStatusName } from './RecordingJob.js';
 import { assembleRecording } from './assemble.js';
+import { readJobRecord } from './records.js';
 import { registerRecorderService } from './grpc/RecorderGrpcService.js';
 
 /** How often a node refreshes the records of its jobs; a record three times older is orphaned. */
@@ -222,7 +225,7 @@ export class RecorderNode {
     if (running && running.recording.tenant === tenant) return running.recording;
     const entry = await this.records.get(kvKeys.recording(assertSubjectToken('tenant', tenant), assertSubjectToken('recording id', recordingId)));
     if (!entry || entry.operation !== 'PUT' || entry.length === 0) throw new GatewayError(ErrorCode.NOT_FOUND, 'recording not found');
-    return RecordingJobRecord.decode(entry.value).recording!;
+    return readJobRecord(entry.value).recording!;
   }
 
   /** New or resumed producers join the recording; the room ending (or emptying) ends it. */
@@ -236,8 +239,10 @@ export class RecorderNode {
       for await (const message of subscription) {
         let event: RoomEvent;
         try {
-          event = RoomEvent.decode(message.data);
-        } catch {
+          event = decodeChecked(RoomEvent, message.data, roomEventSchema, 'room event');
+          if (event.tenant !== tenant || event.room !== room) continue;
+        } catch (error) {
+          this.log.warn({ err: error, recordingId }, 'invalid room event dropped');
           continue;
         }
         const kind = event.event?.$case;
@@ -352,7 +357,13 @@ export class RecorderNode {
       for (const key of await liveKeys(this.records)) {
         const entry = await this.records.get(key);
         if (!entry || entry.operation !== 'PUT' || entry.length === 0) continue;
-        const record = RecordingJobRecord.decode(entry.value);
+        let record: RecordingJobRecord;
+        try {
+          record = readJobRecord(entry.value);
+        } catch (error) {
+          this.log.warn({ err: error, key }, 'invalid recording job record left alone');
+          continue;
+        }
         const recording = record.recording;
         if (!recording || !ACTIVE_STATES.has(recording.state) || this.jobs.has(recording.recordingId)) continue;
         if (Date.now() - record.refreshedAtMs < ORPHANED_MS) continue;

@@ -95,7 +95,7 @@ describe('destinations of taps and pipes', () => {
     const rtcPortMin = await freeMediaPorts(1);
     node = await SfuNode.start(
       readSfuConfig({
-        NATS_URL: nats.url,
+        ...nats.envFor('sfu'),
         SFU_NODE_ID: 'sfu-destinations',
         SFU_GRPC_HOST: '127.0.0.1',
         SFU_GRPC_PORT: '0',
