@@ -16,7 +16,8 @@ export LOG_LEVEL=${LOG_LEVEL:-warn}
 log=$(mktemp)
 bash scripts/up.sh >"$log" 2>&1 &
 up=$!
-stop() { kill -INT "$up" 2>/dev/null || true; wait "$up" 2>/dev/null || true; rm -f "$log"; }
+# TERM: a background job ignores INT.
+stop() { kill -TERM "$up" 2>/dev/null || true; wait "$up" 2>/dev/null || true; rm -f "$log"; }
 trap stop EXIT
 for _ in $(seq 1 600); do
   grep -q 'Press Ctrl-C to stop' "$log" && break

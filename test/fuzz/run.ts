@@ -51,7 +51,7 @@ const stats = await fuzzSignaling(
     frames,
     httpRequests,
     batchFrames: 10_000,
-    concurrency: 8,
+    concurrency: 24,
     onBatch: (s) => process.stderr.write(`batch ${s.batches}: ${s.frames} frames, ${s.httpRequests} HTTP requests, ${Math.round((Date.now() - began) / 1000)} s\n`),
   },
 );

@@ -216,7 +216,7 @@ export async function fuzzSignaling(target: FuzzTarget, options: FuzzOptions): P
           sent++;
           stats.frames++;
           // Keep a few frames in flight, except in a flood.
-          if (!flood) await connection.drain(sent, 8);
+          if (!flood) await connection.drain(sent, 16);
         }
         await connection.drain(sent, 0, flood ? 2_000 : 5_000);
         connection.end(workerRng, nextId);
@@ -296,8 +296,9 @@ async function fuzzHttp(rng: Rng, target: FuzzTarget, stats: FuzzStats, count: n
     `Bearer ${target.tenant.apiSecret}`,
   ];
   const bearer = () => `Bearer ${rng.chance(0.5) && resumeTokens.length > 1 ? rng.pick(splicedResumeTokens(rng.pick(resumeTokens), rng.pick(resumeTokens))) ?? 'x' : rng.pick(['', 'x', 'a.b.c.d', '...', '\u00ff'])}`;
-  const slow: Promise<void>[] = [];
-  for (let i = 0; i < count; i++) {
+  // Every request of the batch is drawn first, in order (so a seed gives the same requests), then
+  // sent from a few clients at once, each waiting for its answer.
+  const specs = Array.from({ length: count }, () => {
     const base = new URL(rng.pick(target.httpUrls));
     const route = rng.int(8);
     const id = rng.pick(['SA_x', 'AT_x', '..', '%2e%2e', 'a'.repeat(65), '\u0000', '%00', 'SA_%E0%A4%A']);
@@ -321,22 +322,30 @@ async function fuzzHttp(rng: Rng, target: FuzzTarget, stats: FuzzStats, count: n
     if (rng.chance(0.2)) headers.push(rng.pick(['Content-Length: -1', 'Content-Length: 99999999999', 'Content-Length: abc', 'Transfer-Encoding: chunked', 'Transfer-Encoding: gzip, chunked', 'Expect: 100-continue', `X-Long: ${'x'.repeat(rng.pick([100, 20_000, 100_000]))}`, 'Bad Header: x', 'Connection: upgrade', 'Upgrade: websocket', '\u0000: x']));
     else headers.push(`Content-Length: ${body.length}`);
     const request = Buffer.concat([Buffer.from(`${method} ${path} HTTP/1.1\r\n${headers.join('\r\n')}\r\n\r\n`, 'latin1'), body]);
-    if (rng.chance(0.01) && slow.length < 4) {
-      slow.push(slowSend(Number(base.port), request));
-      continue;
+    return { port: Number(base.port), path, credential, authorization: headers.find((h) => h.startsWith('Authorization')), request, slow: rng.chance(0.01) };
+  });
+  const slow: Promise<void>[] = [];
+  const send = async (spec: (typeof specs)[number]) => {
+    if (spec.slow && slow.length < 4) {
+      slow.push(slowSend(spec.port, spec.request));
+      return;
     }
-    const answer = await rawRequest(Number(base.port), request);
+    const answer = await rawRequest(spec.port, spec.request);
     stats.httpRequests++;
     const status = /^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1] ?? 'none';
     stats.http[status] = (stats.http[status] ?? 0) + 1;
-    if (credential === 'forged-basic' && path === '/v1/tokens' && status === '200') stats.forgedAccepted.push(`POST /v1/tokens with ${headers.find((h) => h.startsWith('Authorization'))?.slice(0, 40)}`);
-    if (credential === 'bearer' && status === '201') stats.forgedAccepted.push(`upload with a forged bearer token on ${path}`);
-    if (path.startsWith('/v1/artifacts/') && status === '200') stats.forgedAccepted.push(`artifact download with a forged URL token: ${path.slice(0, 80)}`);
-  }
+    if (spec.credential === 'forged-basic' && spec.path === '/v1/tokens' && status === '200') stats.forgedAccepted.push(`POST /v1/tokens with ${spec.authorization?.slice(0, 40)}`);
+    if (spec.credential === 'bearer' && status === '201') stats.forgedAccepted.push(`upload with a forged bearer token on ${spec.path}`);
+    if (spec.path.startsWith('/v1/artifacts/') && status === '200') stats.forgedAccepted.push(`artifact download with a forged URL token: ${spec.path.slice(0, 80)}`);
+  };
+  let next = 0;
+  await Promise.all(Array.from({ length: 8 }, async () => {
+    while (next < specs.length) await send(specs[next++]!);
+  }));
   await Promise.all(slow);
 }
 
-function rawRequest(port: number, request: Buffer, timeoutMs = 5_000): Promise<string> {
+function rawRequest(port: number, request: Buffer, timeoutMs = 2_000): Promise<string> {
   return new Promise((resolve) => {
     const socket = net.connect(port, '127.0.0.1');
     let answer = '';
