@@ -31,7 +31,7 @@ export interface FuzzOptions {
   batchFrames?: number;
   /** Connections sending at once. */
   concurrency?: number;
-  onBatch?: (stats: FuzzStats) => void;
+  onBatch?: (stats: FuzzStats) => void | Promise<void>;
 }
 
 export interface FuzzStats {
@@ -228,7 +228,7 @@ export async function fuzzSignaling(target: FuzzTarget, options: FuzzOptions): P
     await fuzzHttp(rng, target, stats, httpPerBatch, liveResumeTokens.map((t) => t.token));
     await checkLiveness(target, stats, nextId);
     stats.batches++;
-    options.onBatch?.(stats);
+    await options.onBatch?.(stats);
   }
   return stats;
 }
