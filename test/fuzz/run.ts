@@ -52,7 +52,7 @@ const stats = await fuzzSignaling(
     httpRequests,
     batchFrames: 10_000,
     concurrency: 24,
-    onBatch: async (s) => process.stderr.write(`batch ${s.batches}: ${s.frames} frames, ${s.httpRequests} HTTP requests, ${Math.round((Date.now() - began) / 1000)} s, signaling RSS ${(await rssMiB()).join(' / ')} MiB\n`),
+    onBatch: async (s) => void process.stderr.write(`batch ${s.batches}: ${s.frames} frames, ${s.httpRequests} HTTP requests, ${Math.round((Date.now() - began) / 1000)} s, signaling RSS ${(await rssMiB()).join(' / ')} MiB\n`),
   },
 );
 const startedAfter = await startTimes();
