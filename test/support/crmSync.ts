@@ -51,7 +51,7 @@ export async function publishTranscript(
  */
 export async function startCrmSyncStack(env: Record<string, string> = {}) {
   const nats = await NatsServer.start();
-  const crm = await startCrmSyncProcess({ natsUrl: nats.url, env: { ...twoTenantEnv, CRM_SYNC_RETRY_BASE_SECONDS: '0.2', CRM_SYNC_RETRY_MAX_SECONDS: '1', ...env } });
+  const crm = await startCrmSyncProcess({ natsUrl: nats.url, env: { ...twoTenantEnv, CRM_SYNC_RETRY_BASE_SECONDS: '0.2', CRM_SYNC_RETRY_MAX_SECONDS: '1', CRM_SYNC_CONNECTOR_TEST_SECONDS: '0.5', ...env } });
   const nc = await connect({ servers: nats.url });
   const artifacts = await ArtifactStore.open(nc, new StaticKeyring({ demo: DEMO_TENANT_KEK }));
   return {
