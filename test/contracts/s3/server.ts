@@ -156,7 +156,8 @@ export class S3ContractServer {
   static async start(options: S3ContractServerOptions = {}): Promise<S3ContractServer> {
     const server = http.createServer();
     const contract = new S3ContractServer(server, options);
-    server.on('request', (req, res) => void contract.handle(req, res));
+    // A client that drops its request midway (its body cut short) gets its connection closed, as S3 does.
+    server.on('request', (req, res) => void contract.handle(req, res).catch(() => res.destroy()));
     server.on('connection', (socket) => {
       contract.sockets.add(socket);
       socket.once('close', () => contract.sockets.delete(socket));
