@@ -154,8 +154,7 @@ export class Deliveries {
       // An event that cannot be read never will be: keep it out of the way, loudly (by code:
       // the message may quote what the event held).
       this.log.error({ code: GatewayError.from(error).code, reason: GatewayError.from(error).message, stream: message.info.stream, seq: message.seq }, 'malformed event terminated');
-      this.metrics.terminated.inc();
-      message.term();
+      this.terminate(message);
       return;
     }
     if (this.closed) {
@@ -178,6 +177,18 @@ export class Deliveries {
     }
     this.metrics.deferred.inc();
     message.nak(retryDelayMs(message.info.deliveryCount, DEFER_BASE_MS, Math.min(DEFER_MAX_MS, this.options.retryMaxMs)));
+  }
+
+  /**
+   * A malformed event is never delivered: it is erased from its stream (it may hold personal
+   * data, and nothing will ever take it) and terminated.
+   */
+  private terminate(message: JsMsg): void {
+    this.metrics.terminated.inc();
+    void this.jsm.streams
+      .deleteMessage(message.info.stream, message.seq, true)
+      .catch(() => undefined)
+      .finally(() => message.term());
   }
 
   private hasSlot(tenant: string): boolean {
@@ -254,8 +265,7 @@ export class Deliveries {
       if (span) markFailed(span, error);
       if (GatewayError.from(error).code === ErrorCode.MALFORMED_MESSAGE) {
         this.log.error({ deliveryId: sealed.deliveryId, tenant: sealed.tenant, reason: GatewayError.from(error).message }, "a session event's participants are malformed; terminated");
-        this.metrics.terminated.inc();
-        message.term();
+        this.terminate(message);
         return;
       }
       this.log.error({ code: GatewayError.from(error).code, deliveryId: sealed.deliveryId, tenant: sealed.tenant }, 'a session event does not open with the tenant key; will retry');

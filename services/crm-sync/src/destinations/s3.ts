@@ -17,7 +17,7 @@ import { ErrorCode, GatewayError, type Logger } from '@gateway/common';
 import { retryDelayMs } from '../Deliveries.js';
 import { collect, piecesOf } from './streaming.js';
 import type { ArtifactContent, Delivery, Destination, DestinationDeps } from './types.js';
-import { isSecureOrLocal } from './urls.js';
+import { isSecureOrLocalUrl } from './urls.js';
 
 const MIB = 1024 * 1024;
 const GIB = 1024 * MIB;
@@ -35,7 +35,7 @@ export const s3ConfigSchema = z.object({
   /** An S3-compatible server instead of AWS (path-style addressing then); https, or http on the loopback only. */
   endpoint: z
     .url({ protocol: /^https?$/ })
-    .refine((value) => isSecureOrLocal(new URL(value)), 'must be https (http only for a server on the same host)')
+    .refine(isSecureOrLocalUrl, 'must be https (http only for a server on the same host)')
     .optional(),
   /** Key prefix: empty, or folders ending with "/", in S3's safe characters. */
   prefix: z

@@ -6,7 +6,7 @@ import { ErrorCode, GatewayError } from '@gateway/common';
 import { ownCause } from './network.js';
 import { base64Length, base64Of, bodyOf, type StreamedBody } from './streaming.js';
 import type { ArtifactContent, Delivery, DeliveryArtifact, Destination, DestinationDeps } from './types.js';
-import { isSecureOrLocal } from './urls.js';
+import { isSecureOrLocalUrl } from './urls.js';
 
 /**
  * Salesforce over its REST API (Salesforce REST API Developer Guide). Each delivery becomes a
@@ -32,10 +32,7 @@ const PATH_SAFE_VALUE = /^[A-Za-z0-9_-]{1,255}$/;
 const LIMIT_RETRY_AFTER_MS = 15 * 60_000;
 
 /** HTTPS only; plain HTTP only to this machine (the contract server in tests). */
-const acceptableOrigin = (value: string) => {
-  const url = new URL(value);
-  return isSecureOrLocal(url);
-};
+const acceptableOrigin = isSecureOrLocalUrl;
 
 export const salesforceConfigSchema = z
   .object({
@@ -427,11 +424,7 @@ export class SalesforceDestination implements Destination {
 }
 
 function safeInstanceUrl(value: string): boolean {
-  try {
-    return acceptableOrigin(value);
-  } catch {
-    return false;
-  }
+  return acceptableOrigin(value);
 }
 
 /** "Status Codes and Error Responses": errors are `[{message, errorCode, fields}]`. Only the code is kept: messages can quote data. */

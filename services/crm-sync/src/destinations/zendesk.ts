@@ -4,15 +4,15 @@ import { ErrorCode, GatewayError } from '@gateway/common';
 import { ownCause } from './network.js';
 import { ByteCursor, rangeOf, type StreamedBody } from './streaming.js';
 import type { Delivery, DeliveryArtifact, Destination, DestinationDeps } from './types.js';
-import { isSecureOrLocal } from './urls.js';
+import { isSecureOrLocal, parseUrl } from './urls.js';
 
 export const zendeskConfigSchema = z.object({
   /** The account's address, e.g. https://acme.zendesk.com (http only for a server on this host). */
   subdomainUrl: z
     .url()
     .refine((value) => {
-      const url = new URL(value);
-      return isSecureOrLocal(url) && url.pathname === '/' && !url.search && !url.hash && !url.username;
+      const url = parseUrl(value);
+      return url !== undefined && isSecureOrLocal(url) && url.pathname === '/' && !url.search && !url.hash && !url.username;
     }, 'must be an https:// origin such as https://acme.zendesk.com, without a path')
     .transform((value) => new URL(value).origin),
   /** The agent or admin the API token belongs to. */
