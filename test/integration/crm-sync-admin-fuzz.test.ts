@@ -6,7 +6,7 @@ import { basicAuth, startCrmSyncStack, type CrmSyncStack } from '../support/crmS
 import { GLOBEX_TENANT } from '../support/tokens.js';
 
 /** Requests in the short pass (`make test`); FUZZ_ITERATIONS=100000 for a long one. FUZZ_SEED replays a run. */
-const ITERATIONS = Number(process.env.FUZZ_ITERATIONS ?? 2_000);
+const ITERATIONS = Number(process.env.FUZZ_ITERATIONS ?? 1_500);
 const SEED = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000);
 const BATCH = 50;
 const WORKERS = 6;
