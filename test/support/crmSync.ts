@@ -105,7 +105,7 @@ export function pseudoRandomBytes(size: number, seed: number): { stream: Readabl
 }
 
 /** Announces a recording whose artifacts are already stored, as a recorder does. */
-export async function announceRecording(nc: NatsConnection, options: { recordingId: string; tenant?: string; artifacts: Array<{ artifactId: string; kind: string; contentType: string; sizeBytes: number }> }): Promise<void> {
+export async function announceRecording(nc: NatsConnection, options: { recordingId: string; tenant?: string; externalId?: string; artifacts: Array<{ artifactId: string; kind: string; contentType: string; sizeBytes: number }> }): Promise<void> {
   const tenant = options.tenant ?? 'demo';
   const event = RecordingReady.encode(
     RecordingReady.fromPartial({
@@ -118,7 +118,7 @@ export async function announceRecording(nc: NatsConnection, options: { recording
         endedAtMs: Date.now(),
         artifacts: options.artifacts.map((a) => ({ ...a, participantId: 'PA_1', durationMs: 60_000, part: 0 })),
       },
-      contacts: [{ participantId: 'PA_1', role: 'end_user', externalId: 'ext-rec', crmContactId: '' }],
+      contacts: [{ participantId: 'PA_1', role: 'end_user', externalId: options.externalId ?? 'ext-rec', crmContactId: '' }],
     }),
   ).finish();
   await ensureStream(nc, streams.recordings);
