@@ -87,4 +87,13 @@ describe('crm-sync keeps tenants apart', () => {
     // Its own slots, all taken, and nothing else.
     expect(await runningDeliveries()).toBe(TENANT_CONCURRENCY);
   }, 60_000);
+
+  it('stops on SIGTERM within its grace while a delivery is stuck and NATS is gone', async () => {
+    // The stuck tenant's deliveries from above are still waiting on their destination.
+    expect(open).toBeGreaterThan(0);
+    await stack.nats.stop();
+    const started = Date.now();
+    expect(await stack.crm.stop('SIGTERM', 60_000)).toBe(0);
+    expect(Date.now() - started).toBeLessThan(35_000);
+  }, 70_000);
 });

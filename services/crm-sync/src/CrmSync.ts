@@ -84,7 +84,11 @@ export class CrmSync {
       await new Promise<void>((resolve) => this.httpServer.close(() => resolve()));
       await this.stopOps();
       await this.connectors.close();
-      await this.nc.drain().catch(() => undefined);
+      // Drained when NATS is there; closed after a while when it is not (draining would wait for it).
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.nc.drain().catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, 5_000)))]);
+      clearTimeout(timer);
+      if (!this.nc.isClosed()) await this.nc.close().catch(() => undefined);
     })();
     return this.closing;
   }

@@ -441,8 +441,12 @@ export class Deliveries {
     }
   }
 
-  /** Stops taking events; waiting ones are handed back at once, running ones finish. Safe to repeat. */
-  async close(): Promise<void> {
+  /**
+   * Stops taking events; waiting ones are handed back at once, running ones get `graceMs` to
+   * finish (one stuck on a destination, or on a NATS that is gone, must not keep the process
+   * from stopping: unacknowledged, it is handed out again). Safe to repeat.
+   */
+  async close(graceMs = 20_000): Promise<void> {
     this.closed = true;
     for (const stop of this.stops.splice(0)) stop();
     for (const queue of this.waiting.values()) {
@@ -453,7 +457,9 @@ export class Deliveries {
     }
     this.waiting.clear();
     this.waitingTotal = 0;
-    await Promise.allSettled([...this.tasks]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.allSettled([...this.tasks]), new Promise((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+    clearTimeout(timer);
   }
 }
 

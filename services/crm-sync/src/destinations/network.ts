@@ -105,10 +105,11 @@ export function destinationConnections(network: DestinationNetwork): Destination
     httpAgent,
     httpsAgent,
     lookup,
+    /** Ends every connection, requests in flight included (closing would wait for them). */
     async close() {
       httpAgent.destroy();
       httpsAgent.destroy();
-      await dispatcher.close().catch(() => undefined);
+      await dispatcher.destroy().catch(() => undefined);
     },
   };
 }
