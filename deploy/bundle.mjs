@@ -51,7 +51,8 @@ export async function bundleService(service, outdir) {
   const imported = new Set();
   for (const output of Object.values(result.metafile.outputs)) {
     for (const { path: specifier, external } of output.imports) {
-      if (external && !builtins.has(specifier)) imported.add(packageOf(specifier));
+      // Anything under node: is Node's own, including modules newer than the Node that bundles (node:sqlite).
+      if (external && !builtins.has(specifier) && !specifier.startsWith('node:')) imported.add(packageOf(specifier));
     }
   }
   for (const [file, entry] of Object.entries(tools[service] ?? {})) {

@@ -1,9 +1,12 @@
+import { createCipheriv, createHash } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ArtifactStore, DEMO_TENANT, DEMO_TENANT_KEK, StaticKeyring, ensureStream, streams, subjects, type Tenant } from '@gateway/common';
 import { NatsServer, startCrmSyncProcess } from '@gateway/testing';
-import { TranscriptReady, type ContactReference } from '@gateway/proto/gateway/events/v1/events';
+import { RecordingReady, TranscriptReady, type ContactReference } from '@gateway/proto/gateway/events/v1/events';
+import { RecordingState } from '@gateway/proto/gateway/recorder/v1/recorder';
 import { twoTenantEnv } from './tokens.js';
 
 type Credentials = Pick<Tenant, 'apiKey' | 'apiSecret'>;
@@ -51,7 +54,7 @@ export async function publishTranscript(
  */
 export async function startCrmSyncStack(env: Record<string, string> = {}) {
   const nats = await NatsServer.start();
-  const crm = await startCrmSyncProcess({ natsUrl: nats.url, env: { ...twoTenantEnv, CRM_SYNC_RETRY_BASE_SECONDS: '0.2', CRM_SYNC_RETRY_MAX_SECONDS: '1', ...env } });
+  const crm = await startCrmSyncProcess({ natsUrl: nats.url, env: { ...twoTenantEnv, CRM_SYNC_RETRY_BASE_SECONDS: '0.2', CRM_SYNC_RETRY_MAX_SECONDS: '1', CRM_SYNC_CONNECTOR_TEST_SECONDS: '0.5', ...env } });
   const nc = await nats.connect();
   const artifacts = await ArtifactStore.open(nc, new StaticKeyring({ demo: DEMO_TENANT_KEK }));
   return {
@@ -68,3 +71,71 @@ export async function startCrmSyncStack(env: Record<string, string> = {}) {
   };
 }
 export type CrmSyncStack = Awaited<ReturnType<typeof startCrmSyncStack>>;
+
+/**
+ * `size` pseudo-random bytes from a seed (AES-CTR over zeros: fast, and the same every time),
+ * generated as they are read, never held whole. `sha256()` is known once the stream has ended.
+ */
+export function pseudoRandomBytes(size: number, seed: number): { stream: Readable; sha256(): string } {
+  const key = createHash('sha256').update(`seed:${seed}`).digest();
+  const cipher = createCipheriv('aes-256-ctr', key, Buffer.alloc(16));
+  const hash = createHash('sha256');
+  const block = Buffer.alloc(1024 * 1024);
+  let left = size;
+  let digest: string | undefined;
+  const stream = Readable.from(
+    (function* () {
+      while (left > 0) {
+        const chunk = cipher.update(left >= block.length ? block : block.subarray(0, left));
+        left -= chunk.length;
+        hash.update(chunk);
+        yield chunk;
+      }
+      digest = hash.digest('hex');
+    })(),
+    { objectMode: false, highWaterMark: 1 },
+  );
+  return {
+    stream,
+    sha256: () => {
+      if (!digest) throw new Error('the stream has not ended');
+      return digest;
+    },
+  };
+}
+
+/** Announces a recording whose artifacts are already stored, as a recorder does. */
+export async function announceRecording(nc: NatsConnection, options: { recordingId: string; tenant?: string; externalId?: string; artifacts: Array<{ artifactId: string; kind: string; contentType: string; sizeBytes: number }> }): Promise<void> {
+  const tenant = options.tenant ?? 'demo';
+  const event = RecordingReady.encode(
+    RecordingReady.fromPartial({
+      recording: {
+        recordingId: options.recordingId,
+        tenant,
+        room: 'r-rec',
+        state: RecordingState.RECORDING_STATE_COMPLETE,
+        startedAtMs: Date.now() - 60_000,
+        endedAtMs: Date.now(),
+        artifacts: options.artifacts.map((a) => ({ ...a, participantId: 'PA_1', durationMs: 60_000, part: 0 })),
+      },
+      contacts: [{ participantId: 'PA_1', role: 'end_user', externalId: options.externalId ?? 'ext-rec', crmContactId: '' }],
+    }),
+  ).finish();
+  await ensureStream(nc, streams.recordings);
+  await jetstream(nc).publish(subjects.recordingReady(tenant), event);
+}
+
+/** Resident memory of a process (Linux): now, and its peak since the last reset. */
+export const residentMemory = {
+  bytes(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): number {
+    const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith(`${field}:`));
+    return Number(/(\d+)/.exec(line ?? '')?.[1] ?? NaN) * 1024;
+  },
+  peak(pid: number): number {
+    return residentMemory.bytes(pid, 'VmHWM');
+  },
+  /** Starts the peak again from the current resident size ("5" to clear_refs, Linux 4.0 on). */
+  resetPeak(pid: number): void {
+    writeFileSync(`/proc/${pid}/clear_refs`, '5');
+  },
+};

@@ -1,11 +1,11 @@
-import { randomBytes } from 'node:crypto';
+import { createCipheriv, createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Objm } from '@nats-io/obj';
 import { Kvm } from '@nats-io/kv';
 import { NatsServer } from '@gateway/testing';
-import { ArtifactStore, StaticKeyring } from './artifacts.js';
+import { ArtifactStore, SEGMENT_BYTES, StaticKeyring } from './artifacts.js';
 import { ErrorCode } from './errors.js';
 import { buckets } from './subjects.js';
 
@@ -40,7 +40,8 @@ describe('ArtifactStore with a real JetStream', () => {
 
   it('keeps no plaintext in the Object Store', async () => {
     const raw = Buffer.from((await (await new Objm(nc).open(buckets.artifacts)).getBlob('acme.AR_1'))!);
-    expect(raw.length).toBe(plaintext.length);
+    // Sealed segments: the plaintext plus a 16-byte tag per segment.
+    expect(raw.length).toBe(plaintext.length + 16 * Math.ceil(plaintext.length / SEGMENT_BYTES));
     expect(raw.includes(Buffer.from([0x1a, 0x45, 0xdf, 0xa3]))).toBe(false);
     expect(raw.includes(Buffer.from('OpusHead'))).toBe(false);
     expect(raw.includes(plaintext.subarray(5000, 5032))).toBe(false);
@@ -76,5 +77,117 @@ describe('ArtifactStore with a real JetStream', () => {
     await store.delete('acme', 'AR_1');
     await expect(store.get('acme', 'AR_1')).rejects.toMatchObject({ code: ErrorCode.NOT_FOUND });
     expect(await (await new Objm(nc).open(buckets.artifacts)).get('acme.AR_1')).toBeNull();
+  });
+
+  const collect = async (chunks: AsyncIterable<Buffer>) => {
+    const parts: Buffer[] = [];
+    for await (const chunk of chunks) parts.push(chunk);
+    return parts;
+  };
+  const codeOf = (promise: Promise<unknown>) => promise.then(() => 'resolved', (error: { code?: string }) => error.code);
+
+  it('streams segment by segment, whatever the size, and records the plaintext SHA-256', async () => {
+    for (const size of [0, 1, SEGMENT_BYTES - 1, SEGMENT_BYTES, SEGMENT_BYTES + 1, 3 * SEGMENT_BYTES, 3 * SEGMENT_BYTES + 17]) {
+      const bytes = randomBytes(size);
+      // Odd write sizes: the segments do not follow the writer's chunks.
+      const pieces = [];
+      for (let at = 0; at < size; at += 70_001) pieces.push(bytes.subarray(at, at + 70_001));
+      await store.put('acme', `AR_s${size}`, Readable.from(pieces), 'audio/mpeg');
+      const content = await store.open('acme', `AR_s${size}`);
+      expect(content).toMatchObject({ size, contentType: 'audio/mpeg', sha256: createHash('sha256').update(bytes).digest('hex') });
+      const chunks = await collect(content.chunks);
+      expect(chunks.every((c) => c.length > 0 && c.length <= SEGMENT_BYTES), `size ${size}`).toBe(true);
+      expect(Buffer.concat(chunks).equals(bytes), `size ${size}`).toBe(true);
+      await store.delete('acme', `AR_s${size}`);
+    }
+  });
+
+  /** Rewrites an object's stored bytes (as someone with write access to the Object Store could), keeping its key record. */
+  async function rewriteStored(name: string, change: (raw: Buffer) => Buffer): Promise<void> {
+    const objects = await new Objm(nc).open(buckets.artifacts);
+    const raw = Buffer.from((await objects.getBlob(name))!);
+    await objects.putBlob({ name }, change(raw));
+  }
+
+  it('hands out no byte of a tampered segment: the read fails at that segment', async () => {
+    const bytes = randomBytes(4 * SEGMENT_BYTES);
+    await store.put('acme', 'AR_tamper', Readable.from([bytes]), 'video/webm');
+    const sealedSegment = SEGMENT_BYTES + 16;
+    await rewriteStored('acme.AR_tamper', (raw) => {
+      raw[2 * sealedSegment + 100]! ^= 0x01;
+      return raw;
+    });
+    const received: Buffer[] = [];
+    const failure = await (async () => {
+      for await (const chunk of (await store.open('acme', 'AR_tamper')).chunks) received.push(chunk);
+    })().then(() => undefined, (error: { code?: string }) => error.code);
+    expect(failure).toBe(ErrorCode.INTERNAL);
+    // The two segments before it, authentic, and nothing of the tampered one.
+    expect(Buffer.concat(received).equals(bytes.subarray(0, 2 * SEGMENT_BYTES))).toBe(true);
+  });
+
+  it('detects a truncation at a segment boundary, a dropped segment and an extension', async () => {
+    const bytes = randomBytes(3 * SEGMENT_BYTES + 5);
+    const sealedSegment = SEGMENT_BYTES + 16;
+    const cases: Array<[string, (raw: Buffer) => Buffer]> = [
+      ['truncated', (raw) => raw.subarray(0, 2 * sealedSegment)],
+      ['dropped', (raw) => Buffer.concat([raw.subarray(0, sealedSegment), raw.subarray(2 * sealedSegment)])],
+      ['extended', (raw) => Buffer.concat([raw, raw.subarray(0, sealedSegment)])],
+      ['swapped', (raw) => Buffer.concat([raw.subarray(sealedSegment, 2 * sealedSegment), raw.subarray(0, sealedSegment), raw.subarray(2 * sealedSegment)])],
+    ];
+    for (const [what, change] of cases) {
+      await store.put('acme', `AR_${what}`, Readable.from([bytes]), 'video/webm');
+      await rewriteStored(`acme.AR_${what}`, change);
+      expect(await codeOf(store.get('acme', `AR_${what}`)), what).toBe(ErrorCode.INTERNAL);
+    }
+  });
+
+  it('still reads artifacts stored whole (AES-256-GCM over the object) before the segmented format', async () => {
+    const bytes = randomBytes(200_000);
+    const name = 'acme.AR_legacy';
+    const dataKey = randomBytes(32);
+    const iv = randomBytes(12);
+    const cipher = createCipheriv('aes-256-gcm', dataKey, iv).setAAD(Buffer.from(name));
+    const ciphertext = Buffer.concat([cipher.update(bytes), cipher.final()]);
+    await (await new Objm(nc).open(buckets.artifacts)).putBlob({ name, metadata: { tenant: 'acme', contentType: 'text/plain' } }, ciphertext);
+    const record = { wrapped: await keyring.wrap('acme', dataKey), iv: iv.toString('base64'), tag: cipher.getAuthTag().toString('base64'), contentType: 'text/plain', size: bytes.length };
+    await (await new Kvm(nc).open(buckets.dataKeys)).put(name, JSON.stringify(record));
+    const content = await store.open('acme', 'AR_legacy');
+    expect(content).toMatchObject({ size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex'), contentType: 'text/plain' });
+    expect(Buffer.concat(await collect(content.chunks)).equals(bytes)).toBe(true);
+    // Its tag is checked too.
+    await rewriteStored(name, (raw) => {
+      raw[10]! ^= 0x80;
+      return raw;
+    });
+    expect(await codeOf(store.open('acme', 'AR_legacy'))).toBe(ErrorCode.INTERNAL);
+  });
+
+  it('refuses a key record that is not what it should be, and a size or hash that does not match', async () => {
+    const keys = await new Kvm(nc).open(buckets.dataKeys);
+    await store.put('acme', 'AR_record', Readable.from([randomBytes(1000)]), 'text/plain');
+    const good = JSON.parse((await keys.get('acme.AR_record'))!.string()) as Record<string, unknown>;
+    for (const bad of ['not json', '[]', JSON.stringify({ ...good, segmentBytes: 0 }), JSON.stringify({ ...good, size: -1 }), JSON.stringify({ ...good, wrapped: { kekId: 'x', value: { toString: 1 } } })]) {
+      await keys.put('acme.AR_record', bad);
+      expect(await codeOf(store.open('acme', 'AR_record')), bad).toBe(ErrorCode.INTERNAL);
+    }
+    for (const changed of [{ ...good, size: 999 }, { ...good, sha256: '0'.repeat(64) }]) {
+      await keys.put('acme.AR_record', JSON.stringify(changed));
+      expect(await codeOf(store.get('acme', 'AR_record'))).toBe(ErrorCode.INTERNAL);
+    }
+  });
+
+  it('ends a read as not found when a delete overtakes it', async () => {
+    // Far more chunks than one fetch takes.
+    await store.put('acme', 'AR_gone', Readable.from([randomBytes(40 * SEGMENT_BYTES)]), 'video/webm');
+    const content = await store.open('acme', 'AR_gone');
+    const iterator = content.chunks[Symbol.asyncIterator]();
+    await iterator.next();
+    await store.delete('acme', 'AR_gone');
+    const code = await (async () => {
+      for (let step = await iterator.next(); !step.done; step = await iterator.next());
+    })().then(() => 'finished', (error: { code?: string }) => error.code);
+    expect(code).toBe(ErrorCode.NOT_FOUND);
+    expect(await codeOf(store.open('acme', 'AR_gone'))).toBe(ErrorCode.NOT_FOUND);
   });
 });

@@ -28,8 +28,8 @@ export const subjects = {
   attachmentReady: (tenant: string) => `gateway.${tenant}.attachment.ready`,
   /** SessionEnded (gateway.events.v1), on the sessions stream. */
   sessionEnded: (tenant: string) => `gateway.${tenant}.session.ended`,
-  /** Alerts for the tenant's operators (e.g. DeliveryExpired), on the alerts stream. */
-  alert: (tenant: string, kind: 'delivery_expired') => `gateway.${tenant}.alert.${kind}`,
+  /** Alerts for the tenant's operators (DeliveryExpired, ArtifactMissing), on the alerts stream. */
+  alert: (tenant: string, kind: 'delivery_expired' | 'artifact_missing') => `gateway.${tenant}.alert.${kind}`,
   /** Audit records (e.g. DataSubjectAudit), on the audit stream. */
   audit: (tenant: string, kind: 'data_subject') => `gateway.${tenant}.audit.${kind}`,
 } as const;
@@ -101,6 +101,11 @@ export const buckets = {
   uploadLeases: 'gateway_upload_leases',
   /** CRM contact ids: key = `${tenant}.${connector}.${sha256(external id)}`, value = the CRM's id. */
   crmContacts: 'gateway_crm_contacts',
+  /**
+   * Destinations' confirmations of deliveries in progress: key = `${tenant}.${deliveryId}.${connector}`,
+   * JSON; written by crm-sync before it purges, deleted once the event is settled.
+   */
+  crmConfirmations: 'gateway_crm_confirmations',
 } as const;
 
 export const kvKeys = {

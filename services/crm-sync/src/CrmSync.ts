@@ -19,6 +19,7 @@ import {
   type NatsConnection,
 } from '@gateway/common';
 import type { CrmSyncConfig } from './config.js';
+import { Confirmations } from './Confirmations.js';
 import { ConnectorStore } from './connectors/ConnectorStore.js';
 import { KvContactMaps } from './connectors/ContactMap.js';
 import { Deliveries, deliveryConsumers } from './Deliveries.js';
@@ -34,6 +35,7 @@ export class CrmSync {
   private constructor(
     private readonly nc: NatsConnection,
     private readonly deliveries: Deliveries,
+    private readonly connectors: ConnectorStore,
     private readonly httpServer: http.Server,
     private readonly stopOps: () => Promise<void>,
   ) {}
@@ -43,28 +45,29 @@ export class CrmSync {
     const keyring = new StaticKeyring(config.tenantKeys);
     const registry = createMetricsRegistry('crm-sync');
     const contactMaps = new KvContactMaps(await openBucket(nc, buckets.crmContacts));
-    const connectors = new ConnectorStore(await openBucket(nc, buckets.connectors), keyring, contactMaps, log, config.destinationNetwork);
+    const connectors = new ConnectorStore(await openBucket(nc, buckets.connectors), keyring, contactMaps, log, config.destinationNetwork, { maxRequestTimeoutMs: config.maxRequestTimeoutMs });
+    const confirmations = new Confirmations(await openBucket(nc, buckets.crmConfirmations), log);
     const artifacts = await ArtifactStore.open(nc, keyring);
     await ensureStream(nc, streams.recordings);
     await ensureStream(nc, streams.alerts);
     await ensureStream(nc, streams.audit);
     const jsm = await ensureStream(nc, streams.transcripts);
     await ensureStream(nc, streams.sessions);
-    const deliveries = new Deliveries(nc, jsm, connectors, artifacts, keyring, config, registry, log);
+    const deliveries = new Deliveries(nc, jsm, connectors, artifacts, keyring, confirmations, config, registry, log);
     await deliveries.start();
     observeConsumerLag(registry, jsm, deliveryConsumers);
     // How full every stream, bucket and object store is (the alert at 80 % reads it).
     observeStreamSizes(registry, jsm, catalog.map(streamNameOf));
 
-    const dataSubjects = new DataSubjects(nc, jsm, artifacts, contactMaps, new DeviceKeys(await openBucket(nc, buckets.deviceKeys)), keyring);
-    const httpServer = http.createServer(createAdminHandler(() => config.tenants, connectors, dataSubjects, log));
+    const dataSubjects = new DataSubjects(nc, jsm, artifacts, contactMaps, new DeviceKeys(await openBucket(nc, buckets.deviceKeys)), keyring, log);
+    const httpServer = http.createServer(createAdminHandler(() => config.tenants, connectors, dataSubjects, log, { connectorTestMs: config.connectorTestMs }));
     hardenHttpServer(httpServer);
     await new Promise<void>((resolve, reject) => {
       httpServer.once('error', reject);
       httpServer.listen(config.port, config.host, () => resolve());
     });
     const ops = await startOpsServer({ port: config.opsPort, registry, readiness: () => (nc.isClosed() ? 'nats connection closed' : undefined) });
-    const service = new CrmSync(nc, deliveries, httpServer, ops.close);
+    const service = new CrmSync(nc, deliveries, connectors, httpServer, ops.close);
     const address = httpServer.address();
     service.port = typeof address === 'object' && address ? address.port : config.port;
     service.opsPort = ops.port;
@@ -78,7 +81,12 @@ export class CrmSync {
       this.httpServer.closeAllConnections();
       await new Promise<void>((resolve) => this.httpServer.close(() => resolve()));
       await this.stopOps();
-      await this.nc.drain().catch(() => undefined);
+      await this.connectors.close();
+      // Drained when NATS is there; closed after a while when it is not (draining would wait for it).
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.nc.drain().catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, 5_000)))]);
+      clearTimeout(timer);
+      if (!this.nc.isClosed()) await this.nc.close().catch(() => undefined);
     })();
     return this.closing;
   }

@@ -1,7 +1,7 @@
-import { AckPolicy, jetstream, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
-import { Counter, Histogram, type Registry } from 'prom-client';
-import { AttachmentReady, DeliveryExpired, RecordingReady, SessionEnded, TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
-import type { Artifact } from '@gateway/proto/gateway/recorder/v1/recorder';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { AckPolicy, jetstream, type ConsumerMessages, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { ArtifactMissing, DeliveryExpired } from '@gateway/proto/gateway/events/v1/events';
 import {
   ErrorCode,
   GatewayError,
@@ -10,7 +10,6 @@ import {
   linksFromNatsHeaders,
   markFailed,
   natsHeadersWithTrace,
-  openParticipants,
   streams,
   subjects,
   type ArtifactStore,
@@ -19,11 +18,16 @@ import {
   type NatsConnection,
   type Span,
 } from '@gateway/common';
+import type { Confirmations } from './Confirmations.js';
 import type { ConnectorStore } from './connectors/ConnectorStore.js';
-import type { Delivery, DeliveryArtifact } from './destinations/types.js';
+import type { Delivery } from './destinations/types.js';
+import { deliveryOf, openContacts } from './events.js';
 
 export interface DeliveryOptions {
+  /** Deliveries running at once, all tenants together. */
   concurrency: number;
+  /** Deliveries of one tenant running at once (per replica). */
+  tenantConcurrency: number;
   retryBaseMs: number;
   retryMaxMs: number;
   ackWaitMs: number;
@@ -39,106 +43,6 @@ export function retryDelayMs(attempt: number, baseMs: number, maxMs: number, ran
   return Math.round(ceiling * (0.5 + random() / 2));
 }
 
-/** The events crm-sync takes, decoded into one shape. */
-export function deliveryOf(subject: string, data: Uint8Array, artifacts: ArtifactStore): Delivery {
-  const artifactOf = (tenant: string, a: Artifact): DeliveryArtifact => ({
-    artifactId: a.artifactId,
-    kind: a.kind,
-    contentType: a.contentType,
-    sizeBytes: Number(a.sizeBytes),
-    part: a.part,
-    read: async () => {
-      try {
-        return (await artifacts.get(tenant, a.artifactId)).data;
-      } catch (error) {
-        const gatewayError = GatewayError.from(error);
-        // Marked, so that "the artifact is gone" is never confused with another NOT_FOUND.
-        if (gatewayError.code === ErrorCode.NOT_FOUND) throw new GatewayError(ErrorCode.NOT_FOUND, 'the artifact is gone', { cause: error, details: { artifactGone: true } });
-        throw error;
-      }
-    },
-  });
-  if (subject.endsWith('.recording.ready')) {
-    const { recording, contacts } = RecordingReady.decode(data);
-    if (!recording) throw new GatewayError(ErrorCode.BAD_REQUEST, 'recording.ready without a recording');
-    const tenant = recording.tenant;
-    return {
-      deliveryId: recording.recordingId,
-      kind: 'recording',
-      tenant,
-      room: recording.room,
-      startedAtMs: Number(recording.startedAtMs),
-      endedAtMs: Number(recording.endedAtMs),
-      contacts,
-      artifacts: recording.artifacts.map((a) => artifactOf(tenant, a)),
-      metadata: { state: recording.state, pauses: recording.pauses.map((p) => ({ startMs: Number(p.startMs), endMs: Number(p.endMs) })), failureReason: recording.failureReason || undefined },
-    };
-  }
-  if (subject.endsWith('.transcript.ready')) {
-    const event = TranscriptReady.decode(data);
-    return {
-      deliveryId: event.conversationId,
-      kind: 'transcript',
-      tenant: event.tenant,
-      room: event.room,
-      startedAtMs: Number(event.startedAtMs),
-      endedAtMs: Number(event.endedAtMs),
-      contacts: event.contacts,
-      artifacts: event.artifacts.map((a) => artifactOf(event.tenant, a)),
-      metadata: {
-        messageCount: event.messageCount,
-        smartActions: event.smartActions.map((a) => ({ actionId: a.actionId, kind: a.kind, state: a.state, verified: a.verified, completedAtMs: Number(a.completedAtMs) })),
-      },
-    };
-  }
-  if (subject.endsWith('.attachment.ready')) {
-    const event = AttachmentReady.decode(data);
-    if (!event.artifact || !event.action) throw new GatewayError(ErrorCode.BAD_REQUEST, 'attachment.ready without its artifact');
-    return {
-      deliveryId: event.artifact.artifactId,
-      kind: 'attachment',
-      tenant: event.tenant,
-      room: event.room,
-      startedAtMs: Number(event.action.requestedAtMs),
-      endedAtMs: Number(event.action.completedAtMs),
-      contacts: event.contact ? [event.contact] : [],
-      artifacts: [artifactOf(event.tenant, event.artifact)],
-      metadata: { conversationId: event.conversationId, actionId: event.action.actionId, actionKind: event.action.kind },
-    };
-  }
-  if (subject.endsWith('.session.ended')) {
-    const event = SessionEnded.decode(data);
-    return {
-      deliveryId: event.sessionId,
-      kind: 'session',
-      tenant: event.tenant,
-      room: event.room,
-      startedAtMs: Number(event.startedAtMs),
-      endedAtMs: Number(event.endedAtMs),
-      contacts: [],
-      sealedContacts: { sessionId: event.sessionId, sealed: event.sealedParticipants },
-      artifacts: [],
-      metadata: { conversationId: event.conversationId || undefined },
-    };
-  }
-  throw new GatewayError(ErrorCode.BAD_REQUEST, 'not an event crm-sync takes');
-}
-
-/** A session's participants, opened with the tenant's key: the delivery's contacts. */
-export async function openContacts(keyring: Keyring, delivery: Delivery): Promise<Delivery> {
-  if (!delivery.sealedContacts) return delivery;
-  const participants = await openParticipants(keyring, delivery.tenant, delivery.sealedContacts.sessionId, delivery.sealedContacts.sealed);
-  const contacts = participants.map((p) => ({
-    participantId: p.participantId,
-    role: p.role,
-    externalId: p.externalId,
-    crmContactId: p.crmContactId,
-    ...(p.phoneNumber ? { phoneNumber: p.phoneNumber } : {}),
-    ...(p.deviceIds.length ? { deviceIds: p.deviceIds } : {}),
-  }));
-  return { ...delivery, contacts, sealedContacts: undefined };
-}
-
 /** The durable consumers crm-sync takes events from, shared by its replicas. */
 export const deliveryConsumers = [
   { stream: streams.recordings.name, durable: 'crm-sync-recordings' },
@@ -146,18 +50,45 @@ export const deliveryConsumers = [
   { stream: streams.sessions.name, durable: 'crm-sync-sessions' },
 ] as const;
 
+/** A message of a busy tenant comes back after this (growing with its deliveries, with jitter). */
+const DEFER_BASE_MS = 1_000;
+const DEFER_MAX_MS = 30_000;
+
+interface Waiting {
+  message: JsMsg;
+  delivery: Delivery;
+  keepAlive: NodeJS.Timeout;
+}
+
 /**
  * Durable JetStream consumers of everything a session leaves behind. Each event goes to every
- * destination of its tenant; once all confirm, the artifacts are deleted from our platform
- * (wrapped keys first: crypto-shredding) and the event is acknowledged. A failure is retried
- * with backoff; nothing is acknowledged before it is delivered. Deliveries of one tenant run
- * in order, different tenants in parallel.
+ * destination of its tenant; each destination's confirmation is recorded as it comes; once all
+ * have confirmed, the artifacts are deleted from our platform (wrapped keys first:
+ * crypto-shredding), the event is erased and acknowledged, and the confirmations go. A failure
+ * is retried with backoff; nothing is acknowledged before it is delivered.
+ *
+ * Scheduling keeps tenants apart. A tenant's destination may hang for as long as its timeouts
+ * allow, so a tenant has at most `tenantConcurrency` deliveries running, and only running
+ * deliveries hold a slot of `concurrency`. A message whose tenant (or the whole replica) is at
+ * its limit waits for a slot in a short queue, marked in progress meanwhile so JetStream does not
+ * hand it out again; beyond that queue it is handed back at once with a short delay (a nak), so
+ * it neither holds a slot nor waits unacknowledged and unmarked past the ack wait. A tenant whose
+ * destination hangs thus holds its own slots and nothing else: the others' events are taken,
+ * and started, as they come. Slots that free up go to the waiting tenants in turn. The consumers
+ * take any number of messages in flight (handed-back ones stay pending until they come back), so
+ * a large backlog of one tenant cannot keep the others' new events from being handed out.
+ * A handed-back message counts as a delivery for JetStream: one deferred often retries its
+ * failures at longer intervals, within CRM_SYNC_RETRY_MAX_SECONDS.
  */
 export class Deliveries {
-  private readonly tenantQueues = new Map<string, Promise<void>>();
-  private inFlight = 0;
-  private readonly wake = new Set<() => void>();
+  private readonly running = new Map<string, number>();
+  private runningTotal = 0;
+  /** Messages waiting for a slot, by tenant; the map's order is the order tenants are served in. */
+  private readonly waiting = new Map<string, Waiting[]>();
+  private waitingTotal = 0;
+  private readonly tasks = new Set<Promise<void>>();
   private readonly stops: Array<() => void> = [];
+  private closed = false;
   private readonly metrics: ReturnType<typeof createMetrics>;
 
   constructor(
@@ -166,49 +97,143 @@ export class Deliveries {
     private readonly connectors: ConnectorStore,
     private readonly artifacts: ArtifactStore,
     private readonly keyring: Keyring,
+    private readonly confirmations: Confirmations,
     private readonly options: DeliveryOptions,
     registry: Registry,
     private readonly log: Logger,
   ) {
-    this.metrics = createMetrics(registry);
+    this.metrics = createMetrics(registry, () => ({ running: this.runningTotal, waiting: this.waitingTotal }));
+  }
+
+  /** Messages waiting for a slot at most, per tenant and in all. */
+  private get tenantWaitingLimit(): number {
+    return this.options.tenantConcurrency;
+  }
+
+  private get waitingLimit(): number {
+    return this.options.concurrency;
   }
 
   async start(): Promise<void> {
     for (const { stream, durable } of deliveryConsumers) {
-      await this.jsm.consumers.add(stream, { durable_name: durable, ack_policy: AckPolicy.Explicit, ack_wait: this.options.ackWaitMs * 1e6, max_deliver: -1 }).catch(async (error) => {
+      const config = { durable_name: durable, ack_policy: AckPolicy.Explicit, ack_wait: this.options.ackWaitMs * 1e6, max_deliver: -1, max_ack_pending: -1 };
+      await this.jsm.consumers.add(stream, config).catch(async (error) => {
         if (!(await this.jsm.consumers.info(stream, durable).catch(() => undefined))) throw error;
+        // Made by an earlier version with a limit on messages in flight: lifted (see above).
+        await this.jsm.consumers.update(stream, durable, { max_ack_pending: -1, ack_wait: config.ack_wait }).catch((updateError: unknown) => {
+          this.log.warn({ err: updateError, durable }, 'could not update the consumer; its limit on messages in flight stays');
+        });
       });
-      const consumer = await jetstream(this.nc).consumers.get(stream, durable);
-      const messages = await consumer.consume({ max_messages: this.options.concurrency });
-      this.stops.push(() => messages.stop());
-      void (async () => {
-        for await (const message of messages) {
-          while (this.inFlight >= this.options.concurrency) await new Promise<void>((resolve) => this.wake.add(resolve));
-          this.dispatch(message);
-        }
-      })();
+      void this.consume(stream, durable);
     }
   }
 
-  private dispatch(message: JsMsg): void {
+  /** Takes a consumer's messages for as long as the service runs, starting again after an error. */
+  private async consume(stream: string, durable: string): Promise<void> {
+    while (!this.closed) {
+      let messages: ConsumerMessages | undefined;
+      try {
+        const consumer = await jetstream(this.nc).consumers.get(stream, durable);
+        messages = await consumer.consume({ max_messages: this.options.concurrency });
+        this.stops.push(() => messages?.stop());
+        // Nothing in here waits: each message is started, queued or handed back at once.
+        for await (const message of messages) this.accept(message);
+      } catch (error) {
+        if (this.closed) return;
+        this.log.error({ err: error, durable }, 'taking events failed; starting again');
+      }
+      if (!this.closed) await sleep(1_000);
+    }
+  }
+
+  private accept(message: JsMsg): void {
     let delivery: Delivery;
     try {
       delivery = deliveryOf(message.subject, message.data, this.artifacts);
     } catch (error) {
-      // An event that cannot be read never will be: keep it out of the way, loudly.
-      this.log.error({ err: error, subject: message.subject, seq: message.seq }, 'undecodable event terminated');
-      message.term();
+      // An event that cannot be read never will be: keep it out of the way, loudly (by code:
+      // the message may quote what the event held).
+      this.log.error({ code: GatewayError.from(error).code, reason: GatewayError.from(error).message, stream: message.info.stream, seq: message.seq }, 'malformed event terminated');
+      this.terminate(message);
       return;
     }
-    this.inFlight++;
-    const previous = this.tenantQueues.get(delivery.tenant) ?? Promise.resolve();
-    const next = previous.then(() => this.handleInSpan(message, delivery)).finally(() => {
-      this.inFlight--;
-      for (const resolve of this.wake) resolve();
-      this.wake.clear();
-      if (this.tenantQueues.get(delivery.tenant) === next) this.tenantQueues.delete(delivery.tenant);
-    });
-    this.tenantQueues.set(delivery.tenant, next);
+    if (this.closed) {
+      message.nak();
+      return;
+    }
+    const tenant = delivery.tenant;
+    if (this.hasSlot(tenant)) {
+      this.run(message, delivery);
+      return;
+    }
+    const queue = this.waiting.get(tenant) ?? [];
+    if (queue.length < this.tenantWaitingLimit && this.waitingTotal < this.waitingLimit) {
+      // Marked in progress while it waits, so it is not handed out again meanwhile.
+      const keepAlive = setInterval(() => message.working(), Math.max(1_000, this.options.ackWaitMs / 3));
+      queue.push({ message, delivery, keepAlive });
+      this.waiting.set(tenant, queue);
+      this.waitingTotal++;
+      return;
+    }
+    this.metrics.deferred.inc();
+    message.nak(retryDelayMs(message.info.deliveryCount, DEFER_BASE_MS, Math.min(DEFER_MAX_MS, this.options.retryMaxMs)));
+  }
+
+  /**
+   * A malformed event is never delivered: it is erased from its stream (it may hold personal
+   * data, and nothing will ever take it) and terminated.
+   */
+  private terminate(message: JsMsg): void {
+    this.metrics.terminated.inc();
+    void this.jsm.streams
+      .deleteMessage(message.info.stream, message.seq, true)
+      .catch(() => undefined)
+      .finally(() => message.term());
+  }
+
+  private hasSlot(tenant: string): boolean {
+    return this.runningTotal < this.options.concurrency && (this.running.get(tenant) ?? 0) < this.options.tenantConcurrency;
+  }
+
+  private run(message: JsMsg, delivery: Delivery): void {
+    const tenant = delivery.tenant;
+    this.runningTotal++;
+    this.running.set(tenant, (this.running.get(tenant) ?? 0) + 1);
+    const task = this.handleInSpan(message, delivery)
+      .catch((error: unknown) => {
+        // handle() answers every message itself; this is a last resort that keeps the process up.
+        this.log.error({ err: error, deliveryId: delivery.deliveryId, tenant }, 'delivery ended unexpectedly; will retry');
+        message.nak(this.options.retryBaseMs);
+      })
+      .finally(() => {
+        this.runningTotal--;
+        const left = (this.running.get(tenant) ?? 1) - 1;
+        if (left > 0) this.running.set(tenant, left);
+        else this.running.delete(tenant);
+        this.tasks.delete(task);
+        this.startWaiting();
+      });
+    this.tasks.add(task);
+  }
+
+  /** Gives free slots to waiting messages, one tenant after another. */
+  private startWaiting(): void {
+    let started = true;
+    while (started && this.runningTotal < this.options.concurrency) {
+      started = false;
+      for (const tenant of [...this.waiting.keys()]) {
+        if (!this.hasSlot(tenant)) continue;
+        const queue = this.waiting.get(tenant)!;
+        const next = queue.shift()!;
+        clearInterval(next.keepAlive);
+        this.waitingTotal--;
+        // Served: to the back of the line.
+        this.waiting.delete(tenant);
+        if (queue.length > 0) this.waiting.set(tenant, queue);
+        this.run(next.message, next.delivery);
+        started = true;
+      }
+    }
   }
 
   /**
@@ -238,7 +263,12 @@ export class Deliveries {
       delivery = await openContacts(this.keyring, sealed);
     } catch (error) {
       if (span) markFailed(span, error);
-      this.log.error({ err: error, deliveryId: sealed.deliveryId, tenant: sealed.tenant }, 'a session event does not open with the tenant key; will retry');
+      if (GatewayError.from(error).code === ErrorCode.MALFORMED_MESSAGE) {
+        this.log.error({ deliveryId: sealed.deliveryId, tenant: sealed.tenant, reason: GatewayError.from(error).message }, "a session event's participants are malformed; terminated");
+        this.terminate(message);
+        return;
+      }
+      this.log.error({ code: GatewayError.from(error).code, deliveryId: sealed.deliveryId, tenant: sealed.tenant }, 'a session event does not open with the tenant key; will retry');
       message.nak(retryDelayMs(message.info.deliveryCount, this.options.retryBaseMs, this.options.retryMaxMs));
       return;
     }
@@ -257,15 +287,20 @@ export class Deliveries {
     try {
       const connectors = await this.connectors.list(delivery.tenant);
       if (connectors.length === 0) throw new GatewayError(ErrorCode.DESTINATION_FAILED, 'the tenant has no destination connected');
+      // Destinations that confirmed on an earlier attempt have it already.
+      const confirmed = await this.confirmations.confirmed(delivery.tenant, delivery.deliveryId);
       let delivered = 0;
       for (const connector of connectors) {
+        if (confirmed.has(connector.name)) {
+          delivered++;
+          continue;
+        }
         const destination = await this.connectors.open(delivery.tenant, connector.name).catch((error: unknown) => {
           // Removed by the tenant since the list was read: nothing to deliver to there.
           if (GatewayError.from(error).code === ErrorCode.NOT_FOUND) return undefined;
           throw error;
         });
         if (!destination) continue;
-        delivered++;
         try {
           await inSpan(`deliver to ${connector.type}`, { attributes: { 'gateway.adapter': connector.type } }, () => destination.deliver(delivery));
           this.metrics.deliveries.inc({ adapter: connector.type, kind: delivery.kind, result: 'delivered' });
@@ -275,38 +310,74 @@ export class Deliveries {
         } finally {
           await destination.close();
         }
+        // Recorded before anything is purged: a crash from here on finds it.
+        await this.confirmations.record(delivery.tenant, delivery.deliveryId, connector.name);
+        delivered++;
       }
       if (delivered === 0) throw new GatewayError(ErrorCode.DESTINATION_FAILED, 'the tenant has no destination connected');
       await this.purge(delivery);
-      await this.settle(message);
+      if (await this.settle(message)) await this.clearConfirmations(delivery);
       this.metrics.seconds.observe({ kind: delivery.kind }, (performance.now() - started) / 1000);
       this.log.info(context, 'delivered and purged');
     } catch (error) {
       const gatewayError = GatewayError.from(error);
+      if (span) markFailed(span, gatewayError);
       if (gatewayError.code === ErrorCode.NOT_FOUND && gatewayError.details.artifactGone === true) {
-        // Its artifacts are gone: delivered and purged before a crash lost the acknowledgement,
-        // or deleted by a data-subject request. Nothing is left to deliver.
-        // A crash may have come between two artifacts' purges: finish it before letting go.
-        try {
-          await this.purge(delivery);
-        } catch (purgeError) {
-          this.log.warn({ err: purgeError, ...context }, 'finishing the purge failed; will retry');
+        await this.artifactMissing(message, delivery, error).catch((alertError: unknown) => {
+          this.log.error({ err: alertError, ...context }, 'raising the missing-artifact alert failed; will retry');
           message.nak(this.options.retryBaseMs);
-          return;
-        }
-        this.log.warn(context, 'artifacts already gone; acknowledging');
-        await this.settle(message);
+        });
         return;
       }
       // A destination that said when to come back (a 429's Retry-After) is not asked sooner.
       const hintMs = Number(gatewayError.details.retryAfterMs ?? 0);
       const delayMs = Math.max(retryDelayMs(message.info.deliveryCount, this.options.retryBaseMs, this.options.retryMaxMs), Number.isFinite(hintMs) ? hintMs : 0);
-      if (span) markFailed(span, gatewayError);
       this.log.warn({ ...context, code: gatewayError.code, reason: gatewayError.message, retryInMs: delayMs }, 'delivery failed; will retry');
       message.nak(delayMs);
     } finally {
       clearInterval(inProgress);
     }
+  }
+
+  /**
+   * An artifact of the delivery is gone while a destination had not confirmed it: it was lost
+   * or deleted by someone, not delivered. (Had every destination confirmed, the delivery would
+   * not have been tried again: it is purged and settled above.) Nothing else of it is deleted,
+   * and it is never counted as delivered: the tenant's operators are alerted, and it is tried
+   * again at the longest interval until the artifact is back or the retention limit passes.
+   * Gone with its event (a data-subject erasure while the delivery ran) is not an alert.
+   */
+  private async artifactMissing(message: JsMsg, delivery: Delivery, error: unknown): Promise<void> {
+    const context = { kind: delivery.kind, deliveryId: delivery.deliveryId, tenant: delivery.tenant, attempt: message.info.deliveryCount };
+    const eventStored = await this.jsm.streams.getMessage(message.info.stream, { seq: message.seq }).then(
+      (found) => found !== null,
+      (lookupError: unknown) => !String((lookupError as Error)?.message ?? lookupError).includes('no message found'),
+    );
+    if (!eventStored) {
+      this.log.info(context, 'the event and its artifacts were erased meanwhile; nothing to deliver');
+      await this.clearConfirmations(delivery);
+      message.term();
+      return;
+    }
+    const connectors = (await this.connectors.list(delivery.tenant)).map((c) => c.name);
+    const confirmed = await this.confirmations.confirmed(delivery.tenant, delivery.deliveryId);
+    const artifactId = GatewayError.from(error).details.artifactId;
+    const alert = ArtifactMissing.encode({
+      tenant: delivery.tenant,
+      deliveryId: delivery.deliveryId,
+      kind: delivery.kind,
+      artifactId: typeof artifactId === 'string' ? artifactId : '',
+      unconfirmedConnectors: connectors.filter((name) => !confirmed.has(name)),
+      attempts: message.info.deliveryCount,
+      atMs: (this.options.now ?? Date.now)(),
+    }).finish();
+    await jetstream(this.nc).publish(subjects.alert(delivery.tenant, 'artifact_missing'), alert, {
+      msgID: `artifact_missing.${delivery.deliveryId}.${message.info.deliveryCount}`,
+      headers: natsHeadersWithTrace(),
+    });
+    this.metrics.missing.inc({ kind: delivery.kind });
+    this.log.error({ ...context, unconfirmed: connectors.length - confirmed.size }, 'an artifact is missing before every destination confirmed: not delivered, nothing purged; alert raised');
+    message.nak(this.options.retryMaxMs);
   }
 
   /**
@@ -326,7 +397,7 @@ export class Deliveries {
       artifactCount: delivery.artifacts.length,
     }).finish();
     await jetstream(this.nc).publish(subjects.alert(delivery.tenant, 'delivery_expired'), alert, { msgID: `expired.${delivery.deliveryId}`, headers: natsHeadersWithTrace() });
-    await this.settle(message);
+    if (await this.settle(message)) await this.clearConfirmations(delivery);
     this.metrics.expired.inc({ kind: delivery.kind });
     this.log.error({ kind: delivery.kind, deliveryId: delivery.deliveryId, tenant: delivery.tenant, attempts: message.info.deliveryCount }, 'retention limit passed: deleted undelivered');
   }
@@ -335,9 +406,9 @@ export class Deliveries {
    * Erases a settled event from its stream, then acknowledges it: the event names the end user
    * (their external id), and the command must not outlive the communication it carried. Erasing
    * first means a crash or a lost connection in between leaves the event to be handed out again
-   * (and erased then), never acknowledged but still stored.
+   * (and erased then), never acknowledged but still stored. Returns whether it was acknowledged.
    */
-  private async settle(message: JsMsg): Promise<void> {
+  private async settle(message: JsMsg): Promise<boolean> {
     try {
       await this.jsm.streams.deleteMessage(message.info.stream, message.seq, true);
     } catch (error) {
@@ -349,27 +420,50 @@ export class Deliveries {
       if (stillThere) {
         this.log.warn({ err: error, seq: message.seq }, 'erasing a settled event failed; will retry');
         message.nak(this.options.retryBaseMs);
-        return;
+        return false;
       }
     }
     message.ack();
+    return true;
   }
 
-  /** Our copies go once the destination has them: keys first, then bytes. */
+  /** Confirmations go once their event is settled; left over, they are cleared on the next settle. */
+  private async clearConfirmations(delivery: Delivery): Promise<void> {
+    await this.confirmations.clear(delivery.tenant, delivery.deliveryId).catch((error: unknown) => {
+      this.log.warn({ err: error, deliveryId: delivery.deliveryId, tenant: delivery.tenant }, 'clearing delivery confirmations failed');
+    });
+  }
+
+  /** Our copies go once every destination has them: keys first, then bytes. */
   private async purge(delivery: Delivery): Promise<void> {
     for (const artifact of delivery.artifacts) {
       await this.artifacts.delete(delivery.tenant, artifact.artifactId);
     }
   }
 
-
-  async close(): Promise<void> {
-    for (const stop of this.stops) stop();
-    await Promise.allSettled([...this.tenantQueues.values()]);
+  /**
+   * Stops taking events; waiting ones are handed back at once, running ones get `graceMs` to
+   * finish (one stuck on a destination, or on a NATS that is gone, must not keep the process
+   * from stopping: unacknowledged, it is handed out again). Safe to repeat.
+   */
+  async close(graceMs = 20_000): Promise<void> {
+    this.closed = true;
+    for (const stop of this.stops.splice(0)) stop();
+    for (const queue of this.waiting.values()) {
+      for (const { message, keepAlive } of queue) {
+        clearInterval(keepAlive);
+        message.nak();
+      }
+    }
+    this.waiting.clear();
+    this.waitingTotal = 0;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.allSettled([...this.tasks]), new Promise((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+    clearTimeout(timer);
   }
 }
 
-function createMetrics(registry: Registry) {
+function createMetrics(registry: Registry, load: () => { running: number; waiting: number }) {
   return {
     deliveries: new Counter({
       name: 'gateway_crm_sync_deliveries_total',
@@ -383,12 +477,39 @@ function createMetrics(registry: Registry) {
       labelNames: ['kind'] as const,
       registers: [registry],
     }),
+    missing: new Counter({
+      name: 'gateway_crm_sync_artifacts_missing_total',
+      help: 'Delivery attempts that found an artifact gone before every destination confirmed (an alert each)',
+      labelNames: ['kind'] as const,
+      registers: [registry],
+    }),
+    deferred: new Counter({
+      name: 'gateway_crm_sync_deferred_total',
+      help: 'Events handed back for later because their tenant had its deliveries running at its limit',
+      registers: [registry],
+    }),
+    terminated: new Counter({
+      name: 'gateway_crm_sync_malformed_events_total',
+      help: 'Events terminated because they are not what crm-sync takes (malformed, or a tenant other than their subject)',
+      registers: [registry],
+    }),
     seconds: new Histogram({
       name: 'gateway_crm_sync_delivery_duration_seconds',
       help: 'Time from taking an event to its acknowledgement, for successful deliveries',
       labelNames: ['kind'] as const,
       buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
       registers: [registry],
+    }),
+    inFlight: new Gauge({
+      name: 'gateway_crm_sync_deliveries_in_progress',
+      help: 'Deliveries running (state="running") and waiting for a slot (state="waiting")',
+      labelNames: ['state'] as const,
+      registers: [registry],
+      collect() {
+        const { running, waiting } = load();
+        this.set({ state: 'running' }, running);
+        this.set({ state: 'waiting' }, waiting);
+      },
     }),
   };
 }

@@ -13,8 +13,14 @@ const shape = {
   CRM_SYNC_HOST: env.string('0.0.0.0'),
   CRM_SYNC_PORT: env.port(8090),
   CRM_SYNC_OPS_PORT: env.port(9103),
-  /** Deliveries in progress at once (across tenants; one tenant's deliveries run in order). */
+  /** Deliveries in progress at once, all tenants together. */
   CRM_SYNC_CONCURRENCY: env.positiveInt(8),
+  /** Deliveries of one tenant in progress at once (per replica): a tenant whose destination hangs holds no more. */
+  CRM_SYNC_TENANT_CONCURRENCY: env.positiveInt(2),
+  /** The longest crm-sync waits for one answer from a destination, whatever timeout the tenant set. */
+  CRM_SYNC_DESTINATION_TIMEOUT_MAX_SECONDS: z.coerce.number().int().min(1).max(600).default(120),
+  /** A failed connector test is answered this long after it began, whatever the failure (and a test still running then fails). */
+  CRM_SYNC_CONNECTOR_TEST_SECONDS: z.coerce.number().min(0.1).max(120).default(10),
   /** First retry delay; each later one doubles, with jitter, up to the maximum. */
   CRM_SYNC_RETRY_BASE_SECONDS: z.coerce.number().positive().default(2),
   CRM_SYNC_RETRY_MAX_SECONDS: z.coerce.number().positive().default(600),
@@ -45,6 +51,9 @@ export function readCrmSyncConfig(source: Record<string, string | undefined> = p
     port: c.CRM_SYNC_PORT,
     opsPort: c.CRM_SYNC_OPS_PORT,
     concurrency: c.CRM_SYNC_CONCURRENCY,
+    tenantConcurrency: Math.min(c.CRM_SYNC_TENANT_CONCURRENCY, c.CRM_SYNC_CONCURRENCY),
+    maxRequestTimeoutMs: c.CRM_SYNC_DESTINATION_TIMEOUT_MAX_SECONDS * 1000,
+    connectorTestMs: Math.round(c.CRM_SYNC_CONNECTOR_TEST_SECONDS * 1000),
     retryBaseMs: c.CRM_SYNC_RETRY_BASE_SECONDS * 1000,
     retryMaxMs: c.CRM_SYNC_RETRY_MAX_SECONDS * 1000,
     ackWaitMs: c.CRM_SYNC_ACK_WAIT_SECONDS * 1000,

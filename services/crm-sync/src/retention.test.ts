@@ -18,6 +18,7 @@ import { DeliveryExpired, TranscriptReady } from '@gateway/proto/gateway/events/
 import { NatsServer, freePort, waitFor } from '@gateway/testing';
 import { ConnectorStore } from './connectors/ConnectorStore.js';
 import { KvContactMaps } from './connectors/ContactMap.js';
+import { Confirmations } from './Confirmations.js';
 import { Deliveries } from './Deliveries.js';
 
 const DAY_MS = 86_400_000;
@@ -47,8 +48,10 @@ describe('retention of undelivered communications', () => {
     await ensureStream(nc, streams.alerts);
     const jsm = await ensureStream(nc, streams.transcripts);
     await ensureStream(nc, streams.sessions);
-    deliveries = new Deliveries(nc, jsm, connectors, artifacts, keyring, {
+    const confirmations = new Confirmations(await openBucket(nc, buckets.crmConfirmations), log);
+    deliveries = new Deliveries(nc, jsm, connectors, artifacts, keyring, confirmations, {
       concurrency: 2,
+      tenantConcurrency: 2,
       retryBaseMs: 100,
       retryMaxMs: 200,
       ackWaitMs: 30_000,

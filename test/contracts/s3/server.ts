@@ -46,7 +46,9 @@ export interface S3Credential {
 }
 
 export interface StoredObject {
+  /** The bytes; empty when they were over `keepBodiesUpTo` (the size stays). */
   body: Buffer;
+  size: number;
   etag: string;
   lastModified: Date;
   contentType: string;
@@ -59,12 +61,12 @@ export interface StoredObject {
   encryptionContext?: string;
 }
 
-interface PendingUpload extends Omit<StoredObject, 'body' | 'etag' | 'lastModified'> {
+interface PendingUpload extends Omit<StoredObject, 'body' | 'size' | 'etag' | 'lastModified'> {
   uploadId: string;
   bucket: string;
   key: string;
   initiated: Date;
-  parts: Map<number, { body: Buffer; etag: string }>;
+  parts: Map<number, { body: Buffer; etag: string; size: number }>;
 }
 
 /** A failure to answer with instead of the real result. */
@@ -107,6 +109,8 @@ export interface RequestRecord {
 
 export interface S3ContractServerOptions {
   region?: string;
+  /** Bodies larger than this are checked (signature, digests) and then dropped, keeping their size: for benchmarks of gigabytes. */
+  keepBodiesUpTo?: number;
   buckets?: string[];
   credentials?: S3Credential[];
 }
@@ -141,12 +145,14 @@ export class S3ContractServer {
   private readonly credentials: Map<string, S3Credential>;
   private readonly rules: Array<FaultRule & { remaining: number }> = [];
   private readonly sockets = new Set<Socket>();
+  private readonly keepBodiesUpTo: number;
 
   private constructor(
     private readonly server: http.Server,
     options: S3ContractServerOptions,
   ) {
     this.region = options.region ?? 'eu-west-1';
+    this.keepBodiesUpTo = options.keepBodiesUpTo ?? Number.POSITIVE_INFINITY;
     for (const bucket of options.buckets ?? ['gateway-test']) this.buckets.set(bucket, new Map());
     this.credentials = new Map((options.credentials ?? [S3ContractServer.defaultCredential]).map((c) => [c.accessKeyId, c]));
   }
@@ -156,7 +162,8 @@ export class S3ContractServer {
   static async start(options: S3ContractServerOptions = {}): Promise<S3ContractServer> {
     const server = http.createServer();
     const contract = new S3ContractServer(server, options);
-    server.on('request', (req, res) => void contract.handle(req, res));
+    // A client that drops its request midway (its body cut short) gets its connection closed, as S3 does.
+    server.on('request', (req, res) => void contract.handle(req, res).catch(() => res.destroy()));
     server.on('connection', (socket) => {
       contract.sockets.add(socket);
       socket.once('close', () => contract.sockets.delete(socket));
@@ -330,6 +337,10 @@ export class S3ContractServer {
     }
   }
 
+  private kept(body: Buffer): Buffer {
+    return body.length > this.keepBodiesUpTo ? Buffer.alloc(0) : body;
+  }
+
   private bucket(request: Request): Map<string, StoredObject> {
     const objects = request.bucket ? this.buckets.get(request.bucket) : undefined;
     if (!objects) throw new S3Error(404, 'NoSuchBucket', 'The specified bucket does not exist');
@@ -354,7 +365,7 @@ export class S3ContractServer {
         const prefix = request.params.get('prefix') ?? '';
         const contents = this.keys(request.bucket!, prefix).map((k) => {
           const o = objects.get(k)!;
-          return `<Contents><Key>${escape(k)}</Key><LastModified>${o.lastModified.toISOString()}</LastModified><ETag>${escape(o.etag)}</ETag><Size>${o.body.length}</Size><StorageClass>${o.storageClass}</StorageClass></Contents>`;
+          return `<Contents><Key>${escape(k)}</Key><LastModified>${o.lastModified.toISOString()}</LastModified><ETag>${escape(o.etag)}</ETag><Size>${o.size}</Size><StorageClass>${o.storageClass}</StorageClass></Contents>`;
         });
         return xmlAnswer(`<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>${request.bucket}</Name><Prefix>${escape(prefix)}</Prefix><KeyCount>${contents.length}</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>${contents.join('')}</ListBucketResult>`);
       }
@@ -366,7 +377,7 @@ export class S3ContractServer {
       }
       case 'PutObject': {
         if (request.body.length > MAX_PUT_BYTES) throw new S3Error(400, 'EntityTooLarge', 'Your proposed upload exceeds the maximum allowed size');
-        const object: StoredObject = { ...objectSettings(request), body: request.body, etag: `"${md5Hex(request.body)}"`, lastModified: new Date() };
+        const object: StoredObject = { ...objectSettings(request), body: this.kept(request.body), size: request.body.length, etag: `"${md5Hex(request.body)}"`, lastModified: new Date() };
         objects.set(key, object);
         return { status: 200, headers: { etag: object.etag, ...encryptionHeaders(object) } };
       }
@@ -376,7 +387,7 @@ export class S3ContractServer {
         if (!object) throw new S3Error(404, 'NoSuchKey', 'The specified key does not exist.');
         const headers: Record<string, string> = {
           'content-type': object.contentType,
-          'content-length': String(object.body.length),
+          'content-length': String(object.size),
           etag: object.etag,
           'last-modified': object.lastModified.toUTCString(),
           ...encryptionHeaders(object),
@@ -414,7 +425,7 @@ export class S3ContractServer {
         if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > MAX_PARTS) throw new S3Error(400, 'InvalidArgument', 'Part number must be an integer between 1 and 10000, inclusive');
         if (request.body.length > MAX_PUT_BYTES) throw new S3Error(400, 'EntityTooLarge', 'Your proposed upload exceeds the maximum allowed size');
         const etag = `"${md5Hex(request.body)}"`;
-        upload.parts.set(partNumber, { body: request.body, etag });
+        upload.parts.set(partNumber, { body: this.kept(request.body), etag, size: request.body.length });
         return { status: 200, headers: { etag, ...encryptionHeaders(upload) } };
       }
       case 'CompleteMultipartUpload': {
@@ -435,13 +446,14 @@ export class S3ContractServer {
           if (!stored || normalizeEtag(stored.etag) !== normalizeEtag(part.etag)) {
             throw new S3Error(400, 'InvalidPart', "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.");
           }
-          if (index < listed.length - 1 && stored.body.length < MIN_PART_BYTES) throw new S3Error(400, 'EntityTooSmall', 'Your proposed upload is smaller than the minimum allowed object size.');
+          if (index < listed.length - 1 && stored.size < MIN_PART_BYTES) throw new S3Error(400, 'EntityTooSmall', 'Your proposed upload is smaller than the minimum allowed object size.');
           bodies.push(stored.body);
         }
         const combined = createHash('md5');
         for (const part of listed) combined.update(Buffer.from(normalizeEtag(upload.parts.get(part.partNumber)!.etag), 'hex'));
         const { uploadId: _u, bucket: _b, key: _k, initiated: _i, parts: _p, ...settings } = upload;
-        const object: StoredObject = { ...settings, body: Buffer.concat(bodies), etag: `"${combined.digest('hex')}-${listed.length}"`, lastModified: new Date() };
+        const size = listed.reduce((sum, part) => sum + upload.parts.get(part.partNumber)!.size, 0);
+        const object: StoredObject = { ...settings, body: this.kept(Buffer.concat(bodies)), size, etag: `"${combined.digest('hex')}-${listed.length}"`, lastModified: new Date() };
         objects.set(key, object);
         this.uploads.delete(upload.uploadId);
         return xmlAnswer(`<CompleteMultipartUploadResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Location>${escape(`${this.url}/${request.bucket}/${key}`)}</Location><Bucket>${request.bucket}</Bucket><Key>${escape(key)}</Key><ETag>${escape(object.etag)}</ETag></CompleteMultipartUploadResult>`, encryptionHeaders(object));
@@ -477,7 +489,7 @@ function operationOf({ method, params: all, key }: Request): S3Operation | 'Unkn
 }
 
 /** What PutObject and CreateMultipartUpload take from their headers. */
-function objectSettings(request: Request): Omit<StoredObject, 'body' | 'etag' | 'lastModified'> {
+function objectSettings(request: Request): Omit<StoredObject, 'body' | 'size' | 'etag' | 'lastModified'> {
   const metadata: Record<string, string> = {};
   for (const [name, value] of Object.entries(request.headers)) {
     if (name.startsWith('x-amz-meta-') && typeof value === 'string') metadata[name.slice('x-amz-meta-'.length)] = value;

@@ -131,7 +131,8 @@ export class SalesforceContractServer {
       },
     };
     for (const type of Object.keys(this.schemas)) this.records.set(type, new Map());
-    this.server = http.createServer((req, res) => void this.handle(req, res));
+    // A client that drops its request midway (its body cut short) gets its connection closed.
+    this.server = http.createServer((req, res) => void this.handle(req, res).catch(() => res.destroy()));
   }
 
   static async start(options: SalesforceContractOptions): Promise<SalesforceContractServer> {

@@ -94,7 +94,16 @@ export const objects = {
    * stalls).
    */
   read: (store: string) =>
-    pub(`${api}.STREAM.INFO.OBJ_${store}`, `${api}.STREAM.MSG.GET.OBJ_${store}`, `${api}.CONSUMER.CREATE.OBJ_${store}.*.$O.${store}.C.*`, `$JS.FC.OBJ_${store}.>`),
+    pub(
+      `${api}.STREAM.INFO.OBJ_${store}`,
+      `${api}.STREAM.MSG.GET.OBJ_${store}`,
+      `${api}.CONSUMER.CREATE.OBJ_${store}.*.$O.${store}.C.*`,
+      // A streamed read pulls an object's chunks a few at a time through an ordered consumer, then deletes it.
+      `${api}.CONSUMER.MSG.NEXT.OBJ_${store}.*`,
+      `${api}.CONSUMER.INFO.OBJ_${store}.*`,
+      `${api}.CONSUMER.DELETE.OBJ_${store}.*`,
+      `$JS.FC.OBJ_${store}.>`,
+    ),
   /** Puts: chunks, then the object's meta record. */
   write: (store: string) => pub(`${api}.STREAM.INFO.OBJ_${store}`, `${api}.STREAM.MSG.GET.OBJ_${store}`, `$O.${store}.C.*`, `$O.${store}.M.*`),
   /** Deletes: the meta record marked deleted, then the chunks purged (a purge reaches the whole store). */
@@ -188,6 +197,7 @@ export const natsAccess: Record<ServiceIdentity, Grant[]> = {
     stream.publish(streams.audit),
     kv.readWrite(buckets.connectors),
     kv.readWrite(buckets.crmContacts),
+    kv.readWrite(buckets.crmConfirmations),
     kv.readWrite(buckets.deviceKeys),
     // Only crm-sync deletes what was delivered (or expired, or erased on request).
     artifacts.read('recordings'),

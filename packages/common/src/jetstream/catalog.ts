@@ -114,6 +114,8 @@ export const catalog: readonly CatalogEntry[] = [
   kv(buckets.deviceKeys, 'end users\' device keys'),
   kv(buckets.connectors, 'tenants\' destinations, secrets sealed'),
   kv(buckets.crmContacts, 'CRM contact ids by hashed external id', { maxValueBytes: 4 * KiB }),
+  // Deleted once the delivery's event is settled; the TTL only catches what a crash left.
+  kv(buckets.crmConfirmations, 'destinations\' confirmations of deliveries in progress', { ttlMs: 30 * day, maxValueBytes: 1 * KiB }),
   kv(buckets.dataKeys, 'wrapped data keys of the artifacts', { maxValueBytes: 8 * KiB, share: 0.01 }),
   { kind: 'objects', bucket: buckets.artifacts, description: 'encrypted recordings until delivered', share: 0.5 },
   { kind: 'objects', bucket: buckets.conversationArtifacts, description: 'encrypted transcripts and attachments until delivered', share: 0.1 },

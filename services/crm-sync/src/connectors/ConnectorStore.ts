@@ -1,8 +1,8 @@
 import type { KV } from '@nats-io/kv';
 import { z } from 'zod';
-import { ErrorCode, GatewayError, assertSubjectToken, listJson, openJson, sealJson, type Keyring, type Logger, type SealedValue } from '@gateway/common';
+import { ErrorCode, GatewayError, SUBJECT_TOKEN, assertSubjectToken, listEntries, openJson, sealJson, type Keyring, type Logger, type SealedValue } from '@gateway/common';
 import { destinationTypes as connectorTypes, type DestinationType, type DestinationTypeName as ConnectorType } from '../destinations/index.js';
-import { assertPublicHost, assertPublicHosts, type DestinationNetwork } from '../destinations/network.js';
+import { assertPublicHost, assertPublicHosts, destinationConnections, type DestinationConnections, type DestinationNetwork } from '../destinations/network.js';
 import type { Destination } from '../destinations/types.js';
 import type { KvContactMaps } from './ContactMap.js';
 
@@ -26,18 +26,43 @@ interface StoredConnector extends ConnectorView {
   secrets: SealedValue;
 }
 
+/** A connector record as read back from KV: checked before it is shown or used. */
+const storedConnectorSchema = z.object({
+  name: z.string().regex(SUBJECT_TOKEN),
+  type: z.enum(Object.keys(connectorTypes) as [ConnectorType, ...ConnectorType[]]),
+  config: z.record(z.string(), z.unknown()),
+  updatedAtMs: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  secrets: z.object({
+    wrapped: z.object({ kekId: z.string().min(1).max(256), value: z.string().min(1).max(1024) }),
+    value: z.string().min(1).max(64 * 1024),
+  }),
+});
+
+export interface ConnectorStoreOptions {
+  /** The operator's cap on any one request to a destination, whatever the tenant set. */
+  maxRequestTimeoutMs?: number;
+}
+
 /**
  * Tenants' destinations, in KV. Secrets are sealed with the tenant's key (bound to the tenant
  * and the connector's name) and are only opened to build a destination.
  */
 export class ConnectorStore {
+  /** Shared by every destination: connections that go only to addresses checked when they were made. */
+  private readonly connections: DestinationConnections;
+  private readonly maxRequestTimeoutMs: number;
+
   constructor(
     private readonly kv: KV,
     private readonly keyring: Keyring,
     private readonly contactMaps: KvContactMaps,
     private readonly log: Logger,
     private readonly network: DestinationNetwork,
-  ) {}
+    options: ConnectorStoreOptions = {},
+  ) {
+    this.connections = destinationConnections(network);
+    this.maxRequestTimeoutMs = options.maxRequestTimeoutMs ?? 120_000;
+  }
 
   private key(tenant: string, name: string): string {
     return `${assertSubjectToken('tenant', tenant)}.${assertSubjectToken('connector name', name)}`;
@@ -68,8 +93,28 @@ export class ConnectorStore {
     return view(await this.stored(tenant, name));
   }
 
+  /** The tenant's connectors; a record that is not what it should be is left out, with a log line. */
   async list(tenant: string): Promise<ConnectorView[]> {
-    return (await listJson<StoredConnector>(this.kv, `${assertSubjectToken('tenant', tenant)}.*`)).map((e) => view(e.value));
+    const views: ConnectorView[] = [];
+    for (const entry of await listEntries(this.kv, `${assertSubjectToken('tenant', tenant)}.*`)) {
+      const stored = this.check(entry.key, entry.value);
+      if (stored) views.push(view(stored));
+    }
+    return views;
+  }
+
+  private check(key: string, value: Uint8Array): StoredConnector | undefined {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(new TextDecoder().decode(value));
+    } catch {
+      parsed = undefined;
+    }
+    const result = storedConnectorSchema.safeParse(parsed);
+    // The record's name must be its key's: a record copied under another key is not that connector.
+    if (result.success && key === `${key.split('.')[0]}.${result.data.name}`) return result.data;
+    this.log.error({ key }, 'a connector record is unreadable; left out');
+    return undefined;
   }
 
   /** Removes the connector and every contact mapping made through it. */
@@ -85,20 +130,33 @@ export class ConnectorStore {
     const secrets = await openJson<Record<string, unknown>>(this.keyring, tenant, `connector:${name}`, stored.secrets);
     // Each entry's create() matches its own schemas; indexed by a runtime name, TypeScript sees their union.
     const type = connectorTypes[stored.type] as DestinationType<z.ZodType, z.ZodType>;
-    const config = type.config.parse(stored.config);
-    // Checked again at each use: a name may resolve elsewhere than when it was configured.
-    await assertPublicHosts(type.hosts(config), this.network);
-    return type.create(config, type.secrets.parse(secrets), {
+    const config = type.config.safeParse(stored.config);
+    const opened = type.secrets.safeParse(secrets);
+    if (!config.success || !opened.success) throw new GatewayError(ErrorCode.INTERNAL, 'the connector record is unreadable');
+    // Checked again at each use, early; every connection is checked again as it is made (the
+    // address it goes to is the one checked then).
+    await assertPublicHosts(type.hosts(config.data), this.network);
+    return type.create(config.data, opened.data, {
       contacts: this.contactMaps.for(tenant, name),
       log: this.log.child({ connector: name, adapter: stored.type }),
       checkHost: (host) => assertPublicHost(host, this.network),
+      network: this.network,
+      connections: this.connections,
+      maxRequestTimeoutMs: this.maxRequestTimeoutMs,
     });
   }
 
   private async stored(tenant: string, name: string): Promise<StoredConnector> {
-    const entry = await this.kv.get(this.key(tenant, name));
+    const key = this.key(tenant, name);
+    const entry = await this.kv.get(key);
     if (!entry || entry.operation !== 'PUT' || entry.length === 0) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such connector');
-    return entry.json<StoredConnector>();
+    const stored = this.check(key, entry.value);
+    if (!stored) throw new GatewayError(ErrorCode.INTERNAL, 'the connector record is unreadable');
+    return stored;
+  }
+
+  async close(): Promise<void> {
+    await this.connections.close();
   }
 }
 

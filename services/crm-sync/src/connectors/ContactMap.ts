@@ -3,9 +3,13 @@ import type { KV } from '@nats-io/kv';
 import { liveKeys } from '@gateway/common';
 import type { ContactMap } from '../destinations/types.js';
 
+/** A CRM's id as read back: Salesforce ids, Zendesk's numbers. Anything else is not one of ours. */
+const CRM_ID = /^[A-Za-z0-9_-]{1,128}$/;
+
 /**
  * CRM contact ids by external id, per tenant and connector, in KV. Keys hold a hash of the
- * external id, values only the CRM's id: nothing else about the end user is kept.
+ * external id, values only the CRM's id: nothing else about the end user is kept. A value read
+ * back that is not a CRM id is taken as no mapping (the destination looks the contact up again).
  */
 export class KvContactMaps {
   constructor(private readonly kv: KV) {}
@@ -22,9 +26,11 @@ export class KvContactMaps {
     return {
       get: async (externalId) => {
         const entry = await this.kv.get(this.key(tenant, connector, externalId));
-        return entry && entry.operation === 'PUT' && entry.length > 0 ? entry.string() : undefined;
+        const value = entry && entry.operation === 'PUT' && entry.length > 0 ? entry.string() : undefined;
+        return value !== undefined && CRM_ID.test(value) ? value : undefined;
       },
       set: async (externalId, crmContactId) => {
+        if (!CRM_ID.test(crmContactId)) return;
         await this.kv.put(this.key(tenant, connector, externalId), crmContactId);
       },
     };
@@ -40,6 +46,7 @@ export class KvContactMaps {
       const entry = await this.kv.get(key);
       if (!entry || entry.operation !== 'PUT' || entry.length === 0) continue;
       const crmContactId = entry.string();
+      if (!CRM_ID.test(crmContactId)) continue;
       if (subject.crmContactId && crmContactId !== subject.crmContactId) continue;
       found.push({ key, connector, crmContactId });
     }

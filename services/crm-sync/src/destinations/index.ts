@@ -21,7 +21,7 @@ const define = <C extends z.ZodType, S extends z.ZodType>(type: DestinationType<
 
 /** Every destination type a tenant can connect: one entry per adapter. */
 export const destinationTypes = {
-  postgres: define({ config: postgresConfigSchema, secrets: postgresSecretsSchema, create: (config, secrets) => new PostgresDestination(config, secrets), hosts: (config) => [config.host] }),
+  postgres: define({ config: postgresConfigSchema, secrets: postgresSecretsSchema, create: (config, secrets, deps) => new PostgresDestination(config, secrets, deps.network, Math.min(60_000, deps.maxRequestTimeoutMs)), hosts: (config) => [config.host] }),
   // Without an endpoint the client goes to AWS's own endpoints.
   s3: define({ config: s3ConfigSchema, secrets: s3SecretsSchema, create: (config, secrets, deps) => new S3Destination(config, secrets, deps), hosts: (config) => (config.endpoint ? [hostOf(config.endpoint)] : []) }),
   // The instance URL the token response names is checked when it arrives.

@@ -1,5 +1,12 @@
-import { describe, expect, it } from 'vitest';
-import { assertPublicHost } from './network.js';
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger, type GatewayError } from '@gateway/common';
+import { assertPublicHost, destinationConnections, resolveDestination, type DestinationConnections, type DestinationNetwork, type Resolver } from './network.js';
+import { PostgresDestination, postgresConfigSchema } from './postgres.js';
+import { S3Destination, s3ConfigSchema } from './s3.js';
+import { SalesforceDestination, SalesforceTokenCache, salesforceConfigSchema } from './salesforce.js';
+import type { Destination } from './types.js';
+import { ZendeskDestination, zendeskConfigSchema } from './zendesk.js';
 
 const strict = { allowPrivate: false };
 const refused = (host: string) => assertPublicHost(host, strict).then(() => 'allowed', (error: { code: string }) => error.code);
@@ -19,5 +26,80 @@ describe('destination hosts', () => {
 
   it('says so when a name does not resolve', async () => {
     expect(await refused('no-such-host.invalid')).toBe('DESTINATION_FAILED');
+  });
+});
+
+/**
+ * DNS rebinding: a name that answers a public address when it is checked and a private one when
+ * the client resolves it again. Each client must connect to the address that was checked, with
+ * no second resolution of its own: here every resolution goes through the injected resolver, and
+ * the second one (the connection's) is checked again and refused. "localhost" is the name, so a
+ * client that resolved it by itself would reach the local server, which counts connections.
+ */
+describe('connections go only to checked addresses', () => {
+  let server: net.Server;
+  let port = 0;
+  let connections = 0;
+  const log = createLogger('network-test', 'silent');
+  const contacts = { get: async () => undefined, set: async () => undefined };
+
+  beforeAll(async () => {
+    server = net.createServer((socket) => {
+      connections++;
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as net.AddressInfo).port;
+  });
+  afterAll(async () => {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  /** Public the first time, the loopback after: what a rebinding name server answers. */
+  function rebinding(): DestinationNetwork & { calls: () => number } {
+    let calls = 0;
+    const resolve: Resolver = async () => (calls++ === 0 ? [{ address: '93.184.216.34', family: 4 }] : [{ address: '127.0.0.1', family: 4 }]);
+    return { allowPrivate: false, resolve, calls: () => calls };
+  }
+
+  const clients: Array<[string, (network: DestinationNetwork, connections: DestinationConnections) => Destination]> = [
+    ['PostgreSQL', (network) => new PostgresDestination(postgresConfigSchema.parse({ host: 'localhost', port, database: 'x', user: 'x', ssl: 'disable' }), { password: 'x' }, network, 2_000)],
+    ['S3', (_network, connections) => new S3Destination(s3ConfigSchema.parse({ bucket: 'bucket', region: 'eu-west-1', endpoint: `http://localhost:${port}`, maxAttempts: 1 }), { accessKeyId: 'a', secretAccessKey: 's' }, { log, connections }, { connectTimeoutMs: 2_000, requestTimeoutMs: 2_000 })],
+    ['Salesforce', (network, connections) => new SalesforceDestination(salesforceConfigSchema.parse({ loginUrl: `http://localhost:${port}`, authFlow: 'client_credentials', clientId: 'c', requestTimeoutMs: 2_000 }), { clientSecret: 's' }, { contacts, log, checkHost: (host) => assertPublicHost(host, network), connections }, { tokens: new SalesforceTokenCache() })],
+    ['Zendesk', (network, connections) => new ZendeskDestination(zendeskConfigSchema.parse({ subdomainUrl: `http://localhost:${port}`, email: 'a@example.com' }), { apiToken: 't' }, { contacts, log, checkHost: (host) => assertPublicHost(host, network), connections }, { requestTimeoutMs: 2_000 })],
+  ];
+
+  for (const [name, create] of clients) {
+    it(`${name}: a name checked as public that resolves to the loopback next is never connected to`, async () => {
+      const network = rebinding();
+      const connected = destinationConnections(network);
+      // The check when the connector is opened: public.
+      await assertPublicHost('localhost', network);
+      const destination = create(network, connected);
+      try {
+        const error = await destination.test().then(() => undefined, (e: unknown) => e as GatewayError);
+        expect(error?.code).toBe('PERMISSION_DENIED');
+        expect(error?.message).toMatch(/loopback/);
+      } finally {
+        await destination.close();
+        await connected.close();
+      }
+      expect(network.calls()).toBe(2);
+      expect(connections).toBe(0);
+    });
+  }
+
+  it('connects to exactly the address the resolver gave and was checked, resolving once per connection', async () => {
+    let calls = 0;
+    // A name the system cannot resolve: only the checked lookup can connect to it.
+    const network: DestinationNetwork = { allowPrivate: true, resolve: async () => (calls++, [{ address: '127.0.0.1', family: 4 }]) };
+    const connected = destinationConnections(network);
+    const destination = new ZendeskDestination(zendeskConfigSchema.parse({ subdomainUrl: `http://localhost:${port}`, email: 'a@example.com' }), { apiToken: 't' }, { contacts, log, checkHost: async () => undefined, connections: connected }, { requestTimeoutMs: 2_000 });
+    const before = connections;
+    await destination.test().catch(() => undefined);
+    await connected.close();
+    expect(connections - before).toBe(1);
+    expect(calls).toBe(1);
+    expect((await resolveDestination('gateway-test.invalid', network))[0]!.address).toBe('127.0.0.1');
   });
 });

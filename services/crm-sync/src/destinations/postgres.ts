@@ -1,7 +1,19 @@
+import net from 'node:net';
 import pg from 'pg';
 import { z } from 'zod';
 import { ErrorCode, GatewayError } from '@gateway/common';
-import type { Delivery, Destination } from './types.js';
+import { resolveDestination, type DestinationNetwork } from './network.js';
+import { collect, piecesOf } from './streaming.js';
+import type { Delivery, DeliveryArtifact, Destination } from './types.js';
+
+/**
+ * Artifacts up to this size go into `gateway_artifacts.content`, as they always have; larger
+ * ones into `gateway_artifact_chunks`, a row per chunk, with `content` left empty: a bytea value
+ * holds at most 1 GB and is written and read whole, and recordings run to gigabytes.
+ */
+export const INLINE_MAX_BYTES = 16 * 1024 * 1024;
+/** Bytes per chunk row. */
+export const CHUNK_ROW_BYTES = 1024 * 1024;
 
 export const postgresConfigSchema = z.object({
   host: z.string().min(1),
@@ -41,30 +53,63 @@ const migrations = (schema: string): string[] => [
      content bytea not null
    )`,
   `create index if not exists gateway_artifacts_delivery on ${schema}.gateway_artifacts (delivery_id)`,
+  // 4: large artifacts in chunk rows. `chunk_count` 0: the bytes are in `content` (as before);
+  // above 0: `content` is empty and the bytes are the chunks' `data` in `seq` order (0, 1, ...).
+  // `sha256` (hex, of the whole artifact) lets readers check what they put back together.
+  `alter table ${schema}.gateway_artifacts
+     add column if not exists chunk_count integer not null default 0,
+     add column if not exists sha256 text;
+   create table if not exists ${schema}.gateway_artifact_chunks (
+     artifact_id text not null references ${schema}.gateway_artifacts (artifact_id) on delete cascade,
+     seq integer not null,
+     data bytea not null,
+     primary key (artifact_id, seq)
+   )`,
 ];
 
 /** A customer PostgreSQL database: a row per session (delivery) and per artifact, with its bytes. */
 export class PostgresDestination implements Destination {
-  private readonly pool: pg.Pool;
+  private pool: Promise<pg.Pool> | undefined;
   private migrated: Promise<void> | undefined;
 
   constructor(
     private readonly config: z.infer<typeof postgresConfigSchema>,
-    secrets: z.infer<typeof postgresSecretsSchema>,
-  ) {
-    this.pool = new pg.Pool({
-      host: config.host,
-      port: config.port,
-      database: config.database,
-      user: config.user,
-      password: secrets.password,
-      ssl: config.ssl === 'disable' ? false : { rejectUnauthorized: config.ssl === 'verify-full' },
-      max: 4,
-      connectionTimeoutMillis: 10_000,
-      query_timeout: 60_000,
-    });
-    // An idle client that loses its connection must not take the process down.
-    this.pool.on('error', () => undefined);
+    private readonly secrets: z.infer<typeof postgresSecretsSchema>,
+    private readonly network: DestinationNetwork = { allowPrivate: false },
+    private readonly requestTimeoutMs = 60_000,
+  ) {}
+
+  /**
+   * The pool connects to the address that was checked: the host is resolved once, here, and pg
+   * is given that address, with the name kept for TLS (SNI and the certificate's check), so no
+   * second resolution can send it elsewhere.
+   */
+  private connect(): Promise<pg.Pool> {
+    this.pool ??= resolveDestination(this.config.host, this.network).then(
+      ([first]) => {
+        const { config } = this;
+        const named = net.isIP(config.host.replace(/^\[(.*)\]$/, '$1')) === 0;
+        const pool = new pg.Pool({
+          host: first!.address,
+          port: config.port,
+          database: config.database,
+          user: config.user,
+          password: this.secrets.password,
+          ssl: config.ssl === 'disable' ? false : { rejectUnauthorized: config.ssl === 'verify-full', ...(named ? { servername: config.host } : {}) },
+          max: 4,
+          connectionTimeoutMillis: Math.min(10_000, this.requestTimeoutMs),
+          query_timeout: this.requestTimeoutMs,
+        });
+        // An idle client that loses its connection must not take the process down.
+        pool.on('error', () => undefined);
+        return pool;
+      },
+      (error: unknown) => {
+        this.pool = undefined;
+        throw error;
+      },
+    );
+    return this.pool;
   }
 
   async test(): Promise<void> {
@@ -101,8 +146,9 @@ export class PostgresDestination implements Destination {
   async deliver(delivery: Delivery): Promise<void> {
     await this.migrate();
     const schema = this.config.schema;
-    // Read the bytes before opening the transaction, so it stays short.
-    const contents = await Promise.all(delivery.artifacts.map((a) => a.read()));
+    // One transaction per delivery, the artifacts streamed into it: a reader never sees a
+    // session with part of its files, and a failure (or an artifact that fails its check) leaves
+    // nothing behind.
     await this.run(async (client) => {
       await client.query('begin');
       try {
@@ -113,13 +159,7 @@ export class PostgresDestination implements Destination {
            on conflict (delivery_id) do nothing`,
           [delivery.deliveryId, delivery.kind, delivery.tenant, delivery.room, delivery.startedAtMs, delivery.endedAtMs, JSON.stringify(delivery.contacts), JSON.stringify(delivery.metadata)],
         );
-        for (const [index, artifact] of delivery.artifacts.entries()) {
-          await client.query(
-            `insert into ${schema}.gateway_artifacts (artifact_id, delivery_id, kind, content_type, size_bytes, part, content)
-             values ($1, $2, $3, $4, $5, $6, $7) on conflict (artifact_id) do nothing`,
-            [artifact.artifactId, delivery.deliveryId, artifact.kind, artifact.contentType, artifact.sizeBytes, artifact.part, contents[index]],
-          );
-        }
+        for (const artifact of delivery.artifacts) await this.insertArtifact(client, delivery, artifact);
         await client.query('commit');
       } catch (error) {
         await client.query('rollback').catch(() => undefined);
@@ -128,11 +168,34 @@ export class PostgresDestination implements Destination {
     });
   }
 
+  /** One artifact: inline when small, else in chunk rows read from the stream one at a time. */
+  private async insertArtifact(client: pg.PoolClient, delivery: Delivery, artifact: DeliveryArtifact): Promise<void> {
+    const schema = this.config.schema;
+    const exists = await client.query(`select 1 from ${schema}.gateway_artifacts where artifact_id = $1`, [artifact.artifactId]);
+    if ((exists.rowCount ?? 0) > 0) return;
+    const content = await artifact.open();
+    const chunked = content.size > INLINE_MAX_BYTES;
+    const chunkCount = chunked ? Math.ceil(content.size / CHUNK_ROW_BYTES) : 0;
+    const inline = chunked ? Buffer.alloc(0) : await collect(content.chunks);
+    await client.query(
+      `insert into ${schema}.gateway_artifacts (artifact_id, delivery_id, kind, content_type, size_bytes, part, content, chunk_count, sha256)
+       values ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+      [artifact.artifactId, delivery.deliveryId, artifact.kind, artifact.contentType, content.size, artifact.part, inline, chunkCount, content.sha256],
+    );
+    if (!chunked) return;
+    let seq = 0;
+    for await (const piece of piecesOf(content.chunks, CHUNK_ROW_BYTES)) {
+      await client.query(`insert into ${schema}.gateway_artifact_chunks (artifact_id, seq, data) values ($1, $2, $3)`, [artifact.artifactId, seq++, piece]);
+    }
+    if (seq !== chunkCount) throw new GatewayError(ErrorCode.INTERNAL, 'the artifact did not have the size it was stored with');
+  }
+
   /** Runs with a pooled client; database errors become DESTINATION_FAILED without their details (they may quote data). */
   private async run<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     let client: pg.PoolClient;
+    const pool = await this.connect();
     try {
-      client = await this.pool.connect();
+      client = await pool.connect();
     } catch (error) {
       throw new GatewayError(ErrorCode.DESTINATION_FAILED, `cannot connect to the database: ${describe(error)}`, { cause: error });
     }
@@ -145,6 +208,8 @@ export class PostgresDestination implements Destination {
       return await work(client);
     } catch (error) {
       broken = error as Error;
+      // An artifact that failed its check is ours to report, not the database's.
+      if (error instanceof GatewayError) throw error;
       throw new GatewayError(ErrorCode.DESTINATION_FAILED, `the database refused the delivery: ${describe(error)}`, { cause: error });
     } finally {
       client.off('error', onError);
@@ -154,7 +219,9 @@ export class PostgresDestination implements Destination {
   }
 
   async close(): Promise<void> {
-    await this.pool.end().catch(() => undefined);
+    const pool = await this.pool?.catch(() => undefined);
+    this.pool = undefined;
+    await pool?.end().catch(() => undefined);
   }
 }
 

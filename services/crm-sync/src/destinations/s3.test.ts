@@ -4,6 +4,7 @@ import { GetObjectCommand, ListMultipartUploadsCommand, S3Client } from '@aws-sd
 import type { Logger } from '@gateway/common';
 import { MIB, S3ContractServer, faults, type S3Credential } from '../../../../test/contracts/s3/server.js';
 import { S3Destination, partSizeFor, s3ConfigSchema, type S3Config, type S3Secrets, type S3Tuning } from './s3.js';
+import { memoryArtifact } from './memoryArtifact.js';
 import type { Delivery } from './types.js';
 
 const BUCKET = 'customer-recordings';
@@ -29,17 +30,7 @@ function delivery(deliveryId: string, files: Array<{ id: string; contentType: st
     startedAtMs: Date.parse('2025-03-01T10:00:00Z'),
     endedAtMs: Date.parse('2025-03-01T10:05:00Z'),
     contacts: [{ participantId: 'PA_1', role: 'end_user', externalId: 'ext-1', crmContactId: '' }],
-    artifacts: files.map((f) => ({
-      artifactId: f.id,
-      kind: 'voice',
-      contentType: f.contentType,
-      sizeBytes: f.data.length,
-      part: 0,
-      read: async () => {
-        reads++;
-        return f.data;
-      },
-    })),
+    artifacts: files.map((f) => memoryArtifact({ artifactId: f.id, kind: 'voice', contentType: f.contentType }, f.data, () => reads++)),
     metadata: { state: 'completed' },
     reads: () => reads,
   };

@@ -15,8 +15,9 @@ import {
 import { z } from 'zod';
 import { ErrorCode, GatewayError, type Logger } from '@gateway/common';
 import { retryDelayMs } from '../Deliveries.js';
-import type { Delivery, Destination, DestinationDeps } from './types.js';
-import { isSecureOrLocal } from './urls.js';
+import { collect, piecesOf } from './streaming.js';
+import type { ArtifactContent, Delivery, Destination, DestinationDeps } from './types.js';
+import { isSecureOrLocalUrl } from './urls.js';
 
 const MIB = 1024 * 1024;
 const GIB = 1024 * MIB;
@@ -34,7 +35,7 @@ export const s3ConfigSchema = z.object({
   /** An S3-compatible server instead of AWS (path-style addressing then); https, or http on the loopback only. */
   endpoint: z
     .url({ protocol: /^https?$/ })
-    .refine((value) => isSecureOrLocal(new URL(value)), 'must be https (http only for a server on the same host)')
+    .refine(isSecureOrLocalUrl, 'must be https (http only for a server on the same host)')
     .optional(),
   /** Key prefix: empty, or folders ending with "/", in S3's safe characters. */
   prefix: z
@@ -70,9 +71,22 @@ export interface S3Tuning {
   /** A request (with its upload) not answered in this time fails as a timeout and is retried. */
   requestTimeoutMs: number;
   partConcurrency: number;
+  /**
+   * The most one object or part may hold in memory: a larger single-request threshold or part
+   * size set by the tenant is lowered to it (a part is held until S3 takes it, for retries), so
+   * an upload holds at most partConcurrency + 1 parts of this, whatever the file.
+   */
+  maxBufferBytes: number;
 }
 
-const defaultTuning: S3Tuning = { retryBaseMs: 250, retryMaxMs: 5_000, connectTimeoutMs: 10_000, requestTimeoutMs: 120_000, partConcurrency: 4 };
+const defaultTuning: S3Tuning = { retryBaseMs: 250, retryMaxMs: 5_000, connectTimeoutMs: 10_000, requestTimeoutMs: 120_000, partConcurrency: 4, maxBufferBytes: 16 * MIB };
+
+/** What is written as one object: its bytes as a stream, with their size and SHA-256 known before. */
+type ObjectSource = Pick<ArtifactContent, 'size' | 'sha256' | 'chunks'>;
+
+function sourceOf(body: Buffer): ObjectSource {
+  return { size: body.length, sha256: sha256Hex(body), chunks: (async function* () { yield body; })() };
+}
 
 const extensions: Record<string, string> = {
   'application/json': 'json',
@@ -127,11 +141,13 @@ export class S3Destination implements Destination {
   constructor(
     private readonly config: S3Config,
     secrets: S3Secrets,
-    deps: Pick<DestinationDeps, 'log'>,
+    deps: Pick<DestinationDeps, 'log'> & Partial<Pick<DestinationDeps, 'connections'>>,
     tuning: Partial<S3Tuning> = {},
   ) {
     this.tuning = { ...defaultTuning, ...tuning };
     this.log = deps.log;
+    // Connections through agents that resolve once and check the address they connect to.
+    const agents = deps.connections ? { httpAgent: deps.connections.httpAgent, httpsAgent: deps.connections.httpsAgent } : {};
     this.client = new S3Client({
       region: config.region,
       endpoint: config.endpoint,
@@ -142,7 +158,7 @@ export class S3Destination implements Destination {
       // Content-MD5 is sent instead of the newer flexible checksums, which S3-compatible servers often lack.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
-      requestHandler: { connectionTimeout: this.tuning.connectTimeoutMs, requestTimeout: this.tuning.requestTimeoutMs, throwOnRequestTimeout: true },
+      requestHandler: { connectionTimeout: this.tuning.connectTimeoutMs, requestTimeout: this.tuning.requestTimeoutMs, throwOnRequestTimeout: true, ...agents },
     });
   }
 
@@ -173,13 +189,13 @@ export class S3Destination implements Destination {
     const encryptionContext = { tenant: delivery.tenant, deliveryId: delivery.deliveryId };
     const entries: ManifestEntry[] = [];
     let written = 0;
-    // One artifact in memory at a time.
+    // One artifact at a time, streamed: its size and SHA-256 come with it (recorded when it was
+    // stored), so an object already there is skipped without reading a byte.
     for (const artifact of delivery.artifacts) {
-      const body = await artifact.read();
+      const content = await artifact.open();
       const object = `${artifact.artifactId}.${extensions[artifact.contentType.split(';')[0]!.trim().toLowerCase()] ?? 'bin'}`;
-      const sha256 = sha256Hex(body);
-      if (await this.write(`${folder}${object}`, body, this.objectParams(tags, artifact.contentType, sha256, encryptionContext), { ...context, artifactId: artifact.artifactId })) written++;
-      entries.push({ artifactId: artifact.artifactId, kind: artifact.kind, contentType: artifact.contentType, sizeBytes: body.length, part: artifact.part, object, sha256 });
+      if (await this.write(`${folder}${object}`, content, this.objectParams(tags, artifact.contentType, content.sha256, encryptionContext), { ...context, artifactId: artifact.artifactId })) written++;
+      entries.push({ artifactId: artifact.artifactId, kind: artifact.kind, contentType: artifact.contentType, sizeBytes: content.size, part: artifact.part, object, sha256: content.sha256 });
     }
     const manifest = Buffer.from(
       JSON.stringify(
@@ -199,7 +215,7 @@ export class S3Destination implements Destination {
         2,
       ),
     );
-    await this.write(`${folder}manifest.json`, manifest, this.objectParams(tags, 'application/json', sha256Hex(manifest), encryptionContext), context);
+    await this.write(`${folder}manifest.json`, sourceOf(manifest), this.objectParams(tags, 'application/json', sha256Hex(manifest), encryptionContext), context);
     this.log.debug({ ...context, objects: entries.length, written }, 'delivered to S3');
   }
 
@@ -221,13 +237,14 @@ export class S3Destination implements Destination {
    * Writes an object unless the same bytes are already there (same size and SHA-256, encrypted
    * as configured). Returns whether it wrote.
    */
-  private async write(key: string, body: Buffer, params: ObjectParams, context: Record<string, unknown>): Promise<boolean> {
+  private async write(key: string, source: ObjectSource, params: ObjectParams, context: Record<string, unknown>): Promise<boolean> {
     const existing = await this.head(key, context);
-    if (existing && existing.ContentLength === body.length && existing.Metadata?.sha256 === params.Metadata?.sha256 && (!this.config.kmsKeyId || existing.ServerSideEncryption === 'aws:kms')) {
+    if (existing && existing.ContentLength === source.size && existing.Metadata?.sha256 === params.Metadata?.sha256 && (!this.config.kmsKeyId || existing.ServerSideEncryption === 'aws:kms')) {
       return false;
     }
-    if (body.length > this.config.multipartThresholdBytes) await this.putMultipart(key, body, params, context);
-    else await this.putObject(key, body, params, context);
+    const threshold = Math.min(this.config.multipartThresholdBytes, this.tuning.maxBufferBytes);
+    if (source.size > threshold) await this.putMultipart(key, source, params, context);
+    else await this.putObject(key, await collect(source.chunks), params, context);
     return true;
   }
 
@@ -236,30 +253,43 @@ export class S3Destination implements Destination {
     await this.checkEncryption(key, result.ServerSideEncryption);
   }
 
-  /** Multipart upload, parts in parallel; anything that still fails after retries aborts the upload. */
-  private async putMultipart(key: string, body: Buffer, params: ObjectParams, context: Record<string, unknown>): Promise<void> {
-    if (body.length > MAX_OBJECT_BYTES) throw new GatewayError(ErrorCode.DESTINATION_FAILED, 'the file is larger than an S3 object can be (5 TiB)');
-    const partSize = partSizeFor(body.length, this.config.partSizeBytes);
-    const count = Math.ceil(body.length / partSize);
+  /**
+   * Multipart upload from the stream, parts in parallel: each part is cut from the stream when a
+   * worker is free for it and held only until S3 takes it, so memory stays at partConcurrency
+   * parts whatever the file's size. Anything that still fails after retries, or a stream that
+   * fails its integrity check, aborts the upload: no object is made of what was sent.
+   */
+  private async putMultipart(key: string, source: ObjectSource, params: ObjectParams, context: Record<string, unknown>): Promise<void> {
+    if (source.size > MAX_OBJECT_BYTES) throw new GatewayError(ErrorCode.DESTINATION_FAILED, 'the file is larger than an S3 object can be (5 TiB)');
+    const partSize = partSizeFor(source.size, Math.min(this.config.partSizeBytes, this.tuning.maxBufferBytes));
+    const count = Math.ceil(source.size / partSize);
     const created = await this.call('CreateMultipartUpload', () => this.client.send(new CreateMultipartUploadCommand({ ...params, Key: key })), context);
     const uploadId = created.UploadId;
     if (!uploadId) throw new GatewayError(ErrorCode.DESTINATION_FAILED, 'S3 CreateMultipartUpload answered without an upload id');
+    const pieces = piecesOf(source.chunks, partSize);
     const etags: string[] = [];
     try {
-      let next = 0;
+      let requested = 0;
       let failed = false;
       const uploadParts = async () => {
-        while (!failed && next < count) {
-          const index = next++;
-          const part = body.subarray(index * partSize, Math.min(body.length, (index + 1) * partSize));
+        while (!failed) {
+          // Numbered when asked for: the stream hands out pieces in the order they are asked.
+          const partNumber = ++requested;
+          const step = await pieces.next().catch((error: unknown) => {
+            failed = true;
+            throw error;
+          });
+          if (step.done) return;
+          const part = step.value;
           try {
+            if (partNumber > count) throw new GatewayError(ErrorCode.INTERNAL, 'the artifact is larger than it was stored as');
             const result = await this.call(
               'UploadPart',
-              () => this.client.send(new UploadPartCommand({ Bucket: this.config.bucket, Key: key, UploadId: uploadId, PartNumber: index + 1, Body: part, ContentMD5: md5Base64(part) })),
-              { ...context, partNumber: index + 1 },
+              () => this.client.send(new UploadPartCommand({ Bucket: this.config.bucket, Key: key, UploadId: uploadId, PartNumber: partNumber, Body: part, ContentMD5: md5Base64(part) })),
+              { ...context, partNumber },
             );
             if (!result.ETag) throw new GatewayError(ErrorCode.DESTINATION_FAILED, 'S3 UploadPart answered without an ETag');
-            etags[index] = result.ETag;
+            etags[partNumber - 1] = result.ETag;
           } catch (error) {
             failed = true;
             throw error;
@@ -270,6 +300,7 @@ export class S3Destination implements Destination {
       const results = await Promise.allSettled(Array.from({ length: Math.min(this.tuning.partConcurrency, count) }, uploadParts));
       const rejected = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (rejected) throw rejected.reason;
+      if (etags.length !== count || etags.some((etag) => !etag)) throw new GatewayError(ErrorCode.INTERNAL, 'the artifact is not the size it was stored as');
       const completed = await this.call(
         'CompleteMultipartUpload',
         () => this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.config.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) } })),
@@ -282,6 +313,8 @@ export class S3Destination implements Destination {
         this.log.warn({ ...context, reason: GatewayError.from(abortError).message }, 'could not abort a failed multipart upload');
       });
       throw error;
+    } finally {
+      await pieces.return(undefined);
     }
   }
 

@@ -4,6 +4,7 @@ import { createLogger, GatewayError } from '@gateway/common';
 import { SalesforceContractServer, type SalesforceContractOptions } from '../../../../test/contracts/salesforce/server.js';
 import { assertPublicHost } from './network.js';
 import { SalesforceDestination, SalesforceTokenCache, salesforceConfigSchema, salesforceSecretsSchema, soqlString } from './salesforce.js';
+import { memoryArtifact } from './memoryArtifact.js';
 import type { ContactMap, Delivery } from './types.js';
 
 const CLIENT_ID = '3MVG9-test-consumer-key';
@@ -36,7 +37,7 @@ function delivery(overrides: Partial<Delivery> & { files?: Array<{ id: string; d
     startedAtMs: Date.UTC(2025, 2, 14, 10, 0, 0),
     endedAtMs: Date.UTC(2025, 2, 14, 10, 5, 30),
     contacts: [{ participantId: 'PA_1', role: 'end_user', externalId: 'ext-1', crmContactId: '' }, { participantId: 'PA_2', role: 'agent', externalId: 'agent-7', crmContactId: '' }],
-    artifacts: files.map((f, part) => ({ artifactId: f.id, kind: 'transcript', contentType: f.contentType ?? 'text/plain', sizeBytes: f.data.length, part, read: async () => f.data })),
+    artifacts: files.map((f, part) => memoryArtifact({ artifactId: f.id, contentType: f.contentType ?? 'text/plain', part }, f.data)),
     metadata: {},
     ...rest,
   };

@@ -1,9 +1,12 @@
 import { createHash, createPrivateKey, randomBytes } from 'node:crypto';
 import { SignJWT } from 'jose';
+import { fetch, type RequestInit } from 'undici';
 import { z } from 'zod';
 import { ErrorCode, GatewayError } from '@gateway/common';
-import type { Delivery, DeliveryArtifact, Destination, DestinationDeps } from './types.js';
-import { isSecureOrLocal } from './urls.js';
+import { ownCause } from './network.js';
+import { base64Length, base64Of, bodyOf, type StreamedBody } from './streaming.js';
+import type { ArtifactContent, Delivery, DeliveryArtifact, Destination, DestinationDeps } from './types.js';
+import { isSecureOrLocalUrl } from './urls.js';
 
 /**
  * Salesforce over its REST API (Salesforce REST API Developer Guide). Each delivery becomes a
@@ -29,10 +32,7 @@ const PATH_SAFE_VALUE = /^[A-Za-z0-9_-]{1,255}$/;
 const LIMIT_RETRY_AFTER_MS = 15 * 60_000;
 
 /** HTTPS only; plain HTTP only to this machine (the contract server in tests). */
-const acceptableOrigin = (value: string) => {
-  const url = new URL(value);
-  return isSecureOrLocal(url);
-};
+const acceptableOrigin = isSecureOrLocalUrl;
 
 export const salesforceConfigSchema = z
   .object({
@@ -135,7 +135,8 @@ interface RequestSpec {
   method: 'GET' | 'POST' | 'PATCH';
   path: string;
   json?: unknown;
-  body?: Buffer;
+  /** Streamed from the artifact; opened again for a retry. */
+  body?: StreamedBody;
   contentType?: string;
   timeoutMs?: number;
   /** Statuses handled by the caller instead of becoming errors. */
@@ -148,14 +149,17 @@ export class SalesforceDestination implements Destination {
   apiUsage: SalesforceApiUsage | undefined;
   private readonly tokenKey: string;
   private readonly tokens: SalesforceTokenCache;
+  /** The tenant's timeout, within the operator's cap: a destination that hangs holds its delivery no longer. */
+  private readonly requestTimeoutMs: number;
 
   constructor(
     private readonly config: SalesforceConfig,
     private readonly secrets: SalesforceSecrets,
-    private readonly deps: DestinationDeps,
+    private readonly deps: Pick<DestinationDeps, 'contacts' | 'log' | 'checkHost'> & Partial<Pick<DestinationDeps, 'connections' | 'maxRequestTimeoutMs'>>,
     options: { tokens?: SalesforceTokenCache } = {},
   ) {
     this.tokens = options.tokens ?? sharedTokens;
+    this.requestTimeoutMs = Math.min(config.requestTimeoutMs, deps.maxRequestTimeoutMs ?? Number.POSITIVE_INFINITY);
     const secret = config.authFlow === 'client_credentials' ? secrets.clientSecret : secrets.privateKeyPem;
     this.tokenKey = createHash('sha256').update(JSON.stringify([config.loginUrl, config.authFlow, config.clientId, config.username ?? '', secret ?? ''])).digest('hex');
   }
@@ -264,23 +268,32 @@ export class SalesforceDestination implements Destination {
     const title = `${subjects[delivery.kind]} ${artifact.artifactId}`;
     const existing = await this.queryId('file lookup', `SELECT Id FROM ContentVersion WHERE Title = ${soqlString(title)} AND FirstPublishLocationId = ${soqlString(parentId)} LIMIT 1`);
     if (existing) return;
-    const data = await artifact.read();
+    const content = await artifact.open();
     const pathOnClient = `${artifact.artifactId.replace(/[^A-Za-z0-9_.-]/g, '_')}.${extensions[artifact.contentType] ?? 'bin'}`;
     const fields = { Title: title, PathOnClient: pathOnClient, FirstPublishLocationId: parentId, Description: `Gateway ${artifact.kind}, part ${artifact.part}` };
     // Uploads get one more millisecond per kilobyte: time for 1 MB/s.
-    const timeoutMs = this.config.requestTimeoutMs + Math.floor(data.length / 1000);
-    if (data.length <= this.config.jsonUploadMaxBytes) {
-      await this.request({ operation: 'file upload', method: 'POST', path: '/sobjects/ContentVersion', json: { ...fields, VersionData: data.toString('base64') }, timeoutMs });
+    const timeoutMs = this.requestTimeoutMs + Math.floor(content.size / 1000);
+    // The bytes are streamed into the body (a retry after a 401 reads the artifact again).
+    let first: ArtifactContent | undefined = content;
+    const chunks = async function* () {
+      const source = first ?? (await artifact.open());
+      first = undefined;
+      yield* source.chunks;
+    };
+    if (content.size <= this.config.jsonUploadMaxBytes) {
+      // {"Title":…,"VersionData":"<base64>"}: the JSON up to the value's opening quote, the base64 block by block, then the end.
+      const head = JSON.stringify({ ...fields, VersionData: '' }).slice(0, -2);
+      const body: StreamedBody = { length: Buffer.byteLength(head) + base64Length(content.size) + 2, open: () => bodyOf(head, base64Of(chunks()), '"}') };
+      await this.request({ operation: 'file upload', method: 'POST', path: '/sobjects/ContentVersion', body, contentType: 'application/json', timeoutMs });
       return;
     }
     // "Insert or Update Blob Data": the fields as JSON first, then the bytes.
     const boundary = `gateway-${randomBytes(16).toString('hex')}`;
-    const body = Buffer.concat([
-      Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="entity_content"\r\nContent-Type: application/json\r\n\r\n${JSON.stringify(fields)}\r\n`),
-      Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="VersionData"; filename="${pathOnClient}"\r\nContent-Type: ${artifact.contentType.replace(/[^\w./+-]/g, '') || 'application/octet-stream'}\r\n\r\n`),
-      data,
-      Buffer.from(`\r\n--${boundary}--\r\n`),
-    ]);
+    const head =
+      `--${boundary}\r\nContent-Disposition: form-data; name="entity_content"\r\nContent-Type: application/json\r\n\r\n${JSON.stringify(fields)}\r\n` +
+      `--${boundary}\r\nContent-Disposition: form-data; name="VersionData"; filename="${pathOnClient}"\r\nContent-Type: ${artifact.contentType.replace(/[^\w./+-]/g, '') || 'application/octet-stream'}\r\n\r\n`;
+    const tail = `\r\n--${boundary}--\r\n`;
+    const body: StreamedBody = { length: Buffer.byteLength(head) + content.size + Buffer.byteLength(tail), open: () => bodyOf(head, chunks(), tail) };
     await this.request({ operation: 'file upload', method: 'POST', path: '/sobjects/ContentVersion', body, contentType: `multipart/form-data; boundary="${boundary}"`, timeoutMs });
   }
 
@@ -312,20 +325,25 @@ export class SalesforceDestination implements Destination {
 
   private async send(spec: RequestSpec, token: AccessToken): Promise<ApiResponse> {
     const headers: Record<string, string> = { authorization: `Bearer ${token.accessToken}`, accept: 'application/json' };
-    // A Buffer is a Uint8Array; the DOM typing of fetch only wants it backed by an ArrayBuffer.
-    let body = spec.body as Uint8Array<ArrayBuffer> | string | undefined;
+    let body: RequestInit['body'];
     if (spec.json !== undefined) {
       body = JSON.stringify(spec.json);
       headers['content-type'] = 'application/json';
-    } else if (spec.contentType) headers['content-type'] = spec.contentType;
-    const timeoutMs = spec.timeoutMs ?? this.config.requestTimeoutMs;
-    return this.fetchJson(spec.operation, `${token.instanceUrl}/services/data/${this.config.apiVersion}${spec.path}`, { method: spec.method, headers, body }, timeoutMs);
+    } else if (spec.body) {
+      // Streamed, with its length known, so no chunked encoding is asked of Salesforce.
+      body = spec.body.open();
+      headers['content-length'] = String(spec.body.length);
+      if (spec.contentType) headers['content-type'] = spec.contentType;
+    }
+    const timeoutMs = spec.timeoutMs ?? this.requestTimeoutMs;
+    return this.fetchJson(spec.operation, `${token.instanceUrl}/services/data/${this.config.apiVersion}${spec.path}`, { method: spec.method, headers, body, ...(spec.body ? { duplex: 'half' as const } : {}) }, timeoutMs);
   }
 
   /** fetch with a timeout; network failures become retryable DESTINATION_FAILED errors. */
   private async fetchJson(operation: string, url: string, init: RequestInit, timeoutMs: number): Promise<ApiResponse> {
     try {
-      const response = await fetch(url, { ...init, redirect: 'error', signal: AbortSignal.timeout(timeoutMs) });
+      // Through the dispatcher whose connections go only to checked addresses.
+      const response = await fetch(url, { ...init, redirect: 'error', signal: AbortSignal.timeout(timeoutMs), ...(this.deps.connections ? { dispatcher: this.deps.connections.dispatcher } : {}) });
       this.recordUsage(response.headers.get('sforce-limit-info'));
       const text = await response.text();
       let body: unknown;
@@ -336,6 +354,9 @@ export class SalesforceDestination implements Destination {
       }
       return { status: response.status, body };
     } catch (error) {
+      // A refused address, or an artifact that failed its check while it was sent, says more than "fetch failed".
+      const own = ownCause(error);
+      if (own) throw own;
       throw new GatewayError(ErrorCode.DESTINATION_FAILED, `Salesforce ${operation}: ${networkReason(error, timeoutMs)}`, { cause: error, details: { retryable: true } });
     }
   }
@@ -387,7 +408,7 @@ export class SalesforceDestination implements Destination {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
       body: form.toString(),
-    }, this.config.requestTimeoutMs);
+    }, this.requestTimeoutMs);
     const body = (response.body ?? {}) as { access_token?: unknown; instance_url?: unknown; error?: unknown };
     if (response.status !== 200) {
       // OAuth error codes (invalid_client, invalid_grant...) are safe to show; descriptions are not needed.
@@ -403,11 +424,7 @@ export class SalesforceDestination implements Destination {
 }
 
 function safeInstanceUrl(value: string): boolean {
-  try {
-    return acceptableOrigin(value);
-  } catch {
-    return false;
-  }
+  return acceptableOrigin(value);
 }
 
 /** "Status Codes and Error Responses": errors are `[{message, errorCode, fields}]`. Only the code is kept: messages can quote data. */

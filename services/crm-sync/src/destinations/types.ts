@@ -1,12 +1,23 @@
-/** One artifact to hand over; its bytes are decrypted only when a destination reads them. */
+import type { ArtifactContent } from '@gateway/common';
+import type { DestinationConnections, DestinationNetwork } from './network.js';
+
+export type { ArtifactContent };
+
+/**
+ * One artifact to hand over. Its bytes are decrypted only as a destination reads them, segment
+ * by segment, each authenticated before it is released: destinations stream them on and never
+ * hold a whole artifact (recordings run to gigabytes).
+ */
 export interface DeliveryArtifact {
   artifactId: string;
   /** "voice", "camera", "screen", "transcript", "photo", "screenshot". */
   kind: string;
   contentType: string;
+  /** As the event says; the size that counts is the one `open()` gives. */
   sizeBytes: number;
   part: number;
-  read(): Promise<Buffer>;
+  /** Opens the bytes for one read from the start (size and SHA-256 known before any byte is read). */
+  open(): Promise<ArtifactContent>;
 }
 
 /** A communication to deliver: a recording, a transcript or an attachment, with its contacts. */
@@ -52,4 +63,9 @@ export interface DestinationDeps {
   log: import('@gateway/common').Logger;
   /** Refuses a host that is not on the public internet (unless the deployment allows it). */
   checkHost(host: string): Promise<void>;
+  /** Where destinations may connect, and the connections that go only to addresses checked against it. */
+  network: DestinationNetwork;
+  connections: DestinationConnections;
+  /** The longest a destination may wait for one answer, whatever the tenant set (an operator's cap). */
+  maxRequestTimeoutMs: number;
 }

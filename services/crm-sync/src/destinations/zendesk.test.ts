@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger, GatewayError } from '@gateway/common';
 import { ZendeskContractServer } from '../../../../test/contracts/zendesk/server.js';
+import { memoryArtifact } from './memoryArtifact.js';
 import type { ContactMap, Delivery, DeliveryArtifact } from './types.js';
 import { ZendeskDestination, partsOf, retryAfterMs, zendeskConfigSchema, type ZendeskOptions } from './zendesk.js';
 
@@ -19,14 +20,7 @@ class MemoryContacts implements ContactMap {
   }
 }
 
-const artifact = (artifactId: string, contentType: string, bytes: Buffer, kind = 'transcript'): DeliveryArtifact => ({
-  artifactId,
-  kind,
-  contentType,
-  sizeBytes: bytes.length,
-  part: 0,
-  read: async () => bytes,
-});
+const artifact = (artifactId: string, contentType: string, bytes: Buffer, kind = 'transcript'): DeliveryArtifact => memoryArtifact({ artifactId, contentType, kind }, bytes);
 
 let seq = 0;
 function delivery(overrides: Partial<Delivery> = {}): Delivery {

@@ -1,15 +1,18 @@
+import { fetch, type Response } from 'undici';
 import { z } from 'zod';
 import { ErrorCode, GatewayError } from '@gateway/common';
+import { ownCause } from './network.js';
+import { ByteCursor, rangeOf, type StreamedBody } from './streaming.js';
 import type { Delivery, DeliveryArtifact, Destination, DestinationDeps } from './types.js';
-import { isSecureOrLocal } from './urls.js';
+import { isSecureOrLocal, parseUrl } from './urls.js';
 
 export const zendeskConfigSchema = z.object({
   /** The account's address, e.g. https://acme.zendesk.com (http only for a server on this host). */
   subdomainUrl: z
     .url()
     .refine((value) => {
-      const url = new URL(value);
-      return isSecureOrLocal(url) && url.pathname === '/' && !url.search && !url.hash && !url.username;
+      const url = parseUrl(value);
+      return url !== undefined && isSecureOrLocal(url) && url.pathname === '/' && !url.search && !url.hash && !url.username;
     }, 'must be an https:// origin such as https://acme.zendesk.com, without a path')
     .transform((value) => new URL(value).origin),
   /** The agent or admin the API token belongs to. */
@@ -118,7 +121,7 @@ export class ZendeskDestination implements Destination {
   constructor(
     config: ZendeskConfig,
     secrets: ZendeskSecrets,
-    private readonly deps: DestinationDeps,
+    private readonly deps: Pick<DestinationDeps, 'contacts' | 'log' | 'checkHost'> & Partial<Pick<DestinationDeps, 'connections'>>,
     options: Partial<ZendeskOptions> = {},
   ) {
     this.origin = new URL(config.subdomainUrl).origin;
@@ -220,24 +223,48 @@ export class ZendeskDestination implements Destination {
     return { requesterId: id, cached: false };
   }
 
-  /** "Upload Files": every file (and part) under one token; read one artifact at a time. */
+  /**
+   * "Upload Files": every file (and part) under one token, one artifact at a time, each streamed
+   * from the store in one pass: a part's body is the next bytes of the artifact. A part sent
+   * again (after a 429) reads the artifact again up to where the part starts.
+   */
   private async upload(plans: FilePlan[]): Promise<Uploaded> {
     let token: string | undefined;
     const sizes = new Map<string, number>();
     for (const plan of plans) {
-      const bytes = await plan.artifact.read();
-      sizes.set(plan.fileName, bytes.length);
-      const parts = partsOf(bytes.length, this.options.maxUploadBytes);
-      for (const [index, [start, end]] of parts.entries()) {
-        const split = parts.length > 1;
-        const { upload } = await this.request<{ upload: { token: string } }>('uploading a file', 'POST', '/api/v2/uploads.json', {
-          query: { filename: split ? partName(plan.fileName, index, parts.length) : plan.fileName, ...(token ? { token } : {}) },
-          body: bytes.subarray(start, end),
-          // A part is not a playable file of the artifact's type; its name says how to rejoin it.
-          contentType: split ? 'application/octet-stream' : plan.artifact.contentType || 'application/octet-stream',
-          timeoutMs: this.options.uploadTimeoutMs,
-        });
-        token = upload.token;
+      const content = await plan.artifact.open();
+      sizes.set(plan.fileName, content.size);
+      const parts = partsOf(content.size, this.options.maxUploadBytes);
+      const cursor = new ByteCursor(content.chunks);
+      try {
+        for (const [index, [start, end]] of parts.entries()) {
+          const split = parts.length > 1;
+          let fresh = true;
+          const body: StreamedBody = {
+            length: end - start,
+            open: () => {
+              if (fresh) {
+                fresh = false;
+                return cursor.take(end - start);
+              }
+              return (async function* () {
+                yield* rangeOf((await plan.artifact.open()).chunks, start, end - start);
+              })();
+            },
+          };
+          const { upload } = await this.request<{ upload: { token: string } }>('uploading a file', 'POST', '/api/v2/uploads.json', {
+            query: { filename: split ? partName(plan.fileName, index, parts.length) : plan.fileName, ...(token ? { token } : {}) },
+            body,
+            // A part is not a playable file of the artifact's type; its name says how to rejoin it.
+            contentType: split ? 'application/octet-stream' : plan.artifact.contentType || 'application/octet-stream',
+            timeoutMs: this.options.uploadTimeoutMs,
+          });
+          token = upload.token;
+          // The part may have been sent from a fresh read (after a 429): the shared read moves on past it.
+          await cursor.skipTo(end);
+        }
+      } finally {
+        await cursor.close();
       }
     }
     return { token, sizes };
@@ -280,28 +307,37 @@ export class ZendeskDestination implements Destination {
     what: string,
     method: string,
     pathAndQuery: string,
-    init: { query?: Record<string, string>; json?: unknown; body?: Buffer; contentType?: string; timeoutMs?: number } = {},
+    init: { query?: Record<string, string>; json?: unknown; body?: StreamedBody; contentType?: string; timeoutMs?: number } = {},
   ): Promise<T> {
     const url = new URL(pathAndQuery, this.origin);
     for (const [key, value] of Object.entries(init.query ?? {})) url.searchParams.set(key, value);
     const headers: Record<string, string> = { authorization: this.authorization, accept: 'application/json' };
-    let body: BodyInit | undefined;
-    if (init.json !== undefined) {
-      headers['content-type'] = 'application/json';
-      body = JSON.stringify(init.json);
-    } else if (init.body) {
+    if (init.json !== undefined) headers['content-type'] = 'application/json';
+    else if (init.body) {
       headers['content-type'] = init.contentType ?? 'application/octet-stream';
-      // A view on the same memory: parts of a large file are not copied.
-      body = new Uint8Array(init.body.buffer as ArrayBuffer, init.body.byteOffset, init.body.byteLength);
+      headers['content-length'] = String(init.body.length);
     }
     for (let attempt = 0; ; attempt++) {
       let response: Response;
       let text: string;
       try {
+        // Streamed bodies are opened per attempt: a 429 sends the part again.
+        const body = init.json !== undefined ? JSON.stringify(init.json) : init.body?.open();
         // Redirects are refused: a moved account means a wrong subdomainUrl, and the credentials stay here.
-        response = await fetch(url, { method, headers, body, redirect: 'error', signal: AbortSignal.timeout(init.timeoutMs ?? this.options.requestTimeoutMs) });
+        response = await fetch(url, {
+          method,
+          headers,
+          body,
+          redirect: 'error',
+          signal: AbortSignal.timeout(init.timeoutMs ?? this.options.requestTimeoutMs),
+          ...(init.body ? { duplex: 'half' as const } : {}),
+          ...(this.deps.connections ? { dispatcher: this.deps.connections.dispatcher } : {}),
+        });
         text = await response.text();
       } catch (error) {
+        // A refused address, or an artifact that failed its check while it was sent, says more than "fetch failed".
+        const own = ownCause(error);
+        if (own) throw own;
         throw new GatewayError(ErrorCode.DESTINATION_FAILED, `Zendesk did not answer ${what}: ${networkFailure(error)}; will retry`, { cause: error });
       }
       if (response.status === 429) {

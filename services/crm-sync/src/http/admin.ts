@@ -1,46 +1,126 @@
 import type http from 'node:http';
-import { ErrorCode, GatewayError, httpBoundary, readJsonBody, sendJson as send, tenantFromBasicAuth, type Logger, type Tenant } from '@gateway/common';
+import { z } from 'zod';
+import {
+  ErrorCode,
+  GatewayError,
+  httpBoundary,
+  jsonShapeProblem,
+  newReference,
+  parseWith,
+  readJsonBody,
+  sendJson as send,
+  tenantFromBasicAuth,
+  type Logger,
+  type Tenant,
+} from '@gateway/common';
 import type { ConnectorStore } from '../connectors/ConnectorStore.js';
 import { dataSubjectOf, type DataSubjects } from '../DataSubjects.js';
 
 const MAX_BODY_BYTES = 64 * 1024;
+/** A connector's settings are small and flat: deeper or larger JSON is refused before any schema walks it. */
+const BODY_SHAPE = { maxDepth: 8, maxNodes: 2_000 };
+/** Connection tests of one tenant running at once (each may wait on a destination until it times out). */
+const TESTS_PER_TENANT = 2;
+
+const noQuery = z.object({}).strict();
+const connectorName = /^\/v1\/connectors\/([A-Za-z0-9_-]{1,64})(\/test)?$/;
+
+export interface AdminOptions {
+  /**
+   * A connection test that fails is answered this long after it began, whatever went wrong, and
+   * one still running then is answered as failed: refused, timed out and refused by the
+   * destination's software look the same from outside, so the test tells nothing of a network.
+   */
+  connectorTestMs: number;
+}
 
 /**
  * The tenants' admin API, authenticated with the tenant's apiKey:apiSecret (HTTP Basic):
  *   GET    /v1/connectors              list (secrets are never returned)
  *   PUT    /v1/connectors/{name}       set {type, config, secrets}
  *   GET    /v1/connectors/{name}
- *   POST   /v1/connectors/{name}/test  connect and check the credentials
+ *   POST   /v1/connectors/{name}/test  connect and check the credentials: {ok: true}, or one failure
  *   DELETE /v1/connectors/{name}
  *   GET    /v1/data-subjects/export?externalId=… | ?crmContactId=…   everything held, as JSON
  *   DELETE /v1/data-subjects?externalId=… | ?crmContactId=…          erase it all
- * A tenant only ever sees, exports or deletes its own.
+ * A tenant only ever sees, exports or deletes its own. Query parameters and bodies are checked by
+ * schema: a route takes exactly the parameters it names, and only PUT takes a body (JSON).
  */
-export function createAdminHandler(tenants: () => readonly Tenant[], connectors: ConnectorStore, dataSubjects: DataSubjects, log: Logger): http.RequestListener {
+export function createAdminHandler(tenants: () => readonly Tenant[], connectors: ConnectorStore, dataSubjects: DataSubjects, log: Logger, options: AdminOptions = { connectorTestMs: 10_000 }): http.RequestListener {
+  const testsRunning = new Map<string, number>();
+
+  /** Tests a connector; any failure is one answer, at one time. */
+  const testConnector = async (tenant: string, name: string) => {
+    const destination = await connectors.open(tenant, name).catch((error: unknown) => {
+      // No such connector is the tenant's own to know; anything else (a refused or unresolvable
+      // address) is a failure like the others.
+      if (GatewayError.from(error).code === ErrorCode.NOT_FOUND) throw error;
+      return error instanceof Error ? error : new Error('the destination could not be opened');
+    });
+    const started = performance.now();
+    const outcome =
+      destination instanceof Error
+        ? Promise.resolve<unknown>(destination)
+        : destination.test().then(
+            () => undefined,
+            (error: unknown) => error,
+          );
+    if (!(destination instanceof Error)) void outcome.finally(() => destination.close());
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), options.connectorTestMs)));
+    const first = await Promise.race([outcome, deadline]);
+    if (first === undefined) {
+      clearTimeout(timer);
+      return;
+    }
+    // Failed (or still running): wait out the rest of the time, so no failure answers sooner than another.
+    await deadline;
+    const reference = newReference();
+    const cause = first === 'late' ? undefined : GatewayError.from(first);
+    log.warn({ tenant, connector: name, reference, code: cause?.code ?? 'TIMEOUT', reason: cause?.message ?? 'no answer in time', elapsedMs: Math.round(performance.now() - started) }, 'connector test failed');
+    throw new GatewayError(ErrorCode.DESTINATION_FAILED, `the connection test failed: check the destination's settings and credentials (reference ${reference})`);
+  };
+
   const route = async (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => {
     const tenant = tenantFromBasicAuth(tenants(), req.headers.authorization);
     if (!tenant) throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'authenticate with HTTP Basic apiKey:apiSecret');
-    if (url.pathname === '/v1/connectors' && req.method === 'GET') return send(res, 200, { connectors: await connectors.list(tenant.name) });
+    const takesBody = req.method === 'PUT';
+    if (!takesBody && hasBody(req)) throw new GatewayError(ErrorCode.BAD_REQUEST, 'this request takes no body');
+    const query = Object.fromEntries(url.searchParams);
+    if (url.pathname === '/v1/connectors' && req.method === 'GET') {
+      parseWith(noQuery, query, 'the query');
+      return send(res, 200, { connectors: await connectors.list(tenant.name) });
+    }
     if (url.pathname === '/v1/data-subjects/export' && req.method === 'GET') {
-      return send(res, 200, await dataSubjects.export(tenant.name, dataSubjectOf(url.searchParams)), { 'content-disposition': 'attachment; filename="data-subject-export.json"' });
+      const exported = await dataSubjects.export(tenant.name, dataSubjectOf(url.searchParams));
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', 'content-disposition': 'attachment; filename="data-subject-export.json"' });
+      // Streamed: an error from here on cuts the connection (the JSON is then incomplete).
+      await exported.writeTo(res);
+      res.end();
+      return;
     }
     if (url.pathname === '/v1/data-subjects' && req.method === 'DELETE') return send(res, 200, await dataSubjects.erase(tenant.name, dataSubjectOf(url.searchParams)));
-    const match = /^\/v1\/connectors\/([A-Za-z0-9_-]{1,64})(\/test)?$/.exec(url.pathname);
+    const match = connectorName.exec(url.pathname);
     if (!match) throw new GatewayError(ErrorCode.NOT_FOUND, 'not found');
     const [, name, test] = match as unknown as [string, string, string | undefined];
+    parseWith(noQuery, query, 'the query');
     if (test && req.method === 'POST') {
-      const destination = await connectors.open(tenant.name, name);
+      const running = testsRunning.get(tenant.name) ?? 0;
+      if (running >= TESTS_PER_TENANT) throw new GatewayError(ErrorCode.LIMIT_EXCEEDED, `at most ${TESTS_PER_TENANT} connection tests at once`, { details: { retryAfterMs: options.connectorTestMs } });
+      testsRunning.set(tenant.name, running + 1);
       try {
-        await destination.test();
+        await testConnector(tenant.name, name);
       } finally {
-        await destination.close();
+        const left = (testsRunning.get(tenant.name) ?? 1) - 1;
+        if (left > 0) testsRunning.set(tenant.name, left);
+        else testsRunning.delete(tenant.name);
       }
       return send(res, 200, { ok: true });
     }
     if (test) return send(res, 405, { error: { code: ErrorCode.BAD_REQUEST, message: 'use POST' } }, { allow: 'POST' });
     switch (req.method) {
       case 'PUT':
-        return send(res, 200, await connectors.put(tenant.name, name, await readJsonBody(req, MAX_BODY_BYTES)));
+        return send(res, 200, await connectors.put(tenant.name, name, await readConnectorBody(req)));
       case 'GET':
         return send(res, 200, await connectors.get(tenant.name, name));
       case 'DELETE':
@@ -53,4 +133,20 @@ export function createAdminHandler(tenants: () => readonly Tenant[], connectors:
   return httpBoundary(route, log, {
     errorHeaders: (code): Record<string, string> => (code === ErrorCode.UNAUTHENTICATED ? { 'www-authenticate': 'Basic realm="gateway"' } : {}),
   });
+}
+
+/** Whether the request carries a body (declared by length or by chunked encoding). */
+function hasBody(req: http.IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined;
+}
+
+/** A connector's JSON body: its media type, its size, then its shape, before the connector's schemas see it. */
+async function readConnectorBody(req: http.IncomingMessage): Promise<unknown> {
+  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  if (type !== 'application/json') throw new GatewayError(ErrorCode.UNSUPPORTED_CONTENT, 'send the connector as application/json');
+  const body = await readJsonBody(req, MAX_BODY_BYTES);
+  const problem = jsonShapeProblem(body, BODY_SHAPE);
+  if (problem) throw new GatewayError(ErrorCode.BAD_REQUEST, `the body is refused: ${problem}`);
+  return body;
 }

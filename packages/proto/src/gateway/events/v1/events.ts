@@ -196,6 +196,25 @@ export interface DeliveryExpired {
 }
 
 /**
+ * crm-sync found an artifact of a communication gone before every destination had confirmed it
+ * (GATEWAY_ALERTS stream, subject gateway.<tenant>.alert.artifact_missing). The communication is
+ * not taken as delivered and nothing else of it is deleted; it is retried, raising this again,
+ * until the artifact is back or the retention limit passes.
+ */
+export interface ArtifactMissing {
+  tenant: string;
+  deliveryId: string;
+  /** "recording" | "transcript" | "attachment" */
+  kind: string;
+  /** The artifact found missing. */
+  artifactId: string;
+  /** The tenant's connectors that have not confirmed the delivery. */
+  unconfirmedConnectors: string[];
+  attempts: number;
+  atMs: number;
+}
+
+/**
  * A data-subject request served by crm-sync (GATEWAY_AUDIT stream, gateway.<tenant>.audit.data_subject).
  * It says what was done and how much, never about whom.
  */
@@ -2292,6 +2311,187 @@ export const DeliveryExpired: MessageFns<DeliveryExpired> = {
     message.purgedAtMs = object.purgedAtMs ?? 0;
     message.attempts = object.attempts ?? 0;
     message.artifactCount = object.artifactCount ?? 0;
+    return message;
+  },
+};
+
+function createBaseArtifactMissing(): ArtifactMissing {
+  return { tenant: "", deliveryId: "", kind: "", artifactId: "", unconfirmedConnectors: [], attempts: 0, atMs: 0 };
+}
+
+export const ArtifactMissing: MessageFns<ArtifactMissing> = {
+  encode(message: ArtifactMissing, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tenant !== "") {
+      writer.uint32(10).string(message.tenant);
+    }
+    if (message.deliveryId !== "") {
+      writer.uint32(18).string(message.deliveryId);
+    }
+    if (message.kind !== "") {
+      writer.uint32(26).string(message.kind);
+    }
+    if (message.artifactId !== "") {
+      writer.uint32(34).string(message.artifactId);
+    }
+    for (const v of message.unconfirmedConnectors) {
+      writer.uint32(42).string(v!);
+    }
+    if (message.attempts !== 0) {
+      writer.uint32(48).uint32(message.attempts);
+    }
+    if (message.atMs !== 0) {
+      writer.uint32(56).int64(message.atMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ArtifactMissing {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseArtifactMissing();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tenant = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.deliveryId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.artifactId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.unconfirmedConnectors.push(reader.string());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.attempts = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.atMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ArtifactMissing {
+    return {
+      tenant: isSet(object.tenant) ? globalThis.String(object.tenant) : "",
+      deliveryId: isSet(object.deliveryId)
+        ? globalThis.String(object.deliveryId)
+        : isSet(object.delivery_id)
+        ? globalThis.String(object.delivery_id)
+        : "",
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      artifactId: isSet(object.artifactId)
+        ? globalThis.String(object.artifactId)
+        : isSet(object.artifact_id)
+        ? globalThis.String(object.artifact_id)
+        : "",
+      unconfirmedConnectors: globalThis.Array.isArray(object?.unconfirmedConnectors)
+        ? object.unconfirmedConnectors.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.unconfirmed_connectors)
+        ? object.unconfirmed_connectors.map((e: any) => globalThis.String(e))
+        : [],
+      attempts: isSet(object.attempts) ? globalThis.Number(object.attempts) : 0,
+      atMs: isSet(object.atMs)
+        ? globalThis.Number(object.atMs)
+        : isSet(object.at_ms)
+        ? globalThis.Number(object.at_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: ArtifactMissing): unknown {
+    const obj: any = {};
+    if (message.tenant !== "") {
+      obj.tenant = message.tenant;
+    }
+    if (message.deliveryId !== "") {
+      obj.deliveryId = message.deliveryId;
+    }
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.artifactId !== "") {
+      obj.artifactId = message.artifactId;
+    }
+    if (message.unconfirmedConnectors?.length) {
+      obj.unconfirmedConnectors = message.unconfirmedConnectors;
+    }
+    if (message.attempts !== 0) {
+      obj.attempts = Math.round(message.attempts);
+    }
+    if (message.atMs !== 0) {
+      obj.atMs = Math.round(message.atMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ArtifactMissing>, I>>(base?: I): ArtifactMissing {
+    return ArtifactMissing.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ArtifactMissing>, I>>(object: I): ArtifactMissing {
+    const message = createBaseArtifactMissing();
+    message.tenant = object.tenant ?? "";
+    message.deliveryId = object.deliveryId ?? "";
+    message.kind = object.kind ?? "";
+    message.artifactId = object.artifactId ?? "";
+    message.unconfirmedConnectors = object.unconfirmedConnectors?.map((e) => e) || [];
+    message.attempts = object.attempts ?? 0;
+    message.atMs = object.atMs ?? 0;
     return message;
   },
 };

@@ -1,0 +1,99 @@
+import http from 'node:http';
+import type { Socket } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ArtifactStore, StaticKeyring, ensureStream, streams } from '@gateway/common';
+import { waitFor } from '@gateway/testing';
+import { S3ContractServer } from '../contracts/s3/server.js';
+import { adminApi, publishTranscript, startCrmSyncStack, type CrmSyncStack } from '../support/crmSync.js';
+import { GLOBEX_TENANT, twoTenantEnv } from '../support/tokens.js';
+
+const BUCKET = 'globex-calls';
+const TENANT_CONCURRENCY = 2;
+
+/**
+ * One tenant's destination hangs (a Salesforce login URL that takes requests and never answers,
+ * with the longest timeout a tenant may set), and it has a backlog. Another tenant's deliveries
+ * must go through as if nothing were wrong: each within a few seconds of its event.
+ */
+describe('crm-sync keeps tenants apart', () => {
+  let stack: CrmSyncStack;
+  let s3: S3ContractServer;
+  let hanging: http.Server;
+  const sockets = new Set<Socket>();
+  let open = 0;
+  let mostOpen = 0;
+
+  beforeAll(async () => {
+    hanging = http.createServer((req) => {
+      // Taken, never answered.
+      open++;
+      mostOpen = Math.max(mostOpen, open);
+      req.socket.once('close', () => open--);
+    });
+    hanging.on('connection', (socket) => {
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+    });
+    await new Promise<void>((resolve) => hanging.listen(0, '127.0.0.1', resolve));
+    [stack, s3] = await Promise.all([
+      startCrmSyncStack({ CRM_SYNC_CONCURRENCY: '8', CRM_SYNC_TENANT_CONCURRENCY: String(TENANT_CONCURRENCY), CRM_SYNC_ACK_WAIT_SECONDS: '5' }),
+      S3ContractServer.start({ buckets: [BUCKET] }),
+    ]);
+  }, 60_000);
+
+  afterAll(async () => {
+    await stack?.stop();
+    await s3?.close();
+    for (const socket of sockets) socket.destroy();
+    await new Promise<void>((resolve) => hanging?.close(() => resolve()));
+  });
+
+  const runningDeliveries = async () => {
+    const metrics = await (await fetch(`http://127.0.0.1:${stack.crm.opsPort}/metrics`)).text();
+    return Number(/gateway_crm_sync_deliveries_in_progress\{state="running"[^}]*\} (\d+)/.exec(metrics)?.[1] ?? 0);
+  };
+
+  it("delivers a healthy tenant's events within seconds while another tenant's destination hangs", async () => {
+    const admin = adminApi(stack.crm.url);
+    const hangingPort = (hanging.address() as { port: number }).port;
+    const stuck = { type: 'salesforce', config: { loginUrl: `http://127.0.0.1:${hangingPort}`, authFlow: 'client_credentials', clientId: 'stuck', requestTimeoutMs: 600_000 }, secrets: { clientSecret: 'stuck-secret' } };
+    expect((await admin('/v1/connectors/crm', { method: 'PUT', body: JSON.stringify(stuck) })).status).toBe(200);
+    const bucket = { type: 's3', config: { bucket: BUCKET, region: s3.region, endpoint: s3.url }, secrets: S3ContractServer.defaultCredential };
+    expect((await admin('/v1/connectors/bucket', { method: 'PUT', body: JSON.stringify(bucket), as: GLOBEX_TENANT })).status).toBe(200);
+
+    const store = await ArtifactStore.open(stack.nc, new StaticKeyring(JSON.parse(twoTenantEnv.GATEWAY_TENANT_KEYS) as Record<string, string>));
+    await ensureStream(stack.nc, streams.transcripts);
+    // The stuck tenant's backlog first: more events than crm-sync runs at once.
+    for (let i = 0; i < 24; i++) {
+      await publishTranscript(stack.nc, store, { conversationId: `CV_stuck${i}`, files: [{ contentType: 'text/plain', bytes: Buffer.from(`stuck ${i}`) }] });
+    }
+    // (Its deliveries share one token request, which is what hangs.)
+    await waitFor(() => open >= 1, 10_000, 'the stuck deliveries waiting on their destination');
+
+    // Then the healthy tenant's events, one every 300 ms; each one's latency is measured.
+    const latencies: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      const conversationId = `CV_healthy${i}`;
+      const published = Date.now();
+      await publishTranscript(stack.nc, store, { tenant: 'globex', conversationId, files: [{ contentType: 'text/plain', bytes: Buffer.from(`healthy ${i}`) }] });
+      await waitFor(() => s3.object(BUCKET, `gateway/globex/transcript/${conversationId}/manifest.json`), 10_000, `the healthy delivery ${i}`);
+      latencies.push(Date.now() - published);
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    expect(Math.max(...latencies), `latencies ${latencies.join(', ')} ms`).toBeLessThan(3_000);
+    // The stuck tenant holds no more than its own slots, and its deliveries are still going on.
+    expect(mostOpen).toBeLessThanOrEqual(TENANT_CONCURRENCY);
+    expect(open).toBeGreaterThan(0);
+    // Its own slots, all taken, and nothing else.
+    expect(await runningDeliveries()).toBe(TENANT_CONCURRENCY);
+  }, 60_000);
+
+  it('stops on SIGTERM within its grace while a delivery is stuck and NATS is gone', async () => {
+    // The stuck tenant's deliveries from above are still waiting on their destination.
+    expect(open).toBeGreaterThan(0);
+    await stack.nats.stop();
+    const started = Date.now();
+    expect(await stack.crm.stop('SIGTERM', 60_000)).toBe(0);
+    expect(Date.now() - started).toBeLessThan(35_000);
+  }, 70_000);
+});
