@@ -143,7 +143,7 @@ describe('crm-sync streams large artifacts', () => {
     const ciphertext = Buffer.concat([cipher.update(bytes), cipher.final()]);
     await (await new Objm(stack.nc).open(buckets.artifacts)).putBlob({ name, metadata: { tenant: 'demo', contentType: 'video/webm' } }, ciphertext);
     const record = { wrapped: await new StaticKeyring({ demo: DEMO_TENANT_KEK }).wrap('demo', dataKey), iv: iv.toString('base64'), tag: cipher.getAuthTag().toString('base64'), contentType: 'video/webm', size: bytes.length };
-    await (await new Kvm(stack.nc).open(buckets.dataKeys)).put(name, JSON.stringify(record));
+    await (await new Kvm(stack.nc).open(buckets.dataKeys)).put(`demo.recordings.${artifactId}`, JSON.stringify(record));
 
     await announceRecording(stack.nc, { recordingId, artifacts: [{ artifactId, kind: 'camera', contentType: 'video/webm', sizeBytes: bytes.length }] });
     await gone(stack.artifacts, artifactId);

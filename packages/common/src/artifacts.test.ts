@@ -151,7 +151,8 @@ describe('ArtifactStore with a real JetStream', () => {
     const ciphertext = Buffer.concat([cipher.update(bytes), cipher.final()]);
     await (await new Objm(nc).open(buckets.artifacts)).putBlob({ name, metadata: { tenant: 'acme', contentType: 'text/plain' } }, ciphertext);
     const record = { wrapped: await keyring.wrap('acme', dataKey), iv: iv.toString('base64'), tag: cipher.getAuthTag().toString('base64'), contentType: 'text/plain', size: bytes.length };
-    await (await new Kvm(nc).open(buckets.dataKeys)).put(name, JSON.stringify(record));
+    // Its data key under the space it was written to (recordings, as this store writes).
+    await (await new Kvm(nc).open(buckets.dataKeys)).put('acme.recordings.AR_legacy', JSON.stringify(record));
     const content = await store.open('acme', 'AR_legacy');
     expect(content).toMatchObject({ size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex'), contentType: 'text/plain' });
     expect(Buffer.concat(await collect(content.chunks)).equals(bytes)).toBe(true);
@@ -166,13 +167,13 @@ describe('ArtifactStore with a real JetStream', () => {
   it('refuses a key record that is not what it should be, and a size or hash that does not match', async () => {
     const keys = await new Kvm(nc).open(buckets.dataKeys);
     await store.put('acme', 'AR_record', Readable.from([randomBytes(1000)]), 'text/plain');
-    const good = JSON.parse((await keys.get('acme.AR_record'))!.string()) as Record<string, unknown>;
+    const good = JSON.parse((await keys.get('acme.recordings.AR_record'))!.string()) as Record<string, unknown>;
     for (const bad of ['not json', '[]', JSON.stringify({ ...good, segmentBytes: 0 }), JSON.stringify({ ...good, size: -1 }), JSON.stringify({ ...good, wrapped: { kekId: 'x', value: { toString: 1 } } })]) {
-      await keys.put('acme.AR_record', bad);
+      await keys.put('acme.recordings.AR_record', bad);
       expect(await codeOf(store.open('acme', 'AR_record')), bad).toBe(ErrorCode.INTERNAL);
     }
     for (const changed of [{ ...good, size: 999 }, { ...good, sha256: '0'.repeat(64) }]) {
-      await keys.put('acme.AR_record', JSON.stringify(changed));
+      await keys.put('acme.recordings.AR_record', JSON.stringify(changed));
       expect(await codeOf(store.get('acme', 'AR_record'))).toBe(ErrorCode.INTERNAL);
     }
   });
