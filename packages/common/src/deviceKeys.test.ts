@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { NatsServer } from '@gateway/testing';
-import { DeviceKeys } from './deviceKeys.js';
+import { DeviceKeys, MAX_DEVICE_KEYS_PER_USER } from './deviceKeys.js';
+import { GatewayError } from './errors.js';
 import { openBucket } from './nats.js';
 import { buckets } from './subjects.js';
 
@@ -30,5 +31,32 @@ describe('DeviceKeys', () => {
     const keys = await a.list('acme', 'ext-1');
     expect(keys.find((k) => k.id === 'key-0')!.counter).toBe(5);
     expect(keys.map((k) => k.id)).toContain('key-8');
+  });
+
+  it(`refuses a registration beyond ${MAX_DEVICE_KEYS_PER_USER} keys per end user with LIMIT_EXCEEDED, keeping those held`, async () => {
+    const keys = new DeviceKeys(await openBucket(nc, buckets.deviceKeys));
+    for (let i = 0; i < MAX_DEVICE_KEYS_PER_USER; i++) await keys.add('acme', 'ext-full', key(`full-${i}`));
+    const refused = await keys.add('acme', 'ext-full', key('one-too-many')).then(() => undefined, (e: unknown) => GatewayError.from(e).code);
+    expect(refused).toBe('LIMIT_EXCEEDED');
+    expect(await keys.list('acme', 'ext-full')).toHaveLength(MAX_DEVICE_KEYS_PER_USER);
+    // Registering a key already held again replaces it, also when the list is full.
+    await keys.add('acme', 'ext-full', { ...key('full-0'), counter: 7 });
+    expect((await keys.list('acme', 'ext-full')).find((k) => k.id === 'full-0')!.counter).toBe(7);
+  });
+
+  it('refuses a device key record that fails its checks with INTERNAL, never using it', async () => {
+    const kv = await openBucket(nc, buckets.deviceKeys);
+    const keys = new DeviceKeys(kv);
+    const before = new Set<string>();
+    for await (const k of await kv.keys()) before.add(k);
+    await keys.add('acme', 'ext-tampered', key('real'));
+    let stored: string | undefined;
+    for await (const k of await kv.keys()) if (!before.has(k)) stored = k;
+    expect(stored).toBeDefined();
+    for (const tampered of ['not json', '{"toString":1}', JSON.stringify([{ ...key('x'), counter: -1 }]), JSON.stringify([{ ...key('x'), publicKey: { __proto__: 1 } }])]) {
+      await kv.put(stored!, tampered);
+      const code = await keys.list('acme', 'ext-tampered').then(() => 'read', (e: unknown) => GatewayError.from(e).code);
+      expect(code, tampered).toBe('INTERNAL');
+    }
   });
 });

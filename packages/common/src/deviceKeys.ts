@@ -1,6 +1,12 @@
 import { createHash } from 'node:crypto';
 import type { KV } from '@nats-io/kv';
+import { z } from 'zod';
+import { ErrorCode, GatewayError } from './errors.js';
 import { kvKeys } from './subjects.js';
+import { parseWith } from './validation.js';
+
+/** The most device keys one end user may register; a phone and a laptop or two, with room to spare. */
+export const MAX_DEVICE_KEYS_PER_USER = 10;
 
 /** A WebAuthn credential of an end user's device. Only what verification needs is kept. */
 export interface DeviceKey {
@@ -12,6 +18,19 @@ export interface DeviceKey {
   transports: string[];
   registeredAtMs: number;
 }
+
+/** A device key list read back from KV, checked before use (the bucket is an input like any other). */
+const deviceKeyListSchema = z
+  .array(
+    z.object({
+      id: z.string().regex(/^[A-Za-z0-9_-]{1,1366}$/),
+      publicKey: z.string().regex(/^[A-Za-z0-9+/]{1,2048}={0,2}$/),
+      counter: z.number().int().min(0).max(2 ** 32 - 1),
+      transports: z.array(z.string().max(32)).max(8),
+      registeredAtMs: z.number().int().min(0),
+    }),
+  )
+  .max(MAX_DEVICE_KEYS_PER_USER);
 
 /**
  * End users' device keys, by tenant and the customer's external id. The key of an entry is a
@@ -30,7 +49,14 @@ export class DeviceKeys {
 
   private async read(tenant: string, externalId: string): Promise<{ keys: DeviceKey[]; revision: number }> {
     const entry = await this.kv.get(this.key(tenant, externalId));
-    return entry && entry.operation === 'PUT' && entry.length > 0 ? { keys: entry.json<DeviceKey[]>(), revision: entry.revision } : { keys: [], revision: 0 };
+    if (!entry || entry.operation !== 'PUT' || entry.length === 0) return { keys: [], revision: 0 };
+    let json: unknown;
+    try {
+      json = entry.json();
+    } catch (error) {
+      throw new GatewayError(ErrorCode.INTERNAL, 'the device key record is not JSON', { cause: error });
+    }
+    return { keys: parseWith(deviceKeyListSchema, json, 'the device key record', ErrorCode.INTERNAL), revision: entry.revision };
   }
 
   /** Changes the key list with compare-and-set, so two registrations at once both stay. */
@@ -48,11 +74,17 @@ export class DeviceKeys {
         // Changed meanwhile: read again.
       }
     }
-    throw new Error('the device key list kept changing');
+    throw new GatewayError(ErrorCode.UNAVAILABLE, 'the device key list kept changing');
   }
 
   async add(tenant: string, externalId: string, key: DeviceKey): Promise<void> {
-    await this.change(tenant, externalId, (keys) => [...keys.filter((k) => k.id !== key.id), key]);
+    await this.change(tenant, externalId, (keys) => {
+      const others = keys.filter((k) => k.id !== key.id);
+      if (others.length >= MAX_DEVICE_KEYS_PER_USER) {
+        throw new GatewayError(ErrorCode.LIMIT_EXCEEDED, `at most ${MAX_DEVICE_KEYS_PER_USER} device keys per end user`);
+      }
+      return [...others, key];
+    });
   }
 
   async updateCounter(tenant: string, externalId: string, id: string, counter: number): Promise<void> {

@@ -188,11 +188,6 @@ export async function listEntries(kv: KV, filter: string): Promise<Array<{ key: 
   return out;
 }
 
-/** Lists the decoded JSON values of every key matching `filter`. */
-export async function listJson<T>(kv: KV, filter: string): Promise<Array<{ key: string; value: T; revision: number }>> {
-  const decoder = new TextDecoder();
-  return (await listEntries(kv, filter)).map((e) => ({ ...e, value: JSON.parse(decoder.decode(e.value)) as T }));
-}
 
 /** Checks that a stream provisioning made exists; fails naming it when it does not. */
 export async function ensureStream(nc: NatsConnection, stream: { name: string }): Promise<JetStreamManager> {
