@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make fuzz`: starts the whole system as `make up` does, with two signaling replicas and a second
 # tenant, runs the long seeded fuzzer against it (test/fuzz/run.ts), prints its figures and stops
-# everything. FUZZ_SEED replays a run; FUZZ_FRAMES and FUZZ_HTTP_REQUESTS set its length.
+# everything; then the long pass of crm-sync's admin API fuzzer. FUZZ_SEED replays a run;
+# FUZZ_FRAMES, FUZZ_HTTP_REQUESTS and FUZZ_CRM_REQUESTS (100,000) set its length.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -27,3 +28,8 @@ done
 grep -q 'Press Ctrl-C to stop' "$log" || { cat "$log" >&2; echo "make up did not become ready" >&2; exit 1; }
 
 node --import tsx test/fuzz/run.ts
+stop
+trap - EXIT
+
+# crm-sync's admin API: every route, with its own crm-sync, PostgreSQL-free and seeded like the above.
+FUZZ_ITERATIONS=${FUZZ_CRM_REQUESTS:-100000} npx vitest run --reporter=verbose test/integration/crm-sync-admin-fuzz.test.ts
