@@ -102,6 +102,7 @@ describe('crm-sync admin API under a seeded fuzzer', () => {
         () => ({ method: 'POST', path: `/v1/connectors/${name}/test` }),
         () => ({ method: 'GET', path: `/v1/data-subjects/export${subject()}` }),
         () => ({ method: 'DELETE', path: `/v1/data-subjects${subject()}` }),
+        () => ({ method: 'PATCH', path: `/v1/data-subjects${subject()}` }),
         () => ({ method: 'GET', path: pick(['/', '//a:99999/', 'http://evil.example/v1/connectors', '*', '/v1/connectors/../../etc/passwd', `/v1//connectors/${name}`, `/${'a/'.repeat(2_000)}`, '/v1/connectors#frag', `/v1/connectors/${name}/test/more`]) }),
       ])();
       const method = rand() < 0.75 ? route.method : pick(['GET', 'PUT', 'POST', 'DELETE', 'PATCH', 'HEAD', 'OPTIONS', 'TRACE', 'FOO', 'GET /x', '']);
@@ -135,6 +136,17 @@ describe('crm-sync admin API under a seeded fuzzer', () => {
         () => ({ bytes: Buffer.from('NaN'), type: 'application/json; charset=utf-8' }),
         () => ({ bytes: Buffer.alloc(0), type: 'application/json' }),
       ])();
+    /** A rectification's body: valid, or mutated field by field. */
+    const corrections = (): unknown =>
+      pick([
+        () => ({ phoneNumber: pick(['+14155550132', '', '4155550132', '+1', `+${'9'.repeat(40)}`, 14155550132, null]) }),
+        () => ({ crmContactId: pick(['003000000000002BBB', '', 'x'.repeat(65), '\u0000', { $ne: 1 }, ['a']]) }),
+        () => ({ externalId: pick(['ext-2', '', 'x'.repeat(257), '\ud800', 7]) }),
+        () => ({ phoneNumber: '+14155550132', crmContactId: '003000000000002BBB', externalId: 'ext-9', extra: 1 }),
+        () => ({}),
+        () => JSON.parse('{"__proto__": {"phoneNumber": "+14155550132"}}') as unknown,
+        () => [{ phoneNumber: '+14155550132' }],
+      ])();
     const validBody = () => ({ bytes: Buffer.from(JSON.stringify({ type: 'postgres', config: { host: '127.0.0.1', port: closedPort, database: 'x', user: 'x', ssl: 'disable' }, secrets: { password: 'p' } })), type: 'application/json' });
     const forged = [
       `Basic ${Buffer.from(`${DEMO_TENANT.apiKey}:wrong-secret`).toString('base64')}`,
@@ -160,7 +172,9 @@ describe('crm-sync admin API under a seeded fuzzer', () => {
       const { method, path: target } = routeOf();
       const shape = rand();
       const { bytes, type } =
-        method === 'PUT' || rand() < 0.1
+        method === 'PATCH' && shape < 0.6
+          ? { bytes: Buffer.from(JSON.stringify(corrections())), type: 'application/json' }
+          : method === 'PUT' || method === 'PATCH' || rand() < 0.1
           ? shape < 0.3
             ? validBody()
             : shape < 0.7

@@ -4,7 +4,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { ArtifactStore, DEMO_TENANT, DEMO_TENANT_KEK, DeviceKeys, StaticKeyring, buckets, ensureStream, openBucket, streams, subjects } from '@gateway/common';
 import { DataSubjectAudit, TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
-import { NatsServer, startCrmSyncProcess } from '@gateway/testing';
+import { NatsServer, startCrmSyncProcess, startSignalingProcess } from '@gateway/testing';
 import { KvContactMaps } from '../../services/crm-sync/src/connectors/ContactMap.js';
 import { GLOBEX_TENANT, twoTenantEnv } from '../support/tokens.js';
 import { basicAuth } from '../support/crmSync.js';
@@ -20,12 +20,15 @@ describe('data-subject requests', () => {
   let nats: NatsServer;
   let nc: NatsConnection;
   let crm: Awaited<ReturnType<typeof startCrmSyncProcess>>;
+  let signaling: Awaited<ReturnType<typeof startSignalingProcess>> | undefined;
   let artifacts: ArtifactStore;
   let deviceKeys: DeviceKeys;
 
   beforeAll(async () => {
     nats = await NatsServer.start();
     crm = await startCrmSyncProcess({ natsUrl: nats.url, env: { ...twoTenantEnv, CRM_SYNC_RETRY_BASE_SECONDS: '0.5', CRM_SYNC_RETRY_MAX_SECONDS: '1' } });
+    // Erasures by external id reach live rooms through signaling (here: none live).
+    signaling = await startSignalingProcess({ natsUrl: nats.url, env: twoTenantEnv });
     nc = await nats.connect();
     artifacts = await ArtifactStore.open(nc, new StaticKeyring({ demo: DEMO_TENANT_KEK }));
     deviceKeys = new DeviceKeys(await openBucket(nc, buckets.deviceKeys));
@@ -33,6 +36,7 @@ describe('data-subject requests', () => {
 
   afterAll(async () => {
     await nc?.close();
+    await signaling?.stop();
     await crm?.stop();
     await nats?.stop();
   });
@@ -77,7 +81,7 @@ describe('data-subject requests', () => {
     expect((await artifacts.get('demo', mine)).data.toString()).toBe('my chat [CARD]');
 
     const erased = await (await api('/v1/data-subjects?externalId=ext-erase-me', { method: 'DELETE' })).json();
-    expect(erased).toMatchObject({ deliveries: 1, artifacts: 1, contactMappings: 1, deviceKeys: 1 });
+    expect(erased).toMatchObject({ deliveries: 1, artifacts: 1, contactMappings: 1, deviceKeys: 1, live: { rooms: 0 } });
     await expect(artifacts.get('demo', mine)).rejects.toMatchObject({ code: 'NOT_FOUND' });
     expect(await deviceKeys.list('demo', 'ext-erase-me')).toEqual([]);
     const after = await (await api('/v1/data-subjects/export?externalId=ext-erase-me')).json();
@@ -95,6 +99,16 @@ describe('data-subject requests', () => {
     }
     expect(records.map((r) => r.action)).toEqual(['export', 'export', 'erase', 'export']);
     expect(records[2]).toMatchObject({ deliveries: 1, artifacts: 1, contactMappings: 1, deviceKeys: 1 });
+  });
+
+  it('erases what it can when no signaling replica answers, audits it, and asks for the request again', async () => {
+    await signaling?.stop();
+    signaling = undefined;
+    const mine = await pendingTranscript(`CV_c${Date.now()}`, 'ext-unreached', 'a chat');
+    const response = await api('/v1/data-subjects?externalId=ext-unreached', { method: 'DELETE' });
+    expect(response.status).toBe(503);
+    expect((await response.json()).error.message).toMatch(/live rooms could not be reached/);
+    await expect(artifacts.get('demo', mine)).rejects.toMatchObject({ code: 'NOT_FOUND' });
   });
 
   it('refuses a request without exactly one subject', async () => {

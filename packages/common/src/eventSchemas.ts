@@ -134,6 +134,44 @@ export const chatSealedSchema = z.object({
   tag: z.instanceof(Uint8Array).refine((tag) => tag.length === 16, 'must be 16 bytes'),
 });
 
+/** A phone number in E.164. */
+export const e164 = z.string().regex(/^\+[1-9]\d{6,14}$/, 'must be a phone number in E.164 (+14155550132)');
+/** A CRM's contact id: bounded as the session record holds it. */
+export const crmContactId = z.string().max(64).refine((value) => !/[\u0000-\u001f\u007f]/.test(value), 'must hold no control characters');
+
+/** A data-subject request from crm-sync (DataSubjectRequest), as signaling takes it. */
+export const dataSubjectRequestSchema = z.object({
+  tenant: subjectToken,
+  requestId: id,
+  externalId: schemas.text(256, { min: 1 }),
+  action: z.discriminatedUnion('$case', [
+    z.object({ $case: z.literal('erase'), value: z.object({}) }),
+    z.object({
+      $case: z.literal('rectify'),
+      value: z
+        .object({
+          phoneNumber: z.union([z.literal(''), e164]).optional(),
+          crmContactId: crmContactId.optional(),
+          externalId: schemas.text(256, { min: 1 }).optional(),
+        })
+        .refine((fields) => Object.values(fields).some((v) => v !== undefined), 'must correct at least one detail'),
+    }),
+  ]),
+});
+
+/** Signaling's answer (DataSubjectResult), as crm-sync takes it: counts only. */
+export const dataSubjectResultSchema = z.object({
+  requestId: id,
+  rooms: schemas.uint32(),
+  participants: schemas.uint32(),
+  chatMessages: schemas.uint32(),
+  smartActions: schemas.uint32(),
+  attachments: schemas.uint32(),
+  recordings: schemas.uint32(),
+  recordingSegments: schemas.uint32(),
+  errorCode: z.string().regex(/^[A-Z_]{0,64}$/),
+});
+
 /** A key of ours: ids joined by dots. */
 export const isIdPath = (key: string, parts: number) => {
   const split = key.split('.');

@@ -18,6 +18,12 @@ export interface SessionParticipant {
   phoneNumber: string;
   deviceIds: string[];
   joinedAtMs: number;
+  /**
+   * The end user asked for erasure during the session: their contact details are gone, and
+   * nothing they produce in it is kept or delivered (the external id stays until the room ends,
+   * only to recognise what is theirs).
+   */
+  erased?: boolean;
 }
 
 export async function sealParticipants(keyring: Keyring, tenant: string, sessionId: string, participants: SessionParticipant[]): Promise<string> {
@@ -40,6 +46,7 @@ const participantsSchema = z
       phoneNumber: z.union([z.literal(''), z.string().regex(/^\+[1-9]\d{6,14}$/)]),
       deviceIds: z.array(z.string().min(1).max(256)).max(5),
       joinedAtMs: z.number().int().min(0),
+      erased: z.boolean().optional(),
     }),
   )
   .max(10_000);

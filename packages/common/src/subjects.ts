@@ -30,6 +30,8 @@ export const subjects = {
   sessionEnded: (tenant: string) => `gateway.${tenant}.session.ended`,
   /** Alerts for the tenant's operators (DeliveryExpired, ArtifactMissing), on the alerts stream. */
   alert: (tenant: string, kind: 'delivery_expired' | 'artifact_missing') => `gateway.${tenant}.alert.${kind}`,
+  /** DataSubjectRequest from crm-sync to the signaling replicas (one answers), core request/reply. */
+  dataSubjectRequest: (tenant: string) => `gateway.${tenant}.data_subject.request`,
   /** Audit records (e.g. DataSubjectAudit), on the audit stream. */
   audit: (tenant: string, kind: 'data_subject') => `gateway.${tenant}.audit.${kind}`,
 } as const;
@@ -117,4 +119,6 @@ export const kvKeys = {
   smartActionsOfRoom: (tenant: string, room: string) => `${tenant}.${room}.*`,
   endingRoomSession: (tenant: string, room: string, sessionId: string) => `${tenant}.${room}.ending.${sessionId}`,
   endingRoomSessions: '*.*.ending.*',
+  roomSessionsOfTenant: (tenant: string) => `${tenant}.*`,
+  endingRoomSessionsOfTenant: (tenant: string) => `${tenant}.*.ending.*`,
 } as const;

@@ -59,7 +59,7 @@ export class CrmSync {
     // How full every stream, bucket and object store is (the alert at 80 % reads it).
     observeStreamSizes(registry, jsm, catalog.map(streamNameOf));
 
-    const dataSubjects = new DataSubjects(nc, jsm, artifacts, contactMaps, new DeviceKeys(await openBucket(nc, buckets.deviceKeys)), keyring, log);
+    const dataSubjects = new DataSubjects(nc, jsm, artifacts, contactMaps, new DeviceKeys(await openBucket(nc, buckets.deviceKeys)), keyring, confirmations, log);
     const httpServer = http.createServer(createAdminHandler(() => config.tenants, connectors, dataSubjects, log, { connectorTestMs: config.connectorTestMs }));
     hardenHttpServer(httpServer);
     await new Promise<void>((resolve, reject) => {

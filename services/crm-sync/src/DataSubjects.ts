@@ -1,8 +1,38 @@
 import type { Writable } from 'node:stream';
 import { jetstream, type JetStreamManager } from '@nats-io/jetstream';
 import { z } from 'zod';
-import { DataSubjectAudit } from '@gateway/proto/gateway/events/v1/events';
-import { DeviceKeys, ErrorCode, GatewayError, isWellFormed, newId, readSubject, streams, subjects, type ArtifactStore, type DeviceKey, type Keyring, type Logger, type NatsConnection } from '@gateway/common';
+import {
+  AttachmentReady,
+  DataSubjectAudit,
+  DataSubjectRequest,
+  DataSubjectResult,
+  RecordingReady,
+  SessionEnded,
+  TranscriptReady,
+  type ContactReference,
+} from '@gateway/proto/gateway/events/v1/events';
+import {
+  DeviceKeys,
+  ErrorCode,
+  GatewayError,
+  crmContactId as crmContactIdSchema,
+  dataSubjectResultSchema,
+  decodeChecked,
+  e164,
+  isWellFormed,
+  newId,
+  openParticipants,
+  readSubject,
+  sealParticipants,
+  streams,
+  subjects,
+  type ArtifactStore,
+  type DeviceKey,
+  type Keyring,
+  type Logger,
+  type NatsConnection,
+} from '@gateway/common';
+import type { Confirmations } from './Confirmations.js';
 import type { KvContactMaps } from './connectors/ContactMap.js';
 import { base64Of } from './destinations/streaming.js';
 import type { ArtifactContent, Delivery } from './destinations/types.js';
@@ -14,8 +44,40 @@ export type DataSubject = { externalId: string; crmContactId?: undefined } | { c
 interface PendingEvent {
   stream: string;
   seq: number;
+  subject: string;
+  data: Uint8Array;
   delivery: Delivery;
 }
+
+/** What live rooms held of the subject (erase) or had corrected (rectify): counts only. */
+export type LiveCounts = Omit<DataSubjectResult, 'requestId' | 'errorCode'>;
+
+/** Contact details a rectification corrects; each only when given. */
+export interface Corrections {
+  phoneNumber?: string;
+  crmContactId?: string;
+  externalId?: string;
+}
+
+/**
+ * A rectification's body: the details to correct, at least one. A phone number in E.164 (or ""
+ * to remove it), a CRM contact id as the session record holds it, an external id as join tokens
+ * carry it.
+ */
+export const correctionsSchema = z
+  .object({
+    phoneNumber: z.union([z.literal(''), e164]).optional(),
+    crmContactId: crmContactIdSchema.refine(isWellFormed, 'must be well-formed Unicode').optional(),
+    externalId: z.string().min(1).max(256).refine(isWellFormed, 'must be well-formed Unicode').optional(),
+  })
+  .strict()
+  .refine((c) => c.phoneNumber !== undefined || c.crmContactId !== undefined || c.externalId !== undefined, 'give at least one of phoneNumber, crmContactId and externalId');
+
+/**
+ * How long an erasure or a rectification waits for the signaling replica serving it: it walks
+ * every live room of the tenant and may discard a recording (which waits for its capture to end).
+ */
+const LIVE_REQUEST_TIMEOUT_MS = 30_000;
 
 /** A device key as read back from KV (written by signaling): checked before it is exported. */
 const deviceKeySchema = z.object({
@@ -58,7 +120,9 @@ export class DataSubjects {
     private readonly contactMaps: KvContactMaps,
     private readonly deviceKeys: DeviceKeys,
     private readonly keyring: Keyring,
+    private readonly confirmations: Confirmations,
     private readonly log?: Logger,
+    private readonly liveTimeoutMs = LIVE_REQUEST_TIMEOUT_MS,
   ) {}
 
   /**
@@ -131,7 +195,16 @@ export class DataSubjects {
     });
   }
 
-  async erase(tenant: string, subject: DataSubject): Promise<{ requestId: string; deliveries: number; artifacts: number; contactMappings: number; deviceKeys: number }> {
+  /**
+   * Erases everything held about the subject. Live rooms first (by external id): their sessions
+   * are marked, so what the subject produces from now on is not kept, and what the rooms held
+   * goes; then the pending events, which then include anything a room ended meanwhile
+   * announced. When no signaling replica answers, the rest is still erased and audited, and the
+   * request fails UNAVAILABLE: repeating it is safe.
+   */
+  async erase(tenant: string, subject: DataSubject): Promise<{ requestId: string; deliveries: number; artifacts: number; contactMappings: number; deviceKeys: number; live?: LiveCounts }> {
+    const requestId = newId('DSR');
+    const live = subject.externalId ? await this.askLiveRooms(tenant, requestId, subject.externalId, { $case: 'erase', value: {} }) : undefined;
     const events = await this.pendingOf(tenant, subject);
     let artifacts = 0;
     for (const { stream, seq, delivery } of events) {
@@ -149,8 +222,100 @@ export class DataSubjects {
       await this.deviceKeys.removeAll(tenant, subject.externalId);
     }
     const counts = { deliveries: events.length, artifacts, contactMappings: mappings.length, deviceKeys };
-    const requestId = await this.audit(tenant, 'erase', counts);
-    return { requestId, ...counts };
+    const liveCounts = live instanceof GatewayError ? undefined : live;
+    await this.audit(tenant, 'erase', counts, liveCounts, requestId);
+    if (live instanceof GatewayError) throw live;
+    return { requestId, ...counts, ...(liveCounts ? { live: liveCounts } : {}) };
+  }
+
+  /**
+   * Corrects the subject's contact details held until delivery: in pending events (a corrected
+   * copy is published, keeping the delivery id, so a destination that took the earlier one
+   * updates or keeps one record; then the earlier one is removed and any confirmations of it
+   * cleared, so every destination is sent the corrected one), and in live rooms' session
+   * records. Cached CRM contact ids of the subject go when the CRM contact id or the external id
+   * changes (they are looked up again). Audited with counts only.
+   */
+  async rectify(tenant: string, subject: DataSubject, corrections: Corrections): Promise<{ requestId: string; deliveries: number; contactMappings: number; live?: LiveCounts }> {
+    const requestId = newId('DSR');
+    const live = subject.externalId ? await this.askLiveRooms(tenant, requestId, subject.externalId, { $case: 'rectify', value: corrections }) : undefined;
+    const events = await this.pendingOf(tenant, subject);
+    const js = jetstream(this.nc);
+    // In stream order, so the corrected events keep their order among themselves.
+    for (const event of events.sort((a, b) => (a.stream === b.stream ? a.seq - b.seq : a.stream < b.stream ? -1 : 1))) {
+      const corrected = await this.corrected(tenant, event, subject, corrections);
+      await js.publish(event.subject, corrected, { msgID: `${requestId}.${event.stream}.${event.seq}`, timeout: 10_000 });
+      await this.jsm.streams.deleteMessage(event.stream, event.seq, true).catch(() => undefined);
+      await this.confirmations.clear(tenant, event.delivery.deliveryId);
+    }
+    let mappings: Array<{ key: string }> = [];
+    if (corrections.crmContactId !== undefined || corrections.externalId !== undefined) {
+      mappings = await this.contactMaps.find(tenant, subject);
+      await this.contactMaps.removeKeys(mappings.map((m) => m.key));
+    }
+    const counts = { deliveries: events.length, artifacts: 0, contactMappings: mappings.length, deviceKeys: 0 };
+    const liveCounts = live instanceof GatewayError ? undefined : live;
+    await this.audit(tenant, 'rectify', counts, liveCounts, requestId);
+    if (live instanceof GatewayError) throw live;
+    return { requestId, deliveries: counts.deliveries, contactMappings: counts.contactMappings, ...(liveCounts ? { live: liveCounts } : {}) };
+  }
+
+  /** A pending event's bytes with the subject's details corrected. */
+  private async corrected(tenant: string, event: PendingEvent, subject: DataSubject, corrections: Corrections): Promise<Uint8Array> {
+    const fix = <T extends { externalId: string; crmContactId: string }>(contact: T): T =>
+      matches(subject, contact)
+        ? {
+            ...contact,
+            ...(corrections.crmContactId !== undefined ? { crmContactId: corrections.crmContactId } : {}),
+            ...(corrections.externalId !== undefined ? { externalId: corrections.externalId } : {}),
+          }
+        : contact;
+    const fixAll = (contacts: ContactReference[]) => contacts.map(fix);
+    switch (event.delivery.kind) {
+      case 'session': {
+        const ended = SessionEnded.decode(event.data);
+        const participants = await openParticipants(this.keyring, tenant, ended.sessionId, ended.sealedParticipants);
+        const fixed = participants.map((p) => (matches(subject, p) ? { ...fix(p), ...(corrections.phoneNumber !== undefined ? { phoneNumber: corrections.phoneNumber } : {}) } : p));
+        return SessionEnded.encode({ ...ended, sealedParticipants: await sealParticipants(this.keyring, tenant, ended.sessionId, fixed) }).finish();
+      }
+      case 'transcript': {
+        const ready = TranscriptReady.decode(event.data);
+        return TranscriptReady.encode({ ...ready, contacts: fixAll(ready.contacts) }).finish();
+      }
+      case 'attachment': {
+        const ready = AttachmentReady.decode(event.data);
+        return AttachmentReady.encode({ ...ready, contact: ready.contact ? fix(ready.contact) : undefined }).finish();
+      }
+      case 'recording': {
+        const ready = RecordingReady.decode(event.data);
+        return RecordingReady.encode({ ...ready, contacts: fixAll(ready.contacts) }).finish();
+      }
+    }
+  }
+
+  /**
+   * Asks the signaling replicas (one answers) to erase or correct what live rooms hold of the
+   * end user; waits at most the bound. A failure is returned, not thrown, so the caller finishes
+   * its own part first.
+   */
+  private async askLiveRooms(tenant: string, requestId: string, externalId: string, action: NonNullable<DataSubjectRequest['action']>): Promise<LiveCounts | GatewayError> {
+    const unreachable = (cause?: unknown) =>
+      new GatewayError(ErrorCode.UNAVAILABLE, `live rooms could not be reached (request ${requestId}); what else was held is done: repeat the request`, { cause });
+    let reply;
+    try {
+      reply = await this.nc.request(subjects.dataSubjectRequest(tenant), DataSubjectRequest.encode({ tenant, requestId, externalId, action }).finish(), { timeout: this.liveTimeoutMs });
+    } catch (error) {
+      return unreachable(error);
+    }
+    let result: DataSubjectResult;
+    try {
+      result = decodeChecked(DataSubjectResult, reply.data, dataSubjectResultSchema, 'data-subject result');
+    } catch (error) {
+      return unreachable(error);
+    }
+    if (result.requestId !== requestId || result.errorCode !== '') return unreachable(new Error(`signaling answered ${result.errorCode || 'another request'}`));
+    const { requestId: _answered, errorCode: _code, ...counts } = result;
+    return counts;
   }
 
   /** The tenant's undelivered events that name the subject. */
@@ -168,15 +333,20 @@ export class DataSubjects {
           this.log?.warn({ stream, seq: message.seq }, 'a malformed event is left out of a data-subject request');
           continue;
         }
-        if (delivery.tenant === tenant && delivery.contacts.some((c) => matches(subject, c))) found.push({ stream, seq: message.seq, delivery });
+        if (delivery.tenant === tenant && delivery.contacts.some((c) => matches(subject, c))) found.push({ stream, seq: message.seq, subject: message.subject, data: message.data, delivery });
       }
     }
     return found;
   }
 
-  private async audit(tenant: string, action: 'export' | 'erase', counts: { deliveries: number; artifacts: number; contactMappings: number; deviceKeys: number }): Promise<string> {
-    const requestId = newId('DSR');
-    const record = DataSubjectAudit.encode({ tenant, requestId, action, atMs: Date.now(), ...counts }).finish();
+  private async audit(
+    tenant: string,
+    action: 'export' | 'erase' | 'rectify',
+    counts: { deliveries: number; artifacts: number; contactMappings: number; deviceKeys: number },
+    live?: LiveCounts,
+    requestId = newId('DSR'),
+  ): Promise<string> {
+    const record = DataSubjectAudit.encode({ tenant, requestId, action, atMs: Date.now(), ...counts, live: live ? { requestId, errorCode: '', ...live } : undefined }).finish();
     await jetstream(this.nc).publish(subjects.audit(tenant, 'data_subject'), record, { msgID: requestId });
     return requestId;
   }

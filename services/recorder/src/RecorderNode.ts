@@ -449,6 +449,15 @@ export class RecorderNode {
     return recording;
   }
 
+  /** Discards a running recording (a data-subject erasure): segments, record and all. */
+  async discardRecording(tenant: string, recordingId: string, by: string): Promise<{ recordingId: string; segments: number }> {
+    const job = this.job(tenant, recordingId);
+    const segments = await job.discard(by);
+    await this.announced.get(recordingId);
+    await this.records.purge(kvKeys.recording(tenant, recordingId));
+    return { recordingId, segments };
+  }
+
   /** No new recordings from now on: the node leaves placement (marked draining); running recordings go on. */
   async startDrain(): Promise<void> {
     if (this.draining) return;

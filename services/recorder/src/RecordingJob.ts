@@ -354,6 +354,43 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
     await rm(this.dir, { recursive: true, force: true });
   }
 
+  /**
+   * A data-subject erasure: the capture is killed and nothing of the recording is kept (the
+   * voice of everyone is mixed into one file, so it cannot be kept without one of them). The
+   * plaintext and the stored segments are deleted, nothing is assembled, and the job ends
+   * without artifacts (so nothing is announced). Returns the segments deleted; 0 when the job
+   * was already stopping (its recording.ready then names the end user, and crm-sync erases it).
+   */
+  async discard(by: string): Promise<number> {
+    if (this.stopping) {
+      await this.stopping;
+      return 0;
+    }
+    let deleted = 0;
+    this.stopping = (async () => {
+      clearInterval(this.poller);
+      this.recording.state = RecordingState.RECORDING_STATE_FAILED;
+      this.recording.failureReason = 'discarded: a participant asked for erasure';
+      this.safeEmit('status', 'stopped', by);
+      await this.recapture.catch(() => undefined);
+      await this.closeCapture(this.capture, 'kill').catch((error) => this.ctx.log.warn({ err: error }, 'closing the capture failed'));
+      await rm(this.dir, { recursive: true, force: true });
+      for (const segment of this.record.segments) {
+        await this.ctx.segments.delete(this.recording.tenant, segment.objectId);
+        deleted++;
+      }
+      this.record.segments = [];
+      this.recording.artifacts = [];
+      this.recording.endedAtMs = Date.now();
+      this.ctx.log.info({ recordingId: this.recording.recordingId, segments: deleted }, 'recording discarded');
+      // No 'changed': the node deletes the job's record rather than saving it.
+      this.safeEmit('ended', this.recording);
+      return this.recording;
+    })();
+    await this.stopping;
+    return deleted;
+  }
+
   /** Stops capturing, assembles and stores the files, and ends the job; idempotent. */
   stop(by: string, failure = ''): Promise<Recording> {
     this.stopping ??= this.finish(by, failure);

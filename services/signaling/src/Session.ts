@@ -48,6 +48,8 @@ export interface SessionContext {
   log: Logger;
   /** Called when the session ends or moves to another replica. */
   forget(session: Session): void;
+  /** Whether the room may not be recorded now (an end user of its session was erased). */
+  recordingRefused(tenant: string, room: string): Promise<boolean>;
   /** Called once a participant left the room for good (the room may now be empty). */
   participantGone(tenant: string, room: string): void;
   /** Gives back the join token's slot the session held. */
@@ -627,7 +629,10 @@ export class Session {
   private async controlRecording(action: 'startRecording' | 'pauseRecording' | 'resumeRecording' | 'stopRecording'): Promise<RecordingStatus> {
     if (this.info.role !== 'agent' || !this.grant.grants.canRecord) throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'this token may not control recording');
     const recorders = this.ctx.recorders;
-    if (action === 'startRecording') return startRoomRecording(recorders, this.tenant, this.room, this.participantId, this.ctx.recordingOptions(this.tenant));
+    if (action === 'startRecording') {
+      if (await this.ctx.recordingRefused(this.tenant, this.room)) throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'this call may not be recorded: a participant asked for erasure');
+      return startRoomRecording(recorders, this.tenant, this.room, this.participantId, this.ctx.recordingOptions(this.tenant));
+    }
     const { recording, client } = await recorders.clientForRoom(this.tenant, this.room);
     const ref = { tenant: this.tenant, recordingId: recording.recordingId, requestedBy: this.participantId };
     const call = action === 'pauseRecording' ? client.pauseRecording : action === 'resumeRecording' ? client.resumeRecording : client.stopRecording;

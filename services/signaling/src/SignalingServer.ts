@@ -38,6 +38,7 @@ import { ParticipantStore, RecorderDirectory, SfuDirectory } from '@gateway/clus
 import { startRoomRecording } from './recording.js';
 import { RoomHub } from './rooms/RoomHub.js';
 import { RoomSessions } from './rooms/RoomSessions.js';
+import { LiveDataSubjects } from './rooms/LiveDataSubjects.js';
 import { Connection, type SessionBroker } from './ws/Connection.js';
 import { createHttpHandler } from './http/routes.js';
 
@@ -67,6 +68,7 @@ export class SignalingServer implements SessionBroker {
   private wss: WebSocketServer | undefined;
   private stopOps: (() => Promise<void>) | undefined;
   private readonly metrics: ReturnType<typeof createSignalingMetrics>;
+  private readonly dataSubjects: LiveDataSubjects;
 
   private constructor(
     readonly config: SignalingConfig,
@@ -100,10 +102,12 @@ export class SignalingServer implements SessionBroker {
         if (this.sessions.get(session.participantId) === session) this.sessions.delete(session.participantId);
       },
       participantGone: (tenant, room) => void this.finishConversationIfEmpty(tenant, room),
+      recordingRefused: (tenant, room) => this.recordingRefused(tenant, room),
       releaseToken: (session) => this.releaseToken(session),
       mediaLimits: { transports: config.limits.transportsPerParticipant, producers: config.limits.producersPerParticipant, consumers: config.limits.consumersPerParticipant },
     };
     this.metrics = createSignalingMetrics(registry, this);
+    this.dataSubjects = new LiveDataSubjects(nc, () => config.tenants, roomSessions, chat, actions, recorders, log);
   }
 
   static async start(config: SignalingConfig, log: Logger): Promise<SignalingServer> {
@@ -132,6 +136,7 @@ export class SignalingServer implements SessionBroker {
     const tokenSessions = new TokenSessions(await openBucket(nc, buckets.tokenSessions));
     const server = new SignalingServer(config, nc, directory, recorders, store, hub, chat, actions, artifacts, roomSessions, tokenSessions, createMetricsRegistry('signaling'), log);
     server.listenForTakeovers();
+    server.dataSubjects.listen();
     server.timers.push(setInterval(() => void server.checkNodes(), NODE_CHECK_MS));
     server.timers.push(setInterval(() => void server.sweepEndingSessions(), config.sessionFinishStaleMs / 2));
     server.timers.push(setInterval(() => void server.refreshRecords().then(() => server.sweepStaleRecords()), config.recordRefreshMs));
@@ -219,7 +224,7 @@ export class SignalingServer implements SessionBroker {
       this.metrics.joinSeconds.observe((performance.now() - started) / 1000);
       this.log.info({ participantId, room: `${grant.tenant}/${grant.room}`, nodeId: placed.nodeId, role: grant.role }, 'participant joined');
       const tenant = this.config.tenants.find((t) => t.name === grant.tenant);
-      if (!recording && grant.role === 'agent' && tenant?.recording?.onAgentJoin) {
+      if (!recording && grant.role === 'agent' && tenant?.recording?.onAgentJoin && !(await this.recordingRefused(grant.tenant, grant.room))) {
         // The tenant records every call an agent takes; the agent's own media joins the recording as it is published.
         void startRoomRecording(this.recorders, grant.tenant, grant.room, '', recordingOptions(tenant)).catch((error) => {
           if (!(error instanceof GatewayError && error.code === ErrorCode.ALREADY_EXISTS)) this.log.error({ err: error, room: `${grant.tenant}/${grant.room}` }, 'starting the automatic recording failed');
@@ -349,6 +354,14 @@ export class SignalingServer implements SessionBroker {
     }
   }
 
+  /**
+   * An end user of the room's session asked for erasure: the room is not recorded again while
+   * the session lasts (a recording would hold them).
+   */
+  private async recordingRefused(tenant: string, room: string): Promise<boolean> {
+    return (await this.roomSessions.erasedIn(tenant, room)).size > 0;
+  }
+
   /** The room's recording, as a client joining or resuming is told of it. */
   private async recordingStatus(tenant: string, room: string): Promise<RecordingStatus | undefined> {
     const recording = await this.recorders.recordingOf(tenant, room).catch(() => undefined);
@@ -455,8 +468,11 @@ export class SignalingServer implements SessionBroker {
   private async finishSession(tenant: string, room: string, claimed: RoomSessionRecord): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
-        const conversationId = await finishRoom({ nc: this.nc, chat: this.chat, actions: this.actions, artifacts: this.artifacts, log: this.log }, tenant, room);
-        await this.roomSessions.announce(tenant, room, claimed, conversationId);
+        // Read again: an erasure or a rectification may have changed it since it was claimed.
+        const current = await this.roomSessions.current(tenant, room, claimed);
+        const erased = await this.roomSessions.erasedOfRecord(tenant, current);
+        const conversationId = await finishRoom({ nc: this.nc, chat: this.chat, actions: this.actions, artifacts: this.artifacts, log: this.log }, tenant, room, erased);
+        await this.roomSessions.announce(tenant, room, current, conversationId);
         await this.roomSessions.finished(tenant, room, claimed);
         return;
       } catch (error) {
@@ -503,6 +519,7 @@ export class SignalingServer implements SessionBroker {
       await Promise.all([...this.sessions.values()].map((s) => s.persist()));
       for (const session of [...this.sessions.values()]) session.forgetLocally();
       this.hub.close();
+      await this.dataSubjects.close();
       this.wss?.close();
       await new Promise<void>((resolve) => {
         if (!this.httpServer) return resolve();
@@ -533,6 +550,14 @@ function createSignalingMetrics(registry: Registry, server: SignalingServer) {
     registers: [registry],
     collect() {
       this.set(server.sessions.size);
+    },
+  });
+  new Gauge({
+    name: 'gateway_signaling_chat_keys_cached',
+    help: 'Unwrapped conversation keys this replica holds (bounded in number and time, dropped on erasure)',
+    registers: [registry],
+    collect() {
+      this.set(server.chat.cachedKeys);
     },
   });
   const requests = new Counter({

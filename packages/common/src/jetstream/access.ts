@@ -128,6 +128,7 @@ export const artifacts = {
 };
 
 const roomEvents = 'gateway.*.room.*.events';
+const dataSubjectRequests = 'gateway.*.data_subject.request';
 const sessionTakeovers = 'gateway.*.session.*.takeover';
 
 /** crm-sync's durable consumers (services/crm-sync/src/Deliveries.ts holds them by these names). */
@@ -142,6 +143,8 @@ export const natsAccess: Record<ServiceIdentity, Grant[]> = {
   signaling: [
     core.publishAndSubscribe(roomEvents),
     core.publishAndSubscribe(sessionTakeovers),
+    // Data-subject requests from crm-sync, answered on the requester's inbox (allow_responses below).
+    core.subscribe(dataSubjectRequests),
     kv.read(buckets.sfuNodes),
     kv.read(buckets.recorderNodes),
     kv.read(buckets.roomRecordings),
@@ -193,6 +196,10 @@ export const natsAccess: Record<ServiceIdentity, Grant[]> = {
       stream.read(s),
       stream.deleteMessages(s),
     ]),
+    // Rectification republishes a pending event with its contact details corrected.
+    ...crmSyncDurables.map(({ stream: s }) => stream.publish(s)),
+    // Erasure and rectification reach live rooms through the signaling replicas (one answers).
+    core.publish(dataSubjectRequests),
     stream.publish(streams.alerts),
     stream.publish(streams.audit),
     kv.readWrite(buckets.connectors),
@@ -214,7 +221,15 @@ export const natsAccess: Record<ServiceIdentity, Grant[]> = {
 export interface UserPermissions {
   publish: { allow: string[] };
   subscribe: { allow: string[] };
+  /**
+   * May answer requests it received, once each, on their reply subject (the requester's inbox)
+   * and on nothing else of that inbox.
+   */
+  allow_responses?: { max: number; expires: string };
 }
+
+/** Identities that answer core requests (data-subject requests, from crm-sync). */
+const responders: ReadonlySet<ServiceIdentity> = new Set(['signaling']);
 
 /** An identity's permissions as nats-server takes them: its grants, its inbox, the JetStream account info. */
 export function permissionsOf(identity: ServiceIdentity): UserPermissions {
@@ -225,7 +240,11 @@ export function permissionsOf(identity: ServiceIdentity): UserPermissions {
     sub(`${inboxPrefixOf(identity)}.>`),
   );
   const unique = (subjects: string[]) => [...new Set(subjects)].sort();
-  return { publish: { allow: unique(grants.publish) }, subscribe: { allow: unique(grants.subscribe) } };
+  return {
+    publish: { allow: unique(grants.publish) },
+    subscribe: { allow: unique(grants.subscribe) },
+    ...(responders.has(identity) ? { allow_responses: { max: 1, expires: '1m' } } : {}),
+  };
 }
 
 export interface AuthorizationUser {

@@ -14,9 +14,11 @@ import {
   type Tenant,
 } from '@gateway/common';
 import type { ConnectorStore } from '../connectors/ConnectorStore.js';
-import { dataSubjectOf, type DataSubjects } from '../DataSubjects.js';
+import { correctionsSchema, dataSubjectOf, type Corrections, type DataSubjects } from '../DataSubjects.js';
 
 const MAX_BODY_BYTES = 64 * 1024;
+/** A rectification names three short details at most. */
+const MAX_CORRECTIONS_BYTES = 4 * 1024;
 /** A connector's settings are small and flat: deeper or larger JSON is refused before any schema walks it. */
 const BODY_SHAPE = { maxDepth: 8, maxNodes: 2_000 };
 /** Connection tests of one tenant running at once (each may wait on a destination until it times out). */
@@ -42,9 +44,11 @@ export interface AdminOptions {
  *   POST   /v1/connectors/{name}/test  connect and check the credentials: {ok: true}, or one failure
  *   DELETE /v1/connectors/{name}
  *   GET    /v1/data-subjects/export?externalId=… | ?crmContactId=…   everything held, as JSON
- *   DELETE /v1/data-subjects?externalId=… | ?crmContactId=…          erase it all
+ *   DELETE /v1/data-subjects?externalId=… | ?crmContactId=…          erase it all, live rooms included
+ *   PATCH  /v1/data-subjects?externalId=… | ?crmContactId=…          correct contact details held
+ *          until delivery: {phoneNumber?, crmContactId?, externalId?}
  * A tenant only ever sees, exports or deletes its own. Query parameters and bodies are checked by
- * schema: a route takes exactly the parameters it names, and only PUT takes a body (JSON).
+ * schema: a route takes exactly the parameters it names, and only PUT and PATCH take a body (JSON).
  */
 export function createAdminHandler(tenants: () => readonly Tenant[], connectors: ConnectorStore, dataSubjects: DataSubjects, log: Logger, options: AdminOptions = { connectorTestMs: 10_000 }): http.RequestListener {
   const testsRunning = new Map<string, number>();
@@ -84,7 +88,7 @@ export function createAdminHandler(tenants: () => readonly Tenant[], connectors:
   const route = async (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => {
     const tenant = tenantFromBasicAuth(tenants(), req.headers.authorization);
     if (!tenant) throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'authenticate with HTTP Basic apiKey:apiSecret');
-    const takesBody = req.method === 'PUT';
+    const takesBody = req.method === 'PUT' || req.method === 'PATCH';
     if (!takesBody && hasBody(req)) throw new GatewayError(ErrorCode.BAD_REQUEST, 'this request takes no body');
     const query = Object.fromEntries(url.searchParams);
     if (url.pathname === '/v1/connectors' && req.method === 'GET') {
@@ -100,6 +104,10 @@ export function createAdminHandler(tenants: () => readonly Tenant[], connectors:
       return;
     }
     if (url.pathname === '/v1/data-subjects' && req.method === 'DELETE') return send(res, 200, await dataSubjects.erase(tenant.name, dataSubjectOf(url.searchParams)));
+    if (url.pathname === '/v1/data-subjects' && req.method === 'PATCH') {
+      const subject = dataSubjectOf(url.searchParams);
+      return send(res, 200, await dataSubjects.rectify(tenant.name, subject, await readCorrections(req)));
+    }
     const match = connectorName.exec(url.pathname);
     if (!match) throw new GatewayError(ErrorCode.NOT_FOUND, 'not found');
     const [, name, test] = match as unknown as [string, string, string | undefined];
@@ -143,9 +151,18 @@ function hasBody(req: http.IncomingMessage): boolean {
 
 /** A connector's JSON body: its media type, its size, then its shape, before the connector's schemas see it. */
 async function readConnectorBody(req: http.IncomingMessage): Promise<unknown> {
+  return readBody(req, 'the connector', MAX_BODY_BYTES);
+}
+
+/** A rectification's body, checked by its schema. */
+async function readCorrections(req: http.IncomingMessage): Promise<Corrections> {
+  return parseWith(correctionsSchema, await readBody(req, 'the corrections', MAX_CORRECTIONS_BYTES), 'the body');
+}
+
+async function readBody(req: http.IncomingMessage, what: string, maxBytes: number): Promise<unknown> {
   const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-  if (type !== 'application/json') throw new GatewayError(ErrorCode.UNSUPPORTED_CONTENT, 'send the connector as application/json');
-  const body = await readJsonBody(req, MAX_BODY_BYTES);
+  if (type !== 'application/json') throw new GatewayError(ErrorCode.UNSUPPORTED_CONTENT, `send ${what} as application/json`);
+  const body = await readJsonBody(req, maxBytes);
   const problem = jsonShapeProblem(body, BODY_SHAPE);
   if (problem) throw new GatewayError(ErrorCode.BAD_REQUEST, `the body is refused: ${problem}`);
   return body;

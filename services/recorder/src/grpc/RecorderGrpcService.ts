@@ -24,6 +24,8 @@ export const recorderAccess = {
   resumeRecording: ['signaling'],
   stopRecording: ['signaling'],
   getRecording: ['signaling'],
+  // Signaling serves data-subject erasures of live rooms.
+  discardRecording: ['signaling'],
 } as const;
 
 /** gateway.recorder.v1.Recorder: every call is scoped to the tenant it names, and checked before use. */
@@ -44,6 +46,10 @@ export function registerRecorderService(server: grpc.Server, node: RecorderNode,
     stopRecording: async (request: RecordingRef) => {
       const req = ref(request, 'StopRecording');
       return node.stopRecording(req.tenant, req.recordingId, req.requestedBy);
+    },
+    discardRecording: async (request: RecordingRef) => {
+      const req = ref(request, 'DiscardRecording');
+      return node.discardRecording(req.tenant, req.recordingId, req.requestedBy);
     },
     getRecording: async (request: RecordingRef) => {
       const req = ref(request, 'GetRecording');

@@ -339,6 +339,24 @@ export class SmartActions {
     return this.artifacts.get(tenant, artifactId);
   }
 
+  /**
+   * A data-subject erasure: the Smart Actions that asked the end user go, with their uploads
+   * (crypto-shredded), and so do device key registrations they had in progress in the room.
+   */
+  async eraseOf(tenant: string, room: string, externalId: string, participantIds: string[]): Promise<{ actions: number; attachments: number }> {
+    const theirs = (await this.list(tenant, room)).filter((a) => a.externalId === externalId);
+    let attachments = 0;
+    for (const action of theirs) {
+      if (action.artifactId) {
+        await this.artifacts.delete(tenant, action.artifactId);
+        attachments++;
+      }
+      await this.kv.purge(kvKeys.smartAction(tenant, room, action.actionId));
+    }
+    for (const participantId of participantIds) await this.challenges.purge(kvKeys.participant(tenant, room, participantId));
+    return { actions: theirs.length, attachments };
+  }
+
   /** The room ended and its attachments were announced: the action records go. */
   async removeAll(tenant: string, room: string, actions: SmartAction[]): Promise<void> {
     for (const action of actions) await this.kv.purge(kvKeys.smartAction(tenant, room, action.actionId));

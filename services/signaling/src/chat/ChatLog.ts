@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { jetstream, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
+import { LRUCache } from 'lru-cache';
 import { ChatKeyRecord, ChatSealed } from '@gateway/proto/gateway/events/v1/events';
 import { ChatMessage } from '@gateway/proto/gateway/signaling/v1/signaling';
 import {
@@ -31,6 +32,11 @@ export interface Conversation {
   lastSeq: number;
 }
 
+/** Conversations whose unwrapped key a replica keeps at once; more live rooms than a replica serves. */
+const DATA_KEYS_CACHED = 2_000;
+/** How long an unwrapped key stays without use; a message after that unwraps it again. */
+const DATA_KEY_TTL_MS = 10 * 60_000;
+
 /**
  * A room's chat, kept in JetStream until the conversation's transcript is stored. Each entry is
  * sealed with AES-256-GCM under the conversation's data key; the data key is wrapped by the
@@ -39,8 +45,12 @@ export interface Conversation {
 export class ChatLog {
   /** Entries left out of conversations because they did not decode, open or pass their checks. */
   skipped = 0;
-  /** Unwrapped data keys by conversation id, to spare a KMS round trip per message. */
-  private readonly dataKeys = new Map<string, Buffer>();
+  /**
+   * Unwrapped data keys by conversation id, to spare a KMS round trip per message. Bounded in
+   * number and time: a replica that did not end a conversation (another one did) or that served
+   * one erased on request does not keep its key for as long as it runs.
+   */
+  private readonly dataKeys = new LRUCache<string, Buffer>({ max: DATA_KEYS_CACHED, ttl: DATA_KEY_TTL_MS });
 
   private constructor(
     private readonly js: JetStreamClient,
@@ -83,6 +93,35 @@ export class ChatLog {
       await this.jsm.streams.deleteMessage(streams.chat.name, seq, true).catch(() => undefined);
     }
     return replacement;
+  }
+
+  /**
+   * A data-subject erasure: every stored message the end user wrote in the room (as sent or as
+   * redacted) is erased from the stream, and this replica lets go of the conversation's
+   * unwrapped key. Returns the number of messages erased.
+   */
+  async eraseWrittenBy(tenant: string, room: string, identity: string): Promise<number> {
+    const found = await this.read(tenant, room, { withSequences: true });
+    if (!found) return 0;
+    let erased = 0;
+    for (const message of found.messages) {
+      if (message.identity !== identity) continue;
+      for (const seq of found.sequences.get(message.messageId) ?? []) {
+        await this.jsm.streams.deleteMessage(streams.chat.name, seq, true).catch((error: unknown) => {
+          // Already gone (a redaction, a purge at room end) is what was wanted.
+          if (!/not found|no message/i.test(String((error as Error).message))) throw error;
+        });
+      }
+      erased++;
+    }
+    this.dataKeys.delete(found.conversationId);
+    return erased;
+  }
+
+  /** Unwrapped conversation keys this replica holds now (gateway_signaling_chat_keys_cached). */
+  get cachedKeys(): number {
+    this.dataKeys.purgeStale();
+    return this.dataKeys.size;
   }
 
   /** The conversation so far (undefined when the room has none), the last `limit` messages when given. */

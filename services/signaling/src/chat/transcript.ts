@@ -93,11 +93,24 @@ export interface RoomEndDeps {
  * are deleted. Safe to run on several replicas at once: artifacts and events are keyed by ids
  * that all replicas derive alike, and JetStream drops the duplicate events.
  */
-export async function finishRoom(deps: RoomEndDeps, tenant: string, room: string): Promise<string | undefined> {
-  const [found, actions] = await Promise.all([deps.chat.read(tenant, room), deps.actions.list(tenant, room)]);
-  if (!found && actions.length === 0) return undefined;
+export async function finishRoom(deps: RoomEndDeps, tenant: string, room: string, erased: ReadonlySet<string> = new Set()): Promise<string | undefined> {
+  const [found, allActions] = await Promise.all([deps.chat.read(tenant, room), deps.actions.list(tenant, room)]);
+  if (!found && allActions.length === 0) return undefined;
+  // End users erased during the session: nothing of theirs is announced or kept, whenever it
+  // was written; their uploads are shredded now.
+  const actions = allActions.filter((a) => !erased.has(a.externalId));
+  for (const action of allActions) if (erased.has(action.externalId) && action.artifactId) await deps.artifacts.delete(tenant, action.artifactId);
+  const messages = (found?.messages ?? []).filter((m) => !erased.has(m.identity));
+  if (messages.length === 0 && actions.length === 0) {
+    // Nothing left to hand over: no transcript at all.
+    if (found) await deps.chat.close(tenant, room, found);
+    await deps.actions.removeAll(tenant, room, allActions);
+    return undefined;
+  }
   const endedAtMs = Date.now();
-  const conversation: Conversation = found ?? { conversationId: `CV-${actions[0]!.actionId}`, startedAtMs: Number(actions[0]!.requestedAtMs), messages: [], lastSeq: 0 };
+  const conversation: Conversation = found
+    ? { ...found, messages }
+    : { conversationId: `CV-${actions[0]!.actionId}`, startedAtMs: Number(actions[0]!.requestedAtMs), messages: [], lastSeq: 0 };
   const js = jetstream(deps.nc);
   for (const action of actions.filter((a) => a.artifactId)) {
     const artifact: Artifact = { artifactId: action.artifactId, kind: action.kind, contentType: action.contentType, participantId: action.participantId, sizeBytes: action.sizeBytes, durationMs: 0, part: 0 };
@@ -124,7 +137,7 @@ export async function finishRoom(deps: RoomEndDeps, tenant: string, room: string
   }).finish();
   await js.publish(subjects.transcriptReady(tenant), event, { msgID: conversation.conversationId, timeout: 10_000, headers: natsHeadersWithTrace() });
   if (found) await deps.chat.close(tenant, room, found);
-  await deps.actions.removeAll(tenant, room, actions);
+  await deps.actions.removeAll(tenant, room, allActions);
   deps.log.info({ room: `${tenant}/${room}`, conversationId: conversation.conversationId, messages: conversation.messages.length, smartActions: actions.length }, 'transcript stored');
   return conversation.conversationId;
 }

@@ -27,10 +27,12 @@ export class RoomSessions {
       const sessionId = current?.sessionId ?? newId('SE');
       const participants = current ? await openParticipants(this.keyring, tenant, sessionId, current.sealedParticipants) : [];
       const others = participants.filter((p) => p.participantId !== participant.participantId);
+      // An end user erased earlier in this session stays erased when they join again.
+      const joining = others.some((p) => p.erased && p.externalId === participant.externalId) ? erasedEntry(participant) : participant;
       const record = RoomSessionRecord.encode({
         sessionId,
         startedAtMs: current?.startedAtMs ?? Date.now(),
-        sealedParticipants: await sealParticipants(this.keyring, tenant, sessionId, [...others, participant]),
+        sealedParticipants: await sealParticipants(this.keyring, tenant, sessionId, [...others, joining]),
       }).finish();
       try {
         if (current) await this.kv.update(key, record, entry!.revision);
@@ -100,8 +102,76 @@ export class RoomSessions {
     return taken;
   }
 
-  /** Announces a claimed session; JetStream drops a repeated announcement by its id. */
+  /**
+   * The sessions of a tenant's live rooms and of rooms being finished, with their participants
+   * opened: what a data-subject request looks through.
+   */
+  async ofTenant(tenant: string): Promise<Array<{ key: string; room: string; ending: boolean; participants: SessionParticipant[] }>> {
+    const keys = [...(await liveKeys(this.kv, kvKeys.roomSessionsOfTenant(tenant))), ...(await liveKeys(this.kv, kvKeys.endingRoomSessionsOfTenant(tenant)))];
+    const found: Array<{ key: string; room: string; ending: boolean; participants: SessionParticipant[] }> = [];
+    for (const key of keys) {
+      const entry = await this.kv.get(key);
+      if (!entry || entry.operation !== 'PUT' || entry.length === 0) continue;
+      const record = readRecord(entry.value);
+      const room = key.split('.')[1]!;
+      found.push({ key, room, ending: key.includes('.ending.'), participants: await openParticipants(this.keyring, tenant, record.sessionId, record.sealedParticipants) });
+    }
+    return found;
+  }
+
+  /**
+   * Changes the participants of a session record (a live room's or an ending one's) with
+   * compare-and-set; `edit` returns the new list, or undefined to leave the record as it is.
+   */
+  async changeParticipants(tenant: string, key: string, edit: (participants: SessionParticipant[]) => SessionParticipant[] | undefined): Promise<void> {
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const entry = await this.kv.get(key);
+      if (!entry || entry.operation !== 'PUT' || entry.length === 0) return;
+      const record = readRecord(entry.value);
+      const next = edit(await openParticipants(this.keyring, tenant, record.sessionId, record.sealedParticipants));
+      if (!next) return;
+      const changed = RoomSessionRecord.encode({ ...record, sealedParticipants: await sealParticipants(this.keyring, tenant, record.sessionId, next) }).finish();
+      try {
+        await this.kv.update(key, changed, entry.revision);
+        return;
+      } catch {
+        // Changed meanwhile (a join): read again.
+      }
+    }
+    throw new GatewayError(ErrorCode.UNAVAILABLE, 'the room session record kept changing');
+  }
+
+  /** External ids of the end users erased during the room's live session. */
+  async erasedIn(tenant: string, room: string): Promise<Set<string>> {
+    const entry = await this.kv.get(kvKeys.room(tenant, room));
+    if (!entry || entry.operation !== 'PUT' || entry.length === 0) return new Set();
+    const record = readRecord(entry.value);
+    return erasedOf(await openParticipants(this.keyring, tenant, record.sessionId, record.sealedParticipants));
+  }
+
+  /**
+   * A claimed session as it is now: an erasure or a rectification during the finish changes
+   * the ending record, and the finisher reads it again before announcing.
+   */
+  async current(tenant: string, room: string, claimed: RoomSessionRecord): Promise<RoomSessionRecord> {
+    const entry = await this.kv.get(kvKeys.endingRoomSession(tenant, room, claimed.sessionId));
+    return entry && entry.operation === 'PUT' && entry.length > 0 ? readRecord(entry.value) : claimed;
+  }
+
+  /** The external ids a session record marks erased. */
+  async erasedOfRecord(tenant: string, record: RoomSessionRecord): Promise<Set<string>> {
+    return erasedOf(await openParticipants(this.keyring, tenant, record.sessionId, record.sealedParticipants));
+  }
+
+  /**
+   * Announces a claimed session; JetStream drops a repeated announcement by its id. Erased end
+   * users are left out; a session of nobody else is not announced.
+   */
   async announce(tenant: string, room: string, record: RoomSessionRecord, conversationId: string | undefined): Promise<void> {
+    const participants = await openParticipants(this.keyring, tenant, record.sessionId, record.sealedParticipants);
+    const kept = participants.filter((p) => !p.erased);
+    if (kept.length === 0 && participants.length > 0) return;
+    const sealedParticipants = kept.length === participants.length ? record.sealedParticipants : await sealParticipants(this.keyring, tenant, record.sessionId, kept);
     const event = SessionEnded.encode({
       tenant,
       room,
@@ -109,10 +179,19 @@ export class RoomSessions {
       startedAtMs: record.startedAtMs,
       endedAtMs: Date.now(),
       conversationId: conversationId ?? '',
-      sealedParticipants: record.sealedParticipants,
+      sealedParticipants,
     }).finish();
     await jetstream(this.nc).publish(subjects.sessionEnded(tenant), event, { msgID: record.sessionId, timeout: 10_000, headers: natsHeadersWithTrace() });
   }
+}
+
+/** A participant entry once its end user asked for erasure: no contact details left. */
+export function erasedEntry(participant: SessionParticipant): SessionParticipant {
+  return { ...participant, crmContactId: '', phoneNumber: '', deviceIds: [], erased: true };
+}
+
+function erasedOf(participants: SessionParticipant[]): Set<string> {
+  return new Set(participants.filter((p) => p.erased).map((p) => p.externalId));
 }
 
 /** A room session record read back from KV, checked before use. */

@@ -228,6 +228,50 @@ export interface DataSubjectAudit {
   artifacts: number;
   contactMappings: number;
   deviceKeys: number;
+  /** What live rooms held (erase) or had corrected (rectify); see DataSubjectResult. */
+  live: DataSubjectResult | undefined;
+}
+
+/**
+ * A data-subject request for what live rooms hold of an end user, sent by crm-sync on
+ * gateway.<tenant>.data_subject.request; one signaling replica answers with a DataSubjectResult.
+ */
+export interface DataSubjectRequest {
+  tenant: string;
+  requestId: string;
+  /** The customer's external id of the end user (the join token's identity). */
+  externalId: string;
+  action: { $case: "erase"; value: DataSubjectErase } | { $case: "rectify"; value: DataSubjectRectify } | undefined;
+}
+
+/**
+ * Erase: the subject's chat messages, Smart Actions and uploads, the room's recording, their
+ * registration challenges; the session is marked so that nothing of theirs is kept afterwards.
+ */
+export interface DataSubjectErase {
+}
+
+/** Rectify: the contact details held in live sessions; each is corrected only when set. */
+export interface DataSubjectRectify {
+  phoneNumber?: string | undefined;
+  crmContactId?: string | undefined;
+  externalId?: string | undefined;
+}
+
+/** Counts only: never who. */
+export interface DataSubjectResult {
+  requestId: string;
+  /** Live rooms (and rooms being finished) the subject took part in. */
+  rooms: number;
+  /** Session participant entries marked erased or corrected. */
+  participants: number;
+  chatMessages: number;
+  smartActions: number;
+  attachments: number;
+  recordings: number;
+  recordingSegments: number;
+  /** Empty when done; else the ErrorCode of what failed (the request may be repeated). */
+  errorCode: string;
 }
 
 /**
@@ -2506,6 +2550,7 @@ function createBaseDataSubjectAudit(): DataSubjectAudit {
     artifacts: 0,
     contactMappings: 0,
     deviceKeys: 0,
+    live: undefined,
   };
 }
 
@@ -2534,6 +2579,9 @@ export const DataSubjectAudit: MessageFns<DataSubjectAudit> = {
     }
     if (message.deviceKeys !== 0) {
       writer.uint32(64).uint32(message.deviceKeys);
+    }
+    if (message.live !== undefined) {
+      DataSubjectResult.encode(message.live, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -2615,6 +2663,14 @@ export const DataSubjectAudit: MessageFns<DataSubjectAudit> = {
             message.deviceKeys = reader.uint32();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.live = DataSubjectResult.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2653,6 +2709,7 @@ export const DataSubjectAudit: MessageFns<DataSubjectAudit> = {
         : isSet(object.device_keys)
         ? globalThis.Number(object.device_keys)
         : 0,
+      live: isSet(object.live) ? DataSubjectResult.fromJSON(object.live) : undefined,
     };
   },
 
@@ -2682,6 +2739,9 @@ export const DataSubjectAudit: MessageFns<DataSubjectAudit> = {
     if (message.deviceKeys !== 0) {
       obj.deviceKeys = Math.round(message.deviceKeys);
     }
+    if (message.live !== undefined) {
+      obj.live = DataSubjectResult.toJSON(message.live);
+    }
     return obj;
   },
 
@@ -2698,6 +2758,558 @@ export const DataSubjectAudit: MessageFns<DataSubjectAudit> = {
     message.artifacts = object.artifacts ?? 0;
     message.contactMappings = object.contactMappings ?? 0;
     message.deviceKeys = object.deviceKeys ?? 0;
+    message.live = (object.live !== undefined && object.live !== null)
+      ? DataSubjectResult.fromPartial(object.live)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseDataSubjectRequest(): DataSubjectRequest {
+  return { tenant: "", requestId: "", externalId: "", action: undefined };
+}
+
+export const DataSubjectRequest: MessageFns<DataSubjectRequest> = {
+  encode(message: DataSubjectRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tenant !== "") {
+      writer.uint32(10).string(message.tenant);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(18).string(message.requestId);
+    }
+    if (message.externalId !== "") {
+      writer.uint32(26).string(message.externalId);
+    }
+    switch (message.action?.$case) {
+      case "erase":
+        DataSubjectErase.encode(message.action.value, writer.uint32(34).fork()).join();
+        break;
+      case "rectify":
+        DataSubjectRectify.encode(message.action.value, writer.uint32(42).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DataSubjectRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDataSubjectRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tenant = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.externalId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.action = { $case: "erase", value: DataSubjectErase.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.action = { $case: "rectify", value: DataSubjectRectify.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DataSubjectRequest {
+    return {
+      tenant: isSet(object.tenant) ? globalThis.String(object.tenant) : "",
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      externalId: isSet(object.externalId)
+        ? globalThis.String(object.externalId)
+        : isSet(object.external_id)
+        ? globalThis.String(object.external_id)
+        : "",
+      action: isSet(object.erase)
+        ? { $case: "erase", value: DataSubjectErase.fromJSON(object.erase) }
+        : isSet(object.rectify)
+        ? { $case: "rectify", value: DataSubjectRectify.fromJSON(object.rectify) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: DataSubjectRequest): unknown {
+    const obj: any = {};
+    if (message.tenant !== "") {
+      obj.tenant = message.tenant;
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.externalId !== "") {
+      obj.externalId = message.externalId;
+    }
+    if (message.action?.$case === "erase") {
+      obj.erase = DataSubjectErase.toJSON(message.action.value);
+    } else if (message.action?.$case === "rectify") {
+      obj.rectify = DataSubjectRectify.toJSON(message.action.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DataSubjectRequest>, I>>(base?: I): DataSubjectRequest {
+    return DataSubjectRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DataSubjectRequest>, I>>(object: I): DataSubjectRequest {
+    const message = createBaseDataSubjectRequest();
+    message.tenant = object.tenant ?? "";
+    message.requestId = object.requestId ?? "";
+    message.externalId = object.externalId ?? "";
+    switch (object.action?.$case) {
+      case "erase": {
+        if (object.action?.value !== undefined && object.action?.value !== null) {
+          message.action = { $case: "erase", value: DataSubjectErase.fromPartial(object.action.value) };
+        }
+        break;
+      }
+      case "rectify": {
+        if (object.action?.value !== undefined && object.action?.value !== null) {
+          message.action = { $case: "rectify", value: DataSubjectRectify.fromPartial(object.action.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseDataSubjectErase(): DataSubjectErase {
+  return {};
+}
+
+export const DataSubjectErase: MessageFns<DataSubjectErase> = {
+  encode(_: DataSubjectErase, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DataSubjectErase {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDataSubjectErase();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): DataSubjectErase {
+    return {};
+  },
+
+  toJSON(_: DataSubjectErase): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DataSubjectErase>, I>>(base?: I): DataSubjectErase {
+    return DataSubjectErase.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DataSubjectErase>, I>>(_: I): DataSubjectErase {
+    const message = createBaseDataSubjectErase();
+    return message;
+  },
+};
+
+function createBaseDataSubjectRectify(): DataSubjectRectify {
+  return { phoneNumber: undefined, crmContactId: undefined, externalId: undefined };
+}
+
+export const DataSubjectRectify: MessageFns<DataSubjectRectify> = {
+  encode(message: DataSubjectRectify, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.phoneNumber !== undefined) {
+      writer.uint32(10).string(message.phoneNumber);
+    }
+    if (message.crmContactId !== undefined) {
+      writer.uint32(18).string(message.crmContactId);
+    }
+    if (message.externalId !== undefined) {
+      writer.uint32(26).string(message.externalId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DataSubjectRectify {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDataSubjectRectify();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.phoneNumber = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.crmContactId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.externalId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DataSubjectRectify {
+    return {
+      phoneNumber: isSet(object.phoneNumber)
+        ? globalThis.String(object.phoneNumber)
+        : isSet(object.phone_number)
+        ? globalThis.String(object.phone_number)
+        : undefined,
+      crmContactId: isSet(object.crmContactId)
+        ? globalThis.String(object.crmContactId)
+        : isSet(object.crm_contact_id)
+        ? globalThis.String(object.crm_contact_id)
+        : undefined,
+      externalId: isSet(object.externalId)
+        ? globalThis.String(object.externalId)
+        : isSet(object.external_id)
+        ? globalThis.String(object.external_id)
+        : undefined,
+    };
+  },
+
+  toJSON(message: DataSubjectRectify): unknown {
+    const obj: any = {};
+    if (message.phoneNumber !== undefined) {
+      obj.phoneNumber = message.phoneNumber;
+    }
+    if (message.crmContactId !== undefined) {
+      obj.crmContactId = message.crmContactId;
+    }
+    if (message.externalId !== undefined) {
+      obj.externalId = message.externalId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DataSubjectRectify>, I>>(base?: I): DataSubjectRectify {
+    return DataSubjectRectify.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DataSubjectRectify>, I>>(object: I): DataSubjectRectify {
+    const message = createBaseDataSubjectRectify();
+    message.phoneNumber = object.phoneNumber ?? undefined;
+    message.crmContactId = object.crmContactId ?? undefined;
+    message.externalId = object.externalId ?? undefined;
+    return message;
+  },
+};
+
+function createBaseDataSubjectResult(): DataSubjectResult {
+  return {
+    requestId: "",
+    rooms: 0,
+    participants: 0,
+    chatMessages: 0,
+    smartActions: 0,
+    attachments: 0,
+    recordings: 0,
+    recordingSegments: 0,
+    errorCode: "",
+  };
+}
+
+export const DataSubjectResult: MessageFns<DataSubjectResult> = {
+  encode(message: DataSubjectResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.rooms !== 0) {
+      writer.uint32(16).uint32(message.rooms);
+    }
+    if (message.participants !== 0) {
+      writer.uint32(24).uint32(message.participants);
+    }
+    if (message.chatMessages !== 0) {
+      writer.uint32(32).uint32(message.chatMessages);
+    }
+    if (message.smartActions !== 0) {
+      writer.uint32(40).uint32(message.smartActions);
+    }
+    if (message.attachments !== 0) {
+      writer.uint32(48).uint32(message.attachments);
+    }
+    if (message.recordings !== 0) {
+      writer.uint32(56).uint32(message.recordings);
+    }
+    if (message.recordingSegments !== 0) {
+      writer.uint32(64).uint32(message.recordingSegments);
+    }
+    if (message.errorCode !== "") {
+      writer.uint32(74).string(message.errorCode);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DataSubjectResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDataSubjectResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.rooms = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.participants = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.chatMessages = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.smartActions = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.attachments = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.recordings = reader.uint32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.recordingSegments = reader.uint32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.errorCode = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DataSubjectResult {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      rooms: isSet(object.rooms) ? globalThis.Number(object.rooms) : 0,
+      participants: isSet(object.participants) ? globalThis.Number(object.participants) : 0,
+      chatMessages: isSet(object.chatMessages)
+        ? globalThis.Number(object.chatMessages)
+        : isSet(object.chat_messages)
+        ? globalThis.Number(object.chat_messages)
+        : 0,
+      smartActions: isSet(object.smartActions)
+        ? globalThis.Number(object.smartActions)
+        : isSet(object.smart_actions)
+        ? globalThis.Number(object.smart_actions)
+        : 0,
+      attachments: isSet(object.attachments) ? globalThis.Number(object.attachments) : 0,
+      recordings: isSet(object.recordings) ? globalThis.Number(object.recordings) : 0,
+      recordingSegments: isSet(object.recordingSegments)
+        ? globalThis.Number(object.recordingSegments)
+        : isSet(object.recording_segments)
+        ? globalThis.Number(object.recording_segments)
+        : 0,
+      errorCode: isSet(object.errorCode)
+        ? globalThis.String(object.errorCode)
+        : isSet(object.error_code)
+        ? globalThis.String(object.error_code)
+        : "",
+    };
+  },
+
+  toJSON(message: DataSubjectResult): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.rooms !== 0) {
+      obj.rooms = Math.round(message.rooms);
+    }
+    if (message.participants !== 0) {
+      obj.participants = Math.round(message.participants);
+    }
+    if (message.chatMessages !== 0) {
+      obj.chatMessages = Math.round(message.chatMessages);
+    }
+    if (message.smartActions !== 0) {
+      obj.smartActions = Math.round(message.smartActions);
+    }
+    if (message.attachments !== 0) {
+      obj.attachments = Math.round(message.attachments);
+    }
+    if (message.recordings !== 0) {
+      obj.recordings = Math.round(message.recordings);
+    }
+    if (message.recordingSegments !== 0) {
+      obj.recordingSegments = Math.round(message.recordingSegments);
+    }
+    if (message.errorCode !== "") {
+      obj.errorCode = message.errorCode;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DataSubjectResult>, I>>(base?: I): DataSubjectResult {
+    return DataSubjectResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DataSubjectResult>, I>>(object: I): DataSubjectResult {
+    const message = createBaseDataSubjectResult();
+    message.requestId = object.requestId ?? "";
+    message.rooms = object.rooms ?? 0;
+    message.participants = object.participants ?? 0;
+    message.chatMessages = object.chatMessages ?? 0;
+    message.smartActions = object.smartActions ?? 0;
+    message.attachments = object.attachments ?? 0;
+    message.recordings = object.recordings ?? 0;
+    message.recordingSegments = object.recordingSegments ?? 0;
+    message.errorCode = object.errorCode ?? "";
     return message;
   },
 };

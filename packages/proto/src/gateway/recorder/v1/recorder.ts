@@ -87,6 +87,12 @@ export function recordingStateToJSON(object: RecordingState): string {
   }
 }
 
+export interface DiscardedRecording {
+  recordingId: string;
+  /** Stored segments deleted. */
+  segments: number;
+}
+
 export interface StartRecordingRequest {
   tenant: string;
   room: string;
@@ -186,6 +192,95 @@ export interface Segment {
   startS: number;
   endS: number;
 }
+
+function createBaseDiscardedRecording(): DiscardedRecording {
+  return { recordingId: "", segments: 0 };
+}
+
+export const DiscardedRecording: MessageFns<DiscardedRecording> = {
+  encode(message: DiscardedRecording, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.recordingId !== "") {
+      writer.uint32(10).string(message.recordingId);
+    }
+    if (message.segments !== 0) {
+      writer.uint32(16).uint32(message.segments);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DiscardedRecording {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDiscardedRecording();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.recordingId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.segments = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DiscardedRecording {
+    return {
+      recordingId: isSet(object.recordingId)
+        ? globalThis.String(object.recordingId)
+        : isSet(object.recording_id)
+        ? globalThis.String(object.recording_id)
+        : "",
+      segments: isSet(object.segments) ? globalThis.Number(object.segments) : 0,
+    };
+  },
+
+  toJSON(message: DiscardedRecording): unknown {
+    const obj: any = {};
+    if (message.recordingId !== "") {
+      obj.recordingId = message.recordingId;
+    }
+    if (message.segments !== 0) {
+      obj.segments = Math.round(message.segments);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DiscardedRecording>, I>>(base?: I): DiscardedRecording {
+    return DiscardedRecording.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DiscardedRecording>, I>>(object: I): DiscardedRecording {
+    const message = createBaseDiscardedRecording();
+    message.recordingId = object.recordingId ?? "";
+    message.segments = object.segments ?? 0;
+    return message;
+  },
+};
 
 function createBaseStartRecordingRequest(): StartRecordingRequest {
   return { tenant: "", room: "", requestedBy: "", options: undefined };
@@ -1634,6 +1729,19 @@ export const RecorderService = {
     responseSerialize: (value: Recording): Buffer => Buffer.from(Recording.encode(value).finish()),
     responseDeserialize: (value: Buffer): Recording => Recording.decode(value),
   },
+  /**
+   * A data-subject erasure: the capture is killed, its segments deleted, nothing is assembled or
+   * announced. NOT_FOUND when the recording is not running on this node.
+   */
+  discardRecording: {
+    path: "/gateway.recorder.v1.Recorder/DiscardRecording" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RecordingRef): Buffer => Buffer.from(RecordingRef.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RecordingRef => RecordingRef.decode(value),
+    responseSerialize: (value: DiscardedRecording): Buffer => Buffer.from(DiscardedRecording.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DiscardedRecording => DiscardedRecording.decode(value),
+  },
 } as const;
 
 export interface RecorderServer extends UntypedServiceImplementation {
@@ -1651,6 +1759,11 @@ export interface RecorderServer extends UntypedServiceImplementation {
   /** Stops, finishes the files, encrypts and stores them, and announces recording.ready. */
   stopRecording: handleUnaryCall<RecordingRef, Recording>;
   getRecording: handleUnaryCall<RecordingRef, Recording>;
+  /**
+   * A data-subject erasure: the capture is killed, its segments deleted, nothing is assembled or
+   * announced. NOT_FOUND when the recording is not running on this node.
+   */
+  discardRecording: handleUnaryCall<RecordingRef, DiscardedRecording>;
 }
 
 export interface RecorderClient extends Client {
@@ -1737,6 +1850,25 @@ export interface RecorderClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Recording) => void,
+  ): ClientUnaryCall;
+  /**
+   * A data-subject erasure: the capture is killed, its segments deleted, nothing is assembled or
+   * announced. NOT_FOUND when the recording is not running on this node.
+   */
+  discardRecording(
+    request: RecordingRef,
+    callback: (error: ServiceError | null, response: DiscardedRecording) => void,
+  ): ClientUnaryCall;
+  discardRecording(
+    request: RecordingRef,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DiscardedRecording) => void,
+  ): ClientUnaryCall;
+  discardRecording(
+    request: RecordingRef,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DiscardedRecording) => void,
   ): ClientUnaryCall;
 }
 
