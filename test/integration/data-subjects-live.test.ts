@@ -123,6 +123,16 @@ describe('data-subject requests reaching live rooms', () => {
     // left out at the end.
     expect((await agent.client.request('startRecording', {})).error).toMatchObject({ code: 'PERMISSION_DENIED' });
     await subject.client.request('sendMessage', { text: 'mine: after erasure', clientMessageId: 'm2' });
+    const laterActionId = (await agent.client.request('requestSmartAction', { kind: 'photo', participantId: subject.join.participant.participantId })).requestSmartAction.actionId;
+    const laterUpload = await fetch(`${sig.url}/v1/smart-actions/${laterActionId}/upload`, { method: 'POST', headers: { authorization: `Bearer ${subject.join.resumeToken}`, 'content-type': 'image/jpeg' }, body: new Uint8Array(await photoWithGps()) });
+    expect(laterUpload.status).toBe(201);
+    const laterArtifactId = (await laterUpload.json()).artifactId;
+    // Joining again (a new participant) does not lift the mark, nor bring their details back.
+    const again = await joined(await demoToken({ room, identity: 'ext-live-1', role: 'end_user', phoneNumber: '+14155550123' }));
+    await again.client.request('sendMessage', { text: 'mine: after joining again', clientMessageId: 'm3' });
+    const entries = (await roomParticipants(room)).filter((p) => p.externalId === 'ext-live-1');
+    expect(entries).toHaveLength(2);
+    for (const entry of entries) expect(entry).toMatchObject({ erased: true, phoneNumber: '' });
 
     // The audit has counts, never the person.
     const audits = await pendingEvents(streams.audit.name, subjects.audit('demo', 'data_subject'), (d) => ({ record: DataSubjectAudit.decode(d), bytes: Buffer.from(d) }), ({ record }) => record.requestId === counts.requestId);
@@ -130,7 +140,7 @@ describe('data-subject requests reaching live rooms', () => {
     expect(audits[0]!.record).toMatchObject({ action: 'erase', deviceKeys: 1, live: { rooms: 1, chatMessages: 1, attachments: 1, recordings: 1 } });
     expect(audits[0]!.bytes.includes('ext-live-1')).toBe(false);
 
-    for (const { client } of [subject, other, agent, late]) await client.request('leave');
+    for (const { client } of [subject, again, other, agent, late]) await client.request('leave');
     const [transcript] = await waitFor(async () => {
       const found = await pendingEvents(streams.transcripts.name, subjects.transcriptReady('demo'), (d) => TranscriptReady.decode(d), (e) => e.room === room);
       return found.length > 0 ? found : undefined;
@@ -144,6 +154,7 @@ describe('data-subject requests reaching live rooms', () => {
       expect(text).not.toContain('mine:');
     }
     expect(await pendingEvents(streams.transcripts.name, subjects.attachmentReady('demo'), (d) => AttachmentReady.decode(d), (e) => e.room === room)).toEqual([]);
+    await expect(artifacts.get('demo', laterArtifactId)).rejects.toMatchObject({ code: 'NOT_FOUND' });
     const [ended] = await waitFor(async () => {
       const found = await pendingEvents(streams.sessions.name, subjects.sessionEnded('demo'), (d) => SessionEnded.decode(d), (e) => e.room === room);
       return found.length > 0 ? found : undefined;
@@ -227,6 +238,7 @@ describe('data-subject requests reaching live rooms', () => {
       await asCrm.close();
     }
     // Signaling answers them but may not send one (nor may the recorder).
+    nats.expectsViolations = true;
     for (const identity of ['signaling', 'recorder'] as const) {
       const conn = await nats.connect(identity);
       try {
@@ -234,6 +246,7 @@ describe('data-subject requests reaching live rooms', () => {
       } finally {
         await conn.close().catch(() => undefined);
       }
+      await waitFor(() => nats.violations.some((line) => line.includes(`identity ${identity}`) && line.includes(subjects.dataSubjectRequest('demo'))), 5_000, `the refusal of ${identity}`);
     }
   });
 });
