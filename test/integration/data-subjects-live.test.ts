@@ -186,8 +186,18 @@ describe('data-subject requests reaching live rooms', () => {
     expect(corrected.status).toBe(200);
     expect(await corrected.json()).toMatchObject({ deliveries: 1, live: { rooms: 1, participants: 1 } });
     expect((await roomParticipants(room)).find((p) => p.externalId === 'ext-rect-1')).toMatchObject({ phoneNumber: '+14155550199', crmContactId: 'CRM-NEW-1' });
-    const audits = await pendingEvents(streams.audit.name, subjects.audit('demo', 'data_subject'), (d) => DataSubjectAudit.decode(d), (a) => a.action === 'rectify');
-    expect(audits).toEqual([expect.objectContaining({ deliveries: 1, live: expect.objectContaining({ participants: 1 }) })]);
+
+    // The external id too: the corrected event is corrected again, and what the end user wrote
+    // in the live room is handed over under the corrected one.
+    await user.client.request('sendMessage', { text: 'hello from the corrected one', clientMessageId: 'r1' });
+    const renamed = await patch(JSON.stringify({ externalId: 'ext-rect-2' }));
+    expect(await renamed.json()).toMatchObject({ deliveries: 1, live: { rooms: 1, participants: 1 } });
+    const audits = await pendingEvents(streams.audit.name, subjects.audit('demo', 'data_subject'), (d) => ({ record: DataSubjectAudit.decode(d), bytes: Buffer.from(d) }), ({ record }) => record.action === 'rectify');
+    expect(audits.map(({ record }) => record)).toEqual([
+      expect.objectContaining({ deliveries: 1, live: expect.objectContaining({ participants: 1 }) }),
+      expect.objectContaining({ deliveries: 1, live: expect.objectContaining({ participants: 1 }) }),
+    ]);
+    for (const { bytes } of audits) for (const detail of ['ext-rect', '+1415555', 'CRM-']) expect(bytes.includes(detail)).toBe(false);
 
     // The destination gets the corrected details, for the pending session and the live one.
     const connector = { type: 'postgres', config: { host: '127.0.0.1', port: postgres.port, database: 'customer_crm', user: 'customer', ssl: 'disable' }, secrets: { password: CUSTOMER_PASSWORD } };
@@ -200,9 +210,12 @@ describe('data-subject requests reaching live rooms', () => {
       const contactsOf = (where: string, value: string) =>
         waitFor(async () => (await db.query(`select contacts from gateway_sessions where kind = 'session' and ${where} = $1`, [value]).catch(() => undefined))?.rows[0]?.contacts as Array<Record<string, unknown>> | undefined, 15_000, `the session row (${where})`);
       for (const contacts of [await contactsOf('delivery_id', sessionId), await contactsOf('room', room)]) {
-        expect(contacts.find((c) => c.externalId === 'ext-rect-1')).toMatchObject({ phoneNumber: '+14155550199', crmContactId: 'CRM-NEW-1' });
+        expect(contacts.find((c) => c.role === 'end_user')).toMatchObject({ externalId: 'ext-rect-2', phoneNumber: '+14155550199', crmContactId: 'CRM-NEW-1' });
         expect(JSON.stringify(contacts)).not.toContain('+14155550100');
+        expect(JSON.stringify(contacts)).not.toContain('ext-rect-1');
       }
+      const transcript = await waitFor(async () => (await db.query(`select contacts from gateway_sessions where kind = 'transcript' and room = $1`, [room])).rows[0]?.contacts as Array<Record<string, unknown>> | undefined, 15_000, 'the transcript row');
+      expect(transcript.map((c) => c.externalId).sort()).toEqual(['ext-rect-2']);
       expect((await db.query('select count(*)::int as n from gateway_sessions where delivery_id = $1', [sessionId])).rows[0].n).toBe(1);
     } finally {
       await db.end();

@@ -470,8 +470,8 @@ export class SignalingServer implements SessionBroker {
       try {
         // Read again: an erasure or a rectification may have changed it since it was claimed.
         const current = await this.roomSessions.current(tenant, room, claimed);
-        const erased = await this.roomSessions.erasedOfRecord(tenant, current);
-        const conversationId = await finishRoom({ nc: this.nc, chat: this.chat, actions: this.actions, artifacts: this.artifacts, log: this.log }, tenant, room, erased);
+        const participants = await this.roomSessions.participantsOf(tenant, current);
+        const conversationId = await finishRoom({ nc: this.nc, chat: this.chat, actions: this.actions, artifacts: this.artifacts, log: this.log }, tenant, room, participants);
         await this.roomSessions.announce(tenant, room, current, conversationId);
         await this.roomSessions.finished(tenant, room, claimed);
         return;

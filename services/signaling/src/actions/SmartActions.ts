@@ -344,7 +344,7 @@ export class SmartActions {
    * (crypto-shredded), and so do device key registrations they had in progress in the room.
    */
   async eraseOf(tenant: string, room: string, externalId: string, participantIds: string[]): Promise<{ actions: number; attachments: number }> {
-    const theirs = (await this.list(tenant, room)).filter((a) => a.externalId === externalId);
+    const theirs = (await this.list(tenant, room)).filter((a) => a.externalId === externalId || participantIds.includes(a.participantId));
     let attachments = 0;
     for (const action of theirs) {
       if (action.artifactId) {

@@ -97,15 +97,16 @@ export class ChatLog {
 
   /**
    * A data-subject erasure: every stored message the end user wrote in the room (as sent or as
-   * redacted) is erased from the stream, and this replica lets go of the conversation's
+   * redacted; by their external id, or by a participant id of theirs when the external id was
+   * corrected since) is erased from the stream, and this replica lets go of the conversation's
    * unwrapped key. Returns the number of messages erased.
    */
-  async eraseWrittenBy(tenant: string, room: string, identity: string): Promise<number> {
+  async eraseWrittenBy(tenant: string, room: string, identity: string, participantIds: readonly string[] = []): Promise<number> {
     const found = await this.read(tenant, room, { withSequences: true });
     if (!found) return 0;
     let erased = 0;
     for (const message of found.messages) {
-      if (message.identity !== identity) continue;
+      if (message.identity !== identity && !participantIds.includes(message.participantId)) continue;
       for (const seq of found.sequences.get(message.messageId) ?? []) {
         await this.jsm.streams.deleteMessage(streams.chat.name, seq, true).catch((error: unknown) => {
           // Already gone (a redaction, a purge at room end) is what was wanted.

@@ -4,7 +4,7 @@ import { AttachmentReady, TranscriptReady, type ContactReference } from '@gatewa
 import type { SmartAction } from '@gateway/proto/gateway/signaling/v1/signaling';
 import type { SmartActions } from '../actions/SmartActions.js';
 import type { Artifact } from '@gateway/proto/gateway/recorder/v1/recorder';
-import { natsHeadersWithTrace, subjects, type ArtifactStore, type Logger, type NatsConnection } from '@gateway/common';
+import { natsHeadersWithTrace, subjects, type ArtifactStore, type Logger, type NatsConnection, type SessionParticipant } from '@gateway/common';
 import type { ChatLog, Conversation } from './ChatLog.js';
 
 /** The transcript of a conversation as stored for the CRM: JSON and plain text, both redacted. */
@@ -93,14 +93,20 @@ export interface RoomEndDeps {
  * are deleted. Safe to run on several replicas at once: artifacts and events are keyed by ids
  * that all replicas derive alike, and JetStream drops the duplicate events.
  */
-export async function finishRoom(deps: RoomEndDeps, tenant: string, room: string, erased: ReadonlySet<string> = new Set()): Promise<string | undefined> {
+export async function finishRoom(deps: RoomEndDeps, tenant: string, room: string, participants: readonly SessionParticipant[] = []): Promise<string | undefined> {
   const [found, allActions] = await Promise.all([deps.chat.read(tenant, room), deps.actions.list(tenant, room)]);
   if (!found && allActions.length === 0) return undefined;
   // End users erased during the session: nothing of theirs is announced or kept, whenever it
-  // was written; their uploads are shredded now.
-  const actions = allActions.filter((a) => !erased.has(a.externalId));
-  for (const action of allActions) if (erased.has(action.externalId) && action.artifactId) await deps.artifacts.delete(tenant, action.artifactId);
-  const messages = (found?.messages ?? []).filter((m) => !erased.has(m.identity));
+  // was written (or under whichever of their participant ids); their uploads are shredded now.
+  const erasedIds = new Set(participants.filter((p) => p.erased).map((p) => p.participantId));
+  const erasedExternal = new Set(participants.filter((p) => p.erased).map((p) => p.externalId));
+  const isErased = (participantId: string, externalId: string) => erasedIds.has(participantId) || erasedExternal.has(externalId);
+  // An external id corrected during the session (rectification) replaces the one written with
+  // their messages and actions.
+  const externalIdOf = new Map(participants.map((p) => [p.participantId, p.externalId]));
+  const actions = allActions.filter((a) => !isErased(a.participantId, a.externalId)).map((a) => ({ ...a, externalId: externalIdOf.get(a.participantId) ?? a.externalId }));
+  for (const action of allActions) if (isErased(action.participantId, action.externalId) && action.artifactId) await deps.artifacts.delete(tenant, action.artifactId);
+  const messages = (found?.messages ?? []).filter((m) => !isErased(m.participantId, m.identity)).map((m) => ({ ...m, identity: externalIdOf.get(m.participantId) ?? m.identity }));
   if (messages.length === 0 && actions.length === 0) {
     // Nothing left to hand over: no transcript at all.
     if (found) await deps.chat.close(tenant, room, found);

@@ -158,9 +158,9 @@ export class RoomSessions {
     return entry && entry.operation === 'PUT' && entry.length > 0 ? readRecord(entry.value) : claimed;
   }
 
-  /** The external ids a session record marks erased. */
-  async erasedOfRecord(tenant: string, record: RoomSessionRecord): Promise<Set<string>> {
-    return erasedOf(await openParticipants(this.keyring, tenant, record.sessionId, record.sealedParticipants));
+  /** The participants of a session record, opened. */
+  participantsOf(tenant: string, record: RoomSessionRecord): Promise<SessionParticipant[]> {
+    return openParticipants(this.keyring, tenant, record.sessionId, record.sealedParticipants);
   }
 
   /**
