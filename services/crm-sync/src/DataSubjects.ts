@@ -122,7 +122,6 @@ export class DataSubjects {
     private readonly keyring: Keyring,
     private readonly confirmations: Confirmations,
     private readonly log?: Logger,
-    private readonly liveTimeoutMs = LIVE_REQUEST_TIMEOUT_MS,
   ) {}
 
   /**
@@ -303,7 +302,7 @@ export class DataSubjects {
       new GatewayError(ErrorCode.UNAVAILABLE, `live rooms could not be reached (request ${requestId}); what else was held is done: repeat the request`, { cause });
     let reply;
     try {
-      reply = await this.nc.request(subjects.dataSubjectRequest(tenant), DataSubjectRequest.encode({ tenant, requestId, externalId, action }).finish(), { timeout: this.liveTimeoutMs });
+      reply = await this.nc.request(subjects.dataSubjectRequest(tenant), DataSubjectRequest.encode({ tenant, requestId, externalId, action }).finish(), { timeout: LIVE_REQUEST_TIMEOUT_MS });
     } catch (error) {
       return unreachable(error);
     }
