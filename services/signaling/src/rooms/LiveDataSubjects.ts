@@ -86,7 +86,7 @@ export class LiveDataSubjects {
       const theirs = session.participants.filter((p) => p.externalId === externalId);
       if (theirs.length === 0) continue;
       counts.rooms++;
-      counts.participants += theirs.length;
+      counts.participants += theirs.filter((p) => !isErased(p)).length;
       // Marked first: what they write from now on is recognised as theirs at room end.
       await this.roomSessions.changeParticipants(tenant, session.key, (participants) =>
         participants.some((p) => p.externalId === externalId && !isErased(p)) ? participants.map((p) => (p.externalId === externalId ? erasedEntry(p) : p)) : undefined,
