@@ -30,6 +30,8 @@ import type { RoomHub } from './rooms/RoomHub.js';
 
 export const PROTOCOL_VERSION = 1;
 
+const erasedRefusal = (what: string) => new GatewayError(ErrorCode.PERMISSION_DENIED, `${what}: an end user of this call asked for erasure`);
+
 /** What a session needs from the replica that holds it. */
 export interface SessionContext {
   replicaId: string;
@@ -48,8 +50,8 @@ export interface SessionContext {
   log: Logger;
   /** Called when the session ends or moves to another replica. */
   forget(session: Session): void;
-  /** Whether the room may not be recorded now (an end user of its session was erased). */
-  recordingRefused(tenant: string, room: string): Promise<boolean>;
+  /** External ids of the end users erased during the room's session (RoomSessions.erasedIn). */
+  erasedIn(tenant: string, room: string): Promise<Set<string>>;
   /** Called once a participant left the room for good (the room may now be empty). */
   participantGone(tenant: string, room: string): void;
   /** Gives back the join token's slot the session held. */
@@ -562,9 +564,11 @@ export class Session {
         return { $case: 'answerSmartAction', value: action };
       }
       case 'deviceKeyOptions':
+        await this.refuseIfErased(this.info.identity, 'no device key is registered');
         return { $case: 'deviceKeyOptions', value: await this.ctx.actions.registrationOptions(this.actor()) };
       case 'registerDeviceKey':
         if (!method.value.response) throw new GatewayError(ErrorCode.BAD_REQUEST, 'response is required');
+        await this.refuseIfErased(this.info.identity, 'no device key is registered');
         return { $case: 'registerDeviceKey', value: { credentialId: await this.ctx.actions.register(this.actor(), method.value.response) } };
       case 'artifactUrl':
         return { $case: 'artifactUrl', value: await this.ctx.actions.attachmentUrl(this.actor(), method.value.artifactId) };
@@ -589,9 +593,18 @@ export class Session {
     const endUsers = (await this.ctx.store.list(this.tenant, this.room)).map((r) => r.info!).filter((i) => i?.role === 'end_user');
     const target = participantId ? endUsers.find((i) => i.participantId === participantId) : endUsers.length === 1 ? endUsers[0] : undefined;
     if (!target) throw new GatewayError(participantId ? ErrorCode.NOT_FOUND : ErrorCode.BAD_REQUEST, participantId ? 'no such end user in this room' : 'name the end user (participantId): the room has none or several');
+    await this.refuseIfErased(target.identity, 'nothing is asked of this end user');
     const action = await this.ctx.actions.request(this.actor(), kind, { participantId: target.participantId, identity: target.identity });
     this.announce(action);
     return action;
+  }
+
+  /**
+   * An end user erased during the session (a data-subject request) keeps their call, but no new
+   * data of theirs is taken in it: no Smart Action asks them, they register no device key.
+   */
+  private async refuseIfErased(identity: string, what: string): Promise<void> {
+    if ((await this.ctx.erasedIn(this.tenant, this.room)).has(identity)) throw erasedRefusal(what);
   }
 
   /** Redacts, stores, then tells the room; the response is the sender's acknowledgement. */
@@ -630,7 +643,8 @@ export class Session {
     if (this.info.role !== 'agent' || !this.grant.grants.canRecord) throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'this token may not control recording');
     const recorders = this.ctx.recorders;
     if (action === 'startRecording') {
-      if (await this.ctx.recordingRefused(this.tenant, this.room)) throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'this call may not be recorded: a participant asked for erasure');
+      // A recording would hold the erased end user again.
+      if ((await this.ctx.erasedIn(this.tenant, this.room)).size > 0) throw erasedRefusal('this call may not be recorded');
       return startRoomRecording(recorders, this.tenant, this.room, this.participantId, this.ctx.recordingOptions(this.tenant));
     }
     const { recording, client } = await recorders.clientForRoom(this.tenant, this.room);

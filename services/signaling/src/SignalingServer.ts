@@ -102,7 +102,7 @@ export class SignalingServer implements SessionBroker {
         if (this.sessions.get(session.participantId) === session) this.sessions.delete(session.participantId);
       },
       participantGone: (tenant, room) => void this.finishConversationIfEmpty(tenant, room),
-      recordingRefused: (tenant, room) => this.recordingRefused(tenant, room),
+      erasedIn: (tenant, room) => this.roomSessions.erasedIn(tenant, room),
       releaseToken: (session) => this.releaseToken(session),
       mediaLimits: { transports: config.limits.transportsPerParticipant, producers: config.limits.producersPerParticipant, consumers: config.limits.consumersPerParticipant },
     };
@@ -224,8 +224,9 @@ export class SignalingServer implements SessionBroker {
       this.metrics.joinSeconds.observe((performance.now() - started) / 1000);
       this.log.info({ participantId, room: `${grant.tenant}/${grant.room}`, nodeId: placed.nodeId, role: grant.role }, 'participant joined');
       const tenant = this.config.tenants.find((t) => t.name === grant.tenant);
-      if (!recording && grant.role === 'agent' && tenant?.recording?.onAgentJoin && !(await this.recordingRefused(grant.tenant, grant.room))) {
+      if (!recording && grant.role === 'agent' && tenant?.recording?.onAgentJoin && (await this.roomSessions.erasedIn(grant.tenant, grant.room)).size === 0) {
         // The tenant records every call an agent takes; the agent's own media joins the recording as it is published.
+        // Not a session where an end user asked for erasure: the recording would hold them again.
         void startRoomRecording(this.recorders, grant.tenant, grant.room, '', recordingOptions(tenant)).catch((error) => {
           if (!(error instanceof GatewayError && error.code === ErrorCode.ALREADY_EXISTS)) this.log.error({ err: error, room: `${grant.tenant}/${grant.room}` }, 'starting the automatic recording failed');
         });
@@ -352,14 +353,6 @@ export class SignalingServer implements SessionBroker {
       this.hub.add(tenant, room, session);
       return session;
     }
-  }
-
-  /**
-   * An end user of the room's session asked for erasure: the room is not recorded again while
-   * the session lasts (a recording would hold them).
-   */
-  private async recordingRefused(tenant: string, room: string): Promise<boolean> {
-    return (await this.roomSessions.erasedIn(tenant, room)).size > 0;
   }
 
   /** The room's recording, as a client joining or resuming is told of it. */
