@@ -2,7 +2,7 @@ import http from 'node:http';
 import {
   ArtifactStore,
   DeviceKeys,
-  StaticKeyring,
+  createKeyring,
   buckets,
   connectNats,
   createMetricsRegistry,
@@ -42,7 +42,7 @@ export class CrmSync {
 
   static async start(config: CrmSyncConfig, log: Logger): Promise<CrmSync> {
     const nc = await connectNats(config.nats, config.nodeId, log);
-    const keyring = new StaticKeyring(config.tenantKeys);
+    const keyring = await createKeyring(config.keyring);
     const registry = createMetricsRegistry('crm-sync');
     const contactMaps = new KvContactMaps(await openBucket(nc, buckets.crmContacts));
     const connectors = new ConnectorStore(await openBucket(nc, buckets.connectors), keyring, contactMaps, log, config.destinationNetwork, { maxRequestTimeoutMs: config.maxRequestTimeoutMs });

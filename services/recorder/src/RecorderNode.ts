@@ -10,7 +10,7 @@ import {
   ArtifactStore,
   ErrorCode,
   GatewayError,
-  StaticKeyring,
+  createKeyring,
   assertSubjectToken,
   buckets,
   callUnary,
@@ -116,14 +116,15 @@ export class RecorderNode {
     await rm(config.workDir, { recursive: true, force: true });
     await mkdir(config.workDir, { recursive: true, mode: 0o700 });
     const nc = await connectNats(config.nats, config.nodeId, log);
+    const keyring = await createKeyring(config.keyring);
     await ensureStream(nc, streams.recordings);
     const node = new RecorderNode(
       config,
       nc,
       await SfuDirectory.open(nc, config.grpcTls, log),
       await RecorderDirectory.open(nc, config.grpcTls, log),
-      await ArtifactStore.open(nc, new StaticKeyring(config.tenantKeys), 'recordings'),
-      await ArtifactStore.open(nc, new StaticKeyring(config.tenantKeys), 'segments'),
+      await ArtifactStore.open(nc, keyring, 'recordings'),
+      await ArtifactStore.open(nc, keyring, 'segments'),
       await openBucket(nc, buckets.recordings),
       await ParticipantStore.open(nc),
       log,

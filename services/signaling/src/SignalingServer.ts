@@ -9,7 +9,7 @@ import {
   DeviceKeys,
   ErrorCode,
   GatewayError,
-  StaticKeyring,
+  createKeyring,
   buckets,
   callUnary,
   connectNats,
@@ -112,7 +112,7 @@ export class SignalingServer implements SessionBroker {
     const recorders = await RecorderDirectory.open(nc, config.grpcTls);
     const store = await ParticipantStore.open(nc, config.recordRefreshMs);
     const hub = new RoomHub(nc, config.replicaId, log);
-    const keyring = new StaticKeyring(config.tenantKeys);
+    const keyring = await createKeyring(config.keyring);
     const chat = await ChatLog.open(nc, keyring);
     const artifacts = await ArtifactStore.open(nc, keyring, 'conversations');
     // The page origins WebAuthn accepts: configured, or this server's own port on localhost.
