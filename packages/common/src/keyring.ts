@@ -45,8 +45,11 @@ export interface ManagedKeyring extends Keyring {
 
 export interface RetiredKey {
   kekId: string;
-  /** `disabled`/`deletion-scheduled` (KMS), `remove-from-config` (static: the operator takes it out of GATEWAY_TENANT_KEYS), `dropped`. */
-  outcome: 'disabled' | 'deletion-scheduled' | 'remove-from-config' | 'dropped';
+  /**
+   * `disabled`/`deletion-scheduled` (KMS), `remove-from-config` (static: the operator takes it out
+   * of GATEWAY_TENANT_KEYS), `not-the-tenants` (a record named a key that is not the tenant's: left alone).
+   */
+  outcome: 'disabled' | 'deletion-scheduled' | 'remove-from-config' | 'not-the-tenants';
 }
 
 export interface WrappedKey {

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KmsContractServer } from '../../../test/contracts/kms/server.js';
 import { ErrorCode, GatewayError } from './errors.js';
-import { KmsKeyring } from './kmsKeyring.js';
+import { KmsKeyring, keyDescription } from './kmsKeyring.js';
 
 const codeOf = (promise: Promise<unknown>) =>
   promise.then(
@@ -23,8 +23,8 @@ describe('KmsKeyring', () => {
 
   beforeAll(async () => {
     kms = await KmsContractServer.start({ credentials: [credentials, { accessKeyId: 'AKIANARROW', secretAccessKey: 'narrow-secret', deny: ['Decrypt'] }] });
-    kms.createKey('alias/gateway/acme');
-    kms.createKey('alias/gateway/globex');
+    kms.createKey('alias/gateway/acme', keyDescription('acme'));
+    kms.createKey('alias/gateway/globex', keyDescription('globex'));
   });
   afterAll(async () => kms?.close());
 
@@ -96,12 +96,19 @@ describe('KmsKeyring', () => {
     expect((await ring.wrap('acme', randomBytes(32))).kekId).toBe(current);
     const moved = await ring.rewrap('acme', old);
     expect(moved.kekId).toBe(current);
-    expect(await ring.retire('acme', [old.kekId, current])).toEqual([{ kekId: old.kekId, outcome: 'disabled' }]);
+    // A key id from a forged record (globex's key) is left alone.
+    const globexKey = kms.aliasTarget('alias/gateway/globex')!.arn;
+    expect(await ring.retire('acme', [old.kekId, current, globexKey])).toEqual([
+      { kekId: old.kekId, outcome: 'disabled' },
+      { kekId: globexKey, outcome: 'not-the-tenants' },
+    ]);
+    expect(kms.key(globexKey)!.state).toBe('Enabled');
     expect(kms.key(old.kekId)!.state).toBe('Disabled');
     expect(await codeOf(ring.unwrap('acme', old))).toBe(ErrorCode.INVALID_STATE);
     expect((await ring.unwrap('acme', moved)).equals(dataKey)).toBe(true);
-    expect(await ring.destroy('acme', [old.kekId])).toHaveLength(2);
+    expect((await ring.destroy('acme', [old.kekId, globexKey])).map((k) => k.outcome)).toEqual(['deletion-scheduled', 'deletion-scheduled', 'not-the-tenants']);
     expect(kms.key(current)!.state).toBe('PendingDeletion');
+    expect(kms.key(globexKey)!.state).toBe('Enabled');
     expect(await codeOf(ring.unwrap('acme', moved))).toBe(ErrorCode.INVALID_STATE);
     // Run again: already pending, done all the same.
     expect(await ring.destroy('acme', [old.kekId])).toHaveLength(2);

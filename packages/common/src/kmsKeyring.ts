@@ -6,6 +6,7 @@ import {
   EncryptCommand,
   KMSClient,
   KMSServiceException,
+  ListKeysCommand,
   ReEncryptCommand,
   ScheduleKeyDeletionCommand,
   UpdateAliasCommand,
@@ -41,7 +42,7 @@ const keyArn = z.string().regex(/^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Z
 /** What KMS answers, checked before use like any input. */
 const encryptAnswer = z.object({ KeyId: keyArn, CiphertextBlob: z.instanceof(Uint8Array).refine((b) => b.length > 0 && b.length <= 768) });
 const decryptAnswer = z.object({ KeyId: keyArn, Plaintext: z.instanceof(Uint8Array).refine((b) => b.length === 32, 'must be 32 bytes') });
-const describeAnswer = z.object({ KeyMetadata: z.object({ Arn: keyArn }) });
+const describeAnswer = z.object({ KeyMetadata: z.object({ Arn: keyArn, Description: z.string().max(8192).optional() }) });
 const createAnswer = z.object({ KeyMetadata: z.object({ Arn: keyArn, KeyId: z.string().min(1).max(64) }) });
 
 type KmsSettings = Extract<KeyringSettings, { kind: 'kms' }>;
@@ -88,6 +89,22 @@ export class KmsKeyring implements ManagedKeyring {
       throw kmsError(what, error);
     }
     return parseWith(schema, answer, `KMS's answer to ${what}`, ErrorCode.INTERNAL);
+  }
+
+  /**
+   * Whether a key is the tenant's: the alias's, or one whose description says so (what `rotate`
+   * gives the keys it makes; give the first key the same). Key ids come from records read back
+   * from NATS: a forged one must not get another tenant's key disabled or destroyed.
+   */
+  private async isTenants(tenant: string, kekId: string, current: string | undefined): Promise<boolean> {
+    if (kekId === current) return true;
+    const arn = keyArn.safeParse(kekId);
+    if (!arn.success) return false;
+    const answer = await this.call('DescribeKey', (c) => c.send(new DescribeKeyCommand({ KeyId: arn.data })), describeAnswer).catch((error: unknown) => {
+      if (GatewayError.from(error).code === ErrorCode.NOT_FOUND) return undefined;
+      throw error;
+    });
+    return answer?.KeyMetadata.Description === keyDescription(tenant);
   }
 
   async currentKekId(tenant: string): Promise<string> {
@@ -139,7 +156,7 @@ export class KmsKeyring implements ManagedKeyring {
     const previous = await this.currentKekId(tenant);
     const created = await this.call(
       'CreateKey',
-      (c) => c.send(new CreateKeyCommand({ Description: `gateway tenant ${tenant}`, KeyUsage: 'ENCRYPT_DECRYPT', KeySpec: 'SYMMETRIC_DEFAULT', Tags: [{ TagKey: 'gateway:tenant', TagValue: tenant }] })),
+      (c) => c.send(new CreateKeyCommand({ Description: keyDescription(tenant), KeyUsage: 'ENCRYPT_DECRYPT', KeySpec: 'SYMMETRIC_DEFAULT', Tags: [{ TagKey: 'gateway:tenant', TagValue: tenant }] })),
       createAnswer,
     );
     await this.call('UpdateAlias', (c) => c.send(new UpdateAliasCommand({ AliasName: aliasName(alias), TargetKeyId: created.KeyMetadata.KeyId })), z.unknown());
@@ -151,11 +168,28 @@ export class KmsKeyring implements ManagedKeyring {
     const retired: RetiredKey[] = [];
     for (const kekId of new Set(kekIds)) {
       if (kekId === current) continue;
-      await this.call('DisableKey', (c) => c.send(new DisableKeyCommand({ KeyId: parseWith(keyArn, kekId, 'a key id', ErrorCode.BAD_REQUEST) })), z.unknown());
+      if (!(await this.isTenants(tenant, kekId, undefined))) {
+        retired.push({ kekId, outcome: 'not-the-tenants' });
+        continue;
+      }
+      await this.call('DisableKey', (c) => c.send(new DisableKeyCommand({ KeyId: kekId })), z.unknown());
       this.cache.forgetKek(kekId);
       retired.push({ kekId, outcome: 'disabled' });
     }
     return retired;
+  }
+
+  /** Every key of the account whose description names the tenant: its retired keys too, which no record names any more. */
+  private async keysOf(tenant: string): Promise<string[]> {
+    const listed = z.object({ Keys: z.array(z.object({ KeyArn: keyArn })).max(1000).default([]), NextMarker: z.string().max(1024).optional(), Truncated: z.boolean().optional() });
+    const found: string[] = [];
+    let marker: string | undefined;
+    do {
+      const page = await this.call('ListKeys', (c) => c.send(new ListKeysCommand({ Limit: 1000, ...(marker ? { Marker: marker } : {}) })), listed);
+      for (const { KeyArn } of page.Keys) if (await this.isTenants(tenant, KeyArn, undefined)) found.push(KeyArn);
+      marker = page.Truncated ? page.NextMarker : undefined;
+    } while (marker);
+    return found;
   }
 
   async destroy(tenant: string, kekIds: readonly string[]): Promise<RetiredKey[]> {
@@ -164,9 +198,13 @@ export class KmsKeyring implements ManagedKeyring {
       throw error;
     });
     const destroyed: RetiredKey[] = [];
-    for (const kekId of new Set([...(current ? [current] : []), ...kekIds])) {
+    for (const kekId of new Set([...(current ? [current] : []), ...kekIds, ...(await this.keysOf(tenant))])) {
+      if (!(await this.isTenants(tenant, kekId, current))) {
+        destroyed.push({ kekId, outcome: 'not-the-tenants' });
+        continue;
+      }
       try {
-        await this.call('ScheduleKeyDeletion', (c) => c.send(new ScheduleKeyDeletionCommand({ KeyId: parseWith(keyArn, kekId, 'a key id', ErrorCode.BAD_REQUEST), PendingWindowInDays: DELETION_WINDOW_DAYS })), z.unknown());
+        await this.call('ScheduleKeyDeletion', (c) => c.send(new ScheduleKeyDeletionCommand({ KeyId: kekId, PendingWindowInDays: DELETION_WINDOW_DAYS })), z.unknown());
       } catch (error) {
         // Already pending deletion (an offboarding run again): done all the same.
         if (GatewayError.from(error).details.kms !== 'KMSInvalidStateException') throw error;
@@ -192,6 +230,11 @@ export class KmsKeyring implements ManagedKeyring {
     this.cache.clear();
     this.client.destroy();
   }
+}
+
+/** The description of a tenant's KMS keys, which says whose they are. */
+export function keyDescription(tenant: string): string {
+  return `gateway tenant ${tenant}`;
 }
 
 /** UpdateAlias takes the alias's name (`alias/...`), not its ARN. */

@@ -31,7 +31,7 @@ export const subjects = {
   /** Alerts for the tenant's operators (DeliveryExpired, ArtifactMissing), on the alerts stream. */
   alert: (tenant: string, kind: 'delivery_expired' | 'artifact_missing') => `gateway.${tenant}.alert.${kind}`,
   /** Audit records (e.g. DataSubjectAudit), on the audit stream. */
-  audit: (tenant: string, kind: 'data_subject') => `gateway.${tenant}.audit.${kind}`,
+  audit: (tenant: string, kind: 'data_subject' | 'tenant') => `gateway.${tenant}.audit.${kind}`,
 } as const;
 
 export const streams = {

@@ -30,9 +30,10 @@ export type KmsOperation =
   | 'CreateAlias'
   | 'UpdateAlias'
   | 'DeleteAlias'
-  | 'ListAliases';
+  | 'ListAliases'
+  | 'ListKeys';
 
-const operations = new Set<string>(['CreateKey', 'DescribeKey', 'EnableKey', 'DisableKey', 'ScheduleKeyDeletion', 'CancelKeyDeletion', 'GenerateDataKey', 'Encrypt', 'Decrypt', 'ReEncrypt', 'CreateAlias', 'UpdateAlias', 'DeleteAlias', 'ListAliases']);
+const operations = new Set<string>(['CreateKey', 'DescribeKey', 'EnableKey', 'DisableKey', 'ScheduleKeyDeletion', 'CancelKeyDeletion', 'GenerateDataKey', 'Encrypt', 'Decrypt', 'ReEncrypt', 'CreateAlias', 'UpdateAlias', 'DeleteAlias', 'ListAliases', 'ListKeys']);
 
 export interface KmsCredential {
   accessKeyId: string;
@@ -366,6 +367,8 @@ export class KmsContractServer {
         this.aliases.delete(name);
         return {};
       }
+      case 'ListKeys':
+        return { Keys: [...this.keys.values()].map((key) => ({ KeyId: key.keyId, KeyArn: key.arn })), Truncated: false };
       case 'ListAliases': {
         const filter = typeof input.KeyId === 'string' ? this.named(input).keyId : undefined;
         const aliases = [...this.aliases]
