@@ -6,7 +6,7 @@
  * report as JSON (counts and key ids only).
  *
  *   npm run --silent tenants -- rotate-keys <tenant> [--resume] [--wait-seconds 3600]
- *   npm run --silent tenants -- offboard <tenant> --deliver last|none [--wait-seconds 300]
+ *   npm run --silent tenants -- offboard <tenant> --deliver last|none [--wait-seconds 660]
  *
  * Exit status: 0 done; 3 a rotation whose old key is still needed by undelivered sessions
  * (run again later with --resume); 2 bad arguments; 1 failed.
@@ -38,7 +38,7 @@ runMain(async () => {
   } catch (error) {
     fail((error as Error).message);
   }
-  const wait = z.coerce.number().min(0).max(7 * 86_400).safeParse(parsed.values['wait-seconds'] ?? (command === 'offboard' ? 300 : 3600));
+  const wait = z.coerce.number().min(0).max(7 * 86_400).safeParse(parsed.values['wait-seconds'] ?? (command === 'offboard' ? 660 : 3600));
   if (!wait.success) fail('--wait-seconds must be a number of seconds (at most a week)');
   if (command === 'offboard' && parsed.values.deliver !== 'last' && parsed.values.deliver !== 'none') fail('offboard needs --deliver last or --deliver none');
   if (command !== 'offboard' && command !== 'rotate-keys') fail(`unknown command ${command}`);

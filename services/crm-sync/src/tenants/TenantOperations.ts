@@ -103,7 +103,8 @@ export interface OffboardingReport {
 /**
  * Ends a tenant. `deliver: 'last'` first gives crm-sync's deliveries (running as usual, with
  * their retries) up to `waitMs` to take what is pending to the tenant's destinations; `none`
- * deletes it undelivered. Then every event of the tenant is purged from every stream (but the
+ * deletes it undelivered (a wait longer than CRM_SYNC_RETRY_MAX_SECONDS gives each pending
+ * event at least one more attempt). Then every event of the tenant is purged from every stream (but the
  * alert and audit streams, kept by design: ids and counts only), every key of the tenant from
  * every bucket (connectors, contact mappings, data keys, chat keys, sessions, Smart Actions,
  * device keys...), and every object of the tenant from every object store, purge markers
