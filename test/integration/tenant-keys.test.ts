@@ -137,9 +137,9 @@ describe('tenant keys: rotation and offboarding', () => {
     expect(TenantAudit.decode(audit!.data)).toMatchObject({ action: 'rotate_keys', requestId: report.requestId });
   });
 
-  it('offboards a tenant: nothing of it is left in any stream, bucket or object store; another tenant keeps everything', async () => {
-    // The tenant's destination goes: what is seeded below waits for delivery.
-    expect((await call('/v1/connectors/warehouse', { method: 'DELETE' })).status).toBe(204);
+  it('offboards a tenant after a last delivery: nothing of it is left in any stream, bucket or object store; another tenant keeps everything', async () => {
+    // The tenant's destination is down: what is seeded below waits for delivery.
+    expect((await call('/v1/connectors/warehouse', { method: 'PUT', body: JSON.stringify(connector(1)) })).status).toBe(200);
     // Both tenants hold something everywhere a tenant's data can be.
     const seed = async (tenant: string) => {
       const kv = async (bucket: string, key: string, value: Uint8Array | string) => (await openBucket(nc, bucket)).put(`${tenant}.${key}`, value);
@@ -159,7 +159,7 @@ describe('tenant keys: rotation and offboarding', () => {
       await kv(buckets.tokenSessions, 'jti1.0', '{}');
       await kv(buckets.crmContacts, 'warehouse.a1b2', '0031');
       await kv(buckets.crmConfirmations, 'CV_1.warehouse', '{}');
-      await kv(buckets.connectors, 'warehouse', JSON.stringify({ placeholder: true }));
+      await kv(buckets.connectors, 'legacy', JSON.stringify({ placeholder: true }));
     };
     await seed('demo');
     await seed('globex');
@@ -167,20 +167,29 @@ describe('tenant keys: rotation and offboarding', () => {
     expect(Object.values(await holdings(nc, 'demo')).filter((n) => n > 0).length).toBeGreaterThanOrEqual(20);
 
     // The operator's CLI, as the admin identity with the KMS administration credentials.
-    const child = spawn(process.execPath, ['--import', 'tsx', 'services/crm-sync/src/cli/tenants.ts', 'offboard', 'demo', '--deliver', 'none'], {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'services/crm-sync/src/cli/tenants.ts', 'offboard', 'demo', '--deliver', 'last', '--wait-seconds', '60'], {
       cwd: repoRoot,
-      env: { ...process.env, ...nats.envFor('admin'), ...kmsEnv(), LOG_LEVEL: 'warn' },
+      env: { ...process.env, ...nats.envFor('admin'), ...kmsEnv(), LOG_LEVEL: 'info' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const status = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    // While the CLI waits for the last deliveries, the destination comes back.
+    await waitFor(() => stderr.includes('waiting for the last deliveries'), 30_000, 'the CLI waiting');
+    expect((await call('/v1/connectors/warehouse', { method: 'PUT', body: JSON.stringify(connector(postgres.port)) })).status).toBe(200);
+    const status = await exited;
     expect(status, stderr).toBe(0);
-    const report = JSON.parse(stdout) as { removed: Record<string, number>; keys: Array<{ outcome: string }>; requestId: string };
-    expect(report.removed[buckets.dataKeys]).toBeGreaterThanOrEqual(3);
-    expect(report.removed[buckets.artifacts]).toBeGreaterThanOrEqual(1);
+    const report = JSON.parse(stdout) as { removed: Record<string, number>; keys: Array<{ outcome: string }>; requestId: string; lastDelivery: { pendingBefore: number; pendingAfter: number } };
+    expect(report.lastDelivery).toEqual({ attempted: true, pendingBefore: 2, pendingAfter: 0 });
+    const delivered = await customerDb.query('select artifact_id, content from gateway_artifacts where artifact_id = any($1) order by artifact_id', [['CV_demo-0', 'REC_demo']]);
+    expect(delivered.rows.map((r: { content: Buffer }) => r.content.toString())).toEqual(['demo transcript', 'demo recording']);
+    // What was delivered went with its delivery; the rest is counted as it is removed.
+    expect(report.removed[buckets.dataKeys]).toBe(1);
+    expect(report.removed[buckets.recordingSegments]).toBe(1);
+    expect(report.removed[streams.chat.name]).toBe(1);
     expect(report.keys.length).toBeGreaterThanOrEqual(1);
     expect(report.keys.every((k) => k.outcome === 'deletion-scheduled')).toBe(true);
     expect(JSON.stringify(report)).not.toContain('+14155550132');

@@ -44,7 +44,8 @@ runMain(async () => {
   if (command !== 'offboard' && command !== 'rotate-keys') fail(`unknown command ${command}`);
 
   const c = loadConfig({ ...natsShape, ...tenantKeysShape, LOG_LEVEL: env.logLevel().default('warn') });
-  const log = createLogger('tenants', c.LOG_LEVEL);
+  // The report is stdout; logs go to stderr.
+  const log = createLogger('tenants', c.LOG_LEVEL, { stderr: true });
   const keyring = await createKeyring(readKeyringSettings(c));
   const nc = await connectNats(readNatsSettings(c, 'admin'), 'tenants-cli', log);
   try {

@@ -119,6 +119,7 @@ export async function offboardTenant(deps: TenantOperationDeps, tenant: string, 
   const pendingBefore = await pendingEvents(jsm, tenant);
   let pendingAfter = pendingBefore;
   if (options.deliver === 'last') {
+    log.info({ tenant, pending: pendingBefore }, 'offboarding the tenant: waiting for the last deliveries');
     const deadline = Date.now() + options.waitMs;
     while (pendingAfter > 0 && Date.now() < deadline) {
       await sleep(Math.min(options.pollMs ?? 1_000, Math.max(0, deadline - Date.now())));
