@@ -1,7 +1,9 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import { z } from 'zod';
 import { ErrorCode, GatewayError } from './errors.js';
 import { SUBJECT_TOKEN } from './subjects.js';
+import { TypedEmitter } from './TypedEmitter.js';
 
 /**
  * Tenants' key-encryption keys (KEKs). Every data key of the platform (artifacts, chat, sealed
@@ -22,9 +24,18 @@ export interface Keyring {
   forget(tenant: string): void;
 }
 
+/** What a keyring tells its observers (metrics), apart from what it answers its callers. */
+export type KeyringEvents = {
+  /** One KMS call ended (after the SDK's retries): `outcome` is `ok` or the KMS error's name. */
+  request: [operation: string, outcome: string];
+};
+
 /** What rotation and offboarding need beyond wrapping: both keyrings have it. */
 export interface ManagedKeyring extends Keyring {
   readonly kind: 'static' | 'kms';
+  readonly observer: TypedEmitter<KeyringEvents>;
+  /** Unwrapped data keys held in memory now. */
+  readonly cachedKeys: number;
   /** The id of the KEK new data keys are wrapped under now. */
   currentKekId(tenant: string): Promise<string>;
   /** The same data key wrapped under the tenant's current KEK (KMS: ReEncrypt, the plaintext never leaves KMS). */
@@ -176,6 +187,8 @@ export async function createKeyring(settings: KeyringSettings): Promise<ManagedK
 /** KEKs held in configuration (a Kubernetes Secret); AES-256-GCM key wrapping bound to the tenant. */
 export class StaticKeyring implements ManagedKeyring {
   readonly kind = 'static';
+  readonly observer = new TypedEmitter<KeyringEvents>();
+  readonly cachedKeys = 0;
   private readonly tenants: Map<string, { current: string; keys: Map<string, Buffer> }>;
 
   /** `keks`: tenant -> base64 key (today's shape), or tenant -> {current, keys}. */
@@ -265,6 +278,20 @@ export class StaticKeyring implements ManagedKeyring {
   forget(): void {}
 
   close(): void {}
+}
+
+/** The keyring's metrics: KMS calls by operation and outcome, and the unwrapped keys held. */
+export function observeKeyring(registry: Registry, keyring: ManagedKeyring): void {
+  const requests = new Counter({ name: 'gateway_kms_requests_total', help: 'KMS calls by operation and outcome (ok, or the KMS error), after retries', labelNames: ['operation', 'outcome'], registers: [registry] });
+  keyring.observer.on('request', (operation, outcome) => requests.inc({ operation, outcome }));
+  new Gauge({
+    name: 'gateway_kms_cached_keys',
+    help: 'Unwrapped data keys held in memory (bounded by GATEWAY_KMS_CACHE_ENTRIES, each for GATEWAY_KMS_CACHE_SECONDS)',
+    registers: [registry],
+    collect() {
+      this.set(keyring.cachedKeys);
+    },
+  });
 }
 
 /**

@@ -46,6 +46,8 @@ describe('KmsKeyring', () => {
 
   it('a disabled key is INVALID_STATE, access denied PERMISSION_DENIED, throttling is retried', async () => {
     const ring = keyring({ cacheEntries: 0 });
+    const outcomes: string[] = [];
+    ring.observer.on('request', (operation, outcome) => outcomes.push(`${operation} ${outcome}`));
     const wrapped = await ring.wrap('globex', randomBytes(32));
     const before = kms.callsOf('Decrypt');
     kms.inject('Decrypt', { kind: 'error', type: 'ThrottlingException', message: 'Rate exceeded' }, 2);
@@ -61,6 +63,8 @@ describe('KmsKeyring', () => {
     const disabled = await ring.unwrap('globex', wrapped).catch((e: unknown) => GatewayError.from(e));
     expect(disabled).toMatchObject({ code: ErrorCode.INVALID_STATE, details: { kms: 'DisabledException' } });
     key.state = 'Enabled';
+    // What metrics see: one outcome per call, after the SDK's retries.
+    expect(outcomes).toEqual(['Encrypt ok', 'Decrypt ok', 'Decrypt ThrottlingException', 'Decrypt DisabledException']);
     ring.close();
     narrow.close();
   });

@@ -13,7 +13,8 @@ import {
 } from '@aws-sdk/client-kms';
 import { z } from 'zod';
 import { ErrorCode, GatewayError } from './errors.js';
-import { UnwrapCache, type KeyringSettings, type ManagedKeyring, type RetiredKey, type WrappedKey } from './keyring.js';
+import { TypedEmitter } from './TypedEmitter.js';
+import { UnwrapCache, type KeyringEvents, type KeyringSettings, type ManagedKeyring, type RetiredKey, type WrappedKey } from './keyring.js';
 import { parseWith } from './validation.js';
 
 /**
@@ -49,6 +50,7 @@ type KmsSettings = Extract<KeyringSettings, { kind: 'kms' }>;
 
 export class KmsKeyring implements ManagedKeyring {
   readonly kind = 'kms';
+  readonly observer = new TypedEmitter<KeyringEvents>();
   private readonly client: KMSClient;
   private readonly cache: UnwrapCache;
   private closed = false;
@@ -86,8 +88,11 @@ export class KmsKeyring implements ManagedKeyring {
     try {
       answer = await send(this.client);
     } catch (error) {
-      throw kmsError(what, error);
+      const mapped = kmsError(what, error);
+      this.observer.safeEmit('request', what, String(mapped.details.kms ?? 'Error'));
+      throw mapped;
     }
+    this.observer.safeEmit('request', what, 'ok');
     return parseWith(schema, answer, `KMS's answer to ${what}`, ErrorCode.INTERNAL);
   }
 

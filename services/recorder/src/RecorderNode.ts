@@ -17,6 +17,7 @@ import {
   connectNats,
   ensureStream,
   createMetricsRegistry,
+  observeKeyring,
   decodeChecked,
   grpcServerCredentials,
   inMessageSpan,
@@ -129,6 +130,7 @@ export class RecorderNode {
       await ParticipantStore.open(nc),
       log,
     );
+    observeKeyring(node.metrics, keyring);
     const grpc = await startGrpcServer((server) => registerRecorderService(server, node, log), config.grpcHost, config.grpcPort, grpcServerCredentials(config.grpcTls));
     node.grpcPort = grpc.port;
     node.grpcAddress = config.grpcAdvertisedAddress ?? `127.0.0.1:${grpc.port}`;

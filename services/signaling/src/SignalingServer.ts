@@ -14,6 +14,7 @@ import {
   callUnary,
   connectNats,
   createMetricsRegistry,
+  observeKeyring,
   newId,
   openBucket,
   ensureStream,
@@ -113,6 +114,8 @@ export class SignalingServer implements SessionBroker {
     const store = await ParticipantStore.open(nc, config.recordRefreshMs);
     const hub = new RoomHub(nc, config.replicaId, log);
     const keyring = await createKeyring(config.keyring);
+    const registry = createMetricsRegistry('signaling');
+    observeKeyring(registry, keyring);
     const chat = await ChatLog.open(nc, keyring);
     const artifacts = await ArtifactStore.open(nc, keyring, 'conversations');
     // The page origins WebAuthn accepts: configured, or this server's own port on localhost.
@@ -130,7 +133,7 @@ export class SignalingServer implements SessionBroker {
     await ensureStream(nc, streams.sessions);
     const roomSessions = new RoomSessions(nc, await openBucket(nc, buckets.roomSessions), keyring);
     const tokenSessions = new TokenSessions(await openBucket(nc, buckets.tokenSessions));
-    const server = new SignalingServer(config, nc, directory, recorders, store, hub, chat, actions, artifacts, roomSessions, tokenSessions, createMetricsRegistry('signaling'), log);
+    const server = new SignalingServer(config, nc, directory, recorders, store, hub, chat, actions, artifacts, roomSessions, tokenSessions, registry, log);
     server.listenForTakeovers();
     server.timers.push(setInterval(() => void server.checkNodes(), NODE_CHECK_MS));
     server.timers.push(setInterval(() => void server.sweepEndingSessions(), config.sessionFinishStaleMs / 2));
