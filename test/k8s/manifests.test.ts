@@ -348,6 +348,8 @@ describe('container images (deploy/Dockerfile)', () => {
       expect(needs.sfu).toContain('mediasoup');
       // The provisioning step travels in the crm-sync image (the nats-provision Job).
       expect(existsSync(path.join(outdir, 'crm-sync', 'nats-provision.mjs'))).toBe(true);
+      // So does the operators' tenants CLI (key rotation, offboarding).
+      expect(existsSync(path.join(outdir, 'crm-sync', 'tenants.mjs'))).toBe(true);
       expect(messages(checkRuntimeModules(dockerfile, needs))).toEqual([]);
       expect(messages(checkRuntimeModules(dockerfile.replace('--workspace=@gateway/signaling', ''), needs)).join('\n')).toMatch(/target signaling: its bundle loads sharp/);
     } finally {
