@@ -114,8 +114,11 @@ describe('KmsKeyring', () => {
     expect(kms.key(current)!.state).toBe('PendingDeletion');
     expect(kms.key(globexKey)!.state).toBe('Enabled');
     expect(await codeOf(ring.unwrap('acme', moved))).toBe(ErrorCode.INVALID_STATE);
-    // Run again: already pending, done all the same.
+    // Run again: already pending, done all the same; also by a keyring no longer configured for the tenant.
     expect(await ring.destroy('acme', [old.kekId])).toHaveLength(2);
+    const unconfigured = new KmsKeyring({ kind: 'kms', region: kms.region, endpoint: kms.url, aliases: {}, cacheTtlMs: 0, cacheEntries: 0, maxAttempts: 1 }, credentials);
+    expect((await unconfigured.destroy('acme', [])).map((k) => k.kekId).sort()).toEqual([old.kekId, current].sort());
+    unconfigured.close();
     ring.close();
   });
 });

@@ -198,8 +198,10 @@ export class KmsKeyring implements ManagedKeyring {
   }
 
   async destroy(tenant: string, kekIds: readonly string[]): Promise<RetiredKey[]> {
+    // An alias already gone (or a tenant no longer configured) leaves the keys records and descriptions name.
     const current = await this.currentKekId(tenant).catch((error: unknown) => {
-      if (GatewayError.from(error).code === ErrorCode.NOT_FOUND) return undefined;
+      const code = GatewayError.from(error).code;
+      if (code === ErrorCode.NOT_FOUND || (code === ErrorCode.PERMISSION_DENIED && !this.settings.aliases[tenant])) return undefined;
       throw error;
     });
     const destroyed: RetiredKey[] = [];
