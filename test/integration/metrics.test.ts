@@ -27,8 +27,11 @@ const required: Record<string, string[]> = {
   ],
 };
 
-/** The subsystems each service's own metrics may use; prom-client's process and Node.js metrics are everyone's. */
-const subsystems: Record<string, string[]> = { sfu: ['sfu'], signaling: ['signaling'], recorder: ['recorder'], 'crm-sync': ['crm_sync', 'jetstream'] };
+/**
+ * The subsystems each service's own metrics may use; prom-client's process and Node.js metrics are
+ * everyone's, and the keyring's (`kms`) those of every service that wraps data keys.
+ */
+const subsystems: Record<string, string[]> = { sfu: ['sfu'], signaling: ['signaling', 'kms'], recorder: ['recorder', 'kms'], 'crm-sync': ['crm_sync', 'jetstream', 'kms'] };
 const shared = ['process', 'nodejs'];
 const UNITS = ['seconds', 'bytes', 'packets', 'messages', 'ratio'];
 

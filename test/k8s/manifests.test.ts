@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
@@ -11,6 +11,8 @@ import {
   configRules,
   cpuCores,
   containerRules,
+  envValues,
+  resolveEnv,
   drainRules,
   grpcIdentityRules,
   exposureRules,
@@ -25,7 +27,7 @@ import {
   type Violation,
 } from './rules.js';
 import { checkCompose, checkDockerfile, checkDockerignore, checkNatsValues, checkRuntimeModules } from './static.js';
-import { repoRoot, serviceNames, type ServiceName } from './services.js';
+import { repoRoot, serviceNames, serviceSpecs, type ServiceName } from './services.js';
 
 /**
  * The deployment, checked without a cluster or a Docker engine: every kustomize overlay renders,
@@ -96,6 +98,31 @@ describe('Kubernetes manifests', () => {
     for (const name of ['sfu', 'recorder', 'crm-sync']) expect(find(objects, 'ScaledObject', name).spec.minReplicaCount).toBe(1);
     expect(find(objects, 'Ingress', 'signaling').spec.tls).toBeUndefined();
     for (const service of serviceNames) expect(cpuCores(container(objects, service).resources.limits.cpu)).toBeLessThanOrEqual(1);
+  });
+
+  it('prod with the KMS component: each service that wraps keys runs under its own IAM role and reads the aliases from the secret store', () => {
+    const dir = mkdtempSync(path.join(repoRoot, 'k8s', '.kms-check-'));
+    let objects: K8sObject[];
+    try {
+      writeFileSync(path.join(dir, 'kustomization.yaml'), 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../overlays/prod\ncomponents:\n  - ../components/kms\n');
+      objects = render(dir);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(messages(checkSchemas(objects))).toEqual([]);
+    // The rules hold but for what they cannot see: the aliases' value is in the secret store.
+    expect(messages(checkManifests(objects)).filter((m) => !m.includes('GATEWAY_KEYRING=kms needs GATEWAY_KMS_KEYS'))).toEqual([]);
+    expect(find(objects, 'ConfigMap', 'gateway-common').data.GATEWAY_KEYRING).toBe('kms');
+    expect(find(objects, 'ExternalSecret', 'gateway-tenants').spec.data.map((d: { secretKey: string }) => d.secretKey)).toContain('GATEWAY_KMS_KEYS');
+    for (const service of ['signaling', 'recorder', 'crm-sync'] as const) {
+      const pod = find(objects, 'Deployment', service).spec.template.spec;
+      expect(pod.serviceAccountName).toBe(service);
+      expect(find(objects, 'ServiceAccount', service).metadata.annotations?.['eks.amazonaws.com/role-arn']).toMatch(/^arn:aws:iam::\d{12}:role\/./);
+      const env = resolveEnv(pod.containers[0], 'gateway', objects);
+      expect(env.entries.get('GATEWAY_KMS_KEYS')?.source).toBe('external');
+      // With the aliases the secret store holds, each service takes its configuration.
+      expect(() => serviceSpecs[service].settings({ ...envValues(env), GATEWAY_KMS_KEYS: JSON.stringify({ demo: 'alias/gateway/demo' }) })).not.toThrow();
+    }
   });
 
   it('prod: more replicas and workers, TLS on the Ingress, mutual TLS on gRPC, tenants from the secret store', () => {
@@ -348,6 +375,8 @@ describe('container images (deploy/Dockerfile)', () => {
       expect(needs.sfu).toContain('mediasoup');
       // The provisioning step travels in the crm-sync image (the nats-provision Job).
       expect(existsSync(path.join(outdir, 'crm-sync', 'nats-provision.mjs'))).toBe(true);
+      // So does the operators' tenants CLI (key rotation, offboarding).
+      expect(existsSync(path.join(outdir, 'crm-sync', 'tenants.mjs'))).toBe(true);
       expect(messages(checkRuntimeModules(dockerfile, needs))).toEqual([]);
       expect(messages(checkRuntimeModules(dockerfile.replace('--workspace=@gateway/signaling', ''), needs)).join('\n')).toMatch(/target signaling: its bundle loads sharp/);
     } finally {

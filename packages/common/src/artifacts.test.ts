@@ -5,7 +5,8 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { Objm } from '@nats-io/obj';
 import { Kvm } from '@nats-io/kv';
 import { NatsServer } from '@gateway/testing';
-import { ArtifactStore, SEGMENT_BYTES, StaticKeyring } from './artifacts.js';
+import { ArtifactStore, SEGMENT_BYTES } from './artifacts.js';
+import { StaticKeyring } from './keyring.js';
 import { ErrorCode } from './errors.js';
 import { buckets } from './subjects.js';
 

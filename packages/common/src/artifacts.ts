@@ -11,6 +11,7 @@ import { assertSubjectToken, buckets } from './subjects.js';
 import { openBucket, requireObjectStore } from './nats.js';
 import { parseWith } from './validation.js';
 import { artifactSpaces, type ArtifactSpace } from './jetstream/access.js';
+import type { Keyring, WrappedKey } from './keyring.js';
 
 export type { ArtifactSpace };
 
@@ -20,79 +21,6 @@ export type { ArtifactSpace };
  * wrapped by the tenant's key-encryption key (KEK) and kept apart from the bytes, so deleting
  * the wrapped key makes every copy of the artifact unreadable (crypto-shredding).
  */
-
-/** Wraps and unwraps data keys with a tenant's KEK; a KMS client can implement it too. */
-export interface Keyring {
-  wrap(tenant: string, dataKey: Buffer): Promise<WrappedKey>;
-  unwrap(tenant: string, wrapped: WrappedKey): Promise<Buffer>;
-}
-
-export interface WrappedKey {
-  /** Which KEK wrapped it (for rotation). */
-  kekId: string;
-  /** base64 of iv (12) | ciphertext (32) | tag (16). */
-  value: string;
-}
-
-/** Well-known KEK of the built-in `demo` tenant; only for running on one machine. */
-export const DEMO_TENANT_KEK = Buffer.from('gateway-demo-kek-local-only-0000').toString('base64');
-
-/** `GATEWAY_TENANT_KEYS`: a JSON object of tenant -> base64 of a 32-byte key. */
-export const tenantKeysShape = {
-  GATEWAY_TENANT_KEYS: z
-    .string()
-    .optional()
-    .transform((raw, ctx) => {
-      if (raw === undefined) return { demo: DEMO_TENANT_KEK };
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(raw);
-      } catch {
-        ctx.addIssue({ code: 'custom', message: 'must be a JSON object of tenant -> base64 32-byte key' });
-        return z.NEVER;
-      }
-      const result = z.record(z.string(), z.string()).safeParse(parsed);
-      const bad = result.success ? Object.entries(result.data).filter(([, v]) => Buffer.from(v, 'base64').length !== 32) : [];
-      if (!result.success || bad.length > 0) {
-        ctx.addIssue({ code: 'custom', message: `every key must be base64 of 32 bytes${bad.length ? ` (not: ${bad.map(([t]) => t).join(', ')})` : ''}` });
-        return z.NEVER;
-      }
-      return result.data;
-    }),
-};
-
-/** KEKs held in configuration (a Kubernetes Secret); AES-256-GCM key wrapping bound to the tenant. */
-export class StaticKeyring implements Keyring {
-  private readonly keks: Map<string, Buffer>;
-
-  constructor(keks: Record<string, string>) {
-    this.keks = new Map(Object.entries(keks).map(([tenant, key]) => [tenant, Buffer.from(key, 'base64')]));
-  }
-
-  private kek(tenant: string): Buffer {
-    const kek = this.keks.get(tenant);
-    if (!kek) throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'no key-encryption key for this tenant');
-    return kek;
-  }
-
-  async wrap(tenant: string, dataKey: Buffer): Promise<WrappedKey> {
-    const iv = randomBytes(12);
-    const cipher = createCipheriv('aes-256-gcm', this.kek(tenant), iv).setAAD(Buffer.from(`kek:${tenant}`));
-    const body = Buffer.concat([cipher.update(dataKey), cipher.final()]);
-    return { kekId: `static:${tenant}`, value: Buffer.concat([iv, body, cipher.getAuthTag()]).toString('base64') };
-  }
-
-  async unwrap(tenant: string, wrapped: WrappedKey): Promise<Buffer> {
-    const raw = Buffer.from(wrapped.value, 'base64');
-    const decipher = createDecipheriv('aes-256-gcm', this.kek(tenant), raw.subarray(0, 12)).setAAD(Buffer.from(`kek:${tenant}`));
-    decipher.setAuthTag(raw.subarray(raw.length - 16));
-    try {
-      return Buffer.concat([decipher.update(raw.subarray(12, raw.length - 16)), decipher.final()]);
-    } catch (error) {
-      throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'the data key does not open with this key-encryption key', { cause: error });
-    }
-  }
-}
 
 /**
  * Artifacts are sealed in segments (`segmented-v1`): the plaintext is cut into segments of

@@ -50,7 +50,7 @@ describe('configuration errors never print secrets', () => {
   });
 
   it('a bad key-encryption key names the tenant, not any key', async () => {
-    const { tenantKeysShape } = await import('./artifacts.js');
+    const { tenantKeysShape } = await import('./keyring.js');
     const good = Buffer.alloc(32, 7).toString('base64');
     const error = (() => {
       try {

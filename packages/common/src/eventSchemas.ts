@@ -123,7 +123,8 @@ export const roomSessionRecordSchema = z.object({
 export const chatKeyRecordSchema = z.object({
   conversationId: id,
   kekId: z.string().min(1).max(128),
-  wrappedKey: z.string().min(1).max(256).regex(/^[A-Za-z0-9+/=]+$/, 'must be base64'),
+  // A KMS CiphertextBlob is larger than a static keyring's 60 bytes, and its size is not promised.
+  wrappedKey: z.string().min(1).max(1024).regex(/^[A-Za-z0-9+/=]+$/, 'must be base64'),
   startedAtMs: millis,
 });
 

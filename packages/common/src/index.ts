@@ -11,6 +11,7 @@ export * from './shutdown.js';
 export * from './ids.js';
 export * from './grpcTls.js';
 export * from './artifacts.js';
+export * from './keyring.js';
 export * from './redaction.js';
 export * from './tenants.js';
 export * from './deviceKeys.js';

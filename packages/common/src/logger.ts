@@ -12,8 +12,9 @@ const redactedFields = [
   'identity', 'name', 'email', 'phone', 'phoneNumber', 'text', 'body',
 ];
 
-export function createLogger(service: string, level: string = process.env.LOG_LEVEL ?? 'info'): Logger {
-  return pino({
+/** Lines go to stdout, or to stderr with `stderr` (a CLI whose stdout is its report). */
+export function createLogger(service: string, level: string = process.env.LOG_LEVEL ?? 'info', options: { stderr?: boolean } = {}): Logger {
+  const settings: pino.LoggerOptions = {
     level,
     base: { service },
     redact: {
@@ -23,5 +24,6 @@ export function createLogger(service: string, level: string = process.env.LOG_LE
     timestamp: pino.stdTimeFunctions.isoTime,
     // A line written inside a traced request names its trace, so logs and traces meet.
     mixin: traceFields,
-  });
+  };
+  return options.stderr ? pino(settings, pino.destination(2)) : pino(settings);
 }

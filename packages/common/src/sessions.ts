@@ -1,6 +1,7 @@
 import { parsePhoneNumberFromString } from 'libphonenumber-js';
 import { z } from 'zod';
-import { openJson, sealJson, type Keyring, type SealedValue } from './artifacts.js';
+import { openJson, sealJson, type SealedValue } from './artifacts.js';
+import type { Keyring } from './keyring.js';
 import { ErrorCode, GatewayError } from './errors.js';
 import { parseWith, schemas } from './validation.js';
 

@@ -33,7 +33,7 @@ export const subjects = {
   /** DataSubjectRequest from crm-sync to the signaling replicas (one answers), core request/reply. */
   dataSubjectRequest: (tenant: string) => `gateway.${tenant}.data_subject.request`,
   /** Audit records (e.g. DataSubjectAudit), on the audit stream. */
-  audit: (tenant: string, kind: 'data_subject') => `gateway.${tenant}.audit.${kind}`,
+  audit: (tenant: string, kind: 'data_subject' | 'tenant') => `gateway.${tenant}.audit.${kind}`,
 } as const;
 
 export const streams = {

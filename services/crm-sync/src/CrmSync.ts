@@ -2,10 +2,11 @@ import http from 'node:http';
 import {
   ArtifactStore,
   DeviceKeys,
-  StaticKeyring,
+  createKeyring,
   buckets,
   connectNats,
   createMetricsRegistry,
+  observeKeyring,
   ensureStream,
   hardenHttpServer,
   catalog,
@@ -16,6 +17,7 @@ import {
   startOpsServer,
   streams,
   type Logger,
+  type ManagedKeyring,
   type NatsConnection,
 } from '@gateway/common';
 import type { CrmSyncConfig } from './config.js';
@@ -38,12 +40,14 @@ export class CrmSync {
     private readonly connectors: ConnectorStore,
     private readonly httpServer: http.Server,
     private readonly stopOps: () => Promise<void>,
+    private readonly keyring: ManagedKeyring,
   ) {}
 
   static async start(config: CrmSyncConfig, log: Logger): Promise<CrmSync> {
     const nc = await connectNats(config.nats, config.nodeId, log);
-    const keyring = new StaticKeyring(config.tenantKeys);
+    const keyring = await createKeyring(config.keyring);
     const registry = createMetricsRegistry('crm-sync');
+    observeKeyring(registry, keyring);
     const contactMaps = new KvContactMaps(await openBucket(nc, buckets.crmContacts));
     const connectors = new ConnectorStore(await openBucket(nc, buckets.connectors), keyring, contactMaps, log, config.destinationNetwork, { maxRequestTimeoutMs: config.maxRequestTimeoutMs });
     const confirmations = new Confirmations(await openBucket(nc, buckets.crmConfirmations), log);
@@ -67,7 +71,7 @@ export class CrmSync {
       httpServer.listen(config.port, config.host, () => resolve());
     });
     const ops = await startOpsServer({ port: config.opsPort, registry, readiness: () => (nc.isClosed() ? 'nats connection closed' : undefined) });
-    const service = new CrmSync(nc, deliveries, connectors, httpServer, ops.close);
+    const service = new CrmSync(nc, deliveries, connectors, httpServer, ops.close, keyring);
     const address = httpServer.address();
     service.port = typeof address === 'object' && address ? address.port : config.port;
     service.opsPort = ops.port;
@@ -87,6 +91,8 @@ export class CrmSync {
       await Promise.race([this.nc.drain().catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, 5_000)))]);
       clearTimeout(timer);
       if (!this.nc.isClosed()) await this.nc.close().catch(() => undefined);
+      // Unwrapped keys go with the process, wiped.
+      this.keyring.close();
     })();
     return this.closing;
   }

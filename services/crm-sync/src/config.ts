@@ -1,7 +1,7 @@
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { env, loadConfig, natsShape, readNatsSettings, tenantKeysShape, tenantsShape } from '@gateway/common';
+import { env, loadConfig, natsShape, readNatsSettings, readKeyringSettings, tenantKeysShape, tenantsShape } from '@gateway/common';
 
 const shape = {
   ...natsShape,
@@ -44,7 +44,7 @@ export function readCrmSyncConfig(source: Record<string, string | undefined> = p
     nats: readNatsSettings(c, 'crm-sync'),
     logLevel: c.LOG_LEVEL,
     tenants: c.GATEWAY_TENANTS,
-    tenantKeys: c.GATEWAY_TENANT_KEYS,
+    keyring: readKeyringSettings(c),
     destinationNetwork: { allowPrivate: c.CRM_SYNC_ALLOW_PRIVATE_DESTINATIONS },
     nodeId: c.CRM_SYNC_NODE_ID,
     host: c.CRM_SYNC_HOST,

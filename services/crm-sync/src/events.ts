@@ -73,7 +73,7 @@ const attachmentReadySchema = z.object({
   contact: contactSchema.optional(),
 });
 
-const sessionEndedSchema = z.object({
+export const sessionEndedSchema = z.object({
   tenant: tenant(),
   room: tenant(),
   sessionId: schemas.id(),
@@ -84,7 +84,7 @@ const sessionEndedSchema = z.object({
   sealedParticipants: z.string().min(1).max(1024 * 1024).refine(isSealedValue, 'must be a sealed value'),
 });
 
-const sealedValueSchema = z.object({
+export const sealedValueSchema = z.object({
   wrapped: z.object({ kekId: z.string().min(1).max(256), value: z.string().min(1).max(1024) }),
   value: z.string().min(1).max(1024 * 1024),
 });

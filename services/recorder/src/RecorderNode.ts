@@ -10,13 +10,14 @@ import {
   ArtifactStore,
   ErrorCode,
   GatewayError,
-  StaticKeyring,
+  createKeyring,
   assertSubjectToken,
   buckets,
   callUnary,
   connectNats,
   ensureStream,
   createMetricsRegistry,
+  observeKeyring,
   decodeChecked,
   grpcServerCredentials,
   inMessageSpan,
@@ -116,18 +117,20 @@ export class RecorderNode {
     await rm(config.workDir, { recursive: true, force: true });
     await mkdir(config.workDir, { recursive: true, mode: 0o700 });
     const nc = await connectNats(config.nats, config.nodeId, log);
+    const keyring = await createKeyring(config.keyring);
     await ensureStream(nc, streams.recordings);
     const node = new RecorderNode(
       config,
       nc,
       await SfuDirectory.open(nc, config.grpcTls, log),
       await RecorderDirectory.open(nc, config.grpcTls, log),
-      await ArtifactStore.open(nc, new StaticKeyring(config.tenantKeys), 'recordings'),
-      await ArtifactStore.open(nc, new StaticKeyring(config.tenantKeys), 'segments'),
+      await ArtifactStore.open(nc, keyring, 'recordings'),
+      await ArtifactStore.open(nc, keyring, 'segments'),
       await openBucket(nc, buckets.recordings),
       await ParticipantStore.open(nc),
       log,
     );
+    observeKeyring(node.metrics, keyring);
     const grpc = await startGrpcServer((server) => registerRecorderService(server, node, log), config.grpcHost, config.grpcPort, grpcServerCredentials(config.grpcTls));
     node.grpcPort = grpc.port;
     node.grpcAddress = config.grpcAdvertisedAddress ?? `127.0.0.1:${grpc.port}`;

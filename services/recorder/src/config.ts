@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { env, grpcTlsShape, loadConfig, natsShape, opsDrainShape, readNatsSettings, readGrpcTls, tenantKeysShape } from '@gateway/common';
+import { env, grpcTlsShape, loadConfig, natsShape, opsDrainShape, readNatsSettings, readGrpcTls, readKeyringSettings, tenantKeysShape } from '@gateway/common';
 
 const shape = {
   ...natsShape,
@@ -73,6 +73,6 @@ export function readRecorderConfig(source: Record<string, string | undefined> = 
     ffprobe: c.RECORDER_FFPROBE,
     grpcTls: readGrpcTls(c),
     drainTokenFile: c.OPS_DRAIN_TOKEN_FILE,
-    tenantKeys: c.GATEWAY_TENANT_KEYS,
+    keyring: readKeyringSettings(c),
   };
 }

@@ -9,11 +9,12 @@ import {
   DeviceKeys,
   ErrorCode,
   GatewayError,
-  StaticKeyring,
+  createKeyring,
   buckets,
   callUnary,
   connectNats,
   createMetricsRegistry,
+  observeKeyring,
   newId,
   openBucket,
   ensureStream,
@@ -116,7 +117,9 @@ export class SignalingServer implements SessionBroker {
     const recorders = await RecorderDirectory.open(nc, config.grpcTls);
     const store = await ParticipantStore.open(nc, config.recordRefreshMs);
     const hub = new RoomHub(nc, config.replicaId, log);
-    const keyring = new StaticKeyring(config.tenantKeys);
+    const keyring = await createKeyring(config.keyring);
+    const registry = createMetricsRegistry('signaling');
+    observeKeyring(registry, keyring);
     const chat = await ChatLog.open(nc, keyring);
     const artifacts = await ArtifactStore.open(nc, keyring, 'conversations');
     // The page origins WebAuthn accepts: configured, or this server's own port on localhost.
@@ -134,7 +137,7 @@ export class SignalingServer implements SessionBroker {
     await ensureStream(nc, streams.sessions);
     const roomSessions = new RoomSessions(nc, await openBucket(nc, buckets.roomSessions), keyring);
     const tokenSessions = new TokenSessions(await openBucket(nc, buckets.tokenSessions));
-    const server = new SignalingServer(config, nc, directory, recorders, store, hub, chat, actions, artifacts, roomSessions, tokenSessions, createMetricsRegistry('signaling'), log);
+    const server = new SignalingServer(config, nc, directory, recorders, store, hub, chat, actions, artifacts, roomSessions, tokenSessions, registry, log);
     server.listenForTakeovers();
     server.dataSubjects.listen();
     server.timers.push(setInterval(() => void server.checkNodes(), NODE_CHECK_MS));

@@ -2,7 +2,7 @@ import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { ErrorCode, GatewayError, defaultRedactionPolicy, env, grpcTlsShape, loadConfig, natsShape, readNatsSettings, readGrpcTls, tenantKeysShape, tenantsSchema, tenantsShape, type RedactionPolicy, type Tenant } from '@gateway/common';
+import { ErrorCode, GatewayError, defaultRedactionPolicy, env, grpcTlsShape, loadConfig, natsShape, readNatsSettings, readGrpcTls, readKeyringSettings, tenantKeysShape, tenantsSchema, tenantsShape, type RedactionPolicy, type Tenant } from '@gateway/common';
 
 export { DEMO_TENANT, type Tenant } from '@gateway/common';
 
@@ -85,8 +85,11 @@ export function readSignalingConfig(source: Record<string, string | undefined> =
   const c = loadConfig(shape, source);
   // Every tenant's sessions, chat and uploads are sealed with its key: a tenant without one could
   // not record anyone who joins.
-  const keyless = c.GATEWAY_TENANTS.filter((t) => !c.GATEWAY_TENANT_KEYS[t.name]).map((t) => t.name);
-  if (keyless.length > 0) throw new GatewayError(ErrorCode.CONFIG_INVALID, `invalid configuration:\n  GATEWAY_TENANT_KEYS: no key-encryption key for tenant ${keyless.join(', ')}`);
+  const keyring = readKeyringSettings(c);
+  const keyed = keyring.kind === 'static' ? keyring.tenants : keyring.aliases;
+  const keyless = c.GATEWAY_TENANTS.filter((t) => !keyed[t.name]).map((t) => t.name);
+  const keysVariable = keyring.kind === 'static' ? 'GATEWAY_TENANT_KEYS' : 'GATEWAY_KMS_KEYS';
+  if (keyless.length > 0) throw new GatewayError(ErrorCode.CONFIG_INVALID, `invalid configuration:\n  ${keysVariable}: no key-encryption key for tenant ${keyless.join(', ')}`);
   return {
     nats: readNatsSettings(c, 'signaling'),
     logLevel: c.LOG_LEVEL,
@@ -113,7 +116,7 @@ export function readSignalingConfig(source: Record<string, string | undefined> =
       rateBurst: c.SIGNALING_CHAT_RATE_BURST,
       historyLimit: c.SIGNALING_CHAT_HISTORY_LIMIT,
     },
-    tenantKeys: c.GATEWAY_TENANT_KEYS,
+    keyring,
     limits: {
       sessionsPerToken: c.SIGNALING_SESSIONS_PER_TOKEN,
       maxSessionMs: c.SIGNALING_MAX_SESSION_SECONDS * 1000,
