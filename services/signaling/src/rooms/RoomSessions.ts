@@ -100,6 +100,14 @@ export class RoomSessions {
     return taken;
   }
 
+  /** Rooms with a live session record (not those being finished). */
+  async rooms(): Promise<Array<{ tenant: string; room: string }>> {
+    return (await liveKeys(this.kv, '*.*')).map((key) => {
+      const [tenant, room] = key.split('.') as [string, string];
+      return { tenant, room };
+    });
+  }
+
   /** Announces a claimed session; JetStream drops a repeated announcement by its id. */
   async announce(tenant: string, room: string, record: RoomSessionRecord, conversationId: string | undefined): Promise<void> {
     const event = SessionEnded.encode({
