@@ -19,9 +19,10 @@ export const services = ['sfu', 'signaling', 'recorder', 'crm-sync'];
 export const externalPackages = ['mediasoup', 'sharp'];
 /**
  * Tools bundled beside a service, in its image: the JetStream provisioning step (the
- * nats-provision Job runs `node nats-provision.mjs` in the crm-sync image).
+ * nats-provision Job runs `node nats-provision.mjs` in the crm-sync image) and the residue
+ * scanner (the residue CronJob runs `node residue.mjs --sweep`).
  */
-export const tools = { 'crm-sync': { 'nats-provision.mjs': 'packages/common/src/jetstream/main.ts' } };
+export const tools = { 'crm-sync': { 'nats-provision.mjs': 'packages/common/src/jetstream/main.ts', 'residue.mjs': 'packages/common/src/residue/main.ts' } };
 const optionalPackages = ['pg-native', 'bufferutil', 'utf-8-validate'];
 
 const builtins = new Set([...builtinModules, ...builtinModules.map((name) => `node:${name}`)]);
