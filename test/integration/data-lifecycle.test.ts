@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -113,12 +113,14 @@ describe('data lifecycle', () => {
     expect(await keysOf(buckets.webauthnChallenges, `${key}.*`)).toEqual([]);
     expect(await keysOf(buckets.roomSessions, `${key}.ending.*`)).toEqual([]);
 
-    // The next call in the same room is placed again.
+    // The next call in the same room is placed again; without chat or Smart Actions, its device key registration still ends with it.
     const again = await call(room);
     expect(await live(buckets.roomPlacement, key)).toBe(true);
+    expect((await again.user.request('deviceKeyOptions', {})).error).toBeUndefined();
     await again.user.request('leave');
     await again.agent.request('leave');
     await gone('the placement of the second call', () => live(buckets.roomPlacement, key));
+    await gone('the second call\'s device key registration', async () => (await keysOf(buckets.webauthnChallenges, `${key}.*`)).length > 0);
   });
 
   it('the rooms of a stopped signaling replica are finished by another', async () => {
@@ -218,6 +220,12 @@ describe('data lifecycle', () => {
     expect(scanned.entries).toBeGreaterThan(0);
     expect(Array.isArray(scanned.residue)).toBe(true);
     expect((await fetch(`${ops}/residue/sweep`)).status).toBe(405);
+    // Guarded like /drain: from another address than loopback, only with the ops token (none here).
+    const outside = Object.values(networkInterfaces()).flat().find((i) => i && i.family === 'IPv4' && !i.internal)?.address;
+    if (outside) {
+      expect((await fetch(`http://${outside}:${crm.opsPort}/residue`)).status).toBe(403);
+      expect((await fetch(`http://${outside}:${crm.opsPort}/residue/sweep`, { method: 'POST' })).status).toBe(403);
+    }
     const swept = await (await fetch(`${ops}/residue/sweep`, { method: 'POST' })).json();
     expect(Array.isArray(swept.swept)).toBe(true);
     const metrics = await (await fetch(`${ops}/metrics`)).text();

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -171,6 +172,31 @@ describe('the residue scanner', () => {
     expect((await jsm.streams.info('GATEWAY_CHAT')).state.messages).toBe(1);
     expect((await jsm.streams.info('GATEWAY_SESSIONS')).state.messages).toBe(1);
   });
+
+  it('runs from the command line as the residue identity (make residue, the CronJob), and sweeps with --sweep', async () => {
+    await put(buckets.roomPlacement, 'demo.cli', 'sfu-gone');
+    const run = (...args: string[]) =>
+      new Promise<{ code: number | null; out: Record<string, any> }>((resolve, reject) => {
+        const child = spawn(process.execPath, ['--import', 'tsx', 'packages/common/src/residue/main.ts', ...args], {
+          env: { ...process.env, ...nats.envFor('residue'), RESIDUE_GRACE_SECONDS: '0', LOG_LEVEL: 'warn' },
+          stdio: ['ignore', 'pipe', 'inherit'],
+        });
+        let out = '';
+        child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+        child.once('error', reject);
+        child.once('exit', (code) => resolve({ code, out: JSON.parse(out) }));
+      });
+    const listed = await run('--list');
+    expect(listed.code).toBe(0);
+    expect(listed.out.residue).toEqual([expect.objectContaining({ store: buckets.roomPlacement, kind: 'room-ended', count: 1 })]);
+    expect(listed.out.items).toEqual([expect.objectContaining({ key: 'demo.cli' })]);
+    // Keys and counts, never a value.
+    expect(JSON.stringify(listed.out)).not.toContain('sfu-gone');
+    const swept = await run('--sweep');
+    expect(swept.out.swept).toEqual([expect.objectContaining({ store: buckets.roomPlacement, count: 1 })]);
+    expect((await (await kv(buckets.roomPlacement)).get('demo.cli'))?.operation).not.toBe('PUT');
+    expect((await run()).out.residue).toEqual([]);
+  }, 60_000);
 
   it('may read everything but delete only residue', async () => {
     // The residue identity cannot write where nothing is swept.

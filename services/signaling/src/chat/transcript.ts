@@ -95,7 +95,11 @@ export interface RoomEndDeps {
  */
 export async function finishRoom(deps: RoomEndDeps, tenant: string, room: string): Promise<string | undefined> {
   const [found, actions] = await Promise.all([deps.chat.read(tenant, room), deps.actions.list(tenant, room)]);
-  if (!found && actions.length === 0) return undefined;
+  if (!found && actions.length === 0) {
+    // Nothing to announce; device key registrations begun in the room still end with it.
+    await deps.actions.removeAll(tenant, room, []);
+    return undefined;
+  }
   const endedAtMs = Date.now();
   const conversation: Conversation = found ?? { conversationId: `CV-${actions[0]!.actionId}`, startedAtMs: Number(actions[0]!.requestedAtMs), messages: [], lastSeq: 0 };
   const js = jetstream(deps.nc);
