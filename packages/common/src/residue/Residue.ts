@@ -124,12 +124,16 @@ export class Residue {
     return new Residue(nc, jetstream(nc), await jetstreamManager(nc));
   }
 
-  /** The last value of every key (or object) of a KV bucket's (or object store's) stream, or every message of a stream. */
-  private async read(stream: string, filter: string, lastPerSubject: boolean): Promise<Entry[]> {
+  /**
+   * The last value of every key (or object) of a KV bucket's (or object store's) stream, or every
+   * message of a stream. `headersOnly`: where only keys and times matter, the values stay on the
+   * server (an empty value then shows in the size header).
+   */
+  private async read(stream: string, filter: string, lastPerSubject: boolean, headersOnly = false): Promise<Entry[]> {
     const info = await this.jsm.streams.info(stream);
     if (info.state.messages === 0) return [];
     // An ordered consumer, which the server removes by itself once it is idle.
-    const consumer = await this.js.consumers.get(stream, { filter_subjects: filter, deliver_policy: lastPerSubject ? DeliverPolicy.LastPerSubject : DeliverPolicy.All });
+    const consumer = await this.js.consumers.get(stream, { filter_subjects: filter, deliver_policy: lastPerSubject ? DeliverPolicy.LastPerSubject : DeliverPolicy.All, headers_only: headersOnly });
     const out: Entry[] = [];
     for (;;) {
       const batch = await consumer.fetch({ max_messages: 2_000, expires: 1_000 });
@@ -138,8 +142,9 @@ export class Residue {
       for await (const message of batch) {
         received++;
         const operation = message.headers?.get('KV-Operation');
-        // Deleted and purged keys keep a marker: they are gone.
-        if (!operation) out.push({ subject: message.subject, seq: message.seq, timeMs: Math.floor(message.info.timestampNanos / 1e6), data: message.data });
+        // Deleted and purged keys keep a marker: they are gone; so is a key whose value is empty.
+        const empty = headersOnly ? message.headers?.get('Nats-Msg-Size') === '0' : message.data.length === 0;
+        if (!operation && !(lastPerSubject && empty)) out.push({ subject: message.subject, seq: message.seq, timeMs: Math.floor(message.info.timestampNanos / 1e6), data: message.data });
         if (message.info.pending === 0) {
           done = true;
           batch.stop();
@@ -151,10 +156,10 @@ export class Residue {
     return out;
   }
 
-  private async readKv(bucket: string): Promise<Map<string, Entry>> {
+  private async readKv(bucket: string, headersOnly: boolean): Promise<Map<string, Entry>> {
     const prefix = `$KV.${bucket}.`;
-    const entries = await this.read(`KV_${bucket}`, `${prefix}>`, true);
-    return new Map(entries.filter((e) => e.data.length > 0).map((e) => [e.subject.slice(prefix.length), e]));
+    const entries = await this.read(`KV_${bucket}`, `${prefix}>`, true, headersOnly);
+    return new Map(entries.map((e) => [e.subject.slice(prefix.length), e]));
   }
 
   /** Live objects of a store by name, with their last change. */
@@ -182,8 +187,10 @@ export class Residue {
     const add = (store: string, kind: ResidueKind, key: string, timeMs: number, revision?: number) => items.push({ store, kind, key, ageMs: Math.max(0, now - timeMs), ...(revision ? { revision } : {}) });
     const old = (timeMs: number, limit = grace) => now - timeMs >= limit;
 
+    // Only recording jobs, room recordings and Smart Actions are read for what they hold.
+    const withValues = new Set<string>([buckets.recordings, buckets.roomRecordings, buckets.smartActions]);
     const kv = async (bucket: string) => {
-      const read = await this.readKv(bucket);
+      const read = await this.readKv(bucket, !withValues.has(bucket));
       entries += read.size;
       return read;
     };
@@ -270,7 +277,8 @@ export class Residue {
         else if (old(message.timeMs) && refs.names.every((name) => !objects.get('recordings')!.has(name) && !objects.get('conversations')!.has(name))) add(stream, 'delivered', String(message.seq), message.timeMs);
       }
     }
-    const sessionEvents = await eventArtifacts(streams.sessions.name);
+    const sessionEvents = await this.read(streams.sessions.name, '>', false, true);
+    entries += sessionEvents.length;
     for (const message of sessionEvents) {
       const tenant = message.subject.split('.')[1] ?? '';
       if (old(message.timeMs, retentionMs(tenant) + slack)) add(streams.sessions.name, 'outlived', String(message.seq), message.timeMs);
@@ -302,7 +310,7 @@ export class Residue {
     }
 
     // Chat: a room's messages without the room's conversation key can never be read.
-    const chat = await this.read(streams.chat.name, '>', false);
+    const chat = await this.read(streams.chat.name, '>', false, true);
     entries += chat.length;
     for (const message of chat) {
       const [, tenant, , room] = message.subject.split('.');
