@@ -143,7 +143,13 @@ describe('the residue scanner', () => {
     expect(counts(expired)).toMatchObject({ 'GATEWAY_RECORDINGS/outlived': 2, 'GATEWAY_SESSIONS/outlived': 1 });
 
     const swept = await residue.sweep(report);
-    expect(swept.reduce((n, s) => n + s.count, 0)).toBe(report.items.length);
+    expect(swept.reduce((n, s) => n + s.count, 0)).toBe(report.items.length - 2);
+    // Unfinished sessions are signaling's to finish (their session.ended would be lost): reported, not swept.
+    expect(counts(await residue.scan(options))).toEqual({ [`${buckets.roomSessions}/unfinished`]: 2 });
+    // A day on they outlived any call, and go.
+    const dayLater = await residue.scan({ ...options, now: () => Date.now() + 25 * 60 * minute, deadRecorderMs: 2 * 24 * 60 * minute, finishedRecordingMs: 2 * 24 * 60 * minute });
+    expect(dayLater.items.filter((i) => i.store === buckets.roomSessions).map((i) => [i.key, i.kind])).toEqual(expect.arrayContaining([['demo.empty', 'outlived'], ['demo.old.ending.SE_old', 'outlived']]));
+    await residue.sweep({ ...dayLater, items: dayLater.items.filter((i) => i.key === 'demo.empty' || i.key === 'demo.old.ending.SE_old') });
     expect((await residue.scan(options)).summary).toEqual([]);
 
     // What was live is all still there.

@@ -36,7 +36,11 @@ export type ResidueKind =
   | 'artifact-without-event'
   /** A record of a room that has ended (no session, no participant). */
   | 'room-ended'
-  /** A room session whose room has no participant left, or whose finish stopped half-way: signaling's sweep should have finished it. */
+  /**
+   * A room session whose room has no participant left, or whose finish stopped half-way:
+   * signaling's sweep should have finished it. Reported, never swept: sweeping it would drop its
+   * session.ended undelivered; once it outlived a day it is swept as `outlived`.
+   */
   | 'unfinished'
   /** A recording record (and its segments) whose recorder stopped refreshing it and that no other recorder recovered. */
   | 'dead-recorder'
@@ -75,7 +79,7 @@ export interface ResidueReport {
 export interface ResidueOptions {
   /** Nothing younger than this is residue. */
   graceMs?: number;
-  /** A recording record not refreshed for this long has no recorder left. */
+  /** A recording record not refreshed for this long has no recorder left (DEAD_RECORDER_MS). */
   deadRecorderMs?: number;
   /** How long recorders keep a finished recording's record (RECORDER_FINISHED_RECORD_SECONDS). */
   finishedRecordingMs?: number;
@@ -92,6 +96,12 @@ const day = 24 * 60 * minute;
 export const LONGEST_RETENTION_MS = 365 * day;
 /** A room session nobody finished this long after its room emptied is residue (signaling's sweep runs every few seconds). */
 const ROOM_FINISH_MS = 10 * minute;
+/**
+ * A running recording's record not refreshed for this long has no recorder left: any running
+ * recorder recovers another's within 15 s, so this is a recorder outage. Its sweep loses the
+ * recording, so it waits long enough for the outage to be noticed and mended.
+ */
+export const DEAD_RECORDER_MS = 60 * minute;
 /** A room's records older than this outlived any call. */
 const ROOM_LIFETIME_MS = 1 * day;
 
@@ -178,7 +188,7 @@ export class Residue {
     const now = options.now?.() ?? Date.now();
     const started = performance.now();
     const grace = options.graceMs ?? 2 * minute;
-    const deadRecorderMs = options.deadRecorderMs ?? 10 * minute;
+    const deadRecorderMs = options.deadRecorderMs ?? DEAD_RECORDER_MS;
     const finishedMs = (options.finishedRecordingMs ?? FINISHED_RECORDING_KEPT_MS) + grace;
     const retentionMs = options.retentionMs ?? (() => LONGEST_RETENTION_MS);
     const slack = options.retentionSlackMs ?? day;
@@ -346,6 +356,7 @@ export class Residue {
       if (info && !info.deleted) await objects.delete(name);
     };
     for (const item of report.items) {
+      if (!sweeps(item.kind)) continue;
       try {
         if (sweepable.kv.has(item.store)) {
           const bucket = await openKv(item.store);
@@ -375,6 +386,11 @@ export class Residue {
     }
     return summarize(removed);
   }
+}
+
+/** Whether the sweep removes a kind (the others are for a service to finish). */
+export function sweeps(kind: ResidueKind): boolean {
+  return kind !== 'unfinished';
 }
 
 function summarize(items: ResidueItem[]): ResidueSummary[] {

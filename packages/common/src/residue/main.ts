@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { env, loadConfig } from '../config.js';
 import { createLogger } from '../logger.js';
 import { connectNats, natsShape, readNatsSettings } from '../nats.js';
-import { Residue } from './Residue.js';
+import { DEAD_RECORDER_MS, Residue } from './Residue.js';
 
 const shape = {
   ...natsShape,
@@ -14,7 +14,7 @@ const shape = {
   /** Nothing younger than this is residue (writes in progress). */
   RESIDUE_GRACE_SECONDS: z.coerce.number().int().min(0).default(120),
   /** A recording record not refreshed for this long has no recorder left (recorders refresh every 5 s and recover each other's after 15 s). */
-  RESIDUE_DEAD_RECORDER_SECONDS: z.coerce.number().int().min(0).default(600),
+  RESIDUE_DEAD_RECORDER_SECONDS: z.coerce.number().int().min(0).default(DEAD_RECORDER_MS / 1000),
   /** How long events may wait for delivery (crm-sync's longest retention); older ones outlived it. */
   RESIDUE_RETENTION_DAYS: z.coerce.number().positive().max(365).default(365),
 };
