@@ -43,7 +43,6 @@ import type { RecorderConfig } from './config.js';
 import { RecordingJob, type RecordingStatusName } from './RecordingJob.js';
 import { assembleRecording } from './assemble.js';
 import { deleteSegments } from './segments.js';
-
 import { registerRecorderService } from './grpc/RecorderGrpcService.js';
 
 /** How often a node refreshes the records of its jobs; a record three times older is orphaned. */
