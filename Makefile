@@ -29,8 +29,10 @@ nats-values:
 lifecycle-doc:
 	@node --import tsx scripts/data-lifecycle-doc.ts
 
+# Without NATS_* set, as the residue identity of `make up` (.data).
 residue:
-	@node --import tsx packages/common/src/residue/main.ts $(ARGS)
+	@if [ -z "$$NATS_NKEY_SEED_FILE" ]; then export NATS_URL=$${NATS_URL:-tls://127.0.0.1:4222} NATS_CA_FILE=.data/pki/ca.crt NATS_NKEY_SEED_FILE=.data/nats-auth/residue.nk NATS_TLS_CERT_FILE=.data/pki/residue.crt NATS_TLS_KEY_FILE=.data/pki/residue.key; fi; \
+	  node --import tsx packages/common/src/residue/main.ts $(ARGS)
 
 proto-check:
 	@bash scripts/gen-proto.sh --check
