@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help setup up test test-unit typecheck proto proto-check bench fuzz token nats-values
+.PHONY: help setup up test test-unit typecheck proto proto-check bench fuzz token nats-values lifecycle-doc residue
 
 help:
 	@echo "make up     start nats-server, the SFU and signaling; prints the demo URLs"
@@ -11,6 +11,8 @@ help:
 	@echo "make fuzz   run the long seeded fuzzer against the whole system (two signaling replicas)"
 	@echo "make proto  regenerate TypeScript from proto/"
 	@echo "make nats-values  write the NATS permissions (packages/common/src/jetstream/access.ts) into deploy/nats/values.yaml"
+	@echo "make lifecycle-doc  write the table of docs/data-lifecycle.md from the catalog (packages/common/src/jetstream/catalog.ts)"
+	@echo "make residue  scan NATS for what outlived its purpose (ARGS=--sweep removes it; docs/data-lifecycle.md)"
 
 setup:
 	@bash scripts/setup.sh
@@ -23,6 +25,14 @@ proto:
 
 nats-values:
 	@node --import tsx scripts/nats-chart-values.ts
+
+lifecycle-doc:
+	@node --import tsx scripts/data-lifecycle-doc.ts
+
+# Without NATS_* set, as the residue identity of `make up` (.data).
+residue:
+	@if [ -z "$$NATS_NKEY_SEED_FILE" ]; then export NATS_URL=$${NATS_URL:-tls://127.0.0.1:4222} NATS_CA_FILE=.data/pki/ca.crt NATS_NKEY_SEED_FILE=.data/nats-auth/residue.nk NATS_TLS_CERT_FILE=.data/pki/residue.crt NATS_TLS_KEY_FILE=.data/pki/residue.key; fi; \
+	  node --import tsx packages/common/src/residue/main.ts $(ARGS)
 
 proto-check:
 	@bash scripts/gen-proto.sh --check

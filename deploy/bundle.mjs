@@ -19,10 +19,17 @@ export const services = ['sfu', 'signaling', 'recorder', 'crm-sync'];
 export const externalPackages = ['mediasoup', 'sharp'];
 /**
  * Tools bundled beside a service, in its image: the JetStream provisioning step (the
- * nats-provision Job runs `node nats-provision.mjs` in the crm-sync image) and the operators'
- * tenants CLI (key rotation, offboarding: `node tenants.mjs`, docs/operations.md).
+ * nats-provision Job runs `node nats-provision.mjs` in the crm-sync image), the operators'
+ * tenants CLI (key rotation, offboarding: `node tenants.mjs`, docs/operations.md) and the residue
+ * scanner (the residue CronJob runs `node residue.mjs --sweep`).
  */
-export const tools = { 'crm-sync': { 'nats-provision.mjs': 'packages/common/src/jetstream/main.ts', 'tenants.mjs': 'services/crm-sync/src/cli/tenants.ts' } };
+export const tools = {
+  'crm-sync': {
+    'nats-provision.mjs': 'packages/common/src/jetstream/main.ts',
+    'tenants.mjs': 'services/crm-sync/src/cli/tenants.ts',
+    'residue.mjs': 'packages/common/src/residue/main.ts',
+  },
+};
 const optionalPackages = ['pg-native', 'bufferutil', 'utf-8-validate'];
 
 const builtins = new Set([...builtinModules, ...builtinModules.map((name) => `node:${name}`)]);

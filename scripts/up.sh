@@ -79,8 +79,10 @@ pids+=($!)
 wait_ready "http://127.0.0.1:${RECORDER_OPS_PORT:-9102}/readyz" recorder "${pids[-1]}"
 
 # One machine: a destination on this machine (a local PostgreSQL) is allowed.
+# It scans for residue as the residue identity (docs/data-lifecycle.md).
 nats_env crm-sync
 env "${nats_vars[@]}" CRM_SYNC_ALLOW_PRIVATE_DESTINATIONS="${CRM_SYNC_ALLOW_PRIVATE_DESTINATIONS:-true}" \
+  CRM_SYNC_RESIDUE_NKEY_SEED_FILE="$data/nats-auth/residue.nk" \
   node "${node_args[@]}" services/crm-sync/src/main.ts >"$data/logs/crm-sync.log" 2>&1 &
 pids+=($!)
 wait_ready "http://127.0.0.1:${CRM_SYNC_OPS_PORT:-9103}/readyz" crm-sync "${pids[-1]}"

@@ -84,10 +84,11 @@ describe('Kubernetes manifests', () => {
         expect(messages(checkManifests(objectsOf(overlay)))).toEqual([]);
       });
 
-      it('runs every service, and provisions JetStream', () => {
+      it('runs every service, provisions JetStream and sweeps residue', () => {
         const objects = objectsOf(overlay);
         for (const service of serviceNames) expect(() => find(objects, 'Deployment', service)).not.toThrow();
         expect(find(objects, 'Job', 'nats-provision').spec.template.spec.containers[0].command).toContain('nats-provision.mjs');
+        expect(find(objects, 'CronJob', 'residue').spec.jobTemplate.spec.template.spec.containers[0].command).toEqual(['node', '--enable-source-maps', 'residue.mjs', '--sweep']);
       });
     });
   }
@@ -137,7 +138,7 @@ describe('Kubernetes manifests', () => {
     expect(find(objects, 'ExternalSecret', 'gateway-tenants').spec.target.name).toBe('gateway-tenants');
     // No placeholder NATS nkey: every identity's comes from the secret store.
     expect(objects.filter((o) => o.kind === 'Secret' && o.metadata.name.startsWith('nats-')).map((o) => o.metadata.name)).toEqual([]);
-    for (const name of ['nats-signaling', 'nats-sfu', 'nats-recorder', 'nats-crm-sync', 'nats-admin', 'nats-user-keys']) expect(find(objects, 'ExternalSecret', name).spec.target.name).toBe(name);
+    for (const name of ['nats-signaling', 'nats-sfu', 'nats-recorder', 'nats-crm-sync', 'nats-residue', 'nats-admin', 'nats-user-keys']) expect(find(objects, 'ExternalSecret', name).spec.target.name).toBe(name);
   });
 });
 
@@ -377,6 +378,7 @@ describe('container images (deploy/Dockerfile)', () => {
       expect(existsSync(path.join(outdir, 'crm-sync', 'nats-provision.mjs'))).toBe(true);
       // So does the operators' tenants CLI (key rotation, offboarding).
       expect(existsSync(path.join(outdir, 'crm-sync', 'tenants.mjs'))).toBe(true);
+      expect(existsSync(path.join(outdir, 'crm-sync', 'residue.mjs'))).toBe(true);
       expect(messages(checkRuntimeModules(dockerfile, needs))).toEqual([]);
       expect(messages(checkRuntimeModules(dockerfile.replace('--workspace=@gateway/signaling', ''), needs)).join('\n')).toMatch(/target signaling: its bundle loads sharp/);
     } finally {

@@ -717,7 +717,7 @@ function fileSource(container: Json, pod: Json, file: string): { secret: string;
 }
 
 /** The NATS identity each workload connects as. */
-const natsIdentityOf = (w: Workload): string | undefined => w.service ?? (w.podLabels['app.kubernetes.io/name'] === 'nats-provision' ? 'admin' : undefined);
+const natsIdentityOf = (w: Workload): string | undefined => w.service ?? ({ 'nats-provision': 'admin', residue: 'residue' } as Record<string, string>)[w.podLabels['app.kubernetes.io/name'] ?? ''];
 
 /**
  * NATS is closed: every workload that connects reaches it over TLS (tls:// URLs), trusts the
@@ -761,7 +761,7 @@ export const natsRules: Rule = (objects) => {
   }
   const policy = objects.find((o) => o.kind === 'NetworkPolicy' && o.metadata.namespace === 'gateway' && o.spec?.podSelector?.matchLabels?.['app.kubernetes.io/name'] === 'nats');
   if (!policy) found.push({ rule: 'nats', object: 'NATS', message: 'no NetworkPolicy for the NATS pods' });
-  const ours = new Set(['signaling', 'recorder', 'crm-sync', 'nats-provision', 'nats']);
+  const ours = new Set(['signaling', 'recorder', 'crm-sync', 'nats-provision', 'residue', 'nats']);
   for (const [index, rule] of (policy?.spec?.ingress ?? []).entries()) {
     // The client port (4222); monitoring ports serve KEDA and Prometheus.
     const clientPort = !rule.ports || (rule.ports as Json[]).some((p) => p.port === 4222 || p.port === 'client');

@@ -133,6 +133,22 @@ export class SfuDirectory {
     }
   }
 
+  /** The room ended: its placement goes (unless it changed meanwhile). */
+  async forgetRoom(tenant: string, room: string): Promise<void> {
+    const key = kvKeys.room(tenant, room);
+    const entry = await this.placementKv.get(key);
+    if (entry && entry.operation === 'PUT' && entry.length > 0) await this.placementKv.purge(key, { previousSeq: entry.revision });
+  }
+
+  /**
+   * A participant joined a room on `nodeId`: the room keeps a placement even if its previous
+   * session ended (and its placement went) while the participant was joining.
+   */
+  async keepPlacement(tenant: string, room: string, nodeId: string): Promise<void> {
+    if (await this.placementOf(tenant, room)) return;
+    await this.placementKv.create(kvKeys.room(tenant, room), nodeId).catch(() => undefined);
+  }
+
   clientFor(nodeId: string): SfuClient | undefined {
     return this.clients.get(nodeId)?.client;
   }

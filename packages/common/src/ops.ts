@@ -26,8 +26,13 @@ export interface OpsServerOptions {
    * host cannot start a drain. Without it, /drain is 404.
    */
   drain?: () => Promise<void>;
-  /** The bearer token that lets a caller other than the node itself drain it (`readDrainToken`). */
+  /** The bearer token that lets a caller other than the node itself drain it (`readDrainToken`), or call `actions`. */
   drainToken?: string;
+  /**
+   * Operations on the node's data (crm-sync's /residue), guarded like /drain: only the node
+   * itself or a caller with the token; the answer is the operation's JSON.
+   */
+  actions?: Record<string, { method: 'GET' | 'POST'; run: () => Promise<unknown> }>;
 }
 
 /** OPS_DRAIN_TOKEN_FILE: the file with the token that lets other addresses than loopback call /drain. */
@@ -114,6 +119,30 @@ export async function startOpsServer(options: OpsServerOptions): Promise<{ serve
         () => {
           res.writeHead(500, { 'content-type': 'application/json' });
           res.end('{"error":"drain failed"}');
+        },
+      );
+      return;
+    }
+    const action = path ? options.actions?.[path] : undefined;
+    if (action) {
+      if (req.method !== action.method) {
+        res.writeHead(405, { 'content-type': 'application/json', allow: action.method });
+        res.end(JSON.stringify({ error: `${action.method} ${path}` }));
+        return;
+      }
+      if (!fromLoopback(req.socket.remoteAddress) && !bearerMatches(req.headers.authorization, options.drainToken)) {
+        res.writeHead(403, { 'content-type': 'application/json' });
+        res.end('{"error":"only the node itself, or a caller with the ops token, may call it"}');
+        return;
+      }
+      action.run().then(
+        (result) => {
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify(result));
+        },
+        () => {
+          res.writeHead(500, { 'content-type': 'application/json' });
+          res.end('{"error":"failed"}');
         },
       );
       return;

@@ -11,7 +11,7 @@ import path from 'node:path';
  */
 
 /** The services that hold a certificate, by the name in it. */
-export const serviceIdentities = ['signaling', 'sfu', 'recorder', 'crm-sync', 'routing'] as const;
+export const serviceIdentities = ['signaling', 'sfu', 'recorder', 'crm-sync', 'routing', 'residue'] as const;
 export type ServiceIdentity = (typeof serviceIdentities)[number];
 
 /** The DNS name a service's certificate carries, and that its peers check. */

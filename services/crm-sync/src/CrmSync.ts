@@ -14,6 +14,9 @@ import {
   observeStreamSizes,
   streamNameOf,
   openBucket,
+  readDrainToken,
+  Residue,
+  residueMetrics,
   startOpsServer,
   streams,
   type Logger,
@@ -41,6 +44,7 @@ export class CrmSync {
     private readonly httpServer: http.Server,
     private readonly stopOps: () => Promise<void>,
     private readonly keyring: ManagedKeyring,
+    private readonly stopResidue: () => Promise<void>,
   ) {}
 
   static async start(config: CrmSyncConfig, log: Logger): Promise<CrmSync> {
@@ -70,8 +74,16 @@ export class CrmSync {
       httpServer.once('error', reject);
       httpServer.listen(config.port, config.host, () => resolve());
     });
-    const ops = await startOpsServer({ port: config.opsPort, registry, readiness: () => (nc.isClosed() ? 'nats connection closed' : undefined) });
-    const service = new CrmSync(nc, deliveries, connectors, httpServer, ops.close, keyring);
+    const opsToken = readDrainToken(config.opsTokenFile);
+    const residue = config.residue ? await startResidue(config, registry, log) : undefined;
+    const ops = await startOpsServer({
+      port: config.opsPort,
+      registry,
+      readiness: () => (nc.isClosed() ? 'nats connection closed' : undefined),
+      drainToken: opsToken,
+      ...(residue ? { actions: residue.actions } : {}),
+    });
+    const service = new CrmSync(nc, deliveries, connectors, httpServer, ops.close, keyring, residue?.close ?? (async () => undefined));
     const address = httpServer.address();
     service.port = typeof address === 'object' && address ? address.port : config.port;
     service.opsPort = ops.port;
@@ -85,6 +97,7 @@ export class CrmSync {
       this.httpServer.closeAllConnections();
       await new Promise<void>((resolve) => this.httpServer.close(() => resolve()));
       await this.stopOps();
+      await this.stopResidue();
       await this.connectors.close();
       // Drained when NATS is there; closed after a while when it is not (draining would wait for it).
       let timer: NodeJS.Timeout | undefined;
@@ -96,4 +109,57 @@ export class CrmSync {
     })();
     return this.closing;
   }
+}
+
+/**
+ * The residue scanner, as its own NATS identity (it reads what crm-sync may not, and deletes only
+ * residue): a scan every few minutes for the metrics and the alert, and the ops endpoints.
+ * Retention is crm-sync's own, so an event waiting longer than its tenant's retention is residue.
+ */
+async function startResidue(config: CrmSyncConfig, registry: ReturnType<typeof createMetricsRegistry>, log: Logger) {
+  const settings = config.residue!;
+  const nc = await connectNats(settings.nats, `${config.nodeId}-residue`, log);
+  const residue = await Residue.open(nc);
+  const record = residueMetrics(registry);
+  const options = { retentionMs: config.retentionMs };
+  let running: Promise<unknown> = Promise.resolve();
+  // One scan or sweep at a time: a sweep right after a scan removes what that scan found.
+  const serial = <T>(work: () => Promise<T>): Promise<T> => {
+    const next = running.catch(() => undefined).then(work);
+    running = next;
+    return next;
+  };
+  const scan = () =>
+    serial(async () => {
+      const report = await residue.scan(options);
+      record(report);
+      if (report.items.length > 0) log.warn({ residue: report.summary }, 'residue found');
+      return report;
+    });
+  const timer = setInterval(() => void scan().catch((error) => log.warn({ err: error }, 'residue scan failed')), settings.scanMs);
+  void scan().catch((error) => log.warn({ err: error }, 'residue scan failed'));
+  const actions = {
+    '/residue': { method: 'GET' as const, run: async () => summaryOf(await scan()) },
+    '/residue/sweep': {
+      method: 'POST' as const,
+      run: async () => {
+        const report = await scan();
+        const swept = await serial(() => residue.sweep(report));
+        log.info({ swept }, 'residue swept');
+        return { ...summaryOf(await scan()), swept };
+      },
+    },
+  };
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      clearInterval(timer);
+      await running.catch(() => undefined);
+      await nc.drain().catch(() => undefined);
+    })());
+  return { actions, close };
+}
+
+function summaryOf(report: Awaited<ReturnType<Residue['scan']>>) {
+  return { scannedAt: new Date(report.scannedAtMs).toISOString(), durationMs: report.durationMs, entries: report.entries, residue: report.summary };
 }

@@ -1,7 +1,7 @@
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { env, loadConfig, natsShape, readNatsSettings, readKeyringSettings, tenantKeysShape, tenantsShape } from '@gateway/common';
+import { env, loadConfig, natsShape, opsDrainShape, readNatsSettings, readKeyringSettings, tenantKeysShape, tenantsShape } from '@gateway/common';
 
 const shape = {
   ...natsShape,
@@ -34,6 +34,15 @@ const shape = {
   CRM_SYNC_ALLOW_PRIVATE_DESTINATIONS: env.boolean(false),
   /** Days a communication may wait for delivery before it is deleted undelivered (a tenant's retentionDays overrides it). */
   CRM_SYNC_RETENTION_DAYS: z.coerce.number().positive().max(365).default(7),
+  /**
+   * The residue scanner's nkey seed (docs/data-lifecycle.md): with it crm-sync scans NATS every
+   * CRM_SYNC_RESIDUE_SCAN_MINUTES as the residue identity, exports gateway_residue_items and
+   * answers GET /residue and POST /residue/sweep on its ops port.
+   */
+  CRM_SYNC_RESIDUE_NKEY_SEED_FILE: z.string().min(1).optional(),
+  CRM_SYNC_RESIDUE_SCAN_MINUTES: z.coerce.number().positive().max(1_440).default(15),
+  /** The token that lets callers other than the pod itself use /residue (Authorization: Bearer). */
+  ...opsDrainShape,
 };
 
 export type CrmSyncConfig = ReturnType<typeof readCrmSyncConfig>;
@@ -57,6 +66,8 @@ export function readCrmSyncConfig(source: Record<string, string | undefined> = p
     retryBaseMs: c.CRM_SYNC_RETRY_BASE_SECONDS * 1000,
     retryMaxMs: c.CRM_SYNC_RETRY_MAX_SECONDS * 1000,
     ackWaitMs: c.CRM_SYNC_ACK_WAIT_SECONDS * 1000,
+    residue: c.CRM_SYNC_RESIDUE_NKEY_SEED_FILE ? { nats: { ...readNatsSettings(c, 'residue'), seedFile: c.CRM_SYNC_RESIDUE_NKEY_SEED_FILE }, scanMs: c.CRM_SYNC_RESIDUE_SCAN_MINUTES * 60_000 } : undefined,
+    opsTokenFile: c.OPS_DRAIN_TOKEN_FILE,
     retentionMs: (tenant: string) => (c.GATEWAY_TENANTS.find((t) => t.name === tenant)?.retentionDays ?? c.CRM_SYNC_RETENTION_DAYS) * 86_400_000,
   };
 }

@@ -38,11 +38,12 @@ import {
   DrainWait,
   liveKeys,
   readDrainToken,
+  readJobRecord,
 } from '@gateway/common';
 import type { RecorderConfig } from './config.js';
 import { RecordingJob, type RecordingStatusName } from './RecordingJob.js';
 import { assembleRecording } from './assemble.js';
-import { readJobRecord } from './records.js';
+import { deleteSegments } from './segments.js';
 import { registerRecorderService } from './grpc/RecorderGrpcService.js';
 
 /** How often a node refreshes the records of its jobs; a record three times older is orphaned. */
@@ -368,6 +369,11 @@ export class RecorderNode {
           continue;
         }
         const recording = record.recording;
+        if (recording && !ACTIVE_STATES.has(recording.state) && !this.jobs.has(recording.recordingId)) {
+          // Finished, announced, kept a while for GetRecording: its purpose has ended.
+          if (Date.now() - entry.created.getTime() >= this.config.finishedRecordMs) await this.records.purge(key, { previousSeq: entry.revision }).catch(() => undefined);
+          continue;
+        }
         if (!recording || !ACTIVE_STATES.has(recording.state) || this.jobs.has(recording.recordingId)) continue;
         if (Date.now() - record.refreshedAtMs < ORPHANED_MS) continue;
         record.nodeId = this.config.nodeId;
@@ -401,7 +407,7 @@ export class RecorderNode {
       recording.artifacts = artifacts;
       recording.state = artifacts.length > 0 ? RecordingState.RECORDING_STATE_PARTIAL : RecordingState.RECORDING_STATE_FAILED;
       recording.failureReason = ['the recorder running it stopped unexpectedly', problem].filter(Boolean).join('; ');
-      for (const segment of record.segments) await this.segments.delete(recording.tenant, segment.objectId).catch(() => undefined);
+      await deleteSegments(this.segments, recording.tenant, record.segments, this.log);
       record.segments = [];
     } catch (error) {
       recording.state = RecordingState.RECORDING_STATE_FAILED;

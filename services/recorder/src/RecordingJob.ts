@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { ErrorCode, GatewayError, TypedEmitter, callUnary, newId, parseWith, rtpParametersSchema, schemas, type ArtifactStore, type Logger } from '@gateway/common';
 import { buildSdp, captureArgs, lastLogLine, parseCaptureStart, parseSegmentList, segmentNames, type CaptureStream } from './ffmpeg.js';
 import { assembleRecording } from './assemble.js';
+import { deleteSegments } from './segments.js';
 
 const sourceNames: Record<number, string> = {
   [TrackSource.TRACK_SOURCE_CAMERA]: 'camera',
@@ -427,14 +428,14 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
       this.recording.failureReason = reason;
       this.recording.state = artifacts.length === 0 ? RecordingState.RECORDING_STATE_FAILED : reason ? RecordingState.RECORDING_STATE_PARTIAL : RecordingState.RECORDING_STATE_COMPLETE;
       // The segments were only there in case this node died; the files replace them.
-      for (const segment of this.record.segments) await this.ctx.segments.delete(this.recording.tenant, segment.objectId).catch(() => undefined);
+      await deleteSegments(this.ctx.segments, this.recording.tenant, this.record.segments, this.ctx.log);
       this.record.segments = [];
     } catch (error) {
       this.recording.state = RecordingState.RECORDING_STATE_FAILED;
       const message = (error as Error).message;
       this.recording.failureReason = failure || (NO_SPACE.test(message) || (error as { code?: string }).code === 'ENOSPC' ? DISK_FULL : `assembling the recording failed: ${message}`);
       // Nothing will be made of the segments now: shred them rather than leave them behind.
-      for (const segment of this.record.segments) await this.ctx.segments.delete(this.recording.tenant, segment.objectId).catch(() => undefined);
+      await deleteSegments(this.ctx.segments, this.recording.tenant, this.record.segments, this.ctx.log);
       this.record.segments = [];
     } finally {
       await rm(this.dir, { recursive: true, force: true });

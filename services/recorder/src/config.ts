@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { env, grpcTlsShape, loadConfig, natsShape, opsDrainShape, readNatsSettings, readGrpcTls, readKeyringSettings, tenantKeysShape } from '@gateway/common';
+import { FINISHED_RECORDING_KEPT_MS, env, grpcTlsShape, loadConfig, natsShape, opsDrainShape, readNatsSettings, readGrpcTls, readKeyringSettings, tenantKeysShape } from '@gateway/common';
 
 const shape = {
   ...natsShape,
@@ -40,6 +40,8 @@ const shape = {
    */
   RECORDER_DRAIN_GRACE_SECONDS: env.seconds(0),
   RECORDER_SEGMENT_SECONDS: env.positiveInt(10),
+  /** How long a finished recording's record stays so that any node answers GetRecording for it; then it is deleted. */
+  RECORDER_FINISHED_RECORD_SECONDS: z.coerce.number().int().min(0).max(86_400).default(FINISHED_RECORDING_KEPT_MS / 1000),
   /** Files above this are stored as ordered parts (CRM upload limits; Zendesk's is 50 MB). */
   RECORDER_MAX_PART_BYTES: env.positiveInt(50 * 1000 * 1000),
   RECORDER_FFMPEG: env.string('ffmpeg'),
@@ -68,6 +70,7 @@ export function readRecorderConfig(source: Record<string, string | undefined> = 
     jobCpuCost: c.RECORDER_JOB_CPU_COST,
     mp4JobCpuCost: c.RECORDER_MP4_JOB_CPU_COST,
     segmentSeconds: c.RECORDER_SEGMENT_SECONDS,
+    finishedRecordMs: c.RECORDER_FINISHED_RECORD_SECONDS * 1000,
     maxPartBytes: c.RECORDER_MAX_PART_BYTES,
     ffmpeg: c.RECORDER_FFMPEG,
     ffprobe: c.RECORDER_FFPROBE,

@@ -142,6 +142,8 @@ export class SignalingServer implements SessionBroker {
     server.dataSubjects.listen();
     server.timers.push(setInterval(() => void server.checkNodes(), NODE_CHECK_MS));
     server.timers.push(setInterval(() => void server.sweepEndingSessions(), config.sessionFinishStaleMs / 2));
+    // Rooms a stopped replica left behind are ended at start too.
+    void server.sweepAbandonedRooms();
     server.timers.push(setInterval(() => void server.refreshRecords().then(() => server.sweepStaleRecords()), config.recordRefreshMs));
     await server.listen();
     port = server.port;
@@ -208,6 +210,7 @@ export class SignalingServer implements SessionBroker {
       // Subscribe before announcing, so nothing published from now on is missed.
       this.hub.add(grant.tenant, grant.room, session);
       await session.save();
+      await this.directory.keepPlacement(grant.tenant, grant.room, placed.nodeId);
       // The room's session record carries the participant to the CRM: a join without it is no join.
       await this.roomSessions.join(grant.tenant, grant.room, {
         participantId: session.participantId,
@@ -426,6 +429,30 @@ export class SignalingServer implements SessionBroker {
   }
 
   /**
+   * Rooms no replica serves any more (their replica stopped or died, and nobody resumed): their
+   * participants' records go stale, then the room ends here like any other, its session finished.
+   */
+  private async sweepAbandonedRooms(): Promise<void> {
+    try {
+      const served = new Set(this.hub.servedRooms().map(({ tenant, room }) => `${tenant}.${room}`));
+      for (const { tenant, room } of await this.roomSessions.rooms()) {
+        if (served.has(`${tenant}.${room}`) || this.shuttingDown) continue;
+        for (const record of await this.store.stale(tenant, room)) {
+          const participantId = record.info?.participantId;
+          if (!participantId || this.sessions.has(participantId)) continue;
+          const client = this.directory.clientFor(record.nodeId);
+          if (client) await callUnary(client, client.closeParticipant, { room: { tenant, room }, participantId }).catch(() => undefined);
+          await this.store.delete(tenant, room, participantId);
+          if (record.tokenId) await this.tokenSessions.release(tenant, record.tokenId, participantId, tenantLimits(this.config, tenant).sessionsPerToken).catch(() => undefined);
+        }
+        await this.finishConversationIfEmpty(tenant, room);
+      }
+    } catch (error) {
+      this.log.warn({ err: error }, 'sweeping abandoned rooms failed');
+    }
+  }
+
+  /**
    * An end user's upload answering a Smart Action, authenticated by their session's resume token
    * (checked against the participant record, so any replica serves it).
    */
@@ -470,6 +497,8 @@ export class SignalingServer implements SessionBroker {
         const conversationId = await finishRoom({ nc: this.nc, chat: this.chat, actions: this.actions, artifacts: this.artifacts, log: this.log }, tenant, room, participants);
         await this.roomSessions.announce(tenant, room, current, conversationId);
         await this.roomSessions.finished(tenant, room, claimed);
+        // The room's placement ends with it (a joiner meanwhile keeps one: keepPlacement).
+        if ((await this.store.list(tenant, room)).length === 0) await this.directory.forgetRoom(tenant, room).catch((error) => this.log.warn({ err: error, room: `${tenant}/${room}` }, 'forgetting the room placement failed'));
         return;
       } catch (error) {
         this.log.error({ err: error, room: `${tenant}/${room}`, attempt }, 'finishing the room session failed');
@@ -481,6 +510,7 @@ export class SignalingServer implements SessionBroker {
 
   /** Room sessions left unfinished (a finisher that gave up or died) are finished here. */
   private async sweepEndingSessions(): Promise<void> {
+    await this.sweepAbandonedRooms();
     try {
       for (const { tenant, room, record } of await this.roomSessions.takeStale(this.config.sessionFinishStaleMs)) {
         this.log.warn({ room: `${tenant}/${room}` }, 'finishing a room session left unfinished');

@@ -15,7 +15,7 @@ import { catalog, streamNameOf } from './catalog.js';
  * A new bucket a service uses is one line in its list, e.g. `kv.readWrite(buckets.x)`.
  */
 
-export const natsIdentities = ['signaling', 'sfu', 'recorder', 'crm-sync', 'routing', 'admin'] as const;
+export const natsIdentities = ['signaling', 'sfu', 'recorder', 'crm-sync', 'routing', 'residue', 'admin'] as const;
 export type NatsIdentity = (typeof natsIdentities)[number];
 /** The identities our services run as (admin is for provisioning, operators and tests). */
 export type ServiceIdentity = Exclude<NatsIdentity, 'admin'>;
@@ -138,6 +138,13 @@ export const crmSyncDurables = [
   { stream: streams.sessions, durable: 'crm-sync-sessions' },
 ] as const;
 
+/** Where the residue scanner removes what it finds (packages/common/src/residue/Residue.ts sweeps nothing else). */
+export const residueSweeps = {
+  kv: [buckets.roomPlacement, buckets.roomSessions, buckets.recordings, buckets.roomRecordings, buckets.chatKeys, buckets.smartActions, buckets.webauthnChallenges, buckets.dataKeys],
+  objects: [buckets.artifacts, buckets.conversationArtifacts, buckets.recordingSegments],
+  streams: [streams.recordings, streams.transcripts, streams.sessions, streams.chat],
+} as const;
+
 /** What each service may do. */
 export const natsAccess: Record<ServiceIdentity, Grant[]> = {
   signaling: [
@@ -216,6 +223,16 @@ export const natsAccess: Record<ServiceIdentity, Grant[]> = {
   ],
   // The routing service is coming; it connects and may do nothing else yet.
   routing: [],
+  // The residue scanner (packages/common/src/residue, docs/data-lifecycle.md): reads every stream,
+  // bucket and object store through ordered consumers, and deletes only in the places where it
+  // sweeps residue. A KV delete is a publish to the key's subject like a put, so permissions
+  // cannot give it one without the other (docs/security.md).
+  residue: [
+    ...catalog.map((entry) => stream.read({ name: streamNameOf(entry), subjects: [] })),
+    ...residueSweeps.kv.map((bucket) => kv.write(bucket)),
+    ...residueSweeps.objects.map((store) => objects.delete(store)),
+    ...residueSweeps.streams.map((s) => stream.deleteMessages(s)),
+  ],
 };
 
 export interface UserPermissions {

@@ -16,10 +16,24 @@ import { buckets, streams } from '../subjects.js';
  * (gateway_jetstream_stream_bytes / _max_bytes) and an alert fires at 80 % (k8s/base/alerts.yaml).
  */
 
+/**
+ * Who owns what an entry holds and when it ends (docs/data-lifecycle.md is rendered from this,
+ * and a test keeps the two equal). The backstop is the entry's TTL or age limit: what the
+ * owner's deletes miss (a crash between writing and deleting) ends there at the latest, and the
+ * residue scanner (packages/common/src/residue) reports and sweeps it before then.
+ */
+export interface Lifecycle {
+  /** The service that writes it. */
+  writer: string;
+  /** Who deletes each entry, and when. */
+  deletedBy: string;
+}
+
 interface Common {
   description: string;
   /** Share of NATS_STORAGE_BUDGET this entry may hold, when NATS_STORAGE_LIMITS names no size. */
   share: number;
+  lifecycle: Lifecycle;
 }
 
 export interface StreamEntry extends Common {
@@ -50,6 +64,8 @@ export interface BucketEntry extends Common {
 export interface ObjectStoreEntry extends Common {
   kind: 'objects';
   bucket: string;
+  /** Objects older than this are dropped (0: kept until deleted). */
+  maxAgeMs?: number;
 }
 
 export type CatalogEntry = StreamEntry | BucketEntry | ObjectStoreEntry;
@@ -68,58 +84,76 @@ export const NODE_REGISTRY_TTL_MS = 10_000;
  * refresh interval above a quarter of it (SIGNALING_RECORD_REFRESH_SECONDS).
  */
 export const PARTICIPANT_TTL_MS = 5 * minute;
+/**
+ * Backstop of what lives as long as a room: a record of a live room is rewritten at least when
+ * someone joins, and no call lasts two days. Longer-lived rooms would lose their placement or
+ * session record to it, and the rooms of a crashed platform end with it.
+ */
+export const ROOM_BACKSTOP_MS = 2 * day;
+/**
+ * Backstop of the events waiting for delivery: longer than the longest retention a tenant may
+ * set (retentionDays, at most 365), after which crm-sync deletes them undelivered anyway. It
+ * only matters when crm-sync is not running.
+ */
+export const DELIVERY_BACKSTOP_MS = 400 * day;
 
-const kv = (bucket: string, description: string, options: Partial<Omit<BucketEntry, 'kind' | 'bucket' | 'description'>> = {}): BucketEntry => ({
+const kv = (bucket: string, description: string, lifecycle: Lifecycle, options: Partial<Omit<BucketEntry, 'kind' | 'bucket' | 'description' | 'lifecycle'>> = {}): BucketEntry => ({
   kind: 'kv',
   bucket,
   description,
+  lifecycle,
   share: 0.005,
   maxValueBytes: 64 * KiB,
   ...options,
 });
 
-const stream = (definition: { name: string; subjects: readonly string[]; duplicateWindowMs?: number }, description: string, options: Partial<Omit<StreamEntry, 'kind' | 'name' | 'subjects' | 'description'>> = {}): StreamEntry => ({
+const stream = (definition: { name: string; subjects: readonly string[]; duplicateWindowMs?: number }, description: string, lifecycle: Lifecycle, options: Partial<Omit<StreamEntry, 'kind' | 'name' | 'subjects' | 'description' | 'lifecycle'>> = {}): StreamEntry => ({
   kind: 'stream',
   name: definition.name,
   subjects: definition.subjects,
   description,
+  lifecycle,
   share: 0.01,
   maxMessageBytes: 1 * MiB,
   ...(definition.duplicateWindowMs ? { duplicateWindowMs: definition.duplicateWindowMs } : {}),
   ...options,
 });
 
+const delivered = 'crm-sync, once every destination of the tenant confirmed it (or when the retention ends undelivered, or on erasure)';
+const roomEnd = 'at room end (the last participant gone and the session finished)';
+
 export const catalog: readonly CatalogEntry[] = [
-  stream(streams.recordings, 'recording.ready for crm-sync, until delivered'),
-  stream(streams.transcripts, 'transcript.ready and attachment.ready for crm-sync, until delivered'),
-  stream(streams.sessions, 'session.ended for crm-sync, until delivered'),
+  stream(streams.recordings, 'recording.ready for crm-sync, until delivered', { writer: 'recorder', deletedBy: delivered }, { maxAgeMs: DELIVERY_BACKSTOP_MS }),
+  stream(streams.transcripts, 'transcript.ready and attachment.ready for crm-sync, until delivered', { writer: 'signaling', deletedBy: delivered }, { maxAgeMs: DELIVERY_BACKSTOP_MS }),
+  stream(streams.sessions, 'session.ended for crm-sync, until delivered', { writer: 'signaling', deletedBy: delivered }, { maxAgeMs: DELIVERY_BACKSTOP_MS }),
   // A client's retry of a message within this window is stored once.
-  stream(streams.chat, 'rooms\' chat, sealed, until the transcript is stored', { share: 0.03, duplicateWindowMs: 2 * minute, maxAgeMs: 7 * day, maxMessageBytes: 256 * KiB }),
-  stream(streams.alerts, 'alerts for the operators', { share: 0.005, maxAgeMs: 30 * day, keep: true, maxMessageBytes: 64 * KiB }),
-  stream(streams.audit, 'audit records (counts only), kept', { keep: true, maxMessageBytes: 64 * KiB }),
-  kv(buckets.sfuNodes, 'SFU node registry', { ttlMs: NODE_REGISTRY_TTL_MS, maxValueBytes: 16 * KiB }),
-  kv(buckets.recorderNodes, 'recorder node registry', { ttlMs: NODE_REGISTRY_TTL_MS, maxValueBytes: 16 * KiB }),
-  kv(buckets.roomPlacement, 'room placement on SFU nodes', { maxValueBytes: 1 * KiB }),
+  stream(streams.chat, 'rooms\' chat, sealed, until the transcript is stored', { writer: 'signaling', deletedBy: `signaling ${roomEnd}, once the transcript is stored; a redacted message at once` }, { share: 0.03, duplicateWindowMs: 2 * minute, maxAgeMs: 7 * day, maxMessageBytes: 256 * KiB }),
+  stream(streams.alerts, 'alerts for the operators', { writer: 'crm-sync', deletedBy: 'nobody: ages out' }, { share: 0.005, maxAgeMs: 30 * day, keep: true, maxMessageBytes: 64 * KiB }),
+  stream(streams.audit, 'audit records (counts only), kept', { writer: 'crm-sync', deletedBy: 'nobody: kept (counts only, no personal data)' }, { keep: true, maxMessageBytes: 64 * KiB }),
+  kv(buckets.sfuNodes, 'SFU node registry', { writer: 'sfu', deletedBy: 'the node when it stops; expires without heartbeat' }, { ttlMs: NODE_REGISTRY_TTL_MS, maxValueBytes: 16 * KiB }),
+  kv(buckets.recorderNodes, 'recorder node registry', { writer: 'recorder', deletedBy: 'the node when it stops; expires without heartbeat' }, { ttlMs: NODE_REGISTRY_TTL_MS, maxValueBytes: 16 * KiB }),
+  kv(buckets.roomPlacement, 'room placement on SFU nodes', { writer: 'signaling', deletedBy: `signaling ${roomEnd}, or when its node is gone` }, { ttlMs: ROOM_BACKSTOP_MS, maxValueBytes: 1 * KiB }),
   // A participant record grows with the participant's consumers.
-  kv(buckets.participants, 'live participants', { ttlMs: PARTICIPANT_TTL_MS, maxValueBytes: 256 * KiB, share: 0.01 }),
-  kv(buckets.roomSessions, 'sessions of live rooms, participants sealed', { maxValueBytes: 512 * KiB, share: 0.01 }),
-  kv(buckets.recordings, 'recording jobs with their stored segments', { maxValueBytes: 1 * MiB }),
-  kv(buckets.roomRecordings, 'the recording of each room', { maxValueBytes: 4 * KiB }),
-  kv(buckets.chatKeys, 'wrapped data keys of conversations', { maxValueBytes: 4 * KiB }),
-  kv(buckets.smartActions, 'Smart Actions of live rooms'),
-  kv(buckets.webauthnChallenges, 'device key registrations in progress', { ttlMs: 5 * minute, maxValueBytes: 4 * KiB }),
+  kv(buckets.participants, 'live participants', { writer: 'signaling', deletedBy: 'signaling when the participant leaves; another replica\'s sweep when its replica died' }, { ttlMs: PARTICIPANT_TTL_MS, maxValueBytes: 256 * KiB, share: 0.01 }),
+  kv(buckets.roomSessions, 'sessions of live rooms, participants sealed', { writer: 'signaling', deletedBy: `signaling ${roomEnd}, once session.ended is out; any replica's sweep finishes the rooms of a stopped one` }, { ttlMs: ROOM_BACKSTOP_MS, maxValueBytes: 512 * KiB, share: 0.01 }),
+  // Refreshed every 5 s while the recording runs.
+  kv(buckets.recordings, 'recording jobs with their stored segments', { writer: 'recorder', deletedBy: 'recorder once the recording is assembled and recording.ready is out (an orphan once recovered)' }, { ttlMs: 7 * day, maxValueBytes: 1 * MiB }),
+  kv(buckets.roomRecordings, 'the recording of each room', { writer: 'recorder', deletedBy: 'recorder when the recording stops' }, { ttlMs: ROOM_BACKSTOP_MS, maxValueBytes: 4 * KiB }),
+  kv(buckets.chatKeys, 'wrapped data keys of conversations', { writer: 'signaling', deletedBy: `signaling ${roomEnd}, once the transcript is stored` }, { ttlMs: 7 * day, maxValueBytes: 4 * KiB }),
+  kv(buckets.smartActions, 'Smart Actions of live rooms', { writer: 'signaling', deletedBy: `signaling ${roomEnd}, once their attachments are announced` }, { ttlMs: ROOM_BACKSTOP_MS }),
+  kv(buckets.webauthnChallenges, 'device key registrations in progress', { writer: 'signaling', deletedBy: `signaling when answered, and ${roomEnd}` }, { ttlMs: 5 * minute, maxValueBytes: 4 * KiB }),
   // A slot per live session of a join token; a minted token lives at most a week.
-  kv(buckets.tokenSessions, 'live sessions of each join token', { ttlMs: 8 * day, maxValueBytes: 1 * KiB }),
-  kv(buckets.uploadLeases, 'Smart Action uploads in progress', { ttlMs: 5 * minute, maxValueBytes: 1 * KiB }),
-  kv(buckets.deviceKeys, 'end users\' device keys'),
-  kv(buckets.connectors, 'tenants\' destinations, secrets sealed'),
-  kv(buckets.crmContacts, 'CRM contact ids by hashed external id', { maxValueBytes: 4 * KiB }),
+  kv(buckets.tokenSessions, 'live sessions of each join token', { writer: 'signaling', deletedBy: 'signaling when the session ends' }, { ttlMs: 8 * day, maxValueBytes: 1 * KiB }),
+  kv(buckets.uploadLeases, 'Smart Action uploads in progress', { writer: 'signaling', deletedBy: 'signaling when the upload ends' }, { ttlMs: 5 * minute, maxValueBytes: 1 * KiB }),
+  kv(buckets.deviceKeys, 'end users\' device keys', { writer: 'signaling', deletedBy: 'crm-sync on erasure of the end user (kept until then: a device key outlives calls by design)' }),
+  kv(buckets.connectors, 'tenants\' destinations, secrets sealed', { writer: 'crm-sync (admin API)', deletedBy: 'crm-sync when the tenant removes it (kept until then)' }),
+  kv(buckets.crmContacts, 'CRM contact ids by hashed external id', { writer: 'crm-sync', deletedBy: 'crm-sync on erasure of the person (kept until then: a cache of the CRM\'s ids)' }, { maxValueBytes: 4 * KiB }),
   // Deleted once the delivery's event is settled; the TTL only catches what a crash left.
-  kv(buckets.crmConfirmations, 'destinations\' confirmations of deliveries in progress', { ttlMs: 30 * day, maxValueBytes: 1 * KiB }),
-  kv(buckets.dataKeys, 'wrapped data keys of the artifacts', { maxValueBytes: 8 * KiB, share: 0.01 }),
-  { kind: 'objects', bucket: buckets.artifacts, description: 'encrypted recordings until delivered', share: 0.5 },
-  { kind: 'objects', bucket: buckets.conversationArtifacts, description: 'encrypted transcripts and attachments until delivered', share: 0.1 },
-  { kind: 'objects', bucket: buckets.recordingSegments, description: 'encrypted segments of recordings in progress', share: 0.2 },
+  kv(buckets.crmConfirmations, 'destinations\' confirmations of deliveries in progress', { writer: 'crm-sync', deletedBy: 'crm-sync once the delivery is settled' }, { ttlMs: 30 * day, maxValueBytes: 1 * KiB }),
+  kv(buckets.dataKeys, 'wrapped data keys of the artifacts', { writer: 'recorder, signaling', deletedBy: `with their artifact: ${delivered}; segments' by the recorder after assembly` }, { ttlMs: DELIVERY_BACKSTOP_MS, maxValueBytes: 8 * KiB, share: 0.01 }),
+  { kind: 'objects', bucket: buckets.artifacts, description: 'encrypted recordings until delivered', share: 0.5, maxAgeMs: DELIVERY_BACKSTOP_MS, lifecycle: { writer: 'recorder', deletedBy: delivered } },
+  { kind: 'objects', bucket: buckets.conversationArtifacts, description: 'encrypted transcripts and attachments until delivered', share: 0.1, maxAgeMs: DELIVERY_BACKSTOP_MS, lifecycle: { writer: 'signaling', deletedBy: delivered } },
+  { kind: 'objects', bucket: buckets.recordingSegments, description: 'encrypted segments of recordings in progress', share: 0.2, maxAgeMs: 7 * day, lifecycle: { writer: 'recorder', deletedBy: 'recorder once the recording is assembled (a failed delete is retried, then left to the residue sweep)' } },
 ];
 
 /** The JetStream stream behind an entry. */
@@ -254,7 +288,7 @@ export function streamConfigOf(entry: CatalogEntry, settings: CatalogSettings): 
   return {
     ...common,
     subjects: [`$O.${entry.bucket}.C.>`, `$O.${entry.bucket}.M.>`],
-    max_age: 0,
+    max_age: nanos(entry.maxAgeMs ?? 0),
     allow_rollup_hdrs: true,
     allow_direct: true,
   } as Partial<StreamConfig> & { name: string };

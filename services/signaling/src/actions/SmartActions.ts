@@ -10,7 +10,7 @@ import {
   type RegistrationResponseJSON,
 } from '@simplewebauthn/server';
 import { SmartAction } from '@gateway/proto/gateway/signaling/v1/signaling';
-import { DeviceKeys, ErrorCode, GatewayError, decodeChecked, kvKeys, listEntries, newId, smartActionSchema, type ArtifactStore } from '@gateway/common';
+import { DeviceKeys, ErrorCode, GatewayError, decodeChecked, kvKeys, listEntries, liveKeys, newId, smartActionSchema, type ArtifactStore } from '@gateway/common';
 import type { Tenant } from '../config.js';
 import { sanitizeImage } from './images.js';
 
@@ -360,6 +360,8 @@ export class SmartActions {
   /** The room ended and its attachments were announced: the action records go. */
   async removeAll(tenant: string, room: string, actions: SmartAction[]): Promise<void> {
     for (const action of actions) await this.kv.purge(kvKeys.smartAction(tenant, room, action.actionId));
+    // Device key registrations begun in the room and never answered end with it.
+    for (const key of await liveKeys(this.challenges, kvKeys.participantsOfRoom(tenant, room))) await this.challenges.purge(key);
   }
 
   private secretOf(tenant: string): Uint8Array {

@@ -95,7 +95,11 @@ export interface RoomEndDeps {
  */
 export async function finishRoom(deps: RoomEndDeps, tenant: string, room: string, participants: readonly SessionParticipant[] = []): Promise<string | undefined> {
   const [found, allActions] = await Promise.all([deps.chat.read(tenant, room), deps.actions.list(tenant, room)]);
-  if (!found && allActions.length === 0) return undefined;
+  if (!found && allActions.length === 0) {
+    // Nothing to announce; device key registrations begun in the room still end with it.
+    await deps.actions.removeAll(tenant, room, []);
+    return undefined;
+  }
   // End users erased during the session: nothing of theirs is announced or kept, whenever it
   // was written (or under whichever of their participant ids); their uploads are shredded now.
   const erasedIds = new Set(participants.filter((p) => p.erased).map((p) => p.participantId));

@@ -102,6 +102,14 @@ export class RoomSessions {
     return taken;
   }
 
+  /** Rooms with a live session record (not those being finished). */
+  async rooms(): Promise<Array<{ tenant: string; room: string }>> {
+    return (await liveKeys(this.kv, '*.*')).map((key) => {
+      const [tenant, room] = key.split('.') as [string, string];
+      return { tenant, room };
+    });
+  }
+
   /**
    * The sessions of a tenant's live rooms and of rooms being finished, with their participants
    * opened: what a data-subject request looks through.

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { SUBJECT_TOKEN, decodeChecked, schemas } from '@gateway/common';
+import { SUBJECT_TOKEN } from './subjects.js';
+import { decodeChecked, schemas } from './validation.js';
 import { RecordingJobRecord } from '@gateway/proto/gateway/recorder/v1/recorder';
 
 /**
@@ -32,6 +33,13 @@ export const recordingJobRecordSchema = z.object({
   segments: z.array(z.object({ streamId: id, objectId: id, startS: z.number().finite(), endS: z.number().finite() })).max(1_000_000),
   tapId: optionalId,
 });
+
+/**
+ * A finished recording's record stays this long, so that any recorder answers GetRecording for
+ * it (recording.ready is out by then), and is then deleted by whichever recorder sees it first;
+ * the residue scanner reports one older than that.
+ */
+export const FINISHED_RECORDING_KEPT_MS = 10 * 60_000;
 
 export function readJobRecord(bytes: Uint8Array): RecordingJobRecord {
   return decodeChecked(RecordingJobRecord, bytes, recordingJobRecordSchema, 'recording job record');
