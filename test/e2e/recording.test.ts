@@ -8,12 +8,13 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { Objm } from '@nats-io/obj';
 import { RecordingReady } from '@gateway/proto/gateway/events/v1/events';
-import { RecorderClient, RecordingState, type Recording } from '@gateway/proto/gateway/recorder/v1/recorder';
-import { ArtifactStore, DEMO_TENANT_KEK, StaticKeyring, buckets, callUnary, streams } from '@gateway/common';
+import { RecorderClient, RecordingJobRecord, RecordingState, type Recording } from '@gateway/proto/gateway/recorder/v1/recorder';
+import { ArtifactStore, DEMO_TENANT_KEK, StaticKeyring, buckets, callUnary, kvKeys, openBucket, streams } from '@gateway/common';
 import { NatsServer, startRecorderProcess, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { launchChromium } from '../support/browser.js';
 import { recorderClientAs } from '../support/grpcClients.js';
 import { demoToken } from '../support/tokens.js';
+import { scrapeMetrics, sumOf } from '../support/metrics.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -102,11 +103,35 @@ describe('recording a call', () => {
     await endUser.evaluate(() => (window as any).room.publish({ screen: true }));
     await agent.evaluate(() => (window as any).room.publish({ camera: true }));
     await sleep(3_000);
+    // What the SFU sends to recorders (it samples its streams every 5 s).
+    const tapPackets = async (kind?: 'audio' | 'video') => sumOf(await scrapeMetrics(sfu.opsPort), 'gateway_sfu_tap_rtp_packets_total', kind ? { kind } : {});
     // A pause longer than the 10 s after which ffmpeg gives up on a silent RTP input by default.
     expect((await callUnary<typeof ref, Recording>(client, client.pauseRecording, ref)).state).toBe(RecordingState.RECORDING_STATE_PAUSED);
-    await sleep(12_000);
+    const pauseAnsweredS = at();
+    // PCI: nothing of the room's media reaches the recorder while paused. The assembly mutes a
+    // pause anyway, so the files cannot show it: the SFU's count of packets sent to recorders
+    // stays put across two of its samples.
+    await sleep(6_000);
+    const packetsInPause = await tapPackets();
+    await sleep(6_000);
+    expect(await tapPackets(), 'packets sent to the recorder during the pause').toBe(packetsInPause);
     expect((await callUnary<typeof ref, Recording>(client, client.resumeRecording, ref)).state).toBe(RecordingState.RECORDING_STATE_RECORDING);
-    await sleep(3_000);
+    // The count does move when media is sent, voice and video: its standing still above meant something.
+    const [audioInPause, videoInPause] = [await tapPackets('audio'), await tapPackets('video')];
+    await waitFor(async () => (await tapPackets('audio')) > audioInPause && (await tapPackets('video')) > videoInPause, 15_000, 'packets sent to the recorder again after the resume');
+    // Nor does any stored segment reach into the pause (segments are stamped with the wall clock):
+    // the captures before it end by the time the pause was answered, those after begin after it.
+    const job = RecordingJobRecord.decode((await (await openBucket(nc, buckets.recordings)).get(kvKeys.recording('demo', started.recordingId)))!.value);
+    const paused = job.recording!.pauses[0]!;
+    const segments = job.segments.map((g) => ({ kind: job.streams.find((t) => t.streamId === g.streamId)?.kind, from: g.startS - started.startedAtMs / 1000, to: g.endS - started.startedAtMs / 1000 }));
+    expect(new Set(segments.map((g) => g.kind))).toEqual(new Set(['audio', 'video']));
+    const slackS = 0.25;
+    for (const g of segments) {
+      const clear = g.to <= pauseAnsweredS + slackS || g.from >= paused.endMs / 1000 - slackS;
+      expect(clear, `a ${g.kind} segment ${g.from.toFixed(2)}-${g.to.toFixed(2)} s against the pause ${paused.startMs / 1000}-${paused.endMs / 1000} s`).toBe(true);
+    }
+    // (Segments were stored before it: the check has something to check.)
+    expect(segments.some((g) => g.to <= pauseAnsweredS + slackS)).toBe(true);
     // The agent's microphone goes: from then on the right channel is silent, the left is not.
     await agent.evaluate(() => (window as any).room.unpublish('microphone'));
     const agentMutedAt = at();

@@ -55,6 +55,40 @@ describe('crm-sync records confirmations before purging', () => {
     return text.split('\n').filter((line) => pattern.test(line)).reduce((sum, line) => sum + Number(line.split(' ').at(-1)), 0);
   };
   const s3Requests = (recordingId: string) => s3.requests.filter((r) => r.key?.includes(recordingId));
+  const dataKeys = async (artifactId: string) => {
+    const keys: string[] = [];
+    for await (const key of await (await openBucket(stack.nc, buckets.dataKeys)).keys(`demo.*.${artifactId}`)) keys.push(key);
+    return keys;
+  };
+
+  it('deletes nothing while one destination fails, delivers to the other meanwhile, and to each exactly once', async () => {
+    const recordingId = `REC_down${Date.now()}`;
+    const files = await storeRecording(recordingId);
+    // The first destination (destinations are delivered to by name) is down until told otherwise.
+    s3.inject({ operation: 'PutObject', key: /^one\//, fault: { kind: 'error', status: 500, code: 'InternalError' } });
+    await announce(recordingId, files);
+    // The second takes it at once, whatever the first does.
+    await waitFor(() => s3.object(BUCKET, `two/demo/recording/${recordingId}/manifest.json`), 10_000, 'the second destination to take it');
+    await waitFor(() => s3Requests(recordingId).filter((r) => r.key?.startsWith('one/') && r.faulted).length >= 3, 10_000, 'a few failed attempts at the first');
+    // Nothing is deleted while the first has not confirmed: artifacts, their data keys, the event.
+    for (const f of files) {
+      expect(await held(f.artifactId)).toBe(true);
+      expect(await dataKeys(f.artifactId)).toHaveLength(1);
+    }
+    expect(await pendingEvents()).toBe(1);
+    expect(await confirmationKeys(recordingId)).toEqual([`demo.${recordingId}.second`]);
+
+    s3.clearFaults();
+    await waitFor(() => s3.object(BUCKET, `one/demo/recording/${recordingId}/manifest.json`), 10_000, 'the first destination to take it');
+    await waitFor(async () => !(await held(files[1]!.artifactId)) && (await pendingEvents()) === 0, 10_000, 'purged and settled');
+    for (const f of files) expect(await dataKeys(f.artifactId)).toEqual([]);
+    // The second was not asked again (not even whether it had the files) while the first was retried.
+    const requests = s3Requests(recordingId);
+    const secondDone = requests.findIndex((r) => r.key === `two/demo/recording/${recordingId}/manifest.json` && r.operation === 'PutObject' && r.status === 200);
+    expect(requests.slice(secondDone + 1).filter((r) => r.key?.startsWith('two/'))).toEqual([]);
+    expect(requests.filter((r) => r.key?.startsWith('one/') && r.operation === 'PutObject' && r.status === 200)).toHaveLength(files.length + 1);
+    await waitFor(async () => (await confirmationKeys(recordingId)).length === 0, 5_000, 'the confirmations cleared');
+  });
 
   it('sends a destination that confirmed nothing again, and clears the confirmations once settled', async () => {
     const recordingId = `REC_conf${Date.now()}`;

@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ArtifactStore, StaticKeyring, ensureStream, streams } from '@gateway/common';
 import { waitFor } from '@gateway/testing';
-import { S3ContractServer } from '../contracts/s3/server.js';
+import { S3ContractServer, faults } from '../contracts/s3/server.js';
 import { adminApi, publishTranscript, startCrmSyncStack, type CrmSyncStack } from '../support/crmSync.js';
 import { GLOBEX_TENANT, twoTenantEnv } from '../support/tokens.js';
 
@@ -86,6 +86,40 @@ describe('crm-sync keeps tenants apart', () => {
     expect(open).toBeGreaterThan(0);
     // Its own slots, all taken, and nothing else.
     expect(await runningDeliveries()).toBe(TENANT_CONCURRENCY);
+  }, 60_000);
+
+  it("starts a tenant's deliveries in the order published, at most its concurrency at once, and a failing one holds back none after it", async () => {
+    // The stuck tenant's deliveries from above still hold its slots: the tenants run side by side.
+    expect(open).toBeGreaterThan(0);
+    const store = await ArtifactStore.open(stack.nc, new StaticKeyring(JSON.parse(twoTenantEnv.GATEWAY_TENANT_KEYS) as Record<string, string>));
+    const ids = Array.from({ length: 6 }, (_, i) => `CV_order${Date.now()}x${i}`);
+    const manifest = (id: string) => `gateway/globex/transcript/${id}/manifest.json`;
+    // The first one's destination fails until told otherwise.
+    s3.inject({ operation: 'PutObject', key: new RegExp(`/${ids[0]}/`), fault: faults.internalError });
+    const before = s3.requests.length;
+    const publish = (i: number) => publishTranscript(stack.nc, store, { tenant: 'globex', conversationId: ids[i]!, files: [{ contentType: 'text/plain', bytes: Buffer.from(`in order ${i}`) }] });
+    await publish(0);
+    await waitFor(() => stack.crm.logs.split('\n').some((line) => line.includes(ids[0]!) && line.includes('will retry')), 10_000, 'the first delivery to have failed');
+    for (let i = 1; i < ids.length; i++) await publish(i);
+    // Everything after the failing one is delivered meanwhile.
+    for (const id of ids.slice(1)) await waitFor(() => s3.object(BUCKET, manifest(id)), 15_000, `delivery ${id}`);
+    expect(s3.object(BUCKET, manifest(ids[0]!))).toBeUndefined();
+    s3.clearFaults();
+    await waitFor(() => s3.object(BUCKET, manifest(ids[0]!)), 15_000, 'the failed delivery, once its destination is back');
+
+    // Deliveries began in the order their events were published: with the tenant's slots all
+    // taken, a later one starts only once an earlier one has ended, so each begins before every
+    // event published TENANT_CONCURRENCY or more places after it.
+    const requests = s3.requests.slice(before);
+    const firstRequest = ids.map((id) => requests.findIndex((r) => r.key?.includes(`/${id}/`)));
+    for (const [i, first] of firstRequest.entries()) {
+      expect(first, ids[i]).toBeGreaterThanOrEqual(0);
+      for (const later of firstRequest.slice(i + TENANT_CONCURRENCY)) expect(first, `${ids[i]} began before the events published ${TENANT_CONCURRENCY} or more after it`).toBeLessThan(later);
+    }
+    // And no more than TENANT_CONCURRENCY of them were under way at any moment (from a delivery's
+    // first request to its manifest, written last).
+    const spans = ids.slice(1).map((id) => [requests.findIndex((r) => r.key?.includes(`/${id}/`)), requests.findIndex((r) => r.key === manifest(id) && r.status === 200)] as const);
+    for (let at = 0; at < requests.length; at++) expect(spans.filter(([from, to]) => from <= at && at <= to).length).toBeLessThanOrEqual(TENANT_CONCURRENCY);
   }, 60_000);
 
   it('stops on SIGTERM within its grace while a delivery is stuck and NATS is gone', async () => {

@@ -6,7 +6,7 @@ import { ArtifactStore, ensureStream, streams, subjects } from '@gateway/common'
 import { TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
 import { waitFor, type startCrmSyncProcess } from '@gateway/testing';
 import { SalesforceContractServer } from '../contracts/salesforce/server.js';
-import { adminApi, startCrmSyncStack, type CrmSyncStack } from '../support/crmSync.js';
+import { adminApi, publishTranscript, startCrmSyncStack, type CrmSyncStack } from '../support/crmSync.js';
 
 const CLIENT_ID = '3MVG9-integration-consumer-key';
 const CLIENT_SECRET = 'consumer-secret-integration-0451';
@@ -97,5 +97,22 @@ describe('crm-sync to Salesforce (contract server)', () => {
     expect(salesforce.requests.filter((r) => r.status === 503)).toHaveLength(2);
     // Tokens are cached across deliveries (the connector test and every attempt shared one).
     expect(salesforce.tokenRequests).toBe(1);
+  });
+
+  // Last in this file: the event it leaves is not due again for 15 minutes.
+  it('backs off 15 minutes on REQUEST_LIMIT_EXCEEDED: the next attempt is scheduled that far, and nothing is asked meanwhile', async () => {
+    const conversationId = `CV_sflimit${Date.now()}`;
+    const before = salesforce.requests.length;
+    salesforce.inject({ limitExceeded: true });
+    const [artifactId] = await publishTranscript(nc, artifacts, { conversationId, files: [{ contentType: 'text/plain', bytes: Buffer.from('over the limit') }] });
+    const line = await waitFor(() => crm.logs.split('\n').find((l) => l.includes(conversationId) && l.includes('retryInMs')), 10_000, 'the refused attempt');
+    // The scheduled redelivery (the NAK delay) is the 15 minutes, not the 0.5 s retries of this stack.
+    expect(Number(/"retryInMs":(\d+)/.exec(line)?.[1])).toBeGreaterThanOrEqual(15 * 60_000);
+    const refused = salesforce.requests.slice(before).find((r) => r.status === 403);
+    expect(refused).toBeDefined();
+    // Retries here are otherwise at most 0.5 s apart: seconds without a request show the wait is real.
+    await new Promise((r) => setTimeout(r, 3_000));
+    expect(salesforce.requests.slice(before).filter((r) => r.atMs > refused!.atMs)).toEqual([]);
+    expect((await artifacts.open('demo', artifactId!).then(() => 'held', (e) => e.code))).toBe('held');
   });
 });

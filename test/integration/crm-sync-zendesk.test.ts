@@ -37,13 +37,13 @@ describe('crm-sync to Zendesk', () => {
     publishShared(nc, artifacts, { conversationId, files, contacts: [{ participantId: 'PA_1', role: 'end_user', externalId: 'crm-contact-42', crmContactId: '' }] });
 
 
-  const ticketWithFiles = (conversationId: string, files: number) =>
+  const ticketWithFiles = (conversationId: string, files: number, timeoutMs = 15_000) =>
     waitFor(
       () => {
         const [ticket] = zendesk.ticketsByExternalId(conversationId);
         return ticket && zendesk.ticketAttachments(ticket.id).length === files ? ticket : undefined;
       },
-      15_000,
+      timeoutMs,
       'a Zendesk ticket with the files',
     );
 
@@ -105,4 +105,31 @@ describe('crm-sync to Zendesk', () => {
     expect(zendesk.ticketAttachments(ticket.id)).toHaveLength(1);
     expect(crm.logs).not.toContain(API_TOKEN);
   });
+
+  it('asks again no sooner than Retry-After says: a short wait in place, a long one as the redelivery delay', async () => {
+    const ticketPosts = (since: number) => zendesk.requests.slice(since).filter((r) => r.method === 'POST' && r.path === '/api/v2/tickets');
+    // Short (up to 10 s): waited out inside the attempt.
+    let before = zendesk.requests.length;
+    zendesk.inject({ status: 429, retryAfterSeconds: 2 }, { path: '/api/v2/tickets', method: 'POST' });
+    const short = `CV_zdshort${Date.now()}`;
+    await publishTranscript(short, [{ contentType: 'text/plain', bytes: Buffer.from('short wait') }]);
+    await ticketWithFiles(short, 1);
+    const [limited, next] = ticketPosts(before);
+    expect(limited!.status).toBe(429);
+    expect(next!.atMs - limited!.atMs, 'the wait after a 2 s Retry-After').toBeGreaterThanOrEqual(2_000);
+
+    // Long: the attempt ends and the event is handed back for that long (retries here are at most 1 s apart otherwise).
+    before = zendesk.requests.length;
+    zendesk.inject({ status: 429, retryAfterSeconds: 11 }, { path: '/api/v2/tickets', method: 'POST' });
+    const long = `CV_zdlong${Date.now()}`;
+    await publishTranscript(long, [{ contentType: 'text/plain', bytes: Buffer.from('long wait') }]);
+    await ticketWithFiles(long, 1, 30_000);
+    const requests = zendesk.requests.slice(before);
+    const refused = requests.find((r) => r.status === 429)!;
+    const after = requests.filter((r) => r.atMs > refused.atMs);
+    expect(after.length).toBeGreaterThan(0);
+    // Nothing at all was asked of Zendesk for it until Retry-After had passed.
+    expect(after[0]!.atMs - refused.atMs, 'the next attempt after an 11 s Retry-After').toBeGreaterThanOrEqual(11_000);
+    expect(zendesk.ticketsByExternalId(long)).toHaveLength(1);
+  }, 40_000);
 });

@@ -4,8 +4,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { MediaKind, NodeInfo, SfuService, TrackSource } from '@gateway/proto/gateway/sfu/v1/sfu';
+import type { Recording } from '@gateway/proto/gateway/recorder/v1/recorder';
 import { buckets, callUnary, grpc, grpcServerCredentials, kvKeys, openBucket, startGrpcServer, stopGrpcServer } from '@gateway/common';
-import { NatsServer, grpcTlsOf, startRecorderProcess } from '@gateway/testing';
+import { NatsServer, grpcTlsOf, startRecorderProcess, waitFor } from '@gateway/testing';
 import { outcome, recorderClientAs } from '../support/grpcClients.js';
 
 /**
@@ -13,7 +14,8 @@ import { outcome, recorderClientAs } from '../support/grpcClients.js';
  * become file names and ffmpeg segment patterns, the codec of CreateTapStream lines of the SDP
  * ffmpeg reads. An SFU (here one that answers what it likes, with a real SFU certificate) that
  * answers ids with path parts or codec parameters with line breaks gets the recording refused,
- * and nothing is written outside the recorder's work folder.
+ * and nothing is written outside the recorder's work folder. A tap the SFU fails to close is
+ * asked for again until it is.
  */
 describe('the recorder checks what an SFU answers', () => {
   let nats: NatsServer;
@@ -23,6 +25,9 @@ describe('the recorder checks what an SFU answers', () => {
   let fakeSfu: { server: grpc.Server; port: number };
   let producerId = '';
   let codecParameters: Record<string, unknown> = {};
+  /** CloseTap calls by tap id; the first `closeTapFailures` of each fail. */
+  const closeTapCalls = new Map<string, number>();
+  let closeTapFailures = 0;
 
   beforeAll(async () => {
     nats = await NatsServer.start();
@@ -33,13 +38,19 @@ describe('the recorder checks what an SFU answers', () => {
     );
     const producer = () => ({ producerId, participantId: 'PA_speaker', kind: MediaKind.MEDIA_KIND_AUDIO, source: TrackSource.TRACK_SOURCE_MICROPHONE, paused: false });
     implementation.listProducers = (_call: unknown, callback: grpc.sendUnaryData<unknown>) => callback(null, { producers: [producer()] });
+    implementation.closeTap = (call: { request: { tapId: string } }, callback: grpc.sendUnaryData<unknown>) => {
+      const calls = (closeTapCalls.get(call.request.tapId) ?? 0) + 1;
+      closeTapCalls.set(call.request.tapId, calls);
+      if (calls <= closeTapFailures) callback({ code: grpc.status.UNAVAILABLE, details: 'injected', message: 'injected', name: 'Error', metadata: new grpc.Metadata() });
+      else callback(null, {});
+    };
     implementation.createTapStream = (_call: unknown, callback: grpc.sendUnaryData<unknown>) =>
       callback(null, { consumerId: 'CO_1', producer: producer(), rtpParameters: { codecs: [{ mimeType: 'audio/opus', payloadType: 100, clockRate: 48000, channels: 2, parameters: codecParameters }] } });
     fakeSfu = await startGrpcServer((s) => s.addService(SfuService, implementation), '127.0.0.1', 0, grpcServerCredentials(grpcTlsOf('sfu')));
     const sfuNodes = await openBucket(nc, buckets.sfuNodes);
     await sfuNodes.put('sfu-answers', NodeInfo.encode(NodeInfo.create({ nodeId: 'sfu-answers', grpcAddress: `127.0.0.1:${fakeSfu.port}`, pipeIp: '127.0.0.1', updatedAtMs: Date.now(), version: '1' })).finish());
     const placement = await openBucket(nc, buckets.roomPlacement);
-    for (const room of ['room-path', 'room-sdp']) await placement.put(kvKeys.room('demo', room), 'sfu-answers');
+    for (const room of ['room-path', 'room-sdp', 'room-pause']) await placement.put(kvKeys.room('demo', room), 'sfu-answers');
     recorder = await startRecorderProcess({ natsUrl: nats.url, workDir: path.join(base, 'work', 'jobs') });
   }, 60_000);
 
@@ -77,4 +88,24 @@ describe('the recorder checks what an SFU answers', () => {
     expect(result.code).toBe('UNAVAILABLE');
     expect(result.message).toMatch(/^the SFU's tap is invalid: rtpParameters\.codecs\.0\.parameters/);
   });
+
+  it('asks again until the SFU has closed a paused recording\u2019s tap: until then the room\u2019s media may still be sent', async () => {
+    producerId = 'PR_fine';
+    codecParameters = {};
+    closeTapFailures = 3;
+    const client = recorderClientAs(recorder.grpcAddress);
+    try {
+      const started: Recording = await callUnary(client, client.startRecording, { tenant: 'demo', room: 'room-pause', requestedBy: '', options: undefined }, 20_000);
+      const ref = { tenant: 'demo', recordingId: started.recordingId, requestedBy: '' };
+      await callUnary(client, client.pauseRecording, ref, 20_000);
+      const tapId = `${started.recordingId}-c1`;
+      // The SFU refused three times; the fourth request closed it, and then no more were made.
+      await waitFor(() => closeTapCalls.get(tapId) === closeTapFailures + 1, 10_000, 'the tap closed at the SFU');
+      await new Promise((r) => setTimeout(r, 1_500));
+      expect(closeTapCalls.get(tapId)).toBe(closeTapFailures + 1);
+      await callUnary(client, client.stopRecording, ref, 30_000);
+    } finally {
+      client.close();
+    }
+  }, 60_000);
 });

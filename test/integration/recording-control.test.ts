@@ -10,8 +10,10 @@ import { DEMO_TENANT } from '../../services/signaling/src/config.js';
 import { TestClient } from '../support/wsClient.js';
 import { recorderClientAs } from '../support/grpcClients.js';
 import { demoToken } from '../support/tokens.js';
+import { scrapeMetrics, sumOf } from '../support/metrics.js';
 
 const opus = { codecs: [{ mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2 }], encodings: [{ ssrc: 1111 }] };
+const vp8 = (ssrc: number) => ({ codecs: [{ mimeType: 'video/VP8', payloadType: 96, clockRate: 90000 }], encodings: [{ ssrc }] });
 const autoTenant = { name: 'autorec', apiKey: 'autorec-key', apiSecret: 'autorec-secret-for-tests-only-0000000', recording: { onAgentJoin: true, mp4: false, skipPausedAudio: false } };
 
 /**
@@ -88,6 +90,45 @@ describe('recording controls over signaling', () => {
     expect((await agent.client.request('stopRecording', {})).stopRecording).toMatchObject({ state: 'stopped', by: agentId });
     const states = customer.client.notifications.filter((n) => n.recording).map((n) => n.recording.state);
     expect(states).toEqual(['started', 'paused', 'resumed', 'stopped']);
+  }, 60_000);
+
+  it('sends the recorder nothing during a PCI pause, microphone, camera and screen alike, and taps them again on resume', async () => {
+    // The streams the SFU sends to recorders, by kind: a pause must leave none of them sending.
+    const tapStreams = async () => {
+      const scrape = await scrapeMetrics(sfu.opsPort);
+      const count = (kind: string, state: string) => sumOf(scrape, 'gateway_sfu_tap_streams', { kind, state });
+      return { audio: count('audio', 'sending'), video: count('video', 'sending'), paused: count('audio', 'paused') + count('video', 'paused') };
+    };
+    const sending = async (audio: number, video: number, what: string) =>
+      waitFor(async () => { const now = await tapStreams(); return now.audio === audio && now.video === video ? now : undefined; }, 10_000, what);
+    // Whatever an earlier recording left is gone first.
+    await sending(0, 0, 'no tap from earlier tests');
+
+    const room = `pci-${Date.now()}`;
+    const customer = await joined(await demoToken({ room, identity: 'customer', role: 'end_user' }));
+    const send = (await customer.client.request('createTransport', { direction: 'send' })).createTransport;
+    await customer.client.request('produce', { transportId: send.transportId, kind: 'audio', rtpParameters: opus, source: 'microphone' });
+    await customer.client.request('produce', { transportId: send.transportId, kind: 'video', rtpParameters: vp8(2222), source: 'camera' });
+    await customer.client.request('produce', { transportId: send.transportId, kind: 'video', rtpParameters: vp8(3333), source: 'screen' });
+    const agent = await joined(await demoToken({ room, identity: 'agent', role: 'agent', canRecord: true }));
+    expect((await agent.client.request('startRecording', {})).startRecording).toMatchObject({ state: 'started' });
+    await sending(1, 2, 'the microphone, the camera and the screen tapped');
+
+    expect((await agent.client.request('pauseRecording', {})).pauseRecording).toMatchObject({ state: 'paused' });
+    // By the time anyone is told of the pause, no stream of the room is sent to the recorder.
+    expect(await tapStreams()).toMatchObject({ audio: 0, video: 0 });
+    // Nor is one that appears during the pause (the agent's camera).
+    const agentSend = (await agent.client.request('createTransport', { direction: 'send' })).createTransport;
+    await agent.client.request('produce', { transportId: agentSend.transportId, kind: 'video', rtpParameters: vp8(4444), source: 'camera' });
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(await tapStreams()).toMatchObject({ audio: 0, video: 0 });
+
+    expect((await agent.client.request('resumeRecording', {})).resumeRecording).toMatchObject({ state: 'resumed' });
+    await sending(1, 3, 'every stream tapped again, the new camera too');
+    expect((await agent.client.request('stopRecording', {})).stopRecording).toMatchObject({ state: 'stopped' });
+    await sending(0, 0, 'the taps closed with the recording');
+    await customer.client.request('leave', {});
+    await agent.client.request('leave', {});
   }, 60_000);
 
   it('records a tenant\u2019s calls as soon as an agent joins, when the tenant asks for it', async () => {

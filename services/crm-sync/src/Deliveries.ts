@@ -290,30 +290,25 @@ export class Deliveries {
       // Destinations that confirmed on an earlier attempt have it already.
       const confirmed = await this.confirmations.confirmed(delivery.tenant, delivery.deliveryId);
       let delivered = 0;
+      // Every destination is tried on each attempt, so one that fails (for hours, perhaps) does not
+      // hold the delivery back from the others; each confirmation is recorded as it comes.
+      const failures: GatewayError[] = [];
       for (const connector of connectors) {
         if (confirmed.has(connector.name)) {
           delivered++;
           continue;
         }
-        const destination = await this.connectors.open(delivery.tenant, connector.name).catch((error: unknown) => {
-          // Removed by the tenant since the list was read: nothing to deliver to there.
-          if (GatewayError.from(error).code === ErrorCode.NOT_FOUND) return undefined;
-          throw error;
-        });
-        if (!destination) continue;
         try {
-          await inSpan(`deliver to ${connector.type}`, { attributes: { 'gateway.adapter': connector.type } }, () => destination.deliver(delivery));
-          this.metrics.deliveries.inc({ adapter: connector.type, kind: delivery.kind, result: 'delivered' });
+          if (await this.deliverTo(delivery, connector)) delivered++;
         } catch (error) {
-          this.metrics.deliveries.inc({ adapter: connector.type, kind: delivery.kind, result: 'failed' });
-          throw error;
-        } finally {
-          await destination.close();
+          const failure = GatewayError.from(error);
+          failures.push(failure);
+          this.log.warn({ ...context, adapter: connector.type, code: failure.code, reason: failure.message }, 'a destination failed the delivery');
+          // An artifact gone is gone for every destination: no use trying the others.
+          if (failure.details.artifactGone === true) break;
         }
-        // Recorded before anything is purged: a crash from here on finds it.
-        await this.confirmations.record(delivery.tenant, delivery.deliveryId, connector.name);
-        delivered++;
       }
+      if (failures.length > 0) throw failedDelivery(failures);
       if (delivered === 0) throw new GatewayError(ErrorCode.DESTINATION_FAILED, 'the tenant has no destination connected');
       await this.purge(delivery);
       if (await this.settle(message)) await this.clearConfirmations(delivery);
@@ -337,6 +332,30 @@ export class Deliveries {
     } finally {
       clearInterval(inProgress);
     }
+  }
+
+  /**
+   * Delivers to one destination and records its confirmation before anything is purged (a crash
+   * from then on finds it). False when the connector was removed meanwhile.
+   */
+  private async deliverTo(delivery: Delivery, connector: { name: string; type: string }): Promise<boolean> {
+    const destination = await this.connectors.open(delivery.tenant, connector.name).catch((error: unknown) => {
+      // Removed by the tenant since the list was read: nothing to deliver to there.
+      if (GatewayError.from(error).code === ErrorCode.NOT_FOUND) return undefined;
+      throw error;
+    });
+    if (!destination) return false;
+    try {
+      await inSpan(`deliver to ${connector.type}`, { attributes: { 'gateway.adapter': connector.type } }, () => destination.deliver(delivery));
+      this.metrics.deliveries.inc({ adapter: connector.type, kind: delivery.kind, result: 'delivered' });
+    } catch (error) {
+      this.metrics.deliveries.inc({ adapter: connector.type, kind: delivery.kind, result: 'failed' });
+      throw error;
+    } finally {
+      await destination.close();
+    }
+    await this.confirmations.record(delivery.tenant, delivery.deliveryId, connector.name);
+    return true;
   }
 
   /**
@@ -461,6 +480,18 @@ export class Deliveries {
     await Promise.race([Promise.allSettled([...this.tasks]), new Promise((resolve) => (timer = setTimeout(resolve, graceMs)))]);
     clearTimeout(timer);
   }
+}
+
+/**
+ * One error for an attempt on which destinations failed: a missing artifact if one said so (it
+ * decides what happens next), else the first failure; it carries the longest wait any of them
+ * asked for, so that none is asked again before it said it could take it.
+ */
+function failedDelivery(failures: GatewayError[]): GatewayError {
+  const main = failures.find((f) => f.details.artifactGone === true) ?? failures[0]!;
+  const hints = failures.map((f) => Number(f.details.retryAfterMs ?? 0)).filter((ms) => Number.isFinite(ms) && ms > 0);
+  if (failures.length === 1 || hints.length === 0) return main;
+  return new GatewayError(main.code, main.message, { cause: main, details: { ...main.details, retryAfterMs: Math.max(...hints) } });
 }
 
 function createMetrics(registry: Registry, load: () => { running: number; waiting: number }) {

@@ -105,6 +105,12 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
   private endedCapturesCpu = 0;
   private recapture: Promise<void> = Promise.resolve();
   private stopping: Promise<Recording> | undefined;
+  /**
+   * Taps the SFU has not confirmed closed. Until it does, it may go on sending the room's media
+   * toward this node (during a PCI pause too), so each is asked for again every second.
+   */
+  private readonly unclosedTaps = new Set<string>();
+  private closingTaps = false;
 
   constructor(
     private readonly ctx: JobContext,
@@ -161,7 +167,10 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
       await mkdir(this.dir, { recursive: true, mode: 0o700 });
       await this.startCapture();
       if (!this.capture) throw new GatewayError(ErrorCode.INVALID_STATE, 'the room has no media to record');
-      this.poller = setInterval(() => void this.collectSegments(this.capture).catch((error) => this.ctx.log.warn({ err: error }, 'collecting segments failed')), 1_000);
+      this.poller = setInterval(() => {
+        void this.collectSegments(this.capture).catch((error) => this.ctx.log.warn({ err: error }, 'collecting segments failed'));
+        void this.closeUnclosedTaps();
+      }, 1_000);
       this.ctx.log.info({ recordingId: this.recording.recordingId, streams: this.capture.streams.length }, 'recording started');
       this.safeEmit('status', 'started', this.recording.startedBy);
     } catch (error) {
@@ -313,8 +322,33 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
       await capture.exited;
       clearTimeout(timer);
     }
-    await callUnary(this.ctx.sfu, this.ctx.sfu.closeTap, { room: this.roomRef, tapId: capture.tapId }).catch(() => undefined);
+    await this.closeTap(capture.tapId);
     if (how === 'finish') await this.collectSegments(capture);
+  }
+
+  /** Asks the SFU to close a tap; one it does not confirm closed is asked for again (see unclosedTaps). */
+  private async closeTap(tapId: string): Promise<void> {
+    try {
+      await callUnary(this.ctx.sfu, this.ctx.sfu.closeTap, { room: this.roomRef, tapId });
+    } catch (error) {
+      // The room is gone from the SFU, and its taps with it.
+      if (GatewayError.from(error).code !== ErrorCode.NOT_FOUND) {
+        if (!this.unclosedTaps.has(tapId)) this.ctx.log.error({ err: error, recordingId: this.recording.recordingId, tapId }, 'the SFU did not close a tap; asking again every second');
+        this.unclosedTaps.add(tapId);
+        return;
+      }
+    }
+    this.unclosedTaps.delete(tapId);
+  }
+
+  private async closeUnclosedTaps(): Promise<void> {
+    if (this.closingTaps) return;
+    this.closingTaps = true;
+    try {
+      for (const tapId of [...this.unclosedTaps]) await this.closeTap(tapId);
+    } finally {
+      this.closingTaps = false;
+    }
   }
 
   async pause(by: string): Promise<Recording> {
@@ -411,6 +445,7 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
     this.safeEmit('status', 'stopped', by);
     await this.recapture.catch(() => undefined);
     await this.closeCapture(this.capture, 'finish').catch((error) => this.ctx.log.warn({ err: error }, 'closing the capture failed'));
+    await this.closeUnclosedTaps();
     const endedAtMs = Date.now();
     try {
       const { artifacts, problem } = await assembleRecording({

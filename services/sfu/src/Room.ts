@@ -359,6 +359,11 @@ export class Room extends TypedEmitter<RoomEvents> {
     }
   }
 
+  /** Every stream this room sends to recorders (for metrics: a PCI pause must leave none sending). */
+  get tapConsumers(): Array<types.Consumer<MediaAppData>> {
+    return [...this.taps.values()].flatMap((tap) => [...tap.streams.values()].map((s) => s.consumer));
+  }
+
   closeTap(tapId: string): void {
     const tap = this.taps.get(tapId);
     if (!tap) return;

@@ -64,6 +64,24 @@ export function observeMediaMetrics(node: SfuNode): void {
     },
   });
 
+  // What leaves for the recorders, apart from what subscribers get: during a PCI pause nothing
+  // may (docs/recording.md), and these are how that is seen, in operation and in the tests.
+  const tapPackets = new Counter({ name: 'gateway_sfu_tap_rtp_packets_total', help: 'RTP packets sent to recorders by recording taps', labelNames: ['worker', 'kind'] as const, registers });
+  for (const { index } of node.pool.workers) for (const kind of ['audio', 'video'] as const) tapPackets.inc({ worker: String(index), kind }, 0);
+  new Gauge({
+    name: 'gateway_sfu_tap_streams',
+    help: 'Streams of recording taps open on this node, sending (state="sending") or paused ("paused")',
+    labelNames: ['kind', 'state'] as const,
+    registers,
+    collect() {
+      this.reset();
+      for (const kind of ['audio', 'video'] as const) for (const state of ['sending', 'paused'] as const) this.set({ kind, state }, 0);
+      for (const room of node.rooms.values()) {
+        for (const consumer of room.tapConsumers) if (!consumer.closed) this.inc({ kind: consumer.kind, state: consumer.paused ? 'paused' : 'sending' });
+      }
+    },
+  });
+
   let previous = new Map<string, StreamTotals>();
   let sampling = false;
   const sample = async () => {
@@ -110,6 +128,21 @@ export function observeMediaMetrics(node: SfuNode): void {
             // A consumer's statistics include its producer's inbound stream: only its own count here.
             (stats) => stats.forEach((s) => s.type === 'outbound-rtp' && record(`c/${consumer.id}/${s.ssrc}`, worker, 'out', consumer.kind, s)),
             () => keep(`c/${consumer.id}/`),
+          ),
+        );
+      }
+      for (const consumer of room.tapConsumers) {
+        reads.push(
+          consumer.getStats().then(
+            (stats) =>
+              stats.forEach((s) => {
+                if (s.type !== 'outbound-rtp') return;
+                const key = `t/${consumer.id}/${s.ssrc}`;
+                const delta = s.packetCount - (previous.get(key)?.packets ?? 0);
+                seen.set(key, { packets: s.packetCount, bytes: s.byteCount, lost: 0, nacks: 0, plis: 0 });
+                if (delta > 0) tapPackets.inc({ worker, kind: consumer.kind }, delta);
+              }),
+            () => keep(`t/${consumer.id}/`),
           ),
         );
       }

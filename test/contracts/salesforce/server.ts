@@ -53,6 +53,8 @@ export interface LoggedRequest {
   soql?: string;
   contentType?: string;
   status?: number;
+  /** When the request arrived (wall clock), for tests of back-off. */
+  atMs: number;
 }
 
 interface Reply {
@@ -195,7 +197,7 @@ export class SalesforceContractServer {
     const body = Buffer.concat(chunks);
     const url = new URL(req.url ?? '/', this.url);
     const method = req.method ?? 'GET';
-    const logged: LoggedRequest = { method, path: url.pathname.replace(/^\/services\/data\/v\d+\.\d\/?/, '/'), contentType: req.headers['content-type'] };
+    const logged: LoggedRequest = { method, path: url.pathname.replace(/^\/services\/data\/v\d+\.\d\/?/, '/'), contentType: req.headers['content-type'], atMs: Date.now() };
     if (url.pathname.endsWith('/query')) logged.soql = url.searchParams.get('q') ?? undefined;
     this.requests.push(logged);
 

@@ -106,6 +106,8 @@ export interface RecordedRequest {
   path: string;
   query: Record<string, string>;
   status: number;
+  /** When the request arrived (wall clock), for tests of back-off. */
+  atMs: number;
 }
 
 /** Zendesk's error bodies: `{error, description}`, with `details` for validation (422). */
@@ -218,7 +220,7 @@ export class ZendeskContractServer {
     const method = req.method ?? 'GET';
     // "Making requests to the Zendesk API": `.json` is optional on every endpoint.
     const path = url.pathname.replace(/\.json$/, '');
-    const record: RecordedRequest = { method, path, query: Object.fromEntries(url.searchParams), status: 0 };
+    const record: RecordedRequest = { method, path, query: Object.fromEntries(url.searchParams), status: 0, atMs: Date.now() };
     this.requests.push(record);
     res.on('finish', () => (record.status = res.statusCode));
 
