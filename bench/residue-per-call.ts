@@ -26,7 +26,7 @@ const PASSWORD = 'bench-customer-password';
 const KEPT = new Set(['gateway_connectors', 'gateway_crm_contacts', 'gateway_sfu_nodes', 'gateway_recorder_nodes', 'gateway_device_keys']);
 
 /** Live KV entries and objects per store, stream messages per stream, and the bytes of every JetStream stream. */
-async function census(nc: NatsConnection): Promise<{ entries: Record<string, number>; bytes: number }> {
+async function census(nc: NatsConnection): Promise<{ entries: Record<string, number>; bytes: number; bytesByStream: Record<string, number> }> {
   const jsm = await jetstreamManager(nc);
   const entries: Record<string, number> = {};
   for (const entry of catalog) {
@@ -45,8 +45,12 @@ async function census(nc: NatsConnection): Promise<{ entries: Record<string, num
     }
   }
   let bytes = 0;
-  for await (const info of jsm.streams.list()) bytes += info.state.bytes;
-  return { entries, bytes };
+  const bytesByStream: Record<string, number> = {};
+  for await (const info of jsm.streams.list()) {
+    bytes += info.state.bytes;
+    bytesByStream[info.config.name] = info.state.bytes;
+  }
+  return { entries, bytes, bytesByStream };
 }
 
 const [nats, postgres] = await Promise.all([NatsServer.start(), PostgresServer.start()]);
@@ -122,6 +126,12 @@ try {
       liveEntriesLeftPerCall: leftPerCall,
       keptByDesignPerCall: keptByDesign,
       storedBytesPerCall: Math.round((after.bytes - before.bytes) / CALLS),
+      // Where those bytes are: delete markers of KV keys and objects, which end with their bucket's TTL.
+      storedBytesPerCallByStream: Object.fromEntries(
+        Object.entries(after.bytesByStream)
+          .map(([name, b]) => [name, Math.round((b - (before.bytesByStream[name] ?? 0)) / CALLS)] as const)
+          .filter(([, b]) => b !== 0),
+      ),
       residueItems: report.summary.reduce((sum, s) => sum + s.count, 0),
       residueScanMs: report.durationMs,
     }),
