@@ -412,13 +412,7 @@ export class SignalingServer implements SessionBroker {
   private async sweepStaleRecords(): Promise<void> {
     for (const { tenant, room } of this.hub.servedRooms()) {
       try {
-        for (const record of await this.store.stale(tenant, room)) {
-          const participantId = record.info?.participantId;
-          if (!participantId || this.sessions.has(participantId)) continue;
-          const client = this.directory.clientFor(record.nodeId);
-          if (client) await callUnary(client, client.closeParticipant, { room: { tenant, room }, participantId }).catch(() => undefined);
-          await this.store.delete(tenant, room, participantId);
-          if (record.tokenId) await this.tokenSessions.release(tenant, record.tokenId, participantId, tenantLimits(this.config, tenant).sessionsPerToken).catch(() => undefined);
+        for (const participantId of await this.removeStaleParticipants(tenant, room)) {
           this.hub.publish(tenant, room, { $case: 'participantLeft', value: { participantId, reason: 'disconnected' } });
           void this.finishConversationIfEmpty(tenant, room);
         }
@@ -426,6 +420,25 @@ export class SignalingServer implements SessionBroker {
         this.log.warn({ err: error, room: `${tenant}/${room}` }, 'sweeping stale participants failed');
       }
     }
+  }
+
+  /**
+   * Removes the room's participants whose records went stale (and that no session here holds):
+   * their media closed at the SFU, their records deleted, their token slots released. Returns
+   * their ids.
+   */
+  private async removeStaleParticipants(tenant: string, room: string): Promise<string[]> {
+    const removed: string[] = [];
+    for (const record of await this.store.stale(tenant, room)) {
+      const participantId = record.info?.participantId;
+      if (!participantId || this.sessions.has(participantId)) continue;
+      const client = this.directory.clientFor(record.nodeId);
+      if (client) await callUnary(client, client.closeParticipant, { room: { tenant, room }, participantId }).catch(() => undefined);
+      await this.store.delete(tenant, room, participantId);
+      if (record.tokenId) await this.tokenSessions.release(tenant, record.tokenId, participantId, tenantLimits(this.config, tenant).sessionsPerToken).catch(() => undefined);
+      removed.push(participantId);
+    }
+    return removed;
   }
 
   /**
@@ -437,14 +450,7 @@ export class SignalingServer implements SessionBroker {
       const served = new Set(this.hub.servedRooms().map(({ tenant, room }) => `${tenant}.${room}`));
       for (const { tenant, room } of await this.roomSessions.rooms()) {
         if (served.has(`${tenant}.${room}`) || this.shuttingDown) continue;
-        for (const record of await this.store.stale(tenant, room)) {
-          const participantId = record.info?.participantId;
-          if (!participantId || this.sessions.has(participantId)) continue;
-          const client = this.directory.clientFor(record.nodeId);
-          if (client) await callUnary(client, client.closeParticipant, { room: { tenant, room }, participantId }).catch(() => undefined);
-          await this.store.delete(tenant, room, participantId);
-          if (record.tokenId) await this.tokenSessions.release(tenant, record.tokenId, participantId, tenantLimits(this.config, tenant).sessionsPerToken).catch(() => undefined);
-        }
+        await this.removeStaleParticipants(tenant, room);
         await this.finishConversationIfEmpty(tenant, room);
       }
     } catch (error) {
