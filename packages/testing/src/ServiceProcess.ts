@@ -133,29 +133,31 @@ export function grpcTlsOf(identity: GrpcTestIdentity, pki: TestPki = sharedTestP
 const tlsUnless = (grpcTls: boolean | undefined, identity: GrpcTestIdentity) => (grpcTls === false ? {} : grpcTlsEnv(identity));
 
 export async function startSfuProcess(options: { natsUrl: string; nodeId?: string; workers?: number; grpcTls?: boolean; env?: Record<string, string> }) {
-  const grpcPort = await freePort();
-  const opsPort = await freePort();
-  const rtcPortMin = await freeMediaPorts(options.workers ?? 1);
-  const env: Record<string, string> = {
-    ...natsEnvFor(options.natsUrl, 'sfu'),
-    SFU_NODE_ID: options.nodeId ?? `sfu-test-${grpcPort}`,
-    SFU_GRPC_HOST: '127.0.0.1',
-    SFU_GRPC_PORT: String(grpcPort),
-    SFU_GRPC_ADVERTISED_ADDRESS: `127.0.0.1:${grpcPort}`,
-    SFU_OPS_PORT: String(opsPort),
-    SFU_WORKERS: String(options.workers ?? 1),
-    SFU_RTC_PORT_MIN: String(rtcPortMin),
-    SFU_LISTEN_IP: '127.0.0.1',
-    SFU_ANNOUNCED_ADDRESS: '127.0.0.1',
-    // Pipes to other nodes take ports just above the workers', apart from any other node's.
-    SFU_PIPE_LISTEN_IP: '127.0.0.1',
-    SFU_PIPE_PORT_MIN: String(rtcPortMin + 100),
-    SFU_PIPE_PORT_MAX: String(rtcPortMin + 199),
-    ...tlsUnless(options.grpcTls, 'sfu'),
-    ...options.env,
-  };
-  const proc = await ServiceProcess.start('sfu', env, `http://127.0.0.1:${opsPort}/readyz`);
-  return Object.assign(proc, { grpcPort, opsPort, nodeId: env.SFU_NODE_ID });
+  return retryOnPortClash(async () => {
+    const grpcPort = await freePort();
+    const opsPort = await freePort();
+    const rtcPortMin = await freeMediaPorts(options.workers ?? 1);
+    const env: Record<string, string> = {
+      ...natsEnvFor(options.natsUrl, 'sfu'),
+      SFU_NODE_ID: options.nodeId ?? `sfu-test-${grpcPort}`,
+      SFU_GRPC_HOST: '127.0.0.1',
+      SFU_GRPC_PORT: String(grpcPort),
+      SFU_GRPC_ADVERTISED_ADDRESS: `127.0.0.1:${grpcPort}`,
+      SFU_OPS_PORT: String(opsPort),
+      SFU_WORKERS: String(options.workers ?? 1),
+      SFU_RTC_PORT_MIN: String(rtcPortMin),
+      SFU_LISTEN_IP: '127.0.0.1',
+      SFU_ANNOUNCED_ADDRESS: '127.0.0.1',
+      // Pipes to other nodes take ports just above the workers', apart from any other node's.
+      SFU_PIPE_LISTEN_IP: '127.0.0.1',
+      SFU_PIPE_PORT_MIN: String(rtcPortMin + 100),
+      SFU_PIPE_PORT_MAX: String(rtcPortMin + 199),
+      ...tlsUnless(options.grpcTls, 'sfu'),
+      ...options.env,
+    };
+    const proc = await ServiceProcess.start('sfu', env, `http://127.0.0.1:${opsPort}/readyz`);
+    return Object.assign(proc, { grpcPort, opsPort, nodeId: env.SFU_NODE_ID });
+  });
 }
 
 /**
@@ -191,51 +193,71 @@ async function portFree(port: number): Promise<boolean> {
 }
 
 export async function startSignalingProcess(options: { natsUrl: string; replicaId?: string; grpcTls?: boolean; env?: Record<string, string> }) {
-  const port = await freePort();
-  const opsPort = await freePort();
-  const env: Record<string, string> = {
-    ...natsEnvFor(options.natsUrl, 'signaling'),
-    SIGNALING_HOST: '127.0.0.1',
-    SIGNALING_PORT: String(port),
-    SIGNALING_OPS_PORT: String(opsPort),
-    SIGNALING_REPLICA_ID: options.replicaId ?? `sig-test-${port}`,
-    ...tlsUnless(options.grpcTls, 'signaling'),
-    ...options.env,
-  };
-  const proc = await ServiceProcess.start('signaling', env, `http://127.0.0.1:${opsPort}/readyz`);
-  return Object.assign(proc, { port, opsPort, url: `http://127.0.0.1:${port}`, wsUrl: `ws://127.0.0.1:${port}/ws` });
+  return retryOnPortClash(async () => {
+    const port = await freePort();
+    const opsPort = await freePort();
+    const env: Record<string, string> = {
+      ...natsEnvFor(options.natsUrl, 'signaling'),
+      SIGNALING_HOST: '127.0.0.1',
+      SIGNALING_PORT: String(port),
+      SIGNALING_OPS_PORT: String(opsPort),
+      SIGNALING_REPLICA_ID: options.replicaId ?? `sig-test-${port}`,
+      ...tlsUnless(options.grpcTls, 'signaling'),
+      ...options.env,
+    };
+    const proc = await ServiceProcess.start('signaling', env, `http://127.0.0.1:${opsPort}/readyz`);
+    return Object.assign(proc, { port, opsPort, url: `http://127.0.0.1:${port}`, wsUrl: `ws://127.0.0.1:${port}/ws` });
+  });
 }
 
 export async function startRecorderProcess(options: { natsUrl: string; workDir: string; nodeId?: string; grpcTls?: boolean; env?: Record<string, string> }) {
-  const grpcPort = await freePort();
-  const opsPort = await freePort();
-  const env: Record<string, string> = {
-    ...natsEnvFor(options.natsUrl, 'recorder'),
-    RECORDER_NODE_ID: options.nodeId ?? `rec-test-${grpcPort}`,
-    RECORDER_GRPC_HOST: '127.0.0.1',
-    RECORDER_GRPC_PORT: String(grpcPort),
-    RECORDER_OPS_PORT: String(opsPort),
-    RECORDER_WORK_DIR: options.workDir,
-    ...tlsUnless(options.grpcTls, 'recorder'),
-    ...options.env,
-  };
-  const proc = await ServiceProcess.start('recorder', env, `http://127.0.0.1:${opsPort}/readyz`);
-  return Object.assign(proc, { grpcPort, opsPort, grpcAddress: `127.0.0.1:${grpcPort}` });
+  return retryOnPortClash(async () => {
+    const grpcPort = await freePort();
+    const opsPort = await freePort();
+    const env: Record<string, string> = {
+      ...natsEnvFor(options.natsUrl, 'recorder'),
+      RECORDER_NODE_ID: options.nodeId ?? `rec-test-${grpcPort}`,
+      RECORDER_GRPC_HOST: '127.0.0.1',
+      RECORDER_GRPC_PORT: String(grpcPort),
+      RECORDER_OPS_PORT: String(opsPort),
+      RECORDER_WORK_DIR: options.workDir,
+      ...tlsUnless(options.grpcTls, 'recorder'),
+      ...options.env,
+    };
+    const proc = await ServiceProcess.start('recorder', env, `http://127.0.0.1:${opsPort}/readyz`);
+    return Object.assign(proc, { grpcPort, opsPort, grpcAddress: `127.0.0.1:${grpcPort}` });
+  });
 }
 
 export async function startCrmSyncProcess(options: { natsUrl: string; nodeId?: string; env?: Record<string, string> }) {
-  const port = await freePort();
-  const opsPort = await freePort();
-  const env: Record<string, string> = {
-    ...natsEnvFor(options.natsUrl, 'crm-sync'),
-    CRM_SYNC_NODE_ID: options.nodeId ?? `crm-test-${port}`,
-    CRM_SYNC_HOST: '127.0.0.1',
-    CRM_SYNC_PORT: String(port),
-    CRM_SYNC_OPS_PORT: String(opsPort),
-    // The contract servers and the customer's PostgreSQL run on this machine.
-    CRM_SYNC_ALLOW_PRIVATE_DESTINATIONS: 'true',
-    ...options.env,
-  };
-  const proc = await ServiceProcess.start('crm-sync', env, `http://127.0.0.1:${opsPort}/readyz`);
-  return Object.assign(proc, { port, opsPort, url: `http://127.0.0.1:${port}` });
+  return retryOnPortClash(async () => {
+    const port = await freePort();
+    const opsPort = await freePort();
+    const env: Record<string, string> = {
+      ...natsEnvFor(options.natsUrl, 'crm-sync'),
+      CRM_SYNC_NODE_ID: options.nodeId ?? `crm-test-${port}`,
+      CRM_SYNC_HOST: '127.0.0.1',
+      CRM_SYNC_PORT: String(port),
+      CRM_SYNC_OPS_PORT: String(opsPort),
+      // The contract servers and the customer's PostgreSQL run on this machine.
+      CRM_SYNC_ALLOW_PRIVATE_DESTINATIONS: 'true',
+      ...options.env,
+    };
+    const proc = await ServiceProcess.start('crm-sync', env, `http://127.0.0.1:${opsPort}/readyz`);
+    return Object.assign(proc, { port, opsPort, url: `http://127.0.0.1:${port}` });
+  });
+}
+
+/**
+ * Ports come from freePort(), which frees them before the service binds them: another process
+ * can take one meanwhile. A start-up that failed on such a clash is tried again on new ports.
+ */
+async function retryOnPortClash<T>(start: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start();
+    } catch (error) {
+      if (attempt >= 3 || !/EADDRINUSE/.test(String((error as Error)?.message ?? error))) throw error;
+    }
+  }
 }
