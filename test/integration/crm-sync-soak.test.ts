@@ -123,21 +123,24 @@ describe('crm-sync fault soak', () => {
     const total = 2 * TRANSCRIPTS_PER_TENANT * FILES_PER_TRANSCRIPT;
 
     // Each stage waits generously: under a loaded suite the run takes twice as long as alone.
+    // A stage that times out says how far delivery got and what crm-sync last logged.
+    const stage = (share: number, what: string) =>
+      waitFor(async () => (await delivered()) >= total * share, 150_000, what).catch(async (error: Error) => {
+        throw new Error(`${error.message}: ${await delivered()} of ${total} delivered; crm-sync said:\n${crm.logs.slice(-3000)}`);
+      });
     // crm-sync dies mid-delivery (no goodbye), and another one takes over.
-    await waitFor(async () => (await delivered()) >= total * 0.2, 150_000, 'a fifth delivered');
+    await stage(0.2, 'a fifth delivered');
     await crm.stop('SIGKILL');
     crm = await startCrmSyncProcess({ natsUrl: nats.url, env: crmEnv });
     // nats-server restarts under it (same port and store).
-    await waitFor(async () => (await delivered()) >= total * 0.5, 150_000, 'half delivered');
+    await stage(0.5, 'half delivered');
     nats = await nats.restart();
 
     // Faults stop for the last fifth: each injected fault hits the next request, and with few
     // deliveries left they would all land on the same one.
-    await waitFor(async () => (await delivered()) >= total * 0.8, 150_000, 'four fifths delivered');
+    await stage(0.8, 'four fifths delivered');
     faulting = false;
-    await waitFor(async () => (await delivered()) >= total, 150_000, `all ${total} delivered (seed ${seed})`).catch(async (error: Error) => {
-      throw new Error(`${error.message}: ${await delivered()} delivered; crm-sync said:\n${crm.logs.slice(-3000)}`);
-    });
+    await stage(1, `all ${total} delivered`);
     await faults;
 
     // Exactly once in effect: one session row and one ticket per transcript, each file once, bytes equal.

@@ -102,6 +102,12 @@ export class PostgresDestination implements Destination {
         });
         // An idle client that loses its connection must not take the process down.
         pool.on('error', () => undefined);
+        // Nor may any other client, at any moment: the pool takes its own 'error' listener off a
+        // client before handing it out, and a server that ends the connection in the same packet
+        // as its ReadyForQuery (pg_terminate_backend at start-up) emits 'error' before our code
+        // runs. A listener for the client's whole life closes that gap; the query in flight
+        // still fails on its own, and the pool still drops the dead client.
+        pool.on('connect', (client) => client.on('error', () => undefined));
         return pool;
       },
       (error: unknown) => {
@@ -199,10 +205,6 @@ export class PostgresDestination implements Destination {
     } catch (error) {
       throw new GatewayError(ErrorCode.DESTINATION_FAILED, `cannot connect to the database: ${describe(error)}`, { cause: error });
     }
-    // A connection the server drops while it is checked out emits 'error' on the client; the
-    // query in flight fails on its own, and the event must not take the process down.
-    const onError = () => undefined;
-    client.on('error', onError);
     let broken: Error | undefined;
     try {
       return await work(client);
@@ -212,7 +214,6 @@ export class PostgresDestination implements Destination {
       if (error instanceof GatewayError) throw error;
       throw new GatewayError(ErrorCode.DESTINATION_FAILED, `the database refused the delivery: ${describe(error)}`, { cause: error });
     } finally {
-      client.off('error', onError);
       // After a failure the connection may be dead: destroy it rather than pool it.
       client.release(broken);
     }
