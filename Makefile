@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .PHONY: help setup up test test-unit typecheck proto proto-check bench fuzz token nats-values lifecycle-doc residue
 
 help:
-	@echo "make up     start nats-server, the SFU and signaling; prints the demo URLs"
+	@echo "make up     install what is missing, start nats-server, the SFU, the recorder, crm-sync and signaling; prints the demo URLs"
 	@echo "make test   run every check and test (installs what is missing first)"
 	@echo "make bench  run the benchmarks and print figures"
 	@echo "make fuzz   run the long seeded fuzzer against the whole system (two signaling replicas)"

@@ -3,7 +3,7 @@
  * on, over a mix of typical messages (most with nothing to redact, some with a card, a phone
  * number, an email or an SSN).
  */
-import { redact } from '../packages/common/src/redaction.js';
+import { redact } from '../packages/common/src/data/redaction.js';
 
 const messages = [
   'Hi, I cannot log in to my account since this morning, can you help?',

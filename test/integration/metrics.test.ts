@@ -12,7 +12,7 @@ import { demoToken } from '../support/tokens.js';
 const dashboardPath = fileURLToPath(new URL('../../deploy/grafana-dashboard.json', import.meta.url));
 const opus = { codecs: [{ mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2 }], encodings: [{ ssrc: 3333 }] };
 
-/** What operators are promised, by service (docs/operations.md). */
+/** What operators are promised, by service (docs/observability.md). */
 const required: Record<string, string[]> = {
   sfu: [
     'gateway_sfu_rooms', 'gateway_sfu_participants', 'gateway_sfu_transports', 'gateway_sfu_producers', 'gateway_sfu_consumers', 'gateway_sfu_workers',

@@ -1,7 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
-import { redactionKinds } from './redaction.js';
-import { SUBJECT_TOKEN } from './subjects.js';
+import { redactionKinds } from './data/redaction.js';
+import { SUBJECT_TOKEN } from './nats/subjects.js';
 
 // Tenants as configured (GATEWAY_TENANTS): their API credentials and policies. Signaling mints
 // and checks tokens with them; crm-sync authenticates its admin API with them.

@@ -1,4 +1,4 @@
-import { buckets, streams } from '../subjects.js';
+import { buckets, streams } from '../nats/subjects.js';
 import { catalog, streamNameOf } from './catalog.js';
 
 /**

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { StreamConfig } from '@nats-io/jetstream';
-import { buckets, streams } from '../subjects.js';
+import { buckets, streams } from '../nats/subjects.js';
 
 /**
  * Every stream, KV bucket and object store of the platform with its whole configuration, in one

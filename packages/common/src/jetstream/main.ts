@@ -1,9 +1,9 @@
 import { z } from 'zod';
-import { env, loadConfig } from '../config.js';
+import { env, loadConfig } from '../runtime/config.js';
 import { ErrorCode, GatewayError } from '../errors.js';
-import { createLogger } from '../logger.js';
-import { connectNats, natsShape, readNatsSettings } from '../nats.js';
-import { runMain } from '../shutdown.js';
+import { createLogger } from '../runtime/logger.js';
+import { connectNats, natsShape, readNatsSettings } from '../nats/connection.js';
+import { runMain } from '../runtime/shutdown.js';
 import { catalogSettings, catalogShape } from './catalog.js';
 import { provisionJetStream } from './provision.js';
 

@@ -8,9 +8,9 @@ import { RecordingState } from '@gateway/proto/gateway/recorder/v1/recorder';
 import { SmartAction as SmartActionCodec } from '@gateway/proto/gateway/signaling/v1/signaling';
 import { ErrorCode, GatewayError } from '../errors.js';
 import { artifactSpaces, residueSweeps, type ArtifactSpace } from '../jetstream/access.js';
-import { FINISHED_RECORDING_KEPT_MS, readJobRecord } from '../recordingRecords.js';
-import { SUBJECT_TOKEN, buckets, kvKeys, streams } from '../subjects.js';
-import { decodeChecked, schemas } from '../validation.js';
+import { FINISHED_RECORDING_KEPT_MS, readJobRecord } from '../schemas/recordingRecords.js';
+import { SUBJECT_TOKEN, buckets, kvKeys, streams } from '../nats/subjects.js';
+import { decodeChecked, schemas } from '../schemas/validation.js';
 
 /**
  * The residue scanner: what NATS still holds after its purpose ended (docs/data-lifecycle.md).

@@ -3,9 +3,9 @@
 // --list also prints the keys found (names and ids only, no values). Connects as the residue
 // identity (docs/security.md).
 import { z } from 'zod';
-import { env, loadConfig } from '../config.js';
-import { createLogger } from '../logger.js';
-import { connectNats, natsShape, readNatsSettings } from '../nats.js';
+import { env, loadConfig } from '../runtime/config.js';
+import { createLogger } from '../runtime/logger.js';
+import { connectNats, natsShape, readNatsSettings } from '../nats/connection.js';
 import { DEAD_RECORDER_MS, Residue } from './Residue.js';
 
 const shape = {

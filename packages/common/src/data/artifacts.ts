@@ -1,0 +1,429 @@
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import { z } from 'zod';
+import { Objm, type ObjectStore } from '@nats-io/obj';
+import type { KV } from '@nats-io/kv';
+import { jetstream } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { ErrorCode, GatewayError } from '../errors.js';
+import { assertSubjectToken, buckets } from '../nats/subjects.js';
+import { openBucket, requireObjectStore } from '../nats/connection.js';
+import { parseWith } from '../schemas/validation.js';
+import { artifactSpaces, type ArtifactSpace } from '../jetstream/access.js';
+import type { Keyring, WrappedKey } from '../keys/keyring.js';
+
+export type { ArtifactSpace };
+
+/**
+ * Envelope encryption of everything a session leaves behind (recordings, transcripts,
+ * attachments). Each artifact is encrypted with its own AES-256-GCM data key; the data key is
+ * wrapped by the tenant's key-encryption key (KEK) and kept apart from the bytes, so deleting
+ * the wrapped key makes every copy of the artifact unreadable (crypto-shredding).
+ */
+
+/**
+ * Artifacts are sealed in segments (`segmented-v1`): the plaintext is cut into segments of
+ * `segmentBytes` (the last may be shorter, or empty), each sealed with AES-256-GCM under the
+ * artifact's data key, with the object's name as additional data and a nonce made of a
+ * per-artifact random prefix (7 bytes), the segment's index (4 bytes, big-endian) and a final
+ * flag (1 byte). Each segment is checked before its bytes are released, so a large artifact is
+ * read in constant memory without handing out anything unauthenticated; a segment moved,
+ * dropped or appended fails its check, and so does a truncation (the new last segment was not
+ * sealed as the last). The plaintext's size and SHA-256 are kept in the data-key record and
+ * checked at the end of every read.
+ *
+ * Artifacts stored before this format (`iv` and `tag` in the record: AES-256-GCM over the whole
+ * object, whose tag can only be checked at the end) are still read, whole, as before; they were
+ * written in parts of at most RECORDER_MAX_PART_BYTES.
+ */
+export const SEGMENT_BYTES = 256 * 1024;
+const TAG_BYTES = 16;
+const NONCE_PREFIX_BYTES = 7;
+/** Ciphertext chunks of the Object Store fetched at once: bounds what a read holds (8 × 128 KiB). */
+const READ_AHEAD_CHUNKS = 8;
+
+const base64 = (min: number, max: number) => z.string().min(min).max(max).regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64');
+const wrappedKeySchema = z.object({ kekId: z.string().min(1).max(256), value: base64(1, 1024) });
+const contentTypeSchema = z.string().max(255);
+const sizeSchema = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+
+/** The data-key record of an artifact, as read back from KV: checked, never trusted as it comes. */
+const dataKeyRecordSchema = z.union([
+  z.object({
+    format: z.literal('segmented-v1'),
+    wrapped: wrappedKeySchema,
+    noncePrefix: base64(12, 12),
+    segmentBytes: z.number().int().min(1024).max(16 * 1024 * 1024),
+    contentType: contentTypeSchema,
+    size: sizeSchema,
+    sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  }),
+  z.object({
+    format: z.undefined().optional(),
+    wrapped: wrappedKeySchema,
+    iv: base64(16, 16),
+    tag: base64(24, 24),
+    contentType: contentTypeSchema,
+    size: sizeSchema,
+  }),
+]);
+type DataKeyRecord = z.infer<typeof dataKeyRecordSchema>;
+
+export interface StoredArtifact {
+  artifactId: string;
+  /** Plaintext size. */
+  size: number;
+}
+
+/** An artifact opened for one read: what its record says, and its plaintext as it is checked. */
+export interface ArtifactContent {
+  contentType: string;
+  /** Plaintext size. */
+  size: number;
+  /** SHA-256 of the plaintext, hex. */
+  sha256: string;
+  /**
+   * The plaintext, segment by segment, each released only once it is authenticated. Ends with
+   * INTERNAL when anything fails its check (a segment, the size, the hash) and NOT_FOUND when
+   * the artifact is deleted under the read. Read it once.
+   */
+  chunks: AsyncIterable<Buffer>;
+}
+
+const integrityFailure = (cause?: unknown) => new GatewayError(ErrorCode.INTERNAL, 'artifact failed its integrity check', { cause });
+
+function segmentNonce(prefix: Buffer, index: number, last: boolean): Buffer {
+  const nonce = Buffer.alloc(12);
+  prefix.copy(nonce, 0, 0, NONCE_PREFIX_BYTES);
+  nonce.writeUInt32BE(index, NONCE_PREFIX_BYTES);
+  nonce[11] = last ? 1 : 0;
+  return nonce;
+}
+
+function sealSegment(key: Buffer, prefix: Buffer, aad: Buffer, index: number, last: boolean, plaintext: Buffer): Buffer {
+  const cipher = createCipheriv('aes-256-gcm', key, segmentNonce(prefix, index, last)).setAAD(aad);
+  return Buffer.concat([cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
+}
+
+function openSegment(key: Buffer, prefix: Buffer, aad: Buffer, index: number, last: boolean, sealed: Buffer): Buffer {
+  if (sealed.length < TAG_BYTES) throw integrityFailure();
+  const decipher = createDecipheriv('aes-256-gcm', key, segmentNonce(prefix, index, last)).setAAD(aad);
+  decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
+  try {
+    return Buffer.concat([decipher.update(sealed.subarray(0, sealed.length - TAG_BYTES)), decipher.final()]);
+  } catch (error) {
+    throw integrityFailure(error);
+  }
+}
+
+/** Cuts a byte stream into pieces of exactly `size` bytes, keeping back the last (it may be exactly `size` or empty). */
+async function* exactPieces(source: AsyncIterable<Uint8Array>, size: number): AsyncGenerator<{ piece: Buffer; last: boolean }> {
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  for await (const chunk of source) {
+    if (chunk.length === 0) continue;
+    pending.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+    pendingBytes += chunk.length;
+    // Strictly more than one piece: the last piece is only known at the end.
+    if (pendingBytes > size) {
+      let all = Buffer.concat(pending, pendingBytes);
+      while (all.length > size) {
+        yield { piece: all.subarray(0, size), last: false };
+        all = all.subarray(size);
+      }
+      pending = [all];
+      pendingBytes = all.length;
+    }
+  }
+  yield { piece: Buffer.concat(pending, pendingBytes), last: true };
+}
+
+/** The spaces of artifacts that wait for delivery (crm-sync reads and deletes them). */
+const deliveredSpaces: ArtifactSpace[] = ['recordings', 'conversations'];
+
+/**
+ * Artifacts encrypted in the JetStream Object Store, with their wrapped keys in KV. Each writer
+ * has a space of its own (an object store, and `<tenant>.<space>.` in the data keys bucket):
+ * NATS permissions can then give each service exactly its own artifacts, where one shared store
+ * would let any writer overwrite or delete every other's (see jetstream/access.ts).
+ */
+/** How often a read of an artifact's bytes checks that the artifact is not being deleted. */
+const DELETE_CHECK_MS = 2_000;
+
+export class ArtifactStore {
+  private constructor(
+    private readonly nc: NatsConnection,
+    /** The object store of each space this store reads; the first is where it writes. */
+    private readonly stores: Map<ArtifactSpace, ObjectStore>,
+    private readonly keys: KV,
+    private readonly keyring: Keyring,
+  ) {}
+
+  /**
+   * `space`: where this store writes and the only space it reads (a producer: the recorder's
+   * `recordings` and `segments`, signaling's `conversations`). Without one it reads and deletes
+   * every space of artifacts waiting for delivery (crm-sync) and writes recordings.
+   */
+  static async open(nc: NatsConnection, keyring: Keyring, space?: ArtifactSpace): Promise<ArtifactStore> {
+    const stores = new Map<ArtifactSpace, ObjectStore>();
+    for (const s of space ? [space] : deliveredSpaces) {
+      await requireObjectStore(nc, artifactSpaces[s]);
+      stores.set(s, await new Objm(nc).open(artifactSpaces[s], false));
+    }
+    return new ArtifactStore(nc, stores, await openBucket(nc, buckets.dataKeys), keyring);
+  }
+
+  private get writeSpace(): [ArtifactSpace, ObjectStore] {
+    return [...this.stores][0]!;
+  }
+
+  /** Where an artifact is: the space whose data keys hold a live key for it, with its checked record. */
+  private async locate(tenant: string, artifactId: string): Promise<Located> {
+    for (const [space, objects] of this.stores) {
+      const key = dataKeyName(tenant, space, artifactId);
+      const entry = await this.keys.get(key);
+      if (!entry || entry.operation !== 'PUT' || entry.length === 0) continue;
+      let parsed: unknown;
+      try {
+        parsed = entry.json();
+      } catch (error) {
+        throw new GatewayError(ErrorCode.INTERNAL, 'the artifact key record is not JSON', { cause: error });
+      }
+      return { key, objects, bucket: artifactSpaces[space], record: parseWith(dataKeyRecordSchema, parsed, 'the artifact key record', ErrorCode.INTERNAL) };
+    }
+    throw new GatewayError(ErrorCode.NOT_FOUND, 'artifact not found');
+  }
+
+  /** Encrypts a file (streamed, never held whole in memory) under a fresh data key and stores it. */
+  async putFile(tenant: string, artifactId: string, path: string, contentType: string): Promise<StoredArtifact> {
+    return this.put(tenant, artifactId, createReadStream(path), contentType);
+  }
+
+  /** Encrypts a stream segment by segment (constant memory, whatever its length) and stores it. */
+  async put(tenant: string, artifactId: string, plaintext: Readable, contentType: string): Promise<StoredArtifact> {
+    const name = objectName(tenant, artifactId);
+    const dataKey = randomBytes(32);
+    const noncePrefix = randomBytes(NONCE_PREFIX_BYTES);
+    const aad = Buffer.from(name);
+    const hash = createHash('sha256');
+    let size = 0;
+    async function* sealed(): AsyncGenerator<Uint8Array> {
+      let index = 0;
+      for await (const { piece, last } of exactPieces(plaintext, SEGMENT_BYTES)) {
+        hash.update(piece);
+        size += piece.length;
+        yield sealSegment(dataKey, noncePrefix, aad, index++, last, piece);
+      }
+    }
+    const [space, objects] = this.writeSpace;
+    try {
+      await objects.put({ name, metadata: { tenant, contentType } }, Readable.toWeb(Readable.from(sealed(), { objectMode: false, highWaterMark: 1 })) as ReadableStream<Uint8Array>);
+      const record: DataKeyRecord = {
+        format: 'segmented-v1',
+        wrapped: await this.keyring.wrap(tenant, dataKey),
+        noncePrefix: noncePrefix.toString('base64'),
+        segmentBytes: SEGMENT_BYTES,
+        contentType,
+        size,
+        sha256: hash.digest('hex'),
+      };
+      await this.keys.put(dataKeyName(tenant, space, artifactId), JSON.stringify(record));
+    } finally {
+      dataKey.fill(0);
+    }
+    return { artifactId, size };
+  }
+
+  /** The decrypted bytes, whole (small artifacts); NOT_FOUND for another tenant's artifact or a shredded one. */
+  async get(tenant: string, artifactId: string): Promise<{ data: Buffer; contentType: string }> {
+    const content = await this.open(tenant, artifactId);
+    const parts: Buffer[] = [];
+    for await (const chunk of content.chunks) parts.push(chunk);
+    return { data: Buffer.concat(parts), contentType: content.contentType };
+  }
+
+  /**
+   * Opens an artifact for a streamed read: its record is read and checked now; nothing is
+   * decrypted until the chunks are read. NOT_FOUND for another tenant's artifact or a shredded one.
+   */
+  async open(tenant: string, artifactId: string): Promise<ArtifactContent> {
+    const name = objectName(tenant, artifactId);
+    const located = await this.locate(tenant, artifactId);
+    const { record } = located;
+    if (record.format === 'segmented-v1') {
+      return { contentType: record.contentType, size: record.size, sha256: record.sha256, chunks: this.segmentedChunks(tenant, name, located, record) };
+    }
+    // The whole-object format releases nothing before its tag is checked: it is read whole.
+    const data = await this.openWhole(tenant, name, located, record);
+    return {
+      contentType: record.contentType,
+      size: data.length,
+      sha256: createHash('sha256').update(data).digest('hex'),
+      chunks: (async function* () {
+        for (let at = 0; at < data.length; at += SEGMENT_BYTES) yield data.subarray(at, Math.min(data.length, at + SEGMENT_BYTES));
+      })(),
+    };
+  }
+
+  private async *segmentedChunks(tenant: string, name: string, located: Located, record: Extract<DataKeyRecord, { format: 'segmented-v1' }>): AsyncGenerator<Buffer> {
+    const dataKey = await this.keyring.unwrap(tenant, record.wrapped);
+    const prefix = Buffer.from(record.noncePrefix, 'base64');
+    const aad = Buffer.from(name);
+    const hash = createHash('sha256');
+    let size = 0;
+    let index = 0;
+    try {
+      for await (const { piece, last } of exactPieces(this.ciphertext(name, located), record.segmentBytes + TAG_BYTES)) {
+        const plaintext = openSegment(dataKey, prefix, aad, index++, last, piece);
+        hash.update(plaintext);
+        size += plaintext.length;
+        if (size > record.size) throw integrityFailure();
+        if (plaintext.length > 0) yield plaintext;
+      }
+    } finally {
+      dataKey.fill(0);
+    }
+    if (size !== record.size || hash.digest('hex') !== record.sha256) throw integrityFailure();
+  }
+
+  /**
+   * The stored bytes of an object, a few chunks at a time, through an ordered consumer of the
+   * object store's stream. (`ObjectStore.get` pushes every chunk into its stream without waiting
+   * for the reader, so a reader slower than NATS, such as any upload to a customer, would end up
+   * holding the whole object.) A delete running meanwhile removes the chunks under the read: a
+   * fetch that brings nothing checks the key, and once it is gone (deleting starts with it) the
+   * artifact is not found.
+   */
+  private async *ciphertext(name: string, { objects, bucket, key }: Located): AsyncGenerator<Uint8Array> {
+    const info = await objects.info(name);
+    if (!info || info.deleted) throw new GatewayError(ErrorCode.NOT_FOUND, 'artifact not found');
+    if (info.chunks === 0) return;
+    const consumer = await jetstream(this.nc).consumers.get(`OBJ_${bucket}`, { filter_subjects: `$O.${bucket}.C.${info.nuid}` });
+    let received = 0;
+    try {
+      while (received < info.chunks) {
+        const batch = await consumer.fetch({ max_messages: Math.min(READ_AHEAD_CHUNKS, info.chunks - received), expires: DELETE_CHECK_MS });
+        // Taken off the subscription before they are handed on: the reader may be slow.
+        const chunks: Uint8Array[] = [];
+        for await (const message of batch) chunks.push(message.data);
+        received += chunks.length;
+        if (chunks.length === 0 && !(await this.exists(key))) throw new GatewayError(ErrorCode.NOT_FOUND, 'artifact not found');
+        yield* chunks;
+      }
+    } finally {
+      await consumer.delete().catch(() => undefined);
+    }
+  }
+
+  private async exists(key: string): Promise<boolean> {
+    const entry = await this.keys.get(key);
+    return !!entry && entry.operation === 'PUT' && entry.length > 0;
+  }
+
+  private async openWhole(tenant: string, name: string, located: Located, record: Extract<DataKeyRecord, { iv: string }>): Promise<Buffer> {
+    const ciphertext = await this.readBytes(name, located);
+    if (!ciphertext) throw new GatewayError(ErrorCode.NOT_FOUND, 'artifact not found');
+    const dataKey = await this.keyring.unwrap(tenant, record.wrapped);
+    const decipher = createDecipheriv('aes-256-gcm', dataKey, Buffer.from(record.iv, 'base64')).setAAD(Buffer.from(name));
+    decipher.setAuthTag(Buffer.from(record.tag, 'base64'));
+    try {
+      return Buffer.concat([decipher.update(ciphertext), decipher.final()]);
+    } catch (error) {
+      throw integrityFailure(error);
+    } finally {
+      dataKey.fill(0);
+    }
+  }
+
+  /**
+   * The stored bytes of a whole-object artifact. A delete running meanwhile removes their chunks
+   * under the read, which then waits for chunks that will not come: while it waits, the key is
+   * checked, and once it is gone (deleting starts with it) the artifact is not found.
+   */
+  private async readBytes(name: string, { objects, key }: Located): Promise<Uint8Array | null> {
+    const read = objects.getBlob(name);
+    for (;;) {
+      let timer: NodeJS.Timeout | undefined;
+      const tick = new Promise<'tick'>((resolve) => (timer = setTimeout(() => resolve('tick'), DELETE_CHECK_MS)));
+      const first = await Promise.race([read, tick]).finally(() => clearTimeout(timer));
+      if (first !== 'tick') return first;
+      if (!(await this.exists(key))) {
+        read.catch(() => undefined);
+        return null;
+      }
+    }
+  }
+
+  /**
+   * Deletes the wrapped key first (from then on no copy can be read), then the bytes. Safe to
+   * repeat: a part already gone is skipped, and a failure throws so the caller tries again.
+   */
+  async delete(tenant: string, artifactId: string): Promise<void> {
+    const name = objectName(tenant, artifactId);
+    for (const [space, objects] of this.stores) {
+      const key = dataKeyName(tenant, space, artifactId);
+      const entry = await this.keys.get(key);
+      if (entry && entry.operation === 'PUT') await this.keys.purge(key);
+      const info = await objects.info(name);
+      if (!info || info.deleted) continue;
+      try {
+        await objects.delete(name);
+      } catch (error) {
+        const after = await objects.info(name);
+        if (after && !after.deleted) throw new GatewayError(ErrorCode.UNAVAILABLE, 'deleting the artifact bytes failed', { cause: error });
+      }
+    }
+  }
+}
+
+/** An artifact found in one of the store's spaces. */
+interface Located {
+  /** Its data key's name. */
+  key: string;
+  objects: ObjectStore;
+  /** The object store's bucket. */
+  bucket: string;
+  record: DataKeyRecord;
+}
+
+/** The data key of an artifact: under its space, so each writer's NATS permissions reach its own keys only. */
+export function dataKeyName(tenant: string, space: ArtifactSpace, artifactId: string): string {
+  return `${assertSubjectToken('tenant', tenant)}.${space}.${assertSubjectToken('artifact id', artifactId)}`;
+}
+
+function objectName(tenant: string, artifactId: string): string {
+  return `${assertSubjectToken('tenant', tenant)}.${assertSubjectToken('artifact id', artifactId)}`;
+}
+
+/** A small value (connector secrets) sealed under its own data key, wrapped by the tenant's KEK. */
+export interface SealedValue {
+  wrapped: WrappedKey;
+  /** base64 of iv (12) | ciphertext | tag (16). */
+  value: string;
+}
+
+/** Seals JSON for a tenant; `context` is bound to it (AAD), so a sealed value cannot be moved elsewhere. */
+export async function sealJson(keyring: Keyring, tenant: string, context: string, value: unknown): Promise<SealedValue> {
+  const dataKey = randomBytes(32);
+  const iv = randomBytes(12);
+  const cipher = createCipheriv('aes-256-gcm', dataKey, iv).setAAD(Buffer.from(`${tenant}:${context}`));
+  const body = Buffer.concat([cipher.update(JSON.stringify(value)), cipher.final()]);
+  const sealed = { wrapped: await keyring.wrap(tenant, dataKey), value: Buffer.concat([iv, body, cipher.getAuthTag()]).toString('base64') };
+  dataKey.fill(0);
+  return sealed;
+}
+
+export async function openJson<T>(keyring: Keyring, tenant: string, context: string, sealed: SealedValue): Promise<T> {
+  const dataKey = await keyring.unwrap(tenant, sealed.wrapped);
+  const raw = Buffer.from(sealed.value, 'base64');
+  const decipher = createDecipheriv('aes-256-gcm', dataKey, raw.subarray(0, 12)).setAAD(Buffer.from(`${tenant}:${context}`));
+  decipher.setAuthTag(raw.subarray(raw.length - 16));
+  try {
+    return JSON.parse(Buffer.concat([decipher.update(raw.subarray(12, raw.length - 16)), decipher.final()]).toString('utf8')) as T;
+  } catch (error) {
+    throw new GatewayError(ErrorCode.INTERNAL, 'a sealed value failed its integrity check', { cause: error });
+  } finally {
+    dataKey.fill(0);
+  }
+}

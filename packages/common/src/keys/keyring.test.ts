@@ -1,0 +1,54 @@
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../runtime/config.js';
+import { ErrorCode, GatewayError } from '../errors.js';
+import { StaticKeyring, readKeyringSettings, tenantKeysShape } from './keyring.js';
+
+const key = () => randomBytes(32).toString('base64');
+const codeOf = (promise: Promise<unknown>) =>
+  promise.then(
+    () => 'ok',
+    (e: unknown) => GatewayError.from(e).code,
+  );
+
+describe('StaticKeyring', () => {
+  it('keeps today\'s shape: a plain key is the tenant\'s "default" one, and its wrapped keys still open', async () => {
+    const old = key();
+    const before = await new StaticKeyring({ acme: old }).wrap('acme', Buffer.alloc(32, 1));
+    expect(before.kekId).toBe('static:acme');
+    const settings = readKeyringSettings(loadConfig(tenantKeysShape, { GATEWAY_TENANT_KEYS: JSON.stringify({ acme: { current: 'k2', keys: { default: old, k2: key() } } }) }));
+    expect(settings.kind).toBe('static');
+    const ring = new StaticKeyring(settings.kind === 'static' ? settings.tenants : {});
+    expect((await ring.unwrap('acme', before)).equals(Buffer.alloc(32, 1))).toBe(true);
+    const after = await ring.wrap('acme', Buffer.alloc(32, 2));
+    expect(after.kekId).toBe('static:acme:k2');
+    expect((await ring.rewrap('acme', before)).kekId).toBe('static:acme:k2');
+    expect(await ring.rotate('acme')).toEqual({ current: 'static:acme:k2', previous: ['static:acme'] });
+    expect(await ring.retire('acme', ['static:acme', 'static:acme:k2'])).toEqual([{ kekId: 'static:acme', outcome: 'remove-from-config' }]);
+    // Another tenant's name, or a key id the tenant lacks, opens nothing.
+    const other = new StaticKeyring({ acme: old, globex: old });
+    expect(await codeOf(other.unwrap('globex', before))).toBe(ErrorCode.PERMISSION_DENIED);
+    expect(await codeOf(ring.unwrap('acme', { ...after, kekId: 'static:acme:k9' }))).toBe(ErrorCode.PERMISSION_DENIED);
+    expect(await codeOf(new StaticKeyring({ acme: old }).rotate('acme'))).toBe(ErrorCode.INVALID_STATE);
+    await ring.destroy('acme', []);
+    expect(await codeOf(ring.unwrap('acme', after))).toBe(ErrorCode.PERMISSION_DENIED);
+  });
+
+  it('configuration fails fast, naming tenants and variables, never keys', () => {
+    const secret = key();
+    const fail = (env: Record<string, string>) => {
+      try {
+        readKeyringSettings(loadConfig(tenantKeysShape, env));
+      } catch (e) {
+        return (e as GatewayError).message;
+      }
+      return 'ok';
+    };
+    const message = fail({ GATEWAY_TENANT_KEYS: JSON.stringify({ acme: { current: 'k3', keys: { k1: secret } } }) });
+    expect(message).toContain('acme');
+    expect(message).not.toContain(secret);
+    expect(fail({ GATEWAY_KEYRING: 'kms', GATEWAY_KMS_KEYS: JSON.stringify({ acme: 'alias/gateway/acme' }) })).toContain('GATEWAY_KMS_REGION');
+    expect(fail({ GATEWAY_KEYRING: 'kms', GATEWAY_KMS_REGION: 'eu-west-1', GATEWAY_KMS_KEYS: JSON.stringify({ acme: 'arn:aws:kms:eu-west-1:111122223333:key/abc' }) })).toContain('GATEWAY_KMS_KEYS');
+    expect(fail({ GATEWAY_KEYRING: 'kms', GATEWAY_KMS_REGION: 'eu-west-1', GATEWAY_KMS_KEYS: JSON.stringify({ acme: 'alias/gateway/acme' }) })).toBe('ok');
+  });
+});

@@ -1,0 +1,71 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { Kvm } from '@nats-io/kv';
+import { NatsServer } from '@gateway/testing';
+import { liveKeys, natsShape, openBucket, readNatsSettings } from './connection.js';
+import { loadConfig } from '../runtime/config.js';
+
+describe('liveKeys', () => {
+  let nats: NatsServer;
+  let nc: NatsConnection;
+
+  beforeAll(async () => {
+    nats = await NatsServer.start();
+    nc = await nats.connect();
+  });
+
+  afterAll(async () => {
+    await nc?.close();
+    await nats?.stop();
+  });
+
+  it('lists the keys that hold a value, under a filter, as kv.keys() does', async () => {
+    // A bucket of the test's own (the admin identity may create one; services only open the catalog's).
+    await new Kvm(nc).create('live_keys');
+    const kv = await openBucket(nc, 'live_keys');
+    await kv.put('acme.room1.a', 'x');
+    await kv.put('acme.room1.b', 'x');
+    await kv.put('acme.room1.c', 'x');
+    await kv.put('acme.room2.d', 'x');
+    await kv.put('globex.room1.e', 'x');
+    await kv.delete('acme.room1.b');
+    await kv.purge('acme.room1.c');
+    await kv.put('acme.room1.a', 'y');
+    expect((await liveKeys(kv, 'acme.room1.*')).sort()).toEqual(['acme.room1.a']);
+    expect((await liveKeys(kv, 'acme.>')).sort()).toEqual(['acme.room1.a', 'acme.room2.d']);
+    expect((await liveKeys(kv)).sort()).toEqual(['acme.room1.a', 'acme.room2.d', 'globex.room1.e']);
+    const expected: string[] = [];
+    for await (const key of await kv.keys()) expected.push(key);
+    expect((await liveKeys(kv)).sort()).toEqual(expected.sort());
+  });
+});
+
+describe('NATS connection settings', () => {
+  const read = (env: Record<string, string>) => readNatsSettings(loadConfig(natsShape, env), 'signaling');
+
+  it('takes tls:// servers, the CA, the nkey seed file and an optional client certificate', () => {
+    expect(read({ NATS_URL: 'tls://a:4222, tls://b:4222', NATS_NKEY_SEED_FILE: '/run/nats/seed', NATS_CA_FILE: '/run/nats/ca.crt' })).toEqual({
+      servers: ['tls://a:4222', 'tls://b:4222'],
+      identity: 'signaling',
+      seedFile: '/run/nats/seed',
+      caFile: '/run/nats/ca.crt',
+    });
+  });
+
+  it('refuses NATS without TLS or without credentials, naming the variable and the rule, never the value', () => {
+    const failure = (env: Record<string, string>) => {
+      try {
+        read(env);
+      } catch (error) {
+        return (error as Error).message;
+      }
+      return 'accepted';
+    };
+    const plain = failure({ NATS_URL: 'nats://10.1.2.3:4222', NATS_NKEY_SEED_FILE: '/run/nats/seed' });
+    expect(plain).toMatch(/NATS_URL: must be tls:\/\/host:port/);
+    expect(plain).not.toContain('10.1.2.3');
+    expect(failure({ NATS_URL: 'tls://a:4222,nats://b:4222', NATS_NKEY_SEED_FILE: '/s' })).toMatch(/NATS_URL/);
+    expect(failure({})).toMatch(/NATS_NKEY_SEED_FILE: must name the file holding this service's NATS nkey seed/);
+    expect(failure({ NATS_NKEY_SEED_FILE: '/s', NATS_TLS_CERT_FILE: '/c.crt' })).toMatch(/NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE must be set together/);
+  });
+});

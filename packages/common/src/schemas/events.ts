@@ -1,0 +1,180 @@
+import { z } from 'zod';
+import { ID_PATTERN, schemas } from './validation.js';
+import { SUBJECT_TOKEN } from '../nats/subjects.js';
+
+/**
+ * Checks of what signaling replicas, SFU nodes and the recorder tell each other over NATS (room
+ * events, takeovers) and keep in KV (participant records, room sessions, Smart Actions, chat
+ * keys). Protobuf decoding gives the types; these give the bounds: ids and names in their
+ * alphabet and length, counts within the limits a real room reaches. A record or event that
+ * fails is dropped with a log line by its reader, never trusted.
+ */
+
+const id = schemas.id();
+const optionalId = schemas.optionalId();
+/** Node and replica ids: host names may carry dots. */
+const nodeId = z.string().regex(/^[A-Za-z0-9_.-]{1,253}$/, 'must be a node id');
+const optionalNodeId = z.union([z.literal(''), nodeId]);
+const subjectToken = z.string().regex(SUBJECT_TOKEN, 'must be 1-64 letters, digits, _ or -');
+const millis = z.number().int().min(0).max(8.64e15);
+const role = z.enum(['agent', 'end_user', 'observer', '']);
+/** The customer's external id of a participant (the token's subject). */
+const identity = schemas.text(256);
+
+export const trackInfoSchema = z.object({
+  producerId: id,
+  source: z.enum(['camera', 'microphone', 'screen', 'screen_audio']),
+  kind: z.enum(['audio', 'video']),
+  paused: z.boolean(),
+});
+
+export const participantInfoSchema = z.object({
+  participantId: id,
+  identity,
+  role,
+  joinedAtMs: millis,
+  tracks: z.array(trackInfoSchema).max(16),
+});
+
+export const chatMessageSchema = z.object({
+  messageId: id,
+  participantId: id,
+  identity,
+  role,
+  text: schemas.text(64 * 1024, { lines: true }),
+  sentAtMs: millis,
+  clientMessageId: optionalId,
+  redacted: z.boolean(),
+  redactedKinds: z.array(z.string().max(16)).max(8),
+  redactedBy: optionalId,
+});
+
+export const smartActionSchema = z.object({
+  actionId: id,
+  kind: z.enum(['photo', 'screenshot', 'verification']),
+  state: z.enum(['requested', 'completed', 'declined', 'failed']),
+  requestedBy: optionalId,
+  participantId: id,
+  requestedAtMs: millis,
+  completedAtMs: millis,
+  artifactId: optionalId,
+  contentType: z.string().max(64),
+  sizeBytes: z.number().int().min(0).max(1 << 30),
+  verified: z.boolean(),
+  reason: schemas.text(512),
+  externalId: identity,
+});
+
+const producerRef = z.object({ participantId: id, producerId: id });
+
+/** Every case of RoomEvent, as the union ts-proto decodes it to. */
+const roomEventCase = z.discriminatedUnion('$case', [
+  z.object({ $case: z.literal('participantJoined'), value: participantInfoSchema }),
+  z.object({ $case: z.literal('participantLeft'), value: z.object({ participantId: id, reason: z.string().max(32) }) }),
+  z.object({ $case: z.literal('producerAdded'), value: z.object({ participantId: id, track: trackInfoSchema }) }),
+  z.object({ $case: z.literal('producerPaused'), value: producerRef }),
+  z.object({ $case: z.literal('producerResumed'), value: producerRef }),
+  z.object({ $case: z.literal('producerClosed'), value: producerRef }),
+  z.object({ $case: z.literal('activeSpeaker'), value: z.object({ participantId: optionalId }) }),
+  z.object({ $case: z.literal('roomClosed'), value: z.object({ reason: z.string().max(32), nodeId: optionalNodeId }) }),
+  z.object({ $case: z.literal('recording'), value: z.object({ recordingId: id, state: z.enum(['started', 'paused', 'resumed', 'stopped']), by: optionalId }) }),
+  z.object({ $case: z.literal('chatMessage'), value: chatMessageSchema }),
+  z.object({ $case: z.literal('messageRedacted'), value: z.object({ messageId: id, by: optionalId }) }),
+  z.object({ $case: z.literal('smartAction'), value: smartActionSchema }),
+]);
+
+export const roomEventSchema = z.object({
+  tenant: subjectToken,
+  room: subjectToken,
+  atMs: millis,
+  origin: optionalNodeId,
+  event: roomEventCase,
+});
+
+export const sessionTakeoverSchema = z.object({ participantId: id, newOwner: nodeId });
+
+export const participantRecordSchema = z.object({
+  info: participantInfoSchema,
+  owner: nodeId,
+  connected: z.boolean(),
+  disconnectedAtMs: millis,
+  refreshedAtMs: millis,
+  nodeId,
+  transportIds: z.array(id).max(16),
+  grants: z.object({
+    canPublish: z.boolean(),
+    canSubscribe: z.boolean(),
+    sources: z.array(z.enum(['camera', 'microphone', 'screen'])).max(3),
+    canRecord: z.boolean(),
+  }),
+  tokenExpiresAt: z.number().int().min(0).max(8.64e12),
+  resumeTokenHash: z.instanceof(Uint8Array).refine((hash) => hash.length === 32, 'must be a SHA-256'),
+  consumers: z.record(id, id).refine((consumers) => Object.keys(consumers).length <= 1_000, 'at most 1,000 consumers'),
+  recvTransportId: optionalId,
+  tokenId: z.union([z.literal(''), z.string().regex(/^[A-Za-z0-9_-]{1,64}$/)]),
+});
+
+export const roomSessionRecordSchema = z.object({
+  sessionId: id,
+  startedAtMs: millis,
+  sealedParticipants: z.string().max(4 * 1024 * 1024),
+});
+
+export const chatKeyRecordSchema = z.object({
+  conversationId: id,
+  kekId: z.string().min(1).max(128),
+  // A KMS CiphertextBlob is larger than a static keyring's 60 bytes, and its size is not promised.
+  wrappedKey: z.string().min(1).max(1024).regex(/^[A-Za-z0-9+/=]+$/, 'must be base64'),
+  startedAtMs: millis,
+});
+
+export const chatSealedSchema = z.object({
+  conversationId: id,
+  iv: z.instanceof(Uint8Array).refine((iv) => iv.length === 12, 'must be 12 bytes'),
+  ciphertext: z.instanceof(Uint8Array).refine((c) => c.length <= 256 * 1024, 'at most 256 KiB'),
+  tag: z.instanceof(Uint8Array).refine((tag) => tag.length === 16, 'must be 16 bytes'),
+});
+
+/** A phone number in E.164. */
+export const e164 = z.string().regex(/^\+[1-9]\d{6,14}$/, 'must be a phone number in E.164 (+14155550132)');
+/** A CRM's contact id: bounded as the session record holds it. */
+export const crmContactId = z.string().max(64).refine((value) => !/[\u0000-\u001f\u007f]/.test(value), 'must hold no control characters');
+
+/** A data-subject request from crm-sync (DataSubjectRequest), as signaling takes it. */
+export const dataSubjectRequestSchema = z.object({
+  tenant: subjectToken,
+  requestId: id,
+  externalId: schemas.text(256, { min: 1 }),
+  action: z.discriminatedUnion('$case', [
+    z.object({ $case: z.literal('erase'), value: z.object({}) }),
+    z.object({
+      $case: z.literal('rectify'),
+      value: z
+        .object({
+          phoneNumber: z.union([z.literal(''), e164]).optional(),
+          crmContactId: crmContactId.optional(),
+          externalId: schemas.text(256, { min: 1 }).optional(),
+        })
+        .refine((fields) => Object.values(fields).some((v) => v !== undefined), 'must correct at least one detail'),
+    }),
+  ]),
+});
+
+/** Signaling's answer (DataSubjectResult), as crm-sync takes it: counts only. */
+export const dataSubjectResultSchema = z.object({
+  requestId: id,
+  rooms: schemas.uint32(),
+  participants: schemas.uint32(),
+  chatMessages: schemas.uint32(),
+  smartActions: schemas.uint32(),
+  attachments: schemas.uint32(),
+  recordings: schemas.uint32(),
+  recordingSegments: schemas.uint32(),
+  errorCode: z.string().regex(/^[A-Z_]{0,64}$/),
+});
+
+/** A key of ours: ids joined by dots. */
+export const isIdPath = (key: string, parts: number) => {
+  const split = key.split('.');
+  return split.length === parts && split.every((part) => ID_PATTERN.test(part));
+};
