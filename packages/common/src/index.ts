@@ -236,21 +236,31 @@ export {
 // Tenants and their keys.
 export {
   createKeyring,
+} from './keys/createKeyring.js';
+export {
   DEFAULT_STATIC_KEY_ID,
   DEMO_TENANT_KEK,
-  type Keyring,
-  type KeyringEvents,
   type KeyringSettings,
-  type ManagedKeyring,
-  observeKeyring,
   readKeyringSettings,
-  type RetiredKey,
-  StaticKeyring,
   type StaticTenantKeys,
   tenantKeysShape,
-  UnwrapCache,
+} from './keys/settings.js';
+export {
+  type Keyring,
+  type KeyringEvents,
+  type ManagedKeyring,
+  type RetiredKey,
   type WrappedKey,
 } from './keys/keyring.js';
+export {
+  observeKeyring,
+} from './keys/metrics.js';
+export {
+  StaticKeyring,
+} from './keys/StaticKeyring.js';
+export {
+  UnwrapCache,
+} from './keys/UnwrapCache.js';
 export {
   DEMO_TENANT,
   type Tenant,

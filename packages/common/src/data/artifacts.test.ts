@@ -6,7 +6,7 @@ import { Objm } from '@nats-io/obj';
 import { Kvm } from '@nats-io/kv';
 import { NatsServer } from '@gateway/testing';
 import { ArtifactStore, SEGMENT_BYTES } from './artifacts.js';
-import { StaticKeyring } from '../keys/keyring.js';
+import { StaticKeyring } from '../keys/StaticKeyring.js';
 import { ErrorCode } from '../errors.js';
 import { buckets } from '../nats/subjects.js';
 

@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../runtime/config.js';
 import { ErrorCode, GatewayError } from '../errors.js';
-import { StaticKeyring, readKeyringSettings, tenantKeysShape } from './keyring.js';
+import { StaticKeyring } from './StaticKeyring.js';
+import { readKeyringSettings, tenantKeysShape } from './settings.js';
 
 const key = () => randomBytes(32).toString('base64');
 const codeOf = (promise: Promise<unknown>) =>

@@ -14,7 +14,9 @@ import {
 import { z } from 'zod';
 import { ErrorCode, GatewayError } from '../errors.js';
 import { TypedEmitter } from '../runtime/TypedEmitter.js';
-import { UnwrapCache, type KeyringEvents, type KeyringSettings, type ManagedKeyring, type RetiredKey, type WrappedKey } from './keyring.js';
+import { UnwrapCache } from './UnwrapCache.js';
+import { type KeyringEvents, type ManagedKeyring, type RetiredKey, type WrappedKey } from './keyring.js';
+import { type KeyringSettings } from './settings.js';
 import { parseWith } from '../schemas/validation.js';
 
 /**

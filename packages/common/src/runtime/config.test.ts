@@ -50,7 +50,7 @@ describe('configuration errors never print secrets', () => {
   });
 
   it('a bad key-encryption key names the tenant, not any key', async () => {
-    const { tenantKeysShape } = await import('../keys/keyring.js');
+    const { tenantKeysShape } = await import('../keys/settings.js');
     const good = Buffer.alloc(32, 7).toString('base64');
     const error = (() => {
       try {
