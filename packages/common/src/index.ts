@@ -187,6 +187,9 @@ export {
   tracer,
 } from './telemetry/tracing.js';
 
+// Tracks: sources and kinds between names and the SFU protocol.
+export { mediaKindName, mediaKindOf, TRACK_SOURCE_NAMES, trackSourceName, trackSourceOf, type MediaKindName, type TrackSourceName } from './media/tracks.js';
+
 // Schemas of every input that crosses a boundary.
 export {
   decodeChecked,
