@@ -52,7 +52,16 @@ const stats = await fuzzSignaling(
     httpRequests,
     batchFrames: 10_000,
     concurrency: 24,
-    onBatch: async (s) => void process.stderr.write(`batch ${s.batches}: ${s.frames} frames, ${s.httpRequests} HTTP requests, ${Math.round((Date.now() - began) / 1000)} s, signaling RSS ${(await rssMiB()).join(' / ')} MiB\n`),
+    // Each batch line carries the running failure counts and whether every process is the one
+    // that started, so a run stopped early (or watched) still says what it found.
+    onBatch: async (s) => {
+      const lost = (await startTimes()).filter((t, i) => t === undefined || t !== startedBefore[i]).length;
+      process.stderr.write(
+        `batch ${s.batches}: ${s.frames} frames, ${s.httpRequests} HTTP requests, ${Math.round((Date.now() - began) / 1000)} s, ` +
+          `processes lost ${lost}, liveness failures ${s.livenessFailures.length}, forged accepted ${s.forgedAccepted.length}, foreign ids accepted ${s.foreignIdsAccepted.length}, ` +
+          `signaling RSS ${(await rssMiB()).join(' / ')} MiB\n`,
+      );
+    },
   },
 );
 const startedAfter = await startTimes();
