@@ -14,6 +14,7 @@ export * from './artifacts.js';
 export * from './keyring.js';
 export * from './redaction.js';
 export * from './tenants.js';
+export * from './protocol.js';
 export * from './deviceKeys.js';
 export * from './sessions.js';
 export * from './telemetry/tracing.js';
