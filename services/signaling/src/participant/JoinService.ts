@@ -89,7 +89,9 @@ export class JoinService {
       });
       // Listed again, after this session subscribed to the room and wrote its record: whoever
       // joined since the first listing either is in this one or announces itself to this session.
-      // The first listing alone would miss a participant who joined and announced itself in between.
+      // The first listing alone would miss a participant who joined and announced itself in
+      // between; and listing once after subscribing but before placement would leave longer for
+      // a participantLeft to reach the client ahead of a response that still lists them.
       const others = await this.othersInRoom(grant.tenant, grant.room, participantId);
       const recording = await this.recordingStatus(grant.tenant, grant.room);
       const [messages, smartActions] = await Promise.all([this.chatHistory(grant.tenant, grant.room), this.deps.actions.list(grant.tenant, grant.room)]);

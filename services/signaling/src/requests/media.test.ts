@@ -8,8 +8,10 @@ import { mediaHandlers, type MediaContext } from './media.js';
 let produced = 0;
 
 function setUp(options: { answers?: Record<string, unknown>; grant?: NonNullable<Parameters<typeof sessionFor>[0]>['grant']; participants?: ParticipantRecord[]; nodes?: MediaContext['nodes'] } = {}) {
+  // The first transport of a test is TR_send or TR_recv, later ones are numbered.
+  let transports = 0;
   const sfu = fakeSfu({
-    createWebRtcTransport: (request: { direction: TransportDirection }) => ({ transportId: request.direction === TransportDirection.TRANSPORT_DIRECTION_SEND ? 'TR_send' : 'TR_recv', iceParameters: {}, iceCandidates: [], dtlsParameters: {} }),
+    createWebRtcTransport: (request: { direction: TransportDirection }) => ({ transportId: `${request.direction === TransportDirection.TRANSPORT_DIRECTION_SEND ? 'TR_send' : 'TR_recv'}${transports++ || ''}`, iceParameters: {}, iceCandidates: [], dtlsParameters: {} }),
     connectTransport: {},
     produce: () => ({ producerId: `PR_${++produced}` }),
     closeProducer: {},

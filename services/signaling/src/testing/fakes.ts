@@ -3,7 +3,7 @@
  * answers from a table, and sessions built on them. Imported by tests only.
  */
 import type { ParticipantRecord } from '@gateway/proto/gateway/events/v1/events';
-import type { SfuClient } from '@gateway/proto/gateway/sfu/v1/sfu';
+import { SfuService, type SfuClient } from '@gateway/proto/gateway/sfu/v1/sfu';
 import type { CloseCode, Notification } from '@gateway/proto/gateway/signaling/v1/signaling';
 import { ErrorCode, GatewayError, createLogger } from '@gateway/common';
 import type { JoinGrant } from '../auth/tokens.js';
@@ -62,30 +62,28 @@ type Answer = unknown | ((request: any) => unknown);
 /**
  * An SfuClient whose methods answer from `answers` (a value, a function of the request, or a
  * GatewayError to fail with) and record every call. A method without an answer fails with
- * UNAVAILABLE.
+ * UNAVAILABLE, as an unreachable node would.
  */
 export function fakeSfu(answers: Record<string, Answer> = {}): { client: SfuClient; calls: Array<{ method: string; request: any }> } {
   const calls: Array<{ method: string; request: any }> = [];
-  const client = new Proxy({} as Record<string, unknown>, {
-    get(_target, method: string) {
-      if (method === 'then') return undefined;
-      const unary = (request: unknown, _metadata: unknown, _options: unknown, callback: (error: unknown, response?: unknown) => void) => {
-        calls.push({ method, request });
+  const client: Record<string, unknown> = {};
+  for (const [method, definition] of Object.entries(SfuService)) {
+    const unary = (request: unknown, _metadata: unknown, _options: unknown, callback: (error: unknown, response?: unknown) => void) => {
+      calls.push({ method, request });
+      try {
         const answer = answers[method];
-        try {
-          const response = typeof answer === 'function' ? (answer as (r: unknown) => unknown)(request) : answer;
-          if (response === undefined && !(method in answers)) callback(new GatewayError(ErrorCode.UNAVAILABLE, `no fake answer for ${method}`));
-          else if (response instanceof GatewayError) callback(response);
-          else callback(null, response ?? {});
-        } catch (error) {
-          callback(error);
-        }
-        return {};
-      };
-      Object.defineProperty(unary, 'name', { value: method });
-      return unary;
-    },
-  });
+        const response = typeof answer === 'function' ? (answer as (r: unknown) => unknown)(request) : answer;
+        if (!(method in answers)) callback(new GatewayError(ErrorCode.UNAVAILABLE, `no fake answer for ${method}`));
+        else if (response instanceof GatewayError) callback(response);
+        else callback(null, response ?? {});
+      } catch (error) {
+        callback(error);
+      }
+      return {};
+    };
+    // callUnary names its span after the method's path, as grpc-js clients carry it.
+    client[method] = Object.assign(unary, { path: definition.path });
+  }
   return { client: client as unknown as SfuClient, calls };
 }
 
