@@ -187,6 +187,9 @@ export {
   tracer,
 } from './telemetry/tracing.js';
 
+// The signaling protocol's version and what each version supports (browser-safe).
+export { PROTOCOL_VERSION, peerProtocolVersion, supportsChat, supportsResume, supportsSmartActions } from './protocol.js';
+
 // Tracks: sources and kinds between names and the SFU protocol.
 export { mediaKindName, mediaKindOf, TRACK_SOURCE_NAMES, trackSourceName, trackSourceOf, type MediaKindName, type TrackSourceName } from './media/tracks.js';
 

@@ -21,7 +21,7 @@ const none = (): Counts => ({ rooms: 0, participants: 0, chatMessages: 0, smartA
  *     messages are erased from the stream, the Smart Actions that asked them go with their
  *     uploads, the room's recording is discarded (its tracks are mixed, so it cannot be kept
  *     without them), and their session entry is marked erased, so that what they produce until
- *     the room ends is neither kept nor delivered (RoomSessions, finishRoom; Session refuses a
+ *     the room ends is neither kept nor delivered (RoomSessions, finishRoom; the request handlers refuse a
  *     recording, Smart Actions and device keys for them);
  *   - rectify: their contact details in the rooms' session records are corrected before the
  *     session is announced.

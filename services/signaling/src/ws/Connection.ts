@@ -7,14 +7,18 @@ import {
   type Response,
 } from '@gateway/proto/gateway/signaling/v1/signaling';
 import { ErrorCode, GatewayError, SpanKind, inSpan, markFailed, toClientError, type ClientError, type Logger, type Span } from '@gateway/common';
-import type { Session, SessionLink } from '../Session.js';
-import { RateLimiter } from './RateLimiter.js';
+import { RateLimiter } from '../limits/RateLimiter.js';
+import type { ParticipantSession, SessionLink } from '../participant/ParticipantSession.js';
 import { parseFrame } from './frames.js';
 
-/** Joins and resumes are served by the replica, which owns the sessions. */
+/** What a connection asks of the replica, which owns the sessions. */
 export interface SessionBroker {
-  join(link: SessionLink, token: string): Promise<{ session: Session; response: JoinResponse }>;
-  resume(link: SessionLink, resumeToken: string): Promise<{ session: Session; response: JoinResponse }>;
+  join(link: SessionLink, token: string, protocolVersion: number): Promise<{ session: ParticipantSession; response: JoinResponse }>;
+  resume(link: SessionLink, resumeToken: string, protocolVersion: number): Promise<{ session: ParticipantSession; response: JoinResponse }>;
+  /** Serves a request of the joined participant (the request dispatch table). */
+  handle(session: ParticipantSession, request: Request): Promise<NonNullable<Response['result']>>;
+  /** The socket closed: the session waits for a resume. */
+  detach(session: ParticipantSession, link: SessionLink): void;
 }
 
 export interface ConnectionOptions {
@@ -37,10 +41,11 @@ const MAX_MALFORMED_IN_A_ROW = 20;
 
 /**
  * One client WebSocket: frames in, responses and notifications out. It parses and rate-limits
- * every frame, keeps the connection alive with pings, and hands requests to its session.
+ * every frame, keeps the connection alive with pings, and hands requests to the broker: the
+ * first join or resume gets it a session, every later request is served for that session.
  */
 export class Connection implements SessionLink {
-  private session: Session | undefined;
+  private session: ParticipantSession | undefined;
   private readonly limiter: RateLimiter;
   private malformedInARow = 0;
   private awaitingPong = 0;
@@ -150,7 +155,7 @@ export class Connection implements SessionLink {
       } else if (!this.session) {
         throw new GatewayError(ErrorCode.NOT_JOINED, 'join or resume first');
       } else {
-        result = await this.session.handle(request);
+        result = await this.broker.handle(this.session, request);
       }
       this.respond(id, result);
       this.observer.request(request.$case, 'OK', performance.now() - started);
@@ -167,17 +172,17 @@ export class Connection implements SessionLink {
     }
   }
 
-  private async attach(request: { $case: 'join'; value: { token: string } } | { $case: 'resume'; value: { resumeToken: string } }) {
+  private async attach(request: { $case: 'join'; value: { token: string; protocolVersion: number } } | { $case: 'resume'; value: { resumeToken: string; protocolVersion: number } }) {
     if (this.session || this.joining) throw new GatewayError(ErrorCode.ALREADY_JOINED, 'this connection already holds a session');
     this.joining = true;
     try {
       const { session, response } =
         request.$case === 'join'
-          ? await this.broker.join(this, request.value.token)
-          : await this.broker.resume(this, request.value.resumeToken);
+          ? await this.broker.join(this, request.value.token, request.value.protocolVersion)
+          : await this.broker.resume(this, request.value.resumeToken, request.value.protocolVersion);
       if (this.closedFlag) {
         // The socket went away while joining: the session waits for a resume like any other.
-        session.detach(this);
+        this.broker.detach(session, this);
       }
       this.session = session;
       clearTimeout(this.joinTimer);
@@ -225,7 +230,7 @@ export class Connection implements SessionLink {
     this.cleaned = true;
     clearInterval(this.pingTimer);
     clearTimeout(this.joinTimer);
-    this.session?.detach(this);
+    if (this.session) this.broker.detach(this.session, this);
     this.onClosed(this);
   }
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '@gateway/common';
 import { parseFrame } from './frames.js';
-import { RateLimiter } from './RateLimiter.js';
+import { RateLimiter } from '../limits/RateLimiter.js';
 
 describe('parseFrame', () => {
   it('decodes a request', () => {

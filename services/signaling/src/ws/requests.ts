@@ -3,13 +3,6 @@ import type { Request } from '@gateway/proto/gateway/signaling/v1/signaling';
 import { dtlsParametersSchema, rtpCapabilitiesSchema, rtpParametersSchema, schemas } from '@gateway/common';
 
 /**
- * The schema of every request of `gateway.signaling.v1`, in the proto3 JSON mapping clients
- * send (camelCase, defaults may be left out). Types are checked, never coerced: a token that is
- * an array, a `uint32` that is NaN or a string whose `toString` is not a function is refused
- * before any code reads it. Unknown fields are dropped, as protobuf drops them.
- */
-
-/**
  * Tokens are printable ASCII of bounded length; whether they are well-formed and valid is the
  * verifier's answer (UNAUTHENTICATED and close 4001, so the client stops and gets a new one).
  */
@@ -54,6 +47,12 @@ const transportRequest = z.object({ transportId: id });
 const producerRequest = z.object({ producerId: id });
 const consumerRequest = z.object({ consumerId: id });
 
+/**
+ * The schema of every request of `gateway.signaling.v1`, in the proto3 JSON mapping clients
+ * send (camelCase, defaults may be left out). Types are checked, never coerced: a token that is
+ * an array, a `uint32` that is NaN or a string whose `toString` is not a function is refused
+ * before any code reads it. Unknown fields are dropped, as protobuf drops them.
+ */
 export const requestSchemas = {
   join: z.object({ token: jwt, protocolVersion }),
   resume: z.object({ resumeToken, protocolVersion }),
@@ -82,7 +81,8 @@ export const requestSchemas = {
   resumeRecording: empty,
   stopRecording: empty,
   // Chat text keeps line breaks and tabs; other control characters are refused. Its length in
-  // characters is checked against the configured limit by the session (MESSAGE_TOO_LARGE).
+  // characters is checked against the configured limit by the chat handler (requests/chat.ts,
+  // MESSAGE_TOO_LARGE).
   sendMessage: z.object({ text: schemas.text(64 * 1024, { lines: true }), clientMessageId: schemas.optionalId().default('') }),
   redactMessage: z.object({ messageId: id }),
   requestSmartAction: z.object({ kind: z.enum(['photo', 'screenshot', 'verification']), participantId: optionalId }),

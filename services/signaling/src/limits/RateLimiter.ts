@@ -1,6 +1,7 @@
 /**
- * Token bucket per connection: `perSecond` sustained, `burst` at once. Counts rejections so a
- * client that keeps flooding after being told can be disconnected.
+ * A token bucket: `perSecond` sustained, `burst` at once. Each connection has one for its
+ * frames and each participant one for chat. Counts rejections so a client that keeps flooding
+ * after being told can be disconnected.
  */
 export class RateLimiter {
   private tokens: number;

@@ -1,0 +1,120 @@
+import { describe, expect, it } from 'vitest';
+import { RoomEvent } from '@gateway/proto/gateway/events/v1/events';
+import { CloseCode } from '@gateway/proto/gateway/signaling/v1/signaling';
+import type { RoomMember } from '../rooms/RoomHub.js';
+import { MemoryParticipantStore, RecordingLink, fakeSfu, grantOf, silentLog } from '../testing/fakes.js';
+import { ParticipantSession } from './ParticipantSession.js';
+import { SessionRegistry } from './SessionRegistry.js';
+
+function setUp(resumeWindowMs = 60_000) {
+  const store = new MemoryParticipantStore();
+  const members = new Map<string, RoomMember>();
+  const published: Array<RoomEvent['event']> = [];
+  const released: string[] = [];
+  const gone: string[] = [];
+  const registry = new SessionRegistry({
+    replicaId: 'replica-a',
+    resumeWindowMs,
+    store,
+    hub: {
+      add: (_tenant, _room, member) => void members.set(member.participantId, member),
+      remove: (_tenant, _room, participantId) => void members.delete(participantId),
+      publish: (_tenant, _room, event) => void published.push(event),
+    },
+    releaseTokenSlot: async (session) => void released.push(session.participantId),
+    participantGone: (tenant, room) => void gone.push(`${tenant}/${room}`),
+    log: silentLog,
+  });
+  const sfu = fakeSfu({ closeParticipant: {} });
+  const join = async (participantId = 'PA_1') => {
+    const { session } = ParticipantSession.create(registry.persistence, silentLog, participantId, grantOf(), 'N1', sfu.client);
+    const link = new RecordingLink();
+    registry.attach(session, link);
+    registry.add(session);
+    await session.save();
+    return { session, link };
+  };
+  return { registry, store, members, published, released, gone, calls: sfu.calls, join };
+}
+
+const event = (body: RoomEvent['event'], origin = ''): RoomEvent => RoomEvent.create({ tenant: 'demo', room: 'room-1', atMs: 1, origin, event: body });
+
+describe('SessionRegistry', () => {
+  it('ends a session for good: media closed, record deleted, slot released, room told', async () => {
+    const { registry, store, members, published, released, gone, calls, join } = setUp();
+    const { session } = await join();
+    await registry.end(session, 'left');
+    expect(calls.map((c) => c.method)).toEqual(['closeParticipant']);
+    expect(await store.get('demo', 'room-1', 'PA_1')).toBeUndefined();
+    expect(released).toEqual(['PA_1']);
+    expect(published).toEqual([{ $case: 'participantLeft', value: { participantId: 'PA_1', reason: 'left' } }]);
+    expect(gone).toEqual(['demo/room-1']);
+    expect(registry.holds('PA_1')).toBe(false);
+    expect(members.size).toBe(0);
+    await registry.end(session, 'left');
+    expect(released).toEqual(['PA_1']);
+  });
+
+  it('abandons a session whose node is gone: the client is told to rejoin, nothing is closed on the SFU', async () => {
+    const { registry, store, published, released, calls, join } = setUp();
+    const { session, link } = await join();
+    await registry.abandon(session, 'node_gone');
+    expect(calls).toEqual([]);
+    expect(link.notifications).toEqual([{ $case: 'rejoinRequired', value: { reason: 'node_gone' } }]);
+    expect(link.closed?.code).toBe(CloseCode.CLOSE_CODE_REJOIN_REQUIRED);
+    expect(await store.get('demo', 'room-1', 'PA_1')).toBeUndefined();
+    expect(released).toEqual(['PA_1']);
+    expect(published).toEqual([{ $case: 'participantLeft', value: { participantId: 'PA_1', reason: 'node_gone' } }]);
+  });
+
+  it('keeps a dropped session for the resume window, then ends it', async () => {
+    const { registry, store, released, join } = setUp(30);
+    const { session, link } = await join();
+    registry.detach(session, link);
+    await session.writesSettled();
+    expect((await store.get('demo', 'room-1', 'PA_1'))?.record.connected).toBe(false);
+    expect(registry.holds('PA_1')).toBe(true);
+    await new Promise((r) => setTimeout(r, 120));
+    expect(registry.holds('PA_1')).toBe(false);
+    expect(released).toEqual(['PA_1']);
+    expect(await store.get('demo', 'room-1', 'PA_1')).toBeUndefined();
+  });
+
+  it('only forgets a dropped session another replica took over meanwhile', async () => {
+    const { registry, store, released, join } = setUp(30);
+    const { session, link } = await join();
+    registry.detach(session, link);
+    await session.writesSettled();
+    const stored = (await store.get('demo', 'room-1', 'PA_1'))!;
+    await store.put('demo', 'room-1', { ...stored.record, owner: 'replica-b', connected: true }, stored.revision);
+    await new Promise((r) => setTimeout(r, 120));
+    expect(registry.holds('PA_1')).toBe(false);
+    expect(released).toEqual([]);
+    expect((await store.get('demo', 'room-1', 'PA_1'))?.record.owner).toBe('replica-b');
+  });
+
+  it('a resume within the window stops it', async () => {
+    const { registry, join } = setUp(30);
+    const { session, link } = await join();
+    registry.detach(session, link);
+    registry.attach(session, new RecordingLink());
+    await new Promise((r) => setTimeout(r, 90));
+    expect(registry.holds('PA_1')).toBe(true);
+  });
+
+  it('relays room events about others, and abandons the session when its node\'s room closes', async () => {
+    const { registry, members, join } = setUp();
+    const { link } = await join();
+    const member = members.get('PA_1')!;
+    const other = { participantId: 'PA_2', identity: 'x', role: 'agent', joinedAtMs: 1, tracks: [] };
+    member.onRoomEvent(event({ $case: 'participantJoined', value: other }));
+    member.onRoomEvent(event({ $case: 'participantJoined', value: { ...other, participantId: 'PA_1' } }));
+    member.onRoomEvent(event({ $case: 'activeSpeaker', value: { participantId: 'PA_2' } as never }, 'N2'));
+    member.onRoomEvent(event({ $case: 'roomClosed', value: { reason: 'node_gone', nodeId: 'N2' } }));
+    expect(link.notifications).toEqual([{ $case: 'participantJoined', value: other }]);
+    member.onRoomEvent(event({ $case: 'roomClosed', value: { reason: 'node_gone', nodeId: 'N1' } }));
+    await new Promise((r) => setTimeout(r, 10));
+    expect(registry.holds('PA_1')).toBe(false);
+    expect(link.closed?.code).toBe(CloseCode.CLOSE_CODE_REJOIN_REQUIRED);
+  });
+});

@@ -1,0 +1,141 @@
+import type { ParticipantStore } from '@gateway/cluster';
+import { CloseCode } from '@gateway/proto/gateway/signaling/v1/signaling';
+import type { Logger } from '@gateway/common';
+import type { RoomHub } from '../rooms/RoomHub.js';
+import { callSessionNode } from './nodeCall.js';
+import type { ParticipantPersistence, ParticipantSession, SessionLink } from './ParticipantSession.js';
+import { relayRoomEvent } from './roomEvents.js';
+
+export interface SessionRegistryDeps {
+  replicaId: string;
+  resumeWindowMs: number;
+  store: Pick<ParticipantStore, 'get' | 'put' | 'delete'>;
+  hub: Pick<RoomHub, 'add' | 'remove' | 'publish'>;
+  /** Gives back the join token's slot a session held. */
+  releaseTokenSlot(session: ParticipantSession): Promise<void>;
+  /** A participant left the room for good: the room may now be empty. */
+  participantGone(tenant: string, room: string): void;
+  log: Logger;
+}
+
+/**
+ * The sessions this replica holds, and how each one ends: it leaves (media closed, record
+ * deleted, room told), its resume window runs out, its node goes (the client must rejoin), or it
+ * moves to another replica (forgotten here, media untouched). A session outlives its socket for
+ * the resume window, so a client that reconnects gets its media back without publishing again.
+ */
+export class SessionRegistry {
+  private readonly held = new Map<string, ParticipantSession>();
+  private readonly windowTimers = new Map<ParticipantSession, NodeJS.Timeout>();
+  /** What sessions write their records with; a session that lost its record is forgotten. */
+  readonly persistence: ParticipantPersistence;
+
+  constructor(private readonly deps: SessionRegistryDeps) {
+    this.persistence = { replicaId: deps.replicaId, store: deps.store, lost: (session) => this.forget(session) };
+  }
+
+  get size(): number {
+    return this.held.size;
+  }
+
+  get(participantId: string): ParticipantSession | undefined {
+    return this.held.get(participantId);
+  }
+
+  holds(participantId: string): boolean {
+    return this.held.has(participantId);
+  }
+
+  all(): ParticipantSession[] {
+    return [...this.held.values()];
+  }
+
+  /** The sessions held here in one room. */
+  inRoom(tenant: string, room: string): ParticipantSession[] {
+    return this.all().filter((s) => s.tenant === tenant && s.room === room);
+  }
+
+  /** Holds the session and relays its room's events to it. */
+  add(session: ParticipantSession): void {
+    this.held.set(session.participantId, session);
+    this.deps.hub.add(session.tenant, session.room, {
+      participantId: session.participantId,
+      onRoomEvent: (event) => relayRoomEvent(session, event, (reason) => void this.abandon(session, reason)),
+    });
+  }
+
+  /** Binds the session to a socket, stopping its resume window. */
+  attach(session: ParticipantSession, link: SessionLink): void {
+    this.clearWindow(session);
+    session.attach(link);
+  }
+
+  /** The socket dropped: the session keeps its media for the resume window. */
+  detach(session: ParticipantSession, link: SessionLink): void {
+    if (!session.detach(link)) return;
+    void session.persist();
+    this.clearWindow(session);
+    this.windowTimers.set(session, setTimeout(() => void this.expireWindow(session), this.deps.resumeWindowMs));
+  }
+
+  /** Drops the session from this replica without touching its media (it lives on elsewhere). */
+  forget(session: ParticipantSession): void {
+    if (!session.markEnded()) return;
+    this.clearWindow(session);
+    this.deps.hub.remove(session.tenant, session.room, session.participantId);
+    if (this.held.get(session.participantId) === session) this.held.delete(session.participantId);
+  }
+
+  /** Ends the session: media closed on the SFU, record deleted, token slot given back, everyone told. */
+  async end(session: ParticipantSession, reason: 'left' | 'disconnected' | 'removed'): Promise<void> {
+    if (session.ended) return;
+    this.forget(session);
+    await callSessionNode(session, session.sfu.closeParticipant, { room: session.roomRef(), participantId: session.participantId }).catch(() => undefined);
+    await this.deleteRecordAndSlot(session);
+    this.deps.hub.publish(session.tenant, session.room, { $case: 'participantLeft', value: { participantId: session.participantId, reason } });
+    this.deps.participantGone(session.tenant, session.room);
+  }
+
+  /**
+   * The session's media node is gone: tell the client to join again; nothing to close on the
+   * SFU. Participants on the room's other nodes see it leave: it comes back as a new one.
+   */
+  async abandon(session: ParticipantSession, reason: string): Promise<void> {
+    if (session.ended) return;
+    const link = session.currentLink;
+    this.forget(session);
+    // The token's slot is free before the client hears it must join again (with the same token).
+    await this.deleteRecordAndSlot(session);
+    link?.notify({ $case: 'rejoinRequired', value: { reason } });
+    link?.close(CloseCode.CLOSE_CODE_REJOIN_REQUIRED, 'rejoin required');
+    this.deps.hub.publish(session.tenant, session.room, { $case: 'participantLeft', value: { participantId: session.participantId, reason: 'node_gone' } });
+  }
+
+  /** Writes every held session's record (which also refreshes it for the stale sweep). */
+  async persistAll(): Promise<void> {
+    await Promise.all(this.all().map((s) => s.persist()));
+  }
+
+  private async deleteRecordAndSlot(session: ParticipantSession): Promise<void> {
+    await session.writesSettled();
+    await this.deps.store.delete(session.tenant, session.room, session.participantId);
+    await this.deps.releaseTokenSlot(session).catch((error: unknown) => session.log.warn({ err: error }, 'releasing the join token failed'));
+  }
+
+  private async expireWindow(session: ParticipantSession): Promise<void> {
+    this.windowTimers.delete(session);
+    if (session.connected || session.ended) return;
+    // Another replica may have resumed the session meanwhile; then it is theirs.
+    const current = await this.deps.store.get(session.tenant, session.room, session.participantId).catch(() => undefined);
+    if (current && current.record.owner !== this.deps.replicaId) {
+      this.forget(session);
+      return;
+    }
+    await this.end(session, 'disconnected');
+  }
+
+  private clearWindow(session: ParticipantSession): void {
+    clearTimeout(this.windowTimers.get(session));
+    this.windowTimers.delete(session);
+  }
+}

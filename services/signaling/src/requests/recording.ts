@@ -1,0 +1,47 @@
+import type { RecordingOptions } from '@gateway/proto/gateway/recorder/v1/recorder';
+import type { RecordingStatus } from '@gateway/proto/gateway/signaling/v1/signaling';
+import { ErrorCode, GatewayError, callUnary } from '@gateway/common';
+import type { RecorderDirectory } from '@gateway/cluster';
+import type { ParticipantSession } from '../participant/ParticipantSession.js';
+import { startRoomRecording } from '../rooms/recording.js';
+import { erasedRefusal, type ErasedIn } from './erasure.js';
+import type { Handlers } from './types.js';
+
+export interface RecordingContext {
+  recorders: RecorderDirectory;
+  /** The tenant's recording policy, as the recorder is told of it. */
+  recordingOptions(tenant: string): RecordingOptions;
+  erasedIn: ErasedIn;
+}
+
+export type RecordingCase = 'startRecording' | 'pauseRecording' | 'resumeRecording' | 'stopRecording';
+
+/** Recording controls: agents whose token grants canRecord. */
+export function recordingHandlers(ctx: RecordingContext): Handlers<RecordingCase> {
+  function mayRecord(session: ParticipantSession): void {
+    if (session.info.role !== 'agent' || !session.grant.grants.canRecord) throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'this token may not control recording');
+  }
+
+  async function control(session: ParticipantSession, action: Exclude<RecordingCase, 'startRecording'>): Promise<RecordingStatus> {
+    mayRecord(session);
+    const { recording, client } = await ctx.recorders.clientForRoom(session.tenant, session.room);
+    const ref = { tenant: session.tenant, recordingId: recording.recordingId, requestedBy: session.participantId };
+    const call = action === 'pauseRecording' ? client.pauseRecording : action === 'resumeRecording' ? client.resumeRecording : client.stopRecording;
+    // Stopping waits for the recorder to finish the file.
+    await callUnary(client, call, ref, action === 'stopRecording' ? 60_000 : 10_000);
+    const state = action === 'pauseRecording' ? 'paused' : action === 'resumeRecording' ? 'resumed' : 'stopped';
+    return { recordingId: recording.recordingId, state, by: session.participantId };
+  }
+
+  return {
+    async startRecording(session) {
+      mayRecord(session);
+      // A recording would hold the erased end user again.
+      if ((await ctx.erasedIn(session.tenant, session.room)).size > 0) throw erasedRefusal('this call may not be recorded');
+      return startRoomRecording(ctx.recorders, session.tenant, session.room, session.participantId, ctx.recordingOptions(session.tenant));
+    },
+    pauseRecording: (session) => control(session, 'pauseRecording'),
+    resumeRecording: (session) => control(session, 'resumeRecording'),
+    stopRecording: (session) => control(session, 'stopRecording'),
+  };
+}
