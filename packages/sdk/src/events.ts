@@ -44,3 +44,6 @@ export class Emitter<E extends { [K in keyof E]: unknown[] }> {
     this.listeners.clear();
   }
 }
+
+/** An emitter's emit, handed to the parts of an object that emit events on its behalf. */
+export type Emit<E extends { [K in keyof E]: unknown[] }> = <K extends keyof E>(event: K, ...args: E[K]) => void;

@@ -7,8 +7,10 @@ import type { ConnectOptions } from './types.js';
 
 export { Room } from './Room.js';
 export { ErrorCode, GatewayError } from './errors.js';
-export { LocalCloseCode, signalingHttpBase, signalingUrl } from './SignalingClient.js';
-export type { DisconnectInfo, DisconnectReason, WebSocketConstructor, WebSocketLike } from './SignalingClient.js';
+export { LocalCloseCode } from './signaling/Socket.js';
+export { signalingHttpBase, signalingUrl } from './signaling/urls.js';
+export type { DisconnectInfo, DisconnectReason } from './signaling/SignalingClient.js';
+export type { WebSocketConstructor, WebSocketLike } from './signaling/Socket.js';
 export type {
   ChatMessage,
   ConnectOptions,

@@ -1,7 +1,7 @@
 import type { types } from 'mediasoup-client';
 import type { PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/browser';
 import type { GatewayError } from './errors.js';
-import type { DisconnectReason, SignalingClientOptions } from './SignalingClient.js';
+import type { DisconnectReason, SignalingClientOptions } from './signaling/SignalingClient.js';
 
 /** What a participant can publish. */
 export type Source = 'camera' | 'microphone' | 'screen';

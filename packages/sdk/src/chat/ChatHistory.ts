@@ -1,5 +1,5 @@
 import type { ChatMessage as ChatMessageInfo } from '@gateway/proto/gateway/signaling/v1/signaling';
-import type { ChatMessage } from './types.js';
+import type { ChatMessage } from '../types.js';
 
 /** What taking in a copy of a message changed: a message new to us, or one now redacted (and by whom, when said). */
 export interface ChatChange {
@@ -12,9 +12,9 @@ export interface ChatChange {
  * The room's chat as the client knows it: one entry per messageId whichever way it came (the
  * sender's response, the notification, a join or resume history), ordered by messageId, and
  * redactions that stick (a copy that arrives unredacted after the redaction stays redacted).
- * No I/O: the Room feeds it and emits what it reports.
+ * No I/O: Chat feeds it and emits what it reports.
  */
-export class ChatLog {
+export class ChatHistory {
   private readonly list: ChatMessage[] = [];
   private readonly byId = new Map<string, ChatMessage>();
   /** Redacted message ids, also of messages not seen yet (a redaction may overtake its message). */
@@ -92,4 +92,10 @@ export class ChatLog {
 /** As the server stores a redacted message: no text, and no kinds (they described the text). */
 function redactedCopy(message: ChatMessage): ChatMessage {
   return { ...message, text: '', redacted: true, redactedKinds: [] };
+}
+
+/** The SDK's copy of a message as it came, for a message the history does not hold (it has no id). */
+export function chatMessageFrom(info: ChatMessageInfo, isLocal: boolean): ChatMessage {
+  const { messageId, participantId, identity, role, text, sentAtMs, redacted, redactedKinds } = info;
+  return { messageId, participantId, identity, role, text: redacted ? '' : text, sentAtMs, isLocal, redacted, redactedKinds: redacted ? [] : [...redactedKinds] };
 }

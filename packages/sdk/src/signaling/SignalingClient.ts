@@ -1,30 +1,20 @@
+import { CloseCode, type JoinResponse } from '@gateway/proto/gateway/signaling/v1/signaling';
+import { backoffDelay } from '../backoff.js';
+import { Emitter } from '../events.js';
+import { ErrorCode, GatewayError, hasCode } from '../errors.js';
 import {
-  CloseCode,
-  ServerMessage,
-  type JoinResponse,
-  type Notification,
-  type Request,
-  type Response,
-} from '@gateway/proto/gateway/signaling/v1/signaling';
-import { Emitter } from './events.js';
-import { ErrorCode, GatewayError, hasCode } from './errors.js';
-
-type Method = NonNullable<Request['method']>;
-export type MethodName = Method['$case'];
-export type ParamsOf<M extends MethodName> = Extract<Method, { $case: M }>['value'];
-type Result = NonNullable<Response['result']>;
-export type ResultOf<M extends MethodName> = Extract<Result, { $case: M }>['value'];
-export type NotificationEvent = NonNullable<Notification['event']>;
+  LocalCloseCode,
+  Socket,
+  closedError,
+  type MethodName,
+  type NotificationEvent,
+  type ParamsOf,
+  type ResultOf,
+  type WebSocketConstructor,
+} from './Socket.js';
+import { signalingUrl } from './urls.js';
 
 export const PROTOCOL_VERSION = 1;
-
-/** Close codes the SDK puts on sockets it closes itself (4900+ is ours, 4000-4899 the server's). */
-export const LocalCloseCode = {
-  /** No frame from the server for heartbeatTimeoutMs: the network is gone even if the socket does not know. */
-  HEARTBEAT_LOST: 4900,
-  /** Dropped on purpose by _debugDropSocket(), as a network cut would. */
-  DROPPED: 4901,
-} as const;
 
 /** Closes after which there is nothing to come back to. */
 const FINAL_CLOSES: ReadonlyMap<number, DisconnectReason> = new Map([
@@ -38,18 +28,6 @@ const RESUME_IMPOSSIBLE = [ErrorCode.SESSION_EXPIRED, ErrorCode.NOT_FOUND, Error
 const JOIN_REFUSED = [ErrorCode.UNAUTHENTICATED, ErrorCode.TOKEN_EXPIRED, ErrorCode.PERMISSION_DENIED, ErrorCode.BAD_REQUEST];
 /** Failures of the connection itself, as opposed to answers from the server. */
 const CONNECTION_FAILURES = [ErrorCode.CONNECTION_CLOSED, ErrorCode.TIMEOUT, ErrorCode.UNAVAILABLE];
-
-/** The part of the WebSocket API the client uses; browsers' WebSocket and the `ws` package fit. */
-export interface WebSocketLike {
-  readonly readyState: number;
-  send(data: string): void;
-  close(code?: number, reason?: string): void;
-  onopen: ((ev: never) => void) | null;
-  onclose: ((ev: { code: number; reason: string }) => void) | null;
-  onerror: ((ev: never) => void) | null;
-  onmessage: ((ev: { data: unknown }) => void) | null;
-}
-export type WebSocketConstructor = new (url: string) => WebSocketLike;
 
 export type ConnectionState = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'disconnected';
 export type DisconnectReason = 'left' | 'unauthenticated' | 'replaced' | 'rejected' | 'reconnect_failed';
@@ -105,43 +83,13 @@ export type SignalingEvents = {
   disconnected: [info: DisconnectInfo];
 };
 
-/** The signaling WebSocket URL for a ws(s) URL or an http(s) base. */
-export function signalingUrl(url: string): string {
-  const u = new URL(url);
-  if (u.protocol === 'http:') u.protocol = 'ws:';
-  else if (u.protocol === 'https:') u.protocol = 'wss:';
-  else if (u.protocol !== 'ws:' && u.protocol !== 'wss:') throw new GatewayError(ErrorCode.BAD_REQUEST, 'url must be ws(s):// or http(s)://');
-  if (u.pathname === '/' || u.pathname === '') u.pathname = '/ws';
-  u.hash = '';
-  return u.toString();
-}
-
 /**
- * The HTTP base of the signaling server (uploads, attachment URLs) for the URL given to
- * connect(): https for wss, http for ws, without the `/ws` path, query or hash, no trailing slash.
- */
-export function signalingHttpBase(url: string): string {
-  const u = new URL(signalingUrl(url));
-  u.protocol = u.protocol === 'wss:' ? 'https:' : 'http:';
-  u.pathname = u.pathname.replace(/\/ws\/?$/, '');
-  u.search = '';
-  u.hash = '';
-  return u.toString().replace(/\/$/, '');
-}
-
-/** Exponential backoff with jitter, so clients cut off together do not come back together. */
-export function backoffDelay(attempt: number, initialMs: number, maxMs: number, random = Math.random): number {
-  const ceiling = Math.min(maxMs, initialMs * 2 ** attempt);
-  return Math.round(ceiling * (0.5 + random() / 2));
-}
-
-/**
- * The session's link to signaling: numbered requests with promised answers, notifications, an
- * app-level heartbeat (browsers cannot see WebSocket pings), and automatic reconnection. After
- * an unexpected close it reconnects with backoff and resumes the session (`resume` is the first
- * frame on the new socket); when the session cannot be resumed, or the server asks for it, it
- * joins again with the original token. Either way the `restore` hook rebuilds media state
- * before `reconnected` is emitted.
+ * The session's link to signaling, across sockets: requests and notifications go through the
+ * current Socket (which also keeps the heartbeat); this decides what happens when one closes.
+ * After an unexpected close it reconnects with backoff and resumes the session (`resume` is
+ * the first frame on the new socket); when the session cannot be resumed, or the server asks
+ * for it, it joins again with the original token. Either way the `restore` hook rebuilds media
+ * state before `reconnected` is emitted.
  */
 export class SignalingClient extends Emitter<SignalingEvents> {
   private readonly timings: Timings;
@@ -390,168 +338,4 @@ export class SignalingClient extends Emitter<SignalingEvents> {
     }
     this.emit('stateChanged', state);
   }
-}
-
-interface SocketHooks {
-  nextId(): number;
-  onNotification(socket: Socket, event: NotificationEvent): void;
-  onClose(socket: Socket, code: number, reason: string): void;
-}
-
-interface Pending {
-  resolve(result: Result): void;
-  reject(error: GatewayError): void;
-  timer: ReturnType<typeof setTimeout>;
-}
-
-/** One WebSocket: requests and their answers, notifications, heartbeat. Never reopens. */
-class Socket {
-  private readonly pending = new Map<number, Pending>();
-  private heartbeat: ReturnType<typeof setInterval> | undefined;
-  private lastHeardAt = Date.now();
-  private closed = false;
-  closeCode: number | undefined;
-
-  private constructor(
-    private readonly ws: WebSocketLike,
-    private readonly hooks: SocketHooks,
-  ) {
-    ws.onmessage = (ev) => this.onMessage(ev.data);
-    ws.onclose = (ev) => this.onClosed(ev.code, ev.reason);
-    ws.onerror = () => undefined;
-  }
-
-  static open(Impl: WebSocketConstructor, url: string, timeoutMs: number, hooks: SocketHooks): Promise<Socket> {
-    return new Promise((resolve, reject) => {
-      let ws: WebSocketLike;
-      try {
-        ws = new Impl(url);
-      } catch (error) {
-        reject(new GatewayError(ErrorCode.UNAVAILABLE, 'cannot open the signaling connection', { cause: error }));
-        return;
-      }
-      const fail = (message: string) => {
-        clearTimeout(timer);
-        ws.onopen = ws.onclose = null;
-        // Keep an error listener: `ws` throws on an error event nobody listens to.
-        ws.onerror = () => undefined;
-        try {
-          ws.close();
-        } catch {
-          // never opened
-        }
-        reject(new GatewayError(ErrorCode.UNAVAILABLE, message));
-      };
-      const timer = setTimeout(() => fail('opening the signaling connection timed out'), timeoutMs);
-      ws.onerror = () => fail('cannot open the signaling connection');
-      ws.onclose = (ev) => fail(`the signaling connection closed while opening (${ev.code})`);
-      ws.onopen = () => {
-        clearTimeout(timer);
-        ws.onopen = null;
-        resolve(new Socket(ws, hooks));
-      };
-    });
-  }
-
-  get isOpen(): boolean {
-    return !this.closed;
-  }
-
-  request<M extends MethodName>(method: M, params: ParamsOf<M>, timeoutMs: number): Promise<ResultOf<M>> {
-    if (this.closed) return Promise.reject(closedError(this.closeCode));
-    const id = this.hooks.nextId();
-    return new Promise<ResultOf<M>>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new GatewayError(ErrorCode.TIMEOUT, `no answer to ${method} in ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.pending.set(id, {
-        resolve: (result) => {
-          if (result.$case === 'error') {
-            const { code, message, retryAfterMs } = result.value;
-            reject(new GatewayError(code || ErrorCode.INTERNAL, message, { retryAfterMs }));
-          } else if (result.$case !== method) {
-            reject(new GatewayError(ErrorCode.MALFORMED_MESSAGE, `expected a ${method} answer, got ${result.$case}`));
-          } else {
-            (resolve as (value: unknown) => void)(result.value);
-          }
-        },
-        reject,
-        timer,
-      });
-      try {
-        this.ws.send(JSON.stringify({ id, [method]: params }));
-      } catch (error) {
-        // The socket died under us: give up on it, which fails this request too.
-        this.close(LocalCloseCode.HEARTBEAT_LOST, error instanceof Error ? error.message.slice(0, 100) : 'send failed');
-      }
-    });
-  }
-
-  startHeartbeat(intervalMs: number, timeoutMs: number): void {
-    clearInterval(this.heartbeat);
-    this.lastHeardAt = Date.now();
-    this.heartbeat = setInterval(() => {
-      if (Date.now() - this.lastHeardAt > timeoutMs) {
-        this.close(LocalCloseCode.HEARTBEAT_LOST, 'heartbeat lost');
-        return;
-      }
-      this.request('ping', { clientTimeMs: Date.now() }, timeoutMs).catch(() => undefined);
-    }, intervalMs);
-  }
-
-  private onMessage(data: unknown): void {
-    if (this.closed) return;
-    this.lastHeardAt = Date.now();
-    let message: ServerMessage;
-    try {
-      message = ServerMessage.fromJSON(JSON.parse(String(data)));
-    } catch {
-      return;
-    }
-    const m = message.message;
-    if (m?.$case === 'response') {
-      const entry = this.pending.get(m.value.id);
-      if (!entry || !m.value.result) return;
-      this.pending.delete(m.value.id);
-      clearTimeout(entry.timer);
-      entry.resolve(m.value.result);
-    } else if (m?.$case === 'notification' && m.value.event) {
-      this.hooks.onNotification(this, m.value.event);
-    }
-  }
-
-  /**
-   * Closes at once, without waiting for a closing handshake that a dead network would never
-   * finish. The owner hears of it through onClose like of any other close.
-   */
-  close(code: number, reason: string): void {
-    if (this.closed) return;
-    this.ws.onmessage = null;
-    this.ws.onclose = null;
-    this.ws.onerror = () => undefined;
-    try {
-      this.ws.close(code, reason);
-    } catch {
-      // already closing
-    }
-    this.onClosed(code, reason);
-  }
-
-  private onClosed(code: number, reason: string): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.closeCode = code;
-    clearInterval(this.heartbeat);
-    for (const entry of this.pending.values()) {
-      clearTimeout(entry.timer);
-      entry.reject(closedError(code));
-    }
-    this.pending.clear();
-    this.hooks.onClose(this, code, reason);
-  }
-}
-
-function closedError(code?: number): GatewayError {
-  return new GatewayError(ErrorCode.CONNECTION_CLOSED, code === undefined ? 'not connected' : `the connection closed (${code})`);
 }

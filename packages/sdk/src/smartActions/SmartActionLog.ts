@@ -1,12 +1,12 @@
 import type { SmartAction as SmartActionInfo } from '@gateway/proto/gateway/signaling/v1/signaling';
-import type { SmartAction } from './types.js';
+import type { SmartAction } from '../types.js';
 
 /**
  * The room's Smart Actions as the client knows them: one entry per actionId whichever way it
  * came (the agent's response, the notification, a join or resume snapshot), ordered by when
  * they were requested. A copy changes the entry only when it brings a new state, and an
  * action never goes back to 'requested' once answered (a late copy of the request, say).
- * No I/O: the Room feeds it and emits what it reports.
+ * No I/O: SmartActions feeds it and emits what it reports.
  */
 export class SmartActionLog {
   private readonly list: SmartAction[] = [];

@@ -1,15 +1,8 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import WebSocket, { WebSocketServer, type WebSocket as ServerSocket } from 'ws';
-import { GatewayError } from './errors.js';
-import {
-  LocalCloseCode,
-  SignalingClient,
-  backoffDelay,
-  signalingHttpBase,
-  signalingUrl,
-  type SignalingClientOptions,
-  type WebSocketConstructor,
-} from './SignalingClient.js';
+import { GatewayError } from '../errors.js';
+import { SignalingClient, type SignalingClientOptions } from './SignalingClient.js';
+import { LocalCloseCode, type WebSocketConstructor } from './Socket.js';
 
 const WS = WebSocket as unknown as WebSocketConstructor;
 type Frame = Record<string, any>;
@@ -120,27 +113,6 @@ describe('SignalingClient', () => {
     await client?.leave();
     await server?.stop();
     client = server = undefined;
-  });
-
-  it('derives the WebSocket URL from an http(s) base', () => {
-    expect(signalingUrl('http://localhost:8080')).toBe('ws://localhost:8080/ws');
-    expect(signalingUrl('https://gw.example.com/')).toBe('wss://gw.example.com/ws');
-    expect(signalingUrl('wss://gw.example.com/custom/ws')).toBe('wss://gw.example.com/custom/ws');
-    expect(() => signalingUrl('ftp://x')).toThrow(GatewayError);
-  });
-
-  it('derives the HTTP base for uploads and attachment URLs from the same url', () => {
-    expect(signalingHttpBase('http://localhost:8080')).toBe('http://localhost:8080');
-    expect(signalingHttpBase('wss://gw.example.com/ws?x=1')).toBe('https://gw.example.com');
-    expect(signalingHttpBase('https://gw.example.com/custom/ws')).toBe('https://gw.example.com/custom');
-  });
-
-  it('backs off exponentially with jitter, up to the cap', () => {
-    expect(backoffDelay(0, 250, 5_000, () => 0)).toBe(125);
-    expect(backoffDelay(0, 250, 5_000, () => 1)).toBe(250);
-    expect(backoffDelay(3, 250, 5_000, () => 1)).toBe(2_000);
-    expect(backoffDelay(10, 250, 5_000, () => 1)).toBe(5_000);
-    expect(backoffDelay(10, 250, 5_000, () => 0)).toBe(2_500);
   });
 
   it('joins with the token first, and runs restore before resolving', async () => {

@@ -1,14 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { ChatMessage as ChatMessageInfo } from '@gateway/proto/gateway/signaling/v1/signaling';
-import { ChatLog } from './ChatLog.js';
+import { ChatHistory } from './ChatHistory.js';
 
 /** A message as the server sends it, through the proto3 JSON mapping (omitted fields defaulted). */
 const info = (messageId: string, extra: Record<string, unknown> = {}) =>
   ChatMessageInfo.fromJSON({ messageId, participantId: 'PA_a', identity: 'agent-1', role: 'agent', text: `text ${messageId}`, sentAtMs: '5', ...extra });
 
-describe('ChatLog', () => {
+describe('ChatHistory', () => {
   it('orders by messageId whatever the order of arrival, and takes each message once', () => {
-    const log = new ChatLog();
+    const log = new ChatHistory();
     for (const id of ['M3', 'M1', 'M4', 'M2']) expect(log.upsert(info(id), false).added?.messageId).toBe(id);
     expect(log.upsert(info('M2'), false)).toEqual({});
     expect(log.messages.map((m) => m.messageId)).toEqual(['M1', 'M2', 'M3', 'M4']);
@@ -26,7 +26,7 @@ describe('ChatLog', () => {
   });
 
   it('redacts with a new copy, once; a later unredacted copy stays redacted', () => {
-    const log = new ChatLog();
+    const log = new ChatHistory();
     const original = log.upsert(info('M1', { redactedKinds: ['card'] }), true).added!;
     const redacted = log.redact('M1')!;
     expect(redacted).toMatchObject({ messageId: 'M1', text: '', redacted: true, redactedKinds: [], isLocal: true });
@@ -38,7 +38,7 @@ describe('ChatLog', () => {
   });
 
   it('applies a redaction that overtook its message, and one learnt from a copy', () => {
-    const log = new ChatLog();
+    const log = new ChatHistory();
     expect(log.redact('M2')).toBeUndefined();
     expect(log.upsert(info('M2'), false).added).toMatchObject({ text: '', redacted: true });
     log.upsert(info('M3'), false);
@@ -47,7 +47,7 @@ describe('ChatLog', () => {
   });
 
   it('finds our stored message by the clientMessageId it was sent with, redacted or not', () => {
-    const log = new ChatLog();
+    const log = new ChatHistory();
     log.upsert(info('M1', { clientMessageId: 'c-1' }), true);
     log.upsert(info('M2', { clientMessageId: 'c-2' }), false);
     expect(log.sentWith('c-1')?.messageId).toBe('M1');

@@ -1,0 +1,199 @@
+import type { types } from 'mediasoup-client';
+import type { TrackInfo } from '@gateway/proto/gateway/signaling/v1/signaling';
+import { ErrorCode, hasCode } from '../errors.js';
+import type { Emit } from '../events.js';
+import { warn } from '../log.js';
+import type { MutableParticipant, RemoteTrackSink } from '../Roster.js';
+import type { SignalingClient } from '../signaling/SignalingClient.js';
+import type { RemoteSource, RoomEvents } from '../types.js';
+import { asStruct } from './Transports.js';
+
+/** A remote producer we know of, consumed or waiting to be. */
+interface RemoteTrack {
+  readonly producerId: string;
+  readonly participantId: string;
+  readonly source: RemoteSource;
+  paused: boolean;
+  consumer?: types.Consumer;
+  /** `track` was emitted for the consumer (so `trackEnded` is owed). */
+  announced: boolean;
+  /** Consuming failed for a reason retrying won't fix. */
+  failed: boolean;
+}
+
+/** What receiving needs of its room. */
+export interface SubscriberContext {
+  signaling: Pick<SignalingClient, 'request' | 'state'>;
+  isClosed(): boolean;
+  /** The receive transport, when the token allows subscribing. */
+  recvTransport(): types.Transport | undefined;
+  recvRtpCapabilities(): types.RtpCapabilities;
+  /** Another participant in the room, whose tracks map shows what is received of them. */
+  participant(participantId: string): MutableParticipant | undefined;
+  emit: Emit<Pick<RoomEvents, 'track' | 'trackEnded' | 'trackPaused' | 'trackResumed'>>;
+}
+
+/** Receives the other participants' tracks: one consumer per remote producer, made again whenever it is lost. */
+export class Subscriber implements RemoteTrackSink {
+  private readonly remoteTracks = new Map<string, RemoteTrack>();
+  private pumpRun: Promise<void> | undefined;
+  private pumpAgain = false;
+
+  constructor(private readonly context: SubscriberContext) {}
+
+  add(participantId: string, info: TrackInfo): void {
+    const existing = this.remoteTracks.get(info.producerId);
+    if (existing) {
+      this.setPaused(info.producerId, info.paused);
+      return;
+    }
+    this.remoteTracks.set(info.producerId, {
+      producerId: info.producerId,
+      participantId,
+      source: info.source as RemoteSource,
+      paused: info.paused,
+      announced: false,
+      failed: false,
+    });
+  }
+
+  drop(producerId: string): void {
+    const remote = this.remoteTracks.get(producerId);
+    if (!remote) return;
+    this.remoteTracks.delete(producerId);
+    this.detachConsumer(remote);
+  }
+
+  dropTracksOf(participantId: string, keep?: ReadonlySet<string>): void {
+    for (const remote of [...this.remoteTracks.values()]) {
+      if (remote.participantId === participantId && !keep?.has(remote.producerId)) this.drop(remote.producerId);
+    }
+  }
+
+  setPaused(producerId: string, paused: boolean): void {
+    const remote = this.remoteTracks.get(producerId);
+    if (!remote || remote.paused === paused) return;
+    remote.paused = paused;
+    const consumer = remote.consumer;
+    const participant = this.context.participant(remote.participantId);
+    if (!consumer || !participant || !remote.announced) return;
+    // Locally too, so the receiver stops expecting media instead of showing a stall.
+    if (paused) consumer.pause();
+    else consumer.resume();
+    this.context.emit(paused ? 'trackPaused' : 'trackResumed', { participant, source: remote.source, track: consumer.track });
+  }
+
+  /** The receive transport is closing: its consumers die with it; the tracks stay known and are consumed again on a new one. */
+  detachAll(): void {
+    for (const remote of this.remoteTracks.values()) this.detachConsumer(remote);
+  }
+
+  /** Forgets every remote track (the room is being torn down). */
+  clear(): void {
+    this.remoteTracks.clear();
+  }
+
+  /** Receive statistics per remote track. */
+  getReceiveStats(): Promise<Array<{ participantId: string; source: RemoteSource; kind: string; stats: RTCStatsReport }>> {
+    const consumed = [...this.remoteTracks.values()].filter((r) => r.consumer && !r.consumer.closed);
+    return Promise.all(
+      consumed.map(async (r) => ({ participantId: r.participantId, source: r.source, kind: r.consumer!.kind, stats: await r.consumer!.getStats() })),
+    );
+  }
+
+  /**
+   * Consumes every known remote track that has no consumer yet, one at a time. Level-triggered:
+   * anything that changes what should be received calls it again; concurrent calls share one run.
+   */
+  pump(): Promise<void> {
+    this.pumpAgain = true;
+    this.pumpRun ??= this.runPump();
+    return this.pumpRun;
+  }
+
+  private async runPump(): Promise<void> {
+    // Yield once, so pump() has stored this run before it can finish.
+    await Promise.resolve();
+    try {
+      while (this.pumpAgain) {
+        this.pumpAgain = false;
+        for (const remote of [...this.remoteTracks.values()]) {
+          if (this.context.isClosed() || !this.context.recvTransport() || this.context.signaling.state === 'disconnected') return;
+          if (remote.consumer || remote.failed || this.remoteTracks.get(remote.producerId) !== remote) continue;
+          if (!(await this.consume(remote))) return;
+        }
+      }
+    } finally {
+      this.pumpRun = undefined;
+    }
+  }
+
+  /** Returns false when the connection failed (stop for now: a reconnection pumps again). */
+  private async consume(remote: RemoteTrack): Promise<boolean> {
+    const { signaling } = this.context;
+    const transport = this.context.recvTransport()!;
+    const stale = () => this.context.isClosed() || this.context.recvTransport() !== transport || this.remoteTracks.get(remote.producerId) !== remote;
+    try {
+      const info = await signaling.request('consume', {
+        producerId: remote.producerId,
+        rtpCapabilities: asStruct(this.context.recvRtpCapabilities()),
+        transportId: transport.id,
+      });
+      if (stale()) return true;
+      const consumer = await transport.consume({
+        id: info.consumerId,
+        producerId: info.producerId,
+        kind: info.kind as types.MediaKind,
+        rtpParameters: info.rtpParameters as types.RtpParameters,
+        appData: { participantId: remote.participantId, source: remote.source },
+      });
+      if (stale()) {
+        consumer.close();
+        return true;
+      }
+      remote.consumer = consumer;
+      // Created paused on the server; resuming it there also asks the sender for a key frame.
+      await signaling.request('resumeConsumer', { consumerId: consumer.id });
+      if (remote.consumer !== consumer || stale()) return true;
+      const participant = this.context.participant(remote.participantId);
+      if (!participant) return true;
+      if (remote.paused) consumer.pause();
+      remote.announced = true;
+      participant.tracks.set(remote.source, consumer.track);
+      this.context.emit('track', { participant, source: remote.source, track: consumer.track });
+      return true;
+    } catch (error) {
+      if (remote.consumer && this.remoteTracks.get(remote.producerId) === remote) {
+        remote.consumer.close();
+        remote.consumer = undefined;
+      }
+      if (hasCode(error, ErrorCode.CONNECTION_CLOSED)) return false;
+      if (hasCode(error, ErrorCode.TIMEOUT)) {
+        // A live but slow connection: try again a little later.
+        setTimeout(() => void this.pump(), 2_000);
+        return false;
+      }
+      if (hasCode(error, ErrorCode.NOT_FOUND)) {
+        // The producer closed meanwhile; its producerClosed notification is on its way.
+        this.remoteTracks.delete(remote.producerId);
+        return true;
+      }
+      remote.failed = true;
+      warn(`could not receive a ${remote.source} track`, error);
+      return true;
+    }
+  }
+
+  /** Closes the consumer of a remote track (which stays known) and tells the app. */
+  private detachConsumer(remote: RemoteTrack): void {
+    const consumer = remote.consumer;
+    if (!consumer) return;
+    remote.consumer = undefined;
+    consumer.close();
+    const participant = this.context.participant(remote.participantId);
+    if (!remote.announced) return;
+    remote.announced = false;
+    if (participant?.tracks.get(remote.source) === consumer.track) participant.tracks.delete(remote.source);
+    if (participant) this.context.emit('trackEnded', { participant, source: remote.source, track: consumer.track });
+  }
+}

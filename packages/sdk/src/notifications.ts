@@ -1,0 +1,61 @@
+import type { Chat } from './chat/Chat.js';
+import type { Subscriber } from './media/Subscriber.js';
+import type { Recording } from './recording/Recording.js';
+import type { Roster } from './Roster.js';
+import type { NotificationEvent } from './signaling/Socket.js';
+import type { SmartActions } from './smartActions/SmartActions.js';
+
+/** The parts of a room that the server's notifications change. */
+export interface NotificationTargets {
+  roster: Pick<Roster, 'upsert' | 'remove' | 'others'>;
+  subscriber: Pick<Subscriber, 'add' | 'drop' | 'setPaused' | 'pump'>;
+  recorder: Pick<Recording, 'update'>;
+  chat: Pick<Chat, 'take' | 'takeRedaction'>;
+  actions: Pick<SmartActions, 'take'>;
+  setActiveSpeaker(participantId: string): void;
+}
+
+/** Hands a notification to the part of the room it concerns. */
+export function applyNotification(event: NotificationEvent, to: NotificationTargets): void {
+  switch (event.$case) {
+    case 'participantJoined':
+      to.roster.upsert(event.value);
+      void to.subscriber.pump();
+      return;
+    case 'participantLeft':
+      to.roster.remove(event.value.participantId);
+      return;
+    case 'producerAdded': {
+      const { participantId, track } = event.value;
+      if (!track || !to.roster.others.has(participantId)) return;
+      to.subscriber.add(participantId, track);
+      void to.subscriber.pump();
+      return;
+    }
+    case 'producerClosed':
+      to.subscriber.drop(event.value.producerId);
+      return;
+    case 'producerPaused':
+    case 'producerResumed':
+      to.subscriber.setPaused(event.value.producerId, event.$case === 'producerPaused');
+      return;
+    case 'activeSpeaker':
+      to.setActiveSpeaker(event.value.participantId);
+      return;
+    case 'recording':
+      to.recorder.update(event.value);
+      return;
+    case 'message':
+      to.chat.take(event.value);
+      return;
+    case 'messageRedacted':
+      to.chat.takeRedaction(event.value);
+      return;
+    case 'smartAction':
+      to.actions.take(event.value);
+      return;
+    case 'rejoinRequired':
+      // The socket closes with 4010 right after; the client joins again.
+      return;
+  }
+}
