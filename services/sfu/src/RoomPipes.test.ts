@@ -33,30 +33,35 @@ function side(router: types.Router) {
 }
 
 /**
- * A room's pipes between two nodes, on a real mediasoup worker (two routers standing for the
+ * A room's pipes between two nodes, on real mediasoup workers (two standing for the
  * two nodes): the importer opens its end, the origin answers with its own, a producer goes
  * through under its own id, and the origin tells the importer what becomes of it.
  */
 describe('room pipes', () => {
+  // Two workers, as two nodes have: a producer id is unique within a worker.
   let worker: types.Worker;
+  let otherWorker: types.Worker;
   let listen: PipeListen;
 
   beforeAll(async () => {
     worker = await mediasoup.createWorker({ logLevel: 'error' });
+    otherWorker = await mediasoup.createWorker({ logLevel: 'error' });
     const base = await freeMediaPorts(1);
     listen = { listenIp: '127.0.0.1', portMin: base + 100, portMax: base + 199 };
   });
 
   afterAll(async () => {
-    if (!worker) return;
-    const exited = new Promise<void>((resolve) => worker.observer.once('close', () => resolve()));
-    worker.close();
-    await exited;
+    for (const w of [worker, otherWorker]) {
+      if (!w) continue;
+      const exited = new Promise<void>((resolve) => w.observer.once('close', () => resolve()));
+      w.close();
+      await exited;
+    }
   });
 
   it('imports a producer of the origin under its id, mirrors what the origin reports, and closes with the peer', async () => {
     const origin = side(await worker.createRouter({ mediaCodecs }));
-    const importer = side(await worker.createRouter({ mediaCodecs }));
+    const importer = side(await otherWorker.createRouter({ mediaCodecs }));
     const input = await origin.router.createPlainTransport({ listenInfo: { protocol: 'udp', ip: '127.0.0.1' }, rtcpMux: true, comedia: true });
     const producer = await input.produce<MediaAppData>({ kind: 'audio', rtpParameters: opus, appData: { participantId: 'PA_origin', source: 'microphone' } });
     origin.producers.set(producer.id, producer);
