@@ -2,7 +2,6 @@ import { RecorderClient } from '@gateway/proto/gateway/recorder/v1/recorder';
 import {
   ErrorCode,
   GatewayError,
-  NODE_REGISTRY_TTL_MS,
   buckets,
   createLogger,
   grpcClientCredentials,
@@ -16,6 +15,7 @@ import {
   type NatsConnection,
 } from '@gateway/common';
 import { recorderNodeInfoSchema, roomRecordingSchema } from './schemas.js';
+import { NODE_STALE_MS, isNodeFresh } from './nodeLiveness.js';
 
 /** A recorder node as it registers itself (expires without heartbeat). */
 export interface RecorderNodeInfo {
@@ -41,8 +41,8 @@ export interface RoomRecording {
   state: string;
 }
 
-/** Recorder nodes stop counting as alive after this long without a heartbeat. */
-export const RECORDER_NODE_TTL_MS = NODE_REGISTRY_TTL_MS;
+/** Recorder nodes stop counting as alive after this long without a heartbeat (the rule of both registries). */
+export const RECORDER_NODE_TTL_MS = NODE_STALE_MS;
 
 /** Opens the recorder registry bucket (the same options wherever it is opened first). */
 export function openRecorderNodes(nc: NatsConnection): Promise<KV> {
@@ -68,7 +68,7 @@ export async function liveRecorderNodes(nodes: KV, log: Logger): Promise<Recorde
       }
       const info = parseWith(recorderNodeInfoSchema, json, 'recorder registry record', ErrorCode.MALFORMED_MESSAGE);
       if (info.nodeId !== entry.key) throw new GatewayError(ErrorCode.MALFORMED_MESSAGE, 'recorder registry record names another node');
-      if (now - info.updatedAtMs < RECORDER_NODE_TTL_MS) live.push(info);
+      if (isNodeFresh(info.updatedAtMs, now)) live.push(info);
     } catch (error) {
       log.warn({ err: error, code: GatewayError.from(error).code }, 'ignoring a recorder registry record that fails its checks');
     }
@@ -78,14 +78,16 @@ export async function liveRecorderNodes(nodes: KV, log: Logger): Promise<Recorde
 
 /**
  * Finds recorder nodes (from their registry in NATS KV) and the recording of a room, and holds
- * one gRPC client per node. Recorders write both; signaling reads them.
+ * one gRPC client per node. Recorders write both, through the writer methods below (a node its
+ * own registry record, the node running a room's recording that room's record); signaling reads
+ * them.
  */
 export class RecorderDirectory {
   private readonly clients = new Map<string, RecorderClient>();
 
   private constructor(
-    readonly nodes: KV,
-    readonly roomRecordings: KV,
+    private readonly nodes: KV,
+    private readonly roomRecordings: KV,
     private readonly tls: GrpcTls | undefined,
     private readonly log: Logger,
   ) {}
@@ -121,6 +123,38 @@ export class RecorderDirectory {
       this.log.warn({ err: error, code: GatewayError.from(error).code }, 'ignoring a room recording record that fails its checks');
       return undefined;
     }
+  }
+
+  /** Writer: a recorder node's heartbeat (its record expires when the heartbeats stop). */
+  async register(info: RecorderNodeInfo): Promise<void> {
+    await this.nodes.put(info.nodeId, JSON.stringify(info));
+  }
+
+  /** Writer: a stopping recorder node leaves the registry at once. */
+  async deregister(nodeId: string): Promise<void> {
+    await this.nodes.delete(nodeId);
+  }
+
+  /** Writer: the room's recording, as the node running it announces it. */
+  async setRoomRecording(tenant: string, room: string, recording: RoomRecording): Promise<void> {
+    await this.roomRecordings.put(kvKeys.room(tenant, room), JSON.stringify(recording));
+  }
+
+  /**
+   * Writer: the recording `recordingId` of the room ended. Its record goes, unless the room has
+   * another recording by now (compare-and-set: a newer one written meanwhile stays).
+   */
+  async clearRoomRecording(tenant: string, room: string, recordingId: string): Promise<void> {
+    const key = kvKeys.room(tenant, room);
+    const entry = await this.roomRecordings.get(key);
+    if (!entry || entry.operation !== 'PUT' || entry.length === 0) return;
+    let current: unknown;
+    try {
+      current = entry.json<RoomRecording>().recordingId;
+    } catch {
+      return;
+    }
+    if (current === recordingId) await this.roomRecordings.delete(key, { previousSeq: entry.revision });
   }
 
   clientFor(grpcAddress: string): RecorderClient {

@@ -14,9 +14,7 @@ import {
   liveKeys,
 } from '@gateway/common';
 import { sfuNodeInfoSchema } from './schemas.js';
-
-/** A node is considered gone when its heartbeat is older than this. */
-const NODE_STALE_MS = 10_000;
+import { isNodeFresh } from './nodeLiveness.js';
 
 export interface PlacedRoom {
   nodeId: string;
@@ -25,7 +23,7 @@ export interface PlacedRoom {
 }
 
 /**
- * Knows the live SFU nodes (from the registry in NATS KV), where each room is placed, and holds
+ * Knows the live SFU nodes (from the registry in NATS KV, written by SfuRegistry), where each room is placed, and holds
  * one gRPC client per node.
  */
 export class SfuDirectory {
@@ -48,7 +46,7 @@ export class SfuDirectory {
     const entry = await this.nodesKv.get(nodeId);
     if (!entry || entry.operation !== 'PUT' || entry.length === 0) return undefined;
     const info = decodeSfuNodeInfo(nodeId, entry.value, this.log);
-    return info && Date.now() - info.updatedAtMs < NODE_STALE_MS ? info : undefined;
+    return info && isNodeFresh(info.updatedAtMs) ? info : undefined;
   }
 
   async liveNodes(): Promise<NodeInfo[]> {

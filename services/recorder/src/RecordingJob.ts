@@ -1,62 +1,12 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createSocket } from 'node:dgram';
-import { readFile, mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { MediaKind, TrackSource, type ProducerInfo, type SfuClient } from '@gateway/proto/gateway/sfu/v1/sfu';
-import { RecordingState, type Recording, type RecordingJobRecord, type RecordingOptions, type Segment, type TappedStream } from '@gateway/proto/gateway/recorder/v1/recorder';
-import { z } from 'zod';
-import { ErrorCode, GatewayError, TypedEmitter, callUnary, newId, parseWith, rtpParametersSchema, schemas, type ArtifactStore, type Logger } from '@gateway/common';
-import { buildSdp, captureArgs, lastLogLine, parseCaptureStart, parseSegmentList, segmentNames, type CaptureStream } from './ffmpeg.js';
+import { RecordingState, type Recording, type RecordingJobRecord, type RecordingOptions } from '@gateway/proto/gateway/recorder/v1/recorder';
+import { ErrorCode, GatewayError, TypedEmitter, newId } from '@gateway/common';
 import { assembleRecording } from './assemble.js';
 import { deleteSegments } from './segments.js';
+import { CapturePipeline, DISK_FULL, NO_SPACE, type JobContext } from './CapturePipeline.js';
 
-const sourceNames: Record<number, string> = {
-  [TrackSource.TRACK_SOURCE_CAMERA]: 'camera',
-  [TrackSource.TRACK_SOURCE_MICROPHONE]: 'microphone',
-  [TrackSource.TRACK_SOURCE_SCREEN]: 'screen',
-  [TrackSource.TRACK_SOURCE_SCREEN_AUDIO]: 'screen_audio',
-};
-
-/**
- * What the SFU answers is checked like any input: its producer ids become file names and
- * ffmpeg segment patterns, its codec parameters lines of the SDP ffmpeg reads.
- */
-const producerListSchema = z
-  .array(
-    z.object({
-      producerId: schemas.id(),
-      participantId: schemas.id(),
-      kind: z.union([z.literal(MediaKind.MEDIA_KIND_AUDIO), z.literal(MediaKind.MEDIA_KIND_VIDEO)]),
-      source: z.number().int().min(0).max(4),
-      paused: z.boolean(),
-    }),
-  )
-  .max(256);
-const tapAnswerSchema = z.object({ rtpParameters: rtpParametersSchema });
-
-const NO_SPACE = /no space left on device|ENOSPC/i;
-const DISK_FULL = 'the recorder ran out of disk space in its work folder';
-
-/** A capture that fails this many times within a minute ends the recording. */
-const MAX_RESTARTS_PER_MINUTE = 3;
-
-export interface JobContext {
-  sfu: SfuClient;
-  /** Where the recording's files go until delivered. */
-  store: ArtifactStore;
-  /** Where its segments wait while it runs (the recorder's own space: read back, then deleted). */
-  segments: ArtifactStore;
-  /** Where this job may write plaintext while it runs; removed when it ends. */
-  workDir: string;
-  rtpIp: string;
-  ffmpeg: string;
-  ffprobe: string;
-  segmentSeconds: number;
-  maxPartBytes: number;
-  /** Role of each participant of the room (`end_user` is the left channel). */
-  roles: () => Promise<Map<string, string>>;
-  log: Logger;
-}
+export type { JobContext } from './CapturePipeline.js';
 
 export type RecordingStatusName = 'started' | 'paused' | 'resumed' | 'stopped';
 
@@ -68,49 +18,21 @@ type JobEvents = {
   ended: [recording: Recording];
 };
 
-/** One run of ffmpeg receiving the tapped streams of the moment. */
-interface Capture {
-  number: number;
-  tapId: string;
-  streams: CaptureStream[];
-  child: ChildProcess;
-  exited: Promise<void>;
-  log: string;
-  /** Wall-clock start of the capture's timeline, read from ffmpeg once it has probed. */
-  start: number | undefined;
-  /** Segments of each stream already taken from the list. */
-  taken: Map<string, number>;
-  /** CPU seconds ffmpeg had used at the last look (it cannot be read once the process is gone). */
-  cpuSeconds: number;
-  stopping: boolean;
-  /** Collections of this capture's segments run one at a time (each segment is stored once). */
-  collecting: Promise<void>;
-}
-
 /**
- * One recording. The SFU taps every live producer of the room to this node; one ffmpeg per job
- * (a "capture") copies the streams into wall-clock-stamped segments, each encrypted into the
- * artifact store as soon as it is complete. When producers come or go, or ffmpeg dies, a new
- * capture replaces the old one on the same timeline. A PCI pause stops the tap at the SFU, so
- * nothing of the interval ever reaches this process. At the end the segments are assembled into
- * the session's files, which are stored encrypted; the segments are then deleted.
+ * One recording's lifecycle: started, paused, resumed, stopped or discarded. The media side (taps,
+ * one ffmpeg "capture" at a time, encrypted segments) is its CapturePipeline's. When producers
+ * come or go, or ffmpeg dies, a new capture replaces the old one on the same timeline. A PCI
+ * pause stops the tap at the SFU, so nothing of the interval ever reaches this process. At the
+ * end the segments are assembled into the session's files, which are stored encrypted; the
+ * segments are then deleted.
  */
 export class RecordingJob extends TypedEmitter<JobEvents> {
   readonly record: RecordingJobRecord;
-  private capture: Capture | undefined;
-  private captures = 0;
-  private readonly restarts: number[] = [];
+  /** The taps, captures and segments (CapturePipeline.ts). */
+  private readonly pipeline: CapturePipeline;
   private poller: NodeJS.Timeout | undefined;
-  /** CPU seconds of the captures that have ended. */
-  private endedCapturesCpu = 0;
   private recapture: Promise<void> = Promise.resolve();
   private stopping: Promise<Recording> | undefined;
-  /**
-   * Taps the SFU has not confirmed closed. Until it does, it may go on sending the room's media
-   * toward this node (during a PCI pause too), so each is asked for again every second.
-   */
-  private readonly unclosedTaps = new Set<string>();
-  private closingTaps = false;
 
   constructor(
     private readonly ctx: JobContext,
@@ -143,14 +65,17 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
       segments: [],
       tapId: '',
     };
+    this.pipeline = new CapturePipeline(ctx, this.record, this.dir, {
+      paused: () => this.paused,
+      ending: () => this.stopping !== undefined,
+      changed: () => this.changed(),
+      restart: () => void this.refreshStreams(),
+      fail: (reason) => void this.stop('', reason),
+    });
   }
 
   get recording(): Recording {
     return this.record.recording!;
-  }
-
-  private get roomRef() {
-    return { tenant: this.recording.tenant, room: this.recording.room };
   }
 
   private get dir(): string {
@@ -165,16 +90,17 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
   async start(): Promise<void> {
     try {
       await mkdir(this.dir, { recursive: true, mode: 0o700 });
-      await this.startCapture();
-      if (!this.capture) throw new GatewayError(ErrorCode.INVALID_STATE, 'the room has no media to record');
+      await this.pipeline.start();
+      const capture = this.pipeline.current;
+      if (!capture) throw new GatewayError(ErrorCode.INVALID_STATE, 'the room has no media to record');
       this.poller = setInterval(() => {
-        void this.collectSegments(this.capture).catch((error) => this.ctx.log.warn({ err: error }, 'collecting segments failed'));
-        void this.closeUnclosedTaps();
+        void this.pipeline.collect().catch((error) => this.ctx.log.warn({ err: error }, 'collecting segments failed'));
+        void this.pipeline.closeUnclosedTaps();
       }, 1_000);
-      this.ctx.log.info({ recordingId: this.recording.recordingId, streams: this.capture.streams.length }, 'recording started');
+      this.ctx.log.info({ recordingId: this.recording.recordingId, streams: capture.streams.length }, 'recording started');
       this.safeEmit('status', 'started', this.recording.startedBy);
     } catch (error) {
-      await this.closeCapture(this.capture, 'kill');
+      await this.pipeline.close(this.pipeline.current, 'kill');
       await rm(this.dir, { recursive: true, force: true });
       throw error;
     }
@@ -185,8 +111,8 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
     this.recapture = this.recapture.then(async () => {
       // Nothing is captured during a pause; resuming starts a capture of whatever is live then.
       if (this.stopping || this.paused) return;
-      await this.closeCapture(this.capture, 'finish');
-      await this.startCapture();
+      await this.pipeline.close(this.pipeline.current, 'finish');
+      await this.pipeline.start();
     }).catch((error) => {
       this.ctx.log.error({ err: error, recordingId: this.recording.recordingId }, 'restarting the capture failed');
       void this.stop('', `capture could not be restarted: ${(error as Error).message}`);
@@ -194,161 +120,9 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
     return this.recapture;
   }
 
-  private async startCapture(): Promise<void> {
-    const listed = await callUnary(this.ctx.sfu, this.ctx.sfu.listProducers, this.roomRef);
-    const producers: ProducerInfo[] = parseWith(producerListSchema, listed.producers, 'the SFU\'s producer list', ErrorCode.UNAVAILABLE);
-    const live = producers.filter((p) => !p.paused);
-    if (live.length === 0) {
-      this.capture = undefined;
-      return;
-    }
-    const number = ++this.captures;
-    const tapId = `${this.recording.recordingId}-c${number}`;
-    const roles = await this.ctx.roles();
-    const streams: CaptureStream[] = [];
-    for (const producer of live) streams.push(await this.tapStream(tapId, producer, roles));
-    await writeFile(path.join(this.dir, `capture-${number}.sdp`), buildSdp(streams, this.ctx.rtpIp), { mode: 0o600 });
-    const child = spawn(this.ctx.ffmpeg, captureArgs(streams, `capture-${number}.sdp`, number, this.ctx.segmentSeconds), { cwd: this.dir, stdio: ['ignore', 'ignore', 'pipe'] });
-    const capture: Capture = { number, tapId, streams, child, log: '', start: undefined, taken: new Map(), cpuSeconds: 0, stopping: false, collecting: Promise.resolve(), exited: new Promise((resolve) => child.once('exit', () => resolve())) };
-    child.stderr!.on('data', (chunk: Buffer) => {
-      capture.log = (capture.log + chunk.toString()).slice(-20_000);
-      capture.start ??= parseCaptureStart(capture.log);
-    });
-    void capture.exited.then(() => this.onCaptureExit(capture));
-    this.capture = capture;
-    this.record.tapId = tapId;
-    this.recording.participantIds = [...new Set([...this.recording.participantIds, ...live.map((p) => p.participantId)])];
-    await waitForBoundPorts(streams.map((s) => s.port), child);
-    if (!this.paused) await callUnary(this.ctx.sfu, this.ctx.sfu.setTapPaused, { tap: { room: this.roomRef, tapId }, paused: false });
-    this.changed();
-  }
-
-  /** A paused tap stream of one producer to a fresh pair of local ports. */
-  private async tapStream(tapId: string, producer: ProducerInfo, roles: Map<string, string>): Promise<CaptureStream> {
-    const port = await freePortPair();
-    const tapped = await callUnary(this.ctx.sfu, this.ctx.sfu.createTapStream, {
-      tap: { room: this.roomRef, tapId },
-      producerId: producer.producerId,
-      ip: this.ctx.rtpIp,
-      port,
-      rtcpPort: port + 1,
-      paused: true,
-    });
-    const codec = parseWith(tapAnswerSchema, tapped, 'the SFU\'s tap', ErrorCode.UNAVAILABLE).rtpParameters.codecs[0]!;
-    const kind = producer.kind === MediaKind.MEDIA_KIND_AUDIO ? 'audio' : 'video';
-    // A producer is one stream for the whole recording, whichever captures carry it.
-    const streamId = producer.producerId;
-    if (!this.record.streams.some((s) => s.streamId === streamId)) {
-      const stream: TappedStream = {
-        streamId,
-        participantId: producer.participantId,
-        role: roles.get(producer.participantId) ?? 'agent',
-        source: sourceNames[producer.source] ?? 'camera',
-        kind,
-        mimeType: codec.mimeType,
-      };
-      this.record.streams.push(stream);
-    }
-    const fmtp = Object.entries(codec.parameters ?? {}).map(([k, v]) => `${k}=${v}`).join(';');
-    return { streamId, kind, port, payloadType: codec.payloadType, mimeType: codec.mimeType, clockRate: codec.clockRate, channels: codec.channels, fmtp: fmtp || undefined };
-  }
-
   /** CPU seconds the job's captures have used so far. */
   get cpuSeconds(): number {
-    return this.endedCapturesCpu + (this.capture?.cpuSeconds ?? 0);
-  }
-
-  /** Encrypts every newly completed segment of a capture into the artifact store. */
-  private collectSegments(capture: Capture | undefined): Promise<void> {
-    if (!capture) return Promise.resolve();
-    const run = capture.collecting.catch(() => undefined).then(() => this.collectNewSegments(capture));
-    capture.collecting = run;
-    return run;
-  }
-
-  private async collectNewSegments(capture: Capture): Promise<void> {
-    capture.cpuSeconds = (await processCpuSeconds(capture.child.pid)) ?? capture.cpuSeconds;
-    if (capture.start === undefined) return;
-    for (const stream of capture.streams) {
-      const { list } = segmentNames(stream.streamId, capture.number);
-      const entries = parseSegmentList(await readFile(path.join(this.dir, list), 'utf8').catch(() => ''));
-      const from = capture.taken.get(stream.streamId) ?? 0;
-      for (const entry of entries.slice(from)) {
-        const objectId = newId('SG');
-        await this.ctx.segments.putFile(this.recording.tenant, objectId, path.join(this.dir, entry.file), 'video/x-matroska');
-        const segment: Segment = { streamId: stream.streamId, objectId, startS: capture.start + entry.start, endS: capture.start + entry.end };
-        this.record.segments.push(segment);
-        // Stored encrypted: the plaintext goes at once, so the work folder holds only segments in progress.
-        await rm(path.join(this.dir, entry.file), { force: true });
-      }
-      capture.taken.set(stream.streamId, Math.max(from, entries.length));
-      if (entries.length > from) this.changed();
-    }
-  }
-
-  private onCaptureExit(capture: Capture): void {
-    this.endedCapturesCpu += capture.cpuSeconds;
-    if (capture.stopping || this.stopping || this.capture !== capture) return;
-    // ffmpeg died on its own: restart it on the same timeline, unless it keeps dying.
-    const now = Date.now();
-    this.restarts.push(now);
-    while (this.restarts.length && now - this.restarts[0]! > 60_000) this.restarts.shift();
-    const reason = NO_SPACE.test(capture.log) ? DISK_FULL : `capture exited (${capture.child.exitCode ?? capture.child.signalCode}): ${lastLogLine(capture.log)}`;
-    this.ctx.log.warn({ recordingId: this.recording.recordingId, reason }, 'capture failed');
-    // A full disk stays full: restarting would only fail again.
-    if (reason === DISK_FULL || this.restarts.length > MAX_RESTARTS_PER_MINUTE) {
-      void this.stop('', reason);
-      return;
-    }
-    void this.collectSegments(capture)
-      .catch((error) => this.ctx.log.warn({ err: error, recordingId: this.recording.recordingId }, 'collecting segments failed'))
-      .finally(() => this.refreshStreams());
-  }
-
-  /**
-   * Ends a capture: 'finish' lets ffmpeg close its files, 'kill' does not wait. SIGINT stops
-   * ffmpeg at the next packet, and it writes its files' trailers; the tap is closed only then,
-   * so packets are still arriving. Without any packet ffmpeg waits on: a second SIGINT
-   * interrupts the wait, at the cost of the segment in progress.
-   */
-  private async closeCapture(capture: Capture | undefined, how: 'finish' | 'kill'): Promise<void> {
-    if (!capture) return;
-    capture.stopping = true;
-    const { child } = capture;
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill(how === 'kill' ? 'SIGKILL' : 'SIGINT');
-      if (how === 'finish') setTimeout(() => child.kill('SIGINT'), 2_000).unref();
-      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      await capture.exited;
-      clearTimeout(timer);
-    }
-    await this.closeTap(capture.tapId);
-    if (how === 'finish') await this.collectSegments(capture);
-  }
-
-  /** Asks the SFU to close a tap; one it does not confirm closed is asked for again (see unclosedTaps). */
-  private async closeTap(tapId: string): Promise<void> {
-    try {
-      await callUnary(this.ctx.sfu, this.ctx.sfu.closeTap, { room: this.roomRef, tapId });
-    } catch (error) {
-      // The room is gone from the SFU, and its taps with it.
-      if (GatewayError.from(error).code !== ErrorCode.NOT_FOUND) {
-        if (!this.unclosedTaps.has(tapId)) this.ctx.log.error({ err: error, recordingId: this.recording.recordingId, tapId }, 'the SFU did not close a tap; asking again every second');
-        this.unclosedTaps.add(tapId);
-        return;
-      }
-    }
-    this.unclosedTaps.delete(tapId);
-  }
-
-  private async closeUnclosedTaps(): Promise<void> {
-    if (this.closingTaps) return;
-    this.closingTaps = true;
-    try {
-      for (const tapId of [...this.unclosedTaps]) await this.closeTap(tapId);
-    } finally {
-      this.closingTaps = false;
-    }
+    return this.pipeline.cpuSeconds;
   }
 
   async pause(by: string): Promise<Recording> {
@@ -359,9 +133,7 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
     // The capture ends while media still flows (ffmpeg stops cleanly at the next packet) and its
     // tap is closed, so nothing leaves the SFU for this recording during the pause. The few
     // milliseconds that arrive after the pause began are cut at assembly.
-    const capture = this.capture;
-    this.capture = undefined;
-    await this.closeCapture(capture, 'finish');
+    await this.pipeline.close(this.pipeline.detach(), 'finish');
     this.changed();
     this.safeEmit('status', 'paused', by);
     return this.recording;
@@ -385,7 +157,7 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
   async abort(): Promise<void> {
     clearInterval(this.poller);
     this.stopping ??= Promise.resolve(this.recording);
-    await this.closeCapture(this.capture, 'kill');
+    await this.pipeline.close(this.pipeline.current, 'kill');
     await rm(this.dir, { recursive: true, force: true });
   }
 
@@ -408,7 +180,7 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
       this.recording.failureReason = 'discarded: a participant asked for erasure';
       this.safeEmit('status', 'stopped', by);
       await this.recapture.catch(() => undefined);
-      await this.closeCapture(this.capture, 'kill').catch((error) => this.ctx.log.warn({ err: error }, 'closing the capture failed'));
+      await this.pipeline.close(this.pipeline.current, 'kill').catch((error) => this.ctx.log.warn({ err: error }, 'closing the capture failed'));
       await rm(this.dir, { recursive: true, force: true });
       for (const segment of this.record.segments) {
         await this.ctx.segments.delete(this.recording.tenant, segment.objectId);
@@ -444,8 +216,8 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
     // Participants learn at once that nothing more is recorded; storing the files takes a while.
     this.safeEmit('status', 'stopped', by);
     await this.recapture.catch(() => undefined);
-    await this.closeCapture(this.capture, 'finish').catch((error) => this.ctx.log.warn({ err: error }, 'closing the capture failed'));
-    await this.closeUnclosedTaps();
+    await this.pipeline.close(this.pipeline.current, 'finish').catch((error) => this.ctx.log.warn({ err: error }, 'closing the capture failed'));
+    await this.pipeline.closeUnclosedTaps();
     const endedAtMs = Date.now();
     try {
       const { artifacts, problem } = await assembleRecording({
@@ -485,51 +257,5 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
   private changed(): void {
     this.record.refreshedAtMs = Date.now();
     this.safeEmit('changed', this.record);
-  }
-}
-
-
-/** An even port whose successor is free too (RTP and RTCP), picked by the kernel. */
-async function freePortPair(): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const probe = createSocket('udp4');
-    const port = await new Promise<number>((resolve, reject) => {
-      probe.once('error', reject);
-      probe.bind(0, '0.0.0.0', () => resolve(probe.address().port));
-    });
-    probe.close();
-    const even = port % 2 === 0 ? port : port - 1;
-    if (even < 1024) continue;
-    if ((await portFree(even)) && (await portFree(even + 1))) return even;
-  }
-  throw new GatewayError(ErrorCode.UNAVAILABLE, 'no free UDP port pair for a recording stream');
-}
-
-/** User and system CPU seconds of a running process, from /proc (Linux); undefined when unknown. */
-async function processCpuSeconds(pid: number | undefined): Promise<number | undefined> {
-  if (!pid) return undefined;
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
-  const fields = stat?.split(') ')[1]?.split(' ');
-  // utime and stime, in clock ticks of 1/100 s.
-  return fields ? (Number(fields[11]) + Number(fields[12])) / 100 : undefined;
-}
-
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = createSocket('udp4');
-    socket.once('error', () => resolve(false));
-    socket.bind(port, '0.0.0.0', () => socket.close(() => resolve(true)));
-  });
-}
-
-/** ffmpeg has opened its inputs once their ports are taken. */
-async function waitForBoundPorts(ports: number[], child: ChildProcess): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new GatewayError(ErrorCode.INTERNAL, 'ffmpeg exited while starting');
-    const free = await Promise.all(ports.map(portFree));
-    if (free.every((f) => !f)) return;
-    if (Date.now() > deadline) throw new GatewayError(ErrorCode.TIMEOUT, 'ffmpeg did not open its inputs');
-    await new Promise((r) => setTimeout(r, 50));
   }
 }

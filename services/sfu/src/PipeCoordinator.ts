@@ -11,8 +11,9 @@ import {
   type PipedProducerChange,
 } from '@gateway/proto/gateway/sfu/v1/sfu';
 import { ErrorCode, GatewayError, callUnary, grpcClientCredentials, jsonShapeProblem, parseWith, rtpParametersSchema, schemas, type GrpcTls, type Logger } from '@gateway/common';
-import type { MediaAppData, PipeEndpoint, PipeListen, Room } from './Room.js';
-import type { PeerAddress } from './NodeRegistry.js';
+import type { PeerAddress } from '@gateway/cluster';
+import type { MediaAppData, PipeEndpoint, PipeListen } from './mediaTypes.js';
+import type { Room } from './Room.js';
 import { kindName, sourceNames } from './grpc/mapping.js';
 import { pipeEndpointSchema, type SfuRequest } from './grpc/requests.js';
 
@@ -115,14 +116,14 @@ export class PipeCoordinator {
     const answer: PipedProducer = await consume().catch(async (error: unknown) => {
       // The origin lost its end of the pipe (its room closed and opened again): open it anew.
       if (GatewayError.from(error).code !== ErrorCode.INVALID_STATE) throw error;
-      room.closePipeIn(origin.nodeId);
+      room.pipes.closeIn(origin.nodeId);
       await this.ensurePipeIn(room, origin, client);
       return consume();
     });
     const piped = parseWith(pipedProducerSchema, answer, 'the origin\'s PipeConsume answer', ErrorCode.UNAVAILABLE);
     const info = piped.producer;
     if (info.producerId !== producerId) throw new GatewayError(ErrorCode.UNAVAILABLE, 'the origin answered with another producer');
-    await room.importProducer(
+    await room.pipes.importProducer(
       origin.nodeId,
       {
         producerId,
@@ -140,12 +141,12 @@ export class PipeCoordinator {
   private readonly opening = new Map<string, Promise<void>>();
 
   private ensurePipeIn(room: Room, origin: Peer, client: SfuClient): Promise<void> {
-    if (room.pipesIn.get(origin.nodeId)?.connected) return Promise.resolve();
+    if (room.pipes.inbound.get(origin.nodeId)?.connected) return Promise.resolve();
     const key = `${room.tenant}/${room.name}/${origin.nodeId}`;
     let pending = this.opening.get(key);
     if (!pending) {
       pending = (async () => {
-        const { endpoint } = await room.pipeInFrom(origin.nodeId, this.host.pipeListen);
+        const { endpoint } = await room.pipes.inFrom(origin.nodeId, this.host.pipeListen);
         const answer = await callUnary(client, client.openPipe, {
           room: { tenant: room.tenant, room: room.name },
           peer: this.host.self,
@@ -155,10 +156,10 @@ export class PipeCoordinator {
         try {
           this.assertPipeAddress(origin, remote.ip);
         } catch (error) {
-          room.closePipeIn(origin.nodeId);
+          room.pipes.closeIn(origin.nodeId);
           throw error;
         }
-        await room.connectPipeIn(origin.nodeId, { ip: remote.ip, port: remote.port, srtpParameters: remote.srtpParameters as types.SrtpParameters });
+        await room.pipes.connectIn(origin.nodeId, { ip: remote.ip, port: remote.port, srtpParameters: remote.srtpParameters as types.SrtpParameters });
       })().finally(() => this.opening.delete(key));
       this.opening.set(key, pending);
     }
@@ -177,13 +178,13 @@ export class PipeCoordinator {
     const peer = await this.resolvePeer(peerId);
     this.assertPipeAddress(peer, req.endpoint.ip);
     const endpoint = { ip: req.endpoint.ip, port: req.endpoint.port, srtpParameters: req.endpoint.srtpParameters as types.SrtpParameters };
-    return toMessage(await room.openPipeOut(peerId, endpoint, this.host.pipeListen));
+    return toMessage(await room.pipes.openOut(peerId, endpoint, this.host.pipeListen));
   }
 
   /** Origin side: sends one producer into the pipe to the importer. */
   async pipeConsume(req: SfuRequest<'pipeConsume'>): Promise<{ consumer: types.Consumer<MediaAppData>; producer: types.Producer<MediaAppData> }> {
     const room = this.host.room(req.room.tenant, req.room.room);
-    return room.pipeConsume(req.peerNodeId, req.producerId);
+    return room.pipes.consume(req.peerNodeId, req.producerId);
   }
 
   /** Origin side: a producer piped to a peer changed; the peer mirrors it. */
@@ -233,7 +234,7 @@ export class PipeCoordinator {
 
   /** The peer's room is gone: every pipe with it closes, in both directions. */
   closePipe(req: SfuRequest<'closePipe'>): void {
-    this.host.room(req.room.tenant, req.room.room).closePipesWith(req.peerNodeId);
+    this.host.room(req.room.tenant, req.room.room).pipes.closeWith(req.peerNodeId);
   }
 
   /** The local room closed: its peers close their ends (the origins stop sending). */

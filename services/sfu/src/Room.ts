@@ -2,9 +2,13 @@ import type { types } from 'mediasoup';
 import { ErrorCode, GatewayError, TypedEmitter, type Logger } from '@gateway/common';
 import { mediaCodecs } from './codecs.js';
 import type { PooledWorker } from './WorkerPool.js';
+import type { MediaAppData, TrackSource } from './mediaTypes.js';
+import { RoomPipes, type PipedProducerChange } from './RoomPipes.js';
+import { RoomTaps } from './RoomTaps.js';
+
+export type { MediaAppData, PipeEndpoint, PipeListen, TrackSource } from './mediaTypes.js';
 
 export type RoomCloseReason = 'closed' | 'idle' | 'worker_died' | 'drain_timeout' | 'node_closed';
-export type TrackSource = 'camera' | 'microphone' | 'screen' | 'screen_audio';
 
 export interface RoomTimeouts {
   /** A room without transports is closed after this long. */
@@ -22,74 +26,37 @@ export interface ParticipantLimits {
   consumers: number;
 }
 
-/** One recording's streams: a plain RTP transport and a consumer per producer. */
-interface Tap {
-  paused: boolean;
-  streams: Map<string, { transport: types.PlainTransport; consumer: types.Consumer<MediaAppData> }>;
-}
-
-export interface MediaAppData extends types.AppData {
-  participantId: string;
-  source?: TrackSource;
-  direction?: 'send' | 'recv';
-  /** On an imported producer: the node it comes from. */
-  importedFrom?: string;
-  /** On a consumer: the transport it sends on. */
-  transportId?: string;
-}
-
-/** Where a pipe listens: the node's cluster-internal address and port range. */
-export interface PipeListen {
-  listenIp: string;
-  announcedAddress?: string;
-  portMin: number;
-  portMax: number;
-}
-
-/** One end of a pipe, as the other node is told of it. */
-export interface PipeEndpoint {
-  ip: string;
-  port: number;
-  srtpParameters: types.SrtpParameters;
-}
-
-/** This room's producers sent to one other node: a pipe transport and a pipe consumer per producer. */
-interface PipeOut {
-  transport: types.PipeTransport;
-  consumers: Map<string, types.Consumer<MediaAppData>>;
-}
-
-/** Producers of one other node received into this room. */
-interface PipeIn {
-  transport: types.PipeTransport;
-  connected: boolean;
-}
-
 type RoomEvents = {
   /** `pipePeers`: the nodes the room had pipes with, which close their ends. */
   closed: [reason: RoomCloseReason, pipePeers: string[]];
   /** A producer piped to `peerNodeId` paused, resumed or closed: the peer must mirror it. */
-  pipedproducerchanged: [peerNodeId: string, producerId: string, change: 'paused' | 'resumed' | 'closed'];
+  pipedproducerchanged: [peerNodeId: string, producerId: string, change: PipedProducerChange];
   activespeaker: [participantId: string, producerId: string];
   /** Counts of transports/producers/consumers changed. */
   loadchanged: [];
 };
 
+/** For monitoring only (metrics): nothing that decides what the room does listens here. */
+export type RoomObserverEvents = {
+  close: [];
+};
+
 /**
  * One room of one tenant: a mediasoup router on one worker with every transport, producer and
- * consumer of the room's participants. Closing the room closes the router, which closes
- * everything below it.
+ * consumer of the room's participants. Its pipes to other SFU nodes are RoomPipes', its
+ * recording taps RoomTaps'. Closing the room closes the router, which closes everything below it.
  */
 export class Room extends TypedEmitter<RoomEvents> {
   readonly transports = new Map<string, types.WebRtcTransport<MediaAppData>>();
   readonly producers = new Map<string, types.Producer<MediaAppData>>();
   readonly consumers = new Map<string, types.Consumer<MediaAppData>>();
-  private readonly taps = new Map<string, Tap>();
+  /** Pipes to and from the other SFU nodes of the room. */
+  readonly pipes: RoomPipes;
+  /** Recording taps: streams to recorders. */
+  readonly taps: RoomTaps;
+  readonly observer = new TypedEmitter<RoomObserverEvents>();
   /** The loudest voice of the last interval, until silence. */
   private speaking: { participantId: string; producerId: string } | undefined;
-  /** By peer node id. One pipe per direction and peer keeps the two directions independent. */
-  readonly pipesOut = new Map<string, PipeOut>();
-  readonly pipesIn = new Map<string, PipeIn>();
   private closedFlag = false;
   private idleTimer: NodeJS.Timeout | undefined;
   /** Creations in flight, by participant and kind, so that concurrent requests cannot pass a limit together. */
@@ -108,6 +75,16 @@ export class Room extends TypedEmitter<RoomEvents> {
     private readonly log: Logger,
   ) {
     super();
+    this.pipes = new RoomPipes({
+      router,
+      assertOpen: () => this.assertOpen(),
+      producer: (id) => this.producer(id),
+      findProducer: (id) => this.producers.get(id),
+      adoptProducer: (producer) => this.adoptImportedProducer(producer),
+      pipedProducerChanged: (peer, producerId, change) => this.safeEmit('pipedproducerchanged', peer, producerId, change),
+      changed: () => this.loadChanged(),
+    });
+    this.taps = new RoomTaps({ router, assertOpen: () => this.assertOpen(), producer: (id) => this.producer(id), changed: () => this.loadChanged() });
     // The active speaker is the loudest voice above the threshold over each interval; it is
     // announced when it changes. (mediasoup's ActiveSpeakerObserver stays silent with the
     // worker built here; the level observer reads the same RFC 6464 audio levels.)
@@ -300,172 +277,13 @@ export class Room extends TypedEmitter<RoomEvents> {
     if (consumer.kind === 'video' && transport?.dtlsState === 'connected') await consumer.requestKeyFrame();
   }
 
-  /**
-   * Sends one producer's RTP to a recorder at `ip:port` (RTCP to `rtcpPort`, or muxed) as part of the
-   * tap `tapId`. A paused tap creates the stream paused; a video stream starts with a key frame.
-   */
-  async createTapStream(tapId: string, producerId: string, destination: { ip: string; port: number; rtcpPort?: number }, listenIp: string, paused = false) {
-    this.assertOpen();
-    const producer = this.producer(producerId);
-    let tap = this.taps.get(tapId);
-    if (tap?.streams.has(producerId)) throw new GatewayError(ErrorCode.ALREADY_EXISTS, 'the tap already records this producer');
-    const rtcpMux = !destination.rtcpPort;
-    const transport = await this.router.createPlainTransport({ listenInfo: { protocol: 'udp', ip: listenIp }, rtcpMux, comedia: false });
-    try {
-      await transport.connect({ ip: destination.ip, port: destination.port, ...(rtcpMux ? {} : { rtcpPort: destination.rtcpPort }) }).catch((error: unknown) => {
-        throw new GatewayError(ErrorCode.BAD_REQUEST, 'the tap destination was refused', { cause: error });
-      });
-      tap = this.taps.get(tapId) ?? { paused, streams: new Map() };
-      this.taps.set(tapId, tap);
-      const consumer = await transport.consume<MediaAppData>({
-        producerId,
-        rtpCapabilities: this.router.rtpCapabilities,
-        paused: tap.paused,
-        appData: { participantId: `tap:${tapId}`, source: producer.appData.source },
-      });
-      const streams = tap.streams;
-      streams.set(producerId, { transport, consumer });
-      transport.observer.once('close', () => {
-        streams.delete(producerId);
-        this.loadChanged();
-      });
-      // The stream ends with its producer.
-      consumer.observer.once('close', () => transport.close());
-      if (consumer.kind === 'video' && !tap.paused) await consumer.requestKeyFrame();
-      return { consumer, producer };
-    } catch (error) {
-      transport.close();
-      throw error;
-    }
+  /** The importing ends of pipes, by origin node. */
+  get pipesIn(): RoomPipes['inbound'] {
+    return this.pipes.inbound;
   }
 
-  async setTapPaused(tapId: string, paused: boolean): Promise<void> {
-    const tap = this.taps.get(tapId);
-    if (!tap) throw new GatewayError(ErrorCode.NOT_FOUND, 'tap not found in this room');
-    tap.paused = paused;
-    for (const { consumer } of [...tap.streams.values()]) {
-      // A stream whose producer closed meanwhile has nothing left to pause or resume.
-      if (consumer.closed) continue;
-      try {
-        if (paused) await consumer.pause();
-        else {
-          await consumer.resume();
-          // Video picks up again at a key frame, not with a frozen picture until the next one.
-          if (consumer.kind === 'video') await consumer.requestKeyFrame();
-        }
-      } catch (error) {
-        if (!consumer.closed) throw error;
-      }
-    }
-  }
-
-  /** Every stream this room sends to recorders (for metrics: a PCI pause must leave none sending). */
-  get tapConsumers(): Array<types.Consumer<MediaAppData>> {
-    return [...this.taps.values()].flatMap((tap) => [...tap.streams.values()].map((s) => s.consumer));
-  }
-
-  closeTap(tapId: string): void {
-    const tap = this.taps.get(tapId);
-    if (!tap) return;
-    this.taps.delete(tapId);
-    for (const { transport } of tap.streams.values()) transport.close();
-  }
-
-  /**
-   * The origin's end of a pipe to `peerNodeId`, connected to the peer's end. A peer that opens
-   * again (it lost its end, e.g. after a restart) gets a new pipe; the old one is closed.
-   */
-  async openPipeOut(peerNodeId: string, peer: PipeEndpoint, listen: PipeListen): Promise<PipeEndpoint> {
-    this.assertOpen();
-    this.pipesOut.get(peerNodeId)?.transport.close();
-    const transport = await this.createPipeTransport(listen);
-    const pipe: PipeOut = { transport, consumers: new Map() };
-    this.pipesOut.set(peerNodeId, pipe);
-    transport.observer.once('close', () => {
-      if (this.pipesOut.get(peerNodeId) === pipe) this.pipesOut.delete(peerNodeId);
-      this.loadChanged();
-    });
-    try {
-      await transport.connect({ ip: peer.ip, port: peer.port, srtpParameters: peer.srtpParameters });
-    } catch (error) {
-      transport.close();
-      // A fault between two nodes, not the caller's request; mediasoup's words stay in the cause.
-      throw new GatewayError(ErrorCode.UNAVAILABLE, 'the pipe to the other node could not connect', { cause: error });
-    }
-    this.loadChanged();
-    return this.endpointOf(transport, listen);
-  }
-
-  /** Sends one producer into the pipe to `peerNodeId`; the peer mirrors its pause, resume and close. */
-  async pipeConsume(peerNodeId: string, producerId: string): Promise<{ consumer: types.Consumer<MediaAppData>; producer: types.Producer<MediaAppData> }> {
-    this.assertOpen();
-    const pipe = this.pipesOut.get(peerNodeId);
-    if (!pipe) throw new GatewayError(ErrorCode.INVALID_STATE, 'no pipe to that node: open it first');
-    const producer = this.producer(producerId);
-    if (producer.appData.importedFrom) throw new GatewayError(ErrorCode.BAD_REQUEST, 'the producer is itself imported: import it from its origin');
-    pipe.consumers.get(producerId)?.close();
-    const consumer = await pipe.transport.consume<MediaAppData>({ producerId, appData: { participantId: `pipe:${peerNodeId}`, source: producer.appData.source } });
-    pipe.consumers.set(producerId, consumer);
-    // The pipe consumer follows its producer (a pipe consumer is never paused by itself).
-    consumer.observer.on('pause', () => this.safeEmit('pipedproducerchanged', peerNodeId, producerId, 'paused'));
-    consumer.observer.on('resume', () => this.safeEmit('pipedproducerchanged', peerNodeId, producerId, 'resumed'));
-    consumer.observer.once('close', () => {
-      if (pipe.consumers.get(producerId) === consumer) pipe.consumers.delete(producerId);
-      // A closed pipe (peer gone, room closed) needs no message; a closed producer does.
-      if (!pipe.transport.closed) this.safeEmit('pipedproducerchanged', peerNodeId, producerId, 'closed');
-    });
-    return { consumer, producer };
-  }
-
-  closePipeOut(peerNodeId: string): void {
-    this.pipesOut.get(peerNodeId)?.transport.close();
-  }
-
-  /** The importing end of the pipe from `originNodeId`, created unconnected: the origin answers with its end. */
-  async pipeInFrom(originNodeId: string, listen: PipeListen): Promise<{ endpoint: PipeEndpoint; connected: boolean }> {
-    this.assertOpen();
-    let pipe = this.pipesIn.get(originNodeId);
-    if (!pipe || pipe.transport.closed) {
-      const transport = await this.createPipeTransport(listen);
-      const created: PipeIn = { transport, connected: false };
-      pipe = created;
-      this.pipesIn.set(originNodeId, created);
-      transport.observer.once('close', () => {
-        if (this.pipesIn.get(originNodeId) === created) this.pipesIn.delete(originNodeId);
-        this.loadChanged();
-      });
-      this.loadChanged();
-    }
-    return { endpoint: this.endpointOf(pipe.transport, listen), connected: pipe.connected };
-  }
-
-  async connectPipeIn(originNodeId: string, origin: PipeEndpoint): Promise<void> {
-    const pipe = this.pipesIn.get(originNodeId);
-    if (!pipe) throw new GatewayError(ErrorCode.INVALID_STATE, 'no pipe from that node');
-    await pipe.transport.connect({ ip: origin.ip, port: origin.port, srtpParameters: origin.srtpParameters }).catch((error: unknown) => {
-      throw new GatewayError(ErrorCode.UNAVAILABLE, 'the pipe from the other node could not connect', { cause: error });
-    });
-    pipe.connected = true;
-  }
-
-  /** A producer of another node, received through the pipe with the origin's producer id. */
-  async importProducer(
-    originNodeId: string,
-    info: { producerId: string; participantId: string; kind: types.MediaKind; source?: TrackSource; paused: boolean },
-    rtpParameters: types.RtpParameters,
-  ): Promise<types.Producer<MediaAppData>> {
-    this.assertOpen();
-    const pipe = this.pipesIn.get(originNodeId);
-    if (!pipe?.connected) throw new GatewayError(ErrorCode.INVALID_STATE, 'no connected pipe from that node');
-    const existing = this.producers.get(info.producerId);
-    if (existing) return existing;
-    const producer = await pipe.transport.produce<MediaAppData>({
-      id: info.producerId,
-      kind: info.kind,
-      rtpParameters,
-      paused: info.paused,
-      appData: { participantId: info.participantId, source: info.source, importedFrom: originNodeId },
-    });
+  /** A producer imported through a pipe, kept like the room's own. */
+  private async adoptImportedProducer(producer: types.Producer<MediaAppData>): Promise<void> {
     this.producers.set(producer.id, producer);
     producer.observer.once('close', () => {
       this.producers.delete(producer.id);
@@ -475,36 +293,6 @@ export class Room extends TypedEmitter<RoomEvents> {
     // node holds every producer of the room, so its answer is the room's.
     if (producer.kind === 'audio') await this.speakerObserver.addProducer({ producerId: producer.id }).catch(() => undefined);
     this.loadChanged();
-    return producer;
-  }
-
-  /** The importing end of the pipe from a node, closed (with what came through it). */
-  closePipeIn(originNodeId: string): void {
-    this.pipesIn.get(originNodeId)?.transport.close();
-  }
-
-  /** Nodes this room has pipes with, in either direction. */
-  pipePeers(): string[] {
-    return [...new Set([...this.pipesOut.keys(), ...this.pipesIn.keys()])];
-  }
-
-  /** A peer node is gone: its pipes close, and with them the producers imported from it. */
-  closePipesWith(peerNodeId: string): void {
-    this.pipesOut.get(peerNodeId)?.transport.close();
-    this.pipesIn.get(peerNodeId)?.transport.close();
-  }
-
-  private async createPipeTransport(listen: PipeListen): Promise<types.PipeTransport> {
-    return this.router.createPipeTransport({
-      listenInfo: { protocol: 'udp', ip: listen.listenIp, announcedAddress: listen.announcedAddress, portRange: { min: listen.portMin, max: listen.portMax } },
-      // Retransmissions across the cluster network, and SRTP: media is encrypted between nodes too.
-      enableRtx: true,
-      enableSrtp: true,
-    });
-  }
-
-  private endpointOf(transport: types.PipeTransport, listen: PipeListen): PipeEndpoint {
-    return { ip: listen.announcedAddress ?? transport.tuple.localAddress, port: transport.tuple.localPort, srtpParameters: transport.srtpParameters! };
   }
 
   closeParticipant(participantId: string): number {
@@ -522,12 +310,13 @@ export class Room extends TypedEmitter<RoomEvents> {
     if (this.closedFlag) return;
     this.closedFlag = true;
     clearTimeout(this.idleTimer);
-    const pipePeers = this.pipePeers();
+    const pipePeers = this.pipes.peers();
     // Closing the router closes every transport, producer and consumer; their observers
     // remove them from the maps and the worker's consumer count.
     if (!this.router.closed) this.router.close();
     this.log.info({ reason }, 'room closed');
     this.safeEmit('closed', reason, pipePeers);
+    this.observer.safeEmit('close');
   }
 
   /**
@@ -572,7 +361,7 @@ export class Room extends TypedEmitter<RoomEvents> {
   private armIdleTimer(): void {
     clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
-    if (this.closedFlag || this.transports.size > 0 || [...this.taps.values()].some((tap) => tap.streams.size > 0)) return;
+    if (this.closedFlag || this.transports.size > 0 || this.taps.sending) return;
     this.idleTimer = setTimeout(() => this.close('idle'), this.timeouts.idleMs);
     this.idleTimer.unref();
   }

@@ -1,50 +1,43 @@
 import type { types } from 'mediasoup';
-import { Gauge, Counter, type Registry } from 'prom-client';
-import { RoomEvent } from '@gateway/proto/gateway/events/v1/events';
+import type { Registry } from 'prom-client';
 import type { NodeAddress, NodeLoad } from '@gateway/proto/gateway/sfu/v1/sfu';
 import {
-  ErrorCode,
-  GatewayError,
-  assertSubjectToken,
   connectNats,
   createMetricsRegistry,
   grpcServerCredentials,
-  natsHeadersWithTrace,
   readDrainToken,
   startGrpcServer,
   startOpsServer,
   stopGrpcServer,
-  subjects,
   type Logger,
   type KV,
   type NatsConnection,
   type StopMode,
-  DrainWait,
 } from '@gateway/common';
-import { liveRecorderNodes, openRecorderNodes } from '@gateway/cluster';
+import { RoomEventBus, SfuRegistry, liveRecorderNodes, openRecorderNodes, type PeerAddress } from '@gateway/cluster';
 import type { SfuConfig } from './config.js';
-import { NodeRegistry, type PeerAddress } from './NodeRegistry.js';
-import { Room, type PipeListen, type RoomCloseReason } from './Room.js';
+import type { PipeListen, Room } from './Room.js';
+import { Rooms } from './Rooms.js';
 import { PipeCoordinator, type PipeHost } from './PipeCoordinator.js';
 import { WorkerPool } from './WorkerPool.js';
-import { registerSfuService } from './grpc/SfuGrpcService.js';
-import { observeMediaMetrics } from './metrics.js';
+import { registerSfuService, type SfuApiNode } from './grpc/SfuGrpcService.js';
+import { observeMediaMetrics, observeNodeMetrics } from './metrics.js';
+import { SfuObserver } from './observer.js';
 
 /** The largest gRPC request taken: real ones (RTP parameters and capabilities) are a few kilobytes. */
 const MAX_REQUEST_BYTES = 256 * 1024;
 
-/** Room close reasons signaling must hear about, so that clients rejoin. */
-const announcedCloseReasons = new Set<RoomCloseReason>(['worker_died', 'drain_timeout', 'node_closed']);
-
 /**
- * An SFU node: the worker pool, the rooms, the gRPC API, the registry heartbeat and the
- * operations endpoint. `startSfu` is used by main.ts and by tests.
+ * An SFU node: wires the worker pool and its rooms (Rooms) to the gRPC API, the pipes to other
+ * nodes (PipeCoordinator), the registry heartbeat (SfuRegistry), the room-event bus, the
+ * metrics and the operations endpoint. `SfuNode.start` is used by main.ts and by tests.
  */
-export class SfuNode implements PipeHost {
-  readonly rooms = new Map<string, Room>();
+export class SfuNode implements PipeHost, SfuApiNode {
+  /** For monitoring: metrics listen here. */
+  readonly observer = new SfuObserver();
   draining = false;
   private closing: Promise<void> | undefined;
-  private readonly drainWait = new DrainWait(() => this.rooms.size === 0);
+  private readonly openRooms: Rooms;
 
   private constructor(
     readonly config: SfuConfig,
@@ -54,12 +47,22 @@ export class SfuNode implements PipeHost {
     private readonly log: Logger,
   ) {
     this.pipes = new PipeCoordinator(this, config.grpcTls, log);
+    this.openRooms = new Rooms({
+      config,
+      pool,
+      pipes: this.pipes,
+      roomEvents: new RoomEventBus(nc, config.nodeId, log),
+      observer: this.observer,
+      draining: () => this.draining,
+      natsClosed: () => nc.isClosed(),
+      log,
+    });
   }
 
   grpcAddress = '';
   grpcPort = 0;
   opsPort = 0;
-  private registry: NodeRegistry | undefined;
+  private registry: SfuRegistry | undefined;
   private peerCheck: NodeJS.Timeout | undefined;
   readonly pipes: PipeCoordinator;
   private stopGrpc: (() => Promise<void>) | undefined;
@@ -89,9 +92,14 @@ export class SfuNode implements PipeHost {
       throw error;
     }
     const node = new SfuNode(config, pool, nc, createMetricsRegistry('sfu'), log);
-    pool.on('workerdied', (index) => node.onWorkerDied(index));
-    node.observeMetrics();
-    observeMediaMetrics(node);
+    pool.on('workerdied', (index) => {
+      node.observer.safeEmit('workerdied', index);
+      // mediasoup closes the dead worker's routers; make sure every room on it is closed and
+      // announced even if that already happened.
+      node.openRooms.workerDied(index);
+    });
+    observeNodeMetrics(node, node.metrics);
+    observeMediaMetrics(node, node.metrics);
 
     node.recorderNodes = await openRecorderNodes(nc);
     const grpc = await startGrpcServer((server) => registerSfuService(server, node, log), config.grpcHost, config.grpcPort, grpcServerCredentials(config.grpcTls), {
@@ -101,7 +109,7 @@ export class SfuNode implements PipeHost {
     node.grpcAddress = config.grpcAdvertisedAddress ?? `127.0.0.1:${grpc.port}`;
     node.stopGrpc = () => stopGrpcServer(grpc.server);
 
-    node.registry = await NodeRegistry.start(
+    node.registry = await SfuRegistry.start(
       nc,
       { nodeId: config.nodeId, heartbeatMs: config.heartbeatMs },
       () => ({ grpcAddress: node.grpcAddress, pipeIp: config.pipe.announcedAddress ?? config.pipe.listenIp, load: node.load(), draining: node.draining }),
@@ -123,22 +131,18 @@ export class SfuNode implements PipeHost {
     return node;
   }
 
+  /** The indexes of the pool's workers (one per CPU given to mediasoup). */
+  get workerIndexes(): number[] {
+    return this.pool.workers.map((worker) => worker.index);
+  }
+
+  /** The open rooms, by tenant/room. */
+  get rooms(): Map<string, Room> {
+    return this.openRooms.byKey;
+  }
+
   load(): NodeLoad {
-    let transports = 0;
-    let producers = 0;
-    let importedProducers = 0;
-    let consumers = 0;
-    let pipes = 0;
-    for (const room of this.rooms.values()) {
-      transports += room.transports.size;
-      for (const producer of room.producers.values()) {
-        if (producer.appData.importedFrom) importedProducers++;
-        else producers++;
-      }
-      consumers += room.consumers.size;
-      pipes += room.pipesIn.size + room.pipesOut.size;
-    }
-    return { workers: this.pool.aliveCount, rooms: this.rooms.size, transports, producers, consumers, maxConsumers: this.config.maxConsumers, importedProducers, pipes };
+    return this.openRooms.load();
   }
 
   /** This node as its peers reach it. */
@@ -162,114 +166,30 @@ export class SfuNode implements PipeHost {
 
   /** Pipes to nodes that left the registry are closed, and the producers imported from them with them. */
   private async closePipesToGoneNodes(): Promise<void> {
-    const withPipes = [...this.rooms.values()].filter((room) => room.pipePeers().length > 0);
-    if (withPipes.length === 0 || !this.registry) return;
+    if (!this.openRooms.piped || !this.registry) return;
     let live: Set<string>;
     try {
       live = await this.registry.liveNodeIds();
     } catch {
       return;
     }
-    for (const room of withPipes) {
-      for (const peer of room.pipePeers()) {
-        if (live.has(peer)) continue;
-        this.log.warn({ room: `${room.tenant}/${room.name}`, peer }, 'peer node gone: closing its pipes');
-        room.closePipesWith(peer);
-        this.pipes.forgetPeer(peer);
-      }
-    }
+    this.openRooms.closePipesToGoneNodes(live);
   }
 
   /** The room, or NOT_FOUND: ids of another tenant's room never resolve. */
   room(tenant: string, name: string): Room {
-    const room = this.rooms.get(roomKey(tenant, name));
-    if (!room || room.closed) throw new GatewayError(ErrorCode.NOT_FOUND, 'room not found on this node');
-    return room;
+    return this.openRooms.get(tenant, name);
   }
 
-  async openRoom(tenant: string, name: string): Promise<{ room: Room; created: boolean }> {
-    assertSubjectToken('tenant', tenant);
-    assertSubjectToken('room', name);
-    const key = roomKey(tenant, name);
-    const existing = this.rooms.get(key);
-    if (existing && !existing.closed) return { room: existing, created: false };
-    if (this.draining) throw new GatewayError(ErrorCode.DRAINING, 'node is draining and takes no new rooms');
-    const worker = this.pool.leastLoaded();
-    const room = await Room.open(tenant, name, worker, this.config.roomTimeouts, this.config.participantLimits, this.log);
-    // Two concurrent opens of the same room: keep the first, drop ours.
-    const raced = this.rooms.get(key);
-    if (raced && !raced.closed) {
-      room.close();
-      return { room: raced, created: false };
-    }
-    this.rooms.set(key, room);
-    worker.rooms++;
-    room.on('activespeaker', (participantId, producerId) =>
-      this.publish(room, { $case: 'activeSpeaker', value: { participantId, producerId } }),
-    );
-    room.on('pipedproducerchanged', (peer, producerId, change) => this.pipes.notifyPeer(room, peer, producerId, change));
-    room.on('closed', (reason, pipePeers) => {
-      this.pipes.roomClosed(room, pipePeers);
-      this.rooms.delete(key);
-      worker.rooms--;
-      if (announcedCloseReasons.has(reason)) {
-        this.publish(room, { $case: 'roomClosed', value: { reason, nodeId: this.config.nodeId } });
-      }
-      this.drainWait.check();
-    });
-    this.log.info({ room: `${tenant}/${name}`, worker: worker.index }, 'room opened');
-    return { room, created: true };
-  }
-
-  private publish(room: Room, event: RoomEvent['event']): void {
-    if (this.nc.isClosed()) return;
-    const message = RoomEvent.create({ tenant: room.tenant, room: room.name, atMs: Date.now(), origin: this.config.nodeId, event });
-    this.nc.publish(subjects.roomEvents(room.tenant, room.name), RoomEvent.encode(message).finish(), { headers: natsHeadersWithTrace() });
-  }
-
-  private onWorkerDied(index: number): void {
-    // mediasoup closes the dead worker's routers; make sure every room on it is closed and
-    // announced even if that already happened.
-    for (const room of [...this.rooms.values()]) {
-      if (room.worker.index === index && room.worker.worker.died) room.close('worker_died');
-    }
-  }
-
-  private observeMetrics(): void {
-    const node = this;
-    const gauge = (name: string, help: string, read: (load: NodeLoad) => number) =>
-      new Gauge({
-        name,
-        help,
-        registers: [this.metrics],
-        collect() {
-          this.set(read(node.load()));
-        },
-      });
-    gauge('gateway_sfu_workers', 'Live mediasoup workers', (l) => l.workers);
-    gauge('gateway_sfu_rooms', 'Open rooms', (l) => l.rooms);
-    gauge('gateway_sfu_transports', 'WebRTC transports', (l) => l.transports);
-    gauge('gateway_sfu_producers', 'Producers', (l) => l.producers);
-    gauge('gateway_sfu_consumers', 'Consumers', (l) => l.consumers);
-    gauge('gateway_sfu_max_consumers', 'Consumers the node takes before new participants go to other nodes', (l) => l.maxConsumers);
-    gauge('gateway_sfu_imported_producers', 'Producers of other nodes received through pipes', (l) => l.importedProducers);
-    gauge('gateway_sfu_pipes', 'Pipes to and from other nodes', (l) => l.pipes);
-    new Gauge({
-      name: 'gateway_sfu_draining',
-      help: '1 while the node drains',
-      registers: [this.metrics],
-      collect() {
-        this.set(node.draining ? 1 : 0);
-      },
-    });
-    const deaths = new Counter({ name: 'gateway_sfu_worker_deaths_total', help: 'mediasoup workers that died', registers: [this.metrics] });
-    this.pool.on('workerdied', () => deaths.inc());
+  openRoom(tenant: string, name: string): Promise<{ room: Room; created: boolean }> {
+    return this.openRooms.open(tenant, name);
   }
 
   /** Stop taking new rooms and tell placement so at once. */
   async startDrain(): Promise<void> {
     if (this.draining) return;
     this.draining = true;
+    this.observer.safeEmit('draining');
     this.log.info({ rooms: this.rooms.size }, 'draining');
     await this.registry?.heartbeat();
   }
@@ -282,12 +202,13 @@ export class SfuNode implements PipeHost {
     this.closing ??= (async () => {
       if (mode === 'graceful') {
         await this.startDrain();
-        await this.drainWait.wait(this.config.drainGraceMs);
-        for (const room of [...this.rooms.values()]) room.close('drain_timeout');
+        await this.openRooms.waitForEnd(this.config.drainGraceMs);
+        this.openRooms.closeAll('drain_timeout');
       } else {
-        for (const room of [...this.rooms.values()]) room.close('node_closed');
+        this.openRooms.closeAll('node_closed');
       }
       clearInterval(this.peerCheck);
+      this.observer.safeEmit('close');
       await this.stopGrpc?.();
       this.pipes.close();
       await this.registry?.close();
@@ -297,10 +218,6 @@ export class SfuNode implements PipeHost {
     })();
     return this.closing;
   }
-}
-
-export function roomKey(tenant: string, room: string): string {
-  return `${tenant}/${room}`;
 }
 
 export type { types };

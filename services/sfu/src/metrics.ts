@@ -1,6 +1,8 @@
 import type { types } from 'mediasoup';
-import { Counter, Gauge, Histogram } from 'prom-client';
-import type { SfuNode } from './SfuNode.js';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { NodeLoad } from '@gateway/proto/gateway/sfu/v1/sfu';
+import type { Room } from './Room.js';
+import type { SfuObserver } from './observer.js';
 
 /**
  * How often the workers are asked for their RTP stream statistics. Sampling on a timer rather
@@ -20,6 +22,39 @@ interface StreamTotals {
   plis: number;
 }
 
+/** What the metrics read of their node besides its observer: its workers, and its load at a scrape. */
+export interface MeasuredNode {
+  readonly observer: SfuObserver;
+  readonly workerIndexes: number[];
+  load(): NodeLoad;
+}
+
+/** The node's load (rooms, transports, ...), whether it drains, and its workers' deaths. */
+export function observeNodeMetrics(node: MeasuredNode, registry: Registry): void {
+  const gauge = (name: string, help: string, read: (load: NodeLoad) => number) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(read(node.load()));
+      },
+    });
+  gauge('gateway_sfu_workers', 'Live mediasoup workers', (l) => l.workers);
+  gauge('gateway_sfu_rooms', 'Open rooms', (l) => l.rooms);
+  gauge('gateway_sfu_transports', 'WebRTC transports', (l) => l.transports);
+  gauge('gateway_sfu_producers', 'Producers', (l) => l.producers);
+  gauge('gateway_sfu_consumers', 'Consumers', (l) => l.consumers);
+  gauge('gateway_sfu_max_consumers', 'Consumers the node takes before new participants go to other nodes', (l) => l.maxConsumers);
+  gauge('gateway_sfu_imported_producers', 'Producers of other nodes received through pipes', (l) => l.importedProducers);
+  gauge('gateway_sfu_pipes', 'Pipes to and from other nodes', (l) => l.pipes);
+  const draining = new Gauge({ name: 'gateway_sfu_draining', help: '1 while the node drains', registers: [registry] });
+  draining.set(0);
+  node.observer.on('draining', () => draining.set(1));
+  const deaths = new Counter({ name: 'gateway_sfu_worker_deaths_total', help: 'mediasoup workers that died', registers: [registry] });
+  node.observer.on('workerdied', () => deaths.inc());
+}
+
 /**
  * The media figures of this node: participants, and per worker, direction and kind the RTP
  * packets and bytes, losses, NACKs and PLIs, and the round-trip time to the clients. "in" is
@@ -31,8 +66,14 @@ interface StreamTotals {
  * grow by each stream's difference since the previous sample: they only ever increase, which
  * keeps `rate()` right when a stream ends.
  */
-export function observeMediaMetrics(node: SfuNode): void {
-  const registers = [node.metrics];
+export function observeMediaMetrics(node: MeasuredNode, registry: Registry): void {
+  const registers = [registry];
+  // The open rooms, as the observer reports them.
+  const rooms = new Set<Room>();
+  node.observer.on('newroom', (room) => {
+    rooms.add(room);
+    room.observer.once('close', () => rooms.delete(room));
+  });
   const labelNames = ['worker', 'direction', 'kind'] as const;
   const packets = new Counter({ name: 'gateway_sfu_rtp_packets_total', help: 'RTP packets received from publishers (direction="in") and sent to subscribers ("out")', labelNames, registers });
   const bytes = new Counter({ name: 'gateway_sfu_rtp_bytes_total', help: 'RTP bytes received from publishers (direction="in") and sent to subscribers ("out")', labelNames, registers });
@@ -48,7 +89,7 @@ export function observeMediaMetrics(node: SfuNode): void {
   });
   // Every series exists from the start at 0, so a ratio such as loss over packets reads 0
   // rather than "no data" on a node that never lost a packet.
-  for (const { index } of node.pool.workers) {
+  for (const index of node.workerIndexes) {
     for (const direction of ['in', 'out'] as const) {
       for (const kind of ['audio', 'video'] as const) for (const counter of [packets, bytes, lost, nacks, plis]) counter.inc({ worker: String(index), direction, kind }, 0);
     }
@@ -59,7 +100,7 @@ export function observeMediaMetrics(node: SfuNode): void {
     registers,
     collect() {
       let participants = 0;
-      for (const room of node.rooms.values()) participants += new Set([...room.transports.values()].map((t) => t.appData.participantId)).size;
+      for (const room of rooms) participants += new Set([...room.transports.values()].map((t) => t.appData.participantId)).size;
       this.set(participants);
     },
   });
@@ -67,7 +108,7 @@ export function observeMediaMetrics(node: SfuNode): void {
   // What leaves for the recorders, apart from what subscribers get: during a PCI pause nothing
   // may (docs/recording.md), and these are how that is seen, in operation and in the tests.
   const tapPackets = new Counter({ name: 'gateway_sfu_tap_rtp_packets_total', help: 'RTP packets sent to recorders by recording taps', labelNames: ['worker', 'kind'] as const, registers });
-  for (const { index } of node.pool.workers) for (const kind of ['audio', 'video'] as const) tapPackets.inc({ worker: String(index), kind }, 0);
+  for (const index of node.workerIndexes) for (const kind of ['audio', 'video'] as const) tapPackets.inc({ worker: String(index), kind }, 0);
   new Gauge({
     name: 'gateway_sfu_tap_streams',
     help: 'Streams of recording taps open on this node, sending (state="sending") or paused ("paused")',
@@ -76,8 +117,8 @@ export function observeMediaMetrics(node: SfuNode): void {
     collect() {
       this.reset();
       for (const kind of ['audio', 'video'] as const) for (const state of ['sending', 'paused'] as const) this.set({ kind, state }, 0);
-      for (const room of node.rooms.values()) {
-        for (const consumer of room.tapConsumers) if (!consumer.closed) this.inc({ kind: consumer.kind, state: consumer.paused ? 'paused' : 'sending' });
+      for (const room of rooms) {
+        for (const consumer of room.taps.consumers) if (!consumer.closed) this.inc({ kind: consumer.kind, state: consumer.paused ? 'paused' : 'sending' });
       }
     },
   });
@@ -111,7 +152,7 @@ export function observeMediaMetrics(node: SfuNode): void {
       for (const [key, totals] of previous) if (key.startsWith(prefix)) seen.set(key, totals);
     };
     const reads: Array<Promise<void>> = [];
-    for (const room of node.rooms.values()) {
+    for (const room of rooms) {
       const worker = String(room.worker.index);
       for (const producer of room.producers.values()) {
         if (producer.appData.importedFrom) continue;
@@ -131,7 +172,7 @@ export function observeMediaMetrics(node: SfuNode): void {
           ),
         );
       }
-      for (const consumer of room.tapConsumers) {
+      for (const consumer of room.taps.consumers) {
         reads.push(
           consumer.getStats().then(
             (stats) =>
@@ -151,10 +192,8 @@ export function observeMediaMetrics(node: SfuNode): void {
     previous = seen;
     sampling = false;
   };
-  const timer = setInterval(() => {
-    // The node stopped (its NATS connection is drained last but one): nothing left to sample.
-    if (node.nc.isClosed()) clearInterval(timer);
-    else void sample();
-  }, STATS_INTERVAL_MS);
+  const timer = setInterval(() => void sample(), STATS_INTERVAL_MS);
   timer.unref();
+  // The node stopped: nothing left to sample.
+  node.observer.once('close', () => clearInterval(timer));
 }

@@ -1,7 +1,16 @@
 import { z } from 'zod';
-import { RecorderService, type RecordingRef, type StartRecordingRequest } from '@gateway/proto/gateway/recorder/v1/recorder';
+import { RecorderService, type Recording, type RecordingOptions, type RecordingRef, type StartRecordingRequest } from '@gateway/proto/gateway/recorder/v1/recorder';
 import { SUBJECT_TOKEN, grpc, parseWith, schemas, unaryHandlers, withCheckedDecoding, type GrpcAccess, type Logger } from '@gateway/common';
-import type { RecorderNode } from '../RecorderNode.js';
+
+/** What the gRPC API needs of the node's recordings (RecordingJobs is it): the API never depends on the node class. */
+export interface RecordingControl {
+  startRecording(tenant: string, room: string, requestedBy: string, options?: RecordingOptions): Promise<Recording>;
+  /** A running job of the tenant on this node, or NOT_FOUND. */
+  job(tenant: string, recordingId: string): { pause(by: string): Promise<Recording>; resume(by: string): Promise<Recording> };
+  stopRecording(tenant: string, recordingId: string, by: string): Promise<Recording>;
+  discardRecording(tenant: string, recordingId: string, by: string): Promise<{ recordingId: string; segments: number }>;
+  getRecording(tenant: string, recordingId: string): Promise<Recording>;
+}
 
 const subjectToken = () => z.string().regex(SUBJECT_TOKEN, 'must be 1-64 letters, digits, _ or -');
 /** Who asked: a participant id, or empty when the platform itself did (the tenant's policy). */
@@ -29,31 +38,32 @@ export const recorderAccess = {
 } as const;
 
 /** gateway.recorder.v1.Recorder: every call is scoped to the tenant it names, and checked before use. */
-export function registerRecorderService(server: grpc.Server, node: RecorderNode, log: Logger): void {
+export function registerRecorderService(server: grpc.Server, recordings: RecordingControl, options: { requireIdentity: boolean; log: Logger }): void {
+  const { requireIdentity, log } = options;
   const handlers = {
     startRecording: async (request: StartRecordingRequest) => {
       const req = parseWith(startRequest, request, 'StartRecording request');
-      return node.startRecording(req.tenant, req.room, req.requestedBy, req.options);
+      return recordings.startRecording(req.tenant, req.room, req.requestedBy, req.options);
     },
     pauseRecording: async (request: RecordingRef) => {
       const req = ref(request, 'PauseRecording');
-      return node.job(req.tenant, req.recordingId).pause(req.requestedBy);
+      return recordings.job(req.tenant, req.recordingId).pause(req.requestedBy);
     },
     resumeRecording: async (request: RecordingRef) => {
       const req = ref(request, 'ResumeRecording');
-      return node.job(req.tenant, req.recordingId).resume(req.requestedBy);
+      return recordings.job(req.tenant, req.recordingId).resume(req.requestedBy);
     },
     stopRecording: async (request: RecordingRef) => {
       const req = ref(request, 'StopRecording');
-      return node.stopRecording(req.tenant, req.recordingId, req.requestedBy);
+      return recordings.stopRecording(req.tenant, req.recordingId, req.requestedBy);
     },
     discardRecording: async (request: RecordingRef) => {
       const req = ref(request, 'DiscardRecording');
-      return node.discardRecording(req.tenant, req.recordingId, req.requestedBy);
+      return recordings.discardRecording(req.tenant, req.recordingId, req.requestedBy);
     },
     getRecording: async (request: RecordingRef) => {
       const req = ref(request, 'GetRecording');
-      return node.getRecording(req.tenant, req.recordingId);
+      return recordings.getRecording(req.tenant, req.recordingId);
     },
   };
   const access: GrpcAccess<typeof handlers> = recorderAccess;
@@ -61,8 +71,8 @@ export function registerRecorderService(server: grpc.Server, node: RecorderNode,
     withCheckedDecoding(RecorderService),
     unaryHandlers(handlers, {
       access,
-      requireIdentity: node.config.grpcTls !== undefined,
-      log
+      requireIdentity,
+      log,
     }),
   );
 }

@@ -1,10 +1,28 @@
 import type { types } from 'mediasoup';
-import { Counter } from 'prom-client';
-import { SfuService, TrackSource, TransportDirection } from '@gateway/proto/gateway/sfu/v1/sfu';
+import { Counter, type Registry } from 'prom-client';
+import { SfuService, TrackSource, TransportDirection, type NodeLoad } from '@gateway/proto/gateway/sfu/v1/sfu';
 import { ErrorCode, GatewayError, grpc, parseWith, unaryHandlers, withCheckedDecoding, type GrpcAccess, type GrpcService, type Logger } from '@gateway/common';
-import type { SfuNode } from '../SfuNode.js';
+import type { SfuConfig } from '../config.js';
+import type { Room } from '../Room.js';
+import type { PipeCoordinator } from '../PipeCoordinator.js';
 import { kindName, mediaKind, producerInfo, sourceNames, sourceValues } from './mapping.js';
 import { sfuRequestSchemas, type SfuMethod, type SfuRequest } from './requests.js';
+
+/** What the gRPC API needs of its node (SfuNode is one): the API never depends on the node class. */
+export interface SfuApiNode {
+  readonly config: Pick<SfuConfig, 'nodeId' | 'grpcTls' | 'pipe' | 'tapListenIp'>;
+  readonly grpcAddress: string;
+  readonly draining: boolean;
+  /** Where the API's own metrics (requests by method and code) go. */
+  readonly metrics: Registry;
+  readonly pipes: Pick<PipeCoordinator, 'importProducer' | 'openPipe' | 'pipeConsume' | 'pipedProducerChanged' | 'closePipe'>;
+  load(): NodeLoad;
+  /** The room, or NOT_FOUND. */
+  room(tenant: string, name: string): Room;
+  openRoom(tenant: string, name: string): Promise<{ room: Room; created: boolean }>;
+  /** Whether `ip` is the RTP address of a live recorder node. */
+  isRecorderAddress(ip: string): Promise<boolean>;
+}
 
 const signaling = ['signaling'] as const satisfies readonly GrpcService[];
 const taps = ['recorder', 'signaling'] as const satisfies readonly GrpcService[];
@@ -72,7 +90,7 @@ const methodName = (method: string) => method[0]!.toUpperCase() + method.slice(1
  * is checked against its schema (requests.ts) before anything is looked up; the handlers get
  * only what passed.
  */
-export function registerSfuService(server: grpc.Server, node: SfuNode, log: Logger): void {
+export function registerSfuService(server: grpc.Server, node: SfuApiNode, log: Logger): void {
   const requests = new Counter({
     name: 'gateway_sfu_grpc_requests_total',
     help: 'gRPC requests by method and result code',
@@ -216,16 +234,16 @@ export function registerSfuService(server: grpc.Server, node: SfuNode, log: Logg
       }
       const destination = { ip: req.ip, port: req.port, rtcpPort: req.rtcpPort };
       const tapped = found.producer(req.producerId);
-      const { consumer, producer } = await whileOpen([found, tapped], () => found.createTapStream(req.tap.tapId, req.producerId, destination, node.config.tapListenIp, req.paused));
+      const { consumer, producer } = await whileOpen([found, tapped], () => found.taps.createStream(req.tap.tapId, req.producerId, destination, node.config.tapListenIp, req.paused));
       return { consumerId: consumer.id, producer: producerInfo(producer), rtpParameters: consumer.rtpParameters as unknown as Record<string, unknown> };
     },
     async setTapPaused(req) {
       const found = room(req.tap.room);
-      await whileOpen([found], () => found.setTapPaused(req.tap.tapId, req.paused));
+      await whileOpen([found], () => found.taps.setPaused(req.tap.tapId, req.paused));
       return {};
     },
     async closeTap(req) {
-      room(req.room).closeTap(req.tapId);
+      room(req.room).taps.close(req.tapId);
       return {};
     },
     async importProducer(req) {

@@ -1,6 +1,7 @@
 import { NodeInfo, type NodeLoad } from '@gateway/proto/gateway/sfu/v1/sfu';
 import { ErrorCode, GatewayError, bucketTtlMs, buckets, liveKeys, openBucket, type KV, type Logger, type NatsConnection } from '@gateway/common';
-import { decodeSfuNodeInfo } from '@gateway/cluster';
+import { decodeSfuNodeInfo } from './SfuDirectory.js';
+import { heartbeatProblem } from './nodeLiveness.js';
 
 /** What the registry says of another SFU node: where to call it, and where its pipes listen. */
 export interface PeerAddress {
@@ -8,8 +9,8 @@ export interface PeerAddress {
   pipeIp: string;
 }
 
-/** What this node publishes of itself at each heartbeat. */
-export interface NodeDescription {
+/** What an SFU node publishes of itself at each heartbeat. */
+export interface SfuNodeDescription {
   grpcAddress: string;
   pipeIp: string;
   load: NodeLoad;
@@ -17,34 +18,33 @@ export interface NodeDescription {
 }
 
 /**
- * Keeps this node's entry in the SFU registry (NATS KV) fresh. The bucket's TTL removes the
- * entry of a node that stops heartbeating; signaling also judges liveness from updatedAtMs.
+ * An SFU node's own entry in the SFU registry (NATS KV), kept fresh by heartbeat; the registry
+ * SfuDirectory reads. The bucket's TTL removes the entry of a node that stops heartbeating;
+ * readers also judge liveness from updatedAtMs (nodeLiveness.ts, the same rule).
  */
-export class NodeRegistry {
+export class SfuRegistry {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
 
   private constructor(
     private readonly kv: KV,
-    private readonly describe: () => NodeDescription,
+    private readonly describe: () => SfuNodeDescription,
     private readonly nodeId: string,
-    private readonly heartbeatMs: number,
     private readonly log: Logger,
   ) {}
 
+  /** Registers the node now and every `heartbeatMs` (SFU_HEARTBEAT_SECONDS) until closed. */
   static async start(
     nc: NatsConnection,
     options: { nodeId: string; heartbeatMs: number },
-    describe: () => NodeDescription,
+    describe: () => SfuNodeDescription,
     log: Logger,
-  ): Promise<NodeRegistry> {
+  ): Promise<SfuRegistry> {
     // The registry's TTL is provisioned (catalog.ts): a node must heartbeat well within it.
-    const ttlMs = await bucketTtlMs(nc, buckets.sfuNodes);
-    if (ttlMs > 0 && options.heartbeatMs * 2 > ttlMs) {
-      throw new GatewayError(ErrorCode.CONFIG_INVALID, `invalid configuration:\n  SFU_HEARTBEAT_SECONDS must be at most half the ${buckets.sfuNodes} bucket's TTL (${ttlMs / 1000} s)`);
-    }
+    const problem = heartbeatProblem('SFU_HEARTBEAT_SECONDS', options.heartbeatMs, buckets.sfuNodes, await bucketTtlMs(nc, buckets.sfuNodes));
+    if (problem) throw new GatewayError(ErrorCode.CONFIG_INVALID, `invalid configuration:\n  ${problem}`);
     const kv = await openBucket(nc, buckets.sfuNodes);
-    const registry = new NodeRegistry(kv, describe, options.nodeId, options.heartbeatMs, log);
+    const registry = new SfuRegistry(kv, describe, options.nodeId, log);
     await registry.heartbeat();
     registry.timer = setInterval(() => void registry.heartbeat(), options.heartbeatMs);
     return registry;
@@ -88,6 +88,7 @@ export class NodeRegistry {
     return info ? { grpcAddress: info.grpcAddress, pipeIp: info.pipeIp } : undefined;
   }
 
+  /** Leaves the registry at once rather than when the entry expires. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
