@@ -23,6 +23,7 @@ describe('the recorder checks what an SFU answers', () => {
   let base: string;
   let recorder: Awaited<ReturnType<typeof startRecorderProcess>>;
   let fakeSfu: { server: grpc.Server; port: number };
+  let heartbeatTimer: NodeJS.Timeout | undefined;
   let producerId = '';
   let codecParameters: Record<string, unknown> = {};
   /** CloseTap calls by tap id; the first `closeTapFailures` of each fail. */
@@ -48,13 +49,18 @@ describe('the recorder checks what an SFU answers', () => {
       callback(null, { consumerId: 'CO_1', producer: producer(), rtpParameters: { codecs: [{ mimeType: 'audio/opus', payloadType: 100, clockRate: 48000, channels: 2, parameters: codecParameters }] } });
     fakeSfu = await startGrpcServer((s) => s.addService(SfuService, implementation), '127.0.0.1', 0, grpcServerCredentials(grpcTlsOf('sfu')));
     const sfuNodes = await openBucket(nc, buckets.sfuNodes);
-    await sfuNodes.put('sfu-answers', NodeInfo.encode(NodeInfo.create({ nodeId: 'sfu-answers', grpcAddress: `127.0.0.1:${fakeSfu.port}`, pipeIp: '127.0.0.1', updatedAtMs: Date.now(), version: '1' })).finish());
+    // The fake SFU heartbeats as a real one does: a record older than the registry's staleness
+    // rule (10 s) no longer counts, and a loaded machine can take that long to start a recorder.
+    const heartbeat = () => sfuNodes.put('sfu-answers', NodeInfo.encode(NodeInfo.create({ nodeId: 'sfu-answers', grpcAddress: `127.0.0.1:${fakeSfu.port}`, pipeIp: '127.0.0.1', updatedAtMs: Date.now(), version: '1' })).finish());
+    await heartbeat();
+    heartbeatTimer = setInterval(() => void heartbeat().catch(() => undefined), 2_000);
     const placement = await openBucket(nc, buckets.roomPlacement);
     for (const room of ['room-path', 'room-sdp', 'room-pause']) await placement.put(kvKeys.room('demo', room), 'sfu-answers');
     recorder = await startRecorderProcess({ natsUrl: nats.url, workDir: path.join(base, 'work', 'jobs') });
   }, 60_000);
 
   afterAll(async () => {
+    clearInterval(heartbeatTimer);
     await recorder?.stop();
     if (fakeSfu) await stopGrpcServer(fakeSfu.server);
     await nc?.close();
