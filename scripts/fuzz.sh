@@ -32,4 +32,4 @@ stop
 trap - EXIT
 
 # crm-sync's admin API: every route, with its own crm-sync, PostgreSQL-free and seeded like the above.
-FUZZ_ITERATIONS=${FUZZ_CRM_REQUESTS:-100000} npx vitest run --reporter=verbose test/integration/crm-sync-admin-fuzz.test.ts
+FUZZ_ITERATIONS=${FUZZ_CRM_REQUESTS:-100000} npx vitest run --reporter=verbose test/integration/crm-sync/admin-fuzz.test.ts

@@ -105,12 +105,13 @@ const pendingSubjects = (tenant: string) => [
 ] as const;
 
 /**
- * Data-subject requests (access, portability, erasure) for one tenant: everything the platform
- * holds about an end user that is waiting for delivery (recordings, transcripts, attachments and
- * session records they took part in, with their bytes and the app's contact details), the CRM contact ids cached for them, and their
- * registered device keys. Export returns it as one JSON bundle; erase deletes all of it
- * (artifacts crypto-shredded) and its pending events. Either leaves an audit record with counts
- * only, never the person.
+ * Data-subject requests (access, portability, erasure, rectification) for one tenant:
+ * everything the platform holds about an end user that is waiting for delivery (recordings,
+ * transcripts, attachments and session records they took part in, with their bytes and the
+ * app's contact details), the CRM contact ids cached for them, and their registered device keys.
+ * Export returns it as one JSON bundle; erase deletes all of it (artifacts crypto-shredded) and
+ * its pending events; rectify corrects their contact details. Each leaves an audit record with
+ * counts only, never the person.
  */
 export class DataSubjects {
   constructor(

@@ -4,7 +4,8 @@ import { createLogger, type GatewayError } from '@gateway/common';
 import { assertPublicHost, destinationConnections, resolveDestination, type DestinationConnections, type DestinationNetwork, type Resolver } from './network.js';
 import { PostgresDestination, postgresConfigSchema } from './postgres.js';
 import { S3Destination, s3ConfigSchema } from './s3.js';
-import { SalesforceDestination, SalesforceTokenCache, salesforceConfigSchema } from './salesforce.js';
+import { SalesforceDestination, salesforceConfigSchema } from './salesforce.js';
+import { SalesforceTokenCache } from './salesforceApi.js';
 import type { Destination } from './types.js';
 import { ZendeskDestination, zendeskConfigSchema } from './zendesk.js';
 

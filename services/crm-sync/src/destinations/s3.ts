@@ -14,7 +14,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { z } from 'zod';
 import { ErrorCode, GatewayError, type Logger } from '@gateway/common';
-import { retryDelayMs } from '../Deliveries.js';
+import { retryDelayMs } from '../retry.js';
 import { collect, piecesOf } from './streaming.js';
 import type { ArtifactContent, Delivery, Destination, DestinationDeps } from './types.js';
 import { isSecureOrLocalUrl } from './urls.js';

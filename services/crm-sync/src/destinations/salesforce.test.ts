@@ -3,7 +3,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger, GatewayError } from '@gateway/common';
 import { SalesforceContractServer, type SalesforceContractOptions } from '../../../../test/contracts/salesforce/server.js';
 import { assertPublicHost } from './network.js';
-import { SalesforceDestination, SalesforceTokenCache, salesforceConfigSchema, salesforceSecretsSchema, soqlString } from './salesforce.js';
+import { SalesforceDestination, salesforceConfigSchema, salesforceSecretsSchema, soqlString } from './salesforce.js';
+import { SalesforceTokenCache } from './salesforceApi.js';
 import { memoryArtifact } from './memoryArtifact.js';
 import type { ContactMap, Delivery } from './types.js';
 

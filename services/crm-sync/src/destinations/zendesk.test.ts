@@ -4,7 +4,8 @@ import { createLogger, GatewayError } from '@gateway/common';
 import { ZendeskContractServer } from '../../../../test/contracts/zendesk/server.js';
 import { memoryArtifact } from './memoryArtifact.js';
 import type { ContactMap, Delivery, DeliveryArtifact } from './types.js';
-import { ZendeskDestination, partsOf, retryAfterMs, zendeskConfigSchema, type ZendeskOptions } from './zendesk.js';
+import { ZendeskDestination, partsOf, zendeskConfigSchema, type ZendeskOptions } from './zendesk.js';
+import { retryAfterMs } from './zendeskApi.js';
 
 const EMAIL = 'agent@acme.example';
 const TOKEN = 'zd-api-token-0451';

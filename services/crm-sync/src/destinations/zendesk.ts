@@ -1,10 +1,9 @@
-import { fetch, type Response } from 'undici';
 import { z } from 'zod';
 import { ErrorCode, GatewayError } from '@gateway/common';
-import { ownCause } from './network.js';
 import { ByteCursor, rangeOf, type StreamedBody } from './streaming.js';
 import type { Delivery, DeliveryArtifact, Destination, DestinationDeps } from './types.js';
 import { isSecureOrLocal, parseUrl } from './urls.js';
+import { ZendeskApi, ZendeskHttpError, errorCode, type ZendeskApiOptions } from './zendeskApi.js';
 
 export const zendeskConfigSchema = z.object({
   /** The account's address, e.g. https://acme.zendesk.com (http only for a server on this host). */
@@ -24,16 +23,10 @@ export type ZendeskConfig = z.infer<typeof zendeskConfigSchema>;
 export type ZendeskSecrets = z.infer<typeof zendeskSecretsSchema>;
 
 /** Limits of the client, not of the tenant's settings: Zendesk's own, lowered in tests. */
-export interface ZendeskOptions {
+export interface ZendeskOptions extends ZendeskApiOptions {
   /** "Upload Files": 50 MB per file; larger artifacts are sent as parts of at most this. */
   maxUploadBytes: number;
-  /** A 429 asking to wait this long or less is waited out here; a longer one fails the delivery. */
-  maxRetryAfterMs: number;
-  /** 429s waited out per request before giving up. */
-  maxRateLimitRetries: number;
-  requestTimeoutMs: number;
   uploadTimeoutMs: number;
-  sleep: (ms: number) => Promise<void>;
 }
 
 export const defaultZendeskOptions: ZendeskOptions = {
@@ -79,20 +72,6 @@ const extensions: Record<string, string> = {
   'application/pdf': '.pdf',
 };
 
-/** What Zendesk's 422 says, reduced to codes: field names and error codes, never the values it quotes. */
-const errorCode = (value: unknown): string | undefined => (typeof value === 'string' && /^[A-Za-z_]{1,64}$/.test(value) ? value : undefined);
-
-/** A request Zendesk refused, with its status; becomes DESTINATION_FAILED at the edge of deliver(). */
-class ZendeskHttpError extends GatewayError {
-  constructor(
-    readonly status: number,
-    message: string,
-    details: Record<string, unknown> = {},
-  ) {
-    super(ErrorCode.DESTINATION_FAILED, message, { details: { status, ...details } });
-  }
-}
-
 /**
  * Zendesk Support (API v2, API token auth). Each delivery becomes one ticket, found again by its
  * `external_id` (the delivery id), requested by the end user (found by the customer's external
@@ -114,8 +93,7 @@ class ZendeskHttpError extends GatewayError {
  * ack wait has passed) could still create two tickets; nothing in Zendesk's API prevents it.
  */
 export class ZendeskDestination implements Destination {
-  private readonly origin: string;
-  private readonly authorization: string;
+  private readonly api: ZendeskApi;
   private readonly options: ZendeskOptions;
 
   constructor(
@@ -124,14 +102,13 @@ export class ZendeskDestination implements Destination {
     private readonly deps: Pick<DestinationDeps, 'contacts' | 'log' | 'checkHost'> & Partial<Pick<DestinationDeps, 'connections'>>,
     options: Partial<ZendeskOptions> = {},
   ) {
-    this.origin = new URL(config.subdomainUrl).origin;
-    this.authorization = `Basic ${Buffer.from(`${config.email}/token:${secrets.apiToken}`).toString('base64')}`;
     this.options = { ...defaultZendeskOptions, ...options };
+    this.api = new ZendeskApi(config, secrets, deps, this.options);
   }
 
   /** "Show Self": Zendesk answers 200 with an anonymous user (id null) when the credentials are wrong. */
   async test(): Promise<void> {
-    const { user } = await this.request<{ user?: { id: number | null; role?: string } }>('checking the credentials', 'GET', '/api/v2/users/me.json');
+    const { user } = await this.api.request<{ user?: { id: number | null; role?: string } }>('checking the credentials', 'GET', '/api/v2/users/me.json');
     if (!user || user.id === null || user.id === undefined) {
       throw new GatewayError(ErrorCode.DESTINATION_FAILED, 'Zendesk did not accept the credentials (it answered as an anonymous user): check the email and API token');
     }
@@ -160,7 +137,7 @@ export class ZendeskDestination implements Destination {
       const missing = plans.filter((plan) => !isAttached(plan.fileName, attached!));
       if (missing.length > 0) {
         const sent = await this.upload(missing);
-        await this.request('adding the comment', 'PUT', `/api/v2/tickets/${ticketId}.json`, {
+        await this.api.request('adding the comment', 'PUT', `/api/v2/tickets/${ticketId}.json`, {
           json: { ticket: { comment: { body: commentBody(delivery, missing, sent.sizes, this.options.maxUploadBytes, true), public: false, uploads: sent.token ? [sent.token] : [] } } },
         });
         attached = undefined;
@@ -181,7 +158,7 @@ export class ZendeskDestination implements Destination {
 
   /** "List Tickets" filtered by external_id: the ticket of an earlier attempt, if any. */
   private async findTicket(deliveryId: string): Promise<number | undefined> {
-    const { tickets } = await this.request<{ tickets?: Array<{ id: number; external_id: string | null }> }>('looking for the ticket', 'GET', '/api/v2/tickets.json', {
+    const { tickets } = await this.api.request<{ tickets?: Array<{ id: number; external_id: string | null }> }>('looking for the ticket', 'GET', '/api/v2/tickets.json', {
       query: { external_id: deliveryId, per_page: '100' },
     });
     return tickets?.find((t) => t.external_id === deliveryId)?.id;
@@ -202,13 +179,13 @@ export class ZendeskDestination implements Destination {
       if (cached && /^\d+$/.test(cached)) return { requesterId: Number(cached), cached: true };
     }
     const search = () =>
-      this.request<{ users?: Array<{ id: number; external_id: string | null }> }>('looking up the end user', 'GET', '/api/v2/users/search.json', { query: { external_id: contact.externalId } }).then(
+      this.api.request<{ users?: Array<{ id: number; external_id: string | null }> }>('looking up the end user', 'GET', '/api/v2/users/search.json', { query: { external_id: contact.externalId } }).then(
         ({ users }) => users?.find((u) => u.external_id === contact.externalId)?.id,
       );
     let id = await search();
     if (id === undefined) {
       try {
-        const { user } = await this.request<{ user: { id: number } }>('creating the end user', 'POST', '/api/v2/users.json', {
+        const { user } = await this.api.request<{ user: { id: number } }>('creating the end user', 'POST', '/api/v2/users.json', {
           json: { user: { name: 'Gateway end user', external_id: contact.externalId, role: 'end-user' } },
         });
         id = user.id;
@@ -252,7 +229,7 @@ export class ZendeskDestination implements Destination {
               })();
             },
           };
-          const { upload } = await this.request<{ upload: { token: string } }>('uploading a file', 'POST', '/api/v2/uploads.json', {
+          const { upload } = await this.api.request<{ upload: { token: string } }>('uploading a file', 'POST', '/api/v2/uploads.json', {
             query: { filename: split ? partName(plan.fileName, index, parts.length) : plan.fileName, ...(token ? { token } : {}) },
             body,
             // A part is not a playable file of the artifact's type; its name says how to rejoin it.
@@ -271,7 +248,7 @@ export class ZendeskDestination implements Destination {
   }
 
   private async createTicket(delivery: Delivery, requesterId: number | undefined, sent: Uploaded, plans: FilePlan[]): Promise<number> {
-    const { ticket } = await this.request<{ ticket: { id: number } }>('creating the ticket', 'POST', '/api/v2/tickets.json', {
+    const { ticket } = await this.api.request<{ ticket: { id: number } }>('creating the ticket', 'POST', '/api/v2/tickets.json', {
       json: {
         ticket: {
           subject: `Gateway ${delivery.kind}: room ${delivery.room}`,
@@ -290,120 +267,13 @@ export class ZendeskDestination implements Destination {
     const files = new Map<string, ZendeskAttachment>();
     let next: string | null = `/api/v2/tickets/${ticketId}/comments.json?per_page=100`;
     for (let page = 0; next && page < 100; page++) {
-      const body: { comments?: Array<{ attachments?: ZendeskAttachment[] }>; next_page?: string | null } = await this.request('reading the ticket comments', 'GET', next);
+      const body: { comments?: Array<{ attachments?: ZendeskAttachment[] }>; next_page?: string | null } = await this.api.request('reading the ticket comments', 'GET', next);
       for (const comment of body.comments ?? []) for (const a of comment.attachments ?? []) files.set(a.file_name, a);
       // Follow next_page only on the account's own origin: the credentials go with it.
-      next = body.next_page && new URL(body.next_page, this.origin).origin === this.origin ? body.next_page : null;
+      next = body.next_page && new URL(body.next_page, this.api.origin).origin === this.api.origin ? body.next_page : null;
     }
     return files;
   }
-
-  /**
-   * One call to Zendesk. 429 is waited out when Retry-After is short (Zendesk did not process
-   * the request); every other failure is DESTINATION_FAILED, with codes only: Zendesk's messages
-   * can quote values.
-   */
-  private async request<T>(
-    what: string,
-    method: string,
-    pathAndQuery: string,
-    init: { query?: Record<string, string>; json?: unknown; body?: StreamedBody; contentType?: string; timeoutMs?: number } = {},
-  ): Promise<T> {
-    const url = new URL(pathAndQuery, this.origin);
-    for (const [key, value] of Object.entries(init.query ?? {})) url.searchParams.set(key, value);
-    const headers: Record<string, string> = { authorization: this.authorization, accept: 'application/json' };
-    if (init.json !== undefined) headers['content-type'] = 'application/json';
-    else if (init.body) {
-      headers['content-type'] = init.contentType ?? 'application/octet-stream';
-      headers['content-length'] = String(init.body.length);
-    }
-    for (let attempt = 0; ; attempt++) {
-      let response: Response;
-      let text: string;
-      try {
-        // Streamed bodies are opened per attempt: a 429 sends the part again.
-        const body = init.json !== undefined ? JSON.stringify(init.json) : init.body?.open();
-        // Redirects are refused: a moved account means a wrong subdomainUrl, and the credentials stay here.
-        response = await fetch(url, {
-          method,
-          headers,
-          body,
-          redirect: 'error',
-          signal: AbortSignal.timeout(init.timeoutMs ?? this.options.requestTimeoutMs),
-          ...(init.body ? { duplex: 'half' as const } : {}),
-          ...(this.deps.connections ? { dispatcher: this.deps.connections.dispatcher } : {}),
-        });
-        text = await response.text();
-      } catch (error) {
-        // A refused address, or an artifact that failed its check while it was sent, says more than "fetch failed".
-        const own = ownCause(error);
-        if (own) throw own;
-        throw new GatewayError(ErrorCode.DESTINATION_FAILED, `Zendesk did not answer ${what}: ${networkFailure(error)}; will retry`, { cause: error });
-      }
-      if (response.status === 429) {
-        const waitMs = retryAfterMs(response.headers.get('retry-after'));
-        if (waitMs <= this.options.maxRetryAfterMs && attempt < this.options.maxRateLimitRetries) {
-          this.deps.log.info({ waitMs, what }, 'Zendesk rate limit; waiting');
-          await this.options.sleep(waitMs);
-          continue;
-        }
-        throw new ZendeskHttpError(429, `Zendesk rate limit reached ${what}: retry after ${Math.ceil(waitMs / 1000)} s`, { retryAfterMs: waitMs });
-      }
-      if (response.ok) {
-        try {
-          return JSON.parse(text) as T;
-        } catch (error) {
-          throw new GatewayError(ErrorCode.DESTINATION_FAILED, `Zendesk answered ${what} with a body that is not JSON (HTTP ${response.status}): check subdomainUrl`, { cause: error });
-        }
-      }
-      throw httpFailure(what, response, text);
-    }
-  }
-}
-
-function httpFailure(what: string, response: Response, text: string): ZendeskHttpError {
-  const status = response.status;
-  if (status === 401) return new ZendeskHttpError(status, `Zendesk refused the credentials ${what} (HTTP 401): check the email and API token`);
-  if (status === 403) return new ZendeskHttpError(status, `Zendesk denied access ${what} (HTTP 403): the API user must be an agent or an admin`);
-  let parsed: { error?: unknown; details?: unknown } = {};
-  try {
-    parsed = JSON.parse(text) as typeof parsed;
-  } catch {
-    // not JSON: the status says enough
-  }
-  const code = errorCode(parsed.error) ?? errorCode((parsed.error as { title?: unknown } | undefined)?.title);
-  if (status === 422) {
-    const fields =
-      parsed.details && typeof parsed.details === 'object'
-        ? Object.entries(parsed.details as Record<string, unknown>)
-            .map(([field, issues]) => {
-              const codes = Array.isArray(issues) ? issues.map((i) => errorCode((i as { error?: unknown }).error)).filter(Boolean) : [];
-              return errorCode(field) ? `${field}: ${codes.join(', ') || 'invalid'}` : undefined;
-            })
-            .filter(Boolean)
-        : [];
-    return new ZendeskHttpError(status, `Zendesk rejected ${what} (HTTP 422 ${code ?? 'invalid'}${fields.length ? `; ${fields.join('; ')}` : ''})`);
-  }
-  const retryAfter = response.headers.get('retry-after');
-  const details = retryAfter ? { retryAfterMs: retryAfterMs(retryAfter) } : {};
-  if (status >= 500) return new ZendeskHttpError(status, `Zendesk failed ${what} (HTTP ${status}${code ? ` ${code}` : ''}); will retry`, details);
-  if (status === 404) return new ZendeskHttpError(status, `Zendesk found nothing ${what} (HTTP 404${code ? ` ${code}` : ''}): check subdomainUrl`);
-  return new ZendeskHttpError(status, `Zendesk refused ${what} (HTTP ${status}${code ? ` ${code}` : ''})`, details);
-}
-
-/** Retry-After in seconds or as an HTTP date; missing or unreadable means a minute. */
-export function retryAfterMs(header: string | null, now = Date.now()): number {
-  if (header && /^\d+$/.test(header.trim())) return Number(header.trim()) * 1000;
-  const date = header ? Date.parse(header) : NaN;
-  return Number.isNaN(date) ? 60_000 : Math.max(0, date - now);
-}
-
-function networkFailure(error: unknown): string {
-  const name = (error as { name?: string }).name;
-  if (name === 'TimeoutError' || name === 'AbortError') return 'timed out';
-  const cause = (error as { cause?: { code?: unknown } }).cause;
-  if (typeof cause?.code === 'string' && /^[A-Z_]+$/.test(cause.code)) return `connection failed (${cause.code})`;
-  return 'connection failed';
 }
 
 /** A stable file name from the artifact id (safe characters) and its content type. */

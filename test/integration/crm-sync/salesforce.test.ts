@@ -5,8 +5,8 @@ import { jetstream } from '@nats-io/jetstream';
 import { ArtifactStore, ensureStream, streams, subjects } from '@gateway/common';
 import { TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
 import { waitFor, type startCrmSyncProcess } from '@gateway/testing';
-import { SalesforceContractServer } from '../contracts/salesforce/server.js';
-import { adminApi, publishTranscript, startCrmSyncStack, type CrmSyncStack } from '../support/crmSync.js';
+import { SalesforceContractServer } from '../../contracts/salesforce/server.js';
+import { adminApi, publishTranscript, startCrmSyncStack, type CrmSyncStack } from '../../support/crmSync.js';
 
 const CLIENT_ID = '3MVG9-integration-consumer-key';
 const CLIENT_SECRET = 'consumer-secret-integration-0451';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { retryDelayMs } from './Deliveries.js';
+import { retryDelayMs } from './retry.js';
 
 describe('retryDelayMs', () => {
   it('doubles from the base, stays within half and all of the ceiling, and stops at the maximum', () => {

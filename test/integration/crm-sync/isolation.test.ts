@@ -3,9 +3,9 @@ import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ArtifactStore, StaticKeyring, ensureStream, streams } from '@gateway/common';
 import { waitFor } from '@gateway/testing';
-import { S3ContractServer, faults } from '../contracts/s3/server.js';
-import { adminApi, publishTranscript, startCrmSyncStack, type CrmSyncStack } from '../support/crmSync.js';
-import { GLOBEX_TENANT, twoTenantEnv } from '../support/tokens.js';
+import { S3ContractServer, faults } from '../../contracts/s3/server.js';
+import { adminApi, publishTranscript, startCrmSyncStack, type CrmSyncStack } from '../../support/crmSync.js';
+import { GLOBEX_TENANT, twoTenantEnv } from '../../support/tokens.js';
 
 const BUCKET = 'globex-calls';
 const TENANT_CONCURRENCY = 2;

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NatsServer, startCrmSyncProcess } from '@gateway/testing';
-import { adminApi } from '../support/crmSync.js';
+import { adminApi } from '../../support/crmSync.js';
 
 /**
  * As deployed (CRM_SYNC_ALLOW_PRIVATE_DESTINATIONS off), a tenant cannot aim crm-sync at the

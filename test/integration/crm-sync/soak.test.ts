@@ -7,10 +7,10 @@ import { jetstream } from '@nats-io/jetstream';
 import { ArtifactStore, DEMO_TENANT, StaticKeyring, ensureStream, streams, subjects } from '@gateway/common';
 import { TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
 import { NatsServer, PostgresServer, startCrmSyncProcess, waitFor } from '@gateway/testing';
-import { ZendeskContractServer } from '../contracts/zendesk/server.js';
-import { scanResidue } from '../support/residue.js';
-import { GLOBEX_TENANT, twoTenantEnv } from '../support/tokens.js';
-import { basicAuth } from '../support/crmSync.js';
+import { ZendeskContractServer } from '../../contracts/zendesk/server.js';
+import { scanResidue } from '../../support/residue.js';
+import { GLOBEX_TENANT, twoTenantEnv } from '../../support/tokens.js';
+import { basicAuth } from '../../support/crmSync.js';
 
 const TRANSCRIPTS_PER_TENANT = Number(process.env.SOAK_TRANSCRIPTS ?? 250);
 const FILES_PER_TRANSCRIPT = 2;

@@ -6,8 +6,8 @@ import type { KV } from '@nats-io/kv';
 import { buckets, openBucket, streams, subjects } from '@gateway/common';
 import { ArtifactMissing } from '@gateway/proto/gateway/events/v1/events';
 import { waitFor } from '@gateway/testing';
-import { S3ContractServer } from '../contracts/s3/server.js';
-import { adminApi, announceRecording, startCrmSyncStack, type CrmSyncStack } from '../support/crmSync.js';
+import { S3ContractServer } from '../../contracts/s3/server.js';
+import { adminApi, announceRecording, startCrmSyncStack, type CrmSyncStack } from '../../support/crmSync.js';
 
 const BUCKET = 'customer-recordings';
 

@@ -6,8 +6,8 @@ import { Kvm } from '@nats-io/kv';
 import { ArtifactStore, DEMO_TENANT_KEK, StaticKeyring, buckets, streams, subjects } from '@gateway/common';
 import { TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
 import { NatsServer, PostgresServer, startCrmSyncProcess, waitFor } from '@gateway/testing';
-import { GLOBEX_TENANT, twoTenantEnv } from '../support/tokens.js';
-import { adminApi, publishTranscript as publishShared } from '../support/crmSync.js';
+import { GLOBEX_TENANT, twoTenantEnv } from '../../support/tokens.js';
+import { adminApi, publishTranscript as publishShared } from '../../support/crmSync.js';
 
 const CUSTOMER_PASSWORD = 'customer-db-password-0451';
 

@@ -1,8 +1,8 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, waitFor } from '@gateway/testing';
-import { ZendeskContractServer } from '../contracts/zendesk/server.js';
-import { adminApi, startCrmSyncStack, type CrmSyncStack } from '../support/crmSync.js';
+import { ZendeskContractServer } from '../../contracts/zendesk/server.js';
+import { adminApi, startCrmSyncStack, type CrmSyncStack } from '../../support/crmSync.js';
 
 const TEST_SECONDS = 1.5;
 const ZENDESK = { email: 'agent@acme.example', apiToken: 'zendesk-token-probe' };

@@ -7,8 +7,8 @@ import { ArtifactStore, ensureStream, streams, subjects } from '@gateway/common'
 import { RecordingReady } from '@gateway/proto/gateway/events/v1/events';
 import { RecordingState } from '@gateway/proto/gateway/recorder/v1/recorder';
 import { waitFor, type startCrmSyncProcess } from '@gateway/testing';
-import { MIB, S3ContractServer, faults } from '../contracts/s3/server.js';
-import { adminApi, startCrmSyncStack, type CrmSyncStack } from '../support/crmSync.js';
+import { MIB, S3ContractServer, faults } from '../../contracts/s3/server.js';
+import { adminApi, startCrmSyncStack, type CrmSyncStack } from '../../support/crmSync.js';
 
 const BUCKET = 'customer-recordings';
 const KMS_KEY = 'alias/contact-center-recordings';

@@ -2,8 +2,8 @@ import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_TENANT } from '@gateway/common';
 import { freePort } from '@gateway/testing';
-import { basicAuth, startCrmSyncStack, type CrmSyncStack } from '../support/crmSync.js';
-import { GLOBEX_TENANT } from '../support/tokens.js';
+import { basicAuth, startCrmSyncStack, type CrmSyncStack } from '../../support/crmSync.js';
+import { GLOBEX_TENANT } from '../../support/tokens.js';
 
 /** Requests in the short pass (`make test`); FUZZ_ITERATIONS=100000 for a long one. FUZZ_SEED replays a run. */
 const ITERATIONS = Number(process.env.FUZZ_ITERATIONS ?? 1_500);

@@ -5,9 +5,9 @@ import { jetstream } from '@nats-io/jetstream';
 import { ArtifactStore, DEMO_TENANT, DEMO_TENANT_KEK, DeviceKeys, StaticKeyring, buckets, ensureStream, openBucket, streams, subjects } from '@gateway/common';
 import { DataSubjectAudit, TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
 import { NatsServer, startCrmSyncProcess, startSignalingProcess } from '@gateway/testing';
-import { KvContactMaps } from '../../services/crm-sync/src/connectors/ContactMap.js';
-import { GLOBEX_TENANT, twoTenantEnv } from '../support/tokens.js';
-import { basicAuth } from '../support/crmSync.js';
+import { KvContactMaps } from '../../../services/crm-sync/src/connectors/ContactMap.js';
+import { GLOBEX_TENANT, twoTenantEnv } from '../../support/tokens.js';
+import { basicAuth } from '../../support/crmSync.js';
 
 
 /**

@@ -6,10 +6,10 @@ import { Kvm } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
 import { ArtifactStore, DEMO_TENANT_KEK, SEGMENT_BYTES, StaticKeyring, buckets } from '@gateway/common';
 import { PostgresServer, waitFor } from '@gateway/testing';
-import { MIB, S3ContractServer } from '../contracts/s3/server.js';
-import { SalesforceContractServer } from '../contracts/salesforce/server.js';
-import { ZendeskContractServer } from '../contracts/zendesk/server.js';
-import { adminApi, announceRecording, pseudoRandomBytes, residentMemory, startCrmSyncStack, type CrmSyncStack } from '../support/crmSync.js';
+import { MIB, S3ContractServer } from '../../contracts/s3/server.js';
+import { SalesforceContractServer } from '../../contracts/salesforce/server.js';
+import { ZendeskContractServer } from '../../contracts/zendesk/server.js';
+import { adminApi, announceRecording, pseudoRandomBytes, residentMemory, startCrmSyncStack, type CrmSyncStack } from '../../support/crmSync.js';
 
 const LARGE_BYTES = Number(process.env.CRM_SYNC_LARGE_ARTIFACT_MB ?? 256) * MIB;
 /** What crm-sync may grow by while it delivers, whatever the artifact's size (parts in flight, buffers, the heap's slack). */

@@ -3,8 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { ArtifactStore } from '@gateway/common';
 import { waitFor, type startCrmSyncProcess } from '@gateway/testing';
-import { ZendeskContractServer } from '../contracts/zendesk/server.js';
-import { adminApi, startCrmSyncStack, type CrmSyncStack, publishTranscript as publishShared } from '../support/crmSync.js';
+import { ZendeskContractServer } from '../../contracts/zendesk/server.js';
+import { adminApi, startCrmSyncStack, type CrmSyncStack, publishTranscript as publishShared } from '../../support/crmSync.js';
 
 const EMAIL = 'agent@acme.example';
 const API_TOKEN = 'zendesk-api-token-0451';

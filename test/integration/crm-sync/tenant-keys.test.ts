@@ -11,12 +11,12 @@ import { ChatKeyRecord, RoomSessionRecord, SessionEnded, TenantAudit } from '@ga
 import { ArtifactStore, buckets, catalog, createLogger, openBucket, openParticipants, sealParticipants, streamNameOf, streams, subjects, type SessionParticipant } from '@gateway/common';
 import { KmsKeyring, keyDescription } from '@gateway/common/kms';
 import { NatsServer, PostgresServer, startCrmSyncProcess, waitFor } from '@gateway/testing';
-import { KmsContractServer } from '../contracts/kms/server.js';
-import { GLOBEX_TENANT, twoTenantEnv } from '../support/tokens.js';
-import { adminApi, announceRecording, publishTranscript } from '../support/crmSync.js';
-import { rotateTenantKeys } from '../../services/crm-sync/src/tenants/TenantOperations.js';
+import { KmsContractServer } from '../../contracts/kms/server.js';
+import { GLOBEX_TENANT, twoTenantEnv } from '../../support/tokens.js';
+import { adminApi, announceRecording, publishTranscript } from '../../support/crmSync.js';
+import { rotateTenantKeys } from '../../../services/crm-sync/src/tenants/TenantOperations.js';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const PASSWORD = 'customer-db-password-7731';
 const credentials = { accessKeyId: 'AKIAGATEWAYTEST', secretAccessKey: 'gateway-kms-contract-secret' };
 

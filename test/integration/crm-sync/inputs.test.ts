@@ -4,9 +4,9 @@ import { jetstream } from '@nats-io/jetstream';
 import { ArtifactStore, StaticKeyring, buckets, ensureStream, openBucket, streams, subjects } from '@gateway/common';
 import { RecordingReady, TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
 import { waitFor } from '@gateway/testing';
-import { S3ContractServer } from '../contracts/s3/server.js';
-import { adminApi, publishTranscript, startCrmSyncStack, type CrmSyncStack } from '../support/crmSync.js';
-import { GLOBEX_TENANT, twoTenantEnv } from '../support/tokens.js';
+import { S3ContractServer } from '../../contracts/s3/server.js';
+import { adminApi, publishTranscript, startCrmSyncStack, type CrmSyncStack } from '../../support/crmSync.js';
+import { GLOBEX_TENANT, twoTenantEnv } from '../../support/tokens.js';
 
 const BUCKET = 'customer-recordings';
 

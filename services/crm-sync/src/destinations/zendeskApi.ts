@@ -1,0 +1,157 @@
+import { fetch, type Response } from 'undici';
+import { ErrorCode, GatewayError } from '@gateway/common';
+import { ownCause } from './network.js';
+import type { StreamedBody } from './streaming.js';
+import type { DestinationDeps } from './types.js';
+
+/** Limits of the client, not of the tenant's settings: Zendesk's own, lowered in tests. */
+export interface ZendeskApiOptions {
+  /** A 429 asking to wait this long or less is waited out here; a longer one fails the delivery. */
+  maxRetryAfterMs: number;
+  /** 429s waited out per request before giving up. */
+  maxRateLimitRetries: number;
+  requestTimeoutMs: number;
+  sleep: (ms: number) => Promise<void>;
+}
+
+/** What one request sends besides its method and path. */
+export interface ZendeskRequest {
+  query?: Record<string, string>;
+  json?: unknown;
+  body?: StreamedBody;
+  contentType?: string;
+  timeoutMs?: number;
+}
+
+/** What Zendesk's 422 says, reduced to codes: field names and error codes, never the values it quotes. */
+export const errorCode = (value: unknown): string | undefined => (typeof value === 'string' && /^[A-Za-z_]{1,64}$/.test(value) ? value : undefined);
+
+/** A request Zendesk refused, with its status; becomes DESTINATION_FAILED at the edge of deliver(). */
+export class ZendeskHttpError extends GatewayError {
+  constructor(
+    readonly status: number,
+    message: string,
+    details: Record<string, unknown> = {},
+  ) {
+    super(ErrorCode.DESTINATION_FAILED, message, { details: { status, ...details } });
+  }
+}
+
+/** A Zendesk Support account over API v2 with API token auth: rate limits waited out when short, errors reduced to codes. */
+export class ZendeskApi {
+  /** The account's origin; the credentials go nowhere else. */
+  readonly origin: string;
+  private readonly authorization: string;
+
+  constructor(
+    config: { subdomainUrl: string; email: string },
+    secrets: { apiToken: string },
+    private readonly deps: Pick<DestinationDeps, 'log'> & Partial<Pick<DestinationDeps, 'connections'>>,
+    private readonly options: ZendeskApiOptions,
+  ) {
+    this.origin = new URL(config.subdomainUrl).origin;
+    this.authorization = `Basic ${Buffer.from(`${config.email}/token:${secrets.apiToken}`).toString('base64')}`;
+  }
+
+  /**
+   * One call to Zendesk. 429 is waited out when Retry-After is short (Zendesk did not process
+   * the request); every other failure is DESTINATION_FAILED, with codes only: Zendesk's messages
+   * can quote values.
+   */
+  async request<T>(what: string, method: string, pathAndQuery: string, init: ZendeskRequest = {}): Promise<T> {
+    const url = new URL(pathAndQuery, this.origin);
+    for (const [key, value] of Object.entries(init.query ?? {})) url.searchParams.set(key, value);
+    const headers: Record<string, string> = { authorization: this.authorization, accept: 'application/json' };
+    if (init.json !== undefined) headers['content-type'] = 'application/json';
+    else if (init.body) {
+      headers['content-type'] = init.contentType ?? 'application/octet-stream';
+      headers['content-length'] = String(init.body.length);
+    }
+    for (let attempt = 0; ; attempt++) {
+      let response: Response;
+      let text: string;
+      try {
+        // Streamed bodies are opened per attempt: a 429 sends the part again.
+        const body = init.json !== undefined ? JSON.stringify(init.json) : init.body?.open();
+        // Redirects are refused: a moved account means a wrong subdomainUrl, and the credentials stay here.
+        response = await fetch(url, {
+          method,
+          headers,
+          body,
+          redirect: 'error',
+          signal: AbortSignal.timeout(init.timeoutMs ?? this.options.requestTimeoutMs),
+          ...(init.body ? { duplex: 'half' as const } : {}),
+          ...(this.deps.connections ? { dispatcher: this.deps.connections.dispatcher } : {}),
+        });
+        text = await response.text();
+      } catch (error) {
+        // A refused address, or an artifact that failed its check while it was sent, says more than "fetch failed".
+        const own = ownCause(error);
+        if (own) throw own;
+        throw new GatewayError(ErrorCode.DESTINATION_FAILED, `Zendesk did not answer ${what}: ${networkFailure(error)}; will retry`, { cause: error });
+      }
+      if (response.status === 429) {
+        const waitMs = retryAfterMs(response.headers.get('retry-after'));
+        if (waitMs <= this.options.maxRetryAfterMs && attempt < this.options.maxRateLimitRetries) {
+          this.deps.log.info({ waitMs, what }, 'Zendesk rate limit; waiting');
+          await this.options.sleep(waitMs);
+          continue;
+        }
+        throw new ZendeskHttpError(429, `Zendesk rate limit reached ${what}: retry after ${Math.ceil(waitMs / 1000)} s`, { retryAfterMs: waitMs });
+      }
+      if (response.ok) {
+        try {
+          return JSON.parse(text) as T;
+        } catch (error) {
+          throw new GatewayError(ErrorCode.DESTINATION_FAILED, `Zendesk answered ${what} with a body that is not JSON (HTTP ${response.status}): check subdomainUrl`, { cause: error });
+        }
+      }
+      throw httpFailure(what, response, text);
+    }
+  }
+}
+
+function httpFailure(what: string, response: Response, text: string): ZendeskHttpError {
+  const status = response.status;
+  if (status === 401) return new ZendeskHttpError(status, `Zendesk refused the credentials ${what} (HTTP 401): check the email and API token`);
+  if (status === 403) return new ZendeskHttpError(status, `Zendesk denied access ${what} (HTTP 403): the API user must be an agent or an admin`);
+  let parsed: { error?: unknown; details?: unknown } = {};
+  try {
+    parsed = JSON.parse(text) as typeof parsed;
+  } catch {
+    // not JSON: the status says enough
+  }
+  const code = errorCode(parsed.error) ?? errorCode((parsed.error as { title?: unknown } | undefined)?.title);
+  if (status === 422) {
+    const fields =
+      parsed.details && typeof parsed.details === 'object'
+        ? Object.entries(parsed.details as Record<string, unknown>)
+            .map(([field, issues]) => {
+              const codes = Array.isArray(issues) ? issues.map((i) => errorCode((i as { error?: unknown }).error)).filter(Boolean) : [];
+              return errorCode(field) ? `${field}: ${codes.join(', ') || 'invalid'}` : undefined;
+            })
+            .filter(Boolean)
+        : [];
+    return new ZendeskHttpError(status, `Zendesk rejected ${what} (HTTP 422 ${code ?? 'invalid'}${fields.length ? `; ${fields.join('; ')}` : ''})`);
+  }
+  const retryAfter = response.headers.get('retry-after');
+  const details = retryAfter ? { retryAfterMs: retryAfterMs(retryAfter) } : {};
+  if (status >= 500) return new ZendeskHttpError(status, `Zendesk failed ${what} (HTTP ${status}${code ? ` ${code}` : ''}); will retry`, details);
+  if (status === 404) return new ZendeskHttpError(status, `Zendesk found nothing ${what} (HTTP 404${code ? ` ${code}` : ''}): check subdomainUrl`);
+  return new ZendeskHttpError(status, `Zendesk refused ${what} (HTTP ${status}${code ? ` ${code}` : ''})`, details);
+}
+
+/** Retry-After in seconds or as an HTTP date; missing or unreadable means a minute. */
+export function retryAfterMs(header: string | null, now = Date.now()): number {
+  if (header && /^\d+$/.test(header.trim())) return Number(header.trim()) * 1000;
+  const date = header ? Date.parse(header) : NaN;
+  return Number.isNaN(date) ? 60_000 : Math.max(0, date - now);
+}
+
+function networkFailure(error: unknown): string {
+  const name = (error as { name?: string }).name;
+  if (name === 'TimeoutError' || name === 'AbortError') return 'timed out';
+  const cause = (error as { cause?: { code?: unknown } }).cause;
+  if (typeof cause?.code === 'string' && /^[A-Z_]+$/.test(cause.code)) return `connection failed (${cause.code})`;
+  return 'connection failed';
+}
