@@ -362,7 +362,8 @@ describe('container images (deploy/Dockerfile)', () => {
     for (const base of ['libc6', 'libgcc-s1', 'libstdc++6']) owners.delete(base);
     expect([...owners].length).toBeGreaterThan(0);
     expect(messages(checkDockerfile(dockerfile, { workspaces, sfuRuntimePackages: [...owners] }))).toEqual([]);
-  });
+    // A dpkg run per library and candidate path: over half a minute on a loaded machine.
+  }, 120_000);
 
   it('bundles every service, and installs what a bundle loads at run time', () => {
     const outdir = mkdtempSync(path.join(os.tmpdir(), 'gateway-bundles-'));
