@@ -236,7 +236,7 @@ describe('Smart Actions in Chromium', () => {
       }, { timeout: 6_000, interval: 250 })
       .toBe(401);
     expect(expired.code).toBe('TOKEN_EXPIRED');
-  });
+  }, 60_000);
 
   it('takes a screenshot: the SDK captures a frame of the end user\'s screen share, and the agent gets a PNG', async () => {
     // The camera (published too) becomes a small canvas, so the picture's size tells which track it shows.
