@@ -1,4 +1,4 @@
-// Prints the plain closing line CI reads ("N passed, N failed") from vitest's JSON report.
+// Prints the plain closing line CI reads ("N passed, N failed, N skipped") from vitest's JSON report.
 import { readFileSync } from 'node:fs';
 
 const report = JSON.parse(readFileSync(process.argv[2], 'utf8'));
@@ -6,4 +6,6 @@ const report = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const notRun = report.testResults
   .filter((file) => file.status === 'failed')
   .reduce((n, file) => n + file.assertionResults.filter((t) => t.status !== 'passed' && t.status !== 'failed').length, 0);
-console.log(`${report.numPassedTests} passed, ${report.numFailedTests + notRun} failed`);
+// Skipped and todo tests are counted too, so a run that passes by skipping shows it.
+const skipped = Math.max(0, report.numPendingTests + report.numTodoTests - notRun);
+console.log(`${report.numPassedTests} passed, ${report.numFailedTests + notRun} failed, ${skipped} skipped`);

@@ -1,11 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { jetstream } from '@nats-io/jetstream';
-import { ArtifactStore, DEMO_TENANT_KEK, StaticKeyring, streams, subjects } from '@gateway/common';
-import { TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
+import { ArtifactStore, DEMO_TENANT_KEK, StaticKeyring } from '@gateway/common';
 import { NatsServer, startSfuProcess, startSignalingProcess } from '@gateway/testing';
 import { launchChromium } from '../support/browser.js';
 import { demoToken } from '../support/tokens.js';
+import { readTranscripts } from '../support/events.js';
 
 /** What a page's room holds of the chat, read through the SDK. */
 interface MessageView {
@@ -36,10 +35,7 @@ describe('chat between an end user and an agent in Chromium', () => {
   let sig2: Awaited<ReturnType<typeof startSignalingProcess>>;
   let browser: Browser;
   let context: BrowserContext;
-  let endUser: Page;
-  let agent: Page;
-  let observer: Page;
-  const room = `chat-e2e-${Date.now()}`;
+  let rooms = 0;
 
   /** The chat panel as shown: one entry per `.chat-message`, in page order. */
   const panel = (page: Page) =>
@@ -87,6 +83,11 @@ describe('chat between an end user and an agent in Chromium', () => {
     await context.addInitScript({ content: 'globalThis.__name = (f) => f;' });
   }, 90_000);
 
+  // Each test has its own room and pages.
+  afterEach(async () => {
+    for (const page of context.pages()) await page.close();
+  });
+
   afterAll(async () => {
     await browser?.close();
     await Promise.all([sig1?.stop(), sig2?.stop()]);
@@ -94,13 +95,55 @@ describe('chat between an end user and an agent in Chromium', () => {
     await nats?.stop();
   });
 
-  it('shows the end user\'s message redacted at the agent, and the agent\'s reply at the end user', async () => {
-    endUser = await context.newPage();
+  /** A new room: the end user's page on replica 1 and the agent's on replica 2, both connected, the chat ready. */
+  async function openChat() {
+    const room = `chat-e2e-${Date.now()}-${++rooms}`;
+    const endUser = await context.newPage();
     await endUser.goto(`${sig1.url}/end-user#token=${await demoToken({ room, identity: 'customer-1', role: 'end_user' })}&autojoin=1`);
-    agent = await context.newPage();
+    const agent = await context.newPage();
     await agent.goto(`${sig2.url}/agent#token=${await demoToken({ room, identity: 'agent-1', role: 'agent' })}&autojoin=1`);
     for (const page of [endUser, agent]) await page.waitForFunction(() => document.body.dataset.state === 'connected');
     await expect.poll(() => endUser.isEnabled('#chat-input'), poll).toBe(true);
+    return { room, endUser, agent };
+  }
+
+  /** The end user writes the card number and the agent replies; both pages show both. */
+  async function exchange(endUser: Page, agent: Page): Promise<void> {
+    await send(endUser, CARD_MESSAGE);
+    await expect.poll(async () => (await panel(agent)).map((m) => m.text), poll).toEqual(['my card is [CARD]']);
+    await agent.fill('#chat-input', REPLY);
+    await agent.click('#chat-send');
+    for (const page of [endUser, agent]) await expect.poll(async () => (await panel(page)).map((m) => m.text), poll).toEqual(['my card is [CARD]', REPLY]);
+  }
+
+  /** A second agent joining through the SDK on its own page (`window.third`), noting the chat events it hears. */
+  async function joinObserver(room: string): Promise<Page> {
+    const observer = await context.newPage();
+    await observer.goto(`${sig1.url}/agent`);
+    const token = await demoToken({ room, identity: 'agent-2', role: 'agent' });
+    await observer.evaluate(
+      async ({ url, token }) => {
+        const w = window as any;
+        w.third = await w.Gateway.connect({ url, token });
+        w.thirdEvents = [];
+        w.third.on('message', (m: { messageId: string }) => w.thirdEvents.push(`message:${m.messageId}`));
+        w.third.on('messageRedacted', (m: { messageId: string }) => w.thirdEvents.push(`redacted:${m.messageId}`));
+      },
+      { url: sig1.url, token },
+    );
+    return observer;
+  }
+
+  /** The agent redacts the customer's message from its page; the end user's page shows it redacted. */
+  async function redactCustomerMessage(endUser: Page, agent: Page): Promise<string> {
+    const [customerMessage] = await panel(agent);
+    await agent.click(`#chat-log .chat-message[data-message-id="${customerMessage!.id}"] [data-testid="chat-redact"]`);
+    await expect.poll(async () => (await panel(endUser))[0]?.redacted, poll).toBe(true);
+    return customerMessage!.id;
+  }
+
+  it('shows the end user\'s message redacted at the agent, and the agent\'s reply at the end user', async () => {
+    const { endUser, agent } = await openChat();
 
     await send(endUser, CARD_MESSAGE);
     // Sent: the input is cleared and the message shows on the right, as the server stored it.
@@ -128,19 +171,9 @@ describe('chat between an end user and an agent in Chromium', () => {
   });
 
   it('gives an agent who joins later the conversation as history', async () => {
-    observer = await context.newPage();
-    await observer.goto(`${sig1.url}/agent`);
-    const token = await demoToken({ room, identity: 'agent-2', role: 'agent' });
-    await observer.evaluate(
-      async ({ url, token }) => {
-        const w = window as any;
-        w.third = await w.Gateway.connect({ url, token });
-        w.thirdEvents = [];
-        w.third.on('message', (m: { messageId: string }) => w.thirdEvents.push(`message:${m.messageId}`));
-        w.third.on('messageRedacted', (m: { messageId: string }) => w.thirdEvents.push(`redacted:${m.messageId}`));
-      },
-      { url: sig1.url, token },
-    );
+    const { room, endUser, agent } = await openChat();
+    await exchange(endUser, agent);
+    const observer = await joinObserver(room);
     await expect.poll(() => messagesOf(observer, 'third'), poll).toEqual([
       expect.objectContaining({ identity: 'customer-1', role: 'end_user', text: 'my card is [CARD]', isLocal: false, redacted: false }),
       expect.objectContaining({ identity: 'agent-1', role: 'agent', text: REPLY, isLocal: false }),
@@ -151,6 +184,10 @@ describe('chat between an end user and an agent in Chromium', () => {
   });
 
   it('lets the agent redact the customer\'s message from its page, for everyone', async () => {
+    const { room, endUser, agent } = await openChat();
+    await exchange(endUser, agent);
+    const observer = await joinObserver(room);
+    await expect.poll(async () => (await messagesOf(observer, 'third')).length, poll).toBe(2);
     const [customerMessage] = await panel(agent);
     await agent.click(`#chat-log .chat-message[data-message-id="${customerMessage!.id}"] [data-testid="chat-redact"]`);
 
@@ -169,6 +206,8 @@ describe('chat between an end user and an agent in Chromium', () => {
   });
 
   it('keeps the conversation whole across a cut connection: what was sent meanwhile arrives once', async () => {
+    const { endUser, agent } = await openChat();
+    await exchange(endUser, agent);
     await endUser.evaluate(() => {
       const w = window as any;
       w.chatEvents = [];
@@ -201,6 +240,7 @@ describe('chat between an end user and an agent in Chromium', () => {
   });
 
   it('shows a message over the size limit and a flood as errors under the log, keeping the text', async () => {
+    const { endUser } = await openChat();
     const tooLong = 'x'.repeat(4_001);
     await send(endUser, tooLong);
     await expect.poll(() => endUser.getAttribute('#chat-error', 'data-code'), poll).toBe('MESSAGE_TOO_LARGE');
@@ -236,6 +276,8 @@ describe('chat between an end user and an agent in Chromium', () => {
   });
 
   it('refuses a redaction by the end user with PERMISSION_DENIED', async () => {
+    const { endUser, agent } = await openChat();
+    await exchange(endUser, agent);
     // The agent's reply (one already redacted would be settled without asking the server).
     const reply = (await messagesOf(endUser)).find((m) => m.text === REPLY)!;
     const code = await endUser.evaluate((id) => (window as any).room.redactMessage(id).then(() => 'ok', (e: { code: string }) => e.code), reply.messageId);
@@ -247,30 +289,28 @@ describe('chat between an end user and an agent in Chromium', () => {
   it('stores the transcript redacted when everyone has left', async () => {
     const nc = await nats.connect();
     try {
-      const transcripts = await jetstream(nc).consumers.get(streams.transcripts.name, { filter_subjects: subjects.transcriptReady('demo') });
-      // One more card number, typed and sent once the flood test's budget has refilled.
+      const { room, endUser, agent } = await openChat();
+      await exchange(endUser, agent);
+      const observer = await joinObserver(room);
+      await redactCustomerMessage(endUser, agent);
+      const transcripts = await readTranscripts(nc);
+      // One more card number, sent once the chat budget allows.
       await expect
         .poll(() => endUser.evaluate(() => (window as any).room.sendMessage('the other card: 5555-5555-5555-4444').then(() => 'sent', (e: { code: string }) => e.code)), { timeout: 15_000, interval: 1_000 })
         .toBe('sent');
       await observer.evaluate(() => (window as any).third.leave());
       for (const page of [endUser, agent]) await page.evaluate(() => (window as any).room.leave());
-      let ready: TranscriptReady | undefined;
-      const deadline = Date.now() + 15_000;
-      while (!ready && Date.now() < deadline) {
-        const m = await transcripts.next({ expires: 2_000 });
-        if (m && TranscriptReady.decode(m.data).room === room) ready = TranscriptReady.decode(m.data);
-      }
-      expect(ready).toBeDefined();
+      const ready = await transcripts.forRoom(room, 15_000);
       const artifacts = await ArtifactStore.open(nc, new StaticKeyring({ demo: DEMO_TENANT_KEK }));
-      const text = (await artifacts.get('demo', ready!.artifacts.find((a) => a.contentType === 'text/plain')!.artifactId)).data.toString();
+      const text = (await artifacts.get('demo', ready.artifacts.find((a) => a.contentType === 'text/plain')!.artifactId)).data.toString();
       // The card message was redacted by the agent afterwards: neither its digits nor its placeholder remain.
       expect(text).not.toMatch(/4111/);
       expect(text).toContain('customer-1 (end_user): [message redacted]');
       expect(text).toContain(`agent-1 (agent): ${REPLY}`);
       expect(text).toContain('customer-1 (end_user): the other card: [CARD]');
       expect(text).not.toMatch(/5555/);
-      const json = JSON.parse((await artifacts.get('demo', ready!.artifacts.find((a) => a.contentType === 'application/json')!.artifactId)).data.toString());
-      expect(json.messages.length).toBe(ready!.messageCount);
+      const json = JSON.parse((await artifacts.get('demo', ready.artifacts.find((a) => a.contentType === 'application/json')!.artifactId)).data.toString());
+      expect(json.messages.length).toBe(ready.messageCount);
       expect(JSON.stringify(json)).not.toMatch(/4111/);
     } finally {
       await nc.close();

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
@@ -7,6 +7,7 @@ import { buckets, kvKeys } from '@gateway/common';
 import { NatsServer, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { launchChromium, receiveSummaryScript, type ReceiveSummary } from '../support/browser.js';
 import { voiceClip } from '../support/media.js';
+import { metricValue } from '../support/metrics.js';
 import { demoToken } from '../support/tokens.js';
 
 /**
@@ -22,16 +23,24 @@ describe('a room across two SFU nodes in Chromium', () => {
   let nodeB: Awaited<ReturnType<typeof startSfuProcess>>;
   let signaling: Awaited<ReturnType<typeof startSignalingProcess>>;
   let browser: Browser;
-  let endUser: Page;
-  let agent: Page;
-  const room = `span-${Date.now()}`;
+  let room: string;
+  let nodes = 0;
+  const started: Array<Awaited<ReturnType<typeof startSfuProcess>>> = [];
+  const pages: Page[] = [];
+  /** An SFU node of this test; each test starts its own (under new ids), since one of them kills its node A. */
+  const startNode = async (env: Record<string, string> = {}) => {
+    const node = await startSfuProcess({ natsUrl: nats.url, nodeId: `sfu-${++nodes}`, env });
+    started.push(node);
+    return node;
+  };
+  const newPage = async () => {
+    const page = await browser.newPage();
+    pages.push(page);
+    return page;
+  };
 
   const received = (page: Page) => page.evaluate(receiveSummaryScript);
   const find = (list: ReceiveSummary[], source: string) => list.find((r) => r.source === source);
-  const metric = async (port: number, name: string) => {
-    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    return Number(text.match(new RegExp(`^${name}\\{[^}]*\\} (\\S+)$`, 'm'))?.[1] ?? NaN);
-  };
   /** The SFU node a participant's session lives on, from its record. */
   async function nodeOf(participantId: string): Promise<string | undefined> {
     const kv = await new Kvm(nc).open(buckets.participants);
@@ -42,35 +51,78 @@ describe('a room across two SFU nodes in Chromium', () => {
   beforeAll(async () => {
     nats = await NatsServer.start();
     nc = await nats.connect();
-    nodeA = await startSfuProcess({ natsUrl: nats.url, nodeId: 'sfu-a', env: { SFU_MAX_CONSUMERS: '2' } });
     signaling = await startSignalingProcess({ natsUrl: nats.url });
     browser = await launchChromium([`--use-file-for-fake-audio-capture=${voiceClip()}`]);
   }, 90_000);
 
+  // Node A alone at first, so the room is placed there.
+  beforeEach(async () => {
+    room = `span-${Date.now()}`;
+    nodeA = await startNode({ SFU_MAX_CONSUMERS: '2' });
+  }, 60_000);
+
+  // The test's participants leave and its nodes go, out of the registry too, so that the next
+  // test's room is placed on its own nodes only.
+  afterEach(async () => {
+    for (const page of pages.splice(0)) {
+      await page.evaluate(() => (window as any).room?.leave()).catch(() => undefined);
+      await page.close();
+    }
+    const registry = await new Kvm(nc).open(buckets.sfuNodes);
+    for (const node of started.splice(0)) {
+      await node.stop('SIGKILL');
+      await registry.delete(node.nodeId);
+    }
+  }, 60_000);
+
   afterAll(async () => {
     await browser?.close();
     await signaling?.stop();
-    await Promise.all([nodeA?.stop(), nodeB?.stop()]);
+    for (const node of started) await node.stop('SIGKILL');
     await nc?.close();
     await nats?.stop();
   });
 
+  /** The end user (camera, microphone, screen) placed on node A; the agent placed on node B, started after, receiving all three. */
+  async function callAcrossNodes() {
+    const endUser = await newPage();
+    await endUser.goto(`${signaling.url}/end-user#token=${await demoToken({ room, identity: 'customer-1', role: 'end_user' })}&autojoin=1`);
+    await endUser.waitForFunction(() => document.body.dataset.state === 'connected');
+    await endUser.waitForFunction(() => (window as any).room?.localTracks.size >= 2);
+    await endUser.evaluate(() => (window as any).room.publish({ screen: true }));
+    await endUser.waitForFunction(() => (window as any).room?.localTracks.size >= 3);
+    nodeB = await startNode();
+    const agent = await newPage();
+    await agent.goto(`${signaling.url}/agent#token=${await demoToken({ room, identity: 'agent-1', role: 'agent' })}&autojoin=1`);
+    await agent.waitForFunction(() => document.body.dataset.state === 'connected');
+    await waitFor(
+      async () => {
+        const list = await received(agent);
+        return (find(list, 'camera')?.framesDecoded ?? 0) > 10 && (find(list, 'screen')?.framesDecoded ?? 0) > 5 && (find(list, 'microphone')?.packetsReceived ?? 0) > 20;
+      },
+      30_000,
+      'decoded camera and screen frames and audio from node A at the agent on node B',
+    );
+    await waitFor(async () => (await metricValue(nodeB.opsPort, 'gateway_sfu_imported_producers')) === 3, 5_000, 'imports on B');
+    return { endUser, agent };
+  }
+
   it('places the agent on the second node when the first is full, and carries media across both ways', async () => {
-    endUser = await browser.newPage();
+    const endUser = await newPage();
     await endUser.goto(`${signaling.url}/end-user#token=${await demoToken({ room, identity: 'customer-1', role: 'end_user' })}&autojoin=1`);
     await endUser.waitForFunction(() => document.body.dataset.state === 'connected');
     await endUser.waitForFunction(() => (window as any).room?.localTracks.size >= 2);
     await endUser.evaluate(() => (window as any).room.publish({ screen: true }));
     await endUser.waitForFunction(() => (window as any).room?.localTracks.size >= 3);
     const endUserId = await endUser.evaluate(() => (window as any).room.localParticipant.id as string);
-    expect(await nodeOf(endUserId)).toBe('sfu-a');
+    expect(await nodeOf(endUserId)).toBe(nodeA.nodeId);
 
-    nodeB = await startSfuProcess({ natsUrl: nats.url, nodeId: 'sfu-b' });
-    agent = await browser.newPage();
+    nodeB = await startNode();
+    const agent = await newPage();
     await agent.goto(`${signaling.url}/agent#token=${await demoToken({ room, identity: 'agent-1', role: 'agent' })}&autojoin=1`);
     await agent.waitForFunction(() => document.body.dataset.state === 'connected');
     const agentId = await agent.evaluate(() => (window as any).room.localParticipant.id as string);
-    expect(await nodeOf(agentId)).toBe('sfu-b');
+    expect(await nodeOf(agentId)).toBe(nodeB.nodeId);
 
     await waitFor(
       async () => {
@@ -91,29 +143,31 @@ describe('a room across two SFU nodes in Chromium', () => {
     // The other way: the agent's microphone, published on B, reaches the end user on A.
     await waitFor(async () => (find(await received(endUser), 'microphone')?.packetsReceived ?? 0) > 20, 20_000, 'agent audio at the end user');
     // The media really crossed: B imported A's three producers and A one of B's, through a pipe each way.
-    await waitFor(async () => (await metric(nodeB.opsPort, 'gateway_sfu_imported_producers')) === 3, 5_000, 'imports on B');
-    expect(await metric(nodeA.opsPort, 'gateway_sfu_imported_producers')).toBe(1);
-    expect(await metric(nodeA.opsPort, 'gateway_sfu_pipes')).toBe(2);
-    expect(await metric(nodeB.opsPort, 'gateway_sfu_consumers')).toBe(3);
-  });
+    await waitFor(async () => (await metricValue(nodeB.opsPort, 'gateway_sfu_imported_producers')) === 3, 5_000, 'imports on B');
+    expect(await metricValue(nodeA.opsPort, 'gateway_sfu_imported_producers')).toBe(1);
+    expect(await metricValue(nodeA.opsPort, 'gateway_sfu_pipes')).toBe(2);
+    expect(await metricValue(nodeB.opsPort, 'gateway_sfu_consumers')).toBe(3);
+  }, 90_000);
 
   it('closes the import on the other node when a track is unpublished', async () => {
+    const { endUser } = await callAcrossNodes();
     await endUser.evaluate(() => (window as any).room.unpublish('screen'));
-    await waitFor(async () => (await metric(nodeB.opsPort, 'gateway_sfu_imported_producers')) === 2, 10_000, 'the closed screen share gone from B');
-  });
+    await waitFor(async () => (await metricValue(nodeB.opsPort, 'gateway_sfu_imported_producers')) === 2, 10_000, 'the closed screen share gone from B');
+  }, 90_000);
 
   it('places the room again when its node dies; the end user rejoins and the agent receives again', async () => {
+    const { endUser, agent } = await callAcrossNodes();
     const oldEndUserId = await endUser.evaluate(() => (window as any).room.localParticipant.id as string);
     await nodeA.stop('SIGKILL');
     await endUser.waitForFunction((old) => (window as any).room.localParticipant.id !== old && document.body.dataset.state === 'connected', oldEndUserId, { timeout: 45_000 });
     const newEndUserId = await endUser.evaluate(() => (window as any).room.localParticipant.id as string);
-    expect(await nodeOf(newEndUserId)).toBe('sfu-b');
+    expect(await nodeOf(newEndUserId)).toBe(nodeB.nodeId);
     await waitFor(
       async () => (await received(agent)).some((r) => r.participantId === newEndUserId && r.source === 'camera' && r.framesDecoded > 10),
       40_000,
       'the rejoined end user\'s camera decoded at the agent',
     );
     // The agent kept its session throughout.
-    expect(await nodeOf(await agent.evaluate(() => (window as any).room.localParticipant.id as string))).toBe('sfu-b');
-  });
+    expect(await nodeOf(await agent.evaluate(() => (window as any).room.localParticipant.id as string))).toBe(nodeB.nodeId);
+  }, 120_000);
 });

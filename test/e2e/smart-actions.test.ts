@@ -73,6 +73,18 @@ describe('Smart Actions in Chromium', () => {
     return actionId;
   }
 
+  /** The agent asks for a photo and the end user sends one with a GPS position; resolves with the action's id once it is completed. */
+  async function sendPhoto(): Promise<string> {
+    const file = path.join(tmp, `IMG_${Date.now()}.jpg`);
+    await writeFile(file, await photoWithGps());
+    const actionId = await ask('photo');
+    const prompt = `.smart-action[data-action-id="${actionId}"]`;
+    await endUser.setInputFiles(`${prompt} [data-testid="smart-action-file"]`, file);
+    await endUserClick(`${prompt} [data-testid="smart-action-send"]`);
+    await endUser.waitForSelector(`.smart-action[data-action-id="${actionId}"][data-state="completed"]`, poll);
+    return actionId;
+  }
+
   /** Clicks in the end user's page, in front: browsers allow WebAuthn only in the focused page (and a hidden one does not render). */
   async function endUserClick(selector: string): Promise<void> {
     await endUser.bringToFront();
@@ -194,7 +206,10 @@ describe('Smart Actions in Chromium', () => {
   });
 
   it('keeps the attachment to its tenant: another tenant\'s agent gets NOT_FOUND, a changed token and an expired URL open nothing', async () => {
-    const artifactId = await agent.evaluate(() => (window as any).room.smartActions.find((a: any) => a.kind === 'photo' && a.state === 'completed').artifactId as string);
+    const photo = await sendPhoto();
+    const artifactOf = () => agent.evaluate((id) => ((window as any).room.smartActions.find((a: any) => a.actionId === id && a.state === 'completed')?.artifactId ?? '') as string, photo);
+    await expect.poll(artifactOf, poll).not.toBe('');
+    const artifactId = await artifactOf();
     const other = await clients.join(sigShort.wsUrl, await globexToken({ room, identity: 'g-agent', role: 'agent' }));
     expect((await other.client.request('artifactUrl', { artifactId })).error).toMatchObject({ code: 'NOT_FOUND' });
 
@@ -221,7 +236,7 @@ describe('Smart Actions in Chromium', () => {
       }, { timeout: 6_000, interval: 250 })
       .toBe(401);
     expect(expired.code).toBe('TOKEN_EXPIRED');
-  });
+  }, 60_000);
 
   it('takes a screenshot: the SDK captures a frame of the end user\'s screen share, and the agent gets a PNG', async () => {
     // The camera (published too) becomes a small canvas, so the picture's size tells which track it shows.

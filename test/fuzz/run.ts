@@ -11,6 +11,7 @@
 import { DEMO_TENANT } from '@gateway/common';
 import { mintJoinToken } from '../../services/signaling/src/auth/tokens.js';
 import { GLOBEX_TENANT } from '../support/tokens.js';
+import { metricValue } from '../support/metrics.js';
 import { fuzzSignaling } from './signalingFuzzer.js';
 
 const seed = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000_007);
@@ -20,12 +21,8 @@ const signaling = (process.env.FUZZ_SIGNALING ?? 'http://127.0.0.1:8080,http://1
 const signalingOps = (process.env.FUZZ_SIGNALING_OPS ?? '9100,9104').split(',').map(Number);
 const allOps = (process.env.FUZZ_OPS ?? '9100,9104,9101,9102,9103').split(',').map(Number);
 
-/** One metric's value from a service's /metrics (prom-client's process figures). */
-async function metric(port: number, name: string): Promise<number | undefined> {
-  const text = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5_000) }).then((r) => r.text(), () => '');
-  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
-  return line ? Number(line.split(' ').at(-1)) : undefined;
-}
+/** One metric's value from a service's /metrics (prom-client's process figures); undefined when the service does not answer. */
+const metric = (port: number, name: string) => metricValue(port, name).catch(() => undefined);
 
 const startTimes = async () => Promise.all(allOps.map((port) => metric(port, 'gateway_process_start_time_seconds')));
 const rssMiB = async () => Promise.all(signalingOps.map(async (port) => Math.round(((await metric(port, 'gateway_process_resident_memory_bytes')) ?? 0) / 1048576)));

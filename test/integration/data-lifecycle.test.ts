@@ -12,8 +12,7 @@ import { NatsServer, startCrmSyncProcess, startRecorderProcess, startSfuProcess,
 import { TestClients } from '../support/wsClient.js';
 import { demoToken } from '../support/tokens.js';
 import { generatedClip } from '../support/media.js';
-
-const opus = { codecs: [{ mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2 }], encodings: [{ ssrc: 1111 }] };
+import { opusRtpParameters } from '../support/rtpParameters.js';
 
 /**
  * Every record of a room ends with it, against the real services: placement, room session,
@@ -49,7 +48,7 @@ describe('data lifecycle', () => {
   const call = async (room: string, url = signaling.wsUrl) => {
     const user = await clients.join(url, await demoToken({ room, identity: `user-${room}`, role: 'end_user' }));
     const send = (await user.client.request('createTransport', { direction: 'send' })).createTransport;
-    await user.client.request('produce', { transportId: send.transportId, kind: 'audio', rtpParameters: opus, source: 'microphone' });
+    await user.client.request('produce', { transportId: send.transportId, kind: 'audio', rtpParameters: opusRtpParameters(), source: 'microphone' });
     const agent = await clients.join(url, await demoToken({ room, identity: `agent-${room}`, role: 'agent', canRecord: true }));
     return { user: user.client, agent: agent.client };
   };

@@ -7,14 +7,16 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { ArtifactStore, DEMO_TENANT_KEK, DeviceKeys, StaticKeyring, buckets, listEntries, openBucket, openParticipants, sealParticipants, streams, subjects, type SessionParticipant } from '@gateway/common';
-import { AttachmentReady, DataSubjectAudit, DataSubjectRequest, DataSubjectResult, RoomSessionRecord, SessionEnded, TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
+import { AttachmentReady, DataSubjectAudit, DataSubjectRequest, DataSubjectResult, RoomSessionRecord, SessionEnded } from '@gateway/proto/gateway/events/v1/events';
 import { NatsServer, PostgresServer, startCrmSyncProcess, startRecorderProcess, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { TestClients } from '../support/wsClient.js';
 import { demoToken, twoTenantEnv } from '../support/tokens.js';
 import { adminApi } from '../support/crmSync.js';
 import { photoWithGps } from '../support/images.js';
+import { opusRtpParameters } from '../support/rtpParameters.js';
+import { readTranscripts } from '../support/events.js';
+import { metricValue } from '../support/metrics.js';
 
-const opus = { codecs: [{ mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2 }], encodings: [{ ssrc: 2222 }] };
 const CUSTOMER_PASSWORD = 'customer-db-password-0452';
 
 /**
@@ -61,7 +63,7 @@ describe('data-subject requests reaching live rooms', () => {
 
   const admin = (target: string, init: Parameters<ReturnType<typeof adminApi>>[1] = {}) => adminApi(crm.url)(target, init);
   const joined = (token: string) => clients.join(sig.wsUrl, token);
-  const cachedChatKeys = async () => Number(/^gateway_signaling_chat_keys_cached(?:\{[^}]*\})? (\d+)/m.exec(await (await fetch(`http://127.0.0.1:${sig.opsPort}/metrics`)).text())?.[1]);
+  const cachedChatKeys = async () => (await metricValue(sig.opsPort, 'gateway_signaling_chat_keys_cached')) ?? 0;
   const roomParticipants = async (room: string): Promise<SessionParticipant[]> => {
     const entry = await (await openBucket(nc, buckets.roomSessions)).get(`demo.${room}`);
     const record = RoomSessionRecord.decode(entry!.value);
@@ -81,7 +83,7 @@ describe('data-subject requests reaching live rooms', () => {
     const other = await joined(await demoToken({ room, identity: 'ext-other', role: 'end_user' }));
     const agent = await joined(await demoToken({ room, identity: 'agent-1', role: 'agent', canRecord: true }));
     const send = (await subject.client.request('createTransport', { direction: 'send' })).createTransport;
-    await subject.client.request('produce', { transportId: send.transportId, kind: 'audio', rtpParameters: opus, source: 'microphone' });
+    await subject.client.request('produce', { transportId: send.transportId, kind: 'audio', rtpParameters: opusRtpParameters(2222), source: 'microphone' });
     const recording = (await agent.client.request('startRecording', {})).startRecording;
     expect(recording.recordingId).toMatch(/^RC_/);
 
@@ -139,14 +141,11 @@ describe('data-subject requests reaching live rooms', () => {
     expect(audits[0]!.bytes.includes('ext-live-1')).toBe(false);
 
     for (const { client } of [subject, again, other, agent, late]) await client.request('leave');
-    const [transcript] = await waitFor(async () => {
-      const found = await pendingEvents(streams.transcripts.name, subjects.transcriptReady('demo'), (d) => TranscriptReady.decode(d), (e) => e.room === room);
-      return found.length > 0 ? found : undefined;
-    }, 15_000, 'the transcript');
-    expect(transcript!.contacts.map((c) => c.externalId).sort()).toEqual(['agent-1', 'ext-other']);
-    expect(transcript!.messageCount).toBe(2);
-    expect(transcript!.smartActions).toEqual([]);
-    for (const artifact of transcript!.artifacts) {
+    const transcript = await (await readTranscripts(nc)).forRoom(room, 15_000);
+    expect(transcript.contacts.map((c) => c.externalId).sort()).toEqual(['agent-1', 'ext-other']);
+    expect(transcript.messageCount).toBe(2);
+    expect(transcript.smartActions).toEqual([]);
+    for (const artifact of transcript.artifacts) {
       const text = (await artifacts.get('demo', artifact.artifactId)).data.toString();
       expect(text).not.toContain('ext-live-1');
       expect(text).not.toContain('mine:');

@@ -4,10 +4,9 @@ import { Kvm } from '@nats-io/kv';
 import { NodeInfo } from '@gateway/proto/gateway/sfu/v1/sfu';
 import { buckets } from '@gateway/common';
 import { NatsServer, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
-import { TestClient, TestClients } from '../support/wsClient.js';
+import { TestClients } from '../support/wsClient.js';
 import { demoToken } from '../support/tokens.js';
-
-const opus = { codecs: [{ mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2 }], encodings: [{ ssrc: 1111 }] };
+import { opusRtpParameters } from '../support/rtpParameters.js';
 
 /**
  * Processes that die or are asked to stop: a signaling replica killed outright (its sessions
@@ -42,17 +41,15 @@ describe('process failures and shutdown', () => {
     await nats?.stop();
   });
 
-  const room = `room-${Date.now()}`;
-  let agent: TestClient;
-
   it('sweeps the sessions of a replica that died: the room sees them leave and their media closes', async () => {
+    const room = `room-${Date.now()}`;
     const customer = await open(sig1.wsUrl);
     const joined = (await customer.request('join', { token: await demoToken({ room, identity: 'customer', role: 'end_user' }) })).join;
     const send = (await customer.request('createTransport', { direction: 'send' })).createTransport;
-    const produced = await customer.request('produce', { transportId: send.transportId, kind: 'audio', rtpParameters: opus, source: 'microphone' });
+    const produced = await customer.request('produce', { transportId: send.transportId, kind: 'audio', rtpParameters: opusRtpParameters(), source: 'microphone' });
     expect(produced.produce.producerId).toBeTruthy();
 
-    agent = await open(sig2.wsUrl);
+    const agent = await open(sig2.wsUrl);
     await agent.request('join', { token: await demoToken({ room, identity: 'agent', role: 'agent' }) });
     await waitFor(async () => (await nodeInfo())?.load?.producers === 1, 5_000, 'the producer counted in the registry');
 
@@ -66,6 +63,9 @@ describe('process failures and shutdown', () => {
   }, 30_000);
 
   it('drains on SIGTERM: not ready, no new rooms, existing rooms go on until the grace period ends', async () => {
+    const room = `drain-${Date.now()}`;
+    const agent = await open(sig2.wsUrl);
+    expect((await agent.request('join', { token: await demoToken({ room, identity: 'agent', role: 'agent' }) })).error).toBeUndefined();
     const exited = sfu.stop('SIGTERM', 20_000);
     await waitFor(async () => (await fetch(`http://127.0.0.1:${sfu.opsPort}/readyz`)).status === 503, 5_000, 'readyz 503');
     await waitFor(async () => (await nodeInfo())?.draining, 5_000, 'draining in the registry');

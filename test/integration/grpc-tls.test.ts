@@ -8,8 +8,7 @@ import { NatsServer, createTestPki, grpcTlsEnv, grpcTlsOf, startRecorderProcess,
 import { TestClient } from '../support/wsClient.js';
 import { demoToken } from '../support/tokens.js';
 import { outcome, recorderClientAs } from '../support/grpcClients.js';
-
-const opus = { codecs: [{ mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2 }], encodings: [{ ssrc: 1111 }] };
+import { opusRtpParameters } from '../support/rtpParameters.js';
 
 /**
  * gRPC between the services with a certificate per service: signaling reaches the SFU and the
@@ -62,7 +61,7 @@ describe('gRPC between services with identities', () => {
     expect((await customer.request('join', { token: await demoToken({ room, identity: 'customer', role: 'end_user' }) })).error).toBeUndefined();
     const send = (await customer.request('createTransport', { direction: 'send' })).createTransport;
     expect(send.transportId).toBeTruthy();
-    expect((await customer.request('produce', { transportId: send.transportId, kind: 'audio', rtpParameters: opus, source: 'microphone' })).error).toBeUndefined();
+    expect((await customer.request('produce', { transportId: send.transportId, kind: 'audio', rtpParameters: opusRtpParameters(), source: 'microphone' })).error).toBeUndefined();
     expect((await agent.request('join', { token: await demoToken({ room, identity: 'agent', role: 'agent', canRecord: true }) })).error).toBeUndefined();
     // Signaling dials the recorder (recorder.gateway.internal), which taps the SFU (sfu.gateway.internal).
     const started = await agent.request('startRecording', {});

@@ -8,9 +8,7 @@ import { NatsServer, startSfuProcess, startSignalingProcess, waitFor } from '@ga
 import { mintJoinToken, type MintRequest } from '../../services/signaling/src/auth/tokens.js';
 import { TestClients } from '../support/wsClient.js';
 import { demoToken } from '../support/tokens.js';
-
-const opus = (ssrc: number) => ({ codecs: [{ mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2 }], encodings: [{ ssrc }] });
-const vp8 = (ssrc: number) => ({ codecs: [{ mimeType: 'video/VP8', payloadType: 96, clockRate: 90000 }], encodings: [{ ssrc }] });
+import { deviceCapabilities, opusRtpParameters, vp8RtpParameters } from '../support/rtpParameters.js';
 
 /** A tenant with tight limits, and one whose tokens may hold two live sessions. */
 const TIGHT = { name: 'tight', apiKey: 'tight', apiSecret: 'tight-secret-for-tests-only-0123456789', limits: { participantsPerRoom: 2, rooms: 1 } };
@@ -46,7 +44,9 @@ describe('signaling facing hostile input', () => {
   let sig1: Awaited<ReturnType<typeof startSignalingProcess>>;
   let sig2: Awaited<ReturnType<typeof startSignalingProcess>>;
   const clients = new TestClients();
-  const env = { ...tenantsEnv, SIGNALING_RESUME_WINDOW_SECONDS: '2', SIGNALING_MAX_TRANSPORTS_PER_PARTICIPANT: '2', SIGNALING_MAX_CONSUMERS_PER_PARTICIPANT: '3', SIGNALING_RECORD_REFRESH_SECONDS: '1' };
+  const RESUME_WINDOW_SECONDS = 2;
+  const RECORD_REFRESH_SECONDS = 1;
+  const env = { ...tenantsEnv, SIGNALING_RESUME_WINDOW_SECONDS: String(RESUME_WINDOW_SECONDS), SIGNALING_MAX_TRANSPORTS_PER_PARTICIPANT: '2', SIGNALING_MAX_CONSUMERS_PER_PARTICIPANT: '3', SIGNALING_RECORD_REFRESH_SECONDS: String(RECORD_REFRESH_SECONDS) };
 
   const participantRecord = async (tenant: string, room: string, participantId: string) => {
     const entry = await (await new Kvm(nc).open(buckets.participants)).get(kvKeys.participant(tenant, room, participantId));
@@ -126,13 +126,13 @@ describe('signaling facing hostile input', () => {
       expect((await viewer.request('createTransport', { direction: 'send' })).error).toMatchObject({ code: 'PERMISSION_DENIED' });
       const recv = (await viewer.request('createTransport', { direction: 'recv' })).createTransport;
       expect(recv.transportId).toBeTruthy();
-      expect((await viewer.request('produce', { transportId: recv.transportId, kind: 'audio', source: 'microphone', rtpParameters: opus(1) })).error).toMatchObject({ code: 'PERMISSION_DENIED' });
+      expect((await viewer.request('produce', { transportId: recv.transportId, kind: 'audio', source: 'microphone', rtpParameters: opusRtpParameters(1) })).error).toMatchObject({ code: 'PERMISSION_DENIED' });
 
       const { client: talker } = await clients.join(sig1.wsUrl, await demoToken({ room, identity: 'talker', role: 'end_user', canSubscribe: false, sources: ['microphone'] }));
       expect((await talker.request('createTransport', { direction: 'recv' })).error).toMatchObject({ code: 'PERMISSION_DENIED' });
       const send = (await talker.request('createTransport', { direction: 'send' })).createTransport;
-      expect((await talker.request('produce', { transportId: send.transportId, kind: 'video', source: 'camera', rtpParameters: vp8(2) })).error).toMatchObject({ code: 'PERMISSION_DENIED' });
-      const { producerId } = (await talker.request('produce', { transportId: send.transportId, kind: 'audio', source: 'microphone', rtpParameters: opus(3) })).produce;
+      expect((await talker.request('produce', { transportId: send.transportId, kind: 'video', source: 'camera', rtpParameters: vp8RtpParameters(2) })).error).toMatchObject({ code: 'PERMISSION_DENIED' });
+      const { producerId } = (await talker.request('produce', { transportId: send.transportId, kind: 'audio', source: 'microphone', rtpParameters: opusRtpParameters(3) })).produce;
       expect((await talker.request('consume', { producerId, rtpCapabilities: { codecs: [] }, transportId: send.transportId })).error).toMatchObject({ code: 'PERMISSION_DENIED' });
     });
 
@@ -156,22 +156,21 @@ describe('signaling facing hostile input', () => {
       const { client: publisher } = await clients.join(sig1.wsUrl, await demoToken({ room, identity: 'pub', role: 'end_user' }));
       const send = (await publisher.request('createTransport', { direction: 'send' })).createTransport;
       const producers = [
-        (await publisher.request('produce', { transportId: send.transportId, kind: 'audio', source: 'microphone', rtpParameters: opus(11) })).produce.producerId,
-        (await publisher.request('produce', { transportId: send.transportId, kind: 'video', source: 'camera', rtpParameters: vp8(12) })).produce.producerId,
-        (await publisher.request('produce', { transportId: send.transportId, kind: 'video', source: 'screen', rtpParameters: vp8(13) })).produce.producerId,
-        (await publisher.request('produce', { transportId: send.transportId, kind: 'audio', source: 'screen_audio', rtpParameters: opus(14) })).produce.producerId,
+        (await publisher.request('produce', { transportId: send.transportId, kind: 'audio', source: 'microphone', rtpParameters: opusRtpParameters(11) })).produce.producerId,
+        (await publisher.request('produce', { transportId: send.transportId, kind: 'video', source: 'camera', rtpParameters: vp8RtpParameters(12) })).produce.producerId,
+        (await publisher.request('produce', { transportId: send.transportId, kind: 'video', source: 'screen', rtpParameters: vp8RtpParameters(13) })).produce.producerId,
+        (await publisher.request('produce', { transportId: send.transportId, kind: 'audio', source: 'screen_audio', rtpParameters: opusRtpParameters(14) })).produce.producerId,
       ];
       const { client: viewer, join } = await clients.join(sig2.wsUrl, await demoToken({ room, identity: 'view', role: 'agent' }));
       const recv = (await viewer.request('createTransport', { direction: 'recv' })).createTransport;
       expect((await viewer.request('createTransport', { direction: 'send' })).createTransport).toBeTruthy();
       expect((await viewer.request('createTransport', { direction: 'recv' })).error).toMatchObject({ code: 'LIMIT_EXCEEDED' });
-      const caps = { codecs: [{ kind: 'audio', mimeType: 'audio/opus', clockRate: 48000, channels: 2, preferredPayloadType: 100 }, { kind: 'video', mimeType: 'video/VP8', clockRate: 90000, preferredPayloadType: 101 }] };
       // The same producer consumed over and over keeps one consumer.
-      for (let i = 0; i < 20; i++) expect((await viewer.request('consume', { producerId: producers[0], rtpCapabilities: caps, transportId: recv.transportId })).consume.consumerId).toBeTruthy();
+      for (let i = 0; i < 20; i++) expect((await viewer.request('consume', { producerId: producers[0], rtpCapabilities: deviceCapabilities, transportId: recv.transportId })).consume.consumerId).toBeTruthy();
       await waitFor(async () => Object.keys((await participantRecord('demo', room, join.participant.participantId))?.consumers ?? {}).length === 1, 5_000, 'one consumer in the record');
-      expect((await viewer.request('consume', { producerId: producers[1], rtpCapabilities: caps, transportId: recv.transportId })).consume).toBeTruthy();
-      expect((await viewer.request('consume', { producerId: producers[2], rtpCapabilities: caps, transportId: recv.transportId })).consume).toBeTruthy();
-      expect((await viewer.request('consume', { producerId: producers[3], rtpCapabilities: caps, transportId: recv.transportId })).error).toMatchObject({ code: 'LIMIT_EXCEEDED' });
+      expect((await viewer.request('consume', { producerId: producers[1], rtpCapabilities: deviceCapabilities, transportId: recv.transportId })).consume).toBeTruthy();
+      expect((await viewer.request('consume', { producerId: producers[2], rtpCapabilities: deviceCapabilities, transportId: recv.transportId })).consume).toBeTruthy();
+      expect((await viewer.request('consume', { producerId: producers[3], rtpCapabilities: deviceCapabilities, transportId: recv.transportId })).error).toMatchObject({ code: 'LIMIT_EXCEEDED' });
     });
 
     it('bounds participants per room and rooms per tenant', async () => {
@@ -330,9 +329,13 @@ describe('signaling facing hostile input', () => {
       const again = await clients.open(sig2.wsUrl);
       const resumed = await again.request('resume', { resumeToken: join.resumeToken });
       expect(resumed.resume.participant.participantId).toBe(join.participant.participantId);
-      await new Promise((r) => setTimeout(r, 500));
+      // A handover gone wrong shows as a leave announced by a sweep once the session's record is
+      // stale (three missed refreshes) or its resume window ended, whichever is later, plus
+      // one sweep interval and a second for the hop: wait that long.
+      const STALE_MS = 3 * RECORD_REFRESH_SECONDS * 1000;
+      await new Promise((r) => setTimeout(r, Math.max(STALE_MS, RESUME_WINDOW_SECONDS * 1000) + RECORD_REFRESH_SECONDS * 1000 + 1_000));
       expect(watcher.notifications.some((n) => 'participantLeft' in n)).toBe(false);
-    });
+    }, 45_000);
   });
 
   // Last: the media node is killed.

@@ -8,9 +8,9 @@ import { NatsServer, startCrmSyncProcess, startRecorderProcess, startSfuProcess,
 import { scrapeMetrics, sumOf, type Scrape } from '../support/metrics.js';
 import { TestClients } from '../support/wsClient.js';
 import { demoToken } from '../support/tokens.js';
+import { opusRtpParameters } from '../support/rtpParameters.js';
 
 const dashboardPath = fileURLToPath(new URL('../../deploy/grafana-dashboard.json', import.meta.url));
-const opus = { codecs: [{ mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2 }], encodings: [{ ssrc: 3333 }] };
 
 /** What operators are promised, by service (docs/observability.md). */
 const required: Record<string, string[]> = {
@@ -74,7 +74,7 @@ describe('metrics of every service', () => {
     procs = { sfu, signaling, recorder, 'crm-sync': crm };
     const { client } = await clients.join(signaling.wsUrl, await demoToken({ room: `metrics-${Date.now()}`, identity: 'metrics-user', role: 'end_user' }));
     const send = (await client.request('createTransport', { direction: 'send' })).createTransport;
-    await client.request('produce', { transportId: send.transportId, kind: 'audio', rtpParameters: opus, source: 'microphone' });
+    await client.request('produce', { transportId: send.transportId, kind: 'audio', rtpParameters: opusRtpParameters(3333), source: 'microphone' });
     for (const [service, proc] of Object.entries(procs)) scrapes[service] = await scrapeMetrics(proc.opsPort);
   }, 90_000);
 

@@ -237,7 +237,9 @@ describe('NATS: TLS, an identity per service, least privilege', () => {
     await (await jetstreamManager(as['crm-sync']!)).streams.info(streamNameOf(catalog[0]!));
     as.admin!.publish(`${inboxPrefixOf('crm-sync')}.probe`, 'reply');
     await as.admin!.flush();
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    // The server queued anything it routes to the eavesdropper while handling those messages,
+    // before the answer to this ping: once it is back, whatever was overheard has been counted.
+    await eavesdropper.flush();
     expect(overheard).toBe(0);
     for (const identity of services) expect(permissionsOf(identity).subscribe.allow.filter((s) => s.startsWith('_INBOX'))).toEqual([`${inboxPrefixOf(identity)}.>`]);
   });

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { buckets, catalog, openBucket, streamNameOf, streams, subjects } from '@gateway/common';
@@ -12,16 +12,19 @@ describe('JetStream provisioning', () => {
   let nats: NatsServer;
   let admin: NatsConnection;
 
-  beforeAll(async () => {
+  // Each test starts from a JetStream nothing has provisioned, and provisions what it needs.
+  beforeEach(async () => {
     nats = await NatsServer.start({ provision: false });
     admin = await nats.connect('admin');
   });
 
-  afterAll(async () => {
+  afterEach(async () => {
     await admin?.close();
     await nats?.stop();
   });
 
+  const provision = (limits?: Record<string, Record<string, string>>) =>
+    nats.runProvisioning({ NATS_STORAGE_BUDGET: '1GiB', ...(limits ? { NATS_STORAGE_LIMITS: JSON.stringify(limits) } : {}) });
   const infoOf = async (name: string) => (await jetstreamManager(admin)).streams.info(name);
 
   it('a service does not start on an unprovisioned JetStream: it names what is missing and creates nothing', async () => {
@@ -37,7 +40,7 @@ describe('JetStream provisioning', () => {
   }, 60_000);
 
   it('creates every stream, bucket and object store with a size limit, and values with a size limit', async () => {
-    const output = await nats.runProvisioning({ NATS_STORAGE_BUDGET: '1GiB' });
+    const output = await provision();
     expect(output).toMatch(/JetStream provisioned/);
     for (const entry of catalog) {
       const { config } = await infoOf(streamNameOf(entry));
@@ -51,14 +54,16 @@ describe('JetStream provisioning', () => {
   }, 60_000);
 
   it('is idempotent, and applies new limits', async () => {
-    const again = await nats.runProvisioning({ NATS_STORAGE_BUDGET: '1GiB' });
+    await provision();
+    const again = await provision();
     expect(again).not.toMatch(/"action":"(created|updated)"/);
-    await nats.runProvisioning({ NATS_STORAGE_BUDGET: '1GiB', NATS_STORAGE_LIMITS: JSON.stringify({ GATEWAY_ALERTS: { maxBytes: '3MiB' }, gateway_participants: { maxValueBytes: '64KiB' } }) });
+    await provision({ GATEWAY_ALERTS: { maxBytes: '3MiB' }, gateway_participants: { maxValueBytes: '64KiB' } });
     expect((await infoOf(streams.alerts.name)).config.max_bytes).toBe(3 * 1024 * 1024);
     expect((await infoOf(`KV_${buckets.participants}`)).config.max_msg_size).toBe(64 * 1024);
   }, 60_000);
 
   it('refuses a KV value over its bucket\'s limit', async () => {
+    await provision({ gateway_participants: { maxValueBytes: '64KiB' } });
     const signaling = await nats.connect('signaling');
     try {
       const kv = await openBucket(signaling, buckets.participants);
@@ -67,10 +72,10 @@ describe('JetStream provisioning', () => {
     } finally {
       await signaling.close();
     }
-  });
+  }, 60_000);
 
   it('a full stream refuses new events instead of dropping undelivered ones; a lower limit never drops what is stored', async () => {
-    await nats.runProvisioning({ NATS_STORAGE_BUDGET: '1GiB', NATS_STORAGE_LIMITS: JSON.stringify({ GATEWAY_RECORDINGS: { maxBytes: '64KiB' } }) });
+    await provision({ GATEWAY_RECORDINGS: { maxBytes: '64KiB' } });
     const js = jetstream(admin);
     let refused: unknown;
     let stored = 0;
@@ -85,7 +90,7 @@ describe('JetStream provisioning', () => {
     expect(info.state.first_seq).toBe(1);
     expect(info.state.messages).toBe(stored);
     // A limit below what the stream holds is not applied: JetStream would drop the oldest events.
-    const output = await nats.runProvisioning({ NATS_STORAGE_BUDGET: '1GiB', NATS_STORAGE_LIMITS: JSON.stringify({ GATEWAY_RECORDINGS: { maxBytes: '16KiB' } }) });
+    const output = await provision({ GATEWAY_RECORDINGS: { maxBytes: '16KiB' } });
     expect(output).toMatch(/max_bytes: it holds \d+ bytes, more than the new limit/);
     const after = await infoOf(streams.recordings.name);
     expect(after.state.messages).toBe(stored);

@@ -1,7 +1,7 @@
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { MediaKind, NodeInfo, SfuService, TrackSource } from '@gateway/proto/gateway/sfu/v1/sfu';
 import type { Recording } from '@gateway/proto/gateway/recorder/v1/recorder';
@@ -68,6 +68,12 @@ describe('the recorder checks what an SFU answers', () => {
     if (base) rmSync(base, { recursive: true, force: true });
   });
 
+  // What the fake SFU answers is set by each test; a failing CloseTap only where a test asks for it.
+  beforeEach(() => {
+    closeTapFailures = 0;
+    closeTapCalls.clear();
+  });
+
   const start = async (room: string) => {
     const client = recorderClientAs(recorder.grpcAddress);
     try {
@@ -107,7 +113,9 @@ describe('the recorder checks what an SFU answers', () => {
       const tapId = `${started.recordingId}-c1`;
       // The SFU refused three times; the fourth request closed it, and then no more were made.
       await waitFor(() => closeTapCalls.get(tapId) === closeTapFailures + 1, 10_000, 'the tap closed at the SFU');
-      await new Promise((r) => setTimeout(r, 1_500));
+      // The recorder asks again every second for a tap the SFU did not close: two seconds and a
+      // half would see at least two more requests if it went on after the close.
+      await new Promise((r) => setTimeout(r, 2_500));
       expect(closeTapCalls.get(tapId)).toBe(closeTapFailures + 1);
       await callUnary(client, client.stopRecording, ref, 30_000);
     } finally {

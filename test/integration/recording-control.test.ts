@@ -10,10 +10,9 @@ import { DEMO_TENANT } from '../../services/signaling/src/config.js';
 import { TestClient } from '../support/wsClient.js';
 import { recorderClientAs } from '../support/grpcClients.js';
 import { demoToken } from '../support/tokens.js';
-import { scrapeMetrics, sumOf } from '../support/metrics.js';
+import { metricValue, scrapeMetrics, sumOf } from '../support/metrics.js';
+import { opusRtpParameters, vp8RtpParameters } from '../support/rtpParameters.js';
 
-const opus = { codecs: [{ mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2 }], encodings: [{ ssrc: 1111 }] };
-const vp8 = (ssrc: number) => ({ codecs: [{ mimeType: 'video/VP8', payloadType: 96, clockRate: 90000 }], encodings: [{ ssrc }] });
 const autoTenant = { name: 'autorec', apiKey: 'autorec-key', apiSecret: 'autorec-secret-for-tests-only-0000000', recording: { onAgentJoin: true, mp4: false, skipPausedAudio: false } };
 
 /**
@@ -38,7 +37,7 @@ describe('recording controls over signaling', () => {
   /** A participant that publishes a microphone (no real media: the SFU has a producer to tap). */
   const withMicrophone = async (client: TestClient) => {
     const send = (await client.request('createTransport', { direction: 'send' })).createTransport;
-    await client.request('produce', { transportId: send.transportId, kind: 'audio', rtpParameters: opus, source: 'microphone' });
+    await client.request('produce', { transportId: send.transportId, kind: 'audio', rtpParameters: opusRtpParameters(), source: 'microphone' });
   };
 
   beforeAll(async () => {
@@ -107,9 +106,9 @@ describe('recording controls over signaling', () => {
     const room = `pci-${Date.now()}`;
     const customer = await joined(await demoToken({ room, identity: 'customer', role: 'end_user' }));
     const send = (await customer.client.request('createTransport', { direction: 'send' })).createTransport;
-    await customer.client.request('produce', { transportId: send.transportId, kind: 'audio', rtpParameters: opus, source: 'microphone' });
-    await customer.client.request('produce', { transportId: send.transportId, kind: 'video', rtpParameters: vp8(2222), source: 'camera' });
-    await customer.client.request('produce', { transportId: send.transportId, kind: 'video', rtpParameters: vp8(3333), source: 'screen' });
+    await customer.client.request('produce', { transportId: send.transportId, kind: 'audio', rtpParameters: opusRtpParameters(), source: 'microphone' });
+    await customer.client.request('produce', { transportId: send.transportId, kind: 'video', rtpParameters: vp8RtpParameters(2222), source: 'camera' });
+    await customer.client.request('produce', { transportId: send.transportId, kind: 'video', rtpParameters: vp8RtpParameters(3333), source: 'screen' });
     const agent = await joined(await demoToken({ room, identity: 'agent', role: 'agent', canRecord: true }));
     expect((await agent.client.request('startRecording', {})).startRecording).toMatchObject({ state: 'started' });
     await sending(1, 2, 'the microphone, the camera and the screen tapped');
@@ -119,8 +118,10 @@ describe('recording controls over signaling', () => {
     expect(await tapStreams()).toMatchObject({ audio: 0, video: 0 });
     // Nor is one that appears during the pause (the agent's camera).
     const agentSend = (await agent.client.request('createTransport', { direction: 'send' })).createTransport;
-    await agent.client.request('produce', { transportId: agentSend.transportId, kind: 'video', rtpParameters: vp8(4444), source: 'camera' });
-    await new Promise((r) => setTimeout(r, 1_000));
+    await agent.client.request('produce', { transportId: agentSend.transportId, kind: 'video', rtpParameters: vp8RtpParameters(4444), source: 'camera' });
+    // A wrongly tapped new producer would show once the recorder's 300 ms debounce of room events
+    // and one refresh of its taps (a few SFU calls) are over: three seconds cover a loaded machine.
+    await new Promise((r) => setTimeout(r, 3_000));
     expect(await tapStreams()).toMatchObject({ audio: 0, video: 0 });
 
     expect((await agent.client.request('resumeRecording', {})).resumeRecording).toMatchObject({ state: 'resumed' });
@@ -169,10 +170,7 @@ describe('recording controls over signaling', () => {
       expect(statuses[0].startRecording.state).toBe('started');
       expect(statuses[1].startRecording.state).toBe('started');
       expect(statuses[2].error).toMatchObject({ code: 'UNAVAILABLE' });
-      const nodes = await Promise.all([recorder, second].map(async (r) => {
-        const metrics = await (await fetch(`http://127.0.0.1:${r.opsPort}/metrics`)).text();
-        return Number(/^gateway_recorder_jobs_active(?:\{[^}]*\})? (\d+)/m.exec(metrics)?.[1]);
-      }));
+      const nodes = await Promise.all([recorder, second].map((r) => metricValue(r.opsPort, 'gateway_recorder_jobs_active')));
       expect(nodes).toEqual([1, 1]);
     } finally {
       await second.stop();
@@ -195,7 +193,9 @@ describe('recording controls over signaling', () => {
       const otherCustomer = await joined(await demoToken({ room: other, identity: 'customer', role: 'end_user' }));
       await withMicrophone(otherCustomer.client);
       await expect(callUnary(nodeClient, nodeClient.startRecording, { tenant: 'demo', room: other, requestedBy: '', options: undefined })).rejects.toMatchObject({ code: 'DRAINING' });
-      await new Promise((r) => setTimeout(r, 1_000));
+      // A drain that ended the recording or the process early would do it at the latest in the
+      // node's periodic work: the heartbeat (2 s) or the record refresh and orphan sweep (5 s).
+      await new Promise((r) => setTimeout(r, 6_000));
       expect(node.running).toBe(true);
       const running: Recording = await callUnary(nodeClient, nodeClient.getRecording, { tenant: 'demo', recordingId: started.recordingId, requestedBy: '' });
       expect(running.endedAtMs).toBe(0);

@@ -47,6 +47,10 @@ describe('session.ended', () => {
     await nats?.stop();
   });
 
+  /** The tenant's PostgreSQL connector, pointing at the customer's database (a PUT: set again, it stays the same). */
+  const connectWarehouse = () =>
+    adminApi(crm.url)('/v1/connectors/warehouse', { method: 'PUT', body: JSON.stringify({ type: 'postgres', config: { host: '127.0.0.1', port: postgres.port, database: 'customer_crm', user: 'customer', ssl: 'disable' }, secrets: { password: CUSTOMER_PASSWORD } }) });
+
   it('carries the app\'s contact details sealed to the customer\'s database, then forgets them', async () => {
     const room = `session-${Date.now()}`;
     const user = await clients.join(signaling.wsUrl, await demoToken({ room, identity: 'ext-555', role: 'end_user', phoneNumber: '(415) 555-0132', deviceIds: ['install-7f3a'], crmContactId: 'crm-42' }));
@@ -69,8 +73,7 @@ describe('session.ended', () => {
     expect((await sessionsKv.get(kvKeys.room('demo', room)))?.operation ?? 'PURGE').not.toBe('PUT');
 
     // The tenant connects its database: the session arrives with the details, in E.164.
-    const admin = adminApi(crm.url);
-    const put = await admin('/v1/connectors/warehouse', { method: 'PUT', body: JSON.stringify({ type: 'postgres', config: { host: '127.0.0.1', port: postgres.port, database: 'customer_crm', user: 'customer', ssl: 'disable' }, secrets: { password: CUSTOMER_PASSWORD } }) });
+    const put = await connectWarehouse();
     expect(put.status).toBe(200);
     const customerDb = new pg.Client({ host: '127.0.0.1', port: postgres.port, user: 'customer', password: CUSTOMER_PASSWORD, database: 'customer_crm' });
     await customerDb.connect();
@@ -93,6 +96,7 @@ describe('session.ended', () => {
     const keyring = new StaticKeyring({ demo: DEMO_TENANT_KEK });
     const participant = { participantId: 'PA_gone', role: 'end_user', externalId: 'ext-orphan', crmContactId: '', phoneNumber: '+14155550199', deviceIds: [], joinedAtMs: Date.now() - 60_000 };
     const record = RoomSessionRecord.encode({ sessionId, startedAtMs: Date.now() - 60_000, sealedParticipants: await sealParticipants(keyring, 'demo', sessionId, [participant]) }).finish();
+    expect((await connectWarehouse()).status).toBe(200);
     const sessionsKv = await new Kvm(nc).open(buckets.roomSessions);
     await sessionsKv.create(kvKeys.endingRoomSession('demo', room, sessionId), record);
 

@@ -3,7 +3,8 @@ import { MediaKind, SfuClient, SfuService, TrackSource, TransportDirection } fro
 import { callUnary } from '@gateway/common';
 import { NatsServer, startSfuProcess, type GrpcTestIdentity } from '@gateway/testing';
 import { sfuAccess } from '../../services/sfu/src/grpc/SfuGrpcService.js';
-import { SfuClients, deviceCapabilities, dtlsParameters, opusParameters, outcome, rawCall, vp8Parameters } from '../support/grpcClients.js';
+import { SfuClients, dtlsParameters, outcome, rawCall } from '../support/grpcClients.js';
+import { deviceCapabilities, opusRtpParameters, vp8RtpParameters } from '../support/rtpParameters.js';
 
 /**
  * A seeded fuzzer of the SFU's gRPC API: every method, with valid requests and mutations of
@@ -56,7 +57,7 @@ function validRequest(method: Methods, s: State): Record<string, Json> {
     restartIce: transport,
     getTransportStats: transport,
     closeTransport: { room, transportId: s.recvTransport },
-    produce: { transport, participantId: s.participantId, kind: MediaKind.MEDIA_KIND_VIDEO, rtpParameters: vp8Parameters, source: TrackSource.TRACK_SOURCE_CAMERA, paused: false },
+    produce: { transport, participantId: s.participantId, kind: MediaKind.MEDIA_KIND_VIDEO, rtpParameters: vp8RtpParameters(), source: TrackSource.TRACK_SOURCE_CAMERA, paused: false },
     pauseProducer: { room, producerId: s.producerId },
     resumeProducer: { room, producerId: s.producerId },
     closeProducer: { room, producerId: s.producerId },
@@ -169,7 +170,7 @@ describe('SFU gRPC API under a seeded fuzzer', () => {
       transport: { room, transportId: send.transportId },
       participantId,
       kind: MediaKind.MEDIA_KIND_AUDIO,
-      rtpParameters: opusParameters,
+      rtpParameters: opusRtpParameters(),
       source: TrackSource.TRACK_SOURCE_MICROPHONE,
       paused: false,
     });

@@ -3,7 +3,8 @@ import { ConsumeRequest, MediaKind, TrackSource, TransportDirection } from '@gat
 import { RecorderClient } from '@gateway/proto/gateway/recorder/v1/recorder';
 import { callUnary, grpc, grpcClientCredentials } from '@gateway/common';
 import { NatsServer, grpcTlsOf, startRecorderProcess, startSfuProcess, type GrpcTestIdentity } from '@gateway/testing';
-import { SfuClients, deviceCapabilities, dtlsParameters, opusParameters, outcome, rawCall } from '../support/grpcClients.js';
+import { SfuClients, dtlsParameters, outcome, rawCall } from '../support/grpcClients.js';
+import { deviceCapabilities, opusRtpParameters } from '../support/rtpParameters.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -41,7 +42,7 @@ describe('SFU and recorder gRPC requests checked before use', () => {
         transport: { room, transportId: sendTransport },
         participantId: 'PA_in',
         kind: MediaKind.MEDIA_KIND_AUDIO,
-        rtpParameters: opusParameters,
+        rtpParameters: opusRtpParameters(),
         source: TrackSource.TRACK_SOURCE_MICROPHONE,
         paused: false,
       })
@@ -69,7 +70,7 @@ describe('SFU and recorder gRPC requests checked before use', () => {
           transport: { room, transportId: sendTransport },
           participantId: 'PA_in',
           kind: MediaKind.MEDIA_KIND_AUDIO,
-          rtpParameters: { ...opusParameters, codecs: [{ ...opusParameters.codecs[0]!, payloadType }], encodings: [{ ssrc: 3333 }] },
+          rtpParameters: { ...opusRtpParameters(3333), codecs: [{ ...opusRtpParameters().codecs[0]!, payloadType }] },
           source: TrackSource.TRACK_SOURCE_MICROPHONE,
           paused: false,
         }),
@@ -82,7 +83,7 @@ describe('SFU and recorder gRPC requests checked before use', () => {
         transport: { room, transportId: sendTransport },
         participantId: 'PA_in',
         kind: MediaKind.MEDIA_KIND_AUDIO,
-        rtpParameters: { ...opusParameters, codecs: [{ ...opusParameters.codecs[0]!, parameters: { [`${MARKER} secret\nline`]: 1 } }], encodings: [{ ssrc: 3334 }] },
+        rtpParameters: { ...opusRtpParameters(3334), codecs: [{ ...opusRtpParameters().codecs[0]!, parameters: { [`${MARKER} secret\nline`]: 1 } }] },
         source: TrackSource.TRACK_SOURCE_MICROPHONE,
         paused: false,
       }),

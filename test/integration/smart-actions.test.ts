@@ -1,13 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SignJWT } from 'jose';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { jetstream } from '@nats-io/jetstream';
 import { Objm } from '@nats-io/obj';
 import { Kvm } from '@nats-io/kv';
-import { DeviceKeys, buckets, streams, subjects } from '@gateway/common';
-import { AttachmentReady, TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
+import { DeviceKeys, buckets } from '@gateway/common';
 import { NatsServer, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { TestClients } from '../support/wsClient.js';
+import { readAttachments, readTranscripts } from '../support/events.js';
 import { GLOBEX_TENANT, demoToken, globexToken, twoTenantEnv } from '../support/tokens.js';
 import { exifOf, imageFormat, photoWithGps } from '../support/images.js';
 
@@ -220,27 +219,18 @@ describe('Smart Actions', () => {
 
   it('announces attachments and the actions\' outcomes when the room ends', async () => {
     const { room, user, agent } = await call();
-    const js = jetstream(nc);
-    const attachments = await js.consumers.get(streams.transcripts.name, { filter_subjects: subjects.attachmentReady('demo') });
-    const transcripts = await js.consumers.get(streams.transcripts.name, { filter_subjects: subjects.transcriptReady('demo') });
+    const attachments = await readAttachments(nc);
+    const transcripts = await readTranscripts(nc);
     const actionId = (await agent.client.request('requestSmartAction', { kind: 'photo' })).requestSmartAction.actionId;
     const { artifactId } = await (await upload(actionId, user.join.resumeToken, await photoWithGps())).json();
     await agent.client.request('requestSmartAction', { kind: 'verification' });
     await user.client.request('leave');
     await agent.client.request('leave');
 
-    const next = async <T>(consumer: typeof attachments, decode: (data: Uint8Array) => T, match: (event: T) => boolean): Promise<T> => {
-      const deadline = Date.now() + 10_000;
-      while (Date.now() < deadline) {
-        const m = await consumer.next({ expires: 2_000 });
-        if (m && match(decode(m.data))) return decode(m.data);
-      }
-      throw new Error('no event');
-    };
-    const attachment = await next(attachments, (d) => AttachmentReady.decode(d), (e) => e.room === room);
+    const attachment = await attachments.forRoom(room, 10_000);
     expect(attachment.artifact).toMatchObject({ artifactId, kind: 'photo', contentType: 'image/jpeg' });
     expect(attachment.contact).toMatchObject({ externalId: 'ext-99', role: 'end_user' });
-    const transcript = await next(transcripts, (d) => TranscriptReady.decode(d), (e) => e.room === room);
+    const transcript = await transcripts.forRoom(room, 10_000);
     expect(transcript.messageCount).toBe(0);
     expect(transcript.smartActions.map((a) => [a.kind, a.state])).toEqual([['photo', 'completed'], ['verification', 'failed']]);
   });

@@ -7,8 +7,8 @@ import { NatsServer, startCrmSyncProcess, startRecorderProcess, startSfuProcess,
 import { OtlpCollector, SpanKinds, type CollectedSpan } from '../support/otlpCollector.js';
 import { TestClients } from '../support/wsClient.js';
 import { demoToken } from '../support/tokens.js';
+import { opusRtpParameters } from '../support/rtpParameters.js';
 
-const opus = { codecs: [{ mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2 }], encodings: [{ ssrc: 2222 }] };
 /** The demo tenant, recording every call an agent joins: one join then reaches the recorder too. */
 const recordedDemo = { ...DEMO_TENANT, recording: { onAgentJoin: true, mp4: false, skipPausedAudio: false } };
 
@@ -60,7 +60,7 @@ describe('tracing across services', () => {
     // The end user is served by replica B and publishes a microphone (a producer for the recording to tap).
     const user = await clients.join(sigB.wsUrl, await demoToken({ room, identity: 'ext-1', role: 'end_user' }));
     const send = (await user.client.request('createTransport', { direction: 'send' })).createTransport;
-    await user.client.request('produce', { transportId: send.transportId, kind: 'audio', rtpParameters: opus, source: 'microphone' });
+    await user.client.request('produce', { transportId: send.transportId, kind: 'audio', rtpParameters: opusRtpParameters(2222), source: 'microphone' });
 
     const agent = await clients.join(sigA.wsUrl, await demoToken({ room, identity: 'agent-1', role: 'agent' }));
     const agentId: string = agent.join.participant.participantId;

@@ -28,6 +28,7 @@ import {
 } from './rules.js';
 import { checkCompose, checkDockerfile, checkDockerignore, checkNatsValues, checkRuntimeModules } from './static.js';
 import { repoRoot, serviceNames, serviceSpecs, type ServiceName } from './services.js';
+import { skipForMissing } from '../support/prerequisites.js';
 
 /**
  * The deployment, checked without a cluster or a Docker engine: every kustomize overlay renders,
@@ -342,7 +343,7 @@ describe('container images (deploy/Dockerfile)', () => {
     const worker =
       process.env.MEDIASOUP_WORKER_BIN ??
       (existsSync(cache) ? readdirSync(cache).map((dir) => path.join(cache, dir, 'mediasoup-worker')).find((file) => existsSync(file)) : undefined);
-    if (!worker) return context.skip('no mediasoup worker built yet (scripts/mediasoup-worker.sh)');
+    if (!worker) return skipForMissing(context, 'a mediasoup worker, built by scripts/mediasoup-worker.sh');
     const libraries = [...execFileSync('ldd', [worker], { encoding: 'utf8' }).matchAll(/=> (\/\S+)/g)].map((m) => m[1]);
     // dpkg knows each file by the path its package installed it at: /lib or /usr/lib (merged /usr).
     const owner = (library: string) => {
@@ -361,7 +362,8 @@ describe('container images (deploy/Dockerfile)', () => {
     for (const base of ['libc6', 'libgcc-s1', 'libstdc++6']) owners.delete(base);
     expect([...owners].length).toBeGreaterThan(0);
     expect(messages(checkDockerfile(dockerfile, { workspaces, sfuRuntimePackages: [...owners] }))).toEqual([]);
-  });
+    // A dpkg run per library and candidate path: over half a minute on a loaded machine.
+  }, 120_000);
 
   it('bundles every service, and installs what a bundle loads at run time', () => {
     const outdir = mkdtempSync(path.join(os.tmpdir(), 'gateway-bundles-'));

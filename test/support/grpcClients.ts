@@ -3,16 +3,7 @@ import { SfuClient } from '@gateway/proto/gateway/sfu/v1/sfu';
 import { callUnary, grpc, grpcClientCredentials, type GatewayError } from '@gateway/common';
 import { grpcTlsOf, type GrpcTestIdentity, type TestPki } from '@gateway/testing';
 
-/** What tests send the SFU as a device would: Opus and VP8, and capabilities that receive them. */
-export const opusParameters = { codecs: [{ mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2 }], encodings: [{ ssrc: 1111 }] };
-export const vp8Parameters = { codecs: [{ mimeType: 'video/VP8', payloadType: 96, clockRate: 90000 }], encodings: [{ ssrc: 2222 }] };
-export const deviceCapabilities = {
-  codecs: [
-    { kind: 'audio', mimeType: 'audio/opus', clockRate: 48000, channels: 2, preferredPayloadType: 100, parameters: {} },
-    { kind: 'video', mimeType: 'video/VP8', clockRate: 90000, preferredPayloadType: 101, parameters: {}, rtcpFeedback: [{ type: 'nack' }, { type: 'ccm', parameter: 'fir' }] },
-  ],
-  headerExtensions: [],
-};
+/** A client's DTLS parameters as a device sends them: these tests never complete a handshake, so no real fingerprint is needed. */
 export const dtlsParameters = { role: 'client', fingerprints: [{ algorithm: 'sha-256', value: Array.from({ length: 32 }, () => 'AB').join(':') }] };
 
 /** SFU gRPC clients of one node, one per identity the test speaks as. */

@@ -6,7 +6,8 @@ export interface Scrape {
 }
 
 export async function scrapeMetrics(opsPort: number): Promise<Scrape> {
-  const res = await fetch(`http://127.0.0.1:${opsPort}/metrics`);
+  // A service that stopped answering fails the scrape, not the whole test at its timeout.
+  const res = await fetch(`http://127.0.0.1:${opsPort}/metrics`, { signal: AbortSignal.timeout(5_000) });
   if (!res.ok) throw new Error(`/metrics answered ${res.status}`);
   return parseMetrics(await res.text());
 }
@@ -29,6 +30,12 @@ export function parseMetrics(text: string): Scrape {
     samples.push({ name: sample[1]!, labels, value: Number(sample[3]) });
   }
   return { types, samples };
+}
+
+/** A metric's value on the service at `opsPort` (the sum of its samples whose labels include `labels`); undefined when it has no sample. */
+export async function metricValue(opsPort: number, name: string, labels: Record<string, string> = {}): Promise<number | undefined> {
+  const scrape = await scrapeMetrics(opsPort);
+  return scrape.samples.some((s) => s.name === name) ? sumOf(scrape, name, labels) : undefined;
 }
 
 /** The sum of a metric's samples whose labels include `labels`. */
