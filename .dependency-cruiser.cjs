@@ -31,7 +31,7 @@ module.exports = {
       severity: 'error',
       comment:
         'The SDK runs in customers\' browsers: no Node built-in, and of our packages only the generated protocol and the browser-safe modules of common.',
-      from: { path: '^packages/sdk/src/', pathNot: '\\.test\\.ts$' },
+      from: { path: '^packages/sdk/src/', pathNot: ['\\.test\\.ts$', '^packages/sdk/src/testing/'] },
       to: {
         dependencyTypesNot: ['type-only'],
         path: ['^packages/(common|cluster|testing)/', '^services/'],
@@ -42,15 +42,15 @@ module.exports = {
       name: 'sdk-no-node-builtins',
       severity: 'error',
       comment: 'The SDK runs in customers\' browsers.',
-      from: { path: '^packages/sdk/src/', pathNot: '\\.test\\.ts$' },
+      from: { path: '^packages/sdk/src/', pathNot: ['\\.test\\.ts$', '^packages/sdk/src/testing/'] },
       to: { dependencyTypes: ['core'] },
     },
     {
       name: 'no-test-code-in-production',
       severity: 'error',
       comment: 'Production code never imports tests, their support or the test harness.',
-      from: { path: '^(packages|services)/[^/]+/src/', pathNot: ['\\.test\\.ts$', '^packages/testing/'] },
-      to: { path: ['\\.test\\.ts$', '^test/', '^packages/testing/'] },
+      from: { path: '^(packages|services)/[^/]+/src/', pathNot: ['\\.test\\.ts$', '^packages/testing/', '^packages/sdk/src/testing/'] },
+      to: { path: ['\\.test\\.ts$', '^test/', '^packages/testing/', '^packages/sdk/src/testing/'] },
     },
   ],
   options: {

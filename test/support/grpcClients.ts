@@ -52,4 +52,3 @@ export function rawCall(client: SfuClient, method: string, bytes: Buffer, timeou
   });
 }
 
-export { callUnary };

@@ -6,7 +6,7 @@ import type { MediaAppData, TrackSource } from './mediaTypes.js';
 import { RoomPipes, type PipedProducerChange } from './RoomPipes.js';
 import { RoomTaps } from './RoomTaps.js';
 
-export type { MediaAppData, PipeEndpoint, PipeListen, TrackSource } from './mediaTypes.js';
+export type { MediaAppData, PipeListen, TrackSource } from './mediaTypes.js';
 
 export type RoomCloseReason = 'closed' | 'idle' | 'worker_died' | 'drain_timeout' | 'node_closed';
 

@@ -220,4 +220,3 @@ export class SfuNode implements PipeHost, SfuApiNode {
   }
 }
 
-export type { types };

@@ -12,9 +12,8 @@ import {
   type ResultOf,
   type WebSocketConstructor,
 } from './Socket.js';
+import { PROTOCOL_VERSION } from '@gateway/common/protocol';
 import { signalingUrl } from './urls.js';
-
-export const PROTOCOL_VERSION = 1;
 
 /** Closes after which there is nothing to come back to. */
 const FINAL_CLOSES: ReadonlyMap<number, DisconnectReason> = new Map([

@@ -15,7 +15,7 @@ import type { Tenant } from '../config.js';
 import { sanitizeImage } from './images.js';
 
 export const smartActionKinds = ['photo', 'screenshot', 'verification'] as const;
-export type SmartActionKind = (typeof smartActionKinds)[number];
+type SmartActionKind = (typeof smartActionKinds)[number];
 
 export interface SmartActionLimits {
   /** Largest upload per kind, in bytes. */
