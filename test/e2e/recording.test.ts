@@ -8,7 +8,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { Objm } from '@nats-io/obj';
 import { RecordingReady } from '@gateway/proto/gateway/events/v1/events';
-import { RecorderClient, RecordingJobRecord, RecordingState, type Recording } from '@gateway/proto/gateway/recorder/v1/recorder';
+import { type RecorderClient, RecordingJobRecord, RecordingState, type Recording } from '@gateway/proto/gateway/recorder/v1/recorder';
 import { ArtifactStore, DEMO_TENANT_KEK, StaticKeyring, buckets, callUnary, kvKeys, openBucket, streams } from '@gateway/common';
 import { NatsServer, startRecorderProcess, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { launchChromium } from '../support/browser.js';

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MediaKind, SfuClient, SfuService, TrackSource, TransportDirection } from '@gateway/proto/gateway/sfu/v1/sfu';
+import { MediaKind, type SfuClient, SfuService, TrackSource, TransportDirection } from '@gateway/proto/gateway/sfu/v1/sfu';
 import { callUnary } from '@gateway/common';
 import { NatsServer, startSfuProcess, type GrpcTestIdentity } from '@gateway/testing';
 import { sfuAccess } from '../../services/sfu/src/grpc/SfuGrpcService.js';

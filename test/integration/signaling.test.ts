@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Kvm } from '@nats-io/kv';
 import { buckets, kvKeys } from '@gateway/common';
 import { NatsServer, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
-import { TestClient, TestClients } from '../support/wsClient.js';
+import { type TestClient, TestClients } from '../support/wsClient.js';
 import { demoToken } from '../support/tokens.js';
 import { opusRtpParameters } from '../support/rtpParameters.js';
 

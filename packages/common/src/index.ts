@@ -251,12 +251,12 @@ export {
   type StaticTenantKeys,
   tenantKeysShape,
 } from './keys/settings.js';
-export {
-  type Keyring,
-  type KeyringEvents,
-  type ManagedKeyring,
-  type RetiredKey,
-  type WrappedKey,
+export type {
+  Keyring,
+  KeyringEvents,
+  ManagedKeyring,
+  RetiredKey,
+  WrappedKey,
 } from './keys/keyring.js';
 export {
   observeKeyring,

@@ -12,7 +12,7 @@ import {
   type ContactReference,
 } from '@gateway/proto/gateway/events/v1/events';
 import {
-  DeviceKeys,
+  type DeviceKeys,
   ErrorCode,
   GatewayError,
   crmContactId as crmContactIdSchema,

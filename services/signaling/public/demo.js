@@ -2,8 +2,8 @@
 // connection state on <body data-state>, publish toggles, the local preview, remote audio, the
 // recording indicator, the chat panel, Smart Actions, and window.room for tests. Each page adds
 // only how it lays out remote video.
-(function () {
-  'use strict';
+(() => {
+  
 
   const ICONS = {
     microphone: '<path d="M12 14a3 3 0 0 0 3-3V5a3 3 0 0 0-6 0v6a3 3 0 0 0 3 3Z"/><path d="M19 11a7 7 0 0 1-14 0M12 18v3"/>',

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { Kvm } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
-import { ArtifactStore, DEMO_TENANT_KEK, SEGMENT_BYTES, StaticKeyring, buckets } from '@gateway/common';
+import { type ArtifactStore, DEMO_TENANT_KEK, SEGMENT_BYTES, StaticKeyring, buckets } from '@gateway/common';
 import { PostgresServer, waitFor } from '@gateway/testing';
 import { MIB, S3ContractServer } from '../../contracts/s3/server.js';
 import { SalesforceContractServer } from '../../contracts/salesforce/server.js';

@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
-import { ArtifactStore, ensureStream, streams, subjects } from '@gateway/common';
+import { type ArtifactStore, ensureStream, streams, subjects } from '@gateway/common';
 import { TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
 import { waitFor, type startCrmSyncProcess } from '@gateway/testing';
 import { SalesforceContractServer } from '../../contracts/salesforce/server.js';

@@ -11,7 +11,7 @@ import { assertSubjectToken, buckets } from '../nats/subjects.js';
 import { openBucket, requireObjectStore } from '../nats/connection.js';
 import { parseWith } from '../schemas/validation.js';
 import { artifactSpaces, type ArtifactSpace } from '../jetstream/access.js';
-import { type Keyring, type WrappedKey } from '../keys/keyring.js';
+import type { Keyring, WrappedKey } from '../keys/keyring.js';
 
 export type { ArtifactSpace };
 

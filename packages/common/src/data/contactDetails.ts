@@ -1,7 +1,7 @@
 import { parsePhoneNumberFromString } from 'libphonenumber-js';
 import { z } from 'zod';
 import { openJson, sealJson, type SealedValue } from './artifacts.js';
-import { type Keyring } from '../keys/keyring.js';
+import type { Keyring } from '../keys/keyring.js';
 import { ErrorCode, GatewayError } from '../errors.js';
 import { parseWith, schemas } from '../schemas/validation.js';
 

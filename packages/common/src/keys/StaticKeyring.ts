@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { ErrorCode, GatewayError } from '../errors.js';
 import { TypedEmitter } from '../runtime/TypedEmitter.js';
-import { type KeyringEvents, type ManagedKeyring, type RetiredKey, type WrappedKey } from './keyring.js';
+import type { KeyringEvents, ManagedKeyring, RetiredKey, WrappedKey } from './keyring.js';
 import { DEFAULT_STATIC_KEY_ID, type StaticTenantKeys } from './settings.js';
 
 /** KEKs held in configuration (a Kubernetes Secret); AES-256-GCM key wrapping bound to the tenant. */

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { type WrappedKey } from './keyring.js';
+import type { WrappedKey } from './keyring.js';
 
 /**
  * Unwrapped data keys held for a bounded time and number, so a KMS is not asked once per chat

@@ -1,4 +1,4 @@
-import { type ManagedKeyring } from './keyring.js';
+import type { ManagedKeyring } from './keyring.js';
 import type { KeyringSettings } from './settings.js';
 import { StaticKeyring } from './StaticKeyring.js';
 

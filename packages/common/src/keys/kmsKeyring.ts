@@ -15,8 +15,8 @@ import { z } from 'zod';
 import { ErrorCode, GatewayError } from '../errors.js';
 import { TypedEmitter } from '../runtime/TypedEmitter.js';
 import { UnwrapCache } from './UnwrapCache.js';
-import { type KeyringEvents, type ManagedKeyring, type RetiredKey, type WrappedKey } from './keyring.js';
-import { type KeyringSettings } from './settings.js';
+import type { KeyringEvents, ManagedKeyring, RetiredKey, WrappedKey } from './keyring.js';
+import type { KeyringSettings } from './settings.js';
 import { parseWith } from '../schemas/validation.js';
 
 /**

@@ -1,5 +1,5 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { type ManagedKeyring } from './keyring.js';
+import type { ManagedKeyring } from './keyring.js';
 
 /** The keyring's metrics: KMS calls by operation and outcome, and the unwrapped keys held. */
 export function observeKeyring(registry: Registry, keyring: ManagedKeyring): void {

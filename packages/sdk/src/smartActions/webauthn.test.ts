@@ -1,5 +1,5 @@
 import { beforeEach, describe, expect, it, vi } from 'vitest';
-import { GatewayError } from '../errors.js';
+import type { GatewayError } from '../errors.js';
 import { webauthnCeremony } from './webauthn.js';
 
 const browser = vi.hoisted(() => ({ supported: true }));

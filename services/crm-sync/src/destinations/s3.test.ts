@@ -130,7 +130,7 @@ describe('S3 destination', () => {
 
     let before = server.requests.length;
     await open().deliver(delivery('REC_twice', files));
-    let writes = server.requests.slice(before).filter((r) => r.operation === 'PutObject').map((r) => r.key);
+    const writes = server.requests.slice(before).filter((r) => r.operation === 'PutObject').map((r) => r.key);
     expect(writes).toEqual([`${folder('REC_twice')}manifest.json`]);
     expect(server.object(BUCKET, `${folder('REC_twice')}ART_a.mp3`)!.lastModified).toBe(modified);
 

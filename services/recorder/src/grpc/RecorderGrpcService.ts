@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { RecorderService, type Recording, type RecordingOptions, type RecordingRef, type StartRecordingRequest } from '@gateway/proto/gateway/recorder/v1/recorder';
-import { SUBJECT_TOKEN, grpc, parseWith, schemas, unaryHandlers, withCheckedDecoding, type GrpcAccess, type Logger } from '@gateway/common';
+import { SUBJECT_TOKEN, type grpc, parseWith, schemas, unaryHandlers, withCheckedDecoding, type GrpcAccess, type Logger } from '@gateway/common';
 
 /** What the gRPC API needs of the node's recordings (RecordingJobs is it): the API never depends on the node class. */
 export interface RecordingControl {

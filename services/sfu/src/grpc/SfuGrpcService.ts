@@ -1,7 +1,7 @@
 import type { types } from 'mediasoup';
 import { Counter, type Registry } from 'prom-client';
 import { SfuService, TrackSource, TransportDirection, type NodeLoad } from '@gateway/proto/gateway/sfu/v1/sfu';
-import { ErrorCode, GatewayError, grpc, parseWith, unaryHandlers, withCheckedDecoding, type GrpcAccess, type GrpcService, type Logger } from '@gateway/common';
+import { ErrorCode, GatewayError, type grpc, parseWith, unaryHandlers, withCheckedDecoding, type GrpcAccess, type GrpcService, type Logger } from '@gateway/common';
 import type { SfuConfig } from '../config.js';
 import type { Room } from '../Room.js';
 import type { PipeCoordinator } from '../PipeCoordinator.js';
