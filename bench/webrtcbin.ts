@@ -53,7 +53,7 @@ export function consumerAnswer(offer: string, transport: Json, consumers: Json[]
     for (const c of candidates) lines.push(`a=candidate:${c.foundation} 1 udp ${c.priority} ${c.address ?? c.ip} ${c.port} typ ${c.type}`);
     lines.push('a=end-of-candidates');
   });
-  return lines.join('\r\n') + '\r\n';
+  return `${lines.join('\r\n')}\r\n`;
 }
 
 export class WebrtcbinSubscribers {
@@ -87,7 +87,7 @@ export class WebrtcbinSubscribers {
   private command(command: Json): Promise<string> {
     return new Promise((resolve) => {
       this.waiting.set(command.id, resolve);
-      this.process.stdin.write(JSON.stringify(command) + '\n');
+      this.process.stdin.write(`${JSON.stringify(command)}\n`);
     });
   }
 
@@ -119,7 +119,7 @@ export class WebrtcbinSubscribers {
   stats(): Promise<{ received: number; lost: number }> {
     return new Promise((resolve) => {
       this.statsWaiter = resolve;
-      this.process.stdin.write(JSON.stringify({ cmd: 'stats' }) + '\n');
+      this.process.stdin.write(`${JSON.stringify({ cmd: 'stats' })}\n`);
     });
   }
 

@@ -75,7 +75,7 @@ class FuzzConnection {
       try {
         message = JSON.parse(data.toString());
       } catch {
-        stats.responses['UNPARSABLE_REPLY'] = (stats.responses['UNPARSABLE_REPLY'] ?? 0) + 1;
+        stats.responses.UNPARSABLE_REPLY = (stats.responses.UNPARSABLE_REPLY ?? 0) + 1;
         return;
       }
       const response = message.response;
@@ -304,7 +304,7 @@ async function fuzzHttp(rng: Rng, target: FuzzTarget, stats: FuzzStats, count: n
     const id = rng.pick(['SA_x', 'AT_x', '..', '%2e%2e', 'a'.repeat(65), '\u0000', '%00', 'SA_%E0%A4%A']);
     let method = rng.pick(methods);
     let path = rng.pick(['/', '/sdk.js', '/sdk.js.map', '/agent', '/end-user', '/index.html', '/app.css', '/ws', '/v1/tokens', `/v1/smart-actions/${id}/upload`, `/v1/artifacts/${id}?token=${rng.pick(['', 'x.y.z', 'eyJhbGciOiJub25lIn0.eyJ0bnQiOiJkZW1vIiwiYXJ0IjoiQVRfeCJ9.'])}`]);
-    if (route === 0) path = rng.pick(['//a:99999/', 'http://[', '*', '/../../../../etc/passwd', '/%2e%2e/%2e%2e/etc/passwd', `/${'a/'.repeat(3_000)}`, '/?' + 'q='.repeat(5_000), '/\u00e9', '//sdk.js', '/%', '/%ZZ']);
+    if (route === 0) path = rng.pick(['//a:99999/', 'http://[', '*', '/../../../../etc/passwd', '/%2e%2e/%2e%2e/etc/passwd', `/${'a/'.repeat(3_000)}`, `/?${'q='.repeat(5_000)}`, '/\u00e9', '//sdk.js', '/%', '/%ZZ']);
     const headers: string[] = [`Host: ${base.host}`];
     let body: Buffer = Buffer.alloc(0);
     let credential: 'forged-basic' | 'bearer' | 'none' = 'none';

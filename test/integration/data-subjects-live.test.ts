@@ -5,7 +5,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
-import { Kvm } from '@nats-io/kv';
 import { ArtifactStore, DEMO_TENANT_KEK, DeviceKeys, StaticKeyring, buckets, listEntries, openBucket, openParticipants, sealParticipants, streams, subjects, type SessionParticipant } from '@gateway/common';
 import { AttachmentReady, DataSubjectAudit, DataSubjectRequest, DataSubjectResult, RoomSessionRecord, SessionEnded } from '@gateway/proto/gateway/events/v1/events';
 import { NatsServer, PostgresServer, startCrmSyncProcess, startRecorderProcess, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';

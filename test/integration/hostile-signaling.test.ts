@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
 import { ParticipantRecord } from '@gateway/proto/gateway/events/v1/events';
-import { DEMO_TENANT, DEMO_TENANT_KEK, buckets, kvKeys } from '@gateway/common';
+import { isLiveEntry, DEMO_TENANT, DEMO_TENANT_KEK, buckets, kvKeys } from '@gateway/common';
 import { NatsServer, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { mintJoinToken, type MintRequest } from '../../services/signaling/src/auth/tokens.js';
 import { TestClients } from '../support/wsClient.js';
@@ -50,7 +50,7 @@ describe('signaling facing hostile input', () => {
 
   const participantRecord = async (tenant: string, room: string, participantId: string) => {
     const entry = await (await new Kvm(nc).open(buckets.participants)).get(kvKeys.participant(tenant, room, participantId));
-    return entry && entry.operation === 'PUT' && entry.length > 0 ? ParticipantRecord.decode(entry.value) : undefined;
+    return isLiveEntry(entry) ? ParticipantRecord.decode(entry.value) : undefined;
   };
   /** A fresh client joins and answers a ping within 5 s, and /sdk.js answers: the replica is whole. */
   const alive = async (sig: typeof sig1) => {

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { catalog, streamNameOf } from '@gateway/common';
-import { NatsServer, startCrmSyncProcess, startRecorderProcess, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
+import { NatsServer, startCrmSyncProcess, startRecorderProcess, startSfuProcess, startSignalingProcess, } from '@gateway/testing';
 import { scrapeMetrics, sumOf, type Scrape } from '../support/metrics.js';
 import { TestClients } from '../support/wsClient.js';
 import { demoToken } from '../support/tokens.js';

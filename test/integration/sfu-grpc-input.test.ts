@@ -4,7 +4,7 @@ import { RecorderClient } from '@gateway/proto/gateway/recorder/v1/recorder';
 import { callUnary, grpc, grpcClientCredentials } from '@gateway/common';
 import { NatsServer, grpcTlsOf, startRecorderProcess, startSfuProcess, type GrpcTestIdentity } from '@gateway/testing';
 import { SfuClients, dtlsParameters, outcome, rawCall } from '../support/grpcClients.js';
-import { deviceCapabilities, opusRtpParameters } from '../support/rtpParameters.js';
+import { opusRtpParameters } from '../support/rtpParameters.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';

@@ -54,7 +54,7 @@ describe('signaling with two replicas and a real SFU', () => {
 
     it('rejects bad tokens with 4001 before any room work', async () => {
       const room = `never-${Date.now()}`;
-      for (const token of ['', 'garbage', (await demoToken({ room, identity: 'x', role: 'agent' })).slice(0, -4) + 'AAAA']) {
+      for (const token of ['', 'garbage', `${(await demoToken({ room, identity: 'x', role: 'agent' })).slice(0, -4)}AAAA`]) {
         const c = await open(sig1.wsUrl);
         const response = await c.request('join', { token });
         expect(response.error.code).toBe('UNAUTHENTICATED');
@@ -212,7 +212,7 @@ describe('signaling with two replicas and a real SFU', () => {
     const { token, expiresAt } = (await ok.json()) as { token: string; expiresAt: number };
     expect(token.split('.')).toHaveLength(3);
     expect(expiresAt - Date.now() / 1000).toBeLessThanOrEqual(61);
-    expect((await post({ room: 'r1', identity: 'alice', role: 'agent' }, 'Basic ' + Buffer.from('demo:wrong').toString('base64'))).status).toBe(401);
+    expect((await post({ room: 'r1', identity: 'alice', role: 'agent' }, `Basic ${Buffer.from('demo:wrong').toString('base64')}`)).status).toBe(401);
     const bad = await post({ room: 'bad room', identity: 'alice', role: 'boss' });
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as { error: { code: string } }).error.code).toBe('BAD_REQUEST');

@@ -299,7 +299,7 @@ export function checkRuntimeModules(text: string, needs: Partial<Record<ServiceN
     if (!stage) continue;
     const sources = find(lineage(file, stage), 'COPY')
       .map((i) => /--from=(\S+)\s+(\S+)/.exec(i.args))
-      .filter((m): m is RegExpExecArray => m !== null && m[2].endsWith('node_modules'))
+      .filter((m): m is RegExpExecArray => m?.[2].endsWith('node_modules') === true)
       .map((m) => file.stages.find((s) => s.name === m[1]));
     const installs = sources.some((s) => s && lineage(file, s).some((x) => x.instructions.some((i) => i.keyword === 'RUN' && /npm ci\b/.test(i.args) && i.args.includes(`--workspace=@gateway/${service}`))));
     if (!installs) found.push({ rule: 'dockerfile', object: `target ${service}`, message: `its bundle loads ${packages.join(', ')} from node_modules, which the image does not install` });

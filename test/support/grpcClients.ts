@@ -1,6 +1,6 @@
 import { RecorderClient } from '@gateway/proto/gateway/recorder/v1/recorder';
 import { SfuClient } from '@gateway/proto/gateway/sfu/v1/sfu';
-import { callUnary, type grpc, grpcClientCredentials, type GatewayError } from '@gateway/common';
+import { type grpc, grpcClientCredentials, type GatewayError } from '@gateway/common';
 import { grpcTlsOf, type GrpcTestIdentity, type TestPki } from '@gateway/testing';
 
 /** A client's DTLS parameters as a device sends them: these tests never complete a handshake, so no real fingerprint is needed. */

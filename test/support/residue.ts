@@ -2,7 +2,7 @@ import { Objm } from '@nats-io/obj';
 import { Kvm } from '@nats-io/kv';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { buckets, streams } from '@gateway/common';
+import { isLiveEntry, buckets, streams } from '@gateway/common';
 
 export interface Residue {
   /** Artifacts whose bytes are still in the Object Store. */
@@ -31,7 +31,7 @@ export async function scanResidue(nc: NatsConnection, tenant: string, artifactId
     const name = `${tenant}.${key.split('.').slice(2).join('.')}`;
     if (!wanted.has(name)) continue;
     const entry = await keys.get(key);
-    if (entry && entry.operation === 'PUT' && entry.length > 0) dataKeys.push(name);
+    if (isLiveEntry(entry)) dataKeys.push(name);
   }
   const jsm = await jetstreamManager(nc);
   let pendingEvents = 0;

@@ -1,6 +1,6 @@
 import { ParticipantRecord } from '@gateway/proto/gateway/events/v1/events';
 import type { Bucket } from '@nats-io/kv';
-import { ErrorCode, GatewayError, bucketTtlMs, buckets, decodeChecked, kvKeys, liveKeys, openBucket, participantRecordSchema, type KV, type NatsConnection } from '@gateway/common';
+import { isLiveEntry, ErrorCode, GatewayError, bucketTtlMs, buckets, decodeChecked, kvKeys, liveKeys, openBucket, participantRecordSchema, type KV, type NatsConnection } from '@gateway/common';
 
 export const DEFAULT_RECORD_REFRESH_MS = 15_000;
 /** Largest participant record written to KV. */
@@ -37,7 +37,7 @@ export class ParticipantStore {
 
   async get(tenant: string, room: string, participantId: string): Promise<{ record: ParticipantRecord; revision: number } | undefined> {
     const entry = await this.kv.get(kvKeys.participant(tenant, room, participantId));
-    if (!entry || entry.operation !== 'PUT' || entry.length === 0) return undefined;
+    if (!isLiveEntry(entry)) return undefined;
     const record = readRecord(entry.value, participantId);
     return record ? { record, revision: entry.revision } : undefined;
   }
@@ -93,7 +93,7 @@ export class ParticipantStore {
     const entries = await Promise.all(keys.map((key) => this.kv.get(key)));
     const records: ParticipantRecord[] = [];
     for (const entry of entries) {
-      if (!entry || entry.operation !== 'PUT' || entry.length === 0) continue;
+      if (!isLiveEntry(entry)) continue;
       const record = readRecord(entry.value, entry.key.split('.')[2] ?? '');
       if (record) records.push(record);
     }

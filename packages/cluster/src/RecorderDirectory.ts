@@ -1,5 +1,5 @@
 import { RecorderClient } from '@gateway/proto/gateway/recorder/v1/recorder';
-import {
+import { isLiveEntry,
   ErrorCode,
   GatewayError,
   buckets,
@@ -110,7 +110,7 @@ export class RecorderDirectory {
   /** The room's recording, or undefined (also when its record fails its checks: it is logged and ignored). */
   async recordingOf(tenant: string, room: string): Promise<RoomRecording | undefined> {
     const entry = await this.roomRecordings.get(kvKeys.room(tenant, room));
-    if (!entry || entry.operation !== 'PUT' || entry.length === 0) return undefined;
+    if (!isLiveEntry(entry)) return undefined;
     try {
       let json: unknown;
       try {
@@ -147,7 +147,7 @@ export class RecorderDirectory {
   async clearRoomRecording(tenant: string, room: string, recordingId: string): Promise<void> {
     const key = kvKeys.room(tenant, room);
     const entry = await this.roomRecordings.get(key);
-    if (!entry || entry.operation !== 'PUT' || entry.length === 0) return;
+    if (!isLiveEntry(entry)) return;
     let current: unknown;
     try {
       current = entry.json<RoomRecording>().recordingId;

@@ -1,5 +1,5 @@
 import { NodeInfo, SfuClient } from '@gateway/proto/gateway/sfu/v1/sfu';
-import {
+import { isLiveEntry,
   ErrorCode,
   GatewayError,
   buckets,
@@ -44,7 +44,7 @@ export class SfuDirectory {
 
   async node(nodeId: string): Promise<NodeInfo | undefined> {
     const entry = await this.nodesKv.get(nodeId);
-    if (!entry || entry.operation !== 'PUT' || entry.length === 0) return undefined;
+    if (!isLiveEntry(entry)) return undefined;
     const info = decodeSfuNodeInfo(nodeId, entry.value, this.log);
     return info && isNodeFresh(info.updatedAtMs) ? info : undefined;
   }
@@ -74,7 +74,7 @@ export class SfuDirectory {
     const key = kvKeys.room(tenant, room);
     for (let attempt = 0; attempt < 5; attempt++) {
       const entry = await this.placementKv.get(key);
-      const placedOn = entry && entry.operation === 'PUT' && entry.length > 0 ? entry.string() : undefined;
+      const placedOn = isLiveEntry(entry) ? entry.string() : undefined;
       if (placedOn) {
         const node = await this.node(placedOn);
         if (node) return { nodeId: node.nodeId, client: this.clientForNode(node), node };
@@ -119,7 +119,7 @@ export class SfuDirectory {
 
   async placementOf(tenant: string, room: string): Promise<string | undefined> {
     const entry = await this.placementKv.get(kvKeys.room(tenant, room));
-    return entry && entry.operation === 'PUT' && entry.length > 0 ? entry.string() : undefined;
+    return isLiveEntry(entry) ? entry.string() : undefined;
   }
 
   /** Forgets a placement on a node, unless the room was placed elsewhere meanwhile. */
@@ -135,7 +135,7 @@ export class SfuDirectory {
   async forgetRoom(tenant: string, room: string): Promise<void> {
     const key = kvKeys.room(tenant, room);
     const entry = await this.placementKv.get(key);
-    if (entry && entry.operation === 'PUT' && entry.length > 0) await this.placementKv.purge(key, { previousSeq: entry.revision });
+    if (isLiveEntry(entry)) await this.placementKv.purge(key, { previousSeq: entry.revision });
   }
 
   /**

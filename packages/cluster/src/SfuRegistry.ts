@@ -1,5 +1,5 @@
 import { NodeInfo, type NodeLoad } from '@gateway/proto/gateway/sfu/v1/sfu';
-import { ErrorCode, GatewayError, bucketTtlMs, buckets, liveKeys, openBucket, type KV, type Logger, type NatsConnection } from '@gateway/common';
+import { isLiveEntry, ErrorCode, GatewayError, bucketTtlMs, buckets, liveKeys, openBucket, type KV, type Logger, type NatsConnection } from '@gateway/common';
 import { decodeSfuNodeInfo } from './SfuDirectory.js';
 import { heartbeatProblem } from './nodeLiveness.js';
 
@@ -83,7 +83,7 @@ export class SfuRegistry {
   /** A live node's addresses, from its own heartbeat (checked), or undefined. */
   async peer(nodeId: string): Promise<PeerAddress | undefined> {
     const entry = await this.kv.get(nodeId);
-    if (!entry || entry.operation !== 'PUT' || entry.length === 0) return undefined;
+    if (!isLiveEntry(entry)) return undefined;
     const info = decodeSfuNodeInfo(nodeId, entry.value, this.log);
     return info ? { grpcAddress: info.grpcAddress, pipeIp: info.pipeIp } : undefined;
   }

@@ -5,7 +5,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { NodeInfo } from '@gateway/proto/gateway/sfu/v1/sfu';
 import { buckets, kvKeys, openBucket, type KV } from '@gateway/common';
 import { NatsServer } from '@gateway/testing';
-import { RECORDER_NODE_TTL_MS, RecorderDirectory } from './RecorderDirectory.js';
+import { RecorderDirectory } from './RecorderDirectory.js';
 import { SfuDirectory } from './SfuDirectory.js';
 
 /**

@@ -2,7 +2,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { RecordingJobRecord, RecordingState, type Recording } from '@gateway/proto/gateway/recorder/v1/recorder';
 import type { SfuDirectory } from '@gateway/cluster';
-import { ErrorCode, GatewayError, assertSubjectToken, callUnary, kvKeys, liveKeys, readJobRecord, type ArtifactStore, type KV, type Logger } from '@gateway/common';
+import { isLiveEntry, ErrorCode, GatewayError, assertSubjectToken, callUnary, kvKeys, liveKeys, readJobRecord, type ArtifactStore, type KV, type Logger } from '@gateway/common';
 import type { RecorderConfig } from './config.js';
 import { assembleRecording } from './assemble.js';
 import { deleteSegments } from './segments.js';
@@ -57,7 +57,7 @@ export class JobRecords {
   /** A recording of the tenant as its record has it (running on any node, or finished a while ago). */
   async recording(tenant: string, recordingId: string): Promise<Recording> {
     const entry = await this.deps.records.get(kvKeys.recording(assertSubjectToken('tenant', tenant), assertSubjectToken('recording id', recordingId)));
-    if (!entry || entry.operation !== 'PUT' || entry.length === 0) throw new GatewayError(ErrorCode.NOT_FOUND, 'recording not found');
+    if (!isLiveEntry(entry)) throw new GatewayError(ErrorCode.NOT_FOUND, 'recording not found');
     return readJobRecord(entry.value).recording!;
   }
 
@@ -81,7 +81,7 @@ export class JobRecords {
     try {
       for (const key of await liveKeys(records)) {
         const entry = await records.get(key);
-        if (!entry || entry.operation !== 'PUT' || entry.length === 0) continue;
+        if (!isLiveEntry(entry)) continue;
         let record: RecordingJobRecord;
         try {
           record = readJobRecord(entry.value);

@@ -194,7 +194,7 @@ export class PipeCoordinator {
     const message: PipedProducerChange = { room: { tenant: room.tenant, room: room.name }, originNodeId: this.host.self.nodeId, producerId, event: changeEvents[change] };
     // Changes of one producer go out in order, each retried a few times: a lost "resumed" would
     // leave the other node's listeners in silence.
-    const key = importKey(room.tenant, room.name, producerId) + `>${peerNodeId}`;
+    const key = `${importKey(room.tenant, room.name, producerId)}>${peerNodeId}`;
     const previous = this.notifying.get(key) ?? Promise.resolve();
     const next = previous.then(async () => {
       for (let attempt = 1; ; attempt++) {

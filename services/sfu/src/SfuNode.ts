@@ -1,4 +1,4 @@
-import type { types } from 'mediasoup';
+
 import type { Registry } from 'prom-client';
 import type { NodeAddress, NodeLoad } from '@gateway/proto/gateway/sfu/v1/sfu';
 import {

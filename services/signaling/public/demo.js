@@ -55,13 +55,13 @@
   }
 
   function elementTrack(el) {
-    return el && el.srcObject ? el.srcObject.getTracks()[0] : undefined;
+    return el?.srcObject ? el.srcObject.getTracks()[0] : undefined;
   }
 
   function showError(error) {
     const box = document.getElementById('error');
     if (!box) return;
-    const text = (error && error.code ? error.code + ': ' : '') + ((error && error.message) || String(error));
+    const text = (error?.code ? `${error.code}: ` : '') + ((error?.message) || String(error));
     box.querySelector('.text').textContent = text;
     box.hidden = false;
   }
@@ -201,7 +201,7 @@
         joining = false;
         clearInterval(timer);
         setState('disconnected');
-        if (info.reason !== 'left') showError({ code: info.reason, message: 'the call was disconnected' + (info.error ? ` (${info.error.message})` : '') });
+        if (info.reason !== 'left') showError({ code: info.reason, message: `the call was disconnected${info.error ? ` (${info.error.message})` : ''}` });
         if (options.onLeft) options.onLeft();
       });
       document.getElementById('leave').onclick = () => room.leave();
@@ -270,7 +270,7 @@
 
   /** What the chat panel says for a failed send or redaction. */
   function chatErrorText(error) {
-    switch (error && error.code) {
+    switch (error?.code) {
       case 'MESSAGE_TOO_LARGE':
         return 'This message is too long to send. Please shorten it.';
       case 'RATE_LIMITED': {
@@ -284,7 +284,7 @@
       case 'ROOM_CLOSED':
         return 'You are no longer in the call.';
       default:
-        return (error && error.message) || String(error);
+        return (error?.message) || String(error);
     }
   }
 
@@ -328,7 +328,7 @@
       },
       elements,
     );
-    const canRedact = (options && options.canRedact) || ((m) => room.localParticipant.role === 'agent' && m.role === 'end_user' && !m.redacted);
+    const canRedact = (options?.canRedact) || ((m) => room.localParticipant.role === 'agent' && m.role === 'end_user' && !m.redacted);
     /** messageId -> its element */
     const nodes = new Map();
     let sending = false;
@@ -337,7 +337,7 @@
 
     function showChatError(error) {
       el.error.textContent = chatErrorText(error);
-      el.error.dataset.code = (error && error.code) || '';
+      el.error.dataset.code = (error?.code) || '';
       el.error.hidden = false;
     }
 
@@ -465,7 +465,7 @@
 
   /** What a Smart Action failure says, for either side. */
   function actionErrorText(error) {
-    switch (error && error.code) {
+    switch (error?.code) {
       case 'MESSAGE_TOO_LARGE':
         return 'This image is too large. Please choose a smaller one.';
       case 'UNSUPPORTED_CONTENT':
@@ -473,11 +473,11 @@
       case 'INVALID_STATE':
         return 'This request was already answered.';
       case 'PERMISSION_DENIED':
-        return 'Not allowed: ' + ((error && error.message) || 'permission denied');
+        return `Not allowed: ${(error?.message) || 'permission denied'}`;
       case 'UNSUPPORTED':
-        return 'This browser cannot do that here: ' + ((error && error.message) || '');
+        return `This browser cannot do that here: ${(error?.message) || ''}`;
       default:
-        return (error && error.message) || String(error);
+        return (error?.message) || String(error);
     }
   }
 
@@ -523,7 +523,7 @@
     function showActionError(error) {
       if (!el.error) return showError(error);
       el.error.textContent = actionErrorText(error);
-      el.error.dataset.code = (error && error.code) || '';
+      el.error.dataset.code = (error?.code) || '';
       el.error.hidden = false;
     }
 
@@ -545,11 +545,11 @@
         await work();
       } catch (e) {
         error.textContent = actionErrorText(e);
-        error.dataset.code = (e && e.code) || '';
+        error.dataset.code = (e?.code) || '';
         error.hidden = false;
         // Still open: try again (Send needs a file chosen).
         const file = li.querySelector('input[type=file]');
-        controls.forEach((c) => (c.disabled = c.dataset.testid === 'smart-action-send' && !(file && file.files.length)));
+        controls.forEach((c) => (c.disabled = c.dataset.testid === 'smart-action-send' && !(file?.files.length)));
       } finally {
         delete li.dataset.busy;
       }
@@ -694,7 +694,7 @@
         } catch (error) {
           if (status) {
             status.textContent = error && error.code === 'INVALID_STATE' ? 'This device is already registered.' : actionErrorText(error);
-            status.dataset.code = (error && error.code) || '';
+            status.dataset.code = (error?.code) || '';
           }
           el.register.disabled = false;
         }

@@ -8,7 +8,7 @@ import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ErrorCode, GatewayError } from '../errors.js';
 import { assertSubjectToken, buckets } from '../nats/subjects.js';
-import { openBucket, requireObjectStore } from '../nats/connection.js';
+import { isLiveEntry, openBucket, requireObjectStore } from '../nats/connection.js';
 import { parseWith } from '../schemas/validation.js';
 import { artifactSpaces, type ArtifactSpace } from '../jetstream/access.js';
 import type { Keyring, WrappedKey } from '../keys/keyring.js';
@@ -183,7 +183,7 @@ export class ArtifactStore {
     for (const [space, objects] of this.stores) {
       const key = dataKeyName(tenant, space, artifactId);
       const entry = await this.keys.get(key);
-      if (!entry || entry.operation !== 'PUT' || entry.length === 0) continue;
+      if (!isLiveEntry(entry)) continue;
       let parsed: unknown;
       try {
         parsed = entry.json();
@@ -318,7 +318,7 @@ export class ArtifactStore {
 
   private async exists(key: string): Promise<boolean> {
     const entry = await this.keys.get(key);
-    return !!entry && entry.operation === 'PUT' && entry.length > 0;
+    return !!isLiveEntry(entry);
   }
 
   private async openWhole(tenant: string, name: string, located: Located, record: Extract<DataKeyRecord, { iv: string }>): Promise<Buffer> {

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { ErrorCode, GatewayError } from '../errors.js';
 import { kvKeys } from '../nats/subjects.js';
 import { parseWith } from '../schemas/validation.js';
+import { isLiveEntry } from '../nats/connection.js';
 
 /** The most device keys one end user may register; a phone and a laptop or two, with room to spare. */
 export const MAX_DEVICE_KEYS_PER_USER = 10;
@@ -49,7 +50,7 @@ export class DeviceKeys {
 
   private async read(tenant: string, externalId: string): Promise<{ keys: DeviceKey[]; revision: number }> {
     const entry = await this.kv.get(this.key(tenant, externalId));
-    if (!entry || entry.operation !== 'PUT' || entry.length === 0) return { keys: [], revision: 0 };
+    if (!isLiveEntry(entry)) return { keys: [], revision: 0 };
     let json: unknown;
     try {
       json = entry.json();

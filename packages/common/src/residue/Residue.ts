@@ -362,7 +362,7 @@ export class Residue {
           const bucket = await openKv(item.store);
           // Deleted unless rewritten since the scan (then it is live again).
           const entry = await bucket.get(item.key);
-          if (!entry || entry.operation !== 'PUT' || entry.revision !== item.revision) continue;
+          if (entry?.operation !== 'PUT' || entry.revision !== item.revision) continue;
           if (item.store === buckets.recordings && item.kind === 'dead-recorder') {
             // The recording is lost: its segments go with its record.
             const record = readJobRecord(entry.value);

@@ -1,6 +1,6 @@
 import type { KV } from '@nats-io/kv';
 import { z } from 'zod';
-import { ErrorCode, GatewayError, SUBJECT_TOKEN, assertSubjectToken, listEntries, openJson, sealJson, type Keyring, type Logger, type SealedValue } from '@gateway/common';
+import { isLiveEntry, ErrorCode, GatewayError, SUBJECT_TOKEN, assertSubjectToken, listEntries, openJson, sealJson, type Keyring, type Logger, type SealedValue } from '@gateway/common';
 import { destinationTypes as connectorTypes, type DestinationType, type DestinationTypeName as ConnectorType } from '../destinations/index.js';
 import { assertPublicHost, assertPublicHosts, destinationConnections, type DestinationConnections, type DestinationNetwork } from '../destinations/network.js';
 import type { Destination } from '../destinations/types.js';
@@ -149,7 +149,7 @@ export class ConnectorStore {
   private async stored(tenant: string, name: string): Promise<StoredConnector> {
     const key = this.key(tenant, name);
     const entry = await this.kv.get(key);
-    if (!entry || entry.operation !== 'PUT' || entry.length === 0) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such connector');
+    if (!isLiveEntry(entry)) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such connector');
     const stored = this.check(key, entry.value);
     if (!stored) throw new GatewayError(ErrorCode.INTERNAL, 'the connector record is unreadable');
     return stored;

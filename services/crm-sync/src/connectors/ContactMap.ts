@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { KV } from '@nats-io/kv';
-import { liveKeys } from '@gateway/common';
+import { isLiveEntry, liveKeys } from '@gateway/common';
 import type { ContactMap } from '../destinations/types.js';
 
 /** A CRM's id as read back: Salesforce ids, Zendesk's numbers. Anything else is not one of ours. */
@@ -26,7 +26,7 @@ export class KvContactMaps {
     return {
       get: async (externalId) => {
         const entry = await this.kv.get(this.key(tenant, connector, externalId));
-        const value = entry && entry.operation === 'PUT' && entry.length > 0 ? entry.string() : undefined;
+        const value = isLiveEntry(entry) ? entry.string() : undefined;
         return value !== undefined && CRM_ID.test(value) ? value : undefined;
       },
       set: async (externalId, crmContactId) => {
@@ -44,7 +44,7 @@ export class KvContactMaps {
       const [, connector, keyHash] = key.split('.') as [string, string, string];
       if (hashed && keyHash !== hashed) continue;
       const entry = await this.kv.get(key);
-      if (!entry || entry.operation !== 'PUT' || entry.length === 0) continue;
+      if (!isLiveEntry(entry)) continue;
       const crmContactId = entry.string();
       if (!CRM_ID.test(crmContactId)) continue;
       if (subject.crmContactId && crmContactId !== subject.crmContactId) continue;

@@ -2,7 +2,7 @@ import { jetstream, type JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import { z } from 'zod';
 import { ChatKeyRecord, RoomSessionRecord, SessionEnded } from '@gateway/proto/gateway/events/v1/events';
-import {
+import { isLiveEntry,
   ErrorCode,
   GatewayError,
   buckets,
@@ -147,7 +147,7 @@ export async function rewrapTenant(nc: NatsConnection, keyring: ManagedKeyring, 
 async function rewrapRecord(kv: KV, site: KeySite, keyring: ManagedKeyring, tenant: string, key: string, current: string, oldKekIds: Set<string>): Promise<'rewrapped' | 'current' | 'gone' | 'unreadable'> {
   for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
     const entry = await kv.get(key);
-    if (!entry || entry.operation !== 'PUT' || entry.length === 0) return 'gone';
+    if (!isLiveEntry(entry)) return 'gone';
     let record: ReturnType<KeySite['read']>;
     try {
       record = site.read(entry.value);

@@ -16,7 +16,6 @@ import {
   type KV,
   grpc,
 } from '@gateway/common';
-import { RECORDER_NODE_TTL_MS } from '@gateway/cluster';
 import { NatsServer, freeMediaPorts, grpcTlsEnv, grpcTlsOf, waitFor, type GrpcTestIdentity } from '@gateway/testing';
 import { readSfuConfig } from '../config.js';
 import { SfuNode } from '../SfuNode.js';

@@ -10,7 +10,7 @@ import {
   type RegistrationResponseJSON,
 } from '@simplewebauthn/server';
 import { SmartAction } from '@gateway/proto/gateway/signaling/v1/signaling';
-import { DeviceKeys, ErrorCode, GatewayError, decodeChecked, kvKeys, listEntries, liveKeys, newId, smartActionSchema, type ArtifactStore } from '@gateway/common';
+import { isLiveEntry, DeviceKeys, ErrorCode, GatewayError, decodeChecked, kvKeys, listEntries, liveKeys, newId, smartActionSchema, type ArtifactStore } from '@gateway/common';
 import type { Tenant } from '../config.js';
 import { sanitizeImage } from './images.js';
 
@@ -79,7 +79,7 @@ export class SmartActions {
 
   async get(tenant: string, room: string, actionId: string): Promise<SmartAction> {
     const entry = await this.kv.get(kvKeys.smartAction(tenant, room, actionId)).catch(() => null);
-    if (!entry || entry.operation !== 'PUT' || entry.length === 0) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such Smart Action in this room');
+    if (!isLiveEntry(entry)) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such Smart Action in this room');
     return readAction(entry.value);
   }
 
@@ -210,7 +210,7 @@ export class SmartActions {
       return { key, revision: await this.uploadLeases.create(key, value) };
     } catch {
       const entry = await this.uploadLeases.get(key);
-      const startedAtMs = entry && entry.operation === 'PUT' && entry.length > 0 ? leaseStart(entry.string()) : 0;
+      const startedAtMs = isLiveEntry(entry) ? leaseStart(entry.string()) : 0;
       if (entry && Number.isFinite(startedAtMs) && Date.now() - startedAtMs < UPLOAD_LEASE_MS && entry.operation === 'PUT') {
         throw new GatewayError(ErrorCode.LIMIT_EXCEEDED, 'an upload for this Smart Action is already in progress');
       }
@@ -250,7 +250,7 @@ export class SmartActions {
 
   private async pendingFor(user: Actor, actionId: string): Promise<Pending> {
     const entry = await this.kv.get(kvKeys.smartAction(user.tenant, user.room, actionId)).catch(() => null);
-    if (!entry || entry.operation !== 'PUT' || entry.length === 0) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such Smart Action in this room');
+    if (!isLiveEntry(entry)) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such Smart Action in this room');
     const action = readAction(entry.value);
     // The same end user after a rejoin has a new participant id but the same identity.
     const asked = action.participantId === user.participantId || (user.role === 'end_user' && action.externalId !== '' && action.externalId === user.identity);
@@ -279,7 +279,7 @@ export class SmartActions {
   async register(user: Actor, response: Record<string, unknown>): Promise<string> {
     const key = kvKeys.participant(user.tenant, user.room, user.participantId);
     const entry = await this.challenges.get(key);
-    if (!entry || entry.operation !== 'PUT' || entry.length === 0) throw new GatewayError(ErrorCode.BAD_REQUEST, 'ask for deviceKeyOptions first, then send the response');
+    if (!isLiveEntry(entry)) throw new GatewayError(ErrorCode.BAD_REQUEST, 'ask for deviceKeyOptions first, then send the response');
     const expectedChallenge = entry.string();
     // A challenge answers once.
     await this.challenges.purge(key);

@@ -1,6 +1,6 @@
 import type { KV } from '@nats-io/kv';
 import { z } from 'zod';
-import { ErrorCode, GatewayError } from '@gateway/common';
+import { isLiveEntry, ErrorCode, GatewayError } from '@gateway/common';
 
 /** A slot claimed this recently belongs to a join still in progress (its record may not be written yet). */
 const JOIN_IN_PROGRESS_MS = 60_000;
@@ -41,7 +41,7 @@ export class TokenSessions {
       }
       const entry = await this.kv.get(key);
       if (!entry) continue;
-      const holder = entry.operation === 'PUT' && entry.length > 0 ? readSlot(entry.value) : undefined;
+      const holder = isLiveEntry(entry) ? readSlot(entry.value) : undefined;
       const state = holder ? await verdict(holder) : 'ended';
       const free = state === 'ended' || (state === 'unknown' && Date.now() - holder!.claimedAtMs > JOIN_IN_PROGRESS_MS);
       if (!free) continue;
@@ -60,7 +60,7 @@ export class TokenSessions {
     for (let index = 0; index < limit; index++) {
       const key = `${tenant}.${tokenId}.${index}`;
       const entry = await this.kv.get(key);
-      if (!entry || entry.operation !== 'PUT' || entry.length === 0) continue;
+      if (!isLiveEntry(entry)) continue;
       if (readSlot(entry.value)?.participantId !== participantId) continue;
       await this.kv.delete(key, { previousSeq: entry.revision }).catch(() => undefined);
       return;

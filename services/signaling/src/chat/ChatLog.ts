@@ -4,7 +4,7 @@ import type { KV } from '@nats-io/kv';
 import { LRUCache } from 'lru-cache';
 import { ChatKeyRecord, ChatSealed } from '@gateway/proto/gateway/events/v1/events';
 import { ChatMessage } from '@gateway/proto/gateway/signaling/v1/signaling';
-import {
+import { isLiveEntry,
   ErrorCode,
   GatewayError,
   buckets,
@@ -172,7 +172,7 @@ export class ChatLog {
    */
   async close(tenant: string, room: string, conversation: Conversation): Promise<boolean> {
     const entry = await this.keys.get(kvKeys.room(tenant, room));
-    if (!entry || entry.operation !== 'PUT' || readKeyRecord(entry.value).conversationId !== conversation.conversationId) return false;
+    if (entry?.operation !== 'PUT' || readKeyRecord(entry.value).conversationId !== conversation.conversationId) return false;
     try {
       await this.keys.delete(kvKeys.room(tenant, room), { previousSeq: entry.revision });
     } catch {
@@ -197,7 +197,7 @@ export class ChatLog {
 
   private async currentKey(tenant: string, room: string): Promise<{ record: ChatKeyRecord; dataKey: Buffer } | undefined> {
     const entry = await this.keys.get(kvKeys.room(tenant, room));
-    if (!entry || entry.operation !== 'PUT' || entry.length === 0) return undefined;
+    if (!isLiveEntry(entry)) return undefined;
     const record = readKeyRecord(entry.value);
     let dataKey = this.dataKeys.get(record.conversationId);
     if (!dataKey) {

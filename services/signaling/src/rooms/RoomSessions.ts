@@ -1,7 +1,7 @@
 import type { KV } from '@nats-io/kv';
 import { jetstream } from '@nats-io/jetstream';
 import { RoomSessionRecord, SessionEnded } from '@gateway/proto/gateway/events/v1/events';
-import { ErrorCode, GatewayError, decodeChecked, kvKeys, liveKeys, roomSessionRecordSchema, natsHeadersWithTrace, newId, openParticipants, sealParticipants, subjects, type Keyring, type NatsConnection, type SessionParticipant } from '@gateway/common';
+import { isLiveEntry, ErrorCode, GatewayError, decodeChecked, kvKeys, liveKeys, roomSessionRecordSchema, natsHeadersWithTrace, newId, openParticipants, sealParticipants, subjects, type Keyring, type NatsConnection, type SessionParticipant } from '@gateway/common';
 
 /** Compare-and-set retries when replicas update one room's record at once. */
 const MAX_ATTEMPTS = 10;
@@ -23,7 +23,7 @@ export class RoomSessions {
     const key = kvKeys.room(tenant, room);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const entry = await this.kv.get(key);
-      const current = entry && entry.operation === 'PUT' && entry.length > 0 ? readRecord(entry.value) : undefined;
+      const current = isLiveEntry(entry) ? readRecord(entry.value) : undefined;
       const sessionId = current?.sessionId ?? newId('SE');
       const participants = current ? await openParticipants(this.keyring, tenant, sessionId, current.sealedParticipants) : [];
       const others = participants.filter((p) => p.participantId !== participant.participantId);
@@ -56,7 +56,7 @@ export class RoomSessions {
   async claim(tenant: string, room: string): Promise<RoomSessionRecord | undefined> {
     const key = kvKeys.room(tenant, room);
     const entry = await this.kv.get(key);
-    if (!entry || entry.operation !== 'PUT' || entry.length === 0) return undefined;
+    if (!isLiveEntry(entry)) return undefined;
     const record = readRecord(entry.value);
     const ending = kvKeys.endingRoomSession(tenant, room, record.sessionId);
     try {
@@ -90,7 +90,7 @@ export class RoomSessions {
     keys.push(...(await liveKeys(this.kv, kvKeys.endingRoomSessions)));
     for (const key of keys) {
       const entry = await this.kv.get(key);
-      if (!entry || entry.operation !== 'PUT' || entry.length === 0 || Date.now() - entry.created.getTime() < staleMs) continue;
+      if (!isLiveEntry(entry) || Date.now() - entry.created.getTime() < staleMs) continue;
       try {
         await this.kv.update(key, entry.value, entry.revision);
       } catch {
@@ -119,7 +119,7 @@ export class RoomSessions {
     const found: Array<{ key: string; room: string; ending: boolean; participants: SessionParticipant[] }> = [];
     for (const key of keys) {
       const entry = await this.kv.get(key);
-      if (!entry || entry.operation !== 'PUT' || entry.length === 0) continue;
+      if (!isLiveEntry(entry)) continue;
       const record = readRecord(entry.value);
       const room = key.split('.')[1]!;
       found.push({ key, room, ending: key.includes('.ending.'), participants: await openParticipants(this.keyring, tenant, record.sessionId, record.sealedParticipants) });
@@ -134,7 +134,7 @@ export class RoomSessions {
   async changeParticipants(tenant: string, key: string, edit: (participants: SessionParticipant[]) => SessionParticipant[] | undefined): Promise<void> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const entry = await this.kv.get(key);
-      if (!entry || entry.operation !== 'PUT' || entry.length === 0) return;
+      if (!isLiveEntry(entry)) return;
       const record = readRecord(entry.value);
       const next = edit(await openParticipants(this.keyring, tenant, record.sessionId, record.sealedParticipants));
       if (!next) return;
@@ -152,7 +152,7 @@ export class RoomSessions {
   /** External ids of the end users erased during the room's live session. */
   async erasedIn(tenant: string, room: string): Promise<Set<string>> {
     const entry = await this.kv.get(kvKeys.room(tenant, room));
-    if (!entry || entry.operation !== 'PUT' || entry.length === 0) return new Set();
+    if (!isLiveEntry(entry)) return new Set();
     const record = readRecord(entry.value);
     return erasedOf(await openParticipants(this.keyring, tenant, record.sessionId, record.sealedParticipants));
   }
@@ -163,7 +163,7 @@ export class RoomSessions {
    */
   async current(tenant: string, room: string, claimed: RoomSessionRecord): Promise<RoomSessionRecord> {
     const entry = await this.kv.get(kvKeys.endingRoomSession(tenant, room, claimed.sessionId));
-    return entry && entry.operation === 'PUT' && entry.length > 0 ? readRecord(entry.value) : claimed;
+    return isLiveEntry(entry) ? readRecord(entry.value) : claimed;
   }
 
   /** The participants of a session record, opened. */
