@@ -64,7 +64,7 @@ class FuzzConnection {
   private readonly waiting = new Map<number, (response: Record<string, any>) => void>();
   private readonly opened: Promise<void>;
 
-  constructor(readonly ws: WebSocket, private readonly stats: FuzzStats) {
+  constructor(readonly ws: WebSocket, stats: FuzzStats) {
     this.opened = new Promise((resolve, reject) => {
       ws.once('open', () => resolve());
       ws.once('error', reject);

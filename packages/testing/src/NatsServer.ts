@@ -82,7 +82,7 @@ export abstract class NatsEndpoint {
   /** The server's log lines of refused publishes and subscriptions, with the identity named. */
   get violations(): string[] {
     const names = new Map(natsIdentities.map((identity) => [this.material.credentials[identity].publicKey, identity]));
-    return this.violationLines.map((line) => line.replace(/Nkey "(U[A-Z0-9]+)"/, (whole, key: string) => `identity ${names.get(key) ?? key}`));
+    return this.violationLines.map((line) => line.replace(/Nkey "(U[A-Z0-9]+)"/, (_whole, key: string) => `identity ${names.get(key) ?? key}`));
   }
 
   /** Tests that do not expect refusals see them in their output: a missing permission shows up as a timeout or a failed request otherwise. */

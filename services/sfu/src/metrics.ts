@@ -158,7 +158,9 @@ export function observeMediaMetrics(node: MeasuredNode, registry: Registry): voi
         if (producer.appData.importedFrom) continue;
         reads.push(
           producer.getStats().then(
-            (stats) => stats.forEach((s) => record(`p/${producer.id}/${s.ssrc}`, worker, 'in', producer.kind, s)),
+            (stats) => {
+              for (const s of stats) record(`p/${producer.id}/${s.ssrc}`, worker, 'in', producer.kind, s);
+            },
             () => keep(`p/${producer.id}/`),
           ),
         );
@@ -167,7 +169,9 @@ export function observeMediaMetrics(node: MeasuredNode, registry: Registry): voi
         reads.push(
           consumer.getStats().then(
             // A consumer's statistics include its producer's inbound stream: only its own count here.
-            (stats) => stats.forEach((s) => s.type === 'outbound-rtp' && record(`c/${consumer.id}/${s.ssrc}`, worker, 'out', consumer.kind, s)),
+            (stats) => {
+              for (const s of stats) if (s.type === 'outbound-rtp') record(`c/${consumer.id}/${s.ssrc}`, worker, 'out', consumer.kind, s);
+            },
             () => keep(`c/${consumer.id}/`),
           ),
         );

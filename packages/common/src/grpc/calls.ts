@@ -127,6 +127,7 @@ const withheldCodes = new Set<ErrorCode>([ErrorCode.INTERNAL, ErrorCode.CONFIG_I
  * in a SERVER span that continues the caller's trace (its `traceparent` metadata, sent by
  * `callUnary`).
  */
+// biome-ignore lint/suspicious/noExplicitAny: the constraint admits handlers of any request and response types; each is checked where it is written
 export function unaryHandlers<T extends Record<string, UnaryHandler<any, any>>>(handlers: T, options: UnaryHandlersOptions<T>): grpc.UntypedServiceImplementation {
   const out: grpc.UntypedServiceImplementation = {};
   const access = options.access as Partial<Record<string, readonly GrpcService[]>>;

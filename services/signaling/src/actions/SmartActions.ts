@@ -15,7 +15,6 @@ import type { Tenant } from '../config.js';
 import { sanitizeImage } from './images.js';
 
 export const smartActionKinds = ['photo', 'screenshot', 'verification'] as const;
-type SmartActionKind = (typeof smartActionKinds)[number];
 
 export interface SmartActionLimits {
   /** Largest upload per kind, in bytes. */

@@ -21,7 +21,10 @@ export function chatHandlers(ctx: ChatContext): Handlers<ChatCase> {
   const limiters = new WeakMap<ParticipantSession, RateLimiter>();
   const limiterOf = (session: ParticipantSession) => {
     let limiter = limiters.get(session);
-    if (!limiter) limiters.set(session, (limiter = new RateLimiter(ctx.limits.ratePerSecond, ctx.limits.rateBurst)));
+    if (!limiter) {
+      limiter = new RateLimiter(ctx.limits.ratePerSecond, ctx.limits.rateBurst);
+      limiters.set(session, limiter);
+    }
     return limiter;
   };
 
