@@ -29,8 +29,7 @@ module.exports = {
     {
       name: 'sdk-browser-only',
       severity: 'error',
-      comment:
-        'The SDK runs in customers\' browsers: no Node built-in, and of our packages only the generated protocol and the browser-safe modules of common.',
+      comment: "The SDK runs in customers' browsers: no Node built-in, and of our packages only the generated protocol and the browser-safe modules of common.",
       from: { path: '^packages/sdk/src/', pathNot: ['\\.test\\.ts$', '^packages/sdk/src/testing/'] },
       to: {
         dependencyTypesNot: ['type-only'],
@@ -41,7 +40,7 @@ module.exports = {
     {
       name: 'sdk-no-node-builtins',
       severity: 'error',
-      comment: 'The SDK runs in customers\' browsers.',
+      comment: "The SDK runs in customers' browsers.",
       from: { path: '^packages/sdk/src/', pathNot: ['\\.test\\.ts$', '^packages/sdk/src/testing/'] },
       to: { dependencyTypes: ['core'] },
     },

@@ -2,11 +2,12 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help setup up test test-unit typecheck proto proto-check bench fuzz token nats-values lifecycle-doc residue
+.PHONY: help setup up test test-unit typecheck check proto proto-check bench fuzz token nats-values lifecycle-doc residue
 
 help:
 	@echo "make up     install what is missing, start nats-server, the SFU, the recorder, crm-sync and signaling; prints the demo URLs"
 	@echo "make test   run every check and test (installs what is missing first)"
+	@echo "make check  lint and format (Biome), dependency rules (dependency-cruiser), unused code (knip)"
 	@echo "make bench  run the benchmarks and print figures"
 	@echo "make fuzz   run the long seeded fuzzer against the whole system (two signaling replicas)"
 	@echo "make proto  regenerate TypeScript from proto/"
@@ -40,7 +41,14 @@ proto-check:
 typecheck:
 	@npx tsc -p tsconfig.json --noEmit
 
-test: setup proto-check typecheck
+# Lint and format (Biome), the layering (dependency-cruiser) and unused files, exports and
+# dependencies (knip); `npx biome check --write .` fixes what it can.
+check:
+	@npx biome check --error-on-warnings .
+	@npx depcruise --config .dependency-cruiser.cjs packages services test bench scripts
+	@npx knip --no-progress
+
+test: setup proto-check typecheck check
 	@mkdir -p .tmp
 	@MEDIASOUP_WORKER_BIN=$$(bash scripts/mediasoup-worker.sh) npx vitest run --reporter=default --reporter=json --outputFile.json=.tmp/vitest.json; \
 	  status=$$?; node scripts/test-summary.mjs .tmp/vitest.json; exit $$status

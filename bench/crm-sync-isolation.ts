@@ -61,7 +61,10 @@ try {
   const warehouse = { type: 'postgres', config: { host: '127.0.0.1', port: postgres.port, database: 'customer_crm', user: 'customer', ssl: 'disable' }, secrets: { password: PASSWORD } };
   const bucket = { type: 's3', config: { bucket: BUCKET, region: s3.region, endpoint: s3.url }, secrets: S3ContractServer.defaultCredential };
 
-  for (const [destination, connector] of [['postgres', warehouse], ['s3', bucket]] as const) {
+  for (const [destination, connector] of [
+    ['postgres', warehouse],
+    ['s3', bucket],
+  ] as const) {
     await put('large', connector);
     const recordingId = `REC_bench${destination}${Date.now()}`;
     const artifactId = `${recordingId}-voice`;
@@ -75,7 +78,16 @@ try {
     residentMemory.resetPeak(pid);
     const started = performance.now();
     await announceRecording(stack.nc, { recordingId, artifacts: [{ artifactId, kind: 'voice', contentType: 'audio/mpeg', sizeBytes: ARTIFACT_MIB * MIB }] });
-    await poll(async () => (await stack.artifacts.open('demo', artifactId).then(() => 'held', (e: { code?: string }) => e.code)) === 'NOT_FOUND', 3_600_000, 'the large delivery', 500);
+    await poll(
+      async () =>
+        (await stack.artifacts.open('demo', artifactId).then(
+          () => 'held',
+          (e: { code?: string }) => e.code,
+        )) === 'NOT_FOUND',
+      3_600_000,
+      'the large delivery',
+      500,
+    );
     const seconds = (performance.now() - started) / 1000;
     const peak = residentMemory.peak(pid);
     if (destination === 'postgres') {
@@ -87,17 +99,19 @@ try {
     } else if (s3.object(BUCKET, `gateway/demo/recording/${recordingId}/${artifactId}.mp3`)?.size !== ARTIFACT_MIB * MIB) {
       throw new Error('the recording did not arrive whole in S3');
     }
-    console.log(JSON.stringify({
-      benchmark: 'crm_sync_large_recording_memory',
-      destination,
-      artifact_mib: ARTIFACT_MIB,
-      rss_before_mib: mib(before),
-      rss_peak_mib: mib(peak),
-      rss_growth_mib: mib(peak - before),
-      store_seconds: +storeSeconds.toFixed(1),
-      delivery_seconds: +seconds.toFixed(1),
-      delivery_mib_per_second: +(ARTIFACT_MIB / seconds).toFixed(1),
-    }));
+    console.log(
+      JSON.stringify({
+        benchmark: 'crm_sync_large_recording_memory',
+        destination,
+        artifact_mib: ARTIFACT_MIB,
+        rss_before_mib: mib(before),
+        rss_peak_mib: mib(peak),
+        rss_growth_mib: mib(peak - before),
+        store_seconds: +storeSeconds.toFixed(1),
+        delivery_seconds: +seconds.toFixed(1),
+        delivery_mib_per_second: +(ARTIFACT_MIB / seconds).toFixed(1),
+      }),
+    );
     await remove('large');
   }
 
@@ -119,21 +133,31 @@ try {
   };
   const alone = await healthyLatencies('alone');
   const hangingPort = (hanging.address() as { port: number }).port;
-  await put('stuck', { type: 'salesforce', config: { loginUrl: `http://127.0.0.1:${hangingPort}`, authFlow: 'client_credentials', clientId: 'stuck', requestTimeoutMs: 600_000 }, secrets: { clientSecret: 'stuck' } });
+  await put('stuck', {
+    type: 'salesforce',
+    config: { loginUrl: `http://127.0.0.1:${hangingPort}`, authFlow: 'client_credentials', clientId: 'stuck', requestTimeoutMs: 600_000 },
+    secrets: { clientSecret: 'stuck' },
+  });
   const backlog = 200;
-  for (let i = 0; i < backlog; i++) await publishTranscript(stack.nc, stack.artifacts, { conversationId: `CV_stuck${i}x${Date.now()}`, files: [{ contentType: 'text/plain', bytes: Buffer.from(`stuck ${i}`) }] });
+  for (let i = 0; i < backlog; i++)
+    await publishTranscript(stack.nc, stack.artifacts, { conversationId: `CV_stuck${i}x${Date.now()}`, files: [{ contentType: 'text/plain', bytes: Buffer.from(`stuck ${i}`) }] });
   await new Promise((r) => setTimeout(r, 2_000));
   const beside = await healthyLatencies('beside');
-  for (const [condition, latencies] of [['alone', alone], ['beside_a_hanging_tenant', beside]] as const) {
-    console.log(JSON.stringify({
-      benchmark: 'crm_sync_healthy_tenant_latency',
-      condition,
-      deliveries: latencies.length,
-      ...(condition === 'alone' ? {} : { hanging_backlog: backlog }),
-      p50_ms: percentile(latencies, 50),
-      p95_ms: percentile(latencies, 95),
-      max_ms: Math.round(Math.max(...latencies)),
-    }));
+  for (const [condition, latencies] of [
+    ['alone', alone],
+    ['beside_a_hanging_tenant', beside],
+  ] as const) {
+    console.log(
+      JSON.stringify({
+        benchmark: 'crm_sync_healthy_tenant_latency',
+        condition,
+        deliveries: latencies.length,
+        ...(condition === 'alone' ? {} : { hanging_backlog: backlog }),
+        p50_ms: percentile(latencies, 50),
+        p95_ms: percentile(latencies, 95),
+        max_ms: Math.round(Math.max(...latencies)),
+      }),
+    );
   }
 } finally {
   for (const socket of sockets) socket.destroy();

@@ -23,7 +23,28 @@ function clip(): { video: string; audio: string } {
   const video = '.tmp/bench-call-video.webm';
   const audio = '.tmp/bench-call-audio.webm';
   if (!existsSync(video)) {
-    execFileSync('ffmpeg', ['-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=1280x720:rate=30,noise=alls=12:allf=t', '-t', '10', '-c:v', 'libvpx', '-b:v', '1500k', '-deadline', 'realtime', '-cpu-used', '8', '-g', '3000', '-y', video]);
+    execFileSync('ffmpeg', [
+      '-loglevel',
+      'error',
+      '-f',
+      'lavfi',
+      '-i',
+      'testsrc2=size=1280x720:rate=30,noise=alls=12:allf=t',
+      '-t',
+      '10',
+      '-c:v',
+      'libvpx',
+      '-b:v',
+      '1500k',
+      '-deadline',
+      'realtime',
+      '-cpu-used',
+      '8',
+      '-g',
+      '3000',
+      '-y',
+      video,
+    ]);
   }
   if (!existsSync(audio)) {
     execFileSync('ffmpeg', ['-loglevel', 'error', '-f', 'lavfi', '-i', 'sine=f=440:beep_factor=4', '-t', '10', '-ac', '2', '-c:a', 'libopus', '-b:a', '48k', '-y', audio]);
@@ -35,10 +56,15 @@ function clip(): { video: string; audio: string } {
 function childCpuSeconds(args: string[], cwd: string): number {
   const quoted = args.map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
   const out = execFileSync('bash', ['-c', `ffmpeg ${quoted} </dev/null >/dev/null 2>&1; times`], { cwd, encoding: 'utf8' });
-  const [user, system] = out.trim().split('\n')[1]!.trim().split(/\s+/).map((t) => {
-    const m = /(\d+)m([\d.]+)s/.exec(t)!;
-    return Number(m[1]) * 60 + Number(m[2]);
-  });
+  const [user, system] = out
+    .trim()
+    .split('\n')[1]!
+    .trim()
+    .split(/\s+/)
+    .map((t) => {
+      const m = /(\d+)m([\d.]+)s/.exec(t)!;
+      return Number(m[1]) * 60 + Number(m[2]);
+    });
   return user! + system!;
 }
 
@@ -61,8 +87,32 @@ try {
   }
   await new Promise((r) => setTimeout(r, 1_000));
   for (const { streams } of captures) {
-    for (const [stream, file] of [[streams[0]!, audio], [streams[1]!, video]] as const) {
-      senders.push(spawn('ffmpeg', ['-loglevel', 'error', '-re', '-stream_loop', '-1', '-i', file, '-c', 'copy', '-payload_type', String(stream.payloadType), '-f', 'rtp', `rtp://127.0.0.1:${stream.port}?rtcpport=${stream.port + 1}`], { stdio: 'ignore' }));
+    for (const [stream, file] of [
+      [streams[0]!, audio],
+      [streams[1]!, video],
+    ] as const) {
+      senders.push(
+        spawn(
+          'ffmpeg',
+          [
+            '-loglevel',
+            'error',
+            '-re',
+            '-stream_loop',
+            '-1',
+            '-i',
+            file,
+            '-c',
+            'copy',
+            '-payload_type',
+            String(stream.payloadType),
+            '-f',
+            'rtp',
+            `rtp://127.0.0.1:${stream.port}?rtcpport=${stream.port + 1}`,
+          ],
+          { stdio: 'ignore' },
+        ),
+      );
     }
   }
   const before = await Promise.all(captures.map((c) => cpuTimes(c.child.pid!)));
@@ -101,20 +151,22 @@ try {
   const perStreamMinute = captureCpu / streamMinutes;
   // CPU seconds a recorded minute of one call (voice + camera) costs in all, capture and assembly.
   const perRecordingMinute = 2 * perStreamMinute + assembly / minutes;
-  console.log(JSON.stringify({
-    benchmark: 'recorder_cost',
-    recordings: RECORDINGS,
-    seconds: Math.round(wall),
-    capture_cpu_s_per_stream_minute: +perStreamMinute.toFixed(3),
-    capture_percent_core_per_stream: +((perStreamMinute / 60) * 100).toFixed(2),
-    captures_kept_up: keptUp,
-    assembly_cpu_s_per_recorded_minute: +(assembly / minutes).toFixed(2),
-    mp4_transcode_cpu_s_per_recorded_minute: +(transcode / minutes).toFixed(1),
-    // Captures run during the call; assembly and transcode once, after it.
-    concurrent_recordings_per_core: Math.floor(60 / (2 * perStreamMinute)),
-    recorded_minutes_per_core_minute_with_assembly: +(60 / perRecordingMinute).toFixed(1),
-    recorded_minutes_per_core_minute_with_mp4: +(60 / (perRecordingMinute + transcode / minutes)).toFixed(1),
-  }));
+  console.log(
+    JSON.stringify({
+      benchmark: 'recorder_cost',
+      recordings: RECORDINGS,
+      seconds: Math.round(wall),
+      capture_cpu_s_per_stream_minute: +perStreamMinute.toFixed(3),
+      capture_percent_core_per_stream: +((perStreamMinute / 60) * 100).toFixed(2),
+      captures_kept_up: keptUp,
+      assembly_cpu_s_per_recorded_minute: +(assembly / minutes).toFixed(2),
+      mp4_transcode_cpu_s_per_recorded_minute: +(transcode / minutes).toFixed(1),
+      // Captures run during the call; assembly and transcode once, after it.
+      concurrent_recordings_per_core: Math.floor(60 / (2 * perStreamMinute)),
+      recorded_minutes_per_core_minute_with_assembly: +(60 / perRecordingMinute).toFixed(1),
+      recorded_minutes_per_core_minute_with_mp4: +(60 / (perRecordingMinute + transcode / minutes)).toFixed(1),
+    }),
+  );
 } finally {
   for (const s of senders) s.kill('SIGKILL');
   for (const c of captures) c.child.kill('SIGKILL');

@@ -88,20 +88,39 @@ try {
       clients.closeAll();
     }
   };
-  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-    while (next < CALLS) await call(next++);
-  }));
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next < CALLS) await call(next++);
+    }),
+  );
   const callsDoneMs = Date.now() - began;
 
-  const count = async () => Number((await db.query<{ n: string }>("select count(*) as n from gateway_sessions where room like $1 and kind in ('session', 'transcript')", [`${prefix}-%`]).catch(() => ({ rows: [{ n: '0' }] }))).rows[0]!.n);
+  const count = async () =>
+    Number(
+      (await db.query<{ n: string }>("select count(*) as n from gateway_sessions where room like $1 and kind in ('session', 'transcript')", [`${prefix}-%`]).catch(() => ({ rows: [{ n: '0' }] })))
+        .rows[0]!.n,
+    );
   await waitFor(async () => ((await count()) >= 2 * CALLS ? true : undefined), 30 * 60_000, 'every call delivered');
   const deliveredMs = Date.now() - began;
   // Deletion follows each delivery; give the last ones a moment, then count.
-  const pending = new Set(['GATEWAY_SESSIONS', 'GATEWAY_TRANSCRIPTS', 'GATEWAY_RECORDINGS', 'GATEWAY_CHAT', 'gateway_room_sessions', 'gateway_room_placement', 'gateway_chat_keys', 'gateway_participants']);
-  await waitFor(async () => {
-    const now = await census(nc);
-    return [...pending].every((store) => (now.entries[store] ?? 0) <= (before.entries[store] ?? 0)) ? true : undefined;
-  }, 120_000, 'the platform emptied').catch(() => undefined);
+  const pending = new Set([
+    'GATEWAY_SESSIONS',
+    'GATEWAY_TRANSCRIPTS',
+    'GATEWAY_RECORDINGS',
+    'GATEWAY_CHAT',
+    'gateway_room_sessions',
+    'gateway_room_placement',
+    'gateway_chat_keys',
+    'gateway_participants',
+  ]);
+  await waitFor(
+    async () => {
+      const now = await census(nc);
+      return [...pending].every((store) => (now.entries[store] ?? 0) <= (before.entries[store] ?? 0)) ? true : undefined;
+    },
+    120_000,
+    'the platform emptied',
+  ).catch(() => undefined);
   const after = await census(nc);
 
   const residueNc = await nats.connect('residue');

@@ -23,7 +23,9 @@ const nats = await NatsServer.start();
 const nc = await nats.connect('admin');
 const js = jetstream(nc);
 const kvm = new Kvm(nc);
-const kv = Object.fromEntries(await Promise.all([buckets.participants, buckets.roomSessions, buckets.roomPlacement, buckets.chatKeys, buckets.smartActions, buckets.dataKeys].map(async (b) => [b, await kvm.open(b)] as const)));
+const kv = Object.fromEntries(
+  await Promise.all([buckets.participants, buckets.roomSessions, buckets.roomPlacement, buckets.chatKeys, buckets.smartActions, buckets.dataKeys].map(async (b) => [b, await kvm.open(b)] as const)),
+);
 const artifacts = await new Objm(nc).open(buckets.artifacts);
 
 let written = 0;
@@ -38,7 +40,17 @@ async function write(work: () => Promise<unknown>, residue = false): Promise<voi
 }
 const action = (id: string) => SmartAction.encode(SmartAction.fromPartial({ actionId: id, kind: 'photo' })).finish();
 const ready = (id: string, artifactId: string) =>
-  RecordingReady.encode(RecordingReady.fromPartial({ recording: { recordingId: id, tenant: 'demo', room: 'r', state: RecordingState.RECORDING_STATE_COMPLETE, artifacts: [{ artifactId, kind: 'audio', contentType: 'audio/mpeg', sizeBytes: 1, durationMs: 1, part: 0 }] } })).finish();
+  RecordingReady.encode(
+    RecordingReady.fromPartial({
+      recording: {
+        recordingId: id,
+        tenant: 'demo',
+        room: 'r',
+        state: RecordingState.RECORDING_STATE_COMPLETE,
+        artifacts: [{ artifactId, kind: 'audio', contentType: 'audio/mpeg', sizeBytes: 1, durationMs: 1, part: 0 }],
+      },
+    }),
+  ).finish();
 
 const fillStarted = performance.now();
 let n = 0;

@@ -36,9 +36,12 @@ function chromiumSubscribers(browser: Browser, url: string): Subscribers & { pag
     async add(token) {
       const page = await browser.newPage();
       await page.goto(`${url}/end-user`);
-      await page.evaluate(async ({ url, token }) => {
-        (window as any).room = await (window as any).Gateway.connect({ url, token });
-      }, { url, token });
+      await page.evaluate(
+        async ({ url, token }) => {
+          (window as any).room = await (window as any).Gateway.connect({ url, token });
+        },
+        { url, token },
+      );
       pages.push(page);
     },
     async packets() {
@@ -111,35 +114,38 @@ try {
   await addSubscribers(LOW);
   // The SRTP profile DTLS agreed on decides much of the per-packet crypto cost. Chromium
   // reports it; webrtcbin (GStreamer 1.22) offers only AES-CM with HMAC-SHA1.
-  const srtpCipher = 'pages' in subscribers
-    ? await (subscribers as ReturnType<typeof chromiumSubscribers>).pages[0]!.evaluate(async () => {
-        const [first] = await (window as any).room.getReceiveStats();
-        let cipher = 'unknown';
-        first?.stats.forEach((s: { type: string; srtpCipher?: string }) => {
-          if (s.type === 'transport' && s.srtpCipher) cipher = s.srtpCipher;
-        });
-        return cipher;
-      })
-    : 'AES_CM_128_HMAC_SHA1_80';
+  const srtpCipher =
+    'pages' in subscribers
+      ? await (subscribers as ReturnType<typeof chromiumSubscribers>).pages[0]!.evaluate(async () => {
+          const [first] = await (window as any).room.getReceiveStats();
+          let cipher = 'unknown';
+          first?.stats.forEach((s: { type: string; srtpCipher?: string }) => {
+            if (s.type === 'transport' && s.srtpCipher) cipher = s.srtpCipher;
+          });
+          return cipher;
+        })
+      : 'AES_CM_128_HMAC_SHA1_80';
   const low = await measure();
   await addSubscribers(HIGH);
   const high = await measure();
   const marginal = (high.cpuPerS - low.cpuPerS) / (high.packetsPerS - low.packetsPerS);
-  console.log(JSON.stringify({
-    benchmark: 'sfu_cost',
-    subscriber: SUBSCRIBER,
-    subscribers: [low.subscribers, high.subscribers],
-    packets_out_per_s: [Math.round(low.packetsPerS), Math.round(high.packetsPerS)],
-    worker_cpu_percent: [+(low.cpuPerS * 100).toFixed(1), +(high.cpuPerS * 100).toFixed(1)],
-    worker_kernel_share_percent: [Math.round(low.systemShare * 100), Math.round(high.systemShare * 100)],
-    us_cpu_per_forwarded_packet_average: +((high.cpuPerS / high.packetsPerS) * 1e6).toFixed(2),
-    us_cpu_per_forwarded_packet_marginal: +(marginal * 1e6).toFixed(2),
-    // On one machine the kernel delivers each packet into the receiver's socket and wakes the
-    // receiver in the sender's context; the user-space share is the SFU's own work.
-    us_user_cpu_per_forwarded_packet_marginal: +(((high.userPerS - low.userPerS) / (high.packetsPerS - low.packetsPerS)) * 1e6).toFixed(2),
-    loss_percent: +high.lossPercent.toFixed(2),
-    srtp_cipher: srtpCipher,
-  }));
+  console.log(
+    JSON.stringify({
+      benchmark: 'sfu_cost',
+      subscriber: SUBSCRIBER,
+      subscribers: [low.subscribers, high.subscribers],
+      packets_out_per_s: [Math.round(low.packetsPerS), Math.round(high.packetsPerS)],
+      worker_cpu_percent: [+(low.cpuPerS * 100).toFixed(1), +(high.cpuPerS * 100).toFixed(1)],
+      worker_kernel_share_percent: [Math.round(low.systemShare * 100), Math.round(high.systemShare * 100)],
+      us_cpu_per_forwarded_packet_average: +((high.cpuPerS / high.packetsPerS) * 1e6).toFixed(2),
+      us_cpu_per_forwarded_packet_marginal: +(marginal * 1e6).toFixed(2),
+      // On one machine the kernel delivers each packet into the receiver's socket and wakes the
+      // receiver in the sender's context; the user-space share is the SFU's own work.
+      us_user_cpu_per_forwarded_packet_marginal: +(((high.userPerS - low.userPerS) / (high.packetsPerS - low.packetsPerS)) * 1e6).toFixed(2),
+      loss_percent: +high.lossPercent.toFixed(2),
+      srtp_cipher: srtpCipher,
+    }),
+  );
 } finally {
   await subscribers.close();
   await browser.close();

@@ -85,19 +85,21 @@ try {
   const extra = two.cpuA + two.cpuB - (one.cpuA + one.cpuB);
   // Streams the pipe carries: the camera (its three layers travel as one stream) and the microphone.
   const pipedStreams = 2;
-  console.log(JSON.stringify({
-    benchmark: 'sfu_pipe_cost',
-    subscribers: SUBSCRIBERS,
-    packets_out_per_s: [Math.round(one.packetsOutPerS), Math.round(two.packetsOutPerS)],
-    piped_packets_per_s: Math.round(two.packetsInPerS),
-    // Node A's worker idles in the one-node case.
-    one_node_cpu_percent: { a: +(one.cpuA * 100).toFixed(2), b: +(one.cpuB * 100).toFixed(2) },
-    two_nodes_cpu_percent: { a: +(two.cpuA * 100).toFixed(2), b: +(two.cpuB * 100).toFixed(2) },
-    extra_cpu_percent_per_piped_stream: +((extra / pipedStreams) * 100).toFixed(2),
-    extra_us_per_piped_packet: +((extra / two.packetsInPerS) * 1e6).toFixed(2),
-    extra_cpu_ratio: +((two.cpuA + two.cpuB) / (one.cpuA + one.cpuB)).toFixed(3),
-    loss_percent: [+one.lossPercent.toFixed(2), +two.lossPercent.toFixed(2)],
-  }));
+  console.log(
+    JSON.stringify({
+      benchmark: 'sfu_pipe_cost',
+      subscribers: SUBSCRIBERS,
+      packets_out_per_s: [Math.round(one.packetsOutPerS), Math.round(two.packetsOutPerS)],
+      piped_packets_per_s: Math.round(two.packetsInPerS),
+      // Node A's worker idles in the one-node case.
+      one_node_cpu_percent: { a: +(one.cpuA * 100).toFixed(2), b: +(one.cpuB * 100).toFixed(2) },
+      two_nodes_cpu_percent: { a: +(two.cpuA * 100).toFixed(2), b: +(two.cpuB * 100).toFixed(2) },
+      extra_cpu_percent_per_piped_stream: +((extra / pipedStreams) * 100).toFixed(2),
+      extra_us_per_piped_packet: +((extra / two.packetsInPerS) * 1e6).toFixed(2),
+      extra_cpu_ratio: +((two.cpuA + two.cpuB) / (one.cpuA + one.cpuB)).toFixed(3),
+      loss_percent: [+one.lossPercent.toFixed(2), +two.lossPercent.toFixed(2)],
+    }),
+  );
 } finally {
   await browser.close();
   await signaling.stop();

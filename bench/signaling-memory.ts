@@ -25,13 +25,15 @@ try {
   }
   await new Promise((r) => setTimeout(r, 5_000));
   const after = await rssBytes(pid);
-  console.log(JSON.stringify({
-    benchmark: 'signaling_memory_per_idle_connection',
-    connections: CONNECTIONS,
-    rss_before_mib: +(before / 2 ** 20).toFixed(1),
-    rss_after_mib: +(after / 2 ** 20).toFixed(1),
-    kib_per_connection: +((after - before) / CONNECTIONS / 1024).toFixed(1),
-  }));
+  console.log(
+    JSON.stringify({
+      benchmark: 'signaling_memory_per_idle_connection',
+      connections: CONNECTIONS,
+      rss_before_mib: +(before / 2 ** 20).toFixed(1),
+      rss_after_mib: +(after / 2 ** 20).toFixed(1),
+      kib_per_connection: +((after - before) / CONNECTIONS / 1024).toFixed(1),
+    }),
+  );
 } finally {
   for (const c of clients) c.close();
   await stack.stop();

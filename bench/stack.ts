@@ -4,7 +4,10 @@ import { NatsServer, startSfuProcess, startSignalingProcess } from '@gateway/tes
 export async function startStack(options: { workers?: number; sfuEnv?: Record<string, string>; signalingEnv?: Record<string, string> } = {}) {
   const nats = await NatsServer.start();
   const sfu = await startSfuProcess({ natsUrl: nats.url, workers: options.workers ?? 1, env: { LOG_LEVEL: 'warn', ...options.sfuEnv } });
-  const signaling = await startSignalingProcess({ natsUrl: nats.url, env: { LOG_LEVEL: 'warn', SIGNALING_RATE_LIMIT_PER_SECOND: '1000', SIGNALING_RATE_LIMIT_BURST: '1000', ...options.signalingEnv } });
+  const signaling = await startSignalingProcess({
+    natsUrl: nats.url,
+    env: { LOG_LEVEL: 'warn', SIGNALING_RATE_LIMIT_PER_SECOND: '1000', SIGNALING_RATE_LIMIT_BURST: '1000', ...options.signalingEnv },
+  });
   return {
     nats,
     sfu,

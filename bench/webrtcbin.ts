@@ -22,7 +22,9 @@ function transceiverCaps(codec: Json): string {
 }
 
 function fmtp(parameters: Json | undefined): string {
-  return Object.entries(parameters ?? {}).map(([k, v]) => `${k}=${v}`).join(';');
+  return Object.entries(parameters ?? {})
+    .map(([k, v]) => `${k}=${v}`)
+    .join(';');
 }
 
 /**

@@ -33,7 +33,11 @@ export const tools = {
 const optionalPackages = ['pg-native', 'bufferutil', 'utf-8-validate'];
 
 const builtins = new Set([...builtinModules, ...builtinModules.map((name) => `node:${name}`)]);
-const packageOf = (specifier) => specifier.split('/').slice(0, specifier.startsWith('@') ? 2 : 1).join('/');
+const packageOf = (specifier) =>
+  specifier
+    .split('/')
+    .slice(0, specifier.startsWith('@') ? 2 : 1)
+    .join('/');
 
 /** Bundles one service; returns the packages its bundle imports from node_modules at run time. */
 export async function bundleService(service, outdir) {

@@ -142,7 +142,7 @@ describe('chat between an end user and an agent in Chromium', () => {
     return customerMessage!.id;
   }
 
-  it('shows the end user\'s message redacted at the agent, and the agent\'s reply at the end user', async () => {
+  it("shows the end user's message redacted at the agent, and the agent's reply at the end user", async () => {
     const { endUser, agent } = await openChat();
 
     await send(endUser, CARD_MESSAGE);
@@ -160,10 +160,9 @@ describe('chat between an end user and an agent in Chromium', () => {
 
     await agent.fill('#chat-input', REPLY);
     await agent.click('#chat-send');
-    await expect.poll(() => panel(endUser), poll).toEqual([
-      expect.objectContaining({ own: true, text: 'my card is [CARD]' }),
-      expect.objectContaining({ own: false, sender: 'agent-1', role: 'agent', text: REPLY, canRedact: false }),
-    ]);
+    await expect
+      .poll(() => panel(endUser), poll)
+      .toEqual([expect.objectContaining({ own: true, text: 'my card is [CARD]' }), expect.objectContaining({ own: false, sender: 'agent-1', role: 'agent', text: REPLY, canRedact: false })]);
     // The agent's own reply is on its right, and its own messages have no Redact action.
     await expect.poll(() => panel(agent), poll).toEqual([expect.objectContaining({ text: 'my card is [CARD]' }), expect.objectContaining({ own: true, text: REPLY, canRedact: false })]);
     // Both pages agree on the order and the ids, each message once.
@@ -174,16 +173,18 @@ describe('chat between an end user and an agent in Chromium', () => {
     const { room, endUser, agent } = await openChat();
     await exchange(endUser, agent);
     const observer = await joinObserver(room);
-    await expect.poll(() => messagesOf(observer, 'third'), poll).toEqual([
-      expect.objectContaining({ identity: 'customer-1', role: 'end_user', text: 'my card is [CARD]', isLocal: false, redacted: false }),
-      expect.objectContaining({ identity: 'agent-1', role: 'agent', text: REPLY, isLocal: false }),
-    ]);
+    await expect
+      .poll(() => messagesOf(observer, 'third'), poll)
+      .toEqual([
+        expect.objectContaining({ identity: 'customer-1', role: 'end_user', text: 'my card is [CARD]', isLocal: false, redacted: false }),
+        expect.objectContaining({ identity: 'agent-1', role: 'agent', text: REPLY, isLocal: false }),
+      ]);
     const ids = (await messagesOf(observer, 'third')).map((m) => m.messageId);
     // The history is announced once, in order, like live messages.
     await expect.poll(() => observer.evaluate(() => (window as any).thirdEvents), poll).toEqual(ids.map((id) => `message:${id}`));
   });
 
-  it('lets the agent redact the customer\'s message from its page, for everyone', async () => {
+  it("lets the agent redact the customer's message from its page, for everyone", async () => {
     const { room, endUser, agent } = await openChat();
     await exchange(endUser, agent);
     const observer = await joinObserver(room);
@@ -192,15 +193,11 @@ describe('chat between an end user and an agent in Chromium', () => {
     await agent.click(`#chat-log .chat-message[data-message-id="${customerMessage!.id}"] [data-testid="chat-redact"]`);
 
     for (const page of [endUser, agent]) {
-      await expect.poll(async () => (await panel(page))[0], poll).toEqual(
-        expect.objectContaining({ id: customerMessage!.id, redacted: true, text: 'Message redacted', canRedact: false }),
-      );
+      await expect.poll(async () => (await panel(page))[0], poll).toEqual(expect.objectContaining({ id: customerMessage!.id, redacted: true, text: 'Message redacted', canRedact: false }));
       expect(await page.textContent('#chat-log')).not.toContain('[CARD]');
     }
     expect((await panel(endUser))[1]).toMatchObject({ text: REPLY, redacted: false });
-    await expect.poll(async () => (await messagesOf(observer, 'third'))[0], poll).toEqual(
-      expect.objectContaining({ messageId: customerMessage!.id, text: '', redacted: true, redactedKinds: [] }),
-    );
+    await expect.poll(async () => (await messagesOf(observer, 'third'))[0], poll).toEqual(expect.objectContaining({ messageId: customerMessage!.id, text: '', redacted: true, redactedKinds: [] }));
     expect(await observer.evaluate(() => (window as any).thirdEvents.filter((e: string) => e.startsWith('redacted:')))).toEqual([`redacted:${customerMessage!.id}`]);
     expect((await messagesOf(endUser))[0]).toMatchObject({ text: '', redacted: true });
   });
@@ -228,7 +225,16 @@ describe('chat between an end user and an agent in Chromium', () => {
     const ownId = await sentWhileAway;
     await expect.poll(() => endUser.evaluate(() => (window as any).connectionEvents), poll).toEqual(['reconnecting', 'reconnected']);
 
-    await expect.poll(async () => (await panel(endUser)).map((m) => m.text).slice(before).sort(), poll).toEqual(['are you still there?', 'yes, still here']);
+    await expect
+      .poll(
+        async () =>
+          (await panel(endUser))
+            .map((m) => m.text)
+            .slice(before)
+            .sort(),
+        poll,
+      )
+      .toEqual(['are you still there?', 'yes, still here']);
     // Each new message once, in the page and among the events, and in the same order as the agent's page.
     const events = await endUser.evaluate(() => (window as any).chatEvents as string[]);
     expect(new Set(events).size).toBe(events.length);
@@ -280,7 +286,14 @@ describe('chat between an end user and an agent in Chromium', () => {
     await exchange(endUser, agent);
     // The agent's reply (one already redacted would be settled without asking the server).
     const reply = (await messagesOf(endUser)).find((m) => m.text === REPLY)!;
-    const code = await endUser.evaluate((id) => (window as any).room.redactMessage(id).then(() => 'ok', (e: { code: string }) => e.code), reply.messageId);
+    const code = await endUser.evaluate(
+      (id) =>
+        (window as any).room.redactMessage(id).then(
+          () => 'ok',
+          (e: { code: string }) => e.code,
+        ),
+      reply.messageId,
+    );
     expect(code).toBe('PERMISSION_DENIED');
     // And the end user's page offers no Redact action at all.
     expect((await panel(endUser)).some((m) => m.canRedact)).toBe(false);
@@ -296,7 +309,16 @@ describe('chat between an end user and an agent in Chromium', () => {
       const transcripts = await readTranscripts(nc);
       // One more card number, sent once the chat budget allows.
       await expect
-        .poll(() => endUser.evaluate(() => (window as any).room.sendMessage('the other card: 5555-5555-5555-4444').then(() => 'sent', (e: { code: string }) => e.code)), { timeout: 15_000, interval: 1_000 })
+        .poll(
+          () =>
+            endUser.evaluate(() =>
+              (window as any).room.sendMessage('the other card: 5555-5555-5555-4444').then(
+                () => 'sent',
+                (e: { code: string }) => e.code,
+              ),
+            ),
+          { timeout: 15_000, interval: 1_000 },
+        )
         .toBe('sent');
       await observer.evaluate(() => (window as any).third.leave());
       for (const page of [endUser, agent]) await page.evaluate(() => (window as any).room.leave());

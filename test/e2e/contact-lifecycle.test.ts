@@ -104,7 +104,11 @@ describe('a contact from call to deletion', () => {
     const admin = adminApi(crm.url);
     const put = await admin('/v1/connectors/warehouse', {
       method: 'PUT',
-      body: JSON.stringify({ type: 'postgres', config: { host: '127.0.0.1', port: postgres.port, database: 'customer_crm', user: 'customer', ssl: 'disable' }, secrets: { password: CUSTOMER_PASSWORD } }),
+      body: JSON.stringify({
+        type: 'postgres',
+        config: { host: '127.0.0.1', port: postgres.port, database: 'customer_crm', user: 'customer', ssl: 'disable' },
+        secrets: { password: CUSTOMER_PASSWORD },
+      }),
     });
     expect(put.status).toBe(200);
 
@@ -136,7 +140,12 @@ describe('a contact from call to deletion', () => {
       await agent.bringToFront();
       await agent.click(`[data-testid="request-${kind}"]`);
       let actionId = '';
-      await expect.poll(async () => (actionId = (await agent.evaluate(() => ((window as any).room.smartActions as Array<{ actionId: string }>).map((a) => a.actionId))).find((id) => !before.includes(id)) ?? ''), poll).toMatch(/^SA/);
+      await expect
+        .poll(
+          async () => (actionId = (await agent.evaluate(() => ((window as any).room.smartActions as Array<{ actionId: string }>).map((a) => a.actionId))).find((id) => !before.includes(id)) ?? ''),
+          poll,
+        )
+        .toMatch(/^SA/);
       await endUser.waitForSelector(`.smart-action[data-action-id="${actionId}"][data-state="requested"]`, poll);
       await endUser.bringToFront();
       return `.smart-action[data-action-id="${actionId}"]`;
@@ -179,7 +188,9 @@ describe('a contact from call to deletion', () => {
     // recording, the transcript (redacted) and the photo.
     const delivered = await waitFor(
       async () => {
-        const rows = await query<{ kind: string; delivery_id: string; contacts: Array<Record<string, unknown>> }>('select kind, delivery_id, contacts from gateway_sessions where room = $1', [room]).catch(() => []);
+        const rows = await query<{ kind: string; delivery_id: string; contacts: Array<Record<string, unknown>> }>('select kind, delivery_id, contacts from gateway_sessions where room = $1', [
+          room,
+        ]).catch(() => []);
         const kinds = new Set(rows.map((r) => r.kind));
         return ['session', 'recording', 'transcript', 'attachment'].every((k) => kinds.has(k)) ? rows : undefined;
       },

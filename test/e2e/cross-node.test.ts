@@ -165,7 +165,7 @@ describe('a room across two SFU nodes in Chromium', () => {
     await waitFor(
       async () => (await received(agent)).some((r) => r.participantId === newEndUserId && r.source === 'camera' && r.framesDecoded > 10),
       40_000,
-      'the rejoined end user\'s camera decoded at the agent',
+      "the rejoined end user's camera decoded at the agent",
     );
     // The agent kept its session throughout.
     expect(await nodeOf(await agent.evaluate(() => (window as any).room.localParticipant.id as string))).toBe(nodeB.nodeId);

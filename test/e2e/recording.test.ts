@@ -20,7 +20,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Mean volume (dB) of an audio file between two times, from ffmpeg's volumedetect. */
 function meanVolumeDb(file: string, fromS: number, toS: number, channel: 0 | 1): number {
-  const result = spawnSync('ffmpeg', ['-hide_banner', '-nostats', '-ss', String(fromS), '-to', String(toS), '-i', file, '-af', `pan=mono|c0=c${channel},volumedetect`, '-f', 'null', '-'], { encoding: 'utf8' });
+  const result = spawnSync('ffmpeg', ['-hide_banner', '-nostats', '-ss', String(fromS), '-to', String(toS), '-i', file, '-af', `pan=mono|c0=c${channel},volumedetect`, '-f', 'null', '-'], {
+    encoding: 'utf8',
+  });
   const match = /mean_volume: (-?[\d.]+|-inf) dB/.exec(result.stderr);
   if (!match) throw new Error(`no volume measured: ${result.stderr.slice(-500)}`);
   return match[1] === '-inf' ? -Infinity : Number(match[1]);
@@ -123,7 +125,11 @@ describe('recording a call', () => {
     // the captures before it end by the time the pause was answered, those after begin after it.
     const job = RecordingJobRecord.decode((await (await openBucket(nc, buckets.recordings)).get(kvKeys.recording('demo', started.recordingId)))!.value);
     const paused = job.recording!.pauses[0]!;
-    const segments = job.segments.map((g) => ({ kind: job.streams.find((t) => t.streamId === g.streamId)?.kind, from: g.startS - started.startedAtMs / 1000, to: g.endS - started.startedAtMs / 1000 }));
+    const segments = job.segments.map((g) => ({
+      kind: job.streams.find((t) => t.streamId === g.streamId)?.kind,
+      from: g.startS - started.startedAtMs / 1000,
+      to: g.endS - started.startedAtMs / 1000,
+    }));
     expect(new Set(segments.map((g) => g.kind))).toEqual(new Set(['audio', 'video']));
     const slackS = 0.25;
     for (const g of segments) {
@@ -217,11 +223,26 @@ describe('recording a call', () => {
     const started: Recording = await callUnary(client, client.startRecording, { tenant: 'demo', room, requestedBy: agentId, options: undefined });
     const ref = { tenant: 'demo', recordingId: started.recordingId, requestedBy: agentId };
     await sleep(3_000);
-    const captures = () => execFileSync('pgrep', ['-P', String(recorder.pid), 'ffmpeg'], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
+    const captures = () =>
+      execFileSync('pgrep', ['-P', String(recorder.pid), 'ffmpeg'], { encoding: 'utf8' })
+        .trim()
+        .split('\n')
+        .filter(Boolean);
     const [first] = captures();
     expect(first).toBeTruthy();
     process.kill(Number(first), 'SIGKILL');
-    await waitFor(() => { try { const now = captures(); return now.length === 1 && now[0] !== first; } catch { return false; } }, 10_000, 'a new capture');
+    await waitFor(
+      () => {
+        try {
+          const now = captures();
+          return now.length === 1 && now[0] !== first;
+        } catch {
+          return false;
+        }
+      },
+      10_000,
+      'a new capture',
+    );
     await sleep(3_000);
     const done: Recording = await callUnary(client, client.stopRecording, ref, 60_000);
     expect(done.state, done.failureReason).toBe(RecordingState.RECORDING_STATE_COMPLETE);
@@ -313,7 +334,9 @@ describe('recording a call', () => {
       expect(probe(camera.file).streams[0]).toMatchObject({ codec_name: 'vp8' });
       // And as MP4: H.264 with the voice as AAC.
       const mp4 = await fileOf('camera', 'video/mp4', endUserId);
-      const codecs = probe(mp4.file).streams.map((st) => st.codec_name).sort();
+      const codecs = probe(mp4.file)
+        .streams.map((st) => st.codec_name)
+        .sort();
       expect(codecs).toEqual(['aac', 'h264']);
       await endUser.close();
       await agent.close();
@@ -328,7 +351,20 @@ describe('recording a call', () => {
     const clipDir = mkdtempSync(path.join(tmpdir(), 'gateway-sync-clip-'));
     const video = path.join(clipDir, 'sync.y4m');
     const audio = path.join(clipDir, 'sync.wav');
-    execFileSync('ffmpeg', ['-loglevel', 'error', '-f', 'lavfi', '-i', "color=black:s=640x360:r=30,drawbox=x=0:y=0:w=iw:h=ih:color=white:t=fill:enable='lt(mod(t,2),0.1)'", '-t', '10', '-pix_fmt', 'yuv420p', '-y', video]);
+    execFileSync('ffmpeg', [
+      '-loglevel',
+      'error',
+      '-f',
+      'lavfi',
+      '-i',
+      "color=black:s=640x360:r=30,drawbox=x=0:y=0:w=iw:h=ih:color=white:t=fill:enable='lt(mod(t,2),0.1)'",
+      '-t',
+      '10',
+      '-pix_fmt',
+      'yuv420p',
+      '-y',
+      video,
+    ]);
     execFileSync('ffmpeg', ['-loglevel', 'error', '-f', 'lavfi', '-i', "sine=f=1000:r=48000,volume=volume=0:enable='gte(mod(t,2),0.1)'", '-t', '10', '-y', audio]);
     const syncBrowser = await launchChromium([`--use-file-for-fake-video-capture=${video}`, `--use-file-for-fake-audio-capture=${audio}`]);
     try {
@@ -350,7 +386,10 @@ describe('recording a call', () => {
       const [voiceFile, cameraFile] = [await save('audio/mpeg', 'sync.mp3'), await save('video/webm', 'sync.webm')];
       // Both files are on the recording's timeline (-copyts keeps their own timestamps).
       const flashes: number[] = [];
-      const frames = spawnSync('ffmpeg', ['-hide_banner', '-copyts', '-i', cameraFile, '-vf', 'signalstats,metadata=print:key=lavfi.signalstats.YAVG:file=-', '-f', 'null', '-'], { encoding: 'utf8', maxBuffer: 64 << 20 }).stdout;
+      const frames = spawnSync('ffmpeg', ['-hide_banner', '-copyts', '-i', cameraFile, '-vf', 'signalstats,metadata=print:key=lavfi.signalstats.YAVG:file=-', '-f', 'null', '-'], {
+        encoding: 'utf8',
+        maxBuffer: 64 << 20,
+      }).stdout;
       let bright = false;
       let time = 0;
       for (const line of frames.split('\n')) {
@@ -363,7 +402,11 @@ describe('recording a call', () => {
           bright = now;
         }
       }
-      const beeps = [...spawnSync('ffmpeg', ['-hide_banner', '-copyts', '-i', voiceFile, '-af', 'pan=mono|c0=c0,silencedetect=n=-40dB:d=0.05', '-f', 'null', '-'], { encoding: 'utf8' }).stderr.matchAll(/silence_end: ([\d.]+)/g)].map((m) => Number(m[1]));
+      const beeps = [
+        ...spawnSync('ffmpeg', ['-hide_banner', '-copyts', '-i', voiceFile, '-af', 'pan=mono|c0=c0,silencedetect=n=-40dB:d=0.05', '-f', 'null', '-'], { encoding: 'utf8' }).stderr.matchAll(
+          /silence_end: ([\d.]+)/g,
+        ),
+      ].map((m) => Number(m[1]));
       expect(flashes.length, 'flashes seen').toBeGreaterThanOrEqual(3);
       expect(beeps.length, 'beeps heard').toBeGreaterThanOrEqual(3);
       const offsets = flashes.map((f) => beeps.reduce((best, b) => (Math.abs(b - f) < Math.abs(best) ? b - f : best), Infinity));
@@ -387,10 +430,14 @@ describe('recording a call', () => {
       const { endUser, agent, agentId } = await call(room);
       const started: Recording = await callUnary(tinyClient, tinyClient.startRecording, { tenant: 'demo', room, requestedBy: agentId, options: undefined });
       const ref = { tenant: 'demo', recordingId: started.recordingId, requestedBy: agentId };
-      const ended = await waitFor(async () => {
-        const recording: Recording = await callUnary(tinyClient, tinyClient.getRecording, ref);
-        return recording.endedAtMs > 0 ? recording : undefined;
-      }, 60_000, 'the recording ended by the full disk');
+      const ended = await waitFor(
+        async () => {
+          const recording: Recording = await callUnary(tinyClient, tinyClient.getRecording, ref);
+          return recording.endedAtMs > 0 ? recording : undefined;
+        },
+        60_000,
+        'the recording ended by the full disk',
+      );
       expect([RecordingState.RECORDING_STATE_FAILED, RecordingState.RECORDING_STATE_PARTIAL]).toContain(ended.state);
       expect(ended.failureReason).toBe('the recorder ran out of disk space in its work folder');
       // Everyone was told it stopped, and nothing is left in the work folder.

@@ -121,7 +121,7 @@ describe('Smart Actions in Chromium', () => {
     if (tmp) await rm(tmp, { recursive: true, force: true });
   });
 
-  it('takes a photo with a GPS position from the end user\'s file input to the agent, without EXIF', async () => {
+  it("takes a photo with a GPS position from the end user's file input to the agent, without EXIF", async () => {
     const photo = await photoWithGps();
     expect((await exifOf(photo))?.GPSInfo?.GPSLatitude).toEqual([48, 51, 29.64]);
     const file = path.join(tmp, 'IMG_0001.jpg');
@@ -205,7 +205,7 @@ describe('Smart Actions in Chromium', () => {
     await cdp.detach();
   });
 
-  it('keeps the attachment to its tenant: another tenant\'s agent gets NOT_FOUND, a changed token and an expired URL open nothing', async () => {
+  it("keeps the attachment to its tenant: another tenant's agent gets NOT_FOUND, a changed token and an expired URL open nothing", async () => {
     const photo = await sendPhoto();
     const artifactOf = () => agent.evaluate((id) => ((window as any).room.smartActions.find((a: any) => a.actionId === id && a.state === 'completed')?.artifactId ?? '') as string, photo);
     await expect.poll(artifactOf, poll).not.toBe('');
@@ -229,16 +229,19 @@ describe('Smart Actions in Chromium', () => {
     expect((await fetch(`${sigShort.url}${artifactUrl.url}`)).status).toBe(200);
     let expired: { status: number; code?: string } = { status: 0 };
     await expect
-      .poll(async () => {
-        const r = await fetch(`${sigShort.url}${artifactUrl.url}`);
-        expired = { status: r.status, code: r.status === 200 ? undefined : (await r.json()).error?.code };
-        return expired.status;
-      }, { timeout: 6_000, interval: 250 })
+      .poll(
+        async () => {
+          const r = await fetch(`${sigShort.url}${artifactUrl.url}`);
+          expired = { status: r.status, code: r.status === 200 ? undefined : (await r.json()).error?.code };
+          return expired.status;
+        },
+        { timeout: 6_000, interval: 250 },
+      )
       .toBe(401);
     expect(expired.code).toBe('TOKEN_EXPIRED');
   }, 60_000);
 
-  it('takes a screenshot: the SDK captures a frame of the end user\'s screen share, and the agent gets a PNG', async () => {
+  it("takes a screenshot: the SDK captures a frame of the end user's screen share, and the agent gets a PNG", async () => {
     // The camera (published too) becomes a small canvas, so the picture's size tells which track it shows.
     await endUser.evaluate(async () => {
       const canvas = Object.assign(document.createElement('canvas'), { width: 320, height: 180 });

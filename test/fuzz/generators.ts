@@ -55,8 +55,19 @@ export interface KnownIds {
 
 const rtpParameters = (kind: 'audio' | 'video', ssrc: number) =>
   kind === 'audio'
-    ? { mid: '0', codecs: [{ mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2, parameters: { useinbandfec: 1 }, rtcpFeedback: [{ type: 'transport-cc', parameter: '' }] }], headerExtensions: [{ uri: 'urn:ietf:params:rtp-hdrext:sdes:mid', id: 4 }], encodings: [{ ssrc }], rtcp: { cname: 'fuzz', reducedSize: true } }
-    : { mid: '1', codecs: [{ mimeType: 'video/VP8', payloadType: 96, clockRate: 90000, rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }] }], encodings: [{ ssrc }], rtcp: { cname: 'fuzz' } };
+    ? {
+        mid: '0',
+        codecs: [{ mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2, parameters: { useinbandfec: 1 }, rtcpFeedback: [{ type: 'transport-cc', parameter: '' }] }],
+        headerExtensions: [{ uri: 'urn:ietf:params:rtp-hdrext:sdes:mid', id: 4 }],
+        encodings: [{ ssrc }],
+        rtcp: { cname: 'fuzz', reducedSize: true },
+      }
+    : {
+        mid: '1',
+        codecs: [{ mimeType: 'video/VP8', payloadType: 96, clockRate: 90000, rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }] }],
+        encodings: [{ ssrc }],
+        rtcp: { cname: 'fuzz' },
+      };
 
 const rtpCapabilities = {
   codecs: [
@@ -86,7 +97,13 @@ export function validParams(rng: Rng, method: string, ids: KnownIds, tokens: { j
       return { transportId: id(ids.transportId) };
     case 'produce': {
       const kind = rng.pick(['audio', 'video'] as const);
-      return { transportId: id(ids.transportId), kind, source: kind === 'audio' ? rng.pick(['microphone', 'screen_audio']) : rng.pick(['camera', 'screen']), rtpParameters: rtpParameters(kind, 1 + rng.int(1e9)), paused: rng.chance(0.2) };
+      return {
+        transportId: id(ids.transportId),
+        kind,
+        source: kind === 'audio' ? rng.pick(['microphone', 'screen_audio']) : rng.pick(['camera', 'screen']),
+        rtpParameters: rtpParameters(kind, 1 + rng.int(1e9)),
+        paused: rng.chance(0.2),
+      };
     }
     case 'pauseProducer':
     case 'resumeProducer':
@@ -121,10 +138,33 @@ export function validParams(rng: Rng, method: string, ids: KnownIds, tokens: { j
 
 /** The methods of gateway.signaling.v1 (the schema test checks this list against the server's). */
 export const METHODS = [
-  'join', 'resume', 'createTransport', 'connectTransport', 'restartIce', 'produce', 'pauseProducer', 'resumeProducer', 'closeProducer',
-  'consume', 'resumeConsumer', 'pauseConsumer', 'setPreferredLayers', 'getStats', 'ping', 'leave', 'startRecording', 'pauseRecording',
-  'resumeRecording', 'stopRecording', 'sendMessage', 'redactMessage', 'requestSmartAction', 'answerSmartAction', 'deviceKeyOptions',
-  'registerDeviceKey', 'artifactUrl',
+  'join',
+  'resume',
+  'createTransport',
+  'connectTransport',
+  'restartIce',
+  'produce',
+  'pauseProducer',
+  'resumeProducer',
+  'closeProducer',
+  'consume',
+  'resumeConsumer',
+  'pauseConsumer',
+  'setPreferredLayers',
+  'getStats',
+  'ping',
+  'leave',
+  'startRecording',
+  'pauseRecording',
+  'resumeRecording',
+  'stopRecording',
+  'sendMessage',
+  'redactMessage',
+  'requestSmartAction',
+  'answerSmartAction',
+  'deviceKeyOptions',
+  'registerDeviceKey',
+  'artifactUrl',
 ] as const;
 
 /**
@@ -133,28 +173,50 @@ export const METHODS = [
  */
 function hostileJson(rng: Rng): string {
   switch (rng.int(22)) {
-    case 0: return '"NaN"';
-    case 1: return '1e400';
-    case 2: return '-1';
-    case 3: return String(2 ** 53 + 2);
-    case 4: return '4294967296';
-    case 5: return '0.5';
-    case 6: return JSON.stringify('x'.repeat(rng.pick([65, 300, 5_000, 70_000])));
-    case 7: return JSON.stringify('\u0000\r\n\u001b[31m\u2028\u202e');
-    case 8: return '"\\ud800"';
-    case 9: return JSON.stringify('ünïcødé 😀 中文 \u200f');
-    case 10: return '{"toString":1,"valueOf":1}';
-    case 11: return '{"__proto__":{"polluted":true}}';
-    case 12: return '{"constructor":{"prototype":{"polluted":true}}}';
-    case 13: return `${'['.repeat(10_000)}${']'.repeat(10_000)}`;
-    case 14: return `${'{"a":'.repeat(2_000)}1${'}'.repeat(2_000)}`;
-    case 15: return 'null';
-    case 16: return 'true';
-    case 17: return '[]';
-    case 18: return '{}';
-    case 19: return JSON.stringify(Array.from({ length: rng.pick([10, 1_000, 6_000]) }, (_, i) => i));
-    case 20: return JSON.stringify('../../../../etc/passwd');
-    default: return JSON.stringify(`${'A'.repeat(20)}.${'B'.repeat(20)}.${'C'.repeat(20)}`);
+    case 0:
+      return '"NaN"';
+    case 1:
+      return '1e400';
+    case 2:
+      return '-1';
+    case 3:
+      return String(2 ** 53 + 2);
+    case 4:
+      return '4294967296';
+    case 5:
+      return '0.5';
+    case 6:
+      return JSON.stringify('x'.repeat(rng.pick([65, 300, 5_000, 70_000])));
+    case 7:
+      return JSON.stringify('\u0000\r\n\u001b[31m\u2028\u202e');
+    case 8:
+      return '"\\ud800"';
+    case 9:
+      return JSON.stringify('ünïcødé 😀 中文 \u200f');
+    case 10:
+      return '{"toString":1,"valueOf":1}';
+    case 11:
+      return '{"__proto__":{"polluted":true}}';
+    case 12:
+      return '{"constructor":{"prototype":{"polluted":true}}}';
+    case 13:
+      return `${'['.repeat(10_000)}${']'.repeat(10_000)}`;
+    case 14:
+      return `${'{"a":'.repeat(2_000)}1${'}'.repeat(2_000)}`;
+    case 15:
+      return 'null';
+    case 16:
+      return 'true';
+    case 17:
+      return '[]';
+    case 18:
+      return '{}';
+    case 19:
+      return JSON.stringify(Array.from({ length: rng.pick([10, 1_000, 6_000]) }, (_, i) => i));
+    case 20:
+      return JSON.stringify('../../../../etc/passwd');
+    default:
+      return JSON.stringify(`${'A'.repeat(20)}.${'B'.repeat(20)}.${'C'.repeat(20)}`);
   }
 }
 
@@ -217,20 +279,34 @@ export function nextFrame(rng: Rng, id: number, ids: KnownIds, tokens: { join: s
 
 function brokenEnvelope(rng: Rng, id: number, method: string): string {
   switch (rng.int(14)) {
-    case 0: return '';
-    case 1: return '{';
-    case 2: return `{"id":${id},"${method}":{}`;
-    case 3: return `{"id":"${id}","${method}":{}}`;
-    case 4: return `{"id":-${id},"${method}":{}}`;
-    case 5: return `{"id":${id}.5,"${method}":{}}`;
-    case 6: return `{"id":${id},"${method}":{},"ping":{}}`;
-    case 7: return `{"id":${id}}`;
-    case 8: return `[{"id":${id},"${method}":{}}]`;
-    case 9: return rng.pick(['null', '42', '"ping"', 'true']);
-    case 10: return `{"id":${id},"${method}":${rng.pick(['null', '[]', '"x"', '7'])}}`;
-    case 11: return `{"id":${id},"${'m'.repeat(rng.int(5_000))}":{}}`;
-    case 12: return `{"id":${id},"__proto__":{"${method}":{}}}`;
-    default: return Buffer.from(rng.bytes(64)).toString('latin1');
+    case 0:
+      return '';
+    case 1:
+      return '{';
+    case 2:
+      return `{"id":${id},"${method}":{}`;
+    case 3:
+      return `{"id":"${id}","${method}":{}}`;
+    case 4:
+      return `{"id":-${id},"${method}":{}}`;
+    case 5:
+      return `{"id":${id}.5,"${method}":{}}`;
+    case 6:
+      return `{"id":${id},"${method}":{},"ping":{}}`;
+    case 7:
+      return `{"id":${id}}`;
+    case 8:
+      return `[{"id":${id},"${method}":{}}]`;
+    case 9:
+      return rng.pick(['null', '42', '"ping"', 'true']);
+    case 10:
+      return `{"id":${id},"${method}":${rng.pick(['null', '[]', '"x"', '7'])}}`;
+    case 11:
+      return `{"id":${id},"${'m'.repeat(rng.int(5_000))}":{}}`;
+    case 12:
+      return `{"id":${id},"__proto__":{"${method}":{}}}`;
+    default:
+      return Buffer.from(rng.bytes(64)).toString('latin1');
   }
 }
 

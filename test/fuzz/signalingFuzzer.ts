@@ -51,9 +51,19 @@ export interface FuzzStats {
 }
 
 const ID_METHODS: Record<string, keyof KnownIds> = {
-  connectTransport: 'transportId', restartIce: 'transportId', getStats: 'transportId', pauseProducer: 'producerId', resumeProducer: 'producerId',
-  closeProducer: 'producerId', consume: 'producerId', resumeConsumer: 'consumerId', pauseConsumer: 'consumerId', setPreferredLayers: 'consumerId',
-  redactMessage: 'messageId', answerSmartAction: 'actionId', artifactUrl: 'artifactId',
+  connectTransport: 'transportId',
+  restartIce: 'transportId',
+  getStats: 'transportId',
+  pauseProducer: 'producerId',
+  resumeProducer: 'producerId',
+  closeProducer: 'producerId',
+  consume: 'producerId',
+  resumeConsumer: 'consumerId',
+  pauseConsumer: 'consumerId',
+  setPreferredLayers: 'consumerId',
+  redactMessage: 'messageId',
+  answerSmartAction: 'actionId',
+  artifactUrl: 'artifactId',
 };
 
 /** A socket with responses counted and the last known ids of its session. */
@@ -64,7 +74,10 @@ class FuzzConnection {
   private readonly waiting = new Map<number, (response: Record<string, any>) => void>();
   private readonly opened: Promise<void>;
 
-  constructor(readonly ws: WebSocket, stats: FuzzStats) {
+  constructor(
+    readonly ws: WebSocket,
+    stats: FuzzStats,
+  ) {
     this.opened = new Promise((resolve, reject) => {
       ws.once('open', () => resolve());
       ws.once('error', reject);
@@ -225,7 +238,13 @@ export async function fuzzSignaling(target: FuzzTarget, options: FuzzOptions): P
     await Promise.all(Array.from({ length: concurrency }, (_, i) => worker(new Rng(options.seed * 7919 + batch * 131 + i))));
 
     await tryForgeries(rng, target, stats, liveResumeTokens, nextId);
-    await fuzzHttp(rng, target, stats, httpPerBatch, liveResumeTokens.map((t) => t.token));
+    await fuzzHttp(
+      rng,
+      target,
+      stats,
+      httpPerBatch,
+      liveResumeTokens.map((t) => t.token),
+    );
     await checkLiveness(target, stats, nextId);
     stats.batches++;
     await options.onBatch?.(stats);
@@ -236,7 +255,11 @@ export async function fuzzSignaling(target: FuzzTarget, options: FuzzOptions): P
 /** Forged join tokens and spliced resume tokens: each must be refused. */
 async function tryForgeries(rng: Rng, target: FuzzTarget, stats: FuzzStats, live: Array<{ room: string; token: string }>, nextId: () => number): Promise<void> {
   const valid = await target.mint({ room: `forge-${rng.int(1e6)}`, identity: 'victim', role: 'end_user' });
-  const attempts: Array<{ what: string; method: 'join' | 'resume'; params: Record<string, unknown> }> = forgedTokens(rng, valid, target.tenant, target.other).map((f) => ({ what: `join token: ${f.what}`, method: 'join', params: { token: f.token, protocolVersion: 1 } }));
+  const attempts: Array<{ what: string; method: 'join' | 'resume'; params: Record<string, unknown> }> = forgedTokens(rng, valid, target.tenant, target.other).map((f) => ({
+    what: `join token: ${f.what}`,
+    method: 'join',
+    params: { token: f.token, protocolVersion: 1 },
+  }));
   for (let i = 0; i + 1 < live.length && i < 6; i += 2) {
     for (const token of splicedResumeTokens(live[i]!.token, live[i + 1]!.token)) attempts.push({ what: 'spliced resume token', method: 'resume', params: { resumeToken: token } });
   }
@@ -271,7 +294,10 @@ async function checkLiveness(target: FuzzTarget, stats: FuzzStats, nextId: () =>
     }
   }
   for (const [i, base] of target.httpUrls.entries()) {
-    const status = await fetch(`${base}/sdk.js`, { signal: AbortSignal.timeout(5_000) }).then((r) => r.status, () => 0);
+    const status = await fetch(`${base}/sdk.js`, { signal: AbortSignal.timeout(5_000) }).then(
+      (r) => r.status,
+      () => 0,
+    );
     if (status !== 200) stats.livenessFailures.push(`replica ${i}: /sdk.js answered ${status}`);
   }
 }
@@ -295,7 +321,8 @@ async function fuzzHttp(rng: Rng, target: FuzzTarget, stats: FuzzStats, count: n
     'Basic',
     `Bearer ${target.tenant.apiSecret}`,
   ];
-  const bearer = () => `Bearer ${rng.chance(0.5) && resumeTokens.length > 1 ? rng.pick(splicedResumeTokens(rng.pick(resumeTokens), rng.pick(resumeTokens))) ?? 'x' : rng.pick(['', 'x', 'a.b.c.d', '...', '\u00ff'])}`;
+  const bearer = () =>
+    `Bearer ${rng.chance(0.5) && resumeTokens.length > 1 ? (rng.pick(splicedResumeTokens(rng.pick(resumeTokens), rng.pick(resumeTokens))) ?? 'x') : rng.pick(['', 'x', 'a.b.c.d', '...', '\u00ff'])}`;
   // Every request of the batch is drawn first, in order (so a seed gives the same requests), then
   // sent from a few clients at once, each waiting for its answer.
   const specs = Array.from({ length: count }, () => {
@@ -303,8 +330,33 @@ async function fuzzHttp(rng: Rng, target: FuzzTarget, stats: FuzzStats, count: n
     const route = rng.int(8);
     const id = rng.pick(['SA_x', 'AT_x', '..', '%2e%2e', 'a'.repeat(65), '\u0000', '%00', 'SA_%E0%A4%A']);
     let method = rng.pick(methods);
-    let path = rng.pick(['/', '/sdk.js', '/sdk.js.map', '/agent', '/end-user', '/index.html', '/app.css', '/ws', '/v1/tokens', `/v1/smart-actions/${id}/upload`, `/v1/artifacts/${id}?token=${rng.pick(['', 'x.y.z', 'eyJhbGciOiJub25lIn0.eyJ0bnQiOiJkZW1vIiwiYXJ0IjoiQVRfeCJ9.'])}`]);
-    if (route === 0) path = rng.pick(['//a:99999/', 'http://[', '*', '/../../../../etc/passwd', '/%2e%2e/%2e%2e/etc/passwd', `/${'a/'.repeat(3_000)}`, `/?${'q='.repeat(5_000)}`, '/\u00e9', '//sdk.js', '/%', '/%ZZ']);
+    let path = rng.pick([
+      '/',
+      '/sdk.js',
+      '/sdk.js.map',
+      '/agent',
+      '/end-user',
+      '/index.html',
+      '/app.css',
+      '/ws',
+      '/v1/tokens',
+      `/v1/smart-actions/${id}/upload`,
+      `/v1/artifacts/${id}?token=${rng.pick(['', 'x.y.z', 'eyJhbGciOiJub25lIn0.eyJ0bnQiOiJkZW1vIiwiYXJ0IjoiQVRfeCJ9.'])}`,
+    ]);
+    if (route === 0)
+      path = rng.pick([
+        '//a:99999/',
+        'http://[',
+        '*',
+        '/../../../../etc/passwd',
+        '/%2e%2e/%2e%2e/etc/passwd',
+        `/${'a/'.repeat(3_000)}`,
+        `/?${'q='.repeat(5_000)}`,
+        '/\u00e9',
+        '//sdk.js',
+        '/%',
+        '/%ZZ',
+      ]);
     const headers: string[] = [`Host: ${base.host}`];
     let body: Buffer = Buffer.alloc(0);
     let credential: 'forged-basic' | 'bearer' | 'none' = 'none';
@@ -312,14 +364,37 @@ async function fuzzHttp(rng: Rng, target: FuzzTarget, stats: FuzzStats, count: n
       method = rng.chance(0.8) ? 'POST' : method;
       headers.push(`Authorization: ${rng.pick(forgedBasic)}`);
       credential = 'forged-basic';
-      body = Buffer.from(rng.pick([JSON.stringify({ room: 'r', identity: 'x', role: 'agent', canRecord: true }), '{', 'null', `{"room":${'['.repeat(5_000)}}`, JSON.stringify({ room: '../x', identity: '\u0000', role: 'root' })]));
+      body = Buffer.from(
+        rng.pick([
+          JSON.stringify({ room: 'r', identity: 'x', role: 'agent', canRecord: true }),
+          '{',
+          'null',
+          `{"room":${'['.repeat(5_000)}}`,
+          JSON.stringify({ room: '../x', identity: '\u0000', role: 'root' }),
+        ]),
+      );
     } else if (path.includes('/upload')) {
       method = rng.chance(0.8) ? 'POST' : method;
       headers.push(`Authorization: ${bearer()}`);
       credential = 'bearer';
       body = rng.bytes(rng.pick([0, 10, 5_000, 200_000]));
     }
-    if (rng.chance(0.2)) headers.push(rng.pick(['Content-Length: -1', 'Content-Length: 99999999999', 'Content-Length: abc', 'Transfer-Encoding: chunked', 'Transfer-Encoding: gzip, chunked', 'Expect: 100-continue', `X-Long: ${'x'.repeat(rng.pick([100, 20_000, 100_000]))}`, 'Bad Header: x', 'Connection: upgrade', 'Upgrade: websocket', '\u0000: x']));
+    if (rng.chance(0.2))
+      headers.push(
+        rng.pick([
+          'Content-Length: -1',
+          'Content-Length: 99999999999',
+          'Content-Length: abc',
+          'Transfer-Encoding: chunked',
+          'Transfer-Encoding: gzip, chunked',
+          'Expect: 100-continue',
+          `X-Long: ${'x'.repeat(rng.pick([100, 20_000, 100_000]))}`,
+          'Bad Header: x',
+          'Connection: upgrade',
+          'Upgrade: websocket',
+          '\u0000: x',
+        ]),
+      );
     else headers.push(`Content-Length: ${body.length}`);
     const request = Buffer.concat([Buffer.from(`${method} ${path} HTTP/1.1\r\n${headers.join('\r\n')}\r\n\r\n`, 'latin1'), body]);
     return { port: Number(base.port), path, credential, authorization: headers.find((h) => h.startsWith('Authorization')), request, slow: rng.chance(0.01) };
@@ -339,9 +414,11 @@ async function fuzzHttp(rng: Rng, target: FuzzTarget, stats: FuzzStats, count: n
     if (spec.path.startsWith('/v1/artifacts/') && status === '200') stats.forgedAccepted.push(`artifact download with a forged URL token: ${spec.path.slice(0, 80)}`);
   };
   let next = 0;
-  await Promise.all(Array.from({ length: 8 }, async () => {
-    while (next < specs.length) await send(specs[next++]!);
-  }));
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      while (next < specs.length) await send(specs[next++]!);
+    }),
+  );
   await Promise.all(slow);
 }
 

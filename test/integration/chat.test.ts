@@ -152,7 +152,7 @@ describe('chat', () => {
     expect(await storedEntries('demo', room)).toHaveLength(1);
   });
 
-  it('keeps tenants apart and applies each tenant\'s redaction policy', async () => {
+  it("keeps tenants apart and applies each tenant's redaction policy", async () => {
     const room = `chat-tenants-${Date.now()}`;
     const { client: demoUser } = await joined(sig1.wsUrl, await demoToken({ room, identity: 'u', role: 'end_user' }));
     await demoUser.request('sendMessage', { text: 'demo secret' });

@@ -81,7 +81,7 @@ describe('crypto-shredding', () => {
     expect(copy.equals(stored)).toBe(true);
   });
 
-  it('another tenant\'s key opens nothing of a tenant\'s, even given its bytes and its wrapped key', async () => {
+  it("another tenant's key opens nothing of a tenant's, even given its bytes and its wrapped key", async () => {
     await store.put('acme', 'REC_theirs', Readable.from([Buffer.from('acme only')]), 'audio/mpeg');
     const keys = await openBucket(nc, buckets.dataKeys);
     const record = JSON.parse(Buffer.from((await keys.get('acme.recordings.REC_theirs'))!.value).toString()) as { wrapped: { kekId: string; value: string } };

@@ -57,14 +57,20 @@ describe('data lifecycle', () => {
    * ports of the capture's SDP (the SFU has no real media to forward without a browser).
    */
   const sendVoice = async (workDir: string, recordingId: string) => {
-    const sdp = await waitFor(() => {
-      const dir = path.join(workDir, recordingId);
-      const file = existsSync(dir) ? readdirSync(dir).find((f) => f.endsWith('.sdp')) : undefined;
-      return file ? readFileSync(path.join(dir, file), 'utf8') : undefined;
-    }, 10_000, 'the capture\'s SDP');
+    const sdp = await waitFor(
+      () => {
+        const dir = path.join(workDir, recordingId);
+        const file = existsSync(dir) ? readdirSync(dir).find((f) => f.endsWith('.sdp')) : undefined;
+        return file ? readFileSync(path.join(dir, file), 'utf8') : undefined;
+      },
+      10_000,
+      "the capture's SDP",
+    );
     const [, port, payloadType] = /m=audio (\d+) RTP\/AVP (\d+)/.exec(sdp)!;
     const clip = generatedClip('lifecycle-voice.ogg', ['-f', 'lavfi', '-i', 'sine=frequency=300:sample_rate=48000:duration=10', '-ac', '2', '-c:a', 'libopus', '-b:a', '48k']);
-    const sender = spawn('ffmpeg', ['-loglevel', 'error', '-re', '-stream_loop', '-1', '-i', clip, '-c:a', 'copy', '-payload_type', payloadType!, '-f', 'rtp', `rtp://127.0.0.1:${port}`], { stdio: 'ignore' });
+    const sender = spawn('ffmpeg', ['-loglevel', 'error', '-re', '-stream_loop', '-1', '-i', clip, '-c:a', 'copy', '-payload_type', payloadType!, '-f', 'rtp', `rtp://127.0.0.1:${port}`], {
+      stdio: 'ignore',
+    });
     senders.push(sender);
     return sender;
   };
@@ -119,7 +125,7 @@ describe('data lifecycle', () => {
     await again.user.request('leave');
     await again.agent.request('leave');
     await gone('the placement of the second call', () => live(buckets.roomPlacement, key));
-    await gone('the second call\'s device key registration', async () => (await keysOf(buckets.webauthnChallenges, `${key}.*`)).length > 0);
+    await gone("the second call's device key registration", async () => (await keysOf(buckets.webauthnChallenges, `${key}.*`)).length > 0);
   });
 
   it('the rooms of a stopped signaling replica are finished by another', async () => {
@@ -133,7 +139,7 @@ describe('data lifecycle', () => {
       // Its sessions are left resumable; nobody resumes them.
       await other.stop('SIGTERM');
     }
-    await gone('the stopped replica\'s room session', () => live(buckets.roomSessions, key));
+    await gone("the stopped replica's room session", () => live(buckets.roomSessions, key));
     await gone('its placement', () => live(buckets.roomPlacement, key));
     expect(await keysOf(buckets.participants, `${key}.*`)).toEqual([]);
     // The session was announced, not dropped.
@@ -142,24 +148,32 @@ describe('data lifecycle', () => {
     expect(Buffer.from(announced!.data).includes(Buffer.from(room))).toBe(true);
   }, 60_000);
 
-  it('a finished recording\'s record and segments go once recording.ready is out', async () => {
+  it("a finished recording's record and segments go once recording.ready is out", async () => {
     const recorder = await recorderWith();
     try {
       const room = `recorded-${Date.now()}`;
       const { user, agent } = await call(room);
       const started = (await agent.request('startRecording', {})).startRecording;
       const sender = await sendVoice(recorder.workDir, started.recordingId);
-      const record = await waitFor(async () => ((await recordOf('demo', started.recordingId))?.segments.length ?? 0) >= 2 ? recordOf('demo', started.recordingId) : undefined, 20_000, 'stored segments');
+      const record = await waitFor(
+        async () => (((await recordOf('demo', started.recordingId))?.segments.length ?? 0) >= 2 ? recordOf('demo', started.recordingId) : undefined),
+        20_000,
+        'stored segments',
+      );
       const segments = record!.segments.map((s) => `demo.${s.objectId}`);
       expect(await live(buckets.roomRecordings, kvKeys.room('demo', room))).toBe(true);
       expect((await agent.request('stopRecording', {})).error).toBeUndefined();
       sender.kill('SIGKILL');
       // Announced with its files, then its record and segments go.
       const jsm = await jetstreamManager(nc);
-      await waitFor(async () => {
-        const last = await jsm.streams.getMessage(streams.recordings.name, { last_by_subj: subjects.recordingReady('demo') }).catch(() => null);
-        return last && Buffer.from(last.data).includes(Buffer.from(started.recordingId)) ? true : undefined;
-      }, 20_000, 'recording.ready');
+      await waitFor(
+        async () => {
+          const last = await jsm.streams.getMessage(streams.recordings.name, { last_by_subj: subjects.recordingReady('demo') }).catch(() => null);
+          return last && Buffer.from(last.data).includes(Buffer.from(started.recordingId)) ? true : undefined;
+        },
+        20_000,
+        'recording.ready',
+      );
       await gone('the recording record', async () => (await recordOf('demo', started.recordingId)) !== undefined);
       expect(await live(buckets.roomRecordings, kvKeys.room('demo', room))).toBe(false);
       const stored = await (await new Objm(nc).open(buckets.recordingSegments)).list();
@@ -177,7 +191,11 @@ describe('data lifecycle', () => {
     const { user, agent } = await call(room);
     const started = (await agent.request('startRecording', {})).startRecording;
     await sendVoice(recorder.workDir, started.recordingId);
-    const record = await waitFor(async () => ((await recordOf('demo', started.recordingId))?.segments.length ?? 0) >= 2 ? recordOf('demo', started.recordingId) : undefined, 20_000, 'stored segments');
+    const record = await waitFor(
+      async () => (((await recordOf('demo', started.recordingId))?.segments.length ?? 0) >= 2 ? recordOf('demo', started.recordingId) : undefined),
+      20_000,
+      'stored segments',
+    );
     await recorder.stop('SIGKILL');
     // Its capture (ffmpeg) dies with nobody to read it; this test started it, through the recorder.
     killCapturesIn(recorder.workDir);
@@ -188,10 +206,14 @@ describe('data lifecycle', () => {
     try {
       const residue = await Residue.open(residueNc);
       const options = { graceMs: 0, deadRecorderMs: 3_000 };
-      const report = await waitFor(async () => {
-        const scanned = await residue.scan(options);
-        return scanned.items.some((i) => i.kind === 'dead-recorder') ? scanned : undefined;
-      }, 20_000, 'the dead recorder\'s record found');
+      const report = await waitFor(
+        async () => {
+          const scanned = await residue.scan(options);
+          return scanned.items.some((i) => i.kind === 'dead-recorder') ? scanned : undefined;
+        },
+        20_000,
+        "the dead recorder's record found",
+      );
       const found = report.items.filter((i) => i.store === buckets.recordingSegments).map((i) => i.key);
       for (const name of segments) expect(found).toContain(name);
       expect(report.items.find((i) => i.kind === 'dead-recorder')?.key).toBe(kvKeys.recording('demo', started.recordingId));
@@ -220,7 +242,9 @@ describe('data lifecycle', () => {
     expect(Array.isArray(scanned.residue)).toBe(true);
     expect((await fetch(`${ops}/residue/sweep`)).status).toBe(405);
     // Guarded like /drain: from another address than loopback, only with the ops token (none here).
-    const outside = Object.values(networkInterfaces()).flat().find((i) => i && i.family === 'IPv4' && !i.internal)?.address;
+    const outside = Object.values(networkInterfaces())
+      .flat()
+      .find((i) => i && i.family === 'IPv4' && !i.internal)?.address;
     if (outside) {
       expect((await fetch(`http://${outside}:${crm.opsPort}/residue`)).status).toBe(403);
       expect((await fetch(`http://${outside}:${crm.opsPort}/residue/sweep`, { method: 'POST' })).status).toBe(403);

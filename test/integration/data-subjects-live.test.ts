@@ -5,7 +5,20 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
-import { ArtifactStore, DEMO_TENANT_KEK, DeviceKeys, StaticKeyring, buckets, listEntries, openBucket, openParticipants, sealParticipants, streams, subjects, type SessionParticipant } from '@gateway/common';
+import {
+  ArtifactStore,
+  DEMO_TENANT_KEK,
+  DeviceKeys,
+  StaticKeyring,
+  buckets,
+  listEntries,
+  openBucket,
+  openParticipants,
+  sealParticipants,
+  streams,
+  subjects,
+  type SessionParticipant,
+} from '@gateway/common';
 import { AttachmentReady, DataSubjectAudit, DataSubjectRequest, DataSubjectResult, RoomSessionRecord, SessionEnded } from '@gateway/proto/gateway/events/v1/events';
 import { NatsServer, PostgresServer, startCrmSyncProcess, startRecorderProcess, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { TestClients } from '../support/wsClient.js';
@@ -90,7 +103,11 @@ describe('data-subject requests reaching live rooms', () => {
     await other.client.request('sendMessage', { text: 'theirs: hello', clientMessageId: 'o1' });
     await agent.client.request('sendMessage', { text: 'agent: how can I help', clientMessageId: 'a1' });
     const actionId = (await agent.client.request('requestSmartAction', { kind: 'photo', participantId: subject.join.participant.participantId })).requestSmartAction.actionId;
-    const uploaded = await fetch(`${sig.url}/v1/smart-actions/${actionId}/upload`, { method: 'POST', headers: { authorization: `Bearer ${subject.join.resumeToken}`, 'content-type': 'image/jpeg' }, body: new Uint8Array(await photoWithGps()) });
+    const uploaded = await fetch(`${sig.url}/v1/smart-actions/${actionId}/upload`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${subject.join.resumeToken}`, 'content-type': 'image/jpeg' },
+      body: new Uint8Array(await photoWithGps()),
+    });
     expect(uploaded.status).toBe(201);
     const { artifactId } = await uploaded.json();
     const deviceKeys = new DeviceKeys(await openBucket(nc, buckets.deviceKeys));
@@ -134,7 +151,12 @@ describe('data-subject requests reaching live rooms', () => {
     for (const entry of entries) expect(entry).toMatchObject({ erased: true, phoneNumber: '' });
 
     // The audit has counts, never the person.
-    const audits = await pendingEvents(streams.audit.name, subjects.audit('demo', 'data_subject'), (d) => ({ record: DataSubjectAudit.decode(d), bytes: Buffer.from(d) }), ({ record }) => record.requestId === counts.requestId);
+    const audits = await pendingEvents(
+      streams.audit.name,
+      subjects.audit('demo', 'data_subject'),
+      (d) => ({ record: DataSubjectAudit.decode(d), bytes: Buffer.from(d) }),
+      ({ record }) => record.requestId === counts.requestId,
+    );
     expect(audits).toHaveLength(1);
     expect(audits[0]!.record).toMatchObject({ action: 'erase', deviceKeys: 1, live: { rooms: 1, chatMessages: 1, attachments: 1, recordings: 1 } });
     expect(audits[0]!.bytes.includes('ext-live-1')).toBe(false);
@@ -149,11 +171,27 @@ describe('data-subject requests reaching live rooms', () => {
       expect(text).not.toContain('ext-live-1');
       expect(text).not.toContain('mine:');
     }
-    expect(await pendingEvents(streams.transcripts.name, subjects.attachmentReady('demo'), (d) => AttachmentReady.decode(d), (e) => e.room === room)).toEqual([]);
-    const [ended] = await waitFor(async () => {
-      const found = await pendingEvents(streams.sessions.name, subjects.sessionEnded('demo'), (d) => SessionEnded.decode(d), (e) => e.room === room);
-      return found.length > 0 ? found : undefined;
-    }, 10_000, 'the session');
+    expect(
+      await pendingEvents(
+        streams.transcripts.name,
+        subjects.attachmentReady('demo'),
+        (d) => AttachmentReady.decode(d),
+        (e) => e.room === room,
+      ),
+    ).toEqual([]);
+    const [ended] = await waitFor(
+      async () => {
+        const found = await pendingEvents(
+          streams.sessions.name,
+          subjects.sessionEnded('demo'),
+          (d) => SessionEnded.decode(d),
+          (e) => e.room === room,
+        );
+        return found.length > 0 ? found : undefined;
+      },
+      10_000,
+      'the session',
+    );
     const people = await openParticipants(keyring, 'demo', ended!.sessionId, ended!.sealedParticipants);
     expect(people.map((p) => p.externalId).sort()).toEqual(['agent-1', 'agent-2', 'ext-other']);
     expect(JSON.stringify(people)).not.toContain('+14155550123');
@@ -168,7 +206,18 @@ describe('data-subject requests reaching live rooms', () => {
       { participantId: 'PA_r1', role: 'end_user', externalId: 'ext-rect-1', crmContactId: 'CRM-OLD-1', phoneNumber: '+14155550100', deviceIds: [], joinedAtMs: Date.now() - 5_000 },
       { participantId: 'PA_r2', role: 'agent', externalId: 'agent-9', crmContactId: '', phoneNumber: '', deviceIds: [], joinedAtMs: Date.now() - 5_000 },
     ];
-    await jetstream(nc).publish(subjects.sessionEnded('demo'), SessionEnded.encode({ tenant: 'demo', room: 'r-past', sessionId, startedAtMs: Date.now() - 5_000, endedAtMs: Date.now(), conversationId: '', sealedParticipants: await sealParticipants(keyring, 'demo', sessionId, before) }).finish());
+    await jetstream(nc).publish(
+      subjects.sessionEnded('demo'),
+      SessionEnded.encode({
+        tenant: 'demo',
+        room: 'r-past',
+        sessionId,
+        startedAtMs: Date.now() - 5_000,
+        endedAtMs: Date.now(),
+        conversationId: '',
+        sealedParticipants: await sealParticipants(keyring, 'demo', sessionId, before),
+      }).finish(),
+    );
 
     // Refused before anything changes: no detail, a bad number, not JSON.
     const patch = (body: string, type = 'application/json') => admin('/v1/data-subjects?externalId=ext-rect-1', { method: 'PATCH', body, headers: { 'content-type': type } });
@@ -187,7 +236,12 @@ describe('data-subject requests reaching live rooms', () => {
     await user.client.request('sendMessage', { text: 'hello from the corrected one', clientMessageId: 'r1' });
     const renamed = await patch(JSON.stringify({ externalId: 'ext-rect-2' }));
     expect(await renamed.json()).toMatchObject({ deliveries: 1, live: { rooms: 1, participants: 1 } });
-    const audits = await pendingEvents(streams.audit.name, subjects.audit('demo', 'data_subject'), (d) => ({ record: DataSubjectAudit.decode(d), bytes: Buffer.from(d) }), ({ record }) => record.action === 'rectify');
+    const audits = await pendingEvents(
+      streams.audit.name,
+      subjects.audit('demo', 'data_subject'),
+      (d) => ({ record: DataSubjectAudit.decode(d), bytes: Buffer.from(d) }),
+      ({ record }) => record.action === 'rectify',
+    );
     expect(audits.map(({ record }) => record)).toEqual([
       expect.objectContaining({ deliveries: 1, live: expect.objectContaining({ participants: 1 }) }),
       expect.objectContaining({ deliveries: 1, live: expect.objectContaining({ participants: 1 }) }),
@@ -203,13 +257,24 @@ describe('data-subject requests reaching live rooms', () => {
     await db.connect();
     try {
       const contactsOf = (where: string, value: string) =>
-        waitFor(async () => (await db.query(`select contacts from gateway_sessions where kind = 'session' and ${where} = $1`, [value]).catch(() => undefined))?.rows[0]?.contacts as Array<Record<string, unknown>> | undefined, 15_000, `the session row (${where})`);
+        waitFor(
+          async () =>
+            (await db.query(`select contacts from gateway_sessions where kind = 'session' and ${where} = $1`, [value]).catch(() => undefined))?.rows[0]?.contacts as
+              | Array<Record<string, unknown>>
+              | undefined,
+          15_000,
+          `the session row (${where})`,
+        );
       for (const contacts of [await contactsOf('delivery_id', sessionId), await contactsOf('room', room)]) {
         expect(contacts.find((c) => c.role === 'end_user')).toMatchObject({ externalId: 'ext-rect-2', phoneNumber: '+14155550199', crmContactId: 'CRM-NEW-1' });
         expect(JSON.stringify(contacts)).not.toContain('+14155550100');
         expect(JSON.stringify(contacts)).not.toContain('ext-rect-1');
       }
-      const transcript = await waitFor(async () => (await db.query(`select contacts from gateway_sessions where kind = 'transcript' and room = $1`, [room])).rows[0]?.contacts as Array<Record<string, unknown>> | undefined, 15_000, 'the transcript row');
+      const transcript = await waitFor(
+        async () => (await db.query(`select contacts from gateway_sessions where kind = 'transcript' and room = $1`, [room])).rows[0]?.contacts as Array<Record<string, unknown>> | undefined,
+        15_000,
+        'the transcript row',
+      );
       expect(transcript.map((c) => c.externalId).sort()).toEqual(['ext-rect-2']);
       expect((await db.query('select count(*)::int as n from gateway_sessions where delivery_id = $1', [sessionId])).rows[0].n).toBe(1);
     } finally {
@@ -224,7 +289,7 @@ describe('data-subject requests reaching live rooms', () => {
       const valid = { tenant: 'demo', requestId: 'DSR_fuzz', externalId: 'ext-nobody', action: { $case: 'erase' as const, value: {} } };
       expect(await ask(DataSubjectRequest.encode(valid).finish())).toMatchObject({ requestId: 'DSR_fuzz', rooms: 0, errorCode: '' });
       let seed = 7;
-      const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+      const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
       const mutations: Array<() => Uint8Array> = [
         () => Buffer.from(Array.from({ length: Math.floor(rand() * 200) }, () => Math.floor(rand() * 256))),
         () => DataSubjectRequest.encode({ ...valid, tenant: 'globex' }).finish(),

@@ -11,7 +11,9 @@ import { NatsServer, grpcTlsOf, startRecorderProcess, startSfuProcess } from '@g
 
 /** An address of this machine that is not loopback: a request to it comes from it, as a neighbour's would. */
 function nonLoopbackAddress(): string {
-  const addresses = Object.values(os.networkInterfaces()).flat().filter((a) => a && !a.internal);
+  const addresses = Object.values(os.networkInterfaces())
+    .flat()
+    .filter((a) => a && !a.internal);
   const chosen = addresses.find((a) => a!.family === 'IPv4') ?? addresses.find((a) => a!.family === 'IPv6' && !a!.address.startsWith('fe80'));
   if (!chosen) throw new Error('this machine has no address but loopback: the test needs one to call from');
   return chosen.family === 'IPv6' ? `[${chosen.address}]` : chosen.address;
@@ -100,7 +102,7 @@ describe('/drain needs the node itself or the drain token', () => {
     expect((await callUnary(sfuClient, sfuClient.getNodeInfo, {})).draining).toBe(true);
   });
 
-  it('refuses the recorder\'s drain from another address, and takes it from the node itself (its preStop hook)', async () => {
+  it("refuses the recorder's drain from another address, and takes it from the node itself (its preStop hook)", async () => {
     expect(await drain(neighbour, recorder.opsPort)).toBe(403);
     expect(await ready(recorder.opsPort)).toBe(200);
     expect(await runHook(preStopHook('recorder.yaml', 'recorder'), { RECORDER_OPS_PORT: String(recorder.opsPort) })).toBe(0);

@@ -75,11 +75,9 @@ describe('gRPC between services with identities', () => {
     const plaintext = new SfuClient(`127.0.0.1:${sfu.grpcPort}`, grpc.credentials.createInsecure());
     clients.push(plaintext);
     await expect(info(plaintext)).rejects.toMatchObject({ code: 'UNAVAILABLE' });
-    const foreign = new SfuClient(
-      `127.0.0.1:${sfu.grpcPort}`,
-      grpc.credentials.createSsl(readFileSync(pki.caFile), readFileSync(pki.foreign.keyFile), readFileSync(pki.foreign.certFile)),
-      { 'grpc.ssl_target_name_override': 'sfu.gateway.internal' },
-    );
+    const foreign = new SfuClient(`127.0.0.1:${sfu.grpcPort}`, grpc.credentials.createSsl(readFileSync(pki.caFile), readFileSync(pki.foreign.keyFile), readFileSync(pki.foreign.certFile)), {
+      'grpc.ssl_target_name_override': 'sfu.gateway.internal',
+    });
     clients.push(foreign);
     await expect(info(foreign)).rejects.toMatchObject({ code: 'UNAVAILABLE' });
     // The same call with a certificate of ours succeeds, so the refusals above are about the certificate.
@@ -116,9 +114,10 @@ describe('gRPC between services with identities', () => {
     }
     for (const identity of ['sfu', 'stranger'] as const) {
       const client = sfuAs(identity);
-      expect((await outcome(callUnary(client, client.createTapStream, { tap: { room, tapId: 'tap-1' }, producerId: 'PR_1', ip: '127.0.0.1', port: 5004, rtcpPort: 0, paused: true }))).code, identity).toBe(
-        'PERMISSION_DENIED',
-      );
+      expect(
+        (await outcome(callUnary(client, client.createTapStream, { tap: { room, tapId: 'tap-1' }, producerId: 'PR_1', ip: '127.0.0.1', port: 5004, rtcpPort: 0, paused: true }))).code,
+        identity,
+      ).toBe('PERMISSION_DENIED');
     }
     // An SFU's certificate gets past the identity check (and then finds no such room).
     const peer = sfuAs('sfu');

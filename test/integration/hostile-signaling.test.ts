@@ -46,7 +46,13 @@ describe('signaling facing hostile input', () => {
   const clients = new TestClients();
   const RESUME_WINDOW_SECONDS = 2;
   const RECORD_REFRESH_SECONDS = 1;
-  const env = { ...tenantsEnv, SIGNALING_RESUME_WINDOW_SECONDS: String(RESUME_WINDOW_SECONDS), SIGNALING_MAX_TRANSPORTS_PER_PARTICIPANT: '2', SIGNALING_MAX_CONSUMERS_PER_PARTICIPANT: '3', SIGNALING_RECORD_REFRESH_SECONDS: String(RECORD_REFRESH_SECONDS) };
+  const env = {
+    ...tenantsEnv,
+    SIGNALING_RESUME_WINDOW_SECONDS: String(RESUME_WINDOW_SECONDS),
+    SIGNALING_MAX_TRANSPORTS_PER_PARTICIPANT: '2',
+    SIGNALING_MAX_CONSUMERS_PER_PARTICIPANT: '3',
+    SIGNALING_RECORD_REFRESH_SECONDS: String(RECORD_REFRESH_SECONDS),
+  };
 
   const participantRecord = async (tenant: string, room: string, participantId: string) => {
     const entry = await (await new Kvm(nc).open(buckets.participants)).get(kvKeys.participant(tenant, room, participantId));
@@ -126,12 +132,16 @@ describe('signaling facing hostile input', () => {
       expect((await viewer.request('createTransport', { direction: 'send' })).error).toMatchObject({ code: 'PERMISSION_DENIED' });
       const recv = (await viewer.request('createTransport', { direction: 'recv' })).createTransport;
       expect(recv.transportId).toBeTruthy();
-      expect((await viewer.request('produce', { transportId: recv.transportId, kind: 'audio', source: 'microphone', rtpParameters: opusRtpParameters(1) })).error).toMatchObject({ code: 'PERMISSION_DENIED' });
+      expect((await viewer.request('produce', { transportId: recv.transportId, kind: 'audio', source: 'microphone', rtpParameters: opusRtpParameters(1) })).error).toMatchObject({
+        code: 'PERMISSION_DENIED',
+      });
 
       const { client: talker } = await clients.join(sig1.wsUrl, await demoToken({ room, identity: 'talker', role: 'end_user', canSubscribe: false, sources: ['microphone'] }));
       expect((await talker.request('createTransport', { direction: 'recv' })).error).toMatchObject({ code: 'PERMISSION_DENIED' });
       const send = (await talker.request('createTransport', { direction: 'send' })).createTransport;
-      expect((await talker.request('produce', { transportId: send.transportId, kind: 'video', source: 'camera', rtpParameters: vp8RtpParameters(2) })).error).toMatchObject({ code: 'PERMISSION_DENIED' });
+      expect((await talker.request('produce', { transportId: send.transportId, kind: 'video', source: 'camera', rtpParameters: vp8RtpParameters(2) })).error).toMatchObject({
+        code: 'PERMISSION_DENIED',
+      });
       const { producerId } = (await talker.request('produce', { transportId: send.transportId, kind: 'audio', source: 'microphone', rtpParameters: opusRtpParameters(3) })).produce;
       expect((await talker.request('consume', { producerId, rtpCapabilities: { codecs: [] }, transportId: send.transportId })).error).toMatchObject({ code: 'PERMISSION_DENIED' });
     });
@@ -166,7 +176,8 @@ describe('signaling facing hostile input', () => {
       expect((await viewer.request('createTransport', { direction: 'send' })).createTransport).toBeTruthy();
       expect((await viewer.request('createTransport', { direction: 'recv' })).error).toMatchObject({ code: 'LIMIT_EXCEEDED' });
       // The same producer consumed over and over keeps one consumer.
-      for (let i = 0; i < 20; i++) expect((await viewer.request('consume', { producerId: producers[0], rtpCapabilities: deviceCapabilities, transportId: recv.transportId })).consume.consumerId).toBeTruthy();
+      for (let i = 0; i < 20; i++)
+        expect((await viewer.request('consume', { producerId: producers[0], rtpCapabilities: deviceCapabilities, transportId: recv.transportId })).consume.consumerId).toBeTruthy();
       await waitFor(async () => Object.keys((await participantRecord('demo', room, join.participant.participantId))?.consumers ?? {}).length === 1, 5_000, 'one consumer in the record');
       expect((await viewer.request('consume', { producerId: producers[1], rtpCapabilities: deviceCapabilities, transportId: recv.transportId })).consume).toBeTruthy();
       expect((await viewer.request('consume', { producerId: producers[2], rtpCapabilities: deviceCapabilities, transportId: recv.transportId })).consume).toBeTruthy();
@@ -183,7 +194,7 @@ describe('signaling facing hostile input', () => {
       expect((await elsewhere.request('join', { token: await token(TIGHT, { room: `${room}-2`, identity: 'd', role: 'end_user' }) })).error).toMatchObject({ code: 'LIMIT_EXCEEDED' });
     });
 
-    it('lets a join token hold one live session (or the tenant\'s number), and frees it when the session ends', async () => {
+    it("lets a join token hold one live session (or the tenant's number), and frees it when the session ends", async () => {
       const room = `jti-${Date.now()}`;
       const once = await demoToken({ room, identity: 'u', role: 'end_user' });
       const first = await clients.join(sig1.wsUrl, once);
@@ -199,7 +210,7 @@ describe('signaling facing hostile input', () => {
       expect((await third.request('join', { token: twice })).error).toMatchObject({ code: 'LIMIT_EXCEEDED' });
     });
 
-    it('lets the token join again at once when its session\'s replica died', async () => {
+    it("lets the token join again at once when its session's replica died", async () => {
       const doomed = await startSignalingProcess({ natsUrl: nats.url, env });
       const room = `dead-${Date.now()}`;
       const once = await demoToken({ room, identity: 'u', role: 'end_user' });
@@ -227,7 +238,11 @@ describe('signaling facing hostile input', () => {
       });
       const slow = fetch(url, { method: 'POST', headers: { authorization: `Bearer ${user.resumeToken}`, 'content-type': 'image/jpeg' }, body: trickle, duplex: 'half' } as RequestInit);
       await new Promise((r) => setTimeout(r, 500));
-      const second = await fetch(`${sig2.url}/v1/smart-actions/${actionId}/upload`, { method: 'POST', headers: { authorization: `Bearer ${user.resumeToken}`, 'content-type': 'image/jpeg' }, body: new Uint8Array(100) });
+      const second = await fetch(`${sig2.url}/v1/smart-actions/${actionId}/upload`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${user.resumeToken}`, 'content-type': 'image/jpeg' },
+        body: new Uint8Array(100),
+      });
       expect(second.status).toBe(429);
       expect((await second.json()).error.code).toBe('LIMIT_EXCEEDED');
       stop = true;
@@ -239,7 +254,13 @@ describe('signaling facing hostile input', () => {
       const { ParticipantStore } = await import('@gateway/cluster');
       const store = await ParticipantStore.open(nc);
       const consumers = Object.fromEntries(Array.from({ length: 2_000 }, (_, i) => [`c${i}-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx`, `p${i}-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx`]));
-      const record = ParticipantRecord.fromPartial({ info: { participantId: 'PA_big', identity: 'u', role: 'end_user', joinedAtMs: Date.now(), tracks: [] }, owner: 'x', nodeId: 'n', consumers, resumeTokenHash: Buffer.alloc(32) });
+      const record = ParticipantRecord.fromPartial({
+        info: { participantId: 'PA_big', identity: 'u', role: 'end_user', joinedAtMs: Date.now(), tracks: [] },
+        owner: 'x',
+        nodeId: 'n',
+        consumers,
+        resumeTokenHash: Buffer.alloc(32),
+      });
       await expect(store.put('demo', 'big', record)).rejects.toMatchObject({ code: 'LIMIT_EXCEEDED' });
     });
 
@@ -259,7 +280,7 @@ describe('signaling facing hostile input', () => {
   });
 
   describe('resume', () => {
-    it('follows one rule on every replica: the join token\'s expiry does not end a resumable session', async () => {
+    it("follows one rule on every replica: the join token's expiry does not end a resumable session", async () => {
       const room = `short-${Date.now()}`;
       // A customer minting short-lived join tokens, as they should.
       const { client, join } = await clients.join(sig1.wsUrl, await demoToken({ room, identity: 'u', role: 'end_user', ttlSeconds: 1 }));

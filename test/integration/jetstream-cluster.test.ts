@@ -24,7 +24,14 @@ describe('on a three-server JetStream cluster', () => {
     cluster = await NatsCluster.start(3, { provision: false });
     nc = await cluster.connect();
     // JetStream answers once the cluster has elected its meta leader.
-    await waitFor(async () => (await jetstreamManager(nc).then((jsm) => jsm.getAccountInfo()).catch(() => undefined)) !== undefined, 20_000, 'a JetStream meta leader');
+    await waitFor(
+      async () =>
+        (await jetstreamManager(nc)
+          .then((jsm) => jsm.getAccountInfo())
+          .catch(() => undefined)) !== undefined,
+      20_000,
+      'a JetStream meta leader',
+    );
     // An earlier one-copy set-up left a stream and a bucket behind: they get their copies too.
     await (await jetstreamManager(nc)).streams.add({ name: streams.sessions.name, subjects: [...streams.sessions.subjects], num_replicas: 1 });
     await new Kvm(nc).create(buckets.roomPlacement, { replicas: 1 });
@@ -62,33 +69,41 @@ describe('on a three-server JetStream cluster', () => {
     await cluster.stopServer(0);
     // The cluster elects new leaders for what the lost server led (nats-server's own failover);
     // then everything must be there and work.
-    await waitFor(async () => {
-      try {
-        const names: string[] = [];
-        for await (const info of jsm.streams.list()) names.push(info.config.name);
-        const infos = await Promise.all(names.map((name) => jsm.streams.info(name)));
-        return infos.length > 0 && infos.every((info) => info.cluster?.leader) ? true : undefined;
-      } catch {
-        return undefined;
-      }
-    }, 90_000, 'new stream leaders after losing a server');
-    let lastError: unknown;
-    // Clients reconnect to the other servers; the replicated state is all there.
-    const after = await waitFor(async () => {
-      try {
-        // While the streams elect new leaders a join may go through without the history
-        // (signaling does not hold a join for it); the conversation must come back.
-        const joined = await clients.join(signaling.wsUrl, await demoToken({ room, identity: 'agent-2', role: 'agent' }));
-        if (!joined.join.messages?.length) {
-          joined.client.close();
+    await waitFor(
+      async () => {
+        try {
+          const names: string[] = [];
+          for await (const info of jsm.streams.list()) names.push(info.config.name);
+          const infos = await Promise.all(names.map((name) => jsm.streams.info(name)));
+          return infos.length > 0 && infos.every((info) => info.cluster?.leader) ? true : undefined;
+        } catch {
           return undefined;
         }
-        return joined;
-      } catch (error) {
-        lastError = error;
-        return undefined;
-      }
-    }, 30_000, 'a join after losing a server').catch((error) => {
+      },
+      90_000,
+      'new stream leaders after losing a server',
+    );
+    let lastError: unknown;
+    // Clients reconnect to the other servers; the replicated state is all there.
+    const after = await waitFor(
+      async () => {
+        try {
+          // While the streams elect new leaders a join may go through without the history
+          // (signaling does not hold a join for it); the conversation must come back.
+          const joined = await clients.join(signaling.wsUrl, await demoToken({ room, identity: 'agent-2', role: 'agent' }));
+          if (!joined.join.messages?.length) {
+            joined.client.close();
+            return undefined;
+          }
+          return joined;
+        } catch (error) {
+          lastError = error;
+          return undefined;
+        }
+      },
+      30_000,
+      'a join after losing a server',
+    ).catch((error) => {
       throw new Error(`${String(error)}; last join error: ${String(lastError)}\n${signaling.logs.slice(-3000)}`);
     });
     expect(after.join.messages.map((m: { text: string }) => m.text)).toEqual(['before']);

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { catalog, streamNameOf } from '@gateway/common';
-import { NatsServer, startCrmSyncProcess, startRecorderProcess, startSfuProcess, startSignalingProcess, } from '@gateway/testing';
+import { NatsServer, startCrmSyncProcess, startRecorderProcess, startSfuProcess, startSignalingProcess } from '@gateway/testing';
 import { scrapeMetrics, sumOf, type Scrape } from '../support/metrics.js';
 import { TestClients } from '../support/wsClient.js';
 import { demoToken } from '../support/tokens.js';
@@ -15,15 +15,27 @@ const dashboardPath = fileURLToPath(new URL('../../deploy/grafana-dashboard.json
 /** What operators are promised, by service (docs/observability.md). */
 const required: Record<string, string[]> = {
   sfu: [
-    'gateway_sfu_rooms', 'gateway_sfu_participants', 'gateway_sfu_transports', 'gateway_sfu_producers', 'gateway_sfu_consumers', 'gateway_sfu_workers',
-    'gateway_sfu_rtp_packets_total', 'gateway_sfu_rtp_bytes_total', 'gateway_sfu_rtp_lost_packets_total',
-    'gateway_sfu_rtcp_nacks_total', 'gateway_sfu_rtcp_plis_total', 'gateway_sfu_rtt_seconds',
+    'gateway_sfu_rooms',
+    'gateway_sfu_participants',
+    'gateway_sfu_transports',
+    'gateway_sfu_producers',
+    'gateway_sfu_consumers',
+    'gateway_sfu_workers',
+    'gateway_sfu_rtp_packets_total',
+    'gateway_sfu_rtp_bytes_total',
+    'gateway_sfu_rtp_lost_packets_total',
+    'gateway_sfu_rtcp_nacks_total',
+    'gateway_sfu_rtcp_plis_total',
+    'gateway_sfu_rtt_seconds',
   ],
   signaling: ['gateway_signaling_connections', 'gateway_signaling_sessions', 'gateway_signaling_join_duration_seconds', 'gateway_signaling_requests_total'],
   recorder: ['gateway_recorder_jobs_active', 'gateway_recorder_jobs_ended_total'],
   'crm-sync': [
-    'gateway_crm_sync_deliveries_total', 'gateway_jetstream_consumer_pending_messages', 'gateway_jetstream_consumer_ack_pending_messages',
-    'gateway_jetstream_stream_bytes', 'gateway_jetstream_stream_max_bytes',
+    'gateway_crm_sync_deliveries_total',
+    'gateway_jetstream_consumer_pending_messages',
+    'gateway_jetstream_consumer_ack_pending_messages',
+    'gateway_jetstream_stream_bytes',
+    'gateway_jetstream_stream_max_bytes',
   ],
 };
 
@@ -151,7 +163,9 @@ describe('metrics of every service', () => {
       }
     }
     // And it shows everything the operators are promised but the plumbing figures.
-    const unshown = Object.values(required).flat().filter((name) => !used.has(name));
+    const unshown = Object.values(required)
+      .flat()
+      .filter((name) => !used.has(name));
     expect(unshown).toEqual(['gateway_sfu_transports']);
   });
 });

@@ -116,7 +116,7 @@ describe('NATS: TLS, an identity per service, least privilege', () => {
     await expect(connect({ servers, tls, authenticator: nkeyAuthenticator(nkeys.createUser().getSeed()), reconnect: false })).rejects.toThrow(/Authorization/i);
   });
 
-  it("signaling cannot read connector secrets, delete or purge data keys, or announce a recording", async () => {
+  it('signaling cannot read connector secrets, delete or purge data keys, or announce a recording', async () => {
     const nc = as.signaling!;
     await expect(openBucket(nc, buckets.connectors)).rejects.toMatchObject({ code: ErrorCode.PERMISSION_DENIED });
     const connectors = await new Kvm(nc).open(buckets.connectors, { allow_direct: true });
@@ -175,7 +175,10 @@ describe('NATS: TLS, an identity per service, least privilege', () => {
       await expect(ArtifactStore.open(as[identity]!, keyring, 'recordings'), identity).rejects.toMatchObject({ code: ErrorCode.PERMISSION_DENIED });
       const objects = await new Objm(as[identity]!).open(buckets.artifacts, false);
       await expect(objects.delete(name), identity).rejects.toThrow(permissionViolation);
-      await expect(jetstreamManager(as[identity]!).then((jsm) => jsm.streams.purge(`OBJ_${buckets.artifacts}`)), identity).rejects.toThrow(permissionViolation);
+      await expect(
+        jetstreamManager(as[identity]!).then((jsm) => jsm.streams.purge(`OBJ_${buckets.artifacts}`)),
+        identity,
+      ).rejects.toThrow(permissionViolation);
     }
     // The recorder writes recordings but cannot purge their store.
     await expect(jetstreamManager(as.recorder!).then((jsm) => jsm.streams.purge(`OBJ_${buckets.artifacts}`))).rejects.toThrow(permissionViolation);

@@ -23,8 +23,7 @@ describe('JetStream provisioning', () => {
     await nats?.stop();
   });
 
-  const provision = (limits?: Record<string, Record<string, string>>) =>
-    nats.runProvisioning({ NATS_STORAGE_BUDGET: '1GiB', ...(limits ? { NATS_STORAGE_LIMITS: JSON.stringify(limits) } : {}) });
+  const provision = (limits?: Record<string, Record<string, string>>) => nats.runProvisioning({ NATS_STORAGE_BUDGET: '1GiB', ...(limits ? { NATS_STORAGE_LIMITS: JSON.stringify(limits) } : {}) });
   const infoOf = async (name: string) => (await jetstreamManager(admin)).streams.info(name);
 
   it('a service does not start on an unprovisioned JetStream: it names what is missing and creates nothing', async () => {
@@ -62,7 +61,7 @@ describe('JetStream provisioning', () => {
     expect((await infoOf(`KV_${buckets.participants}`)).config.max_msg_size).toBe(64 * 1024);
   }, 60_000);
 
-  it('refuses a KV value over its bucket\'s limit', async () => {
+  it("refuses a KV value over its bucket's limit", async () => {
     await provision({ gateway_participants: { maxValueBytes: '64KiB' } });
     const signaling = await nats.connect('signaling');
     try {

@@ -94,7 +94,7 @@ describe('pipes between SFU nodes', () => {
     return { room, user, agent, micId, cameraId };
   }
 
-  it('places a subscriber on another node when the room\'s node is full, and imports what it consumes', async () => {
+  it("places a subscriber on another node when the room's node is full, and imports what it consumes", async () => {
     const room = await newRoom();
     const user = await join(await demoToken({ room, identity: 'customer', role: 'end_user' }));
     const send = (await user.client.request('createTransport', { direction: 'send' })).createTransport;
@@ -126,7 +126,7 @@ describe('pipes between SFU nodes', () => {
     expect(await loadOf(clientB)).toMatchObject({ producers: 1, pipes: 2 });
   });
 
-  it('mirrors the origin\'s pause, resume and close on the importing node', async () => {
+  it("mirrors the origin's pause, resume and close on the importing node", async () => {
     const { room, user, micId, cameraId } = await roomAcrossNodes();
     const micOnB = async () => (await producersOn(clientB, room)).find((p) => p.producerId === micId);
     expect((await user.client.request('pauseProducer', { producerId: micId })).error).toBeUndefined();
@@ -142,7 +142,11 @@ describe('pipes between SFU nodes', () => {
     const { room, micId } = await roomAcrossNodes();
     const roomRef = { tenant: 'demo', room };
     const origin = { nodeId: 'pipe-a', grpcAddress: `127.0.0.1:${nodeA.grpcPort}` };
-    const refused = (promise: Promise<unknown>) => promise.then(() => undefined, (error: { code: string }) => error.code);
+    const refused = (promise: Promise<unknown>) =>
+      promise.then(
+        () => undefined,
+        (error: { code: string }) => error.code,
+      );
     expect(await refused(callUnary(clientB, clientB.importProducer, { room: roomRef, producerId: 'nope', origin }))).toBe('NOT_FOUND');
     expect(await refused(callUnary(clientB, clientB.importProducer, { room: roomRef, producerId: micId, origin: undefined }))).toBe('BAD_REQUEST');
     expect(await refused(callUnary(clientB, clientB.importProducer, { room: roomRef, producerId: micId, origin: { nodeId: 'pipe-b', grpcAddress: '127.0.0.1:1' } }))).toBe('BAD_REQUEST');
@@ -158,7 +162,7 @@ describe('pipes between SFU nodes', () => {
     expect((await loadOf(clientB)).importedProducers).toBe(2);
   });
 
-  it('closes the origin\'s pipe when the importing node\'s room ends', async () => {
+  it("closes the origin's pipe when the importing node's room ends", async () => {
     const { room, agent, micId, cameraId } = await roomAcrossNodes();
     // The agent publishes on B too, so A imports from B: a pipe each way.
     const agentSend = (await agent.client.request('createTransport', { direction: 'send' })).createTransport;

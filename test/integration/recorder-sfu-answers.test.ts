@@ -46,12 +46,20 @@ describe('the recorder checks what an SFU answers', () => {
       else callback(null, {});
     };
     implementation.createTapStream = (_call: unknown, callback: grpc.sendUnaryData<unknown>) =>
-      callback(null, { consumerId: 'CO_1', producer: producer(), rtpParameters: { codecs: [{ mimeType: 'audio/opus', payloadType: 100, clockRate: 48000, channels: 2, parameters: codecParameters }] } });
+      callback(null, {
+        consumerId: 'CO_1',
+        producer: producer(),
+        rtpParameters: { codecs: [{ mimeType: 'audio/opus', payloadType: 100, clockRate: 48000, channels: 2, parameters: codecParameters }] },
+      });
     fakeSfu = await startGrpcServer((s) => s.addService(SfuService, implementation), '127.0.0.1', 0, grpcServerCredentials(grpcTlsOf('sfu')));
     const sfuNodes = await openBucket(nc, buckets.sfuNodes);
     // The fake SFU heartbeats as a real one does: a record older than the registry's staleness
     // rule (10 s) no longer counts, and a loaded machine can take that long to start a recorder.
-    const heartbeat = () => sfuNodes.put('sfu-answers', NodeInfo.encode(NodeInfo.create({ nodeId: 'sfu-answers', grpcAddress: `127.0.0.1:${fakeSfu.port}`, pipeIp: '127.0.0.1', updatedAtMs: Date.now(), version: '1' })).finish());
+    const heartbeat = () =>
+      sfuNodes.put(
+        'sfu-answers',
+        NodeInfo.encode(NodeInfo.create({ nodeId: 'sfu-answers', grpcAddress: `127.0.0.1:${fakeSfu.port}`, pipeIp: '127.0.0.1', updatedAtMs: Date.now(), version: '1' })).finish(),
+      );
     await heartbeat();
     heartbeatTimer = setInterval(() => void heartbeat().catch(() => undefined), 2_000);
     const placement = await openBucket(nc, buckets.roomPlacement);

@@ -99,7 +99,14 @@ describe('recording controls over signaling', () => {
       return { audio: count('audio', 'sending'), video: count('video', 'sending'), paused: count('audio', 'paused') + count('video', 'paused') };
     };
     const sending = async (audio: number, video: number, what: string) =>
-      waitFor(async () => { const now = await tapStreams(); return now.audio === audio && now.video === video ? now : undefined; }, 10_000, what);
+      waitFor(
+        async () => {
+          const now = await tapStreams();
+          return now.audio === audio && now.video === video ? now : undefined;
+        },
+        10_000,
+        what,
+      );
     // Whatever an earlier recording left is gone first.
     await sending(0, 0, 'no tap from earlier tests');
 
@@ -146,10 +153,14 @@ describe('recording controls over signaling', () => {
     await customer.client.request('leave', {});
     await agent.client.request('leave', {});
     const recorderClient = recorderClientAs(recorder.grpcAddress);
-    const ended = await waitFor(async () => {
-      const recording: Recording = await callUnary(recorderClient, recorderClient.getRecording, { tenant: 'autorec', recordingId: notice.recordingId, requestedBy: '' });
-      return recording.endedAtMs > 0 ? recording : undefined;
-    }, 15_000, 'the recording ended with the call');
+    const ended = await waitFor(
+      async () => {
+        const recording: Recording = await callUnary(recorderClient, recorderClient.getRecording, { tenant: 'autorec', recordingId: notice.recordingId, requestedBy: '' });
+        return recording.endedAtMs > 0 ? recording : undefined;
+      },
+      15_000,
+      'the recording ended with the call',
+    );
     // No media ever flowed (no browser here), so there is nothing to keep: the recording says so.
     expect(ended.state).toBe(RecordingState.RECORDING_STATE_FAILED);
     recorderClient.close();

@@ -35,7 +35,15 @@ describe('the residue scanner', () => {
   const recordingReady = (recordingId: string, artifactIds: string[]) =>
     RecordingReady.encode(
       RecordingReady.fromPartial({
-        recording: { recordingId, tenant: 'demo', room: 'live', state: RecordingState.RECORDING_STATE_COMPLETE, startedAtMs: 1, endedAtMs: 2, artifacts: artifactIds.map((artifactId) => ({ artifactId, kind: 'audio', contentType: 'audio/mpeg', sizeBytes: 1, durationMs: 1, part: 0 })) },
+        recording: {
+          recordingId,
+          tenant: 'demo',
+          room: 'live',
+          state: RecordingState.RECORDING_STATE_COMPLETE,
+          startedAtMs: 1,
+          endedAtMs: 2,
+          artifacts: artifactIds.map((artifactId) => ({ artifactId, kind: 'audio', contentType: 'audio/mpeg', sizeBytes: 1, durationMs: 1, part: 0 })),
+        },
         contacts: [],
       }),
     ).finish();
@@ -148,7 +156,12 @@ describe('the residue scanner', () => {
     expect(counts(await residue.scan(options))).toEqual({ [`${buckets.roomSessions}/unfinished`]: 2 });
     // A day on they outlived any call, and go.
     const dayLater = await residue.scan({ ...options, now: () => Date.now() + 25 * 60 * minute, deadRecorderMs: 2 * 24 * 60 * minute, finishedRecordingMs: 2 * 24 * 60 * minute });
-    expect(dayLater.items.filter((i) => i.store === buckets.roomSessions).map((i) => [i.key, i.kind])).toEqual(expect.arrayContaining([['demo.empty', 'outlived'], ['demo.old.ending.SE_old', 'outlived']]));
+    expect(dayLater.items.filter((i) => i.store === buckets.roomSessions).map((i) => [i.key, i.kind])).toEqual(
+      expect.arrayContaining([
+        ['demo.empty', 'outlived'],
+        ['demo.old.ending.SE_old', 'outlived'],
+      ]),
+    );
     await residue.sweep({ ...dayLater, items: dayLater.items.filter((i) => i.key === 'demo.empty' || i.key === 'demo.old.ending.SE_old') });
     expect((await residue.scan(options)).summary).toEqual([]);
 
@@ -169,7 +182,11 @@ describe('the residue scanner', () => {
     ] as const) {
       expect(await live(bucket, key), `${bucket} ${key}`).toBe('PUT');
     }
-    for (const [space, id] of [['segments', 'SG_live'], ['recordings', 'AR_live'], ['conversations', 'AT_live']] as const) {
+    for (const [space, id] of [
+      ['segments', 'SG_live'],
+      ['recordings', 'AR_live'],
+      ['conversations', 'AT_live'],
+    ] as const) {
       expect((await (await store(space)).get('demo', id)).data.toString()).toBe(`bytes of ${id}`);
     }
     for (const id of ['SG_dead', 'SG_orphan']) expect(await live(buckets.dataKeys, `demo.segments.${id}`)).not.toBe('PUT');

@@ -49,11 +49,21 @@ describe('session.ended', () => {
 
   /** The tenant's PostgreSQL connector, pointing at the customer's database (a PUT: set again, it stays the same). */
   const connectWarehouse = () =>
-    adminApi(crm.url)('/v1/connectors/warehouse', { method: 'PUT', body: JSON.stringify({ type: 'postgres', config: { host: '127.0.0.1', port: postgres.port, database: 'customer_crm', user: 'customer', ssl: 'disable' }, secrets: { password: CUSTOMER_PASSWORD } }) });
+    adminApi(crm.url)('/v1/connectors/warehouse', {
+      method: 'PUT',
+      body: JSON.stringify({
+        type: 'postgres',
+        config: { host: '127.0.0.1', port: postgres.port, database: 'customer_crm', user: 'customer', ssl: 'disable' },
+        secrets: { password: CUSTOMER_PASSWORD },
+      }),
+    });
 
-  it('carries the app\'s contact details sealed to the customer\'s database, then forgets them', async () => {
+  it("carries the app's contact details sealed to the customer's database, then forgets them", async () => {
     const room = `session-${Date.now()}`;
-    const user = await clients.join(signaling.wsUrl, await demoToken({ room, identity: 'ext-555', role: 'end_user', phoneNumber: '(415) 555-0132', deviceIds: ['install-7f3a'], crmContactId: 'crm-42' }));
+    const user = await clients.join(
+      signaling.wsUrl,
+      await demoToken({ room, identity: 'ext-555', role: 'end_user', phoneNumber: '(415) 555-0132', deviceIds: ['install-7f3a'], crmContactId: 'crm-42' }),
+    );
     const agent = await clients.join(signaling.wsUrl, await demoToken({ room, identity: 'agent-5', role: 'agent' }));
     // While the room lives, its record holds the participants sealed.
     const sessionsKv = await new Kvm(nc).open(buckets.roomSessions);
@@ -78,7 +88,11 @@ describe('session.ended', () => {
     const customerDb = new pg.Client({ host: '127.0.0.1', port: postgres.port, user: 'customer', password: CUSTOMER_PASSWORD, database: 'customer_crm' });
     await customerDb.connect();
     try {
-      const row = await waitFor(async () => (await customerDb.query("select room, contacts from gateway_sessions where kind = 'session' and room = $1", [room]).catch(() => ({ rows: [] }))).rows[0], 15_000, 'the session row');
+      const row = await waitFor(
+        async () => (await customerDb.query("select room, contacts from gateway_sessions where kind = 'session' and room = $1", [room]).catch(() => ({ rows: [] }))).rows[0],
+        15_000,
+        'the session row',
+      );
       const endUser = row.contacts.find((c: { role: string }) => c.role === 'end_user');
       expect(endUser).toMatchObject({ externalId: 'ext-555', crmContactId: 'crm-42', phoneNumber: '+14155550132', deviceIds: ['install-7f3a'] });
       expect(row.contacts.find((c: { role: string }) => c.role === 'agent')).toMatchObject({ externalId: 'agent-5' });
@@ -101,15 +115,19 @@ describe('session.ended', () => {
     await sessionsKv.create(kvKeys.endingRoomSession('demo', room, sessionId), record);
 
     // A sweep on a live replica finishes it once it is stale, then removes the ending record.
-    const row = await waitFor(async () => {
-      const customerDb = new pg.Client({ host: '127.0.0.1', port: postgres.port, user: 'customer', password: CUSTOMER_PASSWORD, database: 'customer_crm' });
-      await customerDb.connect();
-      try {
-        return (await customerDb.query("select contacts from gateway_sessions where kind = 'session' and room = $1", [room])).rows[0];
-      } finally {
-        await customerDb.end();
-      }
-    }, 20_000, 'the orphaned session delivered');
+    const row = await waitFor(
+      async () => {
+        const customerDb = new pg.Client({ host: '127.0.0.1', port: postgres.port, user: 'customer', password: CUSTOMER_PASSWORD, database: 'customer_crm' });
+        await customerDb.connect();
+        try {
+          return (await customerDb.query("select contacts from gateway_sessions where kind = 'session' and room = $1", [room])).rows[0];
+        } finally {
+          await customerDb.end();
+        }
+      },
+      20_000,
+      'the orphaned session delivered',
+    );
     expect(row.contacts[0]).toMatchObject({ externalId: 'ext-orphan', phoneNumber: '+14155550199' });
     // Announced again by a later sweep (the finisher died between announcing and clearing), a
     // session is dropped as a duplicate: the window outlasts the sweep's wait.

@@ -73,7 +73,11 @@ function validRequest(method: Methods, s: State): Record<string, Json> {
     setTapPaused: { tap: { room, tapId: 'tap-fuzz' }, paused: false },
     closeTap: { room, tapId: 'tap-fuzz' },
     importProducer: { room, producerId: s.producerId, origin: { nodeId: 'sfu-elsewhere', grpcAddress: '127.0.0.1:1' } },
-    openPipe: { room, peer: { nodeId: 'sfu-elsewhere', grpcAddress: '127.0.0.1:1' }, endpoint: { ip: '127.0.0.1', port: 42_001, srtpParameters: { cryptoSuite: 'AEAD_AES_256_GCM', keyBase64: Buffer.alloc(44, 1).toString('base64') } } },
+    openPipe: {
+      room,
+      peer: { nodeId: 'sfu-elsewhere', grpcAddress: '127.0.0.1:1' },
+      endpoint: { ip: '127.0.0.1', port: 42_001, srtpParameters: { cryptoSuite: 'AEAD_AES_256_GCM', keyBase64: Buffer.alloc(44, 1).toString('base64') } },
+    },
     pipeConsume: { room, peerNodeId: 'sfu-elsewhere', producerId: s.producerId },
     pipedProducerChanged: { room, originNodeId: 'sfu-elsewhere', producerId: s.producerId, event: 1 },
     closePipe: { room, peerNodeId: 'sfu-elsewhere' },
@@ -234,8 +238,20 @@ describe('SFU gRPC API under a seeded fuzzer', () => {
       expect(room.code).toBe('OK');
     }
     // A long run reports what the calls got.
-    if (process.env.SFU_FUZZ_DEBUG) console.log(sfu.logs.split('\n').filter((l) => l.includes('handler failed')).join('\n'));
-    if (process.env.SFU_FUZZ_BATCHES) console.log(`seed ${seed}: ${[...codes].sort().map(([k, n]) => `${k}=${n}`).join(' ')}`);
+    if (process.env.SFU_FUZZ_DEBUG)
+      console.log(
+        sfu.logs
+          .split('\n')
+          .filter((l) => l.includes('handler failed'))
+          .join('\n'),
+      );
+    if (process.env.SFU_FUZZ_BATCHES)
+      console.log(
+        `seed ${seed}: ${[...codes]
+          .sort()
+          .map(([k, n]) => `${k}=${n}`)
+          .join(' ')}`,
+      );
     expect(leaks, `answers that echo the request or carry internal text (seed ${seed})`).toEqual([]);
     expect(internal, `requests that failed in a way the SFU did not foresee (seed ${seed}; its log has the details)`).toEqual([]);
     // Every method was reached, refusals by schema happened, and nothing crashed along the way.

@@ -100,7 +100,19 @@ describe('SFU and recorder gRPC requests checked before use', () => {
         rtpParameters: {
           mid: '1',
           codecs: [
-            { mimeType: 'video/VP8', payloadType: 96, clockRate: 90000, parameters: {}, rtcpFeedback: [{ type: 'goog-remb', parameter: '' }, { type: 'transport-cc', parameter: '' }, { type: 'ccm', parameter: 'fir' }, { type: 'nack', parameter: '' }, { type: 'nack', parameter: 'pli' }] },
+            {
+              mimeType: 'video/VP8',
+              payloadType: 96,
+              clockRate: 90000,
+              parameters: {},
+              rtcpFeedback: [
+                { type: 'goog-remb', parameter: '' },
+                { type: 'transport-cc', parameter: '' },
+                { type: 'ccm', parameter: 'fir' },
+                { type: 'nack', parameter: '' },
+                { type: 'nack', parameter: 'pli' },
+              ],
+            },
             { mimeType: 'video/rtx', payloadType: 97, clockRate: 90000, parameters: { apt: 96 }, rtcpFeedback: [] },
           ],
           headerExtensions: [{ uri: 'urn:ietf:params:rtp-hdrext:sdes:mid', id: 4, encrypt: false, parameters: {} }],
@@ -141,7 +153,8 @@ describe('SFU and recorder gRPC requests checked before use', () => {
       for (let i = 0; i < levels; i++) deep = { nested: deep };
       return deep;
     };
-    const consumeWith = (rtpCapabilities: Record<string, unknown>) => outcome(callUnary(signaling(), signaling().consume, { transport: { room, transportId: recvTransport }, producerId, rtpCapabilities }));
+    const consumeWith = (rtpCapabilities: Record<string, unknown>) =>
+      outcome(callUnary(signaling(), signaling().consume, { transport: { room, transportId: recvTransport }, producerId, rtpCapabilities }));
     const tooDeep = await consumeWith({ codecs: [nested(20)] });
     refusedAs(tooDeep, 'rtpCapabilities', 'Consume');
     expect(tooDeep.message).toMatch(/nested deeper/);
@@ -151,7 +164,7 @@ describe('SFU and recorder gRPC requests checked before use', () => {
     refusedAs(await consumeWith({ codecs: Array.from({ length: 20_000 }, () => MARKER) }), 'rtpCapabilities', 'Consume');
   });
 
-  it('answers a request whose bytes do not decode with INVALID_ARGUMENT (a Struct nested past any decoder\'s stack)', async () => {
+  it("answers a request whose bytes do not decode with INVALID_ARGUMENT (a Struct nested past any decoder's stack)", async () => {
     // google.protobuf.Value { list_value { values: Value { list_value { ... } } } }, built inside out.
     let value = Buffer.alloc(0);
     const withLength = (tag: number, body: Buffer) => {
@@ -176,7 +189,7 @@ describe('SFU and recorder gRPC requests checked before use', () => {
     expect((await callUnary(signaling(), signaling().getNodeInfo, {})).nodeId).toBe(sfu.nodeId);
   });
 
-  it('keeps mediasoup\'s own words from the caller', async () => {
+  it("keeps mediasoup's own words from the caller", async () => {
     const connect = () => outcome(callUnary(signaling(), signaling().connectTransport, { transport: { room, transportId: recvTransport }, dtlsParameters }));
     expect((await connect()).code).toBe('OK');
     // mediasoup refuses a second connect with its own text; the caller gets ours.
@@ -198,7 +211,7 @@ describe('SFU and recorder gRPC requests checked before use', () => {
     expect(produced.message).not.toMatch(/mediasoup|x-unknown|\[method:|Error/i);
   });
 
-  it('checks the recorder\'s requests too, and lets only signaling call it', async () => {
+  it("checks the recorder's requests too, and lets only signaling call it", async () => {
     const recorderAs = (identity: GrpcTestIdentity) => {
       const { credentials, options } = grpcClientCredentials(grpcTlsOf(identity), 'recorder');
       return new RecorderClient(recorder.grpcAddress, credentials, options);

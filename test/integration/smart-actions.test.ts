@@ -149,7 +149,15 @@ describe('Smart Actions', () => {
     await new Promise((r) => setTimeout(r, 5));
     await keys.add('demo', 'ext-99', key('late-key-0000000000000002'));
     try {
-      const answer = await user.client.request('answerSmartAction', { actionId, webauthnResponse: { id: 'late-key-0000000000000002', rawId: 'late-key-0000000000000002', type: 'public-key', response: { clientDataJSON: 'e30', authenticatorData: 'AAAA', signature: 'AAAA' } } });
+      const answer = await user.client.request('answerSmartAction', {
+        actionId,
+        webauthnResponse: {
+          id: 'late-key-0000000000000002',
+          rawId: 'late-key-0000000000000002',
+          type: 'public-key',
+          response: { clientDataJSON: 'e30', authenticatorData: 'AAAA', signature: 'AAAA' },
+        },
+      });
       expect(answer.answerSmartAction).toMatchObject({ state: 'completed', reason: 'the key used was registered after the request' });
       expect(answer.answerSmartAction.verified ?? false).toBe(false);
       // Both registrations were kept (the list is changed with compare-and-set).
@@ -217,7 +225,7 @@ describe('Smart Actions', () => {
     expect(verification).toMatchObject({ state: 'failed', reason: 'no device key is registered for this end user' });
   });
 
-  it('announces attachments and the actions\' outcomes when the room ends', async () => {
+  it("announces attachments and the actions' outcomes when the room ends", async () => {
     const { room, user, agent } = await call();
     const attachments = await readAttachments(nc);
     const transcripts = await readTranscripts(nc);
@@ -232,6 +240,9 @@ describe('Smart Actions', () => {
     expect(attachment.contact).toMatchObject({ externalId: 'ext-99', role: 'end_user' });
     const transcript = await transcripts.forRoom(room, 10_000);
     expect(transcript.messageCount).toBe(0);
-    expect(transcript.smartActions.map((a) => [a.kind, a.state])).toEqual([['photo', 'completed'], ['verification', 'failed']]);
+    expect(transcript.smartActions.map((a) => [a.kind, a.state])).toEqual([
+      ['photo', 'completed'],
+      ['verification', 'failed'],
+    ]);
   });
 });

@@ -72,21 +72,33 @@ describe('tracing across services', () => {
     const inJoin = (check: (s: CollectedSpan) => boolean) => (s: CollectedSpan) => s.traceId === join.traceId && check(s);
 
     // gRPC: the SFU's OpenRoom continues the join's trace, under signaling's client call.
-    const sfuOpen = await find('the SFU span of the join', inJoin((s) => s.service === 'sfu' && s.name === 'gateway.sfu.v1.Sfu/OpenRoom'));
+    const sfuOpen = await find(
+      'the SFU span of the join',
+      inJoin((s) => s.service === 'sfu' && s.name === 'gateway.sfu.v1.Sfu/OpenRoom'),
+    );
     expect(sfuOpen.kind).toBe(SpanKinds.server);
     const [client] = collector.ancestors(sfuOpen);
     expect(client).toMatchObject({ service: 'signaling', kind: SpanKinds.client, name: 'gateway.sfu.v1.Sfu/OpenRoom' });
     expect(leadsTo(sfuOpen, join)).toBe(true);
 
     // NATS: replica B relays the agent's arrival to the end user within the join's trace.
-    const relayed = await find('replica B relaying the join', inJoin((s) => s.instance === 'sig-b' && s.name === 'room event participantJoined'));
+    const relayed = await find(
+      'replica B relaying the join',
+      inJoin((s) => s.instance === 'sig-b' && s.name === 'room event participantJoined'),
+    );
     expect(relayed).toMatchObject({ kind: SpanKinds.consumer, parentSpanId: join.spanId });
     expect(relayed.attributes).toMatchObject({ 'messaging.system': 'nats', 'gateway.room': room });
 
     // The automatic recording: signaling -> recorder (gRPC) -> SFU (the tap), all in the join's trace.
-    const start = await find('the recorder starting the recording', inJoin((s) => s.service === 'recorder' && s.name === 'gateway.recorder.v1.Recorder/StartRecording'));
+    const start = await find(
+      'the recorder starting the recording',
+      inJoin((s) => s.service === 'recorder' && s.name === 'gateway.recorder.v1.Recorder/StartRecording'),
+    );
     expect(leadsTo(start, join)).toBe(true);
-    const tap = await find('the SFU tapping for the recorder', inJoin((s) => s.service === 'sfu' && s.name === 'gateway.sfu.v1.Sfu/CreateTapStream'));
+    const tap = await find(
+      'the SFU tapping for the recorder',
+      inJoin((s) => s.service === 'sfu' && s.name === 'gateway.sfu.v1.Sfu/CreateTapStream'),
+    );
     expect(leadsTo(tap, start)).toBe(true);
 
     const services = new Set(collector.trace(join.traceId).map((s) => s.service));

@@ -50,7 +50,9 @@ function render(dir: string): K8sObject[] {
     const detail = (error as { stderr?: string }).stderr || (error as Error).message;
     throw new Error(`${kubectl} kustomize ${path.relative(repoRoot, dir)} failed (scripts/setup.sh installs kubectl):\n${detail}`);
   }
-  return parseAllDocuments(output).map((doc) => doc.toJS() as K8sObject).filter(Boolean);
+  return parseAllDocuments(output)
+    .map((doc) => doc.toJS() as K8sObject)
+    .filter(Boolean);
 }
 
 const rendered = new Map<string, K8sObject[]>();
@@ -139,7 +141,8 @@ describe('Kubernetes manifests', () => {
     expect(find(objects, 'ExternalSecret', 'gateway-tenants').spec.target.name).toBe('gateway-tenants');
     // No placeholder NATS nkey: every identity's comes from the secret store.
     expect(objects.filter((o) => o.kind === 'Secret' && o.metadata.name.startsWith('nats-')).map((o) => o.metadata.name)).toEqual([]);
-    for (const name of ['nats-signaling', 'nats-sfu', 'nats-recorder', 'nats-crm-sync', 'nats-residue', 'nats-admin', 'nats-user-keys']) expect(find(objects, 'ExternalSecret', name).spec.target.name).toBe(name);
+    for (const name of ['nats-signaling', 'nats-sfu', 'nats-recorder', 'nats-crm-sync', 'nats-residue', 'nats-admin', 'nats-user-keys'])
+      expect(find(objects, 'ExternalSecret', name).spec.target.name).toBe(name);
   });
 });
 
@@ -153,11 +156,9 @@ describe('each deployment rule rejects what it is meant to', () => {
   };
   const caught = (rule: Rule, breakIt: (objects: K8sObject[]) => void, message: RegExp) => caughtIn('dev', rule, breakIt, message);
 
-  it('a container without limits', () =>
-    caught(containerRules, (o) => delete container(o, 'signaling').resources.limits, /signaling: no cpu limit/));
+  it('a container without limits', () => caught(containerRules, (o) => delete container(o, 'signaling').resources.limits, /signaling: no cpu limit/));
 
-  it('a container running as root', () =>
-    caught(containerRules, (o) => (find(o, 'Deployment', 'recorder').spec.template.spec.securityContext.runAsUser = 0), /recorder: runs as root/));
+  it('a container running as root', () => caught(containerRules, (o) => (find(o, 'Deployment', 'recorder').spec.template.spec.securityContext.runAsUser = 0), /recorder: runs as root/));
 
   it('a container that may escalate its privileges', () =>
     caught(containerRules, (o) => delete container(o, 'crm-sync').securityContext.allowPrivilegeEscalation, /allowPrivilegeEscalation is not false/));
@@ -192,8 +193,7 @@ describe('each deployment rule rejects what it is meant to', () => {
   it('an SFU whose grace period is shorter than its drain', () =>
     caught(sfuRules, (o) => (find(o, 'Deployment', 'sfu').spec.template.spec.terminationGracePeriodSeconds = 60), /terminationGracePeriodSeconds 60 is shorter than the drain/));
 
-  it('an SFU with more workers than media ports', () =>
-    caught(sfuRules, (o) => (find(o, 'ConfigMap', 'sfu-config').data.SFU_WORKERS = '2'), /no UDP media port 40001 for worker 1/));
+  it('an SFU with more workers than media ports', () => caught(sfuRules, (o) => (find(o, 'ConfigMap', 'sfu-config').data.SFU_WORKERS = '2'), /no UDP media port 40001 for worker 1/));
 
   it('an SFU without a preStop hook', () => caught(sfuRules, (o) => delete container(o, 'sfu').lifecycle, /no preStop hook/));
 
@@ -214,7 +214,7 @@ describe('each deployment rule rejects what it is meant to', () => {
       /sfu: the preStop hook calls \/drain on an address other than loopback without the drain token/,
     ));
 
-  it('an SFU preStop hook on loopback while its ops port is on the node\'s address', () =>
+  it("an SFU preStop hook on loopback while its ops port is on the node's address", () =>
     caught(
       drainRules,
       (o) => {
@@ -224,14 +224,23 @@ describe('each deployment rule rejects what it is meant to', () => {
       /sfu: the preStop hook calls \/drain on loopback, but the ops port listens on SFU_OPS_HOST=/,
     ));
 
-  it('a recorder gRPC certificate that carries the SFU\'s name', () =>
-    caughtIn('prod', grpcIdentityRules, (o) => Object.assign(find(o, 'Certificate', 'recorder-grpc').spec, { commonName: 'sfu.gateway.internal', dnsNames: ['sfu.gateway.internal'] }), /recorder: its gRPC certificate \(Certificate gateway\/recorder-grpc\) does not carry recorder\.gateway\.internal[\s\S]*also carries sfu\.gateway\.internal/));
+  it("a recorder gRPC certificate that carries the SFU's name", () =>
+    caughtIn(
+      'prod',
+      grpcIdentityRules,
+      (o) => Object.assign(find(o, 'Certificate', 'recorder-grpc').spec, { commonName: 'sfu.gateway.internal', dnsNames: ['sfu.gateway.internal'] }),
+      /recorder: its gRPC certificate \(Certificate gateway\/recorder-grpc\) does not carry recorder\.gateway\.internal[\s\S]*also carries sfu\.gateway\.internal/,
+    ));
 
-  it('a gRPC certificate with a second service\'s name', () =>
-    caughtIn('prod', grpcIdentityRules, (o) => find(o, 'Certificate', 'signaling-grpc').spec.dnsNames.push('sfu.gateway.internal'), /signaling: its gRPC certificate .* also carries sfu\.gateway\.internal/));
+  it("a gRPC certificate with a second service's name", () =>
+    caughtIn(
+      'prod',
+      grpcIdentityRules,
+      (o) => find(o, 'Certificate', 'signaling-grpc').spec.dnsNames.push('sfu.gateway.internal'),
+      /signaling: its gRPC certificate .* also carries sfu\.gateway\.internal/,
+    ));
 
-  it('an SFU off the media pool', () =>
-    caught(sfuRules, (o) => (find(o, 'Deployment', 'sfu').spec.template.spec.tolerations = []), /does not tolerate the media pool's taint/));
+  it('an SFU off the media pool', () => caught(sfuRules, (o) => (find(o, 'Deployment', 'sfu').spec.template.spec.tolerations = []), /does not tolerate the media pool's taint/));
 
   it('an SFU without the host network or host ports', () =>
     caught(sfuRules, (o) => delete find(o, 'Deployment', 'sfu').spec.template.spec.hostNetwork, /neither on the host network nor with host ports/));
@@ -239,20 +248,31 @@ describe('each deployment rule rejects what it is meant to', () => {
   it('an SFU whose gRPC listens on every address', () =>
     caught(sfuRules, (o) => (container(o, 'sfu').env = container(o, 'sfu').env.filter((e: { name: string }) => e.name !== 'SFU_GRPC_HOST')), /SFU_GRPC_HOST is unset/));
 
-  it('a variable no service reads', () =>
-    caught(configRules, (o) => container(o, 'sfu').env.push({ name: 'SFU_WORKER', value: '2' }), /SFU_WORKER is not a variable sfu reads/));
+  it('a variable no service reads', () => caught(configRules, (o) => container(o, 'sfu').env.push({ name: 'SFU_WORKER', value: '2' }), /SFU_WORKER is not a variable sfu reads/));
 
   it('a value the service would refuse', () =>
     caught(configRules, (o) => (find(o, 'ConfigMap', 'recorder-config').data.RECORDER_CPU_BUDGET = 'lots'), /recorder would refuse its configuration: [\s\S]*RECORDER_CPU_BUDGET/));
 
   it('a recorder work folder on disk', () =>
-    caught(configRules, (o) => delete find(o, 'Deployment', 'recorder').spec.template.spec.volumes.find((v: { name: string }) => v.name === 'work').emptyDir.medium, /RECORDER_WORK_DIR=.* is not on an emptyDir of medium Memory/));
+    caught(
+      configRules,
+      (o) => delete find(o, 'Deployment', 'recorder').spec.template.spec.volumes.find((v: { name: string }) => v.name === 'work').emptyDir.medium,
+      /RECORDER_WORK_DIR=.* is not on an emptyDir of medium Memory/,
+    ));
 
   it('a recorder whose grace period is shorter than its drain', () =>
-    caught(configRules, (o) => (find(o, 'Deployment', 'recorder').spec.template.spec.terminationGracePeriodSeconds = 600), /terminationGracePeriodSeconds 600 is shorter than the drain \(RECORDER_DRAIN_GRACE_SECONDS\)/));
+    caught(
+      configRules,
+      (o) => (find(o, 'Deployment', 'recorder').spec.template.spec.terminationGracePeriodSeconds = 600),
+      /terminationGracePeriodSeconds 600 is shorter than the drain \(RECORDER_DRAIN_GRACE_SECONDS\)/,
+    ));
 
   it('gRPC TLS on one side only', () =>
-    caught(configRules, (o) => Object.assign(find(o, 'ConfigMap', 'sfu-config').data, { GRPC_TLS_CA_FILE: '/x/ca.crt', GRPC_TLS_CERT_FILE: '/x/tls.crt', GRPC_TLS_KEY_FILE: '/x/tls.key' }), /mutual TLS on sfu only/));
+    caught(
+      configRules,
+      (o) => Object.assign(find(o, 'ConfigMap', 'sfu-config').data, { GRPC_TLS_CA_FILE: '/x/ca.crt', GRPC_TLS_CERT_FILE: '/x/tls.crt', GRPC_TLS_KEY_FILE: '/x/tls.key' }),
+      /mutual TLS on sfu only/,
+    ));
 
   it('a LoadBalancer Service', () => caught(exposureRules, (o) => (find(o, 'Service', 'recorder').spec.type = 'LoadBalancer'), /a LoadBalancer Service/));
 
@@ -265,10 +285,18 @@ describe('each deployment rule rejects what it is meant to', () => {
   it('no default deny', () => caught(networkPolicyRules, (o) => o.splice(o.indexOf(find(o, 'NetworkPolicy', 'default-deny')), 1), /no default-deny NetworkPolicy/));
 
   it('a gRPC port open to everyone', () =>
-    caught(networkPolicyRules, (o) => find(o, 'NetworkPolicy', 'recorder').spec.ingress.push({ ports: [{ protocol: 'TCP', port: 50061 }] }), /admits every source[\s\S]*recorder's gRPC port to more than our own pods/));
+    caught(
+      networkPolicyRules,
+      (o) => find(o, 'NetworkPolicy', 'recorder').spec.ingress.push({ ports: [{ protocol: 'TCP', port: 50061 }] }),
+      /admits every source[\s\S]*recorder's gRPC port to more than our own pods/,
+    ));
 
   it('an ops port open beyond Prometheus', () =>
-    caught(networkPolicyRules, (o) => find(o, 'NetworkPolicy', 'signaling').spec.ingress.push({ from: [{ namespaceSelector: {} }], ports: [{ protocol: 'TCP', port: 9100 }] }), /signaling's ops port to more than Prometheus/));
+    caught(
+      networkPolicyRules,
+      (o) => find(o, 'NetworkPolicy', 'signaling').spec.ingress.push({ from: [{ namespaceSelector: {} }], ports: [{ protocol: 'TCP', port: 9100 }] }),
+      /signaling's ops port to more than Prometheus/,
+    ));
 
   it('crm-sync scaled on a consumer it does not hold', () =>
     caught(scalingRules, (o) => (find(o, 'ScaledObject', 'crm-sync').spec.triggers[0].metadata.consumer = 'crm-sync'), /no nats-jetstream trigger on GATEWAY_RECORDINGS \/ crm-sync-recordings/));
@@ -302,20 +330,24 @@ describe('each deployment rule rejects what it is meant to', () => {
     ));
 
   it('an nkey seed the servers do not know', () =>
-    caught(natsRules, (o) => (find(o, 'Secret', 'nats-user-keys').stringData!.signaling = 'UCNYFWFRUL4A2C64OOQGRKP3YVNN5TBRBYLDPA75PXJFAQ4D6TRMZ2IW'), /signaling: its nkey seed does not match the public key/));
+    caught(
+      natsRules,
+      (o) => (find(o, 'Secret', 'nats-user-keys').stringData!.signaling = 'UCNYFWFRUL4A2C64OOQGRKP3YVNN5TBRBYLDPA75PXJFAQ4D6TRMZ2IW'),
+      /signaling: its nkey seed does not match the public key/,
+    ));
 
-  it('NATS open to pods that are not ours', () =>
-    caught(natsRules, (o) => find(o, 'NetworkPolicy', 'nats').spec.ingress[0].from.push({ podSelector: {} }), /admits pods that are not our services/));
+  it('NATS open to pods that are not ours', () => caught(natsRules, (o) => find(o, 'NetworkPolicy', 'nats').spec.ingress[0].from.push({ podSelector: {} }), /admits pods that are not our services/));
 
-  it('an object its schema refuses', () =>
-    caught(checkSchemas, (o) => (container(o, 'signaling').ports[0].containerPort = 'http'), /containerPort must be integer/));
+  it('an object its schema refuses', () => caught(checkSchemas, (o) => (container(o, 'signaling').ports[0].containerPort = 'http'), /containerPort must be integer/));
 });
 
 describe('container images (deploy/Dockerfile)', () => {
   const dockerfile = read('deploy/Dockerfile');
   const workspaces = (JSON.parse(read('package.json')).workspaces as string[]).flatMap((pattern) => {
     const dir = pattern.replace(/\/\*$/, '');
-    return readdirSync(path.join(repoRoot, dir)).filter((name) => existsSync(path.join(repoRoot, dir, name, 'package.json'))).map((name) => `${dir}/${name}`);
+    return readdirSync(path.join(repoRoot, dir))
+      .filter((name) => existsSync(path.join(repoRoot, dir, name, 'package.json')))
+      .map((name) => `${dir}/${name}`);
   });
 
   it('builds each service in stages, on bookworm, from the lockfile, as a non-root user with a health check', () => {
@@ -342,7 +374,11 @@ describe('container images (deploy/Dockerfile)', () => {
     const cache = path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'gateway/mediasoup-worker');
     const worker =
       process.env.MEDIASOUP_WORKER_BIN ??
-      (existsSync(cache) ? readdirSync(cache).map((dir) => path.join(cache, dir, 'mediasoup-worker')).find((file) => existsSync(file)) : undefined);
+      (existsSync(cache)
+        ? readdirSync(cache)
+            .map((dir) => path.join(cache, dir, 'mediasoup-worker'))
+            .find((file) => existsSync(file))
+        : undefined);
     if (!worker) return skipForMissing(context, 'a mediasoup worker, built by scripts/mediasoup-worker.sh');
     const libraries = [...execFileSync('ldd', [worker], { encoding: 'utf8' }).matchAll(/=> (\/\S+)/g)].map((m) => m[1]);
     // dpkg knows each file by the path its package installed it at: /lib or /usr/lib (merged /usr).

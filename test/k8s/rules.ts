@@ -189,8 +189,7 @@ export function resolveEnv(container: Json, namespace: string, objects: K8sObjec
       for (const [k, v] of keys ?? []) entries.set(`${from.prefix ?? ''}${k}`, { value: v, source: v === undefined ? 'external' : 'secret' });
     }
   }
-  const expand = (value: string) =>
-    value.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (whole, name: string) => entries.get(name)?.value ?? whole);
+  const expand = (value: string) => value.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (whole, name: string) => entries.get(name)?.value ?? whole);
   for (const e of container.env ?? []) {
     if (typeof e.value === 'string') {
       entries.set(e.name, { value: expand(e.value), source: 'literal' });
@@ -329,8 +328,7 @@ export const configRules: Rule = (objects) => {
       const mount = (container.volumeMounts ?? []).find((m: Json) => file.startsWith(`${m.mountPath}/`));
       const volume = (w.pod.volumes ?? []).find((v: Json) => v.name === mount?.name);
       if (!volume?.secret) add(`${name}=${file} is not in a mounted Secret`);
-      else if (!secretKeys(objects, w.namespace, volume.secret.secretName)?.has(file.slice(mount.mountPath.length + 1)))
-        add(`${name}=${file}: Secret ${volume.secret.secretName} has no such key`);
+      else if (!secretKeys(objects, w.namespace, volume.secret.secretName)?.has(file.slice(mount.mountPath.length + 1))) add(`${name}=${file}: Secret ${volume.secret.secretName} has no such key`);
     }
     const tenants = env.entries.get('GATEWAY_TENANTS')?.value;
     const keys = env.entries.get('GATEWAY_TENANT_KEYS')?.value;
@@ -350,8 +348,7 @@ export const configRules: Rule = (objects) => {
       else if (declared.containerPort !== port) add(`container port ${portName} is ${declared.containerPort}, ${w.service} listens on ${port}`);
     }
     const cpuLimit = cpuCores(container.resources?.limits?.cpu);
-    if (settings.sfu && cpuLimit !== undefined && settings.sfu.workers > cpuLimit)
-      add(`SFU_WORKERS=${settings.sfu.workers} workers on a CPU limit of ${cpuLimit} cores`);
+    if (settings.sfu && cpuLimit !== undefined && settings.sfu.workers > cpuLimit) add(`SFU_WORKERS=${settings.sfu.workers} workers on a CPU limit of ${cpuLimit} cores`);
     if (settings.recorder) {
       if (cpuLimit !== undefined && settings.recorder.cpuBudget > cpuLimit) add(`RECORDER_CPU_BUDGET=${settings.recorder.cpuBudget} is above the CPU limit (${cpuLimit})`);
       const workDir = settings.recorder.workDir;
@@ -400,7 +397,7 @@ export const sfuRules: Rule = (objects) => {
     const mediaPorts = ports.filter((p) => p.name?.startsWith('rtc-'));
     if (!hostNetwork && !mediaPorts.every((p) => p.hostPort === p.containerPort)) add('neither on the host network nor with host ports for its media ports');
     if (hostNetwork && w.pod.dnsPolicy !== 'ClusterFirstWithHostNet') add('on the host network without dnsPolicy ClusterFirstWithHostNet (cluster names would not resolve)');
-    if (!env.entries.has('SFU_WORKERS')) add('SFU_WORKERS is not set: the default (the node\'s cores) would not match the declared ports');
+    if (!env.entries.has('SFU_WORKERS')) add("SFU_WORKERS is not set: the default (the node's cores) would not match the declared ports");
     if (settings) {
       const expected = Array.from({ length: settings.workers }, (_, i) => settings.rtcPortMin + i);
       for (const port of expected) {
@@ -411,11 +408,13 @@ export const sfuRules: Rule = (objects) => {
       const extra = mediaPorts.filter((p) => !expected.includes(p.containerPort));
       if (extra.length > 0) add(`media ports ${extra.map((p) => p.containerPort).join(', ')} belong to no worker (SFU_WORKERS=${settings.workers}, SFU_RTC_PORT_MIN=${settings.rtcPortMin})`);
       const preStopExec: string[] = container.lifecycle?.preStop?.exec?.command ?? [];
-      const preStopSleep = Number(preStopExec[0] === 'sleep' ? preStopExec[1] : container.lifecycle?.preStop?.sleep?.seconds ?? 0) || 0;
+      const preStopSleep = Number(preStopExec[0] === 'sleep' ? preStopExec[1] : (container.lifecycle?.preStop?.sleep?.seconds ?? 0)) || 0;
       const grace = w.pod.terminationGracePeriodSeconds ?? 30;
       const needed = settings.drainGraceSeconds + preStopSleep + sfuShutdownMargin;
       if (grace < needed)
-        add(`terminationGracePeriodSeconds ${grace} is shorter than the drain (SFU_DRAIN_GRACE_SECONDS=${settings.drainGraceSeconds}) plus the preStop pause (${preStopSleep}) and ${sfuShutdownMargin} s`);
+        add(
+          `terminationGracePeriodSeconds ${grace} is shorter than the drain (SFU_DRAIN_GRACE_SECONDS=${settings.drainGraceSeconds}) plus the preStop pause (${preStopSleep}) and ${sfuShutdownMargin} s`,
+        );
     }
     if (!container.lifecycle?.preStop) add('no preStop hook');
     if (w.pod.nodeSelector?.[mediaPool.key] !== mediaPool.value) add(`no nodeSelector ${mediaPool.key}=${mediaPool.value}`);
@@ -476,7 +475,7 @@ export const drainRules: Rule = (objects) => {
       continue;
     }
     if (preStop.httpGet) {
-      add('the preStop hook is an httpGet: the kubelet calls from the node\'s address without the drain token, and /drain refuses it; use an exec hook');
+      add("the preStop hook is an httpGet: the kubelet calls from the node's address without the drain token, and /drain refuses it; use an exec hook");
       continue;
     }
     const script = (preStop.exec?.command ?? []).join(' ');
@@ -574,7 +573,7 @@ export const exposureRules: Rule = (objects) => {
 function rulePorts(rule: Json, podPorts: Json[]): Array<{ port: number; endPort: number; protocol: string }> | 'all' {
   if (!rule.ports || rule.ports.length === 0) return 'all';
   return rule.ports.map((p: Json) => {
-    const number = typeof p.port === 'number' ? p.port : podPorts.find((c) => c.name === p.port)?.containerPort ?? -1;
+    const number = typeof p.port === 'number' ? p.port : (podPorts.find((c) => c.name === p.port)?.containerPort ?? -1);
     return { port: number, endPort: p.endPort ?? number, protocol: p.protocol ?? 'TCP' };
   });
 }
@@ -590,7 +589,12 @@ export const networkPolicyRules: Rule = (objects) => {
   const namespaces = new Set(workloads(objects).map((w) => w.namespace));
   for (const ns of namespaces) {
     const denies = policies.some(
-      (p) => p.metadata.namespace === ns && Object.keys(p.spec?.podSelector ?? {}).length === 0 && ['Ingress', 'Egress'].every((t) => (p.spec?.policyTypes ?? []).includes(t)) && !p.spec?.ingress && !p.spec?.egress,
+      (p) =>
+        p.metadata.namespace === ns &&
+        Object.keys(p.spec?.podSelector ?? {}).length === 0 &&
+        ['Ingress', 'Egress'].every((t) => (p.spec?.policyTypes ?? []).includes(t)) &&
+        !p.spec?.ingress &&
+        !p.spec?.egress,
     );
     if (!denies) found.push({ rule: 'network', object: `Namespace ${ns}`, message: 'no default-deny NetworkPolicy for Ingress and Egress' });
   }
@@ -629,7 +633,7 @@ export const scalingRules: Rule = (objects) => {
     if (!hpa && !scaled) add('nothing scales it (no HorizontalPodAutoscaler or ScaledObject)');
     if (hpa && scaled) add('both a HorizontalPodAutoscaler and a ScaledObject scale it');
     if (w.object.spec?.replicas !== undefined && (hpa || scaled)) add('sets spec.replicas while an autoscaler owns the count (every apply would reset it)');
-    const minimum = hpa ? hpa.spec?.minReplicas ?? 1 : scaled?.spec?.minReplicaCount ?? 0;
+    const minimum = hpa ? (hpa.spec?.minReplicas ?? 1) : (scaled?.spec?.minReplicaCount ?? 0);
     if ((hpa || scaled) && minimum < 1) add('may scale to zero replicas');
     if (w.service === 'crm-sync') {
       const triggers: Json[] = (scaled?.spec?.triggers ?? []).filter((t: Json) => t.type === 'nats-jetstream');
@@ -662,7 +666,9 @@ export const availabilityRules: Rule = (objects) => {
       (s.spec?.ports ?? []).filter((p: Json) => p.targetPort === 'ops' || p.targetPort === opsPort?.containerPort).map((p: Json) => ({ service: s, port: p })),
     );
     const monitored = inNamespace('ServiceMonitor').some((m) =>
-      opsServicePorts.some(({ service, port }) => selects(m.spec?.selector, service.metadata.labels ?? {}) && (m.spec?.endpoints ?? []).some((e: Json) => e.port === port.name && (e.path ?? '/metrics') === '/metrics')),
+      opsServicePorts.some(
+        ({ service, port }) => selects(m.spec?.selector, service.metadata.labels ?? {}) && (m.spec?.endpoints ?? []).some((e: Json) => e.port === port.name && (e.path ?? '/metrics') === '/metrics'),
+      ),
     );
     if (!monitored) found.push({ rule: 'availability', object: id, message: 'no ServiceMonitor scrapes /metrics on its ops port' });
   }
@@ -770,16 +776,31 @@ export const natsRules: Rule = (objects) => {
     for (const source of (rule.from ?? []) as Json[]) {
       if (source.namespaceSelector) found.push({ rule: 'nats', object: objectId(policy!), message: `ingress rule ${index} admits pods of other namespaces` });
       if (!source.podSelector) continue;
-      const names: string[] = source.podSelector.matchLabels?.['app.kubernetes.io/name'] !== undefined
-        ? [source.podSelector.matchLabels['app.kubernetes.io/name']]
-        : (source.podSelector.matchExpressions ?? []).filter((e: Json) => e.key === 'app.kubernetes.io/name' && e.operator === 'In').flatMap((e: Json) => e.values);
-      if (names.length === 0 || names.some((name) => !ours.has(name))) found.push({ rule: 'nats', object: objectId(policy!), message: `ingress rule ${index} admits pods that are not our services (${names.join(', ') || 'any'})` });
+      const names: string[] =
+        source.podSelector.matchLabels?.['app.kubernetes.io/name'] !== undefined
+          ? [source.podSelector.matchLabels['app.kubernetes.io/name']]
+          : (source.podSelector.matchExpressions ?? []).filter((e: Json) => e.key === 'app.kubernetes.io/name' && e.operator === 'In').flatMap((e: Json) => e.values);
+      if (names.length === 0 || names.some((name) => !ours.has(name)))
+        found.push({ rule: 'nats', object: objectId(policy!), message: `ingress rule ${index} admits pods that are not our services (${names.join(', ') || 'any'})` });
     }
   }
   return found;
 };
 
-export const allRules: Rule[] = [containerRules, probeRules, configRules, sfuRules, drainRules, grpcIdentityRules, exposureRules, networkPolicyRules, scalingRules, availabilityRules, ingressRules, natsRules];
+export const allRules: Rule[] = [
+  containerRules,
+  probeRules,
+  configRules,
+  sfuRules,
+  drainRules,
+  grpcIdentityRules,
+  exposureRules,
+  networkPolicyRules,
+  scalingRules,
+  availabilityRules,
+  ingressRules,
+  natsRules,
+];
 
 export function checkManifests(objects: K8sObject[]): Violation[] {
   return [...checkSchemas(objects), ...allRules.flatMap((rule) => rule(objects))];

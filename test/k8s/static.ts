@@ -120,7 +120,12 @@ export function checkDockerfile(text: string, expect: DockerfileExpectations): V
   for (const stage of file.stages) {
     const at = stage.instructions.findIndex((i) => i.keyword === 'RUN' && /\bnpm ci\b/.test(i.args));
     if (at < 0) continue;
-    const before = [...lineage(file, stage).slice(1).flatMap((s) => s.instructions), ...stage.instructions.slice(0, at)];
+    const before = [
+      ...lineage(file, stage)
+        .slice(1)
+        .flatMap((s) => s.instructions),
+      ...stage.instructions.slice(0, at),
+    ];
     const copied = before.filter((i) => i.keyword === 'COPY' && !i.args.startsWith('--from')).flatMap((i) => i.args.split(/\s+/).slice(0, -1));
     const wholeContext = copied.includes('.');
     const object = `stage ${stage.name}`;
@@ -144,7 +149,9 @@ export function checkDockerfile(text: string, expect: DockerfileExpectations): V
     if (!cmd?.args.startsWith('[')) add(object, 'no CMD in exec form (the process must get SIGTERM itself to drain)');
     const env: Env = Object.assign({}, ...find(chain, 'ENV').reverse().map(envOf));
     for (const name of Object.keys(env)) if (!knownVariable(service, name)) add(object, `ENV ${name} is not a variable ${service} reads`);
-    const installs = find(chain, 'RUN').map((i) => i.args).join('\n');
+    const installs = find(chain, 'RUN')
+      .map((i) => i.args)
+      .join('\n');
     if (service === 'sfu') {
       if (!env.MEDIASOUP_WORKER_BIN) add(object, 'MEDIASOUP_WORKER_BIN is not set');
       const workerCopy = find(chain, 'COPY').find((i) => i.args.includes('mediasoup-worker'));
@@ -161,7 +168,10 @@ export function checkDockerfile(text: string, expect: DockerfileExpectations): V
 }
 
 export function checkDockerignore(text: string): Violation[] {
-  const entries = text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  const entries = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
   return ['node_modules', '.git', '.data']
     .filter((needed) => !entries.some((e) => e === needed || e === `**/${needed}` || e === `${needed}/`))
     .map((needed) => ({ rule: 'dockerfile', object: '.dockerignore', message: `${needed} is not excluded from the build context` }));
@@ -231,21 +241,22 @@ export function checkCompose(doc: Json): Violation[] {
     if (env.OTEL_SERVICE_NAME !== name) add(name, `OTEL_SERVICE_NAME is not "${name}"`);
     if (settings.sfu) {
       if (!env.SFU_ANNOUNCED_ADDRESS) add(name, 'SFU_ANNOUNCED_ADDRESS is not set');
-      if (!env.SFU_WORKERS) add(name, 'SFU_WORKERS is not set: the default (the machine\'s cores) would not match the published ports');
+      if (!env.SFU_WORKERS) add(name, "SFU_WORKERS is not set: the default (the machine's cores) would not match the published ports");
       if (service.network_mode !== 'host') {
         const published = publishedPorts(service);
         for (let i = 0; i < settings.sfu.workers; i++) {
           for (const protocol of ['udp', 'tcp']) {
-            if (!published.some((p) => p.container === settings.sfu!.rtcPortMin + i && p.protocol === protocol)) add(name, `media port ${settings.sfu.rtcPortMin + i}/${protocol} of worker ${i} is not published`);
+            if (!published.some((p) => p.container === settings.sfu!.rtcPortMin + i && p.protocol === protocol))
+              add(name, `media port ${settings.sfu.rtcPortMin + i}/${protocol} of worker ${i} is not published`);
           }
         }
       }
-      if (env.SFU_TAP_LISTEN_IP !== addressOf('sfu')) add(name, 'SFU_TAP_LISTEN_IP is not the SFU container\'s address (taps would come from loopback)');
+      if (env.SFU_TAP_LISTEN_IP !== addressOf('sfu')) add(name, "SFU_TAP_LISTEN_IP is not the SFU container's address (taps would come from loopback)");
       const grace = Number(/^(\d+)s$/.exec(service.stop_grace_period ?? '')?.[1] ?? 10);
       if (grace < settings.sfu.drainGraceSeconds + 10) add(name, `stop_grace_period ${service.stop_grace_period ?? '10s'} is shorter than the drain (${settings.sfu.drainGraceSeconds} s)`);
     }
     if (settings.recorder) {
-      if (env.RECORDER_RTP_IP !== addressOf('recorder')) add(name, 'RECORDER_RTP_IP is not the recorder container\'s address');
+      if (env.RECORDER_RTP_IP !== addressOf('recorder')) add(name, "RECORDER_RTP_IP is not the recorder container's address");
       const tmpfs: string[] = [service.tmpfs ?? []].flat();
       const workDir = settings.recorder.workDir;
       if (!tmpfs.some((t) => workDir === t.split(':')[0] || workDir.startsWith(`${t.split(':')[0]}/`))) add(name, `RECORDER_WORK_DIR=${workDir} is not on a tmpfs`);
@@ -301,7 +312,9 @@ export function checkRuntimeModules(text: string, needs: Partial<Record<ServiceN
       .map((i) => /--from=(\S+)\s+(\S+)/.exec(i.args))
       .filter((m): m is RegExpExecArray => m?.[2].endsWith('node_modules') === true)
       .map((m) => file.stages.find((s) => s.name === m[1]));
-    const installs = sources.some((s) => s && lineage(file, s).some((x) => x.instructions.some((i) => i.keyword === 'RUN' && /npm ci\b/.test(i.args) && i.args.includes(`--workspace=@gateway/${service}`))));
+    const installs = sources.some(
+      (s) => s && lineage(file, s).some((x) => x.instructions.some((i) => i.keyword === 'RUN' && /npm ci\b/.test(i.args) && i.args.includes(`--workspace=@gateway/${service}`))),
+    );
     if (!installs) found.push({ rule: 'dockerfile', object: `target ${service}`, message: `its bundle loads ${packages.join(', ')} from node_modules, which the image does not install` });
   }
   return found;

@@ -36,7 +36,15 @@ export async function publishTranscript(
     tenant,
     room: 'r-1',
     conversationId: options.conversationId,
-    artifacts: ids.map((artifactId, i) => ({ artifactId, kind: 'transcript', contentType: options.files[i]!.contentType, participantId: '', sizeBytes: options.files[i]!.bytes.length, durationMs: 0, part: 0 })),
+    artifacts: ids.map((artifactId, i) => ({
+      artifactId,
+      kind: 'transcript',
+      contentType: options.files[i]!.contentType,
+      participantId: '',
+      sizeBytes: options.files[i]!.bytes.length,
+      durationMs: 0,
+      part: 0,
+    })),
     messageCount: 1,
     startedAtMs: Date.now() - 60_000,
     endedAtMs: Date.now(),
@@ -54,7 +62,10 @@ export async function publishTranscript(
  */
 export async function startCrmSyncStack(env: Record<string, string> = {}) {
   const nats = await NatsServer.start();
-  const crm = await startCrmSyncProcess({ natsUrl: nats.url, env: { ...twoTenantEnv, CRM_SYNC_RETRY_BASE_SECONDS: '0.2', CRM_SYNC_RETRY_MAX_SECONDS: '1', CRM_SYNC_CONNECTOR_TEST_SECONDS: '0.5', ...env } });
+  const crm = await startCrmSyncProcess({
+    natsUrl: nats.url,
+    env: { ...twoTenantEnv, CRM_SYNC_RETRY_BASE_SECONDS: '0.2', CRM_SYNC_RETRY_MAX_SECONDS: '1', CRM_SYNC_CONNECTOR_TEST_SECONDS: '0.5', ...env },
+  });
   const nc = await nats.connect();
   const artifacts = await ArtifactStore.open(nc, new StaticKeyring({ demo: DEMO_TENANT_KEK }));
   return {
@@ -105,7 +116,10 @@ export function pseudoRandomBytes(size: number, seed: number): { stream: Readabl
 }
 
 /** Announces a recording whose artifacts are already stored, as a recorder does. */
-export async function announceRecording(nc: NatsConnection, options: { recordingId: string; tenant?: string; externalId?: string; artifacts: Array<{ artifactId: string; kind: string; contentType: string; sizeBytes: number }> }): Promise<void> {
+export async function announceRecording(
+  nc: NatsConnection,
+  options: { recordingId: string; tenant?: string; externalId?: string; artifacts: Array<{ artifactId: string; kind: string; contentType: string; sizeBytes: number }> },
+): Promise<void> {
   const tenant = options.tenant ?? 'demo';
   const event = RecordingReady.encode(
     RecordingReady.fromPartial({
@@ -128,7 +142,9 @@ export async function announceRecording(nc: NatsConnection, options: { recording
 /** Resident memory of a process (Linux): now, and its peak since the last reset. */
 export const residentMemory = {
   bytes(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): number {
-    const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith(`${field}:`));
+    const line = readFileSync(`/proc/${pid}/status`, 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith(`${field}:`));
     return Number(/(\d+)/.exec(line ?? '')?.[1] ?? NaN) * 1024;
   },
   peak(pid: number): number {

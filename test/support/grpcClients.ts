@@ -48,7 +48,13 @@ export function outcome<T>(promise: Promise<T>): Promise<{ code: string; message
 /** Sends `bytes` as the request of `method` (e.g. 'Consume'), as they are: what no generated client would send. */
 export function rawCall(client: SfuClient, method: string, bytes: Buffer, timeoutMs = 5_000): Promise<grpc.ServiceError | null> {
   return new Promise((resolve) => {
-    client.makeUnaryRequest(`/gateway.sfu.v1.Sfu/${method}`, (b: Buffer) => b, (b: Buffer) => b, bytes, { deadline: Date.now() + timeoutMs }, (error) => resolve(error));
+    client.makeUnaryRequest(
+      `/gateway.sfu.v1.Sfu/${method}`,
+      (b: Buffer) => b,
+      (b: Buffer) => b,
+      bytes,
+      { deadline: Date.now() + timeoutMs },
+      (error) => resolve(error),
+    );
   });
 }
-

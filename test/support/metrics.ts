@@ -40,7 +40,5 @@ export async function metricValue(opsPort: number, name: string, labels: Record<
 
 /** The sum of a metric's samples whose labels include `labels`. */
 export function sumOf(scrape: Scrape, name: string, labels: Record<string, string> = {}): number {
-  return scrape.samples
-    .filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
-    .reduce((sum, s) => sum + s.value, 0);
+  return scrape.samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)).reduce((sum, s) => sum + s.value, 0);
 }

@@ -65,7 +65,10 @@ describe('dependency rules (dependency-cruiser)', () => {
     ['no-cycles', { 'services/sfu/src/a.ts': "import { b } from './b.js';\nexport const a = b;\n", 'services/sfu/src/b.ts': "import { a } from './a.js';\nexport const b = () => a;\n" }],
     ['no-service-to-service', { 'services/sfu/src/a.ts': "import { b } from '../../signaling/src/b.js';\nexport const a = b;\n", 'services/signaling/src/b.ts': 'export const b = 1;\n' }],
     ['no-package-to-service', { 'packages/cluster/src/a.ts': "import { b } from '../../../services/sfu/src/b.js';\nexport const a = b;\n", 'services/sfu/src/b.ts': 'export const b = 1;\n' }],
-    ['sdk-browser-only', { 'packages/sdk/src/a.ts': "import { b } from '../../common/src/nats/connection.js';\nexport const a = b;\n", 'packages/common/src/nats/connection.ts': 'export const b = 1;\n' }],
+    [
+      'sdk-browser-only',
+      { 'packages/sdk/src/a.ts': "import { b } from '../../common/src/nats/connection.js';\nexport const a = b;\n", 'packages/common/src/nats/connection.ts': 'export const b = 1;\n' },
+    ],
     ['sdk-no-node-builtins', { 'packages/sdk/src/a.ts': "import { readFileSync } from 'node:fs';\nexport const a = readFileSync;\n" }],
     ['no-test-code-in-production', { 'services/sfu/src/a.ts': "import { b } from '../../../test/support/b.js';\nexport const a = b;\n", 'test/support/b.ts': 'export const b = 1;\n' }],
   ] as const)('fails on a violation of %s', async (rule, files) => {
@@ -77,10 +80,11 @@ describe('dependency rules (dependency-cruiser)', () => {
 
 describe('lint and format (Biome)', () => {
   // The tree has no .gitignore for Biome's VCS integration to read; the config is otherwise ours.
-  const check = (source: string) => outcome(bin('biome'), ['check', '--error-on-warnings', '--vcs-use-ignore-file=false', '--config-path=biome.json', 'src'], tree({ 'src/a.ts': source }, ['biome.json']));
+  const check = (source: string) =>
+    outcome(bin('biome'), ['check', '--error-on-warnings', '--vcs-use-ignore-file=false', '--config-path=biome.json', 'src'], tree({ 'src/a.ts': source }, ['biome.json']));
 
   it('passes code in the house style', async () => {
-    const result = await check("export function sum(values: number[]): number {\n  return values.reduce((total, value) => total + value, 0);\n}\n");
+    const result = await check('export function sum(values: number[]): number {\n  return values.reduce((total, value) => total + value, 0);\n}\n');
     expect(result.output).not.toMatch(/error/i);
     expect(result.ok).toBe(true);
   });

@@ -30,7 +30,10 @@ export class ParticipantStore {
     // stay until the sweep has seen it stale.
     const ttlMs = await bucketTtlMs(nc, buckets.participants);
     if (ttlMs > 0 && refreshMs * 4 > ttlMs) {
-      throw new GatewayError(ErrorCode.CONFIG_INVALID, `invalid configuration:\n  SIGNALING_RECORD_REFRESH_SECONDS must be at most a quarter of the ${buckets.participants} bucket's TTL (${ttlMs / 1000} s)`);
+      throw new GatewayError(
+        ErrorCode.CONFIG_INVALID,
+        `invalid configuration:\n  SIGNALING_RECORD_REFRESH_SECONDS must be at most a quarter of the ${buckets.participants} bucket's TTL (${ttlMs / 1000} s)`,
+      );
     }
     return new ParticipantStore(await openBucket(nc, buckets.participants), refreshMs);
   }

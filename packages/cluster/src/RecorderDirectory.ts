@@ -1,5 +1,6 @@
 import { RecorderClient } from '@gateway/proto/gateway/recorder/v1/recorder';
-import { isLiveEntry,
+import {
+  isLiveEntry,
   ErrorCode,
   GatewayError,
   buckets,
@@ -102,9 +103,7 @@ export class RecorderDirectory {
    * decides, and refuses with NO_CAPACITY.
    */
   async candidates(): Promise<RecorderNodeInfo[]> {
-    return (await liveRecorderNodes(this.nodes, this.log))
-      .filter((n) => !n.draining)
-      .sort((a, b) => a.cpuInUse / a.cpuBudget - b.cpuInUse / b.cpuBudget);
+    return (await liveRecorderNodes(this.nodes, this.log)).filter((n) => !n.draining).sort((a, b) => a.cpuInUse / a.cpuBudget - b.cpuInUse / b.cpuBudget);
   }
 
   /** The room's recording, or undefined (also when its record fails its checks: it is logged and ignored). */

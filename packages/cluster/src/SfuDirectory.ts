@@ -1,5 +1,6 @@
 import { NodeInfo, SfuClient } from '@gateway/proto/gateway/sfu/v1/sfu';
-import { isLiveEntry,
+import {
+  isLiveEntry,
   ErrorCode,
   GatewayError,
   buckets,
@@ -108,7 +109,7 @@ export class SfuDirectory {
     const spanned = new Set(need.roomNodes);
     const others = (await this.liveNodes()).filter((n) => n.nodeId !== home.nodeId && fits(n));
     if (others.length === 0) {
-      this.log.warn({ room: kvKeys.room(tenant, room), nodeId: home.nodeId }, 'no media node has capacity; the room\'s node takes the participant');
+      this.log.warn({ room: kvKeys.room(tenant, room), nodeId: home.nodeId }, "no media node has capacity; the room's node takes the participant");
       return home;
     }
     const rank = (n: NodeInfo) => (spanned.has(n.nodeId) ? 0 : 1_000_000) + SfuDirectory.score(n);

@@ -34,12 +34,7 @@ export class SfuRegistry {
   ) {}
 
   /** Registers the node now and every `heartbeatMs` (SFU_HEARTBEAT_SECONDS) until closed. */
-  static async start(
-    nc: NatsConnection,
-    options: { nodeId: string; heartbeatMs: number },
-    describe: () => SfuNodeDescription,
-    log: Logger,
-  ): Promise<SfuRegistry> {
+  static async start(nc: NatsConnection, options: { nodeId: string; heartbeatMs: number }, describe: () => SfuNodeDescription, log: Logger): Promise<SfuRegistry> {
     // The registry's TTL is provisioned (catalog.ts): a node must heartbeat well within it.
     const problem = heartbeatProblem('SFU_HEARTBEAT_SECONDS', options.heartbeatMs, buckets.sfuNodes, await bucketTtlMs(nc, buckets.sfuNodes));
     if (problem) throw new GatewayError(ErrorCode.CONFIG_INVALID, `invalid configuration:\n  ${problem}`);

@@ -10,8 +10,8 @@ import { RecorderDirectory, type RecorderNodeInfo } from './RecorderDirectory.js
 
 const log = createLogger('registry-test', 'silent');
 
-describe('the registries\' one staleness rule', () => {
-  it('counts a record as live until the stale limit, which is the buckets\' TTL', () => {
+describe("the registries' one staleness rule", () => {
+  it("counts a record as live until the stale limit, which is the buckets' TTL", () => {
     const now = 1_000_000;
     expect(NODE_STALE_MS).toBe(NODE_REGISTRY_TTL_MS);
     expect(isNodeFresh(now, now)).toBe(true);
@@ -46,8 +46,18 @@ describe('registry writers and their directories', () => {
     await nats?.stop();
   });
 
-  it('an SFU node\'s registration is what the directory finds, until it is stale or leaves', async () => {
-    const registry = await SfuRegistry.start(sfu, { nodeId: 'sfu-writer', heartbeatMs: 200 }, () => ({ grpcAddress: '127.0.0.1:50051', pipeIp: '127.0.0.1', load: { workers: 1, rooms: 0, transports: 0, producers: 0, consumers: 0, maxConsumers: 0, importedProducers: 0, pipes: 0 }, draining: false }), log);
+  it("an SFU node's registration is what the directory finds, until it is stale or leaves", async () => {
+    const registry = await SfuRegistry.start(
+      sfu,
+      { nodeId: 'sfu-writer', heartbeatMs: 200 },
+      () => ({
+        grpcAddress: '127.0.0.1:50051',
+        pipeIp: '127.0.0.1',
+        load: { workers: 1, rooms: 0, transports: 0, producers: 0, consumers: 0, maxConsumers: 0, importedProducers: 0, pipes: 0 },
+        draining: false,
+      }),
+      log,
+    );
     const directory = await SfuDirectory.open(recorder, undefined, log);
     try {
       expect((await directory.node('sfu-writer'))?.grpcAddress).toBe('127.0.0.1:50051');
@@ -70,13 +80,25 @@ describe('registry writers and their directories', () => {
   });
 
   it('refuses an SFU heartbeat too slow for the registry', async () => {
-    await expect(SfuRegistry.start(sfu, { nodeId: 'sfu-slow', heartbeatMs: NODE_STALE_MS }, () => ({ grpcAddress: '127.0.0.1:1', pipeIp: '127.0.0.1', load: undefined as never, draining: false }), log)).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
+    await expect(
+      SfuRegistry.start(sfu, { nodeId: 'sfu-slow', heartbeatMs: NODE_STALE_MS }, () => ({ grpcAddress: '127.0.0.1:1', pipeIp: '127.0.0.1', load: undefined as never, draining: false }), log),
+    ).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
   });
 
-  it('a recorder writes its registration and its rooms\' recordings through the directory', async () => {
+  it("a recorder writes its registration and its rooms' recordings through the directory", async () => {
     const writer = await RecorderDirectory.open(recorder, undefined, log);
     const reader = await RecorderDirectory.open(admin, undefined, log);
-    const info = (fields: Partial<RecorderNodeInfo>): RecorderNodeInfo => ({ nodeId: 'rec-w', grpcAddress: '127.0.0.1:50061', rtpIp: '127.0.0.1', jobs: 0, cpuInUse: 0, cpuBudget: 1, draining: false, updatedAtMs: Date.now(), ...fields });
+    const info = (fields: Partial<RecorderNodeInfo>): RecorderNodeInfo => ({
+      nodeId: 'rec-w',
+      grpcAddress: '127.0.0.1:50061',
+      rtpIp: '127.0.0.1',
+      jobs: 0,
+      cpuInUse: 0,
+      cpuBudget: 1,
+      draining: false,
+      updatedAtMs: Date.now(),
+      ...fields,
+    });
     try {
       await writer.register(info({}));
       await writer.register(info({ nodeId: 'rec-old', updatedAtMs: Date.now() - NODE_STALE_MS }));

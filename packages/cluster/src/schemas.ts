@@ -12,7 +12,10 @@ import { SUBJECT_TOKEN, schemas } from '@gateway/common';
 export const nodeIdSchema = z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/, 'must be 1-128 letters, digits, ., _ or -');
 
 /** An IPv4 or IPv6 address, as mediasoup takes it (no names: nothing is resolved). */
-export const ipSchema = z.string().max(45).refine((value) => net.isIP(value) !== 0, 'must be an IP address');
+export const ipSchema = z
+  .string()
+  .max(45)
+  .refine((value) => net.isIP(value) !== 0, 'must be an IP address');
 
 /** host:port of a gRPC server: an IP address ([v6] in brackets) or a DNS name, and a port. */
 export const grpcAddressSchema = z

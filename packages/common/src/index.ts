@@ -39,9 +39,7 @@ export {
   runMain,
   type StopMode,
 } from './runtime/shutdown.js';
-export {
-  newId,
-} from './runtime/ids.js';
+export { newId } from './runtime/ids.js';
 export {
   type ClientError,
   newReference,
@@ -85,9 +83,7 @@ export {
   readNatsSettings,
   requireObjectStore,
 } from './nats/connection.js';
-export {
-  readSubject,
-} from './nats/streamRead.js';
+export { readSubject } from './nats/streamRead.js';
 export {
   type BucketEntry,
   byteSize,
@@ -240,9 +236,7 @@ export {
 } from './schemas/recordingRecords.js';
 
 // Tenants and their keys.
-export {
-  createKeyring,
-} from './keys/createKeyring.js';
+export { createKeyring } from './keys/createKeyring.js';
 export {
   DEFAULT_STATIC_KEY_ID,
   DEMO_TENANT_KEK,
@@ -258,15 +252,9 @@ export type {
   RetiredKey,
   WrappedKey,
 } from './keys/keyring.js';
-export {
-  observeKeyring,
-} from './keys/metrics.js';
-export {
-  StaticKeyring,
-} from './keys/StaticKeyring.js';
-export {
-  UnwrapCache,
-} from './keys/UnwrapCache.js';
+export { observeKeyring } from './keys/metrics.js';
+export { StaticKeyring } from './keys/StaticKeyring.js';
+export { UnwrapCache } from './keys/UnwrapCache.js';
 export {
   DEMO_TENANT,
   type Tenant,
@@ -320,6 +308,4 @@ export {
   type ResidueSummary,
   sweeps,
 } from './residue/Residue.js';
-export {
-  residueMetrics,
-} from './residue/metrics.js';
+export { residueMetrics } from './residue/metrics.js';

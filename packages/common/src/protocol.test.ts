@@ -3,7 +3,7 @@ import { PROTOCOL_VERSION, peerProtocolVersion, supportsChat, supportsResume, su
 import { ProtocolVersion } from '@gateway/proto/gateway/signaling/v1/signaling';
 
 describe('protocol version', () => {
-  it('is the proto enum\'s current version', () => {
+  it("is the proto enum's current version", () => {
     expect(PROTOCOL_VERSION).toBe(ProtocolVersion.PROTOCOL_VERSION_CURRENT);
   });
 

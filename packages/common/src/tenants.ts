@@ -32,7 +32,12 @@ const tenantSchema = z.object({
       /** Live sessions one join token may hold at once (a token carries a jti). */
       sessionsPerToken: z.number().int().min(1).max(100).optional(),
       /** A session older than this cannot be resumed: the client joins again with a fresh token. */
-      maxSessionSeconds: z.number().int().min(60).max(7 * 24 * 3600).optional(),
+      maxSessionSeconds: z
+        .number()
+        .int()
+        .min(60)
+        .max(7 * 24 * 3600)
+        .optional(),
       /** Participants in one room. */
       participantsPerRoom: z.number().int().min(2).max(1_000).optional(),
       /** Rooms with participants at once. */
@@ -48,7 +53,6 @@ const tenantSchema = z.object({
     })
     .optional(),
 });
-
 
 export type Tenant = z.infer<typeof tenantSchema>;
 
@@ -76,7 +80,6 @@ export const tenantsSchema = z
     }
     return result.data;
   });
-
 
 /** `GATEWAY_TENANTS`, for a service's config shape. */
 export const tenantsShape = { GATEWAY_TENANTS: tenantsSchema };

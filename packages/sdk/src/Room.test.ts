@@ -26,7 +26,13 @@ describe('Room', () => {
 
   it('announces who is already there after connect resolves, and receives their tracks', async () => {
     server = await FakeSignaling.start();
-    server.others.set('PA_a', agent('PA_a', [{ producerId: 'PR_cam', source: 'camera', kind: 'video' }, { producerId: 'PR_mic', source: 'microphone', kind: 'audio' }]));
+    server.others.set(
+      'PA_a',
+      agent('PA_a', [
+        { producerId: 'PR_cam', source: 'camera', kind: 'video' },
+        { producerId: 'PR_mic', source: 'microphone', kind: 'audio' },
+      ]),
+    );
     const { room, events } = await connect();
     expect(room.participants.size).toBe(0);
     await until(() => events.length === 3, 'participant and tracks');
@@ -152,7 +158,10 @@ describe('Room', () => {
     room._debugDropSocket();
     await until(() => events.includes('reconnected:rejoined'), 'reconnected');
 
-    const after = server.log.slice(before).map((l) => l.method).filter((m) => m !== 'ping');
+    const after = server.log
+      .slice(before)
+      .map((l) => l.method)
+      .filter((m) => m !== 'ping');
     expect(after).toEqual(['resume', 'join', 'createTransport', 'createTransport', 'connectTransport', 'produce', 'consume', 'connectTransport', 'resumeConsumer']);
     expect(events.slice(events.indexOf('reconnecting'))).toEqual(['reconnecting', 'trackEnded:PA_a:camera', 'track:PA_a:camera', 'reconnected:rejoined']);
     expect(room.localParticipant.id).not.toBe(me);

@@ -1,10 +1,4 @@
-import type {
-  ChatMessage as ChatMessageInfo,
-  JoinResponse,
-  ParticipantInfo,
-  RecordingStatus,
-  SmartAction as SmartActionInfo,
-} from '@gateway/proto/gateway/signaling/v1/signaling';
+import type { ChatMessage as ChatMessageInfo, JoinResponse, ParticipantInfo, RecordingStatus, SmartAction as SmartActionInfo } from '@gateway/proto/gateway/signaling/v1/signaling';
 import { Chat } from './chat/Chat.js';
 import { ErrorCode, GatewayError } from './errors.js';
 import { Emitter, type Emit } from './events.js';

@@ -25,7 +25,7 @@ describe('deliver', () => {
     expect(send).toHaveBeenCalledTimes(1);
   });
 
-  it('rethrows the server\'s answers at once, and a cut after the last attempt', async () => {
+  it("rethrows the server's answers at once, and a cut after the last attempt", async () => {
     const refused = vi.fn(async () => Promise.reject(new GatewayError(ErrorCode.RATE_LIMITED, 'slow down')));
     await expect(deliver(connected, refused, () => undefined)).rejects.toMatchObject({ code: 'RATE_LIMITED' });
     expect(refused).toHaveBeenCalledTimes(1);

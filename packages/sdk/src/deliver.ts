@@ -8,12 +8,7 @@ export const DELIVERY_ATTEMPTS = 5;
  * (or unanswered), it is sent again once connected. `delivered` checks first whether an earlier
  * attempt went through after all (a resume or rejoin brings back what the server has).
  */
-export async function deliver<T>(
-  connection: { whenConnected(): Promise<void> },
-  send: () => Promise<T>,
-  delivered: () => T | undefined,
-  attempts = DELIVERY_ATTEMPTS,
-): Promise<T> {
+export async function deliver<T>(connection: { whenConnected(): Promise<void> }, send: () => Promise<T>, delivered: () => T | undefined, attempts = DELIVERY_ATTEMPTS): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     await connection.whenConnected();
     const done = delivered();

@@ -5,16 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect, nkeyAuthenticator, type NatsConnection, type NodeConnectionOptions } from '@nats-io/transport-node';
-import {
-  ensureNatsCredentials,
-  inboxPrefixOf,
-  natsIdentities,
-  provisionJetStream,
-  writeNatsServerConfig,
-  type CatalogSettings,
-  type NatsCredential,
-  type NatsIdentity,
-} from '@gateway/common';
+import { ensureNatsCredentials, inboxPrefixOf, natsIdentities, provisionJetStream, writeNatsServerConfig, type CatalogSettings, type NatsCredential, type NatsIdentity } from '@gateway/common';
 import { createTestPki, type CertificatePair, type TestPki } from './pki.js';
 
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));

@@ -7,7 +7,11 @@ import { freePort, waitForPort } from './NatsServer.js';
 /** Debian's PostgreSQL binaries (the newest installed major version). */
 function binDir(): string {
   const root = '/usr/lib/postgresql';
-  const versions = existsSync(root) ? readdirSync(root).filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a)) : [];
+  const versions = existsSync(root)
+    ? readdirSync(root)
+        .filter((v) => /^\d+$/.test(v))
+        .sort((a, b) => Number(b) - Number(a))
+    : [];
   if (versions.length === 0) throw new Error('PostgreSQL is not installed (apt-get install postgresql); `make setup` installs it');
   return join(root, versions[0]!, 'bin');
 }
@@ -37,7 +41,7 @@ export class PostgresServer {
     const base = mkdtempSync(join(tmpdir(), 'gateway-pg-'));
     const dataDir = join(base, 'data');
     // setpriv execs the server itself (runuser would stay in between and not pass signals on).
-    const run = (command: string, args: string[]) => (asRoot ? ['setpriv', ['--reuid=postgres', '--regid=postgres', '--init-groups', command, ...args]] as const : [command, args] as const);
+    const run = (command: string, args: string[]) => (asRoot ? (['setpriv', ['--reuid=postgres', '--regid=postgres', '--init-groups', command, ...args]] as const) : ([command, args] as const));
     if (asRoot) {
       const uid = Number(execFileSync('id', ['-u', 'postgres']).toString());
       const gid = Number(execFileSync('id', ['-g', 'postgres']).toString());
@@ -47,7 +51,17 @@ export class PostgresServer {
     const passwordFile = join(base, 'superuser-password');
     writeFileSync(passwordFile, PostgresServer.superuserPassword, { mode: 0o600 });
     if (asRoot) chownSync(passwordFile, Number(execFileSync('id', ['-u', 'postgres']).toString()), Number(execFileSync('id', ['-g', 'postgres']).toString()));
-    const [initCommand, initArgs] = run(join(bin, 'initdb'), ['-D', dataDir, '-U', 'postgres', `--pwfile=${passwordFile}`, '--auth-local=trust', '--auth-host=scram-sha-256', '--encoding=UTF8', '--no-sync']);
+    const [initCommand, initArgs] = run(join(bin, 'initdb'), [
+      '-D',
+      dataDir,
+      '-U',
+      'postgres',
+      `--pwfile=${passwordFile}`,
+      '--auth-local=trust',
+      '--auth-host=scram-sha-256',
+      '--encoding=UTF8',
+      '--no-sync',
+    ]);
     execFileSync(initCommand, [...initArgs], { stdio: 'pipe' });
     const port = await freePort();
     const [command, args] = run(join(bin, 'postgres'), ['-D', dataDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=${base}`, '-c', 'fsync=off']);

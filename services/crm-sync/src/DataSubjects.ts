@@ -97,12 +97,13 @@ export interface DataSubjectExport {
 }
 
 /** The subjects of a tenant's events crm-sync holds until they are delivered. */
-const pendingSubjects = (tenant: string) => [
-  [streams.recordings.name, subjects.recordingReady(tenant)],
-  [streams.transcripts.name, subjects.transcriptReady(tenant)],
-  [streams.transcripts.name, subjects.attachmentReady(tenant)],
-  [streams.sessions.name, subjects.sessionEnded(tenant)],
-] as const;
+const pendingSubjects = (tenant: string) =>
+  [
+    [streams.recordings.name, subjects.recordingReady(tenant)],
+    [streams.transcripts.name, subjects.transcriptReady(tenant)],
+    [streams.transcripts.name, subjects.attachmentReady(tenant)],
+    [streams.sessions.name, subjects.sessionEnded(tenant)],
+  ] as const;
 
 /**
  * Data-subject requests (access, portability, erasure, rectification) for one tenant:

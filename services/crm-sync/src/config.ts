@@ -66,7 +66,9 @@ export function readCrmSyncConfig(source: Record<string, string | undefined> = p
     retryBaseMs: c.CRM_SYNC_RETRY_BASE_SECONDS * 1000,
     retryMaxMs: c.CRM_SYNC_RETRY_MAX_SECONDS * 1000,
     ackWaitMs: c.CRM_SYNC_ACK_WAIT_SECONDS * 1000,
-    residue: c.CRM_SYNC_RESIDUE_NKEY_SEED_FILE ? { nats: { ...readNatsSettings(c, 'residue'), seedFile: c.CRM_SYNC_RESIDUE_NKEY_SEED_FILE }, scanMs: c.CRM_SYNC_RESIDUE_SCAN_MINUTES * 60_000 } : undefined,
+    residue: c.CRM_SYNC_RESIDUE_NKEY_SEED_FILE
+      ? { nats: { ...readNatsSettings(c, 'residue'), seedFile: c.CRM_SYNC_RESIDUE_NKEY_SEED_FILE }, scanMs: c.CRM_SYNC_RESIDUE_SCAN_MINUTES * 60_000 }
+      : undefined,
     opsTokenFile: c.OPS_DRAIN_TOKEN_FILE,
     retentionMs: (tenant: string) => (c.GATEWAY_TENANTS.find((t) => t.name === tenant)?.retentionDays ?? c.CRM_SYNC_RETENTION_DAYS) * 86_400_000,
   };

@@ -21,9 +21,27 @@ const contact = { participantId: 'PA_1', role: 'end_user', externalId: 'ext-1', 
 const sealed = JSON.stringify({ wrapped: { kekId: 'static:demo', value: 'AAAA' }, value: 'AAAA' });
 
 const valid = {
-  recording: () => RecordingReady.fromPartial({ recording: { recordingId: 'REC_1', tenant: 'demo', room: 'r-1', state: 4, startedAtMs: 1, endedAtMs: 2, artifacts: [artifact('AR_1')] }, contacts: [contact] }),
-  transcript: () => TranscriptReady.fromPartial({ tenant: 'demo', room: 'r-1', conversationId: 'CV_1', artifacts: [artifact('AR_2')], messageCount: 3, contacts: [contact], smartActions: [{ actionId: 'SA_1', kind: 'photo', state: 'completed', verified: false, completedAtMs: 5 }] }),
-  attachment: () => AttachmentReady.fromPartial({ tenant: 'demo', room: 'r-1', conversationId: '', action: { actionId: 'SA_2', kind: 'photo', requestedAtMs: 1, completedAtMs: 2 }, artifact: artifact('AR_3'), contact }),
+  recording: () =>
+    RecordingReady.fromPartial({ recording: { recordingId: 'REC_1', tenant: 'demo', room: 'r-1', state: 4, startedAtMs: 1, endedAtMs: 2, artifacts: [artifact('AR_1')] }, contacts: [contact] }),
+  transcript: () =>
+    TranscriptReady.fromPartial({
+      tenant: 'demo',
+      room: 'r-1',
+      conversationId: 'CV_1',
+      artifacts: [artifact('AR_2')],
+      messageCount: 3,
+      contacts: [contact],
+      smartActions: [{ actionId: 'SA_1', kind: 'photo', state: 'completed', verified: false, completedAtMs: 5 }],
+    }),
+  attachment: () =>
+    AttachmentReady.fromPartial({
+      tenant: 'demo',
+      room: 'r-1',
+      conversationId: '',
+      action: { actionId: 'SA_2', kind: 'photo', requestedAtMs: 1, completedAtMs: 2 },
+      artifact: artifact('AR_3'),
+      contact,
+    }),
   session: () => SessionEnded.fromPartial({ tenant: 'demo', room: 'r-1', sessionId: 'SE_1', startedAtMs: 1, endedAtMs: 2, sealedParticipants: sealed }),
 };
 const encoded = {
@@ -81,7 +99,15 @@ describe('the events crm-sync takes', () => {
     const seed = Number(process.env.FUZZ_SEED ?? 20_251_105);
     const rand = random(seed);
     const pick = <T>(items: readonly T[]) => items[Math.floor(rand() * items.length)]!;
-    const subjects = ['gateway.demo.recording.ready', 'gateway.demo.transcript.ready', 'gateway.demo.attachment.ready', 'gateway.demo.session.ended', 'gateway.demo.x', 'gateway..recording.ready', `gateway.${'a'.repeat(65)}.recording.ready`];
+    const subjects = [
+      'gateway.demo.recording.ready',
+      'gateway.demo.transcript.ready',
+      'gateway.demo.attachment.ready',
+      'gateway.demo.session.ended',
+      'gateway.demo.x',
+      'gateway..recording.ready',
+      `gateway.${'a'.repeat(65)}.recording.ready`,
+    ];
     const outcomes = new Map<string, number>();
     for (let i = 0; i < FUZZ_ITERATIONS; i++) {
       const [subject, base] = pick(Object.values(encoded))();

@@ -81,12 +81,19 @@ export const sessionEndedSchema = z.object({
   endedAtMs: millis(),
   conversationId: schemas.optionalId(),
   // Opened (and checked again) with the tenant's key just before delivery.
-  sealedParticipants: z.string().min(1).max(1024 * 1024).refine(isSealedValue, 'must be a sealed value'),
+  sealedParticipants: z
+    .string()
+    .min(1)
+    .max(1024 * 1024)
+    .refine(isSealedValue, 'must be a sealed value'),
 });
 
 export const sealedValueSchema = z.object({
   wrapped: z.object({ kekId: z.string().min(1).max(256), value: z.string().min(1).max(1024) }),
-  value: z.string().min(1).max(1024 * 1024),
+  value: z
+    .string()
+    .min(1)
+    .max(1024 * 1024),
 });
 
 /** A sealed value's JSON shape: what openJson takes apart. */

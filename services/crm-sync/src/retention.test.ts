@@ -3,17 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { Registry } from 'prom-client';
-import {
-  ArtifactStore,
-  DEMO_TENANT_KEK,
-  StaticKeyring,
-  buckets,
-  createLogger,
-  ensureStream,
-  openBucket,
-  streams,
-  subjects,
-} from '@gateway/common';
+import { ArtifactStore, DEMO_TENANT_KEK, StaticKeyring, buckets, createLogger, ensureStream, openBucket, streams, subjects } from '@gateway/common';
 import { DeliveryExpired, TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
 import { NatsServer, freePort, waitFor } from '@gateway/testing';
 import { ConnectorStore } from './connectors/ConnectorStore.js';
@@ -49,15 +39,25 @@ describe('retention of undelivered communications', () => {
     const jsm = await ensureStream(nc, streams.transcripts);
     await ensureStream(nc, streams.sessions);
     const confirmations = new Confirmations(await openBucket(nc, buckets.crmConfirmations), log);
-    deliveries = new Deliveries(nc, jsm, connectors, artifacts, keyring, confirmations, {
-      concurrency: 2,
-      tenantConcurrency: 2,
-      retryBaseMs: 100,
-      retryMaxMs: 200,
-      ackWaitMs: 30_000,
-      retentionMs: (tenant) => (tenant === 'demo' ? 7 * DAY_MS : DAY_MS),
-      now: () => Date.now() + clockOffsetMs,
-    }, registry, log);
+    deliveries = new Deliveries(
+      nc,
+      jsm,
+      connectors,
+      artifacts,
+      keyring,
+      confirmations,
+      {
+        concurrency: 2,
+        tenantConcurrency: 2,
+        retryBaseMs: 100,
+        retryMaxMs: 200,
+        ackWaitMs: 30_000,
+        retentionMs: (tenant) => (tenant === 'demo' ? 7 * DAY_MS : DAY_MS),
+        now: () => Date.now() + clockOffsetMs,
+      },
+      registry,
+      log,
+    );
     await deliveries.start();
   }, 30_000);
 
@@ -71,7 +71,14 @@ describe('retention of undelivered communications', () => {
     const artifactId = `${conversationId}-txt`;
     await artifacts.put('demo', artifactId, Readable.from([Buffer.from('transcript')]), 'text/plain');
     const event = TranscriptReady.encode({
-      tenant: 'demo', room: 'r', conversationId, messageCount: 1, startedAtMs: 0, endedAtMs: 0, contacts: [], smartActions: [],
+      tenant: 'demo',
+      room: 'r',
+      conversationId,
+      messageCount: 1,
+      startedAtMs: 0,
+      endedAtMs: 0,
+      contacts: [],
+      smartActions: [],
       artifacts: [{ artifactId, kind: 'transcript', contentType: 'text/plain', participantId: '', sizeBytes: 10, durationMs: 0, part: 0 }],
     }).finish();
     await jetstream(nc).publish(subjects.transcriptReady('demo'), event);
@@ -95,10 +102,14 @@ describe('retention of undelivered communications', () => {
     expect(Number(alert.purgedAtMs) - Number(alert.storedAtMs)).toBeGreaterThan(7 * DAY_MS);
     await waitFor(async () => (await registry.getSingleMetricAsString('gateway_crm_sync_expired_total')).includes('kind="transcript"} 1'), 5_000, 'the metric');
     // Acknowledged: nothing of it is pending any more.
-    await waitFor(async () => {
-      const info = await (await jetstream(nc).jetstreamManager()).consumers.info(streams.transcripts.name, 'crm-sync-transcripts');
-      return info.num_pending === 0 && info.num_ack_pending === 0;
-    }, 5_000, 'the event acknowledged');
+    await waitFor(
+      async () => {
+        const info = await (await jetstream(nc).jetstreamManager()).consumers.info(streams.transcripts.name, 'crm-sync-transcripts');
+        return info.num_pending === 0 && info.num_ack_pending === 0;
+      },
+      5_000,
+      'the event acknowledged',
+    );
     // And erased from the stream: the command does not outlive the communication.
     const jsm = await jetstream(nc).jetstreamManager();
     expect((await jsm.streams.info(streams.transcripts.name)).state.messages).toBe(0);

@@ -140,7 +140,7 @@ export class CapturePipeline {
   /** Taps every live producer of the room and starts a capture of them; none when nothing is live. */
   async start(): Promise<void> {
     const listed = await callUnary(this.ctx.sfu, this.ctx.sfu.listProducers, this.roomRef);
-    const producers: ProducerInfo[] = parseWith(producerListSchema, listed.producers, 'the SFU\'s producer list', ErrorCode.UNAVAILABLE);
+    const producers: ProducerInfo[] = parseWith(producerListSchema, listed.producers, "the SFU's producer list", ErrorCode.UNAVAILABLE);
     const live = producers.filter((p) => !p.paused);
     if (live.length === 0) {
       this.capture = undefined;
@@ -153,7 +153,19 @@ export class CapturePipeline {
     for (const producer of live) streams.push(await this.tapStream(tapId, producer, roles));
     await writeFile(path.join(this.dir, `capture-${number}.sdp`), buildSdp(streams, this.ctx.rtpIp), { mode: 0o600 });
     const child = spawn(this.ctx.ffmpeg, captureArgs(streams, `capture-${number}.sdp`, number, this.ctx.segmentSeconds), { cwd: this.dir, stdio: ['ignore', 'ignore', 'pipe'] });
-    const capture: Capture = { number, tapId, streams, child, log: '', start: undefined, taken: new Map(), cpuSeconds: 0, stopping: false, collecting: Promise.resolve(), exited: new Promise((resolve) => child.once('exit', () => resolve())) };
+    const capture: Capture = {
+      number,
+      tapId,
+      streams,
+      child,
+      log: '',
+      start: undefined,
+      taken: new Map(),
+      cpuSeconds: 0,
+      stopping: false,
+      collecting: Promise.resolve(),
+      exited: new Promise((resolve) => child.once('exit', () => resolve())),
+    };
     child.stderr!.on('data', (chunk: Buffer) => {
       capture.log = (capture.log + chunk.toString()).slice(-20_000);
       capture.start ??= parseCaptureStart(capture.log);
@@ -162,7 +174,10 @@ export class CapturePipeline {
     this.capture = capture;
     this.record.tapId = tapId;
     this.recording.participantIds = [...new Set([...this.recording.participantIds, ...live.map((p) => p.participantId)])];
-    await waitForBoundPorts(streams.map((s) => s.port), child);
+    await waitForBoundPorts(
+      streams.map((s) => s.port),
+      child,
+    );
     if (!this.hooks.paused()) await callUnary(this.ctx.sfu, this.ctx.sfu.setTapPaused, { tap: { room: this.roomRef, tapId }, paused: false });
     this.hooks.changed();
   }
@@ -178,7 +193,7 @@ export class CapturePipeline {
       rtcpPort: port + 1,
       paused: true,
     });
-    const codec = parseWith(tapAnswerSchema, tapped, 'the SFU\'s tap', ErrorCode.UNAVAILABLE).rtpParameters.codecs[0]!;
+    const codec = parseWith(tapAnswerSchema, tapped, "the SFU's tap", ErrorCode.UNAVAILABLE).rtpParameters.codecs[0]!;
     const kind = producer.kind === MediaKind.MEDIA_KIND_AUDIO ? 'audio' : 'video';
     // A producer is one stream for the whole recording, whichever captures carry it.
     const streamId = producer.producerId;
@@ -193,7 +208,9 @@ export class CapturePipeline {
       };
       this.record.streams.push(stream);
     }
-    const fmtp = Object.entries(codec.parameters ?? {}).map(([k, v]) => `${k}=${v}`).join(';');
+    const fmtp = Object.entries(codec.parameters ?? {})
+      .map(([k, v]) => `${k}=${v}`)
+      .join(';');
     return { streamId, kind, port, payloadType: codec.payloadType, mimeType: codec.mimeType, clockRate: codec.clockRate, channels: codec.channels, fmtp: fmtp || undefined };
   }
 

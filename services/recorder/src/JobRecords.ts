@@ -125,7 +125,16 @@ export class JobRecords {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const endedAtMs = record.segments.reduce((end, s) => Math.max(end, Math.round(s.endS * 1000)), recording.startedAtMs);
     try {
-      const { artifacts, problem } = await assembleRecording({ record, endedAtMs, dir, store: this.deps.store, segments: this.deps.segments, ffmpeg: config.ffmpeg, ffprobe: config.ffprobe, maxPartBytes: config.maxPartBytes });
+      const { artifacts, problem } = await assembleRecording({
+        record,
+        endedAtMs,
+        dir,
+        store: this.deps.store,
+        segments: this.deps.segments,
+        ffmpeg: config.ffmpeg,
+        ffprobe: config.ffprobe,
+        maxPartBytes: config.maxPartBytes,
+      });
       recording.artifacts = artifacts;
       recording.state = artifacts.length > 0 ? RecordingState.RECORDING_STATE_PARTIAL : RecordingState.RECORDING_STATE_FAILED;
       recording.failureReason = ['the recorder running it stopped unexpectedly', problem].filter(Boolean).join('; ');

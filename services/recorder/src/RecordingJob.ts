@@ -108,15 +108,17 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
 
   /** Producers came or went: capture the new set (serialised; the old capture ends first). */
   refreshStreams(): Promise<void> {
-    this.recapture = this.recapture.then(async () => {
-      // Nothing is captured during a pause; resuming starts a capture of whatever is live then.
-      if (this.stopping || this.paused) return;
-      await this.pipeline.close(this.pipeline.current, 'finish');
-      await this.pipeline.start();
-    }).catch((error) => {
-      this.ctx.log.error({ err: error, recordingId: this.recording.recordingId }, 'restarting the capture failed');
-      void this.stop('', `capture could not be restarted: ${(error as Error).message}`);
-    });
+    this.recapture = this.recapture
+      .then(async () => {
+        // Nothing is captured during a pause; resuming starts a capture of whatever is live then.
+        if (this.stopping || this.paused) return;
+        await this.pipeline.close(this.pipeline.current, 'finish');
+        await this.pipeline.start();
+      })
+      .catch((error) => {
+        this.ctx.log.error({ err: error, recordingId: this.recording.recordingId }, 'restarting the capture failed');
+        void this.stop('', `capture could not be restarted: ${(error as Error).message}`);
+      });
     return this.recapture;
   }
 

@@ -28,7 +28,7 @@ function fakeJob(tenant: string, room: string, recordingId: string) {
  * The recorder follows a recording's room over a real nats-server (as the recorder, with its
  * permissions), from events the SFU and signaling publish.
  */
-describe('following a recording\'s room', () => {
+describe("following a recording's room", () => {
   let nats: NatsServer;
   let sfu: NatsConnection;
   let recorder: NatsConnection;

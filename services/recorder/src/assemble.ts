@@ -72,7 +72,16 @@ export async function assembleRecording(options: AssemblyOptions): Promise<{ art
   const voices = record.streams.filter((s) => s.kind === 'audio' && inputs.has(s.streamId));
   if (voices.length > 0) {
     try {
-      await run(options.ffmpeg, voiceMixArgs(voices.map((s) => ({ ...inputs.get(s.streamId)!, left: s.role === 'end_user' })), seconds, timeline, pauses), { cwd: dir });
+      await run(
+        options.ffmpeg,
+        voiceMixArgs(
+          voices.map((s) => ({ ...inputs.get(s.streamId)!, left: s.role === 'end_user' })),
+          seconds,
+          timeline,
+          pauses,
+        ),
+        { cwd: dir },
+      );
       haveTimeline = true;
       const cuts = recording.options?.skipPausedAudio ? pauses : [];
       await run(options.ffmpeg, voiceEncodeArgs(timeline, cuts, 'voice.mp3', 'voice.webm'), { cwd: dir });
@@ -109,7 +118,10 @@ export async function assembleRecording(options: AssemblyOptions): Promise<{ art
   const artifacts: Artifact[] = [];
   for (const output of outputs) {
     const file = path.join(dir, output.file);
-    const size = await stat(file).then((s) => s.size, () => 0);
+    const size = await stat(file).then(
+      (s) => s.size,
+      () => 0,
+    );
     if (size === 0) continue;
     const duration = await durationMs(options.ffprobe, file);
     // CRMs limit uploads (Zendesk: 50 MB): a larger file is stored as ordered parts that
@@ -120,7 +132,15 @@ export async function assembleRecording(options: AssemblyOptions): Promise<{ art
       const start = (part - 1) * options.maxPartBytes;
       const end = Math.min(size, start + options.maxPartBytes) - 1;
       await store.put(recording.tenant, artifactId, createReadStream(file, { start, end }), output.contentType);
-      artifacts.push({ artifactId, kind: output.kind, contentType: output.contentType, participantId: output.participantId, sizeBytes: end - start + 1, durationMs: duration, part: parts > 1 ? part : 0 });
+      artifacts.push({
+        artifactId,
+        kind: output.kind,
+        contentType: output.contentType,
+        participantId: output.participantId,
+        sizeBytes: end - start + 1,
+        durationMs: duration,
+        part: parts > 1 ? part : 0,
+      });
     }
   }
   return { artifacts, problem: problems.join('; ') };
@@ -135,4 +155,3 @@ async function durationMs(ffprobe: string, file: string): Promise<number> {
     return 0;
   }
 }
-

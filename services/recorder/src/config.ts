@@ -29,7 +29,10 @@ const shape = {
    * assembly a few CPU-seconds per recorded minute at the end, an MP4 transcode about two-thirds
    * of a core-minute per recorded minute.
    */
-  RECORDER_CPU_BUDGET: z.coerce.number().positive().default(os.availableParallelism() * 0.8),
+  RECORDER_CPU_BUDGET: z.coerce
+    .number()
+    .positive()
+    .default(os.availableParallelism() * 0.8),
   RECORDER_JOB_CPU_COST: z.coerce.number().positive().default(0.1),
   RECORDER_MP4_JOB_CPU_COST: z.coerce.number().positive().default(0.7),
   /** Length of the encrypted segments a job stores while it runs: at most this much is lost if the node dies. */
@@ -41,7 +44,12 @@ const shape = {
   RECORDER_DRAIN_GRACE_SECONDS: env.seconds(0),
   RECORDER_SEGMENT_SECONDS: env.positiveInt(10),
   /** How long a finished recording's record stays so that any node answers GetRecording for it; then it is deleted. */
-  RECORDER_FINISHED_RECORD_SECONDS: z.coerce.number().int().min(0).max(86_400).default(FINISHED_RECORDING_KEPT_MS / 1000),
+  RECORDER_FINISHED_RECORD_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(86_400)
+    .default(FINISHED_RECORDING_KEPT_MS / 1000),
   /** Files above this are stored as ordered parts (CRM upload limits; Zendesk's is 50 MB). */
   RECORDER_MAX_PART_BYTES: env.positiveInt(50 * 1000 * 1000),
   RECORDER_FFMPEG: env.string('ffmpeg'),

@@ -49,7 +49,15 @@ describe('ffmpeg plans for recordings', () => {
 
   it('cuts the PCI pauses out of the voice only when asked', () => {
     expect(voiceEncodeArgs('t.mka', [], 'v.mp3', 'v.webm')).not.toContain('-af');
-    const args = voiceEncodeArgs('t.mka', [[4, 16.5], [20, 21]], 'v.mp3', 'v.webm');
+    const args = voiceEncodeArgs(
+      't.mka',
+      [
+        [4, 16.5],
+        [20, 21],
+      ],
+      'v.mp3',
+      'v.webm',
+    );
     expect(args[args.indexOf('-af') + 1]).toBe("aselect='not(between(t,4.000,16.500)+between(t,20.000,21.000))',asetpts=N/SR/TB");
   });
 });

@@ -45,24 +45,48 @@ export function segmentNames(streamId: string, capture: number) {
 
 export function captureArgs(streams: CaptureStream[], sdpFile: string, capture: number, segmentSeconds: number): string[] {
   const args = [
-    '-hide_banner', '-loglevel', 'info', '-nostats',
+    '-hide_banner',
+    '-loglevel',
+    'info',
+    '-nostats',
     // Stamping packets with the wall clock puts every capture on one timeline.
-    '-use_wallclock_as_timestamps', '1',
+    '-use_wallclock_as_timestamps',
+    '1',
     // A PCI pause sends nothing for as long as it lasts: keep waiting (the default gives up after 10 s).
-    '-listen_timeout', '-1',
-    '-protocol_whitelist', 'file,udp,rtp',
+    '-listen_timeout',
+    '-1',
+    '-protocol_whitelist',
+    'file,udp,rtp',
     // Enough to see a key frame of every video stream before writing starts.
-    '-analyzeduration', '1000000', '-probesize', '10000000',
-    '-i', sdpFile,
+    '-analyzeduration',
+    '1000000',
+    '-probesize',
+    '10000000',
+    '-i',
+    sdpFile,
   ];
   streams.forEach((s, index) => {
     const { list, pattern } = segmentNames(s.streamId, capture);
     args.push(
-      '-map', `0:${index}`, '-c', 'copy',
-      '-f', 'segment', '-segment_time', String(segmentSeconds), '-segment_format', 'matroska',
+      '-map',
+      `0:${index}`,
+      '-c',
+      'copy',
+      '-f',
+      'segment',
+      '-segment_time',
+      String(segmentSeconds),
+      '-segment_format',
+      'matroska',
       // Browsers send key frames only on request: cut anywhere, assembly joins the pieces again.
-      '-break_non_keyframes', '1', '-reset_timestamps', '0',
-      '-segment_list', list, '-segment_list_type', 'csv',
+      '-break_non_keyframes',
+      '1',
+      '-reset_timestamps',
+      '0',
+      '-segment_list',
+      list,
+      '-segment_list_type',
+      'csv',
       pattern,
     );
   });
@@ -161,9 +185,7 @@ export function voiceMixArgs(inputs: Array<AssemblyInput & { left: boolean }>, s
 /** The voice files delivered: MP3 and Opus/WebM, with the PCI pauses cut out when the tenant asks. */
 export function voiceEncodeArgs(timelineFile: string, cuts: Array<[number, number]>, mp3File: string, opusFile: string): string[] {
   const args = ['-hide_banner', '-loglevel', 'error', '-y', '-i', timelineFile];
-  const filter = cuts.length
-    ? [`aselect='not(${cuts.map(([a, b]) => `between(t,${a.toFixed(3)},${b.toFixed(3)})`).join('+')})'`, 'asetpts=N/SR/TB']
-    : [];
+  const filter = cuts.length ? [`aselect='not(${cuts.map(([a, b]) => `between(t,${a.toFixed(3)},${b.toFixed(3)})`).join('+')})'`, 'asetpts=N/SR/TB'] : [];
   const withFilter = filter.length ? ['-af', filter.join(',')] : [];
   args.push(...withFilter, '-c:a', 'libmp3lame', '-b:a', '96k', mp3File);
   args.push(...withFilter, '-c:a', 'libopus', '-b:a', '48k', opusFile);
@@ -173,8 +195,35 @@ export function voiceEncodeArgs(timelineFile: string, cuts: Array<[number, numbe
 /** A video with the voice, as H.264/AAC MP4 for tools that do not play WebM; both keep their place on the timeline. */
 export function mp4Args(videoFile: string, timelineFile: string, outFile: string): string[] {
   return [
-    '-hide_banner', '-loglevel', 'error', '-y', '-copyts', '-i', videoFile, '-i', timelineFile,
-    '-map', '0:v', '-map', '1:a', '-fps_mode', 'passthrough', '-c:v', 'libx264', '-preset', 'veryfast', '-crf', '23', '-pix_fmt', 'yuv420p',
-    '-c:a', 'aac', '-b:a', '128k', '-movflags', '+faststart', outFile,
+    '-hide_banner',
+    '-loglevel',
+    'error',
+    '-y',
+    '-copyts',
+    '-i',
+    videoFile,
+    '-i',
+    timelineFile,
+    '-map',
+    '0:v',
+    '-map',
+    '1:a',
+    '-fps_mode',
+    'passthrough',
+    '-c:v',
+    'libx264',
+    '-preset',
+    'veryfast',
+    '-crf',
+    '23',
+    '-pix_fmt',
+    'yuv420p',
+    '-c:a',
+    'aac',
+    '-b:a',
+    '128k',
+    '-movflags',
+    '+faststart',
+    outFile,
   ];
 }

@@ -6,7 +6,7 @@ import { observeRecorderMetrics } from './metrics.js';
 
 /** The recorder's metrics follow its observer alone. */
 describe('recorder metrics', () => {
-  it('count running jobs, ended jobs by state, stored bytes and CPU from the observer\'s events', async () => {
+  it("count running jobs, ended jobs by state, stored bytes and CPU from the observer's events", async () => {
     const registry = new Registry();
     const observer = new RecorderObserver();
     observeRecorderMetrics(observer, registry);

@@ -23,7 +23,10 @@ const pipedProducerSchema = z.object({
     producerId: schemas.id(),
     participantId: schemas.id(),
     kind: z.union([z.literal(MediaKind.MEDIA_KIND_AUDIO), z.literal(MediaKind.MEDIA_KIND_VIDEO)]),
-    source: z.number().int().refine((value) => value === TrackSource.TRACK_SOURCE_UNSPECIFIED || sourceNames[value] !== undefined, 'must be a known source'),
+    source: z
+      .number()
+      .int()
+      .refine((value) => value === TrackSource.TRACK_SOURCE_UNSPECIFIED || sourceNames[value] !== undefined, 'must be a known source'),
     paused: z.boolean(),
   }),
   rtpParameters: z
@@ -120,7 +123,7 @@ export class PipeCoordinator {
       await this.ensurePipeIn(room, origin, client);
       return consume();
     });
-    const piped = parseWith(pipedProducerSchema, answer, 'the origin\'s PipeConsume answer', ErrorCode.UNAVAILABLE);
+    const piped = parseWith(pipedProducerSchema, answer, "the origin's PipeConsume answer", ErrorCode.UNAVAILABLE);
     const info = piped.producer;
     if (info.producerId !== producerId) throw new GatewayError(ErrorCode.UNAVAILABLE, 'the origin answered with another producer');
     await room.pipes.importProducer(
@@ -152,7 +155,7 @@ export class PipeCoordinator {
           peer: this.host.self,
           endpoint: toMessage(endpoint),
         });
-        const remote = parseWith(pipeEndpointSchema, answer, 'the origin\'s OpenPipe answer', ErrorCode.UNAVAILABLE);
+        const remote = parseWith(pipeEndpointSchema, answer, "the origin's OpenPipe answer", ErrorCode.UNAVAILABLE);
         try {
           this.assertPipeAddress(origin, remote.ip);
         } catch (error) {

@@ -150,15 +150,17 @@ export class Room extends TypedEmitter<RoomEvents> {
   async createWebRtcTransport(participantId: string, direction: 'send' | 'recv'): Promise<types.WebRtcTransport<MediaAppData>> {
     this.assertOpen();
     const held = this.count(this.transports.values(), participantId);
-    const transport = await this.withinLimit('transports', participantId, held, () => this.router.createWebRtcTransport<MediaAppData>({
-      webRtcServer: this.worker.webRtcServer,
-      enableUdp: true,
-      enableTcp: true,
-      preferUdp: true,
-      initialAvailableOutgoingBitrate: 1_000_000,
-      iceConsentTimeout: this.timeouts.iceConsentTimeoutSeconds,
-      appData: { participantId, direction },
-    }));
+    const transport = await this.withinLimit('transports', participantId, held, () =>
+      this.router.createWebRtcTransport<MediaAppData>({
+        webRtcServer: this.worker.webRtcServer,
+        enableUdp: true,
+        enableTcp: true,
+        preferUdp: true,
+        initialAvailableOutgoingBitrate: 1_000_000,
+        iceConsentTimeout: this.timeouts.iceConsentTimeoutSeconds,
+        appData: { participantId, direction },
+      }),
+    );
     this.transports.set(transport.id, transport);
     this.closeWhenAbandoned(transport);
     transport.observer.once('close', () => {
@@ -187,14 +189,7 @@ export class Room extends TypedEmitter<RoomEvents> {
     return consumer;
   }
 
-  async produce(
-    transportId: string,
-    participantId: string,
-    kind: types.MediaKind,
-    rtpParameters: types.RtpParameters,
-    source: TrackSource,
-    paused: boolean,
-  ): Promise<types.Producer<MediaAppData>> {
+  async produce(transportId: string, participantId: string, kind: types.MediaKind, rtpParameters: types.RtpParameters, source: TrackSource, paused: boolean): Promise<types.Producer<MediaAppData>> {
     this.assertOpen();
     const transport = this.transport(transportId);
     if (transport.appData.participantId !== participantId) {

@@ -108,6 +108,8 @@ describe('room pipes', () => {
     const lonely = side(await worker.createRouter({ mediaCodecs }));
     await expect(lonely.pipes.consume('node-x', 'PR_x')).rejects.toMatchObject({ code: 'INVALID_STATE' });
     await expect(lonely.pipes.connectIn('node-x', { ip: '127.0.0.1', port: 1, srtpParameters: { cryptoSuite: 'AEAD_AES_256_GCM', keyBase64: '' } })).rejects.toMatchObject({ code: 'INVALID_STATE' });
-    await expect(lonely.pipes.importProducer('node-x', { producerId: 'PR_x', participantId: 'PA_x', kind: 'audio', paused: false }, opus as types.RtpParameters)).rejects.toMatchObject({ code: 'INVALID_STATE' });
+    await expect(lonely.pipes.importProducer('node-x', { producerId: 'PR_x', participantId: 'PA_x', kind: 'audio', paused: false }, opus as types.RtpParameters)).rejects.toMatchObject({
+      code: 'INVALID_STATE',
+    });
   });
 });

@@ -63,9 +63,7 @@ export class Rooms {
     }
     this.byKey.set(key, room);
     worker.rooms++;
-    room.on('activespeaker', (participantId, producerId) =>
-      this.publish(room, { $case: 'activeSpeaker', value: { participantId, producerId } }),
-    );
+    room.on('activespeaker', (participantId, producerId) => this.publish(room, { $case: 'activeSpeaker', value: { participantId, producerId } }));
     room.on('pipedproducerchanged', (peer, producerId, change) => pipes.notifyPeer(room, peer, producerId, change));
     room.on('closed', (reason, pipePeers) => {
       pipes.roomClosed(room, pipePeers);

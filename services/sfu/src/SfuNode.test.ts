@@ -10,7 +10,11 @@ import { SfuNode } from './SfuNode.js';
 const opus = { codecs: [{ mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2, parameters: {} }], encodings: [{ ssrc: 1111 }] };
 const vp8Simulcast = {
   codecs: [{ mimeType: 'video/VP8', payloadType: 96, clockRate: 90000, parameters: {} }],
-  encodings: [{ ssrc: 2221, rid: 'r0' }, { ssrc: 2222, rid: 'r1' }, { ssrc: 2223, rid: 'r2' }].map(({ ssrc }) => ({ ssrc })),
+  encodings: [
+    { ssrc: 2221, rid: 'r0' },
+    { ssrc: 2222, rid: 'r1' },
+    { ssrc: 2223, rid: 'r2' },
+  ].map(({ ssrc }) => ({ ssrc })),
 };
 // A simple client capability set that can receive Opus and VP8.
 const clientCaps = {
@@ -117,11 +121,15 @@ describe('SFU node with a real mediasoup worker', () => {
 
   it('registers itself in NATS KV with its load', async () => {
     const kv = await openBucket(nc, buckets.sfuNodes);
-    const info = await waitFor(async () => {
-      const entry = await kv.get('sfu-test-a');
-      const decoded = entry?.length ? NodeInfo.decode(entry.value) : undefined;
-      return decoded && decoded.load?.consumers === 2 ? decoded : undefined;
-    }, 5_000, 'registry entry with load');
+    const info = await waitFor(
+      async () => {
+        const entry = await kv.get('sfu-test-a');
+        const decoded = entry?.length ? NodeInfo.decode(entry.value) : undefined;
+        return decoded && decoded.load?.consumers === 2 ? decoded : undefined;
+      },
+      5_000,
+      'registry entry with load',
+    );
     expect(info.grpcAddress).toBe(node.grpcAddress);
     expect(info.load).toMatchObject({ workers: 1, rooms: 1, producers: 2 });
     expect(Date.now() - info.updatedAtMs).toBeLessThan(2_000);
@@ -188,14 +196,17 @@ describe('SFU node timeouts', () => {
   });
 });
 
-describe('SFU limits per participant (behind signaling\'s own)', () => {
+describe("SFU limits per participant (behind signaling's own)", () => {
   let nats: NatsServer;
   let node: SfuNode;
   let client: SfuClient;
   const room = { tenant: 'acme', room: 'limits' };
-  const code = (promise: Promise<unknown>) => promise.then(() => 'OK', (error: GatewayError) => error.code);
-  const transport = (participantId: string, direction = TransportDirection.TRANSPORT_DIRECTION_RECV) =>
-    callUnary(client, client.createWebRtcTransport, { room, participantId, direction });
+  const code = (promise: Promise<unknown>) =>
+    promise.then(
+      () => 'OK',
+      (error: GatewayError) => error.code,
+    );
+  const transport = (participantId: string, direction = TransportDirection.TRANSPORT_DIRECTION_RECV) => callUnary(client, client.createWebRtcTransport, { room, participantId, direction });
   const produce = (transportId: string, participantId: string, ssrc: number) =>
     callUnary(client, client.produce, {
       transport: { room, transportId },

@@ -1,4 +1,3 @@
-
 import type { Registry } from 'prom-client';
 import type { NodeAddress, NodeLoad } from '@gateway/proto/gateway/sfu/v1/sfu';
 import {
@@ -120,8 +119,7 @@ export class SfuNode implements PipeHost, SfuApiNode {
       port: config.opsPort,
       registry: node.metrics,
       health: () => (pool.aliveCount === 0 ? 'no live mediasoup worker' : undefined),
-      readiness: () =>
-        node.draining ? 'draining' : nc.isClosed() ? 'nats connection closed' : pool.aliveCount === 0 ? 'no live mediasoup worker' : undefined,
+      readiness: () => (node.draining ? 'draining' : nc.isClosed() ? 'nats connection closed' : pool.aliveCount === 0 ? 'no live mediasoup worker' : undefined),
       drain: () => node.startDrain(),
       drainToken,
     });
@@ -219,4 +217,3 @@ export class SfuNode implements PipeHost, SfuApiNode {
     return this.closing;
   }
 }
-

@@ -77,8 +77,18 @@ export function observeMediaMetrics(node: MeasuredNode, registry: Registry): voi
   const labelNames = ['worker', 'direction', 'kind'] as const;
   const packets = new Counter({ name: 'gateway_sfu_rtp_packets_total', help: 'RTP packets received from publishers (direction="in") and sent to subscribers ("out")', labelNames, registers });
   const bytes = new Counter({ name: 'gateway_sfu_rtp_bytes_total', help: 'RTP bytes received from publishers (direction="in") and sent to subscribers ("out")', labelNames, registers });
-  const lost = new Counter({ name: 'gateway_sfu_rtp_lost_packets_total', help: 'RTP packets lost: from publishers as this node counts them ("in"), to subscribers as they report them ("out")', labelNames, registers });
-  const nacks = new Counter({ name: 'gateway_sfu_rtcp_nacks_total', help: 'RTCP NACKs (retransmission requests): sent to publishers ("in"), received from subscribers ("out")', labelNames, registers });
+  const lost = new Counter({
+    name: 'gateway_sfu_rtp_lost_packets_total',
+    help: 'RTP packets lost: from publishers as this node counts them ("in"), to subscribers as they report them ("out")',
+    labelNames,
+    registers,
+  });
+  const nacks = new Counter({
+    name: 'gateway_sfu_rtcp_nacks_total',
+    help: 'RTCP NACKs (retransmission requests): sent to publishers ("in"), received from subscribers ("out")',
+    labelNames,
+    registers,
+  });
   const plis = new Counter({ name: 'gateway_sfu_rtcp_plis_total', help: 'RTCP PLIs (key frame requests): sent to publishers ("in"), received from subscribers ("out")', labelNames, registers });
   const rtt = new Histogram({
     name: 'gateway_sfu_rtt_seconds',

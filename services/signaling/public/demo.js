@@ -3,8 +3,6 @@
 // recording indicator, the chat panel, Smart Actions, and window.room for tests. Each page adds
 // only how it lays out remote video.
 (() => {
-  
-
   const ICONS = {
     microphone: '<path d="M12 14a3 3 0 0 0 3-3V5a3 3 0 0 0-6 0v6a3 3 0 0 0 3 3Z"/><path d="M19 11a7 7 0 0 1-14 0M12 18v3"/>',
     camera: '<rect x="3" y="6" width="13" height="12" rx="2"/><path d="m16 10 5-3v10l-5-3"/>',
@@ -28,7 +26,9 @@
   }
 
   function initials(name) {
-    const parts = String(name || '?').split(/[\s._@-]+/).filter(Boolean);
+    const parts = String(name || '?')
+      .split(/[\s._@-]+/)
+      .filter(Boolean);
     return ((parts[0] || '?')[0] + (parts.length > 1 ? parts[parts.length - 1][0] : '')).toUpperCase();
   }
 
@@ -61,7 +61,7 @@
   function showError(error) {
     const box = document.getElementById('error');
     if (!box) return;
-    const text = (error?.code ? `${error.code}: ` : '') + ((error?.message) || String(error));
+    const text = (error?.code ? `${error.code}: ` : '') + (error?.message || String(error));
     box.querySelector('.text').textContent = text;
     box.hidden = false;
   }
@@ -284,7 +284,7 @@
       case 'ROOM_CLOSED':
         return 'You are no longer in the call.';
       default:
-        return (error?.message) || String(error);
+        return error?.message || String(error);
     }
   }
 
@@ -328,7 +328,7 @@
       },
       elements,
     );
-    const canRedact = (options?.canRedact) || ((m) => room.localParticipant.role === 'agent' && m.role === 'end_user' && !m.redacted);
+    const canRedact = options?.canRedact || ((m) => room.localParticipant.role === 'agent' && m.role === 'end_user' && !m.redacted);
     /** messageId -> its element */
     const nodes = new Map();
     let sending = false;
@@ -337,7 +337,7 @@
 
     function showChatError(error) {
       el.error.textContent = chatErrorText(error);
-      el.error.dataset.code = (error?.code) || '';
+      el.error.dataset.code = error?.code || '';
       el.error.hidden = false;
     }
 
@@ -473,11 +473,11 @@
       case 'INVALID_STATE':
         return 'This request was already answered.';
       case 'PERMISSION_DENIED':
-        return `Not allowed: ${(error?.message) || 'permission denied'}`;
+        return `Not allowed: ${error?.message || 'permission denied'}`;
       case 'UNSUPPORTED':
-        return `This browser cannot do that here: ${(error?.message) || ''}`;
+        return `This browser cannot do that here: ${error?.message || ''}`;
       default:
-        return (error?.message) || String(error);
+        return error?.message || String(error);
     }
   }
 
@@ -523,7 +523,7 @@
     function showActionError(error) {
       if (!el.error) return showError(error);
       el.error.textContent = actionErrorText(error);
-      el.error.dataset.code = (error?.code) || '';
+      el.error.dataset.code = error?.code || '';
       el.error.hidden = false;
     }
 
@@ -545,11 +545,11 @@
         await work();
       } catch (e) {
         error.textContent = actionErrorText(e);
-        error.dataset.code = (e?.code) || '';
+        error.dataset.code = e?.code || '';
         error.hidden = false;
         // Still open: try again (Send needs a file chosen).
         const file = li.querySelector('input[type=file]');
-        controls.forEach((c) => (c.disabled = c.dataset.testid === 'smart-action-send' && !(file?.files.length)));
+        controls.forEach((c) => (c.disabled = c.dataset.testid === 'smart-action-send' && !file?.files.length));
       } finally {
         delete li.dataset.busy;
       }
@@ -694,7 +694,7 @@
         } catch (error) {
           if (status) {
             status.textContent = error && error.code === 'INVALID_STATE' ? 'This device is already registered.' : actionErrorText(error);
-            status.dataset.code = (error?.code) || '';
+            status.dataset.code = error?.code || '';
           }
           el.register.disabled = false;
         }

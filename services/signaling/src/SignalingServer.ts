@@ -80,7 +80,8 @@ export class SignalingServer {
     const tenant = (name: string) => config.tenants.find((t) => t.name === name);
     const erasedIn = (tenantName: string, room: string) => roomSessions.erasedIn(tenantName, room);
     const participants = (tenantName: string, room: string) => store.list(tenantName, room);
-    const releaseTokenSlot = (tenantName: string, tokenId: string, participantId: string) => tokenSessions.release(tenantName, tokenId, participantId, tenantLimits(config, tenantName).sessionsPerToken);
+    const releaseTokenSlot = (tenantName: string, tokenId: string, participantId: string) =>
+      tokenSessions.release(tenantName, tokenId, participantId, tenantLimits(config, tenantName).sessionsPerToken);
     this.metrics = createSignalingMetrics(registry, { connections: () => this.connections.size, sessions: () => this.sessions.size, chatKeysCached: () => chat.cachedKeys });
     this.sessions = new SessionRegistry({
       replicaId: config.replicaId,

@@ -2,7 +2,23 @@ import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { ErrorCode, GatewayError, defaultRedactionPolicy, env, grpcTlsShape, loadConfig, natsShape, readNatsSettings, readGrpcTls, readKeyringSettings, tenantKeysShape, tenantsSchema, tenantsShape, type RedactionPolicy, type Tenant } from '@gateway/common';
+import {
+  ErrorCode,
+  GatewayError,
+  defaultRedactionPolicy,
+  env,
+  grpcTlsShape,
+  loadConfig,
+  natsShape,
+  readNatsSettings,
+  readGrpcTls,
+  readKeyringSettings,
+  tenantKeysShape,
+  tenantsSchema,
+  tenantsShape,
+  type RedactionPolicy,
+  type Tenant,
+} from '@gateway/common';
 
 export { DEMO_TENANT, type Tenant } from '@gateway/common';
 
@@ -58,7 +74,11 @@ const shape = {
   SIGNALING_CHAT_HISTORY_LIMIT: env.positiveInt(500),
   /** Limits, each refused with LIMIT_EXCEEDED; a tenant's `limits` override the first four. */
   SIGNALING_SESSIONS_PER_TOKEN: env.positiveInt(1),
-  SIGNALING_MAX_SESSION_SECONDS: z.coerce.number().int().min(1).default(24 * 3600),
+  SIGNALING_MAX_SESSION_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(24 * 3600),
   SIGNALING_MAX_PARTICIPANTS_PER_ROOM: env.positiveInt(100),
   SIGNALING_MAX_ROOMS_PER_TENANT: env.positiveInt(10_000),
   SIGNALING_MAX_TRANSPORTS_PER_PARTICIPANT: env.positiveInt(4),
@@ -134,7 +154,9 @@ export function readSignalingConfig(source: Record<string, string | undefined> =
     webauthn: {
       rpId: c.SIGNALING_WEBAUTHN_RP_ID,
       /** Unset: the server's own port on localhost. */
-      origins: c.SIGNALING_WEBAUTHN_ORIGINS?.split(',').map((o) => o.trim()).filter(Boolean),
+      origins: c.SIGNALING_WEBAUTHN_ORIGINS?.split(',')
+        .map((o) => o.trim())
+        .filter(Boolean),
     },
     publicDir: c.SIGNALING_PUBLIC_DIR,
     sdkBundle: c.SIGNALING_SDK_BUNDLE,

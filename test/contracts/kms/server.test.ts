@@ -83,7 +83,7 @@ describe('KMS contract server', () => {
     expect(Buffer.from(again.Plaintext!).equals(Buffer.from(generated.Plaintext!))).toBe(true);
   });
 
-  it('re-encrypts under the alias\'s new key; key states refuse what AWS documents', async () => {
+  it("re-encrypts under the alias's new key; key states refuse what AWS documents", async () => {
     const kms = client();
     const first = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!;
     await kms.send(new CreateAliasCommand({ AliasName: 'alias/contract/rotating', TargetKeyId: first.KeyId }));
@@ -93,7 +93,9 @@ describe('KMS contract server', () => {
     await kms.send(new UpdateAliasCommand({ AliasName: 'alias/contract/rotating', TargetKeyId: second.KeyId }));
     const aliases = await kms.send(new ListAliasesCommand({ KeyId: second.KeyId }));
     expect(aliases.Aliases?.map((a) => a.AliasName)).toEqual(['alias/contract/rotating']);
-    const moved = await kms.send(new ReEncryptCommand({ CiphertextBlob: sealed.CiphertextBlob, SourceEncryptionContext: context, DestinationKeyId: 'alias/contract/rotating', DestinationEncryptionContext: context }));
+    const moved = await kms.send(
+      new ReEncryptCommand({ CiphertextBlob: sealed.CiphertextBlob, SourceEncryptionContext: context, DestinationKeyId: 'alias/contract/rotating', DestinationEncryptionContext: context }),
+    );
     expect(moved.SourceKeyId).toBe(first.Arn);
     expect(moved.KeyId).toBe(second.Arn);
     await kms.send(new DisableKeyCommand({ KeyId: first.Arn }));

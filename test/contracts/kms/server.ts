@@ -33,7 +33,23 @@ export type KmsOperation =
   | 'ListAliases'
   | 'ListKeys';
 
-const operations = new Set<string>(['CreateKey', 'DescribeKey', 'EnableKey', 'DisableKey', 'ScheduleKeyDeletion', 'CancelKeyDeletion', 'GenerateDataKey', 'Encrypt', 'Decrypt', 'ReEncrypt', 'CreateAlias', 'UpdateAlias', 'DeleteAlias', 'ListAliases', 'ListKeys']);
+const operations = new Set<string>([
+  'CreateKey',
+  'DescribeKey',
+  'EnableKey',
+  'DisableKey',
+  'ScheduleKeyDeletion',
+  'CancelKeyDeletion',
+  'GenerateDataKey',
+  'Encrypt',
+  'Decrypt',
+  'ReEncrypt',
+  'CreateAlias',
+  'UpdateAlias',
+  'DeleteAlias',
+  'ListAliases',
+  'ListKeys',
+]);
 
 export interface KmsCredential {
   accessKeyId: string;
@@ -179,7 +195,10 @@ export class KmsContractServer {
       if (fault) throw new KmsError(fault.type, fault.message ?? `${fault.type} (injected)`, fault.status ?? 400);
       this.throttle();
       if (principal.deny?.includes(operation)) {
-        throw new KmsError('AccessDeniedException', `User: arn:aws:iam::${this.account}:user/${principal.accessKeyId} is not authorized to perform: kms:${operation} because no resource-based policy allows the kms:${operation} action`);
+        throw new KmsError(
+          'AccessDeniedException',
+          `User: arn:aws:iam::${this.account}:user/${principal.accessKeyId} is not authorized to perform: kms:${operation} because no resource-based policy allows the kms:${operation} action`,
+        );
       }
       let input: Record<string, unknown>;
       try {
@@ -237,14 +256,9 @@ export class KmsContractServer {
     if (Math.abs(Date.now() - time) > MAX_SKEW_MS) throw new KmsError('InvalidSignatureException', 'Signature expired.');
     const signedHeaders = signedHeaderList.split(';');
     if (!signedHeaders.includes('host') || !signedHeaders.includes('x-amz-target')) throw new KmsError('InvalidSignatureException', 'The host and x-amz-target headers must be signed.');
-    const canonicalRequest = [
-      'POST',
-      '/',
-      '',
-      signedHeaders.map((name) => `${name}:${headerValues(req, name)}\n`).join(''),
-      signedHeaderList,
-      createHash('sha256').update(body).digest('hex'),
-    ].join('\n');
+    const canonicalRequest = ['POST', '/', '', signedHeaders.map((name) => `${name}:${headerValues(req, name)}\n`).join(''), signedHeaderList, createHash('sha256').update(body).digest('hex')].join(
+      '\n',
+    );
     const scope = `${day}/${region}/kms/aws4_request`;
     const stringToSign = ['AWS4-HMAC-SHA256', amzDate, scope, createHash('sha256').update(canonicalRequest).digest('hex')].join('\n');
     let key: Buffer = createHmac('sha256', `AWS4${principal.secretAccessKey}`).update(day).digest();
@@ -268,7 +282,8 @@ export class KmsContractServer {
   /** The key a request names; NotFoundException when there is none. */
   private named(input: Record<string, unknown>, field = 'KeyId'): Key {
     const id = input[field];
-    if (typeof id !== 'string' || id.length < 1 || id.length > 2048) throw new KmsError('ValidationException', `1 validation error detected: Value at '${lower(field)}' failed to satisfy constraint: Member must have length between 1 and 2048`);
+    if (typeof id !== 'string' || id.length < 1 || id.length > 2048)
+      throw new KmsError('ValidationException', `1 validation error detected: Value at '${lower(field)}' failed to satisfy constraint: Member must have length between 1 and 2048`);
     const key = this.resolve(id);
     if (!key) throw new KmsError('NotFoundException', id.includes('alias/') ? `Alias ${id} is not found.` : `Key '${id}' does not exist`);
     return key;
@@ -307,7 +322,8 @@ export class KmsContractServer {
       case 'ScheduleKeyDeletion': {
         const key = this.named(input);
         const days = input.PendingWindowInDays ?? 30;
-        if (typeof days !== 'number' || !Number.isInteger(days) || days < 7 || days > 30) throw new KmsError('ValidationException', "1 validation error detected: Value at 'pendingWindowInDays' failed to satisfy constraint: Member must have value between 7 and 30");
+        if (typeof days !== 'number' || !Number.isInteger(days) || days < 7 || days > 30)
+          throw new KmsError('ValidationException', "1 validation error detected: Value at 'pendingWindowInDays' failed to satisfy constraint: Member must have value between 7 and 30");
         if (key.state === 'PendingDeletion') throw new KmsError('KMSInvalidStateException', `${key.arn} is pending deletion.`);
         key.state = 'PendingDeletion';
         key.deletionDate = new Date(Date.now() + days * 86_400_000);
@@ -352,10 +368,12 @@ export class KmsContractServer {
       case 'CreateAlias':
       case 'UpdateAlias': {
         const name = input.AliasName;
-        if (typeof name !== 'string' || !/^alias\/[a-zA-Z0-9/_-]{1,250}$/.test(name)) throw new KmsError('ValidationException', "Value at 'aliasName' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$");
+        if (typeof name !== 'string' || !/^alias\/[a-zA-Z0-9/_-]{1,250}$/.test(name))
+          throw new KmsError('ValidationException', "Value at 'aliasName' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$");
         if (name.startsWith('alias/aws/')) throw new KmsError('NotFoundException', 'Alias names starting with alias/aws/ are reserved for AWS managed keys.');
         const target = this.named(input, 'TargetKeyId');
-        if (operation === 'CreateAlias' && this.aliases.has(name)) throw new KmsError('AlreadyExistsException', `An alias with the name arn:aws:kms:${this.region}:${this.account}:${name} already exists`);
+        if (operation === 'CreateAlias' && this.aliases.has(name))
+          throw new KmsError('AlreadyExistsException', `An alias with the name arn:aws:kms:${this.region}:${this.account}:${name} already exists`);
         if (operation === 'UpdateAlias' && !this.aliases.has(name)) throw new KmsError('NotFoundException', `Alias arn:aws:kms:${this.region}:${this.account}:${name} is not found.`);
         if (target.state === 'PendingDeletion') throw new KmsError('KMSInvalidStateException', `${target.arn} is pending deletion.`);
         this.aliases.set(name, target.keyId);
@@ -421,7 +439,8 @@ function context(value: unknown): Buffer {
 function blob(value: unknown, field: string, max: number): Buffer {
   if (typeof value !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(value)) throw new KmsError('SerializationException', `${field} must be a base64 blob`);
   const bytes = Buffer.from(value, 'base64');
-  if (bytes.length < 1 || bytes.length > max) throw new KmsError('ValidationException', `1 validation error detected: Value at '${field}' failed to satisfy constraint: Member must have length between 1 and ${max}`);
+  if (bytes.length < 1 || bytes.length > max)
+    throw new KmsError('ValidationException', `1 validation error detected: Value at '${field}' failed to satisfy constraint: Member must have length between 1 and ${max}`);
   return bytes;
 }
 

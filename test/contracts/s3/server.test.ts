@@ -69,11 +69,18 @@ describe('S3 contract server', () => {
 
   it('stores x-amz-tagging and echoes SSE-KMS headers', async () => {
     const context = Buffer.from(JSON.stringify({ tenant: 't' })).toString('base64');
-    const put = await client().send(new PutObjectCommand({ Bucket: bucket, Key: 'enc', Body: 'x', Tagging: 'a=1&b=two%20words', ServerSideEncryption: 'aws:kms', SSEKMSKeyId: 'alias/k', SSEKMSEncryptionContext: context }));
+    const put = await client().send(
+      new PutObjectCommand({ Bucket: bucket, Key: 'enc', Body: 'x', Tagging: 'a=1&b=two%20words', ServerSideEncryption: 'aws:kms', SSEKMSKeyId: 'alias/k', SSEKMSEncryptionContext: context }),
+    );
     expect(put).toMatchObject({ ServerSideEncryption: 'aws:kms', SSEKMSKeyId: 'alias/k', SSEKMSEncryptionContext: context });
-    expect((await client().send(new GetObjectTaggingCommand({ Bucket: bucket, Key: 'enc' }))).TagSet).toEqual([{ Key: 'a', Value: '1' }, { Key: 'b', Value: 'two words' }]);
+    expect((await client().send(new GetObjectTaggingCommand({ Bucket: bucket, Key: 'enc' }))).TagSet).toEqual([
+      { Key: 'a', Value: '1' },
+      { Key: 'b', Value: 'two words' },
+    ]);
     expect(await codeOf(client().send(new PutObjectCommand({ Bucket: bucket, Key: 'enc', Body: 'x', SSEKMSKeyId: 'alias/k' })))).toBe('InvalidArgument 400');
-    expect(await codeOf(client().send(new PutObjectCommand({ Bucket: bucket, Key: 'enc', Body: 'x', ServerSideEncryption: 'aws:kms', SSEKMSEncryptionContext: 'not json' })))).toBe('InvalidArgument 400');
+    expect(await codeOf(client().send(new PutObjectCommand({ Bucket: bucket, Key: 'enc', Body: 'x', ServerSideEncryption: 'aws:kms', SSEKMSEncryptionContext: 'not json' })))).toBe(
+      'InvalidArgument 400',
+    );
   });
 
   it('enforces the multipart rules: EntityTooSmall, InvalidPart, NoSuchUpload after an abort', async () => {
@@ -84,13 +91,19 @@ describe('S3 contract server', () => {
       client().send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: 'big', UploadId: uploadId, MultipartUpload: { Parts: parts } }));
 
     const small = await start();
-    const smallParts = [{ ETag: await part(small, 1, MIB), PartNumber: 1 }, { ETag: await part(small, 2, MIB), PartNumber: 2 }];
+    const smallParts = [
+      { ETag: await part(small, 1, MIB), PartNumber: 1 },
+      { ETag: await part(small, 2, MIB), PartNumber: 2 },
+    ];
     expect(await codeOf(complete(small, smallParts))).toBe('EntityTooSmall 400');
     expect(await codeOf(complete(small, [{ ETag: '"00000000000000000000000000000000"', PartNumber: 1 }]))).toBe('InvalidPart 400');
     expect(await codeOf(complete(small, [...smallParts].reverse()))).toBe('InvalidPartOrder 400');
 
     const good = await start();
-    const goodParts = [{ ETag: await part(good, 1, 5 * MIB), PartNumber: 1 }, { ETag: await part(good, 2, 10), PartNumber: 2 }];
+    const goodParts = [
+      { ETag: await part(good, 1, 5 * MIB), PartNumber: 1 },
+      { ETag: await part(good, 2, 10), PartNumber: 2 },
+    ];
     expect((await complete(good, goodParts)).ETag).toMatch(/^"[0-9a-f]{32}-2"$/);
     expect(server.object(bucket, 'big')!.body.length).toBe(5 * MIB + 10);
 
@@ -102,7 +115,9 @@ describe('S3 contract server', () => {
 
   it('answers injected faults with S3 error bodies', async () => {
     server.inject({ operation: 'PutObject', times: 1, fault: { kind: 'error', status: 503, code: 'SlowDown' } });
-    const error = await client().send(new PutObjectCommand({ Bucket: bucket, Key: 'k', Body: 'x' })).catch((e: unknown) => e as S3ServiceException);
+    const error = await client()
+      .send(new PutObjectCommand({ Bucket: bucket, Key: 'k', Body: 'x' }))
+      .catch((e: unknown) => e as S3ServiceException);
     expect(error).toMatchObject({ name: 'SlowDown', $metadata: { httpStatusCode: 503 } });
     expect((error as S3ServiceException).$metadata.requestId).toMatch(/^[0-9A-F]{16}$/);
     expect(await codeOf(client().send(new PutObjectCommand({ Bucket: bucket, Key: 'k', Body: 'x' })))).toBe('ok');

@@ -241,7 +241,9 @@ export class S3ContractServer {
     try {
       if (operation === 'Unknown') throw new S3Error(501, 'NotImplemented', 'A header or query you provided implies functionality that is not implemented.');
       this.authenticate(request, operation);
-      const rule = this.rules.find((r) => r.remaining > 0 && r.operation === operation && (r.partNumber === undefined || r.partNumber === partNumber) && (r.key === undefined || r.key.test(request.key ?? '')));
+      const rule = this.rules.find(
+        (r) => r.remaining > 0 && r.operation === operation && (r.partNumber === undefined || r.partNumber === partNumber) && (r.key === undefined || r.key.test(request.key ?? '')),
+      );
       if (rule) {
         rule.remaining--;
         record.faulted = true;
@@ -272,7 +274,11 @@ export class S3ContractServer {
       }
       const resource = request.key ? `/${request.bucket}/${request.key}` : `/${request.bucket ?? ''}`;
       res.writeHead(s3.status, { 'content-type': 'application/xml' });
-      res.end(xml(`<Error><Code>${s3.code}</Code><Message>${escape(s3.message)}</Message><Resource>${escape(resource)}</Resource><RequestId>${requestId}</RequestId><HostId>${randomBytes(24).toString('base64')}</HostId></Error>`));
+      res.end(
+        xml(
+          `<Error><Code>${s3.code}</Code><Message>${escape(s3.message)}</Message><Resource>${escape(resource)}</Resource><RequestId>${requestId}</RequestId><HostId>${randomBytes(24).toString('base64')}</HostId></Error>`,
+        ),
+      );
     }
   }
 
@@ -367,13 +373,19 @@ export class S3ContractServer {
           const o = objects.get(k)!;
           return `<Contents><Key>${escape(k)}</Key><LastModified>${o.lastModified.toISOString()}</LastModified><ETag>${escape(o.etag)}</ETag><Size>${o.size}</Size><StorageClass>${o.storageClass}</StorageClass></Contents>`;
         });
-        return xmlAnswer(`<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>${request.bucket}</Name><Prefix>${escape(prefix)}</Prefix><KeyCount>${contents.length}</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>${contents.join('')}</ListBucketResult>`);
+        return xmlAnswer(
+          `<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>${request.bucket}</Name><Prefix>${escape(prefix)}</Prefix><KeyCount>${contents.length}</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>${contents.join('')}</ListBucketResult>`,
+        );
       }
       case 'ListMultipartUploads': {
         const uploads = [...this.uploads.values()]
           .filter((u) => u.bucket === request.bucket && u.key.startsWith(request.params.get('prefix') ?? ''))
-          .map((u) => `<Upload><Key>${escape(u.key)}</Key><UploadId>${u.uploadId}</UploadId><StorageClass>${u.storageClass}</StorageClass><Initiated>${u.initiated.toISOString()}</Initiated></Upload>`);
-        return xmlAnswer(`<ListMultipartUploadsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>${request.bucket}</Bucket><MaxUploads>1000</MaxUploads><IsTruncated>false</IsTruncated>${uploads.join('')}</ListMultipartUploadsResult>`);
+          .map(
+            (u) => `<Upload><Key>${escape(u.key)}</Key><UploadId>${u.uploadId}</UploadId><StorageClass>${u.storageClass}</StorageClass><Initiated>${u.initiated.toISOString()}</Initiated></Upload>`,
+          );
+        return xmlAnswer(
+          `<ListMultipartUploadsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>${request.bucket}</Bucket><MaxUploads>1000</MaxUploads><IsTruncated>false</IsTruncated>${uploads.join('')}</ListMultipartUploadsResult>`,
+        );
       }
       case 'PutObject': {
         if (request.body.length > MAX_PUT_BYTES) throw new S3Error(400, 'EntityTooLarge', 'Your proposed upload exceeds the maximum allowed size');
@@ -403,7 +415,9 @@ export class S3ContractServer {
       case 'GetObjectTagging': {
         const object = objects.get(key);
         if (!object) throw new S3Error(404, 'NoSuchKey', 'The specified key does not exist.');
-        return xmlAnswer(`<Tagging xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><TagSet>${object.tags.map(([k, v]) => `<Tag><Key>${escape(k)}</Key><Value>${escape(v)}</Value></Tag>`).join('')}</TagSet></Tagging>`);
+        return xmlAnswer(
+          `<Tagging xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><TagSet>${object.tags.map(([k, v]) => `<Tag><Key>${escape(k)}</Key><Value>${escape(v)}</Value></Tag>`).join('')}</TagSet></Tagging>`,
+        );
       }
       case 'PutObjectTagging': {
         const object = objects.get(key);
@@ -417,7 +431,10 @@ export class S3ContractServer {
         const uploadId = randomBytes(24).toString('base64url');
         const upload: PendingUpload = { ...objectSettings(request), uploadId, bucket: request.bucket!, key, initiated: new Date(), parts: new Map() };
         this.uploads.set(uploadId, upload);
-        return xmlAnswer(`<InitiateMultipartUploadResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>${request.bucket}</Bucket><Key>${escape(key)}</Key><UploadId>${uploadId}</UploadId></InitiateMultipartUploadResult>`, encryptionHeaders(upload));
+        return xmlAnswer(
+          `<InitiateMultipartUploadResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>${request.bucket}</Bucket><Key>${escape(key)}</Key><UploadId>${uploadId}</UploadId></InitiateMultipartUploadResult>`,
+          encryptionHeaders(upload),
+        );
       }
       case 'UploadPart': {
         const upload = this.upload(request);
@@ -431,20 +448,26 @@ export class S3ContractServer {
       case 'CompleteMultipartUpload': {
         const upload = this.upload(request);
         const body = request.body.toString('utf8');
-        if (!/^\s*(<\?xml[^>]*\?>\s*)?<CompleteMultipartUpload[\s>]/.test(body)) throw new S3Error(400, 'MalformedXML', 'The XML you provided was not well-formed or did not validate against our published schema.');
+        if (!/^\s*(<\?xml[^>]*\?>\s*)?<CompleteMultipartUpload[\s>]/.test(body))
+          throw new S3Error(400, 'MalformedXML', 'The XML you provided was not well-formed or did not validate against our published schema.');
         const listed = [...body.matchAll(/<Part>([\s\S]*?)<\/Part>/g)].map((m) => ({
           partNumber: Number(/<PartNumber>(\d+)<\/PartNumber>/.exec(m[1]!)?.[1]),
           etag: unescape(/<ETag>([^<]*)<\/ETag>/.exec(m[1]!)?.[1] ?? ''),
         }));
         if (listed.length === 0) throw new S3Error(400, 'MalformedXML', 'The XML you provided was not well-formed or did not validate against our published schema.');
         for (const [index, part] of listed.entries()) {
-          if (index > 0 && part.partNumber <= listed[index - 1]!.partNumber) throw new S3Error(400, 'InvalidPartOrder', 'The list of parts was not in ascending order. The parts list must be specified in order by part number.');
+          if (index > 0 && part.partNumber <= listed[index - 1]!.partNumber)
+            throw new S3Error(400, 'InvalidPartOrder', 'The list of parts was not in ascending order. The parts list must be specified in order by part number.');
         }
         const bodies: Buffer[] = [];
         for (const [index, part] of listed.entries()) {
           const stored = upload.parts.get(part.partNumber);
           if (!stored || normalizeEtag(stored.etag) !== normalizeEtag(part.etag)) {
-            throw new S3Error(400, 'InvalidPart', "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.");
+            throw new S3Error(
+              400,
+              'InvalidPart',
+              "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.",
+            );
           }
           if (index < listed.length - 1 && stored.size < MIN_PART_BYTES) throw new S3Error(400, 'EntityTooSmall', 'Your proposed upload is smaller than the minimum allowed object size.');
           bodies.push(stored.body);
@@ -456,7 +479,10 @@ export class S3ContractServer {
         const object: StoredObject = { ...settings, body: this.kept(Buffer.concat(bodies)), size, etag: `"${combined.digest('hex')}-${listed.length}"`, lastModified: new Date() };
         objects.set(key, object);
         this.uploads.delete(upload.uploadId);
-        return xmlAnswer(`<CompleteMultipartUploadResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Location>${escape(`${this.url}/${request.bucket}/${key}`)}</Location><Bucket>${request.bucket}</Bucket><Key>${escape(key)}</Key><ETag>${escape(object.etag)}</ETag></CompleteMultipartUploadResult>`, encryptionHeaders(object));
+        return xmlAnswer(
+          `<CompleteMultipartUploadResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Location>${escape(`${this.url}/${request.bucket}/${key}`)}</Location><Bucket>${request.bucket}</Bucket><Key>${escape(key)}</Key><ETag>${escape(object.etag)}</ETag></CompleteMultipartUploadResult>`,
+          encryptionHeaders(object),
+        );
       }
       case 'AbortMultipartUpload':
         this.uploads.delete(this.upload(request).uploadId);
@@ -609,5 +635,11 @@ function escape(value: string): string {
 }
 
 function unescape(value: string): string {
-  return value.replace(/&quot;/g, '"').replace(/&apos;/g, "'").replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&#34;/g, '"').replace(/&amp;/g, '&');
+  return value
+    .replace(/&quot;/g, '"')
+    .replace(/&apos;/g, "'")
+    .replace(/&lt;/g, '<')
+    .replace(/&gt;/g, '>')
+    .replace(/&#34;/g, '"')
+    .replace(/&amp;/g, '&');
 }

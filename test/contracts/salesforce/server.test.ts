@@ -28,17 +28,23 @@ describe('Salesforce contract server', () => {
     expect((await api(path, { method: 'PATCH', body: JSON.stringify({ LastName: 'C' }) }, 'v45.0')).status).toBe(204);
     const withField = await api(path, { method: 'PATCH', body: JSON.stringify({ LastName: 'D', Gateway_External_Id__c: 'abc-1' }) });
     expect(withField.status).toBe(400);
-    expect(await (await api('/sobjects/Contact', { method: 'POST', body: JSON.stringify({ FirstName: 'x' }) })).json()).toEqual([{ message: 'Required fields are missing: [LastName]', errorCode: 'REQUIRED_FIELD_MISSING', fields: ['LastName'] }]);
+    expect(await (await api('/sobjects/Contact', { method: 'POST', body: JSON.stringify({ FirstName: 'x' }) })).json()).toEqual([
+      { message: 'Required fields are missing: [LastName]', errorCode: 'REQUIRED_FIELD_MISSING', fields: ['LastName'] },
+    ]);
   });
 
   it('refuses malformed multipart, unknown fields, unknown versions and missing tokens as Salesforce does', async () => {
     const multipart = (body: string) => api('/sobjects/ContentVersion', { method: 'POST', body, headers: { 'content-type': 'multipart/form-data; boundary=b' } });
     expect((await multipart('--b\r\nContent-Disposition: form-data; name="VersionData"; filename="x"\r\n\r\nxx\r\n--b--')).status).toBe(400);
-    const ok = await multipart('--b\r\nContent-Disposition: form-data; name="entity_content"\r\nContent-Type: application/json\r\n\r\n{"PathOnClient":"x.txt"}\r\n--b\r\nContent-Disposition: form-data; name="VersionData"; filename="x.txt"\r\n\r\nx\r\ny\r\n--b--\r\n');
+    const ok = await multipart(
+      '--b\r\nContent-Disposition: form-data; name="entity_content"\r\nContent-Type: application/json\r\n\r\n{"PathOnClient":"x.txt"}\r\n--b\r\nContent-Disposition: form-data; name="VersionData"; filename="x.txt"\r\n\r\nx\r\ny\r\n--b--\r\n',
+    );
     expect(ok.status).toBe(201);
     expect(server.list('ContentVersion').map((v) => (v.VersionData as Buffer).toString())).toEqual(['x\r\ny']);
     expect(await (await api('/sobjects/Task', { method: 'POST', body: JSON.stringify({ Colour: 'red' }) })).json()).toEqual([expect.objectContaining({ errorCode: 'INVALID_FIELD' })]);
-    expect(await (await api('/sobjects/Task', { method: 'POST', body: JSON.stringify({ WhoId: '003000000000000AAA' }) })).json()).toEqual([expect.objectContaining({ errorCode: 'INVALID_CROSS_REFERENCE_KEY' })]);
+    expect(await (await api('/sobjects/Task', { method: 'POST', body: JSON.stringify({ WhoId: '003000000000000AAA' }) })).json()).toEqual([
+      expect.objectContaining({ errorCode: 'INVALID_CROSS_REFERENCE_KEY' }),
+    ]);
     expect((await api('/limits', {}, 'v99.0')).status).toBe(404);
     const anonymous = await fetch(`${server.url}/services/data/v60.0/limits`);
     expect(anonymous.status).toBe(401);

@@ -29,12 +29,7 @@ export interface SalesforceContractOptions {
   jsonBlobLimitBytes?: number;
 }
 
-export type Fault =
-  | { status: number; errorCode?: string }
-  | { resetConnection: true }
-  | { delayMs: number }
-  | { expireToken: true }
-  | { limitExceeded: true };
+export type Fault = { status: number; errorCode?: string } | { resetConnection: true } | { delayMs: number } | { expireToken: true } | { limitExceeded: true };
 
 export interface FaultOptions {
   /** How many matching requests the fault hits (default 1). */
@@ -303,7 +298,9 @@ export class SalesforceContractServer {
         token_type: 'Bearer',
         issued_at: issuedAt,
         // HMAC-SHA256 of id + issued_at with the consumer secret (documented response field).
-        signature: createHmac('sha256', this.options.clientSecret ?? username).update(id + issuedAt).digest('base64'),
+        signature: createHmac('sha256', this.options.clientSecret ?? username)
+          .update(id + issuedAt)
+          .digest('base64'),
         scope: 'api',
       },
     };
@@ -317,7 +314,10 @@ export class SalesforceContractServer {
     }
     if (path === '/sobjects' || path === '/sobjects/') {
       // "Describe Global".
-      return { status: 200, body: { encoding: 'UTF-8', maxBatchSize: 200, sobjects: Object.keys(this.schemas).map((name) => ({ name, createable: true, queryable: true, keyPrefix: keyPrefixes[name] })) } };
+      return {
+        status: 200,
+        body: { encoding: 'UTF-8', maxBatchSize: 200, sobjects: Object.keys(this.schemas).map((name) => ({ name, createable: true, queryable: true, keyPrefix: keyPrefixes[name] })) },
+      };
     }
     if (path === '/query' || path === '/query/') {
       if (method !== 'GET') return error(405, 'METHOD_NOT_ALLOWED', 'HTTP Method not allowed');
@@ -392,7 +392,8 @@ export class SalesforceContractServer {
     if ('reply' in record) return record.reply as Reply;
     if (type === 'ContentVersion') {
       if (blob === undefined) {
-        if (typeof fields.VersionData !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(fields.VersionData)) return error(400, 'REQUIRED_FIELD_MISSING', 'Required fields are missing: [VersionData]', ['VersionData']);
+        if (typeof fields.VersionData !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(fields.VersionData))
+          return error(400, 'REQUIRED_FIELD_MISSING', 'Required fields are missing: [VersionData]', ['VersionData']);
         blob = Buffer.from(fields.VersionData, 'base64');
         // The documented 37.5 MB base64 limit; which code Salesforce answers is not documented: this is our stand-in.
         if (blob.length > this.options.jsonBlobLimitBytes) return error(400, 'STRING_TOO_LONG', 'VersionData too large for a JSON body: use multipart', ['VersionData']);
@@ -460,7 +461,8 @@ export class SalesforceContractServer {
           if (spec.length && value.length > spec.length) return { reply: error(400, 'STRING_TOO_LONG', `${name}: data value too large`, [name]) };
           break;
         case 'picklist':
-          if (typeof value !== 'string' || !spec.values!.includes(value)) return { reply: error(400, 'INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST', `bad value for restricted picklist field: ${name}`, [name]) };
+          if (typeof value !== 'string' || !spec.values!.includes(value))
+            return { reply: error(400, 'INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST', `bad value for restricted picklist field: ${name}`, [name]) };
           break;
         case 'int':
           if (!Number.isInteger(value)) return { reply: error(400, 'JSON_PARSER_ERROR', `Cannot deserialize instance of int for ${name}`, [name]) };
@@ -478,7 +480,9 @@ export class SalesforceContractServer {
       record[name] = value;
     }
     if (mode === 'create') {
-      const missing = Object.entries(schema).filter(([name, spec]) => spec.required && record[name] === undefined).map(([name]) => name);
+      const missing = Object.entries(schema)
+        .filter(([name, spec]) => spec.required && record[name] === undefined)
+        .map(([name]) => name);
       if (missing.length) return { reply: error(400, 'REQUIRED_FIELD_MISSING', `Required fields are missing: [${missing.join(', ')}]`, missing) };
     }
     return record;

@@ -26,8 +26,13 @@ describe('Zendesk contract server', () => {
       headers: { authorization: init.authorization ?? basic(), ...(init.json === undefined ? {} : { 'content-type': 'application/json' }), ...init.headers },
     });
   const upload = (fileName: string, bytes: Buffer | string, token?: string) =>
-    api(`/api/v2/uploads.json?filename=${encodeURIComponent(fileName)}${token ? `&token=${token}` : ''}`, { method: 'POST', body: typeof bytes === 'string' ? bytes : new Uint8Array(bytes), headers: { 'content-type': 'text/plain' } });
-  const endUser = async (externalId: string) => (await (await api('/api/v2/users.json', { method: 'POST', json: { user: { name: 'End user', external_id: externalId, role: 'end-user' } } })).json()).user as { id: number };
+    api(`/api/v2/uploads.json?filename=${encodeURIComponent(fileName)}${token ? `&token=${token}` : ''}`, {
+      method: 'POST',
+      body: typeof bytes === 'string' ? bytes : new Uint8Array(bytes),
+      headers: { 'content-type': 'text/plain' },
+    });
+  const endUser = async (externalId: string) =>
+    (await (await api('/api/v2/users.json', { method: 'POST', json: { user: { name: 'End user', external_id: externalId, role: 'end-user' } } })).json()).user as { id: number };
 
   beforeEach(() => start());
   afterEach(() => server?.close());
@@ -48,7 +53,7 @@ describe('Zendesk contract server', () => {
     expect(await refused.json()).toEqual({ error: "Couldn't authenticate you" });
   });
 
-  it('answers an end user\'s token with 403 on the ticket API', async () => {
+  it("answers an end user's token with 403 on the ticket API", async () => {
     await start({ role: 'end-user' });
     expect((await (await api('/api/v2/users/me.json')).json()).user).toMatchObject({ role: 'end-user' });
     const forbidden = await api('/api/v2/tickets.json');
@@ -85,7 +90,15 @@ describe('Zendesk contract server', () => {
     });
     expect(created.status).toBe(201);
     const { ticket } = await created.json();
-    expect(ticket).toMatchObject({ id: expect.any(Number), external_id: 'DL_1', subject: 'Call recording', status: 'new', requester_id: requester.id, tags: ['gateway'], description: 'The recording.' });
+    expect(ticket).toMatchObject({
+      id: expect.any(Number),
+      external_id: 'DL_1',
+      subject: 'Call recording',
+      status: 'new',
+      requester_id: requester.id,
+      tags: ['gateway'],
+      description: 'The recording.',
+    });
     expect(created.headers.get('location')).toBe(ticket.url);
     expect((await (await api(`/api/v2/tickets/${ticket.id}.json`)).json()).ticket).toMatchObject({ id: ticket.id });
 

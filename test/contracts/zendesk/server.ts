@@ -202,9 +202,7 @@ export class ZendeskContractServer {
   }
 
   private takeFault(method: string, path: string): ZendeskFault | undefined {
-    const match = this.faults.find(
-      (f) => f.remaining > 0 && (!f.method || f.method === method) && (!f.path || (typeof f.path === 'string' ? path.startsWith(f.path) : f.path.test(path))),
-    );
+    const match = this.faults.find((f) => f.remaining > 0 && (!f.method || f.method === method) && (!f.path || (typeof f.path === 'string' ? path.startsWith(f.path) : f.path.test(path))));
     if (!match) return undefined;
     if (match.skip > 0) {
       match.skip--;
@@ -460,7 +458,8 @@ export class ZendeskContractServer {
     if (!input || typeof input !== 'object') return { status: 400, body: errorBody('InvalidParameter', 'ticket is required') };
     const comment = input.comment as Record<string, unknown> | undefined;
     const details: Record<string, Array<{ error: string; description: string }>> = {};
-    if (!comment || typeof comment !== 'object' || !(String(comment.body ?? comment.html_body ?? '').trim())) details.description = [{ error: 'BlankValue', description: 'Description: cannot be blank' }];
+    if (!comment || typeof comment !== 'object' || !String(comment.body ?? comment.html_body ?? '').trim())
+      details.description = [{ error: 'BlankValue', description: 'Description: cannot be blank' }];
     const requesterId = input.requester_id === undefined ? this.agent.id : Number(input.requester_id);
     if (!this.users.has(requesterId)) details.requester = [{ error: 'InvalidValue', description: `Requester ${String(input.requester_id)} is invalid` }];
     if (Object.keys(details).length > 0) return { status: 422, body: errorBody('RecordInvalid', 'Record validation errors', details) };
@@ -492,7 +491,8 @@ export class ZendeskContractServer {
   private updateTicket(ticket: ZendeskTicket, body: unknown) {
     const input = (body as { ticket?: Record<string, unknown> } | undefined)?.ticket;
     if (!input || typeof input !== 'object') return { status: 400, body: errorBody('InvalidParameter', 'ticket is required') };
-    if (ticket.status === 'closed') return { status: 422, body: errorBody('RecordInvalid', 'Record validation errors', { status: [{ error: 'InvalidValue', description: 'Status: closed prevents ticket update' }] }) };
+    if (ticket.status === 'closed')
+      return { status: 422, body: errorBody('RecordInvalid', 'Record validation errors', { status: [{ error: 'InvalidValue', description: 'Status: closed prevents ticket update' }] }) };
     const comment = input.comment as Record<string, unknown> | undefined;
     if (comment && typeof comment === 'object') {
       this.addComment(ticket, comment);

@@ -24,7 +24,10 @@ describe('crm-sync records confirmations before purging', () => {
   beforeAll(async () => {
     [stack, s3] = await Promise.all([startCrmSyncStack({ CRM_SYNC_RETRY_MAX_SECONDS: '1' }), S3ContractServer.start({ buckets: [BUCKET] })]);
     const admin = adminApi(stack.crm.url);
-    for (const [name, prefix] of [['first', 'one/'], ['second', 'two/']]) {
+    for (const [name, prefix] of [
+      ['first', 'one/'],
+      ['second', 'two/'],
+    ]) {
       const body = { type: 's3', config: { bucket: BUCKET, region: s3.region, endpoint: s3.url, prefix, maxAttempts: 1 }, secrets: S3ContractServer.defaultCredential };
       expect((await admin(`/v1/connectors/${name}`, { method: 'PUT', body: JSON.stringify(body) })).status).toBe(200);
     }
@@ -43,7 +46,11 @@ describe('crm-sync records confirmations before purging', () => {
   }
   const announce = (recordingId: string, files: Array<{ artifactId: string; bytes: Buffer }>) =>
     announceRecording(stack.nc, { recordingId, artifacts: files.map((f) => ({ artifactId: f.artifactId, kind: 'voice', contentType: 'audio/mpeg', sizeBytes: f.bytes.length })) });
-  const held = async (artifactId: string) => stack.artifacts.open('demo', artifactId).then(() => true, () => false);
+  const held = async (artifactId: string) =>
+    stack.artifacts.open('demo', artifactId).then(
+      () => true,
+      () => false,
+    );
   const pendingEvents = async () => (await (await jetstream(stack.nc).jetstreamManager()).streams.info(streams.recordings.name)).state.messages;
   const confirmationKeys = async (recordingId: string) => {
     const keys: string[] = [];
@@ -52,7 +59,10 @@ describe('crm-sync records confirmations before purging', () => {
   };
   const metric = async (pattern: RegExp) => {
     const text = await (await fetch(`http://127.0.0.1:${stack.crm.opsPort}/metrics`)).text();
-    return text.split('\n').filter((line) => pattern.test(line)).reduce((sum, line) => sum + Number(line.split(' ').at(-1)), 0);
+    return text
+      .split('\n')
+      .filter((line) => pattern.test(line))
+      .reduce((sum, line) => sum + Number(line.split(' ').at(-1)), 0);
   };
   const s3Requests = (recordingId: string) => s3.requests.filter((r) => r.key?.includes(recordingId));
   const dataKeys = async (artifactId: string) => {
@@ -111,7 +121,8 @@ describe('crm-sync records confirmations before purging', () => {
     const recordingId = `REC_crashed${Date.now()}`;
     const files = await storeRecording(recordingId);
     // Both destinations confirmed, one artifact was purged, then the process died.
-    for (const connector of ['first', 'second']) await confirmations.put(`demo.${recordingId}.${connector}`, JSON.stringify({ tenant: 'demo', deliveryId: recordingId, connector, confirmedAtMs: Date.now() }));
+    for (const connector of ['first', 'second'])
+      await confirmations.put(`demo.${recordingId}.${connector}`, JSON.stringify({ tenant: 'demo', deliveryId: recordingId, connector, confirmedAtMs: Date.now() }));
     await stack.artifacts.delete('demo', files[0]!.artifactId);
     const failedBefore = await metric(/^gateway_crm_sync_deliveries_total\{.*result="failed"/);
     await announce(recordingId, files);

@@ -50,7 +50,11 @@ describe('connector tests reveal nothing of the network', () => {
       silent: postgres(await tcpServer(() => undefined)),
       hangsUp: postgres(await tcpServer((socket) => socket.destroy())),
       garbage: postgres(await tcpServer((socket) => socket.end('HTTP/1.1 400 Bad Request\r\n\r\n'))),
-      s3Refused: { type: 's3', config: { bucket: 'bucket', region: 'eu-west-1', endpoint: `http://127.0.0.1:${await freePort()}`, maxAttempts: 1 }, secrets: { accessKeyId: 'a', secretAccessKey: 's' } },
+      s3Refused: {
+        type: 's3',
+        config: { bucket: 'bucket', region: 'eu-west-1', endpoint: `http://127.0.0.1:${await freePort()}`, maxAttempts: 1 },
+        secrets: { accessKeyId: 'a', secretAccessKey: 's' },
+      },
       wrongToken: { type: 'zendesk', config: { subdomainUrl: zendesk.url, email: ZENDESK.email }, secrets: { apiToken: 'not-the-token' } },
     };
     const answers: Array<{ name: string; status: number; body: string; ms: number; reference: string }> = [];

@@ -9,7 +9,6 @@ import { KvContactMaps } from '../../../services/crm-sync/src/connectors/Contact
 import { GLOBEX_TENANT, twoTenantEnv } from '../../support/tokens.js';
 import { basicAuth } from '../../support/crmSync.js';
 
-
 /**
  * Data-subject requests against a real nats-server and crm-sync process: an end user's pending
  * transcripts (no destination is connected, so they wait), their cached CRM contact id and
@@ -48,11 +47,23 @@ describe('data-subject requests', () => {
     const artifactId = `${conversationId}-txt`;
     await artifacts.put('demo', artifactId, Readable.from([Buffer.from(text)]), 'text/plain');
     await ensureStream(nc, streams.transcripts);
-    await jetstream(nc).publish(subjects.transcriptReady('demo'), TranscriptReady.encode({
-      tenant: 'demo', room: 'r', conversationId, messageCount: 1, startedAtMs: Date.now() - 1_000, endedAtMs: Date.now(), smartActions: [],
-      contacts: [{ participantId: 'PA_u', role: 'end_user', externalId, crmContactId: '' }, { participantId: 'PA_a', role: 'agent', externalId: 'agent-7', crmContactId: '' }],
-      artifacts: [{ artifactId, kind: 'transcript', contentType: 'text/plain', participantId: '', sizeBytes: text.length, durationMs: 0, part: 0 }],
-    }).finish());
+    await jetstream(nc).publish(
+      subjects.transcriptReady('demo'),
+      TranscriptReady.encode({
+        tenant: 'demo',
+        room: 'r',
+        conversationId,
+        messageCount: 1,
+        startedAtMs: Date.now() - 1_000,
+        endedAtMs: Date.now(),
+        smartActions: [],
+        contacts: [
+          { participantId: 'PA_u', role: 'end_user', externalId, crmContactId: '' },
+          { participantId: 'PA_a', role: 'agent', externalId: 'agent-7', crmContactId: '' },
+        ],
+        artifacts: [{ artifactId, kind: 'transcript', contentType: 'text/plain', participantId: '', sizeBytes: text.length, durationMs: 0, part: 0 }],
+      }).finish(),
+    );
     return artifactId;
   }
 

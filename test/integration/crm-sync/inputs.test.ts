@@ -46,7 +46,17 @@ describe('crm-sync checks what it reads from NATS', () => {
     // A real artifact of demo, named by an event published on globex's subject: globex must not get it.
     await store.put('demo', 'AR_demosecret', Readable.from([Buffer.from('demo secret')]), 'text/plain');
     const transcript = (tenant: string, conversationId: string, artifactId: string) =>
-      TranscriptReady.encode({ tenant, room: 'r', conversationId, messageCount: 1, startedAtMs: 1, endedAtMs: 2, contacts: [], smartActions: [], artifacts: [{ artifactId, kind: 'transcript', contentType: 'text/plain', participantId: '', sizeBytes: 11, durationMs: 0, part: 0 }] }).finish();
+      TranscriptReady.encode({
+        tenant,
+        room: 'r',
+        conversationId,
+        messageCount: 1,
+        startedAtMs: 1,
+        endedAtMs: 2,
+        contacts: [],
+        smartActions: [],
+        artifacts: [{ artifactId, kind: 'transcript', contentType: 'text/plain', participantId: '', sizeBytes: 11, durationMs: 0, part: 0 }],
+      }).finish();
     await js.publish(subjects.transcriptReady('globex'), transcript('demo', 'CV_crosstenant', 'AR_demosecret'));
     await js.publish(subjects.recordingReady('demo'), Uint8Array.from([0xff, 0xff, 0xff, 0x0f, 0x12, 0x00]));
     await js.publish(subjects.recordingReady('demo'), RecordingReady.encode(RecordingReady.fromPartial({ recording: { recordingId: 'REC_x>', tenant: 'demo', room: 'r', artifacts: [] } })).finish());
@@ -54,7 +64,11 @@ describe('crm-sync checks what it reads from NATS', () => {
 
     await waitFor(async () => (await metric('gateway_crm_sync_malformed_events_total')) >= 4, 10_000, 'four malformed events terminated');
     const jsm = await js.jetstreamManager();
-    await waitFor(async () => (await jsm.streams.info(streams.recordings.name)).state.messages === 0 && (await jsm.streams.info(streams.transcripts.name)).state.messages === 0, 10_000, 'the malformed events erased');
+    await waitFor(
+      async () => (await jsm.streams.info(streams.recordings.name)).state.messages === 0 && (await jsm.streams.info(streams.transcripts.name)).state.messages === 0,
+      10_000,
+      'the malformed events erased',
+    );
     expect(s3.keys(BUCKET, 'gateway/globex/')).toEqual([]);
     expect((await store.get('demo', 'AR_demosecret')).data.toString()).toBe('demo secret');
 

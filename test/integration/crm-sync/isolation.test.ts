@@ -56,7 +56,11 @@ describe('crm-sync keeps tenants apart', () => {
   it("delivers a healthy tenant's events within seconds while another tenant's destination hangs", async () => {
     const admin = adminApi(stack.crm.url);
     const hangingPort = (hanging.address() as { port: number }).port;
-    const stuck = { type: 'salesforce', config: { loginUrl: `http://127.0.0.1:${hangingPort}`, authFlow: 'client_credentials', clientId: 'stuck', requestTimeoutMs: 600_000 }, secrets: { clientSecret: 'stuck-secret' } };
+    const stuck = {
+      type: 'salesforce',
+      config: { loginUrl: `http://127.0.0.1:${hangingPort}`, authFlow: 'client_credentials', clientId: 'stuck', requestTimeoutMs: 600_000 },
+      secrets: { clientSecret: 'stuck-secret' },
+    };
     expect((await admin('/v1/connectors/crm', { method: 'PUT', body: JSON.stringify(stuck) })).status).toBe(200);
     const bucket = { type: 's3', config: { bucket: BUCKET, region: s3.region, endpoint: s3.url }, secrets: S3ContractServer.defaultCredential };
     expect((await admin('/v1/connectors/bucket', { method: 'PUT', body: JSON.stringify(bucket), as: GLOBEX_TENANT })).status).toBe(200);

@@ -102,7 +102,15 @@ describe('crm-sync streams large artifacts', () => {
 
   /** Purged once every destination has it. */
   const gone = (store: ArtifactStore, artifactId: string, timeoutMs = 60_000) =>
-    waitFor(async () => (await store.open('demo', artifactId).then(() => 'held', (e: { code?: string }) => e.code)) === 'NOT_FOUND', timeoutMs, 'every destination to have it and our copy purged');
+    waitFor(
+      async () =>
+        (await store.open('demo', artifactId).then(
+          () => 'held',
+          (e: { code?: string }) => e.code,
+        )) === 'NOT_FOUND',
+      timeoutMs,
+      'every destination to have it and our copy purged',
+    );
 
   it(`delivers a ${LARGE_BYTES / MIB} MiB recording to PostgreSQL, S3, Salesforce and Zendesk within a fixed memory bound`, async () => {
     await connect(['warehouse', 'bucket', 'crm', 'support']);
@@ -124,7 +132,11 @@ describe('crm-sync streams large artifacts', () => {
     expect(received.salesforce(artifactId)).toBe(expected);
     expect(received.zendesk(recordingId)).toBe(expected);
     // Stored in chunk rows, with the inline column left empty; S3 in parts; Zendesk in 50 MB parts.
-    expect((await customerDb.query('select octet_length(content) as inline, chunk_count, size_bytes from gateway_artifacts where artifact_id = $1', [artifactId])).rows[0]).toEqual({ inline: 0, chunk_count: Math.ceil(LARGE_BYTES / MIB), size_bytes: String(LARGE_BYTES) });
+    expect((await customerDb.query('select octet_length(content) as inline, chunk_count, size_bytes from gateway_artifacts where artifact_id = $1', [artifactId])).rows[0]).toEqual({
+      inline: 0,
+      chunk_count: Math.ceil(LARGE_BYTES / MIB),
+      size_bytes: String(LARGE_BYTES),
+    });
     expect(s3.count('UploadPart', (r) => r.key?.includes(recordingId) === true)).toBe(Math.ceil(LARGE_BYTES / (8 * MIB)));
     expect(zendesk.ticketAttachments(zendesk.ticketsByExternalId(recordingId)[0]!.id)).toHaveLength(Math.ceil(LARGE_BYTES / 50_000_000));
     // Four reads of the whole artifact, and crm-sync grew by a bound that holds for any size.
@@ -142,7 +154,13 @@ describe('crm-sync streams large artifacts', () => {
     const cipher = createCipheriv('aes-256-gcm', dataKey, iv).setAAD(Buffer.from(name));
     const ciphertext = Buffer.concat([cipher.update(bytes), cipher.final()]);
     await (await new Objm(stack.nc).open(buckets.artifacts)).putBlob({ name, metadata: { tenant: 'demo', contentType: 'video/webm' } }, ciphertext);
-    const record = { wrapped: await new StaticKeyring({ demo: DEMO_TENANT_KEK }).wrap('demo', dataKey), iv: iv.toString('base64'), tag: cipher.getAuthTag().toString('base64'), contentType: 'video/webm', size: bytes.length };
+    const record = {
+      wrapped: await new StaticKeyring({ demo: DEMO_TENANT_KEK }).wrap('demo', dataKey),
+      iv: iv.toString('base64'),
+      tag: cipher.getAuthTag().toString('base64'),
+      contentType: 'video/webm',
+      size: bytes.length,
+    };
     await (await new Kvm(stack.nc).open(buckets.dataKeys)).put(`demo.recordings.${artifactId}`, JSON.stringify(record));
 
     await announceRecording(stack.nc, { recordingId, artifacts: [{ artifactId, kind: 'camera', contentType: 'video/webm', sizeBytes: bytes.length }] });

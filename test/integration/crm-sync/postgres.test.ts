@@ -57,7 +57,6 @@ describe('crm-sync to a customer PostgreSQL database', () => {
       ],
     });
 
-
   it('keeps connector secrets sealed, never returns them, and keeps tenants apart', async () => {
     expect((await admin('/v1/connectors/warehouse', { method: 'PUT', body: JSON.stringify(connector(CUSTOMER_PASSWORD)) })).status).toBe(200);
     const shown = await (await admin('/v1/connectors/warehouse')).json();
@@ -79,10 +78,14 @@ describe('crm-sync to a customer PostgreSQL database', () => {
   it('delivers a transcript into the customer tables once, then deletes our copies', async () => {
     const conversationId = `CV_pg${Date.now()}`;
     const ids = await publishTranscript(conversationId);
-    const rows = await waitFor(async () => {
-      const result = await customerDb.query('select artifact_id, content_type, content from gateway_artifacts where delivery_id = $1 order by artifact_id', [conversationId]).catch(() => undefined);
-      return result && result.rows.length === 2 ? result.rows : undefined;
-    }, 15_000, 'rows in the customer database');
+    const rows = await waitFor(
+      async () => {
+        const result = await customerDb.query('select artifact_id, content_type, content from gateway_artifacts where delivery_id = $1 order by artifact_id', [conversationId]).catch(() => undefined);
+        return result && result.rows.length === 2 ? result.rows : undefined;
+      },
+      15_000,
+      'rows in the customer database',
+    );
     expect(rows.map((r) => r.artifact_id)).toEqual(ids);
     expect(rows[1].content.toString()).toBe('[card] [CARD]\n');
     const session = (await customerDb.query('select kind, tenant, contacts from gateway_sessions where delivery_id = $1', [conversationId])).rows[0];
@@ -94,7 +97,10 @@ describe('crm-sync to a customer PostgreSQL database', () => {
     await waitFor(async () => (await jsm.streams.info(streams.transcripts.name)).state.messages === 0, 5_000, 'event erased');
 
     // The same event again (a producer retry) adds nothing.
-    await jetstream(nc).publish(subjects.transcriptReady('demo'), TranscriptReady.encode({ tenant: 'demo', room: 'r-1', conversationId, artifacts: [], messageCount: 0, startedAtMs: 0, endedAtMs: 0, contacts: [], smartActions: [] }).finish());
+    await jetstream(nc).publish(
+      subjects.transcriptReady('demo'),
+      TranscriptReady.encode({ tenant: 'demo', room: 'r-1', conversationId, artifacts: [], messageCount: 0, startedAtMs: 0, endedAtMs: 0, contacts: [], smartActions: [] }).finish(),
+    );
     await new Promise((r) => setTimeout(r, 1_000));
     expect((await customerDb.query('select count(*)::int as n from gateway_sessions where delivery_id = $1', [conversationId])).rows[0].n).toBe(1);
   });

@@ -77,7 +77,10 @@ describe('crm-sync to a customer S3 bucket', () => {
     expect((await admin('/v1/connectors/bucket', { method: 'PUT', body: JSON.stringify(connector('not-the-secret-key')) })).status).toBe(200);
     const failing = await (await admin('/v1/connectors/bucket/test', { method: 'POST' })).json();
     // One answer for every failure; S3's error code only in the log line the reference leads to.
-    expect(failing.error).toEqual({ code: 'DESTINATION_FAILED', message: expect.stringMatching(/^the connection test failed: check the destination's settings and credentials \(reference [0-9a-f]{12}\)$/) });
+    expect(failing.error).toEqual({
+      code: 'DESTINATION_FAILED',
+      message: expect.stringMatching(/^the connection test failed: check the destination's settings and credentials \(reference [0-9a-f]{12}\)$/),
+    });
     const reference = /reference ([0-9a-f]{12})/.exec(failing.error.message)![1]!;
     await waitFor(() => crm.logs.split('\n').find((line) => line.includes(reference) && line.includes('SignatureDoesNotMatch')), 5_000, 'the failure in the log');
 
@@ -97,12 +100,28 @@ describe('crm-sync to a customer S3 bucket', () => {
     const files = await publishRecording(recordingId);
     const manifest = JSON.parse((await manifestOf(recordingId)).body.toString());
 
-    expect(manifest).toMatchObject({ deliveryId: recordingId, kind: 'recording', tenant: 'demo', room: 'r-s3', contacts: [{ externalId: 'ext-1' }], metadata: { state: RecordingState.RECORDING_STATE_COMPLETE } });
+    expect(manifest).toMatchObject({
+      deliveryId: recordingId,
+      kind: 'recording',
+      tenant: 'demo',
+      room: 'r-s3',
+      contacts: [{ externalId: 'ext-1' }],
+      metadata: { state: RecordingState.RECORDING_STATE_COMPLETE },
+    });
     expect(manifest.artifacts.map((a: { object: string }) => a.object)).toEqual([`${recordingId}-voice.mp3`, `${recordingId}-cam.webm`]);
     for (const [i, f] of files.entries()) {
       const stored = s3.object(BUCKET, `${folder(recordingId)}${manifest.artifacts[i].object}`)!;
       expect(stored.body.equals(f.data)).toBe(true);
-      expect(stored).toMatchObject({ contentType: f.contentType, serverSideEncryption: 'aws:kms', kmsKeyId: KMS_KEY, tags: [['kind', 'recording'], ['tenant', 'demo'], ['deliveryId', recordingId]] });
+      expect(stored).toMatchObject({
+        contentType: f.contentType,
+        serverSideEncryption: 'aws:kms',
+        kmsKeyId: KMS_KEY,
+        tags: [
+          ['kind', 'recording'],
+          ['tenant', 'demo'],
+          ['deliveryId', recordingId],
+        ],
+      });
     }
     // The 6 MiB file went up in two parts, the first one twice.
     expect(s3.count('UploadPart', (r) => r.key?.includes(recordingId) === true)).toBe(3);

@@ -36,7 +36,11 @@ describe('crm-sync to Salesforce (contract server)', () => {
   const admin = (path: string, init: Parameters<ReturnType<typeof adminApi>>[1] = {}) => adminApi(crm.url)(path, init);
 
   it('connects a salesforce connector, tests it, and never shows its secret', async () => {
-    const connector = { type: 'salesforce', config: { loginUrl: salesforce.url, authFlow: 'client_credentials', clientId: CLIENT_ID, requestTimeoutMs: 1_000 }, secrets: { clientSecret: CLIENT_SECRET } };
+    const connector = {
+      type: 'salesforce',
+      config: { loginUrl: salesforce.url, authFlow: 'client_credentials', clientId: CLIENT_ID, requestTimeoutMs: 1_000 },
+      secrets: { clientSecret: CLIENT_SECRET },
+    };
     expect((await admin('/v1/connectors/crm', { method: 'PUT', body: JSON.stringify(connector) })).status).toBe(200);
     const shown = await (await admin('/v1/connectors/crm')).json();
     expect(shown).toMatchObject({ name: 'crm', type: 'salesforce', config: { apiVersion: 'v60.0', contactExternalIdField: 'Gateway_External_Id__c' } });
@@ -73,10 +77,14 @@ describe('crm-sync to Salesforce (contract server)', () => {
     await ensureStream(nc, streams.transcripts);
     await jetstream(nc).publish(subjects.transcriptReady('demo'), event);
 
-    const versions = await waitFor(() => {
-      const found = salesforce.list('ContentVersion').filter((v) => String(v.Title).includes(conversationId));
-      return found.length === 2 ? found : undefined;
-    }, 15_000, 'files in Salesforce');
+    const versions = await waitFor(
+      () => {
+        const found = salesforce.list('ContentVersion').filter((v) => String(v.Title).includes(conversationId));
+        return found.length === 2 ? found : undefined;
+      },
+      15_000,
+      'files in Salesforce',
+    );
     const contact = salesforce.list('Contact').find((c) => c.Gateway_External_Id__c === 'customer-42')!;
     expect(contact).toBeDefined();
     for (const f of files) {
@@ -113,6 +121,11 @@ describe('crm-sync to Salesforce (contract server)', () => {
     // Retries here are otherwise at most 0.5 s apart: seconds without a request show the wait is real.
     await new Promise((r) => setTimeout(r, 3_000));
     expect(salesforce.requests.slice(before).filter((r) => r.atMs > refused!.atMs)).toEqual([]);
-    expect((await artifacts.open('demo', artifactId!).then(() => 'held', (e) => e.code))).toBe('held');
+    expect(
+      await artifacts.open('demo', artifactId!).then(
+        () => 'held',
+        (e) => e.code,
+      ),
+    ).toBe('held');
   });
 });

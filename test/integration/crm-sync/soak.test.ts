@@ -73,12 +73,23 @@ describe('crm-sync fault soak', () => {
   async function soak(): Promise<void> {
     const admin = (tenant: { apiKey: string; apiSecret: string }, name: string, body: unknown) =>
       fetch(`${crm.url}/v1/connectors/${name}`, { method: 'PUT', headers: { authorization: basicAuth(tenant), 'content-type': 'application/json' }, body: JSON.stringify(body) });
-    expect((await admin(DEMO_TENANT, 'warehouse', { type: 'postgres', config: { host: '127.0.0.1', port: postgres.port, database: 'customer_crm', user: 'customer', ssl: 'disable' }, secrets: { password: CUSTOMER_PASSWORD } })).status).toBe(200);
+    expect(
+      (
+        await admin(DEMO_TENANT, 'warehouse', {
+          type: 'postgres',
+          config: { host: '127.0.0.1', port: postgres.port, database: 'customer_crm', user: 'customer', ssl: 'disable' },
+          secrets: { password: CUSTOMER_PASSWORD },
+        })
+      ).status,
+    ).toBe(200);
     expect((await admin(GLOBEX_TENANT, 'support', { type: 'zendesk', config: { subdomainUrl: zendesk.url, email: ZENDESK.email }, secrets: { apiToken: ZENDESK.apiToken } })).status).toBe(200);
 
     const store = await ArtifactStore.open(nc, new StaticKeyring(JSON.parse(twoTenantEnv.GATEWAY_TENANT_KEYS) as Record<string, string>));
     await ensureStream(nc, streams.transcripts);
-    const expected = new Map<string, Map<string, Buffer>>([['demo', new Map()], ['globex', new Map()]]);
+    const expected = new Map<string, Map<string, Buffer>>([
+      ['demo', new Map()],
+      ['globex', new Map()],
+    ]);
     const conversations: Record<string, string[]> = { demo: [], globex: [] };
     for (let i = 0; i < TRANSCRIPTS_PER_TENANT; i++) {
       for (const tenant of ['demo', 'globex'] as const) {
@@ -93,7 +104,14 @@ describe('crm-sync fault soak', () => {
           artifacts.push({ artifactId, kind: 'transcript', contentType: 'text/plain', participantId: '', sizeBytes: bytes.length, durationMs: 0, part: 0 });
         }
         const event = TranscriptReady.encode({
-          tenant, room: `room-${i}`, conversationId, artifacts, messageCount: 3, startedAtMs: Date.now() - 60_000, endedAtMs: Date.now(), smartActions: [],
+          tenant,
+          room: `room-${i}`,
+          conversationId,
+          artifacts,
+          messageCount: 3,
+          startedAtMs: Date.now() - 60_000,
+          endedAtMs: Date.now(),
+          smartActions: [],
           contacts: [{ participantId: `PA_${i}`, role: 'end_user', externalId: `ext-${i % 40}`, crmContactId: '' }],
         }).finish();
         await jetstream(nc).publish(subjects.transcriptReady(tenant), event);
@@ -160,11 +178,17 @@ describe('crm-sync fault soak', () => {
     // Nothing of the delivered sessions remains: no bytes, no keys, no events naming anyone.
     for (const tenant of ['demo', 'globex']) {
       let last: Awaited<ReturnType<typeof scanResidue>> | undefined;
-      await waitFor(async () => {
-        last = await scanResidue(nc, tenant, expected.get(tenant)!.keys());
-        return last.objects.length === 0 && last.dataKeys.length === 0 && last.pendingEvents === 0 ? last : undefined;
-      }, 20_000, `no residue for ${tenant}`).catch((error: Error) => {
-        throw new Error(`${error.message}: ${JSON.stringify({ objects: last?.objects.slice(0, 5), objectCount: last?.objects.length, dataKeys: last?.dataKeys.length, pendingEvents: last?.pendingEvents })}`);
+      await waitFor(
+        async () => {
+          last = await scanResidue(nc, tenant, expected.get(tenant)!.keys());
+          return last.objects.length === 0 && last.dataKeys.length === 0 && last.pendingEvents === 0 ? last : undefined;
+        },
+        20_000,
+        `no residue for ${tenant}`,
+      ).catch((error: Error) => {
+        throw new Error(
+          `${error.message}: ${JSON.stringify({ objects: last?.objects.slice(0, 5), objectCount: last?.objects.length, dataKeys: last?.dataKeys.length, pendingEvents: last?.pendingEvents })}`,
+        );
       });
     }
   }

@@ -53,7 +53,10 @@ describe('tenant keys: rotation and offboarding', () => {
     // No unwrapped key held: each delivery attempt asks KMS, so a key disabled too early would show.
     crm = await startCrmSyncProcess({ natsUrl: nats.url, env: { ...twoTenantEnv, ...kmsEnv(), GATEWAY_KMS_CACHE_SECONDS: '0', CRM_SYNC_RETRY_BASE_SECONDS: '0.2', CRM_SYNC_RETRY_MAX_SECONDS: '1' } });
     nc = await nats.connect();
-    keyring = new KmsKeyring({ kind: 'kms', region: kms.region, endpoint: kms.url, aliases: { demo: 'alias/gateway/demo', globex: 'alias/gateway/globex' }, cacheTtlMs: 0, cacheEntries: 0, maxAttempts: 3 }, credentials);
+    keyring = new KmsKeyring(
+      { kind: 'kms', region: kms.region, endpoint: kms.url, aliases: { demo: 'alias/gateway/demo', globex: 'alias/gateway/globex' }, cacheTtlMs: 0, cacheEntries: 0, maxAttempts: 3 },
+      credentials,
+    );
     store = await ArtifactStore.open(nc, keyring);
     customerDb = new pg.Client({ host: '127.0.0.1', port: postgres.port, user: 'customer', password: PASSWORD, database: 'customer_crm' });
     await customerDb.connect();
@@ -69,7 +72,15 @@ describe('tenant keys: rotation and offboarding', () => {
 
   const call = (p: string, init: Parameters<ReturnType<typeof adminApi>>[1] = {}) => adminApi(crm.url)(p, init);
   const connector = (port: number) => ({ type: 'postgres', config: { host: '127.0.0.1', port, database: 'customer_crm', user: 'customer', ssl: 'disable' }, secrets: { password: PASSWORD } });
-  const participant = (id: string): SessionParticipant => ({ participantId: id, role: 'end_user', externalId: `ext-${id}`, crmContactId: '', phoneNumber: '+14155550132', deviceIds: [], joinedAtMs: Date.now() });
+  const participant = (id: string): SessionParticipant => ({
+    participantId: id,
+    role: 'end_user',
+    externalId: `ext-${id}`,
+    crmContactId: '',
+    phoneNumber: '+14155550132',
+    deviceIds: [],
+    joinedAtMs: Date.now(),
+  });
   const kekOf = async (bucket: string, key: string) => {
     const entry = await (await openBucket(nc, bucket)).get(key);
     const value = entry!.value;
@@ -96,9 +107,19 @@ describe('tenant keys: rotation and offboarding', () => {
     // A live room's chat key and session, as signaling holds them.
     const dataKey = Buffer.alloc(32, 9);
     const wrapped = await keyring.wrap('demo', dataKey);
-    await (await openBucket(nc, buckets.chatKeys)).put('demo.r-live', ChatKeyRecord.encode({ conversationId: 'CV_live', kekId: wrapped.kekId, wrappedKey: wrapped.value, startedAtMs: Date.now() }).finish());
-    await (await openBucket(nc, buckets.roomSessions)).put('demo.r-live', RoomSessionRecord.encode({ sessionId: 'SE_live', startedAtMs: Date.now(), sealedParticipants: await sealParticipants(keyring, 'demo', 'SE_live', [participant('PA_live')]) }).finish());
-    for (const [bucket, key] of [[buckets.dataKeys, `demo.recordings.${transcript[0]}`], [buckets.chatKeys, 'demo.r-live'], [buckets.connectors, 'demo.warehouse']] as const) {
+    await (await openBucket(nc, buckets.chatKeys)).put(
+      'demo.r-live',
+      ChatKeyRecord.encode({ conversationId: 'CV_live', kekId: wrapped.kekId, wrappedKey: wrapped.value, startedAtMs: Date.now() }).finish(),
+    );
+    await (await openBucket(nc, buckets.roomSessions)).put(
+      'demo.r-live',
+      RoomSessionRecord.encode({ sessionId: 'SE_live', startedAtMs: Date.now(), sealedParticipants: await sealParticipants(keyring, 'demo', 'SE_live', [participant('PA_live')]) }).finish(),
+    );
+    for (const [bucket, key] of [
+      [buckets.dataKeys, `demo.recordings.${transcript[0]}`],
+      [buckets.chatKeys, 'demo.r-live'],
+      [buckets.connectors, 'demo.warehouse'],
+    ] as const) {
       expect(await kekOf(bucket, key)).toBe(oldKey);
     }
 
@@ -108,7 +129,12 @@ describe('tenant keys: rotation and offboarding', () => {
     expect((await keyring.wrap('demo', dataKey)).kekId).toBe(newKey);
     // Room sessions are the last kind re-wrapped in a pass (WrappedKeys.ts).
     await waitFor(async () => (await kekOf(buckets.roomSessions, 'demo.r-live')) === newKey, 20_000, 'the records re-wrapped');
-    for (const [bucket, key] of [[buckets.dataKeys, `demo.recordings.${transcript[0]}`], [buckets.dataKeys, 'demo.recordings.REC_rot1'], [buckets.chatKeys, 'demo.r-live'], [buckets.connectors, 'demo.warehouse']] as const) {
+    for (const [bucket, key] of [
+      [buckets.dataKeys, `demo.recordings.${transcript[0]}`],
+      [buckets.dataKeys, 'demo.recordings.REC_rot1'],
+      [buckets.chatKeys, 'demo.r-live'],
+      [buckets.connectors, 'demo.warehouse'],
+    ] as const) {
       expect(await kekOf(bucket, key)).toBe(newKey);
     }
     // The session sealed in its event still needs the old key: it stays enabled meanwhile.
@@ -134,7 +160,9 @@ describe('tenant keys: rotation and offboarding', () => {
     expect((await openParticipants(keyring, 'demo', 'SE_live', live.sealedParticipants))[0]?.participantId).toBe('PA_live');
     // Anything still sealed under the old key is now unreadable.
     expect(await keyring.unwrap('demo', wrapped).catch((e: { code: string }) => e.code)).toBe('INVALID_STATE');
-    const audit = await jetstream(nc).jetstreamManager().then((jsm) => jsm.streams.getMessage(streams.audit.name, { last_by_subj: subjects.audit('demo', 'tenant') }));
+    const audit = await jetstream(nc)
+      .jetstreamManager()
+      .then((jsm) => jsm.streams.getMessage(streams.audit.name, { last_by_subj: subjects.audit('demo', 'tenant') }));
     expect(TenantAudit.decode(audit!.data)).toMatchObject({ action: 'rotate_keys', requestId: report.requestId });
   });
 
@@ -152,7 +180,11 @@ describe('tenant keys: rotation and offboarding', () => {
       await jetstream(nc).publish(subjects.chat(tenant, 'r-1'), Buffer.from('sealed chat entry'));
       const wrappedChat = await keyring.wrap(tenant, Buffer.alloc(32, 1));
       await kv(buckets.chatKeys, 'r-1', ChatKeyRecord.encode({ conversationId: 'CV_1', kekId: wrappedChat.kekId, wrappedKey: wrappedChat.value, startedAtMs: 1 }).finish());
-      await kv(buckets.roomSessions, 'r-1', RoomSessionRecord.encode({ sessionId: 'SE_1', startedAtMs: 1, sealedParticipants: await sealParticipants(keyring, tenant, 'SE_1', [participant('PA_1')]) }).finish());
+      await kv(
+        buckets.roomSessions,
+        'r-1',
+        RoomSessionRecord.encode({ sessionId: 'SE_1', startedAtMs: 1, sealedParticipants: await sealParticipants(keyring, tenant, 'SE_1', [participant('PA_1')]) }).finish(),
+      );
       for (const bucket of [buckets.roomPlacement, buckets.roomRecordings]) await kv(bucket, 'r-1', 'x');
       for (const bucket of [buckets.participants, buckets.smartActions, buckets.webauthnChallenges, buckets.uploadLeases]) await kv(bucket, 'r-1.PA_1', '{}');
       await kv(buckets.recordings, 'REC_1', 'x');

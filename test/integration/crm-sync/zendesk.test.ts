@@ -36,7 +36,6 @@ describe('crm-sync to Zendesk', () => {
   const publishTranscript = (conversationId: string, files: Array<{ contentType: string; bytes: Buffer }>) =>
     publishShared(nc, artifacts, { conversationId, files, contacts: [{ participantId: 'PA_1', role: 'end_user', externalId: 'crm-contact-42', crmContactId: '' }] });
 
-
   const ticketWithFiles = (conversationId: string, files: number, timeoutMs = 15_000) =>
     waitFor(
       () => {

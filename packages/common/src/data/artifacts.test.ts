@@ -85,7 +85,11 @@ describe('ArtifactStore with a real JetStream', () => {
     for await (const chunk of chunks) parts.push(chunk);
     return parts;
   };
-  const codeOf = (promise: Promise<unknown>) => promise.then(() => 'resolved', (error: { code?: string }) => error.code);
+  const codeOf = (promise: Promise<unknown>) =>
+    promise.then(
+      () => 'resolved',
+      (error: { code?: string }) => error.code,
+    );
 
   it('streams segment by segment, whatever the size, and records the plaintext SHA-256', async () => {
     for (const size of [0, 1, SEGMENT_BYTES - 1, SEGMENT_BYTES, SEGMENT_BYTES + 1, 3 * SEGMENT_BYTES, 3 * SEGMENT_BYTES + 17]) {
@@ -97,7 +101,10 @@ describe('ArtifactStore with a real JetStream', () => {
       const content = await store.open('acme', `AR_s${size}`);
       expect(content).toMatchObject({ size, contentType: 'audio/mpeg', sha256: createHash('sha256').update(bytes).digest('hex') });
       const chunks = await collect(content.chunks);
-      expect(chunks.every((c) => c.length > 0 && c.length <= SEGMENT_BYTES), `size ${size}`).toBe(true);
+      expect(
+        chunks.every((c) => c.length > 0 && c.length <= SEGMENT_BYTES),
+        `size ${size}`,
+      ).toBe(true);
       expect(Buffer.concat(chunks).equals(bytes), `size ${size}`).toBe(true);
       await store.delete('acme', `AR_s${size}`);
     }
@@ -121,7 +128,10 @@ describe('ArtifactStore with a real JetStream', () => {
     const received: Buffer[] = [];
     const failure = await (async () => {
       for await (const chunk of (await store.open('acme', 'AR_tamper')).chunks) received.push(chunk);
-    })().then(() => undefined, (error: { code?: string }) => error.code);
+    })().then(
+      () => undefined,
+      (error: { code?: string }) => error.code,
+    );
     expect(failure).toBe(ErrorCode.INTERNAL);
     // The two segments before it, authentic, and nothing of the tampered one.
     expect(Buffer.concat(received).equals(bytes.subarray(0, 2 * SEGMENT_BYTES))).toBe(true);
@@ -169,11 +179,20 @@ describe('ArtifactStore with a real JetStream', () => {
     const keys = await new Kvm(nc).open(buckets.dataKeys);
     await store.put('acme', 'AR_record', Readable.from([randomBytes(1000)]), 'text/plain');
     const good = JSON.parse((await keys.get('acme.recordings.AR_record'))!.string()) as Record<string, unknown>;
-    for (const bad of ['not json', '[]', JSON.stringify({ ...good, segmentBytes: 0 }), JSON.stringify({ ...good, size: -1 }), JSON.stringify({ ...good, wrapped: { kekId: 'x', value: { toString: 1 } } })]) {
+    for (const bad of [
+      'not json',
+      '[]',
+      JSON.stringify({ ...good, segmentBytes: 0 }),
+      JSON.stringify({ ...good, size: -1 }),
+      JSON.stringify({ ...good, wrapped: { kekId: 'x', value: { toString: 1 } } }),
+    ]) {
       await keys.put('acme.recordings.AR_record', bad);
       expect(await codeOf(store.open('acme', 'AR_record')), bad).toBe(ErrorCode.INTERNAL);
     }
-    for (const changed of [{ ...good, size: 999 }, { ...good, sha256: '0'.repeat(64) }]) {
+    for (const changed of [
+      { ...good, size: 999 },
+      { ...good, sha256: '0'.repeat(64) },
+    ]) {
       await keys.put('acme.recordings.AR_record', JSON.stringify(changed));
       expect(await codeOf(store.get('acme', 'AR_record'))).toBe(ErrorCode.INTERNAL);
     }
@@ -188,7 +207,10 @@ describe('ArtifactStore with a real JetStream', () => {
     await store.delete('acme', 'AR_gone');
     const code = await (async () => {
       for (let step = await iterator.next(); !step.done; step = await iterator.next());
-    })().then(() => 'finished', (error: { code?: string }) => error.code);
+    })().then(
+      () => 'finished',
+      (error: { code?: string }) => error.code,
+    );
     expect(code).toBe(ErrorCode.NOT_FOUND);
     expect(await codeOf(store.open('acme', 'AR_gone'))).toBe(ErrorCode.NOT_FOUND);
   });

@@ -43,7 +43,12 @@ const NONCE_PREFIX_BYTES = 7;
 /** Ciphertext chunks of the Object Store fetched at once: bounds what a read holds (8 × 128 KiB). */
 const READ_AHEAD_CHUNKS = 8;
 
-const base64 = (min: number, max: number) => z.string().min(min).max(max).regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64');
+const base64 = (min: number, max: number) =>
+  z
+    .string()
+    .min(min)
+    .max(max)
+    .regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64');
 const wrappedKeySchema = z.object({ kekId: z.string().min(1).max(256), value: base64(1, 1024) });
 const contentTypeSchema = z.string().max(255);
 const sizeSchema = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
@@ -54,7 +59,11 @@ const dataKeyRecordSchema = z.union([
     format: z.literal('segmented-v1'),
     wrapped: wrappedKeySchema,
     noncePrefix: base64(12, 12),
-    segmentBytes: z.number().int().min(1024).max(16 * 1024 * 1024),
+    segmentBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(16 * 1024 * 1024),
     contentType: contentTypeSchema,
     size: sizeSchema,
     sha256: z.string().regex(/^[0-9a-f]{64}$/),

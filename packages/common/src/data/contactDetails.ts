@@ -32,8 +32,19 @@ export async function sealParticipants(keyring: Keyring, tenant: string, session
 }
 
 const sealedSchema = z.object({
-  wrapped: z.object({ kekId: z.string().min(1).max(128), value: z.string().min(1).max(1_024).regex(/^[A-Za-z0-9+/=]+$/) }),
-  value: z.string().min(1).max(8 * 1024 * 1024).regex(/^[A-Za-z0-9+/=]+$/),
+  wrapped: z.object({
+    kekId: z.string().min(1).max(128),
+    value: z
+      .string()
+      .min(1)
+      .max(1_024)
+      .regex(/^[A-Za-z0-9+/=]+$/),
+  }),
+  value: z
+    .string()
+    .min(1)
+    .max(8 * 1024 * 1024)
+    .regex(/^[A-Za-z0-9+/=]+$/),
 });
 
 /** What a sealed participant list must hold once opened (it was sealed by us, but is checked all the same). */

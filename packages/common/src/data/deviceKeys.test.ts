@@ -36,7 +36,10 @@ describe('DeviceKeys', () => {
   it(`refuses a registration beyond ${MAX_DEVICE_KEYS_PER_USER} keys per end user with LIMIT_EXCEEDED, keeping those held`, async () => {
     const keys = new DeviceKeys(await openBucket(nc, buckets.deviceKeys));
     for (let i = 0; i < MAX_DEVICE_KEYS_PER_USER; i++) await keys.add('acme', 'ext-full', key(`full-${i}`));
-    const refused = await keys.add('acme', 'ext-full', key('one-too-many')).then(() => undefined, (e: unknown) => GatewayError.from(e).code);
+    const refused = await keys.add('acme', 'ext-full', key('one-too-many')).then(
+      () => undefined,
+      (e: unknown) => GatewayError.from(e).code,
+    );
     expect(refused).toBe('LIMIT_EXCEEDED');
     expect(await keys.list('acme', 'ext-full')).toHaveLength(MAX_DEVICE_KEYS_PER_USER);
     // Registering a key already held again replaces it, also when the list is full.
@@ -55,7 +58,10 @@ describe('DeviceKeys', () => {
     expect(stored).toBeDefined();
     for (const tampered of ['not json', '{"toString":1}', JSON.stringify([{ ...key('x'), counter: -1 }]), JSON.stringify([{ ...key('x'), publicKey: { __proto__: 1 } }])]) {
       await kv.put(stored!, tampered);
-      const code = await keys.list('acme', 'ext-tampered').then(() => 'read', (e: unknown) => GatewayError.from(e).code);
+      const code = await keys.list('acme', 'ext-tampered').then(
+        () => 'read',
+        (e: unknown) => GatewayError.from(e).code,
+      );
       expect(code, tampered).toBe('INTERNAL');
     }
   });

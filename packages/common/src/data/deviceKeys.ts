@@ -26,7 +26,11 @@ const deviceKeyListSchema = z
     z.object({
       id: z.string().regex(/^[A-Za-z0-9_-]{1,1366}$/),
       publicKey: z.string().regex(/^[A-Za-z0-9+/]{1,2048}={0,2}$/),
-      counter: z.number().int().min(0).max(2 ** 32 - 1),
+      counter: z
+        .number()
+        .int()
+        .min(0)
+        .max(2 ** 32 - 1),
       transports: z.array(z.string().max(32)).max(8),
       registeredAtMs: z.number().int().min(0),
     }),

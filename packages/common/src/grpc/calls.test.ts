@@ -109,7 +109,13 @@ describe('gRPC handlers with caller identities', () => {
   it('answers a request that does not decode with INVALID_ARGUMENT, not INTERNAL', async () => {
     const client = clientAs('signaling');
     const status = await new Promise<grpc.ServiceError | null>((resolve) =>
-      client.makeUnaryRequest('/test.v1.Test/ForSignaling', () => Buffer.from('{"unterminated'), (b: Buffer) => b, {}, (error) => resolve(error)),
+      client.makeUnaryRequest(
+        '/test.v1.Test/ForSignaling',
+        () => Buffer.from('{"unterminated'),
+        (b: Buffer) => b,
+        {},
+        (error) => resolve(error),
+      ),
     );
     expect(status?.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(fromServiceError(status).code).toBe(ErrorCode.MALFORMED_MESSAGE);
@@ -148,7 +154,7 @@ describe('errors a gRPC client receives', () => {
   const serviceError = (status: grpc.status, details: string, code?: string) =>
     Object.assign(new Error(`${status} ${grpc.status[status]}: ${details}`), { code: status, details, metadata: metadataWith(code) });
 
-  it('never carry a transport failure\'s text (internal addresses) in their message, only in the cause', () => {
+  it("never carry a transport failure's text (internal addresses) in their message, only in the cause", () => {
     const transport = [
       serviceError(grpc.status.UNAVAILABLE, 'No connection established. Last error: connect ECONNREFUSED 10.0.0.5:50051'),
       serviceError(grpc.status.INTERNAL, 'Request message serialization failure: invalid uint32: NaN'),

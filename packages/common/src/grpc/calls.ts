@@ -188,9 +188,7 @@ export async function startGrpcServer(
     ...(options.maxReceiveBytes ? { 'grpc.max_receive_message_length': options.maxReceiveBytes } : {}),
   });
   register(server);
-  const boundPort = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${host}:${port}`, credentials, (error, bound) => (error ? reject(error) : resolve(bound))),
-  );
+  const boundPort = await new Promise<number>((resolve, reject) => server.bindAsync(`${host}:${port}`, credentials, (error, bound) => (error ? reject(error) : resolve(bound))));
   return { server, port: boundPort };
 }
 
@@ -219,13 +217,16 @@ export function callUnary<Req, Res>(
 ): Promise<Res> {
   // grpc-js puts the method's definition (with its path) on the client's method function.
   const { name, attributes } = grpcSpan((method as { path?: string }).path ?? `/unknown/${method.name}`);
-  return inSpan(name, { kind: SpanKind.CLIENT, attributes }, (span) =>
-    new Promise<Res>((resolve, reject) => {
-      method.call(client, request, injectIntoGrpcMetadata(new grpc.Metadata()), { deadline: Date.now() + timeoutMs }, (error, response) => {
-        span.setAttribute('rpc.grpc.status_code', error?.code ?? grpc.status.OK);
-        if (error) reject(fromServiceError(error));
-        else resolve(response);
-      });
-    }),
+  return inSpan(
+    name,
+    { kind: SpanKind.CLIENT, attributes },
+    (span) =>
+      new Promise<Res>((resolve, reject) => {
+        method.call(client, request, injectIntoGrpcMetadata(new grpc.Metadata()), { deadline: Date.now() + timeoutMs }, (error, response) => {
+          span.setAttribute('rpc.grpc.status_code', error?.code ?? grpc.status.OK);
+          if (error) reject(fromServiceError(error));
+          else resolve(response);
+        });
+      }),
   );
 }

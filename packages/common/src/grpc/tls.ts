@@ -36,7 +36,9 @@ type GrpcTlsValues = z.infer<z.ZodObject<typeof grpcTlsShape>>;
 /** All three files or none (plaintext, for one machine only); files are read at start-up so a bad path fails fast. */
 export function readGrpcTls(values: GrpcTlsValues): GrpcTls | undefined {
   const files = { GRPC_TLS_CA_FILE: values.GRPC_TLS_CA_FILE, GRPC_TLS_CERT_FILE: values.GRPC_TLS_CERT_FILE, GRPC_TLS_KEY_FILE: values.GRPC_TLS_KEY_FILE };
-  const missing = Object.entries(files).filter(([, v]) => !v).map(([k]) => k);
+  const missing = Object.entries(files)
+    .filter(([, v]) => !v)
+    .map(([k]) => k);
   if (missing.length === 3) return undefined;
   if (missing.length > 0) throw new GatewayError(ErrorCode.CONFIG_INVALID, `invalid configuration:\n  ${missing.join(', ')} must be set with the other GRPC_TLS_* files`);
   const read = (variable: keyof typeof files) => {

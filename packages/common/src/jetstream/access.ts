@@ -57,12 +57,7 @@ export const stream = {
   durable: (s: StreamRef, durable: string) =>
     all(
       stream.info(s),
-      pub(
-        `${api}.CONSUMER.CREATE.${s.name}.${durable}`,
-        `${api}.CONSUMER.INFO.${s.name}.${durable}`,
-        `${api}.CONSUMER.MSG.NEXT.${s.name}.${durable}`,
-        `$JS.ACK.${s.name}.${durable}.>`,
-      ),
+      pub(`${api}.CONSUMER.CREATE.${s.name}.${durable}`, `${api}.CONSUMER.INFO.${s.name}.${durable}`, `${api}.CONSUMER.MSG.NEXT.${s.name}.${durable}`, `$JS.ACK.${s.name}.${durable}.>`),
     ),
   /** Erasing single messages. */
   deleteMessages: (s: StreamRef) => pub(`${api}.STREAM.MSG.DELETE.${s.name}`),

@@ -107,7 +107,12 @@ const kv = (bucket: string, description: string, lifecycle: Lifecycle, options: 
   ...options,
 });
 
-const stream = (definition: { name: string; subjects: readonly string[]; duplicateWindowMs?: number }, description: string, lifecycle: Lifecycle, options: Partial<Omit<StreamEntry, 'kind' | 'name' | 'subjects' | 'description' | 'lifecycle'>> = {}): StreamEntry => ({
+const stream = (
+  definition: { name: string; subjects: readonly string[]; duplicateWindowMs?: number },
+  description: string,
+  lifecycle: Lifecycle,
+  options: Partial<Omit<StreamEntry, 'kind' | 'name' | 'subjects' | 'description' | 'lifecycle'>> = {},
+): StreamEntry => ({
   kind: 'stream',
   name: definition.name,
   subjects: definition.subjects,
@@ -127,17 +132,37 @@ export const catalog: readonly CatalogEntry[] = [
   stream(streams.transcripts, 'transcript.ready and attachment.ready for crm-sync, until delivered', { writer: 'signaling', deletedBy: delivered }, { maxAgeMs: DELIVERY_BACKSTOP_MS }),
   stream(streams.sessions, 'session.ended for crm-sync, until delivered', { writer: 'signaling', deletedBy: delivered }, { maxAgeMs: DELIVERY_BACKSTOP_MS }),
   // A client's retry of a message within this window is stored once.
-  stream(streams.chat, 'rooms\' chat, sealed, until the transcript is stored', { writer: 'signaling', deletedBy: `signaling ${roomEnd}, once the transcript is stored; a redacted message at once` }, { share: 0.03, duplicateWindowMs: 2 * minute, maxAgeMs: 7 * day, maxMessageBytes: 256 * KiB }),
+  stream(
+    streams.chat,
+    "rooms' chat, sealed, until the transcript is stored",
+    { writer: 'signaling', deletedBy: `signaling ${roomEnd}, once the transcript is stored; a redacted message at once` },
+    { share: 0.03, duplicateWindowMs: 2 * minute, maxAgeMs: 7 * day, maxMessageBytes: 256 * KiB },
+  ),
   stream(streams.alerts, 'alerts for the operators', { writer: 'crm-sync', deletedBy: 'nobody: ages out' }, { share: 0.005, maxAgeMs: 30 * day, keep: true, maxMessageBytes: 64 * KiB }),
   stream(streams.audit, 'audit records (counts only), kept', { writer: 'crm-sync', deletedBy: 'nobody: kept (counts only, no personal data)' }, { keep: true, maxMessageBytes: 64 * KiB }),
   kv(buckets.sfuNodes, 'SFU node registry', { writer: 'sfu', deletedBy: 'the node when it stops; expires without heartbeat' }, { ttlMs: NODE_REGISTRY_TTL_MS, maxValueBytes: 16 * KiB }),
   kv(buckets.recorderNodes, 'recorder node registry', { writer: 'recorder', deletedBy: 'the node when it stops; expires without heartbeat' }, { ttlMs: NODE_REGISTRY_TTL_MS, maxValueBytes: 16 * KiB }),
   kv(buckets.roomPlacement, 'room placement on SFU nodes', { writer: 'signaling', deletedBy: `signaling ${roomEnd}, or when its node is gone` }, { ttlMs: ROOM_BACKSTOP_MS, maxValueBytes: 1 * KiB }),
   // A participant record grows with the participant's consumers.
-  kv(buckets.participants, 'live participants', { writer: 'signaling', deletedBy: 'signaling when the participant leaves; another replica\'s sweep when its replica died' }, { ttlMs: PARTICIPANT_TTL_MS, maxValueBytes: 256 * KiB, share: 0.01 }),
-  kv(buckets.roomSessions, 'sessions of live rooms, participants sealed', { writer: 'signaling', deletedBy: `signaling ${roomEnd}, once session.ended is out; any replica's sweep finishes the rooms of a stopped one` }, { ttlMs: ROOM_BACKSTOP_MS, maxValueBytes: 512 * KiB, share: 0.01 }),
+  kv(
+    buckets.participants,
+    'live participants',
+    { writer: 'signaling', deletedBy: "signaling when the participant leaves; another replica's sweep when its replica died" },
+    { ttlMs: PARTICIPANT_TTL_MS, maxValueBytes: 256 * KiB, share: 0.01 },
+  ),
+  kv(
+    buckets.roomSessions,
+    'sessions of live rooms, participants sealed',
+    { writer: 'signaling', deletedBy: `signaling ${roomEnd}, once session.ended is out; any replica's sweep finishes the rooms of a stopped one` },
+    { ttlMs: ROOM_BACKSTOP_MS, maxValueBytes: 512 * KiB, share: 0.01 },
+  ),
   // Refreshed every 5 s while the recording runs.
-  kv(buckets.recordings, 'recording jobs with their stored segments', { writer: 'recorder', deletedBy: 'recorder once the recording is assembled and recording.ready is out (an orphan once recovered)' }, { ttlMs: 7 * day, maxValueBytes: 1 * MiB }),
+  kv(
+    buckets.recordings,
+    'recording jobs with their stored segments',
+    { writer: 'recorder', deletedBy: 'recorder once the recording is assembled and recording.ready is out (an orphan once recovered)' },
+    { ttlMs: 7 * day, maxValueBytes: 1 * MiB },
+  ),
   kv(buckets.roomRecordings, 'the recording of each room', { writer: 'recorder', deletedBy: 'recorder when the recording stops' }, { ttlMs: ROOM_BACKSTOP_MS, maxValueBytes: 4 * KiB }),
   kv(buckets.chatKeys, 'wrapped data keys of conversations', { writer: 'signaling', deletedBy: `signaling ${roomEnd}, once the transcript is stored` }, { ttlMs: 7 * day, maxValueBytes: 4 * KiB }),
   kv(buckets.smartActions, 'Smart Actions of live rooms', { writer: 'signaling', deletedBy: `signaling ${roomEnd}, once their attachments are announced` }, { ttlMs: ROOM_BACKSTOP_MS }),
@@ -145,15 +170,51 @@ export const catalog: readonly CatalogEntry[] = [
   // A slot per live session of a join token; a minted token lives at most a week.
   kv(buckets.tokenSessions, 'live sessions of each join token', { writer: 'signaling', deletedBy: 'signaling when the session ends' }, { ttlMs: 8 * day, maxValueBytes: 1 * KiB }),
   kv(buckets.uploadLeases, 'Smart Action uploads in progress', { writer: 'signaling', deletedBy: 'signaling when the upload ends' }, { ttlMs: 5 * minute, maxValueBytes: 1 * KiB }),
-  kv(buckets.deviceKeys, 'end users\' device keys', { writer: 'signaling', deletedBy: 'crm-sync on erasure of the end user (kept until then: a device key outlives calls by design)' }),
-  kv(buckets.connectors, 'tenants\' destinations, secrets sealed', { writer: 'crm-sync (admin API)', deletedBy: 'crm-sync when the tenant removes it (kept until then)' }),
-  kv(buckets.crmContacts, 'CRM contact ids by hashed external id', { writer: 'crm-sync', deletedBy: 'crm-sync on erasure of the person (kept until then: a cache of the CRM\'s ids)' }, { maxValueBytes: 4 * KiB }),
+  kv(buckets.deviceKeys, "end users' device keys", { writer: 'signaling', deletedBy: 'crm-sync on erasure of the end user (kept until then: a device key outlives calls by design)' }),
+  kv(buckets.connectors, "tenants' destinations, secrets sealed", { writer: 'crm-sync (admin API)', deletedBy: 'crm-sync when the tenant removes it (kept until then)' }),
+  kv(
+    buckets.crmContacts,
+    'CRM contact ids by hashed external id',
+    { writer: 'crm-sync', deletedBy: "crm-sync on erasure of the person (kept until then: a cache of the CRM's ids)" },
+    { maxValueBytes: 4 * KiB },
+  ),
   // Deleted once the delivery's event is settled; the TTL only catches what a crash left.
-  kv(buckets.crmConfirmations, 'destinations\' confirmations of deliveries in progress', { writer: 'crm-sync', deletedBy: 'crm-sync once the delivery is settled' }, { ttlMs: 30 * day, maxValueBytes: 1 * KiB }),
-  kv(buckets.dataKeys, 'wrapped data keys of the artifacts', { writer: 'recorder, signaling', deletedBy: `with their artifact: ${delivered}; segments' by the recorder after assembly` }, { ttlMs: DELIVERY_BACKSTOP_MS, maxValueBytes: 8 * KiB, share: 0.01 }),
-  { kind: 'objects', bucket: buckets.artifacts, description: 'encrypted recordings until delivered', share: 0.5, maxAgeMs: DELIVERY_BACKSTOP_MS, lifecycle: { writer: 'recorder', deletedBy: delivered } },
-  { kind: 'objects', bucket: buckets.conversationArtifacts, description: 'encrypted transcripts and attachments until delivered', share: 0.1, maxAgeMs: DELIVERY_BACKSTOP_MS, lifecycle: { writer: 'signaling', deletedBy: delivered } },
-  { kind: 'objects', bucket: buckets.recordingSegments, description: 'encrypted segments of recordings in progress', share: 0.2, maxAgeMs: 7 * day, lifecycle: { writer: 'recorder', deletedBy: 'recorder once the recording is assembled (a failed delete is retried, then left to the residue sweep)' } },
+  kv(
+    buckets.crmConfirmations,
+    "destinations' confirmations of deliveries in progress",
+    { writer: 'crm-sync', deletedBy: 'crm-sync once the delivery is settled' },
+    { ttlMs: 30 * day, maxValueBytes: 1 * KiB },
+  ),
+  kv(
+    buckets.dataKeys,
+    'wrapped data keys of the artifacts',
+    { writer: 'recorder, signaling', deletedBy: `with their artifact: ${delivered}; segments' by the recorder after assembly` },
+    { ttlMs: DELIVERY_BACKSTOP_MS, maxValueBytes: 8 * KiB, share: 0.01 },
+  ),
+  {
+    kind: 'objects',
+    bucket: buckets.artifacts,
+    description: 'encrypted recordings until delivered',
+    share: 0.5,
+    maxAgeMs: DELIVERY_BACKSTOP_MS,
+    lifecycle: { writer: 'recorder', deletedBy: delivered },
+  },
+  {
+    kind: 'objects',
+    bucket: buckets.conversationArtifacts,
+    description: 'encrypted transcripts and attachments until delivered',
+    share: 0.1,
+    maxAgeMs: DELIVERY_BACKSTOP_MS,
+    lifecycle: { writer: 'signaling', deletedBy: delivered },
+  },
+  {
+    kind: 'objects',
+    bucket: buckets.recordingSegments,
+    description: 'encrypted segments of recordings in progress',
+    share: 0.2,
+    maxAgeMs: 7 * day,
+    lifecycle: { writer: 'recorder', deletedBy: 'recorder once the recording is assembled (a failed delete is retried, then left to the residue sweep)' },
+  },
 ];
 
 /** The JetStream stream behind an entry. */

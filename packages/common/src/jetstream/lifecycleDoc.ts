@@ -41,8 +41,9 @@ export function renderLifecycleTable(): string {
   // The sizes of the default settings (one server, the default budget); NATS_STORAGE_BUDGET and
   // NATS_STORAGE_LIMITS change them.
   const settings = catalogSettings(z.object(catalogShape).parse({}));
-  const rows = catalog.map((entry) =>
-    `| \`${entryName(entry)}\` | ${kinds[entry.kind]} | ${entry.description} | ${entry.lifecycle.writer} | ${entry.lifecycle.deletedBy} | ${backstop(entry)} | ${bytes(maxBytesOf(entry, settings))} (${entry.share * 100} %) |`,
+  const rows = catalog.map(
+    (entry) =>
+      `| \`${entryName(entry)}\` | ${kinds[entry.kind]} | ${entry.description} | ${entry.lifecycle.writer} | ${entry.lifecycle.deletedBy} | ${backstop(entry)} | ${bytes(maxBytesOf(entry, settings))} (${entry.share * 100} %) |`,
   );
   return [
     LIFECYCLE_TABLE_START,

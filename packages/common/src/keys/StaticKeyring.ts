@@ -76,7 +76,8 @@ export class StaticKeyring implements ManagedKeyring {
   async rotate(tenant: string): Promise<{ current: string; previous: string[] }> {
     const keys = this.tenant(tenant);
     const previous = [...keys.keys.keys()].filter((id) => id !== keys.current).map((id) => StaticKeyring.kekIdOf(tenant, id));
-    if (previous.length === 0) throw new GatewayError(ErrorCode.INVALID_STATE, 'the tenant has one static key: add a new one to GATEWAY_TENANT_KEYS as "current" (keeping the old one) and roll out first');
+    if (previous.length === 0)
+      throw new GatewayError(ErrorCode.INVALID_STATE, 'the tenant has one static key: add a new one to GATEWAY_TENANT_KEYS as "current" (keeping the old one) and roll out first');
     return { current: await this.currentKekId(tenant), previous };
   }
 

@@ -17,7 +17,15 @@ describe('KmsKeyring', () => {
   const credentials = { accessKeyId: 'AKIAGATEWAYTEST', secretAccessKey: 'gateway-kms-contract-secret' };
   const keyring = (options: { cacheTtlMs?: number; cacheEntries?: number; narrow?: boolean } = {}) =>
     new KmsKeyring(
-      { kind: 'kms', region: kms.region, endpoint: kms.url, aliases: { acme: 'alias/gateway/acme', globex: 'alias/gateway/globex' }, cacheTtlMs: options.cacheTtlMs ?? 60_000, cacheEntries: options.cacheEntries ?? 100, maxAttempts: 3 },
+      {
+        kind: 'kms',
+        region: kms.region,
+        endpoint: kms.url,
+        aliases: { acme: 'alias/gateway/acme', globex: 'alias/gateway/globex' },
+        cacheTtlMs: options.cacheTtlMs ?? 60_000,
+        cacheEntries: options.cacheEntries ?? 100,
+        maxAttempts: 3,
+      },
       options.narrow ? { accessKeyId: 'AKIANARROW', secretAccessKey: 'narrow-secret' } : credentials,
     );
 
@@ -28,7 +36,7 @@ describe('KmsKeyring', () => {
   });
   afterAll(async () => kms?.close());
 
-  it('wraps under the tenant\'s key and opens only in that tenant\'s name', async () => {
+  it("wraps under the tenant's key and opens only in that tenant's name", async () => {
     const ring = keyring();
     const dataKey = randomBytes(32);
     const wrapped = await ring.wrap('acme', dataKey);
@@ -69,7 +77,7 @@ describe('KmsKeyring', () => {
     narrow.close();
   });
 
-  it('holds unwrapped keys for a bounded time and number, and forgets a tenant\'s at once', async () => {
+  it("holds unwrapped keys for a bounded time and number, and forgets a tenant's at once", async () => {
     const ring = keyring({ cacheTtlMs: 200, cacheEntries: 2 });
     const wrapped = await Promise.all([1, 2, 3].map(() => ring.wrap('acme', randomBytes(32))));
     const decrypts = () => kms.callsOf('Decrypt');

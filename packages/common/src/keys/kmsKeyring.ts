@@ -128,7 +128,7 @@ export class KmsKeyring implements ManagedKeyring {
     this.alias(tenant);
     const cached = this.cache.get(tenant, wrapped);
     if (cached) return cached;
-    const kekId = parseWith(keyArn, wrapped.kekId, 'the wrapped key\'s key id', ErrorCode.PERMISSION_DENIED);
+    const kekId = parseWith(keyArn, wrapped.kekId, "the wrapped key's key id", ErrorCode.PERMISSION_DENIED);
     // KeyId pins the key the record names: a ciphertext of another key is refused, not decrypted.
     const answer = await this.call(
       'Decrypt',
@@ -142,17 +142,20 @@ export class KmsKeyring implements ManagedKeyring {
   }
 
   async rewrap(tenant: string, wrapped: WrappedKey): Promise<WrappedKey> {
-    const kekId = parseWith(keyArn, wrapped.kekId, 'the wrapped key\'s key id', ErrorCode.PERMISSION_DENIED);
+    const kekId = parseWith(keyArn, wrapped.kekId, "the wrapped key's key id", ErrorCode.PERMISSION_DENIED);
     const context = KmsKeyring.context(tenant);
     const answer = await this.call(
       'ReEncrypt',
-      (c) => c.send(new ReEncryptCommand({
-        CiphertextBlob: Buffer.from(wrapped.value, 'base64'),
-        SourceKeyId: kekId,
-        SourceEncryptionContext: context,
-        DestinationKeyId: this.alias(tenant),
-        DestinationEncryptionContext: context,
-      })),
+      (c) =>
+        c.send(
+          new ReEncryptCommand({
+            CiphertextBlob: Buffer.from(wrapped.value, 'base64'),
+            SourceKeyId: kekId,
+            SourceEncryptionContext: context,
+            DestinationKeyId: this.alias(tenant),
+            DestinationEncryptionContext: context,
+          }),
+        ),
       encryptAnswer,
     );
     return { kekId: answer.KeyId, value: Buffer.from(answer.CiphertextBlob).toString('base64') };
@@ -188,7 +191,14 @@ export class KmsKeyring implements ManagedKeyring {
 
   /** Every key of the account whose description names the tenant: its retired keys too, which no record names any more. */
   private async keysOf(tenant: string): Promise<string[]> {
-    const listed = z.object({ Keys: z.array(z.object({ KeyArn: keyArn })).max(1000).default([]), NextMarker: z.string().max(1024).optional(), Truncated: z.boolean().optional() });
+    const listed = z.object({
+      Keys: z
+        .array(z.object({ KeyArn: keyArn }))
+        .max(1000)
+        .default([]),
+      NextMarker: z.string().max(1024).optional(),
+      Truncated: z.boolean().optional(),
+    });
     const found: string[] = [];
     let marker: string | undefined;
     do {
@@ -253,12 +263,12 @@ function aliasName(alias: string): string {
 
 /** KMS errors by name, to our codes; the SDK's message stays in the cause (it can name keys, never data). */
 const kmsErrors: Record<string, { code: ErrorCode; message: string }> = {
-  DisabledException: { code: ErrorCode.INVALID_STATE, message: 'the tenant\'s key is disabled' },
-  KMSInvalidStateException: { code: ErrorCode.INVALID_STATE, message: 'the tenant\'s key is not usable in its state (pending deletion, or pending import)' },
+  DisabledException: { code: ErrorCode.INVALID_STATE, message: "the tenant's key is disabled" },
+  KMSInvalidStateException: { code: ErrorCode.INVALID_STATE, message: "the tenant's key is not usable in its state (pending deletion, or pending import)" },
   AccessDeniedException: { code: ErrorCode.PERMISSION_DENIED, message: 'KMS refused this service access to the key' },
   IncorrectKeyException: { code: ErrorCode.PERMISSION_DENIED, message: 'the data key was not wrapped by the key its record names' },
   InvalidCiphertextException: { code: ErrorCode.PERMISSION_DENIED, message: 'the data key does not open for this tenant' },
-  NotFoundException: { code: ErrorCode.NOT_FOUND, message: 'the tenant\'s key does not exist' },
+  NotFoundException: { code: ErrorCode.NOT_FOUND, message: "the tenant's key does not exist" },
   ThrottlingException: { code: ErrorCode.RATE_LIMITED, message: 'KMS throttled the request (retries exhausted)' },
   LimitExceededException: { code: ErrorCode.RATE_LIMITED, message: 'a KMS limit is reached' },
   KMSInternalException: { code: ErrorCode.UNAVAILABLE, message: 'KMS failed' },

@@ -76,7 +76,10 @@ export const tenantKeysShape = {
       }
       return result.data;
     }),
-  GATEWAY_KMS_REGION: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'must be an AWS region such as eu-west-1').optional(),
+  GATEWAY_KMS_REGION: z
+    .string()
+    .regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'must be an AWS region such as eu-west-1')
+    .optional(),
   /** A KMS endpoint other than the region's (a VPC endpoint, the contract server in tests). */
   GATEWAY_KMS_ENDPOINT: z.url({ protocol: /^https?$/ }).optional(),
   /** How long an unwrapped data key stays in memory, and how many at most. */

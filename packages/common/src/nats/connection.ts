@@ -137,7 +137,11 @@ async function requireStream(nc: NatsConnection, stream: string, what: string): 
     return { jsm, info: await jsm.streams.info(stream) };
   } catch (error) {
     if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound) {
-      throw new GatewayError(ErrorCode.UNAVAILABLE, `${what} does not exist: JetStream is not provisioned (the provisioning step creates it with the admin identity: make up runs it, Kubernetes the nats-provision Job)`, { cause: error });
+      throw new GatewayError(
+        ErrorCode.UNAVAILABLE,
+        `${what} does not exist: JetStream is not provisioned (the provisioning step creates it with the admin identity: make up runs it, Kubernetes the nats-provision Job)`,
+        { cause: error },
+      );
     }
     if (isPermissionError(error)) throw new GatewayError(ErrorCode.PERMISSION_DENIED, `${what}: this service is not permitted to use it (jetstream/access.ts)`, { cause: error });
     throw error;
@@ -284,6 +288,8 @@ export function observeStreamSizes(registry: Registry, jsm: JetStreamManager, st
     });
   gauge('gateway_jetstream_stream_bytes', 'Bytes a stream (or the stream of a KV bucket or object store) holds', (i) => i.bytes);
   // -1 (no limit) is left out: every entry of the catalog has one.
-  gauge('gateway_jetstream_stream_max_bytes', 'The size limit of a stream (or of the stream of a KV bucket or object store)', (i) => (i.maxBytes !== undefined && i.maxBytes > 0 ? i.maxBytes : undefined));
+  gauge('gateway_jetstream_stream_max_bytes', 'The size limit of a stream (or of the stream of a KV bucket or object store)', (i) =>
+    i.maxBytes !== undefined && i.maxBytes > 0 ? i.maxBytes : undefined,
+  );
   gauge('gateway_jetstream_stream_messages', 'Messages a stream (or the stream of a KV bucket or object store) holds', (i) => i.messages);
 }

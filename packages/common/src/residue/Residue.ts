@@ -194,7 +194,8 @@ export class Residue {
     const slack = options.retentionSlackMs ?? day;
     const items: ResidueItem[] = [];
     let entries = 0;
-    const add = (store: string, kind: ResidueKind, key: string, timeMs: number, revision?: number) => items.push({ store, kind, key, ageMs: Math.max(0, now - timeMs), ...(revision ? { revision } : {}) });
+    const add = (store: string, kind: ResidueKind, key: string, timeMs: number, revision?: number) =>
+      items.push({ store, kind, key, ageMs: Math.max(0, now - timeMs), ...(revision ? { revision } : {}) });
     const old = (timeMs: number, limit = grace) => now - timeMs >= limit;
 
     // Only recording jobs, room recordings and Smart Actions are read for what they hold.
@@ -205,7 +206,17 @@ export class Residue {
       return read;
     };
     const [placement, participants, sessions, recordings, roomRecordings, chatKeys, smartActions, challenges, dataKeys] = await Promise.all(
-      [buckets.roomPlacement, buckets.participants, buckets.roomSessions, buckets.recordings, buckets.roomRecordings, buckets.chatKeys, buckets.smartActions, buckets.webauthnChallenges, buckets.dataKeys].map(kv),
+      [
+        buckets.roomPlacement,
+        buckets.participants,
+        buckets.roomSessions,
+        buckets.recordings,
+        buckets.roomRecordings,
+        buckets.chatKeys,
+        buckets.smartActions,
+        buckets.webauthnChallenges,
+        buckets.dataKeys,
+      ].map(kv),
     );
     const objects = new Map<ArtifactSpace, Map<string, number>>();
     for (const space of Object.keys(artifactSpaces) as ArtifactSpace[]) {
@@ -284,7 +295,8 @@ export class Residue {
         }
         for (const name of refs.names) named.add(name);
         if (old(message.timeMs, retentionMs(refs.tenant) + slack)) add(stream, 'outlived', String(message.seq), message.timeMs);
-        else if (old(message.timeMs) && refs.names.every((name) => !objects.get('recordings')!.has(name) && !objects.get('conversations')!.has(name))) add(stream, 'delivered', String(message.seq), message.timeMs);
+        else if (old(message.timeMs) && refs.names.every((name) => !objects.get('recordings')!.has(name) && !objects.get('conversations')!.has(name)))
+          add(stream, 'delivered', String(message.seq), message.timeMs);
       }
     }
     const sessionEvents = await this.read(streams.sessions.name, '>', false, true);

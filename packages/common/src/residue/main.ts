@@ -14,7 +14,11 @@ const shape = {
   /** Nothing younger than this is residue (writes in progress). */
   RESIDUE_GRACE_SECONDS: z.coerce.number().int().min(0).default(120),
   /** A recording record not refreshed for this long has no recorder left (recorders refresh every 5 s and recover each other's after 15 s). */
-  RESIDUE_DEAD_RECORDER_SECONDS: z.coerce.number().int().min(0).default(DEAD_RECORDER_MS / 1000),
+  RESIDUE_DEAD_RECORDER_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(DEAD_RECORDER_MS / 1000),
   /** How long events may wait for delivery (crm-sync's longest retention); older ones outlived it. */
   RESIDUE_RETENTION_DAYS: z.coerce.number().positive().max(365).default(365),
 };
@@ -33,7 +37,14 @@ try {
   const options = { graceMs: config.RESIDUE_GRACE_SECONDS * 1000, deadRecorderMs: config.RESIDUE_DEAD_RECORDER_SECONDS * 1000, retentionMs: () => config.RESIDUE_RETENTION_DAYS * 86_400_000 };
   const report = await residue.scan(options);
   const swept = args.has('--sweep') ? await residue.sweep(report) : undefined;
-  const out = { scannedAt: new Date(report.scannedAtMs).toISOString(), durationMs: report.durationMs, entries: report.entries, residue: report.summary, ...(swept ? { swept } : {}), ...(args.has('--list') ? { items: report.items } : {}) };
+  const out = {
+    scannedAt: new Date(report.scannedAtMs).toISOString(),
+    durationMs: report.durationMs,
+    entries: report.entries,
+    residue: report.summary,
+    ...(swept ? { swept } : {}),
+    ...(args.has('--list') ? { items: report.items } : {}),
+  };
   process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
 } finally {
   await nc.drain().catch(() => undefined);

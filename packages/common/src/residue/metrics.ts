@@ -6,8 +6,18 @@ import type { ResidueReport } from './Residue.js';
  * fires on anything above zero (k8s/base/alerts.yaml). A kind that is gone reads 0 again.
  */
 export function residueMetrics(registry: Registry): (report: ResidueReport) => void {
-  const items = new Gauge({ name: 'gateway_residue_items', help: 'entries that outlived their purpose at the last residue scan, by store and kind', labelNames: ['store', 'kind'], registers: [registry] });
-  const oldest = new Gauge({ name: 'gateway_residue_oldest_age_seconds', help: 'age of the oldest residue entry at the last scan, by store and kind', labelNames: ['store', 'kind'], registers: [registry] });
+  const items = new Gauge({
+    name: 'gateway_residue_items',
+    help: 'entries that outlived their purpose at the last residue scan, by store and kind',
+    labelNames: ['store', 'kind'],
+    registers: [registry],
+  });
+  const oldest = new Gauge({
+    name: 'gateway_residue_oldest_age_seconds',
+    help: 'age of the oldest residue entry at the last scan, by store and kind',
+    labelNames: ['store', 'kind'],
+    registers: [registry],
+  });
   const scanned = new Gauge({ name: 'gateway_residue_scan_timestamp_seconds', help: 'when the last residue scan ran', registers: [registry] });
   const duration = new Gauge({ name: 'gateway_residue_scan_duration_seconds', help: 'how long the last residue scan took', registers: [registry] });
   return (report) => {

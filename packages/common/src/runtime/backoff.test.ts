@@ -5,7 +5,12 @@ describe('backoffDelayMs', () => {
   const backoff = { initialMs: 100, maxMs: 5_000 };
 
   it('doubles from the initial delay per attempt, within the upper half of each ceiling', () => {
-    for (const [attempt, ceiling] of [[0, 100], [1, 200], [2, 400], [5, 3_200]] as const) {
+    for (const [attempt, ceiling] of [
+      [0, 100],
+      [1, 200],
+      [2, 400],
+      [5, 3_200],
+    ] as const) {
       expect(backoffDelayMs(attempt, backoff, () => 0)).toBe(ceiling / 2);
       expect(backoffDelayMs(attempt, backoff, () => 0.999_999)).toBe(ceiling);
     }

@@ -34,7 +34,10 @@ describe('configuration errors never print secrets', () => {
   it('a short apiSecret names the variable and the rule, not any tenant secret', async () => {
     const { tenantsShape } = await import('../tenants.js');
     const secret = 'a-long-enough-secret-of-tenant-one-000000';
-    const tenants = JSON.stringify([{ name: 'one', apiKey: 'k1', apiSecret: secret }, { name: 'two', apiKey: 'k2', apiSecret: 'short-secret' }]);
+    const tenants = JSON.stringify([
+      { name: 'one', apiKey: 'k1', apiSecret: secret },
+      { name: 'two', apiKey: 'k2', apiSecret: 'short-secret' },
+    ]);
     const error = (() => {
       try {
         loadConfig(tenantsShape, { GATEWAY_TENANTS: tenants });

@@ -7,10 +7,7 @@ import { ErrorCode, GatewayError } from '../errors.js';
  * with a message naming each bad variable and the rule it breaks, never its value: a variable
  * may hold every tenant's secret or key, and start-up errors end up in log systems.
  */
-export function loadConfig<S extends z.ZodRawShape>(
-  shape: S,
-  env: Record<string, string | undefined> = process.env,
-): z.infer<z.ZodObject<S>> {
+export function loadConfig<S extends z.ZodRawShape>(shape: S, env: Record<string, string | undefined> = process.env): z.infer<z.ZodObject<S>> {
   const input: Record<string, string | undefined> = {};
   for (const key of Object.keys(shape)) {
     const value = env[key];

@@ -7,10 +7,7 @@ export type { Logger };
  * Field names that may hold personal data or secrets. Logs go to third-party systems, so these
  * are censored wherever they appear, even if a caller forgets.
  */
-const redactedFields = [
-  'token', 'resumeToken', 'secret', 'apiSecret', 'password', 'authorization',
-  'identity', 'name', 'email', 'phone', 'phoneNumber', 'text', 'body',
-];
+const redactedFields = ['token', 'resumeToken', 'secret', 'apiSecret', 'password', 'authorization', 'identity', 'name', 'email', 'phone', 'phoneNumber', 'text', 'body'];
 
 /** Lines go to stdout, or to stderr with `stderr` (a CLI whose stdout is its report). */
 export function createLogger(service: string, level: string = process.env.LOG_LEVEL ?? 'info', options: { stderr?: boolean } = {}): Logger {

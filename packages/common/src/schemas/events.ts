@@ -59,7 +59,11 @@ export const smartActionSchema = z.object({
   completedAtMs: millis,
   artifactId: optionalId,
   contentType: z.string().max(64),
-  sizeBytes: z.number().int().min(0).max(1 << 30),
+  sizeBytes: z
+    .number()
+    .int()
+    .min(0)
+    .max(1 << 30),
   verified: z.boolean(),
   reason: schemas.text(512),
   externalId: identity,
@@ -124,7 +128,11 @@ export const chatKeyRecordSchema = z.object({
   conversationId: id,
   kekId: z.string().min(1).max(128),
   // A KMS CiphertextBlob is larger than a static keyring's 60 bytes, and its size is not promised.
-  wrappedKey: z.string().min(1).max(1024).regex(/^[A-Za-z0-9+/=]+$/, 'must be base64'),
+  wrappedKey: z
+    .string()
+    .min(1)
+    .max(1024)
+    .regex(/^[A-Za-z0-9+/=]+$/, 'must be base64'),
   startedAtMs: millis,
 });
 
@@ -138,7 +146,10 @@ export const chatSealedSchema = z.object({
 /** A phone number in E.164. */
 export const e164 = z.string().regex(/^\+[1-9]\d{6,14}$/, 'must be a phone number in E.164 (+14155550132)');
 /** A CRM's contact id: bounded as the session record holds it. */
-export const crmContactId = z.string().max(64).refine((value) => !/[\u0000-\u001f\u007f]/.test(value), 'must hold no control characters');
+export const crmContactId = z
+  .string()
+  .max(64)
+  .refine((value) => !/[\u0000-\u001f\u007f]/.test(value), 'must hold no control characters');
 
 /** A data-subject request from crm-sync (DataSubjectRequest), as signaling takes it. */
 export const dataSubjectRequestSchema = z.object({

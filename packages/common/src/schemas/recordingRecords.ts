@@ -19,7 +19,19 @@ const recordingSchema = z.object({
   startedAtMs: millis,
   endedAtMs: millis,
   pauses: z.array(z.object({ startMs: millis, endMs: millis, pausedBy: optionalId, resumedBy: optionalId })).max(10_000),
-  artifacts: z.array(z.object({ artifactId: id, kind: z.string().max(32), contentType: z.string().max(128), participantId: optionalId, sizeBytes: z.number().int().min(0), durationMs: z.number().int().min(0), part: z.number().int().min(0).max(100_000) })).max(10_000),
+  artifacts: z
+    .array(
+      z.object({
+        artifactId: id,
+        kind: z.string().max(32),
+        contentType: z.string().max(128),
+        participantId: optionalId,
+        sizeBytes: z.number().int().min(0),
+        durationMs: z.number().int().min(0),
+        part: z.number().int().min(0).max(100_000),
+      }),
+    )
+    .max(10_000),
   failureReason: schemas.text(1_024),
   startedBy: optionalId,
   participantIds: z.array(id).max(1_000),
@@ -29,7 +41,21 @@ export const recordingJobRecordSchema = z.object({
   recording: recordingSchema,
   nodeId: z.string().regex(/^[A-Za-z0-9_.-]{0,253}$/),
   refreshedAtMs: millis,
-  streams: z.array(z.object({ streamId: id, participantId: optionalId, role: z.string().max(16), source: z.enum(['camera', 'microphone', 'screen', 'screen_audio']), kind: z.enum(['audio', 'video']), mimeType: z.string().max(64).regex(/^[a-zA-Z0-9/._+-]*$/) })).max(1_000),
+  streams: z
+    .array(
+      z.object({
+        streamId: id,
+        participantId: optionalId,
+        role: z.string().max(16),
+        source: z.enum(['camera', 'microphone', 'screen', 'screen_audio']),
+        kind: z.enum(['audio', 'video']),
+        mimeType: z
+          .string()
+          .max(64)
+          .regex(/^[a-zA-Z0-9/._+-]*$/),
+      }),
+    )
+    .max(1_000),
   segments: z.array(z.object({ streamId: id, objectId: id, startS: z.number().finite(), endS: z.number().finite() })).max(1_000_000),
   tapId: optionalId,
 });

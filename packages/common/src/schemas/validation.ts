@@ -39,10 +39,23 @@ export const schemas = {
       .refine(isWellFormed, 'must be well-formed Unicode')
       .refine((value) => !(options.lines ? CONTROL_BUT_LINES : CONTROL).test(value), 'must not contain control characters'),
   /** A printable ASCII token (tokens, base64url, header values): no spaces, no controls. */
-  token: (max: number) => z.string().min(1).max(max).regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces'),
+  token: (max: number) =>
+    z
+      .string()
+      .min(1)
+      .max(max)
+      .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces'),
   /** A whole number of milliseconds since the epoch (int64 in proto JSON: a number or a decimal string). */
   int64: () =>
-    z.union([z.number().int().safe(), z.string().regex(/^-?\d{1,16}$/, 'must be an integer').transform(Number)]).pipe(z.number().int().safe()),
+    z
+      .union([
+        z.number().int().safe(),
+        z
+          .string()
+          .regex(/^-?\d{1,16}$/, 'must be an integer')
+          .transform(Number),
+      ])
+      .pipe(z.number().int().safe()),
   uint32: () => z.number().int().min(0).max(0xffffffff),
 };
 

@@ -77,19 +77,8 @@ describe('Room chat', () => {
     server.messages.push({ messageId: 'MS_000000', participantId: 'PA_a', identity: 'agent-PA_a', role: 'agent', text: 'zero', sentAtMs: '1' });
     await until(() => events.includes('reconnected:resumed'), 'the resume');
 
-    expect(chat).toEqual([
-      'message:MS_000001:local:one',
-      'message:MS_000002:PA_a:two',
-      'redacted:MS_000001:PA_a',
-      'message:MS_000003:PA_a:three',
-      'message:MS_000000:PA_a:zero',
-    ]);
-    expect(room.messages.map((m) => `${m.messageId}:${m.text}:${m.redacted}`)).toEqual([
-      'MS_000000:zero:false',
-      'MS_000001::true',
-      'MS_000002:two:false',
-      'MS_000003:three:false',
-    ]);
+    expect(chat).toEqual(['message:MS_000001:local:one', 'message:MS_000002:PA_a:two', 'redacted:MS_000001:PA_a', 'message:MS_000003:PA_a:three', 'message:MS_000000:PA_a:zero']);
+    expect(room.messages.map((m) => `${m.messageId}:${m.text}:${m.redacted}`)).toEqual(['MS_000000:zero:false', 'MS_000001::true', 'MS_000002:two:false', 'MS_000003:three:false']);
     expect(room.messages[1]!.isLocal).toBe(true);
   });
 

@@ -54,12 +54,7 @@ describe('Publisher', () => {
     await publisher.publish({ camera: second }, grants);
     expect(transport.produce).toHaveBeenCalledTimes(2);
     expect(publisher.localTracks.get('camera')).toBe(second);
-    expect(events).toEqual([
-      'localTrackPublished:microphone',
-      'localTrackPublished:camera',
-      'localTrackUnpublished:camera',
-      'localTrackPublished:camera',
-    ]);
+    expect(events).toEqual(['localTrackPublished:microphone', 'localTrackPublished:camera', 'localTrackUnpublished:camera', 'localTrackPublished:camera']);
   });
 
   it('closes the producer on the server when unpublishing while connected, not while away', async () => {

@@ -39,7 +39,7 @@ describe('Recording', () => {
     expect(events.map((e) => `${e.recordingId}:${e.state}:${e.by?.id ?? 'system'}`)).toEqual(['RC_1:started:PA_a', 'RC_1:stopped:system']);
   });
 
-  it('answers the controls with the server\'s status, leaving the event to the notification', async () => {
+  it("answers the controls with the server's status, leaving the event to the notification", async () => {
     const { recording: r, events, request } = recording();
     await expect(r.start()).resolves.toEqual({ recordingId: 'RC_1', state: 'started', by: agent });
     await expect(r.pause()).resolves.toMatchObject({ state: 'paused' });

@@ -2,16 +2,7 @@ import { CloseCode, type JoinResponse } from '@gateway/proto/gateway/signaling/v
 import { backoffDelay } from '../backoff.js';
 import { Emitter } from '../events.js';
 import { ErrorCode, GatewayError, hasCode } from '../errors.js';
-import {
-  LocalCloseCode,
-  Socket,
-  closedError,
-  type MethodName,
-  type NotificationEvent,
-  type ParamsOf,
-  type ResultOf,
-  type WebSocketConstructor,
-} from './Socket.js';
+import { LocalCloseCode, Socket, closedError, type MethodName, type NotificationEvent, type ParamsOf, type ResultOf, type WebSocketConstructor } from './Socket.js';
 import { PROTOCOL_VERSION } from '@gateway/common/protocol';
 import { signalingUrl } from './urls.js';
 

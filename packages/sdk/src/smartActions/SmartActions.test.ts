@@ -6,8 +6,20 @@ import type { ConnectOptions } from '../types.js';
 
 // The browser's WebAuthn prompt, as a device holding the key 'cred-1' would answer it.
 const webauthn = vi.hoisted(() => ({
-  startAuthentication: vi.fn(async ({ optionsJSON }: { optionsJSON: Record<string, any> }) => ({ id: 'cred-1', rawId: 'cred-1', type: 'public-key', response: { signed: optionsJSON.challenge }, clientExtensionResults: {} })),
-  startRegistration: vi.fn(async ({ optionsJSON }: { optionsJSON: Record<string, any> }) => ({ id: 'cred-1', rawId: 'cred-1', type: 'public-key', response: { attested: optionsJSON.challenge }, clientExtensionResults: {} })),
+  startAuthentication: vi.fn(async ({ optionsJSON }: { optionsJSON: Record<string, any> }) => ({
+    id: 'cred-1',
+    rawId: 'cred-1',
+    type: 'public-key',
+    response: { signed: optionsJSON.challenge },
+    clientExtensionResults: {},
+  })),
+  startRegistration: vi.fn(async ({ optionsJSON }: { optionsJSON: Record<string, any> }) => ({
+    id: 'cred-1',
+    rawId: 'cred-1',
+    type: 'public-key',
+    response: { attested: optionsJSON.challenge },
+    clientExtensionResults: {},
+  })),
 }));
 vi.mock('@simplewebauthn/browser', () => ({ browserSupportsWebAuthn: () => true, ...webauthn }));
 
@@ -33,7 +45,16 @@ describe('Room Smart Actions', () => {
   }
   /** The agent (another participant) asks us, as the server announces it. */
   function askMe(room: Room, kind: string, extra: Frame = {}): Frame {
-    const action: Frame = { actionId: `SA_${kind}`, kind, state: 'requested', requestedBy: 'PA_a', participantId: room.localParticipant.id, requestedAtMs: '1700000000500', externalId: 'me', ...extra };
+    const action: Frame = {
+      actionId: `SA_${kind}`,
+      kind,
+      state: 'requested',
+      requestedBy: 'PA_a',
+      participantId: room.localParticipant.id,
+      requestedAtMs: '1700000000500',
+      externalId: 'me',
+      ...extra,
+    };
     server.smartActions.push(action);
     server.notify({ smartAction: action });
     return action;
@@ -43,16 +64,37 @@ describe('Room Smart Actions', () => {
     server = await FakeSignaling.start();
     server.others.set('PA_a', agent('PA_a'));
     server.smartActions.push({
-      actionId: 'SA_old', kind: 'photo', state: 'completed', requestedBy: 'PA_a', participantId: 'PA_1', requestedAtMs: '1700000000000',
-      completedAtMs: '1700000000200', artifactId: 'AT_old', contentType: 'image/jpeg', sizeBytes: '1234', externalId: 'me',
+      actionId: 'SA_old',
+      kind: 'photo',
+      state: 'completed',
+      requestedBy: 'PA_a',
+      participantId: 'PA_1',
+      requestedAtMs: '1700000000000',
+      completedAtMs: '1700000000200',
+      artifactId: 'AT_old',
+      contentType: 'image/jpeg',
+      sizeBytes: '1234',
+      externalId: 'me',
     });
     const { room } = await connect();
     const actions = recordActions(room);
     expect(room.smartActions).toEqual([]);
     await until(() => actions.length === 1, 'the actions of the join');
     expect(room.smartActions[0]).toEqual({
-      actionId: 'SA_old', kind: 'photo', state: 'completed', requestedBy: 'PA_a', participantId: 'PA_1', externalId: 'me', requestedAtMs: 1_700_000_000_000,
-      completedAtMs: 1_700_000_000_200, artifactId: 'AT_old', contentType: 'image/jpeg', sizeBytes: 1234, webauthnOptions: undefined, verified: false, reason: '',
+      actionId: 'SA_old',
+      kind: 'photo',
+      state: 'completed',
+      requestedBy: 'PA_a',
+      participantId: 'PA_1',
+      externalId: 'me',
+      requestedAtMs: 1_700_000_000_000,
+      completedAtMs: 1_700_000_000_200,
+      artifactId: 'AT_old',
+      contentType: 'image/jpeg',
+      sizeBytes: 1234,
+      webauthnOptions: undefined,
+      verified: false,
+      reason: '',
     });
 
     const asked = askMe(room, 'screenshot');
@@ -95,7 +137,7 @@ describe('Room Smart Actions', () => {
     await expect(room.attachmentUrl('AT_nope')).rejects.toMatchObject({ name: 'GatewayError', code: 'NOT_FOUND' });
   });
 
-  it('end users: uploads a photo with the session token as bearer, and rejects with the server\'s codes', async () => {
+  it("end users: uploads a photo with the session token as bearer, and rejects with the server's codes", async () => {
     server = await FakeSignaling.start();
     server.others.set('PA_a', agent('PA_a'));
     const { room } = await connect();

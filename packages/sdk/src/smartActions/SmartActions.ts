@@ -49,7 +49,11 @@ export class SmartActions {
   async attachmentUrl(artifactId: string): Promise<string> {
     const { signaling, httpBase } = this.context;
     this.context.assertOpen();
-    const { url } = await deliver(signaling, () => signaling.request('artifactUrl', { artifactId }), () => undefined);
+    const { url } = await deliver(
+      signaling,
+      () => signaling.request('artifactUrl', { artifactId }),
+      () => undefined,
+    );
     return /^https?:\/\//.test(url) ? url : `${httpBase}${url.startsWith('/') ? '' : '/'}${url}`;
   }
 

@@ -34,7 +34,7 @@ describe('webauthnCeremony', () => {
     expect(await codeOf(thrown('TypeError'))).toEqual(['INTERNAL', 'TypeError']);
   });
 
-  it('keeps the browser\'s error as the cause', async () => {
+  it("keeps the browser's error as the cause", async () => {
     const error = thrown('NotAllowedError');
     await expect(webauthnCeremony(() => Promise.reject(error), 'the verification')).rejects.toMatchObject({ cause: error });
   });

@@ -97,7 +97,15 @@ export class FakeSignaling {
             if (!owner || !track) return fail('NOT_FOUND');
             const c = fakeParameters.generateConsumerRemoteParameters({ codecMimeType: track.kind === 'audio' ? 'audio/opus' : 'video/VP8' });
             return reply({
-              consume: { consumerId: `CO_${++this.seq}`, producerId: track.producerId, participantId: owner.participantId, source: track.source, kind: track.kind, rtpParameters: c.rtpParameters, type: 'simple' },
+              consume: {
+                consumerId: `CO_${++this.seq}`,
+                producerId: track.producerId,
+                participantId: owner.participantId,
+                source: track.source,
+                kind: track.kind,
+                rtpParameters: c.rtpParameters,
+                type: 'simple',
+              },
             });
           }
           case 'restartIce':
@@ -134,7 +142,11 @@ export class FakeSignaling {
               participantId: params.participantId || 'PA_u',
               requestedAtMs: String(1_700_000_000_000 + this.seq),
               externalId: 'ext-1',
-              ...(params.kind === 'verification' ? (this.deviceKey ? { webauthnOptions: { challenge: `ch-${this.seq}`, rpId: 'localhost' } } : { reason: 'no device key is registered for this end user', completedAtMs: String(1_700_000_000_100 + this.seq) }) : {}),
+              ...(params.kind === 'verification'
+                ? this.deviceKey
+                  ? { webauthnOptions: { challenge: `ch-${this.seq}`, rpId: 'localhost' } }
+                  : { reason: 'no device key is registered for this end user', completedAtMs: String(1_700_000_000_100 + this.seq) }
+                : {}),
             };
             this.smartActions.push(action);
             reply({ requestSmartAction: action });
@@ -145,7 +157,8 @@ export class FakeSignaling {
             if (!action) return fail('NOT_FOUND');
             if (action.state !== 'requested') return fail('INVALID_STATE');
             if (params.decline) Object.assign(action, { state: 'declined', reason: 'the end user declined' });
-            else Object.assign(action, { state: 'completed', verified: params.webauthnResponse?.id === this.deviceKey && params.webauthnResponse?.response?.signed === action.webauthnOptions.challenge });
+            else
+              Object.assign(action, { state: 'completed', verified: params.webauthnResponse?.id === this.deviceKey && params.webauthnResponse?.response?.signed === action.webauthnOptions.challenge });
             action.completedAtMs = String(1_700_000_001_000 + this.seq++);
             this.notify({ smartAction: action });
             return reply({ answerSmartAction: action });
@@ -255,7 +268,10 @@ export class FakeSignaling {
   }
 
   methods(conn?: number): string[] {
-    return this.log.filter((l) => conn === undefined || l.conn === conn).map((l) => l.method).filter((m) => m !== 'ping');
+    return this.log
+      .filter((l) => conn === undefined || l.conn === conn)
+      .map((l) => l.method)
+      .filter((m) => m !== 'ping');
   }
 
   async stop(): Promise<void> {

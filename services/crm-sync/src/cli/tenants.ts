@@ -38,7 +38,11 @@ runMain(async () => {
   } catch (error) {
     fail((error as Error).message);
   }
-  const wait = z.coerce.number().min(0).max(7 * 86_400).safeParse(parsed.values['wait-seconds'] ?? (command === 'offboard' ? 660 : 3600));
+  const wait = z.coerce
+    .number()
+    .min(0)
+    .max(7 * 86_400)
+    .safeParse(parsed.values['wait-seconds'] ?? (command === 'offboard' ? 660 : 3600));
   if (!wait.success) fail('--wait-seconds must be a number of seconds (at most a week)');
   if (command === 'offboard' && parsed.values.deliver !== 'last' && parsed.values.deliver !== 'none') fail('offboard needs --deliver last or --deliver none');
   if (command !== 'offboard' && command !== 'rotate-keys') fail(`unknown command ${command}`);

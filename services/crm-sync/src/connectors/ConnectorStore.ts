@@ -34,7 +34,10 @@ const storedConnectorSchema = z.object({
   updatedAtMs: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
   secrets: z.object({
     wrapped: z.object({ kekId: z.string().min(1).max(256), value: z.string().min(1).max(1024) }),
-    value: z.string().min(1).max(64 * 1024),
+    value: z
+      .string()
+      .min(1)
+      .max(64 * 1024),
   }),
 });
 

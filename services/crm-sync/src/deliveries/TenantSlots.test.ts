@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { TenantSlots, type TenantSlotLimits } from './TenantSlots.js';
 
-const slots = (limits: Partial<TenantSlotLimits> = {}) =>
-  new TenantSlots<string>({ concurrency: 4, tenantConcurrency: 2, tenantWaitingLimit: 2, waitingLimit: 4, ...limits });
+const slots = (limits: Partial<TenantSlotLimits> = {}) => new TenantSlots<string>({ concurrency: 4, tenantConcurrency: 2, tenantWaitingLimit: 2, waitingLimit: 4, ...limits });
 
 const names = (started: Array<{ item: string }>) => started.map((s) => s.item);
 

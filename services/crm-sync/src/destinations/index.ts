@@ -21,12 +21,32 @@ const define = <C extends z.ZodType, S extends z.ZodType>(type: DestinationType<
 
 /** Every destination type a tenant can connect: one entry per adapter. */
 export const destinationTypes = {
-  postgres: define({ config: postgresConfigSchema, secrets: postgresSecretsSchema, create: (config, secrets, deps) => new PostgresDestination(config, secrets, deps.network, Math.min(60_000, deps.maxRequestTimeoutMs)), hosts: (config) => [config.host] }),
+  postgres: define({
+    config: postgresConfigSchema,
+    secrets: postgresSecretsSchema,
+    create: (config, secrets, deps) => new PostgresDestination(config, secrets, deps.network, Math.min(60_000, deps.maxRequestTimeoutMs)),
+    hosts: (config) => [config.host],
+  }),
   // Without an endpoint the client goes to AWS's own endpoints.
-  s3: define({ config: s3ConfigSchema, secrets: s3SecretsSchema, create: (config, secrets, deps) => new S3Destination(config, secrets, deps), hosts: (config) => (config.endpoint ? [hostOf(config.endpoint)] : []) }),
+  s3: define({
+    config: s3ConfigSchema,
+    secrets: s3SecretsSchema,
+    create: (config, secrets, deps) => new S3Destination(config, secrets, deps),
+    hosts: (config) => (config.endpoint ? [hostOf(config.endpoint)] : []),
+  }),
   // The instance URL the token response names is checked when it arrives.
-  salesforce: define({ config: salesforceConfigSchema, secrets: salesforceSecretsSchema, create: (config, secrets, deps) => new SalesforceDestination(config, secrets, deps), hosts: (config) => [hostOf(config.loginUrl)] }),
-  zendesk: define({ config: zendeskConfigSchema, secrets: zendeskSecretsSchema, create: (config, secrets, deps) => new ZendeskDestination(config, secrets, deps), hosts: (config) => [hostOf(config.subdomainUrl)] }),
+  salesforce: define({
+    config: salesforceConfigSchema,
+    secrets: salesforceSecretsSchema,
+    create: (config, secrets, deps) => new SalesforceDestination(config, secrets, deps),
+    hosts: (config) => [hostOf(config.loginUrl)],
+  }),
+  zendesk: define({
+    config: zendeskConfigSchema,
+    secrets: zendeskSecretsSchema,
+    create: (config, secrets, deps) => new ZendeskDestination(config, secrets, deps),
+    hosts: (config) => [hostOf(config.subdomainUrl)],
+  }),
 };
 
 export type DestinationTypeName = keyof typeof destinationTypes;

@@ -10,11 +10,29 @@ import type { Destination } from './types.js';
 import { ZendeskDestination, zendeskConfigSchema } from './zendesk.js';
 
 const strict = { allowPrivate: false };
-const refused = (host: string) => assertPublicHost(host, strict).then(() => 'allowed', (error: { code: string }) => error.code);
+const refused = (host: string) =>
+  assertPublicHost(host, strict).then(
+    () => 'allowed',
+    (error: { code: string }) => error.code,
+  );
 
 describe('destination hosts', () => {
   it('refuses loopback, private, link-local (cloud metadata) and other non-public addresses', async () => {
-    for (const host of ['127.0.0.1', 'localhost', '10.1.2.3', '172.20.0.5', '192.168.1.10', '169.254.169.254', '100.64.0.1', '0.0.0.0', '[::1]', '::ffff:127.0.0.1', 'fd00::1', 'fe80::1', '224.0.0.1']) {
+    for (const host of [
+      '127.0.0.1',
+      'localhost',
+      '10.1.2.3',
+      '172.20.0.5',
+      '192.168.1.10',
+      '169.254.169.254',
+      '100.64.0.1',
+      '0.0.0.0',
+      '[::1]',
+      '::ffff:127.0.0.1',
+      'fd00::1',
+      'fe80::1',
+      '224.0.0.1',
+    ]) {
       expect(await refused(host), host).toBe('PERMISSION_DENIED');
     }
   });
@@ -65,9 +83,36 @@ describe('connections go only to checked addresses', () => {
 
   const clients: Array<[string, (network: DestinationNetwork, connections: DestinationConnections) => Destination]> = [
     ['PostgreSQL', (network) => new PostgresDestination(postgresConfigSchema.parse({ host: 'localhost', port, database: 'x', user: 'x', ssl: 'disable' }), { password: 'x' }, network, 2_000)],
-    ['S3', (_network, connections) => new S3Destination(s3ConfigSchema.parse({ bucket: 'bucket', region: 'eu-west-1', endpoint: `http://localhost:${port}`, maxAttempts: 1 }), { accessKeyId: 'a', secretAccessKey: 's' }, { log, connections }, { connectTimeoutMs: 2_000, requestTimeoutMs: 2_000 })],
-    ['Salesforce', (network, connections) => new SalesforceDestination(salesforceConfigSchema.parse({ loginUrl: `http://localhost:${port}`, authFlow: 'client_credentials', clientId: 'c', requestTimeoutMs: 2_000 }), { clientSecret: 's' }, { contacts, log, checkHost: (host) => assertPublicHost(host, network), connections }, { tokens: new SalesforceTokenCache() })],
-    ['Zendesk', (network, connections) => new ZendeskDestination(zendeskConfigSchema.parse({ subdomainUrl: `http://localhost:${port}`, email: 'a@example.com' }), { apiToken: 't' }, { contacts, log, checkHost: (host) => assertPublicHost(host, network), connections }, { requestTimeoutMs: 2_000 })],
+    [
+      'S3',
+      (_network, connections) =>
+        new S3Destination(
+          s3ConfigSchema.parse({ bucket: 'bucket', region: 'eu-west-1', endpoint: `http://localhost:${port}`, maxAttempts: 1 }),
+          { accessKeyId: 'a', secretAccessKey: 's' },
+          { log, connections },
+          { connectTimeoutMs: 2_000, requestTimeoutMs: 2_000 },
+        ),
+    ],
+    [
+      'Salesforce',
+      (network, connections) =>
+        new SalesforceDestination(
+          salesforceConfigSchema.parse({ loginUrl: `http://localhost:${port}`, authFlow: 'client_credentials', clientId: 'c', requestTimeoutMs: 2_000 }),
+          { clientSecret: 's' },
+          { contacts, log, checkHost: (host) => assertPublicHost(host, network), connections },
+          { tokens: new SalesforceTokenCache() },
+        ),
+    ],
+    [
+      'Zendesk',
+      (network, connections) =>
+        new ZendeskDestination(
+          zendeskConfigSchema.parse({ subdomainUrl: `http://localhost:${port}`, email: 'a@example.com' }),
+          { apiToken: 't' },
+          { contacts, log, checkHost: (host) => assertPublicHost(host, network), connections },
+          { requestTimeoutMs: 2_000 },
+        ),
+    ],
   ];
 
   for (const [name, create] of clients) {
@@ -78,7 +123,10 @@ describe('connections go only to checked addresses', () => {
       await assertPublicHost('localhost', network);
       const destination = create(network, connected);
       try {
-        const error = await destination.test().then(() => undefined, (e: unknown) => e as GatewayError);
+        const error = await destination.test().then(
+          () => undefined,
+          (e: unknown) => e as GatewayError,
+        );
         expect(error?.code).toBe('PERMISSION_DENIED');
         expect(error?.message).toMatch(/loopback/);
       } finally {
@@ -95,7 +143,12 @@ describe('connections go only to checked addresses', () => {
     // A name the system cannot resolve: only the checked lookup can connect to it.
     const network: DestinationNetwork = { allowPrivate: true, resolve: async () => (calls++, [{ address: '127.0.0.1', family: 4 }]) };
     const connected = destinationConnections(network);
-    const destination = new ZendeskDestination(zendeskConfigSchema.parse({ subdomainUrl: `http://localhost:${port}`, email: 'a@example.com' }), { apiToken: 't' }, { contacts, log, checkHost: async () => undefined, connections: connected }, { requestTimeoutMs: 2_000 });
+    const destination = new ZendeskDestination(
+      zendeskConfigSchema.parse({ subdomainUrl: `http://localhost:${port}`, email: 'a@example.com' }),
+      { apiToken: 't' },
+      { contacts, log, checkHost: async () => undefined, connections: connected },
+      { requestTimeoutMs: 2_000 },
+    );
     const before = connections;
     await destination.test().catch(() => undefined);
     await connected.close();

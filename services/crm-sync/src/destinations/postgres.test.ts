@@ -17,7 +17,12 @@ const readyForQuery = message('Z', Buffer.from('I', 'latin1'));
 const terminated = message(
   'E',
   Buffer.concat([
-    ...[['S', 'FATAL'], ['V', 'FATAL'], ['C', '57P01'], ['M', 'terminating connection due to administrator command']].map(([field, value]) => Buffer.from(`${field}${value}\0`, 'latin1')),
+    ...[
+      ['S', 'FATAL'],
+      ['V', 'FATAL'],
+      ['C', '57P01'],
+      ['M', 'terminating connection due to administrator command'],
+    ].map(([field, value]) => Buffer.from(`${field}${value}\0`, 'latin1')),
     Buffer.from([0]),
   ]),
 );
@@ -39,7 +44,7 @@ describe('PostgresDestination against a server that ends connections', () => {
     return (server.address() as net.AddressInfo).port;
   }
 
-  it('reports the failure as the delivery\'s, and no error escapes to the process', async () => {
+  it("reports the failure as the delivery's, and no error escapes to the process", async () => {
     const port = await terminatingServer();
     const escaped: unknown[] = [];
     const onUncaught = (error: unknown) => escaped.push(error);

@@ -21,7 +21,10 @@ export const postgresConfigSchema = z.object({
   database: z.string().min(1),
   user: z.string().min(1),
   /** Table name prefix inside the schema. */
-  schema: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/).default('public'),
+  schema: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_]{0,62}$/)
+    .default('public'),
   /** verify-full in production; disable only for a database on the same host. */
   ssl: z.enum(['disable', 'require', 'verify-full']).default('verify-full'),
 });

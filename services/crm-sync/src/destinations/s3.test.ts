@@ -52,7 +52,11 @@ describe('S3 destination', () => {
     destinations.push(destination);
     return destination;
   };
-  const rejection = async (promise: Promise<unknown>) => promise.then(() => undefined, (e: unknown) => e as { code: string; message: string });
+  const rejection = async (promise: Promise<unknown>) =>
+    promise.then(
+      () => undefined,
+      (e: unknown) => e as { code: string; message: string },
+    );
   const folder = (id: string, kind = 'recording') => `gateway/demo/${kind}/${id}/`;
 
   beforeAll(async () => {
@@ -77,7 +81,11 @@ describe('S3 destination', () => {
     const stored = server.object(BUCKET, key)!;
     expect(stored.body.equals(data)).toBe(true);
     expect(stored.contentType).toBe('application/json');
-    expect(stored.tags).toEqual([['kind', 'transcript'], ['tenant', 'demo'], ['deliveryId', 'REC_small']]);
+    expect(stored.tags).toEqual([
+      ['kind', 'transcript'],
+      ['tenant', 'demo'],
+      ['deliveryId', 'REC_small'],
+    ]);
     expect(stored.metadata.sha256).toBe(createHash('sha256').update(data).digest('hex'));
     expect(stored).toMatchObject({ serverSideEncryption: 'aws:kms', kmsKeyId: KMS_KEY });
     expect(JSON.parse(Buffer.from(stored.encryptionContext!, 'base64').toString())).toEqual({ tenant: 'demo', deliveryId: 'REC_small' });
@@ -108,12 +116,24 @@ describe('S3 destination', () => {
 
     const key = `${folder('REC_big')}ART_mp4.mp4`;
     const requests = server.requests.slice(before);
-    expect(requests.filter((r) => r.operation === 'UploadPart').map((r) => r.partNumber).sort()).toEqual([1, 2, 3]);
+    expect(
+      requests
+        .filter((r) => r.operation === 'UploadPart')
+        .map((r) => r.partNumber)
+        .sort(),
+    ).toEqual([1, 2, 3]);
     expect(requests.filter((r) => r.operation === 'CompleteMultipartUpload')).toHaveLength(1);
     const got = await reader.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
     expect(Buffer.from(await got.Body!.transformToByteArray()).equals(data)).toBe(true);
     expect(got.ETag).toMatch(/-3"$/);
-    expect(server.object(BUCKET, key)).toMatchObject({ serverSideEncryption: 'aws:kms', tags: [['kind', 'recording'], ['tenant', 'demo'], ['deliveryId', 'REC_big']] });
+    expect(server.object(BUCKET, key)).toMatchObject({
+      serverSideEncryption: 'aws:kms',
+      tags: [
+        ['kind', 'recording'],
+        ['tenant', 'demo'],
+        ['deliveryId', 'REC_big'],
+      ],
+    });
     expect(server.pendingUploads(BUCKET)).toEqual([]);
   });
 
@@ -130,7 +150,10 @@ describe('S3 destination', () => {
 
     let before = server.requests.length;
     await open().deliver(delivery('REC_twice', files));
-    const writes = server.requests.slice(before).filter((r) => r.operation === 'PutObject').map((r) => r.key);
+    const writes = server.requests
+      .slice(before)
+      .filter((r) => r.operation === 'PutObject')
+      .map((r) => r.key);
     expect(writes).toEqual([`${folder('REC_twice')}manifest.json`]);
     expect(server.object(BUCKET, `${folder('REC_twice')}ART_a.mp3`)!.lastModified).toBe(modified);
 
@@ -143,13 +166,21 @@ describe('S3 destination', () => {
   });
 
   it('rewrites an object whose bytes differ from what a redelivery carries (by SHA-256, not size alone)', async () => {
-    const original = [{ id: 'ART_x', contentType: 'audio/mpeg', data: Buffer.alloc(1000, 1) }, { id: 'ART_y', contentType: 'audio/mpeg', data: Buffer.alloc(1000, 2) }];
+    const original = [
+      { id: 'ART_x', contentType: 'audio/mpeg', data: Buffer.alloc(1000, 1) },
+      { id: 'ART_y', contentType: 'audio/mpeg', data: Buffer.alloc(1000, 2) },
+    ];
     server.inject({ operation: 'PutObject', key: /REC_changed\/manifest\.json$/, times: 1, fault: { kind: 'error', status: 403, code: 'AccessDenied' } });
     await rejection(open().deliver(delivery('REC_changed', original)));
     const changed = [{ ...original[0]!, data: Buffer.alloc(1000, 3) }, original[1]!];
     const before = server.requests.length;
     await open().deliver(delivery('REC_changed', changed));
-    expect(server.requests.slice(before).filter((r) => r.operation === 'PutObject').map((r) => r.key)).toEqual([`${folder('REC_changed')}ART_x.mp3`, `${folder('REC_changed')}manifest.json`]);
+    expect(
+      server.requests
+        .slice(before)
+        .filter((r) => r.operation === 'PutObject')
+        .map((r) => r.key),
+    ).toEqual([`${folder('REC_changed')}ART_x.mp3`, `${folder('REC_changed')}manifest.json`]);
     expect(server.object(BUCKET, `${folder('REC_changed')}ART_x.mp3`)!.body.equals(changed[0]!.data)).toBe(true);
   });
 

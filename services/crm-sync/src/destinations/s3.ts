@@ -41,16 +41,26 @@ export const s3ConfigSchema = z.object({
   prefix: z
     .string()
     .max(512)
-    .regex(/^([A-Za-z0-9!_.*'()-]+\/)*$/, 'folders of letters, digits and !_.*\'()- each ending with /')
+    .regex(/^([A-Za-z0-9!_.*'()-]+\/)*$/, "folders of letters, digits and !_.*'()- each ending with /")
     .refine((value) => !value.split('/').some((folder) => folder === '.' || folder === '..'), 'no . or .. folders')
     .default('gateway/'),
   /** SSE-KMS with this key (id, alias or ARN); the bucket's default encryption otherwise. */
   kmsKeyId: z.string().min(1).max(2048).optional(),
   storageClass: z.enum(['STANDARD', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'GLACIER_IR', 'GLACIER', 'DEEP_ARCHIVE', 'REDUCED_REDUNDANCY']).optional(),
   /** Larger files go up in parts (multipart upload). */
-  multipartThresholdBytes: z.number().int().min(MIN_PART_BYTES).max(5 * GIB).default(16 * MIB),
+  multipartThresholdBytes: z
+    .number()
+    .int()
+    .min(MIN_PART_BYTES)
+    .max(5 * GIB)
+    .default(16 * MIB),
   /** Grown when a file would need more than 10,000 parts. */
-  partSizeBytes: z.number().int().min(MIN_PART_BYTES).max(MAX_PART_BYTES).default(8 * MIB),
+  partSizeBytes: z
+    .number()
+    .int()
+    .min(MIN_PART_BYTES)
+    .max(MAX_PART_BYTES)
+    .default(8 * MIB),
   /** Attempts of each request on 5xx (503 SlowDown), timeouts and dropped connections. */
   maxAttempts: z.number().int().min(1).max(10).default(4),
 });
@@ -85,7 +95,13 @@ const defaultTuning: S3Tuning = { retryBaseMs: 250, retryMaxMs: 5_000, connectTi
 type ObjectSource = Pick<ArtifactContent, 'size' | 'sha256' | 'chunks'>;
 
 function sourceOf(body: Buffer): ObjectSource {
-  return { size: body.length, sha256: sha256Hex(body), chunks: (async function* () { yield body; })() };
+  return {
+    size: body.length,
+    sha256: sha256Hex(body),
+    chunks: (async function* () {
+      yield body;
+    })(),
+  };
 }
 
 const extensions: Record<string, string> = {
@@ -303,15 +319,20 @@ export class S3Destination implements Destination {
       if (etags.length !== count || etags.some((etag) => !etag)) throw new GatewayError(ErrorCode.INTERNAL, 'the artifact is not the size it was stored as');
       const completed = await this.call(
         'CompleteMultipartUpload',
-        () => this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.config.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) } })),
+        () =>
+          this.client.send(
+            new CompleteMultipartUploadCommand({ Bucket: this.config.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) } }),
+          ),
         context,
       );
       await this.checkEncryption(key, completed.ServerSideEncryption);
     } catch (error) {
-      await this.call('AbortMultipartUpload', () => this.client.send(new AbortMultipartUploadCommand({ Bucket: this.config.bucket, Key: key, UploadId: uploadId })), context).catch((abortError: unknown) => {
-        // A bucket lifecycle rule (AbortIncompleteMultipartUpload) removes what is left.
-        this.log.warn({ ...context, reason: GatewayError.from(abortError).message }, 'could not abort a failed multipart upload');
-      });
+      await this.call('AbortMultipartUpload', () => this.client.send(new AbortMultipartUploadCommand({ Bucket: this.config.bucket, Key: key, UploadId: uploadId })), context).catch(
+        (abortError: unknown) => {
+          // A bucket lifecycle rule (AbortIncompleteMultipartUpload) removes what is left.
+          this.log.warn({ ...context, reason: GatewayError.from(abortError).message }, 'could not abort a failed multipart upload');
+        },
+      );
       throw error;
     } finally {
       await pieces.return(undefined);

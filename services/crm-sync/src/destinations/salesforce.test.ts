@@ -37,7 +37,10 @@ function delivery(overrides: Partial<Delivery> & { files?: Array<{ id: string; d
     room: 'r-1',
     startedAtMs: Date.UTC(2025, 2, 14, 10, 0, 0),
     endedAtMs: Date.UTC(2025, 2, 14, 10, 5, 30),
-    contacts: [{ participantId: 'PA_1', role: 'end_user', externalId: 'ext-1', crmContactId: '' }, { participantId: 'PA_2', role: 'agent', externalId: 'agent-7', crmContactId: '' }],
+    contacts: [
+      { participantId: 'PA_1', role: 'end_user', externalId: 'ext-1', crmContactId: '' },
+      { participantId: 'PA_2', role: 'agent', externalId: 'agent-7', crmContactId: '' },
+    ],
     artifacts: files.map((f, part) => memoryArtifact({ artifactId: f.id, contentType: f.contentType ?? 'text/plain', part }, f.data)),
     metadata: {},
     ...rest,
@@ -52,7 +55,12 @@ describe('Salesforce destination against the contract server', () => {
     server = await SalesforceContractServer.start({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, ...options });
   };
   // The contract server is on this machine: private addresses are allowed, unless a test says not.
-  const destination = (config: Record<string, unknown> = {}, secrets: Record<string, unknown> = { clientSecret: CLIENT_SECRET }, tokens = new SalesforceTokenCache(), network = { allowPrivate: true }) =>
+  const destination = (
+    config: Record<string, unknown> = {},
+    secrets: Record<string, unknown> = { clientSecret: CLIENT_SECRET },
+    tokens = new SalesforceTokenCache(),
+    network = { allowPrivate: true },
+  ) =>
     new SalesforceDestination(
       salesforceConfigSchema.parse({ loginUrl: server.url, authFlow: 'client_credentials', clientId: CLIENT_ID, requestTimeoutMs: 2_000, ...config }),
       salesforceSecretsSchema.parse(secrets),
@@ -60,7 +68,10 @@ describe('Salesforce destination against the contract server', () => {
       { tokens },
     );
   const failure = async (promise: Promise<unknown>) => {
-    const error = await promise.then(() => undefined, (e: unknown) => e);
+    const error = await promise.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(error).toBeInstanceOf(GatewayError);
     expect((error as GatewayError).code).toBe('DESTINATION_FAILED');
     return error as GatewayError;
@@ -79,7 +90,12 @@ describe('Salesforce destination against the contract server', () => {
 
   it('refuses an instance URL on an address that is not public, as the token response may name any', async () => {
     await start();
-    const error = await destination({}, undefined, undefined, { allowPrivate: false }).test().then(() => undefined, (e: unknown) => e);
+    const error = await destination({}, undefined, undefined, { allowPrivate: false })
+      .test()
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
     expect(error).toBeInstanceOf(GatewayError);
     expect((error as GatewayError).code).toBe('PERMISSION_DENIED');
     expect((error as GatewayError).message).toMatch(/127\.0\.0\.1 is a loopback address/);
@@ -89,7 +105,10 @@ describe('Salesforce destination against the contract server', () => {
     await start();
     const sf = destination();
     await sf.test();
-    const files = [{ id: 'AR_json', data: Buffer.from('{"messages":[]}'), contentType: 'application/json' }, { id: 'AR_txt', data: Buffer.from('[card] [CARD]\n'), contentType: 'text/plain' }];
+    const files = [
+      { id: 'AR_json', data: Buffer.from('{"messages":[]}'), contentType: 'application/json' },
+      { id: 'AR_txt', data: Buffer.from('[card] [CARD]\n'), contentType: 'text/plain' },
+    ];
     const d = delivery({ files });
     await sf.deliver(d);
     await sf.deliver(d);
@@ -155,7 +174,13 @@ describe('Salesforce destination against the contract server', () => {
     const big = randomBytes(300_000);
     const small = Buffer.from('small');
     await destination({ jsonUploadMaxBytes: 1024 }).deliver(
-      delivery({ kind: 'recording', files: [{ id: 'AR_voice', data: big, contentType: 'audio/ogg' }, { id: 'AR_small', data: small, contentType: 'audio/ogg' }] }),
+      delivery({
+        kind: 'recording',
+        files: [
+          { id: 'AR_voice', data: big, contentType: 'audio/ogg' },
+          { id: 'AR_small', data: small, contentType: 'audio/ogg' },
+        ],
+      }),
     );
     const uploads = server.requests.filter((r) => r.method === 'POST' && r.path === '/sobjects/ContentVersion');
     expect(uploads.map((u) => u.contentType?.split(';')[0])).toEqual(['multipart/form-data', 'application/json']);
@@ -217,7 +242,12 @@ describe('Salesforce destination against the contract server', () => {
   it('5xx, timeout and connection reset fail the delivery; the retry completes it without duplicates', async () => {
     await start();
     const sf = destination({ requestTimeoutMs: 300 });
-    const d = delivery({ files: [{ id: 'AR_a', data: Buffer.from('aaa') }, { id: 'AR_b', data: Buffer.from('bbb') }] });
+    const d = delivery({
+      files: [
+        { id: 'AR_a', data: Buffer.from('aaa') },
+        { id: 'AR_b', data: Buffer.from('bbb') },
+      ],
+    });
 
     server.inject({ status: 503 }, { match: { method: 'POST', path: '/sobjects/Task' } });
     expect((await failure(sf.deliver(d))).message).toBe('Salesforce task create failed: HTTP 503 SERVER_UNAVAILABLE');
@@ -274,7 +304,7 @@ describe('Salesforce destination against the contract server', () => {
     const bad = await query("SELECT Id FROM Contact WHERE LastName = 'a\\q'");
     expect(bad.status).toBe(400);
     expect(await bad.json()).toEqual([expect.objectContaining({ errorCode: 'MALFORMED_QUERY' })]);
-    expect((await query('SELECT Id FROM Contact WHERE LastName LIKE \'a%\'')).status).toBe(400);
+    expect((await query("SELECT Id FROM Contact WHERE LastName LIKE 'a%'")).status).toBe(400);
   });
 
   it('validates its settings', () => {

@@ -31,17 +31,31 @@ const acceptableOrigin = isSecureOrLocalUrl;
 export const salesforceConfigSchema = z
   .object({
     /** The My Domain URL (client credentials) or login.salesforce.com / test.salesforce.com (JWT bearer). */
-    loginUrl: z.url().refine(acceptableOrigin, 'must be an https URL').transform((u) => u.replace(/\/+$/, '')),
+    loginUrl: z
+      .url()
+      .refine(acceptableOrigin, 'must be an https URL')
+      .transform((u) => u.replace(/\/+$/, '')),
     authFlow: z.enum(['client_credentials', 'jwt_bearer']),
     /** The connected app's consumer key. */
     clientId: z.string().min(1).max(256),
     /** The integration user (JWT bearer only). */
     username: z.string().min(1).max(256).optional(),
-    apiVersion: z.string().regex(/^v\d{2,3}\.0$/).default('v60.0'),
+    apiVersion: z
+      .string()
+      .regex(/^v\d{2,3}\.0$/)
+      .default('v60.0'),
     /** An External ID field on Contact holding the customer's id of the end user. Interpolated into SOQL and URLs, hence the strict form. */
-    contactExternalIdField: z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,79}$/).default('Gateway_External_Id__c'),
+    contactExternalIdField: z
+      .string()
+      .regex(/^[A-Za-z][A-Za-z0-9_]{0,79}$/)
+      .default('Gateway_External_Id__c'),
     /** Files up to this size go as JSON (base64); larger ones as multipart. */
-    jsonUploadMaxBytes: z.number().int().positive().max(JSON_BLOB_LIMIT_BYTES).default(30 * MB),
+    jsonUploadMaxBytes: z
+      .number()
+      .int()
+      .positive()
+      .max(JSON_BLOB_LIMIT_BYTES)
+      .default(30 * MB),
     /** Per request; uploads get one more second per MB (1 MB/s) on top. */
     requestTimeoutMs: z.number().int().min(50).max(600_000).default(60_000),
   })
@@ -52,7 +66,10 @@ export const salesforceSecretsSchema = z
     /** The connected app's consumer secret (client credentials). */
     clientSecret: z.string().min(1).optional(),
     /** The private key whose certificate is on the connected app (JWT bearer): PKCS#8 or PKCS#1 PEM. */
-    privateKeyPem: z.string().regex(/-----BEGIN (?:RSA )?PRIVATE KEY-----/, 'must be a PEM private key').optional(),
+    privateKeyPem: z
+      .string()
+      .regex(/-----BEGIN (?:RSA )?PRIVATE KEY-----/, 'must be a PEM private key')
+      .optional(),
   })
   .refine((s) => s.clientSecret || s.privateKeyPem, { message: 'clientSecret (client_credentials) or privateKeyPem (jwt_bearer) is required' });
 
@@ -67,8 +84,18 @@ export function soqlString(value: string): string {
 
 const subjects: Record<Delivery['kind'], string> = { recording: 'Call recording', transcript: 'Chat transcript', attachment: 'Attachment', session: 'Support session' };
 const extensions: Record<string, string> = {
-  'audio/ogg': 'ogg', 'audio/webm': 'webm', 'audio/mpeg': 'mp3', 'audio/wav': 'wav', 'video/webm': 'webm', 'video/mp4': 'mp4',
-  'application/json': 'json', 'text/plain': 'txt', 'application/pdf': 'pdf', 'image/jpeg': 'jpg', 'image/png': 'png', 'image/webp': 'webp',
+  'audio/ogg': 'ogg',
+  'audio/webm': 'webm',
+  'audio/mpeg': 'mp3',
+  'audio/wav': 'wav',
+  'video/webm': 'webm',
+  'video/mp4': 'mp4',
+  'application/json': 'json',
+  'text/plain': 'txt',
+  'application/pdf': 'pdf',
+  'image/jpeg': 'jpg',
+  'image/png': 'png',
+  'image/webp': 'webp',
 };
 
 /** A tenant's Salesforce org. */

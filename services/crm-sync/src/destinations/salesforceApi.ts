@@ -114,7 +114,9 @@ export class SalesforceApi {
   ) {
     this.requestTimeoutMs = Math.min(settings.requestTimeoutMs, deps.maxRequestTimeoutMs ?? Number.POSITIVE_INFINITY);
     const secret = settings.authFlow === 'client_credentials' ? secrets.clientSecret : secrets.privateKeyPem;
-    this.tokenKey = createHash('sha256').update(JSON.stringify([settings.loginUrl, settings.authFlow, settings.clientId, settings.username ?? '', secret ?? ''])).digest('hex');
+    this.tokenKey = createHash('sha256')
+      .update(JSON.stringify([settings.loginUrl, settings.authFlow, settings.clientId, settings.username ?? '', secret ?? '']))
+      .digest('hex');
   }
 
   /** "Limits": the daily API usage, which becomes `usage`; a call that also proves the credentials. */
@@ -164,7 +166,12 @@ export class SalesforceApi {
       if (spec.contentType) headers['content-type'] = spec.contentType;
     }
     const timeoutMs = spec.timeoutMs ?? this.requestTimeoutMs;
-    return this.fetchJson(spec.operation, `${token.instanceUrl}/services/data/${this.settings.apiVersion}${spec.path}`, { method: spec.method, headers, body, ...(spec.body ? { duplex: 'half' as const } : {}) }, timeoutMs);
+    return this.fetchJson(
+      spec.operation,
+      `${token.instanceUrl}/services/data/${this.settings.apiVersion}${spec.path}`,
+      { method: spec.method, headers, body, ...(spec.body ? { duplex: 'half' as const } : {}) },
+      timeoutMs,
+    );
   }
 
   /** fetch with a timeout; network failures become retryable DESTINATION_FAILED errors. */
@@ -232,11 +239,16 @@ export class SalesforceApi {
       form.set('grant_type', 'urn:ietf:params:oauth:grant-type:jwt-bearer');
       form.set('assertion', assertion);
     }
-    const response = await this.fetchJson('token request', `${loginUrl}/services/oauth2/token`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-      body: form.toString(),
-    }, this.requestTimeoutMs);
+    const response = await this.fetchJson(
+      'token request',
+      `${loginUrl}/services/oauth2/token`,
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+        body: form.toString(),
+      },
+      this.requestTimeoutMs,
+    );
     const body = (response.body ?? {}) as { access_token?: unknown; instance_url?: unknown; error?: unknown };
     if (response.status !== 200) {
       // OAuth error codes (invalid_client, invalid_grant...) are safe to show; descriptions are not needed.

@@ -160,7 +160,10 @@ describe('Zendesk destination against the contract server', () => {
     const refused = await failure(destination({ maxUploadBytes: 5000 }).deliver(delivery({ artifacts: [artifact('A_big', 'audio/ogg', big)] })));
     expect(refused.message).toMatch(/HTTP 413/);
     expect(partsOf(0, 10)).toEqual([[0, 0]]);
-    expect(partsOf(20, 10)).toEqual([[0, 10], [10, 20]]);
+    expect(partsOf(20, 10)).toEqual([
+      [0, 10],
+      [10, 20],
+    ]);
   });
 
   it('delivers twice into one ticket with one set of attachments', async () => {

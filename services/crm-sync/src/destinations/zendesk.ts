@@ -179,9 +179,9 @@ export class ZendeskDestination implements Destination {
       if (cached && /^\d+$/.test(cached)) return { requesterId: Number(cached), cached: true };
     }
     const search = () =>
-      this.api.request<{ users?: Array<{ id: number; external_id: string | null }> }>('looking up the end user', 'GET', '/api/v2/users/search.json', { query: { external_id: contact.externalId } }).then(
-        ({ users }) => users?.find((u) => u.external_id === contact.externalId)?.id,
-      );
+      this.api
+        .request<{ users?: Array<{ id: number; external_id: string | null }> }>('looking up the end user', 'GET', '/api/v2/users/search.json', { query: { external_id: contact.externalId } })
+        .then(({ users }) => users?.find((u) => u.external_id === contact.externalId)?.id);
     let id = await search();
     if (id === undefined) {
       try {
@@ -309,13 +309,17 @@ function isAttached(fileName: string, attached: Map<string, ZendeskAttachment>):
   return true;
 }
 
-const utc = (ms: number) => (ms > 0 ? new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC') : 'unknown');
+const utc = (ms: number) =>
+  ms > 0
+    ? new Date(ms)
+        .toISOString()
+        .replace('T', ' ')
+        .replace(/\.\d+Z$/, ' UTC')
+    : 'unknown';
 
 /** The private comment: what the files are, never personal data beyond the references we hold. */
 function commentBody(delivery: Delivery, plans: FilePlan[], sizes: Map<string, number>, maxUploadBytes: number, retried: boolean): string {
-  const lines = [
-    `Gateway ${delivery.kind} of room ${delivery.room} (delivery ${delivery.deliveryId}), ${utc(delivery.startedAtMs)} to ${utc(delivery.endedAtMs)}.`,
-  ];
+  const lines = [`Gateway ${delivery.kind} of room ${delivery.room} (delivery ${delivery.deliveryId}), ${utc(delivery.startedAtMs)} to ${utc(delivery.endedAtMs)}.`];
   if (retried) lines.push('Files added by a retried delivery.');
   if (plans.length > 0) lines.push('', 'Files:');
   for (const { artifact, fileName } of plans) {

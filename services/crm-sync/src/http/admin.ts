@@ -1,18 +1,6 @@
 import type http from 'node:http';
 import { z } from 'zod';
-import {
-  ErrorCode,
-  GatewayError,
-  httpBoundary,
-  jsonShapeProblem,
-  newReference,
-  parseWith,
-  readJsonBody,
-  sendJson as send,
-  tenantFromBasicAuth,
-  type Logger,
-  type Tenant,
-} from '@gateway/common';
+import { ErrorCode, GatewayError, httpBoundary, jsonShapeProblem, newReference, parseWith, readJsonBody, sendJson as send, tenantFromBasicAuth, type Logger, type Tenant } from '@gateway/common';
 import type { ConnectorStore } from '../connectors/ConnectorStore.js';
 import { correctionsSchema, dataSubjectOf, type Corrections, type DataSubjects } from '../DataSubjects.js';
 
@@ -50,7 +38,13 @@ export interface AdminOptions {
  * A tenant only ever sees, exports or deletes its own. Query parameters and bodies are checked by
  * schema: a route takes exactly the parameters it names, and only PUT and PATCH take a body (JSON).
  */
-export function createAdminHandler(tenants: () => readonly Tenant[], connectors: ConnectorStore, dataSubjects: DataSubjects, log: Logger, options: AdminOptions = { connectorTestMs: 10_000 }): http.RequestListener {
+export function createAdminHandler(
+  tenants: () => readonly Tenant[],
+  connectors: ConnectorStore,
+  dataSubjects: DataSubjects,
+  log: Logger,
+  options: AdminOptions = { connectorTestMs: 10_000 },
+): http.RequestListener {
   const testsRunning = new Map<string, number>();
 
   /** Tests a connector; any failure is one answer, at one time. */
@@ -81,7 +75,10 @@ export function createAdminHandler(tenants: () => readonly Tenant[], connectors:
     await deadline;
     const reference = newReference();
     const cause = first === 'late' ? undefined : GatewayError.from(first);
-    log.warn({ tenant, connector: name, reference, code: cause?.code ?? 'TIMEOUT', reason: cause?.message ?? 'no answer in time', elapsedMs: Math.round(performance.now() - started) }, 'connector test failed');
+    log.warn(
+      { tenant, connector: name, reference, code: cause?.code ?? 'TIMEOUT', reason: cause?.message ?? 'no answer in time', elapsedMs: Math.round(performance.now() - started) },
+      'connector test failed',
+    );
     throw new GatewayError(ErrorCode.DESTINATION_FAILED, `the connection test failed: check the destination's settings and credentials (reference ${reference})`);
   };
 
@@ -97,7 +94,12 @@ export function createAdminHandler(tenants: () => readonly Tenant[], connectors:
     }
     if (url.pathname === '/v1/data-subjects/export' && req.method === 'GET') {
       const exported = await dataSubjects.export(tenant.name, dataSubjectOf(url.searchParams));
-      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', 'content-disposition': 'attachment; filename="data-subject-export.json"' });
+      res.writeHead(200, {
+        'content-type': 'application/json',
+        'cache-control': 'no-store',
+        'x-content-type-options': 'nosniff',
+        'content-disposition': 'attachment; filename="data-subject-export.json"',
+      });
       // Streamed: an error from here on cuts the connection (the JSON is then incomplete).
       await exported.writeTo(res);
       res.end();

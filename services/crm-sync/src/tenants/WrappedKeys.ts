@@ -2,7 +2,8 @@ import { jetstream, type JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import { z } from 'zod';
 import { ChatKeyRecord, RoomSessionRecord, SessionEnded } from '@gateway/proto/gateway/events/v1/events';
-import { isLiveEntry,
+import {
+  isLiveEntry,
   ErrorCode,
   GatewayError,
   buckets,
@@ -33,7 +34,14 @@ import { sealedValueSchema, sessionEndedSchema } from '../events.js';
  * are delivered.
  */
 
-const wrappedKeySchema = z.object({ kekId: z.string().min(1).max(256), value: z.string().min(1).max(1024).regex(/^[A-Za-z0-9+/]*={0,2}$/) });
+const wrappedKeySchema = z.object({
+  kekId: z.string().min(1).max(256),
+  value: z
+    .string()
+    .min(1)
+    .max(1024)
+    .regex(/^[A-Za-z0-9+/]*={0,2}$/),
+});
 /** Artifact data-key records: the wrapped key, and what the reader needs (kept as it is). */
 const dataKeyRecordSchema = z.looseObject({ wrapped: wrappedKeySchema });
 /** Connector records: the sealed secrets' wrapped key (the rest kept as it is). */
@@ -144,7 +152,15 @@ export async function rewrapTenant(nc: NatsConnection, keyring: ManagedKeyring, 
   return pass;
 }
 
-async function rewrapRecord(kv: KV, site: KeySite, keyring: ManagedKeyring, tenant: string, key: string, current: string, oldKekIds: Set<string>): Promise<'rewrapped' | 'current' | 'gone' | 'unreadable'> {
+async function rewrapRecord(
+  kv: KV,
+  site: KeySite,
+  keyring: ManagedKeyring,
+  tenant: string,
+  key: string,
+  current: string,
+  oldKekIds: Set<string>,
+): Promise<'rewrapped' | 'current' | 'gone' | 'unreadable'> {
   for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
     const entry = await kv.get(key);
     if (!isLiveEntry(entry)) return 'gone';

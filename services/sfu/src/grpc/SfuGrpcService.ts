@@ -159,14 +159,9 @@ export function registerSfuService(server: grpc.Server, node: SfuApiNode, log: L
     },
     async produce(req) {
       const { room: found, transport } = transportOf(req.transport);
-      const producer = await whileOpen([found, transport], () => found.produce(
-        req.transport.transportId,
-        req.participantId,
-        kindName(req.kind)!,
-        req.rtpParameters as types.RtpParameters,
-        sourceNames[req.source]!,
-        req.paused,
-      ));
+      const producer = await whileOpen([found, transport], () =>
+        found.produce(req.transport.transportId, req.participantId, kindName(req.kind)!, req.rtpParameters as types.RtpParameters, sourceNames[req.source]!, req.paused),
+      );
       return { producerId: producer.id };
     },
     async pauseProducer(req) {

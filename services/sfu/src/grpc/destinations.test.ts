@@ -3,19 +3,7 @@ import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { NodeInfo, SfuClient, SfuService, type PipeEndpoint } from '@gateway/proto/gateway/sfu/v1/sfu';
-import {
-  buckets,
-  callUnary,
-  createLogger,
-  grpcClientCredentials,
-  grpcServerCredentials,
-  openBucket,
-  startGrpcServer,
-  stopGrpcServer,
-  type GatewayError,
-  type KV,
-  grpc,
-} from '@gateway/common';
+import { buckets, callUnary, createLogger, grpcClientCredentials, grpcServerCredentials, openBucket, startGrpcServer, stopGrpcServer, type GatewayError, type KV, grpc } from '@gateway/common';
 import { NatsServer, freeMediaPorts, grpcTlsEnv, grpcTlsOf, waitFor, type GrpcTestIdentity } from '@gateway/testing';
 import { readSfuConfig } from '../config.js';
 import { SfuNode } from '../SfuNode.js';
@@ -52,7 +40,11 @@ function rtpSender(port: number): () => void {
   };
 }
 
-const code = (promise: Promise<unknown>) => promise.then(() => 'OK', (error: GatewayError) => error.code);
+const code = (promise: Promise<unknown>) =>
+  promise.then(
+    () => 'OK',
+    (error: GatewayError) => error.code,
+  );
 
 /**
  * Where an SFU node sends a room's media: recording taps only to the RTP address of a recorder
@@ -133,12 +125,11 @@ describe('destinations of taps and pipes', () => {
     await nats?.stop();
   });
 
-  it('sends a tap only to a registered recorder\'s RTP address: another address is refused and gets nothing', async () => {
+  it("sends a tap only to a registered recorder's RTP address: another address is refused and gets nothing", async () => {
     await registerRecorder('127.0.0.1');
     const recorder = clientAs('recorder');
     const elsewhere = await listen('127.0.0.2');
-    const tap = (tapId: string, ip: string, port: number) =>
-      callUnary(recorder, recorder.createTapStream, { tap: { room, tapId }, producerId, ip, port, rtcpPort: 0, paused: false });
+    const tap = (tapId: string, ip: string, port: number) => callUnary(recorder, recorder.createTapStream, { tap: { room, tapId }, producerId, ip, port, rtcpPort: 0, paused: false });
 
     expect(await code(tap('tap-elsewhere', '127.0.0.2', elsewhere.port))).toBe('PERMISSION_DENIED');
     // The same tap to the registered recorder's address carries the media...
@@ -153,7 +144,9 @@ describe('destinations of taps and pipes', () => {
     await registerRecorder('127.0.0.3');
     const recorder = clientAs('recorder');
     const socket = await listen('127.0.0.1');
-    expect(await code(callUnary(recorder, recorder.createTapStream, { tap: { room, tapId: 'tap-gone' }, producerId, ip: '127.0.0.1', port: socket.port, rtcpPort: 0, paused: false }))).toBe('PERMISSION_DENIED');
+    expect(await code(callUnary(recorder, recorder.createTapStream, { tap: { room, tapId: 'tap-gone' }, producerId, ip: '127.0.0.1', port: socket.port, rtcpPort: 0, paused: false }))).toBe(
+      'PERMISSION_DENIED',
+    );
     await new Promise((r) => setTimeout(r, 500));
     expect(socket.received()).toBe(0);
   });
@@ -177,7 +170,7 @@ describe('destinations of taps and pipes', () => {
     expect(elsewhere.received()).toBe(0);
   });
 
-  it('connects an import\'s pipe only to the origin\'s registered pipe address, and calls the origin only at its registered gRPC address', async () => {
+  it("connects an import's pipe only to the origin's registered pipe address, and calls the origin only at its registered gRPC address", async () => {
     // An origin (with an SFU certificate) that answers OpenPipe with an address of its choosing.
     const elsewhere = await listen('127.0.0.2');
     let openPipeCalls = 0;

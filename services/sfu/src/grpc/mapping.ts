@@ -10,14 +10,11 @@ export const sourceNames: Record<number, RoomTrackSource | undefined> = {
   [TrackSource.TRACK_SOURCE_SCREEN_AUDIO]: 'screen_audio',
 };
 
-export const sourceValues: Record<string, TrackSource> = Object.fromEntries(
-  Object.entries(sourceNames).map(([value, name]) => [name, Number(value) as TrackSource]),
-);
+export const sourceValues: Record<string, TrackSource> = Object.fromEntries(Object.entries(sourceNames).map(([value, name]) => [name, Number(value) as TrackSource]));
 
 export const mediaKind = (kind: types.MediaKind) => (kind === 'audio' ? MediaKind.MEDIA_KIND_AUDIO : MediaKind.MEDIA_KIND_VIDEO);
 
-export const kindName = (kind: MediaKind): types.MediaKind | undefined =>
-  kind === MediaKind.MEDIA_KIND_AUDIO ? 'audio' : kind === MediaKind.MEDIA_KIND_VIDEO ? 'video' : undefined;
+export const kindName = (kind: MediaKind): types.MediaKind | undefined => (kind === MediaKind.MEDIA_KIND_AUDIO ? 'audio' : kind === MediaKind.MEDIA_KIND_VIDEO ? 'video' : undefined);
 
 export function producerInfo(producer: types.Producer<MediaAppData>): ProducerInfo {
   return {

@@ -1,20 +1,6 @@
 import { z } from 'zod';
-import {
-  MediaKind,
-  PipedProducerEvent,
-  TrackSource,
-  TransportDirection,
-} from '@gateway/proto/gateway/sfu/v1/sfu';
-import {
-  SUBJECT_TOKEN,
-  dtlsParametersSchema,
-  jsonShapeProblem,
-  rtpCapabilitiesSchema,
-  rtpParametersSchema,
-  schemas,
-  srtpParametersSchema,
-  type JsonLimits,
-} from '@gateway/common';
+import { MediaKind, PipedProducerEvent, TrackSource, TransportDirection } from '@gateway/proto/gateway/sfu/v1/sfu';
+import { SUBJECT_TOKEN, dtlsParametersSchema, jsonShapeProblem, rtpCapabilitiesSchema, rtpParametersSchema, schemas, srtpParametersSchema, type JsonLimits } from '@gateway/common';
 import { ipSchema, nodeIdSchema } from '@gateway/cluster';
 
 /**

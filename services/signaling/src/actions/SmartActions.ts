@@ -86,13 +86,15 @@ export class SmartActions {
     const entries = await listEntries(this.kv, kvKeys.smartActionsOfRoom(tenant, room));
     // A record that fails its checks is left out (and so cannot be answered), not trusted, and
     // does not stop the room's joins or its transcript.
-    return entries.flatMap((e) => {
-      try {
-        return [readAction(e.value)];
-      } catch {
-        return [];
-      }
-    }).sort((a, b) => Number(a.requestedAtMs - b.requestedAtMs));
+    return entries
+      .flatMap((e) => {
+        try {
+          return [readAction(e.value)];
+        } catch {
+          return [];
+        }
+      })
+      .sort((a, b) => Number(a.requestedAtMs - b.requestedAtMs));
   }
 
   private async save(tenant: string, room: string, action: SmartAction): Promise<SmartAction> {

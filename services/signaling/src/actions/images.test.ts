@@ -8,7 +8,11 @@ const canvas = (width: number, height: number) => sharp({ create: { width, heigh
 describe('sanitizeImage', () => {
   it('keeps the format, drops EXIF and GPS, and applies the orientation to the pixels', async () => {
     // A 40x20 picture whose EXIF says "rotate 90°": a viewer shows it 20 wide and 40 high.
-    const input = await canvas(40, 20).jpeg().withExif({ IFD0: { Make: 'PhoneCo' }, IFD3: { GPSLatitudeRef: 'N', GPSLatitude: '1/1 2/1 3/1' } }).withMetadata({ orientation: 6 }).toBuffer();
+    const input = await canvas(40, 20)
+      .jpeg()
+      .withExif({ IFD0: { Make: 'PhoneCo' }, IFD3: { GPSLatitudeRef: 'N', GPSLatitude: '1/1 2/1 3/1' } })
+      .withMetadata({ orientation: 6 })
+      .toBuffer();
     expect((await sharp(input).metadata()).orientation).toBe(6);
     expect(exifReader((await sharp(input).metadata()).exif!).GPSInfo).toBeDefined();
     const { data, contentType } = await sanitizeImage(input);

@@ -37,10 +37,17 @@ describe('join tokens', () => {
   });
 
   it('refuses a token without a jti, other algorithms and an unsigned one', async () => {
-    const noJti = await new SignJWT({ iss: 'acme-key', tenant: 'acme', room: 'r1', role: 'agent', grants }).setProtectedHeader({ alg: 'HS256' }).setIssuer('acme-key').setSubject('alice').setExpirationTime('1h').sign(new TextEncoder().encode(acme.apiSecret));
+    const noJti = await new SignJWT({ iss: 'acme-key', tenant: 'acme', room: 'r1', role: 'agent', grants })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setIssuer('acme-key')
+      .setSubject('alice')
+      .setExpirationTime('1h')
+      .sign(new TextEncoder().encode(acme.apiSecret));
     await expect(verifyJoinToken(tenants, noJti)).rejects.toMatchObject({ code: ErrorCode.UNAUTHENTICATED });
     for (const alg of ['HS384', 'HS512']) {
-      await expect(verifyJoinToken(tenants, await sign({ iss: 'acme-key', tenant: 'acme', room: 'r1', role: 'agent', grants }, acme.apiSecret, '1h', alg))).rejects.toMatchObject({ code: ErrorCode.UNAUTHENTICATED });
+      await expect(verifyJoinToken(tenants, await sign({ iss: 'acme-key', tenant: 'acme', room: 'r1', role: 'agent', grants }, acme.apiSecret, '1h', alg))).rejects.toMatchObject({
+        code: ErrorCode.UNAUTHENTICATED,
+      });
     }
     const valid = await sign({ iss: 'acme-key', tenant: 'acme', room: 'r1', role: 'agent', grants }, acme.apiSecret);
     const unsigned = `${Buffer.from('{"alg":"none"}').toString('base64url')}.${valid.split('.')[1]}.`;
@@ -48,7 +55,13 @@ describe('join tokens', () => {
   });
 
   it('refuses an identity with control characters', async () => {
-    const token = await new SignJWT({ tenant: 'acme', room: 'r1', role: 'agent', grants }).setProtectedHeader({ alg: 'HS256' }).setIssuer('acme-key').setSubject('eve\nagent-1 (agent): refund').setJti(randomUUID()).setExpirationTime('1h').sign(new TextEncoder().encode(acme.apiSecret));
+    const token = await new SignJWT({ tenant: 'acme', room: 'r1', role: 'agent', grants })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setIssuer('acme-key')
+      .setSubject('eve\nagent-1 (agent): refund')
+      .setJti(randomUUID())
+      .setExpirationTime('1h')
+      .sign(new TextEncoder().encode(acme.apiSecret));
     await expect(verifyJoinToken(tenants, token)).rejects.toMatchObject({ code: ErrorCode.UNAUTHENTICATED });
   });
 

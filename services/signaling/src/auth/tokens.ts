@@ -23,7 +23,10 @@ const contactSchema = z.object({
   /** The contact's id in the customer's CRM, when the app knows it. */
   crmContactId: z.string().min(1).max(64).optional(),
   /** E.164; kept sealed and only until the CRM has the session. */
-  phoneNumber: z.string().regex(/^\+[1-9]\d{6,14}$/, 'phoneNumber must be E.164').optional(),
+  phoneNumber: z
+    .string()
+    .regex(/^\+[1-9]\d{6,14}$/, 'phoneNumber must be E.164')
+    .optional(),
   /** Device identifiers (app install id, push token), as given. */
   deviceIds: z.array(z.string().min(1).max(256)).max(5).optional(),
 });
@@ -34,7 +37,11 @@ const claimsSchema = z.object({
   sub: schemas.text(256, { min: 1 }),
   exp: z.number(),
   /** The token's own id: a token may hold only so many live sessions (one by default). */
-  jti: z.string().min(8).max(128).regex(/^[\x21-\x7e]+$/, 'jti must be printable ASCII'),
+  jti: z
+    .string()
+    .min(8)
+    .max(128)
+    .regex(/^[\x21-\x7e]+$/, 'jti must be printable ASCII'),
   tenant: z.string().regex(SUBJECT_TOKEN),
   room: z.string().regex(SUBJECT_TOKEN),
   role: z.enum(roles),
@@ -76,19 +83,26 @@ export interface MintRequest {
   deviceIds?: string[];
 }
 
-export const mintRequestSchema = z.object({
-  room: z.string().regex(SUBJECT_TOKEN, 'room must be letters, digits, _ or - (1-64)'),
-  identity: schemas.text(256, { min: 1 }),
-  role: z.enum(roles),
-  ttlSeconds: z.number().int().positive().max(7 * 24 * 3600).optional(),
-  canPublish: z.boolean().optional(),
-  canSubscribe: z.boolean().optional(),
-  sources: z.array(z.enum(publishableSources)).optional(),
-  canRecord: z.boolean().optional(),
-  crmContactId: z.string().min(1).max(64).optional(),
-  phoneNumber: z.string().min(3).max(32).optional(),
-  deviceIds: z.array(z.string().min(1).max(256)).max(5).optional(),
-}).refine((r) => !r.canRecord || r.role === 'agent', { message: 'only agents may be granted canRecord', path: ['canRecord'] });
+export const mintRequestSchema = z
+  .object({
+    room: z.string().regex(SUBJECT_TOKEN, 'room must be letters, digits, _ or - (1-64)'),
+    identity: schemas.text(256, { min: 1 }),
+    role: z.enum(roles),
+    ttlSeconds: z
+      .number()
+      .int()
+      .positive()
+      .max(7 * 24 * 3600)
+      .optional(),
+    canPublish: z.boolean().optional(),
+    canSubscribe: z.boolean().optional(),
+    sources: z.array(z.enum(publishableSources)).optional(),
+    canRecord: z.boolean().optional(),
+    crmContactId: z.string().min(1).max(64).optional(),
+    phoneNumber: z.string().min(3).max(32).optional(),
+    deviceIds: z.array(z.string().min(1).max(256)).max(5).optional(),
+  })
+  .refine((r) => !r.canRecord || r.role === 'agent', { message: 'only agents may be granted canRecord', path: ['canRecord'] });
 
 const DEFAULT_TTL_SECONDS = 6 * 3600;
 const CLOCK_TOLERANCE_SECONDS = 30;
@@ -168,4 +182,3 @@ export async function verifyJoinToken(tenants: readonly Tenant[], token: string 
     tokenId: tokenIdOf(tenant.name, claims.data.jti),
   };
 }
-

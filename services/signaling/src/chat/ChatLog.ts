@@ -4,7 +4,8 @@ import type { KV } from '@nats-io/kv';
 import { LRUCache } from 'lru-cache';
 import { ChatKeyRecord, ChatSealed } from '@gateway/proto/gateway/events/v1/events';
 import { ChatMessage } from '@gateway/proto/gateway/signaling/v1/signaling';
-import { isLiveEntry,
+import {
+  isLiveEntry,
   ErrorCode,
   GatewayError,
   buckets,

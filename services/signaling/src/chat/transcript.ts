@@ -35,7 +35,9 @@ export function renderTranscript(tenant: string, room: string, conversation: Con
     null,
     2,
   );
-  const lines = conversation.messages.map((m) => `[${new Date(m.sentAtMs).toISOString()}] ${escapeLine(m.identity)} (${escapeLine(m.role)}): ${m.redacted ? '[message redacted]' : escapeLine(m.text)}`);
+  const lines = conversation.messages.map(
+    (m) => `[${new Date(m.sentAtMs).toISOString()}] ${escapeLine(m.identity)} (${escapeLine(m.role)}): ${m.redacted ? '[message redacted]' : escapeLine(m.text)}`,
+  );
   for (const a of actions) {
     const outcome = a.kind === 'verification' && a.state === 'completed' ? (a.verified ? 'verified' : 'not verified') : a.state;
     lines.push(`[${new Date(Number(a.completedAtMs || a.requestedAtMs)).toISOString()}] smart action ${a.kind}: ${outcome}`);

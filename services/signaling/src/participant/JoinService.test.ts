@@ -29,7 +29,15 @@ function setUp(options: { nodeAlive?: boolean; roomCreated?: boolean } = {}) {
   const store = new MemoryParticipantStore();
   const published: Array<{ subject: string; data: Uint8Array }> = [];
   const sfu = fakeSfu({ openRoom: { rtpCapabilities: { codecs: [] }, created: options.roomCreated ?? false, activeSpeakerParticipantId: '' }, closeParticipant: {} });
-  const sessions = new SessionRegistry({ replicaId: 'replica-a', resumeWindowMs: 60_000, store, hub: { add: () => undefined, remove: () => undefined, publish: () => undefined }, releaseTokenSlot: async () => undefined, participantGone: () => undefined, log: silentLog });
+  const sessions = new SessionRegistry({
+    replicaId: 'replica-a',
+    resumeWindowMs: 60_000,
+    store,
+    hub: { add: () => undefined, remove: () => undefined, publish: () => undefined },
+    releaseTokenSlot: async () => undefined,
+    participantGone: () => undefined,
+    log: silentLog,
+  });
   const registry = new Registry();
   const resumes = new Counter({ name: 'resumes_total', help: 'h', labelNames: ['result'] as const, registers: [registry] });
   const deps = {
@@ -55,7 +63,7 @@ function setUp(options: { nodeAlive?: boolean; roomCreated?: boolean } = {}) {
 }
 
 describe('JoinService.resume', () => {
-  it('takes a session over from another replica\'s record and tells that replica', async () => {
+  it("takes a session over from another replica's record and tells that replica", async () => {
     const { joins, store, sessions, published, resumeCount } = setUp();
     const resumeToken = await heldElsewhere(store);
     const link = new RecordingLink();
@@ -94,7 +102,7 @@ describe('JoinService.resume', () => {
     expect(restarted.sessions.holds('PA_1')).toBe(false);
   });
 
-  it('refuses a token of another participant\'s session held here', async () => {
+  it("refuses a token of another participant's session held here", async () => {
     const { joins, store } = setUp();
     const first = await joins.resume(new RecordingLink(), await heldElsewhere(store), 1);
     const [tenant, room] = ['demo', 'other-room'];

@@ -61,7 +61,9 @@ export class JoinService {
     }
     const participantId = newId('PA');
     // A token holds a slot per live session (one by default): a copied token cannot join twice.
-    await tokenSessions.claim(grant.tenant, grant.tokenId, { participantId, room: grant.room }, limits.sessionsPerToken, (holder) => this.sessionLives(grant.tenant, holder.room, holder.participantId));
+    await tokenSessions.claim(grant.tenant, grant.tokenId, { participantId, room: grant.room }, limits.sessionsPerToken, (holder) =>
+      this.sessionLives(grant.tenant, holder.room, holder.participantId),
+    );
     let session: ParticipantSession | undefined;
     try {
       const placed = await directory.placeParticipant(grant.tenant, grant.room, {
@@ -99,7 +101,16 @@ export class JoinService {
       this.deps.metrics.joinSeconds.observe((performance.now() - started) / 1000);
       log.info({ participantId, room: `${grant.tenant}/${grant.room}`, nodeId: placed.nodeId, role: grant.role, protocolVersion: peerProtocolVersion(protocolVersion) }, 'participant joined');
       if (!recording && grant.role === 'agent') await this.recordAgentCall(grant.tenant, grant.room);
-      const response = session.joinResponse({ participants: others, routerRtpCapabilities: rtpCapabilities ?? {}, resumeToken, resumeWindowMs: config.resumeWindowMs, recording, messages, smartActions, activeSpeakerParticipantId });
+      const response = session.joinResponse({
+        participants: others,
+        routerRtpCapabilities: rtpCapabilities ?? {},
+        resumeToken,
+        resumeWindowMs: config.resumeWindowMs,
+        recording,
+        messages,
+        smartActions,
+        activeSpeakerParticipantId,
+      });
       return { session, response };
     } catch (error) {
       // Nothing of a join that failed half-way stays: its media, record, slot and membership go.
@@ -143,7 +154,16 @@ export class JoinService {
       const [recording, messages, smartActions] = await Promise.all([this.recordingStatus(tenant, room), this.chatHistory(tenant, room), this.deps.actions.list(tenant, room)]);
       metrics.resumes.inc({ result: 'resumed' });
       log.info({ participantId, room: `${tenant}/${room}`, protocolVersion: peerProtocolVersion(protocolVersion) }, 'session resumed');
-      const response = session.joinResponse({ participants: others, routerRtpCapabilities: rtpCapabilities ?? {}, resumeToken, resumeWindowMs: config.resumeWindowMs, recording, messages, smartActions, activeSpeakerParticipantId });
+      const response = session.joinResponse({
+        participants: others,
+        routerRtpCapabilities: rtpCapabilities ?? {},
+        resumeToken,
+        resumeWindowMs: config.resumeWindowMs,
+        recording,
+        messages,
+        smartActions,
+        activeSpeakerParticipantId,
+      });
       return { session, response };
     } catch (error) {
       // A resume that failed half-way leaves the session as it was before: dropped, waiting for

@@ -82,7 +82,15 @@ describe('ParticipantSession', () => {
     const { record } = (await store.get('demo', 'room-1', 'PA_1'))!;
     const back = ParticipantSession.fromRecord(persistence, silentLog, 'demo', 'room-1', record, fakeSfu().client);
     const again = back.toRecord();
-    expect({ info: again.info, transportIds: again.transportIds, recvTransportId: again.recvTransportId, consumers: again.consumers, nodeId: again.nodeId, tokenId: again.tokenId, grants: again.grants }).toEqual({
+    expect({
+      info: again.info,
+      transportIds: again.transportIds,
+      recvTransportId: again.recvTransportId,
+      consumers: again.consumers,
+      nodeId: again.nodeId,
+      tokenId: again.tokenId,
+      grants: again.grants,
+    }).toEqual({
       info: record.info,
       transportIds: ['TR_1'],
       recvTransportId: 'TR_1',
@@ -110,10 +118,19 @@ describe('ParticipantSession', () => {
     expect(session.disconnectedAt).toBeGreaterThan(0);
   });
 
-  it('answers a join with the server\'s protocol version, whatever the client sent', () => {
+  it("answers a join with the server's protocol version, whatever the client sent", () => {
     const { session } = sessionFor();
     session.clientProtocolVersion = 99;
-    const response = session.joinResponse({ participants: [], routerRtpCapabilities: {}, resumeToken: 't', resumeWindowMs: 1, recording: undefined, messages: [], smartActions: [], activeSpeakerParticipantId: '' });
+    const response = session.joinResponse({
+      participants: [],
+      routerRtpCapabilities: {},
+      resumeToken: 't',
+      resumeWindowMs: 1,
+      recording: undefined,
+      messages: [],
+      smartActions: [],
+      activeSpeakerParticipantId: '',
+    });
     expect(response.protocolVersion).toBe(PROTOCOL_VERSION);
   });
 });

@@ -237,7 +237,9 @@ export class ParticipantSession {
   }
 
   /** The join (or resume) answer: this session, and the room as it is now. */
-  joinResponse(room: Pick<JoinResponse, 'participants' | 'routerRtpCapabilities' | 'resumeToken' | 'resumeWindowMs' | 'recording' | 'messages' | 'smartActions' | 'activeSpeakerParticipantId'>): JoinResponse {
+  joinResponse(
+    room: Pick<JoinResponse, 'participants' | 'routerRtpCapabilities' | 'resumeToken' | 'resumeWindowMs' | 'recording' | 'messages' | 'smartActions' | 'activeSpeakerParticipantId'>,
+  ): JoinResponse {
     return {
       ...room,
       participant: { ...this.info, tracks: [...this.tracks.values()] },

@@ -102,7 +102,7 @@ describe('SessionRegistry', () => {
     expect(registry.holds('PA_1')).toBe(true);
   });
 
-  it('relays room events about others, and abandons the session when its node\'s room closes', async () => {
+  it("relays room events about others, and abandons the session when its node's room closes", async () => {
     const { registry, members, join } = setUp();
     const { link } = await join();
     const member = members.get('PA_1')!;

@@ -75,7 +75,10 @@ export class SessionRegistry {
     if (!session.detach(link)) return;
     void session.persist();
     this.clearWindow(session);
-    this.windowTimers.set(session, setTimeout(() => void this.expireWindow(session), this.deps.resumeWindowMs));
+    this.windowTimers.set(
+      session,
+      setTimeout(() => void this.expireWindow(session), this.deps.resumeWindowMs),
+    );
   }
 
   /** Drops the session from this replica without touching its media (it lives on elsewhere). */

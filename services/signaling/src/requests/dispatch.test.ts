@@ -86,10 +86,13 @@ describe('the request dispatch table', () => {
   it('routes each case to its own handler and answers under the same case', async () => {
     const seen: string[] = [];
     const table = Object.fromEntries(
-      cases.map((c) => [c, (async () => {
-        seen.push(c);
-        return { handledBy: c };
-      }) as RequestHandler<RequestCase>]),
+      cases.map((c) => [
+        c,
+        (async () => {
+          seen.push(c);
+          return { handledBy: c };
+        }) as RequestHandler<RequestCase>,
+      ]),
     ) as unknown as HandlerTable;
     const { session } = sessionFor();
     for (const c of cases) {

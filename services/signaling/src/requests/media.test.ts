@@ -11,13 +11,27 @@ function setUp(options: { answers?: Record<string, unknown>; grant?: NonNullable
   // The first transport of a test is TR_send or TR_recv, later ones are numbered.
   let transports = 0;
   const sfu = fakeSfu({
-    createWebRtcTransport: (request: { direction: TransportDirection }) => ({ transportId: `${request.direction === TransportDirection.TRANSPORT_DIRECTION_SEND ? 'TR_send' : 'TR_recv'}${transports++ || ''}`, iceParameters: {}, iceCandidates: [], dtlsParameters: {} }),
+    createWebRtcTransport: (request: { direction: TransportDirection }) => ({
+      transportId: `${request.direction === TransportDirection.TRANSPORT_DIRECTION_SEND ? 'TR_send' : 'TR_recv'}${transports++ || ''}`,
+      iceParameters: {},
+      iceCandidates: [],
+      dtlsParameters: {},
+    }),
     connectTransport: {},
     produce: () => ({ producerId: `PR_${++produced}` }),
     closeProducer: {},
     pauseProducer: {},
     closeConsumer: {},
-    consume: (request: { producerId: string }) => ({ consumerId: `CO_${request.producerId}_${Math.random().toString(36).slice(2, 6)}`, producerId: request.producerId, kind: MediaKind.MEDIA_KIND_VIDEO, rtpParameters: {}, type: 'simple', producerPaused: false, producerParticipantId: 'PA_2', source: TrackSource.TRACK_SOURCE_CAMERA }),
+    consume: (request: { producerId: string }) => ({
+      consumerId: `CO_${request.producerId}_${Math.random().toString(36).slice(2, 6)}`,
+      producerId: request.producerId,
+      kind: MediaKind.MEDIA_KIND_VIDEO,
+      rtpParameters: {},
+      type: 'simple',
+      producerPaused: false,
+      producerParticipantId: 'PA_2',
+      source: TrackSource.TRACK_SOURCE_CAMERA,
+    }),
     ...options.answers,
   });
   const { session, store } = sessionFor({ sfu: sfu.client, grant: options.grant });
@@ -27,7 +41,13 @@ function setUp(options: { answers?: Record<string, unknown>; grant?: NonNullable
     hub: { publish: (_tenant, _room, event) => void published.push(event) },
     participants: async () => options.participants ?? [],
     // The room's home is this session's node unless a test says otherwise.
-    nodes: options.nodes ?? { placementOf: async () => 'N1', node: async () => undefined, clientForNode: () => { throw new Error('not used'); } },
+    nodes: options.nodes ?? {
+      placementOf: async () => 'N1',
+      node: async () => undefined,
+      clientForNode: () => {
+        throw new Error('not used');
+      },
+    },
   });
   return { handlers, session, store, calls: sfu.calls, published };
 }
@@ -35,13 +55,16 @@ function setUp(options: { answers?: Record<string, unknown>; grant?: NonNullable
 const rtp = { codecs: [] };
 
 describe('media requests', () => {
-  it('create transports on the session\'s node within the token\'s grants and the limit', async () => {
+  it("create transports on the session's node within the token's grants and the limit", async () => {
     const { handlers, session, store, calls } = setUp({ grant: { grants: { canPublish: false, canSubscribe: true, sources: [], canRecord: false } } });
     await expect(handlers.createTransport(session, { direction: 'send' })).rejects.toMatchObject({ code: ErrorCode.PERMISSION_DENIED });
     expect(calls).toEqual([]);
     const recv = await handlers.createTransport(session, { direction: 'recv' });
     expect(recv).toMatchObject({ transportId: 'TR_recv', direction: 'recv' });
-    expect(calls[0]).toMatchObject({ method: 'createWebRtcTransport', request: { room: { tenant: 'demo', room: 'room-1' }, participantId: 'PA_1', direction: TransportDirection.TRANSPORT_DIRECTION_RECV } });
+    expect(calls[0]).toMatchObject({
+      method: 'createWebRtcTransport',
+      request: { room: { tenant: 'demo', room: 'room-1' }, participantId: 'PA_1', direction: TransportDirection.TRANSPORT_DIRECTION_RECV },
+    });
     expect(session.recvTransportId).toBe('TR_recv');
     await session.writesSettled();
     expect((await store.get('demo', 'room-1', 'PA_1'))?.record.transportIds).toEqual(['TR_recv']);
@@ -64,11 +87,13 @@ describe('media requests', () => {
 
   it('refuses a source the token does not grant', async () => {
     const { handlers, session, calls } = setUp({ grant: { grants: { canPublish: true, canSubscribe: true, sources: ['microphone'], canRecord: false } } });
-    await expect(handlers.produce(session, { transportId: 'TR_send', kind: 'video', rtpParameters: rtp, source: 'screen', paused: false })).rejects.toMatchObject({ code: ErrorCode.PERMISSION_DENIED });
+    await expect(handlers.produce(session, { transportId: 'TR_send', kind: 'video', rtpParameters: rtp, source: 'screen', paused: false })).rejects.toMatchObject({
+      code: ErrorCode.PERMISSION_DENIED,
+    });
     expect(calls).toEqual([]);
   });
 
-  it('pause and close only the session\'s own producers, telling the room', async () => {
+  it("pause and close only the session's own producers, telling the room", async () => {
     const { handlers, session, published } = setUp();
     await expect(handlers.pauseProducer(session, { producerId: 'PR_x' })).rejects.toMatchObject({ code: ErrorCode.NOT_FOUND });
     session.tracks.set('PR_1', { producerId: 'PR_1', source: 'camera', kind: 'video', paused: false });
@@ -92,13 +117,45 @@ describe('media requests', () => {
 
   it('imports a producer of another node of the room before consuming it there', async () => {
     let imported = false;
-    const other: ParticipantRecord = { info: { participantId: 'PA_2', identity: 'x', role: 'agent', joinedAtMs: 1, tracks: [{ producerId: 'PR_far', source: 'camera', kind: 'video', paused: false }] }, owner: 'r', connected: true, disconnectedAtMs: 0, refreshedAtMs: Date.now(), nodeId: 'N2', transportIds: [], grants: undefined, tokenExpiresAt: 0, resumeTokenHash: Buffer.alloc(0), consumers: {}, recvTransportId: '', tokenId: '' };
+    const other: ParticipantRecord = {
+      info: { participantId: 'PA_2', identity: 'x', role: 'agent', joinedAtMs: 1, tracks: [{ producerId: 'PR_far', source: 'camera', kind: 'video', paused: false }] },
+      owner: 'r',
+      connected: true,
+      disconnectedAtMs: 0,
+      refreshedAtMs: Date.now(),
+      nodeId: 'N2',
+      transportIds: [],
+      grants: undefined,
+      tokenExpiresAt: 0,
+      resumeTokenHash: Buffer.alloc(0),
+      consumers: {},
+      recvTransportId: '',
+      tokenId: '',
+    };
     const { handlers, session, calls } = setUp({
       participants: [other],
-      nodes: { placementOf: async () => 'N1', node: async (id: string) => ({ nodeId: id, grpcAddress: `${id}:1` }) as never, clientForNode: () => { throw new Error('not used'); } },
+      nodes: {
+        placementOf: async () => 'N1',
+        node: async (id: string) => ({ nodeId: id, grpcAddress: `${id}:1` }) as never,
+        clientForNode: () => {
+          throw new Error('not used');
+        },
+      },
       answers: {
         importProducer: () => ((imported = true), {}),
-        consume: (request: { producerId: string }) => (imported ? { consumerId: 'CO_far', producerId: request.producerId, kind: MediaKind.MEDIA_KIND_VIDEO, rtpParameters: {}, type: 'pipe', producerPaused: false, producerParticipantId: 'PA_2', source: TrackSource.TRACK_SOURCE_CAMERA } : new GatewayError(ErrorCode.NOT_FOUND, 'no such producer')),
+        consume: (request: { producerId: string }) =>
+          imported
+            ? {
+                consumerId: 'CO_far',
+                producerId: request.producerId,
+                kind: MediaKind.MEDIA_KIND_VIDEO,
+                rtpParameters: {},
+                type: 'pipe',
+                producerPaused: false,
+                producerParticipantId: 'PA_2',
+                source: TrackSource.TRACK_SOURCE_CAMERA,
+              }
+            : new GatewayError(ErrorCode.NOT_FOUND, 'no such producer'),
       },
     });
     session.transports.add('TR_recv');

@@ -69,7 +69,7 @@ export function mediaHandlers(ctx: MediaContext): Handlers<MediaCase> {
       await callUnary(client, client.importProducer, { room: session.roomRef(), producerId, origin: { nodeId: self.nodeId, grpcAddress: self.grpcAddress } });
     } catch (error) {
       // The call goes on; only a recording of the room would miss this stream.
-      session.log.warn({ err: error, producerId }, 'importing a producer into the room\'s home node failed');
+      session.log.warn({ err: error, producerId }, "importing a producer into the room's home node failed");
     }
   }
 

@@ -28,7 +28,11 @@ export function smartActionHandlers(ctx: SmartActionContext): Handlers<SmartActi
       if (session.info.role !== 'agent') throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'only agents may request Smart Actions');
       const endUsers = (await ctx.participants(session.tenant, session.room)).map((r) => r.info!).filter((i) => i?.role === 'end_user');
       const target = participantId ? endUsers.find((i) => i.participantId === participantId) : endUsers.length === 1 ? endUsers[0] : undefined;
-      if (!target) throw new GatewayError(participantId ? ErrorCode.NOT_FOUND : ErrorCode.BAD_REQUEST, participantId ? 'no such end user in this room' : 'name the end user (participantId): the room has none or several');
+      if (!target)
+        throw new GatewayError(
+          participantId ? ErrorCode.NOT_FOUND : ErrorCode.BAD_REQUEST,
+          participantId ? 'no such end user in this room' : 'name the end user (participantId): the room has none or several',
+        );
       await refuseIfErased(ctx.erasedIn, session.tenant, session.room, target.identity, 'nothing is asked of this end user');
       const action = await ctx.actions.request(session.actor(), kind, { participantId: target.participantId, identity: target.identity });
       announce(session, action);

@@ -92,8 +92,18 @@ export class LiveDataSubjects {
       await this.roomSessions.changeParticipants(tenant, session.key, (participants) =>
         participants.some((p) => p.externalId === externalId && !isErased(p)) ? participants.map((p) => (p.externalId === externalId ? erasedEntry(p) : p)) : undefined,
       );
-      counts.chatMessages += await this.chat.eraseWrittenBy(tenant, session.room, externalId, theirs.map((p) => p.participantId));
-      const { actions, attachments } = await this.actions.eraseOf(tenant, session.room, externalId, theirs.map((p) => p.participantId));
+      counts.chatMessages += await this.chat.eraseWrittenBy(
+        tenant,
+        session.room,
+        externalId,
+        theirs.map((p) => p.participantId),
+      );
+      const { actions, attachments } = await this.actions.eraseOf(
+        tenant,
+        session.room,
+        externalId,
+        theirs.map((p) => p.participantId),
+      );
       counts.smartActions += actions;
       counts.attachments += attachments;
       if (!session.ending) {

@@ -1,7 +1,23 @@
 import type { KV } from '@nats-io/kv';
 import { jetstream } from '@nats-io/jetstream';
 import { RoomSessionRecord, SessionEnded } from '@gateway/proto/gateway/events/v1/events';
-import { isLiveEntry, ErrorCode, GatewayError, decodeChecked, kvKeys, liveKeys, roomSessionRecordSchema, natsHeadersWithTrace, newId, openParticipants, sealParticipants, subjects, type Keyring, type NatsConnection, type SessionParticipant } from '@gateway/common';
+import {
+  isLiveEntry,
+  ErrorCode,
+  GatewayError,
+  decodeChecked,
+  kvKeys,
+  liveKeys,
+  roomSessionRecordSchema,
+  natsHeadersWithTrace,
+  newId,
+  openParticipants,
+  sealParticipants,
+  subjects,
+  type Keyring,
+  type NatsConnection,
+  type SessionParticipant,
+} from '@gateway/common';
 
 /** Compare-and-set retries when replicas update one room's record at once. */
 const MAX_ATTEMPTS = 10;

@@ -189,7 +189,8 @@ export class RoomSupervisor {
         await roomSessions.announce(tenant, room, current, conversationId);
         await roomSessions.finished(tenant, room, claimed);
         // The room's placement ends with it (a joiner meanwhile keeps one: keepPlacement).
-        if ((await store.list(tenant, room)).length === 0) await directory.forgetRoom(tenant, room).catch((error) => log.warn({ err: error, room: `${tenant}/${room}` }, 'forgetting the room placement failed'));
+        if ((await store.list(tenant, room)).length === 0)
+          await directory.forgetRoom(tenant, room).catch((error) => log.warn({ err: error, room: `${tenant}/${room}` }, 'forgetting the room placement failed'));
         return;
       } catch (error) {
         log.error({ err: error, room: `${tenant}/${room}`, attempt }, 'finishing the room session failed');

@@ -62,18 +62,27 @@ export async function finishRoom(deps: RoomEndDeps, tenant: string, room: string
     return undefined;
   }
   const endedAtMs = Date.now();
-  const conversation: Conversation = found
-    ? { ...found, messages }
-    : { conversationId: `CV-${actions[0]!.actionId}`, startedAtMs: Number(actions[0]!.requestedAtMs), messages: [], lastSeq: 0 };
+  const conversation: Conversation = found ? { ...found, messages } : { conversationId: `CV-${actions[0]!.actionId}`, startedAtMs: Number(actions[0]!.requestedAtMs), messages: [], lastSeq: 0 };
   const js = jetstream(deps.nc);
   for (const action of actions.filter((a) => a.artifactId)) {
-    const artifact: Artifact = { artifactId: action.artifactId, kind: action.kind, contentType: action.contentType, participantId: action.participantId, sizeBytes: action.sizeBytes, durationMs: 0, part: 0 };
+    const artifact: Artifact = {
+      artifactId: action.artifactId,
+      kind: action.kind,
+      contentType: action.contentType,
+      participantId: action.participantId,
+      sizeBytes: action.sizeBytes,
+      durationMs: 0,
+      part: 0,
+    };
     const event = AttachmentReady.encode({ tenant, room, conversationId: found?.conversationId ?? '', action, artifact, contact: endUserOf(action) }).finish();
     await js.publish(subjects.attachmentReady(tenant), event, { msgID: action.artifactId, timeout: 10_000, headers: natsHeadersWithTrace() });
   }
   const { json, text } = renderTranscript(tenant, room, conversation, actions, endedAtMs);
   const artifacts: Artifact[] = [];
-  for (const [suffix, contentType, body] of [['json', 'application/json', json], ['txt', 'text/plain', text]] as const) {
+  for (const [suffix, contentType, body] of [
+    ['json', 'application/json', json],
+    ['txt', 'text/plain', text],
+  ] as const) {
     const artifactId = `${conversation.conversationId}-${suffix}`;
     const stored = await deps.artifacts.put(tenant, artifactId, Readable.from([Buffer.from(body)]), contentType);
     artifacts.push({ artifactId, kind: 'transcript', contentType, participantId: '', sizeBytes: stored.size, durationMs: endedAtMs - conversation.startedAtMs, part: 0 });

@@ -7,13 +7,7 @@ import { ErrorCode, GatewayError, callUnary } from '@gateway/common';
  * Starts recording a room on the least-loaded recorder with room for it; a node that turns out
  * to be full (NO_CAPACITY) passes the job to the next one.
  */
-export async function startRoomRecording(
-  recorders: RecorderDirectory,
-  tenant: string,
-  room: string,
-  requestedBy: string,
-  options: RecordingOptions | undefined,
-): Promise<RecordingStatus> {
+export async function startRoomRecording(recorders: RecorderDirectory, tenant: string, room: string, requestedBy: string, options: RecordingOptions | undefined): Promise<RecordingStatus> {
   if (await recorders.recordingOf(tenant, room)) throw new GatewayError(ErrorCode.ALREADY_EXISTS, 'the room is already being recorded');
   const candidates = await recorders.candidates();
   if (candidates.length === 0) throw new GatewayError(ErrorCode.UNAVAILABLE, 'no recorder is available');

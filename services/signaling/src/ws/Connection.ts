@@ -1,11 +1,5 @@
 import type { WebSocket, RawData } from 'ws';
-import {
-  CloseCode,
-  ServerMessage,
-  type JoinResponse,
-  type Notification,
-  type Response,
-} from '@gateway/proto/gateway/signaling/v1/signaling';
+import { CloseCode, ServerMessage, type JoinResponse, type Notification, type Response } from '@gateway/proto/gateway/signaling/v1/signaling';
 import { ErrorCode, GatewayError, SpanKind, inSpan, markFailed, toClientError, type ClientError, type Logger, type Span } from '@gateway/common';
 import { RateLimiter } from '../limits/RateLimiter.js';
 import type { ParticipantSession, SessionLink } from '../participant/ParticipantSession.js';
@@ -112,9 +106,7 @@ export class Connection implements SessionLink {
       return;
     }
     const text = isBinary ? undefined : rawToString(data);
-    const parsed = text === undefined
-      ? { id: 0, error: new GatewayError(ErrorCode.MALFORMED_MESSAGE, 'frames must be JSON text') }
-      : parseFrame(text, this.options.maxFrameBytes);
+    const parsed = text === undefined ? { id: 0, error: new GatewayError(ErrorCode.MALFORMED_MESSAGE, 'frames must be JSON text') } : parseFrame(text, this.options.maxFrameBytes);
     if (parsed.error || !parsed.request) {
       const error = parsed.error!;
       this.observer.request('invalid', error.code, 0);

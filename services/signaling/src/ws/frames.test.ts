@@ -47,7 +47,10 @@ describe('parseFrame', () => {
     ['a NUL in chat text', '{"id":2,"sendMessage":{"text":"a\\u0000b"}}'],
     ['a __proto__ key', '{"id":2,"consume":{"producerId":"p","rtpCapabilities":{"__proto__":{"admin":true}}}}'],
     ['an unknown source', '{"id":2,"produce":{"transportId":"t","kind":"video","source":"desktop","rtpParameters":{"codecs":[{"mimeType":"video/VP8","payloadType":96,"clockRate":90000}]}}}'],
-    ['a payload type out of range', '{"id":2,"produce":{"transportId":"t","kind":"video","source":"camera","rtpParameters":{"codecs":[{"mimeType":"video/VP8","payloadType":300,"clockRate":90000}]}}}'],
+    [
+      'a payload type out of range',
+      '{"id":2,"produce":{"transportId":"t","kind":"video","source":"camera","rtpParameters":{"codecs":[{"mimeType":"video/VP8","payloadType":300,"clockRate":90000}]}}}',
+    ],
     ['a huge id', `{"id":2,"closeProducer":{"producerId":"${'a'.repeat(65)}"}}`],
     ['a join token with a line break', '{"id":2,"join":{"token":"a.b\\n.c"}}'],
     ['a resume token of 10,000 characters', `{"id":2,"resume":{"resumeToken":"${'a'.repeat(10_000)}"}}`],
@@ -66,10 +69,27 @@ describe('parseFrame', () => {
 
   it('decodes a valid request of every method', () => {
     const jwt = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln';
-    const rtpParameters = { mid: '0', codecs: [{ mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2, parameters: { useinbandfec: 1, 'sprop-stereo': 0 }, rtcpFeedback: [{ type: 'transport-cc', parameter: '' }] }], headerExtensions: [{ uri: 'urn:ietf:params:rtp-hdrext:sdes:mid', id: 4, encrypt: false, parameters: {} }], encodings: [{ ssrc: 1234, dtx: false }], rtcp: { cname: 'x/Y+z', reducedSize: true } };
-    const rtpCapabilities = { codecs: [{ kind: 'video', mimeType: 'video/VP8', preferredPayloadType: 96, clockRate: 90000, rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }] }], headerExtensions: [{ kind: 'video', uri: 'urn:3gpp:video-orientation', preferredId: 11, direction: 'sendrecv' }] };
+    const rtpParameters = {
+      mid: '0',
+      codecs: [
+        { mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2, parameters: { useinbandfec: 1, 'sprop-stereo': 0 }, rtcpFeedback: [{ type: 'transport-cc', parameter: '' }] },
+      ],
+      headerExtensions: [{ uri: 'urn:ietf:params:rtp-hdrext:sdes:mid', id: 4, encrypt: false, parameters: {} }],
+      encodings: [{ ssrc: 1234, dtx: false }],
+      rtcp: { cname: 'x/Y+z', reducedSize: true },
+    };
+    const rtpCapabilities = {
+      codecs: [{ kind: 'video', mimeType: 'video/VP8', preferredPayloadType: 96, clockRate: 90000, rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }] }],
+      headerExtensions: [{ kind: 'video', uri: 'urn:3gpp:video-orientation', preferredId: 11, direction: 'sendrecv' }],
+    };
     const webauthn = { id: 'abc', rawId: 'abc', type: 'public-key', response: { clientDataJSON: 'eyJ9', authenticatorData: 'AAAA', signature: 'MEUC' }, clientExtensionResults: {} };
-    const registration = { id: 'abc', rawId: 'abc', type: 'public-key', response: { clientDataJSON: 'eyJ9', attestationObject: 'o2Nm', transports: ['internal'] }, clientExtensionResults: { credProps: { rk: true } } };
+    const registration = {
+      id: 'abc',
+      rawId: 'abc',
+      type: 'public-key',
+      response: { clientDataJSON: 'eyJ9', attestationObject: 'o2Nm', transports: ['internal'] },
+      clientExtensionResults: { credProps: { rk: true } },
+    };
     const samples: Record<string, unknown> = {
       join: { token: jwt, protocolVersion: 1 },
       resume: { resumeToken: 'demo.room-1.PA_x.secret_-x' },

@@ -6,12 +6,22 @@ import { dtlsParametersSchema, rtpCapabilitiesSchema, rtpParametersSchema, schem
  * Tokens are printable ASCII of bounded length; whether they are well-formed and valid is the
  * verifier's answer (UNAUTHENTICATED and close 4001, so the client stops and gets a new one).
  */
-const jwt = z.string().max(8192).regex(/^[\x21-\x7e]*$/, 'must be printable ASCII');
-const resumeToken = z.string().max(512).regex(/^[\x21-\x7e]*$/, 'must be printable ASCII');
+const jwt = z
+  .string()
+  .max(8192)
+  .regex(/^[\x21-\x7e]*$/, 'must be printable ASCII');
+const resumeToken = z
+  .string()
+  .max(512)
+  .regex(/^[\x21-\x7e]*$/, 'must be printable ASCII');
 const protocolVersion = schemas.uint32().max(1_000).default(0);
 const id = schemas.id();
 const optionalId = schemas.optionalId().default('');
-const base64url = (max: number) => z.string().max(max).regex(/^[A-Za-z0-9_-]*={0,2}$/, 'must be base64url');
+const base64url = (max: number) =>
+  z
+    .string()
+    .max(max)
+    .regex(/^[A-Za-z0-9_-]*={0,2}$/, 'must be base64url');
 
 /** A WebAuthn response as browsers serialise it (toJSON of a PublicKeyCredential). */
 const webauthnResponse = <R extends z.ZodRawShape>(response: R) =>
@@ -30,7 +40,10 @@ const registrationResponse = webauthnResponse({
   clientDataJSON: base64url(16_384).min(1),
   attestationObject: base64url(32_768).min(1),
   authenticatorData: base64url(16_384).optional(),
-  transports: z.array(z.enum(['ble', 'cable', 'hybrid', 'internal', 'nfc', 'smart-card', 'usb'])).max(8).optional(),
+  transports: z
+    .array(z.enum(['ble', 'cable', 'hybrid', 'internal', 'nfc', 'smart-card', 'usb']))
+    .max(8)
+    .optional(),
   publicKeyAlgorithm: z.number().int().min(-65_536).max(65_536).optional(),
   publicKey: base64url(4_096).optional(),
 });
