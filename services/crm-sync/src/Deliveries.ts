@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AckPolicy, jetstream, type ConsumerMessages, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import type { Registry } from 'prom-client';
-import { GatewayError, streams, type ArtifactStore, type Keyring, type Logger, type NatsConnection } from '@gateway/common';
+import { GatewayError, streams, type ArtifactStore, type Keyring, type Logger, type NatsConnection, backoffDelayMs } from '@gateway/common';
 import type { Confirmations } from './Confirmations.js';
 import type { ConnectorStore } from './connectors/ConnectorStore.js';
 import { DeliveryAttempts, keepInProgress, type AttemptOptions } from './deliveries/attempt.js';
@@ -10,7 +10,6 @@ import { Purge } from './deliveries/purge.js';
 import { TenantSlots } from './deliveries/TenantSlots.js';
 import type { Delivery } from './destinations/types.js';
 import { deliveryOf } from './events.js';
-import { retryDelayMs } from './retry.js';
 
 export interface DeliveryOptions extends AttemptOptions {
   /** Deliveries running at once, all tenants together. */
@@ -140,7 +139,7 @@ export class Deliveries {
         return;
       case 'full':
         this.metrics.deferred.inc();
-        message.nak(retryDelayMs(message.info.deliveryCount, DEFER_BASE_MS, Math.min(DEFER_MAX_MS, this.options.retryMaxMs)));
+        message.nak(backoffDelayMs(message.info.deliveryCount - 1, { initialMs: DEFER_BASE_MS, maxMs: Math.min(DEFER_MAX_MS, this.options.retryMaxMs) }));
     }
   }
 

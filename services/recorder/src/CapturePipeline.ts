@@ -1,19 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { MediaKind, TrackSource, type ProducerInfo, type SfuClient } from '@gateway/proto/gateway/sfu/v1/sfu';
+import { MediaKind, type ProducerInfo, type SfuClient } from '@gateway/proto/gateway/sfu/v1/sfu';
 import type { Recording, RecordingJobRecord, Segment, TappedStream } from '@gateway/proto/gateway/recorder/v1/recorder';
 import { z } from 'zod';
-import { ErrorCode, GatewayError, callUnary, newId, parseWith, rtpParametersSchema, schemas, type ArtifactStore, type Logger } from '@gateway/common';
+import { ErrorCode, GatewayError, callUnary, newId, parseWith, rtpParametersSchema, schemas, type ArtifactStore, type Logger, mediaKindName, trackSourceName } from '@gateway/common';
 import { buildSdp, captureArgs, lastLogLine, parseCaptureStart, parseSegmentList, segmentNames, type CaptureStream } from './ffmpeg.js';
 import { freePortPair, waitForBoundPorts } from './udpPorts.js';
-
-const sourceNames: Record<number, string> = {
-  [TrackSource.TRACK_SOURCE_CAMERA]: 'camera',
-  [TrackSource.TRACK_SOURCE_MICROPHONE]: 'microphone',
-  [TrackSource.TRACK_SOURCE_SCREEN]: 'screen',
-  [TrackSource.TRACK_SOURCE_SCREEN_AUDIO]: 'screen_audio',
-};
 
 /**
  * What the SFU answers is checked like any input: its producer ids become file names and
@@ -194,7 +187,7 @@ export class CapturePipeline {
       paused: true,
     });
     const codec = parseWith(tapAnswerSchema, tapped, "the SFU's tap", ErrorCode.UNAVAILABLE).rtpParameters.codecs[0]!;
-    const kind = producer.kind === MediaKind.MEDIA_KIND_AUDIO ? 'audio' : 'video';
+    const kind = mediaKindName(producer.kind) ?? 'video';
     // A producer is one stream for the whole recording, whichever captures carry it.
     const streamId = producer.producerId;
     if (!this.record.streams.some((s) => s.streamId === streamId)) {
@@ -202,7 +195,7 @@ export class CapturePipeline {
         streamId,
         participantId: producer.participantId,
         role: roles.get(producer.participantId) ?? 'agent',
-        source: sourceNames[producer.source] ?? 'camera',
+        source: trackSourceName(producer.source) ?? 'camera',
         kind,
         mimeType: codec.mimeType,
       };

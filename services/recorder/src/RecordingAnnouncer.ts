@@ -2,7 +2,7 @@ import { jetstream } from '@nats-io/jetstream';
 import { RecordingReady } from '@gateway/proto/gateway/events/v1/events';
 import type { Recording } from '@gateway/proto/gateway/recorder/v1/recorder';
 import type { ParticipantStore, RecorderDirectory, RoomEventBus } from '@gateway/cluster';
-import { natsHeadersWithTrace, subjects, type Logger, type NatsConnection } from '@gateway/common';
+import { natsHeadersWithTrace, subjects, type Logger, type NatsConnection, sleepBackoff } from '@gateway/common';
 import type { RecordingStatusName } from './RecordingJob.js';
 
 /** Who announces: this node's id, and its gRPC address once its server listens. */
@@ -77,7 +77,7 @@ export class RecordingAnnouncer {
       } catch (error) {
         this.log.error({ err: error, recordingId: recording.recordingId, attempt }, 'announcing recording.ready failed');
         if (attempt >= 5 || this.nc.isClosed()) return;
-        await new Promise((r) => setTimeout(r, 500 * 2 ** attempt));
+        await sleepBackoff(attempt, { initialMs: 500, maxMs: 30_000 });
       }
     }
   }

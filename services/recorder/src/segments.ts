@@ -1,4 +1,5 @@
 import type { ArtifactStore, Logger } from '@gateway/common';
+import { sleepBackoff } from '@gateway/common';
 
 /**
  * Deletes a recording's segments once they are assembled (or useless). A delete that fails is
@@ -19,7 +20,7 @@ export async function deleteSegments(segments: ArtifactStore, tenant: string, li
           log.warn({ err: error, objectId: segment.objectId }, 'deleting a segment failed; the residue sweep removes it');
           break;
         }
-        await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+        await sleepBackoff(attempt, { initialMs: 200, maxMs: 5_000 });
       }
     }
   }

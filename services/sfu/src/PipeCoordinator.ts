@@ -10,11 +10,24 @@ import {
   type PipedProducer,
   type PipedProducerChange,
 } from '@gateway/proto/gateway/sfu/v1/sfu';
-import { ErrorCode, GatewayError, callUnary, grpcClientCredentials, jsonShapeProblem, parseWith, rtpParametersSchema, schemas, type GrpcTls, type Logger } from '@gateway/common';
+import {
+  ErrorCode,
+  GatewayError,
+  callUnary,
+  grpcClientCredentials,
+  jsonShapeProblem,
+  parseWith,
+  rtpParametersSchema,
+  schemas,
+  type GrpcTls,
+  type Logger,
+  sleepBackoff,
+  mediaKindName,
+  trackSourceName,
+} from '@gateway/common';
 import type { PeerAddress } from '@gateway/cluster';
 import type { MediaAppData, PipeEndpoint, PipeListen } from './mediaTypes.js';
 import type { Room } from './Room.js';
-import { kindName, sourceNames } from './grpc/mapping.js';
 import { pipeEndpointSchema, type SfuRequest } from './grpc/requests.js';
 
 /** What an origin answers to PipeConsume, checked: a peer's answer is input like any other. */
@@ -26,7 +39,7 @@ const pipedProducerSchema = z.object({
     source: z
       .number()
       .int()
-      .refine((value) => value === TrackSource.TRACK_SOURCE_UNSPECIFIED || sourceNames[value] !== undefined, 'must be a known source'),
+      .refine((value) => value === TrackSource.TRACK_SOURCE_UNSPECIFIED || trackSourceName(value) !== undefined, 'must be a known source'),
     paused: z.boolean(),
   }),
   rtpParameters: z
@@ -131,8 +144,8 @@ export class PipeCoordinator {
       {
         producerId,
         participantId: info.participantId,
-        kind: kindName(info.kind) ?? 'video',
-        source: sourceNames[info.source],
+        kind: mediaKindName(info.kind) ?? 'video',
+        source: trackSourceName(info.source),
         paused: info.paused,
       },
       piped.rtpParameters as unknown as types.RtpParameters,
@@ -210,7 +223,7 @@ export class PipeCoordinator {
             this.log.warn({ err: error, peer: peerNodeId, producerId, change }, 'telling a peer of a piped producer failed');
             return;
           }
-          await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+          await sleepBackoff(attempt, { initialMs: 200, maxMs: 10_000 });
         }
       }
     });

@@ -1,7 +1,7 @@
 import * as mediasoup from 'mediasoup';
 import type { types } from 'mediasoup';
 import type { Logger } from '@gateway/common';
-import { TypedEmitter } from '@gateway/common';
+import { TypedEmitter, backoffDelayMs } from '@gateway/common';
 
 export interface WorkerPoolOptions {
   size: number;
@@ -112,7 +112,7 @@ export class WorkerPool extends TypedEmitter<PoolEvents> {
         this.safeEmit('workerreplaced', pooled);
         return;
       } catch (error) {
-        const delay = Math.min(5_000, 100 * 2 ** attempt);
+        const delay = backoffDelayMs(attempt, { initialMs: 100, maxMs: 5_000 });
         this.log.warn({ worker: index, err: error, retryInMs: delay }, 'replacing mediasoup worker failed');
         await new Promise((r) => setTimeout(r, delay));
       }

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ID_PATTERN, schemas } from './validation.js';
+import { schemas } from './validation.js';
 import { SUBJECT_TOKEN } from '../nats/subjects.js';
 
 /**
@@ -183,9 +183,3 @@ export const dataSubjectResultSchema = z.object({
   recordingSegments: schemas.uint32(),
   errorCode: z.string().regex(/^[A-Z_]{0,64}$/),
 });
-
-/** A key of ours: ids joined by dots. */
-export const isIdPath = (key: string, parts: number) => {
-  const split = key.split('.');
-  return split.length === parts && split.every((part) => ID_PATTERN.test(part));
-};

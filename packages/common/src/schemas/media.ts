@@ -136,7 +136,3 @@ export const srtpParametersSchema = z.object({
     .max(128)
     .regex(/^[A-Za-z0-9+/]+={0,2}$/, 'must be base64'),
 });
-
-export type CheckedRtpParameters = z.infer<typeof rtpParametersSchema>;
-export type CheckedRtpCapabilities = z.infer<typeof rtpCapabilitiesSchema>;
-export type CheckedDtlsParameters = z.infer<typeof dtlsParametersSchema>;

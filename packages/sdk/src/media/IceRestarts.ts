@@ -1,5 +1,5 @@
 import type { types } from 'mediasoup-client';
-import { backoffDelay } from '../backoff.js';
+import { backoffDelayMs } from '@gateway/common/backoff';
 
 /** What an ICE restart looks at on a transport. */
 export type RestartableTransport = Pick<types.Transport, 'closed' | 'connectionState'>;
@@ -54,7 +54,7 @@ export class IceRestarts<T extends RestartableTransport = types.Transport> {
       if (!this.context.signalingConnected()) return;
       entry.attempts++;
       await this.context.restart(transport).catch(() => undefined);
-      if (this.pending.get(transport) === entry) this.schedule(transport, backoffDelay(entry.attempts, 2_000, 15_000));
+      if (this.pending.get(transport) === entry) this.schedule(transport, backoffDelayMs(entry.attempts, { initialMs: 2_000, maxMs: 15_000 }));
     }, delayMs);
   }
 }

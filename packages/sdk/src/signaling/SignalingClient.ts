@@ -1,10 +1,10 @@
 import { CloseCode, type JoinResponse } from '@gateway/proto/gateway/signaling/v1/signaling';
-import { backoffDelay } from '../backoff.js';
 import { Emitter } from '../events.js';
 import { ErrorCode, GatewayError, hasCode } from '../errors.js';
 import { LocalCloseCode, Socket, closedError, type MethodName, type NotificationEvent, type ParamsOf, type ResultOf, type WebSocketConstructor } from './Socket.js';
 import { PROTOCOL_VERSION } from '@gateway/common/protocol';
 import { signalingUrl } from './urls.js';
+import { backoffDelayMs } from '@gateway/common/backoff';
 
 /** Closes after which there is nothing to come back to. */
 const FINAL_CLOSES: ReadonlyMap<number, DisconnectReason> = new Map([
@@ -244,7 +244,7 @@ export class SignalingClient extends Emitter<SignalingEvents> {
       const left = deadline - Date.now();
       if (left <= 0) return this.finish(giveUpInfo());
       // Even the first attempt waits a little: when a replica shuts down, its clients spread out.
-      await this.sleep(Math.min(left, backoffDelay(attempt, initial, max)));
+      await this.sleep(Math.min(left, backoffDelayMs(attempt, { initialMs: initial, maxMs: max })));
       if (this.stateValue !== 'reconnecting') return;
       if (Date.now() >= deadline) return this.finish(giveUpInfo());
 

@@ -13,12 +13,12 @@ import {
   type Logger,
   type NatsConnection,
   type Span,
+  backoffDelayMs,
 } from '@gateway/common';
 import type { Confirmations } from '../Confirmations.js';
 import type { ConnectorStore } from '../connectors/ConnectorStore.js';
 import type { Delivery } from '../destinations/types.js';
 import { openContacts } from '../events.js';
-import { retryDelayMs } from '../retry.js';
 import { deliverToAll } from './deliver.js';
 import type { DeliveryMetrics } from './metrics.js';
 import type { Purge } from './purge.js';
@@ -97,7 +97,7 @@ export class DeliveryAttempts {
         return;
       }
       log.error({ code: GatewayError.from(error).code, deliveryId: sealed.deliveryId, tenant: sealed.tenant }, 'a session event does not open with the tenant key; will retry');
-      message.nak(retryDelayMs(message.info.deliveryCount, options.retryBaseMs, options.retryMaxMs));
+      message.nak(backoffDelayMs(message.info.deliveryCount - 1, { initialMs: options.retryBaseMs, maxMs: options.retryMaxMs }));
       return;
     }
     const started = performance.now();
@@ -130,7 +130,7 @@ export class DeliveryAttempts {
       }
       // A destination that said when to come back (a 429's Retry-After) is not asked sooner.
       const hintMs = Number(gatewayError.details.retryAfterMs ?? 0);
-      const delayMs = Math.max(retryDelayMs(message.info.deliveryCount, options.retryBaseMs, options.retryMaxMs), Number.isFinite(hintMs) ? hintMs : 0);
+      const delayMs = Math.max(backoffDelayMs(message.info.deliveryCount - 1, { initialMs: options.retryBaseMs, maxMs: options.retryMaxMs }), Number.isFinite(hintMs) ? hintMs : 0);
       log.warn({ ...context, code: gatewayError.code, reason: gatewayError.message, retryInMs: delayMs }, 'delivery failed; will retry');
       message.nak(delayMs);
     } finally {

@@ -13,8 +13,7 @@ import {
   type PutObjectCommandInput,
 } from '@aws-sdk/client-s3';
 import { z } from 'zod';
-import { ErrorCode, GatewayError, type Logger } from '@gateway/common';
-import { retryDelayMs } from '../retry.js';
+import { ErrorCode, GatewayError, type Logger, backoffDelayMs } from '@gateway/common';
 import { collect, piecesOf } from './streaming.js';
 import type { ArtifactContent, Delivery, Destination, DestinationDeps } from './types.js';
 import { isSecureOrLocalUrl } from './urls.js';
@@ -388,7 +387,7 @@ export class S3Destination implements Destination {
           const message = failure.retryable ? `S3 ${operation} failed ${attempt} times: ${failure.reason}` : `S3 refused ${operation}: ${failure.reason}`;
           throw new GatewayError(ErrorCode.DESTINATION_FAILED, message, { cause: error, details: { s3Code: failure.code } });
         }
-        const retryInMs = retryDelayMs(attempt, this.tuning.retryBaseMs, this.tuning.retryMaxMs);
+        const retryInMs = backoffDelayMs(attempt - 1, { initialMs: this.tuning.retryBaseMs, maxMs: this.tuning.retryMaxMs });
         this.log.warn({ ...context, operation, attempt, code: failure.code, retryInMs }, 'S3 request failed; retrying');
         await sleep(retryInMs);
       }

@@ -1,11 +1,25 @@
 import type { types } from 'mediasoup';
 import { Counter, type Registry } from 'prom-client';
-import { SfuService, TrackSource, TransportDirection, type NodeLoad } from '@gateway/proto/gateway/sfu/v1/sfu';
-import { ErrorCode, GatewayError, type grpc, parseWith, unaryHandlers, withCheckedDecoding, type GrpcAccess, type GrpcService, type Logger } from '@gateway/common';
+import { SfuService, TransportDirection, type NodeLoad } from '@gateway/proto/gateway/sfu/v1/sfu';
+import {
+  ErrorCode,
+  GatewayError,
+  type grpc,
+  parseWith,
+  unaryHandlers,
+  withCheckedDecoding,
+  type GrpcAccess,
+  type GrpcService,
+  type Logger,
+  mediaKindName,
+  mediaKindOf,
+  trackSourceName,
+  trackSourceOf,
+} from '@gateway/common';
 import type { SfuConfig } from '../config.js';
 import type { Room } from '../Room.js';
 import type { PipeCoordinator } from '../PipeCoordinator.js';
-import { kindName, mediaKind, producerInfo, sourceNames, sourceValues } from './mapping.js';
+import { producerInfo } from './mapping.js';
 import { sfuRequestSchemas, type SfuMethod, type SfuRequest } from './requests.js';
 
 /** What the gRPC API needs of its node (SfuNode is one): the API never depends on the node class. */
@@ -160,7 +174,7 @@ export function registerSfuService(server: grpc.Server, node: SfuApiNode, log: L
     async produce(req) {
       const { room: found, transport } = transportOf(req.transport);
       const producer = await whileOpen([found, transport], () =>
-        found.produce(req.transport.transportId, req.participantId, kindName(req.kind)!, req.rtpParameters as types.RtpParameters, sourceNames[req.source]!, req.paused),
+        found.produce(req.transport.transportId, req.participantId, mediaKindName(req.kind)!, req.rtpParameters as types.RtpParameters, trackSourceName(req.source)!, req.paused),
       );
       return { producerId: producer.id };
     },
@@ -185,12 +199,12 @@ export function registerSfuService(server: grpc.Server, node: SfuApiNode, log: L
       return {
         consumerId: consumer.id,
         producerId: consumer.producerId,
-        kind: mediaKind(consumer.kind),
+        kind: mediaKindOf(consumer.kind),
         rtpParameters: consumer.rtpParameters as unknown as Record<string, unknown>,
         type: consumer.type,
         producerPaused: consumer.producerPaused,
         producerParticipantId: producer.appData.participantId,
-        source: sourceValues[consumer.appData.source ?? ''] ?? TrackSource.TRACK_SOURCE_UNSPECIFIED,
+        source: trackSourceOf(consumer.appData.source),
       };
     },
     async resumeConsumer(req) {

@@ -1,7 +1,7 @@
 import type { ParticipantRecord } from '@gateway/proto/gateway/events/v1/events';
-import { MediaKind, TrackSource, TransportDirection } from '@gateway/proto/gateway/sfu/v1/sfu';
+import { TransportDirection } from '@gateway/proto/gateway/sfu/v1/sfu';
 import type { TrackInfo } from '@gateway/proto/gateway/signaling/v1/signaling';
-import { ErrorCode, GatewayError, callUnary } from '@gateway/common';
+import { ErrorCode, GatewayError, callUnary, mediaKindName, mediaKindOf, trackSourceName, trackSourceOf, type TrackSourceName } from '@gateway/common';
 import type { SfuDirectory } from '@gateway/cluster';
 import type { RoomHub } from '../rooms/RoomHub.js';
 import { callSessionNode } from '../participant/nodeCall.js';
@@ -32,15 +32,7 @@ export type MediaCase =
   | 'pauseConsumer'
   | 'setPreferredLayers';
 
-type Source = 'camera' | 'microphone' | 'screen' | 'screen_audio';
-
-const sourceToProto: Record<Source, TrackSource> = {
-  camera: TrackSource.TRACK_SOURCE_CAMERA,
-  microphone: TrackSource.TRACK_SOURCE_MICROPHONE,
-  screen: TrackSource.TRACK_SOURCE_SCREEN,
-  screen_audio: TrackSource.TRACK_SOURCE_SCREEN_AUDIO,
-};
-const sourceFromProto = Object.fromEntries(Object.entries(sourceToProto).map(([k, v]) => [v, k])) as Record<number, Source>;
+type Source = TrackSourceName;
 /** Which media kind each source carries, and which granted source allows it. */
 const sourceRules: Record<Source, { kind: 'audio' | 'video'; grant: 'camera' | 'microphone' | 'screen' }> = {
   camera: { kind: 'video', grant: 'camera' },
@@ -164,9 +156,9 @@ export function mediaHandlers(ctx: MediaContext): Handlers<MediaCase> {
       const { producerId } = await callSessionNode(session, session.sfu.produce, {
         transport: { room: session.roomRef(), transportId },
         participantId: session.participantId,
-        kind: kind === 'audio' ? MediaKind.MEDIA_KIND_AUDIO : MediaKind.MEDIA_KIND_VIDEO,
+        kind: mediaKindOf(kind),
         rtpParameters,
-        source: sourceToProto[source as Source],
+        source: trackSourceOf(source),
         paused,
       });
       const track: TrackInfo = { producerId, source, kind, paused };
@@ -218,8 +210,8 @@ export function mediaHandlers(ctx: MediaContext): Handlers<MediaCase> {
         consumerId: consumer.consumerId,
         producerId: consumer.producerId,
         participantId: consumer.producerParticipantId,
-        source: sourceFromProto[consumer.source] ?? '',
-        kind: consumer.kind === MediaKind.MEDIA_KIND_AUDIO ? 'audio' : 'video',
+        source: trackSourceName(consumer.source) ?? '',
+        kind: mediaKindName(consumer.kind) ?? 'video',
         rtpParameters: consumer.rtpParameters,
         type: consumer.type,
         producerPaused: consumer.producerPaused,

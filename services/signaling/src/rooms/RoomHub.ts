@@ -1,6 +1,6 @@
-import { RoomEvent } from '@gateway/proto/gateway/events/v1/events';
-import { decodeChecked, inMessageSpan, natsHeadersWithTrace, roomEventAttributes, roomEventSchema, subjects, type Logger, type NatsConnection } from '@gateway/common';
-import type { Subscription } from '@nats-io/transport-node';
+import type { RoomEvent } from '@gateway/proto/gateway/events/v1/events';
+import type { Logger, NatsConnection } from '@gateway/common';
+import { RoomEventBus, type RoomEventSubscription } from '@gateway/cluster';
 
 export interface RoomMember {
   readonly participantId: string;
@@ -11,31 +11,33 @@ interface ServedRoom {
   tenant: string;
   room: string;
   members: Map<string, RoomMember>;
-  subscription: Subscription;
+  subscription: RoomEventSubscription;
 }
 
 /**
- * Fans room events out over NATS. A replica subscribes to a room's subject while it holds at
- * least one session of the room, and relays every event (its own included) to those sessions,
- * so all replicas serving a room see the same events in the same order.
+ * Fans room events out to this replica's sessions. A replica subscribes to a room's events (the
+ * cluster's room-event bus: checked, in the publisher's trace) while it holds at least one
+ * session of the room, and relays every event (its own included) to those sessions, so all
+ * replicas serving a room see the same events in the same order.
  */
 export class RoomHub {
   private readonly rooms = new Map<string, ServedRoom>();
+  private readonly bus: RoomEventBus;
 
-  constructor(
-    private readonly nc: NatsConnection,
-    private readonly origin: string,
-    private readonly log: Logger,
-  ) {}
+  constructor(nc: NatsConnection, origin: string, log: Logger) {
+    this.bus = new RoomEventBus(nc, origin, log);
+  }
 
   add(tenant: string, room: string, member: RoomMember): void {
     const key = `${tenant}/${room}`;
     let served = this.rooms.get(key);
     if (!served) {
-      const subscription = this.nc.subscribe(subjects.roomEvents(tenant, room));
-      served = { tenant, room, members: new Map(), subscription };
+      const members = new Map<string, RoomMember>();
+      const subscription = this.bus.subscribe(tenant, room, (event) => {
+        for (const each of [...members.values()]) each.onRoomEvent(event);
+      });
+      served = { tenant, room, members, subscription };
       this.rooms.set(key, served);
-      void this.relay(served);
     }
     served.members.set(member.participantId, member);
   }
@@ -59,33 +61,14 @@ export class RoomHub {
     return [...this.rooms.values()].map(({ tenant, room }) => ({ tenant, room }));
   }
 
+  /** The request that caused the event (a join, a new track) continues on every replica of the room. */
   publish(tenant: string, room: string, event: RoomEvent['event']): void {
-    const message = RoomEvent.create({ tenant, room, atMs: Date.now(), origin: this.origin, event });
-    // The request that caused the event (a join, a new track) continues on every replica of the room.
-    this.nc.publish(subjects.roomEvents(tenant, room), RoomEvent.encode(message).finish(), { headers: natsHeadersWithTrace() });
+    this.bus.publish(tenant, room, event);
   }
 
   /** Makes sure everything published so far has reached the server. */
   flush(): Promise<void> {
-    return this.nc.flush();
-  }
-
-  private async relay(served: ServedRoom): Promise<void> {
-    for await (const message of served.subscription) {
-      let event: RoomEvent;
-      try {
-        // Anyone who may publish on the room's subject could send anything: checked, never trusted.
-        event = decodeChecked(RoomEvent, message.data, roomEventSchema, 'room event');
-      } catch (error) {
-        this.log.warn({ err: error, room: `${served.tenant}/${served.room}` }, 'invalid room event dropped');
-        continue;
-      }
-      if (event.tenant !== served.tenant || event.room !== served.room) continue;
-      const kind = event.event?.$case ?? 'unknown';
-      inMessageSpan(`room event ${kind}`, message.headers, roomEventAttributes(event.tenant, event.room, kind), () => {
-        for (const member of [...served.members.values()]) member.onRoomEvent(event);
-      });
-    }
+    return this.bus.flush();
   }
 
   close(): void {

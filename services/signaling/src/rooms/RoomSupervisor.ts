@@ -1,5 +1,5 @@
 import type { RoomSessionRecord } from '@gateway/proto/gateway/events/v1/events';
-import { callUnary, type Logger } from '@gateway/common';
+import { callUnary, type Logger, sleepBackoff } from '@gateway/common';
 import type { ParticipantStore, SfuDirectory } from '@gateway/cluster';
 import { finishRoom, type RoomEndDeps } from './finishRoom.js';
 import type { RoomHub } from './RoomHub.js';
@@ -195,7 +195,7 @@ export class RoomSupervisor {
       } catch (error) {
         log.error({ err: error, room: `${tenant}/${room}`, attempt }, 'finishing the room session failed');
         if (attempt >= FINISH_ATTEMPTS || this.stopped) return;
-        await new Promise((r) => setTimeout(r, 1_000 * 2 ** attempt));
+        await sleepBackoff(attempt, { initialMs: 1_000, maxMs: 60_000 });
       }
     }
   }
