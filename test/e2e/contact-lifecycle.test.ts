@@ -196,7 +196,11 @@ describe('a contact from call to deletion', () => {
       },
       90_000,
       'the call delivered',
-    );
+    ).catch(async (error: Error) => {
+      // Say which of the four arrived, and what crm-sync and signaling last logged.
+      const kinds = (await query<{ kind: string }>('select kind from gateway_sessions where room = $1', [room]).catch(() => [])).map((r) => r.kind);
+      throw new Error(`${error.message}: delivered ${JSON.stringify(kinds)}; crm-sync said:\n${crm.logs.slice(-2000)}\nsignaling said:\n${sig.logs.slice(-2000)}`);
+    });
     const session = delivered.find((r) => r.kind === 'session')!;
     expect(session.contacts.find((c) => c.role === 'end_user')).toMatchObject({ externalId: 'customer-77', crmContactId: 'crm-77', phoneNumber: '+14155550177' });
     const artifacts = await query<{ kind: string; content_type: string; content: Buffer | null }>(
