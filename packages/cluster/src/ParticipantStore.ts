@@ -1,6 +1,20 @@
 import { ParticipantRecord } from '@gateway/proto/gateway/events/v1/events';
 import type { Bucket } from '@nats-io/kv';
-import { isLiveEntry, ErrorCode, GatewayError, bucketTtlMs, buckets, decodeChecked, kvKeys, liveKeys, openBucket, participantRecordSchema, type KV, type NatsConnection } from '@gateway/common';
+import {
+  isLiveEntry,
+  ErrorCode,
+  GatewayError,
+  bucketTtlMs,
+  buckets,
+  decodeChecked,
+  kvKeys,
+  liveEntries,
+  liveKeys,
+  openBucket,
+  participantRecordSchema,
+  type KV,
+  type NatsConnection,
+} from '@gateway/common';
 
 export const DEFAULT_RECORD_REFRESH_MS = 15_000;
 /** Largest participant record written to KV. */
@@ -91,12 +105,9 @@ export class ParticipantStore {
   }
 
   private async all(tenant: string, room: string): Promise<ParticipantRecord[]> {
-    const keys: string[] = [];
-    keys.push(...(await liveKeys(this.kv, kvKeys.participantsOfRoom(tenant, room))));
-    const entries = await Promise.all(keys.map((key) => this.kv.get(key)));
+    // Each key is read once (liveEntries reads the values it checks).
     const records: ParticipantRecord[] = [];
-    for (const entry of entries) {
-      if (!isLiveEntry(entry)) continue;
+    for (const entry of await liveEntries(this.kv, kvKeys.participantsOfRoom(tenant, room))) {
       const record = readRecord(entry.value, entry.key.split('.')[2] ?? '');
       if (record) records.push(record);
     }

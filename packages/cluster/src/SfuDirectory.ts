@@ -12,7 +12,7 @@ import {
   type KV,
   type Logger,
   type NatsConnection,
-  liveKeys,
+  liveEntries,
 } from '@gateway/common';
 import { sfuNodeInfoSchema } from './schemas.js';
 import { isNodeFresh } from './nodeLiveness.js';
@@ -45,16 +45,18 @@ export class SfuDirectory {
 
   async node(nodeId: string): Promise<NodeInfo | undefined> {
     const entry = await this.nodesKv.get(nodeId);
-    if (!isLiveEntry(entry)) return undefined;
-    const info = decodeSfuNodeInfo(nodeId, entry.value, this.log);
-    return info && isNodeFresh(info.updatedAtMs) ? info : undefined;
+    return isLiveEntry(entry) ? this.freshNode(nodeId, entry.value) : undefined;
   }
 
   async liveNodes(): Promise<NodeInfo[]> {
-    const ids: string[] = [];
-    ids.push(...(await liveKeys(this.nodesKv)));
-    const nodes = await Promise.all(ids.map((id) => this.node(id)));
+    const nodes = (await liveEntries(this.nodesKv)).map((entry) => this.freshNode(entry.key, entry.value));
     return nodes.filter((n): n is NodeInfo => n !== undefined);
+  }
+
+  /** A registry record that decodes, is checked and is fresh; undefined otherwise. */
+  private freshNode(nodeId: string, value: Uint8Array): NodeInfo | undefined {
+    const info = decodeSfuNodeInfo(nodeId, value, this.log);
+    return info && isNodeFresh(info.updatedAtMs) ? info : undefined;
   }
 
   /**

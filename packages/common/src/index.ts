@@ -16,7 +16,8 @@ export { TypedEmitter } from './runtime/TypedEmitter.js';
 export { DrainWait, handleSignals, runMain, type StopMode } from './runtime/shutdown.js';
 export { newId } from './runtime/ids.js';
 export { type ClientError, newReference, toClientError } from './runtime/clientErrors.js';
-export { hardenHttpServer, httpBoundary, readJsonBody, sendJson } from './runtime/http.js';
+export { closeHttp, hardenHttpServer, httpBoundary, listenHttp, readJsonBody, sendJson } from './runtime/http.js';
+export { Startup } from './runtime/startup.js';
 
 // NATS and JetStream: connections, subjects, the catalog, provisioning, permissions.
 export { assertSubjectToken, buckets, kvKeys, streams, SUBJECT_TOKEN, subjects } from './nats/subjects.js';
@@ -27,6 +28,7 @@ export {
   isLiveEntry,
   type KV,
   listEntries,
+  liveEntries,
   liveKeys,
   type NatsConnection,
   natsShape,

@@ -4,11 +4,13 @@ import {
   DeviceKeys,
   createKeyring,
   buckets,
+  closeHttp,
   connectNats,
   createMetricsRegistry,
   observeKeyring,
   ensureStream,
   hardenHttpServer,
+  listenHttp,
   catalog,
   observeConsumerLag,
   observeStreamSizes,
@@ -18,6 +20,7 @@ import {
   Residue,
   residueMetrics,
   startOpsServer,
+  Startup,
   streams,
   type Logger,
   type ManagedKeyring,
@@ -48,54 +51,55 @@ export class CrmSync {
   ) {}
 
   static async start(config: CrmSyncConfig, log: Logger): Promise<CrmSync> {
-    const nc = await connectNats(config.nats, config.nodeId, log);
-    const keyring = await createKeyring(config.keyring);
-    const registry = createMetricsRegistry('crm-sync');
-    observeKeyring(registry, keyring);
-    const contactMaps = new KvContactMaps(await openBucket(nc, buckets.crmContacts));
-    const connectors = new ConnectorStore(await openBucket(nc, buckets.connectors), keyring, contactMaps, log, config.destinationNetwork, { maxRequestTimeoutMs: config.maxRequestTimeoutMs });
-    const confirmations = new Confirmations(await openBucket(nc, buckets.crmConfirmations), log);
-    const artifacts = await ArtifactStore.open(nc, keyring);
-    await ensureStream(nc, streams.recordings);
-    await ensureStream(nc, streams.alerts);
-    await ensureStream(nc, streams.audit);
-    const jsm = await ensureStream(nc, streams.transcripts);
-    await ensureStream(nc, streams.sessions);
-    const deliveries = new Deliveries(nc, jsm, connectors, artifacts, keyring, confirmations, config, registry, log);
-    await deliveries.start();
-    observeConsumerLag(registry, jsm, deliveryConsumers);
-    // How full every stream, bucket and object store is (the alert at 80 % reads it).
-    observeStreamSizes(registry, jsm, catalog.map(streamNameOf));
-
-    const dataSubjects = new DataSubjects(nc, jsm, artifacts, contactMaps, new DeviceKeys(await openBucket(nc, buckets.deviceKeys)), keyring, confirmations, log);
-    const httpServer = http.createServer(createAdminHandler(() => config.tenants, connectors, dataSubjects, log, { connectorTestMs: config.connectorTestMs }));
-    hardenHttpServer(httpServer);
-    await new Promise<void>((resolve, reject) => {
-      httpServer.once('error', reject);
-      httpServer.listen(config.port, config.host, () => resolve());
-    });
     const opsToken = readDrainToken(config.opsTokenFile);
-    const residue = config.residue ? await startResidue(config, registry, log) : undefined;
-    const ops = await startOpsServer({
-      port: config.opsPort,
-      registry,
-      readiness: () => (nc.isClosed() ? 'nats connection closed' : undefined),
-      drainToken: opsToken,
-      ...(residue ? { actions: residue.actions } : {}),
+    return Startup.run(async (startup) => {
+      const nc = startup.opened(await connectNats(config.nats, config.nodeId, log), (connection) => connection.close());
+      const keyring = startup.opened(await createKeyring(config.keyring), (keys) => keys.close());
+      const registry = createMetricsRegistry('crm-sync');
+      observeKeyring(registry, keyring);
+      const contactMaps = new KvContactMaps(await openBucket(nc, buckets.crmContacts));
+      const connectors = startup.opened(
+        new ConnectorStore(await openBucket(nc, buckets.connectors), keyring, contactMaps, log, config.destinationNetwork, { maxRequestTimeoutMs: config.maxRequestTimeoutMs }),
+        (store) => store.close(),
+      );
+      const confirmations = new Confirmations(await openBucket(nc, buckets.crmConfirmations), log);
+      const artifacts = await ArtifactStore.open(nc, keyring);
+      await ensureStream(nc, streams.recordings);
+      await ensureStream(nc, streams.alerts);
+      await ensureStream(nc, streams.audit);
+      const jsm = await ensureStream(nc, streams.transcripts);
+      await ensureStream(nc, streams.sessions);
+      const deliveries = startup.opened(new Deliveries(nc, jsm, connectors, artifacts, keyring, confirmations, config, registry, log), (running) => running.close());
+      await deliveries.start();
+      observeConsumerLag(registry, jsm, deliveryConsumers);
+      // How full every stream, bucket and object store is (the alert at 80 % reads it).
+      observeStreamSizes(registry, jsm, catalog.map(streamNameOf));
+
+      const dataSubjects = new DataSubjects(nc, jsm, artifacts, contactMaps, new DeviceKeys(await openBucket(nc, buckets.deviceKeys)), keyring, confirmations, log);
+      const httpServer = http.createServer(createAdminHandler(() => config.tenants, connectors, dataSubjects, log, { connectorTestMs: config.connectorTestMs }));
+      hardenHttpServer(httpServer);
+      const port = await listenHttp(httpServer, config.port, config.host);
+      startup.opened(httpServer, closeHttp);
+      const residue = config.residue ? startup.opened(await startResidue(config, registry, log), (scanner) => scanner.close()) : undefined;
+      const ops = await startOpsServer({
+        port: config.opsPort,
+        registry,
+        readiness: () => (nc.isClosed() ? 'nats connection closed' : undefined),
+        drainToken: opsToken,
+        ...(residue ? { actions: residue.actions } : {}),
+      });
+      const service = new CrmSync(nc, deliveries, connectors, httpServer, ops.close, keyring, residue?.close ?? (async () => undefined));
+      service.port = port;
+      service.opsPort = ops.port;
+      return service;
     });
-    const service = new CrmSync(nc, deliveries, connectors, httpServer, ops.close, keyring, residue?.close ?? (async () => undefined));
-    const address = httpServer.address();
-    service.port = typeof address === 'object' && address ? address.port : config.port;
-    service.opsPort = ops.port;
-    return service;
   }
 
   /** Stops taking events; deliveries in progress finish (unacknowledged ones come back later). */
   close(): Promise<void> {
     this.closing ??= (async () => {
       await this.deliveries.close();
-      this.httpServer.closeAllConnections();
-      await new Promise<void>((resolve) => this.httpServer.close(() => resolve()));
+      await closeHttp(this.httpServer);
       await this.stopOps();
       await this.stopResidue();
       await this.connectors.close();
@@ -119,7 +123,10 @@ export class CrmSync {
 async function startResidue(config: CrmSyncConfig, registry: ReturnType<typeof createMetricsRegistry>, log: Logger) {
   const settings = config.residue!;
   const nc = await connectNats(settings.nats, `${config.nodeId}-residue`, log);
-  const residue = await Residue.open(nc);
+  const residue = await Residue.open(nc).catch(async (error: unknown) => {
+    await nc.close();
+    throw error;
+  });
   const record = residueMetrics(registry);
   const options = { retentionMs: config.retentionMs };
   let running: Promise<unknown> = Promise.resolve();

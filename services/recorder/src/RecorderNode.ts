@@ -14,6 +14,7 @@ import {
   readDrainToken,
   startGrpcServer,
   startOpsServer,
+  Startup,
   stopGrpcServer,
   streams,
   type KV,
@@ -104,47 +105,57 @@ export class RecorderNode {
     // Plaintext left by a previous run that crashed is removed before anything else.
     await rm(config.workDir, { recursive: true, force: true });
     await mkdir(config.workDir, { recursive: true, mode: 0o700 });
-    const nc = await connectNats(config.nats, config.nodeId, log);
-    const keyring = await createKeyring(config.keyring);
-    await ensureStream(nc, streams.recordings);
-    const node = new RecorderNode(
-      config,
-      nc,
-      await SfuDirectory.open(nc, config.grpcTls, log),
-      await RecorderDirectory.open(nc, config.grpcTls, log),
-      {
-        store: await ArtifactStore.open(nc, keyring, 'recordings'),
-        segments: await ArtifactStore.open(nc, keyring, 'segments'),
-        records: await openBucket(nc, buckets.recordings),
-        participants: await ParticipantStore.open(nc),
-      },
-      log,
-    );
-    observeKeyring(node.metrics, keyring);
-    const grpc = await startGrpcServer(
-      (server) => registerRecorderService(server, node.recordings, { requireIdentity: config.grpcTls !== undefined, log }),
-      config.grpcHost,
-      config.grpcPort,
-      grpcServerCredentials(config.grpcTls),
-    );
-    node.grpcPort = grpc.port;
-    node.grpcAddress = config.grpcAdvertisedAddress ?? `127.0.0.1:${grpc.port}`;
-    node.stopGrpc = () => stopGrpcServer(grpc.server);
-    const ops = await startOpsServer({
-      port: config.opsPort,
-      registry: node.metrics,
-      readiness: () => (node.recordings.isDraining ? 'draining' : node.closing ? 'stopping' : nc.isClosed() ? 'nats connection closed' : undefined),
-      drain: () => node.startDrain(),
-      drainToken,
+    return Startup.run(async (startup) => {
+      const nc = startup.opened(await connectNats(config.nats, config.nodeId, log), (connection) => connection.close());
+      const keyring = startup.opened(await createKeyring(config.keyring), (keys) => keys.close());
+      await ensureStream(nc, streams.recordings);
+      const sfus = startup.opened(await SfuDirectory.open(nc, config.grpcTls, log), (directory) => directory.close());
+      const recorders = startup.opened(await RecorderDirectory.open(nc, config.grpcTls, log), (directory) => directory.close());
+      const node = new RecorderNode(
+        config,
+        nc,
+        sfus,
+        recorders,
+        {
+          store: await ArtifactStore.open(nc, keyring, 'recordings'),
+          segments: await ArtifactStore.open(nc, keyring, 'segments'),
+          records: await openBucket(nc, buckets.recordings),
+          participants: await ParticipantStore.open(nc),
+        },
+        log,
+      );
+      observeKeyring(node.metrics, keyring);
+      const grpc = await startGrpcServer(
+        (server) => registerRecorderService(server, node.recordings, { requireIdentity: config.grpcTls !== undefined, log }),
+        config.grpcHost,
+        config.grpcPort,
+        grpcServerCredentials(config.grpcTls),
+      );
+      node.grpcPort = grpc.port;
+      node.grpcAddress = config.grpcAdvertisedAddress ?? `127.0.0.1:${grpc.port}`;
+      node.stopGrpc = startup.opened(
+        () => stopGrpcServer(grpc.server),
+        (stop) => stop(),
+      );
+      const ops = startup.opened(
+        await startOpsServer({
+          port: config.opsPort,
+          registry: node.metrics,
+          readiness: () => (node.recordings.isDraining ? 'draining' : node.closing ? 'stopping' : nc.isClosed() ? 'nats connection closed' : undefined),
+          drain: () => node.startDrain(),
+          drainToken,
+        }),
+        (server) => server.close(),
+      );
+      node.opsPort = ops.port;
+      node.stopOps = ops.close;
+      await node.heartbeat();
+      node.timers.push(setInterval(() => void node.heartbeat(), HEARTBEAT_MS));
+      node.timers.push(setInterval(() => void node.records.refresh([...node.jobs.values()].map((job) => job.record)), REFRESH_MS));
+      node.timers.push(setInterval(() => void node.records.finishOrphans(), REFRESH_MS));
+      void node.records.finishOrphans();
+      return node;
     });
-    node.opsPort = ops.port;
-    node.stopOps = ops.close;
-    await node.heartbeat();
-    node.timers.push(setInterval(() => void node.heartbeat(), HEARTBEAT_MS));
-    node.timers.push(setInterval(() => void node.records.refresh([...node.jobs.values()].map((job) => job.record)), REFRESH_MS));
-    node.timers.push(setInterval(() => void node.records.finishOrphans(), REFRESH_MS));
-    void node.records.finishOrphans();
-    return node;
   }
 
   /**

@@ -7,6 +7,7 @@ import {
   readDrainToken,
   startGrpcServer,
   startOpsServer,
+  Startup,
   stopGrpcServer,
   type Logger,
   type KV,
@@ -73,60 +74,56 @@ export class SfuNode implements PipeHost, SfuApiNode {
     // A bad drain token file stops the node before it starts anything.
     const drainToken = readDrainToken(config.drainTokenFile);
     if (!config.grpcTls) log.warn('gRPC is plaintext (no GRPC_TLS_*): callers are not identified; for one machine only');
-    const pool = await WorkerPool.create(
-      {
-        size: config.workers,
-        rtcPortMin: config.rtcPortMin,
-        listenIp: config.listenIp,
-        announcedAddress: config.announcedAddress,
-        logLevel: config.workerLogLevel,
-      },
-      log,
-    );
-    let nc: NatsConnection;
-    try {
-      nc = await connectNats(config.nats, config.nodeId, log);
-    } catch (error) {
-      pool.close();
-      throw error;
-    }
-    const node = new SfuNode(config, pool, nc, createMetricsRegistry('sfu'), log);
-    pool.on('workerdied', (index) => {
-      node.observer.safeEmit('workerdied', index);
-      // mediasoup closes the dead worker's routers; make sure every room on it is closed and
-      // announced even if that already happened.
-      node.openRooms.workerDied(index);
-    });
-    observeNodeMetrics(node, node.metrics);
-    observeMediaMetrics(node, node.metrics);
+    return Startup.run(async (startup) => {
+      const pool = startup.opened(
+        await WorkerPool.create({ size: config.workers, rtcPortMin: config.rtcPortMin, listenIp: config.listenIp, announcedAddress: config.announcedAddress, logLevel: config.workerLogLevel }, log),
+        (workers) => workers.close(),
+      );
+      const nc = startup.opened(await connectNats(config.nats, config.nodeId, log), (connection) => connection.close());
+      const node = new SfuNode(config, pool, nc, createMetricsRegistry('sfu'), log);
+      pool.on('workerdied', (index) => {
+        node.observer.safeEmit('workerdied', index);
+        // mediasoup closes the dead worker's routers; make sure every room on it is closed and
+        // announced even if that already happened.
+        node.openRooms.workerDied(index);
+      });
+      observeNodeMetrics(node, node.metrics);
+      observeMediaMetrics(node, node.metrics);
 
-    node.recorderNodes = await openRecorderNodes(nc);
-    const grpc = await startGrpcServer((server) => registerSfuService(server, node, log), config.grpcHost, config.grpcPort, grpcServerCredentials(config.grpcTls), {
-      maxReceiveBytes: MAX_REQUEST_BYTES,
-    });
-    node.grpcPort = grpc.port;
-    node.grpcAddress = config.grpcAdvertisedAddress ?? `127.0.0.1:${grpc.port}`;
-    node.stopGrpc = () => stopGrpcServer(grpc.server);
+      node.recorderNodes = await openRecorderNodes(nc);
+      const grpc = await startGrpcServer((server) => registerSfuService(server, node, log), config.grpcHost, config.grpcPort, grpcServerCredentials(config.grpcTls), {
+        maxReceiveBytes: MAX_REQUEST_BYTES,
+      });
+      node.grpcPort = grpc.port;
+      node.grpcAddress = config.grpcAdvertisedAddress ?? `127.0.0.1:${grpc.port}`;
+      node.stopGrpc = startup.opened(
+        () => stopGrpcServer(grpc.server),
+        (stop) => stop(),
+      );
 
-    node.registry = await SfuRegistry.start(
-      nc,
-      { nodeId: config.nodeId, heartbeatMs: config.heartbeatMs },
-      () => ({ grpcAddress: node.grpcAddress, pipeIp: config.pipe.announcedAddress ?? config.pipe.listenIp, load: node.load(), draining: node.draining }),
-      log,
-    );
-    const ops = await startOpsServer({
-      host: config.opsHost,
-      port: config.opsPort,
-      registry: node.metrics,
-      health: () => (pool.aliveCount === 0 ? 'no live mediasoup worker' : undefined),
-      readiness: () => (node.draining ? 'draining' : nc.isClosed() ? 'nats connection closed' : pool.aliveCount === 0 ? 'no live mediasoup worker' : undefined),
-      drain: () => node.startDrain(),
-      drainToken,
+      node.registry = startup.opened(
+        await SfuRegistry.start(
+          nc,
+          { nodeId: config.nodeId, heartbeatMs: config.heartbeatMs },
+          () => ({ grpcAddress: node.grpcAddress, pipeIp: config.pipe.announcedAddress ?? config.pipe.listenIp, load: node.load(), draining: node.draining }),
+          log,
+        ),
+        (registry) => registry.close(),
+      );
+      const ops = await startOpsServer({
+        host: config.opsHost,
+        port: config.opsPort,
+        registry: node.metrics,
+        health: () => (pool.aliveCount === 0 ? 'no live mediasoup worker' : undefined),
+        readiness: () => (node.draining ? 'draining' : nc.isClosed() ? 'nats connection closed' : pool.aliveCount === 0 ? 'no live mediasoup worker' : undefined),
+        drain: () => node.startDrain(),
+        drainToken,
+      });
+      node.opsPort = ops.port;
+      node.stopOps = ops.close;
+      node.peerCheck = setInterval(() => void node.closePipesToGoneNodes(), config.heartbeatMs);
+      return node;
     });
-    node.opsPort = ops.port;
-    node.stopOps = ops.close;
-    node.peerCheck = setInterval(() => void node.closePipesToGoneNodes(), config.heartbeatMs);
-    return node;
   }
 
   /** The indexes of the pool's workers (one per CPU given to mediasoup). */

@@ -7,14 +7,17 @@ import {
   ArtifactStore,
   DeviceKeys,
   buckets,
+  closeHttp,
   connectNats,
   createKeyring,
   createMetricsRegistry,
   ensureStream,
   hardenHttpServer,
+  listenHttp,
   observeKeyring,
   openBucket,
   startOpsServer,
+  Startup,
   streams,
   type Logger,
   type NatsConnection,
@@ -128,38 +131,43 @@ export class SignalingServer {
   }
 
   static async start(config: SignalingConfig, log: Logger): Promise<SignalingServer> {
-    const nc = await connectNats(config.nats, config.replicaId, log);
-    const directory = await SfuDirectory.open(nc, config.grpcTls, log);
-    const recorders = await RecorderDirectory.open(nc, config.grpcTls);
-    const store = await ParticipantStore.open(nc, config.recordRefreshMs);
-    const hub = new RoomHub(nc, config.replicaId, log);
-    const keyring = await createKeyring(config.keyring);
-    const registry = createMetricsRegistry('signaling');
-    observeKeyring(registry, keyring);
-    const chat = await ChatLog.open(nc, keyring);
-    const artifacts = await ArtifactStore.open(nc, keyring, 'conversations');
-    // The page origins WebAuthn accepts: configured, or this server's own port on localhost.
-    let port = 0;
-    const actions = new SmartActions(
-      await openBucket(nc, buckets.smartActions),
-      await openBucket(nc, buckets.webauthnChallenges),
-      new DeviceKeys(await openBucket(nc, buckets.deviceKeys)),
-      artifacts,
-      () => config.tenants,
-      { rpId: config.webauthn.rpId, rpName: 'Gateway', origins: () => config.webauthn.origins ?? [`http://localhost:${port}`, `https://localhost:${port}`] },
-      { ...config.smartActions, concurrentUploads: config.limits.concurrentUploads },
-      await openBucket(nc, buckets.uploadLeases),
-    );
-    await ensureStream(nc, streams.sessions);
-    const roomSessions = new RoomSessions(nc, await openBucket(nc, buckets.roomSessions), keyring);
-    const tokenSessions = new TokenSessions(await openBucket(nc, buckets.tokenSessions));
-    const server = new SignalingServer({ config, nc, directory, recorders, store, hub, chat, actions, artifacts, roomSessions, tokenSessions, registry, log });
-    server.joins.listenForTakeovers();
-    server.dataSubjects.listen();
-    server.supervisor.start();
-    await server.listen();
-    port = server.port;
-    return server;
+    return Startup.run(async (startup) => {
+      const nc = startup.opened(await connectNats(config.nats, config.replicaId, log), (connection) => connection.close());
+      const directory = startup.opened(await SfuDirectory.open(nc, config.grpcTls, log), (sfus) => sfus.close());
+      const recorders = startup.opened(await RecorderDirectory.open(nc, config.grpcTls), (nodes) => nodes.close());
+      const store = await ParticipantStore.open(nc, config.recordRefreshMs);
+      const hub = startup.opened(new RoomHub(nc, config.replicaId, log), (rooms) => rooms.close());
+      const keyring = startup.opened(await createKeyring(config.keyring), (keys) => keys.close());
+      const registry = createMetricsRegistry('signaling');
+      observeKeyring(registry, keyring);
+      const chat = await ChatLog.open(nc, keyring);
+      const artifacts = await ArtifactStore.open(nc, keyring, 'conversations');
+      // The page origins WebAuthn accepts: configured, or this server's own port on localhost.
+      let port = 0;
+      const actions = new SmartActions(
+        await openBucket(nc, buckets.smartActions),
+        await openBucket(nc, buckets.webauthnChallenges),
+        new DeviceKeys(await openBucket(nc, buckets.deviceKeys)),
+        artifacts,
+        () => config.tenants,
+        { rpId: config.webauthn.rpId, rpName: 'Gateway', origins: () => config.webauthn.origins ?? [`http://localhost:${port}`, `https://localhost:${port}`] },
+        { ...config.smartActions, concurrentUploads: config.limits.concurrentUploads },
+        await openBucket(nc, buckets.uploadLeases),
+      );
+      await ensureStream(nc, streams.sessions);
+      const roomSessions = new RoomSessions(nc, await openBucket(nc, buckets.roomSessions), keyring);
+      const tokenSessions = new TokenSessions(await openBucket(nc, buckets.tokenSessions));
+      // From here the replica's own close() owns every part, timers and subscriptions included.
+      const server = startup.opened(new SignalingServer({ config, nc, directory, recorders, store, hub, chat, actions, artifacts, roomSessions, tokenSessions, registry, log }), (replica) =>
+        replica.close(),
+      );
+      server.joins.listenForTakeovers();
+      server.dataSubjects.listen();
+      server.supervisor.start();
+      await server.listen();
+      port = server.port;
+      return server;
+    });
   }
 
   private async listen(): Promise<void> {
@@ -180,13 +188,8 @@ export class SignalingServer {
         this.connections.add(connection);
       });
     });
-    await new Promise<void>((resolve, reject) => {
-      httpServer.once('error', reject);
-      httpServer.listen(config.port, config.host, () => resolve());
-    });
     this.httpServer = httpServer;
-    const address = httpServer.address();
-    this.port = typeof address === 'object' && address ? address.port : config.port;
+    this.port = await listenHttp(httpServer, config.port, config.host);
     const ops = await startOpsServer({
       port: config.opsPort,
       registry,
@@ -210,11 +213,7 @@ export class SignalingServer {
       this.parts.hub.close();
       await this.dataSubjects.close();
       this.wss?.close();
-      await new Promise<void>((resolve) => {
-        if (!this.httpServer) return resolve();
-        this.httpServer.closeAllConnections();
-        this.httpServer.close(() => resolve());
-      });
+      if (this.httpServer) await closeHttp(this.httpServer);
       await this.stopOps?.();
       this.parts.directory.close();
       this.parts.recorders.close();

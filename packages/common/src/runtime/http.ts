@@ -102,3 +102,25 @@ export function hardenHttpServer(server: http.Server, options: { requestTimeoutM
     else socket.destroy();
   });
 }
+
+/** Starts listening; resolves with the bound port (the configured one, or the one given for port 0). */
+export async function listenHttp(server: http.Server, port: number, host: string): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address();
+  return typeof address === 'object' && address ? address.port : port;
+}
+
+/** Stops listening and ends every connection, kept-alive ones included; safe to call twice. */
+export function closeHttp(server: http.Server): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (!server.listening) return resolve();
+    server.closeAllConnections();
+    server.close(() => resolve());
+  });
+}

@@ -5,6 +5,7 @@ import net from 'node:net';
 import { z } from 'zod';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { ErrorCode, GatewayError } from '../errors.js';
+import { closeHttp, listenHttp } from './http.js';
 
 /**
  * Each service answers /healthz (the process works), /readyz (it should get traffic) and
@@ -163,17 +164,8 @@ export async function startOpsServer(options: OpsServerOptions): Promise<{ serve
     res.writeHead(404, { 'content-type': 'application/json' });
     res.end('{"error":"not found"}');
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host ?? '0.0.0.0', () => resolve());
-  });
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : options.port;
+  const port = await listenHttp(server, options.port, options.host ?? '0.0.0.0');
   let closing: Promise<void> | undefined;
-  const close = () =>
-    (closing ??= new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }));
+  const close = () => (closing ??= closeHttp(server));
   return { server, port, close };
 }

@@ -59,8 +59,7 @@ export class KvContactMaps {
 
   /** The tenant disconnected the destination: every mapping of it goes. */
   async removeAll(tenant: string, connector: string): Promise<number> {
-    const keys: string[] = [];
-    keys.push(...(await liveKeys(this.kv, `${this.prefix(tenant, connector)}.*`)));
+    const keys = await liveKeys(this.kv, `${this.prefix(tenant, connector)}.*`);
     for (const key of keys) await this.kv.purge(key);
     return keys.length;
   }

@@ -153,15 +153,16 @@ function hasBody(req: http.IncomingMessage): boolean {
 
 /** A connector's JSON body: its media type, its size, then its shape, before the connector's schemas see it. */
 async function readConnectorBody(req: http.IncomingMessage): Promise<unknown> {
-  return readBody(req, 'the connector', MAX_BODY_BYTES);
+  return readAdminJson(req, 'the connector', MAX_BODY_BYTES);
 }
 
 /** A rectification's body, checked by its schema. */
 async function readCorrections(req: http.IncomingMessage): Promise<Corrections> {
-  return parseWith(correctionsSchema, await readBody(req, 'the corrections', MAX_CORRECTIONS_BYTES), 'the body');
+  return parseWith(correctionsSchema, await readAdminJson(req, 'the corrections', MAX_CORRECTIONS_BYTES), 'the body');
 }
 
-async function readBody(req: http.IncomingMessage, what: string, maxBytes: number): Promise<unknown> {
+/** An admin body: JSON by media type, within `maxBytes` (common's reader), and of a bounded shape. */
+async function readAdminJson(req: http.IncomingMessage, what: string, maxBytes: number): Promise<unknown> {
   const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
   if (type !== 'application/json') throw new GatewayError(ErrorCode.UNSUPPORTED_CONTENT, `send ${what} as application/json`);
   const body = await readJsonBody(req, maxBytes);

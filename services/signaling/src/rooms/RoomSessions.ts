@@ -7,6 +7,7 @@ import {
   GatewayError,
   decodeChecked,
   kvKeys,
+  liveEntries,
   liveKeys,
   roomSessionRecordSchema,
   natsHeadersWithTrace,
@@ -102,11 +103,9 @@ export class RoomSessions {
    */
   async takeStale(staleMs: number): Promise<Array<{ tenant: string; room: string; record: RoomSessionRecord }>> {
     const taken: Array<{ tenant: string; room: string; record: RoomSessionRecord }> = [];
-    const keys: string[] = [];
-    keys.push(...(await liveKeys(this.kv, kvKeys.endingRoomSessions)));
-    for (const key of keys) {
-      const entry = await this.kv.get(key);
-      if (!isLiveEntry(entry) || Date.now() - entry.created.getTime() < staleMs) continue;
+    for (const entry of await liveEntries(this.kv, kvKeys.endingRoomSessions)) {
+      const key = entry.key;
+      if (Date.now() - entry.created.getTime() < staleMs) continue;
       try {
         await this.kv.update(key, entry.value, entry.revision);
       } catch {
@@ -131,11 +130,10 @@ export class RoomSessions {
    * opened: what a data-subject request looks through.
    */
   async ofTenant(tenant: string): Promise<Array<{ key: string; room: string; ending: boolean; participants: SessionParticipant[] }>> {
-    const keys = [...(await liveKeys(this.kv, kvKeys.roomSessionsOfTenant(tenant))), ...(await liveKeys(this.kv, kvKeys.endingRoomSessionsOfTenant(tenant)))];
+    const entries = [...(await liveEntries(this.kv, kvKeys.roomSessionsOfTenant(tenant))), ...(await liveEntries(this.kv, kvKeys.endingRoomSessionsOfTenant(tenant)))];
     const found: Array<{ key: string; room: string; ending: boolean; participants: SessionParticipant[] }> = [];
-    for (const key of keys) {
-      const entry = await this.kv.get(key);
-      if (!isLiveEntry(entry)) continue;
+    for (const entry of entries) {
+      const key = entry.key;
       const record = readRecord(entry.value);
       const room = key.split('.')[1]!;
       found.push({ key, room, ending: key.includes('.ending.'), participants: await openParticipants(this.keyring, tenant, record.sessionId, record.sealedParticipants) });
