@@ -5,7 +5,8 @@
  * phone number and a CRM contact id and an agent join, chat (a card number included) and leave.
  * Once every session and transcript is in the database, it counts what NATS holds beyond what it
  * held before: live KV entries and stream messages per store, and stored bytes (of which KV and
- * object-store delete markers, which end with their bucket's TTL), then runs the residue scan.
+ * object-store delete markers), then runs the residue scan, sweeps the delete markers as the
+ * residue scanner does (here without their 15-minute grace) and counts the bytes again.
  * One JSON line.
  */
 import pg from 'pg';
@@ -13,7 +14,8 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { Residue, catalog } from '@gateway/common';
+import { Residue, catalog, findDeleteMarkers, sweepDeleteMarkers } from '@gateway/common';
+import { jetstream } from '@nats-io/jetstream';
 import { NatsServer, PostgresServer, startCrmSyncProcess, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { adminApi } from '../test/support/crmSync.js';
 import { demoToken } from '../test/support/tokens.js';
@@ -125,6 +127,10 @@ try {
 
   const residueNc = await nats.connect('residue');
   const report = await (await Residue.open(residueNc)).scan({ graceMs: 0 });
+  const residueJsm = await jetstreamManager(residueNc);
+  const markers = await findDeleteMarkers(jetstream(residueNc), residueJsm);
+  const markersPurged = await sweepDeleteMarkers(residueJsm, markers, 0);
+  const swept = await census(nc);
   await residueNc.close();
 
   const leftPerCall: Record<string, number> = {};
@@ -145,12 +151,15 @@ try {
       liveEntriesLeftPerCall: leftPerCall,
       keptByDesignPerCall: keptByDesign,
       storedBytesPerCall: Math.round((after.bytes - before.bytes) / CALLS),
-      // Where those bytes are: delete markers of KV keys and objects, which end with their bucket's TTL.
+      // Where those bytes are: delete markers of KV keys and objects, until the residue scanner sweeps them.
       storedBytesPerCallByStream: Object.fromEntries(
         Object.entries(after.bytesByStream)
           .map(([name, b]) => [name, Math.round((b - (before.bytesByStream[name] ?? 0)) / CALLS)] as const)
           .filter(([, b]) => b !== 0),
       ),
+      deleteMarkersPerCall: +(markers.length / CALLS).toFixed(3),
+      deleteMarkersPurged: markersPurged,
+      storedBytesPerCallAfterMarkerSweep: Math.round((swept.bytes - before.bytes) / CALLS),
       residueItems: report.summary.reduce((sum, s) => sum + s.count, 0),
       residueScanMs: report.durationMs,
     }),

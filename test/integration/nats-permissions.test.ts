@@ -212,8 +212,27 @@ describe('NATS: TLS, an identity per service, least privilege', () => {
       recorder: [`OBJ_${buckets.recordingSegments}`],
       'crm-sync': [`OBJ_${buckets.artifacts}`, `OBJ_${buckets.conversationArtifacts}`],
       routing: [],
-      // The residue sweep deletes orphaned objects of every store (docs/security.md).
-      residue: [`OBJ_${buckets.artifacts}`, `OBJ_${buckets.conversationArtifacts}`, `OBJ_${buckets.recordingSegments}`],
+      // The residue sweep deletes orphaned objects of every store, and delete markers where calls,
+      // deliveries and erasures delete: never in the node registries or the connectors (docs/security.md).
+      residue: [
+        `KV_${buckets.roomPlacement}`,
+        `KV_${buckets.participants}`,
+        `KV_${buckets.roomSessions}`,
+        `KV_${buckets.recordings}`,
+        `KV_${buckets.roomRecordings}`,
+        `KV_${buckets.chatKeys}`,
+        `KV_${buckets.smartActions}`,
+        `KV_${buckets.webauthnChallenges}`,
+        `KV_${buckets.tokenSessions}`,
+        `KV_${buckets.uploadLeases}`,
+        `KV_${buckets.deviceKeys}`,
+        `KV_${buckets.crmContacts}`,
+        `KV_${buckets.crmConfirmations}`,
+        `KV_${buckets.dataKeys}`,
+        `OBJ_${buckets.artifacts}`,
+        `OBJ_${buckets.conversationArtifacts}`,
+        `OBJ_${buckets.recordingSegments}`,
+      ],
     });
     // Nothing changed meanwhile.
     const jsm = await jetstreamManager(as.admin!);

@@ -98,4 +98,5 @@ export { normalizePhoneNumber, openParticipants, sealParticipants, type SessionP
 
 // The residue scanner.
 export { Residue, type ResidueReport } from './residue/Residue.js';
+export { type DeleteMarker, findDeleteMarkers, summarizeMarkers, sweepDeleteMarkers } from './residue/markers.js';
 export { residueMetrics } from './residue/metrics.js';

@@ -140,6 +140,18 @@ export const residueSweeps = {
   streams: [streams.recordings, streams.transcripts, streams.sessions, streams.chat],
 } as const;
 
+/**
+ * Where the residue scanner purges delete markers (residue/markers.ts): every store a call, a
+ * delivery or an erasure deletes from. A purge cannot be limited to some subjects by permission,
+ * so in these stores the residue identity could remove live entries too, as it can already
+ * delete any key of the stores it sweeps; the node registries and the tenants' connectors, whose
+ * markers name no person, are left out.
+ */
+export const residueMarkerSweeps = {
+  kv: [...residueSweeps.kv, buckets.participants, buckets.tokenSessions, buckets.uploadLeases, buckets.crmConfirmations, buckets.deviceKeys, buckets.crmContacts],
+  objects: residueSweeps.objects,
+} as const;
+
 /** What each service may do. */
 export const natsAccess: Record<ServiceIdentity, Grant[]> = {
   signaling: [
@@ -227,6 +239,7 @@ export const natsAccess: Record<ServiceIdentity, Grant[]> = {
     ...residueSweeps.kv.map((bucket) => kv.write(bucket)),
     ...residueSweeps.objects.map((store) => objects.delete(store)),
     ...residueSweeps.streams.map((s) => stream.deleteMessages(s)),
+    ...residueMarkerSweeps.kv.map((bucket) => stream.purge({ name: `KV_${bucket}`, subjects: [] })),
   ],
 };
 

@@ -1,4 +1,4 @@
-import type { JetStreamClient, JetStreamManager, JsMsg } from '@nats-io/jetstream';
+import { DeliverPolicy, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import { ErrorCode, GatewayError } from '../errors.js';
 
 /** The sequence of the subject's newest message, or 0 when it has none. */
@@ -41,5 +41,34 @@ export async function* readSubject(js: JetStreamClient, jsm: JetStreamManager, s
     target = Math.min(target, await lastSequence(jsm, stream, subject).catch(() => target));
     if (read >= target) return;
     if (Date.now() > deadline) throw new GatewayError(ErrorCode.UNAVAILABLE, `reading ${subject} did not finish in ${timeoutMs} ms`);
+  }
+}
+
+/**
+ * What a stream holds on the subjects matching `filter`, through an ordered consumer (which the
+ * server removes by itself once idle): every message, or only the newest of each subject (a KV
+ * bucket's keys, an object store's metadata). `headersOnly` leaves the values on the server
+ * (the size is in the `Nats-Msg-Size` header). Ends at the newest message when the read began.
+ */
+export async function* readStream(js: JetStreamClient, jsm: JetStreamManager, stream: string, filter: string, options: { lastPerSubject: boolean; headersOnly?: boolean }): AsyncGenerator<JsMsg> {
+  const info = await jsm.streams.info(stream);
+  if (info.state.messages === 0) return;
+  const consumer = await js.consumers.get(stream, {
+    filter_subjects: filter,
+    deliver_policy: options.lastPerSubject ? DeliverPolicy.LastPerSubject : DeliverPolicy.All,
+    headers_only: options.headersOnly ?? false,
+  });
+  for (;;) {
+    const batch = await consumer.fetch({ max_messages: 2_000, expires: 1_000 });
+    let received = 0;
+    for await (const message of batch) {
+      received++;
+      yield message;
+      if (message.info.pending === 0) {
+        batch.stop();
+        return;
+      }
+    }
+    if (received === 0) return;
   }
 }
