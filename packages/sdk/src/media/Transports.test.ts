@@ -9,7 +9,8 @@ const routerCapabilities = () => fakeParameters.generateRouterRtpCapabilities() 
 /**
  * Transports on a real mediasoup-client device (its fake handler, as in the Room's tests), and a
  * server that answers what they ask: transports named TR_1, TR_2…, producers PR_…, fresh ICE
- * credentials on every restart. `hold` keeps the next answer to a method until released.
+ * credentials on every restart. `hold(method)` keeps the answers to a method until the function it
+ * returns is called.
  */
 function setup() {
   let seq = 0;

@@ -10,12 +10,14 @@ import { md5Base64, sendWithRetries, statusOf, type S3Call } from './s3Requests.
 
 const MIB = 1024 * 1024;
 
-/** Plain HTTP only to a server on this host (a test server, or a gateway beside crm-sync): credentials and recordings never cross a network unencrypted. */
-
 export const s3ConfigSchema = z.object({
   bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name'),
   region: z.string().regex(/^[a-z0-9-]{1,40}$/, 'a region such as eu-west-1'),
-  /** An S3-compatible server instead of AWS (path-style addressing then); https, or http on the loopback only. */
+  /**
+   * An S3-compatible server instead of AWS (path-style addressing then); https, or http only to a
+   * server on this host (a test server, or a gateway beside crm-sync): credentials and recordings
+   * never cross a network unencrypted.
+   */
   endpoint: z
     .url({ protocol: /^https?$/ })
     .refine(isSecureOrLocalUrl, 'must be https (http only for a server on the same host)')
