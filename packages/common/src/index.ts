@@ -91,12 +91,15 @@ export { StaticKeyring } from './keys/StaticKeyring.js';
 export { DEMO_TENANT, type Tenant, tenantFromBasicAuth, tenantsSchema, tenantsShape } from './tenants.js';
 
 // What we hold of end users until delivery, and how it is protected.
-export { type ArtifactContent, type ArtifactSpace, ArtifactStore, dataKeyName, openJson, type SealedValue, sealJson, SEGMENT_BYTES } from './data/artifacts.js';
+export { type ArtifactContent, type ArtifactSpace, ArtifactStore, dataKeyName } from './data/artifacts.js';
+export { SEGMENT_BYTES } from './data/sealedSegments.js';
+export { openJson, type SealedValue, sealJson } from './data/sealedJson.js';
 export { defaultRedactionPolicy, redact, type RedactionPolicy } from './data/redaction.js';
 export { type DeviceKey, DeviceKeys } from './data/deviceKeys.js';
 export { normalizePhoneNumber, openParticipants, sealParticipants, type SessionParticipant } from './data/contactDetails.js';
 
 // The residue scanner.
-export { Residue, type ResidueReport } from './residue/Residue.js';
+export { Residue } from './residue/Residue.js';
+export type { ResidueReport } from './residue/report.js';
 export { type DeleteMarker, findDeleteMarkers, summarizeMarkers, sweepDeleteMarkers } from './residue/markers.js';
 export { residueMetrics } from './residue/metrics.js';

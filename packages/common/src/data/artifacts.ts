@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { z } from 'zod';
@@ -11,7 +11,8 @@ import { assertSubjectToken, buckets } from '../nats/subjects.js';
 import { isLiveEntry, openBucket, requireObjectStore } from '../nats/connection.js';
 import { parseWith } from '../schemas/validation.js';
 import { artifactSpaces, type ArtifactSpace } from '../jetstream/access.js';
-import type { Keyring, WrappedKey } from '../keys/keyring.js';
+import type { Keyring } from '../keys/keyring.js';
+import { integrityFailure, newNoncePrefix, openSegments, SEGMENT_BYTES, sealSegments } from './sealedSegments.js';
 
 export type { ArtifactSpace };
 
@@ -20,26 +21,13 @@ export type { ArtifactSpace };
  * attachments). Each artifact is encrypted with its own AES-256-GCM data key; the data key is
  * wrapped by the tenant's key-encryption key (KEK) and kept apart from the bytes, so deleting
  * the wrapped key makes every copy of the artifact unreadable (crypto-shredding).
+ *
+ * Artifacts are sealed in authenticated segments (`segmented-v1`, sealedSegments.ts) and read in
+ * constant memory. Artifacts stored before this format (`iv` and `tag` in the record: AES-256-GCM
+ * over the whole object, whose tag can only be checked at the end) are still read, whole, as
+ * before; they were written in parts of at most RECORDER_MAX_PART_BYTES.
  */
 
-/**
- * Artifacts are sealed in segments (`segmented-v1`): the plaintext is cut into segments of
- * `segmentBytes` (the last may be shorter, or empty), each sealed with AES-256-GCM under the
- * artifact's data key, with the object's name as additional data and a nonce made of a
- * per-artifact random prefix (7 bytes), the segment's index (4 bytes, big-endian) and a final
- * flag (1 byte). Each segment is checked before its bytes are released, so a large artifact is
- * read in constant memory without handing out anything unauthenticated; a segment moved,
- * dropped or appended fails its check, and so does a truncation (the new last segment was not
- * sealed as the last). The plaintext's size and SHA-256 are kept in the data-key record and
- * checked at the end of every read.
- *
- * Artifacts stored before this format (`iv` and `tag` in the record: AES-256-GCM over the whole
- * object, whose tag can only be checked at the end) are still read, whole, as before; they were
- * written in parts of at most RECORDER_MAX_PART_BYTES.
- */
-export const SEGMENT_BYTES = 256 * 1024;
-const TAG_BYTES = 16;
-const NONCE_PREFIX_BYTES = 7;
 /** Ciphertext chunks of the Object Store fetched at once: bounds what a read holds (8 × 128 KiB). */
 const READ_AHEAD_CHUNKS = 8;
 
@@ -100,56 +88,11 @@ export interface ArtifactContent {
   chunks: AsyncIterable<Buffer>;
 }
 
-const integrityFailure = (cause?: unknown) => new GatewayError(ErrorCode.INTERNAL, 'artifact failed its integrity check', { cause });
-
-function segmentNonce(prefix: Buffer, index: number, last: boolean): Buffer {
-  const nonce = Buffer.alloc(12);
-  prefix.copy(nonce, 0, 0, NONCE_PREFIX_BYTES);
-  nonce.writeUInt32BE(index, NONCE_PREFIX_BYTES);
-  nonce[11] = last ? 1 : 0;
-  return nonce;
-}
-
-function sealSegment(key: Buffer, prefix: Buffer, aad: Buffer, index: number, last: boolean, plaintext: Buffer): Buffer {
-  const cipher = createCipheriv('aes-256-gcm', key, segmentNonce(prefix, index, last)).setAAD(aad);
-  return Buffer.concat([cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
-}
-
-function openSegment(key: Buffer, prefix: Buffer, aad: Buffer, index: number, last: boolean, sealed: Buffer): Buffer {
-  if (sealed.length < TAG_BYTES) throw integrityFailure();
-  const decipher = createDecipheriv('aes-256-gcm', key, segmentNonce(prefix, index, last)).setAAD(aad);
-  decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
-  try {
-    return Buffer.concat([decipher.update(sealed.subarray(0, sealed.length - TAG_BYTES)), decipher.final()]);
-  } catch (error) {
-    throw integrityFailure(error);
-  }
-}
-
-/** Cuts a byte stream into pieces of exactly `size` bytes, keeping back the last (it may be exactly `size` or empty). */
-async function* exactPieces(source: AsyncIterable<Uint8Array>, size: number): AsyncGenerator<{ piece: Buffer; last: boolean }> {
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
-  for await (const chunk of source) {
-    if (chunk.length === 0) continue;
-    pending.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-    pendingBytes += chunk.length;
-    // Strictly more than one piece: the last piece is only known at the end.
-    if (pendingBytes > size) {
-      let all = Buffer.concat(pending, pendingBytes);
-      while (all.length > size) {
-        yield { piece: all.subarray(0, size), last: false };
-        all = all.subarray(size);
-      }
-      pending = [all];
-      pendingBytes = all.length;
-    }
-  }
-  yield { piece: Buffer.concat(pending, pendingBytes), last: true };
-}
-
 /** The spaces of artifacts that wait for delivery (crm-sync reads and deletes them). */
 const deliveredSpaces: ArtifactSpace[] = ['recordings', 'conversations'];
+
+/** How often a read of an artifact's bytes checks that the artifact is not being deleted. */
+const DELETE_CHECK_MS = 2_000;
 
 /**
  * Artifacts encrypted in the JetStream Object Store, with their wrapped keys in KV. Each writer
@@ -157,9 +100,6 @@ const deliveredSpaces: ArtifactSpace[] = ['recordings', 'conversations'];
  * NATS permissions can then give each service exactly its own artifacts, where one shared store
  * would let any writer overwrite or delete every other's (see jetstream/access.ts).
  */
-/** How often a read of an artifact's bytes checks that the artifact is not being deleted. */
-const DELETE_CHECK_MS = 2_000;
-
 export class ArtifactStore {
   private constructor(
     private readonly nc: NatsConnection,
@@ -213,21 +153,16 @@ export class ArtifactStore {
   async put(tenant: string, artifactId: string, plaintext: Readable, contentType: string): Promise<StoredArtifact> {
     const name = objectName(tenant, artifactId);
     const dataKey = randomBytes(32);
-    const noncePrefix = randomBytes(NONCE_PREFIX_BYTES);
-    const aad = Buffer.from(name);
+    const noncePrefix = newNoncePrefix();
     const hash = createHash('sha256');
     let size = 0;
-    async function* sealed(): AsyncGenerator<Uint8Array> {
-      let index = 0;
-      for await (const { piece, last } of exactPieces(plaintext, SEGMENT_BYTES)) {
-        hash.update(piece);
-        size += piece.length;
-        yield sealSegment(dataKey, noncePrefix, aad, index++, last, piece);
-      }
-    }
+    const sealed = sealSegments(plaintext, { dataKey, noncePrefix, aad: Buffer.from(name) }, (segment) => {
+      hash.update(segment);
+      size += segment.length;
+    });
     const [space, objects] = this.writeSpace;
     try {
-      await objects.put({ name, metadata: { tenant, contentType } }, Readable.toWeb(Readable.from(sealed(), { objectMode: false, highWaterMark: 1 })) as ReadableStream<Uint8Array>);
+      await objects.put({ name, metadata: { tenant, contentType } }, Readable.toWeb(Readable.from(sealed, { objectMode: false, highWaterMark: 1 })) as ReadableStream<Uint8Array>);
       const record: DataKeyRecord = {
         format: 'segmented-v1',
         wrapped: await this.keyring.wrap(tenant, dataKey),
@@ -277,14 +212,11 @@ export class ArtifactStore {
 
   private async *segmentedChunks(tenant: string, name: string, located: Located, record: Extract<DataKeyRecord, { format: 'segmented-v1' }>): AsyncGenerator<Buffer> {
     const dataKey = await this.keyring.unwrap(tenant, record.wrapped);
-    const prefix = Buffer.from(record.noncePrefix, 'base64');
-    const aad = Buffer.from(name);
+    const key = { dataKey, noncePrefix: Buffer.from(record.noncePrefix, 'base64'), aad: Buffer.from(name) };
     const hash = createHash('sha256');
     let size = 0;
-    let index = 0;
     try {
-      for await (const { piece, last } of exactPieces(this.ciphertext(name, located), record.segmentBytes + TAG_BYTES)) {
-        const plaintext = openSegment(dataKey, prefix, aad, index++, last, piece);
+      for await (const plaintext of openSegments(this.ciphertext(name, located), key, record.segmentBytes)) {
         hash.update(plaintext);
         size += plaintext.length;
         if (size > record.size) throw integrityFailure();
@@ -403,36 +335,4 @@ export function dataKeyName(tenant: string, space: ArtifactSpace, artifactId: st
 
 function objectName(tenant: string, artifactId: string): string {
   return `${assertSubjectToken('tenant', tenant)}.${assertSubjectToken('artifact id', artifactId)}`;
-}
-
-/** A small value (connector secrets) sealed under its own data key, wrapped by the tenant's KEK. */
-export interface SealedValue {
-  wrapped: WrappedKey;
-  /** base64 of iv (12) | ciphertext | tag (16). */
-  value: string;
-}
-
-/** Seals JSON for a tenant; `context` is bound to it (AAD), so a sealed value cannot be moved elsewhere. */
-export async function sealJson(keyring: Keyring, tenant: string, context: string, value: unknown): Promise<SealedValue> {
-  const dataKey = randomBytes(32);
-  const iv = randomBytes(12);
-  const cipher = createCipheriv('aes-256-gcm', dataKey, iv).setAAD(Buffer.from(`${tenant}:${context}`));
-  const body = Buffer.concat([cipher.update(JSON.stringify(value)), cipher.final()]);
-  const sealed = { wrapped: await keyring.wrap(tenant, dataKey), value: Buffer.concat([iv, body, cipher.getAuthTag()]).toString('base64') };
-  dataKey.fill(0);
-  return sealed;
-}
-
-export async function openJson<T>(keyring: Keyring, tenant: string, context: string, sealed: SealedValue): Promise<T> {
-  const dataKey = await keyring.unwrap(tenant, sealed.wrapped);
-  const raw = Buffer.from(sealed.value, 'base64');
-  const decipher = createDecipheriv('aes-256-gcm', dataKey, raw.subarray(0, 12)).setAAD(Buffer.from(`${tenant}:${context}`));
-  decipher.setAuthTag(raw.subarray(raw.length - 16));
-  try {
-    return JSON.parse(Buffer.concat([decipher.update(raw.subarray(12, raw.length - 16)), decipher.final()]).toString('utf8')) as T;
-  } catch (error) {
-    throw new GatewayError(ErrorCode.INTERNAL, 'a sealed value failed its integrity check', { cause: error });
-  } finally {
-    dataKey.fill(0);
-  }
 }

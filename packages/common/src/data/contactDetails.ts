@@ -1,6 +1,6 @@
 import { parsePhoneNumberFromString } from 'libphonenumber-js';
 import { z } from 'zod';
-import { openJson, sealJson, type SealedValue } from './artifacts.js';
+import { openJson, sealJson, type SealedValue } from './sealedJson.js';
 import type { Keyring } from '../keys/keyring.js';
 import { ErrorCode, GatewayError } from '../errors.js';
 import { parseWith, schemas } from '../schemas/validation.js';

@@ -133,7 +133,7 @@ export const crmSyncDurables = [
   { stream: streams.sessions, durable: 'crm-sync-sessions' },
 ] as const;
 
-/** Where the residue scanner removes what it finds (packages/common/src/residue/Residue.ts sweeps nothing else). */
+/** Where the residue scanner removes what it finds (packages/common/src/residue/sweep.ts sweeps nothing else). */
 export const residueSweeps = {
   kv: [buckets.roomPlacement, buckets.roomSessions, buckets.recordings, buckets.roomRecordings, buckets.chatKeys, buckets.smartActions, buckets.webauthnChallenges, buckets.dataKeys],
   objects: [buckets.artifacts, buckets.conversationArtifacts, buckets.recordingSegments],

@@ -6,7 +6,8 @@ import { z } from 'zod';
 import { env, loadConfig } from '../runtime/config.js';
 import { createLogger } from '../runtime/logger.js';
 import { connectNats, natsShape, readNatsSettings } from '../nats/connection.js';
-import { DEAD_RECORDER_MS, Residue } from './Residue.js';
+import { Residue } from './Residue.js';
+import { DEAD_RECORDER_MS } from './scan.js';
 
 const shape = {
   ...natsShape,

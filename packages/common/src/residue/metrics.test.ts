@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
 import { residueMetrics } from './metrics.js';
-import type { ResidueReport } from './Residue.js';
+import type { ResidueReport } from './report.js';
 
 const report = (summary: ResidueReport['summary']): ResidueReport => ({ scannedAtMs: 1_700_000_000_000, durationMs: 1_500, entries: 10, summary, items: [] });
 

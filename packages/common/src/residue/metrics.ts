@@ -1,5 +1,5 @@
 import { Gauge, type Registry } from 'prom-client';
-import type { ResidueReport } from './Residue.js';
+import type { ResidueReport } from './report.js';
 
 /**
  * `gateway_residue_items{store,kind}` and the age of the oldest, from the last scan; an alert

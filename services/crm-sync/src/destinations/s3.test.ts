@@ -3,7 +3,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { GetObjectCommand, ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
 import type { Logger } from '@gateway/common';
 import { MIB, S3ContractServer, faults, type S3Credential } from '../../../../test/contracts/s3/server.js';
-import { S3Destination, partSizeFor, s3ConfigSchema, type S3Config, type S3Secrets, type S3Tuning } from './s3.js';
+import { S3Destination, s3ConfigSchema, type S3Config, type S3Secrets, type S3Tuning } from './s3.js';
+import { partSizeFor } from './s3Multipart.js';
 import { memoryArtifact } from './memoryArtifact.js';
 import type { Delivery } from './types.js';
 

@@ -1,37 +1,23 @@
 import { createHash } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
-  DeleteObjectCommand,
-  HeadObjectCommand,
-  PutObjectCommand,
-  S3Client,
-  UploadPartCommand,
-  type HeadObjectCommandOutput,
-  type PutObjectCommandInput,
-} from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client, type HeadObjectCommandOutput, type PutObjectCommandInput } from '@aws-sdk/client-s3';
 import { z } from 'zod';
-import { ErrorCode, GatewayError, type Logger, backoffDelayMs } from '@gateway/common';
-import { collect, piecesOf } from './streaming.js';
+import { ErrorCode, GatewayError, type Logger } from '@gateway/common';
+import { collect } from './streaming.js';
 import type { ArtifactContent, Delivery, Destination, DestinationDeps } from './types.js';
 import { isSecureOrLocalUrl } from './urls.js';
+import { MAX_PART_BYTES, MAX_PUT_OBJECT_BYTES, MIN_PART_BYTES, putMultipart, type MultipartTarget } from './s3Multipart.js';
+import { md5Base64, sendWithRetries, statusOf, type S3Call } from './s3Requests.js';
 
 const MIB = 1024 * 1024;
-const GIB = 1024 * MIB;
-/** S3's limits: parts of 5 MiB to 5 GiB (the last may be smaller), at most 10,000 of them, objects up to 5 TiB, PutObject up to 5 GiB. */
-const MIN_PART_BYTES = 5 * MIB;
-const MAX_PART_BYTES = 5 * GIB;
-const MAX_PARTS = 10_000;
-const MAX_OBJECT_BYTES = 5 * 1024 * GIB;
-
-/** Plain HTTP only to a server on this host (a test server, or a gateway beside crm-sync): credentials and recordings never cross a network unencrypted. */
 
 export const s3ConfigSchema = z.object({
   bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name'),
   region: z.string().regex(/^[a-z0-9-]{1,40}$/, 'a region such as eu-west-1'),
-  /** An S3-compatible server instead of AWS (path-style addressing then); https, or http on the loopback only. */
+  /**
+   * An S3-compatible server instead of AWS (path-style addressing then); https, or http only to a
+   * server on this host (a test server, or a gateway beside crm-sync): credentials and recordings
+   * never cross a network unencrypted.
+   */
   endpoint: z
     .url({ protocol: /^https?$/ })
     .refine(isSecureOrLocalUrl, 'must be https (http only for a server on the same host)')
@@ -51,7 +37,7 @@ export const s3ConfigSchema = z.object({
     .number()
     .int()
     .min(MIN_PART_BYTES)
-    .max(5 * GIB)
+    .max(MAX_PUT_OBJECT_BYTES)
     .default(16 * MIB),
   /** Grown when a file would need more than 10,000 parts. */
   partSizeBytes: z
@@ -151,6 +137,9 @@ export class S3Destination implements Destination {
   private readonly client: S3Client;
   private readonly tuning: S3Tuning;
   private readonly log: Logger;
+  /** One request with the retry policy (s3Requests.ts). */
+  private readonly call: S3Call;
+  private readonly multipart: MultipartTarget;
   private headForbiddenLogged = false;
 
   constructor(
@@ -175,6 +164,17 @@ export class S3Destination implements Destination {
       responseChecksumValidation: 'WHEN_REQUIRED',
       requestHandler: { connectionTimeout: this.tuning.connectTimeoutMs, requestTimeout: this.tuning.requestTimeoutMs, throwOnRequestTimeout: true, ...agents },
     });
+    const retries = { maxAttempts: config.maxAttempts, retryBaseMs: this.tuning.retryBaseMs, retryMaxMs: this.tuning.retryMaxMs, log: this.log };
+    this.call = (operation, send, context) => sendWithRetries(operation, send, context, retries);
+    this.multipart = {
+      client: this.client,
+      bucket: config.bucket,
+      call: this.call,
+      log: this.log,
+      partSizeBytes: Math.min(config.partSizeBytes, this.tuning.maxBufferBytes),
+      partConcurrency: this.tuning.partConcurrency,
+      confirmEncryption: (key, serverSideEncryption) => this.checkEncryption(key, serverSideEncryption),
+    };
   }
 
   /**
@@ -258,7 +258,7 @@ export class S3Destination implements Destination {
       return false;
     }
     const threshold = Math.min(this.config.multipartThresholdBytes, this.tuning.maxBufferBytes);
-    if (source.size > threshold) await this.putMultipart(key, source, params, context);
+    if (source.size > threshold) await putMultipart(this.multipart, key, source, params, context);
     else await this.putObject(key, await collect(source.chunks), params, context);
     return true;
   }
@@ -266,76 +266,6 @@ export class S3Destination implements Destination {
   private async putObject(key: string, body: Buffer, params: ObjectParams, context: Record<string, unknown>): Promise<void> {
     const result = await this.call('PutObject', () => this.client.send(new PutObjectCommand({ ...params, Key: key, Body: body, ContentMD5: md5Base64(body) })), context);
     await this.checkEncryption(key, result.ServerSideEncryption);
-  }
-
-  /**
-   * Multipart upload from the stream, parts in parallel: each part is cut from the stream when a
-   * worker is free for it and held only until S3 takes it, so memory stays at partConcurrency
-   * parts whatever the file's size. Anything that still fails after retries, or a stream that
-   * fails its integrity check, aborts the upload: no object is made of what was sent.
-   */
-  private async putMultipart(key: string, source: ObjectSource, params: ObjectParams, context: Record<string, unknown>): Promise<void> {
-    if (source.size > MAX_OBJECT_BYTES) throw new GatewayError(ErrorCode.DESTINATION_FAILED, 'the file is larger than an S3 object can be (5 TiB)');
-    const partSize = partSizeFor(source.size, Math.min(this.config.partSizeBytes, this.tuning.maxBufferBytes));
-    const count = Math.ceil(source.size / partSize);
-    const created = await this.call('CreateMultipartUpload', () => this.client.send(new CreateMultipartUploadCommand({ ...params, Key: key })), context);
-    const uploadId = created.UploadId;
-    if (!uploadId) throw new GatewayError(ErrorCode.DESTINATION_FAILED, 'S3 CreateMultipartUpload answered without an upload id');
-    const pieces = piecesOf(source.chunks, partSize);
-    const etags: string[] = [];
-    try {
-      let requested = 0;
-      let failed = false;
-      const uploadParts = async () => {
-        while (!failed) {
-          // Numbered when asked for: the stream hands out pieces in the order they are asked.
-          const partNumber = ++requested;
-          const step = await pieces.next().catch((error: unknown) => {
-            failed = true;
-            throw error;
-          });
-          if (step.done) return;
-          const part = step.value;
-          try {
-            if (partNumber > count) throw new GatewayError(ErrorCode.INTERNAL, 'the artifact is larger than it was stored as');
-            const result = await this.call(
-              'UploadPart',
-              () => this.client.send(new UploadPartCommand({ Bucket: this.config.bucket, Key: key, UploadId: uploadId, PartNumber: partNumber, Body: part, ContentMD5: md5Base64(part) })),
-              { ...context, partNumber },
-            );
-            if (!result.ETag) throw new GatewayError(ErrorCode.DESTINATION_FAILED, 'S3 UploadPart answered without an ETag');
-            etags[partNumber - 1] = result.ETag;
-          } catch (error) {
-            failed = true;
-            throw error;
-          }
-        }
-      };
-      // Every worker settles before an abort, so no part lands after it.
-      const results = await Promise.allSettled(Array.from({ length: Math.min(this.tuning.partConcurrency, count) }, uploadParts));
-      const rejected = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (rejected) throw rejected.reason;
-      if (etags.length !== count || etags.some((etag) => !etag)) throw new GatewayError(ErrorCode.INTERNAL, 'the artifact is not the size it was stored as');
-      const completed = await this.call(
-        'CompleteMultipartUpload',
-        () =>
-          this.client.send(
-            new CompleteMultipartUploadCommand({ Bucket: this.config.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) } }),
-          ),
-        context,
-      );
-      await this.checkEncryption(key, completed.ServerSideEncryption);
-    } catch (error) {
-      await this.call('AbortMultipartUpload', () => this.client.send(new AbortMultipartUploadCommand({ Bucket: this.config.bucket, Key: key, UploadId: uploadId })), context).catch(
-        (abortError: unknown) => {
-          // A bucket lifecycle rule (AbortIncompleteMultipartUpload) removes what is left.
-          this.log.warn({ ...context, reason: GatewayError.from(abortError).message }, 'could not abort a failed multipart upload');
-        },
-      );
-      throw error;
-    } finally {
-      await pieces.return(undefined);
-    }
   }
 
   /** With SSE-KMS configured, an object the server did not confirm as encrypted is removed, and the delivery fails. */
@@ -371,63 +301,11 @@ export class S3Destination implements Destination {
     );
   }
 
-  /**
-   * One S3 request, retried on 5xx (503 SlowDown), 429, timeouts and dropped connections with
-   * backoff and jitter; anything else, or the last failure, is DESTINATION_FAILED naming S3's
-   * error code only (its messages can quote keys).
-   */
-  private async call<T>(operation: string, send: () => Promise<T>, context: Record<string, unknown>): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await send();
-      } catch (error) {
-        if (error instanceof GatewayError) throw error;
-        const failure = failureOf(error);
-        if (!failure.retryable || attempt >= this.config.maxAttempts) {
-          const message = failure.retryable ? `S3 ${operation} failed ${attempt} times: ${failure.reason}` : `S3 refused ${operation}: ${failure.reason}`;
-          throw new GatewayError(ErrorCode.DESTINATION_FAILED, message, { cause: error, details: { s3Code: failure.code } });
-        }
-        const retryInMs = backoffDelayMs(attempt - 1, { initialMs: this.tuning.retryBaseMs, maxMs: this.tuning.retryMaxMs });
-        this.log.warn({ ...context, operation, attempt, code: failure.code, retryInMs }, 'S3 request failed; retrying');
-        await sleep(retryInMs);
-      }
-    }
-  }
-
   async close(): Promise<void> {
     this.client.destroy();
   }
 }
 
-/** Parts of the configured size, grown (in whole MiB) so that no file needs more than 10,000. */
-export function partSizeFor(sizeBytes: number, configuredBytes: number): number {
-  const smallest = Math.ceil(sizeBytes / MAX_PARTS / MIB) * MIB;
-  return Math.min(MAX_PART_BYTES, Math.max(configuredBytes, smallest, MIN_PART_BYTES));
-}
-
-function statusOf(error: unknown): number | undefined {
-  return (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-}
-
-/** What went wrong, by S3 error code or network error name only: never a message, a key or a body. */
-function failureOf(error: unknown): { code: string; retryable: boolean; reason: string } {
-  const name = error instanceof Error ? error.name : 'Error';
-  const status = statusOf(error);
-  if (status !== undefined) {
-    const code = /^[A-Za-z0-9.]{1,64}$/.test(name) && name !== 'Error' && name !== 'Unknown' ? name : `HTTP${status}`;
-    return { code, retryable: status >= 500 || status === 429 || code === 'RequestTimeout', reason: `${code} (HTTP ${status})` };
-  }
-  const errno = (error as { code?: unknown }).code;
-  // The SDK names a reset connection a TimeoutError too: its errno tells them apart.
-  if (typeof errno === 'string' && /^E[A-Z_]+$/.test(errno) && errno !== 'ETIMEDOUT') return { code: errno, retryable: true, reason: `connection failed (${errno})` };
-  if (name === 'TimeoutError' || errno === 'ETIMEDOUT') return { code: 'Timeout', retryable: true, reason: 'no answer in time' };
-  return { code: name, retryable: false, reason: name };
-}
-
 function sha256Hex(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
-}
-
-function md5Base64(data: Buffer): string {
-  return createHash('md5').update(data).digest('base64');
 }

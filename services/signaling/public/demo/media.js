@@ -1,0 +1,65 @@
+// Media on the page: an element per track, remote audio, and the local camera preview.
+
+/** A <video> or <audio> playing one track; `data` becomes data-* attributes (test hooks). */
+export function mediaElement(track, data) {
+  const el = document.createElement(track.kind === 'video' ? 'video' : 'audio');
+  el.autoplay = true;
+  el.playsInline = true;
+  // Video elements never play sound (audio has its own elements), which also lets them autoplay.
+  if (track.kind === 'video') el.muted = true;
+  el.srcObject = new MediaStream([track]);
+  for (const [key, value] of Object.entries(data || {})) el.dataset[key] = value;
+  return el;
+}
+
+export function elementTrack(el) {
+  return el?.srcObject ? el.srcObject.getTracks()[0] : undefined;
+}
+
+/** Plays every remote audio track in a hidden container; offers a button if autoplay is blocked. */
+export function playRemoteAudio(room) {
+  let sink = document.getElementById('audio-sink');
+  if (!sink) {
+    sink = document.createElement('div');
+    sink.id = 'audio-sink';
+    sink.hidden = true;
+    document.body.append(sink);
+  }
+  const unlock = document.getElementById('unlock-audio');
+  const play = (el) =>
+    el.play().catch(() => {
+      if (unlock) unlock.hidden = false;
+    });
+  if (unlock) {
+    unlock.onclick = () => {
+      unlock.hidden = true;
+      sink.querySelectorAll('audio').forEach(play);
+    };
+  }
+  room.on('track', ({ participant, source, track }) => {
+    if (track.kind !== 'audio') return;
+    const el = mediaElement(track, { participant: participant.id, source });
+    sink.append(el);
+    play(el);
+  });
+  room.on('trackEnded', ({ track }) => {
+    sink.querySelectorAll('audio').forEach((el) => elementTrack(el) === track && el.remove());
+  });
+  room.on('disconnected', () => sink.replaceChildren());
+}
+
+/** Shows the local camera in `container` (mirrored, as people expect to see themselves). */
+export function bindLocalPreview(room, container) {
+  const render = () => {
+    const track = room.localTracks.get('camera');
+    const current = container.querySelector('video');
+    if (track && elementTrack(current) === track) return;
+    if (current) current.remove();
+    if (track) container.prepend(mediaElement(track, { local: '1', source: 'camera' }));
+    container.classList.toggle('has-video', !!track);
+  };
+  room.on('localTrackPublished', render);
+  room.on('localTrackUnpublished', render);
+  room.on('disconnected', render);
+  render();
+}
