@@ -151,9 +151,9 @@ async function startResidue(config: CrmSyncConfig, registry: ReturnType<typeof c
       method: 'POST' as const,
       run: async () => {
         const report = await scan();
-        const swept = await serial(() => residue.sweep(report));
-        log.info({ swept }, 'residue swept');
-        return { ...summaryOf(await scan()), swept };
+        const { swept, markersPurged } = await serial(async () => ({ swept: await residue.sweep(report), markersPurged: await residue.sweepMarkers(report) }));
+        log.info({ swept, markersPurged }, 'residue swept');
+        return { ...summaryOf(await scan()), swept, markersPurged };
       },
     },
   };
@@ -168,5 +168,5 @@ async function startResidue(config: CrmSyncConfig, registry: ReturnType<typeof c
 }
 
 function summaryOf(report: Awaited<ReturnType<Residue['scan']>>) {
-  return { scannedAt: new Date(report.scannedAtMs).toISOString(), durationMs: report.durationMs, entries: report.entries, residue: report.summary };
+  return { scannedAt: new Date(report.scannedAtMs).toISOString(), durationMs: report.durationMs, entries: report.entries, residue: report.summary, markers: report.markers };
 }

@@ -1,5 +1,6 @@
-import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { MARKER_GRACE_MS, findDeleteMarkers, summarizeMarkers, sweepDeleteMarkers } from './markers.js';
 import type { ResidueReport, ResidueSummary } from './report.js';
 import { scanResidue, type ResidueOptions } from './scan.js';
 import { StoreReader } from './storeReader.js';
@@ -9,22 +10,27 @@ import { sweepResidue } from './sweep.js';
  * The residue scanner: what NATS still holds after its purpose ended (docs/data-lifecycle.md).
  * It reads every store it knows the lifecycle of and reports, per store and kind, how many
  * entries are residue and how old the oldest is (scan.ts); `sweep` removes exactly those
- * (sweep.ts).
+ * (sweep.ts), `sweepMarkers` the delete markers that deletes leave (markers.ts).
  */
 export class Residue {
   private constructor(
     private readonly nc: NatsConnection,
+    private readonly js: JetStreamClient,
     private readonly jsm: JetStreamManager,
     private readonly reader: StoreReader,
   ) {}
 
   static async open(nc: NatsConnection): Promise<Residue> {
+    const js = jetstream(nc);
     const jsm = await jetstreamManager(nc);
-    return new Residue(nc, jsm, new StoreReader(jetstream(nc), jsm));
+    return new Residue(nc, js, jsm, new StoreReader(js, jsm));
   }
 
-  scan(options: ResidueOptions = {}): Promise<ResidueReport> {
-    return scanResidue(this.reader, options);
+  async scan(options: ResidueOptions = {}): Promise<ResidueReport> {
+    const started = performance.now();
+    const report = await scanResidue(this.reader, options);
+    const deleteMarkers = await findDeleteMarkers(this.js, this.jsm, options.now?.());
+    return { ...report, durationMs: Math.round(performance.now() - started), markers: summarizeMarkers(deleteMarkers), deleteMarkers };
   }
 
   /**
@@ -32,5 +38,10 @@ export class Residue {
    */
   sweep(report: ResidueReport): Promise<ResidueSummary[]> {
     return sweepResidue(this.nc, this.jsm, report);
+  }
+
+  /** Purges the scan's delete markers older than `graceMs`; returns how many went. */
+  sweepMarkers(report: ResidueReport, graceMs = MARKER_GRACE_MS): Promise<number> {
+    return sweepDeleteMarkers(this.jsm, report.deleteMarkers, graceMs);
   }
 }

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { env, loadConfig } from '../runtime/config.js';
 import { createLogger } from '../runtime/logger.js';
 import { connectNats, natsShape, readNatsSettings } from '../nats/connection.js';
+import { MARKER_GRACE_MS } from './markers.js';
 import { Residue } from './Residue.js';
 import { DEAD_RECORDER_MS } from './scan.js';
 
@@ -20,6 +21,12 @@ const shape = {
     .int()
     .min(0)
     .default(DEAD_RECORDER_MS / 1000),
+  /** Delete markers younger than this stay (every reader of a store sees a delete first). */
+  RESIDUE_MARKER_GRACE_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(MARKER_GRACE_MS / 1000),
   /** How long events may wait for delivery (crm-sync's longest retention); older ones outlived it. */
   RESIDUE_RETENTION_DAYS: z.coerce.number().positive().max(365).default(365),
 };
@@ -38,12 +45,14 @@ try {
   const options = { graceMs: config.RESIDUE_GRACE_SECONDS * 1000, deadRecorderMs: config.RESIDUE_DEAD_RECORDER_SECONDS * 1000, retentionMs: () => config.RESIDUE_RETENTION_DAYS * 86_400_000 };
   const report = await residue.scan(options);
   const swept = args.has('--sweep') ? await residue.sweep(report) : undefined;
+  const markersPurged = args.has('--sweep') ? await residue.sweepMarkers(report, config.RESIDUE_MARKER_GRACE_SECONDS * 1000) : undefined;
   const out = {
     scannedAt: new Date(report.scannedAtMs).toISOString(),
     durationMs: report.durationMs,
     entries: report.entries,
     residue: report.summary,
-    ...(swept ? { swept } : {}),
+    markers: report.markers,
+    ...(swept ? { swept, markersPurged } : {}),
     ...(args.has('--list') ? { items: report.items } : {}),
   };
   process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);

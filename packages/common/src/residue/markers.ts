@@ -2,6 +2,7 @@ import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import { z } from 'zod';
 import { residueMarkerSweeps } from '../jetstream/access.js';
 import { readStream } from '../nats/streamRead.js';
+import { parseJson } from './storeReader.js';
 
 /**
  * Delete markers. Deleting or purging a KV key, or deleting an object, leaves one message in the
@@ -76,12 +77,4 @@ export function summarizeMarkers(markers: readonly DeleteMarker[]): MarkerSummar
     found.oldestAgeMs = Math.max(found.oldestAgeMs, marker.ageMs);
   }
   return [...byStore.values()].sort((a, b) => a.store.localeCompare(b.store));
-}
-
-function parseJson(data: Uint8Array): unknown {
-  try {
-    return JSON.parse(new TextDecoder().decode(data));
-  } catch {
-    return undefined;
-  }
 }

@@ -18,6 +18,12 @@ export function residueMetrics(registry: Registry): (report: ResidueReport) => v
     labelNames: ['store', 'kind'],
     registers: [registry],
   });
+  const markers = new Gauge({
+    name: 'gateway_residue_delete_markers',
+    help: 'delete markers at the last residue scan, by store (swept once 15 minutes old; not residue)',
+    labelNames: ['store'],
+    registers: [registry],
+  });
   const scanned = new Gauge({ name: 'gateway_residue_scan_timestamp_seconds', help: 'when the last residue scan ran', registers: [registry] });
   const duration = new Gauge({ name: 'gateway_residue_scan_duration_seconds', help: 'how long the last residue scan took', registers: [registry] });
   return (report) => {
@@ -27,6 +33,8 @@ export function residueMetrics(registry: Registry): (report: ResidueReport) => v
       items.set({ store, kind }, count);
       oldest.set({ store, kind }, oldestAgeMs / 1000);
     }
+    markers.reset();
+    for (const { store, count } of report.markers) markers.set({ store }, count);
     scanned.set(report.scannedAtMs / 1000);
     duration.set(report.durationMs / 1000);
   };

@@ -1,3 +1,4 @@
+import type { DeleteMarker, MarkerSummary } from './markers.js';
 /**
  * What a residue scan reports and a sweep removes: the entries NATS still holds after their
  * purpose ended (docs/data-lifecycle.md), by store and kind; keys and names only, never a value.
@@ -54,6 +55,12 @@ export interface ResidueReport {
   summary: ResidueSummary[];
   /** Every item found; keys and names only (tenants, rooms, ids), never a value. */
   items: ResidueItem[];
+  /**
+   * Delete markers by store (markers.ts). Not residue items: every delete leaves one, swept once
+   * 15 minutes old, so under traffic there are always some, and the residue alert ignores them.
+   */
+  markers: MarkerSummary[];
+  deleteMarkers: DeleteMarker[];
 }
 
 /** Whether the sweep removes a kind (the others are for a service to finish). */

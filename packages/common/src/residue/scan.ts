@@ -57,7 +57,7 @@ const smartActionRefs = z.object({ artifactId: z.string().max(128).optional() })
 const roomRecordingRefs = z.object({ recordingId: z.string().max(128) });
 
 /** Reads every store whose lifecycle it knows and reports, per store and kind, what is residue. */
-export async function scanResidue(reader: StoreReader, options: ResidueOptions = {}): Promise<ResidueReport> {
+export async function scanResidue(reader: StoreReader, options: ResidueOptions = {}): Promise<Omit<ResidueReport, 'markers' | 'deleteMarkers'>> {
   const now = options.now?.() ?? Date.now();
   const started = performance.now();
   const grace = options.graceMs ?? 2 * minute;

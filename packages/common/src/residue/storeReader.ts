@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import { readStream } from '../nats/streamRead.js';
 
 /** A stored message as the residue scan sees it: where and when it was written, and its bytes. */
 export interface StoredEntry {
@@ -27,28 +28,12 @@ export class StoreReader {
    * server (an empty value then shows in the size header).
    */
   async read(stream: string, filter: string, lastPerSubject: boolean, headersOnly = false): Promise<StoredEntry[]> {
-    const info = await this.jsm.streams.info(stream);
-    if (info.state.messages === 0) return [];
-    // An ordered consumer, which the server removes by itself once it is idle.
-    const consumer = await this.js.consumers.get(stream, { filter_subjects: filter, deliver_policy: lastPerSubject ? DeliverPolicy.LastPerSubject : DeliverPolicy.All, headers_only: headersOnly });
     const out: StoredEntry[] = [];
-    for (;;) {
-      const batch = await consumer.fetch({ max_messages: 2_000, expires: 1_000 });
-      let received = 0;
-      let done = false;
-      for await (const message of batch) {
-        received++;
-        const operation = message.headers?.get('KV-Operation');
-        // Deleted and purged keys keep a marker: they are gone; so is a key whose value is empty.
-        const empty = headersOnly ? message.headers?.get('Nats-Msg-Size') === '0' : message.data.length === 0;
-        if (!operation && !(lastPerSubject && empty)) out.push({ subject: message.subject, seq: message.seq, timeMs: Math.floor(message.info.timestampNanos / 1e6), data: message.data });
-        if (message.info.pending === 0) {
-          done = true;
-          batch.stop();
-          break;
-        }
-      }
-      if (done || received === 0) break;
+    for await (const message of readStream(this.js, this.jsm, stream, filter, { lastPerSubject, headersOnly })) {
+      const operation = message.headers?.get('KV-Operation');
+      // Deleted and purged keys keep a marker (markers.ts): they are gone; so is a key whose value is empty.
+      const empty = headersOnly ? message.headers?.get('Nats-Msg-Size') === '0' : message.data.length === 0;
+      if (!operation && !(lastPerSubject && empty)) out.push({ subject: message.subject, seq: message.seq, timeMs: Math.floor(message.info.timestampNanos / 1e6), data: message.data });
     }
     return out;
   }
