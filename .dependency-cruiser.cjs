@@ -48,8 +48,8 @@ module.exports = {
       name: 'no-test-code-in-production',
       severity: 'error',
       comment: 'Production code never imports tests, their support or the test harness.',
-      from: { path: '^(packages|services)/[^/]+/src/', pathNot: ['\\.test\\.ts$', '^packages/testing/', '^packages/sdk/src/testing/'] },
-      to: { path: ['\\.test\\.ts$', '^test/', '^packages/testing/', '^packages/sdk/src/testing/'] },
+      from: { path: '^(packages|services)/[^/]+/src/', pathNot: ['\\.test\\.ts$', '^packages/testing/', '^(packages|services)/[^/]+/src/testing/'] },
+      to: { path: ['\\.test\\.ts$', '^test/', '^packages/testing/', '^(packages|services)/[^/]+/src/testing/'] },
     },
   ],
   options: {

@@ -1,6 +1,6 @@
 import { natsChartAuthorization, natsChartEnv } from '@gateway/common';
 import { knownVariable, serviceNames, serviceSpecs, type Env, type ServiceName } from './services.js';
-import type { Violation } from './rules.js';
+import type { Violation } from './objects.js';
 
 /**
  * Static checks of what cannot be run here: the Dockerfile (no Docker engine on this machine),

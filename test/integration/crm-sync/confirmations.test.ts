@@ -8,6 +8,7 @@ import { ArtifactMissing } from '@gateway/proto/gateway/events/v1/events';
 import { waitFor } from '@gateway/testing';
 import { S3ContractServer } from '../../contracts/s3/server.js';
 import { adminApi, announceRecording, startCrmSyncStack, type CrmSyncStack } from '../../support/crmSync.js';
+import { metricValue } from '../../support/metrics.js';
 
 const BUCKET = 'customer-recordings';
 
@@ -56,13 +57,6 @@ describe('crm-sync records confirmations before purging', () => {
     const keys: string[] = [];
     for await (const key of await confirmations.keys(`demo.${recordingId}.*`)) keys.push(key);
     return keys;
-  };
-  const metric = async (pattern: RegExp) => {
-    const text = await (await fetch(`http://127.0.0.1:${stack.crm.opsPort}/metrics`)).text();
-    return text
-      .split('\n')
-      .filter((line) => pattern.test(line))
-      .reduce((sum, line) => sum + Number(line.split(' ').at(-1)), 0);
   };
   const s3Requests = (recordingId: string) => s3.requests.filter((r) => r.key?.includes(recordingId));
   const dataKeys = async (artifactId: string) => {
@@ -124,13 +118,13 @@ describe('crm-sync records confirmations before purging', () => {
     for (const connector of ['first', 'second'])
       await confirmations.put(`demo.${recordingId}.${connector}`, JSON.stringify({ tenant: 'demo', deliveryId: recordingId, connector, confirmedAtMs: Date.now() }));
     await stack.artifacts.delete('demo', files[0]!.artifactId);
-    const failedBefore = await metric(/^gateway_crm_sync_deliveries_total\{.*result="failed"/);
+    const failedBefore = (await metricValue(stack.crm.opsPort, 'gateway_crm_sync_deliveries_total', { result: 'failed' })) ?? 0;
     await announce(recordingId, files);
 
     // The purge is finished and the event settled, without asking any destination again.
     await waitFor(async () => !(await held(files[1]!.artifactId)) && (await pendingEvents()) === 0, 10_000, 'purged and settled');
     expect(s3Requests(recordingId)).toEqual([]);
-    expect(await metric(/^gateway_crm_sync_deliveries_total\{.*result="failed"/)).toBe(failedBefore);
+    expect((await metricValue(stack.crm.opsPort, 'gateway_crm_sync_deliveries_total', { result: 'failed' })) ?? 0).toBe(failedBefore);
     await waitFor(async () => (await confirmationKeys(recordingId)).length === 0, 5_000, 'the confirmations cleared');
   });
 
@@ -141,14 +135,14 @@ describe('crm-sync records confirmations before purging', () => {
     // Only the first destination had it; then the voice went missing.
     await confirmations.put(`demo.${recordingId}.first`, JSON.stringify({ tenant: 'demo', deliveryId: recordingId, connector: 'first', confirmedAtMs: Date.now() }));
     await stack.artifacts.delete('demo', files[0]!.artifactId);
-    const missingBefore = await metric(/^gateway_crm_sync_artifacts_missing_total/);
-    const failedBefore = await metric(/^gateway_crm_sync_deliveries_total\{adapter="s3".*result="failed"/);
+    const missingBefore = (await metricValue(stack.crm.opsPort, 'gateway_crm_sync_artifacts_missing_total')) ?? 0;
+    const failedBefore = (await metricValue(stack.crm.opsPort, 'gateway_crm_sync_deliveries_total', { adapter: 's3', result: 'failed' })) ?? 0;
     await announce(recordingId, files);
 
     const alert = ArtifactMissing.decode((await alerts.next({ expires: 10_000 }))!.data);
     expect(alert).toMatchObject({ tenant: 'demo', deliveryId: recordingId, kind: 'recording', artifactId: files[0]!.artifactId, unconfirmedConnectors: ['second'] });
-    expect(await metric(/^gateway_crm_sync_artifacts_missing_total/)).toBeGreaterThan(missingBefore);
-    expect(await metric(/^gateway_crm_sync_deliveries_total\{adapter="s3".*result="failed"/)).toBeGreaterThan(failedBefore);
+    expect((await metricValue(stack.crm.opsPort, 'gateway_crm_sync_artifacts_missing_total')) ?? 0).toBeGreaterThan(missingBefore);
+    expect((await metricValue(stack.crm.opsPort, 'gateway_crm_sync_deliveries_total', { adapter: 's3', result: 'failed' })) ?? 0).toBeGreaterThan(failedBefore);
     // Not delivered, not purged, not acknowledged; the second destination has no manifest.
     await new Promise((r) => setTimeout(r, 1_000));
     expect(await held(files[1]!.artifactId)).toBe(true);

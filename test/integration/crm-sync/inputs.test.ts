@@ -6,6 +6,7 @@ import { RecordingReady, TranscriptReady } from '@gateway/proto/gateway/events/v
 import { waitFor } from '@gateway/testing';
 import { S3ContractServer } from '../../contracts/s3/server.js';
 import { adminApi, publishTranscript, startCrmSyncStack, type CrmSyncStack } from '../../support/crmSync.js';
+import { metricValue } from '../../support/metrics.js';
 import { GLOBEX_TENANT, twoTenantEnv } from '../../support/tokens.js';
 
 const BUCKET = 'customer-recordings';
@@ -33,11 +34,6 @@ describe('crm-sync checks what it reads from NATS', () => {
     await s3?.close();
   });
 
-  const metric = async (name: string) => {
-    const text = await (await fetch(`http://127.0.0.1:${stack.crm.opsPort}/metrics`)).text();
-    return Number(new RegExp(`^${name}\\{[^}]*\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
-  };
-
   it('erases and terminates malformed events, delivers nothing of another tenant through them, and goes on', async () => {
     const js = jetstream(stack.nc);
     await ensureStream(stack.nc, streams.recordings);
@@ -62,7 +58,7 @@ describe('crm-sync checks what it reads from NATS', () => {
     await js.publish(subjects.recordingReady('demo'), RecordingReady.encode(RecordingReady.fromPartial({ recording: { recordingId: 'REC_x>', tenant: 'demo', room: 'r', artifacts: [] } })).finish());
     await js.publish(subjects.transcriptReady('demo'), transcript('demo', 'CV_bad', '../escape'));
 
-    await waitFor(async () => (await metric('gateway_crm_sync_malformed_events_total')) >= 4, 10_000, 'four malformed events terminated');
+    await waitFor(async () => ((await metricValue(stack.crm.opsPort, 'gateway_crm_sync_malformed_events_total')) ?? 0) >= 4, 10_000, 'four malformed events terminated');
     const jsm = await js.jetstreamManager();
     await waitFor(
       async () => (await jsm.streams.info(streams.recordings.name)).state.messages === 0 && (await jsm.streams.info(streams.transcripts.name)).state.messages === 0,

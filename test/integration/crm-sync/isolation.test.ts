@@ -5,6 +5,7 @@ import { ArtifactStore, StaticKeyring, ensureStream, streams } from '@gateway/co
 import { waitFor } from '@gateway/testing';
 import { S3ContractServer, faults } from '../../contracts/s3/server.js';
 import { adminApi, publishTranscript, startCrmSyncStack, type CrmSyncStack } from '../../support/crmSync.js';
+import { metricValue } from '../../support/metrics.js';
 import { GLOBEX_TENANT, twoTenantEnv } from '../../support/tokens.js';
 
 const BUCKET = 'globex-calls';
@@ -48,11 +49,6 @@ describe('crm-sync keeps tenants apart', () => {
     await new Promise<void>((resolve) => hanging?.close(() => resolve()));
   });
 
-  const runningDeliveries = async () => {
-    const metrics = await (await fetch(`http://127.0.0.1:${stack.crm.opsPort}/metrics`)).text();
-    return Number(/gateway_crm_sync_deliveries_in_progress\{state="running"[^}]*\} (\d+)/.exec(metrics)?.[1] ?? 0);
-  };
-
   it("delivers a healthy tenant's events within seconds while another tenant's destination hangs", async () => {
     const admin = adminApi(stack.crm.url);
     const hangingPort = (hanging.address() as { port: number }).port;
@@ -74,22 +70,18 @@ describe('crm-sync keeps tenants apart', () => {
     // (Its deliveries share one token request, which is what hangs.)
     await waitFor(() => open >= 1, 10_000, 'the stuck deliveries waiting on their destination');
 
-    // Then the healthy tenant's events, one every 300 ms; each one's latency is measured.
-    const latencies: number[] = [];
+    // Then the healthy tenant's events, one every 300 ms; each one is delivered within 3 s of its event.
     for (let i = 0; i < 6; i++) {
       const conversationId = `CV_healthy${i}`;
-      const published = Date.now();
       await publishTranscript(stack.nc, store, { tenant: 'globex', conversationId, files: [{ contentType: 'text/plain', bytes: Buffer.from(`healthy ${i}`) }] });
-      await waitFor(() => s3.object(BUCKET, `gateway/globex/transcript/${conversationId}/manifest.json`), 10_000, `the healthy delivery ${i}`);
-      latencies.push(Date.now() - published);
+      await waitFor(() => s3.object(BUCKET, `gateway/globex/transcript/${conversationId}/manifest.json`), 3_000, `the healthy delivery ${i}, within 3 s of its event`);
       await new Promise((r) => setTimeout(r, 300));
     }
-    expect(Math.max(...latencies), `latencies ${latencies.join(', ')} ms`).toBeLessThan(3_000);
     // The stuck tenant holds no more than its own slots, and its deliveries are still going on.
     expect(mostOpen).toBeLessThanOrEqual(TENANT_CONCURRENCY);
     expect(open).toBeGreaterThan(0);
     // Its own slots, all taken, and nothing else.
-    expect(await runningDeliveries()).toBe(TENANT_CONCURRENCY);
+    expect(await metricValue(stack.crm.opsPort, 'gateway_crm_sync_deliveries_in_progress', { state: 'running' })).toBe(TENANT_CONCURRENCY);
   }, 60_000);
 
   it("starts a tenant's deliveries in the order published, at most its concurrency at once, and a failing one holds back none after it", async () => {
@@ -130,8 +122,7 @@ describe('crm-sync keeps tenants apart', () => {
     // The stuck tenant's deliveries from above are still waiting on their destination.
     expect(open).toBeGreaterThan(0);
     await stack.nats.stop();
-    const started = Date.now();
-    expect(await stack.crm.stop('SIGTERM', 60_000)).toBe(0);
-    expect(Date.now() - started).toBeLessThan(35_000);
+    // Exit code 0 within 35 s: past that the helper kills it (SIGKILL), and there is no exit code.
+    expect(await stack.crm.stop('SIGTERM', 35_000)).toBe(0);
   }, 70_000);
 });

@@ -5,8 +5,7 @@ import type { Logger } from '@gateway/common';
 import { MIB, S3ContractServer, faults, type S3Credential } from '../../../../test/contracts/s3/server.js';
 import { S3Destination, s3ConfigSchema, type S3Config, type S3Secrets, type S3Tuning } from './s3.js';
 import { partSizeFor } from './s3Multipart.js';
-import { memoryArtifact } from './memoryArtifact.js';
-import type { Delivery } from './types.js';
+import { delivery } from '../testing/deliveries.js';
 
 const BUCKET = 'customer-recordings';
 const KMS_KEY = 'arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab';
@@ -19,22 +18,6 @@ function recordingLogger(lines: unknown[]): Logger {
   const log = (level: string) => (fields: unknown, message?: string) => lines.push({ level, fields, message });
   const logger = { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error'), child: () => logger };
   return logger as unknown as Logger;
-}
-
-function delivery(deliveryId: string, files: Array<{ id: string; contentType: string; data: Buffer }>, kind: Delivery['kind'] = 'recording'): Delivery & { reads: () => number } {
-  let reads = 0;
-  return {
-    deliveryId,
-    kind,
-    tenant: 'demo',
-    room: 'r-1',
-    startedAtMs: Date.parse('2025-03-01T10:00:00Z'),
-    endedAtMs: Date.parse('2025-03-01T10:05:00Z'),
-    contacts: [{ participantId: 'PA_1', role: 'end_user', externalId: 'ext-1', crmContactId: '' }],
-    artifacts: files.map((f) => memoryArtifact({ artifactId: f.id, kind: 'voice', contentType: f.contentType }, f.data, () => reads++)),
-    metadata: { state: 'completed' },
-    reads: () => reads,
-  };
 }
 
 describe('S3 destination', () => {
@@ -75,7 +58,7 @@ describe('S3 destination', () => {
 
   it('writes a small file with tags and SSE-KMS, then the manifest last', async () => {
     const data = Buffer.from('{"messages":[{"text":"[card]"}]}');
-    const d = delivery('REC_small', [{ id: 'ART_json', contentType: 'application/json', data }], 'transcript');
+    const d = delivery({ deliveryId: 'REC_small', kind: 'transcript', startedAtMs: Date.parse('2025-03-01T10:00:00Z'), files: [{ id: 'ART_json', contentType: 'application/json', data }] });
     await open().deliver(d);
 
     const key = `${folder('REC_small', 'transcript')}ART_json.json`;
@@ -113,7 +96,7 @@ describe('S3 destination', () => {
   it('uploads a large file in 5 MiB parts and the bytes come back equal', async () => {
     const data = randomBytes(12 * MIB);
     const before = server.requests.length;
-    await open().deliver(delivery('REC_big', [{ id: 'ART_mp4', contentType: 'video/mp4', data }]));
+    await open().deliver(delivery({ deliveryId: 'REC_big', kind: 'recording', files: [{ id: 'ART_mp4', contentType: 'video/mp4', data }] }));
 
     const key = `${folder('REC_big')}ART_mp4.mp4`;
     const requests = server.requests.slice(before);
@@ -145,12 +128,12 @@ describe('S3 destination', () => {
     ];
     // First attempt: the manifest fails, so the delivery is incomplete.
     server.inject({ operation: 'PutObject', key: /REC_twice\/manifest\.json$/, fault: { kind: 'error', status: 403, code: 'AccessDenied' } });
-    expect(await rejection(open().deliver(delivery('REC_twice', files)))).toMatchObject({ code: 'DESTINATION_FAILED' });
+    expect(await rejection(open().deliver(delivery({ deliveryId: 'REC_twice', kind: 'recording', files })))).toMatchObject({ code: 'DESTINATION_FAILED' });
     server.clearFaults();
     const modified = server.object(BUCKET, `${folder('REC_twice')}ART_a.mp3`)!.lastModified;
 
     let before = server.requests.length;
-    await open().deliver(delivery('REC_twice', files));
+    await open().deliver(delivery({ deliveryId: 'REC_twice', kind: 'recording', files }));
     const writes = server.requests
       .slice(before)
       .filter((r) => r.operation === 'PutObject')
@@ -159,7 +142,7 @@ describe('S3 destination', () => {
     expect(server.object(BUCKET, `${folder('REC_twice')}ART_a.mp3`)!.lastModified).toBe(modified);
 
     before = server.requests.length;
-    const again = delivery('REC_twice', files);
+    const again = delivery({ deliveryId: 'REC_twice', kind: 'recording', files });
     await open().deliver(again);
     expect(server.requests.slice(before).map((r) => r.operation)).toEqual(['HeadObject']);
     expect(again.reads()).toBe(0);
@@ -172,10 +155,10 @@ describe('S3 destination', () => {
       { id: 'ART_y', contentType: 'audio/mpeg', data: Buffer.alloc(1000, 2) },
     ];
     server.inject({ operation: 'PutObject', key: /REC_changed\/manifest\.json$/, times: 1, fault: { kind: 'error', status: 403, code: 'AccessDenied' } });
-    await rejection(open().deliver(delivery('REC_changed', original)));
+    await rejection(open().deliver(delivery({ deliveryId: 'REC_changed', kind: 'recording', files: original })));
     const changed = [{ ...original[0]!, data: Buffer.alloc(1000, 3) }, original[1]!];
     const before = server.requests.length;
-    await open().deliver(delivery('REC_changed', changed));
+    await open().deliver(delivery({ deliveryId: 'REC_changed', kind: 'recording', files: changed }));
     expect(
       server.requests
         .slice(before)
@@ -187,13 +170,13 @@ describe('S3 destination', () => {
 
   it('keeps writing under a write-only policy (no s3:GetObject): same keys, no duplicates', async () => {
     const files = [{ id: 'ART_w', contentType: 'text/plain', data: Buffer.from('hello') }];
-    await open({}, writeOnly).deliver(delivery('REC_wo', files));
-    await open({}, writeOnly).deliver(delivery('REC_wo', files));
+    await open({}, writeOnly).deliver(delivery({ deliveryId: 'REC_wo', kind: 'recording', files }));
+    await open({}, writeOnly).deliver(delivery({ deliveryId: 'REC_wo', kind: 'recording', files }));
     expect(server.keys(BUCKET, folder('REC_wo'))).toEqual([`${folder('REC_wo')}ART_w.txt`, `${folder('REC_wo')}manifest.json`]);
   });
 
   it('fails with DESTINATION_FAILED naming only the S3 error code for wrong credentials', async () => {
-    const d = delivery('REC_creds', [{ id: 'ART_c', contentType: 'text/plain', data: Buffer.from('x') }]);
+    const d = delivery({ deliveryId: 'REC_creds', kind: 'recording', files: [{ id: 'ART_c', contentType: 'text/plain', data: Buffer.from('x') }] });
     const unknownKey = await rejection(open({}, { accessKeyId: 'AKIANOSUCHKEY0000000', secretAccessKey: 'whatever-secret-123' }).deliver(d));
     expect(unknownKey).toMatchObject({ code: 'DESTINATION_FAILED', message: 'S3 refused PutObject: InvalidAccessKeyId (HTTP 403)' });
     const wrongSecret = await rejection(open({}, { ...writer, secretAccessKey: 'not-the-secret-0451' }).test());
@@ -209,14 +192,14 @@ describe('S3 destination', () => {
   it('retries a failing part and completes the upload', async () => {
     server.inject({ operation: 'UploadPart', partNumber: 2, times: 2, fault: faults.slowDown });
     const data = randomBytes(11 * MIB);
-    await open().deliver(delivery('REC_retry', [{ id: 'ART_v', contentType: 'video/webm', data }]));
+    await open().deliver(delivery({ deliveryId: 'REC_retry', kind: 'recording', files: [{ id: 'ART_v', contentType: 'video/webm', data }] }));
     expect(server.count('UploadPart', (r) => r.key?.includes('REC_retry') === true && r.partNumber === 2)).toBe(3);
     expect(server.object(BUCKET, `${folder('REC_retry')}ART_v.webm`)!.body.equals(data)).toBe(true);
   });
 
   it('aborts the upload when a part keeps failing, leaving no parts behind', async () => {
     server.inject({ operation: 'UploadPart', partNumber: 2, fault: faults.internalError });
-    const error = await rejection(open().deliver(delivery('REC_abort', [{ id: 'ART_v', contentType: 'video/webm', data: randomBytes(11 * MIB) }])));
+    const error = await rejection(open().deliver(delivery({ deliveryId: 'REC_abort', kind: 'recording', files: [{ id: 'ART_v', contentType: 'video/webm', data: randomBytes(11 * MIB) }] })));
     expect(error).toMatchObject({ code: 'DESTINATION_FAILED', message: 'S3 UploadPart failed 3 times: InternalError (HTTP 500)' });
     expect(server.count('AbortMultipartUpload', (r) => r.key?.includes('REC_abort') === true)).toBe(1);
     expect((await reader.send(new ListMultipartUploadsCommand({ Bucket: BUCKET }))).Uploads ?? []).toEqual([]);
@@ -225,28 +208,36 @@ describe('S3 destination', () => {
 
   it('retries 503 SlowDown, and gives up after the configured attempts', async () => {
     server.inject({ operation: 'PutObject', times: 2, fault: faults.slowDown });
-    await open().deliver(delivery('REC_slow', [{ id: 'ART_s', contentType: 'text/plain', data: Buffer.from('slow') }]));
+    await open().deliver(delivery({ deliveryId: 'REC_slow', kind: 'recording', files: [{ id: 'ART_s', contentType: 'text/plain', data: Buffer.from('slow') }] }));
     expect(server.object(BUCKET, `${folder('REC_slow')}manifest.json`)).toBeDefined();
 
     server.inject({ operation: 'PutObject', fault: faults.slowDown });
     const before = server.count('PutObject');
-    const error = await rejection(open({ maxAttempts: 2 }).deliver(delivery('REC_slower', [{ id: 'ART_s', contentType: 'text/plain', data: Buffer.from('slow') }])));
+    const error = await rejection(
+      open({ maxAttempts: 2 }).deliver(delivery({ deliveryId: 'REC_slower', kind: 'recording', files: [{ id: 'ART_s', contentType: 'text/plain', data: Buffer.from('slow') }] })),
+    );
     expect(error).toMatchObject({ code: 'DESTINATION_FAILED', message: 'S3 PutObject failed 2 times: SlowDown (HTTP 503)' });
     expect(server.count('PutObject') - before).toBe(2);
   });
 
   it('retries dropped connections and turns timeouts into DESTINATION_FAILED', async () => {
     server.inject({ operation: 'PutObject', times: 1, fault: faults.reset });
-    await open().deliver(delivery('REC_reset', [{ id: 'ART_r', contentType: 'text/plain', data: Buffer.from('reset') }]));
+    await open().deliver(delivery({ deliveryId: 'REC_reset', kind: 'recording', files: [{ id: 'ART_r', contentType: 'text/plain', data: Buffer.from('reset') }] }));
     expect(server.object(BUCKET, `${folder('REC_reset')}ART_r.txt`)).toBeDefined();
 
     server.inject({ operation: 'HeadObject', fault: faults.hang });
-    const error = await rejection(open({ maxAttempts: 2 }, writer, { requestTimeoutMs: 300 }).deliver(delivery('REC_hang', [{ id: 'ART_h', contentType: 'text/plain', data: Buffer.from('hang') }])));
+    const error = await rejection(
+      open({ maxAttempts: 2 }, writer, { requestTimeoutMs: 300 }).deliver(
+        delivery({ deliveryId: 'REC_hang', kind: 'recording', files: [{ id: 'ART_h', contentType: 'text/plain', data: Buffer.from('hang') }] }),
+      ),
+    );
     expect(error).toMatchObject({ code: 'DESTINATION_FAILED', message: 'S3 HeadObject failed 2 times: no answer in time' });
 
     server.clearFaults();
     server.inject({ operation: 'PutObject', fault: faults.reset });
-    const reset = await rejection(open({ maxAttempts: 2 }).deliver(delivery('REC_reset2', [{ id: 'ART_r', contentType: 'text/plain', data: Buffer.from('reset') }])));
+    const reset = await rejection(
+      open({ maxAttempts: 2 }).deliver(delivery({ deliveryId: 'REC_reset2', kind: 'recording', files: [{ id: 'ART_r', contentType: 'text/plain', data: Buffer.from('reset') }] })),
+    );
     expect(reset).toMatchObject({ code: 'DESTINATION_FAILED', message: expect.stringMatching(/^S3 PutObject failed 2 times: connection failed \(E[A-Z]+\)$/) });
   });
 

@@ -5,8 +5,8 @@ import { SalesforceContractServer, type SalesforceContractOptions } from '../../
 import { assertPublicHost } from './network.js';
 import { SalesforceDestination, salesforceConfigSchema, salesforceSecretsSchema, soqlString } from './salesforce.js';
 import { SalesforceTokenCache } from './salesforceApi.js';
-import { memoryArtifact } from './memoryArtifact.js';
-import type { ContactMap, Delivery } from './types.js';
+import { delivery } from '../testing/deliveries.js';
+import type { ContactMap } from './types.js';
 
 const CLIENT_ID = '3MVG9-test-consumer-key';
 const CLIENT_SECRET = 'consumer-secret-0451';
@@ -26,25 +26,6 @@ function memoryContacts() {
     set: async (externalId, id) => void map.set(externalId, id),
   };
   return contacts;
-}
-
-function delivery(overrides: Partial<Delivery> & { files?: Array<{ id: string; data: Buffer; contentType?: string }> } = {}): Delivery {
-  const { files = [{ id: `AR_${randomBytes(4).toString('hex')}`, data: Buffer.from('{"messages":[]}'), contentType: 'application/json' }], ...rest } = overrides;
-  return {
-    deliveryId: `CV_${randomBytes(6).toString('hex')}`,
-    kind: 'transcript',
-    tenant: 'demo',
-    room: 'r-1',
-    startedAtMs: Date.UTC(2025, 2, 14, 10, 0, 0),
-    endedAtMs: Date.UTC(2025, 2, 14, 10, 5, 30),
-    contacts: [
-      { participantId: 'PA_1', role: 'end_user', externalId: 'ext-1', crmContactId: '' },
-      { participantId: 'PA_2', role: 'agent', externalId: 'agent-7', crmContactId: '' },
-    ],
-    artifacts: files.map((f, part) => memoryArtifact({ artifactId: f.id, contentType: f.contentType ?? 'text/plain', part }, f.data)),
-    metadata: {},
-    ...rest,
-  };
 }
 
 describe('Salesforce destination against the contract server', () => {
@@ -109,7 +90,12 @@ describe('Salesforce destination against the contract server', () => {
       { id: 'AR_json', data: Buffer.from('{"messages":[]}'), contentType: 'application/json' },
       { id: 'AR_txt', data: Buffer.from('[card] [CARD]\n'), contentType: 'text/plain' },
     ];
-    const d = delivery({ files });
+    // With the agent among the contacts: only the end user becomes a Contact.
+    const people = [
+      { participantId: 'PA_1', role: 'end_user', externalId: 'ext-1', crmContactId: '' },
+      { participantId: 'PA_2', role: 'agent', externalId: 'agent-7', crmContactId: '' },
+    ];
+    const d = delivery({ files, contacts: people });
     await sf.deliver(d);
     await sf.deliver(d);
 
@@ -144,13 +130,15 @@ describe('Salesforce destination against the contract server', () => {
   it('uses the ContactMap on the next delivery and the shared token cache across destinations', async () => {
     await start();
     const tokens = new SalesforceTokenCache();
-    await destination({}, undefined, tokens).deliver(delivery());
+    // One file each: each delivery makes one upload.
+    const oneFile = (id: string) => delivery({ files: [{ id, data: Buffer.from('{"messages":[]}'), contentType: 'application/json' }] });
+    await destination({}, undefined, tokens).deliver(oneFile('AR_first'));
     const contactLookups = () => server.requests.filter((r) => r.soql?.includes('FROM Contact')).length;
     expect(contactLookups()).toBe(1);
     expect(server.count('PATCH', '/sobjects/Contact/Gateway_External_Id__c/ext-1')).toBe(1);
 
     const before = server.requests.length;
-    await destination({}, undefined, tokens).deliver(delivery());
+    await destination({}, undefined, tokens).deliver(oneFile('AR_second'));
     expect(contacts.hits).toBe(1);
     expect(contactLookups()).toBe(1);
     // Task lookup, Task create, file lookup, file upload: nothing else.

@@ -1,0 +1,146 @@
+import { downwardHelpers, knownVariable, serviceSpecs, tenantNames, type ServiceSettings } from './services.js';
+import { containersOf, cpuCores, envValues, objectId, resolveEnv, secretKeys, workloads, type Json, type Rule, type Violation } from './objects.js';
+
+/** The rules for every container, its probes, and each service's configuration as its environment gives it. */
+
+/** Seconds a stopping recorder gets after its drain to assemble and store what still runs. */
+const recorderAssemblyMargin = 300;
+
+/** Every container: requests and limits, probes, a non-root user without privilege escalation, a read-only root, a pinned image. */
+export const containerRules: Rule = (objects) => {
+  const found: Violation[] = [];
+  for (const w of workloads(objects)) {
+    const id = objectId(w.object);
+    const add = (container: Json, message: string) => found.push({ rule: 'containers', object: id, message: `container ${container.name}: ${message}` });
+    const podSecurity = w.pod.securityContext ?? {};
+    for (const c of containersOf(w.pod)) {
+      for (const kind of ['requests', 'limits'] as const) {
+        for (const resource of ['cpu', 'memory']) if (c.resources?.[kind]?.[resource] === undefined) add(c, `no ${resource} ${kind.slice(0, -1)}`);
+      }
+      const isInit = (w.pod.initContainers ?? []).includes(c);
+      // A Job's container runs to completion: nothing to probe.
+      const runsToCompletion = w.object.kind === 'Job' || w.object.kind === 'CronJob';
+      if (!isInit && !runsToCompletion) {
+        if (!c.livenessProbe) add(c, 'no liveness probe');
+        if (!c.readinessProbe) add(c, 'no readiness probe');
+      }
+      const security = c.securityContext ?? {};
+      const runAsNonRoot = security.runAsNonRoot ?? podSecurity.runAsNonRoot;
+      const runAsUser = security.runAsUser ?? podSecurity.runAsUser;
+      if (runAsNonRoot !== true) add(c, 'runAsNonRoot is not true');
+      if (runAsUser === undefined || runAsUser === 0) add(c, `runs as ${runAsUser === 0 ? 'root (uid 0)' : 'the image user (no runAsUser)'}`);
+      if (security.allowPrivilegeEscalation !== false) add(c, 'allowPrivilegeEscalation is not false');
+      if (security.privileged === true) add(c, 'is privileged');
+      if (security.readOnlyRootFilesystem !== true) add(c, 'the root filesystem is writable');
+      if (!(security.capabilities?.drop ?? []).includes('ALL')) add(c, 'does not drop ALL capabilities');
+      const seccomp = security.seccompProfile?.type ?? podSecurity.seccompProfile?.type;
+      if (seccomp !== 'RuntimeDefault' && seccomp !== 'Localhost') add(c, 'no RuntimeDefault or Localhost seccomp profile');
+      const image: string = c.image ?? '';
+      const tag = image.includes('@') ? 'digest' : /:([^/:]+)$/.exec(image)?.[1];
+      if (!tag || tag === 'latest') add(c, `image ${image} is not pinned to a tag or digest`);
+    }
+  }
+  return found;
+};
+
+/** Our services' probes ask their ops server: liveness /healthz, readiness /readyz. */
+export const probeRules: Rule = (objects) => {
+  const found: Violation[] = [];
+  for (const w of workloads(objects)) {
+    if (!w.service) continue;
+    for (const c of w.pod.containers ?? []) {
+      const opsPort = (c.ports ?? []).find((p: Json) => p.name === 'ops')?.containerPort;
+      const check = (probe: Json, kind: string, path: string) => {
+        const get = probe?.httpGet;
+        if (!get || get.path !== path || (get.port !== 'ops' && get.port !== opsPort))
+          found.push({ rule: 'probes', object: objectId(w.object), message: `container ${c.name}: the ${kind} probe is not GET ${path} on the ops port` });
+      };
+      check(c.livenessProbe, 'liveness', '/healthz');
+      check(c.readinessProbe, 'readiness', '/readyz');
+    }
+  }
+  return found;
+};
+
+/**
+ * Each service's environment: only variables its config schema (or the OpenTelemetry SDK,
+ * mediasoup, Node) reads, values the service accepts, ports that match its config, the
+ * OpenTelemetry variables, and gRPC TLS files all or none.
+ */
+export const configRules: Rule = (objects) => {
+  const found: Violation[] = [];
+  for (const w of workloads(objects)) {
+    if (!w.service) continue;
+    const id = objectId(w.object);
+    const add = (message: string) => found.push({ rule: 'config', object: id, message });
+    const container = (w.pod.containers ?? []).find((c: Json) => c.name === w.service) ?? w.pod.containers?.[0];
+    if (!container) continue;
+    const env = resolveEnv(container, w.namespace, objects, w.pod.hostNetwork === true);
+    env.problems.forEach(add);
+    for (const [name, entry] of env.entries) {
+      const helper = downwardHelpers.has(name) && entry.source === 'fieldRef';
+      if (!helper && !knownVariable(w.service, name)) add(`${name} is not a variable ${w.service} reads`);
+      if (entry.value?.includes('$(')) add(`${name}=${entry.value} refers to a variable not defined before it`);
+    }
+    let settings: ServiceSettings | undefined;
+    try {
+      settings = serviceSpecs[w.service].settings(envValues(env));
+    } catch (error) {
+      add(`${w.service} would refuse its configuration: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    if (env.entries.get('OTEL_SERVICE_NAME')?.value !== w.service) add(`OTEL_SERVICE_NAME is not "${w.service}"`);
+    if (!env.entries.get('OTEL_EXPORTER_OTLP_ENDPOINT')?.value) add('OTEL_EXPORTER_OTLP_ENDPOINT is not set');
+    const tlsFiles = ['GRPC_TLS_CA_FILE', 'GRPC_TLS_CERT_FILE', 'GRPC_TLS_KEY_FILE'];
+    const tlsSet = tlsFiles.filter((name) => env.entries.has(name));
+    if (tlsSet.length !== 0 && tlsSet.length !== 3) add(`gRPC TLS needs all of ${tlsFiles.join(', ')} or none; set: ${tlsSet.join(', ')}`);
+    for (const name of tlsSet) {
+      const file = env.entries.get(name)?.value ?? '';
+      const mount = (container.volumeMounts ?? []).find((m: Json) => file.startsWith(`${m.mountPath}/`));
+      const volume = (w.pod.volumes ?? []).find((v: Json) => v.name === mount?.name);
+      if (!volume?.secret) add(`${name}=${file} is not in a mounted Secret`);
+      else if (!secretKeys(objects, w.namespace, volume.secret.secretName)?.has(file.slice(mount.mountPath.length + 1))) add(`${name}=${file}: Secret ${volume.secret.secretName} has no such key`);
+    }
+    const tenants = env.entries.get('GATEWAY_TENANTS')?.value;
+    const keys = env.entries.get('GATEWAY_TENANT_KEYS')?.value;
+    if (tenants !== undefined && keys !== undefined) {
+      let keyed: string[] = [];
+      try {
+        keyed = Object.keys(JSON.parse(keys) as object);
+      } catch {
+        // The service's own parse (below) reports a malformed value.
+      }
+      for (const tenant of tenantNames(tenants) ?? []) if (!keyed.includes(tenant)) add(`tenant ${tenant} has no key in GATEWAY_TENANT_KEYS`);
+    }
+    if (!settings) continue;
+    for (const [portName, port] of Object.entries(settings.ports)) {
+      const declared = (container.ports ?? []).find((p: Json) => p.name === portName);
+      if (!declared) add(`no container port named ${portName} (${w.service} listens on ${port})`);
+      else if (declared.containerPort !== port) add(`container port ${portName} is ${declared.containerPort}, ${w.service} listens on ${port}`);
+    }
+    const cpuLimit = cpuCores(container.resources?.limits?.cpu);
+    if (settings.sfu && cpuLimit !== undefined && settings.sfu.workers > cpuLimit) add(`SFU_WORKERS=${settings.sfu.workers} workers on a CPU limit of ${cpuLimit} cores`);
+    if (settings.recorder) {
+      if (cpuLimit !== undefined && settings.recorder.cpuBudget > cpuLimit) add(`RECORDER_CPU_BUDGET=${settings.recorder.cpuBudget} is above the CPU limit (${cpuLimit})`);
+      const workDir = settings.recorder.workDir;
+      const mount = (container.volumeMounts ?? []).find((m: Json) => workDir === m.mountPath || workDir.startsWith(`${m.mountPath}/`));
+      const volume = (w.pod.volumes ?? []).find((v: Json) => v.name === mount?.name);
+      if (volume?.emptyDir?.medium !== 'Memory') add(`RECORDER_WORK_DIR=${workDir} is not on an emptyDir of medium Memory`);
+      // A stopping recorder drains, then assembles what still runs: the pod must get that long.
+      const grace = w.pod.terminationGracePeriodSeconds ?? 30;
+      const neededSeconds = settings.recorder.drainGraceMs / 1000 + recorderAssemblyMargin;
+      if (grace < neededSeconds) add(`terminationGracePeriodSeconds ${grace} is shorter than the drain (RECORDER_DRAIN_GRACE_SECONDS) plus ${recorderAssemblyMargin} s to store what still runs`);
+    }
+  }
+  // gRPC between the services: mutual TLS on all of them or on none.
+  const tlsByService = new Map<string, boolean>();
+  for (const w of workloads(objects)) {
+    if (w.service !== 'sfu' && w.service !== 'signaling' && w.service !== 'recorder') continue;
+    const container = (w.pod.containers ?? []).find((c: Json) => c.name === w.service) ?? w.pod.containers?.[0];
+    tlsByService.set(w.service, resolveEnv(container, w.namespace, objects).entries.has('GRPC_TLS_CA_FILE'));
+  }
+  if (new Set(tlsByService.values()).size > 1) {
+    const with_ = [...tlsByService].filter(([, tls]) => tls).map(([s]) => s);
+    found.push({ rule: 'config', object: 'gRPC', message: `mutual TLS on ${with_.join(', ')} only: a client and a server that disagree cannot talk` });
+  }
+  return found;
+};

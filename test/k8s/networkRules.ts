@@ -1,0 +1,122 @@
+import { serviceSpecs } from './services.js';
+import { containersOf, envValues, objectId, resolveEnv, selects, workloads, type Json, type K8sObject, type Rule, type Violation } from './objects.js';
+
+/** The rules for what is reachable, and from where: Services, the Ingress, host ports and NetworkPolicies. */
+
+const monitoringNamespace = 'monitoring';
+
+const publicSources = new Set(['0.0.0.0/0', '::/0']);
+
+/** The port of signaling's Service that leads to its http container port. */
+const signalingHttpPort = (objects: K8sObject[]): number | undefined =>
+  objects.find((o) => o.kind === 'Service' && o.metadata.name === 'signaling')?.spec?.ports?.find((p: Json) => p.name === 'http')?.port;
+
+/** Only signaling (through the Ingress) and the SFU's media ports face the internet; gRPC never. */
+export const exposureRules: Rule = (objects) => {
+  const found: Violation[] = [];
+  const add = (o: K8sObject, message: string) => found.push({ rule: 'exposure', object: objectId(o), message });
+  for (const o of objects) {
+    if (o.kind === 'Service') {
+      if (o.spec?.type === 'LoadBalancer' || o.spec?.type === 'NodePort') add(o, `a ${o.spec.type} Service`);
+      if ((o.spec?.externalIPs ?? []).length > 0) add(o, 'has external IPs');
+    }
+    if (o.kind === 'Ingress') {
+      const backends: Json[] = [o.spec?.defaultBackend, ...(o.spec?.rules ?? []).flatMap((r: Json) => (r.http?.paths ?? []).map((p: Json) => p.backend))].filter(Boolean);
+      for (const b of backends) {
+        const port = b.service?.port;
+        if (b.service?.name !== 'signaling' || (port?.name !== 'http' && port?.number !== signalingHttpPort(objects)))
+          add(o, `routes to ${b.service?.name ?? 'a resource'} port ${port?.name ?? port?.number}: only signaling's http port is public`);
+      }
+    }
+  }
+  for (const w of workloads(objects)) {
+    for (const c of containersOf(w.pod)) {
+      const hostPorts = (c.ports ?? []).filter((p: Json) => p.hostPort !== undefined);
+      if (w.service !== 'sfu') {
+        if (w.pod.hostNetwork) add(w.object, 'on the host network: only the SFU may be');
+        for (const p of hostPorts) add(w.object, `host port ${p.hostPort}: only the SFU's media ports may be`);
+      } else {
+        for (const p of hostPorts) if (!p.name?.startsWith('rtc-')) add(w.object, `host port ${p.hostPort} (${p.name}) is not a media port`);
+      }
+    }
+  }
+  return found;
+};
+
+/** Ports of a policy rule as numbers, resolving names against the pods' container ports. */
+function rulePorts(rule: Json, podPorts: Json[]): Array<{ port: number; endPort: number; protocol: string }> | 'all' {
+  if (!rule.ports || rule.ports.length === 0) return 'all';
+  return rule.ports.map((p: Json) => {
+    const number = typeof p.port === 'number' ? p.port : (podPorts.find((c) => c.name === p.port)?.containerPort ?? -1);
+    return { port: number, endPort: p.endPort ?? number, protocol: p.protocol ?? 'TCP' };
+  });
+}
+
+/** Default deny in every namespace we run in; nothing open to all sources; gRPC only from our pods; ops ports only to Prometheus. */
+export const networkPolicyRules: Rule = (objects) => {
+  const found: Violation[] = [];
+  const policies = objects.filter((o) => o.kind === 'NetworkPolicy');
+  const namespaces = new Set(workloads(objects).map((w) => w.namespace));
+  for (const ns of namespaces) {
+    const denies = policies.some(
+      (p) =>
+        p.metadata.namespace === ns &&
+        Object.keys(p.spec?.podSelector ?? {}).length === 0 &&
+        ['Ingress', 'Egress'].every((t) => (p.spec?.policyTypes ?? []).includes(t)) &&
+        !p.spec?.ingress &&
+        !p.spec?.egress,
+    );
+    if (!denies) found.push({ rule: 'network', object: `Namespace ${ns}`, message: 'no default-deny NetworkPolicy for Ingress and Egress' });
+  }
+  for (const p of policies) {
+    const add = (message: string) => found.push({ rule: 'network', object: objectId(p), message });
+    const targets = workloads(objects).filter((w) => w.namespace === p.metadata.namespace && selects(p.spec?.podSelector, w.podLabels));
+    for (const [index, rule] of (p.spec?.ingress ?? []).entries()) {
+      const sources: Json[] = rule.from ?? [];
+      if (sources.length === 0 || sources.some((s) => publicSources.has(s.ipBlock?.cidr))) add(`ingress rule ${index} admits every source`);
+      for (const w of targets) {
+        const podPorts = containersOf(w.pod).flatMap((c) => c.ports ?? []);
+        const opened = rulePorts(rule, podPorts);
+        for (const named of podPorts.filter((c) => c.name === 'grpc' || c.name === 'ops')) {
+          const covered = opened === 'all' || opened.some((r) => named.containerPort >= r.port && named.containerPort <= r.endPort && r.protocol === (named.protocol ?? 'TCP'));
+          if (!covered) continue;
+          if (named.name === 'grpc' && (sources.length === 0 || !sources.every((s) => s.podSelector && !s.namespaceSelector && !s.ipBlock)))
+            add(`ingress rule ${index} opens ${w.service ?? w.object.metadata.name}'s gRPC port to more than our own pods`);
+          if (named.name === 'ops' && (sources.length === 0 || !sources.every((s) => s.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'] === monitoringNamespace && !s.ipBlock)))
+            add(`ingress rule ${index} opens ${w.service ?? w.object.metadata.name}'s ops port to more than Prometheus (namespace ${monitoringNamespace})`);
+        }
+      }
+    }
+  }
+  return found;
+};
+
+/** The Ingress keeps WebSockets open, has no sticky sessions, and matches signaling's WebAuthn origins. */
+export const ingressRules: Rule = (objects) => {
+  const found: Violation[] = [];
+  const signaling = workloads(objects).find((w) => w.service === 'signaling');
+  let origins: string[] | undefined;
+  if (signaling) {
+    const container = (signaling.pod.containers ?? [])[0];
+    try {
+      origins = serviceSpecs.signaling.settings(envValues(resolveEnv(container, signaling.namespace, objects))).signaling?.webauthnOrigins;
+    } catch {
+      // configRules reports it.
+    }
+  }
+  for (const o of objects.filter((x) => x.kind === 'Ingress')) {
+    const add = (message: string) => found.push({ rule: 'ingress', object: objectId(o), message });
+    const annotations = o.metadata.annotations ?? {};
+    for (const name of ['proxy-read-timeout', 'proxy-send-timeout']) {
+      const value = Number(annotations[`nginx.ingress.kubernetes.io/${name}`]);
+      if (!(value >= 3600)) add(`nginx.ingress.kubernetes.io/${name} is not at least 3600 (WebSockets would be cut)`);
+    }
+    if (annotations['nginx.ingress.kubernetes.io/affinity']) add('sticky sessions: sessions resume on any replica, connections need not stick');
+    const tlsHosts = new Set((o.spec?.tls ?? []).flatMap((t: Json) => t.hosts ?? []));
+    for (const rule of o.spec?.rules ?? []) {
+      const origin = `${tlsHosts.has(rule.host) ? 'https' : 'http'}://${rule.host}`;
+      if (origins && !origins.includes(origin)) add(`${origin} is not in SIGNALING_WEBAUTHN_ORIGINS (${origins.join(', ')})`);
+    }
+  }
+  return found;
+};

@@ -1,0 +1,208 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { configRules, containerRules, probeRules } from './containerRules.js';
+import { grpcIdentityRules, natsRules } from './identityRules.js';
+import { drainRules, sfuRules } from './mediaRules.js';
+import { exposureRules, ingressRules, networkPolicyRules } from './networkRules.js';
+import type { K8sObject, Rule } from './objects.js';
+import { container, find, messages, objectsOf, renderOverlays } from './overlays.js';
+import { checkSchemas } from './rules.js';
+import { availabilityRules, scalingRules } from './scalingRules.js';
+
+/** Each deployment rule (rules.ts) shown to reject a deliberately broken copy of a rendered overlay. */
+
+beforeAll(renderOverlays);
+
+describe('each deployment rule rejects what it is meant to', () => {
+  /** Breaks a copy of an environment and expects `rule` to report `message`. */
+  const caughtIn = (overlay: string, rule: Rule, breakIt: (objects: K8sObject[]) => void, message: RegExp) => {
+    const objects = objectsOf(overlay);
+    expect(rule(objects)).toEqual([]);
+    breakIt(objects);
+    expect(messages(rule(objects)).join('\n')).toMatch(message);
+  };
+  const caught = (rule: Rule, breakIt: (objects: K8sObject[]) => void, message: RegExp) => caughtIn('dev', rule, breakIt, message);
+
+  it('a container without limits', () => caught(containerRules, (o) => delete container(o, 'signaling').resources.limits, /signaling: no cpu limit/));
+
+  it('a container running as root', () => caught(containerRules, (o) => (find(o, 'Deployment', 'recorder').spec.template.spec.securityContext.runAsUser = 0), /recorder: runs as root/));
+
+  it('a container that may escalate its privileges', () =>
+    caught(containerRules, (o) => delete container(o, 'crm-sync').securityContext.allowPrivilegeEscalation, /allowPrivilegeEscalation is not false/));
+
+  it('a container without a readiness probe', () => caught(containerRules, (o) => delete container(o, 'crm-sync').readinessProbe, /no readiness probe/));
+
+  it('a probe that does not ask the ops server', () =>
+    caught(probeRules, (o) => (container(o, 'signaling').livenessProbe.httpGet.path = '/'), /signaling: the liveness probe is not GET \/healthz on the ops port/));
+
+  it('a service without a disruption budget or a ServiceMonitor', () =>
+    caught(
+      availabilityRules,
+      (o) => {
+        o.splice(o.indexOf(find(o, 'PodDisruptionBudget', 'recorder')), 1);
+        o.splice(o.indexOf(find(o, 'ServiceMonitor', 'crm-sync')), 1);
+      },
+      /^(?=[\s\S]*recorder: no PodDisruptionBudget)(?=[\s\S]*crm-sync: no ServiceMonitor)/,
+    ));
+
+  it('a tenant without a key', () =>
+    caught(
+      configRules,
+      (o) => {
+        const secret = find(o, 'Secret', 'gateway-tenants');
+        secret.stringData = { ...secret.stringData, GATEWAY_TENANT_KEYS: '{}' };
+      },
+      /tenant example has no key in GATEWAY_TENANT_KEYS/,
+    ));
+
+  it('an image tagged latest', () => caught(containerRules, (o) => (container(o, 'sfu').image = 'registry.example.com/gateway/sfu:latest'), /not pinned/));
+
+  it('an SFU whose grace period is shorter than its drain', () =>
+    caught(sfuRules, (o) => (find(o, 'Deployment', 'sfu').spec.template.spec.terminationGracePeriodSeconds = 60), /terminationGracePeriodSeconds 60 is shorter than the drain/));
+
+  it('an SFU with more workers than media ports', () => caught(sfuRules, (o) => (find(o, 'ConfigMap', 'sfu-config').data.SFU_WORKERS = '2'), /no UDP media port 40001 for worker 1/));
+
+  it('an SFU without a preStop hook', () => caught(sfuRules, (o) => delete container(o, 'sfu').lifecycle, /no preStop hook/));
+
+  it('a preStop hook that calls /drain from the kubelet (httpGet)', () =>
+    caught(
+      drainRules,
+      (o) => (container(o, 'recorder').lifecycle.preStop = { httpGet: { path: '/drain', port: 'ops', httpHeaders: [{ name: 'X-Gateway-Drain', value: '1' }] } }),
+      /recorder: the preStop hook is an httpGet/,
+    ));
+
+  it('an SFU preStop hook without the drain token', () =>
+    caught(
+      drainRules,
+      (o) => {
+        const hook = container(o, 'sfu').lifecycle.preStop.exec.command as string[];
+        hook[hook.length - 1] = "fetch('http://' + process.env.SFU_OPS_HOST + ':9101/drain', { method: 'POST' })";
+      },
+      /sfu: the preStop hook calls \/drain on an address other than loopback without the drain token/,
+    ));
+
+  it("an SFU preStop hook on loopback while its ops port is on the node's address", () =>
+    caught(
+      drainRules,
+      (o) => {
+        const hook = container(o, 'sfu').lifecycle.preStop.exec.command as string[];
+        hook[hook.length - 1] = "fetch('http://127.0.0.1:9101/drain', { method: 'POST' })";
+      },
+      /sfu: the preStop hook calls \/drain on loopback, but the ops port listens on SFU_OPS_HOST=/,
+    ));
+
+  it("a recorder gRPC certificate that carries the SFU's name", () =>
+    caughtIn(
+      'prod',
+      grpcIdentityRules,
+      (o) => Object.assign(find(o, 'Certificate', 'recorder-grpc').spec, { commonName: 'sfu.gateway.internal', dnsNames: ['sfu.gateway.internal'] }),
+      /recorder: its gRPC certificate \(Certificate gateway\/recorder-grpc\) does not carry recorder\.gateway\.internal[\s\S]*also carries sfu\.gateway\.internal/,
+    ));
+
+  it("a gRPC certificate with a second service's name", () =>
+    caughtIn(
+      'prod',
+      grpcIdentityRules,
+      (o) => find(o, 'Certificate', 'signaling-grpc').spec.dnsNames.push('sfu.gateway.internal'),
+      /signaling: its gRPC certificate .* also carries sfu\.gateway\.internal/,
+    ));
+
+  it('an SFU off the media pool', () => caught(sfuRules, (o) => (find(o, 'Deployment', 'sfu').spec.template.spec.tolerations = []), /does not tolerate the media pool's taint/));
+
+  it('an SFU without the host network or host ports', () =>
+    caught(sfuRules, (o) => delete find(o, 'Deployment', 'sfu').spec.template.spec.hostNetwork, /neither on the host network nor with host ports/));
+
+  it('an SFU whose gRPC listens on every address', () =>
+    caught(sfuRules, (o) => (container(o, 'sfu').env = container(o, 'sfu').env.filter((e: { name: string }) => e.name !== 'SFU_GRPC_HOST')), /SFU_GRPC_HOST is unset/));
+
+  it('a variable no service reads', () => caught(configRules, (o) => container(o, 'sfu').env.push({ name: 'SFU_WORKER', value: '2' }), /SFU_WORKER is not a variable sfu reads/));
+
+  it('a value the service would refuse', () =>
+    caught(configRules, (o) => (find(o, 'ConfigMap', 'recorder-config').data.RECORDER_CPU_BUDGET = 'lots'), /recorder would refuse its configuration: [\s\S]*RECORDER_CPU_BUDGET/));
+
+  it('a recorder work folder on disk', () =>
+    caught(
+      configRules,
+      (o) => delete find(o, 'Deployment', 'recorder').spec.template.spec.volumes.find((v: { name: string }) => v.name === 'work').emptyDir.medium,
+      /RECORDER_WORK_DIR=.* is not on an emptyDir of medium Memory/,
+    ));
+
+  it('a recorder whose grace period is shorter than its drain', () =>
+    caught(
+      configRules,
+      (o) => (find(o, 'Deployment', 'recorder').spec.template.spec.terminationGracePeriodSeconds = 600),
+      /terminationGracePeriodSeconds 600 is shorter than the drain \(RECORDER_DRAIN_GRACE_SECONDS\)/,
+    ));
+
+  it('gRPC TLS on one side only', () =>
+    caught(
+      configRules,
+      (o) => Object.assign(find(o, 'ConfigMap', 'sfu-config').data, { GRPC_TLS_CA_FILE: '/x/ca.crt', GRPC_TLS_CERT_FILE: '/x/tls.crt', GRPC_TLS_KEY_FILE: '/x/tls.key' }),
+      /mutual TLS on sfu only/,
+    ));
+
+  it('a LoadBalancer Service', () => caught(exposureRules, (o) => (find(o, 'Service', 'recorder').spec.type = 'LoadBalancer'), /a LoadBalancer Service/));
+
+  it('an Ingress to a gRPC port', () =>
+    caught(exposureRules, (o) => (find(o, 'Ingress', 'signaling').spec.rules[0].http.paths[0].backend.service = { name: 'recorder', port: { name: 'grpc' } }), /routes to recorder port grpc/));
+
+  it('another workload on the host network', () =>
+    caught(exposureRules, (o) => (find(o, 'Deployment', 'signaling').spec.template.spec.hostNetwork = true), /on the host network: only the SFU may be/));
+
+  it('no default deny', () => caught(networkPolicyRules, (o) => o.splice(o.indexOf(find(o, 'NetworkPolicy', 'default-deny')), 1), /no default-deny NetworkPolicy/));
+
+  it('a gRPC port open to everyone', () =>
+    caught(
+      networkPolicyRules,
+      (o) => find(o, 'NetworkPolicy', 'recorder').spec.ingress.push({ ports: [{ protocol: 'TCP', port: 50061 }] }),
+      /admits every source[\s\S]*recorder's gRPC port to more than our own pods/,
+    ));
+
+  it('an ops port open beyond Prometheus', () =>
+    caught(
+      networkPolicyRules,
+      (o) => find(o, 'NetworkPolicy', 'signaling').spec.ingress.push({ from: [{ namespaceSelector: {} }], ports: [{ protocol: 'TCP', port: 9100 }] }),
+      /signaling's ops port to more than Prometheus/,
+    ));
+
+  it('crm-sync scaled on a consumer it does not hold', () =>
+    caught(scalingRules, (o) => (find(o, 'ScaledObject', 'crm-sync').spec.triggers[0].metadata.consumer = 'crm-sync'), /no nats-jetstream trigger on GATEWAY_RECORDINGS \/ crm-sync-recordings/));
+
+  it('a service that may scale to zero', () => caught(scalingRules, (o) => (find(o, 'ScaledObject', 'recorder').spec.minReplicaCount = 0), /may scale to zero/));
+
+  it('an Ingress that cuts WebSockets after a minute', () =>
+    caught(ingressRules, (o) => (find(o, 'Ingress', 'signaling').metadata.annotations!['nginx.ingress.kubernetes.io/proxy-read-timeout'] = '60'), /proxy-read-timeout is not at least 3600/));
+
+  it('a service without NATS credentials', () =>
+    caught(
+      natsRules,
+      (o) => {
+        const pod = find(o, 'Deployment', 'signaling').spec.template.spec;
+        pod.volumes = pod.volumes.filter((v: { name: string }) => v.name !== 'nats');
+      },
+      /Deployment gateway\/signaling: NATS_NKEY_SEED_FILE=\/etc\/gateway\/nats\/seed is not in a mounted Secret/,
+    ));
+
+  it('a NATS URL without TLS', () =>
+    caught(natsRules, (o) => (find(o, 'ConfigMap', 'sfu-config').data!.NATS_URL = 'nats://nats.gateway.svc.cluster.local:4222'), /Deployment gateway-media\/sfu: NATS_URL nats:\/\/\S+ is not TLS/));
+
+  it("a service with another identity's nkey", () =>
+    caught(
+      natsRules,
+      (o) => {
+        const pod = find(o, 'Deployment', 'recorder').spec.template.spec;
+        pod.volumes.find((v: { name: string }) => v.name === 'nats').projected.sources[1].secret.name = 'nats-crm-sync';
+      },
+      /recorder: NATS_NKEY_SEED_FILE=\S+ comes from Secret nats-crm-sync, not its own identity's \(nats-recorder\)/,
+    ));
+
+  it('an nkey seed the servers do not know', () =>
+    caught(
+      natsRules,
+      (o) => (find(o, 'Secret', 'nats-user-keys').stringData!.signaling = 'UCNYFWFRUL4A2C64OOQGRKP3YVNN5TBRBYLDPA75PXJFAQ4D6TRMZ2IW'),
+      /signaling: its nkey seed does not match the public key/,
+    ));
+
+  it('NATS open to pods that are not ours', () => caught(natsRules, (o) => find(o, 'NetworkPolicy', 'nats').spec.ingress[0].from.push({ podSelector: {} }), /admits pods that are not our services/));
+
+  it('an object its schema refuses', () => caught(checkSchemas, (o) => (container(o, 'signaling').ports[0].containerPort = 'http'), /containerPort must be integer/));
+});
