@@ -76,8 +76,12 @@ export class OpenApiContract {
     const problems: string[] = [];
     let responses: Json;
     if (operation) responses = operation.responses;
-    else if (exchange.status === 405) responses = { '405': this.spec.components?.responses?.MethodNotAllowed };
-    else return [`${what}: the method is not in the contract`];
+    else {
+      // A method the resource does not take: refused as such, or (credentials checked first) as unauthenticated.
+      const refusals: Json = { '405': this.spec.components?.responses?.MethodNotAllowed, '401': this.spec.components?.responses?.Unauthenticated };
+      if (!refusals[String(exchange.status)]) return [`${what}: the method is not in the contract`];
+      responses = { [String(exchange.status)]: refusals[String(exchange.status)] };
+    }
     const documented = responses[String(exchange.status)] ?? responses.default;
     if (!documented) return [`${what}: the status is not documented`];
     const response = this.deref(documented);
