@@ -117,7 +117,8 @@ export async function fuzzHttp(rng: Rng, target: FuzzTarget, stats: FuzzStats, c
     const status = /^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1] ?? 'none';
     stats.http[status] = (stats.http[status] ?? 0) + 1;
     if (spec.credential === 'forged-basic' && spec.path === '/v1/tokens' && status === '200') stats.forgedAccepted.push(`POST /v1/tokens with ${spec.authorization?.slice(0, 40)}`);
-    if (spec.credential === 'forged-basic' && spec.path.startsWith('/v1/rooms') && status.startsWith('2')) stats.forgedAccepted.push(`${spec.path.slice(0, 60)} with ${spec.authorization?.slice(0, 40)}`);
+    if (spec.credential === 'forged-basic' && spec.path.startsWith('/v1/rooms') && status.startsWith('2'))
+      stats.forgedAccepted.push(`${spec.path.slice(0, 60)} with ${spec.authorization?.slice(0, 40)}`);
     if (spec.credential === 'bearer' && status === '201') stats.forgedAccepted.push(`upload with a forged bearer token on ${spec.path}`);
     if (spec.path.startsWith('/v1/artifacts/') && status === '200') stats.forgedAccepted.push(`artifact download with a forged URL token: ${spec.path.slice(0, 80)}`);
   };
