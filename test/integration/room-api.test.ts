@@ -256,6 +256,16 @@ describe('the room API', () => {
     expect((await api(sig1.url, `/v1/rooms/${room}`, { method: 'DELETE' })).status).toBe(404);
   });
 
+  it('mints join tokens as documented, for the caller only', async () => {
+    const minted = await api(sig1.url, '/v1/tokens', { method: 'POST', json: { room: 'r1', identity: 'ext-1', role: 'end_user', ttlSeconds: 60, phoneNumber: '+14155550132' } });
+    expect(minted.status).toBe(200);
+    expect(minted.body.expiresAt).toBeGreaterThan(Date.now() / 1000);
+    expect((await api(sig1.url, '/v1/tokens', { method: 'POST', json: { room: 'r1', identity: 'x', role: 'root' } })).body.error.code).toBe('BAD_REQUEST');
+    expect((await api(sig1.url, '/v1/tokens', { method: 'POST', body: '{', headers: { 'content-type': 'application/json' } })).body.error.code).toBe('MALFORMED_MESSAGE');
+    const refused = await api(sig1.url, '/v1/tokens', { method: 'POST', as: 'forged', json: { room: 'r1', identity: 'x', role: 'agent' } });
+    expect([refused.status, refused.headers.get('www-authenticate')]).toEqual([401, 'Basic realm="gateway"']);
+  });
+
   it('answers a method a resource does not take with 405 METHOD_NOT_ALLOWED and what it takes', async () => {
     const cases: Array<[string, string, string]> = [
       ['PUT', '/v1/rooms', 'GET'],

@@ -140,6 +140,19 @@ export class OpenApiContract {
     return { status: response.status, headers: response.headers, body };
   }
 
+  /** Checks an answer a test fetched itself (read from a clone, so the test can still read it); a departure fails the test. */
+  async assertAnswer(method: string, target: string, response: Response): Promise<void> {
+    const text = await response.clone().text();
+    let body: unknown;
+    try {
+      body = text === '' ? undefined : JSON.parse(text);
+    } catch {
+      body = text;
+    }
+    const problems = this.problems({ method, target, status: response.status, headers: response.headers, body });
+    if (problems.length > 0) throw new Error(`the answer departs from the OpenAPI contract:\n  ${problems.join('\n  ')}`);
+  }
+
   /** Every object schema an answer can hold states whether it takes other fields (false, or true for a documented free-form map). */
   openResponseObjects(): string[] {
     const open: string[] = [];
