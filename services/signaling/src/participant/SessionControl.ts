@@ -87,7 +87,6 @@ export class SessionControl {
         const ending = this.deps.sessions.end(session, 'removed');
         link?.close(CloseCode.CLOSE_CODE_REMOVED, 'removed from the room');
         await ending;
-        session.log.info('participant removed through the room API');
         return undefined;
       }
       case 'mute': {

@@ -38,7 +38,7 @@ async function serviceWith(records: Array<[string, string, ParticipantRecord]>, 
   const published: unknown[] = [];
   const removed: string[] = [];
   const service = new RoomService({
-    store: Object.assign(store, { rooms }),
+    store: Object.assign(store, { rooms, isStale: () => false }),
     control: {
       remove: async (_t, _r, id) => {
         removed.push(id);

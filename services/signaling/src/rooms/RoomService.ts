@@ -39,7 +39,7 @@ export interface DataMessageInput {
 }
 
 export interface RoomServiceDeps {
-  store: Pick<ParticipantStore, 'rooms' | 'list' | 'get'>;
+  store: Pick<ParticipantStore, 'rooms' | 'list' | 'get' | 'isStale'>;
   control: Pick<SessionControl, 'remove' | 'mute'>;
   hub: Pick<RoomHub, 'publish'>;
   recorders: RecorderDirectory;
@@ -70,6 +70,7 @@ export class RoomService {
   async removeParticipant(tenant: string, room: string, participantId: string): Promise<void> {
     await this.participant(tenant, room, participantId);
     await this.deps.control.remove(tenant, room, participantId);
+    this.deps.log.info({ room: `${tenant}/${room}`, participantId }, 'room API: participant removed');
   }
 
   /** Mutes one published track; muting a muted track changes nothing. Unmuting is the participant's own choice. */
@@ -78,7 +79,9 @@ export class RoomService {
     const track = record.info?.tracks.find((t) => t.producerId === trackId);
     if (!track) throw new GatewayError(ErrorCode.NOT_FOUND, 'the participant publishes no such track');
     if (track.paused) return trackView(track);
-    return trackView(await this.deps.control.mute(tenant, room, participantId, trackId));
+    const muted = await this.deps.control.mute(tenant, room, participantId, trackId);
+    this.deps.log.info({ room: `${tenant}/${room}`, participantId, producerId: trackId }, 'room API: track muted');
+    return trackView(muted);
   }
 
   /** Removes everyone; returns how many were removed. A participant that could not be reached fails the request (repeating it removes the rest). */
@@ -90,6 +93,7 @@ export class RoomService {
       this.deps.log.warn({ room: `${tenant}/${room}`, failed: failed.length, err: failed[0]!.reason }, 'ending a room left participants');
       throw new GatewayError(ErrorCode.UNAVAILABLE, `${failed.length} of ${present.length} participants could not be removed; try again`, { cause: failed[0]!.reason });
     }
+    this.deps.log.info({ room: `${tenant}/${room}`, removed: present.length }, 'room API: room ended');
     return present.length;
   }
 
@@ -123,7 +127,8 @@ export class RoomService {
 
   private async participant(tenant: string, room: string, participantId: string): Promise<ParticipantRecord> {
     const stored = await this.deps.store.get(tenant, room, participantId);
-    if (!stored?.record.info) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such participant in the room');
+    // A stale record's replica is gone (the sweep removes it): it is not listed, nor found.
+    if (!stored?.record.info || this.deps.store.isStale(stored.record)) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such participant in the room');
     return stored.record;
   }
 }
