@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { SessionEnded } from '@gateway/proto/gateway/events/v1/events';
 import { streams, subjects } from '@gateway/common';
-import { NatsServer, startRecorderProcess, startSfuProcess, startSignalingProcess } from '@gateway/testing';
+import { NatsServer, startRecorderProcess, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { DEMO_TENANT } from '../../services/signaling/src/config.js';
 import { basicAuth } from '../support/crmSync.js';
 import { readEvents } from '../support/events.js';
@@ -50,6 +50,16 @@ describe('the room API', () => {
     const send = (await client.request('createTransport', { direction: 'send' })).createTransport;
     return (await client.request('produce', { transportId: send.transportId, kind: 'audio', rtpParameters: opusRtpParameters(), source: 'microphone' })).produce.producerId;
   };
+  /** Waits until the room API shows the participant connected (or away). */
+  const waitForConnected = (base: string, room: string, participantId: string, connected: boolean) =>
+    waitFor(
+      async () => {
+        const listed = (await api(base, `/v1/rooms/${room}/participants`)).body.participants as Array<{ participantId: string; connected: boolean }>;
+        return listed.find((p) => p.participantId === participantId)?.connected === connected || undefined;
+      },
+      5_000,
+      `participant ${participantId} ${connected ? 'connected' : 'away'}`,
+    );
   const count = (client: TestClient, kind: string) => client.notifications.filter((n) => kind in n).length;
   const settle = () => new Promise((r) => setTimeout(r, 500));
 
@@ -235,6 +245,20 @@ describe('the room API', () => {
     expect((await api(sig2.url, `/v1/rooms/${room}/participants`)).body.participants.map((p: { participantId: string }) => p.participantId)).toEqual([agent.id]);
     expect((await api(sig2.url, `/v1/rooms/${room}/participants/${user.id}`, { method: 'DELETE' })).status).toBe(404);
     expect(agent.client.ws.readyState).toBe(agent.client.ws.OPEN);
+  });
+
+  it('removes a participant whose client is away within its resume window: it cannot come back with its session', async () => {
+    const room = `away-${Date.now()}`;
+    const agent = await join(sig1.wsUrl, room, 'agent-1', 'agent');
+    const { client, join: joined } = await clients.join(sig2.wsUrl, await demoToken({ room, identity: 'ext-1', role: 'end_user' }));
+    const userId = joined.participant.participantId as string;
+    client.close();
+    await waitForConnected(sig1.url, room, userId, false);
+
+    expect((await api(sig1.url, `/v1/rooms/${room}/participants/${userId}`, { method: 'DELETE' })).status).toBe(204);
+    expect(await agent.client.waitForNotification('participantLeft')).toEqual({ participantId: userId, reason: 'removed' });
+    const back = await clients.open(sig1.wsUrl);
+    expect((await back.request('resume', { resumeToken: joined.resumeToken, protocolVersion: 1 })).error.code).toBe('SESSION_EXPIRED');
   });
 
   it('ends a room: everyone removed on both replicas, and the room ends as when the last one leaves', async () => {
