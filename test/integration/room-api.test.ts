@@ -9,6 +9,7 @@ import { NatsServer, startRecorderProcess, startSfuProcess, startSignalingProces
 import { DEMO_TENANT } from '../../services/signaling/src/config.js';
 import { basicAuth } from '../support/crmSync.js';
 import { readEvents } from '../support/events.js';
+import { metricValue } from '../support/metrics.js';
 import { OpenApiContract, specFiles } from '../support/openapi.js';
 import { opusRtpParameters } from '../support/rtpParameters.js';
 import { GLOBEX_TENANT, demoToken, globexToken, twoTenantEnv } from '../support/tokens.js';
@@ -211,6 +212,9 @@ describe('the room API', () => {
     expect([count(a.client, 'dataMessage'), count(b.client, 'dataMessage')]).toEqual([1, 1]);
     // Not chat: nothing was stored for the room's conversation.
     expect(count(a.client, 'message')).toBe(0);
+    // The replica counts each operation by outcome.
+    expect(await metricValue(sig1.opsPort, 'gateway_signaling_room_api_requests_total', { operation: 'sendData', code: 'OK' })).toBe(1);
+    expect(await metricValue(sig1.opsPort, 'gateway_signaling_room_api_requests_total', { operation: 'sendData', code: 'UNSUPPORTED_CONTENT' })).toBe(1);
   });
 
   it('starts and stops recording as an agent would; everyone is told', async () => {

@@ -183,7 +183,7 @@ export class SignalingServer {
     const wss = new WebSocketServer({ noServer: true, maxPayload: config.hardFrameLimitBytes });
     this.wss = wss;
     const attachments = { actions, uploadForAction: (actionId: string, authorization: string | undefined, body: Readable) => uploadForAction({ store, actions, hub }, actionId, authorization, body) };
-    const httpServer = http.createServer(createHttpHandler(config, log, attachments, this.rooms));
+    const httpServer = http.createServer(createHttpHandler(config, log, attachments, { service: this.rooms, observe: this.metrics.roomApi }));
     hardenHttpServer(httpServer);
     httpServer.on('upgrade', (req, socket, head) => {
       const path = (req.url ?? '').split('?')[0];

@@ -19,7 +19,8 @@ interface Resource {
   /** The path below /v1/rooms, `{name}` for a parameter. */
   pattern: RegExp;
   names: Array<keyof Params>;
-  methods: Partial<Record<string, Operation>>;
+  /** By HTTP method: the operation (its name is the OpenAPI operationId and the metric's label). */
+  methods: Partial<Record<string, { name: string; run: Operation }>>;
   /** Whether its requests carry a JSON body (the others must come without one). */
   body?: true;
 }
@@ -38,44 +39,49 @@ interface Resource {
  * Path parameters, query (none is taken) and bodies (only POST …/data takes one, JSON) are
  * checked by schema before anything happens. The contract is docs/openapi/signaling.yaml.
  */
-export function createRoomRoutes(rooms: RoomService): (tenant: Tenant, req: http.IncomingMessage, res: http.ServerResponse, url: URL) => Promise<void> {
+export function createRoomRoutes(
+  rooms: RoomService,
+  /** Each operation's outcome: OK or the error code (gateway_signaling_room_api_requests_total). */
+  observe: (operation: string, code: string) => void,
+): (tenant: Tenant, req: http.IncomingMessage, res: http.ServerResponse, url: URL) => Promise<void> {
+  const op = (name: string, run: Operation) => ({ name, run });
   const resources: Resource[] = [
     {
       pattern: /^$/,
       names: [],
-      methods: { GET: async (tenant, _p, _req, res) => sendJson(res, 200, { rooms: await rooms.listRooms(tenant.name) }) },
+      methods: { GET: op('listRooms', async (tenant, _p, _req, res) => sendJson(res, 200, { rooms: await rooms.listRooms(tenant.name) })) },
     },
     {
       pattern: /^\/([^/]+)$/,
       names: ['room'],
-      methods: { DELETE: async (tenant, p, _req, res) => sendJson(res, 200, { room: p.room, removed: await rooms.endRoom(tenant.name, p.room) }) },
+      methods: { DELETE: op('endRoom', async (tenant, p, _req, res) => sendJson(res, 200, { room: p.room, removed: await rooms.endRoom(tenant.name, p.room) })) },
     },
     {
       pattern: /^\/([^/]+)\/participants$/,
       names: ['room'],
-      methods: { GET: async (tenant, p, _req, res) => sendJson(res, 200, { room: p.room, participants: await rooms.listParticipants(tenant.name, p.room) }) },
+      methods: { GET: op('listParticipants', async (tenant, p, _req, res) => sendJson(res, 200, { room: p.room, participants: await rooms.listParticipants(tenant.name, p.room) })) },
     },
     {
       pattern: /^\/([^/]+)\/participants\/([^/]+)$/,
       names: ['room', 'participantId'],
       methods: {
-        DELETE: async (tenant, p, _req, res) => {
+        DELETE: op('removeParticipant', async (tenant, p, _req, res) => {
           await rooms.removeParticipant(tenant.name, p.room, p.participantId);
           sendJson(res, 204);
-        },
+        }),
       },
     },
     {
       pattern: /^\/([^/]+)\/participants\/([^/]+)\/tracks\/([^/]+)\/mute$/,
       names: ['room', 'participantId', 'trackId'],
-      methods: { POST: async (tenant, p, _req, res) => sendJson(res, 200, { track: await rooms.muteTrack(tenant.name, p.room, p.participantId, p.trackId) }) },
+      methods: { POST: op('muteTrack', async (tenant, p, _req, res) => sendJson(res, 200, { track: await rooms.muteTrack(tenant.name, p.room, p.participantId, p.trackId) })) },
     },
     {
       pattern: /^\/([^/]+)\/recording$/,
       names: ['room'],
       methods: {
-        POST: async (tenant, p, _req, res) => sendJson(res, 201, recordingView(await rooms.startRecording(tenant.name, p.room))),
-        DELETE: async (tenant, p, _req, res) => sendJson(res, 200, recordingView(await rooms.stopRecording(tenant.name, p.room))),
+        POST: op('startRecording', async (tenant, p, _req, res) => sendJson(res, 201, recordingView(await rooms.startRecording(tenant.name, p.room)))),
+        DELETE: op('stopRecording', async (tenant, p, _req, res) => sendJson(res, 200, recordingView(await rooms.stopRecording(tenant.name, p.room)))),
       },
     },
     {
@@ -83,10 +89,10 @@ export function createRoomRoutes(rooms: RoomService): (tenant: Tenant, req: http
       names: ['room'],
       body: true,
       methods: {
-        POST: async (tenant, p, req, res) => {
+        POST: op('sendData', async (tenant, p, req, res) => {
           const body = parseWith(dataMessageBodySchema, await readJsonRequest(req, 'the message', MAX_DATA_BODY_BYTES, BODY_SHAPE), 'the body');
           sendJson(res, 202, await rooms.sendData(tenant.name, p.room, body));
-        },
+        }),
       },
     },
   ];
@@ -98,10 +104,17 @@ export function createRoomRoutes(rooms: RoomService): (tenant: Tenant, req: http
       if (!match) continue;
       const operation = resource.methods[req.method ?? ''];
       if (!operation) throw methodNotAllowed(Object.keys(resource.methods));
-      const params = pathParams(resource.names, match.slice(1));
-      parseWith(noQuery, Object.fromEntries(url.searchParams), 'the query');
-      if (!resource.body && hasBody(req)) throw new GatewayError(ErrorCode.BAD_REQUEST, 'this request takes no body');
-      return operation(tenant, params, req, res);
+      try {
+        const params = pathParams(resource.names, match.slice(1));
+        parseWith(noQuery, Object.fromEntries(url.searchParams), 'the query');
+        if (!resource.body && hasBody(req)) throw new GatewayError(ErrorCode.BAD_REQUEST, 'this request takes no body');
+        await operation.run(tenant, params, req, res);
+        observe(operation.name, 'OK');
+      } catch (error) {
+        observe(operation.name, GatewayError.from(error).code);
+        throw error;
+      }
+      return;
     }
     throw new GatewayError(ErrorCode.NOT_FOUND, 'not found');
   };

@@ -40,9 +40,14 @@ const isTenantRoute = (pathname: string) => pathname === '/v1/tokens' || pathnam
  * token endpoint and the room API for customers' backends, Smart Action uploads and attachment
  * URLs, the SDK bundle and the demo pages. The contract is docs/openapi/signaling.yaml.
  */
-export function createHttpHandler(config: SignalingConfig, log: Logger, attachments: AttachmentRoutes, roomService: RoomService): http.RequestListener {
+export function createHttpHandler(
+  config: SignalingConfig,
+  log: Logger,
+  attachments: AttachmentRoutes,
+  roomApi: { service: RoomService; observe: (operation: string, code: string) => void },
+): http.RequestListener {
   const publicRoot = path.resolve(config.publicDir);
-  const rooms = createRoomRoutes(roomService);
+  const rooms = createRoomRoutes(roomApi.service, roomApi.observe);
 
   /** The tenant whose backend calls, from HTTP Basic apiKey:apiSecret; UNAUTHENTICATED otherwise. */
   function tenantOf(req: http.IncomingMessage): Tenant {
