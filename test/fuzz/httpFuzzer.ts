@@ -40,6 +40,12 @@ export async function fuzzHttp(rng: Rng, target: FuzzTarget, stats: FuzzStats, c
       '/app.css',
       '/ws',
       '/v1/tokens',
+      '/v1/rooms',
+      `/v1/rooms/${rng.pick(['r', '..', '%00', 'a'.repeat(65)])}`,
+      `/v1/rooms/r/participants/${id}`,
+      `/v1/rooms/r/participants/${id}/tracks/${id}/mute`,
+      `/v1/rooms/r/recording`,
+      `/v1/rooms/r/data`,
       `/v1/smart-actions/${id}/upload`,
       `/v1/artifacts/${id}?token=${rng.pick(['', 'x.y.z', 'eyJhbGciOiJub25lIn0.eyJ0bnQiOiJkZW1vIiwiYXJ0IjoiQVRfeCJ9.'])}`,
     ]);
@@ -60,8 +66,9 @@ export async function fuzzHttp(rng: Rng, target: FuzzTarget, stats: FuzzStats, c
     const headers: string[] = [`Host: ${base.host}`];
     let body: Buffer = Buffer.alloc(0);
     let credential: 'forged-basic' | 'bearer' | 'none' = 'none';
-    if (path === '/v1/tokens' || rng.chance(0.2)) {
-      method = rng.chance(0.8) ? 'POST' : method;
+    if (path === '/v1/tokens' || path.startsWith('/v1/rooms') || rng.chance(0.2)) {
+      // The room API's routes take every method; the others mostly get their own.
+      if (!path.startsWith('/v1/rooms')) method = rng.chance(0.8) ? 'POST' : method;
       headers.push(`Authorization: ${rng.pick(forgedBasic)}`);
       credential = 'forged-basic';
       body = Buffer.from(
@@ -110,6 +117,8 @@ export async function fuzzHttp(rng: Rng, target: FuzzTarget, stats: FuzzStats, c
     const status = /^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1] ?? 'none';
     stats.http[status] = (stats.http[status] ?? 0) + 1;
     if (spec.credential === 'forged-basic' && spec.path === '/v1/tokens' && status === '200') stats.forgedAccepted.push(`POST /v1/tokens with ${spec.authorization?.slice(0, 40)}`);
+    if (spec.credential === 'forged-basic' && spec.path.startsWith('/v1/rooms') && status.startsWith('2'))
+      stats.forgedAccepted.push(`${spec.path.slice(0, 60)} with ${spec.authorization?.slice(0, 40)}`);
     if (spec.credential === 'bearer' && status === '201') stats.forgedAccepted.push(`upload with a forged bearer token on ${spec.path}`);
     if (spec.path.startsWith('/v1/artifacts/') && status === '200') stats.forgedAccepted.push(`artifact download with a forged URL token: ${spec.path.slice(0, 80)}`);
   };

@@ -9,6 +9,7 @@ import { TestClients } from '../support/wsClient.js';
 import { readAttachments, readTranscripts } from '../support/events.js';
 import { GLOBEX_TENANT, demoToken, globexToken, twoTenantEnv } from '../support/tokens.js';
 import { exifOf, imageFormat, photoWithGps } from '../support/images.js';
+import { OpenApiContract, specFiles } from '../support/openapi.js';
 
 const MAX_PHOTO_BYTES = 200_000;
 
@@ -55,8 +56,16 @@ describe('Smart Actions', () => {
     return { room, user, agent };
   }
 
+  const contract = OpenApiContract.load(specFiles.signaling);
+  /** A request to signaling whose answer must be one docs/openapi/signaling.yaml documents. */
+  const checkedFetch = async (target: string, init: RequestInit = {}) => {
+    const response = await fetch(`${sig.url}${target}`, init);
+    await contract.assertAnswer(init.method ?? 'GET', target, response);
+    return response;
+  };
+
   const upload = (actionId: string, resumeToken: string, body: Buffer, contentType = 'image/jpeg') =>
-    fetch(`${sig.url}/v1/smart-actions/${actionId}/upload`, { method: 'POST', headers: { authorization: `Bearer ${resumeToken}`, 'content-type': contentType }, body: new Uint8Array(body) });
+    checkedFetch(`/v1/smart-actions/${actionId}/upload`, { method: 'POST', headers: { authorization: `Bearer ${resumeToken}`, 'content-type': contentType }, body: new Uint8Array(body) });
 
   it('takes a photo: the end user is asked, uploads it, and the agent sees it without EXIF or GPS', async () => {
     const { user, agent } = await call();
@@ -77,7 +86,7 @@ describe('Smart Actions', () => {
     await waitFor(() => agent.client.notifications.find((n) => n.smartAction?.state === 'completed'), 5_000, 'completion notice');
     const { artifactUrl } = await agent.client.request('artifactUrl', { artifactId: body.artifactId });
     expect(artifactUrl.url).toMatch(/^\/v1\/artifacts\//);
-    const fetched = await fetch(`${sig.url}${artifactUrl.url}`);
+    const fetched = await checkedFetch(artifactUrl.url);
     expect(fetched.status).toBe(200);
     expect(fetched.headers.get('content-type')).toBe('image/jpeg');
     expect(fetched.headers.get('cache-control')).toBe('no-store');
@@ -89,7 +98,7 @@ describe('Smart Actions', () => {
     // The end user may not ask for URLs; the URL expires.
     expect((await user.client.request('artifactUrl', { artifactId: body.artifactId })).error).toMatchObject({ code: 'PERMISSION_DENIED' });
     await new Promise((r) => setTimeout(r, 3_000));
-    const expired = await fetch(`${sig.url}${artifactUrl.url}`);
+    const expired = await checkedFetch(artifactUrl.url);
     expect(expired.status).toBe(401);
     expect((await expired.json()).error.code).toBe('TOKEN_EXPIRED');
   });
@@ -175,7 +184,7 @@ describe('Smart Actions', () => {
     await user.client.request('leave');
     const again = await joined(await demoToken({ room, identity: 'ext-99', role: 'end_user' }));
     expect(again.join.smartActions.map((a: { actionId: string }) => a.actionId)).toContain(actionId);
-    const preflight = await fetch(`${sig.url}/v1/smart-actions/${actionId}/upload`, {
+    const preflight = await checkedFetch(`/v1/smart-actions/${actionId}/upload`, {
       method: 'OPTIONS',
       headers: { origin: 'https://app.customer.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type' },
     });
@@ -204,14 +213,14 @@ describe('Smart Actions', () => {
       .setProtectedHeader({ alg: 'HS256', typ: 'gateway-artifact' })
       .setExpirationTime('1m')
       .sign(new TextEncoder().encode(GLOBEX_TENANT.apiSecret));
-    expect((await fetch(`${sig.url}/v1/artifacts/${artifactId}?token=${forged}`)).status).toBe(404);
+    expect((await checkedFetch(`/v1/artifacts/${artifactId}?token=${forged}`)).status).toBe(404);
     // Claiming the demo tenant without its secret fails the signature.
     const unsigned = await new SignJWT({ tnt: 'demo', art: artifactId })
       .setProtectedHeader({ alg: 'HS256', typ: 'gateway-artifact' })
       .setExpirationTime('1m')
       .sign(new TextEncoder().encode(GLOBEX_TENANT.apiSecret));
-    expect((await fetch(`${sig.url}/v1/artifacts/${artifactId}?token=${unsigned}`)).status).toBe(401);
-    expect((await fetch(`${sig.url}/v1/artifacts/${artifactId}`)).status).toBe(401);
+    expect((await checkedFetch(`/v1/artifacts/${artifactId}?token=${unsigned}`)).status).toBe(401);
+    expect((await checkedFetch(`/v1/artifacts/${artifactId}`)).status).toBe(401);
   });
 
   it('records declines and verifications of end users without a device key, and only agents ask', async () => {

@@ -93,6 +93,19 @@ export class ParticipantStore {
     return rooms(await liveKeys(this.kv, `${tenant}.*.*`)) >= limit;
   }
 
+  /** The tenant's rooms with fresh participant records, and how many each holds (the room API's listing). */
+  async rooms(tenant: string): Promise<Map<string, number>> {
+    const now = Date.now();
+    const counts = new Map<string, number>();
+    for (const entry of await liveEntries(this.kv, `${tenant}.*.*`)) {
+      const [, room = '', participantId = ''] = entry.key.split('.');
+      const record = readRecord(entry.value, participantId);
+      if (!record || now - record.refreshedAtMs >= this.staleMs) continue;
+      counts.set(room, (counts.get(room) ?? 0) + 1);
+    }
+    return counts;
+  }
+
   /** Whether a record was last refreshed longer ago than the stale limit (its replica is gone). */
   isStale(record: ParticipantRecord, now = Date.now()): boolean {
     return now - record.refreshedAtMs >= this.staleMs;

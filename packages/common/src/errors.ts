@@ -7,6 +7,8 @@ export const ErrorCode = {
   BAD_REQUEST: 'BAD_REQUEST',
   MALFORMED_MESSAGE: 'MALFORMED_MESSAGE',
   UNKNOWN_METHOD: 'UNKNOWN_METHOD',
+  /** An HTTP method the resource does not take; `details.allow` lists those it does. */
+  METHOD_NOT_ALLOWED: 'METHOD_NOT_ALLOWED',
   FRAME_TOO_LARGE: 'FRAME_TOO_LARGE',
   /** A chat message or upload over its size limit. */
   MESSAGE_TOO_LARGE: 'MESSAGE_TOO_LARGE',
@@ -75,6 +77,7 @@ const httpStatusByCode: Partial<Record<ErrorCode, number>> = {
   TOKEN_EXPIRED: 401,
   PERMISSION_DENIED: 403,
   NOT_FOUND: 404,
+  METHOD_NOT_ALLOWED: 405,
   ALREADY_EXISTS: 409,
   INVALID_STATE: 409,
   RATE_LIMITED: 429,
@@ -83,6 +86,11 @@ const httpStatusByCode: Partial<Record<ErrorCode, number>> = {
   UNAVAILABLE: 503,
   TIMEOUT: 504,
 };
+
+/** The error of an HTTP method a resource does not take; the boundary answers 405 with an `allow` header. */
+export function methodNotAllowed(allowed: readonly string[]): GatewayError {
+  return new GatewayError(ErrorCode.METHOD_NOT_ALLOWED, `use ${allowed.join(' or ')}`, { details: { allow: allowed.join(', ') } });
+}
 
 export function httpStatusOf(code: ErrorCode): number {
   return httpStatusByCode[code] ?? 500;

@@ -5,7 +5,7 @@
  */
 
 // The error every boundary maps, once.
-export { ErrorCode, GatewayError } from './errors.js';
+export { ErrorCode, GatewayError, methodNotAllowed } from './errors.js';
 
 // Running a service: config, logs, ops and HTTP boundaries, shutdown.
 export { backoffDelayMs, sleepBackoff } from './runtime/backoff.js';
@@ -16,7 +16,7 @@ export { TypedEmitter } from './runtime/TypedEmitter.js';
 export { DrainWait, handleSignals, runMain, type StopMode } from './runtime/shutdown.js';
 export { newId } from './runtime/ids.js';
 export { type ClientError, newReference, toClientError } from './runtime/clientErrors.js';
-export { closeHttp, hardenHttpServer, httpBoundary, listenHttp, readJsonBody, sendJson } from './runtime/http.js';
+export { closeHttp, hardenHttpServer, hasBody, httpBoundary, listenHttp, readJsonBody, readJsonRequest, sendJson } from './runtime/http.js';
 export { Startup } from './runtime/startup.js';
 
 // NATS and JetStream: connections, subjects, the catalog, provisioning, permissions.
@@ -64,12 +64,16 @@ export {
   chatMessageSchema,
   chatSealedSchema,
   crmContactId,
+  dataMessagePayload,
   dataSubjectRequestSchema,
   dataSubjectResultSchema,
   e164,
   participantRecordSchema,
   roomEventSchema,
   roomSessionRecordSchema,
+  MAX_DATA_MESSAGE_BYTES,
+  sessionControlReplySchema,
+  sessionControlSchema,
   sessionTakeoverSchema,
   smartActionSchema,
 } from './schemas/events.js';

@@ -179,6 +179,28 @@ describe('Room', () => {
     expect(server.log.filter((l) => l.method === 'restartIce')).toHaveLength(1);
   });
 
+  it("follows the customer's backend: a muted local track, data messages, and a removal that ends the room for good", async () => {
+    server = await FakeSignaling.start();
+    const { room: r, events } = await connect();
+    const muted: string[] = [];
+    const data: string[] = [];
+    r.on('localTrackMuted', (e) => muted.push(`${e.source}:${e.by}`));
+    r.on('data', (m) => data.push(`${m.topic}:${m.payload}`));
+    await r.publish({ microphone: micTrack() });
+    const producerId = server.produced[0]!;
+    server.notify({ trackMuted: { producerId, by: 'server' } });
+    server.notify({ trackMuted: { producerId: 'PR_not_ours', by: 'server' } });
+    server.notify({ dataMessage: { topic: 'crm', payload: 'case updated', sentAtMs: '1700000000000' } });
+    await until(() => data.length === 1, 'the data message');
+    expect(muted).toEqual(['microphone:server']);
+    expect(data).toEqual(['crm:case updated']);
+    server.sockets[0]!.close(4005, 'removed from the room');
+    await until(() => events.includes('disconnected:removed'), 'disconnected as removed');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(server.sockets).toHaveLength(1);
+    room = undefined;
+  });
+
   it('leaves for good', async () => {
     server = await FakeSignaling.start();
     const { room: r, events } = await connect();

@@ -101,7 +101,19 @@ export class Room extends Emitter<RoomEvents> {
     const liveLocalTrack = (source: Source) => this.publisher.liveTrack(source);
     this.actions = new SmartActions({ signaling: client, httpBase, assertOpen, announceHeldBack, localParticipantId, liveLocalTrack, emit });
     const { roster, subscriber, recorder, chat, actions } = this;
-    this.notificationTargets = { roster, subscriber, recorder, chat, actions, setActiveSpeaker: (id) => this.setActiveSpeaker(id) };
+    this.notificationTargets = {
+      roster,
+      subscriber,
+      recorder,
+      chat,
+      actions,
+      setActiveSpeaker: (id) => this.setActiveSpeaker(id),
+      localTrackMuted: (producerId) => {
+        const muted = this.publisher.mutedByServer(producerId);
+        if (muted) this.emit('localTrackMuted', { ...muted, by: 'server' });
+      },
+      data: (message) => this.emit('data', { topic: message.topic, payload: message.payload, sentAtMs: message.sentAtMs }),
+    };
 
     client.on('notification', (event) => this.onNotification(event));
     client.on('reconnecting', () => {

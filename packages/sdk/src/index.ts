@@ -15,6 +15,7 @@ export type {
   ChatMessage,
   ConnectOptions,
   Grants,
+  DataMessage,
   LocalTrackEvent,
   Participant,
   PublishOptions,

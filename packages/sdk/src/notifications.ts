@@ -13,6 +13,10 @@ export interface NotificationTargets {
   chat: Pick<Chat, 'take' | 'takeRedaction'>;
   actions: Pick<SmartActions, 'take'>;
   setActiveSpeaker(participantId: string): void;
+  /** The server muted one of the local participant's tracks. */
+  localTrackMuted(producerId: string): void;
+  /** A data message from the customer's backend. */
+  data(message: { topic: string; payload: string; sentAtMs: number }): void;
 }
 
 /** Hands a notification to the part of the room it concerns. */
@@ -53,6 +57,12 @@ export function applyNotification(event: NotificationEvent, to: NotificationTarg
       return;
     case 'smartAction':
       to.actions.take(event.value);
+      return;
+    case 'trackMuted':
+      to.localTrackMuted(event.value.producerId);
+      return;
+    case 'dataMessage':
+      to.data(event.value);
       return;
     case 'rejoinRequired':
       // The socket closes with 4010 right after; the client joins again.

@@ -114,6 +114,13 @@ export interface LocalTrackEvent {
   track: MediaStreamTrack;
 }
 
+export interface DataMessage {
+  /** Chosen by the sender; empty when none. */
+  topic: string;
+  payload: string;
+  sentAtMs: number;
+}
+
 export type RoomState = 'connected' | 'reconnecting' | 'disconnected';
 
 export type RoomEvents = {
@@ -146,6 +153,10 @@ export type RoomEvents = {
   /** Whoever speaks loudest now (may be the local participant). */
   activeSpeaker: [participant: Participant];
   localTrackPublished: [event: LocalTrackEvent];
+  /** The server muted a local track (the customer's backend, through the room API): nothing is sent for it until it is published again. */
+  localTrackMuted: [event: LocalTrackEvent & { by: 'server' }];
+  /** An ephemeral message the customer's backend sent to everyone in the room (not stored, not chat). */
+  data: [message: DataMessage];
   /** Unpublished by the app, or because the track ended (the browser's "Stop sharing" button). */
   localTrackUnpublished: [event: LocalTrackEvent];
   /** The connection dropped; the SDK is getting it back. Media may freeze meanwhile. */

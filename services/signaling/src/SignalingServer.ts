@@ -29,9 +29,11 @@ import { ChatLog } from './chat/ChatLog.js';
 import { SmartActions } from './actions/SmartActions.js';
 import { createSignalingMetrics } from './metrics.js';
 import { JoinService } from './participant/JoinService.js';
+import { SessionControl } from './participant/SessionControl.js';
 import { SessionRegistry } from './participant/SessionRegistry.js';
 import { createHandlerTable, dispatch } from './requests/dispatch.js';
 import { RoomHub } from './rooms/RoomHub.js';
+import { RoomService } from './rooms/RoomService.js';
 import { RoomSessions } from './rooms/RoomSessions.js';
 import { RoomSupervisor } from './rooms/RoomSupervisor.js';
 import { LiveDataSubjects } from './rooms/LiveDataSubjects.js';
@@ -60,7 +62,8 @@ interface Parts {
  * One signaling replica: the public HTTP/WebSocket server and its links to NATS (events,
  * registry, participants) and to the SFU nodes. It only wires: joins and resumes are the
  * JoinService's, held sessions the SessionRegistry's, requests the dispatch table's
- * (requests/), sweeps and room ends the RoomSupervisor's.
+ * (requests/), sweeps and room ends the RoomSupervisor's, the room API the RoomService's (with
+ * SessionControl reaching sessions on any replica).
  */
 export class SignalingServer {
   readonly connections = new Set<Connection>();
@@ -71,6 +74,8 @@ export class SignalingServer {
   private readonly supervisor: RoomSupervisor;
   private readonly broker: SessionBroker;
   private readonly dataSubjects: LiveDataSubjects;
+  private readonly control: SessionControl;
+  private readonly rooms: RoomService;
   private readonly metrics: ReturnType<typeof createSignalingMetrics>;
   private closing: Promise<void> | undefined;
   private shuttingDown = false;
@@ -127,6 +132,8 @@ export class SignalingServer {
       handle: (session, request) => dispatch(table, session, request),
       detach: (session, link) => this.sessions.detach(session, link),
     };
+    this.control = new SessionControl({ nc, sessions: this.sessions, hub, log });
+    this.rooms = new RoomService({ store, control: this.control, hub, recorders, recordingOptions: (name) => recordingOptions(tenant(name)), erasedIn, log });
     this.dataSubjects = new LiveDataSubjects(nc, () => config.tenants, roomSessions, chat, actions, recorders, log);
   }
 
@@ -162,6 +169,7 @@ export class SignalingServer {
         replica.close(),
       );
       server.joins.listenForTakeovers();
+      server.control.listen();
       server.dataSubjects.listen();
       server.supervisor.start();
       await server.listen();
@@ -175,7 +183,7 @@ export class SignalingServer {
     const wss = new WebSocketServer({ noServer: true, maxPayload: config.hardFrameLimitBytes });
     this.wss = wss;
     const attachments = { actions, uploadForAction: (actionId: string, authorization: string | undefined, body: Readable) => uploadForAction({ store, actions, hub }, actionId, authorization, body) };
-    const httpServer = http.createServer(createHttpHandler(config, log, attachments));
+    const httpServer = http.createServer(createHttpHandler(config, log, attachments, { service: this.rooms, observe: this.metrics.roomApi }));
     hardenHttpServer(httpServer);
     httpServer.on('upgrade', (req, socket, head) => {
       const path = (req.url ?? '').split('?')[0];
@@ -210,6 +218,7 @@ export class SignalingServer {
       for (const connection of [...this.connections]) connection.close(CloseCode.CLOSE_CODE_SERVER_SHUTDOWN, 'server shutting down');
       await this.sessions.persistAll();
       for (const session of this.sessions.all()) this.sessions.forget(session);
+      this.control.close();
       this.parts.hub.close();
       await this.dataSubjects.close();
       this.wss?.close();

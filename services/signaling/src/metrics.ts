@@ -46,10 +46,18 @@ export function createSignalingMetrics(registry: Registry, gauges: SignalingGaug
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers: [registry],
   });
+  const roomApi = new Counter({
+    name: 'gateway_signaling_room_api_requests_total',
+    help: "Room API requests of tenants' backends by operation and result code (OK or the error's)",
+    labelNames: ['operation', 'code'] as const,
+    registers: [registry],
+  });
   const resumes = new Counter({ name: 'gateway_signaling_resumes_total', help: 'Resume attempts by result', labelNames: ['result'] as const, registers: [registry] });
   return {
     joinSeconds,
     resumes,
+    /** What the room API reports (http/rooms.ts). */
+    roomApi: (operation: string, code: string) => roomApi.inc({ operation, code }),
     /** What connections report (ws/Connection's ConnectionObserver). */
     observer: {
       request: (method: string, code: string) => requests.inc({ method, code }),

@@ -125,6 +125,8 @@ export const artifacts = {
 const roomEvents = 'gateway.*.room.*.events';
 const dataSubjectRequests = 'gateway.*.data_subject.request';
 const sessionTakeovers = 'gateway.*.session.*.takeover';
+/** The room API's commands to the replica holding a session (it answers on the requester's inbox). */
+const sessionControls = 'gateway.*.session.*.control';
 
 /** crm-sync's durable consumers (services/crm-sync/src/Deliveries.ts holds them by these names). */
 export const crmSyncDurables = [
@@ -157,6 +159,7 @@ export const natsAccess: Record<ServiceIdentity, Grant[]> = {
   signaling: [
     core.publishAndSubscribe(roomEvents),
     core.publishAndSubscribe(sessionTakeovers),
+    core.publishAndSubscribe(sessionControls),
     // Data-subject requests from crm-sync, answered on the requester's inbox (allow_responses below).
     core.subscribe(dataSubjectRequests),
     kv.read(buckets.sfuNodes),

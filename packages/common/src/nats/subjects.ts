@@ -18,6 +18,8 @@ export const subjects = {
   roomEvents: (tenant: string, room: string) => `gateway.${tenant}.room.${room}.events`,
   /** SessionTakeover for the signaling replica that owned a participant's session. */
   sessionTakeover: (tenant: string, participantId: string) => `gateway.${tenant}.session.${participantId}.takeover`,
+  /** SessionControl (the room API) for the signaling replica holding a participant's session; core request/reply. */
+  sessionControl: (tenant: string, participantId: string) => `gateway.${tenant}.session.${participantId}.control`,
   /** RecordingReady (gateway.events.v1), on the recordings stream. */
   recordingReady: (tenant: string) => `gateway.${tenant}.recording.ready`,
   /** ChatSealed entries of a room's conversation, on the chat stream. */

@@ -2,6 +2,7 @@ import type http from 'node:http';
 import type { Logger } from 'pino';
 import { toClientError } from './clientErrors.js';
 import { ErrorCode, GatewayError, httpStatusOf } from '../errors.js';
+import { jsonShapeProblem, type JsonLimits } from '../schemas/validation.js';
 
 /**
  * The public HTTP boundary, once for every server of ours: the request's URL parsed where a bad
@@ -45,6 +46,25 @@ export async function readJsonBody(req: http.IncomingMessage, limit: number): Pr
   }
 }
 
+/** Whether the request carries a body (declared by length or by chunked encoding). */
+export function hasBody(req: http.IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined;
+}
+
+/**
+ * A JSON body of an API request, before any schema walks it: `application/json` by media type
+ * (else UNSUPPORTED_CONTENT, 415), within `maxBytes` (413), JSON (400) and of a bounded shape (400).
+ */
+export async function readJsonRequest(req: http.IncomingMessage, what: string, maxBytes: number, shape: JsonLimits): Promise<unknown> {
+  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  if (type !== 'application/json') throw new GatewayError(ErrorCode.UNSUPPORTED_CONTENT, `send ${what} as application/json`);
+  const body = await readJsonBody(req, maxBytes);
+  const problem = jsonShapeProblem(body, shape);
+  if (problem) throw new GatewayError(ErrorCode.BAD_REQUEST, `the body is refused: ${problem}`);
+  return body;
+}
+
 export function sendJson(res: http.ServerResponse, status: number, body?: unknown, headers: Record<string, string> = {}): void {
   res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', ...headers });
   res.end(body === undefined ? undefined : JSON.stringify(body));
@@ -75,7 +95,10 @@ export function httpBoundary(route: Route, log: Logger, options: HttpBoundaryOpt
       if (!req.complete) res.setHeader('connection', 'close');
       const extra = options.errorHeaders?.(client.code, url) ?? {};
       const retry: Record<string, string> = client.retryAfterMs !== undefined ? { 'retry-after': String(Math.ceil(client.retryAfterMs / 1000)) } : {};
-      sendJson(res, httpStatusOf(client.code), { error: { code: client.code, message: client.message } }, { ...retry, ...extra });
+      // A 405 names the methods the resource takes (methodNotAllowed).
+      const allow = client.code === ErrorCode.METHOD_NOT_ALLOWED ? GatewayError.from(error).details.allow : undefined;
+      const allowHeader: Record<string, string> = typeof allow === 'string' ? { allow } : {};
+      sendJson(res, httpStatusOf(client.code), { error: { code: client.code, message: client.message } }, { ...retry, ...allowHeader, ...extra });
     };
     if (!url) return fail(new GatewayError(ErrorCode.BAD_REQUEST, 'the request target is not a valid path'));
     try {

@@ -71,6 +71,16 @@ export const smartActionSchema = z.object({
 
 const producerRef = z.object({ participantId: id, producerId: id });
 
+/** The largest payload of a data message, in UTF-8 bytes. */
+export const MAX_DATA_MESSAGE_BYTES = 16 * 1024;
+
+/** A data message to a room: text (line breaks allowed), at most MAX_DATA_MESSAGE_BYTES of UTF-8. */
+export const dataMessagePayload = schemas
+  .text(MAX_DATA_MESSAGE_BYTES, { lines: true, min: 1 })
+  .refine((value) => Buffer.byteLength(value, 'utf8') <= MAX_DATA_MESSAGE_BYTES, `must be at most ${MAX_DATA_MESSAGE_BYTES} bytes of UTF-8`);
+
+export const dataMessageSchema = z.object({ topic: optionalId, payload: dataMessagePayload, sentAtMs: millis });
+
 /** Every case of RoomEvent, as the union ts-proto decodes it to. */
 const roomEventCase = z.discriminatedUnion('$case', [
   z.object({ $case: z.literal('participantJoined'), value: participantInfoSchema }),
@@ -85,6 +95,7 @@ const roomEventCase = z.discriminatedUnion('$case', [
   z.object({ $case: z.literal('chatMessage'), value: chatMessageSchema }),
   z.object({ $case: z.literal('messageRedacted'), value: z.object({ messageId: id, by: optionalId }) }),
   z.object({ $case: z.literal('smartAction'), value: smartActionSchema }),
+  z.object({ $case: z.literal('dataMessage'), value: dataMessageSchema }),
 ]);
 
 export const roomEventSchema = z.object({
@@ -96,6 +107,18 @@ export const roomEventSchema = z.object({
 });
 
 export const sessionTakeoverSchema = z.object({ participantId: id, newOwner: nodeId });
+
+export const sessionControlSchema = z.object({
+  participantId: id,
+  room: subjectToken,
+  action: z.discriminatedUnion('$case', [z.object({ $case: z.literal('remove'), value: z.object({}) }), z.object({ $case: z.literal('mute'), value: z.object({ producerId: id }) })]),
+});
+
+export const sessionControlReplySchema = z.object({
+  code: z.string().max(32),
+  message: z.string().max(512),
+  track: trackInfoSchema.optional(),
+});
 
 export const participantRecordSchema = z.object({
   info: participantInfoSchema,

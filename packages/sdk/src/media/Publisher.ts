@@ -73,6 +73,20 @@ export class Publisher {
     }
   }
 
+  /**
+   * The server paused one of our producers (the customer's backend muted it): it is paused here
+   * too, so nothing is sent for it. Returns its source and track; unmuting is publishing again.
+   */
+  mutedByServer(producerId: string): { source: Source; track: MediaStreamTrack } | undefined {
+    for (const [source, producer] of this.producers) {
+      if (producer.id !== producerId) continue;
+      producer.pause();
+      const track = this.localTracks.get(source);
+      return track ? { source, track } : undefined;
+    }
+    return undefined;
+  }
+
   /** The track published for a source, if it is still live. */
   liveTrack(source: Source): MediaStreamTrack | undefined {
     const track = this.localTracks.get(source);

@@ -275,6 +275,7 @@ describe('SignalingClient', () => {
     [4000, 'left'],
     [4001, 'unauthenticated'],
     [4004, 'replaced'],
+    [4005, 'removed'],
   ])('does not reconnect after close %i', async (code, reason) => {
     server = await FakeServer.start();
     client = new SignalingClient({ ...fast, url: server.url, token: 't' });

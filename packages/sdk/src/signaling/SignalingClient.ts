@@ -11,6 +11,7 @@ const FINAL_CLOSES: ReadonlyMap<number, DisconnectReason> = new Map([
   [CloseCode.CLOSE_CODE_LEFT, 'left'],
   [CloseCode.CLOSE_CODE_UNAUTHENTICATED, 'unauthenticated'],
   [CloseCode.CLOSE_CODE_SESSION_REPLACED, 'replaced'],
+  [CloseCode.CLOSE_CODE_REMOVED, 'removed'],
 ]);
 /** Resume answers meaning the session is gone for good; a fresh join may still work. */
 const RESUME_IMPOSSIBLE = [ErrorCode.SESSION_EXPIRED, ErrorCode.NOT_FOUND, ErrorCode.UNAUTHENTICATED];
@@ -20,7 +21,8 @@ const JOIN_REFUSED = [ErrorCode.UNAUTHENTICATED, ErrorCode.TOKEN_EXPIRED, ErrorC
 const CONNECTION_FAILURES = [ErrorCode.CONNECTION_CLOSED, ErrorCode.TIMEOUT, ErrorCode.UNAVAILABLE];
 
 export type ConnectionState = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'disconnected';
-export type DisconnectReason = 'left' | 'unauthenticated' | 'replaced' | 'rejected' | 'reconnect_failed';
+/** `removed`: the customer's backend removed the participant or ended the room (close 4005). */
+export type DisconnectReason = 'left' | 'unauthenticated' | 'replaced' | 'removed' | 'rejected' | 'reconnect_failed';
 export interface DisconnectInfo {
   reason: DisconnectReason;
   /** The WebSocket close code that ended it (the last one seen, when reconnection gave up). */

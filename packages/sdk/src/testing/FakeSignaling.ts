@@ -44,6 +44,8 @@ export class FakeSignaling {
   readonly uploads: Array<{ actionId: string; authorization: string; contentType: string; body: Buffer }> = [];
   /** Overrides the upload's answer (a status and JSON body). */
   onUpload: ((actionId: string) => { status: number; body: Frame } | undefined) | undefined;
+  /** The producer ids handed out, in order. */
+  readonly produced: string[] = [];
   private readonly sessions = new Map<string, { transports: string[]; tracks: TrackJson[] }>();
   private seq = 0;
 
@@ -85,6 +87,7 @@ export class FakeSignaling {
           }
           case 'produce': {
             const producerId = `PR_${++this.seq}`;
+            this.produced.push(producerId);
             state.tracks.push({ producerId, source: params.source, kind: params.kind });
             return reply({ produce: { producerId } });
           }

@@ -1,6 +1,19 @@
 import type http from 'node:http';
 import { z } from 'zod';
-import { ErrorCode, GatewayError, httpBoundary, jsonShapeProblem, newReference, parseWith, readJsonBody, sendJson as send, tenantFromBasicAuth, type Logger, type Tenant } from '@gateway/common';
+import {
+  ErrorCode,
+  GatewayError,
+  hasBody,
+  httpBoundary,
+  methodNotAllowed,
+  newReference,
+  parseWith,
+  readJsonRequest,
+  sendJson as send,
+  tenantFromBasicAuth,
+  type Logger,
+  type Tenant,
+} from '@gateway/common';
 import type { ConnectorStore } from '../connectors/ConnectorStore.js';
 import { correctionsSchema, dataSubjectOf, type Corrections, type DataSubjects } from '../DataSubjects.js';
 
@@ -13,6 +26,8 @@ const BODY_SHAPE = { maxDepth: 8, maxNodes: 2_000 };
 const TESTS_PER_TENANT = 2;
 
 const noQuery = z.object({}).strict();
+/** The methods of the routes without a name in their path (a 405 names them). */
+const collectionMethods: Record<string, string[]> = { '/v1/connectors': ['GET'], '/v1/data-subjects/export': ['GET'], '/v1/data-subjects': ['DELETE', 'PATCH'] };
 const connectorName = /^\/v1\/connectors\/([A-Za-z0-9_-]{1,64})(\/test)?$/;
 
 export interface AdminOptions {
@@ -110,6 +125,8 @@ export function createAdminHandler(
       const subject = dataSubjectOf(url.searchParams);
       return send(res, 200, await dataSubjects.rectify(tenant.name, subject, await readCorrections(req)));
     }
+    const allowed = collectionMethods[url.pathname];
+    if (allowed) throw methodNotAllowed(allowed);
     const match = connectorName.exec(url.pathname);
     if (!match) throw new GatewayError(ErrorCode.NOT_FOUND, 'not found');
     const [, name, test] = match as unknown as [string, string, string | undefined];
@@ -127,7 +144,7 @@ export function createAdminHandler(
       }
       return send(res, 200, { ok: true });
     }
-    if (test) return send(res, 405, { error: { code: ErrorCode.BAD_REQUEST, message: 'use POST' } }, { allow: 'POST' });
+    if (test) throw methodNotAllowed(['POST']);
     switch (req.method) {
       case 'PUT':
         return send(res, 200, await connectors.put(tenant.name, name, await readConnectorBody(req)));
@@ -137,7 +154,7 @@ export function createAdminHandler(
         await connectors.remove(tenant.name, name);
         return send(res, 204);
       default:
-        return send(res, 405, { error: { code: ErrorCode.BAD_REQUEST, message: 'method not allowed' } }, { allow: 'GET, PUT, DELETE' });
+        throw methodNotAllowed(['GET', 'PUT', 'DELETE']);
     }
   };
   return httpBoundary(route, log, {
@@ -145,28 +162,12 @@ export function createAdminHandler(
   });
 }
 
-/** Whether the request carries a body (declared by length or by chunked encoding). */
-function hasBody(req: http.IncomingMessage): boolean {
-  const length = req.headers['content-length'];
-  return (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined;
-}
-
 /** A connector's JSON body: its media type, its size, then its shape, before the connector's schemas see it. */
 async function readConnectorBody(req: http.IncomingMessage): Promise<unknown> {
-  return readAdminJson(req, 'the connector', MAX_BODY_BYTES);
+  return readJsonRequest(req, 'the connector', MAX_BODY_BYTES, BODY_SHAPE);
 }
 
 /** A rectification's body, checked by its schema. */
 async function readCorrections(req: http.IncomingMessage): Promise<Corrections> {
-  return parseWith(correctionsSchema, await readAdminJson(req, 'the corrections', MAX_CORRECTIONS_BYTES), 'the body');
-}
-
-/** An admin body: JSON by media type, within `maxBytes` (common's reader), and of a bounded shape. */
-async function readAdminJson(req: http.IncomingMessage, what: string, maxBytes: number): Promise<unknown> {
-  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-  if (type !== 'application/json') throw new GatewayError(ErrorCode.UNSUPPORTED_CONTENT, `send ${what} as application/json`);
-  const body = await readJsonBody(req, maxBytes);
-  const problem = jsonShapeProblem(body, BODY_SHAPE);
-  if (problem) throw new GatewayError(ErrorCode.BAD_REQUEST, `the body is refused: ${problem}`);
-  return body;
+  return parseWith(correctionsSchema, await readJsonRequest(req, 'the corrections', MAX_CORRECTIONS_BYTES, BODY_SHAPE), 'the body');
 }

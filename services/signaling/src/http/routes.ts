@@ -1,12 +1,14 @@
 import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import type http from 'node:http';
-import { ErrorCode, GatewayError, httpBoundary, parseWith, readJsonBody, sendJson, tenantFromBasicAuth, type Logger } from '@gateway/common';
+import { ErrorCode, GatewayError, httpBoundary, methodNotAllowed, parseWith, readJsonBody, sendJson, tenantFromBasicAuth, type Logger, type Tenant } from '@gateway/common';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { SmartAction } from '@gateway/proto/gateway/signaling/v1/signaling';
 import type { SignalingConfig } from '../config.js';
 import { mintJoinToken, mintRequestSchema } from '../auth/tokens.js';
+import type { RoomService } from '../rooms/RoomService.js';
+import { createRoomRoutes } from './rooms.js';
 
 const MAX_TOKEN_BODY_BYTES = 16 * 1024;
 
@@ -30,17 +32,32 @@ export interface AttachmentRoutes {
   readonly actions: { download(artifactId: string, token: string): Promise<{ data: Buffer; contentType: string }> };
 }
 
+/** The routes of tenants' backends, authenticated with the tenant's apiKey:apiSecret (HTTP Basic). */
+const isTenantRoute = (pathname: string) => pathname === '/v1/tokens' || pathname === '/v1/rooms' || pathname.startsWith('/v1/rooms/');
+
 /**
  * The public HTTP side of signaling (the WebSocket upgrade is handled by the server): the
- * token endpoint for customers' backends, Smart Action uploads and attachment URLs, the SDK
- * bundle and the demo pages.
+ * token endpoint and the room API for customers' backends, Smart Action uploads and attachment
+ * URLs, the SDK bundle and the demo pages. The contract is docs/openapi/signaling.yaml.
  */
-export function createHttpHandler(config: SignalingConfig, log: Logger, attachments: AttachmentRoutes): http.RequestListener {
+export function createHttpHandler(
+  config: SignalingConfig,
+  log: Logger,
+  attachments: AttachmentRoutes,
+  roomApi: { service: RoomService; observe: (operation: string, code: string) => void },
+): http.RequestListener {
   const publicRoot = path.resolve(config.publicDir);
+  const rooms = createRoomRoutes(roomApi.service, roomApi.observe);
 
-  async function tokens(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  /** The tenant whose backend calls, from HTTP Basic apiKey:apiSecret; UNAUTHENTICATED otherwise. */
+  function tenantOf(req: http.IncomingMessage): Tenant {
     const tenant = tenantFromBasicAuth(config.tenants, req.headers.authorization);
     if (!tenant) throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'authenticate with HTTP Basic apiKey:apiSecret');
+    return tenant;
+  }
+
+  async function tokens(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const tenant = tenantOf(req);
     const body = await readJsonBody(req, MAX_TOKEN_BODY_BYTES);
     sendJson(res, 200, await mintJoinToken(tenant, parseWith(mintRequestSchema, body, 'the body')));
   }
@@ -61,9 +78,10 @@ export function createHttpHandler(config: SignalingConfig, log: Logger, attachme
 
   const route = async (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => {
     if (url.pathname === '/v1/tokens') {
-      if (req.method !== 'POST') return sendJson(res, 405, { error: { code: ErrorCode.BAD_REQUEST, message: 'use POST' } }, { allow: 'POST' });
+      if (req.method !== 'POST') throw methodNotAllowed(['POST']);
       return tokens(req, res);
     }
+    if (isTenantRoute(url.pathname)) return rooms(tenantOf(req), req, res, url);
     const upload = /^\/v1\/smart-actions\/([A-Za-z0-9_-]{1,64})\/upload$/.exec(url.pathname);
     const artifact = /^\/v1\/artifacts\/([A-Za-z0-9_-]{1,64})$/.exec(url.pathname);
     if (upload || artifact) {
@@ -80,7 +98,7 @@ export function createHttpHandler(config: SignalingConfig, log: Logger, attachme
       }
     }
     if (upload) {
-      if (req.method !== 'POST') return sendJson(res, 405, { error: { code: ErrorCode.BAD_REQUEST, message: 'use POST' } }, { allow: 'POST' });
+      if (req.method !== 'POST') throw methodNotAllowed(['POST']);
       const action = await attachments.uploadForAction(upload[1]!, req.headers.authorization, req);
       return sendJson(res, 201, { actionId: action.actionId, artifactId: action.artifactId, contentType: action.contentType, sizeBytes: Number(action.sizeBytes) });
     }
@@ -96,7 +114,8 @@ export function createHttpHandler(config: SignalingConfig, log: Logger, attachme
       });
       return res.end(data);
     }
-    if (req.method !== 'GET' && req.method !== 'HEAD') return sendJson(res, 405, { error: { code: ErrorCode.BAD_REQUEST, message: 'method not allowed' } });
+    if (artifact) throw methodNotAllowed(['GET']);
+    if (req.method !== 'GET' && req.method !== 'HEAD') throw methodNotAllowed(['GET', 'HEAD']);
     if (url.pathname === '/sdk.js' || url.pathname === '/sdk.js.map') {
       const target = url.pathname === '/sdk.js' ? config.sdkBundle : `${config.sdkBundle}.map`;
       if (await file(res, target, 'no-cache')) return;
@@ -110,9 +129,9 @@ export function createHttpHandler(config: SignalingConfig, log: Logger, attachme
     if (resolved.startsWith(publicRoot + path.sep) && (await file(res, resolved, 'no-cache'))) return;
     sendJson(res, 404, { error: { code: ErrorCode.NOT_FOUND, message: 'not found' } });
   };
-  // Only the token endpoint answers an authentication challenge (the others take bearer tokens).
+  // Only the tenants' routes answer an authentication challenge (the others take bearer tokens).
   return httpBoundary(route, log, {
-    errorHeaders: (code, url): Record<string, string> => (code === ErrorCode.UNAUTHENTICATED && url?.pathname === '/v1/tokens' ? { 'www-authenticate': 'Basic realm="gateway"' } : {}),
+    errorHeaders: (code, url): Record<string, string> => (code === ErrorCode.UNAUTHENTICATED && url && isTenantRoute(url.pathname) ? { 'www-authenticate': 'Basic realm="gateway"' } : {}),
   });
 }
 

@@ -40,6 +40,7 @@ export function relayRoomEvent(session: ParticipantSession, event: RoomEvent, ab
       return;
     case 'messageRedacted':
     case 'smartAction':
+    case 'dataMessage':
       session.notify(e);
       return;
   }

@@ -6,6 +6,7 @@ import type { SfuDirectory } from '@gateway/cluster';
 import type { RoomHub } from '../rooms/RoomHub.js';
 import { callSessionNode } from '../participant/nodeCall.js';
 import type { ParticipantSession } from '../participant/ParticipantSession.js';
+import { setTrackPaused } from '../participant/tracks.js';
 import type { Handlers } from './types.js';
 
 /** What the media requests need besides the participant's session. */
@@ -80,15 +81,7 @@ export function mediaHandlers(ctx: MediaContext): Handlers<MediaCase> {
   }
 
   async function setProducerPaused(session: ParticipantSession, requested: string, pause: boolean): Promise<Record<string, never>> {
-    const producerId = session.ownProducer(requested);
-    const ref = { room: session.roomRef(), producerId };
-    await callSessionNode(session, pause ? session.sfu.pauseProducer : session.sfu.resumeProducer, ref);
-    session.tracks.get(producerId)!.paused = pause;
-    void session.persist();
-    ctx.hub.publish(session.tenant, session.room, {
-      $case: pause ? 'producerPaused' : 'producerResumed',
-      value: { participantId: session.participantId, producerId },
-    });
+    await setTrackPaused(session, ctx.hub, requested, pause);
     return {};
   }
 

@@ -1,9 +1,9 @@
 import type { RecordingOptions } from '@gateway/proto/gateway/recorder/v1/recorder';
 import type { RecordingStatus } from '@gateway/proto/gateway/signaling/v1/signaling';
-import { ErrorCode, GatewayError, callUnary } from '@gateway/common';
+import { ErrorCode, GatewayError } from '@gateway/common';
 import type { RecorderDirectory } from '@gateway/cluster';
 import type { ParticipantSession } from '../participant/ParticipantSession.js';
-import { startRoomRecording } from '../rooms/recording.js';
+import { controlRoomRecording, startRoomRecording, type RecordingControl } from '../rooms/recording.js';
 import { erasedRefusal, type ErasedIn } from './erasure.js';
 import type { Handlers } from './types.js';
 
@@ -22,15 +22,9 @@ export function recordingHandlers(ctx: RecordingContext): Handlers<RecordingCase
     if (session.info.role !== 'agent' || !session.grant.grants.canRecord) throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'this token may not control recording');
   }
 
-  async function control(session: ParticipantSession, action: Exclude<RecordingCase, 'startRecording'>): Promise<RecordingStatus> {
+  async function control(session: ParticipantSession, action: RecordingControl): Promise<RecordingStatus> {
     mayRecord(session);
-    const { recording, client } = await ctx.recorders.clientForRoom(session.tenant, session.room);
-    const ref = { tenant: session.tenant, recordingId: recording.recordingId, requestedBy: session.participantId };
-    const call = action === 'pauseRecording' ? client.pauseRecording : action === 'resumeRecording' ? client.resumeRecording : client.stopRecording;
-    // Stopping waits for the recorder to finish the file.
-    await callUnary(client, call, ref, action === 'stopRecording' ? 60_000 : 10_000);
-    const state = action === 'pauseRecording' ? 'paused' : action === 'resumeRecording' ? 'resumed' : 'stopped';
-    return { recordingId: recording.recordingId, state, by: session.participantId };
+    return controlRoomRecording(ctx.recorders, session.tenant, session.room, session.participantId, action);
   }
 
   return {

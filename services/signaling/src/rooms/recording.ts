@@ -24,3 +24,19 @@ export async function startRoomRecording(recorders: RecorderDirectory, tenant: s
   }
   throw new GatewayError(ErrorCode.UNAVAILABLE, 'every recorder is full', { cause: last });
 }
+
+export type RecordingControl = 'pauseRecording' | 'resumeRecording' | 'stopRecording';
+
+/**
+ * Pauses, resumes or stops the room's recording on the recorder holding it (NOT_FOUND when the
+ * room is not being recorded); stopping waits for the recorder to finish the file. `requestedBy`
+ * is a participant id, empty for the system (the room API).
+ */
+export async function controlRoomRecording(recorders: RecorderDirectory, tenant: string, room: string, requestedBy: string, action: RecordingControl): Promise<RecordingStatus> {
+  const { recording, client } = await recorders.clientForRoom(tenant, room);
+  const ref = { tenant, recordingId: recording.recordingId, requestedBy };
+  const call = action === 'pauseRecording' ? client.pauseRecording : action === 'resumeRecording' ? client.resumeRecording : client.stopRecording;
+  await callUnary(client, call, ref, action === 'stopRecording' ? 60_000 : 10_000);
+  const state = action === 'pauseRecording' ? 'paused' : action === 'resumeRecording' ? 'resumed' : 'stopped';
+  return { recordingId: recording.recordingId, state, by: requestedBy };
+}

@@ -10,6 +10,7 @@ import { Artifact, Recording } from "../../recorder/v1/recorder.js";
 import {
   ActiveSpeaker,
   ChatMessage,
+  DataMessage,
   Grants,
   MessageRedacted,
   ParticipantInfo,
@@ -18,6 +19,7 @@ import {
   ProducerRef,
   RecordingStatus,
   SmartAction,
+  TrackInfo,
 } from "../../signaling/v1/signaling.js";
 
 export const protobufPackage = "gateway.events.v1";
@@ -48,6 +50,9 @@ export interface RoomEvent {
     | { $case: "chatMessage"; value: ChatMessage }
     | { $case: "messageRedacted"; value: MessageRedacted }
     | { $case: "smartAction"; value: SmartAction }
+    | //
+    /** From the room API: relayed to every participant, never stored. */
+    { $case: "dataMessage"; value: DataMessage }
     | undefined;
 }
 
@@ -64,6 +69,38 @@ export interface RoomClosed {
 export interface SessionTakeover {
   participantId: string;
   newOwner: string;
+}
+
+/**
+ * The room API's command for the signaling replica that holds a participant's session (core
+ * request/reply on gateway.<tenant>.session.<participant_id>.control; only the holder answers).
+ */
+export interface SessionControl {
+  participantId: string;
+  room: string;
+  action:
+    | //
+    /** End the session: the client is closed with CLOSE_CODE_REMOVED. */
+    { $case: "remove"; value: SessionRemove }
+    | //
+    /** Pause one of its producers on the SFU; the client is told (track_muted). */
+    { $case: "mute"; value: SessionMute }
+    | undefined;
+}
+
+export interface SessionRemove {
+}
+
+export interface SessionMute {
+  producerId: string;
+}
+
+/** The holder's answer: empty code when done, else an ErrorCode and a message safe to show. */
+export interface SessionControlReply {
+  code: string;
+  message: string;
+  /** The muted track, after a mute. */
+  track: TrackInfo | undefined;
 }
 
 /**
@@ -377,6 +414,9 @@ export const RoomEvent: MessageFns<RoomEvent> = {
       case "smartAction":
         SmartAction.encode(message.event.value, writer.uint32(170).fork()).join();
         break;
+      case "dataMessage":
+        DataMessage.encode(message.event.value, writer.uint32(178).fork()).join();
+        break;
     }
     return writer;
   },
@@ -522,6 +562,14 @@ export const RoomEvent: MessageFns<RoomEvent> = {
             message.event = { $case: "smartAction", value: SmartAction.decode(reader, reader.uint32()) };
             continue;
           }
+          case 22: {
+            if (tag !== 178) {
+              break;
+            }
+
+            message.event = { $case: "dataMessage", value: DataMessage.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -590,6 +638,10 @@ export const RoomEvent: MessageFns<RoomEvent> = {
         ? { $case: "smartAction", value: SmartAction.fromJSON(object.smartAction) }
         : isSet(object.smart_action)
         ? { $case: "smartAction", value: SmartAction.fromJSON(object.smart_action) }
+        : isSet(object.dataMessage)
+        ? { $case: "dataMessage", value: DataMessage.fromJSON(object.dataMessage) }
+        : isSet(object.data_message)
+        ? { $case: "dataMessage", value: DataMessage.fromJSON(object.data_message) }
         : undefined,
     };
   },
@@ -632,6 +684,8 @@ export const RoomEvent: MessageFns<RoomEvent> = {
       obj.messageRedacted = MessageRedacted.toJSON(message.event.value);
     } else if (message.event?.$case === "smartAction") {
       obj.smartAction = SmartAction.toJSON(message.event.value);
+    } else if (message.event?.$case === "dataMessage") {
+      obj.dataMessage = DataMessage.toJSON(message.event.value);
     }
     return obj;
   },
@@ -715,6 +769,12 @@ export const RoomEvent: MessageFns<RoomEvent> = {
       case "smartAction": {
         if (object.event?.value !== undefined && object.event?.value !== null) {
           message.event = { $case: "smartAction", value: SmartAction.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "dataMessage": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "dataMessage", value: DataMessage.fromPartial(object.event.value) };
         }
         break;
       }
@@ -901,6 +961,371 @@ export const SessionTakeover: MessageFns<SessionTakeover> = {
     const message = createBaseSessionTakeover();
     message.participantId = object.participantId ?? "";
     message.newOwner = object.newOwner ?? "";
+    return message;
+  },
+};
+
+function createBaseSessionControl(): SessionControl {
+  return { participantId: "", room: "", action: undefined };
+}
+
+export const SessionControl: MessageFns<SessionControl> = {
+  encode(message: SessionControl, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.participantId !== "") {
+      writer.uint32(10).string(message.participantId);
+    }
+    if (message.room !== "") {
+      writer.uint32(18).string(message.room);
+    }
+    switch (message.action?.$case) {
+      case "remove":
+        SessionRemove.encode(message.action.value, writer.uint32(82).fork()).join();
+        break;
+      case "mute":
+        SessionMute.encode(message.action.value, writer.uint32(90).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SessionControl {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSessionControl();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.participantId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.room = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.action = { $case: "remove", value: SessionRemove.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.action = { $case: "mute", value: SessionMute.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SessionControl {
+    return {
+      participantId: isSet(object.participantId)
+        ? globalThis.String(object.participantId)
+        : isSet(object.participant_id)
+        ? globalThis.String(object.participant_id)
+        : "",
+      room: isSet(object.room) ? globalThis.String(object.room) : "",
+      action: isSet(object.remove)
+        ? { $case: "remove", value: SessionRemove.fromJSON(object.remove) }
+        : isSet(object.mute)
+        ? { $case: "mute", value: SessionMute.fromJSON(object.mute) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: SessionControl): unknown {
+    const obj: any = {};
+    if (message.participantId !== "") {
+      obj.participantId = message.participantId;
+    }
+    if (message.room !== "") {
+      obj.room = message.room;
+    }
+    if (message.action?.$case === "remove") {
+      obj.remove = SessionRemove.toJSON(message.action.value);
+    } else if (message.action?.$case === "mute") {
+      obj.mute = SessionMute.toJSON(message.action.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SessionControl>, I>>(base?: I): SessionControl {
+    return SessionControl.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SessionControl>, I>>(object: I): SessionControl {
+    const message = createBaseSessionControl();
+    message.participantId = object.participantId ?? "";
+    message.room = object.room ?? "";
+    switch (object.action?.$case) {
+      case "remove": {
+        if (object.action?.value !== undefined && object.action?.value !== null) {
+          message.action = { $case: "remove", value: SessionRemove.fromPartial(object.action.value) };
+        }
+        break;
+      }
+      case "mute": {
+        if (object.action?.value !== undefined && object.action?.value !== null) {
+          message.action = { $case: "mute", value: SessionMute.fromPartial(object.action.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseSessionRemove(): SessionRemove {
+  return {};
+}
+
+export const SessionRemove: MessageFns<SessionRemove> = {
+  encode(_: SessionRemove, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SessionRemove {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSessionRemove();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): SessionRemove {
+    return {};
+  },
+
+  toJSON(_: SessionRemove): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SessionRemove>, I>>(base?: I): SessionRemove {
+    return SessionRemove.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SessionRemove>, I>>(_: I): SessionRemove {
+    const message = createBaseSessionRemove();
+    return message;
+  },
+};
+
+function createBaseSessionMute(): SessionMute {
+  return { producerId: "" };
+}
+
+export const SessionMute: MessageFns<SessionMute> = {
+  encode(message: SessionMute, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.producerId !== "") {
+      writer.uint32(10).string(message.producerId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SessionMute {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSessionMute();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.producerId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SessionMute {
+    return {
+      producerId: isSet(object.producerId)
+        ? globalThis.String(object.producerId)
+        : isSet(object.producer_id)
+        ? globalThis.String(object.producer_id)
+        : "",
+    };
+  },
+
+  toJSON(message: SessionMute): unknown {
+    const obj: any = {};
+    if (message.producerId !== "") {
+      obj.producerId = message.producerId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SessionMute>, I>>(base?: I): SessionMute {
+    return SessionMute.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SessionMute>, I>>(object: I): SessionMute {
+    const message = createBaseSessionMute();
+    message.producerId = object.producerId ?? "";
+    return message;
+  },
+};
+
+function createBaseSessionControlReply(): SessionControlReply {
+  return { code: "", message: "", track: undefined };
+}
+
+export const SessionControlReply: MessageFns<SessionControlReply> = {
+  encode(message: SessionControlReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== "") {
+      writer.uint32(10).string(message.code);
+    }
+    if (message.message !== "") {
+      writer.uint32(18).string(message.message);
+    }
+    if (message.track !== undefined) {
+      TrackInfo.encode(message.track, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SessionControlReply {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSessionControlReply();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.code = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.track = TrackInfo.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SessionControlReply {
+    return {
+      code: isSet(object.code) ? globalThis.String(object.code) : "",
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      track: isSet(object.track) ? TrackInfo.fromJSON(object.track) : undefined,
+    };
+  },
+
+  toJSON(message: SessionControlReply): unknown {
+    const obj: any = {};
+    if (message.code !== "") {
+      obj.code = message.code;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.track !== undefined) {
+      obj.track = TrackInfo.toJSON(message.track);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SessionControlReply>, I>>(base?: I): SessionControlReply {
+    return SessionControlReply.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SessionControlReply>, I>>(object: I): SessionControlReply {
+    const message = createBaseSessionControlReply();
+    message.code = object.code ?? "";
+    message.message = object.message ?? "";
+    message.track = (object.track !== undefined && object.track !== null)
+      ? TrackInfo.fromPartial(object.track)
+      : undefined;
     return message;
   },
 };

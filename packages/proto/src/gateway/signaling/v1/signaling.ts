@@ -62,6 +62,11 @@ export enum CloseCode {
   CLOSE_CODE_PROTOCOL_VIOLATION = 4003,
   /** CLOSE_CODE_SESSION_REPLACED - The session was resumed on another connection. */
   CLOSE_CODE_SESSION_REPLACED = 4004,
+  /**
+   * CLOSE_CODE_REMOVED - The customer's backend removed the participant (DELETE /v1/rooms/{room}/participants/{id}) or
+   * ended the room (DELETE /v1/rooms/{room}). Do not rejoin with the same session.
+   */
+  CLOSE_CODE_REMOVED = 4005,
   /** CLOSE_CODE_REJOIN_REQUIRED - The room's media node is gone; join again with a fresh connection. */
   CLOSE_CODE_REJOIN_REQUIRED = 4010,
   /** CLOSE_CODE_RATE_LIMITED - The client kept flooding after being told to slow down. */
@@ -91,6 +96,9 @@ export function closeCodeFromJSON(object: any): CloseCode {
     case 4004:
     case "CLOSE_CODE_SESSION_REPLACED":
       return CloseCode.CLOSE_CODE_SESSION_REPLACED;
+    case 4005:
+    case "CLOSE_CODE_REMOVED":
+      return CloseCode.CLOSE_CODE_REMOVED;
     case 4010:
     case "CLOSE_CODE_REJOIN_REQUIRED":
       return CloseCode.CLOSE_CODE_REJOIN_REQUIRED;
@@ -121,6 +129,8 @@ export function closeCodeToJSON(object: CloseCode): string {
       return "CLOSE_CODE_PROTOCOL_VIOLATION";
     case CloseCode.CLOSE_CODE_SESSION_REPLACED:
       return "CLOSE_CODE_SESSION_REPLACED";
+    case CloseCode.CLOSE_CODE_REMOVED:
+      return "CLOSE_CODE_REMOVED";
     case CloseCode.CLOSE_CODE_REJOIN_REQUIRED:
       return "CLOSE_CODE_REJOIN_REQUIRED";
     case CloseCode.CLOSE_CODE_RATE_LIMITED:
@@ -241,7 +251,33 @@ export interface Notification {
     | //
     /** A Smart Action was requested or changed state. */
     { $case: "smartAction"; value: SmartAction }
+    | //
+    /**
+     * The server paused one of this participant's own tracks (the customer's backend muted it:
+     * POST /v1/rooms/{room}/participants/{id}/tracks/{track}/mute). Others see producer_paused.
+     */
+    { $case: "trackMuted"; value: TrackMuted }
+    | //
+    /**
+     * An ephemeral message from the customer's backend to everyone in the room
+     * (POST /v1/rooms/{room}/data); not stored, not part of the chat.
+     */
+    { $case: "dataMessage"; value: DataMessage }
     | undefined;
+}
+
+export interface TrackMuted {
+  producerId: string;
+  /** "server": the customer's backend. */
+  by: string;
+}
+
+export interface DataMessage {
+  /** Chosen by the sender (1-64 letters, digits, _ or -), empty when none. */
+  topic: string;
+  /** Text, at most 16 KiB. */
+  payload: string;
+  sentAtMs: number;
 }
 
 /** The room's recording, as every participant is told of it. */
@@ -2116,6 +2152,12 @@ export const Notification: MessageFns<Notification> = {
       case "smartAction":
         SmartAction.encode(message.event.value, writer.uint32(98).fork()).join();
         break;
+      case "trackMuted":
+        TrackMuted.encode(message.event.value, writer.uint32(106).fork()).join();
+        break;
+      case "dataMessage":
+        DataMessage.encode(message.event.value, writer.uint32(114).fork()).join();
+        break;
     }
     return writer;
   },
@@ -2229,6 +2271,22 @@ export const Notification: MessageFns<Notification> = {
             message.event = { $case: "smartAction", value: SmartAction.decode(reader, reader.uint32()) };
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.event = { $case: "trackMuted", value: TrackMuted.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.event = { $case: "dataMessage", value: DataMessage.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2287,6 +2345,14 @@ export const Notification: MessageFns<Notification> = {
         ? { $case: "smartAction", value: SmartAction.fromJSON(object.smartAction) }
         : isSet(object.smart_action)
         ? { $case: "smartAction", value: SmartAction.fromJSON(object.smart_action) }
+        : isSet(object.trackMuted)
+        ? { $case: "trackMuted", value: TrackMuted.fromJSON(object.trackMuted) }
+        : isSet(object.track_muted)
+        ? { $case: "trackMuted", value: TrackMuted.fromJSON(object.track_muted) }
+        : isSet(object.dataMessage)
+        ? { $case: "dataMessage", value: DataMessage.fromJSON(object.dataMessage) }
+        : isSet(object.data_message)
+        ? { $case: "dataMessage", value: DataMessage.fromJSON(object.data_message) }
         : undefined,
     };
   },
@@ -2317,6 +2383,10 @@ export const Notification: MessageFns<Notification> = {
       obj.messageRedacted = MessageRedacted.toJSON(message.event.value);
     } else if (message.event?.$case === "smartAction") {
       obj.smartAction = SmartAction.toJSON(message.event.value);
+    } else if (message.event?.$case === "trackMuted") {
+      obj.trackMuted = TrackMuted.toJSON(message.event.value);
+    } else if (message.event?.$case === "dataMessage") {
+      obj.dataMessage = DataMessage.toJSON(message.event.value);
     }
     return obj;
   },
@@ -2399,7 +2469,213 @@ export const Notification: MessageFns<Notification> = {
         }
         break;
       }
+      case "trackMuted": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "trackMuted", value: TrackMuted.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "dataMessage": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "dataMessage", value: DataMessage.fromPartial(object.event.value) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseTrackMuted(): TrackMuted {
+  return { producerId: "", by: "" };
+}
+
+export const TrackMuted: MessageFns<TrackMuted> = {
+  encode(message: TrackMuted, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.producerId !== "") {
+      writer.uint32(10).string(message.producerId);
+    }
+    if (message.by !== "") {
+      writer.uint32(18).string(message.by);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TrackMuted {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTrackMuted();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.producerId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.by = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TrackMuted {
+    return {
+      producerId: isSet(object.producerId)
+        ? globalThis.String(object.producerId)
+        : isSet(object.producer_id)
+        ? globalThis.String(object.producer_id)
+        : "",
+      by: isSet(object.by) ? globalThis.String(object.by) : "",
+    };
+  },
+
+  toJSON(message: TrackMuted): unknown {
+    const obj: any = {};
+    if (message.producerId !== "") {
+      obj.producerId = message.producerId;
+    }
+    if (message.by !== "") {
+      obj.by = message.by;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TrackMuted>, I>>(base?: I): TrackMuted {
+    return TrackMuted.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TrackMuted>, I>>(object: I): TrackMuted {
+    const message = createBaseTrackMuted();
+    message.producerId = object.producerId ?? "";
+    message.by = object.by ?? "";
+    return message;
+  },
+};
+
+function createBaseDataMessage(): DataMessage {
+  return { topic: "", payload: "", sentAtMs: 0 };
+}
+
+export const DataMessage: MessageFns<DataMessage> = {
+  encode(message: DataMessage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.topic !== "") {
+      writer.uint32(10).string(message.topic);
+    }
+    if (message.payload !== "") {
+      writer.uint32(18).string(message.payload);
+    }
+    if (message.sentAtMs !== 0) {
+      writer.uint32(24).int64(message.sentAtMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DataMessage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDataMessage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.topic = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.payload = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.sentAtMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DataMessage {
+    return {
+      topic: isSet(object.topic) ? globalThis.String(object.topic) : "",
+      payload: isSet(object.payload) ? globalThis.String(object.payload) : "",
+      sentAtMs: isSet(object.sentAtMs)
+        ? globalThis.Number(object.sentAtMs)
+        : isSet(object.sent_at_ms)
+        ? globalThis.Number(object.sent_at_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: DataMessage): unknown {
+    const obj: any = {};
+    if (message.topic !== "") {
+      obj.topic = message.topic;
+    }
+    if (message.payload !== "") {
+      obj.payload = message.payload;
+    }
+    if (message.sentAtMs !== 0) {
+      obj.sentAtMs = Math.round(message.sentAtMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DataMessage>, I>>(base?: I): DataMessage {
+    return DataMessage.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DataMessage>, I>>(object: I): DataMessage {
+    const message = createBaseDataMessage();
+    message.topic = object.topic ?? "";
+    message.payload = object.payload ?? "";
+    message.sentAtMs = object.sentAtMs ?? 0;
     return message;
   },
 };

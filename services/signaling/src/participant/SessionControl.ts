@@ -1,0 +1,125 @@
+import type { Msg, Subscription } from '@nats-io/transport-node';
+import { SessionControl as ControlMessage, SessionControlReply } from '@gateway/proto/gateway/events/v1/events';
+import { CloseCode, type TrackInfo } from '@gateway/proto/gateway/signaling/v1/signaling';
+import { ErrorCode, GatewayError, decodeChecked, sessionControlReplySchema, sessionControlSchema, subjects, type Logger, type NatsConnection } from '@gateway/common';
+import type { RoomHub } from '../rooms/RoomHub.js';
+import type { ParticipantSession } from './ParticipantSession.js';
+import type { SessionRegistry } from './SessionRegistry.js';
+import { setTrackPaused } from './tracks.js';
+
+/** How long a command waits for the replica holding the session. */
+const CONTROL_TIMEOUT_MS = 5_000;
+
+type Action = NonNullable<ControlMessage['action']>;
+
+export interface SessionControlDeps {
+  nc: NatsConnection;
+  sessions: Pick<SessionRegistry, 'get' | 'end'>;
+  hub: Pick<RoomHub, 'publish'>;
+  log: Logger;
+  timeoutMs?: number;
+}
+
+/**
+ * The room API's reach into a participant's session, wherever it is held: a session held here is
+ * acted on at once; any other goes to the replica holding it, as a SessionControl request on
+ * `gateway.<tenant>.session.<participant>.control`, which every replica hears and only the holder
+ * answers (as session takeovers reach the old owner). A disconnected session within its resume
+ * window is held too, so it is reached as well.
+ */
+export class SessionControl {
+  private subscription: Subscription | undefined;
+
+  constructor(private readonly deps: SessionControlDeps) {}
+
+  /** Ends the participant's session: media closed, record deleted, the room told ("removed"), the socket closed with 4005. */
+  async remove(tenant: string, room: string, participantId: string): Promise<void> {
+    await this.send(tenant, room, participantId, { $case: 'remove', value: {} });
+  }
+
+  /** Pauses one of the participant's producers on the SFU; the room sees it paused, the participant is told (trackMuted). */
+  async mute(tenant: string, room: string, participantId: string, producerId: string): Promise<TrackInfo> {
+    const track = await this.send(tenant, room, participantId, { $case: 'mute', value: { producerId } });
+    if (!track) throw new GatewayError(ErrorCode.INTERNAL, 'the mute was answered without its track');
+    return track;
+  }
+
+  /** Answers the commands for the sessions held here. */
+  listen(): void {
+    const subscription = this.deps.nc.subscribe(subjects.sessionControl('*', '*'));
+    this.subscription = subscription;
+    void (async () => {
+      for await (const message of subscription) void this.answer(message);
+    })();
+  }
+
+  close(): void {
+    this.subscription?.unsubscribe();
+  }
+
+  private async send(tenant: string, room: string, participantId: string, action: Action): Promise<TrackInfo | undefined> {
+    const held = this.heldSession(tenant, room, participantId);
+    if (held) return this.apply(held, action);
+    const request = ControlMessage.encode({ participantId, room, action }).finish();
+    let reply: SessionControlReply;
+    try {
+      const message = await this.deps.nc.request(subjects.sessionControl(tenant, participantId), request, { timeout: this.deps.timeoutMs ?? CONTROL_TIMEOUT_MS });
+      reply = decodeChecked(SessionControlReply, message.data, sessionControlReplySchema, 'session control reply');
+    } catch (error) {
+      // Nobody holds the session: its replica stopped (the stale sweep removes it) or it just ended.
+      throw new GatewayError(ErrorCode.UNAVAILABLE, "the participant's session did not answer; try again", { cause: error });
+    }
+    if (reply.code === '') return reply.track;
+    throw new GatewayError(GatewayError.isCode(reply.code) ? reply.code : ErrorCode.INTERNAL, reply.message);
+  }
+
+  /** A session held here, of that tenant and room. */
+  private heldSession(tenant: string, room: string, participantId: string): ParticipantSession | undefined {
+    const session = this.deps.sessions.get(participantId);
+    return session && !session.ended && session.tenant === tenant && session.room === room ? session : undefined;
+  }
+
+  private async apply(session: ParticipantSession, action: Action): Promise<TrackInfo | undefined> {
+    switch (action.$case) {
+      case 'remove': {
+        const link = session.currentLink;
+        // The session is forgotten here before its socket closes, so the close starts no resume window.
+        const ending = this.deps.sessions.end(session, 'removed');
+        link?.close(CloseCode.CLOSE_CODE_REMOVED, 'removed from the room');
+        await ending;
+        return undefined;
+      }
+      case 'mute': {
+        const track = await setTrackPaused(session, this.deps.hub, action.value.producerId, true);
+        session.notify({ $case: 'trackMuted', value: { producerId: track.producerId, by: 'server' } });
+        return track;
+      }
+    }
+  }
+
+  /** Answers a command when the session is held here; other replicas stay silent. */
+  private async answer(message: Msg): Promise<void> {
+    let command: ControlMessage;
+    try {
+      command = decodeChecked(ControlMessage, message.data, sessionControlSchema, 'session control');
+    } catch (error) {
+      this.deps.log.warn({ err: error }, 'bad session control message');
+      return;
+    }
+    // The tenant is the subject's (the requester's permission), never the message's.
+    const tenant = message.subject.split('.')[1] ?? '';
+    if (message.subject !== subjects.sessionControl(tenant, command.participantId)) return;
+    const session = this.heldSession(tenant, command.room, command.participantId);
+    if (!session || !command.action) return;
+    let reply: SessionControlReply;
+    try {
+      reply = { code: '', message: '', track: await this.apply(session, command.action) };
+    } catch (error) {
+      const failure = GatewayError.from(error);
+      // Internal details stay here; the requester's boundary answers with a fixed text.
+      if (failure.code === ErrorCode.INTERNAL) this.deps.log.error({ err: error }, 'session control failed');
+      reply = { code: failure.code, message: failure.code === ErrorCode.INTERNAL ? 'internal error' : failure.message.slice(0, 512), track: undefined };
+    }
+    message.respond(SessionControlReply.encode(reply).finish());
+  }
+}
