@@ -10,7 +10,7 @@ import { escape, malformedXml, S3Error, unescape, xmlAnswer } from './xml.js';
  */
 
 /** S3's smallest part, except the last one. */
-export const MIN_PART_BYTES = 5 * MIB;
+const MIN_PART_BYTES = 5 * MIB;
 const MAX_PARTS = 10_000;
 
 interface PendingUpload extends ObjectSettings {

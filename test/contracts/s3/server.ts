@@ -20,7 +20,6 @@ import { errorXml, escape, malformedXml, S3Error, unescape, xmlAnswer } from './
  */
 
 export type { S3Credential } from './authenticate.js';
-export { MIN_PART_BYTES } from './multipart.js';
 export { MIB, type StoredObject } from './objects.js';
 export type { S3Operation } from './request.js';
 

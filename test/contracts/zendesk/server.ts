@@ -15,7 +15,7 @@ import { createUser, searchUsers } from './users.js';
  * endpoints are in users.ts, tickets.ts and uploads.ts, the records in account.ts.
  */
 
-export type { ZendeskAttachment, ZendeskComment, ZendeskTicket, ZendeskUser } from './account.js';
+export type { ZendeskComment, ZendeskTicket, ZendeskUser } from './account.js';
 
 export type ZendeskFault =
   | { status: number; retryAfterSeconds?: number }
