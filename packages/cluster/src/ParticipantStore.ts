@@ -100,7 +100,8 @@ export class ParticipantStore {
     for (const entry of await liveEntries(this.kv, `${tenant}.*.*`)) {
       const [, room = '', participantId = ''] = entry.key.split('.');
       const record = readRecord(entry.value, participantId);
-      if (!record || now - record.refreshedAtMs >= this.staleMs) continue;
+      // A record marked removed (room API) is on its way out.
+      if (!record || this.isStale(record, now) || record.removedAtMs > 0) continue;
       counts.set(room, (counts.get(room) ?? 0) + 1);
     }
     return counts;

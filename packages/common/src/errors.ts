@@ -23,6 +23,10 @@ export const ErrorCode = {
   ALREADY_EXISTS: 'ALREADY_EXISTS',
   RATE_LIMITED: 'RATE_LIMITED',
   SESSION_EXPIRED: 'SESSION_EXPIRED',
+  /** The customer's backend removed the participant (or ended the room): its session and its join token are done for good. */
+  REMOVED: 'REMOVED',
+  /** The room was ended by the customer's backend moments ago; joining it is refused for a short while. */
+  ROOM_ENDED: 'ROOM_ENDED',
   ROOM_UNAVAILABLE: 'ROOM_UNAVAILABLE',
   DRAINING: 'DRAINING',
   UNAVAILABLE: 'UNAVAILABLE',
@@ -80,6 +84,8 @@ const httpStatusByCode: Partial<Record<ErrorCode, number>> = {
   METHOD_NOT_ALLOWED: 405,
   ALREADY_EXISTS: 409,
   INVALID_STATE: 409,
+  REMOVED: 410,
+  ROOM_ENDED: 409,
   RATE_LIMITED: 429,
   LIMIT_EXCEEDED: 429,
   DESTINATION_FAILED: 502,

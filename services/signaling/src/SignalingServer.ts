@@ -97,6 +97,9 @@ export class SignalingServer {
       store,
       hub,
       releaseTokenSlot: (session) => releaseTokenSlot(session.tenant, session.grant.tokenId, session.participantId),
+      revokeToken: async (session) => {
+        if (session.grant.tokenId) await tokenSessions.revoke(session.tenant, session.grant.tokenId, session.grant.expiresAt * 1000);
+      },
       participantGone: (tenantName, room) => this.supervisor.participantGone(tenantName, room),
       log,
     });
@@ -132,8 +135,17 @@ export class SignalingServer {
       handle: (session, request) => dispatch(table, session, request),
       detach: (session, link) => this.sessions.detach(session, link),
     };
-    this.control = new SessionControl({ nc, sessions: this.sessions, hub, log });
-    this.rooms = new RoomService({ store, control: this.control, hub, recorders, recordingOptions: (name) => recordingOptions(tenant(name)), erasedIn, log });
+    this.control = new SessionControl({ nc, sessions: this.sessions, store, hub, log });
+    this.rooms = new RoomService({
+      store,
+      control: this.control,
+      hub,
+      recorders,
+      recordingOptions: (name) => recordingOptions(tenant(name)),
+      erasedIn,
+      closeRoom: (tenantName, room, forMs) => tokenSessions.closeRoom(tenantName, room, forMs),
+      log,
+    });
     this.dataSubjects = new LiveDataSubjects(nc, () => config.tenants, roomSessions, chat, actions, recorders, log);
   }
 

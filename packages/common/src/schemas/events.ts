@@ -139,6 +139,7 @@ export const participantRecordSchema = z.object({
   consumers: z.record(id, id).refine((consumers) => Object.keys(consumers).length <= 1_000, 'at most 1,000 consumers'),
   recvTransportId: optionalId,
   tokenId: z.union([z.literal(''), z.string().regex(/^[A-Za-z0-9_-]{1,64}$/)]),
+  removedAtMs: millis,
 });
 
 export const roomSessionRecordSchema = z.object({

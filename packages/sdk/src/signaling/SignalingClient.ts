@@ -21,7 +21,7 @@ const JOIN_REFUSED = [ErrorCode.UNAUTHENTICATED, ErrorCode.TOKEN_EXPIRED, ErrorC
 const CONNECTION_FAILURES = [ErrorCode.CONNECTION_CLOSED, ErrorCode.TIMEOUT, ErrorCode.UNAVAILABLE];
 
 export type ConnectionState = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'disconnected';
-/** `removed`: the customer's backend removed the participant or ended the room (close 4005). */
+/** `removed`: the customer's backend removed the participant or ended the room (close 4005, or REMOVED / ROOM_ENDED on reconnecting). */
 export type DisconnectReason = 'left' | 'unauthenticated' | 'replaced' | 'removed' | 'rejected' | 'reconnect_failed';
 export interface DisconnectInfo {
   reason: DisconnectReason;
@@ -280,6 +280,8 @@ export class SignalingClient extends Emitter<SignalingEvents> {
         if (this.stateValue !== 'reconnecting') return;
         lastError = GatewayError.from(error, ErrorCode.UNAVAILABLE);
         lastCode = socket?.closeCode ?? lastCode;
+        // Removed by the customer's backend, or its room ended: neither a resume nor the token brings it back.
+        if (hasCode(lastError, ErrorCode.REMOVED, ErrorCode.ROOM_ENDED)) return this.finish({ reason: 'removed', code: CloseCode.CLOSE_CODE_REMOVED, error: lastError });
         if (!restoring && mode === 'rejoin' && hasCode(lastError, ...JOIN_REFUSED)) {
           return this.finish({ reason: lastError.code === ErrorCode.PERMISSION_DENIED ? 'rejected' : 'unauthenticated', code: lastCode, error: lastError });
         }

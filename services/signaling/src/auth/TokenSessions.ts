@@ -12,6 +12,9 @@ const slotSchema = z.object({
 });
 type Slot = z.infer<typeof slotSchema>;
 
+/** A revoked token's tombstone, and a closed room's mark: refused until `untilMs`. */
+const markSchema = z.object({ untilMs: z.number().int().nonnegative() });
+
 /** What became of the session holding a slot. */
 export type HolderState = 'live' | 'ended' | 'unknown';
 
@@ -20,9 +23,41 @@ export type HolderState = 'live' | 'ended' | 'unknown';
  * it takes one of its tenant's `sessionsPerToken` slots in KV, created atomically, so replicas
  * racing with one token cannot both take the last slot. A slot whose session is gone (ended
  * without releasing it, its replica died) is taken over by compare-and-set.
+ *
+ * The same bucket keeps what stops joins for a while (keys no token id can collide with: a token
+ * id is base64url, never `=`): `<tenant>.<tokenId>.revoked`, a removed participant's token, until
+ * the token expires; `<tenant>.=room.<room>`, a room the room API ended, for ROOM_CLOSED_MS. The
+ * bucket outlives rooms (its TTL, 8 days, is longer than any token), is written only by
+ * signaling and is not one the residue scan reads; each mark carries its own end, checked here.
  */
 export class TokenSessions {
   constructor(private readonly kv: KV) {}
+
+  /** Refuses every later join with the token (REMOVED) until `untilMs` (the token's expiry). */
+  async revoke(tenant: string, tokenId: string, untilMs: number): Promise<void> {
+    await this.kv.put(revokedKey(tenant, tokenId), JSON.stringify({ untilMs }));
+  }
+
+  /** Refuses joins of the room (ROOM_ENDED) for `forMs`. */
+  async closeRoom(tenant: string, room: string, forMs: number): Promise<void> {
+    await this.kv.put(closedRoomKey(tenant, room), JSON.stringify({ untilMs: Date.now() + forMs }));
+  }
+
+  /** Throws ROOM_ENDED while the room's closed mark lasts; an expired mark is deleted. */
+  async assertRoomOpen(tenant: string, room: string): Promise<void> {
+    if (await this.markHolds(closedRoomKey(tenant, room))) {
+      throw new GatewayError(ErrorCode.ROOM_ENDED, 'the room was ended moments ago; try again later with a new room');
+    }
+  }
+
+  private async markHolds(key: string): Promise<boolean> {
+    const entry = await this.kv.get(key);
+    if (!isLiveEntry(entry)) return false;
+    const mark = readJson(entry.value, markSchema);
+    if (mark && mark.untilMs > Date.now()) return true;
+    await this.kv.delete(key, { previousSeq: entry.revision }).catch(() => undefined);
+    return false;
+  }
 
   /**
    * Takes a slot for `participantId`, or throws LIMIT_EXCEEDED. `verdict` tells whether the
@@ -30,6 +65,9 @@ export class TokenSessions {
    * or one that died before writing it).
    */
   async claim(tenant: string, tokenId: string, slot: Omit<Slot, 'claimedAtMs'>, limit: number, verdict: (holder: Slot) => Promise<HolderState>): Promise<void> {
+    if (await this.markHolds(revokedKey(tenant, tokenId))) {
+      throw new GatewayError(ErrorCode.REMOVED, 'this join token belongs to a participant removed from the room; it joins no more');
+    }
     const value = () => JSON.stringify({ ...slot, claimedAtMs: Date.now() } satisfies Slot);
     for (let index = 0; index < limit; index++) {
       const key = `${tenant}.${tokenId}.${index}`;
@@ -68,9 +106,16 @@ export class TokenSessions {
   }
 }
 
+const revokedKey = (tenant: string, tokenId: string) => `${tenant}.${tokenId}.revoked`;
+const closedRoomKey = (tenant: string, room: string) => `${tenant}.=room.${room}`;
+
 function readSlot(bytes: Uint8Array): Slot | undefined {
+  return readJson(bytes, slotSchema);
+}
+
+function readJson<T>(bytes: Uint8Array, schema: z.ZodType<T>): T | undefined {
   try {
-    const parsed = slotSchema.safeParse(JSON.parse(new TextDecoder().decode(bytes)));
+    const parsed = schema.safeParse(JSON.parse(new TextDecoder().decode(bytes)));
     return parsed.success ? parsed.data : undefined;
   } catch {
     return undefined;

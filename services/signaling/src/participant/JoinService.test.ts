@@ -35,6 +35,7 @@ function setUp(options: { nodeAlive?: boolean; roomCreated?: boolean } = {}) {
     store,
     hub: { add: () => undefined, remove: () => undefined, publish: () => undefined },
     releaseTokenSlot: async () => undefined,
+    revokeToken: async () => undefined,
     participantGone: () => undefined,
     log: silentLog,
   });
@@ -51,7 +52,7 @@ function setUp(options: { nodeAlive?: boolean; roomCreated?: boolean } = {}) {
     recorders: { recordingOf: async () => undefined },
     hub: { publish: () => undefined },
     roomSessions: { join: async () => undefined, erasedIn: async () => new Set<string>() },
-    tokenSessions: { claim: async () => undefined, release: async () => undefined },
+    tokenSessions: { claim: async () => undefined, release: async () => undefined, assertRoomOpen: async () => undefined },
     chat: { history: async () => [] },
     actions: { list: async () => [] },
     sessions,
@@ -100,6 +101,36 @@ describe('JoinService.resume', () => {
     await expect(restarted.joins.resume(new RecordingLink(), await heldElsewhere(restarted.store), 1)).rejects.toMatchObject({ code: ErrorCode.SESSION_EXPIRED });
     expect(await restarted.store.get('demo', 'room-1', 'PA_1')).toBeUndefined();
     expect(restarted.sessions.holds('PA_1')).toBe(false);
+  });
+
+  it('refuses to resume a session whose record is marked removed, with REMOVED', async () => {
+    const { joins, store, resumeCount } = setUp();
+    const resumeToken = await heldElsewhere(store);
+    const stored = (await store.get('demo', 'room-1', 'PA_1'))!;
+    await store.put('demo', 'room-1', { ...stored.record, removedAtMs: Date.now() }, stored.revision);
+    await expect(joins.resume(new RecordingLink(), resumeToken, 1)).rejects.toMatchObject({ code: ErrorCode.REMOVED });
+    expect(await resumeCount('expired')).toBe(1);
+  });
+
+  it('ends removed when the removal marks the record while a takeover is under way', async () => {
+    const { joins, store, sessions } = setUp();
+    const resumeToken = await heldElsewhere(store);
+    // The remover (the old owner) marks the record right after this replica claimed it.
+    const put = store.put.bind(store);
+    let marked = false;
+    store.put = async (tenant, room, record, revision) => {
+      const written = await put(tenant, room, record, revision);
+      if (!marked && record.owner === 'replica-a') {
+        marked = true;
+        return put(tenant, room, { ...record, removedAtMs: Date.now() }, written).then(() => written);
+      }
+      return written;
+    };
+    const link = new RecordingLink();
+    await expect(joins.resume(link, resumeToken, 1)).rejects.toMatchObject({ code: ErrorCode.REMOVED });
+    expect(link.closed?.code).toBe(4005);
+    expect(sessions.holds('PA_1')).toBe(false);
+    expect((await store.get('demo', 'room-1', 'PA_1'))!.record.removedAtMs).toBeGreaterThan(0);
   });
 
   it("refuses a token of another participant's session held here", async () => {

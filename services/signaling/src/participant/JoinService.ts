@@ -8,10 +8,10 @@ import type { HolderState, TokenSessions } from '../auth/TokenSessions.js';
 import { verifyJoinToken } from '../auth/tokens.js';
 import type { ChatLog } from '../chat/ChatLog.js';
 import { recordingOptions, tenantLimits, type SignalingConfig } from '../config.js';
-import { startRoomRecording } from '../rooms/recording.js';
+import { mayBeRecorded, startRoomRecording } from '../rooms/recording.js';
 import type { RoomHub } from '../rooms/RoomHub.js';
 import type { RoomSessions } from '../rooms/RoomSessions.js';
-import { ParticipantSession, type SessionLink } from './ParticipantSession.js';
+import { ParticipantSession, removedError, type SessionLink } from './ParticipantSession.js';
 import { parseResumeToken, resumeSecretMatches, type ResumeToken } from './resumeToken.js';
 import type { SessionRegistry } from './SessionRegistry.js';
 
@@ -29,7 +29,7 @@ export interface JoinServiceDeps {
   recorders: RecorderDirectory;
   hub: Pick<RoomHub, 'publish'>;
   roomSessions: Pick<RoomSessions, 'join' | 'erasedIn'>;
-  tokenSessions: Pick<TokenSessions, 'claim' | 'release'>;
+  tokenSessions: Pick<TokenSessions, 'claim' | 'release' | 'assertRoomOpen'>;
   chat: Pick<ChatLog, 'history'>;
   actions: Pick<SmartActions, 'list'>;
   sessions: SessionRegistry;
@@ -53,6 +53,8 @@ export class JoinService {
     // The token is checked before any room work.
     const grant = await verifyJoinToken(config.tenants, token);
     const limits = tenantLimits(config, grant.tenant);
+    // A room the room API just ended takes nobody for a while (ROOM_CLOSED_MS).
+    await tokenSessions.assertRoomOpen(grant.tenant, grant.room);
     // Placement needs what the participant will consume and which nodes the room spans already.
     const present = await store.list(grant.tenant, grant.room);
     if (present.length >= limits.participantsPerRoom) throw new GatewayError(ErrorCode.LIMIT_EXCEEDED, `a room holds at most ${limits.participantsPerRoom} participants`);
@@ -196,7 +198,7 @@ export class JoinService {
           log.warn({ err: error }, 'bad session takeover message');
         }
       }
-    })();
+    })().catch((error: unknown) => log.error({ err: error }, 'listening for session takeovers stopped'));
   }
 
   /**
@@ -213,6 +215,10 @@ export class JoinService {
       }
       const { record, revision } = stored;
       if (!resumeSecretMatches(record.resumeTokenHash, secret)) throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'the resume token is invalid');
+      if (record.removedAtMs > 0) {
+        metrics.resumes.inc({ result: 'expired' });
+        throw removedError();
+      }
       const refusal = this.resumeRefusal(tenant, record.info!.joinedAtMs, record.connected, record.disconnectedAtMs);
       if (refusal) {
         metrics.resumes.inc({ result: 'expired' });
@@ -296,7 +302,7 @@ export class JoinService {
    */
   private async recordAgentCall(tenantName: string, room: string): Promise<void> {
     const tenant = this.deps.config.tenants.find((t) => t.name === tenantName);
-    if (!tenant?.recording?.onAgentJoin || (await this.deps.roomSessions.erasedIn(tenantName, room)).size > 0) return;
+    if (!tenant?.recording?.onAgentJoin || !(await mayBeRecorded((t, r) => this.deps.roomSessions.erasedIn(t, r), tenantName, room))) return;
     void startRoomRecording(this.deps.recorders, tenantName, room, '', recordingOptions(tenant)).catch((error) => {
       if (!(error instanceof GatewayError && error.code === ErrorCode.ALREADY_EXISTS)) this.deps.log.error({ err: error, room: `${tenantName}/${room}` }, 'starting the automatic recording failed');
     });

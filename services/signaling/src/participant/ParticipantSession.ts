@@ -7,6 +7,9 @@ import type { JoinGrant } from '../auth/tokens.js';
 import type { Actor } from '../actions/SmartActions.js';
 import { mintResumeToken, resumeSecretMatches } from './resumeToken.js';
 
+/** The answer to resuming (or rejoining with the token of) a participant the room API removed. */
+export const removedError = () => new GatewayError(ErrorCode.REMOVED, 'the participant was removed from the room; do not rejoin');
+
 /** The socket side of a session, implemented by the WebSocket connection. */
 export interface SessionLink {
   notify(notification: Notification['event']): void;
@@ -166,6 +169,8 @@ export class ParticipantSession {
       consumers: Object.fromEntries(this.consumers),
       recvTransportId: this.recvTransportId ?? '',
       tokenId: this.grant.tokenId,
+      // A removed session is forgotten before its record is marked: it never writes a mark.
+      removedAtMs: 0,
     };
   }
 
@@ -220,6 +225,12 @@ export class ParticipantSession {
       // Someone else wrote it: see who.
     }
     const current = await store.get(this.tenant, this.room, this.participantId);
+    if (current && current.record.removedAtMs > 0) {
+      // Removed by the room API while this replica held (or was taking over) the session.
+      this.link?.close(CloseCode.CLOSE_CODE_REMOVED, 'removed from the room');
+      this.persistence.lost(this);
+      throw removedError();
+    }
     if (current && current.record.owner !== replicaId) {
       this.link?.close(CloseCode.CLOSE_CODE_SESSION_REPLACED, 'session resumed elsewhere');
       this.persistence.lost(this);

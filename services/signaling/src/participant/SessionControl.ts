@@ -1,20 +1,26 @@
 import type { Msg, Subscription } from '@nats-io/transport-node';
 import { SessionControl as ControlMessage, SessionControlReply } from '@gateway/proto/gateway/events/v1/events';
-import { CloseCode, type TrackInfo } from '@gateway/proto/gateway/signaling/v1/signaling';
+import type { TrackInfo } from '@gateway/proto/gateway/signaling/v1/signaling';
 import { ErrorCode, GatewayError, decodeChecked, sessionControlReplySchema, sessionControlSchema, subjects, type Logger, type NatsConnection } from '@gateway/common';
+import type { ParticipantStore } from '@gateway/cluster';
 import type { RoomHub } from '../rooms/RoomHub.js';
 import type { ParticipantSession } from './ParticipantSession.js';
 import type { SessionRegistry } from './SessionRegistry.js';
 import { setTrackPaused } from './tracks.js';
 
-/** How long a command waits for the replica holding the session. */
-const CONTROL_TIMEOUT_MS = 5_000;
+/**
+ * How long a command waits for the replica holding the session: longer than what that replica
+ * waits for (a mute's SFU call, 10 s at most; a removal answers before its SFU cleanup).
+ */
+const CONTROL_TIMEOUT_MS = 15_000;
 
 type Action = NonNullable<ControlMessage['action']>;
 
 export interface SessionControlDeps {
   nc: NatsConnection;
-  sessions: Pick<SessionRegistry, 'get' | 'end'>;
+  sessions: Pick<SessionRegistry, 'get' | 'remove'>;
+  /** Read when a removal got no answer: a record gone or marked removed means it happened. */
+  store: Pick<ParticipantStore, 'get'>;
   hub: Pick<RoomHub, 'publish'>;
   log: Logger;
   timeoutMs?: number;
@@ -32,9 +38,27 @@ export class SessionControl {
 
   constructor(private readonly deps: SessionControlDeps) {}
 
-  /** Ends the participant's session: media closed, record deleted, the room told ("removed"), the socket closed with 4005. */
+  /**
+   * Removes the participant for good (SessionRegistry.remove): answered once its record is marked
+   * removed, its token revoked and its socket closed (4005); media, record and the room's notice
+   * follow. A participant already gone counts as removed.
+   */
   async remove(tenant: string, room: string, participantId: string): Promise<void> {
-    await this.send(tenant, room, participantId, { $case: 'remove', value: {} });
+    try {
+      await this.send(tenant, room, participantId, { $case: 'remove', value: {} });
+    } catch (error) {
+      // No answer in time: the holder may have got it done anyway, or the participant left meanwhile.
+      if (!(await this.removedOrGone(tenant, room, participantId))) throw error;
+    }
+  }
+
+  private async removedOrGone(tenant: string, room: string, participantId: string): Promise<boolean> {
+    try {
+      const stored = await this.deps.store.get(tenant, room, participantId);
+      return !stored || stored.record.removedAtMs > 0;
+    } catch {
+      return false;
+    }
   }
 
   /** Pauses one of the participant's producers on the SFU; the room sees it paused, the participant is told (trackMuted). */
@@ -49,8 +73,8 @@ export class SessionControl {
     const subscription = this.deps.nc.subscribe(subjects.sessionControl('*', '*'));
     this.subscription = subscription;
     void (async () => {
-      for await (const message of subscription) void this.answer(message);
-    })();
+      for await (const message of subscription) void this.answer(message).catch((error: unknown) => this.deps.log.error({ err: error }, 'answering a session control failed'));
+    })().catch((error: unknown) => this.deps.log.error({ err: error }, 'listening for session control stopped'));
   }
 
   close(): void {
@@ -82,11 +106,10 @@ export class SessionControl {
   private async apply(session: ParticipantSession, action: Action): Promise<TrackInfo | undefined> {
     switch (action.$case) {
       case 'remove': {
-        const link = session.currentLink;
-        // The session is forgotten here before its socket closes, so the close starts no resume window.
-        const ending = this.deps.sessions.end(session, 'removed');
-        link?.close(CloseCode.CLOSE_CODE_REMOVED, 'removed from the room');
-        await ending;
+        const removal = await this.deps.sessions.remove(session);
+        void removal.cleanup.catch((error: unknown) => session.log.warn({ err: error }, 'cleaning up after a removal failed'));
+        // Another replica took the session over before the mark: its socket is closed there.
+        if (removal.otherOwner) void this.send(session.tenant, session.room, session.participantId, action).catch(() => undefined);
         return undefined;
       }
       case 'mute': {
@@ -115,11 +138,14 @@ export class SessionControl {
     try {
       reply = { code: '', message: '', track: await this.apply(session, command.action) };
     } catch (error) {
+      // The code and message as they are: the requester's HTTP boundary maps them (toClientError) once.
       const failure = GatewayError.from(error);
-      // Internal details stay here; the requester's boundary answers with a fixed text.
-      if (failure.code === ErrorCode.INTERNAL) this.deps.log.error({ err: error }, 'session control failed');
-      reply = { code: failure.code, message: failure.code === ErrorCode.INTERNAL ? 'internal error' : failure.message.slice(0, 512), track: undefined };
+      reply = { code: failure.code, message: failure.message.slice(0, 512), track: undefined };
     }
-    message.respond(SessionControlReply.encode(reply).finish());
+    try {
+      message.respond(SessionControlReply.encode(reply).finish());
+    } catch (error) {
+      this.deps.log.warn({ err: error }, 'answering a session control failed');
+    }
   }
 }

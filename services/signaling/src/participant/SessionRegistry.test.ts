@@ -12,6 +12,7 @@ function setUp(resumeWindowMs = 60_000) {
   const published: Array<RoomEvent['event']> = [];
   const released: string[] = [];
   const gone: string[] = [];
+  const revoked: string[] = [];
   const registry = new SessionRegistry({
     replicaId: 'replica-a',
     resumeWindowMs,
@@ -22,6 +23,7 @@ function setUp(resumeWindowMs = 60_000) {
       publish: (_tenant, _room, event) => void published.push(event),
     },
     releaseTokenSlot: async (session) => void released.push(session.participantId),
+    revokeToken: async (session) => void revoked.push(session.participantId),
     participantGone: (tenant, room) => void gone.push(`${tenant}/${room}`),
     log: silentLog,
   });
@@ -34,7 +36,7 @@ function setUp(resumeWindowMs = 60_000) {
     await session.save();
     return { session, link };
   };
-  return { registry, store, members, published, released, gone, calls: sfu.calls, join };
+  return { registry, store, members, published, released, revoked, gone, calls: sfu.calls, join };
 }
 
 const event = (body: RoomEvent['event'], origin = ''): RoomEvent => RoomEvent.create({ tenant: 'demo', room: 'room-1', atMs: 1, origin, event: body });
@@ -53,6 +55,60 @@ describe('SessionRegistry', () => {
     expect(members.size).toBe(0);
     await registry.end(session, 'left');
     expect(released).toEqual(['PA_1']);
+  });
+
+  it('removes a session for good: record marked before the socket closes with 4005, token revoked, then media, record and room', async () => {
+    const { registry, store, published, revoked, calls, join } = setUp();
+    const { session, link } = await join();
+    let markedWhenClosed = 0;
+    const close = link.close.bind(link);
+    link.close = (code, reason) => {
+      void store.get('demo', 'room-1', 'PA_1').then((stored) => (markedWhenClosed = stored?.record.removedAtMs ?? -1));
+      close(code, reason);
+    };
+    const removal = await registry.remove(session);
+    expect(link.closed).toEqual({ code: CloseCode.CLOSE_CODE_REMOVED, reason: 'removed from the room' });
+    expect(removal).toMatchObject({ first: true, otherOwner: undefined });
+    expect(revoked).toEqual(['PA_1']);
+    expect(registry.holds('PA_1')).toBe(false);
+    await removal.cleanup;
+    expect(markedWhenClosed).toBeGreaterThan(0);
+    expect(calls.map((c) => c.method)).toEqual(['closeParticipant']);
+    expect(await store.get('demo', 'room-1', 'PA_1')).toBeUndefined();
+    expect(published).toEqual([{ $case: 'participantLeft', value: { participantId: 'PA_1', reason: 'removed' } }]);
+  });
+
+  it('marks the record of a session another replica took over, names that replica, and leaves a marked record to its remover', async () => {
+    const { registry, store, revoked, calls, join } = setUp();
+    const { session } = await join();
+    const stored = (await store.get('demo', 'room-1', 'PA_1'))!;
+    await store.put('demo', 'room-1', { ...stored.record, owner: 'replica-b' }, stored.revision);
+    const removal = await registry.remove(session);
+    expect(removal.otherOwner).toBe('replica-b');
+    await removal.cleanup;
+    expect(revoked).toEqual(['PA_1']);
+
+    const second = setUp();
+    const { session: other } = await second.join();
+    const current = (await second.store.get('demo', 'room-1', 'PA_1'))!;
+    await second.store.put('demo', 'room-1', { ...current.record, removedAtMs: 1 }, current.revision);
+    const again = await second.registry.remove(other);
+    expect(again.first).toBe(false);
+    await again.cleanup;
+    expect(second.revoked).toEqual([]);
+    expect(second.calls).toEqual([]);
+    expect(calls.map((c) => c.method)).toEqual(['closeParticipant']);
+  });
+
+  it('a session that finds its record marked removed lets go and closes its socket with 4005', async () => {
+    const { registry, store, join } = setUp();
+    const { session, link } = await join();
+    const stored = (await store.get('demo', 'room-1', 'PA_1'))!;
+    await store.put('demo', 'room-1', { ...stored.record, owner: 'replica-b', removedAtMs: 1 }, stored.revision);
+    await expect(session.save()).rejects.toMatchObject({ code: 'REMOVED' });
+    expect(link.closed?.code).toBe(CloseCode.CLOSE_CODE_REMOVED);
+    expect(registry.holds('PA_1')).toBe(false);
+    expect((await store.get('demo', 'room-1', 'PA_1'))!.record.removedAtMs).toBe(1);
   });
 
   it('abandons a session whose node is gone: the client is told to rejoin, nothing is closed on the SFU', async () => {

@@ -1,10 +1,23 @@
 import type { ParticipantStore } from '@gateway/cluster';
 import { CloseCode } from '@gateway/proto/gateway/signaling/v1/signaling';
-import type { Logger } from '@gateway/common';
+import { ErrorCode, GatewayError, type Logger } from '@gateway/common';
 import type { RoomHub } from '../rooms/RoomHub.js';
 import { callSessionNode } from './nodeCall.js';
 import type { ParticipantPersistence, ParticipantSession, SessionLink } from './ParticipantSession.js';
 import { relayRoomEvent } from './roomEvents.js';
+
+/** How often marking a record removed re-reads it after losing a compare-and-set. */
+const REMOVE_MARK_ATTEMPTS = 5;
+
+/** How a removal went on this replica. */
+export interface Removal {
+  /** False when the record was already marked (another replica removes it; nothing to clean up here). */
+  first: boolean;
+  /** The replica owning the record when it was marked, when not this one: it took the session over meanwhile and must close its socket too. */
+  otherOwner: string | undefined;
+  /** The rest of the removal (media closed, record deleted, the room told), under way. */
+  cleanup: Promise<void>;
+}
 
 export interface SessionRegistryDeps {
   replicaId: string;
@@ -13,6 +26,8 @@ export interface SessionRegistryDeps {
   hub: Pick<RoomHub, 'add' | 'remove' | 'publish'>;
   /** Gives back the join token's slot a session held. */
   releaseTokenSlot(session: ParticipantSession): Promise<void>;
+  /** Refuses any later join with the session's join token until the token expires (a removal). */
+  revokeToken(session: ParticipantSession): Promise<void>;
   /** A participant left the room for good: the room may now be empty. */
   participantGone(tenant: string, room: string): void;
   log: Logger;
@@ -90,12 +105,67 @@ export class SessionRegistry {
   }
 
   /** Ends the session: media closed on the SFU, record deleted, token slot given back, everyone told. */
-  async end(session: ParticipantSession, reason: 'left' | 'disconnected' | 'removed'): Promise<void> {
+  async end(session: ParticipantSession, reason: 'left' | 'disconnected'): Promise<void> {
     if (session.ended) return;
     this.forget(session);
     await callSessionNode(session, session.sfu.closeParticipant, { room: session.roomRef(), participantId: session.participantId }).catch(() => undefined);
     await this.deleteRecordAndSlot(session);
     this.deps.hub.publish(session.tenant, session.room, { $case: 'participantLeft', value: { participantId: session.participantId, reason } });
+    this.deps.participantGone(session.tenant, session.room);
+  }
+
+  /**
+   * Removes the participant for good (the room API). Before anything else the record is marked
+   * removed with compare-and-set and the join token revoked, so that no resume or takeover on any
+   * replica (they read the mark) nor a rejoin with the token (refused with REMOVED) brings it
+   * back; then the session is forgotten here and its socket closed with 4005. Resolves at that
+   * point; media, record and the room's notice follow in `cleanup`.
+   */
+  async remove(session: ParticipantSession): Promise<Removal> {
+    const link = session.currentLink;
+    // Forgotten first: nothing of this replica writes the record or resumes the session from now.
+    this.forget(session);
+    const mark = await this.markRemoved(session).catch((error: unknown) => {
+      session.log.warn({ err: error }, 'marking the participant removed failed; removing it anyway');
+      return { first: true, owner: this.deps.replicaId };
+    });
+    if (mark.first) await this.deps.revokeToken(session).catch((error: unknown) => session.log.warn({ err: error }, 'revoking the join token failed'));
+    link?.close(CloseCode.CLOSE_CODE_REMOVED, 'removed from the room');
+    // A resume on this replica between the forget and the mark took the session back: close it too.
+    const usurper = this.held.get(session.participantId);
+    if (usurper && usurper !== session) {
+      const usurperLink = usurper.currentLink;
+      this.forget(usurper);
+      usurperLink?.close(CloseCode.CLOSE_CODE_REMOVED, 'removed from the room');
+    }
+    const cleanup = mark.first ? this.finishRemoval(session) : Promise.resolve();
+    return { first: mark.first, otherOwner: mark.owner && mark.owner !== this.deps.replicaId ? mark.owner : undefined, cleanup };
+  }
+
+  /**
+   * Marks the record removed (compare-and-set, read again when it changed meanwhile). `first` is
+   * false when it already was; a record already gone counts as marked here (nothing can resume it).
+   */
+  private async markRemoved(session: ParticipantSession): Promise<{ first: boolean; owner: string }> {
+    await session.writesSettled();
+    for (let attempt = 1; attempt <= REMOVE_MARK_ATTEMPTS; attempt++) {
+      const current = await this.deps.store.get(session.tenant, session.room, session.participantId);
+      if (!current) return { first: true, owner: this.deps.replicaId };
+      if (current.record.removedAtMs > 0) return { first: false, owner: current.record.owner };
+      try {
+        await this.deps.store.put(session.tenant, session.room, { ...current.record, removedAtMs: Date.now() }, current.revision);
+        return { first: true, owner: current.record.owner };
+      } catch {
+        // Changed meanwhile (a resume claiming it elsewhere): read it again.
+      }
+    }
+    throw new GatewayError(ErrorCode.UNAVAILABLE, 'the participant record kept changing');
+  }
+
+  private async finishRemoval(session: ParticipantSession): Promise<void> {
+    await callSessionNode(session, session.sfu.closeParticipant, { room: session.roomRef(), participantId: session.participantId }).catch(() => undefined);
+    await this.deleteRecordAndSlot(session).catch((error: unknown) => session.log.warn({ err: error }, 'deleting the removed participant failed'));
+    this.deps.hub.publish(session.tenant, session.room, { $case: 'participantLeft', value: { participantId: session.participantId, reason: 'removed' } });
     this.deps.participantGone(session.tenant, session.room);
   }
 

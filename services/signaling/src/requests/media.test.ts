@@ -131,6 +131,7 @@ describe('media requests', () => {
       consumers: {},
       recvTransportId: '',
       tokenId: '',
+      removedAtMs: 0,
     };
     const { handlers, session, calls } = setUp({
       participants: [other],

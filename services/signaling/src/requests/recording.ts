@@ -3,8 +3,8 @@ import type { RecordingStatus } from '@gateway/proto/gateway/signaling/v1/signal
 import { ErrorCode, GatewayError } from '@gateway/common';
 import type { RecorderDirectory } from '@gateway/cluster';
 import type { ParticipantSession } from '../participant/ParticipantSession.js';
-import { controlRoomRecording, startRoomRecording, type RecordingControl } from '../rooms/recording.js';
-import { erasedRefusal, type ErasedIn } from './erasure.js';
+import { controlRoomRecording, refuseRecordingIfErased, startRoomRecording, type RecordingControl } from '../rooms/recording.js';
+import type { ErasedIn } from './erasure.js';
 import type { Handlers } from './types.js';
 
 export interface RecordingContext {
@@ -30,8 +30,7 @@ export function recordingHandlers(ctx: RecordingContext): Handlers<RecordingCase
   return {
     async startRecording(session) {
       mayRecord(session);
-      // A recording would hold the erased end user again.
-      if ((await ctx.erasedIn(session.tenant, session.room)).size > 0) throw erasedRefusal('this call may not be recorded');
+      await refuseRecordingIfErased(ctx.erasedIn, session.tenant, session.room);
       return startRoomRecording(ctx.recorders, session.tenant, session.room, session.participantId, ctx.recordingOptions(session.tenant));
     },
     pauseRecording: (session) => control(session, 'pauseRecording'),

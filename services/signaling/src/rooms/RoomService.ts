@@ -4,8 +4,8 @@ import type { RecordingStatus, TrackInfo } from '@gateway/proto/gateway/signalin
 import { ErrorCode, GatewayError, type Logger } from '@gateway/common';
 import type { ParticipantStore, RecorderDirectory } from '@gateway/cluster';
 import type { SessionControl } from '../participant/SessionControl.js';
-import { erasedRefusal, type ErasedIn } from '../requests/erasure.js';
-import { controlRoomRecording, startRoomRecording } from './recording.js';
+import type { ErasedIn } from '../requests/erasure.js';
+import { controlRoomRecording, refuseRecordingIfErased, startRoomRecording } from './recording.js';
 import type { RoomHub } from './RoomHub.js';
 
 /** A room as the room API lists it. */
@@ -45,8 +45,18 @@ export interface RoomServiceDeps {
   recorders: RecorderDirectory;
   recordingOptions(tenant: string): RecordingOptions;
   erasedIn: ErasedIn;
+  /** Refuses joins of the room for `forMs` (TokenSessions.closeRoom). */
+  closeRoom(tenant: string, room: string, forMs: number): Promise<void>;
   log: Logger;
 }
+
+/**
+ * How long a room the room API ended refuses joins (ROOM_ENDED): long enough for joins already
+ * under way and SDKs reconnecting to meet it, short enough that the name can soon be used again.
+ */
+export const ROOM_CLOSED_MS = 30_000;
+/** How many times ending a room lists it again for participants who joined while it was being ended. */
+const END_ROOM_PASSES = 3;
 
 /**
  * What a tenant's backend may do to its live rooms (the room API, http/rooms.ts), over what the
@@ -84,23 +94,35 @@ export class RoomService {
     return trackView(muted);
   }
 
-  /** Removes everyone; returns how many were removed. A participant that could not be reached fails the request (repeating it removes the rest). */
+  /**
+   * Ends the room: joins are refused for ROOM_CLOSED_MS (ROOM_ENDED), then everyone is removed
+   * (for good: REMOVED to their tokens), listing again for whoever joined meanwhile. Returns how
+   * many were removed. A participant that could not be reached fails the request (repeating it
+   * removes the rest); one that left meanwhile counts as done.
+   */
   async endRoom(tenant: string, room: string): Promise<number> {
-    const present = await this.present(tenant, room);
-    const outcomes = await Promise.allSettled(present.map((record) => this.deps.control.remove(tenant, room, record.info!.participantId)));
-    const failed = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected');
-    if (failed.length > 0) {
-      this.deps.log.warn({ room: `${tenant}/${room}`, failed: failed.length, err: failed[0]!.reason }, 'ending a room left participants');
-      throw new GatewayError(ErrorCode.UNAVAILABLE, `${failed.length} of ${present.length} participants could not be removed; try again`, { cause: failed[0]!.reason });
+    let present = await this.present(tenant, room);
+    await this.deps.closeRoom(tenant, room, ROOM_CLOSED_MS);
+    let removed = 0;
+    for (let pass = 1; pass <= END_ROOM_PASSES && present.length > 0; pass++) {
+      const outcomes = await Promise.allSettled(present.map((record) => this.deps.control.remove(tenant, room, record.info!.participantId)));
+      const failed = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected' && !isGone(o.reason));
+      if (failed.length > 0) {
+        this.deps.log.warn({ room: `${tenant}/${room}`, failed: failed.length, err: failed[0]!.reason }, 'ending a room left participants');
+        throw new GatewayError(ErrorCode.UNAVAILABLE, `${failed.length} of ${present.length} participants could not be removed; try again`, { cause: failed[0]!.reason });
+      }
+      removed += present.length;
+      const ids = new Set(present.map((r) => r.info!.participantId));
+      present = (await this.deps.store.list(tenant, room)).filter((r) => r.info && r.removedAtMs === 0 && !ids.has(r.info.participantId));
     }
-    this.deps.log.info({ room: `${tenant}/${room}`, removed: present.length }, 'room API: room ended');
-    return present.length;
+    this.deps.log.info({ room: `${tenant}/${room}`, removed }, 'room API: room ended');
+    return removed;
   }
 
   /** Starts recording the room, as an agent's request does (the tenant's options; refused once an end user of the call asked for erasure). */
   async startRecording(tenant: string, room: string): Promise<RecordingStatus> {
     await this.present(tenant, room);
-    if ((await this.deps.erasedIn(tenant, room)).size > 0) throw erasedRefusal('this call may not be recorded');
+    await refuseRecordingIfErased(this.deps.erasedIn, tenant, room);
     return startRoomRecording(this.deps.recorders, tenant, room, '', this.deps.recordingOptions(tenant));
   }
 
@@ -120,7 +142,8 @@ export class RoomService {
 
   /** The room's participants; NOT_FOUND when it has none (a room exists while someone is in it). */
   private async present(tenant: string, room: string): Promise<ParticipantRecord[]> {
-    const records = (await this.deps.store.list(tenant, room)).filter((r) => r.info);
+    // A record marked removed is on its way out: not listed.
+    const records = (await this.deps.store.list(tenant, room)).filter((r) => r.info && r.removedAtMs === 0);
     if (records.length === 0) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such room');
     return records;
   }
@@ -128,9 +151,14 @@ export class RoomService {
   private async participant(tenant: string, room: string, participantId: string): Promise<ParticipantRecord> {
     const stored = await this.deps.store.get(tenant, room, participantId);
     // A stale record's replica is gone (the sweep removes it): it is not listed, nor found.
-    if (!stored?.record.info || this.deps.store.isStale(stored.record)) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such participant in the room');
+    if (!stored?.record.info || stored.record.removedAtMs > 0 || this.deps.store.isStale(stored.record)) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such participant in the room');
     return stored.record;
   }
+}
+
+/** A removal that found the participant already gone (it left meanwhile, or another removal got there first). */
+function isGone(error: unknown): boolean {
+  return error instanceof GatewayError && (error.code === ErrorCode.NOT_FOUND || error.code === ErrorCode.REMOVED);
 }
 
 function trackView(track: TrackInfo): TrackView {

@@ -2,6 +2,21 @@ import type { RecordingStatus } from '@gateway/proto/gateway/signaling/v1/signal
 import type { RecordingOptions } from '@gateway/proto/gateway/recorder/v1/recorder';
 import type { RecorderDirectory } from '@gateway/cluster';
 import { ErrorCode, GatewayError, callUnary } from '@gateway/common';
+import { erasedRefusal, type ErasedIn } from '../requests/erasure.js';
+
+/**
+ * The one rule on whether a call may be recorded (an agent's request, the room API, the
+ * automatic recording of agents' calls): not once an end user of it asked for erasure, as the
+ * recording would hold them again.
+ */
+export async function mayBeRecorded(erasedIn: ErasedIn, tenant: string, room: string): Promise<boolean> {
+  return (await erasedIn(tenant, room)).size === 0;
+}
+
+/** Throws PERMISSION_DENIED when the call may not be recorded (mayBeRecorded). */
+export async function refuseRecordingIfErased(erasedIn: ErasedIn, tenant: string, room: string): Promise<void> {
+  if (!(await mayBeRecorded(erasedIn, tenant, room))) throw erasedRefusal('this call may not be recorded');
+}
 
 /**
  * Starts recording a room on the least-loaded recorder with room for it; a node that turns out

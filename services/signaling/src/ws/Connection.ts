@@ -160,6 +160,8 @@ export class Connection implements SessionLink {
       const authFailure = gatewayError.code === ErrorCode.UNAUTHENTICATED || gatewayError.code === ErrorCode.TOKEN_EXPIRED;
       if ((request.$case === 'join' || request.$case === 'resume') && authFailure) {
         this.close(CloseCode.CLOSE_CODE_UNAUTHENTICATED, gatewayError.code);
+      } else if ((request.$case === 'join' || request.$case === 'resume') && (gatewayError.code === ErrorCode.REMOVED || gatewayError.code === ErrorCode.ROOM_ENDED)) {
+        this.close(CloseCode.CLOSE_CODE_REMOVED, gatewayError.code);
       }
     }
   }

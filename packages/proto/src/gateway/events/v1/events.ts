@@ -134,6 +134,11 @@ export interface ParticipantRecord {
   recvTransportId: string;
   /** Hash of the join token's jti: the token's live sessions hold a slot each under it. */
   tokenId: string;
+  /**
+   * Set (Unix ms) by the replica removing the participant (room API), with compare-and-set, before
+   * anything else of the removal: a record so marked is never resumed, taken over or rewritten.
+   */
+  removedAtMs: number;
 }
 
 export interface ParticipantRecord_ConsumersEntry {
@@ -1345,6 +1350,7 @@ function createBaseParticipantRecord(): ParticipantRecord {
     consumers: {},
     recvTransportId: "",
     tokenId: "",
+    removedAtMs: 0,
   };
 }
 
@@ -1388,6 +1394,9 @@ export const ParticipantRecord: MessageFns<ParticipantRecord> = {
     }
     if (message.tokenId !== "") {
       writer.uint32(106).string(message.tokenId);
+    }
+    if (message.removedAtMs !== 0) {
+      writer.uint32(112).int64(message.removedAtMs);
     }
     return writer;
   },
@@ -1512,6 +1521,14 @@ export const ParticipantRecord: MessageFns<ParticipantRecord> = {
             message.tokenId = reader.string();
             continue;
           }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.removedAtMs = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1584,6 +1601,11 @@ export const ParticipantRecord: MessageFns<ParticipantRecord> = {
         : isSet(object.token_id)
         ? globalThis.String(object.token_id)
         : "",
+      removedAtMs: isSet(object.removedAtMs)
+        ? globalThis.Number(object.removedAtMs)
+        : isSet(object.removed_at_ms)
+        ? globalThis.Number(object.removed_at_ms)
+        : 0,
     };
   },
 
@@ -1634,6 +1656,9 @@ export const ParticipantRecord: MessageFns<ParticipantRecord> = {
     if (message.tokenId !== "") {
       obj.tokenId = message.tokenId;
     }
+    if (message.removedAtMs !== 0) {
+      obj.removedAtMs = Math.round(message.removedAtMs);
+    }
     return obj;
   },
 
@@ -1667,6 +1692,7 @@ export const ParticipantRecord: MessageFns<ParticipantRecord> = {
     );
     message.recvTransportId = object.recvTransportId ?? "";
     message.tokenId = object.tokenId ?? "";
+    message.removedAtMs = object.removedAtMs ?? 0;
     return message;
   },
 };
