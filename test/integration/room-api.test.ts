@@ -177,6 +177,8 @@ describe('the room API', () => {
     expect(listed.find((p: { participantId: string }) => p.participantId === user.id).tracks[0].muted).toBe(true);
     // Again: nothing more happens.
     expect((await api(sig2.url, target, { method: 'POST' })).body.track.muted).toBe(true);
+    await settle();
+    expect([count(user.client, 'trackMuted'), count(agent.client, 'producerPaused')]).toEqual([1, 1]);
   });
 
   it('sends a data message to everyone on both replicas; a bad one is refused and sends nothing', async () => {
@@ -234,13 +236,21 @@ describe('the room API', () => {
     expect([stopped.status, stopped.body]).toEqual([200, { recordingId: started.body.recordingId, state: 'stopped' }]);
   }, 90_000);
 
-  it('removes a participant held by the other replica: its client is closed with 4005, the room is told', async () => {
+  it('removes a participant held by the other replica for good: closed with 4005, the room told, its token joins no more', async () => {
     const room = `rm-${Date.now()}`;
     const agent = await join(sig1.wsUrl, room, 'agent-1', 'agent');
-    const user = await join(sig2.wsUrl, room, 'ext-1', 'end_user');
+    const token = await demoToken({ room, identity: 'ext-1', role: 'end_user' });
+    const { client: userClient, join: joined } = await clients.join(sig2.wsUrl, token);
+    const user = { client: userClient, id: joined.participant.participantId as string };
+    const elsewhere = await join(sig1.wsUrl, `${room}-b`, 'agent-2', 'agent');
     expect((await api(sig1.url, `/v1/rooms/${room}/participants/${agent.id}`, { method: 'DELETE', as: GLOBEX_TENANT })).status).toBe(404);
     expect((await api(sig1.url, `/v1/rooms/${room}/participants/PA_nobody`, { method: 'DELETE' })).status).toBe(404);
     expect((await api(sig1.url, `/v1/rooms/${room}/participants/${user.id}`, { method: 'DELETE', json: {} })).body.error.code).toBe('BAD_REQUEST');
+    // A participant of another room of the tenant, named under this one: not found, and still in its own room.
+    expect((await api(sig1.url, `/v1/rooms/${room}/participants/${elsewhere.id}`, { method: 'DELETE' })).status).toBe(404);
+    await settle();
+    expect(elsewhere.client.ws.readyState).toBe(elsewhere.client.ws.OPEN);
+    expect((await api(sig2.url, `/v1/rooms/${room}-b/participants`)).body.participants.map((p: { participantId: string }) => p.participantId)).toEqual([elsewhere.id]);
 
     const removed = await api(sig1.url, `/v1/rooms/${room}/participants/${user.id}`, { method: 'DELETE' });
     expect([removed.status, removed.body]).toEqual([204, undefined]);
@@ -249,12 +259,24 @@ describe('the room API', () => {
     expect((await api(sig2.url, `/v1/rooms/${room}/participants`)).body.participants.map((p: { participantId: string }) => p.participantId)).toEqual([agent.id]);
     expect((await api(sig2.url, `/v1/rooms/${room}/participants/${user.id}`, { method: 'DELETE' })).status).toBe(404);
     expect(agent.client.ws.readyState).toBe(agent.client.ws.OPEN);
+
+    // Neither its session nor its join token brings it back, on either replica.
+    for (const url of [sig1.wsUrl, sig2.wsUrl]) {
+      const again = await clients.open(url);
+      expect(['SESSION_EXPIRED', 'REMOVED']).toContain((await again.request('resume', { resumeToken: joined.resumeToken, protocolVersion: 1 })).error.code);
+      const rejoin = await clients.open(url);
+      expect((await rejoin.request('join', { token, protocolVersion: 1 })).error.code).toBe('REMOVED');
+      expect((await rejoin.closed).code).toBe(4005);
+    }
+    await settle();
+    expect((await api(sig1.url, `/v1/rooms/${room}/participants`)).body.participants.map((p: { participantId: string }) => p.participantId)).toEqual([agent.id]);
   });
 
-  it('removes a participant whose client is away within its resume window: it cannot come back with its session', async () => {
+  it('removes a participant whose client is away within its resume window: it comes back neither with its session nor its token', async () => {
     const room = `away-${Date.now()}`;
     const agent = await join(sig1.wsUrl, room, 'agent-1', 'agent');
-    const { client, join: joined } = await clients.join(sig2.wsUrl, await demoToken({ room, identity: 'ext-1', role: 'end_user' }));
+    const token = await demoToken({ room, identity: 'ext-1', role: 'end_user' });
+    const { client, join: joined } = await clients.join(sig2.wsUrl, token);
     const userId = joined.participant.participantId as string;
     client.close();
     await waitForConnected(sig1.url, room, userId, false);
@@ -262,8 +284,49 @@ describe('the room API', () => {
     expect((await api(sig1.url, `/v1/rooms/${room}/participants/${userId}`, { method: 'DELETE' })).status).toBe(204);
     expect(await agent.client.waitForNotification('participantLeft')).toEqual({ participantId: userId, reason: 'removed' });
     const back = await clients.open(sig1.wsUrl);
-    expect((await back.request('resume', { resumeToken: joined.resumeToken, protocolVersion: 1 })).error.code).toBe('SESSION_EXPIRED');
+    expect(['SESSION_EXPIRED', 'REMOVED']).toContain((await back.request('resume', { resumeToken: joined.resumeToken, protocolVersion: 1 })).error.code);
+    // What the SDK does next (SESSION_EXPIRED): join with its token. Refused for good.
+    const rejoin = await clients.open(sig2.wsUrl);
+    expect((await rejoin.request('join', { token, protocolVersion: 1 })).error.code).toBe('REMOVED');
+    expect((await api(sig1.url, `/v1/rooms/${room}/participants`)).body.participants.map((p: { participantId: string }) => p.participantId)).toEqual([agent.id]);
   });
+
+  it('a removal racing a resume on the other replica ends removed', async () => {
+    for (let round = 0; round < 6; round++) {
+      const room = `race-${round}-${Date.now()}`;
+      const agent = await join(sig1.wsUrl, room, 'agent-1', 'agent');
+      const token = await demoToken({ room, identity: 'ext-1', role: 'end_user' });
+      const { client, join: joined } = await clients.join(sig2.wsUrl, token);
+      const userId = joined.participant.participantId as string;
+      client.close();
+      await waitForConnected(sig1.url, room, userId, false);
+
+      // sig2 holds the away session; sig1 both takes it over (resume) and is asked to remove it.
+      const resumer = await clients.open(sig1.wsUrl);
+      await new Promise((r) => setTimeout(r, round * 3));
+      const [removal, resumed] = await Promise.all([
+        api(sig1.url, `/v1/rooms/${room}/participants/${userId}`, { method: 'DELETE' }),
+        // A socket closed before the answer (4005) is an answer too.
+        Promise.race([resumer.request('resume', { resumeToken: joined.resumeToken, protocolVersion: 1 }), resumer.closed.then((closed): Record<string, any> => ({ closed }))]),
+      ]);
+      expect(removal.status, `round ${round}`).toBe(204);
+      if (resumed.closed) expect(resumed.closed.code, `round ${round}`).toBe(4005);
+      else if (resumed.error) expect(['REMOVED', 'SESSION_EXPIRED'], `round ${round}`).toContain(resumed.error.code);
+      else {
+        const closed = await Promise.race([resumer.closed, new Promise<{ code: number }>((r) => setTimeout(() => r({ code: -1 }), 5_000))]);
+        expect(closed.code, `round ${round}: a resumed client is closed as removed`).toBe(4005);
+      }
+      // Whatever the order: not in the room, and the token joins no more.
+      await waitFor(
+        async () => (await api(sig2.url, `/v1/rooms/${room}/participants`)).body.participants.every((p: { participantId: string }) => p.participantId !== userId) || undefined,
+        5_000,
+        `round ${round}: ${userId} gone`,
+      );
+      const rejoin = await clients.open(sig2.wsUrl);
+      expect((await rejoin.request('join', { token, protocolVersion: 1 })).error.code, `round ${round}`).toBe('REMOVED');
+      agent.client.close();
+    }
+  }, 60_000);
 
   it('ends a room: everyone removed on both replicas, and the room ends as when the last one leaves', async () => {
     const room = `end-${Date.now()}`;
@@ -282,6 +345,10 @@ describe('the room API', () => {
     expect((await api(sig1.url, '/v1/rooms')).body.rooms.map((r: { room: string }) => r.room)).not.toContain(room);
     expect((await api(sig1.url, `/v1/rooms/${room}/participants`)).status).toBe(404);
     expect((await api(sig1.url, `/v1/rooms/${room}`, { method: 'DELETE' })).status).toBe(404);
+    // For a while the room takes nobody, not even with a fresh token (ROOM_ENDED).
+    const late = await clients.open(sig1.wsUrl);
+    expect((await late.request('join', { token: await demoToken({ room, identity: 'ext-2', role: 'end_user' }), protocolVersion: 1 })).error.code).toBe('ROOM_ENDED');
+    expect((await late.closed).code).toBe(4005);
   });
 
   it('mints join tokens as documented, for the caller only', async () => {
@@ -292,6 +359,12 @@ describe('the room API', () => {
     expect((await api(sig1.url, '/v1/tokens', { method: 'POST', body: '{', headers: { 'content-type': 'application/json' } })).body.error.code).toBe('MALFORMED_MESSAGE');
     const refused = await api(sig1.url, '/v1/tokens', { method: 'POST', as: 'forged', json: { room: 'r1', identity: 'x', role: 'agent' } });
     expect([refused.status, refused.headers.get('www-authenticate')]).toEqual([401, 'Basic realm="gateway"']);
+    // The room API's rules: the media type, no query, a bounded shape; credentials before the method.
+    const body = JSON.stringify({ room: 'r1', identity: 'x', role: 'agent' });
+    expect((await api(sig1.url, '/v1/tokens', { method: 'POST', body, headers: { 'content-type': 'text/plain' } })).status).toBe(415);
+    expect((await api(sig1.url, '/v1/tokens?ttl=5', { method: 'POST', json: { room: 'r1', identity: 'x', role: 'agent' } })).body.error.code).toBe('BAD_REQUEST');
+    expect((await api(sig1.url, '/v1/tokens', { method: 'POST', json: { room: 'r1', identity: 'x', role: 'agent', deviceIds: [[[['deep']]]] } })).body.error.code).toBe('BAD_REQUEST');
+    expect((await api(sig1.url, '/v1/tokens', { method: 'GET', as: 'nobody' })).status).toBe(401);
   });
 
   it('answers a method a resource does not take with 405 METHOD_NOT_ALLOWED and what it takes', async () => {

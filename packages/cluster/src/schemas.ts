@@ -1,6 +1,6 @@
 import net from 'node:net';
 import { z } from 'zod';
-import { SUBJECT_TOKEN, schemas } from '@gateway/common';
+import { schemas } from '@gateway/common';
 
 /**
  * The shapes of the registries' records as they are read back from NATS KV (and of the node
@@ -73,4 +73,4 @@ export const roomRecordingSchema = z.object({
   state: z.enum(['started', 'paused', 'resumed']),
 });
 
-export const subjectTokenSchema = z.string().regex(SUBJECT_TOKEN, 'must be 1-64 letters, digits, _ or -');
+export const subjectTokenSchema = schemas.subjectToken();

@@ -16,7 +16,7 @@ export { TypedEmitter } from './runtime/TypedEmitter.js';
 export { DrainWait, handleSignals, runMain, type StopMode } from './runtime/shutdown.js';
 export { newId } from './runtime/ids.js';
 export { type ClientError, newReference, toClientError } from './runtime/clientErrors.js';
-export { closeHttp, hardenHttpServer, hasBody, httpBoundary, listenHttp, readJsonBody, readJsonRequest, sendJson } from './runtime/http.js';
+export { closeHttp, hardenHttpServer, hasBody, httpBoundary, listenHttp, readJsonBody, readJsonRequest, refuseQuery, sendJson } from './runtime/http.js';
 export { Startup } from './runtime/startup.js';
 
 // NATS and JetStream: connections, subjects, the catalog, provisioning, permissions.

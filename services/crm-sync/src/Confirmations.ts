@@ -1,12 +1,12 @@
 import type { KV } from '@nats-io/kv';
 import { z } from 'zod';
-import { SUBJECT_TOKEN, assertSubjectToken, listEntries, schemas, type Logger } from '@gateway/common';
+import { assertSubjectToken, listEntries, schemas, type Logger } from '@gateway/common';
 
 /** A destination's confirmation of a delivery, as kept in KV and checked when read back. */
 const confirmationSchema = z.object({
-  tenant: z.string().regex(SUBJECT_TOKEN),
+  tenant: schemas.subjectToken(),
   deliveryId: schemas.id(),
-  connector: z.string().regex(SUBJECT_TOKEN),
+  connector: schemas.subjectToken(),
   confirmedAtMs: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
 });
 

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { AttachmentReady, RecordingReady, SessionEnded, TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
 import type { Artifact } from '@gateway/proto/gateway/recorder/v1/recorder';
-import { ErrorCode, GatewayError, SUBJECT_TOKEN, decodeChecked, isWellFormed, openParticipants, parseWith, schemas, type ArtifactStore, type Keyring } from '@gateway/common';
+import { ErrorCode, GatewayError, decodeChecked, isWellFormed, openParticipants, parseWith, schemas, type ArtifactStore, type Keyring } from '@gateway/common';
 import type { Delivery, DeliveryArtifact } from './destinations/types.js';
 
 /**
@@ -11,7 +11,7 @@ import type { Delivery, DeliveryArtifact } from './destinations/types.js';
  * counts and sizes in range, and the tenant of the event equal to the tenant of its subject.
  */
 
-const tenant = () => z.string().regex(SUBJECT_TOKEN, 'must be 1-64 letters, digits, _ or -');
+const tenant = schemas.subjectToken;
 /** The customer's own references (external ids, CRM ids): free text, bounded. */
 const reference = () => z.string().max(256).refine(isWellFormed, 'must be well-formed Unicode');
 const millis = () => z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);

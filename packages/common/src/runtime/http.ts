@@ -1,8 +1,11 @@
 import type http from 'node:http';
 import type { Logger } from 'pino';
+import { z } from 'zod';
 import { toClientError } from './clientErrors.js';
 import { ErrorCode, GatewayError, httpStatusOf } from '../errors.js';
-import { jsonShapeProblem, type JsonLimits } from '../schemas/validation.js';
+import { jsonShapeProblem, parseWith, type JsonLimits } from '../schemas/validation.js';
+
+const noQuery = z.object({}).strict();
 
 /**
  * The public HTTP boundary, once for every server of ours: the request's URL parsed where a bad
@@ -44,6 +47,11 @@ export async function readJsonBody(req: http.IncomingMessage, limit: number): Pr
   } catch {
     throw new GatewayError(ErrorCode.MALFORMED_MESSAGE, 'the body must be JSON');
   }
+}
+
+/** Refuses (400 BAD_REQUEST) any query parameter on a route that takes none. */
+export function refuseQuery(url: URL): void {
+  parseWith(noQuery, Object.fromEntries(url.searchParams), 'the query');
 }
 
 /** Whether the request carries a body (declared by length or by chunked encoding). */

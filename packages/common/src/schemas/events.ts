@@ -1,6 +1,5 @@
 import { z } from 'zod';
 import { schemas } from './validation.js';
-import { SUBJECT_TOKEN } from '../nats/subjects.js';
 
 /**
  * Checks of what signaling replicas, SFU nodes and the recorder tell each other over NATS (room
@@ -15,7 +14,7 @@ const optionalId = schemas.optionalId();
 /** Node and replica ids: host names may carry dots. */
 const nodeId = z.string().regex(/^[A-Za-z0-9_.-]{1,253}$/, 'must be a node id');
 const optionalNodeId = z.union([z.literal(''), nodeId]);
-const subjectToken = z.string().regex(SUBJECT_TOKEN, 'must be 1-64 letters, digits, _ or -');
+const subjectToken = schemas.subjectToken();
 const millis = z.number().int().min(0).max(8.64e15);
 const role = z.enum(['agent', 'end_user', 'observer', '']);
 /** The customer's external id of a participant (the token's subject). */

@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { SUBJECT_TOKEN } from '../nats/subjects.js';
 import { decodeChecked, schemas } from './validation.js';
 import { RecordingJobRecord } from '@gateway/proto/gateway/recorder/v1/recorder';
 
@@ -14,8 +13,8 @@ const millis = z.number().int().min(0).max(8.64e15);
 
 const recordingSchema = z.object({
   recordingId: id,
-  tenant: z.string().regex(SUBJECT_TOKEN),
-  room: z.string().regex(SUBJECT_TOKEN),
+  tenant: schemas.subjectToken(),
+  room: schemas.room(),
   startedAtMs: millis,
   endedAtMs: millis,
   pauses: z.array(z.object({ startMs: millis, endMs: millis, pausedBy: optionalId, resumedBy: optionalId })).max(10_000),

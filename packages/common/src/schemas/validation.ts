@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ErrorCode, GatewayError } from '../errors.js';
+import { SUBJECT_TOKEN } from '../nats/subjects.js';
 
 /**
  * What crosses a boundary (a WebSocket frame, an HTTP body, a gRPC request, a NATS message, a
@@ -22,9 +23,19 @@ export function isWellFormed(value: string): boolean {
   return (value as unknown as { isWellFormed(): boolean }).isWellFormed();
 }
 
+const subjectToken = () => z.string().regex(SUBJECT_TOKEN, 'must be 1-64 letters, digits, _ or -');
+
 export const schemas = {
   /** An id of ours: 1-64 of letters, digits, _ and -. */
   id: () => z.string().regex(ID_PATTERN, 'must be 1-64 letters, digits, _ or -'),
+  /**
+   * A name that becomes one token of a NATS subject or KV key (a tenant, a room, a connector):
+   * 1-64 letters, digits, _ or -. The one schema of room names (join tokens, the room API,
+   * records and events).
+   */
+  subjectToken,
+  /** A room's name (subjectToken). */
+  room: subjectToken,
   /** An id that may be left empty (proto3's default for "not given"). */
   optionalId: () => z.union([z.literal(''), z.string().regex(ID_PATTERN, 'must be 1-64 letters, digits, _ or -')]),
   /**

@@ -1,6 +1,6 @@
 import type { KV } from '@nats-io/kv';
 import { z } from 'zod';
-import { isLiveEntry, ErrorCode, GatewayError, SUBJECT_TOKEN, assertSubjectToken, listEntries, openJson, sealJson, type Keyring, type Logger, type SealedValue } from '@gateway/common';
+import { isLiveEntry, ErrorCode, GatewayError, assertSubjectToken, listEntries, openJson, schemas, sealJson, type Keyring, type Logger, type SealedValue } from '@gateway/common';
 import { destinationTypes as connectorTypes, type DestinationType, type DestinationTypeName as ConnectorType } from '../destinations/index.js';
 import { assertPublicHost, assertPublicHosts, destinationConnections, type DestinationConnections, type DestinationNetwork } from '../destinations/network.js';
 import type { Destination } from '../destinations/types.js';
@@ -28,7 +28,7 @@ interface StoredConnector extends ConnectorView {
 
 /** A connector record as read back from KV: checked before it is shown or used. */
 const storedConnectorSchema = z.object({
-  name: z.string().regex(SUBJECT_TOKEN),
+  name: schemas.subjectToken(),
   type: z.enum(Object.keys(connectorTypes) as [ConnectorType, ...ConnectorType[]]),
   config: z.record(z.string(), z.unknown()),
   updatedAtMs: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),

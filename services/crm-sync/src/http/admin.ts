@@ -1,5 +1,4 @@
 import type http from 'node:http';
-import { z } from 'zod';
 import {
   ErrorCode,
   GatewayError,
@@ -9,6 +8,7 @@ import {
   newReference,
   parseWith,
   readJsonRequest,
+  refuseQuery,
   sendJson as send,
   tenantFromBasicAuth,
   type Logger,
@@ -25,7 +25,6 @@ const BODY_SHAPE = { maxDepth: 8, maxNodes: 2_000 };
 /** Connection tests of one tenant running at once (each may wait on a destination until it times out). */
 const TESTS_PER_TENANT = 2;
 
-const noQuery = z.object({}).strict();
 /** The methods of the routes without a name in their path (a 405 names them). */
 const collectionMethods: Record<string, string[]> = { '/v1/connectors': ['GET'], '/v1/data-subjects/export': ['GET'], '/v1/data-subjects': ['DELETE', 'PATCH'] };
 const connectorName = /^\/v1\/connectors\/([A-Za-z0-9_-]{1,64})(\/test)?$/;
@@ -102,9 +101,8 @@ export function createAdminHandler(
     if (!tenant) throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'authenticate with HTTP Basic apiKey:apiSecret');
     const takesBody = req.method === 'PUT' || req.method === 'PATCH';
     if (!takesBody && hasBody(req)) throw new GatewayError(ErrorCode.BAD_REQUEST, 'this request takes no body');
-    const query = Object.fromEntries(url.searchParams);
     if (url.pathname === '/v1/connectors' && req.method === 'GET') {
-      parseWith(noQuery, query, 'the query');
+      refuseQuery(url);
       return send(res, 200, { connectors: await connectors.list(tenant.name) });
     }
     if (url.pathname === '/v1/data-subjects/export' && req.method === 'GET') {
@@ -130,7 +128,7 @@ export function createAdminHandler(
     const match = connectorName.exec(url.pathname);
     if (!match) throw new GatewayError(ErrorCode.NOT_FOUND, 'not found');
     const [, name, test] = match as unknown as [string, string, string | undefined];
-    parseWith(noQuery, query, 'the query');
+    refuseQuery(url);
     if (test && req.method === 'POST') {
       const running = testsRunning.get(tenant.name) ?? 0;
       if (running >= TESTS_PER_TENANT) throw new GatewayError(ErrorCode.LIMIT_EXCEEDED, `at most ${TESTS_PER_TENANT} connection tests at once`, { details: { retryAfterMs: options.connectorTestMs } });

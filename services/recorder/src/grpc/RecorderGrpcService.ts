@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { RecorderService, type Recording, type RecordingOptions, type RecordingRef, type StartRecordingRequest } from '@gateway/proto/gateway/recorder/v1/recorder';
-import { SUBJECT_TOKEN, type grpc, parseWith, schemas, unaryHandlers, withCheckedDecoding, type GrpcAccess, type Logger } from '@gateway/common';
+import { type grpc, parseWith, schemas, unaryHandlers, withCheckedDecoding, type GrpcAccess, type Logger } from '@gateway/common';
 
 /** What the gRPC API needs of the node's recordings (RecordingJobs is it): the API never depends on the node class. */
 export interface RecordingControl {
@@ -12,7 +12,7 @@ export interface RecordingControl {
   getRecording(tenant: string, recordingId: string): Promise<Recording>;
 }
 
-const subjectToken = () => z.string().regex(SUBJECT_TOKEN, 'must be 1-64 letters, digits, _ or -');
+const subjectToken = schemas.subjectToken;
 /** Who asked: a participant id, or empty when the platform itself did (the tenant's policy). */
 const requestedBy = schemas.optionalId;
 

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { MediaKind, PipedProducerEvent, TrackSource, TransportDirection } from '@gateway/proto/gateway/sfu/v1/sfu';
-import { SUBJECT_TOKEN, dtlsParametersSchema, jsonShapeProblem, rtpCapabilitiesSchema, rtpParametersSchema, schemas, srtpParametersSchema, type JsonLimits } from '@gateway/common';
+import { dtlsParametersSchema, jsonShapeProblem, rtpCapabilitiesSchema, rtpParametersSchema, schemas, srtpParametersSchema, type JsonLimits } from '@gateway/common';
 import { ipSchema, nodeIdSchema } from '@gateway/cluster';
 
 /**
@@ -33,7 +33,7 @@ function struct<S extends z.ZodType>(schema: S) {
     .pipe(schema);
 }
 
-const subjectToken = () => z.string().regex(SUBJECT_TOKEN, 'must be 1-64 letters, digits, _ or -');
+const subjectToken = schemas.subjectToken;
 const id = schemas.id;
 const port = () => z.number().int().min(1, 'must be 1-65535').max(65535, 'must be 1-65535');
 /** A required message field: proto3 leaves an absent one undefined. */

@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { SignJWT, errors as joseErrors, jwtVerify, decodeJwt } from 'jose';
 import { z } from 'zod';
-import { ErrorCode, GatewayError, SUBJECT_TOKEN, normalizePhoneNumber, schemas } from '@gateway/common';
+import { ErrorCode, GatewayError, normalizePhoneNumber, schemas } from '@gateway/common';
 import type { Tenant } from '../config.js';
 
 export const roles = ['agent', 'end_user'] as const;
@@ -42,8 +42,8 @@ const claimsSchema = z.object({
     .min(8)
     .max(128)
     .regex(/^[\x21-\x7e]+$/, 'jti must be printable ASCII'),
-  tenant: z.string().regex(SUBJECT_TOKEN),
-  room: z.string().regex(SUBJECT_TOKEN),
+  tenant: schemas.subjectToken(),
+  room: schemas.room(),
   role: z.enum(roles),
   grants: grantsSchema,
   contact: contactSchema.optional(),
@@ -85,7 +85,7 @@ export interface MintRequest {
 
 export const mintRequestSchema = z
   .object({
-    room: z.string().regex(SUBJECT_TOKEN, 'room must be letters, digits, _ or - (1-64)'),
+    room: schemas.room(),
     identity: schemas.text(256, { min: 1 }),
     role: z.enum(roles),
     ttlSeconds: z

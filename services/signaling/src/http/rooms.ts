@@ -1,15 +1,14 @@
 import type http from 'node:http';
 import { z } from 'zod';
-import { ErrorCode, GatewayError, SUBJECT_TOKEN, dataMessagePayload, hasBody, methodNotAllowed, parseWith, readJsonRequest, schemas, sendJson, type Tenant } from '@gateway/common';
+import { ErrorCode, GatewayError, dataMessagePayload, hasBody, methodNotAllowed, parseWith, readJsonRequest, refuseQuery, schemas, sendJson, type Tenant } from '@gateway/common';
 import type { RoomService } from '../rooms/RoomService.js';
 
 /** A data message's body: its payload (16 KiB of UTF-8 at most) and the JSON around it. */
 const MAX_DATA_BODY_BYTES = 32 * 1024;
 const BODY_SHAPE = { maxDepth: 2, maxNodes: 8 };
 
-const room = z.string().regex(SUBJECT_TOKEN, 'must be 1-64 letters, digits, _ or -');
+const room = schemas.room();
 const id = schemas.id();
-const noQuery = z.object({}).strict();
 const dataMessageBodySchema = z.object({ topic: id.optional(), payload: dataMessagePayload }).strict();
 
 type Params = { room: string; participantId: string; trackId: string };
@@ -106,7 +105,7 @@ export function createRoomRoutes(
       if (!operation) throw methodNotAllowed(Object.keys(resource.methods));
       try {
         const params = pathParams(resource.names, match.slice(1));
-        parseWith(noQuery, Object.fromEntries(url.searchParams), 'the query');
+        refuseQuery(url);
         if (!resource.body && hasBody(req)) throw new GatewayError(ErrorCode.BAD_REQUEST, 'this request takes no body');
         await operation.run(tenant, params, req, res);
         observe(operation.name, 'OK');

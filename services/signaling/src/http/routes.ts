@@ -1,7 +1,7 @@
 import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import type http from 'node:http';
-import { ErrorCode, GatewayError, httpBoundary, methodNotAllowed, parseWith, readJsonBody, sendJson, tenantFromBasicAuth, type Logger, type Tenant } from '@gateway/common';
+import { ErrorCode, GatewayError, httpBoundary, methodNotAllowed, parseWith, readJsonRequest, refuseQuery, sendJson, tenantFromBasicAuth, type Logger, type Tenant } from '@gateway/common';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { SmartAction } from '@gateway/proto/gateway/signaling/v1/signaling';
@@ -11,6 +11,8 @@ import type { RoomService } from '../rooms/RoomService.js';
 import { createRoomRoutes } from './rooms.js';
 
 const MAX_TOKEN_BODY_BYTES = 16 * 1024;
+/** A token request is flat: its fields, two short arrays (sources, deviceIds). */
+const TOKEN_BODY_SHAPE = { maxDepth: 2, maxNodes: 64 };
 
 const contentTypes: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -56,9 +58,12 @@ export function createHttpHandler(
     return tenant;
   }
 
-  async function tokens(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  /** POST /v1/tokens, under the room API's rules: credentials first, then method, query, media type, size, shape and schema. */
+  async function tokens(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> {
     const tenant = tenantOf(req);
-    const body = await readJsonBody(req, MAX_TOKEN_BODY_BYTES);
+    if (req.method !== 'POST') throw methodNotAllowed(['POST']);
+    refuseQuery(url);
+    const body = await readJsonRequest(req, 'the token request', MAX_TOKEN_BODY_BYTES, TOKEN_BODY_SHAPE);
     sendJson(res, 200, await mintJoinToken(tenant, parseWith(mintRequestSchema, body, 'the body')));
   }
 
@@ -77,10 +82,7 @@ export function createHttpHandler(
   }
 
   const route = async (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => {
-    if (url.pathname === '/v1/tokens') {
-      if (req.method !== 'POST') throw methodNotAllowed(['POST']);
-      return tokens(req, res);
-    }
+    if (url.pathname === '/v1/tokens') return tokens(req, res, url);
     if (isTenantRoute(url.pathname)) return rooms(tenantOf(req), req, res, url);
     const upload = /^\/v1\/smart-actions\/([A-Za-z0-9_-]{1,64})\/upload$/.exec(url.pathname);
     const artifact = /^\/v1\/artifacts\/([A-Za-z0-9_-]{1,64})$/.exec(url.pathname);

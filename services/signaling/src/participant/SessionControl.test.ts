@@ -26,9 +26,11 @@ function fakeNats(reply: (subject: string, data: Uint8Array) => Promise<Uint8Arr
 
 function registry(...held: ParticipantSession[]) {
   const removed: string[] = [];
+  const finished: string[] = [];
   let otherOwner: string | undefined;
   return {
     removed,
+    finished,
     /** The replica the next removal reports as having taken the session over. */
     takenOverBy(replica: string) {
       otherOwner = replica;
@@ -37,7 +39,7 @@ function registry(...held: ParticipantSession[]) {
     remove: async (session: ParticipantSession) => {
       session.markEnded();
       removed.push(session.participantId);
-      return { first: true, otherOwner, cleanup: Promise.resolve() };
+      return { first: true, otherOwner, finish: async () => void finished.push(session.participantId) };
     },
   };
 }
@@ -65,6 +67,7 @@ describe('SessionControl', () => {
     await new Promise((r) => setTimeout(r, 10));
     expect(sessions.removed).toEqual(['PA_1']);
     expect(requests).toEqual(['gateway.demo.session.PA_1.control']);
+    expect(sessions.finished).toEqual(['PA_1']);
   });
 
   it('mutes a track held here: paused on the SFU, the room and the participant told', async () => {

@@ -5,7 +5,7 @@ import { ErrorCode, GatewayError, decodeChecked, sessionControlReplySchema, sess
 import type { ParticipantStore } from '@gateway/cluster';
 import type { RoomHub } from '../rooms/RoomHub.js';
 import type { ParticipantSession } from './ParticipantSession.js';
-import type { SessionRegistry } from './SessionRegistry.js';
+import type { Removal, SessionRegistry } from './SessionRegistry.js';
 import { setTrackPaused } from './tracks.js';
 
 /**
@@ -13,6 +13,9 @@ import { setTrackPaused } from './tracks.js';
  * waits for (a mute's SFU call, 10 s at most; a removal answers before its SFU cleanup).
  */
 const CONTROL_TIMEOUT_MS = 15_000;
+
+/** How long a removal waits for a replica that took the session over to close its socket (no SFU call there). */
+const FORWARD_TIMEOUT_MS = 3_000;
 
 type Action = NonNullable<ControlMessage['action']>;
 
@@ -44,11 +47,17 @@ export class SessionControl {
    * follow. A participant already gone counts as removed.
    */
   async remove(tenant: string, room: string, participantId: string): Promise<void> {
-    try {
-      await this.send(tenant, room, participantId, { $case: 'remove', value: {} });
-    } catch (error) {
-      // No answer in time: the holder may have got it done anyway, or the participant left meanwhile.
-      if (!(await this.removedOrGone(tenant, room, participantId))) throw error;
+    // A session changing hands (a resume on another replica) as the request goes out can miss
+    // both holders once; asked again, the new one answers.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.send(tenant, room, participantId, { $case: 'remove', value: {} });
+        return;
+      } catch (error) {
+        // No answer in time: the holder may have got it done anyway, or the participant left meanwhile.
+        if (await this.removedOrGone(tenant, room, participantId)) return;
+        if (attempt === 2 || !(error instanceof GatewayError && error.code === ErrorCode.UNAVAILABLE)) throw error;
+      }
     }
   }
 
@@ -81,13 +90,13 @@ export class SessionControl {
     this.subscription?.unsubscribe();
   }
 
-  private async send(tenant: string, room: string, participantId: string, action: Action): Promise<TrackInfo | undefined> {
+  private async send(tenant: string, room: string, participantId: string, action: Action, timeoutMs = this.deps.timeoutMs ?? CONTROL_TIMEOUT_MS): Promise<TrackInfo | undefined> {
     const held = this.heldSession(tenant, room, participantId);
     if (held) return this.apply(held, action);
     const request = ControlMessage.encode({ participantId, room, action }).finish();
     let reply: SessionControlReply;
     try {
-      const message = await this.deps.nc.request(subjects.sessionControl(tenant, participantId), request, { timeout: this.deps.timeoutMs ?? CONTROL_TIMEOUT_MS });
+      const message = await this.deps.nc.request(subjects.sessionControl(tenant, participantId), request, { timeout: timeoutMs });
       reply = decodeChecked(SessionControlReply, message.data, sessionControlReplySchema, 'session control reply');
     } catch (error) {
       // Nobody holds the session: its replica stopped (the stale sweep removes it) or it just ended.
@@ -107,9 +116,8 @@ export class SessionControl {
     switch (action.$case) {
       case 'remove': {
         const removal = await this.deps.sessions.remove(session);
-        void removal.cleanup.catch((error: unknown) => session.log.warn({ err: error }, 'cleaning up after a removal failed'));
-        // Another replica took the session over before the mark: its socket is closed there.
-        if (removal.otherOwner) void this.send(session.tenant, session.room, session.participantId, action).catch(() => undefined);
+        // Answered now; the SFU cleanup (up to its 10 s deadline) goes on behind the answer.
+        void this.completeRemoval(session, action, removal).catch((error: unknown) => session.log.warn({ err: error }, 'cleaning up after a removal failed'));
         return undefined;
       }
       case 'mute': {
@@ -118,6 +126,16 @@ export class SessionControl {
         return track;
       }
     }
+  }
+
+  /**
+   * The rest of a removal. Another replica that took the session over before the mark closes its
+   * socket first (4005; it answers quickly, or has already let go on finding the mark), then the
+   * media, the record and the room's notice.
+   */
+  private async completeRemoval(session: ParticipantSession, action: Action, removal: Removal): Promise<void> {
+    if (removal.otherOwner) await this.send(session.tenant, session.room, session.participantId, action, FORWARD_TIMEOUT_MS).catch(() => undefined);
+    await removal.finish();
   }
 
   /** Answers a command when the session is held here; other replicas stay silent. */

@@ -71,7 +71,8 @@ describe('SessionRegistry', () => {
     expect(removal).toMatchObject({ first: true, otherOwner: undefined });
     expect(revoked).toEqual(['PA_1']);
     expect(registry.holds('PA_1')).toBe(false);
-    await removal.cleanup;
+    expect(await store.get('demo', 'room-1', 'PA_1')).toBeDefined();
+    await removal.finish();
     expect(markedWhenClosed).toBeGreaterThan(0);
     expect(calls.map((c) => c.method)).toEqual(['closeParticipant']);
     expect(await store.get('demo', 'room-1', 'PA_1')).toBeUndefined();
@@ -85,7 +86,7 @@ describe('SessionRegistry', () => {
     await store.put('demo', 'room-1', { ...stored.record, owner: 'replica-b' }, stored.revision);
     const removal = await registry.remove(session);
     expect(removal.otherOwner).toBe('replica-b');
-    await removal.cleanup;
+    await removal.finish();
     expect(revoked).toEqual(['PA_1']);
 
     const second = setUp();
@@ -94,7 +95,7 @@ describe('SessionRegistry', () => {
     await second.store.put('demo', 'room-1', { ...current.record, removedAtMs: 1 }, current.revision);
     const again = await second.registry.remove(other);
     expect(again.first).toBe(false);
-    await again.cleanup;
+    await again.finish();
     expect(second.revoked).toEqual([]);
     expect(second.calls).toEqual([]);
     expect(calls.map((c) => c.method)).toEqual(['closeParticipant']);

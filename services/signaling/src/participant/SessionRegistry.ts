@@ -15,8 +15,12 @@ export interface Removal {
   first: boolean;
   /** The replica owning the record when it was marked, when not this one: it took the session over meanwhile and must close its socket too. */
   otherOwner: string | undefined;
-  /** The rest of the removal (media closed, record deleted, the room told), under way. */
-  cleanup: Promise<void>;
+  /**
+   * The rest of the removal (media closed, record deleted, the room told), for the caller to run
+   * once a replica named by `otherOwner` has closed its socket (deleting the record under that
+   * replica first would tell its client to rejoin, 4010, rather than that it was removed).
+   */
+  finish(): Promise<void>;
 }
 
 export interface SessionRegistryDeps {
@@ -119,7 +123,7 @@ export class SessionRegistry {
    * removed with compare-and-set and the join token revoked, so that no resume or takeover on any
    * replica (they read the mark) nor a rejoin with the token (refused with REMOVED) brings it
    * back; then the session is forgotten here and its socket closed with 4005. Resolves at that
-   * point; media, record and the room's notice follow in `cleanup`.
+   * point; media, record and the room's notice follow with `finish`.
    */
   async remove(session: ParticipantSession): Promise<Removal> {
     const link = session.currentLink;
@@ -138,8 +142,8 @@ export class SessionRegistry {
       this.forget(usurper);
       usurperLink?.close(CloseCode.CLOSE_CODE_REMOVED, 'removed from the room');
     }
-    const cleanup = mark.first ? this.finishRemoval(session) : Promise.resolve();
-    return { first: mark.first, otherOwner: mark.owner && mark.owner !== this.deps.replicaId ? mark.owner : undefined, cleanup };
+    const finish = mark.first ? () => this.finishRemoval(session) : () => Promise.resolve();
+    return { first: mark.first, otherOwner: mark.owner && mark.owner !== this.deps.replicaId ? mark.owner : undefined, finish };
   }
 
   /**
