@@ -168,7 +168,12 @@ export const catalog: readonly CatalogEntry[] = [
   kv(buckets.smartActions, 'Smart Actions of live rooms', { writer: 'signaling', deletedBy: `signaling ${roomEnd}, once their attachments are announced` }, { ttlMs: ROOM_BACKSTOP_MS }),
   kv(buckets.webauthnChallenges, 'device key registrations in progress', { writer: 'signaling', deletedBy: `signaling when answered, and ${roomEnd}` }, { ttlMs: 5 * minute, maxValueBytes: 4 * KiB }),
   // A slot per live session of a join token; a minted token lives at most a week.
-  kv(buckets.tokenSessions, 'live sessions of each join token', { writer: 'signaling', deletedBy: 'signaling when the session ends' }, { ttlMs: 8 * day, maxValueBytes: 1 * KiB }),
+  kv(
+    buckets.tokenSessions,
+    'live sessions of each join token; tokens revoked and rooms closed by the room API',
+    { writer: 'signaling', deletedBy: 'signaling when the session ends; a revocation or closed room when read after its end' },
+    { ttlMs: 8 * day, maxValueBytes: 1 * KiB },
+  ),
   kv(buckets.uploadLeases, 'Smart Action uploads in progress', { writer: 'signaling', deletedBy: 'signaling when the upload ends' }, { ttlMs: 5 * minute, maxValueBytes: 1 * KiB }),
   kv(buckets.deviceKeys, "end users' device keys", { writer: 'signaling', deletedBy: 'crm-sync on erasure of the end user (kept until then: a device key outlives calls by design)' }),
   kv(buckets.connectors, "tenants' destinations, secrets sealed", { writer: 'crm-sync (admin API)', deletedBy: 'crm-sync when the tenant removes it (kept until then)' }),

@@ -319,6 +319,22 @@ describe('SignalingClient', () => {
     expect(server.firstMethods()).toEqual(['join', 'resume', 'join']);
   });
 
+  it.each([
+    ['a resume refused as REMOVED', (r: Frame) => (r.resume ? 'REMOVED' : 'INTERNAL'), ['join', 'resume']],
+    ['a rejoin refused as REMOVED (the session expired, the token was revoked)', (r: Frame) => (r.resume ? 'SESSION_EXPIRED' : 'REMOVED'), ['join', 'resume', 'join']],
+    ['a rejoin refused as ROOM_ENDED', (r: Frame) => (r.resume ? 'SESSION_EXPIRED' : 'ROOM_ENDED'), ['join', 'resume', 'join']],
+  ])('stops as removed after %s, and does not try again', async (_what, code, methods) => {
+    server = await FakeServer.start();
+    client = new SignalingClient({ ...fast, url: server.url, token: 't' });
+    await client.connect();
+    server.answer = (r) => ({ response: { id: r.id, error: { code: code(r), message: 'no' } } });
+    const disconnected = next<[{ reason: string; code: number }]>(client, 'disconnected');
+    client.dropSocket();
+    expect((await disconnected)[0]).toMatchObject({ reason: 'removed', code: 4005 });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(server.firstMethods()).toEqual(methods);
+  });
+
   it('leaves mid-reconnection: resumes the detached session only to leave it', async () => {
     server = await FakeServer.start();
     client = new SignalingClient({ ...fast, url: server.url, token: 't', reconnectInitialDelayMs: 5_000, reconnectMaxDelayMs: 5_000 });
