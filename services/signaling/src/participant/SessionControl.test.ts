@@ -118,11 +118,22 @@ describe('SessionControl', () => {
     expect(sessions.removed).toEqual([]);
   });
 
+  it('counts a removal of a participant already gone as done, asking nobody', async () => {
+    const { nc, requests } = fakeNats(() => Promise.reject(new Error('not asked')));
+    await new SessionControl({ nc, sessions: registry(), store: storeWith(), hub: { publish() {} }, log: silentLog }).remove('demo', 'room-1', 'PA_1');
+    expect(requests).toEqual([]);
+  });
+
   it('counts a removal nobody answered as done when the record is gone or marked removed', async () => {
     const { nc } = fakeNats(() => Promise.reject(new GatewayError(ErrorCode.TIMEOUT, 'timeout')));
     const control = (store: { get: () => Promise<unknown> }) => new SessionControl({ nc, sessions: registry(), store: store as typeof noStore, hub: { publish() {} }, log: silentLog });
-    await expect(control(storeWith()).remove('demo', 'room-1', 'PA_1')).resolves.toBeUndefined();
-    await expect(control(storeWith({ removedAtMs: 1 })).remove('demo', 'room-1', 'PA_1')).resolves.toBeUndefined();
+    // Present when asked for, then gone or marked once the request went unanswered.
+    const then = (later?: Partial<ParticipantRecord>) => {
+      const reads = [{ record: { removedAtMs: 0 } as ParticipantRecord, revision: 1 }, later ? { record: later as ParticipantRecord, revision: 2 } : undefined];
+      return { get: async () => reads.shift() };
+    };
+    await expect(control(then()).remove('demo', 'room-1', 'PA_1')).resolves.toBeUndefined();
+    await expect(control(then({ removedAtMs: 1 })).remove('demo', 'room-1', 'PA_1')).resolves.toBeUndefined();
     await expect(control(storeWith({ removedAtMs: 0 })).remove('demo', 'room-1', 'PA_1')).rejects.toMatchObject({ code: ErrorCode.UNAVAILABLE });
     await expect(control(noStore).remove('demo', 'room-1', 'PA_1')).rejects.toMatchObject({ code: ErrorCode.UNAVAILABLE });
   });

@@ -47,6 +47,8 @@ export class SessionControl {
    * follow. A participant already gone counts as removed.
    */
   async remove(tenant: string, room: string, participantId: string): Promise<void> {
+    // One that left since it was listed (ending a room) is done without waiting for an answer nobody gives.
+    if (!this.heldSession(tenant, room, participantId) && (await this.removedOrGone(tenant, room, participantId))) return;
     // A session changing hands (a resume on another replica) as the request goes out can miss
     // both holders once; asked again, the new one answers.
     for (let attempt = 1; ; attempt++) {
