@@ -46,6 +46,9 @@ export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
 const knownCodes = new Set<string>(Object.values(ErrorCode));
 
+/** Error names of the NATS client for a backend that is momentarily out of reach. */
+const UNAVAILABLE_ERRORS = new Set(['TimeoutError', 'NoResponders', 'ClosedConnectionError', 'DrainingConnectionError', 'ConnectionError']);
+
 export class GatewayError extends Error {
   override readonly name = 'GatewayError';
   readonly code: ErrorCode;
@@ -66,6 +69,9 @@ export class GatewayError extends Error {
   static from(error: unknown, fallback: ErrorCode = ErrorCode.INTERNAL): GatewayError {
     if (error instanceof GatewayError) return error;
     const message = error instanceof Error ? error.message : String(error);
+    // A backend that did not answer in time, is draining or has no one listening (NATS names its
+    // errors so) is a passing outage the client may retry, not a fault of ours.
+    if (error instanceof Error && UNAVAILABLE_ERRORS.has(error.name)) return new GatewayError(ErrorCode.UNAVAILABLE, 'a backend did not answer; try again', { cause: error });
     return new GatewayError(fallback, message, { cause: error });
   }
 }

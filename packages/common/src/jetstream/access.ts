@@ -52,7 +52,13 @@ export const stream = {
    * Reading with ordered consumers (created with their filter in the subject, then pulled from;
    * they expire by themselves) and message gets (readSubject).
    */
-  read: (s: StreamRef) => all(stream.info(s), pub(`${api}.STREAM.MSG.GET.${s.name}`, `${api}.CONSUMER.CREATE.${s.name}.>`, `${api}.CONSUMER.MSG.NEXT.${s.name}.*`)),
+  read: (s: StreamRef) =>
+    all(
+      stream.info(s),
+      // The client checks that its ordered consumer still exists (its info) when heartbeats are
+      // missed, on a loaded server, and after a reconnect: refused, each check logged an error.
+      pub(`${api}.STREAM.MSG.GET.${s.name}`, `${api}.CONSUMER.CREATE.${s.name}.>`, `${api}.CONSUMER.MSG.NEXT.${s.name}.*`, `${api}.CONSUMER.INFO.${s.name}.*`),
+    ),
   /** A durable consumer of the given name: created (with its settings) by the service, then pulled from and acknowledged. */
   durable: (s: StreamRef, durable: string) =>
     all(
