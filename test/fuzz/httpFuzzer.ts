@@ -109,6 +109,9 @@ export async function fuzzHttp(rng: Rng, target: FuzzTarget, stats: FuzzStats, c
   const slow: Promise<void>[] = [];
   const send = async (spec: (typeof specs)[number]) => {
     if (spec.slow && slow.length < 4) {
+      // Sent a byte at a time; counted as sent, its answer (the server's timeout) is not awaited.
+      stats.httpRequests++;
+      stats.http.slow = (stats.http.slow ?? 0) + 1;
       slow.push(slowSend(spec.port, spec.request));
       return;
     }
