@@ -29,7 +29,8 @@ module.exports = {
     {
       name: 'sdk-browser-only',
       severity: 'error',
-      comment: "The SDK runs in customers' browsers: no Node built-in, and of our packages only the generated protocol and the browser-safe modules of common.",
+      comment:
+        "The SDK runs in customers' browsers: no Node built-in, and of our packages only the generated protocol and the browser-safe modules of common (bundled into the SDK's published build by packages/sdk/build.mjs, which also fails on any other package).",
       from: { path: '^packages/sdk/src/', pathNot: ['\\.test\\.ts$', '^packages/sdk/src/testing/'] },
       to: {
         dependencyTypesNot: ['type-only'],

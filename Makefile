@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help setup up test test-unit typecheck check proto proto-check bench fuzz token nats-values lifecycle-doc residue
+.PHONY: help setup up test test-unit typecheck check proto proto-check sdk-docs sdk-docs-check bench fuzz token nats-values lifecycle-doc residue
 
 help:
 	@echo "make up     install what is missing, start nats-server, the SFU, the recorder, crm-sync and signaling; prints the demo URLs"
@@ -11,6 +11,7 @@ help:
 	@echo "make bench  run the benchmarks and print figures"
 	@echo "make fuzz   run the long seeded fuzzer against the whole system (two signaling replicas)"
 	@echo "make proto  regenerate TypeScript from proto/"
+	@echo "make sdk-docs  regenerate the SDK's API reference (docs/sdk/) from its source (TypeDoc)"
 	@echo "make nats-values  write the NATS permissions (packages/common/src/jetstream/access.ts) into deploy/nats/values.yaml"
 	@echo "make lifecycle-doc  write the table of docs/data-lifecycle.md from the catalog (packages/common/src/jetstream/catalog.ts)"
 	@echo "make residue  scan NATS for what outlived its purpose (ARGS=--sweep removes it; docs/data-lifecycle.md)"
@@ -38,6 +39,15 @@ residue:
 proto-check:
 	@bash scripts/gen-proto.sh --check
 
+# The SDK's API reference is checked in (docs/sdk.md); `make test` fails when it is stale.
+sdk-docs:
+	@npm run --silent docs -w @gateway/sdk -- --logLevel Warn
+
+sdk-docs-check:
+	@out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
+	  npm run --silent docs -w @gateway/sdk -- --logLevel Warn --out "$$out" && \
+	  diff -r "$$out" docs/sdk >/dev/null || { echo "docs/sdk is stale: run \`make sdk-docs\` and commit it" >&2; exit 1; }
+
 typecheck:
 	@npx tsc -p tsconfig.json --noEmit
 
@@ -48,7 +58,7 @@ check:
 	@npx depcruise --config .dependency-cruiser.cjs packages services test bench scripts
 	@npx knip --no-progress
 
-test: setup proto-check typecheck check
+test: setup proto-check sdk-docs-check typecheck check
 	@mkdir -p .tmp
 	@MEDIASOUP_WORKER_BIN=$$(bash scripts/mediasoup-worker.sh) npx vitest run --reporter=default --reporter=json --outputFile.json=.tmp/vitest.json; \
 	  status=$$?; node scripts/test-summary.mjs .tmp/vitest.json; exit $$status

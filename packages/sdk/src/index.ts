@@ -2,14 +2,18 @@
  * The Gateway client SDK: `const room = await connect({ url, token })`, then `room.publish(...)`
  * and `room.on('track', ...)`. Also bundled as the browser global `Gateway` (served at /sdk.js).
  */
+import { version } from '../package.json';
 import { Room } from './Room.js';
 import type { ConnectOptions } from './types.js';
+
+/** This SDK's version (semantic versioning; also in the bundle's first line and its URL, /sdk/<version>/gateway.min.js). */
+export const VERSION: string = version;
 
 export { Room } from './Room.js';
 export { ErrorCode, GatewayError } from './errors.js';
 export { LocalCloseCode } from './signaling/Socket.js';
 export { signalingHttpBase, signalingUrl } from './signaling/urls.js';
-export type { DisconnectInfo, DisconnectReason } from './signaling/SignalingClient.js';
+export type { ConnectionOptions, DisconnectInfo, DisconnectReason } from './signaling/SignalingClient.js';
 export type { WebSocketConstructor, WebSocketLike } from './signaling/Socket.js';
 export type {
   ChatMessage,

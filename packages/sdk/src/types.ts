@@ -1,7 +1,7 @@
 import type { types } from 'mediasoup-client';
 import type { PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/browser';
 import type { GatewayError } from './errors.js';
-import type { DisconnectReason, SignalingClientOptions } from './signaling/SignalingClient.js';
+import type { ConnectionOptions, DisconnectReason } from './signaling/SignalingClient.js';
 
 /** What a participant can publish. */
 export type Source = 'camera' | 'microphone' | 'screen';
@@ -167,7 +167,7 @@ export type RoomEvents = {
   disconnected: [info: { reason: DisconnectReason; code: number; error?: GatewayError }];
 };
 
-export interface ConnectOptions extends Omit<SignalingClientOptions, 'restore'> {
+export interface ConnectOptions extends ConnectionOptions {
   /**
    * A mediasoup-client handler factory, for runtimes without WebRTC (tests use mediasoup-client's
    * FakeHandler). Browsers detect their own.

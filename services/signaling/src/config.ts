@@ -96,7 +96,9 @@ const shape = {
   ...tenantKeysShape,
   ...grpcTlsShape,
   SIGNALING_PUBLIC_DIR: env.string(`${repoRoot}services/signaling/public`),
-  SIGNALING_SDK_BUNDLE: env.string(`${repoRoot}packages/sdk/dist/gateway.js`),
+  SIGNALING_SDK_BUNDLE: env.string(`${repoRoot}packages/sdk/dist/sdk.js`),
+  /** Each SDK version's bundle, <version>/gateway.min.js, served immutable at /sdk/<version>/ (docs/sdk.md). */
+  SIGNALING_SDK_VERSIONS_DIR: env.string(`${repoRoot}packages/sdk/dist/cdn`),
 };
 
 export type SignalingConfig = ReturnType<typeof readSignalingConfig>;
@@ -160,6 +162,7 @@ export function readSignalingConfig(source: Record<string, string | undefined> =
     },
     publicDir: c.SIGNALING_PUBLIC_DIR,
     sdkBundle: c.SIGNALING_SDK_BUNDLE,
+    sdkVersionsDir: c.SIGNALING_SDK_VERSIONS_DIR,
   };
 }
 

@@ -37,7 +37,8 @@ export interface DisconnectInfo {
  */
 export type SessionRestorer = (response: JoinResponse, how: 'joined' | 'resumed' | 'rejoined') => Promise<void>;
 
-export interface SignalingClientOptions {
+/** How to reach signaling and how patient to be: what an app gives connect() (ConnectOptions). */
+export interface ConnectionOptions {
   /** ws(s)://host/ws, or the http(s) base of the server (then /ws is used). */
   url: string;
   /** The join token; kept for a full rejoin when the session cannot be resumed. */
@@ -53,10 +54,13 @@ export interface SignalingClientOptions {
   reconnectMaxDelayMs?: number;
   /** How long to keep trying after the connection drops before giving up. */
   reconnectGiveUpAfterMs?: number;
+}
+
+export interface SignalingClientOptions extends ConnectionOptions {
   restore?: SessionRestorer;
 }
 
-type Timings = Required<Omit<SignalingClientOptions, 'url' | 'token' | 'WebSocket' | 'restore'>>;
+type Timings = Required<Omit<ConnectionOptions, 'url' | 'token' | 'WebSocket'>>;
 const DEFAULTS: Timings = {
   requestTimeoutMs: 15_000,
   connectTimeoutMs: 10_000,

@@ -25,6 +25,13 @@ const contentTypes: Record<string, string> = {
   '.ico': 'image/x-icon',
 };
 
+/** /sdk/<semantic version>/gateway.min.js(.map): the version and the file name. */
+const SDK_VERSIONED_PATH = /^\/sdk\/(\d{1,9}\.\d{1,9}\.\d{1,9}(?:-[0-9A-Za-z.-]{1,64})?)\/(gateway\.min\.js(?:\.map)?)$/;
+const SDK_VERSIONED_CACHE = 'public, max-age=31536000, immutable';
+/** Short: a deploy reaches every page within five minutes. */
+const SDK_LATEST_CACHE = 'public, max-age=300';
+const SDK_HEADERS = { 'access-control-allow-origin': '*', 'cross-origin-resource-policy': 'cross-origin' };
+
 /** Pretty paths of the demo pages. */
 const pageAliases: Record<string, string> = { '/': '/index.html', '/agent': '/agent.html', '/end-user': '/end-user.html' };
 
@@ -67,7 +74,7 @@ export function createHttpHandler(
     sendJson(res, 200, await mintJoinToken(tenant, parseWith(mintRequestSchema, body, 'the body')));
   }
 
-  async function file(res: http.ServerResponse, filePath: string, cache: string): Promise<boolean> {
+  async function file(res: http.ServerResponse, filePath: string, cache: string, headers: Record<string, string> = {}): Promise<boolean> {
     const stat = await fs.stat(filePath).catch(() => undefined);
     if (!stat?.isFile()) return false;
     res.writeHead(200, {
@@ -75,6 +82,7 @@ export function createHttpHandler(
       'content-length': String(stat.size),
       'cache-control': cache,
       'x-content-type-options': 'nosniff',
+      ...headers,
     });
     // A file that goes away under the read ends this answer, not the process.
     pipeline(createReadStream(filePath), res).catch(() => res.destroy());
@@ -118,11 +126,19 @@ export function createHttpHandler(
     }
     if (artifact) throw methodNotAllowed(['GET']);
     if (req.method !== 'GET' && req.method !== 'HEAD') throw methodNotAllowed(['GET', 'HEAD']);
+    // The SDK's bundle, loaded by customers' pages from their own origins (so any origin may
+    // read it, as a crossorigin script with an integrity hash must be): /sdk.js is the latest,
+    // cached briefly; /sdk/<version>/ never changes, so it is cached for a year (docs/sdk.md).
     if (url.pathname === '/sdk.js' || url.pathname === '/sdk.js.map') {
       const target = url.pathname === '/sdk.js' ? config.sdkBundle : `${config.sdkBundle}.map`;
-      if (await file(res, target, 'no-cache')) return;
+      if (await file(res, target, SDK_LATEST_CACHE, SDK_HEADERS)) return;
       res.writeHead(503, { 'content-type': 'text/plain' });
       return res.end('the SDK bundle is not built: run `make up` (or `npm run build -w @gateway/sdk`)\n');
+    }
+    const versioned = SDK_VERSIONED_PATH.exec(url.pathname);
+    if (versioned) {
+      if (await file(res, path.join(config.sdkVersionsDir, versioned[1]!, versioned[2]!), SDK_VERSIONED_CACHE, SDK_HEADERS)) return;
+      return sendJson(res, 404, { error: { code: ErrorCode.NOT_FOUND, message: 'no such SDK version' } });
     }
     const requested = safeDecode(pageAliases[url.pathname] ?? url.pathname);
     if (requested === undefined || requested.includes('\0')) return sendJson(res, 404, { error: { code: ErrorCode.NOT_FOUND, message: 'not found' } });
