@@ -30,6 +30,8 @@ export class FakeSignaling {
   readonly log: Array<{ conn: number; method: string; params: Frame }> = [];
   readonly sockets: ServerSocket[] = [];
   resumable = true;
+  /** The join tokens that join accepts (any when empty); others are refused with TOKEN_EXPIRED. */
+  readonly validTokens = new Set<string>();
   /** The room's recording, as join and resume responses report it. */
   recording: Frame | undefined;
   /** The room's chat as stored, in the proto3 JSON mapping (empty strings and false left out). */
@@ -65,6 +67,7 @@ export class FakeSignaling {
         const params = frame[method];
         switch (method) {
           case 'join':
+            if (this.validTokens.size > 0 && !this.validTokens.has(params.token)) return fail('TOKEN_EXPIRED');
             session = `PA_${++this.seq}`;
             this.sessions.set(session, { transports: [], tracks: [] });
             return reply({ join: this.joinResponse(session) });
@@ -85,8 +88,15 @@ export class FakeSignaling {
           }
           case 'produce': {
             const producerId = `PR_${++this.seq}`;
-            state.tracks.push({ producerId, source: params.source, kind: params.kind });
+            state.tracks.push({ producerId, source: params.source, kind: params.kind, paused: params.paused === true });
             return reply({ produce: { producerId } });
+          }
+          case 'pauseProducer':
+          case 'resumeProducer': {
+            const track = state.tracks.find((t) => t.producerId === params.producerId);
+            if (!track) return fail('NOT_FOUND');
+            track.paused = method === 'pauseProducer';
+            return reply({ [method]: {} });
           }
           case 'closeProducer':
             state.tracks = state.tracks.filter((t) => t.producerId !== params.producerId);
@@ -260,6 +270,11 @@ export class FakeSignaling {
     };
     this.messages.push(message);
     return message;
+  }
+
+  /** The producers a session of ours has on the server (published tracks, with their paused state). */
+  tracksOf(participantId: string): TrackJson[] {
+    return this.sessions.get(participantId)?.tracks ?? [];
   }
 
   /** Sends a notification to every open socket. */

@@ -84,7 +84,9 @@ export function mediaHandlers(ctx: MediaContext): Handlers<MediaCase> {
     const ref = { room: session.roomRef(), producerId };
     await callSessionNode(session, pause ? session.sfu.pauseProducer : session.sfu.resumeProducer, ref);
     session.tracks.get(producerId)!.paused = pause;
-    void session.persist();
+    // Stored before anyone hears of it, as for produce: a participant joining meanwhile either
+    // lists the record with the new state or is subscribed in time for the notification.
+    await session.persist();
     ctx.hub.publish(session.tenant, session.room, {
       $case: pause ? 'producerPaused' : 'producerResumed',
       value: { participantId: session.participantId, producerId },
