@@ -161,6 +161,7 @@ describe('Room', () => {
     expect(secondCamera).not.toBe(firstCamera);
     expect(secondCamera.readyState).toBe('live');
     expect(room.localPublications.get('camera')!.track).toBe(secondCamera);
+    expect(room.localPublications.get('camera')!.trackId).toBe(published[1]!.split(':')[1]);
     expect(mic.enabled).toBe(true);
     expect(getUserMedia).toHaveBeenCalledTimes(3);
     const methods = server.methods().filter((m) => /Producer|produce/.test(m));
@@ -193,6 +194,7 @@ describe('Room', () => {
     await until(() => mutes.length === 3, 'the camera back');
     expect(mutes).toEqual(['muted:PA_a:camera:true', 'unmuted:PA_a:microphone:false', 'unmuted:PA_a:camera:false']);
     expect(a.tracks.get('camera')).toBe(camera);
+    expect(a.publications.get('camera')!.trackId).toBe('PR_cam');
     expect(server.methods().filter((m) => m === 'consume')).toHaveLength(2);
     expect(events).toEqual(['joined:PA_a', 'track:PA_a:camera', 'track:PA_a:microphone']);
   });

@@ -27,6 +27,8 @@ export interface Participant {
  * the server): the others see `muted` and receive nothing meanwhile, and no new track on unmute.
  */
 export interface TrackPublication {
+  /** The server's id of the track (its producer): the same across mute and unmute; '' while a local one is not on the server. */
+  readonly trackId: string;
   readonly source: RemoteSource;
   readonly kind: 'audio' | 'video';
   readonly muted: boolean;

@@ -28,7 +28,12 @@ class LocalPublication implements TrackPublication {
     readonly source: Source,
     /** The last track published for the source (stopped while a camera the SDK captured is muted). */
     public current: MediaStreamTrack,
+    private readonly producers: ReadonlyMap<Source, types.Producer>,
   ) {}
+
+  get trackId(): string {
+    return this.producers.get(this.source)?.id ?? '';
+  }
 
   get kind(): 'audio' | 'video' {
     return kindOf[this.source];
@@ -313,7 +318,7 @@ export class Publisher {
     }
     // New, or not on the server (muted through a rejoin): published afresh, unmuted.
     const wasMuted = publication?.muted ?? false;
-    const fresh = new LocalPublication(source, track);
+    const fresh = new LocalPublication(source, track, this.producers);
     this.publications.set(source, fresh);
     this.localTracks.set(source, track);
     try {

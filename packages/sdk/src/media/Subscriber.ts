@@ -56,7 +56,7 @@ export class Subscriber implements RemoteTrackSink {
       return;
     }
     const source = info.source as RemoteSource;
-    const publication: RemotePublication = { source, kind: info.kind === 'audio' ? 'audio' : 'video', muted: info.paused, track: undefined };
+    const publication: RemotePublication = { trackId: info.producerId, source, kind: info.kind === 'audio' ? 'audio' : 'video', muted: info.paused, track: undefined };
     this.remoteTracks.set(info.producerId, { producerId: info.producerId, participantId, source, paused: info.paused, publication, announced: false, failed: false });
     this.context.participant(participantId)?.publications.set(source, publication);
   }
