@@ -30,8 +30,6 @@ export class FakeSignaling {
   readonly log: Array<{ conn: number; method: string; params: Frame }> = [];
   readonly sockets: ServerSocket[] = [];
   resumable = true;
-  /** The join tokens that join accepts (any when empty); others are refused with TOKEN_EXPIRED. */
-  readonly validTokens = new Set<string>();
   /** The room's recording, as join and resume responses report it. */
   recording: Frame | undefined;
   /** The room's chat as stored, in the proto3 JSON mapping (empty strings and false left out). */
@@ -67,7 +65,6 @@ export class FakeSignaling {
         const params = frame[method];
         switch (method) {
           case 'join':
-            if (this.validTokens.size > 0 && !this.validTokens.has(params.token)) return fail('TOKEN_EXPIRED');
             session = `PA_${++this.seq}`;
             this.sessions.set(session, { transports: [], tracks: [] });
             return reply({ join: this.joinResponse(session) });
