@@ -223,7 +223,8 @@ export class Publisher {
     if (!muted && !publication.track) {
       // The capture was stopped while muted: capture again, into the same producer.
       if (source === 'screen') throw new GatewayError(ErrorCode.NOT_FOUND, 'the screen share ended');
-      const track = (await this.tracksFor({ [source]: true }, [source], true))[0]![1];
+      const track = (await this.tracksFor({ [source]: true }, [source], true))[0]?.[1];
+      if (!track) throw new GatewayError(ErrorCode.NOT_FOUND, `no ${source} found`);
       if (this.publications.get(source) !== publication) {
         track.stop();
         return;
