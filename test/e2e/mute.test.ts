@@ -47,13 +47,15 @@ describe('muting in Chromium', () => {
 
   const cameraFrames = async (page: Page) => (await page.evaluate(receiveSummaryScript)).find((r) => r.source === 'camera')?.framesDecoded ?? 0;
 
-  /** An agent page in the room, recording every track and mute event after it has the end user's camera and microphone. */
+  /** An agent page in the room, recording every track and mute event once it receives the end user's camera and microphone (`firstTracks`). */
   async function agentPage(room: string, identity: string, endUserId: string) {
     const page = await newPage();
     await page.goto(`${sig.url}/agent#token=${await demoToken({ room, identity, role: 'agent' })}&autojoin=1`);
-    await page.waitForFunction((id) => (window as any).room?.participants.get(id)?.publications.size === 2, endUserId);
+    await page.waitForFunction((id) => (window as any).room?.participants.get(id)?.tracks.size === 2, endUserId);
     await page.evaluate((id) => {
       const w = window as any;
+      const p = w.room.participants.get(id);
+      w.firstTracks = { camera: p.tracks.get('camera'), microphone: p.tracks.get('microphone') };
       w.events = [];
       for (const name of ['track', 'trackEnded', 'trackMuted', 'trackUnmuted']) {
         w.room.on(name, (e: { participant: { id: string }; source: string }) => e.participant.id === id && w.events.push(`${name}:${e.source}`));
@@ -77,20 +79,16 @@ describe('muting in Chromium', () => {
     const room = `mute-${Date.now()}`;
     const endUser = await newPage();
     await endUser.goto(`${sig.url}/end-user#token=${await demoToken({ room, identity: 'customer-1', role: 'end_user' })}&autojoin=1`);
-    await endUser.waitForFunction(() => (window as any).room?.localTracks.size >= 2);
+    // Published: both producers made.
+    await endUser.waitForFunction(() => ['camera', 'microphone'].every((s) => (window as any).room?.localPublications.get(s)?.trackId));
     const endUserId = await endUser.evaluate(() => (window as any).room.localParticipant.id as string);
     const producers = await endUser.evaluate(() => {
       const publications = (window as any).room.localPublications;
       return { camera: publications.get('camera').trackId as string, microphone: publications.get('microphone').trackId as string };
     });
-    expect(producers.camera).toMatch(/\S/);
 
     const agent = await agentPage(room, 'agent-1', endUserId);
     await waitFor(async () => (await cameraFrames(agent)) > 10, 30_000, 'camera frames at the agent');
-    await agent.evaluate((id) => {
-      const p = (window as any).room.participants.get(id);
-      (window as any).firstTracks = { camera: p.tracks.get('camera'), microphone: p.tracks.get('microphone') };
-    }, endUserId);
     expect(await publicationAt(agent, endUserId, 'camera')).toEqual({ trackId: producers.camera, muted: false, sameTrack: true });
 
     // Camera off: the button mutes it, the capture stops (the light goes off), the preview goes.
