@@ -7,7 +7,7 @@ import { isLiveEntry, DEMO_TENANT, DEMO_TENANT_KEK, buckets, kvKeys } from '@gat
 import { NatsServer, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { mintJoinToken, type MintRequest } from '../../services/signaling/src/auth/tokens.js';
 import { TestClients } from '../support/wsClient.js';
-import { demoToken } from '../support/tokens.js';
+import { demoToken, expiringDemoToken } from '../support/tokens.js';
 import { deviceCapabilities, opusRtpParameters, vp8RtpParameters } from '../support/rtpParameters.js';
 
 /** A tenant with tight limits, and one whose tokens may hold two live sessions. */
@@ -283,8 +283,11 @@ describe('signaling facing hostile input', () => {
     it("follows one rule on every replica: the join token's expiry does not end a resumable session", async () => {
       const room = `short-${Date.now()}`;
       // A customer minting short-lived join tokens, as they should.
-      const { client, join } = await clients.join(sig1.wsUrl, await demoToken({ room, identity: 'u', role: 'end_user', ttlSeconds: 1 }));
+      const token = await expiringDemoToken({ room, identity: 'u', role: 'end_user' }, 1);
+      const { client, join } = await clients.join(sig1.wsUrl, token);
       await new Promise((r) => setTimeout(r, 1_500));
+      // Expired for the server (past its exp and the clock tolerance): no join with it any more.
+      expect((await (await clients.open(sig1.wsUrl)).request('join', { token })).error).toMatchObject({ code: 'TOKEN_EXPIRED' });
       client.close();
       await waitFor(async () => (await participantRecord('demo', room, join.participant.participantId))?.connected === false, 5_000, 'the drop noted');
       // Resumed on the other replica (which reads the record) and then on the same one.

@@ -1,10 +1,21 @@
-import { mintJoinToken, type MintRequest } from '../../services/signaling/src/auth/tokens.js';
+import { SignJWT, decodeJwt } from 'jose';
+import { CLOCK_TOLERANCE_SECONDS, mintJoinToken, type MintRequest } from '../../services/signaling/src/auth/tokens.js';
 import { DEMO_TENANT } from '../../services/signaling/src/config.js';
 import { DEMO_TENANT_KEK } from '@gateway/common';
 
 /** A join token of the built-in demo tenant, as a customer's backend would mint it. */
 export async function demoToken(request: MintRequest): Promise<string> {
   return (await mintJoinToken(DEMO_TENANT, request)).token;
+}
+
+/**
+ * A demo join token that signaling refuses as expired `validForSeconds` from now: its `exp` is
+ * set back by the clock tolerance the server allows, so a test need not wait that out.
+ */
+export async function expiringDemoToken(request: MintRequest, validForSeconds: number): Promise<string> {
+  const claims = decodeJwt(await demoToken(request));
+  const exp = Math.floor(Date.now() / 1000) + validForSeconds - CLOCK_TOLERANCE_SECONDS;
+  return new SignJWT({ ...claims, exp }).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).sign(new TextEncoder().encode(DEMO_TENANT.apiSecret));
 }
 
 /** A second tenant for isolation tests; it redacts only emails in chat. */

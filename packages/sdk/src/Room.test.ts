@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
 import { FakeHandler } from 'mediasoup-client';
 import * as fakeParameters from 'mediasoup-client/fakeParameters';
@@ -17,7 +17,30 @@ describe('Room', () => {
     await room?.leave();
     await server?.stop();
     room = undefined;
+    vi.unstubAllGlobals();
   });
+
+  /** A browser's getUserMedia, handing out fake tracks; `captured` lists them in order. */
+  function fakeCapture() {
+    const captured: MediaStreamTrack[] = [];
+    const getUserMedia = vi.fn(async (constraints: { audio: unknown; video: unknown }) => {
+      const video = constraints.video ? [cameraTrack()] : [];
+      const audio = constraints.audio ? [micTrack()] : [];
+      captured.push(...video, ...audio);
+      return { getVideoTracks: () => video, getAudioTracks: () => audio };
+    });
+    vi.stubGlobal('navigator', { mediaDevices: { getUserMedia } });
+    return { getUserMedia, captured };
+  }
+
+  /** Mute events as short strings, the local participant as "me". */
+  function recordMutes(r: Room): string[] {
+    const out: string[] = [];
+    const who = (p: { id: string; isLocal: boolean }) => (p.isLocal ? 'me' : p.id);
+    r.on('trackMuted', (e) => out.push(`muted:${who(e.participant)}:${e.source}:${e.publication.muted}`));
+    r.on('trackUnmuted', (e) => out.push(`unmuted:${who(e.participant)}:${e.source}:${e.publication.muted}`));
+    return out;
+  }
 
   async function connect(extra: Partial<ConnectOptions> = {}): Promise<{ room: Room; events: string[] }> {
     room = await Room.connect(connectOptions(server, extra));
@@ -103,6 +126,114 @@ describe('Room', () => {
     await until(() => events.includes('unpublished:screen'), 'the screen unpublished');
     await until(() => server.methods().includes('closeProducer'), 'closeProducer');
     expect(room.localTracks.has('screen')).toBe(false);
+  });
+
+  it('mutes without unpublishing: the same producer paused and resumed, the camera stopped and captured again', async () => {
+    server = await FakeSignaling.start();
+    const { getUserMedia, captured } = fakeCapture();
+    const { room, events } = await connect();
+    const mutes = recordMutes(room);
+    await room.setMicrophoneEnabled(true);
+    await room.setCameraEnabled(true, { deviceId: 'cam-2' });
+    expect(getUserMedia.mock.calls[1]![0].video).toMatchObject({ deviceId: { exact: 'cam-2' } });
+    const onServer = () => server.tracksOf(room.localParticipant.id).map((t) => `${t.source}:${t.producerId}:${t.paused ? 'paused' : 'live'}`);
+    const published = onServer();
+    expect(published).toEqual([expect.stringMatching(/^microphone:PR_\d+:live$/), expect.stringMatching(/^camera:PR_\d+:live$/)]);
+    const [mic, firstCamera] = captured as [MediaStreamTrack, MediaStreamTrack];
+
+    await room.setCameraEnabled(false);
+    await room.setMicrophoneEnabled(false);
+    expect(onServer()).toEqual(published.map((t) => t.replace('live', 'paused')));
+    // The camera light goes off; the microphone is only silenced.
+    expect(firstCamera.readyState).toBe('ended');
+    expect(mic.readyState).toBe('live');
+    expect(mic.enabled).toBe(false);
+    expect(room.localPublications.get('camera')).toMatchObject({ source: 'camera', kind: 'video', muted: true, track: undefined });
+    expect(room.localParticipant.publications.get('microphone')).toMatchObject({ muted: true, track: mic });
+    expect(room.localTracks.has('camera')).toBe(false);
+    // Disabling again changes nothing.
+    await room.setCameraEnabled(false);
+
+    await room.setCameraEnabled(true);
+    await room.unmuteTrack('microphone');
+    expect(onServer()).toEqual(published);
+    const secondCamera = room.localTracks.get('camera')!;
+    expect(secondCamera).not.toBe(firstCamera);
+    expect(secondCamera.readyState).toBe('live');
+    expect(room.localPublications.get('camera')!.track).toBe(secondCamera);
+    expect(room.localPublications.get('camera')!.trackId).toBe(published[1]!.split(':')[1]);
+    expect(mic.enabled).toBe(true);
+    expect(getUserMedia).toHaveBeenCalledTimes(3);
+    const methods = server.methods().filter((m) => /Producer|produce/.test(m));
+    expect(methods).toEqual(['produce', 'produce', 'pauseProducer', 'pauseProducer', 'resumeProducer', 'resumeProducer']);
+    expect(mutes).toEqual(['muted:me:camera:true', 'muted:me:microphone:true', 'unmuted:me:camera:false', 'unmuted:me:microphone:false']);
+    expect(events).toEqual(['published:microphone', 'published:camera']);
+    await expect(room.muteTrack('screen')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+
+  it('shows what others mute: their publications say so from the join on, changes are announced, no new track on unmute', async () => {
+    server = await FakeSignaling.start();
+    server.others.set(
+      'PA_a',
+      agent('PA_a', [
+        { producerId: 'PR_cam', source: 'camera', kind: 'video' },
+        { producerId: 'PR_mic', source: 'microphone', kind: 'audio', paused: true },
+      ]),
+    );
+    const { room, events } = await connect();
+    const mutes = recordMutes(room);
+    await until(() => events.includes('track:PA_a:microphone'), 'the tracks');
+    const a = room.participants.get('PA_a')!;
+    expect(a.publications.get('microphone')).toMatchObject({ muted: true, kind: 'audio', track: a.tracks.get('microphone') });
+    expect(a.publications.get('camera')!.muted).toBe(false);
+    const camera = a.tracks.get('camera');
+    server.notify({ producerPaused: { participantId: 'PA_a', producerId: 'PR_cam' } });
+    server.notify({ producerResumed: { participantId: 'PA_a', producerId: 'PR_mic' } });
+    await until(() => mutes.length === 2, 'the mute changes');
+    server.notify({ producerResumed: { participantId: 'PA_a', producerId: 'PR_cam' } });
+    await until(() => mutes.length === 3, 'the camera back');
+    expect(mutes).toEqual(['muted:PA_a:camera:true', 'unmuted:PA_a:microphone:false', 'unmuted:PA_a:camera:false']);
+    expect(a.tracks.get('camera')).toBe(camera);
+    expect(a.publications.get('camera')!.trackId).toBe('PR_cam');
+    expect(server.methods().filter((m) => m === 'consume')).toHaveLength(2);
+    expect(events).toEqual(['joined:PA_a', 'track:PA_a:camera', 'track:PA_a:microphone']);
+  });
+
+  it('keeps the muted state through a cut connection: told to the server on resume, published paused after a rejoin', async () => {
+    server = await FakeSignaling.start();
+    fakeCapture();
+    const { room, events } = await connect();
+    await room.setMicrophoneEnabled(true);
+    await room.setCameraEnabled(true);
+    const producers = server.tracksOf(room.localParticipant.id).map((t) => t.producerId);
+    // Muted while away: the server hears of it once the session is resumed.
+    room._debugDropSocket();
+    await room.setMicrophoneEnabled(false);
+    await until(() => events.includes('reconnected:resumed'), 'the resume');
+    expect(server.tracksOf(room.localParticipant.id)).toEqual([
+      expect.objectContaining({ producerId: producers[0], source: 'microphone', paused: true }),
+      expect.objectContaining({ producerId: producers[1], source: 'camera', paused: false }),
+    ]);
+    // A rejoin: the microphone is published again, paused from the start; the stopped camera waits for its unmute.
+    await room.setCameraEnabled(false);
+    server.resumable = false;
+    room._debugDropSocket();
+    await until(() => events.includes('reconnected:rejoined'), 'the rejoin');
+    expect(server.tracksOf(room.localParticipant.id)).toEqual([expect.objectContaining({ source: 'microphone', paused: true })]);
+    expect(room.localPublications.get('camera')!.muted).toBe(true);
+    await room.setCameraEnabled(true);
+    expect(server.tracksOf(room.localParticipant.id).map((t) => `${t.source}:${t.paused}`)).toEqual(['microphone:true', 'camera:false']);
+    expect(events.filter((e) => e.startsWith('unpublished'))).toEqual([]);
+  });
+
+  it('refuses to enable a source the token does not allow', async () => {
+    server = await FakeSignaling.start();
+    fakeCapture();
+    const { room } = await connect();
+    (room as unknown as { granted: { sources: string[] } }).granted.sources = ['microphone'];
+    await expect(room.setCameraEnabled(true)).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
+    // Disabling what is not published is no error.
+    await room.setCameraEnabled(false);
   });
 
   it('refuses a track of the wrong kind for its source', async () => {
@@ -194,6 +325,11 @@ describe('Room', () => {
     await until(() => data.length === 1, 'the data message');
     expect(muted).toEqual(['microphone:server']);
     expect(data).toEqual(['crm:case updated']);
+    // Muted like any mute, so the app shows it and may unmute: the same producer resumes.
+    expect(r.localPublications.get('microphone')?.muted).toBe(true);
+    await r.unmuteTrack('microphone');
+    expect(server.log.filter((l) => l.method === 'resumeProducer').map((l) => l.params.producerId)).toEqual([producerId]);
+    expect(r.localPublications.get('microphone')?.muted).toBe(false);
     server.sockets[0]!.close(4005, 'removed from the room');
     await until(() => events.includes('disconnected:removed'), 'disconnected as removed');
     await new Promise((resolve) => setTimeout(resolve, 100));

@@ -13,19 +13,23 @@ import type { NotificationEvent } from './signaling/Socket.js';
 import { signalingHttpBase } from './signaling/urls.js';
 import { SmartActions } from './smartActions/SmartActions.js';
 import type {
+  CameraOptions,
   ChatMessage,
   ConnectOptions,
   Grants,
+  MicrophoneOptions,
   Participant,
   PublishOptions,
   RecordingEvent,
   RemoteSource,
   RoomEvents,
   RoomState,
+  ScreenShareOptions,
   SmartAction,
   SmartActionKind,
   SmartActionUpload,
   Source,
+  TrackPublication,
 } from './types.js';
 
 /** Room state held back until the app had a chance to add listeners (see connect()). */
@@ -90,7 +94,7 @@ export class Room extends Emitter<RoomEvents> {
       emit,
     });
     this.roster = new Roster({ tracks: this.subscriber, emit });
-    this.publisher = new Publisher({ signaling: client, sendTransport: () => this.transports.send, emit });
+    this.publisher = new Publisher({ signaling: client, sendTransport: () => this.transports.send, localParticipant: () => this.roster.local, emit });
     // A closed transport takes what it carried along: consumers (received again on a new one), or producers.
     const onClose = (direction: 'send' | 'recv') => (direction === 'recv' ? this.subscriber.detachAll() : this.publisher.forgetProducers());
     this.transports = new Transports({ signaling: client, handlerFactory: options.handlerFactory, isClosed, onClose });
@@ -181,9 +185,57 @@ export class Room extends Emitter<RoomEvents> {
     await this.publisher.publish(options, this.granted);
   }
 
-  /** Stops publishing a source (and stops its track if the SDK captured it). */
+  /** Stops publishing a source (and stops its track if the SDK captured it); the others see its track end. */
   unpublish(source: Source): Promise<void> {
     return this.publisher.unpublish(source);
+  }
+
+  /** What this participant publishes, by source, muted or not. */
+  get localPublications(): ReadonlyMap<Source, TrackPublication> {
+    return this.publisher.publications;
+  }
+
+  /**
+   * Turns the microphone on (captured and published the first time, unmuted afterwards) or off
+   * (muted: it stays published, nothing is sent, the others see it muted; no new track for
+   * them when it comes back). Rejects with PERMISSION_DENIED when the token does not allow it
+   * or the user refuses the microphone.
+   */
+  setMicrophoneEnabled(enabled: boolean, options?: MicrophoneOptions): Promise<void> {
+    return this.setEnabled('microphone', enabled, options);
+  }
+
+  /**
+   * Turns the camera on or off like setMicrophoneEnabled(); off also stops a camera the SDK
+   * captured (its light goes off), and on captures it again into the same producer.
+   */
+  setCameraEnabled(enabled: boolean, options?: CameraOptions): Promise<void> {
+    return this.setEnabled('camera', enabled, options);
+  }
+
+  /** Shares the screen (the browser asks what) or stops sharing: the screen share is published and unpublished, not muted. */
+  setScreenShareEnabled(enabled: boolean, options?: ScreenShareOptions): Promise<void> {
+    return this.setEnabled('screen', enabled, options);
+  }
+
+  /** Mutes a published source (see setMicrophoneEnabled); rejects with NOT_FOUND when it is not published. */
+  muteTrack(source: Source): Promise<void> {
+    this.assertOpen();
+    return this.publisher.setMuted(source, true);
+  }
+
+  /** Unmutes a muted source (capturing a stopped camera again); rejects with NOT_FOUND when it is not published. */
+  unmuteTrack(source: Source): Promise<void> {
+    this.assertOpen();
+    return this.publisher.setMuted(source, false);
+  }
+
+  private setEnabled(source: Source, enabled: boolean, options: MicrophoneOptions | CameraOptions | ScreenShareOptions | undefined): Promise<void> {
+    this.assertOpen();
+    if (enabled && (!this.granted.canPublish || !this.granted.sources.includes(source))) {
+      return Promise.reject(new GatewayError(ErrorCode.PERMISSION_DENIED, `this token may not publish the ${source}`));
+    }
+    return this.publisher.setEnabled(source, enabled, this.granted, options);
   }
 
   // ------------------------------------------------------------------------- recording
@@ -349,7 +401,7 @@ export class Room extends Emitter<RoomEvents> {
     if (this.closed) throw new GatewayError(ErrorCode.ROOM_CLOSED, 'the room was left');
     const me = response.participant;
     if (!me) throw new GatewayError(ErrorCode.MALFORMED_MESSAGE, 'the join response names no participant');
-    this.roster.setLocal(me, this.publisher.localTracks);
+    this.roster.setLocal(me, this.publisher.localTracks, this.publisher.publications);
     this.name = response.room;
     const grants = response.grants;
     this.granted = {

@@ -38,8 +38,8 @@ describe('Roster', () => {
 
   it('keeps our former sessions ours after a rejoin, never someone else', () => {
     const { roster: r, log } = roster();
-    r.setLocal(info('PA_me1'), new Map());
-    r.setLocal(info('PA_me2'), new Map());
+    r.setLocal(info('PA_me1'), new Map(), new Map());
+    r.setLocal(info('PA_me2'), new Map(), new Map());
     expect(r.local.id).toBe('PA_me2');
     expect(r.local.isLocal).toBe(true);
     expect(r.isOwn('PA_me1')).toBe(true);

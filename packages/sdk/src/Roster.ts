@@ -1,10 +1,11 @@
 import type { ParticipantInfo, TrackInfo } from '@gateway/proto/gateway/signaling/v1/signaling';
 import type { Emit } from './events.js';
-import type { Participant, RemoteSource, RoomEvents } from './types.js';
+import type { Participant, RemoteSource, RoomEvents, TrackPublication } from './types.js';
 
-/** A participant whose track map the SDK fills in (the app sees it read-only). */
+/** A participant whose track and publication maps the SDK fills in (the app sees them read-only). */
 export interface MutableParticipant extends Participant {
   tracks: Map<RemoteSource, MediaStreamTrack>;
+  publications: Map<RemoteSource, TrackPublication>;
 }
 
 /** What the roster needs of whoever receives the other participants' tracks. */
@@ -34,10 +35,10 @@ export class Roster {
 
   constructor(private readonly context: RosterContext) {}
 
-  /** Takes the local participant from a join, resume or rejoin; `tracks` are what it publishes. */
-  setLocal(info: ParticipantInfo, tracks: Map<RemoteSource, MediaStreamTrack>): void {
+  /** Takes the local participant from a join, resume or rejoin; `tracks` and `publications` are what it publishes. */
+  setLocal(info: ParticipantInfo, tracks: Map<RemoteSource, MediaStreamTrack>, publications: Map<RemoteSource, TrackPublication>): void {
     if (this.local && this.local.id !== info.participantId) this.formerLocalIds.add(this.local.id);
-    this.local = participantFrom(info, true, tracks);
+    this.local = participantFrom(info, true, tracks, publications);
   }
 
   /** Whether a participant id is ours, in this session or one a rejoin replaced. */
@@ -74,7 +75,7 @@ export class Roster {
   upsert(info: ParticipantInfo): void {
     if (this.formerLocalIds.has(info.participantId)) return;
     if (!this.others.has(info.participantId)) {
-      const participant = participantFrom(info, false, new Map());
+      const participant = participantFrom(info, false, new Map(), new Map());
       this.others.set(participant.id, participant);
       this.context.emit('participantJoined', participant);
     }
@@ -90,6 +91,6 @@ export class Roster {
   }
 }
 
-function participantFrom(info: ParticipantInfo, isLocal: boolean, tracks: Map<RemoteSource, MediaStreamTrack>): MutableParticipant {
-  return { id: info.participantId, identity: info.identity, role: info.role, joinedAtMs: info.joinedAtMs, isLocal, tracks };
+function participantFrom(info: ParticipantInfo, isLocal: boolean, tracks: Map<RemoteSource, MediaStreamTrack>, publications: Map<RemoteSource, TrackPublication>): MutableParticipant {
+  return { id: info.participantId, identity: info.identity, role: info.role, joinedAtMs: info.joinedAtMs, isLocal, tracks, publications };
 }

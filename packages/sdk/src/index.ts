@@ -16,11 +16,13 @@ export { signalingHttpBase, signalingUrl } from './signaling/urls.js';
 export type { ConnectionOptions, DisconnectInfo, DisconnectReason } from './signaling/SignalingClient.js';
 export type { WebSocketConstructor, WebSocketLike } from './signaling/Socket.js';
 export type {
+  CameraOptions,
   ChatMessage,
   ConnectOptions,
   Grants,
   DataMessage,
   LocalTrackEvent,
+  MicrophoneOptions,
   Participant,
   PublishOptions,
   RecordingEvent,
@@ -28,12 +30,15 @@ export type {
   Role,
   RoomEvents,
   RoomState,
+  ScreenShareOptions,
   SmartAction,
   SmartActionKind,
   SmartActionState,
   SmartActionUpload,
   Source,
   TrackEvent,
+  TrackMuteEvent,
+  TrackPublication,
 } from './types.js';
 
 /** Joins a room. Resolves once joined and ready to publish; rejects with a GatewayError. */

@@ -18,6 +18,25 @@ export interface Participant {
   readonly isLocal: boolean;
   /** Received tracks (remote participant) or published ones (local participant), by source. */
   readonly tracks: ReadonlyMap<RemoteSource, MediaStreamTrack>;
+  /** What the participant publishes, by source, muted or not (a remote one also before its track is received). */
+  readonly publications: ReadonlyMap<RemoteSource, TrackPublication>;
+}
+
+/**
+ * A published track, local or remote. Muting keeps it published (the same producer, paused on
+ * the server): the others see `muted` and receive nothing meanwhile, and no new track on unmute.
+ */
+export interface TrackPublication {
+  /** The server's id of the track (its producer): the same across mute and unmute; '' while a local one is not on the server. */
+  readonly trackId: string;
+  readonly source: RemoteSource;
+  readonly kind: 'audio' | 'video';
+  readonly muted: boolean;
+  /**
+   * The track: a remote one once it is received; a local one while there is a capture (a camera
+   * the SDK captured is stopped while muted, so its light goes off, and captured again on unmute).
+   */
+  readonly track: MediaStreamTrack | undefined;
 }
 
 export interface Grants {
@@ -109,6 +128,13 @@ export interface TrackEvent {
   track: MediaStreamTrack;
 }
 
+/** A participant (local or remote) muted or unmuted one of its tracks. */
+export interface TrackMuteEvent {
+  participant: Participant;
+  source: RemoteSource;
+  publication: TrackPublication;
+}
+
 export interface LocalTrackEvent {
   source: Source;
   track: MediaStreamTrack;
@@ -131,9 +157,16 @@ export type RoomEvents = {
   track: [event: TrackEvent];
   /** A remote track stopped (unpublished, its owner left, or it is being replaced after a rejoin). */
   trackEnded: [event: TrackEvent];
-  /** The sender paused or resumed a track (no media flows meanwhile). */
+  /** The sender paused or resumed a track being received (no media flows meanwhile); see also trackMuted. */
   trackPaused: [event: TrackEvent];
   trackResumed: [event: TrackEvent];
+  /**
+   * A participant muted a published track, the local participant included (muteTrack,
+   * setMicrophoneEnabled(false), ...): it stays published, `publication.muted` says so. A
+   * participant already muted when we first hear of it is not announced: see its publications.
+   */
+  trackMuted: [event: TrackMuteEvent];
+  trackUnmuted: [event: TrackMuteEvent];
   /** The room's recording started, paused (PCI), resumed or stopped. Also fired after connect() when the room is being recorded. */
   recording: [event: RecordingEvent];
   /**
@@ -183,3 +216,26 @@ export interface PublishOptions {
   /** `true` asks the user what to share; or pass a video track. */
   screen?: boolean | MediaStreamTrack;
 }
+
+/** How setCameraEnabled() captures the camera. */
+export interface CameraOptions {
+  deviceId?: string;
+  /** Ideal size and rate; 1280x720 at 30 fps by default. */
+  width?: number;
+  height?: number;
+  frameRate?: number;
+}
+
+/** How setMicrophoneEnabled() captures the microphone. */
+export interface MicrophoneOptions {
+  deviceId?: string;
+}
+
+/** How setScreenShareEnabled() captures the screen. */
+export interface ScreenShareOptions {
+  /** Ideal frame rate; 15 by default (at most 30). */
+  frameRate?: number;
+}
+
+/** Capture options of any source, as the publisher takes them. */
+export type CaptureOptions = CameraOptions & MicrophoneOptions & ScreenShareOptions;

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { types } from 'mediasoup-client';
 import { FakeMediaStreamTrack } from 'fake-mediastreamtrack';
+import { ErrorCode, GatewayError } from '../errors.js';
 import type { Grants, LocalTrackEvent } from '../types.js';
 import { Publisher, type PublisherContext } from './Publisher.js';
 
@@ -11,10 +12,19 @@ const grants: Grants = { canPublish: true, canSubscribe: true, sources: ['camera
 /** A send transport whose producers are named after their source and a counter. */
 function setup() {
   let produced = 0;
-  const producers: Array<{ id: string; closed: boolean }> = [];
+  const producers: Array<{ id: string; closed: boolean; paused: boolean; replaceTrack: ReturnType<typeof vi.fn> }> = [];
   const transport = {
     produce: vi.fn(async ({ appData }: { appData: { source: string } }) => {
-      const producer = { id: `PR_${appData.source}_${++produced}`, closed: false, close: () => void (producer.closed = true), on: () => undefined, replaceTrack: vi.fn(async () => undefined) };
+      const producer = {
+        id: `PR_${appData.source}_${++produced}`,
+        closed: false,
+        paused: false,
+        close: () => void (producer.closed = true),
+        on: () => undefined,
+        replaceTrack: vi.fn(async (_: { track: MediaStreamTrack | null }) => undefined),
+        pause: () => void (producer.paused = true),
+        resume: () => void (producer.paused = false),
+      };
       producers.push(producer);
       return producer;
     }),
@@ -25,6 +35,7 @@ function setup() {
   const context = {
     signaling,
     sendTransport: () => transport as unknown as types.Transport,
+    localParticipant: () => ({ id: 'PA_me', isLocal: true }),
     emit: (event: string, { source }: LocalTrackEvent) => void events.push(`${event}:${source}`),
   };
   return { publisher: new Publisher(context as unknown as PublisherContext), transport, producers, request, signaling, events };
@@ -90,5 +101,37 @@ describe('Publisher', () => {
     await publisher.reconcile([{ producerId: producers[0]!.id, source: 'camera', kind: 'video', paused: false }]);
     expect(transport.produce).toHaveBeenCalledTimes(1);
     expect(producers[0]!.closed).toBe(false);
+  });
+
+  it('mutes a track the app gave without stopping it, and undoes a mute the server refused', async () => {
+    const { publisher, request, producers, events } = setup();
+    const given = camera();
+    await publisher.publish({ camera: given }, grants);
+    await publisher.setMuted('camera', true);
+    // Not the SDK's capture: paused and left running (the app owns it).
+    expect(given.readyState).toBe('live');
+    expect(producers[0]!.paused).toBe(true);
+    expect(producers[0]!.replaceTrack).not.toHaveBeenCalled();
+    expect(publisher.publications.get('camera')).toMatchObject({ muted: true, track: given, trackId: producers[0]!.id });
+    request.mockRejectedValueOnce(new GatewayError(ErrorCode.INVALID_STATE, 'no'));
+    await expect(publisher.setMuted('camera', false)).rejects.toMatchObject({ code: 'INVALID_STATE' });
+    expect(producers[0]!.paused).toBe(true);
+    expect(publisher.publications.get('camera')!.muted).toBe(true);
+    expect(events).toEqual(['localTrackPublished:camera', 'trackMuted:camera']);
+  });
+
+  it('runs mutes one after another, in the order asked, and tells the server only once connected', async () => {
+    const { publisher, request, signaling, producers } = setup();
+    await publisher.publish({ microphone: microphone() }, grants);
+    await Promise.all([publisher.setMuted('microphone', true), publisher.setMuted('microphone', false), publisher.setMuted('microphone', true)]);
+    expect(request.mock.calls.map(([method]) => method)).toEqual(['pauseProducer', 'resumeProducer', 'pauseProducer']);
+    signaling.state = 'reconnecting';
+    await publisher.setMuted('microphone', false);
+    expect(request).toHaveBeenCalledTimes(3);
+    expect(producers[0]!.paused).toBe(false);
+    // The reconciliation after the resume tells the server what it missed.
+    signaling.state = 'connected';
+    await publisher.reconcile([{ producerId: producers[0]!.id, source: 'microphone', kind: 'audio', paused: true }]);
+    expect(request.mock.calls.at(-1)).toEqual(['resumeProducer', { producerId: producers[0]!.id }]);
   });
 });

@@ -4,7 +4,7 @@ import { ErrorCode, GatewayError, hasCode } from '../errors.js';
 import type { Emit } from '../events.js';
 import { warn } from '../log.js';
 import type { SignalingClient } from '../signaling/SignalingClient.js';
-import type { Grants, PublishOptions, RoomEvents, Source } from '../types.js';
+import type { CaptureOptions, Grants, Participant, PublishOptions, RoomEvents, Source, TrackPublication } from '../types.js';
 import { captureScreen, captureUserMedia } from './capture.js';
 import { kindOf, producerOptions } from './encodings.js';
 
@@ -15,22 +15,82 @@ export interface PublisherContext {
   signaling: Pick<SignalingClient, 'request' | 'whenConnected' | 'state'>;
   /** The send transport, when the token allows publishing. */
   sendTransport(): types.Transport | undefined;
-  emit: Emit<Pick<RoomEvents, 'localTrackPublished' | 'localTrackUnpublished'>>;
+  /** The local participant, whom trackMuted and trackUnmuted name. */
+  localParticipant(): Participant;
+  emit: Emit<Pick<RoomEvents, 'localTrackPublished' | 'localTrackUnpublished' | 'trackMuted' | 'trackUnmuted'>>;
 }
+
+/** A source the local participant publishes, muted or not. */
+class LocalPublication implements TrackPublication {
+  muted = false;
+
+  constructor(
+    readonly source: Source,
+    /** The last track published for the source (stopped while a camera the SDK captured is muted). */
+    public current: MediaStreamTrack,
+    private readonly producers: ReadonlyMap<Source, types.Producer>,
+  ) {}
+
+  get trackId(): string {
+    return this.producers.get(this.source)?.id ?? '';
+  }
+
+  get kind(): 'audio' | 'video' {
+    return kindOf[this.source];
+  }
+
+  get track(): MediaStreamTrack | undefined {
+    return this.current.readyState === 'live' ? this.current : undefined;
+  }
+}
+
+/** Failures after which the server's state is set right by the reconciliation that follows a reconnection. */
+const CONNECTION_FAILURES = [ErrorCode.CONNECTION_CLOSED, ErrorCode.TIMEOUT];
 
 /**
  * Publishes the local participant's tracks: captures what the app asks for, keeps one producer
- * per source, and publishes again what the server lost (localTracks is the truth, kept across
- * reconnections).
+ * per source, mutes by pausing it (never by unpublishing), and publishes again what the server
+ * lost (the publications are the truth, kept across reconnections).
  */
 export class Publisher {
-  /** What this participant publishes, by source. */
+  /** What this participant publishes, by source, muted or not. */
+  readonly publications = new Map<Source, LocalPublication>();
+  /** The live tracks of the publications, by source (a muted camera the SDK captured has none). */
   readonly localTracks = new Map<Source, MediaStreamTrack>();
   private readonly producers = new Map<Source, types.Producer>();
   /** Tracks the SDK captured itself, and therefore stops. */
   private readonly ownedTracks = new WeakSet<MediaStreamTrack>();
+  /** How to capture each source, as set by setEnabled(). */
+  private readonly captureOptions = new Map<Source, CaptureOptions>();
+  /** Mutes, unmutes and setEnabled() calls run one at a time, in order. */
+  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly context: PublisherContext) {}
+
+  /**
+   * See Room.setMicrophoneEnabled and the others: enabling publishes a source not yet published
+   * and unmutes one that is muted; disabling mutes it (the screen share ends instead: sharing
+   * again needs the browser's picker anyway).
+   */
+  setEnabled(source: Source, enabled: boolean, grants: Readonly<Grants>, options?: CaptureOptions): Promise<void> {
+    return this.serially(async () => {
+      if (options) this.captureOptions.set(source, options);
+      const publication = this.publications.get(source);
+      if (enabled) {
+        if (publication) await this.applyMute(source, false);
+        else await this.publish({ [source]: true }, grants);
+        return;
+      }
+      if (!publication) return;
+      if (source === 'screen') await this.unpublish(source);
+      else await this.applyMute(source, true);
+    });
+  }
+
+  /** Mutes or unmutes a published source; rejects with NOT_FOUND when it is not published. */
+  setMuted(source: Source, muted: boolean): Promise<void> {
+    return this.serially(() => this.applyMute(source, muted));
+  }
 
   /** See Room.publish; `grants` are what the join token allows. */
   async publish(options: PublishOptions, grants: Readonly<Grants>): Promise<void> {
@@ -58,8 +118,9 @@ export class Publisher {
   /** Stops publishing a source (and stops its track if the SDK captured it). */
   async unpublish(source: Source): Promise<void> {
     const { signaling } = this.context;
-    const track = this.localTracks.get(source);
+    const publication = this.publications.get(source);
     const producer = this.producers.get(source);
+    this.publications.delete(source);
     this.localTracks.delete(source);
     this.producers.delete(source);
     if (producer) {
@@ -67,20 +128,27 @@ export class Publisher {
       // When not connected, the reconciliation after a resume closes it on the server.
       if (signaling.state === 'connected') await signaling.request('closeProducer', { producerId: producer.id }).catch(() => undefined);
     }
-    if (track) {
+    if (publication) {
+      const track = publication.current;
       if (this.ownedTracks.has(track)) track.stop();
       this.context.emit('localTrackUnpublished', { source, track });
     }
   }
 
   /**
-   * The server paused one of our producers (the customer's backend muted it): it is paused here
-   * too, so nothing is sent for it. Returns its source and track; unmuting is publishing again.
+   * The server paused one of our producers (the customer's backend muted it): it is paused and
+   * its publication muted here too, so nothing is sent for it and trackMuted tells the app, which
+   * may unmute it (unmuteTrack, setMicrophoneEnabled) like any mute. Returns its source and track.
    */
   mutedByServer(producerId: string): { source: Source; track: MediaStreamTrack } | undefined {
     for (const [source, producer] of this.producers) {
       if (producer.id !== producerId) continue;
       producer.pause();
+      const publication = this.publications.get(source);
+      if (publication && !publication.muted) {
+        publication.muted = true;
+        this.announceMute(publication);
+      }
       const track = this.localTracks.get(source);
       return track ? { source, track } : undefined;
     }
@@ -99,29 +167,45 @@ export class Publisher {
   }
 
   /**
-   * Makes the server's producers match localTracks: closes the ones we no longer publish,
-   * publishes again what the server lost (always the case after a rejoin).
+   * Makes the server's producers match the publications: closes the ones we no longer publish,
+   * pauses or resumes those muted or unmuted while the connection was away, publishes again what
+   * the server lost (always the case after a rejoin), muted ones paused from the start.
    */
   async reconcile(onServer: TrackInfo[]): Promise<void> {
-    const serverIds = new Set(onServer.map((t) => t.producerId));
+    const { signaling } = this.context;
+    const serverTracks = new Map(onServer.map((t) => [t.producerId, t]));
     for (const [source, producer] of [...this.producers]) {
-      if (serverIds.has(producer.id)) continue;
-      producer.close();
-      this.producers.delete(source);
+      const onServerTrack = serverTracks.get(producer.id);
+      if (!onServerTrack) {
+        producer.close();
+        this.producers.delete(source);
+        continue;
+      }
+      const muted = this.publications.get(source)?.muted ?? false;
+      if (onServerTrack.paused === muted) continue;
+      // Muted or unmuted while the connection was away.
+      await signaling.request(muted ? 'pauseProducer' : 'resumeProducer', { producerId: producer.id }).catch((error: unknown) => {
+        if (hasCode(error, ...CONNECTION_FAILURES)) throw error;
+        warn(`could not ${muted ? 'mute' : 'unmute'} the ${source} on the server`, error);
+      });
     }
     const ours = new Set([...this.producers.values()].map((p) => p.id));
     for (const track of onServer) {
-      if (!ours.has(track.producerId)) await this.context.signaling.request('closeProducer', { producerId: track.producerId }).catch(() => undefined);
+      if (!ours.has(track.producerId)) await signaling.request('closeProducer', { producerId: track.producerId }).catch(() => undefined);
     }
-    for (const [source, track] of [...this.localTracks]) {
+    for (const [source, publication] of [...this.publications]) {
       if (this.producers.has(source)) continue;
+      const track = publication.current;
+      // A muted camera whose capture the SDK stopped is published again when it is unmuted.
+      if (publication.muted && track.readyState === 'ended' && this.ownedTracks.has(track)) continue;
       try {
         if (track.readyState === 'ended') throw new GatewayError(ErrorCode.NOT_FOUND, 'the track ended');
-        await this.produce(source, track);
+        await this.produce(source, track, publication.muted);
       } catch (error) {
-        if (hasCode(error, ErrorCode.CONNECTION_CLOSED, ErrorCode.TIMEOUT)) throw error;
+        if (hasCode(error, ...CONNECTION_FAILURES)) throw error;
         // Cannot come back (e.g. the new token does not allow it): tell the app it is gone.
         warn(`could not publish the ${source} again`, error);
+        this.publications.delete(source);
         this.localTracks.delete(source);
         if (this.ownedTracks.has(track)) track.stop();
         this.context.emit('localTrackUnpublished', { source, track });
@@ -131,17 +215,94 @@ export class Publisher {
 
   /** Stops what the SDK captured and forgets every local track (the room is being torn down). */
   stopAll(): void {
-    for (const [source, track] of [...this.localTracks]) {
-      if (this.ownedTracks.has(track)) track.stop();
+    for (const [source, publication] of [...this.publications]) {
+      if (this.ownedTracks.has(publication.current)) publication.current.stop();
+      this.publications.delete(source);
       this.localTracks.delete(source);
     }
   }
 
-  private async tracksFor(options: PublishOptions, sources: Source[]): Promise<Array<[Source, MediaStreamTrack]>> {
+  private serially<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(work, work);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * Mutes by pausing the producer, here (nothing is sent) and on the server (the others are told,
+   * and see it in the room's state); the producer and the others' consumers stay. A camera the
+   * SDK captured is also stopped (its light goes off) and captured again on unmute, its new track
+   * replacing the old one in the same producer.
+   */
+  private async applyMute(source: Source, muted: boolean): Promise<void> {
+    const publication = this.publications.get(source);
+    if (!publication) throw new GatewayError(ErrorCode.NOT_FOUND, `the ${source} is not published`);
+    if (publication.muted === muted) return;
+    const { signaling } = this.context;
+    let producer = this.producers.get(source);
+    if (!muted && !publication.track) {
+      // The capture was stopped while muted: capture again, into the same producer.
+      if (source === 'screen') throw new GatewayError(ErrorCode.NOT_FOUND, 'the screen share ended');
+      const track = (await this.tracksFor({ [source]: true }, [source], true))[0]?.[1];
+      if (!track) throw new GatewayError(ErrorCode.NOT_FOUND, `no ${source} found`);
+      if (this.publications.get(source) !== publication) {
+        track.stop();
+        return;
+      }
+      try {
+        if (producer) await producer.replaceTrack({ track });
+      } catch (error) {
+        track.stop();
+        throw GatewayError.from(error, ErrorCode.UNAVAILABLE);
+      }
+      publication.current = track;
+      this.localTracks.set(source, track);
+      if (!producer) {
+        // Not on the server (a rejoin while muted): published again now, unmuted.
+        publication.muted = false;
+        await this.produce(source, track);
+        this.announceMute(publication);
+        return;
+      }
+    }
+    publication.muted = muted;
+    producer = this.producers.get(source);
+    if (producer) {
+      if (muted) producer.pause();
+      else producer.resume();
+      try {
+        // While away, the reconciliation after the reconnection tells the server.
+        if (signaling.state === 'connected') await signaling.request(muted ? 'pauseProducer' : 'resumeProducer', { producerId: producer.id });
+      } catch (error) {
+        if (!hasCode(error, ...CONNECTION_FAILURES)) {
+          publication.muted = !muted;
+          if (muted) producer.resume();
+          else producer.pause();
+          throw error;
+        }
+      }
+    }
+    const track = publication.track;
+    if (muted && source === 'camera' && track && this.ownedTracks.has(track)) {
+      // The camera light goes off; nothing is sent while paused anyway.
+      if (producer && !producer.closed) await producer.replaceTrack({ track: null }).catch(() => undefined);
+      track.stop();
+      this.localTracks.delete(source);
+    }
+    this.announceMute(publication);
+  }
+
+  private announceMute(publication: LocalPublication): void {
+    this.context.emit(publication.muted ? 'trackMuted' : 'trackUnmuted', { participant: this.context.localParticipant(), source: publication.source, publication });
+  }
+
+  /** The tracks to publish: those given, and captures of the sources set to `true` that have no live track (or all of them, with `always`). */
+  private async tracksFor(options: PublishOptions, sources: Source[], always = false): Promise<Array<[Source, MediaStreamTrack]>> {
     const out: Array<[Source, MediaStreamTrack]> = [];
-    const capture = (s: Source) => options[s] === true && !this.localTracks.has(s);
+    const capture = (s: Source) => options[s] === true && (always || !this.localTracks.has(s));
     if (capture('camera') || capture('microphone')) {
-      const captured = await captureUserMedia({ camera: capture('camera'), microphone: capture('microphone') });
+      const how = { camera: this.captureOptions.get('camera'), microphone: this.captureOptions.get('microphone') };
+      const captured = await captureUserMedia({ camera: capture('camera'), microphone: capture('microphone') }, how);
       for (const source of ['camera', 'microphone'] as const) {
         const track = captured[source];
         if (track) this.ownedTracks.add(track);
@@ -149,7 +310,7 @@ export class Publisher {
       }
     }
     if (capture('screen')) {
-      const track = await captureScreen();
+      const track = await captureScreen(this.captureOptions.get('screen'));
       this.ownedTracks.add(track);
       out.push(['screen', track]);
     }
@@ -160,33 +321,46 @@ export class Publisher {
     return out;
   }
 
+  /** Publishes a track for a source; publishing one for a muted source unmutes it. */
   private async publishTrack(source: Source, track: MediaStreamTrack): Promise<void> {
-    const previous = this.localTracks.get(source);
+    const publication = this.publications.get(source);
+    const previous = publication?.current;
     if (previous === track) return;
     const producer = this.producers.get(source);
-    if (producer && previous) {
+    if (publication && producer) {
       await producer.replaceTrack({ track });
+      publication.current = track;
       this.localTracks.set(source, track);
-      if (this.ownedTracks.has(previous)) previous.stop();
-      this.context.emit('localTrackUnpublished', { source, track: previous });
+      if (this.ownedTracks.has(previous!)) previous!.stop();
+      this.context.emit('localTrackUnpublished', { source, track: previous! });
       this.context.emit('localTrackPublished', { source, track });
+      if (publication.muted) await this.applyMute(source, false);
       return;
     }
+    // New, or not on the server (muted through a rejoin): published afresh, unmuted.
+    const wasMuted = publication?.muted ?? false;
+    const fresh = new LocalPublication(source, track, this.producers);
+    this.publications.set(source, fresh);
     this.localTracks.set(source, track);
     try {
       await this.produce(source, track);
     } catch (error) {
-      if (this.localTracks.get(source) === track) this.localTracks.delete(source);
+      if (this.publications.get(source) === fresh) {
+        this.publications.delete(source);
+        this.localTracks.delete(source);
+      }
       throw error;
     }
     this.context.emit('localTrackPublished', { source, track });
+    if (wasMuted) this.announceMute(fresh);
   }
 
-  private async produce(source: Source, track: MediaStreamTrack): Promise<void> {
+  private async produce(source: Source, track: MediaStreamTrack, paused = false): Promise<void> {
     const transport = this.context.sendTransport();
     if (!transport) throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'this token may not publish');
-    const producer = await transport.produce({ track, ...producerOptions(source, track), stopTracks: false, appData: { source } });
-    if (this.localTracks.get(source) !== track || this.context.sendTransport() !== transport) {
+    const producer = await transport.produce({ track, ...producerOptions(source, track), stopTracks: false, appData: { source, paused } });
+    if (paused) producer.pause();
+    if (this.publications.get(source)?.current !== track || this.context.sendTransport() !== transport) {
       // Unpublished (or the transport replaced) while the server was creating it.
       producer.close();
       await this.context.signaling.request('closeProducer', { producerId: producer.id }).catch(() => undefined);

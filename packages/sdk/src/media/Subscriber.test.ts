@@ -24,7 +24,7 @@ function setup() {
     if (method === 'consume' && refusal) throw refusal;
     return method === 'consume' ? { consumerId: `CO_${params.producerId}`, producerId: params.producerId, kind: 'video', rtpParameters: {} } : {};
   });
-  const participant: MutableParticipant = { id: 'PA_a', identity: 'agent-1', role: 'agent', joinedAtMs: 1, isLocal: false, tracks: new Map() };
+  const participant: MutableParticipant = { id: 'PA_a', identity: 'agent-1', role: 'agent', joinedAtMs: 1, isLocal: false, tracks: new Map(), publications: new Map() };
   const events: string[] = [];
   const context = {
     signaling: { request, state: 'connected' },
@@ -69,7 +69,26 @@ describe('Subscriber', () => {
     subscriber.dropTracksOf('PA_a');
     expect(consumers[0]!.closed).toBe(true);
     expect(participant.tracks.size).toBe(0);
-    expect(events).toEqual(['track:PA_a:camera', 'trackPaused:PA_a:camera', 'trackResumed:PA_a:camera', 'trackEnded:PA_a:camera']);
+    expect(events).toEqual(['track:PA_a:camera', 'trackMuted:PA_a:camera', 'trackPaused:PA_a:camera', 'trackUnmuted:PA_a:camera', 'trackResumed:PA_a:camera', 'trackEnded:PA_a:camera']);
+  });
+
+  it('shows a track muted before it is received in its publication, receives it paused, and announces the unmute', async () => {
+    const { subscriber, participant, consumers, request, events } = setup();
+    subscriber.add('PA_a', { ...camera('PR_1'), paused: true });
+    const publication = participant.publications.get('camera')!;
+    expect(publication).toMatchObject({ source: 'camera', kind: 'video', muted: true, track: undefined });
+    await subscriber.pump();
+    expect(consumers[0]!.pause).toHaveBeenCalledTimes(1);
+    expect(publication.track).toBe(participant.tracks.get('camera'));
+    // A snapshot after a resume that says it is unmuted now: the same consumer goes on.
+    subscriber.add('PA_a', { ...camera('PR_1'), paused: false });
+    expect(publication.muted).toBe(false);
+    expect(consumers[0]!.resume).toHaveBeenCalledTimes(1);
+    expect(request.mock.calls.filter(([method]) => method === 'consume')).toHaveLength(1);
+    expect(events).toEqual(['track:PA_a:camera', 'trackUnmuted:PA_a:camera', 'trackResumed:PA_a:camera']);
+    subscriber.drop('PR_1');
+    expect(participant.publications.size).toBe(0);
+    expect(publication.track).toBeUndefined();
   });
 
   it('receives again on a new transport what the old one carried', async () => {

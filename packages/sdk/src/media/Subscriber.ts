@@ -5,15 +5,23 @@ import type { Emit } from '../events.js';
 import { warn } from '../log.js';
 import type { MutableParticipant, RemoteTrackSink } from '../Roster.js';
 import type { SignalingClient } from '../signaling/SignalingClient.js';
-import type { RemoteSource, RoomEvents } from '../types.js';
+import type { RemoteSource, RoomEvents, TrackPublication } from '../types.js';
 import { asStruct } from './Transports.js';
+
+/** What the app sees of a remote track (participant.publications). */
+interface RemotePublication extends TrackPublication {
+  muted: boolean;
+  track: MediaStreamTrack | undefined;
+}
 
 /** A remote producer we know of, consumed or waiting to be. */
 interface RemoteTrack {
   readonly producerId: string;
   readonly participantId: string;
   readonly source: RemoteSource;
+  /** Paused by its sender (muted): the same producer, no media meanwhile. */
   paused: boolean;
+  readonly publication: RemotePublication;
   consumer?: types.Consumer;
   /** `track` was emitted for the consumer (so `trackEnded` is owed). */
   announced: boolean;
@@ -30,7 +38,7 @@ export interface SubscriberContext {
   recvRtpCapabilities(): types.RtpCapabilities;
   /** Another participant in the room, whose tracks map shows what is received of them. */
   participant(participantId: string): MutableParticipant | undefined;
-  emit: Emit<Pick<RoomEvents, 'track' | 'trackEnded' | 'trackPaused' | 'trackResumed'>>;
+  emit: Emit<Pick<RoomEvents, 'track' | 'trackEnded' | 'trackPaused' | 'trackResumed' | 'trackMuted' | 'trackUnmuted'>>;
 }
 
 /** Receives the other participants' tracks: one consumer per remote producer, made again whenever it is lost. */
@@ -47,14 +55,10 @@ export class Subscriber implements RemoteTrackSink {
       this.setPaused(info.producerId, info.paused);
       return;
     }
-    this.remoteTracks.set(info.producerId, {
-      producerId: info.producerId,
-      participantId,
-      source: info.source as RemoteSource,
-      paused: info.paused,
-      announced: false,
-      failed: false,
-    });
+    const source = info.source as RemoteSource;
+    const publication: RemotePublication = { trackId: info.producerId, source, kind: info.kind === 'audio' ? 'audio' : 'video', muted: info.paused, track: undefined };
+    this.remoteTracks.set(info.producerId, { producerId: info.producerId, participantId, source, paused: info.paused, publication, announced: false, failed: false });
+    this.context.participant(participantId)?.publications.set(source, publication);
   }
 
   drop(producerId: string): void {
@@ -62,6 +66,8 @@ export class Subscriber implements RemoteTrackSink {
     if (!remote) return;
     this.remoteTracks.delete(producerId);
     this.detachConsumer(remote);
+    const participant = this.context.participant(remote.participantId);
+    if (participant?.publications.get(remote.source) === remote.publication) participant.publications.delete(remote.source);
   }
 
   dropTracksOf(participantId: string, keep?: ReadonlySet<string>): void {
@@ -70,13 +76,17 @@ export class Subscriber implements RemoteTrackSink {
     }
   }
 
+  /** The sender muted or unmuted a track: the same producer and consumer go on. */
   setPaused(producerId: string, paused: boolean): void {
     const remote = this.remoteTracks.get(producerId);
     if (!remote || remote.paused === paused) return;
     remote.paused = paused;
-    const consumer = remote.consumer;
+    remote.publication.muted = paused;
     const participant = this.context.participant(remote.participantId);
-    if (!consumer || !participant || !remote.announced) return;
+    if (!participant) return;
+    this.context.emit(paused ? 'trackMuted' : 'trackUnmuted', { participant, source: remote.source, publication: remote.publication });
+    const consumer = remote.consumer;
+    if (!consumer || !remote.announced) return;
     // Locally too, so the receiver stops expecting media instead of showing a stall.
     if (paused) consumer.pause();
     else consumer.resume();
@@ -157,6 +167,7 @@ export class Subscriber implements RemoteTrackSink {
       if (!participant) return true;
       if (remote.paused) consumer.pause();
       remote.announced = true;
+      remote.publication.track = consumer.track;
       participant.tracks.set(remote.source, consumer.track);
       this.context.emit('track', { participant, source: remote.source, track: consumer.track });
       return true;
@@ -191,6 +202,7 @@ export class Subscriber implements RemoteTrackSink {
     const participant = this.context.participant(remote.participantId);
     if (!remote.announced) return;
     remote.announced = false;
+    if (remote.publication.track === consumer.track) remote.publication.track = undefined;
     if (participant?.tracks.get(remote.source) === consumer.track) participant.tracks.delete(remote.source);
     if (participant) this.context.emit('trackEnded', { participant, source: remote.source, track: consumer.track });
   }

@@ -131,7 +131,7 @@ export class Transports {
     });
     transport.on('produce', ({ kind, rtpParameters, appData }, callback, errback) => {
       signaling
-        .request('produce', { transportId: transport.id, kind, rtpParameters: asStruct(rtpParameters), source: String(appData.source), paused: false })
+        .request('produce', { transportId: transport.id, kind, rtpParameters: asStruct(rtpParameters), source: String(appData.source), paused: appData.paused === true })
         .then(({ producerId }) => callback({ id: producerId }), errback);
     });
     transport.on('connectionstatechange', (state) => this.iceRestarts.onStateChange(transport, state));

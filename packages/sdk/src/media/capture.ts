@@ -1,12 +1,19 @@
 import { ErrorCode, GatewayError } from '../errors.js';
+import type { CaptureOptions } from '../types.js';
 
 /** Captures camera and microphone in one getUserMedia call, so the browser asks only once. */
-export async function captureUserMedia(want: { camera: boolean; microphone: boolean }): Promise<{ camera?: MediaStreamTrack; microphone?: MediaStreamTrack }> {
+export async function captureUserMedia(
+  want: { camera: boolean; microphone: boolean },
+  options: { camera?: CaptureOptions; microphone?: CaptureOptions } = {},
+): Promise<{ camera?: MediaStreamTrack; microphone?: MediaStreamTrack }> {
   const devices = mediaDevices();
+  const camera = options.camera ?? {};
+  const microphone = options.microphone ?? {};
+  const device = (deviceId: string | undefined) => (deviceId ? { deviceId: { exact: deviceId } } : {});
   try {
     const stream = await devices.getUserMedia({
-      video: want.camera ? { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } } : false,
-      audio: want.microphone ? { echoCancellation: true, noiseSuppression: true, autoGainControl: true } : false,
+      video: want.camera ? { width: { ideal: camera.width ?? 1280 }, height: { ideal: camera.height ?? 720 }, frameRate: { ideal: camera.frameRate ?? 30 }, ...device(camera.deviceId) } : false,
+      audio: want.microphone ? { echoCancellation: true, noiseSuppression: true, autoGainControl: true, ...device(microphone.deviceId) } : false,
     });
     return { camera: stream.getVideoTracks()[0], microphone: stream.getAudioTracks()[0] };
   } catch (error) {
@@ -14,11 +21,11 @@ export async function captureUserMedia(want: { camera: boolean; microphone: bool
   }
 }
 
-export async function captureScreen(): Promise<MediaStreamTrack> {
+export async function captureScreen(options: CaptureOptions = {}): Promise<MediaStreamTrack> {
   const devices = mediaDevices();
   if (!devices.getDisplayMedia) throw new GatewayError(ErrorCode.UNSUPPORTED, 'this browser cannot share the screen');
   try {
-    const stream = await devices.getDisplayMedia({ video: { frameRate: { ideal: 15, max: 30 } }, audio: false });
+    const stream = await devices.getDisplayMedia({ video: { frameRate: { ideal: options.frameRate ?? 15, max: 30 } }, audio: false });
     return stream.getVideoTracks()[0]!;
   } catch (error) {
     throw captureError(error, 'screen');

@@ -239,6 +239,65 @@ describe('SignalingClient', () => {
     expect(seen).toEqual(['reconnecting', 'reconnected:rejoined']);
   });
 
+  it('joins again with a fresh token from tokenProvider, never the expired original, and only when it must', async () => {
+    // The server accepts only tokens it has not seen expire; the session itself resumes without one.
+    const valid = new Set(['jwt-original']);
+    let resumable = true;
+    const base = standard({ resume: () => (resumable ? undefined : { error: { code: 'SESSION_EXPIRED', message: 'gone' } }) });
+    server = await FakeServer.start((r, c) => (r.join && !valid.has(r.join.token) ? { response: { id: r.id, error: { code: 'TOKEN_EXPIRED', message: 'expired' } } } : base(r, c)));
+    let issued = 0;
+    const tokenProvider = vi.fn(async () => {
+      const token = `jwt-fresh-${++issued}`;
+      valid.add(token);
+      return token;
+    });
+    client = new SignalingClient({ ...fast, url: server.url, token: 'jwt-original', tokenProvider });
+    const seen = events(client);
+    await client.connect();
+    valid.delete('jwt-original');
+    // A drop the session survives: resumed on its own credential, no token asked for.
+    let reconnected = next(client, 'reconnected');
+    client.dropSocket();
+    await reconnected;
+    expect(tokenProvider).not.toHaveBeenCalled();
+    // A drop it does not: joined again with a fresh token.
+    resumable = false;
+    reconnected = next(client, 'reconnected');
+    client.dropSocket();
+    await reconnected;
+    expect(server.firstMethods()).toEqual(['join', 'resume', 'resume', 'join']);
+    expect(server.last().frames[0].join.token).toBe('jwt-fresh-1');
+    // A rejoin the server asks for (4010) asks for a fresh token too.
+    reconnected = next(client, 'reconnected');
+    server.last().ws.close(4010, 'rejoin required');
+    await reconnected;
+    expect(server.last().frames[0].join.token).toBe('jwt-fresh-2');
+    expect(tokenProvider).toHaveBeenCalledTimes(2);
+    expect(seen).toEqual(['reconnecting', 'reconnected:resumed', 'reconnecting', 'reconnected:rejoined', 'reconnecting', 'reconnected:rejoined']);
+  });
+
+  it('retries a tokenProvider that fails, and gives up on a token the server refuses', async () => {
+    server = await FakeServer.start(standard({ resume: () => ({ error: { code: 'SESSION_EXPIRED', message: 'gone' } }) }));
+    let calls = 0;
+    const tokenProvider = vi.fn(async () => {
+      if (++calls === 1) throw new Error('backend unreachable');
+      return 'jwt-fresh';
+    });
+    client = new SignalingClient({ ...fast, url: server.url, token: 'jwt', tokenProvider });
+    await client.connect();
+    const reconnected = next(client, 'reconnected');
+    client.dropSocket();
+    await reconnected;
+    expect(tokenProvider).toHaveBeenCalledTimes(2);
+    expect(server.last().frames[0].join.token).toBe('jwt-fresh');
+    // Now the server refuses what the provider gives: over for good, not retried forever.
+    server.answer = (r) => ({ response: { id: r.id, error: { code: r.resume ? 'SESSION_EXPIRED' : 'TOKEN_EXPIRED', message: 'no' } } });
+    const disconnected = next<[{ reason: string }]>(client, 'disconnected');
+    client.dropSocket();
+    expect((await disconnected)[0]).toMatchObject({ reason: 'unauthenticated' });
+    expect(tokenProvider).toHaveBeenCalledTimes(3);
+  });
+
   it('joins again when the server requires it (4010)', async () => {
     server = await FakeServer.start();
     client = new SignalingClient({ ...fast, url: server.url, token: 'jwt' });

@@ -41,8 +41,16 @@ export type SessionRestorer = (response: JoinResponse, how: 'joined' | 'resumed'
 export interface ConnectionOptions {
   /** ws(s)://host/ws, or the http(s) base of the server (then /ws is used). */
   url: string;
-  /** The join token; kept for a full rejoin when the session cannot be resumed. */
+  /** The join token; kept for a full rejoin when the session cannot be resumed (unless `tokenProvider` is given). */
   token: string;
+  /**
+   * Gives a fresh join token (from the app's backend) whenever the client must join again
+   * because the session could not be resumed; without it the original token is used again,
+   * which fails once it has expired. A resume never needs it: it rests on the session's own
+   * credential. Rejecting counts as a failed attempt (retried with backoff until
+   * reconnectGiveUpAfterMs).
+   */
+  tokenProvider?: () => Promise<string>;
   /** Defaults to globalThis.WebSocket; pass the `ws` package's WebSocket in Node. */
   WebSocket?: WebSocketConstructor;
   requestTimeoutMs?: number;
@@ -60,7 +68,7 @@ export interface SignalingClientOptions extends ConnectionOptions {
   restore?: SessionRestorer;
 }
 
-type Timings = Required<Omit<ConnectionOptions, 'url' | 'token' | 'WebSocket'>>;
+type Timings = Required<Omit<ConnectionOptions, 'url' | 'token' | 'tokenProvider' | 'WebSocket'>>;
 const DEFAULTS: Timings = {
   requestTimeoutMs: 15_000,
   connectTimeoutMs: 10_000,
@@ -84,7 +92,7 @@ export type SignalingEvents = {
  * current Socket (which also keeps the heartbeat); this decides what happens when one closes.
  * After an unexpected close it reconnects with backoff and resumes the session (`resume` is
  * the first frame on the new socket); when the session cannot be resumed, or the server asks
- * for it, it joins again with the original token. Either way the `restore` hook rebuilds media
+ * for it, it joins again with a fresh token from `tokenProvider`, or else the original one. Either way the `restore` hook rebuilds media
  * state before `reconnected` is emitted.
  */
 export class SignalingClient extends Emitter<SignalingEvents> {
@@ -197,14 +205,17 @@ export class SignalingClient extends Emitter<SignalingEvents> {
     });
   }
 
-  /** Sends join or resume as the first frame of a socket and makes it the current one on success. */
-  private async handshake(socket: Socket, method: 'join' | 'resume'): Promise<JoinResponse> {
+  /**
+   * Sends join or resume as the first frame of a socket and makes it the current one on success.
+   * `token` is the join token for a join (the original one unless a fresh one was fetched).
+   */
+  private async handshake(socket: Socket, method: 'join' | 'resume', token = this.options.token): Promise<JoinResponse> {
     this.socket?.close(1000, 'replaced by a new connection');
     this.socket = socket;
     const timeout = this.timings.requestTimeoutMs;
     const response =
       method === 'join'
-        ? await socket.request('join', { token: this.options.token, protocolVersion: PROTOCOL_VERSION }, timeout)
+        ? await socket.request('join', { token, protocolVersion: PROTOCOL_VERSION }, timeout)
         : await socket.request('resume', { resumeToken: this.resumeToken, protocolVersion: PROTOCOL_VERSION }, timeout);
     this.resumeToken = response.resumeToken;
     this.rejoinRequired = false;
@@ -257,6 +268,9 @@ export class SignalingClient extends Emitter<SignalingEvents> {
       let socket: Socket | undefined;
       let restoring = false;
       try {
+        // A fresh join token is fetched before the socket opens (the server wants join or resume soon after).
+        let token = mode === 'rejoin' ? await this.freshToken() : undefined;
+        if (this.stateValue !== 'reconnecting') return;
         socket = await this.openSocket();
         if (this.stateValue !== 'reconnecting') return socket.close(1000, 'closed');
         let response: JoinResponse | undefined;
@@ -268,11 +282,13 @@ export class SignalingClient extends Emitter<SignalingEvents> {
             // The session is gone: join afresh, on a fresh connection.
             mode = 'rejoin';
             socket.close(1000, 'resume failed');
+            token = await this.freshToken();
+            if (this.stateValue !== 'reconnecting') return;
             socket = await this.openSocket();
             if (this.stateValue !== 'reconnecting') return socket.close(1000, 'closed');
           }
         }
-        response ??= await this.handshake(socket, 'join');
+        response ??= await this.handshake(socket, 'join', token);
         restoring = true;
         await this.options.restore?.(response, mode === 'resume' ? 'resumed' : 'rejoined');
         if (this.stateValue !== 'reconnecting') return;
@@ -298,6 +314,20 @@ export class SignalingClient extends Emitter<SignalingEvents> {
         if (socket && socket === this.socket) socket.close(1000, 'reconnect attempt failed');
         if (hasCode(lastError, ErrorCode.RATE_LIMITED) && lastError.retryAfterMs > 0) await this.sleep(lastError.retryAfterMs);
       }
+    }
+  }
+
+  /** The join token for joining again: a fresh one from the app's tokenProvider, or the original. */
+  private async freshToken(): Promise<string> {
+    const provider = this.options.tokenProvider;
+    if (!provider) return this.options.token;
+    try {
+      const token = await provider();
+      if (typeof token !== 'string' || !token) throw new Error('the tokenProvider gave no token');
+      return token;
+    } catch (error) {
+      // Not the server refusing a token: the attempt failed, the next one asks again.
+      throw new GatewayError(ErrorCode.UNAVAILABLE, `the tokenProvider failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
     }
   }
 

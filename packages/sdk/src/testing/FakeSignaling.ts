@@ -88,8 +88,15 @@ export class FakeSignaling {
           case 'produce': {
             const producerId = `PR_${++this.seq}`;
             this.produced.push(producerId);
-            state.tracks.push({ producerId, source: params.source, kind: params.kind });
+            state.tracks.push({ producerId, source: params.source, kind: params.kind, paused: params.paused === true });
             return reply({ produce: { producerId } });
+          }
+          case 'pauseProducer':
+          case 'resumeProducer': {
+            const track = state.tracks.find((t) => t.producerId === params.producerId);
+            if (!track) return fail('NOT_FOUND');
+            track.paused = method === 'pauseProducer';
+            return reply({ [method]: {} });
           }
           case 'closeProducer':
             state.tracks = state.tracks.filter((t) => t.producerId !== params.producerId);
@@ -263,6 +270,11 @@ export class FakeSignaling {
     };
     this.messages.push(message);
     return message;
+  }
+
+  /** The producers a session of ours has on the server (published tracks, with their paused state). */
+  tracksOf(participantId: string): TrackJson[] {
+    return this.sessions.get(participantId)?.tracks ?? [];
   }
 
   /** Sends a notification to every open socket. */

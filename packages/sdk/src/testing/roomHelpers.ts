@@ -9,9 +9,14 @@ import type { FakeSignaling } from './FakeSignaling.js';
 
 /** Options to connect to a fake server: fake media, and reconnection quick enough for tests. */
 export function connectOptions(server: FakeSignaling, extra: Partial<ConnectOptions> = {}): ConnectOptions {
+  return nodeConnectOptions(server.url, 'jwt', extra);
+}
+
+/** Options to connect from Node to any signaling server (a real one in test/): `ws`, mediasoup-client's FakeHandler, quick reconnection. */
+export function nodeConnectOptions(url: string, token: string, extra: Partial<ConnectOptions> = {}): ConnectOptions {
   return {
-    url: server.url,
-    token: 'jwt',
+    url,
+    token,
     WebSocket: WebSocket as unknown as WebSocketConstructor,
     handlerFactory: FakeHandler.createFactory(fakeParameters),
     reconnectInitialDelayMs: 10,

@@ -2,13 +2,26 @@
 
 import { showError } from './status.js';
 
-/** Buttons with data-toggle="camera|microphone|screen" publish and unpublish that source. */
+/** How each source is turned on and off: the microphone and camera mute (they stay published), the screen share ends. */
+const SET_ENABLED = {
+  microphone: (room, on) => room.setMicrophoneEnabled(on),
+  camera: (room, on) => room.setCameraEnabled(on),
+  screen: (room, on) => room.setScreenShareEnabled(on),
+};
+
+/** Whether a source is on: published and not muted. */
+function isOn(room, source) {
+  const publication = room.localPublications.get(source);
+  return !!publication && !publication.muted;
+}
+
+/** Buttons with data-toggle="camera|microphone|screen" turn that source on and off. */
 export function bindToggles(room) {
   const buttons = [...document.querySelectorAll('[data-toggle]')];
   const refresh = () => {
     for (const button of buttons) {
       const source = button.dataset.toggle;
-      const on = room.localTracks.has(source);
+      const on = isOn(room, source);
       button.setAttribute('aria-pressed', String(on));
       button.disabled = button.dataset.busy === '1' || !room.grants.sources.includes(source);
       const label = button.querySelector('.label');
@@ -21,8 +34,7 @@ export function bindToggles(room) {
       button.dataset.busy = '1';
       refresh();
       try {
-        if (room.localTracks.has(source)) await room.unpublish(source);
-        else await room.publish({ [source]: true });
+        await SET_ENABLED[source](room, !isOn(room, source));
       } catch (error) {
         // Cancelling the screen picker is not an error worth showing.
         if (!(source === 'screen' && error && error.code === 'PERMISSION_DENIED')) showError(error);
@@ -31,8 +43,7 @@ export function bindToggles(room) {
       refresh();
     };
   }
-  room.on('localTrackPublished', refresh);
-  room.on('localTrackUnpublished', refresh);
+  for (const event of ['localTrackPublished', 'localTrackUnpublished', 'trackMuted', 'trackUnmuted', 'reconnected']) room.on(event, refresh);
   room.on('disconnected', () => buttons.forEach((b) => b.setAttribute('aria-pressed', 'false')));
   refresh();
 }

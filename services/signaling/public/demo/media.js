@@ -58,8 +58,7 @@ export function bindLocalPreview(room, container) {
     if (track) container.prepend(mediaElement(track, { local: '1', source: 'camera' }));
     container.classList.toggle('has-video', !!track);
   };
-  room.on('localTrackPublished', render);
-  room.on('localTrackUnpublished', render);
-  room.on('disconnected', render);
+  // A muted camera has no live track (its capture is stopped) and shows the placeholder.
+  for (const event of ['localTrackPublished', 'localTrackUnpublished', 'trackMuted', 'trackUnmuted', 'disconnected']) room.on(event, render);
   render();
 }

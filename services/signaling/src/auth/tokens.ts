@@ -105,7 +105,8 @@ export const mintRequestSchema = z
   .refine((r) => !r.canRecord || r.role === 'agent', { message: 'only agents may be granted canRecord', path: ['canRecord'] });
 
 const DEFAULT_TTL_SECONDS = 6 * 3600;
-const CLOCK_TOLERANCE_SECONDS = 30;
+/** How far past its `exp` (or before its `nbf`) a join token is still taken: clocks differ. */
+export const CLOCK_TOLERANCE_SECONDS = 30;
 
 const secretKey = (tenant: Tenant) => new TextEncoder().encode(tenant.apiSecret);
 

@@ -14,7 +14,9 @@ export async function setTrackPaused(session: ParticipantSession, hub: Pick<Room
   await callSessionNode(session, pause ? session.sfu.pauseProducer : session.sfu.resumeProducer, { room: session.roomRef(), producerId });
   const track = session.tracks.get(producerId)!;
   track.paused = pause;
-  void session.persist();
+  // Stored before anyone hears of it, as for produce: a participant joining meanwhile either
+  // lists the record with the new state or is subscribed in time for the notification.
+  await session.persist();
   hub.publish(session.tenant, session.room, { $case: pause ? 'producerPaused' : 'producerResumed', value: { participantId: session.participantId, producerId } });
   return { ...track };
 }

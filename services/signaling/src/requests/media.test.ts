@@ -21,6 +21,7 @@ function setUp(options: { answers?: Record<string, unknown>; grant?: NonNullable
     produce: () => ({ producerId: `PR_${++produced}` }),
     closeProducer: {},
     pauseProducer: {},
+    resumeProducer: {},
     closeConsumer: {},
     consume: (request: { producerId: string }) => ({
       consumerId: `CO_${request.producerId}_${Math.random().toString(36).slice(2, 6)}`,
@@ -94,14 +95,26 @@ describe('media requests', () => {
   });
 
   it("pause and close only the session's own producers, telling the room", async () => {
-    const { handlers, session, published } = setUp();
+    const { handlers, session, store, published } = setUp();
     await expect(handlers.pauseProducer(session, { producerId: 'PR_x' })).rejects.toMatchObject({ code: ErrorCode.NOT_FOUND });
     session.tracks.set('PR_1', { producerId: 'PR_1', source: 'camera', kind: 'video', paused: false });
+    // The room hears of the pause only once the record says it (a late joiner lists the record).
+    const storedWhenHeard: Array<boolean | undefined> = [];
+    const hub = published.push.bind(published);
+    published.push = (...events) => {
+      void store.get('demo', 'room-1', 'PA_1').then((stored) => storedWhenHeard.push(stored?.record.info?.tracks[0]?.paused));
+      return hub(...events);
+    };
     await handlers.pauseProducer(session, { producerId: 'PR_1' });
     expect(session.tracks.get('PR_1')?.paused).toBe(true);
+    await handlers.resumeProducer(session, { producerId: 'PR_1' });
+    await session.writesSettled();
+    await new Promise((r) => setTimeout(r, 10));
+    expect(storedWhenHeard).toEqual([true, false]);
+    published.push = hub;
     await handlers.closeProducer(session, { producerId: 'PR_1' });
     expect(session.tracks.size).toBe(0);
-    expect(published.map((e) => e?.$case)).toEqual(['producerPaused', 'producerClosed']);
+    expect(published.map((e) => e?.$case)).toEqual(['producerPaused', 'producerResumed', 'producerClosed']);
   });
 
   it('consume once per producer: a repeated consume replaces the first consumer', async () => {
