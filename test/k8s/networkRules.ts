@@ -11,7 +11,19 @@ const publicSources = new Set(['0.0.0.0/0', '::/0']);
 const signalingHttpPort = (objects: K8sObject[]): number | undefined =>
   objects.find((o) => o.kind === 'Service' && o.metadata.name === 'signaling')?.spec?.ports?.find((p: Json) => p.name === 'http')?.port;
 
-/** Only signaling (through the Ingress) and the SFU's media ports face the internet; gRPC never. */
+/** The port of crm-sync's Service that leads to its admin API. */
+const crmSyncAdminPort = (objects: K8sObject[]): number | undefined =>
+  objects.find((o) => o.kind === 'Service' && o.metadata.name === 'crm-sync')?.spec?.ports?.find((p: Json) => p.name === 'http')?.port;
+
+/** Whether an Ingress backend is signaling's http port, or crm-sync's admin port under /v1/ only. */
+function publicBackend(objects: K8sObject[], backend: Json, path: string | undefined): boolean {
+  const port = backend.service?.port;
+  const is = (name: string, number: number | undefined) => backend.service?.name === name && (port?.name === 'http' || (number !== undefined && port?.number === number));
+  if (is('signaling', signalingHttpPort(objects))) return true;
+  return is('crm-sync', crmSyncAdminPort(objects)) && path?.startsWith('/v1/') === true;
+}
+
+/** Only signaling and crm-sync's admin API (through Ingresses) and the SFU's media ports face the internet; gRPC and ops ports never. */
 export const exposureRules: Rule = (objects) => {
   const found: Violation[] = [];
   const add = (o: K8sObject, message: string) => found.push({ rule: 'exposure', object: objectId(o), message });
@@ -21,11 +33,16 @@ export const exposureRules: Rule = (objects) => {
       if ((o.spec?.externalIPs ?? []).length > 0) add(o, 'has external IPs');
     }
     if (o.kind === 'Ingress') {
-      const backends: Json[] = [o.spec?.defaultBackend, ...(o.spec?.rules ?? []).flatMap((r: Json) => (r.http?.paths ?? []).map((p: Json) => p.backend))].filter(Boolean);
-      for (const b of backends) {
-        const port = b.service?.port;
-        if (b.service?.name !== 'signaling' || (port?.name !== 'http' && port?.number !== signalingHttpPort(objects)))
-          add(o, `routes to ${b.service?.name ?? 'a resource'} port ${port?.name ?? port?.number}: only signaling's http port is public`);
+      const routes: Array<{ backend: Json; path?: string }> = [
+        ...(o.spec?.defaultBackend ? [{ backend: o.spec.defaultBackend }] : []),
+        ...(o.spec?.rules ?? []).flatMap((r: Json) => (r.http?.paths ?? []).map((p: Json) => ({ backend: p.backend, path: p.path }))),
+      ];
+      for (const { backend, path } of routes) {
+        if (!publicBackend(objects, backend, path))
+          add(
+            o,
+            `routes ${path ?? 'everything'} to ${backend.service?.name ?? 'a resource'} port ${backend.service?.port?.name ?? backend.service?.port?.number}: only signaling's http port and crm-sync's admin API (/v1/) are public`,
+          );
       }
     }
   }
@@ -91,7 +108,7 @@ export const networkPolicyRules: Rule = (objects) => {
   return found;
 };
 
-/** The Ingress keeps WebSockets open, has no sticky sessions, and matches signaling's WebAuthn origins. */
+/** signaling's Ingress keeps WebSockets open, has no sticky sessions, and matches signaling's WebAuthn origins; every Ingress with TLS redirects plain HTTP. */
 export const ingressRules: Rule = (objects) => {
   const found: Violation[] = [];
   const signaling = workloads(objects).find((w) => w.service === 'signaling');
@@ -107,6 +124,12 @@ export const ingressRules: Rule = (objects) => {
   for (const o of objects.filter((x) => x.kind === 'Ingress')) {
     const add = (message: string) => found.push({ rule: 'ingress', object: objectId(o), message });
     const annotations = o.metadata.annotations ?? {};
+    const backends = (o.spec?.rules ?? []).flatMap((r: Json) => (r.http?.paths ?? []).map((p: Json) => p.backend?.service?.name));
+    if (!backends.includes('signaling')) {
+      // The admin API: credentials in every request, so with TLS plain HTTP is only a redirect.
+      if ((o.spec?.tls ?? []).length > 0 && annotations['nginx.ingress.kubernetes.io/force-ssl-redirect'] !== 'true') add('TLS without nginx.ingress.kubernetes.io/force-ssl-redirect');
+      continue;
+    }
     for (const name of ['proxy-read-timeout', 'proxy-send-timeout']) {
       const value = Number(annotations[`nginx.ingress.kubernetes.io/${name}`]);
       if (!(value >= 3600)) add(`nginx.ingress.kubernetes.io/${name} is not at least 3600 (WebSockets would be cut)`);

@@ -143,7 +143,20 @@ describe('each deployment rule rejects what it is meant to', () => {
   it('a LoadBalancer Service', () => caught(exposureRules, (o) => (find(o, 'Service', 'recorder').spec.type = 'LoadBalancer'), /a LoadBalancer Service/));
 
   it('an Ingress to a gRPC port', () =>
-    caught(exposureRules, (o) => (find(o, 'Ingress', 'signaling').spec.rules[0].http.paths[0].backend.service = { name: 'recorder', port: { name: 'grpc' } }), /routes to recorder port grpc/));
+    caught(exposureRules, (o) => (find(o, 'Ingress', 'signaling').spec.rules[0].http.paths[0].backend.service = { name: 'recorder', port: { name: 'grpc' } }), /routes \/ to recorder port grpc/));
+
+  it("an Ingress to crm-sync's ops port, or to its admin port beyond /v1/", () => {
+    caught(exposureRules, (o) => (find(o, 'Ingress', 'crm-sync-admin').spec.rules[0].http.paths[0].backend.service.port = { name: 'ops' }), /routes \/v1\/ to crm-sync port ops/);
+    caught(exposureRules, (o) => (find(o, 'Ingress', 'crm-sync-admin').spec.rules[0].http.paths[0].path = '/'), /routes \/ to crm-sync port http/);
+  });
+
+  it('the admin Ingress with TLS that still serves plain HTTP', () =>
+    caughtIn(
+      'prod',
+      ingressRules,
+      (o) => delete find(o, 'Ingress', 'crm-sync-admin').metadata.annotations['nginx.ingress.kubernetes.io/force-ssl-redirect'],
+      /TLS without nginx.ingress.kubernetes.io\/force-ssl-redirect/,
+    ));
 
   it('another workload on the host network', () =>
     caught(exposureRules, (o) => (find(o, 'Deployment', 'signaling').spec.template.spec.hostNetwork = true), /on the host network: only the SFU may be/));
