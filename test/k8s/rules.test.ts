@@ -154,7 +154,7 @@ describe('each deployment rule rejects what it is meant to', () => {
     caughtIn(
       'prod',
       ingressRules,
-      (o) => delete find(o, 'Ingress', 'crm-sync-admin').metadata.annotations['nginx.ingress.kubernetes.io/force-ssl-redirect'],
+      (o) => delete find(o, 'Ingress', 'crm-sync-admin').metadata.annotations!['nginx.ingress.kubernetes.io/force-ssl-redirect'],
       /TLS without nginx.ingress.kubernetes.io\/force-ssl-redirect/,
     ));
 

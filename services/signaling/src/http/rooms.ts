@@ -1,6 +1,7 @@
 import type http from 'node:http';
 import { z } from 'zod';
 import { ErrorCode, GatewayError, dataMessagePayload, hasBody, methodNotAllowed, parseWith, readJsonRequest, refuseQuery, schemas, sendJson, type Tenant } from '@gateway/common';
+import { RateLimiter } from '../limits/RateLimiter.js';
 import type { RoomService } from '../rooms/RoomService.js';
 
 /** A data message's body: its payload (16 KiB of UTF-8 at most) and the JSON around it. */
@@ -38,10 +39,15 @@ interface Resource {
  * Path parameters, query (none is taken) and bodies (only POST …/data takes one, JSON) are
  * checked by schema before anything happens. The contract is docs/openapi/signaling.yaml.
  */
+/** The room API's rate per tenant and replica: far above what a backend steering its calls needs. */
+const ROOM_API_RATE = { perSecond: 20, burst: 40 };
+
 export function createRoomRoutes(
   rooms: RoomService,
   /** Each operation's outcome: OK or the error code (gateway_signaling_room_api_requests_total). */
   observe: (operation: string, code: string) => void,
+  /** Each tenant's requests on this replica: sustained per second, and at once. */
+  limits: { perSecond: number; burst: number } = ROOM_API_RATE,
 ): (tenant: Tenant, req: http.IncomingMessage, res: http.ServerResponse, url: URL) => Promise<void> {
   const op = (name: string, run: Operation) => ({ name, run });
   const resources: Resource[] = [
@@ -96,6 +102,7 @@ export function createRoomRoutes(
     },
   ];
 
+  const limiters = new Map<string, RateLimiter>();
   return async (tenant, req, res, url) => {
     const rest = url.pathname.slice('/v1/rooms'.length);
     for (const resource of resources) {
@@ -103,6 +110,10 @@ export function createRoomRoutes(
       if (!match) continue;
       const operation = resource.methods[req.method ?? ''];
       if (!operation) throw methodNotAllowed(Object.keys(resource.methods));
+      // A backend in a loop must not flood its rooms (a data message reaches every participant).
+      const limiter = limiters.get(tenant.name) ?? limiters.set(tenant.name, new RateLimiter(limits.perSecond, limits.burst)).get(tenant.name)!;
+      const waitMs = limiter.take();
+      if (waitMs > 0) throw new GatewayError(ErrorCode.RATE_LIMITED, `at most ${limits.perSecond} room API requests a second per tenant`, { details: { retryAfterMs: waitMs } });
       try {
         const params = pathParams(resource.names, match.slice(1));
         refuseQuery(url);
