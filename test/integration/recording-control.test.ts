@@ -98,13 +98,13 @@ describe('recording controls over signaling', () => {
       const count = (kind: string, state: string) => sumOf(scrape, 'gateway_sfu_tap_streams', { kind, state });
       return { audio: count('audio', 'sending'), video: count('video', 'sending'), paused: count('audio', 'paused') + count('video', 'paused') };
     };
-    const sending = async (audio: number, video: number, what: string) =>
+    const sending = async (audio: number, video: number, what: string, timeoutMs = 10_000) =>
       waitFor(
         async () => {
           const now = await tapStreams();
           return now.audio === audio && now.video === video ? now : undefined;
         },
-        10_000,
+        timeoutMs,
         what,
       );
     // Whatever an earlier recording left is gone first.
@@ -113,7 +113,7 @@ describe('recording controls over signaling', () => {
     const room = `pci-${Date.now()}`;
     const customer = await joined(await demoToken({ room, identity: 'customer', role: 'end_user' }));
     const send = (await customer.client.request('createTransport', { direction: 'send' })).createTransport;
-    await customer.client.request('produce', { transportId: send.transportId, kind: 'audio', rtpParameters: opusRtpParameters(), source: 'microphone' });
+    const microphone = (await customer.client.request('produce', { transportId: send.transportId, kind: 'audio', rtpParameters: opusRtpParameters(), source: 'microphone' })).produce;
     await customer.client.request('produce', { transportId: send.transportId, kind: 'video', rtpParameters: vp8RtpParameters(2222), source: 'camera' });
     await customer.client.request('produce', { transportId: send.transportId, kind: 'video', rtpParameters: vp8RtpParameters(3333), source: 'screen' });
     const agent = await joined(await demoToken({ room, identity: 'agent', role: 'agent', canRecord: true }));
@@ -132,12 +132,23 @@ describe('recording controls over signaling', () => {
     expect(await tapStreams()).toMatchObject({ audio: 0, video: 0 });
 
     expect((await agent.client.request('resumeRecording', {})).resumeRecording).toMatchObject({ state: 'resumed' });
-    await sending(1, 3, 'every stream tapped again, the new camera too');
+    // The new camera's room event may reach the recorder after the resume took it in: that costs
+    // nothing (no new capture). A loaded machine may need a while to start ffmpeg.
+    await sending(1, 3, 'every stream tapped again, the new camera too', 20_000);
+    const captures = () => metricValue(recorder.opsPort, 'gateway_recorder_captures_started_total');
+    const capturesAfterResume = await captures();
+    // A track that pauses and resumes changes nothing the recording carries: its capture goes on
+    // (a restart would cut every stream's segments for nothing).
+    expect((await customer.client.request('pauseProducer', { producerId: microphone.producerId })).error).toBeUndefined();
+    expect((await customer.client.request('resumeProducer', { producerId: microphone.producerId })).error).toBeUndefined();
+    await new Promise((r) => setTimeout(r, 3_000));
+    expect(await captures()).toBe(capturesAfterResume);
+    expect(await tapStreams()).toMatchObject({ audio: 1, video: 3 });
     expect((await agent.client.request('stopRecording', {})).stopRecording).toMatchObject({ state: 'stopped' });
     await sending(0, 0, 'the taps closed with the recording');
     await customer.client.request('leave', {});
     await agent.client.request('leave', {});
-  }, 60_000);
+  }, 90_000);
 
   it('records a tenant\u2019s calls as soon as an agent joins, when the tenant asks for it', async () => {
     const room = `auto-${Date.now()}`;

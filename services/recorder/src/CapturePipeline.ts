@@ -76,6 +76,8 @@ export interface CaptureHooks {
   ending(): boolean;
   /** Streams or segments changed: persist the record. */
   changed(): void;
+  /** A capture started (the first, or one replacing another). */
+  captureStarted(): void;
   /** The capture died on its own: capture anew on the same timeline. */
   restart(): void;
   /** The capture cannot go on: the recording ends with this reason. */
@@ -130,11 +132,29 @@ export class CapturePipeline {
     return capture;
   }
 
-  /** Taps every live producer of the room and starts a capture of them; none when nothing is live. */
-  async start(): Promise<void> {
+  /** The room's producers that send now (a paused one has nothing to record). */
+  private async liveProducers(): Promise<ProducerInfo[]> {
     const listed = await callUnary(this.ctx.sfu, this.ctx.sfu.listProducers, this.roomRef);
     const producers: ProducerInfo[] = parseWith(producerListSchema, listed.producers, "the SFU's producer list", ErrorCode.UNAVAILABLE);
-    const live = producers.filter((p) => !p.paused);
+    return producers.filter((p) => !p.paused);
+  }
+
+  /**
+   * Whether the running capture already carries exactly the room's live producers. A room event
+   * often arrives after a capture that includes its producer has started (a resume, or several
+   * producers in a row): restarting then would only cut the recording and its taps for nothing.
+   */
+  async capturesEveryLiveProducer(): Promise<boolean> {
+    const capture = this.capture;
+    // A capture that died on its own is restarted whatever it carried.
+    if (!capture || capture.stopping || capture.child.exitCode !== null || capture.child.signalCode !== null) return false;
+    const live = new Set((await this.liveProducers()).map((p) => p.producerId));
+    return live.size === capture.streams.length && capture.streams.every((s) => live.has(s.streamId));
+  }
+
+  /** Taps every live producer of the room and starts a capture of them; none when nothing is live. */
+  async start(): Promise<void> {
+    const live = await this.liveProducers();
     if (live.length === 0) {
       this.capture = undefined;
       return;
@@ -173,6 +193,7 @@ export class CapturePipeline {
     );
     if (!this.hooks.paused()) await callUnary(this.ctx.sfu, this.ctx.sfu.setTapPaused, { tap: { room: this.roomRef, tapId }, paused: false });
     this.hooks.changed();
+    this.hooks.captureStarted();
   }
 
   /** A paused tap stream of one producer to a fresh pair of local ports. */

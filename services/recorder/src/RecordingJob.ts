@@ -15,6 +15,8 @@ type JobEvents = {
   status: [state: RecordingStatusName, by: string];
   /** State, pauses, segments or artifacts changed: persist the record. */
   changed: [record: RecordingJobRecord];
+  /** A capture started: the first, or one replacing another (producers changed, a resume, ffmpeg died). */
+  capture: [];
   ended: [recording: Recording];
 };
 
@@ -69,6 +71,7 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
       paused: () => this.paused,
       ending: () => this.stopping !== undefined,
       changed: () => this.changed(),
+      captureStarted: () => this.safeEmit('capture'),
       restart: () => void this.refreshStreams(),
       fail: (reason) => void this.stop('', reason),
     });
@@ -112,6 +115,7 @@ export class RecordingJob extends TypedEmitter<JobEvents> {
       .then(async () => {
         // Nothing is captured during a pause; resuming starts a capture of whatever is live then.
         if (this.stopping || this.paused) return;
+        if (await this.pipeline.capturesEveryLiveProducer()) return;
         await this.pipeline.close(this.pipeline.current, 'finish');
         await this.pipeline.start();
       })

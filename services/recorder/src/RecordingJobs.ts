@@ -94,6 +94,7 @@ export class RecordingJobs implements RecordingControl {
     const id = job.recording.recordingId;
     this.add(job);
     job.on('changed', (record) => void this.deps.records.save(record));
+    job.on('capture', () => this.deps.observer.safeEmit('capturestarted'));
     job.on('status', (state, by) => void this.deps.announcer.status(job.recording, state, by));
     job.once('ended', (recording) => {
       const ended = this.onEnded(recording, job.cpuSeconds);

@@ -6,7 +6,7 @@ import { observeRecorderMetrics } from './metrics.js';
 
 /** The recorder's metrics follow its observer alone. */
 describe('recorder metrics', () => {
-  it("count running jobs, ended jobs by state, stored bytes and CPU from the observer's events", async () => {
+  it("count running jobs, ended jobs by state, stored bytes, captures and CPU from the observer's events", async () => {
     const registry = new Registry();
     const observer = new RecorderObserver();
     observeRecorderMetrics(observer, registry);
@@ -31,5 +31,9 @@ describe('recorder metrics', () => {
     observer.safeEmit('orphanfinished', { recordingId: 'RC_9', state: RecordingState.RECORDING_STATE_PARTIAL, artifacts: [{ sizeBytes: 7 }] } as unknown as Recording);
     expect(await value('gateway_recorder_jobs_ended_total', { state: 'RECORDING_STATE_PARTIAL' })).toBe(1);
     expect(await value('gateway_recorder_stored_bytes_total')).toBe(1_500);
+
+    observer.safeEmit('capturestarted');
+    observer.safeEmit('capturestarted');
+    expect(await value('gateway_recorder_captures_started_total')).toBe(2);
   });
 });

@@ -28,5 +28,13 @@ export function observeRecorderMetrics(observer: RecorderObserver, registry: Reg
     ended.inc({ state: RecordingState[recording.state] });
     storedBytes.inc(recording.artifacts.reduce((sum, a) => sum + a.sizeBytes, 0));
   });
+  // Each capture after a recording's first cuts its segments: a rate far above the rate of new
+  // tracks means ffmpeg keeps dying or the room keeps changing.
+  const captures = new Counter({
+    name: 'gateway_recorder_captures_started_total',
+    help: 'captures (ffmpeg runs) started by recording jobs: one per recording, plus one per change of its tracks, resume or restart',
+    registers: [registry],
+  });
+  observer.on('capturestarted', () => captures.inc());
   observer.on('orphanfinished', (recording) => ended.inc({ state: RecordingState[recording.state] }));
 }

@@ -12,6 +12,8 @@ export type RecorderObserverEvents = {
   jobremoved: [recordingId: string];
   /** A job of this node ended: its final state, what it stored, the CPU its captures used. */
   jobended: [recording: Recording, cpuSeconds: number];
+  /** A job started a capture (one ffmpeg run): the first of a recording, or one replacing another. */
+  capturestarted: [];
   /** This node finished the recording of a recorder that died. */
   orphanfinished: [recording: Recording];
 };
