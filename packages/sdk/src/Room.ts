@@ -1,15 +1,14 @@
-import type { ChatMessage as ChatMessageInfo, JoinResponse, ParticipantInfo, RecordingStatus, SmartAction as SmartActionInfo } from '@gateway/proto/gateway/signaling/v1/signaling';
 import { Chat } from './chat/Chat.js';
 import { ErrorCode, GatewayError } from './errors.js';
 import { Emitter, type Emit } from './events.js';
 import { Publisher } from './media/Publisher.js';
 import { Subscriber } from './media/Subscriber.js';
 import { Transports } from './media/Transports.js';
-import { applyNotification, type NotificationTargets } from './notifications.js';
 import { Recording } from './recording/Recording.js';
+import type { NotificationTargets } from './notifications.js';
 import { Roster } from './Roster.js';
+import { RoomSync } from './session/RoomSync.js';
 import { SignalingClient } from './signaling/SignalingClient.js';
-import type { NotificationEvent } from './signaling/Socket.js';
 import { signalingHttpBase } from './signaling/urls.js';
 import { SmartActions } from './smartActions/SmartActions.js';
 import type {
@@ -32,25 +31,13 @@ import type {
   TrackPublication,
 } from './types.js';
 
-/** Room state held back until the app had a chance to add listeners (see connect()). */
-interface HeldBack {
-  participants: ParticipantInfo[];
-  recording: RecordingStatus | undefined;
-  messages: ChatMessageInfo[];
-  smartActions: SmartActionInfo[];
-  notifications: NotificationEvent[];
-}
-
-const nothingHeldBack = (): HeldBack => ({ participants: [], recording: undefined, messages: [], smartActions: [], notifications: [] });
-
 /**
  * A joined room. Publishes local tracks, receives everyone else's, and keeps itself in line
- * with the server's view of the session: `sync()` runs after the first join, after a resume
- * and after a rejoin, and reconciles participants, tracks, transports and producers, so there
- * is one path to a consistent state whatever happened while the connection was away.
+ * with the server's view of the session (session/RoomSync.ts: after the first join, a resume
+ * and a rejoin alike).
  *
  * The room is the public face; the work is done by its parts (roster, transports, publisher,
- * subscriber, recording, chat, Smart Actions), each given only what it needs of the room.
+ * subscriber, recording, chat, Smart Actions, the sync), each given only what it needs of the room.
  */
 export class Room extends Emitter<RoomEvents> {
   /** The room's name. */
@@ -59,9 +46,6 @@ export class Room extends Emitter<RoomEvents> {
   private speakerId = '';
   private granted: Grants = { canPublish: false, canSubscribe: false, sources: [], canRecord: false };
   private closed = false;
-  /** Until the app had a chance to add listeners, room state is held back (see connect()). */
-  private announced = false;
-  private heldBack = nothingHeldBack();
 
   private readonly client: SignalingClient;
   private readonly roster: Roster;
@@ -71,18 +55,18 @@ export class Room extends Emitter<RoomEvents> {
   private readonly recorder: Recording;
   private readonly chat: Chat;
   private readonly actions: SmartActions;
-  private readonly notificationTargets: NotificationTargets;
+  private readonly session: RoomSync;
 
   private constructor(options: ConnectOptions) {
     super();
     // Where uploads and attachment URLs go: the signaling server's HTTP side.
     const httpBase = signalingHttpBase(options.url);
-    const client = new SignalingClient({ ...options, restore: (response) => this.sync(response) });
+    const client = new SignalingClient({ ...options, restore: (response) => this.session.sync(response) });
     this.client = client;
     const emit: Emit<RoomEvents> = (event, ...args) => this.emit(event, ...args);
     const isClosed = () => this.closed;
     const assertOpen = () => this.assertOpen();
-    const announceHeldBack = () => this.announce();
+    const announceHeldBack = () => this.session.announce();
     const localParticipantId = () => this.roster.local.id;
 
     this.subscriber = new Subscriber({
@@ -104,8 +88,8 @@ export class Room extends Emitter<RoomEvents> {
     this.chat = new Chat({ signaling: client, assertOpen, announceHeldBack, isOwn, participantOf, localParticipantId, emit });
     const liveLocalTrack = (source: Source) => this.publisher.liveTrack(source);
     this.actions = new SmartActions({ signaling: client, httpBase, assertOpen, announceHeldBack, localParticipantId, liveLocalTrack, emit });
-    const { roster, subscriber, recorder, chat, actions } = this;
-    this.notificationTargets = {
+    const { roster, transports, publisher, subscriber, recorder, chat, actions } = this;
+    const notificationTargets: NotificationTargets = {
       roster,
       subscriber,
       recorder,
@@ -118,8 +102,24 @@ export class Room extends Emitter<RoomEvents> {
       },
       data: (message) => this.emit('data', { topic: message.topic, payload: message.payload, sentAtMs: message.sentAtMs }),
     };
+    this.session = new RoomSync({
+      isClosed,
+      roster,
+      transports,
+      publisher,
+      subscriber,
+      recorder,
+      chat,
+      actions,
+      notificationTargets,
+      joined: ({ name, grants, activeSpeakerId }) => {
+        this.name = name;
+        this.granted = grants;
+        this.speakerId = activeSpeakerId;
+      },
+    });
 
-    client.on('notification', (event) => this.onNotification(event));
+    client.on('notification', (event) => this.session.notify(event));
     client.on('reconnecting', () => {
       this.transports.cancelIceRestarts();
       this.emit('reconnecting');
@@ -142,7 +142,7 @@ export class Room extends Emitter<RoomEvents> {
     }
     // Who is already here, and their tracks, are announced after connect() has resolved, so
     // listeners the app adds right after it see every participant and every track.
-    setTimeout(() => room.announce(), 0);
+    setTimeout(() => room.session.announce(), 0);
     return room;
   }
 
@@ -392,76 +392,6 @@ export class Room extends Emitter<RoomEvents> {
   /** Test hook: closes the WebSocket as a network cut would (no leave), so the session resumes. */
   _debugDropSocket(): void {
     this.client.dropSocket();
-  }
-
-  // ------------------------------------------------------------------------- session state
-
-  /** Brings everything in line with a fresh JoinResponse (first join, resume or rejoin). */
-  private async sync(response: JoinResponse): Promise<void> {
-    if (this.closed) throw new GatewayError(ErrorCode.ROOM_CLOSED, 'the room was left');
-    const me = response.participant;
-    if (!me) throw new GatewayError(ErrorCode.MALFORMED_MESSAGE, 'the join response names no participant');
-    this.roster.setLocal(me, this.publisher.localTracks, this.publisher.publications);
-    this.name = response.room;
-    const grants = response.grants;
-    this.granted = {
-      canPublish: grants?.canPublish ?? false,
-      canSubscribe: grants?.canSubscribe ?? false,
-      sources: (grants?.sources ?? []) as Source[],
-      canRecord: grants?.canRecord ?? false,
-    };
-    const held = this.heldBack;
-    if (this.announced) this.recorder.update(response.recording);
-    else held.recording = response.recording;
-    this.speakerId = response.activeSpeakerParticipantId ?? '';
-    // The chat history: merged, so messages seen before are not announced again, those missed
-    // while away are, and redactions made meanwhile are applied.
-    if (this.announced) for (const message of response.messages) this.chat.take(message);
-    else held.messages = held.messages.concat(response.messages);
-    // Smart Actions likewise: those that changed while away are announced, the rest not again.
-    if (this.announced) for (const action of response.smartActions) this.actions.take(action);
-    else held.smartActions = held.smartActions.concat(response.smartActions);
-
-    // Who is here first, before any await: notifications from now on are newer than this snapshot.
-    const others = this.roster.othersIn(response.participants);
-    if (this.announced) this.roster.reconcile(others);
-    else {
-      held.participants = others;
-      held.notifications = [];
-    }
-
-    await this.transports.loadDevice(response.routerRtpCapabilities ?? {});
-    const kept = await this.transports.ensure(new Set(response.transportIds), { send: this.granted.canPublish, recv: this.granted.canSubscribe });
-    await this.publisher.reconcile(me.tracks);
-    if (this.announced) await this.subscriber.pump();
-    // The network may have changed under the media too (a resumed session keeps its transports).
-    for (const transport of kept) await this.transports.restartIce(transport);
-  }
-
-  /**
-   * Announces the participants present at join and replays what arrived since, then receives.
-   * Runs once, on the task after connect() resolved or earlier when an answer to the app needs it.
-   */
-  private announce(): void {
-    if (this.closed || this.announced) return;
-    this.announced = true;
-    const held = this.heldBack;
-    this.heldBack = nothingHeldBack();
-    this.roster.reconcile(held.participants);
-    this.recorder.update(held.recording);
-    for (const message of held.messages) this.chat.take(message);
-    for (const action of held.smartActions) this.actions.take(action);
-    for (const event of held.notifications) this.onNotification(event);
-    void this.subscriber.pump();
-  }
-
-  private onNotification(event: NotificationEvent): void {
-    if (this.closed) return;
-    if (!this.announced) {
-      this.heldBack.notifications.push(event);
-      return;
-    }
-    applyNotification(event, this.notificationTargets);
   }
 
   private setActiveSpeaker(participantId: string): void {
