@@ -82,6 +82,9 @@ describe('recording a call', () => {
     }
     // (Segments were stored before it: the check has something to check.)
     expect(segments.some((g) => g.to <= pauseAnsweredS + slackS)).toBe(true);
+    // Three seconds of both voices after the resume (the wait for the SFU's packet count above
+    // may have been short), measured below with half a second of margin at each edge.
+    await sleep(Math.max(0, paused.endMs / 1000 + 3 - at()) * 1000);
     // The agent's microphone goes: from then on the right channel is silent, the left is not.
     await agent.evaluate(() => (window as any).room.unpublish('microphone'));
     const agentMutedAt = at();
