@@ -226,6 +226,43 @@ describe('Room', () => {
     expect(events.filter((e) => e.startsWith('unpublished'))).toEqual([]);
   });
 
+  it('switches the camera into the same producer; muted, the choice waits for the unmute; a failed switch keeps the camera as it was', async () => {
+    server = await FakeSignaling.start();
+    const { getUserMedia, captured } = fakeCapture();
+    const { room, events } = await connect();
+    const switched: string[] = [];
+    room.on('activeDeviceChanged', (e) => switched.push(e.kind));
+    await room.setCameraEnabled(true);
+    const producer = room.localPublications.get('camera')!.trackId;
+    await room.switchCamera({ facingMode: 'environment' });
+    const videoOf = (call: number) => (getUserMedia.mock.calls[call]![0] as { video: Record<string, unknown> }).video;
+    expect(videoOf(1)).toMatchObject({ facingMode: { exact: 'environment' } });
+    expect(captured[0]!.readyState).toBe('ended');
+    expect(room.localTracks.get('camera')).toBe(captured[1]);
+    expect(room.localPublications.get('camera')!.trackId).toBe(producer);
+    expect(server.log.filter((l) => l.method === 'produce')).toHaveLength(1);
+    expect(switched).toEqual(['videoinput']);
+
+    // Muted (the camera stopped): nothing is captured now; the unmute uses the new choice.
+    await room.setCameraEnabled(false);
+    await room.switchCamera({ deviceId: 'cam-3' });
+    expect(getUserMedia).toHaveBeenCalledTimes(2);
+    await room.setCameraEnabled(true);
+    expect(videoOf(2)).toMatchObject({ deviceId: { exact: 'cam-3' } });
+    expect(videoOf(2).facingMode).toBeUndefined();
+    expect(room.localPublications.get('camera')!.trackId).toBe(producer);
+
+    // A device that fails: the error is the device's, and the camera is captured again as it was.
+    getUserMedia.mockImplementationOnce(async () => {
+      throw Object.assign(new Error('no such camera'), { name: 'OverconstrainedError' });
+    });
+    await expect(room.switchCamera({ deviceId: 'cam-9' })).rejects.toMatchObject({ code: 'DEVICE_NOT_FOUND' });
+    expect(videoOf(4)).toMatchObject({ deviceId: { exact: 'cam-3' } });
+    expect(room.localTracks.get('camera')?.readyState).toBe('live');
+    expect(room.localPublications.get('camera')!.trackId).toBe(producer);
+    expect(events.filter((e) => e.startsWith('unpublished:') && !e.includes('camera'))).toEqual([]);
+  });
+
   it('refuses to enable a source the token does not allow', async () => {
     server = await FakeSignaling.start();
     fakeCapture();

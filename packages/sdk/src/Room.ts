@@ -1,6 +1,8 @@
 import { Chat } from './chat/Chat.js';
 import { ErrorCode, GatewayError } from './errors.js';
 import { Emitter, type Emit } from './events.js';
+import { watchDevices } from './media/devices.js';
+import { Playback } from './media/Playback.js';
 import { Publisher } from './media/Publisher.js';
 import { Subscriber } from './media/Subscriber.js';
 import { Transports } from './media/Transports.js';
@@ -15,6 +17,7 @@ import type {
   CameraOptions,
   ChatMessage,
   ConnectOptions,
+  DeviceKind,
   Grants,
   MicrophoneOptions,
   Participant,
@@ -56,6 +59,9 @@ export class Room extends Emitter<RoomEvents> {
   private readonly chat: Chat;
   private readonly actions: SmartActions;
   private readonly session: RoomSync;
+  private readonly playback: Playback;
+  /** What stops listening to the browser's device changes and page lifecycle. */
+  private readonly unwatch: Array<() => void> = [];
 
   private constructor(options: ConnectOptions) {
     super();
@@ -86,6 +92,7 @@ export class Room extends Emitter<RoomEvents> {
     const isOwn = (id: string) => this.roster.isOwn(id);
     const participantOf = (id: string | undefined) => this.roster.participantOf(id);
     this.chat = new Chat({ signaling: client, assertOpen, announceHeldBack, isOwn, participantOf, localParticipantId, emit });
+    this.playback = new Playback(emit, (track) => [...this.publisher.localTracks.values()].includes(track));
     const liveLocalTrack = (source: Source) => this.publisher.liveTrack(source);
     this.actions = new SmartActions({ signaling: client, httpBase, assertOpen, announceHeldBack, localParticipantId, liveLocalTrack, emit });
     const { roster, transports, publisher, subscriber, recorder, chat, actions } = this;
@@ -118,6 +125,9 @@ export class Room extends Emitter<RoomEvents> {
         this.speakerId = activeSpeakerId;
       },
     });
+
+    this.unwatch.push(watchDevices((devices) => this.emit('devicesChanged', devices)));
+    if (options.leaveOnPageHide !== false) this.unwatch.push(leaveOnPageHide(() => this.leave()));
 
     client.on('notification', (event) => this.session.notify(event));
     client.on('reconnecting', () => {
@@ -236,6 +246,62 @@ export class Room extends Emitter<RoomEvents> {
       return Promise.reject(new GatewayError(ErrorCode.PERMISSION_DENIED, `this token may not publish the ${source}`));
     }
     return this.publisher.setEnabled(source, enabled, this.granted, options);
+  }
+
+  // ------------------------------------------------------------------------- devices and playback
+
+  /**
+   * Captures the camera from another device, by id (listDevices('videoinput')) or facing mode
+   * (`environment`: the rear camera of a phone), without renegotiation: the same track publication,
+   * the others' video goes on. Muted or not published yet, the choice applies at the next capture.
+   */
+  async switchCamera(options: CameraOptions): Promise<void> {
+    this.assertOpen();
+    const track = await this.publisher.switchDevice('camera', options);
+    if (track) this.emit('activeDeviceChanged', { kind: 'videoinput', deviceId: track.getSettings().deviceId ?? '' });
+  }
+
+  /** Captures the microphone from another device (listDevices('audioinput')); a mute stays. */
+  async switchMicrophone(options: MicrophoneOptions): Promise<void> {
+    this.assertOpen();
+    const track = await this.publisher.switchDevice('microphone', options);
+    if (track) this.emit('activeDeviceChanged', { kind: 'audioinput', deviceId: track.getSettings().deviceId ?? '' });
+  }
+
+  /** Plays the room's sound on an audio output of listDevices('audiooutput') (an agent's headset). */
+  async setAudioOutput(deviceId: string): Promise<void> {
+    await this.playback.setAudioOutput(deviceId);
+    this.emit('activeDeviceChanged', { kind: 'audiooutput', deviceId });
+  }
+
+  /** The device in use for a kind: the published camera's or microphone's, the audio output chosen ('' for the default). */
+  activeDevice(kind: DeviceKind): string | undefined {
+    if (kind === 'audiooutput') return this.playback.audioOutput;
+    const track = this.publisher.liveTrack(kind === 'videoinput' ? 'camera' : 'microphone');
+    return track?.getSettings().deviceId;
+  }
+
+  /**
+   * Plays a track in a media element, made for it (`<video>` or `<audio>`) or the one given,
+   * and returns the element. The audio output chosen applies; one's own tracks play muted.
+   */
+  attach(track: MediaStreamTrack, element?: HTMLMediaElement): HTMLMediaElement {
+    return this.playback.attach(track, element);
+  }
+
+  /** Takes a track out of the element given, or of every element it was attached to. */
+  detach(track: MediaStreamTrack, element?: HTMLMediaElement): HTMLMediaElement[] {
+    return this.playback.detach(track, element);
+  }
+
+  /** False while the browser holds the room's sound back until the user touches the page (see audioPlaybackChanged). */
+  get canPlaybackAudio(): boolean {
+    return this.playback.canPlaybackAudio;
+  }
+
+  /** Starts the sound the browser held back; call it from a click or tap handler. */
+  startAudio(): Promise<void> {
+    return this.playback.startAudio();
   }
 
   // ------------------------------------------------------------------------- recording
@@ -408,8 +474,25 @@ export class Room extends Emitter<RoomEvents> {
   private teardown(): void {
     if (this.closed) return;
     this.closed = true;
+    for (const stop of this.unwatch.splice(0)) stop();
+    this.playback.clear();
     this.transports.closeAll();
     this.subscriber.clear();
     this.publisher.stopAll();
   }
+}
+
+/**
+ * Leaves when the page goes away for good (closed, reloaded, navigated from; not when it enters
+ * the back-forward cache), so the others see the end user leave at once rather than after the
+ * server's grace for a dropped connection.
+ */
+function leaveOnPageHide(leave: () => Promise<void>): () => void {
+  const target = globalThis as { addEventListener?: typeof addEventListener; removeEventListener?: typeof removeEventListener };
+  if (!target.addEventListener || !target.removeEventListener) return () => undefined;
+  const listener = (event: Event) => {
+    if (!(event as PageTransitionEvent).persisted) void leave().catch(() => undefined);
+  };
+  target.addEventListener('pagehide', listener);
+  return () => target.removeEventListener!('pagehide', listener);
 }

@@ -15,6 +15,16 @@ export const ErrorCode = {
   ROOM_CLOSED: 'ROOM_CLOSED',
   /** The browser lacks something the SDK needs (WebSocket, WebRTC, a capture API). */
   UNSUPPORTED: 'UNSUPPORTED',
+  /**
+   * The user (or the browser's settings, or the page's permissions policy) refused access to a
+   * camera, microphone or screen, or dismissed the screen picker. Unlike PERMISSION_DENIED (what
+   * the join token does not allow), asking the user again may help.
+   */
+  DEVICE_PERMISSION_DENIED: 'DEVICE_PERMISSION_DENIED',
+  /** No such device: none of that kind, the chosen one is gone, or none matches (a rear camera on a laptop). */
+  DEVICE_NOT_FOUND: 'DEVICE_NOT_FOUND',
+  /** The device exists but cannot be opened: another application (or tab) holds it, or the hardware failed. */
+  DEVICE_IN_USE: 'DEVICE_IN_USE',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

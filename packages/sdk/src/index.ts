@@ -10,6 +10,7 @@ import type { ConnectOptions } from './types.js';
 export const VERSION: string = version;
 
 export { Room } from './Room.js';
+export { listDevices } from './media/devices.js';
 export { ErrorCode, GatewayError } from './errors.js';
 export { LocalCloseCode } from './signaling/Socket.js';
 export { signalingHttpBase, signalingUrl } from './signaling/urls.js';
@@ -21,7 +22,9 @@ export type {
   ConnectOptions,
   Grants,
   DataMessage,
+  DeviceKind,
   LocalTrackEvent,
+  MediaDevice,
   MicrophoneOptions,
   Participant,
   PublishOptions,

@@ -3,6 +3,20 @@ import type { PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/brow
 import type { GatewayError } from './errors.js';
 import type { ConnectionOptions, DisconnectReason } from './signaling/SignalingClient.js';
 
+/** What a device is for: a camera, a microphone, or where sound plays (speakers, a headset). */
+export type DeviceKind = 'videoinput' | 'audioinput' | 'audiooutput';
+
+/** A camera, microphone or audio output of this browser. */
+export interface MediaDevice {
+  /** Pass it as `deviceId` (setCameraEnabled, switchCamera, setAudioOutput, ...). Stable for this origin. */
+  readonly deviceId: string;
+  readonly kind: DeviceKind;
+  /** Its name ("FaceTime HD Camera"); empty until the user has allowed a capture on this page. */
+  readonly label: string;
+  /** Devices of one piece of hardware share it (a headset's microphone and its earphones). */
+  readonly groupId: string;
+}
+
 /** What a participant can publish. */
 export type Source = 'camera' | 'microphone' | 'screen';
 /** What a remote participant's track can be (other SDKs may send the screen share's audio). */
@@ -192,6 +206,15 @@ export type RoomEvents = {
   data: [message: DataMessage];
   /** Unpublished by the app, or because the track ended (the browser's "Stop sharing" button). */
   localTrackUnpublished: [event: LocalTrackEvent];
+  /** A camera, microphone or audio output was plugged in or out: the browser's devices now. */
+  devicesChanged: [devices: MediaDevice[]];
+  /** The room switched a device (switchCamera, switchMicrophone, setAudioOutput). */
+  activeDeviceChanged: [event: { kind: DeviceKind; deviceId: string }];
+  /**
+   * False when the browser refused to start the room's sound until the user touches the page
+   * (autoplay policy): show a button that calls startAudio(). True once sound plays again.
+   */
+  audioPlaybackChanged: [canPlayback: boolean];
   /** The connection dropped; the SDK is getting it back. Media may freeze meanwhile. */
   reconnecting: [];
   /** Back: `resumed` is false when a new session had to be joined (the local participant id changed). */
@@ -201,6 +224,8 @@ export type RoomEvents = {
 };
 
 export interface ConnectOptions extends ConnectionOptions {
+  /** Leave the room when the page is closed or navigated away from (true by default). */
+  leaveOnPageHide?: boolean;
   /**
    * A mediasoup-client handler factory, for runtimes without WebRTC (tests use mediasoup-client's
    * FakeHandler). Browsers detect their own.
@@ -219,7 +244,10 @@ export interface PublishOptions {
 
 /** How setCameraEnabled() captures the camera. */
 export interface CameraOptions {
+  /** A camera of listDevices('videoinput'); wins over `facingMode`. */
   deviceId?: string;
+  /** `environment` for the rear camera of a phone, `user` for the front one; DEVICE_NOT_FOUND when there is none. */
+  facingMode?: 'user' | 'environment';
   /** Ideal size and rate; 1280x720 at 30 fps by default. */
   width?: number;
   height?: number;
@@ -228,6 +256,7 @@ export interface CameraOptions {
 
 /** How setMicrophoneEnabled() captures the microphone. */
 export interface MicrophoneOptions {
+  /** A microphone of listDevices('audioinput'). */
   deviceId?: string;
 }
 

@@ -87,6 +87,71 @@ export class Publisher {
     });
   }
 
+  /**
+   * Captures a source from another device (a camera by id or facing mode, a microphone by id)
+   * and puts the new track into the same producer: no renegotiation, the others' consumers go
+   * on, a mute stays. The options also hold for later captures. A source not published, or a
+   * camera muted (stopped), only keeps the options for its next capture. When the new device
+   * fails, the camera as it was is captured again and the error is thrown.
+   */
+  switchDevice(source: 'camera' | 'microphone', options: CaptureOptions): Promise<MediaStreamTrack | undefined> {
+    return this.serially(async () => {
+      const previousOptions = this.captureOptions.get(source);
+      const merged: CaptureOptions = { ...previousOptions, ...options };
+      // A device id chosen now replaces a facing mode chosen before, and the other way round.
+      if (options.facingMode && !options.deviceId) delete merged.deviceId;
+      if (options.deviceId) delete merged.facingMode;
+      this.captureOptions.set(source, merged);
+      const publication = this.publications.get(source);
+      const old = publication?.track;
+      if (!publication || !old) return undefined;
+      const capture = async () => (await this.tracksFor({ [source]: true }, [source], true))[0]![1];
+      // A camera the SDK captured is stopped before the next is opened: phones cannot open two,
+      // and a video sender whose old camera stops after the switch may stop encoding.
+      if (source === 'camera' && this.ownedTracks.has(old)) old.stop();
+      let track: MediaStreamTrack;
+      try {
+        track = await capture();
+      } catch (error) {
+        this.restoreOptions(source, previousOptions);
+        // The camera as it was, so the call goes on with it.
+        if (old.readyState === 'ended') {
+          await capture()
+            .then((again) => this.replaceCapture(source, publication, again))
+            .catch((restoreError: unknown) => warn(`could not capture the ${source} again`, restoreError));
+        }
+        throw error;
+      }
+      await this.replaceCapture(source, publication, track);
+      return track;
+    });
+  }
+
+  private restoreOptions(source: Source, options: CaptureOptions | undefined): void {
+    if (options) this.captureOptions.set(source, options);
+    else this.captureOptions.delete(source);
+  }
+
+  /** Puts a freshly captured track into a publication's producer in place of the old one, which stops. */
+  private async replaceCapture(source: Source, publication: LocalPublication, track: MediaStreamTrack): Promise<void> {
+    if (this.publications.get(source) !== publication) {
+      track.stop();
+      return;
+    }
+    try {
+      await this.producers.get(source)?.replaceTrack({ track });
+    } catch (error) {
+      track.stop();
+      throw GatewayError.from(error, ErrorCode.UNAVAILABLE);
+    }
+    const previous = publication.current;
+    publication.current = track;
+    this.localTracks.set(source, track);
+    if (this.ownedTracks.has(previous)) previous.stop();
+    this.context.emit('localTrackUnpublished', { source, track: previous });
+    this.context.emit('localTrackPublished', { source, track });
+  }
+
   /** Mutes or unmutes a published source; rejects with NOT_FOUND when it is not published. */
   setMuted(source: Source, muted: boolean): Promise<void> {
     return this.serially(() => this.applyMute(source, muted));

@@ -10,9 +10,14 @@ export async function captureUserMedia(
   const camera = options.camera ?? {};
   const microphone = options.microphone ?? {};
   const device = (deviceId: string | undefined) => (deviceId ? { deviceId: { exact: deviceId } } : {});
+  // A facing mode asked for is required (the end user turns to the rear camera: the front one
+  // will not do); a device id wins over it.
+  const facing = camera.facingMode && !camera.deviceId ? { facingMode: { exact: camera.facingMode } } : {};
   try {
     const stream = await devices.getUserMedia({
-      video: want.camera ? { width: { ideal: camera.width ?? 1280 }, height: { ideal: camera.height ?? 720 }, frameRate: { ideal: camera.frameRate ?? 30 }, ...device(camera.deviceId) } : false,
+      video: want.camera
+        ? { width: { ideal: camera.width ?? 1280 }, height: { ideal: camera.height ?? 720 }, frameRate: { ideal: camera.frameRate ?? 30 }, ...device(camera.deviceId), ...facing }
+        : false,
       audio: want.microphone ? { echoCancellation: true, noiseSuppression: true, autoGainControl: true, ...device(microphone.deviceId) } : false,
     });
     return { camera: stream.getVideoTracks()[0], microphone: stream.getAudioTracks()[0] };
@@ -32,17 +37,20 @@ export async function captureScreen(options: CaptureOptions = {}): Promise<Media
   }
 }
 
-function mediaDevices(): MediaDevices {
+export function mediaDevices(): MediaDevices {
   const devices = (globalThis as { navigator?: Navigator }).navigator?.mediaDevices;
   // Browsers hide mediaDevices outside secure contexts (plain http on anything but localhost).
   if (!devices) throw new GatewayError(ErrorCode.UNSUPPORTED, 'capturing media needs a secure context (https or localhost)');
   return devices;
 }
 
-function captureError(error: unknown, what: string): GatewayError {
+/** A capture's DOMException as the SDK's device error kinds (errors.ts). */
+export function captureError(error: unknown, what: string): GatewayError {
+  if (error instanceof GatewayError) return error;
   const name = (error as { name?: string } | undefined)?.name;
-  if (name === 'NotAllowedError') return new GatewayError(ErrorCode.PERMISSION_DENIED, `access to the ${what} was denied`, { cause: error });
-  if (name === 'NotFoundError' || name === 'OverconstrainedError') return new GatewayError(ErrorCode.NOT_FOUND, `no ${what} found`, { cause: error });
+  if (name === 'NotAllowedError' || name === 'SecurityError') return new GatewayError(ErrorCode.DEVICE_PERMISSION_DENIED, `access to the ${what} was denied`, { cause: error });
+  if (name === 'NotFoundError' || name === 'OverconstrainedError') return new GatewayError(ErrorCode.DEVICE_NOT_FOUND, `no ${what} found`, { cause: error });
+  if (name === 'NotReadableError' || name === 'AbortError') return new GatewayError(ErrorCode.DEVICE_IN_USE, `the ${what} could not be opened (in use by another application?)`, { cause: error });
   return GatewayError.from(error, ErrorCode.UNAVAILABLE);
 }
 

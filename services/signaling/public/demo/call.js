@@ -2,7 +2,7 @@
 // leave, the connection state, remote audio, publish toggles, the timer, and window.room for
 // tests. Each page adds how it lays out video, and which panels it binds, once joined.
 
-import { bindToggles } from './controls.js';
+import { bindCameraFlip, bindToggles } from './controls.js';
 import { fillIcons } from './labels.js';
 import { playRemoteAudio } from './media.js';
 import { bindText, hideError, setState, showError } from './status.js';
@@ -62,6 +62,7 @@ export function start(options) {
     document.getElementById('leave').onclick = () => room.leave();
     playRemoteAudio(room);
     bindToggles(room);
+    bindCameraFlip(room);
     options.onJoined(room);
     setState('connected');
     const wanted = options.publish ? options.publish(room) : {};

@@ -37,7 +37,7 @@ export function bindToggles(room) {
         await SET_ENABLED[source](room, !isOn(room, source));
       } catch (error) {
         // Cancelling the screen picker is not an error worth showing.
-        if (!(source === 'screen' && error && error.code === 'PERMISSION_DENIED')) showError(error);
+        if (!(source === 'screen' && error && error.code === 'DEVICE_PERMISSION_DENIED')) showError(error);
       }
       delete button.dataset.busy;
       refresh();
@@ -46,4 +46,35 @@ export function bindToggles(room) {
   for (const event of ['localTrackPublished', 'localTrackUnpublished', 'trackMuted', 'trackUnmuted', 'reconnected']) room.on(event, refresh);
   room.on('disconnected', () => buttons.forEach((b) => b.setAttribute('aria-pressed', 'false')));
   refresh();
+}
+
+/**
+ * A button with data-flip-camera turns to the next camera: on a phone from the front to the rear
+ * one (to show the agent a product) and back; on a computer with several, the next in the list.
+ * Shown only when there is more than one camera.
+ */
+export function bindCameraFlip(room) {
+  const button = document.querySelector('[data-flip-camera]');
+  if (!button) return;
+  const cameras = async () => (await Gateway.listDevices('videoinput').catch(() => [])).filter((d) => d.deviceId);
+  const refresh = async () => {
+    const published = isOn(room, 'camera');
+    button.hidden = (await cameras()).length < 2;
+    button.disabled = !published || button.dataset.busy === '1';
+  };
+  button.onclick = async () => {
+    button.dataset.busy = '1';
+    void refresh();
+    try {
+      const list = await cameras();
+      const current = list.findIndex((d) => d.deviceId === room.activeDevice('videoinput'));
+      await room.switchCamera({ deviceId: list[(current + 1) % list.length].deviceId });
+    } catch (error) {
+      showError(error);
+    }
+    delete button.dataset.busy;
+    void refresh();
+  };
+  for (const event of ['localTrackPublished', 'localTrackUnpublished', 'trackMuted', 'trackUnmuted', 'devicesChanged']) room.on(event, () => void refresh());
+  void refresh();
 }

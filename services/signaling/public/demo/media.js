@@ -16,7 +16,10 @@ export function elementTrack(el) {
   return el?.srcObject ? el.srcObject.getTracks()[0] : undefined;
 }
 
-/** Plays every remote audio track in a hidden container; offers a button if autoplay is blocked. */
+/**
+ * Plays every remote audio track through the room (so the audio output chosen applies) in a
+ * hidden container; offers a button while the browser holds sound back until a tap.
+ */
 export function playRemoteAudio(room) {
   let sink = document.getElementById('audio-sink');
   if (!sink) {
@@ -26,24 +29,18 @@ export function playRemoteAudio(room) {
     document.body.append(sink);
   }
   const unlock = document.getElementById('unlock-audio');
-  const play = (el) =>
-    el.play().catch(() => {
-      if (unlock) unlock.hidden = false;
-    });
   if (unlock) {
-    unlock.onclick = () => {
-      unlock.hidden = true;
-      sink.querySelectorAll('audio').forEach(play);
-    };
+    room.on('audioPlaybackChanged', (canPlay) => (unlock.hidden = canPlay));
+    unlock.onclick = () => room.startAudio().catch(() => undefined);
   }
   room.on('track', ({ participant, source, track }) => {
     if (track.kind !== 'audio') return;
-    const el = mediaElement(track, { participant: participant.id, source });
+    const el = room.attach(track);
+    Object.assign(el.dataset, { participant: participant.id, source });
     sink.append(el);
-    play(el);
   });
   room.on('trackEnded', ({ track }) => {
-    sink.querySelectorAll('audio').forEach((el) => elementTrack(el) === track && el.remove());
+    for (const el of room.detach(track)) el.remove();
   });
   room.on('disconnected', () => sink.replaceChildren());
 }
