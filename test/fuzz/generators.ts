@@ -130,6 +130,12 @@ export function validParams(rng: Rng, method: string, ids: KnownIds, tokens: { j
       return { response: webauthnAttestation };
     case 'artifactUrl':
       return { artifactId: id(ids.artifactId) };
+    case 'sendData':
+      return {
+        topic: rng.pick(['', 'typing', 'app-signal']),
+        payload: rng.pick(['{"typing":true}', 'x'.repeat(rng.int(20_000)), 'ünïcødé 😀']),
+        ...(rng.chance(0.5) ? { destinationParticipantIds: Array.from({ length: rng.int(4) }, () => id(ids.participantId)) } : {}),
+      };
     default:
       // leave, recording controls, deviceKeyOptions
       return {};
@@ -165,6 +171,7 @@ export const METHODS = [
   'deviceKeyOptions',
   'registerDeviceKey',
   'artifactUrl',
+  'sendData',
 ] as const;
 
 /**

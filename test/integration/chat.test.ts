@@ -62,6 +62,37 @@ describe('chat', () => {
     return out;
   }
 
+  it('relays ephemeral data messages across replicas: to the room or to whom they name, never back, never stored, within a budget', async () => {
+    const room = `data-${Date.now()}`;
+    const { client: user, join: userJoin } = await joined(sig1.wsUrl, await demoToken({ room, identity: 'ext-7', role: 'end_user' }));
+    const { client: agent, join: agentJoin } = await joined(sig2.wsUrl, await demoToken({ room, identity: 'agent-1', role: 'agent' }));
+    const { client: supervisor } = await joined(sig1.wsUrl, await demoToken({ room, identity: 'agent-2', role: 'agent' }));
+    const userId = userJoin.participant.participantId;
+
+    const toAll = await user.request('sendData', { topic: 'typing', payload: '{"typing":true}' });
+    expect(Number(toAll.sendData.sentAtMs)).toBeGreaterThan(0);
+    for (const client of [agent, supervisor]) {
+      expect(await client.waitForNotification('dataMessage')).toEqual({ topic: 'typing', payload: '{"typing":true}', sentAtMs: toAll.sendData.sentAtMs, participantId: userId });
+    }
+    // Only to the agent: the supervisor gets nothing, and the agent does not learn whom else it named.
+    await user.request('sendData', { topic: 'typing', payload: '{"typing":false}', destinationParticipantIds: [agentJoin.participant.participantId] });
+    await waitFor(() => notificationsOf(agent, 'dataMessage').length === 2, 5_000, 'the second data message');
+    expect(notificationsOf(agent, 'dataMessage')[1]).toEqual({ topic: 'typing', payload: '{"typing":false}', sentAtMs: expect.any(Number), participantId: userId });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(notificationsOf(supervisor, 'dataMessage')).toHaveLength(1);
+    expect(notificationsOf(user, 'dataMessage')).toEqual([]);
+    // Nothing of it is stored as chat.
+    expect(await storedEntries('demo', room)).toEqual([]);
+
+    // Hostile or excessive: a payload over 16 KiB, a topic that is not an id, over 100 destinations, a flood.
+    expect((await user.request('sendData', { payload: 'x'.repeat(16 * 1024 + 1) })).error.code).toBe('MALFORMED_MESSAGE');
+    expect((await user.request('sendData', { topic: 'a b', payload: 'x' })).error.code).toBe('MALFORMED_MESSAGE');
+    expect((await user.request('sendData', { payload: 'x', destinationParticipantIds: Array.from({ length: 101 }, (_, i) => `PA_${i}`) })).error.code).toBe('MALFORMED_MESSAGE');
+    const codes: string[] = [];
+    for (let i = 0; i < 30; i++) codes.push((await user.request('sendData', { payload: String(i) })).error?.code ?? 'OK');
+    expect(codes).toContain('RATE_LIMITED');
+  });
+
   it('delivers messages across replicas in order, redacted, with server ids and times, and keeps them encrypted', async () => {
     const room = `chat-${Date.now()}`;
     const { client: user, join: userJoin } = await joined(sig1.wsUrl, await demoToken({ room, identity: 'ext-42', role: 'end_user' }));

@@ -71,6 +71,7 @@ export {
   participantRecordSchema,
   roomEventSchema,
   roomSessionRecordSchema,
+  MAX_DATA_DESTINATIONS,
   MAX_DATA_MESSAGE_BYTES,
   sessionControlReplySchema,
   sessionControlSchema,

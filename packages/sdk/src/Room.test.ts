@@ -347,6 +347,25 @@ describe('Room', () => {
     expect(server.log.filter((l) => l.method === 'restartIce')).toHaveLength(1);
   });
 
+  it('sends data messages to the room or to some, and names the participant a message came from', async () => {
+    server = await FakeSignaling.start();
+    server.others.set('PA_agent', { participantId: 'PA_agent', identity: 'agent-1', role: 'agent', tracks: [] });
+    const { room: r } = await connect();
+    const received: string[] = [];
+    r.on('data', (m) => received.push(`${m.participant?.identity ?? 'backend'}:${m.topic}:${m.payload}`));
+    expect(await r.sendData('{"typing":true}', { topic: 'typing', to: ['PA_agent'] })).toEqual({ sentAtMs: 1700000000001 });
+    await r.sendData('hello');
+    expect(server.log.filter((l) => l.method === 'sendData').map((l) => l.params)).toEqual([
+      { topic: 'typing', payload: '{"typing":true}', destinationParticipantIds: ['PA_agent'] },
+      { topic: '', payload: 'hello', destinationParticipantIds: [] },
+    ]);
+    await until(() => r.participants.has('PA_agent'), 'the agent announced');
+    server.notify({ dataMessage: { topic: 'typing', payload: '1', sentAtMs: '1700000000002', participantId: 'PA_agent' } });
+    server.notify({ dataMessage: { topic: 'crm', payload: '2', sentAtMs: '1700000000003' } });
+    await until(() => received.length === 2, 'both data messages');
+    expect(received).toEqual(['agent-1:typing:1', 'backend:crm:2']);
+  });
+
   it("follows the customer's backend: a muted local track, data messages, and a removal that ends the room for good", async () => {
     server = await FakeSignaling.start();
     const { room: r, events } = await connect();

@@ -27,6 +27,7 @@ import type {
   RoomEvents,
   RoomState,
   ScreenShareOptions,
+  SendDataOptions,
   SmartAction,
   SmartActionKind,
   SmartActionUpload,
@@ -107,7 +108,13 @@ export class Room extends Emitter<RoomEvents> {
         const muted = this.publisher.mutedByServer(producerId);
         if (muted) this.emit('localTrackMuted', { ...muted, by: 'server' });
       },
-      data: (message) => this.emit('data', { topic: message.topic, payload: message.payload, sentAtMs: message.sentAtMs }),
+      data: (message) =>
+        this.emit('data', {
+          topic: message.topic,
+          payload: message.payload,
+          sentAtMs: message.sentAtMs,
+          participant: message.participantId ? this.roster.participantOf(message.participantId) : undefined,
+        }),
     };
     this.session = new RoomSync({
       isClosed,
@@ -352,6 +359,17 @@ export class Room extends Emitter<RoomEvents> {
    */
   redactMessage(messageId: string): Promise<void> {
     return this.chat.redact(messageId);
+  }
+
+  /**
+   * Sends an ephemeral message (a typing indicator, an app's own signal) to the room, or to the
+   * participants named in `to`: not stored, not part of the chat, not sent back to us. Text, at
+   * most 16 KiB; rate limited (RATE_LIMITED with retryAfterMs). Resolves with the server's time.
+   */
+  async sendData(payload: string, options: SendDataOptions = {}): Promise<{ sentAtMs: number }> {
+    this.assertOpen();
+    const sent = await this.client.request('sendData', { topic: options.topic ?? '', payload, destinationParticipantIds: options.to ?? [] });
+    return { sentAtMs: sent.sentAtMs };
   }
 
   // ------------------------------------------------------------------------- Smart Actions

@@ -34,6 +34,7 @@ export type {
   RoomEvents,
   RoomState,
   ScreenShareOptions,
+  SendDataOptions,
   SmartAction,
   SmartActionKind,
   SmartActionState,

@@ -15,8 +15,8 @@ export interface NotificationTargets {
   setActiveSpeaker(participantId: string): void;
   /** The server muted one of the local participant's tracks. */
   localTrackMuted(producerId: string): void;
-  /** A data message from the customer's backend. */
-  data(message: { topic: string; payload: string; sentAtMs: number }): void;
+  /** A data message from another participant or from the customer's backend (participantId ''). */
+  data(message: { topic: string; payload: string; sentAtMs: number; participantId: string }): void;
 }
 
 /** Hands a notification to the part of the room it concerns. */

@@ -159,6 +159,16 @@ export interface DataMessage {
   topic: string;
   payload: string;
   sentAtMs: number;
+  /** Who sent it; undefined when the customer's backend did (the room API). */
+  participant?: Participant;
+}
+
+/** How room.sendData() sends. */
+export interface SendDataOptions {
+  /** Lets receivers tell kinds of message apart (1-64 letters, digits, _ or -). */
+  topic?: string;
+  /** Participant ids to send it to; everyone else in the room when left out. */
+  to?: string[];
 }
 
 export type RoomState = 'connected' | 'reconnecting' | 'disconnected';
@@ -202,7 +212,7 @@ export type RoomEvents = {
   localTrackPublished: [event: LocalTrackEvent];
   /** The server muted a local track (the customer's backend, through the room API): nothing is sent for it until it is published again. */
   localTrackMuted: [event: LocalTrackEvent & { by: 'server' }];
-  /** An ephemeral message the customer's backend sent to everyone in the room (not stored, not chat). */
+  /** An ephemeral message from another participant (room.sendData) or from the customer's backend: not stored, not chat. */
   data: [message: DataMessage];
   /** Unpublished by the app, or because the track ended (the browser's "Stop sharing" button). */
   localTrackUnpublished: [event: LocalTrackEvent];

@@ -125,6 +125,7 @@ export class SignalingServer {
         nodes: directory,
       },
       chat: { chat, hub, limits: config.chat, redactionPolicy: (name) => redactionPolicy(tenant(name)) },
+      data: { hub, limits: config.data },
       recording: { recorders, recordingOptions: (name) => recordingOptions(tenant(name)), erasedIn },
       smartActions: { actions, hub, participants, erasedIn },
       deviceKeys: { actions, erasedIn },

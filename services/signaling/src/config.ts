@@ -70,6 +70,8 @@ const shape = {
   SIGNALING_CHAT_MAX_CHARS: env.positiveInt(4000),
   SIGNALING_CHAT_RATE_PER_SECOND: env.positiveInt(5),
   SIGNALING_CHAT_RATE_BURST: env.positiveInt(10),
+  SIGNALING_DATA_RATE_PER_SECOND: env.positiveInt(10),
+  SIGNALING_DATA_RATE_BURST: env.positiveInt(20),
   /** Messages of the conversation a joining client gets. */
   SIGNALING_CHAT_HISTORY_LIMIT: env.positiveInt(500),
   /** Limits, each refused with LIMIT_EXCEEDED; a tenant's `limits` override the first four. */
@@ -138,6 +140,7 @@ export function readSignalingConfig(source: Record<string, string | undefined> =
       rateBurst: c.SIGNALING_CHAT_RATE_BURST,
       historyLimit: c.SIGNALING_CHAT_HISTORY_LIMIT,
     },
+    data: { ratePerSecond: c.SIGNALING_DATA_RATE_PER_SECOND, rateBurst: c.SIGNALING_DATA_RATE_BURST },
     keyring,
     limits: {
       sessionsPerToken: c.SIGNALING_SESSIONS_PER_TOKEN,

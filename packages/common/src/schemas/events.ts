@@ -78,7 +78,16 @@ export const dataMessagePayload = schemas
   .text(MAX_DATA_MESSAGE_BYTES, { lines: true, min: 1 })
   .refine((value) => Buffer.byteLength(value, 'utf8') <= MAX_DATA_MESSAGE_BYTES, `must be at most ${MAX_DATA_MESSAGE_BYTES} bytes of UTF-8`);
 
-export const dataMessageSchema = z.object({ topic: optionalId, payload: dataMessagePayload, sentAtMs: millis });
+/** At most this many participants named as a data message's destinations. */
+export const MAX_DATA_DESTINATIONS = 100;
+
+export const dataMessageSchema = z.object({
+  topic: optionalId,
+  payload: dataMessagePayload,
+  sentAtMs: millis,
+  participantId: optionalId,
+  destinationParticipantIds: z.array(id).max(MAX_DATA_DESTINATIONS),
+});
 
 /** Every case of RoomEvent, as the union ts-proto decodes it to. */
 const roomEventCase = z.discriminatedUnion('$case', [

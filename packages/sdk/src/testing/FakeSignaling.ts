@@ -182,6 +182,8 @@ export class FakeSignaling {
             if (params.response?.response?.attested !== 'reg-1') return fail('BAD_REQUEST');
             this.deviceKey = params.response.id;
             return reply({ registerDeviceKey: { credentialId: params.response.id } });
+          case 'sendData':
+            return reply({ sendData: { sentAtMs: '1700000000001' } });
           case 'leave':
             this.sessions.delete(session!);
             setTimeout(() => ws.close(4000, 'left'), 5);

@@ -40,8 +40,16 @@ export function relayRoomEvent(session: ParticipantSession, event: RoomEvent, ab
       return;
     case 'messageRedacted':
     case 'smartAction':
-    case 'dataMessage':
       session.notify(e);
       return;
+    case 'dataMessage': {
+      // Not back to its sender, only to those it names (everyone when it names none), and
+      // without the names: nobody learns who else received it.
+      const { destinationParticipantIds: to, ...message } = e.value;
+      if (!fromOther(message.participantId)) return;
+      if (to.length > 0 && !to.includes(session.participantId)) return;
+      session.notify({ $case: 'dataMessage', value: { ...message, destinationParticipantIds: [] } });
+      return;
+    }
   }
 }

@@ -40,6 +40,7 @@ const everyCase = {
   deviceKeyOptions: true,
   registerDeviceKey: true,
   artifactUrl: true,
+  sendData: true,
 } satisfies Record<RequestCase, true>;
 const cases = Object.keys(everyCase) as RequestCase[];
 
@@ -65,6 +66,7 @@ function contexts(over: { erased?: string[] } = {}) {
     lifecycle: { end },
     media: { limits: { transports: 2, producers: 2, consumers: 2 }, hub, participants: async () => [], nodes: { placementOf: unused, node: unused, clientForNode: unused } as never },
     chat: { chat, hub, limits: { maxChars: 10, ratePerSecond: 1, rateBurst: 2 }, redactionPolicy: () => ({ kinds: [] }) },
+    data: { hub, limits: { ratePerSecond: 1, rateBurst: 2 } },
     recording: { recorders: {} as RecorderDirectory, recordingOptions: unused as never, erasedIn },
     smartActions: { actions: { request: unused, answer: unused, attachmentUrl: unused } as never, hub, participants: async () => [], erasedIn },
     deviceKeys: { actions: { registrationOptions: async () => ({ challenge: 'c' }), register: unused } as never, erasedIn },
@@ -129,6 +131,20 @@ describe('the request dispatch table', () => {
     await expect(dispatch(table, session, { $case: 'sendMessage', value: { text: 'x'.repeat(11), clientMessageId: '' } })).rejects.toMatchObject({ code: ErrorCode.MESSAGE_TOO_LARGE });
     await expect(dispatch(table, session, { $case: 'sendMessage', value: { text: 'again', clientMessageId: '' } })).rejects.toMatchObject({ code: ErrorCode.RATE_LIMITED });
     expect(appended).toHaveLength(1);
+  });
+
+  it('relays a data message to the room, never stored, with its sender and destinations, within its own budget', async () => {
+    const { value, published, appended } = contexts();
+    const table = createHandlerTable(value);
+    const { session } = sessionFor();
+    const sent = await dispatch(table, session, { $case: 'sendData', value: { topic: 'typing', payload: '1', destinationParticipantIds: ['PA_2', 'PA_2', 'PA_1'] } });
+    expect(sent).toEqual({ $case: 'sendData', value: { sentAtMs: expect.any(Number) } });
+    // Named twice or oneself: once, and not oneself.
+    expect(published).toEqual([{ $case: 'dataMessage', value: { topic: 'typing', payload: '1', sentAtMs: expect.any(Number), participantId: 'PA_1', destinationParticipantIds: ['PA_2'] } }]);
+    await expect(dispatch(table, session, { $case: 'sendData', value: { topic: '', payload: 'x', destinationParticipantIds: ['PA_1'] } })).rejects.toMatchObject({ code: ErrorCode.BAD_REQUEST });
+    await expect(dispatch(table, session, { $case: 'sendData', value: { topic: '', payload: 'x', destinationParticipantIds: [] } })).rejects.toMatchObject({ code: ErrorCode.RATE_LIMITED });
+    expect(published).toHaveLength(1);
+    expect(appended).toEqual([]);
   });
 
   it('keeps role and grant checks: end users neither redact nor ask, tokens without canRecord do not record', async () => {

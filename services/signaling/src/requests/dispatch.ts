@@ -1,5 +1,6 @@
 import type { ParticipantSession } from '../participant/ParticipantSession.js';
 import { chatHandlers, type ChatContext } from './chat.js';
+import { dataHandlers, type DataContext } from './data.js';
 import { deviceKeyHandlers, type DeviceKeyContext } from './deviceKeys.js';
 import { lifecycleHandlers, type LifecycleContext } from './lifecycle.js';
 import { mediaHandlers, type MediaContext } from './media.js';
@@ -12,6 +13,7 @@ export interface RequestContexts {
   lifecycle: LifecycleContext;
   media: MediaContext;
   chat: ChatContext;
+  data: DataContext;
   recording: RecordingContext;
   smartActions: SmartActionContext;
   deviceKeys: DeviceKeyContext;
@@ -24,6 +26,7 @@ export function createHandlerTable(contexts: RequestContexts): HandlerTable {
     ...mediaHandlers(contexts.media),
     ...recordingHandlers(contexts.recording),
     ...chatHandlers(contexts.chat),
+    ...dataHandlers(contexts.data),
     ...smartActionHandlers(contexts.smartActions),
     ...deviceKeyHandlers(contexts.deviceKeys),
   };

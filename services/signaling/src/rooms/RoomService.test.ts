@@ -168,7 +168,7 @@ describe('RoomService', () => {
   it('sends a data message to a room that exists, as a room event', async () => {
     const { service, published } = await serviceWith([['demo', 'r', record('PA_1')]]);
     const sent = await service.sendData('demo', 'r', { payload: 'hello' });
-    expect(published).toEqual([{ $case: 'dataMessage', value: { topic: '', payload: 'hello', sentAtMs: sent.sentAtMs } }]);
+    expect(published).toEqual([{ $case: 'dataMessage', value: { topic: '', payload: 'hello', sentAtMs: sent.sentAtMs, participantId: '', destinationParticipantIds: [] } }]);
     await expect(service.sendData('demo', 'nowhere', { payload: 'x' })).rejects.toMatchObject({ code: ErrorCode.NOT_FOUND });
     expect(published).toHaveLength(1);
   });

@@ -136,7 +136,7 @@ export class RoomService {
   async sendData(tenant: string, room: string, message: DataMessageInput): Promise<{ sentAtMs: number; participants: number }> {
     const present = await this.present(tenant, room);
     const sentAtMs = Date.now();
-    this.deps.hub.publish(tenant, room, { $case: 'dataMessage', value: { topic: message.topic ?? '', payload: message.payload, sentAtMs } });
+    this.deps.hub.publish(tenant, room, { $case: 'dataMessage', value: { topic: message.topic ?? '', payload: message.payload, sentAtMs, participantId: '', destinationParticipantIds: [] } });
     return { sentAtMs, participants: present.length };
   }
 

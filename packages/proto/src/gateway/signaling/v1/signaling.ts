@@ -190,6 +190,12 @@ export interface Request {
     | //
     /** Agents: a short-lived URL of an attachment of their tenant. */
     { $case: "artifactUrl"; value: ArtifactUrlRequest }
+    | //
+    /**
+     * An ephemeral message (a typing indicator, an app's own signal) to the room or to some of
+     * its participants: relayed as data_message, never stored, not part of the chat.
+     */
+    { $case: "sendData"; value: SendDataRequest }
     | undefined;
 }
 
@@ -232,6 +238,7 @@ export interface Response {
     { $case: "deviceKeyOptions"; value: { [key: string]: any } | undefined }
     | { $case: "registerDeviceKey"; value: DeviceKeyRegistered }
     | { $case: "artifactUrl"; value: ArtifactUrl }
+    | { $case: "sendData"; value: DataSent }
     | undefined;
 }
 
@@ -277,6 +284,24 @@ export interface DataMessage {
   topic: string;
   /** Text, at most 16 KiB. */
   payload: string;
+  sentAtMs: number;
+  /** The participant who sent it; empty when the customer's backend did (the room API). */
+  participantId: string;
+  /**
+   * Whom it is for; empty for everyone. Used between servers only: a participant is never told
+   * who else received a message.
+   */
+  destinationParticipantIds: string[];
+}
+
+export interface SendDataRequest {
+  topic: string;
+  payload: string;
+  /** Participant ids to send it to (at most 100); empty for everyone else in the room. */
+  destinationParticipantIds: string[];
+}
+
+export interface DataSent {
   sentAtMs: number;
 }
 
@@ -674,6 +699,9 @@ export const Request: MessageFns<Request> = {
       case "artifactUrl":
         ArtifactUrlRequest.encode(message.method.value, writer.uint32(290).fork()).join();
         break;
+      case "sendData":
+        SendDataRequest.encode(message.method.value, writer.uint32(298).fork()).join();
+        break;
     }
     return writer;
   },
@@ -933,6 +961,14 @@ export const Request: MessageFns<Request> = {
             message.method = { $case: "artifactUrl", value: ArtifactUrlRequest.decode(reader, reader.uint32()) };
             continue;
           }
+          case 37: {
+            if (tag !== 298) {
+              break;
+            }
+
+            message.method = { $case: "sendData", value: SendDataRequest.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1044,6 +1080,10 @@ export const Request: MessageFns<Request> = {
         ? { $case: "artifactUrl", value: ArtifactUrlRequest.fromJSON(object.artifactUrl) }
         : isSet(object.artifact_url)
         ? { $case: "artifactUrl", value: ArtifactUrlRequest.fromJSON(object.artifact_url) }
+        : isSet(object.sendData)
+        ? { $case: "sendData", value: SendDataRequest.fromJSON(object.sendData) }
+        : isSet(object.send_data)
+        ? { $case: "sendData", value: SendDataRequest.fromJSON(object.send_data) }
         : undefined,
     };
   },
@@ -1107,6 +1147,8 @@ export const Request: MessageFns<Request> = {
       obj.registerDeviceKey = RegisterDeviceKeyRequest.toJSON(message.method.value);
     } else if (message.method?.$case === "artifactUrl") {
       obj.artifactUrl = ArtifactUrlRequest.toJSON(message.method.value);
+    } else if (message.method?.$case === "sendData") {
+      obj.sendData = SendDataRequest.toJSON(message.method.value);
     }
     return obj;
   },
@@ -1292,6 +1334,12 @@ export const Request: MessageFns<Request> = {
       case "artifactUrl": {
         if (object.method?.value !== undefined && object.method?.value !== null) {
           message.method = { $case: "artifactUrl", value: ArtifactUrlRequest.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "sendData": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "sendData", value: SendDataRequest.fromPartial(object.method.value) };
         }
         break;
       }
@@ -1494,6 +1542,9 @@ export const Response: MessageFns<Response> = {
         break;
       case "artifactUrl":
         ArtifactUrl.encode(message.result.value, writer.uint32(290).fork()).join();
+        break;
+      case "sendData":
+        DataSent.encode(message.result.value, writer.uint32(298).fork()).join();
         break;
     }
     return writer;
@@ -1747,6 +1798,14 @@ export const Response: MessageFns<Response> = {
             message.result = { $case: "artifactUrl", value: ArtifactUrl.decode(reader, reader.uint32()) };
             continue;
           }
+          case 37: {
+            if (tag !== 298) {
+              break;
+            }
+
+            message.result = { $case: "sendData", value: DataSent.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1860,6 +1919,10 @@ export const Response: MessageFns<Response> = {
         ? { $case: "artifactUrl", value: ArtifactUrl.fromJSON(object.artifactUrl) }
         : isSet(object.artifact_url)
         ? { $case: "artifactUrl", value: ArtifactUrl.fromJSON(object.artifact_url) }
+        : isSet(object.sendData)
+        ? { $case: "sendData", value: DataSent.fromJSON(object.sendData) }
+        : isSet(object.send_data)
+        ? { $case: "sendData", value: DataSent.fromJSON(object.send_data) }
         : undefined,
     };
   },
@@ -1925,6 +1988,8 @@ export const Response: MessageFns<Response> = {
       obj.registerDeviceKey = DeviceKeyRegistered.toJSON(message.result.value);
     } else if (message.result?.$case === "artifactUrl") {
       obj.artifactUrl = ArtifactUrl.toJSON(message.result.value);
+    } else if (message.result?.$case === "sendData") {
+      obj.sendData = DataSent.toJSON(message.result.value);
     }
     return obj;
   },
@@ -2101,6 +2166,12 @@ export const Response: MessageFns<Response> = {
       case "artifactUrl": {
         if (object.result?.value !== undefined && object.result?.value !== null) {
           message.result = { $case: "artifactUrl", value: ArtifactUrl.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "sendData": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "sendData", value: DataSent.fromPartial(object.result.value) };
         }
         break;
       }
@@ -2576,7 +2647,7 @@ export const TrackMuted: MessageFns<TrackMuted> = {
 };
 
 function createBaseDataMessage(): DataMessage {
-  return { topic: "", payload: "", sentAtMs: 0 };
+  return { topic: "", payload: "", sentAtMs: 0, participantId: "", destinationParticipantIds: [] };
 }
 
 export const DataMessage: MessageFns<DataMessage> = {
@@ -2589,6 +2660,12 @@ export const DataMessage: MessageFns<DataMessage> = {
     }
     if (message.sentAtMs !== 0) {
       writer.uint32(24).int64(message.sentAtMs);
+    }
+    if (message.participantId !== "") {
+      writer.uint32(34).string(message.participantId);
+    }
+    for (const v of message.destinationParticipantIds) {
+      writer.uint32(42).string(v!);
     }
     return writer;
   },
@@ -2630,6 +2707,22 @@ export const DataMessage: MessageFns<DataMessage> = {
             message.sentAtMs = longToNumber(reader.int64());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.participantId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.destinationParticipantIds.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2651,6 +2744,16 @@ export const DataMessage: MessageFns<DataMessage> = {
         : isSet(object.sent_at_ms)
         ? globalThis.Number(object.sent_at_ms)
         : 0,
+      participantId: isSet(object.participantId)
+        ? globalThis.String(object.participantId)
+        : isSet(object.participant_id)
+        ? globalThis.String(object.participant_id)
+        : "",
+      destinationParticipantIds: globalThis.Array.isArray(object?.destinationParticipantIds)
+        ? object.destinationParticipantIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.destination_participant_ids)
+        ? object.destination_participant_ids.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -2665,6 +2768,12 @@ export const DataMessage: MessageFns<DataMessage> = {
     if (message.sentAtMs !== 0) {
       obj.sentAtMs = Math.round(message.sentAtMs);
     }
+    if (message.participantId !== "") {
+      obj.participantId = message.participantId;
+    }
+    if (message.destinationParticipantIds?.length) {
+      obj.destinationParticipantIds = message.destinationParticipantIds;
+    }
     return obj;
   },
 
@@ -2675,6 +2784,186 @@ export const DataMessage: MessageFns<DataMessage> = {
     const message = createBaseDataMessage();
     message.topic = object.topic ?? "";
     message.payload = object.payload ?? "";
+    message.sentAtMs = object.sentAtMs ?? 0;
+    message.participantId = object.participantId ?? "";
+    message.destinationParticipantIds = object.destinationParticipantIds?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseSendDataRequest(): SendDataRequest {
+  return { topic: "", payload: "", destinationParticipantIds: [] };
+}
+
+export const SendDataRequest: MessageFns<SendDataRequest> = {
+  encode(message: SendDataRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.topic !== "") {
+      writer.uint32(10).string(message.topic);
+    }
+    if (message.payload !== "") {
+      writer.uint32(18).string(message.payload);
+    }
+    for (const v of message.destinationParticipantIds) {
+      writer.uint32(26).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SendDataRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSendDataRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.topic = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.payload = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.destinationParticipantIds.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SendDataRequest {
+    return {
+      topic: isSet(object.topic) ? globalThis.String(object.topic) : "",
+      payload: isSet(object.payload) ? globalThis.String(object.payload) : "",
+      destinationParticipantIds: globalThis.Array.isArray(object?.destinationParticipantIds)
+        ? object.destinationParticipantIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.destination_participant_ids)
+        ? object.destination_participant_ids.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: SendDataRequest): unknown {
+    const obj: any = {};
+    if (message.topic !== "") {
+      obj.topic = message.topic;
+    }
+    if (message.payload !== "") {
+      obj.payload = message.payload;
+    }
+    if (message.destinationParticipantIds?.length) {
+      obj.destinationParticipantIds = message.destinationParticipantIds;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SendDataRequest>, I>>(base?: I): SendDataRequest {
+    return SendDataRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SendDataRequest>, I>>(object: I): SendDataRequest {
+    const message = createBaseSendDataRequest();
+    message.topic = object.topic ?? "";
+    message.payload = object.payload ?? "";
+    message.destinationParticipantIds = object.destinationParticipantIds?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseDataSent(): DataSent {
+  return { sentAtMs: 0 };
+}
+
+export const DataSent: MessageFns<DataSent> = {
+  encode(message: DataSent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sentAtMs !== 0) {
+      writer.uint32(8).int64(message.sentAtMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DataSent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDataSent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.sentAtMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DataSent {
+    return {
+      sentAtMs: isSet(object.sentAtMs)
+        ? globalThis.Number(object.sentAtMs)
+        : isSet(object.sent_at_ms)
+        ? globalThis.Number(object.sent_at_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: DataSent): unknown {
+    const obj: any = {};
+    if (message.sentAtMs !== 0) {
+      obj.sentAtMs = Math.round(message.sentAtMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DataSent>, I>>(base?: I): DataSent {
+    return DataSent.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DataSent>, I>>(object: I): DataSent {
+    const message = createBaseDataSent();
     message.sentAtMs = object.sentAtMs ?? 0;
     return message;
   },
