@@ -130,6 +130,8 @@ export function validParams(rng: Rng, method: string, ids: KnownIds, tokens: { j
       return { response: webauthnAttestation };
     case 'artifactUrl':
       return { artifactId: id(ids.artifactId) };
+    case 'updateParticipant':
+      return rng.pick([{ name: 'Ann (Billing)' }, { metadata: '{"queue":"billing"}' }, { name: 'x'.repeat(rng.int(300)), metadata: 'y'.repeat(rng.int(6_000)) }, {}]);
     case 'sendData':
       return {
         topic: rng.pick(['', 'typing', 'app-signal']),
@@ -172,6 +174,7 @@ export const METHODS = [
   'registerDeviceKey',
   'artifactUrl',
   'sendData',
+  'updateParticipant',
 ] as const;
 
 /**

@@ -62,6 +62,29 @@ describe('chat', () => {
     return out;
   }
 
+  it('shows names and metadata from the tokens, and changes made by those allowed, across replicas and a resume', async () => {
+    const room = `names-${Date.now()}`;
+    const { client: user, join: userJoin } = await joined(sig1.wsUrl, await demoToken({ room, identity: 'ext-9', role: 'end_user', name: 'Sam', metadata: '{"plan":"gold"}' }));
+    expect(userJoin.participant).toMatchObject({ name: 'Sam', metadata: '{"plan":"gold"}' });
+    const { client: agent, join: agentJoin } = await joined(sig2.wsUrl, await demoToken({ room, identity: 'agent-3', role: 'agent', name: 'Ann', canUpdateMetadata: true }));
+    expect(agentJoin.participants.find((p: { participantId: string }) => p.participantId === userJoin.participant.participantId)).toMatchObject({ name: 'Sam', metadata: '{"plan":"gold"}' });
+    expect(await user.waitForNotification('participantJoined')).toMatchObject({ name: 'Ann' });
+
+    // The agent renames itself; the end user, whose token does not allow it, cannot.
+    const renamed = await agent.request('updateParticipant', { name: 'Ann (Billing)', metadata: '{"queue":"billing"}' });
+    expect(renamed.updateParticipant).toMatchObject({ participantId: agentJoin.participant.participantId, name: 'Ann (Billing)', metadata: '{"queue":"billing"}' });
+    expect(await user.waitForNotification('participantUpdated')).toMatchObject({ participantId: agentJoin.participant.participantId, name: 'Ann (Billing)', metadata: '{"queue":"billing"}' });
+    expect((await user.request('updateParticipant', { name: 'Supervisor' })).error.code).toBe('PERMISSION_DENIED');
+    expect((await agent.request('updateParticipant', { name: 'two\nlines' })).error.code).toBe('MALFORMED_MESSAGE');
+    expect((await agent.request('updateParticipant', { metadata: 'x'.repeat(4097) })).error.code).toBe('MALFORMED_MESSAGE');
+    expect(notificationsOf(agent, 'participantUpdated')).toEqual([]);
+
+    // A resume on the other replica keeps the new name.
+    agent.close();
+    const resumed = await (await clients.open(sig1.wsUrl)).request('resume', { resumeToken: agentJoin.resumeToken, protocolVersion: 1 });
+    expect(resumed.resume.participant).toMatchObject({ name: 'Ann (Billing)', metadata: '{"queue":"billing"}' });
+  });
+
   it('relays ephemeral data messages across replicas: to the room or to whom they name, never back, never stored, within a budget', async () => {
     const room = `data-${Date.now()}`;
     const { client: user, join: userJoin } = await joined(sig1.wsUrl, await demoToken({ room, identity: 'ext-7', role: 'end_user' }));

@@ -115,7 +115,7 @@ describe('the room API', () => {
   it('lists rooms and participants, each tenant its own, without contact details', async () => {
     const room = `list-${Date.now()}`;
     const globexRoom = `glist-${Date.now()}`;
-    const agent = await join(sig1.wsUrl, room, 'agent-7', 'agent');
+    const agent = await join(sig1.wsUrl, room, 'agent-7', 'agent', { name: 'Ann, Support', metadata: '{"team":"billing"}' });
     const user = await join(sig2.wsUrl, room, 'ext-42', 'end_user', { phoneNumber: '+14155550132', crmContactId: 'CRM-0042' });
     const producerId = await publishMicrophone(user.client);
     await clients.join(sig2.wsUrl, await globexToken({ room: globexRoom, identity: 'g-1', role: 'end_user' }));
@@ -130,11 +130,13 @@ describe('the room API', () => {
     expect(listed.status).toBe(200);
     expect(listed.body.room).toBe(room);
     expect(listed.body.participants).toEqual([
-      { participantId: agent.id, identity: 'agent-7', role: 'agent', joinedAtMs: expect.any(Number), connected: true, tracks: [] },
+      { participantId: agent.id, identity: 'agent-7', role: 'agent', name: 'Ann, Support', metadata: '{"team":"billing"}', joinedAtMs: expect.any(Number), connected: true, tracks: [] },
       {
         participantId: user.id,
         identity: 'ext-42',
         role: 'end_user',
+        name: '',
+        metadata: '',
         joinedAtMs: expect.any(Number),
         connected: true,
         tracks: [{ trackId: producerId, source: 'microphone', kind: 'audio', muted: false }],

@@ -68,6 +68,8 @@ export {
   dataSubjectRequestSchema,
   dataSubjectResultSchema,
   e164,
+  participantMetadata,
+  participantName,
   participantRecordSchema,
   roomEventSchema,
   roomSessionRecordSchema,

@@ -347,6 +347,25 @@ describe('Room', () => {
     expect(server.log.filter((l) => l.method === 'restartIce')).toHaveLength(1);
   });
 
+  it('shows names and metadata, follows changes, and renames the local participant', async () => {
+    server = await FakeSignaling.start();
+    server.others.set('PA_agent', { participantId: 'PA_agent', identity: 'agent-1', role: 'agent', tracks: [], name: 'Ann', metadata: '' });
+    const { room: r } = await connect();
+    const updates: string[] = [];
+    r.on('participantUpdated', (p) => updates.push(`${p.isLocal ? 'me' : p.id}:${p.name}:${p.metadata}`));
+    await until(() => r.participants.has('PA_agent'), 'the agent announced');
+    expect(r.participants.get('PA_agent')).toMatchObject({ name: 'Ann', metadata: '' });
+    server.notify({ participantUpdated: { participantId: 'PA_agent', identity: 'agent-1', role: 'agent', name: 'Ann (Billing)', metadata: '{"queue":"billing"}' } });
+    await until(() => updates.length === 1, 'the update');
+    expect(r.participants.get('PA_agent')).toMatchObject({ name: 'Ann (Billing)', metadata: '{"queue":"billing"}' });
+    // The same again changes nothing, and announces nothing.
+    server.notify({ participantUpdated: { participantId: 'PA_agent', identity: 'agent-1', role: 'agent', name: 'Ann (Billing)', metadata: '{"queue":"billing"}' } });
+    await r.setName('Sam');
+    expect(server.log.filter((l) => l.method === 'updateParticipant').map((l) => l.params)).toEqual([{ name: 'Sam' }]);
+    expect(r.localParticipant.name).toBe('Sam');
+    expect(updates).toEqual(['PA_agent:Ann (Billing):{"queue":"billing"}', 'me:Sam:']);
+  });
+
   it('sends data messages to the room or to some, and names the participant a message came from', async () => {
     server = await FakeSignaling.start();
     server.others.set('PA_agent', { participantId: 'PA_agent', identity: 'agent-1', role: 'agent', tracks: [] });

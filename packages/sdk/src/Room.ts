@@ -255,6 +255,22 @@ export class Room extends Emitter<RoomEvents> {
     return this.publisher.setEnabled(source, enabled, this.granted, options);
   }
 
+  /** Changes the local participant's name on screen; the token must grant canUpdateMetadata (PERMISSION_DENIED otherwise). */
+  setName(name: string): Promise<void> {
+    return this.updateParticipant({ name });
+  }
+
+  /** Changes the app's metadata about the local participant (4 KiB at most); needs canUpdateMetadata like setName(). */
+  setMetadata(metadata: string): Promise<void> {
+    return this.updateParticipant({ metadata });
+  }
+
+  private async updateParticipant(change: { name?: string; metadata?: string }): Promise<void> {
+    this.assertOpen();
+    const updated = await this.client.request('updateParticipant', change);
+    this.roster.update({ participantId: this.roster.local.id, name: updated.name, metadata: updated.metadata });
+  }
+
   // ------------------------------------------------------------------------- devices and playback
 
   /**

@@ -6,6 +6,8 @@ import type { Participant, RemoteSource, RoomEvents, TrackPublication } from './
 export interface MutableParticipant extends Participant {
   tracks: Map<RemoteSource, MediaStreamTrack>;
   publications: Map<RemoteSource, TrackPublication>;
+  name: string;
+  metadata: string;
 }
 
 /** What the roster needs of whoever receives the other participants' tracks. */
@@ -18,7 +20,7 @@ export interface RemoteTrackSink {
 
 export interface RosterContext {
   tracks: RemoteTrackSink;
-  emit: Emit<Pick<RoomEvents, 'participantJoined' | 'participantLeft'>>;
+  emit: Emit<Pick<RoomEvents, 'participantJoined' | 'participantLeft' | 'participantUpdated'>>;
 }
 
 /**
@@ -74,12 +76,25 @@ export class Roster {
 
   upsert(info: ParticipantInfo): void {
     if (this.formerLocalIds.has(info.participantId)) return;
-    if (!this.others.has(info.participantId)) {
+    const known = this.others.get(info.participantId);
+    if (!known) {
       const participant = participantFrom(info, false, new Map(), new Map());
       this.others.set(participant.id, participant);
       this.context.emit('participantJoined', participant);
+    } else {
+      // Renamed while the connection was away: a snapshot says so too.
+      this.update(info);
     }
     for (const track of info.tracks) this.context.tracks.add(info.participantId, track);
+  }
+
+  /** Someone's name or metadata changed (the local participant's too): announced when it did. */
+  update(info: Pick<ParticipantInfo, 'participantId' | 'name' | 'metadata'>): void {
+    const participant = this.isOwn(info.participantId) ? this.local : this.others.get(info.participantId);
+    if (!participant || (participant.name === info.name && participant.metadata === info.metadata)) return;
+    participant.name = info.name;
+    participant.metadata = info.metadata;
+    this.context.emit('participantUpdated', participant);
   }
 
   remove(participantId: string): void {
@@ -92,5 +107,5 @@ export class Roster {
 }
 
 function participantFrom(info: ParticipantInfo, isLocal: boolean, tracks: Map<RemoteSource, MediaStreamTrack>, publications: Map<RemoteSource, TrackPublication>): MutableParticipant {
-  return { id: info.participantId, identity: info.identity, role: info.role, joinedAtMs: info.joinedAtMs, isLocal, tracks, publications };
+  return { id: info.participantId, identity: info.identity, role: info.role, name: info.name, metadata: info.metadata, joinedAtMs: info.joinedAtMs, isLocal, tracks, publications };
 }

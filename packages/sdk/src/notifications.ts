@@ -7,7 +7,7 @@ import type { SmartActions } from './smartActions/SmartActions.js';
 
 /** The parts of a room that the server's notifications change. */
 export interface NotificationTargets {
-  roster: Pick<Roster, 'upsert' | 'remove' | 'others'>;
+  roster: Pick<Roster, 'upsert' | 'update' | 'remove' | 'others'>;
   subscriber: Pick<Subscriber, 'add' | 'drop' | 'setPaused' | 'pump'>;
   recorder: Pick<Recording, 'update'>;
   chat: Pick<Chat, 'take' | 'takeRedaction'>;
@@ -28,6 +28,9 @@ export function applyNotification(event: NotificationEvent, to: NotificationTarg
       return;
     case 'participantLeft':
       to.roster.remove(event.value.participantId);
+      return;
+    case 'participantUpdated':
+      to.roster.update(event.value);
       return;
     case 'producerAdded': {
       const { participantId, track } = event.value;

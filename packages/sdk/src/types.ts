@@ -28,6 +28,10 @@ export interface Participant {
   /** The identity from the join token. */
   readonly identity: string;
   readonly role: Role;
+  /** What to call them on screen ("Ann, Support"): from their join token or set since; may be empty. */
+  readonly name: string;
+  /** The app's own data about them (often JSON), as their join token or room.setMetadata() set it. */
+  readonly metadata: string;
   readonly joinedAtMs: number;
   readonly isLocal: boolean;
   /** Received tracks (remote participant) or published ones (local participant), by source. */
@@ -177,6 +181,8 @@ export type RoomEvents = {
   /** Someone is in the room: fired for those already there too, right after connect() resolves. */
   participantJoined: [participant: Participant];
   participantLeft: [participant: Participant];
+  /** Someone's name or metadata changed (the local participant's too). */
+  participantUpdated: [participant: Participant];
   /** A remote track is being received; attach it to a media element. */
   track: [event: TrackEvent];
   /** A remote track stopped (unpublished, its owner left, or it is being replaced after a rejoin). */

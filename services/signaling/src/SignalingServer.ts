@@ -126,6 +126,7 @@ export class SignalingServer {
       },
       chat: { chat, hub, limits: config.chat, redactionPolicy: (name) => redactionPolicy(tenant(name)) },
       data: { hub, limits: config.data },
+      participant: { hub },
       recording: { recorders, recordingOptions: (name) => recordingOptions(tenant(name)), erasedIn },
       smartActions: { actions, hub, participants, erasedIn },
       deviceKeys: { actions, erasedIn },

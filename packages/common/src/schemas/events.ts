@@ -27,12 +27,22 @@ export const trackInfoSchema = z.object({
   paused: z.boolean(),
 });
 
+/** A participant's name on screen: one line of at most 128 characters (may be empty). */
+export const participantName = schemas.text(128);
+/** An app's own data about a participant, at most 4 KiB of UTF-8 (often JSON; never read by the server). */
+export const MAX_PARTICIPANT_METADATA_BYTES = 4 * 1024;
+export const participantMetadata = schemas
+  .text(MAX_PARTICIPANT_METADATA_BYTES, { lines: true })
+  .refine((value) => Buffer.byteLength(value, 'utf8') <= MAX_PARTICIPANT_METADATA_BYTES, `must be at most ${MAX_PARTICIPANT_METADATA_BYTES} bytes of UTF-8`);
+
 export const participantInfoSchema = z.object({
   participantId: id,
   identity,
   role,
   joinedAtMs: millis,
   tracks: z.array(trackInfoSchema).max(16),
+  name: participantName,
+  metadata: participantMetadata,
 });
 
 export const chatMessageSchema = z.object({
@@ -104,6 +114,7 @@ const roomEventCase = z.discriminatedUnion('$case', [
   z.object({ $case: z.literal('messageRedacted'), value: z.object({ messageId: id, by: optionalId }) }),
   z.object({ $case: z.literal('smartAction'), value: smartActionSchema }),
   z.object({ $case: z.literal('dataMessage'), value: dataMessageSchema }),
+  z.object({ $case: z.literal('participantUpdated'), value: participantInfoSchema }),
 ]);
 
 export const roomEventSchema = z.object({

@@ -19,6 +19,8 @@ export interface ParticipantJson {
   identity: string;
   role: string;
   tracks: TrackJson[];
+  name?: string;
+  metadata?: string;
 }
 
 /**
@@ -182,6 +184,8 @@ export class FakeSignaling {
             if (params.response?.response?.attested !== 'reg-1') return fail('BAD_REQUEST');
             this.deviceKey = params.response.id;
             return reply({ registerDeviceKey: { credentialId: params.response.id } });
+          case 'updateParticipant':
+            return reply({ updateParticipant: { participantId: session, identity: 'me', role: 'end_user', name: params.name ?? '', metadata: params.metadata ?? '' } });
           case 'sendData':
             return reply({ sendData: { sentAtMs: '1700000000001' } });
           case 'leave':

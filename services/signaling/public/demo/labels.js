@@ -13,6 +13,11 @@ export function icon(name) {
   return `<svg class="icon" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true">${ICONS[name] || ''}</svg>`;
 }
 
+/** What to call a participant: the name their token or app gave, else their identity. */
+export function displayName(participant) {
+  return participant.name || participant.identity;
+}
+
 const ROLE_LABELS = { agent: 'Agent', end_user: 'Customer', observer: 'Observer' };
 const SOURCE_LABELS = { camera: 'Camera', microphone: 'Microphone', screen: 'Screen share', screen_audio: 'Screen audio' };
 

@@ -23,11 +23,23 @@ describe('join tokens', () => {
       room: 'r1',
       identity: 'alice',
       role: 'end_user',
-      grants: { canPublish: true, canSubscribe: false, sources: ['camera', 'microphone'], canRecord: false },
+      grants: { canPublish: true, canSubscribe: false, sources: ['camera', 'microphone'], canRecord: false, canUpdateMetadata: false },
+      name: '',
+      metadata: '',
       expiresAt,
       contact: {},
       tokenId: expect.stringMatching(/^[A-Za-z0-9_-]{32}$/),
     });
+  });
+
+  it('carries a name, metadata and the right to change them; refuses a name of two lines or metadata over 4 KiB', async () => {
+    const { token } = await mintJoinToken(acme, { room: 'r1', identity: 'alice', role: 'agent', name: 'Ann, Support', metadata: '{"team":"billing"}', canUpdateMetadata: true });
+    expect(await verifyJoinToken(tenants, token)).toMatchObject({ name: 'Ann, Support', metadata: '{"team":"billing"}', grants: { canUpdateMetadata: true } });
+    await expect(mintJoinToken(acme, { room: 'r1', identity: 'alice', role: 'agent', name: 'two\nlines' })).rejects.toThrow();
+    await expect(mintJoinToken(acme, { room: 'r1', identity: 'alice', role: 'agent', metadata: 'é'.repeat(2049) })).rejects.toThrow();
+    // A signed token whose name breaks the rules is refused like any bad claim.
+    const forged = await sign({ iss: 'acme-key', tenant: 'acme', room: 'r1', role: 'agent', grants, name: 'x'.repeat(129) }, acme.apiSecret);
+    await expect(verifyJoinToken(tenants, forged)).rejects.toMatchObject({ code: 'UNAUTHENTICATED' });
   });
 
   it('gives every minted token its own jti, counted under a hash', async () => {

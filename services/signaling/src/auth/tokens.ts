@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { SignJWT, errors as joseErrors, jwtVerify, decodeJwt } from 'jose';
 import { z } from 'zod';
-import { ErrorCode, GatewayError, normalizePhoneNumber, schemas } from '@gateway/common';
+import { ErrorCode, GatewayError, normalizePhoneNumber, participantMetadata, participantName, schemas } from '@gateway/common';
 import type { Tenant } from '../config.js';
 
 export const roles = ['agent', 'end_user'] as const;
@@ -15,6 +15,8 @@ const grantsSchema = z.object({
   sources: z.array(z.enum(publishableSources)),
   /** Start, pause, resume and stop the room's recording; only ever granted to agents. */
   canRecord: z.boolean().default(false),
+  /** Change its own name and metadata (updateParticipant). */
+  canUpdateMetadata: z.boolean().default(false),
 });
 export type Grants = z.infer<typeof grantsSchema>;
 
@@ -47,6 +49,9 @@ const claimsSchema = z.object({
   role: z.enum(roles),
   grants: grantsSchema,
   contact: contactSchema.optional(),
+  /** The participant's name on screen and the app's metadata about them, shown to the room. */
+  name: participantName.optional(),
+  metadata: participantMetadata.optional(),
 });
 
 /** What a verified join token grants. */
@@ -56,6 +61,9 @@ export interface JoinGrant {
   identity: string;
   role: Role;
   grants: Grants;
+  /** Name on screen and app metadata ('' when the token has none). */
+  name: string;
+  metadata: string;
   /** Unix seconds. */
   expiresAt: number;
   contact: ContactClaims;
@@ -77,6 +85,12 @@ export interface MintRequest {
   canSubscribe?: boolean;
   sources?: GrantedSource[];
   canRecord?: boolean;
+  /** May change its own name and metadata during the call. */
+  canUpdateMetadata?: boolean;
+  /** Shown to the others ("Ann, Support"). */
+  name?: string;
+  /** The app's own data about the participant (often JSON), at most 4 KiB; shown to the others. */
+  metadata?: string;
   crmContactId?: string;
   /** Any common notation; stored as E.164. */
   phoneNumber?: string;
@@ -98,6 +112,9 @@ export const mintRequestSchema = z
     canSubscribe: z.boolean().optional(),
     sources: z.array(z.enum(publishableSources)).optional(),
     canRecord: z.boolean().optional(),
+    canUpdateMetadata: z.boolean().optional(),
+    name: participantName.optional(),
+    metadata: participantMetadata.optional(),
     crmContactId: z.string().min(1).max(64).optional(),
     phoneNumber: z.string().min(3).max(32).optional(),
     deviceIds: z.array(z.string().min(1).max(256)).max(5).optional(),
@@ -120,12 +137,14 @@ export async function mintJoinToken(tenant: Tenant, request: MintRequest): Promi
     canSubscribe: valid.canSubscribe ?? true,
     sources: valid.sources ?? [...publishableSources],
     canRecord: valid.canRecord ?? false,
+    canUpdateMetadata: valid.canUpdateMetadata ?? false,
   };
   const phoneNumber = valid.phoneNumber === undefined ? undefined : normalizePhoneNumber(valid.phoneNumber, tenant.redaction?.defaultCountry);
   if (valid.phoneNumber !== undefined && !phoneNumber) throw new GatewayError(ErrorCode.BAD_REQUEST, 'phoneNumber is not a valid phone number');
   const contact = { crmContactId: valid.crmContactId, phoneNumber, deviceIds: valid.deviceIds };
   const hasContact = Object.values(contact).some((v) => v !== undefined);
-  const token = await new SignJWT({ tenant: tenant.name, room: valid.room, role: valid.role, grants, ...(hasContact ? { contact } : {}) })
+  const shown = { ...(valid.name ? { name: valid.name } : {}), ...(valid.metadata ? { metadata: valid.metadata } : {}) };
+  const token = await new SignJWT({ tenant: tenant.name, room: valid.room, role: valid.role, grants, ...shown, ...(hasContact ? { contact } : {}) })
     .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
     .setIssuer(tenant.apiKey)
     .setSubject(valid.identity)
@@ -178,6 +197,8 @@ export async function verifyJoinToken(tenants: readonly Tenant[], token: string 
     identity: claims.data.sub,
     role: claims.data.role,
     grants: claims.data.grants,
+    name: claims.data.name ?? '',
+    metadata: claims.data.metadata ?? '',
     expiresAt: claims.data.exp,
     contact: claims.data.contact ?? {},
     tokenId: tokenIdOf(tenant.name, claims.data.jti),

@@ -72,7 +72,7 @@ export class ParticipantSession {
   /** A fresh session after a verified join, placed on `nodeId`. Returns its resume token too. */
   static create(persistence: ParticipantPersistence, log: Logger, participantId: string, grant: JoinGrant, nodeId: string, sfu: SfuClient): { session: ParticipantSession; resumeToken: string } {
     const { token, hash } = mintResumeToken(grant.tenant, grant.room, participantId);
-    const info: ParticipantInfo = { participantId, identity: grant.identity, role: grant.role, joinedAtMs: Date.now(), tracks: [] };
+    const info: ParticipantInfo = { participantId, identity: grant.identity, role: grant.role, joinedAtMs: Date.now(), tracks: [], name: grant.name, metadata: grant.metadata };
     return { session: new ParticipantSession(persistence, info, grant, nodeId, sfu, hash, log), resumeToken: token };
   }
 
@@ -89,7 +89,10 @@ export class ParticipantSession {
         canSubscribe: record.grants?.canSubscribe ?? false,
         sources: (record.grants?.sources ?? []) as JoinGrant['grants']['sources'],
         canRecord: record.grants?.canRecord ?? false,
+        canUpdateMetadata: record.grants?.canUpdateMetadata ?? false,
       },
+      name: info.name,
+      metadata: info.metadata,
       expiresAt: record.tokenExpiresAt,
       // The contact details went into the room's session record at join.
       contact: {},
@@ -163,7 +166,7 @@ export class ParticipantSession {
       refreshedAtMs: Date.now(),
       nodeId: this.nodeId,
       transportIds: [...this.transports],
-      grants: { canPublish: this.grant.grants.canPublish, canSubscribe: this.grant.grants.canSubscribe, sources: this.grant.grants.sources, canRecord: this.grant.grants.canRecord },
+      grants: { ...this.grant.grants },
       tokenExpiresAt: this.grant.expiresAt,
       resumeTokenHash: this.resumeHash,
       consumers: Object.fromEntries(this.consumers),

@@ -163,7 +163,7 @@ describe('SessionRegistry', () => {
     const { registry, members, join } = setUp();
     const { link } = await join();
     const member = members.get('PA_1')!;
-    const other = { participantId: 'PA_2', identity: 'x', role: 'agent', joinedAtMs: 1, tracks: [] };
+    const other = { participantId: 'PA_2', identity: 'x', role: 'agent', joinedAtMs: 1, tracks: [], name: '', metadata: '' };
     member.onRoomEvent(event({ $case: 'participantJoined', value: other }));
     member.onRoomEvent(event({ $case: 'participantJoined', value: { ...other, participantId: 'PA_1' } }));
     member.onRoomEvent(event({ $case: 'activeSpeaker', value: { participantId: 'PA_2' } as never }, 'N2'));

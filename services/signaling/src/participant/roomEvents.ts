@@ -14,6 +14,7 @@ export function relayRoomEvent(session: ParticipantSession, event: RoomEvent, ab
       if (e.value.nodeId === '' || e.value.nodeId === session.nodeId) abandon(e.value.reason);
       return;
     case 'participantJoined':
+    case 'participantUpdated':
       if (fromOther(e.value.participantId)) session.notify(e);
       return;
     case 'participantLeft':

@@ -41,6 +41,7 @@ const everyCase = {
   registerDeviceKey: true,
   artifactUrl: true,
   sendData: true,
+  updateParticipant: true,
 } satisfies Record<RequestCase, true>;
 const cases = Object.keys(everyCase) as RequestCase[];
 
@@ -67,6 +68,7 @@ function contexts(over: { erased?: string[] } = {}) {
     media: { limits: { transports: 2, producers: 2, consumers: 2 }, hub, participants: async () => [], nodes: { placementOf: unused, node: unused, clientForNode: unused } as never },
     chat: { chat, hub, limits: { maxChars: 10, ratePerSecond: 1, rateBurst: 2 }, redactionPolicy: () => ({ kinds: [] }) },
     data: { hub, limits: { ratePerSecond: 1, rateBurst: 2 } },
+    participant: { hub },
     recording: { recorders: {} as RecorderDirectory, recordingOptions: unused as never, erasedIn },
     smartActions: { actions: { request: unused, answer: unused, attachmentUrl: unused } as never, hub, participants: async () => [], erasedIn },
     deviceKeys: { actions: { registrationOptions: async () => ({ challenge: 'c' }), register: unused } as never, erasedIn },
@@ -147,12 +149,28 @@ describe('the request dispatch table', () => {
     expect(appended).toEqual([]);
   });
 
+  it("changes a participant's own name and metadata when its token allows, saved before the room is told", async () => {
+    const { value, published } = contexts();
+    const table = createHandlerTable(value);
+    const denied = sessionFor().session;
+    await expect(dispatch(table, denied, { $case: 'updateParticipant', value: { name: 'Ann' } })).rejects.toMatchObject({ code: ErrorCode.PERMISSION_DENIED });
+    const { session, store } = sessionFor({
+      grant: { name: 'Ann', metadata: '{"team":"billing"}', grants: { canPublish: true, canSubscribe: true, sources: [], canRecord: false, canUpdateMetadata: true } },
+    });
+    await expect(dispatch(table, session, { $case: 'updateParticipant', value: {} })).rejects.toMatchObject({ code: ErrorCode.BAD_REQUEST });
+    const updated = await dispatch(table, session, { $case: 'updateParticipant', value: { name: 'Ann (Billing)' } });
+    expect(updated).toEqual({ $case: 'updateParticipant', value: expect.objectContaining({ participantId: 'PA_1', name: 'Ann (Billing)', metadata: '{"team":"billing"}' }) });
+    expect(published).toEqual([{ $case: 'participantUpdated', value: expect.objectContaining({ name: 'Ann (Billing)', tracks: [] }) }]);
+    // In the record a resume or takeover starts from.
+    expect((await store.list('demo', 'room-1')).map((r) => r.info?.name)).toEqual(['Ann (Billing)']);
+  });
+
   it('keeps role and grant checks: end users neither redact nor ask, tokens without canRecord do not record', async () => {
     const table = createHandlerTable(contexts().value);
     const endUser = sessionFor({ grant: { role: 'end_user' } }).session;
     await expect(dispatch(table, endUser, { $case: 'redactMessage', value: { messageId: 'MS_1' } })).rejects.toMatchObject({ code: ErrorCode.PERMISSION_DENIED });
     await expect(dispatch(table, endUser, { $case: 'requestSmartAction', value: { kind: 'photo', participantId: '' } })).rejects.toMatchObject({ code: ErrorCode.PERMISSION_DENIED });
-    const agent = sessionFor({ grant: { grants: { canPublish: true, canSubscribe: true, sources: [], canRecord: false } } }).session;
+    const agent = sessionFor({ grant: { grants: { canPublish: true, canSubscribe: true, sources: [], canRecord: false, canUpdateMetadata: false } } }).session;
     for (const c of ['startRecording', 'pauseRecording', 'resumeRecording', 'stopRecording'] as const) {
       await expect(dispatch(table, agent, { $case: c, value: {} })).rejects.toMatchObject({ code: ErrorCode.PERMISSION_DENIED });
     }

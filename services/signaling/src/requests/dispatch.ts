@@ -4,6 +4,7 @@ import { dataHandlers, type DataContext } from './data.js';
 import { deviceKeyHandlers, type DeviceKeyContext } from './deviceKeys.js';
 import { lifecycleHandlers, type LifecycleContext } from './lifecycle.js';
 import { mediaHandlers, type MediaContext } from './media.js';
+import { participantHandlers, type ParticipantContext } from './participant.js';
 import { recordingHandlers, type RecordingContext } from './recording.js';
 import { smartActionHandlers, type SmartActionContext } from './smartActions.js';
 import type { HandlerTable, RequestCase, RequestHandler, RequestMethod, ResponseResult } from './types.js';
@@ -14,6 +15,7 @@ export interface RequestContexts {
   media: MediaContext;
   chat: ChatContext;
   data: DataContext;
+  participant: ParticipantContext;
   recording: RecordingContext;
   smartActions: SmartActionContext;
   deviceKeys: DeviceKeyContext;
@@ -27,6 +29,7 @@ export function createHandlerTable(contexts: RequestContexts): HandlerTable {
     ...recordingHandlers(contexts.recording),
     ...chatHandlers(contexts.chat),
     ...dataHandlers(contexts.data),
+    ...participantHandlers(contexts.participant),
     ...smartActionHandlers(contexts.smartActions),
     ...deviceKeyHandlers(contexts.deviceKeys),
   };

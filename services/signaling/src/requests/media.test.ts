@@ -57,7 +57,7 @@ const rtp = { codecs: [] };
 
 describe('media requests', () => {
   it("create transports on the session's node within the token's grants and the limit", async () => {
-    const { handlers, session, store, calls } = setUp({ grant: { grants: { canPublish: false, canSubscribe: true, sources: [], canRecord: false } } });
+    const { handlers, session, store, calls } = setUp({ grant: { grants: { canPublish: false, canSubscribe: true, sources: [], canRecord: false, canUpdateMetadata: false } } });
     await expect(handlers.createTransport(session, { direction: 'send' })).rejects.toMatchObject({ code: ErrorCode.PERMISSION_DENIED });
     expect(calls).toEqual([]);
     const recv = await handlers.createTransport(session, { direction: 'recv' });
@@ -87,7 +87,7 @@ describe('media requests', () => {
   });
 
   it('refuses a source the token does not grant', async () => {
-    const { handlers, session, calls } = setUp({ grant: { grants: { canPublish: true, canSubscribe: true, sources: ['microphone'], canRecord: false } } });
+    const { handlers, session, calls } = setUp({ grant: { grants: { canPublish: true, canSubscribe: true, sources: ['microphone'], canRecord: false, canUpdateMetadata: false } } });
     await expect(handlers.produce(session, { transportId: 'TR_send', kind: 'video', rtpParameters: rtp, source: 'screen', paused: false })).rejects.toMatchObject({
       code: ErrorCode.PERMISSION_DENIED,
     });
@@ -131,7 +131,7 @@ describe('media requests', () => {
   it('imports a producer of another node of the room before consuming it there', async () => {
     let imported = false;
     const other: ParticipantRecord = {
-      info: { participantId: 'PA_2', identity: 'x', role: 'agent', joinedAtMs: 1, tracks: [{ producerId: 'PR_far', source: 'camera', kind: 'video', paused: false }] },
+      info: { participantId: 'PA_2', identity: 'x', role: 'agent', joinedAtMs: 1, tracks: [{ producerId: 'PR_far', source: 'camera', kind: 'video', paused: false }], name: '', metadata: '' },
       owner: 'r',
       connected: true,
       disconnectedAtMs: 0,

@@ -12,6 +12,8 @@ const record = (participantId: string, over: { role?: string; paused?: boolean; 
     role: over.role ?? 'end_user',
     joinedAtMs: over.joinedAtMs ?? 1,
     tracks: [{ producerId: `PR_${participantId}`, source: 'microphone', kind: 'audio', paused: over.paused ?? false }],
+    name: '',
+    metadata: '',
   },
   owner: 'replica-a',
   connected: true,
@@ -19,7 +21,7 @@ const record = (participantId: string, over: { role?: string; paused?: boolean; 
   refreshedAtMs: Date.now(),
   nodeId: 'N1',
   transportIds: [],
-  grants: { canPublish: true, canSubscribe: true, sources: ['microphone'], canRecord: false },
+  grants: { canPublish: true, canSubscribe: true, sources: ['microphone'], canRecord: false, canUpdateMetadata: false },
   tokenExpiresAt: 0,
   resumeTokenHash: Buffer.alloc(32),
   consumers: {},
@@ -81,7 +83,7 @@ describe('RoomService', () => {
     ]);
     const listed = await service.listParticipants('demo', 'b');
     expect(listed.map((p) => p.participantId)).toEqual(['PA_1', 'PA_2']);
-    expect(Object.keys(listed[0]!).sort()).toEqual(['connected', 'identity', 'joinedAtMs', 'participantId', 'role', 'tracks']);
+    expect(Object.keys(listed[0]!).sort()).toEqual(['connected', 'identity', 'joinedAtMs', 'metadata', 'name', 'participantId', 'role', 'tracks']);
     expect(listed[1]!.tracks).toEqual([{ trackId: 'PR_PA_2', source: 'microphone', kind: 'audio', muted: false }]);
     await expect(service.listParticipants('globex', 'b')).rejects.toMatchObject({ code: ErrorCode.NOT_FOUND });
   });

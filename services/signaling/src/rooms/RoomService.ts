@@ -29,6 +29,8 @@ export interface ParticipantView {
   role: string;
   joinedAtMs: number;
   /** False while its client is away within the resume window. */
+  name: string;
+  metadata: string;
   connected: boolean;
   tracks: TrackView[];
 }
@@ -167,5 +169,14 @@ function trackView(track: TrackInfo): TrackView {
 
 function participantView(record: ParticipantRecord): ParticipantView {
   const info = record.info!;
-  return { participantId: info.participantId, identity: info.identity, role: info.role, joinedAtMs: info.joinedAtMs, connected: record.connected, tracks: info.tracks.map(trackView) };
+  return {
+    participantId: info.participantId,
+    identity: info.identity,
+    role: info.role,
+    name: info.name,
+    metadata: info.metadata,
+    joinedAtMs: info.joinedAtMs,
+    connected: record.connected,
+    tracks: info.tracks.map(trackView),
+  };
 }

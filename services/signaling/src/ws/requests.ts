@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { Request } from '@gateway/proto/gateway/signaling/v1/signaling';
-import { MAX_DATA_DESTINATIONS, dataMessagePayload, dtlsParametersSchema, rtpCapabilitiesSchema, rtpParametersSchema, schemas } from '@gateway/common';
+import { MAX_DATA_DESTINATIONS, dataMessagePayload, participantMetadata, participantName, dtlsParametersSchema, rtpCapabilitiesSchema, rtpParametersSchema, schemas } from '@gateway/common';
 
 /**
  * Tokens are printable ASCII of bounded length; whether they are well-formed and valid is the
@@ -103,6 +103,7 @@ export const requestSchemas = {
   deviceKeyOptions: empty,
   registerDeviceKey: z.object({ response: registrationResponse }),
   artifactUrl: z.object({ artifactId: id }),
+  updateParticipant: z.object({ name: participantName.optional(), metadata: participantMetadata.optional() }),
   sendData: z.object({ topic: optionalId, payload: dataMessagePayload, destinationParticipantIds: z.array(id).max(MAX_DATA_DESTINATIONS).default([]) }),
 } satisfies Record<NonNullable<Request['method']>['$case'], z.ZodType>;
 

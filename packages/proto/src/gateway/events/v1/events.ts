@@ -53,6 +53,9 @@ export interface RoomEvent {
     | //
     /** From the room API: relayed to every participant, never stored. */
     { $case: "dataMessage"; value: DataMessage }
+    | //
+    /** A participant's name or metadata changed (its tracks left out). */
+    { $case: "participantUpdated"; value: ParticipantInfo }
     | undefined;
 }
 
@@ -422,6 +425,9 @@ export const RoomEvent: MessageFns<RoomEvent> = {
       case "dataMessage":
         DataMessage.encode(message.event.value, writer.uint32(178).fork()).join();
         break;
+      case "participantUpdated":
+        ParticipantInfo.encode(message.event.value, writer.uint32(186).fork()).join();
+        break;
     }
     return writer;
   },
@@ -575,6 +581,14 @@ export const RoomEvent: MessageFns<RoomEvent> = {
             message.event = { $case: "dataMessage", value: DataMessage.decode(reader, reader.uint32()) };
             continue;
           }
+          case 23: {
+            if (tag !== 186) {
+              break;
+            }
+
+            message.event = { $case: "participantUpdated", value: ParticipantInfo.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -647,6 +661,10 @@ export const RoomEvent: MessageFns<RoomEvent> = {
         ? { $case: "dataMessage", value: DataMessage.fromJSON(object.dataMessage) }
         : isSet(object.data_message)
         ? { $case: "dataMessage", value: DataMessage.fromJSON(object.data_message) }
+        : isSet(object.participantUpdated)
+        ? { $case: "participantUpdated", value: ParticipantInfo.fromJSON(object.participantUpdated) }
+        : isSet(object.participant_updated)
+        ? { $case: "participantUpdated", value: ParticipantInfo.fromJSON(object.participant_updated) }
         : undefined,
     };
   },
@@ -691,6 +709,8 @@ export const RoomEvent: MessageFns<RoomEvent> = {
       obj.smartAction = SmartAction.toJSON(message.event.value);
     } else if (message.event?.$case === "dataMessage") {
       obj.dataMessage = DataMessage.toJSON(message.event.value);
+    } else if (message.event?.$case === "participantUpdated") {
+      obj.participantUpdated = ParticipantInfo.toJSON(message.event.value);
     }
     return obj;
   },
@@ -780,6 +800,12 @@ export const RoomEvent: MessageFns<RoomEvent> = {
       case "dataMessage": {
         if (object.event?.value !== undefined && object.event?.value !== null) {
           message.event = { $case: "dataMessage", value: DataMessage.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "participantUpdated": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "participantUpdated", value: ParticipantInfo.fromPartial(object.event.value) };
         }
         break;
       }

@@ -196,6 +196,9 @@ export interface Request {
      * its participants: relayed as data_message, never stored, not part of the chat.
      */
     { $case: "sendData"; value: SendDataRequest }
+    | //
+    /** Its own name or metadata (tokens that grant can_update_metadata); the others get participant_updated. */
+    { $case: "updateParticipant"; value: UpdateParticipantRequest }
     | undefined;
 }
 
@@ -239,6 +242,7 @@ export interface Response {
     | { $case: "registerDeviceKey"; value: DeviceKeyRegistered }
     | { $case: "artifactUrl"; value: ArtifactUrl }
     | { $case: "sendData"; value: DataSent }
+    | { $case: "updateParticipant"; value: ParticipantInfo }
     | undefined;
 }
 
@@ -270,6 +274,9 @@ export interface Notification {
      * (POST /v1/rooms/{room}/data); not stored, not part of the chat.
      */
     { $case: "dataMessage"; value: DataMessage }
+    | //
+    /** Someone's name or metadata changed (tracks left out: they have their own notifications). */
+    { $case: "participantUpdated"; value: ParticipantInfo }
     | undefined;
 }
 
@@ -292,6 +299,12 @@ export interface DataMessage {
    * who else received a message.
    */
   destinationParticipantIds: string[];
+}
+
+export interface UpdateParticipantRequest {
+  /** Left out: unchanged. */
+  name?: string | undefined;
+  metadata?: string | undefined;
 }
 
 export interface SendDataRequest {
@@ -354,6 +367,10 @@ export interface ParticipantInfo {
   role: string;
   joinedAtMs: number;
   tracks: TrackInfo[];
+  /** What to call them on screen ("Ann, Support"): from the join token, or updated since; may be empty. */
+  name: string;
+  /** The app's own data about them (often JSON), at most 4 KiB; the server never reads it. */
+  metadata: string;
 }
 
 export interface Grants {
@@ -362,6 +379,8 @@ export interface Grants {
   sources: string[];
   /** May start, pause, resume and stop the room's recording (agents only). */
   canRecord: boolean;
+  /** May change its own name and metadata (update_participant). */
+  canUpdateMetadata: boolean;
 }
 
 export interface JoinResponse {
@@ -702,6 +721,9 @@ export const Request: MessageFns<Request> = {
       case "sendData":
         SendDataRequest.encode(message.method.value, writer.uint32(298).fork()).join();
         break;
+      case "updateParticipant":
+        UpdateParticipantRequest.encode(message.method.value, writer.uint32(306).fork()).join();
+        break;
     }
     return writer;
   },
@@ -969,6 +991,17 @@ export const Request: MessageFns<Request> = {
             message.method = { $case: "sendData", value: SendDataRequest.decode(reader, reader.uint32()) };
             continue;
           }
+          case 38: {
+            if (tag !== 306) {
+              break;
+            }
+
+            message.method = {
+              $case: "updateParticipant",
+              value: UpdateParticipantRequest.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1084,6 +1117,10 @@ export const Request: MessageFns<Request> = {
         ? { $case: "sendData", value: SendDataRequest.fromJSON(object.sendData) }
         : isSet(object.send_data)
         ? { $case: "sendData", value: SendDataRequest.fromJSON(object.send_data) }
+        : isSet(object.updateParticipant)
+        ? { $case: "updateParticipant", value: UpdateParticipantRequest.fromJSON(object.updateParticipant) }
+        : isSet(object.update_participant)
+        ? { $case: "updateParticipant", value: UpdateParticipantRequest.fromJSON(object.update_participant) }
         : undefined,
     };
   },
@@ -1149,6 +1186,8 @@ export const Request: MessageFns<Request> = {
       obj.artifactUrl = ArtifactUrlRequest.toJSON(message.method.value);
     } else if (message.method?.$case === "sendData") {
       obj.sendData = SendDataRequest.toJSON(message.method.value);
+    } else if (message.method?.$case === "updateParticipant") {
+      obj.updateParticipant = UpdateParticipantRequest.toJSON(message.method.value);
     }
     return obj;
   },
@@ -1340,6 +1379,15 @@ export const Request: MessageFns<Request> = {
       case "sendData": {
         if (object.method?.value !== undefined && object.method?.value !== null) {
           message.method = { $case: "sendData", value: SendDataRequest.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "updateParticipant": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = {
+            $case: "updateParticipant",
+            value: UpdateParticipantRequest.fromPartial(object.method.value),
+          };
         }
         break;
       }
@@ -1545,6 +1593,9 @@ export const Response: MessageFns<Response> = {
         break;
       case "sendData":
         DataSent.encode(message.result.value, writer.uint32(298).fork()).join();
+        break;
+      case "updateParticipant":
+        ParticipantInfo.encode(message.result.value, writer.uint32(306).fork()).join();
         break;
     }
     return writer;
@@ -1806,6 +1857,14 @@ export const Response: MessageFns<Response> = {
             message.result = { $case: "sendData", value: DataSent.decode(reader, reader.uint32()) };
             continue;
           }
+          case 38: {
+            if (tag !== 306) {
+              break;
+            }
+
+            message.result = { $case: "updateParticipant", value: ParticipantInfo.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1923,6 +1982,10 @@ export const Response: MessageFns<Response> = {
         ? { $case: "sendData", value: DataSent.fromJSON(object.sendData) }
         : isSet(object.send_data)
         ? { $case: "sendData", value: DataSent.fromJSON(object.send_data) }
+        : isSet(object.updateParticipant)
+        ? { $case: "updateParticipant", value: ParticipantInfo.fromJSON(object.updateParticipant) }
+        : isSet(object.update_participant)
+        ? { $case: "updateParticipant", value: ParticipantInfo.fromJSON(object.update_participant) }
         : undefined,
     };
   },
@@ -1990,6 +2053,8 @@ export const Response: MessageFns<Response> = {
       obj.artifactUrl = ArtifactUrl.toJSON(message.result.value);
     } else if (message.result?.$case === "sendData") {
       obj.sendData = DataSent.toJSON(message.result.value);
+    } else if (message.result?.$case === "updateParticipant") {
+      obj.updateParticipant = ParticipantInfo.toJSON(message.result.value);
     }
     return obj;
   },
@@ -2175,6 +2240,12 @@ export const Response: MessageFns<Response> = {
         }
         break;
       }
+      case "updateParticipant": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "updateParticipant", value: ParticipantInfo.fromPartial(object.result.value) };
+        }
+        break;
+      }
     }
     return message;
   },
@@ -2228,6 +2299,9 @@ export const Notification: MessageFns<Notification> = {
         break;
       case "dataMessage":
         DataMessage.encode(message.event.value, writer.uint32(114).fork()).join();
+        break;
+      case "participantUpdated":
+        ParticipantInfo.encode(message.event.value, writer.uint32(122).fork()).join();
         break;
     }
     return writer;
@@ -2358,6 +2432,14 @@ export const Notification: MessageFns<Notification> = {
             message.event = { $case: "dataMessage", value: DataMessage.decode(reader, reader.uint32()) };
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.event = { $case: "participantUpdated", value: ParticipantInfo.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2424,6 +2506,10 @@ export const Notification: MessageFns<Notification> = {
         ? { $case: "dataMessage", value: DataMessage.fromJSON(object.dataMessage) }
         : isSet(object.data_message)
         ? { $case: "dataMessage", value: DataMessage.fromJSON(object.data_message) }
+        : isSet(object.participantUpdated)
+        ? { $case: "participantUpdated", value: ParticipantInfo.fromJSON(object.participantUpdated) }
+        : isSet(object.participant_updated)
+        ? { $case: "participantUpdated", value: ParticipantInfo.fromJSON(object.participant_updated) }
         : undefined,
     };
   },
@@ -2458,6 +2544,8 @@ export const Notification: MessageFns<Notification> = {
       obj.trackMuted = TrackMuted.toJSON(message.event.value);
     } else if (message.event?.$case === "dataMessage") {
       obj.dataMessage = DataMessage.toJSON(message.event.value);
+    } else if (message.event?.$case === "participantUpdated") {
+      obj.participantUpdated = ParticipantInfo.toJSON(message.event.value);
     }
     return obj;
   },
@@ -2549,6 +2637,12 @@ export const Notification: MessageFns<Notification> = {
       case "dataMessage": {
         if (object.event?.value !== undefined && object.event?.value !== null) {
           message.event = { $case: "dataMessage", value: DataMessage.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "participantUpdated": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "participantUpdated", value: ParticipantInfo.fromPartial(object.event.value) };
         }
         break;
       }
@@ -2787,6 +2881,91 @@ export const DataMessage: MessageFns<DataMessage> = {
     message.sentAtMs = object.sentAtMs ?? 0;
     message.participantId = object.participantId ?? "";
     message.destinationParticipantIds = object.destinationParticipantIds?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseUpdateParticipantRequest(): UpdateParticipantRequest {
+  return { name: undefined, metadata: undefined };
+}
+
+export const UpdateParticipantRequest: MessageFns<UpdateParticipantRequest> = {
+  encode(message: UpdateParticipantRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== undefined) {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.metadata !== undefined) {
+      writer.uint32(18).string(message.metadata);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateParticipantRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateParticipantRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.metadata = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateParticipantRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : undefined,
+      metadata: isSet(object.metadata) ? globalThis.String(object.metadata) : undefined,
+    };
+  },
+
+  toJSON(message: UpdateParticipantRequest): unknown {
+    const obj: any = {};
+    if (message.name !== undefined) {
+      obj.name = message.name;
+    }
+    if (message.metadata !== undefined) {
+      obj.metadata = message.metadata;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UpdateParticipantRequest>, I>>(base?: I): UpdateParticipantRequest {
+    return UpdateParticipantRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UpdateParticipantRequest>, I>>(object: I): UpdateParticipantRequest {
+    const message = createBaseUpdateParticipantRequest();
+    message.name = object.name ?? undefined;
+    message.metadata = object.metadata ?? undefined;
     return message;
   },
 };
@@ -3535,7 +3714,7 @@ export const TrackInfo: MessageFns<TrackInfo> = {
 };
 
 function createBaseParticipantInfo(): ParticipantInfo {
-  return { participantId: "", identity: "", role: "", joinedAtMs: 0, tracks: [] };
+  return { participantId: "", identity: "", role: "", joinedAtMs: 0, tracks: [], name: "", metadata: "" };
 }
 
 export const ParticipantInfo: MessageFns<ParticipantInfo> = {
@@ -3554,6 +3733,12 @@ export const ParticipantInfo: MessageFns<ParticipantInfo> = {
     }
     for (const v of message.tracks) {
       TrackInfo.encode(v!, writer.uint32(42).fork()).join();
+    }
+    if (message.name !== "") {
+      writer.uint32(50).string(message.name);
+    }
+    if (message.metadata !== "") {
+      writer.uint32(58).string(message.metadata);
     }
     return writer;
   },
@@ -3611,6 +3796,22 @@ export const ParticipantInfo: MessageFns<ParticipantInfo> = {
             message.tracks.push(TrackInfo.decode(reader, reader.uint32()));
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.metadata = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3638,6 +3839,8 @@ export const ParticipantInfo: MessageFns<ParticipantInfo> = {
         ? globalThis.Number(object.joined_at_ms)
         : 0,
       tracks: globalThis.Array.isArray(object?.tracks) ? object.tracks.map((e: any) => TrackInfo.fromJSON(e)) : [],
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      metadata: isSet(object.metadata) ? globalThis.String(object.metadata) : "",
     };
   },
 
@@ -3658,6 +3861,12 @@ export const ParticipantInfo: MessageFns<ParticipantInfo> = {
     if (message.tracks?.length) {
       obj.tracks = message.tracks.map((e) => TrackInfo.toJSON(e));
     }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.metadata !== "") {
+      obj.metadata = message.metadata;
+    }
     return obj;
   },
 
@@ -3671,12 +3880,14 @@ export const ParticipantInfo: MessageFns<ParticipantInfo> = {
     message.role = object.role ?? "";
     message.joinedAtMs = object.joinedAtMs ?? 0;
     message.tracks = object.tracks?.map((e) => TrackInfo.fromPartial(e)) || [];
+    message.name = object.name ?? "";
+    message.metadata = object.metadata ?? "";
     return message;
   },
 };
 
 function createBaseGrants(): Grants {
-  return { canPublish: false, canSubscribe: false, sources: [], canRecord: false };
+  return { canPublish: false, canSubscribe: false, sources: [], canRecord: false, canUpdateMetadata: false };
 }
 
 export const Grants: MessageFns<Grants> = {
@@ -3692,6 +3903,9 @@ export const Grants: MessageFns<Grants> = {
     }
     if (message.canRecord !== false) {
       writer.uint32(32).bool(message.canRecord);
+    }
+    if (message.canUpdateMetadata !== false) {
+      writer.uint32(40).bool(message.canUpdateMetadata);
     }
     return writer;
   },
@@ -3741,6 +3955,14 @@ export const Grants: MessageFns<Grants> = {
             message.canRecord = reader.bool();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.canUpdateMetadata = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3771,6 +3993,11 @@ export const Grants: MessageFns<Grants> = {
         : isSet(object.can_record)
         ? globalThis.Boolean(object.can_record)
         : false,
+      canUpdateMetadata: isSet(object.canUpdateMetadata)
+        ? globalThis.Boolean(object.canUpdateMetadata)
+        : isSet(object.can_update_metadata)
+        ? globalThis.Boolean(object.can_update_metadata)
+        : false,
     };
   },
 
@@ -3788,6 +4015,9 @@ export const Grants: MessageFns<Grants> = {
     if (message.canRecord !== false) {
       obj.canRecord = message.canRecord;
     }
+    if (message.canUpdateMetadata !== false) {
+      obj.canUpdateMetadata = message.canUpdateMetadata;
+    }
     return obj;
   },
 
@@ -3800,6 +4030,7 @@ export const Grants: MessageFns<Grants> = {
     message.canSubscribe = object.canSubscribe ?? false;
     message.sources = object.sources?.map((e) => e) || [];
     message.canRecord = object.canRecord ?? false;
+    message.canUpdateMetadata = object.canUpdateMetadata ?? false;
     return message;
   },
 };
