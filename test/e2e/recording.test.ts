@@ -82,8 +82,20 @@ describe('recording a call', () => {
     }
     // (Segments were stored before it: the check has something to check.)
     expect(segments.some((g) => g.to <= pauseAnsweredS + slackS)).toBe(true);
-    // Three seconds of both voices after the resume (the wait for the SFU's packet count above
-    // may have been short), measured below with half a second of margin at each edge.
+    // Every stream, the two that appeared mid-call too, is stored again after the resume. (A
+    // capture writes nothing until it has seen a key frame of each video: on a loaded machine the
+    // one started when the screen share appeared may not have got that far before the pause.)
+    const resumedAtS = started.startedAtMs / 1000 + paused.endMs / 1000;
+    await waitFor(
+      async () => {
+        const now = RecordingJobRecord.decode((await (await openBucket(stack.nc, buckets.recordings)).get(kvKeys.recording('demo', started.recordingId)))!.value);
+        return now.streams.length === 5 && now.streams.every((t) => now.segments.some((g) => g.streamId === t.streamId && g.startS >= resumedAtS - slackS));
+      },
+      30_000,
+      'a segment of every stream after the resume',
+    );
+    // Three seconds of both voices after the resume at least, measured below with half a second
+    // of margin at each edge.
     await sleep(Math.max(0, paused.endMs / 1000 + 3 - at()) * 1000);
     // The agent's microphone goes: from then on the right channel is silent, the left is not.
     await agent.evaluate(() => (window as any).room.unpublish('microphone'));

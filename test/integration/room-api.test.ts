@@ -183,6 +183,31 @@ describe('the room API', () => {
     expect([count(user.client, 'trackMuted'), count(agent.client, 'producerPaused')]).toEqual([1, 1]);
   });
 
+  it('renames a participant held by the other replica and sets its metadata; the room is told, a resume keeps it', async () => {
+    const room = `rename-${Date.now()}`;
+    const agent = await join(sig1.wsUrl, room, 'agent-1', 'agent', { name: 'Ann' });
+    const user = await join(sig2.wsUrl, room, 'ext-1', 'end_user');
+    const target = `/v1/rooms/${room}/participants/${user.id}`;
+
+    // Another tenant, a bad body or nothing to change: refused, and nobody is told anything.
+    expect((await api(sig1.url, target, { method: 'PATCH', as: GLOBEX_TENANT, json: { name: 'Sam' } })).body.error.code).toBe('NOT_FOUND');
+    for (const json of [{}, { name: 'two\nlines' }, { metadata: 'x'.repeat(4097) }, { name: 'Sam', role: 'agent' }]) {
+      expect((await api(sig1.url, target, { method: 'PATCH', json })).body.error.code, JSON.stringify(json)).toBe('BAD_REQUEST');
+    }
+    await settle();
+    expect(count(agent.client, 'participantUpdated')).toBe(0);
+
+    // The end user's token does not allow renaming itself; the customer's backend may.
+    const updated = await api(sig1.url, target, { method: 'PATCH', json: { name: 'Sam Lee', metadata: '{"tier":"gold"}' } });
+    expect(updated.status).toBe(200);
+    expect(updated.body.participant).toMatchObject({ participantId: user.id, identity: 'ext-1', name: 'Sam Lee', metadata: '{"tier":"gold"}' });
+    expect(await agent.client.waitForNotification('participantUpdated')).toMatchObject({ participantId: user.id, name: 'Sam Lee', metadata: '{"tier":"gold"}' });
+    // Only the name: the metadata stays.
+    expect((await api(sig2.url, target, { method: 'PATCH', json: { name: 'Sam' } })).body.participant).toMatchObject({ name: 'Sam', metadata: '{"tier":"gold"}' });
+    const listed = (await api(sig1.url, `/v1/rooms/${room}/participants`)).body.participants;
+    expect(listed.find((p: { participantId: string }) => p.participantId === user.id)).toMatchObject({ name: 'Sam', metadata: '{"tier":"gold"}' });
+  });
+
   it('sends a data message to everyone on both replicas; a bad one is refused and sends nothing', async () => {
     const room = `data-${Date.now()}`;
     const a = await join(sig1.wsUrl, room, 'agent-1', 'agent');

@@ -249,6 +249,13 @@ export class CapturePipeline {
       const entries = parseSegmentList(await readFile(path.join(this.dir, list), 'utf8').catch(() => ''));
       const from = capture.taken.get(stream.streamId) ?? 0;
       for (const entry of entries.slice(from)) {
+        // A capture stopped before it wrote anything (still waiting for a key frame when a pause
+        // came) leaves a file with no media, listed from 0 to 0: nothing to keep, and a file the
+        // assembly could not read.
+        if (!(entry.end > entry.start)) {
+          await rm(path.join(this.dir, entry.file), { force: true });
+          continue;
+        }
         const objectId = newId('SG');
         await this.ctx.segments.putFile(this.recording.tenant, objectId, path.join(this.dir, entry.file), 'video/x-matroska');
         const segment: Segment = { streamId: stream.streamId, objectId, startS: capture.start + entry.start, endS: capture.start + entry.end };
@@ -299,6 +306,8 @@ export class CapturePipeline {
     }
     await this.closeTap(capture.tapId);
     if (how === 'finish') await this.collect(capture);
+    // ffmpeg's own account (which streams it found, what it wrote): debug level, no media content in it.
+    this.ctx.log.debug({ recordingId: this.recording.recordingId, capture: capture.number, ffmpeg: capture.log.slice(-4000) }, 'capture closed');
   }
 
   /** Asks the SFU to close a tap; one it does not confirm closed is asked for again (see unclosedTaps). */

@@ -47,7 +47,8 @@ export async function assembleRecording(options: AssemblyOptions): Promise<{ art
   const pauses: Array<[number, number]> = recording.pauses.map((p) => [p.startMs / 1000, (p.endMs || options.endedAtMs - recording.startedAtMs) / 1000]);
 
   for (const stream of record.streams) {
-    const segments = record.segments.filter((s) => s.streamId === stream.streamId).sort((a, b) => a.startS - b.startS);
+    // A segment without media (stored before those were left out at collection) is skipped.
+    const segments = record.segments.filter((s) => s.streamId === stream.streamId && s.endS > s.startS).sort((a, b) => a.startS - b.startS);
     if (segments.length === 0) continue;
     const placed = [];
     for (const segment of segments) {

@@ -130,13 +130,18 @@ export const sessionTakeoverSchema = z.object({ participantId: id, newOwner: nod
 export const sessionControlSchema = z.object({
   participantId: id,
   room: subjectToken,
-  action: z.discriminatedUnion('$case', [z.object({ $case: z.literal('remove'), value: z.object({}) }), z.object({ $case: z.literal('mute'), value: z.object({ producerId: id }) })]),
+  action: z.discriminatedUnion('$case', [
+    z.object({ $case: z.literal('remove'), value: z.object({}) }),
+    z.object({ $case: z.literal('mute'), value: z.object({ producerId: id }) }),
+    z.object({ $case: z.literal('update'), value: z.object({ name: participantName.optional(), metadata: participantMetadata.optional() }) }),
+  ]),
 });
 
 export const sessionControlReplySchema = z.object({
   code: z.string().max(32),
   message: z.string().max(512),
   track: trackInfoSchema.optional(),
+  participant: participantInfoSchema.optional(),
 });
 
 export const participantRecordSchema = z.object({

@@ -1,6 +1,20 @@
 import type http from 'node:http';
 import { z } from 'zod';
-import { ErrorCode, GatewayError, dataMessagePayload, hasBody, methodNotAllowed, parseWith, readJsonRequest, refuseQuery, schemas, sendJson, type Tenant } from '@gateway/common';
+import {
+  ErrorCode,
+  GatewayError,
+  dataMessagePayload,
+  hasBody,
+  participantMetadata,
+  participantName,
+  methodNotAllowed,
+  parseWith,
+  readJsonRequest,
+  refuseQuery,
+  schemas,
+  sendJson,
+  type Tenant,
+} from '@gateway/common';
 import { RateLimiter } from '../limits/RateLimiter.js';
 import type { RoomService } from '../rooms/RoomService.js';
 
@@ -11,6 +25,10 @@ const BODY_SHAPE = { maxDepth: 2, maxNodes: 8 };
 const room = schemas.room();
 const id = schemas.id();
 const dataMessageBodySchema = z.object({ topic: id.optional(), payload: dataMessagePayload }).strict();
+const participantChangeSchema = z
+  .object({ name: participantName.optional(), metadata: participantMetadata.optional() })
+  .strict()
+  .refine((change) => change.name !== undefined || change.metadata !== undefined, 'name or metadata is required');
 
 type Params = { room: string; participantId: string; trackId: string };
 type Operation = (tenant: Tenant, params: Params, req: http.IncomingMessage, res: http.ServerResponse) => Promise<void>;
@@ -21,8 +39,8 @@ interface Resource {
   names: Array<keyof Params>;
   /** By HTTP method: the operation (its name is the OpenAPI operationId and the metric's label). */
   methods: Partial<Record<string, { name: string; run: Operation }>>;
-  /** Whether its requests carry a JSON body (the others must come without one). */
-  body?: true;
+  /** The methods whose requests carry a JSON body (any other request must come without one). */
+  bodyFor?: string[];
 }
 
 /**
@@ -32,6 +50,7 @@ interface Resource {
  *   DELETE /v1/rooms/{room}                                            end the room: everyone removed
  *   GET    /v1/rooms/{room}/participants                               ids, roles, identities, tracks
  *   DELETE /v1/rooms/{room}/participants/{participantId}               remove one (its client closes with 4005)
+ *   PATCH  /v1/rooms/{room}/participants/{participantId}               {name?, metadata?}: the room is told
  *   POST   /v1/rooms/{room}/participants/{participantId}/tracks/{trackId}/mute   pause a published track
  *   POST   /v1/rooms/{room}/recording                                  start recording
  *   DELETE /v1/rooms/{room}/recording                                  stop recording
@@ -69,10 +88,15 @@ export function createRoomRoutes(
     {
       pattern: /^\/([^/]+)\/participants\/([^/]+)$/,
       names: ['room', 'participantId'],
+      bodyFor: ['PATCH'],
       methods: {
         DELETE: op('removeParticipant', async (tenant, p, _req, res) => {
           await rooms.removeParticipant(tenant.name, p.room, p.participantId);
           sendJson(res, 204);
+        }),
+        PATCH: op('updateParticipant', async (tenant, p, req, res) => {
+          const body = parseWith(participantChangeSchema, await readJsonRequest(req, 'the change', MAX_DATA_BODY_BYTES, BODY_SHAPE), 'the body');
+          sendJson(res, 200, { participant: await rooms.updateParticipant(tenant.name, p.room, p.participantId, body) });
         }),
       },
     },
@@ -92,7 +116,7 @@ export function createRoomRoutes(
     {
       pattern: /^\/([^/]+)\/data$/,
       names: ['room'],
-      body: true,
+      bodyFor: ['POST'],
       methods: {
         POST: op('sendData', async (tenant, p, req, res) => {
           const body = parseWith(dataMessageBodySchema, await readJsonRequest(req, 'the message', MAX_DATA_BODY_BYTES, BODY_SHAPE), 'the body');
@@ -117,7 +141,7 @@ export function createRoomRoutes(
       try {
         const params = pathParams(resource.names, match.slice(1));
         refuseQuery(url);
-        if (!resource.body && hasBody(req)) throw new GatewayError(ErrorCode.BAD_REQUEST, 'this request takes no body');
+        if (!resource.bodyFor?.includes(req.method ?? '') && hasBody(req)) throw new GatewayError(ErrorCode.BAD_REQUEST, 'this request takes no body');
         await operation.run(tenant, params, req, res);
         observe(operation.name, 'OK');
       } catch (error) {

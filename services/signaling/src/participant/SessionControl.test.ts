@@ -62,7 +62,7 @@ describe('SessionControl', () => {
     const { session } = sessionFor({ participantId: 'PA_1' });
     const sessions = registry(session);
     sessions.takenOverBy('replica-b');
-    const { nc, requests } = fakeNats(async () => SessionControlReply.encode({ code: '', message: '', track: undefined }).finish());
+    const { nc, requests } = fakeNats(async () => SessionControlReply.encode({ code: '', message: '', track: undefined, participant: undefined }).finish());
     await new SessionControl({ nc, sessions, store: noStore, hub: { publish() {} }, log: silentLog }).remove('demo', 'room-1', 'PA_1');
     await new Promise((r) => setTimeout(r, 10));
     expect(sessions.removed).toEqual(['PA_1']);
@@ -93,9 +93,9 @@ describe('SessionControl', () => {
 
   it("asks the holder of a session held elsewhere, on its tenant's subject, and takes its answer or its error as sent", async () => {
     const answers = [
-      SessionControlReply.encode({ code: '', message: '', track: { producerId: 'PR_1', source: 'camera', kind: 'video', paused: true } }).finish(),
-      SessionControlReply.encode({ code: 'NOT_FOUND', message: 'no such producer in this session', track: undefined }).finish(),
-      SessionControlReply.encode({ code: 'INTERNAL', message: 'sfu said: boom', track: undefined }).finish(),
+      SessionControlReply.encode({ code: '', message: '', track: { producerId: 'PR_1', source: 'camera', kind: 'video', paused: true }, participant: undefined }).finish(),
+      SessionControlReply.encode({ code: 'NOT_FOUND', message: 'no such producer in this session', track: undefined, participant: undefined }).finish(),
+      SessionControlReply.encode({ code: 'INTERNAL', message: 'sfu said: boom', track: undefined, participant: undefined }).finish(),
     ];
     const { nc, requests } = fakeNats(async () => answers.shift()!);
     const control = new SessionControl({ nc, sessions: registry(), store: noStore, hub: { publish() {} }, log: silentLog });
@@ -162,7 +162,7 @@ describe('SessionControl', () => {
     );
     new SessionControl({ nc, sessions, store: noStore, hub: { publish() {} }, log: silentLog }).listen();
     await new Promise((r) => setTimeout(r, 20));
-    expect(responses).toEqual([{ subject: 'gateway.demo.session.PA_1.control', reply: { code: '', message: '', track: undefined } }]);
+    expect(responses).toEqual([{ subject: 'gateway.demo.session.PA_1.control', reply: { code: '', message: '', track: undefined, participant: undefined } }]);
     expect(sessions.removed).toEqual(['PA_1']);
   });
 

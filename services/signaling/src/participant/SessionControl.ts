@@ -1,11 +1,12 @@
 import type { Msg, Subscription } from '@nats-io/transport-node';
 import { SessionControl as ControlMessage, SessionControlReply } from '@gateway/proto/gateway/events/v1/events';
-import type { TrackInfo } from '@gateway/proto/gateway/signaling/v1/signaling';
+import type { ParticipantInfo, TrackInfo } from '@gateway/proto/gateway/signaling/v1/signaling';
 import { ErrorCode, GatewayError, decodeChecked, sessionControlReplySchema, sessionControlSchema, subjects, type Logger, type NatsConnection } from '@gateway/common';
 import type { ParticipantStore } from '@gateway/cluster';
 import type { RoomHub } from '../rooms/RoomHub.js';
 import type { ParticipantSession } from './ParticipantSession.js';
 import type { Removal, SessionRegistry } from './SessionRegistry.js';
+import { type DetailsChange, updateDetails } from './details.js';
 import { setTrackPaused } from './tracks.js';
 
 /**
@@ -18,6 +19,12 @@ const CONTROL_TIMEOUT_MS = 15_000;
 const FORWARD_TIMEOUT_MS = 3_000;
 
 type Action = NonNullable<ControlMessage['action']>;
+
+/** What a command's holder answers with: the muted track, or the updated participant. */
+interface Outcome {
+  track?: TrackInfo | undefined;
+  participant?: ParticipantInfo | undefined;
+}
 
 export interface SessionControlDeps {
   nc: NatsConnection;
@@ -74,9 +81,16 @@ export class SessionControl {
 
   /** Pauses one of the participant's producers on the SFU; the room sees it paused, the participant is told (trackMuted). */
   async mute(tenant: string, room: string, participantId: string, producerId: string): Promise<TrackInfo> {
-    const track = await this.send(tenant, room, participantId, { $case: 'mute', value: { producerId } });
+    const { track } = await this.send(tenant, room, participantId, { $case: 'mute', value: { producerId } });
     if (!track) throw new GatewayError(ErrorCode.INTERNAL, 'the mute was answered without its track');
     return track;
+  }
+
+  /** Changes the participant's name or metadata; the room is told (participantUpdated). */
+  async update(tenant: string, room: string, participantId: string, change: DetailsChange): Promise<ParticipantInfo> {
+    const { participant } = await this.send(tenant, room, participantId, { $case: 'update', value: change });
+    if (!participant) throw new GatewayError(ErrorCode.INTERNAL, 'the update was answered without the participant');
+    return participant;
   }
 
   /** Answers the commands for the sessions held here. */
@@ -92,7 +106,7 @@ export class SessionControl {
     this.subscription?.unsubscribe();
   }
 
-  private async send(tenant: string, room: string, participantId: string, action: Action, timeoutMs = this.deps.timeoutMs ?? CONTROL_TIMEOUT_MS): Promise<TrackInfo | undefined> {
+  private async send(tenant: string, room: string, participantId: string, action: Action, timeoutMs = this.deps.timeoutMs ?? CONTROL_TIMEOUT_MS): Promise<Outcome> {
     const held = this.heldSession(tenant, room, participantId);
     if (held) return this.apply(held, action);
     const request = ControlMessage.encode({ participantId, room, action }).finish();
@@ -104,7 +118,7 @@ export class SessionControl {
       // Nobody holds the session: its replica stopped (the stale sweep removes it) or it just ended.
       throw new GatewayError(ErrorCode.UNAVAILABLE, "the participant's session did not answer; try again", { cause: error });
     }
-    if (reply.code === '') return reply.track;
+    if (reply.code === '') return { track: reply.track, participant: reply.participant };
     throw new GatewayError(GatewayError.isCode(reply.code) ? reply.code : ErrorCode.INTERNAL, reply.message);
   }
 
@@ -114,19 +128,22 @@ export class SessionControl {
     return session && !session.ended && session.tenant === tenant && session.room === room ? session : undefined;
   }
 
-  private async apply(session: ParticipantSession, action: Action): Promise<TrackInfo | undefined> {
+  private async apply(session: ParticipantSession, action: Action): Promise<Outcome> {
     switch (action.$case) {
       case 'remove': {
         const removal = await this.deps.sessions.remove(session);
         // Answered now; the SFU cleanup (up to its 10 s deadline) goes on behind the answer.
         void this.completeRemoval(session, action, removal).catch((error: unknown) => session.log.warn({ err: error }, 'cleaning up after a removal failed'));
-        return undefined;
+        return {};
       }
       case 'mute': {
         const track = await setTrackPaused(session, this.deps.hub, action.value.producerId, true);
         session.notify({ $case: 'trackMuted', value: { producerId: track.producerId, by: 'server' } });
-        return track;
+        return { track };
       }
+      case 'update':
+        // The customer's backend may rename anyone: canUpdateMetadata is about the participant's own requests.
+        return { participant: await updateDetails(session, this.deps.hub, action.value) };
     }
   }
 
@@ -156,11 +173,12 @@ export class SessionControl {
     if (!session || !command.action) return;
     let reply: SessionControlReply;
     try {
-      reply = { code: '', message: '', track: await this.apply(session, command.action) };
+      const outcome = await this.apply(session, command.action);
+      reply = { code: '', message: '', track: outcome.track, participant: outcome.participant };
     } catch (error) {
       // The code and message as they are: the requester's HTTP boundary maps them (toClientError) once.
       const failure = GatewayError.from(error);
-      reply = { code: failure.code, message: failure.message.slice(0, 512), track: undefined };
+      reply = { code: failure.code, message: failure.message.slice(0, 512), track: undefined, participant: undefined };
     }
     try {
       message.respond(SessionControlReply.encode(reply).finish());

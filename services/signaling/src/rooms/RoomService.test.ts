@@ -58,6 +58,7 @@ async function serviceWith(
         muted.push(`${id}/${producerId}`);
         return { producerId, source: 'microphone', kind: 'audio', paused: true };
       },
+      update: async (_t, _r, id, change) => ({ participantId: id, identity: `id-${id}`, role: 'end_user', joinedAtMs: 1, tracks: [], name: change.name ?? '', metadata: change.metadata ?? '' }),
     },
     hub: { publish: (_t, _r, event) => published.push(event) },
     recorders: {} as RecorderDirectory,

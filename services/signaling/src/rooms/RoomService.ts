@@ -3,6 +3,7 @@ import type { ParticipantRecord } from '@gateway/proto/gateway/events/v1/events'
 import type { RecordingStatus, TrackInfo } from '@gateway/proto/gateway/signaling/v1/signaling';
 import { ErrorCode, GatewayError, type Logger } from '@gateway/common';
 import type { ParticipantStore, RecorderDirectory } from '@gateway/cluster';
+import type { DetailsChange } from '../participant/details.js';
 import type { SessionControl } from '../participant/SessionControl.js';
 import type { ErasedIn } from '../requests/erasure.js';
 import { controlRoomRecording, refuseRecordingIfErased, startRoomRecording } from './recording.js';
@@ -42,7 +43,7 @@ export interface DataMessageInput {
 
 export interface RoomServiceDeps {
   store: Pick<ParticipantStore, 'rooms' | 'list' | 'get' | 'isStale'>;
-  control: Pick<SessionControl, 'remove' | 'mute'>;
+  control: Pick<SessionControl, 'remove' | 'mute' | 'update'>;
   hub: Pick<RoomHub, 'publish'>;
   recorders: RecorderDirectory;
   recordingOptions(tenant: string): RecordingOptions;
@@ -83,6 +84,14 @@ export class RoomService {
     await this.participant(tenant, room, participantId);
     await this.deps.control.remove(tenant, room, participantId);
     this.deps.log.info({ room: `${tenant}/${room}`, participantId }, 'room API: participant removed');
+  }
+
+  /** Changes a participant's name or metadata; the room is told (participantUpdated). */
+  async updateParticipant(tenant: string, room: string, participantId: string, change: DetailsChange): Promise<ParticipantView> {
+    const record = await this.participant(tenant, room, participantId);
+    const updated = await this.deps.control.update(tenant, room, participantId, change);
+    this.deps.log.info({ room: `${tenant}/${room}`, participantId }, 'room API: participant updated');
+    return participantView({ ...record, info: { ...updated, tracks: record.info?.tracks ?? [] } });
   }
 
   /** Mutes one published track; muting a muted track changes nothing. Unmuting is the participant's own choice. */

@@ -20,6 +20,7 @@ import {
   RecordingStatus,
   SmartAction,
   TrackInfo,
+  UpdateParticipantRequest,
 } from "../../signaling/v1/signaling.js";
 
 export const protobufPackage = "gateway.events.v1";
@@ -88,6 +89,9 @@ export interface SessionControl {
     | //
     /** Pause one of its producers on the SFU; the client is told (track_muted). */
     { $case: "mute"; value: SessionMute }
+    | //
+    /** Change its name or metadata; the room is told (participant_updated). */
+    { $case: "update"; value: UpdateParticipantRequest }
     | undefined;
 }
 
@@ -103,7 +107,11 @@ export interface SessionControlReply {
   code: string;
   message: string;
   /** The muted track, after a mute. */
-  track: TrackInfo | undefined;
+  track:
+    | TrackInfo
+    | undefined;
+  /** The participant as it is now, after an update (its tracks left out). */
+  participant: ParticipantInfo | undefined;
 }
 
 /**
@@ -1015,6 +1023,9 @@ export const SessionControl: MessageFns<SessionControl> = {
       case "mute":
         SessionMute.encode(message.action.value, writer.uint32(90).fork()).join();
         break;
+      case "update":
+        UpdateParticipantRequest.encode(message.action.value, writer.uint32(98).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1064,6 +1075,14 @@ export const SessionControl: MessageFns<SessionControl> = {
             message.action = { $case: "mute", value: SessionMute.decode(reader, reader.uint32()) };
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.action = { $case: "update", value: UpdateParticipantRequest.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1088,6 +1107,8 @@ export const SessionControl: MessageFns<SessionControl> = {
         ? { $case: "remove", value: SessionRemove.fromJSON(object.remove) }
         : isSet(object.mute)
         ? { $case: "mute", value: SessionMute.fromJSON(object.mute) }
+        : isSet(object.update)
+        ? { $case: "update", value: UpdateParticipantRequest.fromJSON(object.update) }
         : undefined,
     };
   },
@@ -1104,6 +1125,8 @@ export const SessionControl: MessageFns<SessionControl> = {
       obj.remove = SessionRemove.toJSON(message.action.value);
     } else if (message.action?.$case === "mute") {
       obj.mute = SessionMute.toJSON(message.action.value);
+    } else if (message.action?.$case === "update") {
+      obj.update = UpdateParticipantRequest.toJSON(message.action.value);
     }
     return obj;
   },
@@ -1125,6 +1148,12 @@ export const SessionControl: MessageFns<SessionControl> = {
       case "mute": {
         if (object.action?.value !== undefined && object.action?.value !== null) {
           message.action = { $case: "mute", value: SessionMute.fromPartial(object.action.value) };
+        }
+        break;
+      }
+      case "update": {
+        if (object.action?.value !== undefined && object.action?.value !== null) {
+          message.action = { $case: "update", value: UpdateParticipantRequest.fromPartial(object.action.value) };
         }
         break;
       }
@@ -1259,7 +1288,7 @@ export const SessionMute: MessageFns<SessionMute> = {
 };
 
 function createBaseSessionControlReply(): SessionControlReply {
-  return { code: "", message: "", track: undefined };
+  return { code: "", message: "", track: undefined, participant: undefined };
 }
 
 export const SessionControlReply: MessageFns<SessionControlReply> = {
@@ -1272,6 +1301,9 @@ export const SessionControlReply: MessageFns<SessionControlReply> = {
     }
     if (message.track !== undefined) {
       TrackInfo.encode(message.track, writer.uint32(26).fork()).join();
+    }
+    if (message.participant !== undefined) {
+      ParticipantInfo.encode(message.participant, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -1313,6 +1345,14 @@ export const SessionControlReply: MessageFns<SessionControlReply> = {
             message.track = TrackInfo.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.participant = ParticipantInfo.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1330,6 +1370,7 @@ export const SessionControlReply: MessageFns<SessionControlReply> = {
       code: isSet(object.code) ? globalThis.String(object.code) : "",
       message: isSet(object.message) ? globalThis.String(object.message) : "",
       track: isSet(object.track) ? TrackInfo.fromJSON(object.track) : undefined,
+      participant: isSet(object.participant) ? ParticipantInfo.fromJSON(object.participant) : undefined,
     };
   },
 
@@ -1344,6 +1385,9 @@ export const SessionControlReply: MessageFns<SessionControlReply> = {
     if (message.track !== undefined) {
       obj.track = TrackInfo.toJSON(message.track);
     }
+    if (message.participant !== undefined) {
+      obj.participant = ParticipantInfo.toJSON(message.participant);
+    }
     return obj;
   },
 
@@ -1356,6 +1400,9 @@ export const SessionControlReply: MessageFns<SessionControlReply> = {
     message.message = object.message ?? "";
     message.track = (object.track !== undefined && object.track !== null)
       ? TrackInfo.fromPartial(object.track)
+      : undefined;
+    message.participant = (object.participant !== undefined && object.participant !== null)
+      ? ParticipantInfo.fromPartial(object.participant)
       : undefined;
     return message;
   },
