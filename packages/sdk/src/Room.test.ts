@@ -68,6 +68,49 @@ describe('Room', () => {
     expect(consume.transportId).toBe('TR_3');
   });
 
+  it('holds received video at the server while the page is hidden, when asked; leaves when the page goes for good', async () => {
+    const listeners = new Map<string, () => void>();
+    const page = { visibilityState: 'visible', addEventListener: (type: string, l: () => void) => listeners.set(type, l), removeEventListener: (type: string) => listeners.delete(type) };
+    const windowListeners = new Map<string, (event: { persisted: boolean }) => void>();
+    vi.stubGlobal('document', page);
+    vi.stubGlobal('addEventListener', (type: string, l: (event: { persisted: boolean }) => void) => windowListeners.set(type, l));
+    vi.stubGlobal('removeEventListener', (type: string) => windowListeners.delete(type));
+    server = await FakeSignaling.start();
+    server.others.set(
+      'PA_a',
+      agent('PA_a', [
+        { producerId: 'PR_cam', source: 'camera', kind: 'video' },
+        { producerId: 'PR_mic', source: 'microphone', kind: 'audio' },
+      ]),
+    );
+    const { room: r, events } = await connect({ pauseVideoWhenHidden: true });
+    await until(() => events.length === 3, 'participant and tracks');
+    const consumerOf = (producerId: string) => server.log.filter((l) => l.method === 'consume').findIndex((l) => l.params.producerId === producerId);
+    const consumerIds = server.log.filter((l) => l.method === 'resumeConsumer').map((l) => l.params.consumerId);
+    const videoConsumer = consumerIds[consumerOf('PR_cam')];
+    const held = () => server.log.filter((l) => l.method === 'pauseConsumer' || l.method === 'resumeConsumer').map((l) => `${l.method}:${l.params.consumerId === videoConsumer ? 'video' : 'audio'}`);
+
+    page.visibilityState = 'hidden';
+    listeners.get('visibilitychange')!();
+    await until(() => held().includes('pauseConsumer:video'), 'the video held');
+    page.visibilityState = 'visible';
+    listeners.get('visibilitychange')!();
+    await until(() => held().filter((h) => h === 'resumeConsumer:video').length === 2, 'the video released');
+    // Sound was never held.
+    expect(held()).toEqual(['resumeConsumer:video', 'resumeConsumer:audio', 'pauseConsumer:video', 'resumeConsumer:video']);
+
+    // Into the back-forward cache: still here. Closed: left at once.
+    windowListeners.get('pagehide')!({ persisted: true });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(server.methods()).not.toContain('leave');
+    windowListeners.get('pagehide')!({ persisted: false });
+    await until(() => server.methods().includes('leave'), 'left');
+    expect(r.state).toBe('disconnected');
+    // Listeners go with the room.
+    await until(() => !listeners.has('visibilitychange') && !windowListeners.has('pagehide'), 'listeners removed');
+    room = undefined;
+  });
+
   it('follows notifications: joins, new producers, closed producers, leaves', async () => {
     server = await FakeSignaling.start();
     const { events } = await connect();

@@ -9,6 +9,7 @@ import { Transports } from './media/Transports.js';
 import { Recording } from './recording/Recording.js';
 import type { NotificationTargets } from './notifications.js';
 import { Roster } from './Roster.js';
+import { leaveOnPageHide, watchVisibility } from './session/page.js';
 import { RoomSync } from './session/RoomSync.js';
 import { SignalingClient } from './signaling/SignalingClient.js';
 import { signalingHttpBase } from './signaling/urls.js';
@@ -135,6 +136,7 @@ export class Room extends Emitter<RoomEvents> {
 
     this.unwatch.push(watchDevices((devices) => this.emit('devicesChanged', devices)));
     if (options.leaveOnPageHide !== false) this.unwatch.push(leaveOnPageHide(() => this.leave()));
+    if (options.pauseVideoWhenHidden) this.unwatch.push(watchVisibility((hidden) => void this.subscriber.holdVideo(hidden)));
 
     client.on('notification', (event) => this.session.notify(event));
     client.on('reconnecting', () => {
@@ -514,19 +516,4 @@ export class Room extends Emitter<RoomEvents> {
     this.subscriber.clear();
     this.publisher.stopAll();
   }
-}
-
-/**
- * Leaves when the page goes away for good (closed, reloaded, navigated from; not when it enters
- * the back-forward cache), so the others see the end user leave at once rather than after the
- * server's grace for a dropped connection.
- */
-function leaveOnPageHide(leave: () => Promise<void>): () => void {
-  const target = globalThis as { addEventListener?: typeof addEventListener; removeEventListener?: typeof removeEventListener };
-  if (!target.addEventListener || !target.removeEventListener) return () => undefined;
-  const listener = (event: Event) => {
-    if (!(event as PageTransitionEvent).persisted) void leave().catch(() => undefined);
-  };
-  target.addEventListener('pagehide', listener);
-  return () => target.removeEventListener!('pagehide', listener);
 }

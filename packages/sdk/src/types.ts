@@ -243,6 +243,12 @@ export interface ConnectOptions extends ConnectionOptions {
   /** Leave the room when the page is closed or navigated away from (true by default). */
   leaveOnPageHide?: boolean;
   /**
+   * While the page is hidden (another tab, the app in the background), have the server send no
+   * video; sound goes on, and the picture is back at once when the page shows again. False by
+   * default: an agent may watch the customer in a picture-in-picture window while the tab is hidden.
+   */
+  pauseVideoWhenHidden?: boolean;
+  /**
    * A mediasoup-client handler factory, for runtimes without WebRTC (tests use mediasoup-client's
    * FakeHandler). Browsers detect their own.
    */

@@ -46,6 +46,8 @@ export class Subscriber implements RemoteTrackSink {
   private readonly remoteTracks = new Map<string, RemoteTrack>();
   private pumpRun: Promise<void> | undefined;
   private pumpAgain = false;
+  /** Received video is held at the SFU (the page is hidden; see holdVideo()). */
+  private videoHeld = false;
 
   constructor(private readonly context: SubscriberContext) {}
 
@@ -91,6 +93,23 @@ export class Subscriber implements RemoteTrackSink {
     if (paused) consumer.pause();
     else consumer.resume();
     this.context.emit(paused ? 'trackPaused' : 'trackResumed', { participant, source: remote.source, track: consumer.track });
+  }
+
+  /**
+   * Holds or releases every received video at the SFU (pauseConsumer, resumeConsumer): nothing
+   * is sent for it meanwhile, which spares a phone's data and battery while the app is in the
+   * background. Released, the SFU asks the sender for a key frame, so the picture is back at
+   * once. Sound goes on either way.
+   */
+  async holdVideo(held: boolean): Promise<void> {
+    if (this.videoHeld === held) return;
+    this.videoHeld = held;
+    const { signaling } = this.context;
+    for (const remote of [...this.remoteTracks.values()]) {
+      const consumer = remote.consumer;
+      if (consumer?.kind !== 'video' || signaling.state !== 'connected') continue;
+      await signaling.request(held ? 'pauseConsumer' : 'resumeConsumer', { consumerId: consumer.id }).catch((error: unknown) => warn(`could not ${held ? 'hold' : 'release'} a received video`, error));
+    }
   }
 
   /** The receive transport is closing: its consumers die with it; the tracks stay known and are consumed again on a new one. */
@@ -161,7 +180,8 @@ export class Subscriber implements RemoteTrackSink {
       }
       remote.consumer = consumer;
       // Created paused on the server; resuming it there also asks the sender for a key frame.
-      await signaling.request('resumeConsumer', { consumerId: consumer.id });
+      // Video received while it is held stays paused there until holdVideo(false).
+      if (!(this.videoHeld && consumer.kind === 'video')) await signaling.request('resumeConsumer', { consumerId: consumer.id });
       if (remote.consumer !== consumer || stale()) return true;
       const participant = this.context.participant(remote.participantId);
       if (!participant) return true;
