@@ -2,7 +2,7 @@
 // leave, the connection state, remote audio, publish toggles, the timer, and window.room for
 // tests. Each page adds how it lays out video, and which panels it binds, once joined.
 
-import { bindCameraFlip, bindToggles } from './controls.js';
+import { bindCameraFlip, bindPanels, bindToggles } from './controls.js';
 import { fillIcons } from './labels.js';
 import { playRemoteAudio } from './media.js';
 import { bindText, hideError, setState, showError } from './status.js';
@@ -63,6 +63,7 @@ export function start(options) {
     playRemoteAudio(room);
     bindToggles(room);
     bindCameraFlip(room);
+    bindPanels(room);
     options.onJoined(room);
     setState('connected');
     const wanted = options.publish ? options.publish(room) : {};

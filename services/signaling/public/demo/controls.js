@@ -78,3 +78,31 @@ export function bindCameraFlip(room) {
   for (const event of ['localTrackPublished', 'localTrackUnpublished', 'trackMuted', 'trackUnmuted', 'devicesChanged']) room.on(event, () => void refresh());
   void refresh();
 }
+
+/**
+ * On a phone the requests and the chat are sheets over the call, opened from the footer
+ * (buttons with data-panel): one open at a time; a new request opens its sheet; a message
+ * arriving while the chat is closed marks the chat button. On a wide screen both panels are
+ * always shown and these buttons are not.
+ */
+export function bindPanels(room) {
+  const buttons = [...document.querySelectorAll('[data-panel]')];
+  const open = (panel) => {
+    document.body.dataset.openPanel = panel || '';
+    for (const button of buttons) {
+      const on = button.dataset.panel === panel;
+      button.setAttribute('aria-pressed', String(on));
+      if (on) delete button.dataset.unread;
+    }
+  };
+  for (const button of buttons) button.onclick = () => open(document.body.dataset.openPanel === button.dataset.panel ? '' : button.dataset.panel);
+  room.on('smartAction', (action) => {
+    if (action.state === 'requested' && action.participantId === room.localParticipant.id) open('requests');
+  });
+  room.on('message', (message) => {
+    const chat = buttons.find((b) => b.dataset.panel === 'chat');
+    if (chat && !message.isLocal && document.body.dataset.openPanel !== 'chat') chat.dataset.unread = '1';
+  });
+  room.on('disconnected', () => open(''));
+  open('');
+}
