@@ -1,5 +1,6 @@
 import net from 'node:net';
 import { splicedResumeTokens, type Rng } from './generators.js';
+import { version as sdkVersion } from '../../packages/sdk/package.json';
 import type { FuzzStats, FuzzTarget } from './fuzzTypes.js';
 
 const methods = ['GET', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'HEAD', 'PATCH', 'TRACE', 'CONNECT', 'PROPFIND', 'G\u00e9T', ''];
@@ -34,6 +35,8 @@ export async function fuzzHttp(rng: Rng, target: FuzzTarget, stats: FuzzStats, c
       '/',
       '/sdk.js',
       '/sdk.js.map',
+      // The versioned bundle: this build's, an unknown one, and names that try to leave its folder.
+      `/sdk/${rng.pick([sdkVersion, '9.9.9', '..', '%2e%2e', `${sdkVersion}-..`, 'latest', sdkVersion.replace(/\./g, '%2e')])}/${rng.pick(['gateway.min.js', 'gateway.min.js.map', 'gateway.min.js.sri', '../../package.json', '%2e%2e/%2e%2e/package.json'])}`,
       '/agent',
       '/end-user',
       '/index.html',
