@@ -33,3 +33,19 @@ export class RateLimiter {
     return this.rejections.length > this.burst * 5;
   }
 }
+
+/**
+ * One RateLimiter per key (a participant's session, say), made on first use and gone with the
+ * key: each participant has its own budget for a kind of request.
+ */
+export function limiterPerKey<K extends object>(perSecond: number, burst: number): (key: K) => RateLimiter {
+  const limiters = new WeakMap<K, RateLimiter>();
+  return (key) => {
+    let limiter = limiters.get(key);
+    if (!limiter) {
+      limiter = new RateLimiter(perSecond, burst);
+      limiters.set(key, limiter);
+    }
+    return limiter;
+  };
+}

@@ -1,6 +1,6 @@
 import { ErrorCode, GatewayError, redact, type RedactionPolicy } from '@gateway/common';
 import type { ChatLog } from '../chat/ChatLog.js';
-import { RateLimiter } from '../limits/RateLimiter.js';
+import { limiterPerKey } from '../limits/RateLimiter.js';
 import type { ParticipantSession } from '../participant/ParticipantSession.js';
 import type { RoomHub } from '../rooms/RoomHub.js';
 import type { Handlers } from './types.js';
@@ -18,15 +18,7 @@ export type ChatCase = 'sendMessage' | 'redactMessage';
 /** In-session text chat. */
 export function chatHandlers(ctx: ChatContext): Handlers<ChatCase> {
   // Chat has its own budget per participant, well below the request rate limit; it goes with the session.
-  const limiters = new WeakMap<ParticipantSession, RateLimiter>();
-  const limiterOf = (session: ParticipantSession) => {
-    let limiter = limiters.get(session);
-    if (!limiter) {
-      limiter = new RateLimiter(ctx.limits.ratePerSecond, ctx.limits.rateBurst);
-      limiters.set(session, limiter);
-    }
-    return limiter;
-  };
+  const limiterOf = limiterPerKey<ParticipantSession>(ctx.limits.ratePerSecond, ctx.limits.rateBurst);
 
   return {
     /** Redacts, stores, then tells the room; the response is the sender's acknowledgement. */

@@ -1,5 +1,5 @@
 import { ErrorCode, GatewayError } from '@gateway/common';
-import { RateLimiter } from '../limits/RateLimiter.js';
+import { limiterPerKey } from '../limits/RateLimiter.js';
 import type { ParticipantSession } from '../participant/ParticipantSession.js';
 import type { RoomHub } from '../rooms/RoomHub.js';
 import type { Handlers } from './types.js';
@@ -18,15 +18,7 @@ export type DataCase = 'sendData';
  * payload's size and the topic's form are checked with the frame (ws/requests.ts).
  */
 export function dataHandlers(ctx: DataContext): Handlers<DataCase> {
-  const limiters = new WeakMap<ParticipantSession, RateLimiter>();
-  const limiterOf = (session: ParticipantSession) => {
-    let limiter = limiters.get(session);
-    if (!limiter) {
-      limiter = new RateLimiter(ctx.limits.ratePerSecond, ctx.limits.rateBurst);
-      limiters.set(session, limiter);
-    }
-    return limiter;
-  };
+  const limiterOf = limiterPerKey<ParticipantSession>(ctx.limits.ratePerSecond, ctx.limits.rateBurst);
 
   return {
     async sendData(session, { topic, payload, destinationParticipantIds }) {
