@@ -39,7 +39,7 @@ residue:
 proto-check:
 	@bash scripts/gen-proto.sh --check
 
-# The SDK's API reference is checked in (docs/sdk.md); `make test` fails when it is stale.
+# The SDK's API reference is checked in (docs/sdk/); `make test` fails when it is stale.
 sdk-docs:
 	@npm run --silent docs -w @gateway/sdk -- --logLevel Warn
 

@@ -7,7 +7,6 @@ import { Publisher } from './media/Publisher.js';
 import { Subscriber } from './media/Subscriber.js';
 import { Transports } from './media/Transports.js';
 import { Recording } from './recording/Recording.js';
-import type { NotificationTargets } from './notifications.js';
 import { Roster } from './Roster.js';
 import { leaveOnPageHide, watchVisibility } from './session/page.js';
 import { RoomSync } from './session/RoomSync.js';
@@ -98,25 +97,6 @@ export class Room extends Emitter<RoomEvents> {
     const liveLocalTrack = (source: Source) => this.publisher.liveTrack(source);
     this.actions = new SmartActions({ signaling: client, httpBase, assertOpen, announceHeldBack, localParticipantId, liveLocalTrack, emit });
     const { roster, transports, publisher, subscriber, recorder, chat, actions } = this;
-    const notificationTargets: NotificationTargets = {
-      roster,
-      subscriber,
-      recorder,
-      chat,
-      actions,
-      setActiveSpeaker: (id) => this.setActiveSpeaker(id),
-      localTrackMuted: (producerId) => {
-        const muted = this.publisher.mutedByServer(producerId);
-        if (muted) this.emit('localTrackMuted', { ...muted, by: 'server' });
-      },
-      data: (message) =>
-        this.emit('data', {
-          topic: message.topic,
-          payload: message.payload,
-          sentAtMs: message.sentAtMs,
-          participant: message.participantId ? this.roster.participantOf(message.participantId) : undefined,
-        }),
-    };
     this.session = new RoomSync({
       isClosed,
       roster,
@@ -126,7 +106,8 @@ export class Room extends Emitter<RoomEvents> {
       recorder,
       chat,
       actions,
-      notificationTargets,
+      emit,
+      setActiveSpeaker: (id) => this.setActiveSpeaker(id),
       joined: ({ name, grants, activeSpeakerId }) => {
         this.name = name;
         this.granted = grants;

@@ -9,7 +9,8 @@ import type { Recording } from '../recording/Recording.js';
 import type { Roster } from '../Roster.js';
 import type { NotificationEvent } from '../signaling/Socket.js';
 import type { SmartActions } from '../smartActions/SmartActions.js';
-import type { Grants, Source } from '../types.js';
+import type { Emit } from '../events.js';
+import type { Grants, RoomEvents, Source } from '../types.js';
 
 /** Room state held back until the app had a chance to add listeners (see Room.connect()). */
 interface HeldBack {
@@ -32,7 +33,9 @@ export interface RoomSyncParts {
   recorder: Recording;
   chat: Chat;
   actions: SmartActions;
-  notificationTargets: NotificationTargets;
+  emit: Emit<Pick<RoomEvents, 'localTrackMuted' | 'data'>>;
+  /** Someone else (or we) speak loudest now. */
+  setActiveSpeaker(participantId: string): void;
   /** The room's name, the token's grants and the active speaker, from each join answer. */
   joined(state: { name: string; grants: Grants; activeSpeakerId: string }): void;
 }
@@ -41,14 +44,39 @@ export interface RoomSyncParts {
  * Keeps a room in line with the server's view of the session: `sync()` runs after the first
  * join, after a resume and after a rejoin, and reconciles participants, tracks, transports and
  * producers, so there is one path to a consistent state whatever happened while the connection
- * was away. Until `announce()` (the app had a chance to add listeners), what the join answer and
- * the notifications bring is held back, then replayed in order.
+ * was away; it hands each notification to the part of the room it concerns. Until `announce()`
+ * (the app had a chance to add listeners), what the join answer and the notifications bring is
+ * held back, then replayed in order.
  */
 export class RoomSync {
   private announced = false;
   private heldBack = nothingHeldBack();
+  /** Where each notification goes (notifications.ts). */
+  private readonly targets: NotificationTargets;
 
-  constructor(private readonly parts: RoomSyncParts) {}
+  constructor(private readonly parts: RoomSyncParts) {
+    const { roster, subscriber, recorder, chat, actions, publisher, emit } = parts;
+    this.targets = {
+      roster,
+      subscriber,
+      recorder,
+      chat,
+      actions,
+      setActiveSpeaker: (id) => parts.setActiveSpeaker(id),
+      localTrackMuted: (producerId) => {
+        const muted = publisher.mutedByServer(producerId);
+        if (muted) emit('localTrackMuted', { ...muted, by: 'server' });
+      },
+      data: (message) =>
+        emit('data', {
+          topic: message.topic,
+          payload: message.payload,
+          sentAtMs: message.sentAtMs,
+          // Undefined for the customer's backend (no participant id).
+          participant: message.participantId ? roster.participantOf(message.participantId) : undefined,
+        }),
+    };
+  }
 
   /** Brings everything in line with a fresh JoinResponse (first join, resume or rejoin). */
   async sync(response: JoinResponse): Promise<void> {
@@ -115,6 +143,6 @@ export class RoomSync {
       this.heldBack.notifications.push(event);
       return;
     }
-    applyNotification(event, this.parts.notificationTargets);
+    applyNotification(event, this.targets);
   }
 }
