@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { NatsServer, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
-import { launchChromium, receiveSummaryScript, type ReceiveSummary } from '../support/browser.js';
+import { CallPages, launchChromium, receiveSummaryScript, type ReceiveSummary } from '../support/browser.js';
 import { metricValue, scrapeMetrics, sumOf } from '../support/metrics.js';
 import { voiceClip } from '../support/media.js';
 import { demoToken } from '../support/tokens.js';
@@ -21,12 +21,11 @@ describe('a call between an end user and an agent in Chromium', () => {
   // Short enough that a wrong announcement of the dropped end user's leave, which would come
   // when the window ends, shows within the test; long enough for the SDK to reconnect in.
   const RESUME_WINDOW_SECONDS = 10;
-  const pages: Page[] = [];
-  const newPage = async () => {
-    const page = await browser.newPage();
-    pages.push(page);
-    return page;
-  };
+  const pages = new CallPages(
+    () => browser,
+    () => sfu.opsPort,
+  );
+  const newPage = () => pages.open();
 
   const received = (page: Page) => page.evaluate(receiveSummaryScript);
   const find = (list: ReceiveSummary[], source: string) => list.find((r) => r.source === source);
@@ -40,14 +39,7 @@ describe('a call between an end user and an agent in Chromium', () => {
   }, 90_000);
 
   // Each test has its own call: the participants of the last one are gone first.
-  afterEach(async () => {
-    for (const page of pages.splice(0)) {
-      // Leaving ends the session at once; a page merely closed would wait out the resume window.
-      await page.evaluate(() => (window as any).room?.leave()).catch(() => undefined);
-      await page.close();
-    }
-    await waitFor(async () => sumOf(await scrapeMetrics(sfu.opsPort), 'gateway_sfu_participants') === 0, 20_000, 'no participant left on the SFU');
-  });
+  afterEach(() => pages.endAll());
 
   afterAll(async () => {
     await browser?.close();

@@ -1,8 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { NatsServer, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
-import { launchChromium, receiveSummaryScript } from '../support/browser.js';
-import { scrapeMetrics, sumOf } from '../support/metrics.js';
+import { CallPages, launchChromium, receiveSummaryScript } from '../support/browser.js';
 import { demoToken } from '../support/tokens.js';
 
 /**
@@ -16,12 +15,11 @@ describe('devices in Chromium', () => {
   let sfu: Awaited<ReturnType<typeof startSfuProcess>>;
   let sig: Awaited<ReturnType<typeof startSignalingProcess>>;
   let browser: Browser;
-  const pages: Page[] = [];
-  const newPage = async (on = browser) => {
-    const page = await on.newPage();
-    pages.push(page);
-    return page;
-  };
+  const pages = new CallPages(
+    () => browser,
+    () => sfu.opsPort,
+  );
+  const newPage = (on?: Browser) => pages.open(on);
 
   beforeAll(async () => {
     nats = await NatsServer.start();
@@ -32,13 +30,7 @@ describe('devices in Chromium', () => {
     browser = await launchChromium(['--use-fake-device-for-media-stream=device-count=3']);
   }, 90_000);
 
-  afterEach(async () => {
-    for (const page of pages.splice(0)) {
-      await page.evaluate(() => (window as any).room?.leave()).catch(() => undefined);
-      await page.close();
-    }
-    await waitFor(async () => sumOf(await scrapeMetrics(sfu.opsPort), 'gateway_sfu_participants') === 0, 20_000, 'no participant left on the SFU');
-  });
+  afterEach(() => pages.endAll());
 
   afterAll(async () => {
     await browser?.close();
@@ -178,7 +170,7 @@ describe('devices in Chromium', () => {
       );
       expect(codes).toEqual({ refused: 'DEVICE_PERMISSION_DENIED', notGranted: 'PERMISSION_DENIED' });
     } finally {
-      for (const page of pages.splice(0)) await page.close().catch(() => undefined);
+      await pages.endAll();
       await refusing.close();
     }
   }, 60_000);

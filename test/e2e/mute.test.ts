@@ -1,8 +1,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { NatsServer, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
-import { launchChromium, receiveSummaryScript } from '../support/browser.js';
-import { metricValue, scrapeMetrics, sumOf } from '../support/metrics.js';
+import { CallPages, launchChromium, receiveSummaryScript } from '../support/browser.js';
+import { metricValue } from '../support/metrics.js';
 import { demoToken } from '../support/tokens.js';
 
 /**
@@ -16,12 +16,11 @@ describe('muting in Chromium', () => {
   let sfu: Awaited<ReturnType<typeof startSfuProcess>>;
   let sig: Awaited<ReturnType<typeof startSignalingProcess>>;
   let browser: Browser;
-  const pages: Page[] = [];
-  const newPage = async () => {
-    const page = await browser.newPage();
-    pages.push(page);
-    return page;
-  };
+  const pages = new CallPages(
+    () => browser,
+    () => sfu.opsPort,
+  );
+  const newPage = () => pages.open();
 
   beforeAll(async () => {
     nats = await NatsServer.start();
@@ -30,13 +29,7 @@ describe('muting in Chromium', () => {
     browser = await launchChromium();
   }, 90_000);
 
-  afterEach(async () => {
-    for (const page of pages.splice(0)) {
-      await page.evaluate(() => (window as any).room?.leave()).catch(() => undefined);
-      await page.close();
-    }
-    await waitFor(async () => sumOf(await scrapeMetrics(sfu.opsPort), 'gateway_sfu_participants') === 0, 20_000, 'no participant left on the SFU');
-  });
+  afterEach(() => pages.endAll());
 
   afterAll(async () => {
     await browser?.close();

@@ -1,4 +1,6 @@
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { waitFor } from '@gateway/testing';
+import { scrapeMetrics, sumOf } from './metrics.js';
 
 /**
  * Debian's Chromium, headless, with fake camera, microphone and screen capture, and without
@@ -58,3 +60,32 @@ export const receiveSummaryScript = async (): Promise<ReceiveSummary[]> => {
   }
   return out;
 };
+
+/**
+ * The pages of a test's call, ended between tests: each leaves its room first (a page merely
+ * closed would wait out the resume window), then the SFU must have no participant left, so the
+ * next test starts from an empty node.
+ */
+export class CallPages {
+  private readonly pages: Page[] = [];
+
+  constructor(
+    private readonly browser: () => Browser,
+    private readonly sfuOpsPort: () => number,
+  ) {}
+
+  /** A new page, in the shared browser or in the browser or context given. */
+  async open(on: Pick<Browser, 'newPage'> = this.browser()): Promise<Page> {
+    const page = await on.newPage();
+    this.pages.push(page);
+    return page;
+  }
+
+  async endAll(): Promise<void> {
+    for (const page of this.pages.splice(0)) {
+      await page.evaluate(() => (window as unknown as { room?: { leave(): Promise<void> } }).room?.leave()).catch(() => undefined);
+      await page.close();
+    }
+    await waitFor(async () => sumOf(await scrapeMetrics(this.sfuOpsPort()), 'gateway_sfu_participants') === 0, 20_000, 'no participant left on the SFU');
+  }
+}
