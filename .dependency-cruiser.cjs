@@ -35,7 +35,7 @@ module.exports = {
       to: {
         dependencyTypesNot: ['type-only'],
         path: ['^packages/(common|cluster|testing)/', '^services/'],
-        pathNot: ['^packages/common/src/(errors|protocol|runtime/backoff)\\.ts$'],
+        pathNot: ['^packages/common/src/(errors|protocol|runtime/backoff|media/quality)\\.ts$'],
       },
     },
     {

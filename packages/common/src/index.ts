@@ -55,6 +55,8 @@ export { PROTOCOL_VERSION, peerProtocolVersion } from './protocol.js';
 
 // Tracks: sources and kinds between names and the SFU protocol.
 export { mediaKindName, mediaKindOf, trackSourceName, trackSourceOf, type TrackSourceName } from './media/tracks.js';
+// Connection quality levels and their thresholds (browser-safe).
+export { CONNECTION_QUALITIES, isConnectionQuality, judgeQuality, worseQuality, type ConnectionQuality } from './media/quality.js';
 
 // Schemas of every input that crosses a boundary.
 export { decodeChecked, describeIssues, ID_PATTERN, isWellFormed, type JsonLimits, jsonShapeProblem, parseWith, schemas } from './schemas/validation.js';

@@ -409,6 +409,25 @@ describe('Room', () => {
     expect(updates).toEqual(['PA_agent:Ann (Billing):{"queue":"billing"}', 'me:Sam:']);
   });
 
+  it('follows connection quality: the local and remote participants, changes only, unknown levels left out', async () => {
+    server = await FakeSignaling.start();
+    server.others.set('PA_agent', { participantId: 'PA_agent', identity: 'agent-1', role: 'agent', tracks: [], name: 'Ann', metadata: '' });
+    const { room: r } = await connect();
+    const changes: string[] = [];
+    r.on('connectionQualityChanged', (p, quality) => changes.push(`${p.isLocal ? 'me' : p.id}:${quality}:${p.connectionQuality}`));
+    await until(() => r.participants.has('PA_agent'), 'the agent announced');
+    expect(r.participants.get('PA_agent')!.connectionQuality).toBe('unknown');
+    const me = r.localParticipant.id;
+    server.notify({ connectionQuality: { participantId: 'PA_agent', quality: 'excellent', upstream: 'excellent', downstream: 'unknown' } });
+    server.notify({ connectionQuality: { participantId: me, quality: 'poor', upstream: 'excellent', downstream: 'poor' } });
+    server.notify({ connectionQuality: { participantId: 'PA_agent', quality: 'excellent', upstream: 'excellent', downstream: 'unknown' } });
+    server.notify({ connectionQuality: { participantId: 'PA_agent', quality: 'splendid', upstream: 'splendid', downstream: 'unknown' } });
+    server.notify({ connectionQuality: { participantId: 'PA_agent', quality: 'lost', upstream: 'lost', downstream: 'unknown' } });
+    await until(() => changes.length === 3, 'three changes');
+    expect(changes).toEqual(['PA_agent:excellent:excellent', 'me:poor:poor', 'PA_agent:lost:lost']);
+    expect(r.localParticipant.connectionQuality).toBe('poor');
+  });
+
   it('sends data messages to the room or to some, and names the participant a message came from', async () => {
     server = await FakeSignaling.start();
     server.others.set('PA_agent', { participantId: 'PA_agent', identity: 'agent-1', role: 'agent', tracks: [] });

@@ -1,6 +1,6 @@
 import type { ParticipantInfo, TrackInfo } from '@gateway/proto/gateway/signaling/v1/signaling';
 import type { Emit } from './events.js';
-import type { Participant, RemoteSource, RoomEvents, TrackPublication } from './types.js';
+import type { ConnectionQuality, Participant, RemoteSource, RoomEvents, TrackPublication } from './types.js';
 
 /** A participant whose track and publication maps the SDK fills in (the app sees them read-only). */
 export interface MutableParticipant extends Participant {
@@ -8,6 +8,7 @@ export interface MutableParticipant extends Participant {
   publications: Map<RemoteSource, TrackPublication>;
   name: string;
   metadata: string;
+  connectionQuality: ConnectionQuality;
 }
 
 /** What the roster needs of whoever receives the other participants' tracks. */
@@ -20,7 +21,7 @@ export interface RemoteTrackSink {
 
 export interface RosterContext {
   tracks: RemoteTrackSink;
-  emit: Emit<Pick<RoomEvents, 'participantJoined' | 'participantLeft' | 'participantUpdated'>>;
+  emit: Emit<Pick<RoomEvents, 'participantJoined' | 'participantLeft' | 'participantUpdated' | 'connectionQualityChanged'>>;
 }
 
 /**
@@ -39,8 +40,11 @@ export class Roster {
 
   /** Takes the local participant from a join, resume or rejoin; `tracks` and `publications` are what it publishes. */
   setLocal(info: ParticipantInfo, tracks: Map<RemoteSource, MediaStreamTrack>, publications: Map<RemoteSource, TrackPublication>): void {
-    if (this.local && this.local.id !== info.participantId) this.formerLocalIds.add(this.local.id);
+    const previous = this.local;
+    if (previous && previous.id !== info.participantId) this.formerLocalIds.add(previous.id);
     this.local = participantFrom(info, true, tracks, publications);
+    // A resume keeps the session and so its quality (the node tells only of changes).
+    if (previous?.id === info.participantId) this.local.connectionQuality = previous.connectionQuality;
   }
 
   /** Whether a participant id is ours, in this session or one a rejoin replaced. */
@@ -97,6 +101,14 @@ export class Roster {
     this.context.emit('participantUpdated', participant);
   }
 
+  /** Someone's connection quality (the local participant's too): announced when it changed. */
+  setQuality(participantId: string, quality: ConnectionQuality): void {
+    const participant = participantId === this.local?.id ? this.local : this.others.get(participantId);
+    if (!participant || participant.connectionQuality === quality) return;
+    participant.connectionQuality = quality;
+    this.context.emit('connectionQualityChanged', participant, quality);
+  }
+
   remove(participantId: string): void {
     const participant = this.others.get(participantId);
     if (!participant) return;
@@ -107,5 +119,16 @@ export class Roster {
 }
 
 function participantFrom(info: ParticipantInfo, isLocal: boolean, tracks: Map<RemoteSource, MediaStreamTrack>, publications: Map<RemoteSource, TrackPublication>): MutableParticipant {
-  return { id: info.participantId, identity: info.identity, role: info.role, name: info.name, metadata: info.metadata, joinedAtMs: info.joinedAtMs, isLocal, tracks, publications };
+  return {
+    id: info.participantId,
+    identity: info.identity,
+    role: info.role,
+    name: info.name,
+    metadata: info.metadata,
+    joinedAtMs: info.joinedAtMs,
+    isLocal,
+    tracks,
+    publications,
+    connectionQuality: 'unknown',
+  };
 }

@@ -19,6 +19,7 @@ export type { WebSocketConstructor, WebSocketLike } from './signaling/Socket.js'
 export type {
   CameraOptions,
   ChatMessage,
+  ConnectionQuality,
   ConnectOptions,
   Grants,
   DataMessage,

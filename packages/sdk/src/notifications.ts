@@ -1,3 +1,4 @@
+import { isConnectionQuality } from '@gateway/common/quality';
 import type { Chat } from './chat/Chat.js';
 import type { Subscriber } from './media/Subscriber.js';
 import type { Recording } from './recording/Recording.js';
@@ -7,7 +8,7 @@ import type { SmartActions } from './smartActions/SmartActions.js';
 
 /** The parts of a room that the server's notifications change. */
 export interface NotificationTargets {
-  roster: Pick<Roster, 'upsert' | 'update' | 'remove' | 'others'>;
+  roster: Pick<Roster, 'upsert' | 'update' | 'remove' | 'others' | 'setQuality'>;
   subscriber: Pick<Subscriber, 'add' | 'drop' | 'setPaused' | 'pump'>;
   recorder: Pick<Recording, 'update'>;
   chat: Pick<Chat, 'take' | 'takeRedaction'>;
@@ -66,6 +67,10 @@ export function applyNotification(event: NotificationEvent, to: NotificationTarg
       return;
     case 'dataMessage':
       to.data(event.value);
+      return;
+    case 'connectionQuality':
+      // A level this SDK does not know (a newer server's) is left out rather than shown wrong.
+      if (isConnectionQuality(event.value.quality)) to.roster.setQuality(event.value.participantId, event.value.quality);
       return;
     case 'rejoinRequired':
       // The socket closes with 4010 right after; the client joins again.

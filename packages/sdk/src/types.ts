@@ -1,5 +1,6 @@
 import type { types } from 'mediasoup-client';
 import type { PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/browser';
+import type { ConnectionQuality } from '@gateway/common/quality';
 import type { GatewayError } from './errors.js';
 import type { ConnectionOptions, DisconnectReason } from './signaling/SignalingClient.js';
 
@@ -22,6 +23,7 @@ export type Source = 'camera' | 'microphone' | 'screen';
 /** What a remote participant's track can be (other SDKs may send the screen share's audio). */
 export type RemoteSource = Source | 'screen_audio';
 export type Role = 'agent' | 'end_user' | 'observer' | (string & {});
+export type { ConnectionQuality };
 
 export interface Participant {
   readonly id: string;
@@ -38,6 +40,12 @@ export interface Participant {
   readonly tracks: ReadonlyMap<RemoteSource, MediaStreamTrack>;
   /** What the participant publishes, by source, muted or not (a remote one also before its track is received). */
   readonly publications: ReadonlyMap<RemoteSource, TrackPublication>;
+  /**
+   * How well its media gets through, as the media node judges it: for another participant what
+   * everyone receives of it; for the local one the worse of what it sends and what it receives.
+   * 'unknown' until there is media to judge (see connectionQualityChanged).
+   */
+  readonly connectionQuality: ConnectionQuality;
 }
 
 /**
@@ -213,6 +221,11 @@ export type RoomEvents = {
    * resolves) and those that changed while the connection was away.
    */
   smartAction: [action: SmartAction];
+  /**
+   * A participant's connection quality changed (the local participant's too): at most once every
+   * two seconds per participant, only when the level changes.
+   */
+  connectionQualityChanged: [participant: Participant, quality: ConnectionQuality];
   /** Whoever speaks loudest now (may be the local participant). */
   activeSpeaker: [participant: Participant];
   localTrackPublished: [event: LocalTrackEvent];

@@ -4,6 +4,7 @@ import { mediaCodecs } from './codecs.js';
 import type { PooledWorker } from './WorkerPool.js';
 import type { MediaAppData, TrackSource } from './mediaTypes.js';
 import { RoomPipes, type PipedProducerChange } from './RoomPipes.js';
+import { RoomQuality, type ParticipantQuality } from './RoomQuality.js';
 import { RoomTaps } from './RoomTaps.js';
 
 export type { MediaAppData, PipeListen, TrackSource } from './mediaTypes.js';
@@ -32,6 +33,8 @@ type RoomEvents = {
   /** A producer piped to `peerNodeId` paused, resumed or closed: the peer must mirror it. */
   pipedproducerchanged: [peerNodeId: string, producerId: string, change: PipedProducerChange];
   activespeaker: [participantId: string, producerId: string];
+  /** A participant's connection quality on this node changed (throttled: see RoomQuality). */
+  connectionquality: [participantId: string, quality: ParticipantQuality];
   /** Counts of transports/producers/consumers changed. */
   loadchanged: [];
 };
@@ -54,6 +57,8 @@ export class Room extends TypedEmitter<RoomEvents> {
   readonly pipes: RoomPipes;
   /** Recording taps: streams to recorders. */
   readonly taps: RoomTaps;
+  /** The connection quality of the participants whose transports are here. */
+  readonly quality: RoomQuality;
   readonly observer = new TypedEmitter<RoomObserverEvents>();
   /** The loudest voice of the last interval, until silence. */
   private speaking: { participantId: string; producerId: string } | undefined;
@@ -85,6 +90,8 @@ export class Room extends TypedEmitter<RoomEvents> {
       changed: () => this.loadChanged(),
     });
     this.taps = new RoomTaps({ router, assertOpen: () => this.assertOpen(), producer: (id) => this.producer(id), changed: () => this.loadChanged() });
+    this.quality = new RoomQuality({ transports: () => this.transports.values(), producers: () => this.producers.values(), consumers: () => this.consumers.values() });
+    this.quality.on('changed', (participantId, quality) => this.safeEmit('connectionquality', participantId, quality));
     // The active speaker is the loudest voice above the threshold over each interval; it is
     // announced when it changes. (mediasoup's ActiveSpeakerObserver stays silent with the
     // worker built here; the level observer reads the same RFC 6464 audio levels.)
@@ -163,6 +170,7 @@ export class Room extends TypedEmitter<RoomEvents> {
     );
     this.transports.set(transport.id, transport);
     this.closeWhenAbandoned(transport);
+    this.quality.watchTransport(transport);
     transport.observer.once('close', () => {
       this.transports.delete(transport.id);
       this.loadChanged();
@@ -209,6 +217,7 @@ export class Room extends TypedEmitter<RoomEvents> {
       this.producers.delete(producer.id);
       this.loadChanged();
     });
+    this.quality.watchProducer(producer);
     if (kind === 'audio') await this.speakerObserver.addProducer({ producerId: producer.id }).catch(() => undefined);
     this.loadChanged();
     return producer;
@@ -252,6 +261,7 @@ export class Room extends TypedEmitter<RoomEvents> {
       if (this.consuming.get(key) === creating) this.consuming.delete(key);
     }
     this.consumers.set(consumer.id, consumer);
+    this.quality.watchConsumer(consumer, producer.appData.participantId);
     this.worker.consumers++;
     consumer.observer.once('close', () => {
       this.consumers.delete(consumer.id);
@@ -305,6 +315,7 @@ export class Room extends TypedEmitter<RoomEvents> {
     if (this.closedFlag) return;
     this.closedFlag = true;
     clearTimeout(this.idleTimer);
+    this.quality.close();
     const pipePeers = this.pipes.peers();
     // Closing the router closes every transport, producer and consumer; their observers
     // remove them from the maps and the worker's consumer count.

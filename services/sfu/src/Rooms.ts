@@ -1,7 +1,7 @@
 import type { RoomEvent } from '@gateway/proto/gateway/events/v1/events';
 import type { NodeLoad } from '@gateway/proto/gateway/sfu/v1/sfu';
 import type { RoomEventBus } from '@gateway/cluster';
-import { DrainWait, ErrorCode, GatewayError, assertSubjectToken, type Logger } from '@gateway/common';
+import { DrainWait, ErrorCode, GatewayError, assertSubjectToken, worseQuality, type Logger } from '@gateway/common';
 import type { SfuConfig } from './config.js';
 import { Room, type RoomCloseReason } from './Room.js';
 import type { PipeCoordinator } from './PipeCoordinator.js';
@@ -64,6 +64,9 @@ export class Rooms {
     this.byKey.set(key, room);
     worker.rooms++;
     room.on('activespeaker', (participantId, producerId) => this.publish(room, { $case: 'activeSpeaker', value: { participantId, producerId } }));
+    room.on('connectionquality', (participantId, { upstream, downstream }) =>
+      this.publish(room, { $case: 'connectionQuality', value: { participantId, quality: worseQuality(upstream, downstream), upstream, downstream } }),
+    );
     room.on('pipedproducerchanged', (peer, producerId, change) => pipes.notifyPeer(room, peer, producerId, change));
     room.on('closed', (reason, pipePeers) => {
       pipes.roomClosed(room, pipePeers);

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { CONNECTION_QUALITIES } from '../media/quality.js';
 import { schemas } from './validation.js';
 
 /**
@@ -99,6 +100,11 @@ export const dataMessageSchema = z.object({
   destinationParticipantIds: z.array(id).max(MAX_DATA_DESTINATIONS),
 });
 
+const quality = z.enum(CONNECTION_QUALITIES as [string, ...string[]]);
+
+/** A participant's connection quality (gateway.signaling.v1.ConnectionQuality): levels by name only. */
+export const connectionQualitySchema = z.object({ participantId: id, quality, upstream: quality, downstream: quality });
+
 /** Every case of RoomEvent, as the union ts-proto decodes it to. */
 const roomEventCase = z.discriminatedUnion('$case', [
   z.object({ $case: z.literal('participantJoined'), value: participantInfoSchema }),
@@ -115,6 +121,7 @@ const roomEventCase = z.discriminatedUnion('$case', [
   z.object({ $case: z.literal('smartAction'), value: smartActionSchema }),
   z.object({ $case: z.literal('dataMessage'), value: dataMessageSchema }),
   z.object({ $case: z.literal('participantUpdated'), value: participantInfoSchema }),
+  z.object({ $case: z.literal('connectionQuality'), value: connectionQualitySchema }),
 ]);
 
 export const roomEventSchema = z.object({

@@ -24,7 +24,18 @@ function setup() {
     if (method === 'consume' && refusal) throw refusal;
     return method === 'consume' ? { consumerId: `CO_${params.producerId}`, producerId: params.producerId, kind: 'video', rtpParameters: {} } : {};
   });
-  const participant: MutableParticipant = { id: 'PA_a', identity: 'agent-1', role: 'agent', name: '', metadata: '', joinedAtMs: 1, isLocal: false, tracks: new Map(), publications: new Map() };
+  const participant: MutableParticipant = {
+    id: 'PA_a',
+    identity: 'agent-1',
+    role: 'agent',
+    name: '',
+    metadata: '',
+    joinedAtMs: 1,
+    isLocal: false,
+    tracks: new Map(),
+    publications: new Map(),
+    connectionQuality: 'unknown',
+  };
   const events: string[] = [];
   const context = {
     signaling: { request, state: 'connected' },

@@ -44,6 +44,11 @@ export class ParticipantSession {
   readonly consumers = new Map<string, string>();
   /** The transport consumers are created on when a request names none. */
   recvTransportId: string | undefined;
+  /**
+   * The connection quality this client was last told of, by participant: the media node
+   * announces both sides of a participant, while the others are told only of its upstream.
+   */
+  readonly qualityTold = new Map<string, string>();
   readonly log: Logger;
   private link: SessionLink | undefined;
   private disconnectedAtMs = 0;
@@ -142,6 +147,8 @@ export class ParticipantSession {
     const previous = this.link;
     this.link = link;
     this.disconnectedAtMs = 0;
+    // What went to a former socket may never have arrived.
+    this.qualityTold.clear();
     if (previous && previous !== link) previous.close(CloseCode.CLOSE_CODE_SESSION_REPLACED, 'session resumed elsewhere');
   }
 

@@ -174,4 +174,23 @@ describe('SessionRegistry', () => {
     expect(registry.holds('PA_1')).toBe(false);
     expect(link.closed?.code).toBe(CloseCode.CLOSE_CODE_REJOIN_REQUIRED);
   });
+
+  it('relays connection quality: both sides of oneself, the upstream of others, each only when what this client sees changes', async () => {
+    const { members, join } = setUp();
+    const { link } = await join();
+    const member = members.get('PA_1')!;
+    const quality = (participantId: string, upstream: string, downstream: string) =>
+      event({ $case: 'connectionQuality', value: { participantId, quality: upstream === 'poor' || downstream === 'poor' ? 'poor' : 'excellent', upstream, downstream } }, 'N1');
+    member.onRoomEvent(quality('PA_1', 'excellent', 'poor'));
+    member.onRoomEvent(quality('PA_2', 'excellent', 'excellent'));
+    // The other's downstream changed: not this client's business, nothing to tell.
+    member.onRoomEvent(quality('PA_2', 'excellent', 'poor'));
+    member.onRoomEvent(quality('PA_2', 'poor', 'poor'));
+    member.onRoomEvent(quality('PA_1', 'excellent', 'poor'));
+    expect(link.notifications).toEqual([
+      { $case: 'connectionQuality', value: { participantId: 'PA_1', quality: 'poor', upstream: 'excellent', downstream: 'poor' } },
+      { $case: 'connectionQuality', value: { participantId: 'PA_2', quality: 'excellent', upstream: 'excellent', downstream: 'unknown' } },
+      { $case: 'connectionQuality', value: { participantId: 'PA_2', quality: 'poor', upstream: 'poor', downstream: 'unknown' } },
+    ]);
+  });
 });

@@ -18,6 +18,9 @@ export function relayRoomEvent(session: ParticipantSession, event: RoomEvent, ab
       if (fromOther(e.value.participantId)) session.notify(e);
       return;
     case 'participantLeft':
+      session.qualityTold.delete(e.value.participantId);
+      if (fromOther(e.value.participantId)) session.notify(e);
+      return;
     case 'producerAdded':
     case 'producerPaused':
     case 'producerResumed':
@@ -36,6 +39,17 @@ export function relayRoomEvent(session: ParticipantSession, event: RoomEvent, ab
     case 'recording':
       session.notify(e);
       return;
+    case 'connectionQuality': {
+      // Oneself: both sides. Another participant: what everyone receives of it (its upstream);
+      // how it receives is its own business. Told only when what this client sees changes.
+      const { participantId, upstream } = e.value;
+      const value = fromOther(participantId) ? { participantId, quality: upstream, upstream, downstream: 'unknown' } : e.value;
+      const told = `${value.quality}/${value.upstream}/${value.downstream}`;
+      if (session.qualityTold.get(participantId) === told) return;
+      session.qualityTold.set(participantId, told);
+      session.notify({ $case: 'connectionQuality', value });
+      return;
+    }
     case 'chatMessage':
       session.notify({ $case: 'message', value: e.value });
       return;

@@ -10,6 +10,7 @@ import { Artifact, Recording } from "../../recorder/v1/recorder.js";
 import {
   ActiveSpeaker,
   ChatMessage,
+  ConnectionQuality,
   DataMessage,
   Grants,
   MessageRedacted,
@@ -57,6 +58,9 @@ export interface RoomEvent {
     | //
     /** A participant's name or metadata changed (its tracks left out). */
     { $case: "participantUpdated"; value: ParticipantInfo }
+    | //
+    /** From the participant's media node: its connection quality changed (throttled, change-driven). */
+    { $case: "connectionQuality"; value: ConnectionQuality }
     | undefined;
 }
 
@@ -436,6 +440,9 @@ export const RoomEvent: MessageFns<RoomEvent> = {
       case "participantUpdated":
         ParticipantInfo.encode(message.event.value, writer.uint32(186).fork()).join();
         break;
+      case "connectionQuality":
+        ConnectionQuality.encode(message.event.value, writer.uint32(194).fork()).join();
+        break;
     }
     return writer;
   },
@@ -597,6 +604,14 @@ export const RoomEvent: MessageFns<RoomEvent> = {
             message.event = { $case: "participantUpdated", value: ParticipantInfo.decode(reader, reader.uint32()) };
             continue;
           }
+          case 24: {
+            if (tag !== 194) {
+              break;
+            }
+
+            message.event = { $case: "connectionQuality", value: ConnectionQuality.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -673,6 +688,10 @@ export const RoomEvent: MessageFns<RoomEvent> = {
         ? { $case: "participantUpdated", value: ParticipantInfo.fromJSON(object.participantUpdated) }
         : isSet(object.participant_updated)
         ? { $case: "participantUpdated", value: ParticipantInfo.fromJSON(object.participant_updated) }
+        : isSet(object.connectionQuality)
+        ? { $case: "connectionQuality", value: ConnectionQuality.fromJSON(object.connectionQuality) }
+        : isSet(object.connection_quality)
+        ? { $case: "connectionQuality", value: ConnectionQuality.fromJSON(object.connection_quality) }
         : undefined,
     };
   },
@@ -719,6 +738,8 @@ export const RoomEvent: MessageFns<RoomEvent> = {
       obj.dataMessage = DataMessage.toJSON(message.event.value);
     } else if (message.event?.$case === "participantUpdated") {
       obj.participantUpdated = ParticipantInfo.toJSON(message.event.value);
+    } else if (message.event?.$case === "connectionQuality") {
+      obj.connectionQuality = ConnectionQuality.toJSON(message.event.value);
     }
     return obj;
   },
@@ -814,6 +835,12 @@ export const RoomEvent: MessageFns<RoomEvent> = {
       case "participantUpdated": {
         if (object.event?.value !== undefined && object.event?.value !== null) {
           message.event = { $case: "participantUpdated", value: ParticipantInfo.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "connectionQuality": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "connectionQuality", value: ConnectionQuality.fromPartial(object.event.value) };
         }
         break;
       }

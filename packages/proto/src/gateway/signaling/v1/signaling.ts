@@ -277,7 +277,31 @@ export interface Notification {
     | //
     /** Someone's name or metadata changed (tracks left out: they have their own notifications). */
     { $case: "participantUpdated"; value: ParticipantInfo }
+    | //
+    /**
+     * Someone's connection quality changed (the local participant's too); at most one every two
+     * seconds per participant, only when the level changes.
+     */
+    { $case: "connectionQuality"; value: ConnectionQuality }
     | undefined;
+}
+
+/**
+ * How well a participant's media gets through, as the media node judges it from its stream
+ * scores (mediasoup's 0-10), round trip and bandwidth estimate. Levels: "excellent", "good",
+ * "poor", "lost", "unknown" (no media to judge yet).
+ */
+export interface ConnectionQuality {
+  participantId: string;
+  /**
+   * What to show: for another participant its upstream (what everyone receives of it); for
+   * oneself the worse of upstream and downstream.
+   */
+  quality: string;
+  /** What the media node receives of the participant. */
+  upstream: string;
+  /** What the participant receives; told to the participant itself only ("unknown" to the others). */
+  downstream: string;
 }
 
 export interface TrackMuted {
@@ -2303,6 +2327,9 @@ export const Notification: MessageFns<Notification> = {
       case "participantUpdated":
         ParticipantInfo.encode(message.event.value, writer.uint32(122).fork()).join();
         break;
+      case "connectionQuality":
+        ConnectionQuality.encode(message.event.value, writer.uint32(130).fork()).join();
+        break;
     }
     return writer;
   },
@@ -2440,6 +2467,14 @@ export const Notification: MessageFns<Notification> = {
             message.event = { $case: "participantUpdated", value: ParticipantInfo.decode(reader, reader.uint32()) };
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.event = { $case: "connectionQuality", value: ConnectionQuality.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2510,6 +2545,10 @@ export const Notification: MessageFns<Notification> = {
         ? { $case: "participantUpdated", value: ParticipantInfo.fromJSON(object.participantUpdated) }
         : isSet(object.participant_updated)
         ? { $case: "participantUpdated", value: ParticipantInfo.fromJSON(object.participant_updated) }
+        : isSet(object.connectionQuality)
+        ? { $case: "connectionQuality", value: ConnectionQuality.fromJSON(object.connectionQuality) }
+        : isSet(object.connection_quality)
+        ? { $case: "connectionQuality", value: ConnectionQuality.fromJSON(object.connection_quality) }
         : undefined,
     };
   },
@@ -2546,6 +2585,8 @@ export const Notification: MessageFns<Notification> = {
       obj.dataMessage = DataMessage.toJSON(message.event.value);
     } else if (message.event?.$case === "participantUpdated") {
       obj.participantUpdated = ParticipantInfo.toJSON(message.event.value);
+    } else if (message.event?.$case === "connectionQuality") {
+      obj.connectionQuality = ConnectionQuality.toJSON(message.event.value);
     }
     return obj;
   },
@@ -2646,7 +2687,134 @@ export const Notification: MessageFns<Notification> = {
         }
         break;
       }
+      case "connectionQuality": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "connectionQuality", value: ConnectionQuality.fromPartial(object.event.value) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseConnectionQuality(): ConnectionQuality {
+  return { participantId: "", quality: "", upstream: "", downstream: "" };
+}
+
+export const ConnectionQuality: MessageFns<ConnectionQuality> = {
+  encode(message: ConnectionQuality, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.participantId !== "") {
+      writer.uint32(10).string(message.participantId);
+    }
+    if (message.quality !== "") {
+      writer.uint32(18).string(message.quality);
+    }
+    if (message.upstream !== "") {
+      writer.uint32(26).string(message.upstream);
+    }
+    if (message.downstream !== "") {
+      writer.uint32(34).string(message.downstream);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConnectionQuality {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConnectionQuality();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.participantId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.quality = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.upstream = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.downstream = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConnectionQuality {
+    return {
+      participantId: isSet(object.participantId)
+        ? globalThis.String(object.participantId)
+        : isSet(object.participant_id)
+        ? globalThis.String(object.participant_id)
+        : "",
+      quality: isSet(object.quality) ? globalThis.String(object.quality) : "",
+      upstream: isSet(object.upstream) ? globalThis.String(object.upstream) : "",
+      downstream: isSet(object.downstream) ? globalThis.String(object.downstream) : "",
+    };
+  },
+
+  toJSON(message: ConnectionQuality): unknown {
+    const obj: any = {};
+    if (message.participantId !== "") {
+      obj.participantId = message.participantId;
+    }
+    if (message.quality !== "") {
+      obj.quality = message.quality;
+    }
+    if (message.upstream !== "") {
+      obj.upstream = message.upstream;
+    }
+    if (message.downstream !== "") {
+      obj.downstream = message.downstream;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConnectionQuality>, I>>(base?: I): ConnectionQuality {
+    return ConnectionQuality.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConnectionQuality>, I>>(object: I): ConnectionQuality {
+    const message = createBaseConnectionQuality();
+    message.participantId = object.participantId ?? "";
+    message.quality = object.quality ?? "";
+    message.upstream = object.upstream ?? "";
+    message.downstream = object.downstream ?? "";
     return message;
   },
 };
