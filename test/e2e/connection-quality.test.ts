@@ -1,0 +1,117 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Browser, Page } from 'playwright-core';
+import { NatsServer, freeMediaPorts, startSfuProcess, startSignalingProcess } from '@gateway/testing';
+import { CallPages, launchChromium } from '../support/browser.js';
+import { LossyUdpRelay } from '../support/lossyRelay.js';
+import { demoToken } from '../support/tokens.js';
+
+/**
+ * Connection quality in Chromium: an end user and an agent in a call both see good levels
+ * judged by the media node; when the agent's network starts losing packets (a UDP relay in
+ * front of the SFU drops a share of what it sends the agent's receiving transport: Chromium's
+ * DevTools network emulation does not reach WebRTC), the node's scores of what it
+ * sends the agent fall and the agent's own level drops, announced by connectionQualityChanged,
+ * while the end user's level as the agent sees it stays.
+ */
+describe('connection quality in Chromium', () => {
+  let nats: NatsServer;
+  let sfu: Awaited<ReturnType<typeof startSfuProcess>>;
+  let sig: Awaited<ReturnType<typeof startSignalingProcess>>;
+  let browser: Browser;
+  let relay: LossyUdpRelay;
+  const pages = new CallPages(
+    () => browser,
+    () => sfu.opsPort,
+  );
+
+  beforeAll(async () => {
+    nats = await NatsServer.start();
+    // The SFU's worker announces 127.0.0.2, where the relay listens on the same port: every
+    // packet between Chromium and the worker goes through the relay.
+    const rtcPort = await freeMediaPorts(1);
+    sfu = await startSfuProcess({ natsUrl: nats.url, env: { SFU_RTC_PORT_MIN: String(rtcPort), SFU_ANNOUNCED_ADDRESS: '127.0.0.2' } });
+    relay = await LossyUdpRelay.start('127.0.0.2', rtcPort, { host: '127.0.0.1', port: rtcPort });
+    sig = await startSignalingProcess({ natsUrl: nats.url });
+    browser = await launchChromium();
+  }, 90_000);
+
+  afterEach(() => pages.endAll());
+
+  afterAll(async () => {
+    await browser?.close();
+    relay?.close();
+    await sig?.stop();
+    await sfu?.stop();
+    await nats?.stop();
+  });
+
+  /** Records every connectionQualityChanged of the page's room as `me:<level>` or `<id>:<level>`. */
+  const recordQuality = (page: Page) =>
+    page.evaluate(() => {
+      const w = window as any;
+      w.qualityEvents = [];
+      w.room.on('connectionQualityChanged', (p: { id: string; isLocal: boolean }, quality: string) => w.qualityEvents.push(`${p.isLocal ? 'me' : p.id}:${quality}`));
+    });
+  const qualityEvents = (page: Page) => page.evaluate(() => (window as any).qualityEvents as string[]);
+  const levelOf = (page: Page, participantId: string) =>
+    page.evaluate((id) => {
+      const room = (window as any).room;
+      return (id === room.localParticipant.id ? room.localParticipant : room.participants.get(id))?.connectionQuality as string | undefined;
+    }, participantId);
+
+  /** The ICE username fragment of the page's receiving transport. */
+  const receivingUfrag = (page: Page) =>
+    page.evaluate(async () => {
+      const { recv } = await (window as any).room.getStats();
+      let ufrag = '';
+      (recv as RTCStatsReport).forEach((s: any) => {
+        if (s.type === 'local-candidate' && s.usernameFragment) ufrag = s.usernameFragment;
+      });
+      return ufrag;
+    });
+
+  it("drops the receiver's level when its network loses packets, and tells only of changes", async () => {
+    const room = `quality-${Date.now()}`;
+    const endUser = await pages.open();
+    await endUser.goto(`${sig.url}/end-user#token=${await demoToken({ room, identity: 'customer-1', role: 'end_user' })}&autojoin=1`);
+    await endUser.waitForFunction(() => ['camera', 'microphone'].every((s) => (window as any).room?.localPublications.get(s)?.trackId));
+    const endUserId = await endUser.evaluate(() => (window as any).room.localParticipant.id as string);
+
+    const agent = await pages.open();
+    await agent.goto(`${sig.url}/agent#token=${await demoToken({ room, identity: 'agent-1', role: 'agent' })}&autojoin=1`);
+    await agent.waitForFunction((id) => (window as any).room?.participants.get(id)?.tracks.size === 2, endUserId);
+    await recordQuality(agent);
+    const agentId = await agent.evaluate(() => (window as any).room.localParticipant.id as string);
+
+    // A clean network: the end user sends well, the agent receives well.
+    const good = ['excellent', 'good'];
+    await agent.waitForFunction(
+      ([id, levels]) => {
+        const room = (window as any).room;
+        return levels.includes(room.participants.get(id)?.connectionQuality) && levels.includes(room.localParticipant.connectionQuality);
+      },
+      [endUserId, good] as const,
+      { timeout: 30_000 },
+    );
+    await endUser.waitForFunction(([id, levels]) => levels.includes((window as any).room.participants.get(id)?.connectionQuality), [agentId, good] as const, { timeout: 30_000 });
+
+    // The agent's network loses a third of what reaches it.
+    const agentUfrag = await receivingUfrag(agent);
+    relay.setLoss(agentUfrag, 0.35);
+    await agent.waitForFunction(() => ['poor', 'lost'].includes((window as any).room.localParticipant.connectionQuality), undefined, { timeout: 45_000 });
+    const events = await qualityEvents(agent);
+    expect(events.filter((e) => e.startsWith('me:')).at(-1)).toMatch(/^me:(poor|lost)$/);
+    // Changes only: never the same level twice in a row for a participant.
+    for (const who of ['me', endUserId]) {
+      const levels = events.filter((e) => e.startsWith(`${who}:`));
+      for (let i = 1; i < levels.length; i++) expect(levels[i]).not.toBe(levels[i - 1]);
+    }
+    // What the end user sends is still judged on its own side: the agent's loss is not theirs.
+    expect(good).toContain(await levelOf(agent, endUserId));
+
+    // The network heals: the level comes back.
+    expect(relay.dropped).toBeGreaterThan(0);
+    relay.setLoss(agentUfrag, 0);
+    await agent.waitForFunction((levels) => levels.includes((window as any).room.localParticipant.connectionQuality), good, { timeout: 45_000 });
+  }, 180_000);
+});

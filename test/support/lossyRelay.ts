@@ -1,0 +1,86 @@
+import dgram from 'node:dgram';
+
+/**
+ * A UDP relay in front of an SFU worker's media port, dropping a share of what the SFU sends to
+ * a chosen client: a receiver's lossy network, on a machine where Chromium's DevTools network
+ * emulation leaves WebRTC alone. The SFU announces the relay's address (another loopback
+ * address, same port) in its ICE candidates; each client address gets its own socket towards
+ * the SFU, so the SFU sees one peer per client, as behind a NAT.
+ */
+export class LossyUdpRelay {
+  /** Client ICE username fragment -> fraction of the SFU's packets to it that are dropped. */
+  private readonly loss = new Map<string, number>();
+  /** Client address (ip:port) -> its ICE username fragment, from its STUN binding requests. */
+  private readonly ufragOf = new Map<string, string>();
+  private readonly upstream = new Map<string, dgram.Socket>();
+  private closed = false;
+  dropped = 0;
+
+  private constructor(
+    private readonly front: dgram.Socket,
+    private readonly target: { host: string; port: number },
+  ) {
+    front.on('message', (message, from) => this.fromClient(message, from));
+  }
+
+  /** Listens on `host`:`port` and relays to `target` (the SFU worker's address). */
+  static async start(host: string, port: number, target: { host: string; port: number }): Promise<LossyUdpRelay> {
+    const front = dgram.createSocket('udp4');
+    await new Promise<void>((resolve, reject) => {
+      front.once('error', reject);
+      front.bind(port, host, () => resolve());
+    });
+    return new LossyUdpRelay(front, target);
+  }
+
+  /**
+   * Drops `ratio` (0-1) of the packets the SFU sends to one browser transport, named by its ICE
+   * username fragment (`usernameFragment` of its local candidate in getStats()): the addresses
+   * Chromium reports are not those that reach the relay.
+   */
+  setLoss(clientUfrag: string, ratio: number): void {
+    if (ratio <= 0) this.loss.delete(clientUfrag);
+    else this.loss.set(clientUfrag, ratio);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.front.close();
+    for (const socket of this.upstream.values()) socket.close();
+    this.upstream.clear();
+  }
+
+  private fromClient(message: Buffer, from: dgram.RemoteInfo): void {
+    const key = `${from.address}:${from.port}`;
+    const ufrag = clientUfragOf(message);
+    if (ufrag) this.ufragOf.set(key, ufrag);
+    let socket = this.upstream.get(key);
+    if (!socket) {
+      socket = dgram.createSocket('udp4');
+      socket.bind(0, this.target.host);
+      socket.on('message', (reply) => {
+        if (this.closed) return;
+        if (Math.random() < (this.loss.get(this.ufragOf.get(key) ?? '') ?? 0)) {
+          this.dropped++;
+          return;
+        }
+        this.front.send(reply, from.port, from.address);
+      });
+      this.upstream.set(key, socket);
+    }
+    socket.send(message, this.target.port, this.target.host);
+  }
+}
+
+/** The client's ufrag of a STUN binding request (USERNAME is "<server ufrag>:<client ufrag>"). */
+function clientUfragOf(message: Buffer): string | undefined {
+  if (message.length < 20 || message.readUInt16BE(0) !== 0x0001 || message.readUInt32BE(4) !== 0x2112a442) return undefined;
+  for (let at = 20; at + 4 <= message.length; ) {
+    const type = message.readUInt16BE(at);
+    const length = message.readUInt16BE(at + 2);
+    if (type === 0x0006) return message.toString('utf8', at + 4, at + 4 + length).split(':')[1];
+    at += 4 + Math.ceil(length / 4) * 4;
+  }
+  return undefined;
+}
