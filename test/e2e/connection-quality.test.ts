@@ -59,6 +59,15 @@ describe('connection quality in Chromium', () => {
       return (id === room.localParticipant.id ? room.localParticipant : room.participants.get(id))?.connectionQuality as string | undefined;
     }, participantId);
 
+  /** room.getTrackStats() over the second after a first call. */
+  const trackStats = (page: Page) =>
+    page.evaluate(async () => {
+      const room = (window as any).room;
+      await room.getTrackStats();
+      await new Promise((r) => setTimeout(r, 1_500));
+      return (await room.getTrackStats()) as Array<{ participantId: string; direction: string; kind: string; source: string; bitrateBps?: number; lossRatio?: number; frameWidth?: number }>;
+    });
+
   /** The ICE username fragment of the page's receiving transport. */
   const receivingUfrag = (page: Page) =>
     page.evaluate(async () => {
@@ -95,10 +104,24 @@ describe('connection quality in Chromium', () => {
     );
     await endUser.waitForFunction(([id, levels]) => levels.includes((window as any).room.participants.get(id)?.connectionQuality), [agentId, good] as const, { timeout: 30_000 });
 
+    // Figures per track, over the interval between two calls.
+    const clean = await trackStats(agent);
+    const video = clean.find((t) => t.direction === 'receive' && t.kind === 'video' && t.participantId === endUserId);
+    expect(video).toMatchObject({ source: 'camera' });
+    expect(video!.bitrateBps).toBeGreaterThan(20_000);
+    expect(video!.frameWidth).toBeGreaterThan(0);
+    expect(video!.lossRatio).toBeLessThan(0.05);
+    // The agent page publishes its microphone.
+    const sent = clean.find((t) => t.direction === 'send' && t.source === 'microphone');
+    expect(sent!.bitrateBps).toBeGreaterThan(5_000);
+
     // The agent's network loses a third of what reaches it.
     const agentUfrag = await receivingUfrag(agent);
     relay.setLoss(agentUfrag, 0.35);
     await agent.waitForFunction(() => ['poor', 'lost'].includes((window as any).room.localParticipant.connectionQuality), undefined, { timeout: 45_000 });
+    const lossy = await trackStats(agent);
+    const audio = lossy.find((t) => t.direction === 'receive' && t.kind === 'audio');
+    expect(audio!.lossRatio).toBeGreaterThan(0.1);
     const events = await qualityEvents(agent);
     expect(events.filter((e) => e.startsWith('me:')).at(-1)).toMatch(/^me:(poor|lost)$/);
     // Changes only: never the same level twice in a row for a participant.

@@ -5,6 +5,8 @@ import { watchDevices } from './media/devices.js';
 import { Playback } from './media/Playback.js';
 import { Publisher } from './media/Publisher.js';
 import { Subscriber } from './media/Subscriber.js';
+import type { TrackStats } from './media/trackStats.js';
+import { TrackStatsReader } from './media/TrackStatsReader.js';
 import { Transports } from './media/Transports.js';
 import { Recording } from './recording/Recording.js';
 import { Roster } from './Roster.js';
@@ -61,6 +63,7 @@ export class Room extends Emitter<RoomEvents> {
   private readonly actions: SmartActions;
   private readonly session: RoomSync;
   private readonly playback: Playback;
+  private readonly trackStats: TrackStatsReader;
   /** What stops listening to the browser's device changes and page lifecycle. */
   private readonly unwatch: Array<() => void> = [];
 
@@ -96,6 +99,7 @@ export class Room extends Emitter<RoomEvents> {
     this.playback = new Playback(emit, (track) => [...this.publisher.localTracks.values()].includes(track));
     const liveLocalTrack = (source: Source) => this.publisher.liveTrack(source);
     this.actions = new SmartActions({ signaling: client, httpBase, assertOpen, announceHeldBack, localParticipantId, liveLocalTrack, emit });
+    this.trackStats = new TrackStatsReader({ publisher: this.publisher, subscriber: this.subscriber, localParticipantId });
     const { roster, transports, publisher, subscriber, recorder, chat, actions } = this;
     this.session = new RoomSync({
       isClosed,
@@ -467,9 +471,18 @@ export class Room extends Emitter<RoomEvents> {
     return this.transports.getStats();
   }
 
-  /** Receive statistics per remote track. */
-  getReceiveStats(): Promise<Array<{ participantId: string; source: RemoteSource; kind: string; stats: RTCStatsReport }>> {
+  /** Receive statistics per remote track, as the browser gives them (see getTrackStats() for figures). */
+  getReceiveStats(): Promise<Array<{ participantId: string; trackId: string; source: RemoteSource; kind: 'audio' | 'video'; stats: RTCStatsReport }>> {
     return this.subscriber.getReceiveStats();
+  }
+
+  /**
+   * Every sent and received track's figures, alike in every browser: bitrate, loss (a fraction)
+   * and packets lost, jitter, round trip, and for video the frame rate and size. Rates and loss
+   * are over the time since the previous call: call it every second or few for a quality display.
+   */
+  getTrackStats(): Promise<TrackStats[]> {
+    return this.trackStats.read();
   }
 
   /** Test hook: closes the WebSocket as a network cut would (no leave), so the session resumes. */

@@ -14,6 +14,7 @@ export { listDevices } from './media/devices.js';
 export { ErrorCode, GatewayError } from './errors.js';
 export { LocalCloseCode } from './signaling/Socket.js';
 export { signalingHttpBase, signalingUrl } from './signaling/urls.js';
+export type { TrackStats } from './media/trackStats.js';
 export type { ConnectionOptions, DisconnectInfo, DisconnectReason } from './signaling/SignalingClient.js';
 export type { WebSocketConstructor, WebSocketLike } from './signaling/Socket.js';
 export type {

@@ -67,6 +67,12 @@ export class Publisher {
 
   constructor(private readonly context: PublisherContext) {}
 
+  /** The sender statistics of every live producer (muted ones included), by track. */
+  getSendStats(): Promise<Array<{ trackId: string; source: Source; kind: 'audio' | 'video'; stats: RTCStatsReport }>> {
+    const live = [...this.producers.entries()].filter(([, producer]) => !producer.closed);
+    return Promise.all(live.map(async ([source, producer]) => ({ trackId: producer.id, source, kind: producer.kind, stats: await producer.getStats() })));
+  }
+
   /**
    * See Room.setMicrophoneEnabled and the others: enabling publishes a source not yet published
    * and unmutes one that is muted; disabling mutes it (the screen share ends instead: sharing

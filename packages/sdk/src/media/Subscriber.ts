@@ -123,9 +123,9 @@ export class Subscriber implements RemoteTrackSink {
   }
 
   /** Receive statistics per remote track. */
-  getReceiveStats(): Promise<Array<{ participantId: string; source: RemoteSource; kind: string; stats: RTCStatsReport }>> {
+  getReceiveStats(): Promise<Array<{ participantId: string; trackId: string; source: RemoteSource; kind: 'audio' | 'video'; stats: RTCStatsReport }>> {
     const consumed = [...this.remoteTracks.values()].filter((r) => r.consumer && !r.consumer.closed);
-    return Promise.all(consumed.map(async (r) => ({ participantId: r.participantId, source: r.source, kind: r.consumer!.kind, stats: await r.consumer!.getStats() })));
+    return Promise.all(consumed.map(async (r) => ({ participantId: r.participantId, trackId: r.producerId, source: r.source, kind: r.consumer!.kind, stats: await r.consumer!.getStats() })));
   }
 
   /**
