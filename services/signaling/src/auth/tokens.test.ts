@@ -4,7 +4,7 @@ import { SignJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, tenantFromBasicAuth } from '@gateway/common';
 import type { Tenant } from '../config.js';
-import { mintJoinToken, verifyJoinToken } from './tokens.js';
+import { isPreflightRoom, mintJoinToken, preflightGrant, verifyJoinToken } from './tokens.js';
 
 const acme: Tenant = { name: 'acme', apiKey: 'acme-key', apiSecret: 'a'.repeat(40) };
 const globex: Tenant = { name: 'globex', apiKey: 'globex-key', apiSecret: 'g'.repeat(40) };
@@ -29,7 +29,21 @@ describe('join tokens', () => {
       expiresAt,
       contact: {},
       tokenId: expect.stringMatching(/^[A-Za-z0-9_-]{32}$/),
+      preflight: false,
     });
+  });
+
+  it('marks a pre-call check, which joins a room of its own with camera and microphone only and no contact', async () => {
+    const { token } = await mintJoinToken(acme, { room: 'r1', identity: 'alice', role: 'agent', canRecord: true, crmContactId: 'C-1', preflight: true });
+    const grant = await verifyJoinToken(tenants, token);
+    expect(grant.preflight).toBe(true);
+    const alone = preflightGrant(grant, 'PA_abc');
+    expect(alone).toMatchObject({ room: 'preflight_PA_abc', contact: {}, grants: { canPublish: true, canSubscribe: false, sources: ['camera', 'microphone'], canRecord: false } });
+    expect(isPreflightRoom(alone.room)).toBe(true);
+    expect(isPreflightRoom('r1')).toBe(false);
+    // A claim of another type is no token at all.
+    const odd = await sign({ iss: 'acme-key', tenant: 'acme', room: 'r1', role: 'end_user', grants, preflight: 'yes' }, acme.apiSecret);
+    await expect(verifyJoinToken(tenants, odd)).rejects.toMatchObject({ code: ErrorCode.UNAUTHENTICATED });
   });
 
   it('carries a name, metadata and the right to change them; refuses a name of two lines or metadata over 4 KiB', async () => {

@@ -52,6 +52,8 @@ const claimsSchema = z.object({
   /** The participant's name on screen and the app's metadata about them, shown to the room. */
   name: participantName.optional(),
   metadata: participantMetadata.optional(),
+  /** A pre-call check (the SDK's preflight): a room of its own, no contact record (see preflightGrant). */
+  preflight: z.boolean().optional(),
 });
 
 /** What a verified join token grants. */
@@ -69,6 +71,30 @@ export interface JoinGrant {
   contact: ContactClaims;
   /** A hash of the token's jti: its live sessions are counted under it. */
   tokenId: string;
+  /** A pre-call check: see preflightGrant. */
+  preflight: boolean;
+}
+
+/** Rooms of pre-call checks: `preflight_<participant id>`, one participant each. */
+const PREFLIGHT_ROOM_PREFIX = 'preflight_';
+
+export function isPreflightRoom(room: string): boolean {
+  return room.startsWith(PREFLIGHT_ROOM_PREFIX);
+}
+
+/**
+ * What a pre-call check's token grants once it joins: a room of its own whatever room the token
+ * names (nobody sees it, it sees nobody), publishing the camera and microphone only, receiving
+ * nothing, no recording, and no contact details: it never joins the room's CRM session, so it
+ * makes no session.ended and no contact record.
+ */
+export function preflightGrant(grant: JoinGrant, participantId: string): JoinGrant {
+  return {
+    ...grant,
+    room: `${PREFLIGHT_ROOM_PREFIX}${participantId}`,
+    grants: { canPublish: true, canSubscribe: false, sources: ['camera', 'microphone'], canRecord: false, canUpdateMetadata: false },
+    contact: {},
+  };
 }
 
 /** The id a token's sessions are counted under: a hash, so the jti itself is never stored. */
@@ -92,6 +118,8 @@ export interface MintRequest {
   /** The app's own data about the participant (often JSON), at most 4 KiB; shown to the others. */
   metadata?: string;
   crmContactId?: string;
+  /** A pre-call check's token (the SDK's preflight): see preflightGrant. */
+  preflight?: boolean;
   /** Any common notation; stored as E.164. */
   phoneNumber?: string;
   deviceIds?: string[];
@@ -118,6 +146,7 @@ export const mintRequestSchema = z
     crmContactId: z.string().min(1).max(64).optional(),
     phoneNumber: z.string().min(3).max(32).optional(),
     deviceIds: z.array(z.string().min(1).max(256)).max(5).optional(),
+    preflight: z.boolean().optional(),
   })
   .refine((r) => !r.canRecord || r.role === 'agent', { message: 'only agents may be granted canRecord', path: ['canRecord'] });
 
@@ -144,7 +173,7 @@ export async function mintJoinToken(tenant: Tenant, request: MintRequest): Promi
   const contact = { crmContactId: valid.crmContactId, phoneNumber, deviceIds: valid.deviceIds };
   const hasContact = Object.values(contact).some((v) => v !== undefined);
   const shown = { ...(valid.name ? { name: valid.name } : {}), ...(valid.metadata ? { metadata: valid.metadata } : {}) };
-  const token = await new SignJWT({ tenant: tenant.name, room: valid.room, role: valid.role, grants, ...shown, ...(hasContact ? { contact } : {}) })
+  const token = await new SignJWT({ tenant: tenant.name, room: valid.room, role: valid.role, grants, ...shown, ...(hasContact ? { contact } : {}), ...(valid.preflight ? { preflight: true } : {}) })
     .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
     .setIssuer(tenant.apiKey)
     .setSubject(valid.identity)
@@ -202,5 +231,6 @@ export async function verifyJoinToken(tenants: readonly Tenant[], token: string 
     expiresAt: claims.data.exp,
     contact: claims.data.contact ?? {},
     tokenId: tokenIdOf(tenant.name, claims.data.jti),
+    preflight: claims.data.preflight ?? false,
   };
 }

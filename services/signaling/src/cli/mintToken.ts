@@ -7,7 +7,8 @@ import { readTenants } from '../config.js';
 import { mintJoinToken, publishableSources, roles, type GrantedSource, type Role } from '../auth/tokens.js';
 
 const usage = `usage: npm run --silent token -- --tenant T --room R --identity I --role agent|end_user
-       [--ttl 6h|30m|3600] [--sources camera,microphone,screen] [--no-publish] [--no-subscribe] [--can-record]`;
+       [--ttl 6h|30m|3600] [--sources camera,microphone,screen] [--no-publish] [--no-subscribe] [--can-record]
+       [--preflight]  (a pre-call check: a room of its own, no contact record)`;
 
 function fail(message: string): never {
   process.stderr.write(`${message}\n${usage}\n`);
@@ -35,6 +36,7 @@ async function main(): Promise<void> {
         'no-publish': { type: 'boolean' },
         'no-subscribe': { type: 'boolean' },
         'can-record': { type: 'boolean' },
+        preflight: { type: 'boolean' },
       },
       strict: true,
     }));
@@ -65,6 +67,7 @@ async function main(): Promise<void> {
       canSubscribe: !values['no-subscribe'],
       sources,
       canRecord: values['can-record'] ?? false,
+      preflight: values.preflight ?? false,
     });
     process.stdout.write(`${token}\n`);
   } catch (error) {

@@ -5,7 +5,7 @@ import type { ParticipantStore, RecorderDirectory, SfuDirectory } from '@gateway
 import type { Counter, Histogram } from 'prom-client';
 import type { SmartActions } from '../actions/SmartActions.js';
 import type { HolderState, TokenSessions } from '../auth/TokenSessions.js';
-import { verifyJoinToken } from '../auth/tokens.js';
+import { preflightGrant, verifyJoinToken } from '../auth/tokens.js';
 import type { ChatLog } from '../chat/ChatLog.js';
 import { recordingOptions, tenantLimits, type SignalingConfig } from '../config.js';
 import { mayBeRecorded, startRoomRecording } from '../rooms/recording.js';
@@ -51,7 +51,10 @@ export class JoinService {
     const { config, store, directory, tokenSessions, sessions, hub, log } = this.deps;
     const started = performance.now();
     // The token is checked before any room work.
-    const grant = await verifyJoinToken(config.tenants, token);
+    const verified = await verifyJoinToken(config.tenants, token);
+    const participantId = newId('PA');
+    // A pre-call check is alone in a room of its own and leaves no contact behind.
+    const grant = verified.preflight ? preflightGrant(verified, participantId) : verified;
     const limits = tenantLimits(config, grant.tenant);
     // A room the room API just ended takes nobody for a while (ROOM_CLOSED_MS).
     await tokenSessions.assertRoomOpen(grant.tenant, grant.room);
@@ -61,7 +64,6 @@ export class JoinService {
     if (present.length === 0 && (await store.roomCountReaches(grant.tenant, limits.rooms))) {
       throw new GatewayError(ErrorCode.LIMIT_EXCEEDED, `the tenant has ${limits.rooms} rooms in use, its limit`);
     }
-    const participantId = newId('PA');
     // A token holds a slot per live session (one by default): a copied token cannot join twice.
     await tokenSessions.claim(grant.tenant, grant.tokenId, { participantId, room: grant.room }, limits.sessionsPerToken, (holder) =>
       this.sessionLives(grant.tenant, holder.room, holder.participantId),
@@ -81,16 +83,18 @@ export class JoinService {
       sessions.add(session);
       await session.save();
       await directory.keepPlacement(grant.tenant, grant.room, placed.nodeId);
-      // The room's session record carries the participant to the CRM: a join without it is no join.
-      await this.deps.roomSessions.join(grant.tenant, grant.room, {
-        participantId: session.participantId,
-        role: grant.role,
-        externalId: grant.identity,
-        crmContactId: grant.contact.crmContactId ?? '',
-        phoneNumber: grant.contact.phoneNumber ?? '',
-        deviceIds: grant.contact.deviceIds ?? [],
-        joinedAtMs: session.info.joinedAtMs,
-      });
+      // The room's session record carries the participant to the CRM: a join without it is no
+      // join. A pre-call check has none: it is no contact, and its room ends without session.ended.
+      if (!grant.preflight)
+        await this.deps.roomSessions.join(grant.tenant, grant.room, {
+          participantId: session.participantId,
+          role: grant.role,
+          externalId: grant.identity,
+          crmContactId: grant.contact.crmContactId ?? '',
+          phoneNumber: grant.contact.phoneNumber ?? '',
+          deviceIds: grant.contact.deviceIds ?? [],
+          joinedAtMs: session.info.joinedAtMs,
+        });
       // Listed again, after this session subscribed to the room and wrote its record: whoever
       // joined since the first listing either is in this one or announces itself to this session.
       // The first listing alone would miss a participant who joined and announced itself in
@@ -102,7 +106,7 @@ export class JoinService {
       hub.publish(grant.tenant, grant.room, { $case: 'participantJoined', value: session.info });
       this.deps.metrics.joinSeconds.observe((performance.now() - started) / 1000);
       log.info({ participantId, room: `${grant.tenant}/${grant.room}`, nodeId: placed.nodeId, role: grant.role, protocolVersion: peerProtocolVersion(protocolVersion) }, 'participant joined');
-      if (!recording && grant.role === 'agent') await this.recordAgentCall(grant.tenant, grant.room);
+      if (!recording && grant.role === 'agent' && !grant.preflight) await this.recordAgentCall(grant.tenant, grant.room);
       const response = session.joinResponse({
         participants: others,
         routerRtpCapabilities: rtpCapabilities ?? {},

@@ -3,7 +3,7 @@ import type { SfuClient } from '@gateway/proto/gateway/sfu/v1/sfu';
 import { CloseCode, type JoinResponse, type Notification, type ParticipantInfo, type TrackInfo } from '@gateway/proto/gateway/signaling/v1/signaling';
 import { ErrorCode, GatewayError, PROTOCOL_VERSION, type Logger } from '@gateway/common';
 import type { ParticipantStore } from '@gateway/cluster';
-import type { JoinGrant } from '../auth/tokens.js';
+import { isPreflightRoom, type JoinGrant } from '../auth/tokens.js';
 import type { Actor } from '../actions/SmartActions.js';
 import { mintResumeToken, resumeSecretMatches } from './resumeToken.js';
 
@@ -98,6 +98,8 @@ export class ParticipantSession {
       },
       name: info.name,
       metadata: info.metadata,
+      // The room says it: a pre-call check's room is its own.
+      preflight: isPreflightRoom(room),
       expiresAt: record.tokenExpiresAt,
       // The contact details went into the room's session record at join.
       contact: {},

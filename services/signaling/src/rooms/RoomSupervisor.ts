@@ -1,6 +1,7 @@
 import type { RoomSessionRecord } from '@gateway/proto/gateway/events/v1/events';
 import { callUnary, type Logger, sleepBackoff } from '@gateway/common';
 import type { ParticipantStore, SfuDirectory } from '@gateway/cluster';
+import { isPreflightRoom } from '../auth/tokens.js';
 import { finishRoom, type RoomEndDeps } from './finishRoom.js';
 import type { RoomHub } from './RoomHub.js';
 import type { RoomSessions } from './RoomSessions.js';
@@ -171,6 +172,9 @@ export class RoomSupervisor {
       return;
     }
     if (claimed) await this.finishSession(tenant, room, claimed);
+    // A pre-call check's room has no session to finish: its placement goes with its participant.
+    else if (isPreflightRoom(room))
+      await this.deps.directory.forgetRoom(tenant, room).catch((error) => this.deps.log.warn({ err: error, room: `${tenant}/${room}` }, 'forgetting the room placement failed'));
   }
 
   /**

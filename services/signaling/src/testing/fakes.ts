@@ -93,6 +93,7 @@ export function grantOf(over: Partial<JoinGrant> = {}): JoinGrant {
     room: 'room-1',
     identity: 'user-1',
     role: 'agent',
+    preflight: false,
     grants: { canPublish: true, canSubscribe: true, sources: ['camera', 'microphone', 'screen'], canRecord: true, canUpdateMetadata: false },
     name: '',
     metadata: '',
