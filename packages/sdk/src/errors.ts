@@ -23,6 +23,8 @@ export const ErrorCode = {
   DEVICE_PERMISSION_DENIED: 'DEVICE_PERMISSION_DENIED',
   /** No such device: none of that kind, the chosen one is gone, or none matches (a rear camera on a laptop). */
   DEVICE_NOT_FOUND: 'DEVICE_NOT_FOUND',
+  /** Gateway.preflight(): ICE did not connect to the media server (neither UDP nor TCP got through). */
+  MEDIA_UNREACHABLE: 'MEDIA_UNREACHABLE',
   /** The device exists but cannot be opened: another application (or tab) holds it, or the hardware failed. */
   DEVICE_IN_USE: 'DEVICE_IN_USE',
 } as const;

@@ -10,6 +10,8 @@ import type { ConnectOptions } from './types.js';
 export const VERSION: string = version;
 
 export { Room } from './Room.js';
+export { preflight } from './preflight.js';
+export type { PreflightOptions, PreflightResult } from './preflight.js';
 export { listDevices } from './media/devices.js';
 export { ErrorCode, GatewayError } from './errors.js';
 export { LocalCloseCode } from './signaling/Socket.js';

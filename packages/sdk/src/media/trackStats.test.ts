@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { normaliseTrackStats, type TrackStatsInput } from './trackStats.js';
+import { normaliseTrackStats, selectedPath, type TrackStatsInput } from './trackStats.js';
 
 const base = { trackId: 'PR_1', participantId: 'PA_1' } as const;
 const pair = { type: 'candidate-pair', state: 'succeeded', nominated: true, currentRoundTripTime: 0.042 };
@@ -88,5 +88,28 @@ describe('normaliseTrackStats', () => {
       ],
     };
     expect(normaliseTrackStats(input, undefined).stats).toMatchObject({ packetsLost: 0, lossRatio: 0, jitterMs: undefined });
+  });
+
+  it('finds the selected ICE path: its protocol, round trip and bandwidth estimate', () => {
+    const candidates = [
+      { type: 'local-candidate', id: 'L1', protocol: 'udp' },
+      { type: 'local-candidate', id: 'L2', protocol: 'tcp' },
+      { type: 'local-candidate', id: 'L3', protocol: 'udp', relayProtocol: 'tls' },
+    ];
+    const pairTo = (local: string, state = 'succeeded') => ({
+      type: 'candidate-pair',
+      id: `P-${local}`,
+      localCandidateId: local,
+      state,
+      nominated: true,
+      currentRoundTripTime: 0.031,
+      availableOutgoingBitrate: 1_200_000,
+    });
+    const via = (local: string) => [...candidates, pairTo(local), { type: 'transport', selectedCandidatePairId: `P-${local}` }];
+    expect(selectedPath(via('L1'))).toEqual({ protocol: 'udp', roundTripTimeMs: 31, availableOutgoingBitrateBps: 1_200_000 });
+    expect(selectedPath(via('L2'))?.protocol).toBe('tcp');
+    expect(selectedPath(via('L3'))?.protocol).toBe('tcp');
+    expect(selectedPath([...candidates, pairTo('L1', 'in-progress')])).toBeUndefined();
+    expect(selectedPath([])).toBeUndefined();
   });
 });

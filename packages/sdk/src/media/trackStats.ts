@@ -109,3 +109,27 @@ export function normaliseTrackStats(input: TrackStatsInput, previous: TrackCount
   }
   return { stats, counters };
 }
+
+/** The ICE path a transport uses: its protocol to the media server, round trip and bandwidth estimate. */
+export interface SelectedPath {
+  /** 'udp', or 'tcp' when UDP is blocked (also through a TURN relay reached over TCP or TLS). */
+  protocol: 'udp' | 'tcp';
+  roundTripTimeMs: number | undefined;
+  /** The browser's estimate of what it can send (bits per second). */
+  availableOutgoingBitrateBps: number | undefined;
+}
+
+/** The selected candidate pair of a transport's getStats() report; undefined while ICE has not connected. */
+export function selectedPath(report: Iterable<Stat>): SelectedPath | undefined {
+  const entries = [...report];
+  const transport = entries.find((s) => s.type === 'transport' && typeof s.selectedCandidatePairId === 'string');
+  const pair =
+    entries.find((s) => s.type === 'candidate-pair' && s.id === transport?.selectedCandidatePairId) ??
+    entries.find((s) => s.type === 'candidate-pair' && s.state === 'succeeded' && s.nominated === true);
+  if (pair?.state !== 'succeeded') return undefined;
+  const local = entries.find((s) => s.type === 'local-candidate' && s.id === pair.localCandidateId);
+  // A relayed candidate's own protocol is UDP to the browser's side: what reaches the TURN server says.
+  const relayed = typeof local?.relayProtocol === 'string' ? local.relayProtocol : undefined;
+  const protocol = relayed === 'tcp' || relayed === 'tls' || local?.protocol === 'tcp' ? 'tcp' : 'udp';
+  return { protocol, roundTripTimeMs: seconds(num(pair.currentRoundTripTime)), availableOutgoingBitrateBps: num(pair.availableOutgoingBitrate) };
+}
