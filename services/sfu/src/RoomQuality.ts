@@ -29,7 +29,8 @@ export interface QualitySources {
 }
 
 interface Tracked {
-  announced: ParticipantQuality | undefined;
+  /** What was last said: nothing yet is 'unknown' both ways, as clients start. */
+  announced: ParticipantQuality;
   announcedAt: number;
   timer: NodeJS.Timeout | undefined;
   /** Announce at the next evaluation even if unchanged: someone new receives the participant. */
@@ -130,7 +131,7 @@ export class RoomQuality extends TypedEmitter<RoomQualityEvents> {
   private track(participantId: string): Tracked {
     let state = this.tracked.get(participantId);
     if (!state) {
-      state = { announced: undefined, announcedAt: 0, timer: undefined, force: false, rttMs: undefined, availableBitrateBps: undefined };
+      state = { announced: { upstream: 'unknown', downstream: 'unknown' }, announcedAt: 0, timer: undefined, force: false, rttMs: undefined, availableBitrateBps: undefined };
       this.tracked.set(participantId, state);
     }
     return state;
@@ -156,9 +157,11 @@ export class RoomQuality extends TypedEmitter<RoomQualityEvents> {
   private evaluate(participantId: string, state: Tracked): void {
     if (this.closed || this.tracked.get(participantId) !== state) return;
     const now = this.judge(participantId);
-    const same = state.announced?.upstream === now.upstream && state.announced.downstream === now.downstream;
-    if (same && !state.force) return;
+    const same = state.announced.upstream === now.upstream && state.announced.downstream === now.downstream;
+    const force = state.force;
     state.force = false;
+    // Nothing known is nothing to tell, even to someone new.
+    if (same && (!force || (now.upstream === 'unknown' && now.downstream === 'unknown'))) return;
     state.announced = now;
     state.announcedAt = Date.now();
     this.safeEmit('changed', participantId, now);
