@@ -3,9 +3,10 @@ import type { Browser, Page } from 'playwright-core';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { buckets, streams, subjects } from '@gateway/common';
-import { NatsServer, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
+import { NatsServer, freeMediaPorts, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { Kvm } from '@nats-io/kv';
 import { CallPages, launchChromium } from '../support/browser.js';
+import { LossyUdpRelay, relayTcp } from '../support/lossyRelay.js';
 import { scrapeMetrics, sumOf } from '../support/metrics.js';
 import { demoToken } from '../support/tokens.js';
 
@@ -14,7 +15,8 @@ import { demoToken } from '../support/tokens.js';
  * ICE connected over UDP, a round trip, what a test picture sent and the quality; it joins a
  * room of its own (an agent in the room its token names never sees it), leaves nothing on the
  * media node or in the participant records, and makes no session.ended (a real call in the same
- * test does, so the count can tell). A bad token is reported, not thrown.
+ * test does, so the count can tell). Through a network that blocks UDP it reports TCP. A bad
+ * token is reported, not thrown.
  */
 describe('preflight in Chromium', () => {
   let nats: NatsServer;
@@ -22,6 +24,8 @@ describe('preflight in Chromium', () => {
   let sfu: Awaited<ReturnType<typeof startSfuProcess>>;
   let sig: Awaited<ReturnType<typeof startSignalingProcess>>;
   let browser: Browser;
+  let udp: LossyUdpRelay;
+  let tcp: { close(): void };
   const pages = new CallPages(
     () => browser,
     () => sfu.opsPort,
@@ -29,7 +33,11 @@ describe('preflight in Chromium', () => {
 
   beforeAll(async () => {
     nats = await NatsServer.start();
-    sfu = await startSfuProcess({ natsUrl: nats.url });
+    // Media reaches the worker through relays (UDP and TCP), so a test can block UDP.
+    const rtcPort = await freeMediaPorts(1);
+    sfu = await startSfuProcess({ natsUrl: nats.url, env: { SFU_RTC_PORT_MIN: String(rtcPort), SFU_ANNOUNCED_ADDRESS: '127.0.0.2' } });
+    udp = await LossyUdpRelay.start('127.0.0.2', rtcPort, { host: '127.0.0.1', port: rtcPort });
+    tcp = await relayTcp('127.0.0.2', rtcPort, { host: '127.0.0.1', port: rtcPort });
     sig = await startSignalingProcess({ natsUrl: nats.url });
     browser = await launchChromium();
     nc = await nats.connect();
@@ -40,6 +48,8 @@ describe('preflight in Chromium', () => {
   afterAll(async () => {
     await browser?.close();
     await nc?.close();
+    udp?.close();
+    tcp?.close();
     await sig?.stop();
     await sfu?.stop();
     await nats?.stop();
@@ -98,6 +108,21 @@ describe('preflight in Chromium', () => {
     await new Promise((r) => setTimeout(r, 1_000));
     expect(await sessionsEnded()).toBe(endedBefore + 1);
   }, 120_000);
+
+  it('reports TCP when the network blocks UDP', async () => {
+    udp.blocked = true;
+    try {
+      const checker = await pages.open();
+      await checker.goto(`${sig.url}/`);
+      await checker.addScriptTag({ url: '/sdk.js' });
+      const result = await runPreflight(checker, await demoToken({ room: 'anything', identity: 'customer-2', role: 'end_user', preflight: true }));
+      expect(result).toMatchObject({ signaling: 'ok', media: { connected: true, protocol: 'tcp' } });
+      expect(result.media.upstreamKbps).toBeGreaterThan(0);
+      expect(udp.dropped).toBeGreaterThan(0);
+    } finally {
+      udp.blocked = false;
+    }
+  }, 60_000);
 
   it('reports a refused token as signaling failed, without throwing', async () => {
     const checker = await pages.open();

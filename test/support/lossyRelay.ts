@@ -1,4 +1,5 @@
 import dgram from 'node:dgram';
+import net from 'node:net';
 
 /**
  * A UDP relay in front of an SFU worker's media port, dropping a share of what the SFU sends to
@@ -15,6 +16,8 @@ export class LossyUdpRelay {
   private readonly upstream = new Map<string, dgram.Socket>();
   private closed = false;
   dropped = 0;
+  /** Nothing gets through either way: a network that blocks UDP (TCP is relayed apart, see relayTcp). */
+  blocked = false;
 
   private constructor(
     private readonly front: dgram.Socket,
@@ -52,6 +55,10 @@ export class LossyUdpRelay {
   }
 
   private fromClient(message: Buffer, from: dgram.RemoteInfo): void {
+    if (this.blocked) {
+      this.dropped++;
+      return;
+    }
     const key = `${from.address}:${from.port}`;
     const ufrag = clientUfragOf(message);
     if (ufrag) this.ufragOf.set(key, ufrag);
@@ -61,7 +68,7 @@ export class LossyUdpRelay {
       socket.bind(0, this.target.host);
       socket.on('message', (reply) => {
         if (this.closed) return;
-        if (Math.random() < (this.loss.get(this.ufragOf.get(key) ?? '') ?? 0)) {
+        if (this.blocked || Math.random() < (this.loss.get(this.ufragOf.get(key) ?? '') ?? 0)) {
           this.dropped++;
           return;
         }
@@ -83,4 +90,28 @@ function clientUfragOf(message: Buffer): string | undefined {
     at += 4 + Math.ceil(length / 4) * 4;
   }
   return undefined;
+}
+
+/** A TCP relay beside the UDP one (ICE over TCP to the worker's same port), for networks that block UDP. */
+export async function relayTcp(host: string, port: number, target: { host: string; port: number }): Promise<{ close(): void }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(target.port, target.host);
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('error', () => undefined);
+      socket.on('close', () => sockets.delete(socket));
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  return {
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    },
+  };
 }
