@@ -3,6 +3,7 @@ import type { Browser, Page } from 'playwright-core';
 import { NatsServer, freeMediaPorts, startSfuProcess, startSignalingProcess } from '@gateway/testing';
 import { CallPages, launchChromium } from '../support/browser.js';
 import { LossyUdpRelay } from '../support/lossyRelay.js';
+import { scrapeMetrics, sumOf } from '../support/metrics.js';
 import { demoToken } from '../support/tokens.js';
 
 /**
@@ -133,6 +134,10 @@ describe('connection quality in Chromium', () => {
         expect(own[i]!.at - own[i - 1]!.at).toBeGreaterThan(1_500);
       }
     }
+    // Monitoring counts what was announced.
+    const scrape = await scrapeMetrics(sfu.opsPort);
+    const fallen = ['poor', 'lost'].map((level) => sumOf(scrape, 'gateway_sfu_connection_quality_changes_total', { side: 'downstream', level }));
+    expect(fallen[0]! + fallen[1]!).toBeGreaterThan(0);
     // What the end user sends is still judged on its own side: the agent's loss is not theirs.
     expect(good).toContain(await levelOf(agent, endUserId));
 

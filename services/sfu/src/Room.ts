@@ -42,6 +42,8 @@ type RoomEvents = {
 /** For monitoring only (metrics): nothing that decides what the room does listens here. */
 export type RoomObserverEvents = {
   close: [];
+  /** A participant's connection quality was announced (see RoomQuality). */
+  connectionquality: [quality: ParticipantQuality];
 };
 
 /**
@@ -91,7 +93,10 @@ export class Room extends TypedEmitter<RoomEvents> {
     });
     this.taps = new RoomTaps({ router, assertOpen: () => this.assertOpen(), producer: (id) => this.producer(id), changed: () => this.loadChanged() });
     this.quality = new RoomQuality({ transports: () => this.transports.values(), producers: () => this.producers.values(), consumers: () => this.consumers.values() });
-    this.quality.on('changed', (participantId, quality) => this.safeEmit('connectionquality', participantId, quality));
+    this.quality.on('changed', (participantId, quality) => {
+      this.safeEmit('connectionquality', participantId, quality);
+      this.observer.safeEmit('connectionquality', quality);
+    });
     // The active speaker is the loudest voice above the threshold over each interval; it is
     // announced when it changes. (mediasoup's ActiveSpeakerObserver stays silent with the
     // worker built here; the level observer reads the same RFC 6464 audio levels.)

@@ -53,6 +53,18 @@ export function observeNodeMetrics(node: MeasuredNode, registry: Registry): void
   node.observer.on('draining', () => draining.set(1));
   const deaths = new Counter({ name: 'gateway_sfu_worker_deaths_total', help: 'mediasoup workers that died', registers: [registry] });
   node.observer.on('workerdied', () => deaths.inc());
+  const qualityChanges = new Counter({
+    name: 'gateway_sfu_connection_quality_changes_total',
+    help: 'Connection quality levels announced, by side (upstream: what the node receives of a participant; downstream: what it sends it) and level',
+    labelNames: ['side', 'level'] as const,
+    registers: [registry],
+  });
+  node.observer.on('newroom', (room) =>
+    room.observer.on('connectionquality', ({ upstream, downstream }) => {
+      qualityChanges.inc({ side: 'upstream', level: upstream });
+      qualityChanges.inc({ side: 'downstream', level: downstream });
+    }),
+  );
 }
 
 /**
