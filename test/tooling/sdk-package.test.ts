@@ -1,9 +1,8 @@
-import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { installPacked, must, sh } from '../support/shell.js';
 
 /**
  * The SDK as a customer's developer gets it: `npm pack` (which builds it), the tarball installed
@@ -11,7 +10,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
  * Node, type-checked against the shipped declarations and bundled by a stock bundler (esbuild).
  * The last case removes the declarations to show the type check failing without them.
  */
-const run = promisify(execFile);
 const repo = path.resolve(import.meta.dirname, '../..');
 const tsc = path.join(repo, 'node_modules/typescript/bin/tsc');
 const esbuild = path.join(repo, 'node_modules/.bin/esbuild');
@@ -19,24 +17,7 @@ const sdkManifest = JSON.parse(readFileSync(path.join(repo, 'packages/sdk/packag
 
 let work: string;
 let app: string;
-let packed: { filename: string; files: Array<{ path: string }> };
-
-async function sh(command: string, args: string[], cwd: string): Promise<{ ok: boolean; stdout: string; output: string }> {
-  try {
-    const { stdout, stderr } = await run(command, args, { cwd, maxBuffer: 32 * 1024 * 1024, env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' } });
-    return { ok: true, stdout, output: stdout + stderr };
-  } catch (error) {
-    const failed = error as { stdout?: string; stderr?: string; message: string };
-    return { ok: false, stdout: failed.stdout ?? '', output: `${failed.message}\n${failed.stdout ?? ''}${failed.stderr ?? ''}` };
-  }
-}
-
-/** Its standard output; throws with everything it printed when it fails. */
-async function must(command: string, args: string[], cwd: string): Promise<string> {
-  const { ok, stdout, output } = await sh(command, args, cwd);
-  if (!ok) throw new Error(`${command} ${args.join(' ')} failed:\n${output}`);
-  return stdout;
-}
+let packedFiles: string[];
 
 const consumer = `import { connect, ErrorCode, GatewayError, VERSION, type ConnectOptions, type Room } from '@gateway/sdk';
 
@@ -62,13 +43,7 @@ const compilerOptions = { target: 'ES2022', strict: true, noEmit: true, lib: ['E
 
 beforeAll(async () => {
   work = mkdtempSync(path.join(tmpdir(), 'gateway-sdk-package-'));
-  const json = await must('npm', ['pack', '--json', '--pack-destination', work, '-w', '@gateway/sdk'], repo);
-  // The build (prepack) prints to the same output before npm's JSON.
-  [packed] = JSON.parse(json.slice(json.indexOf('[\n'))) as (typeof packed)[];
-  app = path.join(work, 'app');
-  mkdirSync(path.join(app, 'src'), { recursive: true });
-  writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'sdk-consumer', private: true, type: 'module', dependencies: { '@gateway/sdk': `file:../${packed.filename}` } }));
-  await must('npm', ['install', '--prefer-offline', '--ignore-scripts', '--no-audit', '--no-fund', '--loglevel=error'], app);
+  ({ app, files: packedFiles } = await installPacked(repo, '@gateway/sdk', work, 'sdk-consumer'));
   writeFileSync(path.join(app, 'src/main.ts'), consumer);
   writeFileSync(path.join(app, 'tsconfig.json'), JSON.stringify({ compilerOptions: { ...compilerOptions, module: 'ESNext', moduleResolution: 'Bundler' }, include: ['src'] }));
   writeFileSync(path.join(app, 'tsconfig.node.json'), JSON.stringify({ compilerOptions: { ...compilerOptions, module: 'NodeNext', moduleResolution: 'NodeNext' }, include: ['src'] }));
@@ -80,7 +55,7 @@ afterAll(() => {
 
 describe('the packed SDK', () => {
   it('holds the built ES module, its types and the browser bundle, and depends on browser packages only', () => {
-    const files = packed.files.map((file) => file.path).sort();
+    const files = packedFiles;
     expect(files).toEqual(['README.md', 'dist/gateway.min.js', 'dist/gateway.min.js.map', 'dist/index.d.ts', 'dist/index.js', 'dist/index.js.map', 'package.json']);
     const manifest = JSON.parse(readFileSync(path.join(app, 'node_modules/@gateway/sdk/package.json'), 'utf8'));
     expect(manifest.private).toBeUndefined();
