@@ -49,6 +49,13 @@ beforeAll(async () => {
   writeFileSync(path.join(app, 'tsconfig.node.json'), JSON.stringify({ compilerOptions: { ...compilerOptions, module: 'NodeNext', moduleResolution: 'NodeNext' }, include: ['src'] }));
 }, 300_000);
 
+/** Semantic versions compared by their numbers (pre-releases are not used). */
+function compareVersions(a: string, b: string): number {
+  const [x, y] = [a, b].map((v) => v.split('.').map(Number)) as [number[], number[]];
+  for (let i = 0; i < 3; i++) if (x[i] !== y[i]) return x[i]! - y[i]!;
+  return 0;
+}
+
 afterAll(() => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
@@ -63,6 +70,17 @@ describe('the packed SDK', () => {
     expect(Object.keys(manifest.dependencies).sort()).toEqual(['@simplewebauthn/browser', 'mediasoup-client']);
     const shipped = readFileSync(path.join(app, 'node_modules/@gateway/sdk/dist/index.js'), 'utf8') + readFileSync(path.join(app, 'node_modules/@gateway/sdk/dist/index.d.ts'), 'utf8');
     expect(shipped).not.toMatch(/from ['"]@gateway\//);
+  });
+
+  it('keeps the bytes of a released version: a changed SDK ships under a new one (packages/sdk/released.json)', () => {
+    const released = JSON.parse(readFileSync(path.join(repo, 'packages/sdk/released.json'), 'utf8')) as { versions: Record<string, string> };
+    const built = readFileSync(path.join(repo, `packages/sdk/dist/cdn/${sdkManifest.version}/gateway.min.js.sri`), 'utf8').trim();
+    const recorded = released.versions[sdkManifest.version];
+    // An unreleased version may still change; a released one may not.
+    if (recorded !== undefined) expect(built, `@gateway/sdk ${sdkManifest.version} was released with other bytes: bump its version`).toBe(recorded);
+    // Versions only go up: the current one is the highest recorded or a new, higher one.
+    const newest = Object.keys(released.versions).sort(compareVersions).at(-1);
+    if (newest) expect(compareVersions(sdkManifest.version, newest)).toBeGreaterThanOrEqual(0);
   });
 
   it('is imported by Node through its exports', async () => {
