@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help setup up test test-unit typecheck check proto proto-check sdk-docs sdk-docs-check bench fuzz token nats-values lifecycle-doc residue
+.PHONY: help setup up test test-unit typecheck check proto proto-check sdk-docs sdk-docs-check sdk-release bench fuzz token nats-values lifecycle-doc residue
 
 help:
 	@echo "make up     install what is missing, start nats-server, the SFU, the recorder, crm-sync and signaling; prints the demo URLs"
@@ -11,7 +11,8 @@ help:
 	@echo "make bench  run the benchmarks and print figures"
 	@echo "make fuzz   run the long seeded fuzzer against the whole system (two signaling replicas)"
 	@echo "make proto  regenerate TypeScript from proto/"
-	@echo "make sdk-docs  regenerate the SDK's API reference (docs/sdk/) from its source (TypeDoc)"
+	@echo "make sdk-release  record the SDK's version as released (its bundle's bytes may not change after)"
+	@echo "make sdk-docs  regenerate the SDKs' API references (docs/sdk/, docs/server-sdk/) from their source (TypeDoc)"
 	@echo "make nats-values  write the NATS permissions (packages/common/src/jetstream/access.ts) into deploy/nats/values.yaml"
 	@echo "make lifecycle-doc  write the table of docs/data-lifecycle.md from the catalog (packages/common/src/jetstream/catalog.ts)"
 	@echo "make residue  scan NATS for what outlived its purpose (ARGS=--sweep removes it; docs/data-lifecycle.md)"
@@ -39,14 +40,22 @@ residue:
 proto-check:
 	@bash scripts/gen-proto.sh --check
 
-# The SDK's API reference is checked in (docs/sdk/); `make test` fails when it is stale.
+# The SDKs' API references are checked in (docs/sdk/, docs/server-sdk/); `make test` fails when one is stale.
 sdk-docs:
 	@npm run --silent docs -w @gateway/sdk -- --logLevel Warn
+	@npm run --silent docs -w @gateway/server-sdk -- --logLevel Warn
 
 sdk-docs-check:
-	@out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
-	  npm run --silent docs -w @gateway/sdk -- --logLevel Warn --out "$$out" && \
-	  diff -r "$$out" docs/sdk >/dev/null || { echo "docs/sdk is stale: run \`make sdk-docs\` and commit it" >&2; exit 1; }
+	@for pair in sdk:@gateway/sdk server-sdk:@gateway/server-sdk; do \
+	  dir=$${pair%%:*}; workspace=$${pair#*:}; out=$$(mktemp -d); \
+	  npm run --silent docs -w $$workspace -- --logLevel Warn --out "$$out" && \
+	  diff -r "$$out" docs/$$dir >/dev/null; status=$$?; rm -rf "$$out"; \
+	  [ $$status -eq 0 ] || { echo "docs/$$dir is stale: run \`make sdk-docs\` and commit it" >&2; exit 1; }; \
+	done
+
+# Records the SDK's version as released: a later build of it with other bytes fails make test (docs/sdk.md).
+sdk-release:
+	@npm run --silent build -w @gateway/sdk && node scripts/sdk-release.mjs
 
 typecheck:
 	@npx tsc -p tsconfig.json --noEmit

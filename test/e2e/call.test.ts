@@ -113,6 +113,26 @@ describe('a call between an end user and an agent in Chromium', () => {
     expect(sumOf(media, 'gateway_sfu_participants')).toBe(2);
   }, 60_000);
 
+  it("carries the screen's sound with the screen share, and ends it with the share", async () => {
+    const { endUser, agent } = await joinCall();
+    // The sound of a shared tab, as the app's own getDisplayMedia would give it (a tone here).
+    await endUser.evaluate(async () => {
+      const context = new AudioContext();
+      const tone = context.createOscillator();
+      const out = context.createMediaStreamDestination();
+      tone.connect(out);
+      tone.start();
+      await (window as any).room.publish({ screenAudio: out.stream.getAudioTracks()[0] });
+    });
+    await waitFor(async () => (find(await received(agent), 'screen_audio')?.packetsReceived ?? 0) > 20, 20_000, "the screen's sound at the agent");
+    const sources = () => agent.evaluate(() => [...(window as any).room.participants.values()].flatMap((p: any) => [...p.tracks.keys()]).sort());
+    expect(await sources()).toEqual(['camera', 'microphone', 'screen', 'screen_audio']);
+    // The end user stops sharing: the sound goes with the screen.
+    await endUser.evaluate(() => (window as any).room.setScreenShareEnabled(false));
+    await waitFor(async () => !(await sources()).includes('screen') || undefined, 10_000, 'the screen share ended at the agent');
+    expect(await sources()).toEqual(['camera', 'microphone']);
+  }, 60_000);
+
   it('resumes the end user after the WebSocket is cut, with video flowing again', async () => {
     const { endUser, agent } = await joinCall();
     await waitFor(async () => (find(await received(agent), 'camera')?.framesDecoded ?? 0) > 10, 30_000, 'camera frames at the agent before the cut');

@@ -8,7 +8,7 @@ import { jetstream } from '@nats-io/jetstream';
 import { Objm } from '@nats-io/obj';
 import { RecordingReady } from '@gateway/proto/gateway/events/v1/events';
 import { RecordingJobRecord, RecordingState, type Recording } from '@gateway/proto/gateway/recorder/v1/recorder';
-import { ArtifactStore, DEMO_TENANT_KEK, StaticKeyring, buckets, callUnary, kvKeys, openBucket, streams } from '@gateway/common';
+import { ArtifactStore, DEMO_TENANT_KEK, StaticKeyring, buckets, callUnary, kvKeys, openBucket, streams, subjects, type WebhookEvent, webhookEventSchema } from '@gateway/common';
 import { startRecorderProcess, waitFor } from '@gateway/testing';
 import { launchChromium } from '../support/browser.js';
 import { recorderClientAs } from '../support/grpcClients.js';
@@ -171,6 +171,17 @@ describe('recording a call', () => {
     const ready = RecordingReady.decode(message!.data);
     expect(ready.recording?.recordingId).toBe(done.recordingId);
     expect(ready.contacts.map((c) => c.role).sort()).toEqual(['agent', 'end_user']);
+    // And the tenant's backend hears of it by webhook (docs/webhooks.md): the event is on the webhooks stream.
+    const webhookEvents = await jetstream(stack.nc).consumers.get(streams.webhooks.name, { filter_subjects: [subjects.webhookEvent('demo')] });
+    let announced: WebhookEvent | undefined;
+    for (let next = await webhookEvents.next({ expires: 5_000 }); next && !announced; next = await webhookEvents.next({ expires: 2_000 })) {
+      const event = webhookEventSchema.parse(JSON.parse(new TextDecoder().decode(next.data)));
+      if (event.type === 'recording.ready') announced = event;
+    }
+    expect(announced?.data).toEqual({
+      room: { name: expect.any(String) },
+      recording: { recordingId: done.recordingId, state: 'complete', startedAtMs: expect.any(Number), endedAtMs: expect.any(Number), artifacts: done.artifacts.length },
+    });
     // The node's metrics account for the job: its state and the CPU its capture used.
     const metrics = await scrapeMetrics(stack.recorder.opsPort);
     expect(sumOf(metrics, 'gateway_recorder_jobs_ended_total', { state: 'RECORDING_STATE_COMPLETE' })).toBeGreaterThanOrEqual(1);

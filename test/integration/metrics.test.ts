@@ -43,7 +43,7 @@ const required: Record<string, string[]> = {
  * The subsystems each service's own metrics may use; prom-client's process and Node.js metrics are
  * everyone's, and the keyring's (`kms`) those of every service that wraps data keys.
  */
-const subsystems: Record<string, string[]> = { sfu: ['sfu'], signaling: ['signaling', 'kms'], recorder: ['recorder', 'kms'], 'crm-sync': ['crm_sync', 'jetstream', 'kms'] };
+const subsystems: Record<string, string[]> = { sfu: ['sfu'], signaling: ['signaling', 'kms'], recorder: ['recorder', 'kms'], 'crm-sync': ['crm_sync', 'jetstream', 'kms', 'webhook'] };
 const shared = ['process', 'nodejs'];
 const UNITS = ['seconds', 'bytes', 'packets', 'messages', 'ratio'];
 
@@ -109,7 +109,7 @@ describe('metrics of every service', () => {
     expect(scrapes.recorder!.types.get('gateway_recorder_jobs_active')).toBe('gauge');
     // crm-sync reads its durable consumers' backlog from JetStream at each scrape.
     const lag = scrapes['crm-sync']!.samples.filter((s) => s.name === 'gateway_jetstream_consumer_pending_messages');
-    expect(lag.map((s) => s.labels.consumer).sort()).toEqual(['crm-sync-recordings', 'crm-sync-sessions', 'crm-sync-transcripts']);
+    expect(lag.map((s) => s.labels.consumer).sort()).toEqual(['crm-sync-recordings', 'crm-sync-sessions', 'crm-sync-transcripts', 'crm-sync-webhooks']);
     expect(lag.every((s) => s.value === 0)).toBe(true);
     // And how full every stream, bucket and object store is, against a limit each has.
     const limits = scrapes['crm-sync']!.samples.filter((s) => s.name === 'gateway_jetstream_stream_max_bytes');

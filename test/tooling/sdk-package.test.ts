@@ -1,9 +1,8 @@
-import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { installPacked, must, sh } from '../support/shell.js';
 
 /**
  * The SDK as a customer's developer gets it: `npm pack` (which builds it), the tarball installed
@@ -11,7 +10,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
  * Node, type-checked against the shipped declarations and bundled by a stock bundler (esbuild).
  * The last case removes the declarations to show the type check failing without them.
  */
-const run = promisify(execFile);
 const repo = path.resolve(import.meta.dirname, '../..');
 const tsc = path.join(repo, 'node_modules/typescript/bin/tsc');
 const esbuild = path.join(repo, 'node_modules/.bin/esbuild');
@@ -19,24 +17,7 @@ const sdkManifest = JSON.parse(readFileSync(path.join(repo, 'packages/sdk/packag
 
 let work: string;
 let app: string;
-let packed: { filename: string; files: Array<{ path: string }> };
-
-async function sh(command: string, args: string[], cwd: string): Promise<{ ok: boolean; stdout: string; output: string }> {
-  try {
-    const { stdout, stderr } = await run(command, args, { cwd, maxBuffer: 32 * 1024 * 1024, env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' } });
-    return { ok: true, stdout, output: stdout + stderr };
-  } catch (error) {
-    const failed = error as { stdout?: string; stderr?: string; message: string };
-    return { ok: false, stdout: failed.stdout ?? '', output: `${failed.message}\n${failed.stdout ?? ''}${failed.stderr ?? ''}` };
-  }
-}
-
-/** Its standard output; throws with everything it printed when it fails. */
-async function must(command: string, args: string[], cwd: string): Promise<string> {
-  const { ok, stdout, output } = await sh(command, args, cwd);
-  if (!ok) throw new Error(`${command} ${args.join(' ')} failed:\n${output}`);
-  return stdout;
-}
+let packedFiles: string[];
 
 const consumer = `import { connect, ErrorCode, GatewayError, VERSION, type ConnectOptions, type Room } from '@gateway/sdk';
 
@@ -62,17 +43,18 @@ const compilerOptions = { target: 'ES2022', strict: true, noEmit: true, lib: ['E
 
 beforeAll(async () => {
   work = mkdtempSync(path.join(tmpdir(), 'gateway-sdk-package-'));
-  const json = await must('npm', ['pack', '--json', '--pack-destination', work, '-w', '@gateway/sdk'], repo);
-  // The build (prepack) prints to the same output before npm's JSON.
-  [packed] = JSON.parse(json.slice(json.indexOf('[\n'))) as (typeof packed)[];
-  app = path.join(work, 'app');
-  mkdirSync(path.join(app, 'src'), { recursive: true });
-  writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'sdk-consumer', private: true, type: 'module', dependencies: { '@gateway/sdk': `file:../${packed.filename}` } }));
-  await must('npm', ['install', '--prefer-offline', '--ignore-scripts', '--no-audit', '--no-fund', '--loglevel=error'], app);
+  ({ app, files: packedFiles } = await installPacked(repo, '@gateway/sdk', work, 'sdk-consumer'));
   writeFileSync(path.join(app, 'src/main.ts'), consumer);
   writeFileSync(path.join(app, 'tsconfig.json'), JSON.stringify({ compilerOptions: { ...compilerOptions, module: 'ESNext', moduleResolution: 'Bundler' }, include: ['src'] }));
   writeFileSync(path.join(app, 'tsconfig.node.json'), JSON.stringify({ compilerOptions: { ...compilerOptions, module: 'NodeNext', moduleResolution: 'NodeNext' }, include: ['src'] }));
 }, 300_000);
+
+/** Semantic versions compared by their numbers (pre-releases are not used). */
+function compareVersions(a: string, b: string): number {
+  const [x, y] = [a, b].map((v) => v.split('.').map(Number)) as [number[], number[]];
+  for (let i = 0; i < 3; i++) if (x[i] !== y[i]) return x[i]! - y[i]!;
+  return 0;
+}
 
 afterAll(() => {
   if (work) rmSync(work, { recursive: true, force: true });
@@ -80,7 +62,7 @@ afterAll(() => {
 
 describe('the packed SDK', () => {
   it('holds the built ES module, its types and the browser bundle, and depends on browser packages only', () => {
-    const files = packed.files.map((file) => file.path).sort();
+    const files = packedFiles;
     expect(files).toEqual(['README.md', 'dist/gateway.min.js', 'dist/gateway.min.js.map', 'dist/index.d.ts', 'dist/index.js', 'dist/index.js.map', 'package.json']);
     const manifest = JSON.parse(readFileSync(path.join(app, 'node_modules/@gateway/sdk/package.json'), 'utf8'));
     expect(manifest.private).toBeUndefined();
@@ -88,6 +70,17 @@ describe('the packed SDK', () => {
     expect(Object.keys(manifest.dependencies).sort()).toEqual(['@simplewebauthn/browser', 'mediasoup-client']);
     const shipped = readFileSync(path.join(app, 'node_modules/@gateway/sdk/dist/index.js'), 'utf8') + readFileSync(path.join(app, 'node_modules/@gateway/sdk/dist/index.d.ts'), 'utf8');
     expect(shipped).not.toMatch(/from ['"]@gateway\//);
+  });
+
+  it('keeps the bytes of a released version: a changed SDK ships under a new one (packages/sdk/released.json)', () => {
+    const released = JSON.parse(readFileSync(path.join(repo, 'packages/sdk/released.json'), 'utf8')) as { versions: Record<string, string> };
+    const built = readFileSync(path.join(repo, `packages/sdk/dist/cdn/${sdkManifest.version}/gateway.min.js.sri`), 'utf8').trim();
+    const recorded = released.versions[sdkManifest.version];
+    // An unreleased version may still change; a released one may not.
+    if (recorded !== undefined) expect(built, `@gateway/sdk ${sdkManifest.version} was released with other bytes: bump its version`).toBe(recorded);
+    // Versions only go up: the current one is the highest recorded or a new, higher one.
+    const newest = Object.keys(released.versions).sort(compareVersions).at(-1);
+    if (newest) expect(compareVersions(sdkManifest.version, newest)).toBeGreaterThanOrEqual(0);
   });
 
   it('is imported by Node through its exports', async () => {

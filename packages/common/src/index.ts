@@ -41,7 +41,7 @@ export { readSubject } from './nats/streamRead.js';
 export { catalog, type CatalogSettings, NODE_REGISTRY_TTL_MS, streamNameOf } from './jetstream/catalog.js';
 export { provisionJetStream } from './jetstream/provision.js';
 export { ensureNatsCredentials, natsChartAuthorization, natsChartEnv, type NatsCredential, writeNatsServerConfig } from './jetstream/server.js';
-export { artifactSpaces, crmSyncDurables, inboxPrefixOf, natsIdentities, permissionsOf, type NatsIdentity, type ServiceIdentity } from './jetstream/access.js';
+export { artifactSpaces, crmSyncDurables, WEBHOOKS_DURABLE, inboxPrefixOf, natsIdentities, permissionsOf, type NatsIdentity, type ServiceIdentity } from './jetstream/access.js';
 
 // gRPC between our services, with caller identities.
 export { callUnary, grpc, type GrpcAccess, startGrpcServer, stopGrpcServer, unaryHandlers, withCheckedDecoding } from './grpc/calls.js';
@@ -106,6 +106,9 @@ export { openJson, type SealedValue, sealJson } from './data/sealedJson.js';
 export { defaultRedactionPolicy, redact, type RedactionPolicy } from './data/redaction.js';
 export { type DeviceKey, DeviceKeys } from './data/deviceKeys.js';
 export { normalizePhoneNumber, openParticipants, sealParticipants, type SessionParticipant } from './data/contactDetails.js';
+
+// Webhook events for the tenants' backends.
+export { type WebhookEvent, type WebhookEventInput, WebhookEvents, type WebhookEventType, webhookEventSchema, webhookEventTypes } from './webhooks/events.js';
 
 // The residue scanner.
 export { Residue } from './residue/Residue.js';

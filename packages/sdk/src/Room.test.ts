@@ -171,6 +171,32 @@ describe('Room', () => {
     expect(room.localTracks.has('screen')).toBe(false);
   });
 
+  it("shares the screen's sound with the screen when asked, as screen_audio, and ends it with the screen share", async () => {
+    server = await FakeSignaling.start();
+    const video = new FakeMediaStreamTrack({ kind: 'video' });
+    const audio = new FakeMediaStreamTrack({ kind: 'audio' });
+    const getDisplayMedia = vi.fn(async () => ({ getVideoTracks: () => [video], getAudioTracks: () => [audio] }));
+    vi.stubGlobal('navigator', { mediaDevices: { getDisplayMedia } });
+    const { room, events } = await connect();
+    await room.setScreenShareEnabled(true, { audio: true });
+    expect(getDisplayMedia.mock.calls[0]).toEqual([expect.objectContaining({ audio: true })]);
+    const produced = server.log.filter((l) => l.method === 'produce').map((l) => l.params);
+    expect(produced.map((p) => [p.source, p.kind])).toEqual([
+      ['screen', 'video'],
+      ['screen_audio', 'audio'],
+    ]);
+    expect([...room.localTracks.keys()]).toEqual(['screen', 'screen_audio']);
+    // The user stops sharing: both go, and the sound the SDK captured is stopped.
+    video.remoteStop();
+    await until(() => events.includes('unpublished:screen_audio'), 'the screen audio unpublished');
+    expect(room.localTracks.size).toBe(0);
+    expect(audio.readyState).toBe('ended');
+    expect(server.log.filter((l) => l.method === 'closeProducer')).toHaveLength(2);
+    // An audio track of the app's own goes with a screen share only, under the screen grant.
+    await expect(room.publish({ screenAudio: new FakeMediaStreamTrack({ kind: 'audio' }) as unknown as MediaStreamTrack })).rejects.toMatchObject({ code: 'BAD_REQUEST' });
+    await room.leave();
+  });
+
   it('mutes without unpublishing: the same producer paused and resumed, the camera stopped and captured again', async () => {
     server = await FakeSignaling.start();
     const { getUserMedia, captured } = fakeCapture();

@@ -160,7 +160,7 @@ export class Room extends Emitter<RoomEvents> {
   }
 
   /** What this participant publishes, by source (kept across reconnections and republished). */
-  get localTracks(): Map<Source, MediaStreamTrack> {
+  get localTracks(): Map<RemoteSource, MediaStreamTrack> {
     return this.publisher.localTracks;
   }
 
@@ -190,12 +190,12 @@ export class Room extends Emitter<RoomEvents> {
   }
 
   /** Stops publishing a source (and stops its track if the SDK captured it); the others see its track end. */
-  unpublish(source: Source): Promise<void> {
+  unpublish(source: RemoteSource): Promise<void> {
     return this.publisher.unpublish(source);
   }
 
   /** What this participant publishes, by source, muted or not. */
-  get localPublications(): ReadonlyMap<Source, TrackPublication> {
+  get localPublications(): ReadonlyMap<RemoteSource, TrackPublication> {
     return this.publisher.publications;
   }
 
@@ -217,7 +217,11 @@ export class Room extends Emitter<RoomEvents> {
     return this.setEnabled('camera', enabled, options);
   }
 
-  /** Shares the screen (the browser asks what) or stops sharing: the screen share is published and unpublished, not muted. */
+  /**
+   * Shares the screen (the browser asks what) or stops sharing: the screen share is published and
+   * unpublished, not muted. With `{audio: true}` its sound is shared too where the browser offers
+   * it, as the `screen_audio` source, which ends with the screen share.
+   */
   setScreenShareEnabled(enabled: boolean, options?: ScreenShareOptions): Promise<void> {
     return this.setEnabled('screen', enabled, options);
   }

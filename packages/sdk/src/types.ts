@@ -162,7 +162,7 @@ export interface TrackMuteEvent {
 }
 
 export interface LocalTrackEvent {
-  source: Source;
+  source: RemoteSource;
   track: MediaStreamTrack;
 }
 
@@ -275,6 +275,12 @@ export interface PublishOptions {
   microphone?: boolean | MediaStreamTrack;
   /** `true` asks the user what to share; or pass a video track. */
   screen?: boolean | MediaStreamTrack;
+  /**
+   * The sound that goes with the screen share (an audio track, e.g. of your own getDisplayMedia
+   * call), published as the `screen_audio` source; it ends with the screen share. With
+   * `screen: true`, ask for the sound with setScreenShareEnabled's `audio` option instead.
+   */
+  screenAudio?: MediaStreamTrack;
 }
 
 /** How setCameraEnabled() captures the camera. */
@@ -299,6 +305,12 @@ export interface MicrophoneOptions {
 export interface ScreenShareOptions {
   /** Ideal frame rate; 15 by default (at most 30). */
   frameRate?: number;
+  /**
+   * Also share the sound of what is shared, when the browser offers it (Chrome: a tab's sound, or
+   * the whole system's on Windows and ChromeOS; the user may untick it). Published as the
+   * `screen_audio` source, stereo; it ends with the screen share.
+   */
+  audio?: boolean;
 }
 
 /** Capture options of any source, as the publisher takes them. */

@@ -22,6 +22,8 @@ import {
   startOpsServer,
   Startup,
   streams,
+  WEBHOOKS_DURABLE,
+  WebhookEvents,
   type Logger,
   type ManagedKeyring,
   type NatsConnection,
@@ -33,6 +35,8 @@ import { KvContactMaps } from './connectors/ContactMap.js';
 import { Deliveries, deliveryConsumers } from './Deliveries.js';
 import { DataSubjects } from './DataSubjects.js';
 import { createAdminHandler } from './http/admin.js';
+import { WebhookSender } from './webhooks/WebhookSender.js';
+import { WebhookStore } from './webhooks/WebhookStore.js';
 
 /** crm-sync: takes every finished communication to the tenant's destinations, then deletes it here. */
 export class CrmSync {
@@ -43,6 +47,7 @@ export class CrmSync {
   private constructor(
     private readonly nc: NatsConnection,
     private readonly deliveries: Deliveries,
+    private readonly webhookSender: WebhookSender,
     private readonly connectors: ConnectorStore,
     private readonly httpServer: http.Server,
     private readonly stopOps: () => Promise<void>,
@@ -69,14 +74,18 @@ export class CrmSync {
       await ensureStream(nc, streams.audit);
       const jsm = await ensureStream(nc, streams.transcripts);
       await ensureStream(nc, streams.sessions);
-      const deliveries = startup.opened(new Deliveries(nc, jsm, connectors, artifacts, keyring, confirmations, config, registry, log), (running) => running.close());
+      const deliveries = startup.opened(new Deliveries(nc, jsm, connectors, artifacts, keyring, confirmations, config, registry, log, new WebhookEvents(nc, log)), (running) => running.close());
       await deliveries.start();
-      observeConsumerLag(registry, jsm, deliveryConsumers);
+      await ensureStream(nc, streams.webhooks);
+      const webhooks = new WebhookStore(await openBucket(nc, buckets.webhooks), keyring, config.destinationNetwork, log);
+      const webhookSender = startup.opened(new WebhookSender(nc, jsm, webhooks, config.destinationNetwork, config.webhooks, registry, log), (sender) => sender.close());
+      await webhookSender.start();
+      observeConsumerLag(registry, jsm, [...deliveryConsumers, { stream: streams.webhooks.name, durable: WEBHOOKS_DURABLE }]);
       // How full every stream, bucket and object store is (the alert at 80 % reads it).
       observeStreamSizes(registry, jsm, catalog.map(streamNameOf));
 
       const dataSubjects = new DataSubjects(nc, jsm, artifacts, contactMaps, new DeviceKeys(await openBucket(nc, buckets.deviceKeys)), keyring, confirmations, log);
-      const httpServer = http.createServer(createAdminHandler(() => config.tenants, connectors, dataSubjects, log, { connectorTestMs: config.connectorTestMs }));
+      const httpServer = http.createServer(createAdminHandler(() => config.tenants, connectors, dataSubjects, webhooks, nc, log, { connectorTestMs: config.connectorTestMs }));
       hardenHttpServer(httpServer);
       const port = await listenHttp(httpServer, config.port, config.host);
       startup.opened(httpServer, closeHttp);
@@ -88,7 +97,7 @@ export class CrmSync {
         drainToken: opsToken,
         ...(residue ? { actions: residue.actions } : {}),
       });
-      const service = new CrmSync(nc, deliveries, connectors, httpServer, ops.close, keyring, residue?.close ?? (async () => undefined));
+      const service = new CrmSync(nc, deliveries, webhookSender, connectors, httpServer, ops.close, keyring, residue?.close ?? (async () => undefined));
       service.port = port;
       service.opsPort = ops.port;
       return service;
@@ -98,7 +107,7 @@ export class CrmSync {
   /** Stops taking events; deliveries in progress finish (unacknowledged ones come back later). */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      await this.deliveries.close();
+      await Promise.all([this.deliveries.close(), this.webhookSender.close()]);
       await closeHttp(this.httpServer);
       await this.stopOps();
       await this.stopResidue();

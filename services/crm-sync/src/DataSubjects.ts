@@ -23,6 +23,7 @@ import {
   newId,
   openParticipants,
   readSubject,
+  webhookEventSchema,
   sealParticipants,
   streams,
   subjects,
@@ -215,6 +216,7 @@ export class DataSubjects {
       }
       await this.jsm.streams.deleteMessage(stream, seq, true).catch(() => undefined);
     }
+    if (subject.externalId) await this.erasePendingWebhooks(tenant, subject.externalId);
     const mappings = await this.contactMaps.find(tenant, subject);
     await this.contactMaps.removeKeys(mappings.map((m) => m.key));
     let deviceKeys = 0;
@@ -317,6 +319,27 @@ export class DataSubjects {
     if (result.requestId !== requestId || result.errorCode !== '') return unreachable(new Error(`signaling answered ${result.errorCode || 'another request'}`));
     const { requestId: _answered, errorCode: _code, ...counts } = result;
     return counts;
+  }
+
+  /**
+   * Webhook events not yet posted that name the subject (a join carries the identity, their
+   * external id, and their name): erased with the rest, so not even the tenant's own backend is
+   * told of them afterwards.
+   */
+  private async erasePendingWebhooks(tenant: string, externalId: string): Promise<void> {
+    for (const filter of [subjects.webhookEvent(tenant), subjects.webhookDelivery(tenant, '*')]) {
+      for await (const message of readSubject(jetstream(this.nc), this.jsm, streams.webhooks.name, filter)) {
+        let event: ReturnType<typeof webhookEventSchema.parse> | undefined;
+        try {
+          event = webhookEventSchema.parse(JSON.parse(new TextDecoder().decode(message.data)));
+        } catch {
+          continue; // The sender erases what it cannot read.
+        }
+        if (event.type === 'participant.joined' && event.data.participant.identity === externalId) {
+          await this.jsm.streams.deleteMessage(streams.webhooks.name, message.seq, true).catch(() => undefined);
+        }
+      }
+    }
   }
 
   /** The tenant's undelivered events that name the subject. */

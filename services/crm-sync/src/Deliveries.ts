@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AckPolicy, jetstream, type ConsumerMessages, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import type { Registry } from 'prom-client';
-import { GatewayError, streams, type ArtifactStore, type Keyring, type Logger, type NatsConnection, backoffDelayMs } from '@gateway/common';
+import { GatewayError, streams, type ArtifactStore, type Keyring, type Logger, type NatsConnection, backoffDelayMs, type WebhookEvents } from '@gateway/common';
 import type { Confirmations } from './Confirmations.js';
 import type { ConnectorStore } from './connectors/ConnectorStore.js';
 import { DeliveryAttempts, keepInProgress, type AttemptOptions } from './deliveries/attempt.js';
@@ -68,6 +68,7 @@ export class Deliveries {
     private readonly options: DeliveryOptions,
     registry: Registry,
     private readonly log: Logger,
+    webhooks?: WebhookEvents,
   ) {
     // Messages wait for a slot at most as many as there are slots, per tenant and in all.
     this.slots = new TenantSlots<Waiting>({
@@ -78,7 +79,7 @@ export class Deliveries {
     });
     this.metrics = createDeliveryMetrics(registry, () => ({ running: this.slots.runningCount, waiting: this.slots.waitingCount }));
     this.purge = new Purge(jsm, artifacts, confirmations, this.metrics, options, log);
-    this.attempts = new DeliveryAttempts({ nc, jsm, keyring, connectors, confirmations, purge: this.purge, metrics: this.metrics, options, log });
+    this.attempts = new DeliveryAttempts({ nc, jsm, keyring, connectors, confirmations, purge: this.purge, metrics: this.metrics, options, log, webhooks });
   }
 
   async start(): Promise<void> {

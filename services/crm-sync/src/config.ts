@@ -34,6 +34,16 @@ const shape = {
   CRM_SYNC_ALLOW_PRIVATE_DESTINATIONS: env.boolean(false),
   /** Days a communication may wait for delivery before it is deleted undelivered (a tenant's retentionDays overrides it). */
   CRM_SYNC_RETENTION_DAYS: z.coerce.number().positive().max(365).default(7),
+  /** Webhook posts in flight at once, all tenants together, and of one tenant (docs/webhooks.md). */
+  CRM_SYNC_WEBHOOK_CONCURRENCY: env.positiveInt(16),
+  CRM_SYNC_WEBHOOK_TENANT_CONCURRENCY: env.positiveInt(4),
+  /** Attempts at one endpoint before an event is given up on; with the delays below, about 10 hours. */
+  CRM_SYNC_WEBHOOK_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(50).default(15),
+  /** First webhook retry delay; each later one doubles, with jitter, up to the maximum. */
+  CRM_SYNC_WEBHOOK_RETRY_BASE_SECONDS: z.coerce.number().positive().default(5),
+  CRM_SYNC_WEBHOOK_RETRY_MAX_SECONDS: z.coerce.number().positive().default(7_200),
+  /** An endpoint's answer must come within this. */
+  CRM_SYNC_WEBHOOK_TIMEOUT_SECONDS: z.coerce.number().min(0.5).max(60).default(10),
   /**
    * The residue scanner's nkey seed (docs/data-lifecycle.md): with it crm-sync scans NATS every
    * CRM_SYNC_RESIDUE_SCAN_MINUTES as the residue identity, exports gateway_residue_items and
@@ -66,6 +76,14 @@ export function readCrmSyncConfig(source: Record<string, string | undefined> = p
     retryBaseMs: c.CRM_SYNC_RETRY_BASE_SECONDS * 1000,
     retryMaxMs: c.CRM_SYNC_RETRY_MAX_SECONDS * 1000,
     ackWaitMs: c.CRM_SYNC_ACK_WAIT_SECONDS * 1000,
+    webhooks: {
+      concurrency: c.CRM_SYNC_WEBHOOK_CONCURRENCY,
+      tenantConcurrency: Math.min(c.CRM_SYNC_WEBHOOK_TENANT_CONCURRENCY, c.CRM_SYNC_WEBHOOK_CONCURRENCY),
+      maxAttempts: c.CRM_SYNC_WEBHOOK_MAX_ATTEMPTS,
+      retryBaseMs: c.CRM_SYNC_WEBHOOK_RETRY_BASE_SECONDS * 1000,
+      retryMaxMs: c.CRM_SYNC_WEBHOOK_RETRY_MAX_SECONDS * 1000,
+      requestTimeoutMs: c.CRM_SYNC_WEBHOOK_TIMEOUT_SECONDS * 1000,
+    },
     residue: c.CRM_SYNC_RESIDUE_NKEY_SEED_FILE
       ? { nats: { ...readNatsSettings(c, 'residue'), seedFile: c.CRM_SYNC_RESIDUE_NKEY_SEED_FILE }, scanMs: c.CRM_SYNC_RESIDUE_SCAN_MINUTES * 60_000 }
       : undefined,

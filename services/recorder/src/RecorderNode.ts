@@ -109,6 +109,7 @@ export class RecorderNode {
       const nc = startup.opened(await connectNats(config.nats, config.nodeId, log), (connection) => connection.close());
       const keyring = startup.opened(await createKeyring(config.keyring), (keys) => keys.close());
       await ensureStream(nc, streams.recordings);
+      await ensureStream(nc, streams.webhooks);
       const sfus = startup.opened(await SfuDirectory.open(nc, config.grpcTls, log), (directory) => directory.close());
       const recorders = startup.opened(await RecorderDirectory.open(nc, config.grpcTls, log), (directory) => directory.close());
       const node = new RecorderNode(

@@ -1,8 +1,8 @@
 import { jetstream } from '@nats-io/jetstream';
 import { RecordingReady } from '@gateway/proto/gateway/events/v1/events';
-import type { Recording } from '@gateway/proto/gateway/recorder/v1/recorder';
+import { RecordingState, type Recording } from '@gateway/proto/gateway/recorder/v1/recorder';
 import type { ParticipantStore, RecorderDirectory, RoomEventBus } from '@gateway/cluster';
-import { natsHeadersWithTrace, subjects, type Logger, type NatsConnection, sleepBackoff } from '@gateway/common';
+import { natsHeadersWithTrace, subjects, type Logger, type NatsConnection, sleepBackoff, WebhookEvents } from '@gateway/common';
 import type { RecordingStatusName } from './RecordingJob.js';
 
 /** Who announces: this node's id, and its gRPC address once its server listens. */
@@ -19,6 +19,7 @@ export interface AnnouncingNode {
 export class RecordingAnnouncer {
   /** Status updates in flight, by recording: a job's updates are applied in order. */
   private readonly statusUpdates = new Map<string, Promise<void>>();
+  private readonly webhooks: WebhookEvents;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -27,7 +28,9 @@ export class RecordingAnnouncer {
     private readonly roomEvents: RoomEventBus,
     private readonly participants: ParticipantStore,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.webhooks = new WebhookEvents(nc, log);
+  }
 
   /**
    * Tells the room and keeps the room's recording in KV. A recording's updates are applied in
@@ -73,6 +76,20 @@ export class RecordingAnnouncer {
     for (let attempt = 1; ; attempt++) {
       try {
         await jetstream(this.nc).publish(subjects.recordingReady(recording.tenant), payload, { msgID: recording.recordingId, timeout: 10_000, headers: natsHeadersWithTrace() });
+        this.webhooks.emit(recording.tenant, {
+          type: 'recording.ready',
+          key: recording.recordingId,
+          data: {
+            room: { name: recording.room },
+            recording: {
+              recordingId: recording.recordingId,
+              state: recording.state === RecordingState.RECORDING_STATE_COMPLETE ? 'complete' : recording.state === RecordingState.RECORDING_STATE_FAILED ? 'failed' : 'partial',
+              startedAtMs: Number(recording.startedAtMs),
+              endedAtMs: Number(recording.endedAtMs),
+              artifacts: recording.artifacts.length,
+            },
+          },
+        });
         return;
       } catch (error) {
         this.log.error({ err: error, recordingId: recording.recordingId, attempt }, 'announcing recording.ready failed');

@@ -19,6 +19,7 @@ import {
   startOpsServer,
   Startup,
   streams,
+  WebhookEvents,
   type Logger,
   type NatsConnection,
 } from '@gateway/common';
@@ -157,7 +158,9 @@ export class SignalingServer {
       const directory = startup.opened(await SfuDirectory.open(nc, config.grpcTls, log), (sfus) => sfus.close());
       const recorders = startup.opened(await RecorderDirectory.open(nc, config.grpcTls), (nodes) => nodes.close());
       const store = await ParticipantStore.open(nc, config.recordRefreshMs);
-      const hub = startup.opened(new RoomHub(nc, config.replicaId, log), (rooms) => rooms.close());
+      // What the tenants' backends are told by webhook (docs/webhooks.md): joins, leaves, tracks, room starts and ends.
+      const webhooks = new WebhookEvents(nc, log);
+      const hub = startup.opened(new RoomHub(nc, config.replicaId, log, webhooks), (rooms) => rooms.close());
       const keyring = startup.opened(await createKeyring(config.keyring), (keys) => keys.close());
       const registry = createMetricsRegistry('signaling');
       observeKeyring(registry, keyring);
@@ -176,7 +179,8 @@ export class SignalingServer {
         await openBucket(nc, buckets.uploadLeases),
       );
       await ensureStream(nc, streams.sessions);
-      const roomSessions = new RoomSessions(nc, await openBucket(nc, buckets.roomSessions), keyring);
+      await ensureStream(nc, streams.webhooks);
+      const roomSessions = new RoomSessions(nc, await openBucket(nc, buckets.roomSessions), keyring, webhooks);
       const tokenSessions = new TokenSessions(await openBucket(nc, buckets.tokenSessions));
       // From here the replica's own close() owns every part, timers and subscriptions included.
       const server = startup.opened(new SignalingServer({ config, nc, directory, recorders, store, hub, chat, actions, artifacts, roomSessions, tokenSessions, registry, log }), (replica) =>

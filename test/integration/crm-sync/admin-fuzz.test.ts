@@ -92,6 +92,24 @@ describe('crm-sync admin API under a seeded fuzzer', () => {
         if (rand() < 0.05) parts.push(`q=${'z'.repeat(8_000)}`);
         return parts.length ? `?${parts.join('&')}` : '';
       };
+      /** Ids of endpoints made during the run, or names that are none. */
+      const webhookIds: string[] = [];
+      const webhookId = () => (webhookIds.length > 0 && rand() < 0.6 ? pick(webhookIds) : pick(names));
+      /** A webhook endpoint's body: valid, or mutated field by field. */
+      const webhook = (): unknown =>
+        pick([
+          () => ({
+            url: pick(['http://127.0.0.1:1/hook', 'https://example.com/x', 'ftp://x', 'http://[', 'javascript:alert(1)', 'https://u:p@example.com/', `https://${'a'.repeat(3_000)}.com`, '', 7]),
+          }),
+          () => ({ url: 'http://127.0.0.1:1/hook', events: pick([['*'], ['room.started', 'room.ended'], [], ['nope'], 'room.started', [null], Array(50).fill('*')]) }),
+          () => ({ url: 'http://127.0.0.1:1/hook', description: pick(['d', 'x'.repeat(300), '\u0000', { toString: 1 }]), enabled: pick([true, false, 'yes', 0]) }),
+          () => ({ enabled: pick([true, false]) }),
+          () => ({ overlapSeconds: pick([0, 60, -1, 1e12, 1.5, '60', null]) }),
+          () => ({ url: 'http://127.0.0.1:1/hook', secret: 'whsec_mine', webhookId: 'WH_x' }),
+          () => JSON.parse('{"__proto__": {"url": "http://127.0.0.1:1/hook"}}') as unknown,
+          () => ({}),
+          () => [{ url: 'http://127.0.0.1:1/hook' }],
+        ])();
       /** A route with the method it takes, or (less often) something that is no route at all. */
       const routeOf = (): { method: string; path: string } => {
         const name = rand() < 0.6 ? pick(['warehouse', 'crm', 'a']) : pick(names);
@@ -105,6 +123,9 @@ describe('crm-sync admin API under a seeded fuzzer', () => {
           () => ({ method: 'GET', path: `/v1/data-subjects/export${subject()}` }),
           () => ({ method: 'DELETE', path: `/v1/data-subjects${subject()}` }),
           () => ({ method: 'PATCH', path: `/v1/data-subjects${subject()}` }),
+          () => ({ method: pick(['GET', 'POST']), path: '/v1/webhooks' }),
+          () => ({ method: pick(['GET', 'PATCH', 'DELETE']), path: `/v1/webhooks/${webhookId()}` }),
+          () => ({ method: 'POST', path: `/v1/webhooks/${webhookId()}/${pick(['rotate-secret', 'test', 'rotate-secret/x', 'TEST'])}` }),
           () => ({
             method: 'GET',
             path: pick([
@@ -210,15 +231,17 @@ describe('crm-sync admin API under a seeded fuzzer', () => {
         const { method, path: target } = routeOf();
         const shape = rand();
         const { bytes, type } =
-          method === 'PATCH' && shape < 0.6
-            ? { bytes: Buffer.from(JSON.stringify(corrections())), type: 'application/json' }
-            : method === 'PUT' || method === 'PATCH' || rand() < 0.1
-              ? shape < 0.3
-                ? validBody()
-                : shape < 0.7
-                  ? { bytes: Buffer.from(JSON.stringify(connector())), type: 'application/json' }
-                  : body()
-              : { bytes: Buffer.alloc(0), type: '' };
+          target.startsWith('/v1/webhooks') && (method === 'POST' || method === 'PATCH') && shape < 0.8
+            ? { bytes: Buffer.from(JSON.stringify(webhook())), type: 'application/json' }
+            : method === 'PATCH' && shape < 0.6
+              ? { bytes: Buffer.from(JSON.stringify(corrections())), type: 'application/json' }
+              : method === 'PUT' || method === 'PATCH' || rand() < 0.1
+                ? shape < 0.3
+                  ? validBody()
+                  : shape < 0.7
+                    ? { bytes: Buffer.from(JSON.stringify(connector())), type: 'application/json' }
+                    : body()
+                : { bytes: Buffer.alloc(0), type: '' };
         const headers = [`Host: 127.0.0.1:${port}`, 'Connection: close'];
         if (authorization !== undefined) headers.push(`Authorization: ${authorization}`);
         if (type) headers.push(`Content-Type: ${type}`);
@@ -275,6 +298,9 @@ describe('crm-sync admin API under a seeded fuzzer', () => {
             }),
           );
           expect(await alive(), `the API stopped answering after batch ${batch} (seed ${SEED})`).toBe(true);
+          // The endpoints made so far become targets of the next batches.
+          const listed = await fetch(`${stack.crm.url}/v1/webhooks`, { headers: { authorization: basicAuth(DEMO_TENANT) }, signal: AbortSignal.timeout(5_000) });
+          webhookIds.splice(0, webhookIds.length, ...((await listed.json()) as { webhooks: Array<{ webhookId: string }> }).webhooks.map((w) => w.webhookId));
           expect(forgedAccepted, `forged credentials accepted (seed ${SEED}): ${failures.join('; ')}`).toBe(0);
         }
       } finally {

@@ -1,4 +1,4 @@
-import { buckets, streams } from '../nats/subjects.js';
+import { buckets, streams, subjects } from '../nats/subjects.js';
 import { catalog, streamNameOf } from './catalog.js';
 
 /**
@@ -141,6 +141,9 @@ export const crmSyncDurables = [
   { stream: streams.sessions, durable: 'crm-sync-sessions' },
 ] as const;
 
+/** crm-sync's consumer of the webhooks stream, events and deliveries alike (services/crm-sync/src/webhooks/WebhookSender.ts). */
+export const WEBHOOKS_DURABLE = 'crm-sync-webhooks';
+
 /** Where the residue scanner removes what it finds (packages/common/src/residue/sweep.ts sweeps nothing else). */
 export const residueSweeps = {
   kv: [buckets.roomPlacement, buckets.roomSessions, buckets.recordings, buckets.roomRecordings, buckets.chatKeys, buckets.smartActions, buckets.webauthnChallenges, buckets.dataKeys],
@@ -187,6 +190,7 @@ export const natsAccess: Record<ServiceIdentity, Grant[]> = {
     stream.purge(streams.chat),
     stream.publish(streams.transcripts),
     stream.publish(streams.sessions),
+    stream.publish(streams.webhooks, [subjects.webhookEvent('*')]),
     artifacts.read('conversations'),
     // The losing copy of two uploads racing for one Smart Action is deleted at once.
     artifacts.delete('conversations'),
@@ -207,6 +211,7 @@ export const natsAccess: Record<ServiceIdentity, Grant[]> = {
     kv.readWrite(buckets.roomRecordings),
     kv.readWrite(buckets.recordings),
     stream.publish(streams.recordings),
+    stream.publish(streams.webhooks, [subjects.webhookEvent('*')]),
     artifacts.write('recordings'),
     // Segments are the recorder's transient data: stored, read back for assembly, deleted.
     artifacts.read('segments'),
@@ -226,6 +231,13 @@ export const natsAccess: Record<ServiceIdentity, Grant[]> = {
     stream.publish(streams.alerts),
     stream.publish(streams.audit),
     kv.readWrite(buckets.connectors),
+    kv.readWrite(buckets.webhooks),
+    // Webhooks: events fanned out to one delivery per endpoint, posted, then erased.
+    stream.durable(streams.webhooks, WEBHOOKS_DURABLE),
+    stream.publish(streams.webhooks),
+    stream.deleteMessages(streams.webhooks),
+    // An erasure reads the pending webhook events for those that name the person.
+    stream.read(streams.webhooks),
     kv.readWrite(buckets.crmContacts),
     kv.readWrite(buckets.crmConfirmations),
     kv.readWrite(buckets.deviceKeys),

@@ -138,6 +138,13 @@ export const catalog: readonly CatalogEntry[] = [
     { writer: 'signaling', deletedBy: `signaling ${roomEnd}, once the transcript is stored; a redacted message at once` },
     { share: 0.03, duplicateWindowMs: 2 * minute, maxAgeMs: 7 * day, maxMessageBytes: 256 * KiB },
   ),
+  // Retried for WEBHOOK_RETRY_HORIZON at most; the age limit only catches what a crash left.
+  stream(
+    streams.webhooks,
+    'webhook events and their deliveries to each endpoint, until posted',
+    { writer: 'signaling, recorder, crm-sync', deletedBy: 'crm-sync once posted to every endpoint (or given up on)' },
+    { share: 0.01, maxAgeMs: 4 * day, maxMessageBytes: 64 * KiB },
+  ),
   stream(streams.alerts, 'alerts for the operators', { writer: 'crm-sync', deletedBy: 'nobody: ages out' }, { share: 0.005, maxAgeMs: 30 * day, keep: true, maxMessageBytes: 64 * KiB }),
   stream(streams.audit, 'audit records (counts only), kept', { writer: 'crm-sync', deletedBy: 'nobody: kept (counts only, no personal data)' }, { keep: true, maxMessageBytes: 64 * KiB }),
   kv(buckets.sfuNodes, 'SFU node registry', { writer: 'sfu', deletedBy: 'the node when it stops; expires without heartbeat' }, { ttlMs: NODE_REGISTRY_TTL_MS, maxValueBytes: 16 * KiB }),
@@ -176,6 +183,12 @@ export const catalog: readonly CatalogEntry[] = [
   ),
   kv(buckets.uploadLeases, 'Smart Action uploads in progress', { writer: 'signaling', deletedBy: 'signaling when the upload ends' }, { ttlMs: 5 * minute, maxValueBytes: 1 * KiB }),
   kv(buckets.deviceKeys, "end users' device keys", { writer: 'signaling', deletedBy: 'crm-sync on erasure of the end user (kept until then: a device key outlives calls by design)' }),
+  kv(
+    buckets.webhooks,
+    "tenants' webhook endpoints, signing secrets sealed",
+    { writer: 'crm-sync (admin API)', deletedBy: 'crm-sync when the tenant removes it (kept until then)' },
+    { maxValueBytes: 8 * KiB },
+  ),
   kv(buckets.connectors, "tenants' destinations, secrets sealed", { writer: 'crm-sync (admin API)', deletedBy: 'crm-sync when the tenant removes it (kept until then)' }),
   kv(
     buckets.crmContacts,

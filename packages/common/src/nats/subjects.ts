@@ -34,6 +34,10 @@ export const subjects = {
   alert: (tenant: string, kind: 'delivery_expired' | 'artifact_missing') => `gateway.${tenant}.alert.${kind}`,
   /** DataSubjectRequest from crm-sync to the signaling replicas (one answers), core request/reply. */
   dataSubjectRequest: (tenant: string) => `gateway.${tenant}.data_subject.request`,
+  /** Webhook events (JSON, packages/common/src/webhooks/events.ts) for crm-sync to post, on the webhooks stream. */
+  webhookEvent: (tenant: string) => `gateway.${tenant}.webhook.event`,
+  /** One webhook event for one endpoint of the tenant, retried until posted, on the webhooks stream. */
+  webhookDelivery: (tenant: string, webhookId: string) => `gateway.${tenant}.webhook.delivery.${webhookId}`,
   /** Audit records (e.g. DataSubjectAudit), on the audit stream. */
   audit: (tenant: string, kind: 'data_subject' | 'tenant') => `gateway.${tenant}.audit.${kind}`,
 } as const;
@@ -52,6 +56,12 @@ export const streams = {
   sessions: { name: 'GATEWAY_SESSIONS', subjects: ['gateway.*.session.ended'], duplicateWindowMs: 60 * 60_000 },
   /** Alerts for operators: `gateway.<tenant>.alert.<kind>`. */
   alerts: { name: 'GATEWAY_ALERTS', subjects: ['gateway.*.alert.*'] },
+  /**
+   * Webhook events and their deliveries to each endpoint: `gateway.<tenant>.webhook.event` and
+   * `gateway.<tenant>.webhook.delivery.<webhookId>`. An event's id (its message id) is derived
+   * from what it is about, so the window drops the same event announced twice.
+   */
+  webhooks: { name: 'GATEWAY_WEBHOOKS', subjects: ['gateway.*.webhook.event', 'gateway.*.webhook.delivery.*'], duplicateWindowMs: 60 * 60_000 },
   /** Audit records, kept: `gateway.<tenant>.audit.<kind>`. */
   audit: { name: 'GATEWAY_AUDIT', subjects: ['gateway.*.audit.*'] },
 } as const;
@@ -89,6 +99,8 @@ export const buckets = {
   deviceKeys: 'gateway_device_keys',
   /** Device key registrations in progress: key = `${tenant}.${room}.${participantId}`, the challenge; expires. */
   webauthnChallenges: 'gateway_webauthn_challenges',
+  /** Webhook endpoints of the tenants: key = `${tenant}.${webhookId}`, JSON with the signing secrets sealed. */
+  webhooks: 'gateway_webhooks',
   /** crm-sync destinations of the tenants: key = `${tenant}.${name}`, JSON with sealed secrets. */
   connectors: 'gateway_connectors',
   /**

@@ -4,7 +4,7 @@ import { ErrorCode, GatewayError, hasCode } from '../errors.js';
 import type { Emit } from '../events.js';
 import { warn } from '../log.js';
 import type { SignalingClient } from '../signaling/SignalingClient.js';
-import type { CaptureOptions, Grants, Participant, PublishOptions, RoomEvents, Source, TrackPublication } from '../types.js';
+import type { CaptureOptions, Grants, Participant, PublishOptions, RemoteSource, RoomEvents, Source, TrackPublication } from '../types.js';
 import { captureScreen, captureUserMedia } from './capture.js';
 import { kindOf, producerOptions } from './encodings.js';
 
@@ -25,10 +25,10 @@ class LocalPublication implements TrackPublication {
   muted = false;
 
   constructor(
-    readonly source: Source,
+    readonly source: RemoteSource,
     /** The last track published for the source (stopped while a camera the SDK captured is muted). */
     public current: MediaStreamTrack,
-    private readonly producers: ReadonlyMap<Source, types.Producer>,
+    private readonly producers: ReadonlyMap<RemoteSource, types.Producer>,
   ) {}
 
   get trackId(): string {
@@ -54,10 +54,10 @@ const CONNECTION_FAILURES = [ErrorCode.CONNECTION_CLOSED, ErrorCode.TIMEOUT];
  */
 export class Publisher {
   /** What this participant publishes, by source, muted or not. */
-  readonly publications = new Map<Source, LocalPublication>();
+  readonly publications = new Map<RemoteSource, LocalPublication>();
   /** The live tracks of the publications, by source (a muted camera the SDK captured has none). */
-  readonly localTracks = new Map<Source, MediaStreamTrack>();
-  private readonly producers = new Map<Source, types.Producer>();
+  readonly localTracks = new Map<RemoteSource, MediaStreamTrack>();
+  private readonly producers = new Map<RemoteSource, types.Producer>();
   /** Tracks the SDK captured itself, and therefore stops. */
   private readonly ownedTracks = new WeakSet<MediaStreamTrack>();
   /** How to capture each source, as set by setEnabled(). */
@@ -68,7 +68,7 @@ export class Publisher {
   constructor(private readonly context: PublisherContext) {}
 
   /** The sender statistics of every live producer (muted ones included), by track. */
-  getSendStats(): Promise<Array<{ trackId: string; source: Source; kind: 'audio' | 'video'; stats: RTCStatsReport }>> {
+  getSendStats(): Promise<Array<{ trackId: string; source: RemoteSource; kind: 'audio' | 'video'; stats: RTCStatsReport }>> {
     const live = [...this.producers.entries()].filter(([, producer]) => !producer.closed);
     return Promise.all(live.map(async ([source, producer]) => ({ trackId: producer.id, source, kind: producer.kind, stats: await producer.getStats() })));
   }
@@ -175,6 +175,12 @@ export class Publisher {
         throw new GatewayError(ErrorCode.BAD_REQUEST, `the ${source} needs a ${kindOf[source]} track`);
       }
     }
+    if (options.screenAudio) {
+      // The screen's sound goes with the screen share, under its grant.
+      if (!grants.canPublish || !grants.sources.includes('screen')) throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'this token may not publish the screen');
+      if (options.screenAudio.kind !== 'audio') throw new GatewayError(ErrorCode.BAD_REQUEST, 'screenAudio needs an audio track');
+      if (!options.screen && !this.publications.has('screen')) throw new GatewayError(ErrorCode.BAD_REQUEST, 'screenAudio goes with a screen share');
+    }
     const tracks = await this.tracksFor(options, sources);
     try {
       await this.context.signaling.whenConnected();
@@ -187,7 +193,7 @@ export class Publisher {
   }
 
   /** Stops publishing a source (and stops its track if the SDK captured it). */
-  async unpublish(source: Source): Promise<void> {
+  async unpublish(source: RemoteSource): Promise<void> {
     const { signaling } = this.context;
     const publication = this.publications.get(source);
     const producer = this.producers.get(source);
@@ -204,6 +210,8 @@ export class Publisher {
       if (this.ownedTracks.has(track)) track.stop();
       this.context.emit('localTrackUnpublished', { source, track });
     }
+    // The screen's sound ends with the screen share.
+    if (source === 'screen' && this.publications.has('screen_audio')) await this.unpublish('screen_audio');
   }
 
   /**
@@ -211,7 +219,7 @@ export class Publisher {
    * its publication muted here too, so nothing is sent for it and trackMuted tells the app, which
    * may unmute it (unmuteTrack, setMicrophoneEnabled) like any mute. Returns its source and track.
    */
-  mutedByServer(producerId: string): { source: Source; track: MediaStreamTrack } | undefined {
+  mutedByServer(producerId: string): { source: RemoteSource; track: MediaStreamTrack } | undefined {
     for (const [source, producer] of this.producers) {
       if (producer.id !== producerId) continue;
       producer.pause();
@@ -305,7 +313,7 @@ export class Publisher {
    * SDK captured is also stopped (its light goes off) and captured again on unmute, its new track
    * replacing the old one in the same producer.
    */
-  private async applyMute(source: Source, muted: boolean): Promise<void> {
+  private async applyMute(source: RemoteSource, muted: boolean): Promise<void> {
     const publication = this.publications.get(source);
     if (!publication) throw new GatewayError(ErrorCode.NOT_FOUND, `the ${source} is not published`);
     if (publication.muted === muted) return;
@@ -313,7 +321,7 @@ export class Publisher {
     let producer = this.producers.get(source);
     if (!muted && !publication.track) {
       // The capture was stopped while muted: capture again, into the same producer.
-      if (source === 'screen') throw new GatewayError(ErrorCode.NOT_FOUND, 'the screen share ended');
+      if (source === 'screen' || source === 'screen_audio') throw new GatewayError(ErrorCode.NOT_FOUND, 'the screen share ended');
       const track = (await this.tracksFor({ [source]: true }, [source], true))[0]?.[1];
       if (!track) throw new GatewayError(ErrorCode.NOT_FOUND, `no ${source} found`);
       if (this.publications.get(source) !== publication) {
@@ -368,8 +376,8 @@ export class Publisher {
   }
 
   /** The tracks to publish: those given, and captures of the sources set to `true` that have no live track (or all of them, with `always`). */
-  private async tracksFor(options: PublishOptions, sources: Source[], always = false): Promise<Array<[Source, MediaStreamTrack]>> {
-    const out: Array<[Source, MediaStreamTrack]> = [];
+  private async tracksFor(options: PublishOptions, sources: Source[], always = false): Promise<Array<[RemoteSource, MediaStreamTrack]>> {
+    const out: Array<[RemoteSource, MediaStreamTrack]> = [];
     const capture = (s: Source) => options[s] === true && (always || !this.localTracks.has(s));
     if (capture('camera') || capture('microphone')) {
       const how = { camera: this.captureOptions.get('camera'), microphone: this.captureOptions.get('microphone') };
@@ -381,19 +389,24 @@ export class Publisher {
       }
     }
     if (capture('screen')) {
-      const track = await captureScreen(this.captureOptions.get('screen'));
-      this.ownedTracks.add(track);
-      out.push(['screen', track]);
+      const { video, audio } = await captureScreen(this.captureOptions.get('screen'));
+      this.ownedTracks.add(video);
+      out.push(['screen', video]);
+      if (audio) {
+        this.ownedTracks.add(audio);
+        out.push(['screen_audio', audio]);
+      }
     }
     for (const source of sources) {
       const given = options[source];
       if (typeof given === 'object') out.push([source, given]);
     }
+    if (options.screenAudio) out.push(['screen_audio', options.screenAudio]);
     return out;
   }
 
   /** Publishes a track for a source; publishing one for a muted source unmutes it. */
-  private async publishTrack(source: Source, track: MediaStreamTrack): Promise<void> {
+  private async publishTrack(source: RemoteSource, track: MediaStreamTrack): Promise<void> {
     const publication = this.publications.get(source);
     const previous = publication?.current;
     if (previous === track) return;
@@ -426,7 +439,7 @@ export class Publisher {
     if (wasMuted) this.announceMute(fresh);
   }
 
-  private async produce(source: Source, track: MediaStreamTrack, paused = false): Promise<void> {
+  private async produce(source: RemoteSource, track: MediaStreamTrack, paused = false): Promise<void> {
     const transport = this.context.sendTransport();
     if (!transport) throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'this token may not publish');
     const producer = await transport.produce({ track, ...producerOptions(source, track), stopTracks: false, appData: { source, paused } });

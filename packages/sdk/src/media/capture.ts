@@ -26,12 +26,18 @@ export async function captureUserMedia(
   }
 }
 
-export async function captureScreen(options: CaptureOptions = {}): Promise<MediaStreamTrack> {
+/**
+ * The screen (or a window or tab) the user picks, and its sound when `audio` asks for it and the
+ * browser offers it (Chrome shares a tab's sound, and the whole system's on Windows and ChromeOS;
+ * the user may untick it): `audio` is then undefined.
+ */
+export async function captureScreen(options: CaptureOptions = {}): Promise<{ video: MediaStreamTrack; audio?: MediaStreamTrack }> {
   const devices = mediaDevices();
   if (!devices.getDisplayMedia) throw new GatewayError(ErrorCode.UNSUPPORTED, 'this browser cannot share the screen');
   try {
-    const stream = await devices.getDisplayMedia({ video: { frameRate: { ideal: options.frameRate ?? 15, max: 30 } }, audio: false });
-    return stream.getVideoTracks()[0]!;
+    const stream = await devices.getDisplayMedia({ video: { frameRate: { ideal: options.frameRate ?? 15, max: 30 } }, audio: options.audio ?? false });
+    const audio = stream.getAudioTracks()[0];
+    return { video: stream.getVideoTracks()[0]!, ...(audio ? { audio } : {}) };
   } catch (error) {
     throw captureError(error, 'screen');
   }

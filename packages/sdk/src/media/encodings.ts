@@ -1,8 +1,8 @@
 import type { types } from 'mediasoup-client';
-import type { Source } from '../types.js';
+import type { RemoteSource } from '../types.js';
 
 /** The kind of track each source publishes. */
-export const kindOf: Record<Source, 'audio' | 'video'> = { camera: 'video', microphone: 'audio', screen: 'video' };
+export const kindOf: Record<RemoteSource, 'audio' | 'video'> = { camera: 'video', microphone: 'audio', screen: 'video', screen_audio: 'audio' };
 
 /**
  * Three camera layers, so the SFU can give each receiver what its link and window allow. The
@@ -16,7 +16,7 @@ const CAMERA_SIMULCAST: types.RtpEncodingParameters[] = [
 /** Below this short side, the lower layers would be too small to be worth their bandwidth. */
 const SIMULCAST_MIN_SHORT_SIDE = 360;
 
-export function producerOptions(source: Source, track: MediaStreamTrack): Pick<types.ProducerOptions, 'encodings' | 'codecOptions'> {
+export function producerOptions(source: RemoteSource, track: MediaStreamTrack): Pick<types.ProducerOptions, 'encodings' | 'codecOptions'> {
   switch (source) {
     case 'camera': {
       const { width = 0, height = 0 } = track.getSettings();
@@ -32,5 +32,8 @@ export function producerOptions(source: Source, track: MediaStreamTrack): Pick<t
       return { encodings: [{ maxBitrate: 2_500_000 }], codecOptions: { videoGoogleStartBitrate: 1000 } };
     case 'microphone':
       return { codecOptions: { opusFec: true, opusDtx: true } };
+    case 'screen_audio':
+      // A video's or a tab's sound: stereo, and no silence suppression (music has quiet passages).
+      return { codecOptions: { opusStereo: true, opusFec: true, opusDtx: false, opusMaxAverageBitrate: 96_000 } };
   }
 }

@@ -14,6 +14,7 @@ import {
   type NatsConnection,
   type Span,
   backoffDelayMs,
+  type WebhookEvents,
 } from '@gateway/common';
 import type { Confirmations } from '../Confirmations.js';
 import type { ConnectorStore } from '../connectors/ConnectorStore.js';
@@ -43,6 +44,8 @@ export interface AttemptDeps {
   metrics: DeliveryMetrics;
   options: AttemptOptions;
   log: Logger;
+  /** The tenant's backend is told of each delivery done, and of each that failed for good. */
+  webhooks?: WebhookEvents;
 }
 
 /** Marks the message in progress every third of the ack wait, so JetStream does not hand it out again, until the timer is cleared. */
@@ -118,6 +121,11 @@ export class DeliveryAttempts {
       if (await purge.settle(message)) await purge.clearConfirmations(delivery);
       metrics.seconds.observe({ kind: delivery.kind }, (performance.now() - started) / 1000);
       log.info(context, 'delivered and purged');
+      this.deps.webhooks?.emit(delivery.tenant, {
+        type: 'delivery.succeeded',
+        key: delivery.deliveryId,
+        data: { room: { name: delivery.room }, delivery: { deliveryId: delivery.deliveryId, kind: delivery.kind } },
+      });
     } catch (error) {
       const gatewayError = GatewayError.from(error);
       if (span) markFailed(span, gatewayError);
@@ -176,8 +184,19 @@ export class DeliveryAttempts {
       headers: natsHeadersWithTrace(),
     });
     metrics.missing.inc({ kind: delivery.kind });
+    // Raised at each attempt like the alert; the event's id is the same each time (the stream and the receiver keep one).
+    this.failed(delivery, 'artifact_missing');
     log.error({ ...context, unconfirmed: names.length - confirmed.size }, 'an artifact is missing before every destination confirmed: not delivered, nothing purged; alert raised');
     message.nak(options.retryMaxMs);
+  }
+
+  /** The tenant's backend hears of a delivery that failed for good (its id says which: one event per delivery and reason). */
+  private failed(delivery: Delivery, reason: 'expired' | 'artifact_missing'): void {
+    this.deps.webhooks?.emit(delivery.tenant, {
+      type: 'delivery.failed',
+      key: `${delivery.deliveryId}.${reason}`,
+      data: { room: { name: delivery.room }, delivery: { deliveryId: delivery.deliveryId, kind: delivery.kind }, reason },
+    });
   }
 
   /**
@@ -200,6 +219,7 @@ export class DeliveryAttempts {
     await jetstream(this.deps.nc).publish(subjects.alert(delivery.tenant, 'delivery_expired'), alert, { msgID: `expired.${delivery.deliveryId}`, headers: natsHeadersWithTrace() });
     if (await purge.settle(message)) await purge.clearConfirmations(delivery);
     metrics.expired.inc({ kind: delivery.kind });
+    this.failed(delivery, 'expired');
     log.error({ kind: delivery.kind, deliveryId: delivery.deliveryId, tenant: delivery.tenant, attempts: message.info.deliveryCount }, 'retention limit passed: deleted undelivered');
   }
 }

@@ -12,10 +12,13 @@ import {
   sendJson as send,
   tenantFromBasicAuth,
   type Logger,
+  type NatsConnection,
   type Tenant,
 } from '@gateway/common';
 import type { ConnectorStore } from '../connectors/ConnectorStore.js';
 import { correctionsSchema, dataSubjectOf, type Corrections, type DataSubjects } from '../DataSubjects.js';
+import type { WebhookStore } from '../webhooks/WebhookStore.js';
+import { routeWebhooks, webhookRouteTakesBody } from './webhooks.js';
 
 const MAX_BODY_BYTES = 64 * 1024;
 /** A rectification names three short details at most. */
@@ -49,13 +52,17 @@ export interface AdminOptions {
  *   DELETE /v1/data-subjects?externalId=… | ?crmContactId=…          erase it all, live rooms included
  *   PATCH  /v1/data-subjects?externalId=… | ?crmContactId=…          correct contact details held
  *          until delivery: {phoneNumber?, crmContactId?, externalId?}
+ *   /v1/webhooks…                           the tenant's webhook endpoints (http/webhooks.ts)
  * A tenant only ever sees, exports or deletes its own. Query parameters and bodies are checked by
- * schema: a route takes exactly the parameters it names, and only PUT and PATCH take a body (JSON).
+ * schema: a route takes exactly the parameters it names, and only PUT, PATCH and the webhooks'
+ * POSTs take a body (JSON).
  */
 export function createAdminHandler(
   tenants: () => readonly Tenant[],
   connectors: ConnectorStore,
   dataSubjects: DataSubjects,
+  webhooks: WebhookStore,
+  nc: NatsConnection,
   log: Logger,
   options: AdminOptions = { connectorTestMs: 10_000 },
 ): http.RequestListener {
@@ -99,8 +106,9 @@ export function createAdminHandler(
   const route = async (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => {
     const tenant = tenantFromBasicAuth(tenants(), req.headers.authorization);
     if (!tenant) throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'authenticate with HTTP Basic apiKey:apiSecret');
-    const takesBody = req.method === 'PUT' || req.method === 'PATCH';
+    const takesBody = req.method === 'PUT' || req.method === 'PATCH' || webhookRouteTakesBody(req.method, url.pathname);
     if (!takesBody && hasBody(req)) throw new GatewayError(ErrorCode.BAD_REQUEST, 'this request takes no body');
+    if (await routeWebhooks(req, res, url, tenant.name, webhooks, nc)) return;
     if (url.pathname === '/v1/connectors' && req.method === 'GET') {
       refuseQuery(url);
       return send(res, 200, { connectors: await connectors.list(tenant.name) });

@@ -1,5 +1,5 @@
 import type { RoomEvent } from '@gateway/proto/gateway/events/v1/events';
-import type { Logger, NatsConnection } from '@gateway/common';
+import type { Logger, NatsConnection, WebhookEventInput, WebhookEvents } from '@gateway/common';
 import { RoomEventBus, type RoomEventSubscription } from '@gateway/cluster';
 
 export interface RoomMember {
@@ -24,7 +24,12 @@ export class RoomHub {
   private readonly rooms = new Map<string, ServedRoom>();
   private readonly bus: RoomEventBus;
 
-  constructor(nc: NatsConnection, origin: string, log: Logger) {
+  constructor(
+    nc: NatsConnection,
+    origin: string,
+    log: Logger,
+    private readonly webhooks?: WebhookEvents,
+  ) {
     this.bus = new RoomEventBus(nc, origin, log);
   }
 
@@ -64,6 +69,8 @@ export class RoomHub {
   /** The request that caused the event (a join, a new track) continues on every replica of the room. */
   publish(tenant: string, room: string, event: RoomEvent['event']): void {
     this.bus.publish(tenant, room, event);
+    const webhook = event && webhookOf(room, event);
+    if (webhook) this.webhooks?.emit(tenant, webhook);
   }
 
   /** Makes sure everything published so far has reached the server. */
@@ -74,5 +81,36 @@ export class RoomHub {
   close(): void {
     for (const served of this.rooms.values()) served.subscription.unsubscribe();
     this.rooms.clear();
+  }
+}
+
+/**
+ * The tenant's webhook of a room event, for the events a backend is told about: every join,
+ * leave and new track of the room passes here once, on the replica where it happened.
+ */
+function webhookOf(room: string, event: NonNullable<RoomEvent['event']>): WebhookEventInput | undefined {
+  switch (event.$case) {
+    case 'participantJoined': {
+      const { participantId, identity, role, name } = event.value;
+      return { type: 'participant.joined', key: participantId, data: { room: { name: room }, participant: { participantId, identity, role: role === 'agent' ? 'agent' : 'end_user', name } } };
+    }
+    case 'participantLeft':
+      return {
+        type: 'participant.left',
+        key: event.value.participantId,
+        data: { room: { name: room }, participant: { participantId: event.value.participantId }, reason: event.value.reason || 'left' },
+      };
+    case 'producerAdded': {
+      const track = event.value.track;
+      if (!track) return undefined;
+      const source = (['camera', 'microphone', 'screen', 'screen_audio'] as const).find((known) => known === track.source) ?? 'unknown';
+      return {
+        type: 'track.published',
+        key: track.producerId,
+        data: { room: { name: room }, participant: { participantId: event.value.participantId }, track: { trackId: track.producerId, source, kind: track.kind === 'audio' ? 'audio' : 'video' } },
+      };
+    }
+    default:
+      return undefined;
   }
 }

@@ -18,6 +18,7 @@ import {
   type Keyring,
   type NatsConnection,
   type SessionParticipant,
+  type WebhookEvents,
 } from '@gateway/common';
 
 /** Compare-and-set retries when replicas update one room's record at once. */
@@ -33,6 +34,7 @@ export class RoomSessions {
     private readonly nc: NatsConnection,
     private readonly kv: KV,
     private readonly keyring: Keyring,
+    private readonly webhooks?: WebhookEvents,
   ) {}
 
   /** Adds (or updates) a participant, starting the session with the room's first one. */
@@ -42,18 +44,22 @@ export class RoomSessions {
       const entry = await this.kv.get(key);
       const current = isLiveEntry(entry) ? readRecord(entry.value) : undefined;
       const sessionId = current?.sessionId ?? newId('SE');
+      const startedAtMs = current?.startedAtMs ?? Date.now();
       const participants = current ? await openParticipants(this.keyring, tenant, sessionId, current.sealedParticipants) : [];
       const others = participants.filter((p) => p.participantId !== participant.participantId);
       // An end user erased earlier in this session stays erased when they join again.
       const joining = others.some((p) => p.erased && p.externalId === participant.externalId) ? erasedEntry(participant) : participant;
       const record = RoomSessionRecord.encode({
         sessionId,
-        startedAtMs: current?.startedAtMs ?? Date.now(),
+        startedAtMs,
         sealedParticipants: await sealParticipants(this.keyring, tenant, sessionId, [...others, joining]),
       }).finish();
       try {
         if (current) await this.kv.update(key, record, entry!.revision);
-        else await this.kv.create(key, record);
+        else {
+          await this.kv.create(key, record);
+          this.webhooks?.emit(tenant, { type: 'room.started', key: sessionId, data: { room: { name: room, sessionId, startedAtMs: Number(startedAtMs) } } });
+        }
         return;
       } catch {
         // Another replica changed it meanwhile: read again.
@@ -190,6 +196,12 @@ export class RoomSessions {
    * users are left out; a session of nobody else is not announced.
    */
   async announce(tenant: string, room: string, record: RoomSessionRecord, conversationId: string | undefined): Promise<void> {
+    // The room's end is the tenant's to know whoever was in it (erased end users included): it names nobody.
+    this.webhooks?.emit(tenant, {
+      type: 'room.ended',
+      key: record.sessionId,
+      data: { room: { name: room, sessionId: record.sessionId, startedAtMs: Number(record.startedAtMs), endedAtMs: Date.now() } },
+    });
     const participants = await openParticipants(this.keyring, tenant, record.sessionId, record.sealedParticipants);
     const kept = participants.filter((p) => !p.erased);
     if (kept.length === 0 && participants.length > 0) return;
