@@ -3,6 +3,6 @@
 # machine; compare runs as ratios.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for bench in join-time sfu-cost sfu-pipe-cost signaling-memory recorder-cost redaction chat-throughput crm-sync-isolation residue-scan residue-per-call; do
+for bench in join-time routing-engine sfu-cost sfu-pipe-cost signaling-memory recorder-cost redaction chat-throughput crm-sync-isolation residue-scan residue-per-call; do
   node --import tsx "bench/$bench.ts"
 done

@@ -1,0 +1,189 @@
+import { describe, expect, it } from 'vitest';
+import { RoutingEngine, RoutingRefusal } from './RoutingEngine.js';
+
+const T0 = 1_000_000;
+
+/** Billing (needs billing ≥ 3) overflowing to general after 60 s; three agents on one profile, one on general only. */
+function tenant(options: { offerTimeoutMs?: number } = {}) {
+  const engine = new RoutingEngine(options);
+  engine.setQueue({ queueId: 'billing', priority: 1, requiredSkills: { billing: 3 }, serviceLevelSeconds: 20, overflow: { queueId: 'general', afterSeconds: 60 }, maxWaitSeconds: 300 });
+  engine.setQueue({ queueId: 'general', priority: 2, requiredSkills: {}, serviceLevelSeconds: 60 });
+  engine.setProfile({
+    profileId: 'front',
+    queues: [
+      { queueId: 'billing', priority: 1 },
+      { queueId: 'general', priority: 2 },
+    ],
+    capacity: { call: 1, chat: 3 },
+  });
+  engine.setProfile({ profileId: 'general-only', queues: [{ queueId: 'general', priority: 1 }], capacity: { call: 1, chat: 2 } });
+  const agent = (agentId: string, profileId: string, skills: Record<string, number>, idleSinceMs: number) => {
+    engine.setAgent({ agentId, profileId, skills }, idleSinceMs);
+    engine.setStatus(agentId, 'available', idleSinceMs);
+  };
+  agent('ann', 'front', { billing: 5 }, T0 - 30_000);
+  agent('bob', 'front', { billing: 3 }, T0 - 60_000);
+  agent('cid', 'front', { billing: 1 }, T0 - 90_000);
+  agent('dee', 'general-only', {}, T0 - 120_000);
+  return engine;
+}
+const offers = (events: ReturnType<RoutingEngine['tick']>) => events.filter((e) => e.type === 'offered').map((e) => `${e.contactId}->${(e as { agentId: string }).agentId}`);
+
+describe('RoutingEngine', () => {
+  it('offers a contact to the longest-idle agent with the skills its queue needs', () => {
+    const engine = tenant();
+    engine.enqueue({ contactId: 'c1', queueId: 'billing', channel: 'video' }, T0);
+    // Cid and Dee were idle longer, but Cid's billing is 1 (3 needed) and Dee does not serve billing.
+    expect(offers(engine.tick(T0))).toEqual(['c1->bob']);
+    // One offer at a time: a second contact goes to the next one.
+    engine.enqueue({ contactId: 'c2', queueId: 'billing', channel: 'voice' }, T0 + 1);
+    expect(offers(engine.tick(T0 + 1))).toEqual(['c2->ann']);
+  });
+
+  it('moves a declined offer on, and the decliner is asked again only when everyone eligible passed', () => {
+    const engine = tenant();
+    engine.enqueue({ contactId: 'c1', queueId: 'billing', channel: 'video' }, T0);
+    engine.tick(T0);
+    expect(engine.decline('c1', 'bob')).toEqual([{ type: 'declined', contactId: 'c1', agentId: 'bob' }]);
+    expect(offers(engine.tick(T0 + 100))).toEqual(['c1->ann']);
+    engine.decline('c1', 'ann');
+    expect(offers(engine.tick(T0 + 200))).toEqual(['c1->bob']);
+  });
+
+  it('times an offer out to the next agent, and sets an agent who let two go away', () => {
+    const engine = tenant({ offerTimeoutMs: 15_000 });
+    engine.enqueue({ contactId: 'c1', queueId: 'billing', channel: 'video' }, T0);
+    engine.tick(T0);
+    expect(offers(engine.tick(T0 + 14_999))).toEqual([]);
+    const expired = engine.tick(T0 + 15_000);
+    expect(expired).toContainEqual({ type: 'offer_expired', contactId: 'c1', agentId: 'bob' });
+    expect(offers(expired)).toEqual(['c1->ann']);
+    // Bob misses another one.
+    engine.enqueue({ contactId: 'c2', queueId: 'billing', channel: 'voice' }, T0 + 15_001);
+    expect(offers(engine.tick(T0 + 15_001))).toEqual(['c2->bob']);
+    const second = engine.tick(T0 + 30_001);
+    expect(second).toContainEqual({ type: 'agent_status', agentId: 'bob', status: 'away', reason: 'missed_offers' });
+    expect(engine.agents.get('bob')!.status).toBe('away');
+  });
+
+  it('refuses an accept of an offer that moved on; the new agent keeps it', () => {
+    const engine = tenant();
+    engine.enqueue({ contactId: 'c1', queueId: 'billing', channel: 'video' }, T0);
+    engine.tick(T0);
+    engine.tick(T0 + 15_000); // to Ann
+    expect(() => engine.accept('c1', 'bob')).toThrow(expect.objectContaining({ code: 'OFFER_MOVED_ON' }));
+    expect(engine.accept('c1', 'ann')).toEqual([{ type: 'connected', contactId: 'c1', agentId: 'ann' }]);
+    // Accepting twice, or once more by anyone, is refused the same way.
+    expect(() => engine.accept('c1', 'ann')).toThrow(RoutingRefusal);
+    expect(engine.contacts.get('c1')).toMatchObject({ state: 'connected', agentId: 'ann' });
+  });
+
+  it('keeps an agent within their capacity per kind: one call, three chats', () => {
+    const engine = tenant();
+    for (const id of ['v1', 'v2']) engine.enqueue({ contactId: id, queueId: 'general', channel: 'voice' }, T0);
+    for (const id of ['t1', 't2', 't3', 't4']) engine.enqueue({ contactId: id, queueId: 'general', channel: 'chat' }, T0 + 1);
+    // Only Dee and the front agents; accept whatever comes, round after round.
+    for (let round = 0; round < 10; round++) {
+      for (const event of engine.tick(T0 + 10 + round)) if (event.type === 'offered') engine.accept(event.contactId, event.agentId);
+    }
+    for (const agent of engine.agents.values()) {
+      expect(agent.load.call, agent.agentId).toBeLessThanOrEqual(1);
+      expect(agent.load.chat, agent.agentId).toBeLessThanOrEqual(agent.profileId === 'front' ? 3 : 2);
+    }
+    expect([...engine.contacts.values()].every((c) => c.state === 'connected')).toBe(true);
+  });
+
+  it('overflows a contact to its overflow queue after its timeout, and offers a callback past the maximum wait', () => {
+    const engine = tenant();
+    for (const id of ['ann', 'bob', 'cid', 'dee']) engine.setStatus(id, 'away', T0, 'meeting');
+    engine.enqueue({ contactId: 'c1', queueId: 'billing', channel: 'voice' }, T0);
+    expect(engine.tick(T0 + 59_000)).toEqual([]);
+    expect(engine.tick(T0 + 60_000)).toEqual([{ type: 'overflowed', contactId: 'c1', fromQueueId: 'billing', toQueueId: 'general' }]);
+    // Dee (general only) comes back: she can take it now.
+    engine.setStatus('dee', 'available', T0 + 61_000);
+    expect(offers(engine.tick(T0 + 61_000))).toEqual(['c1->dee']);
+    // A billing contact nobody takes for 300 s gets a callback offer, once, and keeps its place.
+    engine.setStatus('dee', 'away', T0 + 61_001);
+    engine.enqueue({ contactId: 'c2', queueId: 'general', channel: 'voice' }, T0);
+    engine.setQueue({ queueId: 'general', priority: 2, requiredSkills: {}, serviceLevelSeconds: 60, maxWaitSeconds: 120 });
+    const due = engine.tick(T0 + 120_000);
+    expect(
+      due
+        .filter((e) => e.type === 'callback_offered')
+        .map((e) => e.contactId)
+        .sort(),
+    ).toEqual(['c1', 'c2']);
+    expect(engine.tick(T0 + 130_000).filter((e) => e.type === 'callback_offered')).toEqual([]);
+    expect(engine.positions().find((p) => p.contactId === 'c2')).toMatchObject({ position: 2 });
+  });
+
+  it('serves queues by profile priority, contacts by priority then by when they asked, and holds delayed queues back', () => {
+    const engine = tenant();
+    engine.setProfile({
+      profileId: 'front',
+      queues: [
+        { queueId: 'billing', priority: 1 },
+        { queueId: 'general', priority: 2, delaySeconds: 30 },
+      ],
+      capacity: { call: 1, chat: 3 },
+    });
+    engine.setStatus('dee', 'away', T0);
+    engine.enqueue({ contactId: 'g1', queueId: 'general', channel: 'voice' }, T0 - 5_000);
+    engine.enqueue({ contactId: 'b1', queueId: 'billing', channel: 'voice' }, T0);
+    engine.enqueue({ contactId: 'b2', queueId: 'billing', channel: 'voice', priority: 1 }, T0 + 1);
+    // Billing first; b2's priority puts it ahead of b1; general waits out its 30 s delay for the front profile.
+    expect(offers(engine.tick(T0 + 2))).toEqual(['b2->bob', 'b1->ann']);
+    engine.accept('b2', 'bob');
+    engine.accept('b1', 'ann');
+    expect(offers(engine.tick(T0 + 20_000))).toEqual([]);
+    expect(offers(engine.tick(T0 + 25_000))).toEqual(['g1->cid']);
+  });
+
+  it('transfers cold to a queue (ahead of the others) or to one named agent, and wraps up', () => {
+    const engine = tenant();
+    engine.enqueue({ contactId: 'c1', queueId: 'billing', channel: 'video' }, T0);
+    engine.tick(T0);
+    engine.accept('c1', 'bob');
+    expect(() => engine.transfer('c1', 'ann', { queueId: 'general' }, T0 + 1)).toThrow(expect.objectContaining({ code: 'INVALID_STATE' }));
+    engine.transfer('c1', 'bob', { queueId: 'general', agentId: 'dee' }, T0 + 2);
+    // Only Dee is offered it, though Ann was free longer in general's profile order.
+    expect(offers(engine.tick(T0 + 3))).toEqual(['c1->dee']);
+    engine.accept('c1', 'dee');
+    const ended = engine.complete('c1', T0 + 100_000, T0 + 3);
+    expect(ended).toEqual([
+      { type: 'ended', contactId: 'c1', reason: 'completed' },
+      { type: 'agent_status', agentId: 'dee', status: 'after_contact_work' },
+    ]);
+    expect(() => engine.wrapUp('bob', T0)).toThrow(expect.objectContaining({ code: 'INVALID_STATE' }));
+    engine.wrapUp('dee', T0 + 110_000);
+    expect(engine.agents.get('dee')).toMatchObject({ status: 'available', idleSinceMs: T0 + 110_000 });
+  });
+
+  it('withdraws an offer at once when its agent leaves (an app killed while ringing), and an abandon frees the agent', () => {
+    const engine = tenant();
+    engine.enqueue({ contactId: 'c1', queueId: 'billing', channel: 'video' }, T0);
+    engine.tick(T0);
+    expect(engine.setStatus('bob', 'offline', T0 + 1)).toContainEqual({ type: 'offer_expired', contactId: 'c1', agentId: 'bob' });
+    expect(offers(engine.tick(T0 + 1))).toEqual(['c1->ann']);
+    expect(engine.abandon('c1')).toEqual([{ type: 'ended', contactId: 'c1', reason: 'abandoned' }]);
+    expect(engine.agents.get('ann')!.offeredContactId).toBeUndefined();
+    expect(() => engine.accept('c1', 'ann')).toThrow(expect.objectContaining({ code: 'OFFER_MOVED_ON' }));
+  });
+
+  it('tells each waiting contact its place and a wait that shrinks as the queue moves', () => {
+    const engine = tenant();
+    for (const id of ['ann', 'bob', 'cid', 'dee']) engine.setStatus(id, 'away', T0);
+    for (let i = 1; i <= 3; i++) engine.enqueue({ contactId: `c${i}`, queueId: 'general', channel: 'voice' }, T0 + i);
+    const before = engine.positions().sort((a, b) => a.position - b.position);
+    expect(before.map((p) => [p.contactId, p.position])).toEqual([
+      ['c1', 1],
+      ['c2', 2],
+      ['c3', 3],
+    ]);
+    expect(before[2]!.estimatedWaitSeconds).toBeGreaterThan(before[1]!.estimatedWaitSeconds);
+    engine.setStatus('dee', 'available', T0 + 10);
+    engine.tick(T0 + 10);
+    engine.accept('c1', 'dee');
+    expect(engine.positions().find((p) => p.contactId === 'c3')).toMatchObject({ position: 2 });
+  });
+});

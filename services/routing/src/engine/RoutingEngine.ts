@@ -1,0 +1,401 @@
+import { type Agent, type AgentStatus, type CapacityKind, type Contact, capacityKindOf, type Queue, type RoutingProfile } from './model.js';
+
+/** What a decision changed, for the owner to store and announce. */
+export type RoutingEvent =
+  | { type: 'offered'; contactId: string; agentId: string; expiresAtMs: number }
+  | { type: 'offer_expired'; contactId: string; agentId: string }
+  | { type: 'declined'; contactId: string; agentId: string }
+  | { type: 'connected'; contactId: string; agentId: string }
+  | { type: 'agent_status'; agentId: string; status: AgentStatus; reason?: string }
+  | { type: 'overflowed'; contactId: string; fromQueueId: string; toQueueId: string }
+  | { type: 'callback_offered'; contactId: string }
+  | { type: 'ended'; contactId: string; reason: 'completed' | 'abandoned' }
+  | { type: 'transferred'; contactId: string; fromAgentId: string; queueId: string; targetAgentId?: string };
+
+export type RoutingErrorCode = 'NOT_FOUND' | 'OFFER_MOVED_ON' | 'INVALID_STATE' | 'NO_CAPACITY';
+
+/** A refused operation; the code is what the caller maps to its error (an offer that moved on is not a failure of ours). */
+export class RoutingRefusal extends Error {
+  constructor(
+    readonly code: RoutingErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface EngineOptions {
+  /** An offer not answered within this goes to the next agent (default 15 s). */
+  offerTimeoutMs: number;
+  /** Offers in a row an agent lets time out before being set away (default 2). */
+  missedOffersBeforeAway: number;
+}
+
+/** Where a waiting contact stands: its place in its queue (1 is next) and a rough wait. */
+export interface QueuePosition {
+  contactId: string;
+  queueId: string;
+  position: number;
+  estimatedWaitSeconds: number;
+}
+
+const DEFAULT_HANDLE_SECONDS = 300;
+
+/**
+ * The routing decisions of one tenant (docs/routing.md), over its state in memory: which waiting
+ * contact is offered to which agent, offers that time out, overflow, callbacks, and the order of
+ * service. Deterministic for a given state and clock, so a new owner that loads the stored state
+ * decides as the old one would have.
+ *
+ * The order: contacts by their queue's priority (as the agents' profiles rank it), then by their
+ * own priority, then by when they asked; for each, the longest-idle eligible agent. An agent is
+ * eligible when available, holding no offer, with room for the channel, whose profile serves
+ * the queue (and the contact has waited out the profile's delay for it), with every skill the
+ * queue requires at the level it requires, and who has not passed on this contact (unless
+ * everyone eligible has).
+ */
+export class RoutingEngine {
+  readonly queues = new Map<string, Queue>();
+  readonly profiles = new Map<string, RoutingProfile>();
+  readonly agents = new Map<string, Agent>();
+  readonly contacts = new Map<string, Contact>();
+  /** Handle time per queue (seconds), a moving average, for the estimated wait. */
+  private readonly handleSeconds = new Map<string, number>();
+  private readonly options: EngineOptions;
+
+  constructor(options: Partial<EngineOptions> = {}) {
+    this.options = { offerTimeoutMs: options.offerTimeoutMs ?? 15_000, missedOffersBeforeAway: options.missedOffersBeforeAway ?? 2 };
+  }
+
+  setQueue(queue: Queue): void {
+    this.queues.set(queue.queueId, queue);
+  }
+
+  setProfile(profile: RoutingProfile): void {
+    this.profiles.set(profile.profileId, profile);
+  }
+
+  /** Adds an agent (offline) or changes their profile and skills. */
+  setAgent(agent: Pick<Agent, 'agentId' | 'profileId' | 'skills'>, nowMs: number): Agent {
+    const existing = this.agents.get(agent.agentId);
+    const next: Agent = existing ? { ...existing, profileId: agent.profileId, skills: agent.skills } : { ...agent, status: 'offline', load: { call: 0, chat: 0 }, idleSinceMs: nowMs, missedOffers: 0 };
+    this.agents.set(agent.agentId, next);
+    return next;
+  }
+
+  /**
+   * The agent's own choice of status. Going available from anything else starts their idle time
+   * now; leaving available withdraws an offer they hold (it goes to the next agent at once).
+   */
+  setStatus(agentId: string, status: AgentStatus, nowMs: number, reason?: string): RoutingEvent[] {
+    const agent = this.agent(agentId);
+    const events: RoutingEvent[] = [];
+    if (status !== 'available' && agent.offeredContactId) events.push(...this.withdrawOffer(agent, 'offer_expired'));
+    if (status === 'available' && agent.status !== 'available') {
+      agent.idleSinceMs = nowMs;
+      agent.missedOffers = 0;
+    }
+    agent.status = status;
+    agent.awayReason = status === 'away' ? reason : undefined;
+    events.push({ type: 'agent_status', agentId, status, ...(agent.awayReason ? { reason: agent.awayReason } : {}) });
+    return events;
+  }
+
+  /** An end user asks for support. */
+  enqueue(contact: Pick<Contact, 'contactId' | 'queueId' | 'channel'> & { priority?: number }, nowMs: number): Contact {
+    if (!this.queues.has(contact.queueId)) throw new RoutingRefusal('NOT_FOUND', 'no such queue');
+    if (this.contacts.has(contact.contactId)) return this.contacts.get(contact.contactId)!;
+    const added: Contact = { ...contact, priority: contact.priority ?? 0, requestedAtMs: nowMs, queuedAtMs: nowMs, state: 'waiting', passedBy: [] };
+    this.contacts.set(added.contactId, added);
+    return added;
+  }
+
+  /** The end user left the queue (or hung up while it rang). */
+  abandon(contactId: string): RoutingEvent[] {
+    const contact = this.contact(contactId);
+    if (contact.state === 'connected' || contact.state === 'ended') throw new RoutingRefusal('INVALID_STATE', 'the contact is not waiting');
+    const events: RoutingEvent[] = [];
+    if (contact.offer) {
+      const agent = this.agents.get(contact.offer.agentId);
+      if (agent) agent.offeredContactId = undefined;
+    }
+    contact.offer = undefined;
+    contact.state = 'ended';
+    events.push({ type: 'ended', contactId, reason: 'abandoned' });
+    this.contacts.delete(contactId);
+    return events;
+  }
+
+  /** The agent takes the contact offered to them. */
+  accept(contactId: string, agentId: string): RoutingEvent[] {
+    const contact = this.contacts.get(contactId);
+    const agent = this.agent(agentId);
+    if (contact?.state !== 'offered' || contact.offer?.agentId !== agentId) {
+      throw new RoutingRefusal('OFFER_MOVED_ON', 'this offer is no longer yours: it timed out, was withdrawn or went to another agent');
+    }
+    const kind = capacityKindOf(contact.channel);
+    if (agent.load[kind] >= this.capacityOf(agent, kind)) throw new RoutingRefusal('NO_CAPACITY', 'no room for another contact of this kind');
+    agent.offeredContactId = undefined;
+    agent.load[kind]++;
+    agent.missedOffers = 0;
+    contact.state = 'connected';
+    contact.offer = undefined;
+    contact.agentId = agentId;
+    contact.targetAgentId = undefined;
+    return [{ type: 'connected', contactId, agentId }];
+  }
+
+  /** The agent turns the offer down: it goes to the next agent. */
+  decline(contactId: string, agentId: string): RoutingEvent[] {
+    const contact = this.contacts.get(contactId);
+    if (!contact || contact.offer?.agentId !== agentId) throw new RoutingRefusal('OFFER_MOVED_ON', 'this offer is no longer yours');
+    return this.withdrawOffer(this.agent(agentId), 'declined');
+  }
+
+  /**
+   * The contact ends (either side hung up): the agent goes to after-contact work when it was
+   * their last contact; `handleSeconds` feeds the queue's estimated wait.
+   */
+  complete(contactId: string, nowMs: number, connectedAtMs: number): RoutingEvent[] {
+    const contact = this.contact(contactId);
+    if (contact.state !== 'connected' || !contact.agentId) throw new RoutingRefusal('INVALID_STATE', 'the contact is not connected');
+    const agent = this.agents.get(contact.agentId);
+    const events: RoutingEvent[] = [{ type: 'ended', contactId, reason: 'completed' }];
+    if (agent) {
+      const kind = capacityKindOf(contact.channel);
+      agent.load[kind] = Math.max(0, agent.load[kind] - 1);
+      if (agent.load.call + agent.load.chat === 0) {
+        agent.status = 'after_contact_work';
+        events.push({ type: 'agent_status', agentId: agent.agentId, status: 'after_contact_work' });
+      }
+    }
+    const seconds = Math.max(1, (nowMs - connectedAtMs) / 1000);
+    const previous = this.handleSeconds.get(contact.queueId);
+    this.handleSeconds.set(contact.queueId, previous === undefined ? seconds : previous * 0.8 + seconds * 0.2);
+    this.contacts.delete(contactId);
+    return events;
+  }
+
+  /**
+   * A cold transfer: the agent lets the contact go, back to waiting in `queueId` (ahead of
+   * others: it waited already), or to one named agent only.
+   */
+  transfer(contactId: string, fromAgentId: string, to: { queueId: string; agentId?: string }, nowMs: number): RoutingEvent[] {
+    const contact = this.contact(contactId);
+    if (contact.state !== 'connected' || contact.agentId !== fromAgentId) throw new RoutingRefusal('INVALID_STATE', 'only the agent connected to the contact may transfer it');
+    if (!this.queues.has(to.queueId)) throw new RoutingRefusal('NOT_FOUND', 'no such queue');
+    if (to.agentId && !this.agents.has(to.agentId)) throw new RoutingRefusal('NOT_FOUND', 'no such agent');
+    const from = this.agent(fromAgentId);
+    const kind = capacityKindOf(contact.channel);
+    from.load[kind] = Math.max(0, from.load[kind] - 1);
+    Object.assign(contact, { state: 'waiting', queueId: to.queueId, queuedAtMs: nowMs, priority: contact.priority + 1, agentId: undefined, passedBy: [fromAgentId], targetAgentId: to.agentId });
+    return [{ type: 'transferred', contactId, fromAgentId, queueId: to.queueId, ...(to.agentId ? { targetAgentId: to.agentId } : {}) }];
+  }
+
+  /** After-contact work done: available again, or away by the agent's choice. */
+  wrapUp(agentId: string, nowMs: number, next: 'available' | 'away' = 'available', reason?: string): RoutingEvent[] {
+    const agent = this.agent(agentId);
+    if (agent.status !== 'after_contact_work') throw new RoutingRefusal('INVALID_STATE', 'not in after-contact work');
+    return this.setStatus(agentId, next, nowMs, reason);
+  }
+
+  /**
+   * Time passes: offers past their time go to the next agent (and an agent who let too many go
+   * is set away), contacts overflow or are offered a callback, then every waiting contact that
+   * has an eligible agent is offered.
+   */
+  tick(nowMs: number): RoutingEvent[] {
+    const events: RoutingEvent[] = [];
+    for (const contact of this.contacts.values()) {
+      if (contact.state === 'offered' && contact.offer && contact.offer.expiresAtMs <= nowMs) {
+        const agent = this.agents.get(contact.offer.agentId);
+        if (!agent) {
+          contact.state = 'waiting';
+          contact.offer = undefined;
+          continue;
+        }
+        events.push(...this.withdrawOffer(agent, 'offer_expired'));
+        agent.missedOffers++;
+        if (agent.missedOffers >= this.options.missedOffersBeforeAway) events.push(...this.setStatus(agent.agentId, 'away', nowMs, 'missed_offers'));
+      }
+    }
+    for (const contact of this.contacts.values()) {
+      if (contact.state !== 'waiting') continue;
+      const queue = this.queues.get(contact.queueId);
+      if (!queue) continue;
+      const waited = (nowMs - contact.queuedAtMs) / 1000;
+      if (queue.overflow && waited >= queue.overflow.afterSeconds && this.queues.has(queue.overflow.queueId)) {
+        events.push({ type: 'overflowed', contactId: contact.contactId, fromQueueId: queue.queueId, toQueueId: queue.overflow.queueId });
+        contact.queueId = queue.overflow.queueId;
+        contact.queuedAtMs = nowMs;
+        continue;
+      }
+      if (!contact.callback && queue.maxWaitSeconds !== undefined && (nowMs - contact.requestedAtMs) / 1000 >= queue.maxWaitSeconds) {
+        // The end user need not hold on: they keep their place and are called back into the app.
+        contact.callback = true;
+        events.push({ type: 'callback_offered', contactId: contact.contactId });
+      }
+    }
+    events.push(...this.assign(nowMs));
+    return events;
+  }
+
+  /**
+   * Offers waiting contacts to eligible agents, in the order of service (see the class). The
+   * agents who could serve a queue at all (free, serving it, skilled enough) are found once per
+   * queue and ranked; a queue nobody free can serve is skipped whole, so thousands of waiting
+   * contacts cost nothing while every agent is busy.
+   */
+  assign(nowMs: number): RoutingEvent[] {
+    const events: RoutingEvent[] = [];
+    let free = 0;
+    for (const agent of this.agents.values()) if (agent.status === 'available' && !agent.offeredContactId) free++;
+    if (free === 0) return events;
+    const byQueue = new Map<string, Contact[]>();
+    for (const contact of this.contacts.values()) {
+      if (contact.state !== 'waiting') continue;
+      const list = byQueue.get(contact.queueId);
+      if (list) list.push(contact);
+      else byQueue.set(contact.queueId, [contact]);
+    }
+    const queueOrder = [...byQueue.keys()].sort((a, b) => (this.queues.get(a)?.priority ?? 0) - (this.queues.get(b)?.priority ?? 0) || (a < b ? -1 : 1));
+    const freeByQueue = this.freeAgentsByQueue();
+    for (const queueId of queueOrder) {
+      const queue = this.queues.get(queueId);
+      if (!queue) continue;
+      const servers = this.serversOf(queue, freeByQueue.get(queueId) ?? []);
+      // Those with room for a call, and for a chat: a contact looks only at its kind's.
+      const pools: Record<CapacityKind, Agent[]> = {
+        call: servers.filter((a) => a.load.call < this.capacityOf(a, 'call')),
+        chat: servers.filter((a) => a.load.chat < this.capacityOf(a, 'chat')),
+      };
+      const open = (kind: CapacityKind) => pools[kind].some((agent) => !agent.offeredContactId);
+      const exhausted: Record<CapacityKind, boolean> = { call: !open('call'), chat: !open('chat') };
+      for (const contact of byQueue.get(queueId)!.sort(serviceOrder)) {
+        const kind = capacityKindOf(contact.channel);
+        if (exhausted.call && exhausted.chat) break;
+        if (exhausted[kind] && !contact.targetAgentId) continue;
+        // Only a transfer to a named agent goes to someone outside the queue's servers.
+        const pool = contact.targetAgentId ? this.targetPool(contact.targetAgentId) : pools[kind];
+        let chosen: Agent | undefined;
+        let passed: Agent | undefined;
+        for (const agent of pool) {
+          if (agent.offeredContactId || !this.eligible(agent, contact, queue, nowMs)) continue;
+          if (!contact.passedBy.includes(agent.agentId)) {
+            chosen = agent;
+            break;
+          }
+          passed ??= agent;
+        }
+        if (!chosen && passed) {
+          // Everyone eligible passed on it once: round again.
+          contact.passedBy = [];
+          chosen = passed;
+        }
+        if (!chosen) continue;
+        const expiresAtMs = nowMs + this.options.offerTimeoutMs;
+        contact.state = 'offered';
+        contact.offer = { agentId: chosen.agentId, expiresAtMs };
+        chosen.offeredContactId = contact.contactId;
+        events.push({ type: 'offered', contactId: contact.contactId, agentId: chosen.agentId, expiresAtMs });
+        if (--free === 0) return events;
+        if (!contact.targetAgentId) exhausted[kind] = !open(kind);
+      }
+    }
+    return events;
+  }
+
+  /** The free agents by the queues their profiles serve, with their profile priority for each: one walk over the agents. */
+  private freeAgentsByQueue(): Map<string, Array<{ agent: Agent; rank: number }>> {
+    const byQueue = new Map<string, Array<{ agent: Agent; rank: number }>>();
+    for (const agent of this.agents.values()) {
+      if (agent.status !== 'available' || agent.offeredContactId) continue;
+      for (const served of this.profiles.get(agent.profileId)?.queues ?? []) {
+        const list = byQueue.get(served.queueId);
+        if (list) list.push({ agent, rank: served.priority });
+        else byQueue.set(served.queueId, [{ agent, rank: served.priority }]);
+      }
+    }
+    return byQueue;
+  }
+
+  /** Of the queue's free agents, those skilled enough, best first: profile priority, then longest idle. */
+  private serversOf(queue: Queue, free: Array<{ agent: Agent; rank: number }>): Agent[] {
+    return free
+      .filter(({ agent }) => this.skilled(agent, queue))
+      .sort((a, b) => a.rank - b.rank || a.agent.idleSinceMs - b.agent.idleSinceMs || (a.agent.agentId < b.agent.agentId ? -1 : 1))
+      .map(({ agent }) => agent);
+  }
+
+  private targetPool(agentId: string): Agent[] {
+    const agent = this.agents.get(agentId);
+    return agent && agent.status === 'available' && !agent.offeredContactId ? [agent] : [];
+  }
+
+  /** Where each waiting contact stands in its queue, and a rough wait: its place times the queue's handle time, shared by the agents who serve it. */
+  positions(): QueuePosition[] {
+    const out: QueuePosition[] = [];
+    const byQueue = new Map<string, Contact[]>();
+    for (const contact of this.contacts.values()) {
+      if (contact.state !== 'waiting' && contact.state !== 'offered') continue;
+      byQueue.set(contact.queueId, [...(byQueue.get(contact.queueId) ?? []), contact]);
+    }
+    for (const [queueId, contacts] of byQueue) {
+      const serving = Math.max(1, [...this.agents.values()].filter((a) => a.status !== 'offline' && this.profiles.get(a.profileId)?.queues.some((q) => q.queueId === queueId)).length);
+      const handle = this.handleSeconds.get(queueId) ?? DEFAULT_HANDLE_SECONDS;
+      contacts.sort(serviceOrder).forEach((contact, index) => {
+        out.push({ contactId: contact.contactId, queueId, position: index + 1, estimatedWaitSeconds: Math.round((index * handle) / serving) });
+      });
+    }
+    return out;
+  }
+
+  private eligible(agent: Agent, contact: Contact, queue: Queue, nowMs: number): boolean {
+    if (contact.targetAgentId && contact.targetAgentId !== agent.agentId) return false;
+    const kind = capacityKindOf(contact.channel);
+    if (agent.load[kind] >= this.capacityOf(agent, kind)) return false;
+    const served = this.profiles.get(agent.profileId)?.queues.find((q) => q.queueId === queue.queueId);
+    if (!served && !contact.targetAgentId) return false;
+    if (served?.delaySeconds && (nowMs - contact.queuedAtMs) / 1000 < served.delaySeconds) return false;
+    // A transfer to a named agent is the transferring agent's choice: their skills are not checked.
+    return contact.targetAgentId !== undefined || this.skilled(agent, queue);
+  }
+
+  private skilled(agent: Agent, queue: Queue): boolean {
+    for (const [skill, level] of Object.entries(queue.requiredSkills)) if ((agent.skills[skill] ?? 0) < level) return false;
+    return true;
+  }
+
+  private capacityOf(agent: Agent, kind: CapacityKind): number {
+    return this.profiles.get(agent.profileId)?.capacity[kind] ?? 0;
+  }
+
+  /** Takes an offer back from an agent: the contact waits again, passed by them. */
+  private withdrawOffer(agent: Agent, why: 'declined' | 'offer_expired'): RoutingEvent[] {
+    const contactId = agent.offeredContactId;
+    agent.offeredContactId = undefined;
+    const contact = contactId ? this.contacts.get(contactId) : undefined;
+    if (!contact || contact.offer?.agentId !== agent.agentId) return [];
+    contact.state = 'waiting';
+    contact.offer = undefined;
+    if (!contact.passedBy.includes(agent.agentId)) contact.passedBy.push(agent.agentId);
+    return [{ type: why, contactId: contact.contactId, agentId: agent.agentId }];
+  }
+
+  private agent(agentId: string): Agent {
+    const agent = this.agents.get(agentId);
+    if (!agent) throw new RoutingRefusal('NOT_FOUND', 'no such agent');
+    return agent;
+  }
+
+  private contact(contactId: string): Contact {
+    const contact = this.contacts.get(contactId);
+    if (!contact) throw new RoutingRefusal('NOT_FOUND', 'no such contact');
+    return contact;
+  }
+}
+
+/** Within a queue: higher priority first, then who asked first. */
+function serviceOrder(a: Contact, b: Contact): number {
+  return b.priority - a.priority || a.requestedAtMs - b.requestedAtMs || (a.contactId < b.contactId ? -1 : 1);
+}
