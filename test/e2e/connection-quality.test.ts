@@ -1,8 +1,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
-import { NatsServer, freeMediaPorts, startSfuProcess, startSignalingProcess } from '@gateway/testing';
+import { NatsServer, type startSfuProcess, startSignalingProcess } from '@gateway/testing';
 import { CallPages, launchChromium } from '../support/browser.js';
-import { LossyUdpRelay } from '../support/lossyRelay.js';
+import { type LossyUdpRelay, startSfuBehindRelay } from '../support/lossyRelay.js';
 import { scrapeMetrics, sumOf } from '../support/metrics.js';
 import { demoToken } from '../support/tokens.js';
 
@@ -27,11 +27,8 @@ describe('connection quality in Chromium', () => {
 
   beforeAll(async () => {
     nats = await NatsServer.start();
-    // The SFU's worker announces 127.0.0.2, where the relay listens on the same port: every
-    // packet between Chromium and the worker goes through the relay.
-    const rtcPort = await freeMediaPorts(1);
-    sfu = await startSfuProcess({ natsUrl: nats.url, env: { SFU_RTC_PORT_MIN: String(rtcPort), SFU_ANNOUNCED_ADDRESS: '127.0.0.2' } });
-    relay = await LossyUdpRelay.start('127.0.0.2', rtcPort, { host: '127.0.0.1', port: rtcPort });
+    // Every packet between Chromium and the worker goes through the relay.
+    ({ sfu, udp: relay } = await startSfuBehindRelay(nats.url));
     sig = await startSignalingProcess({ natsUrl: nats.url });
     browser = await launchChromium();
   }, 90_000);

@@ -3,10 +3,10 @@ import type { Browser, Page } from 'playwright-core';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { buckets, streams, subjects } from '@gateway/common';
-import { NatsServer, freeMediaPorts, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
+import { NatsServer, type startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { Kvm } from '@nats-io/kv';
 import { CallPages, launchChromium } from '../support/browser.js';
-import { LossyUdpRelay, relayTcp } from '../support/lossyRelay.js';
+import { type LossyUdpRelay, startSfuBehindRelay } from '../support/lossyRelay.js';
 import { scrapeMetrics, sumOf } from '../support/metrics.js';
 import { demoToken } from '../support/tokens.js';
 
@@ -34,10 +34,9 @@ describe('preflight in Chromium', () => {
   beforeAll(async () => {
     nats = await NatsServer.start();
     // Media reaches the worker through relays (UDP and TCP), so a test can block UDP.
-    const rtcPort = await freeMediaPorts(1);
-    sfu = await startSfuProcess({ natsUrl: nats.url, env: { SFU_RTC_PORT_MIN: String(rtcPort), SFU_ANNOUNCED_ADDRESS: '127.0.0.2' } });
-    udp = await LossyUdpRelay.start('127.0.0.2', rtcPort, { host: '127.0.0.1', port: rtcPort });
-    tcp = await relayTcp('127.0.0.2', rtcPort, { host: '127.0.0.1', port: rtcPort });
+    const behind = await startSfuBehindRelay(nats.url, { tcp: true });
+    ({ sfu, udp } = behind);
+    tcp = behind.tcp!;
     sig = await startSignalingProcess({ natsUrl: nats.url });
     browser = await launchChromium();
     nc = await nats.connect();

@@ -129,6 +129,9 @@ describe('webhooks', () => {
     const grant = await verifyJoinToken([DEMO_TENANT], token);
     expect(grant).toMatchObject({ tenant: 'demo', room: 'wh-token', identity: 'u-1', role: 'agent', name: 'Ann', expiresAt, contact: { phoneNumber: '+15551234567' } });
     expect(grant.grants).toEqual({ canPublish: true, canSubscribe: true, sources: ['camera', 'microphone', 'screen'], canRecord: true, canUpdateMetadata: false });
+    const { token: check } = await mintJoinToken(credentials, { room: 'wh-token', identity: 'u-2', role: 'end_user', preflight: true });
+    expect((await verifyJoinToken([DEMO_TENANT], check)).preflight).toBe(true);
+    expect(grant.preflight).toBe(false);
     await expect(mintJoinToken(credentials, { room: 'r', identity: 'u', role: 'end_user', canRecord: true })).rejects.toThrow(/agents/);
     await expect(mintJoinToken(credentials, { room: 'no spaces', identity: 'u', role: 'end_user' })).rejects.toThrow(/room/);
     // Signed with another tenant's secret under this key: refused by signaling.

@@ -1,5 +1,18 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
+import { freeMediaPorts, startSfuProcess } from '@gateway/testing';
+
+/**
+ * An SFU whose worker announces 127.0.0.2, where relays listen on the same port (UDP, and TCP
+ * when asked): every packet between the browsers and the worker goes through them.
+ */
+export async function startSfuBehindRelay(natsUrl: string, options: { tcp?: boolean } = {}) {
+  const rtcPort = await freeMediaPorts(1);
+  const sfu = await startSfuProcess({ natsUrl, env: { SFU_RTC_PORT_MIN: String(rtcPort), SFU_ANNOUNCED_ADDRESS: '127.0.0.2' } });
+  const udp = await LossyUdpRelay.start('127.0.0.2', rtcPort, { host: '127.0.0.1', port: rtcPort });
+  const tcp = options.tcp ? await relayTcp('127.0.0.2', rtcPort, { host: '127.0.0.1', port: rtcPort }) : undefined;
+  return { sfu, udp, tcp };
+}
 
 /**
  * A UDP relay in front of an SFU worker's media port, dropping a share of what the SFU sends to

@@ -42,6 +42,12 @@ export interface JoinTokenOptions {
   phoneNumber?: string;
   /** Device identifiers (app install id, push token), at most 5. */
   deviceIds?: string[];
+  /**
+   * A token for the browser SDK's pre-call check (`Gateway.preflight`): it joins a room of its
+   * own, whatever `room` says, may publish camera and microphone only, receives nothing and
+   * leaves no contact record.
+   */
+  preflight?: boolean;
 }
 
 export interface JoinToken {
@@ -90,7 +96,15 @@ export async function mintJoinToken(credentials: Credentials, options: JoinToken
   const contact = { crmContactId: options.crmContactId, phoneNumber: options.phoneNumber, deviceIds: options.deviceIds };
   const hasContact = Object.values(contact).some((value) => value !== undefined);
   const shown = { ...(options.name ? { name: options.name } : {}), ...(options.metadata ? { metadata: options.metadata } : {}) };
-  const token = await new SignJWT({ tenant: credentials.tenant, room: options.room, role: options.role, grants, ...shown, ...(hasContact ? { contact } : {}) })
+  const token = await new SignJWT({
+    tenant: credentials.tenant,
+    room: options.room,
+    role: options.role,
+    grants,
+    ...shown,
+    ...(hasContact ? { contact } : {}),
+    ...(options.preflight ? { preflight: true } : {}),
+  })
     .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
     .setIssuer(credentials.apiKey)
     .setSubject(options.identity)

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { types } from 'mediasoup-client';
 import { ErrorCode, GatewayError } from '../errors.js';
-import type { MutableParticipant } from '../Roster.js';
+import { remoteAgent } from '../testing/roomHelpers.js';
 import type { TrackEvent } from '../types.js';
 import { Subscriber, type SubscriberContext } from './Subscriber.js';
 
@@ -24,18 +24,7 @@ function setup() {
     if (method === 'consume' && refusal) throw refusal;
     return method === 'consume' ? { consumerId: `CO_${params.producerId}`, producerId: params.producerId, kind: 'video', rtpParameters: {} } : {};
   });
-  const participant: MutableParticipant = {
-    id: 'PA_a',
-    identity: 'agent-1',
-    role: 'agent',
-    name: '',
-    metadata: '',
-    joinedAtMs: 1,
-    isLocal: false,
-    tracks: new Map(),
-    publications: new Map(),
-    connectionQuality: 'unknown',
-  };
+  const participant = remoteAgent();
   const events: string[] = [];
   const context = {
     signaling: { request, state: 'connected' },

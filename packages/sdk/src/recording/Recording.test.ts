@@ -1,19 +1,9 @@
 import { describe, expect, it, vi } from 'vitest';
 import type { Participant, RecordingEvent } from '../types.js';
+import { remoteAgent } from '../testing/roomHelpers.js';
 import { Recording, type RecordingContext } from './Recording.js';
 
-const agent = {
-  id: 'PA_a',
-  identity: 'agent-1',
-  role: 'agent',
-  name: '',
-  metadata: '',
-  joinedAtMs: 1,
-  isLocal: false,
-  tracks: new Map(),
-  publications: new Map(),
-  connectionQuality: 'unknown',
-} satisfies Participant;
+const agent: Participant = remoteAgent();
 
 function recording() {
   const events: RecordingEvent[] = [];

@@ -3,6 +3,7 @@ import { FakeHandler } from 'mediasoup-client';
 import * as fakeParameters from 'mediasoup-client/fakeParameters';
 import { FakeMediaStreamTrack } from 'fake-mediastreamtrack';
 import type { Room } from '../Room.js';
+import type { MutableParticipant } from '../Roster.js';
 import type { WebSocketConstructor } from '../signaling/Socket.js';
 import type { ConnectOptions, Participant, TrackEvent } from '../types.js';
 import type { FakeSignaling } from './FakeSignaling.js';
@@ -59,3 +60,20 @@ export function record(room: Room): string[] {
 
 export const cameraTrack = () => new FakeMediaStreamTrack({ kind: 'video', settings: { width: 1280, height: 720 } }) as unknown as MediaStreamTrack;
 export const micTrack = () => new FakeMediaStreamTrack({ kind: 'audio' }) as unknown as MediaStreamTrack;
+
+/** A remote agent as the roster holds one (PA_a, agent-1), with nothing published; fields may be changed. */
+export function remoteAgent(overrides: Partial<MutableParticipant> = {}): MutableParticipant {
+  return {
+    id: 'PA_a',
+    identity: 'agent-1',
+    role: 'agent',
+    name: '',
+    metadata: '',
+    joinedAtMs: 1,
+    isLocal: false,
+    tracks: new Map(),
+    publications: new Map(),
+    connectionQuality: 'unknown',
+    ...overrides,
+  };
+}
