@@ -4,11 +4,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { jetstream } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Objm } from '@nats-io/obj';
 import { RecordingReady } from '@gateway/proto/gateway/events/v1/events';
 import { RecordingJobRecord, RecordingState, type Recording } from '@gateway/proto/gateway/recorder/v1/recorder';
-import { ArtifactStore, DEMO_TENANT_KEK, StaticKeyring, buckets, callUnary, kvKeys, openBucket, streams, subjects, type WebhookEvent, webhookEventSchema } from '@gateway/common';
+import { ArtifactStore, DEMO_TENANT_KEK, StaticKeyring, buckets, callUnary, kvKeys, openBucket, readSubject, streams, subjects, type WebhookEvent, webhookEventSchema } from '@gateway/common';
 import { startRecorderProcess, waitFor } from '@gateway/testing';
 import { launchChromium } from '../support/browser.js';
 import { recorderClientAs } from '../support/grpcClients.js';
@@ -172,10 +172,9 @@ describe('recording a call', () => {
     expect(ready.recording?.recordingId).toBe(done.recordingId);
     expect(ready.contacts.map((c) => c.role).sort()).toEqual(['agent', 'end_user']);
     // And the tenant's backend hears of it by webhook (docs/webhooks.md): the event is on the webhooks stream.
-    const webhookEvents = await jetstream(stack.nc).consumers.get(streams.webhooks.name, { filter_subjects: [subjects.webhookEvent('demo')] });
     let announced: WebhookEvent | undefined;
-    for (let next = await webhookEvents.next({ expires: 5_000 }); next && !announced; next = await webhookEvents.next({ expires: 2_000 })) {
-      const event = webhookEventSchema.parse(JSON.parse(new TextDecoder().decode(next.data)));
+    for await (const message of readSubject(jetstream(stack.nc), await jetstreamManager(stack.nc), streams.webhooks.name, subjects.webhookEvent('demo'))) {
+      const event = webhookEventSchema.parse(JSON.parse(new TextDecoder().decode(message.data)));
       if (event.type === 'recording.ready') announced = event;
     }
     expect(announced?.data).toEqual({

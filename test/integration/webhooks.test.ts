@@ -1,6 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ArtifactStore, DEMO_TENANT_KEK, StaticKeyring } from '@gateway/common';
 import { NatsServer, startCrmSyncProcess, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { AdminClient, GatewayApiError, mintJoinToken, RoomClient, type WebhookEvent, WebhookReceiver, WebhookVerificationError } from '../../packages/server-sdk/src/index.js';
@@ -116,6 +116,11 @@ describe('webhooks', () => {
     ]);
     admin = new AdminClient({ url: crm.url, credentials, fetch: contractFetch(OpenApiContract.load(specFiles.crmSyncAdmin)) });
   }, 90_000);
+
+  // Each test starts with no endpoint (one that failed half-way leaves none behind).
+  afterEach(async () => {
+    for (const webhook of await admin.listWebhooks()) await admin.deleteWebhook(webhook.webhookId);
+  });
 
   afterAll(async () => {
     clients.closeAll();
@@ -268,7 +273,9 @@ describe('webhooks', () => {
       await admin.putConnector('bucket', { type: 's3', config: { bucket: 'wh-calls', region: s3.region, endpoint: s3.url }, secrets: { ...S3ContractServer.defaultCredential } });
       const store = await ArtifactStore.open(nc, new StaticKeyring({ demo: DEMO_TENANT_KEK }));
       await publishTranscript(nc, store, { conversationId: 'CV_webhook1', files: [{ contentType: 'text/plain', bytes: Buffer.from('hello') }] });
-      const post = await waitFor(() => flaky.of('delivery.succeeded').at(2), 30_000, 'delivery.succeeded, after two refusals');
+      // (The calls of the tests before end in deliveries of their own: this one is found by its id.)
+      const ours = () => flaky.of('delivery.succeeded').filter((r) => r.body.includes('"CV_webhook1"'));
+      const post = await waitFor(() => ours().at(2), 30_000, 'delivery.succeeded, after two refusals');
       const event = await new WebhookReceiver(secret).receive(post.body, post.headers);
       expect(event).toMatchObject({ type: 'delivery.succeeded', data: { room: { name: 'r-1' }, delivery: { deliveryId: 'CV_webhook1', kind: 'transcript' } } });
       expect(s3.object('wh-calls', 'gateway/demo/transcript/CV_webhook1/manifest.json')).toBeDefined();
