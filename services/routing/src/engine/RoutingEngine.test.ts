@@ -170,6 +170,65 @@ describe('RoutingEngine', () => {
     expect(() => engine.accept('c1', 'ann')).toThrow(expect.objectContaining({ code: 'OFFER_MOVED_ON' }));
   });
 
+  it('decides with incremental passes exactly as with full ones, over 3,000 random operations (seeded)', () => {
+    for (const seed of [1, 2, 3]) {
+      let state = seed;
+      const rand = () => {
+        state = (state * 1_103_515_245 + 12_345) % 2_147_483_648;
+        return state / 2_147_483_648;
+      };
+      const engines = [tenant(), tenant()];
+      engines[1] = (() => {
+        const full = new RoutingEngine({ fullPasses: true });
+        for (const q of engines[0]!.queues.values()) full.setQueue(q);
+        for (const p of engines[0]!.profiles.values()) full.setProfile(p);
+        for (const a of engines[0]!.agents.values()) {
+          full.setAgent(a, a.idleSinceMs);
+          full.setStatus(a.agentId, 'available', a.idleSinceMs);
+        }
+        return full;
+      })();
+      const agents = ['ann', 'bob', 'cid', 'dee'];
+      const logs: string[][] = [[], []];
+      let now = T0;
+      for (let step = 0; step < 1_000; step++) {
+        now += Math.floor(rand() * 4_000);
+        const roll = rand();
+        const pick = <T>(items: T[]) => items[Math.floor(rand() * items.length)]!;
+        // Every choice is drawn once, for both engines.
+        const agentId = pick(agents);
+        const queueId = pick(['billing', 'general']);
+        const channel = pick(['voice', 'video', 'chat'] as const);
+        const status = pick(['available', 'away', 'offline'] as const);
+        engines.forEach((engine, i) => {
+          const apply = (operation: () => unknown) => {
+            try {
+              const events = operation();
+              logs[i]!.push(JSON.stringify(events ?? null));
+            } catch (error) {
+              logs[i]!.push(`refused ${(error as RoutingRefusal).code}`);
+            }
+          };
+          const offered = [...engine.contacts.values()].filter((c) => c.state === 'offered');
+          const connected = [...engine.contacts.values()].filter((c) => c.state === 'connected');
+          if (roll < 0.3) apply(() => engine.enqueue({ contactId: `c${step}`, queueId, channel }, now));
+          else if (roll < 0.45 && offered.length > 0) apply(() => engine.accept(offered[0]!.contactId, offered[0]!.offer!.agentId));
+          else if (roll < 0.5 && offered.length > 0) apply(() => engine.decline(offered[0]!.contactId, offered[0]!.offer!.agentId));
+          else if (roll < 0.6 && connected.length > 0) apply(() => engine.complete(connected[0]!.contactId, now, now - 1_000));
+          else if (roll < 0.65 && connected.length > 0) apply(() => engine.transfer(connected[0]!.contactId, connected[0]!.agentId!, { queueId: 'general' }, now));
+          else if (roll < 0.75) apply(() => engine.setStatus(agentId, status, now));
+          else if (roll < 0.8) apply(() => engine.wrapUp(agentId, now));
+          else if (roll < 0.83 && engine.contacts.size > 0) apply(() => engine.abandon([...engine.contacts.keys()][0]!));
+          apply(() => engine.tick(now));
+        });
+      }
+      expect(logs[0]!.length).toBeGreaterThan(1_000);
+      const first = logs[0]!.findIndex((entry, i) => entry !== logs[1]![i]);
+      expect(first === -1 ? 'same' : `seed ${seed}, entry ${first}: ${logs[0]![first - 1]} | ${logs[0]![first]} vs ${logs[1]![first]}`).toBe('same');
+      expect(logs[0]!.join('').includes('"offered"')).toBe(true);
+    }
+  });
+
   it('tells each waiting contact its place and a wait that shrinks as the queue moves', () => {
     const engine = tenant();
     for (const id of ['ann', 'bob', 'cid', 'dee']) engine.setStatus(id, 'away', T0);

@@ -29,6 +29,8 @@ export interface EngineOptions {
   offerTimeoutMs: number;
   /** Offers in a row an agent lets time out before being set away (default 2). */
   missedOffersBeforeAway: number;
+  /** Every pass looks at every queue (slower; the reference the incremental passes are checked against). */
+  fullPasses: boolean;
 }
 
 /** Where a waiting contact stands: its place in its queue (1 is next) and a rough wait. */
@@ -59,20 +61,33 @@ export class RoutingEngine {
   readonly profiles = new Map<string, RoutingProfile>();
   readonly agents = new Map<string, Agent>();
   readonly contacts = new Map<string, Contact>();
+  /**
+   * Queues where something changed since the last pass (a contact came or came back, an agent
+   * who serves them became free): a pass looks only at these, as nothing else can have a new
+   * offer to make. Queues some profile serves with a delay are always looked at, since waiting
+   * alone makes their contacts eligible. Everything is looked at after a change of queues,
+   * profiles or agents' skills.
+   */
+  private readonly dirty = new Set<string>();
+  private everything = true;
+  private delayed = new Set<string>();
   /** Handle time per queue (seconds), a moving average, for the estimated wait. */
   private readonly handleSeconds = new Map<string, number>();
   private readonly options: EngineOptions;
 
   constructor(options: Partial<EngineOptions> = {}) {
-    this.options = { offerTimeoutMs: options.offerTimeoutMs ?? 15_000, missedOffersBeforeAway: options.missedOffersBeforeAway ?? 2 };
+    this.options = { offerTimeoutMs: options.offerTimeoutMs ?? 15_000, missedOffersBeforeAway: options.missedOffersBeforeAway ?? 2, fullPasses: options.fullPasses ?? false };
   }
 
   setQueue(queue: Queue): void {
     this.queues.set(queue.queueId, queue);
+    this.everything = true;
   }
 
   setProfile(profile: RoutingProfile): void {
     this.profiles.set(profile.profileId, profile);
+    this.delayed = new Set([...this.profiles.values()].flatMap((p) => p.queues.filter((q) => q.delaySeconds).map((q) => q.queueId)));
+    this.everything = true;
   }
 
   /** Adds an agent (offline) or changes their profile and skills. */
@@ -80,6 +95,7 @@ export class RoutingEngine {
     const existing = this.agents.get(agent.agentId);
     const next: Agent = existing ? { ...existing, profileId: agent.profileId, skills: agent.skills } : { ...agent, status: 'offline', load: { call: 0, chat: 0 }, idleSinceMs: nowMs, missedOffers: 0 };
     this.agents.set(agent.agentId, next);
+    this.everything = true;
     return next;
   }
 
@@ -97,6 +113,7 @@ export class RoutingEngine {
     }
     agent.status = status;
     agent.awayReason = status === 'away' ? reason : undefined;
+    if (status === 'available') this.markAgent(agent);
     events.push({ type: 'agent_status', agentId, status, ...(agent.awayReason ? { reason: agent.awayReason } : {}) });
     return events;
   }
@@ -107,6 +124,7 @@ export class RoutingEngine {
     if (this.contacts.has(contact.contactId)) return this.contacts.get(contact.contactId)!;
     const added: Contact = { ...contact, priority: contact.priority ?? 0, requestedAtMs: nowMs, queuedAtMs: nowMs, state: 'waiting', passedBy: [] };
     this.contacts.set(added.contactId, added);
+    this.dirty.add(added.queueId);
     return added;
   }
 
@@ -117,7 +135,10 @@ export class RoutingEngine {
     const events: RoutingEvent[] = [];
     if (contact.offer) {
       const agent = this.agents.get(contact.offer.agentId);
-      if (agent) agent.offeredContactId = undefined;
+      if (agent) {
+        agent.offeredContactId = undefined;
+        this.markAgent(agent);
+      }
     }
     contact.offer = undefined;
     contact.state = 'ended';
@@ -137,6 +158,8 @@ export class RoutingEngine {
     if (agent.load[kind] >= this.capacityOf(agent, kind)) throw new RoutingRefusal('NO_CAPACITY', 'no room for another contact of this kind');
     agent.offeredContactId = undefined;
     agent.load[kind]++;
+    // Free for an offer again (a chat beside this call, say).
+    this.markAgent(agent);
     agent.missedOffers = 0;
     contact.state = 'connected';
     contact.offer = undefined;
@@ -164,6 +187,7 @@ export class RoutingEngine {
     if (agent) {
       const kind = capacityKindOf(contact.channel);
       agent.load[kind] = Math.max(0, agent.load[kind] - 1);
+      this.markAgent(agent);
       if (agent.load.call + agent.load.chat === 0) {
         agent.status = 'after_contact_work';
         events.push({ type: 'agent_status', agentId: agent.agentId, status: 'after_contact_work' });
@@ -188,6 +212,8 @@ export class RoutingEngine {
     const from = this.agent(fromAgentId);
     const kind = capacityKindOf(contact.channel);
     from.load[kind] = Math.max(0, from.load[kind] - 1);
+    this.markAgent(from);
+    this.dirty.add(to.queueId);
     Object.assign(contact, { state: 'waiting', queueId: to.queueId, queuedAtMs: nowMs, priority: contact.priority + 1, agentId: undefined, passedBy: [fromAgentId], targetAgentId: to.agentId });
     return [{ type: 'transferred', contactId, fromAgentId, queueId: to.queueId, ...(to.agentId ? { targetAgentId: to.agentId } : {}) }];
   }
@@ -227,6 +253,7 @@ export class RoutingEngine {
       if (queue.overflow && waited >= queue.overflow.afterSeconds && this.queues.has(queue.overflow.queueId)) {
         events.push({ type: 'overflowed', contactId: contact.contactId, fromQueueId: queue.queueId, toQueueId: queue.overflow.queueId });
         contact.queueId = queue.overflow.queueId;
+        this.dirty.add(contact.queueId);
         contact.queuedAtMs = nowMs;
         continue;
       }
@@ -258,6 +285,10 @@ export class RoutingEngine {
       if (list) list.push(contact);
       else byQueue.set(contact.queueId, [contact]);
     }
+    const looked = this.everything || this.options.fullPasses ? undefined : new Set([...this.dirty, ...this.delayed]);
+    this.everything = false;
+    this.dirty.clear();
+    for (const queueId of [...byQueue.keys()]) if (looked && !looked.has(queueId)) byQueue.delete(queueId);
     const queueOrder = [...byQueue.keys()].sort((a, b) => (this.queues.get(a)?.priority ?? 0) - (this.queues.get(b)?.priority ?? 0) || (a < b ? -1 : 1));
     const freeByQueue = this.freeAgentsByQueue();
     for (const queueId of queueOrder) {
@@ -374,12 +405,19 @@ export class RoutingEngine {
   private withdrawOffer(agent: Agent, why: 'declined' | 'offer_expired'): RoutingEvent[] {
     const contactId = agent.offeredContactId;
     agent.offeredContactId = undefined;
+    this.markAgent(agent);
     const contact = contactId ? this.contacts.get(contactId) : undefined;
     if (!contact || contact.offer?.agentId !== agent.agentId) return [];
     contact.state = 'waiting';
     contact.offer = undefined;
+    this.dirty.add(contact.queueId);
     if (!contact.passedBy.includes(agent.agentId)) contact.passedBy.push(agent.agentId);
     return [{ type: why, contactId: contact.contactId, agentId: agent.agentId }];
+  }
+
+  /** The queues the agent serves may have an offer for them now. */
+  private markAgent(agent: Agent): void {
+    for (const served of this.profiles.get(agent.profileId)?.queues ?? []) this.dirty.add(served.queueId);
   }
 
   private agent(agentId: string): Agent {
