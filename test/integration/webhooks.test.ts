@@ -1,7 +1,8 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ArtifactStore, DEMO_TENANT_KEK, StaticKeyring } from '@gateway/common';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { ArtifactStore, DEMO_TENANT_KEK, StaticKeyring, streams } from '@gateway/common';
 import { NatsServer, startCrmSyncProcess, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { AdminClient, GatewayApiError, mintJoinToken, RoomClient, type WebhookEvent, WebhookReceiver, WebhookVerificationError } from '../../packages/server-sdk/src/index.js';
 import { verifyJoinToken } from '../../services/signaling/src/auth/tokens.js';
@@ -299,6 +300,38 @@ describe('webhooks', () => {
     await new Promise((resolve) => setTimeout(resolve, 4_000));
     expect(hanging.requests.filter((r) => r.headers['webhook-id'] === first.headers['webhook-id'])).toHaveLength(1);
     await admin.deleteWebhook(webhook.webhookId);
+  });
+
+  it('erases hostile messages on the webhooks stream, posts nothing of them, and goes on', async () => {
+    const { webhook, secret } = await admin.createWebhook({ url: flakyUrl, events: ['webhook.test'] });
+    const nc = await nats.connect();
+    try {
+      const js = jetstream(nc);
+      const valid = { id: 'evt_hostile', type: 'webhook.test', createdAtMs: Date.now(), data: { webhookId: webhook.webhookId } };
+      const hostile: Array<[string, string | Uint8Array]> = [
+        ['gateway.demo.webhook.event', 'not json'],
+        ['gateway.demo.webhook.event', JSON.stringify({ ...valid, type: 'room.exploded' })],
+        ['gateway.demo.webhook.event', JSON.stringify({ ...valid, extra: 'field' })],
+        ['gateway.demo.webhook.event', JSON.stringify({ ...valid, data: { room: { name: '../../x' } }, type: 'room.started' })],
+        ['gateway.demo.webhook.event', `{"id":"${'x'.repeat(40_000)}"}`],
+        ['gateway.demo.webhook.event', new Uint8Array([0xff, 0xfe, 0x00, 0x01])],
+        [`gateway.demo.webhook.delivery.${webhook.webhookId}`, JSON.stringify({ ...valid, id: 'evt_bad id' })],
+        [`gateway.demo.webhook.delivery.${webhook.webhookId}`, JSON.stringify(JSON.parse('{"__proto__": {"type": "webhook.test"}}'))],
+        // Another tenant's endpoint named under this tenant: that endpoint is not found here.
+        ['gateway.globex.webhook.delivery.WH_nothere', JSON.stringify(valid)],
+      ];
+      for (const [subject, data] of hostile) await js.publish(subject, data);
+      // Then a genuine one, which goes through.
+      await js.publish(`gateway.demo.webhook.delivery.${webhook.webhookId}`, JSON.stringify(valid));
+      const post = await waitFor(() => flaky.requests.filter((r) => r.headers['webhook-id'] === 'evt_hostile').at(2), 15_000, 'the genuine event after the hostile ones');
+      expect((await new WebhookReceiver(secret).receive(post.body, post.headers)).type).toBe('webhook.test');
+      // Nothing hostile was posted, and nothing of it is left on the stream.
+      expect(flaky.requests.every((r) => !r.body.includes('exploded') && !r.body.includes('../../x'))).toBe(true);
+      await waitFor(async () => ((await (await jetstreamManager(nc)).streams.info(streams.webhooks.name)).state.messages === 0 ? true : undefined), 10_000, 'the stream empty');
+      expect(crm.logs).not.toMatch(/uncaught|unhandled/i);
+    } finally {
+      await nc.close();
+    }
   });
 
   it('refuses bad endpoints with a clear code and stores nothing', async () => {
