@@ -1,0 +1,150 @@
+import type { KV } from '@nats-io/kv';
+import { z } from 'zod';
+import { isLiveEntry, listEntries, schemas } from '@gateway/common';
+import type { Agent, Contact } from '../engine/model.js';
+
+/**
+ * A tenant's agents and contacts as records in KV (docs/routing.md), each written with
+ * compare-and-set on its own revision: whoever decides from a stale view (a replica that lost
+ * its lease without knowing yet) fails its write instead of overwriting a newer decision.
+ * Records read back are checked by schema like any input; one that does not read is left out
+ * (and said so), never trusted.
+ *
+ * Keys: `<tenant>.agent.<agentId>`, `<tenant>.contact.<contactId>`.
+ */
+
+const id = schemas.id;
+const count = z.number().int().min(0).max(1_000);
+const at = z.number().int().min(0);
+const skills = z.record(z.string().regex(/^[a-z0-9_-]{1,32}$/), z.number().int().min(0).max(10));
+
+const agentSchema = z.strictObject({
+  agentId: id(),
+  status: z.enum(['available', 'away', 'after_contact_work', 'offline']),
+  awayReason: z.string().max(64).optional(),
+  profileId: id(),
+  skills,
+  load: z.strictObject({ call: count, chat: count }),
+  idleSinceMs: at,
+  offeredContactId: id().optional(),
+  missedOffers: count,
+});
+
+const contactSchema = z.strictObject({
+  contactId: id(),
+  queueId: id(),
+  channel: z.enum(['voice', 'video', 'chat']),
+  requestedAtMs: at,
+  queuedAtMs: at,
+  priority: z.number().int().min(-1_000).max(1_000),
+  state: z.enum(['waiting', 'offered', 'connected', 'ended']),
+  offer: z.strictObject({ agentId: id(), expiresAtMs: at }).optional(),
+  passedBy: z.array(id()).max(1_000),
+  agentId: id().optional(),
+  targetAgentId: id().optional(),
+  callback: z.boolean().optional(),
+});
+
+export interface Stored<T> {
+  record: T;
+  revision: number;
+}
+
+/** Why a write did not happen: the record changed (or appeared, or went) since it was read. */
+export class StaleRecord extends Error {
+  constructor(readonly key: string) {
+    super(`${key} changed since it was read`);
+  }
+}
+
+export class RoutingRecords {
+  constructor(
+    private readonly kv: KV,
+    private readonly onUnreadable: (key: string) => void = () => undefined,
+  ) {}
+
+  static agentKey = (tenant: string, agentId: string) => `${tenant}.agent.${agentId}`;
+  static contactKey = (tenant: string, contactId: string) => `${tenant}.contact.${contactId}`;
+
+  /** Every agent and contact of the tenant, with the revisions to write them back with. */
+  async load(tenant: string): Promise<{ agents: Map<string, Stored<Agent>>; contacts: Map<string, Stored<Contact>> }> {
+    const agents = new Map<string, Stored<Agent>>();
+    const contacts = new Map<string, Stored<Contact>>();
+    for (const entry of await listEntries(this.kv, `${tenant}.>`)) {
+      const [, kind, recordId] = entry.key.split('.');
+      const record = this.read(entry.key, entry.value, kind === 'agent' ? agentSchema : contactSchema);
+      // A record must be filed under its own id: one copied under another key is not that one.
+      if (kind === 'agent' && record && (record as Agent).agentId === recordId) agents.set(recordId!, { record: record as Agent, revision: entry.revision });
+      else if (kind === 'contact' && record && (record as Contact).contactId === recordId) contacts.set(recordId!, { record: record as Contact, revision: entry.revision });
+      else if (record) this.onUnreadable(entry.key);
+    }
+    return { agents, contacts };
+  }
+
+  async getAgent(tenant: string, agentId: string): Promise<Stored<Agent> | undefined> {
+    const key = RoutingRecords.agentKey(tenant, agentId);
+    const entry = await this.kv.get(key);
+    if (!isLiveEntry(entry)) return undefined;
+    const record = this.read(key, entry.value, agentSchema);
+    return record?.agentId === agentId ? { record, revision: entry.revision } : undefined;
+  }
+
+  async getContact(tenant: string, contactId: string): Promise<Stored<Contact> | undefined> {
+    const key = RoutingRecords.contactKey(tenant, contactId);
+    const entry = await this.kv.get(key);
+    if (!isLiveEntry(entry)) return undefined;
+    const record = this.read(key, entry.value, contactSchema);
+    return record?.contactId === contactId ? { record, revision: entry.revision } : undefined;
+  }
+
+  /** Writes an agent: created when `revision` is 0, else only over that revision. Returns the new revision. */
+  async putAgent(tenant: string, agent: Agent, revision: number): Promise<number> {
+    return this.write(RoutingRecords.agentKey(tenant, agent.agentId), agentSchema.parse(agent), revision);
+  }
+
+  async putContact(tenant: string, contact: Contact, revision: number): Promise<number> {
+    return this.write(RoutingRecords.contactKey(tenant, contact.contactId), contactSchema.parse(contact), revision);
+  }
+
+  /**
+   * An offer, stored: the agent is reserved first (their record, over the revision read), then
+   * the contact is marked (over its revision). When the contact changed meanwhile (another owner
+   * offered it, the end user left), the agent's reservation is undone and StaleRecord thrown: a
+   * contact is never offered to two agents, and an agent never holds two offers.
+   */
+  async offer(tenant: string, contact: Stored<Contact>, agent: Stored<Agent>, expiresAtMs: number): Promise<{ contact: Stored<Contact>; agent: Stored<Agent> }> {
+    if (agent.record.offeredContactId) throw new StaleRecord(RoutingRecords.agentKey(tenant, agent.record.agentId));
+    const reserved: Agent = { ...agent.record, offeredContactId: contact.record.contactId };
+    const agentRevision = await this.putAgent(tenant, reserved, agent.revision);
+    const offered: Contact = { ...contact.record, state: 'offered', offer: { agentId: agent.record.agentId, expiresAtMs } };
+    try {
+      const contactRevision = await this.putContact(tenant, offered, contact.revision);
+      return { contact: { record: offered, revision: contactRevision }, agent: { record: reserved, revision: agentRevision } };
+    } catch (error) {
+      // Undone over our own reservation only: if that changed too, it is someone else's now.
+      await this.putAgent(tenant, agent.record, agentRevision).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  private async write(key: string, record: unknown, revision: number): Promise<number> {
+    const value = JSON.stringify(record);
+    try {
+      return revision === 0 ? await this.kv.create(key, value) : await this.kv.update(key, value, revision);
+    } catch (error) {
+      if (/wrong last sequence|key exists/i.test(String((error as Error)?.message ?? error))) throw new StaleRecord(key);
+      throw error;
+    }
+  }
+
+  private read<S extends z.ZodType>(key: string, value: Uint8Array, schema: S): z.infer<S> | undefined {
+    try {
+      const parsed = schema.safeParse(JSON.parse(new TextDecoder().decode(value)));
+      if (parsed.success) return parsed.data;
+    } catch {
+      // Not JSON: unreadable, below.
+    }
+    this.onUnreadable(key);
+    return undefined;
+  }
+}
