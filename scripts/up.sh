@@ -109,7 +109,7 @@ Gateway is running (logs in .data/logs/).
   Agent    : $base/agent#token=$(mint --identity agent-1 --role agent --can-record)&autojoin=1
   SDK      : $base/sdk.js (the latest), $base/sdk/$(node -p "require('./packages/sdk/package.json').version")/gateway.min.js (pinned, docs/sdk.md)
   Metrics  : http://127.0.0.1:9100/metrics (signaling), http://127.0.0.1:9101/metrics (sfu), http://127.0.0.1:9102/metrics (recorder), http://127.0.0.1:9103/metrics (crm-sync)
-  Connectors (crm-sync admin API, HTTP Basic demo:<apiSecret>): http://127.0.0.1:${CRM_SYNC_PORT:-8090}/v1/connectors
+  Admin API (crm-sync, HTTP Basic demo:<apiSecret>): http://127.0.0.1:${CRM_SYNC_PORT:-8090}/v1/connectors, /v1/webhooks (docs/webhooks.md)
 
 Mint more tokens (tenant "demo" is configured by default):
   npm run --silent token -- --tenant demo --room demo-room --identity alice --role end_user
