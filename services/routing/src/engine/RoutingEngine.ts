@@ -90,6 +90,18 @@ export class RoutingEngine {
     this.everything = true;
   }
 
+  /**
+   * Replaces the agents and contacts with stored ones (an owner taking a tenant over): the next
+   * pass looks at everything.
+   */
+  restore(agents: Iterable<Agent>, contacts: Iterable<Contact>): void {
+    this.agents.clear();
+    this.contacts.clear();
+    for (const agent of agents) this.agents.set(agent.agentId, agent);
+    for (const contact of contacts) this.contacts.set(contact.contactId, contact);
+    this.everything = true;
+  }
+
   /** Adds an agent (offline) or changes their profile and skills. */
   setAgent(agent: Pick<Agent, 'agentId' | 'profileId' | 'skills'>, nowMs: number): Agent {
     const existing = this.agents.get(agent.agentId);

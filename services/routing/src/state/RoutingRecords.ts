@@ -106,6 +106,17 @@ export class RoutingRecords {
     return this.write(RoutingRecords.contactKey(tenant, contact.contactId), contactSchema.parse(contact), revision);
   }
 
+  /** Removes an ended contact, only over the revision read. */
+  async removeContact(tenant: string, contactId: string, revision: number): Promise<void> {
+    const key = RoutingRecords.contactKey(tenant, contactId);
+    try {
+      await this.kv.delete(key, { previousSeq: revision });
+    } catch (error) {
+      if (/wrong last sequence/i.test(String((error as Error)?.message ?? error))) throw new StaleRecord(key);
+      throw error;
+    }
+  }
+
   /**
    * An offer, stored: the agent is reserved first (their record, over the revision read), then
    * the contact is marked (over its revision). When the contact changed meanwhile (another owner

@@ -1,0 +1,117 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type KV, Kvm } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { NatsServer } from '@gateway/testing';
+import { RoutingEngine } from '../../services/routing/src/engine/RoutingEngine.js';
+import { TenantOwner } from '../../services/routing/src/ownership/TenantOwner.js';
+import { RoutingRecords, StaleRecord } from '../../services/routing/src/state/RoutingRecords.js';
+
+const T0 = 1_000_000;
+
+/** An operation whose events the test does not look at. */
+const quietly =
+  (work: (engine: RoutingEngine) => unknown) =>
+  (engine: RoutingEngine): [] => {
+    work(engine);
+    return [];
+  };
+/** An agent available since `sinceMs`. */
+const agentIn = (agentId: string, sinceMs: number) =>
+  quietly((e) => {
+    e.setAgent({ agentId, profileId: 'front', skills: {} }, sinceMs);
+    e.setStatus(agentId, 'available', sinceMs);
+  });
+
+/** An engine with the tenant's directory: one queue, one profile (what the directory will hold). */
+function engine(): RoutingEngine {
+  const routing = new RoutingEngine({ offerTimeoutMs: 15_000 });
+  routing.setQueue({ queueId: 'billing', priority: 1, requiredSkills: {}, serviceLevelSeconds: 20 });
+  routing.setProfile({ profileId: 'front', queues: [{ queueId: 'billing', priority: 1 }], capacity: { call: 1, chat: 3 } });
+  return routing;
+}
+
+/**
+ * Owners of a tenant on a real nats-server (docs/routing.md): decisions are stored before they
+ * count; an owner deciding from a stale view (two at once, as when a lease was lost unknowingly)
+ * is refused and reloads; an owner that dies leaves nothing lost or doubled: the next one loads
+ * the tenant and goes on, the waiting contact keeping its place.
+ */
+describe('the owner of a tenant', () => {
+  let nats: NatsServer;
+  let nc: NatsConnection;
+  let kv: KV;
+  let records: RoutingRecords;
+
+  beforeAll(async () => {
+    nats = await NatsServer.start();
+    nc = await nats.connect();
+    kv = await new Kvm(nc).create('test_routing_owner', { history: 1 });
+    records = new RoutingRecords(kv);
+  }, 30_000);
+
+  afterAll(async () => {
+    await nc?.close();
+    await nats?.stop();
+  });
+
+  it('stores each decision once: a second owner deciding the same from a stale view is refused and catches up', async () => {
+    const tenant = 'acme';
+    const a = new TenantOwner(tenant, records, engine());
+    await a.load();
+    await a.run(agentIn('ann', T0 - 10));
+    await a.run(agentIn('bob', T0 - 20));
+    await a.run(quietly((e) => e.enqueue({ contactId: 'c1', queueId: 'billing', channel: 'voice' }, T0)));
+    const b = new TenantOwner(tenant, records, engine());
+    await b.load();
+    expect(b.engine.contacts.get('c1')?.state).toBe('waiting');
+
+    // Both decide at once from the same view: the same offer, stored once.
+    const [first, second] = await Promise.allSettled([a.run((e) => e.tick(T0 + 1)), b.run((e) => e.tick(T0 + 1))]);
+    const outcomes = [first, second].map((o) => o.status);
+    expect(outcomes.sort()).toEqual(['fulfilled', 'rejected']);
+    const refused = [first, second].find((o) => o.status === 'rejected') as PromiseRejectedResult;
+    expect(refused.reason).toBeInstanceOf(StaleRecord);
+    const stored = await records.load(tenant);
+    expect(stored.contacts.get('c1')!.record.offer?.agentId).toBe('bob');
+    expect(stored.agents.get('bob')!.record.offeredContactId).toBe('c1');
+    expect(stored.agents.get('ann')!.record.offeredContactId).toBeUndefined();
+    // The refused owner reloaded: it sees the offer as stored.
+    const loser = first.status === 'rejected' ? a : b;
+    expect(loser.engine.contacts.get('c1')?.offer?.agentId).toBe('bob');
+  });
+
+  it('goes on after an owner dies with an offer out: the next one offers it on at the timeout, the contact keeping its place', async () => {
+    const tenant = 'acme';
+    // (The owners of the last test are gone: a new replica takes the tenant.)
+    const c = new TenantOwner(tenant, records, engine());
+    await c.load();
+    const requestedAtMs = c.engine.contacts.get('c1')!.requestedAtMs;
+    expect(await c.run((e) => e.tick(T0 + 5_000))).toEqual([]);
+    const moved = await c.run((e) => e.tick(T0 + 15_001));
+    expect(moved).toContainEqual({ type: 'offer_expired', contactId: 'c1', agentId: 'bob' });
+    expect(moved).toContainEqual(expect.objectContaining({ type: 'offered', contactId: 'c1', agentId: 'ann' }));
+    const stored = await records.load(tenant);
+    expect(stored.contacts.get('c1')!.record).toMatchObject({ state: 'offered', requestedAtMs, offer: { agentId: 'ann' }, passedBy: ['bob'] });
+    expect(stored.agents.get('bob')!.record).toMatchObject({ missedOffers: 1 });
+    expect(stored.agents.get('bob')!.record.offeredContactId).toBeUndefined();
+    // Accepted, then ended: the contact's record goes.
+    await c.run((e) => e.accept('c1', 'ann'));
+    await c.run((e) => e.complete('c1', T0 + 60_000, T0 + 16_000));
+    expect((await records.load(tenant)).contacts.has('c1')).toBe(false);
+  });
+
+  it('undoes the half of an offer an owner stored before it died, and offers the contact again', async () => {
+    const tenant = 'globex';
+    const d = new TenantOwner(tenant, records, engine());
+    await d.load();
+    await d.run(agentIn('eve', T0));
+    await d.run(quietly((e) => e.enqueue({ contactId: 'c2', queueId: 'billing', channel: 'voice' }, T0)));
+    // The dying owner reserved Eve for c2 and never marked c2.
+    const eve = (await records.getAgent(tenant, 'eve'))!;
+    await records.putAgent(tenant, { ...eve.record, offeredContactId: 'c2' }, eve.revision);
+    const next = new TenantOwner(tenant, records, engine());
+    await next.load();
+    expect((await records.getAgent(tenant, 'eve'))!.record.offeredContactId).toBeUndefined();
+    expect(await next.run((e) => e.tick(T0 + 1))).toEqual([expect.objectContaining({ type: 'offered', contactId: 'c2', agentId: 'eve' })]);
+  });
+});
