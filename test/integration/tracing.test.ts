@@ -54,6 +54,8 @@ describe('tracing across services', () => {
 
   const find = (what: string, check: (s: CollectedSpan) => boolean) => waitFor(() => collector.spans.find(check), 15_000, what);
   const leadsTo = (span: CollectedSpan, ancestor: CollectedSpan) => collector.ancestors(span).some((s) => s.spanId === ancestor.spanId);
+  /** Spans come in batches from each process: the ones between the two may arrive after both. */
+  const expectLeadsTo = (span: CollectedSpan, ancestor: CollectedSpan) => waitFor(() => leadsTo(span, ancestor) || undefined, 10_000, `${span.name} under ${ancestor.name}`);
 
   it('follows a join from the WebSocket through gRPC and NATS to the SFU, another replica and the recorder', async () => {
     const room = `traced-${Date.now()}`;
@@ -79,7 +81,7 @@ describe('tracing across services', () => {
     expect(sfuOpen.kind).toBe(SpanKinds.server);
     const [client] = collector.ancestors(sfuOpen);
     expect(client).toMatchObject({ service: 'signaling', kind: SpanKinds.client, name: 'gateway.sfu.v1.Sfu/OpenRoom' });
-    expect(leadsTo(sfuOpen, join)).toBe(true);
+    await expectLeadsTo(sfuOpen, join);
 
     // NATS: replica B relays the agent's arrival to the end user within the join's trace.
     const relayed = await find(
@@ -94,12 +96,12 @@ describe('tracing across services', () => {
       'the recorder starting the recording',
       inJoin((s) => s.service === 'recorder' && s.name === 'gateway.recorder.v1.Recorder/StartRecording'),
     );
-    expect(leadsTo(start, join)).toBe(true);
+    await expectLeadsTo(start, join);
     const tap = await find(
       'the SFU tapping for the recorder',
       inJoin((s) => s.service === 'sfu' && s.name === 'gateway.sfu.v1.Sfu/CreateTapStream'),
     );
-    expect(leadsTo(tap, start)).toBe(true);
+    await expectLeadsTo(tap, start);
 
     const services = new Set(collector.trace(join.traceId).map((s) => s.service));
     expect([...services].sort()).toEqual(['recorder', 'sfu', 'signaling']);
