@@ -22,6 +22,12 @@ import { assertPublicHost, type DestinationNetwork } from '../destinations/netwo
 /** Endpoints one tenant may have. */
 export const MAX_WEBHOOKS_PER_TENANT = 10;
 /** How long the secret before a rotation still signs, unless the rotation says otherwise (24 h, as Stripe's default roll). */
+/**
+ * How long a replica reuses a tenant's list of endpoints for fanning events out: a listing is a
+ * KV key scan, too costly for every event. A change made through this replica applies at once;
+ * one made through another replica within this time.
+ */
+const SUBSCRIBERS_CACHE_MS = 5_000;
 const DEFAULT_OVERLAP_SECONDS = 24 * 3600;
 const MAX_OVERLAP_SECONDS = 7 * 24 * 3600;
 
@@ -107,6 +113,8 @@ function newSecret(): string {
  * key (bound to the tenant and the endpoint) and shown once, when made or rotated.
  */
 export class WebhookStore {
+  private readonly listed = new Map<string, { atMs: number; webhooks: Promise<WebhookView[]> }>();
+
   constructor(
     private readonly kv: KV,
     private readonly keyring: Keyring,
@@ -130,6 +138,7 @@ export class WebhookStore {
     const at = this.now();
     const stored: StoredWebhook = { webhookId, ...valid, createdAtMs: at, updatedAtMs: at, previousSecretValidUntilMs: 0, secrets: await this.seal(tenant, webhookId, { current: secret }) };
     await this.kv.create(this.key(tenant, webhookId), JSON.stringify(stored));
+    this.listed.delete(tenant);
     return { webhook: this.view(stored), secret };
   }
 
@@ -168,11 +177,20 @@ export class WebhookStore {
   async remove(tenant: string, webhookId: string): Promise<void> {
     await this.stored(tenant, webhookId);
     await this.kv.purge(this.key(tenant, webhookId));
+    this.listed.delete(tenant);
   }
 
   /** The enabled endpoints of the tenant that take this type of event. */
   async subscribers(tenant: string, type: WebhookEventType): Promise<WebhookView[]> {
-    return (await this.list(tenant)).filter((webhook) => webhook.enabled && (webhook.events.includes('*') || webhook.events.includes(type)));
+    let cached = this.listed.get(tenant);
+    if (!cached || this.now() - cached.atMs > SUBSCRIBERS_CACHE_MS) {
+      const fresh = { atMs: this.now(), webhooks: this.list(tenant) };
+      this.listed.set(tenant, fresh);
+      // A listing that failed is not kept.
+      fresh.webhooks.catch(() => this.listed.get(tenant) === fresh && this.listed.delete(tenant));
+      cached = fresh;
+    }
+    return (await cached.webhooks).filter((webhook) => webhook.enabled && (webhook.events.includes('*') || webhook.events.includes(type)));
   }
 
   /**
@@ -202,6 +220,7 @@ export class WebhookStore {
       const next = await edit(stored);
       try {
         await this.kv.update(this.key(tenant, webhookId), JSON.stringify(next), revision);
+        this.listed.delete(tenant);
         return this.view(next);
       } catch {
         // Changed meanwhile (another request, another replica): read again.
