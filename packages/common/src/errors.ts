@@ -38,6 +38,8 @@ export const ErrorCode = {
   LIMIT_EXCEEDED: 'LIMIT_EXCEEDED',
   /** This node has no capacity left for the work; another node may take it. */
   NO_CAPACITY: 'NO_CAPACITY',
+  /** The offer an agent answers is no longer theirs (it timed out, was taken back, or went to another agent). */
+  OFFER_MOVED_ON: 'OFFER_MOVED_ON',
   /** A customer's destination (CRM, database, storage) refused or failed a delivery. */
   DESTINATION_FAILED: 'DESTINATION_FAILED',
   INTERNAL: 'INTERNAL',
@@ -90,6 +92,7 @@ const httpStatusByCode: Partial<Record<ErrorCode, number>> = {
   METHOD_NOT_ALLOWED: 405,
   ALREADY_EXISTS: 409,
   INVALID_STATE: 409,
+  OFFER_MOVED_ON: 409,
   REMOVED: 410,
   ROOM_ENDED: 409,
   RATE_LIMITED: 429,

@@ -248,6 +248,20 @@ export async function startCrmSyncProcess(options: { natsUrl: string; nodeId?: s
   });
 }
 
+export async function startRoutingProcess(options: { natsUrl: string; replicaId?: string; env?: Record<string, string> }) {
+  return retryOnPortClash(async () => {
+    const opsPort = await freePort();
+    const env: Record<string, string> = {
+      ...natsEnvFor(options.natsUrl, 'routing'),
+      ROUTING_REPLICA_ID: options.replicaId ?? `routing-test-${opsPort}`,
+      ROUTING_OPS_PORT: String(opsPort),
+      ...options.env,
+    };
+    const proc = await ServiceProcess.start('routing', env, `http://127.0.0.1:${opsPort}/readyz`);
+    return Object.assign(proc, { opsPort, replicaId: env.ROUTING_REPLICA_ID });
+  });
+}
+
 /**
  * Ports come from freePort(), which frees them before the service binds them: another process
  * can take one meanwhile. A start-up that failed on such a clash is tried again on new ports.

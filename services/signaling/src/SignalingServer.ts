@@ -1,6 +1,9 @@
 import http from 'node:http';
 import type { Readable } from 'node:stream';
 import { WebSocketServer } from 'ws';
+import { DeskConnection } from './desk/DeskConnection.js';
+import { DeskHub } from './desk/DeskHub.js';
+import { RoutingClient } from './desk/RoutingClient.js';
 import type { Registry } from 'prom-client';
 import { CloseCode } from '@gateway/proto/gateway/signaling/v1/signaling';
 import {
@@ -82,6 +85,8 @@ export class SignalingServer {
   private shuttingDown = false;
   private httpServer: http.Server | undefined;
   private wss: WebSocketServer | undefined;
+  private readonly desks = new Set<DeskConnection>();
+  private deskHub: DeskHub | undefined;
   private stopOps: (() => Promise<void>) | undefined;
 
   private constructor(private readonly parts: Parts) {
@@ -203,10 +208,20 @@ export class SignalingServer {
     const attachments = { actions, uploadForAction: (actionId: string, authorization: string | undefined, body: Readable) => uploadForAction({ store, actions, hub }, actionId, authorization, body) };
     const httpServer = http.createServer(createHttpHandler(config, log, attachments, { service: this.rooms, observe: this.metrics.roomApi }));
     hardenHttpServer(httpServer);
+    const routing = new RoutingClient(nc);
+    const deskHub = new DeskHub(nc, routing, config.replicaId, log);
+    this.deskHub = deskHub;
+    const deskParts = { tenants: () => config.tenants, routing, hub: deskHub, log, observe: (method: string, code: string) => this.metrics.observer.request(`desk.${method}`, code) };
     httpServer.on('upgrade', (req, socket, head) => {
       const path = (req.url ?? '').split('?')[0];
-      if (path !== '/ws' || this.shuttingDown) {
+      if ((path !== '/ws' && path !== '/v1/desk') || this.shuttingDown) {
         socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+        return;
+      }
+      if (path === '/v1/desk') {
+        wss.handleUpgrade(req, socket, head, (ws) => {
+          this.desks.add(new DeskConnection(ws, deskParts, config, (c) => this.desks.delete(c)));
+        });
         return;
       }
       wss.handleUpgrade(req, socket, head, (ws) => {
@@ -234,6 +249,8 @@ export class SignalingServer {
       this.shuttingDown = true;
       this.supervisor.stop();
       for (const connection of [...this.connections]) connection.close(CloseCode.CLOSE_CODE_SERVER_SHUTDOWN, 'server shutting down');
+      for (const desk of [...this.desks]) desk.close(CloseCode.CLOSE_CODE_SERVER_SHUTDOWN, 'server shutting down');
+      this.deskHub?.close();
       await this.sessions.persistAll();
       for (const session of this.sessions.all()) this.sessions.forget(session);
       this.control.close();

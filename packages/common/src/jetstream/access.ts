@@ -131,6 +131,9 @@ export const artifacts = {
 const roomEvents = 'gateway.*.room.*.events';
 const dataSubjectRequests = 'gateway.*.data_subject.request';
 const sessionTakeovers = 'gateway.*.session.*.takeover';
+/** Routing commands to the replica that owns a tenant (it answers on the requester's inbox), and its events. */
+const routingCommands = 'gateway.*.routing.command';
+const routingEvents = ['gateway.*.routing.agent.*', 'gateway.*.routing.contact.*', 'gateway.*.routing.queues'];
 /** The room API's commands to the replica holding a session (it answers on the requester's inbox). */
 const sessionControls = 'gateway.*.session.*.control';
 
@@ -169,6 +172,9 @@ export const natsAccess: Record<ServiceIdentity, Grant[]> = {
     core.publishAndSubscribe(roomEvents),
     core.publishAndSubscribe(sessionTakeovers),
     core.publishAndSubscribe(sessionControls),
+    // The desk (SDK end users, agents, supervisors): commands to the tenant's routing owner, its events back.
+    core.publish(routingCommands),
+    ...routingEvents.map((subject) => core.subscribe(subject)),
     // Data-subject requests from crm-sync, answered on the requester's inbox (allow_responses below).
     core.subscribe(dataSubjectRequests),
     kv.read(buckets.sfuNodes),
@@ -249,8 +255,9 @@ export const natsAccess: Record<ServiceIdentity, Grant[]> = {
     // The fill of every stream, bucket and object store (gateway_jetstream_stream_bytes).
     ...catalog.map((entry) => stream.info(streamNameOf(entry))),
   ],
-  // The routing service is coming; it connects and may do nothing else yet.
-  routing: [],
+  // The routing service: the owner of a tenant answers its commands (allow_responses) and tells
+  // agents, end users and supervisors what changed.
+  routing: [core.subscribe(routingCommands), ...routingEvents.map((subject) => core.publish(subject)), kv.readWrite(buckets.routingLeases), kv.readWrite(buckets.routingState)],
   // The residue scanner (packages/common/src/residue, docs/data-lifecycle.md): reads every stream,
   // bucket and object store through ordered consumers, and deletes only in the places where it
   // sweeps residue. A KV delete is a publish to the key's subject like a put, so permissions
@@ -275,7 +282,7 @@ export interface UserPermissions {
 }
 
 /** Identities that answer core requests (data-subject requests, from crm-sync). */
-const responders: ReadonlySet<ServiceIdentity> = new Set(['signaling']);
+const responders: ReadonlySet<ServiceIdentity> = new Set(['signaling', 'routing']);
 
 /** An identity's permissions as nats-server takes them: its grants, its inbox, the JetStream account info. */
 export function permissionsOf(identity: ServiceIdentity): UserPermissions {

@@ -83,6 +83,9 @@ export const NODE_REGISTRY_TTL_MS = 10_000;
  * replicas sweep the records of a dead one after three missed refreshes. Signaling refuses a
  * refresh interval above a quarter of it (SIGNALING_RECORD_REFRESH_SECONDS).
  */
+/** A routing replica refreshes its leases every third of this (services/routing); a dead one's tenants move after it. */
+export const ROUTING_LEASE_TTL_MS = 10_000;
+
 export const PARTICIPANT_TTL_MS = 5 * minute;
 /**
  * Backstop of what lives as long as a room: a record of a live room is rewritten at least when
@@ -188,6 +191,19 @@ export const catalog: readonly CatalogEntry[] = [
     "tenants' webhook endpoints, signing secrets sealed",
     { writer: 'crm-sync (admin API)', deletedBy: 'crm-sync when the tenant removes it (kept until then)' },
     { maxValueBytes: 8 * KiB },
+  ),
+  // A lease not refreshed for its age limit ends: the tenant's decisions move to another replica.
+  kv(
+    buckets.routingLeases,
+    'which routing replica decides for each tenant',
+    { writer: 'routing', deletedBy: 'the replica when it stops; expires without refresh' },
+    { ttlMs: ROUTING_LEASE_TTL_MS, maxValueBytes: 1 * KiB },
+  ),
+  kv(
+    buckets.routingState,
+    "agents' states and waiting contacts, contact details sealed",
+    { writer: 'routing', deletedBy: 'routing when the contact ends (its record goes to crm-sync); an agent removed from the directory' },
+    { ttlMs: 2 * day, maxValueBytes: 16 * KiB, share: 0.01 },
   ),
   kv(buckets.connectors, "tenants' destinations, secrets sealed", { writer: 'crm-sync (admin API)', deletedBy: 'crm-sync when the tenant removes it (kept until then)' }),
   kv(

@@ -38,6 +38,14 @@ export const subjects = {
   webhookEvent: (tenant: string) => `gateway.${tenant}.webhook.event`,
   /** One webhook event for one endpoint of the tenant, retried until posted, on the webhooks stream. */
   webhookDelivery: (tenant: string, webhookId: string) => `gateway.${tenant}.webhook.delivery.${webhookId}`,
+  /** Routing Command (gateway.routing.v1) for the replica that owns the tenant's routing; core request/reply. */
+  routingCommand: (tenant: string) => `gateway.${tenant}.routing.command`,
+  /** AgentEvent (gateway.routing.v1) for one agent's app, from the tenant's routing owner. */
+  routingAgent: (tenant: string, agentId: string) => `gateway.${tenant}.routing.agent.${agentId}`,
+  /** ContactState (gateway.routing.v1) for one end user's app, from the tenant's routing owner. */
+  routingContact: (tenant: string, contactId: string) => `gateway.${tenant}.routing.contact.${contactId}`,
+  /** QueueView (gateway.routing.v1) for the tenant's supervisors, at most once a second. */
+  routingQueues: (tenant: string) => `gateway.${tenant}.routing.queues`,
   /** Audit records (e.g. DataSubjectAudit), on the audit stream. */
   audit: (tenant: string, kind: 'data_subject' | 'tenant') => `gateway.${tenant}.audit.${kind}`,
 } as const;
@@ -122,6 +130,13 @@ export const buckets = {
    * JSON; written by crm-sync before it purges, deleted once the event is settled.
    */
   crmConfirmations: 'gateway_crm_confirmations',
+  /** Which routing replica decides for each tenant: key = tenant, JSON { replicaId, acquiredAtMs }; ends with the age limit unless refreshed. */
+  routingLeases: 'gateway_routing_leases',
+  /**
+   * Routing state of the tenants: key = `${tenant}.agent.${agentId}` and `${tenant}.contact.${contactId}`,
+   * JSON (services/routing/src/state/RoutingRecords.ts), each written with compare-and-set.
+   */
+  routingState: 'gateway_routing_state',
 } as const;
 
 export const kvKeys = {

@@ -9,7 +9,8 @@ export type RoutingEvent =
   | { type: 'agent_status'; agentId: string; status: AgentStatus; reason?: string }
   | { type: 'overflowed'; contactId: string; fromQueueId: string; toQueueId: string }
   | { type: 'callback_offered'; contactId: string }
-  | { type: 'ended'; contactId: string; reason: 'completed' | 'abandoned' }
+  /** `contact` is the contact as it was when it ended (the offer out, for an abandon). */
+  | { type: 'ended'; contactId: string; reason: 'completed' | 'abandoned'; contact: Readonly<Contact> }
   | { type: 'transferred'; contactId: string; fromAgentId: string; queueId: string; targetAgentId?: string };
 
 export type RoutingErrorCode = 'NOT_FOUND' | 'OFFER_MOVED_ON' | 'INVALID_STATE' | 'NO_CAPACITY';
@@ -118,6 +119,7 @@ export class RoutingEngine {
   setStatus(agentId: string, status: AgentStatus, nowMs: number, reason?: string): RoutingEvent[] {
     const agent = this.agent(agentId);
     const events: RoutingEvent[] = [];
+    agent.beforeDisconnect = undefined;
     if (status !== 'available' && agent.offeredContactId) events.push(...this.withdrawOffer(agent, 'offer_expired'));
     if (status === 'available' && agent.status !== 'available') {
       agent.idleSinceMs = nowMs;
@@ -128,6 +130,27 @@ export class RoutingEngine {
     if (status === 'available') this.markAgent(agent);
     events.push({ type: 'agent_status', agentId, status, ...(agent.awayReason ? { reason: agent.awayReason } : {}) });
     return events;
+  }
+
+  /**
+   * The agent's app went away without saying so: an offer it holds moves on at once, nothing more
+   * is offered (away, `disconnected`), and the status it had is kept for a return (reconnect).
+   */
+  disconnect(agentId: string, nowMs: number): RoutingEvent[] {
+    const agent = this.agent(agentId);
+    if (agent.status === 'offline' || agent.beforeDisconnect) return [];
+    const before = agent.status;
+    const events = this.setStatus(agentId, 'away', nowMs, 'disconnected');
+    agent.beforeDisconnect = before;
+    return events;
+  }
+
+  /** The agent's app is back within the grace period: the status it had before (a no-op if it never left). */
+  reconnect(agentId: string, nowMs: number): RoutingEvent[] {
+    const agent = this.agent(agentId);
+    const before = agent.beforeDisconnect;
+    if (!before) return [];
+    return this.setStatus(agentId, before, nowMs);
   }
 
   /** An end user asks for support. */
@@ -145,6 +168,7 @@ export class RoutingEngine {
     const contact = this.contact(contactId);
     if (contact.state === 'connected' || contact.state === 'ended') throw new RoutingRefusal('INVALID_STATE', 'the contact is not waiting');
     const events: RoutingEvent[] = [];
+    const asItWas = structuredClone(contact);
     if (contact.offer) {
       const agent = this.agents.get(contact.offer.agentId);
       if (agent) {
@@ -154,7 +178,7 @@ export class RoutingEngine {
     }
     contact.offer = undefined;
     contact.state = 'ended';
-    events.push({ type: 'ended', contactId, reason: 'abandoned' });
+    events.push({ type: 'ended', contactId, reason: 'abandoned', contact: asItWas });
     this.contacts.delete(contactId);
     return events;
   }
@@ -195,7 +219,7 @@ export class RoutingEngine {
     const contact = this.contact(contactId);
     if (contact.state !== 'connected' || !contact.agentId) throw new RoutingRefusal('INVALID_STATE', 'the contact is not connected');
     const agent = this.agents.get(contact.agentId);
-    const events: RoutingEvent[] = [{ type: 'ended', contactId, reason: 'completed' }];
+    const events: RoutingEvent[] = [{ type: 'ended', contactId, reason: 'completed', contact: structuredClone(contact) }];
     if (agent) {
       const kind = capacityKindOf(contact.channel);
       agent.load[kind] = Math.max(0, agent.load[kind] - 1);

@@ -48,6 +48,8 @@ export interface Agent {
   offeredContactId?: string;
   /** Offers in a row that timed out; two set the agent away. */
   missedOffers: number;
+  /** The app went away (away, `disconnected`): the status to take back if it returns within the grace period. */
+  beforeDisconnect?: 'available' | 'away' | 'after_contact_work';
 }
 
 export type ContactState = 'waiting' | 'offered' | 'connected' | 'ended';
@@ -72,4 +74,19 @@ export interface Contact {
   targetAgentId?: string;
   /** Waited past the queue's maximum: the end user was offered a callback and keeps their place. */
   callback?: boolean;
+  /** Who asked (the end user's identity) and what the service keeps beside the decisions; the engine never reads these. */
+  about?: ContactAbout;
+}
+
+/** What the routing service keeps about a contact beside the decisions (docs/routing.md). */
+export interface ContactAbout {
+  /** The end user's identity (the customer's external identifier). */
+  endUser: string;
+  /** The app's context and the end user's name, sealed with the tenant's key. */
+  sealed?: { wrapped: { kekId: string; value: string }; value: string };
+  connectedAtMs?: number;
+  room?: string;
+  /** Queues it overflowed from, in order. */
+  overflowedFrom?: string[];
+  transfers?: Array<{ fromAgentId: string; toQueueId: string; toAgentId?: string; warm: boolean; atMs: number }>;
 }

@@ -17,6 +17,7 @@ export class TenantOwner {
   /** What the store holds, as last read or written: a decision writes only what differs. */
   private readonly stored = { agents: new Map<string, string>(), contacts: new Map<string, string>() };
   private queue: Promise<unknown> = Promise.resolve();
+  private changes = 0;
 
   constructor(
     readonly tenant: string,
@@ -24,6 +25,11 @@ export class TenantOwner {
     /** Holds the tenant's queues and profiles (the directory); its agents and contacts come from the store. */
     readonly engine: RoutingEngine,
   ) {}
+
+  /** Counts the operations run and reloads: what was derived from the engine's state at one version holds until the next. */
+  get version(): number {
+    return this.changes;
+  }
 
   /** Reads the tenant from the store, undoes half-made offers, and stores those repairs. */
   load(): Promise<void> {
@@ -36,6 +42,7 @@ export class TenantOwner {
    */
   run(operation: (engine: RoutingEngine) => RoutingEvent[]): Promise<RoutingEvent[]> {
     return this.serially(async () => {
+      this.changes++;
       const events = operation(this.engine);
       try {
         await this.store();
@@ -48,6 +55,7 @@ export class TenantOwner {
   }
 
   private async reload(): Promise<void> {
+    this.changes++;
     const { agents, contacts } = await this.records.load(this.tenant);
     const agentRecords = new Map([...agents].map(([id, stored]) => [id, stored.record]));
     const contactRecords = new Map([...contacts].map(([id, stored]) => [id, stored.record]));

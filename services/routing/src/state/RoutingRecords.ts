@@ -28,6 +28,24 @@ const agentSchema = z.strictObject({
   idleSinceMs: at,
   offeredContactId: id().optional(),
   missedOffers: count,
+  beforeDisconnect: z.enum(['available', 'away', 'after_contact_work']).optional(),
+});
+
+const base64 = (max: number) =>
+  z
+    .string()
+    .max(max)
+    .regex(/^[A-Za-z0-9+/]*={0,2}$/);
+const aboutSchema = z.strictObject({
+  endUser: schemas.text(256, { min: 1 }),
+  sealed: z.strictObject({ wrapped: z.strictObject({ kekId: z.string().min(1).max(256), value: base64(1_024) }), value: base64(12_000) }).optional(),
+  connectedAtMs: at.optional(),
+  room: id().optional(),
+  overflowedFrom: z.array(id()).max(50).optional(),
+  transfers: z
+    .array(z.strictObject({ fromAgentId: id(), toQueueId: id(), toAgentId: id().optional(), warm: z.boolean(), atMs: at }))
+    .max(50)
+    .optional(),
 });
 
 const contactSchema = z.strictObject({
@@ -43,6 +61,7 @@ const contactSchema = z.strictObject({
   agentId: id().optional(),
   targetAgentId: id().optional(),
   callback: z.boolean().optional(),
+  about: aboutSchema.optional(),
 });
 
 export interface Stored<T> {

@@ -185,34 +185,37 @@ export async function mintJoinToken(tenant: Tenant, request: MintRequest): Promi
   return { token, expiresAt };
 }
 
+/** A token's signature, issuer and validity checked: the tenant whose key signed it, and its claims unchecked. */
+async function verifySigned(tenants: readonly Tenant[], token: string | undefined, kind: string): Promise<{ tenant: Tenant; payload: unknown }> {
+  if (!token) throw new GatewayError(ErrorCode.UNAUTHENTICATED, `a ${kind} is required`);
+  let issuer: string | undefined;
+  try {
+    issuer = decodeJwt(token).iss;
+  } catch (error) {
+    throw new GatewayError(ErrorCode.UNAUTHENTICATED, `the ${kind} is not a JWT`, { cause: error });
+  }
+  const tenant = tenants.find((t) => t.apiKey === issuer);
+  if (!tenant) throw new GatewayError(ErrorCode.UNAUTHENTICATED, `the ${kind} was issued by an unknown API key`);
+  try {
+    const { payload } = await jwtVerify(token, secretKey(tenant), {
+      algorithms: ['HS256'],
+      issuer: tenant.apiKey,
+      clockTolerance: CLOCK_TOLERANCE_SECONDS,
+      requiredClaims: ['exp', 'sub', 'jti'],
+    });
+    return { tenant, payload };
+  } catch (error) {
+    if (error instanceof joseErrors.JWTExpired) throw new GatewayError(ErrorCode.TOKEN_EXPIRED, `the ${kind} has expired`, { cause: error });
+    throw new GatewayError(ErrorCode.UNAUTHENTICATED, `the ${kind} is invalid`, { cause: error });
+  }
+}
+
 /**
  * Verifies a join token: the issuer names the tenant's API key, whose secret must have signed
  * it; it must be within its validity; it may only claim that same tenant.
  */
 export async function verifyJoinToken(tenants: readonly Tenant[], token: string | undefined): Promise<JoinGrant> {
-  if (!token) throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'a join token is required');
-  let issuer: string | undefined;
-  try {
-    issuer = decodeJwt(token).iss;
-  } catch (error) {
-    throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'the join token is not a JWT', { cause: error });
-  }
-  const tenant = tenants.find((t) => t.apiKey === issuer);
-  if (!tenant) throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'the join token was issued by an unknown API key');
-  let payload: unknown;
-  try {
-    ({ payload } = await jwtVerify(token, secretKey(tenant), {
-      algorithms: ['HS256'],
-      issuer: tenant.apiKey,
-      clockTolerance: CLOCK_TOLERANCE_SECONDS,
-      requiredClaims: ['exp', 'sub', 'jti'],
-    }));
-  } catch (error) {
-    if (error instanceof joseErrors.JWTExpired) {
-      throw new GatewayError(ErrorCode.TOKEN_EXPIRED, 'the join token has expired', { cause: error });
-    }
-    throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'the join token is invalid', { cause: error });
-  }
+  const { tenant, payload } = await verifySigned(tenants, token, 'join token');
   const claims = claimsSchema.safeParse(payload);
   if (!claims.success) {
     throw new GatewayError(ErrorCode.UNAUTHENTICATED, `the join token's claims are invalid: ${claims.error.issues[0]?.path.join('.')}`);
@@ -233,4 +236,83 @@ export async function verifyJoinToken(tenants: readonly Tenant[], token: string 
     tokenId: tokenIdOf(tenant.name, claims.data.jti),
     preflight: claims.data.preflight ?? false,
   };
+}
+
+/** Who a desk token is (docs/routing.md): an end user asking for support, an agent, a supervisor. */
+export const deskRoles = ['end_user', 'agent', 'supervisor'] as const;
+export type DeskRole = (typeof deskRoles)[number];
+
+/**
+ * A desk token's claims: like a join token's, without a room (routing gives one when an agent
+ * accepts), with `desk.role` instead of `role` so that neither kind of token is taken for the
+ * other.
+ */
+const deskClaimsSchema = z.object({
+  iss: z.string().min(1),
+  sub: schemas.text(256, { min: 1 }),
+  exp: z.number(),
+  jti: z
+    .string()
+    .min(8)
+    .max(128)
+    .regex(/^[\x21-\x7e]+$/, 'jti must be printable ASCII'),
+  tenant: schemas.subjectToken(),
+  desk: z.object({ role: z.enum(deskRoles) }),
+  contact: contactSchema.optional(),
+  name: participantName.optional(),
+});
+
+export interface DeskGrant {
+  tenant: string;
+  identity: string;
+  role: DeskRole;
+  name: string;
+  contact: ContactClaims;
+  expiresAt: number;
+}
+
+export const mintDeskRequestSchema = z.object({
+  identity: schemas.text(256, { min: 1 }),
+  role: z.enum(deskRoles),
+  ttlSeconds: z
+    .number()
+    .int()
+    .positive()
+    .max(7 * 24 * 3600)
+    .optional(),
+  name: participantName.optional(),
+  crmContactId: z.string().min(1).max(64).optional(),
+  phoneNumber: z.string().min(3).max(32).optional(),
+  deviceIds: z.array(z.string().min(1).max(256)).max(5).optional(),
+});
+export type MintDeskRequest = z.input<typeof mintDeskRequestSchema>;
+
+/** Signs a desk token with the tenant's secret (HS256), as the customer's backend does for its apps. */
+export async function mintDeskToken(tenant: Tenant, request: MintDeskRequest): Promise<{ token: string; expiresAt: number }> {
+  const valid = mintDeskRequestSchema.parse(request);
+  const now = Math.floor(Date.now() / 1000);
+  const expiresAt = now + (valid.ttlSeconds ?? DEFAULT_TTL_SECONDS);
+  const phoneNumber = valid.phoneNumber === undefined ? undefined : normalizePhoneNumber(valid.phoneNumber, tenant.redaction?.defaultCountry);
+  if (valid.phoneNumber !== undefined && !phoneNumber) throw new GatewayError(ErrorCode.BAD_REQUEST, 'phoneNumber is not a valid phone number');
+  const contact = { crmContactId: valid.crmContactId, phoneNumber, deviceIds: valid.deviceIds };
+  const hasContact = Object.values(contact).some((v) => v !== undefined);
+  const token = await new SignJWT({ tenant: tenant.name, desk: { role: valid.role }, ...(valid.name ? { name: valid.name } : {}), ...(hasContact ? { contact } : {}) })
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+    .setIssuer(tenant.apiKey)
+    .setSubject(valid.identity)
+    .setIssuedAt(now)
+    .setJti(randomUUID())
+    .setNotBefore(now - 1)
+    .setExpirationTime(expiresAt)
+    .sign(secretKey(tenant));
+  return { token, expiresAt };
+}
+
+/** Verifies a desk token as verifyJoinToken does a join token; a join token is refused here. */
+export async function verifyDeskToken(tenants: readonly Tenant[], token: string | undefined): Promise<DeskGrant> {
+  const { tenant, payload } = await verifySigned(tenants, token, 'desk token');
+  const claims = deskClaimsSchema.safeParse(payload);
+  if (!claims.success) throw new GatewayError(ErrorCode.UNAUTHENTICATED, `the desk token's claims are invalid: ${claims.error.issues[0]?.path.join('.')}`);
+  if (claims.data.tenant !== tenant.name) throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'the desk token claims a tenant its key does not belong to');
+  return { tenant: tenant.name, identity: claims.data.sub, role: claims.data.desk.role, name: claims.data.name ?? '', contact: claims.data.contact ?? {}, expiresAt: claims.data.exp };
 }

@@ -1,19 +1,20 @@
 import type { Request } from '@gateway/proto/gateway/signaling/v1/signaling';
 import { ErrorCode, GatewayError, describeIssues, jsonShapeProblem } from '@gateway/common';
-import { requestSchemas, type Method } from './requests.js';
+import type { z } from 'zod';
+import { requestSchemas } from './requests.js';
 
 /** Deepest nesting a request needs (RTP capabilities: frame, method, codecs, codec, parameters) with room to spare. */
 const MAX_DEPTH = 16;
 /** Values in one frame: a browser's RTP capabilities are a few hundred. */
 const MAX_NODES = 5_000;
 
-export interface ParsedFrame {
+export interface ParsedFrame<R = NonNullable<Request['method']>> {
   id: number;
-  request?: NonNullable<Request['method']>;
+  request?: R;
   error?: GatewayError;
 }
 
-const malformed = (id: number, message: string): ParsedFrame => ({ id, error: new GatewayError(ErrorCode.MALFORMED_MESSAGE, message) });
+const malformed = (id: number, message: string): ParsedFrame<never> => ({ id, error: new GatewayError(ErrorCode.MALFORMED_MESSAGE, message) });
 
 /**
  * Parses one client frame. Never throws: a bad frame becomes an error to answer with, using the
@@ -21,6 +22,11 @@ const malformed = (id: number, message: string): ParsedFrame => ({ id, error: ne
  * prototype keys), then the method's parameters are checked by its schema.
  */
 export function parseFrame(text: string, maxBytes: number): ParsedFrame {
+  return parseFrameWith(text, maxBytes, requestSchemas) as ParsedFrame;
+}
+
+/** Parses one client frame of a protocol whose methods' parameters `table` checks (the room protocol's, the desk's). */
+export function parseFrameWith<T extends Record<string, z.ZodType>>(text: string, maxBytes: number, table: T): ParsedFrame<{ [M in keyof T]: { $case: M; value: z.output<T[M]> } }[keyof T]> {
   if (Buffer.byteLength(text) > maxBytes) {
     return { id: 0, error: new GatewayError(ErrorCode.FRAME_TOO_LARGE, `frames are limited to ${maxBytes} bytes`) };
   }
@@ -39,12 +45,12 @@ export function parseFrame(text: string, maxBytes: number): ParsedFrame {
   const keys = Object.keys(object).filter((k) => k !== 'id');
   if (keys.length !== 1) return { id, error: new GatewayError(ErrorCode.UNKNOWN_METHOD, 'a request names exactly one method') };
   const method = keys[0]!;
-  if (!Object.hasOwn(requestSchemas, method)) {
+  if (!Object.hasOwn(table, method)) {
     return { id, error: new GatewayError(ErrorCode.UNKNOWN_METHOD, `unknown method "${method.slice(0, 64).replace(/[^\x20-\x7e]/g, '?')}"`) };
   }
   const params = object[method];
   if (typeof params !== 'object' || params === null || Array.isArray(params)) return malformed(id, `the parameters of ${method} must be an object`);
-  const checked = requestSchemas[method as Method].safeParse(params);
+  const checked = table[method]!.safeParse(params);
   if (!checked.success) return malformed(id, `${method}: ${describeIssues(checked.error)}`);
-  return { id, request: { $case: method, value: checked.data } as NonNullable<Request['method']> };
+  return { id, request: { $case: method, value: checked.data } as { [M in keyof T]: { $case: M; value: z.output<T[M]> } }[keyof T] };
 }

@@ -106,5 +106,3 @@ export const requestSchemas = {
   updateParticipant: z.object({ name: participantName.optional(), metadata: participantMetadata.optional() }),
   sendData: z.object({ topic: optionalId, payload: dataMessagePayload, destinationParticipantIds: z.array(id).max(MAX_DATA_DESTINATIONS).default([]) }),
 } satisfies Record<NonNullable<Request['method']>['$case'], z.ZodType>;
-
-export type Method = keyof typeof requestSchemas;

@@ -289,6 +289,8 @@ export interface WrapUp {
 }
 
 export interface QueueViewRequest {
+  /** The supervisor who asks (checked against the directory). */
+  supervisorId: string;
 }
 
 export interface Reply {
@@ -1933,11 +1935,14 @@ export const WrapUp: MessageFns<WrapUp> = {
 };
 
 function createBaseQueueViewRequest(): QueueViewRequest {
-  return {};
+  return { supervisorId: "" };
 }
 
 export const QueueViewRequest: MessageFns<QueueViewRequest> = {
-  encode(_: QueueViewRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+  encode(message: QueueViewRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.supervisorId !== "") {
+      writer.uint32(10).string(message.supervisorId);
+    }
     return writer;
   },
 
@@ -1954,6 +1959,14 @@ export const QueueViewRequest: MessageFns<QueueViewRequest> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.supervisorId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1966,20 +1979,30 @@ export const QueueViewRequest: MessageFns<QueueViewRequest> = {
     }
   },
 
-  fromJSON(_: any): QueueViewRequest {
-    return {};
+  fromJSON(object: any): QueueViewRequest {
+    return {
+      supervisorId: isSet(object.supervisorId)
+        ? globalThis.String(object.supervisorId)
+        : isSet(object.supervisor_id)
+        ? globalThis.String(object.supervisor_id)
+        : "",
+    };
   },
 
-  toJSON(_: QueueViewRequest): unknown {
+  toJSON(message: QueueViewRequest): unknown {
     const obj: any = {};
+    if (message.supervisorId !== "") {
+      obj.supervisorId = message.supervisorId;
+    }
     return obj;
   },
 
   create<I extends Exact<DeepPartial<QueueViewRequest>, I>>(base?: I): QueueViewRequest {
     return QueueViewRequest.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<QueueViewRequest>, I>>(_: I): QueueViewRequest {
+  fromPartial<I extends Exact<DeepPartial<QueueViewRequest>, I>>(object: I): QueueViewRequest {
     const message = createBaseQueueViewRequest();
+    message.supervisorId = object.supervisorId ?? "";
     return message;
   },
 };

@@ -1,0 +1,148 @@
+import {
+  buckets,
+  connectNats,
+  createKeyring,
+  createMetricsRegistry,
+  observeKeyring,
+  ROUTING_LEASE_TTL_MS,
+  openBucket,
+  startOpsServer,
+  Startup,
+  type Logger,
+  type ManagedKeyring,
+  type NatsConnection,
+} from '@gateway/common';
+import type { RoutingConfig } from './config.js';
+import { RoutingEngine } from './engine/RoutingEngine.js';
+import { routingMetrics } from './metrics.js';
+import { TenantLease } from './ownership/TenantLease.js';
+import { TenantOwner } from './ownership/TenantOwner.js';
+import { TenantRouting, type DirectoryView, type RoutingObserver } from './ownership/TenantRouting.js';
+import { RoutingRecords } from './state/RoutingRecords.js';
+
+/** Where a tenant's directory comes from (undefined: the tenant has none yet, so nothing to route). */
+export type DirectorySource = (tenant: string) => Promise<DirectoryView | undefined>;
+
+interface Held {
+  lease: TenantLease;
+  routing: TenantRouting;
+}
+
+/**
+ * The routing service (docs/routing.md): takes the lease of every tenant nobody holds, and runs
+ * the routing of the tenants whose leases it holds. A lease lost (this replica stalled past its
+ * age limit) stops that tenant's routing at once; the replica that takes it over loads the tenant
+ * from the store.
+ */
+export class RoutingService {
+  opsPort = 0;
+  private readonly held = new Map<string, Held>();
+  private readonly starting = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    private readonly config: RoutingConfig,
+    private readonly nc: NatsConnection,
+    private readonly keyring: ManagedKeyring,
+    private readonly leases: Awaited<ReturnType<typeof openBucket>>,
+    private readonly records: RoutingRecords,
+    private readonly directories: DirectorySource,
+    private readonly observer: RoutingObserver,
+    private readonly log: Logger,
+    private readonly stopOps: () => Promise<void>,
+  ) {}
+
+  static async start(config: RoutingConfig, log: Logger, directories: DirectorySource): Promise<RoutingService> {
+    let service: RoutingService | undefined;
+    return Startup.run(async (startup) => {
+      const nc = startup.opened(await connectNats(config.nats, config.replicaId, log), (connection) => connection.close());
+      const keyring = startup.opened(await createKeyring(config.keyring), (keys) => keys.close());
+      const registry = createMetricsRegistry('routing');
+      observeKeyring(registry, keyring);
+      const leases = await openBucket(nc, buckets.routingLeases);
+      const records = new RoutingRecords(await openBucket(nc, buckets.routingState), (key) => log.error({ key }, 'a routing record is unreadable; left out'));
+      const views = () => [...(service?.held.entries() ?? [])].map(([tenant, { routing }]) => ({ tenant, view: routing.queueView() }));
+      const metrics = routingMetrics(registry, views);
+      const ops = await startOpsServer({ port: config.opsPort, registry, readiness: () => (nc.isClosed() ? 'nats connection closed' : undefined) });
+      startup.opened(ops, (server) => server.close());
+      const started = new RoutingService(config, nc, keyring, leases, records, directories, metrics.observer, log, ops.close);
+      service = started;
+      started.opsPort = ops.port;
+      await started.poll();
+      started.timer = setInterval(() => void started.poll(), config.leasePollMs);
+      return started;
+    });
+  }
+
+  /** The tenants this replica decides for now. */
+  get tenants(): string[] {
+    return [...this.held.keys()];
+  }
+
+  /** Takes the lease of each tenant nobody holds, and starts its routing. */
+  private async poll(): Promise<void> {
+    if (this.closing) return;
+    for (const tenant of this.config.tenants.map((t) => t.name)) {
+      if (this.held.has(tenant) || this.starting.has(tenant)) continue;
+      this.starting.add(tenant);
+      await this.take(tenant)
+        .catch((error: unknown) => this.log.warn({ tenant, err: error }, 'could not take up the tenant; trying again'))
+        .finally(() => this.starting.delete(tenant));
+    }
+  }
+
+  private async take(tenant: string): Promise<void> {
+    const lease = new TenantLease(this.leases, tenant, this.config.replicaId, { refreshMs: Math.max(500, Math.floor(ROUTING_LEASE_TTL_MS / 3)) });
+    if (!(await lease.acquire())) return;
+    let directory: DirectoryView | undefined;
+    try {
+      // A tenant without a directory yet has no queues and no agents: its commands are answered (NOT_FOUND, PERMISSION_DENIED), not left to time out.
+      directory = (await this.directories(tenant)) ?? { queues: [], profiles: [], people: [] };
+    } catch (error) {
+      this.log.warn({ tenant, err: error }, "the tenant's directory is unreadable");
+    }
+    if (!directory || this.closing) {
+      await lease.release();
+      return;
+    }
+    const engine = new RoutingEngine(this.config.engine);
+    const owner = new TenantOwner(tenant, this.records, engine);
+    const routing = new TenantRouting(tenant, this.nc, owner, directory, this.keyring, this.log, this.config.tenant, this.observer);
+    const held = { lease, routing };
+    lease.on('lost', () => {
+      this.log.warn({ tenant }, 'the routing lease was lost; another replica decides for the tenant now');
+      void routing.close();
+      if (this.held.get(tenant) === held) this.held.delete(tenant);
+    });
+    this.held.set(tenant, held);
+    try {
+      await routing.start();
+      this.log.info({ tenant }, 'routing the tenant');
+    } catch (error) {
+      this.held.delete(tenant);
+      await routing.close();
+      await lease.release();
+      throw error;
+    }
+  }
+
+  /** Stops deciding and hands every tenant over at once (its lease released). Safe to repeat. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      clearInterval(this.timer);
+      for (const { lease, routing } of this.held.values()) {
+        await routing.close();
+        await lease.release();
+      }
+      this.held.clear();
+      await this.stopOps();
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.nc.drain().catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, 5_000)))]);
+      clearTimeout(timer);
+      if (!this.nc.isClosed()) await this.nc.close().catch(() => undefined);
+      this.keyring.close();
+    })();
+    return this.closing;
+  }
+}

@@ -1,0 +1,58 @@
+import os from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+import { env, loadConfig, natsShape, readKeyringSettings, readNatsSettings, tenantKeysShape, tenantsShape } from '@gateway/common';
+
+const seconds = (fallback: number, max = 3_600) => z.coerce.number().min(0.1).max(max).default(fallback);
+
+const shape = {
+  ...natsShape,
+  LOG_LEVEL: env.logLevel(),
+  ...tenantsShape,
+  ...tenantKeysShape,
+  ROUTING_REPLICA_ID: env.string(`routing-${os.hostname()}-${randomBytes(3).toString('hex')}`),
+  ROUTING_OPS_PORT: env.port(9105),
+  /** An offer not answered within this goes to the next agent. */
+  ROUTING_OFFER_TIMEOUT_SECONDS: seconds(15, 300),
+  /** Offers in a row an agent lets time out before being set away. */
+  ROUTING_MISSED_OFFERS_BEFORE_AWAY: z.coerce.number().int().min(1).max(20).default(2),
+  /** An agent's app not reported by signaling for this long is taken as gone: its offer moves on. */
+  ROUTING_PRESENCE_TIMEOUT_SECONDS: seconds(15, 300),
+  /** A gone agent's app may come back within this and resume; after it the agent is offline. */
+  ROUTING_AGENT_GRACE_SECONDS: seconds(60),
+  /** A gone end user's app may come back within this and keep its place; after it the contact is abandoned. */
+  ROUTING_END_USER_GRACE_SECONDS: seconds(60),
+  /** How often time is looked at (offers timing out, overflow, callbacks, presence). */
+  ROUTING_TICK_MS: z.coerce.number().int().min(50).max(5_000).default(500),
+  /** How often a replica tries to take the leases of tenants nobody holds. */
+  ROUTING_LEASE_POLL_MS: z.coerce.number().int().min(100).max(60_000).default(2_000),
+  /**
+   * A JSON file of tenants' directories ({ "<tenant>": { queues, profiles, people } }), written
+   * into the directory when a tenant has none (`make up` seeds the demo tenant with it).
+   */
+  ROUTING_DIRECTORY_SEED_FILE: z.string().min(1).optional(),
+};
+
+export type RoutingConfig = ReturnType<typeof readRoutingConfig>;
+
+export function readRoutingConfig(source: Record<string, string | undefined> = process.env) {
+  const c = loadConfig(shape, source);
+  return {
+    nats: readNatsSettings(c, 'routing'),
+    logLevel: c.LOG_LEVEL,
+    tenants: c.GATEWAY_TENANTS,
+    keyring: readKeyringSettings(c),
+    replicaId: c.ROUTING_REPLICA_ID,
+    opsPort: c.ROUTING_OPS_PORT,
+    engine: { offerTimeoutMs: Math.round(c.ROUTING_OFFER_TIMEOUT_SECONDS * 1000), missedOffersBeforeAway: c.ROUTING_MISSED_OFFERS_BEFORE_AWAY },
+    tenant: {
+      presenceTimeoutMs: Math.round(c.ROUTING_PRESENCE_TIMEOUT_SECONDS * 1000),
+      agentGraceMs: Math.round(c.ROUTING_AGENT_GRACE_SECONDS * 1000),
+      endUserGraceMs: Math.round(c.ROUTING_END_USER_GRACE_SECONDS * 1000),
+      tickMs: c.ROUTING_TICK_MS,
+      queueViewMs: 1_000,
+    },
+    leasePollMs: c.ROUTING_LEASE_POLL_MS,
+    directorySeedFile: c.ROUTING_DIRECTORY_SEED_FILE,
+  };
+}

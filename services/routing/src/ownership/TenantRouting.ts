@@ -1,0 +1,589 @@
+import { randomBytes } from 'node:crypto';
+import type { NatsConnection, Msg, Subscription } from '@nats-io/transport-node';
+import { z } from 'zod';
+import { ErrorCode, GatewayError, openJson, sealJson, subjects, type Keyring, type Logger } from '@gateway/common';
+import {
+  AgentEvent,
+  AgentStatus,
+  Channel,
+  Command,
+  ContactPhase,
+  ContactState as ContactStateMessage,
+  QueueView as QueueViewMessage,
+  Reply,
+  type AgentState,
+  type ContactState,
+  type Offer,
+  type QueueView,
+} from '@gateway/proto/gateway/routing/v1/routing';
+import { RoutingRefusal, type RoutingEngine, type RoutingEvent } from '../engine/RoutingEngine.js';
+import type { Agent, Channel as ChannelName, Contact, Queue, RoutingProfile } from '../engine/model.js';
+import type { TenantOwner } from './TenantOwner.js';
+import { QueueStatistics } from './QueueStatistics.js';
+
+/** What a tenant's routing needs of its directory: the queues, profiles and people. */
+export interface DirectoryView {
+  queues: ReadonlyArray<Queue & { name: string; contextFields?: readonly string[] }>;
+  profiles: readonly RoutingProfile[];
+  people: ReadonlyArray<{ personId: string; name: string; roles: readonly string[]; skills: Readonly<Record<string, number>>; profileId?: string }>;
+}
+
+export interface TenantRoutingOptions {
+  /** An agent's app not reported connected for this long is taken as gone (signaling reports every few seconds). */
+  presenceTimeoutMs: number;
+  /** An agent's app silent this long (no presence report) goes offline; a return within it resumes. */
+  agentGraceMs: number;
+  /** An end user's app silent this long leaves the queue (abandoned), unless a callback was offered. */
+  endUserGraceMs: number;
+  /** How often time is looked at: offers timing out, overflow, callbacks, presence. */
+  tickMs: number;
+  /** Supervisors' view goes out at most this often while anything changes. */
+  queueViewMs: number;
+}
+
+export interface RoutingObserver {
+  command(kind: string, code: string, durationMs: number): void;
+  event(event: RoutingEvent, nowMs: number, contact: Contact | undefined): void;
+}
+
+const channelNames: Record<number, ChannelName | undefined> = { [Channel.CHANNEL_VOICE]: 'voice', [Channel.CHANNEL_VIDEO]: 'video', [Channel.CHANNEL_CHAT]: 'chat' };
+const channelOf: Record<ChannelName, Channel> = { voice: Channel.CHANNEL_VOICE, video: Channel.CHANNEL_VIDEO, chat: Channel.CHANNEL_CHAT };
+const statusOf: Record<Agent['status'], AgentStatus> = {
+  available: AgentStatus.AGENT_STATUS_AVAILABLE,
+  away: AgentStatus.AGENT_STATUS_AWAY,
+  after_contact_work: AgentStatus.AGENT_STATUS_AFTER_CONTACT_WORK,
+  offline: AgentStatus.AGENT_STATUS_OFFLINE,
+};
+
+const id = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/);
+const identity = z
+  .string()
+  .min(1)
+  .max(256)
+  .regex(/^[^\u0000-\u001f\u007f]+$/);
+/** The app's context: string values only, 32 fields, 4 KiB of JSON. */
+const contextSchema = z.record(z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/), z.string().max(1_024)).refine((c) => Object.keys(c).length <= 32, 'at most 32 context fields');
+const MAX_CONTEXT_JSON = 4 * 1024;
+
+/** What a contact's sealed part holds: never in a log, never outside this tenant. */
+interface SealedAbout {
+  name: string;
+  context: Record<string, string>;
+}
+
+/**
+ * The routing of one tenant, run by the replica holding its lease (docs/routing.md): answers the
+ * commands on the tenant's subject (validated, then run on the engine through the owner, which
+ * stores each decision before it counts), watches time (offers timing out, overflow, callbacks,
+ * apps gone quiet), and tells agents, end users and supervisors what changed.
+ */
+export class TenantRouting {
+  private subscription: Subscription | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  /** When each agent's and end user's app was last reported connected (in memory: a new owner gives everyone the grace period). */
+  private readonly agentSeen = new Map<string, number>();
+  private readonly contactSeen = new Map<string, number>();
+  /** What each waiting contact was last told (position, estimate, phase), to tell only changes. */
+  private readonly told = new Map<string, string>();
+  private readonly statistics: QueueStatistics;
+  private queueViewDirty = true;
+  private lastQueueViewMs = 0;
+  private readonly people: Map<string, DirectoryView['people'][number]>;
+  private readonly queueInfo: Map<string, DirectoryView['queues'][number]>;
+  private readonly startedAtMs: number;
+
+  constructor(
+    readonly tenant: string,
+    private readonly nc: NatsConnection,
+    private readonly owner: TenantOwner,
+    directory: DirectoryView,
+    private readonly keyring: Keyring,
+    private readonly log: Logger,
+    private readonly options: TenantRoutingOptions,
+    private readonly observer?: RoutingObserver,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.people = new Map(directory.people.map((p) => [p.personId, p]));
+    this.queueInfo = new Map(directory.queues.map((q) => [q.queueId, q]));
+    this.statistics = new QueueStatistics(this.now);
+    this.startedAtMs = this.now();
+    this.directory = directory;
+  }
+
+  private readonly directory: DirectoryView;
+
+  private get engine(): RoutingEngine {
+    return this.owner.engine;
+  }
+
+  /** Loads the tenant, applies its directory, and starts answering. */
+  async start(): Promise<void> {
+    await this.owner.load();
+    await this.run('directory', (engine) => {
+      for (const queue of this.directory.queues) engine.setQueue(queue);
+      for (const profile of this.directory.profiles) engine.setProfile(profile);
+      const nowMs = this.now();
+      for (const person of this.directory.people) {
+        if (person.roles.includes('agent') && person.profileId) engine.setAgent({ agentId: person.personId, profileId: person.profileId, skills: { ...person.skills } }, nowMs);
+      }
+      return engine.assign(nowMs);
+    });
+    if (this.closed) return;
+    this.subscription = this.nc.subscribe(subjects.routingCommand(this.tenant), { callback: (error, msg) => (error ? undefined : void this.onCommand(msg)) });
+    this.timer = setInterval(() => void this.onTick(), this.options.tickMs);
+    this.timer.unref();
+  }
+
+  /** Stops answering (the lease is gone or the replica stops). Safe to repeat. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    await this.subscription?.drain().catch(() => undefined);
+  }
+
+  private async onCommand(msg: Msg): Promise<void> {
+    const started = performance.now();
+    let kind = 'invalid';
+    let reply: Reply;
+    try {
+      let command: Command;
+      try {
+        command = Command.decode(msg.data);
+      } catch (error) {
+        throw new GatewayError(ErrorCode.MALFORMED_MESSAGE, 'the command does not decode', { cause: error });
+      }
+      if (command.tenant !== this.tenant) throw new GatewayError(ErrorCode.BAD_REQUEST, 'the command names another tenant');
+      if (!command.command) throw new GatewayError(ErrorCode.BAD_REQUEST, 'the command names no operation');
+      kind = command.command.$case;
+      reply = await this.serve(command.command);
+    } catch (error) {
+      const failure = this.failure(error);
+      reply = { result: { $case: 'error', value: failure } };
+    }
+    this.observer?.command(kind, reply.result?.$case === 'error' ? reply.result.value.code : 'OK', performance.now() - started);
+    if (msg.reply) msg.respond(Reply.encode(reply).finish());
+  }
+
+  private failure(error: unknown): { code: string; message: string } {
+    if (error instanceof RoutingRefusal) return { code: error.code === 'NO_CAPACITY' ? ErrorCode.LIMIT_EXCEEDED : error.code, message: error.message };
+    const gatewayError = GatewayError.from(error);
+    if (gatewayError.code === ErrorCode.INTERNAL) this.log.error({ tenant: this.tenant, err: error }, 'routing command failed');
+    return { code: gatewayError.code, message: gatewayError.code === ErrorCode.INTERNAL ? 'routing failed; try again' : gatewayError.message };
+  }
+
+  private async serve(command: NonNullable<Command['command']>): Promise<Reply> {
+    const nowMs = this.now();
+    switch (command.$case) {
+      case 'requestSupport':
+        return { result: { $case: 'contact', value: await this.requestSupport(command.value) } };
+      case 'withdraw': {
+        const contact = this.contactOf(command.value.contactId, command.value.by);
+        await this.run('withdraw', (engine) => engine.abandon(contact.contactId));
+        return ok();
+      }
+      case 'presence':
+        for (const agentId of command.value.agentIds.slice(0, 10_000)) {
+          if (!id.safeParse(agentId).success || !this.engine.agents.has(agentId)) continue;
+          this.agentSeen.set(agentId, nowMs);
+          if (this.engine.agents.get(agentId)?.beforeDisconnect) await this.run('reconnect', (engine) => engine.reconnect(agentId, nowMs));
+        }
+        return ok();
+      case 'endUserPresence':
+        for (const contactId of command.value.contactIds.slice(0, 100_000)) if (this.engine.contacts.has(contactId)) this.contactSeen.set(contactId, nowMs);
+        return ok();
+      case 'disconnected': {
+        const agentId = this.agentOf(command.value.agentId).agentId;
+        await this.run('disconnect', (engine) => engine.disconnect(agentId, nowMs));
+        return ok();
+      }
+      case 'setStatus': {
+        const agent = this.agentOf(command.value.agentId);
+        const status = command.value.status === AgentStatus.AGENT_STATUS_AVAILABLE ? 'available' : command.value.status === AgentStatus.AGENT_STATUS_AWAY ? 'away' : undefined;
+        if (!status) throw new GatewayError(ErrorCode.BAD_REQUEST, 'an agent sets itself available or away');
+        const reason = command.value.reason.slice(0, 64) || undefined;
+        this.agentSeen.set(agent.agentId, nowMs);
+        await this.run('setStatus', (engine) => [...engine.setStatus(agent.agentId, status, nowMs, reason), ...engine.assign(nowMs)]);
+        return { result: { $case: 'agent', value: await this.agentState(agent.agentId) } };
+      }
+      case 'accept': {
+        const agent = this.agentOf(command.value.agentId);
+        const contactId = id.parse(command.value.contactId);
+        await this.run('accept', (engine) => {
+          const events = engine.accept(contactId, agent.agentId);
+          const contact = engine.contacts.get(contactId);
+          if (contact?.about) {
+            contact.about.connectedAtMs ??= nowMs;
+            contact.about.room ??= roomOf(contactId);
+          }
+          return [...events, ...engine.assign(nowMs)];
+        });
+        return { result: { $case: 'contact', value: this.contactState(this.engine.contacts.get(contactId)!) } };
+      }
+      case 'decline': {
+        const agent = this.agentOf(command.value.agentId);
+        const contactId = id.parse(command.value.contactId);
+        await this.run('decline', (engine) => [...engine.decline(contactId, agent.agentId), ...engine.assign(nowMs)]);
+        return ok();
+      }
+      case 'transfer': {
+        const agent = this.agentOf(command.value.agentId);
+        const contactId = id.parse(command.value.contactId);
+        const toAgentId = command.value.toAgentId ? this.agentOf(command.value.toAgentId).agentId : undefined;
+        const toQueueId = command.value.toQueueId ? id.parse(command.value.toQueueId) : this.engine.contacts.get(contactId)?.queueId;
+        if (!toQueueId) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such contact');
+        if (toAgentId === agent.agentId) throw new GatewayError(ErrorCode.BAD_REQUEST, 'a contact is not transferred to the agent who holds it');
+        await this.run('transfer', (engine) => {
+          const events = engine.transfer(contactId, agent.agentId, { queueId: toQueueId, ...(toAgentId ? { agentId: toAgentId } : {}) }, nowMs);
+          const about = engine.contacts.get(contactId)?.about;
+          if (about) about.transfers = [...(about.transfers ?? []), { fromAgentId: agent.agentId, toQueueId, ...(toAgentId ? { toAgentId } : {}), warm: command.value.warm, atMs: nowMs }].slice(-50);
+          return [...events, ...engine.assign(nowMs)];
+        });
+        return ok();
+      }
+      case 'end': {
+        const agent = this.agentOf(command.value.agentId);
+        const contact = this.engine.contacts.get(id.parse(command.value.contactId));
+        if (!contact || contact.agentId !== agent.agentId) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such contact of this agent');
+        await this.run('end', (engine) => [...engine.complete(contact.contactId, nowMs, contact.about?.connectedAtMs ?? nowMs), ...engine.assign(nowMs)]);
+        return ok();
+      }
+      case 'wrapUp': {
+        const agent = this.agentOf(command.value.agentId);
+        const next = command.value.next === AgentStatus.AGENT_STATUS_AWAY ? 'away' : 'available';
+        const reason = command.value.reason.slice(0, 64) || undefined;
+        await this.run('wrapUp', (engine) => [...engine.wrapUp(agent.agentId, nowMs, next, reason), ...engine.assign(nowMs)]);
+        return { result: { $case: 'agent', value: await this.agentState(agent.agentId) } };
+      }
+      case 'agentState': {
+        const agent = this.agentOf(command.value.agentId);
+        this.agentSeen.set(agent.agentId, nowMs);
+        if (agent.beforeDisconnect) await this.run('reconnect', (engine) => engine.reconnect(agent.agentId, nowMs));
+        return { result: { $case: 'agent', value: await this.agentState(agent.agentId) } };
+      }
+      case 'contactState': {
+        const contact = this.contactOf(command.value.contactId, command.value.by);
+        this.contactSeen.set(contact.contactId, nowMs);
+        return { result: { $case: 'contact', value: this.contactState(contact) } };
+      }
+      case 'queueView': {
+        const person = this.people.get(command.value.supervisorId);
+        if (!person?.roles.includes('supervisor')) throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'only a supervisor sees the queues');
+        return { result: { $case: 'queues', value: this.queueView() } };
+      }
+    }
+  }
+
+  private async requestSupport(request: { endUser: string; queueId: string; channel: Channel; contextJson: string; contactId: string; name: string }): Promise<ContactState> {
+    const endUser = identity.parse(request.endUser);
+    const nowMs = this.now();
+    // Asking again (a reconnect, or a second tap): the contact they have keeps its place.
+    const existing = request.contactId ? this.engine.contacts.get(request.contactId) : [...this.engine.contacts.values()].find((c) => c.about?.endUser === endUser);
+    if (existing) {
+      if (existing.about?.endUser !== endUser) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such contact');
+      this.contactSeen.set(existing.contactId, nowMs);
+      return this.contactState(existing);
+    }
+    const queueId = id.safeParse(request.queueId);
+    if (!queueId.success || !this.engine.queues.has(queueId.data)) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such queue');
+    const channel = channelNames[request.channel];
+    if (!channel) throw new GatewayError(ErrorCode.BAD_REQUEST, 'channel must be voice, video or chat');
+    if (Buffer.byteLength(request.contextJson) > MAX_CONTEXT_JSON) throw new GatewayError(ErrorCode.MESSAGE_TOO_LARGE, 'the context is limited to 4 KiB');
+    let context: Record<string, string> = {};
+    if (request.contextJson) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(request.contextJson);
+      } catch (error) {
+        throw new GatewayError(ErrorCode.BAD_REQUEST, 'the context is not JSON', { cause: error });
+      }
+      const checked = contextSchema.safeParse(parsed);
+      if (!checked.success) throw new GatewayError(ErrorCode.BAD_REQUEST, `the context is refused: ${checked.error.issues[0]?.message ?? 'invalid'}`);
+      context = checked.data;
+    }
+    const contactId = `ct_${randomBytes(12).toString('hex')}`;
+    const sealed = await sealJson(this.keyring, this.tenant, `routing-contact:${contactId}`, { name: request.name.slice(0, 128), context } satisfies SealedAbout);
+    await this.run('requestSupport', (engine) => {
+      const contact = engine.enqueue({ contactId, queueId: queueId.data, channel }, nowMs);
+      contact.about = { endUser, sealed };
+      return engine.assign(nowMs);
+    });
+    this.contactSeen.set(contactId, nowMs);
+    this.statistics.requested(queueId.data);
+    const contact = this.engine.contacts.get(contactId);
+    // Offered in the same breath: the state says so.
+    return contact ? this.contactState(contact) : { ...emptyContactState(), contactId, phase: ContactPhase.CONTACT_PHASE_ENDED };
+  }
+
+  private async onTick(): Promise<void> {
+    if (this.closed) return;
+    const nowMs = this.now();
+    try {
+      const gone = (seen: Map<string, number>, key: string, graceMs: number) => (seen.get(key) ?? this.startedAtMs) + graceMs <= nowMs;
+      // Apps gone quiet: agents go away (their offer moves on), then offline; end users leave the queue.
+      for (const agent of this.engine.agents.values()) {
+        if (agent.status === 'offline') continue;
+        if (!agent.beforeDisconnect && gone(this.agentSeen, agent.agentId, this.options.presenceTimeoutMs)) {
+          await this.run('disconnect', (engine) => engine.disconnect(agent.agentId, nowMs));
+        } else if (agent.beforeDisconnect && gone(this.agentSeen, agent.agentId, this.options.agentGraceMs)) {
+          await this.run('offline', (engine) => engine.setStatus(agent.agentId, 'offline', nowMs));
+        }
+      }
+      for (const contact of [...this.engine.contacts.values()]) {
+        if (contact.state === 'connected' || contact.callback) continue;
+        if (gone(this.contactSeen, contact.contactId, this.options.endUserGraceMs)) {
+          await this.run('abandon', (engine) => engine.abandon(contact.contactId));
+        }
+      }
+      await this.run('tick', (engine) => engine.tick(nowMs));
+      this.tellPositions();
+      if (this.queueViewDirty && nowMs - this.lastQueueViewMs >= this.options.queueViewMs) {
+        this.queueViewDirty = false;
+        this.lastQueueViewMs = nowMs;
+        this.publish(subjects.routingQueues(this.tenant), encodeQueueView(this.queueView()));
+      }
+    } catch (error) {
+      if (!(error instanceof RoutingRefusal)) this.log.warn({ tenant: this.tenant, err: error }, 'routing tick failed; next tick tries again');
+    }
+  }
+
+  /** Runs an operation through the owner (stored before it counts), then tells everyone concerned. */
+  private async run(kind: string, operation: (engine: RoutingEngine) => RoutingEvent[]): Promise<void> {
+    const events = await this.owner.run(operation);
+    if (events.length > 0) this.queueViewDirty = true;
+    const nowMs = this.now();
+    for (const event of events) {
+      const contact = event.type === 'ended' ? event.contact : 'contactId' in event ? this.engine.contacts.get(event.contactId) : undefined;
+      this.observer?.event(event, nowMs, contact);
+      this.statistics.record(event, contact, nowMs, this.engine);
+      await this.tell(event, contact);
+    }
+    if (kind !== 'tick' && events.length > 0) this.tellPositions();
+  }
+
+  private async tell(event: RoutingEvent, contact: Readonly<Contact> | undefined): Promise<void> {
+    switch (event.type) {
+      case 'offered': {
+        if (!contact) return;
+        this.toAgent(event.agentId, { $case: 'offered', value: await this.offerOf(contact) });
+        this.toContact(contact);
+        return;
+      }
+      case 'offer_expired':
+      case 'declined':
+        this.toAgent(event.agentId, { $case: 'offerWithdrawn', value: { contactId: event.contactId, reason: event.type === 'declined' ? 'declined' : 'expired' } });
+        return;
+      case 'connected':
+        if (!contact) return;
+        this.toAgent(event.agentId, { $case: 'connected', value: this.contactState(contact) });
+        this.toContact(contact);
+        return;
+      case 'agent_status':
+        this.toAgent(event.agentId, { $case: 'state', value: await this.agentState(event.agentId) });
+        return;
+      case 'overflowed':
+      case 'callback_offered':
+        if (contact) this.toContact(contact, true);
+        return;
+      case 'transferred':
+        this.toAgent(event.fromAgentId, { $case: 'ended', value: { ...(contact ? this.contactState(contact) : emptyContactState()), contactId: event.contactId, endReason: 'transferred' } });
+        if (contact) this.toContact(contact, true);
+        return;
+      case 'ended': {
+        const state: ContactState = {
+          ...(contact ? this.contactState(contact) : emptyContactState()),
+          contactId: event.contactId,
+          phase: ContactPhase.CONTACT_PHASE_ENDED,
+          position: 0,
+          endReason: event.reason,
+        };
+        this.told.delete(event.contactId);
+        this.contactSeen.delete(event.contactId);
+        this.publish(subjects.routingContact(this.tenant, event.contactId), encodeContactState(state));
+        if (event.reason === 'abandoned' && event.contact.offer) this.toAgent(event.contact.offer.agentId, { $case: 'offerWithdrawn', value: { contactId: event.contactId, reason: 'abandoned' } });
+        if (event.reason === 'completed' && event.contact.agentId) this.toAgent(event.contact.agentId, { $case: 'ended', value: state });
+        return;
+      }
+    }
+  }
+
+  /** Tells each waiting contact whose place, estimate or phase changed. */
+  private tellPositions(): void {
+    for (const contact of this.engine.contacts.values()) if (contact.state !== 'connected') this.toContact(contact);
+  }
+
+  private toContact(contact: Readonly<Contact>, always = false): void {
+    const state = this.contactState(contact);
+    const summary = `${state.phase}:${state.queueId}:${state.position}:${state.estimatedWaitSeconds}`;
+    if (!always && this.told.get(contact.contactId) === summary) return;
+    this.told.set(contact.contactId, summary);
+    this.publish(subjects.routingContact(this.tenant, contact.contactId), encodeContactState(state));
+  }
+
+  private toAgent(agentId: string, event: AgentEvent['event']): void {
+    this.publish(subjects.routingAgent(this.tenant, agentId), AgentEvent.encode({ agentId, event }).finish());
+  }
+
+  private publish(subject: string, data: Uint8Array): void {
+    try {
+      this.nc.publish(subject, data);
+    } catch (error) {
+      // The connection is closing: the apps ask for the state again when they reconnect.
+      this.log.debug({ tenant: this.tenant, err: error }, 'routing event not published');
+    }
+  }
+
+  private positionsCache: { atVersion: number; byContact: Map<string, { position: number; estimatedWaitSeconds: number }> } | undefined;
+
+  contactState(contact: Readonly<Contact>): ContactState {
+    const positions = this.positions();
+    const place = positions.get(contact.contactId);
+    const phase =
+      contact.state === 'connected'
+        ? ContactPhase.CONTACT_PHASE_CONNECTED
+        : contact.state === 'offered'
+          ? ContactPhase.CONTACT_PHASE_OFFERED
+          : contact.callback
+            ? ContactPhase.CONTACT_PHASE_CALLBACK
+            : ContactPhase.CONTACT_PHASE_QUEUED;
+    return {
+      contactId: contact.contactId,
+      phase,
+      queueId: contact.queueId,
+      channel: channelOf[contact.channel],
+      position: contact.state === 'connected' ? 0 : (place?.position ?? 0),
+      estimatedWaitSeconds: contact.state === 'connected' ? 0 : (place?.estimatedWaitSeconds ?? 0),
+      room: contact.state === 'connected' ? (contact.about?.room ?? roomOf(contact.contactId)) : '',
+      agentId: contact.state === 'connected' ? (contact.agentId ?? '') : '',
+      endReason: '',
+      requestedAtMs: contact.requestedAtMs,
+    };
+  }
+
+  /** Positions, computed once per change of the engine's state. */
+  private positions(): Map<string, { position: number; estimatedWaitSeconds: number }> {
+    const version = this.owner.version;
+    if (this.positionsCache?.atVersion === version) return this.positionsCache.byContact;
+    const byContact = new Map(this.engine.positions().map((p) => [p.contactId, p]));
+    this.positionsCache = { atVersion: version, byContact };
+    return byContact;
+  }
+
+  private async offerOf(contact: Readonly<Contact>): Promise<Offer> {
+    const about = await this.opened(contact);
+    const shown = this.queueInfo.get(contact.queueId)?.contextFields;
+    // Only the fields the queue lets agents see (none named: all of them). Never a phone number: the token's contact details are not here at all.
+    const context = shown ? Object.fromEntries(Object.entries(about.context).filter(([key]) => shown.includes(key))) : about.context;
+    const lastTransfer = contact.about?.transfers?.at(-1);
+    return {
+      contactId: contact.contactId,
+      queueId: contact.queueId,
+      channel: channelOf[contact.channel],
+      expiresAtMs: contact.offer?.expiresAtMs ?? 0,
+      contextJson: JSON.stringify(context),
+      name: about.name,
+      requestedAtMs: contact.requestedAtMs,
+      transferredBy: lastTransfer?.fromAgentId ?? '',
+    };
+  }
+
+  private async opened(contact: Readonly<Contact>): Promise<SealedAbout> {
+    if (!contact.about?.sealed) return { name: '', context: {} };
+    try {
+      return await openJson<SealedAbout>(this.keyring, this.tenant, `routing-contact:${contact.contactId}`, contact.about.sealed);
+    } catch (error) {
+      this.log.warn({ tenant: this.tenant, contactId: contact.contactId, err: error }, "a contact's details do not open; offered without them");
+      return { name: '', context: {} };
+    }
+  }
+
+  async agentState(agentId: string): Promise<AgentState> {
+    const agent = this.engine.agents.get(agentId);
+    if (!agent) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such agent');
+    const offered = agent.offeredContactId ? this.engine.contacts.get(agent.offeredContactId) : undefined;
+    const held = [...this.engine.contacts.values()].filter((c) => c.state === 'connected' && c.agentId === agentId);
+    const busy = agent.status === 'available' && held.length > 0;
+    return {
+      agentId,
+      status: busy ? AgentStatus.AGENT_STATUS_BUSY : statusOf[agent.status],
+      reason: agent.awayReason ?? '',
+      offer: offered ? await this.offerOf(offered) : undefined,
+      contacts: held.map((c) => this.contactState(c)),
+      wrapUpContactIds: [],
+    };
+  }
+
+  queueView(): QueueView {
+    const nowMs = this.now();
+    const agents = [...this.engine.agents.values()];
+    return {
+      atMs: nowMs,
+      queues: [...this.engine.queues.values()].map((queue) => {
+        const waiting = [...this.engine.contacts.values()].filter((c) => c.queueId === queue.queueId && c.state !== 'connected');
+        const positions = this.positions();
+        const estimate = Math.max(0, ...waiting.map((c) => positions.get(c.contactId)?.estimatedWaitSeconds ?? 0));
+        return {
+          queueId: queue.queueId,
+          name: this.queueInfo.get(queue.queueId)?.name ?? queue.queueId,
+          waiting: waiting.length,
+          longestWaitSeconds: Math.max(0, ...waiting.map((c) => Math.floor((nowMs - c.requestedAtMs) / 1000))),
+          offered: waiting.filter((c) => c.state === 'offered').length,
+          connected: [...this.engine.contacts.values()].filter((c) => c.queueId === queue.queueId && c.state === 'connected').length,
+          ...this.statistics.today(queue.queueId),
+          estimatedWaitSeconds: estimate,
+          serviceLevelSeconds: queue.serviceLevelSeconds,
+        };
+      }),
+      agents: agents.map((agent) => {
+        const held = [...this.engine.contacts.values()].filter((c) => c.state === 'connected' && c.agentId === agent.agentId);
+        return {
+          agentId: agent.agentId,
+          name: this.people.get(agent.agentId)?.name ?? '',
+          status: agent.status === 'available' && held.length > 0 ? AgentStatus.AGENT_STATUS_BUSY : statusOf[agent.status],
+          reason: agent.awayReason ?? '',
+          contactIds: held.map((c) => c.contactId),
+          rooms: held.map((c) => c.about?.room ?? roomOf(c.contactId)),
+        };
+      }),
+    };
+  }
+
+  private agentOf(agentId: string): Agent {
+    const person = this.people.get(agentId);
+    if (!person?.roles.includes('agent')) throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'not an agent of this tenant');
+    const agent = this.engine.agents.get(agentId);
+    if (!agent) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such agent');
+    return agent;
+  }
+
+  /** A contact, only for the end user who asked for it (anyone else: as if it did not exist). */
+  private contactOf(contactId: string, endUser: string): Contact {
+    const contact = this.engine.contacts.get(contactId);
+    if (!contact || contact.about?.endUser !== endUser) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such contact');
+    return contact;
+  }
+}
+
+/** The room of a contact: named after it, so every replica names it alike. */
+export const roomOf = (contactId: string) => `cc_${contactId}`;
+
+const ok = (): Reply => ({ result: { $case: 'ok', value: {} } });
+
+function emptyContactState(): ContactState {
+  return {
+    contactId: '',
+    phase: ContactPhase.CONTACT_PHASE_UNSPECIFIED,
+    queueId: '',
+    channel: Channel.CHANNEL_UNSPECIFIED,
+    position: 0,
+    estimatedWaitSeconds: 0,
+    room: '',
+    agentId: '',
+    endReason: '',
+    requestedAtMs: 0,
+  };
+}
+
+const encodeContactState = (state: ContactState) => ContactStateMessage.encode(state).finish();
+const encodeQueueView = (view: QueueView) => QueueViewMessage.encode(view).finish();

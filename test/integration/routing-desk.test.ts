@@ -1,0 +1,248 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Kvm } from '@nats-io/kv';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NatsServer, startRoutingProcess, startSignalingProcess, waitFor } from '@gateway/testing';
+import { mintDeskToken, verifyJoinToken, type DeskRole } from '../../services/signaling/src/auth/tokens.js';
+import { DEMO_TENANT } from '../../services/signaling/src/config.js';
+import type { DirectoryView } from '../../services/routing/src/ownership/TenantRouting.js';
+import { demoToken, GLOBEX_TENANT, twoTenantEnv } from '../support/tokens.js';
+import { TestClient } from '../support/wsClient.js';
+
+/** Two queues; ann and bob take billing and support, cyd support only; sue supervises. */
+const directory: DirectoryView = {
+  queues: [
+    { queueId: 'billing', name: 'Billing', priority: 1, requiredSkills: { billing: 1 }, serviceLevelSeconds: 20, contextFields: ['order', 'topic'] },
+    { queueId: 'support', name: 'Support', priority: 2, requiredSkills: { support: 1 }, serviceLevelSeconds: 30 },
+  ],
+  profiles: [
+    {
+      profileId: 'both',
+      queues: [
+        { queueId: 'billing', priority: 1 },
+        { queueId: 'support', priority: 2 },
+      ],
+      capacity: { call: 1, chat: 3 },
+    },
+    { profileId: 'support-only', queues: [{ queueId: 'support', priority: 1 }], capacity: { call: 1, chat: 3 } },
+  ],
+  people: [
+    { personId: 'ann', name: 'Ann', roles: ['agent'], skills: { billing: 5, support: 5 }, profileId: 'both' },
+    { personId: 'bob', name: 'Bob', roles: ['agent'], skills: { billing: 3, support: 5 }, profileId: 'both' },
+    { personId: 'cyd', name: 'Cyd', roles: ['agent'], skills: { support: 5 }, profileId: 'support-only' },
+    { personId: 'sue', name: 'Sue', roles: ['supervisor'], skills: {} },
+  ],
+};
+
+/** The desk of the contact center over real processes: two routing replicas, a signaling replica, nats-server. */
+describe('the desk: end users, agents and supervisors through signaling and routing', () => {
+  let nats: NatsServer;
+  let signaling: Awaited<ReturnType<typeof startSignalingProcess>>;
+  const routing: Array<Awaited<ReturnType<typeof startRoutingProcess>>> = [];
+  const clients: TestClient[] = [];
+  let routingEnv: Record<string, string>;
+
+  const desk = async (identity: string, role: DeskRole, extra: { name?: string; crmContactId?: string; phoneNumber?: string } = {}) => {
+    const client = await TestClient.open(`${signaling.url.replace('http', 'ws')}/v1/desk`);
+    clients.push(client);
+    const { token } = await mintDeskToken(DEMO_TENANT, { identity, role, ...extra });
+    const hello = await client.request('hello', { token, protocolVersion: 1 });
+    return { client, hello };
+  };
+
+  /** The notifications of a kind received so far. */
+  const all = (client: TestClient, kind: string) => client.notifications.filter((n) => kind in n).map((n) => n[kind]);
+  const waitNotification = async (client: TestClient, kind: string, match: (value: Record<string, any>) => boolean, timeoutMs = 10_000) => {
+    let found: Record<string, any> | undefined;
+    await waitFor(() => (found = all(client, kind).find(match)) !== undefined, timeoutMs, `${kind} notification`);
+    return found!;
+  };
+
+  beforeAll(async () => {
+    nats = await NatsServer.start();
+    const dir = mkdtempSync(join(tmpdir(), 'routing-desk-'));
+    const seed = join(dir, 'directory.json');
+    writeFileSync(seed, JSON.stringify({ demo: directory }));
+    routingEnv = { ...twoTenantEnv, ROUTING_DIRECTORY_SEED_FILE: seed, ROUTING_TICK_MS: '100', ROUTING_OFFER_TIMEOUT_SECONDS: '4', ROUTING_LEASE_POLL_MS: '300' };
+    routing.push(await startRoutingProcess({ natsUrl: nats.url, replicaId: 'routing-a', env: routingEnv }));
+    routing.push(await startRoutingProcess({ natsUrl: nats.url, replicaId: 'routing-b', env: routingEnv }));
+    signaling = await startSignalingProcess({ natsUrl: nats.url, env: twoTenantEnv });
+  }, 90_000);
+
+  afterAll(async () => {
+    for (const client of clients) client.ws.terminate();
+    await signaling?.stop();
+    for (const replica of routing) await replica.stop();
+    await nats?.stop();
+  });
+
+  it('refuses a token of the wrong kind or role, and another tenant reaches nothing of this one', async () => {
+    // A room's join token is not a desk token, and the connection closes as unauthenticated.
+    const client = await TestClient.open(`${signaling.url.replace('http', 'ws')}/v1/desk`);
+    clients.push(client);
+    const joinToken = await demoToken({ room: 'r1', identity: 'eve', role: 'end_user' });
+    expect((await client.request('hello', { token: joinToken })).error.code).toBe('UNAUTHENTICATED');
+    expect((await client.closed).code).toBe(4001);
+
+    // A desk token is not a join token.
+    const room = await TestClient.open(`${signaling.url.replace('http', 'ws')}/ws`);
+    clients.push(room);
+    const { token: deskToken } = await mintDeskToken(DEMO_TENANT, { identity: 'eve', role: 'end_user' });
+    expect((await room.request('join', { token: deskToken })).error.code).toBe('UNAUTHENTICATED');
+
+    // An agent asks for support, an end user sets a status or takes an offer, an agent reads the queues: refused.
+    const { client: agent } = await desk('ann', 'agent');
+    expect((await agent.request('requestSupport', { queue: 'billing', channel: 'video' })).error.code).toBe('PERMISSION_DENIED');
+    expect((await agent.request('queueView', {})).error.code).toBe('PERMISSION_DENIED');
+    const { client: user } = await desk('eve', 'end_user');
+    expect((await user.request('setStatus', { status: 'available' })).error.code).toBe('PERMISSION_DENIED');
+    expect((await user.request('accept', { contactId: 'ct_x' })).error.code).toBe('PERMISSION_DENIED');
+    // A person who is not an agent in the directory cannot be one by token alone.
+    const { hello: impostor } = await desk('sue', 'agent');
+    expect(impostor.error.code).toBe('PERMISSION_DENIED');
+    const { hello: notSupervisor } = await desk('ann', 'supervisor');
+    expect(notSupervisor.error.code).toBe('PERMISSION_DENIED');
+    // Hostile parameters are refused by schema before anything is asked of routing.
+    expect((await user.request('requestSupport', { queue: 'billing', channel: 'fax' })).error.code).toBe('MALFORMED_MESSAGE');
+    expect((await user.request('requestSupport', { queue: '../x', channel: 'video' })).error.code).toBe('MALFORMED_MESSAGE');
+    expect((await user.request('requestSupport', { queue: 'nosuch', channel: 'video' })).error.code).toBe('NOT_FOUND');
+
+    // Globex has no directory: its desk tokens reach no queue and no contact of demo.
+    const globex = await TestClient.open(`${signaling.url.replace('http', 'ws')}/v1/desk`);
+    clients.push(globex);
+    const { token: globexToken } = await mintDeskToken(GLOBEX_TENANT, { identity: 'ann', role: 'agent' });
+    expect((await globex.request('hello', { token: globexToken })).error.code).toBe('PERMISSION_DENIED');
+    const globexUser = await TestClient.open(`${signaling.url.replace('http', 'ws')}/v1/desk`);
+    clients.push(globexUser);
+    await globexUser.request('hello', { token: (await mintDeskToken(GLOBEX_TENANT, { identity: 'eve', role: 'end_user' })).token });
+    expect((await globexUser.request('requestSupport', { queue: 'billing', channel: 'video' })).error.code).toBe('NOT_FOUND');
+  }, 60_000);
+
+  it('offers the longest-idle skilled agent, moves on when declined, connects both into one room, and refuses a late accept', async () => {
+    const { client: ann, hello } = await desk('ann', 'agent');
+    expect(hello.hello.role).toBe('agent');
+    expect((await ann.request('setStatus', { status: 'available' })).agent.status).toBe('AGENT_STATUS_AVAILABLE');
+    const { client: bob } = await desk('bob', 'agent');
+    await bob.request('setStatus', { status: 'available' });
+    const { client: cyd } = await desk('cyd', 'agent');
+    await cyd.request('setStatus', { status: 'available' });
+
+    const { client: user } = await desk('eve', 'end_user', { name: 'Eve', crmContactId: 'crm-42', phoneNumber: '+14155552671' });
+    const asked = await user.request('requestSupport', { queue: 'billing', channel: 'video', context: { order: 'A-17', topic: 'refund', secret: 'not for agents' } });
+    const contactId = asked.contact.contactId as string;
+    expect(contactId).toMatch(/^ct_/);
+
+    // Ann went available first: she is the longest idle of those with billing; cyd has no billing skill.
+    const offer = await waitNotification(ann, 'offered', (o) => o.contactId === contactId);
+    expect(JSON.parse(offer.contextJson)).toEqual({ order: 'A-17', topic: 'refund' });
+    expect(offer.name).toBe('Eve');
+    expect(JSON.stringify(offer)).not.toContain('4155552671');
+    expect(all(cyd, 'offered')).toHaveLength(0);
+    await waitNotification(user, 'contact', (c) => c.phase === 'CONTACT_PHASE_OFFERED');
+
+    expect((await ann.request('decline', { contactId })).ok).toBeDefined();
+    await waitNotification(bob, 'offered', (o) => o.contactId === contactId);
+    // Ann's answer to an offer that moved on: refused with its reason; the contact stays bob's.
+    expect((await ann.request('accept', { contactId })).error.code).toBe('OFFER_MOVED_ON');
+    // Cyd never had it: the same.
+    expect((await cyd.request('accept', { contactId })).error.code).toBe('OFFER_MOVED_ON');
+
+    const accepted = await bob.request('accept', { contactId });
+    const agentGrant = await verifyJoinToken([DEMO_TENANT], accepted.join.token);
+    expect(agentGrant).toMatchObject({ role: 'agent', identity: 'bob', room: `cc_${contactId}` });
+    expect(agentGrant.grants.canRecord).toBe(true);
+
+    const connected = await waitNotification(user, 'connected', (c) => c.contact.contactId === contactId);
+    const userGrant = await verifyJoinToken([DEMO_TENANT], connected.token);
+    expect(userGrant).toMatchObject({ role: 'end_user', identity: 'eve', room: `cc_${contactId}` });
+    expect(userGrant.contact.crmContactId).toBe('crm-42');
+    expect(userGrant.grants.sources).toEqual(['camera', 'microphone', 'screen']);
+
+    // Bob ends it and is in after-contact work; wrap-up makes him available again.
+    await bob.request('end', { contactId });
+    await waitNotification(user, 'contact', (c) => c.phase === 'CONTACT_PHASE_ENDED');
+    await waitNotification(bob, 'agent', (a) => a.status === 'AGENT_STATUS_AFTER_CONTACT_WORK');
+    const wrapped = await bob.request('wrapUp', { contactId, disposition: 'resolved', notes: 'refund issued' });
+    expect(wrapped.agent.status).toBe('AGENT_STATUS_AVAILABLE');
+    for (const c of [ann, bob, cyd, user]) c.ws.close();
+  }, 60_000);
+
+  it('tells waiting end users their place as it changes, and a supervisor sees the queue', async () => {
+    const { client: sue } = await desk('sue', 'supervisor');
+    const first = await desk('u1', 'end_user');
+    const second = await desk('u2', 'end_user');
+    const one = (await first.client.request('requestSupport', { queue: 'support', channel: 'voice' })).contact;
+    const two = (await second.client.request('requestSupport', { queue: 'support', channel: 'voice' })).contact;
+    expect(one.position).toBe(1);
+    expect(two.position).toBe(2);
+    const view = (await sue.request('queueView', {})).queues;
+    const support = view.queues.find((q: { queueId: string }) => q.queueId === 'support');
+    expect(support.waiting).toBe(2);
+    // The first leaves (abandon): the second moves up, and is told.
+    await first.client.request('leaveQueue', {});
+    await waitNotification(second.client, 'contact', (c) => c.position === 1);
+    await waitNotification(sue, 'queues', (v) =>
+      v.queues.some((q: { queueId: string; waiting: number; abandonedToday: number }) => q.queueId === 'support' && q.waiting === 1 && q.abandonedToday >= 1),
+    );
+    // Reconnecting with the contact's id keeps the place.
+    second.client.ws.close();
+    const again = await desk('u2', 'end_user');
+    const resumed = (await again.client.request('requestSupport', { queue: 'support', channel: 'voice', contactId: two.contactId })).contact;
+    expect(resumed.contactId).toBe(two.contactId);
+    expect(resumed.position).toBe(1);
+    // Another end user cannot take it over.
+    const thief = await desk('mallory', 'end_user');
+    const stolen = (await thief.client.request('requestSupport', { queue: 'support', channel: 'voice', contactId: two.contactId })).error;
+    expect(stolen.code).toBe('NOT_FOUND');
+    await again.client.request('leaveQueue', {});
+  }, 60_000);
+
+  it('moves an offer on at once when the ringing agent app is killed, and keeps contacts through the loss of the routing owner', async () => {
+    const { client: cyd } = await desk('cyd', 'agent');
+    await cyd.request('setStatus', { status: 'available' });
+    const { client: user } = await desk('zoe', 'end_user');
+    const contactId = (await user.request('requestSupport', { queue: 'support', channel: 'chat' })).contact.contactId;
+    await waitNotification(cyd, 'offered', (o) => o.contactId === contactId);
+    const { client: ann } = await desk('ann', 'agent');
+    await ann.request('setStatus', { status: 'available' });
+    // Cyd's app dies while it rings: the offer goes to ann well before the 4 s timeout.
+    const killedAt = Date.now();
+    cyd.ws.terminate();
+    await waitNotification(ann, 'offered', (o) => o.contactId === contactId, 3_000);
+    expect(Date.now() - killedAt).toBeLessThan(3_000);
+
+    // The routing owner dies (no goodbye) while the offer is out: the other replica takes the
+    // tenant over after the lease's age limit, the contact keeps its place and is offered again.
+    const holder = await ownerOf();
+    const survivor = routing.find((r) => r.replicaId !== holder)!;
+    await routing.find((r) => r.replicaId === holder)!.stop('SIGKILL');
+    await waitFor(async () => (await ownerOf()) === survivor.replicaId, 20_000, 'the other replica owns the tenant');
+    // Ann still holds the offer or gets it again; accepting it connects exactly once.
+    let accepted: Record<string, any> | undefined;
+    await waitFor(
+      async () => {
+        accepted = await ann.request('accept', { contactId });
+        return accepted.join !== undefined;
+      },
+      15_000,
+      'the contact accepted after the takeover',
+    );
+    expect(accepted!.join.contact.agentId).toBe('ann');
+    await waitNotification(user, 'connected', (c) => c.contact.contactId === contactId);
+    expect(all(user, 'connected').filter((c) => c.contact.contactId === contactId)).toHaveLength(1);
+  }, 90_000);
+
+  /** The replica holding the demo tenant's lease, read from the KV. */
+  async function ownerOf(): Promise<string | undefined> {
+    const nc = await nats.connect();
+    try {
+      const kv = await new Kvm(nc).open('gateway_routing_leases');
+      const entry = await kv.get('demo');
+      if (entry?.operation !== 'PUT') return undefined;
+      return (entry.json() as { replicaId: string }).replicaId;
+    } finally {
+      await nc.close();
+    }
+  }
+});
