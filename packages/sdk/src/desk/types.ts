@@ -203,7 +203,7 @@ export function toAgentState(message: AgentStateMessage): AgentState {
     agentId: message.agentId,
     status: status(message.status),
     reason: message.reason,
-    offer: message.offer && message.offer.contactId ? toOffer(message.offer) : undefined,
+    offer: message.offer?.contactId ? toOffer(message.offer) : undefined,
     contacts: message.contacts.map(toContact),
     wrapUpContactIds: [...message.wrapUpContactIds],
   };
