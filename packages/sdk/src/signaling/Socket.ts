@@ -33,7 +33,7 @@ export interface SocketProtocol<M extends OneOf, R extends OneOf, E> {
 }
 
 /** gateway.signaling.v1, the room protocol. */
-export const SIGNALING: SocketProtocol<Method, Exclude<Result, { $case: 'error' }>, NotificationEvent> = {
+const SIGNALING: SocketProtocol<Method, Exclude<Result, { $case: 'error' }>, NotificationEvent> = {
   decode: (json) => ServerMessage.fromJSON(json),
   ping: () => ({ method: 'ping', params: { clientTimeMs: Date.now() } }),
   name: 'signaling',
