@@ -139,6 +139,20 @@ describe('AgentDesk', () => {
     expect(first().frames[1]).toEqual({ id: 2, ping: {} });
   });
 
+  it('says hello with a fresh token from tokenProvider after a drop', async () => {
+    server = await FakeDesk.start();
+    server.role = 'agent';
+    let issued = 0;
+    desk = await AgentDesk.create({ ...fast, url: server.url, token: 'agent-jwt', tokenProvider: async () => `fresh-${++issued}` });
+    const status = new Promise<AgentState>((resolve) => desk!.once('status', resolve));
+    await status;
+    const again = new Promise<AgentState>((resolve) => desk!.once('status', resolve));
+    server.welcome = { agent: { agentId: 'AG_1', status: 'AGENT_STATUS_AWAY' } };
+    server.last().ws.close(4503, 'server shutdown');
+    await again;
+    expect(server.conns.map((c) => c.frames[0]?.hello.token)).toEqual(['agent-jwt', 'fresh-1']);
+  });
+
   it('stops for good when the server closes as unauthenticated', async () => {
     const { server, desk } = await start();
     const failed = new Promise<GatewayError>((resolve) => desk.on('error', resolve));

@@ -1,7 +1,7 @@
 import { CloseCode, type JoinResponse } from '@gateway/proto/gateway/signaling/v1/signaling';
 import { Emitter } from '../events.js';
 import { ErrorCode, GatewayError, hasCode } from '../errors.js';
-import { LocalCloseCode, Socket, call, closedError, type MethodName, type NotificationEvent, type ParamsOf, type ResultOf, type WebSocketConstructor } from './Socket.js';
+import { LocalCloseCode, SIGNALING, Socket, call, closedError, type MethodName, type NotificationEvent, type ParamsOf, type ResultOf, type WebSocketConstructor } from './Socket.js';
 import { PROTOCOL_VERSION } from '@gateway/common/protocol';
 import { signalingUrl } from './urls.js';
 import { backoffDelayMs } from '@gateway/common/backoff';
@@ -198,11 +198,17 @@ export class SignalingClient extends Emitter<SignalingEvents> {
   private openSocket(): Promise<Socket> {
     const Impl = this.WebSocketImpl;
     if (!Impl) return Promise.reject(new GatewayError(ErrorCode.UNSUPPORTED, 'no WebSocket implementation available'));
-    return Socket.open(Impl, this.url, this.timings.connectTimeoutMs, {
-      nextId: () => this.nextId++,
-      onNotification: (socket, event) => this.onNotification(socket, event),
-      onClose: (socket, code, reason) => this.onSocketClosed(socket, code, reason),
-    });
+    return Socket.open(
+      Impl,
+      this.url,
+      this.timings.connectTimeoutMs,
+      {
+        nextId: () => this.nextId++,
+        onNotification: (socket, event) => this.onNotification(socket, event),
+        onClose: (socket, code, reason) => this.onSocketClosed(socket, code, reason),
+      },
+      SIGNALING,
+    );
   }
 
   /**

@@ -33,7 +33,7 @@ export interface SocketProtocol<M extends OneOf, R extends OneOf, E> {
 }
 
 /** gateway.signaling.v1, the room protocol. */
-const SIGNALING: SocketProtocol<Method, Exclude<Result, { $case: 'error' }>, NotificationEvent> = {
+export const SIGNALING: SocketProtocol<Method, Exclude<Result, { $case: 'error' }>, NotificationEvent> = {
   decode: (json) => ServerMessage.fromJSON(json),
   ping: () => ({ method: 'ping', params: { clientTimeMs: Date.now() } }),
   name: 'signaling',
@@ -74,7 +74,7 @@ interface Pending<R> {
 
 /**
  * One WebSocket: requests and their answers, notifications, heartbeat. Never reopens. Speaks
- * the room protocol by default (SIGNALING), or another of the same shape (the desk's).
+ * the room protocol (SIGNALING, the default types), or another of the same shape (the desk's).
  */
 export class Socket<M extends OneOf = Method, R extends OneOf = Exclude<Result, { $case: 'error' }>, E = NotificationEvent> {
   private readonly pending = new Map<number, Pending<R>>();
@@ -93,20 +93,12 @@ export class Socket<M extends OneOf = Method, R extends OneOf = Exclude<Result, 
     ws.onerror = () => undefined;
   }
 
-  static open(Impl: WebSocketConstructor, url: string, timeoutMs: number, hooks: SocketHooks<Socket, NotificationEvent>): Promise<Socket>;
   static open<M extends OneOf, R extends OneOf, E>(
     Impl: WebSocketConstructor,
     url: string,
     timeoutMs: number,
     hooks: SocketHooks<Socket<M, R, E>, E>,
     protocol: SocketProtocol<M, R, E>,
-  ): Promise<Socket<M, R, E>>;
-  static open<M extends OneOf, R extends OneOf, E>(
-    Impl: WebSocketConstructor,
-    url: string,
-    timeoutMs: number,
-    hooks: SocketHooks<Socket<M, R, E>, E>,
-    protocol = SIGNALING as unknown as SocketProtocol<M, R, E>,
   ): Promise<Socket<M, R, E>> {
     const name = protocol.name;
     return new Promise((resolve, reject) => {
