@@ -60,7 +60,13 @@ describe('SupportRequest', () => {
     expect(await connected).toEqual({ room: 'support-CT_1', token: 'room-jwt', agentId: 'AG_1' });
     expect(seen).toEqual([{ position: 2, estimatedWaitSeconds: 30 }, 'offered']);
     expect(request.phase).toBe('connected');
+    expect(request.position).toBe(0);
     expect(request.connected?.token).toBe('room-jwt');
+  });
+
+  it('join() waits for an agent', async () => {
+    const { request } = await start();
+    await expect(request.join()).rejects.toMatchObject({ code: 'INVALID_STATE' });
   });
 
   it('tells of a callback, and of the end, then closes', async () => {
