@@ -1,7 +1,7 @@
 import { CloseCode, type JoinResponse } from '@gateway/proto/gateway/signaling/v1/signaling';
 import { Emitter } from '../events.js';
 import { ErrorCode, GatewayError, hasCode } from '../errors.js';
-import { LocalCloseCode, Socket, closedError, type MethodName, type NotificationEvent, type ParamsOf, type ResultOf, type WebSocketConstructor } from './Socket.js';
+import { LocalCloseCode, SIGNALING, Socket, call, closedError, type MethodName, type NotificationEvent, type ParamsOf, type ResultOf, type WebSocketConstructor } from './Socket.js';
 import { PROTOCOL_VERSION } from '@gateway/common/protocol';
 import { signalingUrl } from './urls.js';
 import { backoffDelayMs } from '@gateway/common/backoff';
@@ -148,7 +148,7 @@ export class SignalingClient extends Emitter<SignalingEvents> {
   /** Sends a request on the current socket; rejects with the server's error code, TIMEOUT or CONNECTION_CLOSED. */
   request<M extends MethodName>(method: M, params: ParamsOf<M>, timeoutMs = this.timings.requestTimeoutMs): Promise<ResultOf<M>> {
     if (!this.socket) return Promise.reject(closedError());
-    return this.socket.request(method, params, timeoutMs);
+    return call(this.socket, method, params, timeoutMs);
   }
 
   /** Resolves once connected (at once if already); rejects if the client disconnects for good. */
@@ -179,7 +179,7 @@ export class SignalingClient extends Emitter<SignalingEvents> {
     let socket: Socket | undefined;
     try {
       socket = await this.openSocket();
-      await socket.request('resume', { resumeToken: this.resumeToken, protocolVersion: PROTOCOL_VERSION }, timeout);
+      await call(socket, 'resume', { resumeToken: this.resumeToken, protocolVersion: PROTOCOL_VERSION }, timeout);
       await socket.request('leave', {}, timeout);
     } catch {
       // Unreachable or already expired: the server's resume window ends the session anyway.
@@ -198,11 +198,17 @@ export class SignalingClient extends Emitter<SignalingEvents> {
   private openSocket(): Promise<Socket> {
     const Impl = this.WebSocketImpl;
     if (!Impl) return Promise.reject(new GatewayError(ErrorCode.UNSUPPORTED, 'no WebSocket implementation available'));
-    return Socket.open(Impl, this.url, this.timings.connectTimeoutMs, {
-      nextId: () => this.nextId++,
-      onNotification: (socket, event) => this.onNotification(socket, event),
-      onClose: (socket, code, reason) => this.onSocketClosed(socket, code, reason),
-    });
+    return Socket.open(
+      Impl,
+      this.url,
+      this.timings.connectTimeoutMs,
+      {
+        nextId: () => this.nextId++,
+        onNotification: (socket, event) => this.onNotification(socket, event),
+        onClose: (socket, code, reason) => this.onSocketClosed(socket, code, reason),
+      },
+      SIGNALING,
+    );
   }
 
   /**
@@ -215,8 +221,8 @@ export class SignalingClient extends Emitter<SignalingEvents> {
     const timeout = this.timings.requestTimeoutMs;
     const response =
       method === 'join'
-        ? await socket.request('join', { token, protocolVersion: PROTOCOL_VERSION }, timeout)
-        : await socket.request('resume', { resumeToken: this.resumeToken, protocolVersion: PROTOCOL_VERSION }, timeout);
+        ? await call(socket, 'join', { token, protocolVersion: PROTOCOL_VERSION }, timeout)
+        : await call(socket, 'resume', { resumeToken: this.resumeToken, protocolVersion: PROTOCOL_VERSION }, timeout);
     this.resumeToken = response.resumeToken;
     this.rejoinRequired = false;
     socket.startHeartbeat(this.timings.heartbeatIntervalMs, this.timings.heartbeatTimeoutMs);

@@ -23,3 +23,11 @@ export function signalingHttpBase(url: string): string {
   u.hash = '';
   return u.toString().replace(/\/$/, '');
 }
+
+/** The desk WebSocket URL (contact center: `/v1/desk` beside the room's `/ws`) for the same url as connect()'s. */
+export function deskUrl(url: string): string {
+  const u = new URL(signalingHttpBase(url));
+  u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
+  u.pathname = `${u.pathname.replace(/\/$/, '')}/v1/desk`;
+  return u.toString();
+}
