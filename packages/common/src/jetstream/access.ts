@@ -183,6 +183,8 @@ export const natsAccess: Record<ServiceIdentity, Grant[]> = {
     kv.readWrite(buckets.tokenSessions),
     kv.readWrite(buckets.uploadLeases),
     kv.readWrite(buckets.deviceKeys),
+    // Tenants' API keys: HTTP Basic on the room API, and join tokens signed with them.
+    kv.read(buckets.apiKeys),
     stream.publish(streams.chat),
     stream.read(streams.chat),
     // A redacted message is erased; an ended conversation's entries are purged.
@@ -232,6 +234,8 @@ export const natsAccess: Record<ServiceIdentity, Grant[]> = {
     stream.publish(streams.audit),
     kv.readWrite(buckets.connectors),
     kv.readWrite(buckets.webhooks),
+    // Tenants' API keys: managed through the admin API, which they authenticate too.
+    kv.readWrite(buckets.apiKeys),
     // Webhooks: events fanned out to one delivery per endpoint, posted, then erased.
     stream.durable(streams.webhooks, WEBHOOKS_DURABLE),
     stream.publish(streams.webhooks),
@@ -249,8 +253,8 @@ export const natsAccess: Record<ServiceIdentity, Grant[]> = {
     // The fill of every stream, bucket and object store (gateway_jetstream_stream_bytes).
     ...catalog.map((entry) => stream.info(streamNameOf(entry))),
   ],
-  // The routing service is coming; it connects and may do nothing else yet.
-  routing: [],
+  // The routing service is coming; so far it only reads tenants' API keys, to authenticate them.
+  routing: [kv.read(buckets.apiKeys)],
   // The residue scanner (packages/common/src/residue, docs/data-lifecycle.md): reads every stream,
   // bucket and object store through ordered consumers, and deletes only in the places where it
   // sweeps residue. A KV delete is a publish to the key's subject like a put, so permissions

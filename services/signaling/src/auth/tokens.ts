@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { SignJWT, errors as joseErrors, jwtVerify, decodeJwt } from 'jose';
 import { z } from 'zod';
-import { ErrorCode, GatewayError, normalizePhoneNumber, participantMetadata, participantName, schemas } from '@gateway/common';
+import { ErrorCode, GatewayError, normalizePhoneNumber, participantMetadata, participantName, schemas, TenantAuth, type TenantCredentials } from '@gateway/common';
 import type { Tenant } from '../config.js';
 
 export const roles = ['agent', 'end_user'] as const;
@@ -155,6 +155,7 @@ const DEFAULT_TTL_SECONDS = 6 * 3600;
 export const CLOCK_TOLERANCE_SECONDS = 30;
 
 const secretKey = (tenant: Tenant) => new TextEncoder().encode(tenant.apiSecret);
+const isCredentials = (tenants: TenantCredentials | readonly Tenant[]): tenants is TenantCredentials => !Array.isArray(tenants);
 
 /** Signs a join token with the tenant's secret (HS256), the way a customer's backend would. */
 export async function mintJoinToken(tenant: Tenant, request: MintRequest): Promise<{ token: string; expiresAt: number }> {
@@ -186,10 +187,12 @@ export async function mintJoinToken(tenant: Tenant, request: MintRequest): Promi
 }
 
 /**
- * Verifies a join token: the issuer names the tenant's API key, whose secret must have signed
- * it; it must be within its validity; it may only claim that same tenant.
+ * Verifies a join token: the issuer names one of the tenant's API keys (of GATEWAY_TENANTS, or
+ * kept in NATS: `tenants` says which), whose secret must have signed it (during a rotation's
+ * overlap, the secret before it too); it must be within its validity; it may only claim that
+ * same tenant.
  */
-export async function verifyJoinToken(tenants: readonly Tenant[], token: string | undefined): Promise<JoinGrant> {
+export async function verifyJoinToken(tenants: TenantCredentials | readonly Tenant[], token: string | undefined): Promise<JoinGrant> {
   if (!token) throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'a join token is required');
   let issuer: string | undefined;
   try {
@@ -197,21 +200,28 @@ export async function verifyJoinToken(tenants: readonly Tenant[], token: string 
   } catch (error) {
     throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'the join token is not a JWT', { cause: error });
   }
-  const tenant = tenants.find((t) => t.apiKey === issuer);
-  if (!tenant) throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'the join token was issued by an unknown API key');
+  const credentials = isCredentials(tenants) ? tenants : TenantAuth.configured(tenants);
+  const signer = issuer ? await credentials.signingSecrets(issuer) : undefined;
+  if (!signer) throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'the join token was issued by an unknown API key');
+  const { tenant } = signer;
   let payload: unknown;
-  try {
-    ({ payload } = await jwtVerify(token, secretKey(tenant), {
-      algorithms: ['HS256'],
-      issuer: tenant.apiKey,
-      clockTolerance: CLOCK_TOLERANCE_SECONDS,
-      requiredClaims: ['exp', 'sub', 'jti'],
-    }));
-  } catch (error) {
-    if (error instanceof joseErrors.JWTExpired) {
-      throw new GatewayError(ErrorCode.TOKEN_EXPIRED, 'the join token has expired', { cause: error });
+  for (const [i, secret] of signer.secrets.entries()) {
+    try {
+      ({ payload } = await jwtVerify(token, new TextEncoder().encode(secret), {
+        algorithms: ['HS256'],
+        issuer: tenant.apiKey,
+        clockTolerance: CLOCK_TOLERANCE_SECONDS,
+        requiredClaims: ['exp', 'sub', 'jti'],
+      }));
+      break;
+    } catch (error) {
+      if (error instanceof joseErrors.JWTExpired) {
+        throw new GatewayError(ErrorCode.TOKEN_EXPIRED, 'the join token has expired', { cause: error });
+      }
+      // A signature that does not match this secret may match the one before a rotation.
+      if (error instanceof joseErrors.JWSSignatureVerificationFailed && i < signer.secrets.length - 1) continue;
+      throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'the join token is invalid', { cause: error });
     }
-    throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'the join token is invalid', { cause: error });
   }
   const claims = claimsSchema.safeParse(payload);
   if (!claims.success) {
