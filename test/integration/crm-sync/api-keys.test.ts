@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { API_KEY_CACHE_MS, DEMO_TENANT, ErrorCode, StaticKeyring, TenantAuth, buckets, createLogger, openBucket } from '@gateway/common';
 import { NatsServer, startCrmSyncProcess, startSignalingProcess } from '@gateway/testing';
+import { AdminClient, GatewayApiError, RoomClient, mintJoinToken as sdkMintJoinToken } from '../../../packages/server-sdk/src/index.js';
 import { mintJoinToken, verifyJoinToken } from '../../../services/signaling/src/auth/tokens.js';
 import { basicAuth } from '../../support/crmSync.js';
 import { OpenApiContract, specFiles } from '../../support/openapi.js';
@@ -174,5 +175,23 @@ describe('tenant API keys', () => {
     }
     expect((await admin('/v1/api-keys', { as: 'nobody' })).status).toBe(401);
     expect((await admin('/v1/api-keys', { as: { apiKey: 'ak_0000000000000000', apiSecret: made.secret } })).status).toBe(401);
+  });
+
+  it("is driven by the server SDK's AdminClient, and its keys work with the SDK's other clients", async () => {
+    const admin = new AdminClient({ url: crm.url, credentials: { apiKey: GLOBEX_TENANT.apiKey, apiSecret: GLOBEX_TENANT.apiSecret } });
+    const key = await admin.createApiKey('sdk backend');
+    expect(key).toMatchObject({ label: 'sdk backend', status: 'active', secret: expect.stringMatching(/^sk_/) });
+    const credentials = { tenant: 'globex', apiKey: key.keyId, apiSecret: key.secret };
+    expect(await new RoomClient({ url: signaling.url, credentials }).listRooms()).toEqual([]);
+    const { token } = await sdkMintJoinToken(credentials, { room: 'r1', identity: 'u1', role: 'agent' });
+    expect((await verifyJoinToken(tokens, token)).tenant).toBe('globex');
+    const rotated = await admin.rotateApiKey(key.keyId, { overlapSeconds: 0 });
+    expect((await admin.getApiKey(key.keyId)).rotatedAtMs).toBe(rotated.rotatedAtMs);
+    expect((await admin.listApiKeys()).find((k) => k.keyId === key.keyId)).not.toHaveProperty('secret');
+    await admin.revokeApiKey(key.keyId);
+    expect((await admin.getApiKey(key.keyId)).status).toBe('revoked');
+    const refused = await new AdminClient({ url: crm.url, credentials: { ...credentials, apiSecret: rotated.secret } }).listApiKeys().catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(GatewayApiError);
+    expect((refused as GatewayApiError).status).toBe(401);
   });
 });
