@@ -135,6 +135,23 @@ describe('NATS: TLS, an identity per service, least privilege', () => {
     await recordingIsIntact();
   });
 
+  it("only crm-sync writes tenants' API keys; signaling and routing read them, the SFU and the recorder not at all", async () => {
+    const key = 'demo.ak_0123456789abcdef';
+    await (await openBucket(as['crm-sync']!, buckets.apiKeys)).put(key, '{"written":"by crm-sync"}');
+    for (const identity of ['signaling', 'routing'] as const) {
+      const keys = await openBucket(as[identity]!, buckets.apiKeys);
+      expect((await keys.get(key))?.string(), identity).toBe('{"written":"by crm-sync"}');
+      await expect(keys.put(key, '{"forged":true}'), identity).rejects.toThrow(permissionViolation);
+      await expect(keys.delete(key), identity).rejects.toThrow(permissionViolation);
+    }
+    for (const identity of ['sfu', 'recorder'] as const) {
+      await expect(openBucket(as[identity]!, buckets.apiKeys), identity).rejects.toMatchObject({ code: ErrorCode.PERMISSION_DENIED });
+      const keys = await new Kvm(as[identity]!).open(buckets.apiKeys, { allow_direct: true });
+      await expect(keys.get(key), identity).rejects.toThrow(permissionViolation);
+    }
+    await (await openBucket(as['crm-sync']!, buckets.apiKeys)).purge(key);
+  });
+
   it('the SFU cannot write a participant record or announce an ended session', async () => {
     const nc = as.sfu!;
     const participants = await new Kvm(nc).open(buckets.participants, { allow_direct: true });

@@ -97,7 +97,10 @@ export type {
 export { observeKeyring } from './keys/metrics.js';
 export { StaticKeyring } from './keys/StaticKeyring.js';
 
-export { DEMO_TENANT, type Tenant, tenantFromBasicAuth, tenantsSchema, tenantsShape } from './tenants.js';
+export { DEMO_TENANT, parseBasicAuth, type Tenant, tenantFromBasicAuth, tenantsSchema, tenantsShape } from './tenants/config.js';
+export { API_KEY_ID } from './tenants/apiKeys.js';
+export { ApiKeyStore, type ApiKeyView, type ApiKeyWithSecret, MAX_API_KEYS_PER_TENANT } from './tenants/ApiKeyStore.js';
+export { API_KEY_CACHE_MS, TenantAuth, type TenantCredentials } from './tenants/TenantAuth.js';
 
 // What we hold of end users until delivery, and how it is protected.
 export { type ArtifactContent, type ArtifactSpace, ArtifactStore, dataKeyName } from './data/artifacts.js';

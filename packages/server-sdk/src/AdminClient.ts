@@ -29,12 +29,29 @@ export interface Connector {
   updatedAtMs: number;
 }
 
+/** One of the tenant's API keys made through the admin API (never with its secret, but when made or rotated). */
+export interface ApiKey {
+  /** Public: the user of HTTP Basic and the `iss` of join tokens (`ak_…`). */
+  keyId: string;
+  label: string;
+  /** A revoked key is refused everywhere, and stays listed for 30 days. */
+  status: 'active' | 'revoked';
+  createdAtMs: number;
+  rotatedAtMs?: number;
+  revokedAtMs?: number;
+  /** While the secret before the last rotation is still taken: until when. */
+  previousSecretValidUntilMs?: number;
+}
+
+/** A key with its secret (`sk_…`): only in the answer that made the secret. Keep it where your backend reads it. */
+export type ApiKeyWithSecret = ApiKey & { secret: string };
+
 /** Who a data-subject request is about: your external id of them, or their CRM contact id. */
 export type DataSubject = { externalId: string } | { crmContactId: string };
 
 /**
- * The tenant's admin API (docs/http-api.md, docs/webhooks.md): webhook endpoints, connectors
- * (where everything a contact produces is delivered) and data-subject requests.
+ * The tenant's admin API (docs/http-api.md, docs/webhooks.md): API keys, webhook endpoints,
+ * connectors (where everything a contact produces is delivered) and data-subject requests.
  */
 export class AdminClient {
   private readonly api: ApiClient;
@@ -42,6 +59,30 @@ export class AdminClient {
   /** `url`: crm-sync's admin URL. */
   constructor(options: ApiClientOptions) {
     this.api = new ApiClient(options);
+  }
+
+  /** The tenant's API keys made here, oldest first (the bootstrap key of the deployment's configuration is not among them). */
+  async listApiKeys(): Promise<ApiKey[]> {
+    return (await this.api.call<{ apiKeys: ApiKey[] }>('GET', '/v1/api-keys')).apiKeys;
+  }
+
+  /** A new API key: `{keyId, secret}` authenticate like any of the tenant's keys (Basic auth, join tokens). The secret is shown this once. */
+  async createApiKey(label: string): Promise<ApiKeyWithSecret> {
+    return this.api.call('POST', '/v1/api-keys', { label });
+  }
+
+  async getApiKey(keyId: string): Promise<ApiKey> {
+    return this.api.call('GET', pathOf('v1', 'api-keys', keyId));
+  }
+
+  /** A new secret; the old one is still taken beside it for `overlapSeconds` (default a day), so backends can move over without a refused call. */
+  async rotateApiKey(keyId: string, options: { overlapSeconds?: number } = {}): Promise<ApiKeyWithSecret> {
+    return this.api.call('POST', `${pathOf('v1', 'api-keys', keyId)}/rotate`, options);
+  }
+
+  /** Revokes a key: refused from then on (within 5 s everywhere), join tokens it signed included. */
+  async revokeApiKey(keyId: string): Promise<void> {
+    await this.api.call('DELETE', pathOf('v1', 'api-keys', keyId));
   }
 
   async listWebhooks(): Promise<Webhook[]> {

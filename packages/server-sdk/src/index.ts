@@ -9,4 +9,4 @@ export { MemorySeenEvents, type SeenEvents, WebhookReceiver, type WebhookReceive
 export type { DeliveryKind, RoomRef, WebhookEvent, WebhookEventBase, WebhookEventType } from './events.js';
 export { type ApiClientOptions, GatewayApiError } from './api.js';
 export { type ParticipantInfo, RoomClient, type TrackInfo } from './RoomClient.js';
-export { AdminClient, type Connector, type DataSubject, type Webhook, type WebhookSettings } from './AdminClient.js';
+export { AdminClient, type ApiKey, type ApiKeyWithSecret, type Connector, type DataSubject, type Webhook, type WebhookSettings } from './AdminClient.js';

@@ -1,5 +1,6 @@
 import http from 'node:http';
 import {
+  ApiKeyStore,
   ArtifactStore,
   DeviceKeys,
   createKeyring,
@@ -22,6 +23,7 @@ import {
   startOpsServer,
   Startup,
   streams,
+  TenantAuth,
   WEBHOOKS_DURABLE,
   WebhookEvents,
   type Logger,
@@ -85,7 +87,11 @@ export class CrmSync {
       observeStreamSizes(registry, jsm, catalog.map(streamNameOf));
 
       const dataSubjects = new DataSubjects(nc, jsm, artifacts, contactMaps, new DeviceKeys(await openBucket(nc, buckets.deviceKeys)), keyring, confirmations, log);
-      const httpServer = http.createServer(createAdminHandler(() => config.tenants, connectors, dataSubjects, webhooks, nc, log, { connectorTestMs: config.connectorTestMs }));
+      // The admin API takes the tenants' API keys kept in NATS too; a change made here applies here at once.
+      const apiKeysBucket = await openBucket(nc, buckets.apiKeys);
+      const credentials = new TenantAuth(() => config.tenants, { kv: apiKeysBucket, log });
+      const apiKeys = new ApiKeyStore(apiKeysBucket, keyring, log, (keyId) => credentials.forget(keyId));
+      const httpServer = http.createServer(createAdminHandler(credentials, connectors, dataSubjects, webhooks, apiKeys, nc, log, { connectorTestMs: config.connectorTestMs }));
       hardenHttpServer(httpServer);
       const port = await listenHttp(httpServer, config.port, config.host);
       startup.opened(httpServer, closeHttp);

@@ -23,8 +23,10 @@ import {
   Startup,
   streams,
   WebhookEvents,
+  TenantAuth,
   type Logger,
   type NatsConnection,
+  type TenantCredentials,
 } from '@gateway/common';
 import { ParticipantStore, RecorderDirectory, SfuDirectory } from '@gateway/cluster';
 import { recordingOptions, redactionPolicy, tenantLimits, type SignalingConfig } from './config.js';
@@ -58,6 +60,7 @@ interface Parts {
   artifacts: ArtifactStore;
   roomSessions: RoomSessions;
   tokenSessions: TokenSessions;
+  credentials: TenantCredentials;
   registry: Registry;
   log: Logger;
 }
@@ -90,7 +93,7 @@ export class SignalingServer {
   private stopOps: (() => Promise<void>) | undefined;
 
   private constructor(private readonly parts: Parts) {
-    const { config, nc, directory, recorders, store, hub, chat, actions, artifacts, roomSessions, tokenSessions, registry, log } = parts;
+    const { config, nc, directory, recorders, store, hub, chat, actions, artifacts, roomSessions, tokenSessions, credentials, registry, log } = parts;
     const tenant = (name: string) => config.tenants.find((t) => t.name === name);
     const erasedIn = (tenantName: string, room: string) => roomSessions.erasedIn(tenantName, room);
     const participants = (tenantName: string, room: string) => store.list(tenantName, room);
@@ -121,7 +124,7 @@ export class SignalingServer {
       sessionFinishStaleMs: config.sessionFinishStaleMs,
       log,
     });
-    this.joins = new JoinService({ config, nc, store, directory, recorders, hub, roomSessions, tokenSessions, chat, actions, sessions: this.sessions, metrics: this.metrics, log });
+    this.joins = new JoinService({ config, credentials, nc, store, directory, recorders, hub, roomSessions, tokenSessions, chat, actions, sessions: this.sessions, metrics: this.metrics, log });
     const table = createHandlerTable({
       lifecycle: { end: (session, reason) => this.sessions.end(session, reason) },
       media: {
@@ -187,9 +190,12 @@ export class SignalingServer {
       await ensureStream(nc, streams.webhooks);
       const roomSessions = new RoomSessions(nc, await openBucket(nc, buckets.roomSessions), keyring, webhooks);
       const tokenSessions = new TokenSessions(await openBucket(nc, buckets.tokenSessions));
+      // Join tokens and the room API take the tenants' API keys kept in NATS too (revocations within API_KEY_CACHE_MS).
+      const credentials = new TenantAuth(() => config.tenants, { kv: await openBucket(nc, buckets.apiKeys), keyring, log });
       // From here the replica's own close() owns every part, timers and subscriptions included.
-      const server = startup.opened(new SignalingServer({ config, nc, directory, recorders, store, hub, chat, actions, artifacts, roomSessions, tokenSessions, registry, log }), (replica) =>
-        replica.close(),
+      const server = startup.opened(
+        new SignalingServer({ config, nc, directory, recorders, store, hub, chat, actions, artifacts, roomSessions, tokenSessions, credentials, registry, log }),
+        (replica) => replica.close(),
       );
       server.joins.listenForTakeovers();
       server.control.listen();
@@ -202,16 +208,16 @@ export class SignalingServer {
   }
 
   private async listen(): Promise<void> {
-    const { config, nc, store, actions, hub, registry, log } = this.parts;
+    const { config, nc, store, actions, hub, credentials, registry, log } = this.parts;
     const wss = new WebSocketServer({ noServer: true, maxPayload: config.hardFrameLimitBytes });
     this.wss = wss;
     const attachments = { actions, uploadForAction: (actionId: string, authorization: string | undefined, body: Readable) => uploadForAction({ store, actions, hub }, actionId, authorization, body) };
-    const httpServer = http.createServer(createHttpHandler(config, log, attachments, { service: this.rooms, observe: this.metrics.roomApi }));
+    const httpServer = http.createServer(createHttpHandler(config, log, attachments, { service: this.rooms, observe: this.metrics.roomApi }, credentials));
     hardenHttpServer(httpServer);
     const routing = new RoutingClient(nc);
     const deskHub = new DeskHub(nc, routing, config.replicaId, log);
     this.deskHub = deskHub;
-    const deskParts = { tenants: () => config.tenants, routing, hub: deskHub, log, observe: (method: string, code: string) => this.metrics.observer.request(`desk.${method}`, code) };
+    const deskParts = { credentials, routing, hub: deskHub, log, observe: (method: string, code: string) => this.metrics.observer.request(`desk.${method}`, code) };
     httpServer.on('upgrade', (req, socket, head) => {
       const path = (req.url ?? '').split('?')[0];
       if ((path !== '/ws' && path !== '/v1/desk') || this.shuttingDown) {

@@ -57,9 +57,10 @@ function rawRequest(port: number, head: string, body: Buffer, timeoutMs = 5_000,
 }
 
 /**
- * A seeded fuzzer against every route of crm-sync's admin API: paths, methods, headers, query
- * strings and bodies, valid and mutated (huge, deep, binary, prototype keys, objects where
- * strings go, broken encodings), forged credentials, and slow senders alongside. After every
+ * A seeded fuzzer against every route of crm-sync's admin API (connectors, data subjects,
+ * webhooks, API keys): paths, methods, headers, query strings and bodies, valid and mutated
+ * (huge, deep, binary, prototype keys, objects where strings go, broken encodings), forged
+ * credentials, and slow senders alongside. After every
  * batch the API must still answer a real request and no forged credential may have been
  * accepted; no request may end in an internal error.
  */
@@ -95,6 +96,19 @@ describe('crm-sync admin API under a seeded fuzzer', () => {
       /** Ids of endpoints made during the run, or names that are none. */
       const webhookIds: string[] = [];
       const webhookId = () => (webhookIds.length > 0 && rand() < 0.6 ? pick(webhookIds) : pick(names));
+      /** Ids of API keys made during the run, or names that are none. */
+      const apiKeyIds: string[] = [];
+      const apiKeyId = () => (apiKeyIds.length > 0 && rand() < 0.6 ? pick(apiKeyIds) : pick([...names, 'ak_0000000000000000', 'ak_', 'AK_0000000000000000']));
+      /** An API key request's body: valid, or mutated field by field. */
+      const apiKeyBody = (): unknown =>
+        pick([
+          () => ({ label: pick(['backend', '', 'x'.repeat(200), '\u0000', '\ud800', 7, null, ['a'], { toString: 1 }]) }),
+          () => ({ overlapSeconds: pick([0, 60, -1, 1e12, 1.5, '60', null]) }),
+          () => ({ label: 'backend', secret: 'sk_mine', keyId: 'ak_0000000000000000', secretHash: 'x' }),
+          () => JSON.parse('{"__proto__": {"label": "backend"}}') as unknown,
+          () => ({}),
+          () => [{ label: 'backend' }],
+        ])();
       /** A webhook endpoint's body: valid, or mutated field by field. */
       const webhook = (): unknown =>
         pick([
@@ -126,6 +140,9 @@ describe('crm-sync admin API under a seeded fuzzer', () => {
           () => ({ method: pick(['GET', 'POST']), path: '/v1/webhooks' }),
           () => ({ method: pick(['GET', 'PATCH', 'DELETE']), path: `/v1/webhooks/${webhookId()}` }),
           () => ({ method: 'POST', path: `/v1/webhooks/${webhookId()}/${pick(['rotate-secret', 'test', 'rotate-secret/x', 'TEST'])}` }),
+          () => ({ method: pick(['GET', 'POST']), path: '/v1/api-keys' }),
+          () => ({ method: pick(['GET', 'DELETE']), path: `/v1/api-keys/${apiKeyId()}` }),
+          () => ({ method: 'POST', path: `/v1/api-keys/${apiKeyId()}/${pick(['rotate', 'rotate/x', 'ROTATE'])}` }),
           () => ({
             method: 'GET',
             path: pick([
@@ -213,6 +230,7 @@ describe('crm-sync admin API under a seeded fuzzer', () => {
         `Basic ${Buffer.from(`${DEMO_TENANT.apiKey}:${DEMO_TENANT.apiSecret.slice(0, -1)}`).toString('base64')}`,
         `Basic ${Buffer.from(`${DEMO_TENANT.apiKey}:${DEMO_TENANT.apiSecret}x`).toString('base64')}`,
         `Basic ${Buffer.from(`:${DEMO_TENANT.apiSecret}`).toString('base64')}`,
+        `Basic ${Buffer.from(`ak_0000000000000000:sk_${'A'.repeat(43)}`).toString('base64')}`,
         `Basic ${Buffer.from(DEMO_TENANT.apiKey).toString('base64')}`,
         'Basic !!!not-base64!!!',
         `Bearer ${DEMO_TENANT.apiSecret}`,
@@ -233,15 +251,17 @@ describe('crm-sync admin API under a seeded fuzzer', () => {
         const { bytes, type } =
           target.startsWith('/v1/webhooks') && (method === 'POST' || method === 'PATCH') && shape < 0.8
             ? { bytes: Buffer.from(JSON.stringify(webhook())), type: 'application/json' }
-            : method === 'PATCH' && shape < 0.6
-              ? { bytes: Buffer.from(JSON.stringify(corrections())), type: 'application/json' }
-              : method === 'PUT' || method === 'PATCH' || rand() < 0.1
-                ? shape < 0.3
-                  ? validBody()
-                  : shape < 0.7
-                    ? { bytes: Buffer.from(JSON.stringify(connector())), type: 'application/json' }
-                    : body()
-                : { bytes: Buffer.alloc(0), type: '' };
+            : target.startsWith('/v1/api-keys') && method === 'POST' && shape < 0.8
+              ? { bytes: Buffer.from(JSON.stringify(apiKeyBody())), type: 'application/json' }
+              : method === 'PATCH' && shape < 0.6
+                ? { bytes: Buffer.from(JSON.stringify(corrections())), type: 'application/json' }
+                : method === 'PUT' || method === 'PATCH' || rand() < 0.1
+                  ? shape < 0.3
+                    ? validBody()
+                    : shape < 0.7
+                      ? { bytes: Buffer.from(JSON.stringify(connector())), type: 'application/json' }
+                      : body()
+                  : { bytes: Buffer.alloc(0), type: '' };
         const headers = [`Host: 127.0.0.1:${port}`, 'Connection: close'];
         if (authorization !== undefined) headers.push(`Authorization: ${authorization}`);
         if (type) headers.push(`Content-Type: ${type}`);
@@ -301,6 +321,8 @@ describe('crm-sync admin API under a seeded fuzzer', () => {
           // The endpoints made so far become targets of the next batches.
           const listed = await fetch(`${stack.crm.url}/v1/webhooks`, { headers: { authorization: basicAuth(DEMO_TENANT) }, signal: AbortSignal.timeout(5_000) });
           webhookIds.splice(0, webhookIds.length, ...((await listed.json()) as { webhooks: Array<{ webhookId: string }> }).webhooks.map((w) => w.webhookId));
+          const keys = await fetch(`${stack.crm.url}/v1/api-keys`, { headers: { authorization: basicAuth(DEMO_TENANT) }, signal: AbortSignal.timeout(5_000) });
+          apiKeyIds.splice(0, apiKeyIds.length, ...((await keys.json()) as { apiKeys: Array<{ keyId: string }> }).apiKeys.map((k) => k.keyId));
           expect(forgedAccepted, `forged credentials accepted (seed ${SEED}): ${failures.join('; ')}`).toBe(0);
         }
       } finally {

@@ -189,6 +189,8 @@ export const natsAccess: Record<ServiceIdentity, Grant[]> = {
     kv.readWrite(buckets.tokenSessions),
     kv.readWrite(buckets.uploadLeases),
     kv.readWrite(buckets.deviceKeys),
+    // Tenants' API keys: HTTP Basic on the room API, and join tokens signed with them.
+    kv.read(buckets.apiKeys),
     stream.publish(streams.chat),
     stream.read(streams.chat),
     // A redacted message is erased; an ended conversation's entries are purged.
@@ -238,6 +240,8 @@ export const natsAccess: Record<ServiceIdentity, Grant[]> = {
     stream.publish(streams.audit),
     kv.readWrite(buckets.connectors),
     kv.readWrite(buckets.webhooks),
+    // Tenants' API keys: managed through the admin API, which they authenticate too.
+    kv.readWrite(buckets.apiKeys),
     // Webhooks: events fanned out to one delivery per endpoint, posted, then erased.
     stream.durable(streams.webhooks, WEBHOOKS_DURABLE),
     stream.publish(streams.webhooks),
@@ -257,7 +261,13 @@ export const natsAccess: Record<ServiceIdentity, Grant[]> = {
   ],
   // The routing service: the owner of a tenant answers its commands (allow_responses) and tells
   // agents, end users and supervisors what changed.
-  routing: [core.subscribe(routingCommands), ...routingEvents.map((subject) => core.publish(subject)), kv.readWrite(buckets.routingLeases), kv.readWrite(buckets.routingState)],
+  routing: [
+    kv.read(buckets.apiKeys),
+    core.subscribe(routingCommands),
+    ...routingEvents.map((subject) => core.publish(subject)),
+    kv.readWrite(buckets.routingLeases),
+    kv.readWrite(buckets.routingState),
+  ],
   // The residue scanner (packages/common/src/residue, docs/data-lifecycle.md): reads every stream,
   // bucket and object store through ordered consumers, and deletes only in the places where it
   // sweeps residue. A KV delete is a publish to the key's subject like a put, so permissions

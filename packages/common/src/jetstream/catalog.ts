@@ -205,6 +205,12 @@ export const catalog: readonly CatalogEntry[] = [
     { writer: 'routing', deletedBy: 'routing when the contact ends (its record goes to crm-sync); an agent removed from the directory' },
     { ttlMs: 2 * day, maxValueBytes: 16 * KiB, share: 0.01 },
   ),
+  kv(
+    buckets.apiKeys,
+    "tenants' API keys: secrets hashed, and sealed for join tokens",
+    { writer: 'crm-sync (admin API)', deletedBy: 'crm-sync 30 days after the tenant revokes it (kept until then, without its secrets)' },
+    { maxValueBytes: 4 * KiB },
+  ),
   kv(buckets.connectors, "tenants' destinations, secrets sealed", { writer: 'crm-sync (admin API)', deletedBy: 'crm-sync when the tenant removes it (kept until then)' }),
   kv(
     buckets.crmContacts,

@@ -109,6 +109,11 @@ export const buckets = {
   webauthnChallenges: 'gateway_webauthn_challenges',
   /** Webhook endpoints of the tenants: key = `${tenant}.${webhookId}`, JSON with the signing secrets sealed. */
   webhooks: 'gateway_webhooks',
+  /**
+   * API keys of the tenants beside GATEWAY_TENANTS' (packages/common/src/tenants/apiKeys.ts):
+   * key = `${tenant}.${keyId}`, JSON with the secret's hash and the secret sealed.
+   */
+  apiKeys: 'gateway_api_keys',
   /** crm-sync destinations of the tenants: key = `${tenant}.${name}`, JSON with sealed secrets. */
   connectors: 'gateway_connectors',
   /**

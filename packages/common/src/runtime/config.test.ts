@@ -32,7 +32,7 @@ describe('loadConfig', () => {
 
 describe('configuration errors never print secrets', () => {
   it('a short apiSecret names the variable and the rule, not any tenant secret', async () => {
-    const { tenantsShape } = await import('../tenants.js');
+    const { tenantsShape } = await import('../tenants/config.js');
     const secret = 'a-long-enough-secret-of-tenant-one-000000';
     const tenants = JSON.stringify([
       { name: 'one', apiKey: 'k1', apiSecret: secret },

@@ -1,5 +1,6 @@
 import type http from 'node:http';
 import {
+  type ApiKeyStore,
   ErrorCode,
   GatewayError,
   hasBody,
@@ -10,14 +11,14 @@ import {
   readJsonRequest,
   refuseQuery,
   sendJson as send,
-  tenantFromBasicAuth,
   type Logger,
   type NatsConnection,
-  type Tenant,
+  type TenantCredentials,
 } from '@gateway/common';
 import type { ConnectorStore } from '../connectors/ConnectorStore.js';
 import { correctionsSchema, dataSubjectOf, type Corrections, type DataSubjects } from '../DataSubjects.js';
 import type { WebhookStore } from '../webhooks/WebhookStore.js';
+import { apiKeyRouteTakesBody, routeApiKeys } from './apiKeys.js';
 import { routeWebhooks, webhookRouteTakesBody } from './webhooks.js';
 
 const MAX_BODY_BYTES = 64 * 1024;
@@ -42,7 +43,8 @@ export interface AdminOptions {
 }
 
 /**
- * The tenants' admin API, authenticated with the tenant's apiKey:apiSecret (HTTP Basic):
+ * The tenants' admin API, authenticated with one of the tenant's API keys (HTTP Basic
+ * apiKey:apiSecret; GATEWAY_TENANTS' or one made here):
  *   GET    /v1/connectors              list (secrets are never returned)
  *   PUT    /v1/connectors/{name}       set {type, config, secrets}
  *   GET    /v1/connectors/{name}
@@ -53,15 +55,17 @@ export interface AdminOptions {
  *   PATCH  /v1/data-subjects?externalId=… | ?crmContactId=…          correct contact details held
  *          until delivery: {phoneNumber?, crmContactId?, externalId?}
  *   /v1/webhooks…                           the tenant's webhook endpoints (http/webhooks.ts)
+ *   /v1/api-keys…                           the tenant's API keys (http/apiKeys.ts)
  * A tenant only ever sees, exports or deletes its own. Query parameters and bodies are checked by
  * schema: a route takes exactly the parameters it names, and only PUT, PATCH and the webhooks'
- * POSTs take a body (JSON).
+ * POSTs take a body (JSON), as do the API keys' POSTs.
  */
 export function createAdminHandler(
-  tenants: () => readonly Tenant[],
+  credentials: TenantCredentials,
   connectors: ConnectorStore,
   dataSubjects: DataSubjects,
   webhooks: WebhookStore,
+  apiKeys: ApiKeyStore,
   nc: NatsConnection,
   log: Logger,
   options: AdminOptions = { connectorTestMs: 10_000 },
@@ -104,11 +108,12 @@ export function createAdminHandler(
   };
 
   const route = async (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => {
-    const tenant = tenantFromBasicAuth(tenants(), req.headers.authorization);
+    const tenant = await credentials.fromBasicAuth(req.headers.authorization);
     if (!tenant) throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'authenticate with HTTP Basic apiKey:apiSecret');
-    const takesBody = req.method === 'PUT' || req.method === 'PATCH' || webhookRouteTakesBody(req.method, url.pathname);
+    const takesBody = req.method === 'PUT' || req.method === 'PATCH' || webhookRouteTakesBody(req.method, url.pathname) || apiKeyRouteTakesBody(req.method, url.pathname);
     if (!takesBody && hasBody(req)) throw new GatewayError(ErrorCode.BAD_REQUEST, 'this request takes no body');
     if (await routeWebhooks(req, res, url, tenant.name, webhooks, nc)) return;
+    if (await routeApiKeys(req, res, url, tenant.name, apiKeys)) return;
     if (url.pathname === '/v1/connectors' && req.method === 'GET') {
       refuseQuery(url);
       return send(res, 200, { connectors: await connectors.list(tenant.name) });

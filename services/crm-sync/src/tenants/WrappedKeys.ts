@@ -46,6 +46,8 @@ const wrappedKeySchema = z.object({
 const dataKeyRecordSchema = z.looseObject({ wrapped: wrappedKeySchema });
 /** Connector records: the sealed secrets' wrapped key (the rest kept as it is). */
 const connectorRecordSchema = z.looseObject({ secrets: z.looseObject({ wrapped: wrappedKeySchema }) });
+/** API key records: the sealed secrets' wrapped key (none once revoked). */
+const apiKeyRecordSchema = z.looseObject({ secrets: z.looseObject({ wrapped: wrappedKeySchema }).optional() });
 
 interface KeySite {
   /** The name counts are reported under. */
@@ -109,6 +111,15 @@ export const keySites: readonly KeySite[] = [
     read(value) {
       const record = checked(connectorRecordSchema, json(value), 'a connector record');
       return { wrapped: [record.secrets.wrapped], replace: ([wrapped]) => encoded({ ...record, secrets: { ...record.secrets, wrapped } }) };
+    },
+  },
+  {
+    name: buckets.apiKeys,
+    bucket: buckets.apiKeys,
+    read(value) {
+      const record = checked(apiKeyRecordSchema, json(value), 'an API key record');
+      const sealed = record.secrets;
+      return { wrapped: sealed ? [sealed.wrapped] : [], replace: ([wrapped]) => encoded(sealed ? { ...record, secrets: { ...sealed, wrapped } } : record) };
     },
   },
   {

@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { SignJWT, errors as joseErrors, jwtVerify, decodeJwt } from 'jose';
 import { z } from 'zod';
-import { ErrorCode, GatewayError, normalizePhoneNumber, participantMetadata, participantName, schemas } from '@gateway/common';
+import { ErrorCode, GatewayError, normalizePhoneNumber, participantMetadata, participantName, schemas, TenantAuth, type TenantCredentials } from '@gateway/common';
 import type { Tenant } from '../config.js';
 
 export const roles = ['agent', 'end_user'] as const;
@@ -155,6 +155,7 @@ const DEFAULT_TTL_SECONDS = 6 * 3600;
 export const CLOCK_TOLERANCE_SECONDS = 30;
 
 const secretKey = (tenant: Tenant) => new TextEncoder().encode(tenant.apiSecret);
+const isCredentials = (tenants: TenantCredentials | readonly Tenant[]): tenants is TenantCredentials => !Array.isArray(tenants);
 
 /** Signs a join token with the tenant's secret (HS256), the way a customer's backend would. */
 export async function mintJoinToken(tenant: Tenant, request: MintRequest): Promise<{ token: string; expiresAt: number }> {
@@ -185,8 +186,12 @@ export async function mintJoinToken(tenant: Tenant, request: MintRequest): Promi
   return { token, expiresAt };
 }
 
-/** A token's signature, issuer and validity checked: the tenant whose key signed it, and its claims unchecked. */
-async function verifySigned(tenants: readonly Tenant[], token: string | undefined, kind: string): Promise<{ tenant: Tenant; payload: unknown }> {
+/**
+ * A token's signature, issuer and validity checked: the tenant whose key signed it, and its claims
+ * still to be checked. The issuer names one of the tenant's API keys; during a rotation's overlap
+ * the secret before the current one signs too.
+ */
+async function verifySigned(tenants: TenantCredentials | readonly Tenant[], token: string | undefined, kind: string): Promise<{ tenant: Tenant; payload: unknown }> {
   if (!token) throw new GatewayError(ErrorCode.UNAUTHENTICATED, `a ${kind} is required`);
   let issuer: string | undefined;
   try {
@@ -194,27 +199,36 @@ async function verifySigned(tenants: readonly Tenant[], token: string | undefine
   } catch (error) {
     throw new GatewayError(ErrorCode.UNAUTHENTICATED, `the ${kind} is not a JWT`, { cause: error });
   }
-  const tenant = tenants.find((t) => t.apiKey === issuer);
-  if (!tenant) throw new GatewayError(ErrorCode.UNAUTHENTICATED, `the ${kind} was issued by an unknown API key`);
-  try {
-    const { payload } = await jwtVerify(token, secretKey(tenant), {
-      algorithms: ['HS256'],
-      issuer: tenant.apiKey,
-      clockTolerance: CLOCK_TOLERANCE_SECONDS,
-      requiredClaims: ['exp', 'sub', 'jti'],
-    });
-    return { tenant, payload };
-  } catch (error) {
-    if (error instanceof joseErrors.JWTExpired) throw new GatewayError(ErrorCode.TOKEN_EXPIRED, `the ${kind} has expired`, { cause: error });
-    throw new GatewayError(ErrorCode.UNAUTHENTICATED, `the ${kind} is invalid`, { cause: error });
+  const credentials = isCredentials(tenants) ? tenants : TenantAuth.configured(tenants);
+  const signer = issuer ? await credentials.signingSecrets(issuer) : undefined;
+  if (!signer) throw new GatewayError(ErrorCode.UNAUTHENTICATED, `the ${kind} was issued by an unknown API key`);
+  const { tenant } = signer;
+  for (const [i, secret] of signer.secrets.entries()) {
+    try {
+      const { payload } = await jwtVerify(token, new TextEncoder().encode(secret), {
+        algorithms: ['HS256'],
+        issuer: tenant.apiKey,
+        clockTolerance: CLOCK_TOLERANCE_SECONDS,
+        requiredClaims: ['exp', 'sub', 'jti'],
+      });
+      return { tenant, payload };
+    } catch (error) {
+      if (error instanceof joseErrors.JWTExpired) throw new GatewayError(ErrorCode.TOKEN_EXPIRED, `the ${kind} has expired`, { cause: error });
+      // A signature that does not match this secret may match the one before a rotation.
+      if (error instanceof joseErrors.JWSSignatureVerificationFailed && i < signer.secrets.length - 1) continue;
+      throw new GatewayError(ErrorCode.UNAUTHENTICATED, `the ${kind} is invalid`, { cause: error });
+    }
   }
+  throw new GatewayError(ErrorCode.UNAUTHENTICATED, `the ${kind} is invalid`);
 }
 
 /**
- * Verifies a join token: the issuer names the tenant's API key, whose secret must have signed
- * it; it must be within its validity; it may only claim that same tenant.
+ * Verifies a join token: the issuer names one of the tenant's API keys (of GATEWAY_TENANTS, or
+ * kept in NATS: `tenants` says which), whose secret must have signed it (during a rotation's
+ * overlap, the secret before it too); it must be within its validity; it may only claim that
+ * same tenant.
  */
-export async function verifyJoinToken(tenants: readonly Tenant[], token: string | undefined): Promise<JoinGrant> {
+export async function verifyJoinToken(tenants: TenantCredentials | readonly Tenant[], token: string | undefined): Promise<JoinGrant> {
   const { tenant, payload } = await verifySigned(tenants, token, 'join token');
   const claims = claimsSchema.safeParse(payload);
   if (!claims.success) {
@@ -264,6 +278,8 @@ const deskClaimsSchema = z.object({
 
 export interface DeskGrant {
   tenant: string;
+  /** The tenant with the credentials that signed the token: join tokens for its rooms are signed alike. */
+  signer: Tenant;
   identity: string;
   role: DeskRole;
   name: string;
@@ -309,10 +325,10 @@ export async function mintDeskToken(tenant: Tenant, request: MintDeskRequest): P
 }
 
 /** Verifies a desk token as verifyJoinToken does a join token; a join token is refused here. */
-export async function verifyDeskToken(tenants: readonly Tenant[], token: string | undefined): Promise<DeskGrant> {
+export async function verifyDeskToken(tenants: TenantCredentials | readonly Tenant[], token: string | undefined): Promise<DeskGrant> {
   const { tenant, payload } = await verifySigned(tenants, token, 'desk token');
   const claims = deskClaimsSchema.safeParse(payload);
   if (!claims.success) throw new GatewayError(ErrorCode.UNAUTHENTICATED, `the desk token's claims are invalid: ${claims.error.issues[0]?.path.join('.')}`);
   if (claims.data.tenant !== tenant.name) throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'the desk token claims a tenant its key does not belong to');
-  return { tenant: tenant.name, identity: claims.data.sub, role: claims.data.desk.role, name: claims.data.name ?? '', contact: claims.data.contact ?? {}, expiresAt: claims.data.exp };
+  return { tenant: tenant.name, signer: tenant, identity: claims.data.sub, role: claims.data.desk.role, name: claims.data.name ?? '', contact: claims.data.contact ?? {}, expiresAt: claims.data.exp };
 }

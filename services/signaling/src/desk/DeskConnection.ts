@@ -1,10 +1,9 @@
 import type { WebSocket, RawData } from 'ws';
-import { ErrorCode, GatewayError, PROTOCOL_VERSION, subjects, toClientError, type ClientError, type Logger } from '@gateway/common';
+import { ErrorCode, GatewayError, PROTOCOL_VERSION, subjects, toClientError, type ClientError, type Logger, type TenantCredentials } from '@gateway/common';
 import { DeskServerMessage, type DeskJoin, type DeskNotification, type DeskResponse } from '@gateway/proto/gateway/routing/v1/desk';
 import { AgentEvent, AgentStatus, Channel, ContactPhase, ContactState, QueueView, type Reply } from '@gateway/proto/gateway/routing/v1/routing';
 import { CloseCode } from '@gateway/proto/gateway/signaling/v1/signaling';
 import { mintJoinToken, verifyDeskToken, type DeskGrant, type GrantedSource } from '../auth/tokens.js';
-import type { Tenant } from '../config.js';
 import { RateLimiter } from '../limits/RateLimiter.js';
 import { parseFrameWith } from '../ws/frames.js';
 import type { DeskHub } from './DeskHub.js';
@@ -20,7 +19,7 @@ export interface DeskOptions {
 }
 
 export interface DeskParts {
-  tenants: () => readonly Tenant[];
+  credentials: TenantCredentials;
   routing: RoutingClient;
   hub: DeskHub;
   log: Logger;
@@ -186,7 +185,7 @@ export class DeskConnection {
 
   private async hello(token: string): Promise<Result> {
     if (this.grant) throw new GatewayError(ErrorCode.ALREADY_JOINED, 'this connection already said hello');
-    const grant = await verifyDeskToken(this.parts.tenants(), token);
+    const grant = await verifyDeskToken(this.parts.credentials, token);
     const send = (command: Parameters<RoutingClient['send']>[1]) => this.parts.routing.send(grant.tenant, command);
     let agent;
     if (grant.role === 'agent') {
@@ -265,8 +264,7 @@ export class DeskConnection {
   /** A join token for the contact's room, with the grants of this side: agents record; end users publish what the channel carries. */
   private async joinFor(contact: ContactState): Promise<DeskJoin> {
     const grant = this.grant!;
-    const tenant = this.parts.tenants().find((t) => t.name === grant.tenant);
-    if (!tenant) throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'the tenant is no longer configured');
+    const tenant = grant.signer;
     const base = { room: contact.room, identity: grant.identity, ...(grant.name ? { name: grant.name } : {}), ttlSeconds: 6 * 3600 };
     const { token } =
       grant.role === 'agent'

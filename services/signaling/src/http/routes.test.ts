@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '@gateway/common';
+import { createLogger, TenantAuth } from '@gateway/common';
 import type { SignalingConfig } from '../config.js';
 import type { RoomService } from '../rooms/RoomService.js';
 import { createHttpHandler, type AttachmentRoutes } from './routes.js';
@@ -24,7 +24,7 @@ describe('SDK bundle routes', () => {
     writeFileSync(path.join(dir, 'cdn/0.2.0/gateway.min.js.map'), '{}');
     writeFileSync(path.join(dir, 'cdn/0.2.0/gateway.min.js.sri'), 'sha384-x\n');
     const config = { tenants: [], publicDir: path.join(dir, 'public'), sdkBundle: path.join(dir, 'sdk.js'), sdkVersionsDir: path.join(dir, 'cdn') } as unknown as SignalingConfig;
-    server = http.createServer(createHttpHandler(config, createLogger('test', 'silent'), {} as AttachmentRoutes, { service: {} as RoomService, observe: () => undefined }));
+    server = http.createServer(createHttpHandler(config, createLogger('test', 'silent'), {} as AttachmentRoutes, { service: {} as RoomService, observe: () => undefined }, TenantAuth.configured([])));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });

@@ -1,7 +1,7 @@
 import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import type http from 'node:http';
-import { ErrorCode, GatewayError, httpBoundary, methodNotAllowed, parseWith, readJsonRequest, refuseQuery, sendJson, tenantFromBasicAuth, type Logger, type Tenant } from '@gateway/common';
+import { ErrorCode, GatewayError, httpBoundary, methodNotAllowed, parseWith, readJsonRequest, refuseQuery, sendJson, type Logger, type Tenant, type TenantCredentials } from '@gateway/common';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { SmartAction } from '@gateway/proto/gateway/signaling/v1/signaling';
@@ -54,20 +54,21 @@ export function createHttpHandler(
   log: Logger,
   attachments: AttachmentRoutes,
   roomApi: { service: RoomService; observe: (operation: string, code: string) => void },
+  credentials: TenantCredentials,
 ): http.RequestListener {
   const publicRoot = path.resolve(config.publicDir);
   const rooms = createRoomRoutes(roomApi.service, roomApi.observe);
 
-  /** The tenant whose backend calls, from HTTP Basic apiKey:apiSecret; UNAUTHENTICATED otherwise. */
-  function tenantOf(req: http.IncomingMessage): Tenant {
-    const tenant = tenantFromBasicAuth(config.tenants, req.headers.authorization);
+  /** The tenant whose backend calls, from HTTP Basic apiKey:apiSecret (any of its keys); UNAUTHENTICATED otherwise. */
+  async function tenantOf(req: http.IncomingMessage): Promise<Tenant> {
+    const tenant = await credentials.fromBasicAuth(req.headers.authorization);
     if (!tenant) throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'authenticate with HTTP Basic apiKey:apiSecret');
     return tenant;
   }
 
   /** POST /v1/tokens, under the room API's rules: credentials first, then method, query, media type, size, shape and schema. */
   async function tokens(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> {
-    const tenant = tenantOf(req);
+    const tenant = await tenantOf(req);
     if (req.method !== 'POST') throw methodNotAllowed(['POST']);
     refuseQuery(url);
     const body = await readJsonRequest(req, 'the token request', MAX_TOKEN_BODY_BYTES, TOKEN_BODY_SHAPE);
@@ -91,7 +92,7 @@ export function createHttpHandler(
 
   const route = async (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => {
     if (url.pathname === '/v1/tokens') return tokens(req, res, url);
-    if (isTenantRoute(url.pathname)) return rooms(tenantOf(req), req, res, url);
+    if (isTenantRoute(url.pathname)) return rooms(await tenantOf(req), req, res, url);
     const upload = /^\/v1\/smart-actions\/([A-Za-z0-9_-]{1,64})\/upload$/.exec(url.pathname);
     const artifact = /^\/v1\/artifacts\/([A-Za-z0-9_-]{1,64})$/.exec(url.pathname);
     if (upload || artifact) {

@@ -1,6 +1,18 @@
 import { SessionTakeover } from '@gateway/proto/gateway/events/v1/events';
 import { CloseCode, type JoinResponse, type RecordingStatus } from '@gateway/proto/gateway/signaling/v1/signaling';
-import { ErrorCode, GatewayError, callUnary, decodeChecked, newId, peerProtocolVersion, sessionTakeoverSchema, subjects, type Logger, type NatsConnection } from '@gateway/common';
+import {
+  ErrorCode,
+  GatewayError,
+  callUnary,
+  decodeChecked,
+  newId,
+  peerProtocolVersion,
+  sessionTakeoverSchema,
+  subjects,
+  type Logger,
+  type NatsConnection,
+  type TenantCredentials,
+} from '@gateway/common';
 import type { ParticipantStore, RecorderDirectory, SfuDirectory } from '@gateway/cluster';
 import type { Counter, Histogram } from 'prom-client';
 import type { SmartActions } from '../actions/SmartActions.js';
@@ -23,6 +35,8 @@ const sessionExpired = () => new GatewayError(ErrorCode.SESSION_EXPIRED, 'the se
 
 export interface JoinServiceDeps {
   config: SignalingConfig;
+  /** Whose API keys sign join tokens: GATEWAY_TENANTS' and those kept in NATS. */
+  credentials: TenantCredentials;
   nc: NatsConnection;
   store: ParticipantStore;
   directory: SfuDirectory;
@@ -51,7 +65,7 @@ export class JoinService {
     const { config, store, directory, tokenSessions, sessions, hub, log } = this.deps;
     const started = performance.now();
     // The token is checked before any room work.
-    const verified = await verifyJoinToken(config.tenants, token);
+    const verified = await verifyJoinToken(this.deps.credentials, token);
     const participantId = newId('PA');
     // A pre-call check is alone in a room of its own and leaves no contact behind.
     const grant = verified.preflight ? preflightGrant(verified, participantId) : verified;

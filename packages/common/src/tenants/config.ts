@@ -1,10 +1,10 @@
 import { timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
-import { redactionKinds } from './data/redaction.js';
-import { SUBJECT_TOKEN } from './nats/subjects.js';
+import { redactionKinds } from '../data/redaction.js';
+import { SUBJECT_TOKEN } from '../nats/subjects.js';
 
-// Tenants as configured (GATEWAY_TENANTS): their API credentials and policies. Signaling mints
-// and checks tokens with them; crm-sync authenticates its admin API with them.
+// Tenants as configured (GATEWAY_TENANTS): their policies and their bootstrap API credentials.
+// More credentials of a configured tenant are kept in NATS (apiKeys.ts); TenantAuth.ts checks both.
 
 /** Well-known secret of the built-in `demo` tenant; only for running on one machine. */
 export const DEMO_TENANT = { name: 'demo', apiKey: 'demo', apiSecret: 'demo-secret-for-local-development-only' } as const;
@@ -84,16 +84,26 @@ export const tenantsSchema = z
 /** `GATEWAY_TENANTS`, for a service's config shape. */
 export const tenantsShape = { GATEWAY_TENANTS: tenantsSchema };
 
-/** The tenant whose apiKey:apiSecret an HTTP Basic header carries (compared in constant time). */
-export function tenantFromBasicAuth(tenants: readonly Tenant[], header: string | undefined): Tenant | undefined {
+/** The apiKey and apiSecret an HTTP Basic header carries; undefined when it carries none. */
+export function parseBasicAuth(header: string | undefined): { apiKey: string; apiSecret: string } | undefined {
   if (!header?.startsWith('Basic ')) return undefined;
   const decoded = Buffer.from(header.slice(6), 'base64').toString('utf8');
   const colon = decoded.indexOf(':');
   if (colon < 0) return undefined;
-  const apiKey = decoded.slice(0, colon);
-  const secret = Buffer.from(decoded.slice(colon + 1));
-  const tenant = tenants.find((t) => t.apiKey === apiKey);
+  return { apiKey: decoded.slice(0, colon), apiSecret: decoded.slice(colon + 1) };
+}
+
+/**
+ * The configured tenant whose apiKey:apiSecret an HTTP Basic header carries (compared in
+ * constant time). Only GATEWAY_TENANTS: services authenticate through TenantAuth, which adds the
+ * API keys kept in NATS.
+ */
+export function tenantFromBasicAuth(tenants: readonly Tenant[], header: string | undefined): Tenant | undefined {
+  const credentials = parseBasicAuth(header);
+  if (!credentials) return undefined;
+  const tenant = tenants.find((t) => t.apiKey === credentials.apiKey);
   if (!tenant) return undefined;
+  const secret = Buffer.from(credentials.apiSecret);
   const expected = Buffer.from(tenant.apiSecret);
   return secret.length === expected.length && timingSafeEqual(secret, expected) ? tenant : undefined;
 }
