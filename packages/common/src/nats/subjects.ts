@@ -30,6 +30,8 @@ export const subjects = {
   attachmentReady: (tenant: string) => `gateway.${tenant}.attachment.ready`,
   /** SessionEnded (gateway.events.v1), on the sessions stream. */
   sessionEnded: (tenant: string) => `gateway.${tenant}.session.ended`,
+  /** ContactRecord (gateway.routing.v1): a contact-center contact's record, on the sessions stream. */
+  contactEnded: (tenant: string) => `gateway.${tenant}.contact.ended`,
   /** Alerts for the tenant's operators (DeliveryExpired, ArtifactMissing), on the alerts stream. */
   alert: (tenant: string, kind: 'delivery_expired' | 'artifact_missing') => `gateway.${tenant}.alert.${kind}`,
   /** DataSubjectRequest from crm-sync to the signaling replicas (one answers), core request/reply. */
@@ -61,7 +63,7 @@ export const streams = {
   // A session is announced again when its finisher died between announcing and clearing its
   // record (the sweep finishes it after SIGNALING_SESSION_FINISH_STALE_SECONDS): the duplicate
   // window, by session id, outlasts that.
-  sessions: { name: 'GATEWAY_SESSIONS', subjects: ['gateway.*.session.ended'], duplicateWindowMs: 60 * 60_000 },
+  sessions: { name: 'GATEWAY_SESSIONS', subjects: ['gateway.*.session.ended', 'gateway.*.contact.ended'], duplicateWindowMs: 60 * 60_000 },
   /** Alerts for operators: `gateway.<tenant>.alert.<kind>`. */
   alerts: { name: 'GATEWAY_ALERTS', subjects: ['gateway.*.alert.*'] },
   /**

@@ -224,6 +224,8 @@ export interface RequestSupport {
   contactId: string;
   /** The end user's name on screen, when the app gave one. */
   name: string;
+  /** The contact's id in the customer's CRM, when the app's token gave it (for the contact's record). */
+  crmContactId: string;
 }
 
 export interface ContactRef {
@@ -416,7 +418,12 @@ export interface QueueView {
   agents: AgentSummary[];
 }
 
-/** The record of a contact, when it ends, for crm-sync (on the sessions stream). */
+/**
+ * The record of a contact, when it ends, for crm-sync: `gateway.<tenant>.contact.ended` on the
+ * sessions stream (GATEWAY_SESSIONS), message id `contact-<contactId>`. Sent once the agent wrapped
+ * up (with the disposition and notes), or when the contact was abandoned. No name, no context, no
+ * phone number: the end user is named by the customer's identifiers only.
+ */
 export interface ContactRecord {
   tenant: string;
   contactId: string;
@@ -439,6 +446,7 @@ export interface ContactRecord {
   /** Queues the contact overflowed through, in order. */
   overflowedFrom: string[];
   callback: boolean;
+  crmContactId: string;
 }
 
 export interface TransferRecord {
@@ -833,7 +841,7 @@ export const Command: MessageFns<Command> = {
 };
 
 function createBaseRequestSupport(): RequestSupport {
-  return { endUser: "", queueId: "", channel: 0, contextJson: "", contactId: "", name: "" };
+  return { endUser: "", queueId: "", channel: 0, contextJson: "", contactId: "", name: "", crmContactId: "" };
 }
 
 export const RequestSupport: MessageFns<RequestSupport> = {
@@ -855,6 +863,9 @@ export const RequestSupport: MessageFns<RequestSupport> = {
     }
     if (message.name !== "") {
       writer.uint32(50).string(message.name);
+    }
+    if (message.crmContactId !== "") {
+      writer.uint32(58).string(message.crmContactId);
     }
     return writer;
   },
@@ -920,6 +931,14 @@ export const RequestSupport: MessageFns<RequestSupport> = {
             message.name = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.crmContactId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -956,6 +975,11 @@ export const RequestSupport: MessageFns<RequestSupport> = {
         ? globalThis.String(object.contact_id)
         : "",
       name: isSet(object.name) ? globalThis.String(object.name) : "",
+      crmContactId: isSet(object.crmContactId)
+        ? globalThis.String(object.crmContactId)
+        : isSet(object.crm_contact_id)
+        ? globalThis.String(object.crm_contact_id)
+        : "",
     };
   },
 
@@ -979,6 +1003,9 @@ export const RequestSupport: MessageFns<RequestSupport> = {
     if (message.name !== "") {
       obj.name = message.name;
     }
+    if (message.crmContactId !== "") {
+      obj.crmContactId = message.crmContactId;
+    }
     return obj;
   },
 
@@ -993,6 +1020,7 @@ export const RequestSupport: MessageFns<RequestSupport> = {
     message.contextJson = object.contextJson ?? "";
     message.contactId = object.contactId ?? "";
     message.name = object.name ?? "";
+    message.crmContactId = object.crmContactId ?? "";
     return message;
   },
 };
@@ -3776,6 +3804,7 @@ function createBaseContactRecord(): ContactRecord {
     room: "",
     overflowedFrom: [],
     callback: false,
+    crmContactId: "",
   };
 }
 
@@ -3834,6 +3863,9 @@ export const ContactRecord: MessageFns<ContactRecord> = {
     }
     if (message.callback !== false) {
       writer.uint32(144).bool(message.callback);
+    }
+    if (message.crmContactId !== "") {
+      writer.uint32(154).string(message.crmContactId);
     }
     return writer;
   },
@@ -3995,6 +4027,14 @@ export const ContactRecord: MessageFns<ContactRecord> = {
             message.callback = reader.bool();
             continue;
           }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.crmContactId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4069,6 +4109,11 @@ export const ContactRecord: MessageFns<ContactRecord> = {
         ? object.overflowed_from.map((e: any) => globalThis.String(e))
         : [],
       callback: isSet(object.callback) ? globalThis.Boolean(object.callback) : false,
+      crmContactId: isSet(object.crmContactId)
+        ? globalThis.String(object.crmContactId)
+        : isSet(object.crm_contact_id)
+        ? globalThis.String(object.crm_contact_id)
+        : "",
     };
   },
 
@@ -4128,6 +4173,9 @@ export const ContactRecord: MessageFns<ContactRecord> = {
     if (message.callback !== false) {
       obj.callback = message.callback;
     }
+    if (message.crmContactId !== "") {
+      obj.crmContactId = message.crmContactId;
+    }
     return obj;
   },
 
@@ -4154,6 +4202,7 @@ export const ContactRecord: MessageFns<ContactRecord> = {
     message.room = object.room ?? "";
     message.overflowedFrom = object.overflowedFrom?.map((e) => e) || [];
     message.callback = object.callback ?? false;
+    message.crmContactId = object.crmContactId ?? "";
     return message;
   },
 };
