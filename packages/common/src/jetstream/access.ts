@@ -249,8 +249,10 @@ export const natsAccess: Record<ServiceIdentity, Grant[]> = {
     // The fill of every stream, bucket and object store (gateway_jetstream_stream_bytes).
     ...catalog.map((entry) => stream.info(streamNameOf(entry))),
   ],
-  // The routing service is coming; it connects and may do nothing else yet.
-  routing: [],
+  routing: [
+    // The tenants' directories, written through the routing admin API (services/routing/src/directory).
+    kv.readWrite(buckets.routingDirectory),
+  ],
   // The residue scanner (packages/common/src/residue, docs/data-lifecycle.md): reads every stream,
   // bucket and object store through ordered consumers, and deletes only in the places where it
   // sweeps residue. A KV delete is a publish to the key's subject like a put, so permissions

@@ -122,6 +122,11 @@ export const buckets = {
    * JSON; written by crm-sync before it purges, deleted once the event is settled.
    */
   crmConfirmations: 'gateway_crm_confirmations',
+  /**
+   * Tenants' routing directories (services/routing/src/directory): key = `${tenant}.${kind}.${id}`
+   * (kind: people, teams, queues, profiles), JSON; `${tenant}.revision` changes with each write.
+   */
+  routingDirectory: 'gateway_routing_directory',
 } as const;
 
 export const kvKeys = {
