@@ -29,16 +29,12 @@ export function createDirectoryHandler(tenants: () => readonly Tenant[], store: 
     const match = route.exec(url.pathname);
     if (!match) throw new GatewayError(ErrorCode.NOT_FOUND, 'not found');
     const [, kind, id] = match as unknown as [string, DirectoryKind | undefined, string | undefined];
+    const allowed = id ? ['GET', 'PUT', 'DELETE'] : ['GET'];
+    if (!allowed.includes(req.method ?? '')) throw methodNotAllowed(allowed);
     if (req.method !== 'PUT' && hasBody(req)) throw new GatewayError(ErrorCode.BAD_REQUEST, 'this request takes no body');
     refuseQuery(url);
-    if (!kind) {
-      if (req.method !== 'GET') throw methodNotAllowed(['GET']);
-      return send(res, 200, await store.snapshot(tenant.name));
-    }
-    if (!id) {
-      if (req.method !== 'GET') throw methodNotAllowed(['GET']);
-      return send(res, 200, { [kind]: await store.list(tenant.name, kind) });
-    }
+    if (!kind) return send(res, 200, await store.snapshot(tenant.name));
+    if (!id) return send(res, 200, { [kind]: await store.list(tenant.name, kind) });
     switch (req.method) {
       case 'GET':
         return send(res, 200, await store.get(tenant.name, kind, id));
@@ -47,12 +43,10 @@ export function createDirectoryHandler(tenants: () => readonly Tenant[], store: 
         log.info({ tenant: tenant.name, kind, ...shownId(kind, id), created }, 'directory record written');
         return send(res, created ? 201 : 200, record);
       }
-      case 'DELETE':
+      default:
         await store.remove(tenant.name, kind, id);
         log.info({ tenant: tenant.name, kind, ...shownId(kind, id) }, 'directory record deleted');
         return send(res, 204);
-      default:
-        throw methodNotAllowed(['GET', 'PUT', 'DELETE']);
     }
   };
   return httpBoundary(handle, log, {
