@@ -39,7 +39,7 @@ export function createDirectoryHandler(tenants: () => readonly Tenant[], store: 
       case 'GET':
         return send(res, 200, await store.get(tenant.name, kind, id));
       case 'PUT': {
-        const { record, created } = await store.put(tenant.name, kind, id, await readJsonRequest(req, 'the record', MAX_BODY_BYTES, BODY_SHAPE));
+        const { record, created } = await store.put(tenant.name, kind, id, await readRecord(req));
         log.info({ tenant: tenant.name, kind, ...shownId(kind, id), created }, 'directory record written');
         return send(res, created ? 201 : 200, record);
       }
@@ -52,4 +52,14 @@ export function createDirectoryHandler(tenants: () => readonly Tenant[], store: 
   return httpBoundary(handle, log, {
     errorHeaders: (code): Record<string, string> => (code === ErrorCode.UNAUTHENTICATED ? { 'www-authenticate': 'Basic realm="gateway"' } : {}),
   });
+}
+
+/** A record's JSON body; a body the client cut off (it closed the connection) is its fault, not ours. */
+async function readRecord(req: http.IncomingMessage): Promise<unknown> {
+  try {
+    return await readJsonRequest(req, 'the record', MAX_BODY_BYTES, BODY_SHAPE);
+  } catch (error) {
+    if (!(error instanceof GatewayError) && req.destroyed) throw new GatewayError(ErrorCode.BAD_REQUEST, 'the body was cut off', { cause: error });
+    throw error;
+  }
 }
