@@ -1,4 +1,7 @@
+import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { KV } from '@nats-io/kv';
@@ -192,6 +195,19 @@ describe('the routing directory admin API', () => {
     expect((await api('/v1/directory/queues/copied', { method: 'DELETE' })).status).toBe(204);
     expect((await api('/v1/directory/people/mallory', { method: 'DELETE' })).status).toBe(204);
   });
+
+  it('seeds a tenant from the command line (as `make up` does) once, then leaves its directory as it is', async () => {
+    const run = () =>
+      promisify(execFile)(process.execPath, ['--import', 'tsx', 'services/routing/src/cli/seedDirectory.ts', 'acme', 'services/routing/demo-directory.json'], {
+        cwd: fileURLToPath(new URL('../../', import.meta.url)),
+        env: { ...process.env, ...nats.envFor('routing'), LOG_LEVEL: 'info' },
+      });
+    expect((await run()).stdout).toMatch(/directory seeded/);
+    expect((await store.snapshot('acme')).people).toHaveLength(5);
+    await store.remove('acme', 'people', 'ada');
+    expect((await run()).stdout).toMatch(/left as it is/);
+    expect((await store.snapshot('acme')).people).toHaveLength(4);
+  }, 60_000);
 
   it('tells a watcher of each change by the revision', async () => {
     const { revision } = await store.snapshot('demo');
