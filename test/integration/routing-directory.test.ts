@@ -77,14 +77,26 @@ describe('the routing directory admin API', () => {
     expect(toEngineProfile(directory.profiles[0]!).queues.map((q) => q.queueId)).toEqual(['billing', 'support']);
     // A seed that does not hold together writes nothing.
     const before = await store.revision('demo');
-    await expect(seedDirectory(store, 'demo', { people: [{ personId: 'zed', name: 'Zed', roles: ['agent'], profileId: 'nowhere' }] })).rejects.toThrow(/person "zed": profileId: there is no profile "nowhere"/);
-    await expect(seedDirectory(store, 'demo', { queues: [{ queueId: 'q', name: 'Q' }, { queueId: 'q', name: 'Q' }] })).rejects.toThrow(/given twice/);
+    await expect(seedDirectory(store, 'demo', { people: [{ personId: 'zed', name: 'Zed', roles: ['agent'], profileId: 'nowhere' }] })).rejects.toThrow(
+      /person "zed": profileId: there is no profile "nowhere"/,
+    );
+    await expect(
+      seedDirectory(store, 'demo', {
+        queues: [
+          { queueId: 'q', name: 'Q' },
+          { queueId: 'q', name: 'Q' },
+        ],
+      }),
+    ).rejects.toThrow(/given twice/);
     expect(await store.revision('demo')).toBe(before);
     await expect(store.get('demo', 'people', 'zed')).rejects.toThrow(/no person/);
   });
 
   it('creates, replaces, lists, reads and deletes records', async () => {
-    const created = await api('/v1/directory/queues/sales', { method: 'PUT', json: { name: 'Sales', requiredSkills: { sales: 2 }, businessHours: { timeZone: 'Europe/Berlin', weekly: [{ day: 1, open: '09:00', close: '17:00' }] } } });
+    const created = await api('/v1/directory/queues/sales', {
+      method: 'PUT',
+      json: { name: 'Sales', requiredSkills: { sales: 2 }, businessHours: { timeZone: 'Europe/Berlin', weekly: [{ day: 1, open: '09:00', close: '17:00' }] } },
+    });
     expect(created.status).toBe(201);
     expect(created.body).toMatchObject({ queueId: 'sales', priority: 0, serviceLevelSeconds: 20, offerTimeoutSeconds: 15 });
     const replaced = await api('/v1/directory/queues/sales', { method: 'PUT', json: { queueId: 'sales', name: 'Sales', priority: 3, overflow: { queueId: 'support', afterSeconds: 60 } } });
@@ -104,7 +116,13 @@ describe('the routing directory admin API', () => {
       expect(answer.status, `${method} ${target}`).toBe(status);
       expect(messageOf(answer.body)).toMatch(message);
     };
-    await refused('/v1/directory/profiles/p1', 'PUT', { name: 'P', queues: [{ queueId: 'nowhere', priority: 1 }], capacity: { call: 1, chat: 0 } }, 400, /queues\.0\.queueId: there is no queue "nowhere"/);
+    await refused(
+      '/v1/directory/profiles/p1',
+      'PUT',
+      { name: 'P', queues: [{ queueId: 'nowhere', priority: 1 }], capacity: { call: 1, chat: 0 } },
+      400,
+      /queues\.0\.queueId: there is no queue "nowhere"/,
+    );
     await refused('/v1/directory/queues/loop', 'PUT', { name: 'L', overflow: { queueId: 'loop', afterSeconds: 5 } }, 400, /cannot overflow to itself/);
     await refused('/v1/directory/queues/q1', 'PUT', { name: 'Q', overflow: { queueId: 'nowhere', afterSeconds: 5 } }, 400, /there is no queue "nowhere"/);
     // support → billing would close the circle billing → support.
@@ -122,7 +140,9 @@ describe('the routing directory admin API', () => {
     await refused('/v1/directory/people/sam', 'DELETE', undefined, 409, /in use by teams "front-line"/);
     expect(codeOf((await api('/v1/directory/people/sam', { method: 'DELETE' })).body)).toBe('INVALID_STATE');
     // Once nothing refers to it, it goes.
-    expect((await api('/v1/directory/people/cleo', { method: 'PUT', json: { name: 'Cleo Agent', roles: ['agent'], skills: { support: 4 }, teamId: 'front-line', profileId: 'billing-first' } })).status).toBe(200);
+    expect(
+      (await api('/v1/directory/people/cleo', { method: 'PUT', json: { name: 'Cleo Agent', roles: ['agent'], skills: { support: 4 }, teamId: 'front-line', profileId: 'billing-first' } })).status,
+    ).toBe(200);
     expect((await api('/v1/directory/profiles/support-only', { method: 'DELETE' })).status).toBe(204);
   });
 
@@ -131,7 +151,9 @@ describe('the routing directory admin API', () => {
     expect((await api('/v1/directory/queues/billing', { as: GLOBEX_TENANT })).status).toBe(404);
     expect((await api('/v1/directory/queues/billing', { as: GLOBEX_TENANT, method: 'DELETE' })).status).toBe(404);
     // The same id in another tenant is another record; references resolve within the tenant.
-    expect((await api('/v1/directory/profiles/p', { as: GLOBEX_TENANT, method: 'PUT', json: { name: 'P', queues: [{ queueId: 'billing', priority: 1 }], capacity: { call: 1, chat: 0 } } })).status).toBe(400);
+    expect(
+      (await api('/v1/directory/profiles/p', { as: GLOBEX_TENANT, method: 'PUT', json: { name: 'P', queues: [{ queueId: 'billing', priority: 1 }], capacity: { call: 1, chat: 0 } } })).status,
+    ).toBe(400);
     expect((await api('/v1/directory/queues/billing', { as: GLOBEX_TENANT, method: 'PUT', json: { name: 'Globex billing' } })).status).toBe(201);
     expect(((await api('/v1/directory/queues/billing')).body as { name: string }).name).toBe('Billing');
     expect(((await api('/v1/directory/queues', { as: GLOBEX_TENANT })).body as { queues: unknown[] }).queues).toHaveLength(1);
@@ -141,7 +163,12 @@ describe('the routing directory admin API', () => {
     const none = await api('/v1/directory', { as: 'nobody' });
     expect(none.status).toBe(401);
     expect(none.headers.get('www-authenticate')).toMatch(/^Basic/);
-    for (const forged of [basicAuth({ apiKey: DEMO_TENANT.apiKey, apiSecret: `${DEMO_TENANT.apiSecret}x` }), basicAuth({ apiKey: DEMO_TENANT.apiKey, apiSecret: GLOBEX_TENANT.apiSecret }), `Bearer ${DEMO_TENANT.apiSecret}`, 'Basic !!!']) {
+    for (const forged of [
+      basicAuth({ apiKey: DEMO_TENANT.apiKey, apiSecret: `${DEMO_TENANT.apiSecret}x` }),
+      basicAuth({ apiKey: DEMO_TENANT.apiKey, apiSecret: GLOBEX_TENANT.apiSecret }),
+      `Bearer ${DEMO_TENANT.apiSecret}`,
+      'Basic !!!',
+    ]) {
       expect((await api('/v1/directory/queues/billing', { as: forged, method: 'DELETE' })).status).toBe(401);
     }
     expect((await store.list('demo', 'queues')).map((q) => q.queueId)).toContain('billing');

@@ -64,7 +64,8 @@ async function checkWrite<K extends DirectoryKind>(kind: K, record: DirectoryRec
       const was = before as DirectoryRecords['people'] | undefined;
       if (was?.roles.includes('supervisor') && !person.roles.includes('supervisor')) {
         const supervised = (await view.list('teams')).filter((team) => team.supervisorIds.includes(person.personId)).map((team) => team.teamId);
-        if (supervised.length > 0) throw new GatewayError(ErrorCode.INVALID_STATE, `person "${person.personId}" supervises ${naming('teams', supervised)}: take them off those teams before removing the supervisor role`);
+        if (supervised.length > 0)
+          throw new GatewayError(ErrorCode.INVALID_STATE, `person "${person.personId}" supervises ${naming('teams', supervised)}: take them off those teams before removing the supervisor role`);
       }
       return;
     }

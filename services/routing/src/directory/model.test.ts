@@ -33,7 +33,14 @@ describe('the directory model', () => {
   it('fills a queue with its defaults and converts it for the engine', () => {
     const queue = queueSchema.parse({ queueId: 'billing', name: 'Billing', requiredSkills: { billing: 1 }, overflow: { queueId: 'support', afterSeconds: 120 }, maxWaitSeconds: 600 });
     expect(queue).toMatchObject({ priority: 0, serviceLevelSeconds: 20, offerTimeoutSeconds: 15 });
-    expect(toEngineQueue(queue)).toEqual({ queueId: 'billing', priority: 0, requiredSkills: { billing: 1 }, serviceLevelSeconds: 20, overflow: { queueId: 'support', afterSeconds: 120 }, maxWaitSeconds: 600 });
+    expect(toEngineQueue(queue)).toEqual({
+      queueId: 'billing',
+      priority: 0,
+      requiredSkills: { billing: 1 },
+      serviceLevelSeconds: 20,
+      overflow: { queueId: 'support', afterSeconds: 120 },
+      maxWaitSeconds: 600,
+    });
     expect(toEngineQueue(queueSchema.parse({ queueId: 'q', name: 'Q' }))).toEqual({ queueId: 'q', priority: 0, requiredSkills: {}, serviceLevelSeconds: 20 });
   });
 
@@ -53,7 +60,15 @@ describe('the directory model', () => {
   });
 
   it('takes a profile and converts it for the engine; refuses one that takes nothing or names a queue twice', () => {
-    const profile = profileSchema.parse({ profileId: 'front', name: 'Front line', queues: [{ queueId: 'billing', priority: 1 }, { queueId: 'support', priority: 2, delaySeconds: 30 }], capacity: { call: 1, chat: 3 } });
+    const profile = profileSchema.parse({
+      profileId: 'front',
+      name: 'Front line',
+      queues: [
+        { queueId: 'billing', priority: 1 },
+        { queueId: 'support', priority: 2, delaySeconds: 30 },
+      ],
+      capacity: { call: 1, chat: 3 },
+    });
     expect(toEngineProfile(profile)).toEqual({
       profileId: 'front',
       queues: [
@@ -64,7 +79,15 @@ describe('the directory model', () => {
     });
     expect(profileSchema.safeParse({ ...profile, capacity: { call: 0, chat: 0 } }).success).toBe(false);
     expect(profileSchema.safeParse({ ...profile, capacity: { call: 6, chat: 0 } }).success).toBe(false);
-    expect(profileSchema.safeParse({ ...profile, queues: [{ queueId: 'billing', priority: 1 }, { queueId: 'billing', priority: 2 }] }).success).toBe(false);
+    expect(
+      profileSchema.safeParse({
+        ...profile,
+        queues: [
+          { queueId: 'billing', priority: 1 },
+          { queueId: 'billing', priority: 2 },
+        ],
+      }).success,
+    ).toBe(false);
     expect(profileSchema.safeParse({ ...profile, queues: [] }).success).toBe(false);
   });
 

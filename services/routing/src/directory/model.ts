@@ -30,7 +30,6 @@ const uniqueIds = (max: number) =>
     .refine((ids) => new Set(ids).size === ids.length, 'must not repeat an id');
 
 export const roles = ['agent', 'supervisor', 'admin'] as const;
-export type Role = (typeof roles)[number];
 
 export const personSchema = z
   .strictObject({
@@ -140,9 +139,7 @@ export const profileSchema = z.strictObject({
     .max(100)
     .refine((queues) => new Set(queues.map((q) => q.queueId)).size === queues.length, 'must not name a queue twice'),
   /** Contacts at once by kind (voice and video share calls). */
-  capacity: z
-    .strictObject({ call: z.number().int().min(0).max(5), chat: z.number().int().min(0).max(10) })
-    .refine((capacity) => capacity.call + capacity.chat > 0, 'must allow at least one contact'),
+  capacity: z.strictObject({ call: z.number().int().min(0).max(5), chat: z.number().int().min(0).max(10) }).refine((capacity) => capacity.call + capacity.chat > 0, 'must allow at least one contact'),
 });
 export type ProfileDefinition = z.output<typeof profileSchema>;
 
