@@ -223,6 +223,27 @@ describe('the routing directory admin API', () => {
     expect((await api('/v1/directory/people/mallory', { method: 'DELETE' })).status).toBe(204);
   });
 
+  it('keeps references whole when two replicas write one tenant at once, 15 times over', async () => {
+    // Another replica: its writes are not queued behind this one's.
+    const other = new DirectoryStore(kv, log);
+    for (let round = 0; round < 15; round++) {
+      const tenant = `race${round}`;
+      await store.put(tenant, 'queues', 'q', { name: 'Q' });
+      const [put, removed] = await Promise.allSettled([
+        store.put(tenant, 'profiles', 'p', { name: 'P', queues: [{ queueId: 'q', priority: 1 }], capacity: { call: 1, chat: 0 } }),
+        other.remove(tenant, 'queues', 'q'),
+      ]);
+      const after = await store.snapshot(tenant);
+      // One stands; the other is refused and leaves nothing behind: never a profile serving a queue that is gone.
+      expect(
+        [put!.status, removed!.status].filter((status) => status === 'fulfilled'),
+        `round ${round}`,
+      ).toHaveLength(1);
+      expect(after.profiles.length === 1, `round ${round}`).toBe(put!.status === 'fulfilled');
+      expect(after.queues.length === 0, `round ${round}`).toBe(removed!.status === 'fulfilled');
+    }
+  });
+
   it('seeds a tenant from the command line (as `make up` does) once, then leaves its directory as it is', async () => {
     const run = () =>
       promisify(execFile)(process.execPath, ['--import', 'tsx', 'services/routing/src/cli/seedDirectory.ts', 'acme', 'services/routing/demo-directory.json'], {

@@ -12,9 +12,8 @@ import { directoryKinds, directorySchema, kindSchemas, type DirectoryKind, type 
  * supervisors are people with the supervisor role, a profile's queues exist, a queue's overflow
  * exists, is not the queue itself and does not lead back to it; a record something refers to is
  * not deleted (INVALID_STATE, 409, naming what refers to it). The writes of one tenant are made
- * one at a time in a replica; two replicas writing the same tenant at once could each pass their
- * checks against the other's change (the admin API is not a hot path, and the routing owner
- * skips a reference that leads nowhere).
+ * one at a time in a replica; across replicas, a write whose checks ran while another write of
+ * the tenant landed checks again once both are stored, and is undone if they now fail (settle).
  *
  * Changes: every write ends by rewriting `<tenant>.revision`, whose KV revision only grows.
  * The routing owner of a tenant reads the snapshot (with the revision it was read at), then
@@ -174,20 +173,30 @@ export class DirectoryStore {
     }
     const record = parseWith(schema, input, 'the body') as DirectoryRecords[K];
     return this.serialized(tenant, async () => {
+      const marker = await this.revision(tenant);
       const existing = await this.stored(tenant, kind, id);
-      if (!existing) await this.checkLimit(tenant, kind);
-      await checkWrite(kind, record, existing?.record, this.view(tenant));
+      const check = async (written: boolean) => {
+        if (!existing) await this.checkLimit(tenant, kind, written);
+        await checkWrite(kind, record, existing?.record, this.view(tenant));
+      };
+      await check(false);
       const key = DirectoryStore.key(tenant, kind, id);
+      let revision: number;
       try {
-        if (existing) await this.kv.update(key, JSON.stringify(record), existing.revision);
-        else await this.kv.create(key, JSON.stringify(record));
+        revision = existing ? await this.kv.update(key, JSON.stringify(record), existing.revision) : await this.kv.create(key, JSON.stringify(record));
       } catch (error) {
-        if (/wrong last sequence|key exists/i.test(String((error as Error)?.message ?? error))) {
-          throw new GatewayError(ErrorCode.INVALID_STATE, `the ${singular[kind]} changed while it was written; read it and try again`, { cause: error });
-        }
+        if (isStale(error)) throw new GatewayError(ErrorCode.INVALID_STATE, `the ${singular[kind]} changed while it was written; read it and try again`, { cause: error });
         throw error;
       }
-      await this.changed(tenant);
+      await this.settle(
+        tenant,
+        marker,
+        () => check(true),
+        async () => {
+          if (existing) await this.kv.update(key, existing.value, revision);
+          else await this.kv.delete(key, { previousSeq: revision });
+        },
+      );
       return { record, created: !existing };
     });
   }
@@ -196,11 +205,25 @@ export class DirectoryStore {
   async remove(tenant: string, kind: DirectoryKind, id: string): Promise<void> {
     checkedId(id);
     await this.serialized(tenant, async () => {
+      const marker = await this.revision(tenant);
       const existing = await this.stored(tenant, kind, id);
       if (!existing) throw new GatewayError(ErrorCode.NOT_FOUND, `there is no ${singular[kind]} "${id}"`);
       await checkDelete(kind, id, this.view(tenant));
-      await this.kv.purge(DirectoryStore.key(tenant, kind, id));
-      await this.changed(tenant);
+      const key = DirectoryStore.key(tenant, kind, id);
+      try {
+        await this.kv.delete(key, { previousSeq: existing.revision });
+      } catch (error) {
+        if (isStale(error)) throw new GatewayError(ErrorCode.INVALID_STATE, `the ${singular[kind]} changed while it was deleted; read it and try again`, { cause: error });
+        throw error;
+      }
+      await this.settle(
+        tenant,
+        marker,
+        () => checkDelete(kind, id, this.view(tenant)),
+        async () => {
+          await this.kv.create(key, existing.value);
+        },
+      );
     });
   }
 
@@ -277,8 +300,9 @@ export class DirectoryStore {
     });
   }
 
-  private async checkLimit(tenant: string, kind: DirectoryKind): Promise<void> {
-    const held = (await listEntries(this.kv, `${tenant}.${kind}.*`)).length;
+  /** Refuses a record more than the limit: before it is written (`written` false) or after. */
+  private async checkLimit(tenant: string, kind: DirectoryKind, written: boolean): Promise<void> {
+    const held = (await listEntries(this.kv, `${tenant}.${kind}.*`)).length - (written ? 1 : 0);
     if (held >= this.limits[kind]) throw new GatewayError(ErrorCode.LIMIT_EXCEEDED, `a tenant has at most ${this.limits[kind]} ${kind}`);
   }
 
@@ -291,11 +315,11 @@ export class DirectoryStore {
   }
 
   /** A stored record with its revision; the revision alone when it does not read (a write replaces it). */
-  private async stored<K extends DirectoryKind>(tenant: string, kind: K, id: string): Promise<{ record?: DirectoryRecords[K]; revision: number } | undefined> {
+  private async stored<K extends DirectoryKind>(tenant: string, kind: K, id: string): Promise<{ record?: DirectoryRecords[K]; value: Uint8Array; revision: number } | undefined> {
     const key = DirectoryStore.key(tenant, kind, id);
     const entry = await this.kv.get(key);
     if (!isLiveEntry(entry)) return undefined;
-    return { record: this.read(kind, key, entry.value), revision: entry.revision };
+    return { record: this.read(kind, key, entry.value), value: entry.value, revision: entry.revision };
   }
 
   private read<K extends DirectoryKind>(kind: K, key: string, value: Uint8Array): DirectoryRecords[K] | undefined {
@@ -314,6 +338,31 @@ export class DirectoryStore {
     return undefined;
   }
 
+  /**
+   * Ends a write by moving the tenant's revision on from `marker`, the one read before the
+   * checks. When another write of the tenant moved it meanwhile (another replica: this one's
+   * writes go one at a time), the checks run again with both changes in view, and this change
+   * is undone when they now fail: of two writes that pass their checks only apart, the one
+   * that moves the revision first stands.
+   */
+  private async settle(tenant: string, marker: number, recheck: () => Promise<void>, undo: () => Promise<void>): Promise<void> {
+    const key = DirectoryStore.revisionKey(tenant);
+    const value = JSON.stringify({ changedAtMs: Date.now() });
+    try {
+      await (marker === 0 ? this.kv.create(key, value) : this.kv.update(key, value, marker));
+      return;
+    } catch (error) {
+      if (!isStale(error)) throw error;
+    }
+    try {
+      await recheck();
+    } catch (error) {
+      await undo().catch((undoError: unknown) => this.log.warn({ tenant, err: undoError }, 'a directory change refused after the fact could not be undone'));
+      throw error;
+    }
+    await this.changed(tenant);
+  }
+
   private async changed(tenant: string): Promise<void> {
     await this.kv.put(DirectoryStore.revisionKey(tenant), JSON.stringify({ changedAtMs: Date.now() }));
   }
@@ -330,6 +379,9 @@ export class DirectoryStore {
     return next;
   }
 }
+
+/** A compare-and-set that found the key changed (or created) since it was read. */
+const isStale = (error: unknown) => /wrong last sequence|key exists/i.test(String((error as Error)?.message ?? error));
 
 function checkedId(id: string): string {
   if (!ID_PATTERN.test(id)) throw new GatewayError(ErrorCode.BAD_REQUEST, 'the id must be 1-64 letters, digits, _ or -');
