@@ -244,12 +244,18 @@ export class DirectoryStore {
       if (checking) return;
       checking = true;
       this.revision(tenant)
-        .then((revision) => {
-          if (revision === seen) return;
-          seen = revision;
-          onChange(revision);
-        })
-        .catch((error: unknown) => this.log.warn({ tenant, err: error }, 'the directory revision could not be read; trying again'))
+        .then(
+          (revision) => {
+            if (revision === seen) return;
+            seen = revision;
+            try {
+              onChange(revision);
+            } catch (error) {
+              this.log.error({ tenant, err: error }, 'a directory change listener failed');
+            }
+          },
+          (error: unknown) => this.log.warn({ tenant, err: error }, 'the directory revision could not be read; trying again'),
+        )
         .finally(() => {
           checking = false;
         });
