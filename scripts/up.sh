@@ -68,6 +68,11 @@ env "${nats_vars[@]}" NATS_STORAGE_BUDGET="${NATS_STORAGE_BUDGET:-8GiB}" \
   node "${node_args[@]}" packages/common/src/jetstream/main.ts >"$data/logs/nats-provision.log" 2>&1 \
   || { echo "provisioning JetStream failed; see .data/logs/nats-provision.log" >&2; tail -20 "$data/logs/nats-provision.log" >&2; exit 1; }
 
+# The demo tenant's routing directory (queues billing and support, three agents), unless it has one.
+nats_env routing
+env "${nats_vars[@]}" node --import tsx services/routing/src/cli/seedDirectory.ts demo services/routing/demo-directory.json >"$data/logs/routing-seed.log" 2>&1 \
+  || { echo "seeding the demo routing directory failed; see .data/logs/routing-seed.log" >&2; tail -20 "$data/logs/routing-seed.log" >&2; exit 1; }
+
 nats_env sfu; grpc_tls sfu
 env "${nats_vars[@]}" "${tls[@]}" node "${node_args[@]}" services/sfu/src/main.ts >"$data/logs/sfu.log" 2>&1 &
 pids+=($!)

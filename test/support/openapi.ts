@@ -10,6 +10,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 export const specFiles = {
   signaling: path.join(root, 'docs/openapi/signaling.yaml'),
   crmSyncAdmin: path.join(root, 'docs/openapi/crm-sync-admin.yaml'),
+  routingAdmin: path.join(root, 'docs/openapi/routing-admin.yaml'),
 } as const;
 
 type Json = Record<string, any>;

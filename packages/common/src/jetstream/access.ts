@@ -263,6 +263,10 @@ export const natsAccess: Record<ServiceIdentity, Grant[]> = {
   // agents, end users and supervisors what changed.
   routing: [
     kv.read(buckets.apiKeys),
+    // The tenants' directories, written through the routing admin API (services/routing/src/directory).
+    kv.readWrite(buckets.routingDirectory),
+    // The record of each contact, for crm-sync.
+    stream.publish(streams.sessions, [subjects.contactEnded('*')]),
     core.subscribe(routingCommands),
     ...routingEvents.map((subject) => core.publish(subject)),
     kv.readWrite(buckets.routingLeases),

@@ -213,6 +213,12 @@ export const catalog: readonly CatalogEntry[] = [
   ),
   kv(buckets.connectors, "tenants' destinations, secrets sealed", { writer: 'crm-sync (admin API)', deletedBy: 'crm-sync when the tenant removes it (kept until then)' }),
   kv(
+    buckets.routingDirectory,
+    "tenants' routing directories: people (names, roles, skills), teams, queues, routing profiles",
+    { writer: 'routing (admin API)', deletedBy: "routing when the tenant's admin removes it (kept until then); all of a tenant's when it is offboarded" },
+    { maxValueBytes: 16 * KiB },
+  ),
+  kv(
     buckets.crmContacts,
     'CRM contact ids by hashed external id',
     { writer: 'crm-sync', deletedBy: "crm-sync on erasure of the person (kept until then: a cache of the CRM's ids)" },

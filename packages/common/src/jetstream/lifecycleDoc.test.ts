@@ -16,8 +16,8 @@ describe('docs/data-lifecycle.md', () => {
       expect(entry.lifecycle.deletedBy, entryName(entry)).not.toBe('');
       expect(entry.share, entryName(entry)).toBeGreaterThan(0);
     }
-    // Kept by design until erasure or removal (device keys, connectors, webhook endpoints, API keys, contact ids), or kept (audit).
+    // Kept by design until erasure or removal (device keys, connectors, webhook endpoints, API keys, contact ids, routing directories), or kept (audit).
     const unbounded = catalog.filter((e) => (e.kind === 'kv' ? !e.ttlMs : !e.maxAgeMs)).map(entryName);
-    expect(unbounded.sort()).toEqual(['GATEWAY_AUDIT', 'gateway_api_keys', 'gateway_connectors', 'gateway_crm_contacts', 'gateway_device_keys', 'gateway_webhooks']);
+    expect(unbounded.sort()).toEqual(['GATEWAY_AUDIT', 'gateway_api_keys', 'gateway_connectors', 'gateway_crm_contacts', 'gateway_device_keys', 'gateway_routing_directory', 'gateway_webhooks']);
   });
 });

@@ -144,6 +144,11 @@ export const buckets = {
    * JSON (services/routing/src/state/RoutingRecords.ts), each written with compare-and-set.
    */
   routingState: 'gateway_routing_state',
+  /**
+   * Tenants' routing directories (services/routing/src/directory): key = `${tenant}.${kind}.${id}`
+   * (kind: people, teams, queues, profiles), JSON; `${tenant}.revision` changes with each write.
+   */
+  routingDirectory: 'gateway_routing_directory',
 } as const;
 
 export const kvKeys = {

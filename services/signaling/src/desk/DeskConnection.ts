@@ -138,7 +138,15 @@ export class DeskConnection {
         const { queue, channel, context, contactId } = request.value;
         const reply = await send({
           $case: 'requestSupport',
-          value: { endUser: identity, queueId: queue, channel: channels[channel], contextJson: JSON.stringify(context), contactId: contactId || this.contactId, name: grant.name, crmContactId: grant.contact.crmContactId ?? '' },
+          value: {
+            endUser: identity,
+            queueId: queue,
+            channel: channels[channel],
+            contextJson: JSON.stringify(context),
+            contactId: contactId || this.contactId,
+            name: grant.name,
+            crmContactId: grant.contact.crmContactId ?? '',
+          },
         });
         const state = contactOf(reply);
         this.followContact(state.contactId);
