@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .PHONY: help setup up test test-unit typecheck check proto proto-check sdk-docs sdk-docs-check sdk-release bench fuzz token nats-values lifecycle-doc residue
 
 help:
-	@echo "make up     install what is missing, start nats-server, the SFU, the recorder, crm-sync and signaling; prints the demo URLs"
+	@echo "make up     install what is missing, start nats-server, the SFU, the recorder, crm-sync, routing and signaling; prints the demo URLs"
 	@echo "make test   run every check and test (installs what is missing first)"
 	@echo "make check  lint and format (Biome), dependency rules (dependency-cruiser), unused code (knip)"
 	@echo "make bench  run the benchmarks and print figures"

@@ -92,6 +92,16 @@ env "${nats_vars[@]}" CRM_SYNC_ALLOW_PRIVATE_DESTINATIONS="${CRM_SYNC_ALLOW_PRIV
 pids+=($!)
 wait_ready "http://127.0.0.1:${CRM_SYNC_OPS_PORT:-9103}/readyz" crm-sync "${pids[-1]}"
 
+# Routing (queues, agents, offers; docs/routing.md): ROUTING_REPLICAS=2 starts a second replica, which takes the tenants over when the first stops.
+nats_env routing
+for ((replica=1; replica<=${ROUTING_REPLICAS:-1}; replica++)); do
+  name=$([ "$replica" -eq 1 ] && echo routing || echo "routing-$replica")
+  env "${nats_vars[@]}" ROUTING_PORT=$((${ROUTING_PORT:-8091} + (replica - 1) * 10)) ROUTING_OPS_PORT=$((${ROUTING_OPS_PORT:-9105} + (replica - 1) * 10)) \
+    ROUTING_REPLICA_ID="routing-$(hostname)-$replica" node "${node_args[@]}" services/routing/src/main.ts >"$data/logs/$name.log" 2>&1 &
+  pids+=($!)
+  wait_ready "http://127.0.0.1:$((${ROUTING_OPS_PORT:-9105} + (replica - 1) * 10))/readyz" "$name" "${pids[-1]}"
+done
+
 # SIGNALING_REPLICAS=2 starts a second replica on the next port (ops port 9104), as `make fuzz` does:
 # sessions resume on either, rooms span both.
 nats_env signaling; grpc_tls signaling
@@ -105,6 +115,7 @@ for ((replica=1; replica<=${SIGNALING_REPLICAS:-1}; replica++)); do
 done
 
 mint() { node --import tsx services/signaling/src/cli/mintToken.ts --tenant demo --room demo-room "$@"; }
+desk() { node --import tsx services/signaling/src/cli/mintToken.ts --desk --tenant demo --ttl 12h "$@"; }
 base="http://localhost:$SIGNALING_PORT"
 cat <<MSG
 
@@ -112,8 +123,16 @@ Gateway is running (logs in .data/logs/).
 
   End user : $base/end-user#token=$(mint --identity end-user-1 --role end_user)&autojoin=1
   Agent    : $base/agent#token=$(mint --identity agent-1 --role agent --can-record)&autojoin=1
+
+The contact center (tenant demo: queues billing and support, services/routing/demo-directory.json):
+  End user (asks billing for a video call) : $base/end-user#desk=$(desk --identity customer-1 --role end_user --name "Casey Customer")&queue=billing&channel=video
+  Agent Ana (billing, support)             : $base/agent#desk=$(desk --identity ana --role agent --name "Ana Agent")
+  Agent Ben (billing, support)             : $base/agent#desk=$(desk --identity ben --role agent --name "Ben Agent")
+  Agent Cleo (support)                     : $base/agent#desk=$(desk --identity cleo --role agent --name "Cleo Agent")
+  Supervisor Sam                           : $base/supervisor#desk=$(desk --identity sam --role supervisor --name "Sam Supervisor")
+  Directory admin API (HTTP Basic demo:<apiSecret>): http://127.0.0.1:${ROUTING_PORT:-8091}/v1/directory (docs/routing.md)
   SDK      : $base/sdk.js (the latest), $base/sdk/$(node -p "require('./packages/sdk/package.json').version")/gateway.min.js (pinned, docs/sdk.md)
-  Metrics  : http://127.0.0.1:9100/metrics (signaling), http://127.0.0.1:9101/metrics (sfu), http://127.0.0.1:9102/metrics (recorder), http://127.0.0.1:9103/metrics (crm-sync)
+  Metrics  : http://127.0.0.1:9100/metrics (signaling), http://127.0.0.1:9101/metrics (sfu), http://127.0.0.1:9102/metrics (recorder), http://127.0.0.1:9103/metrics (crm-sync), http://127.0.0.1:9105/metrics (routing)
   Admin API (crm-sync, HTTP Basic demo:<apiSecret>): http://127.0.0.1:${CRM_SYNC_PORT:-8090}/v1/connectors, /v1/webhooks (docs/webhooks.md)
 
 Mint more tokens (tenant "demo" is configured by default):

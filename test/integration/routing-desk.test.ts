@@ -1,31 +1,32 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Kvm } from '@nats-io/kv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NatsServer, startRoutingProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { mintDeskToken, verifyJoinToken, type DeskRole } from '../../services/signaling/src/auth/tokens.js';
 import { DEMO_TENANT } from '../../services/signaling/src/config.js';
-import type { DirectoryView } from '../../services/routing/src/ownership/TenantRouting.js';
+import { buckets, createLogger, openBucket } from '@gateway/common';
+import { DirectoryStore } from '../../services/routing/src/directory/DirectoryStore.js';
 import { demoToken, GLOBEX_TENANT, twoTenantEnv } from '../support/tokens.js';
 import { TestClient } from '../support/wsClient.js';
 
 /** Two queues; ann and bob take billing and support, cyd support only; sue supervises. */
-const directory: DirectoryView = {
+const directory = {
   queues: [
     { queueId: 'billing', name: 'Billing', priority: 1, requiredSkills: { billing: 1 }, serviceLevelSeconds: 20, contextFields: ['order', 'topic'] },
     { queueId: 'support', name: 'Support', priority: 2, requiredSkills: { support: 1 }, serviceLevelSeconds: 30 },
+    // Never open: a contact asking here is offered a callback at once.
+    { queueId: 'night', name: 'Night line', priority: 3, requiredSkills: {}, serviceLevelSeconds: 30, businessHours: { timeZone: 'UTC', weekly: [] } },
   ],
   profiles: [
     {
       profileId: 'both',
+      name: 'Both',
       queues: [
         { queueId: 'billing', priority: 1 },
         { queueId: 'support', priority: 2 },
       ],
       capacity: { call: 1, chat: 3 },
     },
-    { profileId: 'support-only', queues: [{ queueId: 'support', priority: 1 }], capacity: { call: 1, chat: 3 } },
+    { profileId: 'support-only', name: 'Support', queues: [{ queueId: 'support', priority: 1 }], capacity: { call: 1, chat: 3 } },
   ],
   people: [
     { personId: 'ann', name: 'Ann', roles: ['agent'], skills: { billing: 5, support: 5 }, profileId: 'both' },
@@ -61,10 +62,10 @@ describe('the desk: end users, agents and supervisors through signaling and rout
 
   beforeAll(async () => {
     nats = await NatsServer.start();
-    const dir = mkdtempSync(join(tmpdir(), 'routing-desk-'));
-    const seed = join(dir, 'directory.json');
-    writeFileSync(seed, JSON.stringify({ demo: directory }));
-    routingEnv = { ...twoTenantEnv, ROUTING_DIRECTORY_SEED_FILE: seed, ROUTING_TICK_MS: '100', ROUTING_OFFER_TIMEOUT_SECONDS: '4', ROUTING_LEASE_POLL_MS: '300' };
+    const nc = await nats.connect('routing');
+    await new DirectoryStore(await openBucket(nc, buckets.routingDirectory), createLogger('test', 'silent')).seed('demo', directory);
+    await nc.close();
+    routingEnv = { ...twoTenantEnv, ROUTING_TICK_MS: '100', ROUTING_OFFER_TIMEOUT_SECONDS: '4', ROUTING_LEASE_POLL_MS: '300' };
     routing.push(await startRoutingProcess({ natsUrl: nats.url, replicaId: 'routing-a', env: routingEnv }));
     routing.push(await startRoutingProcess({ natsUrl: nats.url, replicaId: 'routing-b', env: routingEnv }));
     signaling = await startSignalingProcess({ natsUrl: nats.url, env: twoTenantEnv });
@@ -196,6 +197,12 @@ describe('the desk: end users, agents and supervisors through signaling and rout
     const stolen = (await thief.client.request('requestSupport', { queue: 'support', channel: 'voice', contactId: two.contactId })).error;
     expect(stolen.code).toBe('NOT_FOUND');
     await again.client.request('leaveQueue', {});
+    // A queue outside its hours: a callback at once, the place kept.
+    const late = await desk('owl', 'end_user');
+    const night = (await late.client.request('requestSupport', { queue: 'night', channel: 'voice' })).contact;
+    expect(night.phase).toBe('CONTACT_PHASE_CALLBACK');
+    expect(night.position).toBe(1);
+    await late.client.request('leaveQueue', {});
   }, 60_000);
 
   it('moves an offer on at once when the ringing agent app is killed, and keeps contacts through the loss of the routing owner', async () => {
@@ -232,6 +239,30 @@ describe('the desk: end users, agents and supervisors through signaling and rout
     await waitNotification(user, 'connected', (c) => c.contact.contactId === contactId);
     expect(all(user, 'connected').filter((c) => c.contact.contactId === contactId)).toHaveLength(1);
   }, 90_000);
+
+  it('takes up a change of the directory made through the admin API of any replica', async () => {
+    // dan is not an agent yet.
+    const { hello: before } = await desk('dan', 'agent');
+    expect(before.error.code).toBe('PERMISSION_DENIED');
+    const basic = `Basic ${Buffer.from(`${DEMO_TENANT.apiKey}:${DEMO_TENANT.apiSecret}`).toString('base64')}`;
+    for (const replica of routing.filter((r) => r.child.exitCode === null && r.child.signalCode === null)) {
+      const put = await fetch(`${replica.url}/v1/directory/people/dan`, {
+        method: 'PUT',
+        headers: { authorization: basic, 'content-type': 'application/json' },
+        body: JSON.stringify({ personId: 'dan', name: 'Dan', roles: ['agent'], skills: { support: 2 }, profileId: 'support-only' }),
+      });
+      expect([200, 201]).toContain(put.status);
+    }
+    await waitFor(
+      async () => {
+        const { client, hello } = await desk('dan', 'agent');
+        client.ws.close();
+        return hello.hello?.role === 'agent';
+      },
+      10_000,
+      'dan is an agent',
+    );
+  }, 30_000);
 
   /** The replica holding the demo tenant's lease, read from the KV. */
   async function ownerOf(): Promise<string | undefined> {

@@ -250,15 +250,18 @@ export async function startCrmSyncProcess(options: { natsUrl: string; nodeId?: s
 
 export async function startRoutingProcess(options: { natsUrl: string; replicaId?: string; env?: Record<string, string> }) {
   return retryOnPortClash(async () => {
+    const port = await freePort();
     const opsPort = await freePort();
     const env: Record<string, string> = {
       ...natsEnvFor(options.natsUrl, 'routing'),
       ROUTING_REPLICA_ID: options.replicaId ?? `routing-test-${opsPort}`,
+      ROUTING_HOST: '127.0.0.1',
+      ROUTING_PORT: String(port),
       ROUTING_OPS_PORT: String(opsPort),
       ...options.env,
     };
     const proc = await ServiceProcess.start('routing', env, `http://127.0.0.1:${opsPort}/readyz`);
-    return Object.assign(proc, { opsPort, replicaId: env.ROUTING_REPLICA_ID });
+    return Object.assign(proc, { port, opsPort, url: `http://127.0.0.1:${port}`, replicaId: env.ROUTING_REPLICA_ID });
   });
 }
 

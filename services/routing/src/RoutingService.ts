@@ -1,5 +1,9 @@
+import http from 'node:http';
 import {
   buckets,
+  closeHttp,
+  hardenHttpServer,
+  listenHttp,
   connectNats,
   createKeyring,
   createMetricsRegistry,
@@ -17,15 +21,16 @@ import { RoutingEngine } from './engine/RoutingEngine.js';
 import { routingMetrics } from './metrics.js';
 import { TenantLease } from './ownership/TenantLease.js';
 import { TenantOwner } from './ownership/TenantOwner.js';
-import { TenantRouting, type DirectoryView, type RoutingObserver } from './ownership/TenantRouting.js';
+import { TenantRouting, type RoutingObserver } from './ownership/TenantRouting.js';
+import { DirectoryStore } from './directory/DirectoryStore.js';
+import { directoryView } from './directory/view.js';
+import { createDirectoryHandler } from './http/directory.js';
 import { RoutingRecords } from './state/RoutingRecords.js';
-
-/** Where a tenant's directory comes from (undefined: the tenant has none yet, so nothing to route). */
-export type DirectorySource = (tenant: string) => Promise<DirectoryView | undefined>;
 
 interface Held {
   lease: TenantLease;
   routing: TenantRouting;
+  stopWatching: () => void;
 }
 
 /**
@@ -35,6 +40,7 @@ interface Held {
  * from the store.
  */
 export class RoutingService {
+  port = 0;
   opsPort = 0;
   private readonly held = new Map<string, Held>();
   private readonly starting = new Set<string>();
@@ -47,13 +53,14 @@ export class RoutingService {
     private readonly keyring: ManagedKeyring,
     private readonly leases: Awaited<ReturnType<typeof openBucket>>,
     private readonly records: RoutingRecords,
-    private readonly directories: DirectorySource,
+    private readonly directories: DirectoryStore,
     private readonly observer: RoutingObserver,
     private readonly log: Logger,
+    private readonly httpServer: http.Server,
     private readonly stopOps: () => Promise<void>,
   ) {}
 
-  static async start(config: RoutingConfig, log: Logger, directories: DirectorySource): Promise<RoutingService> {
+  static async start(config: RoutingConfig, log: Logger): Promise<RoutingService> {
     let service: RoutingService | undefined;
     return Startup.run(async (startup) => {
       const nc = startup.opened(await connectNats(config.nats, config.replicaId, log), (connection) => connection.close());
@@ -64,10 +71,16 @@ export class RoutingService {
       const records = new RoutingRecords(await openBucket(nc, buckets.routingState), (key) => log.error({ key }, 'a routing record is unreadable; left out'));
       const views = () => [...(service?.held.entries() ?? [])].map(([tenant, { routing }]) => ({ tenant, view: routing.queueView() }));
       const metrics = routingMetrics(registry, views);
+      const directories = new DirectoryStore(await openBucket(nc, buckets.routingDirectory), log);
+      const httpServer = http.createServer(createDirectoryHandler(() => config.tenants, directories, log));
+      hardenHttpServer(httpServer);
+      const port = await listenHttp(httpServer, config.port, config.host);
+      startup.opened(httpServer, closeHttp);
       const ops = await startOpsServer({ port: config.opsPort, registry, readiness: () => (nc.isClosed() ? 'nats connection closed' : undefined) });
       startup.opened(ops, (server) => server.close());
-      const started = new RoutingService(config, nc, keyring, leases, records, directories, metrics.observer, log, ops.close);
+      const started = new RoutingService(config, nc, keyring, leases, records, directories, metrics.observer, log, httpServer, ops.close);
       service = started;
+      started.port = port;
       started.opsPort = ops.port;
       await started.poll();
       started.timer = setInterval(() => void started.poll(), config.leasePollMs);
@@ -95,23 +108,31 @@ export class RoutingService {
   private async take(tenant: string): Promise<void> {
     const lease = new TenantLease(this.leases, tenant, this.config.replicaId, { refreshMs: Math.max(500, Math.floor(ROUTING_LEASE_TTL_MS / 3)) });
     if (!(await lease.acquire())) return;
-    let directory: DirectoryView | undefined;
-    try {
-      // A tenant without a directory yet has no queues and no agents: its commands are answered (NOT_FOUND, PERMISSION_DENIED), not left to time out.
-      directory = (await this.directories(tenant)) ?? { queues: [], profiles: [], people: [] };
-    } catch (error) {
-      this.log.warn({ tenant, err: error }, "the tenant's directory is unreadable");
-    }
-    if (!directory || this.closing) {
+    // A tenant without a directory yet has no queues and no agents: its commands are answered
+    // (NOT_FOUND, PERMISSION_DENIED), not left to time out.
+    const snapshot = await this.directories.snapshot(tenant).catch(async (error: unknown) => {
+      await lease.release();
+      throw error;
+    });
+    if (this.closing) {
       await lease.release();
       return;
     }
+    const directory = directoryView(snapshot);
     const engine = new RoutingEngine(this.config.engine);
     const owner = new TenantOwner(tenant, this.records, engine);
     const routing = new TenantRouting(tenant, this.nc, owner, directory, this.keyring, this.log, this.config.tenant, this.observer);
-    const held = { lease, routing };
+    // The tenant's admins change the directory through any replica: the owner takes it up within a second.
+    const stopWatching = this.directories.watch(tenant, snapshot.revision, () => {
+      this.directories
+        .snapshot(tenant)
+        .then((changed) => routing.applyDirectory(directoryView(changed)))
+        .catch((error: unknown) => this.log.warn({ tenant, err: error }, 'a directory change could not be applied; the next one tries again'));
+    });
+    const held = { lease, routing, stopWatching };
     lease.on('lost', () => {
       this.log.warn({ tenant }, 'the routing lease was lost; another replica decides for the tenant now');
+      stopWatching();
       void routing.close();
       if (this.held.get(tenant) === held) this.held.delete(tenant);
     });
@@ -121,6 +142,7 @@ export class RoutingService {
       this.log.info({ tenant }, 'routing the tenant');
     } catch (error) {
       this.held.delete(tenant);
+      stopWatching();
       await routing.close();
       await lease.release();
       throw error;
@@ -131,11 +153,13 @@ export class RoutingService {
   close(): Promise<void> {
     this.closing ??= (async () => {
       clearInterval(this.timer);
-      for (const { lease, routing } of this.held.values()) {
+      for (const { lease, routing, stopWatching } of this.held.values()) {
+        stopWatching();
         await routing.close();
         await lease.release();
       }
       this.held.clear();
+      await closeHttp(this.httpServer);
       await this.stopOps();
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([this.nc.drain().catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, 5_000)))]);

@@ -11,6 +11,9 @@ const shape = {
   ...tenantsShape,
   ...tenantKeysShape,
   ROUTING_REPLICA_ID: env.string(`routing-${os.hostname()}-${randomBytes(3).toString('hex')}`),
+  /** The tenants' admin API (the directory: people, teams, queues, routing profiles). */
+  ROUTING_HOST: env.string('0.0.0.0'),
+  ROUTING_PORT: env.port(8091),
   ROUTING_OPS_PORT: env.port(9105),
   /** An offer not answered within this goes to the next agent. */
   ROUTING_OFFER_TIMEOUT_SECONDS: seconds(15, 300),
@@ -26,11 +29,6 @@ const shape = {
   ROUTING_TICK_MS: z.coerce.number().int().min(50).max(5_000).default(500),
   /** How often a replica tries to take the leases of tenants nobody holds. */
   ROUTING_LEASE_POLL_MS: z.coerce.number().int().min(100).max(60_000).default(2_000),
-  /**
-   * A JSON file of tenants' directories ({ "<tenant>": { queues, profiles, people } }), written
-   * into the directory when a tenant has none (`make up` seeds the demo tenant with it).
-   */
-  ROUTING_DIRECTORY_SEED_FILE: z.string().min(1).optional(),
 };
 
 export type RoutingConfig = ReturnType<typeof readRoutingConfig>;
@@ -43,6 +41,8 @@ export function readRoutingConfig(source: Record<string, string | undefined> = p
     tenants: c.GATEWAY_TENANTS,
     keyring: readKeyringSettings(c),
     replicaId: c.ROUTING_REPLICA_ID,
+    host: c.ROUTING_HOST,
+    port: c.ROUTING_PORT,
     opsPort: c.ROUTING_OPS_PORT,
     engine: { offerTimeoutMs: Math.round(c.ROUTING_OFFER_TIMEOUT_SECONDS * 1000), missedOffersBeforeAway: c.ROUTING_MISSED_OFFERS_BEFORE_AWAY },
     tenant: {
@@ -53,6 +53,5 @@ export function readRoutingConfig(source: Record<string, string | undefined> = p
       queueViewMs: 1_000,
     },
     leasePollMs: c.ROUTING_LEASE_POLL_MS,
-    directorySeedFile: c.ROUTING_DIRECTORY_SEED_FILE,
   };
 }

@@ -82,6 +82,8 @@ export interface Contact {
 export interface ContactAbout {
   /** The end user's identity (the customer's external identifier). */
   endUser: string;
+  /** The contact's id in the customer's CRM, when the app's token gave it. */
+  crmContactId?: string;
   /** The app's context and the end user's name, sealed with the tenant's key. */
   sealed?: { wrapped: { kekId: string; value: string }; value: string };
   connectedAtMs?: number;

@@ -18,12 +18,14 @@ import {
 } from '@gateway/proto/gateway/routing/v1/routing';
 import { RoutingRefusal, type RoutingEngine, type RoutingEvent } from '../engine/RoutingEngine.js';
 import type { Agent, Channel as ChannelName, Contact, Queue, RoutingProfile } from '../engine/model.js';
+import { isOpen } from '../directory/businessHours.js';
+import type { BusinessHours } from '../directory/model.js';
 import type { TenantOwner } from './TenantOwner.js';
 import { QueueStatistics } from './QueueStatistics.js';
 
 /** What a tenant's routing needs of its directory: the queues, profiles and people. */
 export interface DirectoryView {
-  queues: ReadonlyArray<Queue & { name: string; contextFields?: readonly string[] }>;
+  queues: ReadonlyArray<Queue & { name: string; contextFields?: readonly string[]; businessHours?: BusinessHours }>;
   profiles: readonly RoutingProfile[];
   people: ReadonlyArray<{ personId: string; name: string; roles: readonly string[]; skills: Readonly<Record<string, number>>; profileId?: string }>;
 }
@@ -61,6 +63,7 @@ const identity = z
   .min(1)
   .max(256)
   .regex(/^[^\u0000-\u001f\u007f]+$/);
+const reference = z.string().min(1).max(64);
 /** The app's context: string values only, 32 fields, 4 KiB of JSON. */
 const contextSchema = z.record(z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/), z.string().max(1_024)).refine((c) => Object.keys(c).length <= 32, 'at most 32 context fields');
 const MAX_CONTEXT_JSON = 4 * 1024;
@@ -89,8 +92,8 @@ export class TenantRouting {
   private readonly statistics: QueueStatistics;
   private queueViewDirty = true;
   private lastQueueViewMs = 0;
-  private readonly people: Map<string, DirectoryView['people'][number]>;
-  private readonly queueInfo: Map<string, DirectoryView['queues'][number]>;
+  private people: Map<string, DirectoryView['people'][number]>;
+  private queueInfo: Map<string, DirectoryView['queues'][number]>;
   private readonly startedAtMs: number;
 
   constructor(
@@ -111,7 +114,7 @@ export class TenantRouting {
     this.directory = directory;
   }
 
-  private readonly directory: DirectoryView;
+  private directory: DirectoryView;
 
   private get engine(): RoutingEngine {
     return this.owner.engine;
@@ -120,19 +123,31 @@ export class TenantRouting {
   /** Loads the tenant, applies its directory, and starts answering. */
   async start(): Promise<void> {
     await this.owner.load();
-    await this.run('directory', (engine) => {
-      for (const queue of this.directory.queues) engine.setQueue(queue);
-      for (const profile of this.directory.profiles) engine.setProfile(profile);
-      const nowMs = this.now();
-      for (const person of this.directory.people) {
-        if (person.roles.includes('agent') && person.profileId) engine.setAgent({ agentId: person.personId, profileId: person.profileId, skills: { ...person.skills } }, nowMs);
-      }
-      return engine.assign(nowMs);
-    });
+    await this.applyDirectory(this.directory);
     if (this.closed) return;
     this.subscription = this.nc.subscribe(subjects.routingCommand(this.tenant), { callback: (error, msg) => (error ? undefined : void this.onCommand(msg)) });
     this.timer = setInterval(() => void this.onTick(), this.options.tickMs);
     this.timer.unref();
+  }
+
+  /**
+   * The tenant's directory, as it is now (at start, and when its admins change it): queues,
+   * profiles and agents are set on the engine; a person no longer an agent keeps what they hold
+   * but is refused as an agent from now on.
+   */
+  async applyDirectory(directory: DirectoryView): Promise<void> {
+    this.directory = directory;
+    this.people = new Map(directory.people.map((p) => [p.personId, p]));
+    this.queueInfo = new Map(directory.queues.map((q) => [q.queueId, q]));
+    await this.run('directory', (engine) => {
+      for (const queue of directory.queues) engine.setQueue(queue);
+      for (const profile of directory.profiles) engine.setProfile(profile);
+      const nowMs = this.now();
+      for (const person of directory.people) {
+        if (person.roles.includes('agent') && person.profileId) engine.setAgent({ agentId: person.personId, profileId: person.profileId, skills: { ...person.skills } }, nowMs);
+      }
+      return engine.assign(nowMs);
+    });
   }
 
   /** Stops answering (the lease is gone or the replica stops). Safe to repeat. */
@@ -275,7 +290,7 @@ export class TenantRouting {
     }
   }
 
-  private async requestSupport(request: { endUser: string; queueId: string; channel: Channel; contextJson: string; contactId: string; name: string }): Promise<ContactState> {
+  private async requestSupport(request: { endUser: string; queueId: string; channel: Channel; contextJson: string; contactId: string; name: string; crmContactId: string }): Promise<ContactState> {
     const endUser = identity.parse(request.endUser);
     const nowMs = this.now();
     // Asking again (a reconnect, or a second tap): the contact they have keeps its place.
@@ -304,10 +319,16 @@ export class TenantRouting {
     }
     const contactId = `ct_${randomBytes(12).toString('hex')}`;
     const sealed = await sealJson(this.keyring, this.tenant, `routing-contact:${contactId}`, { name: request.name.slice(0, 128), context } satisfies SealedAbout);
+    const hours = this.queueInfo.get(queueId.data)?.businessHours;
+    // Outside the queue's hours the end user need not hold on: a callback, keeping their place.
+    const closed = hours !== undefined && !isOpen(hours, nowMs);
+    const crmContactId = request.crmContactId ? reference.parse(request.crmContactId) : undefined;
     await this.run('requestSupport', (engine) => {
       const contact = engine.enqueue({ contactId, queueId: queueId.data, channel }, nowMs);
-      contact.about = { endUser, sealed };
-      return engine.assign(nowMs);
+      contact.about = { endUser, sealed, ...(crmContactId ? { crmContactId } : {}) };
+      if (!closed) return engine.assign(nowMs);
+      contact.callback = true;
+      return [{ type: 'callback_offered', contactId }];
     });
     this.contactSeen.set(contactId, nowMs);
     this.statistics.requested(queueId.data);

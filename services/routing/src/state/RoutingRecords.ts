@@ -38,6 +38,7 @@ const base64 = (max: number) =>
     .regex(/^[A-Za-z0-9+/]*={0,2}$/);
 const aboutSchema = z.strictObject({
   endUser: schemas.text(256, { min: 1 }),
+  crmContactId: z.string().min(1).max(64).optional(),
   sealed: z.strictObject({ wrapped: z.strictObject({ kekId: z.string().min(1).max(256), value: base64(1_024) }), value: base64(12_000) }).optional(),
   connectedAtMs: at.optional(),
   room: id().optional(),

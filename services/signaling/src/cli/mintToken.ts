@@ -4,11 +4,13 @@
  */
 import { parseArgs } from 'node:util';
 import { readTenants } from '../config.js';
-import { mintJoinToken, publishableSources, roles, type GrantedSource, type Role } from '../auth/tokens.js';
+import { deskRoles, mintDeskToken, mintJoinToken, publishableSources, roles, type DeskRole, type GrantedSource, type Role } from '../auth/tokens.js';
 
 const usage = `usage: npm run --silent token -- --tenant T --room R --identity I --role agent|end_user
        [--ttl 6h|30m|3600] [--sources camera,microphone,screen] [--no-publish] [--no-subscribe] [--can-record]
-       [--preflight]  (a pre-call check: a room of its own, no contact record)`;
+       [--preflight]  (a pre-call check: a room of its own, no contact record)
+       npm run --silent token -- --desk --tenant T --identity I --role end_user|agent|supervisor [--name N] [--ttl 8h]
+                      (a desk token: an end user asking for support, an agent, a supervisor; docs/routing.md)`;
 
 function fail(message: string): never {
   process.stderr.write(`${message}\n${usage}\n`);
@@ -37,6 +39,8 @@ async function main(): Promise<void> {
         'no-subscribe': { type: 'boolean' },
         'can-record': { type: 'boolean' },
         preflight: { type: 'boolean' },
+        desk: { type: 'boolean' },
+        name: { type: 'string' },
       },
       strict: true,
     }));
@@ -44,6 +48,7 @@ async function main(): Promise<void> {
     fail((error as Error).message);
   }
   const { tenant: tenantName, room, identity, role } = values;
+  if (values.desk) return mintDesk(values);
   if (!tenantName || !room || !identity || !role) fail('--tenant, --room, --identity and --role are required');
   if (!roles.includes(role as Role)) fail(`--role must be one of ${roles.join(', ')}`);
   const sources = values.sources?.split(',').map((s) => s.trim()) as GrantedSource[] | undefined;
@@ -73,6 +78,31 @@ async function main(): Promise<void> {
   } catch (error) {
     fail(`cannot mint the token: ${(error as Error).message}`);
   }
+}
+
+async function mintDesk(values: { tenant?: string; identity?: string; role?: string; ttl?: string; name?: string }): Promise<void> {
+  const { tenant: tenantName, identity, role } = values;
+  if (!tenantName || !identity || !role) fail('--tenant, --identity and --role are required');
+  if (!deskRoles.includes(role as DeskRole)) fail(`--role must be one of ${deskRoles.join(', ')}`);
+  const tenant = configuredTenant(tenantName);
+  try {
+    const { token } = await mintDeskToken(tenant, { identity, role: role as DeskRole, ...(values.name ? { name: values.name } : {}), ...(values.ttl ? { ttlSeconds: parseTtl(values.ttl) } : {}) });
+    process.stdout.write(`${token}\n`);
+  } catch (error) {
+    fail(`cannot mint the token: ${(error as Error).message}`);
+  }
+}
+
+function configuredTenant(name: string) {
+  let tenants;
+  try {
+    tenants = readTenants();
+  } catch (error) {
+    fail((error as Error).message);
+  }
+  const tenant = tenants.find((t) => t.name === name);
+  if (!tenant) fail(`tenant ${name} is not configured (GATEWAY_TENANTS)`);
+  return tenant;
 }
 
 void main();
