@@ -3,7 +3,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NatsServer, startRoutingProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { mintDeskToken, verifyJoinToken, type DeskRole } from '../../services/signaling/src/auth/tokens.js';
 import { DEMO_TENANT } from '../../services/signaling/src/config.js';
-import { buckets, createLogger, openBucket } from '@gateway/common';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { buckets, createLogger, openBucket, streams } from '@gateway/common';
+import { ContactRecord } from '@gateway/proto/gateway/routing/v1/routing';
 import { DirectoryStore } from '../../services/routing/src/directory/DirectoryStore.js';
 import { demoToken, GLOBEX_TENANT, twoTenantEnv } from '../support/tokens.js';
 import { TestClient } from '../support/wsClient.js';
@@ -164,8 +166,27 @@ describe('the desk: end users, agents and supervisors through signaling and rout
     await bob.request('end', { contactId });
     await waitNotification(user, 'contact', (c) => c.phase === 'CONTACT_PHASE_ENDED');
     await waitNotification(bob, 'agent', (a) => a.status === 'AGENT_STATUS_AFTER_CONTACT_WORK');
+    expect((await bob.request('wrapUp', { contactId: 'ct_nosuch', disposition: 'x' })).error.code).toBe('NOT_FOUND');
     const wrapped = await bob.request('wrapUp', { contactId, disposition: 'resolved', notes: 'refund issued' });
     expect(wrapped.agent.status).toBe('AGENT_STATUS_AVAILABLE');
+
+    // The record of the contact is out for crm-sync: who, where, how long, what came of it; no name, no context, no phone number.
+    const record = (await contactRecords()).find((r) => r.contactId === contactId);
+    expect(record).toMatchObject({
+      tenant: 'demo',
+      queueId: 'billing',
+      endUser: 'eve',
+      crmContactId: 'crm-42',
+      agentId: 'bob',
+      outcome: 'completed',
+      disposition: 'resolved',
+      notes: 'refund issued',
+      room: `cc_${contactId}`,
+    });
+    expect(record!.connectedAtMs).toBeGreaterThanOrEqual(record!.requestedAtMs);
+    expect(record!.endedAtMs).toBeGreaterThanOrEqual(record!.connectedAtMs);
+    const raw = JSON.stringify(ContactRecord.toJSON(record!));
+    for (const secret of ['Eve', 'A-17', '4155552671']) expect(raw).not.toContain(secret);
     for (const c of [ann, bob, cyd, user]) c.ws.close();
   }, 60_000);
 
@@ -183,6 +204,7 @@ describe('the desk: end users, agents and supervisors through signaling and rout
     // The first leaves (abandon): the second moves up, and is told.
     await first.client.request('leaveQueue', {});
     await waitNotification(second.client, 'contact', (c) => c.position === 1);
+    await waitFor(async () => (await contactRecords()).some((r) => r.contactId === one.contactId && r.outcome === 'abandoned' && r.endUser === 'u1'), 5_000, 'the abandoned contact recorded');
     await waitNotification(sue, 'queues', (v) =>
       v.queues.some((q: { queueId: string; waiting: number; abandonedToday: number }) => q.queueId === 'support' && q.waiting === 1 && q.abandonedToday >= 1),
     );
@@ -263,6 +285,23 @@ describe('the desk: end users, agents and supervisors through signaling and rout
       'dan is an agent',
     );
   }, 30_000);
+
+  /** Every contact record on the sessions stream. */
+  async function contactRecords(): Promise<ContactRecord[]> {
+    const nc = await nats.connect();
+    try {
+      const jsm = await jetstreamManager(nc);
+      const { state } = await jsm.streams.info(streams.sessions.name);
+      const records: ContactRecord[] = [];
+      for (let seq = state.first_seq; seq <= state.last_seq && state.messages > 0; seq++) {
+        const message = await jsm.streams.getMessage(streams.sessions.name, { seq }).catch(() => null);
+        if (message?.subject === 'gateway.demo.contact.ended') records.push(ContactRecord.decode(message.data));
+      }
+      return records;
+    } finally {
+      await nc.close();
+    }
+  }
 
   /** The replica holding the demo tenant's lease, read from the KV. */
   async function ownerOf(): Promise<string | undefined> {

@@ -50,6 +50,25 @@ export interface Agent {
   missedOffers: number;
   /** The app went away (away, `disconnected`): the status to take back if it returns within the grace period. */
   beforeDisconnect?: 'available' | 'away' | 'after_contact_work';
+  /** Records of contacts the agent ended and has not wrapped up yet (the service's, not the engine's). */
+  pendingRecords?: PendingRecord[];
+}
+
+/** A contact's record waiting for the agent's wrap-up (disposition, notes) before it goes to crm-sync. */
+export interface PendingRecord {
+  contactId: string;
+  queueId: string;
+  channel: Channel;
+  endUser: string;
+  crmContactId?: string;
+  requestedAtMs: number;
+  connectedAtMs: number;
+  endedAtMs: number;
+  agentId: string;
+  room: string;
+  transfers: Array<{ fromAgentId: string; toQueueId: string; toAgentId?: string; warm: boolean; atMs: number }>;
+  overflowedFrom: string[];
+  callback: boolean;
 }
 
 export type ContactState = 'waiting' | 'offered' | 'connected' | 'ended';

@@ -7,6 +7,7 @@ import {
   AgentStatus,
   Channel,
   Command,
+  type ContactRecord,
   ContactPhase,
   ContactState as ContactStateMessage,
   QueueView as QueueViewMessage,
@@ -17,7 +18,9 @@ import {
   type QueueView,
 } from '@gateway/proto/gateway/routing/v1/routing';
 import { RoutingRefusal, type RoutingEngine, type RoutingEvent } from '../engine/RoutingEngine.js';
-import type { Agent, Channel as ChannelName, Contact, Queue, RoutingProfile } from '../engine/model.js';
+import type { Agent, Channel as ChannelName, Contact, PendingRecord, Queue, RoutingProfile } from '../engine/model.js';
+import { MAX_PENDING_RECORDS } from '../state/RoutingRecords.js';
+import { contactRecordOf, pendingRecordOf, publishContactRecord } from './contactRecords.js';
 import { isOpen } from '../directory/businessHours.js';
 import type { BusinessHours } from '../directory/model.js';
 import type { TenantOwner } from './TenantOwner.js';
@@ -261,14 +264,44 @@ export class TenantRouting {
         const agent = this.agentOf(command.value.agentId);
         const contact = this.engine.contacts.get(id.parse(command.value.contactId));
         if (!contact || contact.agentId !== agent.agentId) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such contact of this agent');
-        await this.run('end', (engine) => [...engine.complete(contact.contactId, nowMs, contact.about?.connectedAtMs ?? nowMs), ...engine.assign(nowMs)]);
+        let overflowing: PendingRecord[] = [];
+        await this.run('end', (engine) => {
+          const events = engine.complete(contact.contactId, nowMs, contact.about?.connectedAtMs ?? nowMs);
+          // Its record waits on the agent's record for the wrap-up (so a new owner still has it).
+          const held = engine.agents.get(agent.agentId);
+          if (held) {
+            const pending = [...(held.pendingRecords ?? []), pendingRecordOf(contact, nowMs)];
+            overflowing = pending.slice(0, Math.max(0, pending.length - MAX_PENDING_RECORDS));
+            held.pendingRecords = pending.slice(-MAX_PENDING_RECORDS);
+          }
+          return [...events, ...engine.assign(nowMs)];
+        });
+        // Never wrapped up, and pushed out by newer ones: sent as they are.
+        for (const pending of overflowing) await this.sendRecord(contactRecordOf(this.tenant, pending, 'completed'));
         return ok();
       }
       case 'wrapUp': {
         const agent = this.agentOf(command.value.agentId);
         const next = command.value.next === AgentStatus.AGENT_STATUS_AWAY ? 'away' : 'available';
         const reason = command.value.reason.slice(0, 64) || undefined;
-        await this.run('wrapUp', (engine) => [...engine.wrapUp(agent.agentId, nowMs, next, reason), ...engine.assign(nowMs)]);
+        const contactId = command.value.contactId;
+        const pending = agent.pendingRecords?.find((p) => p.contactId === contactId);
+        if (contactId && !pending) throw new GatewayError(ErrorCode.NOT_FOUND, 'no contact of this agent waits for its wrap-up');
+        if (!contactId && agent.status !== 'after_contact_work') throw new GatewayError(ErrorCode.INVALID_STATE, 'not in after-contact work');
+        if (pending) {
+          const wrapUp = { disposition: command.value.disposition.slice(0, 64), notes: command.value.notes.slice(0, 2_000) };
+          // Out first: a record sent twice is one (its message id), a record lost is not.
+          await publishContactRecord(this.nc, contactRecordOf(this.tenant, pending, 'completed', wrapUp));
+        }
+        await this.run('wrapUp', (engine) => {
+          const held = engine.agents.get(agent.agentId);
+          if (!held) return [];
+          held.pendingRecords = held.pendingRecords?.filter((p) => p.contactId !== contactId);
+          if (held.pendingRecords?.length === 0) held.pendingRecords = undefined;
+          // The last of its contacts wrapped up: available again, or away.
+          const events = held.status === 'after_contact_work' && !held.pendingRecords ? engine.wrapUp(agent.agentId, nowMs, next, reason) : [];
+          return [...events, ...engine.assign(nowMs)];
+        });
         return { result: { $case: 'agent', value: await this.agentState(agent.agentId) } };
       }
       case 'agentState': {
@@ -379,6 +412,7 @@ export class TenantRouting {
       this.observer?.event(event, nowMs, contact);
       this.statistics.record(event, contact, nowMs, this.engine);
       await this.tell(event, contact);
+      if (event.type === 'ended' && event.reason === 'abandoned') await this.sendRecord(contactRecordOf(this.tenant, pendingRecordOf(event.contact, nowMs), 'abandoned'));
     }
     if (kind !== 'tick' && events.length > 0) this.tellPositions();
   }
@@ -425,6 +459,22 @@ export class TenantRouting {
         if (event.reason === 'abandoned' && event.contact.offer) this.toAgent(event.contact.offer.agentId, { $case: 'offerWithdrawn', value: { contactId: event.contactId, reason: 'abandoned' } });
         if (event.reason === 'completed' && event.contact.agentId) this.toAgent(event.contact.agentId, { $case: 'ended', value: state });
         return;
+      }
+    }
+  }
+
+  /** Sends a contact's record, retried a few times; one that cannot be sent is logged (by id only). */
+  private async sendRecord(record: ContactRecord): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await publishContactRecord(this.nc, record);
+        return;
+      } catch (error) {
+        if (attempt >= 3 || this.closed) {
+          this.log.error({ tenant: this.tenant, contactId: record.contactId, err: error }, "a contact's record could not be sent");
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
       }
     }
   }
@@ -531,7 +581,7 @@ export class TenantRouting {
       reason: agent.awayReason ?? '',
       offer: offered ? await this.offerOf(offered) : undefined,
       contacts: held.map((c) => this.contactState(c)),
-      wrapUpContactIds: [],
+      wrapUpContactIds: (agent.pendingRecords ?? []).map((p) => p.contactId),
     };
   }
 

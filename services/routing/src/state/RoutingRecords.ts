@@ -18,6 +18,27 @@ const count = z.number().int().min(0).max(1_000);
 const at = z.number().int().min(0);
 const skills = z.record(z.string().regex(/^[a-z0-9_-]{1,32}$/), z.number().int().min(0).max(10));
 
+const transferSchema = z.strictObject({ fromAgentId: id(), toQueueId: id(), toAgentId: id().optional(), warm: z.boolean(), atMs: at });
+
+/** Contacts an agent may hold ended and not wrapped up; older ones are sent without a disposition. */
+export const MAX_PENDING_RECORDS = 10;
+
+const pendingRecordSchema = z.strictObject({
+  contactId: id(),
+  queueId: id(),
+  channel: z.enum(['voice', 'video', 'chat']),
+  endUser: schemas.text(256),
+  crmContactId: z.string().min(1).max(64).optional(),
+  requestedAtMs: at,
+  connectedAtMs: at,
+  endedAtMs: at,
+  agentId: schemas.optionalId(),
+  room: schemas.optionalId(),
+  transfers: z.array(transferSchema).max(50),
+  overflowedFrom: z.array(id()).max(50),
+  callback: z.boolean(),
+});
+
 const agentSchema = z.strictObject({
   agentId: id(),
   status: z.enum(['available', 'away', 'after_contact_work', 'offline']),
@@ -29,6 +50,7 @@ const agentSchema = z.strictObject({
   offeredContactId: id().optional(),
   missedOffers: count,
   beforeDisconnect: z.enum(['available', 'away', 'after_contact_work']).optional(),
+  pendingRecords: z.array(pendingRecordSchema).max(MAX_PENDING_RECORDS).optional(),
 });
 
 const base64 = (max: number) =>
@@ -43,10 +65,7 @@ const aboutSchema = z.strictObject({
   connectedAtMs: at.optional(),
   room: id().optional(),
   overflowedFrom: z.array(id()).max(50).optional(),
-  transfers: z
-    .array(z.strictObject({ fromAgentId: id(), toQueueId: id(), toAgentId: id().optional(), warm: z.boolean(), atMs: at }))
-    .max(50)
-    .optional(),
+  transfers: z.array(transferSchema).max(50).optional(),
 });
 
 const contactSchema = z.strictObject({
