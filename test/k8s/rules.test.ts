@@ -182,6 +182,29 @@ describe('each deployment rule rejects what it is meant to', () => {
 
   it('a service that may scale to zero', () => caught(scalingRules, (o) => (find(o, 'ScaledObject', 'recorder').spec.minReplicaCount = 0), /may scale to zero/));
 
+  it('routing under an autoscaler, or its replicas free to share a node', () => {
+    caughtIn(
+      'prod',
+      scalingRules,
+      (o) =>
+        o.push({
+          apiVersion: 'autoscaling/v2',
+          kind: 'HorizontalPodAutoscaler',
+          metadata: { name: 'routing', namespace: 'gateway' },
+          spec: { scaleTargetRef: { kind: 'Deployment', name: 'routing' }, minReplicas: 2, maxReplicas: 4 },
+        }),
+      /routing: an autoscaler scales it: routing runs a fixed count/,
+    );
+    caughtIn('prod', scalingRules, (o) => delete find(o, 'Deployment', 'routing').spec.template.spec.affinity, /routing: 2 replicas without a required anti-affinity on kubernetes.io\/hostname/);
+  });
+
+  it('a disruption budget that refuses every eviction', () =>
+    caught(
+      availabilityRules,
+      (o) => (find(o, 'PodDisruptionBudget', 'routing').spec = { minAvailable: 1, selector: { matchLabels: { 'app.kubernetes.io/name': 'routing' } } }),
+      /routing: 1 replica\(s\) under PodDisruptionBudget gateway\/routing with minAvailable 1: no eviction is ever allowed/,
+    ));
+
   it('an Ingress that cuts WebSockets after a minute', () =>
     caught(ingressRules, (o) => (find(o, 'Ingress', 'signaling').metadata.annotations!['nginx.ingress.kubernetes.io/proxy-read-timeout'] = '60'), /proxy-read-timeout is not at least 3600/));
 
