@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { configRules, containerRules, probeRules } from './containerRules.js';
 import { grpcIdentityRules, natsRules } from './identityRules.js';
 import { drainRules, sfuRules } from './mediaRules.js';
-import { exposureRules, ingressRules, networkPolicyRules } from './networkRules.js';
+import { egressRules, exposureRules, ingressRules, networkPolicyRules } from './networkRules.js';
 import type { K8sObject, Rule } from './objects.js';
 import { container, find, messages, objectsOf, renderOverlays } from './overlays.js';
 import { checkSchemas } from './rules.js';
@@ -175,6 +175,25 @@ describe('each deployment rule rejects what it is meant to', () => {
       networkPolicyRules,
       (o) => find(o, 'NetworkPolicy', 'signaling').spec.ingress.push({ from: [{ namespaceSelector: {} }], ports: [{ protocol: 'TCP', port: 9100 }] }),
       /signaling's ops port to more than Prometheus/,
+    ));
+
+  it('routing reaching beyond NATS', () =>
+    caught(
+      egressRules,
+      (o) => find(o, 'NetworkPolicy', 'routing').spec.egress.push({ to: [{ ipBlock: { cidr: '0.0.0.0/0' } }] }),
+      /routing: NetworkPolicy gateway\/routing egress rule 1 lets it reach more than NATS, DNS and the trace collector/,
+    ));
+
+  it("an Ingress to routing's admin API beyond /v1/", () =>
+    caught(
+      exposureRules,
+      (o) => {
+        const ingress = find(o, 'Ingress', 'crm-sync-admin');
+        ingress.spec.rules[0].http.paths.push({ path: '/v1/', pathType: 'Prefix', backend: { service: { name: 'routing', port: { name: 'http' } } } });
+        expect(exposureRules(o)).toEqual([]);
+        ingress.spec.rules[0].http.paths.at(-1).path = '/';
+      },
+      /routes \/ to routing port http/,
     ));
 
   it('crm-sync scaled on a consumer it does not hold', () =>
