@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-export const services = ['sfu', 'signaling', 'recorder', 'crm-sync'];
+export const services = ['sfu', 'signaling', 'recorder', 'crm-sync', 'routing'];
 export const externalPackages = ['mediasoup', 'sharp'];
 /**
  * Tools bundled beside a service, in its image: the JetStream provisioning step (the

@@ -2,15 +2,17 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { catalog, streamNameOf } from '@gateway/common';
-import { NatsServer, startCrmSyncProcess, startRecorderProcess, startSfuProcess, startSignalingProcess } from '@gateway/testing';
+import { NatsServer, startCrmSyncProcess, startRecorderProcess, startRoutingProcess, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { scrapeMetrics, sumOf, type Scrape } from '../support/metrics.js';
 import { TestClients } from '../support/wsClient.js';
 import { demoToken } from '../support/tokens.js';
 import { opusRtpParameters } from '../support/rtpParameters.js';
 
 const dashboardPath = fileURLToPath(new URL('../../deploy/grafana-dashboard.json', import.meta.url));
+const alertsPath = fileURLToPath(new URL('../../k8s/base/alerts.yaml', import.meta.url));
 
 /** What operators are promised, by service (docs/observability.md). */
 const required: Record<string, string[]> = {
@@ -37,13 +39,31 @@ const required: Record<string, string[]> = {
     'gateway_jetstream_stream_bytes',
     'gateway_jetstream_stream_max_bytes',
   ],
+  routing: [
+    'gateway_routing_contacts_waiting',
+    'gateway_routing_longest_wait_seconds',
+    'gateway_routing_service_level_ratio',
+    'gateway_routing_abandon_ratio',
+    'gateway_routing_agents',
+    'gateway_routing_tenants_owned',
+    'gateway_routing_offers_total',
+    'gateway_routing_wait_to_offer_seconds',
+    'gateway_routing_command_seconds',
+  ],
 };
 
 /**
  * The subsystems each service's own metrics may use; prom-client's process and Node.js metrics are
- * everyone's, and the keyring's (`kms`) those of every service that wraps data keys.
+ * everyone's, the keyring's (`kms`) those of every service that wraps data keys, and the residue
+ * scanner's those of crm-sync, which runs it.
  */
-const subsystems: Record<string, string[]> = { sfu: ['sfu'], signaling: ['signaling', 'kms'], recorder: ['recorder', 'kms'], 'crm-sync': ['crm_sync', 'jetstream', 'kms', 'webhook'] };
+const subsystems: Record<string, string[]> = {
+  sfu: ['sfu'],
+  signaling: ['signaling', 'kms'],
+  recorder: ['recorder', 'kms'],
+  'crm-sync': ['crm_sync', 'jetstream', 'kms', 'webhook', 'residue'],
+  routing: ['routing', 'kms'],
+};
 const shared = ['process', 'nodejs'];
 const UNITS = ['seconds', 'bytes', 'packets', 'messages', 'ratio'];
 
@@ -66,7 +86,8 @@ function namingProblem(service: string, name: string, type: string): string | un
 /**
  * Every service's /metrics, scraped from real processes after a join with a published track:
  * the promised metrics are there, every name follows `gateway_<subsystem>_<name>_<unit>`, and
- * the Grafana dashboard in deploy/ asks only for metrics that exist.
+ * the Grafana dashboard in deploy/ and the alerts in k8s/base/alerts.yaml ask only for metrics
+ * that exist.
  */
 describe('metrics of every service', () => {
   let nats: NatsServer;
@@ -78,12 +99,16 @@ describe('metrics of every service', () => {
   beforeAll(async () => {
     nats = await NatsServer.start();
     const sfu = await startSfuProcess({ natsUrl: nats.url });
-    const [signaling, recorder, crm] = await Promise.all([
+    const [signaling, recorder, crm, routing] = await Promise.all([
       startSignalingProcess({ natsUrl: nats.url }),
       startRecorderProcess({ natsUrl: nats.url, workDir }),
-      startCrmSyncProcess({ natsUrl: nats.url }),
+      // With the residue identity, as deployed: it exports what the residue alerts ask for.
+      startCrmSyncProcess({ natsUrl: nats.url, env: { CRM_SYNC_RESIDUE_NKEY_SEED_FILE: nats.envFor('residue').NATS_NKEY_SEED_FILE! } }),
+      startRoutingProcess({ natsUrl: nats.url }),
     ]);
-    procs = { sfu, signaling, recorder, 'crm-sync': crm };
+    procs = { sfu, signaling, recorder, 'crm-sync': crm, routing };
+    // The one routing replica takes the demo tenant's lease.
+    await waitFor(async () => sumOf(await scrapeMetrics(routing.opsPort), 'gateway_routing_tenants_owned') === 1, 15_000, 'routing to take the demo tenant');
     const { client } = await clients.join(signaling.wsUrl, await demoToken({ room: `metrics-${Date.now()}`, identity: 'metrics-user', role: 'end_user' }));
     const send = (await client.request('createTransport', { direction: 'send' })).createTransport;
     await client.request('produce', { transportId: send.transportId, kind: 'audio', rtpParameters: opusRtpParameters(3333), source: 'microphone' });
@@ -107,6 +132,7 @@ describe('metrics of every service', () => {
     expect(sumOf(scrapes.signaling!, 'gateway_signaling_connections')).toBe(1);
     expect(sumOf(scrapes.signaling!, 'gateway_signaling_join_duration_seconds_count')).toBe(1);
     expect(scrapes.recorder!.types.get('gateway_recorder_jobs_active')).toBe('gauge');
+    expect(sumOf(scrapes.routing!, 'gateway_routing_tenants_owned')).toBe(1);
     // crm-sync reads its durable consumers' backlog from JetStream at each scrape.
     const lag = scrapes['crm-sync']!.samples.filter((s) => s.name === 'gateway_jetstream_consumer_pending_messages');
     expect(lag.map((s) => s.labels.consumer).sort()).toEqual(['crm-sync-recordings', 'crm-sync-sessions', 'crm-sync-transcripts', 'crm-sync-webhooks']);
@@ -167,5 +193,23 @@ describe('metrics of every service', () => {
       .flat()
       .filter((name) => !used.has(name));
     expect(unshown).toEqual(['gateway_sfu_transports']);
+  });
+
+  it('has alerts that ask only for metrics the services expose', () => {
+    const exposed = new Set<string>();
+    for (const scrape of Object.values(scrapes)) {
+      for (const [name, type] of scrape.types) {
+        exposed.add(name);
+        if (type === 'histogram') for (const suffix of ['_bucket', '_sum', '_count']) exposed.add(name + suffix);
+      }
+    }
+    const rules = parseAllDocuments(readFileSync(alertsPath, 'utf8'))
+      .map((doc) => doc.toJS() as { kind: string; spec: { groups: Array<{ rules: Array<{ alert: string; expr: string }> }> } })
+      .filter((doc) => doc?.kind === 'PrometheusRule')
+      .flatMap((doc) => doc.spec.groups.flatMap((group) => group.rules));
+    expect(rules.map((rule) => rule.alert)).toEqual(expect.arrayContaining(['GatewayRoutingNoOwner', 'GatewayRoutingServiceLevelLow', 'GatewayRoutingLongWait']));
+    for (const rule of rules) {
+      for (const name of rule.expr.match(/\bgateway_[a-z0-9_]+/g) ?? []) expect(exposed.has(name), `${rule.alert} asks for ${name}, which no service exposes`).toBe(true);
+    }
   });
 });

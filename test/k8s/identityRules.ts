@@ -102,7 +102,7 @@ export const natsRules: Rule = (objects) => {
   }
   const policy = objects.find((o) => o.kind === 'NetworkPolicy' && o.metadata.namespace === 'gateway' && o.spec?.podSelector?.matchLabels?.['app.kubernetes.io/name'] === 'nats');
   if (!policy) found.push({ rule: 'nats', object: 'NATS', message: 'no NetworkPolicy for the NATS pods' });
-  const ours = new Set(['signaling', 'recorder', 'crm-sync', 'nats-provision', 'residue', 'nats']);
+  const ours = new Set(['signaling', 'recorder', 'crm-sync', 'routing', 'nats-provision', 'residue', 'nats']);
   for (const [index, rule] of (policy?.spec?.ingress ?? []).entries()) {
     // The client port (4222); monitoring ports serve KEDA and Prometheus.
     const clientPort = !rule.ports || (rule.ports as Json[]).some((p) => p.port === 4222 || p.port === 'client');

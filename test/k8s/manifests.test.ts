@@ -43,6 +43,9 @@ describe('Kubernetes manifests', () => {
     const objects = objectsOf('dev');
     expect(find(objects, 'HorizontalPodAutoscaler', 'signaling').spec.minReplicas).toBe(1);
     for (const name of ['sfu', 'recorder', 'crm-sync']) expect(find(objects, 'ScaledObject', name).spec.minReplicaCount).toBe(1);
+    // routing's count is fixed (no autoscaler); one replica takes every tenant's lease, and its budget still lets a node drain.
+    expect(find(objects, 'Deployment', 'routing').spec.replicas).toBe(1);
+    expect(find(objects, 'PodDisruptionBudget', 'routing').spec).toMatchObject({ maxUnavailable: 1 });
     expect(find(objects, 'Ingress', 'signaling').spec.tls).toBeUndefined();
     for (const service of serviceNames) expect(cpuCores(container(objects, service).resources.limits.cpu)).toBeLessThanOrEqual(1);
   });
@@ -61,7 +64,7 @@ describe('Kubernetes manifests', () => {
     expect(messages(checkManifests(objects)).filter((m) => !m.includes('GATEWAY_KEYRING=kms needs GATEWAY_KMS_KEYS'))).toEqual([]);
     expect(find(objects, 'ConfigMap', 'gateway-common').data.GATEWAY_KEYRING).toBe('kms');
     expect(find(objects, 'ExternalSecret', 'gateway-tenants').spec.data.map((d: { secretKey: string }) => d.secretKey)).toContain('GATEWAY_KMS_KEYS');
-    for (const service of ['signaling', 'recorder', 'crm-sync'] as const) {
+    for (const service of ['signaling', 'recorder', 'crm-sync', 'routing'] as const) {
       const pod = find(objects, 'Deployment', service).spec.template.spec;
       expect(pod.serviceAccountName).toBe(service);
       expect(find(objects, 'ServiceAccount', service).metadata.annotations?.['eks.amazonaws.com/role-arn']).toMatch(/^arn:aws:iam::\d{12}:role\/./);
@@ -76,6 +79,11 @@ describe('Kubernetes manifests', () => {
     const objects = objectsOf('prod');
     expect(find(objects, 'HorizontalPodAutoscaler', 'signaling').spec.minReplicas).toBeGreaterThanOrEqual(3);
     for (const name of ['sfu', 'recorder', 'crm-sync']) expect(find(objects, 'ScaledObject', name).spec.minReplicaCount).toBeGreaterThanOrEqual(2);
+    // Two routing replicas on two nodes: each tenant's lease has a replica to go to while one is away.
+    const routing = find(objects, 'Deployment', 'routing').spec;
+    expect(routing.replicas).toBeGreaterThanOrEqual(2);
+    expect(routing.template.spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey).toBe('kubernetes.io/hostname');
+    expect(find(objects, 'PodDisruptionBudget', 'routing').spec.minAvailable).toBe(1);
     expect(find(objects, 'Ingress', 'signaling').spec.tls?.[0]?.secretName).toBeTruthy();
     expect(find(objects, 'ConfigMap', 'sfu-config').data.SFU_WORKERS).toBe('8');
     for (const name of ['sfu-config', 'signaling-config', 'recorder-config']) expect(find(objects, 'ConfigMap', name).data.GRPC_TLS_CA_FILE).toBeTruthy();
@@ -84,7 +92,7 @@ describe('Kubernetes manifests', () => {
     expect(find(objects, 'ExternalSecret', 'gateway-tenants').spec.target.name).toBe('gateway-tenants');
     // No placeholder NATS nkey: every identity's comes from the secret store.
     expect(objects.filter((o) => o.kind === 'Secret' && o.metadata.name.startsWith('nats-')).map((o) => o.metadata.name)).toEqual([]);
-    for (const name of ['nats-signaling', 'nats-sfu', 'nats-recorder', 'nats-crm-sync', 'nats-residue', 'nats-admin', 'nats-user-keys'])
+    for (const name of ['nats-signaling', 'nats-sfu', 'nats-recorder', 'nats-crm-sync', 'nats-routing', 'nats-residue', 'nats-admin', 'nats-user-keys'])
       expect(find(objects, 'ExternalSecret', name).spec.target.name).toBe(name);
   });
 });

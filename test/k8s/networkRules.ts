@@ -11,19 +11,22 @@ const publicSources = new Set(['0.0.0.0/0', '::/0']);
 const signalingHttpPort = (objects: K8sObject[]): number | undefined =>
   objects.find((o) => o.kind === 'Service' && o.metadata.name === 'signaling')?.spec?.ports?.find((p: Json) => p.name === 'http')?.port;
 
-/** The port of crm-sync's Service that leads to its admin API. */
-const crmSyncAdminPort = (objects: K8sObject[]): number | undefined =>
-  objects.find((o) => o.kind === 'Service' && o.metadata.name === 'crm-sync')?.spec?.ports?.find((p: Json) => p.name === 'http')?.port;
+/** The port of a Service (crm-sync, routing) that leads to its tenants' admin API. */
+const adminPort = (objects: K8sObject[], service: string): number | undefined =>
+  objects.find((o) => o.kind === 'Service' && o.metadata.name === service)?.spec?.ports?.find((p: Json) => p.name === 'http')?.port;
 
-/** Whether an Ingress backend is signaling's http port, or crm-sync's admin port under /v1/ only. */
+/** The services whose admin API (their http port, under /v1/ only) may face the tenants' backends. */
+const adminApis = ['crm-sync', 'routing'];
+
+/** Whether an Ingress backend is signaling's http port, or an admin API port under /v1/ only. */
 function publicBackend(objects: K8sObject[], backend: Json, path: string | undefined): boolean {
   const port = backend.service?.port;
   const is = (name: string, number: number | undefined) => backend.service?.name === name && (port?.name === 'http' || (number !== undefined && port?.number === number));
   if (is('signaling', signalingHttpPort(objects))) return true;
-  return is('crm-sync', crmSyncAdminPort(objects)) && path?.startsWith('/v1/') === true;
+  return adminApis.some((service) => is(service, adminPort(objects, service))) && path?.startsWith('/v1/') === true;
 }
 
-/** Only signaling and crm-sync's admin API (through Ingresses) and the SFU's media ports face the internet; gRPC and ops ports never. */
+/** Only signaling and the admin APIs of crm-sync and routing (through Ingresses) and the SFU's media ports face the internet; gRPC and ops ports never. */
 export const exposureRules: Rule = (objects) => {
   const found: Violation[] = [];
   const add = (o: K8sObject, message: string) => found.push({ rule: 'exposure', object: objectId(o), message });
@@ -41,7 +44,7 @@ export const exposureRules: Rule = (objects) => {
         if (!publicBackend(objects, backend, path))
           add(
             o,
-            `routes ${path ?? 'everything'} to ${backend.service?.name ?? 'a resource'} port ${backend.service?.port?.name ?? backend.service?.port?.number}: only signaling's http port and crm-sync's admin API (/v1/) are public`,
+            `routes ${path ?? 'everything'} to ${backend.service?.name ?? 'a resource'} port ${backend.service?.port?.name ?? backend.service?.port?.number}: only signaling's http port and the admin APIs (/v1/) are public`,
           );
       }
     }
@@ -102,6 +105,40 @@ export const networkPolicyRules: Rule = (objects) => {
           if (named.name === 'ops' && (sources.length === 0 || !sources.every((s) => s.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'] === monitoringNamespace && !s.ipBlock)))
             add(`ingress rule ${index} opens ${w.service ?? w.object.metadata.name}'s ops port to more than Prometheus (namespace ${monitoringNamespace})`);
         }
+      }
+    }
+  }
+  return found;
+};
+
+/**
+ * Where services that talk to NATS alone may go: NATS's client port, DNS, and the trace
+ * collector. Any other egress a policy gives their pods is a way out they do not need.
+ */
+const natsOnly = ['routing'];
+
+function allowedNatsOnlyEgress(rule: Json): boolean {
+  const to: Json[] = rule.to ?? [];
+  const ports: Json[] = rule.ports ?? [];
+  if (to.length === 0 || ports.length === 0) return false;
+  const toNats = to.every((t) => t.podSelector?.matchLabels?.['app.kubernetes.io/name'] === 'nats' && !t.namespaceSelector && !t.ipBlock);
+  const toDns = to.every((t) => t.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'] === 'kube-system' && t.podSelector?.matchLabels?.['k8s-app'] === 'kube-dns');
+  const toCollector = to.every((t) => t.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'] === 'observability' && !t.podSelector && !t.ipBlock);
+  const only = (port: number, protocols: string[]) => ports.every((p) => p.port === port && p.endPort === undefined && protocols.includes(p.protocol ?? 'TCP'));
+  return (toNats && only(4222, ['TCP'])) || (toDns && only(53, ['UDP', 'TCP'])) || (toCollector && only(4318, ['TCP']));
+}
+
+/** routing talks to NATS only: its pods' egress goes to NATS, DNS and the trace collector, nowhere else. */
+export const egressRules: Rule = (objects) => {
+  const found: Violation[] = [];
+  for (const w of workloads(objects)) {
+    if (!w.service || !natsOnly.includes(w.service)) continue;
+    const policies = objects.filter((o) => o.kind === 'NetworkPolicy' && o.metadata.namespace === w.namespace && selects(o.spec?.podSelector, w.podLabels));
+    if (!policies.some((p) => (p.spec?.policyTypes ?? []).includes('Egress'))) found.push({ rule: 'egress', object: objectId(w.object), message: 'no NetworkPolicy limits its egress' });
+    for (const p of policies) {
+      for (const [index, rule] of (p.spec?.egress ?? []).entries()) {
+        if (!allowedNatsOnlyEgress(rule))
+          found.push({ rule: 'egress', object: objectId(w.object), message: `${objectId(p)} egress rule ${index} lets it reach more than NATS, DNS and the trace collector` });
       }
     }
   }

@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { configRules, containerRules, probeRules } from './containerRules.js';
 import { grpcIdentityRules, natsRules } from './identityRules.js';
 import { drainRules, sfuRules } from './mediaRules.js';
-import { exposureRules, ingressRules, networkPolicyRules } from './networkRules.js';
+import { egressRules, exposureRules, ingressRules, networkPolicyRules } from './networkRules.js';
 import type { K8sObject, Rule } from './objects.js';
 import { container, find, messages, objectsOf, renderOverlays } from './overlays.js';
 import { checkSchemas } from './rules.js';
@@ -177,10 +177,52 @@ describe('each deployment rule rejects what it is meant to', () => {
       /signaling's ops port to more than Prometheus/,
     ));
 
+  it('routing reaching beyond NATS', () =>
+    caught(
+      egressRules,
+      (o) => find(o, 'NetworkPolicy', 'routing').spec.egress.push({ to: [{ ipBlock: { cidr: '0.0.0.0/0' } }] }),
+      /routing: NetworkPolicy gateway\/routing egress rule 1 lets it reach more than NATS, DNS and the trace collector/,
+    ));
+
+  it("an Ingress to routing's admin API beyond /v1/", () =>
+    caught(
+      exposureRules,
+      (o) => {
+        const ingress = find(o, 'Ingress', 'crm-sync-admin');
+        ingress.spec.rules[0].http.paths.push({ path: '/v1/', pathType: 'Prefix', backend: { service: { name: 'routing', port: { name: 'http' } } } });
+        expect(exposureRules(o)).toEqual([]);
+        ingress.spec.rules[0].http.paths.at(-1).path = '/';
+      },
+      /routes \/ to routing port http/,
+    ));
+
   it('crm-sync scaled on a consumer it does not hold', () =>
     caught(scalingRules, (o) => (find(o, 'ScaledObject', 'crm-sync').spec.triggers[0].metadata.consumer = 'crm-sync'), /no nats-jetstream trigger on GATEWAY_RECORDINGS \/ crm-sync-recordings/));
 
   it('a service that may scale to zero', () => caught(scalingRules, (o) => (find(o, 'ScaledObject', 'recorder').spec.minReplicaCount = 0), /may scale to zero/));
+
+  it('routing under an autoscaler, or its replicas free to share a node', () => {
+    caughtIn(
+      'prod',
+      scalingRules,
+      (o) =>
+        o.push({
+          apiVersion: 'autoscaling/v2',
+          kind: 'HorizontalPodAutoscaler',
+          metadata: { name: 'routing', namespace: 'gateway' },
+          spec: { scaleTargetRef: { kind: 'Deployment', name: 'routing' }, minReplicas: 2, maxReplicas: 4 },
+        }),
+      /routing: an autoscaler scales it: routing runs a fixed count/,
+    );
+    caughtIn('prod', scalingRules, (o) => delete find(o, 'Deployment', 'routing').spec.template.spec.affinity, /routing: 2 replicas without a required anti-affinity on kubernetes.io\/hostname/);
+  });
+
+  it('a disruption budget that refuses every eviction', () =>
+    caught(
+      availabilityRules,
+      (o) => (find(o, 'PodDisruptionBudget', 'routing').spec = { minAvailable: 1, selector: { matchLabels: { 'app.kubernetes.io/name': 'routing' } } }),
+      /routing: 1 replica\(s\) under PodDisruptionBudget gateway\/routing with minAvailable 1: no eviction is ever allowed/,
+    ));
 
   it('an Ingress that cuts WebSockets after a minute', () =>
     caught(ingressRules, (o) => (find(o, 'Ingress', 'signaling').metadata.annotations!['nginx.ingress.kubernetes.io/proxy-read-timeout'] = '60'), /proxy-read-timeout is not at least 3600/));

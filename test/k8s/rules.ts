@@ -11,7 +11,7 @@ import * as batchV1 from 'kubernetes-models/batch/v1';
 import { configRules, containerRules, probeRules } from './containerRules.js';
 import { grpcIdentityRules, natsRules } from './identityRules.js';
 import { drainRules, sfuRules } from './mediaRules.js';
-import { exposureRules, ingressRules, networkPolicyRules } from './networkRules.js';
+import { egressRules, exposureRules, ingressRules, networkPolicyRules } from './networkRules.js';
 import { objectId, type K8sObject, type Rule, type Violation } from './objects.js';
 import { availabilityRules, scalingRules } from './scalingRules.js';
 
@@ -66,6 +66,7 @@ export const allRules: Rule[] = [
   grpcIdentityRules,
   exposureRules,
   networkPolicyRules,
+  egressRules,
   scalingRules,
   availabilityRules,
   ingressRules,

@@ -1,15 +1,41 @@
-import { crmSyncDurableConsumers, recorderConsumesJetStream } from './services.js';
+import { crmSyncDurableConsumers, recorderConsumesJetStream, type ServiceName } from './services.js';
 import { objectId, selects, workloads, type Json, type Rule, type Violation } from './objects.js';
 
 /** The rules for replicas: what scales each service, what keeps enough of them up, and what scrapes them. */
 
-/** Each service scales by something of its own, never to zero; crm-sync on the lag of the durable consumers its code holds. */
+/**
+ * Services run at a count fixed in their Deployment rather than by an autoscaler: routing decides
+ * each tenant on one replica whatever the count, so load does not call for more replicas.
+ */
+const fixedCount: ServiceName[] = ['routing'];
+
+/** Whether a pod's affinity keeps two pods of these labels off one node (required, on the node's hostname). */
+const spreadOverNodes = (pod: Json, podLabels: Record<string, string>) =>
+  (pod.affinity?.podAntiAffinity?.requiredDuringSchedulingIgnoredDuringExecution ?? []).some(
+    (term: Json) => term.topologyKey === 'kubernetes.io/hostname' && !term.namespaceSelector && selects(term.labelSelector, podLabels),
+  );
+
+/**
+ * Each service scales by something of its own, never to zero; crm-sync on the lag of the durable
+ * consumers its code holds. A service of fixed count sets its replicas, and more than one never
+ * share a node.
+ */
 export const scalingRules: Rule = (objects) => {
   const found: Violation[] = [];
   for (const w of workloads(objects)) {
     if (!w.service || w.object.kind !== 'Deployment') continue;
     const id = objectId(w.object);
     const add = (message: string) => found.push({ rule: 'scaling', object: id, message });
+    if (fixedCount.includes(w.service)) {
+      const autoscaled = objects.some(
+        (o) => (o.kind === 'HorizontalPodAutoscaler' || o.kind === 'ScaledObject') && o.metadata.namespace === w.namespace && o.spec?.scaleTargetRef?.name === w.object.metadata.name,
+      );
+      if (autoscaled) add(`an autoscaler scales it: ${w.service} runs a fixed count`);
+      const replicas = w.object.spec?.replicas;
+      if (replicas === undefined || replicas < 1) add(`spec.replicas is ${replicas ?? 'not set'}: ${w.service} runs a fixed count of at least one`);
+      if (replicas > 1 && !spreadOverNodes(w.pod, w.podLabels)) add(`${replicas} replicas without a required anti-affinity on kubernetes.io/hostname: one node could take them all`);
+      continue;
+    }
     const hpa = objects.find((o) => o.kind === 'HorizontalPodAutoscaler' && o.metadata.namespace === w.namespace && o.spec?.scaleTargetRef?.name === w.object.metadata.name);
     const scaled = objects.find((o) => o.kind === 'ScaledObject' && o.metadata.namespace === w.namespace && o.spec?.scaleTargetRef?.name === w.object.metadata.name);
     if (!hpa && !scaled) add('nothing scales it (no HorizontalPodAutoscaler or ScaledObject)');
@@ -40,8 +66,14 @@ export const availabilityRules: Rule = (objects) => {
     if (!w.service) continue;
     const id = objectId(w.object);
     const inNamespace = (kind: string) => objects.filter((o) => o.kind === kind && o.metadata.namespace === w.namespace);
-    if (!inNamespace('PodDisruptionBudget').some((pdb) => selects(pdb.spec?.selector, w.podLabels)))
-      found.push({ rule: 'availability', object: id, message: 'no PodDisruptionBudget selects its pods' });
+    const budgets = inNamespace('PodDisruptionBudget').filter((pdb) => selects(pdb.spec?.selector, w.podLabels));
+    if (budgets.length === 0) found.push({ rule: 'availability', object: id, message: 'no PodDisruptionBudget selects its pods' });
+    // A fixed count at or under the budget's minimum: no pod may ever be evicted, no node drained.
+    const replicas = w.object.spec?.replicas;
+    for (const pdb of budgets) {
+      if (typeof replicas === 'number' && typeof pdb.spec?.minAvailable === 'number' && pdb.spec.minAvailable >= replicas)
+        found.push({ rule: 'availability', object: id, message: `${replicas} replica(s) under ${objectId(pdb)} with minAvailable ${pdb.spec.minAvailable}: no eviction is ever allowed` });
+    }
     const opsPort = (w.pod.containers ?? []).flatMap((c: Json) => c.ports ?? []).find((p: Json) => p.name === 'ops');
     const services = inNamespace('Service').filter((s) => s.spec?.selector && selects({ matchLabels: s.spec.selector }, w.podLabels));
     const opsServicePorts = services.flatMap((s) =>

@@ -5,6 +5,7 @@ import { grpcTlsShape, natsShape, opsDrainShape, tenantKeysShape, tenantsSchema,
 import { deliveryConsumers } from '../../services/crm-sync/src/Deliveries.js';
 import { readCrmSyncConfig } from '../../services/crm-sync/src/config.js';
 import { readRecorderConfig } from '../../services/recorder/src/config.js';
+import { readRoutingConfig } from '../../services/routing/src/config.js';
 import { readSfuConfig } from '../../services/sfu/src/config.js';
 import { readSignalingConfig } from '../../services/signaling/src/config.js';
 
@@ -33,7 +34,7 @@ export interface ServiceSpec {
   settings: (env: Env) => ServiceSettings;
 }
 
-export type ServiceName = 'sfu' | 'signaling' | 'recorder' | 'crm-sync';
+export type ServiceName = 'sfu' | 'signaling' | 'recorder' | 'crm-sync' | 'routing';
 
 // GRPC_TLS_* name files that the config readers open at once; the checks look at the names only.
 const withoutTlsFiles = (env: Env): Env => Object.fromEntries(Object.entries(env).filter(([name]) => !name.startsWith('GRPC_TLS_')));
@@ -71,7 +72,23 @@ export const serviceSpecs: Record<ServiceName, ServiceSpec> = {
       return { ports: { http: c.port, ops: c.opsPort } };
     },
   },
+  routing: {
+    name: 'routing',
+    configFile: 'services/routing/src/config.ts',
+    settings: (env) => {
+      const c = readRoutingConfig(env);
+      return { ports: { http: routingAdminPort(c), ops: c.opsPort } };
+    },
+  },
 };
+
+/**
+ * The port of routing's directory admin API: its config's `port` (ROUTING_PORT) once it reads
+ * one, 8091 (the default it is planned with) until then.
+ */
+function routingAdminPort(config: object): number {
+  return 'port' in config && typeof config.port === 'number' ? config.port : 8091;
+}
 
 export const serviceNames = Object.keys(serviceSpecs) as ServiceName[];
 
