@@ -163,11 +163,7 @@ describe('crm-sync: contact records', () => {
 
     // Delivered (and the one left waiting by the first test with them), refused: none stays on the stream.
     for (const s of [seq, abandoned, foreign]) await waitFor(async () => !(await stored(s)), 10_000, 'the record deleted from the stream');
-    await waitFor(
-      async () => (await jsm.streams.info(streams.sessions.name, { subjects_filter: subjects.contactEnded('demo') })).state.messages === 0,
-      20_000,
-      'no record left on the stream',
-    );
+    await waitFor(async () => (await jsm.streams.info(streams.sessions.name, { subjects_filter: subjects.contactEnded('demo') })).state.messages === 0, 20_000, 'no record left on the stream');
     expect(s3.object(BUCKET, 'gateway/demo/contact/contact-CT_dsr2/manifest.json')).toBeDefined();
     expect(s3.object(BUCKET, 'gateway/demo/contact/contact-CT_foreign/manifest.json')).toBeUndefined();
     expect(crm.logs).not.toContain('Refund issued');
