@@ -11,6 +11,7 @@ import {
   TranscriptReady,
   type ContactReference,
 } from '@gateway/proto/gateway/events/v1/events';
+import { ContactRecord } from '@gateway/proto/gateway/routing/v1/routing';
 import {
   type DeviceKeys,
   ErrorCode,
@@ -104,13 +105,15 @@ const pendingSubjects = (tenant: string) =>
     [streams.transcripts.name, subjects.transcriptReady(tenant)],
     [streams.transcripts.name, subjects.attachmentReady(tenant)],
     [streams.sessions.name, subjects.sessionEnded(tenant)],
+    [streams.sessions.name, subjects.contactEnded(tenant)],
   ] as const;
 
 /**
  * Data-subject requests (access, portability, erasure, rectification) for one tenant:
  * everything the platform holds about an end user that is waiting for delivery (recordings,
  * transcripts, attachments and session records they took part in, with their bytes and the
- * app's contact details), the CRM contact ids cached for them, and their registered device keys.
+ * app's contact details, and the records of their contact-center contacts), the CRM contact ids
+ * cached for them, and their registered device keys.
  * Export returns it as one JSON bundle; erase deletes all of it (artifacts crypto-shredded) and
  * its pending events; rectify corrects their contact details. Each leaves an audit record with
  * counts only, never the person.
@@ -292,6 +295,12 @@ export class DataSubjects {
       case 'recording': {
         const ready = RecordingReady.decode(event.data);
         return RecordingReady.encode({ ...ready, contacts: fixAll(ready.contacts) }).finish();
+      }
+      case 'contact': {
+        // The record names its end user by the customer's references only.
+        const record = ContactRecord.decode(event.data);
+        const fixed = fix({ externalId: record.endUser, crmContactId: record.crmContactId });
+        return ContactRecord.encode({ ...record, endUser: fixed.externalId, crmContactId: fixed.crmContactId }).finish();
       }
     }
   }

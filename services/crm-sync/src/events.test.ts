@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { AttachmentReady, RecordingReady, SessionEnded, TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
+import { Channel, ContactRecord } from '@gateway/proto/gateway/routing/v1/routing';
 import { ErrorCode, GatewayError, type ArtifactStore } from '@gateway/common';
 import { deliveryOf } from './events.js';
 
@@ -43,12 +44,35 @@ const valid = {
       contact,
     }),
   session: () => SessionEnded.fromPartial({ tenant: 'demo', room: 'r-1', sessionId: 'SE_1', startedAtMs: 1, endedAtMs: 2, sealedParticipants: sealed }),
+  contact: () =>
+    ContactRecord.fromPartial({
+      tenant: 'demo',
+      contactId: 'CT_1',
+      queueId: 'billing',
+      channel: Channel.CHANNEL_VOICE,
+      endUser: 'ext-1',
+      crmContactId: '003000000000001AAA',
+      requestedAtMs: 1_000,
+      connectedAtMs: 31_000,
+      endedAtMs: 331_000,
+      waitSeconds: 30,
+      handleSeconds: 300,
+      agentId: 'AG_1',
+      outcome: 'completed',
+      transfers: [{ fromAgentId: 'AG_0', toQueueId: 'billing', toAgentId: '', warm: true, atMs: 20_000 }],
+      disposition: 'Resolved',
+      notes: 'Refund issued.\nCall back next week.',
+      room: 'r-1',
+      overflowedFrom: ['general'],
+      callback: false,
+    }),
 };
 const encoded = {
   recording: (e = valid.recording()) => ['gateway.demo.recording.ready', RecordingReady.encode(e).finish()] as const,
   transcript: (e = valid.transcript()) => ['gateway.demo.transcript.ready', TranscriptReady.encode(e).finish()] as const,
   attachment: (e = valid.attachment()) => ['gateway.demo.attachment.ready', AttachmentReady.encode(e).finish()] as const,
   session: (e = valid.session()) => ['gateway.demo.session.ended', SessionEnded.encode(e).finish()] as const,
+  contact: (e = valid.contact()) => ['gateway.demo.contact.ended', ContactRecord.encode(e).finish()] as const,
 };
 
 const refusal = (subject: string, data: Uint8Array) => {
@@ -72,6 +96,7 @@ describe('the events crm-sync takes', () => {
     expect(refusal('gateway.globex.transcript.ready', encoded.transcript()[1])).toBe(ErrorCode.MALFORMED_MESSAGE);
     expect(refusal('gateway.globex.attachment.ready', encoded.attachment()[1])).toBe(ErrorCode.MALFORMED_MESSAGE);
     expect(refusal('gateway.globex.session.ended', encoded.session()[1])).toBe(ErrorCode.MALFORMED_MESSAGE);
+    expect(refusal('gateway.globex.contact.ended', encoded.contact()[1])).toBe(ErrorCode.MALFORMED_MESSAGE);
     expect(refusal('gateway.demo.other.thing', encoded.recording()[1])).toBe(ErrorCode.MALFORMED_MESSAGE);
   });
 
@@ -95,6 +120,90 @@ describe('the events crm-sync takes', () => {
     expect(refusal(...encoded.attachment(AttachmentReady.fromPartial({ ...valid.attachment(), artifact: undefined })))).toBe(ErrorCode.MALFORMED_MESSAGE);
   });
 
+  describe("a contact-center contact's record", () => {
+    const contactRefusal = (change: (r: ContactRecord) => void) => {
+      const record = valid.contact();
+      change(record);
+      return refusal(...encoded.contact(record));
+    };
+
+    it('becomes a delivery of kind contact, the end user its one contact and the rest its metadata', () => {
+      expect(deliveryOf(...encoded.contact(), store)).toEqual({
+        deliveryId: 'contact-CT_1',
+        kind: 'contact',
+        tenant: 'demo',
+        room: 'r-1',
+        startedAtMs: 1_000,
+        endedAtMs: 331_000,
+        contacts: [{ participantId: '', role: 'end_user', externalId: 'ext-1', crmContactId: '003000000000001AAA' }],
+        artifacts: [],
+        metadata: {
+          contactId: 'CT_1',
+          queueId: 'billing',
+          channel: 'voice',
+          requestedAtMs: 1_000,
+          connectedAtMs: 31_000,
+          endedAtMs: 331_000,
+          waitSeconds: 30,
+          handleSeconds: 300,
+          agentId: 'AG_1',
+          outcome: 'completed',
+          transfers: [{ fromAgentId: 'AG_0', toQueueId: 'billing', toAgentId: undefined, warm: true, atMs: 20_000 }],
+          disposition: 'Resolved',
+          notes: 'Refund issued.\nCall back next week.',
+          overflowedFrom: ['general'],
+          callback: false,
+        },
+      });
+    });
+
+    it('leaves out what an abandoned contact never had', () => {
+      const record = ContactRecord.fromPartial({
+        ...valid.contact(),
+        connectedAtMs: 0,
+        agentId: '',
+        handleSeconds: 0,
+        outcome: 'abandoned',
+        transfers: [],
+        disposition: '',
+        notes: '',
+        room: '',
+        overflowedFrom: [],
+      });
+      const delivery = deliveryOf(...encoded.contact(record), store);
+      expect(delivery).toMatchObject({
+        deliveryId: 'contact-CT_1',
+        room: '',
+        metadata: { outcome: 'abandoned', connectedAtMs: undefined, agentId: undefined, disposition: undefined, notes: undefined },
+      });
+      expect(JSON.parse(JSON.stringify(delivery.metadata))).not.toHaveProperty('notes');
+    });
+
+    it('refuses a record out of its bounds', () => {
+      expect(contactRefusal(() => undefined)).toBe('accepted');
+      expect(contactRefusal((r) => (r.notes = 'n'.repeat(2_000)))).toBe('accepted');
+      expect(contactRefusal((r) => (r.notes = 'n'.repeat(2_001)))).toBe(ErrorCode.MALFORMED_MESSAGE);
+      expect(contactRefusal((r) => (r.notes = 'ok\u0000'))).toBe(ErrorCode.MALFORMED_MESSAGE);
+      expect(contactRefusal((r) => (r.disposition = 'd'.repeat(65)))).toBe(ErrorCode.MALFORMED_MESSAGE);
+      expect(contactRefusal((r) => (r.disposition = 'two\nlines'))).toBe(ErrorCode.MALFORMED_MESSAGE);
+      expect(contactRefusal((r) => (r.transfers = Array.from({ length: 51 }, () => ({ fromAgentId: 'AG_0', toQueueId: 'q', toAgentId: '', warm: false, atMs: 1 }))))).toBe(ErrorCode.MALFORMED_MESSAGE);
+      expect(contactRefusal((r) => (r.contactId = ''))).toBe(ErrorCode.MALFORMED_MESSAGE);
+      expect(contactRefusal((r) => (r.contactId = 'x'.repeat(57)))).toBe(ErrorCode.MALFORMED_MESSAGE);
+      expect(contactRefusal((r) => (r.contactId = 'CT_1.>'))).toBe(ErrorCode.MALFORMED_MESSAGE);
+      expect(contactRefusal((r) => (r.queueId = 'a b'))).toBe(ErrorCode.MALFORMED_MESSAGE);
+      expect(contactRefusal((r) => (r.agentId = 'x'.repeat(65)))).toBe(ErrorCode.MALFORMED_MESSAGE);
+      expect(contactRefusal((r) => (r.endUser = ''))).toBe(ErrorCode.MALFORMED_MESSAGE);
+      expect(contactRefusal((r) => (r.endUser = 'x'.repeat(257)))).toBe(ErrorCode.MALFORMED_MESSAGE);
+      expect(contactRefusal((r) => (r.crmContactId = 'x'.repeat(257)))).toBe(ErrorCode.MALFORMED_MESSAGE);
+      expect(contactRefusal((r) => (r.outcome = 'lost'))).toBe(ErrorCode.MALFORMED_MESSAGE);
+      expect(contactRefusal((r) => (r.channel = Channel.CHANNEL_UNSPECIFIED))).toBe(ErrorCode.MALFORMED_MESSAGE);
+      expect(contactRefusal((r) => (r.channel = 7 as Channel))).toBe(ErrorCode.MALFORMED_MESSAGE);
+      expect(contactRefusal((r) => (r.requestedAtMs = -1))).toBe(ErrorCode.MALFORMED_MESSAGE);
+      expect(contactRefusal((r) => (r.room = 'r 1'))).toBe(ErrorCode.MALFORMED_MESSAGE);
+      expect(contactRefusal((r) => (r.overflowedFrom = Array.from({ length: 51 }, () => 'q')))).toBe(ErrorCode.MALFORMED_MESSAGE);
+    });
+  });
+
   it(`never throws anything but MALFORMED_MESSAGE for mutated or random bytes (${FUZZ_ITERATIONS} seeded cases)`, () => {
     const seed = Number(process.env.FUZZ_SEED ?? 20_251_105);
     const rand = random(seed);
@@ -104,6 +213,7 @@ describe('the events crm-sync takes', () => {
       'gateway.demo.transcript.ready',
       'gateway.demo.attachment.ready',
       'gateway.demo.session.ended',
+      'gateway.demo.contact.ended',
       'gateway.demo.x',
       'gateway..recording.ready',
       `gateway.${'a'.repeat(65)}.recording.ready`,

@@ -1,8 +1,9 @@
 import { z } from 'zod';
 import { AttachmentReady, RecordingReady, SessionEnded, TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
 import type { Artifact } from '@gateway/proto/gateway/recorder/v1/recorder';
+import { Channel, ContactRecord } from '@gateway/proto/gateway/routing/v1/routing';
 import { ErrorCode, GatewayError, decodeChecked, isWellFormed, openParticipants, parseWith, schemas, type ArtifactStore, type Keyring } from '@gateway/common';
-import type { Delivery, DeliveryArtifact } from './destinations/types.js';
+import type { ContactMetadata, Delivery, DeliveryArtifact } from './destinations/types.js';
 
 /**
  * The events crm-sync takes from NATS, checked before anything is done with them: anyone who can
@@ -88,6 +89,34 @@ export const sessionEndedSchema = z.object({
     .refine(isSealedValue, 'must be a sealed value'),
 });
 
+/**
+ * A contact-center contact's record, from routing. Its delivery id is `contact-<contactId>`, so
+ * the contact id is at most 56 characters: the delivery id stays one of ours (1-64).
+ */
+const contactRecordSchema = z.object({
+  tenant: tenant(),
+  contactId: z.string().regex(/^[A-Za-z0-9_-]{1,56}$/, 'must be 1-56 letters, digits, _ or -'),
+  queueId: schemas.id(),
+  channel: z.union([z.literal(Channel.CHANNEL_VOICE), z.literal(Channel.CHANNEL_VIDEO), z.literal(Channel.CHANNEL_CHAT)]),
+  endUser: reference().pipe(z.string().min(1)),
+  requestedAtMs: millis(),
+  connectedAtMs: millis(),
+  endedAtMs: millis(),
+  waitSeconds: schemas.uint32(),
+  handleSeconds: schemas.uint32(),
+  agentId: schemas.optionalId(),
+  outcome: z.enum(['completed', 'abandoned', 'expired']),
+  transfers: z.array(z.object({ fromAgentId: schemas.id(), toQueueId: schemas.id(), toAgentId: schemas.optionalId(), warm: z.boolean(), atMs: millis() })).max(50),
+  disposition: schemas.text(64),
+  notes: schemas.text(2_000, { lines: true }),
+  room: z.union([z.literal(''), tenant()]),
+  overflowedFrom: z.array(schemas.id()).max(50),
+  callback: z.boolean(),
+  crmContactId: reference(),
+});
+
+const channels: Record<number, ContactMetadata['channel']> = { [Channel.CHANNEL_VOICE]: 'voice', [Channel.CHANNEL_VIDEO]: 'video', [Channel.CHANNEL_CHAT]: 'chat' };
+
 export const sealedValueSchema = z.object({
   wrapped: z.object({ kekId: z.string().min(1).max(256), value: z.string().min(1).max(1024) }),
   value: z
@@ -106,7 +135,7 @@ function isSealedValue(text: string): boolean {
 }
 
 /** `gateway.<tenant>.<event>`: the subjects crm-sync takes, with the tenant they name. */
-const EVENT_SUBJECT = /^gateway\.([A-Za-z0-9_-]{1,64})\.(recording\.ready|transcript\.ready|attachment\.ready|session\.ended)$/;
+const EVENT_SUBJECT = /^gateway\.([A-Za-z0-9_-]{1,64})\.(recording\.ready|transcript\.ready|attachment\.ready|session\.ended|contact\.ended)$/;
 
 /** Marks "the artifact is gone", so that it is never confused with another NOT_FOUND. */
 function artifactGone(error: unknown, artifactId: string): GatewayError {
@@ -205,6 +234,7 @@ export function deliveryOf(subject: string, data: Uint8Array, artifacts: Artifac
       metadata: { conversationId: ready.conversationId, actionId: ready.action.actionId, actionKind: ready.action.kind },
     };
   }
+  if (event === 'contact.ended') return contactDelivery(decodeChecked(ContactRecord, data, contactRecordSchema, 'contact.ended'), subjectTenant);
   const ended = decodeChecked(SessionEnded, data, sessionEndedSchema, 'session.ended');
   if (ended.tenant !== subjectTenant) throw mismatch();
   return {
@@ -218,6 +248,39 @@ export function deliveryOf(subject: string, data: Uint8Array, artifacts: Artifac
     sealedContacts: { sessionId: ended.sessionId, sealed: ended.sealedParticipants },
     artifacts: [],
     metadata: { conversationId: ended.conversationId || undefined },
+  };
+}
+
+/** A contact's record as a delivery: the end user by the customer's references, the rest as its metadata. */
+function contactDelivery(record: ContactRecord, subjectTenant: string): Delivery {
+  if (record.tenant !== subjectTenant) throw mismatch();
+  const metadata: ContactMetadata = {
+    contactId: record.contactId,
+    queueId: record.queueId,
+    channel: channels[record.channel]!,
+    requestedAtMs: record.requestedAtMs,
+    connectedAtMs: record.connectedAtMs || undefined,
+    endedAtMs: record.endedAtMs,
+    waitSeconds: record.waitSeconds,
+    handleSeconds: record.handleSeconds,
+    agentId: record.agentId || undefined,
+    outcome: record.outcome as ContactMetadata['outcome'],
+    transfers: record.transfers.map((t) => ({ fromAgentId: t.fromAgentId, toQueueId: t.toQueueId, toAgentId: t.toAgentId || undefined, warm: t.warm, atMs: t.atMs })),
+    disposition: record.disposition || undefined,
+    notes: record.notes || undefined,
+    overflowedFrom: record.overflowedFrom,
+    callback: record.callback,
+  };
+  return {
+    deliveryId: `contact-${record.contactId}`,
+    kind: 'contact',
+    tenant: record.tenant,
+    room: record.room,
+    startedAtMs: record.requestedAtMs,
+    endedAtMs: record.endedAtMs,
+    contacts: [{ participantId: '', role: 'end_user', externalId: record.endUser, crmContactId: record.crmContactId }],
+    artifacts: [],
+    metadata: { ...metadata },
   };
 }
 

@@ -45,6 +45,7 @@ export class Org {
         CallObject: { type: 'string', length: 255 },
         CallDurationInSeconds: { type: 'int' },
         CallType: { type: 'picklist', values: ['Internal', 'Inbound', 'Outbound'] },
+        CallDisposition: { type: 'string', length: 255 },
         ActivityDate: { type: 'date' },
         Description: { type: 'textarea', length: 32_000 },
         TaskSubtype: { type: 'picklist', values: ['Task', 'Email', 'ListEmail', 'Cadence', 'Call', 'LinkedIn'], createOnly: true },

@@ -45,6 +45,15 @@ describe('Salesforce contract server', () => {
     expect(await (await api('/sobjects/Task', { method: 'POST', body: JSON.stringify({ WhoId: '003000000000000AAA' }) })).json()).toEqual([
       expect.objectContaining({ errorCode: 'INVALID_CROSS_REFERENCE_KEY' }),
     ]);
+    // A logged call's fields: CallDisposition is text (255), CallType and TaskSubtype restricted picklists.
+    const call = { Subject: 'Call', TaskSubtype: 'Call', CallType: 'Inbound', CallDurationInSeconds: 300, CallDisposition: 'Resolved' };
+    expect((await api('/sobjects/Task', { method: 'POST', body: JSON.stringify(call) })).status).toBe(201);
+    expect(await (await api('/sobjects/Task', { method: 'POST', body: JSON.stringify({ ...call, CallDisposition: 'd'.repeat(256) }) })).json()).toEqual([
+      expect.objectContaining({ errorCode: 'STRING_TOO_LONG', fields: ['CallDisposition'] }),
+    ]);
+    expect(await (await api('/sobjects/Task', { method: 'POST', body: JSON.stringify({ ...call, CallType: 'Incoming' }) })).json()).toEqual([
+      expect.objectContaining({ errorCode: 'INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST', fields: ['CallType'] }),
+    ]);
     expect((await api('/limits', {}, 'v99.0')).status).toBe(404);
     const anonymous = await fetch(`${server.url}/services/data/v60.0/limits`);
     expect(anonymous.status).toBe(401);

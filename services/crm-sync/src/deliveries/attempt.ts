@@ -121,6 +121,8 @@ export class DeliveryAttempts {
       if (await purge.settle(message)) await purge.clearConfirmations(delivery);
       metrics.seconds.observe({ kind: delivery.kind }, (performance.now() - started) / 1000);
       log.info(context, 'delivered and purged');
+      // A contact's record is routing's, not a room's: the tenant's backend hears of contacts from routing.
+      if (delivery.kind === 'contact') return;
       this.deps.webhooks?.emit(delivery.tenant, {
         type: 'delivery.succeeded',
         key: delivery.deliveryId,
@@ -192,6 +194,7 @@ export class DeliveryAttempts {
 
   /** The tenant's backend hears of a delivery that failed for good (its id says which: one event per delivery and reason). */
   private failed(delivery: Delivery, reason: 'expired' | 'artifact_missing'): void {
+    if (delivery.kind === 'contact') return;
     this.deps.webhooks?.emit(delivery.tenant, {
       type: 'delivery.failed',
       key: `${delivery.deliveryId}.${reason}`,

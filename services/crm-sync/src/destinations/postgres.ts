@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { ErrorCode, GatewayError } from '@gateway/common';
 import { resolveDestination, type DestinationNetwork } from './network.js';
 import { collect, piecesOf } from './streaming.js';
-import type { Delivery, DeliveryArtifact, Destination } from './types.js';
+import { contactMetadataOf, type Delivery, type DeliveryArtifact, type Destination } from './types.js';
 
 /**
  * Artifacts up to this size go into `gateway_artifacts.content`, as they always have; larger
@@ -68,9 +68,37 @@ const migrations = (schema: string): string[] => [
      data bytea not null,
      primary key (artifact_id, seq)
    )`,
+  // 5: contact-center contacts' records, typed (their `gateway_sessions` row, of kind
+  // `contact`, holds the same as JSON with the end user's references). `connected_at`,
+  // `agent_id`, `disposition` and `notes` are null when the contact had none.
+  `create table if not exists ${schema}.gateway_contacts (
+     contact_id text primary key,
+     delivery_id text not null references ${schema}.gateway_sessions (delivery_id) on delete cascade,
+     tenant text not null,
+     room text,
+     queue_id text not null,
+     channel text not null,
+     requested_at timestamptz,
+     connected_at timestamptz,
+     ended_at timestamptz,
+     wait_seconds bigint not null,
+     handle_seconds bigint not null,
+     agent_id text,
+     outcome text not null,
+     disposition text,
+     notes text,
+     transfers jsonb not null,
+     overflowed_from jsonb not null,
+     callback boolean not null,
+     delivered_at timestamptz not null default now()
+   );
+   create index if not exists gateway_contacts_queue on ${schema}.gateway_contacts (queue_id, requested_at)`,
 ];
 
-/** A customer PostgreSQL database: a row per session (delivery) and per artifact, with its bytes. */
+/**
+ * A customer PostgreSQL database: a row per session (delivery) and per artifact, with its bytes;
+ * a contact-center contact's record also gets a typed row in `gateway_contacts`.
+ */
 export class PostgresDestination implements Destination {
   private pool: Promise<pg.Pool> | undefined;
   private migrated: Promise<void> | undefined;
@@ -168,6 +196,7 @@ export class PostgresDestination implements Destination {
            on conflict (delivery_id) do nothing`,
           [delivery.deliveryId, delivery.kind, delivery.tenant, delivery.room, delivery.startedAtMs, delivery.endedAtMs, JSON.stringify(delivery.contacts), JSON.stringify(delivery.metadata)],
         );
+        if (delivery.kind === 'contact') await this.insertContact(client, delivery);
         for (const artifact of delivery.artifacts) await this.insertArtifact(client, delivery, artifact);
         await client.query('commit');
       } catch (error) {
@@ -175,6 +204,38 @@ export class PostgresDestination implements Destination {
         throw error;
       }
     });
+  }
+
+  /** A contact's typed row (idempotent like its delivery's). */
+  private async insertContact(client: pg.PoolClient, delivery: Delivery): Promise<void> {
+    const c = contactMetadataOf(delivery);
+    const at = (n: number) => `to_timestamp($${n}::double precision / 1000)`;
+    await client.query(
+      `insert into ${this.config.schema}.gateway_contacts (contact_id, delivery_id, tenant, room, queue_id, channel, requested_at, connected_at, ended_at,
+         wait_seconds, handle_seconds, agent_id, outcome, disposition, notes, transfers, overflowed_from, callback)
+       values ($1, $2, $3, $4, $5, $6, ${at(7)}, ${at(8)}, ${at(9)}, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+       on conflict (contact_id) do nothing`,
+      [
+        c.contactId,
+        delivery.deliveryId,
+        delivery.tenant,
+        delivery.room || null,
+        c.queueId,
+        c.channel,
+        c.requestedAtMs || null,
+        c.connectedAtMs ?? null,
+        c.endedAtMs || null,
+        c.waitSeconds,
+        c.handleSeconds,
+        c.agentId ?? null,
+        c.outcome,
+        c.disposition ?? null,
+        c.notes ?? null,
+        JSON.stringify(c.transfers),
+        JSON.stringify(c.overflowedFrom),
+        c.callback,
+      ],
+    );
   }
 
   /** One artifact: inline when small, else in chunk rows read from the stream one at a time. */

@@ -5,7 +5,7 @@ import type { Logger } from '@gateway/common';
 import { MIB, S3ContractServer, faults, type S3Credential } from '../../../../test/contracts/s3/server.js';
 import { S3Destination, s3ConfigSchema, type S3Config, type S3Secrets, type S3Tuning } from './s3.js';
 import { partSizeFor } from './s3Multipart.js';
-import { delivery } from '../testing/deliveries.js';
+import { contactDelivery, delivery } from '../testing/deliveries.js';
 
 const BUCKET = 'customer-recordings';
 const KMS_KEY = 'arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab';
@@ -91,6 +91,37 @@ describe('S3 destination', () => {
       contacts: [{ externalId: 'ext-1', role: 'end_user' }],
       artifacts: [{ artifactId: 'ART_json', object: 'ART_json.json', sizeBytes: data.length, sha256: stored.metadata.sha256 }],
     });
+  });
+
+  it("writes a contact-center contact's record as its manifest under the tenant's prefix", async () => {
+    await open().deliver(contactDelivery({ contactId: 'CT_s3', connectedAtMs: undefined, agentId: undefined }));
+    const key = `${folder('contact-CT_s3', 'contact')}manifest.json`;
+    const stored = server.object(BUCKET, key)!;
+    expect(stored.tags).toEqual([
+      ['kind', 'contact'],
+      ['tenant', 'demo'],
+      ['deliveryId', 'contact-CT_s3'],
+    ]);
+    const manifest = JSON.parse(stored.body.toString());
+    expect(manifest).toMatchObject({
+      deliveryId: 'contact-CT_s3',
+      kind: 'contact',
+      contacts: [{ role: 'end_user', externalId: 'ext-1' }],
+      metadata: {
+        contactId: 'CT_s3',
+        queueId: 'billing',
+        channel: 'voice',
+        waitSeconds: 30,
+        handleSeconds: 300,
+        outcome: 'completed',
+        disposition: 'Refund issued',
+        notes: 'Customer asked for a refund.\nSent by email.',
+      },
+      artifacts: [],
+    });
+    // What the contact did not have is left out.
+    expect(manifest.metadata).not.toHaveProperty('agentId');
+    expect(manifest.metadata).not.toHaveProperty('connectedAtMs');
   });
 
   it('uploads a large file in 5 MiB parts and the bytes come back equal', async () => {

@@ -5,7 +5,7 @@ import { SalesforceContractServer, type SalesforceContractOptions } from '../../
 import { assertPublicHost } from './network.js';
 import { SalesforceDestination, salesforceConfigSchema, salesforceSecretsSchema, soqlString } from './salesforce.js';
 import { SalesforceTokenCache } from './salesforceApi.js';
-import { delivery } from '../testing/deliveries.js';
+import { contactDelivery, delivery } from '../testing/deliveries.js';
 import type { ContactMap } from './types.js';
 
 const CLIENT_ID = '3MVG9-test-consumer-key';
@@ -115,6 +115,46 @@ describe('Salesforce destination against the contract server', () => {
     expect(server.count('POST', '/sobjects/ContentVersion')).toBe(2);
     expect(server.tokenRequests).toBe(1);
     expect(sf.apiUsage).toEqual({ used: server.apiUsage, max: 15_000 });
+  });
+
+  it("logs a contact-center contact's record as a call Task with its disposition, handle time and notes, once", async () => {
+    await start();
+    const sf = destination();
+    const d = contactDelivery();
+    await sf.deliver(d);
+    await sf.deliver(d);
+    const contact = sole(server.list('Contact'));
+    expect(contact).toMatchObject({ Gateway_External_Id__c: 'ext-1' });
+    const task = sole(server.list('Task'));
+    expect(task).toMatchObject({
+      WhoId: contact.Id,
+      CallObject: 'contact-CT_1',
+      Subject: 'Contact center contact',
+      Status: 'Completed',
+      TaskSubtype: 'Call',
+      CallType: 'Inbound',
+      CallDurationInSeconds: 300,
+      CallDisposition: 'Refund issued',
+      ActivityDate: '2025-03-14',
+    });
+    const description = String(task.Description);
+    for (const fact of ['Queue: billing (overflowed from general)', 'Outcome: completed', 'Wait: 30 s; handle: 300 s', 'Agent: AG_1', 'from agent AG_0 to agent AG_1 (warm)']) {
+      expect(description).toContain(fact);
+    }
+    expect(description.endsWith('Notes:\nCustomer asked for a refund.\nSent by email.')).toBe(true);
+    expect(server.list('ContentVersion')).toHaveLength(0);
+  });
+
+  it("a chat contact is a Task without call fields; a CRM contact id of the record is the Task's WhoId", async () => {
+    await start();
+    const existing = server.seed('Contact', { LastName: 'Real Customer' });
+    await destination().deliver(contactDelivery({ channel: 'chat', crmContactId: existing, disposition: undefined, notes: undefined, outcome: 'abandoned', agentId: undefined }));
+    const task = sole(server.list('Task'));
+    expect(task).toMatchObject({ WhoId: existing, Subject: 'Contact center contact' });
+    expect([task.TaskSubtype, task.CallType, task.CallDurationInSeconds, task.CallDisposition]).toEqual([undefined, undefined, undefined, undefined]);
+    expect(String(task.Description)).toContain('Agent: none');
+    expect(String(task.Description)).not.toContain('Notes:');
+    expect(server.list('Contact')).toHaveLength(1);
   });
 
   it('without an end-user contact, logs the Task alone and publishes the files to it', async () => {

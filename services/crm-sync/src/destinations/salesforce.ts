@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { ErrorCode, GatewayError } from '@gateway/common';
 import { SalesforceApi, errorCodeOf, failure, recordId, type SalesforceApiUsage, type SalesforceTokenCache } from './salesforceApi.js';
 import { base64Length, base64Of, bodyOf, type StreamedBody } from './streaming.js';
-import type { ArtifactContent, Delivery, DeliveryArtifact, Destination, DestinationDeps } from './types.js';
+import { contactMetadataOf, type ArtifactContent, type Delivery, type DeliveryArtifact, type Destination, type DestinationDeps } from './types.js';
 import { isSecureOrLocalUrl } from './urls.js';
 
 /**
@@ -14,6 +14,8 @@ import { isSecureOrLocalUrl } from './urls.js';
  *   - Contact: the customer's external id field (`contactExternalIdField`), cached in the
  *     ContactMap;
  *   - Task: `CallObject` = the delivery id;
+ * A contact-center contact's record is a Task of its own (a call for voice and video, with the
+ * handle time, the disposition and the wrap-up notes), on the end user's Contact like the rest.
  *   - ContentVersion: `Title` ending with our artifact id, on the same `FirstPublishLocationId`.
  */
 
@@ -82,7 +84,15 @@ export function soqlString(value: string): string {
   return `'${value.replace(/[\\'"\n\r\t\b\f]/g, (c) => escapes[c]!)}'`;
 }
 
-const subjects: Record<Delivery['kind'], string> = { recording: 'Call recording', transcript: 'Chat transcript', attachment: 'Attachment', session: 'Support session' };
+const subjects: Record<Delivery['kind'], string> = {
+  recording: 'Call recording',
+  transcript: 'Chat transcript',
+  attachment: 'Attachment',
+  session: 'Support session',
+  contact: 'Contact center contact',
+};
+/** Task.CallDisposition is a text field of 255 characters. */
+const CALL_DISPOSITION_MAX = 255;
 const extensions: Record<string, string> = {
   'audio/ogg': 'ogg',
   'audio/webm': 'webm',
@@ -201,6 +211,7 @@ export class SalesforceDestination implements Destination {
       task.TaskSubtype = 'Call';
       if (delivery.endedAtMs > delivery.startedAtMs) task.CallDurationInSeconds = Math.round((delivery.endedAtMs - delivery.startedAtMs) / 1000);
     }
+    if (delivery.kind === 'contact') Object.assign(task, contactTaskFields(delivery));
     const created = await this.api.request({ operation: 'task create', method: 'POST', path: '/sobjects/Task', json: task });
     const id = recordId(created.body);
     if (!id) throw new GatewayError(ErrorCode.DESTINATION_FAILED, 'Salesforce created a Task without returning its id');
@@ -246,4 +257,38 @@ export class SalesforceDestination implements Destination {
     const body: StreamedBody = { length: Buffer.byteLength(head) + content.size + Buffer.byteLength(tail), open: () => bodyOf(head, chunks(), tail) };
     await this.api.request({ operation: 'file upload', method: 'POST', path: '/sobjects/ContentVersion', body, contentType: `multipart/form-data; boundary="${boundary}"`, timeoutMs });
   }
+}
+
+/**
+ * A contact's Task fields: a call (inbound: the end user asked for it) for voice and video, with
+ * the handle time and the disposition; the Description says the rest, the notes last.
+ */
+function contactTaskFields(delivery: Delivery): Record<string, unknown> {
+  const c = contactMetadataOf(delivery);
+  const utc = (ms: number | undefined) => (ms ? new Date(ms).toISOString() : 'never');
+  const lines = [
+    `Contact center contact ${c.contactId} (${c.channel}), delivered by Gateway.`,
+    `Queue: ${c.queueId}${c.overflowedFrom.length > 0 ? ` (overflowed from ${c.overflowedFrom.join(', ')})` : ''}`,
+    `Outcome: ${c.outcome}${c.callback ? ' (callback)' : ''}`,
+    `Requested: ${utc(c.requestedAtMs)}; connected: ${utc(c.connectedAtMs)}; ended: ${utc(c.endedAtMs)}`,
+    `Wait: ${c.waitSeconds} s; handle: ${c.handleSeconds} s`,
+    `Agent: ${c.agentId ?? 'none'}`,
+  ];
+  if (c.disposition) lines.push(`Disposition: ${c.disposition}`);
+  if (c.transfers.length > 0) {
+    lines.push('Transfers:');
+    for (const t of c.transfers) lines.push(`- ${utc(t.atMs)}: from agent ${t.fromAgentId} to ${t.toAgentId ? `agent ${t.toAgentId}` : `queue ${t.toQueueId}`} (${t.warm ? 'warm' : 'cold'})`);
+  }
+  if (c.notes) lines.push('', 'Notes:', c.notes);
+  const fields: Record<string, unknown> = {
+    Description: lines.join('\n'),
+    ActivityDate: new Date(c.requestedAtMs || Date.now()).toISOString().slice(0, 10),
+  };
+  if (c.channel !== 'chat') {
+    fields.TaskSubtype = 'Call';
+    fields.CallType = 'Inbound';
+    fields.CallDurationInSeconds = c.handleSeconds;
+  }
+  if (c.disposition) fields.CallDisposition = c.disposition.slice(0, CALL_DISPOSITION_MAX);
+  return fields;
 }

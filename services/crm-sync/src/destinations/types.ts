@@ -20,11 +20,42 @@ export interface DeliveryArtifact {
   open(): Promise<ArtifactContent>;
 }
 
-/** A communication to deliver: a recording, a transcript or an attachment, with its contacts. */
+/**
+ * A contact-center contact's record (kind `contact`): its delivery's metadata. Never names,
+ * context or phone numbers; the end user is the delivery's one contact. Optional fields are
+ * absent when the contact did not have them (never connected, no agent, no wrap-up).
+ */
+export interface ContactMetadata {
+  contactId: string;
+  queueId: string;
+  channel: 'voice' | 'video' | 'chat';
+  requestedAtMs: number;
+  connectedAtMs: number | undefined;
+  endedAtMs: number;
+  waitSeconds: number;
+  handleSeconds: number;
+  agentId: string | undefined;
+  outcome: 'completed' | 'abandoned' | 'expired';
+  transfers: Array<{ fromAgentId: string; toQueueId: string; toAgentId: string | undefined; warm: boolean; atMs: number }>;
+  /** The agent's wrap-up code (at most 64 characters). */
+  disposition: string | undefined;
+  /** The agent's wrap-up notes (at most 2,000 characters). */
+  notes: string | undefined;
+  /** Queues the contact overflowed through, in order. */
+  overflowedFrom: string[];
+  callback: boolean;
+}
+
+/** The metadata of a delivery of kind `contact` (set by events.ts from a checked record). */
+export function contactMetadataOf(delivery: Delivery): ContactMetadata {
+  return delivery.metadata as unknown as ContactMetadata;
+}
+
+/** A communication to deliver: a recording, a transcript, an attachment, a session or a contact-center contact's record, with its contacts. */
 export interface Delivery {
   /** Stable across retries and duplicates: the destination's idempotency key. */
   deliveryId: string;
-  kind: 'recording' | 'transcript' | 'attachment' | 'session';
+  kind: 'recording' | 'transcript' | 'attachment' | 'session' | 'contact';
   tenant: string;
   room: string;
   startedAtMs: number;
@@ -34,7 +65,7 @@ export interface Delivery {
   /** A session's participants arrive sealed; they are opened just before delivery. */
   sealedContacts?: { sessionId: string; sealed: string };
   artifacts: DeliveryArtifact[];
-  /** What else the event says (no personal data beyond the contacts' references). */
+  /** What else the event says (no personal data beyond the contacts' references; a contact's notes are the agent's). */
   metadata: Record<string, unknown>;
 }
 

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger, GatewayError } from '@gateway/common';
 import { ZendeskContractServer } from '../../../../test/contracts/zendesk/server.js';
-import { delivery, memoryArtifact } from '../testing/deliveries.js';
+import { contactDelivery, delivery, memoryArtifact } from '../testing/deliveries.js';
 import type { ContactMap, DeliveryArtifact } from './types.js';
 import { ZendeskDestination, partsOf, zendeskConfigSchema, type ZendeskOptions } from './zendesk.js';
 import { retryAfterMs } from './zendeskApi.js';
@@ -125,6 +125,32 @@ describe('Zendesk destination against the contract server', () => {
     // The content URL serves the same bytes (to an authenticated user: private attachments).
     const res = await fetch(files[0]!.content_url, { headers: { authorization: `Basic ${Buffer.from(`${EMAIL}/token:${TOKEN}`).toString('base64')}` } });
     expect(await res.text()).toBe('{"messages":[]}');
+  });
+
+  it("logs a contact-center contact's record as a ticket of the end user: facts and notes in a private comment, outcome and disposition as tags, once", async () => {
+    const d = contactDelivery({ disposition: 'Refund issued / Billing' });
+    await destination().deliver(d);
+    await destination().deliver(d);
+    const tickets = zendesk.ticketsByExternalId('contact-CT_1');
+    expect(tickets).toHaveLength(1);
+    const ticket = tickets[0]!;
+    expect(ticket).toMatchObject({ subject: 'Gateway contact: queue billing', tags: ['gateway', 'gateway_contact', 'gateway_outcome_completed', 'gateway_disposition_refund_issued_billing'] });
+    expect(ticket.requester_id).toBe(Number(contacts.map.get('ext-1')));
+    const comments = zendesk.comments.get(ticket.id)!;
+    expect(comments).toHaveLength(1);
+    expect(comments[0]!.public).toBe(false);
+    const body = comments[0]!.body;
+    for (const fact of [
+      'Queue: billing (overflowed from general)',
+      'Outcome: completed',
+      'Waited 30 s, handled 300 s by agent AG_1.',
+      'Disposition: Refund issued / Billing',
+      'from agent AG_0 to agent AG_1 (warm)',
+    ]) {
+      expect(body).toContain(fact);
+    }
+    expect(body.endsWith('Notes:\nCustomer asked for a refund.\nSent by email.')).toBe(true);
+    expect(zendesk.ticketAttachments(ticket.id)).toEqual([]);
   });
 
   it('splits a file over the limit into parts that concatenate back to it', async () => {

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { ErrorCode, GatewayError } from '@gateway/common';
 import { ByteCursor, rangeOf, type StreamedBody } from './streaming.js';
-import type { Delivery, DeliveryArtifact, Destination, DestinationDeps } from './types.js';
+import { contactMetadataOf, type Delivery, type DeliveryArtifact, type Destination, type DestinationDeps } from './types.js';
 import { isSecureOrLocal, parseUrl } from './urls.js';
 import { ZendeskApi, ZendeskHttpError, errorCode, type ZendeskApiOptions } from './zendeskApi.js';
 
@@ -89,6 +89,9 @@ const extensions: Record<string, string> = {
  *   files, never attached, are deleted by Zendesk when it expires;
  * - deliver() returns only after reading the ticket's comments back and finding every file, so
  *   our copies are deleted only once Zendesk has them.
+ * A contact-center contact's record is a ticket of its own, without files: its private comment
+ * gives the facts and the agent's notes, its tags the outcome and the disposition.
+ *
  * A race between two replicas handling the same delivery at once (possible only once JetStream's
  * ack wait has passed) could still create two tickets; nothing in Zendesk's API prevents it.
  */
@@ -251,11 +254,15 @@ export class ZendeskDestination implements Destination {
     const { ticket } = await this.api.request<{ ticket: { id: number } }>('creating the ticket', 'POST', '/api/v2/tickets.json', {
       json: {
         ticket: {
-          subject: `Gateway ${delivery.kind}: room ${delivery.room}`,
+          subject: delivery.kind === 'contact' ? `Gateway contact: queue ${contactMetadataOf(delivery).queueId}` : `Gateway ${delivery.kind}: room ${delivery.room}`,
           ...(requesterId !== undefined ? { requester_id: requesterId } : {}),
           external_id: delivery.deliveryId,
-          comment: { body: commentBody(delivery, plans, sent.sizes, this.options.maxUploadBytes, false), public: false, uploads: sent.token ? [sent.token] : [] },
-          tags: ['gateway', `gateway_${delivery.kind}`],
+          comment: {
+            body: delivery.kind === 'contact' ? contactCommentBody(delivery) : commentBody(delivery, plans, sent.sizes, this.options.maxUploadBytes, false),
+            public: false,
+            uploads: sent.token ? [sent.token] : [],
+          },
+          tags: ['gateway', `gateway_${delivery.kind}`, ...(delivery.kind === 'contact' ? contactTags(delivery) : [])],
         },
       },
     });
@@ -336,4 +343,38 @@ function commentBody(delivery: Delivery, plans: FilePlan[], sizes: Map<string, n
     for (const p of pauses as Array<{ startMs: number; endMs: number }>) lines.push(`- ${utc(p.startMs)} to ${utc(p.endMs)}`);
   }
   return lines.join('\n');
+}
+
+/** A contact's private comment: what routing recorded of it, the agent's notes last. */
+function contactCommentBody(delivery: Delivery): string {
+  const c = contactMetadataOf(delivery);
+  const lines = [
+    `Gateway contact-center contact ${c.contactId} (${c.channel}, delivery ${delivery.deliveryId}).`,
+    `Queue: ${c.queueId}${c.overflowedFrom.length > 0 ? ` (overflowed from ${c.overflowedFrom.join(', ')})` : ''}`,
+    `Outcome: ${c.outcome}${c.callback ? ' (callback)' : ''}`,
+    `Requested ${utc(c.requestedAtMs)}, connected ${c.connectedAtMs ? utc(c.connectedAtMs) : 'never'}, ended ${utc(c.endedAtMs)}.`,
+    `Waited ${c.waitSeconds} s, handled ${c.handleSeconds} s${c.agentId ? ` by agent ${c.agentId}` : ''}.`,
+  ];
+  if (c.disposition) lines.push(`Disposition: ${c.disposition}`);
+  if (c.transfers.length > 0) {
+    lines.push('', 'Transfers:');
+    for (const t of c.transfers) lines.push(`- ${utc(t.atMs)}: from agent ${t.fromAgentId} to ${t.toAgentId ? `agent ${t.toAgentId}` : `queue ${t.toQueueId}`} (${t.warm ? 'warm' : 'cold'})`);
+  }
+  if (c.notes) lines.push('', 'Notes:', c.notes);
+  return lines.join('\n');
+}
+
+/**
+ * A contact's tags: its outcome and its disposition, as tags are written (lowercase, no spaces:
+ * Zendesk splits a tag at a space).
+ */
+function contactTags(delivery: Delivery): string[] {
+  const c = contactMetadataOf(delivery);
+  const tags = [`gateway_outcome_${c.outcome}`];
+  const disposition = c.disposition
+    ?.toLowerCase()
+    .replace(/[^\p{L}\p{N}_-]+/gu, '_')
+    .replace(/^_+|_+$/g, '');
+  if (disposition) tags.push(`gateway_disposition_${disposition}`);
+  return tags;
 }

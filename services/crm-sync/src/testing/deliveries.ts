@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { Delivery, DeliveryArtifact } from '../destinations/types.js';
+import type { ContactMetadata, Delivery, DeliveryArtifact } from '../destinations/types.js';
 
 /** What the destinations' tests deliver: deliveries and artifacts held in memory. */
 
@@ -64,5 +64,44 @@ export function delivery(overrides: Partial<Delivery> & { files?: TestFile[] } =
     metadata: {},
     ...fields,
     reads: () => reads,
+  };
+}
+
+/**
+ * A contact-center contact's record as events.ts makes it (kind `contact`, no files): contact
+ * CT_1 of queue billing, by voice, answered by agent AG_1 after 30 s and handled for 300 s, with
+ * a disposition and notes; `metadata` overrides its fields.
+ */
+export function contactDelivery(overrides: Partial<ContactMetadata> & { deliveryId?: string; crmContactId?: string; externalId?: string } = {}): Delivery {
+  const { deliveryId, crmContactId = '', externalId = 'ext-1', ...changes } = overrides;
+  const requestedAtMs = Date.UTC(2025, 2, 14, 10, 0, 0);
+  const metadata: ContactMetadata = {
+    contactId: 'CT_1',
+    queueId: 'billing',
+    channel: 'voice',
+    requestedAtMs,
+    connectedAtMs: requestedAtMs + 30_000,
+    endedAtMs: requestedAtMs + 330_000,
+    waitSeconds: 30,
+    handleSeconds: 300,
+    agentId: 'AG_1',
+    outcome: 'completed',
+    transfers: [{ fromAgentId: 'AG_0', toQueueId: 'billing', toAgentId: 'AG_1', warm: true, atMs: requestedAtMs + 60_000 }],
+    disposition: 'Refund issued',
+    notes: 'Customer asked for a refund.\nSent by email.',
+    overflowedFrom: ['general'],
+    callback: false,
+    ...changes,
+  };
+  return {
+    deliveryId: deliveryId ?? `contact-${metadata.contactId}`,
+    kind: 'contact',
+    tenant: 'demo',
+    room: 'r-1',
+    startedAtMs: metadata.requestedAtMs,
+    endedAtMs: metadata.endedAtMs,
+    contacts: [{ participantId: '', role: 'end_user', externalId, crmContactId }],
+    artifacts: [],
+    metadata: { ...metadata },
   };
 }
