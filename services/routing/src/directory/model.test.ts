@@ -40,8 +40,9 @@ describe('the directory model', () => {
       serviceLevelSeconds: 20,
       overflow: { queueId: 'support', afterSeconds: 120 },
       maxWaitSeconds: 600,
+      offerTimeoutSeconds: 15,
     });
-    expect(toEngineQueue(queueSchema.parse({ queueId: 'q', name: 'Q' }))).toEqual({ queueId: 'q', priority: 0, requiredSkills: {}, serviceLevelSeconds: 20 });
+    expect(toEngineQueue(queueSchema.parse({ queueId: 'q', name: 'Q' }))).toEqual({ queueId: 'q', priority: 0, requiredSkills: {}, serviceLevelSeconds: 20, offerTimeoutSeconds: 15 });
   });
 
   it.each([

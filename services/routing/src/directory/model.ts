@@ -175,6 +175,7 @@ export function toEngineQueue(queue: QueueDefinition): Queue {
     serviceLevelSeconds: queue.serviceLevelSeconds,
     ...(queue.overflow ? { overflow: { ...queue.overflow } } : {}),
     ...(queue.maxWaitSeconds !== undefined ? { maxWaitSeconds: queue.maxWaitSeconds } : {}),
+    offerTimeoutSeconds: queue.offerTimeoutSeconds,
   };
 }
 

@@ -151,12 +151,32 @@ describe('RoutingEngine', () => {
     engine.accept('c1', 'dee');
     const ended = engine.complete('c1', T0 + 100_000, T0 + 3);
     expect(ended).toEqual([
-      { type: 'ended', contactId: 'c1', reason: 'completed' },
+      { type: 'ended', contactId: 'c1', reason: 'completed', contact: expect.objectContaining({ contactId: 'c1', state: 'connected' }) },
       { type: 'agent_status', agentId: 'dee', status: 'after_contact_work' },
     ]);
     expect(() => engine.wrapUp('bob', T0)).toThrow(expect.objectContaining({ code: 'INVALID_STATE' }));
     engine.wrapUp('dee', T0 + 110_000);
     expect(engine.agents.get('dee')).toMatchObject({ status: 'available', idleSinceMs: T0 + 110_000 });
+  });
+
+  it('takes an offer back at once from an agent whose app went away, and gives the status back when it returns', () => {
+    const engine = tenant();
+    engine.setStatus('ann', 'away', T0, 'lunch');
+    engine.enqueue({ contactId: 'c1', queueId: 'billing', channel: 'video' }, T0);
+    expect(offers(engine.tick(T0))).toEqual(['c1->bob']);
+    const gone = engine.disconnect('bob', T0 + 1);
+    expect(gone).toContainEqual({ type: 'offer_expired', contactId: 'c1', agentId: 'bob' });
+    expect(engine.agents.get('bob')).toMatchObject({ status: 'away', awayReason: 'disconnected', beforeDisconnect: 'available' });
+    // Not offered again while away, and a second disconnect changes nothing.
+    expect(offers(engine.tick(T0 + 2))).toEqual([]);
+    expect(engine.disconnect('bob', T0 + 3)).toEqual([]);
+    expect(engine.reconnect('bob', T0 + 4)).toContainEqual({ type: 'agent_status', agentId: 'bob', status: 'available' });
+    expect(engine.agents.get('bob')!.beforeDisconnect).toBeUndefined();
+    // It passed on c1 once, but it is the only one eligible: offered again.
+    expect(offers(engine.tick(T0 + 5))).toEqual(['c1->bob']);
+    // An agent who was never away stays as it is.
+    expect(engine.reconnect('ann', T0 + 6)).toEqual([]);
+    expect(engine.agents.get('ann')!.status).toBe('away');
   });
 
   it('withdraws an offer at once when its agent leaves (an app killed while ringing), and an abandon frees the agent', () => {
@@ -165,7 +185,9 @@ describe('RoutingEngine', () => {
     engine.tick(T0);
     expect(engine.setStatus('bob', 'offline', T0 + 1)).toContainEqual({ type: 'offer_expired', contactId: 'c1', agentId: 'bob' });
     expect(offers(engine.tick(T0 + 1))).toEqual(['c1->ann']);
-    expect(engine.abandon('c1')).toEqual([{ type: 'ended', contactId: 'c1', reason: 'abandoned' }]);
+    expect(engine.abandon('c1')).toEqual([
+      { type: 'ended', contactId: 'c1', reason: 'abandoned', contact: expect.objectContaining({ contactId: 'c1', offer: expect.objectContaining({ agentId: 'ann' }) }) },
+    ]);
     expect(engine.agents.get('ann')!.offeredContactId).toBeUndefined();
     expect(() => engine.accept('c1', 'ann')).toThrow(expect.objectContaining({ code: 'OFFER_MOVED_ON' }));
   });

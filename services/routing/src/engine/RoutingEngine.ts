@@ -360,7 +360,7 @@ export class RoutingEngine {
           chosen = passed;
         }
         if (!chosen) continue;
-        const expiresAtMs = nowMs + this.options.offerTimeoutMs;
+        const expiresAtMs = nowMs + (queue.offerTimeoutSeconds !== undefined ? queue.offerTimeoutSeconds * 1000 : this.options.offerTimeoutMs);
         contact.state = 'offered';
         contact.offer = { agentId: chosen.agentId, expiresAtMs };
         chosen.offeredContactId = contact.contactId;

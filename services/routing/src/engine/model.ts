@@ -21,6 +21,8 @@ export interface Queue {
   overflow?: { queueId: string; afterSeconds: number };
   /** Past this long waiting, the end user is offered a callback. */
   maxWaitSeconds?: number;
+  /** An offer of this queue not answered within this goes to the next agent (default: the engine's). */
+  offerTimeoutSeconds?: number;
 }
 
 export interface RoutingProfile {

@@ -441,10 +441,16 @@ export class TenantRouting {
       case 'callback_offered':
         if (contact) this.toContact(contact, true);
         return;
-      case 'transferred':
-        this.toAgent(event.fromAgentId, { $case: 'ended', value: { ...(contact ? this.contactState(contact) : emptyContactState()), contactId: event.contactId, endReason: 'transferred' } });
+      case 'transferred': {
+        // Warm: the first agent stays in the room to hand over, and leaves when done; cold: they leave now.
+        const warm = contact?.about?.transfers?.at(-1)?.warm === true;
+        this.toAgent(event.fromAgentId, {
+          $case: 'ended',
+          value: { ...(contact ? this.contactState(contact) : emptyContactState()), contactId: event.contactId, endReason: warm ? 'transferred_warm' : 'transferred' },
+        });
         if (contact) this.toContact(contact, true);
         return;
+      }
       case 'ended': {
         const state: ContactState = {
           ...(contact ? this.contactState(contact) : emptyContactState()),
