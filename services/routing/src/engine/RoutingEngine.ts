@@ -63,6 +63,11 @@ export class RoutingEngine {
   readonly agents = new Map<string, Agent>();
   readonly contacts = new Map<string, Contact>();
   /**
+   * The agents and contacts changed since the owner last took them (takeTouched): the owner
+   * stores only these, so a command costs what it changed, not the size of the tenant.
+   */
+  private touched = { agents: new Set<string>(), contacts: new Set<string>() };
+  /**
    * Queues where something changed since the last pass (a contact came or came back, an agent
    * who serves them became free): a pass looks only at these, as nothing else can have a new
    * offer to make. Queues some profile serves with a delay are always looked at, since waiting
@@ -78,6 +83,18 @@ export class RoutingEngine {
 
   constructor(options: Partial<EngineOptions> = {}) {
     this.options = { offerTimeoutMs: options.offerTimeoutMs ?? 15_000, missedOffersBeforeAway: options.missedOffersBeforeAway ?? 2, fullPasses: options.fullPasses ?? false };
+  }
+
+  /** What changed since the last call (ended contacts included: they are gone from `contacts`). */
+  takeTouched(): { agents: Set<string>; contacts: Set<string> } {
+    const taken = this.touched;
+    this.touched = { agents: new Set(), contacts: new Set() };
+    return taken;
+  }
+
+  /** A change made to an agent or contact outside the engine's own operations (the service's fields). */
+  touch(kind: 'agents' | 'contacts', id: string): void {
+    this.touched[kind].add(id);
   }
 
   setQueue(queue: Queue): void {
@@ -108,6 +125,7 @@ export class RoutingEngine {
     const existing = this.agents.get(agent.agentId);
     const next: Agent = existing ? { ...existing, profileId: agent.profileId, skills: agent.skills } : { ...agent, status: 'offline', load: { call: 0, chat: 0 }, idleSinceMs: nowMs, missedOffers: 0 };
     this.agents.set(agent.agentId, next);
+    this.touched.agents.add(agent.agentId);
     this.everything = true;
     return next;
   }
@@ -119,6 +137,7 @@ export class RoutingEngine {
   setStatus(agentId: string, status: AgentStatus, nowMs: number, reason?: string): RoutingEvent[] {
     const agent = this.agent(agentId);
     const events: RoutingEvent[] = [];
+    this.touched.agents.add(agentId);
     agent.beforeDisconnect = undefined;
     if (status !== 'available' && agent.offeredContactId) events.push(...this.withdrawOffer(agent, 'offer_expired'));
     if (status === 'available' && agent.status !== 'available') {
@@ -159,6 +178,7 @@ export class RoutingEngine {
     if (this.contacts.has(contact.contactId)) return this.contacts.get(contact.contactId)!;
     const added: Contact = { ...contact, priority: contact.priority ?? 0, requestedAtMs: nowMs, queuedAtMs: nowMs, state: 'waiting', passedBy: [] };
     this.contacts.set(added.contactId, added);
+    this.touched.contacts.add(added.contactId);
     this.dirty.add(added.queueId);
     return added;
   }
@@ -173,9 +193,11 @@ export class RoutingEngine {
       const agent = this.agents.get(contact.offer.agentId);
       if (agent) {
         agent.offeredContactId = undefined;
+        this.touched.agents.add(agent.agentId);
         this.markAgent(agent);
       }
     }
+    this.touched.contacts.add(contactId);
     contact.offer = undefined;
     contact.state = 'ended';
     events.push({ type: 'ended', contactId, reason: 'abandoned', contact: asItWas });
@@ -192,6 +214,8 @@ export class RoutingEngine {
     }
     const kind = capacityKindOf(contact.channel);
     if (agent.load[kind] >= this.capacityOf(agent, kind)) throw new RoutingRefusal('NO_CAPACITY', 'no room for another contact of this kind');
+    this.touched.agents.add(agentId);
+    this.touched.contacts.add(contactId);
     agent.offeredContactId = undefined;
     agent.load[kind]++;
     // Free for an offer again (a chat beside this call, say).
@@ -220,7 +244,9 @@ export class RoutingEngine {
     if (contact.state !== 'connected' || !contact.agentId) throw new RoutingRefusal('INVALID_STATE', 'the contact is not connected');
     const agent = this.agents.get(contact.agentId);
     const events: RoutingEvent[] = [{ type: 'ended', contactId, reason: 'completed', contact: structuredClone(contact) }];
+    this.touched.contacts.add(contactId);
     if (agent) {
+      this.touched.agents.add(agent.agentId);
       const kind = capacityKindOf(contact.channel);
       agent.load[kind] = Math.max(0, agent.load[kind] - 1);
       this.markAgent(agent);
@@ -248,6 +274,8 @@ export class RoutingEngine {
     const from = this.agent(fromAgentId);
     const kind = capacityKindOf(contact.channel);
     from.load[kind] = Math.max(0, from.load[kind] - 1);
+    this.touched.agents.add(fromAgentId);
+    this.touched.contacts.add(contactId);
     this.markAgent(from);
     this.dirty.add(to.queueId);
     Object.assign(contact, { state: 'waiting', queueId: to.queueId, queuedAtMs: nowMs, priority: contact.priority + 1, agentId: undefined, passedBy: [fromAgentId], targetAgentId: to.agentId });
@@ -274,6 +302,7 @@ export class RoutingEngine {
         if (!agent) {
           contact.state = 'waiting';
           contact.offer = undefined;
+          this.touched.contacts.add(contact.contactId);
           continue;
         }
         events.push(...this.withdrawOffer(agent, 'offer_expired'));
@@ -289,6 +318,7 @@ export class RoutingEngine {
       if (queue.overflow && waited >= queue.overflow.afterSeconds && this.queues.has(queue.overflow.queueId)) {
         events.push({ type: 'overflowed', contactId: contact.contactId, fromQueueId: queue.queueId, toQueueId: queue.overflow.queueId });
         contact.queueId = queue.overflow.queueId;
+        this.touched.contacts.add(contact.contactId);
         this.dirty.add(contact.queueId);
         contact.queuedAtMs = nowMs;
         continue;
@@ -296,6 +326,7 @@ export class RoutingEngine {
       if (!contact.callback && queue.maxWaitSeconds !== undefined && (nowMs - contact.requestedAtMs) / 1000 >= queue.maxWaitSeconds) {
         // The end user need not hold on: they keep their place and are called back into the app.
         contact.callback = true;
+        this.touched.contacts.add(contact.contactId);
         events.push({ type: 'callback_offered', contactId: contact.contactId });
       }
     }
@@ -364,6 +395,8 @@ export class RoutingEngine {
         contact.state = 'offered';
         contact.offer = { agentId: chosen.agentId, expiresAtMs };
         chosen.offeredContactId = contact.contactId;
+        this.touched.contacts.add(contact.contactId);
+        this.touched.agents.add(chosen.agentId);
         events.push({ type: 'offered', contactId: contact.contactId, agentId: chosen.agentId, expiresAtMs });
         if (--free === 0) return events;
         if (!contact.targetAgentId) exhausted[kind] = !open(kind);
@@ -441,6 +474,8 @@ export class RoutingEngine {
   private withdrawOffer(agent: Agent, why: 'declined' | 'offer_expired'): RoutingEvent[] {
     const contactId = agent.offeredContactId;
     agent.offeredContactId = undefined;
+    this.touched.agents.add(agent.agentId);
+    if (contactId) this.touched.contacts.add(contactId);
     this.markAgent(agent);
     const contact = contactId ? this.contacts.get(contactId) : undefined;
     if (!contact || contact.offer?.agentId !== agent.agentId) return [];

@@ -65,15 +65,29 @@ export class TenantOwner {
     this.stored.contacts = new Map([...contactRecords].map(([id, record]) => [id, JSON.stringify(record)]));
     repairOffers(agentRecords, contactRecords);
     this.engine.restore(agentRecords.values(), contactRecords.values());
-    await this.store();
+    await this.store(true);
   }
 
-  /** Writes every agent, then every contact, that differs from the store; removes ended contacts. */
-  private async store(): Promise<void> {
-    for (const agent of this.engine.agents.values()) await this.write('agents', agent.agentId, agent);
-    for (const contact of this.engine.contacts.values()) await this.write('contacts', contact.contactId, contact);
-    for (const [contactId, revision] of [...this.revisions.contacts]) {
-      if (this.engine.contacts.has(contactId)) continue;
+  /**
+   * Writes the agents, then the contacts, the operation changed (all of them after a reload) that
+   * differ from the store; removes ended contacts.
+   */
+  private async store(everything = false): Promise<void> {
+    const touched = this.engine.takeTouched();
+    const agents = everything ? [...this.engine.agents.keys()] : [...touched.agents];
+    const contacts = everything ? [...this.engine.contacts.keys(), ...this.revisions.contacts.keys()] : [...touched.contacts];
+    for (const agentId of agents) {
+      const agent = this.engine.agents.get(agentId);
+      if (agent) await this.write('agents', agentId, agent);
+    }
+    for (const contactId of new Set(contacts)) {
+      const contact = this.engine.contacts.get(contactId);
+      if (contact) {
+        await this.write('contacts', contactId, contact);
+        continue;
+      }
+      const revision = this.revisions.contacts.get(contactId);
+      if (revision === undefined) continue;
       await this.records.removeContact(this.tenant, contactId, revision);
       this.revisions.contacts.delete(contactId);
       this.stored.contacts.delete(contactId);

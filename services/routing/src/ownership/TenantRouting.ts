@@ -298,6 +298,7 @@ export class TenantRouting {
           if (!held) return [];
           held.pendingRecords = held.pendingRecords?.filter((p) => p.contactId !== contactId);
           if (held.pendingRecords?.length === 0) held.pendingRecords = undefined;
+          engine.touch('agents', agent.agentId);
           // The last of its contacts wrapped up: available again, or away.
           const events = held.status === 'after_contact_work' && !held.pendingRecords ? engine.wrapUp(agent.agentId, nowMs, next, reason) : [];
           return [...events, ...engine.assign(nowMs)];
