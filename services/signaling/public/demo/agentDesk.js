@@ -38,10 +38,12 @@ export function bindAgentDesk(call) {
 
   // ---- status
   function renderStatus(state) {
+    // Available with a contact in hand is busy (as routing counts it; accepting tells no new status).
+    const status = state.status === 'available' && state.contacts.length > 0 ? 'busy' : state.status;
     const pill = $('agent-status');
-    pill.dataset.status = state.status;
-    pill.textContent = statusLabel(state.status) + (state.status === 'away' && state.reason ? ` · ${state.reason}` : '');
-    for (const button of panel.querySelectorAll('[data-set-status]')) button.setAttribute('aria-pressed', String(button.dataset.setStatus === state.status));
+    pill.dataset.status = status;
+    pill.textContent = statusLabel(status) + (status === 'away' && state.reason ? ` · ${state.reason}` : '');
+    for (const button of panel.querySelectorAll('[data-set-status]')) button.setAttribute('aria-pressed', String(button.dataset.setStatus === status));
     renderContact(state);
     renderWrapUp(state);
     if (!state.offer) hideOffer();
@@ -91,6 +93,7 @@ export function bindAgentDesk(call) {
   async function accept(offer) {
     const join = await desk.accept(offer.contactId);
     hideOffer(offer.contactId);
+    renderStatus(desk.state);
     await enter(join);
   }
   /** Into a contact's room (accepted, or brought in by a warm transfer). */
@@ -125,10 +128,11 @@ export function bindAgentDesk(call) {
   });
   $('contact-end').onclick = () => run($('contact-end'), () => desk.end($('contact').dataset.contact));
 
-  // ---- wrap-up
+  // ---- wrap-up: after a contact ends, until the agent says what came of it
+  let ended = '';
   function renderWrapUp(state) {
     const form = $('wrapup');
-    const contactId = state.wrapUpContactIds[0];
+    const contactId = state.wrapUpContactIds[0] || (state.status === 'after_contact_work' ? ended : '');
     if (!contactId) {
       form.hidden = true;
       delete form.dataset.contact;
@@ -163,9 +167,15 @@ export function bindAgentDesk(call) {
     desk.on('status', renderStatus);
     desk.on('offer', showOffer);
     desk.on('offerWithdrawn', ({ contactId }) => hideOffer(contactId));
-    desk.on('connected', (join) => run(undefined, () => enter(join)));
+    desk.on('connected', (join) =>
+      run(undefined, () => {
+        renderStatus(desk.state);
+        return enter(join);
+      }),
+    );
     desk.on('contactEnded', (contact) => {
-      renderContact(desk.state);
+      ended = contact.contactId;
+      renderStatus(desk.state);
       // Over, or handed over cold: out of its room (a warm transfer stays until the agent leaves).
       if (contact.contactId === inRoom && !warm.delete(contact.contactId)) {
         inRoom = undefined;
