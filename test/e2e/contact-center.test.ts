@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Kvm } from '@nats-io/kv';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NatsServer, startRoutingProcess, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { mintDeskToken, type DeskRole } from '../../services/signaling/src/auth/tokens.js';
@@ -63,11 +63,15 @@ describe('the contact center pages in Chromium', () => {
     return page;
   }
 
+  /** A locator's text or attribute now, null while it is not there. */
+  const read = (locator: Locator) => locator.textContent({ timeout: 1_000 }).catch(() => null);
+  const attribute = (locator: Locator, name: string) => locator.getAttribute(name, { timeout: 1_000 }).catch(() => null);
+
   /** Waits until a test id's text matches. */
   async function text(page: Page, testId: string, pattern: RegExp, timeoutMs = 20_000): Promise<string> {
     return waitFor(
       async () => {
-        const value = (await page.getByTestId(testId).textContent({ timeout: 1_000 }).catch(() => null)) ?? '';
+        const value = (await read(page.getByTestId(testId))) ?? '';
         return pattern.test(value) ? value : undefined;
       },
       timeoutMs,
@@ -189,26 +193,23 @@ describe('the contact center pages in Chromium', () => {
   it("shows the supervisor the queues and the agents' states", async () => {
     const sue = await open('sue', '/supervisor', 'sue', 'supervisor');
     const billing = sue.locator('[data-testid="queues"] tr[data-queue="billing"]');
-    await waitFor(async () => (await billing.locator('[data-field="waiting"]').textContent({ timeout: 1_000 }).catch(() => null)) === '1', 20_000, 'billing with one waiting');
+    await waitFor(async () => (await read(billing.locator('[data-field="waiting"]'))) === '1', 20_000, 'billing with one waiting');
     expect(await billing.locator('[data-field="name"]').textContent()).toBe('Billing');
     expect(await billing.locator('[data-field="connected"]').textContent()).toBe('1');
     expect(await billing.locator('[data-field="abandon-rate"]').textContent()).toMatch(/^\d+%$/);
     expect(await sue.locator('[data-testid="queues"] tr[data-queue="support"] [data-field="waiting"]').textContent()).toBe('0');
     const agent = (id: string) => sue.locator(`[data-testid="agents"] tr[data-agent="${id}"]`);
-    await waitFor(async () => (await agent('ann').getAttribute('data-status', { timeout: 1_000 }).catch(() => null)) === 'away', 20_000, 'ann away');
+    await waitFor(async () => (await attribute(agent('ann'), 'data-status')) === 'away', 20_000, 'ann away');
     expect(await agent('ann').locator('[data-field="status"]').textContent()).toBe('Away · lunch');
     expect(await agent('bob').getAttribute('data-status')).toBe('busy');
     expect(await agent('bob').locator('[data-field="contacts"]').textContent()).toBe('1');
     expect(await agent('bob').locator('[data-field="name"]').textContent()).toBe('Bob');
 
-    // Live: the waiting one is taken off the count when an agent takes it (next case), and a new one adds.
+    // Live, from the desk's events: a contact waiting in support shows.
     const third = await open('u3', '/end-user', 'u3', 'end_user', '&queue=support&channel=voice');
     await text(third, 'support-status', /You are number 1 in the queue/);
-    await waitFor(
-      async () => (await sue.locator('[data-testid="queues"] tr[data-queue="support"] [data-field="waiting"]').textContent({ timeout: 1_000 }).catch(() => null)) === '1',
-      20_000,
-      'support with one waiting',
-    );
+    const supportWaiting = sue.locator('[data-testid="queues"] tr[data-queue="support"] [data-field="waiting"]');
+    await waitFor(async () => (await read(supportWaiting)) === '1', 20_000, 'support with one waiting');
     await third.getByTestId('support-leave').click();
     await text(third, 'support-status', /You left the queue/);
   }, 60_000);

@@ -148,7 +148,12 @@ export function bindAgentDesk(call) {
     const form = $('wrapup');
     const next = $('wrapup-next').value;
     run($('wrapup-submit'), () =>
-      desk.wrapUp(form.dataset.contact, { disposition: $('wrapup-disposition').value.trim(), notes: $('wrapup-notes').value.trim(), next, reason: next === 'away' ? $('wrapup-reason').value.trim() : '' }),
+      desk.wrapUp(form.dataset.contact, {
+        disposition: $('wrapup-disposition').value.trim(),
+        notes: $('wrapup-notes').value.trim(),
+        next,
+        reason: next === 'away' ? $('wrapup-reason').value.trim() : '',
+      }),
     );
   });
 
