@@ -69,14 +69,18 @@ describe('the contact center pages in Chromium', () => {
 
   /** Waits until a test id's text matches. */
   async function text(page: Page, testId: string, pattern: RegExp, timeoutMs = 20_000): Promise<string> {
+    let last = '';
     return waitFor(
       async () => {
-        const value = (await read(page.getByTestId(testId))) ?? '';
-        return pattern.test(value) ? value : undefined;
+        last = (await read(page.getByTestId(testId))) ?? '';
+        return pattern.test(last) ? last : undefined;
       },
       timeoutMs,
       `${testId} to read ${pattern}`,
-    );
+    ).catch(async (error: Error) => {
+      const shown = await read(page.locator('#error:not([hidden]) .text'));
+      throw new Error(`${error.message} (it reads "${last}"${shown ? `; the page shows "${shown}"` : ''})`);
+    });
   }
 
   const visible = (page: Page, testId: string, timeout = 20_000) => page.getByTestId(testId).waitFor({ state: 'visible', timeout });
@@ -258,6 +262,41 @@ describe('the contact center pages in Chromium', () => {
     await status(bob, /^Away · break$/);
     expect(await bob.getByTestId('wrapup').isVisible()).toBe(false);
     expect(await bob.getByTestId('contact').isVisible()).toBe(false);
+  }, 60_000);
+
+  it('hands a contact over cold to a named agent, who comes into the same call', async () => {
+    const ann = pages.ann!;
+    const bob = pages.bob!;
+    const second = pages.u2!;
+    await bob.getByTestId('status-available').click();
+    await status(bob, /^Available$/);
+    const room = await second.evaluate(() => (window as any).room.name as string);
+    // What the end user is told, in order (the hand-over's own text lasts only until bob accepts).
+    await second.evaluate(() => {
+      const el = document.querySelector('[data-testid="support-status"]')!;
+      const told: string[] = [];
+      (window as any).told = told;
+      new MutationObserver(() => told.push(el.textContent ?? '')).observe(el, { childList: true, characterData: true, subtree: true });
+    });
+
+    await ann.getByTestId('transfer-kind').selectOption('agent');
+    await ann.getByTestId('transfer-target').fill('bob');
+    expect(await ann.getByTestId('transfer-warm').isChecked()).toBe(false);
+    await ann.getByTestId('transfer-submit').click();
+    await visible(bob, 'offer');
+    expect(await bob.getByTestId('offer-transfer').textContent()).toBe('Transferred by ann');
+    await bob.getByTestId('offer-accept').click();
+    // Cold: ann is out of the call; the end user stays in it, told of the hand-over, and bob comes in.
+    await ann.waitForFunction(() => document.body.dataset.state === 'disconnected', undefined, { timeout: 20_000 });
+    await inCall(bob);
+    await text(second, 'support-status', /agent is with you/);
+    const told = await second.evaluate(() => (window as any).told as string[]);
+    expect(told.some((t) => /being transferred/.test(t))).toBe(true);
+    expect(await second.evaluate(() => document.body.dataset.state)).toBe('connected');
+    expect(await bob.evaluate(() => (window as any).room.name as string)).toBe(room);
+    expect(await second.evaluate(() => (window as any).room.name as string)).toBe(room);
+    await mediaFlows(bob, "the end user's camera and microphone at bob after the transfer");
+    await status(bob, /^Busy$/);
   }, 60_000);
 
   /** The replica holding the demo tenant's lease, read from the KV. */

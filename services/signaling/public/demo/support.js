@@ -29,6 +29,7 @@ export function bindSupport(call) {
   const context = {};
   for (const [key, value] of params) if (key.startsWith('context.')) context[key.slice('context.'.length)] = value;
   let request;
+  const inCall = () => !!window.room && ['connected', 'reconnecting'].includes(document.body.dataset.state);
 
   /** The panel in a phase: its text, and which of the form and the leave button show. */
   function show(phase, text, position = 0) {
@@ -37,6 +38,16 @@ export function bindSupport(call) {
     status.textContent = text;
     form.hidden = !['idle', 'ended'].includes(phase);
     leave.hidden = !['queued', 'offered', 'callback'].includes(phase);
+  }
+
+  /**
+   * A new agent came into the call after a hand-over. The request says `connected` again by its
+   * phase only (the room is the same, so no new `connected` event comes): read it for a while.
+   */
+  function handedOver(triesLeft = 25) {
+    if (!request || !['queued', 'offered'].includes(panel.dataset.phase)) return;
+    if (request.phase === 'connected') return show('connected', 'An agent is with you.');
+    if (triesLeft > 0) setTimeout(() => handedOver(triesLeft - 1), 200);
   }
 
   async function ask() {
@@ -57,14 +68,19 @@ export function bindSupport(call) {
     }
     request = current;
     current.on('queued', ({ position, estimatedWaitSeconds }) => {
+      // Queued again while in the call: the agent hands the contact over, and the call goes on.
+      if (inCall()) return show('queued', 'You are being transferred to another agent…', position);
       const wait = waitText(estimatedWaitSeconds);
       show('queued', `You are number ${position} in the queue${wait ? `, ${wait}` : ''}.`, position);
     });
-    current.on('offered', () => show('offered', 'An agent is being found for you…'));
+    current.on('offered', () => show('offered', inCall() ? 'You are being transferred to another agent…' : 'An agent is being found for you…'));
     current.on('callback', () => show('callback', 'No agent is free right now: we will call you back here. Keep this page open.'));
-    current.on('connected', async ({ token: roomToken }) => {
+    current.on('connected', async ({ room, token: roomToken }) => {
       show('connected', 'An agent is with you.');
-      await call.join(roomToken);
+      // After a transfer the new agent comes into the same room.
+      if (inCall() && window.room.name === room) return;
+      const joined = await call.join(roomToken);
+      joined?.on('participantJoined', (participant) => participant.role === 'agent' && handedOver());
     });
     current.on('ended', ({ reason }) => {
       request = undefined;
