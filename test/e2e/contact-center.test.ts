@@ -1,6 +1,6 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Kvm } from '@nats-io/kv';
 import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,11 +12,15 @@ import { launchChromium, receiveSummaryScript, type ReceiveSummary } from '../su
 import { voiceClip } from '../support/media.js';
 import { twoTenantEnv } from '../support/tokens.js';
 
-/** Billing and support; ann and bob take both, cyd support only; sue supervises. */
+/** Where the screenshots go, to be looked at (not compared): .tmp/screenshots/contact-center-*.png. */
+const SHOTS = resolve('.tmp/screenshots');
+
+/** Billing and support; ann and bob take both, cyd support only; sue supervises. Nobody serves `later`, whose contacts are offered a callback at once. */
 const directory: DirectoryView = {
   queues: [
     { queueId: 'billing', name: 'Billing', priority: 1, requiredSkills: { billing: 1 }, serviceLevelSeconds: 20, contextFields: ['order'] },
     { queueId: 'support', name: 'Support', priority: 2, requiredSkills: { support: 1 }, serviceLevelSeconds: 30 },
+    { queueId: 'later', name: 'Later', priority: 3, requiredSkills: {}, serviceLevelSeconds: 30, maxWaitSeconds: 1 },
   ],
   profiles: [
     {
@@ -101,6 +105,7 @@ describe('the contact center pages in Chromium', () => {
     );
 
   beforeAll(async () => {
+    mkdirSync(SHOTS, { recursive: true });
     dir = mkdtempSync(join(tmpdir(), 'contact-center-'));
     const seed = join(dir, 'directory.json');
     writeFileSync(seed, JSON.stringify({ demo: directory }));
@@ -144,6 +149,7 @@ describe('the contact center pages in Chromium', () => {
     expect(contextText).toContain('A-17');
     expect(contextText).not.toContain('hidden');
     await text(ann, 'offer-countdown', /^[1-8] s$/);
+    await ann.screenshot({ path: join(SHOTS, 'contact-center-offer.png') });
     expect(await bob.getByTestId('offer').isVisible()).toBe(false);
     await text(eve, 'support-status', /agent is being found/);
 
@@ -167,6 +173,7 @@ describe('the contact center pages in Chromium', () => {
     await mediaFlows(eve, "the agent's camera and microphone at the end user");
     await eve.waitForSelector('#remote video[data-source="camera"]');
     await bob.waitForSelector('#stage video.main[data-source="camera"]');
+    await bob.screenshot({ path: join(SHOTS, 'contact-center-agent-call.png') });
   }, 120_000);
 
   it('counts down the queue positions while no agent is free', async () => {
@@ -185,6 +192,7 @@ describe('the contact center pages in Chromium', () => {
     await second.getByTestId('support-channel').selectOption('video');
     await second.getByTestId('support-start').click();
     await text(second, 'support-status', /You are number 2 in the queue/);
+    await second.screenshot({ path: join(SHOTS, 'contact-center-queued.png') });
     await visible(first, 'support-leave');
 
     // The first gives up: the second moves up and is told.
@@ -208,6 +216,7 @@ describe('the contact center pages in Chromium', () => {
     expect(await agent('bob').getAttribute('data-status')).toBe('busy');
     expect(await agent('bob').locator('[data-field="contacts"]').textContent()).toBe('1');
     expect(await agent('bob').locator('[data-field="name"]').textContent()).toBe('Bob');
+    await sue.screenshot({ path: join(SHOTS, 'contact-center-supervisor.png') });
 
     // Live, from the desk's events: a contact waiting in support shows.
     const third = await open('u3', '/end-user', 'u3', 'end_user', '&queue=support&channel=voice');
@@ -254,6 +263,7 @@ describe('the contact center pages in Chromium', () => {
     await bob.waitForFunction(() => document.body.dataset.state === 'disconnected', undefined, { timeout: 20_000 });
     await visible(bob, 'wrapup');
     await status(bob, /^Wrapping up$/);
+    await bob.screenshot({ path: join(SHOTS, 'contact-center-wrapup.png') });
     await bob.getByTestId('wrapup-disposition').fill('resolved');
     await bob.getByTestId('wrapup-notes').fill('refund issued');
     await bob.getByTestId('wrapup-next').selectOption('away');
@@ -298,6 +308,17 @@ describe('the contact center pages in Chromium', () => {
     await mediaFlows(bob, "the end user's camera and microphone at bob after the transfer");
     await status(bob, /^Busy$/);
   }, 60_000);
+
+  it('offers a callback when nobody can take the contact in time, keeping the place until the end user leaves', async () => {
+    const waiting = await open('u4', '/end-user', 'u4', 'end_user', '&queue=later&channel=voice');
+    await text(waiting, 'support-status', /call you back/);
+    expect(await waiting.getByTestId('support').getAttribute('data-phase')).toBe('callback');
+    await waiting.screenshot({ path: join(SHOTS, 'contact-center-callback.png') });
+    await waiting.getByTestId('support-leave').click();
+    await text(waiting, 'support-status', /You left the queue/);
+    // The form is back, to ask again.
+    await visible(waiting, 'support-form');
+  }, 30_000);
 
   /** The replica holding the demo tenant's lease, read from the KV. */
   async function ownerOf(): Promise<string | undefined> {

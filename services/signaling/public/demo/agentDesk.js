@@ -18,6 +18,7 @@ export function bindAgentDesk(call) {
   const panel = $('desk');
   if (!token || !panel) return { publish };
   panel.hidden = false;
+  document.body.dataset.desk = '1';
   let desk;
   /** The contact whose room the page is in, and those transferred warm (their room is kept until the agent leaves it). */
   let inRoom;

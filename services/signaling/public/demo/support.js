@@ -19,6 +19,7 @@ export function bindSupport(call) {
   const panel = document.getElementById('support');
   if (!token || !panel) return;
   panel.hidden = false;
+  document.body.dataset.desk = '1';
   const form = document.getElementById('support-form');
   const queueInput = document.getElementById('support-queue');
   const channelInput = document.getElementById('support-channel');
