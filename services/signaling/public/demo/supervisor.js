@@ -13,14 +13,14 @@ function cell(field, text) {
   return td;
 }
 
-function renderQueues(queues) {
+function renderQueues(queues, sinceSeconds) {
   const rows = queues.map((q) => {
     const tr = document.createElement('tr');
     tr.dataset.queue = q.queueId;
     tr.append(
       cell('name', q.name || q.queueId),
       cell('waiting', String(q.waiting)),
-      cell('longest-wait', clock(q.longestWaitSeconds)),
+      cell('longest-wait', clock(q.waiting > 0 ? q.longestWaitSeconds + sinceSeconds : 0)),
       cell('offered', String(q.offered)),
       cell('connected', String(q.connected)),
       cell('service-level', percent(q.serviceLevel)),
@@ -50,8 +50,14 @@ function renderAgents(agents) {
   $('agents-empty').hidden = rows.length > 0;
 }
 
+/** The latest view, and when it came: the longest waits go on counting between views (which come only on changes). */
+let latest;
+let receivedAtMs = 0;
+
 function render(view) {
-  renderQueues(view.queues);
+  latest = view;
+  receivedAtMs = Date.now();
+  renderQueues(view.queues, 0);
   renderAgents(view.agents);
   const at = new Date(view.atMs);
   $('updated').textContent = `Updated ${at.toLocaleTimeString()}`;
@@ -90,6 +96,8 @@ export function startSupervisor() {
     });
     await desk.queueView().catch(showError);
   }
+
+  setInterval(() => latest && renderQueues(latest.queues, Math.floor((Date.now() - receivedAtMs) / 1000)), 1000);
 
   $('join-form').addEventListener('submit', (event) => {
     event.preventDefault();
