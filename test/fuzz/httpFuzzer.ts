@@ -39,6 +39,7 @@ export async function fuzzHttp(rng: Rng, target: FuzzTarget, stats: FuzzStats, c
       `/sdk/${rng.pick([sdkVersion, '9.9.9', '..', '%2e%2e', `${sdkVersion}-..`, 'latest', sdkVersion.replace(/\./g, '%2e')])}/${rng.pick(['gateway.min.js', 'gateway.min.js.map', 'gateway.min.js.sri', '../../package.json', '%2e%2e/%2e%2e/package.json'])}`,
       '/agent',
       '/end-user',
+      '/supervisor',
       '/index.html',
       '/app.css',
       '/ws',

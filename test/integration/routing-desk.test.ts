@@ -201,6 +201,8 @@ describe('the desk: end users, agents and supervisors through signaling and rout
     const view = (await sue.request('queueView', {})).queues;
     const support = view.queues.find((q: { queueId: string }) => q.queueId === 'support');
     expect(support.waiting).toBe(2);
+    // Told without asking too: new waiting contacts change the view.
+    await waitNotification(sue, 'queues', (v) => v.queues.some((q: { queueId: string; waiting: number }) => q.queueId === 'support' && q.waiting === 2));
     // The first leaves (abandon): the second moves up, and is told.
     await first.client.request('leaveQueue', {});
     await waitNotification(second.client, 'contact', (c) => c.position === 1);

@@ -366,6 +366,8 @@ export class TenantRouting {
     });
     this.contactSeen.set(contactId, nowMs);
     this.statistics.requested(queueId.data);
+    // A contact that only waits (no agent free) makes no event, and supervisors must see it.
+    this.queueViewDirty = true;
     const contact = this.engine.contacts.get(contactId);
     // Offered in the same breath: the state says so.
     return contact ? this.contactState(contact) : { ...emptyContactState(), contactId, phase: ContactPhase.CONTACT_PHASE_ENDED };

@@ -19,7 +19,9 @@ function startTimer() {
 
 /**
  * Wires a page. `options.publish()` says what to publish once joined, `options.onJoined(room)`
- * sets up the page's own rendering, `options.onLeft()` clears it.
+ * sets up the page's own rendering, `options.onLeft()` clears it. Returns `join(token)`, for a
+ * page that gets its room's token otherwise than from the form (the desk gives it): resolves with
+ * the room, or undefined when joining failed (the error is shown).
  */
 export function start(options) {
   fillIcons();
@@ -31,9 +33,9 @@ export function start(options) {
   setState('idle');
   let joining = false;
 
-  async function join() {
-    const token = input.value.trim();
-    if (!token || joining) return;
+  async function join(given) {
+    const token = (given ?? input.value).trim();
+    if (!token || joining) return undefined;
     joining = true;
     hideError();
     setState('connecting');
@@ -45,7 +47,7 @@ export function start(options) {
       joining = false;
       setState('disconnected');
       showError(error);
-      return;
+      return undefined;
     }
     window.room = room;
     const timer = startTimer();
@@ -69,6 +71,7 @@ export function start(options) {
     const wanted = options.publish ? options.publish(room) : {};
     for (const source of Object.keys(wanted)) if (!room.grants.sources.includes(source)) delete wanted[source];
     if (Object.keys(wanted).length) await room.publish(wanted).catch(showError);
+    return room;
   }
 
   form.addEventListener('submit', (event) => {
@@ -76,4 +79,5 @@ export function start(options) {
     join();
   });
   if (params.get('autojoin') === '1') join();
+  return { join };
 }

@@ -59,3 +59,49 @@ describe('SDK bundle routes', () => {
     }
   });
 });
+
+/** The demo pages at their pretty paths, and every module they load (the contact center's too). */
+describe('demo pages', () => {
+  let dir: string;
+  let server: http.Server;
+  let base: string;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'gateway-pages-'));
+    writeFileSync(path.join(dir, 'sdk.js'), 'var Gateway = {};\n');
+    const publicDir = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../public');
+    const config = { tenants: [], publicDir, sdkBundle: path.join(dir, 'sdk.js'), sdkVersionsDir: dir } as unknown as SignalingConfig;
+    server = http.createServer(createHttpHandler(config, createLogger('test', 'silent'), {} as AttachmentRoutes, { service: {} as RoomService, observe: () => undefined }, TenantAuth.configured([])));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    await new Promise((resolve) => server.close(resolve));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('serves each page as HTML, and each script, stylesheet and module it loads', async () => {
+    const seen = new Set<string>();
+    const load = async (url: string): Promise<string> => {
+      const res = await fetch(`${base}${url}`);
+      expect(res.status, url).toBe(200);
+      return res.text();
+    };
+    const module = async (url: string): Promise<void> => {
+      if (seen.has(url)) return;
+      seen.add(url);
+      const source = await load(url);
+      for (const [, relative] of source.matchAll(/from '(\.\/[\w-]+\.js)'/g)) await module(new URL(relative!, `${base}${url}`).pathname);
+    };
+    for (const page of ['/', '/agent', '/end-user', '/supervisor']) {
+      const res = await fetch(`${base}${page}`);
+      expect(res.status, page).toBe(200);
+      expect(res.headers.get('content-type'), page).toBe('text/html; charset=utf-8');
+      const html = await res.text();
+      for (const [, href] of html.matchAll(/(?:src|href)="(\/[\w./-]+)"/g)) if (!['/agent', '/end-user', '/supervisor'].includes(href!)) await load(href!);
+      for (const [, url] of html.matchAll(/from '(\/demo\/[\w-]+\.js)'/g)) await module(url!);
+    }
+    expect(seen).toContain('/demo/supervisor.js');
+    expect(seen).toContain('/demo/desk.js');
+  });
+});

@@ -33,7 +33,7 @@ const SDK_LATEST_CACHE = 'public, max-age=300';
 const SDK_HEADERS = { 'access-control-allow-origin': '*', 'cross-origin-resource-policy': 'cross-origin' };
 
 /** Pretty paths of the demo pages. */
-const pageAliases: Record<string, string> = { '/': '/index.html', '/agent': '/agent.html', '/end-user': '/end-user.html' };
+const pageAliases: Record<string, string> = { '/': '/index.html', '/agent': '/agent.html', '/end-user': '/end-user.html', '/supervisor': '/supervisor.html' };
 
 /** Smart Action uploads and attachment downloads, served by the replica. */
 export interface AttachmentRoutes {

@@ -1,0 +1,335 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Kvm } from '@nats-io/kv';
+import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NatsServer, startRoutingProcess, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
+import { mintDeskToken, type DeskRole } from '../../services/signaling/src/auth/tokens.js';
+import { DEMO_TENANT } from '../../services/signaling/src/config.js';
+import type { DirectoryView } from '../../services/routing/src/ownership/TenantRouting.js';
+import { launchChromium, receiveSummaryScript, type ReceiveSummary } from '../support/browser.js';
+import { voiceClip } from '../support/media.js';
+import { twoTenantEnv } from '../support/tokens.js';
+
+/** Where the screenshots go, to be looked at (not compared): .tmp/screenshots/contact-center-*.png. */
+const SHOTS = resolve('.tmp/screenshots');
+
+/** Billing and support; ann and bob take both, cyd support only; sue supervises. Nobody serves `later`, whose contacts are offered a callback at once. */
+const directory: DirectoryView = {
+  queues: [
+    { queueId: 'billing', name: 'Billing', priority: 1, requiredSkills: { billing: 1 }, serviceLevelSeconds: 20, contextFields: ['order'] },
+    { queueId: 'support', name: 'Support', priority: 2, requiredSkills: { support: 1 }, serviceLevelSeconds: 30 },
+    { queueId: 'later', name: 'Later', priority: 3, requiredSkills: {}, serviceLevelSeconds: 30, maxWaitSeconds: 1 },
+  ],
+  profiles: [
+    {
+      profileId: 'both',
+      queues: [
+        { queueId: 'billing', priority: 1 },
+        { queueId: 'support', priority: 2 },
+      ],
+      capacity: { call: 1, chat: 3 },
+    },
+    { profileId: 'support-only', queues: [{ queueId: 'support', priority: 1 }], capacity: { call: 1, chat: 3 } },
+  ],
+  people: [
+    { personId: 'ann', name: 'Ann', roles: ['agent'], skills: { billing: 5, support: 5 }, profileId: 'both' },
+    { personId: 'bob', name: 'Bob', roles: ['agent'], skills: { billing: 3, support: 5 }, profileId: 'both' },
+    { personId: 'cyd', name: 'Cyd', roles: ['agent'], skills: { support: 5 }, profileId: 'support-only' },
+    { personId: 'sue', name: 'Sue', roles: ['supervisor'], skills: {} },
+  ],
+};
+
+/**
+ * The contact center's pages in Chromium over real processes (nats-server, an SFU, two routing
+ * replicas, signaling): agents answer from the agent console, end users wait with their place
+ * in the queue shown and are connected into a call, a supervisor watches, and a contact survives
+ * the loss of the routing replica that owns the tenant. The cases run in order, as one shift.
+ */
+describe('the contact center pages in Chromium', () => {
+  let nats: NatsServer;
+  let sfu: Awaited<ReturnType<typeof startSfuProcess>>;
+  let signaling: Awaited<ReturnType<typeof startSignalingProcess>>;
+  const routing: Array<Awaited<ReturnType<typeof startRoutingProcess>>> = [];
+  let browser: Browser;
+  let context: BrowserContext;
+  let dir: string;
+  const pages: Record<string, Page> = {};
+
+  const deskToken = async (identity: string, role: DeskRole, name?: string) => (await mintDeskToken(DEMO_TENANT, { identity, role, ...(name ? { name } : {}) })).token;
+
+  /** A page of the demo, signed in with a desk token in its hash. */
+  async function open(key: string, path: string, identity: string, role: DeskRole, extra = '', name?: string): Promise<Page> {
+    const page = await context.newPage();
+    pages[key] = page;
+    await page.goto(`${signaling.url}${path}#desk=${await deskToken(identity, role, name)}${extra}`);
+    return page;
+  }
+
+  /** A locator's text or attribute now, null while it is not there. */
+  const read = (locator: Locator) => locator.textContent({ timeout: 1_000 }).catch(() => null);
+  const attribute = (locator: Locator, name: string) => locator.getAttribute(name, { timeout: 1_000 }).catch(() => null);
+
+  /** Waits until a test id's text matches. */
+  async function text(page: Page, testId: string, pattern: RegExp, timeoutMs = 20_000): Promise<string> {
+    let last = '';
+    return waitFor(
+      async () => {
+        last = (await read(page.getByTestId(testId))) ?? '';
+        return pattern.test(last) ? last : undefined;
+      },
+      timeoutMs,
+      `${testId} to read ${pattern}`,
+    ).catch(async (error: Error) => {
+      const shown = await read(page.locator('#error:not([hidden]) .text'));
+      throw new Error(`${error.message} (it reads "${last}"${shown ? `; the page shows "${shown}"` : ''})`);
+    });
+  }
+
+  const visible = (page: Page, testId: string, timeout = 20_000) => page.getByTestId(testId).waitFor({ state: 'visible', timeout });
+  const status = (page: Page, pattern: RegExp) => text(page, 'agent-status', pattern);
+  const received = (page: Page) => page.evaluate(receiveSummaryScript);
+  const find = (list: ReceiveSummary[], source: string) => list.find((r) => r.source === source);
+  const inCall = (page: Page) => page.waitForFunction(() => document.body.dataset.state === 'connected', undefined, { timeout: 30_000 });
+
+  /** Camera frames decoded and microphone packets received, from the other side. */
+  const mediaFlows = (page: Page, what: string) =>
+    waitFor(
+      async () => {
+        const list = await received(page);
+        return (find(list, 'camera')?.framesDecoded ?? 0) > 10 && (find(list, 'microphone')?.packetsReceived ?? 0) > 20 ? list : undefined;
+      },
+      30_000,
+      what,
+    );
+
+  beforeAll(async () => {
+    mkdirSync(SHOTS, { recursive: true });
+    dir = mkdtempSync(join(tmpdir(), 'contact-center-'));
+    const seed = join(dir, 'directory.json');
+    writeFileSync(seed, JSON.stringify({ demo: directory }));
+    nats = await NatsServer.start();
+    sfu = await startSfuProcess({ natsUrl: nats.url });
+    const routingEnv = { ...twoTenantEnv, ROUTING_DIRECTORY_SEED_FILE: seed, ROUTING_TICK_MS: '100', ROUTING_OFFER_TIMEOUT_SECONDS: '8', ROUTING_LEASE_POLL_MS: '300' };
+    routing.push(await startRoutingProcess({ natsUrl: nats.url, replicaId: 'routing-a', env: routingEnv }));
+    routing.push(await startRoutingProcess({ natsUrl: nats.url, replicaId: 'routing-b', env: routingEnv }));
+    signaling = await startSignalingProcess({ natsUrl: nats.url, env: twoTenantEnv });
+    browser = await launchChromium([`--use-file-for-fake-audio-capture=${voiceClip()}`]);
+    context = await browser.newContext();
+    await context.addInitScript({ content: 'globalThis.__name = (f) => f;' });
+  }, 120_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await signaling?.stop();
+    for (const replica of routing) await replica.stop().catch(() => undefined);
+    await sfu?.stop();
+    await nats?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('rings the longest-idle agent, moves on when she declines, and connects the end user with the agent who accepts, media both ways', async () => {
+    const ann = await open('ann', '/agent', 'ann', 'agent');
+    await status(ann, /Away|Offline/);
+    await ann.getByTestId('status-available').click();
+    await status(ann, /^Available$/);
+    const bob = await open('bob', '/agent', 'bob', 'agent');
+    await status(bob, /Away|Offline/);
+    await bob.getByTestId('status-available').click();
+    await status(bob, /^Available$/);
+
+    const eve = await open('eve', '/end-user', 'eve', 'end_user', '&queue=billing&channel=video&context.order=A-17&context.secret=hidden', 'Eve');
+    // Ann went available first: she rings, with what the queue lets agents see.
+    await visible(ann, 'offer');
+    expect(await ann.getByTestId('offer-queue').textContent()).toBe('billing');
+    expect(await ann.getByTestId('offer-channel').textContent()).toBe('Video');
+    expect(await ann.getByTestId('offer-name').textContent()).toBe('Eve');
+    const contextText = await ann.getByTestId('offer-context').textContent();
+    expect(contextText).toContain('A-17');
+    expect(contextText).not.toContain('hidden');
+    await text(ann, 'offer-countdown', /^[1-8] s$/);
+    await ann.screenshot({ path: join(SHOTS, 'contact-center-offer.png') });
+    expect(await bob.getByTestId('offer').isVisible()).toBe(false);
+    await text(eve, 'support-status', /agent is being found/);
+
+    await ann.getByTestId('offer-decline').click();
+    await ann.getByTestId('offer').waitFor({ state: 'hidden', timeout: 10_000 });
+    await visible(bob, 'offer');
+    await bob.getByTestId('offer-accept').click();
+    await bob.getByTestId('offer').waitFor({ state: 'hidden', timeout: 10_000 });
+
+    await Promise.all([inCall(bob), inCall(eve)]);
+    await text(eve, 'support-status', /agent is with you/);
+    await status(bob, /^Busy$/);
+    await visible(bob, 'contact');
+    expect(await bob.getByTestId('contact-queue').textContent()).toBe('billing');
+    // One room: the contact's.
+    const rooms = await Promise.all([bob, eve].map((p) => p.evaluate(() => (window as any).room.name as string)));
+    expect(rooms[0]).toMatch(/^cc_ct_/);
+    expect(rooms[1]).toBe(rooms[0]);
+    // The customer's camera and voice at the agent, the agent's at the customer.
+    await mediaFlows(bob, "the end user's camera and microphone at the agent");
+    await mediaFlows(eve, "the agent's camera and microphone at the end user");
+    await eve.waitForSelector('#remote video[data-source="camera"]');
+    await bob.waitForSelector('#stage video.main[data-source="camera"]');
+    await bob.screenshot({ path: join(SHOTS, 'contact-center-agent-call.png') });
+  }, 120_000);
+
+  it('counts down the queue positions while no agent is free', async () => {
+    // Bob is busy with eve; ann goes away.
+    const ann = pages.ann!;
+    await ann.getByTestId('away-reason').fill('lunch');
+    await ann.getByTestId('status-away').click();
+    await status(ann, /^Away · lunch$/);
+
+    const first = await open('u1', '/end-user', 'u1', 'end_user', '&queue=billing&channel=video');
+    await text(first, 'support-status', /You are number 1 in the queue/);
+    const second = await open('u2', '/end-user', 'u2', 'end_user');
+    // No queue in the hash: the end user picks one.
+    await visible(second, 'support-form');
+    await second.getByTestId('support-queue').fill('billing');
+    await second.getByTestId('support-channel').selectOption('video');
+    await second.getByTestId('support-start').click();
+    await text(second, 'support-status', /You are number 2 in the queue/);
+    await second.screenshot({ path: join(SHOTS, 'contact-center-queued.png') });
+    await visible(first, 'support-leave');
+
+    // The first gives up: the second moves up and is told.
+    await first.getByTestId('support-leave').click();
+    await text(first, 'support-status', /You left the queue/);
+    await text(second, 'support-status', /You are number 1 in the queue/);
+    expect(await second.getByTestId('support').getAttribute('data-position')).toBe('1');
+  }, 60_000);
+
+  it("shows the supervisor the queues and the agents' states", async () => {
+    const sue = await open('sue', '/supervisor', 'sue', 'supervisor');
+    const billing = sue.locator('[data-testid="queues"] tr[data-queue="billing"]');
+    await waitFor(async () => (await read(billing.locator('[data-field="waiting"]'))) === '1', 20_000, 'billing with one waiting');
+    expect(await billing.locator('[data-field="name"]').textContent()).toBe('Billing');
+    expect(await billing.locator('[data-field="connected"]').textContent()).toBe('1');
+    expect(await billing.locator('[data-field="abandon-rate"]').textContent()).toMatch(/^\d+%$/);
+    expect(await sue.locator('[data-testid="queues"] tr[data-queue="support"] [data-field="waiting"]').textContent()).toBe('0');
+    const agent = (id: string) => sue.locator(`[data-testid="agents"] tr[data-agent="${id}"]`);
+    await waitFor(async () => (await attribute(agent('ann'), 'data-status')) === 'away', 20_000, 'ann away');
+    expect(await agent('ann').locator('[data-field="status"]').textContent()).toBe('Away · lunch');
+    expect(await agent('bob').getAttribute('data-status')).toBe('busy');
+    expect(await agent('bob').locator('[data-field="contacts"]').textContent()).toBe('1');
+    expect(await agent('bob').locator('[data-field="name"]').textContent()).toBe('Bob');
+    await sue.screenshot({ path: join(SHOTS, 'contact-center-supervisor.png') });
+
+    // Live, from the desk's events: a contact waiting in support shows.
+    const third = await open('u3', '/end-user', 'u3', 'end_user', '&queue=support&channel=voice');
+    await text(third, 'support-status', /You are number 1 in the queue/);
+    const supportWaiting = sue.locator('[data-testid="queues"] tr[data-queue="support"] [data-field="waiting"]');
+    await waitFor(async () => (await read(supportWaiting)) === '1', 20_000, 'support with one waiting');
+    await third.getByTestId('support-leave').click();
+    await text(third, 'support-status', /You left the queue/);
+  }, 60_000);
+
+  it('keeps a waiting contact through the loss of the routing replica that owns the tenant', async () => {
+    const second = pages.u2!;
+    const ann = pages.ann!;
+    const holder = await waitFor(ownerOf, 10_000, 'a replica owns the tenant');
+    const survivor = routing.find((r) => r.replicaId !== holder)!;
+    await routing.find((r) => r.replicaId === holder)!.stop('SIGKILL');
+    await waitFor(async () => (await ownerOf()) === survivor.replicaId, 30_000, 'the other replica owns the tenant');
+
+    // The contact still waits; an agent becomes available and is offered it.
+    await text(second, 'support-status', /You are number 1 in the queue/);
+    // (A command sent while the survivor settles in may be refused: it is asked again.)
+    await waitFor(
+      async () => {
+        if (await ann.getByTestId('offer').isVisible()) return true;
+        if ((await ann.getByTestId('agent-status').textContent()) !== 'Available') await ann.getByTestId('status-available').click();
+        return false;
+      },
+      30_000,
+      'ann offered the waiting contact after the takeover',
+    );
+    await ann.getByTestId('offer-accept').click();
+    await Promise.all([inCall(ann), inCall(second)]);
+    const rooms = await Promise.all([ann, second].map((p) => p.evaluate(() => (window as any).room.name as string)));
+    expect(rooms[1]).toBe(rooms[0]);
+    await mediaFlows(ann, "the end user's camera and microphone at ann");
+  }, 90_000);
+
+  it('ends the contact from the console, tells the end user, and wraps up into the next status', async () => {
+    const bob = pages.bob!;
+    const eve = pages.eve!;
+    await bob.getByTestId('contact-end').click();
+    await text(eve, 'support-status', /The call has ended/);
+    await eve.waitForFunction(() => document.body.dataset.state === 'disconnected', undefined, { timeout: 20_000 });
+    await bob.waitForFunction(() => document.body.dataset.state === 'disconnected', undefined, { timeout: 20_000 });
+    await visible(bob, 'wrapup');
+    await status(bob, /^Wrapping up$/);
+    await bob.screenshot({ path: join(SHOTS, 'contact-center-wrapup.png') });
+    await bob.getByTestId('wrapup-disposition').fill('resolved');
+    await bob.getByTestId('wrapup-notes').fill('refund issued');
+    await bob.getByTestId('wrapup-next').selectOption('away');
+    await bob.getByTestId('wrapup-reason').fill('break');
+    await bob.getByTestId('wrapup-submit').click();
+    await status(bob, /^Away · break$/);
+    expect(await bob.getByTestId('wrapup').isVisible()).toBe(false);
+    expect(await bob.getByTestId('contact').isVisible()).toBe(false);
+  }, 60_000);
+
+  it('hands a contact over cold to a named agent, who comes into the same call', async () => {
+    const ann = pages.ann!;
+    const bob = pages.bob!;
+    const second = pages.u2!;
+    await bob.getByTestId('status-available').click();
+    await status(bob, /^Available$/);
+    const room = await second.evaluate(() => (window as any).room.name as string);
+    // What the end user is told, in order (the hand-over's own text lasts only until bob accepts).
+    await second.evaluate(() => {
+      const el = document.querySelector('[data-testid="support-status"]')!;
+      const told: string[] = [];
+      (window as any).told = told;
+      new MutationObserver(() => told.push(el.textContent ?? '')).observe(el, { childList: true, characterData: true, subtree: true });
+    });
+
+    await ann.getByTestId('transfer-kind').selectOption('agent');
+    await ann.getByTestId('transfer-target').fill('bob');
+    expect(await ann.getByTestId('transfer-warm').isChecked()).toBe(false);
+    await ann.getByTestId('transfer-submit').click();
+    await visible(bob, 'offer');
+    expect(await bob.getByTestId('offer-transfer').textContent()).toBe('Transferred by ann');
+    await bob.getByTestId('offer-accept').click();
+    // Cold: ann is out of the call; the end user stays in it, told of the hand-over, and bob comes in.
+    await ann.waitForFunction(() => document.body.dataset.state === 'disconnected', undefined, { timeout: 20_000 });
+    await inCall(bob);
+    await text(second, 'support-status', /agent is with you/);
+    const told = await second.evaluate(() => (window as any).told as string[]);
+    expect(told.some((t) => /being transferred/.test(t))).toBe(true);
+    expect(await second.evaluate(() => document.body.dataset.state)).toBe('connected');
+    expect(await bob.evaluate(() => (window as any).room.name as string)).toBe(room);
+    expect(await second.evaluate(() => (window as any).room.name as string)).toBe(room);
+    await mediaFlows(bob, "the end user's camera and microphone at bob after the transfer");
+    await status(bob, /^Busy$/);
+  }, 60_000);
+
+  it('offers a callback when nobody can take the contact in time, keeping the place until the end user leaves', async () => {
+    const waiting = await open('u4', '/end-user', 'u4', 'end_user', '&queue=later&channel=voice');
+    await text(waiting, 'support-status', /call you back/);
+    expect(await waiting.getByTestId('support').getAttribute('data-phase')).toBe('callback');
+    await waiting.screenshot({ path: join(SHOTS, 'contact-center-callback.png') });
+    await waiting.getByTestId('support-leave').click();
+    await text(waiting, 'support-status', /You left the queue/);
+    // The form is back, to ask again.
+    await visible(waiting, 'support-form');
+  }, 30_000);
+
+  /** The replica holding the demo tenant's lease, read from the KV. */
+  async function ownerOf(): Promise<string | undefined> {
+    const nc = await nats.connect();
+    try {
+      const kv = await new Kvm(nc).open('gateway_routing_leases');
+      const entry = await kv.get(DEMO_TENANT.name);
+      if (entry?.operation !== 'PUT') return undefined;
+      return (entry.json() as { replicaId: string }).replicaId;
+    } finally {
+      await nc.close();
+    }
+  }
+});
