@@ -46,7 +46,10 @@ const directory = {
 };
 const admin = await nats.connect('routing');
 await new DirectoryStore(await openBucket(admin, buckets.routingDirectory), createLogger('bench', 'silent'), { people: 10_000, teams: 500, queues: 500, profiles: 500 }).seed(TENANT, directory);
-const routing = await startRoutingProcess({ natsUrl: nats.url, env: { LOG_LEVEL: 'warn', ROUTING_END_USER_GRACE_SECONDS: '3600', ROUTING_PRESENCE_TIMEOUT_SECONDS: '300', ROUTING_AGENT_GRACE_SECONDS: '3600' } });
+const routing = await startRoutingProcess({
+  natsUrl: nats.url,
+  env: { LOG_LEVEL: 'warn', ROUTING_END_USER_GRACE_SECONDS: '3600', ROUTING_PRESENCE_TIMEOUT_SECONDS: '300', ROUTING_AGENT_GRACE_SECONDS: '3600' },
+});
 const nc = await nats.connect('signaling');
 try {
   // The owner is ready once it answers.
@@ -77,7 +80,10 @@ try {
   const commandMs: number[] = [];
   for (let c = 0; c < CONTACTS; c++) {
     const started = performance.now();
-    await send(nc, { $case: 'requestSupport', value: { endUser: `user${c}`, queueId: `q${c % 40}`, channel: Channel.CHANNEL_VOICE, contextJson: '{"order":"A-1"}', contactId: '', name: '', crmContactId: '' } });
+    await send(nc, {
+      $case: 'requestSupport',
+      value: { endUser: `user${c}`, queueId: `q${c % 40}`, channel: Channel.CHANNEL_VOICE, contextJson: '{"order":"A-1"}', contactId: '', name: '', crmContactId: '' },
+    });
     commandMs.push(performance.now() - started);
   }
   await new Promise((resolve) => setTimeout(resolve, 1_000));
@@ -90,7 +96,10 @@ try {
   for (let p = 0; p < PROBES; p++) {
     const started = performance.now();
     const offered = new Promise<number>((resolve) => offers.set(`pending${p}`, resolve));
-    const state = await send(nc, { $case: 'requestSupport', value: { endUser: `probe${p}`, queueId: `q${40 + (p % 10)}`, channel: Channel.CHANNEL_VOICE, contextJson: '', contactId: '', name: '', crmContactId: '' } });
+    const state = await send(nc, {
+      $case: 'requestSupport',
+      value: { endUser: `probe${p}`, queueId: `q${40 + (p % 10)}`, channel: Channel.CHANNEL_VOICE, contextJson: '', contactId: '', name: '', crmContactId: '' },
+    });
     if (state.$case !== 'contact') throw new Error('no contact');
     // The offer may have come before the answer: both are looked at.
     const resolveEarly = offers.get(`pending${p}`)!;

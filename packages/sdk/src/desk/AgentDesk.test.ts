@@ -57,7 +57,7 @@ describe('AgentDesk', () => {
   });
 
   it('is offered a contact, accepts it and gets the room to join', async () => {
-    const { server, desk } = await start();
+    const { server, desk } = await start({ agentId: 'AG_1', status: 'AGENT_STATUS_AVAILABLE' });
     server.answer = (method) => (method === 'accept' ? { join: { contact: connectedContact, token: 'room-jwt' } } : undefined);
     const offered = new Promise<Offer>((resolve) => desk.on('offer', resolve));
     server.notify({ offered: offer });
@@ -74,6 +74,7 @@ describe('AgentDesk', () => {
     const connected: unknown[] = [];
     desk.on('connected', (join) => connected.push(join));
     const join = await desk.accept();
+    expect(desk.status).toBe('busy');
     expect(server.last().frames[1]).toEqual({ id: 2, accept: { contactId: 'CT_1' } });
     expect(join).toMatchObject({ room: 'support-CT_1', token: 'room-jwt', contact: { contactId: 'CT_1', phase: 'connected', agentId: 'AG_1' } });
     expect(desk.offer).toBeUndefined();

@@ -112,7 +112,11 @@ export class AgentDesk extends Emitter<AgentDeskEvents> {
     this.accepted.add(contactId);
     const contacts = [...this.stateValue.contacts.filter((c) => c.contactId !== contactId), join.contact];
     const offer = this.offer?.contactId === contactId ? undefined : this.offer;
-    this.stateValue = { ...this.stateValue, offer, contacts };
+    // Holding a contact while available is busy, as routing counts it.
+    const status = this.stateValue.status === 'available' ? 'busy' : this.stateValue.status;
+    const changed = status !== this.stateValue.status;
+    this.stateValue = { ...this.stateValue, offer, contacts, status };
+    if (changed) this.emit('status', this.stateValue);
     return join;
   }
 

@@ -64,6 +64,18 @@ describe('SupportRequest', () => {
     expect(request.connected?.token).toBe('room-jwt');
   });
 
+  it('tells of the new agent when a transfer connects the contact again in the same room', async () => {
+    const { desk, request } = await start();
+    await next(request, 'queued');
+    const first = next(request, 'connected');
+    desk.notify({ connected: { contact: { ...queued(0, 0), phase: 'CONTACT_PHASE_CONNECTED', room: 'support-CT_1', agentId: 'AG_1' }, token: 'room-jwt' } });
+    await first;
+    desk.notify({ contact: { ...queued(1, 0), phase: 'CONTACT_PHASE_QUEUED' } });
+    const second = next(request, 'connected');
+    desk.notify({ contact: { ...queued(0, 0), phase: 'CONTACT_PHASE_CONNECTED', room: 'support-CT_1', agentId: 'AG_2' } });
+    expect(await second).toEqual({ room: 'support-CT_1', token: 'room-jwt', agentId: 'AG_2' });
+  });
+
   it('join() waits for an agent', async () => {
     const { request } = await start();
     await expect(request.join()).rejects.toMatchObject({ code: 'INVALID_STATE' });

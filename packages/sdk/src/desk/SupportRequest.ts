@@ -185,7 +185,11 @@ export class SupportRequest extends Emitter<SupportRequestEvents> {
       this.emit('queued', { position: now.position, estimatedWaitSeconds: now.estimatedWaitSeconds });
     } else if (now.phase === 'offered' && entered) this.emit('offered');
     else if (now.phase === 'callback' && entered) this.emit('callback');
-    else if (now.phase === 'ended') {
+    else if (now.phase === 'connected' && entered && previous && this.joined && this.joined.room === now.room) {
+      // Connected again in the same room (a transfer): the app stays in its room; the agent changed.
+      this.joined = { ...this.joined, agentId: now.agentId };
+      this.emit('connected', this.joined);
+    } else if (now.phase === 'ended') {
       this.emit('ended', { reason: now.endReason || 'completed' });
       this.close();
     }
