@@ -30,7 +30,7 @@ const quantile = (values: number[], q: number) => {
 const rssKiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
 
 async function send(nc: NatsConnection, command: NonNullable<Command['command']>): Promise<NonNullable<Reply['result']>> {
-  const answer = await nc.request(subjects.routingCommand(TENANT), Command.encode({ tenant: TENANT, command }).finish(), { timeout: 30_000 });
+  const answer = await nc.request(subjects.routingCommand(TENANT), Command.encode({ tenant: TENANT, command }).finish(), { timeout: 180_000 });
   const result = Reply.decode(answer.data).result;
   if (!result || result.$case === 'error') throw new Error(`routing refused ${command.$case}: ${result?.$case === 'error' ? result.value.code : 'nothing'}`);
   return result;
@@ -64,14 +64,14 @@ try {
   }
   const allAgents = directory.people.map((p) => p.personId);
   await send(nc, { $case: 'presence', value: { replica: 'bench', agentIds: allAgents } });
-  const offers = new Map<string, (atMs: number) => void>();
+  const offeredAt = new Map<string, number>();
   let offersSeen = 0;
   nc.subscribe(`gateway.${TENANT}.routing.agent.*`, {
     callback: (_error, msg) => {
       const event = AgentEvent.decode(msg.data).event;
       if (event?.$case !== 'offered') return;
       offersSeen++;
-      offers.get(event.value.contactId)?.(performance.now());
+      offeredAt.set(event.value.contactId, performance.now());
     },
   });
 
@@ -85,6 +85,7 @@ try {
       value: { endUser: `user${c}`, queueId: `q${c % 40}`, channel: Channel.CHANNEL_VOICE, contextJson: '{"order":"A-1"}', contactId: '', name: '', crmContactId: '' },
     });
     commandMs.push(performance.now() - started);
+    if (process.env.BENCH_DEBUG && c % 1_000 === 999) process.stderr.write(`${c + 1} waiting, last ${commandMs.at(-1)!.toFixed(1)} ms\n`);
   }
   await new Promise((resolve) => setTimeout(resolve, 1_000));
   const rssAfter = rssKiB(routing.pid);
@@ -95,29 +96,30 @@ try {
   const latencies: number[] = [];
   for (let p = 0; p < PROBES; p++) {
     const started = performance.now();
-    const offered = new Promise<number>((resolve) => offers.set(`pending${p}`, resolve));
     const state = await send(nc, {
       $case: 'requestSupport',
-      value: { endUser: `probe${p}`, queueId: `q${40 + (p % 10)}`, channel: Channel.CHANNEL_VOICE, contextJson: '', contactId: '', name: '', crmContactId: '' },
+      value: { endUser: `probe${p}`, queueId: `q${40 + (p % 10)}`, channel: Channel.CHANNEL_CHAT, contextJson: '', contactId: '', name: '', crmContactId: '' },
     });
     if (state.$case !== 'contact') throw new Error('no contact');
-    // The offer may have come before the answer: both are looked at.
-    const resolveEarly = offers.get(`pending${p}`)!;
-    offers.delete(`pending${p}`);
-    offers.set(state.value.contactId, resolveEarly);
-    const at = await Promise.race([offered, new Promise<number>((resolve) => setTimeout(() => resolve(performance.now()), 5_000))]);
-    latencies.push(at - started);
-    // The agent takes it and ends it, so it is free for the next probe.
-    const agentId = state.value.agentId || undefined;
-    void agentId;
+    // The offer may come before the answer or after it.
+    while (!offeredAt.has(state.value.contactId) && performance.now() - started < 5_000) await new Promise((resolve) => setTimeout(resolve, 1));
+    latencies.push((offeredAt.get(state.value.contactId) ?? performance.now()) - started);
   }
 
   // Decisions per second: the 1,600 agents of the waiting queues go available at once.
   const backlogAgents = allAgents.filter((_, a) => a % QUEUES < 40);
+  if (process.env.BENCH_DEBUG) {
+    for (const agentId of backlogAgents.slice(0, 10)) {
+      const t = performance.now();
+      await send(nc, { $case: 'setStatus', value: { agentId, status: AgentStatus.AGENT_STATUS_AVAILABLE, reason: '' } });
+      process.stderr.write(`setStatus ${(performance.now() - t).toFixed(1)} ms\n`);
+    }
+  }
   const seenBefore = offersSeen;
   const started = performance.now();
   await Promise.all(backlogAgents.map((agentId) => send(nc, { $case: 'setStatus', value: { agentId, status: AgentStatus.AGENT_STATUS_AVAILABLE, reason: '' } })));
-  while (offersSeen - seenBefore < backlogAgents.length && performance.now() - started < 120_000) await new Promise((resolve) => setTimeout(resolve, 20));
+  const expected = Math.min(backlogAgents.length, CONTACTS);
+  while (offersSeen - seenBefore < expected && performance.now() - started < 180_000) await new Promise((resolve) => setTimeout(resolve, 20));
   const decisionSeconds = (performance.now() - started) / 1000;
 
   console.log(
@@ -135,6 +137,9 @@ try {
       rssBytesPerWaitingContact: Math.round(((rssAfter - rssBefore) * 1024) / CONTACTS),
     }),
   );
+} catch (error) {
+  process.stderr.write(`${String(error)}\n${routing.logs.slice(-3000)}\n`);
+  process.exitCode = 1;
 } finally {
   await nc.close();
   await admin.close();

@@ -106,7 +106,7 @@ export class RoutingService {
   }
 
   private async take(tenant: string): Promise<void> {
-    const lease = new TenantLease(this.leases, tenant, this.config.replicaId, { refreshMs: Math.max(500, Math.floor(ROUTING_LEASE_TTL_MS / 3)) });
+    const lease = new TenantLease(this.leases, tenant, this.config.replicaId, { refreshMs: Math.max(500, Math.floor(ROUTING_LEASE_TTL_MS / 3)), ttlMs: ROUTING_LEASE_TTL_MS });
     if (!(await lease.acquire())) return;
     // A tenant without a directory yet has no queues and no agents: its commands are answered
     // (NOT_FOUND, PERMISSION_DENIED), not left to time out.

@@ -438,13 +438,21 @@ export class RoutingEngine {
     const byQueue = new Map<string, Contact[]>();
     for (const contact of this.contacts.values()) {
       if (contact.state !== 'waiting' && contact.state !== 'offered') continue;
-      byQueue.set(contact.queueId, [...(byQueue.get(contact.queueId) ?? []), contact]);
+      const list = byQueue.get(contact.queueId);
+      if (list) list.push(contact);
+      else byQueue.set(contact.queueId, [contact]);
+    }
+    // The agents present who serve each queue: one walk over the agents.
+    const serving = new Map<string, number>();
+    for (const agent of this.agents.values()) {
+      if (agent.status === 'offline') continue;
+      for (const served of this.profiles.get(agent.profileId)?.queues ?? []) serving.set(served.queueId, (serving.get(served.queueId) ?? 0) + 1);
     }
     for (const [queueId, contacts] of byQueue) {
-      const serving = Math.max(1, [...this.agents.values()].filter((a) => a.status !== 'offline' && this.profiles.get(a.profileId)?.queues.some((q) => q.queueId === queueId)).length);
+      const servers = Math.max(1, serving.get(queueId) ?? 0);
       const handle = this.handleSeconds.get(queueId) ?? DEFAULT_HANDLE_SECONDS;
       contacts.sort(serviceOrder).forEach((contact, index) => {
-        out.push({ contactId: contact.contactId, queueId, position: index + 1, estimatedWaitSeconds: Math.round((index * handle) / serving) });
+        out.push({ contactId: contact.contactId, queueId, position: index + 1, estimatedWaitSeconds: Math.round((index * handle) / servers) });
       });
     }
     return out;

@@ -9,6 +9,12 @@ export type LeaseHolder = z.infer<typeof leaseSchema>;
 export interface TenantLeaseOptions {
   /** How often the holder rewrites its lease; well under the bucket's age limit, which ends a lease not rewritten. */
   refreshMs: number;
+  /**
+   * The bucket's age limit: a refresh that fails for another reason than the lease being taken
+   * (a timeout on a busy server) is tried again until this has passed since the last one that
+   * worked; only then is the lease given up (default: three refreshes).
+   */
+  ttlMs?: number;
 }
 
 type LeaseEvents = {
@@ -28,6 +34,7 @@ type LeaseEvents = {
 export class TenantLease extends TypedEmitter<LeaseEvents> {
   private revision = 0;
   private acquiredAtMs = 0;
+  private refreshedAtMs = 0;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
 
@@ -53,6 +60,7 @@ export class TenantLease extends TypedEmitter<LeaseEvents> {
     } catch {
       return false; // Held by someone (or taken at this moment).
     }
+    this.refreshedAtMs = Date.now();
     this.stopped = false;
     this.schedule();
     return true;
@@ -80,8 +88,8 @@ export class TenantLease extends TypedEmitter<LeaseEvents> {
     if (revision > 0) await this.kv.delete(this.tenant, { previousSeq: revision }).catch(() => undefined);
   }
 
-  private schedule(): void {
-    this.timer = setTimeout(() => void this.refresh(), this.options.refreshMs);
+  private schedule(delayMs = this.options.refreshMs): void {
+    this.timer = setTimeout(() => void this.refresh(), delayMs);
     this.timer.unref();
   }
 
@@ -89,13 +97,41 @@ export class TenantLease extends TypedEmitter<LeaseEvents> {
     if (this.stopped || !this.held) return;
     try {
       this.revision = await this.kv.update(this.tenant, this.record(), this.revision);
-    } catch {
-      // Expired and taken by another, or the bucket unreachable past the age limit: either way not ours to use.
-      this.revision = 0;
-      this.safeEmit('lost');
+      this.refreshedAtMs = Date.now();
+    } catch (error) {
+      // Taken by another (the revision moved), or unanswered until the lease's age limit passed:
+      // either way not ours to use. Anything else (a timeout) is tried again while it may still hold.
+      let taken = /wrong last sequence|key exists/i.test(String((error as Error)?.message ?? error));
+      if (taken) {
+        // An update that timed out here may have been written there: a record that is still ours
+        // (this replica, this acquisition) is kept, at its revision.
+        const mine = await this.ownRevision().catch(() => undefined);
+        if (mine) {
+          this.revision = mine;
+          this.refreshedAtMs = Date.now();
+          this.schedule();
+          return;
+        }
+        taken = true;
+      }
+      const ttlMs = this.options.ttlMs ?? this.options.refreshMs * 3;
+      if (taken || Date.now() - this.refreshedAtMs >= ttlMs - this.options.refreshMs / 2) {
+        this.revision = 0;
+        this.safeEmit('lost');
+        return;
+      }
+      this.schedule(Math.min(500, this.options.refreshMs));
       return;
     }
     this.schedule();
+  }
+
+  /** The revision of the lease record when it is still this replica's, from this acquisition. */
+  private async ownRevision(): Promise<number | undefined> {
+    const entry = await this.kv.get(this.tenant);
+    if (!isLiveEntry(entry)) return undefined;
+    const parsed = leaseSchema.safeParse(JSON.parse(new TextDecoder().decode(entry.value)));
+    return parsed.success && parsed.data.replicaId === this.replicaId && parsed.data.acquiredAtMs === this.acquiredAtMs ? entry.revision : undefined;
   }
 
   private record(): string {
