@@ -1,5 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Kvm } from '@nats-io/kv';
 import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
@@ -7,7 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NatsServer, startRoutingProcess, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { mintDeskToken, type DeskRole } from '../../services/signaling/src/auth/tokens.js';
 import { DEMO_TENANT } from '../../services/signaling/src/config.js';
-import type { DirectoryView } from '../../services/routing/src/ownership/TenantRouting.js';
+import { buckets, createLogger, openBucket } from '@gateway/common';
+import { DirectoryStore } from '../../services/routing/src/directory/DirectoryStore.js';
 import { launchChromium, receiveSummaryScript, type ReceiveSummary } from '../support/browser.js';
 import { voiceClip } from '../support/media.js';
 import { twoTenantEnv } from '../support/tokens.js';
@@ -16,22 +16,23 @@ import { twoTenantEnv } from '../support/tokens.js';
 const SHOTS = resolve('.tmp/screenshots');
 
 /** Billing and support; ann and bob take both, cyd support only; sue supervises. Nobody serves `later`, whose contacts are offered a callback at once. */
-const directory: DirectoryView = {
+const directory = {
   queues: [
-    { queueId: 'billing', name: 'Billing', priority: 1, requiredSkills: { billing: 1 }, serviceLevelSeconds: 20, contextFields: ['order'] },
-    { queueId: 'support', name: 'Support', priority: 2, requiredSkills: { support: 1 }, serviceLevelSeconds: 30 },
-    { queueId: 'later', name: 'Later', priority: 3, requiredSkills: {}, serviceLevelSeconds: 30, maxWaitSeconds: 1 },
+    { queueId: 'billing', name: 'Billing', priority: 1, requiredSkills: { billing: 1 }, serviceLevelSeconds: 20, contextFields: ['order'], offerTimeoutSeconds: 8 },
+    { queueId: 'support', name: 'Support', priority: 2, requiredSkills: { support: 1 }, serviceLevelSeconds: 30, offerTimeoutSeconds: 8 },
+    { queueId: 'later', name: 'Later', priority: 3, requiredSkills: {}, serviceLevelSeconds: 30, maxWaitSeconds: 1, offerTimeoutSeconds: 8 },
   ],
   profiles: [
     {
       profileId: 'both',
+      name: 'Both',
       queues: [
         { queueId: 'billing', priority: 1 },
         { queueId: 'support', priority: 2 },
       ],
       capacity: { call: 1, chat: 3 },
     },
-    { profileId: 'support-only', queues: [{ queueId: 'support', priority: 1 }], capacity: { call: 1, chat: 3 } },
+    { profileId: 'support-only', name: 'Support', queues: [{ queueId: 'support', priority: 1 }], capacity: { call: 1, chat: 3 } },
   ],
   people: [
     { personId: 'ann', name: 'Ann', roles: ['agent'], skills: { billing: 5, support: 5 }, profileId: 'both' },
@@ -54,7 +55,6 @@ describe('the contact center pages in Chromium', () => {
   const routing: Array<Awaited<ReturnType<typeof startRoutingProcess>>> = [];
   let browser: Browser;
   let context: BrowserContext;
-  let dir: string;
   const pages: Record<string, Page> = {};
 
   const deskToken = async (identity: string, role: DeskRole, name?: string) => (await mintDeskToken(DEMO_TENANT, { identity, role, ...(name ? { name } : {}) })).token;
@@ -106,12 +106,12 @@ describe('the contact center pages in Chromium', () => {
 
   beforeAll(async () => {
     mkdirSync(SHOTS, { recursive: true });
-    dir = mkdtempSync(join(tmpdir(), 'contact-center-'));
-    const seed = join(dir, 'directory.json');
-    writeFileSync(seed, JSON.stringify({ demo: directory }));
     nats = await NatsServer.start();
+    const nc = await nats.connect('routing');
+    await new DirectoryStore(await openBucket(nc, buckets.routingDirectory), createLogger('test', 'silent')).seed('demo', directory);
+    await nc.close();
     sfu = await startSfuProcess({ natsUrl: nats.url });
-    const routingEnv = { ...twoTenantEnv, ROUTING_DIRECTORY_SEED_FILE: seed, ROUTING_TICK_MS: '100', ROUTING_OFFER_TIMEOUT_SECONDS: '8', ROUTING_LEASE_POLL_MS: '300' };
+    const routingEnv = { ...twoTenantEnv, ROUTING_TICK_MS: '100', ROUTING_OFFER_TIMEOUT_SECONDS: '8', ROUTING_LEASE_POLL_MS: '300' };
     routing.push(await startRoutingProcess({ natsUrl: nats.url, replicaId: 'routing-a', env: routingEnv }));
     routing.push(await startRoutingProcess({ natsUrl: nats.url, replicaId: 'routing-b', env: routingEnv }));
     signaling = await startSignalingProcess({ natsUrl: nats.url, env: twoTenantEnv });
@@ -126,7 +126,6 @@ describe('the contact center pages in Chromium', () => {
     for (const replica of routing) await replica.stop().catch(() => undefined);
     await sfu?.stop();
     await nats?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it('rings the longest-idle agent, moves on when she declines, and connects the end user with the agent who accepts, media both ways', async () => {

@@ -2,8 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '@gateway/common';
 import { OpenApiContract, specFiles } from '../support/openapi.js';
 
-/** Codes only the WebSocket protocol answers with (a request of no method, before or after a join); no HTTP route can. */
-const WEBSOCKET_ONLY_CODES = new Set<string>([ErrorCode.UNKNOWN_METHOD, ErrorCode.NOT_JOINED, ErrorCode.ALREADY_JOINED]);
+/**
+ * Codes only the WebSocket protocols answer with (a request of no method, before or after a join;
+ * an agent's answer to an offer on the desk); no HTTP route can.
+ */
+const WEBSOCKET_ONLY_CODES = new Set<string>([ErrorCode.UNKNOWN_METHOD, ErrorCode.NOT_JOINED, ErrorCode.ALREADY_JOINED, ErrorCode.OFFER_MOVED_ON]);
 
 /**
  * docs/openapi/signaling.yaml's Error.code enum follows the platform's codes
