@@ -5,7 +5,7 @@ import { AgentEvent, AgentStatus, Channel, ContactPhase, ContactState, QueueView
 import { CloseCode } from '@gateway/proto/gateway/signaling/v1/signaling';
 import { mintJoinToken, verifyDeskToken, type DeskGrant, type GrantedSource } from '../auth/tokens.js';
 import { RateLimiter } from '../limits/RateLimiter.js';
-import { parseFrameWith } from '../ws/frames.js';
+import { parseFrameWith, rawToString } from '../ws/frames.js';
 import type { DeskHub } from './DeskHub.js';
 import { deskMethodRoles, deskRequestSchemas } from './requests.js';
 import type { RoutingClient } from './RoutingClient.js';
@@ -353,10 +353,4 @@ function decode<T>(type: { decode(input: Uint8Array): T }, data: Uint8Array): T 
   } catch {
     return undefined;
   }
-}
-
-function rawToString(data: RawData): string {
-  if (Buffer.isBuffer(data)) return data.toString('utf8');
-  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
-  return Buffer.from(data).toString('utf8');
 }

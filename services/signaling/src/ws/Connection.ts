@@ -3,7 +3,7 @@ import { CloseCode, ServerMessage, type JoinResponse, type Notification, type Re
 import { ErrorCode, GatewayError, SpanKind, inSpan, markFailed, toClientError, type ClientError, type Logger, type Span } from '@gateway/common';
 import { RateLimiter } from '../limits/RateLimiter.js';
 import type { ParticipantSession, SessionLink } from '../participant/ParticipantSession.js';
-import { parseFrame } from './frames.js';
+import { parseFrame, rawToString } from './frames.js';
 
 /** What a connection asks of the replica, which owns the sessions. */
 export interface SessionBroker {
@@ -227,12 +227,6 @@ export class Connection implements SessionLink {
     if (this.session) this.broker.detach(this.session, this);
     this.onClosed(this);
   }
-}
-
-function rawToString(data: RawData): string {
-  if (Buffer.isBuffer(data)) return data.toString('utf8');
-  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
-  return Buffer.from(data).toString('utf8');
 }
 
 /** Best-effort id of a frame that will not be parsed (rate-limited). */

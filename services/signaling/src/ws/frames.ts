@@ -1,5 +1,6 @@
 import type { Request } from '@gateway/proto/gateway/signaling/v1/signaling';
 import { ErrorCode, GatewayError, describeIssues, jsonShapeProblem } from '@gateway/common';
+import type { RawData } from 'ws';
 import type { z } from 'zod';
 import { requestSchemas } from './requests.js';
 
@@ -53,4 +54,11 @@ export function parseFrameWith<T extends Record<string, z.ZodType>>(text: string
   const checked = table[method]!.safeParse(params);
   if (!checked.success) return malformed(id, `${method}: ${describeIssues(checked.error)}`);
   return { id, request: { $case: method, value: checked.data } as { [M in keyof T]: { $case: M; value: z.output<T[M]> } }[keyof T] };
+}
+
+/** A WebSocket message's bytes as text (the `ws` library hands them over in three shapes). */
+export function rawToString(data: RawData): string {
+  if (Buffer.isBuffer(data)) return data.toString('utf8');
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  return Buffer.from(data).toString('utf8');
 }
