@@ -162,6 +162,25 @@ describe('the desk: end users, agents and supervisors through signaling and rout
     expect(userGrant.contact.crmContactId).toBe('crm-42');
     expect(userGrant.grants.sources).toEqual(['camera', 'microphone', 'screen']);
 
+    // A supervisor watches over the call: a token per mode, hidden from the end user unless barging in.
+    const { client: sue } = await desk('sue', 'supervisor');
+    const modes = [
+      ['monitor', 'supervisors', []],
+      ['whisper', 'agents', ['microphone']],
+      ['barge', '', ['camera', 'microphone']],
+    ] as const;
+    for (const [mode, visibleTo, sources] of modes) {
+      const join = (await sue.request('supervise', { contactId, mode })).join;
+      expect(join.contact.agentId).toBe('bob');
+      const grant = await verifyJoinToken([DEMO_TENANT], join.token);
+      expect(grant).toMatchObject({ role: 'supervisor', identity: 'sue', room: `cc_${contactId}`, visibleTo });
+      expect(grant.grants).toMatchObject({ sources, canPublish: sources.length > 0, canSubscribe: true, canRecord: false });
+    }
+    expect((await bob.request('supervise', { contactId, mode: 'monitor' })).error.code).toBe('PERMISSION_DENIED');
+    expect((await user.request('supervise', { contactId, mode: 'monitor' })).error.code).toBe('PERMISSION_DENIED');
+    expect((await sue.request('supervise', { contactId, mode: 'eavesdrop' })).error.code).toBe('MALFORMED_MESSAGE');
+    expect((await sue.request('supervise', { contactId: 'ct_nosuch', mode: 'monitor' })).error.code).toBe('NOT_FOUND');
+
     // Bob ends it and is in after-contact work; wrap-up makes him available again.
     await bob.request('end', { contactId });
     await waitNotification(user, 'contact', (c) => c.phase === 'CONTACT_PHASE_ENDED');
@@ -187,7 +206,7 @@ describe('the desk: end users, agents and supervisors through signaling and rout
     expect(record!.endedAtMs).toBeGreaterThanOrEqual(record!.connectedAtMs);
     const raw = JSON.stringify(ContactRecord.toJSON(record!));
     for (const secret of ['Eve', 'A-17', '4155552671']) expect(raw).not.toContain(secret);
-    for (const c of [ann, bob, cyd, user]) c.ws.close();
+    for (const c of [ann, bob, cyd, user, sue]) c.ws.close();
   }, 60_000);
 
   it('tells waiting end users their place as it changes, and a supervisor sees the queue', async () => {
@@ -201,6 +220,8 @@ describe('the desk: end users, agents and supervisors through signaling and rout
     const view = (await sue.request('queueView', {})).queues;
     const support = view.queues.find((q: { queueId: string }) => q.queueId === 'support');
     expect(support.waiting).toBe(2);
+    // A waiting contact is in no call yet: nothing to monitor.
+    expect((await sue.request('supervise', { contactId: one.contactId, mode: 'monitor' })).error.code).toBe('INVALID_STATE');
     // Told without asking too: new waiting contacts change the view.
     await waitNotification(sue, 'queues', (v) => v.queues.some((q: { queueId: string; waiting: number }) => q.queueId === 'support' && q.waiting === 2));
     // The first leaves (abandon): the second moves up, and is told.

@@ -123,6 +123,7 @@ function participantFrom(info: ParticipantInfo, isLocal: boolean, tracks: Map<Re
     id: info.participantId,
     identity: info.identity,
     role: info.role,
+    visibleTo: (['agents', 'supervisors'] as const).find((v) => v === info.visibleTo) ?? '',
     name: info.name,
     metadata: info.metadata,
     joinedAtMs: info.joinedAtMs,

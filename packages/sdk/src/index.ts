@@ -25,7 +25,7 @@ export { SupervisorDesk } from './desk/SupervisorDesk.js';
 export { SupportRequest } from './desk/SupportRequest.js';
 export type { AgentDeskEvents, TransferOptions, TransferTarget, WrapUpOptions } from './desk/AgentDesk.js';
 export type { DeskOptions } from './desk/DeskClient.js';
-export type { SupervisorDeskEvents } from './desk/SupervisorDesk.js';
+export type { SupervisionMode, SupervisorDeskEvents } from './desk/SupervisorDesk.js';
 export type { SupportConnected, SupportRequestEvents, SupportRequestOptions } from './desk/SupportRequest.js';
 export type { AgentState, AgentStatus, AgentSummary, Contact, ContactPhase, DeskJoin, Offer, OfferWithdrawn, QueueStats, QueueView, SupportChannel } from './desk/types.js';
 export type { TrackStats } from './media/trackStats.js';
@@ -59,6 +59,7 @@ export type {
   TrackEvent,
   TrackMuteEvent,
   TrackPublication,
+  Visibility,
 } from './types.js';
 
 /** Joins a room. Resolves once joined and ready to publish; rejects with a GatewayError. */

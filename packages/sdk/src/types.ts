@@ -22,7 +22,13 @@ export interface MediaDevice {
 export type Source = 'camera' | 'microphone' | 'screen';
 /** What a remote participant's track can be (other SDKs may send the screen share's audio). */
 export type RemoteSource = Source | 'screen_audio';
-export type Role = 'agent' | 'end_user' | 'observer' | (string & {});
+export type Role = 'agent' | 'end_user' | 'supervisor' | 'observer' | (string & {});
+/**
+ * Who sees a participant: everyone (''), or, for a supervisor, the agents and supervisors only
+ * (whispering to the agent) or the supervisors only (monitoring). End users are never told of a
+ * hidden participant.
+ */
+export type Visibility = '' | 'agents' | 'supervisors';
 export type { ConnectionQuality };
 
 export interface Participant {
@@ -30,6 +36,8 @@ export interface Participant {
   /** The identity from the join token. */
   readonly identity: string;
   readonly role: Role;
+  /** Who else sees them: '' for everyone; a whispering or monitoring supervisor is hidden from end users. */
+  readonly visibleTo: Visibility;
   /** What to call them on screen ("Ann, Support"): from their join token or set since; may be empty. */
   readonly name: string;
   /** The app's own data about them (often JSON), as their join token or room.setMetadata() set it. */

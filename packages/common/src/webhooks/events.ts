@@ -22,7 +22,7 @@ import { ID_PATTERN, schemas } from '../schemas/validation.js';
 const id = schemas.id;
 const room = z.object({ name: schemas.room(), sessionId: id().optional() });
 const participantRef = z.object({ participantId: id() });
-const joined = participantRef.extend({ identity: schemas.text(256, { min: 1 }), role: z.enum(['agent', 'end_user']), name: participantName });
+const joined = participantRef.extend({ identity: schemas.text(256, { min: 1 }), role: z.enum(['agent', 'end_user', 'supervisor']), name: participantName });
 
 export const webhookDataSchemas = {
   'room.started': z.object({ room: room.extend({ sessionId: id(), startedAtMs: z.number().int().min(0) }) }),

@@ -1,7 +1,14 @@
 import { Emitter } from '../events.js';
 import { ErrorCode, GatewayError } from '../errors.js';
 import { DeskClient, type DeskOptions } from './DeskClient.js';
-import { toQueueView, type QueueView } from './types.js';
+import { toDeskJoin, toQueueView, type DeskJoin, type QueueView } from './types.js';
+
+/**
+ * How a supervisor is in a contact's call: `monitor` sees and hears everyone, sends nothing, and
+ * is seen by other supervisors only; `whisper` is heard by the agent only (the end user is never
+ * told of them); `barge` joins the call as everyone sees it.
+ */
+export type SupervisionMode = 'monitor' | 'whisper' | 'barge';
 
 export type SupervisorDeskEvents = {
   /** Every queue's figures and every agent's state, at most once a second while anything changes. */
@@ -49,6 +56,37 @@ export class SupervisorDesk extends Emitter<SupervisorDeskEvents> {
     const view = toQueueView(await this.client.expect('queueView', {}, 'queues'));
     this.update(view);
     return view;
+  }
+
+  /**
+   * Monitors a contact in a call (its id from the view's agents): resolves with its room and a
+   * join token to pass to `Gateway.connect({ url, token })`, which publishes nothing. The end
+   * user's app never lists the supervisor.
+   */
+  monitor(contactId: string): Promise<DeskJoin> {
+    return this.supervise(contactId, 'monitor');
+  }
+
+  /**
+   * Whispers to the agent of a contact in a call: like `monitor`, and the token may publish the
+   * microphone, which only the agents of the call receive.
+   */
+  whisper(contactId: string): Promise<DeskJoin> {
+    return this.supervise(contactId, 'whisper');
+  }
+
+  /** Barges into a contact's call: joins it as everyone sees and hears it (camera and microphone). */
+  barge(contactId: string): Promise<DeskJoin> {
+    return this.supervise(contactId, 'barge');
+  }
+
+  /**
+   * Joins a contact's call in one of the modes. Going from one mode to another is leaving the
+   * room and connecting with the new token. Rejects with NOT_FOUND (no such contact) or
+   * INVALID_STATE (it is not in a call).
+   */
+  async supervise(contactId: string, mode: SupervisionMode): Promise<DeskJoin> {
+    return toDeskJoin(await this.client.expect('supervise', { contactId, mode }, 'join'));
   }
 
   /** Closes the desk (idempotent). */

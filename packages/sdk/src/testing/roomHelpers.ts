@@ -67,6 +67,7 @@ export function remoteAgent(overrides: Partial<MutableParticipant> = {}): Mutabl
     id: 'PA_a',
     identity: 'agent-1',
     role: 'agent',
+    visibleTo: '',
     name: '',
     metadata: '',
     joinedAtMs: 1,

@@ -321,6 +321,15 @@ export class TenantRouting {
         if (!person?.roles.includes('supervisor')) throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'only a supervisor sees the queues');
         return { result: { $case: 'queues', value: this.queueView() } };
       }
+      case 'supervise': {
+        const person = this.people.get(command.value.supervisorId);
+        if (!person?.roles.includes('supervisor')) throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'only a supervisor watches over contacts');
+        const contact = this.engine.contacts.get(id.parse(command.value.contactId));
+        if (!contact) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such contact');
+        // Its room exists from the first accept until it ends (through transfers, whoever holds it).
+        if (contact.state === 'ended' || !contact.about?.room) throw new GatewayError(ErrorCode.INVALID_STATE, 'the contact is not in a call');
+        return { result: { $case: 'contact', value: this.contactState(contact) } };
+      }
     }
   }
 

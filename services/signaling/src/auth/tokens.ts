@@ -4,8 +4,14 @@ import { z } from 'zod';
 import { ErrorCode, GatewayError, normalizePhoneNumber, participantMetadata, participantName, schemas, TenantAuth, type TenantCredentials } from '@gateway/common';
 import type { Tenant } from '../config.js';
 
-export const roles = ['agent', 'end_user'] as const;
+export const roles = ['agent', 'end_user', 'supervisor'] as const;
 export type Role = (typeof roles)[number];
+/**
+ * Who else sees a participant and receives its media, when not everyone (participant/visibility.ts):
+ * a supervisor whispering ('agents') or monitoring ('supervisors'). Only supervisors are hidden.
+ */
+export const visibilities = ['agents', 'supervisors'] as const;
+export type Visibility = '' | (typeof visibilities)[number];
 export const publishableSources = ['camera', 'microphone', 'screen'] as const;
 export type GrantedSource = (typeof publishableSources)[number];
 
@@ -34,27 +40,30 @@ const contactSchema = z.object({
 });
 export type ContactClaims = z.infer<typeof contactSchema>;
 
-const claimsSchema = z.object({
-  iss: z.string().min(1),
-  sub: schemas.text(256, { min: 1 }),
-  exp: z.number(),
-  /** The token's own id: a token may hold only so many live sessions (one by default). */
-  jti: z
-    .string()
-    .min(8)
-    .max(128)
-    .regex(/^[\x21-\x7e]+$/, 'jti must be printable ASCII'),
-  tenant: schemas.subjectToken(),
-  room: schemas.room(),
-  role: z.enum(roles),
-  grants: grantsSchema,
-  contact: contactSchema.optional(),
-  /** The participant's name on screen and the app's metadata about them, shown to the room. */
-  name: participantName.optional(),
-  metadata: participantMetadata.optional(),
-  /** A pre-call check (the SDK's preflight): a room of its own, no contact record (see preflightGrant). */
-  preflight: z.boolean().optional(),
-});
+const claimsSchema = z
+  .object({
+    iss: z.string().min(1),
+    sub: schemas.text(256, { min: 1 }),
+    exp: z.number(),
+    /** The token's own id: a token may hold only so many live sessions (one by default). */
+    jti: z
+      .string()
+      .min(8)
+      .max(128)
+      .regex(/^[\x21-\x7e]+$/, 'jti must be printable ASCII'),
+    tenant: schemas.subjectToken(),
+    room: schemas.room(),
+    role: z.enum(roles),
+    grants: grantsSchema,
+    contact: contactSchema.optional(),
+    /** The participant's name on screen and the app's metadata about them, shown to the room. */
+    name: participantName.optional(),
+    metadata: participantMetadata.optional(),
+    /** A pre-call check (the SDK's preflight): a room of its own, no contact record (see preflightGrant). */
+    preflight: z.boolean().optional(),
+    visibleTo: z.enum(visibilities).optional(),
+  })
+  .refine((c) => c.visibleTo === undefined || c.role === 'supervisor', { message: 'only supervisors may be hidden', path: ['visibleTo'] });
 
 /** What a verified join token grants. */
 export interface JoinGrant {
@@ -73,6 +82,8 @@ export interface JoinGrant {
   tokenId: string;
   /** A pre-call check: see preflightGrant. */
   preflight: boolean;
+  /** Who sees the participant: '' everyone (see Visibility). */
+  visibleTo: Visibility;
 }
 
 /** Rooms of pre-call checks: `preflight_<participant id>`, one participant each. */
@@ -123,6 +134,8 @@ export interface MintRequest {
   /** Any common notation; stored as E.164. */
   phoneNumber?: string;
   deviceIds?: string[];
+  /** A supervisor seen only by agents and supervisors (whispering) or by supervisors only (monitoring). */
+  visibleTo?: Exclude<Visibility, ''>;
 }
 
 export const mintRequestSchema = z
@@ -147,8 +160,10 @@ export const mintRequestSchema = z
     phoneNumber: z.string().min(3).max(32).optional(),
     deviceIds: z.array(z.string().min(1).max(256)).max(5).optional(),
     preflight: z.boolean().optional(),
+    visibleTo: z.enum(visibilities).optional(),
   })
-  .refine((r) => !r.canRecord || r.role === 'agent', { message: 'only agents may be granted canRecord', path: ['canRecord'] });
+  .refine((r) => !r.canRecord || r.role === 'agent', { message: 'only agents may be granted canRecord', path: ['canRecord'] })
+  .refine((r) => r.visibleTo === undefined || r.role === 'supervisor', { message: 'only supervisors may be hidden', path: ['visibleTo'] });
 
 const DEFAULT_TTL_SECONDS = 6 * 3600;
 /** How far past its `exp` (or before its `nbf`) a join token is still taken: clocks differ. */
@@ -174,7 +189,16 @@ export async function mintJoinToken(tenant: Tenant, request: MintRequest): Promi
   const contact = { crmContactId: valid.crmContactId, phoneNumber, deviceIds: valid.deviceIds };
   const hasContact = Object.values(contact).some((v) => v !== undefined);
   const shown = { ...(valid.name ? { name: valid.name } : {}), ...(valid.metadata ? { metadata: valid.metadata } : {}) };
-  const token = await new SignJWT({ tenant: tenant.name, room: valid.room, role: valid.role, grants, ...shown, ...(hasContact ? { contact } : {}), ...(valid.preflight ? { preflight: true } : {}) })
+  const token = await new SignJWT({
+    tenant: tenant.name,
+    room: valid.room,
+    role: valid.role,
+    grants,
+    ...shown,
+    ...(hasContact ? { contact } : {}),
+    ...(valid.preflight ? { preflight: true } : {}),
+    ...(valid.visibleTo ? { visibleTo: valid.visibleTo } : {}),
+  })
     .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
     .setIssuer(tenant.apiKey)
     .setSubject(valid.identity)
@@ -249,6 +273,7 @@ export async function verifyJoinToken(tenants: TenantCredentials | readonly Tena
     contact: claims.data.contact ?? {},
     tokenId: tokenIdOf(tenant.name, claims.data.jti),
     preflight: claims.data.preflight ?? false,
+    visibleTo: claims.data.visibleTo ?? '',
   };
 }
 

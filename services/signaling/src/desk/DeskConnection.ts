@@ -3,7 +3,7 @@ import { ErrorCode, GatewayError, PROTOCOL_VERSION, subjects, toClientError, typ
 import { DeskServerMessage, type DeskJoin, type DeskNotification, type DeskResponse } from '@gateway/proto/gateway/routing/v1/desk';
 import { AgentEvent, AgentStatus, Channel, ContactPhase, ContactState, QueueView, type Reply } from '@gateway/proto/gateway/routing/v1/routing';
 import { CloseCode } from '@gateway/proto/gateway/signaling/v1/signaling';
-import { mintJoinToken, verifyDeskToken, type DeskGrant, type GrantedSource } from '../auth/tokens.js';
+import { mintJoinToken, verifyDeskToken, type DeskGrant, type GrantedSource, type MintRequest } from '../auth/tokens.js';
 import { RateLimiter } from '../limits/RateLimiter.js';
 import { parseFrameWith, rawToString } from '../ws/frames.js';
 import type { DeskHub } from './DeskHub.js';
@@ -37,6 +37,20 @@ const endUserSources: Record<number, GrantedSource[]> = {
   [Channel.CHANNEL_CHAT]: [],
 };
 const MAX_MALFORMED_IN_A_ROW = 20;
+
+type SupervisionMode = 'monitor' | 'whisper' | 'barge';
+/**
+ * How a supervisor is in a contact's room (participant/visibility.ts): monitoring, seen by other
+ * supervisors only and sending nothing; whispering, heard by the agents only; barged in, in the
+ * call like anyone. Each receives everything.
+ */
+const supervisionGrants: Record<SupervisionMode, Pick<MintRequest, 'visibleTo' | 'canPublish' | 'canSubscribe' | 'sources'>> = {
+  monitor: { visibleTo: 'supervisors', canPublish: false, canSubscribe: true, sources: [] },
+  whisper: { visibleTo: 'agents', canPublish: true, canSubscribe: true, sources: ['microphone'] },
+  barge: { canPublish: true, canSubscribe: true, sources: ['camera', 'microphone'] },
+};
+/** A supervisor's join token is for joining at once; the session then lives on its own credential. */
+const SUPERVISION_TOKEN_TTL_SECONDS = 120;
 
 /**
  * One desk WebSocket (`/v1/desk`, docs/routing.md): an end user waiting for support, an agent
@@ -188,6 +202,10 @@ export class DeskConnection {
       }
       case 'queueView':
         return { $case: 'queues', value: queuesOf(await send({ $case: 'queueView', value: { supervisorId: identity } })) };
+      case 'supervise': {
+        const state = contactOf(await send({ $case: 'supervise', value: { supervisorId: identity, contactId: request.value.contactId } }));
+        return { $case: 'join', value: await this.supervisionJoin(state, request.value.mode) };
+      }
     }
   }
 
@@ -286,6 +304,23 @@ export class DeskConnection {
             ...(grant.contact.phoneNumber ? { phoneNumber: grant.contact.phoneNumber } : {}),
             ...(grant.contact.deviceIds ? { deviceIds: grant.contact.deviceIds } : {}),
           });
+    return { contact, token };
+  }
+
+  /**
+   * A supervisor's join token for a contact's room: short-lived (it is for joining now), seen and
+   * heard as the mode says (supervisionGrants).
+   */
+  private async supervisionJoin(contact: ContactState, mode: SupervisionMode): Promise<DeskJoin> {
+    const grant = this.grant!;
+    const { token } = await mintJoinToken(grant.signer, {
+      room: contact.room,
+      identity: grant.identity,
+      ...(grant.name ? { name: grant.name } : {}),
+      role: 'supervisor',
+      ttlSeconds: SUPERVISION_TOKEN_TTL_SECONDS,
+      ...supervisionGrants[mode],
+    });
     return { contact, token };
   }
 

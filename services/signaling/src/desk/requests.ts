@@ -40,6 +40,7 @@ export const deskRequestSchemas = {
     reason,
   }),
   queueView: empty,
+  supervise: z.object({ contactId: id, mode: z.enum(['monitor', 'whisper', 'barge']) }),
   ping: empty,
 } satisfies Record<string, z.ZodType>;
 
@@ -56,4 +57,5 @@ export const deskMethodRoles: Record<Exclude<DeskMethod, 'hello' | 'ping'>, 'end
   end: 'agent',
   wrapUp: 'agent',
   queueView: 'supervisor',
+  supervise: 'supervisor',
 };

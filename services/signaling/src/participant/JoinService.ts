@@ -99,7 +99,8 @@ export class JoinService {
       await directory.keepPlacement(grant.tenant, grant.room, placed.nodeId);
       // The room's session record carries the participant to the CRM: a join without it is no
       // join. A pre-call check has none: it is no contact, and its room ends without session.ended.
-      if (!grant.preflight)
+      // Nor a supervisor: staff watching over a contact are not one of its parties.
+      if (!grant.preflight && grant.role !== 'supervisor')
         await this.deps.roomSessions.join(grant.tenant, grant.room, {
           participantId: session.participantId,
           role: grant.role,
@@ -114,7 +115,7 @@ export class JoinService {
       // The first listing alone would miss a participant who joined and announced itself in
       // between; and listing once after subscribing but before placement would leave longer for
       // a participantLeft to reach the client ahead of a response that still lists them.
-      const others = await this.othersInRoom(grant.tenant, grant.room, participantId);
+      const others = await this.othersInRoom(session);
       const recording = await this.recordingStatus(grant.tenant, grant.room);
       const [messages, smartActions] = await Promise.all([this.chatHistory(grant.tenant, grant.room), this.deps.actions.list(grant.tenant, grant.room)]);
       hub.publish(grant.tenant, grant.room, { $case: 'participantJoined', value: session.info });
@@ -129,7 +130,7 @@ export class JoinService {
         recording,
         messages,
         smartActions,
-        activeSpeakerParticipantId,
+        activeSpeakerParticipantId: this.speakerSeenBy(session, activeSpeakerParticipantId),
       });
       return { session, response };
     } catch (error) {
@@ -170,7 +171,7 @@ export class JoinService {
         throw sessionExpired();
       }
       await session.save();
-      const others = await this.othersInRoom(tenant, room, participantId);
+      const others = await this.othersInRoom(session);
       const [recording, messages, smartActions] = await Promise.all([this.recordingStatus(tenant, room), this.chatHistory(tenant, room), this.deps.actions.list(tenant, room)]);
       metrics.resumes.inc({ result: 'resumed' });
       log.info({ participantId, room: `${tenant}/${room}`, protocolVersion: peerProtocolVersion(protocolVersion) }, 'session resumed');
@@ -182,7 +183,7 @@ export class JoinService {
         recording,
         messages,
         smartActions,
-        activeSpeakerParticipantId,
+        activeSpeakerParticipantId: this.speakerSeenBy(session, activeSpeakerParticipantId),
       });
       return { session, response };
     } catch (error) {
@@ -294,9 +295,19 @@ export class JoinService {
     return connected || disconnectedAtMs === 0 || Date.now() - disconnectedAtMs <= config.resumeWindowMs ? 'live' : 'ended';
   }
 
-  /** Everyone else in the room, as a joining or resuming client is shown them. */
-  private async othersInRoom(tenant: string, room: string, participantId: string) {
-    return (await this.deps.store.list(tenant, room)).filter((r) => r.info && r.info.participantId !== participantId).map((r) => r.info!);
+  /**
+   * Everyone else in the room the session may see, as a joining or resuming client is shown
+   * them; the session notes who it may see of all of them (participant/visibility.ts).
+   */
+  private async othersInRoom(session: ParticipantSession) {
+    const others = (await this.deps.store.list(session.tenant, session.room)).flatMap((r) => (r.info && r.info.participantId !== session.participantId ? [r.info] : []));
+    session.visibility.learn(others);
+    return others.filter((info) => session.visibility.sees(info.participantId));
+  }
+
+  /** The voice the session is told speaks now: nobody, when it may not hear that one. */
+  private speakerSeenBy(session: ParticipantSession, participantId: string): string {
+    return participantId === '' || participantId === session.participantId || session.visibility.sees(participantId) ? participantId : '';
   }
 
   /** The room's recording, as a client joining or resuming is told of it. */

@@ -6,6 +6,7 @@ import type { ParticipantStore } from '@gateway/cluster';
 import { isPreflightRoom, type JoinGrant } from '../auth/tokens.js';
 import type { Actor } from '../actions/SmartActions.js';
 import { mintResumeToken, resumeSecretMatches } from './resumeToken.js';
+import { RoomVisibility } from './visibility.js';
 
 /** The answer to resuming (or rejoining with the token of) a participant the room API removed. */
 export const removedError = () => new GatewayError(ErrorCode.REMOVED, 'the participant was removed from the room; do not rejoin');
@@ -49,6 +50,8 @@ export class ParticipantSession {
    * announces both sides of a participant, while the others are told only of its upstream.
    */
   readonly qualityTold = new Map<string, string>();
+  /** Which of the room's participants this one may see (hidden supervisors). */
+  readonly visibility: RoomVisibility;
   readonly log: Logger;
   private link: SessionLink | undefined;
   private disconnectedAtMs = 0;
@@ -70,6 +73,7 @@ export class ParticipantSession {
     this.participantId = info.participantId;
     this.tenant = grant.tenant;
     this.room = grant.room;
+    this.visibility = new RoomVisibility(grant.role);
     // Ids only: the identity is personal data and stays out of logs.
     this.log = log.child({ participantId: this.participantId, room: `${this.tenant}/${this.room}` });
   }
@@ -77,7 +81,16 @@ export class ParticipantSession {
   /** A fresh session after a verified join, placed on `nodeId`. Returns its resume token too. */
   static create(persistence: ParticipantPersistence, log: Logger, participantId: string, grant: JoinGrant, nodeId: string, sfu: SfuClient): { session: ParticipantSession; resumeToken: string } {
     const { token, hash } = mintResumeToken(grant.tenant, grant.room, participantId);
-    const info: ParticipantInfo = { participantId, identity: grant.identity, role: grant.role, joinedAtMs: Date.now(), tracks: [], name: grant.name, metadata: grant.metadata };
+    const info: ParticipantInfo = {
+      participantId,
+      identity: grant.identity,
+      role: grant.role,
+      joinedAtMs: Date.now(),
+      tracks: [],
+      name: grant.name,
+      metadata: grant.metadata,
+      visibleTo: grant.visibleTo,
+    };
     return { session: new ParticipantSession(persistence, info, grant, nodeId, sfu, hash, log), resumeToken: token };
   }
 
@@ -104,6 +117,7 @@ export class ParticipantSession {
       // The contact details went into the room's session record at join.
       contact: {},
       tokenId: record.tokenId,
+      visibleTo: info.visibleTo as JoinGrant['visibleTo'],
     };
     const session = new ParticipantSession(persistence, { ...info, tracks: [] }, grant, record.nodeId, sfu, Buffer.from(record.resumeTokenHash), log);
     for (const id of record.transportIds) session.transports.add(id);

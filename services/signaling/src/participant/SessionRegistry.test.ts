@@ -1,6 +1,7 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { RoomEvent } from '@gateway/proto/gateway/events/v1/events';
 import { CloseCode } from '@gateway/proto/gateway/signaling/v1/signaling';
+import type { JoinGrant } from '../auth/tokens.js';
 import type { RoomMember } from '../rooms/RoomHub.js';
 import { MemoryParticipantStore, RecordingLink, fakeSfu, grantOf, silentLog } from '../testing/fakes.js';
 import { ParticipantSession } from './ParticipantSession.js';
@@ -28,8 +29,8 @@ function setUp(resumeWindowMs = 60_000) {
     log: silentLog,
   });
   const sfu = fakeSfu({ closeParticipant: {} });
-  const join = async (participantId = 'PA_1') => {
-    const { session } = ParticipantSession.create(registry.persistence, silentLog, participantId, grantOf(), 'N1', sfu.client);
+  const join = async (participantId = 'PA_1', grant: Partial<JoinGrant> = {}) => {
+    const { session } = ParticipantSession.create(registry.persistence, silentLog, participantId, grantOf(grant), 'N1', sfu.client);
     const link = new RecordingLink();
     registry.attach(session, link);
     registry.add(session);
@@ -163,7 +164,7 @@ describe('SessionRegistry', () => {
     const { registry, members, join } = setUp();
     const { link } = await join();
     const member = members.get('PA_1')!;
-    const other = { participantId: 'PA_2', identity: 'x', role: 'agent', joinedAtMs: 1, tracks: [], name: '', metadata: '' };
+    const other = { participantId: 'PA_2', identity: 'x', role: 'agent', joinedAtMs: 1, tracks: [], name: '', metadata: '', visibleTo: '' };
     member.onRoomEvent(event({ $case: 'participantJoined', value: other }));
     member.onRoomEvent(event({ $case: 'participantJoined', value: { ...other, participantId: 'PA_1' } }));
     member.onRoomEvent(event({ $case: 'activeSpeaker', value: { participantId: 'PA_2' } as never }, 'N2'));
@@ -179,6 +180,8 @@ describe('SessionRegistry', () => {
     const { members, join } = setUp();
     const { link } = await join();
     const member = members.get('PA_1')!;
+    member.onRoomEvent(event({ $case: 'participantJoined', value: { participantId: 'PA_2', identity: 'x', role: 'agent', joinedAtMs: 1, tracks: [], name: '', metadata: '', visibleTo: '' } }));
+    link.notifications.length = 0;
     const quality = (participantId: string, upstream: string, downstream: string) =>
       event({ $case: 'connectionQuality', value: { participantId, quality: upstream === 'poor' || downstream === 'poor' ? 'poor' : 'excellent', upstream, downstream } }, 'N1');
     member.onRoomEvent(quality('PA_1', 'excellent', 'poor'));
@@ -192,5 +195,59 @@ describe('SessionRegistry', () => {
       { $case: 'connectionQuality', value: { participantId: 'PA_2', quality: 'excellent', upstream: 'excellent', downstream: 'unknown' } },
       { $case: 'connectionQuality', value: { participantId: 'PA_2', quality: 'poor', upstream: 'poor', downstream: 'unknown' } },
     ]);
+  });
+
+  describe('hidden supervisors', () => {
+    const person = (participantId: string, role: string, visibleTo: string) => ({ participantId, identity: participantId, role, joinedAtMs: 1, tracks: [], name: '', metadata: '', visibleTo });
+    const track = { producerId: 'PR_s', source: 'microphone', kind: 'audio', paused: false };
+
+    it('an end user is told nothing of a monitoring or whispering supervisor: joins, tracks, speech, quality, messages, leaving', async () => {
+      const { members, join } = setUp();
+      const { link } = await join('PA_u', { role: 'end_user' });
+      const member = members.get('PA_u')!;
+      for (const [id, visibleTo] of [
+        ['PA_m', 'supervisors'],
+        ['PA_w', 'agents'],
+      ] as const) {
+        member.onRoomEvent(event({ $case: 'participantJoined', value: person(id, 'supervisor', visibleTo) }));
+        member.onRoomEvent(event({ $case: 'producerAdded', value: { participantId: id, track: { ...track, producerId: `PR_${id}` } } }));
+        member.onRoomEvent(event({ $case: 'producerPaused', value: { participantId: id, producerId: `PR_${id}` } }));
+        member.onRoomEvent(event({ $case: 'connectionQuality', value: { participantId: id, quality: 'good', upstream: 'good', downstream: 'good' } }, 'N1'));
+        member.onRoomEvent(event({ $case: 'dataMessage', value: { participantId: id, topic: 't', payload: 'x', sentAtMs: 1, destinationParticipantIds: [] } }));
+        member.onRoomEvent(event({ $case: 'participantLeft', value: { participantId: id, reason: 'left' } }));
+      }
+      member.onRoomEvent(event({ $case: 'activeSpeaker', value: { participantId: 'PA_w', producerId: 'PR_PA_w' } }, 'N1'));
+      expect(link.notifications).toEqual([{ $case: 'activeSpeaker', value: { participantId: '', producerId: '' } }]);
+    });
+
+    it("an agent hears a whisper but not a monitor; a supervisor sees both; a barged-in supervisor is everyone's", async () => {
+      const { members, join } = setUp();
+      const agent = await join('PA_a', { role: 'agent' });
+      const supervisor = await join('PA_s', { role: 'supervisor', visibleTo: 'supervisors' });
+      const endUser = await join('PA_u', { role: 'end_user' });
+      const announce = (value: ReturnType<typeof person>) => {
+        for (const id of ['PA_a', 'PA_s', 'PA_u']) members.get(id)!.onRoomEvent(event({ $case: 'participantJoined', value }));
+      };
+      announce(person('PA_m', 'supervisor', 'supervisors'));
+      announce(person('PA_w', 'supervisor', 'agents'));
+      announce(person('PA_b', 'supervisor', ''));
+      const told = (link: RecordingLink) => link.notifications.map((n) => (n?.$case === 'participantJoined' ? n.value.participantId : n?.$case));
+      expect(told(agent.link)).toEqual(['PA_w', 'PA_b']);
+      expect(told(supervisor.link)).toEqual(['PA_m', 'PA_w', 'PA_b']);
+      expect(told(endUser.link)).toEqual(['PA_b']);
+    });
+
+    it('looks up a participant it has not heard of before telling of its track, and tells only if it may see it', async () => {
+      const { members, store, join } = setUp();
+      const { link } = await join('PA_u', { role: 'end_user' });
+      await store.put('demo', 'room-1', { ...(await store.get('demo', 'room-1', 'PA_u'))!.record, info: person('PA_w', 'supervisor', 'agents') });
+      await store.put('demo', 'room-1', { ...(await store.get('demo', 'room-1', 'PA_u'))!.record, info: person('PA_a', 'agent', '') });
+      const member = members.get('PA_u')!;
+      member.onRoomEvent(event({ $case: 'producerAdded', value: { participantId: 'PA_w', track } }));
+      member.onRoomEvent(event({ $case: 'producerAdded', value: { participantId: 'PA_a', track: { ...track, producerId: 'PR_a' } } }));
+      await vi.waitFor(() => expect(link.notifications).toHaveLength(1));
+      await new Promise((r) => setTimeout(r, 20));
+      expect(link.notifications).toEqual([{ $case: 'producerAdded', value: { participantId: 'PA_a', track: { ...track, producerId: 'PR_a' } } }]);
+    });
   });
 });

@@ -4,7 +4,7 @@ import { ErrorCode, GatewayError, type Logger } from '@gateway/common';
 import type { RoomHub } from '../rooms/RoomHub.js';
 import { callSessionNode } from './nodeCall.js';
 import type { ParticipantPersistence, ParticipantSession, SessionLink } from './ParticipantSession.js';
-import { relayRoomEvent } from './roomEvents.js';
+import { relayRoomEvent, type ParticipantLookUp } from './roomEvents.js';
 
 /** How often marking a record removed re-reads it after losing a compare-and-set. */
 const REMOVE_MARK_ATTEMPTS = 5;
@@ -74,12 +74,15 @@ export class SessionRegistry {
     return this.all().filter((s) => s.tenant === tenant && s.room === room);
   }
 
+  /** A participant of a session's room as its record has it (one the session has not heard of). */
+  private readonly lookUp: ParticipantLookUp = async (session, participantId) => (await this.deps.store.get(session.tenant, session.room, participantId))?.record.info;
+
   /** Holds the session and relays its room's events to it. */
   add(session: ParticipantSession): void {
     this.held.set(session.participantId, session);
     this.deps.hub.add(session.tenant, session.room, {
       participantId: session.participantId,
-      onRoomEvent: (event) => relayRoomEvent(session, event, (reason) => void this.abandon(session, reason)),
+      onRoomEvent: (event) => relayRoomEvent(session, event, (reason) => void this.abandon(session, reason), this.lookUp),
     });
   }
 

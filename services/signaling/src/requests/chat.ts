@@ -23,6 +23,8 @@ export function chatHandlers(ctx: ChatContext): Handlers<ChatCase> {
   return {
     /** Redacts, stores, then tells the room; the response is the sender's acknowledgement. */
     async sendMessage(session, { text, clientMessageId }) {
+      // The conversation is everyone's, and stored for the CRM: a hidden supervisor has no voice in it.
+      if (session.info.visibleTo !== '') throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'a hidden participant cannot send chat messages');
       const wait = limiterOf(session).take();
       if (wait > 0) throw new GatewayError(ErrorCode.RATE_LIMITED, 'too many messages; slow down', { details: { retryAfterMs: wait } });
       if (text.trim().length === 0) throw new GatewayError(ErrorCode.BAD_REQUEST, 'text must not be empty');

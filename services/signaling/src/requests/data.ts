@@ -22,6 +22,7 @@ export function dataHandlers(ctx: DataContext): Handlers<DataCase> {
 
   return {
     async sendData(session, { topic, payload, destinationParticipantIds }) {
+      if (session.info.visibleTo !== '') throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'a hidden participant cannot send data messages');
       const wait = limiterOf(session).take();
       if (wait > 0) throw new GatewayError(ErrorCode.RATE_LIMITED, 'too many data messages; slow down', { details: { retryAfterMs: wait } });
       const destinations = [...new Set(destinationParticipantIds)].filter((id) => id !== session.participantId);

@@ -1,11 +1,32 @@
 import { describe, expect, it } from 'vitest';
 import type { ParticipantRecord, RoomEvent } from '@gateway/proto/gateway/events/v1/events';
 import { MediaKind, TrackSource, TransportDirection } from '@gateway/proto/gateway/sfu/v1/sfu';
+import type { TrackInfo } from '@gateway/proto/gateway/signaling/v1/signaling';
 import { ErrorCode, GatewayError } from '@gateway/common';
 import { fakeSfu, sessionFor } from '../testing/fakes.js';
 import { mediaHandlers, type MediaContext } from './media.js';
 
 let produced = 0;
+
+/** A participant's record in the room, as the store lists it. */
+function recordOf(participantId: string, over: { visibleTo?: string; role?: string; nodeId?: string; tracks?: TrackInfo[] } = {}): ParticipantRecord {
+  return {
+    info: { participantId, identity: 'x', role: over.role ?? 'agent', joinedAtMs: 1, tracks: over.tracks ?? [], name: '', metadata: '', visibleTo: over.visibleTo ?? '' },
+    owner: 'r',
+    connected: true,
+    disconnectedAtMs: 0,
+    refreshedAtMs: Date.now(),
+    nodeId: over.nodeId ?? 'N1',
+    transportIds: [],
+    grants: undefined,
+    tokenExpiresAt: 0,
+    resumeTokenHash: Buffer.alloc(0),
+    consumers: {},
+    recvTransportId: '',
+    tokenId: '',
+    removedAtMs: 0,
+  };
+}
 
 function setUp(options: { answers?: Record<string, unknown>; grant?: NonNullable<Parameters<typeof sessionFor>[0]>['grant']; participants?: ParticipantRecord[]; nodes?: MediaContext['nodes'] } = {}) {
   // The first transport of a test is TR_send or TR_recv, later ones are numbered.
@@ -40,7 +61,8 @@ function setUp(options: { answers?: Record<string, unknown>; grant?: NonNullable
   const handlers = mediaHandlers({
     limits: { transports: 2, producers: 2, consumers: 2 },
     hub: { publish: (_tenant, _room, event) => void published.push(event) },
-    participants: async () => options.participants ?? [],
+    // By default the room holds the one other participant the fake SFU's consumers come from.
+    participants: async () => options.participants ?? [recordOf('PA_2')],
     // The room's home is this session's node unless a test says otherwise.
     nodes: options.nodes ?? {
       placementOf: async () => 'N1',
@@ -130,22 +152,7 @@ describe('media requests', () => {
 
   it('imports a producer of another node of the room before consuming it there', async () => {
     let imported = false;
-    const other: ParticipantRecord = {
-      info: { participantId: 'PA_2', identity: 'x', role: 'agent', joinedAtMs: 1, tracks: [{ producerId: 'PR_far', source: 'camera', kind: 'video', paused: false }], name: '', metadata: '' },
-      owner: 'r',
-      connected: true,
-      disconnectedAtMs: 0,
-      refreshedAtMs: Date.now(),
-      nodeId: 'N2',
-      transportIds: [],
-      grants: undefined,
-      tokenExpiresAt: 0,
-      resumeTokenHash: Buffer.alloc(0),
-      consumers: {},
-      recvTransportId: '',
-      tokenId: '',
-      removedAtMs: 0,
-    };
+    const other = recordOf('PA_2', { nodeId: 'N2', tracks: [{ producerId: 'PR_far', source: 'camera', kind: 'video', paused: false }] });
     const { handlers, session, calls } = setUp({
       participants: [other],
       nodes: {
@@ -177,5 +184,22 @@ describe('media requests', () => {
     expect(await handlers.consume(session, { producerId: 'PR_far', rtpCapabilities: rtp, transportId: '' })).toMatchObject({ consumerId: 'CO_far' });
     expect(calls.map((c) => c.method)).toEqual(['consume', 'importProducer', 'consume']);
     expect(calls[1]!.request).toMatchObject({ producerId: 'PR_far', origin: { nodeId: 'N2', grpcAddress: 'N2:1' } });
+  });
+
+  it("refuses the track of a participant hidden from the consumer's role as if it did not exist, and closes what the node made of it", async () => {
+    const whispering = [recordOf('PA_2', { role: 'supervisor', visibleTo: 'agents' })];
+    const endUser = setUp({ participants: whispering, grant: { role: 'end_user' } });
+    endUser.session.transports.add('TR_recv');
+    endUser.session.recvTransportId = 'TR_recv';
+    const refused = await endUser.handlers.consume(endUser.session, { producerId: 'PR_w', rtpCapabilities: rtp, transportId: '' }).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(GatewayError);
+    expect((refused as GatewayError).code).toBe(ErrorCode.NOT_FOUND);
+    expect(endUser.calls.map((c) => c.method)).toEqual(['consume', 'closeConsumer']);
+    expect(endUser.session.consumers.size).toBe(0);
+
+    const agent = setUp({ participants: whispering, grant: { role: 'agent' } });
+    agent.session.transports.add('TR_recv');
+    agent.session.recvTransportId = 'TR_recv';
+    expect(await agent.handlers.consume(agent.session, { producerId: 'PR_w', rtpCapabilities: rtp, transportId: '' })).toMatchObject({ participantId: 'PA_2' });
   });
 });

@@ -91,6 +91,11 @@ export function mediaHandlers(ctx: MediaContext): Handlers<MediaCase> {
     return {};
   }
 
+  /** Whether the session may receive the tracks of a participant (one it has not heard of is read from the room's records). */
+  function mayReceiveFrom(session: ParticipantSession, participantId: string): Promise<boolean> {
+    return session.visibility.seesOrLooksUp(participantId, async (id) => (await ctx.participants(session.tenant, session.room)).find((r) => r.info?.participantId === id)?.info);
+  }
+
   return {
     async createTransport(session, { direction }) {
       if (direction !== 'send' && direction !== 'recv') throw new GatewayError(ErrorCode.BAD_REQUEST, 'direction must be "send" or "recv"');
@@ -197,6 +202,12 @@ export function mediaHandlers(ctx: MediaContext): Handlers<MediaCase> {
         if (error.code !== ErrorCode.NOT_FOUND || !(await importProducer(session, producerId))) throw error;
         return callSessionNode(session, session.sfu.consume, consumeRequest);
       });
+      // A hidden participant's track (participant/visibility.ts) is as good as absent to those
+      // who may not see it; the consumer was created paused, so nothing of it was sent.
+      if (!(await mayReceiveFrom(session, consumer.producerParticipantId))) {
+        await callSessionNode(session, session.sfu.closeConsumer, { room: session.roomRef(), consumerId: consumer.consumerId }).catch(() => undefined);
+        throw new GatewayError(ErrorCode.NOT_FOUND, 'no such producer in this room');
+      }
       session.consumers.set(consumer.consumerId, producerId);
       void session.persist();
       return {

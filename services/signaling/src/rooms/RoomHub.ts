@@ -92,7 +92,11 @@ function webhookOf(room: string, event: NonNullable<RoomEvent['event']>): Webhoo
   switch (event.$case) {
     case 'participantJoined': {
       const { participantId, identity, role, name } = event.value;
-      return { type: 'participant.joined', key: participantId, data: { room: { name: room }, participant: { participantId, identity, role: role === 'agent' ? 'agent' : 'end_user', name } } };
+      return {
+        type: 'participant.joined',
+        key: participantId,
+        data: { room: { name: room }, participant: { participantId, identity, role: role === 'agent' || role === 'supervisor' ? role : 'end_user', name } },
+      };
     }
     case 'participantLeft':
       return {

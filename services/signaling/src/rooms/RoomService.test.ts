@@ -14,6 +14,7 @@ const record = (participantId: string, over: { role?: string; paused?: boolean; 
     tracks: [{ producerId: `PR_${participantId}`, source: 'microphone', kind: 'audio', paused: over.paused ?? false }],
     name: '',
     metadata: '',
+    visibleTo: '',
   },
   owner: 'replica-a',
   connected: true,
@@ -58,7 +59,16 @@ async function serviceWith(
         muted.push(`${id}/${producerId}`);
         return { producerId, source: 'microphone', kind: 'audio', paused: true };
       },
-      update: async (_t, _r, id, change) => ({ participantId: id, identity: `id-${id}`, role: 'end_user', joinedAtMs: 1, tracks: [], name: change.name ?? '', metadata: change.metadata ?? '' }),
+      update: async (_t, _r, id, change) => ({
+        participantId: id,
+        identity: `id-${id}`,
+        role: 'end_user',
+        joinedAtMs: 1,
+        tracks: [],
+        name: change.name ?? '',
+        metadata: change.metadata ?? '',
+        visibleTo: '',
+      }),
     },
     hub: { publish: (_t, _r, event) => published.push(event) },
     recorders: {} as RecorderDirectory,

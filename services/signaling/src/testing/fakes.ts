@@ -100,6 +100,7 @@ export function grantOf(over: Partial<JoinGrant> = {}): JoinGrant {
     expiresAt: Math.floor(Date.now() / 1000) + 600,
     contact: {},
     tokenId: 'TK_1',
+    visibleTo: '',
     ...over,
   };
 }

@@ -26,6 +26,9 @@ export interface DeskRequest {
     | { $case: "wrapUp"; value: DeskWrapUp }
     | { $case: "queueView"; value: DeskEmpty }
     | { $case: "ping"; value: DeskEmpty }
+    | //
+    /** Supervisors: join a connected contact's room to monitor, whisper or barge in. */
+    { $case: "supervise"; value: DeskSupervise }
     | undefined;
 }
 
@@ -70,6 +73,15 @@ export interface DeskTransfer {
   queue: string;
   agentId: string;
   warm: boolean;
+}
+
+export interface DeskSupervise {
+  contactId: string;
+  /**
+   * "monitor": sees and hears everyone, seen by other supervisors only, publishes nothing;
+   * "whisper": as monitor, and talks to the agents only; "barge": joins as everyone sees it.
+   */
+  mode: string;
 }
 
 export interface DeskWrapUp {
@@ -186,6 +198,9 @@ export const DeskRequest: MessageFns<DeskRequest> = {
       case "ping":
         DeskEmpty.encode(message.method.value, writer.uint32(98).fork()).join();
         break;
+      case "supervise":
+        DeskSupervise.encode(message.method.value, writer.uint32(162).fork()).join();
+        break;
     }
     return writer;
   },
@@ -299,6 +314,14 @@ export const DeskRequest: MessageFns<DeskRequest> = {
             message.method = { $case: "ping", value: DeskEmpty.decode(reader, reader.uint32()) };
             continue;
           }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.method = { $case: "supervise", value: DeskSupervise.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -346,6 +369,8 @@ export const DeskRequest: MessageFns<DeskRequest> = {
         ? { $case: "queueView", value: DeskEmpty.fromJSON(object.queue_view) }
         : isSet(object.ping)
         ? { $case: "ping", value: DeskEmpty.fromJSON(object.ping) }
+        : isSet(object.supervise)
+        ? { $case: "supervise", value: DeskSupervise.fromJSON(object.supervise) }
         : undefined,
     };
   },
@@ -377,6 +402,8 @@ export const DeskRequest: MessageFns<DeskRequest> = {
       obj.queueView = DeskEmpty.toJSON(message.method.value);
     } else if (message.method?.$case === "ping") {
       obj.ping = DeskEmpty.toJSON(message.method.value);
+    } else if (message.method?.$case === "supervise") {
+      obj.supervise = DeskSupervise.toJSON(message.method.value);
     }
     return obj;
   },
@@ -451,6 +478,12 @@ export const DeskRequest: MessageFns<DeskRequest> = {
       case "ping": {
         if (object.method?.value !== undefined && object.method?.value !== null) {
           message.method = { $case: "ping", value: DeskEmpty.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "supervise": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "supervise", value: DeskSupervise.fromPartial(object.method.value) };
         }
         break;
       }
@@ -1117,6 +1150,95 @@ export const DeskTransfer: MessageFns<DeskTransfer> = {
     message.queue = object.queue ?? "";
     message.agentId = object.agentId ?? "";
     message.warm = object.warm ?? false;
+    return message;
+  },
+};
+
+function createBaseDeskSupervise(): DeskSupervise {
+  return { contactId: "", mode: "" };
+}
+
+export const DeskSupervise: MessageFns<DeskSupervise> = {
+  encode(message: DeskSupervise, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.contactId !== "") {
+      writer.uint32(10).string(message.contactId);
+    }
+    if (message.mode !== "") {
+      writer.uint32(18).string(message.mode);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeskSupervise {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeskSupervise();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.contactId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.mode = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeskSupervise {
+    return {
+      contactId: isSet(object.contactId)
+        ? globalThis.String(object.contactId)
+        : isSet(object.contact_id)
+        ? globalThis.String(object.contact_id)
+        : "",
+      mode: isSet(object.mode) ? globalThis.String(object.mode) : "",
+    };
+  },
+
+  toJSON(message: DeskSupervise): unknown {
+    const obj: any = {};
+    if (message.contactId !== "") {
+      obj.contactId = message.contactId;
+    }
+    if (message.mode !== "") {
+      obj.mode = message.mode;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeskSupervise>, I>>(base?: I): DeskSupervise {
+    return DeskSupervise.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeskSupervise>, I>>(object: I): DeskSupervise {
+    const message = createBaseDeskSupervise();
+    message.contactId = object.contactId ?? "";
+    message.mode = object.mode ?? "";
     return message;
   },
 };

@@ -207,7 +207,16 @@ export interface Command {
     | //
     /** End users whose apps are connected through one signaling replica, sent every few seconds. */
     { $case: "endUserPresence"; value: EndUserPresence }
+    | //
+    /** Supervisors: a connected contact's room, to monitor, whisper to its agent, or barge in. */
+    { $case: "supervise"; value: Supervise }
     | undefined;
+}
+
+export interface Supervise {
+  /** The supervisor who asks (checked against the directory). */
+  supervisorId: string;
+  contactId: string;
 }
 
 export interface RequestSupport {
@@ -509,6 +518,9 @@ export const Command: MessageFns<Command> = {
       case "endUserPresence":
         EndUserPresence.encode(message.command.value, writer.uint32(122).fork()).join();
         break;
+      case "supervise":
+        Supervise.encode(message.command.value, writer.uint32(162).fork()).join();
+        break;
     }
     return writer;
   },
@@ -646,6 +658,14 @@ export const Command: MessageFns<Command> = {
             message.command = { $case: "endUserPresence", value: EndUserPresence.decode(reader, reader.uint32()) };
             continue;
           }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.command = { $case: "supervise", value: Supervise.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -703,6 +723,8 @@ export const Command: MessageFns<Command> = {
         ? { $case: "endUserPresence", value: EndUserPresence.fromJSON(object.endUserPresence) }
         : isSet(object.end_user_presence)
         ? { $case: "endUserPresence", value: EndUserPresence.fromJSON(object.end_user_presence) }
+        : isSet(object.supervise)
+        ? { $case: "supervise", value: Supervise.fromJSON(object.supervise) }
         : undefined,
     };
   },
@@ -740,6 +762,8 @@ export const Command: MessageFns<Command> = {
       obj.queueView = QueueViewRequest.toJSON(message.command.value);
     } else if (message.command?.$case === "endUserPresence") {
       obj.endUserPresence = EndUserPresence.toJSON(message.command.value);
+    } else if (message.command?.$case === "supervise") {
+      obj.supervise = Supervise.toJSON(message.command.value);
     }
     return obj;
   },
@@ -835,7 +859,106 @@ export const Command: MessageFns<Command> = {
         }
         break;
       }
+      case "supervise": {
+        if (object.command?.value !== undefined && object.command?.value !== null) {
+          message.command = { $case: "supervise", value: Supervise.fromPartial(object.command.value) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseSupervise(): Supervise {
+  return { supervisorId: "", contactId: "" };
+}
+
+export const Supervise: MessageFns<Supervise> = {
+  encode(message: Supervise, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.supervisorId !== "") {
+      writer.uint32(10).string(message.supervisorId);
+    }
+    if (message.contactId !== "") {
+      writer.uint32(18).string(message.contactId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Supervise {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSupervise();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.supervisorId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.contactId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Supervise {
+    return {
+      supervisorId: isSet(object.supervisorId)
+        ? globalThis.String(object.supervisorId)
+        : isSet(object.supervisor_id)
+        ? globalThis.String(object.supervisor_id)
+        : "",
+      contactId: isSet(object.contactId)
+        ? globalThis.String(object.contactId)
+        : isSet(object.contact_id)
+        ? globalThis.String(object.contact_id)
+        : "",
+    };
+  },
+
+  toJSON(message: Supervise): unknown {
+    const obj: any = {};
+    if (message.supervisorId !== "") {
+      obj.supervisorId = message.supervisorId;
+    }
+    if (message.contactId !== "") {
+      obj.contactId = message.contactId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Supervise>, I>>(base?: I): Supervise {
+    return Supervise.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Supervise>, I>>(object: I): Supervise {
+    const message = createBaseSupervise();
+    message.supervisorId = object.supervisorId ?? "";
+    message.contactId = object.contactId ?? "";
     return message;
   },
 };

@@ -387,7 +387,7 @@ export interface ParticipantInfo {
   participantId: string;
   /** The identity from the join token. */
   identity: string;
-  /** "agent" | "end_user" */
+  /** "agent" | "end_user" | "supervisor" */
   role: string;
   joinedAtMs: number;
   tracks: TrackInfo[];
@@ -395,6 +395,12 @@ export interface ParticipantInfo {
   name: string;
   /** The app's own data about them (often JSON), at most 4 KiB; the server never reads it. */
   metadata: string;
+  /**
+   * Who sees this participant and receives its media: "" everyone; "agents": agents and
+   * supervisors (a supervisor whispering to the agent); "supervisors": supervisors only (a
+   * supervisor monitoring). The others are never told of it and cannot consume its tracks.
+   */
+  visibleTo: string;
 }
 
 export interface Grants {
@@ -3882,7 +3888,16 @@ export const TrackInfo: MessageFns<TrackInfo> = {
 };
 
 function createBaseParticipantInfo(): ParticipantInfo {
-  return { participantId: "", identity: "", role: "", joinedAtMs: 0, tracks: [], name: "", metadata: "" };
+  return {
+    participantId: "",
+    identity: "",
+    role: "",
+    joinedAtMs: 0,
+    tracks: [],
+    name: "",
+    metadata: "",
+    visibleTo: "",
+  };
 }
 
 export const ParticipantInfo: MessageFns<ParticipantInfo> = {
@@ -3907,6 +3922,9 @@ export const ParticipantInfo: MessageFns<ParticipantInfo> = {
     }
     if (message.metadata !== "") {
       writer.uint32(58).string(message.metadata);
+    }
+    if (message.visibleTo !== "") {
+      writer.uint32(66).string(message.visibleTo);
     }
     return writer;
   },
@@ -3980,6 +3998,14 @@ export const ParticipantInfo: MessageFns<ParticipantInfo> = {
             message.metadata = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.visibleTo = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4009,6 +4035,11 @@ export const ParticipantInfo: MessageFns<ParticipantInfo> = {
       tracks: globalThis.Array.isArray(object?.tracks) ? object.tracks.map((e: any) => TrackInfo.fromJSON(e)) : [],
       name: isSet(object.name) ? globalThis.String(object.name) : "",
       metadata: isSet(object.metadata) ? globalThis.String(object.metadata) : "",
+      visibleTo: isSet(object.visibleTo)
+        ? globalThis.String(object.visibleTo)
+        : isSet(object.visible_to)
+        ? globalThis.String(object.visible_to)
+        : "",
     };
   },
 
@@ -4035,6 +4066,9 @@ export const ParticipantInfo: MessageFns<ParticipantInfo> = {
     if (message.metadata !== "") {
       obj.metadata = message.metadata;
     }
+    if (message.visibleTo !== "") {
+      obj.visibleTo = message.visibleTo;
+    }
     return obj;
   },
 
@@ -4050,6 +4084,7 @@ export const ParticipantInfo: MessageFns<ParticipantInfo> = {
     message.tracks = object.tracks?.map((e) => TrackInfo.fromPartial(e)) || [];
     message.name = object.name ?? "";
     message.metadata = object.metadata ?? "";
+    message.visibleTo = object.visibleTo ?? "";
     return message;
   },
 };
