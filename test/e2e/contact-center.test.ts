@@ -21,6 +21,8 @@ const directory = {
     { queueId: 'billing', name: 'Billing', priority: 1, requiredSkills: { billing: 1 }, serviceLevelSeconds: 20, contextFields: ['order'], offerTimeoutSeconds: 8 },
     { queueId: 'support', name: 'Support', priority: 2, requiredSkills: { support: 1 }, serviceLevelSeconds: 30, offerTimeoutSeconds: 8 },
     { queueId: 'later', name: 'Later', priority: 3, requiredSkills: {}, serviceLevelSeconds: 30, maxWaitSeconds: 1, offerTimeoutSeconds: 8 },
+    // Only dan serves it: the supervisor's case has a call of its own whatever the others do.
+    { queueId: 'vip', name: 'VIP', priority: 4, requiredSkills: { vip: 1 }, serviceLevelSeconds: 20, offerTimeoutSeconds: 8 },
   ],
   profiles: [
     {
@@ -33,11 +35,13 @@ const directory = {
       capacity: { call: 1, chat: 3 },
     },
     { profileId: 'support-only', name: 'Support', queues: [{ queueId: 'support', priority: 1 }], capacity: { call: 1, chat: 3 } },
+    { profileId: 'vip-only', name: 'VIP', queues: [{ queueId: 'vip', priority: 1 }], capacity: { call: 1, chat: 3 } },
   ],
   people: [
     { personId: 'ann', name: 'Ann', roles: ['agent'], skills: { billing: 5, support: 5 }, profileId: 'both' },
     { personId: 'bob', name: 'Bob', roles: ['agent'], skills: { billing: 3, support: 5 }, profileId: 'both' },
     { personId: 'cyd', name: 'Cyd', roles: ['agent'], skills: { support: 5 }, profileId: 'support-only' },
+    { personId: 'dan', name: 'Dan', roles: ['agent'], skills: { vip: 5 }, profileId: 'vip-only' },
     { personId: 'sue', name: 'Sue', roles: ['supervisor'], skills: {} },
   ],
 };
@@ -318,6 +322,72 @@ describe('the contact center pages in Chromium', () => {
     // The form is back, to ask again.
     await visible(waiting, 'support-form');
   }, 30_000);
+
+  it('lets a supervisor monitor a call unseen, whisper to the agent alone, then barge in', async () => {
+    const dan = await open('dan', '/agent', 'dan', 'agent');
+    await status(dan, /Away|Offline/);
+    await dan.getByTestId('status-available').click();
+    await status(dan, /^Available$/);
+    const vic = await open('vic', '/end-user', 'vic', 'end_user', '&queue=vip&channel=video', 'Vic');
+    await visible(dan, 'offer');
+    await dan.getByTestId('offer-accept').click();
+    await Promise.all([inCall(dan), inCall(vic)]);
+    await mediaFlows(vic, "dan's camera and microphone at vic");
+
+    const sue = pages.sue ?? (await open('sue', '/supervisor', 'sue', 'supervisor'));
+    const danRow = sue.locator('[data-testid="agents"] tr[data-agent="dan"]');
+    const superviseIn = async (mode: string) => {
+      await waitFor(async () => (await danRow.getByTestId(`supervise-${mode}`).count()) === 1, 20_000, `dan's call offered to ${mode}`);
+      await danRow.getByTestId(`supervise-${mode}`).click();
+      const label = { monitor: 'Monitor', whisper: 'Whisper', barge: 'Barge in' }[mode];
+      await sue.waitForFunction((l) => document.querySelector('[data-testid="watch-mode"]')?.textContent === l && (window as any).room?.state === 'connected', label, { timeout: 30_000 });
+    };
+    /** Who a page's room lists, by identity. */
+    const listed = (page: Page) => page.evaluate(() => [...((window as any).room.participants as Map<string, { identity: string }>).values()].map((p) => p.identity).sort());
+    /** The sound a page has played of the others' audio so far, by identity. */
+    const heard = async (page: Page) => {
+      const byId = await page.evaluate(() => Object.fromEntries([...((window as any).room.participants as Map<string, { identity: string }>).entries()].map(([id, p]) => [id, p.identity])));
+      const energy: Record<string, number> = {};
+      for (const r of await received(page)) if (r.kind === 'audio') energy[byId[r.participantId] ?? r.participantId] = (energy[byId[r.participantId] ?? r.participantId] ?? 0) + r.audioEnergy;
+      return energy;
+    };
+
+    // Monitoring: sue sees and hears both; neither is told of her, and she sends nothing.
+    await superviseIn('monitor');
+    await mediaFlows(sue, "the call's camera and microphone at the monitoring supervisor");
+    expect(await listed(sue)).toEqual(['dan', 'vic']);
+    expect(await listed(vic)).toEqual(['dan']);
+    expect(await listed(dan)).toEqual(['vic']);
+    expect((await received(vic)).map((r) => r.participantId)).not.toContain(await sue.evaluate(() => (window as any).room.localParticipant.id));
+    await sue.screenshot({ path: join(SHOTS, 'contact-center-monitor.png') });
+
+    // Whispering: dan hears sue; vic is never told of her and hears nothing while dan is silent.
+    await superviseIn('whisper');
+    const whisperer = await sue.evaluate(() => (window as any).room.localParticipant.id as string);
+    await waitFor(async () => (await listed(dan)).includes('sue'), 20_000, 'dan sees the whispering supervisor');
+    await dan.evaluate(() => (window as any).room.setMicrophoneEnabled(false));
+    const [danBefore, vicBefore] = [await heard(dan), await heard(vic)];
+    await new Promise((r) => setTimeout(r, 3_000));
+    const [danAfter, vicAfter] = [await heard(dan), await heard(vic)];
+    // The clip's voice over 3 s comes to a few 1e-4; silence, or nothing received, to none.
+    expect((danAfter.sue ?? 0) - (danBefore.sue ?? 0)).toBeGreaterThan(1e-5);
+    const vicHeard = Object.keys(vicAfter).reduce((sum, who) => sum + (vicAfter[who]! - (vicBefore[who] ?? 0)), 0);
+    expect(vicHeard).toBeLessThan(1e-6);
+    expect(await listed(vic)).toEqual(['dan']);
+    expect((await received(vic)).map((r) => r.participantId)).not.toContain(whisperer);
+    await dan.evaluate(() => (window as any).room.setMicrophoneEnabled(true));
+
+    // Barging in: sue is in the call for everyone, and vic hears her.
+    await superviseIn('barge');
+    await waitFor(async () => (await listed(vic)).includes('sue'), 20_000, 'vic sees the supervisor who barged in');
+    await waitFor(async () => ((await heard(vic)).sue ?? 0) > 1e-5, 20_000, 'vic hears the supervisor who barged in');
+
+    await sue.getByTestId('watch-leave').click();
+    await waitFor(async () => !(await listed(vic)).includes('sue'), 20_000, 'the supervisor gone from the call');
+    await dan.getByTestId('contact-end').click();
+    await visible(dan, 'wrapup');
+    await dan.getByTestId('wrapup-submit').click();
+  }, 150_000);
 
   /** The replica holding the demo tenant's lease, read from the KV. */
   async function ownerOf(): Promise<string | undefined> {

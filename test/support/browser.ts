@@ -39,6 +39,8 @@ export interface ReceiveSummary {
   framesDecoded: number;
   packetsReceived: number;
   packetsLost: number;
+  /** The sound played of an audio track so far (inbound-rtp totalAudioEnergy): grows only while it is heard. */
+  audioEnergy: number;
 }
 
 /** Runs in the page: per remote track, inbound-rtp figures. */
@@ -50,13 +52,15 @@ export const receiveSummaryScript = async (): Promise<ReceiveSummary[]> => {
     let framesDecoded = 0;
     let packetsReceived = 0;
     let packetsLost = 0;
-    stats.forEach((s: { type: string; framesDecoded?: number; packetsReceived?: number; packetsLost?: number }) => {
+    let audioEnergy = 0;
+    stats.forEach((s: { type: string; framesDecoded?: number; packetsReceived?: number; packetsLost?: number; totalAudioEnergy?: number }) => {
       if (s.type !== 'inbound-rtp') return;
       framesDecoded += s.framesDecoded ?? 0;
       packetsReceived += s.packetsReceived ?? 0;
       packetsLost += s.packetsLost ?? 0;
+      audioEnergy += s.totalAudioEnergy ?? 0;
     });
-    out.push({ participantId, source, kind, framesDecoded, packetsReceived, packetsLost });
+    out.push({ participantId, source, kind, framesDecoded, packetsReceived, packetsLost, audioEnergy });
   }
   return out;
 };

@@ -17,7 +17,7 @@ const nodeId = z.string().regex(/^[A-Za-z0-9_.-]{1,253}$/, 'must be a node id');
 const optionalNodeId = z.union([z.literal(''), nodeId]);
 const subjectToken = schemas.subjectToken();
 const millis = z.number().int().min(0).max(8.64e15);
-const role = z.enum(['agent', 'end_user', 'observer', '']);
+const role = z.enum(['agent', 'end_user', 'supervisor', 'observer', '']);
 /** The customer's external id of a participant (the token's subject). */
 const identity = schemas.text(256);
 
@@ -44,6 +44,8 @@ export const participantInfoSchema = z.object({
   tracks: z.array(trackInfoSchema).max(16),
   name: participantName,
   metadata: participantMetadata,
+  /** '' everyone; a hidden supervisor's audience (services/signaling/src/participant/visibility.ts). */
+  visibleTo: z.enum(['', 'agents', 'supervisors']),
 });
 
 export const chatMessageSchema = z.object({

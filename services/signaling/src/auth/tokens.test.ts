@@ -30,6 +30,7 @@ describe('join tokens', () => {
       contact: {},
       tokenId: expect.stringMatching(/^[A-Za-z0-9_-]{32}$/),
       preflight: false,
+      visibleTo: '',
     });
   });
 
@@ -95,6 +96,21 @@ describe('join tokens', () => {
     const agent = await verifyJoinToken(tenants, (await mintJoinToken(acme, { room: 'r1', identity: 'bob', role: 'agent', canRecord: true })).token);
     expect(agent.grants.canRecord).toBe(true);
     await expect(mintJoinToken(acme, { room: 'r1', identity: 'eve', role: 'end_user', canRecord: true })).rejects.toThrow(/only agents/);
+  });
+
+  it('hides only supervisors, from whom the token says', async () => {
+    const monitoring = await verifyJoinToken(tenants, (await mintJoinToken(acme, { room: 'r1', identity: 'sue', role: 'supervisor', visibleTo: 'supervisors', canPublish: false })).token);
+    expect(monitoring).toMatchObject({ role: 'supervisor', visibleTo: 'supervisors' });
+    await expect(mintJoinToken(acme, { room: 'r1', identity: 'bob', role: 'agent', visibleTo: 'agents' })).rejects.toThrow(/only supervisors/);
+    // A token signed by hand that hides an agent is refused at join.
+    const forged = await new SignJWT({ tenant: 'acme', room: 'r1', role: 'agent', visibleTo: 'supervisors', grants })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setIssuer(acme.apiKey)
+      .setSubject('bob')
+      .setJti('forged-jti-1')
+      .setExpirationTime('1h')
+      .sign(new TextEncoder().encode(acme.apiSecret));
+    await expect(verifyJoinToken(tenants, forged)).rejects.toMatchObject({ code: ErrorCode.UNAUTHENTICATED, message: expect.stringMatching(/visibleTo/) });
   });
 
   it('rejects a missing token', async () => {
