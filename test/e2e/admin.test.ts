@@ -17,8 +17,9 @@ type Credentials = { apiKey: string; apiSecret: string };
  * The admin page (/admin, served by signaling) in Chromium, against real processes: nats-server,
  * routing (the directory API) and crm-sync (the API keys), each letting signaling's origin in
  * through ADMIN_ALLOWED_ORIGINS. The page signs in with the demo tenant's key, creates a queue
- * (after showing the API's refusal of a bad one) and a person, and makes and rotates an API key;
- * what it did is checked through the APIs themselves. The cases run in order.
+ * (after showing the API's refusal of a bad one) and a person, edits a profile and a person,
+ * adds a team, deletes a person, and makes, rotates and revokes an API key; what it did is
+ * checked through the APIs themselves. The cases run in order.
  */
 describe('the admin page in Chromium', () => {
   let nats: NatsServer;
@@ -169,6 +170,55 @@ describe('the admin page in Chromium', () => {
     const stored = await call(routing.url, '/v1/directory/people/dana');
     expect(await stored.json()).toEqual({ personId: 'dana', name: 'Dana Agent', roles: ['agent'], skills: { billing: 4, returns: 7 }, profileId: 'general' });
     await page.screenshot({ path: join(SHOTS, 'admin-people.png'), fullPage: true });
+  });
+
+  it('edits a routing profile and a person, adds a team, and deletes a record', async () => {
+    await page.getByTestId('tab-profiles').click();
+    await page.getByTestId('edit-profiles-general').click();
+    expect(await page.getByTestId('field-profileId').getAttribute('readonly')).not.toBeNull();
+    await page.getByTestId('field-serves-returns').check();
+    await page.getByTestId('field-priority.returns').fill('2');
+    await page.getByTestId('field-delay.returns').fill('30');
+    await page.getByTestId('field-chat').fill('3');
+    await page.getByTestId('save-profiles').click();
+    await text('list-profiles', /Returns \(2, after 30 s\)/);
+    expect(await (await call(routing.url, '/v1/directory/profiles/general')).json()).toEqual({
+      profileId: 'general',
+      name: 'General',
+      queues: [
+        { queueId: 'billing', priority: 1 },
+        { queueId: 'returns', priority: 2, delaySeconds: 30 },
+      ],
+      capacity: { call: 1, chat: 3 },
+    });
+
+    await page.getByTestId('tab-teams').click();
+    await page.getByTestId('add-teams').click();
+    await page.getByTestId('field-teamId').fill('east');
+    await page.getByTestId('field-name').fill('East');
+    await page.getByTestId('save-teams').click();
+    await row('teams', 'east').waitFor({ timeout: 10_000 });
+
+    await page.getByTestId('tab-people').click();
+    await page.getByTestId('edit-people-dana').click();
+    await page.getByTestId('field-teamId').selectOption('east');
+    await page.getByTestId('save-people').click();
+    await text('list-people', /East/);
+    expect(await (await call(routing.url, '/v1/directory/people/dana')).json()).toMatchObject({ teamId: 'east' });
+
+    // A person made through the API shows after a reload (the tab's session signs the page in
+    // again, without the form), and goes when deleted.
+    const sam = { name: 'Sam', roles: ['supervisor'] };
+    expect((await call(routing.url, '/v1/directory/people/sam', DEMO_TENANT, { method: 'PUT', body: JSON.stringify(sam) })).status).toBe(201);
+    await page.getByTestId('tab-teams').click();
+    await page.getByTestId('edit-teams-east').click();
+    await page.getByTestId('cancel-teams').click();
+    await page.getByTestId('tab-people').click();
+    await page.reload();
+    await row('people', 'sam').waitFor({ timeout: 10_000 });
+    await page.getByTestId('delete-people-sam').click();
+    await waitFor(async () => (await row('people', 'sam').count()) === 0, 10_000, 'sam to leave the list');
+    expect((await call(routing.url, '/v1/directory/people/sam')).status).toBe(404);
   });
 
   it('makes an API key and rotates it: each secret is shown once, and the old and new both work during the overlap', async () => {
