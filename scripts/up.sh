@@ -11,6 +11,9 @@ cd "$root"
 export NATS_PORT=${NATS_PORT:-4222}
 export NATS_URL=${NATS_URL:-tls://127.0.0.1:$NATS_PORT}
 export SIGNALING_PORT=${SIGNALING_PORT:-8080}
+# The admin page is served by signaling and calls routing's and crm-sync's admin APIs from the
+# browser: those let signaling's origins in (CORS; docs/using.md, "The admin page").
+export ADMIN_ALLOWED_ORIGINS=${ADMIN_ALLOWED_ORIGINS:-http://localhost:$SIGNALING_PORT,http://127.0.0.1:$SIGNALING_PORT}
 export MEDIASOUP_WORKER_BIN=${MEDIASOUP_WORKER_BIN:-$(bash scripts/mediasoup-worker.sh)}
 data="$root/.data"
 mkdir -p "$data/nats" "$data/logs"
@@ -130,6 +133,9 @@ The contact center (tenant demo: queues billing and support, services/routing/de
   Agent Ben (billing, support)             : $base/agent#desk=$(desk --identity ben --role agent --name "Ben Agent")
   Agent Cleo (support)                     : $base/agent#desk=$(desk --identity cleo --role agent --name "Cleo Agent")
   Supervisor Sam                           : $base/supervisor#desk=$(desk --identity sam --role supervisor --name "Sam Supervisor")
+  Admin page (people, teams, queues, routing profiles, API keys; sign in with the demo tenant's key,
+    by default demo / demo-secret-for-local-development-only):
+    $base/admin#directoryApi=http://localhost:${ROUTING_PORT:-8091}&keysApi=http://localhost:${CRM_SYNC_PORT:-8090}
   Directory admin API (HTTP Basic demo:<apiSecret>): http://127.0.0.1:${ROUTING_PORT:-8091}/v1/directory (docs/routing.md)
   SDK      : $base/sdk.js (the latest), $base/sdk/$(node -p "require('./packages/sdk/package.json').version")/gateway.min.js (pinned, docs/sdk.md)
   Metrics  : http://127.0.0.1:9100/metrics (signaling), http://127.0.0.1:9101/metrics (sfu), http://127.0.0.1:9102/metrics (recorder), http://127.0.0.1:9103/metrics (crm-sync), http://127.0.0.1:9105/metrics (routing)

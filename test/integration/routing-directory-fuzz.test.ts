@@ -3,7 +3,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { DEMO_TENANT, buckets, closeHttp, hardenHttpServer, listenHttp, openBucket } from '@gateway/common';
+import { DEMO_TENANT, TenantAuth, buckets, closeHttp, hardenHttpServer, listenHttp, openBucket } from '@gateway/common';
 import { NatsServer } from '@gateway/testing';
 import { DirectoryStore, seedDirectory } from '../../services/routing/src/directory/DirectoryStore.js';
 import { createDirectoryHandler } from '../../services/routing/src/http/directory.js';
@@ -92,7 +92,7 @@ describe('the routing directory admin API under a seeded fuzzer', () => {
     const store = new DirectoryStore(await openBucket(nc, buckets.routingDirectory), log);
     // Records to refer to, delete and replace.
     await seedDirectory(store, 'demo', JSON.parse(readFileSync(new URL('../../services/routing/demo-directory.json', import.meta.url), 'utf8')));
-    server = http.createServer(createDirectoryHandler(() => [DEMO_TENANT, GLOBEX_TENANT], store, log));
+    server = http.createServer(createDirectoryHandler(TenantAuth.configured([DEMO_TENANT, GLOBEX_TENANT]), store, log));
     hardenHttpServer(server);
     port = await listenHttp(server, 0, '127.0.0.1');
   }, 60_000);

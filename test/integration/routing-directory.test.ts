@@ -6,7 +6,7 @@ import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { DEMO_TENANT, buckets, closeHttp, hardenHttpServer, listenHttp, openBucket } from '@gateway/common';
+import { DEMO_TENANT, TenantAuth, buckets, closeHttp, hardenHttpServer, listenHttp, openBucket } from '@gateway/common';
 import { NatsServer } from '@gateway/testing';
 import { DirectoryStore, seedDirectory } from '../../services/routing/src/directory/DirectoryStore.js';
 import { toEngineAgent, toEngineProfile, toEngineQueue } from '../../services/routing/src/directory/model.js';
@@ -51,7 +51,7 @@ describe('the routing directory admin API', () => {
     nc = await nats.connect('routing');
     kv = await openBucket(nc, buckets.routingDirectory);
     store = new DirectoryStore(kv, log);
-    server = http.createServer(createDirectoryHandler(() => [DEMO_TENANT, GLOBEX_TENANT], store, log));
+    server = http.createServer(createDirectoryHandler(TenantAuth.configured([DEMO_TENANT, GLOBEX_TENANT]), store, log));
     hardenHttpServer(server);
     base = `http://127.0.0.1:${await listenHttp(server, 0, '127.0.0.1')}`;
   }, 60_000);
@@ -172,6 +172,51 @@ describe('the routing directory admin API', () => {
       expect((await api('/v1/directory/queues/billing', { as: forged, method: 'DELETE' })).status).toBe(401);
     }
     expect((await store.list('demo', 'queues')).map((q) => q.queueId)).toContain('billing');
+  });
+
+  it('lets the admin page’s origin call it from a browser (CORS), and no other; a preflight never stands in for credentials', async () => {
+    const page = 'http://localhost:8080';
+    const withPage = http.createServer(createDirectoryHandler(TenantAuth.configured([DEMO_TENANT, GLOBEX_TENANT]), store, log, [page]));
+    const port = await listenHttp(withPage, 0, '127.0.0.1');
+    /** A request with the headers a browser sets itself (node's client lets the test set Origin). */
+    const send = (method: string, path: string, headers: Record<string, string>) =>
+      new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }>((resolve, reject) => {
+        const req = http.request({ host: '127.0.0.1', port, method, path, headers }, (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => (body += chunk));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    try {
+      const preflight = await send('OPTIONS', '/v1/directory/queues/billing', { origin: page, 'access-control-request-method': 'DELETE', 'access-control-request-headers': 'authorization' });
+      expect(preflight.status).toBe(204);
+      expect(preflight.headers['access-control-allow-origin']).toBe(page);
+      expect(preflight.headers['access-control-allow-methods']).toBe('GET, PUT, DELETE');
+      expect(preflight.body).toBe('');
+      // The real request after it is authenticated as any other: without credentials, refused (readably).
+      const unauthenticated = await send('DELETE', '/v1/directory/queues/billing', { origin: page });
+      expect(unauthenticated.status).toBe(401);
+      expect(unauthenticated.headers['access-control-allow-origin']).toBe(page);
+      expect(codeOf(JSON.parse(unauthenticated.body))).toBe('UNAUTHENTICATED');
+      expect((await store.list('demo', 'queues')).map((q) => q.queueId)).toContain('billing');
+      const read = await send('GET', '/v1/directory/queues/billing', { origin: page, authorization: basicAuth(DEMO_TENANT) });
+      expect(read.status).toBe(200);
+      expect(read.headers['access-control-allow-origin']).toBe(page);
+      // Another origin: no CORS header on anything, so a browser keeps the answers from its page.
+      for (const [method, headers] of [
+        ['OPTIONS', { 'access-control-request-method': 'GET' }],
+        ['GET', { authorization: basicAuth(DEMO_TENANT) }],
+      ] as const) {
+        const other = await send(method, '/v1/directory', { origin: 'http://localhost:8081', ...headers });
+        expect(other.headers['access-control-allow-origin']).toBeUndefined();
+        expect(other.headers['access-control-allow-methods']).toBeUndefined();
+      }
+    } finally {
+      await closeHttp(withPage);
+    }
   });
 
   it('refuses malformed, mistyped, oversized and unasked-for input', async () => {

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { grpcTlsShape, natsShape, opsDrainShape, tenantKeysShape, tenantsSchema, tenantsShape } from '@gateway/common';
+import { adminOriginsShape, grpcTlsShape, natsShape, opsDrainShape, tenantKeysShape, tenantsSchema, tenantsShape } from '@gateway/common';
 import { deliveryConsumers } from '../../services/crm-sync/src/Deliveries.js';
 import { readCrmSyncConfig } from '../../services/crm-sync/src/config.js';
 import { readRecorderConfig } from '../../services/recorder/src/config.js';
@@ -96,7 +96,7 @@ export function isServiceName(name: string | undefined): name is ServiceName {
   return name !== undefined && name in serviceSpecs;
 }
 
-const sharedShapes: Record<string, object> = { tenantsShape, tenantKeysShape, grpcTlsShape, natsShape, opsDrainShape };
+const sharedShapes: Record<string, object> = { adminOriginsShape, tenantsShape, tenantKeysShape, grpcTlsShape, natsShape, opsDrainShape };
 
 /**
  * The variables a service's config schema reads: the keys of its `shape` object in config.ts,

@@ -16,6 +16,7 @@ export { TypedEmitter } from './runtime/TypedEmitter.js';
 export { DrainWait, handleSignals, runMain, type StopMode } from './runtime/shutdown.js';
 export { newId } from './runtime/ids.js';
 export { type ClientError, newReference, toClientError } from './runtime/clientErrors.js';
+export { adminOriginsShape, type CorsPolicy } from './runtime/cors.js';
 export { closeHttp, hardenHttpServer, hasBody, httpBoundary, listenHttp, readJsonBody, readJsonRequest, refuseQuery, sendJson } from './runtime/http.js';
 export { Startup } from './runtime/startup.js';
 

@@ -91,7 +91,9 @@ export class CrmSync {
       const apiKeysBucket = await openBucket(nc, buckets.apiKeys);
       const credentials = new TenantAuth(() => config.tenants, { kv: apiKeysBucket, log });
       const apiKeys = new ApiKeyStore(apiKeysBucket, keyring, log, (keyId) => credentials.forget(keyId));
-      const httpServer = http.createServer(createAdminHandler(credentials, connectors, dataSubjects, webhooks, apiKeys, nc, log, { connectorTestMs: config.connectorTestMs }));
+      const httpServer = http.createServer(
+        createAdminHandler(credentials, connectors, dataSubjects, webhooks, apiKeys, nc, log, { connectorTestMs: config.connectorTestMs, allowedOrigins: config.adminAllowedOrigins }),
+      );
       hardenHttpServer(httpServer);
       const port = await listenHttp(httpServer, config.port, config.host);
       startup.opened(httpServer, closeHttp);

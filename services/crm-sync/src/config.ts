@@ -1,7 +1,7 @@
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { env, loadConfig, natsShape, opsDrainShape, readNatsSettings, readKeyringSettings, tenantKeysShape, tenantsShape } from '@gateway/common';
+import { adminOriginsShape, env, loadConfig, natsShape, opsDrainShape, readNatsSettings, readKeyringSettings, tenantKeysShape, tenantsShape } from '@gateway/common';
 
 const shape = {
   ...natsShape,
@@ -13,6 +13,8 @@ const shape = {
   CRM_SYNC_HOST: env.string('0.0.0.0'),
   CRM_SYNC_PORT: env.port(8090),
   CRM_SYNC_OPS_PORT: env.port(9103),
+  /** The origins whose pages (the admin page) may call the admin API from a browser. */
+  ...adminOriginsShape,
   /** Deliveries in progress at once, all tenants together. */
   CRM_SYNC_CONCURRENCY: env.positiveInt(8),
   /** Deliveries of one tenant in progress at once (per replica): a tenant whose destination hangs holds no more. */
@@ -68,6 +70,7 @@ export function readCrmSyncConfig(source: Record<string, string | undefined> = p
     nodeId: c.CRM_SYNC_NODE_ID,
     host: c.CRM_SYNC_HOST,
     port: c.CRM_SYNC_PORT,
+    adminAllowedOrigins: c.ADMIN_ALLOWED_ORIGINS,
     opsPort: c.CRM_SYNC_OPS_PORT,
     concurrency: c.CRM_SYNC_CONCURRENCY,
     tenantConcurrency: Math.min(c.CRM_SYNC_TENANT_CONCURRENCY, c.CRM_SYNC_CONCURRENCY),

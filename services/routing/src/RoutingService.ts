@@ -12,6 +12,7 @@ import {
   openBucket,
   startOpsServer,
   Startup,
+  TenantAuth,
   type Logger,
   type ManagedKeyring,
   type NatsConnection,
@@ -72,7 +73,9 @@ export class RoutingService {
       const views = () => [...(service?.held.entries() ?? [])].map(([tenant, { routing }]) => ({ tenant, view: routing.queueView() }));
       const metrics = routingMetrics(registry, views);
       const directories = new DirectoryStore(await openBucket(nc, buckets.routingDirectory), log);
-      const httpServer = http.createServer(createDirectoryHandler(() => config.tenants, directories, log));
+      // Any of a tenant's API keys opens its directory, those made through crm-sync's admin API too.
+      const credentials = new TenantAuth(() => config.tenants, { kv: await openBucket(nc, buckets.apiKeys), log });
+      const httpServer = http.createServer(createDirectoryHandler(credentials, directories, log, config.adminAllowedOrigins));
       hardenHttpServer(httpServer);
       const port = await listenHttp(httpServer, config.port, config.host);
       startup.opened(httpServer, closeHttp);

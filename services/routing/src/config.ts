@@ -1,7 +1,7 @@
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { env, loadConfig, natsShape, readKeyringSettings, readNatsSettings, tenantKeysShape, tenantsShape } from '@gateway/common';
+import { adminOriginsShape, env, loadConfig, natsShape, readKeyringSettings, readNatsSettings, tenantKeysShape, tenantsShape } from '@gateway/common';
 
 const seconds = (fallback: number, max = 3_600) => z.coerce.number().min(0.1).max(max).default(fallback);
 
@@ -15,6 +15,8 @@ const shape = {
   ROUTING_HOST: env.string('0.0.0.0'),
   ROUTING_PORT: env.port(8091),
   ROUTING_OPS_PORT: env.port(9105),
+  /** The origins whose pages (the admin page) may call the admin API from a browser. */
+  ...adminOriginsShape,
   /** An offer not answered within this goes to the next agent. */
   ROUTING_OFFER_TIMEOUT_SECONDS: seconds(15, 300),
   /** Offers in a row an agent lets time out before being set away. */
@@ -43,6 +45,7 @@ export function readRoutingConfig(source: Record<string, string | undefined> = p
     replicaId: c.ROUTING_REPLICA_ID,
     host: c.ROUTING_HOST,
     port: c.ROUTING_PORT,
+    adminAllowedOrigins: c.ADMIN_ALLOWED_ORIGINS,
     opsPort: c.ROUTING_OPS_PORT,
     engine: { offerTimeoutMs: Math.round(c.ROUTING_OFFER_TIMEOUT_SECONDS * 1000), missedOffersBeforeAway: c.ROUTING_MISSED_OFFERS_BEFORE_AWAY },
     tenant: {

@@ -2,6 +2,7 @@ import type http from 'node:http';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { toClientError } from './clientErrors.js';
+import { applyCors, type CorsPolicy } from './cors.js';
 import { ErrorCode, GatewayError, httpStatusOf } from '../errors.js';
 import { jsonShapeProblem, parseWith, type JsonLimits } from '../schemas/validation.js';
 
@@ -83,6 +84,8 @@ export type Route = (req: http.IncomingMessage, res: http.ServerResponse, url: U
 export interface HttpBoundaryOptions {
   /** Extra headers for an error answer (a `www-authenticate` challenge). */
   errorHeaders?: (code: ErrorCode, url: URL | undefined) => Record<string, string>;
+  /** Pages of these origins may call (cors.ts); preflights are answered before the route. */
+  cors?: CorsPolicy;
 }
 
 /**
@@ -109,6 +112,7 @@ export function httpBoundary(route: Route, log: Logger, options: HttpBoundaryOpt
       sendJson(res, httpStatusOf(client.code), { error: { code: client.code, message: client.message } }, { ...retry, ...allowHeader, ...extra });
     };
     if (!url) return fail(new GatewayError(ErrorCode.BAD_REQUEST, 'the request target is not a valid path'));
+    if (options.cors && applyCors(req, res, options.cors)) return;
     try {
       const result = route(req, res, url);
       if (result instanceof Promise) result.then(undefined, fail);

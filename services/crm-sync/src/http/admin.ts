@@ -40,6 +40,8 @@ export interface AdminOptions {
    * destination's software look the same from outside, so the test tells nothing of a network.
    */
   connectorTestMs: number;
+  /** Origins whose pages (the admin page) may call from a browser (CORS, runtime/cors.ts). */
+  allowedOrigins?: readonly string[];
 }
 
 /**
@@ -169,6 +171,7 @@ export function createAdminHandler(
     }
   };
   return httpBoundary(route, log, {
+    cors: { allowedOrigins: options.allowedOrigins ?? [], methods: ['GET', 'PUT', 'POST', 'PATCH', 'DELETE'] },
     errorHeaders: (code): Record<string, string> => (code === ErrorCode.UNAUTHENTICATED ? { 'www-authenticate': 'Basic realm="gateway"' } : {}),
   });
 }

@@ -1,5 +1,5 @@
 import type http from 'node:http';
-import { ErrorCode, GatewayError, hasBody, httpBoundary, methodNotAllowed, readJsonRequest, refuseQuery, sendJson as send, tenantFromBasicAuth, type Logger, type Tenant } from '@gateway/common';
+import { ErrorCode, GatewayError, hasBody, httpBoundary, methodNotAllowed, readJsonRequest, refuseQuery, sendJson as send, type Logger, type TenantCredentials } from '@gateway/common';
 import type { DirectoryStore } from '../directory/DirectoryStore.js';
 import type { DirectoryKind } from '../directory/model.js';
 
@@ -13,18 +13,20 @@ const shownId = (kind: DirectoryKind, id: string) => (kind === 'people' ? {} : {
 
 /**
  * The tenants' directory admin API (docs/routing.md, docs/openapi/routing-admin.yaml),
- * authenticated with the tenant's apiKey:apiSecret (HTTP Basic):
+ * authenticated with one of the tenant's API keys (HTTP Basic apiKey:apiSecret; GATEWAY_TENANTS'
+ * or one made through crm-sync's /v1/api-keys):
  *   GET    /v1/directory                       everything: {people, teams, queues, profiles, revision}
  *   GET    /v1/directory/{kind}                one kind (people, teams, queues, profiles), by id
  *   GET    /v1/directory/{kind}/{id}
  *   PUT    /v1/directory/{kind}/{id}           create (201) or replace (200); the body is the record
  *   DELETE /v1/directory/{kind}/{id}           204; refused (409) while something refers to it
  * A tenant only ever sees and changes its own. No route takes a query parameter; only PUT takes
- * a body (JSON), checked by the kind's schema and the directory's references.
+ * a body (JSON), checked by the kind's schema and the directory's references. Pages of the
+ * `allowedOrigins` (the admin page) may call it from a browser (CORS, runtime/cors.ts).
  */
-export function createDirectoryHandler(tenants: () => readonly Tenant[], store: DirectoryStore, log: Logger): http.RequestListener {
+export function createDirectoryHandler(credentials: TenantCredentials, store: DirectoryStore, log: Logger, allowedOrigins: readonly string[] = []): http.RequestListener {
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => {
-    const tenant = tenantFromBasicAuth(tenants(), req.headers.authorization);
+    const tenant = await credentials.fromBasicAuth(req.headers.authorization);
     if (!tenant) throw new GatewayError(ErrorCode.UNAUTHENTICATED, 'authenticate with HTTP Basic apiKey:apiSecret');
     const match = route.exec(url.pathname);
     if (!match) throw new GatewayError(ErrorCode.NOT_FOUND, 'not found');
@@ -50,6 +52,7 @@ export function createDirectoryHandler(tenants: () => readonly Tenant[], store: 
     }
   };
   return httpBoundary(handle, log, {
+    cors: { allowedOrigins, methods: ['GET', 'PUT', 'DELETE'] },
     errorHeaders: (code): Record<string, string> => (code === ErrorCode.UNAUTHENTICATED ? { 'www-authenticate': 'Basic realm="gateway"' } : {}),
   });
 }

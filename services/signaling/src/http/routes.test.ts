@@ -93,15 +93,17 @@ describe('demo pages', () => {
       const source = await load(url);
       for (const [, relative] of source.matchAll(/from '(\.\/[\w-]+\.js)'/g)) await module(new URL(relative!, `${base}${url}`).pathname);
     };
-    for (const page of ['/', '/agent', '/end-user', '/supervisor']) {
+    for (const page of ['/', '/agent', '/end-user', '/supervisor', '/admin']) {
       const res = await fetch(`${base}${page}`);
       expect(res.status, page).toBe(200);
       expect(res.headers.get('content-type'), page).toBe('text/html; charset=utf-8');
       const html = await res.text();
-      for (const [, href] of html.matchAll(/(?:src|href)="(\/[\w./-]+)"/g)) if (!['/agent', '/end-user', '/supervisor'].includes(href!)) await load(href!);
+      for (const [, href] of html.matchAll(/(?:src|href)="(\/[\w./-]+)"/g)) if (!['/agent', '/end-user', '/supervisor', '/admin'].includes(href!)) await load(href!);
       for (const [, url] of html.matchAll(/from '(\/demo\/[\w-]+\.js)'/g)) await module(url!);
+      for (const [, url] of html.matchAll(/<script type="module" src="(\/demo\/[\w-]+\.js)"/g)) await module(url!);
     }
     expect(seen).toContain('/demo/supervisor.js');
+    expect(seen).toContain('/demo/adminForms.js');
     expect(seen).toContain('/demo/desk.js');
   });
 });

@@ -32,8 +32,8 @@ const SDK_VERSIONED_CACHE = 'public, max-age=31536000, immutable';
 const SDK_LATEST_CACHE = 'public, max-age=300';
 const SDK_HEADERS = { 'access-control-allow-origin': '*', 'cross-origin-resource-policy': 'cross-origin' };
 
-/** Pretty paths of the demo pages. */
-const pageAliases: Record<string, string> = { '/': '/index.html', '/agent': '/agent.html', '/end-user': '/end-user.html', '/supervisor': '/supervisor.html' };
+/** Pretty paths of the demo pages and the admin page. */
+const pageAliases: Record<string, string> = { '/': '/index.html', '/agent': '/agent.html', '/end-user': '/end-user.html', '/supervisor': '/supervisor.html', '/admin': '/admin.html' };
 
 /** Smart Action uploads and attachment downloads, served by the replica. */
 export interface AttachmentRoutes {
@@ -47,7 +47,7 @@ const isTenantRoute = (pathname: string) => pathname === '/v1/tokens' || pathnam
 /**
  * The public HTTP side of signaling (the WebSocket upgrade is handled by the server): the
  * token endpoint and the room API for customers' backends, Smart Action uploads and attachment
- * URLs, the SDK bundle and the demo pages. The contract is docs/openapi/signaling.yaml.
+ * URLs, the SDK bundle, the demo pages and the admin page. The contract is docs/openapi/signaling.yaml.
  */
 export function createHttpHandler(
   config: SignalingConfig,
