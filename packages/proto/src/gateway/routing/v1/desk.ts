@@ -26,6 +26,9 @@ export interface DeskRequest {
     | { $case: "wrapUp"; value: DeskWrapUp }
     | { $case: "queueView"; value: DeskEmpty }
     | { $case: "ping"; value: DeskEmpty }
+    | //
+    /** Agent: leaves the room of a contact it transferred warm (the hand-over is done). */
+    { $case: "completeTransfer"; value: DeskContact }
     | undefined;
 }
 
@@ -186,6 +189,9 @@ export const DeskRequest: MessageFns<DeskRequest> = {
       case "ping":
         DeskEmpty.encode(message.method.value, writer.uint32(98).fork()).join();
         break;
+      case "completeTransfer":
+        DeskContact.encode(message.method.value, writer.uint32(106).fork()).join();
+        break;
     }
     return writer;
   },
@@ -299,6 +305,14 @@ export const DeskRequest: MessageFns<DeskRequest> = {
             message.method = { $case: "ping", value: DeskEmpty.decode(reader, reader.uint32()) };
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.method = { $case: "completeTransfer", value: DeskContact.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -346,6 +360,10 @@ export const DeskRequest: MessageFns<DeskRequest> = {
         ? { $case: "queueView", value: DeskEmpty.fromJSON(object.queue_view) }
         : isSet(object.ping)
         ? { $case: "ping", value: DeskEmpty.fromJSON(object.ping) }
+        : isSet(object.completeTransfer)
+        ? { $case: "completeTransfer", value: DeskContact.fromJSON(object.completeTransfer) }
+        : isSet(object.complete_transfer)
+        ? { $case: "completeTransfer", value: DeskContact.fromJSON(object.complete_transfer) }
         : undefined,
     };
   },
@@ -377,6 +395,8 @@ export const DeskRequest: MessageFns<DeskRequest> = {
       obj.queueView = DeskEmpty.toJSON(message.method.value);
     } else if (message.method?.$case === "ping") {
       obj.ping = DeskEmpty.toJSON(message.method.value);
+    } else if (message.method?.$case === "completeTransfer") {
+      obj.completeTransfer = DeskContact.toJSON(message.method.value);
     }
     return obj;
   },
@@ -451,6 +471,12 @@ export const DeskRequest: MessageFns<DeskRequest> = {
       case "ping": {
         if (object.method?.value !== undefined && object.method?.value !== null) {
           message.method = { $case: "ping", value: DeskEmpty.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "completeTransfer": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "completeTransfer", value: DeskContact.fromPartial(object.method.value) };
         }
         break;
       }
