@@ -31,7 +31,7 @@ export type AgentDeskEvents = {
   offerWithdrawn: [withdrawn: OfferWithdrawn];
   /** The agent's state as the server tells it (its status, offer and contacts): on a change, after an answer, after a reconnection. */
   status: [state: AgentState];
-  /** A room to join that accept() did not give: a warm transfer brought this agent in, say. */
+  /** A room to join that accept() did not give (the next agent of a transfer joins through accept(), like any offer). */
   connected: [join: DeskJoin];
   /**
    * A contact this agent held is over for it (ended, or handed over: `endReason` `transferred` or
