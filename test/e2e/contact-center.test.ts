@@ -97,6 +97,26 @@ describe('the contact center pages in Chromium', () => {
   const find = (list: ReceiveSummary[], source: string) => list.find((r) => r.source === source);
   const inCall = (page: Page) => page.waitForFunction(() => document.body.dataset.state === 'connected', undefined, { timeout: 30_000 });
 
+  /** What a page receives from the participant of an identity in its room: camera frames decoded and microphone packets. */
+  const receivedFrom = async (page: Page, identity: string) => {
+    const participantId = await page.evaluate(
+      (who) => [...((window as any).room?.participants?.values() ?? [])].find((p: { identity: string }) => p.identity === who)?.id as string | undefined,
+      identity,
+    );
+    const list = (await received(page)).filter((r) => participantId !== undefined && r.participantId === participantId);
+    return { frames: find(list, 'camera')?.framesDecoded ?? 0, packets: find(list, 'microphone')?.packetsReceived ?? 0 };
+  };
+  /** Camera frames and microphone packets from one identity, growing past a baseline. */
+  const mediaFrom = (page: Page, identity: string, what: string, since = { frames: 0, packets: 0 }) =>
+    waitFor(
+      async () => {
+        const now = await receivedFrom(page, identity);
+        return now.frames > since.frames + 10 && now.packets > since.packets + 20 ? now : undefined;
+      },
+      30_000,
+      what,
+    );
+
   /** Camera frames decoded and microphone packets received, from the other side. */
   const mediaFlows = (page: Page, what: string) =>
     waitFor(
@@ -311,6 +331,56 @@ describe('the contact center pages in Chromium', () => {
     await mediaFlows(bob, "the end user's camera and microphone at bob after the transfer");
     await status(bob, /^Busy$/);
   }, 60_000);
+
+  it('hands a contact over warm to a third agent: both agents in the call until the first completes the hand-over and wraps up', async () => {
+    const bob = pages.bob!;
+    const second = pages.u2!;
+    const cyd = await open('cyd', '/agent', 'cyd', 'agent');
+    await status(cyd, /Away|Offline/);
+    await cyd.getByTestId('status-available').click();
+    await status(cyd, /^Available$/);
+    const room = await second.evaluate(() => (window as any).room.name as string);
+
+    // Bob transfers warm to cyd (who does not serve billing: named, she is offered it all the same).
+    await bob.getByTestId('transfer-kind').selectOption('agent');
+    await bob.getByTestId('transfer-target').fill('cyd');
+    await bob.getByTestId('transfer-warm').check();
+    await bob.getByTestId('transfer-submit').click();
+    await visible(bob, 'handover');
+    // He keeps the contact: busy, in the call, no longer his to transfer or end.
+    await status(bob, /^Busy$/);
+    expect(await bob.getByTestId('transfer-form').isVisible()).toBe(false);
+    expect(await bob.getByTestId('contact-end').isVisible()).toBe(false);
+    expect(await bob.evaluate(() => document.body.dataset.state)).toBe('connected');
+
+    await visible(cyd, 'offer');
+    expect(await cyd.getByTestId('offer-transfer').textContent()).toBe('Transferred by bob');
+    await cyd.getByTestId('offer-accept').click();
+    await inCall(cyd);
+    expect(await cyd.evaluate(() => (window as any).room.name as string)).toBe(room);
+    await text(bob, 'handover-status', /^Handing over to cyd$/);
+    await text(second, 'support-status', /agent is with you/);
+    // Three in the call: the end user and cyd hear and see each other, and bob sees cyd.
+    await mediaFrom(cyd, 'u2', "the end user's camera and microphone at cyd");
+    await mediaFrom(second, 'cyd', "cyd's camera and microphone at the end user");
+    await mediaFrom(bob, 'cyd', "cyd's camera and microphone at bob");
+    await bob.screenshot({ path: join(SHOTS, 'contact-center-warm-transfer.png') });
+
+    // Bob completes the hand-over: out of the call, into his wrap-up; cyd and the end user stay.
+    await bob.getByTestId('handover-complete').click();
+    await bob.waitForFunction(() => document.body.dataset.state === 'disconnected', undefined, { timeout: 20_000 });
+    await visible(bob, 'wrapup');
+    await status(bob, /^Wrapping up$/);
+    await bob.getByTestId('wrapup-disposition').fill('handed over');
+    await bob.getByTestId('wrapup-submit').click();
+    await status(bob, /^Available$/);
+    expect(await bob.getByTestId('contact').isVisible()).toBe(false);
+    expect(await second.evaluate(() => document.body.dataset.state)).toBe('connected');
+    expect(await cyd.evaluate(() => document.body.dataset.state)).toBe('connected');
+    await status(cyd, /^Busy$/);
+    const since = await receivedFrom(second, 'cyd');
+    await mediaFrom(second, 'cyd', "cyd's camera and microphone at the end user after bob left", since);
+  }, 90_000);
 
   it('offers a callback when nobody can take the contact in time, keeping the place until the end user leaves', async () => {
     const waiting = await open('u4', '/end-user', 'u4', 'end_user', '&queue=later&channel=voice');

@@ -209,6 +209,72 @@ describe('the desk: end users, agents and supervisors through signaling and rout
     for (const c of [ann, bob, cyd, user, sue]) c.ws.close();
   }, 60_000);
 
+  it('keeps a warm transfer on the first agent until she completes the hand-over, in one room, and records the contact once', async () => {
+    const { client: bob } = await desk('bob', 'agent');
+    await bob.request('setStatus', { status: 'away' });
+    const { client: cyd } = await desk('cyd', 'agent');
+    await cyd.request('setStatus', { status: 'away' });
+    const { client: ann } = await desk('ann', 'agent');
+    await ann.request('setStatus', { status: 'available' });
+    const { client: user } = await desk('wes', 'end_user', { name: 'Wes' });
+    const contactId = (await user.request('requestSupport', { queue: 'billing', channel: 'voice' })).contact.contactId as string;
+    await waitNotification(ann, 'offered', (o) => o.contactId === contactId);
+    const room = (await ann.request('accept', { contactId })).join.contact.room;
+    expect(room).toBe(`cc_${contactId}`);
+    await waitNotification(user, 'connected', (c) => c.contact.contactId === contactId);
+
+    // Warm to cyd (away for now): ann keeps the contact, busy, told so in her state.
+    expect((await ann.request('transfer', { contactId, agentId: 'cyd', warm: true })).ok).toBeDefined();
+    await waitNotification(ann, 'agent', (a) => a.handingOverContactIds?.includes(contactId) && a.status === 'AGENT_STATUS_BUSY' && a.contacts[0]?.room === room);
+    expect(all(ann, 'contactEnded').filter((c) => c.contactId === contactId)).toHaveLength(0);
+    await waitNotification(user, 'contact', (c) => c.contactId === contactId && c.phase === 'CONTACT_PHASE_QUEUED');
+    // Her call capacity is in use: another billing call waits rather than ring her.
+    const { client: other } = await desk('xia', 'end_user');
+    const waiting = (await other.request('requestSupport', { queue: 'billing', channel: 'voice' })).contact;
+    expect(waiting.phase).toBe('CONTACT_PHASE_QUEUED');
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect(all(ann, 'offered').filter((o) => o.contactId === waiting.contactId)).toHaveLength(0);
+    await other.request('leaveQueue', {});
+
+    // Cyd comes in: into the same room; the end user is told who is with them and joins nothing new.
+    await cyd.request('setStatus', { status: 'available' });
+    const offer = await waitNotification(cyd, 'offered', (o) => o.contactId === contactId);
+    expect(offer.transferredBy).toBe('ann');
+    const joined = await cyd.request('accept', { contactId });
+    expect(await verifyJoinToken([DEMO_TENANT], joined.join.token)).toMatchObject({ role: 'agent', identity: 'cyd', room });
+    await waitNotification(user, 'contact', (c) => c.contactId === contactId && c.phase === 'CONTACT_PHASE_CONNECTED' && c.agentId === 'cyd' && c.room === room);
+    await waitNotification(ann, 'agent', (a) => a.handingOverContactIds?.includes(contactId) && a.contacts[0]?.agentId === 'cyd');
+    expect(all(user, 'connected').filter((c) => c.contact.contactId === contactId)).toHaveLength(1);
+
+    // Only ann completes her hand-over, once; then her part is over and she wraps it up.
+    const { client: intruder } = await desk('wes', 'end_user');
+    expect((await intruder.request('completeTransfer', { contactId })).error.code).toBe('PERMISSION_DENIED');
+    expect((await bob.request('completeTransfer', { contactId })).error.code).toBe('NOT_FOUND');
+    expect((await ann.request('completeTransfer', { contactId: '../x' })).error.code).toBe('MALFORMED_MESSAGE');
+    const left = (await ann.request('completeTransfer', { contactId })).agent;
+    expect(left).toMatchObject({ status: 'AGENT_STATUS_AFTER_CONTACT_WORK', wrapUpContactIds: [contactId] });
+    expect(left.handingOverContactIds ?? []).toEqual([]);
+    expect((await waitNotification(ann, 'contactEnded', (c) => c.contactId === contactId)).endReason).toBe('transferred_warm');
+    expect((await ann.request('completeTransfer', { contactId })).error.code).toBe('NOT_FOUND');
+    expect((await ann.request('wrapUp', { contactId, disposition: 'handed-over' })).agent.status).toBe('AGENT_STATUS_AVAILABLE');
+    // Her wrap-up is of her part: the contact goes on with cyd, and has no record yet.
+    expect((await contactRecords()).some((r) => r.contactId === contactId)).toBe(false);
+    await ann.request('setStatus', { status: 'away' });
+
+    await cyd.request('end', { contactId });
+    await waitNotification(user, 'contact', (c) => c.contactId === contactId && c.phase === 'CONTACT_PHASE_ENDED');
+    expect((await cyd.request('wrapUp', { contactId, disposition: 'resolved' })).agent.status).toBe('AGENT_STATUS_AVAILABLE');
+    await cyd.request('setStatus', { status: 'away' });
+    let record: ContactRecord | undefined;
+    await waitFor(async () => (record = (await contactRecords()).find((r) => r.contactId === contactId)) !== undefined, 5_000, 'the contact recorded');
+    expect(record).toMatchObject({ agentId: 'cyd', queueId: 'billing', disposition: 'resolved', room, outcome: 'completed' });
+    expect(record!.transfers).toEqual([{ fromAgentId: 'ann', toQueueId: 'billing', toAgentId: 'cyd', warm: true, atMs: expect.any(Number) }]);
+    // The handle time is the contact's, from ann's answer to cyd's end.
+    expect(record!.connectedAtMs).toBeLessThan(record!.transfers[0]!.atMs);
+    expect(record!.handleSeconds).toBe(Math.round((record!.endedAtMs - record!.connectedAtMs) / 1000));
+    for (const c of [ann, bob, cyd, user, other, intruder]) c.ws.close();
+  }, 60_000);
+
   it('tells waiting end users their place as it changes, and a supervisor sees the queue', async () => {
     const { client: sue } = await desk('sue', 'supervisor');
     const first = await desk('u1', 'end_user');

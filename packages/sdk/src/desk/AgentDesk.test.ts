@@ -103,16 +103,24 @@ describe('AgentDesk', () => {
 
   it('transfers, ends and wraps up with the protocol fields', async () => {
     const { server, desk } = await start();
-    server.answer = (method) => (method === 'wrapUp' ? { agent: { agentId: 'AG_1', status: 'AGENT_STATUS_AWAY', reason: 'lunch' } } : { ok: {} });
+    server.answer = (method) =>
+      method === 'wrapUp'
+        ? { agent: { agentId: 'AG_1', status: 'AGENT_STATUS_AWAY', reason: 'lunch' } }
+        : method === 'completeTransfer'
+          ? { agent: { agentId: 'AG_1', status: 'AGENT_STATUS_AFTER_CONTACT_WORK', wrapUpContactIds: ['CT_1'] } }
+          : { ok: {} };
     await desk.transfer('CT_1', { queue: 'tier2' }, { warm: true });
+    await desk.completeTransfer('CT_1');
+    expect(desk.state).toMatchObject({ status: 'after_contact_work', wrapUpContactIds: ['CT_1'], handingOverContactIds: [] });
     await desk.transfer('CT_1', { agentId: 'AG_2' });
     await desk.end('CT_1');
     await desk.wrapUp('CT_1', { disposition: 'resolved', next: 'away', reason: 'lunch' });
     expect(server.last().frames.slice(1)).toEqual([
       { id: 2, transfer: { contactId: 'CT_1', queue: 'tier2', agentId: '', warm: true } },
-      { id: 3, transfer: { contactId: 'CT_1', queue: '', agentId: 'AG_2', warm: false } },
-      { id: 4, end: { contactId: 'CT_1' } },
-      { id: 5, wrapUp: { contactId: 'CT_1', disposition: 'resolved', notes: '', next: 'away', reason: 'lunch' } },
+      { id: 3, completeTransfer: { contactId: 'CT_1' } },
+      { id: 4, transfer: { contactId: 'CT_1', queue: '', agentId: 'AG_2', warm: false } },
+      { id: 5, end: { contactId: 'CT_1' } },
+      { id: 6, wrapUp: { contactId: 'CT_1', disposition: 'resolved', notes: '', next: 'away', reason: 'lunch' } },
     ]);
     expect(desk.state).toMatchObject({ status: 'away', reason: 'lunch' });
   });

@@ -7,7 +7,10 @@ import { toAgentState, toContact, toDeskJoin, toOffer, type AgentState, type Con
 export type TransferTarget = { queue: string } | { agentId: string };
 
 export interface TransferOptions {
-  /** The other agent joins the room while this one stays until it leaves (false: this one hands over and goes). */
+  /**
+   * The other agent joins the room while this one stays: the contact stays this agent's (busy,
+   * its capacity in use) until completeTransfer(). False: this one hands over and goes at once.
+   */
   warm?: boolean;
 }
 
@@ -28,9 +31,12 @@ export type AgentDeskEvents = {
   offerWithdrawn: [withdrawn: OfferWithdrawn];
   /** The agent's state as the server tells it (its status, offer and contacts): on a change, after an answer, after a reconnection. */
   status: [state: AgentState];
-  /** A room to join that accept() did not give: a warm transfer brought this agent in, say. */
+  /** A room to join that accept() did not give (the next agent of a transfer joins through accept(), like any offer). */
   connected: [join: DeskJoin];
-  /** A contact this agent held is over; after-contact work follows (wrapUp()). */
+  /**
+   * A contact this agent held is over for it (ended, or handed over: `endReason` `transferred` or
+   * `transferred_warm`); leave its room. After-contact work follows when it was the last (wrapUp()).
+   */
   contactEnded: [contact: Contact];
   /** The desk connection is lost for good (the token was refused, or reconnecting gave up); the desk is closed. */
   error: [error: GatewayError];
@@ -44,7 +50,7 @@ export type AgentDeskEvents = {
  */
 export class AgentDesk extends Emitter<AgentDeskEvents> {
   private readonly client: DeskClient;
-  private stateValue: AgentState = { agentId: '', status: 'offline', reason: '', offer: undefined, contacts: [], wrapUpContactIds: [] };
+  private stateValue: AgentState = { agentId: '', status: 'offline', reason: '', offer: undefined, contacts: [], wrapUpContactIds: [], handingOverContactIds: [] };
   /** Contacts whose room accept() gave: their `connected` notification is not announced again. */
   private readonly accepted = new Set<string>();
 
@@ -127,11 +133,25 @@ export class AgentDesk extends Emitter<AgentDeskEvents> {
     if (this.offer?.contactId === contactId) this.stateValue = { ...this.stateValue, offer: undefined };
   }
 
-  /** Hands a contact over to a queue or to a named agent; `warm` keeps this agent in the room until it leaves. */
+  /**
+   * Hands a contact over to a queue or to a named agent. Cold (the default), this agent's part
+   * ends now (`contactEnded`); warm, it stays in the room with the end user and the next agent
+   * until completeTransfer(), and is offered nothing that would need the contact's capacity.
+   */
   async transfer(contactId: string, to: TransferTarget, options: TransferOptions = {}): Promise<void> {
     const queue = 'queue' in to ? to.queue : '';
     const agentId = 'agentId' in to ? to.agentId : '';
     this.applyResult(await this.client.request('transfer', { contactId, queue, agentId, warm: options.warm ?? false }));
+  }
+
+  /**
+   * Completes a warm transfer: this agent leaves the contact (whether or not the next agent took it
+   * yet), `contactEnded` follows with `endReason` `transferred_warm`, then after-contact work for
+   * its part when it was its last contact (wrapUp(); the contact's record is the last agent's).
+   * Done for it too when its app is gone past the grace period, or when the contact ends.
+   */
+  async completeTransfer(contactId: string): Promise<void> {
+    this.applyResult(await this.client.request('completeTransfer', { contactId }));
   }
 
   /** Ends a contact this agent serves; after-contact work follows (wrapUp()). */

@@ -35,10 +35,13 @@ export interface Contact {
   readonly position: number;
   /** From the queue's recent handle times and the agents serving it; 0 when unknown. */
   readonly estimatedWaitSeconds: number;
-  /** When connected: the room, and the agent in it. */
+  /** When connected: the room, and the agent in it (in an agent's state, a contact it is handing over gives its room whatever the phase). */
   readonly room: string;
   readonly agentId: string;
-  /** When ended: `completed`, `abandoned` or `expired`. */
+  /**
+   * When ended: `completed`, `abandoned` or `expired`; told to the agent who handed it over,
+   * `transferred` (cold) or `transferred_warm` (its part of a warm transfer is over).
+   */
   readonly endReason: string;
   readonly requestedAtMs: number;
 }
@@ -78,6 +81,8 @@ export interface AgentState {
   readonly contacts: readonly Contact[];
   /** The contacts whose after-contact work is open (see AgentDesk.wrapUp). */
   readonly wrapUpContactIds: readonly string[];
+  /** The contacts it transferred warm and is still in the room of (among `contacts`): see AgentDesk.completeTransfer. */
+  readonly handingOverContactIds: readonly string[];
 }
 
 /**
@@ -206,6 +211,7 @@ export function toAgentState(message: AgentStateMessage): AgentState {
     offer: message.offer?.contactId ? toOffer(message.offer) : undefined,
     contacts: message.contacts.map(toContact),
     wrapUpContactIds: [...message.wrapUpContactIds],
+    handingOverContactIds: [...message.handingOverContactIds],
   };
 }
 

@@ -159,6 +159,89 @@ describe('RoutingEngine', () => {
     expect(engine.agents.get('dee')).toMatchObject({ status: 'available', idleSinceMs: T0 + 110_000 });
   });
 
+  it('keeps a warm transfer on the first agent (busy, their capacity held) until they complete the hand-over, then after-contact work', () => {
+    const engine = tenant();
+    engine.enqueue({ contactId: 'c1', queueId: 'billing', channel: 'video' }, T0);
+    engine.tick(T0);
+    engine.accept('c1', 'bob');
+    engine.setStatus('dee', 'away', T0);
+    expect(engine.transfer('c1', 'bob', { queueId: 'billing', agentId: 'dee' }, T0 + 1, { warm: true })).toEqual([
+      { type: 'transferred', contactId: 'c1', fromAgentId: 'bob', queueId: 'billing', targetAgentId: 'dee', warm: true },
+    ]);
+    expect(engine.agents.get('bob')).toMatchObject({ status: 'available', load: { call: 1, chat: 0 } });
+    expect(engine.contacts.get('c1')).toMatchObject({ state: 'waiting', handingOver: ['bob'] });
+    // Bob's call capacity is in use: a new call goes to Ann, never to him.
+    engine.enqueue({ contactId: 'c2', queueId: 'billing', channel: 'voice' }, T0 + 2);
+    expect(offers(engine.tick(T0 + 3))).toEqual(['c2->ann']);
+    // Dee, named, comes back: offered it, though she does not serve billing.
+    engine.setStatus('dee', 'available', T0 + 3);
+    expect(offers(engine.tick(T0 + 3))).toEqual(['c1->dee']);
+    engine.accept('c1', 'dee');
+    expect(engine.agents.get('bob')!.load.call).toBe(1);
+    expect(engine.agents.get('dee')!.load.call).toBe(1);
+    // Nobody else may complete Bob's hand-over, nor may he end a contact that is Dee's.
+    expect(() => engine.completeTransfer('c1', 'dee')).toThrow(expect.objectContaining({ code: 'INVALID_STATE' }));
+    expect(engine.completeTransfer('c1', 'bob')).toEqual([
+      { type: 'handed_over', contactId: 'c1', agentId: 'bob', contact: expect.objectContaining({ contactId: 'c1', agentId: 'dee', handingOver: ['bob'] }) },
+      { type: 'agent_status', agentId: 'bob', status: 'after_contact_work' },
+    ]);
+    expect(engine.agents.get('bob')).toMatchObject({ status: 'after_contact_work', load: { call: 0, chat: 0 } });
+    expect(engine.contacts.get('c1')).toMatchObject({ state: 'connected', agentId: 'dee' });
+    expect(engine.contacts.get('c1')!.handingOver).toBeUndefined();
+    expect(() => engine.completeTransfer('c1', 'bob')).toThrow(expect.objectContaining({ code: 'INVALID_STATE' }));
+    // While in after-contact work nothing is offered to him; the wrap-up frees him.
+    engine.enqueue({ contactId: 'c3', queueId: 'billing', channel: 'voice' }, T0 + 4);
+    expect(offers(engine.tick(T0 + 5))).toEqual([]);
+    engine.wrapUp('bob', T0 + 6);
+    expect(offers(engine.tick(T0 + 7))).toEqual(['c3->bob']);
+    // Dee's end of the contact is hers alone: Bob's part was over.
+    expect(engine.complete('c1', T0 + 8, T0 + 3).map((e) => e.type)).toEqual(['ended', 'agent_status']);
+  });
+
+  it('never offers a contact back to the agent handing it over, and ends their part when the contact ends or they go offline', () => {
+    const engine = tenant();
+    // Room for two calls each: only the hand-over itself keeps Bob from being offered his own contact.
+    engine.setProfile({ profileId: 'front', queues: [{ queueId: 'billing', priority: 1 }], capacity: { call: 2, chat: 3 } });
+    engine.enqueue({ contactId: 'c1', queueId: 'billing', channel: 'video' }, T0);
+    expect(offers(engine.tick(T0))).toEqual(['c1->bob']);
+    engine.accept('c1', 'bob');
+    expect(() => engine.transfer('c1', 'bob', { queueId: 'billing', agentId: 'bob' }, T0 + 1, { warm: true })).toThrow(expect.objectContaining({ code: 'INVALID_STATE' }));
+    engine.transfer('c1', 'bob', { queueId: 'billing' }, T0 + 1, { warm: true });
+    expect(offers(engine.tick(T0 + 2))).toEqual(['c1->ann']);
+    // Ann declines: everyone eligible passed, and the round starts again, still without Bob (Cid lacks the skill).
+    engine.decline('c1', 'ann');
+    expect(offers(engine.tick(T0 + 3))).toEqual(['c1->ann']);
+    engine.accept('c1', 'ann');
+    // Ann cannot hand it back warm to Bob while he is still in its room.
+    expect(() => engine.transfer('c1', 'ann', { queueId: 'billing', agentId: 'bob' }, T0 + 4, { warm: true })).toThrow(expect.objectContaining({ code: 'INVALID_STATE' }));
+    // The contact ends before Bob left: his part ends with it.
+    const ended = engine.complete('c1', T0 + 10_000, T0 + 3);
+    expect(ended.map((e) => `${e.type}:${'agentId' in e ? e.agentId : ''}`)).toEqual(['ended:', 'agent_status:ann', 'handed_over:bob', 'agent_status:bob']);
+    expect(engine.agents.get('bob')).toMatchObject({ status: 'after_contact_work', load: { call: 0, chat: 0 } });
+    engine.wrapUp('bob', T0 + 10_001);
+    engine.wrapUp('ann', T0 + 10_002);
+
+    // Bob's app gone for good (offline) while handing one over: his part ends, the contact goes on.
+    engine.enqueue({ contactId: 'c2', queueId: 'billing', channel: 'voice' }, T0 + 20_000);
+    expect(offers(engine.tick(T0 + 20_000))).toEqual(['c2->bob']);
+    engine.accept('c2', 'bob');
+    engine.transfer('c2', 'bob', { queueId: 'general', agentId: 'dee' }, T0 + 20_001, { warm: true });
+    const offline = engine.setStatus('bob', 'offline', T0 + 20_002);
+    expect(offline.map((e) => e.type)).toEqual(['handed_over', 'agent_status', 'agent_status']);
+    expect(engine.agents.get('bob')).toMatchObject({ status: 'offline', load: { call: 0, chat: 0 } });
+    expect(offers(engine.tick(T0 + 20_003))).toEqual(['c2->dee']);
+    // And an end user who hangs up while the next agent rings ends the first one's part too.
+    engine.setStatus('bob', 'available', T0 + 20_004);
+    engine.enqueue({ contactId: 'c3', queueId: 'billing', channel: 'voice' }, T0 + 20_005);
+    expect(offers(engine.tick(T0 + 20_005))).toEqual(['c3->ann']);
+    engine.accept('c3', 'ann');
+    engine.transfer('c3', 'ann', { queueId: 'billing' }, T0 + 20_006, { warm: true });
+    expect(offers(engine.tick(T0 + 20_007))).toEqual(['c3->bob']);
+    expect(engine.abandon('c3').map((e) => e.type)).toEqual(['ended', 'handed_over', 'agent_status']);
+    expect(engine.agents.get('ann')).toMatchObject({ status: 'after_contact_work', load: { call: 0, chat: 0 } });
+    expect(engine.agents.get('bob')!.offeredContactId).toBeUndefined();
+  });
+
   it('takes an offer back at once from an agent whose app went away, and gives the status back when it returns', () => {
     const engine = tenant();
     engine.setStatus('ann', 'away', T0, 'lunch');
@@ -233,11 +316,14 @@ describe('RoutingEngine', () => {
           };
           const offered = [...engine.contacts.values()].filter((c) => c.state === 'offered');
           const connected = [...engine.contacts.values()].filter((c) => c.state === 'connected');
+          const handing = [...engine.contacts.values()].filter((c) => c.handingOver);
           if (roll < 0.3) apply(() => engine.enqueue({ contactId: `c${step}`, queueId, channel }, now));
           else if (roll < 0.45 && offered.length > 0) apply(() => engine.accept(offered[0]!.contactId, offered[0]!.offer!.agentId));
           else if (roll < 0.5 && offered.length > 0) apply(() => engine.decline(offered[0]!.contactId, offered[0]!.offer!.agentId));
           else if (roll < 0.6 && connected.length > 0) apply(() => engine.complete(connected[0]!.contactId, now, now - 1_000));
-          else if (roll < 0.65 && connected.length > 0) apply(() => engine.transfer(connected[0]!.contactId, connected[0]!.agentId!, { queueId: 'general' }, now));
+          else if (roll < 0.65 && connected.length > 0)
+            apply(() => engine.transfer(connected[0]!.contactId, connected[0]!.agentId!, { queueId, ...(roll < 0.64 ? { agentId } : {}) }, now, { warm: roll < 0.625 }));
+          else if (roll < 0.68 && handing.length > 0) apply(() => engine.completeTransfer(handing[0]!.contactId, handing[0]!.handingOver![0]!));
           else if (roll < 0.75) apply(() => engine.setStatus(agentId, status, now));
           else if (roll < 0.8) apply(() => engine.wrapUp(agentId, now));
           else if (roll < 0.83 && engine.contacts.size > 0) apply(() => engine.abandon([...engine.contacts.keys()][0]!));

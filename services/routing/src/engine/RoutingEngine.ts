@@ -11,7 +11,9 @@ export type RoutingEvent =
   | { type: 'callback_offered'; contactId: string }
   /** `contact` is the contact as it was when it ended (the offer out, for an abandon). */
   | { type: 'ended'; contactId: string; reason: 'completed' | 'abandoned'; contact: Readonly<Contact> }
-  | { type: 'transferred'; contactId: string; fromAgentId: string; queueId: string; targetAgentId?: string };
+  | { type: 'transferred'; contactId: string; fromAgentId: string; queueId: string; targetAgentId?: string; warm: boolean }
+  /** An agent's part of a warm transfer is over: they left its room (or their app is gone, or the contact ended). `contact` as it was then. */
+  | { type: 'handed_over'; contactId: string; agentId: string; contact: Readonly<Contact> };
 
 export type RoutingErrorCode = 'NOT_FOUND' | 'OFFER_MOVED_ON' | 'INVALID_STATE' | 'NO_CAPACITY';
 
@@ -75,6 +77,8 @@ export class RoutingEngine {
    * profiles or agents' skills.
    */
   private readonly dirty = new Set<string>();
+  /** Agents who became free since the last pass: a contact transferred to one of them by name is looked at wherever it waits. */
+  private readonly freed = new Set<string>();
   private everything = true;
   private delayed = new Set<string>();
   /** Handle time per queue (seconds), a moving average, for the estimated wait. */
@@ -138,6 +142,8 @@ export class RoutingEngine {
     const agent = this.agent(agentId);
     const events: RoutingEvent[] = [];
     this.touched.agents.add(agentId);
+    // Gone for good: no longer in the rooms of the contacts they were handing over.
+    if (status === 'offline') for (const contact of [...this.contacts.values()]) if (contact.handingOver?.includes(agentId)) events.push(...this.endPart(contact, agentId));
     agent.beforeDisconnect = undefined;
     if (status !== 'available' && agent.offeredContactId) events.push(...this.withdrawOffer(agent, 'offer_expired'));
     if (status === 'available' && agent.status !== 'available') {
@@ -201,6 +207,7 @@ export class RoutingEngine {
     contact.offer = undefined;
     contact.state = 'ended';
     events.push({ type: 'ended', contactId, reason: 'abandoned', contact: asItWas });
+    for (const handing of contact.handingOver ?? []) events.push(...this.endPart(contact, handing));
     this.contacts.delete(contactId);
     return events;
   }
@@ -255,6 +262,7 @@ export class RoutingEngine {
         events.push({ type: 'agent_status', agentId: agent.agentId, status: 'after_contact_work' });
       }
     }
+    for (const handing of contact.handingOver ?? []) events.push(...this.endPart(contact, handing));
     const seconds = Math.max(1, (nowMs - connectedAtMs) / 1000);
     const previous = this.handleSeconds.get(contact.queueId);
     this.handleSeconds.set(contact.queueId, previous === undefined ? seconds : previous * 0.8 + seconds * 0.2);
@@ -263,23 +271,42 @@ export class RoutingEngine {
   }
 
   /**
-   * A cold transfer: the agent lets the contact go, back to waiting in `queueId` (ahead of
-   * others: it waited already), or to one named agent only.
+   * A transfer: the contact waits again in `queueId` (ahead of others: it waited already), or
+   * for one named agent only. Cold, the agent lets it go now; warm, they stay in its room and it
+   * keeps counting against their capacity until they complete the hand-over (completeTransfer).
    */
-  transfer(contactId: string, fromAgentId: string, to: { queueId: string; agentId?: string }, nowMs: number): RoutingEvent[] {
+  transfer(contactId: string, fromAgentId: string, to: { queueId: string; agentId?: string }, nowMs: number, options: { warm?: boolean } = {}): RoutingEvent[] {
     const contact = this.contact(contactId);
+    const warm = options.warm ?? false;
     if (contact.state !== 'connected' || contact.agentId !== fromAgentId) throw new RoutingRefusal('INVALID_STATE', 'only the agent connected to the contact may transfer it');
     if (!this.queues.has(to.queueId)) throw new RoutingRefusal('NOT_FOUND', 'no such queue');
     if (to.agentId && !this.agents.has(to.agentId)) throw new RoutingRefusal('NOT_FOUND', 'no such agent');
+    if (to.agentId && (to.agentId === fromAgentId || contact.handingOver?.includes(to.agentId)))
+      throw new RoutingRefusal('INVALID_STATE', 'the contact is not transferred to an agent already in its room');
     const from = this.agent(fromAgentId);
-    const kind = capacityKindOf(contact.channel);
-    from.load[kind] = Math.max(0, from.load[kind] - 1);
     this.touched.agents.add(fromAgentId);
     this.touched.contacts.add(contactId);
-    this.markAgent(from);
+    if (warm) {
+      contact.handingOver = [...(contact.handingOver ?? []), fromAgentId];
+    } else {
+      const kind = capacityKindOf(contact.channel);
+      from.load[kind] = Math.max(0, from.load[kind] - 1);
+      this.markAgent(from);
+    }
     this.dirty.add(to.queueId);
     Object.assign(contact, { state: 'waiting', queueId: to.queueId, queuedAtMs: nowMs, priority: contact.priority + 1, agentId: undefined, passedBy: [fromAgentId], targetAgentId: to.agentId });
-    return [{ type: 'transferred', contactId, fromAgentId, queueId: to.queueId, ...(to.agentId ? { targetAgentId: to.agentId } : {}) }];
+    return [{ type: 'transferred', contactId, fromAgentId, queueId: to.queueId, ...(to.agentId ? { targetAgentId: to.agentId } : {}), warm }];
+  }
+
+  /**
+   * The first agent of a warm transfer leaves the contact's room: their part is over, it no
+   * longer counts against their capacity, and when it was their last contact they go to
+   * after-contact work (for their part). The contact goes on, waiting for or with the next agent.
+   */
+  completeTransfer(contactId: string, agentId: string): RoutingEvent[] {
+    const contact = this.contact(contactId);
+    if (!contact.handingOver?.includes(agentId)) throw new RoutingRefusal('INVALID_STATE', 'this agent is not handing the contact over');
+    return this.endPart(contact, agentId);
   }
 
   /** After-contact work done: available again, or away by the agent's choice. */
@@ -348,6 +375,8 @@ export class RoutingEngine {
     const byQueue = new Map<string, Contact[]>();
     for (const contact of this.contacts.values()) {
       if (contact.state !== 'waiting') continue;
+      // Named for an agent now free, who may serve none of the queue's changes.
+      if (contact.targetAgentId && this.freed.has(contact.targetAgentId)) this.dirty.add(contact.queueId);
       const list = byQueue.get(contact.queueId);
       if (list) list.push(contact);
       else byQueue.set(contact.queueId, [contact]);
@@ -355,6 +384,7 @@ export class RoutingEngine {
     const looked = this.everything || this.options.fullPasses ? undefined : new Set([...this.dirty, ...this.delayed]);
     this.everything = false;
     this.dirty.clear();
+    this.freed.clear();
     for (const queueId of [...byQueue.keys()]) if (looked && !looked.has(queueId)) byQueue.delete(queueId);
     const queueOrder = [...byQueue.keys()].sort((a, b) => (this.queues.get(a)?.priority ?? 0) - (this.queues.get(b)?.priority ?? 0) || (a < b ? -1 : 1));
     const freeByQueue = this.freeAgentsByQueue();
@@ -460,6 +490,8 @@ export class RoutingEngine {
 
   private eligible(agent: Agent, contact: Contact, queue: Queue, nowMs: number): boolean {
     if (contact.targetAgentId && contact.targetAgentId !== agent.agentId) return false;
+    // Still in its room, handing it over: never offered it again.
+    if (contact.handingOver?.includes(agent.agentId)) return false;
     const kind = capacityKindOf(contact.channel);
     if (agent.load[kind] >= this.capacityOf(agent, kind)) return false;
     const served = this.profiles.get(agent.profileId)?.queues.find((q) => q.queueId === queue.queueId);
@@ -476,6 +508,26 @@ export class RoutingEngine {
 
   private capacityOf(agent: Agent, kind: CapacityKind): number {
     return this.profiles.get(agent.profileId)?.capacity[kind] ?? 0;
+  }
+
+  /** Ends an agent's part of a warm transfer: their capacity back, after-contact work when it was their last contact. */
+  private endPart(contact: Contact, agentId: string): RoutingEvent[] {
+    const asItWas = structuredClone(contact);
+    const rest = (contact.handingOver ?? []).filter((id) => id !== agentId);
+    contact.handingOver = rest.length > 0 ? rest : undefined;
+    this.touched.contacts.add(contact.contactId);
+    const events: RoutingEvent[] = [{ type: 'handed_over', contactId: contact.contactId, agentId, contact: asItWas }];
+    const agent = this.agents.get(agentId);
+    if (!agent) return events;
+    this.touched.agents.add(agentId);
+    const kind = capacityKindOf(contact.channel);
+    agent.load[kind] = Math.max(0, agent.load[kind] - 1);
+    this.markAgent(agent);
+    if (agent.load.call + agent.load.chat === 0 && agent.status !== 'offline') {
+      agent.status = 'after_contact_work';
+      events.push({ type: 'agent_status', agentId, status: 'after_contact_work' });
+    }
+    return events;
   }
 
   /** Takes an offer back from an agent: the contact waits again, passed by them. */
@@ -496,6 +548,7 @@ export class RoutingEngine {
 
   /** The queues the agent serves may have an offer for them now. */
   private markAgent(agent: Agent): void {
+    this.freed.add(agent.agentId);
     for (const served of this.profiles.get(agent.profileId)?.queues ?? []) this.dirty.add(served.queueId);
   }
 

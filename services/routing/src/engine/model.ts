@@ -71,6 +71,11 @@ export interface PendingRecord {
   transfers: Array<{ fromAgentId: string; toQueueId: string; toAgentId?: string; warm: boolean; atMs: number }>;
   overflowedFrom: string[];
   callback: boolean;
+  /**
+   * The agent's part of a contact that went on with another agent (a warm transfer): its wrap-up
+   * ends the agent's after-contact work and sends nothing, as the contact's record is the last agent's.
+   */
+  handedOver?: boolean;
 }
 
 export type ContactState = 'waiting' | 'offered' | 'connected' | 'ended';
@@ -93,6 +98,11 @@ export interface Contact {
   agentId?: string;
   /** A transfer to a named agent: only that agent is offered it. */
   targetAgentId?: string;
+  /**
+   * Agents who transferred it warm and are still in its room: it counts against their capacity
+   * (they stay busy) until they complete the hand-over, their app is gone for good, or it ends.
+   */
+  handingOver?: string[];
   /** Waited past the queue's maximum: the end user was offered a callback and keeps their place. */
   callback?: boolean;
   /** Who asked (the end user's identity) and what the service keeps beside the decisions; the engine never reads these. */

@@ -253,12 +253,19 @@ export class TenantRouting {
         if (!toQueueId) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such contact');
         if (toAgentId === agent.agentId) throw new GatewayError(ErrorCode.BAD_REQUEST, 'a contact is not transferred to the agent who holds it');
         await this.run('transfer', (engine) => {
-          const events = engine.transfer(contactId, agent.agentId, { queueId: toQueueId, ...(toAgentId ? { agentId: toAgentId } : {}) }, nowMs);
+          const events = engine.transfer(contactId, agent.agentId, { queueId: toQueueId, ...(toAgentId ? { agentId: toAgentId } : {}) }, nowMs, { warm: command.value.warm });
           const about = engine.contacts.get(contactId)?.about;
           if (about) about.transfers = [...(about.transfers ?? []), { fromAgentId: agent.agentId, toQueueId, ...(toAgentId ? { toAgentId } : {}), warm: command.value.warm, atMs: nowMs }].slice(-50);
           return [...events, ...engine.assign(nowMs)];
         });
         return ok();
+      }
+      case 'completeTransfer': {
+        const agent = this.agentOf(command.value.agentId);
+        const contactId = id.parse(command.value.contactId);
+        if (!this.engine.contacts.get(contactId)?.handingOver?.includes(agent.agentId)) throw new GatewayError(ErrorCode.NOT_FOUND, 'no contact this agent is handing over');
+        await this.run('completeTransfer', (engine) => [...engine.completeTransfer(contactId, agent.agentId), ...engine.assign(nowMs)]);
+        return { result: { $case: 'agent', value: await this.agentState(agent.agentId) } };
       }
       case 'end': {
         const agent = this.agentOf(command.value.agentId);
@@ -276,8 +283,8 @@ export class TenantRouting {
           }
           return [...events, ...engine.assign(nowMs)];
         });
-        // Never wrapped up, and pushed out by newer ones: sent as they are.
-        for (const pending of overflowing) await this.sendRecord(contactRecordOf(this.tenant, pending, 'completed'));
+        // Never wrapped up, and pushed out by newer ones: sent as they are (an agent's part of a warm transfer is no record).
+        for (const pending of overflowing) if (!pending.handedOver) await this.sendRecord(contactRecordOf(this.tenant, pending, 'completed'));
         return ok();
       }
       case 'wrapUp': {
@@ -288,7 +295,8 @@ export class TenantRouting {
         const pending = agent.pendingRecords?.find((p) => p.contactId === contactId);
         if (contactId && !pending) throw new GatewayError(ErrorCode.NOT_FOUND, 'no contact of this agent waits for its wrap-up');
         if (!contactId && agent.status !== 'after_contact_work') throw new GatewayError(ErrorCode.INVALID_STATE, 'not in after-contact work');
-        if (pending) {
+        // The wrap-up of a part of a warm transfer ends the agent's after-contact work only: the contact's record is the last agent's.
+        if (pending && !pending.handedOver) {
           const wrapUp = { disposition: command.value.disposition.slice(0, 64), notes: command.value.notes.slice(0, 2_000) };
           // Out first: a record sent twice is one (its message id), a record lost is not.
           await publishContactRecord(this.nc, contactRecordOf(this.tenant, pending, 'completed', wrapUp));
@@ -416,7 +424,11 @@ export class TenantRouting {
 
   /** Runs an operation through the owner (stored before it counts), then tells everyone concerned. */
   private async run(kind: string, operation: (engine: RoutingEngine) => RoutingEvent[]): Promise<void> {
-    const events = await this.owner.run(operation);
+    const events = await this.owner.run((engine) => {
+      const decided = operation(engine);
+      for (const event of decided) if (event.type === 'handed_over') this.holdPartRecord(engine, event.agentId, event.contact);
+      return decided;
+    });
     if (events.length > 0) this.queueViewDirty = true;
     const nowMs = this.now();
     for (const event of events) {
@@ -445,6 +457,8 @@ export class TenantRouting {
         if (!contact) return;
         this.toAgent(event.agentId, { $case: 'connected', value: this.contactState(contact) });
         this.toContact(contact);
+        // Those handing it over see who took it.
+        for (const agentId of contact.handingOver ?? []) this.toAgent(agentId, { $case: 'state', value: await this.agentState(agentId) });
         return;
       case 'agent_status':
         this.toAgent(event.agentId, { $case: 'state', value: await this.agentState(event.agentId) });
@@ -454,15 +468,15 @@ export class TenantRouting {
         if (contact) this.toContact(contact, true);
         return;
       case 'transferred': {
-        // Warm: the first agent stays in the room to hand over, and leaves when done; cold: they leave now.
-        const warm = contact?.about?.transfers?.at(-1)?.warm === true;
-        this.toAgent(event.fromAgentId, {
-          $case: 'ended',
-          value: { ...(contact ? this.contactState(contact) : emptyContactState()), contactId: event.contactId, endReason: warm ? 'transferred_warm' : 'transferred' },
-        });
+        // Cold: the first agent's part is over now. Warm: they keep the contact (in its room, busy) until they complete the hand-over.
+        if (event.warm) this.toAgent(event.fromAgentId, { $case: 'state', value: await this.agentState(event.fromAgentId) });
+        else this.toAgent(event.fromAgentId, { $case: 'ended', value: { ...(contact ? this.contactState(contact) : emptyContactState()), contactId: event.contactId, endReason: 'transferred' } });
         if (contact) this.toContact(contact, true);
         return;
       }
+      case 'handed_over':
+        this.toAgent(event.agentId, { $case: 'ended', value: { ...this.contactState(event.contact), phase: ContactPhase.CONTACT_PHASE_ENDED, endReason: 'transferred_warm' } });
+        return;
       case 'ended': {
         const state: ContactState = {
           ...(contact ? this.contactState(contact) : emptyContactState()),
@@ -479,6 +493,25 @@ export class TenantRouting {
         return;
       }
     }
+  }
+
+  /**
+   * An agent's part of a warm transfer is over: it waits for their wrap-up on their record, like a
+   * contact they ended, marked as a part (its wrap-up sends nothing; the contact's record is the
+   * last agent's). Beyond the bound the oldest part is dropped, never a contact's record: a part
+   * has nothing to send.
+   */
+  private holdPartRecord(engine: RoutingEngine, agentId: string, contact: Readonly<Contact>): void {
+    const agent = engine.agents.get(agentId);
+    if (!agent) return;
+    const pending = [...(agent.pendingRecords ?? []), { ...pendingRecordOf(contact, this.now()), agentId, handedOver: true }];
+    if (pending.length > MAX_PENDING_RECORDS)
+      pending.splice(
+        pending.findIndex((p) => p.handedOver),
+        1,
+      );
+    agent.pendingRecords = pending;
+    engine.touch('agents', agentId);
   }
 
   /** Sends a contact's record, retried a few times; one that cannot be sent is logged (by id only). */
@@ -591,16 +624,24 @@ export class TenantRouting {
     const agent = this.engine.agents.get(agentId);
     if (!agent) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such agent');
     const offered = agent.offeredContactId ? this.engine.contacts.get(agent.offeredContactId) : undefined;
-    const held = [...this.engine.contacts.values()].filter((c) => c.state === 'connected' && c.agentId === agentId);
+    const held = this.heldBy(agentId);
     const busy = agent.status === 'available' && held.length > 0;
+    const handingOver = held.filter((c) => c.handingOver?.includes(agentId));
     return {
       agentId,
       status: busy ? AgentStatus.AGENT_STATUS_BUSY : statusOf[agent.status],
       reason: agent.awayReason ?? '',
       offer: offered ? await this.offerOf(offered) : undefined,
-      contacts: held.map((c) => this.contactState(c)),
+      // A contact handed over warm is in its room whatever its phase: the room is said.
+      contacts: held.map((c) => ({ ...this.contactState(c), room: c.about?.room ?? roomOf(c.contactId) })),
       wrapUpContactIds: (agent.pendingRecords ?? []).map((p) => p.contactId),
+      handingOverContactIds: handingOver.map((c) => c.contactId),
     };
+  }
+
+  /** The contacts an agent holds: connected to them, or transferred warm and not yet left. */
+  private heldBy(agentId: string): Contact[] {
+    return [...this.engine.contacts.values()].filter((c) => (c.state === 'connected' && c.agentId === agentId) || c.handingOver?.includes(agentId) === true);
   }
 
   queueView(): QueueView {
@@ -625,7 +666,7 @@ export class TenantRouting {
         };
       }),
       agents: agents.map((agent) => {
-        const held = [...this.engine.contacts.values()].filter((c) => c.state === 'connected' && c.agentId === agent.agentId);
+        const held = this.heldBy(agent.agentId);
         return {
           agentId: agent.agentId,
           name: this.people.get(agent.agentId)?.name ?? '',

@@ -37,6 +37,7 @@ const pendingRecordSchema = z.strictObject({
   transfers: z.array(transferSchema).max(50),
   overflowedFrom: z.array(id()).max(50),
   callback: z.boolean(),
+  handedOver: z.boolean().optional(),
 });
 
 const agentSchema = z.strictObject({
@@ -80,6 +81,7 @@ const contactSchema = z.strictObject({
   passedBy: z.array(id()).max(1_000),
   agentId: id().optional(),
   targetAgentId: id().optional(),
+  handingOver: z.array(id()).max(50).optional(),
   callback: z.boolean().optional(),
   about: aboutSchema.optional(),
 });

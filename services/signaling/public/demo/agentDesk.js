@@ -1,6 +1,7 @@
 // The agent's desk on the agent console, opened with a desk token (#desk=<token>): the status
-// switch, the ringing offer with its countdown, the contact in hand (transfer, end) and the
-// wrap-up form. Accepting joins the contact's room with the page's call UI.
+// switch, the ringing offer with its countdown, the contact in hand (transfer cold or warm, end;
+// after a warm transfer, complete the hand-over) and the wrap-up form. Accepting joins the
+// contact's room with the page's call UI.
 
 import { channelLabel, hashParams, statusLabel } from './desk.js';
 import { hideError, showError } from './status.js';
@@ -20,9 +21,8 @@ export function bindAgentDesk(call) {
   panel.hidden = false;
   document.body.dataset.desk = '1';
   let desk;
-  /** The contact whose room the page is in, and those transferred warm (their room is kept until the agent leaves it). */
+  /** The contact whose room the page is in (a contact transferred warm too, until the hand-over is complete). */
   let inRoom;
-  const warm = new Set();
   let countdown;
 
   async function run(button, action) {
@@ -114,6 +114,12 @@ export function bindAgentDesk(call) {
     $('contact').dataset.contact = contact.contactId;
     $('contact-queue').textContent = contact.queueId;
     $('contact-channel').textContent = channelLabel(contact.channel);
+    // Transferred warm: no longer this agent's to transfer or end, only to leave once handed over.
+    const handingOver = state.handingOverContactIds.includes(contact.contactId);
+    $('transfer-form').hidden = handingOver;
+    $('contact-end').hidden = handingOver;
+    $('handover').hidden = !handingOver;
+    $('handover-status').textContent = !handingOver ? '' : contact.phase === 'connected' ? `Handing over to ${contact.agentId}` : 'Waiting for the next agent…';
   }
   $('transfer-form').addEventListener('submit', (event) => {
     event.preventDefault();
@@ -122,11 +128,9 @@ export function bindAgentDesk(call) {
     if (!contactId || !target) return;
     const to = $('transfer-kind').value === 'agent' ? { agentId: target } : { queue: target };
     const isWarm = $('transfer-warm').checked;
-    run($('transfer-submit'), async () => {
-      if (isWarm) warm.add(contactId);
-      await desk.transfer(contactId, to, { warm: isWarm });
-    });
+    run($('transfer-submit'), () => desk.transfer(contactId, to, { warm: isWarm }));
   });
+  $('handover-complete').onclick = () => run($('handover-complete'), () => desk.completeTransfer($('contact').dataset.contact));
   $('contact-end').onclick = () => run($('contact-end'), () => desk.end($('contact').dataset.contact));
 
   // ---- wrap-up: after a contact ends, until the agent says what came of it
@@ -182,8 +186,8 @@ export function bindAgentDesk(call) {
     desk.on('contactEnded', (contact) => {
       ended = contact.contactId;
       renderStatus(desk.state);
-      // Over, or handed over cold: out of its room (a warm transfer stays until the agent leaves).
-      if (contact.contactId === inRoom && !warm.delete(contact.contactId)) {
+      // Over, or handed over (cold, or warm and complete): out of its room.
+      if (contact.contactId === inRoom) {
         inRoom = undefined;
         Promise.resolve(window.room?.leave()).catch(() => undefined);
       }

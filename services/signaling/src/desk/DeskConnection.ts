@@ -192,6 +192,8 @@ export class DeskConnection {
         await send({ $case: 'transfer', value: { agentId: identity, contactId, toQueueId: queue, toAgentId: agentId, warm } });
         return { $case: 'ok', value: {} };
       }
+      case 'completeTransfer':
+        return { $case: 'agent', value: agentOf(await send({ $case: 'completeTransfer', value: { agentId: identity, contactId: request.value.contactId } })) };
       case 'end':
         await send({ $case: 'end', value: { agentId: identity, contactId: request.value.contactId } });
         return { $case: 'ok', value: {} };

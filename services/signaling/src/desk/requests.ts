@@ -31,6 +31,7 @@ export const deskRequestSchemas = {
   transfer: z
     .object({ contactId: id, queue: optionalId, agentId: optionalId, warm: z.boolean().default(false) })
     .refine((t) => t.queue !== '' || t.agentId !== '', { message: 'name a queue or an agent' }),
+  completeTransfer: contact,
   end: contact,
   wrapUp: z.object({
     contactId: id,
@@ -54,6 +55,7 @@ export const deskMethodRoles: Record<Exclude<DeskMethod, 'hello' | 'ping'>, 'end
   accept: 'agent',
   decline: 'agent',
   transfer: 'agent',
+  completeTransfer: 'agent',
   end: 'agent',
   wrapUp: 'agent',
   queueView: 'supervisor',

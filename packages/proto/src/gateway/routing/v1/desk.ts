@@ -27,6 +27,9 @@ export interface DeskRequest {
     | { $case: "queueView"; value: DeskEmpty }
     | { $case: "ping"; value: DeskEmpty }
     | //
+    /** Agent: leaves the room of a contact it transferred warm (the hand-over is done). */
+    { $case: "completeTransfer"; value: DeskContact }
+    | //
     /** Supervisors: join a connected contact's room to monitor, whisper or barge in. */
     { $case: "supervise"; value: DeskSupervise }
     | undefined;
@@ -198,6 +201,9 @@ export const DeskRequest: MessageFns<DeskRequest> = {
       case "ping":
         DeskEmpty.encode(message.method.value, writer.uint32(98).fork()).join();
         break;
+      case "completeTransfer":
+        DeskContact.encode(message.method.value, writer.uint32(106).fork()).join();
+        break;
       case "supervise":
         DeskSupervise.encode(message.method.value, writer.uint32(162).fork()).join();
         break;
@@ -314,6 +320,14 @@ export const DeskRequest: MessageFns<DeskRequest> = {
             message.method = { $case: "ping", value: DeskEmpty.decode(reader, reader.uint32()) };
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.method = { $case: "completeTransfer", value: DeskContact.decode(reader, reader.uint32()) };
+            continue;
+          }
           case 20: {
             if (tag !== 162) {
               break;
@@ -369,6 +383,10 @@ export const DeskRequest: MessageFns<DeskRequest> = {
         ? { $case: "queueView", value: DeskEmpty.fromJSON(object.queue_view) }
         : isSet(object.ping)
         ? { $case: "ping", value: DeskEmpty.fromJSON(object.ping) }
+        : isSet(object.completeTransfer)
+        ? { $case: "completeTransfer", value: DeskContact.fromJSON(object.completeTransfer) }
+        : isSet(object.complete_transfer)
+        ? { $case: "completeTransfer", value: DeskContact.fromJSON(object.complete_transfer) }
         : isSet(object.supervise)
         ? { $case: "supervise", value: DeskSupervise.fromJSON(object.supervise) }
         : undefined,
@@ -402,6 +420,8 @@ export const DeskRequest: MessageFns<DeskRequest> = {
       obj.queueView = DeskEmpty.toJSON(message.method.value);
     } else if (message.method?.$case === "ping") {
       obj.ping = DeskEmpty.toJSON(message.method.value);
+    } else if (message.method?.$case === "completeTransfer") {
+      obj.completeTransfer = DeskContact.toJSON(message.method.value);
     } else if (message.method?.$case === "supervise") {
       obj.supervise = DeskSupervise.toJSON(message.method.value);
     }
@@ -478,6 +498,12 @@ export const DeskRequest: MessageFns<DeskRequest> = {
       case "ping": {
         if (object.method?.value !== undefined && object.method?.value !== null) {
           message.method = { $case: "ping", value: DeskEmpty.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "completeTransfer": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "completeTransfer", value: DeskContact.fromPartial(object.method.value) };
         }
         break;
       }

@@ -208,6 +208,9 @@ export interface Command {
     /** End users whose apps are connected through one signaling replica, sent every few seconds. */
     { $case: "endUserPresence"; value: EndUserPresence }
     | //
+    /** The first agent of a warm transfer leaves the contact's room: their part is over. */
+    { $case: "completeTransfer"; value: CompleteTransfer }
+    | //
     /** Supervisors: a connected contact's room, to monitor, whisper to its agent, or barge in. */
     { $case: "supervise"; value: Supervise }
     | undefined;
@@ -279,8 +282,16 @@ export interface Transfer {
   /** To a queue (cold), or to a named agent (when to_agent_id is set). */
   toQueueId: string;
   toAgentId: string;
-  /** Warm: the second agent joins the room while the first stays until they leave. */
+  /**
+   * Warm: the second agent joins the room while the first stays, the contact counting against
+   * the first's capacity until they leave (CompleteTransfer) or the contact ends.
+   */
   warm: boolean;
+}
+
+export interface CompleteTransfer {
+  agentId: string;
+  contactId: string;
 }
 
 export interface EndContact {
@@ -335,7 +346,10 @@ export interface ContactState {
   /** When connected: the room, and the agent in it. */
   room: string;
   agentId: string;
-  /** When ended: completed, abandoned or expired. */
+  /**
+   * When ended: completed, abandoned or expired; told to the agent who handed it over:
+   * transferred (cold) or transferred_warm (their part of a warm transfer is over).
+   */
   endReason: string;
   requestedAtMs: number;
 }
@@ -366,6 +380,11 @@ export interface AgentState {
   contacts: ContactState[];
   /** The contacts whose after-contact work is open. */
   wrapUpContactIds: string[];
+  /**
+   * The contacts it transferred warm and is still in the room of (among `contacts`): it leaves
+   * them with complete_transfer.
+   */
+  handingOverContactIds: string[];
 }
 
 export interface AgentEvent {
@@ -518,6 +537,9 @@ export const Command: MessageFns<Command> = {
       case "endUserPresence":
         EndUserPresence.encode(message.command.value, writer.uint32(122).fork()).join();
         break;
+      case "completeTransfer":
+        CompleteTransfer.encode(message.command.value, writer.uint32(130).fork()).join();
+        break;
       case "supervise":
         Supervise.encode(message.command.value, writer.uint32(162).fork()).join();
         break;
@@ -658,6 +680,14 @@ export const Command: MessageFns<Command> = {
             message.command = { $case: "endUserPresence", value: EndUserPresence.decode(reader, reader.uint32()) };
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.command = { $case: "completeTransfer", value: CompleteTransfer.decode(reader, reader.uint32()) };
+            continue;
+          }
           case 20: {
             if (tag !== 162) {
               break;
@@ -723,6 +753,10 @@ export const Command: MessageFns<Command> = {
         ? { $case: "endUserPresence", value: EndUserPresence.fromJSON(object.endUserPresence) }
         : isSet(object.end_user_presence)
         ? { $case: "endUserPresence", value: EndUserPresence.fromJSON(object.end_user_presence) }
+        : isSet(object.completeTransfer)
+        ? { $case: "completeTransfer", value: CompleteTransfer.fromJSON(object.completeTransfer) }
+        : isSet(object.complete_transfer)
+        ? { $case: "completeTransfer", value: CompleteTransfer.fromJSON(object.complete_transfer) }
         : isSet(object.supervise)
         ? { $case: "supervise", value: Supervise.fromJSON(object.supervise) }
         : undefined,
@@ -762,6 +796,8 @@ export const Command: MessageFns<Command> = {
       obj.queueView = QueueViewRequest.toJSON(message.command.value);
     } else if (message.command?.$case === "endUserPresence") {
       obj.endUserPresence = EndUserPresence.toJSON(message.command.value);
+    } else if (message.command?.$case === "completeTransfer") {
+      obj.completeTransfer = CompleteTransfer.toJSON(message.command.value);
     } else if (message.command?.$case === "supervise") {
       obj.supervise = Supervise.toJSON(message.command.value);
     }
@@ -856,6 +892,12 @@ export const Command: MessageFns<Command> = {
       case "endUserPresence": {
         if (object.command?.value !== undefined && object.command?.value !== null) {
           message.command = { $case: "endUserPresence", value: EndUserPresence.fromPartial(object.command.value) };
+        }
+        break;
+      }
+      case "completeTransfer": {
+        if (object.command?.value !== undefined && object.command?.value !== null) {
+          message.command = { $case: "completeTransfer", value: CompleteTransfer.fromPartial(object.command.value) };
         }
         break;
       }
@@ -1831,6 +1873,99 @@ export const Transfer: MessageFns<Transfer> = {
     message.toQueueId = object.toQueueId ?? "";
     message.toAgentId = object.toAgentId ?? "";
     message.warm = object.warm ?? false;
+    return message;
+  },
+};
+
+function createBaseCompleteTransfer(): CompleteTransfer {
+  return { agentId: "", contactId: "" };
+}
+
+export const CompleteTransfer: MessageFns<CompleteTransfer> = {
+  encode(message: CompleteTransfer, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.agentId !== "") {
+      writer.uint32(10).string(message.agentId);
+    }
+    if (message.contactId !== "") {
+      writer.uint32(18).string(message.contactId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CompleteTransfer {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCompleteTransfer();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.agentId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.contactId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CompleteTransfer {
+    return {
+      agentId: isSet(object.agentId)
+        ? globalThis.String(object.agentId)
+        : isSet(object.agent_id)
+        ? globalThis.String(object.agent_id)
+        : "",
+      contactId: isSet(object.contactId)
+        ? globalThis.String(object.contactId)
+        : isSet(object.contact_id)
+        ? globalThis.String(object.contact_id)
+        : "",
+    };
+  },
+
+  toJSON(message: CompleteTransfer): unknown {
+    const obj: any = {};
+    if (message.agentId !== "") {
+      obj.agentId = message.agentId;
+    }
+    if (message.contactId !== "") {
+      obj.contactId = message.contactId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CompleteTransfer>, I>>(base?: I): CompleteTransfer {
+    return CompleteTransfer.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CompleteTransfer>, I>>(object: I): CompleteTransfer {
+    const message = createBaseCompleteTransfer();
+    message.agentId = object.agentId ?? "";
+    message.contactId = object.contactId ?? "";
     return message;
   },
 };
@@ -2922,7 +3057,15 @@ export const Offer: MessageFns<Offer> = {
 };
 
 function createBaseAgentState(): AgentState {
-  return { agentId: "", status: 0, reason: "", offer: undefined, contacts: [], wrapUpContactIds: [] };
+  return {
+    agentId: "",
+    status: 0,
+    reason: "",
+    offer: undefined,
+    contacts: [],
+    wrapUpContactIds: [],
+    handingOverContactIds: [],
+  };
 }
 
 export const AgentState: MessageFns<AgentState> = {
@@ -2944,6 +3087,9 @@ export const AgentState: MessageFns<AgentState> = {
     }
     for (const v of message.wrapUpContactIds) {
       writer.uint32(50).string(v!);
+    }
+    for (const v of message.handingOverContactIds) {
+      writer.uint32(58).string(v!);
     }
     return writer;
   },
@@ -3009,6 +3155,14 @@ export const AgentState: MessageFns<AgentState> = {
             message.wrapUpContactIds.push(reader.string());
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.handingOverContactIds.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3039,6 +3193,11 @@ export const AgentState: MessageFns<AgentState> = {
         : globalThis.Array.isArray(object?.wrap_up_contact_ids)
         ? object.wrap_up_contact_ids.map((e: any) => globalThis.String(e))
         : [],
+      handingOverContactIds: globalThis.Array.isArray(object?.handingOverContactIds)
+        ? object.handingOverContactIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.handing_over_contact_ids)
+        ? object.handing_over_contact_ids.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -3062,6 +3221,9 @@ export const AgentState: MessageFns<AgentState> = {
     if (message.wrapUpContactIds?.length) {
       obj.wrapUpContactIds = message.wrapUpContactIds;
     }
+    if (message.handingOverContactIds?.length) {
+      obj.handingOverContactIds = message.handingOverContactIds;
+    }
     return obj;
   },
 
@@ -3076,6 +3238,7 @@ export const AgentState: MessageFns<AgentState> = {
     message.offer = (object.offer !== undefined && object.offer !== null) ? Offer.fromPartial(object.offer) : undefined;
     message.contacts = object.contacts?.map((e) => ContactState.fromPartial(e)) || [];
     message.wrapUpContactIds = object.wrapUpContactIds?.map((e) => e) || [];
+    message.handingOverContactIds = object.handingOverContactIds?.map((e) => e) || [];
     return message;
   },
 };
