@@ -148,6 +148,8 @@ describe('each deployment rule rejects what it is meant to', () => {
   it("an Ingress to crm-sync's ops port, or to its admin port beyond /v1/", () => {
     caught(exposureRules, (o) => (find(o, 'Ingress', 'crm-sync-admin').spec.rules[0].http.paths[0].backend.service.port = { name: 'ops' }), /routes \/v1\/ to crm-sync port ops/);
     caught(exposureRules, (o) => (find(o, 'Ingress', 'crm-sync-admin').spec.rules[0].http.paths[0].path = '/'), /routes \/ to crm-sync port http/);
+    // routing's directory API, beside it on the admin host: its ops port never.
+    caught(exposureRules, (o) => (find(o, 'Ingress', 'crm-sync-admin').spec.rules[0].http.paths[1].backend.service.port = { name: 'ops' }), /routes \/v1\/directory to routing port ops/);
   });
 
   it('the admin Ingress with TLS that still serves plain HTTP', () =>
