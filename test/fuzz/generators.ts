@@ -274,12 +274,21 @@ export interface Frame {
 
 /** A request frame of a random method, valid or mutated, or a broken one. */
 export function nextFrame(rng: Rng, id: number, ids: KnownIds, tokens: { join: string; resume: string }, maxFrameBytes: number): Frame {
-  const roll = rng.next();
   const method = rng.pick(METHODS);
-  if (roll < 0.3) return { kind: 'valid', method, data: JSON.stringify({ id, [method]: validParams(rng, method, ids, tokens) }) };
+  return frameOf(rng, id, method, validParams(rng, method, ids, tokens), maxFrameBytes);
+}
+
+/**
+ * A frame of a request of `method` whose valid parameters are `valid`, for any protocol of
+ * `{id, <method>: {...}}` frames: sent as they are, mutated, in a broken envelope, binary, or
+ * oversized.
+ */
+export function frameOf(rng: Rng, id: number, method: string, valid: unknown, maxFrameBytes: number): Frame {
+  const roll = rng.next();
+  if (roll < 0.3) return { kind: 'valid', method, data: JSON.stringify({ id, [method]: valid }) };
   if (roll < 0.75) {
     const raws: string[] = [];
-    const params = mutateTree(rng, validParams(rng, method, ids, tokens), raws);
+    const params = mutateTree(rng, valid, raws);
     return { kind: 'mutated', method, data: render({ id, [method]: params }, raws) };
   }
   if (roll < 0.9) return { kind: 'envelope', data: brokenEnvelope(rng, id, method) };
