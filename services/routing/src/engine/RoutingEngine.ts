@@ -111,6 +111,8 @@ export class RoutingEngine {
   private serving: Map<string, number> | undefined;
   /** Queues where a place, an estimated wait or a contact's phase may have changed since the owner last took them. */
   private moved = new Set<string>();
+  /** Agents available and holding no offer: a pass looks only at these, not at every agent. */
+  private readonly free = new Map<string, Agent>();
   private readonly options: EngineOptions;
 
   constructor(options: Partial<EngineOptions> = {}) {
@@ -157,7 +159,11 @@ export class RoutingEngine {
     this.byEndUser.clear();
     this.orders.clear();
     this.serving = undefined;
-    for (const agent of agents) this.agents.set(agent.agentId, agent);
+    this.free.clear();
+    for (const agent of agents) {
+      this.agents.set(agent.agentId, agent);
+      this.refreshFree(agent);
+    }
     for (const contact of contacts) {
       this.contacts.set(contact.contactId, contact);
       this.refile(contact);
@@ -174,6 +180,7 @@ export class RoutingEngine {
       this.servingChanged(next);
     }
     this.agents.set(agent.agentId, next);
+    this.refreshFree(next);
     this.touched.agents.add(agent.agentId);
     this.everything = true;
     return next;
@@ -195,6 +202,7 @@ export class RoutingEngine {
     }
     if ((agent.status === 'offline') !== (status === 'offline')) this.servingChanged(agent);
     agent.status = status;
+    this.refreshFree(agent);
     agent.awayReason = status === 'away' ? reason : undefined;
     if (status === 'available') this.markAgent(agent);
     events.push({ type: 'agent_status', agentId, status, ...(agent.awayReason ? { reason: agent.awayReason } : {}) });
@@ -244,6 +252,7 @@ export class RoutingEngine {
       const agent = this.agents.get(contact.offer.agentId);
       if (agent) {
         agent.offeredContactId = undefined;
+        this.refreshFree(agent);
         this.touched.agents.add(agent.agentId);
         this.markAgent(agent);
       }
@@ -269,6 +278,7 @@ export class RoutingEngine {
     this.touched.agents.add(agentId);
     this.touched.contacts.add(contactId);
     agent.offeredContactId = undefined;
+    this.refreshFree(agent);
     agent.load[kind]++;
     // Free for an offer again (a chat beside this call, say).
     this.markAgent(agent);
@@ -307,6 +317,7 @@ export class RoutingEngine {
         // An agent who went offline holding the contact is back to wrap it up.
         if (agent.status === 'offline') this.servingChanged(agent);
         agent.status = 'after_contact_work';
+        this.refreshFree(agent);
         events.push({ type: 'agent_status', agentId: agent.agentId, status: 'after_contact_work' });
       }
     }
@@ -404,17 +415,14 @@ export class RoutingEngine {
    */
   assign(nowMs: number): RoutingEvent[] {
     const events: RoutingEvent[] = [];
-    let free = 0;
-    for (const agent of this.agents.values()) if (agent.status === 'available' && !agent.offeredContactId) free++;
+    let free = this.free.size;
     if (free === 0) return events;
     const looked = this.everything || this.options.fullPasses ? this.queued.keys() : new Set([...this.dirty, ...this.delayed]);
     this.everything = false;
     this.dirty.clear();
-    const byQueue = new Map<string, Contact[]>();
-    for (const queueId of looked) {
-      const waiting = this.queuedIn(queueId).filter((contact) => contact.state === 'waiting');
-      if (waiting.length > 0) byQueue.set(queueId, waiting);
-    }
+    // Each queue's waiting and offered contacts in order (the offered ones are passed over below).
+    const byQueue = new Map<string, readonly Contact[]>();
+    for (const queueId of looked) if (this.queued.has(queueId)) byQueue.set(queueId, this.queuedIn(queueId));
     const queueOrder = [...byQueue.keys()].sort((a, b) => (this.queues.get(a)?.priority ?? 0) - (this.queues.get(b)?.priority ?? 0) || (a < b ? -1 : 1));
     const freeByQueue = this.freeAgentsByQueue();
     for (const queueId of queueOrder) {
@@ -429,8 +437,9 @@ export class RoutingEngine {
       const open = (kind: CapacityKind) => pools[kind].some((agent) => !agent.offeredContactId);
       const exhausted: Record<CapacityKind, boolean> = { call: !open('call'), chat: !open('chat') };
       for (const contact of byQueue.get(queueId)!) {
-        const kind = capacityKindOf(contact.channel);
         if (exhausted.call && exhausted.chat) break;
+        if (contact.state !== 'waiting') continue;
+        const kind = capacityKindOf(contact.channel);
         if (exhausted[kind] && !contact.targetAgentId) continue;
         // Only a transfer to a named agent goes to someone outside the queue's servers.
         const pool = contact.targetAgentId ? this.targetPool(contact.targetAgentId) : pools[kind];
@@ -455,6 +464,7 @@ export class RoutingEngine {
         contact.offer = { agentId: chosen.agentId, expiresAtMs };
         this.refile(contact);
         chosen.offeredContactId = contact.contactId;
+        this.refreshFree(chosen);
         this.touched.contacts.add(contact.contactId);
         this.touched.agents.add(chosen.agentId);
         events.push({ type: 'offered', contactId: contact.contactId, agentId: chosen.agentId, expiresAtMs });
@@ -465,11 +475,10 @@ export class RoutingEngine {
     return events;
   }
 
-  /** The free agents by the queues their profiles serve, with their profile priority for each: one walk over the agents. */
+  /** The free agents by the queues their profiles serve, with their profile priority for each: one walk over the free agents. */
   private freeAgentsByQueue(): Map<string, Array<{ agent: Agent; rank: number }>> {
     const byQueue = new Map<string, Array<{ agent: Agent; rank: number }>>();
-    for (const agent of this.agents.values()) {
-      if (agent.status !== 'available' || agent.offeredContactId) continue;
+    for (const agent of this.free.values()) {
       for (const served of this.profiles.get(agent.profileId)?.queues ?? []) {
         const list = byQueue.get(served.queueId);
         if (list) list.push({ agent, rank: served.priority });
@@ -518,6 +527,11 @@ export class RoutingEngine {
   /** The queue's waiting and offered contacts, in the order of service (do not change the array). */
   queuedIn(queueId: string): readonly Contact[] {
     return this.queued.has(queueId) ? this.orderOf(queueId).contacts : [];
+  }
+
+  /** The agents available and holding no offer. */
+  freeAgentIds(): string[] {
+    return [...this.free.keys()];
   }
 
   /** The contacts connected to the agent, oldest request first. */
@@ -606,6 +620,12 @@ export class RoutingEngine {
     return serving;
   }
 
+  /** Files the agent among the free ones (available, no offer held) or takes them out. */
+  private refreshFree(agent: Agent): void {
+    if (agent.status === 'available' && !agent.offeredContactId) this.free.set(agent.agentId, agent);
+    else this.free.delete(agent.agentId);
+  }
+
   /** The agent came or went (or changed profile): the estimated waits of the queues they serve change. */
   private servingChanged(agent: Agent): void {
     this.serving = undefined;
@@ -636,6 +656,7 @@ export class RoutingEngine {
   private withdrawOffer(agent: Agent, why: 'declined' | 'offer_expired'): RoutingEvent[] {
     const contactId = agent.offeredContactId;
     agent.offeredContactId = undefined;
+    this.refreshFree(agent);
     this.touched.agents.add(agent.agentId);
     if (contactId) this.touched.contacts.add(contactId);
     this.markAgent(agent);

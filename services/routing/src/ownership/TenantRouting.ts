@@ -91,7 +91,7 @@ export class TenantRouting {
   private readonly agentSeen = new Map<string, number>();
   private readonly contactSeen = new Map<string, number>();
   /** What each waiting contact was last told (position, estimate, phase), to tell only changes. */
-  private readonly told = new Map<string, string>();
+  private readonly told = new Map<string, Told>();
   private readonly statistics: QueueStatistics;
   private ticking = false;
   private queueViewDirty = true;
@@ -498,11 +498,14 @@ export class TenantRouting {
   }
 
   private toContact(contact: Readonly<Contact>, always = false): void {
-    const state = this.contactState(contact);
-    const summary = `${state.phase}:${state.queueId}:${state.position}:${state.estimatedWaitSeconds}`;
-    if (!always && this.told.get(contact.contactId) === summary) return;
-    this.told.set(contact.contactId, summary);
-    this.publish(subjects.routingContact(this.tenant, contact.contactId), encodeContactState(state));
+    // Compared before the state is built: most contacts of a queue that moved have nothing new.
+    const place = contact.state === 'connected' ? undefined : this.engine.placeOf(contact.contactId);
+    const now: Told = { phase: phaseOf(contact), queueId: contact.queueId, position: place?.position ?? 0, estimatedWaitSeconds: place?.estimatedWaitSeconds ?? 0 };
+    const last = this.told.get(contact.contactId);
+    const same = last?.phase === now.phase && last.queueId === now.queueId && last.position === now.position && last.estimatedWaitSeconds === now.estimatedWaitSeconds;
+    if (!always && same) return;
+    this.told.set(contact.contactId, now);
+    this.publish(subjects.routingContact(this.tenant, contact.contactId), encodeContactState(this.contactState(contact)));
   }
 
   private toAgent(agentId: string, event: AgentEvent['event']): void {
@@ -520,17 +523,9 @@ export class TenantRouting {
 
   contactState(contact: Readonly<Contact>): ContactState {
     const place = contact.state === 'connected' ? undefined : this.engine.placeOf(contact.contactId);
-    const phase =
-      contact.state === 'connected'
-        ? ContactPhase.CONTACT_PHASE_CONNECTED
-        : contact.state === 'offered'
-          ? ContactPhase.CONTACT_PHASE_OFFERED
-          : contact.callback
-            ? ContactPhase.CONTACT_PHASE_CALLBACK
-            : ContactPhase.CONTACT_PHASE_QUEUED;
     return {
       contactId: contact.contactId,
-      phase,
+      phase: phaseOf(contact),
       queueId: contact.queueId,
       channel: channelOf[contact.channel],
       position: contact.state === 'connected' ? 0 : (place?.position ?? 0),
@@ -641,6 +636,20 @@ export class TenantRouting {
     if (!contact || contact.about?.endUser !== endUser) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such contact');
     return contact;
   }
+}
+
+/** What a contact was last told of where it stands. */
+interface Told {
+  phase: ContactPhase;
+  queueId: string;
+  position: number;
+  estimatedWaitSeconds: number;
+}
+
+function phaseOf(contact: Readonly<Contact>): ContactPhase {
+  if (contact.state === 'connected') return ContactPhase.CONTACT_PHASE_CONNECTED;
+  if (contact.state === 'offered') return ContactPhase.CONTACT_PHASE_OFFERED;
+  return contact.callback ? ContactPhase.CONTACT_PHASE_CALLBACK : ContactPhase.CONTACT_PHASE_QUEUED;
 }
 
 /** The room of a contact: named after it, so every replica names it alike. */
