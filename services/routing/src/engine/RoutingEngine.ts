@@ -77,6 +77,7 @@ interface QueueOrder {
 export class RoutingEngine {
   readonly queues = new Map<string, Queue>();
   readonly profiles = new Map<string, RoutingProfile>();
+  /** Read them freely; change agents' and contacts' routing fields only through the methods below, which keep the indexes. */
   readonly agents = new Map<string, Agent>();
   readonly contacts = new Map<string, Contact>();
   /**
@@ -543,7 +544,7 @@ export class RoutingEngine {
   contactOfEndUser(endUser: string): Contact | undefined {
     let first: Contact | undefined;
     for (const contact of this.byEndUser.get(endUser)?.values() ?? []) {
-      if (!first || contact.requestedAtMs - first.requestedAtMs < 0 || (contact.requestedAtMs === first.requestedAtMs && contact.contactId < first.contactId)) first = contact;
+      if (!first || contact.requestedAtMs < first.requestedAtMs || (contact.requestedAtMs === first.requestedAtMs && contact.contactId < first.contactId)) first = contact;
     }
     return first;
   }
