@@ -9,8 +9,12 @@
  *     of their offers,
  *   - the routing process's memory per waiting contact (RSS).
  * Every figure includes storing each decision with compare-and-set and announcing it.
+ * BENCH_PROFILE=1 runs the routing process with --cpu-prof and names the profile written at its
+ * stop (`node --import tsx bench/cpuprofile-top.ts <file>` lists where the time went).
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { buckets, createLogger, openBucket, subjects } from '@gateway/common';
 import { AgentEvent, AgentStatus, Channel, Command, Reply } from '@gateway/proto/gateway/routing/v1/routing';
 import { NatsServer, startRoutingProcess } from '@gateway/testing';
@@ -46,8 +50,10 @@ const directory = {
 };
 const admin = await nats.connect('routing');
 await new DirectoryStore(await openBucket(admin, buckets.routingDirectory), createLogger('bench', 'silent'), { people: 10_000, teams: 500, queues: 500, profiles: 500 }).seed(TENANT, directory);
+const profileDir = process.env.BENCH_PROFILE ? mkdtempSync(path.join(tmpdir(), 'routing-profile-')) : undefined;
 const routing = await startRoutingProcess({
   natsUrl: nats.url,
+  nodeArgs: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
   env: { LOG_LEVEL: 'warn', ROUTING_END_USER_GRACE_SECONDS: '3600', ROUTING_PRESENCE_TIMEOUT_SECONDS: '300', ROUTING_AGENT_GRACE_SECONDS: '3600' },
 });
 const nc = await nats.connect('signaling');
@@ -107,9 +113,12 @@ try {
   }
 
   // Decisions per second: the 1,600 agents of the waiting queues go available at once.
-  const backlogAgents = allAgents.filter((_, a) => a % QUEUES < 40);
+  let backlogAgents = allAgents.filter((_, a) => a % QUEUES < 40);
   if (process.env.BENCH_DEBUG) {
-    for (const agentId of backlogAgents.slice(0, 10)) {
+    // A few alone first, to see what one costs; the burst is the others.
+    const alone = backlogAgents.slice(0, 10);
+    backlogAgents = backlogAgents.slice(alone.length);
+    for (const agentId of alone) {
       const t = performance.now();
       await send(nc, { $case: 'setStatus', value: { agentId, status: AgentStatus.AGENT_STATUS_AVAILABLE, reason: '' } });
       process.stderr.write(`setStatus ${(performance.now() - t).toFixed(1)} ms\n`);
@@ -135,6 +144,7 @@ try {
       decisionsPerSecond: Math.round((offersSeen - seenBefore) / decisionSeconds),
       offersMade: offersSeen - seenBefore,
       rssBytesPerWaitingContact: Math.round(((rssAfter - rssBefore) * 1024) / CONTACTS),
+      leaseLost: /routing lease was lost/.test(routing.logs),
     }),
   );
 } catch (error) {
@@ -143,6 +153,15 @@ try {
 } finally {
   await nc.close();
   await admin.close();
-  await routing.stop();
+  // The profile is written as the process exits: give it time to.
+  await routing.stop('SIGINT', profileDir ? 120_000 : 10_000);
   await nats.stop();
+  if (profileDir)
+    process.stderr.write(
+      `CPU profile: ${
+        readdirSync(profileDir)
+          .map((file) => path.join(profileDir, file))
+          .join(' ') || 'none written'
+      }\n`,
+    );
 }

@@ -100,6 +100,45 @@ describe('the owner of a tenant', () => {
     expect((await records.load(tenant)).contacts.has('c1')).toBe(false);
   });
 
+  it("decides operations that come together in order and stores them at once; a refusal is its operation's alone, a stale write refuses them all", async () => {
+    const tenant = 'initech';
+    const owner = new TenantOwner(tenant, records, engine());
+    await owner.load();
+    // Sent at once, not awaited one by one: they are decided one after another and stored together.
+    const sent = [
+      owner.run(agentIn('ann', T0 - 20)),
+      owner.run(agentIn('bob', T0 - 10)),
+      ...[1, 2, 3].map((n) => owner.run(quietly((e) => e.enqueue({ contactId: `k${n}`, queueId: 'billing', channel: 'voice' }, T0 + n)))),
+      owner.run((e) => e.accept('nobody-offered-this', 'ann')),
+      owner.run((e) => e.tick(T0 + 10)),
+    ];
+    const outcomes = await Promise.allSettled(sent);
+    expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled', 'fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
+    expect((outcomes[5] as PromiseRejectedResult).reason).toMatchObject({ code: 'OFFER_MOVED_ON' });
+    const ticked = (outcomes[6] as PromiseFulfilledResult<Awaited<(typeof sent)[number]>>).value;
+    expect(ticked.filter((e) => e.type === 'offered').map((e) => `${e.contactId}->${'agentId' in e ? e.agentId : ''}`)).toEqual(['k1->ann', 'k2->bob']);
+    const stored = await records.load(tenant);
+    expect([...stored.contacts.values()].map((c) => `${c.record.contactId}:${c.record.state}:${c.record.offer?.agentId ?? ''}`).sort()).toEqual(['k1:offered:ann', 'k2:offered:bob', 'k3:waiting:']);
+    expect(stored.agents.get('ann')!.record.offeredContactId).toBe('k1');
+
+    // Another owner changes k3 meanwhile: every operation of the next batch is refused, and the owner reloads.
+    const other = new TenantOwner(tenant, records, engine());
+    await other.load();
+    await other.run((e) => e.abandon('k3'));
+    const stale = await Promise.allSettled([
+      owner.run((e) => e.setStatus('bob', 'away', T0 + 20)),
+      owner.run(quietly((e) => e.enqueue({ contactId: 'k4', queueId: 'billing', channel: 'voice' }, T0 + 20))),
+      owner.run((e) => e.abandon('k3')),
+    ]);
+    expect(stale.map((o) => o.status)).toEqual(['rejected', 'rejected', 'rejected']);
+    expect(stale.every((o) => (o as PromiseRejectedResult).reason instanceof StaleRecord)).toBe(true);
+    // What it holds now is what the store holds (writes of the batch that landed before the refusal included).
+    const truth = await records.load(tenant);
+    expect(owner.engine.contacts.has('k3')).toBe(false);
+    expect([...owner.engine.contacts.keys()].sort()).toEqual([...truth.contacts.keys()].sort());
+    expect(owner.engine.agents.get('bob')!.status).toBe(truth.agents.get('bob')!.record.status);
+  });
+
   it('undoes the half of an offer an owner stored before it died, and offers the contact again', async () => {
     const tenant = 'globex';
     const d = new TenantOwner(tenant, records, engine());

@@ -48,8 +48,9 @@ export class ServiceProcess {
     return this.child.pid ?? -1;
   }
 
-  static async start(service: string, env: Record<string, string>, readyUrl: string, timeoutMs = 30_000): Promise<ServiceProcess> {
-    const child = spawn(process.execPath, [...serviceNodeArgs, `services/${service}/src/main.ts`], {
+  /** `nodeArgs` go to node itself (e.g. `--cpu-prof`, which NODE_OPTIONS does not take). */
+  static async start(service: string, env: Record<string, string>, readyUrl: string, timeoutMs = 30_000, nodeArgs: readonly string[] = []): Promise<ServiceProcess> {
+    const child = spawn(process.execPath, [...nodeArgs, ...serviceNodeArgs, `services/${service}/src/main.ts`], {
       cwd: repoRoot,
       env: { ...process.env, LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'info', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -248,7 +249,7 @@ export async function startCrmSyncProcess(options: { natsUrl: string; nodeId?: s
   });
 }
 
-export async function startRoutingProcess(options: { natsUrl: string; replicaId?: string; env?: Record<string, string> }) {
+export async function startRoutingProcess(options: { natsUrl: string; replicaId?: string; env?: Record<string, string>; nodeArgs?: readonly string[] }) {
   return retryOnPortClash(async () => {
     const port = await freePort();
     const opsPort = await freePort();
@@ -260,7 +261,7 @@ export async function startRoutingProcess(options: { natsUrl: string; replicaId?
       ROUTING_OPS_PORT: String(opsPort),
       ...options.env,
     };
-    const proc = await ServiceProcess.start('routing', env, `http://127.0.0.1:${opsPort}/readyz`);
+    const proc = await ServiceProcess.start('routing', env, `http://127.0.0.1:${opsPort}/readyz`, 30_000, options.nodeArgs);
     return Object.assign(proc, { port, opsPort, url: `http://127.0.0.1:${port}`, replicaId: env.ROUTING_REPLICA_ID });
   });
 }

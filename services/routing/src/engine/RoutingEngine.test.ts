@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import type { Contact } from './model.js';
 import { RoutingEngine, RoutingRefusal } from './RoutingEngine.js';
 
 const T0 = 1_000_000;
@@ -352,5 +353,149 @@ describe('RoutingEngine', () => {
     engine.tick(T0 + 10);
     engine.accept('c1', 'dee');
     expect(engine.positions().find((p) => p.contactId === 'c3')).toMatchObject({ position: 2 });
+  });
+});
+
+describe('RoutingEngine indexes', () => {
+  /** Within a queue: higher priority first, then who asked first (the engine's order of service, written out again). */
+  const inOrder = (a: Contact, b: Contact) => b.priority - a.priority || a.requestedAtMs - b.requestedAtMs || (a.contactId < b.contactId ? -1 : 1);
+
+  it('renumbers both queues when a contact moves between them (overflow, transfer)', () => {
+    const engine = tenant();
+    for (const id of ['ann', 'bob', 'cid', 'dee']) engine.setStatus(id, 'away', T0);
+    engine.enqueue({ contactId: 'b1', queueId: 'billing', channel: 'voice' }, T0);
+    engine.enqueue({ contactId: 'g1', queueId: 'general', channel: 'voice' }, T0 + 1_000);
+    engine.enqueue({ contactId: 'b2', queueId: 'billing', channel: 'voice' }, T0 + 30_000);
+    engine.enqueue({ contactId: 'g2', queueId: 'general', channel: 'voice' }, T0 + 40_000);
+    expect(engine.placeOf('b2')).toMatchObject({ queueId: 'billing', position: 2 });
+    engine.takeMovedQueues();
+    // b1 overflows to general at 60 s and keeps its place by when it asked: first there.
+    engine.tick(T0 + 60_000);
+    expect(engine.takeMovedQueues()).toEqual(new Set(['billing', 'general']));
+    expect(engine.queuedIn('general').map((c) => c.contactId)).toEqual(['b1', 'g1', 'g2']);
+    expect(engine.placeOf('b2')).toMatchObject({ queueId: 'billing', position: 1 });
+    expect(engine.placeOf('g2')).toMatchObject({ queueId: 'general', position: 3 });
+    // g1 is connected, then transferred back to billing: ahead of b2 there (a transfer's priority), gone from general.
+    engine.setStatus('dee', 'available', T0 + 61_000);
+    engine.tick(T0 + 61_000);
+    expect(engine.contacts.get('b1')).toMatchObject({ state: 'offered' });
+    engine.accept('b1', 'dee');
+    expect(engine.heldBy('dee').map((c) => c.contactId)).toEqual(['b1']);
+    expect(engine.placeOf('b1')).toBeUndefined();
+    expect(engine.placeOf('g2')).toMatchObject({ position: 2 });
+    engine.setStatus('dee', 'away', T0 + 62_000);
+    engine.transfer('b1', 'dee', { queueId: 'billing' }, T0 + 62_000);
+    expect(engine.heldBy('dee')).toEqual([]);
+    expect(engine.queuedIn('billing').map((c) => c.contactId)).toEqual(['b1', 'b2']);
+    expect(engine.queuedIn('general').map((c) => c.contactId)).toEqual(['g1', 'g2']);
+    expect(
+      engine
+        .positions()
+        .map((p) => `${p.contactId}@${p.queueId}#${p.position}`)
+        .sort(),
+    ).toEqual(['b1@billing#1', 'b2@billing#2', 'g1@general#1', 'g2@general#2']);
+  });
+
+  it('agrees with a walk over every contact and agent after each of 3,000 random operations (seeded), and names every queue where a place changed', () => {
+    for (const seed of [7, 8, 9]) {
+      let state = seed;
+      const rand = () => {
+        state = (state * 1_103_515_245 + 12_345) % 2_147_483_648;
+        return state / 2_147_483_648;
+      };
+      const pick = <T>(items: readonly T[]) => items[Math.floor(rand() * items.length)]!;
+      let engine = tenant();
+      const agents = ['ann', 'bob', 'cid', 'dee'];
+      const endUsers = ['u1', 'u2', 'u3', 'u4', 'u5', 'u6'];
+      // The handle time the engine should have, kept here the same way (a moving average per queue).
+      const handle = new Map<string, number>();
+      const told = new Map<string, string>();
+      let now = T0;
+      for (let step = 0; step < 1_000; step++) {
+        now += Math.floor(rand() * 8_000);
+        const roll = rand();
+        const contacts = [...engine.contacts.values()];
+        const offered = contacts.filter((c) => c.state === 'offered');
+        const connected = contacts.filter((c) => c.state === 'connected');
+        try {
+          if (roll < 0.3) engine.enqueue({ contactId: `c${step}`, queueId: pick(['billing', 'general']), channel: pick(['voice', 'video', 'chat'] as const), about: { endUser: pick(endUsers) } }, now);
+          else if (roll < 0.42 && offered.length > 0) {
+            const c = pick(offered);
+            engine.accept(c.contactId, c.offer!.agentId);
+          } else if (roll < 0.47 && offered.length > 0) {
+            const c = pick(offered);
+            engine.decline(c.contactId, c.offer!.agentId);
+          } else if (roll < 0.55 && connected.length > 0) {
+            const c = pick(connected);
+            engine.complete(c.contactId, now, now - 90_000);
+            const previous = handle.get(c.queueId);
+            handle.set(c.queueId, previous === undefined ? 90 : previous * 0.8 + 90 * 0.2);
+          } else if (roll < 0.62 && connected.length > 0) {
+            const c = pick(connected);
+            const toAgent = rand() < 0.3 ? pick(agents.filter((a) => a !== c.agentId)) : undefined;
+            engine.transfer(c.contactId, c.agentId!, { queueId: pick(['billing', 'general']), ...(toAgent ? { agentId: toAgent } : {}) }, now, { warm: rand() < 0.5 });
+          } else if (roll < 0.65 && contacts.some((c) => c.handingOver)) {
+            const c = pick(contacts.filter((x) => x.handingOver));
+            engine.completeTransfer(c.contactId, pick(c.handingOver!));
+          } else if (roll < 0.74) engine.setStatus(pick(agents), pick(['available', 'away', 'offline'] as const), now);
+          else if (roll < 0.78) engine.wrapUp(pick(agents), now);
+          else if (roll < 0.84 && contacts.length > 0) engine.abandon(pick(contacts).contactId);
+          else if (roll < 0.85) engine.setAgent({ agentId: pick(agents), profileId: pick(['front', 'general-only']), skills: { billing: pick([1, 3, 5]) } }, now);
+          else if (roll < 0.87) {
+            // A new owner: the same records, indexes built afresh (handle times start over).
+            const restored = tenant();
+            restored.restore(structuredClone([...engine.agents.values()]), structuredClone([...engine.contacts.values()]));
+            engine = restored;
+            handle.clear();
+          }
+        } catch (error) {
+          if (!(error instanceof RoutingRefusal)) throw error;
+        }
+        engine.tick(now);
+
+        const all = [...engine.contacts.values()];
+        const where = `seed ${seed}, step ${step}`;
+        for (const queueId of ['billing', 'general']) {
+          const expected = all.filter((c) => c.queueId === queueId && (c.state === 'waiting' || c.state === 'offered')).sort(inOrder);
+          expect(
+            engine.queuedIn(queueId).map((c) => c.contactId),
+            where,
+          ).toEqual(expected.map((c) => c.contactId));
+          const servers = Math.max(1, [...engine.agents.values()].filter((a) => a.status !== 'offline' && engine.profiles.get(a.profileId)?.queues.some((q) => q.queueId === queueId)).length);
+          const places = expected.map((c, index) => ({ contactId: c.contactId, queueId, position: index + 1, estimatedWaitSeconds: Math.round((index * (handle.get(queueId) ?? 300)) / servers) }));
+          expect(
+            expected.map((c) => engine.placeOf(c.contactId)),
+            where,
+          ).toEqual(places);
+        }
+        for (const agentId of agents) {
+          // Held: connected to them, or handed over warm and not yet left.
+          const expected = all
+            .filter((c) => (c.state === 'connected' && c.agentId === agentId) || c.handingOver?.includes(agentId))
+            .sort((a, b) => a.requestedAtMs - b.requestedAtMs || (a.contactId < b.contactId ? -1 : 1));
+          expect(
+            engine.heldBy(agentId).map((c) => c.contactId),
+            where,
+          ).toEqual(expected.map((c) => c.contactId));
+        }
+        const free = [...engine.agents.values()].filter((a) => a.status === 'available' && !a.offeredContactId).map((a) => a.agentId);
+        expect(engine.freeAgentIds().sort(), where).toEqual(free.sort());
+        for (const endUser of endUsers) {
+          const expected = all.filter((c) => c.about?.endUser === endUser).sort((a, b) => a.requestedAtMs - b.requestedAtMs || (a.contactId < b.contactId ? -1 : 1))[0];
+          expect(engine.contactOfEndUser(endUser)?.contactId, where).toBe(expected?.contactId);
+        }
+        // What the owner tells: a contact whose place, wait, queue or phase changed is in a queue named as moved.
+        const moved = engine.takeMovedQueues();
+        const untold: string[] = [];
+        for (const c of all) {
+          const place = engine.placeOf(c.contactId);
+          if (!place) continue;
+          const summary = `${c.state}:${c.callback}:${c.queueId}:${place.position}:${place.estimatedWaitSeconds}`;
+          if (told.get(c.contactId) !== summary && !moved.has(c.queueId)) untold.push(`${c.contactId} ${told.get(c.contactId)} -> ${summary}`);
+          told.set(c.contactId, summary);
+        }
+        expect(untold, where).toEqual([]);
+      }
+    }
   });
 });

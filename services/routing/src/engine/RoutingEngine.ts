@@ -1,4 +1,4 @@
-import { type Agent, type AgentStatus, type CapacityKind, type Contact, capacityKindOf, type Queue, type RoutingProfile } from './model.js';
+import { type Agent, type AgentStatus, type CapacityKind, type Contact, type ContactAbout, capacityKindOf, type Queue, type RoutingProfile } from './model.js';
 
 /** What a decision changed, for the owner to store and announce. */
 export type RoutingEvent =
@@ -46,6 +46,25 @@ export interface QueuePosition {
 
 const DEFAULT_HANDLE_SECONDS = 300;
 
+/** Where a contact is filed in the engine's indexes, to take it out of them when it changes. */
+interface Filed {
+  queueId: string;
+  /** Waiting or offered: it has a place in its queue. */
+  queued: boolean;
+  priority: number;
+  /** Connected to this agent. */
+  agentId: string | undefined;
+  /** Agents still in its room after a warm transfer (they hold it too). */
+  handingOver: readonly string[];
+  endUser: string | undefined;
+}
+
+/** A queue's waiting and offered contacts in the order of service, and each one's index in it. */
+interface QueueOrder {
+  contacts: Contact[];
+  indexOf: Map<string, number>;
+}
+
 /**
  * The routing decisions of one tenant (docs/routing.md), over its state in memory: which waiting
  * contact is offered to which agent, offers that time out, overflow, callbacks, and the order of
@@ -62,6 +81,7 @@ const DEFAULT_HANDLE_SECONDS = 300;
 export class RoutingEngine {
   readonly queues = new Map<string, Queue>();
   readonly profiles = new Map<string, RoutingProfile>();
+  /** Read them freely; change agents' and contacts' routing fields only through the methods below, which keep the indexes. */
   readonly agents = new Map<string, Agent>();
   readonly contacts = new Map<string, Contact>();
   /**
@@ -79,10 +99,29 @@ export class RoutingEngine {
   private readonly dirty = new Set<string>();
   /** Agents who became free since the last pass: a contact transferred to one of them by name is looked at wherever it waits. */
   private readonly freed = new Set<string>();
+  /** Queued contacts transferred to a named agent (few): looked at when an agent is freed. */
+  private readonly targeted = new Map<string, Contact>();
   private everything = true;
   private delayed = new Set<string>();
   /** Handle time per queue (seconds), a moving average, for the estimated wait. */
   private readonly handleSeconds = new Map<string, number>();
+  /**
+   * Indexes over the contacts, so nothing the owner does per command walks the whole tenant:
+   * each queue's waiting and offered contacts, each agent's connected ones, each end user's.
+   * Every change of a contact's state, queue or priority files it again (`refile`).
+   */
+  private readonly filed = new Map<string, Filed>();
+  private readonly queued = new Map<string, Map<string, Contact>>();
+  private readonly held = new Map<string, Map<string, Contact>>();
+  private readonly byEndUser = new Map<string, Map<string, Contact>>();
+  /** Each queue's order of service, sorted when first asked after its contacts changed. */
+  private readonly orders = new Map<string, QueueOrder>();
+  /** Agents present (not offline) serving each queue, for the estimated wait; counted again after a change. */
+  private serving: Map<string, number> | undefined;
+  /** Queues where a place, an estimated wait or a contact's phase may have changed since the owner last took them. */
+  private moved = new Set<string>();
+  /** Agents available and holding no offer: a pass looks only at these, not at every agent. */
+  private readonly free = new Map<string, Agent>();
   private readonly options: EngineOptions;
 
   constructor(options: Partial<EngineOptions> = {}) {
@@ -110,6 +149,9 @@ export class RoutingEngine {
     this.profiles.set(profile.profileId, profile);
     this.delayed = new Set([...this.profiles.values()].flatMap((p) => p.queues.filter((q) => q.delaySeconds).map((q) => q.queueId)));
     this.everything = true;
+    // Who serves which queue may have changed: every estimate with it.
+    this.serving = undefined;
+    for (const queueId of this.queued.keys()) this.moved.add(queueId);
   }
 
   /**
@@ -119,8 +161,22 @@ export class RoutingEngine {
   restore(agents: Iterable<Agent>, contacts: Iterable<Contact>): void {
     this.agents.clear();
     this.contacts.clear();
-    for (const agent of agents) this.agents.set(agent.agentId, agent);
-    for (const contact of contacts) this.contacts.set(contact.contactId, contact);
+    for (const filed of this.filed.values()) this.moved.add(filed.queueId);
+    this.filed.clear();
+    this.queued.clear();
+    this.held.clear();
+    this.byEndUser.clear();
+    this.orders.clear();
+    this.serving = undefined;
+    this.free.clear();
+    for (const agent of agents) {
+      this.agents.set(agent.agentId, agent);
+      this.refreshFree(agent);
+    }
+    for (const contact of contacts) {
+      this.contacts.set(contact.contactId, contact);
+      this.refile(contact);
+    }
     this.everything = true;
   }
 
@@ -128,7 +184,12 @@ export class RoutingEngine {
   setAgent(agent: Pick<Agent, 'agentId' | 'profileId' | 'skills'>, nowMs: number): Agent {
     const existing = this.agents.get(agent.agentId);
     const next: Agent = existing ? { ...existing, profileId: agent.profileId, skills: agent.skills } : { ...agent, status: 'offline', load: { call: 0, chat: 0 }, idleSinceMs: nowMs, missedOffers: 0 };
+    if (existing && existing.profileId !== next.profileId && existing.status !== 'offline') {
+      this.servingChanged(existing);
+      this.servingChanged(next);
+    }
     this.agents.set(agent.agentId, next);
+    this.refreshFree(next);
     this.touched.agents.add(agent.agentId);
     this.everything = true;
     return next;
@@ -143,14 +204,16 @@ export class RoutingEngine {
     const events: RoutingEvent[] = [];
     this.touched.agents.add(agentId);
     // Gone for good: no longer in the rooms of the contacts they were handing over.
-    if (status === 'offline') for (const contact of [...this.contacts.values()]) if (contact.handingOver?.includes(agentId)) events.push(...this.endPart(contact, agentId));
+    if (status === 'offline') for (const contact of this.heldBy(agentId)) if (contact.handingOver?.includes(agentId)) events.push(...this.endPart(contact, agentId));
     agent.beforeDisconnect = undefined;
     if (status !== 'available' && agent.offeredContactId) events.push(...this.withdrawOffer(agent, 'offer_expired'));
     if (status === 'available' && agent.status !== 'available') {
       agent.idleSinceMs = nowMs;
       agent.missedOffers = 0;
     }
+    if ((agent.status === 'offline') !== (status === 'offline')) this.servingChanged(agent);
     agent.status = status;
+    this.refreshFree(agent);
     agent.awayReason = status === 'away' ? reason : undefined;
     if (status === 'available') this.markAgent(agent);
     events.push({ type: 'agent_status', agentId, status, ...(agent.awayReason ? { reason: agent.awayReason } : {}) });
@@ -178,12 +241,13 @@ export class RoutingEngine {
     return this.setStatus(agentId, before, nowMs);
   }
 
-  /** An end user asks for support. */
-  enqueue(contact: Pick<Contact, 'contactId' | 'queueId' | 'channel'> & { priority?: number }, nowMs: number): Contact {
+  /** An end user asks for support (`about`: who, kept beside the decisions). */
+  enqueue(contact: Pick<Contact, 'contactId' | 'queueId' | 'channel'> & { priority?: number; about?: ContactAbout }, nowMs: number): Contact {
     if (!this.queues.has(contact.queueId)) throw new RoutingRefusal('NOT_FOUND', 'no such queue');
     if (this.contacts.has(contact.contactId)) return this.contacts.get(contact.contactId)!;
     const added: Contact = { ...contact, priority: contact.priority ?? 0, requestedAtMs: nowMs, queuedAtMs: nowMs, state: 'waiting', passedBy: [] };
     this.contacts.set(added.contactId, added);
+    this.refile(added);
     this.touched.contacts.add(added.contactId);
     this.dirty.add(added.queueId);
     return added;
@@ -199,6 +263,7 @@ export class RoutingEngine {
       const agent = this.agents.get(contact.offer.agentId);
       if (agent) {
         agent.offeredContactId = undefined;
+        this.refreshFree(agent);
         this.touched.agents.add(agent.agentId);
         this.markAgent(agent);
       }
@@ -209,6 +274,7 @@ export class RoutingEngine {
     events.push({ type: 'ended', contactId, reason: 'abandoned', contact: asItWas });
     for (const handing of contact.handingOver ?? []) events.push(...this.endPart(contact, handing));
     this.contacts.delete(contactId);
+    this.unfile(contactId);
     return events;
   }
 
@@ -224,6 +290,7 @@ export class RoutingEngine {
     this.touched.agents.add(agentId);
     this.touched.contacts.add(contactId);
     agent.offeredContactId = undefined;
+    this.refreshFree(agent);
     agent.load[kind]++;
     // Free for an offer again (a chat beside this call, say).
     this.markAgent(agent);
@@ -232,6 +299,7 @@ export class RoutingEngine {
     contact.offer = undefined;
     contact.agentId = agentId;
     contact.targetAgentId = undefined;
+    this.refile(contact);
     return [{ type: 'connected', contactId, agentId }];
   }
 
@@ -258,7 +326,10 @@ export class RoutingEngine {
       agent.load[kind] = Math.max(0, agent.load[kind] - 1);
       this.markAgent(agent);
       if (agent.load.call + agent.load.chat === 0) {
+        // An agent who went offline holding the contact is back to wrap it up.
+        if (agent.status === 'offline') this.servingChanged(agent);
         agent.status = 'after_contact_work';
+        this.refreshFree(agent);
         events.push({ type: 'agent_status', agentId: agent.agentId, status: 'after_contact_work' });
       }
     }
@@ -266,7 +337,10 @@ export class RoutingEngine {
     const seconds = Math.max(1, (nowMs - connectedAtMs) / 1000);
     const previous = this.handleSeconds.get(contact.queueId);
     this.handleSeconds.set(contact.queueId, previous === undefined ? seconds : previous * 0.8 + seconds * 0.2);
+    // The queue's estimated waits change with its handle time.
+    this.moved.add(contact.queueId);
     this.contacts.delete(contactId);
+    this.unfile(contactId);
     return events;
   }
 
@@ -295,6 +369,7 @@ export class RoutingEngine {
     }
     this.dirty.add(to.queueId);
     Object.assign(contact, { state: 'waiting', queueId: to.queueId, queuedAtMs: nowMs, priority: contact.priority + 1, agentId: undefined, passedBy: [fromAgentId], targetAgentId: to.agentId });
+    this.refile(contact);
     return [{ type: 'transferred', contactId, fromAgentId, queueId: to.queueId, ...(to.agentId ? { targetAgentId: to.agentId } : {}), warm }];
   }
 
@@ -330,6 +405,7 @@ export class RoutingEngine {
           contact.state = 'waiting';
           contact.offer = undefined;
           this.touched.contacts.add(contact.contactId);
+          this.refile(contact);
           continue;
         }
         events.push(...this.withdrawOffer(agent, 'offer_expired'));
@@ -348,12 +424,14 @@ export class RoutingEngine {
         this.touched.contacts.add(contact.contactId);
         this.dirty.add(contact.queueId);
         contact.queuedAtMs = nowMs;
+        this.refile(contact);
         continue;
       }
       if (!contact.callback && queue.maxWaitSeconds !== undefined && (nowMs - contact.requestedAtMs) / 1000 >= queue.maxWaitSeconds) {
         // The end user need not hold on: they keep their place and are called back into the app.
         contact.callback = true;
         this.touched.contacts.add(contact.contactId);
+        this.moved.add(contact.queueId);
         events.push({ type: 'callback_offered', contactId: contact.contactId });
       }
     }
@@ -369,23 +447,17 @@ export class RoutingEngine {
    */
   assign(nowMs: number): RoutingEvent[] {
     const events: RoutingEvent[] = [];
-    let free = 0;
-    for (const agent of this.agents.values()) if (agent.status === 'available' && !agent.offeredContactId) free++;
+    let free = this.free.size;
     if (free === 0) return events;
-    const byQueue = new Map<string, Contact[]>();
-    for (const contact of this.contacts.values()) {
-      if (contact.state !== 'waiting') continue;
-      // Named for an agent now free, who may serve none of the queue's changes.
-      if (contact.targetAgentId && this.freed.has(contact.targetAgentId)) this.dirty.add(contact.queueId);
-      const list = byQueue.get(contact.queueId);
-      if (list) list.push(contact);
-      else byQueue.set(contact.queueId, [contact]);
-    }
-    const looked = this.everything || this.options.fullPasses ? undefined : new Set([...this.dirty, ...this.delayed]);
+    // Named for an agent now free, who may serve none of the queue's changes.
+    for (const contact of this.targeted.values()) if (contact.state === 'waiting' && contact.targetAgentId && this.freed.has(contact.targetAgentId)) this.dirty.add(contact.queueId);
+    this.freed.clear();
+    const looked = this.everything || this.options.fullPasses ? this.queued.keys() : new Set([...this.dirty, ...this.delayed]);
     this.everything = false;
     this.dirty.clear();
-    this.freed.clear();
-    for (const queueId of [...byQueue.keys()]) if (looked && !looked.has(queueId)) byQueue.delete(queueId);
+    // Each queue's waiting and offered contacts in order (the offered ones are passed over below).
+    const byQueue = new Map<string, readonly Contact[]>();
+    for (const queueId of looked) if (this.queued.has(queueId)) byQueue.set(queueId, this.queuedIn(queueId));
     const queueOrder = [...byQueue.keys()].sort((a, b) => (this.queues.get(a)?.priority ?? 0) - (this.queues.get(b)?.priority ?? 0) || (a < b ? -1 : 1));
     const freeByQueue = this.freeAgentsByQueue();
     for (const queueId of queueOrder) {
@@ -399,9 +471,10 @@ export class RoutingEngine {
       };
       const open = (kind: CapacityKind) => pools[kind].some((agent) => !agent.offeredContactId);
       const exhausted: Record<CapacityKind, boolean> = { call: !open('call'), chat: !open('chat') };
-      for (const contact of byQueue.get(queueId)!.sort(serviceOrder)) {
-        const kind = capacityKindOf(contact.channel);
+      for (const contact of byQueue.get(queueId)!) {
         if (exhausted.call && exhausted.chat) break;
+        if (contact.state !== 'waiting') continue;
+        const kind = capacityKindOf(contact.channel);
         if (exhausted[kind] && !contact.targetAgentId) continue;
         // Only a transfer to a named agent goes to someone outside the queue's servers.
         const pool = contact.targetAgentId ? this.targetPool(contact.targetAgentId) : pools[kind];
@@ -424,7 +497,9 @@ export class RoutingEngine {
         const expiresAtMs = nowMs + (queue.offerTimeoutSeconds !== undefined ? queue.offerTimeoutSeconds * 1000 : this.options.offerTimeoutMs);
         contact.state = 'offered';
         contact.offer = { agentId: chosen.agentId, expiresAtMs };
+        this.refile(contact);
         chosen.offeredContactId = contact.contactId;
+        this.refreshFree(chosen);
         this.touched.contacts.add(contact.contactId);
         this.touched.agents.add(chosen.agentId);
         events.push({ type: 'offered', contactId: contact.contactId, agentId: chosen.agentId, expiresAtMs });
@@ -435,11 +510,10 @@ export class RoutingEngine {
     return events;
   }
 
-  /** The free agents by the queues their profiles serve, with their profile priority for each: one walk over the agents. */
+  /** The free agents by the queues their profiles serve, with their profile priority for each: one walk over the free agents. */
   private freeAgentsByQueue(): Map<string, Array<{ agent: Agent; rank: number }>> {
     const byQueue = new Map<string, Array<{ agent: Agent; rank: number }>>();
-    for (const agent of this.agents.values()) {
-      if (agent.status !== 'available' || agent.offeredContactId) continue;
+    for (const agent of this.free.values()) {
       for (const served of this.profiles.get(agent.profileId)?.queues ?? []) {
         const list = byQueue.get(served.queueId);
         if (list) list.push({ agent, rank: served.priority });
@@ -462,30 +536,140 @@ export class RoutingEngine {
     return agent && agent.status === 'available' && !agent.offeredContactId ? [agent] : [];
   }
 
-  /** Where each waiting contact stands in its queue, and a rough wait: its place times the queue's handle time, shared by the agents who serve it. */
+  /** Where each waiting (or offered) contact stands in its queue, and a rough wait (see `placeOf`). */
   positions(): QueuePosition[] {
     const out: QueuePosition[] = [];
-    const byQueue = new Map<string, Contact[]>();
-    for (const contact of this.contacts.values()) {
-      if (contact.state !== 'waiting' && contact.state !== 'offered') continue;
-      const list = byQueue.get(contact.queueId);
-      if (list) list.push(contact);
-      else byQueue.set(contact.queueId, [contact]);
+    for (const queueId of this.queued.keys()) {
+      for (const contact of this.queuedIn(queueId)) out.push(this.placeOf(contact.contactId)!);
     }
-    // The agents present who serve each queue: one walk over the agents.
+    return out;
+  }
+
+  /**
+   * Where a waiting (or offered) contact stands in its queue: its place in the order of service,
+   * and a rough wait, its place times the queue's handle time, shared by the agents who serve it.
+   */
+  placeOf(contactId: string): QueuePosition | undefined {
+    const contact = this.contacts.get(contactId);
+    if (!contact || !isQueued(contact)) return undefined;
+    const index = this.orderOf(contact.queueId).indexOf.get(contactId);
+    if (index === undefined) return undefined;
+    const servers = Math.max(1, this.servingCounts().get(contact.queueId) ?? 0);
+    const handle = this.handleSeconds.get(contact.queueId) ?? DEFAULT_HANDLE_SECONDS;
+    return { contactId, queueId: contact.queueId, position: index + 1, estimatedWaitSeconds: Math.round((index * handle) / servers) };
+  }
+
+  /** The queue's waiting and offered contacts, in the order of service (do not change the array). */
+  queuedIn(queueId: string): readonly Contact[] {
+    return this.queued.has(queueId) ? this.orderOf(queueId).contacts : [];
+  }
+
+  /** The agents available and holding no offer. */
+  freeAgentIds(): string[] {
+    return [...this.free.keys()];
+  }
+
+  /** The contacts the agent holds (connected to them, or handed over warm and not yet left), oldest request first. */
+  heldBy(agentId: string): Contact[] {
+    return [...(this.held.get(agentId)?.values() ?? [])].sort((a, b) => a.requestedAtMs - b.requestedAtMs || (a.contactId < b.contactId ? -1 : 1));
+  }
+
+  /** A contact the end user has (the first they asked for, when several). */
+  contactOfEndUser(endUser: string): Contact | undefined {
+    let first: Contact | undefined;
+    for (const contact of this.byEndUser.get(endUser)?.values() ?? []) {
+      if (!first || contact.requestedAtMs < first.requestedAtMs || (contact.requestedAtMs === first.requestedAtMs && contact.contactId < first.contactId)) first = contact;
+    }
+    return first;
+  }
+
+  /**
+   * The queues where a place, an estimated wait or a phase may have changed since the last call:
+   * the owner tells only their contacts.
+   */
+  takeMovedQueues(): Set<string> {
+    const moved = this.moved;
+    this.moved = new Set();
+    return moved;
+  }
+
+  /**
+   * The contact's state, queue or priority changed (or it is new): it is taken out of the indexes
+   * where it was and filed where it is now; the order of a queue it left or joined is sorted again.
+   */
+  private refile(contact: Contact): void {
+    const was = this.unfile(contact.contactId, false);
+    const now: Filed = {
+      queueId: contact.queueId,
+      queued: isQueued(contact),
+      priority: contact.priority,
+      agentId: contact.state === 'connected' ? contact.agentId : undefined,
+      handingOver: contact.handingOver ?? [],
+      endUser: contact.about?.endUser,
+    };
+    this.filed.set(contact.contactId, now);
+    this.moved.add(now.queueId);
+    if (now.queued) {
+      addTo(this.queued, now.queueId, contact);
+      // Between waiting and offered a contact keeps its place: the order stands.
+      if (!was?.queued || was.queueId !== now.queueId || was.priority !== now.priority) this.orders.delete(now.queueId);
+    }
+    if (now.agentId) addTo(this.held, now.agentId, contact);
+    for (const agentId of now.handingOver) addTo(this.held, agentId, contact);
+    if (now.endUser) addTo(this.byEndUser, now.endUser, contact);
+    if (now.queued && contact.targetAgentId) this.targeted.set(contact.contactId, contact);
+    if (was?.queued && (!now.queued || was.queueId !== now.queueId || was.priority !== now.priority)) this.orders.delete(was.queueId);
+  }
+
+  /** Takes a contact out of the indexes (it ended, or is filed again); returns where it was. */
+  private unfile(contactId: string, ended = true): Filed | undefined {
+    const was = this.filed.get(contactId);
+    if (!was) return undefined;
+    this.filed.delete(contactId);
+    this.moved.add(was.queueId);
+    if (was.queued) {
+      removeFrom(this.queued, was.queueId, contactId);
+      if (ended) this.orders.delete(was.queueId);
+    }
+    if (was.agentId) removeFrom(this.held, was.agentId, contactId);
+    for (const agentId of was.handingOver) removeFrom(this.held, agentId, contactId);
+    if (was.endUser) removeFrom(this.byEndUser, was.endUser, contactId);
+    this.targeted.delete(contactId);
+    return was;
+  }
+
+  private orderOf(queueId: string): QueueOrder {
+    let order = this.orders.get(queueId);
+    if (!order) {
+      // Filed mostly in the order they asked: the sort finds the runs already in order.
+      const contacts = [...(this.queued.get(queueId)?.values() ?? [])].sort(serviceOrder);
+      order = { contacts, indexOf: new Map(contacts.map((contact, index) => [contact.contactId, index])) };
+      this.orders.set(queueId, order);
+    }
+    return order;
+  }
+
+  private servingCounts(): Map<string, number> {
+    if (this.serving) return this.serving;
     const serving = new Map<string, number>();
     for (const agent of this.agents.values()) {
       if (agent.status === 'offline') continue;
       for (const served of this.profiles.get(agent.profileId)?.queues ?? []) serving.set(served.queueId, (serving.get(served.queueId) ?? 0) + 1);
     }
-    for (const [queueId, contacts] of byQueue) {
-      const servers = Math.max(1, serving.get(queueId) ?? 0);
-      const handle = this.handleSeconds.get(queueId) ?? DEFAULT_HANDLE_SECONDS;
-      contacts.sort(serviceOrder).forEach((contact, index) => {
-        out.push({ contactId: contact.contactId, queueId, position: index + 1, estimatedWaitSeconds: Math.round((index * handle) / servers) });
-      });
-    }
-    return out;
+    this.serving = serving;
+    return serving;
+  }
+
+  /** Files the agent among the free ones (available, no offer held) or takes them out. */
+  private refreshFree(agent: Agent): void {
+    if (agent.status === 'available' && !agent.offeredContactId) this.free.set(agent.agentId, agent);
+    else this.free.delete(agent.agentId);
+  }
+
+  /** The agent came or went (or changed profile): the estimated waits of the queues they serve change. */
+  private servingChanged(agent: Agent): void {
+    this.serving = undefined;
+    for (const served of this.profiles.get(agent.profileId)?.queues ?? []) this.moved.add(served.queueId);
   }
 
   private eligible(agent: Agent, contact: Contact, queue: Queue, nowMs: number): boolean {
@@ -515,6 +699,7 @@ export class RoutingEngine {
     const asItWas = structuredClone(contact);
     const rest = (contact.handingOver ?? []).filter((id) => id !== agentId);
     contact.handingOver = rest.length > 0 ? rest : undefined;
+    this.refile(contact);
     this.touched.contacts.add(contact.contactId);
     const events: RoutingEvent[] = [{ type: 'handed_over', contactId: contact.contactId, agentId, contact: asItWas }];
     const agent = this.agents.get(agentId);
@@ -525,6 +710,7 @@ export class RoutingEngine {
     this.markAgent(agent);
     if (agent.load.call + agent.load.chat === 0 && agent.status !== 'offline') {
       agent.status = 'after_contact_work';
+      this.refreshFree(agent);
       events.push({ type: 'agent_status', agentId, status: 'after_contact_work' });
     }
     return events;
@@ -534,6 +720,7 @@ export class RoutingEngine {
   private withdrawOffer(agent: Agent, why: 'declined' | 'offer_expired'): RoutingEvent[] {
     const contactId = agent.offeredContactId;
     agent.offeredContactId = undefined;
+    this.refreshFree(agent);
     this.touched.agents.add(agent.agentId);
     if (contactId) this.touched.contacts.add(contactId);
     this.markAgent(agent);
@@ -541,6 +728,7 @@ export class RoutingEngine {
     if (!contact || contact.offer?.agentId !== agent.agentId) return [];
     contact.state = 'waiting';
     contact.offer = undefined;
+    this.refile(contact);
     this.dirty.add(contact.queueId);
     if (!contact.passedBy.includes(agent.agentId)) contact.passedBy.push(agent.agentId);
     return [{ type: why, contactId: contact.contactId, agentId: agent.agentId }];
@@ -563,6 +751,20 @@ export class RoutingEngine {
     if (!contact) throw new RoutingRefusal('NOT_FOUND', 'no such contact');
     return contact;
   }
+}
+
+const isQueued = (contact: Contact) => contact.state === 'waiting' || contact.state === 'offered';
+
+function addTo(index: Map<string, Map<string, Contact>>, key: string, contact: Contact): void {
+  const contacts = index.get(key);
+  if (contacts) contacts.set(contact.contactId, contact);
+  else index.set(key, new Map([[contact.contactId, contact]]));
+}
+
+function removeFrom(index: Map<string, Map<string, Contact>>, key: string, contactId: string): void {
+  const contacts = index.get(key);
+  if (!contacts?.delete(contactId)) return;
+  if (contacts.size === 0) index.delete(key);
 }
 
 /** Within a queue: higher priority first, then who asked first. */

@@ -105,7 +105,7 @@ export interface Contact {
   handingOver?: string[];
   /** Waited past the queue's maximum: the end user was offered a callback and keeps their place. */
   callback?: boolean;
-  /** Who asked (the end user's identity) and what the service keeps beside the decisions; the engine never reads these. */
+  /** Who asked (the end user's identity) and what the service keeps beside the decisions; no decision reads these (the engine only finds contacts by end user). */
   about?: ContactAbout;
 }
 

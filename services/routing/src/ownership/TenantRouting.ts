@@ -91,8 +91,9 @@ export class TenantRouting {
   private readonly agentSeen = new Map<string, number>();
   private readonly contactSeen = new Map<string, number>();
   /** What each waiting contact was last told (position, estimate, phase), to tell only changes. */
-  private readonly told = new Map<string, string>();
+  private readonly told = new Map<string, Told>();
   private readonly statistics: QueueStatistics;
+  private ticking = false;
   private queueViewDirty = true;
   private lastQueueViewMs = 0;
   private people: Map<string, DirectoryView['people'][number]>;
@@ -345,7 +346,7 @@ export class TenantRouting {
     const endUser = identity.parse(request.endUser);
     const nowMs = this.now();
     // Asking again (a reconnect, or a second tap): the contact they have keeps its place.
-    const existing = request.contactId ? this.engine.contacts.get(request.contactId) : [...this.engine.contacts.values()].find((c) => c.about?.endUser === endUser);
+    const existing = request.contactId ? this.engine.contacts.get(request.contactId) : this.engine.contactOfEndUser(endUser);
     if (existing) {
       if (existing.about?.endUser !== endUser) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such contact');
       this.contactSeen.set(existing.contactId, nowMs);
@@ -375,8 +376,7 @@ export class TenantRouting {
     const closed = hours !== undefined && !isOpen(hours, nowMs);
     const crmContactId = request.crmContactId ? reference.parse(request.crmContactId) : undefined;
     await this.run('requestSupport', (engine) => {
-      const contact = engine.enqueue({ contactId, queueId: queueId.data, channel }, nowMs);
-      contact.about = { endUser, sealed, ...(crmContactId ? { crmContactId } : {}) };
+      const contact = engine.enqueue({ contactId, queueId: queueId.data, channel, about: { endUser, sealed, ...(crmContactId ? { crmContactId } : {}) } }, nowMs);
       if (!closed) return engine.assign(nowMs);
       contact.callback = true;
       return [{ type: 'callback_offered', contactId }];
@@ -391,7 +391,9 @@ export class TenantRouting {
   }
 
   private async onTick(): Promise<void> {
-    if (this.closed) return;
+    // A tick that outlasts the interval is not joined by the next one: they would do its work twice.
+    if (this.closed || this.ticking) return;
+    this.ticking = true;
     const nowMs = this.now();
     try {
       const gone = (seen: Map<string, number>, key: string, graceMs: number) => (seen.get(key) ?? this.startedAtMs) + graceMs <= nowMs;
@@ -419,6 +421,8 @@ export class TenantRouting {
       }
     } catch (error) {
       if (!(error instanceof RoutingRefusal)) this.log.warn({ tenant: this.tenant, err: error }, 'routing tick failed; next tick tries again');
+    } finally {
+      this.ticking = false;
     }
   }
 
@@ -530,17 +534,20 @@ export class TenantRouting {
     }
   }
 
-  /** Tells each waiting contact whose place, estimate or phase changed. */
+  /** Tells each waiting contact whose place, estimate or phase changed (only queues where something moved can have one). */
   private tellPositions(): void {
-    for (const contact of this.engine.contacts.values()) if (contact.state !== 'connected') this.toContact(contact);
+    for (const queueId of this.engine.takeMovedQueues()) for (const contact of this.engine.queuedIn(queueId)) this.toContact(contact);
   }
 
   private toContact(contact: Readonly<Contact>, always = false): void {
-    const state = this.contactState(contact);
-    const summary = `${state.phase}:${state.queueId}:${state.position}:${state.estimatedWaitSeconds}`;
-    if (!always && this.told.get(contact.contactId) === summary) return;
-    this.told.set(contact.contactId, summary);
-    this.publish(subjects.routingContact(this.tenant, contact.contactId), encodeContactState(state));
+    // Compared before the state is built: most contacts of a queue that moved have nothing new.
+    const place = contact.state === 'connected' ? undefined : this.engine.placeOf(contact.contactId);
+    const now: Told = { phase: phaseOf(contact), queueId: contact.queueId, position: place?.position ?? 0, estimatedWaitSeconds: place?.estimatedWaitSeconds ?? 0 };
+    const last = this.told.get(contact.contactId);
+    const same = last?.phase === now.phase && last.queueId === now.queueId && last.position === now.position && last.estimatedWaitSeconds === now.estimatedWaitSeconds;
+    if (!always && same) return;
+    this.told.set(contact.contactId, now);
+    this.publish(subjects.routingContact(this.tenant, contact.contactId), encodeContactState(this.contactState(contact)));
   }
 
   private toAgent(agentId: string, event: AgentEvent['event']): void {
@@ -556,22 +563,11 @@ export class TenantRouting {
     }
   }
 
-  private positionsCache: { atVersion: number; byContact: Map<string, { position: number; estimatedWaitSeconds: number }> } | undefined;
-
   contactState(contact: Readonly<Contact>): ContactState {
-    const positions = this.positions();
-    const place = positions.get(contact.contactId);
-    const phase =
-      contact.state === 'connected'
-        ? ContactPhase.CONTACT_PHASE_CONNECTED
-        : contact.state === 'offered'
-          ? ContactPhase.CONTACT_PHASE_OFFERED
-          : contact.callback
-            ? ContactPhase.CONTACT_PHASE_CALLBACK
-            : ContactPhase.CONTACT_PHASE_QUEUED;
+    const place = contact.state === 'connected' ? undefined : this.engine.placeOf(contact.contactId);
     return {
       contactId: contact.contactId,
-      phase,
+      phase: phaseOf(contact),
       queueId: contact.queueId,
       channel: channelOf[contact.channel],
       position: contact.state === 'connected' ? 0 : (place?.position ?? 0),
@@ -581,15 +577,6 @@ export class TenantRouting {
       endReason: '',
       requestedAtMs: contact.requestedAtMs,
     };
-  }
-
-  /** Positions, computed once per change of the engine's state. */
-  private positions(): Map<string, { position: number; estimatedWaitSeconds: number }> {
-    const version = this.owner.version;
-    if (this.positionsCache?.atVersion === version) return this.positionsCache.byContact;
-    const byContact = new Map(this.engine.positions().map((p) => [p.contactId, p]));
-    this.positionsCache = { atVersion: version, byContact };
-    return byContact;
   }
 
   private async offerOf(contact: Readonly<Contact>): Promise<Offer> {
@@ -624,7 +611,7 @@ export class TenantRouting {
     const agent = this.engine.agents.get(agentId);
     if (!agent) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such agent');
     const offered = agent.offeredContactId ? this.engine.contacts.get(agent.offeredContactId) : undefined;
-    const held = this.heldBy(agentId);
+    const held = this.engine.heldBy(agentId);
     const busy = agent.status === 'available' && held.length > 0;
     const handingOver = held.filter((c) => c.handingOver?.includes(agentId));
     return {
@@ -639,43 +626,44 @@ export class TenantRouting {
     };
   }
 
-  /** The contacts an agent holds: connected to them, or transferred warm and not yet left. */
-  private heldBy(agentId: string): Contact[] {
-    return [...this.engine.contacts.values()].filter((c) => (c.state === 'connected' && c.agentId === agentId) || c.handingOver?.includes(agentId) === true);
-  }
-
+  /** The supervisors' view (and the metrics' source at each scrape): one walk over the queued contacts and the agents. */
   queueView(): QueueView {
     const nowMs = this.now();
-    const agents = [...this.engine.agents.values()];
+    const agents = [...this.engine.agents.values()].map((agent) => ({ agent, held: this.engine.heldBy(agent.agentId) }));
+    const connected = new Map<string, number>();
+    for (const { held } of agents) for (const contact of held) connected.set(contact.queueId, (connected.get(contact.queueId) ?? 0) + 1);
     return {
       atMs: nowMs,
       queues: [...this.engine.queues.values()].map((queue) => {
-        const waiting = [...this.engine.contacts.values()].filter((c) => c.queueId === queue.queueId && c.state !== 'connected');
-        const positions = this.positions();
-        const estimate = Math.max(0, ...waiting.map((c) => positions.get(c.contactId)?.estimatedWaitSeconds ?? 0));
+        const waiting = this.engine.queuedIn(queue.queueId);
+        let longestWaitSeconds = 0;
+        let offered = 0;
+        for (const contact of waiting) {
+          longestWaitSeconds = Math.max(longestWaitSeconds, Math.floor((nowMs - contact.requestedAtMs) / 1000));
+          if (contact.state === 'offered') offered++;
+        }
+        // The last in the order of service waits the longest from now.
+        const last = waiting.at(-1);
         return {
           queueId: queue.queueId,
           name: this.queueInfo.get(queue.queueId)?.name ?? queue.queueId,
           waiting: waiting.length,
-          longestWaitSeconds: Math.max(0, ...waiting.map((c) => Math.floor((nowMs - c.requestedAtMs) / 1000))),
-          offered: waiting.filter((c) => c.state === 'offered').length,
-          connected: [...this.engine.contacts.values()].filter((c) => c.queueId === queue.queueId && c.state === 'connected').length,
+          longestWaitSeconds,
+          offered,
+          connected: connected.get(queue.queueId) ?? 0,
           ...this.statistics.today(queue.queueId),
-          estimatedWaitSeconds: estimate,
+          estimatedWaitSeconds: Math.max(0, last ? (this.engine.placeOf(last.contactId)?.estimatedWaitSeconds ?? 0) : 0),
           serviceLevelSeconds: queue.serviceLevelSeconds,
         };
       }),
-      agents: agents.map((agent) => {
-        const held = this.heldBy(agent.agentId);
-        return {
-          agentId: agent.agentId,
-          name: this.people.get(agent.agentId)?.name ?? '',
-          status: agent.status === 'available' && held.length > 0 ? AgentStatus.AGENT_STATUS_BUSY : statusOf[agent.status],
-          reason: agent.awayReason ?? '',
-          contactIds: held.map((c) => c.contactId),
-          rooms: held.map((c) => c.about?.room ?? roomOf(c.contactId)),
-        };
-      }),
+      agents: agents.map(({ agent, held }) => ({
+        agentId: agent.agentId,
+        name: this.people.get(agent.agentId)?.name ?? '',
+        status: agent.status === 'available' && held.length > 0 ? AgentStatus.AGENT_STATUS_BUSY : statusOf[agent.status],
+        reason: agent.awayReason ?? '',
+        contactIds: held.map((c) => c.contactId),
+        rooms: held.map((c) => c.about?.room ?? roomOf(c.contactId)),
+      })),
     };
   }
 
@@ -693,6 +681,20 @@ export class TenantRouting {
     if (!contact || contact.about?.endUser !== endUser) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such contact');
     return contact;
   }
+}
+
+/** What a contact was last told of where it stands. */
+interface Told {
+  phase: ContactPhase;
+  queueId: string;
+  position: number;
+  estimatedWaitSeconds: number;
+}
+
+function phaseOf(contact: Readonly<Contact>): ContactPhase {
+  if (contact.state === 'connected') return ContactPhase.CONTACT_PHASE_CONNECTED;
+  if (contact.state === 'offered') return ContactPhase.CONTACT_PHASE_OFFERED;
+  return contact.callback ? ContactPhase.CONTACT_PHASE_CALLBACK : ContactPhase.CONTACT_PHASE_QUEUED;
 }
 
 /** The room of a contact: named after it, so every replica names it alike. */
