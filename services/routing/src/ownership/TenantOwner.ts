@@ -18,6 +18,12 @@ export class TenantOwner {
   private readonly stored = { agents: new Map<string, string>(), contacts: new Map<string, string>() };
   private queue: Promise<unknown> = Promise.resolve();
   private changes = 0;
+  /**
+   * Set while the engine may hold decisions the store does not (a write failed and the reload
+   * that follows failed too, e.g. no leader for the records' stream yet): the next operation
+   * reloads first instead of deciding from them.
+   */
+  private unsure = false;
 
   constructor(
     readonly tenant: string,
@@ -42,6 +48,7 @@ export class TenantOwner {
    */
   run(operation: (engine: RoutingEngine) => RoutingEvent[]): Promise<RoutingEvent[]> {
     return this.serially(async () => {
+      if (this.unsure) await this.reload();
       this.changes++;
       const events = operation(this.engine);
       try {
@@ -56,6 +63,7 @@ export class TenantOwner {
 
   private async reload(): Promise<void> {
     this.changes++;
+    this.unsure = true;
     const { agents, contacts } = await this.records.load(this.tenant);
     const agentRecords = new Map([...agents].map(([id, stored]) => [id, stored.record]));
     const contactRecords = new Map([...contacts].map(([id, stored]) => [id, stored.record]));
@@ -66,6 +74,7 @@ export class TenantOwner {
     repairOffers(agentRecords, contactRecords);
     this.engine.restore(agentRecords.values(), contactRecords.values());
     await this.store(true);
+    this.unsure = false;
   }
 
   /**

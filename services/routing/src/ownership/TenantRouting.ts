@@ -228,6 +228,10 @@ export class TenantRouting {
       case 'accept': {
         const agent = this.agentOf(command.value.agentId);
         const contactId = id.parse(command.value.contactId);
+        // Already theirs: the answer to an accept that took longer than the caller waited (a
+        // write riding out a leader election) is given again, so the agent gets their join token.
+        const held = this.engine.contacts.get(contactId);
+        if (held?.state === 'connected' && held.agentId === agent.agentId) return { result: { $case: 'contact', value: this.contactState(held) } };
         await this.run('accept', (engine) => {
           const events = engine.accept(contactId, agent.agentId);
           const contact = engine.contacts.get(contactId);
