@@ -1,7 +1,24 @@
 import { randomBytes } from 'node:crypto';
-import type { NatsConnection, Msg, Subscription } from '@nats-io/transport-node';
+import type { NatsConnection, Msg, MsgHdrs, Subscription } from '@nats-io/transport-node';
 import { z } from 'zod';
-import { ErrorCode, GatewayError, openJson, sealJson, subjects, type Keyring, type Logger } from '@gateway/common';
+import {
+  contextFromNatsHeaders,
+  contextFromTraceparent,
+  ErrorCode,
+  GatewayError,
+  inSpan,
+  linksFromNatsHeaders,
+  markFailed,
+  natsHeadersWithTrace,
+  openJson,
+  recordSpan,
+  sealJson,
+  SpanKind,
+  subjects,
+  traceparentOf,
+  type Keyring,
+  type Logger,
+} from '@gateway/common';
 import {
   AgentEvent,
   AgentStatus,
@@ -92,6 +109,8 @@ export class TenantRouting {
   private readonly contactSeen = new Map<string, number>();
   /** What each waiting contact was last told (position, estimate, phase), to tell only changes. */
   private readonly told = new Map<string, string>();
+  /** When each offer out was made (or, made by a previous owner, first seen here): its span's start. */
+  private readonly offeredAt = new Map<string, number>();
   private readonly statistics: QueueStatistics;
   private queueViewDirty = true;
   private lastQueueViewMs = 0;
@@ -165,6 +184,7 @@ export class TenantRouting {
     const started = performance.now();
     let kind = 'invalid';
     let reply: Reply;
+    let headers: MsgHdrs | undefined;
     try {
       let command: Command;
       try {
@@ -175,13 +195,48 @@ export class TenantRouting {
       if (command.tenant !== this.tenant) throw new GatewayError(ErrorCode.BAD_REQUEST, 'the command names another tenant');
       if (!command.command) throw new GatewayError(ErrorCode.BAD_REQUEST, 'the command names no operation');
       kind = command.command.$case;
-      reply = await this.serve(command.command);
+      const operation = command.command;
+      const traced = this.spanOf(operation, msg.headers);
+      reply = traced
+        ? await inSpan(traced.name, traced.options, async (span) => {
+            const answer = await this.serve(operation).catch((error: unknown) => {
+              const failure = this.failure(error);
+              markFailed(span, new GatewayError(GatewayError.isCode(failure.code) ? failure.code : ErrorCode.INTERNAL, failure.message));
+              return { result: { $case: 'error', value: failure } } satisfies Reply;
+            });
+            if (answer.result?.$case === 'contact') span.setAttribute('gateway.contact_id', answer.result.value.contactId);
+            // The caller's next steps (the agent's join token) belong to the contact's trace too.
+            headers = natsHeadersWithTrace();
+            return answer;
+          })
+        : await this.serve(operation);
     } catch (error) {
       const failure = this.failure(error);
       reply = { result: { $case: 'error', value: failure } };
     }
     this.observer?.command(kind, reply.result?.$case === 'error' ? reply.result.value.code : 'OK', performance.now() - started);
-    if (msg.reply) msg.respond(Reply.encode(reply).finish());
+    if (msg.reply) msg.respond(Reply.encode(reply).finish(), headers ? { headers } : undefined);
+  }
+
+  /**
+   * The span of a command in its contact's trace (docs/observability.md): a request for support
+   * begins the trace (continuing the caller's), an accept continues the trace kept with the
+   * contact (linked to the caller's). Other commands (presence every few seconds, statuses) make
+   * no span of their own.
+   */
+  private spanOf(command: NonNullable<Command['command']>, headers: MsgHdrs | undefined): { name: string; options: Parameters<typeof inSpan>[1] } | undefined {
+    if (command.$case === 'requestSupport') {
+      const parent = contextFromNatsHeaders(headers);
+      const attributes = { 'gateway.tenant': this.tenant, 'gateway.queue_id': command.value.queueId.slice(0, 64), 'gateway.channel': channelNames[command.value.channel] ?? 'unknown' };
+      return { name: 'gateway.routing.v1.Routing/requestSupport', options: { kind: SpanKind.SERVER, ...(parent ? { parent } : { root: true }), attributes } };
+    }
+    if (command.$case === 'accept') {
+      const contact = this.engine.contacts.get(command.value.contactId);
+      const parent = contextFromTraceparent(contact?.about?.traceparent);
+      if (!contact || !parent) return undefined;
+      return { name: 'gateway.routing.v1.Routing/accept', options: { kind: SpanKind.SERVER, parent, links: linksFromNatsHeaders(headers), attributes: contactAttributes(this.tenant, contact) } };
+    }
+    return undefined;
   }
 
   private failure(error: unknown): { code: string; message: string } {
@@ -361,9 +416,11 @@ export class TenantRouting {
     // Outside the queue's hours the end user need not hold on: a callback, keeping their place.
     const closed = hours !== undefined && !isOpen(hours, nowMs);
     const crmContactId = request.crmContactId ? reference.parse(request.crmContactId) : undefined;
+    // The contact's trace, kept with its record: whoever owns the tenant later records in it.
+    const traceparent = traceparentOf();
     await this.run('requestSupport', (engine) => {
       const contact = engine.enqueue({ contactId, queueId: queueId.data, channel }, nowMs);
-      contact.about = { endUser, sealed, ...(crmContactId ? { crmContactId } : {}) };
+      contact.about = { endUser, sealed, ...(crmContactId ? { crmContactId } : {}), ...(traceparent ? { traceparent } : {}) };
       if (!closed) return engine.assign(nowMs);
       contact.callback = true;
       return [{ type: 'callback_offered', contactId }];
@@ -418,10 +475,42 @@ export class TenantRouting {
       const contact = event.type === 'ended' ? event.contact : 'contactId' in event ? this.engine.contacts.get(event.contactId) : undefined;
       this.observer?.event(event, nowMs, contact);
       this.statistics.record(event, contact, nowMs, this.engine);
+      this.traceOffer(event, contact, nowMs);
       await this.tell(event, contact);
       if (event.type === 'ended' && event.reason === 'abandoned') await this.sendRecord(contactRecordOf(this.tenant, pendingRecordOf(event.contact, nowMs), 'abandoned'));
     }
     if (kind !== 'tick' && events.length > 0) this.tellPositions();
+  }
+
+  /**
+   * Each offer as a span of its contact's trace, from when it was made to its outcome (accepted,
+   * declined, timed out, withdrawn when the end user left). An offer made by a previous owner
+   * counts from when this one learned of it.
+   */
+  private traceOffer(event: RoutingEvent, contact: Readonly<Contact> | undefined, nowMs: number): void {
+    if (event.type === 'offered') {
+      this.offeredAt.set(event.contactId, nowMs);
+      return;
+    }
+    const outcome =
+      event.type === 'connected'
+        ? 'accepted'
+        : event.type === 'declined'
+          ? 'declined'
+          : event.type === 'offer_expired'
+            ? 'timed_out'
+            : event.type === 'ended' && event.reason === 'abandoned' && event.contact.offer
+              ? 'withdrawn'
+              : undefined;
+    if (event.type === 'ended') this.offeredAt.delete(event.contactId);
+    if (!outcome || !contact) return;
+    const startTime = this.offeredAt.get(contact.contactId) ?? nowMs;
+    this.offeredAt.delete(contact.contactId);
+    recordSpan('routing offer', contextFromTraceparent(contact.about?.traceparent), {
+      startTime,
+      endTime: nowMs,
+      attributes: { ...contactAttributes(this.tenant, contact), 'gateway.offer.outcome': outcome },
+    });
   }
 
   private async tell(event: RoutingEvent, contact: Readonly<Contact> | undefined): Promise<void> {
@@ -439,7 +528,8 @@ export class TenantRouting {
       case 'connected':
         if (!contact) return;
         this.toAgent(event.agentId, { $case: 'connected', value: this.contactState(contact) });
-        this.toContact(contact);
+        // In the accept's trace: the end user's join token is minted under it.
+        this.toContact(contact, false, natsHeadersWithTrace());
         return;
       case 'agent_status':
         this.toAgent(event.agentId, { $case: 'state', value: await this.agentState(event.agentId) });
@@ -497,21 +587,21 @@ export class TenantRouting {
     for (const contact of this.engine.contacts.values()) if (contact.state !== 'connected') this.toContact(contact);
   }
 
-  private toContact(contact: Readonly<Contact>, always = false): void {
+  private toContact(contact: Readonly<Contact>, always = false, headers?: MsgHdrs): void {
     const state = this.contactState(contact);
     const summary = `${state.phase}:${state.queueId}:${state.position}:${state.estimatedWaitSeconds}`;
     if (!always && this.told.get(contact.contactId) === summary) return;
     this.told.set(contact.contactId, summary);
-    this.publish(subjects.routingContact(this.tenant, contact.contactId), encodeContactState(state));
+    this.publish(subjects.routingContact(this.tenant, contact.contactId), encodeContactState(state), headers);
   }
 
   private toAgent(agentId: string, event: AgentEvent['event']): void {
     this.publish(subjects.routingAgent(this.tenant, agentId), AgentEvent.encode({ agentId, event }).finish());
   }
 
-  private publish(subject: string, data: Uint8Array): void {
+  private publish(subject: string, data: Uint8Array, headers?: MsgHdrs): void {
     try {
-      this.nc.publish(subject, data);
+      this.nc.publish(subject, data, headers ? { headers } : undefined);
     } catch (error) {
       // The connection is closing: the apps ask for the state again when they reconnect.
       this.log.debug({ tenant: this.tenant, err: error }, 'routing event not published');
@@ -648,6 +738,14 @@ export class TenantRouting {
     return contact;
   }
 }
+
+/** What a contact's spans say of it: ids and kinds only, never a name, the context or a phone number. */
+const contactAttributes = (tenant: string, contact: Readonly<Contact>) => ({
+  'gateway.tenant': tenant,
+  'gateway.queue_id': contact.queueId,
+  'gateway.channel': contact.channel,
+  'gateway.contact_id': contact.contactId,
+});
 
 /** The room of a contact: named after it, so every replica names it alike. */
 export const roomOf = (contactId: string) => `cc_${contactId}`;

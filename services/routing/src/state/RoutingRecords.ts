@@ -66,6 +66,10 @@ const aboutSchema = z.strictObject({
   room: id().optional(),
   overflowedFrom: z.array(id()).max(50).optional(),
   transfers: z.array(transferSchema).max(50).optional(),
+  traceparent: z
+    .string()
+    .regex(/^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/)
+    .optional(),
 });
 
 const contactSchema = z.strictObject({
