@@ -235,8 +235,12 @@ describe('routing through a change of JetStream leaders mid-offer', () => {
         await new Promise((resolve) => setTimeout(resolve, 700));
       }
     })();
-    await waitNotification(first, 'offerWithdrawn', (w) => w.contactId === contactId, 20_000);
-    await waitNotification(second, 'offered', (o) => o.contactId === contactId, 20_000);
+    const explain = (error: unknown) => {
+      const told = (client: TestClient) => JSON.stringify(client.notifications.filter((n) => n.offered || n.offerWithdrawn));
+      throw new Error(`${String(error)}; first told ${told(first)}; second told ${told(second)}\n${routing.map((r) => r.logs.slice(-3000)).join('\n')}`);
+    };
+    await waitNotification(first, 'offerWithdrawn', (w) => w.contactId === contactId, 20_000).catch(explain);
+    await waitNotification(second, 'offered', (o) => o.contactId === contactId, 20_000).catch(explain);
     await stepping;
     await everyStreamLed();
 

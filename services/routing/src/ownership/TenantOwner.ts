@@ -37,6 +37,11 @@ export class TenantOwner {
     return this.changes;
   }
 
+  /** Whether the engine holds what the store holds (false after a write and its reload both failed, until the next reload). */
+  get trusted(): boolean {
+    return !this.unsure;
+  }
+
   /** Reads the tenant from the store, undoes half-made offers, and stores those repairs. */
   load(): Promise<void> {
     return this.serially(() => this.reload());

@@ -109,6 +109,8 @@ export class TenantRouting {
   private readonly contactSeen = new Map<string, number>();
   /** What each waiting contact was last told (position, estimate, phase), to tell only changes. */
   private readonly told = new Map<string, string>();
+  /** The offer each agent was last told of and not told is over (agent id -> contact id). */
+  private readonly toldOffers = new Map<string, string>();
   /** When each offer out was made (or, made by a previous owner, first seen here): its span's start. */
   private readonly offeredAt = new Map<string, number>();
   private readonly statistics: QueueStatistics;
@@ -468,7 +470,13 @@ export class TenantRouting {
 
   /** Runs an operation through the owner (stored before it counts), then tells everyone concerned. */
   private async run(kind: string, operation: (engine: RoutingEngine) => RoutingEvent[]): Promise<void> {
-    const events = await this.owner.run(operation);
+    let events: RoutingEvent[];
+    try {
+      events = await this.owner.run(operation);
+    } catch (error) {
+      if (this.owner.trusted) await this.tellAfterReload();
+      throw error;
+    }
     if (events.length > 0) this.queueViewDirty = true;
     const nowMs = this.now();
     for (const event of events) {
@@ -513,7 +521,31 @@ export class TenantRouting {
     });
   }
 
+  /**
+   * After an operation that was not stored (the owner reloaded the tenant from the store), tells
+   * the agents and end users where the store differs from what they were told: part of it may
+   * have been stored after all (a write that went unanswered landed, then a half-made offer was
+   * undone), and nobody may be left ringing for an offer that is not theirs, or not told of one
+   * that is.
+   */
+  private async tellAfterReload(): Promise<void> {
+    for (const [agentId, contactId] of [...this.toldOffers]) {
+      if (this.engine.agents.get(agentId)?.offeredContactId === contactId) continue;
+      this.toldOffers.delete(agentId);
+      this.toAgent(agentId, { $case: 'offerWithdrawn', value: { contactId, reason: 'withdrawn' } });
+    }
+    for (const agent of this.engine.agents.values()) {
+      const contact = agent.offeredContactId ? this.engine.contacts.get(agent.offeredContactId) : undefined;
+      if (!contact || this.toldOffers.get(agent.agentId) === contact.contactId) continue;
+      this.toldOffers.set(agent.agentId, contact.contactId);
+      this.offeredAt.set(contact.contactId, this.now());
+      this.toAgent(agent.agentId, { $case: 'offered', value: await this.offerOf(contact) });
+    }
+    for (const contact of this.engine.contacts.values()) this.toContact(contact);
+  }
+
   private async tell(event: RoutingEvent, contact: Readonly<Contact> | undefined): Promise<void> {
+    this.noteOffers(event);
     switch (event.type) {
       case 'offered': {
         if (!contact) return;
@@ -564,6 +596,13 @@ export class TenantRouting {
         return;
       }
     }
+  }
+
+  /** Which agent was told of which offer, as events go out. */
+  private noteOffers(event: RoutingEvent): void {
+    if (event.type === 'offered') this.toldOffers.set(event.agentId, event.contactId);
+    else if (event.type === 'declined' || event.type === 'offer_expired' || event.type === 'connected') this.toldOffers.delete(event.agentId);
+    else if (event.type === 'ended' && event.contact.offer) this.toldOffers.delete(event.contact.offer.agentId);
   }
 
   /** Sends a contact's record, retried a few times; one that cannot be sent is logged (by id only). */

@@ -1,4 +1,4 @@
-import type { KV } from '@nats-io/kv';
+import type { KV, KvEntry } from '@nats-io/kv';
 import { z } from 'zod';
 import { isLiveEntry, listEntries, schemas } from '@gateway/common';
 import type { Agent, Contact } from '../engine/model.js';
@@ -178,8 +178,7 @@ export class RoutingRecords {
       () => this.kv.delete(key, { previousSeq: revision }),
       // An attempt that went unanswered may have deleted it: gone is what was asked.
       async () => {
-        const entry = await this.kv.get(key);
-        if (!isLiveEntry(entry)) return undefined;
+        if (!isLiveEntry(await this.settled(key, revision))) return undefined;
         throw new StaleRecord(key);
       },
       key,
@@ -214,12 +213,25 @@ export class RoutingRecords {
       // An attempt that went unanswered may have been written: the record holding exactly this
       // value is ours, at its revision (a new leader answers the retry with a conflict).
       async () => {
-        const entry = await this.kv.get(key);
+        const entry = await this.settled(key, revision);
         if (isLiveEntry(entry) && new TextDecoder().decode(entry.value) === value) return entry.revision;
         throw new StaleRecord(key);
       },
       key,
     );
+  }
+
+  /**
+   * The record after a conflict over `revision`: a copy that lags (gets are answered by any
+   * server holding the stream) may still show that revision, so it is read again for a while.
+   */
+  private async settled(key: string, revision: number): Promise<KvEntry | null> {
+    const deadline = Date.now() + 2_000;
+    for (;;) {
+      const entry = await this.kv.get(key);
+      if ((entry?.revision ?? 0) !== revision || Date.now() >= deadline) return entry;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
   }
 
   /**
