@@ -229,7 +229,11 @@ export class TenantRouting {
   private spanOf(command: NonNullable<Command['command']>, headers: MsgHdrs | undefined): { name: string; options: Parameters<typeof inSpan>[1] } | undefined {
     if (command.$case === 'requestSupport') {
       const parent = contextFromNatsHeaders(headers);
-      const attributes = { 'gateway.tenant': this.tenant, 'gateway.queue_id': command.value.queueId.slice(0, 64), 'gateway.channel': channelNames[command.value.channel] ?? 'unknown' };
+      const attributes = {
+        'gateway.tenant': this.tenant,
+        'gateway.queue_id': id.safeParse(command.value.queueId).success ? command.value.queueId : 'invalid',
+        'gateway.channel': channelNames[command.value.channel] ?? 'unknown',
+      };
       return { name: 'gateway.routing.v1.Routing/requestSupport', options: { kind: SpanKind.SERVER, ...(parent ? { parent } : { root: true }), attributes } };
     }
     if (command.$case === 'accept') {
