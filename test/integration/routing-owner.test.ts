@@ -153,4 +153,38 @@ describe('the owner of a tenant', () => {
     expect((await records.getAgent(tenant, 'eve'))!.record.offeredContactId).toBeUndefined();
     expect(await next.run((e) => e.tick(T0 + 1))).toEqual([expect.objectContaining({ type: 'offered', contactId: 'c2', agentId: 'eve' })]);
   });
+
+  it('decides from the store again after a write and the reload that followed it both failed (no leader for a while)', async () => {
+    const tenant = 'leaderless';
+    /** The store of the test, whose writes and loads fail (as with no leader) while told to. */
+    class LeaderlessRecords extends RoutingRecords {
+      down = false;
+      private refuse(): void {
+        if (this.down) throw Object.assign(new Error('jetstream is not enabled'), { name: 'JetStreamNotEnabled' });
+      }
+      override async putAgent(...args: Parameters<RoutingRecords['putAgent']>) {
+        this.refuse();
+        return super.putAgent(...args);
+      }
+      override async load(...args: Parameters<RoutingRecords['load']>) {
+        this.refuse();
+        return super.load(...args);
+      }
+    }
+    const leaderless = new LeaderlessRecords(kv);
+    const owner = new TenantOwner(tenant, leaderless, engine());
+    await owner.load();
+    await owner.run(agentIn('ann', T0 - 10));
+    await owner.run(quietly((e) => e.enqueue({ contactId: 'c9', queueId: 'billing', channel: 'voice' }, T0 + 50_000)));
+    // The offer is decided but not stored, and the reload fails too: it never happened.
+    leaderless.down = true;
+    await expect(owner.run((e) => e.tick(T0 + 50_001))).rejects.toThrow(/not enabled/);
+    leaderless.down = false;
+    // The next decision starts from the store, so the offer is made (and stored) again.
+    const events = await owner.run((e) => e.tick(T0 + 50_002));
+    expect(events).toContainEqual(expect.objectContaining({ type: 'offered', contactId: 'c9', agentId: 'ann' }));
+    const stored = await records.load(tenant);
+    expect(stored.contacts.get('c9')!.record.offer?.agentId).toBe('ann');
+    expect(stored.agents.get('ann')!.record.offeredContactId).toBe('c9');
+  });
 });

@@ -49,7 +49,20 @@ export { callUnary, grpc, type GrpcAccess, startGrpcServer, stopGrpcServer, unar
 export { grpcClientCredentials, grpcServerCredentials, type GrpcService, type GrpcTls, grpcTlsShape, readGrpcTls } from './grpc/tls.js';
 
 // Traces.
-export { inMessageSpan, inSpan, linksFromNatsHeaders, markFailed, natsHeadersWithTrace, roomEventAttributes, type Span, SpanKind } from './telemetry/tracing.js';
+export {
+  contextFromNatsHeaders,
+  contextFromTraceparent,
+  inMessageSpan,
+  inSpan,
+  linksFromNatsHeaders,
+  markFailed,
+  natsHeadersWithTrace,
+  recordSpan,
+  roomEventAttributes,
+  type Span,
+  SpanKind,
+  traceparentOf,
+} from './telemetry/tracing.js';
 
 // The signaling protocol's version and what each version supports (browser-safe).
 export { PROTOCOL_VERSION, peerProtocolVersion } from './protocol.js';

@@ -3,7 +3,7 @@ import { ROOT_CONTEXT, propagation, trace, TraceFlags } from '@opentelemetry/api
 import { core } from '@opentelemetry/sdk-node';
 import * as grpc from '@grpc/grpc-js';
 import { sdkOptions } from './sdk.js';
-import { contextFromGrpcMetadata, contextFromNatsHeaders, grpcSpan, injectIntoGrpcMetadata, linksFromNatsHeaders, natsHeadersWithTrace } from './tracing.js';
+import { contextFromGrpcMetadata, contextFromNatsHeaders, contextFromTraceparent, grpcSpan, injectIntoGrpcMetadata, linksFromNatsHeaders, natsHeadersWithTrace, traceparentOf } from './tracing.js';
 
 const entry = '/srv/gateway/services/crm-sync/src/main.ts';
 
@@ -32,6 +32,17 @@ describe('trace context in NATS headers and gRPC metadata', () => {
   const spanContext = { traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7', traceFlags: TraceFlags.SAMPLED };
   const traced = trace.setSpanContext(ROOT_CONTEXT, spanContext);
   afterEach(() => propagation.disable());
+
+  it('keeps a traceparent with a record and continues its trace from it', () => {
+    propagation.setGlobalPropagator(new core.W3CTraceContextPropagator());
+    const kept = traceparentOf(traced);
+    expect(kept).toBe('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01');
+    expect(trace.getSpanContext(contextFromTraceparent(kept)!)).toMatchObject({ ...spanContext, isRemote: true });
+    // Nothing traced, nothing kept; a kept value that names no trace continues none.
+    expect(traceparentOf(ROOT_CONTEXT)).toBeUndefined();
+    expect(contextFromTraceparent(undefined)).toBeUndefined();
+    expect(contextFromTraceparent('00-00000000000000000000000000000000-00f067aa0ba902b7-01')).toBeUndefined();
+  });
 
   it('carries traceparent through NATS headers', () => {
     propagation.setGlobalPropagator(new core.W3CTraceContextPropagator());

@@ -41,6 +41,8 @@ export interface SpanOptions {
   root?: boolean;
   /** The parent; by default the active context. */
   parent?: Context;
+  /** When it began, in ms since the epoch (for work whose start is known only later); by default now. */
+  startTime?: number;
 }
 
 /** Marks a span as failed with the error's code only: messages may quote what a user sent. */
@@ -83,6 +85,35 @@ export function inSpan<T>(name: string, options: SpanOptions, fn: (span: Span) =
   });
 }
 
+/**
+ * Records a span for something already over (an offer, from when it was made to its outcome),
+ * under `parent`; nothing when there is no parent to continue.
+ */
+export function recordSpan(name: string, parent: Context | undefined, options: { startTime: number; endTime: number; attributes: Attributes }): void {
+  if (!parent) return;
+  tracer.startSpan(name, { startTime: options.startTime, attributes: options.attributes }, parent).end(Math.max(options.startTime, options.endTime));
+}
+
+// ---- a trace kept with a record ----
+
+/**
+ * The W3C `traceparent` of a context (the active one by default), to keep with a record that
+ * outlives the process (a contact handed to another routing replica goes on in the same trace);
+ * undefined when nothing is traced.
+ */
+export function traceparentOf(ctx: Context = context.active()): string | undefined {
+  const carrier: Record<string, string> = {};
+  propagation.inject(ctx, carrier, recordSetter);
+  return carrier.traceparent;
+}
+
+/** The context a kept `traceparent` continues; undefined when it names no trace. */
+export function contextFromTraceparent(traceparent: string | undefined): Context | undefined {
+  if (!traceparent) return undefined;
+  const extracted = propagation.extract(ROOT_CONTEXT, { traceparent }, recordGetter);
+  return trace.getSpanContext(extracted) ? extracted : undefined;
+}
+
 /** The trace ids of the active span, for log lines; empty when nothing is traced. */
 export function traceFields(): { trace_id?: string; span_id?: string } {
   const spanContext = trace.getActiveSpan()?.spanContext();
@@ -93,6 +124,11 @@ export function traceFields(): { trace_id?: string; span_id?: string } {
 // ---- NATS ----
 
 const recordSetter: TextMapSetter<Record<string, string>> = { set: (carrier, key, value) => (carrier[key] = value) };
+
+const recordGetter: TextMapGetter<Record<string, string>> = {
+  keys: (carrier) => Object.keys(carrier),
+  get: (carrier, key) => carrier[key],
+};
 
 const natsGetter: TextMapGetter<MsgHdrs> = {
   keys: (carrier) => carrier.keys(),

@@ -122,4 +122,9 @@ export interface ContactAbout {
   /** Queues it overflowed from, in order. */
   overflowedFrom?: string[];
   transfers?: Array<{ fromAgentId: string; toQueueId: string; toAgentId?: string; warm: boolean; atMs: number }>;
+  /**
+   * The W3C traceparent of the contact's trace (begun by the end user's request): kept with the
+   * record so that every owner records its offers and accept in that one trace.
+   */
+  traceparent?: string;
 }

@@ -32,6 +32,12 @@ export class TenantOwner {
   /** Operations not decided yet, and whether a batch is queued to take them. */
   private readonly waiting: Waiting[] = [];
   private batchQueued = false;
+  /**
+   * Set while the engine may hold decisions the store does not (a write failed and the reload
+   * that follows failed too, e.g. no leader for the records' stream yet): the next batch reloads
+   * first instead of deciding from them.
+   */
+  private unsure = false;
 
   constructor(
     readonly tenant: string,
@@ -39,6 +45,11 @@ export class TenantOwner {
     /** Holds the tenant's queues and profiles (the directory); its agents and contacts come from the store. */
     readonly engine: RoutingEngine,
   ) {}
+
+  /** Whether the engine holds what the store holds (false after a write and its reload both failed, until the next reload). */
+  get trusted(): boolean {
+    return !this.unsure;
+  }
 
   /** Reads the tenant from the store, undoes half-made offers, and stores those repairs. */
   load(): Promise<void> {
@@ -66,6 +77,14 @@ export class TenantOwner {
     this.batchQueued = false;
     const batch = this.waiting.splice(0, MAX_BATCH);
     this.queueBatch();
+    if (this.unsure) {
+      try {
+        await this.reload();
+      } catch (error) {
+        for (const { reject } of batch) reject(error);
+        return;
+      }
+    }
     const outcomes = batch.map(({ operation }): { events: RoutingEvent[] } | { error: unknown } => {
       try {
         return { events: operation(this.engine) };
@@ -89,6 +108,7 @@ export class TenantOwner {
   }
 
   private async reload(): Promise<void> {
+    this.unsure = true;
     const { agents, contacts } = await this.records.load(this.tenant);
     const agentRecords = new Map([...agents].map(([id, stored]) => [id, stored.record]));
     const contactRecords = new Map([...contacts].map(([id, stored]) => [id, stored.record]));
@@ -99,6 +119,7 @@ export class TenantOwner {
     repairOffers(agentRecords, contactRecords);
     this.engine.restore(agentRecords.values(), contactRecords.values());
     await this.store(true);
+    this.unsure = false;
   }
 
   /**

@@ -1,7 +1,24 @@
 import { randomBytes } from 'node:crypto';
-import type { NatsConnection, Msg, Subscription } from '@nats-io/transport-node';
+import type { NatsConnection, Msg, MsgHdrs, Subscription } from '@nats-io/transport-node';
 import { z } from 'zod';
-import { ErrorCode, GatewayError, openJson, sealJson, subjects, type Keyring, type Logger } from '@gateway/common';
+import {
+  contextFromNatsHeaders,
+  contextFromTraceparent,
+  ErrorCode,
+  GatewayError,
+  inSpan,
+  linksFromNatsHeaders,
+  markFailed,
+  natsHeadersWithTrace,
+  openJson,
+  recordSpan,
+  sealJson,
+  SpanKind,
+  subjects,
+  traceparentOf,
+  type Keyring,
+  type Logger,
+} from '@gateway/common';
 import {
   AgentEvent,
   AgentStatus,
@@ -92,6 +109,10 @@ export class TenantRouting {
   private readonly contactSeen = new Map<string, number>();
   /** What each waiting contact was last told (position, estimate, phase), to tell only changes. */
   private readonly told = new Map<string, Told>();
+  /** The offer each agent was last told of and not told is over (agent id -> contact id). */
+  private readonly toldOffers = new Map<string, string>();
+  /** When each offer out was made (or, made by a previous owner, first seen here): its span's start. */
+  private readonly offeredAt = new Map<string, number>();
   private readonly statistics: QueueStatistics;
   private ticking = false;
   private queueViewDirty = true;
@@ -166,6 +187,7 @@ export class TenantRouting {
     const started = performance.now();
     let kind = 'invalid';
     let reply: Reply;
+    let headers: MsgHdrs | undefined;
     try {
       let command: Command;
       try {
@@ -176,13 +198,52 @@ export class TenantRouting {
       if (command.tenant !== this.tenant) throw new GatewayError(ErrorCode.BAD_REQUEST, 'the command names another tenant');
       if (!command.command) throw new GatewayError(ErrorCode.BAD_REQUEST, 'the command names no operation');
       kind = command.command.$case;
-      reply = await this.serve(command.command);
+      const operation = command.command;
+      const traced = this.spanOf(operation, msg.headers);
+      reply = traced
+        ? await inSpan(traced.name, traced.options, async (span) => {
+            const answer = await this.serve(operation).catch((error: unknown) => {
+              const failure = this.failure(error);
+              markFailed(span, new GatewayError(GatewayError.isCode(failure.code) ? failure.code : ErrorCode.INTERNAL, failure.message));
+              return { result: { $case: 'error', value: failure } } satisfies Reply;
+            });
+            if (answer.result?.$case === 'contact') span.setAttribute('gateway.contact_id', answer.result.value.contactId);
+            // The caller's next steps (the agent's join token) belong to the contact's trace too.
+            headers = natsHeadersWithTrace();
+            return answer;
+          })
+        : await this.serve(operation);
     } catch (error) {
       const failure = this.failure(error);
       reply = { result: { $case: 'error', value: failure } };
     }
     this.observer?.command(kind, reply.result?.$case === 'error' ? reply.result.value.code : 'OK', performance.now() - started);
-    if (msg.reply) msg.respond(Reply.encode(reply).finish());
+    if (msg.reply) msg.respond(Reply.encode(reply).finish(), headers ? { headers } : undefined);
+  }
+
+  /**
+   * The span of a command in its contact's trace (docs/observability.md): a request for support
+   * begins the trace (continuing the caller's), an accept continues the trace kept with the
+   * contact (linked to the caller's). Other commands (presence every few seconds, statuses) make
+   * no span of their own.
+   */
+  private spanOf(command: NonNullable<Command['command']>, headers: MsgHdrs | undefined): { name: string; options: Parameters<typeof inSpan>[1] } | undefined {
+    if (command.$case === 'requestSupport') {
+      const parent = contextFromNatsHeaders(headers);
+      const attributes = {
+        'gateway.tenant': this.tenant,
+        'gateway.queue_id': id.safeParse(command.value.queueId).success ? command.value.queueId : 'invalid',
+        'gateway.channel': channelNames[command.value.channel] ?? 'unknown',
+      };
+      return { name: 'gateway.routing.v1.Routing/requestSupport', options: { kind: SpanKind.SERVER, ...(parent ? { parent } : { root: true }), attributes } };
+    }
+    if (command.$case === 'accept') {
+      const contact = this.engine.contacts.get(command.value.contactId);
+      const parent = contextFromTraceparent(contact?.about?.traceparent);
+      if (!contact || !parent) return undefined;
+      return { name: 'gateway.routing.v1.Routing/accept', options: { kind: SpanKind.SERVER, parent, links: linksFromNatsHeaders(headers), attributes: contactAttributes(this.tenant, contact) } };
+    }
+    return undefined;
   }
 
   private failure(error: unknown): { code: string; message: string } {
@@ -229,6 +290,10 @@ export class TenantRouting {
       case 'accept': {
         const agent = this.agentOf(command.value.agentId);
         const contactId = id.parse(command.value.contactId);
+        // Already theirs: the answer to an accept that took longer than the caller waited (a
+        // write riding out a leader election) is given again, so the agent gets their join token.
+        const held = this.engine.contacts.get(contactId);
+        if (held?.state === 'connected' && held.agentId === agent.agentId) return { result: { $case: 'contact', value: this.contactState(held) } };
         await this.run('accept', (engine) => {
           const events = engine.accept(contactId, agent.agentId);
           const contact = engine.contacts.get(contactId);
@@ -375,8 +440,13 @@ export class TenantRouting {
     // Outside the queue's hours the end user need not hold on: a callback, keeping their place.
     const closed = hours !== undefined && !isOpen(hours, nowMs);
     const crmContactId = request.crmContactId ? reference.parse(request.crmContactId) : undefined;
+    // The contact's trace, kept with its record: whoever owns the tenant later records in it.
+    const traceparent = traceparentOf();
     await this.run('requestSupport', (engine) => {
-      const contact = engine.enqueue({ contactId, queueId: queueId.data, channel, about: { endUser, sealed, ...(crmContactId ? { crmContactId } : {}) } }, nowMs);
+      const contact = engine.enqueue(
+        { contactId, queueId: queueId.data, channel, about: { endUser, sealed, ...(crmContactId ? { crmContactId } : {}), ...(traceparent ? { traceparent } : {}) } },
+        nowMs,
+      );
       if (!closed) return engine.assign(nowMs);
       contact.callback = true;
       return [{ type: 'callback_offered', contactId }];
@@ -428,24 +498,86 @@ export class TenantRouting {
 
   /** Runs an operation through the owner (stored before it counts), then tells everyone concerned. */
   private async run(kind: string, operation: (engine: RoutingEngine) => RoutingEvent[]): Promise<void> {
-    const events = await this.owner.run((engine) => {
-      const decided = operation(engine);
-      for (const event of decided) if (event.type === 'handed_over') this.holdPartRecord(engine, event.agentId, event.contact);
-      return decided;
-    });
+    let events: RoutingEvent[];
+    try {
+      events = await this.owner.run((engine) => {
+        const decided = operation(engine);
+        for (const event of decided) if (event.type === 'handed_over') this.holdPartRecord(engine, event.agentId, event.contact);
+        return decided;
+      });
+    } catch (error) {
+      if (this.owner.trusted) await this.tellAfterReload();
+      throw error;
+    }
     if (events.length > 0) this.queueViewDirty = true;
     const nowMs = this.now();
     for (const event of events) {
       const contact = event.type === 'ended' ? event.contact : 'contactId' in event ? this.engine.contacts.get(event.contactId) : undefined;
       this.observer?.event(event, nowMs, contact);
       this.statistics.record(event, contact, nowMs, this.engine);
+      this.traceOffer(event, contact, nowMs);
       await this.tell(event, contact);
       if (event.type === 'ended' && event.reason === 'abandoned') await this.sendRecord(contactRecordOf(this.tenant, pendingRecordOf(event.contact, nowMs), 'abandoned'));
     }
     if (kind !== 'tick' && events.length > 0) this.tellPositions();
   }
 
+  /**
+   * Each offer as a span of its contact's trace, from when it was made to its outcome (accepted,
+   * declined, timed out, withdrawn when the end user left). An offer made by a previous owner
+   * counts from when this one learned of it.
+   */
+  private traceOffer(event: RoutingEvent, contact: Readonly<Contact> | undefined, nowMs: number): void {
+    if (event.type === 'offered') {
+      this.offeredAt.set(event.contactId, nowMs);
+      return;
+    }
+    const outcome =
+      event.type === 'connected'
+        ? 'accepted'
+        : event.type === 'declined'
+          ? 'declined'
+          : event.type === 'offer_expired'
+            ? 'timed_out'
+            : event.type === 'ended' && event.reason === 'abandoned' && event.contact.offer
+              ? 'withdrawn'
+              : undefined;
+    if (event.type === 'ended') this.offeredAt.delete(event.contactId);
+    if (!outcome || !contact) return;
+    const startTime = this.offeredAt.get(contact.contactId) ?? nowMs;
+    this.offeredAt.delete(contact.contactId);
+    recordSpan('routing offer', contextFromTraceparent(contact.about?.traceparent), {
+      startTime,
+      endTime: nowMs,
+      attributes: { ...contactAttributes(this.tenant, contact), 'gateway.offer.outcome': outcome },
+    });
+  }
+
+  /**
+   * After an operation that was not stored (the owner reloaded the tenant from the store), tells
+   * the agents and end users where the store differs from what they were told: part of it may
+   * have been stored after all (a write that went unanswered landed, then a half-made offer was
+   * undone), and nobody may be left ringing for an offer that is not theirs, or not told of one
+   * that is.
+   */
+  private async tellAfterReload(): Promise<void> {
+    for (const [agentId, contactId] of [...this.toldOffers]) {
+      if (this.engine.agents.get(agentId)?.offeredContactId === contactId) continue;
+      this.toldOffers.delete(agentId);
+      this.toAgent(agentId, { $case: 'offerWithdrawn', value: { contactId, reason: 'withdrawn' } });
+    }
+    for (const agent of this.engine.agents.values()) {
+      const contact = agent.offeredContactId ? this.engine.contacts.get(agent.offeredContactId) : undefined;
+      if (!contact || this.toldOffers.get(agent.agentId) === contact.contactId) continue;
+      this.toldOffers.set(agent.agentId, contact.contactId);
+      this.offeredAt.set(contact.contactId, this.now());
+      this.toAgent(agent.agentId, { $case: 'offered', value: await this.offerOf(contact) });
+    }
+    for (const contact of this.engine.contacts.values()) this.toContact(contact);
+  }
+
   private async tell(event: RoutingEvent, contact: Readonly<Contact> | undefined): Promise<void> {
+    this.noteOffers(event);
     switch (event.type) {
       case 'offered': {
         if (!contact) return;
@@ -460,7 +592,8 @@ export class TenantRouting {
       case 'connected':
         if (!contact) return;
         this.toAgent(event.agentId, { $case: 'connected', value: this.contactState(contact) });
-        this.toContact(contact);
+        // In the accept's trace: the end user's join token is minted under it.
+        this.toContact(contact, false, natsHeadersWithTrace());
         // Those handing it over see who took it.
         for (const agentId of contact.handingOver ?? []) this.toAgent(agentId, { $case: 'state', value: await this.agentState(agentId) });
         return;
@@ -518,6 +651,13 @@ export class TenantRouting {
     engine.touch('agents', agentId);
   }
 
+  /** Which agent was told of which offer, as events go out. */
+  private noteOffers(event: RoutingEvent): void {
+    if (event.type === 'offered') this.toldOffers.set(event.agentId, event.contactId);
+    else if (event.type === 'declined' || event.type === 'offer_expired' || event.type === 'connected') this.toldOffers.delete(event.agentId);
+    else if (event.type === 'ended' && event.contact.offer) this.toldOffers.delete(event.contact.offer.agentId);
+  }
+
   /** Sends a contact's record, retried a few times; one that cannot be sent is logged (by id only). */
   private async sendRecord(record: ContactRecord): Promise<void> {
     for (let attempt = 1; ; attempt++) {
@@ -539,7 +679,7 @@ export class TenantRouting {
     for (const queueId of this.engine.takeMovedQueues()) for (const contact of this.engine.queuedIn(queueId)) this.toContact(contact);
   }
 
-  private toContact(contact: Readonly<Contact>, always = false): void {
+  private toContact(contact: Readonly<Contact>, always = false, headers?: MsgHdrs): void {
     // Compared before the state is built: most contacts of a queue that moved have nothing new.
     const place = contact.state === 'connected' ? undefined : this.engine.placeOf(contact.contactId);
     const now: Told = { phase: phaseOf(contact), queueId: contact.queueId, position: place?.position ?? 0, estimatedWaitSeconds: place?.estimatedWaitSeconds ?? 0 };
@@ -547,16 +687,16 @@ export class TenantRouting {
     const same = last?.phase === now.phase && last.queueId === now.queueId && last.position === now.position && last.estimatedWaitSeconds === now.estimatedWaitSeconds;
     if (!always && same) return;
     this.told.set(contact.contactId, now);
-    this.publish(subjects.routingContact(this.tenant, contact.contactId), encodeContactState(this.contactState(contact)));
+    this.publish(subjects.routingContact(this.tenant, contact.contactId), encodeContactState(this.contactState(contact)), headers);
   }
 
   private toAgent(agentId: string, event: AgentEvent['event']): void {
     this.publish(subjects.routingAgent(this.tenant, agentId), AgentEvent.encode({ agentId, event }).finish());
   }
 
-  private publish(subject: string, data: Uint8Array): void {
+  private publish(subject: string, data: Uint8Array, headers?: MsgHdrs): void {
     try {
-      this.nc.publish(subject, data);
+      this.nc.publish(subject, data, headers ? { headers } : undefined);
     } catch (error) {
       // The connection is closing: the apps ask for the state again when they reconnect.
       this.log.debug({ tenant: this.tenant, err: error }, 'routing event not published');
@@ -696,6 +836,14 @@ function phaseOf(contact: Readonly<Contact>): ContactPhase {
   if (contact.state === 'offered') return ContactPhase.CONTACT_PHASE_OFFERED;
   return contact.callback ? ContactPhase.CONTACT_PHASE_CALLBACK : ContactPhase.CONTACT_PHASE_QUEUED;
 }
+
+/** What a contact's spans say of it: ids and kinds only, never a name, the context or a phone number. */
+const contactAttributes = (tenant: string, contact: Readonly<Contact>) => ({
+  'gateway.tenant': tenant,
+  'gateway.queue_id': contact.queueId,
+  'gateway.channel': contact.channel,
+  'gateway.contact_id': contact.contactId,
+});
 
 /** The room of a contact: named after it, so every replica names it alike. */
 export const roomOf = (contactId: string) => `cc_${contactId}`;

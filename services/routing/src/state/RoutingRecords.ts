@@ -1,4 +1,4 @@
-import type { KV } from '@nats-io/kv';
+import type { KV, KvEntry } from '@nats-io/kv';
 import { z } from 'zod';
 import { isLiveEntry, listEntries, schemas } from '@gateway/common';
 import type { Agent, Contact } from '../engine/model.js';
@@ -67,6 +67,10 @@ const aboutSchema = z.strictObject({
   room: id().optional(),
   overflowedFrom: z.array(id()).max(50).optional(),
   transfers: z.array(transferSchema).max(50).optional(),
+  traceparent: z
+    .string()
+    .regex(/^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/)
+    .optional(),
 });
 
 const contactSchema = z.strictObject({
@@ -91,6 +95,27 @@ export interface Stored<T> {
   revision: number;
 }
 
+/**
+ * How long a write waits out a change of its stream's leader (a JetStream cluster electing a new
+ * one answers "no responders" or nothing at all meanwhile, usually for well under a second).
+ * Under the lease's age limit, so a replica that cannot write gives up before another one could
+ * hold the tenant; what it decided is then not stored, so it never happened.
+ */
+const ELECTION_WAIT_MS = 6_000;
+/** Each attempt's own time limit: a write sent to a leader that just stepped down is not answered. */
+const ATTEMPT_TIMEOUT_MS = 2_000;
+
+/** A failure that a leader election (or a busy server) causes and that passes: try again. */
+function isPassingFailure(error: unknown): boolean {
+  const names = [(error as Error)?.name, ((error as Error)?.cause as Error | undefined)?.name];
+  if (names.some((name) => name === 'TimeoutError' || name === 'NoResponders' || name === 'JetStreamNotEnabled')) return true;
+  return /no responders|timeout|temporarily unavailable|jetstream is not enabled/i.test(String((error as Error)?.message ?? error));
+}
+
+const isTimeout = (error: unknown) =>
+  [(error as Error)?.name, ((error as Error)?.cause as Error | undefined)?.name].includes('TimeoutError') || /timeout/i.test(String((error as Error)?.message ?? error));
+const isConflict = (error: unknown) => /wrong last sequence|key exists/i.test(String((error as Error)?.message ?? error));
+
 /** Why a write did not happen: the record changed (or appeared, or went) since it was read. */
 export class StaleRecord extends Error {
   constructor(readonly key: string) {
@@ -102,6 +127,7 @@ export class RoutingRecords {
   constructor(
     private readonly kv: KV,
     private readonly onUnreadable: (key: string) => void = () => undefined,
+    private readonly electionWaitMs = ELECTION_WAIT_MS,
   ) {}
 
   static agentKey = (tenant: string, agentId: string) => `${tenant}.agent.${agentId}`;
@@ -150,12 +176,15 @@ export class RoutingRecords {
   /** Removes an ended contact, only over the revision read. */
   async removeContact(tenant: string, contactId: string, revision: number): Promise<void> {
     const key = RoutingRecords.contactKey(tenant, contactId);
-    try {
-      await this.kv.delete(key, { previousSeq: revision });
-    } catch (error) {
-      if (/wrong last sequence/i.test(String((error as Error)?.message ?? error))) throw new StaleRecord(key);
-      throw error;
-    }
+    await this.throughElection(
+      () => this.kv.delete(key, { previousSeq: revision }),
+      // An attempt that went unanswered may have deleted it: gone is what was asked.
+      async () => {
+        if (!isLiveEntry(await this.settled(key, revision))) return undefined;
+        throw new StaleRecord(key);
+      },
+      key,
+    );
   }
 
   /**
@@ -181,11 +210,54 @@ export class RoutingRecords {
 
   private async write(key: string, record: unknown, revision: number): Promise<number> {
     const value = JSON.stringify(record);
-    try {
-      return revision === 0 ? await this.kv.create(key, value) : await this.kv.update(key, value, revision);
-    } catch (error) {
-      if (/wrong last sequence|key exists/i.test(String((error as Error)?.message ?? error))) throw new StaleRecord(key);
-      throw error;
+    return this.throughElection(
+      () => (revision === 0 ? this.kv.create(key, value) : this.kv.update(key, value, revision, ATTEMPT_TIMEOUT_MS)),
+      // An attempt that went unanswered may have been written: the record holding exactly this
+      // value is ours, at its revision (a new leader answers the retry with a conflict).
+      async () => {
+        const entry = await this.settled(key, revision);
+        if (isLiveEntry(entry) && new TextDecoder().decode(entry.value) === value) return entry.revision;
+        throw new StaleRecord(key);
+      },
+      key,
+    );
+  }
+
+  /**
+   * The record after a conflict over `revision`: a copy that lags (gets are answered by any
+   * server holding the stream) may still show that revision, so it is read again for a while.
+   */
+  private async settled(key: string, revision: number): Promise<KvEntry | null> {
+    const deadline = Date.now() + 2_000;
+    for (;;) {
+      const entry = await this.kv.get(key);
+      if ((entry?.revision ?? 0) !== revision || Date.now() >= deadline) return entry;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  /**
+   * Runs a compare-and-set write, tried again while a failure passes (a leader being elected)
+   * for up to `electionWaitMs`. A conflict is StaleRecord, unless an earlier attempt went
+   * unanswered: then `landed` tells from the store whether that one was written after all. A
+   * write that timed out is never taken as lost nor as done without looking.
+   */
+  private async throughElection<T>(attempt: () => Promise<T>, landed: () => Promise<T>, key: string): Promise<T> {
+    const deadline = Date.now() + this.electionWaitMs;
+    let unanswered = false;
+    for (let round = 0; ; round++) {
+      try {
+        return await attempt();
+      } catch (error) {
+        if (isConflict(error)) {
+          if (unanswered) return landed();
+          throw new StaleRecord(key);
+        }
+        if (!isPassingFailure(error) || Date.now() >= deadline) throw error;
+        // Refused before anything was stored (no leader to take it) is not in doubt; a timeout is.
+        unanswered ||= isTimeout(error);
+        await new Promise((resolve) => setTimeout(resolve, Math.min(500, 25 * 2 ** round)));
+      }
     }
   }
 

@@ -1,5 +1,6 @@
 import type { WebSocket, RawData } from 'ws';
-import { ErrorCode, GatewayError, PROTOCOL_VERSION, subjects, toClientError, type ClientError, type Logger, type TenantCredentials } from '@gateway/common';
+import type { MsgHdrs } from '@nats-io/transport-node';
+import { contextFromNatsHeaders, ErrorCode, GatewayError, inSpan, PROTOCOL_VERSION, SpanKind, subjects, toClientError, type ClientError, type Logger, type TenantCredentials } from '@gateway/common';
 import { DeskServerMessage, type DeskJoin, type DeskNotification, type DeskResponse } from '@gateway/proto/gateway/routing/v1/desk';
 import { AgentEvent, AgentStatus, Channel, ContactPhase, ContactState, QueueView, type Reply } from '@gateway/proto/gateway/routing/v1/routing';
 import { CloseCode } from '@gateway/proto/gateway/signaling/v1/signaling';
@@ -30,6 +31,7 @@ type Request = NonNullable<ReturnType<typeof parseFrameWith<typeof deskRequestSc
 type Result = NonNullable<DeskResponse['result']>;
 
 const channels = { voice: Channel.CHANNEL_VOICE, video: Channel.CHANNEL_VIDEO, chat: Channel.CHANNEL_CHAT } as const;
+const channelNames: Record<number, string | undefined> = { [Channel.CHANNEL_VOICE]: 'voice', [Channel.CHANNEL_VIDEO]: 'video', [Channel.CHANNEL_CHAT]: 'chat' };
 /** What an end user may publish in the room of a contact, by its channel. */
 const endUserSources: Record<number, GrantedSource[]> = {
   [Channel.CHANNEL_VIDEO]: ['camera', 'microphone', 'screen'],
@@ -150,26 +152,31 @@ export class DeskConnection {
     switch (request.$case) {
       case 'requestSupport': {
         const { queue, channel, context, contactId } = request.value;
-        const reply = await send({
-          $case: 'requestSupport',
-          value: {
-            endUser: identity,
-            queueId: queue,
-            channel: channels[channel],
-            contextJson: JSON.stringify(context),
-            contactId: contactId || this.contactId,
-            name: grant.name,
-            crmContactId: grant.contact.crmContactId ?? '',
-          },
+        // The contact's trace begins here (docs/observability.md): routing keeps it with the contact.
+        const attributes = { 'gateway.tenant': tenant, 'gateway.queue_id': queue, 'gateway.channel': channel };
+        return inSpan('gateway.routing.v1.Desk/requestSupport', { kind: SpanKind.SERVER, root: true, attributes }, async (span) => {
+          const reply = await send({
+            $case: 'requestSupport',
+            value: {
+              endUser: identity,
+              queueId: queue,
+              channel: channels[channel],
+              contextJson: JSON.stringify(context),
+              contactId: contactId || this.contactId,
+              name: grant.name,
+              crmContactId: grant.contact.crmContactId ?? '',
+            },
+          });
+          const state = contactOf(reply);
+          span.setAttribute('gateway.contact_id', state.contactId);
+          this.followContact(state.contactId);
+          // Anything that happened before this replica listened: the state now, told as an event would be.
+          void send({ $case: 'contactState', value: { contactId: state.contactId, by: identity } }).then(
+            (now) => this.onContactState(contactOf(now), undefined),
+            () => undefined,
+          );
+          return { $case: 'contact', value: state } satisfies Result;
         });
-        const state = contactOf(reply);
-        this.followContact(state.contactId);
-        // Anything that happened before this replica listened: the state now, told as an event would be.
-        void send({ $case: 'contactState', value: { contactId: state.contactId, by: identity } }).then(
-          (now) => this.onContactState(contactOf(now)),
-          () => undefined,
-        );
-        return { $case: 'contact', value: state };
       }
       case 'leaveQueue': {
         if (!this.contactId) throw new GatewayError(ErrorCode.INVALID_STATE, 'not waiting in a queue');
@@ -181,8 +188,8 @@ export class DeskConnection {
         return { $case: 'agent', value: agentOf(await send({ $case: 'setStatus', value: { agentId: identity, status, reason: request.value.reason } })) };
       }
       case 'accept': {
-        const state = contactOf(await send({ $case: 'accept', value: { agentId: identity, contactId: request.value.contactId } }));
-        return { $case: 'join', value: await this.joinFor(state) };
+        const { result, trace } = await this.parts.routing.request(tenant, { $case: 'accept', value: { agentId: identity, contactId: request.value.contactId } });
+        return { $case: 'join', value: await this.joinFor(contactOf(result), trace) };
       }
       case 'decline':
         await send({ $case: 'decline', value: { agentId: identity, contactId: request.value.contactId } });
@@ -239,9 +246,9 @@ export class DeskConnection {
     if (this.contactId === contactId || !this.grant) return;
     this.releaseContact?.();
     this.contactId = contactId;
-    const stopListening = this.parts.hub.listen(subjects.routingContact(this.grant.tenant, contactId), (data) => {
+    const stopListening = this.parts.hub.listen(subjects.routingContact(this.grant.tenant, contactId), (data, headers) => {
       const state = decode(ContactState, data);
-      if (state) this.onContactState(state);
+      if (state) this.onContactState(state, headers);
     });
     const release = this.parts.hub.holdContact(this.grant.tenant, contactId);
     this.releaseContact = () => {
@@ -252,7 +259,8 @@ export class DeskConnection {
 
   private lastTold = '';
 
-  private onContactState(state: ContactState): void {
+  /** `headers`: what routing published it with (a connected contact's carry its trace). */
+  private onContactState(state: ContactState, headers: MsgHdrs | undefined): void {
     if (this.closed || state.contactId !== this.contactId) return;
     const summary = `${state.phase}:${state.queueId}:${state.position}:${state.estimatedWaitSeconds}:${state.agentId}`;
     if (summary === this.lastTold) return;
@@ -260,7 +268,7 @@ export class DeskConnection {
     this.notify({ $case: 'contact', value: state });
     if (state.phase === ContactPhase.CONTACT_PHASE_CONNECTED && state.room && !this.joinedRooms.has(state.room)) {
       this.joinedRooms.add(state.room);
-      void this.joinFor(state).then(
+      void this.joinFor(state, contextFromNatsHeaders(headers)).then(
         (join) => this.notify({ $case: 'connected', value: join }),
         (error: unknown) => this.parts.log.warn({ err: error }, 'could not mint the join token of a connected contact'),
       );
@@ -289,8 +297,23 @@ export class DeskConnection {
     if (view && !this.closed) this.notify({ $case: 'queues', value: view });
   }
 
-  /** A join token for the contact's room, with the grants of this side: agents record; end users publish what the channel carries. */
-  private async joinFor(contact: ContactState): Promise<DeskJoin> {
+  /**
+   * A join token for the contact's room, with the grants of this side: agents record; end users
+   * publish what the channel carries. Minted in a span of the contact's trace when routing gave it.
+   */
+  private joinFor(contact: ContactState, trace: ReturnType<typeof contextFromNatsHeaders>): Promise<DeskJoin> {
+    if (!trace) return this.mintJoin(contact);
+    const attributes = {
+      'gateway.tenant': this.grant!.tenant,
+      'gateway.queue_id': contact.queueId,
+      'gateway.channel': channelNames[contact.channel] ?? 'unknown',
+      'gateway.contact_id': contact.contactId,
+      'gateway.desk_role': this.grant!.role,
+    };
+    return inSpan('desk join token', { parent: trace, attributes }, () => this.mintJoin(contact));
+  }
+
+  private async mintJoin(contact: ContactState): Promise<DeskJoin> {
     const grant = this.grant!;
     const tenant = grant.signer;
     const base = { room: contact.room, identity: grant.identity, ...(grant.name ? { name: grant.name } : {}), ttlSeconds: 6 * 3600 };

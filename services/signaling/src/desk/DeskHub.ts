@@ -1,8 +1,9 @@
 import type { Logger, NatsConnection } from '@gateway/common';
-import type { Subscription } from '@nats-io/transport-node';
+import type { MsgHdrs, Subscription } from '@nats-io/transport-node';
 import type { RoutingClient } from './RoutingClient.js';
 
-type Listener = (data: Uint8Array) => void;
+/** What routing published, with its headers (the trace context of a contact that connected). */
+type Listener = (data: Uint8Array, headers: MsgHdrs | undefined) => void;
 
 /** How often the agents' and end users' apps connected here are reported to routing (its presence timeout is a few times this). */
 export const PRESENCE_REPORT_MS = 5_000;
@@ -38,7 +39,7 @@ export class DeskHub {
       const subscription = this.nc.subscribe(subject, {
         callback: (error, msg) => {
           if (error) return;
-          for (const each of listeners) each(msg.data);
+          for (const each of listeners) each(msg.data, msg.headers);
         },
       });
       entry = { subscription, listeners };

@@ -1,5 +1,8 @@
-import { ErrorCode, GatewayError, subjects, type NatsConnection } from '@gateway/common';
+import { contextFromNatsHeaders, ErrorCode, GatewayError, natsHeadersWithTrace, subjects, type NatsConnection } from '@gateway/common';
 import { Command, Reply } from '@gateway/proto/gateway/routing/v1/routing';
+
+/** A trace context routing answered with. */
+type TraceContext = ReturnType<typeof contextFromNatsHeaders>;
 
 /** How long a command waits for a tenant's owner: a lease changing hands takes up to its age limit. */
 const OWNER_WAIT_MS = 12_000;
@@ -15,12 +18,24 @@ export class RoutingClient {
   constructor(private readonly nc: NatsConnection) {}
 
   async send(tenant: string, command: NonNullable<Command['command']>): Promise<NonNullable<Reply['result']>> {
+    return (await this.request(tenant, command)).result;
+  }
+
+  /**
+   * Sends a command with the active trace context, and gives the answer with the trace context
+   * routing answered with (an accept's: the contact's trace, where the join token is minted).
+   */
+  async request(tenant: string, command: NonNullable<Command['command']>): Promise<{ result: NonNullable<Reply['result']>; trace: TraceContext }> {
     const data = Command.encode({ tenant, command }).finish();
+    const headers = natsHeadersWithTrace();
     const deadline = Date.now() + OWNER_WAIT_MS;
     for (let attempt = 0; ; attempt++) {
       let answer: Uint8Array;
+      let trace: TraceContext;
       try {
-        answer = (await this.nc.request(subjects.routingCommand(tenant), data, { timeout: ANSWER_TIMEOUT_MS })).data;
+        const message = await this.nc.request(subjects.routingCommand(tenant), data, { timeout: ANSWER_TIMEOUT_MS, ...(headers ? { headers } : {}) });
+        answer = message.data;
+        trace = contextFromNatsHeaders(message.headers);
       } catch (error) {
         // A RequestError whose cause is NoResponders (nats.js v3): nobody holds the tenant right now.
         const noOwner = (error as Error)?.cause instanceof Error ? ((error as Error).cause as Error).name === 'NoResponders' : /no responders/i.test(String((error as Error)?.message));
@@ -39,7 +54,7 @@ export class RoutingClient {
       const result = reply.result;
       if (!result) throw new GatewayError(ErrorCode.UNAVAILABLE, 'routing answered nothing');
       if (result.$case === 'error') throw new GatewayError(knownCode(result.value.code), result.value.message.slice(0, 500));
-      return result;
+      return { result, trace };
     }
   }
 }
