@@ -40,18 +40,23 @@ const contactSchema = z.object({
 });
 export type ContactClaims = z.infer<typeof contactSchema>;
 
+/** What every token of ours says of itself: who signed it for whom, until when, and its own id. */
+const tokenClaims = {
+  iss: z.string().min(1),
+  sub: schemas.text(256, { min: 1 }),
+  exp: z.number(),
+  /** The token's own id: a token may hold only so many live sessions (one by default). */
+  jti: z
+    .string()
+    .min(8)
+    .max(128)
+    .regex(/^[\x21-\x7e]+$/, 'jti must be printable ASCII'),
+  tenant: schemas.subjectToken(),
+};
+
 const claimsSchema = z
   .object({
-    iss: z.string().min(1),
-    sub: schemas.text(256, { min: 1 }),
-    exp: z.number(),
-    /** The token's own id: a token may hold only so many live sessions (one by default). */
-    jti: z
-      .string()
-      .min(8)
-      .max(128)
-      .regex(/^[\x21-\x7e]+$/, 'jti must be printable ASCII'),
-    tenant: schemas.subjectToken(),
+    ...tokenClaims,
     room: schemas.room(),
     role: z.enum(roles),
     grants: grantsSchema,
@@ -287,15 +292,7 @@ export type DeskRole = (typeof deskRoles)[number];
  * other.
  */
 const deskClaimsSchema = z.object({
-  iss: z.string().min(1),
-  sub: schemas.text(256, { min: 1 }),
-  exp: z.number(),
-  jti: z
-    .string()
-    .min(8)
-    .max(128)
-    .regex(/^[\x21-\x7e]+$/, 'jti must be printable ASCII'),
-  tenant: schemas.subjectToken(),
+  ...tokenClaims,
   desk: z.object({ role: z.enum(deskRoles) }),
   contact: contactSchema.optional(),
   name: participantName.optional(),
