@@ -217,7 +217,12 @@ describe('SessionRegistry', () => {
         member.onRoomEvent(event({ $case: 'participantLeft', value: { participantId: id, reason: 'left' } }));
       }
       member.onRoomEvent(event({ $case: 'activeSpeaker', value: { participantId: 'PA_w', producerId: 'PR_PA_w' } }, 'N1'));
-      expect(link.notifications).toEqual([{ $case: 'activeSpeaker', value: { participantId: '', producerId: '' } }]);
+      // What the server itself sends (the room API's data messages) is everyone's.
+      member.onRoomEvent(event({ $case: 'dataMessage', value: { participantId: '', topic: 't', payload: 'x', sentAtMs: 1, destinationParticipantIds: [] } }));
+      expect(link.notifications).toEqual([
+        { $case: 'activeSpeaker', value: { participantId: '', producerId: '' } },
+        { $case: 'dataMessage', value: { participantId: '', topic: 't', payload: 'x', sentAtMs: 1, destinationParticipantIds: [] } },
+      ]);
     });
 
     it("an agent hears a whisper but not a monitor; a supervisor sees both; a barged-in supervisor is everyone's", async () => {

@@ -14,7 +14,8 @@ export function relayRoomEvent(session: ParticipantSession, event: RoomEvent, ab
   const e = event.event;
   if (!e || session.ended) return;
   const fromOther = (participantId: string) => participantId !== session.participantId;
-  const seen = (participantId: string) => !fromOther(participantId) || session.visibility.sees(participantId) === true;
+  // '' is the server itself (the room API's data messages): everyone's.
+  const seen = (participantId: string) => participantId === '' || !fromOther(participantId) || session.visibility.sees(participantId) === true;
   /** Tells of a track of another participant it sees; one not heard of yet is looked up first (rare: joins announce themselves). */
   const tellOfTrack = (participantId: string, tell: () => void) => {
     if (!fromOther(participantId)) return;
