@@ -115,17 +115,18 @@ export function pseudoRandomBytes(size: number, seed: number): { stream: Readabl
   };
 }
 
-/** Announces a recording whose artifacts are already stored, as a recorder does. */
-export async function announceRecording(
-  nc: NatsConnection,
-  options: { recordingId: string; tenant?: string; externalId?: string; artifacts: Array<{ artifactId: string; kind: string; contentType: string; sizeBytes: number }> },
-): Promise<void> {
-  const tenant = options.tenant ?? 'demo';
-  const event = RecordingReady.encode(
+/** A `recording.ready` event of stored artifacts, as a recorder publishes it. */
+export function recordingReadyEvent(options: {
+  recordingId: string;
+  tenant?: string;
+  externalId?: string;
+  artifacts: Array<{ artifactId: string; kind: string; contentType: string; sizeBytes: number }>;
+}): Uint8Array {
+  return RecordingReady.encode(
     RecordingReady.fromPartial({
       recording: {
         recordingId: options.recordingId,
-        tenant,
+        tenant: options.tenant ?? 'demo',
         room: 'r-rec',
         state: RecordingState.RECORDING_STATE_COMPLETE,
         startedAtMs: Date.now() - 60_000,
@@ -135,8 +136,12 @@ export async function announceRecording(
       contacts: [{ participantId: 'PA_1', role: 'end_user', externalId: options.externalId ?? 'ext-rec', crmContactId: '' }],
     }),
   ).finish();
+}
+
+/** Announces a recording whose artifacts are already stored, as a recorder does. */
+export async function announceRecording(nc: NatsConnection, options: Parameters<typeof recordingReadyEvent>[0]): Promise<void> {
   await ensureStream(nc, streams.recordings);
-  await jetstream(nc).publish(subjects.recordingReady(tenant), event);
+  await jetstream(nc).publish(subjects.recordingReady(options.tenant ?? 'demo'), recordingReadyEvent(options));
 }
 
 /** Resident memory of a process (Linux): now, and its peak since the last reset. */

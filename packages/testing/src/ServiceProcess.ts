@@ -230,7 +230,8 @@ export async function startRecorderProcess(options: { natsUrl: string; workDir: 
   });
 }
 
-export async function startCrmSyncProcess(options: { natsUrl: string; nodeId?: string; env?: Record<string, string> }) {
+/** `nodeArgs` go to node itself (a benchmark's `--cpu-prof`). */
+export async function startCrmSyncProcess(options: { natsUrl: string; nodeId?: string; env?: Record<string, string>; nodeArgs?: readonly string[] }) {
   return retryOnPortClash(async () => {
     const port = await freePort();
     const opsPort = await freePort();
@@ -244,7 +245,7 @@ export async function startCrmSyncProcess(options: { natsUrl: string; nodeId?: s
       CRM_SYNC_ALLOW_PRIVATE_DESTINATIONS: 'true',
       ...options.env,
     };
-    const proc = await ServiceProcess.start('crm-sync', env, `http://127.0.0.1:${opsPort}/readyz`);
+    const proc = await ServiceProcess.start('crm-sync', env, `http://127.0.0.1:${opsPort}/readyz`, 30_000, options.nodeArgs);
     return Object.assign(proc, { port, opsPort, url: `http://127.0.0.1:${port}` });
   });
 }

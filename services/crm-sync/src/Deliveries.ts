@@ -117,7 +117,7 @@ export class Deliveries {
   private accept(message: JsMsg): void {
     let delivery: Delivery;
     try {
-      delivery = deliveryOf(message.subject, message.data, this.artifacts);
+      delivery = deliveryOf(message.subject, message.data, this.artifacts, (seconds) => this.metrics.stage.observe({ stage: 'read' }, seconds));
     } catch (error) {
       // An event that cannot be read never will be: keep it out of the way, loudly (by code:
       // the message may quote what the event held).

@@ -142,7 +142,10 @@ function artifactGone(error: unknown, artifactId: string): GatewayError {
   return new GatewayError(ErrorCode.NOT_FOUND, 'the artifact is gone', { cause: error, details: { artifactGone: true, artifactId } });
 }
 
-function artifactOf(store: ArtifactStore, tenantName: string, a: Artifact): DeliveryArtifact {
+/** Takes the seconds one artifact's reader spent waiting on the artifact store (opening it, its chunks). */
+export type ReadObserver = (seconds: number) => void;
+
+function artifactOf(store: ArtifactStore, tenantName: string, a: Artifact, observeRead?: ReadObserver): DeliveryArtifact {
   return {
     artifactId: a.artifactId,
     kind: a.kind,
@@ -150,6 +153,7 @@ function artifactOf(store: ArtifactStore, tenantName: string, a: Artifact): Deli
     sizeBytes: a.sizeBytes,
     part: a.part,
     open: async () => {
+      const opening = performance.now();
       let content;
       try {
         content = await store.open(tenantName, a.artifactId);
@@ -157,16 +161,33 @@ function artifactOf(store: ArtifactStore, tenantName: string, a: Artifact): Deli
         if (GatewayError.from(error).code === ErrorCode.NOT_FOUND) throw artifactGone(error, a.artifactId);
         throw error;
       }
-      const source = content.chunks;
+      let waitedMs = performance.now() - opening;
+      const source = content.chunks[Symbol.asyncIterator]();
       return {
         ...content,
-        // Deleted under the read: gone all the same.
         chunks: (async function* () {
+          let done = false;
+          let failed = false;
           try {
-            yield* source;
+            for (;;) {
+              // Only the wait for the store counts: the destination's time between chunks is its own.
+              const asked = performance.now();
+              const step = await source.next();
+              waitedMs += performance.now() - asked;
+              if (step.done) break;
+              yield step.value;
+            }
+            done = true;
           } catch (error) {
+            done = true;
+            failed = true;
+            // Deleted under the read: gone all the same.
             if (GatewayError.from(error).code === ErrorCode.NOT_FOUND) throw artifactGone(error, a.artifactId);
             throw error;
+          } finally {
+            // A reader that stops early (it has the bytes it wanted) releases the store's read, its consumer.
+            if (!done) await source.return?.();
+            if (!failed) observeRead?.(waitedMs / 1000);
           }
         })(),
       };
@@ -178,9 +199,10 @@ const mismatch = () => new GatewayError(ErrorCode.MALFORMED_MESSAGE, "the event'
 
 /**
  * The events crm-sync takes, checked and decoded into one shape. Throws MALFORMED_MESSAGE for
- * anything that is not exactly such an event (the caller terminates it).
+ * anything that is not exactly such an event (the caller terminates it). `observeRead` is told
+ * how long each artifact's read waited on the store (the delivery metrics' `read` stage).
  */
-export function deliveryOf(subject: string, data: Uint8Array, artifacts: ArtifactStore): Delivery {
+export function deliveryOf(subject: string, data: Uint8Array, artifacts: ArtifactStore, observeRead?: ReadObserver): Delivery {
   const match = EVENT_SUBJECT.exec(subject);
   if (!match) throw new GatewayError(ErrorCode.MALFORMED_MESSAGE, 'not an event crm-sync takes');
   const [, subjectTenant, event] = match as unknown as [string, string, string];
@@ -196,7 +218,7 @@ export function deliveryOf(subject: string, data: Uint8Array, artifacts: Artifac
       startedAtMs: recording.startedAtMs,
       endedAtMs: recording.endedAtMs,
       contacts,
-      artifacts: recording.artifacts.map((a) => artifactOf(artifacts, recording.tenant, a)),
+      artifacts: recording.artifacts.map((a) => artifactOf(artifacts, recording.tenant, a, observeRead)),
       metadata: { state: recording.state, pauses: recording.pauses.map((p) => ({ startMs: p.startMs, endMs: p.endMs })), failureReason: recording.failureReason || undefined },
     };
   }
@@ -211,7 +233,7 @@ export function deliveryOf(subject: string, data: Uint8Array, artifacts: Artifac
       startedAtMs: ready.startedAtMs,
       endedAtMs: ready.endedAtMs,
       contacts: ready.contacts,
-      artifacts: ready.artifacts.map((a) => artifactOf(artifacts, ready.tenant, a)),
+      artifacts: ready.artifacts.map((a) => artifactOf(artifacts, ready.tenant, a, observeRead)),
       metadata: {
         messageCount: ready.messageCount,
         smartActions: ready.smartActions.map((a) => ({ actionId: a.actionId, kind: a.kind, state: a.state, verified: a.verified, completedAtMs: a.completedAtMs })),
@@ -230,7 +252,7 @@ export function deliveryOf(subject: string, data: Uint8Array, artifacts: Artifac
       startedAtMs: ready.action.requestedAtMs,
       endedAtMs: ready.action.completedAtMs,
       contacts: ready.contact ? [ready.contact] : [],
-      artifacts: [artifactOf(artifacts, ready.tenant, ready.artifact)],
+      artifacts: [artifactOf(artifacts, ready.tenant, ready.artifact, observeRead)],
       metadata: { conversationId: ready.conversationId, actionId: ready.action.actionId, actionKind: ready.action.kind },
     };
   }

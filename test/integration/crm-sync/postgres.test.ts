@@ -8,6 +8,7 @@ import { TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
 import { NatsServer, PostgresServer, startCrmSyncProcess, waitFor } from '@gateway/testing';
 import { GLOBEX_TENANT, twoTenantEnv } from '../../support/tokens.js';
 import { adminApi, publishTranscript as publishShared } from '../../support/crmSync.js';
+import { metricValue } from '../../support/metrics.js';
 
 const CUSTOMER_PASSWORD = 'customer-db-password-0451';
 
@@ -95,6 +96,9 @@ describe('crm-sync to a customer PostgreSQL database', () => {
     for (const id of ids) await waitFor(async () => (await artifacts.get('demo', id).catch((e) => e.code)) === 'NOT_FOUND', 5_000, 'artifact purged');
     const jsm = await jetstream(nc).jetstreamManager();
     await waitFor(async () => (await jsm.streams.info(streams.transcripts.name)).state.messages === 0, 5_000, 'event erased');
+    // Each stage of the delivery was timed; each artifact's read once.
+    for (const stage of ['contacts', 'destinations', 'delete', 'settle']) expect(await metricValue(crm.opsPort, 'gateway_crm_sync_stage_seconds_count', { stage })).toBeGreaterThanOrEqual(1);
+    expect(await metricValue(crm.opsPort, 'gateway_crm_sync_stage_seconds_count', { stage: 'read' })).toBeGreaterThanOrEqual(ids.length);
 
     // The same event again (a producer retry) adds nothing.
     await jetstream(nc).publish(

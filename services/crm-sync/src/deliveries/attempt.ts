@@ -21,7 +21,7 @@ import type { ConnectorStore } from '../connectors/ConnectorStore.js';
 import type { Delivery } from '../destinations/types.js';
 import { openContacts } from '../events.js';
 import { deliverToAll } from './deliver.js';
-import type { DeliveryMetrics } from './metrics.js';
+import { timeStage, type DeliveryMetrics } from './metrics.js';
 import type { Purge } from './purge.js';
 
 export interface AttemptOptions {
@@ -91,7 +91,7 @@ export class DeliveryAttempts {
     const { options, purge, metrics, log } = this.deps;
     let delivery: Delivery;
     try {
-      delivery = await openContacts(this.deps.keyring, sealed);
+      delivery = await timeStage(this.deps.metrics, 'contacts', () => openContacts(this.deps.keyring, sealed));
     } catch (error) {
       if (span) markFailed(span, error);
       if (GatewayError.from(error).code === ErrorCode.MALFORMED_MESSAGE) {
@@ -116,9 +116,11 @@ export class DeliveryAttempts {
     // A long upload must not be handed to another replica meanwhile: tell JetStream it is in progress.
     const inProgress = keepInProgress(message, options.ackWaitMs);
     try {
-      await deliverToAll(this.deps, delivery, context);
-      await purge.artifacts(delivery);
-      if (await purge.settle(message)) await purge.clearConfirmations(delivery);
+      await timeStage(metrics, 'destinations', () => deliverToAll(this.deps, delivery, context));
+      await timeStage(metrics, 'delete', () => purge.artifacts(delivery));
+      await timeStage(metrics, 'settle', async () => {
+        if (await purge.settle(message)) await purge.clearConfirmations(delivery);
+      });
       metrics.seconds.observe({ kind: delivery.kind }, (performance.now() - started) / 1000);
       log.info(context, 'delivered and purged');
       // A contact's record is routing's, not a room's: the tenant's backend hears of contacts from routing.
