@@ -22,7 +22,7 @@ import { measureFloor } from './udp-floor.js';
 import { WebrtcbinSubscribers } from './webrtcbin.js';
 
 const LOW = Number(process.env.BENCH_SUBSCRIBERS_LOW ?? 10);
-const HIGH = Number(process.env.BENCH_SUBSCRIBERS_HIGH ?? 40);
+const HIGH = Number(process.env.BENCH_SUBSCRIBERS_HIGH ?? 50);
 const WINDOW_MS = Number(process.env.BENCH_WINDOW_MS ?? 15_000);
 /** Time for each new subscriber's stream to settle (ICE, DTLS, a key frame, the top layer). */
 const SETTLE_MS = 8_000;
@@ -180,6 +180,8 @@ try {
   const summary = (result: ServerResult) => ({
     subscribers: result.windows.map((w) => w.subscribers),
     packets_out_per_s: result.windows.map((w) => Math.round(w.packetsPerS)),
+    // The same at both counts when every subscriber gets the top layer and the microphone.
+    packets_per_s_per_subscriber: result.windows.map((w) => Math.round(w.packetsPerS / w.subscribers)),
     cpu_percent: result.windows.map((w) => round(w.cpuPerS * 100, 1)),
     kernel_share_percent: result.windows.map((w) => Math.round(w.systemShare * 100)),
     packets_per_cpu_second: result.windows.map((w) => Math.round(packetsPerCpuSecond(w))),

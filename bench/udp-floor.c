@@ -1,7 +1,7 @@
 /*
  * The kernel's own cost of moving one UDP packet over the local stack: a sender process blasts
  * packets of a given size at a receiver process for a fixed time, one syscall per packet
- * (sendto/recv) or batched (sendmmsg/recvmmsg). Each process's user and kernel CPU comes from
+ * (sendto/recv) or batched (sendmmsg/recvmmsg), from an unconnected socket as an SFU's. Each process's user and kernel CPU comes from
  * getrusage, so the figures are CPU per packet, not wall time. On one machine the kernel hands
  * each packet to the receiver's socket inside the sender's send call, so the sender's CPU per
  * packet is what forwarding one packet costs a process that does nothing else: the floor an SFU
@@ -115,7 +115,7 @@ int main(int argc, char **argv) {
 
   int sender = socket(AF_INET, SOCK_DGRAM, 0);
   if (sender < 0) die("socket");
-  if (connect(sender, (struct sockaddr *)&to, sizeof to) < 0) die("connect");
+  /* Not connected: an SFU sends to many peers from one socket, each send naming its destination. */
   static char payload[65536];
   memset(payload, 0x5a, size);
   struct mmsghdr messages[MAX_BATCH];
@@ -124,6 +124,8 @@ int main(int argc, char **argv) {
   for (int i = 0; i < MAX_BATCH; i++) {
     messages[i].msg_hdr.msg_iov = &iov;
     messages[i].msg_hdr.msg_iovlen = 1;
+    messages[i].msg_hdr.msg_name = &to;
+    messages[i].msg_hdr.msg_namelen = sizeof to;
   }
 
   struct rusage before, after;
@@ -133,7 +135,7 @@ int main(int argc, char **argv) {
   while (now() - start < seconds) {
     for (int round = 0; round < 64; round++) {
       if (batch == 1) {
-        if (send(sender, payload, size, 0) == (ssize_t)size) sent++;
+        if (sendto(sender, payload, size, 0, (struct sockaddr *)&to, sizeof to) == (ssize_t)size) sent++;
       } else {
         int n = sendmmsg(sender, messages, batch, 0);
         if (n > 0) sent += n;
@@ -146,7 +148,7 @@ int main(int argc, char **argv) {
   char end = 0;
   double counts[3] = {0, 0, 0};
   for (int i = 0; i < 1000; i++) {
-    send(sender, &end, 1, 0);
+    sendto(sender, &end, 1, 0, (struct sockaddr *)&to, sizeof to);
     struct timespec pause = {0, 1000000};
     nanosleep(&pause, NULL);
     int status;
