@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH_CONTACTS=${BENCH_CONTACTS:-10000} node --import tsx bench/routing-service.ts
-for bench in join-time routing-engine sfu-cost sfu-pipe-cost signaling-memory recorder-cost redaction chat-throughput crm-sync-isolation residue-scan residue-per-call; do
+for bench in join-time routing-engine sfu-cost sfu-vs-janus sfu-pipe-cost signaling-memory recorder-cost redaction chat-throughput crm-sync-isolation residue-scan residue-per-call; do
   node --import tsx "bench/$bench.ts"
 done

@@ -10,7 +10,8 @@
 import type { Browser, Page } from 'playwright-core';
 import { launchChromium, receiveSummaryScript } from '../test/support/browser.js';
 import { demoToken } from '../test/support/tokens.js';
-import { childPids, cpuTimes, startStack } from './stack.js';
+import { marginalSecondsPerPacket, measureForwarding } from './forwarding.js';
+import { childPids, startStack } from './stack.js';
 import { cameraClip, externalAddress, publishCamera } from './media.js';
 import { WebrtcbinSubscribers } from './webrtcbin.js';
 
@@ -94,22 +95,7 @@ try {
   };
   const [workerPid] = await childPids(stack.sfu.pid);
   if (!workerPid) throw new Error('no mediasoup worker process found');
-  const packets = () => subscribers.packets();
-  const measure = async () => {
-    const p0 = await packets();
-    const c0 = await cpuTimes(workerPid);
-    const t0 = performance.now();
-    await new Promise((r) => setTimeout(r, WINDOW_MS));
-    const p1 = await packets();
-    const c1 = await cpuTimes(workerPid);
-    const seconds = (performance.now() - t0) / 1000;
-    const lost = p1.lost - p0.lost;
-    const forwarded = p1.received - p0.received + lost;
-    const cpuPerS = (c1.user + c1.system - c0.user - c0.system) / seconds;
-    const systemShare = (c1.system - c0.system) / Math.max(0.01, c1.user + c1.system - c0.user - c0.system);
-    const userPerS = (c1.user - c0.user) / seconds;
-    return { subscribers: subscribers.count, packetsPerS: forwarded / seconds, cpuPerS, userPerS, systemShare, lossPercent: (lost / Math.max(1, forwarded)) * 100 };
-  };
+  const measure = async () => ({ subscribers: subscribers.count, ...(await measureForwarding(workerPid, () => subscribers.packets(), WINDOW_MS)) });
 
   await addSubscribers(LOW);
   // The SRTP profile DTLS agreed on decides much of the per-packet crypto cost. Chromium
@@ -128,7 +114,7 @@ try {
   const low = await measure();
   await addSubscribers(HIGH);
   const high = await measure();
-  const marginal = (high.cpuPerS - low.cpuPerS) / (high.packetsPerS - low.packetsPerS);
+  const marginal = marginalSecondsPerPacket(low, high);
   console.log(
     JSON.stringify({
       benchmark: 'sfu_cost',
@@ -141,7 +127,7 @@ try {
       us_cpu_per_forwarded_packet_marginal: +(marginal * 1e6).toFixed(2),
       // On one machine the kernel delivers each packet into the receiver's socket and wakes the
       // receiver in the sender's context; the user-space share is the SFU's own work.
-      us_user_cpu_per_forwarded_packet_marginal: +(((high.userPerS - low.userPerS) / (high.packetsPerS - low.packetsPerS)) * 1e6).toFixed(2),
+      us_user_cpu_per_forwarded_packet_marginal: +(marginalSecondsPerPacket(low, high, 'userPerS') * 1e6).toFixed(2),
       loss_percent: +high.lossPercent.toFixed(2),
       srtp_cipher: srtpCipher,
     }),

@@ -7,6 +7,7 @@ forwarded packets per second on a small machine.
 Line protocol on stdin/stdout, one JSON object per line:
   {"cmd": "offer", "id": "sub-3", "media": ["<caps>", ...]}  -> {"id": "sub-3", "sdp": "<offer>"}
   {"cmd": "answer", "id": "sub-3", "sdp": "<answer>"}         -> {"id": "sub-3", "sdp": ""}
+  {"cmd": "accept-offer", "id": "sub-3", "sdp": "<offer>"}    -> {"id": "sub-3", "sdp": "<answer>"}
   {"cmd": "stats"}                                   -> {"stats": {"received": n, "lost": n, "subscribers": n}}
 """
 import json
@@ -44,15 +45,20 @@ def on_pad_added(webrtc, pad):
     pad.link(sink.get_static_pad("sink"))
 
 
-def offer(subscriber_id, media):
-    """webrtcbin offers, so that it is the controlling ICE agent the SFU's ICE-lite needs
-    (webrtcbin 1.22 does not take that role as an answerer)."""
+def new_webrtcbin(subscriber_id):
     webrtc = Gst.ElementFactory.make("webrtcbin", subscriber_id)
     webrtc.set_property("bundle-policy", GstWebRTC.WebRTCBundlePolicy.MAX_BUNDLE)
     webrtc.connect("pad-added", on_pad_added)
     pipeline.add(webrtc)
     webrtc.sync_state_with_parent()
     webrtcbins[subscriber_id] = webrtc
+    return webrtc
+
+
+def offer(subscriber_id, media):
+    """webrtcbin offers, so that it is the controlling ICE agent the SFU's ICE-lite needs
+    (webrtcbin 1.22 does not take that role as an answerer)."""
+    webrtc = new_webrtcbin(subscriber_id)
     for caps in media:
         webrtc.emit("add-transceiver", GstWebRTC.WebRTCRTPTransceiverDirection.RECVONLY, Gst.Caps.from_string(caps))
 
@@ -81,6 +87,44 @@ def accept(subscriber_id, answer_text):
             reply({"id": subscriber_id, "sdp": ""})
 
     webrtc.emit("set-remote-description", answer, Gst.Promise.new_with_change_func(on_set))
+
+
+def accept_offer(subscriber_id, offer_text):
+    """Answers a full-ICE server's offer (Janus). The answer is sent once candidate gathering
+    is complete, with every candidate in it, so the server needs no trickled candidates."""
+    webrtc = new_webrtcbin(subscriber_id)
+    _, sdp = GstSdp.SDPMessage.new_from_text(offer_text)
+    remote = GstWebRTC.WebRTCSessionDescription.new(GstWebRTC.WebRTCSDPType.OFFER, sdp)
+    answered = []
+
+    def send_when_gathered(*_args):
+        if answered or webrtc.get_property("ice-gathering-state") != GstWebRTC.WebRTCICEGatheringState.COMPLETE:
+            return
+        local = webrtc.get_property("local-description")
+        if local is None:
+            return
+        answered.append(True)
+        reply({"id": subscriber_id, "sdp": local.sdp.as_text()})
+
+    webrtc.connect("notify::ice-gathering-state", lambda *args: GLib.idle_add(send_when_gathered))
+
+    def on_answer(promise):
+        result = promise.get_reply()
+        local = result.get_value("answer") if result and result.has_field("answer") else None
+        if local is None:
+            reply({"id": subscriber_id, "error": result.to_string() if result else "no answer"})
+            return
+        webrtc.emit("set-local-description", local, Gst.Promise.new())
+        GLib.idle_add(send_when_gathered)
+
+    def on_remote(promise):
+        result = promise.get_reply()
+        if result and result.has_field("error"):
+            reply({"id": subscriber_id, "error": result.to_string()})
+            return
+        webrtc.emit("create-answer", None, Gst.Promise.new_with_change_func(on_answer))
+
+    webrtc.emit("set-remote-description", remote, Gst.Promise.new_with_change_func(on_remote))
 
 
 def stats():
@@ -112,6 +156,8 @@ def read_commands():
             GLib.idle_add(offer, command["id"], command["media"])
         elif command["cmd"] == "answer":
             GLib.idle_add(accept, command["id"], command["sdp"])
+        elif command["cmd"] == "accept-offer":
+            GLib.idle_add(accept_offer, command["id"], command["sdp"])
         elif command["cmd"] == "stats":
             GLib.idle_add(stats)
     GLib.idle_add(loop.quit)

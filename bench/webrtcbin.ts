@@ -117,6 +117,14 @@ export class WebrtcbinSubscribers {
     for (const consumer of consumers) await client.request('resumeConsumer', { consumerId: consumer.consumerId });
   }
 
+  /**
+   * A subscriber for a server that offers (Janus): webrtcbin answers the offer, with its
+   * candidates in the answer. Returns the answer.
+   */
+  answerOffer(id: string, offer: string): Promise<string> {
+    return this.command({ cmd: 'accept-offer', id, sdp: offer });
+  }
+
   /** Packets received and lost so far, over every subscriber (webrtcbin's inbound-rtp stats). */
   stats(): Promise<{ received: number; lost: number }> {
     return new Promise((resolve) => {

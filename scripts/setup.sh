@@ -16,6 +16,9 @@ apt_packages=(
   # The SFU cost benchmark's subscribers: GStreamer's webrtcbin driven from Python.
   python3-gi gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-nice
+  # The SFU compared with Janus (bench/sfu-vs-janus.ts starts its own instance); gcc builds the
+  # kernel's UDP floor it is measured against (bench/udp-floor.c).
+  janus gcc
 )
 missing=()
 for pkg in "${apt_packages[@]}"; do
@@ -27,6 +30,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "need root (or sudo) to install: ${missing[*]}" >&2; exit 1; fi
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  # The package enables a system-wide Janus with its demo configuration; the benchmark runs its
+  # own, so the system one is stopped and disabled when this script installed it.
+  if [[ " ${missing[*]} " == *" janus "* ]] && [ -d /run/systemd/system ]; then
+    $sudo systemctl disable --now janus >/dev/null 2>&1 || true
+  fi
 fi
 
 # npm dependencies: reinstall when the lockfile changed since the last install.
