@@ -53,6 +53,14 @@ export class Confirmations {
     return names;
   }
 
+  /**
+   * The event is settled: the confirmations of these connectors have served. Only keys that
+   * exist are named (a purge of a missing key would leave a marker behind).
+   */
+  async clearKnown(tenant: string, deliveryId: string, connectors: Iterable<string>): Promise<void> {
+    for (const connector of connectors) await this.kv.purge(this.key(tenant, deliveryId, connector));
+  }
+
   /** The event is settled: its confirmations have served. */
   async clear(tenant: string, deliveryId: string): Promise<void> {
     const prefix = `${assertSubjectToken('tenant', tenant)}.${assertSubjectToken('delivery id', deliveryId)}.`;

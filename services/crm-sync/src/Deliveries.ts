@@ -16,7 +16,14 @@ export interface DeliveryOptions extends AttemptOptions {
   concurrency: number;
   /** Deliveries of one tenant running at once (per replica). */
   tenantConcurrency: number;
+  /** Events waiting for a slot, all tenants together (per replica); by default 1,024. */
+  backlog?: number;
+  /** Events of one tenant waiting for a slot (per replica); by default 256. */
+  tenantBacklog?: number;
 }
+
+const DEFAULT_BACKLOG = 1_024;
+const DEFAULT_TENANT_BACKLOG = 256;
 
 /** The durable consumers crm-sync takes events from, shared by its replicas. */
 export const deliveryConsumers = [
@@ -40,10 +47,10 @@ interface Waiting {
  * attempt (deliveries/attempt.ts: to every destination with their confirmations, then the purge),
  * run when its tenant has a free slot (deliveries/TenantSlots.ts).
  *
- * A message whose tenant (or the whole replica) is at its limit waits for a slot in a short
- * queue, marked in progress meanwhile so JetStream does not hand it out again; beyond that queue
- * it is handed back at once with a short delay (a nak), so it neither holds a slot nor waits
- * unacknowledged and unmarked past the ack wait. The consumers take any number of messages in
+ * A message whose tenant (or the whole replica) is at its limit waits for a slot in the
+ * replica's backlog (bounded per tenant and in all), marked in progress meanwhile so JetStream
+ * does not hand it out again; beyond that bound it is handed back at once with a short delay (a
+ * nak), so it neither holds a slot nor waits unacknowledged and unmarked past the ack wait. The consumers take any number of messages in
  * flight (handed-back ones stay pending until they come back), so a large backlog of one tenant
  * cannot keep the others' new events from being handed out. A handed-back message counts as a
  * delivery for JetStream: one deferred often retries its failures at longer intervals, within
@@ -70,12 +77,15 @@ export class Deliveries {
     private readonly log: Logger,
     webhooks?: WebhookEvents,
   ) {
-    // Messages wait for a slot at most as many as there are slots, per tenant and in all.
+    // A tenant's backlog is held here, up to a bound, rather than handed back to JetStream and
+    // read again and again: slots go round the tenants with work, so a busy tenant's backlog
+    // delays no one else's events.
+    const backlog = options.backlog ?? DEFAULT_BACKLOG;
     this.slots = new TenantSlots<Waiting>({
       concurrency: options.concurrency,
       tenantConcurrency: options.tenantConcurrency,
-      tenantWaitingLimit: options.tenantConcurrency,
-      waitingLimit: options.concurrency,
+      tenantWaitingLimit: Math.min(options.tenantBacklog ?? DEFAULT_TENANT_BACKLOG, backlog),
+      waitingLimit: backlog,
     });
     this.metrics = createDeliveryMetrics(registry, () => ({ running: this.slots.runningCount, waiting: this.slots.waitingCount }));
     this.purge = new Purge(jsm, artifacts, confirmations, this.metrics, options, log);

@@ -19,6 +19,13 @@ const shape = {
   CRM_SYNC_CONCURRENCY: env.positiveInt(8),
   /** Deliveries of one tenant in progress at once (per replica): a tenant whose destination hangs holds no more. */
   CRM_SYNC_TENANT_CONCURRENCY: env.positiveInt(2),
+  /**
+   * Events of one tenant a replica holds waiting for a slot (marked in progress), beyond its
+   * running ones; a busier tenant's further events are handed back to JetStream for later.
+   */
+  CRM_SYNC_TENANT_BACKLOG: env.positiveInt(256),
+  /** Events a replica holds waiting for a slot, all tenants together. */
+  CRM_SYNC_BACKLOG: env.positiveInt(1024),
   /** The longest crm-sync waits for one answer from a destination, whatever timeout the tenant set. */
   CRM_SYNC_DESTINATION_TIMEOUT_MAX_SECONDS: z.coerce.number().int().min(1).max(600).default(120),
   /** A failed connector test is answered this long after it began, whatever the failure (and a test still running then fails). */
@@ -74,6 +81,8 @@ export function readCrmSyncConfig(source: Record<string, string | undefined> = p
     opsPort: c.CRM_SYNC_OPS_PORT,
     concurrency: c.CRM_SYNC_CONCURRENCY,
     tenantConcurrency: Math.min(c.CRM_SYNC_TENANT_CONCURRENCY, c.CRM_SYNC_CONCURRENCY),
+    backlog: c.CRM_SYNC_BACKLOG,
+    tenantBacklog: Math.min(c.CRM_SYNC_TENANT_BACKLOG, c.CRM_SYNC_BACKLOG),
     maxRequestTimeoutMs: c.CRM_SYNC_DESTINATION_TIMEOUT_MAX_SECONDS * 1000,
     connectorTestMs: Math.round(c.CRM_SYNC_CONNECTOR_TEST_SECONDS * 1000),
     retryBaseMs: c.CRM_SYNC_RETRY_BASE_SECONDS * 1000,

@@ -82,6 +82,23 @@ describe('crm-sync keeps tenants apart', () => {
     expect(open).toBeGreaterThan(0);
     // Its own slots, all taken, and nothing else.
     expect(await metricValue(stack.crm.opsPort, 'gateway_crm_sync_deliveries_in_progress', { state: 'running' })).toBe(TENANT_CONCURRENCY);
+    // Its backlog is held in the replica (marked in progress), not handed back to JetStream over and over.
+    expect(await metricValue(stack.crm.opsPort, 'gateway_crm_sync_deliveries_in_progress', { state: 'waiting' })).toBe(24 - TENANT_CONCURRENCY);
+    expect(await metricValue(stack.crm.opsPort, 'gateway_crm_sync_deferred_total')).toBe(0);
+  }, 60_000);
+
+  it("drains a busy tenant's backlog without handing any of it back, while the other tenant's backlog waits on its hanging destination", async () => {
+    expect(open).toBeGreaterThan(0);
+    const store = await ArtifactStore.open(stack.nc, new StaticKeyring(JSON.parse(twoTenantEnv.GATEWAY_TENANT_KEYS) as Record<string, string>));
+    const ids = Array.from({ length: 40 }, (_, i) => `CV_backlog${Date.now()}x${i}`);
+    // Published at once: far more than the tenant's slots.
+    await Promise.all(
+      ids.map((conversationId, i) => publishTranscript(stack.nc, store, { tenant: 'globex', conversationId, files: [{ contentType: 'text/plain', bytes: Buffer.from(`backlog ${i}`) }] })),
+    );
+    for (const id of ids) await waitFor(() => s3.object(BUCKET, `gateway/globex/transcript/${id}/manifest.json`), 30_000, `backlog delivery ${id}`);
+    expect(await metricValue(stack.crm.opsPort, 'gateway_crm_sync_deferred_total')).toBe(0);
+    // The hanging tenant's deliveries still hold its slots, and its backlog still waits.
+    expect(await metricValue(stack.crm.opsPort, 'gateway_crm_sync_deliveries_in_progress', { state: 'waiting' })).toBe(24 - TENANT_CONCURRENCY);
   }, 60_000);
 
   it("starts a tenant's deliveries in the order published, at most its concurrency at once, and a failing one holds back none after it", async () => {

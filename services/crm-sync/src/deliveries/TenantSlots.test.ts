@@ -71,6 +71,25 @@ describe('TenantSlots', () => {
     expect(s.waitingCount).toBe(3);
   });
 
+  it("holds a busy tenant's whole backlog within its bound and drains it, while another tenant's item takes the next free slot", () => {
+    // As crm-sync runs it: a tenant's backlog held up to a bound far above its slots.
+    const s = slots({ concurrency: 2, tenantConcurrency: 2, tenantWaitingLimit: 100, waitingLimit: 200 });
+    const backlog = Array.from({ length: 102 }, (_, i) => `a${i}`);
+    // Two run, a hundred wait: nothing is left to hand back.
+    expect(backlog.map((item) => s.offer('a', item)).filter((admission) => admission === 'full')).toEqual([]);
+    expect(s.waitingCount).toBe(100);
+    // Another tenant's item comes while a's backlog waits: it is served at the next free slot.
+    expect(s.offer('b', 'b1')).toBe('wait');
+    expect(names(s.release('a'))).toEqual(['a2']);
+    expect(names(s.release('a'))).toEqual(['b1']);
+    // Then a's backlog drains in order, one freed slot after another.
+    const drained = ['a2', ...names(s.release('b'))];
+    while (s.waitingCount > 0) drained.push(...names(s.release('a')));
+    expect(drained).toEqual(backlog.slice(2));
+    expect(s.runningCount).toBe(2);
+    expect(s.waitingCount).toBe(0);
+  });
+
   it('hands back every waiting item on drain, and no slot goes to them afterwards', () => {
     const s = slots({ concurrency: 1 });
     expect(s.offer('a', 'a1')).toBe('run');

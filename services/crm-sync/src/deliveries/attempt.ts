@@ -20,7 +20,7 @@ import type { Confirmations } from '../Confirmations.js';
 import type { ConnectorStore } from '../connectors/ConnectorStore.js';
 import type { Delivery } from '../destinations/types.js';
 import { openContacts } from '../events.js';
-import { deliverToAll } from './deliver.js';
+import { attemptState, deliverToAll, type AttemptState } from './deliver.js';
 import { timeStage, type DeliveryMetrics } from './metrics.js';
 import type { Purge } from './purge.js';
 
@@ -115,11 +115,17 @@ export class DeliveryAttempts {
     }
     // A long upload must not be handed to another replica meanwhile: tell JetStream it is in progress.
     const inProgress = keepInProgress(message, options.ackWaitMs);
+    // The delivery's confirmations, read once and kept for the attempt (and for a missing artifact's alert).
+    let state: AttemptState | undefined;
     try {
-      await timeStage(metrics, 'destinations', () => deliverToAll(this.deps, delivery, context));
+      await timeStage(metrics, 'destinations', async () => {
+        const read = await attemptState(this.deps, delivery);
+        state = read;
+        await deliverToAll(this.deps, delivery, read, context);
+      });
       await timeStage(metrics, 'delete', () => purge.artifacts(delivery));
       await timeStage(metrics, 'settle', async () => {
-        if (await purge.settle(message)) await purge.clearConfirmations(delivery);
+        if (await purge.settle(message)) await purge.clearConfirmations(delivery, state?.confirmed);
       });
       metrics.seconds.observe({ kind: delivery.kind }, (performance.now() - started) / 1000);
       log.info(context, 'delivered and purged');
@@ -134,7 +140,7 @@ export class DeliveryAttempts {
       const gatewayError = GatewayError.from(error);
       if (span) markFailed(span, gatewayError);
       if (gatewayError.code === ErrorCode.NOT_FOUND && gatewayError.details.artifactGone === true) {
-        await this.artifactMissing(message, delivery, error).catch((alertError: unknown) => {
+        await this.artifactMissing(message, delivery, error, state).catch((alertError: unknown) => {
           log.error({ err: alertError, ...context }, 'raising the missing-artifact alert failed; will retry');
           message.nak(options.retryBaseMs);
         });
@@ -158,8 +164,8 @@ export class DeliveryAttempts {
    * again at the longest interval until the artifact is back or the retention limit passes.
    * Gone with its event (a data-subject erasure while the delivery ran) is not an alert.
    */
-  private async artifactMissing(message: JsMsg, delivery: Delivery, error: unknown): Promise<void> {
-    const { jsm, connectors, confirmations, purge, metrics, options, log } = this.deps;
+  private async artifactMissing(message: JsMsg, delivery: Delivery, error: unknown, state: AttemptState | undefined): Promise<void> {
+    const { jsm, purge, metrics, options, log } = this.deps;
     const context = { kind: delivery.kind, deliveryId: delivery.deliveryId, tenant: delivery.tenant, attempt: message.info.deliveryCount };
     const eventStored = await jsm.streams.getMessage(message.info.stream, { seq: message.seq }).then(
       (found) => found !== null,
@@ -167,12 +173,11 @@ export class DeliveryAttempts {
     );
     if (!eventStored) {
       log.info(context, 'the event and its artifacts were erased meanwhile; nothing to deliver');
-      await purge.clearConfirmations(delivery);
+      await purge.clearConfirmations(delivery, state?.confirmed);
       message.term();
       return;
     }
-    const names = (await connectors.list(delivery.tenant)).map((c) => c.name);
-    const confirmed = await confirmations.confirmed(delivery.tenant, delivery.deliveryId);
+    const { connectors: names, confirmed } = state ?? (await attemptState(this.deps, delivery));
     const artifactId = GatewayError.from(error).details.artifactId;
     const alert = ArtifactMissing.encode({
       tenant: delivery.tenant,

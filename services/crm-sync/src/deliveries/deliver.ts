@@ -1,6 +1,6 @@
 import { ErrorCode, GatewayError, inSpan, type Logger } from '@gateway/common';
 import type { Confirmations } from '../Confirmations.js';
-import type { ConnectorStore } from '../connectors/ConnectorStore.js';
+import type { ConnectorStore, DeliveryConnector } from '../connectors/ConnectorStore.js';
 import type { Delivery } from '../destinations/types.js';
 import type { DeliveryMetrics } from './metrics.js';
 
@@ -12,15 +12,32 @@ export interface DeliverDeps {
 }
 
 /**
- * Delivers to every destination of the tenant that has not confirmed the delivery yet, recording
- * each confirmation as it comes. Returns once all have it; throws when any failed (see
- * `failedDelivery`) or the tenant has no destination. `context` goes into the log lines.
+ * What an attempt knows of its delivery's confirmations: read from KV once at its start, and
+ * added to as destinations confirm (so neither the purge nor the alert reads them again).
  */
-export async function deliverToAll(deps: DeliverDeps, delivery: Delivery, context: Record<string, unknown>): Promise<void> {
-  const connectors = await deps.connectors.list(delivery.tenant);
+export interface AttemptState {
+  /** The tenant's connectors as the attempt saw them. */
+  connectors: string[];
+  /** The connectors that hold a confirmation of the delivery (earlier attempts' and this one's). */
+  confirmed: Set<string>;
+}
+
+/** Reads, once per attempt and side by side, the tenant's connectors (kept a short while, see ConnectorStore) and the delivery's confirmations. */
+export async function attemptState(deps: Pick<DeliverDeps, 'connectors' | 'confirmations'>, delivery: Delivery): Promise<AttemptState & { destinations: DeliveryConnector[] }> {
+  const [destinations, confirmed] = await Promise.all([deps.connectors.forDelivery(delivery.tenant), deps.confirmations.confirmed(delivery.tenant, delivery.deliveryId)]);
+  return { destinations, connectors: destinations.map((c) => c.name), confirmed };
+}
+
+/**
+ * Delivers to every destination of the tenant that has not confirmed the delivery yet, recording
+ * each confirmation as it comes (into `state` too). Returns once all have it; throws when any
+ * failed (see `failedDelivery`) or the tenant has no destination. `context` goes into the log lines.
+ */
+export async function deliverToAll(deps: DeliverDeps, delivery: Delivery, state: AttemptState & { destinations: DeliveryConnector[] }, context: Record<string, unknown>): Promise<void> {
+  const connectors = state.destinations;
   if (connectors.length === 0) throw new GatewayError(ErrorCode.DESTINATION_FAILED, 'the tenant has no destination connected');
   // Destinations that confirmed on an earlier attempt have it already.
-  const confirmed = await deps.confirmations.confirmed(delivery.tenant, delivery.deliveryId);
+  const confirmed = state.confirmed;
   let delivered = 0;
   // Every destination is tried on each attempt, so one that fails (for hours, perhaps) does not
   // hold the delivery back from the others; each confirmation is recorded as it comes.
@@ -31,7 +48,9 @@ export async function deliverToAll(deps: DeliverDeps, delivery: Delivery, contex
       continue;
     }
     try {
-      if (await deliverTo(deps, delivery, connector)) delivered++;
+      await deliverTo(deps, delivery, connector);
+      confirmed.add(connector.name);
+      delivered++;
     } catch (error) {
       const failure = GatewayError.from(error);
       failures.push(failure);
@@ -45,27 +64,20 @@ export async function deliverToAll(deps: DeliverDeps, delivery: Delivery, contex
 }
 
 /**
- * Delivers to one destination and records its confirmation before anything is purged (a crash
- * from then on finds it). False when the connector was removed meanwhile.
+ * Delivers to one destination, through its client kept between deliveries, and records its
+ * confirmation before anything is purged (a crash from then on finds it).
  */
-async function deliverTo(deps: DeliverDeps, delivery: Delivery, connector: { name: string; type: string }): Promise<boolean> {
-  const destination = await deps.connectors.open(delivery.tenant, connector.name).catch((error: unknown) => {
-    // Removed by the tenant since the list was read: nothing to deliver to there.
-    if (GatewayError.from(error).code === ErrorCode.NOT_FOUND) return undefined;
-    throw error;
-  });
-  if (!destination) return false;
+async function deliverTo(deps: DeliverDeps, delivery: Delivery, connector: DeliveryConnector): Promise<void> {
   try {
-    await inSpan(`deliver to ${connector.type}`, { attributes: { 'gateway.adapter': connector.type } }, () => destination.deliver(delivery));
+    await deps.connectors.withDestination(delivery.tenant, connector, (destination) =>
+      inSpan(`deliver to ${connector.type}`, { attributes: { 'gateway.adapter': connector.type } }, () => destination.deliver(delivery)),
+    );
     deps.metrics.deliveries.inc({ adapter: connector.type, kind: delivery.kind, result: 'delivered' });
   } catch (error) {
     deps.metrics.deliveries.inc({ adapter: connector.type, kind: delivery.kind, result: 'failed' });
     throw error;
-  } finally {
-    await destination.close();
   }
   await deps.confirmations.record(delivery.tenant, delivery.deliveryId, connector.name);
-  return true;
 }
 
 /**

@@ -51,9 +51,14 @@ export class Purge {
     return true;
   }
 
-  /** Confirmations go once their event is settled; left over, they are cleared on the next settle. */
-  async clearConfirmations(delivery: Delivery): Promise<void> {
-    await this.confirmations.clear(delivery.tenant, delivery.deliveryId).catch((error: unknown) => {
+  /**
+   * Confirmations go once their event is settled. `known`: the connectors the attempt knows
+   * confirmed (it read them and recorded its own), deleted by key without listing them again;
+   * without it, whatever is stored. Left over, they expire with their bucket (30 days).
+   */
+  async clearConfirmations(delivery: Delivery, known?: ReadonlySet<string>): Promise<void> {
+    const clearing = known ? this.confirmations.clearKnown(delivery.tenant, delivery.deliveryId, known) : this.confirmations.clear(delivery.tenant, delivery.deliveryId);
+    await clearing.catch((error: unknown) => {
       this.log.warn({ err: error, deliveryId: delivery.deliveryId, tenant: delivery.tenant }, 'clearing delivery confirmations failed');
     });
   }
