@@ -119,8 +119,8 @@ async function connect(destination: Destination): Promise<void> {
   for (const name of ['bench-salesforce', 'bench-zendesk', 'bench-postgres', 'bench-s3']) await admin(`/v1/connectors/${name}`, { method: 'DELETE' });
   const response = await admin(`/v1/connectors/bench-${destination}`, { method: 'PUT', body: JSON.stringify(connectors[destination]()) });
   if (response.status !== 200) throw new Error(`connector ${destination}: ${response.status} ${await response.text()}`);
-  // Every replica reads connectors from KV; give them a moment to see the change.
-  await new Promise((r) => setTimeout(r, 1_000));
+  // Every replica reads a tenant's connectors from KV at most every 2 s: give them time to see the change.
+  await new Promise((r) => setTimeout(r, 2_500));
 }
 
 /**

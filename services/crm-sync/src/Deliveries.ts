@@ -16,14 +16,14 @@ export interface DeliveryOptions extends AttemptOptions {
   concurrency: number;
   /** Deliveries of one tenant running at once (per replica). */
   tenantConcurrency: number;
-  /** Events waiting for a slot, all tenants together (per replica); by default 1,024. */
+  /** Events waiting for a slot, all tenants together (per replica); by default 4,000. */
   backlog?: number;
-  /** Events of one tenant waiting for a slot (per replica); by default 256. */
+  /** Events of one tenant waiting for a slot (per replica); by default 1,000. */
   tenantBacklog?: number;
 }
 
-const DEFAULT_BACKLOG = 1_024;
-const DEFAULT_TENANT_BACKLOG = 256;
+const DEFAULT_BACKLOG = 4_000;
+const DEFAULT_TENANT_BACKLOG = 1_000;
 
 /** The durable consumers crm-sync takes events from, shared by its replicas. */
 export const deliveryConsumers = [

@@ -23,9 +23,9 @@ const shape = {
    * Events of one tenant a replica holds waiting for a slot (marked in progress), beyond its
    * running ones; a busier tenant's further events are handed back to JetStream for later.
    */
-  CRM_SYNC_TENANT_BACKLOG: env.positiveInt(256),
+  CRM_SYNC_TENANT_BACKLOG: env.positiveInt(1_000),
   /** Events a replica holds waiting for a slot, all tenants together. */
-  CRM_SYNC_BACKLOG: env.positiveInt(1024),
+  CRM_SYNC_BACKLOG: env.positiveInt(4_000),
   /** The longest crm-sync waits for one answer from a destination, whatever timeout the tenant set. */
   CRM_SYNC_DESTINATION_TIMEOUT_MAX_SECONDS: z.coerce.number().int().min(1).max(600).default(120),
   /** A failed connector test is answered this long after it began, whatever the failure (and a test still running then fails). */

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { AttachmentReady, RecordingReady, SessionEnded, TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
 import type { Artifact } from '@gateway/proto/gateway/recorder/v1/recorder';
 import { Channel, ContactRecord } from '@gateway/proto/gateway/routing/v1/routing';
-import { ErrorCode, GatewayError, decodeChecked, isWellFormed, openParticipants, parseWith, schemas, type ArtifactStore, type Keyring } from '@gateway/common';
+import { ErrorCode, GatewayError, decodeChecked, isWellFormed, openParticipants, parseWith, schemas, type ArtifactSpace, type ArtifactStore, type Keyring } from '@gateway/common';
 import type { ContactMetadata, Delivery, DeliveryArtifact } from './destinations/types.js';
 
 /**
@@ -145,18 +145,19 @@ function artifactGone(error: unknown, artifactId: string): GatewayError {
 /** Takes the seconds one artifact's reader spent waiting on the artifact store (opening it, its chunks). */
 export type ReadObserver = (seconds: number) => void;
 
-function artifactOf(store: ArtifactStore, tenantName: string, a: Artifact, observeRead?: ReadObserver): DeliveryArtifact {
+function artifactOf(store: ArtifactStore, tenantName: string, a: Artifact, space: ArtifactSpace, observeRead?: ReadObserver): DeliveryArtifact {
   return {
     artifactId: a.artifactId,
     kind: a.kind,
     contentType: a.contentType,
     sizeBytes: a.sizeBytes,
     part: a.part,
+    space,
     open: async () => {
       const opening = performance.now();
       let content;
       try {
-        content = await store.open(tenantName, a.artifactId);
+        content = await store.open(tenantName, a.artifactId, space);
       } catch (error) {
         if (GatewayError.from(error).code === ErrorCode.NOT_FOUND) throw artifactGone(error, a.artifactId);
         throw error;
@@ -218,7 +219,7 @@ export function deliveryOf(subject: string, data: Uint8Array, artifacts: Artifac
       startedAtMs: recording.startedAtMs,
       endedAtMs: recording.endedAtMs,
       contacts,
-      artifacts: recording.artifacts.map((a) => artifactOf(artifacts, recording.tenant, a, observeRead)),
+      artifacts: recording.artifacts.map((a) => artifactOf(artifacts, recording.tenant, a, 'recordings', observeRead)),
       metadata: { state: recording.state, pauses: recording.pauses.map((p) => ({ startMs: p.startMs, endMs: p.endMs })), failureReason: recording.failureReason || undefined },
     };
   }
@@ -233,7 +234,7 @@ export function deliveryOf(subject: string, data: Uint8Array, artifacts: Artifac
       startedAtMs: ready.startedAtMs,
       endedAtMs: ready.endedAtMs,
       contacts: ready.contacts,
-      artifacts: ready.artifacts.map((a) => artifactOf(artifacts, ready.tenant, a, observeRead)),
+      artifacts: ready.artifacts.map((a) => artifactOf(artifacts, ready.tenant, a, 'conversations', observeRead)),
       metadata: {
         messageCount: ready.messageCount,
         smartActions: ready.smartActions.map((a) => ({ actionId: a.actionId, kind: a.kind, state: a.state, verified: a.verified, completedAtMs: a.completedAtMs })),
@@ -252,7 +253,7 @@ export function deliveryOf(subject: string, data: Uint8Array, artifacts: Artifac
       startedAtMs: ready.action.requestedAtMs,
       endedAtMs: ready.action.completedAtMs,
       contacts: ready.contact ? [ready.contact] : [],
-      artifacts: [artifactOf(artifacts, ready.tenant, ready.artifact, observeRead)],
+      artifacts: [artifactOf(artifacts, ready.tenant, ready.artifact, 'conversations', observeRead)],
       metadata: { conversationId: ready.conversationId, actionId: ready.action.actionId, actionKind: ready.action.kind },
     };
   }

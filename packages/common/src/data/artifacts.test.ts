@@ -75,6 +75,36 @@ describe('ArtifactStore with a real JetStream', () => {
     await expect(segments.get('acme', 'SG_1')).rejects.toMatchObject({ code: ErrorCode.NOT_FOUND });
   });
 
+  it('reads and deletes in the space an event names first, and still finds an artifact that is elsewhere', async () => {
+    const conversations = await ArtifactStore.open(nc, keyring, 'conversations');
+    const conversationObjects = await new Objm(nc).open(buckets.conversationArtifacts);
+    const recordingObjects = await new Objm(nc).open(buckets.artifacts);
+    const dataKeys = await new Kvm(nc).open(buckets.dataKeys);
+    // A small artifact is one chunk, read without a consumer.
+    await conversations.put('acme', 'AT_named', Readable.from([Buffer.from('named space')]), 'text/plain');
+    expect((await conversationObjects.info('acme.AT_named'))?.chunks).toBe(1);
+    expect((await collect((await store.open('acme', 'AT_named', 'conversations')).chunks)).join('')).toBe('named space');
+    await store.delete('acme', 'AT_named', 'conversations');
+    expect((await dataKeys.get('acme.conversations.AT_named'))?.operation).not.toBe('PUT');
+    expect((await conversationObjects.info('acme.AT_named'))?.deleted).toBe(true);
+    await expect(store.open('acme', 'AT_named', 'conversations')).rejects.toMatchObject({ code: ErrorCode.NOT_FOUND });
+    // Named wrong (stored in recordings): found, and deleted, all the same.
+    await store.put('acme', 'AR_elsewhere', Readable.from([Buffer.from('other space')]), 'text/plain');
+    expect((await collect((await store.open('acme', 'AR_elsewhere', 'conversations')).chunks)).join('')).toBe('other space');
+    await store.delete('acme', 'AR_elsewhere', 'conversations');
+    expect((await dataKeys.get('acme.recordings.AR_elsewhere'))?.operation).not.toBe('PUT');
+    expect((await recordingObjects.info('acme.AR_elsewhere'))?.deleted).toBe(true);
+    // Deleting again is harmless.
+    await store.delete('acme', 'AR_elsewhere', 'recordings');
+  });
+
+  it('ends a one-chunk read as not found when the artifact is deleted between opening and reading', async () => {
+    await store.put('acme', 'AR_small_gone', Readable.from([Buffer.from('small')]), 'text/plain');
+    const content = await store.open('acme', 'AR_small_gone', 'recordings');
+    await store.delete('acme', 'AR_small_gone', 'recordings');
+    expect(await codeOf(collect(content.chunks))).toBe(ErrorCode.NOT_FOUND);
+  });
+
   it('shreds: after delete nothing can be read', async () => {
     await store.delete('acme', 'AR_1');
     await expect(store.get('acme', 'AR_1')).rejects.toMatchObject({ code: ErrorCode.NOT_FOUND });

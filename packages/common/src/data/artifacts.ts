@@ -4,7 +4,7 @@ import { Readable } from 'node:stream';
 import { z } from 'zod';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import type { KV } from '@nats-io/kv';
-import { jetstream } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ErrorCode, GatewayError } from '../errors.js';
 import { assertSubjectToken, buckets } from '../nats/subjects.js';
@@ -101,6 +101,9 @@ const DELETE_CHECK_MS = 2_000;
  * would let any writer overwrite or delete every other's (see jetstream/access.ts).
  */
 export class ArtifactStore {
+  /** For single-chunk reads (a direct get of the chunk), made at the first. */
+  private manager: Promise<JetStreamManager> | undefined;
+
   private constructor(
     private readonly nc: NatsConnection,
     /** The object store of each space this store reads; the first is where it writes. */
@@ -127,10 +130,19 @@ export class ArtifactStore {
     return [...this.stores][0]!;
   }
 
-  /** Where an artifact is: the space whose data keys hold a live key for it, with its checked record. */
-  private async locate(tenant: string, artifactId: string): Promise<Located> {
-    for (const [space, objects] of this.stores) {
-      const key = dataKeyName(tenant, space, artifactId);
+  /** The spaces this store reads, `first` (the one an event names) before the others. */
+  private spacesFrom(first?: ArtifactSpace): Array<[ArtifactSpace, ObjectStore]> {
+    const all = [...this.stores];
+    return first ? [...all.filter(([space]) => space === first), ...all.filter(([space]) => space !== first)] : all;
+  }
+
+  /**
+   * Where an artifact is: the space whose data keys hold a live key for it, with its checked
+   * record. `space`: where it should be (looked at first, the others only when it is not there).
+   */
+  private async locate(tenant: string, artifactId: string, space?: ArtifactSpace): Promise<Located> {
+    for (const [found, objects] of this.spacesFrom(space)) {
+      const key = dataKeyName(tenant, found, artifactId);
       const entry = await this.keys.get(key);
       if (!isLiveEntry(entry)) continue;
       let parsed: unknown;
@@ -139,7 +151,7 @@ export class ArtifactStore {
       } catch (error) {
         throw new GatewayError(ErrorCode.INTERNAL, 'the artifact key record is not JSON', { cause: error });
       }
-      return { key, objects, bucket: artifactSpaces[space], record: parseWith(dataKeyRecordSchema, parsed, 'the artifact key record', ErrorCode.INTERNAL) };
+      return { key, objects, bucket: artifactSpaces[found], record: parseWith(dataKeyRecordSchema, parsed, 'the artifact key record', ErrorCode.INTERNAL) };
     }
     throw new GatewayError(ErrorCode.NOT_FOUND, 'artifact not found');
   }
@@ -190,10 +202,11 @@ export class ArtifactStore {
   /**
    * Opens an artifact for a streamed read: its record is read and checked now; nothing is
    * decrypted until the chunks are read. NOT_FOUND for another tenant's artifact or a shredded one.
+   * `space`: the space the artifact should be in (the event says), looked at first.
    */
-  async open(tenant: string, artifactId: string): Promise<ArtifactContent> {
+  async open(tenant: string, artifactId: string, space?: ArtifactSpace): Promise<ArtifactContent> {
     const name = objectName(tenant, artifactId);
-    const located = await this.locate(tenant, artifactId);
+    const located = await this.locate(tenant, artifactId, space);
     const { record } = located;
     if (record.format === 'segmented-v1') {
       return { contentType: record.contentType, size: record.size, sha256: record.sha256, chunks: this.segmentedChunks(tenant, name, located, record) };
@@ -240,6 +253,12 @@ export class ArtifactStore {
     const info = await objects.info(name);
     if (!info || info.deleted) throw new GatewayError(ErrorCode.NOT_FOUND, 'artifact not found');
     if (info.chunks === 0) return;
+    // One chunk (every artifact up to the object store's chunk size) is one direct get: no
+    // consumer to create and delete for it.
+    if (info.chunks === 1) {
+      yield await this.onlyChunk(bucket, info.nuid, key);
+      return;
+    }
     const consumer = await jetstream(this.nc).consumers.get(`OBJ_${bucket}`, { filter_subjects: `$O.${bucket}.C.${info.nuid}` });
     let received = 0;
     try {
@@ -255,6 +274,19 @@ export class ArtifactStore {
     } finally {
       await consumer.delete().catch(() => undefined);
     }
+  }
+
+  /** The one chunk of an object; gone (deleted under the read) is NOT_FOUND once its key is gone too. */
+  private async onlyChunk(bucket: string, nuid: string, key: string): Promise<Uint8Array> {
+    this.manager ??= jetstreamManager(this.nc, { checkAPI: false });
+    const jsm = await this.manager;
+    const found = await jsm.streams.getMessage(`OBJ_${bucket}`, { last_by_subj: `$O.${bucket}.C.${nuid}` }).catch((error: unknown) => {
+      if (String((error as Error)?.message ?? error).includes('no message found')) return null;
+      throw error;
+    });
+    if (found) return found.data;
+    if (!(await this.exists(key))) throw new GatewayError(ErrorCode.NOT_FOUND, 'artifact not found');
+    throw new GatewayError(ErrorCode.UNAVAILABLE, "the artifact's bytes could not be read");
   }
 
   private async exists(key: string): Promise<boolean> {
@@ -299,21 +331,25 @@ export class ArtifactStore {
   /**
    * Deletes the wrapped key first (from then on no copy can be read), then the bytes. Safe to
    * repeat: a part already gone is skipped, and a failure throws so the caller tries again.
+   * `space`: the space the artifact should be in (the event says); when anything of it is found
+   * there, the other spaces are not looked at.
    */
-  async delete(tenant: string, artifactId: string): Promise<void> {
+  async delete(tenant: string, artifactId: string, space?: ArtifactSpace): Promise<void> {
     const name = objectName(tenant, artifactId);
-    for (const [space, objects] of this.stores) {
-      const key = dataKeyName(tenant, space, artifactId);
+    for (const [where, objects] of this.spacesFrom(space)) {
+      const key = dataKeyName(tenant, where, artifactId);
       const entry = await this.keys.get(key);
-      if (entry && entry.operation === 'PUT') await this.keys.purge(key);
-      const info = await objects.info(name);
-      if (!info || info.deleted) continue;
+      const keyed = !!entry && entry.operation === 'PUT';
+      if (keyed) await this.keys.purge(key);
+      let purged = 0;
       try {
-        await objects.delete(name);
+        // Marks the object deleted and purges its chunks; an object that is not there is left alone.
+        purged = (await objects.delete(name)).purged;
       } catch (error) {
         const after = await objects.info(name);
         if (after && !after.deleted) throw new GatewayError(ErrorCode.UNAVAILABLE, 'deleting the artifact bytes failed', { cause: error });
       }
+      if (where === space && (keyed || purged > 0)) return;
     }
   }
 }

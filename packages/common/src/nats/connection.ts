@@ -72,7 +72,12 @@ function connectFailure(error: unknown): string {
   return 'no server answered (NATS_URL)';
 }
 
-export async function connectNats(settings: NatsSettings, name: string, log: Logger): Promise<NatsConnection> {
+/**
+ * `asyncTraces`: whether each request keeps its caller's stack for its errors (nats.js's default).
+ * Capturing it costs an Error per request, with source maps a few per cent of the CPU of a service
+ * that makes thousands of requests a second (crm-sync); errors still carry their code and cause.
+ */
+export async function connectNats(settings: NatsSettings, name: string, log: Logger, options: { asyncTraces?: boolean } = {}): Promise<NatsConnection> {
   const seed = readSeed(settings.seedFile);
   let nc: NatsConnection;
   try {
@@ -90,6 +95,7 @@ export async function connectNats(settings: NatsSettings, name: string, log: Log
       // Keep trying forever: a NATS restart must not take the service down.
       maxReconnectAttempts: -1,
       reconnectTimeWait: 500,
+      noAsyncTraces: options.asyncTraces === false,
     });
   } catch (error) {
     throw new GatewayError(ErrorCode.UNAVAILABLE, `cannot connect to NATS: ${connectFailure(error)}`, { cause: error });

@@ -22,7 +22,7 @@ export class Purge {
   /** Our copies go once every destination has them: keys first, then bytes. */
   async artifacts(delivery: Delivery): Promise<void> {
     for (const artifact of delivery.artifacts) {
-      await this.artifactStore.delete(delivery.tenant, artifact.artifactId);
+      await this.artifactStore.delete(delivery.tenant, artifact.artifactId, artifact.space);
     }
   }
 

@@ -1,4 +1,4 @@
-import type { ArtifactContent } from '@gateway/common';
+import type { ArtifactContent, ArtifactSpace } from '@gateway/common';
 import type { DestinationConnections, DestinationNetwork } from './network.js';
 
 export type { ArtifactContent };
@@ -16,6 +16,8 @@ export interface DeliveryArtifact {
   /** As the event says; the size that counts is the one `open()` gives. */
   sizeBytes: number;
   part: number;
+  /** The artifact space its producer writes to (the event says which): looked in first when it is read or deleted. */
+  space?: ArtifactSpace;
   /** Opens the bytes for one read from the start (size and SHA-256 known before any byte is read). */
   open(): Promise<ArtifactContent>;
 }
