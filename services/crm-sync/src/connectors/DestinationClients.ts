@@ -44,11 +44,6 @@ export class DestinationClients {
     this.sweeper.unref();
   }
 
-  /** Clients open now (for tests and metrics). */
-  get size(): number {
-    return this.clients.size;
-  }
-
   /**
    * Runs `work` with the connector's client, made by `create` when there is none for this
    * `revision` of the connector (the one of an earlier revision is retired).
@@ -84,11 +79,6 @@ export class DestinationClients {
   forget(key: string): void {
     const client = this.clients.get(key);
     if (client) this.retire(key, client);
-  }
-
-  /** Retires every client whose key starts with `prefix` (a tenant's). */
-  forgetAll(prefix: string): void {
-    for (const [key, client] of [...this.clients]) if (key.startsWith(prefix)) this.retire(key, client);
   }
 
   private retire(key: string, client: Client): void {
