@@ -177,7 +177,8 @@ export class DeliveryAttempts {
       message.term();
       return;
     }
-    const { connectors: names, confirmed } = state ?? (await attemptState(this.deps, delivery));
+    const { destinations, confirmed } = state ?? (await attemptState(this.deps, delivery));
+    const names = destinations.map((c) => c.name);
     const artifactId = GatewayError.from(error).details.artifactId;
     const alert = ArtifactMissing.encode({
       tenant: delivery.tenant,

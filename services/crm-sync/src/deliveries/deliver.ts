@@ -17,15 +17,15 @@ export interface DeliverDeps {
  */
 export interface AttemptState {
   /** The tenant's connectors as the attempt saw them. */
-  connectors: string[];
+  destinations: DeliveryConnector[];
   /** The connectors that hold a confirmation of the delivery (earlier attempts' and this one's). */
   confirmed: Set<string>;
 }
 
 /** Reads, once per attempt and side by side, the tenant's connectors (kept a short while, see ConnectorStore) and the delivery's confirmations. */
-export async function attemptState(deps: Pick<DeliverDeps, 'connectors' | 'confirmations'>, delivery: Delivery): Promise<AttemptState & { destinations: DeliveryConnector[] }> {
+export async function attemptState(deps: Pick<DeliverDeps, 'connectors' | 'confirmations'>, delivery: Delivery): Promise<AttemptState> {
   const [destinations, confirmed] = await Promise.all([deps.connectors.forDelivery(delivery.tenant), deps.confirmations.confirmed(delivery.tenant, delivery.deliveryId)]);
-  return { destinations, connectors: destinations.map((c) => c.name), confirmed };
+  return { destinations, confirmed };
 }
 
 /**
@@ -33,7 +33,7 @@ export async function attemptState(deps: Pick<DeliverDeps, 'connectors' | 'confi
  * each confirmation as it comes (into `state` too). Returns once all have it; throws when any
  * failed (see `failedDelivery`) or the tenant has no destination. `context` goes into the log lines.
  */
-export async function deliverToAll(deps: DeliverDeps, delivery: Delivery, state: AttemptState & { destinations: DeliveryConnector[] }, context: Record<string, unknown>): Promise<void> {
+export async function deliverToAll(deps: DeliverDeps, delivery: Delivery, state: AttemptState, context: Record<string, unknown>): Promise<void> {
   const connectors = state.destinations;
   if (connectors.length === 0) throw new GatewayError(ErrorCode.DESTINATION_FAILED, 'the tenant has no destination connected');
   // Destinations that confirmed on an earlier attempt have it already.
