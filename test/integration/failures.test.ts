@@ -31,7 +31,7 @@ describe('process failures and shutdown', () => {
     sfu = await startSfuProcess({ natsUrl: nats.url, env: { SFU_DRAIN_GRACE_SECONDS: '4', SFU_HEARTBEAT_SECONDS: '0.5' } });
     const env = { SIGNALING_HEARTBEAT_SECONDS: '1', SIGNALING_RESUME_WINDOW_SECONDS: '30' };
     [sig1, sig2] = await Promise.all([startSignalingProcess({ natsUrl: nats.url, env }), startSignalingProcess({ natsUrl: nats.url, env })]);
-  }, 60_000);
+  }, 120_000);
 
   afterAll(async () => {
     clients.closeAll();

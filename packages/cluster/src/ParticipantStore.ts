@@ -44,15 +44,17 @@ export class ParticipantStore {
   }
 
   /**
-   * Erases the record's message rather than writing a delete marker: a marker would stay for the
-   * bucket's TTL (days), read by every listing of the room and the tenant. A record rewritten
-   * meanwhile (a takeover) has a newer message, which stays.
+   * Purges the key's messages from the bucket's stream rather than writing a delete marker: a
+   * marker would stay for the bucket's TTL (days), read by every listing of the room and the
+   * tenant. Only messages up to the revision read here go: a record rewritten meanwhile (a
+   * takeover) is newer, and stays.
    */
   async delete(tenant: string, room: string, participantId: string): Promise<void> {
-    const entry = await this.kv.get(kvKeys.participant(tenant, room, participantId)).catch(() => null);
+    const key = kvKeys.participant(tenant, room, participantId);
+    const entry = await this.kv.get(key).catch(() => null);
     if (!entry) return;
     const bucket = this.kv as unknown as Bucket;
-    await bucket.jsm.streams.deleteMessage(bucket.stream, entry.revision, false).catch(() => undefined);
+    await bucket.jsm.streams.purge(bucket.stream, { filter: `${bucket.prefix}.${key}`, seq: entry.revision + 1 }).catch(() => undefined);
   }
 
   /** Every fresh record of the room. */
