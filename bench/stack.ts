@@ -1,8 +1,12 @@
-import { NatsServer, startSfuProcess, startSignalingProcess } from '@gateway/testing';
+import { NatsServer, freePort, startSfuProcess, startSignalingProcess } from '@gateway/testing';
 
-/** nats-server, one SFU (one worker unless told) and one signaling process, as in `make up`. */
-export async function startStack(options: { workers?: number; sfuEnv?: Record<string, string>; signalingEnv?: Record<string, string> } = {}) {
-  const nats = await NatsServer.start();
+/**
+ * nats-server, one SFU (one worker unless told) and one signaling process, as in `make up`.
+ * `natsMonitor` opens nats-server's monitoring endpoint (`monitorUrl`, /varz).
+ */
+export async function startStack(options: { workers?: number; sfuEnv?: Record<string, string>; signalingEnv?: Record<string, string>; natsMonitor?: boolean } = {}) {
+  const monitorPort = options.natsMonitor ? await freePort() : undefined;
+  const nats = await NatsServer.start(monitorPort ? { monitorPort } : {});
   const sfu = await startSfuProcess({ natsUrl: nats.url, workers: options.workers ?? 1, env: { LOG_LEVEL: 'warn', ...options.sfuEnv } });
   const signaling = await startSignalingProcess({
     natsUrl: nats.url,
@@ -10,6 +14,7 @@ export async function startStack(options: { workers?: number; sfuEnv?: Record<st
   });
   return {
     nats,
+    monitorUrl: monitorPort ? `http://127.0.0.1:${monitorPort}` : undefined,
     sfu,
     signaling,
     async stop() {

@@ -29,7 +29,7 @@ describe('data lifecycle', () => {
   const clients = new TestClients();
   const workDirs: string[] = [];
   const senders: ChildProcess[] = [];
-  const fastSignaling = { SIGNALING_RECORD_REFRESH_SECONDS: '0.5', SIGNALING_SESSION_FINISH_STALE_SECONDS: '2' };
+  const fastSignaling = { SIGNALING_HEARTBEAT_SECONDS: '0.5', SIGNALING_SESSION_FINISH_STALE_SECONDS: '2' };
 
   const kv = (bucket: string) => new Kvm(nc).open(bucket);
   const live = async (bucket: string, key: string) => (await (await kv(bucket)).get(key))?.operation === 'PUT';

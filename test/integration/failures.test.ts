@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
 import { NodeInfo } from '@gateway/proto/gateway/sfu/v1/sfu';
-import { buckets } from '@gateway/common';
+import { buckets, kvKeys } from '@gateway/common';
 import { NatsServer, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { TestClients } from '../support/wsClient.js';
 import { demoToken } from '../support/tokens.js';
@@ -29,9 +29,9 @@ describe('process failures and shutdown', () => {
     nats = await NatsServer.start();
     nc = await nats.connect();
     sfu = await startSfuProcess({ natsUrl: nats.url, env: { SFU_DRAIN_GRACE_SECONDS: '4', SFU_HEARTBEAT_SECONDS: '0.5' } });
-    const env = { SIGNALING_RECORD_REFRESH_SECONDS: '1', SIGNALING_RESUME_WINDOW_SECONDS: '30' };
+    const env = { SIGNALING_HEARTBEAT_SECONDS: '1', SIGNALING_RESUME_WINDOW_SECONDS: '30' };
     [sig1, sig2] = await Promise.all([startSignalingProcess({ natsUrl: nats.url, env }), startSignalingProcess({ natsUrl: nats.url, env })]);
-  }, 60_000);
+  }, 120_000);
 
   afterAll(async () => {
     clients.closeAll();
@@ -53,11 +53,14 @@ describe('process failures and shutdown', () => {
     await agent.request('join', { token: await demoToken({ room, identity: 'agent', role: 'agent' }) });
     await waitFor(async () => (await nodeInfo())?.load?.producers === 1, 5_000, 'the producer counted in the registry');
 
-    // Killed outright: no leave, no detach. Its records stop being refreshed and go stale.
+    // Killed outright: no leave, no detach. Its liveness key stops moving; the survivor sweeps its participants.
     await sig1.stop('SIGKILL');
     const left = await waitFor(() => agent.notifications.find((n) => n.participantLeft?.participantId === joined.participant.participantId), 15_000, 'participantLeft');
     expect(left.participantLeft.reason).toBe('disconnected');
     await waitFor(async () => (await nodeInfo())?.load?.producers === 0, 5_000, 'the dead session media closed on the SFU');
+    // Its record is erased, no delete marker left behind.
+    const participants = await new Kvm(nc).open(buckets.participants);
+    expect(await participants.get(kvKeys.participant('demo', room, joined.participant.participantId))).toBeNull();
     // The survivor keeps serving: its own session is untouched.
     expect((await agent.request('ping', { clientTimeMs: 1 })).ping).toBeTruthy();
   }, 30_000);

@@ -45,13 +45,13 @@ describe('signaling facing hostile input', () => {
   let sig2: Awaited<ReturnType<typeof startSignalingProcess>>;
   const clients = new TestClients();
   const RESUME_WINDOW_SECONDS = 2;
-  const RECORD_REFRESH_SECONDS = 1;
+  const HEARTBEAT_SECONDS = 1;
   const env = {
     ...tenantsEnv,
     SIGNALING_RESUME_WINDOW_SECONDS: String(RESUME_WINDOW_SECONDS),
     SIGNALING_MAX_TRANSPORTS_PER_PARTICIPANT: '2',
     SIGNALING_MAX_CONSUMERS_PER_PARTICIPANT: '3',
-    SIGNALING_RECORD_REFRESH_SECONDS: String(RECORD_REFRESH_SECONDS),
+    SIGNALING_HEARTBEAT_SECONDS: String(HEARTBEAT_SECONDS),
   };
 
   const participantRecord = async (tenant: string, room: string, participantId: string) => {
@@ -353,11 +353,11 @@ describe('signaling facing hostile input', () => {
       const again = await clients.open(sig2.wsUrl);
       const resumed = await again.request('resume', { resumeToken: join.resumeToken });
       expect(resumed.resume.participant.participantId).toBe(join.participant.participantId);
-      // A handover gone wrong shows as a leave announced by a sweep once the session's record is
-      // stale (three missed refreshes) or its resume window ended, whichever is later, plus
-      // one sweep interval and a second for the hop: wait that long.
-      const STALE_MS = 3 * RECORD_REFRESH_SECONDS * 1000;
-      await new Promise((r) => setTimeout(r, Math.max(STALE_MS, RESUME_WINDOW_SECONDS * 1000) + RECORD_REFRESH_SECONDS * 1000 + 1_000));
+      // A handover gone wrong shows as a leave announced by a sweep once the stopped replica
+      // counts as gone (its heartbeat still for three beats) or its resume window ended,
+      // whichever is later, plus one read of the heartbeats and a second for the hop: wait that long.
+      const GONE_MS = 3 * HEARTBEAT_SECONDS * 1000;
+      await new Promise((r) => setTimeout(r, Math.max(GONE_MS, RESUME_WINDOW_SECONDS * 1000) + HEARTBEAT_SECONDS * 1000 + 1_000));
       expect(watcher.notifications.some((n) => 'participantLeft' in n)).toBe(false);
     }, 45_000);
   });

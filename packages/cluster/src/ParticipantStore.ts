@@ -1,55 +1,29 @@
 import { ParticipantRecord } from '@gateway/proto/gateway/events/v1/events';
 import type { Bucket } from '@nats-io/kv';
-import {
-  isLiveEntry,
-  ErrorCode,
-  GatewayError,
-  bucketTtlMs,
-  buckets,
-  decodeChecked,
-  kvKeys,
-  liveEntries,
-  liveKeys,
-  openBucket,
-  participantRecordSchema,
-  type KV,
-  type NatsConnection,
-} from '@gateway/common';
+import { isLiveEntry, ErrorCode, GatewayError, buckets, decodeChecked, kvKeys, liveEntries, openBucket, participantRecordSchema, type KV, type NatsConnection } from '@gateway/common';
 
-export const DEFAULT_RECORD_REFRESH_MS = 15_000;
 /** Largest participant record written to KV. */
 export const MAX_RECORD_BYTES = 64 * 1024;
 
+/** Whether a signaling replica is alive (ReplicaLiveness): its participants' records are fresh while it is. */
+export interface OwnerLiveness {
+  isAlive(replicaId: string): boolean;
+}
+
 /**
  * Live participants in NATS KV, so that any signaling replica can list a room and take a
- * session back on resume. The owning replica refreshes its records; the bucket's TTL removes
- * the records of a replica that died.
+ * session back on resume. The owning replica writes a record when its session changes; a record
+ * is stale when its owner is no longer alive (ReplicaLiveness), and the other replicas sweep it.
+ * A store opened without liveness (the recorder's) takes every record as fresh.
  */
 export class ParticipantStore {
-  /** Records not refreshed for this long belong to a replica that is gone. */
-  private readonly staleMs: number;
-
   private constructor(
     private readonly kv: KV,
-    /** How often the owning replica refreshes the records of its sessions. */
-    readonly refreshMs: number,
-  ) {
-    this.staleMs = refreshMs * 3;
-  }
+    private readonly liveness: OwnerLiveness | undefined,
+  ) {}
 
-  /** `refreshMs`: how often signaling replicas refresh their records (SIGNALING_RECORD_REFRESH_SECONDS). */
-  static async open(nc: NatsConnection, refreshMs = DEFAULT_RECORD_REFRESH_MS): Promise<ParticipantStore> {
-    // The bucket's TTL (provisioned, catalog.ts) removes what even the sweep of the other
-    // replicas missed; a live record must outlast several refreshes, and a dead replica's must
-    // stay until the sweep has seen it stale.
-    const ttlMs = await bucketTtlMs(nc, buckets.participants);
-    if (ttlMs > 0 && refreshMs * 4 > ttlMs) {
-      throw new GatewayError(
-        ErrorCode.CONFIG_INVALID,
-        `invalid configuration:\n  SIGNALING_RECORD_REFRESH_SECONDS must be at most a quarter of the ${buckets.participants} bucket's TTL (${ttlMs / 1000} s)`,
-      );
-    }
-    return new ParticipantStore(await openBucket(nc, buckets.participants), refreshMs);
+  static async open(nc: NatsConnection, liveness?: OwnerLiveness): Promise<ParticipantStore> {
+    return new ParticipantStore(await openBucket(nc, buckets.participants), liveness);
   }
 
   async get(tenant: string, room: string, participantId: string): Promise<{ record: ParticipantRecord; revision: number } | undefined> {
@@ -69,53 +43,46 @@ export class ParticipantStore {
     return revision === undefined ? this.kv.put(key, value) : this.kv.update(key, value, revision);
   }
 
+  /**
+   * Purges the key's messages from the bucket's stream rather than writing a delete marker: a
+   * marker would stay for the bucket's TTL (days), read by every listing of the room and the
+   * tenant. Only messages up to the revision read here go: a record rewritten meanwhile (a
+   * takeover) is newer, and stays.
+   */
   async delete(tenant: string, room: string, participantId: string): Promise<void> {
-    await this.kv.delete(kvKeys.participant(tenant, room, participantId)).catch(() => undefined);
+    const key = kvKeys.participant(tenant, room, participantId);
+    const entry = await this.kv.get(key).catch(() => null);
+    if (!entry) return;
+    const bucket = this.kv as unknown as Bucket;
+    await bucket.jsm.streams.purge(bucket.stream, { filter: `${bucket.prefix}.${key}`, seq: entry.revision + 1 }).catch(() => undefined);
   }
 
   /** Every fresh record of the room. */
   async list(tenant: string, room: string): Promise<ParticipantRecord[]> {
-    const now = Date.now();
-    return (await this.all(tenant, room)).filter((r) => now - r.refreshedAtMs < this.staleMs);
-  }
-
-  /**
-   * Whether a tenant has `limit` rooms with participants. The keys the bucket's stream holds are
-   * counted first (cheap, but they include records deleted in the last TTL); only when those
-   * reach the limit are the live records read one by one.
-   */
-  async roomCountReaches(tenant: string, limit: number): Promise<boolean> {
-    const rooms = (keys: string[]) => new Set(keys.map((key) => key.split('.')[1]!)).size;
-    const bucket = this.kv as unknown as Bucket;
-    const prefix = `${bucket.prefix}.`;
-    const info = await bucket.jsm.streams.info(bucket.stream, { subjects_filter: `${prefix}${tenant}.*.*` });
-    if (rooms(Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(prefix.length))) < limit) return false;
-    return rooms(await liveKeys(this.kv, `${tenant}.*.*`)) >= limit;
+    return (await this.all(tenant, room)).filter((r) => !this.isStale(r));
   }
 
   /** The tenant's rooms with fresh participant records, and how many each holds (the room API's listing). */
   async rooms(tenant: string): Promise<Map<string, number>> {
-    const now = Date.now();
     const counts = new Map<string, number>();
     for (const entry of await liveEntries(this.kv, `${tenant}.*.*`)) {
       const [, room = '', participantId = ''] = entry.key.split('.');
       const record = readRecord(entry.value, participantId);
       // A record marked removed (room API) is on its way out.
-      if (!record || this.isStale(record, now) || record.removedAtMs > 0) continue;
+      if (!record || this.isStale(record) || record.removedAtMs > 0) continue;
       counts.set(room, (counts.get(room) ?? 0) + 1);
     }
     return counts;
   }
 
-  /** Whether a record was last refreshed longer ago than the stale limit (its replica is gone). */
-  isStale(record: ParticipantRecord, now = Date.now()): boolean {
-    return now - record.refreshedAtMs >= this.staleMs;
+  /** Whether a record's owner is gone (its replica died or stopped without anyone taking the session over). */
+  isStale(record: ParticipantRecord): boolean {
+    return this.liveness !== undefined && !this.liveness.isAlive(record.owner);
   }
 
-  /** Records of the room older than the stale limit: their replica is gone. */
+  /** Records of the room whose owner is gone. */
   async stale(tenant: string, room: string): Promise<ParticipantRecord[]> {
-    const now = Date.now();
-    return (await this.all(tenant, room)).filter((r) => now - r.refreshedAtMs >= this.staleMs);
+    return (await this.all(tenant, room)).filter((r) => this.isStale(r));
   }
 
   private async all(tenant: string, room: string): Promise<ParticipantRecord[]> {

@@ -146,7 +146,8 @@ export class SfuDirectory {
    * session ended (and its placement went) while the participant was joining.
    */
   async keepPlacement(tenant: string, room: string, nodeId: string): Promise<void> {
-    if (await this.placementOf(tenant, room)) return;
+    // A create refused because the placement exists is the usual case (the placement was just
+    // read or made): nothing to read first.
     await this.placementKv.create(kvKeys.room(tenant, room), nodeId).catch(() => undefined);
   }
 

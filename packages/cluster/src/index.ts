@@ -5,3 +5,4 @@ export * from './ParticipantStore.js';
 export * from './RoomEventBus.js';
 export * from './nodeLiveness.js';
 export * from './schemas.js';
+export * from './ReplicaLiveness.js';

@@ -39,7 +39,7 @@ export {
   readNatsSettings,
 } from './nats/connection.js';
 export { readSubject } from './nats/streamRead.js';
-export { catalog, type CatalogSettings, NODE_REGISTRY_TTL_MS, ROUTING_LEASE_TTL_MS, streamNameOf } from './jetstream/catalog.js';
+export { catalog, type CatalogSettings, NODE_REGISTRY_TTL_MS, ROUTING_LEASE_TTL_MS, SIGNALING_REPLICA_TTL_MS, streamNameOf } from './jetstream/catalog.js';
 export { provisionJetStream } from './jetstream/provision.js';
 export { ensureNatsCredentials, natsChartAuthorization, natsChartEnv, type NatsCredential, writeNatsServerConfig } from './jetstream/server.js';
 export { artifactSpaces, crmSyncDurables, WEBHOOKS_DURABLE, inboxPrefixOf, natsIdentities, permissionsOf, type NatsIdentity, type ServiceIdentity } from './jetstream/access.js';

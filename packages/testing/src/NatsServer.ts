@@ -148,8 +148,16 @@ export class NatsServer extends NatsEndpoint {
     return `tls://127.0.0.1:${this.port}`;
   }
 
-  /** `provision: false` leaves JetStream empty (a test of provisioning itself). */
-  static async start(options: { port?: number; storeDir?: string; provision?: boolean } = {}): Promise<NatsServer> {
+  /** The server's process id (benchmarks read its CPU time). */
+  get pid(): number {
+    return this.process.pid ?? -1;
+  }
+
+  /**
+   * `provision: false` leaves JetStream empty (a test of provisioning itself); `monitorPort`
+   * opens nats-server's monitoring endpoint (/varz) on 127.0.0.1.
+   */
+  static async start(options: { port?: number; storeDir?: string; provision?: boolean; monitorPort?: number } = {}): Promise<NatsServer> {
     const port = options.port ?? (await freePort());
     const storeDir = options.storeDir ?? mkdtempSync(join(tmpdir(), 'gateway-nats-'));
     const shared = testMaterial();
@@ -160,6 +168,7 @@ export class NatsServer extends NatsEndpoint {
       storeDir: join(storeDir, 'js'),
       tls: { certFile: shared.pki.nats.certFile, keyFile: shared.pki.nats.keyFile, caFile: shared.pki.caFile },
       publicKeys: Object.fromEntries(natsIdentities.map((identity) => [identity, shared.credentials[identity].publicKey])) as Record<NatsIdentity, string>,
+      ...(options.monitorPort ? { monitorPort: options.monitorPort } : {}),
     });
     const child = spawn('nats-server', ['-c', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';

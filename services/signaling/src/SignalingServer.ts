@@ -28,7 +28,7 @@ import {
   type NatsConnection,
   type TenantCredentials,
 } from '@gateway/common';
-import { ParticipantStore, RecorderDirectory, SfuDirectory } from '@gateway/cluster';
+import { ParticipantStore, RecorderDirectory, ReplicaLiveness, SfuDirectory } from '@gateway/cluster';
 import { recordingOptions, redactionPolicy, tenantLimits, type SignalingConfig } from './config.js';
 import { TokenSessions } from './auth/TokenSessions.js';
 import { ChatLog } from './chat/ChatLog.js';
@@ -54,6 +54,7 @@ interface Parts {
   directory: SfuDirectory;
   recorders: RecorderDirectory;
   store: ParticipantStore;
+  liveness: ReplicaLiveness;
   hub: RoomHub;
   chat: ChatLog;
   actions: SmartActions;
@@ -93,7 +94,7 @@ export class SignalingServer {
   private stopOps: (() => Promise<void>) | undefined;
 
   private constructor(private readonly parts: Parts) {
-    const { config, nc, directory, recorders, store, hub, chat, actions, artifacts, roomSessions, tokenSessions, credentials, registry, log } = parts;
+    const { config, nc, directory, recorders, store, liveness, hub, chat, actions, artifacts, roomSessions, tokenSessions, credentials, registry, log } = parts;
     const tenant = (name: string) => config.tenants.find((t) => t.name === name);
     const erasedIn = (tenantName: string, room: string) => roomSessions.erasedIn(tenantName, room);
     const participants = (tenantName: string, room: string) => store.list(tenantName, room);
@@ -120,11 +121,29 @@ export class SignalingServer {
       roomSessions,
       releaseTokenSlot,
       roomEnd: { nc, chat, actions, artifacts, log },
-      recordRefreshMs: config.recordRefreshMs,
       sessionFinishStaleMs: config.sessionFinishStaleMs,
       log,
     });
-    this.joins = new JoinService({ config, credentials, nc, store, directory, recorders, hub, roomSessions, tokenSessions, chat, actions, sessions: this.sessions, metrics: this.metrics, log });
+    liveness.onDeparted(() => this.supervisor.replicasDeparted());
+    // The tenant's rooms in use: those served here now, and the others' as of their last heartbeat.
+    const roomsInUse = (tenantName: string) => (hub.roomsPerTenant().get(tenantName) ?? 0) + liveness.others().reduce((n, beat) => n + (beat.rooms[tenantName] ?? 0), 0);
+    this.joins = new JoinService({
+      config,
+      credentials,
+      nc,
+      store,
+      directory,
+      recorders,
+      hub,
+      roomSessions,
+      tokenSessions,
+      chat,
+      actions,
+      sessions: this.sessions,
+      roomsInUse,
+      metrics: this.metrics,
+      log,
+    });
     const table = createHandlerTable({
       lifecycle: { end: (session, reason) => this.sessions.end(session, reason) },
       media: {
@@ -165,10 +184,15 @@ export class SignalingServer {
       const nc = startup.opened(await connectNats(config.nats, config.replicaId, log), (connection) => connection.close());
       const directory = startup.opened(await SfuDirectory.open(nc, config.grpcTls, log), (sfus) => sfus.close());
       const recorders = startup.opened(await RecorderDirectory.open(nc, config.grpcTls), (nodes) => nodes.close());
-      const store = await ParticipantStore.open(nc, config.recordRefreshMs);
       // What the tenants' backends are told by webhook (docs/webhooks.md): joins, leaves, tracks, room starts and ends.
       const webhooks = new WebhookEvents(nc, log);
       const hub = startup.opened(new RoomHub(nc, config.replicaId, log, webhooks), (rooms) => rooms.close());
+      // Participant records are fresh while their replica's heartbeat runs; each beat tells the rooms served per tenant.
+      const liveness = startup.opened(
+        await ReplicaLiveness.open(nc, { replicaId: config.replicaId, heartbeatMs: config.heartbeatMs, announce: () => ({ rooms: Object.fromEntries(hub.roomsPerTenant()) }), log }),
+        (beats) => beats.stop(),
+      );
+      const store = await ParticipantStore.open(nc, liveness);
       const keyring = startup.opened(await createKeyring(config.keyring), (keys) => keys.close());
       const registry = createMetricsRegistry('signaling');
       observeKeyring(registry, keyring);
@@ -194,13 +218,14 @@ export class SignalingServer {
       const credentials = new TenantAuth(() => config.tenants, { kv: await openBucket(nc, buckets.apiKeys), keyring, log });
       // From here the replica's own close() owns every part, timers and subscriptions included.
       const server = startup.opened(
-        new SignalingServer({ config, nc, directory, recorders, store, hub, chat, actions, artifacts, roomSessions, tokenSessions, credentials, registry, log }),
+        new SignalingServer({ config, nc, directory, recorders, store, liveness, hub, chat, actions, artifacts, roomSessions, tokenSessions, credentials, registry, log }),
         (replica) => replica.close(),
       );
       server.joins.listenForTakeovers();
       server.control.listen();
       server.dataSubjects.listen();
       server.supervisor.start();
+      liveness.start();
       await server.listen();
       port = server.port;
       return server;
@@ -254,6 +279,7 @@ export class SignalingServer {
     this.closing ??= (async () => {
       this.shuttingDown = true;
       this.supervisor.stop();
+      this.parts.liveness.stop();
       for (const connection of [...this.connections]) connection.close(CloseCode.CLOSE_CODE_SERVER_SHUTDOWN, 'server shutting down');
       for (const desk of [...this.desks]) desk.close(CloseCode.CLOSE_CODE_SERVER_SHUTDOWN, 'server shutting down');
       this.deskHub?.close();

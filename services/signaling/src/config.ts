@@ -59,8 +59,11 @@ const shape = {
   SIGNALING_RATE_LIMIT_BURST: env.positiveInt(100),
   SIGNALING_JOIN_TIMEOUT_SECONDS: env.seconds(10),
   SIGNALING_PING_INTERVAL_SECONDS: env.seconds(10),
-  /** Each replica refreshes its participants' records this often; three missed refreshes make a record stale. */
-  SIGNALING_RECORD_REFRESH_SECONDS: z.coerce.number().min(0.5).default(15),
+  /**
+   * Each replica writes its liveness key this often; a replica whose key has not moved for three
+   * heartbeats is gone and its participants are swept. At most a third of the key's 15 s TTL.
+   */
+  SIGNALING_HEARTBEAT_SECONDS: z.coerce.number().min(0.2).max(5).default(5),
   /**
    * A room session whose finisher has not announced it this long after the room ended (it
    * failed for a while, or its replica died) is finished by a sweep on any replica.
@@ -132,7 +135,7 @@ export function readSignalingConfig(source: Record<string, string | undefined> =
     joinTimeoutMs: c.SIGNALING_JOIN_TIMEOUT_SECONDS * 1000,
     pingIntervalMs: c.SIGNALING_PING_INTERVAL_SECONDS * 1000,
     grpcTls: readGrpcTls(c),
-    recordRefreshMs: c.SIGNALING_RECORD_REFRESH_SECONDS * 1000,
+    heartbeatMs: c.SIGNALING_HEARTBEAT_SECONDS * 1000,
     sessionFinishStaleMs: c.SIGNALING_SESSION_FINISH_STALE_SECONDS * 1000,
     chat: {
       maxChars: c.SIGNALING_CHAT_MAX_CHARS,

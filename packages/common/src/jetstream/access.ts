@@ -182,6 +182,10 @@ export const natsAccess: Record<ServiceIdentity, Grant[]> = {
     kv.read(buckets.roomRecordings),
     kv.readWrite(buckets.roomPlacement),
     kv.readWrite(buckets.participants),
+    // A participant who left is purged by key (ParticipantStore.delete): a delete marker would stay for the bucket's TTL.
+    stream.purge({ name: `KV_${buckets.participants}`, subjects: [`$KV.${buckets.participants}.>`] }),
+    // Its own liveness key (nats-server 2.9 cannot scope a key per replica), and every replica's read.
+    kv.readWrite(buckets.signalingReplicas),
     kv.readWrite(buckets.roomSessions),
     kv.readWrite(buckets.chatKeys),
     kv.readWrite(buckets.smartActions),

@@ -79,14 +79,14 @@ const day = 24 * 60 * minute;
 /** How long an SFU or recorder node stays in its registry after its last heartbeat. */
 export const NODE_REGISTRY_TTL_MS = 10_000;
 /**
- * Participant records disappear this long after their last refresh: a backstop only, the
- * replicas sweep the records of a dead one after three missed refreshes. Signaling refuses a
- * refresh interval above a quarter of it (SIGNALING_RECORD_REFRESH_SECONDS).
+ * How long a signaling replica's liveness key stays after its last heartbeat. The replicas sweep
+ * the participants of one whose key is gone; signaling refuses a heartbeat above a third of it
+ * (SIGNALING_HEARTBEAT_SECONDS).
  */
+export const SIGNALING_REPLICA_TTL_MS = 15_000;
 /** A routing replica refreshes its leases every third of this (services/routing); a dead one's tenants move after it. */
 export const ROUTING_LEASE_TTL_MS = 10_000;
 
-export const PARTICIPANT_TTL_MS = 5 * minute;
 /**
  * Backstop of what lives as long as a room: a record of a live room is rewritten at least when
  * someone joins, and no call lasts two days. Longer-lived rooms would lose their placement or
@@ -153,12 +153,15 @@ export const catalog: readonly CatalogEntry[] = [
   kv(buckets.sfuNodes, 'SFU node registry', { writer: 'sfu', deletedBy: 'the node when it stops; expires without heartbeat' }, { ttlMs: NODE_REGISTRY_TTL_MS, maxValueBytes: 16 * KiB }),
   kv(buckets.recorderNodes, 'recorder node registry', { writer: 'recorder', deletedBy: 'the node when it stops; expires without heartbeat' }, { ttlMs: NODE_REGISTRY_TTL_MS, maxValueBytes: 16 * KiB }),
   kv(buckets.roomPlacement, 'room placement on SFU nodes', { writer: 'signaling', deletedBy: `signaling ${roomEnd}, or when its node is gone` }, { ttlMs: ROOM_BACKSTOP_MS, maxValueBytes: 1 * KiB }),
-  // A participant record grows with the participant's consumers.
+  kv(buckets.signalingReplicas, 'signaling replicas alive', { writer: 'signaling', deletedBy: 'expires without heartbeat' }, { ttlMs: SIGNALING_REPLICA_TTL_MS, maxValueBytes: 64 * KiB }),
+  // A participant record grows with the participant's consumers. Records are written when their
+  // session changes, not refreshed: the room backstop removes one that every sweep missed (a
+  // replica that died while no other ran).
   kv(
     buckets.participants,
     'live participants',
-    { writer: 'signaling', deletedBy: "signaling when the participant leaves; another replica's sweep when its replica died" },
-    { ttlMs: PARTICIPANT_TTL_MS, maxValueBytes: 256 * KiB, share: 0.01 },
+    { writer: 'signaling', deletedBy: "signaling when the participant leaves (the record's message erased: no delete marker); another replica's sweep when its replica's liveness key expired" },
+    { ttlMs: ROOM_BACKSTOP_MS, maxValueBytes: 256 * KiB, share: 0.01 },
   ),
   kv(
     buckets.roomSessions,

@@ -81,8 +81,10 @@ export const buckets = {
   sfuNodes: 'gateway_sfu_nodes',
   /** Room placement: key = `${tenant}.${room}`, value = node id. */
   roomPlacement: 'gateway_room_placement',
-  /** Live participants: key = `${tenant}.${room}.${participantId}`, refreshed by the owning replica. */
+  /** Live participants: key = `${tenant}.${room}.${participantId}`, written by the owning replica when the session changes. */
   participants: 'gateway_participants',
+  /** Signaling replicas alive: key = replica id, JSON (rooms served per tenant), expires without heartbeat. */
+  signalingReplicas: 'gateway_signaling_replicas',
   /** Encrypted recordings until delivered (Object Store, written by the recorder): name = `${tenant}.${artifactId}`. */
   artifacts: 'gateway_artifacts',
   /** Encrypted transcripts and attachments until delivered (Object Store, written by signaling), same names. */

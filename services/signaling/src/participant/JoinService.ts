@@ -47,6 +47,12 @@ export interface JoinServiceDeps {
   chat: Pick<ChatLog, 'history'>;
   actions: Pick<SmartActions, 'list'>;
   sessions: SessionRegistry;
+  /**
+   * The tenant's rooms in use across the replicas: this replica's now, the others' as of their
+   * last heartbeat (a few seconds old, and a room served by two replicas counts twice), so the
+   * tenant's room limit holds within the joins of one heartbeat.
+   */
+  roomsInUse(tenant: string): number;
   metrics: { joinSeconds: Histogram; resumes: Counter<'result'> };
   log: Logger;
 }
@@ -75,7 +81,7 @@ export class JoinService {
     // Placement needs what the participant will consume and which nodes the room spans already.
     const present = await store.list(grant.tenant, grant.room);
     if (present.length >= limits.participantsPerRoom) throw new GatewayError(ErrorCode.LIMIT_EXCEEDED, `a room holds at most ${limits.participantsPerRoom} participants`);
-    if (present.length === 0 && (await store.roomCountReaches(grant.tenant, limits.rooms))) {
+    if (present.length === 0 && this.deps.roomsInUse(grant.tenant) >= limits.rooms) {
       throw new GatewayError(ErrorCode.LIMIT_EXCEEDED, `the tenant has ${limits.rooms} rooms in use, its limit`);
     }
     // A token holds a slot per live session (one by default): a copied token cannot join twice.

@@ -191,7 +191,7 @@ export class SessionRegistry {
     this.deps.hub.publish(session.tenant, session.room, { $case: 'participantLeft', value: { participantId: session.participantId, reason: 'node_gone' } });
   }
 
-  /** Writes every held session's record (which also refreshes it for the stale sweep). */
+  /** Writes every held session's record as it stands (at shutdown, for a resume on another replica). */
   async persistAll(): Promise<void> {
     await Promise.all(this.all().map((s) => s.persist()));
   }

@@ -22,6 +22,8 @@ interface ServedRoom {
  */
 export class RoomHub {
   private readonly rooms = new Map<string, ServedRoom>();
+  /** Rooms served here per tenant, kept as rooms come and go (the tenants' room limits read it at every join). */
+  private readonly tenantRooms = new Map<string, number>();
   private readonly bus: RoomEventBus;
 
   constructor(
@@ -43,6 +45,7 @@ export class RoomHub {
       });
       served = { tenant, room, members, subscription };
       this.rooms.set(key, served);
+      this.tenantRooms.set(tenant, (this.tenantRooms.get(tenant) ?? 0) + 1);
     }
     served.members.set(member.participantId, member);
   }
@@ -55,6 +58,9 @@ export class RoomHub {
     if (served.members.size === 0) {
       served.subscription.unsubscribe();
       this.rooms.delete(key);
+      const left = (this.tenantRooms.get(tenant) ?? 1) - 1;
+      if (left > 0) this.tenantRooms.set(tenant, left);
+      else this.tenantRooms.delete(tenant);
     }
   }
 
@@ -64,6 +70,11 @@ export class RoomHub {
 
   servedRooms(): Array<{ tenant: string; room: string }> {
     return [...this.rooms.values()].map(({ tenant, room }) => ({ tenant, room }));
+  }
+
+  /** How many rooms this replica serves, per tenant. */
+  roomsPerTenant(): ReadonlyMap<string, number> {
+    return this.tenantRooms;
   }
 
   /** The request that caused the event (a join, a new track) continues on every replica of the room. */
@@ -81,6 +92,7 @@ export class RoomHub {
   close(): void {
     for (const served of this.rooms.values()) served.subscription.unsubscribe();
     this.rooms.clear();
+    this.tenantRooms.clear();
   }
 }
 

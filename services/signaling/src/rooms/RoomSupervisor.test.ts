@@ -5,18 +5,21 @@ import { RoomSupervisor, type RoomSupervisorDeps } from './RoomSupervisor.js';
 
 const roomRecord = { sessionId: 'SE_1', startedAtMs: 1, sealedParticipants: new Uint8Array() } as unknown as RoomSessionRecord;
 
-function setUp(present: ParticipantRecord[]) {
+function setUp(present: ParticipantRecord[], stale: ParticipantRecord[] = []) {
   const steps: string[] = [];
   const deps: RoomSupervisorDeps = {
-    sessions: { inRoom: () => [], holds: () => false, abandon: async () => undefined, persistAll: async () => undefined },
-    store: { list: async () => present, stale: async () => [], delete: async () => undefined },
+    sessions: { inRoom: () => [], holds: () => false, abandon: async () => undefined, all: () => [] },
+    store: { list: async () => present, stale: async () => stale, delete: async (_tenant: string, _room: string, id: string) => void steps.push(`delete ${id}`) },
     directory: {
       node: async () => undefined,
       clientFor: () => undefined,
       forgetPlacement: async () => undefined,
       forgetRoom: async (tenant: string, room: string) => void steps.push(`forgetRoom ${tenant}/${room}`),
     } as unknown as RoomSupervisorDeps['directory'],
-    hub: { servedRooms: () => [], publish: () => undefined },
+    hub: {
+      servedRooms: () => [{ tenant: 'demo', room: 'served' }],
+      publish: (_tenant: string, room: string, event: { $case: string; value: { participantId?: string } }) => void steps.push(`${event.$case} ${room} ${event.value.participantId ?? ''}`),
+    } as unknown as RoomSupervisorDeps['hub'],
     roomSessions: {
       rooms: async () => [],
       claim: async () => (steps.push('claim'), roomRecord),
@@ -34,7 +37,6 @@ function setUp(present: ParticipantRecord[]) {
       artifacts: undefined as never,
       log: silentLog,
     },
-    recordRefreshMs: 60_000,
     sessionFinishStaleMs: 60_000,
     log: silentLog,
   };
@@ -57,5 +59,13 @@ describe('RoomSupervisor', () => {
     supervisor.participantGone('demo', 'room-1');
     await settle();
     expect(steps).toEqual([]);
+  });
+
+  it("sweeps a departed replica's participants from the rooms served here, and tells the room", async () => {
+    const orphan = { info: { participantId: 'PA_3' }, nodeId: 'sfu-1', tokenId: '' } as unknown as ParticipantRecord;
+    const { supervisor, steps } = setUp([orphan], [orphan]);
+    supervisor.replicasDeparted();
+    await settle();
+    expect(steps).toEqual(['delete PA_3', 'participantLeft served PA_3']);
   });
 });

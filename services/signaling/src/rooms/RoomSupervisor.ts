@@ -23,8 +23,8 @@ export interface HeldSessions {
   holds(participantId: string): boolean;
   /** The session's media node is gone: its client must join again. */
   abandon(session: SupervisedSession, reason: string): Promise<void>;
-  /** Rewrites every held session's record, which keeps it from going stale. */
-  persistAll(): Promise<void>;
+  /** Every session held here. */
+  all(): Array<SupervisedSession & { readonly tenant: string; readonly room: string }>;
 }
 
 export interface RoomSupervisorDeps {
@@ -36,8 +36,6 @@ export interface RoomSupervisorDeps {
   /** Gives back the join token's slot of a participant removed here. */
   releaseTokenSlot(tenant: string, tokenId: string, participantId: string): Promise<void>;
   roomEnd: RoomEndDeps;
-  /** How often held sessions' records are refreshed (and stale ones swept). */
-  recordRefreshMs: number;
   /** How long a room session may stay unfinished before a sweep finishes it. */
   sessionFinishStaleMs: number;
   log: Logger;
@@ -47,7 +45,9 @@ export interface RoomSupervisorDeps {
  * Watches the rooms of the cluster from this replica: media nodes that died, participants whose
  * replica died, rooms nobody serves any more, and room ends, where the last participant's
  * leaving turns the conversation into its transcript and announces the session. Every replica
- * runs the same sweeps; claims in KV make each room end happen once.
+ * runs the same sweeps; claims in KV make each room end happen once. Participants of a dead
+ * replica are swept when its liveness key goes (`replicasDeparted`), and at start for the rooms
+ * of replicas that stopped before: nothing is swept on a timer while every replica lives.
  */
 export class RoomSupervisor {
   private readonly timers: NodeJS.Timeout[] = [];
@@ -57,8 +57,7 @@ export class RoomSupervisor {
 
   start(): void {
     this.timers.push(setInterval(() => void this.checkNodes(), NODE_CHECK_MS));
-    this.timers.push(setInterval(() => void this.sweepEndingSessions(), this.deps.sessionFinishStaleMs / 2));
-    this.timers.push(setInterval(() => void this.deps.sessions.persistAll().then(() => this.sweepStaleRecords()), this.deps.recordRefreshMs));
+    this.timers.push(setInterval(() => void this.sweepUnfinishedSessions(), this.deps.sessionFinishStaleMs / 2));
     // Rooms a stopped replica left behind are ended at start too.
     void this.sweepAbandonedRooms();
   }
@@ -74,21 +73,39 @@ export class RoomSupervisor {
     void this.finishConversationIfEmpty(tenant, room);
   }
 
-  /** For every room this replica serves: if its media node is gone, its clients must rejoin. */
+  /** Other replicas departed: the participants they held in the rooms served here, and the rooms nobody serves, are swept. */
+  replicasDeparted(): void {
+    void this.sweepStaleRecords().then(() => this.sweepAbandonedRooms());
+  }
+
+  /**
+   * The media nodes of the sessions held here, each read once: the clients of a node that is
+   * gone must rejoin, in every room of theirs.
+   */
   private async checkNodes(): Promise<void> {
     const { directory, hub, sessions, log } = this.deps;
-    for (const { tenant, room } of hub.servedRooms()) {
+    const byNode = new Map<string, Set<string>>();
+    for (const s of sessions.all()) {
+      const rooms = byNode.get(s.nodeId) ?? byNode.set(s.nodeId, new Set()).get(s.nodeId)!;
+      rooms.add(`${s.tenant}.${s.room}`);
+    }
+    for (const [nodeId, rooms] of byNode) {
       try {
-        const held = sessions.inRoom(tenant, room);
-        for (const nodeId of new Set(held.map((s) => s.nodeId))) {
-          if (await directory.node(nodeId)) continue;
+        if (await directory.node(nodeId)) continue;
+      } catch (error) {
+        log.warn({ err: error, nodeId }, 'node check failed');
+        continue;
+      }
+      for (const key of rooms) {
+        const [tenant = '', room = ''] = key.split('.');
+        try {
           log.warn({ room: `${tenant}/${room}`, nodeId }, 'media node of the room is gone; clients must rejoin');
           await directory.forgetPlacement(tenant, room, nodeId);
           hub.publish(tenant, room, { $case: 'roomClosed', value: { reason: 'node_gone', nodeId } });
-          for (const s of held) if (s.nodeId === nodeId) await sessions.abandon(s, 'node_gone');
+          for (const s of sessions.inRoom(tenant, room)) if (s.nodeId === nodeId) await sessions.abandon(s, 'node_gone');
+        } catch (error) {
+          log.warn({ err: error, room: `${tenant}/${room}` }, 'room check failed');
         }
-      } catch (error) {
-        log.warn({ err: error, room: `${tenant}/${room}` }, 'room check failed');
       }
     }
   }
@@ -147,9 +164,8 @@ export class RoomSupervisor {
     }
   }
 
-  /** Abandoned rooms, then room sessions left unfinished (a finisher that gave up or died). */
-  private async sweepEndingSessions(): Promise<void> {
-    await this.sweepAbandonedRooms();
+  /** Room sessions left unfinished (a finisher that gave up or died). */
+  private async sweepUnfinishedSessions(): Promise<void> {
     try {
       for (const { tenant, room, record } of await this.deps.roomSessions.takeStale(this.deps.sessionFinishStaleMs)) {
         this.deps.log.warn({ room: `${tenant}/${room}` }, 'finishing a room session left unfinished');
