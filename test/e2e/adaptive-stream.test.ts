@@ -12,7 +12,7 @@ interface Received {
 }
 
 /** What the end user sends of its camera, per simulcast layer (outbound-rtp by rid). */
-type Sent = Record<string, { active: boolean; bytesSent: number; frameHeight: number }>;
+type Sent = Record<string, { active: boolean; bytesSent: number; frameHeight: number; limitation: string }> & { estimateBps?: number };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -95,13 +95,22 @@ describe('adaptive stream and dynacast in Chromium', () => {
 
   const sent = (endUser: Page): Promise<Sent> =>
     endUser.evaluate(async () => {
-      const out: Record<string, { active: boolean; bytesSent: number; frameHeight: number }> = {};
+      const out: Record<string, unknown> = {};
       const { send } = await (window as any).room.getStats();
       (send as RTCStatsReport | undefined)?.forEach((s: any) => {
-        if (s.type === 'outbound-rtp' && s.kind === 'video' && s.rid) out[s.rid] = { active: s.active !== false, bytesSent: s.bytesSent ?? 0, frameHeight: s.frameHeight ?? 0 };
+        if (s.type === 'outbound-rtp' && s.kind === 'video' && s.rid) {
+          out[s.rid] = { active: s.active !== false, bytesSent: s.bytesSent ?? 0, frameHeight: s.frameHeight ?? 0, limitation: s.qualityLimitationReason ?? '' };
+        }
+        // The browser's bandwidth estimate: a layer is sent only once it fits.
+        if (s.type === 'candidate-pair' && s.nominated && s.availableOutgoingBitrate) out.estimateBps = s.availableOutgoingBitrate;
       });
-      return out;
+      return out as Sent;
     });
+
+  /** A failure, with what the end user sends (layers, the browser's reasons for holding back, its bandwidth estimate). */
+  const explain = (endUser: Page) => async (error: Error) => {
+    throw new Error(`${error.message}; the end user sends ${JSON.stringify(await sent(endUser))}`);
+  };
 
   /** Frames decoded over `ms`: 0 when the video is paused. */
   async function decodedOver(agent: Page, ms: number): Promise<{ frames: number; bytes: number }> {
@@ -113,14 +122,14 @@ describe('adaptive stream and dynacast in Chromium', () => {
 
   /** The camera's bits per second the end user sends over `ms`, all layers together. */
   async function sentBitrate(endUser: Page, ms: number): Promise<number> {
-    const total = (s: Sent) => Object.values(s).reduce((sum, layer) => sum + layer.bytesSent, 0);
+    const total = (s: Sent) => ['r0', 'r1', 'r2'].reduce((sum, rid) => sum + (s[rid]?.bytesSent ?? 0), 0);
     const before = total(await sent(endUser));
     await sleep(ms);
     return ((total(await sent(endUser)) - before) * 8 * 1000) / ms;
   }
 
   it('receives the layer that fits the element, and pauses the video while the element is hidden', async () => {
-    const { agent } = await joinCall(160, 90);
+    const { endUser, agent } = await joinCall(160, 90);
     const small = await waitFor(
       async () => {
         const r = await received(agent);
@@ -135,9 +144,9 @@ describe('adaptive stream and dynacast in Chromium', () => {
         const r = await received(agent);
         return r.frameHeight > 360 ? r : undefined;
       },
-      40_000,
+      60_000,
       'the top layer decoded in a large element',
-    );
+    ).catch(explain(endUser));
     console.log(`adaptive stream: ${small.frameHeight}p in a 160x90 element, ${large.frameHeight}p in a 1280x720 one`);
 
     // Hidden: the SFU stops sending (nothing received, nothing decoded).
@@ -147,7 +156,7 @@ describe('adaptive stream and dynacast in Chromium', () => {
     // Shown again: frames at once, from a key frame (the decoder could not start otherwise).
     await setShown(agent, true);
     await waitFor(async () => ((await decodedOver(agent, 500)).frames > 5 ? true : undefined), 15_000, 'frames decoded again once shown');
-  }, 120_000);
+  }, 180_000);
 
   it('stops encoding the layers nobody receives, and encodes them again when the receiver asks for them', async () => {
     const { endUser, agent } = await joinCall(160, 90);
@@ -179,13 +188,13 @@ describe('adaptive stream and dynacast in Chromium', () => {
         const s = await sent(endUser);
         return s.r2?.active && s.r2.bytesSent > later.r2!.bytesSent ? s : undefined;
       },
-      30_000,
+      60_000,
       'r2 encoded again',
-    );
-    await waitFor(async () => ((await received(agent)).frameHeight > 360 ? true : undefined), 40_000, 'the top layer at the agent');
+    ).catch(explain(endUser));
+    await waitFor(async () => ((await received(agent)).frameHeight > 360 ? true : undefined), 60_000, 'the top layer at the agent');
     await sleep(2_000);
     expect((await sent(endUser)).r2!.bytesSent).toBeGreaterThan(on.r2!.bytesSent);
     const highBitrate = await sentBitrate(endUser, 5_000);
     console.log(`dynacast: the end user sends ${Math.round(lowBitrate / 1000)} kbit/s to a receiver of the low layer, ${Math.round(highBitrate / 1000)} kbit/s to one of the top layer`);
-  }, 150_000);
+  }, 240_000);
 });

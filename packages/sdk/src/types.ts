@@ -95,7 +95,8 @@ export interface RemoteTrackPublication extends TrackPublication {
   readonly enabled: boolean;
   /**
    * Shows the track in a media element (now, or when it is received; again with the new track
-   * after a rejoin) and, for a video, follows the element's size and visibility. Returns the element.
+   * after a rejoin) and, for a video, follows the element's size and visibility. Returns the
+   * element. (The room plays every received sound by itself; an audio track attached plays twice.)
    */
   attach(element: HTMLMediaElement): HTMLMediaElement;
   /** Stops showing the track in `element`, or in every element when left out; returns those detached. */

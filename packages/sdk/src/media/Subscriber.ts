@@ -311,6 +311,7 @@ export class Subscriber implements RemoteTrackSink {
 
   /** Forgets every remote track (the room is being torn down). */
   clear(): void {
+    for (const remote of this.remoteTracks.values()) remote.views?.close();
     this.remoteTracks.clear();
   }
 
