@@ -86,9 +86,16 @@ export class Room extends Emitter<RoomEvents> {
       recvRtpCapabilities: () => this.transports.recvRtpCapabilities,
       participant: (id) => this.roster.others.get(id),
       emit,
+      adaptiveStream: options.adaptiveStream !== false,
     });
     this.roster = new Roster({ tracks: this.subscriber, emit });
-    this.publisher = new Publisher({ signaling: client, sendTransport: () => this.transports.send, localParticipant: () => this.roster.local, emit });
+    this.publisher = new Publisher({
+      signaling: client,
+      sendTransport: () => this.transports.send,
+      localParticipant: () => this.roster.local,
+      emit,
+      dynacast: options.dynacast !== false,
+    });
     // A closed transport takes what it carried along: consumers (received again on a new one), or producers.
     const onClose = (direction: 'send' | 'recv') => (direction === 'recv' ? this.subscriber.detachAll() : this.publisher.forgetProducers());
     this.transports = new Transports({ signaling: client, handlerFactory: options.handlerFactory, isClosed, onClose });
@@ -128,7 +135,13 @@ export class Room extends Emitter<RoomEvents> {
       this.transports.cancelIceRestarts();
       this.emit('reconnecting');
     });
-    client.on('reconnected', (info) => this.emit('reconnected', info));
+    client.on('reconnected', (info) => {
+      // What was wished of received tracks while away reaches the server; what it said of our
+      // layers meanwhile may be lost, so every layer goes on until it says again.
+      void this.subscriber.resync();
+      this.publisher.resetLayers();
+      this.emit('reconnected', info);
+    });
     client.on('disconnected', (info) => {
       this.teardown();
       this.emit('disconnected', info);

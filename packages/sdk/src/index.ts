@@ -46,6 +46,7 @@ export type {
   PublishOptions,
   RecordingEvent,
   RemoteSource,
+  RemoteTrackPublication,
   Role,
   RoomEvents,
   RoomState,
@@ -59,6 +60,8 @@ export type {
   TrackEvent,
   TrackMuteEvent,
   TrackPublication,
+  VideoLayers,
+  VideoQuality,
   Visibility,
 } from './types.js';
 

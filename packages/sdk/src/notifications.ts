@@ -6,6 +6,9 @@ import type { Roster } from './Roster.js';
 import type { NotificationEvent } from './signaling/Socket.js';
 import type { SmartActions } from './smartActions/SmartActions.js';
 
+/** The highest simulcast layer index mediasoup has. */
+const MAX_SPATIAL_LAYER = 3;
+
 /** The parts of a room that the server's notifications change. */
 export interface NotificationTargets {
   roster: Pick<Roster, 'upsert' | 'update' | 'remove' | 'others' | 'setQuality'>;
@@ -14,6 +17,8 @@ export interface NotificationTargets {
   chat: Pick<Chat, 'take' | 'takeRedaction'>;
   actions: Pick<SmartActions, 'take'>;
   setActiveSpeaker(participantId: string): void;
+  /** Dynacast: the highest simulcast layer anyone receives of one of the local participant's videos. */
+  layersWanted(producerId: string, maxSpatialLayer: number): void;
   /** The server muted one of the local participant's tracks. */
   localTrackMuted(producerId: string): void;
   /** A data message from another participant or from the customer's backend (participantId ''). */
@@ -72,6 +77,12 @@ export function applyNotification(event: NotificationEvent, to: NotificationTarg
       // A level this SDK does not know (a newer server's) is left out rather than shown wrong.
       if (isConnectionQuality(event.value.quality)) to.roster.setQuality(event.value.participantId, event.value.quality);
       return;
+    case 'videoLayersWanted': {
+      // Decoded from JSON, a number may be anything: only a layer mediasoup can have is acted on.
+      const { producerId, maxSpatialLayer } = event.value;
+      if (producerId && Number.isInteger(maxSpatialLayer) && maxSpatialLayer >= 0 && maxSpatialLayer <= MAX_SPATIAL_LAYER) to.layersWanted(producerId, maxSpatialLayer);
+      return;
+    }
     case 'rejoinRequired':
       // The socket closes with 4010 right after; the client joins again.
       return;

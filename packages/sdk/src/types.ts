@@ -73,6 +73,49 @@ export interface TrackPublication {
   readonly track: MediaStreamTrack | undefined;
 }
 
+/** Simulcast layers of a received video: spatial 0 is the smallest picture, temporal 0 the lowest frame rate. */
+export interface VideoLayers {
+  spatial: number;
+  /** Every frame rate the layer has when left out. */
+  temporal?: number;
+}
+
+/** A received video's quality by name: 'low' is its smallest layer, 'high' its largest. */
+export type VideoQuality = 'low' | 'medium' | 'high';
+
+/**
+ * A track another participant publishes, as this participant receives it. With adaptive stream
+ * (ConnectOptions.adaptiveStream, on by default) a video attached with `attach()` is received in
+ * the layer that fits the largest element showing it, and not at all while no element can be
+ * seen (the page hidden, scrolled out of view, collapsed to no size, or detached): the SFU holds
+ * it, and asks the sender for a key frame when it shows again.
+ */
+export interface RemoteTrackPublication extends TrackPublication {
+  /** False after setEnabled(false): nothing is received. */
+  readonly enabled: boolean;
+  /**
+   * Shows the track in a media element (now, or when it is received; again with the new track
+   * after a rejoin) and, for a video, follows the element's size and visibility. Returns the
+   * element. (The room plays every received sound by itself; an audio track attached plays twice.)
+   */
+  attach(element: HTMLMediaElement): HTMLMediaElement;
+  /** Stops showing the track in `element`, or in every element when left out; returns those detached. */
+  detach(element?: HTMLMediaElement): HTMLMediaElement[];
+  /**
+   * Receives the track or not (the SFU pauses it: nothing is sent). Video comes back at a key
+   * frame. Resolves once the server has it.
+   */
+  setEnabled(enabled: boolean): Promise<void>;
+  /**
+   * The video layers to receive, whatever size its elements have; `undefined` gives the choice
+   * back to adaptive stream (or to the largest layer without it). The SFU may send less when the
+   * network cannot carry them.
+   */
+  setPreferredLayers(layers: VideoLayers | undefined): Promise<void>;
+  /** setPreferredLayers by name: 'low', 'medium' or 'high'; `undefined` as there. */
+  setVideoQuality(quality: VideoQuality | undefined): Promise<void>;
+}
+
 export interface Grants {
   canPublish: boolean;
   canSubscribe: boolean;
@@ -160,6 +203,8 @@ export interface TrackEvent {
   participant: Participant;
   source: RemoteSource;
   track: MediaStreamTrack;
+  /** What the app controls of it: attach it to an element, choose its quality, pause it. */
+  publication: RemoteTrackPublication;
 }
 
 /** A participant (local or remote) muted or unmuted one of its tracks. */
@@ -269,6 +314,18 @@ export interface ConnectOptions extends ConnectionOptions {
    * default: an agent may watch the customer in a picture-in-picture window while the tab is hidden.
    */
   pauseVideoWhenHidden?: boolean;
+  /**
+   * Adaptive stream (true by default): each received video shown with `publication.attach()` comes
+   * in the simulcast layer that fits the largest element showing it, and is paused at the server
+   * while no element can be seen (hidden page unless picture-in-picture, out of view, no size,
+   * detached). A video the app shows without attach() is received as before.
+   */
+  adaptiveStream?: boolean;
+  /**
+   * Dynacast (true by default): the camera stops encoding the simulcast layers nobody in the room
+   * receives, and encodes them again as soon as someone needs them; the lowest always goes on.
+   */
+  dynacast?: boolean;
   /**
    * A mediasoup-client handler factory, for runtimes without WebRTC (tests use mediasoup-client's
    * FakeHandler). Browsers detect their own.

@@ -4,6 +4,7 @@ import { mediaCodecs } from './codecs.js';
 import type { PooledWorker } from './WorkerPool.js';
 import type { MediaAppData, TrackSource } from './mediaTypes.js';
 import { RoomPipes, type PipedProducerChange } from './RoomPipes.js';
+import { RoomLayers } from './RoomLayers.js';
 import { RoomQuality, type ParticipantQuality } from './RoomQuality.js';
 import { RoomTaps } from './RoomTaps.js';
 
@@ -35,6 +36,8 @@ type RoomEvents = {
   activespeaker: [participantId: string, producerId: string];
   /** A participant's connection quality on this node changed (throttled: see RoomQuality). */
   connectionquality: [participantId: string, quality: ParticipantQuality];
+  /** Dynacast: the highest simulcast layer anyone receives of a producer of this node changed. */
+  layerswanted: [participantId: string, producerId: string, maxSpatialLayer: number];
   /** Counts of transports/producers/consumers changed. */
   loadchanged: [];
 };
@@ -61,6 +64,8 @@ export class Room extends TypedEmitter<RoomEvents> {
   readonly taps: RoomTaps;
   /** The connection quality of the participants whose transports are here. */
   readonly quality: RoomQuality;
+  /** The simulcast layers wanted of each producer (dynacast). */
+  readonly layers: RoomLayers;
   readonly observer = new TypedEmitter<RoomObserverEvents>();
   /** The loudest voice of the last interval, until silence. */
   private speaking: { participantId: string; producerId: string } | undefined;
@@ -93,6 +98,11 @@ export class Room extends TypedEmitter<RoomEvents> {
     });
     this.taps = new RoomTaps({ router, assertOpen: () => this.assertOpen(), producer: (id) => this.producer(id), changed: () => this.loadChanged() });
     this.quality = new RoomQuality({ transports: () => this.transports.values(), producers: () => this.producers.values(), consumers: () => this.consumers.values() });
+    this.layers = new RoomLayers({
+      producers: () => this.producers.values(),
+      consumers: () => [...this.consumers.values(), ...this.pipes.consumers, ...this.taps.consumers],
+    });
+    this.layers.on('changed', (participantId, producerId, layer) => this.safeEmit('layerswanted', participantId, producerId, layer));
     this.quality.on('changed', (participantId, quality) => {
       this.safeEmit('connectionquality', participantId, quality);
       this.observer.safeEmit('connectionquality', quality);
@@ -268,6 +278,10 @@ export class Room extends TypedEmitter<RoomEvents> {
     this.consumers.set(consumer.id, consumer);
     this.quality.watchConsumer(consumer, producer.appData.participantId);
     this.worker.consumers++;
+    // Paused by its receiver (a hidden video) or resumed: the layers it wants count again. (The
+    // observer also tells of its producer's pauses, which change nothing here.)
+    consumer.observer.on('pause', () => this.layers.update());
+    consumer.observer.on('resume', () => this.layers.update());
     consumer.observer.once('close', () => {
       this.consumers.delete(consumer.id);
       this.worker.consumers--;
@@ -285,6 +299,13 @@ export class Room extends TypedEmitter<RoomEvents> {
     // connects, and an early request would only be throttled by the sender.
     const transport = [...this.transports.values()].find((t) => t.appData.participantId === consumer.appData.participantId && t.appData.direction === 'recv');
     if (consumer.kind === 'video' && transport?.dtlsState === 'connected') await consumer.requestKeyFrame();
+  }
+
+  /** The layers a receiver prefers (its element's size, or the app's choice): mediasoup switches at the next key frame. */
+  async setPreferredLayers(consumerId: string, layers: types.ConsumerLayers): Promise<void> {
+    const consumer = this.consumer(consumerId);
+    await consumer.setPreferredLayers(layers);
+    this.layers.update();
   }
 
   /** The importing ends of pipes, by origin node. */
@@ -360,6 +381,7 @@ export class Room extends TypedEmitter<RoomEvents> {
 
   private loadChanged(): void {
     this.armIdleTimer();
+    if (!this.closedFlag) this.layers.update();
     this.safeEmit('loadchanged');
   }
 

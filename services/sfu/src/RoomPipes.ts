@@ -78,6 +78,7 @@ export class RoomPipes {
     pipe.consumers.get(producerId)?.close();
     const consumer = await pipe.transport.consume<MediaAppData>({ producerId, appData: { participantId: `pipe:${peerNodeId}`, source: producer.appData.source } });
     pipe.consumers.set(producerId, consumer);
+    this.room.changed();
     // The pipe consumer follows its producer (a pipe consumer is never paused by itself).
     consumer.observer.on('pause', () => this.room.pipedProducerChanged(peerNodeId, producerId, 'paused'));
     consumer.observer.on('resume', () => this.room.pipedProducerChanged(peerNodeId, producerId, 'resumed'));
@@ -87,6 +88,11 @@ export class RoomPipes {
       if (!pipe.transport.closed) this.room.pipedProducerChanged(peerNodeId, producerId, 'closed');
     });
     return { consumer, producer };
+  }
+
+  /** Every producer sent to other nodes, as consumers of this room. */
+  get consumers(): Array<types.Consumer<MediaAppData>> {
+    return [...this.outbound.values()].flatMap((pipe) => [...pipe.consumers.values()]);
   }
 
   closeOut(peerNodeId: string): void {

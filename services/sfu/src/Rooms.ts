@@ -67,6 +67,7 @@ export class Rooms {
     room.on('connectionquality', (participantId, { upstream, downstream }) =>
       this.publish(room, { $case: 'connectionQuality', value: { participantId, quality: worseQuality(upstream, downstream), upstream, downstream } }),
     );
+    room.on('layerswanted', (participantId, producerId, maxSpatialLayer) => this.publish(room, { $case: 'videoLayersWanted', value: { participantId, producerId, maxSpatialLayer } }));
     room.on('pipedproducerchanged', (peer, producerId, change) => pipes.notifyPeer(room, peer, producerId, change));
     room.on('closed', (reason, pipePeers) => {
       pipes.roomClosed(room, pipePeers);

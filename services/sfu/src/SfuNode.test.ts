@@ -110,6 +110,55 @@ describe('SFU node with a real mediasoup worker', () => {
     expect(node.load()).toMatchObject({ rooms: 1, transports: 2, producers: 2, consumers: 2 });
   });
 
+  it('tells which simulcast layers of a producer anyone receives (dynacast): preferences, pauses and closes count', async () => {
+    const layersRoom = { tenant: 'acme', room: 'layers-1' };
+    const wanted: number[] = [];
+    const sub = nc.subscribe(subjects.roomEvents(layersRoom.tenant, layersRoom.room));
+    void (async () => {
+      for await (const m of sub) {
+        const e = RoomEvent.decode(m.data).event;
+        if (e?.$case === 'videoLayersWanted') wanted.push(e.value.maxSpatialLayer);
+      }
+    })();
+    const told = async (expected: number[]) => {
+      await waitFor(() => wanted.length >= expected.length || undefined, 5_000, `layers ${expected.join(',')}`);
+      expect(wanted).toEqual(expected);
+    };
+    await call(client.openRoom, { room: layersRoom });
+    const send = await call(client.createWebRtcTransport, { room: layersRoom, participantId: 'PA_p', direction: TransportDirection.TRANSPORT_DIRECTION_SEND });
+    const video = await call(client.produce, {
+      transport: { room: layersRoom, transportId: send.transportId },
+      participantId: 'PA_p',
+      kind: MediaKind.MEDIA_KIND_VIDEO,
+      rtpParameters: vp8Simulcast,
+      source: TrackSource.TRACK_SOURCE_CAMERA,
+      paused: false,
+    });
+    // Alone in the room: only the lowest layer.
+    await told([0]);
+    const recv = await call(client.createWebRtcTransport, { room: layersRoom, participantId: 'PA_r', direction: TransportDirection.TRANSPORT_DIRECTION_RECV });
+    const consumer = await call(client.consume, { transport: { room: layersRoom, transportId: recv.transportId }, producerId: video.producerId, rtpCapabilities: clientCaps });
+    const ref = { room: layersRoom, consumerId: consumer.consumerId };
+    // Created paused, it wants nothing yet; resumed, the top layer (mediasoup's default preference).
+    await call(client.resumeConsumer, ref);
+    await told([0, 2]);
+    await call(client.setPreferredLayers, { consumer: ref, spatialLayer: 0 });
+    await told([0, 2, 0]);
+    await call(client.setPreferredLayers, { consumer: ref, spatialLayer: 1 });
+    await told([0, 2, 0, 1]);
+    // Paused (its video hidden): back to the lowest; resumed, its preference again.
+    await call(client.pauseConsumer, ref);
+    await told([0, 2, 0, 1, 0]);
+    await call(client.resumeConsumer, ref);
+    await told([0, 2, 0, 1, 0, 1]);
+    // The same preference again changes nothing, so nothing is said.
+    await call(client.setPreferredLayers, { consumer: ref, spatialLayer: 1 });
+    await call(client.closeConsumer, ref);
+    await told([0, 2, 0, 1, 0, 1, 0]);
+    sub.unsubscribe();
+    await call(client.closeRoom, layersRoom);
+  });
+
   it('never resolves ids of another tenant, and refuses bad input', async () => {
     const otherTenant = { tenant: 'other', room: 'support-1' };
     await expect(call(client.createWebRtcTransport, { room: otherTenant, participantId: 'PA_x', direction: TransportDirection.TRANSPORT_DIRECTION_SEND })).rejects.toMatchObject({

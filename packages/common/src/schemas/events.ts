@@ -107,6 +107,9 @@ const quality = z.enum(CONNECTION_QUALITIES as [string, ...string[]]);
 /** A participant's connection quality (gateway.signaling.v1.ConnectionQuality): levels by name only. */
 export const connectionQualitySchema = z.object({ participantId: id, quality, upstream: quality, downstream: quality });
 
+/** Dynacast (gateway.signaling.v1.VideoLayersWanted): mediasoup's simulcast has at most a handful of layers. */
+export const videoLayersWantedSchema = z.object({ participantId: id, producerId: id, maxSpatialLayer: z.number().int().min(0).max(3) });
+
 /** Every case of RoomEvent, as the union ts-proto decodes it to. */
 const roomEventCase = z.discriminatedUnion('$case', [
   z.object({ $case: z.literal('participantJoined'), value: participantInfoSchema }),
@@ -124,6 +127,7 @@ const roomEventCase = z.discriminatedUnion('$case', [
   z.object({ $case: z.literal('dataMessage'), value: dataMessageSchema }),
   z.object({ $case: z.literal('participantUpdated'), value: participantInfoSchema }),
   z.object({ $case: z.literal('connectionQuality'), value: connectionQualitySchema }),
+  z.object({ $case: z.literal('videoLayersWanted'), value: videoLayersWantedSchema }),
 ]);
 
 export const roomEventSchema = z.object({

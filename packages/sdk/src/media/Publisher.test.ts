@@ -21,6 +21,7 @@ function setup() {
         paused: false,
         close: () => void (producer.closed = true),
         on: () => undefined,
+        observer: { once: () => undefined },
         replaceTrack: vi.fn(async (_: { track: MediaStreamTrack | null }) => undefined),
         pause: () => void (producer.paused = true),
         resume: () => void (producer.paused = false),

@@ -6,6 +6,7 @@ import { warn } from '../log.js';
 import type { SignalingClient } from '../signaling/SignalingClient.js';
 import type { CaptureOptions, Grants, Participant, PublishOptions, RemoteSource, RoomEvents, Source, TrackPublication } from '../types.js';
 import { captureScreen, captureUserMedia } from './capture.js';
+import { Dynacast } from './Dynacast.js';
 import { kindOf, producerOptions } from './encodings.js';
 
 const SOURCES: readonly Source[] = ['microphone', 'camera', 'screen'];
@@ -18,6 +19,8 @@ export interface PublisherContext {
   /** The local participant, whom trackMuted and trackUnmuted name. */
   localParticipant(): Participant;
   emit: Emit<Pick<RoomEvents, 'localTrackPublished' | 'localTrackUnpublished' | 'trackMuted' | 'trackUnmuted'>>;
+  /** Dynacast (ConnectOptions.dynacast): simulcast layers nobody receives are not encoded. */
+  dynacast: boolean;
 }
 
 /** A source the local participant publishes, muted or not. */
@@ -64,8 +67,21 @@ export class Publisher {
   private readonly captureOptions = new Map<Source, CaptureOptions>();
   /** Mutes, unmutes and setEnabled() calls run one at a time, in order. */
   private queue: Promise<unknown> = Promise.resolve();
+  private readonly dynacast = new Dynacast();
 
   constructor(private readonly context: PublisherContext) {}
+
+  /** The SFU says the highest simulcast layer anyone receives of one of our videos (dynacast). */
+  layersWanted(producerId: string, maxSpatialLayer: number): void {
+    if (!this.context.dynacast) return;
+    const producer = [...this.producers.values()].find((p) => p.id === producerId);
+    if (producer) this.dynacast.wanted(producer, maxSpatialLayer);
+  }
+
+  /** After a reconnection every layer is encoded again: what the SFU said meanwhile may be lost. */
+  resetLayers(): void {
+    this.dynacast.reset(this.producers.values());
+  }
 
   /** The sender statistics of every live producer (muted ones included), by track. */
   getSendStats(): Promise<Array<{ trackId: string; source: RemoteSource; kind: 'audio' | 'video'; stats: RTCStatsReport }>> {
@@ -452,6 +468,7 @@ export class Publisher {
     }
     // The browser's "Stop sharing" button (or an unplugged camera) ends the track.
     producer.on('trackended', () => void this.unpublish(source).catch(() => undefined));
+    producer.observer.once('close', () => this.dynacast.forget(producer.id));
     this.producers.set(source, producer);
   }
 }

@@ -1,19 +1,30 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { types } from 'mediasoup-client';
 import { ErrorCode, GatewayError } from '../errors.js';
+import { fakeElement, fakeViewEnvironment } from '../testing/fakeViews.js';
 import { remoteAgent } from '../testing/roomHelpers.js';
 import type { TrackEvent } from '../types.js';
 import { Subscriber, type SubscriberContext } from './Subscriber.js';
+import { HIDE_DELAY_MS, RESIZE_DEBOUNCE_MS } from './VideoViews.js';
 
 const camera = (producerId: string) => ({ producerId, source: 'camera', kind: 'video', paused: false });
 
 /** A receive transport and a server that answer every consume, unless `refuse` says otherwise. */
-function setup() {
+function setup(extra: Partial<SubscriberContext> = {}) {
   const consumers: Array<{ id: string; closed: boolean; pause: () => void; resume: () => void }> = [];
   const transport = {
     id: 'TR_recv',
     consume: vi.fn(async ({ id, kind }: { id: string; kind: string }) => {
-      const consumer = { id, kind, closed: false, track: { id: `track-${id}` }, close: () => void (consumer.closed = true), pause: vi.fn(), resume: vi.fn() };
+      const consumer = {
+        id,
+        kind,
+        closed: false,
+        track: { id: `track-${id}` },
+        rtpParameters: { encodings: [{ scalabilityMode: 'L3T3' }] },
+        close: () => void (consumer.closed = true),
+        pause: vi.fn(),
+        resume: vi.fn(),
+      };
       consumers.push(consumer);
       return consumer;
     }),
@@ -33,6 +44,8 @@ function setup() {
     recvRtpCapabilities: () => ({ codecs: [] }),
     participant: (id: string) => (id === participant.id ? participant : undefined),
     emit: (event: string, e: TrackEvent) => void events.push(`${event}:${e.participant.id}:${e.source}`),
+    adaptiveStream: false,
+    ...extra,
   };
   return { subscriber: new Subscriber(context as unknown as SubscriberContext), transport, consumers, refuse, request, participant, events };
 }
@@ -125,5 +138,97 @@ describe('Subscriber', () => {
     refuse.clear();
     await subscriber.pump();
     expect(events).toEqual(['track:PA_a:camera', 'track:PA_a:screen']);
+  });
+
+  describe('adaptive stream', () => {
+    afterEach(() => {
+      vi.useRealTimers();
+      vi.unstubAllGlobals();
+    });
+
+    /** A received camera attached to an element; `asked()` is what the server was asked about the consumer since. */
+    async function attached(width: number, height: number) {
+      vi.useFakeTimers();
+      vi.stubGlobal(
+        'MediaStream',
+        class {
+          constructor(private readonly tracks: unknown[]) {}
+          getTracks() {
+            return this.tracks;
+          }
+        },
+      );
+      const browser = fakeViewEnvironment();
+      const parts = setup({ adaptiveStream: true, viewEnvironment: browser.env });
+      parts.subscriber.add('PA_a', camera('PR_1'));
+      await parts.subscriber.pump();
+      const publication = parts.participant.publications.get('camera') as unknown as import('../types.js').RemoteTrackPublication;
+      const element = fakeElement(width, height);
+      const from = parts.request.mock.calls.length;
+      const asked = () => parts.request.mock.calls.slice(from).map(([method, params]) => (method === 'setPreferredLayers' ? `layers:${(params as { spatialLayer: number }).spatialLayer}` : method));
+      const settle = async (ms = 0) => {
+        await vi.advanceTimersByTimeAsync(ms);
+        await publication.setEnabled(publication.enabled);
+      };
+      publication.attach(element);
+      await settle();
+      return { ...parts, browser, publication, element, asked, settle };
+    }
+
+    it('asks for the layer that fits the element, and again when it has been resized', async () => {
+      const { browser, element, asked, settle } = await attached(320, 180);
+      expect(element.srcObject).toBeTruthy();
+      expect(asked()).toEqual(['layers:0']);
+      browser.resize(element, 1280, 720);
+      browser.resize(element, 1260, 700);
+      browser.resize(element, 1280, 720);
+      await settle(RESIZE_DEBOUNCE_MS);
+      expect(asked()).toEqual(['layers:0', 'layers:2']);
+      // A size within the same layer asks nothing.
+      browser.resize(element, 1200, 675);
+      await settle(RESIZE_DEBOUNCE_MS);
+      expect(asked()).toEqual(['layers:0', 'layers:2']);
+    });
+
+    it('pauses a video nobody can see, after a delay, and resumes it at once when it shows', async () => {
+      const { browser, element, asked, settle } = await attached(320, 180);
+      browser.scroll(element, false);
+      await settle(HIDE_DELAY_MS - 10);
+      expect(asked()).toEqual(['layers:0']);
+      await settle(10);
+      expect(asked()).toEqual(['layers:0', 'pauseConsumer']);
+      browser.scroll(element, true);
+      await settle();
+      expect(asked()).toEqual(['layers:0', 'pauseConsumer', 'resumeConsumer']);
+      // The page hidden counts too; detaching the last element as well.
+      browser.setPageHidden(true);
+      await settle(HIDE_DELAY_MS);
+      browser.setPageHidden(false);
+      await settle();
+      expect(asked().slice(3)).toEqual(['pauseConsumer', 'resumeConsumer']);
+    });
+
+    it("puts the app's choice over the element's, and its setEnabled(false) over everything", async () => {
+      const { publication, asked, browser, element, settle } = await attached(320, 180);
+      await publication.setVideoQuality('high');
+      browser.resize(element, 160, 90);
+      await settle(RESIZE_DEBOUNCE_MS);
+      await publication.setEnabled(false);
+      await publication.setEnabled(false);
+      expect(asked()).toEqual(['layers:0', 'layers:2', 'pauseConsumer']);
+      await publication.setEnabled(true);
+      // Back to adaptive stream: the element's layer.
+      await publication.setPreferredLayers(undefined);
+      expect(asked()).toEqual(['layers:0', 'layers:2', 'pauseConsumer', 'resumeConsumer', 'layers:0']);
+    });
+
+    it('leaves a video the app shows on its own (no attach) as it is', async () => {
+      vi.useFakeTimers();
+      const { subscriber, request } = setup({ adaptiveStream: true, viewEnvironment: fakeViewEnvironment().env });
+      subscriber.add('PA_a', camera('PR_1'));
+      await subscriber.pump();
+      await vi.advanceTimersByTimeAsync(HIDE_DELAY_MS * 2);
+      expect(request.mock.calls.map(([method]) => method)).toEqual(['consume', 'resumeConsumer']);
+    });
   });
 });

@@ -63,6 +63,7 @@ export class RoomSync {
       chat,
       actions,
       setActiveSpeaker: (id) => parts.setActiveSpeaker(id),
+      layersWanted: (producerId, maxSpatialLayer) => publisher.layersWanted(producerId, maxSpatialLayer),
       localTrackMuted: (producerId) => {
         const muted = publisher.mutedByServer(producerId);
         if (muted) emit('localTrackMuted', { ...muted, by: 'server' });

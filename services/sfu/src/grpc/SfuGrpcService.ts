@@ -219,8 +219,9 @@ export function registerSfuService(server: grpc.Server, node: SfuApiNode, log: L
       return {};
     },
     async setPreferredLayers(req) {
-      const consumer = room(req.consumer.room).consumer(req.consumer.consumerId);
-      await whileOpen([consumer], () => consumer.setPreferredLayers({ spatialLayer: req.spatialLayer, temporalLayer: req.temporalLayer }));
+      const found = room(req.consumer.room);
+      const consumer = found.consumer(req.consumer.consumerId);
+      await whileOpen([consumer], () => found.setPreferredLayers(consumer.id, { spatialLayer: req.spatialLayer, temporalLayer: req.temporalLayer }));
       return {};
     },
     async closeConsumer(req) {

@@ -197,6 +197,24 @@ describe('SessionRegistry', () => {
     ]);
   });
 
+  it('tells a publisher alone which layers of its video are wanted, from the node its producers live on', async () => {
+    const { members, join } = setUp();
+    const { link } = await join();
+    const member = members.get('PA_1')!;
+    link.notifications.length = 0;
+    const wanted = (participantId: string, maxSpatialLayer: number, origin: string) =>
+      event({ $case: 'videoLayersWanted', value: { participantId, producerId: `PR_${participantId}`, maxSpatialLayer } }, origin);
+    member.onRoomEvent(wanted('PA_1', 0, 'N1'));
+    // Another publisher's layers, or what a node that imported ours counts: not for this client.
+    member.onRoomEvent(wanted('PA_2', 2, 'N1'));
+    member.onRoomEvent(wanted('PA_1', 2, 'N2'));
+    member.onRoomEvent(wanted('PA_1', 1, 'N1'));
+    expect(link.notifications).toEqual([
+      { $case: 'videoLayersWanted', value: { participantId: 'PA_1', producerId: 'PR_PA_1', maxSpatialLayer: 0 } },
+      { $case: 'videoLayersWanted', value: { participantId: 'PA_1', producerId: 'PR_PA_1', maxSpatialLayer: 1 } },
+    ]);
+  });
+
   describe('hidden supervisors', () => {
     const person = (participantId: string, role: string, visibleTo: string) => ({ participantId, identity: participantId, role, joinedAtMs: 1, tracks: [], name: '', metadata: '', visibleTo });
     const track = { producerId: 'PR_s', source: 'microphone', kind: 'audio', paused: false };

@@ -83,6 +83,13 @@ export function relayRoomEvent(session: ParticipantSession, event: RoomEvent, ab
       session.notify({ $case: 'connectionQuality', value });
       return;
     }
+    case 'videoLayersWanted':
+      // Dynacast: for the publisher alone, and from the node its producers live on (a node that
+      // imported them through a pipe counts the pipe as a receiver there).
+      if (fromOther(e.value.participantId)) return;
+      if (event.origin !== '' && event.origin !== session.nodeId) return;
+      session.notify(e);
+      return;
     case 'chatMessage':
       if (seen(e.value.participantId)) session.notify({ $case: 'message', value: e.value });
       return;

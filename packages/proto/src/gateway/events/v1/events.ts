@@ -22,6 +22,7 @@ import {
   SmartAction,
   TrackInfo,
   UpdateParticipantRequest,
+  VideoLayersWanted,
 } from "../../signaling/v1/signaling.js";
 
 export const protobufPackage = "gateway.events.v1";
@@ -61,6 +62,12 @@ export interface RoomEvent {
     | //
     /** From the participant's media node: its connection quality changed (throttled, change-driven). */
     { $case: "connectionQuality"; value: ConnectionQuality }
+    | //
+    /**
+     * From the producer's own media node: the highest simulcast layer anyone receives changed
+     * (dynacast; relayed to the publisher only).
+     */
+    { $case: "videoLayersWanted"; value: VideoLayersWanted }
     | undefined;
 }
 
@@ -443,6 +450,9 @@ export const RoomEvent: MessageFns<RoomEvent> = {
       case "connectionQuality":
         ConnectionQuality.encode(message.event.value, writer.uint32(194).fork()).join();
         break;
+      case "videoLayersWanted":
+        VideoLayersWanted.encode(message.event.value, writer.uint32(202).fork()).join();
+        break;
     }
     return writer;
   },
@@ -612,6 +622,14 @@ export const RoomEvent: MessageFns<RoomEvent> = {
             message.event = { $case: "connectionQuality", value: ConnectionQuality.decode(reader, reader.uint32()) };
             continue;
           }
+          case 25: {
+            if (tag !== 202) {
+              break;
+            }
+
+            message.event = { $case: "videoLayersWanted", value: VideoLayersWanted.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -692,6 +710,10 @@ export const RoomEvent: MessageFns<RoomEvent> = {
         ? { $case: "connectionQuality", value: ConnectionQuality.fromJSON(object.connectionQuality) }
         : isSet(object.connection_quality)
         ? { $case: "connectionQuality", value: ConnectionQuality.fromJSON(object.connection_quality) }
+        : isSet(object.videoLayersWanted)
+        ? { $case: "videoLayersWanted", value: VideoLayersWanted.fromJSON(object.videoLayersWanted) }
+        : isSet(object.video_layers_wanted)
+        ? { $case: "videoLayersWanted", value: VideoLayersWanted.fromJSON(object.video_layers_wanted) }
         : undefined,
     };
   },
@@ -740,6 +762,8 @@ export const RoomEvent: MessageFns<RoomEvent> = {
       obj.participantUpdated = ParticipantInfo.toJSON(message.event.value);
     } else if (message.event?.$case === "connectionQuality") {
       obj.connectionQuality = ConnectionQuality.toJSON(message.event.value);
+    } else if (message.event?.$case === "videoLayersWanted") {
+      obj.videoLayersWanted = VideoLayersWanted.toJSON(message.event.value);
     }
     return obj;
   },
@@ -841,6 +865,12 @@ export const RoomEvent: MessageFns<RoomEvent> = {
       case "connectionQuality": {
         if (object.event?.value !== undefined && object.event?.value !== null) {
           message.event = { $case: "connectionQuality", value: ConnectionQuality.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "videoLayersWanted": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "videoLayersWanted", value: VideoLayersWanted.fromPartial(object.event.value) };
         }
         break;
       }

@@ -283,7 +283,25 @@ export interface Notification {
      * seconds per participant, only when the level changes.
      */
     { $case: "connectionQuality"; value: ConnectionQuality }
+    | //
+    /**
+     * Dynacast, to a publisher only: the highest simulcast layer of one of its video tracks that
+     * anyone receives now. Layers above it may stop being encoded (the lowest always stays);
+     * a layer wanted again is announced at once.
+     */
+    { $case: "videoLayersWanted"; value: VideoLayersWanted }
     | undefined;
+}
+
+export interface VideoLayersWanted {
+  /** The publisher (the participant told). */
+  participantId: string;
+  producerId: string;
+  /**
+   * 0 for the lowest layer. 0 also when nobody receives the track: the lowest layer stays, so a
+   * new receiver gets a picture at once.
+   */
+  maxSpatialLayer: number;
 }
 
 /**
@@ -2336,6 +2354,9 @@ export const Notification: MessageFns<Notification> = {
       case "connectionQuality":
         ConnectionQuality.encode(message.event.value, writer.uint32(130).fork()).join();
         break;
+      case "videoLayersWanted":
+        VideoLayersWanted.encode(message.event.value, writer.uint32(138).fork()).join();
+        break;
     }
     return writer;
   },
@@ -2481,6 +2502,14 @@ export const Notification: MessageFns<Notification> = {
             message.event = { $case: "connectionQuality", value: ConnectionQuality.decode(reader, reader.uint32()) };
             continue;
           }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.event = { $case: "videoLayersWanted", value: VideoLayersWanted.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2555,6 +2584,10 @@ export const Notification: MessageFns<Notification> = {
         ? { $case: "connectionQuality", value: ConnectionQuality.fromJSON(object.connectionQuality) }
         : isSet(object.connection_quality)
         ? { $case: "connectionQuality", value: ConnectionQuality.fromJSON(object.connection_quality) }
+        : isSet(object.videoLayersWanted)
+        ? { $case: "videoLayersWanted", value: VideoLayersWanted.fromJSON(object.videoLayersWanted) }
+        : isSet(object.video_layers_wanted)
+        ? { $case: "videoLayersWanted", value: VideoLayersWanted.fromJSON(object.video_layers_wanted) }
         : undefined,
     };
   },
@@ -2593,6 +2626,8 @@ export const Notification: MessageFns<Notification> = {
       obj.participantUpdated = ParticipantInfo.toJSON(message.event.value);
     } else if (message.event?.$case === "connectionQuality") {
       obj.connectionQuality = ConnectionQuality.toJSON(message.event.value);
+    } else if (message.event?.$case === "videoLayersWanted") {
+      obj.videoLayersWanted = VideoLayersWanted.toJSON(message.event.value);
     }
     return obj;
   },
@@ -2699,7 +2734,126 @@ export const Notification: MessageFns<Notification> = {
         }
         break;
       }
+      case "videoLayersWanted": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "videoLayersWanted", value: VideoLayersWanted.fromPartial(object.event.value) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseVideoLayersWanted(): VideoLayersWanted {
+  return { participantId: "", producerId: "", maxSpatialLayer: 0 };
+}
+
+export const VideoLayersWanted: MessageFns<VideoLayersWanted> = {
+  encode(message: VideoLayersWanted, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.participantId !== "") {
+      writer.uint32(10).string(message.participantId);
+    }
+    if (message.producerId !== "") {
+      writer.uint32(18).string(message.producerId);
+    }
+    if (message.maxSpatialLayer !== 0) {
+      writer.uint32(24).uint32(message.maxSpatialLayer);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VideoLayersWanted {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVideoLayersWanted();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.participantId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.producerId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.maxSpatialLayer = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VideoLayersWanted {
+    return {
+      participantId: isSet(object.participantId)
+        ? globalThis.String(object.participantId)
+        : isSet(object.participant_id)
+        ? globalThis.String(object.participant_id)
+        : "",
+      producerId: isSet(object.producerId)
+        ? globalThis.String(object.producerId)
+        : isSet(object.producer_id)
+        ? globalThis.String(object.producer_id)
+        : "",
+      maxSpatialLayer: isSet(object.maxSpatialLayer)
+        ? globalThis.Number(object.maxSpatialLayer)
+        : isSet(object.max_spatial_layer)
+        ? globalThis.Number(object.max_spatial_layer)
+        : 0,
+    };
+  },
+
+  toJSON(message: VideoLayersWanted): unknown {
+    const obj: any = {};
+    if (message.participantId !== "") {
+      obj.participantId = message.participantId;
+    }
+    if (message.producerId !== "") {
+      obj.producerId = message.producerId;
+    }
+    if (message.maxSpatialLayer !== 0) {
+      obj.maxSpatialLayer = Math.round(message.maxSpatialLayer);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VideoLayersWanted>, I>>(base?: I): VideoLayersWanted {
+    return VideoLayersWanted.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VideoLayersWanted>, I>>(object: I): VideoLayersWanted {
+    const message = createBaseVideoLayersWanted();
+    message.participantId = object.participantId ?? "";
+    message.producerId = object.producerId ?? "";
+    message.maxSpatialLayer = object.maxSpatialLayer ?? 0;
     return message;
   },
 };
