@@ -14,7 +14,8 @@ import {
   type Logger,
 } from '@gateway/common';
 import { Command, type ContactRecord, Reply, type QueueView } from '@gateway/proto/gateway/routing/v1/routing';
-import { RoutingRefusal, type RoutingEngine, type RoutingEvent } from '../engine/RoutingEngine.js';
+import type { RoutingEngine } from '../engine/RoutingEngine.js';
+import { RoutingRefusal, type RoutingEvent } from '../engine/events.js';
 import type { Contact } from '../engine/model.js';
 import { type DirectoryView, TenantDirectory } from '../directory/view.js';
 import { AppPresence } from './AppPresence.js';

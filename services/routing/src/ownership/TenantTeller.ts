@@ -1,7 +1,8 @@
 import type { MsgHdrs, NatsConnection } from '@nats-io/transport-node';
 import { contextFromTraceparent, natsHeadersWithTrace, recordSpan, subjects, type Logger } from '@gateway/common';
 import { AgentEvent, ContactPhase, QueueView as QueueViewMessage, type ContactState, type QueueView } from '@gateway/proto/gateway/routing/v1/routing';
-import type { RoutingEngine, RoutingEvent } from '../engine/RoutingEngine.js';
+import type { RoutingEngine } from '../engine/RoutingEngine.js';
+import type { RoutingEvent } from '../engine/events.js';
 import type { Contact } from '../engine/model.js';
 import { emptyContactState, encodeContactState, phaseOf, type TenantViews } from './TenantViews.js';
 
