@@ -5,7 +5,8 @@ import type { Agent, Channel as ChannelName, Contact } from '../engine/model.js'
 import type { TenantDirectory } from '../directory/view.js';
 import type { QueueStatistics } from './QueueStatistics.js';
 
-const channelOf: Record<ChannelName, Channel> = { voice: Channel.CHANNEL_VOICE, video: Channel.CHANNEL_VIDEO, chat: Channel.CHANNEL_CHAT };
+/** The protocol's channel of each of the engine's. */
+export const channelOf: Record<ChannelName, Channel> = { voice: Channel.CHANNEL_VOICE, video: Channel.CHANNEL_VIDEO, chat: Channel.CHANNEL_CHAT };
 const statusOf: Record<Agent['status'], AgentStatus> = {
   available: AgentStatus.AGENT_STATUS_AVAILABLE,
   away: AgentStatus.AGENT_STATUS_AWAY,

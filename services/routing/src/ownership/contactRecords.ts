@@ -1,11 +1,10 @@
 import { jetstream } from '@nats-io/jetstream';
 import { natsHeadersWithTrace, subjects, type NatsConnection } from '@gateway/common';
-import { Channel, ContactRecord } from '@gateway/proto/gateway/routing/v1/routing';
+import { ContactRecord } from '@gateway/proto/gateway/routing/v1/routing';
 import type { RoutingEngine } from '../engine/RoutingEngine.js';
 import type { Contact, PendingRecord } from '../engine/model.js';
 import { MAX_PENDING_RECORDS } from '../state/RoutingRecords.js';
-
-const channelOf = { voice: Channel.CHANNEL_VOICE, video: Channel.CHANNEL_VIDEO, chat: Channel.CHANNEL_CHAT } as const;
+import { channelOf } from './TenantViews.js';
 
 /**
  * What a contact's record says before the agent wraps up (kept on the agent's record, so a new
