@@ -6,44 +6,25 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NatsServer, startRoutingProcess, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { mintDeskToken, type DeskRole } from '../../services/signaling/src/auth/tokens.js';
 import { DEMO_TENANT } from '../../services/signaling/src/config.js';
-import { buckets, createLogger, openBucket } from '@gateway/common';
-import { DirectoryStore } from '../../services/routing/src/directory/DirectoryStore.js';
 import { launchChromium, receiveSummaryScript, type ReceiveSummary } from '../support/browser.js';
 import { voiceClip } from '../support/media.js';
+import { people, profiles, queues, seedRoutingDirectory } from '../support/routingDirectory.js';
 import { twoTenantEnv } from '../support/tokens.js';
 
 /** Where the screenshots go, to be looked at (not compared): .tmp/screenshots/contact-center-*.png. */
 const SHOTS = resolve('.tmp/screenshots');
 
-/** Billing and support; ann and bob take both, cyd support only; sue supervises. Nobody serves `later`, whose contacts are offered a callback at once. */
+/** The desk's billing and support (offers ringing 8 s) and its people; nobody serves `later`, whose contacts are offered a callback at once. */
 const directory = {
   queues: [
-    { queueId: 'billing', name: 'Billing', priority: 1, requiredSkills: { billing: 1 }, serviceLevelSeconds: 20, contextFields: ['order'], offerTimeoutSeconds: 8 },
-    { queueId: 'support', name: 'Support', priority: 2, requiredSkills: { support: 1 }, serviceLevelSeconds: 30, offerTimeoutSeconds: 8 },
+    { ...queues.billing, contextFields: ['order'], offerTimeoutSeconds: 8 },
+    { ...queues.support, offerTimeoutSeconds: 8 },
     { queueId: 'later', name: 'Later', priority: 3, requiredSkills: {}, serviceLevelSeconds: 30, maxWaitSeconds: 1, offerTimeoutSeconds: 8 },
     // Only dan serves it: the supervisor's case has a call of its own whatever the others do.
     { queueId: 'vip', name: 'VIP', priority: 4, requiredSkills: { vip: 1 }, serviceLevelSeconds: 20, offerTimeoutSeconds: 8 },
   ],
-  profiles: [
-    {
-      profileId: 'both',
-      name: 'Both',
-      queues: [
-        { queueId: 'billing', priority: 1 },
-        { queueId: 'support', priority: 2 },
-      ],
-      capacity: { call: 1, chat: 3 },
-    },
-    { profileId: 'support-only', name: 'Support', queues: [{ queueId: 'support', priority: 1 }], capacity: { call: 1, chat: 3 } },
-    { profileId: 'vip-only', name: 'VIP', queues: [{ queueId: 'vip', priority: 1 }], capacity: { call: 1, chat: 3 } },
-  ],
-  people: [
-    { personId: 'ann', name: 'Ann', roles: ['agent'], skills: { billing: 5, support: 5 }, profileId: 'both' },
-    { personId: 'bob', name: 'Bob', roles: ['agent'], skills: { billing: 3, support: 5 }, profileId: 'both' },
-    { personId: 'cyd', name: 'Cyd', roles: ['agent'], skills: { support: 5 }, profileId: 'support-only' },
-    { personId: 'dan', name: 'Dan', roles: ['agent'], skills: { vip: 5 }, profileId: 'vip-only' },
-    { personId: 'sue', name: 'Sue', roles: ['supervisor'], skills: {} },
-  ],
+  profiles: [profiles.both, profiles.supportOnly, { profileId: 'vip-only', name: 'VIP', queues: [{ queueId: 'vip', priority: 1 }], capacity: { call: 1, chat: 3 } }],
+  people: [people.ann, people.bob, people.cyd, { personId: 'dan', name: 'Dan', roles: ['agent'], skills: { vip: 5 }, profileId: 'vip-only' }, people.sue],
 };
 
 /**
@@ -131,9 +112,7 @@ describe('the contact center pages in Chromium', () => {
   beforeAll(async () => {
     mkdirSync(SHOTS, { recursive: true });
     nats = await NatsServer.start();
-    const nc = await nats.connect('routing');
-    await new DirectoryStore(await openBucket(nc, buckets.routingDirectory), createLogger('test', 'silent')).seed('demo', directory);
-    await nc.close();
+    await seedRoutingDirectory(nats, directory);
     sfu = await startSfuProcess({ natsUrl: nats.url });
     const routingEnv = { ...twoTenantEnv, ROUTING_TICK_MS: '100', ROUTING_OFFER_TIMEOUT_SECONDS: '8', ROUTING_LEASE_POLL_MS: '300' };
     routing.push(await startRoutingProcess({ natsUrl: nats.url, replicaId: 'routing-a', env: routingEnv }));

@@ -1,10 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buckets, createLogger, openBucket } from '@gateway/common';
 import { NatsServer, startRoutingProcess, startSignalingProcess } from '@gateway/testing';
-import { DirectoryStore } from '../../services/routing/src/directory/DirectoryStore.js';
 import { mintDeskToken, mintJoinToken, type DeskRole } from '../../services/signaling/src/auth/tokens.js';
 import { DEMO_TENANT } from '../../services/signaling/src/config.js';
 import { deskRequestSchemas } from '../../services/signaling/src/desk/requests.js';
+import { deskDirectory, seedRoutingDirectory } from '../support/routingDirectory.js';
 import { GLOBEX_TENANT, twoTenantEnv } from '../support/tokens.js';
 import { FuzzConnection } from './FuzzConnection.js';
 import { emptyStats, type FuzzStats } from './fuzzTypes.js';
@@ -13,29 +12,6 @@ import { frameOf, Rng } from './generators.js';
 /** The methods of the desk protocol (proto/gateway/routing/v1/desk.proto); checked against the server's schemas. */
 const DESK_METHODS = ['hello', 'requestSupport', 'leaveQueue', 'setStatus', 'accept', 'decline', 'transfer', 'completeTransfer', 'end', 'wrapUp', 'queueView', 'supervise', 'ping'] as const;
 type DeskMethod = (typeof DESK_METHODS)[number];
-
-const directory = {
-  queues: [
-    { queueId: 'billing', name: 'Billing', priority: 1, requiredSkills: { billing: 1 }, serviceLevelSeconds: 20, contextFields: ['order'] },
-    { queueId: 'support', name: 'Support', priority: 2, requiredSkills: {}, serviceLevelSeconds: 30 },
-  ],
-  profiles: [
-    {
-      profileId: 'both',
-      name: 'Both',
-      queues: [
-        { queueId: 'billing', priority: 1 },
-        { queueId: 'support', priority: 2 },
-      ],
-      capacity: { call: 1, chat: 3 },
-    },
-  ],
-  people: [
-    { personId: 'ann', name: 'Ann', roles: ['agent'], skills: { billing: 5 }, profileId: 'both' },
-    { personId: 'bob', name: 'Bob', roles: ['agent'], skills: { billing: 3 }, profileId: 'both' },
-    { personId: 'sue', name: 'Sue', roles: ['supervisor'], skills: {} },
-  ],
-};
 
 /** Valid parameters of a desk method, with the ids the run has seen, so mutations reach the code behind the schemas. */
 function validParams(rng: Rng, method: DeskMethod, token: string, contactIds: string[]): Record<string, unknown> {
@@ -76,9 +52,7 @@ describe('the desk under a seeded protocol fuzzer', () => {
 
   beforeAll(async () => {
     nats = await NatsServer.start();
-    const nc = await nats.connect('routing');
-    await new DirectoryStore(await openBucket(nc, buckets.routingDirectory), createLogger('test', 'silent')).seed('demo', directory);
-    await nc.close();
+    await seedRoutingDirectory(nats, deskDirectory);
     const env = { ...twoTenantEnv, ROUTING_TICK_MS: '100', ROUTING_OFFER_TIMEOUT_SECONDS: '2', LOG_LEVEL: 'warn' };
     routing = await startRoutingProcess({ natsUrl: nats.url, env });
     signaling = await startSignalingProcess({ natsUrl: nats.url, env });

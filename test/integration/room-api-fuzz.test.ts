@@ -4,6 +4,7 @@ import { DEMO_TENANT } from '../../services/signaling/src/config.js';
 import { basicAuth } from '../support/crmSync.js';
 import { OpenApiContract, specFiles } from '../support/openapi.js';
 import { opusRtpParameters } from '../support/rtpParameters.js';
+import { seededRandom } from '../support/seededRandom.js';
 import { GLOBEX_TENANT, demoToken, globexToken, twoTenantEnv } from '../support/tokens.js';
 import { TestClients } from '../support/wsClient.js';
 
@@ -11,15 +12,6 @@ import { TestClients } from '../support/wsClient.js';
 const ITERATIONS = Number(process.env.FUZZ_ITERATIONS ?? 600);
 const SEED = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000);
 const WORKERS = 4;
-
-/** A small deterministic generator, so a failing run can be replayed with its seed. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    return state / 2 ** 32;
-  };
-}
 
 /**
  * A seeded fuzzer against the room API of two signaling replicas: every route with random
@@ -52,7 +44,7 @@ describe('the room API under a seeded fuzzer', () => {
   });
 
   it(`answers ${ITERATIONS} random requests as documented, without touching what it must not (seed ${SEED})`, async () => {
-    const rand = random(SEED);
+    const rand = seededRandom(SEED);
     const pick = <T>(items: readonly T[]): T => items[Math.floor(rand() * items.length)]!;
     const room = `fuzz-${SEED}`;
     const globexRoom = `gfuzz-${SEED}`;

@@ -4,39 +4,11 @@ import { NatsServer, startRoutingProcess, startSignalingProcess, waitFor } from 
 import { mintDeskToken, verifyJoinToken, type DeskRole } from '../../services/signaling/src/auth/tokens.js';
 import { DEMO_TENANT } from '../../services/signaling/src/config.js';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { buckets, createLogger, openBucket, streams } from '@gateway/common';
+import { streams } from '@gateway/common';
 import { ContactRecord } from '@gateway/proto/gateway/routing/v1/routing';
-import { DirectoryStore } from '../../services/routing/src/directory/DirectoryStore.js';
+import { deskDirectory, seedRoutingDirectory } from '../support/routingDirectory.js';
 import { demoToken, GLOBEX_TENANT, twoTenantEnv } from '../support/tokens.js';
 import { TestClient } from '../support/wsClient.js';
-
-/** Two queues; ann and bob take billing and support, cyd support only; sue supervises. */
-const directory = {
-  queues: [
-    { queueId: 'billing', name: 'Billing', priority: 1, requiredSkills: { billing: 1 }, serviceLevelSeconds: 20, contextFields: ['order', 'topic'] },
-    { queueId: 'support', name: 'Support', priority: 2, requiredSkills: { support: 1 }, serviceLevelSeconds: 30 },
-    // Never open: a contact asking here is offered a callback at once.
-    { queueId: 'night', name: 'Night line', priority: 3, requiredSkills: {}, serviceLevelSeconds: 30, businessHours: { timeZone: 'UTC', weekly: [] } },
-  ],
-  profiles: [
-    {
-      profileId: 'both',
-      name: 'Both',
-      queues: [
-        { queueId: 'billing', priority: 1 },
-        { queueId: 'support', priority: 2 },
-      ],
-      capacity: { call: 1, chat: 3 },
-    },
-    { profileId: 'support-only', name: 'Support', queues: [{ queueId: 'support', priority: 1 }], capacity: { call: 1, chat: 3 } },
-  ],
-  people: [
-    { personId: 'ann', name: 'Ann', roles: ['agent'], skills: { billing: 5, support: 5 }, profileId: 'both' },
-    { personId: 'bob', name: 'Bob', roles: ['agent'], skills: { billing: 3, support: 5 }, profileId: 'both' },
-    { personId: 'cyd', name: 'Cyd', roles: ['agent'], skills: { support: 5 }, profileId: 'support-only' },
-    { personId: 'sue', name: 'Sue', roles: ['supervisor'], skills: {} },
-  ],
-};
 
 /** The desk of the contact center over real processes: two routing replicas, a signaling replica, nats-server. */
 describe('the desk: end users, agents and supervisors through signaling and routing', () => {
@@ -64,9 +36,7 @@ describe('the desk: end users, agents and supervisors through signaling and rout
 
   beforeAll(async () => {
     nats = await NatsServer.start();
-    const nc = await nats.connect('routing');
-    await new DirectoryStore(await openBucket(nc, buckets.routingDirectory), createLogger('test', 'silent')).seed('demo', directory);
-    await nc.close();
+    await seedRoutingDirectory(nats, deskDirectory);
     routingEnv = { ...twoTenantEnv, ROUTING_TICK_MS: '100', ROUTING_OFFER_TIMEOUT_SECONDS: '4', ROUTING_LEASE_POLL_MS: '300' };
     routing.push(await startRoutingProcess({ natsUrl: nats.url, replicaId: 'routing-a', env: routingEnv }));
     routing.push(await startRoutingProcess({ natsUrl: nats.url, replicaId: 'routing-b', env: routingEnv }));

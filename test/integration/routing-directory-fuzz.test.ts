@@ -9,6 +9,7 @@ import { DirectoryStore, seedDirectory } from '../../services/routing/src/direct
 import { createDirectoryHandler } from '../../services/routing/src/http/directory.js';
 import { basicAuth } from '../support/crmSync.js';
 import { recordingLogger } from '../support/recordingLogger.js';
+import { seededRandom } from '../support/seededRandom.js';
 import { GLOBEX_TENANT } from '../support/tokens.js';
 
 /** Requests in the short pass (`make test`); FUZZ_ITERATIONS=100000 for a long one. FUZZ_SEED replays a run. */
@@ -16,15 +17,6 @@ const ITERATIONS = Number(process.env.FUZZ_ITERATIONS ?? 1_200);
 const SEED = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000);
 const BATCH = 50;
 const WORKERS = 6;
-
-/** A small deterministic generator, so a failing run can be replayed with its seed. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    return state / 2 ** 32;
-  };
-}
 
 interface Answer {
   status: number | 'closed' | 'timeout';
@@ -106,7 +98,7 @@ describe('the routing directory admin API under a seeded fuzzer', () => {
   it(
     `answers ${ITERATIONS} hostile requests with a success or a 4xx JSON error (seed ${SEED})`,
     async () => {
-      const rand = random(SEED);
+      const rand = seededRandom(SEED);
       const pick = <T>(items: readonly T[]): T => items[Math.floor(rand() * items.length)]!;
       const ids = ['billing', 'support', 'ana', 'ben', 'cleo', 'sam', 'ada', 'front-line', 'billing-first', 'support-only', 'night', 'p1', 'q1', 't1'];
       const hostileIds = ['x'.repeat(64), 'x'.repeat(65), 'a.b', '*', '>', '%2E%2E', '..', '%C3%A9', '%00', 'a%20b', '__proto__', 'constructor', '', '%ZZ', 'revision'];

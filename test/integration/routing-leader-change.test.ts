@@ -2,24 +2,14 @@ import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NatsCluster, startRoutingProcess, startSignalingProcess, waitFor } from '@gateway/testing';
-import { buckets, createLogger, openBucket } from '@gateway/common';
+import { buckets, openBucket } from '@gateway/common';
 import { mintDeskToken, type DeskRole } from '../../services/signaling/src/auth/tokens.js';
 import { DEMO_TENANT } from '../../services/signaling/src/config.js';
-import { DirectoryStore } from '../../services/routing/src/directory/DirectoryStore.js';
 import type { Agent } from '../../services/routing/src/engine/model.js';
 import { RoutingRecords } from '../../services/routing/src/state/RoutingRecords.js';
+import { billingDirectory, seedRoutingDirectory } from '../support/routingDirectory.js';
 import { twoTenantEnv } from '../support/tokens.js';
 import { TestClient } from '../support/wsClient.js';
-
-/** One queue served by ann and bob alike. */
-const directory = {
-  queues: [{ queueId: 'billing', name: 'Billing', priority: 1, requiredSkills: { billing: 1 }, serviceLevelSeconds: 20 }],
-  profiles: [{ profileId: 'billing', name: 'Billing', queues: [{ queueId: 'billing', priority: 1 }], capacity: { call: 1, chat: 3 } }],
-  people: [
-    { personId: 'ann', name: 'Ann', roles: ['agent'], skills: { billing: 5 }, profileId: 'billing' },
-    { personId: 'bob', name: 'Bob', roles: ['agent'], skills: { billing: 5 }, profileId: 'billing' },
-  ],
-};
 
 /** The streams behind routing's KV buckets: its records, its leases, its directory. */
 const routingStreams = [buckets.routingState, buckets.routingLeases, buckets.routingDirectory].map((bucket) => `KV_${bucket}`);
@@ -107,9 +97,7 @@ describe('routing through a change of JetStream leaders mid-offer', () => {
   beforeAll(async () => {
     cluster = await NatsCluster.start(3, { provision: { replicas: 3 } });
     admin = await cluster.connect();
-    const nc = await cluster.connect('routing');
-    await new DirectoryStore(await openBucket(nc, buckets.routingDirectory), createLogger('test', 'silent')).seed('demo', directory);
-    await nc.close();
+    await seedRoutingDirectory(cluster, billingDirectory);
     const env = { ...twoTenantEnv, ROUTING_TICK_MS: '100', ROUTING_OFFER_TIMEOUT_SECONDS: '4', ROUTING_LEASE_POLL_MS: '300' };
     routing.push(await startRoutingProcess({ natsUrl: cluster.url, replicaId: 'routing-a', env }));
     routing.push(await startRoutingProcess({ natsUrl: cluster.url, replicaId: 'routing-b', env }));

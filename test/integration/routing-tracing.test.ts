@@ -1,22 +1,13 @@
 import { Kvm } from '@nats-io/kv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NatsServer, startRoutingProcess, startSignalingProcess, waitFor } from '@gateway/testing';
-import { buckets, createLogger, openBucket } from '@gateway/common';
+import { buckets } from '@gateway/common';
 import { mintDeskToken, type DeskRole } from '../../services/signaling/src/auth/tokens.js';
 import { DEMO_TENANT } from '../../services/signaling/src/config.js';
-import { DirectoryStore } from '../../services/routing/src/directory/DirectoryStore.js';
 import { OtlpCollector, SpanKinds, type CollectedSpan } from '../support/otlpCollector.js';
+import { billingDirectory, seedRoutingDirectory } from '../support/routingDirectory.js';
 import { twoTenantEnv } from '../support/tokens.js';
 import { TestClient } from '../support/wsClient.js';
-
-const directory = {
-  queues: [{ queueId: 'billing', name: 'Billing', priority: 1, requiredSkills: { billing: 1 }, serviceLevelSeconds: 20, contextFields: ['order'] }],
-  profiles: [{ profileId: 'billing', name: 'Billing', queues: [{ queueId: 'billing', priority: 1 }], capacity: { call: 1, chat: 3 } }],
-  people: [
-    { personId: 'ann', name: 'Ann Agent', roles: ['agent'], skills: { billing: 5 }, profileId: 'billing' },
-    { personId: 'bob', name: 'Bob Agent', roles: ['agent'], skills: { billing: 5 }, profileId: 'billing' },
-  ],
-};
 
 /**
  * One trace per contact, from the end user's request to the accept (docs/observability.md):
@@ -43,9 +34,7 @@ describe('the trace of a contact', () => {
 
   beforeAll(async () => {
     [nats, collector] = await Promise.all([NatsServer.start(), OtlpCollector.start()]);
-    const nc = await nats.connect('routing');
-    await new DirectoryStore(await openBucket(nc, buckets.routingDirectory), createLogger('test', 'silent')).seed('demo', directory);
-    await nc.close();
+    await seedRoutingDirectory(nats, billingDirectory);
     // Offers wait long enough to outlive the takeover of the tenant (the lease's age limit).
     const env = { ...twoTenantEnv, ROUTING_TICK_MS: '100', ROUTING_OFFER_TIMEOUT_SECONDS: '40', ROUTING_LEASE_POLL_MS: '300' };
     routing.push(await startRoutingProcess({ natsUrl: nats.url, replicaId: 'routing-a', env: collector.env({ ...env, OTEL_RESOURCE_ATTRIBUTES: 'service.instance.id=routing-a' }) }));
@@ -136,7 +125,7 @@ describe('the trace of a contact', () => {
 
     // Ids only: no name, context or phone number anywhere in the trace.
     const trace = JSON.stringify(collector.trace(request.traceId));
-    for (const secret of ['Eve', 'Enduser', 'Ann Agent', 'Bob Agent', 'A-17', '4155552671']) expect(trace).not.toContain(secret);
+    for (const secret of ['Eve', 'Enduser', ...billingDirectory.people.map((p) => p.name), 'A-17', '4155552671']) expect(trace).not.toContain(secret);
   }, 90_000);
 
   /** The replica holding the demo tenant's lease. */

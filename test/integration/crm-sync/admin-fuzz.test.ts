@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_TENANT } from '@gateway/common';
 import { freePort } from '@gateway/testing';
 import { basicAuth, startCrmSyncStack, type CrmSyncStack } from '../../support/crmSync.js';
+import { seededRandom } from '../../support/seededRandom.js';
 import { GLOBEX_TENANT } from '../../support/tokens.js';
 
 /** Requests in the short pass (`make test`); FUZZ_ITERATIONS=100000 for a long one. FUZZ_SEED replays a run. */
@@ -10,15 +11,6 @@ const ITERATIONS = Number(process.env.FUZZ_ITERATIONS ?? 1_500);
 const SEED = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000);
 const BATCH = 50;
 const WORKERS = 6;
-
-/** A small deterministic generator, so a failing run can be replayed with its seed. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    return state / 2 ** 32;
-  };
-}
 
 type Outcome = number | 'closed' | 'timeout';
 
@@ -80,7 +72,7 @@ describe('crm-sync admin API under a seeded fuzzer', () => {
   it(
     `answers ${ITERATIONS} hostile requests without failing, accepting a forged credential or stopping (seed ${SEED})`,
     async () => {
-      const rand = random(SEED);
+      const rand = seededRandom(SEED);
       const pick = <T>(items: readonly T[]): T => items[Math.floor(rand() * items.length)]!;
       const closedPort = await freePort();
 

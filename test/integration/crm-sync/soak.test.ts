@@ -9,6 +9,7 @@ import { TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
 import { NatsServer, PostgresServer, startCrmSyncProcess, waitFor } from '@gateway/testing';
 import { ZendeskContractServer } from '../../contracts/zendesk/server.js';
 import { scanResidue } from '../../support/residue.js';
+import { seededRandom } from '../../support/seededRandom.js';
 import { GLOBEX_TENANT, twoTenantEnv } from '../../support/tokens.js';
 import { basicAuth } from '../../support/crmSync.js';
 
@@ -16,15 +17,6 @@ const TRANSCRIPTS_PER_TENANT = Number(process.env.SOAK_TRANSCRIPTS ?? 250);
 const FILES_PER_TRANSCRIPT = 2;
 const CUSTOMER_PASSWORD = 'soak-customer-password';
 const ZENDESK = { email: 'agent@globex.example', apiToken: 'globex-zendesk-token' };
-
-/** A small deterministic generator, so a failing run can be replayed with its seed. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    return state / 2 ** 32;
-  };
-}
 
 /**
  * A fault soak: 1,000 artifacts of two tenants, one delivering to a PostgreSQL database and one
@@ -119,7 +111,7 @@ describe('crm-sync fault soak', () => {
     }
 
     // Random faults on both destinations for as long as the run lasts.
-    const rand = random(seed);
+    const rand = seededRandom(seed);
     let faulting = true;
     const faults = (async () => {
       while (faulting) {

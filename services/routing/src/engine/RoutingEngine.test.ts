@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Contact } from './model.js';
-import { RoutingEngine, RoutingRefusal } from './RoutingEngine.js';
+import { RoutingRefusal } from './events.js';
+import { RoutingEngine } from './RoutingEngine.js';
 
 const T0 = 1_000_000;
 

@@ -1,31 +1,7 @@
+import { capacityOf, eligible, freeAgentsByQueue, serversOf, targetPool } from './eligibility.js';
 import { type Agent, type AgentStatus, type CapacityKind, type Contact, type ContactAbout, capacityKindOf, type Queue, type RoutingProfile } from './model.js';
-
-/** What a decision changed, for the owner to store and announce. */
-export type RoutingEvent =
-  | { type: 'offered'; contactId: string; agentId: string; expiresAtMs: number }
-  | { type: 'offer_expired'; contactId: string; agentId: string }
-  | { type: 'declined'; contactId: string; agentId: string }
-  | { type: 'connected'; contactId: string; agentId: string }
-  | { type: 'agent_status'; agentId: string; status: AgentStatus; reason?: string }
-  | { type: 'overflowed'; contactId: string; fromQueueId: string; toQueueId: string }
-  | { type: 'callback_offered'; contactId: string }
-  /** `contact` is the contact as it was when it ended (the offer out, for an abandon). */
-  | { type: 'ended'; contactId: string; reason: 'completed' | 'abandoned'; contact: Readonly<Contact> }
-  | { type: 'transferred'; contactId: string; fromAgentId: string; queueId: string; targetAgentId?: string; warm: boolean }
-  /** An agent's part of a warm transfer is over: they left its room (or their app is gone, or the contact ended). `contact` as it was then. */
-  | { type: 'handed_over'; contactId: string; agentId: string; contact: Readonly<Contact> };
-
-export type RoutingErrorCode = 'NOT_FOUND' | 'OFFER_MOVED_ON' | 'INVALID_STATE' | 'NO_CAPACITY';
-
-/** A refused operation; the code is what the caller maps to its error (an offer that moved on is not a failure of ours). */
-export class RoutingRefusal extends Error {
-  constructor(
-    readonly code: RoutingErrorCode,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+import { type RoutingEvent, RoutingRefusal } from './events.js';
+import { type QueuePosition, RoutingIndexes } from './RoutingIndexes.js';
 
 export interface EngineOptions {
   /** An offer not answered within this goes to the next agent (default 15 s). */
@@ -36,35 +12,6 @@ export interface EngineOptions {
   fullPasses: boolean;
 }
 
-/** Where a waiting contact stands: its place in its queue (1 is next) and a rough wait. */
-export interface QueuePosition {
-  contactId: string;
-  queueId: string;
-  position: number;
-  estimatedWaitSeconds: number;
-}
-
-const DEFAULT_HANDLE_SECONDS = 300;
-
-/** Where a contact is filed in the engine's indexes, to take it out of them when it changes. */
-interface Filed {
-  queueId: string;
-  /** Waiting or offered: it has a place in its queue. */
-  queued: boolean;
-  priority: number;
-  /** Connected to this agent. */
-  agentId: string | undefined;
-  /** Agents still in its room after a warm transfer (they hold it too). */
-  handingOver: readonly string[];
-  endUser: string | undefined;
-}
-
-/** A queue's waiting and offered contacts in the order of service, and each one's index in it. */
-interface QueueOrder {
-  contacts: Contact[];
-  indexOf: Map<string, number>;
-}
-
 /**
  * The routing decisions of one tenant (docs/routing.md), over its state in memory: which waiting
  * contact is offered to which agent, offers that time out, overflow, callbacks, and the order of
@@ -72,11 +19,9 @@ interface QueueOrder {
  * decides as the old one would have.
  *
  * The order: contacts by their queue's priority (as the agents' profiles rank it), then by their
- * own priority, then by when they asked; for each, the longest-idle eligible agent. An agent is
- * eligible when available, holding no offer, with room for the channel, whose profile serves
- * the queue (and the contact has waited out the profile's delay for it), with every skill the
- * queue requires at the level it requires, and who has not passed on this contact (unless
- * everyone eligible has).
+ * own priority, then by when they asked; for each, the first eligible agent of the queue's
+ * ranking (`eligibility.ts`) who has not passed on this contact (unless everyone eligible has).
+ * What the decisions read without walking the tenant is kept in `RoutingIndexes`.
  */
 export class RoutingEngine {
   readonly queues = new Map<string, Queue>();
@@ -99,29 +44,10 @@ export class RoutingEngine {
   private readonly dirty = new Set<string>();
   /** Agents who became free since the last pass: a contact transferred to one of them by name is looked at wherever it waits. */
   private readonly freed = new Set<string>();
-  /** Queued contacts transferred to a named agent (few): looked at when an agent is freed. */
-  private readonly targeted = new Map<string, Contact>();
   private everything = true;
   private delayed = new Set<string>();
-  /** Handle time per queue (seconds), a moving average, for the estimated wait. */
-  private readonly handleSeconds = new Map<string, number>();
-  /**
-   * Indexes over the contacts, so nothing the owner does per command walks the whole tenant:
-   * each queue's waiting and offered contacts, each agent's connected ones, each end user's.
-   * Every change of a contact's state, queue or priority files it again (`refile`).
-   */
-  private readonly filed = new Map<string, Filed>();
-  private readonly queued = new Map<string, Map<string, Contact>>();
-  private readonly held = new Map<string, Map<string, Contact>>();
-  private readonly byEndUser = new Map<string, Map<string, Contact>>();
-  /** Each queue's order of service, sorted when first asked after its contacts changed. */
-  private readonly orders = new Map<string, QueueOrder>();
-  /** Agents present (not offline) serving each queue, for the estimated wait; counted again after a change. */
-  private serving: Map<string, number> | undefined;
-  /** Queues where a place, an estimated wait or a contact's phase may have changed since the owner last took them. */
-  private moved = new Set<string>();
-  /** Agents available and holding no offer: a pass looks only at these, not at every agent. */
-  private readonly free = new Map<string, Agent>();
+  /** Where every contact and agent is filed, so nothing the owner does per command walks the whole tenant. */
+  private readonly indexes = new RoutingIndexes(this.agents, this.contacts, this.profiles);
   private readonly options: EngineOptions;
 
   constructor(options: Partial<EngineOptions> = {}) {
@@ -149,9 +75,7 @@ export class RoutingEngine {
     this.profiles.set(profile.profileId, profile);
     this.delayed = new Set([...this.profiles.values()].flatMap((p) => p.queues.filter((q) => q.delaySeconds).map((q) => q.queueId)));
     this.everything = true;
-    // Who serves which queue may have changed: every estimate with it.
-    this.serving = undefined;
-    for (const queueId of this.queued.keys()) this.moved.add(queueId);
+    this.indexes.profilesChanged();
   }
 
   /**
@@ -161,21 +85,14 @@ export class RoutingEngine {
   restore(agents: Iterable<Agent>, contacts: Iterable<Contact>): void {
     this.agents.clear();
     this.contacts.clear();
-    for (const filed of this.filed.values()) this.moved.add(filed.queueId);
-    this.filed.clear();
-    this.queued.clear();
-    this.held.clear();
-    this.byEndUser.clear();
-    this.orders.clear();
-    this.serving = undefined;
-    this.free.clear();
+    this.indexes.clear();
     for (const agent of agents) {
       this.agents.set(agent.agentId, agent);
-      this.refreshFree(agent);
+      this.indexes.refreshFree(agent);
     }
     for (const contact of contacts) {
       this.contacts.set(contact.contactId, contact);
-      this.refile(contact);
+      this.indexes.refile(contact);
     }
     this.everything = true;
   }
@@ -185,11 +102,11 @@ export class RoutingEngine {
     const existing = this.agents.get(agent.agentId);
     const next: Agent = existing ? { ...existing, profileId: agent.profileId, skills: agent.skills } : { ...agent, status: 'offline', load: { call: 0, chat: 0 }, idleSinceMs: nowMs, missedOffers: 0 };
     if (existing && existing.profileId !== next.profileId && existing.status !== 'offline') {
-      this.servingChanged(existing);
-      this.servingChanged(next);
+      this.indexes.servingChanged(existing);
+      this.indexes.servingChanged(next);
     }
     this.agents.set(agent.agentId, next);
-    this.refreshFree(next);
+    this.indexes.refreshFree(next);
     this.touched.agents.add(agent.agentId);
     this.everything = true;
     return next;
@@ -211,9 +128,9 @@ export class RoutingEngine {
       agent.idleSinceMs = nowMs;
       agent.missedOffers = 0;
     }
-    if ((agent.status === 'offline') !== (status === 'offline')) this.servingChanged(agent);
+    if ((agent.status === 'offline') !== (status === 'offline')) this.indexes.servingChanged(agent);
     agent.status = status;
-    this.refreshFree(agent);
+    this.indexes.refreshFree(agent);
     agent.awayReason = status === 'away' ? reason : undefined;
     if (status === 'available') this.markAgent(agent);
     events.push({ type: 'agent_status', agentId, status, ...(agent.awayReason ? { reason: agent.awayReason } : {}) });
@@ -247,7 +164,7 @@ export class RoutingEngine {
     if (this.contacts.has(contact.contactId)) return this.contacts.get(contact.contactId)!;
     const added: Contact = { ...contact, priority: contact.priority ?? 0, requestedAtMs: nowMs, queuedAtMs: nowMs, state: 'waiting', passedBy: [] };
     this.contacts.set(added.contactId, added);
-    this.refile(added);
+    this.indexes.refile(added);
     this.touched.contacts.add(added.contactId);
     this.dirty.add(added.queueId);
     return added;
@@ -263,7 +180,7 @@ export class RoutingEngine {
       const agent = this.agents.get(contact.offer.agentId);
       if (agent) {
         agent.offeredContactId = undefined;
-        this.refreshFree(agent);
+        this.indexes.refreshFree(agent);
         this.touched.agents.add(agent.agentId);
         this.markAgent(agent);
       }
@@ -274,7 +191,7 @@ export class RoutingEngine {
     events.push({ type: 'ended', contactId, reason: 'abandoned', contact: asItWas });
     for (const handing of contact.handingOver ?? []) events.push(...this.endPart(contact, handing));
     this.contacts.delete(contactId);
-    this.unfile(contactId);
+    this.indexes.unfile(contactId);
     return events;
   }
 
@@ -286,11 +203,11 @@ export class RoutingEngine {
       throw new RoutingRefusal('OFFER_MOVED_ON', 'this offer is no longer yours: it timed out, was withdrawn or went to another agent');
     }
     const kind = capacityKindOf(contact.channel);
-    if (agent.load[kind] >= this.capacityOf(agent, kind)) throw new RoutingRefusal('NO_CAPACITY', 'no room for another contact of this kind');
+    if (agent.load[kind] >= capacityOf(agent, kind, this.profiles)) throw new RoutingRefusal('NO_CAPACITY', 'no room for another contact of this kind');
     this.touched.agents.add(agentId);
     this.touched.contacts.add(contactId);
     agent.offeredContactId = undefined;
-    this.refreshFree(agent);
+    this.indexes.refreshFree(agent);
     agent.load[kind]++;
     // Free for an offer again (a chat beside this call, say).
     this.markAgent(agent);
@@ -299,7 +216,7 @@ export class RoutingEngine {
     contact.offer = undefined;
     contact.agentId = agentId;
     contact.targetAgentId = undefined;
-    this.refile(contact);
+    this.indexes.refile(contact);
     return [{ type: 'connected', contactId, agentId }];
   }
 
@@ -327,20 +244,17 @@ export class RoutingEngine {
       this.markAgent(agent);
       if (agent.load.call + agent.load.chat === 0) {
         // An agent who went offline holding the contact is back to wrap it up.
-        if (agent.status === 'offline') this.servingChanged(agent);
+        if (agent.status === 'offline') this.indexes.servingChanged(agent);
         agent.status = 'after_contact_work';
-        this.refreshFree(agent);
+        this.indexes.refreshFree(agent);
         events.push({ type: 'agent_status', agentId: agent.agentId, status: 'after_contact_work' });
       }
     }
     for (const handing of contact.handingOver ?? []) events.push(...this.endPart(contact, handing));
-    const seconds = Math.max(1, (nowMs - connectedAtMs) / 1000);
-    const previous = this.handleSeconds.get(contact.queueId);
-    this.handleSeconds.set(contact.queueId, previous === undefined ? seconds : previous * 0.8 + seconds * 0.2);
     // The queue's estimated waits change with its handle time.
-    this.moved.add(contact.queueId);
+    this.indexes.handled(contact.queueId, Math.max(1, (nowMs - connectedAtMs) / 1000));
     this.contacts.delete(contactId);
-    this.unfile(contactId);
+    this.indexes.unfile(contactId);
     return events;
   }
 
@@ -369,7 +283,7 @@ export class RoutingEngine {
     }
     this.dirty.add(to.queueId);
     Object.assign(contact, { state: 'waiting', queueId: to.queueId, queuedAtMs: nowMs, priority: contact.priority + 1, agentId: undefined, passedBy: [fromAgentId], targetAgentId: to.agentId });
-    this.refile(contact);
+    this.indexes.refile(contact);
     return [{ type: 'transferred', contactId, fromAgentId, queueId: to.queueId, ...(to.agentId ? { targetAgentId: to.agentId } : {}), warm }];
   }
 
@@ -405,7 +319,7 @@ export class RoutingEngine {
           contact.state = 'waiting';
           contact.offer = undefined;
           this.touched.contacts.add(contact.contactId);
-          this.refile(contact);
+          this.indexes.refile(contact);
           continue;
         }
         events.push(...this.withdrawOffer(agent, 'offer_expired'));
@@ -424,14 +338,14 @@ export class RoutingEngine {
         this.touched.contacts.add(contact.contactId);
         this.dirty.add(contact.queueId);
         contact.queuedAtMs = nowMs;
-        this.refile(contact);
+        this.indexes.refile(contact);
         continue;
       }
       if (!contact.callback && queue.maxWaitSeconds !== undefined && (nowMs - contact.requestedAtMs) / 1000 >= queue.maxWaitSeconds) {
         // The end user need not hold on: they keep their place and are called back into the app.
         contact.callback = true;
         this.touched.contacts.add(contact.contactId);
-        this.moved.add(contact.queueId);
+        this.indexes.markMoved(contact.queueId);
         events.push({ type: 'callback_offered', contactId: contact.contactId });
       }
     }
@@ -447,28 +361,23 @@ export class RoutingEngine {
    */
   assign(nowMs: number): RoutingEvent[] {
     const events: RoutingEvent[] = [];
-    let free = this.free.size;
+    let free = this.indexes.free.size;
     if (free === 0) return events;
     // Named for an agent now free, who may serve none of the queue's changes.
-    for (const contact of this.targeted.values()) if (contact.state === 'waiting' && contact.targetAgentId && this.freed.has(contact.targetAgentId)) this.dirty.add(contact.queueId);
+    for (const contact of this.indexes.targeted.values()) if (contact.state === 'waiting' && contact.targetAgentId && this.freed.has(contact.targetAgentId)) this.dirty.add(contact.queueId);
     this.freed.clear();
-    const looked = this.everything || this.options.fullPasses ? this.queued.keys() : new Set([...this.dirty, ...this.delayed]);
+    const looked = this.everything || this.options.fullPasses ? this.indexes.queued.keys() : new Set([...this.dirty, ...this.delayed]);
     this.everything = false;
     this.dirty.clear();
     // Each queue's waiting and offered contacts in order (the offered ones are passed over below).
     const byQueue = new Map<string, readonly Contact[]>();
-    for (const queueId of looked) if (this.queued.has(queueId)) byQueue.set(queueId, this.queuedIn(queueId));
+    for (const queueId of looked) if (this.indexes.queued.has(queueId)) byQueue.set(queueId, this.queuedIn(queueId));
     const queueOrder = [...byQueue.keys()].sort((a, b) => (this.queues.get(a)?.priority ?? 0) - (this.queues.get(b)?.priority ?? 0) || (a < b ? -1 : 1));
-    const freeByQueue = this.freeAgentsByQueue();
+    const freeByQueue = freeAgentsByQueue(this.indexes.free, this.profiles);
     for (const queueId of queueOrder) {
       const queue = this.queues.get(queueId);
       if (!queue) continue;
-      const servers = this.serversOf(queue, freeByQueue.get(queueId) ?? []);
-      // Those with room for a call, and for a chat: a contact looks only at its kind's.
-      const pools: Record<CapacityKind, Agent[]> = {
-        call: servers.filter((a) => a.load.call < this.capacityOf(a, 'call')),
-        chat: servers.filter((a) => a.load.chat < this.capacityOf(a, 'chat')),
-      };
+      const pools = serversOf(queue, freeByQueue.get(queueId) ?? [], this.profiles);
       const open = (kind: CapacityKind) => pools[kind].some((agent) => !agent.offeredContactId);
       const exhausted: Record<CapacityKind, boolean> = { call: !open('call'), chat: !open('chat') };
       for (const contact of byQueue.get(queueId)!) {
@@ -477,11 +386,11 @@ export class RoutingEngine {
         const kind = capacityKindOf(contact.channel);
         if (exhausted[kind] && !contact.targetAgentId) continue;
         // Only a transfer to a named agent goes to someone outside the queue's servers.
-        const pool = contact.targetAgentId ? this.targetPool(contact.targetAgentId) : pools[kind];
+        const pool = contact.targetAgentId ? targetPool(this.agents, contact.targetAgentId) : pools[kind];
         let chosen: Agent | undefined;
         let passed: Agent | undefined;
         for (const agent of pool) {
-          if (agent.offeredContactId || !this.eligible(agent, contact, queue, nowMs)) continue;
+          if (agent.offeredContactId || !eligible(agent, contact, queue, nowMs, this.profiles)) continue;
           if (!contact.passedBy.includes(agent.agentId)) {
             chosen = agent;
             break;
@@ -497,9 +406,9 @@ export class RoutingEngine {
         const expiresAtMs = nowMs + (queue.offerTimeoutSeconds !== undefined ? queue.offerTimeoutSeconds * 1000 : this.options.offerTimeoutMs);
         contact.state = 'offered';
         contact.offer = { agentId: chosen.agentId, expiresAtMs };
-        this.refile(contact);
+        this.indexes.refile(contact);
         chosen.offeredContactId = contact.contactId;
-        this.refreshFree(chosen);
+        this.indexes.refreshFree(chosen);
         this.touched.contacts.add(contact.contactId);
         this.touched.agents.add(chosen.agentId);
         events.push({ type: 'offered', contactId: contact.contactId, agentId: chosen.agentId, expiresAtMs });
@@ -510,39 +419,9 @@ export class RoutingEngine {
     return events;
   }
 
-  /** The free agents by the queues their profiles serve, with their profile priority for each: one walk over the free agents. */
-  private freeAgentsByQueue(): Map<string, Array<{ agent: Agent; rank: number }>> {
-    const byQueue = new Map<string, Array<{ agent: Agent; rank: number }>>();
-    for (const agent of this.free.values()) {
-      for (const served of this.profiles.get(agent.profileId)?.queues ?? []) {
-        const list = byQueue.get(served.queueId);
-        if (list) list.push({ agent, rank: served.priority });
-        else byQueue.set(served.queueId, [{ agent, rank: served.priority }]);
-      }
-    }
-    return byQueue;
-  }
-
-  /** Of the queue's free agents, those skilled enough, best first: profile priority, then longest idle. */
-  private serversOf(queue: Queue, free: Array<{ agent: Agent; rank: number }>): Agent[] {
-    return free
-      .filter(({ agent }) => this.skilled(agent, queue))
-      .sort((a, b) => a.rank - b.rank || a.agent.idleSinceMs - b.agent.idleSinceMs || (a.agent.agentId < b.agent.agentId ? -1 : 1))
-      .map(({ agent }) => agent);
-  }
-
-  private targetPool(agentId: string): Agent[] {
-    const agent = this.agents.get(agentId);
-    return agent && agent.status === 'available' && !agent.offeredContactId ? [agent] : [];
-  }
-
   /** Where each waiting (or offered) contact stands in its queue, and a rough wait (see `placeOf`). */
   positions(): QueuePosition[] {
-    const out: QueuePosition[] = [];
-    for (const queueId of this.queued.keys()) {
-      for (const contact of this.queuedIn(queueId)) out.push(this.placeOf(contact.contactId)!);
-    }
-    return out;
+    return this.indexes.positions();
   }
 
   /**
@@ -550,37 +429,27 @@ export class RoutingEngine {
    * and a rough wait, its place times the queue's handle time, shared by the agents who serve it.
    */
   placeOf(contactId: string): QueuePosition | undefined {
-    const contact = this.contacts.get(contactId);
-    if (!contact || !isQueued(contact)) return undefined;
-    const index = this.orderOf(contact.queueId).indexOf.get(contactId);
-    if (index === undefined) return undefined;
-    const servers = Math.max(1, this.servingCounts().get(contact.queueId) ?? 0);
-    const handle = this.handleSeconds.get(contact.queueId) ?? DEFAULT_HANDLE_SECONDS;
-    return { contactId, queueId: contact.queueId, position: index + 1, estimatedWaitSeconds: Math.round((index * handle) / servers) };
+    return this.indexes.placeOf(contactId);
   }
 
   /** The queue's waiting and offered contacts, in the order of service (do not change the array). */
   queuedIn(queueId: string): readonly Contact[] {
-    return this.queued.has(queueId) ? this.orderOf(queueId).contacts : [];
+    return this.indexes.queuedIn(queueId);
   }
 
   /** The agents available and holding no offer. */
   freeAgentIds(): string[] {
-    return [...this.free.keys()];
+    return [...this.indexes.free.keys()];
   }
 
   /** The contacts the agent holds (connected to them, or handed over warm and not yet left), oldest request first. */
   heldBy(agentId: string): Contact[] {
-    return [...(this.held.get(agentId)?.values() ?? [])].sort((a, b) => a.requestedAtMs - b.requestedAtMs || (a.contactId < b.contactId ? -1 : 1));
+    return this.indexes.heldBy(agentId);
   }
 
   /** A contact the end user has (the first they asked for, when several). */
   contactOfEndUser(endUser: string): Contact | undefined {
-    let first: Contact | undefined;
-    for (const contact of this.byEndUser.get(endUser)?.values() ?? []) {
-      if (!first || contact.requestedAtMs < first.requestedAtMs || (contact.requestedAtMs === first.requestedAtMs && contact.contactId < first.contactId)) first = contact;
-    }
-    return first;
+    return this.indexes.contactOfEndUser(endUser);
   }
 
   /**
@@ -588,110 +457,7 @@ export class RoutingEngine {
    * the owner tells only their contacts.
    */
   takeMovedQueues(): Set<string> {
-    const moved = this.moved;
-    this.moved = new Set();
-    return moved;
-  }
-
-  /**
-   * The contact's state, queue or priority changed (or it is new): it is taken out of the indexes
-   * where it was and filed where it is now; the order of a queue it left or joined is sorted again.
-   */
-  private refile(contact: Contact): void {
-    const was = this.unfile(contact.contactId, false);
-    const now: Filed = {
-      queueId: contact.queueId,
-      queued: isQueued(contact),
-      priority: contact.priority,
-      agentId: contact.state === 'connected' ? contact.agentId : undefined,
-      handingOver: contact.handingOver ?? [],
-      endUser: contact.about?.endUser,
-    };
-    this.filed.set(contact.contactId, now);
-    this.moved.add(now.queueId);
-    if (now.queued) {
-      addTo(this.queued, now.queueId, contact);
-      // Between waiting and offered a contact keeps its place: the order stands.
-      if (!was?.queued || was.queueId !== now.queueId || was.priority !== now.priority) this.orders.delete(now.queueId);
-    }
-    if (now.agentId) addTo(this.held, now.agentId, contact);
-    for (const agentId of now.handingOver) addTo(this.held, agentId, contact);
-    if (now.endUser) addTo(this.byEndUser, now.endUser, contact);
-    if (now.queued && contact.targetAgentId) this.targeted.set(contact.contactId, contact);
-    if (was?.queued && (!now.queued || was.queueId !== now.queueId || was.priority !== now.priority)) this.orders.delete(was.queueId);
-  }
-
-  /** Takes a contact out of the indexes (it ended, or is filed again); returns where it was. */
-  private unfile(contactId: string, ended = true): Filed | undefined {
-    const was = this.filed.get(contactId);
-    if (!was) return undefined;
-    this.filed.delete(contactId);
-    this.moved.add(was.queueId);
-    if (was.queued) {
-      removeFrom(this.queued, was.queueId, contactId);
-      if (ended) this.orders.delete(was.queueId);
-    }
-    if (was.agentId) removeFrom(this.held, was.agentId, contactId);
-    for (const agentId of was.handingOver) removeFrom(this.held, agentId, contactId);
-    if (was.endUser) removeFrom(this.byEndUser, was.endUser, contactId);
-    this.targeted.delete(contactId);
-    return was;
-  }
-
-  private orderOf(queueId: string): QueueOrder {
-    let order = this.orders.get(queueId);
-    if (!order) {
-      // Filed mostly in the order they asked: the sort finds the runs already in order.
-      const contacts = [...(this.queued.get(queueId)?.values() ?? [])].sort(serviceOrder);
-      order = { contacts, indexOf: new Map(contacts.map((contact, index) => [contact.contactId, index])) };
-      this.orders.set(queueId, order);
-    }
-    return order;
-  }
-
-  private servingCounts(): Map<string, number> {
-    if (this.serving) return this.serving;
-    const serving = new Map<string, number>();
-    for (const agent of this.agents.values()) {
-      if (agent.status === 'offline') continue;
-      for (const served of this.profiles.get(agent.profileId)?.queues ?? []) serving.set(served.queueId, (serving.get(served.queueId) ?? 0) + 1);
-    }
-    this.serving = serving;
-    return serving;
-  }
-
-  /** Files the agent among the free ones (available, no offer held) or takes them out. */
-  private refreshFree(agent: Agent): void {
-    if (agent.status === 'available' && !agent.offeredContactId) this.free.set(agent.agentId, agent);
-    else this.free.delete(agent.agentId);
-  }
-
-  /** The agent came or went (or changed profile): the estimated waits of the queues they serve change. */
-  private servingChanged(agent: Agent): void {
-    this.serving = undefined;
-    for (const served of this.profiles.get(agent.profileId)?.queues ?? []) this.moved.add(served.queueId);
-  }
-
-  private eligible(agent: Agent, contact: Contact, queue: Queue, nowMs: number): boolean {
-    if (contact.targetAgentId && contact.targetAgentId !== agent.agentId) return false;
-    // Still in its room, handing it over: never offered it again.
-    if (contact.handingOver?.includes(agent.agentId)) return false;
-    const kind = capacityKindOf(contact.channel);
-    if (agent.load[kind] >= this.capacityOf(agent, kind)) return false;
-    const served = this.profiles.get(agent.profileId)?.queues.find((q) => q.queueId === queue.queueId);
-    if (!served && !contact.targetAgentId) return false;
-    if (served?.delaySeconds && (nowMs - contact.queuedAtMs) / 1000 < served.delaySeconds) return false;
-    // A transfer to a named agent is the transferring agent's choice: their skills are not checked.
-    return contact.targetAgentId !== undefined || this.skilled(agent, queue);
-  }
-
-  private skilled(agent: Agent, queue: Queue): boolean {
-    for (const [skill, level] of Object.entries(queue.requiredSkills)) if ((agent.skills[skill] ?? 0) < level) return false;
-    return true;
-  }
-
-  private capacityOf(agent: Agent, kind: CapacityKind): number {
-    return this.profiles.get(agent.profileId)?.capacity[kind] ?? 0;
+    return this.indexes.takeMovedQueues();
   }
 
   /** Ends an agent's part of a warm transfer: their capacity back, after-contact work when it was their last contact. */
@@ -699,7 +465,7 @@ export class RoutingEngine {
     const asItWas = structuredClone(contact);
     const rest = (contact.handingOver ?? []).filter((id) => id !== agentId);
     contact.handingOver = rest.length > 0 ? rest : undefined;
-    this.refile(contact);
+    this.indexes.refile(contact);
     this.touched.contacts.add(contact.contactId);
     const events: RoutingEvent[] = [{ type: 'handed_over', contactId: contact.contactId, agentId, contact: asItWas }];
     const agent = this.agents.get(agentId);
@@ -710,7 +476,7 @@ export class RoutingEngine {
     this.markAgent(agent);
     if (agent.load.call + agent.load.chat === 0 && agent.status !== 'offline') {
       agent.status = 'after_contact_work';
-      this.refreshFree(agent);
+      this.indexes.refreshFree(agent);
       events.push({ type: 'agent_status', agentId, status: 'after_contact_work' });
     }
     return events;
@@ -720,7 +486,7 @@ export class RoutingEngine {
   private withdrawOffer(agent: Agent, why: 'declined' | 'offer_expired'): RoutingEvent[] {
     const contactId = agent.offeredContactId;
     agent.offeredContactId = undefined;
-    this.refreshFree(agent);
+    this.indexes.refreshFree(agent);
     this.touched.agents.add(agent.agentId);
     if (contactId) this.touched.contacts.add(contactId);
     this.markAgent(agent);
@@ -728,7 +494,7 @@ export class RoutingEngine {
     if (!contact || contact.offer?.agentId !== agent.agentId) return [];
     contact.state = 'waiting';
     contact.offer = undefined;
-    this.refile(contact);
+    this.indexes.refile(contact);
     this.dirty.add(contact.queueId);
     if (!contact.passedBy.includes(agent.agentId)) contact.passedBy.push(agent.agentId);
     return [{ type: why, contactId: contact.contactId, agentId: agent.agentId }];
@@ -751,23 +517,4 @@ export class RoutingEngine {
     if (!contact) throw new RoutingRefusal('NOT_FOUND', 'no such contact');
     return contact;
   }
-}
-
-const isQueued = (contact: Contact) => contact.state === 'waiting' || contact.state === 'offered';
-
-function addTo(index: Map<string, Map<string, Contact>>, key: string, contact: Contact): void {
-  const contacts = index.get(key);
-  if (contacts) contacts.set(contact.contactId, contact);
-  else index.set(key, new Map([[contact.contactId, contact]]));
-}
-
-function removeFrom(index: Map<string, Map<string, Contact>>, key: string, contactId: string): void {
-  const contacts = index.get(key);
-  if (!contacts?.delete(contactId)) return;
-  if (contacts.size === 0) index.delete(key);
-}
-
-/** Within a queue: higher priority first, then who asked first. */
-function serviceOrder(a: Contact, b: Contact): number {
-  return b.priority - a.priority || a.requestedAtMs - b.requestedAtMs || (a.contactId < b.contactId ? -1 : 1);
 }

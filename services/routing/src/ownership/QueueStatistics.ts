@@ -1,4 +1,5 @@
-import type { RoutingEngine, RoutingEvent } from '../engine/RoutingEngine.js';
+import type { RoutingEngine } from '../engine/RoutingEngine.js';
+import type { RoutingEvent } from '../engine/events.js';
 import type { Contact } from '../engine/model.js';
 
 interface Day {

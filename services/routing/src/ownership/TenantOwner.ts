@@ -1,4 +1,5 @@
-import type { RoutingEngine, RoutingEvent } from '../engine/RoutingEngine.js';
+import type { RoutingEngine } from '../engine/RoutingEngine.js';
+import type { RoutingEvent } from '../engine/events.js';
 import type { Agent, Contact } from '../engine/model.js';
 import { repairOffers } from '../state/repair.js';
 import type { RoutingRecords } from '../state/RoutingRecords.js';

@@ -1,9 +1,10 @@
 import { jetstream } from '@nats-io/jetstream';
 import { natsHeadersWithTrace, subjects, type NatsConnection } from '@gateway/common';
-import { Channel, ContactRecord } from '@gateway/proto/gateway/routing/v1/routing';
+import { ContactRecord } from '@gateway/proto/gateway/routing/v1/routing';
+import type { RoutingEngine } from '../engine/RoutingEngine.js';
 import type { Contact, PendingRecord } from '../engine/model.js';
-
-const channelOf = { voice: Channel.CHANNEL_VOICE, video: Channel.CHANNEL_VIDEO, chat: Channel.CHANNEL_CHAT } as const;
+import { MAX_PENDING_RECORDS } from '../state/RoutingRecords.js';
+import { channelOf } from './TenantViews.js';
 
 /**
  * What a contact's record says before the agent wraps up (kept on the agent's record, so a new
@@ -26,6 +27,25 @@ export function pendingRecordOf(contact: Readonly<Contact>, endedAtMs: number): 
     overflowedFrom: about?.overflowedFrom ?? [],
     callback: contact.callback ?? false,
   };
+}
+
+/**
+ * An agent's part of a warm transfer is over: it waits for their wrap-up on their record, like a
+ * contact they ended, marked as a part (its wrap-up sends nothing; the contact's record is the
+ * last agent's). Beyond the bound the oldest part is dropped, never a contact's record: a part
+ * has nothing to send.
+ */
+export function holdPartRecord(engine: RoutingEngine, agentId: string, contact: Readonly<Contact>, endedAtMs: number): void {
+  const agent = engine.agents.get(agentId);
+  if (!agent) return;
+  const pending = [...(agent.pendingRecords ?? []), { ...pendingRecordOf(contact, endedAtMs), agentId, handedOver: true }];
+  if (pending.length > MAX_PENDING_RECORDS)
+    pending.splice(
+      pending.findIndex((p) => p.handedOver),
+      1,
+    );
+  agent.pendingRecords = pending;
+  engine.touch('agents', agentId);
 }
 
 /** The record crm-sync delivers (gateway.routing.v1 ContactRecord). */
