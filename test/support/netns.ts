@@ -83,6 +83,7 @@ export class NetworkNamespace {
     private readonly scratch: string,
   ) {
     this.ready = new Promise((resolve, reject) => {
+      emulator.once('error', (error) => reject(new Error('the link emulator did not start', { cause: error })));
       emulator.once('exit', (code) => reject(new Error(`the link emulator exited with ${code} before its devices were up`)));
       createInterface({ input: emulator.stdout! }).on('line', (line) => {
         if (line === 'ready') return resolve();
