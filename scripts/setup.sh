@@ -19,6 +19,9 @@ apt_packages=(
   # The SFU compared with Janus (bench/sfu-vs-janus.ts starts its own instance); gcc builds the
   # kernel's UDP floor it is measured against (bench/udp-floor.c).
   janus gcc
+  # The bad-network browser tests: network namespaces (ip netns) and the link emulator between
+  # them and the host (test/support/link-emulator.py, over TUN devices).
+  iproute2 python3
 )
 missing=()
 for pkg in "${apt_packages[@]}"; do

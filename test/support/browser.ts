@@ -4,11 +4,12 @@ import { scrapeMetrics, sumOf } from './metrics.js';
 
 /**
  * Debian's Chromium, headless, with fake camera, microphone and screen capture, and without
- * the background networking that a machine without internet would refuse.
+ * the background networking that a machine without internet would refuse. `executablePath`
+ * replaces Chromium's (a wrapper that starts it elsewhere, as in a network namespace).
  */
-export function launchChromium(extraArgs: string[] = []): Promise<Browser> {
+export function launchChromium(extraArgs: string[] = [], options: { executablePath?: string } = {}): Promise<Browser> {
   return chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+    executablePath: options.executablePath ?? process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
     args: [
       '--no-sandbox',
       '--disable-gpu',

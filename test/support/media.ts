@@ -17,3 +17,10 @@ export function generatedClip(name: string, ffmpegInput: string[]): string {
  * fake microphone only beeps once a second.
  */
 export const voiceClip = () => generatedClip('voice-300hz.wav', ['-f', 'lavfi', '-i', 'sine=frequency=300:sample_rate=48000:duration=6', '-af', 'volume=0.8']);
+
+/**
+ * A 960x540 camera with detail and motion (ffmpeg's testsrc2) at 15 frames per second, for
+ * Chromium's fake camera: the smallest size Chromium sends in three simulcast layers (at 640x360
+ * it drops the top one), and cheaper to encode on a busy machine than 1280x720 at 30.
+ */
+export const cameraClip = () => generatedClip('camera-960x540-15fps.y4m', ['-f', 'lavfi', '-i', 'testsrc2=size=960x540:rate=15:duration=2', '-pix_fmt', 'yuv420p']);
