@@ -120,9 +120,22 @@ interface CallServer {
 const elapsedMs = (from: bigint, to: bigint) => Number(to - from) / 1e6;
 
 async function timedFirstFrame(peers: WebrtcbinPeers, id: string, started: bigint): Promise<number> {
-  const frame = peers.firstFrame(id);
-  const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no decoded frame at ${id} within ${FIRST_FRAME_TIMEOUT_MS} ms`)), FIRST_FRAME_TIMEOUT_MS));
-  return elapsedMs(started, await Promise.race([frame, timeout]));
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no decoded frame at ${id} within ${FIRST_FRAME_TIMEOUT_MS} ms`)), FIRST_FRAME_TIMEOUT_MS);
+  });
+  try {
+    return elapsedMs(started, await Promise.race([peers.firstFrame(id), timeout]));
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Starts timing a join; a failure is kept for whoever awaits it, not thrown unhandled meanwhile. */
+function startTiming(peers: WebrtcbinPeers, id: string, started: bigint): Promise<number> {
+  const timing = timedFirstFrame(peers, id, started);
+  timing.catch(() => {});
+  return timing;
 }
 
 /** Gateway: the stack of `make up` with one worker; both sides join through signaling. */
@@ -152,7 +165,7 @@ async function gatewayServer(peers: WebrtcbinPeers, address: string): Promise<Ca
       const agent = await TestClient.open(url);
       const agentJoin = await gatewayRequest(agent, 'join', { token: agentToken, protocolVersion: 1 });
       const published = (agentJoin.participants as Array<{ tracks?: Array<{ source: string }> }>).flatMap((p) => p.tracks ?? []);
-      const firstFrame = timed ? timedFirstFrame(peers, ids.agentRecv, started) : undefined;
+      const firstFrame = timed ? startTiming(peers, ids.agentRecv, started) : undefined;
       await peers.receiveFromGateway(ids.agentRecv, agent, agentJoin.routerRtpCapabilities, published, timed ? published.findIndex((t) => t.source === 'camera') : undefined);
       const agentProducers = await peers.publishToGateway(ids.agentSend, agent, tracks.agent);
       const fromAgent = tracks.agent.map((t, i) => ({ producerId: agentProducers[i], kind: t.kind }));
@@ -240,7 +253,7 @@ async function janusServer(peers: WebrtcbinPeers, address: string): Promise<Call
 
       const started = process.hrtime.bigint();
       const agent = await JanusSession.open(janus.wsUrl);
-      const firstFrame = timed ? timedFirstFrame(peers, ids.agentRecv, started) : undefined;
+      const firstFrame = timed ? startTiming(peers, ids.agentRecv, started) : undefined;
       await subscribe(agent, room, ids.agentRecv, endUserFeed, tracks.endUser, timed ? 0 : undefined);
       const agentFeed = await publish(agent, room, ids.agentSend, 'agent', tracks.agent, false);
       await subscribe(endUser, room, ids.endUserRecv, agentFeed, tracks.agent);
