@@ -11,6 +11,15 @@ export interface WorkerPoolOptions {
   logLevel: types.WorkerLogLevel;
 }
 
+/**
+ * The UDP socket of a worker's WebRtcServer carries every WebRTC transport of the worker. At the
+ * kernel's default (net.core.rmem_default, 208 KiB: about 90 packets) a worker that waits for a
+ * core for 30 ms at a few thousand packets per second overflows it, and the lost packets reach
+ * every receiver of the streams. The kernel caps this at net.core.rmem_max / wmem_max
+ * (docs/operations.md).
+ */
+const UDP_SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
+
 /** A worker and its WebRtcServer: every WebRTC transport of the worker shares one port. */
 export interface PooledWorker {
   index: number;
@@ -77,7 +86,7 @@ export class WorkerPool extends TypedEmitter<PoolEvents> {
     try {
       const webRtcServer = await worker.createWebRtcServer({
         listenInfos: [
-          { protocol: 'udp', ip: listenIp, announcedAddress, port },
+          { protocol: 'udp', ip: listenIp, announcedAddress, port, recvBufferSize: UDP_SOCKET_BUFFER_BYTES, sendBufferSize: UDP_SOCKET_BUFFER_BYTES },
           { protocol: 'tcp', ip: listenIp, announcedAddress, port },
         ],
       });
