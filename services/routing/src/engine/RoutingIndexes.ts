@@ -85,6 +85,7 @@ export class RoutingIndexes {
     this.queuedBy.clear();
     this.held.clear();
     this.byEndUser.clear();
+    this.targetedContacts.clear();
     this.orders.clear();
     this.serving = undefined;
     this.freeAgents.clear();
