@@ -7,7 +7,8 @@ export const MAX_RECORD_BYTES = 64 * 1024;
 
 /** Whether a signaling replica is alive (ReplicaLiveness): its participants' records are fresh while it is. */
 export interface OwnerLiveness {
-  isAlive(replicaId: string): boolean;
+  /** Alive now; a replica not seen yet (one that just started) is looked up. */
+  isAliveNow(replicaId: string): Promise<boolean>;
 }
 
 /**
@@ -59,30 +60,46 @@ export class ParticipantStore {
 
   /** Every fresh record of the room. */
   async list(tenant: string, room: string): Promise<ParticipantRecord[]> {
-    return (await this.all(tenant, room)).filter((r) => !this.isStale(r));
+    return this.withoutStale(await this.all(tenant, room), false);
   }
 
   /** The tenant's rooms with fresh participant records, and how many each holds (the room API's listing). */
   async rooms(tenant: string): Promise<Map<string, number>> {
     const counts = new Map<string, number>();
+    const records: Array<{ room: string; record: ParticipantRecord }> = [];
     for (const entry of await liveEntries(this.kv, `${tenant}.*.*`)) {
       const [, room = '', participantId = ''] = entry.key.split('.');
       const record = readRecord(entry.value, participantId);
       // A record marked removed (room API) is on its way out.
-      if (!record || this.isStale(record) || record.removedAtMs > 0) continue;
-      counts.set(room, (counts.get(room) ?? 0) + 1);
+      if (record && record.removedAtMs === 0) records.push({ room, record });
     }
+    const stale = await this.staleOwners(records.map((r) => r.record));
+    for (const { room, record } of records) if (!stale.has(record.owner)) counts.set(room, (counts.get(room) ?? 0) + 1);
     return counts;
   }
 
   /** Whether a record's owner is gone (its replica died or stopped without anyone taking the session over). */
-  isStale(record: ParticipantRecord): boolean {
-    return this.liveness !== undefined && !this.liveness.isAlive(record.owner);
+  async isStale(record: ParticipantRecord): Promise<boolean> {
+    return this.liveness !== undefined && !(await this.liveness.isAliveNow(record.owner));
   }
 
   /** Records of the room whose owner is gone. */
   async stale(tenant: string, room: string): Promise<ParticipantRecord[]> {
-    return (await this.all(tenant, room)).filter((r) => this.isStale(r));
+    return this.withoutStale(await this.all(tenant, room), true);
+  }
+
+  /** The records whose owner is alive, or (`stale`) those whose owner is gone. */
+  private async withoutStale(records: ParticipantRecord[], stale: boolean): Promise<ParticipantRecord[]> {
+    const gone = await this.staleOwners(records);
+    return records.filter((r) => gone.has(r.owner) === stale);
+  }
+
+  /** The owners of these records that are gone, each asked once. */
+  private async staleOwners(records: Iterable<ParticipantRecord>): Promise<Set<string>> {
+    const gone = new Set<string>();
+    if (!this.liveness) return gone;
+    for (const owner of new Set([...records].map((r) => r.owner))) if (!(await this.liveness.isAliveNow(owner))) gone.add(owner);
+    return gone;
   }
 
   private async all(tenant: string, room: string): Promise<ParticipantRecord[]> {

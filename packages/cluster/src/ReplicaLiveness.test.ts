@@ -47,10 +47,27 @@ describe('signaling replica liveness', () => {
       await waitFor(() => departed.length > 0, 3_000, 'sig-b departed');
       expect(departed).toEqual([['sig-b']]);
       expect(a.isAlive('sig-b')).toBe(false);
+      // Its key is still in the bucket (until the TTL): a lookup does not bring it back.
+      expect(await a.isAliveNow('sig-b')).toBe(false);
       expect(a.others()).toEqual([]);
       // Told once only.
       await new Promise((r) => setTimeout(r, heartbeatMs * 3));
       expect(departed).toHaveLength(1);
+    } finally {
+      a.stop();
+      b.stop();
+    }
+  });
+
+  it('takes a replica that started since its last read as alive at once, by reading its key', async () => {
+    // Beats far apart: nothing is read again during the test.
+    const a = await ReplicaLiveness.open(nc, { replicaId: 'sig-early', heartbeatMs: 5_000, announce: () => ({ rooms: {} }), log });
+    const b = await ReplicaLiveness.open(nc, { replicaId: 'sig-late', heartbeatMs: 5_000, announce: () => ({ rooms: {} }), log });
+    try {
+      expect(a.isAlive('sig-late')).toBe(false);
+      expect(await a.isAliveNow('sig-late')).toBe(true);
+      expect(a.isAlive('sig-late')).toBe(true);
+      expect(await a.isAliveNow('sig-never-started')).toBe(false);
     } finally {
       a.stop();
       b.stop();

@@ -1,7 +1,9 @@
 import { z } from 'zod';
-import { SIGNALING_REPLICA_TTL_MS, buckets, liveEntries, openBucket, type KV, type Logger, type NatsConnection } from '@gateway/common';
+import { SIGNALING_REPLICA_TTL_MS, buckets, isLiveEntry, liveEntries, openBucket, type KV, type Logger, type NatsConnection } from '@gateway/common';
 
 export const DEFAULT_HEARTBEAT_MS = 5_000;
+/** How long a replica looked up and not found stays not found before it is read again. */
+const NOT_FOUND_HOLD_MS = 1_000;
 
 /** What a replica's liveness key holds: how many rooms it serves per tenant (the tenants' room limits). */
 const replicaBeatSchema = z.object({
@@ -34,6 +36,10 @@ export class ReplicaLiveness {
   private departedListeners: Array<(replicaIds: string[]) => void> = [];
   /** The other replicas alive at the last read: one missing from the next has departed. */
   private aliveAtLastRead = new Set<string>();
+  /** Departed replicas and the revision their key last had: a key left at it is no sign of life. */
+  private readonly departedAt = new Map<string, number>();
+  /** Replicas just looked up and not found alive, until when that answer holds (one read per second at most). */
+  private readonly notFoundUntil = new Map<string, number>();
 
   private constructor(
     private readonly kv: KV,
@@ -82,6 +88,25 @@ export class ReplicaLiveness {
     return seen !== undefined && now - seen.seenAtMs < this.staleMs;
   }
 
+  /**
+   * Whether the replica is alive, reading its key when this replica has not seen it: one that
+   * started since the last read (its participants are live at once, not a heartbeat later).
+   */
+  async isAliveNow(replicaId: string, now = Date.now()): Promise<boolean> {
+    if (this.isAlive(replicaId, now)) return true;
+    if (this.seen.has(replicaId) || (this.notFoundUntil.get(replicaId) ?? 0) > now) return false;
+    const entry = await this.kv.get(replicaId).catch(() => null);
+    const beat = isLiveEntry(entry) && this.departedAt.get(replicaId) !== entry.revision ? readBeat(entry.value) : undefined;
+    if (!entry || !beat) {
+      if (this.notFoundUntil.size > 1_000) this.notFoundUntil.clear();
+      this.notFoundUntil.set(replicaId, now + NOT_FOUND_HOLD_MS);
+      return false;
+    }
+    this.notFoundUntil.delete(replicaId);
+    if (!this.seen.has(replicaId)) this.seen.set(replicaId, { revision: entry.revision, seenAtMs: now, beat });
+    return this.isAlive(replicaId, now);
+  }
+
   /** The other live replicas' last announcements. */
   others(now = Date.now()): ReplicaBeat[] {
     return [...this.seen.entries()].filter(([id]) => id !== this.replicaId && this.isAlive(id, now)).map(([, seen]) => seen.beat);
@@ -106,7 +131,11 @@ export class ReplicaLiveness {
 
   private async read(): Promise<void> {
     const now = Date.now();
-    for (const entry of await liveEntries(this.kv)) {
+    const entries = await liveEntries(this.kv);
+    const keys = new Set(entries.map((entry) => entry.key));
+    // A departed replica's key that is gone cannot mislead a lookup any more.
+    for (const id of this.departedAt.keys()) if (!keys.has(id)) this.departedAt.delete(id);
+    for (const entry of entries) {
       const beat = readBeat(entry.value);
       if (!beat) {
         this.log.warn({ replicaId: entry.key }, 'a replica heartbeat that does not decode is ignored');
@@ -119,7 +148,11 @@ export class ReplicaLiveness {
     const departed = [...this.aliveAtLastRead].filter((id) => !alive.has(id));
     this.aliveAtLastRead = alive;
     // A replica no longer alive is forgotten: should its key come back, it counts as new.
-    for (const id of this.seen.keys()) if (id !== this.replicaId && !alive.has(id)) this.seen.delete(id);
+    for (const [id, seen] of this.seen) {
+      if (id === this.replicaId || alive.has(id)) continue;
+      this.departedAt.set(id, seen.revision);
+      this.seen.delete(id);
+    }
     if (departed.length === 0) return;
     this.log.warn({ replicaIds: departed }, 'signaling replicas departed; their participants are swept');
     for (const listener of this.departedListeners) listener(departed);

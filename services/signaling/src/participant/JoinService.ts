@@ -296,7 +296,7 @@ export class JoinService {
     const { store, config } = this.deps;
     const stored = await store.get(tenant, room, participantId);
     if (!stored) return 'unknown';
-    if (store.isStale(stored.record)) return 'ended';
+    if (await store.isStale(stored.record)) return 'ended';
     const { connected, disconnectedAtMs } = stored.record;
     return connected || disconnectedAtMs === 0 || Date.now() - disconnectedAtMs <= config.resumeWindowMs ? 'live' : 'ended';
   }

@@ -47,7 +47,7 @@ async function serviceWith(
   const muted: string[] = [];
   const closed: string[] = [];
   const service = new RoomService({
-    store: Object.assign(store, { rooms, isStale: options.stale ?? (() => false) }),
+    store: Object.assign(store, { rooms, isStale: async (r: ParticipantRecord) => options.stale?.(r) ?? false }),
     control: {
       remove: async (t, r, id) => {
         removed.push(id);

@@ -162,7 +162,7 @@ export class RoomService {
   private async participant(tenant: string, room: string, participantId: string): Promise<ParticipantRecord> {
     const stored = await this.deps.store.get(tenant, room, participantId);
     // A stale record's replica is gone (the sweep removes it): it is not listed, nor found.
-    if (!stored?.record.info || stored.record.removedAtMs > 0 || this.deps.store.isStale(stored.record)) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such participant in the room');
+    if (!stored?.record.info || stored.record.removedAtMs > 0 || (await this.deps.store.isStale(stored.record))) throw new GatewayError(ErrorCode.NOT_FOUND, 'no such participant in the room');
     return stored.record;
   }
 }
