@@ -216,9 +216,21 @@ describe('signaling facing hostile input', () => {
       const once = await demoToken({ room, identity: 'u', role: 'end_user' });
       await clients.join(doomed.wsUrl, once);
       doomed.child.kill('SIGKILL');
-      // Its record goes stale after three missed refreshes (1 s each here); the SDK then joins again with the same token.
-      await new Promise((r) => setTimeout(r, 3_200));
-      await clients.join(sig1.wsUrl, once);
+      // While the dead replica's heartbeat may still move, the slot is held (a live session keeps
+      // its token from a second join)...
+      await expect(clients.join(sig1.wsUrl, once)).rejects.toThrow(/LIMIT_EXCEEDED/);
+      // ...and it is free once three heartbeats (1 s each here) went by unseen, plus the read
+      // that notices: the SDK, joining again with the same token, gets in.
+      const GONE_MS = 3 * HEARTBEAT_SECONDS * 1000;
+      await new Promise((r) => setTimeout(r, GONE_MS));
+      await waitFor(
+        async () => {
+          await new Promise((r) => setTimeout(r, 300));
+          return clients.join(sig1.wsUrl, once).then(() => true);
+        },
+        GONE_MS + 2 * HEARTBEAT_SECONDS * 1000,
+        'the token joins again once its replica is gone',
+      );
     });
 
     it('takes one upload per Smart Action at a time', async () => {
