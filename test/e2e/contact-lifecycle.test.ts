@@ -229,8 +229,9 @@ describe('a contact from call to deletion', () => {
 
     // And nothing of the call is anywhere: no placement, recording record or room session, no
     // chat, no event, no artifact, no key. What stays is kept by design, not by the call: the end
-    // user's registered device key and the customer's connector (and the CRM contact mapping).
-    const kept = [/^gateway_device_keys\//, /^gateway_connectors\/demo\.warehouse$/, /^gateway_crm_contacts\//, /^gateway_(sfu|recorder)_nodes\//, /^GATEWAY_AUDIT\//];
+    // user's registered device key and the customer's connector (and the CRM contact mapping);
+    // and the services' own: the media nodes' registry, signaling's liveness keys, the audit counts.
+    const kept = [/^gateway_device_keys\//, /^gateway_connectors\/demo\.warehouse$/, /^gateway_crm_contacts\//, /^gateway_(sfu|recorder)_nodes\//, /^gateway_signaling_replicas\//, /^GATEWAY_AUDIT\//];
     const left = await waitFor(
       async () => {
         const stored = (await everythingStored()).filter((k) => !kept.some((re) => re.test(k)));
