@@ -4,10 +4,12 @@ import { ErrorCode, GatewayError, hasCode } from '../errors.js';
 import type { Emit } from '../events.js';
 import { warn } from '../log.js';
 import type { SignalingClient } from '../signaling/SignalingClient.js';
-import type { CaptureOptions, Grants, Participant, PublishOptions, RemoteSource, RoomEvents, Source, TrackPublication } from '../types.js';
-import { captureScreen, captureUserMedia } from './capture.js';
+import type { CaptureOptions, Grants, Participant, PublishOptions, RemoteSource, RoomEvents, Source } from '../types.js';
 import { Dynacast } from './Dynacast.js';
 import { kindOf, producerOptions } from './encodings.js';
+import { LocalCapture } from './LocalCapture.js';
+import { LocalPublication } from './LocalPublication.js';
+import { CONNECTION_FAILURES, reconcileProducers } from './reconcileProducers.js';
 
 const SOURCES: readonly Source[] = ['microphone', 'camera', 'screen'];
 
@@ -23,37 +25,11 @@ export interface PublisherContext {
   dynacast: boolean;
 }
 
-/** A source the local participant publishes, muted or not. */
-class LocalPublication implements TrackPublication {
-  muted = false;
-
-  constructor(
-    readonly source: RemoteSource,
-    /** The last track published for the source (stopped while a camera the SDK captured is muted). */
-    public current: MediaStreamTrack,
-    private readonly producers: ReadonlyMap<RemoteSource, types.Producer>,
-  ) {}
-
-  get trackId(): string {
-    return this.producers.get(this.source)?.id ?? '';
-  }
-
-  get kind(): 'audio' | 'video' {
-    return kindOf[this.source];
-  }
-
-  get track(): MediaStreamTrack | undefined {
-    return this.current.readyState === 'live' ? this.current : undefined;
-  }
-}
-
-/** Failures after which the server's state is set right by the reconciliation that follows a reconnection. */
-const CONNECTION_FAILURES = [ErrorCode.CONNECTION_CLOSED, ErrorCode.TIMEOUT];
-
 /**
- * Publishes the local participant's tracks: captures what the app asks for, keeps one producer
- * per source, mutes by pausing it (never by unpublishing), and publishes again what the server
- * lost (the publications are the truth, kept across reconnections).
+ * Publishes the local participant's tracks: captures what the app asks for (LocalCapture.ts),
+ * keeps one producer per source, mutes by pausing it (never by unpublishing), and publishes
+ * again what the server lost (reconcileProducers.ts: the publications are the truth, kept across
+ * reconnections).
  */
 export class Publisher {
   /** What this participant publishes, by source, muted or not. */
@@ -61,10 +37,7 @@ export class Publisher {
   /** The live tracks of the publications, by source (a muted camera the SDK captured has none). */
   readonly localTracks = new Map<RemoteSource, MediaStreamTrack>();
   private readonly producers = new Map<RemoteSource, types.Producer>();
-  /** Tracks the SDK captured itself, and therefore stops. */
-  private readonly ownedTracks = new WeakSet<MediaStreamTrack>();
-  /** How to capture each source, as set by setEnabled(). */
-  private readonly captureOptions = new Map<Source, CaptureOptions>();
+  private readonly capture = new LocalCapture();
   /** Mutes, unmutes and setEnabled() calls run one at a time, in order. */
   private queue: Promise<unknown> = Promise.resolve();
   private readonly dynacast = new Dynacast();
@@ -96,7 +69,7 @@ export class Publisher {
    */
   setEnabled(source: Source, enabled: boolean, grants: Readonly<Grants>, options?: CaptureOptions): Promise<void> {
     return this.serially(async () => {
-      if (options) this.captureOptions.set(source, options);
+      if (options) this.capture.setOptions(source, options);
       const publication = this.publications.get(source);
       if (enabled) {
         if (publication) await this.applyMute(source, false);
@@ -118,27 +91,26 @@ export class Publisher {
    */
   switchDevice(source: 'camera' | 'microphone', options: CaptureOptions): Promise<MediaStreamTrack | undefined> {
     return this.serially(async () => {
-      const previousOptions = this.captureOptions.get(source);
-      const merged: CaptureOptions = { ...previousOptions, ...options };
-      // A device id chosen now replaces a facing mode chosen before, and the other way round.
-      if (options.facingMode && !options.deviceId) delete merged.deviceId;
-      if (options.deviceId) delete merged.facingMode;
-      this.captureOptions.set(source, merged);
+      const undoChoice = this.capture.chooseDevice(source, options);
       const publication = this.publications.get(source);
       const old = publication?.track;
       if (!publication || !old) return undefined;
-      const capture = async () => (await this.tracksFor({ [source]: true }, [source], true))[0]![1];
+      const captureAgain = async () => {
+        const track = await this.capture.recapture(source);
+        if (!track) throw new GatewayError(ErrorCode.NOT_FOUND, `no ${source} found`);
+        return track;
+      };
       // A camera the SDK captured is stopped before the next is opened: phones cannot open two,
       // and a video sender whose old camera stops after the switch may stop encoding.
-      if (source === 'camera' && this.ownedTracks.has(old)) old.stop();
+      if (source === 'camera') this.capture.release(old);
       let track: MediaStreamTrack;
       try {
-        track = await capture();
+        track = await captureAgain();
       } catch (error) {
-        this.restoreOptions(source, previousOptions);
+        undoChoice();
         // The camera as it was, so the call goes on with it.
         if (old.readyState === 'ended') {
-          await capture()
+          await captureAgain()
             .then((again) => this.replaceCapture(source, publication, again))
             .catch((restoreError: unknown) => warn(`could not capture the ${source} again`, restoreError));
         }
@@ -147,11 +119,6 @@ export class Publisher {
       await this.replaceCapture(source, publication, track);
       return track;
     });
-  }
-
-  private restoreOptions(source: Source, options: CaptureOptions | undefined): void {
-    if (options) this.captureOptions.set(source, options);
-    else this.captureOptions.delete(source);
   }
 
   /** Puts a freshly captured track into a publication's producer in place of the old one, which stops. */
@@ -169,7 +136,7 @@ export class Publisher {
     const previous = publication.current;
     publication.current = track;
     this.localTracks.set(source, track);
-    if (this.ownedTracks.has(previous)) previous.stop();
+    this.capture.release(previous);
     this.context.emit('localTrackUnpublished', { source, track: previous });
     this.context.emit('localTrackPublished', { source, track });
   }
@@ -197,13 +164,13 @@ export class Publisher {
       if (options.screenAudio.kind !== 'audio') throw new GatewayError(ErrorCode.BAD_REQUEST, 'screenAudio needs an audio track');
       if (!options.screen && !this.publications.has('screen')) throw new GatewayError(ErrorCode.BAD_REQUEST, 'screenAudio goes with a screen share');
     }
-    const tracks = await this.tracksFor(options, sources);
+    const tracks = await this.capture.tracksFor(options, sources, (s) => this.localTracks.has(s));
     try {
       await this.context.signaling.whenConnected();
       for (const [source, track] of tracks) await this.publishTrack(source, track);
     } catch (error) {
       // Nothing captured for a publish that failed stays open (the camera light would stay on).
-      for (const [source, track] of tracks) if (this.ownedTracks.has(track) && this.localTracks.get(source) !== track) track.stop();
+      for (const [source, track] of tracks) if (this.localTracks.get(source) !== track) this.capture.release(track);
       throw error;
     }
   }
@@ -223,7 +190,7 @@ export class Publisher {
     }
     if (publication) {
       const track = publication.current;
-      if (this.ownedTracks.has(track)) track.stop();
+      this.capture.release(track);
       this.context.emit('localTrackUnpublished', { source, track });
     }
     // The screen's sound ends with the screen share.
@@ -261,57 +228,31 @@ export class Publisher {
     this.producers.clear();
   }
 
-  /**
-   * Makes the server's producers match the publications: closes the ones we no longer publish,
-   * pauses or resumes those muted or unmuted while the connection was away, publishes again what
-   * the server lost (always the case after a rejoin), muted ones paused from the start.
-   */
-  async reconcile(onServer: TrackInfo[]): Promise<void> {
-    const { signaling } = this.context;
-    const serverTracks = new Map(onServer.map((t) => [t.producerId, t]));
-    for (const [source, producer] of [...this.producers]) {
-      const onServerTrack = serverTracks.get(producer.id);
-      if (!onServerTrack) {
-        producer.close();
-        this.producers.delete(source);
-        continue;
-      }
-      const muted = this.publications.get(source)?.muted ?? false;
-      if (onServerTrack.paused === muted) continue;
-      // Muted or unmuted while the connection was away.
-      await signaling.request(muted ? 'pauseProducer' : 'resumeProducer', { producerId: producer.id }).catch((error: unknown) => {
-        if (hasCode(error, ...CONNECTION_FAILURES)) throw error;
-        warn(`could not ${muted ? 'mute' : 'unmute'} the ${source} on the server`, error);
-      });
-    }
-    const ours = new Set([...this.producers.values()].map((p) => p.id));
-    for (const track of onServer) {
-      if (!ours.has(track.producerId)) await signaling.request('closeProducer', { producerId: track.producerId }).catch(() => undefined);
-    }
-    for (const [source, publication] of [...this.publications]) {
-      if (this.producers.has(source)) continue;
-      const track = publication.current;
-      // A muted camera whose capture the SDK stopped is published again when it is unmuted.
-      if (publication.muted && track.readyState === 'ended' && this.ownedTracks.has(track)) continue;
-      try {
-        if (track.readyState === 'ended') throw new GatewayError(ErrorCode.NOT_FOUND, 'the track ended');
-        await this.produce(source, track, publication.muted);
-      } catch (error) {
-        if (hasCode(error, ...CONNECTION_FAILURES)) throw error;
-        // Cannot come back (e.g. the new token does not allow it): tell the app it is gone.
-        warn(`could not publish the ${source} again`, error);
-        this.publications.delete(source);
-        this.localTracks.delete(source);
-        if (this.ownedTracks.has(track)) track.stop();
-        this.context.emit('localTrackUnpublished', { source, track });
-      }
-    }
+  /** After a (re)join: the server's producers made to match the publications (reconcileProducers.ts). */
+  reconcile(onServer: TrackInfo[]): Promise<void> {
+    const { publications, producers, capture } = this;
+    return reconcileProducers(
+      {
+        signaling: this.context.signaling,
+        publications,
+        producers,
+        owns: (track) => capture.owns(track),
+        produce: (source, track, paused) => this.produce(source, track, paused),
+        drop: (source, track) => {
+          this.publications.delete(source);
+          this.localTracks.delete(source);
+          capture.release(track);
+          this.context.emit('localTrackUnpublished', { source, track });
+        },
+      },
+      onServer,
+    );
   }
 
   /** Stops what the SDK captured and forgets every local track (the room is being torn down). */
   stopAll(): void {
     for (const [source, publication] of [...this.publications]) {
-      if (this.ownedTracks.has(publication.current)) publication.current.stop();
+      this.capture.release(publication.current);
       this.publications.delete(source);
       this.localTracks.delete(source);
     }
@@ -338,7 +279,7 @@ export class Publisher {
     if (!muted && !publication.track) {
       // The capture was stopped while muted: capture again, into the same producer.
       if (source === 'screen' || source === 'screen_audio') throw new GatewayError(ErrorCode.NOT_FOUND, 'the screen share ended');
-      const track = (await this.tracksFor({ [source]: true }, [source], true))[0]?.[1];
+      const track = await this.capture.recapture(source);
       if (!track) throw new GatewayError(ErrorCode.NOT_FOUND, `no ${source} found`);
       if (this.publications.get(source) !== publication) {
         track.stop();
@@ -378,7 +319,7 @@ export class Publisher {
       }
     }
     const track = publication.track;
-    if (muted && source === 'camera' && track && this.ownedTracks.has(track)) {
+    if (muted && source === 'camera' && track && this.capture.owns(track)) {
       // The camera light goes off; nothing is sent while paused anyway.
       if (producer && !producer.closed) await producer.replaceTrack({ track: null }).catch(() => undefined);
       track.stop();
@@ -391,36 +332,6 @@ export class Publisher {
     this.context.emit(publication.muted ? 'trackMuted' : 'trackUnmuted', { participant: this.context.localParticipant(), source: publication.source, publication });
   }
 
-  /** The tracks to publish: those given, and captures of the sources set to `true` that have no live track (or all of them, with `always`). */
-  private async tracksFor(options: PublishOptions, sources: Source[], always = false): Promise<Array<[RemoteSource, MediaStreamTrack]>> {
-    const out: Array<[RemoteSource, MediaStreamTrack]> = [];
-    const capture = (s: Source) => options[s] === true && (always || !this.localTracks.has(s));
-    if (capture('camera') || capture('microphone')) {
-      const how = { camera: this.captureOptions.get('camera'), microphone: this.captureOptions.get('microphone') };
-      const captured = await captureUserMedia({ camera: capture('camera'), microphone: capture('microphone') }, how);
-      for (const source of ['camera', 'microphone'] as const) {
-        const track = captured[source];
-        if (track) this.ownedTracks.add(track);
-        if (track) out.push([source, track]);
-      }
-    }
-    if (capture('screen')) {
-      const { video, audio } = await captureScreen(this.captureOptions.get('screen'));
-      this.ownedTracks.add(video);
-      out.push(['screen', video]);
-      if (audio) {
-        this.ownedTracks.add(audio);
-        out.push(['screen_audio', audio]);
-      }
-    }
-    for (const source of sources) {
-      const given = options[source];
-      if (typeof given === 'object') out.push([source, given]);
-    }
-    if (options.screenAudio) out.push(['screen_audio', options.screenAudio]);
-    return out;
-  }
-
   /** Publishes a track for a source; publishing one for a muted source unmutes it. */
   private async publishTrack(source: RemoteSource, track: MediaStreamTrack): Promise<void> {
     const publication = this.publications.get(source);
@@ -431,7 +342,7 @@ export class Publisher {
       await producer.replaceTrack({ track });
       publication.current = track;
       this.localTracks.set(source, track);
-      if (this.ownedTracks.has(previous!)) previous!.stop();
+      this.capture.release(previous!);
       this.context.emit('localTrackUnpublished', { source, track: previous! });
       this.context.emit('localTrackPublished', { source, track });
       if (publication.muted) await this.applyMute(source, false);
