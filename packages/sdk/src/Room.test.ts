@@ -409,7 +409,7 @@ describe('Room', () => {
     server = await FakeSignaling.start();
     const { room } = await connect();
     await room.publish({ microphone: micTrack() });
-    const send = (room as unknown as { transports: { send: { id: string } } }).transports.send;
+    const send = (room as unknown as { parts: { transports: { send: { id: string } } } }).parts.transports.send;
     // What the browser reports when the media path breaks (FakeHandler lets us say it).
     (send as unknown as { _handler: { setConnectionState(s: string): void } })._handler.setConnectionState('failed');
     await until(() => server.log.some((l) => l.method === 'restartIce' && l.params.transportId === send.id), 'restartIce');

@@ -1,20 +1,9 @@
-import { Chat } from './chat/Chat.js';
 import { ErrorCode, GatewayError } from './errors.js';
-import { Emitter, type Emit } from './events.js';
+import { Emitter } from './events.js';
 import { watchDevices } from './media/devices.js';
-import { Playback } from './media/Playback.js';
-import { Publisher } from './media/Publisher.js';
-import { Subscriber } from './media/Subscriber.js';
 import type { TrackStats } from './media/trackStats.js';
-import { TrackStatsReader } from './media/TrackStatsReader.js';
-import { Transports } from './media/Transports.js';
-import { Recording } from './recording/Recording.js';
-import { Roster } from './Roster.js';
+import { RoomParts } from './RoomParts.js';
 import { leaveOnPageHide, watchVisibility } from './session/page.js';
-import { RoomSync } from './session/RoomSync.js';
-import { SignalingClient } from './signaling/SignalingClient.js';
-import { signalingHttpBase } from './signaling/urls.js';
-import { SmartActions } from './smartActions/SmartActions.js';
 import type {
   CameraOptions,
   ChatMessage,
@@ -53,71 +42,17 @@ export class Room extends Emitter<RoomEvents> {
   private granted: Grants = { canPublish: false, canSubscribe: false, sources: [], canRecord: false };
   private closed = false;
 
-  private readonly client: SignalingClient;
-  private readonly roster: Roster;
-  private readonly transports: Transports;
-  private readonly publisher: Publisher;
-  private readonly subscriber: Subscriber;
-  private readonly recorder: Recording;
-  private readonly chat: Chat;
-  private readonly actions: SmartActions;
-  private readonly session: RoomSync;
-  private readonly playback: Playback;
-  private readonly trackStats: TrackStatsReader;
+  /** What the room is made of and how it is tied together (RoomParts.ts); the room keeps only its own state. */
+  private readonly parts: RoomParts;
   /** What stops listening to the browser's device changes and page lifecycle. */
   private readonly unwatch: Array<() => void> = [];
 
   private constructor(options: ConnectOptions) {
     super();
-    // Where uploads and attachment URLs go: the signaling server's HTTP side.
-    const httpBase = signalingHttpBase(options.url);
-    const client = new SignalingClient({ ...options, restore: (response) => this.session.sync(response) });
-    this.client = client;
-    const emit: Emit<RoomEvents> = (event, ...args) => this.emit(event, ...args);
-    const isClosed = () => this.closed;
-    const assertOpen = () => this.assertOpen();
-    const announceHeldBack = () => this.session.announce();
-    const localParticipantId = () => this.roster.local.id;
-
-    this.subscriber = new Subscriber({
-      signaling: client,
-      isClosed,
-      recvTransport: () => this.transports.recv,
-      recvRtpCapabilities: () => this.transports.recvRtpCapabilities,
-      participant: (id) => this.roster.others.get(id),
-      emit,
-      adaptiveStream: options.adaptiveStream !== false,
-    });
-    this.roster = new Roster({ tracks: this.subscriber, emit });
-    this.publisher = new Publisher({
-      signaling: client,
-      sendTransport: () => this.transports.send,
-      localParticipant: () => this.roster.local,
-      emit,
-      dynacast: options.dynacast !== false,
-    });
-    // A closed transport takes what it carried along: consumers (received again on a new one), or producers.
-    const onClose = (direction: 'send' | 'recv') => (direction === 'recv' ? this.subscriber.detachAll() : this.publisher.forgetProducers());
-    this.transports = new Transports({ signaling: client, handlerFactory: options.handlerFactory, isClosed, onClose });
-    this.recorder = new Recording({ signaling: client, participantById: (id) => this.roster.byId(id), emit });
-    const isOwn = (id: string) => this.roster.isOwn(id);
-    const participantOf = (id: string | undefined) => this.roster.participantOf(id);
-    this.chat = new Chat({ signaling: client, assertOpen, announceHeldBack, isOwn, participantOf, localParticipantId, emit });
-    this.playback = new Playback(emit, (track) => [...this.publisher.localTracks.values()].includes(track));
-    const liveLocalTrack = (source: Source) => this.publisher.liveTrack(source);
-    this.actions = new SmartActions({ signaling: client, httpBase, assertOpen, announceHeldBack, localParticipantId, liveLocalTrack, emit });
-    this.trackStats = new TrackStatsReader({ publisher: this.publisher, subscriber: this.subscriber, localParticipantId });
-    const { roster, transports, publisher, subscriber, recorder, chat, actions } = this;
-    this.session = new RoomSync({
-      isClosed,
-      roster,
-      transports,
-      publisher,
-      subscriber,
-      recorder,
-      chat,
-      actions,
-      emit,
+    this.parts = new RoomParts(options, {
+      emit: (event, ...args) => this.emit(event, ...args),
+      isClosed: () => this.closed,
+      assertOpen: () => this.assertOpen(),
       setActiveSpeaker: (id) => this.setActiveSpeaker(id),
       joined: ({ name, grants, activeSpeakerId }) => {
         this.name = name;
@@ -125,23 +60,15 @@ export class Room extends Emitter<RoomEvents> {
         this.speakerId = activeSpeakerId;
       },
     });
+    const { client, subscriber } = this.parts;
 
     this.unwatch.push(watchDevices((devices) => this.emit('devicesChanged', devices)));
     if (options.leaveOnPageHide !== false) this.unwatch.push(leaveOnPageHide(() => this.leave()));
-    if (options.pauseVideoWhenHidden) this.unwatch.push(watchVisibility((hidden) => void this.subscriber.holdVideo(hidden)));
+    if (options.pauseVideoWhenHidden) this.unwatch.push(watchVisibility((hidden) => void subscriber.holdVideo(hidden)));
 
-    client.on('notification', (event) => this.session.notify(event));
-    client.on('reconnecting', () => {
-      this.transports.cancelIceRestarts();
-      this.emit('reconnecting');
-    });
-    client.on('reconnected', (info) => {
-      // What was wished of received tracks while away reaches the server; what it said of our
-      // layers meanwhile may be lost, so every layer goes on until it says again.
-      void this.subscriber.resync();
-      this.publisher.resetLayers();
-      this.emit('reconnected', info);
-    });
+    // The parts have done their share of each (RoomParts listens first).
+    client.on('reconnecting', () => this.emit('reconnecting'));
+    client.on('reconnected', (info) => this.emit('reconnected', info));
     client.on('disconnected', (info) => {
       this.teardown();
       this.emit('disconnected', info);
@@ -152,29 +79,29 @@ export class Room extends Emitter<RoomEvents> {
   static async connect(options: ConnectOptions): Promise<Room> {
     const room = new Room(options);
     try {
-      await room.client.connect();
+      await room.parts.client.connect();
     } catch (error) {
       room.teardown();
       throw error;
     }
     // Who is already here, and their tracks, are announced after connect() has resolved, so
     // listeners the app adds right after it see every participant and every track.
-    setTimeout(() => room.session.announce(), 0);
+    setTimeout(() => room.parts.session.announce(), 0);
     return room;
   }
 
   get localParticipant(): Participant {
-    return this.roster.local;
+    return this.parts.roster.local;
   }
 
   /** Everyone else, by participant id. */
   get participants(): Map<string, Participant> {
-    return this.roster.others;
+    return this.parts.roster.others;
   }
 
   /** What this participant publishes, by source (kept across reconnections and republished). */
   get localTracks(): Map<RemoteSource, MediaStreamTrack> {
-    return this.publisher.localTracks;
+    return this.parts.publisher.localTracks;
   }
 
   /** What the join token allows: publishing (and which sources), subscribing. */
@@ -183,14 +110,14 @@ export class Room extends Emitter<RoomEvents> {
   }
 
   get state(): RoomState {
-    const state = this.client.state;
+    const state = this.parts.client.state;
     return state === 'reconnecting' ? 'reconnecting' : state === 'connected' ? 'connected' : 'disconnected';
   }
 
   /** Who speaks now (the loudest voice the room's media node hears), or undefined in silence. */
   get activeSpeaker(): Participant | undefined {
     if (!this.speakerId) return undefined;
-    return this.roster.byId(this.speakerId);
+    return this.parts.roster.byId(this.speakerId);
   }
 
   /**
@@ -199,17 +126,17 @@ export class Room extends Emitter<RoomEvents> {
    */
   async publish(options: PublishOptions): Promise<void> {
     this.assertOpen();
-    await this.publisher.publish(options, this.granted);
+    await this.parts.publisher.publish(options, this.granted);
   }
 
   /** Stops publishing a source (and stops its track if the SDK captured it); the others see its track end. */
   unpublish(source: RemoteSource): Promise<void> {
-    return this.publisher.unpublish(source);
+    return this.parts.publisher.unpublish(source);
   }
 
   /** What this participant publishes, by source, muted or not. */
   get localPublications(): ReadonlyMap<RemoteSource, TrackPublication> {
-    return this.publisher.publications;
+    return this.parts.publisher.publications;
   }
 
   /**
@@ -242,13 +169,13 @@ export class Room extends Emitter<RoomEvents> {
   /** Mutes a published source (see setMicrophoneEnabled); rejects with NOT_FOUND when it is not published. */
   muteTrack(source: Source): Promise<void> {
     this.assertOpen();
-    return this.publisher.setMuted(source, true);
+    return this.parts.publisher.setMuted(source, true);
   }
 
   /** Unmutes a muted source (capturing a stopped camera again); rejects with NOT_FOUND when it is not published. */
   unmuteTrack(source: Source): Promise<void> {
     this.assertOpen();
-    return this.publisher.setMuted(source, false);
+    return this.parts.publisher.setMuted(source, false);
   }
 
   private setEnabled(source: Source, enabled: boolean, options: MicrophoneOptions | CameraOptions | ScreenShareOptions | undefined): Promise<void> {
@@ -256,7 +183,7 @@ export class Room extends Emitter<RoomEvents> {
     if (enabled && (!this.granted.canPublish || !this.granted.sources.includes(source))) {
       return Promise.reject(new GatewayError(ErrorCode.PERMISSION_DENIED, `this token may not publish the ${source}`));
     }
-    return this.publisher.setEnabled(source, enabled, this.granted, options);
+    return this.parts.publisher.setEnabled(source, enabled, this.granted, options);
   }
 
   /** Changes the local participant's name on screen; the token must grant canUpdateMetadata (PERMISSION_DENIED otherwise). */
@@ -271,8 +198,8 @@ export class Room extends Emitter<RoomEvents> {
 
   private async updateParticipant(change: { name?: string; metadata?: string }): Promise<void> {
     this.assertOpen();
-    const updated = await this.client.request('updateParticipant', change);
-    this.roster.update({ participantId: this.roster.local.id, name: updated.name, metadata: updated.metadata });
+    const updated = await this.parts.client.request('updateParticipant', change);
+    this.parts.roster.update({ participantId: this.parts.roster.local.id, name: updated.name, metadata: updated.metadata });
   }
 
   // ------------------------------------------------------------------------- devices and playback
@@ -284,27 +211,27 @@ export class Room extends Emitter<RoomEvents> {
    */
   async switchCamera(options: CameraOptions): Promise<void> {
     this.assertOpen();
-    const track = await this.publisher.switchDevice('camera', options);
+    const track = await this.parts.publisher.switchDevice('camera', options);
     if (track) this.emit('activeDeviceChanged', { kind: 'videoinput', deviceId: track.getSettings().deviceId ?? '' });
   }
 
   /** Captures the microphone from another device (listDevices('audioinput')); a mute stays. */
   async switchMicrophone(options: MicrophoneOptions): Promise<void> {
     this.assertOpen();
-    const track = await this.publisher.switchDevice('microphone', options);
+    const track = await this.parts.publisher.switchDevice('microphone', options);
     if (track) this.emit('activeDeviceChanged', { kind: 'audioinput', deviceId: track.getSettings().deviceId ?? '' });
   }
 
   /** Plays the room's sound on an audio output of listDevices('audiooutput') (an agent's headset). */
   async setAudioOutput(deviceId: string): Promise<void> {
-    await this.playback.setAudioOutput(deviceId);
+    await this.parts.playback.setAudioOutput(deviceId);
     this.emit('activeDeviceChanged', { kind: 'audiooutput', deviceId });
   }
 
   /** The device in use for a kind: the published camera's or microphone's, the audio output chosen ('' for the default). */
   activeDevice(kind: DeviceKind): string | undefined {
-    if (kind === 'audiooutput') return this.playback.audioOutput;
-    const track = this.publisher.liveTrack(kind === 'videoinput' ? 'camera' : 'microphone');
+    if (kind === 'audiooutput') return this.parts.playback.audioOutput;
+    const track = this.parts.publisher.liveTrack(kind === 'videoinput' ? 'camera' : 'microphone');
     return track?.getSettings().deviceId;
   }
 
@@ -313,54 +240,54 @@ export class Room extends Emitter<RoomEvents> {
    * and returns the element. The audio output chosen applies; one's own tracks play muted.
    */
   attach(track: MediaStreamTrack, element?: HTMLMediaElement): HTMLMediaElement {
-    return this.playback.attach(track, element);
+    return this.parts.playback.attach(track, element);
   }
 
   /** Takes a track out of the element given, or of every element it was attached to. */
   detach(track: MediaStreamTrack, element?: HTMLMediaElement): HTMLMediaElement[] {
-    return this.playback.detach(track, element);
+    return this.parts.playback.detach(track, element);
   }
 
   /** False while the browser holds the room's sound back until the user touches the page (see audioPlaybackChanged). */
   get canPlaybackAudio(): boolean {
-    return this.playback.canPlaybackAudio;
+    return this.parts.playback.canPlaybackAudio;
   }
 
   /** Starts the sound the browser held back; call it from a click or tap handler. */
   startAudio(): Promise<void> {
-    return this.playback.startAudio();
+    return this.parts.playback.startAudio();
   }
 
   // ------------------------------------------------------------------------- recording
 
   /** The room's recording as last heard of (undefined when not recorded). */
   get recording(): RecordingEvent | undefined {
-    return this.recorder.current;
+    return this.parts.recorder.current;
   }
 
   /** Starts recording the room (agents whose token grants canRecord). */
   startRecording(): Promise<RecordingEvent> {
-    return this.recorder.start();
+    return this.parts.recorder.start();
   }
 
   /** PCI pause: nothing is recorded until resumeRecording(). */
   pauseRecording(): Promise<RecordingEvent> {
-    return this.recorder.pause();
+    return this.parts.recorder.pause();
   }
 
   resumeRecording(): Promise<RecordingEvent> {
-    return this.recorder.resume();
+    return this.parts.recorder.resume();
   }
 
   stopRecording(): Promise<RecordingEvent> {
-    return this.recorder.stop();
+    return this.parts.recorder.stop();
   }
 
   // ------------------------------------------------------------------------- chat
 
   /** The room's chat, oldest first (ordered by messageId): the history it had when we joined, and everything since. */
   get messages(): readonly ChatMessage[] {
-    return this.chat.messages;
+    return this.parts.chat.messages;
   }
 
   /**
@@ -370,7 +297,7 @@ export class Room extends Emitter<RoomEvents> {
    * with MESSAGE_TOO_LARGE, RATE_LIMITED (see retryAfterMs), BAD_REQUEST (empty) or ROOM_CLOSED.
    */
   sendMessage(text: string): Promise<ChatMessage> {
-    return this.chat.send(text);
+    return this.parts.chat.send(text);
   }
 
   /**
@@ -378,7 +305,7 @@ export class Room extends Emitter<RoomEvents> {
    * Rejects with PERMISSION_DENIED (not an agent) or NOT_FOUND (no such message in the room).
    */
   redactMessage(messageId: string): Promise<void> {
-    return this.chat.redact(messageId);
+    return this.parts.chat.redact(messageId);
   }
 
   /**
@@ -388,7 +315,7 @@ export class Room extends Emitter<RoomEvents> {
    */
   async sendData(payload: string, options: SendDataOptions = {}): Promise<{ sentAtMs: number }> {
     this.assertOpen();
-    const sent = await this.client.request('sendData', { topic: options.topic ?? '', payload, destinationParticipantIds: options.to ?? [] });
+    const sent = await this.parts.client.request('sendData', { topic: options.topic ?? '', payload, destinationParticipantIds: options.to ?? [] });
     return { sentAtMs: sent.sentAtMs };
   }
 
@@ -396,7 +323,7 @@ export class Room extends Emitter<RoomEvents> {
 
   /** The conversation's Smart Actions, oldest request first: those the room had when we joined, and every one since. */
   get smartActions(): readonly SmartAction[] {
-    return this.actions.actions;
+    return this.parts.actions.actions;
   }
 
   /**
@@ -408,7 +335,7 @@ export class Room extends Emitter<RoomEvents> {
    * Not repeated after a cut connection (it would ask twice): the `smartAction` event tells.
    */
   requestSmartAction(kind: SmartActionKind, participantId = ''): Promise<SmartAction> {
-    return this.actions.request(kind, participantId);
+    return this.parts.actions.request(kind, participantId);
   }
 
   /**
@@ -418,12 +345,12 @@ export class Room extends Emitter<RoomEvents> {
    * room) or PERMISSION_DENIED (not an agent).
    */
   attachmentUrl(artifactId: string): Promise<string> {
-    return this.actions.attachmentUrl(artifactId);
+    return this.parts.actions.attachmentUrl(artifactId);
   }
 
   /** Agents: an attachment's bytes (an image/jpeg, image/png or image/webp Blob), through a fresh attachmentUrl(). */
   fetchAttachment(artifactId: string): Promise<Blob> {
-    return this.actions.fetchAttachment(artifactId);
+    return this.parts.actions.fetchAttachment(artifactId);
   }
 
   /**
@@ -435,7 +362,7 @@ export class Room extends Emitter<RoomEvents> {
    * PERMISSION_DENIED (asked of someone else) or UNAVAILABLE (the server could not be reached).
    */
   sendPhoto(actionId: string, photo: Blob): Promise<SmartActionUpload> {
-    return this.actions.sendPhoto(actionId, photo);
+    return this.parts.actions.sendPhoto(actionId, photo);
   }
 
   /**
@@ -446,12 +373,12 @@ export class Room extends Emitter<RoomEvents> {
    * screen first), and like sendPhoto().
    */
   sendScreenshot(actionId: string, source?: HTMLCanvasElement | MediaStreamTrack): Promise<SmartActionUpload> {
-    return this.actions.sendScreenshot(actionId, source);
+    return this.parts.actions.sendScreenshot(actionId, source);
   }
 
   /** End users: declines a request. Resolves with the action, now 'declined'. */
   declineSmartAction(actionId: string): Promise<SmartAction> {
-    return this.actions.decline(actionId);
+    return this.parts.actions.decline(actionId);
   }
 
   /**
@@ -462,7 +389,7 @@ export class Room extends Emitter<RoomEvents> {
    * PERMISSION_DENIED when the user cancels or the browser refuses, UNSUPPORTED without WebAuthn.
    */
   verifyDevice(actionId: string): Promise<SmartAction> {
-    return this.actions.verifyDevice(actionId);
+    return this.parts.actions.verifyDevice(actionId);
   }
 
   /**
@@ -473,24 +400,24 @@ export class Room extends Emitter<RoomEvents> {
    * when the user cancels, UNSUPPORTED without WebAuthn (it needs https or localhost).
    */
   registerDeviceKey(): Promise<string> {
-    return this.actions.registerDeviceKey();
+    return this.parts.actions.registerDeviceKey();
   }
 
   // ------------------------------------------------------------------------- connection
 
   /** Leaves the room: the others see us go at once, and nothing reconnects. */
   async leave(): Promise<void> {
-    await this.client.leave();
+    await this.parts.client.leave();
   }
 
   /** WebRTC statistics of the two transports (for quality indicators and tests). */
   getStats(): Promise<{ send?: RTCStatsReport; recv?: RTCStatsReport }> {
-    return this.transports.getStats();
+    return this.parts.transports.getStats();
   }
 
   /** Receive statistics per remote track, as the browser gives them (see getTrackStats() for figures). */
   getReceiveStats(): Promise<Array<{ participantId: string; trackId: string; source: RemoteSource; kind: 'audio' | 'video'; stats: RTCStatsReport }>> {
-    return this.subscriber.getReceiveStats();
+    return this.parts.subscriber.getReceiveStats();
   }
 
   /**
@@ -499,12 +426,12 @@ export class Room extends Emitter<RoomEvents> {
    * are over the time since the previous call: call it every second or few for a quality display.
    */
   getTrackStats(): Promise<TrackStats[]> {
-    return this.trackStats.read();
+    return this.parts.trackStats.read();
   }
 
   /** Test hook: closes the WebSocket as a network cut would (no leave), so the session resumes. */
   _debugDropSocket(): void {
-    this.client.dropSocket();
+    this.parts.client.dropSocket();
   }
 
   private setActiveSpeaker(participantId: string): void {
@@ -514,7 +441,7 @@ export class Room extends Emitter<RoomEvents> {
   }
 
   private assertOpen(): void {
-    if (this.closed || this.client.state === 'disconnected') throw new GatewayError(ErrorCode.ROOM_CLOSED, 'the room was left or disconnected');
+    if (this.closed || this.parts.client.state === 'disconnected') throw new GatewayError(ErrorCode.ROOM_CLOSED, 'the room was left or disconnected');
   }
 
   /** Releases everything; the room is unusable afterwards. */
@@ -522,9 +449,6 @@ export class Room extends Emitter<RoomEvents> {
     if (this.closed) return;
     this.closed = true;
     for (const stop of this.unwatch.splice(0)) stop();
-    this.playback.clear();
-    this.transports.closeAll();
-    this.subscriber.clear();
-    this.publisher.stopAll();
+    this.parts.release();
   }
 }
