@@ -3,6 +3,7 @@ import WebSocket from 'ws';
 import { FakeHandler } from 'mediasoup-client';
 import * as fakeParameters from 'mediasoup-client/fakeParameters';
 import { FakeMediaStreamTrack } from 'fake-mediastreamtrack';
+import { DISABLE_DELAY_MS } from './media/Dynacast.js';
 import { Room } from './Room.js';
 import type { WebSocketConstructor } from './signaling/Socket.js';
 import { FakeSignaling, agent, type Frame } from './testing/FakeSignaling.js';
@@ -14,6 +15,7 @@ describe('Room', () => {
   let server: FakeSignaling;
   let room: Room | undefined;
   afterEach(async () => {
+    vi.useRealTimers();
     await room?.leave();
     await server?.stop();
     room = undefined;
@@ -403,6 +405,62 @@ describe('Room', () => {
     expect(events.slice(events.indexOf('reconnecting'))).toEqual(['reconnecting', 'trackEnded:PA_a:camera', 'track:PA_a:camera', 'reconnected:rejoined']);
     expect(room.localParticipant.id).not.toBe(me);
     expect(room.localTracks.get('camera')).toBe(camera);
+  });
+
+  it('encodes every simulcast layer after a reconnection until the SFU says again: the kept camera producer on resume, a new one after a rejoin', async () => {
+    // Fake setTimeout only, running with real time: the layer switch-off delay is skipped, sockets and reconnection go on.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'], shouldAdvanceTime: true });
+    server = await FakeSignaling.start();
+    const { room, events } = await connect();
+    await room.publish({ camera: cameraTrack() });
+    type CameraProducer = { id: string; closed: boolean; maxSpatialLayer: number | undefined };
+    const producers = (room as unknown as { parts: { publisher: { producers: Map<string, CameraProducer> } } }).parts.publisher.producers;
+    const camera = () => producers.get('camera')!;
+    // The SFU's word, applied once sendData's answer is back: the server sends both down one socket, in order.
+    const layersWanted = async (producerId: string, maxSpatialLayer: number) => {
+      server.notify({ videoLayersWanted: { participantId: room.localParticipant.id, producerId, maxSpatialLayer } });
+      await room.sendData('after the notification');
+    };
+    const first = camera();
+    await layersWanted(first.id, 0);
+    await vi.advanceTimersByTimeAsync(DISABLE_DELAY_MS);
+    expect(first.maxSpatialLayer).toBe(0);
+
+    // Resumed: the same producer, every layer on again, though the SFU said nothing new.
+    room._debugDropSocket();
+    await until(() => events.includes('reconnected:resumed'), 'resumed');
+    expect(camera()).toBe(first);
+    expect(first.maxSpatialLayer).toBe(2);
+    // What the SFU says afterwards holds again.
+    await layersWanted(first.id, 1);
+    await vi.advanceTimersByTimeAsync(DISABLE_DELAY_MS);
+    expect(first.maxSpatialLayer).toBe(1);
+
+    // Rejoined with a switch-off still pending from before the cut: the producer on the new
+    // transport is never held to it.
+    await layersWanted(first.id, 0);
+    server.resumable = false;
+    room._debugDropSocket();
+    await until(() => events.includes('reconnected:rejoined'), 'rejoined');
+    await vi.advanceTimersByTimeAsync(DISABLE_DELAY_MS * 2);
+    expect(first.closed).toBe(true);
+    expect(camera().id).not.toBe(first.id);
+    expect(camera().maxSpatialLayer).toBeUndefined();
+
+    // What the SFU says of the new producer during the restore (here when the restore goes on to
+    // receive PA_a's camera) holds: it does not say it again.
+    server.others.set('PA_a', agent('PA_a', [{ producerId: 'PR_a1', source: 'camera', kind: 'video' }]));
+    const logRequest = server.log.push.bind(server.log);
+    server.log.push = (...entries) => {
+      if (entries.some((e) => e.method === 'consume')) void layersWanted(camera().id, 0);
+      return logRequest(...entries);
+    };
+    room._debugDropSocket();
+    await until(() => events.filter((e) => e === 'reconnected:rejoined').length === 2, 'rejoined again');
+    const third = camera();
+    expect(third.id).not.toBe(first.id);
+    await vi.advanceTimersByTimeAsync(DISABLE_DELAY_MS);
+    expect(third.maxSpatialLayer).toBe(0);
   });
 
   it('restarts ICE when a transport fails while signaling is fine', async () => {

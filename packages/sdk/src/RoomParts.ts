@@ -99,14 +99,15 @@ export class RoomParts {
     });
 
     client.on('notification', (event) => this.session.notify(event));
-    // Signaling's restore restarts ICE on the transports it keeps.
-    client.on('reconnecting', () => this.transports.cancelIceRestarts());
-    client.on('reconnected', () => {
-      // What was wished of received tracks while away reaches the server; what it said of our
-      // layers meanwhile may be lost, so every layer goes on until it says again.
-      void this.subscriber.resync();
+    client.on('reconnecting', () => {
+      // Signaling's restore restarts ICE on the transports it keeps.
+      this.transports.cancelIceRestarts();
+      // What the SFU says of our layers while away is lost, so every layer goes on until it
+      // says again; now, not once reconnected, so that what it says during the restore holds.
       this.publisher.resetLayers();
     });
+    // What was wished of received tracks while away reaches the server.
+    client.on('reconnected', () => void this.subscriber.resync());
   }
 
   /** Releases what the parts hold: media elements, transports, received and captured tracks. */

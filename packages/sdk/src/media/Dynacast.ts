@@ -60,7 +60,7 @@ export class Dynacast {
     );
   }
 
-  /** Every layer on again (after a reconnection: what the SFU said meanwhile may be lost; it says it again when it changes). */
+  /** Every layer on again (the connection was cut: what the SFU says meanwhile is lost; it says it again when it changes). */
   reset(producers: Iterable<LayeredProducer>): void {
     for (const producer of producers) {
       const top = (producer.rtpParameters.encodings?.length ?? 1) - 1;

@@ -51,7 +51,7 @@ export class Publisher {
     if (producer) this.dynacast.wanted(producer, maxSpatialLayer);
   }
 
-  /** After a reconnection every layer is encoded again: what the SFU said meanwhile may be lost. */
+  /** When the connection is cut every layer is encoded again, until the SFU says anew (what it says while away is lost). */
   resetLayers(): void {
     this.dynacast.reset(this.producers.values());
   }
