@@ -22,6 +22,9 @@ apt_packages=(
   # The bad-network browser tests: network namespaces (ip netns) and the link emulator between
   # them and the host (test/support/link-emulator.py, over TUN devices).
   iproute2 python3
+  # TURN for media through networks that let no UDP out (docs/turn.md): `make up` runs one, and
+  # the relay tests start their own.
+  coturn
 )
 missing=()
 for pkg in "${apt_packages[@]}"; do
@@ -37,6 +40,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   # own, so the system one is stopped and disabled when this script installed it.
   if [[ " ${missing[*]} " == *" janus "* ]] && [ -d /run/systemd/system ]; then
     $sudo systemctl disable --now janus >/dev/null 2>&1 || true
+  fi
+  # Likewise coturn's system-wide server: `make up` and the tests run their own.
+  if [[ " ${missing[*]} " == *" coturn "* ]] && [ -d /run/systemd/system ]; then
+    $sudo systemctl disable --now coturn >/dev/null 2>&1 || true
   fi
 fi
 

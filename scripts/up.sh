@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole system on this machine: a local nats-server with JetStream (data in .data/),
-# one SFU and one signaling process. Prints the demo URLs; Ctrl-C stops everything cleanly.
+# one SFU and one signaling process, and coturn for TURN. Prints the demo URLs; Ctrl-C stops
+# everything cleanly.
 # NATS is closed as in production: TLS, an nkey per service with its own permissions
 # (development certificates in .data/pki, credentials in .data/nats-auth, made on first run),
 # every stream and bucket provisioned by the admin identity before the services start.
@@ -29,7 +30,8 @@ stop() {
 trap stop INT TERM EXIT
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for port in "$NATS_PORT" "$SIGNALING_PORT" 50051 9100 9101; do
+export TURN_PORT=${TURN_PORT:-3478}
+for port in "$NATS_PORT" "$SIGNALING_PORT" "$TURN_PORT" 50051 9100 9101; do
   if port_busy "$port"; then echo "port $port is already in use; stop what holds it or set the matching *_PORT variable" >&2; exit 1; fi
 done
 
@@ -107,11 +109,61 @@ done
 
 # SIGNALING_REPLICAS=2 starts a second replica on the next port (ops port 9104), as `make fuzz` does:
 # sessions resume on either, rooms span both.
+# TURN (coturn) for clients whose network lets no UDP out to the SFU (docs/turn.md): signaling
+# hands out credentials signed with a secret it shares with coturn (the REST-API scheme). The
+# secret is made once, kept with the other development secrets. TURN_HOST is the address browsers
+# reach it at (127.0.0.1: this machine only). Peers: the SFU on the loopback and this machine's
+# own addresses; other private ranges are denied, as production denies all but its media nodes.
+# TLS (turns:) only with a certificate browsers trust: TURN_TLS_CERT_FILE and TURN_TLS_KEY_FILE
+# (the development CA in .data/pki is trusted by no browser, so it is not used here).
+turn_dir="$data/turn"; mkdir -p "$turn_dir"; chmod 700 "$turn_dir"
+[ -s "$turn_dir/secret" ] || (umask 077; openssl rand -hex 32 >"$turn_dir/secret")
+turn_host=${TURN_HOST:-127.0.0.1}
+turn_urls="turn:$turn_host:$TURN_PORT?transport=udp,turn:$turn_host:$TURN_PORT?transport=tcp"
+{
+  echo "listening-ip=127.0.0.1"
+  [ "$turn_host" = 127.0.0.1 ] || echo "listening-ip=$turn_host"
+  echo "relay-ip=$turn_host"
+  echo "listening-port=$TURN_PORT"
+  echo "use-auth-secret"
+  echo "static-auth-secret=$(cat "$turn_dir/secret")"
+  echo "realm=gateway.local"
+  echo "fingerprint"
+  echo "no-cli"
+  echo "no-dtls"
+  if [ -n "${TURN_TLS_CERT_FILE:-}" ] && [ -n "${TURN_TLS_KEY_FILE:-}" ]; then
+    echo "tls-listening-port=${TURN_TLS_PORT:-5349}"; echo "cert=$TURN_TLS_CERT_FILE"; echo "pkey=$TURN_TLS_KEY_FILE"
+  else
+    echo "no-tls"
+  fi
+  echo "no-multicast-peers"
+  echo "allow-loopback-peers"
+  for range in 0.0.0.0-0.255.255.255 10.0.0.0-10.255.255.255 100.64.0.0-100.127.255.255 169.254.0.0-169.254.255.255 \
+    172.16.0.0-172.31.255.255 192.0.0.0-192.0.0.255 192.168.0.0-192.168.255.255 198.18.0.0-198.19.255.255 \
+    fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff; do
+    echo "denied-peer-ip=$range"
+  done
+  for address in $(hostname -I 2>/dev/null); do echo "allowed-peer-ip=$address"; done
+  echo "log-file=$data/logs/turn.log"
+  echo "simple-log"
+  echo "no-stdout-log"
+  echo "pidfile=$turn_dir/turnserver.pid"
+} >"$turn_dir/turnserver.conf"
+chmod 600 "$turn_dir/turnserver.conf"
+if [ -n "${TURN_TLS_CERT_FILE:-}" ] && [ -n "${TURN_TLS_KEY_FILE:-}" ]; then
+  turn_urls="$turn_urls,turns:${TURN_TLS_NAME:-$turn_host}:${TURN_TLS_PORT:-5349}?transport=tcp"
+fi
+turnserver -c "$turn_dir/turnserver.conf" >/dev/null 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do port_busy "$TURN_PORT" && break; sleep 0.1; done
+port_busy "$TURN_PORT" || { echo "turnserver did not start; see .data/logs/turn.log" >&2; tail -20 "$data/logs/turn.log" >&2; exit 1; }
+
 nats_env signaling; grpc_tls signaling
 for ((replica=1; replica<=${SIGNALING_REPLICAS:-1}; replica++)); do
   port=$((SIGNALING_PORT + replica - 1)); ops=$([ "$replica" -eq 1 ] && echo "${SIGNALING_OPS_PORT:-9100}" || echo $((9102 + replica)))
   name=$([ "$replica" -eq 1 ] && echo signaling || echo "signaling-$replica")
   env "${nats_vars[@]}" "${tls[@]}" SIGNALING_PORT="$port" SIGNALING_OPS_PORT="$ops" SIGNALING_REPLICA_ID="sig-$(hostname)-$replica" \
+    SIGNALING_TURN_SECRET_FILE="$turn_dir/secret" SIGNALING_TURN_URLS="$turn_urls" \
     node "${node_args[@]}" services/signaling/src/main.ts >"$data/logs/$name.log" 2>&1 &
   pids+=($!)
   wait_ready "http://127.0.0.1:$ops/readyz" "$name" "${pids[-1]}"
@@ -126,6 +178,7 @@ Gateway is running (logs in .data/logs/).
 
   End user : $base/end-user#token=$(mint --identity end-user-1 --role end_user)&autojoin=1
   Agent    : $base/agent#token=$(mint --identity agent-1 --role agent --can-record)&autojoin=1
+  (add &relay=1 to either to send its media through TURN only: coturn on port $TURN_PORT, docs/turn.md)
 
 The contact center (tenant demo: queues billing and support, services/routing/demo-directory.json):
   End user (asks billing for a video call) : $base/end-user#desk=$(desk --identity customer-1 --role end_user --name "Casey Customer")&queue=billing&channel=video

@@ -74,7 +74,7 @@ export class RoomParts {
     });
     // A closed transport takes what it carried along: consumers (received again on a new one), or producers.
     const onClose = (direction: 'send' | 'recv') => (direction === 'recv' ? this.subscriber.detachAll() : this.publisher.forgetProducers());
-    this.transports = new Transports({ signaling: client, handlerFactory: options.handlerFactory, isClosed, onClose });
+    this.transports = new Transports({ signaling: client, handlerFactory: options.handlerFactory, iceTransportPolicy: options.iceTransportPolicy ?? 'all', isClosed, onClose });
     this.recorder = new Recording({ signaling: client, participantById: (id) => this.roster.byId(id), emit });
     const isOwn = (id: string) => this.roster.isOwn(id);
     const participantOf = (id: string | undefined) => this.roster.participantOf(id);

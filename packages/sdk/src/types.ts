@@ -327,6 +327,13 @@ export interface ConnectOptions extends ConnectionOptions {
    */
   dynacast?: boolean;
   /**
+   * Which ICE candidates the media may use: `'all'` (the default) tries a direct path to the media
+   * server first and the TURN servers the server names after; `'relay'` sends everything through
+   * TURN, as a network that lets nothing else out would anyway (and hides the device's addresses
+   * from the media server). Without TURN servers on the server side, `'relay'` cannot connect.
+   */
+  iceTransportPolicy?: 'all' | 'relay';
+  /**
    * A mediasoup-client handler factory, for runtimes without WebRTC (tests use mediasoup-client's
    * FakeHandler). Browsers detect their own.
    */

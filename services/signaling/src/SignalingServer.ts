@@ -46,6 +46,7 @@ import { LiveDataSubjects } from './rooms/LiveDataSubjects.js';
 import { Connection, type SessionBroker } from './ws/Connection.js';
 import { createHttpHandler } from './http/routes.js';
 import { uploadForAction } from './http/uploads.js';
+import { iceServersFor } from './participant/turnCredentials.js';
 
 /** The parts of a replica, built by `start` and wired together here. */
 interface Parts {
@@ -151,6 +152,7 @@ export class SignalingServer {
         hub,
         participants,
         nodes: directory,
+        iceServers: (session) => iceServersFor(config.turn, session.participantId),
       },
       chat: { chat, hub, limits: config.chat, redactionPolicy: (name) => redactionPolicy(tenant(name)) },
       data: { hub, limits: config.data },

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +20,8 @@ import {
   type RedactionPolicy,
   type Tenant,
 } from '@gateway/common';
+
+import type { TurnSettings } from './participant/turnCredentials.js';
 
 export { DEMO_TENANT, type Tenant } from '@gateway/common';
 
@@ -43,6 +46,54 @@ export function tenantLimits(config: SignalingConfig, tenant: string) {
 /** What the recorder is told of a tenant's recording policy. */
 export function recordingOptions(tenant: Tenant | undefined) {
   return { transcodeMp4: tenant?.recording?.mp4 ?? false, skipPausedAudio: tenant?.recording?.skipPausedAudio ?? false };
+}
+
+/** A TURN URL as RTCIceServer takes it: turn: or turns:, a host and port, an optional transport. */
+const TURN_URL = /^turns?:[A-Za-z0-9.-]+(:\d{1,5})?(\?transport=(udp|tcp))?$|^turns?:\[[0-9A-Fa-f:.]+\](:\d{1,5})?(\?transport=(udp|tcp))?$/;
+
+const turnUrls = z
+  .string()
+  .optional()
+  .transform((value) =>
+    (value ?? '')
+      .split(',')
+      .map((url) => url.trim())
+      .filter(Boolean),
+  )
+  .pipe(z.array(z.string().regex(TURN_URL, { error: 'each URL must be turn:host:port or turns:host:port, with an optional ?transport=udp|tcp' })));
+
+/**
+ * TURN for media through networks that let no UDP out to the media nodes (docs/turn.md): the
+ * file with the secret shared with coturn (`static-auth-secret`), the servers' URLs (comma-separated),
+ * and how long a credential may start an allocation. Without the secret no TURN server is handed out.
+ */
+export const turnShape = {
+  SIGNALING_TURN_SECRET_FILE: z.string().min(1).optional(),
+  SIGNALING_TURN_URLS: turnUrls,
+  SIGNALING_TURN_CREDENTIAL_TTL_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(60)
+    .max(7 * 24 * 3600)
+    .default(3600),
+};
+
+/** The TURN settings, or undefined without a secret; problems name the variable, never the secret. */
+export function readTurnSettings(c: z.infer<z.ZodObject<typeof turnShape>>): TurnSettings | undefined {
+  const invalid = (message: string, cause?: unknown) => new GatewayError(ErrorCode.CONFIG_INVALID, `invalid configuration:\n  ${message}`, { cause });
+  if (!c.SIGNALING_TURN_SECRET_FILE) {
+    if (c.SIGNALING_TURN_URLS.length > 0) throw invalid('SIGNALING_TURN_URLS: set SIGNALING_TURN_SECRET_FILE too (a TURN server without credentials would refuse every client)');
+    return undefined;
+  }
+  if (c.SIGNALING_TURN_URLS.length === 0) throw invalid('SIGNALING_TURN_URLS: at least one URL is needed with SIGNALING_TURN_SECRET_FILE');
+  let secret: string;
+  try {
+    secret = readFileSync(c.SIGNALING_TURN_SECRET_FILE, 'utf8').trim();
+  } catch (error) {
+    throw invalid('SIGNALING_TURN_SECRET_FILE: cannot be read', error);
+  }
+  if (!/^[\x21-\x7e]{32,4096}$/.test(secret)) throw invalid('SIGNALING_TURN_SECRET_FILE: must hold a secret of at least 32 printable characters');
+  return { secret, urls: c.SIGNALING_TURN_URLS, ttlSeconds: c.SIGNALING_TURN_CREDENTIAL_TTL_SECONDS };
 }
 
 const shape = {
@@ -100,6 +151,7 @@ const shape = {
   SIGNALING_WEBAUTHN_ORIGINS: z.string().optional(),
   ...tenantKeysShape,
   ...grpcTlsShape,
+  ...turnShape,
   SIGNALING_PUBLIC_DIR: env.string(`${repoRoot}services/signaling/public`),
   SIGNALING_SDK_BUNDLE: env.string(`${repoRoot}packages/sdk/dist/sdk.js`),
   /** Each SDK version's bundle, <version>/gateway.min.js, served immutable at /sdk/<version>/ (docs/sdk.md). */
@@ -135,6 +187,7 @@ export function readSignalingConfig(source: Record<string, string | undefined> =
     joinTimeoutMs: c.SIGNALING_JOIN_TIMEOUT_SECONDS * 1000,
     pingIntervalMs: c.SIGNALING_PING_INTERVAL_SECONDS * 1000,
     grpcTls: readGrpcTls(c),
+    turn: readTurnSettings(c),
     heartbeatMs: c.SIGNALING_HEARTBEAT_SECONDS * 1000,
     sessionFinishStaleMs: c.SIGNALING_SESSION_FINISH_STALE_SECONDS * 1000,
     chat: {

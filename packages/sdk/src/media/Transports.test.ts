@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { FakeHandler, type types } from 'mediasoup-client';
+import { Device, FakeHandler, type types } from 'mediasoup-client';
+import type { IceServer } from '@gateway/proto/gateway/signaling/v1/signaling';
 import * as fakeParameters from 'mediasoup-client/fakeParameters';
 import { FakeMediaStreamTrack } from 'fake-mediastreamtrack';
 import { Transports, type Direction, type TransportsContext } from './Transports.js';
@@ -12,8 +13,13 @@ const routerCapabilities = () => fakeParameters.generateRouterRtpCapabilities() 
  * credentials on every restart. `hold(method)` keeps the answers to a method until the function it
  * returns is called.
  */
-function setup() {
+function setup(options: { iceTransportPolicy?: 'all' | 'relay' } = {}) {
   let seq = 0;
+  // What the server gives with a restart: none (no TURN) unless a test sets some.
+  let restartIceServers: IceServer[] = [];
+  const giveOnRestart = (servers: IceServer[]) => {
+    restartIceServers = servers;
+  };
   const held = new Map<string, Promise<void>>();
   const hold = (method: string) => {
     let release!: () => void;
@@ -31,7 +37,7 @@ function setup() {
         return { transportId: `TR_${++seq}`, direction: params.direction, iceParameters: remote.iceParameters, iceCandidates: remote.iceCandidates, dtlsParameters: remote.dtlsParameters };
       }
       case 'restartIce':
-        return { iceParameters: { usernameFragment: `restarted-${++seq}`, password: 'p', iceLite: true } };
+        return { iceParameters: { usernameFragment: `restarted-${++seq}`, password: 'p', iceLite: true }, iceServers: restartIceServers };
       case 'produce':
         return { producerId: `PR_${++seq}` };
       default:
@@ -43,11 +49,12 @@ function setup() {
   const context: TransportsContext = {
     signaling: signaling as unknown as TransportsContext['signaling'],
     handlerFactory: FakeHandler.createFactory(fakeParameters),
+    iceTransportPolicy: options.iceTransportPolicy ?? 'all',
     isClosed: () => false,
     onClose: (direction) => void closed.push(direction),
   };
   const asked = () => request.mock.calls.map(([method, params]) => (method === 'createTransport' ? `${method}:${params.direction}` : method));
-  return { transports: new Transports(context), context, request, signaling, closed, asked, hold };
+  return { transports: new Transports(context), context, request, signaling, closed, asked, hold, giveOnRestart };
 }
 
 const both = { send: true, recv: true };
@@ -141,6 +148,38 @@ describe('Transports', () => {
     await restarting;
     expect(request).toHaveBeenLastCalledWith('restartIce', { transportId: 'TR_2' });
     expect(recvRestart).not.toHaveBeenCalled();
+  });
+
+  it("makes transports with the join's TURN servers and policy, hands newer ones to those kept, and fresh ones with a restart", async () => {
+    const { transports, giveOnRestart } = setup({ iceTransportPolicy: 'relay' });
+    const makeSend = vi.spyOn(Device.prototype, 'createSendTransport');
+    const makeRecv = vi.spyOn(Device.prototype, 'createRecvTransport');
+    const turn = (username: string): IceServer => ({ urls: ['turn:turn.example:3478?transport=udp'], username, credential: `c-${username}` });
+    const rtc = (username: string) => [{ urls: ['turn:turn.example:3478?transport=udp'], username, credential: `c-${username}` }];
+    await transports.loadDevice(routerCapabilities());
+    await transports.useIceServers([turn('100:PA_1')]);
+    await transports.ensure(new Set(), both);
+    expect(makeSend.mock.calls[0]![0]).toMatchObject({ iceServers: rtc('100:PA_1'), iceTransportPolicy: 'relay' });
+    expect(makeRecv.mock.calls[0]![0]).toMatchObject({ iceServers: rtc('100:PA_1'), iceTransportPolicy: 'relay' });
+    makeSend.mockRestore();
+    makeRecv.mockRestore();
+
+    // A resume's credentials go to the transports it keeps.
+    const [send, recv] = [transports.send!, transports.recv!];
+    const sendUpdates = vi.spyOn(send, 'updateIceServers');
+    const recvUpdates = vi.spyOn(recv, 'updateIceServers');
+    await transports.useIceServers([turn('200:PA_1')]);
+    expect(sendUpdates).toHaveBeenLastCalledWith({ iceServers: rtc('200:PA_1') });
+    expect(recvUpdates).toHaveBeenLastCalledWith({ iceServers: rtc('200:PA_1') });
+
+    // A restart's go to the restarted transport before its ICE restarts; none given, none changed.
+    await transports.restartIce(send);
+    expect(sendUpdates).toHaveBeenCalledTimes(1);
+    giveOnRestart([turn('300:PA_1')]);
+    const restart = vi.spyOn(send, 'restartIce');
+    await transports.restartIce(send);
+    expect(sendUpdates).toHaveBeenLastCalledWith({ iceServers: rtc('300:PA_1') });
+    expect(sendUpdates.mock.invocationCallOrder.at(-1)!).toBeLessThan(restart.mock.invocationCallOrder.at(-1)!);
   });
 
   it('restarts ICE by itself when a transport fails, but not while signaling reconnects or once it is closed', async () => {

@@ -1,5 +1,6 @@
 import { Device } from 'mediasoup-client';
 import type { types } from 'mediasoup-client';
+import type { IceServer } from '@gateway/proto/gateway/signaling/v1/signaling';
 import { ErrorCode, GatewayError } from '../errors.js';
 import type { SignalingClient } from '../signaling/SignalingClient.js';
 import { IceRestarts } from './IceRestarts.js';
@@ -11,6 +12,8 @@ export interface TransportsContext {
   signaling: Pick<SignalingClient, 'request' | 'state'>;
   /** A mediasoup-client handler factory for runtimes without WebRTC; browsers detect their own. */
   handlerFactory?: types.HandlerFactory;
+  /** `relay`: the transports use TURN only (ConnectOptions.iceTransportPolicy). */
+  iceTransportPolicy: 'all' | 'relay';
   isClosed(): boolean;
   /** A transport is about to close: what it carried (producers or consumers) goes with it. */
   onClose(direction: Direction): void;
@@ -25,6 +28,8 @@ export class Transports {
   private deviceCapabilities = '';
   private readonly byDirection: Partial<Record<Direction, types.Transport>> = {};
   private readonly iceRestarts: IceRestarts;
+  /** The TURN servers and credentials of the latest join, resume or ICE restart. */
+  private iceServers: RTCIceServer[] = [];
 
   constructor(private readonly context: TransportsContext) {
     this.iceRestarts = new IceRestarts<types.Transport>({
@@ -67,6 +72,17 @@ export class Transports {
   }
 
   /**
+   * Takes the TURN servers of a join or resume: new transports use them, and those kept get
+   * them too (credentials handed out earlier may have expired for new allocations).
+   */
+  async useIceServers(servers: readonly IceServer[]): Promise<void> {
+    this.iceServers = servers.map(toRtcIceServer);
+    for (const transport of [this.byDirection.send, this.byDirection.recv]) {
+      if (transport && !transport.closed) await transport.updateIceServers({ iceServers: this.iceServers });
+    }
+  }
+
+  /**
    * Keeps the transports the session still has on the server (`live`), makes the missing ones
    * that are `wanted`, closes the rest. Returns the kept ones.
    */
@@ -106,8 +122,14 @@ export class Transports {
   }
 
   async restartIce(transport: types.Transport): Promise<void> {
-    const { iceParameters } = await this.context.signaling.request('restartIce', { transportId: transport.id });
-    if (!transport.closed) await transport.restartIce({ iceParameters: iceParameters as types.IceParameters });
+    const { iceParameters, iceServers } = await this.context.signaling.request('restartIce', { transportId: transport.id });
+    if (transport.closed) return;
+    // Fresh TURN credentials first, so the restarted ICE can allocate relays with them.
+    if (iceServers.length > 0) {
+      this.iceServers = iceServers.map(toRtcIceServer);
+      await transport.updateIceServers({ iceServers: this.iceServers });
+    }
+    await transport.restartIce({ iceParameters: iceParameters as types.IceParameters });
   }
 
   /** WebRTC statistics of the two transports. */
@@ -124,6 +146,8 @@ export class Transports {
       iceParameters: info.iceParameters as types.IceParameters,
       iceCandidates: info.iceCandidates as types.IceCandidate[],
       dtlsParameters: info.dtlsParameters as types.DtlsParameters,
+      iceServers: this.iceServers,
+      iceTransportPolicy: this.context.iceTransportPolicy,
     };
     const transport = direction === 'send' ? this.device!.createSendTransport(options) : this.device!.createRecvTransport(options);
     transport.on('connect', ({ dtlsParameters }, callback, errback) => {
@@ -137,6 +161,10 @@ export class Transports {
     transport.on('connectionstatechange', (state) => this.iceRestarts.onStateChange(transport, state));
     return transport;
   }
+}
+
+function toRtcIceServer(server: IceServer): RTCIceServer {
+  return { urls: [...server.urls], username: server.username, credential: server.credential };
 }
 
 /** mediasoup parameter objects travel as google.protobuf.Struct, i.e. plain JSON objects. */

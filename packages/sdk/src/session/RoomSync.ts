@@ -113,6 +113,7 @@ export class RoomSync {
     }
 
     await transports.loadDevice(response.routerRtpCapabilities ?? {});
+    await transports.useIceServers(response.iceServers ?? []);
     const kept = await transports.ensure(new Set(response.transportIds), { send: grants.canPublish, recv: grants.canSubscribe });
     await publisher.reconcile(me.tracks);
     if (this.announced) await subscriber.pump();

@@ -42,7 +42,9 @@ export function start(options) {
     let room;
     try {
       // Gateway: the SDK bundle (/sdk.js), loaded before the page's modules.
-      room = await Gateway.connect({ url: location.origin, token });
+      // relay=1: media through the TURN servers only, as from a network that lets nothing else out.
+      const iceTransportPolicy = params.get('relay') === '1' ? 'relay' : 'all';
+      room = await Gateway.connect({ url: location.origin, token, iceTransportPolicy });
     } catch (error) {
       joining = false;
       setState('disconnected');

@@ -25,7 +25,7 @@ async function heldElsewhere(store: MemoryParticipantStore, over: { disconnected
   return resumeToken;
 }
 
-function setUp(options: { nodeAlive?: boolean; roomCreated?: boolean } = {}) {
+function setUp(options: { nodeAlive?: boolean; roomCreated?: boolean; turn?: SignalingConfig['turn'] } = {}) {
   const store = new MemoryParticipantStore();
   const published: Array<{ subject: string; data: Uint8Array }> = [];
   const sfu = fakeSfu({ openRoom: { rtpCapabilities: { codecs: [] }, created: options.roomCreated ?? false, activeSpeakerParticipantId: '' }, closeParticipant: {} });
@@ -42,7 +42,7 @@ function setUp(options: { nodeAlive?: boolean; roomCreated?: boolean } = {}) {
   const registry = new Registry();
   const resumes = new Counter({ name: 'resumes_total', help: 'h', labelNames: ['result'] as const, registers: [registry] });
   const deps = {
-    config,
+    config: { ...config, turn: options.turn },
     nc: { publish: (subject: string, data: Uint8Array) => void published.push({ subject, data }) },
     store,
     directory: {
@@ -78,6 +78,23 @@ describe('JoinService.resume', () => {
     expect(published).toHaveLength(1);
     expect(SessionTakeover.decode(published[0]!.data)).toEqual({ participantId: 'PA_1', newOwner: 'replica-a' });
     expect(await resumeCount('resumed')).toBe(1);
+  });
+
+  it('hands out fresh TURN credentials with a resume, and none without TURN', async () => {
+    const turn = { secret: 'a-turn-secret-of-at-least-32-characters', urls: ['turn:127.0.0.1:3478?transport=udp'], ttlSeconds: 600 };
+    const withTurn = setUp({ turn });
+    const before = Math.floor(Date.now() / 1000);
+    const { response } = await withTurn.joins.resume(new RecordingLink(), await heldElsewhere(withTurn.store), 1);
+    expect(response.iceServers).toHaveLength(1);
+    const [expiry, id] = response.iceServers[0]!.username.split(':');
+    expect(Number(expiry)).toBeGreaterThanOrEqual(before + 600);
+    expect(Number(expiry)).toBeLessThanOrEqual(Math.floor(Date.now() / 1000) + 600);
+    // The participant id, not the identity from the join token.
+    expect(id).toBe('PA_1');
+    expect(response.iceServers[0]).toMatchObject({ urls: turn.urls });
+
+    const without = setUp();
+    expect((await without.joins.resume(new RecordingLink(), await heldElsewhere(without.store), 1)).response.iceServers).toEqual([]);
   });
 
   it('refuses a malformed token, and a wrong secret for a real record', async () => {

@@ -26,6 +26,7 @@ import type { RoomSessions } from '../rooms/RoomSessions.js';
 import { ParticipantSession, removedError, type SessionLink } from './ParticipantSession.js';
 import { parseResumeToken, resumeSecretMatches, type ResumeToken } from './resumeToken.js';
 import type { SessionRegistry } from './SessionRegistry.js';
+import { iceServersFor } from './turnCredentials.js';
 
 /** How often a resume re-reads a session record that changed under it before giving up. */
 const TAKEOVER_ATTEMPTS = 4;
@@ -137,6 +138,9 @@ export class JoinService {
         messages,
         smartActions,
         activeSpeakerParticipantId: this.speakerSeenBy(session, activeSpeakerParticipantId),
+        // Fresh TURN credentials on every join and resume: a client back after a while gets one
+        // that can still make allocations.
+        iceServers: iceServersFor(config.turn, session.participantId),
       });
       return { session, response };
     } catch (error) {
@@ -190,6 +194,9 @@ export class JoinService {
         messages,
         smartActions,
         activeSpeakerParticipantId: this.speakerSeenBy(session, activeSpeakerParticipantId),
+        // Fresh TURN credentials on every join and resume: a client back after a while gets one
+        // that can still make allocations.
+        iceServers: iceServersFor(config.turn, session.participantId),
       });
       return { session, response };
     } catch (error) {

@@ -126,6 +126,7 @@ describe('ParticipantSession', () => {
       routerRtpCapabilities: {},
       resumeToken: 't',
       resumeWindowMs: 1,
+      iceServers: [],
       recording: undefined,
       messages: [],
       smartActions: [],

@@ -275,7 +275,7 @@ export class ParticipantSession {
 
   /** The join (or resume) answer: this session, and the room as it is now. */
   joinResponse(
-    room: Pick<JoinResponse, 'participants' | 'routerRtpCapabilities' | 'resumeToken' | 'resumeWindowMs' | 'recording' | 'messages' | 'smartActions' | 'activeSpeakerParticipantId'>,
+    room: Pick<JoinResponse, 'participants' | 'routerRtpCapabilities' | 'resumeToken' | 'resumeWindowMs' | 'recording' | 'messages' | 'smartActions' | 'activeSpeakerParticipantId' | 'iceServers'>,
   ): JoinResponse {
     return {
       ...room,

@@ -65,7 +65,13 @@ function contexts(over: { erased?: string[] } = {}) {
   };
   const value: RequestContexts = {
     lifecycle: { end },
-    media: { limits: { transports: 2, producers: 2, consumers: 2 }, hub, participants: async () => [], nodes: { placementOf: unused, node: unused, clientForNode: unused } as never },
+    media: {
+      limits: { transports: 2, producers: 2, consumers: 2 },
+      hub,
+      participants: async () => [],
+      nodes: { placementOf: unused, node: unused, clientForNode: unused } as never,
+      iceServers: () => [],
+    },
     chat: { chat, hub, limits: { maxChars: 10, ratePerSecond: 1, rateBurst: 2 }, redactionPolicy: () => ({ kinds: [] }) },
     data: { hub, limits: { ratePerSecond: 1, rateBurst: 2 } },
     participant: { hub },

@@ -39,6 +39,7 @@ function setUp(options: { answers?: Record<string, unknown>; grant?: NonNullable
       dtlsParameters: {},
     }),
     connectTransport: {},
+    restartIce: { iceParameters: { usernameFragment: 'u2' } },
     produce: () => ({ producerId: `PR_${++produced}` }),
     closeProducer: {},
     pauseProducer: {},
@@ -61,6 +62,7 @@ function setUp(options: { answers?: Record<string, unknown>; grant?: NonNullable
   const handlers = mediaHandlers({
     limits: { transports: 2, producers: 2, consumers: 2 },
     hub: { publish: (_tenant, _room, event) => void published.push(event) },
+    iceServers: (s) => [{ urls: ['turn:turn.example:3478?transport=udp'], username: `1:${s.participantId}`, credential: 'c' }],
     // By default the room holds the one other participant the fake SFU's consumers come from.
     participants: async () => options.participants ?? [recordOf('PA_2')],
     // The room's home is this session's node unless a test says otherwise.
@@ -93,6 +95,16 @@ describe('media requests', () => {
     expect((await store.get('demo', 'room-1', 'PA_1'))?.record.transportIds).toEqual(['TR_recv']);
     await handlers.createTransport(session, { direction: 'recv' });
     await expect(handlers.createTransport(session, { direction: 'recv' })).rejects.toMatchObject({ code: ErrorCode.LIMIT_EXCEEDED });
+  });
+
+  it("restart ICE on an own transport with the session's fresh TURN servers", async () => {
+    const { handlers, session } = setUp();
+    await handlers.createTransport(session, { direction: 'recv' });
+    await expect(handlers.restartIce(session, { transportId: 'TR_other' })).rejects.toMatchObject({ code: ErrorCode.NOT_FOUND });
+    expect(await handlers.restartIce(session, { transportId: 'TR_recv' })).toEqual({
+      iceParameters: { usernameFragment: 'u2' },
+      iceServers: [{ urls: ['turn:turn.example:3478?transport=udp'], username: '1:PA_1', credential: 'c' }],
+    });
   });
 
   it('publish a granted source on an own transport, stored before the room hears of it', async () => {

@@ -1,6 +1,6 @@
 import type { ParticipantRecord } from '@gateway/proto/gateway/events/v1/events';
 import { TransportDirection } from '@gateway/proto/gateway/sfu/v1/sfu';
-import type { TrackInfo } from '@gateway/proto/gateway/signaling/v1/signaling';
+import type { IceServer, TrackInfo } from '@gateway/proto/gateway/signaling/v1/signaling';
 import { ErrorCode, GatewayError, callUnary, mediaKindName, mediaKindOf, trackSourceName, trackSourceOf, type TrackSourceName } from '@gateway/common';
 import type { SfuDirectory } from '@gateway/cluster';
 import type { RoomHub } from '../rooms/RoomHub.js';
@@ -17,6 +17,8 @@ export interface MediaContext {
   /** The room's participant records, every replica's: who publishes which producer from which node. */
   participants(tenant: string, room: string): Promise<ParticipantRecord[]>;
   nodes: Pick<SfuDirectory, 'placementOf' | 'node' | 'clientForNode'>;
+  /** The participant's TURN servers with fresh credentials (none without TURN). */
+  iceServers(session: ParticipantSession): IceServer[];
 }
 
 export type MediaCase =
@@ -129,7 +131,8 @@ export function mediaHandlers(ctx: MediaContext): Handlers<MediaCase> {
     async restartIce(session, request) {
       const transportId = session.ownTransport(request.transportId);
       const { iceParameters } = await callSessionNode(session, session.sfu.restartIce, { room: session.roomRef(), transportId });
-      return { iceParameters };
+      // A restart may come long after the join: the credentials given then may be past their expiry.
+      return { iceParameters, iceServers: ctx.iceServers(session) };
     },
 
     async getStats(session, request) {

@@ -456,6 +456,21 @@ export interface JoinResponse {
   smartActions: SmartAction[];
   /** Who speaks now (later changes arrive as activeSpeaker notifications); empty in silence. */
   activeSpeakerParticipantId: string;
+  /**
+   * TURN servers for the transports (RTCIceServer), with short-lived credentials; empty when the
+   * deployment runs none. Issued afresh on every join and resume.
+   */
+  iceServers: IceServer[];
+}
+
+/**
+ * An RTCIceServer: a TURN server's URLs and the credential it checks (coturn's REST-API scheme:
+ * username "<unix expiry seconds>:<opaque id>", credential base64(HMAC-SHA1(secret, username))).
+ */
+export interface IceServer {
+  urls: string[];
+  username: string;
+  credential: string;
 }
 
 export interface RequestSmartActionRequest {
@@ -576,7 +591,11 @@ export interface TransportRequest {
 }
 
 export interface RestartIceResponse {
-  iceParameters: { [key: string]: any } | undefined;
+  iceParameters:
+    | { [key: string]: any }
+    | undefined;
+  /** Fresh TURN credentials (as JoinResponse.ice_servers), for the restarted transport. */
+  iceServers: IceServer[];
 }
 
 export interface ProduceRequest {
@@ -4407,6 +4426,7 @@ function createBaseJoinResponse(): JoinResponse {
     messages: [],
     smartActions: [],
     activeSpeakerParticipantId: "",
+    iceServers: [],
   };
 }
 
@@ -4450,6 +4470,9 @@ export const JoinResponse: MessageFns<JoinResponse> = {
     }
     if (message.activeSpeakerParticipantId !== "") {
       writer.uint32(106).string(message.activeSpeakerParticipantId);
+    }
+    for (const v of message.iceServers) {
+      IceServer.encode(v!, writer.uint32(114).fork()).join();
     }
     return writer;
   },
@@ -4571,6 +4594,14 @@ export const JoinResponse: MessageFns<JoinResponse> = {
             message.activeSpeakerParticipantId = reader.string();
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.iceServers.push(IceServer.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4630,6 +4661,11 @@ export const JoinResponse: MessageFns<JoinResponse> = {
         : isSet(object.active_speaker_participant_id)
         ? globalThis.String(object.active_speaker_participant_id)
         : "",
+      iceServers: globalThis.Array.isArray(object?.iceServers)
+        ? object.iceServers.map((e: any) => IceServer.fromJSON(e))
+        : globalThis.Array.isArray(object?.ice_servers)
+        ? object.ice_servers.map((e: any) => IceServer.fromJSON(e))
+        : [],
     };
   },
 
@@ -4674,6 +4710,9 @@ export const JoinResponse: MessageFns<JoinResponse> = {
     if (message.activeSpeakerParticipantId !== "") {
       obj.activeSpeakerParticipantId = message.activeSpeakerParticipantId;
     }
+    if (message.iceServers?.length) {
+      obj.iceServers = message.iceServers.map((e) => IceServer.toJSON(e));
+    }
     return obj;
   },
 
@@ -4701,6 +4740,108 @@ export const JoinResponse: MessageFns<JoinResponse> = {
     message.messages = object.messages?.map((e) => ChatMessage.fromPartial(e)) || [];
     message.smartActions = object.smartActions?.map((e) => SmartAction.fromPartial(e)) || [];
     message.activeSpeakerParticipantId = object.activeSpeakerParticipantId ?? "";
+    message.iceServers = object.iceServers?.map((e) => IceServer.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseIceServer(): IceServer {
+  return { urls: [], username: "", credential: "" };
+}
+
+export const IceServer: MessageFns<IceServer> = {
+  encode(message: IceServer, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.urls) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.username !== "") {
+      writer.uint32(18).string(message.username);
+    }
+    if (message.credential !== "") {
+      writer.uint32(26).string(message.credential);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IceServer {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIceServer();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.urls.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.username = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.credential = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): IceServer {
+    return {
+      urls: globalThis.Array.isArray(object?.urls) ? object.urls.map((e: any) => globalThis.String(e)) : [],
+      username: isSet(object.username) ? globalThis.String(object.username) : "",
+      credential: isSet(object.credential) ? globalThis.String(object.credential) : "",
+    };
+  },
+
+  toJSON(message: IceServer): unknown {
+    const obj: any = {};
+    if (message.urls?.length) {
+      obj.urls = message.urls;
+    }
+    if (message.username !== "") {
+      obj.username = message.username;
+    }
+    if (message.credential !== "") {
+      obj.credential = message.credential;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<IceServer>, I>>(base?: I): IceServer {
+    return IceServer.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<IceServer>, I>>(object: I): IceServer {
+    const message = createBaseIceServer();
+    message.urls = object.urls?.map((e) => e) || [];
+    message.username = object.username ?? "";
+    message.credential = object.credential ?? "";
     return message;
   },
 };
@@ -6419,13 +6560,16 @@ export const TransportRequest: MessageFns<TransportRequest> = {
 };
 
 function createBaseRestartIceResponse(): RestartIceResponse {
-  return { iceParameters: undefined };
+  return { iceParameters: undefined, iceServers: [] };
 }
 
 export const RestartIceResponse: MessageFns<RestartIceResponse> = {
   encode(message: RestartIceResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.iceParameters !== undefined) {
       Struct.encode(Struct.wrap(message.iceParameters), writer.uint32(10).fork()).join();
+    }
+    for (const v of message.iceServers) {
+      IceServer.encode(v!, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -6451,6 +6595,14 @@ export const RestartIceResponse: MessageFns<RestartIceResponse> = {
             message.iceParameters = Struct.unwrap(Struct.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.iceServers.push(IceServer.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6470,6 +6622,11 @@ export const RestartIceResponse: MessageFns<RestartIceResponse> = {
         : isObject(object.ice_parameters)
         ? object.ice_parameters
         : undefined,
+      iceServers: globalThis.Array.isArray(object?.iceServers)
+        ? object.iceServers.map((e: any) => IceServer.fromJSON(e))
+        : globalThis.Array.isArray(object?.ice_servers)
+        ? object.ice_servers.map((e: any) => IceServer.fromJSON(e))
+        : [],
     };
   },
 
@@ -6477,6 +6634,9 @@ export const RestartIceResponse: MessageFns<RestartIceResponse> = {
     const obj: any = {};
     if (message.iceParameters !== undefined) {
       obj.iceParameters = message.iceParameters;
+    }
+    if (message.iceServers?.length) {
+      obj.iceServers = message.iceServers.map((e) => IceServer.toJSON(e));
     }
     return obj;
   },
@@ -6487,6 +6647,7 @@ export const RestartIceResponse: MessageFns<RestartIceResponse> = {
   fromPartial<I extends Exact<DeepPartial<RestartIceResponse>, I>>(object: I): RestartIceResponse {
     const message = createBaseRestartIceResponse();
     message.iceParameters = object.iceParameters ?? undefined;
+    message.iceServers = object.iceServers?.map((e) => IceServer.fromPartial(e)) || [];
     return message;
   },
 };

@@ -1,0 +1,109 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort, waitForPort } from './NatsServer.js';
+
+/** Whether coturn's `turnserver` is on this machine (scripts/setup.sh installs it). */
+export function turnserverInstalled(): boolean {
+  return spawnSync('turnserver', ['--help'], { stdio: 'ignore' }).error === undefined;
+}
+
+/**
+ * A real coturn on 127.0.0.1 as signaling's TURN settings expect it: the REST-API scheme
+ * (`use-auth-secret`) with a fresh secret, UDP and TCP on one free port, no TLS, no CLI, in a
+ * throw-away folder. Peers on the loopback are allowed (the test's SFU listens there); a
+ * deployment denies them and every private range but its media nodes' (docs/turn.md).
+ */
+export class TurnServer {
+  private constructor(
+    readonly port: number,
+    readonly secret: string,
+    readonly dir: string,
+    private readonly process: ChildProcess,
+  ) {}
+
+  /** The file signaling reads the secret from (SIGNALING_TURN_SECRET_FILE). */
+  get secretFile(): string {
+    return join(this.dir, 'secret');
+  }
+
+  /** Its URLs, as SIGNALING_TURN_URLS lists them. */
+  get urls(): string[] {
+    return [`turn:127.0.0.1:${this.port}?transport=udp`, `turn:127.0.0.1:${this.port}?transport=tcp`];
+  }
+
+  /** Signaling's environment for handing this server out. */
+  signalingEnv(ttlSeconds = 3600): Record<string, string> {
+    return { SIGNALING_TURN_SECRET_FILE: this.secretFile, SIGNALING_TURN_URLS: this.urls.join(','), SIGNALING_TURN_CREDENTIAL_TTL_SECONDS: String(ttlSeconds) };
+  }
+
+  /** coturn's log so far (verbose: each allocation, permission and refusal). */
+  log(): string {
+    const file = join(this.dir, 'turn.log');
+    return existsSync(file) ? readFileSync(file, 'utf8') : '';
+  }
+
+  static async start(): Promise<TurnServer> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await TurnServer.startOnce();
+      } catch (error) {
+        // Another process took the port between choosing and binding it.
+        if (attempt >= 3) throw error;
+      }
+    }
+  }
+
+  private static async startOnce(): Promise<TurnServer> {
+    const dir = mkdtempSync(join(tmpdir(), 'gateway-turn-'));
+    const port = await freePort();
+    const secret = randomBytes(32).toString('hex');
+    writeFileSync(join(dir, 'secret'), secret, { mode: 0o600 });
+    // The secret goes in a file of ours rather than on the command line, where `ps` shows it.
+    const config = [
+      `listening-ip=127.0.0.1`,
+      `relay-ip=127.0.0.1`,
+      `listening-port=${port}`,
+      'use-auth-secret',
+      `static-auth-secret=${secret}`,
+      'realm=gateway.test',
+      'fingerprint',
+      'no-cli',
+      'no-tls',
+      'no-dtls',
+      'no-multicast-peers',
+      'allow-loopback-peers',
+      'verbose',
+      `log-file=${join(dir, 'turn.log')}`,
+      'simple-log',
+      'no-stdout-log',
+      `pidfile=${join(dir, 'turnserver.pid')}`,
+    ];
+    writeFileSync(join(dir, 'turnserver.conf'), `${config.join('\n')}\n`, { mode: 0o600 });
+    const child = spawn('turnserver', ['-c', join(dir, 'turnserver.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr?.on('data', (chunk: Buffer) => {
+      if (stderr.length < 20_000) stderr += chunk.toString();
+    });
+    const server = new TurnServer(port, secret, dir, child);
+    try {
+      await waitForPort(port, 10_000);
+      if (child.exitCode !== null) throw new Error(`exited with ${child.exitCode}`);
+    } catch (error) {
+      await server.stop();
+      throw new Error(`turnserver did not start: ${String(error)}\n${stderr}\n${server.log().slice(-4000)}`);
+    }
+    return server;
+  }
+
+  async stop(): Promise<void> {
+    if (this.process.exitCode === null && this.process.signalCode === null) {
+      const exited = new Promise<void>((resolve) => this.process.once('exit', () => resolve()));
+      this.process.kill('SIGTERM');
+      await exited;
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}

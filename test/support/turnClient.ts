@@ -1,0 +1,91 @@
+import { createHash, createHmac, randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
+
+/**
+ * Just enough of a TURN client (RFC 5766 over STUN, RFC 5389) to ask a server for an allocation
+ * over UDP with a long-term credential: an Allocate without credentials, which the server answers
+ * 401 with its realm and nonce, then the same with USERNAME, REALM, NONCE and MESSAGE-INTEGRITY.
+ * Written here rather than taken from a package: only the Allocate exchange is needed, and it is
+ * a few dozen lines of the RFCs.
+ */
+
+const MAGIC_COOKIE = 0x2112a442;
+const ALLOCATE_REQUEST = 0x0003;
+const ALLOCATE_SUCCESS = 0x0103;
+const ALLOCATE_ERROR = 0x0113;
+const ATTR = { USERNAME: 0x0006, MESSAGE_INTEGRITY: 0x0008, ERROR_CODE: 0x0009, REALM: 0x0014, NONCE: 0x0015, REQUESTED_TRANSPORT: 0x0019, XOR_RELAYED_ADDRESS: 0x0016 } as const;
+
+type Attribute = { type: number; value: Buffer };
+
+function attribute(type: number, value: Buffer): Buffer {
+  const padded = Buffer.alloc(4 + Math.ceil(value.length / 4) * 4);
+  padded.writeUInt16BE(type, 0);
+  padded.writeUInt16BE(value.length, 2);
+  value.copy(padded, 4);
+  return padded;
+}
+
+/** A request; with `key`, MESSAGE-INTEGRITY last: HMAC-SHA1 over the message with its length already counting the integrity. */
+function encode(type: number, transactionId: Buffer, attributes: Attribute[], key?: Buffer): Buffer {
+  const body = Buffer.concat(attributes.map((a) => attribute(a.type, a.value)));
+  const header = Buffer.alloc(20);
+  header.writeUInt16BE(type, 0);
+  header.writeUInt16BE(body.length + (key ? 24 : 0), 2);
+  header.writeUInt32BE(MAGIC_COOKIE, 4);
+  transactionId.copy(header, 8);
+  if (!key) return Buffer.concat([header, body]);
+  const integrity = createHmac('sha1', key)
+    .update(Buffer.concat([header, body]))
+    .digest();
+  return Buffer.concat([header, body, attribute(ATTR.MESSAGE_INTEGRITY, integrity)]);
+}
+
+function decode(message: Buffer): { type: number; transactionId: Buffer; attributes: Map<number, Buffer> } {
+  const type = message.readUInt16BE(0);
+  const length = message.readUInt16BE(2);
+  const attributes = new Map<number, Buffer>();
+  for (let at = 20; at + 4 <= 20 + length; ) {
+    const attrType = message.readUInt16BE(at);
+    const attrLength = message.readUInt16BE(at + 2);
+    attributes.set(attrType, message.subarray(at + 4, at + 4 + attrLength));
+    at += 4 + Math.ceil(attrLength / 4) * 4;
+  }
+  return { type, transactionId: message.subarray(8, 20), attributes };
+}
+
+/** What the server answered the authenticated Allocate: `allocated`, or the error code (401: the credential was refused). */
+export type AllocateOutcome = { allocated: true; relayedPort: number } | { allocated: false; errorCode: number; reason: string };
+
+/** Asks the TURN server at 127.0.0.1:`port` (UDP) for a relay with `username` and `credential`. */
+export async function turnAllocate(port: number, username: string, credential: string, timeoutMs = 5_000): Promise<AllocateOutcome> {
+  const socket = dgram.createSocket('udp4');
+  const exchange = (request: Buffer) =>
+    new Promise<ReturnType<typeof decode>>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no answer from the TURN server within ${timeoutMs} ms`)), timeoutMs);
+      socket.once('message', (message) => {
+        clearTimeout(timer);
+        resolve(decode(message));
+      });
+      socket.send(request, port, '127.0.0.1');
+    });
+  try {
+    const udp = { type: ATTR.REQUESTED_TRANSPORT, value: Buffer.from([17, 0, 0, 0]) };
+    const challenge = await exchange(encode(ALLOCATE_REQUEST, randomBytes(12), [udp]));
+    const realm = challenge.attributes.get(ATTR.REALM);
+    const nonce = challenge.attributes.get(ATTR.NONCE);
+    if (challenge.type !== ALLOCATE_ERROR || !realm || !nonce) throw new Error(`expected a 401 challenge with realm and nonce, got message type 0x${challenge.type.toString(16)}`);
+    const key = createHash('md5').update(`${username}:${realm.toString()}:${credential}`).digest();
+    const answer = await exchange(
+      encode(ALLOCATE_REQUEST, randomBytes(12), [{ type: ATTR.USERNAME, value: Buffer.from(username) }, { type: ATTR.REALM, value: realm }, { type: ATTR.NONCE, value: nonce }, udp], key),
+    );
+    if (answer.type === ALLOCATE_SUCCESS) {
+      const relayed = answer.attributes.get(ATTR.XOR_RELAYED_ADDRESS);
+      return { allocated: true, relayedPort: relayed ? relayed.readUInt16BE(2) ^ (MAGIC_COOKIE >>> 16) : 0 };
+    }
+    const error = answer.attributes.get(ATTR.ERROR_CODE);
+    if (answer.type !== ALLOCATE_ERROR || !error) throw new Error(`unexpected answer to Allocate: message type 0x${answer.type.toString(16)}`);
+    return { allocated: false, errorCode: (error[2]! & 0x7) * 100 + error[3]!, reason: error.subarray(4).toString() };
+  } finally {
+    socket.close();
+  }
+}
