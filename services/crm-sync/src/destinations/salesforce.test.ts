@@ -309,6 +309,29 @@ describe('Salesforce destination against the contract server', () => {
     expect(server.list('Contact')).toHaveLength(1);
   });
 
+  it('files on a Task made in the same Composite request: a failed Task is reported as itself, not as the halted uploads', async () => {
+    await start();
+    const sf = destination();
+    const d = delivery({ kind: 'attachment', contacts: [], files: [{ id: 'AR_p', data: Buffer.from([1, 2, 3]), contentType: 'image/png' }] });
+    server.inject({ status: 503 }, { match: { method: 'POST', path: '/sobjects/Task' } });
+    expect((await failure(sf.deliver(d))).message).toBe('Salesforce task create failed: HTTP 503 SERVER_UNAVAILABLE');
+    expect(server.requests.filter((r) => r.composite && r.path === '/sobjects/ContentVersion').map((r) => r.status)).toEqual([400]);
+    await sf.deliver(d);
+    const task = sole(server.list('Task'));
+    expect(sole(server.list('ContentVersion'))).toMatchObject({ FirstPublishLocationId: task.Id });
+  });
+
+  it('more files than the lookups can hold: the first 3 in the Composite requests, the others one request per step', async () => {
+    await start();
+    const files = Array.from({ length: 5 }, (_, i) => ({ id: `AR_${i}`, data: Buffer.from(`file ${i}`), contentType: 'text/plain' }));
+    const d = delivery({ files });
+    await destination().deliver(d);
+    expect(server.requests.filter((r) => r.path === '/sobjects/ContentVersion').map((r) => r.composite ?? false)).toEqual([true, true, true, false, false]);
+    await destination().deliver(d);
+    expect(server.list('ContentVersion').map((v) => (v.VersionData as Buffer).toString())).toEqual(files.map((f) => f.data.toString()));
+    expect(server.list('Task')).toHaveLength(1);
+  });
+
   it('reports Salesforce errors by status and errorCode, never their message text', async () => {
     await start();
     server.inject({ status: 400, errorCode: 'INVALID_FIELD' }, { match: { method: 'POST', path: '/sobjects/ContentVersion' } });
