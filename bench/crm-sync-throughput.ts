@@ -23,7 +23,7 @@ import { Readable } from 'node:stream';
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm, KvWatchInclude } from '@nats-io/kv';
 import { ArtifactStore, buckets, dataKeyName, DEMO_TENANT_KEK, ensureStream, SEGMENT_BYTES, StaticKeyring, streams, subjects } from '@gateway/common';
-import { NatsServer, PostgresServer, startCrmSyncProcess } from '@gateway/testing';
+import { NatsServer, PostgresServer, freePort, startCrmSyncProcess } from '@gateway/testing';
 import { S3ContractServer } from '../test/contracts/s3/server.js';
 import { SalesforceContractServer } from '../test/contracts/salesforce/server.js';
 import { ZendeskContractServer } from '../test/contracts/zendesk/server.js';
@@ -58,7 +58,13 @@ const ZD = { email: 'bench@example.com', apiToken: 'bench-token' };
 /** What the benchmark is doing, on stderr (stdout holds the figures). */
 const progress = (what: string) => process.stderr.write(`[crm-sync-throughput] ${what}\n`);
 
-const nats = await NatsServer.start();
+const natsMonitorPort = await freePort();
+const nats = await NatsServer.start({ monitorPort: natsMonitorPort });
+/** Messages nats-server received from every client so far (/varz in_msgs): requests, publishes, acks. */
+async function natsInMsgs(): Promise<number> {
+  const varz = (await (await fetch(`http://127.0.0.1:${natsMonitorPort}/varz`)).json()) as { in_msgs: number };
+  return varz.in_msgs;
+}
 const [postgres, s3, salesforce, zendesk] = await Promise.all([
   PostgresServer.start(),
   S3ContractServer.start({ buckets: [BUCKET], keepBodiesUpTo: 64 * 1024 }),
@@ -247,6 +253,11 @@ interface Row {
   p95_ms: number;
   crm_cpu_ms_per_delivery: number;
   nats_cpu_ms_per_delivery: number;
+  /**
+   * Messages into nats-server per delivery while the backlog drained (/varz in_msgs): crm-sync's
+   * requests, publishes and acks, and the benchmark's own two (the event, the purge's check).
+   */
+  nats_msgs_per_delivery: number;
   /** Without a backlog (nothing handed back): the cost of a delivery itself. */
   crm_cpu_ms_per_delivery_paced: number;
   /** Events handed back because the tenant's slots and short queue were full, while the backlog drained. */
@@ -272,10 +283,12 @@ async function measure(destination: Destination, size: number): Promise<Row> {
   const crmPids = replicas.map((r) => r.pid);
   const cpuBefore = await cpuSeconds(crmPids);
   const natsBefore = natsPid ? await cpuSeconds([natsPid]) : 0;
+  const msgsBefore = await natsInMsgs();
   await Promise.all(backlog.map((id, i) => announce(id, size, i)));
   const times = (await waitPurged(backlog, 600_000)).sort((a, b) => a - b);
   const cpuAfter = await cpuSeconds(crmPids);
   const natsAfter = natsPid ? await cpuSeconds([natsPid]) : 0;
+  const msgsAfter = await natsInMsgs();
   const after = await scrapeTotals();
   const low = times[Math.floor(0.1 * (times.length - 1))]!;
   const high = times[Math.floor(0.9 * (times.length - 1))]!;
@@ -307,6 +320,7 @@ async function measure(destination: Destination, size: number): Promise<Row> {
     p95_ms: Math.round(percentile(latencies, 95)),
     crm_cpu_ms_per_delivery: +((1000 * (cpuAfter - cpuBefore)) / count).toFixed(2),
     nats_cpu_ms_per_delivery: +((1000 * (natsAfter - natsBefore)) / count).toFixed(2),
+    nats_msgs_per_delivery: +((msgsAfter - msgsBefore) / count).toFixed(1),
     crm_cpu_ms_per_delivery_paced: +((1000 * pacedCpu) / paced.length).toFixed(2),
     deferred: after.deferred.count - before.deferred.count,
     stages_ms: Object.fromEntries(Object.entries(stageMs(before, after)).map(([k, v]) => [k, +v.toFixed(2)])),
@@ -348,6 +362,7 @@ try {
     'p95 ms': r.p95_ms,
     'crm CPU ms': r.crm_cpu_ms_per_delivery,
     'nats CPU ms': r.nats_cpu_ms_per_delivery,
+    'nats msgs': r.nats_msgs_per_delivery,
     'crm CPU ms paced': r.crm_cpu_ms_per_delivery_paced,
     deferred: r.deferred,
     ...Object.fromEntries(Object.entries(r.stages_ms_paced).map(([k, v]) => [`${k} ms paced`, v])),

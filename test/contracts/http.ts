@@ -11,6 +11,8 @@ export interface LocalServer {
   /** `http://127.0.0.1:<port>`. */
   readonly url: string;
   readonly port: number;
+  /** TCP connections accepted so far: a client that keeps its connections alive makes few. */
+  readonly connections: number;
   /** Stops listening and cuts every connection, a request held by an injected fault included, so a test never waits on one. */
   close(): Promise<void>;
 }
@@ -25,11 +27,16 @@ export async function serveLocally(
   onFailure: (res: http.ServerResponse) => void = (res) => res.destroy(),
 ): Promise<LocalServer> {
   const server = http.createServer((req, res) => void handle(req, res).catch(() => onFailure(res)));
+  let connections = 0;
+  server.on('connection', () => connections++);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
     port,
+    get connections() {
+      return connections;
+    },
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

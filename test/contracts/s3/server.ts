@@ -102,6 +102,11 @@ export class S3ContractServer {
     return this.server.port;
   }
 
+  /** TCP connections accepted so far. */
+  get connections(): number {
+    return this.server.connections;
+  }
+
   get url(): string {
     return this.server.url;
   }
@@ -174,15 +179,11 @@ export class S3ContractServer {
       const s3 = error instanceof S3Error ? error : new S3Error(500, 'InternalError', 'We encountered an internal error. Please try again.');
       record.status = s3.status;
       record.code = s3.code;
-      if (request.method === 'HEAD') {
-        // HEAD answers carry no body: clients only see the status.
-        res.writeHead(s3.status);
-        res.end();
-        return;
-      }
       const resource = request.key ? `/${request.bucket}/${request.key}` : `/${request.bucket ?? ''}`;
-      res.writeHead(s3.status, { 'content-type': 'application/xml' });
-      res.end(errorXml(s3, resource, requestId));
+      const body = errorXml(s3, resource, requestId);
+      // A HEAD answer carries the headers a GET would (its length included, so the connection stays open) and no body: clients only see the status.
+      res.writeHead(s3.status, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body) });
+      res.end(request.method === 'HEAD' ? undefined : body);
     }
   }
 

@@ -68,6 +68,15 @@ export class Org {
     return [...this.records.get(type)!.values()];
   }
 
+  /** Every record as it is now, for `restore` (a Composite request with allOrNone rolls back to it). */
+  snapshot(): Map<string, Map<string, SObjectRecord>> {
+    return new Map([...this.records].map(([type, records]) => [type, new Map([...records].map(([id, record]) => [id, { ...record }]))]));
+  }
+
+  restore(snapshot: Map<string, Map<string, SObjectRecord>>): void {
+    for (const [type, records] of snapshot) this.records.set(type, records);
+  }
+
   /** A new id with the key prefix of `type` (an sObject, or ContentDocument). */
   newId(type: string): string {
     return salesforceId(keyPrefixes[type]!, this.nextId++);

@@ -4,6 +4,8 @@ export interface Reply {
   status: number;
   body?: unknown;
   headers?: Record<string, string>;
+  /** The connection is cut once the request took effect (a fault on a Composite subrequest): the answer is lost. */
+  resetConnection?: boolean;
 }
 
 /** `[{message, errorCode, fields}]`, the body of every REST API error. */

@@ -59,4 +59,63 @@ describe('Salesforce contract server', () => {
     expect(anonymous.status).toBe(401);
     expect(await anonymous.json()).toEqual([{ message: 'Session expired or invalid', errorCode: 'INVALID_SESSION_ID', fields: [] }]);
   });
+
+  it('Composite: subrequests in order with @{ref} values, one API call; a failed one halts its dependants; allOrNone rolls back; limits', async () => {
+    const composite = async (compositeRequest: unknown[], allOrNone = false) => {
+      const response = await api('/composite', { method: 'POST', body: JSON.stringify({ allOrNone, compositeRequest }) });
+      return { status: response.status, body: await response.json() };
+    };
+    const url = (path: string) => `/services/data/v60.0${path}`;
+    const contacts = () => server.list('Contact').length;
+    const usage = server.apiUsage;
+    const made = await composite([
+      { method: 'PATCH', url: url('/sobjects/Contact/Gateway_External_Id__c/composite-1'), referenceId: 'contact', body: { LastName: 'C' } },
+      { method: 'POST', url: url('/sobjects/Task'), referenceId: 'task', body: { Subject: 'Composite call', WhoId: '@{contact.id}' } },
+      { method: 'GET', url: url(`/query?q=${encodeURIComponent("SELECT Id FROM Task WHERE Subject = 'Composite call'")}`), referenceId: 'found' },
+      { method: 'GET', url: url(`/query?q=${encodeURIComponent("SELECT Subject FROM Task WHERE Id = '")}@{found.records[0].Id}${encodeURIComponent("'")}`), referenceId: 'again' },
+    ]);
+    expect(made.status).toBe(200);
+    expect(server.apiUsage).toBe(usage + 1);
+    const [contact, task, found, again] = made.body.compositeResponse;
+    expect(contact).toMatchObject({ referenceId: 'contact', httpStatusCode: 201, body: { id: expect.stringMatching(/^003/), created: true } });
+    expect(task).toMatchObject({ referenceId: 'task', httpStatusCode: 201 });
+    expect(server.list('Task').find((t) => t.Id === task.body.id)!.WhoId).toBe(contact.body.id);
+    expect(found.body.records[0].Id).toBe(task.body.id);
+    // A reference in a url, into a query's records.
+    expect(again).toMatchObject({ httpStatusCode: 200, body: { records: [expect.objectContaining({ Subject: 'Composite call' })] } });
+
+    const before = contacts();
+    const halted = await composite([
+      { method: 'POST', url: url('/sobjects/Contact'), referenceId: 'bad', body: { FirstName: 'no last name' } },
+      { method: 'POST', url: url('/sobjects/Task'), referenceId: 'dependant', body: { Subject: 'x', WhoId: '@{bad.id}' } },
+      { method: 'POST', url: url('/sobjects/Contact'), referenceId: 'independent', body: { LastName: 'kept' } },
+    ]);
+    expect(halted.body.compositeResponse.map((r: { httpStatusCode: number; body: Array<{ errorCode?: string }> }) => [r.httpStatusCode, r.body[0]?.errorCode])).toEqual([
+      [400, 'REQUIRED_FIELD_MISSING'],
+      [400, 'PROCESSING_HALTED'],
+      [201, undefined],
+    ]);
+    expect(contacts()).toBe(before + 1);
+
+    const rolledBack = await composite(
+      [
+        { method: 'POST', url: url('/sobjects/Contact'), referenceId: 'first', body: { LastName: 'rolled back' } },
+        { method: 'POST', url: url('/sobjects/Contact'), referenceId: 'bad', body: { FirstName: 'no last name' } },
+      ],
+      true,
+    );
+    expect(rolledBack.body.compositeResponse.map((r: { httpStatusCode: number; body: Array<{ errorCode?: string }> }) => [r.httpStatusCode, r.body[0]?.errorCode])).toEqual([
+      [400, 'PROCESSING_HALTED'],
+      [400, 'REQUIRED_FIELD_MISSING'],
+    ]);
+    expect(contacts()).toBe(before + 1);
+
+    const query = (i: number) => ({ method: 'GET', url: url(`/query?q=${encodeURIComponent('SELECT Id FROM Contact')}`), referenceId: `q${i}` });
+    expect((await composite(Array.from({ length: 6 }, (_, i) => query(i)))).status).toBe(400);
+    const create = (i: number) => ({ method: 'POST', url: url('/sobjects/Contact'), referenceId: `c${i}`, body: { LastName: 'x' } });
+    expect((await composite(Array.from({ length: 26 }, (_, i) => create(i)))).status).toBe(400);
+    expect((await composite([{ ...create(0), referenceId: 'has-dash' }])).status).toBe(400);
+    expect((await composite([{ ...create(0), url: '/services/data/v61.0/sobjects/Contact' }])).status).toBe(400);
+    expect(contacts()).toBe(before + 1);
+  });
 });

@@ -1,6 +1,6 @@
 import type http from 'node:http';
 import type { KeyObject } from 'node:crypto';
-import { type LocalServer, readBody, serveLocally } from '../http.js';
+import { type LocalServer, parseJsonObject, readBody, serveLocally } from '../http.js';
 import { token } from './oauth.js';
 import { Org, type SObjectRecord } from './org.js';
 import { error, type Reply } from './reply.js';
@@ -10,7 +10,8 @@ import { create, describeGlobal, query, upsert } from './sobjects.js';
  * A local stand-in for a Salesforce org, following the documented REST API for what the
  * Gateway adapter uses: OAuth 2.0 token endpoint (client credentials, JWT bearer), sObject
  * create, upsert by external id, the SOQL query resource, ContentVersion uploads as JSON or
- * multipart, /limits, and the error shapes and headers around them. Records live in memory.
+ * multipart, /limits, Composite (several of these in one request), and the error shapes and
+ * headers around them. Records live in memory.
  * Faults are injected on demand. The doc page each behaviour follows is named where it is.
  * This file holds what every request goes through (faults, session, API limits, routing);
  * beside it: oauth.ts (the token endpoint), sobjects.ts (the data resources), org.ts (records
@@ -54,7 +55,16 @@ export interface LoggedRequest {
   status?: number;
   /** When the request arrived (wall clock), for tests of back-off. */
   atMs: number;
+  /** A subrequest of the Composite request logged just before it. */
+  composite?: boolean;
 }
+
+/** "Composite": at most 25 subrequests, of which at most 5 queries. */
+const COMPOSITE_MAX_SUBREQUESTS = 25;
+const COMPOSITE_MAX_QUERIES = 5;
+/** "Composite Subrequest Result": referenceIds hold letters, digits and underscores only. */
+const REFERENCE_ID = /^[A-Za-z0-9_]{1,80}$/;
+type Subrequest = { method: string; url: string; referenceId: string; body?: Record<string, unknown> };
 
 export class SalesforceContractServer {
   readonly url: string;
@@ -86,6 +96,11 @@ export class SalesforceContractServer {
     const server = await serveLocally((req, res) => contract!.handle(req, res));
     contract = new SalesforceContractServer(server, options);
     return contract;
+  }
+
+  /** TCP connections accepted so far. */
+  get connections(): number {
+    return this.server.connections;
   }
 
   async stop(): Promise<void> {
@@ -162,6 +177,7 @@ export class SalesforceContractServer {
       if ('resetConnection' in fault) return void req.socket.destroy();
     }
     logged.status = reply.status;
+    if (reply.resetConnection) return void req.socket.destroy();
     if (res.destroyed) return;
     const payload = reply.body === undefined ? undefined : JSON.stringify(reply.body);
     res.writeHead(reply.status, { ...(payload !== undefined ? { 'content-type': 'application/json;charset=UTF-8' } : {}), ...reply.headers });
@@ -192,10 +208,114 @@ export class SalesforceContractServer {
     // "Status Codes and Error Responses": 401 INVALID_SESSION_ID for a missing, expired or revoked token.
     const auth = /^(?:Bearer|OAuth) (\S+)$/.exec(headers.authorization ?? '');
     if (!auth || !this.tokens.has(auth[1]!)) return error(401, 'INVALID_SESSION_ID', 'Session expired or invalid');
+    // A Composite request counts as one call, whatever it holds.
     this.apiUsage++;
     if (this.apiUsage > this.options.dailyApiLimit) return this.limitExceeded();
-    const reply = this.api(method, version, path, url, headers, body);
+    const reply = path === '/composite' || path === '/composite/' ? await this.composite(method, version, headers, body) : this.api(method, version, path, url, headers, body);
     return { ...reply, headers: { ...reply.headers, ...this.limitHeader() } };
+  }
+
+  /**
+   * "Send Multiple Requests Using Composite": subrequests run in order; `@{referenceId.path}` in a
+   * url or body is a value from an earlier subrequest's answer (PROCESSING_HALTED when there is
+   * none, e.g. that subrequest failed). With allOrNone, the first failure rolls every change back
+   * and every other subrequest answers 400 ("Composite Subrequest Result"). Faults match
+   * subrequests as they match requests.
+   */
+  private async composite(method: string, version: number, headers: http.IncomingHttpHeaders, body: Buffer): Promise<Reply> {
+    if (method !== 'POST') return error(405, 'METHOD_NOT_ALLOWED', 'HTTP Method not allowed');
+    if (!(headers['content-type'] ?? '').startsWith('application/json')) return error(415, 'UNSUPPORTED_MEDIA_TYPE', 'Content type not supported');
+    const request = parseJsonObject(body);
+    const subrequests = request?.compositeRequest;
+    // Which codes Salesforce gives a malformed Composite body is not documented: these are our stand-ins, all 400 before anything runs.
+    if (!Array.isArray(subrequests) || subrequests.length === 0) return error(400, 'JSON_PARSER_ERROR', 'compositeRequest must be a non-empty array');
+    if (subrequests.length > COMPOSITE_MAX_SUBREQUESTS) return error(400, 'INVALID_INPUT', `A composite request can have at most ${COMPOSITE_MAX_SUBREQUESTS} subrequests`);
+    const seen = new Set<string>();
+    let queries = 0;
+    for (const sub of subrequests as Array<Partial<Subrequest>>) {
+      const versioned = typeof sub?.url === 'string' ? /^\/services\/data\/v(\d+)\.0(\/[^?]*)/.exec(sub.url) : null;
+      if (typeof sub?.referenceId !== 'string' || !REFERENCE_ID.test(sub.referenceId) || seen.has(sub.referenceId))
+        return error(400, 'INVALID_INPUT', 'each subrequest needs a unique referenceId of letters, digits and underscores');
+      if (!versioned || Number(versioned[1]) > version || !['GET', 'POST', 'PATCH', 'DELETE'].includes(String(sub.method)))
+        return error(400, 'INVALID_INPUT', `subrequest ${sub.referenceId}: a method and a url of this or an older API version are required`);
+      if (sub.body !== undefined && (typeof sub.body !== 'object' || sub.body === null || Array.isArray(sub.body)))
+        return error(400, 'JSON_PARSER_ERROR', `subrequest ${sub.referenceId}: the body must be an object`);
+      seen.add(sub.referenceId);
+      if (/^\/query\/?$/.test(versioned[2]!)) queries++;
+    }
+    if (queries > COMPOSITE_MAX_QUERIES) return error(400, 'INVALID_INPUT', `A composite request can have at most ${COMPOSITE_MAX_QUERIES} query subrequests`);
+
+    const allOrNone = request!.allOrNone === true;
+    const before = allOrNone ? this.org.snapshot() : undefined;
+    const answers = new Map<string, unknown>();
+    const results: Array<{ body: unknown; httpHeaders: Record<string, string>; httpStatusCode: number; referenceId: string }> = [];
+    let failed = false;
+    let resetConnection = false;
+    for (const sub of subrequests as Subrequest[]) {
+      const rolledBack = error(400, 'PROCESSING_HALTED', 'The transaction was rolled back since another operation in the same transaction failed.');
+      if (failed && allOrNone) {
+        results.push({ body: rolledBack.body, httpHeaders: {}, httpStatusCode: 400, referenceId: sub.referenceId });
+        continue;
+      }
+      const reply = await this.subrequest(sub, answers);
+      if (reply.resetConnection) resetConnection = true;
+      results.push({ body: reply.body ?? null, httpHeaders: reply.headers ?? {}, httpStatusCode: reply.status, referenceId: sub.referenceId });
+      if (reply.status >= 200 && reply.status < 300) answers.set(sub.referenceId, reply.body);
+      else failed = true;
+      if (resetConnection) break;
+    }
+    if (failed && allOrNone) {
+      this.org.restore(before!);
+      for (const result of results) {
+        if (result.httpStatusCode >= 200 && result.httpStatusCode < 300)
+          Object.assign(result, {
+            httpStatusCode: 400,
+            httpHeaders: {},
+            body: error(400, 'PROCESSING_HALTED', 'The transaction was rolled back since another operation in the same transaction failed.').body,
+          });
+      }
+    }
+    return { status: 200, body: { compositeResponse: results }, resetConnection };
+  }
+
+  /** One Composite subrequest, its references resolved, logged and open to faults like a request of its own. */
+  private async subrequest(sub: Subrequest, answers: Map<string, unknown>): Promise<Reply> {
+    const missing: string[] = [];
+    const resolve = (text: string) =>
+      text.replace(/@\{([A-Za-z0-9_]+)((?:\.[A-Za-z0-9_]+|\[\d+\])+)\}/g, (whole, id: string, path: string) => {
+        let value: unknown = answers.get(id);
+        for (const step of path.match(/[A-Za-z0-9_]+/g)!) value = value && typeof value === 'object' ? (value as Record<string, unknown>)[step] : undefined;
+        if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') return String(value);
+        missing.push(whole);
+        return '';
+      });
+    const url = new URL(resolve(sub.url), this.url);
+    const json = sub.body === undefined ? '' : resolve(JSON.stringify(sub.body));
+    const [, subVersion, path] = /^\/services\/data\/v(\d+)\.0(\/.*)$/.exec(url.pathname)!;
+    const logged: LoggedRequest = { method: sub.method, path: path!, contentType: 'application/json', atMs: Date.now(), composite: true };
+    if (/^\/query\/?$/.test(path!)) logged.soql = url.searchParams.get('q') ?? undefined;
+    this.requests.push(logged);
+    if (missing.length > 0) {
+      logged.status = 400;
+      return error(400, 'PROCESSING_HALTED', `Invalid reference specified. No value for ${missing[0]} found.`);
+    }
+    const injected = this.takeFault(sub.method, url.pathname);
+    const fault = injected?.fault;
+    const after = injected?.options.afterProcessing === true;
+    if (fault && !after) {
+      if ('resetConnection' in fault) return { status: 500, resetConnection: true };
+      if ('delayMs' in fault) await sleep(fault.delayMs);
+    }
+    let reply: Reply;
+    if (fault && 'status' in fault) reply = error(fault.status, fault.errorCode ?? (fault.status >= 500 ? 'SERVER_UNAVAILABLE' : 'UNKNOWN_EXCEPTION'), 'injected fault');
+    else if (fault && 'limitExceeded' in fault) reply = this.limitExceeded();
+    else reply = this.api(sub.method, Number(subVersion), path!, url, { 'content-type': 'application/json' }, Buffer.from(json));
+    if (fault && after) {
+      if ('delayMs' in fault) await sleep(fault.delayMs);
+      if ('resetConnection' in fault) reply = { ...reply, resetConnection: true };
+    }
+    logged.status = reply.status;
+    return reply;
   }
 
   private api(method: string, version: number, path: string, url: URL, headers: http.IncomingHttpHeaders, body: Buffer): Reply {

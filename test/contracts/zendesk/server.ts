@@ -94,6 +94,11 @@ export class ZendeskContractServer {
     return this.account.url;
   }
 
+  /** TCP connections accepted so far. */
+  get connections(): number {
+    return this.server?.connections ?? 0;
+  }
+
   async close(): Promise<void> {
     await this.server?.close();
   }

@@ -1,6 +1,10 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger, type GatewayError } from '@gateway/common';
+import { S3ContractServer } from '../../../../test/contracts/s3/server.js';
+import { SalesforceContractServer } from '../../../../test/contracts/salesforce/server.js';
+import { ZendeskContractServer } from '../../../../test/contracts/zendesk/server.js';
+import { delivery } from '../testing/deliveries.js';
 import { assertPublicHost, destinationConnections, resolveDestination, type DestinationConnections, type DestinationNetwork, type Resolver } from './network.js';
 import { PostgresDestination, postgresConfigSchema } from './postgres.js';
 import { S3Destination, s3ConfigSchema } from './s3.js';
@@ -155,5 +159,83 @@ describe('connections go only to checked addresses', () => {
     expect(connections - before).toBe(1);
     expect(calls).toBe(1);
     expect((await resolveDestination('gateway-test.invalid', network))[0]!.address).toBe('127.0.0.1');
+  });
+});
+
+/**
+ * A kept destination reuses its connections: 24 deliveries, 4 at a time, each of several
+ * requests, come over a few connections, not one per request (before the S3 contract server
+ * answered HEAD with its length, each HeadObject 404 closed its connection: 100 for 100
+ * requests). undici may open a second connection per delivery in flight: a request that starts
+ * as the previous answer is read finds that connection not yet free.
+ */
+const KEPT_CONNECTIONS_MAX = 8;
+describe('connections are kept alive between requests and deliveries', () => {
+  const log = createLogger('network-test', 'silent');
+  const network = { allowPrivate: true };
+  const memoryContacts = () => {
+    const map = new Map<string, string>();
+    return { get: async (id: string) => map.get(id), set: async (id: string, value: string) => void map.set(id, value) };
+  };
+  const deliverAll = async (destination: Destination) => {
+    const all = Array.from({ length: 24 }, (_, i) => delivery({ deliveryId: `REC_keep${i}`, contacts: [{ participantId: 'PA_1', role: 'end_user', externalId: `ext-keep-${i}`, crmContactId: '' }] }));
+    for (let at = 0; at < all.length; at += 4) await Promise.all(all.slice(at, at + 4).map((d) => destination.deliver(d)));
+  };
+
+  it('Salesforce', async () => {
+    const server = await SalesforceContractServer.start({ clientId: 'c', clientSecret: 's' });
+    const connected = destinationConnections(network);
+    const destination = new SalesforceDestination(
+      salesforceConfigSchema.parse({ loginUrl: server.url, authFlow: 'client_credentials', clientId: 'c' }),
+      { clientSecret: 's' },
+      { contacts: memoryContacts(), log, checkHost: async () => undefined, connections: connected },
+      { tokens: new SalesforceTokenCache() },
+    );
+    try {
+      await deliverAll(destination);
+      expect(server.requests.filter((r) => !r.composite).length).toBeGreaterThanOrEqual(48);
+      expect(server.connections).toBeLessThanOrEqual(KEPT_CONNECTIONS_MAX);
+    } finally {
+      await connected.close();
+      await server.stop();
+    }
+  });
+
+  it('Zendesk', async () => {
+    const server = await ZendeskContractServer.start({ email: 'a@example.com', apiToken: 't' });
+    const connected = destinationConnections(network);
+    const destination = new ZendeskDestination(
+      zendeskConfigSchema.parse({ subdomainUrl: server.url, email: 'a@example.com' }),
+      { apiToken: 't' },
+      { contacts: memoryContacts(), log, checkHost: async () => undefined, connections: connected },
+    );
+    try {
+      await deliverAll(destination);
+      expect(server.requests.length).toBeGreaterThanOrEqual(48);
+      expect(server.connections).toBeLessThanOrEqual(KEPT_CONNECTIONS_MAX);
+    } finally {
+      await connected.close();
+      await server.close();
+    }
+  });
+
+  it('S3', async () => {
+    const server = await S3ContractServer.start({ buckets: ['bucket'] });
+    const connected = destinationConnections(network);
+    const destination = new S3Destination(
+      s3ConfigSchema.parse({ bucket: 'bucket', region: server.region, endpoint: server.url }),
+      S3ContractServer.defaultCredential,
+      { log, connections: connected },
+      { connectTimeoutMs: 2_000, requestTimeoutMs: 10_000 },
+    );
+    try {
+      await deliverAll(destination);
+      expect(server.requests.length).toBeGreaterThanOrEqual(48);
+      expect(server.connections).toBeLessThanOrEqual(KEPT_CONNECTIONS_MAX);
+    } finally {
+      await destination.close();
+      await connected.close();
+      await server.close();
+    }
   });
 });

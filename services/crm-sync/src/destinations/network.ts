@@ -95,11 +95,22 @@ export interface DestinationConnections {
   close(): Promise<void>;
 }
 
+/**
+ * Connections to one destination host at most: a replica runs a few dozen deliveries at once
+ * (CRM_SYNC_CONCURRENCY), each with one request at a time; more would only queue at the customer.
+ */
+const MAX_CONNECTIONS_PER_HOST = 64;
+
+/**
+ * Connections are kept alive between requests and deliveries (a delivery makes 2-6 requests; a
+ * new TCP and TLS handshake for each cost more than the request), without pipelining.
+ */
 export function destinationConnections(network: DestinationNetwork): DestinationConnections {
   const lookup = checkedLookup(network);
-  const dispatcher = new Agent({ connect: { lookup } });
-  const httpAgent = new http.Agent({ keepAlive: true, lookup } as http.AgentOptions);
-  const httpsAgent = new https.Agent({ keepAlive: true, lookup } as https.AgentOptions);
+  const dispatcher = new Agent({ connect: { lookup }, connections: MAX_CONNECTIONS_PER_HOST, pipelining: 1 });
+  const agentOptions = { keepAlive: true, maxSockets: MAX_CONNECTIONS_PER_HOST, lookup };
+  const httpAgent = new http.Agent(agentOptions as http.AgentOptions);
+  const httpsAgent = new https.Agent(agentOptions as https.AgentOptions);
   return {
     dispatcher,
     httpAgent,

@@ -180,6 +180,17 @@ describe('S3 destination', () => {
     expect(server.keys(BUCKET, folder('REC_twice'))).toHaveLength(3);
   });
 
+  it('asks for the manifest once: a new one-file delivery is two HEADs and two PUTs', async () => {
+    const before = server.requests.length;
+    await open().deliver(delivery({ deliveryId: 'REC_four', kind: 'recording', files: [{ id: 'ART_one', contentType: 'audio/mpeg', data: Buffer.from('one') }] }));
+    expect(server.requests.slice(before).map((r) => `${r.operation} ${r.key?.split('/').at(-1)}`)).toEqual([
+      'HeadObject manifest.json',
+      'HeadObject ART_one.mp3',
+      'PutObject ART_one.mp3',
+      'PutObject manifest.json',
+    ]);
+  });
+
   it('rewrites an object whose bytes differ from what a redelivery carries (by SHA-256, not size alone)', async () => {
     const original = [
       { id: 'ART_x', contentType: 'audio/mpeg', data: Buffer.alloc(1000, 1) },

@@ -230,7 +230,8 @@ export class S3Destination implements Destination {
         2,
       ),
     );
-    await this.write(`${folder}manifest.json`, sourceOf(manifest), this.objectParams(tags, 'application/json', sha256Hex(manifest), encryptionContext), context);
+    // Not there when the delivery began: written without asking again.
+    await this.write(`${folder}manifest.json`, sourceOf(manifest), this.objectParams(tags, 'application/json', sha256Hex(manifest), encryptionContext), context, { knownAbsent: true });
     this.log.debug({ ...context, objects: entries.length, written }, 'delivered to S3');
   }
 
@@ -250,10 +251,11 @@ export class S3Destination implements Destination {
 
   /**
    * Writes an object unless the same bytes are already there (same size and SHA-256, encrypted
-   * as configured). Returns whether it wrote.
+   * as configured; `knownAbsent`: it was not there a moment ago, so that is not asked). Returns
+   * whether it wrote.
    */
-  private async write(key: string, source: ObjectSource, params: ObjectParams, context: Record<string, unknown>): Promise<boolean> {
-    const existing = await this.head(key, context);
+  private async write(key: string, source: ObjectSource, params: ObjectParams, context: Record<string, unknown>, { knownAbsent = false } = {}): Promise<boolean> {
+    const existing = knownAbsent ? undefined : await this.head(key, context);
     if (existing && existing.ContentLength === source.size && existing.Metadata?.sha256 === params.Metadata?.sha256 && (!this.config.kmsKeyId || existing.ServerSideEncryption === 'aws:kms')) {
       return false;
     }

@@ -181,8 +181,10 @@ describe('Salesforce destination against the contract server', () => {
     await destination({}, undefined, tokens).deliver(oneFile('AR_second'));
     expect(contacts.hits).toBe(1);
     expect(contactLookups()).toBe(1);
-    // Task lookup, Task create, file lookup, file upload: nothing else.
-    expect(server.requests.slice(before).map((r) => `${r.method} ${r.path}`)).toEqual(['GET /query', 'POST /sobjects/Task', 'GET /query', 'POST /sobjects/ContentVersion']);
+    // Two Composite requests: the Task's and the file's lookups, then the Task and the file made; nothing else.
+    const second = server.requests.slice(before);
+    expect(second.filter((r) => !r.composite).map((r) => `${r.method} ${r.path}`)).toEqual(['POST /composite', 'POST /composite']);
+    expect(second.filter((r) => r.composite).map((r) => `${r.method} ${r.path}`)).toEqual(['GET /query', 'GET /query', 'POST /sobjects/Task', 'POST /sobjects/ContentVersion']);
     expect(server.tokenRequests).toBe(1);
     expect(server.list('Contact')).toHaveLength(1);
     expect(server.list('Task')).toHaveLength(2);
@@ -211,8 +213,12 @@ describe('Salesforce destination against the contract server', () => {
       }),
     );
     const uploads = server.requests.filter((r) => r.method === 'POST' && r.path === '/sobjects/ContentVersion');
-    expect(uploads.map((u) => u.contentType?.split(';')[0])).toEqual(['multipart/form-data', 'application/json']);
-    const [voice, smallVersion] = server.list('ContentVersion');
+    // The small one inline in the Composite request that made the Task, the large one streamed after it.
+    expect(uploads.map((u) => [u.contentType?.split(';')[0], u.composite ?? false])).toEqual([
+      ['application/json', true],
+      ['multipart/form-data', false],
+    ]);
+    const [smallVersion, voice] = server.list('ContentVersion');
     expect((voice!.VersionData as Buffer).equals(big)).toBe(true);
     expect(voice).toMatchObject({ Title: 'Call recording AR_voice', PathOnClient: 'AR_voice.ogg' });
     expect((smallVersion!.VersionData as Buffer).equals(small)).toBe(true);
@@ -255,10 +261,12 @@ describe('Salesforce destination against the contract server', () => {
   });
 
   it('403 REQUEST_LIMIT_EXCEEDED: a retryable failure that says the limit was hit', async () => {
-    await start({ dailyApiLimit: 3 });
+    // The limits' call, then the lookups' Composite request (one call), then the one over the limit.
+    await start({ dailyApiLimit: 2 });
     const sf = destination();
+    await sf.test();
     const error = await failure(sf.deliver(delivery()));
-    expect(error.message).toMatch(/API request limit exceeded \(api-usage 4\/3\)/);
+    expect(error.message).toMatch(/API request limit exceeded \(api-usage 3\/2\)/);
     expect(error.details).toMatchObject({ httpStatus: 403, errorCode: 'REQUEST_LIMIT_EXCEEDED', retryAfterMs: expect.any(Number) });
 
     await server.stop();
@@ -277,27 +285,51 @@ describe('Salesforce destination against the contract server', () => {
       ],
     });
 
+    // A subrequest that fails is reported as itself; its dependants (nothing here) would say PROCESSING_HALTED.
     server.inject({ status: 503 }, { match: { method: 'POST', path: '/sobjects/Task' } });
     expect((await failure(sf.deliver(d))).message).toBe('Salesforce task create failed: HTTP 503 SERVER_UNAVAILABLE');
     expect(server.list('Task')).toHaveLength(0);
 
-    // The Task is created but the answer is lost on a reset connection.
+    // The Task is created but the answer is lost on a reset connection (the files went on the Contact the first time).
     server.inject({ resetConnection: true }, { match: { method: 'POST', path: '/sobjects/Task' }, afterProcessing: true });
     expect((await failure(sf.deliver(d))).message).toBe('Salesforce task create: connection reset');
     expect(server.list('Task')).toHaveLength(1);
-
-    // The first file is stored, but its answer comes too late.
-    server.inject({ delayMs: 600 }, { match: { method: 'POST', path: '/sobjects/ContentVersion' }, afterProcessing: true });
-    expect((await failure(sf.deliver(d))).message).toBe('Salesforce file upload: no answer within 300 ms');
-    // A request that reaches Salesforce late (after we gave up) is found by the next attempt's lookup too.
-    server.inject({ delayMs: 400 }, { match: { method: 'POST', path: '/sobjects/ContentVersion' } });
-    expect((await failure(sf.deliver(d))).message).toContain('no answer within 300 ms');
-    await new Promise((r) => setTimeout(r, 500));
-
     await sf.deliver(d);
     expect(server.list('Task')).toHaveLength(1);
     expect(server.list('ContentVersion').map((v) => (v.VersionData as Buffer).toString())).toEqual(['aaa', 'bbb']);
+
+    // A request that reaches Salesforce late (after we gave up) is found by the next attempt's lookups.
+    const late = delivery({ deliveryId: 'REC_late', files: [{ id: 'AR_c', data: Buffer.from('ccc') }] });
+    server.inject({ delayMs: 600 }, { match: { method: 'POST', path: '/sobjects/ContentVersion' } });
+    expect((await failure(sf.deliver(late))).message).toBe('Salesforce task create and file upload: no answer within 300 ms');
+    await new Promise((r) => setTimeout(r, 500));
+    await sf.deliver(late);
+    expect(server.list('Task')).toHaveLength(2);
+    expect(server.list('ContentVersion').map((v) => (v.VersionData as Buffer).toString())).toEqual(['aaa', 'bbb', 'ccc']);
     expect(server.list('Contact')).toHaveLength(1);
+  });
+
+  it('files on a Task made in the same Composite request: a failed Task is reported as itself, not as the halted uploads', async () => {
+    await start();
+    const sf = destination();
+    const d = delivery({ kind: 'attachment', contacts: [], files: [{ id: 'AR_p', data: Buffer.from([1, 2, 3]), contentType: 'image/png' }] });
+    server.inject({ status: 503 }, { match: { method: 'POST', path: '/sobjects/Task' } });
+    expect((await failure(sf.deliver(d))).message).toBe('Salesforce task create failed: HTTP 503 SERVER_UNAVAILABLE');
+    expect(server.requests.filter((r) => r.composite && r.path === '/sobjects/ContentVersion').map((r) => r.status)).toEqual([400]);
+    await sf.deliver(d);
+    const task = sole(server.list('Task'));
+    expect(sole(server.list('ContentVersion'))).toMatchObject({ FirstPublishLocationId: task.Id });
+  });
+
+  it('more files than the lookups can hold: the first 3 in the Composite requests, the others one request per step', async () => {
+    await start();
+    const files = Array.from({ length: 5 }, (_, i) => ({ id: `AR_${i}`, data: Buffer.from(`file ${i}`), contentType: 'text/plain' }));
+    const d = delivery({ files });
+    await destination().deliver(d);
+    expect(server.requests.filter((r) => r.path === '/sobjects/ContentVersion').map((r) => r.composite ?? false)).toEqual([true, true, true, false, false]);
+    await destination().deliver(d);
+    expect(server.list('ContentVersion').map((v) => (v.VersionData as Buffer).toString())).toEqual(files.map((f) => f.data.toString()));
+    expect(server.list('Task')).toHaveLength(1);
   });
 
   it('reports Salesforce errors by status and errorCode, never their message text', async () => {

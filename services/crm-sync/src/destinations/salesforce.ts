@@ -1,7 +1,17 @@
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { ErrorCode, GatewayError } from '@gateway/common';
-import { SalesforceApi, errorCodeOf, failure, recordId, type SalesforceApiUsage, type SalesforceTokenCache } from './salesforceApi.js';
+import {
+  COMPOSITE_MAX_QUERIES,
+  COMPOSITE_MAX_SUBREQUESTS,
+  SalesforceApi,
+  errorCodeOf,
+  failure,
+  recordId,
+  type SalesforceApiUsage,
+  type SalesforceTokenCache,
+  type Subrequest,
+} from './salesforceApi.js';
 import { base64Length, base64Of, bodyOf, type StreamedBody } from './streaming.js';
 import { contactMetadataOf, type ArtifactContent, type Delivery, type DeliveryArtifact, type Destination, type DestinationDeps } from './types.js';
 import { isSecureOrLocalUrl } from './urls.js';
@@ -22,6 +32,8 @@ import { isSecureOrLocalUrl } from './urls.js';
 const MB = 1024 * 1024;
 /** "Insert or Update Blob Data": a JSON body holds at most 37.5 MB of base64-encoded data. */
 const JSON_BLOB_LIMIT_BYTES = 37.5 * MB;
+/** Files up to this size go inline (base64) in the Composite request that makes the Task; larger ones are streamed, a request each. */
+const COMPOSITE_INLINE_MAX_BYTES = 256 * 1024;
 /** A Contact id starts with its key prefix 003; anything else in `crmContactId` belongs to another CRM. */
 const CONTACT_ID = /^003[a-zA-Z0-9]{12}(?:[a-zA-Z0-9]{3})?$/;
 /** External id values sent in a URL path (upsert). Others (dots, slashes, quotes) take query + create. */
@@ -130,13 +142,108 @@ export class SalesforceDestination implements Destination {
     await this.api.readLimits();
   }
 
+  /**
+   * Two requests for a small delivery: one Composite request with every lookup (the Contact
+   * unless known, the Task, the files), then one with what is missing (the Contact's upsert, the
+   * Task, the files inline). What does not fit (more files than the lookups' share of the 5
+   * queries, files over COMPOSITE_INLINE_MAX_BYTES, an external id that cannot be upserted) goes
+   * the one-request-per-step way, each step found again by its lookup.
+   */
   async deliver(delivery: Delivery): Promise<void> {
     // A Task has one WhoId and a file one FirstPublishLocationId: the first end user is the contact.
     const endUser = delivery.contacts.find((c) => c.role === 'end_user' && c.externalId);
-    const contactId = !endUser ? undefined : CONTACT_ID.test(endUser.crmContactId) ? endUser.crmContactId : await this.contactFor(endUser.externalId);
-    const taskId = await this.ensureTask(delivery, contactId);
+    let contactId = !endUser ? undefined : CONTACT_ID.test(endUser.crmContactId) ? endUser.crmContactId : await this.deps.contacts.get(endUser.externalId);
+
+    const lookups: Subrequest[] = [];
+    const contactLookup = endUser && !contactId ? query('contact', 'contact lookup', this.contactLookup(endUser.externalId)) : undefined;
+    if (contactLookup) lookups.push(contactLookup);
+    const taskLookup = query('task', 'task lookup', `SELECT Id FROM Task WHERE CallObject = ${soqlString(delivery.deliveryId)} LIMIT 1`);
+    lookups.push(taskLookup);
+    // Looked up by Title (ours, unique), their parent compared here: the parent may not be known yet.
+    const fileLookups = new Map<DeliveryArtifact, Subrequest>();
+    for (const [index, artifact] of delivery.artifacts.slice(0, COMPOSITE_MAX_QUERIES - lookups.length).entries()) {
+      fileLookups.set(artifact, query(`file${index}`, 'file lookup', `SELECT Id, FirstPublishLocationId FROM ContentVersion WHERE Title = ${soqlString(fileTitle(delivery, artifact))}`));
+    }
+    lookups.push(...fileLookups.values());
+    const found = await this.api.composite(lookups);
+    const records = (subrequest: Subrequest) => (SalesforceApi.settled(found, subrequest, lookups).body as { records?: Array<Record<string, unknown>> } | undefined)?.records ?? [];
+    if (contactLookup && endUser) {
+      contactId = recordIdOf(records(contactLookup)[0]);
+      if (contactId) await this.deps.contacts.set(endUser.externalId, contactId);
+    }
+    const taskId = recordIdOf(records(taskLookup)[0]);
+    const filesFound = new Map(
+      [...fileLookups].map(([artifact, lookup]) => [
+        artifact,
+        records(lookup)
+          .map((r) => r.FirstPublishLocationId)
+          .filter((p): p is string => typeof p === 'string'),
+      ]),
+    );
+
+    // An external id that cannot be upserted in one step (not path-safe; 204 without an id before API 46.0) is made the step-by-step way.
+    if (endUser && !contactId && !(PATH_SAFE_VALUE.test(endUser.externalId) && apiVersionOf(this.config.apiVersion) >= 46)) contactId = await this.contactFor(endUser.externalId);
+    const creating: Subrequest[] = [];
+    const contactUpsert = endUser && !contactId ? this.contactUpsert(endUser.externalId) : undefined;
+    if (contactUpsert) creating.push(contactUpsert);
+    const contactRef = contactUpsert ? '@{contact.id}' : contactId;
+    const taskCreate = taskId ? undefined : { referenceId: 'task', operation: 'task create', method: 'POST' as const, path: '/sobjects/Task', body: this.taskFields(delivery, contactRef) };
+    if (taskCreate) creating.push(taskCreate);
+    const parentRef = contactRef ?? taskId ?? '@{task.id}';
+    // A parent known before this delivery may hold files of an earlier attempt; a new one holds none.
+    const knownParent = contactUpsert ? undefined : (contactId ?? taskId);
+    const stepByStep: DeliveryArtifact[] = [];
+    const inline: Array<{ artifact: DeliveryArtifact; upload: Subrequest }> = [];
+    let inlineBytes = 0;
+    for (const artifact of delivery.artifacts) {
+      const parents = filesFound.get(artifact);
+      if (!parents) {
+        stepByStep.push(artifact);
+        continue;
+      }
+      if (knownParent && parents.some((p) => sameId(p, knownParent))) continue;
+      if (artifact.sizeBytes > this.inlineMaxBytes() || creating.length >= COMPOSITE_MAX_SUBREQUESTS) {
+        stepByStep.push(artifact);
+        continue;
+      }
+      const content = await readWhole(artifact, this.inlineMaxBytes());
+      if (!content) {
+        stepByStep.push(artifact);
+        continue;
+      }
+      inlineBytes += content.length;
+      const upload = {
+        referenceId: `upload${inline.length}`,
+        operation: 'file upload',
+        method: 'POST' as const,
+        path: '/sobjects/ContentVersion',
+        body: { ...this.fileFields(delivery, artifact, parentRef), VersionData: content.toString('base64') },
+      };
+      inline.push({ artifact, upload });
+      creating.push(upload);
+    }
+    let createdContact: string | undefined;
+    let createdTask: string | undefined;
+    if (creating.length > 0) {
+      // Uploads get one more millisecond per kilobyte: time for 1 MB/s.
+      const made = await this.api.composite(creating, this.api.requestTimeoutMs + Math.floor(inlineBytes / 1000));
+      if (contactUpsert && endUser) {
+        const upserted = SalesforceApi.settled(made, contactUpsert, creating, [300]);
+        if (upserted.status === 300)
+          throw new GatewayError(ErrorCode.DESTINATION_FAILED, `several Salesforce Contacts have the same ${this.config.contactExternalIdField}`, { details: { httpStatus: 300 } });
+        createdContact = recordId(upserted.body);
+        if (!createdContact) throw new GatewayError(ErrorCode.DESTINATION_FAILED, 'Salesforce upserted a Contact without returning its id');
+        await this.deps.contacts.set(endUser.externalId, createdContact);
+      }
+      if (taskCreate) {
+        createdTask = recordId(SalesforceApi.settled(made, taskCreate, creating).body);
+        if (!createdTask) throw new GatewayError(ErrorCode.DESTINATION_FAILED, 'Salesforce created a Task without returning its id');
+      }
+      for (const { upload } of inline) SalesforceApi.settled(made, upload, creating);
+    }
     // Files go on the end user's contact; without one, on the Task, so they are never orphans.
-    for (const artifact of delivery.artifacts) await this.ensureFile(delivery, artifact, contactId ?? taskId);
+    const parentId = (contactId ?? createdContact ?? taskId ?? createdTask)!;
+    for (const artifact of stepByStep) await this.ensureFile(delivery, artifact, parentId, { lookedUp: fileLookups.has(artifact) });
   }
 
   async close(): Promise<void> {
@@ -147,8 +254,7 @@ export class SalesforceDestination implements Destination {
   private async contactFor(externalId: string): Promise<string> {
     const cached = await this.deps.contacts.get(externalId);
     if (cached) return cached;
-    const field = this.config.contactExternalIdField;
-    const lookup = `SELECT Id FROM Contact WHERE ${field} = ${soqlString(externalId)} LIMIT 1`;
+    const lookup = this.contactLookup(externalId);
     let id = await this.api.queryId('contact lookup', lookup);
     if (!id) {
       id = PATH_SAFE_VALUE.test(externalId) ? await this.upsertContact(externalId) : await this.createContact(externalId);
@@ -157,6 +263,21 @@ export class SalesforceDestination implements Destination {
     }
     await this.deps.contacts.set(externalId, id);
     return id;
+  }
+
+  /** Inline files are JSON uploads: within the connector's JSON upload size too. */
+  private inlineMaxBytes(): number {
+    return Math.min(COMPOSITE_INLINE_MAX_BYTES, this.config.jsonUploadMaxBytes);
+  }
+
+  private contactLookup(externalId: string): string {
+    return `SELECT Id FROM Contact WHERE ${this.config.contactExternalIdField} = ${soqlString(externalId)} LIMIT 1`;
+  }
+
+  /** The upsert below as a Composite subrequest (API 46.0+: its answer holds the id, created or matched). */
+  private contactUpsert(externalId: string): Subrequest {
+    const field = this.config.contactExternalIdField;
+    return { referenceId: 'contact', operation: 'contact upsert', method: 'PATCH', path: `/sobjects/Contact/${field}/${encodeURIComponent(externalId)}`, body: { LastName: 'Gateway end user' } };
   }
 
   /**
@@ -194,10 +315,8 @@ export class SalesforceDestination implements Destination {
     return recordId(response.body);
   }
 
-  /** The Task that logs the call or chat, once per delivery (`CallObject` = delivery id). */
-  private async ensureTask(delivery: Delivery, contactId: string | undefined): Promise<string> {
-    const existing = await this.api.queryId('task lookup', `SELECT Id FROM Task WHERE CallObject = ${soqlString(delivery.deliveryId)} LIMIT 1`);
-    if (existing) return existing;
+  /** The Task that logs the call or chat (`CallObject` = delivery id, its idempotency key); `contactId` may be a Composite reference. */
+  private taskFields(delivery: Delivery, contactId: string | undefined): Record<string, unknown> {
     const task: Record<string, unknown> = {
       Subject: subjects[delivery.kind],
       Status: 'Completed',
@@ -212,10 +331,13 @@ export class SalesforceDestination implements Destination {
       if (delivery.endedAtMs > delivery.startedAtMs) task.CallDurationInSeconds = Math.round((delivery.endedAtMs - delivery.startedAtMs) / 1000);
     }
     if (delivery.kind === 'contact') Object.assign(task, contactTaskFields(delivery));
-    const created = await this.api.request({ operation: 'task create', method: 'POST', path: '/sobjects/Task', json: task });
-    const id = recordId(created.body);
-    if (!id) throw new GatewayError(ErrorCode.DESTINATION_FAILED, 'Salesforce created a Task without returning its id');
-    return id;
+    return task;
+  }
+
+  /** A file's fields but its bytes; `parentId` may be a Composite reference. */
+  private fileFields(delivery: Delivery, artifact: DeliveryArtifact, parentId: string): Record<string, unknown> {
+    const pathOnClient = `${artifact.artifactId.replace(/[^A-Za-z0-9_.-]/g, '_')}.${extensions[artifact.contentType] ?? 'bin'}`;
+    return { Title: fileTitle(delivery, artifact), PathOnClient: pathOnClient, FirstPublishLocationId: parentId, Description: `Gateway ${artifact.kind}, part ${artifact.part}` };
   }
 
   /**
@@ -225,13 +347,15 @@ export class SalesforceDestination implements Destination {
    * standard, filterable and set by us. (Someone renaming the file within the retry window is
    * the one way this can make a second copy.)
    */
-  private async ensureFile(delivery: Delivery, artifact: DeliveryArtifact, parentId: string): Promise<void> {
-    const title = `${subjects[delivery.kind]} ${artifact.artifactId}`;
-    const existing = await this.api.queryId('file lookup', `SELECT Id FROM ContentVersion WHERE Title = ${soqlString(title)} AND FirstPublishLocationId = ${soqlString(parentId)} LIMIT 1`);
-    if (existing) return;
+  private async ensureFile(delivery: Delivery, artifact: DeliveryArtifact, parentId: string, { lookedUp }: { lookedUp: boolean }): Promise<void> {
+    if (!lookedUp) {
+      const title = fileTitle(delivery, artifact);
+      const existing = await this.api.queryId('file lookup', `SELECT Id FROM ContentVersion WHERE Title = ${soqlString(title)} AND FirstPublishLocationId = ${soqlString(parentId)} LIMIT 1`);
+      if (existing) return;
+    }
     const content = await artifact.open();
-    const pathOnClient = `${artifact.artifactId.replace(/[^A-Za-z0-9_.-]/g, '_')}.${extensions[artifact.contentType] ?? 'bin'}`;
-    const fields = { Title: title, PathOnClient: pathOnClient, FirstPublishLocationId: parentId, Description: `Gateway ${artifact.kind}, part ${artifact.part}` };
+    const fields = this.fileFields(delivery, artifact, parentId);
+    const pathOnClient = String(fields.PathOnClient);
     // Uploads get one more millisecond per kilobyte: time for 1 MB/s.
     const timeoutMs = this.api.requestTimeoutMs + Math.floor(content.size / 1000);
     // The bytes are streamed into the body (a retry after a 401 reads the artifact again).
@@ -257,6 +381,29 @@ export class SalesforceDestination implements Destination {
     const body: StreamedBody = { length: Buffer.byteLength(head) + content.size + Buffer.byteLength(tail), open: () => bodyOf(head, chunks(), tail) };
     await this.api.request({ operation: 'file upload', method: 'POST', path: '/sobjects/ContentVersion', body, contentType: `multipart/form-data; boundary="${boundary}"`, timeoutMs });
   }
+}
+
+/** A file's Title: ends with our artifact id (unique, ours, not personal data), its idempotency key with its parent. */
+function fileTitle(delivery: Delivery, artifact: DeliveryArtifact): string {
+  return `${subjects[delivery.kind]} ${artifact.artifactId}`;
+}
+
+const query = (referenceId: string, operation: string, soql: string): Subrequest => ({ referenceId, operation, method: 'GET', path: `/query?q=${encodeURIComponent(soql)}` });
+
+const recordIdOf = (record: Record<string, unknown> | undefined) => recordId(record ? { id: record.Id } : undefined);
+
+/** Salesforce ids compare case-sensitively on their 15 first characters (the 18-character form adds a case checksum). */
+const sameId = (a: string, b: string) => a.slice(0, 15) === b.slice(0, 15);
+
+const apiVersionOf = (version: string) => Number(/^v(\d+)/.exec(version)![1]);
+
+/** An artifact's bytes whole, if it holds at most `maxBytes` (they go inline in a Composite request); its checks pass when the end is read. */
+async function readWhole(artifact: DeliveryArtifact, maxBytes: number): Promise<Buffer | undefined> {
+  const content = await artifact.open();
+  if (content.size > maxBytes) return undefined;
+  const parts: Buffer[] = [];
+  for await (const chunk of content.chunks) parts.push(Buffer.from(chunk));
+  return Buffer.concat(parts);
 }
 
 /**

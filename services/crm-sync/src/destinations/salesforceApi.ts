@@ -80,6 +80,20 @@ export interface ApiResponse {
   body: unknown;
 }
 
+/** A subrequest of a Composite request; `path` is below /services/data/vXX.X, like RequestSpec's. */
+export interface Subrequest {
+  /** What it does, for errors: never a value from the request. */
+  operation: string;
+  referenceId: string;
+  method: 'GET' | 'POST' | 'PATCH';
+  path: string;
+  body?: Record<string, unknown>;
+}
+
+/** "Composite": at most 25 subrequests in one request, at most 5 of them queries. */
+export const COMPOSITE_MAX_SUBREQUESTS = 25;
+export const COMPOSITE_MAX_QUERIES = 5;
+
 export interface RequestSpec {
   /** What we were doing, for errors and logs: never a value from the request. */
   operation: string;
@@ -131,6 +145,52 @@ export class SalesforceApi {
     const response = await this.request({ operation, method: 'GET', path: `/query?q=${encodeURIComponent(soql)}` });
     const id = (response.body as { records?: Array<{ Id?: unknown }> }).records?.[0]?.Id;
     return typeof id === 'string' && SALESFORCE_ID.test(id) ? id : undefined;
+  }
+
+  /**
+   * "Send Multiple Requests Using Composite": the subrequests in one request (one API call), run
+   * in order, a later one naming an earlier one's answer with `@{referenceId.field}`; answers by
+   * referenceId. Without allOrNone, a failed subrequest undoes nothing and only the subrequests
+   * that refer to it fail (PROCESSING_HALTED): each step here is found again by its lookup, so a
+   * retry completes what is missing.
+   */
+  async composite(subrequests: Subrequest[], timeoutMs?: number): Promise<Map<string, ApiResponse>> {
+    const operations = [...new Set(subrequests.map((s) => s.operation))];
+    const operation = operations.length > 1 ? `${operations.slice(0, -1).join(', ')} and ${operations.at(-1)}` : operations[0]!;
+    const response = await this.request({
+      operation,
+      method: 'POST',
+      path: '/composite',
+      json: {
+        allOrNone: false,
+        compositeRequest: subrequests.map(({ referenceId, method, path, body }) => ({ referenceId, method, url: `/services/data/${this.settings.apiVersion}${path}`, ...(body ? { body } : {}) })),
+      },
+      ...(timeoutMs ? { timeoutMs } : {}),
+    });
+    const results = (response.body as { compositeResponse?: Array<{ referenceId?: unknown; httpStatusCode?: unknown; body?: unknown }> } | undefined)?.compositeResponse;
+    const answers = new Map<string, ApiResponse>();
+    for (const result of Array.isArray(results) ? results : []) {
+      if (typeof result.referenceId === 'string' && typeof result.httpStatusCode === 'number') answers.set(result.referenceId, { status: result.httpStatusCode, body: result.body });
+    }
+    const missing = subrequests.find((s) => !answers.has(s.referenceId));
+    if (missing) throw new GatewayError(ErrorCode.DESTINATION_FAILED, `Salesforce ${operation}: no answer for the ${missing.operation} in the composite response`, { details: { retryable: true } });
+    return answers;
+  }
+
+  /**
+   * The answer of a subrequest, or the failure it is (a subrequest that failed only because the
+   * one it refers to failed says less than that one: `all` is searched for the first real cause).
+   */
+  static settled(answers: Map<string, ApiResponse>, subrequest: Subrequest, all: Subrequest[], accept: number[] = []): ApiResponse {
+    const answer = answers.get(subrequest.referenceId)!;
+    if ((answer.status >= 200 && answer.status < 300) || accept.includes(answer.status)) return answer;
+    const failed = (s: Subrequest) => {
+      const a = answers.get(s.referenceId)!;
+      return !(a.status >= 200 && a.status < 300) && !accept.includes(a.status) && errorCodeOf(a.body) !== 'PROCESSING_HALTED';
+    };
+    const cause = errorCodeOf(answer.body) === 'PROCESSING_HALTED' ? (all.find(failed) ?? subrequest) : subrequest;
+    const causeAnswer = answers.get(cause.referenceId)!;
+    throw failure(cause.operation, causeAnswer.status, errorCodeOf(causeAnswer.body));
   }
 
   /** A REST API call with the cached token; a 401 gets a new token and one more try. */
