@@ -114,7 +114,140 @@ def key_frame_retry(text):
     return text.replace(old, "static constexpr uint32_t KeyFrameRetransmissionWaitTime{ 350u };")
 
 
+# --- A subscriber whose downlink narrows suddenly (docs/mediasoup-worker.md).
+# Upstream, when the bandwidth estimate falls below the current simulcast layer, the consumer
+# keeps forwarding that layer (and resending every packet the subscriber reports lost) until a
+# key frame of the lower layer arrives, and when the estimate falls below even the lowest layer
+# it forwards nothing. On a link that just fell from megabits to a few hundred kilobits that
+# fills the bottleneck queue, the lower layer's key frame waits behind it, the loss drives the
+# estimate down further, and the picture holds for several seconds. These edits make the switch
+# down drain the link instead: the layer being left is no longer forwarded nor resent once the
+# estimate has moved below it, the lowest layer is always kept (as LiveKit does by default), and
+# a receiver's key frame request during the switch asks for the layer it is switching to.
+
+
+def simulcast_consumer_header(text):
+    old = "\t\tuint64_t lastBweDowngradeAtMs{ 0u }; // Last time we moved to lower spatial layer due to BWE.\n"
+    if old not in text:
+        sys.exit("patch: SimulcastConsumer.hpp lastBweDowngradeAtMs not found")
+    return text.replace(
+        old,
+        old + "\t\t// A switch down for lack of bandwidth is pending: the current layer is no longer forwarded.\n"
+        "\t\tbool draining{ false };\n",
+    )
+
+
+def simulcast_consumer(text):
+    def sub(old, new, what):
+        nonlocal text
+        if text.count(old) != 1:
+            sys.exit(f"patch: SimulcastConsumer.cpp {what} not found once")
+        text = text.replace(old, new)
+
+    # After a downgrade for lack of bandwidth, wait 5 s (not 10 s) before trying a higher layer
+    # again, so that a link that recovers gets its top layer back within about 10 s.
+    sub("static constexpr uint64_t BweDowngradeConservativeMs{ 10000u };",
+        "static constexpr uint64_t BweDowngradeConservativeMs{ 5000u };", "BweDowngradeConservativeMs")
+    # Keep the lowest layer even when the estimate is below it: no layer at all means no video
+    # sent, no acknowledged video rate, and an estimate that cannot grow back without probes.
+    sub("""		// No luck.
+		if (requiredBitrate > virtualBitrate)
+		{
+			return 0u;
+		}
+""", """		// No luck, unless this is the lowest layer: it is kept whatever the estimate.
+		if (requiredBitrate > virtualBitrate)
+		{
+			if (this->provisionalTargetSpatialLayer != -1)
+			{
+				return 0u;
+			}
+
+			this->provisionalTargetSpatialLayer  = spatialLayer;
+			this->provisionalTargetTemporalLayer = temporalLayer;
+
+			return std::min(requiredBitrate, bitrate);
+		}
+""", "IncreaseLayer no luck")
+    # A switch down decided by the bandwidth estimate drains the current layer.
+    sub("""			UpdateTargetLayers(provisionalTargetSpatialLayer, provisionalTargetTemporalLayer);
+
+			// If this looks like a spatial layer downgrade due to BWE limitations, set member.
+""", """			UpdateTargetLayers(provisionalTargetSpatialLayer, provisionalTargetTemporalLayer);
+
+			this->draining = this->targetSpatialLayer != -1 &&
+			                 this->targetSpatialLayer < this->currentSpatialLayer &&
+			                 this->currentSpatialLayer <= this->preferredSpatialLayer;
+
+			// If this looks like a spatial layer downgrade due to BWE limitations, set member.
+""", "ApplyLayers")
+    # Any other change of target (preferred layers, a stream's score) ends the drain.
+    sub("""	void SimulcastConsumer::UpdateTargetLayers(int16_t newTargetSpatialLayer, int16_t newTargetTemporalLayer)
+	{
+		MS_TRACE();
+""", """	void SimulcastConsumer::UpdateTargetLayers(int16_t newTargetSpatialLayer, int16_t newTargetTemporalLayer)
+	{
+		MS_TRACE();
+
+		this->draining = false;
+""", "UpdateTargetLayers")
+    sub("""		// If the packet belongs to different spatial layer than the one being sent,
+		// drop it.
+		else if (spatialLayer != this->currentSpatialLayer)
+		{""", """		// If the packet belongs to different spatial layer than the one being sent,
+		// or to the one being left for lack of bandwidth, drop it.
+		else if (
+		  spatialLayer != this->currentSpatialLayer ||
+		  (this->draining && this->targetSpatialLayer < this->currentSpatialLayer))
+		{""", "SendRtpPacket layer mismatch")
+    # Once on the lower layer, packets of the higher one are not resent any more.
+    sub("""			// Update current spatial layer.
+			this->currentSpatialLayer = this->targetSpatialLayer;
+""", """			// Packets of a higher layer left behind are not worth resending.
+			if (this->targetSpatialLayer < this->currentSpatialLayer)
+			{
+				this->rtpStream->Pause();
+			}
+
+			this->draining = false;
+
+			// Update current spatial layer.
+			this->currentSpatialLayer = this->targetSpatialLayer;
+""", "SendRtpPacket switch")
+    sub("""		// May emit 'trace' event.
+		EmitTraceEventNackType();
+
+		this->rtpStream->ReceiveNack(nackPacket);""", """		// May emit 'trace' event.
+		EmitTraceEventNackType();
+
+		// While switching down, what was lost belongs to the layer being left.
+		if (this->targetSpatialLayer < this->currentSpatialLayer)
+		{
+			return;
+		}
+
+		this->rtpStream->ReceiveNack(nackPacket);""", "ReceiveNack")
+    sub("""		this->rtpStream->ReceiveKeyFrameRequest(messageType);
+
+		if (IsActive())
+		{
+			RequestKeyFrameForCurrentSpatialLayer();
+		}""", """		this->rtpStream->ReceiveKeyFrameRequest(messageType);
+
+		if (IsActive() && this->targetSpatialLayer != -1 && this->targetSpatialLayer != this->currentSpatialLayer)
+		{
+			RequestKeyFrameForTargetSpatialLayer();
+		}
+		else if (IsActive())
+		{
+			RequestKeyFrameForCurrentSpatialLayer();
+		}""", "ReceiveKeyFrameRequest")
+    return text
+
+
 edit(f"{worker}/meson.build", main_meson)
 edit(f"{worker}/src/RTC/DtlsTransport.cpp", dtls_bio_callback)
 edit(f"{worker}/deps/libwebrtc/meson.build", libwebrtc_meson)
 edit(f"{worker}/src/RTC/KeyFrameRequestManager.cpp", key_frame_retry)
+edit(f"{worker}/include/RTC/SimulcastConsumer.hpp", simulcast_consumer_header)
+edit(f"{worker}/src/RTC/SimulcastConsumer.cpp", simulcast_consumer)

@@ -25,11 +25,22 @@ import { demoToken } from '../support/tokens.js';
  * loose: what is asserted is that video keeps coming, not how smoothly.
  */
 const FREEZE_LIMIT_MS = 3_000;
+/** A narrowed downlink gets a lower layer within this long (the aim and the bound). */
+const SWITCH_DOWN_WITHIN_MS = 5_000;
 /**
- * Two targets are not met yet (docs/testing.md, "Bad networks"): when the downlink narrows, the
- * picture can hold for several seconds before the lower layer comes (so the narrowing case runs
- * only with BAD_NETWORK_STRICT=1, to check a fix); with loss on the publisher's side, audio can
- * be concealment only for about 300 ms (asserted under 1 s unless strict).
+ * The longest a picture may hold while a narrowed downlink switches down: on a quiet machine
+ * about a second (the bandwidth estimate falling, then a key frame of the lower layer); 1.1 to
+ * 1.7 s on the shared two-core machine, once 3.4 s.
+ */
+const SWITCH_FREEZE_LIMIT_MS = 4_000;
+/**
+ * A widened downlink gets the top layer back within this long. The aim is 10 s (2 to 7 s seen,
+ * once 11 to 12 s on a busy machine, whose encoder may also shrink its top layer for a while).
+ */
+const TOP_AGAIN_WITHIN_MS = 20_000;
+/**
+ * With loss on the publisher's side, audio can be concealment only for about 300 ms (asserted
+ * under 1 s unless BAD_NETWORK_STRICT=1 asks for the 200 ms aim).
  */
 const STRICT = process.env.BAD_NETWORK_STRICT === '1';
 
@@ -94,57 +105,57 @@ describe('a call on bad networks in Chromium', () => {
     return { endUser, agent, endUserId };
   }
 
-  it.runIf(STRICT)(
-    'moves the agent to a lower simulcast layer when its downlink narrows, keeps it decoding, and up again when it widens',
-    async (context) => {
-      needShapedNetworks(context);
-      // A mobile network's round trip, before its rate falls.
-      const base = { delayMs: 20 };
-      await agentNet.shape('both', base);
-      const { endUser, agent, endUserId } = await joinCall();
-      // The agent first gets the top layer: the one the end user sends at its largest size.
-      const top = await waitFor(
-        async () => {
-          const [sent, got] = [await topLayerHeight(endUser), (await receiving(agent, endUserId)).height];
-          return sent > 0 && got >= sent ? sent : undefined;
-        },
-        30_000,
-        'the top simulcast layer at the agent',
-      );
-      await startSampling(agent, endUserId);
+  it('moves the agent to a lower simulcast layer when its downlink narrows, without a long freeze, and back to the top when it widens', async (context) => {
+    needShapedNetworks(context);
+    // A mobile network's round trip, before its rate falls.
+    const base = { delayMs: 20 };
+    await agentNet.shape('both', base);
+    const { endUser, agent, endUserId } = await joinCall();
+    // The agent first gets the top layer: the one the end user sends at its largest size.
+    const top = await waitFor(
+      async () => {
+        const [sent, got] = [await topLayerHeight(endUser), (await receiving(agent, endUserId)).height];
+        return sent > 0 && got >= sent ? sent : undefined;
+      },
+      30_000,
+      'the top simulcast layer at the agent',
+    );
+    await startSampling(agent, endUserId);
 
-      await agentNet.shape('down', { ...base, rateKbit: 300 });
-      await waitFor(async () => (await receiving(agent, endUserId)).height <= top / 2, 5_000, `a lower layer than ${top}p at the agent within 5 s of the limit`);
-      const lowered = Date.now();
-      // It stays there while the limit lasts, and the limit did bite.
-      await new Promise((r) => setTimeout(r, 5_000));
-      expect((await receiving(agent, endUserId)).height).toBeLessThanOrEqual(top / 2);
-      expect((await agentNet.counters()).down.overflowed).toBeGreaterThan(0);
+    await agentNet.shape('down', { ...base, rateKbit: 300 });
+    await waitFor(async () => (await receiving(agent, endUserId)).height <= top / 2, SWITCH_DOWN_WITHIN_MS, `a lower layer than ${top}p at the agent within 5 s of the limit`);
+    // It stays there while the limit lasts, and the limit did bite.
+    await new Promise((r) => setTimeout(r, 5_000));
+    expect((await receiving(agent, endUserId)).height).toBeLessThanOrEqual(top / 2);
+    expect((await agentNet.counters()).down.overflowed).toBeGreaterThan(0);
 
-      const limited = (await receiving(agent, endUserId)).height;
-      await agentNet.shape('down', base);
-      // Back up once the link widens. (mediasoup holds a receiver below a layer it left for lack of
-      // bandwidth for 10 s after the last such downgrade, BweDowngradeConservativeMs, which may come
-      // up to the lift itself; on a busy machine the top layer may take longer still.)
-      await waitFor(async () => (await receiving(agent, endUserId)).height > limited, 25_000, `a layer above ${limited}p at the agent after lifting the limit`);
-      const flow = await stopSampling(agent);
+    await agentNet.shape('down', base);
+    const lifted = Date.now();
+    const samplesBeforeLift = await agent.evaluate(() => (window as any).flow.length as number);
+    // Back to the top layer once the link widens (the SFU waits 5 s after a switch down for
+    // lack of bandwidth before it tries a higher layer again, then its estimate has to grow).
+    await waitFor(
+      async () => {
+        const [sent, got] = [await topLayerHeight(endUser), (await receiving(agent, endUserId)).height];
+        return sent > 0 && got >= sent;
+      },
+      TOP_AGAIN_WITHIN_MS,
+      'the top layer at the agent again after lifting the limit',
+    );
+    const backAfterMs = Date.now() - lifted;
+    const flow = await stopSampling(agent);
 
-      // The switch itself: the SFU keeps sending the top layer into the narrow link until its
-      // bandwidth estimate falls, and the loss that causes (and the retransmissions it asks for)
-      // can hold the picture for a few seconds; it must come back on the lower layer.
-      const switching = flow.filter((s) => s.videoAt! <= lowered + 1_000);
-      expect(longestStall(switching, 'videoAt', 'frames'), 'longest span without a decoded frame while switching down (ms)').toBeLessThanOrEqual(5_000);
-      // Once on the lower layer, and on the way back up, the picture keeps moving.
-      const settled = flow.filter((s) => s.videoAt! >= lowered);
-      if (STRICT) expect(longestStall(settled, 'videoAt', 'frames'), 'longest span without a decoded frame after the switch (ms)').toBeLessThanOrEqual(FREEZE_LIMIT_MS);
-      // Always: the picture came back (it decodes at the end of the run).
-      expect(longestStall(settled.slice(-20), 'videoAt', 'frames'), 'longest span without a decoded frame in the last 2 s (ms)').toBeLessThan(2_000);
-      // Sound never stopped: decoded audio in every second, and its energy grew all along.
-      expect(longestAudioGap(flow), 'longest span of concealment only (ms)').toBeLessThan(1_000);
-      expect(longestStall(flow, 'audioAt', 'energy'), 'longest span without audio energy (ms)').toBeLessThan(1_000);
-    },
-    150_000,
-  );
+    // The picture never held long: not while switching down (the SFU stops sending the layer it
+    // leaves and asks the end user for a key frame of the lower one), nor on the way up.
+    const [down, up] = [flow.slice(0, samplesBeforeLift), flow.slice(samplesBeforeLift)];
+    const [downStall, upStall] = [longestStall(down, 'videoAt', 'frames'), longestStall(up, 'videoAt', 'frames')];
+    context.annotate(`longest stall ${Math.round(downStall)} ms while narrowed, ${Math.round(upStall)} ms after; top layer again ${backAfterMs} ms after the lift`);
+    expect(downStall, 'longest span without a decoded frame while narrowed (ms)').toBeLessThanOrEqual(SWITCH_FREEZE_LIMIT_MS);
+    expect(upStall, 'longest span without a decoded frame after the lift (ms)').toBeLessThanOrEqual(FREEZE_LIMIT_MS);
+    // Sound never stopped: decoded audio in every second, and its energy grew all along.
+    expect(longestAudioGap(flow), 'longest span of concealment only (ms)').toBeLessThan(1_000);
+    expect(longestStall(flow, 'audioAt', 'energy'), 'longest span without audio energy (ms)').toBeLessThan(1_000);
+  }, 150_000);
 
   for (const side of ['agent', 'end user'] as const) {
     it(`keeps video decoding and audio whole with 5% loss on the ${side}'s network`, async (context) => {
