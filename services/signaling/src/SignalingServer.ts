@@ -181,7 +181,8 @@ export class SignalingServer {
 
   static async start(config: SignalingConfig, log: Logger): Promise<SignalingServer> {
     return Startup.run(async (startup) => {
-      const nc = startup.opened(await connectNats(config.nats, config.replicaId, log), (connection) => connection.close());
+      // No caller stack kept per NATS request (connectNats): a join makes a score of them.
+      const nc = startup.opened(await connectNats(config.nats, config.replicaId, log, { asyncTraces: false }), (connection) => connection.close());
       const directory = startup.opened(await SfuDirectory.open(nc, config.grpcTls, log), (sfus) => sfus.close());
       const recorders = startup.opened(await RecorderDirectory.open(nc, config.grpcTls), (nodes) => nodes.close());
       // What the tenants' backends are told by webhook (docs/webhooks.md): joins, leaves, tracks, room starts and ends.
