@@ -233,6 +233,16 @@ async function run(size: number, layout: 'pairs' | 'rooms50', options: { concurr
     console.log(
       JSON.stringify({ benchmark: 'signaling_scale_steady', layout, already_joined: size + warm, joins_per_second_offered: options.rate, joins: steady, ...latencies(steadyResult), ...steadyPhase }),
     );
+    // Failed joins: what signaling logged about them, once per message.
+    const errors = stack.signaling.logs.split('\n').flatMap((line) => {
+      try {
+        const entry = JSON.parse(line) as { level: number; msg: string; err?: { message?: string } };
+        return entry.level >= 50 ? [`${entry.msg}: ${entry.err?.message ?? ''}`] : [];
+      } catch {
+        return [];
+      }
+    });
+    if (errors.length > 0) console.error([...new Set(errors)].slice(0, 5).join('\n'));
   } finally {
     workers?.close();
     await stack.stop();

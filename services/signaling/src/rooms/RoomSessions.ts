@@ -45,6 +45,8 @@ export class RoomSessions {
    * whose record nobody else changed since updates it without reading and opening it first.
    */
   private readonly written = new Map<string, WrittenSession>();
+  /** Per room key, the last of this replica's joins under way (RoomSessions.join). */
+  private readonly joining = new Map<string, Promise<void>>();
 
   constructor(
     private readonly nc: NatsConnection,
@@ -53,9 +55,24 @@ export class RoomSessions {
     private readonly webhooks?: WebhookEvents,
   ) {}
 
-  /** Adds (or updates) a participant, starting the session with the room's first one. */
-  async join(tenant: string, room: string, participant: SessionParticipant): Promise<void> {
+  /**
+   * Adds (or updates) a participant, starting the session with the room's first one. This
+   * replica's joins of one room take their turn: at once, each would lose the compare-and-set to
+   * the others and read again, and fifty joining together ran out of attempts.
+   */
+  join(tenant: string, room: string, participant: SessionParticipant): Promise<void> {
     const key = kvKeys.room(tenant, room);
+    const previous = this.joining.get(key) ?? Promise.resolve();
+    const joined = previous.then(() => this.joinNow(key, tenant, room, participant));
+    const settled = joined.catch(() => undefined);
+    this.joining.set(key, settled);
+    void settled.then(() => {
+      if (this.joining.get(key) === settled) this.joining.delete(key);
+    });
+    return joined;
+  }
+
+  private async joinNow(key: string, tenant: string, room: string, participant: SessionParticipant): Promise<void> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       // What this replica last wrote is tried first, without reading it back: when anyone
       // changed it since, the compare-and-set fails and the record is read.
