@@ -55,12 +55,18 @@ export class SfuDirectory {
     });
   }
 
-  /** Every live node, as read at most REGISTRY_READ_REUSE_MS ago. */
+  /**
+   * Every live node, read afresh: a room is placed from it, and a placement on a node that began
+   * draining a moment ago would stay (its joins would be refused).
+   */
   async liveNodes(): Promise<NodeInfo[]> {
-    return this.reused('nodes', async () => {
-      const nodes = (await liveEntries(this.nodesKv)).map((entry) => this.freshNode(entry.key, entry.value));
-      return nodes.filter((n): n is NodeInfo => n !== undefined);
-    });
+    const nodes = (await liveEntries(this.nodesKv)).map((entry) => this.freshNode(entry.key, entry.value));
+    return nodes.filter((n): n is NodeInfo => n !== undefined);
+  }
+
+  /** The next reads of the registry go to NATS (a node refused as draining what its last read said it would take). */
+  forgetRegistryReads(): void {
+    this.registryReads.clear();
   }
 
   /**

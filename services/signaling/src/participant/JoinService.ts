@@ -98,11 +98,24 @@ export class JoinService {
         this.sessionLives(grant.tenant, holder.room, holder.participantId),
       );
       claimed = true;
-      const placed = await directory.placeParticipant(grant.tenant, grant.room, {
+      const need = {
         consumers: grant.grants.canSubscribe ? present.reduce((n, r) => n + (r.info?.tracks.length ?? 0), 0) : 0,
         roomNodes: present.map((r) => r.nodeId),
+      };
+      const openPlaced = async () => {
+        const placed = await directory.placeParticipant(grant.tenant, grant.room, need);
+        return { placed, opened: await callUnary(placed.client, placed.client.openRoom, { room: { tenant: grant.tenant, room: grant.room } }) };
+      };
+      // The registry as read within the last second may not show a node that began draining
+      // since: the node refuses, and the registry is read afresh for the one more try.
+      const {
+        placed,
+        opened: { rtpCapabilities, activeSpeakerParticipantId },
+      } = await openPlaced().catch((error: unknown) => {
+        if (GatewayError.from(error).code !== ErrorCode.DRAINING) throw error;
+        directory.forgetRegistryReads();
+        return openPlaced();
       });
-      const { rtpCapabilities, activeSpeakerParticipantId } = await callUnary(placed.client, placed.client.openRoom, { room: { tenant: grant.tenant, room: grant.room } });
       let resumeToken: string;
       ({ session, resumeToken } = ParticipantSession.create(sessions.persistence, log, participantId, grant, placed.nodeId, placed.client));
       session.clientProtocolVersion = protocolVersion;
