@@ -12,7 +12,8 @@
  * by its joins: every message a client published, JetStream and KV requests included (the SFU's
  * heartbeats too, a few per second).
  *
- * Sizes: BENCH_SIZES (default 1000,5000); BENCH_LARGE=1 adds 20000.
+ * Sizes: BENCH_SIZES (default 1000,5000); BENCH_LARGE=1 adds 20000. BENCH_CPU_PROF=<dir> writes
+ * signaling's CPU profile there when it stops (summarised by bench/cpuprofile-top.ts).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import WebSocket from 'ws';
@@ -167,7 +168,8 @@ async function run(size: number, layout: 'pairs' | 'rooms50', options: { concurr
     identity: `user-${i}`,
     role: i % perRoom === 0 ? 'agent' : 'end_user',
   }));
-  const stack = await startStack({ natsMonitor: true });
+  const profileDir = process.env.BENCH_CPU_PROF;
+  const stack = await startStack({ natsMonitor: true, signalingNodeArgs: profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [] });
   let workers: Workers | undefined;
   try {
     workers = Workers.start(Math.ceil(total / CLIENTS_PER_WORKER));
@@ -231,6 +233,16 @@ async function run(size: number, layout: 'pairs' | 'rooms50', options: { concurr
     console.log(
       JSON.stringify({ benchmark: 'signaling_scale_steady', layout, already_joined: size + warm, joins_per_second_offered: options.rate, joins: steady, ...latencies(steadyResult), ...steadyPhase }),
     );
+    // Failed joins: what signaling logged about them, once per message.
+    const errors = stack.signaling.logs.split('\n').flatMap((line) => {
+      try {
+        const entry = JSON.parse(line) as { level: number; msg: string; err?: { message?: string } };
+        return entry.level >= 50 ? [`${entry.msg}: ${entry.err?.message ?? ''}`] : [];
+      } catch {
+        return [];
+      }
+    });
+    if (errors.length > 0) console.error([...new Set(errors)].slice(0, 5).join('\n'));
   } finally {
     workers?.close();
     await stack.stop();

@@ -2,14 +2,17 @@ import { NatsServer, freePort, startSfuProcess, startSignalingProcess } from '@g
 
 /**
  * nats-server, one SFU (one worker unless told) and one signaling process, as in `make up`.
- * `natsMonitor` opens nats-server's monitoring endpoint (`monitorUrl`, /varz).
+ * `signalingNodeArgs` go to signaling's node (`--cpu-prof`). `natsMonitor` opens nats-server's monitoring endpoint (`monitorUrl`, /varz).
  */
-export async function startStack(options: { workers?: number; sfuEnv?: Record<string, string>; signalingEnv?: Record<string, string>; natsMonitor?: boolean } = {}) {
+export async function startStack(
+  options: { workers?: number; sfuEnv?: Record<string, string>; signalingEnv?: Record<string, string>; signalingNodeArgs?: readonly string[]; natsMonitor?: boolean } = {},
+) {
   const monitorPort = options.natsMonitor ? await freePort() : undefined;
   const nats = await NatsServer.start(monitorPort ? { monitorPort } : {});
   const sfu = await startSfuProcess({ natsUrl: nats.url, workers: options.workers ?? 1, env: { LOG_LEVEL: 'warn', ...options.sfuEnv } });
   const signaling = await startSignalingProcess({
     natsUrl: nats.url,
+    nodeArgs: options.signalingNodeArgs,
     env: { LOG_LEVEL: 'warn', SIGNALING_RATE_LIMIT_PER_SECOND: '1000', SIGNALING_RATE_LIMIT_BURST: '1000', ...options.signalingEnv },
   });
   return {

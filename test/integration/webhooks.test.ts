@@ -205,6 +205,39 @@ describe('webhooks', () => {
     await admin.deleteWebhook(webhook.webhookId);
   });
 
+  it("publishes nothing for a tenant without endpoints, and reaches an endpoint created after the tenant's first rooms", async () => {
+    // Every event signaling publishes passes on its subject, in the order published.
+    const nc = await nats.connect();
+    const seen: string[] = [];
+    const subscription = nc.subscribe('gateway.demo.webhook.event', {
+      callback: (_, message) => {
+        const event = JSON.parse(message.string()) as { type: string; data: { room?: { name: string } } };
+        seen.push(`${event.data.room?.name} ${event.type}`);
+      },
+    });
+    try {
+      await nc.flush();
+      const before = await mintJoinToken(credentials, { room: 'wh-before', identity: 'ext-1', role: 'end_user' });
+      const first = await clients.join(signaling.wsUrl, before.token);
+      await first.client.request('leave');
+
+      const { webhook } = await admin.createWebhook({ url: flakyUrl, events: ['room.started', 'participant.joined'] });
+      const after = await mintJoinToken(credentials, { room: 'wh-after', identity: 'ext-2', role: 'end_user' });
+      const second = await clients.join(signaling.wsUrl, after.token);
+      await waitFor(() => (flaky.of('participant.joined').some((r) => r.body.includes('"wh-after"')) ? true : undefined), 20_000, "the later room's join posted");
+      expect(flaky.of('room.started').filter((r) => r.body.includes('"wh-after"')).length).toBeGreaterThan(0);
+      // The first room's join and leave were never published (they would have passed before the
+      // later room's); its end may come after the endpoint was made, and is then published.
+      expect(seen).toContain('wh-after participant.joined');
+      expect(seen.filter((each) => each.startsWith('wh-before ') && each !== 'wh-before room.ended')).toEqual([]);
+      await second.client.request('leave');
+      await admin.deleteWebhook(webhook.webhookId);
+    } finally {
+      subscription.unsubscribe();
+      await nc.close();
+    }
+  });
+
   it('refuses a forged or replayed request, and a body changed in transit', async () => {
     const { webhook, secret } = await admin.createWebhook({ url: flakyUrl, events: ['webhook.test'] });
     const before = flaky.requests.length;

@@ -17,6 +17,9 @@ import {
 import { sfuNodeInfoSchema } from './schemas.js';
 import { isNodeFresh } from './nodeLiveness.js';
 
+/** How long a read of the SFU registry serves the joins after it (the nodes write theirs every few seconds). */
+const REGISTRY_READ_REUSE_MS = 1_000;
+
 export interface PlacedRoom {
   nodeId: string;
   client: SfuClient;
@@ -29,6 +32,7 @@ export interface PlacedRoom {
  */
 export class SfuDirectory {
   private readonly clients = new Map<string, { address: string; client: SfuClient }>();
+  private readonly registryReads = new Map<string, { atMs: number; value: Promise<unknown> }>();
 
   private constructor(
     private readonly nodesKv: KV,
@@ -43,14 +47,40 @@ export class SfuDirectory {
     return new SfuDirectory(nodesKv, placementKv, log, tls);
   }
 
+  /** A live node (fresh in the registry), as read at most REGISTRY_READ_REUSE_MS ago. */
   async node(nodeId: string): Promise<NodeInfo | undefined> {
-    const entry = await this.nodesKv.get(nodeId);
-    return isLiveEntry(entry) ? this.freshNode(nodeId, entry.value) : undefined;
+    return this.reused(`node:${nodeId}`, async () => {
+      const entry = await this.nodesKv.get(nodeId);
+      return isLiveEntry(entry) ? this.freshNode(nodeId, entry.value) : undefined;
+    });
   }
 
+  /**
+   * Every live node, read afresh: a room is placed from it, and a placement on a node that began
+   * draining a moment ago would stay (its joins would be refused).
+   */
   async liveNodes(): Promise<NodeInfo[]> {
     const nodes = (await liveEntries(this.nodesKv)).map((entry) => this.freshNode(entry.key, entry.value));
     return nodes.filter((n): n is NodeInfo => n !== undefined);
+  }
+
+  /** The next reads of the registry go to NATS (a node refused as draining what its last read said it would take). */
+  forgetRegistryReads(): void {
+    this.registryReads.clear();
+  }
+
+  /**
+   * A registry read shared by the joins of the next moments: the nodes rewrite their records
+   * only every few seconds, and every join reads them (a failed read is not kept).
+   */
+  private reused<T>(key: string, read: () => Promise<T>): Promise<T> {
+    const now = Date.now();
+    const kept = this.registryReads.get(key);
+    if (kept && now - kept.atMs < REGISTRY_READ_REUSE_MS) return kept.value as Promise<T>;
+    const value = read();
+    this.registryReads.set(key, { atMs: now, value });
+    value.catch(() => this.registryReads.get(key)?.value === value && this.registryReads.delete(key));
+    return value;
   }
 
   /** A registry record that decodes, is checked and is fresh; undefined otherwise. */

@@ -125,6 +125,7 @@ export { type DeviceKey, DeviceKeys } from './data/deviceKeys.js';
 export { normalizePhoneNumber, openParticipants, sealParticipants, type SessionParticipant } from './data/contactDetails.js';
 
 // Webhook events for the tenants' backends.
+export { WebhookAudience } from './webhooks/audience.js';
 export { type WebhookEvent, type WebhookEventInput, WebhookEvents, type WebhookEventType, webhookEventSchema, webhookEventTypes } from './webhooks/events.js';
 
 // The residue scanner.

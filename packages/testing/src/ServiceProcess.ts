@@ -193,7 +193,8 @@ async function portFree(port: number): Promise<boolean> {
   });
 }
 
-export async function startSignalingProcess(options: { natsUrl: string; replicaId?: string; grpcTls?: boolean; env?: Record<string, string> }) {
+/** `nodeArgs` go to node itself (a benchmark's `--cpu-prof`). */
+export async function startSignalingProcess(options: { natsUrl: string; replicaId?: string; grpcTls?: boolean; env?: Record<string, string>; nodeArgs?: readonly string[] }) {
   return retryOnPortClash(async () => {
     const port = await freePort();
     const opsPort = await freePort();
@@ -206,7 +207,7 @@ export async function startSignalingProcess(options: { natsUrl: string; replicaI
       ...tlsUnless(options.grpcTls, 'signaling'),
       ...options.env,
     };
-    const proc = await ServiceProcess.start('signaling', env, `http://127.0.0.1:${opsPort}/readyz`);
+    const proc = await ServiceProcess.start('signaling', env, `http://127.0.0.1:${opsPort}/readyz`, undefined, options.nodeArgs);
     return Object.assign(proc, { port, opsPort, url: `http://127.0.0.1:${port}`, wsUrl: `ws://127.0.0.1:${port}/ws` });
   });
 }

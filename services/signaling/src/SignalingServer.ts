@@ -22,6 +22,7 @@ import {
   startOpsServer,
   Startup,
   streams,
+  WebhookAudience,
   WebhookEvents,
   TenantAuth,
   type Logger,
@@ -183,11 +184,14 @@ export class SignalingServer {
 
   static async start(config: SignalingConfig, log: Logger): Promise<SignalingServer> {
     return Startup.run(async (startup) => {
-      const nc = startup.opened(await connectNats(config.nats, config.replicaId, log), (connection) => connection.close());
+      // No caller stack kept per NATS request (connectNats): a join makes a score of them.
+      const nc = startup.opened(await connectNats(config.nats, config.replicaId, log, { asyncTraces: false }), (connection) => connection.close());
       const directory = startup.opened(await SfuDirectory.open(nc, config.grpcTls, log), (sfus) => sfus.close());
       const recorders = startup.opened(await RecorderDirectory.open(nc, config.grpcTls), (nodes) => nodes.close());
       // What the tenants' backends are told by webhook (docs/webhooks.md): joins, leaves, tracks, room starts and ends.
-      const webhooks = new WebhookEvents(nc, log);
+      // Only for tenants with endpoints: most have none, and every join would store an event for nobody.
+      const audience = startup.opened(await WebhookAudience.watch(await openBucket(nc, buckets.webhooks), log), (watch) => watch.close());
+      const webhooks = new WebhookEvents(nc, log, audience);
       const hub = startup.opened(new RoomHub(nc, config.replicaId, log, webhooks), (rooms) => rooms.close());
       // Participant records are fresh while their replica's heartbeat runs; each beat tells the rooms served per tenant.
       const liveness = startup.opened(

@@ -81,6 +81,11 @@ export const kv = {
    */
   write: (bucket: string, keys = '>') => pub(`$KV.${bucket}.${keys}`),
   readWrite: (bucket: string, keys = '>') => all(kv.read(bucket, keys), kv.write(bucket, keys)),
+  /**
+   * Reads and a watch: an ordered push consumer (created with its filter in the subject, its
+   * info checked, its flow-control requests answered) delivering to the identity's inbox.
+   */
+  watch: (bucket: string) => all(kv.read(bucket), stream.read({ name: `KV_${bucket}`, subjects: [] }), pub(`$JS.FC.KV_${bucket}.>`)),
 };
 
 /**
@@ -195,6 +200,8 @@ export const natsAccess: Record<ServiceIdentity, Grant[]> = {
     kv.readWrite(buckets.deviceKeys),
     // Tenants' API keys: HTTP Basic on the room API, and join tokens signed with them.
     kv.read(buckets.apiKeys),
+    // Which tenants have webhook endpoints (keys only, watched: WebhookAudience); their events alone are published.
+    kv.watch(buckets.webhooks),
     stream.publish(streams.chat),
     stream.read(streams.chat),
     // A redacted message is erased; an ended conversation's entries are purged.

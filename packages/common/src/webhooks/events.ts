@@ -3,6 +3,7 @@ import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 import type { Logger } from '../runtime/logger.js';
+import type { WebhookAudience } from './audience.js';
 import { subjects } from '../nats/subjects.js';
 import { natsHeadersWithTrace } from '../telemetry/tracing.js';
 import { participantName } from '../schemas/events.js';
@@ -99,9 +100,11 @@ export type WebhookEventInput = { [T in WebhookEventType]: { type: T; key: strin
  * says) and the caller goes on.
  */
 export class WebhookEvents {
+  /** `audience`: when given, `emit` skips the events of tenants without endpoints (audience.ts). */
   constructor(
     private readonly nc: NatsConnection,
     private readonly log: Logger,
+    private readonly audience?: Pick<WebhookAudience, 'mayHaveEndpoints'>,
   ) {}
 
   /** Publishes one event, waiting for the stream to store it; throws when it could not. */
@@ -111,8 +114,9 @@ export class WebhookEvents {
     return event;
   }
 
-  /** Publishes without waiting; a failure is logged. */
+  /** Publishes without waiting, unless the tenant has no endpoint to tell; a failure is logged. */
   emit(tenant: string, input: WebhookEventInput): void {
+    if (this.audience && !this.audience.mayHaveEndpoints(tenant)) return;
     this.publish(tenant, input).catch((error: unknown) => {
       this.log.error({ err: error, tenant, type: input.type }, 'a webhook event could not be published; it is lost');
     });

@@ -215,6 +215,26 @@ export async function mintJoinToken(tenant: Tenant, request: MintRequest): Promi
   return { token, expiresAt };
 }
 
+/** Secrets kept as imported keys at most; past it the cache starts again (rotations leave old ones behind). */
+const MAX_VERIFICATION_KEYS = 1_000;
+const verificationKeys = new Map<string, Promise<CryptoKey>>();
+
+/**
+ * The HMAC key of an API key's secret, imported once: importing it is a good part of verifying
+ * a token, and every join verifies one. The keys are cached, never the tokens or their outcome.
+ */
+function verificationKey(secret: string): Promise<CryptoKey> {
+  let key = verificationKeys.get(secret);
+  if (!key) {
+    if (verificationKeys.size >= MAX_VERIFICATION_KEYS) verificationKeys.clear();
+    key = crypto.subtle.importKey('raw', new TextEncoder().encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['verify']);
+    verificationKeys.set(secret, key);
+    // A failed import is not kept.
+    key.catch(() => verificationKeys.delete(secret));
+  }
+  return key;
+}
+
 /**
  * A token's signature, issuer and validity checked: the tenant whose key signed it, and its claims
  * still to be checked. The issuer names one of the tenant's API keys; during a rotation's overlap
@@ -234,7 +254,7 @@ async function verifySigned(tenants: TenantCredentials | readonly Tenant[], toke
   const { tenant } = signer;
   for (const [i, secret] of signer.secrets.entries()) {
     try {
-      const { payload } = await jwtVerify(token, new TextEncoder().encode(secret), {
+      const { payload } = await jwtVerify(token, await verificationKey(secret), {
         algorithms: ['HS256'],
         issuer: tenant.apiKey,
         clockTolerance: CLOCK_TOLERANCE_SECONDS,

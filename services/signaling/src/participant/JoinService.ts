@@ -1,5 +1,5 @@
 import { SessionTakeover } from '@gateway/proto/gateway/events/v1/events';
-import { CloseCode, type JoinResponse, type RecordingStatus } from '@gateway/proto/gateway/signaling/v1/signaling';
+import { CloseCode, type JoinResponse, type ParticipantInfo, type RecordingStatus } from '@gateway/proto/gateway/signaling/v1/signaling';
 import {
   ErrorCode,
   GatewayError,
@@ -24,6 +24,7 @@ import { mayBeRecorded, startRoomRecording } from '../rooms/recording.js';
 import type { RoomHub } from '../rooms/RoomHub.js';
 import type { RoomSessions } from '../rooms/RoomSessions.js';
 import { ParticipantSession, removedError, type SessionLink } from './ParticipantSession.js';
+import { rosterAfter } from './roster.js';
 import { parseResumeToken, resumeSecretMatches, type ResumeToken } from './resumeToken.js';
 import type { SessionRegistry } from './SessionRegistry.js';
 import { iceServersFor } from './turnCredentials.js';
@@ -42,7 +43,7 @@ export interface JoinServiceDeps {
   store: ParticipantStore;
   directory: SfuDirectory;
   recorders: RecorderDirectory;
-  hub: Pick<RoomHub, 'publish'>;
+  hub: Pick<RoomHub, 'publish' | 'watch' | 'remove'>;
   roomSessions: Pick<RoomSessions, 'join' | 'erasedIn'>;
   tokenSessions: Pick<TokenSessions, 'claim' | 'release' | 'assertRoomOpen'>;
   chat: Pick<ChatLog, 'history'>;
@@ -79,28 +80,48 @@ export class JoinService {
     const limits = tenantLimits(config, grant.tenant);
     // A room the room API just ended takes nobody for a while (ROOM_CLOSED_MS).
     await tokenSessions.assertRoomOpen(grant.tenant, grant.room);
-    // Placement needs what the participant will consume and which nodes the room spans already.
-    const present = await store.list(grant.tenant, grant.room);
-    if (present.length >= limits.participantsPerRoom) throw new GatewayError(ErrorCode.LIMIT_EXCEEDED, `a room holds at most ${limits.participantsPerRoom} participants`);
-    if (present.length === 0 && this.deps.roomsInUse(grant.tenant) >= limits.rooms) {
-      throw new GatewayError(ErrorCode.LIMIT_EXCEEDED, `the tenant has ${limits.rooms} rooms in use, its limit`);
-    }
-    // A token holds a slot per live session (one by default): a copied token cannot join twice.
-    await tokenSessions.claim(grant.tenant, grant.tokenId, { participantId, room: grant.room }, limits.sessionsPerToken, (holder) =>
-      this.sessionLives(grant.tenant, holder.room, holder.participantId),
-    );
+    // Counted before this join's own subscription makes the room one this replica serves.
+    const roomsInUse = this.deps.roomsInUse(grant.tenant);
+    // The room's events from now on are kept, then the room is listed once: the listing with
+    // what was heard since is the room as the response shows it (participant/roster.ts).
+    const heard = hub.watch(grant.tenant, grant.room, participantId);
     let session: ParticipantSession | undefined;
+    let claimed = false;
     try {
-      const placed = await directory.placeParticipant(grant.tenant, grant.room, {
+      // Placement needs what the participant will consume and which nodes the room spans already.
+      const present = await store.list(grant.tenant, grant.room);
+      if (present.length >= limits.participantsPerRoom) throw new GatewayError(ErrorCode.LIMIT_EXCEEDED, `a room holds at most ${limits.participantsPerRoom} participants`);
+      if (present.length === 0 && roomsInUse >= limits.rooms) {
+        throw new GatewayError(ErrorCode.LIMIT_EXCEEDED, `the tenant has ${limits.rooms} rooms in use, its limit`);
+      }
+      // A token holds a slot per live session (one by default): a copied token cannot join twice.
+      await tokenSessions.claim(grant.tenant, grant.tokenId, { participantId, room: grant.room }, limits.sessionsPerToken, (holder) =>
+        this.sessionLives(grant.tenant, holder.room, holder.participantId),
+      );
+      claimed = true;
+      const need = {
         consumers: grant.grants.canSubscribe ? present.reduce((n, r) => n + (r.info?.tracks.length ?? 0), 0) : 0,
         roomNodes: present.map((r) => r.nodeId),
+      };
+      const openPlaced = async () => {
+        const placed = await directory.placeParticipant(grant.tenant, grant.room, need);
+        return { placed, opened: await callUnary(placed.client, placed.client.openRoom, { room: { tenant: grant.tenant, room: grant.room } }) };
+      };
+      // The registry as read within the last second may not show a node that began draining
+      // since: the node refuses, and the registry is read afresh for the one more try.
+      const {
+        placed,
+        opened: { rtpCapabilities, activeSpeakerParticipantId },
+      } = await openPlaced().catch((error: unknown) => {
+        if (GatewayError.from(error).code !== ErrorCode.DRAINING) throw error;
+        directory.forgetRegistryReads();
+        return openPlaced();
       });
-      const { rtpCapabilities, activeSpeakerParticipantId } = await callUnary(placed.client, placed.client.openRoom, { room: { tenant: grant.tenant, room: grant.room } });
       let resumeToken: string;
       ({ session, resumeToken } = ParticipantSession.create(sessions.persistence, log, participantId, grant, placed.nodeId, placed.client));
       session.clientProtocolVersion = protocolVersion;
       sessions.attach(session, link);
-      // Subscribe before announcing, so nothing published from now on is missed.
+      // The session takes the place of the watch: from now on it hears the room's events itself.
       sessions.add(session);
       await session.save();
       await directory.keepPlacement(grant.tenant, grant.room, placed.nodeId);
@@ -117,12 +138,15 @@ export class JoinService {
           deviceIds: grant.contact.deviceIds ?? [],
           joinedAtMs: session.info.joinedAtMs,
         });
-      // Listed again, after this session subscribed to the room and wrote its record: whoever
-      // joined since the first listing either is in this one or announces itself to this session.
-      // The first listing alone would miss a participant who joined and announced itself in
-      // between; and listing once after subscribing but before placement would leave longer for
-      // a participantLeft to reach the client ahead of a response that still lists them.
-      const others = await this.othersInRoom(session);
+      // Whoever joined, left or changed since the listing was heard by the watch until the session
+      // subscribed; what happens after reaches the client as events.
+      const others = this.visibleOthers(
+        session,
+        rosterAfter(
+          present.flatMap((r) => (r.info ? [r.info] : [])),
+          heard,
+        ),
+      );
       const recording = await this.recordingStatus(grant.tenant, grant.room);
       const [messages, smartActions] = await Promise.all([this.chatHistory(grant.tenant, grant.room), this.deps.actions.list(grant.tenant, grant.room)]);
       hub.publish(grant.tenant, grant.room, { $case: 'participantJoined', value: session.info });
@@ -146,7 +170,10 @@ export class JoinService {
     } catch (error) {
       // Nothing of a join that failed half-way stays: its media, record, slot and membership go.
       if (session) await sessions.end(session, 'left').catch((rollbackError: unknown) => log.warn({ err: rollbackError, participantId }, 'rolling back a failed join failed'));
-      else await tokenSessions.release(grant.tenant, grant.tokenId, participantId, limits.sessionsPerToken).catch(() => undefined);
+      else {
+        hub.remove(grant.tenant, grant.room, participantId);
+        if (claimed) await tokenSessions.release(grant.tenant, grant.tokenId, participantId, limits.sessionsPerToken).catch(() => undefined);
+      }
       throw error;
     }
   }
@@ -313,7 +340,15 @@ export class JoinService {
    * them; the session notes who it may see of all of them (participant/visibility.ts).
    */
   private async othersInRoom(session: ParticipantSession) {
-    const others = (await this.deps.store.list(session.tenant, session.room)).flatMap((r) => (r.info && r.info.participantId !== session.participantId ? [r.info] : []));
+    return this.visibleOthers(
+      session,
+      (await this.deps.store.list(session.tenant, session.room)).flatMap((r) => (r.info ? [r.info] : [])),
+    );
+  }
+
+  /** Of the room's participants, the others this session may see; it notes who it may see of all of them. */
+  private visibleOthers(session: ParticipantSession, participants: ParticipantInfo[]): ParticipantInfo[] {
+    const others = participants.filter((info) => info.participantId !== session.participantId);
     session.visibility.learn(others);
     return others.filter((info) => session.visibility.sees(info.participantId));
   }

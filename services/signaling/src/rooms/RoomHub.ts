@@ -50,6 +50,18 @@ export class RoomHub {
     served.members.set(member.participantId, member);
   }
 
+  /**
+   * Subscribes a participant about to join to the room's events before its join lists the room,
+   * keeping what it hears until its session takes its place (`add` with the same participant id;
+   * `remove` if the join fails first): applied to the listing, they leave no gap between it and
+   * the session's own subscription.
+   */
+  watch(tenant: string, room: string, participantId: string): RoomEvent[] {
+    const heard: RoomEvent[] = [];
+    this.add(tenant, room, { participantId, onRoomEvent: (event) => heard.push(event) });
+    return heard;
+  }
+
   remove(tenant: string, room: string, participantId: string): void {
     const key = `${tenant}/${room}`;
     const served = this.rooms.get(key);

@@ -23,6 +23,16 @@ import {
 
 /** Compare-and-set retries when replicas update one room's record at once. */
 const MAX_ATTEMPTS = 10;
+/** Rooms whose last written session record a replica remembers (RoomSessions.written). */
+const MAX_WRITTEN_REMEMBERED = 50_000;
+
+/** A session record as this replica last wrote or read it. */
+interface WrittenSession {
+  revision: number;
+  sessionId: string;
+  startedAtMs: number;
+  participants: SessionParticipant[];
+}
 
 /**
  * The session of each live room: when it started and who took part, with what the customer's
@@ -30,6 +40,14 @@ const MAX_ATTEMPTS = 10;
  * replica and becomes a session.ended event for crm-sync.
  */
 export class RoomSessions {
+  /**
+   * The session records this replica wrote last, by key, with their revision: a join in a room
+   * whose record nobody else changed since updates it without reading and opening it first.
+   */
+  private readonly written = new Map<string, WrittenSession>();
+  /** Per room key, the last of this replica's joins under way (RoomSessions.join). */
+  private readonly joining = new Map<string, Promise<void>>();
+
   constructor(
     private readonly nc: NatsConnection,
     private readonly kv: KV,
@@ -37,35 +55,66 @@ export class RoomSessions {
     private readonly webhooks?: WebhookEvents,
   ) {}
 
-  /** Adds (or updates) a participant, starting the session with the room's first one. */
-  async join(tenant: string, room: string, participant: SessionParticipant): Promise<void> {
+  /**
+   * Adds (or updates) a participant, starting the session with the room's first one. This
+   * replica's joins of one room take their turn: at once, each would lose the compare-and-set to
+   * the others and read again, and fifty joining together ran out of attempts.
+   */
+  join(tenant: string, room: string, participant: SessionParticipant): Promise<void> {
     const key = kvKeys.room(tenant, room);
+    const previous = this.joining.get(key) ?? Promise.resolve();
+    const joined = previous.then(() => this.joinNow(key, tenant, room, participant));
+    const settled = joined.catch(() => undefined);
+    this.joining.set(key, settled);
+    void settled.then(() => {
+      if (this.joining.get(key) === settled) this.joining.delete(key);
+    });
+    return joined;
+  }
+
+  private async joinNow(key: string, tenant: string, room: string, participant: SessionParticipant): Promise<void> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const entry = await this.kv.get(key);
-      const current = isLiveEntry(entry) ? readRecord(entry.value) : undefined;
+      // What this replica last wrote is tried first, without reading it back: when anyone
+      // changed it since, the compare-and-set fails and the record is read.
+      const current = (attempt === 0 ? this.written.get(key) : undefined) ?? (await this.read(key));
       const sessionId = current?.sessionId ?? newId('SE');
       const startedAtMs = current?.startedAtMs ?? Date.now();
-      const participants = current ? await openParticipants(this.keyring, tenant, sessionId, current.sealedParticipants) : [];
-      const others = participants.filter((p) => p.participantId !== participant.participantId);
+      const others = (current?.participants ?? []).filter((p) => p.participantId !== participant.participantId);
       // An end user erased earlier in this session stays erased when they join again.
       const joining = others.some((p) => p.erased && p.externalId === participant.externalId) ? erasedEntry(participant) : participant;
-      const record = RoomSessionRecord.encode({
-        sessionId,
-        startedAtMs,
-        sealedParticipants: await sealParticipants(this.keyring, tenant, sessionId, [...others, joining]),
-      }).finish();
+      const participants = [...others, joining];
+      const record = RoomSessionRecord.encode({ sessionId, startedAtMs, sealedParticipants: await sealParticipants(this.keyring, tenant, sessionId, participants) }).finish();
       try {
-        if (current) await this.kv.update(key, record, entry!.revision);
-        else {
-          await this.kv.create(key, record);
-          this.webhooks?.emit(tenant, { type: 'room.started', key: sessionId, data: { room: { name: room, sessionId, startedAtMs: Number(startedAtMs) } } });
-        }
+        const revision = current ? await this.kv.update(key, record, current.revision) : await this.kv.create(key, record);
+        this.remember(key, { revision, sessionId, startedAtMs, participants });
+        if (!current) this.webhooks?.emit(tenant, { type: 'room.started', key: sessionId, data: { room: { name: room, sessionId, startedAtMs: Number(startedAtMs) } } });
         return;
       } catch {
-        // Another replica changed it meanwhile: read again.
+        // Another replica (or a finish, an erasure) changed it meanwhile: read again.
+        this.written.delete(key);
       }
     }
     throw new Error('the room session record kept changing');
+  }
+
+  /** A live room's session record, its participants opened. */
+  private async read(key: string): Promise<WrittenSession | undefined> {
+    const entry = await this.kv.get(key);
+    if (!isLiveEntry(entry)) return undefined;
+    const record = readRecord(entry.value);
+    const tenant = key.split('.')[0]!;
+    return {
+      revision: entry.revision,
+      sessionId: record.sessionId,
+      startedAtMs: Number(record.startedAtMs),
+      participants: await openParticipants(this.keyring, tenant, record.sessionId, record.sealedParticipants),
+    };
+  }
+
+  private remember(key: string, session: WrittenSession): void {
+    // Only a shortcut: dropping it all costs one read per room at its next join.
+    if (this.written.size >= MAX_WRITTEN_REMEMBERED) this.written.clear();
+    this.written.set(key, session);
   }
 
   /**
@@ -94,6 +143,7 @@ export class RoomSessions {
       return undefined;
     }
     await this.kv.purge(key).catch(() => undefined);
+    this.written.delete(key);
     return record;
   }
 
@@ -152,6 +202,8 @@ export class RoomSessions {
    * compare-and-set; `edit` returns the new list, or undefined to leave the record as it is.
    */
   async changeParticipants(tenant: string, key: string, edit: (participants: SessionParticipant[]) => SessionParticipant[] | undefined): Promise<void> {
+    // An erasure or a rectification leaves no copy of what it changed here.
+    this.written.delete(key);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const entry = await this.kv.get(key);
       if (!isLiveEntry(entry)) return;
