@@ -13,7 +13,7 @@ import { errorXml, escape, malformedXml, S3Error, unescape, xmlAnswer } from './
  * date, payload hash and signature, computed with the same algorithm), path-style addressing,
  * XML error bodies with Code/Message/RequestId, multipart rules (parts of at least 5 MiB except
  * the last, ETags checked on completion, part numbers 1-10,000), x-amz-tagging and SSE-KMS
- * headers stored and echoed. Faults are injected on demand (503 SlowDown, 500, a reset
+ * headers stored and echoed, conditional writes (`If-None-Match: *`). Faults are injected on demand (503 SlowDown, 500, a reset
  * connection, a request that never answers). Why a contract server and not a real one:
  * README.md beside this file. The checks live beside it: authenticate.ts (SigV4, policy,
  * digests), objects.ts (what an object keeps), multipart.ts, xml.ts (bodies and errors).
