@@ -4,7 +4,7 @@ import { type LocalServer, readBody, serveLocally } from '../http.js';
 import { authenticate, type S3Credential } from './authenticate.js';
 import { MultipartUploads } from './multipart.js';
 import { encryptionHeaders, etagOf, MAX_PUT_BYTES, objectSettings, type StoredObject, validTags } from './objects.js';
-import { type S3Answer, type S3Operation, type S3Request, operationOf, parseRequest } from './request.js';
+import { header, type S3Answer, type S3Operation, type S3Request, operationOf, parseRequest } from './request.js';
 import { errorXml, escape, malformedXml, S3Error, unescape, xmlAnswer } from './xml.js';
 
 /**
@@ -13,7 +13,7 @@ import { errorXml, escape, malformedXml, S3Error, unescape, xmlAnswer } from './
  * date, payload hash and signature, computed with the same algorithm), path-style addressing,
  * XML error bodies with Code/Message/RequestId, multipart rules (parts of at least 5 MiB except
  * the last, ETags checked on completion, part numbers 1-10,000), x-amz-tagging and SSE-KMS
- * headers stored and echoed. Faults are injected on demand (503 SlowDown, 500, a reset
+ * headers stored and echoed, conditional writes (`If-None-Match: *`). Faults are injected on demand (503 SlowDown, 500, a reset
  * connection, a request that never answers). Why a contract server and not a real one:
  * README.md beside this file. The checks live beside it: authenticate.ts (SigV4, policy,
  * digests), objects.ts (what an object keeps), multipart.ts, xml.ts (bodies and errors).
@@ -77,6 +77,8 @@ export class S3ContractServer {
   private readonly credentials: Map<string, S3Credential>;
   private readonly rules: Array<FaultRule & { remaining: number }> = [];
   private readonly keepBodiesUpTo: number;
+  /** PUTs whose body is still arriving, by path: a conditional write that overlaps another write to its key is a conflict. */
+  private readonly writing = new Map<string, number>();
 
   private constructor(
     private readonly server: LocalServer,
@@ -144,7 +146,31 @@ export class S3ContractServer {
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const requestId = randomBytes(8).toString('hex').toUpperCase();
-    const request = parseRequest(req, await readBody(req));
+    const path = req.method === 'PUT' ? (req.url ?? '').split('?')[0]! : undefined;
+    if (path !== undefined) this.writing.set(path, (this.writing.get(path) ?? 0) + 1);
+    let body: Buffer;
+    try {
+      body = await readBody(req);
+    } finally {
+      if (path !== undefined) this.release(path);
+    }
+    // Still counted as writing while it is checked: the answer below is synchronous.
+    if (path !== undefined) this.writing.set(path, (this.writing.get(path) ?? 0) + 1);
+    try {
+      await this.answer(req, res, requestId, body, path);
+    } finally {
+      if (path !== undefined) this.release(path);
+    }
+  }
+
+  private release(path: string): void {
+    const left = (this.writing.get(path) ?? 1) - 1;
+    if (left > 0) this.writing.set(path, left);
+    else this.writing.delete(path);
+  }
+
+  private async answer(req: http.IncomingMessage, res: http.ServerResponse, requestId: string, body: Buffer, path: string | undefined): Promise<void> {
+    const request = parseRequest(req, body);
     const operation = operationOf(request);
     const partNumber = request.params.has('partNumber') ? Number(request.params.get('partNumber')) : undefined;
     const record: RequestRecord = { operation, bucket: request.bucket, key: request.key, partNumber, status: 200, faulted: false };
@@ -171,7 +197,7 @@ export class S3ContractServer {
         }
         throw new S3Error(rule.fault.status, rule.fault.code, rule.fault.message ?? rule.fault.code);
       }
-      const answer = this.dispatch(operation, request);
+      const answer = this.dispatch(operation, request, path !== undefined && (this.writing.get(path) ?? 0) > 1);
       record.status = answer.status;
       res.writeHead(answer.status, answer.headers);
       res.end(request.method === 'HEAD' ? undefined : answer.body);
@@ -197,7 +223,8 @@ export class S3ContractServer {
     return objects;
   }
 
-  private dispatch(operation: S3Operation, request: S3Request): S3Answer {
+  /** `overlapping`: another write to the same key is under way (see `conditionalWrite`). */
+  private dispatch(operation: S3Operation, request: S3Request, overlapping = false): S3Answer {
     const objects = this.bucket(request);
     const key = request.key ?? '';
     switch (operation) {
@@ -217,6 +244,7 @@ export class S3ContractServer {
         return this.uploads.list(request);
       case 'PutObject': {
         if (request.body.length > MAX_PUT_BYTES) throw new S3Error(400, 'EntityTooLarge', 'Your proposed upload exceeds the maximum allowed size');
+        conditionalWrite(request, objects.has(key), overlapping);
         const object: StoredObject = { ...objectSettings(request), body: this.kept(request.body), size: request.body.length, etag: etagOf(request.body), lastModified: new Date() };
         objects.set(key, object);
         return { status: 200, headers: { etag: object.etag, ...encryptionHeaders(object) } };
@@ -265,4 +293,17 @@ export class S3ContractServer {
         return this.uploads.abort(request);
     }
   }
+}
+
+/**
+ * A conditional PutObject (`If-None-Match: *`, AWS S3 conditional writes): 412 PreconditionFailed
+ * when the key holds an object, 409 ConditionalRequestConflict when another write to the key is
+ * under way (the client should try again). `*` is the only value S3 takes on a write.
+ */
+function conditionalWrite(request: S3Request, exists: boolean, overlapping: boolean): void {
+  const ifNoneMatch = header(request, 'if-none-match');
+  if (ifNoneMatch === undefined) return;
+  if (ifNoneMatch.trim() !== '*') throw new S3Error(501, 'NotImplemented', 'A header you provided implies functionality that is not implemented');
+  if (overlapping) throw new S3Error(409, 'ConditionalRequestConflict', 'A conflicting conditional operation is currently in progress against this resource. Please try again.');
+  if (exists) throw new S3Error(412, 'PreconditionFailed', 'At least one of the pre-conditions you specified did not hold');
 }

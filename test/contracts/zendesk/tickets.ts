@@ -47,8 +47,8 @@ export function createTicket(account: Account, body: Record<string, unknown> | u
     updated_at: at,
   };
   account.tickets.set(id, ticket);
-  addComment(account, ticket, comment!);
-  return { status: 201, body: { ticket }, headers: { location: ticket.url } };
+  const added = addComment(account, ticket, comment!);
+  return { status: 201, body: { ticket, audit: auditOf(account, ticket, added) }, headers: { location: ticket.url } };
 }
 
 /** "Update Ticket": adds a comment; a closed ticket cannot be updated (422). */
@@ -58,12 +58,36 @@ export function updateTicket(account: Account, ticket: ZendeskTicket, body: Reco
   if (ticket.status === 'closed')
     return { status: 422, body: errorBody('RecordInvalid', 'Record validation errors', { status: [{ error: 'InvalidValue', description: 'Status: closed prevents ticket update' }] }) };
   const comment = input.comment as Record<string, unknown> | undefined;
+  let added: ZendeskComment | undefined;
   if (comment && typeof comment === 'object') {
-    addComment(account, ticket, comment);
+    added = addComment(account, ticket, comment);
     if (ticket.status === 'new') ticket.status = 'open';
   }
   ticket.updated_at = new Date(account.now()).toISOString();
-  return { status: 200, body: { ticket, audit: { ticket_id: ticket.id, author_id: account.agent.id } } };
+  return { status: 200, body: { ticket, audit: auditOf(account, ticket, added) } };
+}
+
+/**
+ * The audit a create or update answers with: its events, the comment added among them (as a
+ * "Comment" event, with its attachments), as Zendesk's Ticket Audits describe.
+ */
+function auditOf(account: Account, ticket: ZendeskTicket, comment: ZendeskComment | undefined): Record<string, unknown> {
+  const events = comment
+    ? [
+        {
+          id: account.newId(),
+          type: 'Comment',
+          author_id: comment.author_id,
+          body: comment.body,
+          html_body: comment.html_body,
+          plain_body: comment.plain_body,
+          public: comment.public,
+          attachments: comment.attachments,
+          audit_id: comment.audit_id,
+        },
+      ]
+    : [];
+  return { id: comment?.audit_id ?? account.newId(), ticket_id: ticket.id, created_at: ticket.updated_at, author_id: account.agent.id, via: { channel: 'api' }, events };
 }
 
 function addComment(account: Account, ticket: ZendeskTicket, input: Record<string, unknown>): ZendeskComment {

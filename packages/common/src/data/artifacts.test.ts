@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Objm } from '@nats-io/obj';
 import { Kvm } from '@nats-io/kv';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { NatsServer } from '@gateway/testing';
 import { ArtifactStore } from './artifacts.js';
 import { SEGMENT_BYTES } from './sealedSegments.js';
@@ -103,6 +104,29 @@ describe('ArtifactStore with a real JetStream', () => {
     const content = await store.open('acme', 'AR_small_gone', 'recordings');
     await store.delete('acme', 'AR_small_gone', 'recordings');
     expect(await codeOf(collect(content.chunks))).toBe(ErrorCode.NOT_FOUND);
+  });
+
+  it('deletes an artifact it read where the read found it: key purged, object marked deleted, chunks purged', async () => {
+    const objects = await new Objm(nc).open(buckets.artifacts);
+    for (const [id, bytes] of [
+      ['AR_read_small', Buffer.from('small')],
+      ['AR_read_large', plaintext],
+    ] as const) {
+      await store.put('acme', id, Readable.from([bytes]), 'audio/webm');
+      const before = await objects.info(`acme.${id}`);
+      expect((await store.get('acme', id)).data.equals(bytes)).toBe(true);
+      await store.delete('acme', id, 'recordings');
+      await expect(store.get('acme', id)).rejects.toMatchObject({ code: ErrorCode.NOT_FOUND });
+      const kv = await new Kvm(nc).open(buckets.dataKeys);
+      expect((await kv.get(`acme.recordings.${id}`))?.operation).toBe('PURGE');
+      const after = await objects.info(`acme.${id}`);
+      expect(after).toMatchObject({ deleted: true, size: 0, chunks: 0, nuid: before!.nuid });
+      expect(await objects.get(`acme.${id}`)).toBeNull();
+      const stream = await jetstreamManager(nc).then((m) => m.streams.info(`OBJ_${buckets.artifacts}`, { subjects_filter: `$O.${buckets.artifacts}.C.${before!.nuid}` }));
+      expect(stream.state.subjects ?? {}).toEqual({});
+      // Deleting again (a retried purge) finds nothing to do and does not fail.
+      await store.delete('acme', id, 'recordings');
+    }
   });
 
   it('shreds: after delete nothing can be read', async () => {

@@ -2,10 +2,10 @@ import { createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { z } from 'zod';
-import { Objm, type ObjectStore } from '@nats-io/obj';
+import { Objm, type ObjectInfo, type ObjectStore } from '@nats-io/obj';
 import type { KV } from '@nats-io/kv';
-import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/transport-node';
+import { JsHeaders, jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { headers, type NatsConnection } from '@nats-io/transport-node';
 import { ErrorCode, GatewayError } from '../errors.js';
 import { assertSubjectToken, buckets } from '../nats/subjects.js';
 import { isLiveEntry, openBucket, requireObjectStore } from '../nats/connection.js';
@@ -94,6 +94,9 @@ const deliveredSpaces: ArtifactSpace[] = ['recordings', 'conversations'];
 /** How often a read of an artifact's bytes checks that the artifact is not being deleted. */
 const DELETE_CHECK_MS = 2_000;
 
+/** Artifacts whose location a store remembers from their last read, for their deletion (oldest forgotten first). */
+const REMEMBERED_LOCATIONS = 4_096;
+
 /**
  * Artifacts encrypted in the JetStream Object Store, with their wrapped keys in KV. Each writer
  * has a space of its own (an object store, and `<tenant>.<space>.` in the data keys bucket):
@@ -101,8 +104,14 @@ const DELETE_CHECK_MS = 2_000;
  * would let any writer overwrite or delete every other's (see jetstream/access.ts).
  */
 export class ArtifactStore {
-  /** For single-chunk reads (a direct get of the chunk), made at the first. */
+  /** For single-chunk reads (a direct get of the chunk) and deletions, made at the first. */
   private manager: Promise<JetStreamManager> | undefined;
+  /**
+   * Where the artifacts this store read are, by object name: their data key and their object
+   * (its chunks' nuid), as read for the read. A deletion that follows (crm-sync's, once the
+   * destinations confirmed) then needs neither the key nor the object's info read again.
+   */
+  private readonly locations = new Map<string, ReadLocation>();
 
   private constructor(
     private readonly nc: NatsConnection,
@@ -252,6 +261,7 @@ export class ArtifactStore {
   private async *ciphertext(name: string, { objects, bucket, key }: Located): AsyncGenerator<Uint8Array> {
     const info = await objects.info(name);
     if (!info || info.deleted) throw new GatewayError(ErrorCode.NOT_FOUND, 'artifact not found');
+    this.remember(name, { key, objects, bucket, info });
     if (info.chunks === 0) return;
     // One chunk (every artifact up to the object store's chunk size) is one direct get: no
     // consumer to create and delete for it.
@@ -276,10 +286,20 @@ export class ArtifactStore {
     }
   }
 
+  private remember(name: string, location: ReadLocation): void {
+    this.locations.delete(name);
+    this.locations.set(name, location);
+    if (this.locations.size > REMEMBERED_LOCATIONS) this.locations.delete(this.locations.keys().next().value!);
+  }
+
+  private jsm(): Promise<JetStreamManager> {
+    this.manager ??= jetstreamManager(this.nc, { checkAPI: false });
+    return this.manager;
+  }
+
   /** The one chunk of an object; gone (deleted under the read) is NOT_FOUND once its key is gone too. */
   private async onlyChunk(bucket: string, nuid: string, key: string): Promise<Uint8Array> {
-    this.manager ??= jetstreamManager(this.nc, { checkAPI: false });
-    const jsm = await this.manager;
+    const jsm = await this.jsm();
     const found = await jsm.streams.getMessage(`OBJ_${bucket}`, { last_by_subj: `$O.${bucket}.C.${nuid}` }).catch((error: unknown) => {
       if (String((error as Error)?.message ?? error).includes('no message found')) return null;
       throw error;
@@ -332,10 +352,17 @@ export class ArtifactStore {
    * Deletes the wrapped key first (from then on no copy can be read), then the bytes. Safe to
    * repeat: a part already gone is skipped, and a failure throws so the caller tries again.
    * `space`: the space the artifact should be in (the event says); when anything of it is found
-   * there, the other spaces are not looked at.
+   * there, the other spaces are not looked at. An artifact this store read is deleted where the
+   * read found it, without reading its key or its object's info again.
    */
   async delete(tenant: string, artifactId: string, space?: ArtifactSpace): Promise<void> {
     const name = objectName(tenant, artifactId);
+    const read = this.locations.get(name);
+    if (read) {
+      await this.deleteRead(name, read);
+      this.locations.delete(name);
+      return;
+    }
     for (const [where, objects] of this.spacesFrom(space)) {
       const key = dataKeyName(tenant, where, artifactId);
       const entry = await this.keys.get(key);
@@ -352,6 +379,38 @@ export class ArtifactStore {
       if (where === space && (keyed || purged > 0)) return;
     }
   }
+
+  /**
+   * Deletes an artifact where a read of this store found it, as `ObjectStore.delete` does (the
+   * object's info rolled up to a deleted one, its chunks purged) but from the info the read
+   * had. Its key was live then: purging it again after an erasure only leaves the marker the
+   * erasure left. Artifact ids are never written twice, so the object is the one that was read.
+   */
+  private async deleteRead(name: string, { key, objects, bucket, info }: ReadLocation): Promise<void> {
+    await this.keys.purge(key);
+    const deleted = {
+      name: info.name,
+      description: info.description,
+      options: info.options,
+      metadata: info.metadata,
+      bucket: info.bucket,
+      nuid: info.nuid,
+      mtime: info.mtime,
+      size: 0,
+      chunks: 0,
+      digest: '',
+      deleted: true,
+    };
+    const rollup = headers();
+    rollup.set(JsHeaders.RollupHdr, JsHeaders.RollupValueSubject);
+    try {
+      await jetstream(this.nc).publish(`$O.${bucket}.M.${base64UrlPadded(name)}`, JSON.stringify(deleted), { headers: rollup });
+      await (await this.jsm()).streams.purge(`OBJ_${bucket}`, { filter: `$O.${bucket}.C.${info.nuid}` });
+    } catch (error) {
+      const after = await objects.info(name).catch(() => undefined);
+      if (after === undefined || (after && !after.deleted)) throw new GatewayError(ErrorCode.UNAVAILABLE, 'deleting the artifact bytes failed', { cause: error });
+    }
+  }
 }
 
 /** An artifact found in one of the store's spaces. */
@@ -362,6 +421,19 @@ interface Located {
   /** The object store's bucket. */
   bucket: string;
   record: DataKeyRecord;
+}
+
+/** Where a read found an artifact: its data key and its object's info. */
+interface ReadLocation {
+  key: string;
+  objects: ObjectStore;
+  bucket: string;
+  info: ObjectInfo;
+}
+
+/** An object's meta subject token, as the Object Store names it (base64url with padding). */
+function base64UrlPadded(name: string): string {
+  return Buffer.from(name).toString('base64').replaceAll('+', '-').replaceAll('/', '_');
 }
 
 /** The data key of an artifact: under its space, so each writer's NATS permissions reach its own keys only. */

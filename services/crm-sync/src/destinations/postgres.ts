@@ -238,21 +238,25 @@ export class PostgresDestination implements Destination {
     );
   }
 
-  /** One artifact: inline when small, else in chunk rows read from the stream one at a time. */
+  /**
+   * One artifact: inline when small, else in chunk rows read from the stream one at a time.
+   * Idempotent in one statement (a row already there is left as it is, and its chunks are not
+   * written again), rather than asking first: a redelivery, rare, reads a small artifact for
+   * nothing, and every first delivery saves a round trip.
+   */
   private async insertArtifact(client: pg.PoolClient, delivery: Delivery, artifact: DeliveryArtifact): Promise<void> {
     const schema = this.config.schema;
-    const exists = await client.query(`select 1 from ${schema}.gateway_artifacts where artifact_id = $1`, [artifact.artifactId]);
-    if ((exists.rowCount ?? 0) > 0) return;
     const content = await artifact.open();
     const chunked = content.size > INLINE_MAX_BYTES;
     const chunkCount = chunked ? Math.ceil(content.size / CHUNK_ROW_BYTES) : 0;
     const inline = chunked ? Buffer.alloc(0) : await collect(content.chunks);
-    await client.query(
+    const inserted = await client.query(
       `insert into ${schema}.gateway_artifacts (artifact_id, delivery_id, kind, content_type, size_bytes, part, content, chunk_count, sha256)
-       values ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+       values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+       on conflict (artifact_id) do nothing`,
       [artifact.artifactId, delivery.deliveryId, artifact.kind, artifact.contentType, content.size, artifact.part, inline, chunkCount, content.sha256],
     );
-    if (!chunked) return;
+    if (!chunked || (inserted.rowCount ?? 0) === 0) return;
     let seq = 0;
     for await (const piece of piecesOf(content.chunks, CHUNK_ROW_BYTES)) {
       await client.query(`insert into ${schema}.gateway_artifact_chunks (artifact_id, seq, data) values ($1, $2, $3)`, [artifact.artifactId, seq++, piece]);

@@ -165,11 +165,15 @@ describe('S3 destination', () => {
 
     let before = server.requests.length;
     await open().deliver(delivery({ deliveryId: 'REC_twice', kind: 'recording', files }));
-    const writes = server.requests
-      .slice(before)
-      .filter((r) => r.operation === 'PutObject')
-      .map((r) => r.key);
-    expect(writes).toEqual([`${folder('REC_twice')}manifest.json`]);
+    // Each file is written on the condition that its key is free: taken (412), and the same bytes.
+    expect(server.requests.slice(before).map((r) => `${r.operation} ${r.key?.split('/').at(-1)} ${r.status}`)).toEqual([
+      'HeadObject manifest.json 404',
+      'PutObject ART_a.mp3 412',
+      'HeadObject ART_a.mp3 200',
+      'PutObject ART_b.webm 412',
+      'HeadObject ART_b.webm 200',
+      'PutObject manifest.json 200',
+    ]);
     expect(server.object(BUCKET, `${folder('REC_twice')}ART_a.mp3`)!.lastModified).toBe(modified);
 
     before = server.requests.length;
@@ -180,15 +184,10 @@ describe('S3 destination', () => {
     expect(server.keys(BUCKET, folder('REC_twice'))).toHaveLength(3);
   });
 
-  it('asks for the manifest once: a new one-file delivery is two HEADs and two PUTs', async () => {
+  it('asks for the manifest once and writes files on condition: a new one-file delivery is one HEAD and two PUTs', async () => {
     const before = server.requests.length;
     await open().deliver(delivery({ deliveryId: 'REC_four', kind: 'recording', files: [{ id: 'ART_one', contentType: 'audio/mpeg', data: Buffer.from('one') }] }));
-    expect(server.requests.slice(before).map((r) => `${r.operation} ${r.key?.split('/').at(-1)}`)).toEqual([
-      'HeadObject manifest.json',
-      'HeadObject ART_one.mp3',
-      'PutObject ART_one.mp3',
-      'PutObject manifest.json',
-    ]);
+    expect(server.requests.slice(before).map((r) => `${r.operation} ${r.key?.split('/').at(-1)}`)).toEqual(['HeadObject manifest.json', 'PutObject ART_one.mp3', 'PutObject manifest.json']);
   });
 
   it('rewrites an object whose bytes differ from what a redelivery carries (by SHA-256, not size alone)', async () => {
@@ -204,7 +203,7 @@ describe('S3 destination', () => {
     expect(
       server.requests
         .slice(before)
-        .filter((r) => r.operation === 'PutObject')
+        .filter((r) => r.operation === 'PutObject' && r.status === 200)
         .map((r) => r.key),
     ).toEqual([`${folder('REC_changed')}ART_x.mp3`, `${folder('REC_changed')}manifest.json`]);
     expect(server.object(BUCKET, `${folder('REC_changed')}ART_x.mp3`)!.body.equals(changed[0]!.data)).toBe(true);
@@ -246,6 +245,13 @@ describe('S3 destination', () => {
     expect(server.count('AbortMultipartUpload', (r) => r.key?.includes('REC_abort') === true)).toBe(1);
     expect((await reader.send(new ListMultipartUploadsCommand({ Bucket: BUCKET }))).Uploads ?? []).toEqual([]);
     expect(server.keys(BUCKET, folder('REC_abort'))).toEqual([]);
+  });
+
+  it('tries a conditional write again after a 409 ConditionalRequestConflict (another write to the key under way)', async () => {
+    server.inject({ operation: 'PutObject', key: /REC_conflict\/ART_c\.mp3$/, times: 1, fault: { kind: 'error', status: 409, code: 'ConditionalRequestConflict' } });
+    await open().deliver(delivery({ deliveryId: 'REC_conflict', kind: 'recording', files: [{ id: 'ART_c', contentType: 'audio/mpeg', data: Buffer.from('c') }] }));
+    expect(server.count('PutObject', (r) => r.key === `${folder('REC_conflict')}ART_c.mp3`)).toBe(2);
+    expect(server.object(BUCKET, `${folder('REC_conflict')}ART_c.mp3`)!.body.toString()).toBe('c');
   });
 
   it('retries 503 SlowDown, and gives up after the configured attempts', async () => {

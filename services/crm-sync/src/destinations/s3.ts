@@ -251,23 +251,50 @@ export class S3Destination implements Destination {
 
   /**
    * Writes an object unless the same bytes are already there (same size and SHA-256, encrypted
-   * as configured; `knownAbsent`: it was not there a moment ago, so that is not asked). Returns
-   * whether it wrote.
+   * as configured; `knownAbsent`: it was not there a moment ago, so that is not asked). A
+   * single-request object is written on the condition that its key is free (`If-None-Match: *`):
+   * only when it is taken is the object there looked at, and rewritten if it differs. A multipart
+   * upload looks first. Returns whether it wrote.
    */
   private async write(key: string, source: ObjectSource, params: ObjectParams, context: Record<string, unknown>, { knownAbsent = false } = {}): Promise<boolean> {
-    const existing = knownAbsent ? undefined : await this.head(key, context);
-    if (existing && existing.ContentLength === source.size && existing.Metadata?.sha256 === params.Metadata?.sha256 && (!this.config.kmsKeyId || existing.ServerSideEncryption === 'aws:kms')) {
-      return false;
-    }
     const threshold = Math.min(this.config.multipartThresholdBytes, this.tuning.maxBufferBytes);
-    if (source.size > threshold) await putMultipart(this.multipart, key, source, params, context);
-    else await this.putObject(key, await collect(source.chunks), params, context);
+    if (source.size <= threshold) {
+      const body = await collect(source.chunks);
+      if (await this.putObject(key, body, params, context, { ifAbsent: !knownAbsent })) return true;
+      if (this.same(await this.head(key, context), source.size, params)) return false;
+      await this.putObject(key, body, params, context);
+      return true;
+    }
+    if (!knownAbsent && this.same(await this.head(key, context), source.size, params)) return false;
+    await putMultipart(this.multipart, key, source, params, context);
     return true;
   }
 
-  private async putObject(key: string, body: Buffer, params: ObjectParams, context: Record<string, unknown>): Promise<void> {
-    const result = await this.call('PutObject', () => this.client.send(new PutObjectCommand({ ...params, Key: key, Body: body, ContentMD5: md5Base64(body) })), context);
+  /** Whether the object there holds these bytes, encrypted as configured. */
+  private same(existing: HeadObjectCommandOutput | undefined, size: number, params: ObjectParams): boolean {
+    return !!existing && existing.ContentLength === size && existing.Metadata?.sha256 === params.Metadata?.sha256 && (!this.config.kmsKeyId || existing.ServerSideEncryption === 'aws:kms');
+  }
+
+  /**
+   * `ifAbsent`: only if the key is free; returns false when it is taken (412 PreconditionFailed).
+   * A 409 ConditionalRequestConflict (another write to the key under way) is tried again.
+   */
+  private async putObject(key: string, body: Buffer, params: ObjectParams, context: Record<string, unknown>, { ifAbsent = false } = {}): Promise<boolean> {
+    const result = await this.call(
+      'PutObject',
+      async () => {
+        try {
+          return await this.client.send(new PutObjectCommand({ ...params, Key: key, Body: body, ContentMD5: md5Base64(body), ...(ifAbsent ? { IfNoneMatch: '*' } : {}) }));
+        } catch (error) {
+          if (ifAbsent && statusOf(error) === 412) return undefined;
+          throw error;
+        }
+      },
+      context,
+    );
+    if (!result) return false;
     await this.checkEncryption(key, result.ServerSideEncryption);
+    return true;
   }
 
   /** With SSE-KMS configured, an object the server did not confirm as encrypted is removed, and the delivery fails. */

@@ -48,7 +48,9 @@ function failureOf(error: unknown): { code: string; retryable: boolean; reason: 
   const status = statusOf(error);
   if (status !== undefined) {
     const code = /^[A-Za-z0-9.]{1,64}$/.test(name) && name !== 'Error' && name !== 'Unknown' ? name : `HTTP${status}`;
-    return { code, retryable: status >= 500 || status === 429 || code === 'RequestTimeout', reason: `${code} (HTTP ${status})` };
+    // A conditional write that met another write to its key is to be tried again (AWS S3 conditional writes).
+    const retryable = status >= 500 || status === 429 || code === 'RequestTimeout' || code === 'ConditionalRequestConflict';
+    return { code, retryable, reason: `${code} (HTTP ${status})` };
   }
   const errno = (error as { code?: unknown }).code;
   // The SDK names a reset connection a TimeoutError too: its errno tells them apart.

@@ -104,9 +104,19 @@ describe('Zendesk destination against the contract server', () => {
     expect(contacts.map.get('ext/1 &x=y')).toBe(String(ticket.requester_id));
   });
 
-  it('uploads the bytes with their content types and attaches them to one private comment', async () => {
+  it('uploads the bytes with their content types and attaches them to one private comment, confirmed by the audit the creation answers with', async () => {
     const d = delivery();
+    const before = zendesk.requests.length;
     await destination().deliver(d);
+    // Looked for, its end user found or made, two uploads, created: the files are confirmed by the creation's audit, the comments not read back.
+    expect(zendesk.requests.slice(before).map((r) => `${r.method} ${r.path}`)).toEqual([
+      'GET /api/v2/tickets',
+      'GET /api/v2/users/search',
+      'POST /api/v2/users',
+      'POST /api/v2/uploads',
+      'POST /api/v2/uploads',
+      'POST /api/v2/tickets',
+    ]);
     const [ticket] = zendesk.ticketsByExternalId(d.deliveryId);
     expect(ticket).toMatchObject({ external_id: d.deliveryId, tags: expect.arrayContaining(['gateway']), subject: 'Gateway transcript: room r-1' });
     const comments = zendesk.comments.get(ticket!.id)!;

@@ -44,6 +44,28 @@ interface ZendeskAttachment {
   size: number;
 }
 
+/**
+ * The audit a Create or Update Ticket answers with (Ticket Audits): its "Comment" event lists the
+ * attachments the comment was saved with. Checked as it comes; anything else in it is ignored.
+ */
+const auditSchema = z.object({
+  events: z.array(
+    z.object({
+      type: z.string(),
+      attachments: z.array(z.object({ id: z.number(), file_name: z.string(), size: z.number() })).optional(),
+    }),
+  ),
+});
+
+/** The files of the comment an audit records, or undefined when the answer carries no audit to tell. */
+function auditedFiles(audit: unknown): Map<string, ZendeskAttachment> | undefined {
+  const parsed = auditSchema.safeParse(audit);
+  if (!parsed.success) return undefined;
+  const comment = parsed.data.events.find((event) => event.type === 'Comment');
+  if (!comment) return undefined;
+  return new Map((comment.attachments ?? []).map((a) => [a.file_name, a]));
+}
+
 /** An upload token and the sizes of the files read for it, by file name. */
 interface Uploaded {
   token: string | undefined;
@@ -87,8 +109,10 @@ const extensions: Record<string, string> = {
  * - uploads are never retried inside one attempt except after a 429 (which Zendesk did not
  *   process): an upload whose outcome is unknown is abandoned with its token, and the token's
  *   files, never attached, are deleted by Zendesk when it expires;
- * - deliver() returns only after reading the ticket's comments back and finding every file, so
- *   our copies are deleted only once Zendesk has them.
+ * - deliver() returns only once Zendesk shows every file on the ticket, so our copies are deleted
+ *   only once Zendesk has them: by the audit a Create or Update Ticket answers with (the comment
+ *   event and the attachments it was saved with), or, when there is no such audit or a redelivery
+ *   changed nothing, by reading the ticket's comments back.
  * A contact-center contact's record is a ticket of its own, without files: its private comment
  * gives the facts and the agent's notes, its tags the outcome and the disposition.
  *
@@ -128,25 +152,29 @@ export class ZendeskDestination implements Destination {
     if (existing === undefined) {
       const { requesterId, cached } = await this.requester(delivery);
       const sent = await this.upload(plans);
-      ticketId = await this.createTicket(delivery, requesterId, sent, plans).catch(async (error: unknown) => {
+      const created = await this.createTicket(delivery, requesterId, sent, plans).catch(async (error: unknown) => {
         // A cached user deleted in Zendesk since: look the user up again, once.
         if (!(cached && error instanceof ZendeskHttpError && error.status === 422 && /requester/.test(error.message))) throw error;
         const fresh = await this.requester(delivery, { skipCache: true });
         return this.createTicket(delivery, fresh.requesterId, sent, plans);
       });
+      ticketId = created.ticketId;
+      attached = created.attached;
     } else {
       ticketId = existing;
       attached = await this.attachedFiles(ticketId);
       const missing = plans.filter((plan) => !isAttached(plan.fileName, attached!));
       if (missing.length > 0) {
         const sent = await this.upload(missing);
-        await this.api.request('adding the comment', 'PUT', `/api/v2/tickets/${ticketId}.json`, {
+        const { audit } = await this.api.request<{ audit?: unknown }>('adding the comment', 'PUT', `/api/v2/tickets/${ticketId}.json`, {
           json: { ticket: { comment: { body: commentBody(delivery, missing, sent.sizes, this.options.maxUploadBytes, true), public: false, uploads: sent.token ? [sent.token] : [] } } },
         });
-        attached = undefined;
+        const added = auditedFiles(audit);
+        attached = added ? new Map([...attached, ...added]) : undefined;
       }
     }
-    // Our copies are deleted once this returns: check that Zendesk holds every file.
+    // Our copies are deleted once this returns: check that Zendesk holds every file, by the
+    // audit of the comment that attached them (read back only when the answer had none).
     attached ??= await this.attachedFiles(ticketId);
     const absent = plans.filter((plan) => !isAttached(plan.fileName, attached));
     if (absent.length > 0) {
@@ -250,8 +278,14 @@ export class ZendeskDestination implements Destination {
     return { token, sizes };
   }
 
-  private async createTicket(delivery: Delivery, requesterId: number | undefined, sent: Uploaded, plans: FilePlan[]): Promise<number> {
-    const { ticket } = await this.api.request<{ ticket: { id: number } }>('creating the ticket', 'POST', '/api/v2/tickets.json', {
+  /** The ticket's id, and the files its comment was saved with (by the answer's audit). */
+  private async createTicket(
+    delivery: Delivery,
+    requesterId: number | undefined,
+    sent: Uploaded,
+    plans: FilePlan[],
+  ): Promise<{ ticketId: number; attached: Map<string, ZendeskAttachment> | undefined }> {
+    const { ticket, audit } = await this.api.request<{ ticket: { id: number }; audit?: unknown }>('creating the ticket', 'POST', '/api/v2/tickets.json', {
       json: {
         ticket: {
           subject: delivery.kind === 'contact' ? `Gateway contact: queue ${contactMetadataOf(delivery).queueId}` : `Gateway ${delivery.kind}: room ${delivery.room}`,
@@ -266,7 +300,7 @@ export class ZendeskDestination implements Destination {
         },
       },
     });
-    return ticket.id;
+    return { ticketId: ticket.id, attached: auditedFiles(audit) };
   }
 
   /** Every file attached to the ticket's comments ("List Comments", offset pagination). */
