@@ -7,7 +7,7 @@ import { readCrmSyncConfig } from '../../services/crm-sync/src/config.js';
 import { readRecorderConfig } from '../../services/recorder/src/config.js';
 import { readRoutingConfig } from '../../services/routing/src/config.js';
 import { readSfuConfig } from '../../services/sfu/src/config.js';
-import { readSignalingConfig } from '../../services/signaling/src/config.js';
+import { readSignalingConfig, turnShape } from '../../services/signaling/src/config.js';
 
 /**
  * What the deployment checks know of each service, taken from the services themselves: the
@@ -96,7 +96,7 @@ export function isServiceName(name: string | undefined): name is ServiceName {
   return name !== undefined && name in serviceSpecs;
 }
 
-const sharedShapes: Record<string, object> = { adminOriginsShape, tenantsShape, tenantKeysShape, grpcTlsShape, natsShape, opsDrainShape };
+const sharedShapes: Record<string, object> = { adminOriginsShape, tenantsShape, tenantKeysShape, grpcTlsShape, natsShape, opsDrainShape, turnShape };
 
 /**
  * The variables a service's config schema reads: the keys of its `shape` object in config.ts,
