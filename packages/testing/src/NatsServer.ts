@@ -191,11 +191,7 @@ export class NatsServer extends NatsEndpoint {
   /** Stops the server; `keepStore` lets a test restart it on the same data. */
   async stop(options: { keepStore?: boolean } = {}): Promise<void> {
     this.reportViolations();
-    if (this.process.exitCode === null && this.process.signalCode === null) {
-      const exited = new Promise<void>((resolve) => this.process.once('exit', () => resolve()));
-      this.process.kill('SIGTERM');
-      await exited;
-    }
+    await endProcess(this.process, 'SIGTERM');
     if (!options.keepStore) {
       rmSync(this.storeDir, { recursive: true, force: true });
       if (endpoints.get(this.url) === this) endpoints.delete(this.url);
@@ -259,11 +255,7 @@ export class NatsCluster extends NatsEndpoint {
 
   /** Stops one server (as a node loss would), keeping the others. */
   async stopServer(index: number): Promise<void> {
-    const server = this.servers[index]!;
-    if (server.process.exitCode !== null || server.process.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => server.process.once('exit', () => resolve()));
-    server.process.kill('SIGKILL');
-    await exited;
+    await endProcess(this.servers[index]!.process, 'SIGKILL');
   }
 
   async stop(): Promise<void> {
@@ -285,6 +277,14 @@ export async function freePort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
+}
+
+/** Signals a child process and waits until it has exited; nothing when it already has (safe to repeat). */
+export async function endProcess(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill(signal);
+  await exited;
 }
 
 export async function waitForPort(port: number, timeoutMs: number, host = '127.0.0.1'): Promise<void> {

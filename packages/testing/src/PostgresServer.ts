@@ -2,7 +2,7 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
-import { freePort, waitForPort } from './NatsServer.js';
+import { endProcess, freePort, waitForPort } from './NatsServer.js';
 
 /** Debian's PostgreSQL binaries (the newest installed major version). */
 function binDir(): string {
@@ -88,12 +88,8 @@ export class PostgresServer {
   }
 
   async stop(): Promise<void> {
-    if (this.process.exitCode === null && this.process.signalCode === null) {
-      const exited = new Promise<void>((resolve) => this.process.once('exit', () => resolve()));
-      // Fast shutdown: disconnect clients, stop at once.
-      this.process.kill('SIGINT');
-      await exited;
-    }
+    // Fast shutdown: disconnect clients, stop at once.
+    await endProcess(this.process, 'SIGINT');
     rmSync(this.dataDir, { recursive: true, force: true });
   }
 }

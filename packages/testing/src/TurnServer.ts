@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, waitForPort } from './NatsServer.js';
+import { endProcess, freePort, waitForPort } from './NatsServer.js';
 
 /** Whether coturn's `turnserver` is on this machine (scripts/setup.sh installs it). */
 export function turnserverInstalled(): boolean {
@@ -99,11 +99,7 @@ export class TurnServer {
   }
 
   async stop(): Promise<void> {
-    if (this.process.exitCode === null && this.process.signalCode === null) {
-      const exited = new Promise<void>((resolve) => this.process.once('exit', () => resolve()));
-      this.process.kill('SIGTERM');
-      await exited;
-    }
+    await endProcess(this.process, 'SIGTERM');
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
