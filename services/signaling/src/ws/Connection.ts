@@ -46,6 +46,12 @@ export class Connection implements SessionLink {
   private readonly pingTimer: NodeJS.Timeout;
   private joinTimer: NodeJS.Timeout | undefined;
   private joining = false;
+  /**
+   * The room's events for the session while its join or resume is answered: they go out after
+   * the answer, whose participant list they bring up to date (a participant who joined meanwhile
+   * is announced after the list that lacks them, never before it). Dropped if the join fails.
+   */
+  private heldNotifications: Array<Notification['event']> | undefined;
   private closedFlag = false;
   /** Requests run one after another, in the order the client sent them. */
   private queue: Promise<void> = Promise.resolve();
@@ -139,9 +145,12 @@ export class Connection implements SessionLink {
 
   private async serve(id: number, request: Request, span?: Span): Promise<void> {
     const started = performance.now();
+    // A second join on a connection that has a session is refused: its events are not held.
+    const holding = (request.$case === 'join' || request.$case === 'resume') && !this.session && !this.joining;
     try {
       let result: NonNullable<Response['result']>;
       if (request.$case === 'join' || request.$case === 'resume') {
+        if (holding) this.heldNotifications = [];
         result = await this.attach(request);
         span?.setAttributes(this.spanAttributes());
       } else if (!this.session) {
@@ -150,9 +159,11 @@ export class Connection implements SessionLink {
         result = await this.broker.handle(this.session, request);
       }
       this.respond(id, result);
+      if (holding) this.releaseNotifications();
       this.observer.request(request.$case, 'OK', performance.now() - started);
       if (request.$case === 'leave') this.close(CloseCode.CLOSE_CODE_LEFT, 'left');
     } catch (error) {
+      if (holding) this.heldNotifications = undefined;
       const gatewayError = GatewayError.from(error);
       if (span) markFailed(span, gatewayError);
       this.observer.request(request.$case, gatewayError.code, performance.now() - started);
@@ -187,7 +198,14 @@ export class Connection implements SessionLink {
   }
 
   notify(event: Notification['event']): void {
-    this.send({ message: { $case: 'notification', value: { event } } });
+    if (this.heldNotifications) this.heldNotifications.push(event);
+    else this.send({ message: { $case: 'notification', value: { event } } });
+  }
+
+  private releaseNotifications(): void {
+    const held = this.heldNotifications;
+    this.heldNotifications = undefined;
+    for (const event of held ?? []) this.notify(event);
   }
 
   private respond(id: number, result: Response['result']): void {
