@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { objectId, type Json, type K8sObject, type Rule, type Violation } from './objects.js';
+import { objectId, type Rule, type Violation } from './objects.js';
 import { repoRoot } from './services.js';
 
 /** The rules for what Prometheus is told: which objects it selects, and what each alert carries. */
