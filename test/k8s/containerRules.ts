@@ -63,7 +63,7 @@ export const probeRules: Rule = (objects) => {
 };
 
 /** The longest a failed liveness or startup probe may wait for its container to stop. */
-export const probeGraceLimitSeconds = 60;
+const probeGraceLimitSeconds = 60;
 /** What a Deployment's rollout is judged over when it does not say (progressDeadlineSeconds). */
 const defaultProgressDeadlineSeconds = 600;
 

@@ -37,7 +37,7 @@ const runbooksFile = 'docs/runbooks.md';
 const severities = ['critical', 'warning'];
 
 /** The anchor GitHub (and most Markdown renderers) give a heading. */
-export const headingAnchor = (heading: string) =>
+const headingAnchor = (heading: string) =>
   heading
     .trim()
     .toLowerCase()
