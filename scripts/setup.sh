@@ -25,6 +25,8 @@ apt_packages=(
   # TURN for media through networks that let no UDP out (docs/turn.md): `make up` runs one, and
   # the relay tests start their own.
   coturn
+  # promtool, which checks and unit-tests the alerts (test/k8s/alerts.test.ts).
+  prometheus
 )
 missing=()
 for pkg in "${apt_packages[@]}"; do
@@ -44,6 +46,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   # Likewise coturn's system-wide server: `make up` and the tests run their own.
   if [[ " ${missing[*]} " == *" coturn "* ]] && [ -d /run/systemd/system ]; then
     $sudo systemctl disable --now coturn >/dev/null 2>&1 || true
+  fi
+  # And Prometheus's: only its promtool is wanted.
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+    $sudo systemctl disable --now prometheus >/dev/null 2>&1 || true
   fi
 fi
 

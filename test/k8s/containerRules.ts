@@ -62,6 +62,52 @@ export const probeRules: Rule = (objects) => {
   return found;
 };
 
+/** The longest a failed liveness or startup probe may wait for its container to stop. */
+const probeGraceLimitSeconds = 60;
+/** What a Deployment's rollout is judged over when it does not say (progressDeadlineSeconds). */
+const defaultProgressDeadlineSeconds = 600;
+
+/**
+ * Long grace periods are for draining, not for hung processes: where a pod's grace period is
+ * longer than probeGraceLimitSeconds, its liveness and startup probes set their own shorter
+ * terminationGracePeriodSeconds, so a process the probe finds hung is stopped within it instead
+ * of holding its node for the drain's half hour or more. And a Deployment whose old pods drain
+ * longer than the rollout is judged over (progressDeadlineSeconds) would report every rollout
+ * failed: it must judge over longer than the grace period.
+ */
+export const graceRules: Rule = (objects) => {
+  const found: Violation[] = [];
+  for (const w of workloads(objects)) {
+    const id = objectId(w.object);
+    const grace: number = w.pod.terminationGracePeriodSeconds ?? 30;
+    if (grace > probeGraceLimitSeconds) {
+      for (const c of w.pod.containers ?? []) {
+        for (const kind of ['livenessProbe', 'startupProbe'] as const) {
+          const probe = c[kind];
+          if (!probe) continue;
+          const probeGrace = probe.terminationGracePeriodSeconds;
+          if (probeGrace === undefined || probeGrace > probeGraceLimitSeconds)
+            found.push({
+              rule: 'grace',
+              object: id,
+              message: `container ${c.name}: the ${kind} has ${probeGrace === undefined ? 'no terminationGracePeriodSeconds' : `terminationGracePeriodSeconds ${probeGrace}`}: a hung process would get the pod's ${grace} s (at most ${probeGraceLimitSeconds})`,
+            });
+        }
+      }
+    }
+    if (w.object.kind === 'Deployment') {
+      const deadline: number = w.object.spec?.progressDeadlineSeconds ?? defaultProgressDeadlineSeconds;
+      if (deadline <= grace)
+        found.push({
+          rule: 'grace',
+          object: id,
+          message: `progressDeadlineSeconds ${deadline} is not longer than terminationGracePeriodSeconds ${grace}: rollouts would be reported failed while old pods drain`,
+        });
+    }
+  }
+  return found;
+};
+
 /**
  * Each service's environment: only variables its config schema (or the OpenTelemetry SDK,
  * mediasoup, Node) reads, values the service accepts, ports that match its config, the

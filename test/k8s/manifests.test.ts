@@ -3,6 +3,7 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { cpuCores, envValues, resolveEnv, type K8sObject } from './objects.js';
 import { container, find, messages, objectsOf, overlays, render, renderOverlays } from './overlays.js';
+import { prometheusRelease } from './monitoringRules.js';
 import { checkManifests, checkSchemas } from './rules.js';
 import { repoRoot, serviceNames, serviceSpecs } from './services.js';
 
@@ -28,6 +29,12 @@ describe('Kubernetes manifests', () => {
 
       it('follows every deployment rule', () => {
         expect(messages(checkManifests(objectsOf(overlay)))).toEqual([]);
+      });
+
+      it('is found by a default kube-prometheus-stack: its release label on every ServiceMonitor and PrometheusRule', () => {
+        const monitoring = objectsOf(overlay).filter((o) => o.kind === 'ServiceMonitor' || o.kind === 'PrometheusRule');
+        expect(monitoring.length).toBeGreaterThan(5);
+        for (const o of monitoring) expect(o.metadata.labels?.[prometheusRelease.label], `${o.kind} ${o.metadata.name}`).toBe(prometheusRelease.value);
       });
 
       it('runs every service, provisions JetStream and sweeps residue', () => {

@@ -1,12 +1,13 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { configRules, containerRules, probeRules } from './containerRules.js';
+import { configRules, containerRules, graceRules, probeRules } from './containerRules.js';
 import { grpcIdentityRules, natsRules } from './identityRules.js';
 import { drainRules, sfuRules } from './mediaRules.js';
 import { egressRules, exposureRules, ingressRules, networkPolicyRules } from './networkRules.js';
 import type { K8sObject, Rule } from './objects.js';
 import { container, find, messages, objectsOf, renderOverlays } from './overlays.js';
 import { checkSchemas } from './rules.js';
-import { availabilityRules, scalingRules } from './scalingRules.js';
+import { alertRules, monitoringSelectionRules } from './monitoringRules.js';
+import { autoscalerFallbackRules, availabilityRules, scalingRules } from './scalingRules.js';
 
 /** Each deployment rule (rules.ts) shown to reject a deliberately broken copy of a rendered overlay. */
 
@@ -260,6 +261,58 @@ describe('each deployment rule rejects what it is meant to', () => {
     ));
 
   it('NATS open to pods that are not ours', () => caught(natsRules, (o) => find(o, 'NetworkPolicy', 'nats').spec.ingress[0].from.push({ podSelector: {} }), /admits pods that are not our services/));
+
+  it("a liveness or startup probe that gives a hung process the pod's long grace period", () => {
+    caught(
+      graceRules,
+      (o) => delete container(o, 'sfu').livenessProbe.terminationGracePeriodSeconds,
+      /sfu: container sfu: the livenessProbe has no terminationGracePeriodSeconds: a hung process would get the pod's 190 s/,
+    );
+    caughtIn(
+      'prod',
+      graceRules,
+      (o) => (container(o, 'recorder').startupProbe.terminationGracePeriodSeconds = 4200),
+      /recorder: container recorder: the startupProbe has terminationGracePeriodSeconds 4200/,
+    );
+  });
+
+  it('a rollout judged over less time than its old pods drain', () =>
+    caughtIn('prod', graceRules, (o) => delete find(o, 'Deployment', 'sfu').spec.progressDeadlineSeconds, /sfu: progressDeadlineSeconds 600 is not longer than terminationGracePeriodSeconds 1900/));
+
+  it('an autoscaler without a fallback, or with triggers the fallback does not cover', () => {
+    caught(autoscalerFallbackRules, (o) => delete find(o, 'ScaledObject', 'crm-sync').spec.fallback, /ScaledObject gateway\/crm-sync: no fallback/);
+    caught(autoscalerFallbackRules, (o) => delete find(o, 'ScaledObject', 'sfu').spec.triggers[0].metadata.ignoreNullValues, /sfu: trigger 0 \(prometheus\): ignoreNullValues is not "false"/);
+    caught(
+      autoscalerFallbackRules,
+      (o) => (find(o, 'ScaledObject', 'recorder').spec.triggers[0] = { type: 'cpu', metricType: 'Utilization', metadata: { value: '60' } }),
+      /recorder: trigger 0 \(cpu\): KEDA's fallback does not take cpu or memory triggers/,
+    );
+    caught(autoscalerFallbackRules, (o) => (find(o, 'ScaledObject', 'sfu').spec.triggers[0].metricType = 'Value'), /sfu: trigger 0 \(prometheus\): metricType is Value, not AverageValue/);
+    caught(autoscalerFallbackRules, (o) => delete find(o, 'ScaledObject', 'sfu').spec.fallback.behavior, /sfu: fallback.behavior static may scale sfu down/);
+    caught(autoscalerFallbackRules, (o) => (find(o, 'ScaledObject', 'recorder').spec.fallback.replicas = 9), /recorder: fallback.replicas 9 is not between minReplicaCount 1 and maxReplicaCount 2/);
+  });
+
+  it('a ServiceMonitor or PrometheusRule a default kube-prometheus-stack does not select', () => {
+    caught(monitoringSelectionRules, (o) => delete find(o, 'ServiceMonitor', 'sfu').metadata.labels!.release, /ServiceMonitor gateway-media\/sfu: no label release/);
+    caught(monitoringSelectionRules, (o) => (find(o, 'PrometheusRule', 'gateway-slo').metadata.labels!.release = 'monitoring'), /release labels differ \(kube-prometheus-stack, monitoring\)/);
+  });
+
+  it('an alert without a severity, or whose runbook is missing', () => {
+    const alert = (o: K8sObject[], name: string) =>
+      find(o, 'PrometheusRule', 'gateway-media')
+        .spec.groups.flatMap((g: { rules: Array<{ alert?: string }> }) => g.rules)
+        .find((r: { alert?: string }) => r.alert === name);
+    caught(alertRules, (o) => delete alert(o, 'GatewaySfuWorkerDied').labels.severity, /GatewaySfuWorkerDied: severity is not set/);
+    caught(alertRules, (o) => delete alert(o, 'GatewaySfuPodsPending').annotations.runbook_url, /GatewaySfuPodsPending: no runbook_url annotation/);
+    caught(
+      alertRules,
+      (o) => (alert(o, 'GatewaySfuPodsPending').annotations.runbook_url = 'docs/runbooks.md#gatewaysfupodspendin'),
+      /GatewaySfuPodsPending: runbook_url \S+: docs\/runbooks.md has no heading #gatewaysfupodspendin/,
+    );
+    caught(alertRules, (o) => (alert(o, 'GatewaySfuPodsPending').annotations.runbook_url = 'docs/runbook.md#gatewaysfupodspending'), /docs\/runbook.md does not exist/);
+    caught(alertRules, (o) => (alert(o, 'GatewaySfuPodsPending').annotations.runbook_url = 'https://wiki.example.com/sfu'), /does not point to a heading of a Markdown file in docs\//);
+    caught(alertRules, (o) => delete alert(o, 'GatewaySfuHighRoundTripTime').annotations.description, /GatewaySfuHighRoundTripTime: no description annotation/);
+  });
 
   it('an object its schema refuses', () => caught(checkSchemas, (o) => (container(o, 'signaling').ports[0].containerPort = 'http'), /containerPort must be integer/));
 });

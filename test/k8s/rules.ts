@@ -8,12 +8,13 @@ import * as networkingV1 from 'kubernetes-models/networking.k8s.io/v1';
 import * as policyV1 from 'kubernetes-models/policy/v1';
 import * as coreV1 from 'kubernetes-models/v1';
 import * as batchV1 from 'kubernetes-models/batch/v1';
-import { configRules, containerRules, probeRules } from './containerRules.js';
+import { configRules, containerRules, graceRules, probeRules } from './containerRules.js';
 import { grpcIdentityRules, natsRules } from './identityRules.js';
 import { drainRules, sfuRules } from './mediaRules.js';
 import { egressRules, exposureRules, ingressRules, networkPolicyRules } from './networkRules.js';
 import { objectId, type K8sObject, type Rule, type Violation } from './objects.js';
-import { availabilityRules, scalingRules } from './scalingRules.js';
+import { alertRules, monitoringSelectionRules } from './monitoringRules.js';
+import { autoscalerFallbackRules, availabilityRules, scalingRules } from './scalingRules.js';
 
 /**
  * The rules every rendered Kubernetes environment (k8s/overlays/*) must follow, as functions
@@ -21,7 +22,8 @@ import { availabilityRules, scalingRules } from './scalingRules.js';
  * so a test can show that a broken object is caught by the rule meant for it. The rules live by
  * concern: containers and their configuration (containerRules.ts), the SFU and the drain
  * (mediaRules.ts), who a workload is to gRPC and NATS (identityRules.ts), what is reachable
- * (networkRules.ts), and replicas (scalingRules.ts); objects.ts reads the rendered objects.
+ * (networkRules.ts), replicas and autoscalers (scalingRules.ts), and what Prometheus selects and
+ * alerts on (monitoringRules.ts); objects.ts reads the rendered objects.
  */
 
 const models: Record<string, Record<string, unknown>> = {
@@ -60,6 +62,7 @@ export function checkSchemas(objects: K8sObject[]): Violation[] {
 export const allRules: Rule[] = [
   containerRules,
   probeRules,
+  graceRules,
   configRules,
   sfuRules,
   drainRules,
@@ -68,9 +71,12 @@ export const allRules: Rule[] = [
   networkPolicyRules,
   egressRules,
   scalingRules,
+  autoscalerFallbackRules,
   availabilityRules,
   ingressRules,
   natsRules,
+  monitoringSelectionRules,
+  alertRules,
 ];
 
 export function checkManifests(objects: K8sObject[]): Violation[] {

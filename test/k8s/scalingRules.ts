@@ -59,6 +59,47 @@ export const scalingRules: Rule = (objects) => {
   return found;
 };
 
+/** Services whose pods drain when removed (calls, recordings): a fallback must never scale them down. */
+const drainedOnScaleDown: ServiceName[] = ['sfu', 'recorder'];
+
+/**
+ * KEDA without a word: a scaler whose source fails, or a Prometheus query that comes back empty
+ * (read as zero by default), leaves a service at whatever count it had or at its minimum. Every
+ * ScaledObject has a fallback (failureThreshold, replicas within its bounds); every trigger is
+ * one the fallback takes (not cpu or memory, metricType AverageValue); every Prometheus trigger
+ * treats an empty answer as an error (ignoreNullValues "false"), so the fallback applies. For
+ * services that drain, the fallback never goes below the running count (currentReplicasIfHigher
+ * or currentReplicas).
+ */
+export const autoscalerFallbackRules: Rule = (objects) => {
+  const found: Violation[] = [];
+  for (const o of objects.filter((x) => x.kind === 'ScaledObject')) {
+    const add = (message: string) => found.push({ rule: 'fallback', object: objectId(o), message });
+    const spec = o.spec ?? {};
+    const fallback = spec.fallback;
+    if (!fallback) add('no fallback: when its scaler fails the service stays where it was, or at its minimum');
+    else {
+      if (!(fallback.failureThreshold >= 1)) add(`fallback.failureThreshold is ${fallback.failureThreshold ?? 'not set'}`);
+      const min = spec.minReplicaCount ?? 0;
+      const max = spec.maxReplicaCount ?? 100;
+      if (!(fallback.replicas >= Math.max(min, 1) && fallback.replicas <= max))
+        add(`fallback.replicas ${fallback.replicas ?? '(not set)'} is not between minReplicaCount ${min} and maxReplicaCount ${max}`);
+      const target = workloads(objects).find((w) => w.object.kind === 'Deployment' && w.namespace === o.metadata.namespace && w.object.metadata.name === spec.scaleTargetRef?.name);
+      const behavior = fallback.behavior ?? 'static';
+      if (target?.service && drainedOnScaleDown.includes(target.service) && behavior !== 'currentReplicasIfHigher' && behavior !== 'currentReplicas')
+        add(`fallback.behavior ${behavior} may scale ${target.service} down, which drains calls on a guess: use currentReplicasIfHigher`);
+    }
+    for (const [i, t] of (spec.triggers ?? []).entries()) {
+      const trigger = `trigger ${i} (${t.type})`;
+      if (t.type === 'cpu' || t.type === 'memory') add(`${trigger}: KEDA's fallback does not take cpu or memory triggers (read the containers' CPU from Prometheus instead)`);
+      else if (t.metricType !== 'AverageValue') add(`${trigger}: metricType is ${t.metricType ?? 'not set'}, not AverageValue, which the fallback needs`);
+      if (t.type === 'prometheus' && t.metadata?.ignoreNullValues !== 'false')
+        add(`${trigger}: ignoreNullValues is not "false": an empty answer would read as zero instead of failing over to the fallback`);
+    }
+  }
+  return found;
+};
+
 /** PodDisruptionBudgets and ServiceMonitors for every service, on pods and ops ports that exist. */
 export const availabilityRules: Rule = (objects) => {
   const found: Violation[] = [];

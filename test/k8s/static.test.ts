@@ -145,13 +145,15 @@ describe('NATS Helm values (deploy/nats)', () => {
     expect(gib(provisioning('dev').NATS_STORAGE_BUDGET!)).toBeLessThan(gib(dev.config.jetstream.fileStore.pvc.size));
   });
 
-  it('rejects a single server without a disruption budget', () => {
+  it('rejects a single server without a disruption budget, and a PodMonitor Prometheus does not select', () => {
     const broken = values();
     broken.config.cluster.replicas = 1;
     broken.podDisruptionBudget.enabled = false;
+    delete broken.promExporter.podMonitor.merge;
     const found = messages(checkNatsValues(broken)).join('\n');
     expect(found).toMatch(/not a cluster of at least 3 servers/);
     expect(found).toMatch(/no PodDisruptionBudget/);
+    expect(found).toMatch(/no PodMonitor with the label release: kube-prometheus-stack/);
   });
 
   it('reject clients without TLS, and permissions that drifted from access.ts', () => {

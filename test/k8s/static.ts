@@ -1,6 +1,7 @@
 import { natsChartAuthorization, natsChartEnv } from '@gateway/common';
 import { knownVariable, serviceNames, serviceSpecs, type Env, type ServiceName } from './services.js';
 import type { Violation } from './objects.js';
+import { prometheusRelease } from './monitoringRules.js';
 
 /**
  * Static checks of what cannot be run here: the Dockerfile (no Docker engine on this machine),
@@ -279,6 +280,9 @@ export function checkNatsValues(values: Json): Violation[] {
   const resources = values?.container?.merge?.resources;
   for (const kind of ['requests', 'limits']) for (const r of ['cpu', 'memory']) if (!resources?.[kind]?.[r]) add(`no ${r} ${kind.slice(0, -1)} for the nats container`);
   if (values?.podDisruptionBudget?.enabled !== true) add('no PodDisruptionBudget');
+  const podMonitor = values?.promExporter?.podMonitor;
+  if (podMonitor?.enabled !== true || podMonitor?.merge?.metadata?.labels?.[prometheusRelease.label] !== prometheusRelease.value)
+    add(`no PodMonitor with the label ${prometheusRelease.label}: ${prometheusRelease.value} the k8s/ objects carry (promExporter.podMonitor.merge.metadata.labels)`);
   if (values?.podTemplate?.merge?.spec?.securityContext?.runAsNonRoot !== true) add('the pods do not run as non-root');
   // A closed inside: TLS for clients, client certificates verified, the users and permissions
   // of packages/common/src/jetstream/access.ts with the public keys from the environment.

@@ -47,7 +47,17 @@ export type RoomObserverEvents = {
   close: [];
   /** A participant's connection quality was announced (see RoomQuality). */
   connectionquality: [quality: ParticipantQuality];
+  /** A WebRTC transport was created for a client. */
+  newtransport: [];
+  /**
+   * A client's transport failed: `ice` when its ICE never connected before the transport was
+   * given up as abandoned (the client could not reach the node's media ports), `dtls` when the
+   * DTLS handshake failed.
+   */
+  transportfailed: [reason: TransportFailure];
 };
+
+export type TransportFailure = 'ice' | 'dtls';
 
 /**
  * One room of one tenant: a mediasoup router on one worker with every transport, producer and
@@ -184,7 +194,11 @@ export class Room extends TypedEmitter<RoomEvents> {
       }),
     );
     this.transports.set(transport.id, transport);
+    this.observer.safeEmit('newtransport');
     this.closeWhenAbandoned(transport);
+    transport.on('dtlsstatechange', (state) => {
+      if (state === 'failed') this.observer.safeEmit('transportfailed', 'dtls');
+    });
     this.quality.watchTransport(transport);
     transport.observer.once('close', () => {
       this.transports.delete(transport.id);
@@ -357,11 +371,16 @@ export class Room extends TypedEmitter<RoomEvents> {
    */
   private closeWhenAbandoned(transport: types.WebRtcTransport<MediaAppData>): void {
     let timer: NodeJS.Timeout | undefined;
+    // A transport whose ICE never connected is a client that could not reach this node (a
+    // firewall, a wrong announced address): counted as a failure. One that connected and was
+    // lost later is a client that went away, which is not.
+    let everConnected = false;
     const arm = () => {
       clearTimeout(timer);
       timer = setTimeout(() => {
         if (!transport.closed) {
           this.log.info({ transportId: transport.id, iceState: transport.iceState }, 'closing abandoned transport');
+          if (!everConnected) this.observer.safeEmit('transportfailed', 'ice');
           transport.close();
         }
       }, this.timeouts.abandonedTransportMs);
@@ -369,8 +388,10 @@ export class Room extends TypedEmitter<RoomEvents> {
     };
     arm();
     transport.on('icestatechange', (state) => {
-      if (state === 'connected' || state === 'completed') clearTimeout(timer);
-      else if (state === 'disconnected') arm();
+      if (state === 'connected' || state === 'completed') {
+        everConnected = true;
+        clearTimeout(timer);
+      } else if (state === 'disconnected') arm();
     });
     transport.observer.once('close', () => clearTimeout(timer));
   }

@@ -42,6 +42,13 @@ async function startTestNode(natsUrl: string, nodeId: string, env: Record<string
   return { node, client: new SfuClient(node.grpcAddress, grpc.credentials.createInsecure()) };
 }
 
+/** The value of one series of the node's metrics (0 when the series is not there). */
+async function metricValue(node: SfuNode, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const metric = await node.metrics.getSingleMetric(name)?.get();
+  const series = metric?.values.find((v) => Object.entries(labels).every(([k, value]) => v.labels[k] === value));
+  return series?.value ?? 0;
+}
+
 describe('SFU node with a real mediasoup worker', () => {
   let nats: NatsServer;
   let node: SfuNode;
@@ -192,12 +199,15 @@ describe('SFU node with a real mediasoup worker', () => {
       for await (const m of sub) events.push(RoomEvent.decode(m.data));
     })();
     await nc.flush();
+    const deathsBefore = await metricValue(node, 'gateway_sfu_worker_deaths_total');
     const pid = node.pool.workers[0]!.worker.pid;
     process.kill(pid, 'SIGKILL');
     const closed = await waitFor(() => events.find((e) => e.event?.$case === 'roomClosed'), 5_000, 'roomClosed event');
     expect(closed.event).toEqual({ $case: 'roomClosed', value: { reason: 'worker_died', nodeId: 'sfu-test-a' } });
     await waitFor(() => node.pool.aliveCount === 1 && node.pool.workers[0]!.worker.pid !== pid, 10_000, 'replacement worker');
     expect(node.rooms.size).toBe(0);
+    // What the worker-death alert counts (k8s/base/alerts.yaml).
+    expect(await metricValue(node, 'gateway_sfu_worker_deaths_total')).toBe(deathsBefore + 1);
     const reopened = await call(client.openRoom, { room });
     expect(reopened.created).toBe(true);
     sub.unsubscribe();
@@ -235,12 +245,17 @@ describe('SFU node timeouts', () => {
     await nats?.stop();
   });
 
-  it('closes a transport nobody connects, then the room left without transports', async () => {
+  it('closes a transport nobody connects, counted as an ICE failure, then the room left without transports', async () => {
     const room = { tenant: 'acme', room: 'abandoned' };
     await callUnary(client, client.openRoom, { room });
     const { transportId } = await callUnary(client, client.createWebRtcTransport, { room, participantId: 'PA_gone', direction: TransportDirection.TRANSPORT_DIRECTION_SEND });
     expect(node.load()).toMatchObject({ rooms: 1, transports: 1 });
+    expect(await metricValue(node, 'gateway_sfu_transports_opened_total')).toBe(1);
+    expect(await metricValue(node, 'gateway_sfu_transport_failures_total', { reason: 'ice' })).toBe(0);
     await waitFor(() => node.load().transports === 0, 5_000, 'the abandoned transport closed');
+    // What the ICE failure alert counts (k8s/base/alerts.yaml).
+    expect(await metricValue(node, 'gateway_sfu_transport_failures_total', { reason: 'ice' })).toBe(1);
+    expect(await metricValue(node, 'gateway_sfu_transport_failures_total', { reason: 'dtls' })).toBe(0);
     await expect(callUnary(client, client.getTransportStats, { room, transportId })).rejects.toMatchObject({ code: ErrorCode.NOT_FOUND });
     await waitFor(() => node.rooms.size === 0, 5_000, 'the idle room closed');
   });

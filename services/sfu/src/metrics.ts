@@ -1,7 +1,7 @@
 import type { types } from 'mediasoup';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { NodeLoad } from '@gateway/proto/gateway/sfu/v1/sfu';
-import type { Room } from './Room.js';
+import type { Room, TransportFailure } from './Room.js';
 import type { SfuObserver } from './observer.js';
 
 /**
@@ -59,12 +59,24 @@ export function observeNodeMetrics(node: MeasuredNode, registry: Registry): void
     labelNames: ['side', 'level'] as const,
     registers: [registry],
   });
-  node.observer.on('newroom', (room) =>
+  const transportsOpened = new Counter({ name: 'gateway_sfu_transports_opened_total', help: 'WebRTC transports created for clients', registers: [registry] });
+  const transportFailures = new Counter({
+    name: 'gateway_sfu_transport_failures_total',
+    help: 'Client transports that failed, by reason: ice (ICE never connected before the transport was given up), dtls (the DTLS handshake failed)',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  // From the start at 0, so the failure ratio reads 0 rather than "no data".
+  const reasons: TransportFailure[] = ['ice', 'dtls'];
+  for (const reason of reasons) transportFailures.inc({ reason }, 0);
+  node.observer.on('newroom', (room) => {
     room.observer.on('connectionquality', ({ upstream, downstream }) => {
       qualityChanges.inc({ side: 'upstream', level: upstream });
       qualityChanges.inc({ side: 'downstream', level: downstream });
-    }),
-  );
+    });
+    room.observer.on('newtransport', () => transportsOpened.inc());
+    room.observer.on('transportfailed', (reason) => transportFailures.inc({ reason }));
+  });
 }
 
 /**
