@@ -277,7 +277,8 @@ async function retryOnPortClash<T>(start: () => Promise<T>): Promise<T> {
     try {
       return await start();
     } catch (error) {
-      if (attempt >= 3 || !/EADDRINUSE/.test(String((error as Error)?.message ?? error))) throw error;
+      // Node says EADDRINUSE; the mediasoup worker says "address already in use".
+      if (attempt >= 3 || !/EADDRINUSE|address already in use/i.test(String((error as Error)?.message ?? error))) throw error;
     }
   }
 }
