@@ -88,8 +88,8 @@ export class WriteSchedule {
 
 /** The longest Retry-After honoured. */
 const MAX_RETRY_AFTER_MS = 10 * 60_000;
-/** The longest wait after failures in a row. */
-const MAX_BACKOFF_MS = 5 * 60_000;
+/** The longest wait after failures in a row, in intervals: five minutes at the default 15 s. */
+const MAX_BACKOFF_INTERVALS = 20;
 
 /**
  * Keeps this node's Pod deletion cost equal to its load (podDeletionCost), so that a scale-down
@@ -110,7 +110,7 @@ export class PodDeletionCost {
     private readonly observer: SfuObserver,
     private readonly log: Logger,
   ) {
-    this.schedule = new WriteSchedule({ intervalMs, backoff: { initialMs: intervalMs, maxMs: Math.max(intervalMs, MAX_BACKOFF_MS) }, maxRetryAfterMs: MAX_RETRY_AFTER_MS });
+    this.schedule = new WriteSchedule({ intervalMs, backoff: { initialMs: intervalMs, maxMs: intervalMs * MAX_BACKOFF_INTERVALS }, maxRetryAfterMs: MAX_RETRY_AFTER_MS });
   }
 
   start(): void {

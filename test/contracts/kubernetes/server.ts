@@ -35,6 +35,8 @@ export interface RecordedRequest {
   token: string | undefined;
   contentType: string | undefined;
   status: number;
+  /** The deletion cost annotation the patch carried, as written (null: removed). */
+  deletionCost?: string | null;
   /** The fault injected instead of the honest answer, if any. */
   fault?: Fault['kind'];
 }
@@ -196,6 +198,8 @@ export class KubernetesApiServer {
     const body = await readBody(req, PATCH_BODY_LIMIT);
     const patch = body && parseJsonObject(body);
     if (!patch) return refuse(400, 'BadRequest', 'the patch is not a JSON object');
+    const annotations = (patch.metadata as { annotations?: Record<string, unknown> } | undefined)?.annotations;
+    if (annotations && POD_DELETION_COST in annotations) record.deletionCost = annotations[POD_DELETION_COST] as string | null;
     const patched = mergePatch(structuredClone(pod), patch) as StoredPod;
     const problem = invalidUpdate(pod, patched);
     if (problem) return refuse(422, 'Invalid', problem);
