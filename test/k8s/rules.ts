@@ -6,10 +6,11 @@ import * as appsV1 from 'kubernetes-models/apps/v1';
 import * as autoscalingV2 from 'kubernetes-models/autoscaling/v2';
 import * as networkingV1 from 'kubernetes-models/networking.k8s.io/v1';
 import * as policyV1 from 'kubernetes-models/policy/v1';
+import * as rbacV1 from 'kubernetes-models/rbac.authorization.k8s.io/v1';
 import * as coreV1 from 'kubernetes-models/v1';
 import * as batchV1 from 'kubernetes-models/batch/v1';
 import { configRules, containerRules, probeRules } from './containerRules.js';
-import { grpcIdentityRules, natsRules } from './identityRules.js';
+import { grpcIdentityRules, natsRules, serviceAccountRules } from './identityRules.js';
 import { drainRules, sfuRules } from './mediaRules.js';
 import { egressRules, exposureRules, ingressRules, networkPolicyRules } from './networkRules.js';
 import { objectId, type K8sObject, type Rule, type Violation } from './objects.js';
@@ -20,7 +21,7 @@ import { availabilityRules, scalingRules } from './scalingRules.js';
  * from the rendered objects to the violations found. Each rule names itself in its violations,
  * so a test can show that a broken object is caught by the rule meant for it. The rules live by
  * concern: containers and their configuration (containerRules.ts), the SFU and the drain
- * (mediaRules.ts), who a workload is to gRPC and NATS (identityRules.ts), what is reachable
+ * (mediaRules.ts), who a workload is to gRPC, NATS and the Kubernetes API (identityRules.ts), what is reachable
  * (networkRules.ts), and replicas (scalingRules.ts); objects.ts reads the rendered objects.
  */
 
@@ -31,6 +32,7 @@ const models: Record<string, Record<string, unknown>> = {
   'autoscaling/v2': autoscalingV2,
   'policy/v1': policyV1,
   'networking.k8s.io/v1': networkingV1,
+  'rbac.authorization.k8s.io/v1': rbacV1,
   'keda.sh/v1alpha1': kedaV1alpha1,
   'monitoring.coreos.com/v1': monitoringV1,
   'cert-manager.io/v1': certManagerV1,
@@ -71,6 +73,7 @@ export const allRules: Rule[] = [
   availabilityRules,
   ingressRules,
   natsRules,
+  serviceAccountRules,
 ];
 
 export function checkManifests(objects: K8sObject[]): Violation[] {
