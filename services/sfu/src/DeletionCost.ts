@@ -106,7 +106,7 @@ export class PodDeletionCost {
   constructor(
     private readonly api: PodApi,
     private readonly cost: () => number,
-    intervalMs: number,
+    private readonly intervalMs: number,
     private readonly observer: SfuObserver,
     private readonly log: Logger,
   ) {
@@ -132,14 +132,19 @@ export class PodDeletionCost {
     if (this.closed) return;
     clearTimeout(this.timer);
     this.writing = true;
+    let waitMs = this.intervalMs;
     try {
       const cost = this.cost();
       if (this.schedule.due(cost, Date.now())) await this.write(cost);
+      waitMs = this.schedule.waitMs(this.cost(), Date.now());
+    } catch (error) {
+      // Nothing here may stop the node: an unexpected fault waits an interval like a failed write.
+      this.log.error({ err: error }, 'pod deletion cost check failed');
     } finally {
       this.writing = false;
     }
     if (this.closed) return;
-    this.timer = setTimeout(() => void this.check(), this.schedule.waitMs(this.cost(), Date.now()));
+    this.timer = setTimeout(() => void this.check(), waitMs);
     this.timer.unref();
   }
 
@@ -150,6 +155,8 @@ export class PodDeletionCost {
       this.schedule.succeeded(cost);
       this.observer.safeEmit('deletioncost', cost);
     } catch (error) {
+      // A write cut short by close() is no failure to report.
+      if (this.closed) return;
       const wrapped = GatewayError.from(error);
       const failure = (wrapped.details.failure as PodApiFailure | undefined) ?? 'unreachable';
       const retryAfterMs = typeof wrapped.details.retryAfterMs === 'number' ? wrapped.details.retryAfterMs : undefined;
