@@ -66,7 +66,7 @@ export class KubernetesApiServer {
   private token = randomBytes(24).toString('base64url');
   private grant: { namespace: string; pods: string[] | '*' } = { namespace: 'default', pods: '*' };
   private readonly faults: Fault[] = [];
-  private hostile: (() => Fault) | undefined;
+  private hostile: (() => Fault | undefined) | undefined;
   private revision = 1000;
   readonly requests: RecordedRequest[] = [];
 
@@ -143,8 +143,8 @@ export class KubernetesApiServer {
     this.faults.push(...faults);
   }
 
-  /** Every request gets a fault from `pick` until `honest()`. */
-  answerWith(pick: () => Fault): void {
+  /** Every request gets the fault `pick` gives (an honest answer for undefined) until `honest()`. */
+  answerWith(pick: () => Fault | undefined): void {
     this.hostile = pick;
   }
 
@@ -169,7 +169,7 @@ export class KubernetesApiServer {
       sendJson(res, code, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code }, headers);
     };
     if (token !== this.token) return refuse(401, 'Unauthorized', 'Unauthorized');
-    const fault = this.hostile?.() ?? this.faults.shift();
+    const fault = this.hostile ? this.hostile() : this.faults.shift();
     if (fault) {
       record.fault = fault.kind;
       if (fault.kind === 'status') {
