@@ -8,7 +8,7 @@ import type { SfuObserver } from './observer.js';
  * The annotation the ReplicaSet controller reads when it scales down: among pods otherwise
  * alike, those of the lowest cost go first. It is a 32-bit integer.
  */
-export const POD_DELETION_COST_ANNOTATION = 'controller.kubernetes.io/pod-deletion-cost';
+const POD_DELETION_COST_ANNOTATION = 'controller.kubernetes.io/pod-deletion-cost';
 const LOWEST_COST = -2_147_483_648;
 const HIGHEST_COST = 2_147_483_647;
 
