@@ -1,4 +1,5 @@
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 
 /**
@@ -8,7 +9,7 @@ import type { AddressInfo } from 'node:net';
  */
 
 export interface LocalServer {
-  /** `http://127.0.0.1:<port>`. */
+  /** `http://127.0.0.1:<port>`, or `https://` with `tls`. */
   readonly url: string;
   readonly port: number;
   /** TCP connections accepted so far: a client that keeps its connections alive makes few. */
@@ -18,21 +19,23 @@ export interface LocalServer {
 }
 
 /**
- * Serves `handle` on a free port of 127.0.0.1. When `handle` fails, `onFailure` answers; by
- * default the connection is closed, which is what a client that cut its request short (its body
- * could not be read) gets from the real services.
+ * Serves `handle` on a free port of 127.0.0.1, over TLS with `tls` (a certificate and its key,
+ * PEM). When `handle` fails, `onFailure` answers; by default the connection is closed, which is
+ * what a client that cut its request short (its body could not be read) gets from the real services.
  */
 export async function serveLocally(
   handle: (req: http.IncomingMessage, res: http.ServerResponse) => Promise<void>,
   onFailure: (res: http.ServerResponse) => void = (res) => res.destroy(),
+  tls?: { cert: Buffer; key: Buffer },
 ): Promise<LocalServer> {
-  const server = http.createServer((req, res) => void handle(req, res).catch(() => onFailure(res)));
+  const listener = (req: http.IncomingMessage, res: http.ServerResponse) => void handle(req, res).catch(() => onFailure(res));
+  const server = tls ? https.createServer(tls, listener) : http.createServer(listener);
   let connections = 0;
   server.on('connection', () => connections++);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     port,
     get connections() {
       return connections;

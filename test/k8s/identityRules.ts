@@ -1,8 +1,8 @@
 import { nkeys } from '@nats-io/transport-node';
 import type { ServiceName } from './services.js';
-import { objectId, resolveEnv, secretKeys, workloads, type Json, type Rule, type Violation, type Workload } from './objects.js';
+import { objectId, resolveEnv, secretKeys, workloads, type Json, type K8sObject, type Rule, type Violation, type Workload } from './objects.js';
 
-/** The rules for who a workload is to its peers: its gRPC certificate and its NATS credentials. */
+/** The rules for who a workload is to its peers: its gRPC certificate, its NATS credentials, and its Kubernetes service account. */
 
 /** The gRPC services and the DNS name each one's certificate must carry (and no other service's). */
 const grpcIdentities: Partial<Record<ServiceName, string>> = { sfu: 'sfu.gateway.internal', recorder: 'recorder.gateway.internal', signaling: 'signaling.gateway.internal' };
@@ -118,6 +118,69 @@ export const natsRules: Rule = (objects) => {
       if (names.length === 0 || names.some((name) => !ours.has(name)))
         found.push({ rule: 'nats', object: objectId(policy!), message: `ingress rule ${index} admits pods that are not our services (${names.join(', ') || 'any'})` });
     }
+  }
+  return found;
+};
+
+/** What the SFU's service account is for: patching its own Pod's deletion cost. */
+const sfuGrant = { apiGroups: [''], resources: ['pods'], verbs: ['patch'] };
+
+/**
+ * Who may speak to the Kubernetes API. Only the SFU has a token mounted (automountServiceAccountToken,
+ * from the pod or else its ServiceAccount, true by default): it keeps its Pod's deletion cost. It
+ * runs as its own ServiceAccount, named by the downward API (POD_NAME, POD_NAMESPACE), and that
+ * account is bound, in its own namespace only, to patching pods and nothing more: no other verb,
+ * resource, API group, subresource or wildcard, and no ClusterRoleBinding.
+ */
+export const serviceAccountRules: Rule = (objects) => {
+  const found: Violation[] = [];
+  const accountOf = (namespace: string, name: string) => objects.find((o) => o.kind === 'ServiceAccount' && (o.metadata.namespace ?? 'default') === namespace && o.metadata.name === name);
+  for (const w of workloads(objects)) {
+    const add = (message: string) => found.push({ rule: 'service-accounts', object: objectId(w.object), message });
+    const accountName: string = w.pod.serviceAccountName ?? 'default';
+    const account = accountOf(w.namespace, accountName);
+    const mounted = w.pod.automountServiceAccountToken ?? account?.automountServiceAccountToken ?? true;
+    if (w.service !== 'sfu') {
+      if (mounted) add(`an API token is mounted (automountServiceAccountToken): only the SFU speaks to the Kubernetes API`);
+      continue;
+    }
+    if (!mounted) add('no API token is mounted: the SFU cannot keep its Pod deletion cost');
+    if (accountName === 'default' || !account)
+      add(`runs as ${accountName === 'default' ? 'the default ServiceAccount' : `ServiceAccount ${accountName}, which is not in the manifests`}: the SFU needs its own`);
+    const container = (w.pod.containers ?? []).find((c: Json) => c.name === 'sfu') ?? w.pod.containers?.[0] ?? {};
+    const env = resolveEnv(container, w.namespace, objects, w.pod.hostNetwork === true);
+    for (const [variable, fieldPath] of [
+      ['POD_NAME', 'metadata.name'],
+      ['POD_NAMESPACE', 'metadata.namespace'],
+    ] as const) {
+      if (env.entries.get(variable)?.fieldPath !== fieldPath) add(`${variable} does not come from the downward API (${fieldPath}): the SFU would not know its own Pod`);
+    }
+    const isSubject = (binding: K8sObject) =>
+      (binding.subjects ?? []).some((s: Json) => s.kind === 'ServiceAccount' && s.name === accountName && (s.namespace ?? binding.metadata.namespace) === w.namespace);
+    const bindings = objects.filter((o) => (o.kind === 'RoleBinding' || o.kind === 'ClusterRoleBinding') && isSubject(o));
+    let canPatch = false;
+    for (const binding of bindings) {
+      if (binding.kind === 'ClusterRoleBinding') {
+        add(`${objectId(binding)} grants it ${binding.roleRef?.name} across the cluster: its grant belongs in its own namespace`);
+        continue;
+      }
+      if (binding.metadata.namespace !== w.namespace) add(`${objectId(binding)} grants it rights in namespace ${binding.metadata.namespace}, not its own`);
+      const roleKind: string = binding.roleRef?.kind;
+      const role = objects.find((o) => o.kind === roleKind && o.metadata.name === binding.roleRef?.name && (roleKind === 'ClusterRole' || o.metadata.namespace === binding.metadata.namespace));
+      if (!role) {
+        add(`${objectId(binding)} names ${roleKind} ${binding.roleRef?.name}, which is not in the manifests: what it grants cannot be checked`);
+        continue;
+      }
+      for (const [index, rule] of ((role.rules ?? []) as Json[]).entries()) {
+        const beyond = (field: keyof typeof sfuGrant) => ((rule[field] ?? []) as string[]).filter((value) => !sfuGrant[field].includes(value));
+        const extra = [...beyond('apiGroups').map((g) => `API group "${g}"`), ...beyond('resources').map((r) => `resource ${r}`), ...beyond('verbs').map((v) => `verb ${v}`)];
+        if (rule.nonResourceURLs) extra.push(`non-resource URLs ${rule.nonResourceURLs.join(', ')}`);
+        if (extra.length > 0) add(`${objectId(role)} rule ${index} grants more than patching pods: ${extra.join(', ')}`);
+        else if ((rule.verbs ?? []).includes('patch') && (rule.resources ?? []).includes('pods')) canPatch = true;
+      }
+      if (role.aggregationRule) add(`${objectId(role)} aggregates other roles: what it grants cannot be checked`);
+    }
+    if (!canPatch) add(`no Role in ${w.namespace} lets ServiceAccount ${accountName} patch pods: the SFU cannot keep its Pod deletion cost`);
   }
   return found;
 };

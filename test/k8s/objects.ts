@@ -105,6 +105,9 @@ const sampleFieldValues: Record<string, string> = {
   'spec.nodeName': 'node-0',
 };
 
+/** What the kubelet sets in every container besides the manifests' environment: the API server's address. */
+const kubeletEnv: Readonly<Record<string, string>> = { KUBERNETES_SERVICE_HOST: '10.96.0.1', KUBERNETES_SERVICE_PORT: '443' };
+
 /** A container's environment as the kubelet builds it: envFrom first, then env with $(NAME) references expanded. */
 export function resolveEnv(container: Json, namespace: string, objects: K8sObject[], hostNetwork = false): ResolvedEnv {
   const entries = new Map<string, EnvEntry>();
@@ -149,9 +152,12 @@ export function resolveEnv(container: Json, namespace: string, objects: K8sObjec
   return { entries, problems };
 }
 
-/** The values the manifests hold, for the service's own parser; values from outside are left to the defaults. */
+/**
+ * The values the manifests hold, with what the kubelet adds to every container, for the
+ * service's own parser; values from outside are left to the defaults.
+ */
 export function envValues(env: ResolvedEnv): Env {
-  const values: Env = {};
+  const values: Env = { ...kubeletEnv };
   for (const [name, entry] of env.entries) if (entry.value !== undefined) values[name] = entry.value;
   return values;
 }

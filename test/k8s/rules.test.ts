@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { configRules, containerRules, graceRules, probeRules } from './containerRules.js';
-import { grpcIdentityRules, natsRules } from './identityRules.js';
+import { grpcIdentityRules, natsRules, serviceAccountRules } from './identityRules.js';
 import { drainRules, sfuRules } from './mediaRules.js';
 import { egressRules, exposureRules, ingressRules, networkPolicyRules } from './networkRules.js';
 import type { K8sObject, Rule } from './objects.js';
@@ -313,6 +313,38 @@ describe('each deployment rule rejects what it is meant to', () => {
     caught(alertRules, (o) => (alert(o, 'GatewaySfuPodsPending').annotations.runbook_url = 'https://wiki.example.com/sfu'), /does not point to a heading of a Markdown file in docs\//);
     caught(alertRules, (o) => delete alert(o, 'GatewaySfuHighRoundTripTime').annotations.description, /GatewaySfuHighRoundTripTime: no description annotation/);
   });
+
+  it('an SFU whose Role grants more than patching pods', () => {
+    const role = (o: K8sObject[]) => find(o, 'Role', 'sfu-pod-deletion-cost');
+    caught(serviceAccountRules, (o) => role(o).rules[0].verbs.push('delete'), /Role gateway-media\/sfu-pod-deletion-cost rule 0 grants more than patching pods: verb delete/);
+    caught(serviceAccountRules, (o) => role(o).rules.push({ apiGroups: [''], resources: ['secrets'], verbs: ['get'] }), /rule 1 grants more than patching pods: resource secrets, verb get/);
+    caught(serviceAccountRules, (o) => (role(o).rules[0].resources = ['pods/exec']), /grants more than patching pods: resource pods\/exec/);
+    caught(serviceAccountRules, (o) => (role(o).rules[0].verbs = ['*']), /grants more than patching pods: verb \*/);
+  });
+
+  it('an SFU granted rights across the cluster', () =>
+    caught(
+      serviceAccountRules,
+      (o) =>
+        o.push({
+          apiVersion: 'rbac.authorization.k8s.io/v1',
+          kind: 'ClusterRoleBinding',
+          metadata: { name: 'sfu-view' },
+          roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'view' },
+          subjects: [{ kind: 'ServiceAccount', name: 'sfu', namespace: 'gateway-media' }],
+        }),
+      /ClusterRoleBinding sfu-view grants it view across the cluster/,
+    ));
+
+  it('an SFU that cannot patch its Pod, or does not know which Pod it is', () => {
+    caught(serviceAccountRules, (o) => o.splice(o.indexOf(find(o, 'RoleBinding', 'sfu-pod-deletion-cost')), 1), /no Role in gateway-media lets ServiceAccount sfu patch pods/);
+    caught(serviceAccountRules, (o) => (container(o, 'sfu').env = container(o, 'sfu').env.filter((e: { name: string }) => e.name !== 'POD_NAME')), /POD_NAME does not come from the downward API/);
+    caught(serviceAccountRules, (o) => delete find(o, 'Deployment', 'sfu').spec.template.spec.serviceAccountName, /runs as the default ServiceAccount/);
+    caught(serviceAccountRules, (o) => (find(o, 'Deployment', 'sfu').spec.template.spec.automountServiceAccountToken = false), /no API token is mounted/);
+  });
+
+  it('an API token mounted in a workload other than the SFU', () =>
+    caught(serviceAccountRules, (o) => delete find(o, 'Deployment', 'signaling').spec.template.spec.automountServiceAccountToken, /Deployment gateway\/signaling: an API token is mounted/));
 
   it('an object its schema refuses', () => caught(checkSchemas, (o) => (container(o, 'signaling').ports[0].containerPort = 'http'), /containerPort must be integer/));
 });

@@ -6,10 +6,11 @@ import * as appsV1 from 'kubernetes-models/apps/v1';
 import * as autoscalingV2 from 'kubernetes-models/autoscaling/v2';
 import * as networkingV1 from 'kubernetes-models/networking.k8s.io/v1';
 import * as policyV1 from 'kubernetes-models/policy/v1';
+import * as rbacV1 from 'kubernetes-models/rbac.authorization.k8s.io/v1';
 import * as coreV1 from 'kubernetes-models/v1';
 import * as batchV1 from 'kubernetes-models/batch/v1';
 import { configRules, containerRules, graceRules, probeRules } from './containerRules.js';
-import { grpcIdentityRules, natsRules } from './identityRules.js';
+import { grpcIdentityRules, natsRules, serviceAccountRules } from './identityRules.js';
 import { drainRules, sfuRules } from './mediaRules.js';
 import { egressRules, exposureRules, ingressRules, networkPolicyRules } from './networkRules.js';
 import { objectId, type K8sObject, type Rule, type Violation } from './objects.js';
@@ -21,9 +22,9 @@ import { autoscalerFallbackRules, availabilityRules, scalingRules } from './scal
  * from the rendered objects to the violations found. Each rule names itself in its violations,
  * so a test can show that a broken object is caught by the rule meant for it. The rules live by
  * concern: containers and their configuration (containerRules.ts), the SFU and the drain
- * (mediaRules.ts), who a workload is to gRPC and NATS (identityRules.ts), what is reachable
- * (networkRules.ts), replicas and autoscalers (scalingRules.ts), and what Prometheus selects and
- * alerts on (monitoringRules.ts); objects.ts reads the rendered objects.
+ * (mediaRules.ts), who a workload is to gRPC, NATS and the Kubernetes API (identityRules.ts), what
+ * is reachable (networkRules.ts), replicas and autoscalers (scalingRules.ts), and what Prometheus
+ * selects and alerts on (monitoringRules.ts); objects.ts reads the rendered objects.
  */
 
 const models: Record<string, Record<string, unknown>> = {
@@ -33,6 +34,7 @@ const models: Record<string, Record<string, unknown>> = {
   'autoscaling/v2': autoscalingV2,
   'policy/v1': policyV1,
   'networking.k8s.io/v1': networkingV1,
+  'rbac.authorization.k8s.io/v1': rbacV1,
   'keda.sh/v1alpha1': kedaV1alpha1,
   'monitoring.coreos.com/v1': monitoringV1,
   'cert-manager.io/v1': certManagerV1,
@@ -77,6 +79,7 @@ export const allRules: Rule[] = [
   natsRules,
   monitoringSelectionRules,
   alertRules,
+  serviceAccountRules,
 ];
 
 export function checkManifests(objects: K8sObject[]): Violation[] {

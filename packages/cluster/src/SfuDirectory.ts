@@ -16,6 +16,7 @@ import {
 } from '@gateway/common';
 import { sfuNodeInfoSchema } from './schemas.js';
 import { isNodeFresh } from './nodeLiveness.js';
+import { sfuLoadScore } from './loadScore.js';
 
 /** How long a read of the SFU registry serves the joins after it (the nodes write theirs every few seconds). */
 const REGISTRY_READ_REUSE_MS = 1_000;
@@ -90,15 +91,6 @@ export class SfuDirectory {
   }
 
   /**
-   * Load score for placement: consumers dominate the cost of a node; rooms and transports
-   * break ties. Lower is better.
-   */
-  static score(node: NodeInfo): number {
-    const load = node.load;
-    return (load?.consumers ?? 0) + 2 * (load?.transports ?? 0) + 5 * (load?.rooms ?? 0);
-  }
-
-  /**
    * Returns the node serving the room, placing it on the least-loaded live node when it has no
    * placement or its node is gone. Concurrent placements by several replicas agree through
    * the KV's compare-and-set.
@@ -114,7 +106,7 @@ export class SfuDirectory {
       }
       const candidates = (await this.liveNodes()).filter((n) => !n.draining);
       if (candidates.length === 0) throw new GatewayError(ErrorCode.ROOM_UNAVAILABLE, 'no media node is available');
-      const best = candidates.reduce((a, b) => (SfuDirectory.score(b) < SfuDirectory.score(a) ? b : a));
+      const best = candidates.reduce((a, b) => (sfuLoadScore(b.load) < sfuLoadScore(a.load) ? b : a));
       try {
         if (entry) await this.placementKv.update(key, best.nodeId, entry.revision);
         else await this.placementKv.create(key, best.nodeId);
@@ -144,7 +136,7 @@ export class SfuDirectory {
       this.log.warn({ room: kvKeys.room(tenant, room), nodeId: home.nodeId }, "no media node has capacity; the room's node takes the participant");
       return home;
     }
-    const rank = (n: NodeInfo) => (spanned.has(n.nodeId) ? 0 : 1_000_000) + SfuDirectory.score(n);
+    const rank = (n: NodeInfo) => (spanned.has(n.nodeId) ? 0 : 1_000_000) + sfuLoadScore(n.load);
     const best = others.reduce((a, b) => (rank(b) < rank(a) ? b : a));
     this.log.info({ room: kvKeys.room(tenant, room), home: home.nodeId, nodeId: best.nodeId }, 'participant placed on another node of the room');
     return { nodeId: best.nodeId, client: this.clientForNode(best), node: best };

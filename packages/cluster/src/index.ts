@@ -1,4 +1,5 @@
 export * from './SfuDirectory.js';
+export * from './loadScore.js';
 export * from './SfuRegistry.js';
 export * from './RecorderDirectory.js';
 export * from './ParticipantStore.js';

@@ -8,7 +8,7 @@
 export { ErrorCode, GatewayError, methodNotAllowed } from './errors.js';
 
 // Running a service: config, logs, ops and HTTP boundaries, shutdown.
-export { backoffDelayMs, sleepBackoff } from './runtime/backoff.js';
+export { type Backoff, backoffDelayMs, retryAfterMs, sleepBackoff } from './runtime/backoff.js';
 export { env, loadConfig } from './runtime/config.js';
 export { createLogger, type Logger } from './runtime/logger.js';
 export { createMetricsRegistry, opsDrainShape, readDrainToken, startOpsServer } from './runtime/ops.js';

@@ -117,3 +117,21 @@ export function createTestPki(options: { dir?: string; days?: number } | string 
     foreignCaFile: foreign.caFile,
   };
 }
+
+/** A server certificate and the CA of its own that signs it. */
+export interface ServerPki extends CertificatePair {
+  dir: string;
+  caFile: string;
+}
+
+/**
+ * A CA of its own and a server certificate it signs for `altNames` (`DNS:...`, `IP:...`): for a
+ * test server that stands for someone else's service (the Kubernetes API server), whose CA a
+ * client is given apart from ours. The caller removes `dir`.
+ */
+export function createServerPki(name: string, altNames: string[], days = 2): ServerPki {
+  const dir = mkdtempSync(path.join(tmpdir(), `gateway-${name}-pki-`));
+  authority(dir, `${name}-ca`, days);
+  const pair = issue(dir, `${name}-ca`, name, altNames, days);
+  return { dir, caFile: path.join(dir, `${name}-ca.crt`), ...pair };
+}

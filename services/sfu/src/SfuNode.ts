@@ -22,6 +22,8 @@ import { PipeCoordinator, type PipeHost } from './PipeCoordinator.js';
 import { WorkerPool } from './WorkerPool.js';
 import { registerSfuService, type SfuApiNode } from './grpc/SfuGrpcService.js';
 import { observeMediaMetrics, observeNodeMetrics } from './metrics.js';
+import { PodDeletionCost, podDeletionCost } from './DeletionCost.js';
+import { PodApi } from './kubernetes/PodApi.js';
 import { SfuObserver } from './observer.js';
 
 /** The largest gRPC request taken: real ones (RTP parameters and capabilities) are a few kilobytes. */
@@ -69,6 +71,12 @@ export class SfuNode implements PipeHost, SfuApiNode {
   private stopOps: (() => Promise<void>) | undefined;
   /** The recorder registry: taps go to its nodes' RTP addresses only. */
   private recorderNodes: KV | undefined;
+  /** In Kubernetes (POD_NAME and POD_NAMESPACE set): the Pod's deletion cost kept equal to the load. */
+  private deletionCost: PodDeletionCost | undefined;
+
+  get keepsDeletionCost(): boolean {
+    return this.config.deletionCost !== undefined;
+  }
 
   static async start(config: SfuConfig, log: Logger): Promise<SfuNode> {
     // A bad drain token file stops the node before it starts anything.
@@ -122,6 +130,10 @@ export class SfuNode implements PipeHost, SfuApiNode {
       node.opsPort = ops.port;
       node.stopOps = ops.close;
       node.peerCheck = setInterval(() => void node.closePipesToGoneNodes(), config.heartbeatMs);
+      if (config.deletionCost) {
+        node.deletionCost = new PodDeletionCost(new PodApi(config.deletionCost), () => podDeletionCost(node.load(), node.draining), config.deletionCost.intervalMs, node.observer, log);
+        node.deletionCost.start();
+      }
       return node;
     });
   }
@@ -186,6 +198,8 @@ export class SfuNode implements PipeHost, SfuApiNode {
     this.draining = true;
     this.observer.safeEmit('draining');
     this.log.info({ rooms: this.rooms.size }, 'draining');
+    // A draining node is the first a scale-down should take.
+    this.deletionCost?.nudge();
     await this.registry?.heartbeat();
   }
 
@@ -203,6 +217,7 @@ export class SfuNode implements PipeHost, SfuApiNode {
         this.openRooms.closeAll('node_closed');
       }
       clearInterval(this.peerCheck);
+      this.deletionCost?.close();
       this.observer.safeEmit('close');
       await this.stopGrpc?.();
       this.pipes.close();

@@ -52,6 +52,25 @@ const shape = {
   ...grpcTlsShape,
   ...opsDrainShape,
   SFU_WORKER_LOG_LEVEL: z.enum(['debug', 'warn', 'error', 'none']).default('warn'),
+  /**
+   * The Pod this node runs in, from the downward API: with both set, the node keeps the Pod's
+   * deletion cost equal to its load, so that a scale-down removes the emptiest SFU first.
+   */
+  POD_NAME: z
+    .string()
+    .regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, 'must be a Pod name')
+    .optional(),
+  POD_NAMESPACE: z
+    .string()
+    .regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'must be a namespace name')
+    .optional(),
+  /** The API server, as the kubelet gives it to every container. */
+  KUBERNETES_SERVICE_HOST: z.string().min(1).optional(),
+  KUBERNETES_SERVICE_PORT: env.port(443),
+  /** The mounted service account: its token and the API server's CA. */
+  SFU_KUBERNETES_SERVICE_ACCOUNT_DIR: env.string('/var/run/secrets/kubernetes.io/serviceaccount'),
+  /** The least time between two writes of the deletion cost; a write goes only when the cost changed. */
+  SFU_DELETION_COST_INTERVAL_SECONDS: z.coerce.number().positive().max(3600).default(15),
 };
 
 export type SfuConfig = ReturnType<typeof readSfuConfig>;
@@ -60,6 +79,12 @@ export function readSfuConfig(source: Record<string, string | undefined> = proce
   const c = loadConfig(shape, source);
   if (c.SFU_PIPE_PORT_MIN > c.SFU_PIPE_PORT_MAX) {
     throw new GatewayError(ErrorCode.CONFIG_INVALID, 'invalid configuration:\n  SFU_PIPE_PORT_MIN must not be above SFU_PIPE_PORT_MAX');
+  }
+  if ((c.POD_NAME === undefined) !== (c.POD_NAMESPACE === undefined)) {
+    throw new GatewayError(ErrorCode.CONFIG_INVALID, 'invalid configuration:\n  POD_NAME and POD_NAMESPACE go together (the deletion cost needs both)');
+  }
+  if (c.POD_NAME !== undefined && c.KUBERNETES_SERVICE_HOST === undefined) {
+    throw new GatewayError(ErrorCode.CONFIG_INVALID, 'invalid configuration:\n  KUBERNETES_SERVICE_HOST is needed with POD_NAME (the API server that keeps the Pod)');
   }
   return {
     nats: readNatsSettings(c, 'sfu'),
@@ -87,6 +112,15 @@ export function readSfuConfig(source: Record<string, string | undefined> = proce
       consumers: c.SFU_MAX_CONSUMERS_PER_PARTICIPANT,
     },
     drainTokenFile: c.OPS_DRAIN_TOKEN_FILE,
+    deletionCost:
+      c.POD_NAME !== undefined && c.POD_NAMESPACE !== undefined && c.KUBERNETES_SERVICE_HOST !== undefined
+        ? {
+            pod: { name: c.POD_NAME, namespace: c.POD_NAMESPACE },
+            apiServer: { host: c.KUBERNETES_SERVICE_HOST, port: c.KUBERNETES_SERVICE_PORT },
+            serviceAccountDir: c.SFU_KUBERNETES_SERVICE_ACCOUNT_DIR,
+            intervalMs: c.SFU_DELETION_COST_INTERVAL_SECONDS * 1000,
+          }
+        : undefined,
     pipe: { listenIp: c.SFU_PIPE_LISTEN_IP, announcedAddress: c.SFU_PIPE_ANNOUNCED_ADDRESS, portMin: c.SFU_PIPE_PORT_MIN, portMax: c.SFU_PIPE_PORT_MAX },
   };
 }

@@ -26,6 +26,8 @@ interface StreamTotals {
 export interface MeasuredNode {
   readonly observer: SfuObserver;
   readonly workerIndexes: number[];
+  /** Whether the node keeps its Pod's deletion cost (POD_NAME and POD_NAMESPACE set). */
+  readonly keepsDeletionCost: boolean;
   load(): NodeLoad;
 }
 
@@ -53,6 +55,21 @@ export function observeNodeMetrics(node: MeasuredNode, registry: Registry): void
   node.observer.on('draining', () => draining.set(1));
   const deaths = new Counter({ name: 'gateway_sfu_worker_deaths_total', help: 'mediasoup workers that died', registers: [registry] });
   node.observer.on('workerdied', () => deaths.inc());
+  // Only where the node keeps its Pod's deletion cost (in Kubernetes): the series stay absent elsewhere.
+  const cost = new Gauge({ name: 'gateway_sfu_pod_deletion_cost', help: "The Pod's deletion cost as last written: its load, or the lowest while draining", registers: [] });
+  const costWrites = new Counter({ name: 'gateway_sfu_pod_deletion_cost_writes_total', help: "Writes of the Pod's deletion cost the API server took", registers: [] });
+  const costFailures = new Counter({
+    name: 'gateway_sfu_pod_deletion_cost_failures_total',
+    help: "Writes of the Pod's deletion cost that failed, by why (rate_limited, server_error, unauthenticated, forbidden, not_found, refused, unreachable, bad_answer, credentials)",
+    labelNames: ['failure'] as const,
+    registers: [],
+  });
+  if (node.keepsDeletionCost) for (const metric of [cost, costWrites, costFailures]) registry.registerMetric(metric);
+  node.observer.on('deletioncost', (value) => {
+    cost.set(value);
+    costWrites.inc();
+  });
+  node.observer.on('deletioncostfailed', (failure) => costFailures.inc({ failure }));
   const qualityChanges = new Counter({
     name: 'gateway_sfu_connection_quality_changes_total',
     help: 'Connection quality levels announced, by side (upstream: what the node receives of a participant; downstream: what it sends it) and level',

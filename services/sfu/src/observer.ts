@@ -1,4 +1,5 @@
 import { TypedEmitter } from '@gateway/common';
+import type { PodApiFailure } from './kubernetes/PodApi.js';
 import type { Room } from './Room.js';
 
 /**
@@ -11,6 +12,10 @@ export type SfuObserverEvents = {
   workerdied: [index: number];
   /** The node started draining. */
   draining: [];
+  /** The Pod's deletion cost was written (DeletionCost.ts). */
+  deletioncost: [cost: number];
+  /** A write of the Pod's deletion cost failed, and why. */
+  deletioncostfailed: [failure: PodApiFailure];
   /** The node is stopping: nothing more to sample. */
   close: [];
 };

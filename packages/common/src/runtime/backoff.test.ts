@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { backoffDelayMs } from './backoff.js';
+import { backoffDelayMs, retryAfterMs } from './backoff.js';
 
 describe('backoffDelayMs', () => {
   const backoff = { initialMs: 100, maxMs: 5_000 };
@@ -27,5 +27,15 @@ describe('backoffDelayMs', () => {
   it('spreads callers that fail together', () => {
     const delays = new Set(Array.from({ length: 50 }, () => backoffDelayMs(3, backoff)));
     expect(delays.size).toBeGreaterThan(10);
+  });
+});
+
+describe('retryAfterMs', () => {
+  it('reads delay seconds and HTTP dates; a missing, unreadable or past value asks for nothing more', () => {
+    expect(retryAfterMs('3')).toBe(3_000);
+    expect(retryAfterMs(' 0 ')).toBe(0);
+    expect(retryAfterMs('Wed, 21 Oct 2015 07:28:30 GMT', Date.parse('Wed, 21 Oct 2015 07:28:00 GMT'))).toBe(30_000);
+    expect(retryAfterMs('Wed, 21 Oct 2015 07:28:00 GMT', Date.parse('Wed, 21 Oct 2015 07:28:30 GMT'))).toBe(0);
+    for (const unreadable of [null, undefined, '', 'soon', '-5', '1.5']) expect(retryAfterMs(unreadable)).toBeUndefined();
   });
 });

@@ -1,8 +1,11 @@
 import { fetch, type Response } from 'undici';
-import { ErrorCode, GatewayError } from '@gateway/common';
+import { ErrorCode, GatewayError, retryAfterMs } from '@gateway/common';
 import { ownCause } from './network.js';
 import type { StreamedBody } from './streaming.js';
 import type { DestinationDeps } from './types.js';
+
+/** The wait a 429 or 5xx without a readable Retry-After stands for. */
+const DEFAULT_RETRY_AFTER_MS = 60_000;
 
 /** Limits of the client, not of the tenant's settings: Zendesk's own, lowered in tests. */
 export interface ZendeskApiOptions {
@@ -91,7 +94,7 @@ export class ZendeskApi {
         throw new GatewayError(ErrorCode.DESTINATION_FAILED, `Zendesk did not answer ${what}: ${networkFailure(error)}; will retry`, { cause: error });
       }
       if (response.status === 429) {
-        const waitMs = retryAfterMs(response.headers.get('retry-after'));
+        const waitMs = retryAfterMs(response.headers.get('retry-after')) ?? DEFAULT_RETRY_AFTER_MS;
         if (waitMs <= this.options.maxRetryAfterMs && attempt < this.options.maxRateLimitRetries) {
           this.deps.log.info({ waitMs, what }, 'Zendesk rate limit; waiting');
           await this.options.sleep(waitMs);
@@ -135,17 +138,10 @@ function httpFailure(what: string, response: Response, text: string): ZendeskHtt
     return new ZendeskHttpError(status, `Zendesk rejected ${what} (HTTP 422 ${code ?? 'invalid'}${fields.length ? `; ${fields.join('; ')}` : ''})`);
   }
   const retryAfter = response.headers.get('retry-after');
-  const details = retryAfter ? { retryAfterMs: retryAfterMs(retryAfter) } : {};
+  const details = retryAfter ? { retryAfterMs: retryAfterMs(retryAfter) ?? DEFAULT_RETRY_AFTER_MS } : {};
   if (status >= 500) return new ZendeskHttpError(status, `Zendesk failed ${what} (HTTP ${status}${code ? ` ${code}` : ''}); will retry`, details);
   if (status === 404) return new ZendeskHttpError(status, `Zendesk found nothing ${what} (HTTP 404${code ? ` ${code}` : ''}): check subdomainUrl`);
   return new ZendeskHttpError(status, `Zendesk refused ${what} (HTTP ${status}${code ? ` ${code}` : ''})`, details);
-}
-
-/** Retry-After in seconds or as an HTTP date; missing or unreadable means a minute. */
-export function retryAfterMs(header: string | null, now = Date.now()): number {
-  if (header && /^\d+$/.test(header.trim())) return Number(header.trim()) * 1000;
-  const date = header ? Date.parse(header) : NaN;
-  return Number.isNaN(date) ? 60_000 : Math.max(0, date - now);
 }
 
 function networkFailure(error: unknown): string {
