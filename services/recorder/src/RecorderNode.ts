@@ -110,7 +110,7 @@ export class RecorderNode {
     await mkdir(config.workDir, { recursive: true, mode: 0o700 });
     return Startup.run(async (startup) => {
       const nc = startup.opened(await connectNats(config.nats, config.nodeId, log), (connection) => connection.close());
-      const keyring = startup.opened(await createKeyring(config.keyring), (keys) => keys.close());
+      const keyring = startup.opened(await createKeyring(config.keyring, log), (keys) => keys.close());
       await ensureStream(nc, streams.recordings);
       await ensureStream(nc, streams.webhooks);
       // Certificates are taken up again when their files change (cert-manager renews them).

@@ -202,7 +202,7 @@ export class SignalingServer {
         (beats) => beats.stop(),
       );
       const store = await ParticipantStore.open(nc, liveness);
-      const keyring = startup.opened(await createKeyring(config.keyring), (keys) => keys.close());
+      const keyring = startup.opened(await createKeyring(config.keyring, log), (keys) => keys.close());
       const registry = createMetricsRegistry('signaling');
       observeKeyring(registry, keyring);
       const chat = await ChatLog.open(nc, keyring);
