@@ -61,7 +61,7 @@ export class KmsKeyring implements ManagedKeyring {
 
   /** `credentials`: tests only; services use the SDK's default chain (IRSA's web identity in Kubernetes). */
   constructor(
-    private readonly settings: KmsSettings,
+    settings: KmsSettings,
     credentials?: { accessKeyId: string; secretAccessKey: string },
   ) {
     this.client = new KMSClient({
