@@ -15,6 +15,7 @@ export { createMetricsRegistry, opsDrainShape, readDrainToken, startOpsServer } 
 export { TypedEmitter } from './runtime/TypedEmitter.js';
 export { FILE_RELOAD_INTERVAL_MS, fileReloads, WatchedFiles } from './runtime/watchedFiles.js';
 export { DrainWait, handleSignals, runMain, type StopMode } from './runtime/shutdown.js';
+export { childProcessEnv } from './runtime/childEnv.js';
 export { newId } from './runtime/ids.js';
 export { type ClientError, newReference, toClientError } from './runtime/clientErrors.js';
 export { adminOriginsShape, type CorsPolicy } from './runtime/cors.js';

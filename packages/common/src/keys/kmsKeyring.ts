@@ -60,10 +60,7 @@ export class KmsKeyring implements ManagedKeyring {
   private keysFile: { close(): void } | undefined;
 
   /** `credentials`: tests only; services use the SDK's default chain (IRSA's web identity in Kubernetes). */
-  constructor(
-    settings: KmsSettings,
-    credentials?: { accessKeyId: string; secretAccessKey: string },
-  ) {
+  constructor(settings: KmsSettings, credentials?: { accessKeyId: string; secretAccessKey: string }) {
     this.client = new KMSClient({
       region: settings.region,
       ...(credentials ? { credentials } : {}),
