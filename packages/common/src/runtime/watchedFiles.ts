@@ -49,6 +49,8 @@ export class WatchedFiles {
   readonly #options: WatchedFilesOptions;
   /** The contents last looked at, taken up or not: the same contents are judged once. */
   #seen: string;
+  /** The contents in use: back to them after a refusal or a moment unreadable is no change. */
+  #inUse: string;
   readonly #watchers: FSWatcher[] = [];
   readonly #timer: ReturnType<typeof setInterval>;
   #settle: ReturnType<typeof setTimeout> | undefined;
@@ -59,6 +61,7 @@ export class WatchedFiles {
   constructor(options: WatchedFilesOptions) {
     this.#options = options;
     this.#seen = digestOf(options.initial);
+    this.#inUse = this.#seen;
     for (const directory of new Set(options.files.map((file) => path.dirname(path.resolve(file))))) {
       try {
         // Not persistent: a watch never keeps a stopping service alive.
@@ -114,6 +117,7 @@ export class WatchedFiles {
     const digest = digestOf(contents);
     if (digest === this.#seen) return;
     this.#seen = digest;
+    if (digest === this.#inUse) return;
     try {
       apply(contents);
     } catch (error) {
@@ -122,6 +126,7 @@ export class WatchedFiles {
       log.error({ source, code, reason: error instanceof GatewayError ? error.message : 'rejected' }, 'new contents of watched files rejected: the contents in use stay');
       return;
     }
+    this.#inUse = digest;
     fileReloads.safeEmit('reloaded', source);
     log.info({ source }, 'watched files changed: new contents in use');
   }
