@@ -128,9 +128,37 @@ export const configRules: Rule = (objects) => {
       if (!helper && !knownVariable(w.service, name)) add(`${name} is not a variable ${w.service} reads`);
       if (entry.value?.includes('$(')) add(`${name}=${entry.value} refers to a variable not defined before it`);
     }
+    // A variable naming a file must name a key of a Secret mounted whole (the kubelet never
+    // updates a subPath mount, so a rotated certificate or key would not reach the service).
+    const mountedSecretFile = (name: string): { value: string | undefined } | undefined => {
+      const file = env.entries.get(name)?.value ?? '';
+      const mount = (container.volumeMounts ?? []).find((m: Json) => file === m.mountPath || file.startsWith(`${m.mountPath}/`));
+      const volume = (w.pod.volumes ?? []).find((v: Json) => v.name === mount?.name);
+      if (!volume?.secret) return void add(`${name}=${file} is not in a mounted Secret`);
+      if (mount.subPath) return void add(`${name}=${file} is mounted with subPath: the kubelet never updates it, so a renewed file would not be seen`);
+      const relative = file.slice(mount.mountPath.length + 1);
+      const key = (volume.secret.items as Json[] | undefined)?.find((item) => item.path === relative)?.key ?? relative;
+      const keys = secretKeys(objects, w.namespace, volume.secret.secretName);
+      if (!keys?.has(key)) return void add(`${name}=${file}: Secret ${volume.secret.secretName} has no such key`);
+      return { value: keys.get(key) };
+    };
+    // Keys never as variables: read once (a rotation would need a restart), and inherited by any child process.
+    for (const name of ['GATEWAY_TENANT_KEYS', 'GATEWAY_KMS_KEYS']) {
+      if (env.entries.has(name)) add(`${name} is an environment variable: mount the Secret and set ${name}_FILE (taken up when it changes, never inherited by a child process)`);
+    }
+    // The service parses its configuration with the keys files' contents as the manifests give them.
+    const values = envValues(env);
+    const fileContents = new Map<string, string | undefined>();
+    for (const name of ['GATEWAY_TENANT_KEYS', 'GATEWAY_KMS_KEYS']) {
+      if (!env.entries.has(`${name}_FILE`)) continue;
+      const file = mountedSecretFile(`${name}_FILE`);
+      delete values[`${name}_FILE`];
+      if (file?.value !== undefined) values[name] = file.value;
+      fileContents.set(name, file?.value);
+    }
     let settings: ServiceSettings | undefined;
     try {
-      settings = serviceSpecs[w.service].settings(envValues(env));
+      settings = serviceSpecs[w.service].settings(values);
     } catch (error) {
       add(`${w.service} would refuse its configuration: ${error instanceof Error ? error.message : String(error)}`);
     }
@@ -139,21 +167,15 @@ export const configRules: Rule = (objects) => {
     const tlsFiles = ['GRPC_TLS_CA_FILE', 'GRPC_TLS_CERT_FILE', 'GRPC_TLS_KEY_FILE'];
     const tlsSet = tlsFiles.filter((name) => env.entries.has(name));
     if (tlsSet.length !== 0 && tlsSet.length !== 3) add(`gRPC TLS needs all of ${tlsFiles.join(', ')} or none; set: ${tlsSet.join(', ')}`);
-    for (const name of tlsSet) {
-      const file = env.entries.get(name)?.value ?? '';
-      const mount = (container.volumeMounts ?? []).find((m: Json) => file.startsWith(`${m.mountPath}/`));
-      const volume = (w.pod.volumes ?? []).find((v: Json) => v.name === mount?.name);
-      if (!volume?.secret) add(`${name}=${file} is not in a mounted Secret`);
-      else if (!secretKeys(objects, w.namespace, volume.secret.secretName)?.has(file.slice(mount.mountPath.length + 1))) add(`${name}=${file}: Secret ${volume.secret.secretName} has no such key`);
-    }
+    for (const name of tlsSet) mountedSecretFile(name);
     const tenants = env.entries.get('GATEWAY_TENANTS')?.value;
-    const keys = env.entries.get('GATEWAY_TENANT_KEYS')?.value;
+    const keys = fileContents.get('GATEWAY_TENANT_KEYS') ?? env.entries.get('GATEWAY_TENANT_KEYS')?.value;
     if (tenants !== undefined && keys !== undefined) {
       let keyed: string[] = [];
       try {
         keyed = Object.keys(JSON.parse(keys) as object);
       } catch {
-        // The service's own parse (below) reports a malformed value.
+        // The service's own parse (above) reports a malformed value.
       }
       for (const tenant of tenantNames(tenants) ?? []) if (!keyed.includes(tenant)) add(`tenant ${tenant} has no key in GATEWAY_TENANT_KEYS`);
     }

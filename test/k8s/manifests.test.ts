@@ -76,9 +76,12 @@ describe('Kubernetes manifests', () => {
       expect(pod.serviceAccountName).toBe(service);
       expect(find(objects, 'ServiceAccount', service).metadata.annotations?.['eks.amazonaws.com/role-arn']).toMatch(/^arn:aws:iam::\d{12}:role\/./);
       const env = resolveEnv(pod.containers[0], 'gateway', objects);
-      expect(env.entries.get('GATEWAY_KMS_KEYS')?.source).toBe('external');
+      // The aliases are a file of the mounted Secret, never a variable.
+      expect(env.entries.has('GATEWAY_KMS_KEYS')).toBe(false);
+      expect(env.entries.get('GATEWAY_KMS_KEYS_FILE')?.value).toBe('/etc/gateway/tenant-keys/GATEWAY_KMS_KEYS');
       // With the aliases the secret store holds, each service takes its configuration.
-      expect(() => serviceSpecs[service].settings({ ...envValues(env), GATEWAY_KMS_KEYS: JSON.stringify({ demo: 'alias/gateway/demo' }) })).not.toThrow();
+      const { GATEWAY_KMS_KEYS_FILE: _file, GATEWAY_TENANT_KEYS_FILE: _keys, ...values } = envValues(env);
+      expect(() => serviceSpecs[service].settings({ ...values, GATEWAY_KMS_KEYS: JSON.stringify({ demo: 'alias/gateway/demo' }) })).not.toThrow();
     }
   });
 

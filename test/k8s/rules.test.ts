@@ -55,6 +55,31 @@ describe('each deployment rule rejects what it is meant to', () => {
       /tenant example has no key in GATEWAY_TENANT_KEYS/,
     ));
 
+  it('tenant keys given as an environment variable instead of a mounted file', () =>
+    caught(
+      configRules,
+      (o) => {
+        const env = container(o, 'recorder').env as Array<Record<string, unknown>>;
+        env.splice(
+          env.findIndex((e) => e.name === 'GATEWAY_TENANT_KEYS_FILE'),
+          1,
+          { name: 'GATEWAY_TENANT_KEYS', valueFrom: { secretKeyRef: { name: 'gateway-tenants', key: 'GATEWAY_TENANT_KEYS' } } },
+        );
+      },
+      /recorder: GATEWAY_TENANT_KEYS is an environment variable: mount the Secret and set GATEWAY_TENANT_KEYS_FILE/,
+    ));
+
+  it('a keys file mounted with subPath, which the kubelet never updates', () =>
+    caught(
+      configRules,
+      (o) => {
+        const mount = (container(o, 'signaling').volumeMounts as Array<Record<string, unknown>>).find((m) => m.name === 'tenant-keys')!;
+        mount.mountPath = '/etc/gateway/tenant-keys/GATEWAY_TENANT_KEYS';
+        mount.subPath = 'GATEWAY_TENANT_KEYS';
+      },
+      /signaling: GATEWAY_TENANT_KEYS_FILE=.* is mounted with subPath/,
+    ));
+
   it('an image tagged latest', () => caught(containerRules, (o) => (container(o, 'sfu').image = 'registry.example.com/gateway/sfu:latest'), /not pinned/));
 
   it('an SFU whose grace period is shorter than its drain', () =>

@@ -13,7 +13,9 @@ export { env, loadConfig } from './runtime/config.js';
 export { createLogger, type Logger } from './runtime/logger.js';
 export { createMetricsRegistry, opsDrainShape, readDrainToken, startOpsServer } from './runtime/ops.js';
 export { TypedEmitter } from './runtime/TypedEmitter.js';
+export { FILE_RELOAD_INTERVAL_MS, fileReloads, WatchedFiles } from './runtime/watchedFiles.js';
 export { DrainWait, handleSignals, runMain, type StopMode } from './runtime/shutdown.js';
+export { childProcessEnv } from './runtime/childEnv.js';
 export { newId } from './runtime/ids.js';
 export { type ClientError, newReference, toClientError } from './runtime/clientErrors.js';
 export { adminOriginsShape, type CorsPolicy } from './runtime/cors.js';
@@ -46,7 +48,18 @@ export { artifactSpaces, crmSyncDurables, WEBHOOKS_DURABLE, inboxPrefixOf, natsI
 
 // gRPC between our services, with caller identities.
 export { callUnary, grpc, type GrpcAccess, startGrpcServer, stopGrpcServer, unaryHandlers, withCheckedDecoding } from './grpc/calls.js';
-export { grpcClientCredentials, grpcServerCredentials, type GrpcService, type GrpcTls, grpcTlsShape, readGrpcTls } from './grpc/tls.js';
+export {
+  grpcClientCredentials,
+  grpcServerCredentials,
+  type GrpcService,
+  type GrpcTls,
+  type GrpcTlsContents,
+  type GrpcTlsFiles,
+  GrpcTlsSource,
+  grpcTlsShape,
+  readGrpcTls,
+  watchGrpcTls,
+} from './grpc/tls.js';
 
 // Traces.
 export {

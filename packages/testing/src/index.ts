@@ -3,3 +3,4 @@ export * from './ServiceProcess.js';
 export * from './pki.js';
 export * from './PostgresServer.js';
 export * from './TurnServer.js';
+export * from './SecretVolume.js';

@@ -62,7 +62,7 @@ export class CrmSync {
     return Startup.run(async (startup) => {
       // Twenty-odd NATS requests per delivery: no caller's stack captured for each (connectNats).
       const nc = startup.opened(await connectNats(config.nats, config.nodeId, log, { asyncTraces: false }), (connection) => connection.close());
-      const keyring = startup.opened(await createKeyring(config.keyring), (keys) => keys.close());
+      const keyring = startup.opened(await createKeyring(config.keyring, log), (keys) => keys.close());
       const registry = createMetricsRegistry('crm-sync');
       observeKeyring(registry, keyring);
       const contactMaps = new KvContactMaps(await openBucket(nc, buckets.crmContacts));

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { MediaKind, type ProducerInfo, type SfuClient } from '@gateway/proto/gateway/sfu/v1/sfu';
 import type { Recording, RecordingJobRecord, Segment, TappedStream } from '@gateway/proto/gateway/recorder/v1/recorder';
 import { z } from 'zod';
-import { ErrorCode, GatewayError, callUnary, newId, parseWith, rtpParametersSchema, schemas, type ArtifactStore, type Logger, mediaKindName, trackSourceName } from '@gateway/common';
+import { ErrorCode, GatewayError, callUnary, childProcessEnv, newId, parseWith, rtpParametersSchema, schemas, type ArtifactStore, type Logger, mediaKindName, trackSourceName } from '@gateway/common';
 import { buildSdp, captureArgs, lastLogLine, parseCaptureStart, parseSegmentList, segmentNames, type CaptureStream } from './ffmpeg.js';
 import { freePortPair, waitForBoundPorts } from './udpPorts.js';
 
@@ -165,7 +165,11 @@ export class CapturePipeline {
     const streams: CaptureStream[] = [];
     for (const producer of live) streams.push(await this.tapStream(tapId, producer, roles));
     await writeFile(path.join(this.dir, `capture-${number}.sdp`), buildSdp(streams, this.ctx.rtpIp), { mode: 0o600 });
-    const child = spawn(this.ctx.ffmpeg, captureArgs(streams, `capture-${number}.sdp`, number, this.ctx.segmentSeconds), { cwd: this.dir, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(this.ctx.ffmpeg, captureArgs(streams, `capture-${number}.sdp`, number, this.ctx.segmentSeconds), {
+      cwd: this.dir,
+      env: childProcessEnv(),
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     const capture: Capture = {
       number,
       tapId,

@@ -9,6 +9,8 @@ import {
   createMetricsRegistry,
   ensureStream,
   grpcServerCredentials,
+  type GrpcTlsSource,
+  watchGrpcTls,
   observeKeyring,
   openBucket,
   readDrainToken,
@@ -50,6 +52,7 @@ export class RecorderNode {
   opsPort = 0;
   private stopGrpc: (() => Promise<void>) | undefined;
   private stopOps: (() => Promise<void>) | undefined;
+  private tls: GrpcTlsSource | undefined;
   private readonly timers: NodeJS.Timeout[] = [];
   private closing: Promise<void> | undefined;
   /** Out of the registry for good: the node is stopping. */
@@ -107,11 +110,13 @@ export class RecorderNode {
     await mkdir(config.workDir, { recursive: true, mode: 0o700 });
     return Startup.run(async (startup) => {
       const nc = startup.opened(await connectNats(config.nats, config.nodeId, log), (connection) => connection.close());
-      const keyring = startup.opened(await createKeyring(config.keyring), (keys) => keys.close());
+      const keyring = startup.opened(await createKeyring(config.keyring, log), (keys) => keys.close());
       await ensureStream(nc, streams.recordings);
       await ensureStream(nc, streams.webhooks);
-      const sfus = startup.opened(await SfuDirectory.open(nc, config.grpcTls, log), (directory) => directory.close());
-      const recorders = startup.opened(await RecorderDirectory.open(nc, config.grpcTls, log), (directory) => directory.close());
+      // Certificates are taken up again when their files change (cert-manager renews them).
+      const tls = startup.opened(watchGrpcTls(config.grpcTls, log), (source) => source?.close());
+      const sfus = startup.opened(await SfuDirectory.open(nc, tls, log), (directory) => directory.close());
+      const recorders = startup.opened(await RecorderDirectory.open(nc, tls, log), (directory) => directory.close());
       const node = new RecorderNode(
         config,
         nc,
@@ -130,8 +135,9 @@ export class RecorderNode {
         (server) => registerRecorderService(server, node.recordings, { requireIdentity: config.grpcTls !== undefined, log }),
         config.grpcHost,
         config.grpcPort,
-        grpcServerCredentials(config.grpcTls),
+        grpcServerCredentials(tls),
       );
+      node.tls = tls;
       node.grpcPort = grpc.port;
       node.grpcAddress = config.grpcAdvertisedAddress ?? `127.0.0.1:${grpc.port}`;
       node.stopGrpc = startup.opened(
@@ -208,6 +214,7 @@ export class RecorderNode {
       await this.stopGrpc?.();
       await this.nc.drain().catch(() => undefined);
       await this.stopOps?.();
+      this.tls?.close();
       this.directory.close();
       this.recorders.close();
     })();

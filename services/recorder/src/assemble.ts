@@ -2,12 +2,16 @@ import { execFile } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import type { Artifact, RecordingJobRecord } from '@gateway/proto/gateway/recorder/v1/recorder';
-import { newId, type ArtifactStore } from '@gateway/common';
+import { childProcessEnv, newId, type ArtifactStore } from '@gateway/common';
 import { concatList, lastLogLine, mp4Args, remuxArgs, voiceEncodeArgs, voiceMixArgs, type AssemblyInput } from './ffmpeg.js';
 
-const run = promisify(execFile);
+/** Runs ffmpeg or ffprobe with a child's minimal environment; rejects with its stderr on failure. */
+function run(file: string, args: string[], options: { cwd?: string } = {}): Promise<{ stdout: string }> {
+  return new Promise((resolve, reject) => {
+    execFile(file, args, { ...options, env: childProcessEnv() }, (error, stdout, stderr) => (error ? reject(Object.assign(error, { stderr: String(stderr) })) : resolve({ stdout: String(stdout) })));
+  });
+}
 
 export interface AssemblyOptions {
   record: RecordingJobRecord;

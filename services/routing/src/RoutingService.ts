@@ -65,7 +65,7 @@ export class RoutingService {
     let service: RoutingService | undefined;
     return Startup.run(async (startup) => {
       const nc = startup.opened(await connectNats(config.nats, config.replicaId, log), (connection) => connection.close());
-      const keyring = startup.opened(await createKeyring(config.keyring), (keys) => keys.close());
+      const keyring = startup.opened(await createKeyring(config.keyring, log), (keys) => keys.close());
       const registry = createMetricsRegistry('routing');
       observeKeyring(registry, keyring);
       const leases = await openBucket(nc, buckets.routingLeases);

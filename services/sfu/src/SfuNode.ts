@@ -4,11 +4,13 @@ import {
   connectNats,
   createMetricsRegistry,
   grpcServerCredentials,
+  type GrpcTlsSource,
   readDrainToken,
   startGrpcServer,
   startOpsServer,
   Startup,
   stopGrpcServer,
+  watchGrpcTls,
   type Logger,
   type KV,
   type NatsConnection,
@@ -46,9 +48,10 @@ export class SfuNode implements PipeHost, SfuApiNode {
     readonly pool: WorkerPool,
     readonly nc: NatsConnection,
     readonly metrics: Registry,
+    private readonly tls: GrpcTlsSource | undefined,
     private readonly log: Logger,
   ) {
-    this.pipes = new PipeCoordinator(this, config.grpcTls, log);
+    this.pipes = new PipeCoordinator(this, tls, log);
     this.openRooms = new Rooms({
       config,
       pool,
@@ -88,7 +91,9 @@ export class SfuNode implements PipeHost, SfuApiNode {
         (workers) => workers.close(),
       );
       const nc = startup.opened(await connectNats(config.nats, config.nodeId, log), (connection) => connection.close());
-      const node = new SfuNode(config, pool, nc, createMetricsRegistry('sfu'), log);
+      // Certificates are taken up again when their files change (cert-manager renews them).
+      const tls = startup.opened(watchGrpcTls(config.grpcTls, log), (source) => source?.close());
+      const node = new SfuNode(config, pool, nc, createMetricsRegistry('sfu'), tls, log);
       pool.on('workerdied', (index) => {
         node.observer.safeEmit('workerdied', index);
         // mediasoup closes the dead worker's routers; make sure every room on it is closed and
@@ -99,7 +104,7 @@ export class SfuNode implements PipeHost, SfuApiNode {
       observeMediaMetrics(node, node.metrics);
 
       node.recorderNodes = await openRecorderNodes(nc);
-      const grpc = await startGrpcServer((server) => registerSfuService(server, node, log), config.grpcHost, config.grpcPort, grpcServerCredentials(config.grpcTls), {
+      const grpc = await startGrpcServer((server) => registerSfuService(server, node, log), config.grpcHost, config.grpcPort, grpcServerCredentials(tls), {
         maxReceiveBytes: MAX_REQUEST_BYTES,
       });
       node.grpcPort = grpc.port;
@@ -224,6 +229,7 @@ export class SfuNode implements PipeHost, SfuApiNode {
       await this.registry?.close();
       await this.nc.drain().catch(() => undefined);
       await this.stopOps?.();
+      this.tls?.close();
       this.pool.close();
     })();
     return this.closing;

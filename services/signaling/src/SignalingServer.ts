@@ -25,6 +25,7 @@ import {
   WebhookAudience,
   WebhookEvents,
   TenantAuth,
+  watchGrpcTls,
   type Logger,
   type NatsConnection,
   type TenantCredentials,
@@ -186,8 +187,10 @@ export class SignalingServer {
     return Startup.run(async (startup) => {
       // No caller stack kept per NATS request (connectNats): a join makes a score of them.
       const nc = startup.opened(await connectNats(config.nats, config.replicaId, log, { asyncTraces: false }), (connection) => connection.close());
-      const directory = startup.opened(await SfuDirectory.open(nc, config.grpcTls, log), (sfus) => sfus.close());
-      const recorders = startup.opened(await RecorderDirectory.open(nc, config.grpcTls), (nodes) => nodes.close());
+      // Certificates are taken up again when their files change (cert-manager renews them); nothing of it keeps the process alive.
+      const tls = startup.opened(watchGrpcTls(config.grpcTls, log), (source) => source?.close());
+      const directory = startup.opened(await SfuDirectory.open(nc, tls, log), (sfus) => sfus.close());
+      const recorders = startup.opened(await RecorderDirectory.open(nc, tls), (nodes) => nodes.close());
       // What the tenants' backends are told by webhook (docs/webhooks.md): joins, leaves, tracks, room starts and ends.
       // Only for tenants with endpoints: most have none, and every join would store an event for nobody.
       const audience = startup.opened(await WebhookAudience.watch(await openBucket(nc, buckets.webhooks), log), (watch) => watch.close());
@@ -199,7 +202,7 @@ export class SignalingServer {
         (beats) => beats.stop(),
       );
       const store = await ParticipantStore.open(nc, liveness);
-      const keyring = startup.opened(await createKeyring(config.keyring), (keys) => keys.close());
+      const keyring = startup.opened(await createKeyring(config.keyring, log), (keys) => keys.close());
       const registry = createMetricsRegistry('signaling');
       observeKeyring(registry, keyring);
       const chat = await ChatLog.open(nc, keyring);

@@ -9,16 +9,37 @@ export class StaticKeyring implements ManagedKeyring {
   readonly kind = 'static';
   readonly observer = new TypedEmitter<KeyringEvents>();
   readonly cachedKeys = 0;
-  private readonly tenants: Map<string, { current: string; keys: Map<string, Buffer> }>;
+  private tenants: Map<string, { current: string; keys: Map<string, Buffer> }>;
+  private keysFile: { close(): void } | undefined;
 
   /** `keks`: tenant -> base64 key (today's shape), or tenant -> {current, keys}. */
   constructor(keks: Record<string, string | StaticTenantKeys>) {
-    this.tenants = new Map(
+    this.tenants = StaticKeyring.read(keks);
+  }
+
+  private static read(keks: Record<string, string | StaticTenantKeys>) {
+    return new Map(
       Object.entries(keks).map(([tenant, value]) => {
         const t = typeof value === 'string' ? { current: DEFAULT_STATIC_KEY_ID, keys: { [DEFAULT_STATIC_KEY_ID]: value } } : value;
         return [tenant, { current: t.current, keys: new Map(Object.entries(t.keys).map(([id, key]) => [id, Buffer.from(key, 'base64')])) }];
       }),
     );
+  }
+
+  /**
+   * The keys from now on (the Secret's file changed): new data keys are wrapped under each
+   * tenant's new `current`, and a wrapped key opens while its KEK is still listed. The keys
+   * replaced are wiped from memory.
+   */
+  replace(keks: Record<string, string | StaticTenantKeys>): void {
+    const previous = this.tenants;
+    this.tenants = StaticKeyring.read(keks);
+    for (const tenant of previous.values()) for (const key of tenant.keys.values()) key.fill(0);
+  }
+
+  /** The watch on the keys' file, ended with the keyring. */
+  takeUpChanges(watch: { close(): void }): void {
+    this.keysFile = watch;
   }
 
   private tenant(tenant: string) {
@@ -98,5 +119,7 @@ export class StaticKeyring implements ManagedKeyring {
   /** Nothing unwrapped is held: each unwrap is a local AES operation. */
   forget(): void {}
 
-  close(): void {}
+  close(): void {
+    this.keysFile?.close();
+  }
 }

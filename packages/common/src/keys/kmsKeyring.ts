@@ -56,12 +56,11 @@ export class KmsKeyring implements ManagedKeyring {
   private readonly client: KMSClient;
   private readonly cache: UnwrapCache;
   private closed = false;
+  private aliases: Record<string, string>;
+  private keysFile: { close(): void } | undefined;
 
   /** `credentials`: tests only; services use the SDK's default chain (IRSA's web identity in Kubernetes). */
-  constructor(
-    private readonly settings: KmsSettings,
-    credentials?: { accessKeyId: string; secretAccessKey: string },
-  ) {
+  constructor(settings: KmsSettings, credentials?: { accessKeyId: string; secretAccessKey: string }) {
     this.client = new KMSClient({
       region: settings.region,
       ...(credentials ? { credentials } : {}),
@@ -71,10 +70,21 @@ export class KmsKeyring implements ManagedKeyring {
       requestHandler: { connectionTimeout: 5_000, requestTimeout: 10_000, throwOnRequestTimeout: true },
     });
     this.cache = new UnwrapCache(settings.cacheTtlMs, settings.cacheEntries);
+    this.aliases = settings.aliases;
+  }
+
+  /** The tenants' aliases from now on (their file changed): a tenant added can wrap at once. */
+  replaceAliases(aliases: Record<string, string>): void {
+    this.aliases = aliases;
+  }
+
+  /** The watch on the aliases' file, ended with the keyring. */
+  takeUpChanges(watch: { close(): void }): void {
+    this.keysFile = watch;
   }
 
   private alias(tenant: string): string {
-    const alias = this.settings.aliases[tenant];
+    const alias = this.aliases[tenant];
     if (!alias) throw new GatewayError(ErrorCode.PERMISSION_DENIED, 'no key-encryption key for this tenant');
     return alias;
   }
@@ -213,7 +223,7 @@ export class KmsKeyring implements ManagedKeyring {
     // An alias already gone (or a tenant no longer configured) leaves the keys records and descriptions name.
     const current = await this.currentKekId(tenant).catch((error: unknown) => {
       const code = GatewayError.from(error).code;
-      if (code === ErrorCode.NOT_FOUND || (code === ErrorCode.PERMISSION_DENIED && !this.settings.aliases[tenant])) return undefined;
+      if (code === ErrorCode.NOT_FOUND || (code === ErrorCode.PERMISSION_DENIED && !this.aliases[tenant])) return undefined;
       throw error;
     });
     const destroyed: RetiredKey[] = [];
@@ -246,6 +256,7 @@ export class KmsKeyring implements ManagedKeyring {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.keysFile?.close();
     this.cache.clear();
     this.client.destroy();
   }

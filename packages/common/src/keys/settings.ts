@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { ErrorCode, GatewayError } from '../errors.js';
 import { SUBJECT_TOKEN } from '../nats/subjects.js';
@@ -21,31 +22,58 @@ const staticTenantSchema = z.union([
   z.object({ current: z.string().regex(KEY_ID), keys: z.record(z.string().regex(KEY_ID), z.string()) }).strict(),
 ]);
 
-/** `GATEWAY_TENANT_KEYS` read strictly; problems name tenants, never keys. */
-function parseStaticKeys(raw: string | undefined, ctx: z.RefinementCtx): Record<string, StaticTenantKeys> {
-  if (raw === undefined) return { demo: { current: DEFAULT_STATIC_KEY_ID, keys: { [DEFAULT_STATIC_KEY_ID]: DEMO_TENANT_KEK } } };
-  const shapeMessage = 'must be a JSON object of tenant -> base64 32-byte key, or tenant -> {"current": id, "keys": {id: base64 32-byte key}}';
+/** A parser's answer: the value, or what is wrong with the text (never quoting it). */
+export type Parsed<T> = { ok: true; value: T } | { ok: false; problem: string };
+
+const STATIC_KEYS_SHAPE = 'must be a JSON object of tenant -> base64 32-byte key, or tenant -> {"current": id, "keys": {id: base64 32-byte key}}';
+
+/**
+ * Tenants' static keys (`GATEWAY_TENANT_KEYS` or its file) read strictly: the problem, or the
+ * keys. Problems name tenants, never keys (JSON.parse's own message would quote the text).
+ */
+export function parseStaticKeys(raw: string): Parsed<Record<string, StaticTenantKeys>> {
   let parsed: unknown;
   try {
     parsed = JSON.parse(raw);
   } catch {
-    ctx.addIssue({ code: 'custom', message: shapeMessage });
-    return z.NEVER;
+    return { ok: false, problem: STATIC_KEYS_SHAPE };
   }
   const result = z.record(z.string().regex(SUBJECT_TOKEN), staticTenantSchema).safeParse(parsed);
-  if (!result.success) {
-    ctx.addIssue({ code: 'custom', message: shapeMessage });
-    return z.NEVER;
-  }
+  if (!result.success) return { ok: false, problem: STATIC_KEYS_SHAPE };
   const bad = Object.entries(result.data)
     .filter(([, t]) => !(t.current in t.keys) || Object.values(t.keys).some((k) => !is32Bytes(k)))
     .map(([tenant]) => tenant);
-  if (bad.length > 0) {
-    ctx.addIssue({ code: 'custom', message: `every key must be base64 of 32 bytes and "current" one of the tenant's keys (not: ${bad.join(', ')})` });
-    return z.NEVER;
-  }
-  return result.data;
+  if (bad.length > 0) return { ok: false, problem: `every key must be base64 of 32 bytes and "current" one of the tenant's keys (not: ${bad.join(', ')})` };
+  return { ok: true, value: result.data };
 }
+
+const KMS_ALIASES_SHAPE = 'must be a JSON object of tenant -> KMS alias ("alias/..." or an alias ARN)';
+
+/** Tenants' KMS aliases (`GATEWAY_KMS_KEYS` or its file) read strictly. */
+export function parseKmsAliases(raw: string): Parsed<Record<string, string>> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    return { ok: false, problem: KMS_ALIASES_SHAPE };
+  }
+  const result = z.record(z.string().regex(SUBJECT_TOKEN), z.string().regex(KMS_ALIAS)).safeParse(parsed);
+  if (!result.success || Object.keys(result.data).length === 0) return { ok: false, problem: KMS_ALIASES_SHAPE };
+  return { ok: true, value: result.data };
+}
+
+/** A zod transform from one of the two parsers: the problem becomes the variable's issue. */
+const parsedWith =
+  <T>(parse: (raw: string) => Parsed<T>) =>
+  (raw: string | undefined, ctx: z.RefinementCtx): T | undefined => {
+    if (raw === undefined) return undefined;
+    const result = parse(raw);
+    if (!result.ok) {
+      ctx.addIssue({ code: 'custom', message: result.problem });
+      return z.NEVER;
+    }
+    return result.value;
+  };
 
 const KMS_ALIAS = /^(alias\/[A-Za-z0-9/_-]{1,250}|arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:alias\/[A-Za-z0-9/_-]{1,250})$/;
 
@@ -57,25 +85,16 @@ const KMS_ALIAS = /^(alias\/[A-Za-z0-9/_-]{1,250}|arn:aws[a-z-]*:kms:[a-z0-9-]+:
  */
 export const tenantKeysShape = {
   GATEWAY_KEYRING: z.enum(['static', 'kms']).default('static'),
-  GATEWAY_TENANT_KEYS: z.string().optional().transform(parseStaticKeys),
-  GATEWAY_KMS_KEYS: z
-    .string()
-    .optional()
-    .transform((raw, ctx) => {
-      if (raw === undefined) return undefined;
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(raw);
-      } catch {
-        parsed = undefined;
-      }
-      const result = z.record(z.string().regex(SUBJECT_TOKEN), z.string().regex(KMS_ALIAS)).safeParse(parsed);
-      if (!result.success || Object.keys(result.data).length === 0) {
-        ctx.addIssue({ code: 'custom', message: 'must be a JSON object of tenant -> KMS alias ("alias/..." or an alias ARN)' });
-        return z.NEVER;
-      }
-      return result.data;
-    }),
+  /**
+   * The static keys in a file (a mounted Secret), taken up again when it changes: the way for a
+   * cluster. `GATEWAY_TENANT_KEYS` (the same JSON in the variable) is for one machine, and is
+   * removed from the environment once read.
+   */
+  GATEWAY_TENANT_KEYS_FILE: z.string().min(1).optional(),
+  GATEWAY_TENANT_KEYS: z.string().optional().transform(parsedWith(parseStaticKeys)),
+  /** The tenants' KMS aliases in a file, taken up again when it changes; or `GATEWAY_KMS_KEYS`. */
+  GATEWAY_KMS_KEYS_FILE: z.string().min(1).optional(),
+  GATEWAY_KMS_KEYS: z.string().optional().transform(parsedWith(parseKmsAliases)),
   GATEWAY_KMS_REGION: z
     .string()
     .regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'must be an AWS region such as eu-west-1')
@@ -89,24 +108,53 @@ export const tenantKeysShape = {
   GATEWAY_KMS_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(10).default(5),
 };
 
+/** A file the keys came from (a mounted Secret), watched for changes; what it held at start-up. */
+export interface KeysFile {
+  path: string;
+  contents: Buffer;
+}
+
 export type KeyringSettings =
-  | { kind: 'static'; tenants: Record<string, StaticTenantKeys> }
-  | { kind: 'kms'; aliases: Record<string, string>; region: string; endpoint?: string; cacheTtlMs: number; cacheEntries: number; maxAttempts: number };
+  | { kind: 'static'; tenants: Record<string, StaticTenantKeys>; file?: KeysFile }
+  | { kind: 'kms'; aliases: Record<string, string>; region: string; endpoint?: string; cacheTtlMs: number; cacheEntries: number; maxAttempts: number; file?: KeysFile };
 
 type TenantKeysValues = z.output<z.ZodObject<typeof tenantKeysShape>>;
 
+const invalid = (problem: string, cause?: unknown) => new GatewayError(ErrorCode.CONFIG_INVALID, `invalid configuration:\n  ${problem}`, cause === undefined ? {} : { cause });
+
+/** The variable or its file, never both; the file read and parsed now, so a bad one stops the service at start. */
+function fromVariableOrFile<T>(variable: string, fromVariable: T | undefined, file: string | undefined, parse: (raw: string) => Parsed<T>): { value: T; file?: KeysFile } | undefined {
+  if (file === undefined) return fromVariable === undefined ? undefined : { value: fromVariable };
+  if (fromVariable !== undefined) throw invalid(`${variable} and ${variable}_FILE: set one of them, not both`);
+  let contents: Buffer;
+  try {
+    contents = readFileSync(file);
+  } catch (error) {
+    throw invalid(`${variable}_FILE=${JSON.stringify(file)}: cannot read the file`, error);
+  }
+  const parsed = parse(contents.toString('utf8'));
+  if (!parsed.ok) throw invalid(`${variable}_FILE: the file ${parsed.problem}`);
+  return { value: parsed.value, file: { path: file, contents } };
+}
+
 /** The keyring settings from a loaded config; KMS without its tenants or its region stops the service. */
 export function readKeyringSettings(c: TenantKeysValues): KeyringSettings {
-  if (c.GATEWAY_KEYRING === 'static') return { kind: 'static', tenants: c.GATEWAY_TENANT_KEYS };
-  const missing = [!c.GATEWAY_KMS_KEYS && 'GATEWAY_KMS_KEYS', !c.GATEWAY_KMS_REGION && 'GATEWAY_KMS_REGION'].filter(Boolean);
-  if (missing.length > 0) throw new GatewayError(ErrorCode.CONFIG_INVALID, `invalid configuration:\n  GATEWAY_KEYRING=kms needs ${missing.join(' and ')}`);
+  if (c.GATEWAY_KEYRING === 'static') {
+    const read = fromVariableOrFile('GATEWAY_TENANT_KEYS', c.GATEWAY_TENANT_KEYS, c.GATEWAY_TENANT_KEYS_FILE, parseStaticKeys);
+    if (!read) return { kind: 'static', tenants: { demo: { current: DEFAULT_STATIC_KEY_ID, keys: { [DEFAULT_STATIC_KEY_ID]: DEMO_TENANT_KEK } } } };
+    return { kind: 'static', tenants: read.value, ...(read.file ? { file: read.file } : {}) };
+  }
+  const aliases = fromVariableOrFile('GATEWAY_KMS_KEYS', c.GATEWAY_KMS_KEYS, c.GATEWAY_KMS_KEYS_FILE, parseKmsAliases);
+  const missing = [!aliases && 'GATEWAY_KMS_KEYS (or GATEWAY_KMS_KEYS_FILE)', !c.GATEWAY_KMS_REGION && 'GATEWAY_KMS_REGION'].filter(Boolean);
+  if (missing.length > 0) throw invalid(`GATEWAY_KEYRING=kms needs ${missing.join(' and ')}`);
   return {
     kind: 'kms',
-    aliases: c.GATEWAY_KMS_KEYS!,
+    aliases: aliases!.value,
     region: c.GATEWAY_KMS_REGION!,
     ...(c.GATEWAY_KMS_ENDPOINT ? { endpoint: c.GATEWAY_KMS_ENDPOINT } : {}),
     cacheTtlMs: c.GATEWAY_KMS_CACHE_SECONDS * 1000,
     cacheEntries: c.GATEWAY_KMS_CACHE_ENTRIES,
     maxAttempts: c.GATEWAY_KMS_MAX_ATTEMPTS,
+    ...(aliases!.file ? { file: aliases!.file } : {}),
   };
 }

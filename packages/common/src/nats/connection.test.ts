@@ -1,8 +1,11 @@
+import { readFileSync } from 'node:fs';
+import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
-import { NatsServer } from '@gateway/testing';
-import { liveKeys, natsShape, openBucket, readNatsSettings } from './connection.js';
+import { NatsServer, SecretVolume, waitFor } from '@gateway/testing';
+import { connectNats, liveKeys, natsShape, openBucket, readNatsSettings } from './connection.js';
 import { loadConfig } from '../runtime/config.js';
 
 describe('liveKeys', () => {
@@ -68,4 +71,54 @@ describe('NATS connection settings', () => {
     expect(failure({})).toMatch(/NATS_NKEY_SEED_FILE: must name the file holding this service's NATS nkey seed/);
     expect(failure({ NATS_NKEY_SEED_FILE: '/s', NATS_TLS_CERT_FILE: '/c.crt' })).toMatch(/NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE must be set together/);
   });
+});
+
+describe('connectNats across reconnections', () => {
+  it('reads its seed and client certificate files again at each connection', async () => {
+    const nats = await NatsServer.start();
+    const env = nats.envFor('recorder');
+    const original = { 'tls.crt': readFileSync(env.NATS_TLS_CERT_FILE!), 'tls.key': readFileSync(env.NATS_TLS_KEY_FILE!), seed: readFileSync(env.NATS_NKEY_SEED_FILE!) };
+    const volume = SecretVolume.create(original);
+    const lines: Array<Record<string, unknown>> = [];
+    const log = pino({ level: 'info' }, new Writable({ write: (chunk: Buffer, _e, done) => (lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>), done()) }));
+    const settings = readNatsSettings(
+      loadConfig(natsShape, { ...env, NATS_TLS_CERT_FILE: volume.file('tls.crt'), NATS_TLS_KEY_FILE: volume.file('tls.key'), NATS_NKEY_SEED_FILE: volume.file('seed') }),
+      'recorder',
+    );
+    const nc = await connectNats(settings, 'reload-test', log);
+    let server = nats;
+    const statuses = () => lines.filter((line) => line.nats !== undefined).map((line) => String(line.nats));
+    try {
+      // A seed file that holds no seed: the next connection keeps the seed in use, and says so.
+      volume.update({ seed: 'not a seed' });
+      server = await server.restart();
+      await waitFor(() => statuses().includes('seed') && statuses().includes('reconnect'), 20_000, 'a reconnection with the seed kept');
+      await nc.flush();
+
+      // A client certificate of a CA the server does not trust: the next connection is refused,
+      // which it would not be if the files had been read once.
+      const before = statuses().length;
+      volume.update({ 'tls.crt': readFileSync(nats.pki.foreign.certFile), 'tls.key': readFileSync(nats.pki.foreign.keyFile), seed: original.seed });
+      server = await server.restart();
+      // nats.js reports each refused attempt as a disconnection: the restart's, then at least one refused.
+      await waitFor(
+        () =>
+          statuses()
+            .slice(before)
+            .filter((status) => status === 'disconnect').length >= 2,
+        20_000,
+        'an attempt with the foreign certificate refused',
+      );
+      expect(statuses().slice(before)).not.toContain('reconnect');
+
+      // The renewed certificate of our CA: the connection comes back.
+      volume.update({ 'tls.crt': original['tls.crt'], 'tls.key': original['tls.key'] });
+      await waitFor(() => statuses().slice(before).includes('reconnect'), 20_000, 'a reconnection with the renewed certificate');
+      await nc.flush();
+    } finally {
+      await nc.close();
+      await server.stop();
+      volume.remove();
+    }
+  }, 60_000);
 });

@@ -78,16 +78,29 @@ function connectFailure(error: unknown): string {
  * that makes thousands of requests a second (crm-sync); errors still carry their code and cause.
  */
 export async function connectNats(settings: NatsSettings, name: string, log: Logger, options: { asyncTraces?: boolean } = {}): Promise<NatsConnection> {
-  const seed = readSeed(settings.seedFile);
+  // Read now so a bad file stops the service at start, and again at each (re)connection, so a
+  // seed rotated in its Secret is used from the next connection on; an unreadable file then
+  // keeps the seed in use.
+  let seed = readSeed(settings.seedFile);
+  const currentSeed = () => {
+    try {
+      seed = readSeed(settings.seedFile);
+    } catch {
+      log.error({ nats: 'seed' }, 'NATS_NKEY_SEED_FILE holds no nkey seed now: the seed in use stays');
+    }
+    return seed;
+  };
   let nc: NatsConnection;
   try {
     nc = await connect({
       servers: settings.servers,
       name,
-      authenticator: nkeyAuthenticator(seed),
+      authenticator: nkeyAuthenticator(currentSeed),
       // Replies (JetStream acknowledgements, API answers, consumers' deliveries) come here and
       // only this identity may subscribe to it.
       inboxPrefix: inboxPrefixOf(settings.identity),
+      // The transport reads these files at each connection, not once: a renewed client
+      // certificate or CA bundle is used from the next reconnection on.
       tls: {
         ...(settings.caFile ? { caFile: settings.caFile } : {}),
         ...(settings.certFile ? { certFile: settings.certFile, keyFile: settings.keyFile } : {}),

@@ -7,6 +7,13 @@ import { ErrorCode, GatewayError } from '../errors.js';
  * with a message naming each bad variable and the rule it breaks, never its value: a variable
  * may hold every tenant's secret or key, and start-up errors end up in log systems.
  */
+/**
+ * Variables that may hold keys. Once read they are removed from this process's environment, so
+ * no child process (ffmpeg parsing untrusted media) can inherit them, whatever it is given; in a
+ * cluster they come as files (`GATEWAY_TENANT_KEYS_FILE`, `GATEWAY_KMS_KEYS_FILE`) instead.
+ */
+const SECRET_VARIABLES: ReadonlySet<string> = new Set(['GATEWAY_TENANT_KEYS', 'GATEWAY_KMS_KEYS']);
+
 export function loadConfig<S extends z.ZodRawShape>(shape: S, env: Record<string, string | undefined> = process.env): z.infer<z.ZodObject<S>> {
   const input: Record<string, string | undefined> = {};
   for (const key of Object.keys(shape)) {
@@ -23,6 +30,7 @@ export function loadConfig<S extends z.ZodRawShape>(shape: S, env: Record<string
     });
     throw new GatewayError(ErrorCode.CONFIG_INVALID, `invalid configuration:\n  ${problems.join('\n  ')}`);
   }
+  if (env === process.env) for (const key of Object.keys(shape)) if (SECRET_VARIABLES.has(key)) delete process.env[key];
   return result.data;
 }
 

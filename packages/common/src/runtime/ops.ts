@@ -3,9 +3,10 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { z } from 'zod';
-import { Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
 import { ErrorCode, GatewayError } from '../errors.js';
 import { closeHttp, listenHttp } from './http.js';
+import { fileReloads } from './watchedFiles.js';
 
 /**
  * Each service answers /healthz (the process works), /readyz (it should get traffic) and
@@ -88,6 +89,15 @@ export function createMetricsRegistry(service: string): Registry {
   // prom-client's process and Node.js metrics keep their own subsystems under our prefix:
   // gateway_process_cpu_seconds_total, gateway_nodejs_eventloop_lag_seconds, ...
   collectDefaultMetrics({ register: registry, prefix: 'gateway_' });
+  // Certificates and keys taken up while running: a rejected file is an alert, the old contents stay in use.
+  const reloads = new Counter({
+    name: 'gateway_config_reloads_total',
+    help: 'Watched certificate and key files taken up again (outcome reloaded) or refused, the contents in use kept (outcome rejected)',
+    labelNames: ['source', 'outcome'],
+    registers: [registry],
+  });
+  fileReloads.on('reloaded', (source) => reloads.inc({ source, outcome: 'reloaded' }));
+  fileReloads.on('rejected', (source) => reloads.inc({ source, outcome: 'rejected' }));
   return registry;
 }
 

@@ -50,7 +50,7 @@ runMain(async () => {
   const c = loadConfig({ ...natsShape, ...tenantKeysShape, LOG_LEVEL: env.logLevel().default('warn') });
   // The report is stdout; logs go to stderr.
   const log = createLogger('tenants', c.LOG_LEVEL, { stderr: true });
-  const keyring = await createKeyring(readKeyringSettings(c));
+  const keyring = await createKeyring(readKeyringSettings(c), log);
   const nc = await connectNats(readNatsSettings(c, 'admin'), 'tenants-cli', log);
   try {
     const deps = { nc, keyring, log };
