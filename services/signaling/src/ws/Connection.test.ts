@@ -25,9 +25,16 @@ function brokerHearingDuringJoin(fail?: GatewayError): SessionBroker {
     await new Promise((r) => setTimeout(r, 20));
     link.notify(joined('PA_third'));
     if (fail) throw fail;
-    return { session, response: JoinResponse.fromPartial({ participantId: 'PA_me' }) };
+    return { session, response: JoinResponse.fromPartial({ room: 'r' }) };
   };
   return { join, resume: join, handle: async () => ({ $case: 'ping', value: {} }) as never, detach: () => undefined };
+}
+
+/** A message as `response:<result>` or `notification:<participant the event is about>`. */
+function describeMessage({ message }: ServerMessage): string {
+  if (message?.$case === 'response') return `response:${message.value.result?.$case}`;
+  const about = message?.$case === 'notification' && message.value.event?.$case === 'participantJoined' ? message.value.event.value.participantId : '?';
+  return `${message?.$case}:${about}`;
 }
 
 const servers: WebSocketServer[] = [];
@@ -58,7 +65,7 @@ describe('a connection joining', () => {
       const value = method === 'join' ? { token: 'x', protocolVersion: 1 } : { resumeToken: 'x', protocolVersion: 1 };
       client.send(JSON.stringify({ id: 1, [method]: value }));
       await expect.poll(() => received.length).toBe(3);
-      const kinds = received.map((m) => (m.message?.$case === 'response' ? `response:${m.message.value.result?.$case}` : `${m.message?.$case}:${(m.message?.value as Notification).event?.value && ((m.message?.value as Notification).event?.value as { participantId: string }).participantId}`));
+      const kinds = received.map(describeMessage);
       expect(kinds).toEqual([`response:${method}`, 'notification:PA_other', 'notification:PA_third']);
     }
   });
