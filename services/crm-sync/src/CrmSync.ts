@@ -25,6 +25,7 @@ import {
   streams,
   TenantAuth,
   WEBHOOKS_DURABLE,
+  WebhookAudience,
   WebhookEvents,
   type Logger,
   type ManagedKeyring,
@@ -77,10 +78,16 @@ export class CrmSync {
       await ensureStream(nc, streams.audit);
       const jsm = await ensureStream(nc, streams.transcripts);
       await ensureStream(nc, streams.sessions);
-      const deliveries = startup.opened(new Deliveries(nc, jsm, connectors, artifacts, keyring, confirmations, config, registry, log, new WebhookEvents(nc, log)), (running) => running.close());
+      // A delivery's webhook event only for tenants with endpoints: most have none, and each event
+      // stored for nobody cost a publish, then a read, a listing, an erasure and an acknowledgement.
+      const webhooksBucket = await openBucket(nc, buckets.webhooks);
+      const audience = startup.opened(await WebhookAudience.watch(webhooksBucket, log), (watch) => watch.close());
+      const deliveries = startup.opened(new Deliveries(nc, jsm, connectors, artifacts, keyring, confirmations, config, registry, log, new WebhookEvents(nc, log, audience)), (running) =>
+        running.close(),
+      );
       await deliveries.start();
       await ensureStream(nc, streams.webhooks);
-      const webhooks = new WebhookStore(await openBucket(nc, buckets.webhooks), keyring, config.destinationNetwork, log);
+      const webhooks = new WebhookStore(webhooksBucket, keyring, config.destinationNetwork, log);
       const webhookSender = startup.opened(new WebhookSender(nc, jsm, webhooks, config.destinationNetwork, config.webhooks, registry, log), (sender) => sender.close());
       await webhookSender.start();
       observeConsumerLag(registry, jsm, [...deliveryConsumers, { stream: streams.webhooks.name, durable: WEBHOOKS_DURABLE }]);

@@ -32,6 +32,14 @@ export const deliveryConsumers = [
   { stream: streams.sessions.name, durable: 'crm-sync-sessions' },
 ] as const;
 
+/**
+ * Events asked of JetStream at once, per slot. The consumer asks again once a quarter of a batch
+ * came: with 8 slots and batches of 8 that was a pull request every other event; with 32, one
+ * every 8. Each event is taken into a slot or the backlog as it comes, so a larger batch adds no
+ * wait (the backlog's bounds still apply).
+ */
+const PULL_BATCH_PER_SLOT = 4;
+
 /** A message of a busy tenant comes back after this (growing with its deliveries, with jitter). */
 const DEFER_BASE_MS = 1_000;
 const DEFER_MAX_MS = 30_000;
@@ -112,7 +120,7 @@ export class Deliveries {
       let messages: ConsumerMessages | undefined;
       try {
         const consumer = await jetstream(this.nc).consumers.get(stream, durable);
-        messages = await consumer.consume({ max_messages: this.options.concurrency });
+        messages = await consumer.consume({ max_messages: this.options.concurrency * PULL_BATCH_PER_SLOT });
         this.stops.push(() => messages?.stop());
         // Nothing in here waits: each message is started, queued or handed back at once.
         for await (const message of messages) this.accept(message);

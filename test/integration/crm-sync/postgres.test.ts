@@ -3,6 +3,8 @@ import pg from 'pg';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
+import { Objm } from '@nats-io/obj';
+import { Readable } from 'node:stream';
 import { ArtifactStore, DEMO_TENANT_KEK, StaticKeyring, buckets, streams, subjects } from '@gateway/common';
 import { TranscriptReady } from '@gateway/proto/gateway/events/v1/events';
 import { NatsServer, PostgresServer, startCrmSyncProcess, waitFor } from '@gateway/testing';
@@ -129,5 +131,51 @@ describe('crm-sync to a customer PostgreSQL database', () => {
     await admin('/v1/connectors/warehouse', { method: 'PUT', body: JSON.stringify(connector(CUSTOMER_PASSWORD)) });
     await waitFor(async () => (await customerDb.query('select count(*)::int as n from gateway_artifacts where delivery_id = $1', [conversationId])).rows[0].n === 2, 15_000, 'delivery after the fix');
     await waitFor(async () => (await artifacts.get('demo', ids[0]!).catch((e) => e.code)) === 'NOT_FOUND', 5_000, 'artifact purged');
+  });
+  it('writes a delivery of small artifacts whole or not at all: nothing of it while one fails its check, all of it once it reads back', async () => {
+    const conversationId = `CV_tampered${Date.now()}`;
+    const files = [Buffer.from('{"messages":[1]}'), Buffer.from('the second file of the transcript\n')];
+    const ids = files.map((_, i) => `${conversationId}-${i}`);
+    for (const [i, bytes] of files.entries()) await artifacts.put('demo', ids[i]!, Readable.from([bytes]), 'text/plain');
+    // The second file's stored bytes altered: its segment no longer authenticates.
+    const objects = await new Objm(nc).open(buckets.artifacts);
+    const stored = Buffer.from((await objects.getBlob(`demo.${ids[1]}`))!);
+    const tampered = Buffer.from(stored);
+    tampered[5]! ^= 0x10;
+    await objects.putBlob({ name: `demo.${ids[1]}`, metadata: { tenant: 'demo', contentType: 'text/plain' } }, tampered);
+
+    const logsBefore = crm.logs.length;
+    await jetstream(nc).publish(
+      subjects.transcriptReady('demo'),
+      TranscriptReady.encode({
+        tenant: 'demo',
+        room: 'r-1',
+        conversationId,
+        artifacts: ids.map((artifactId, i) => ({ artifactId, kind: 'transcript', contentType: 'text/plain', participantId: '', sizeBytes: files[i]!.length, durationMs: 0, part: 0 })),
+        messageCount: 1,
+        startedAtMs: Date.now() - 60_000,
+        endedAtMs: Date.now(),
+        contacts: [{ participantId: 'PA_1', role: 'end_user', externalId: 'ext-1', crmContactId: '' }],
+        smartActions: [],
+      }).finish(),
+    );
+    await waitFor(() => (crm.logs.slice(logsBefore).match(new RegExp(`${conversationId}.*integrity check`, 'g')) ?? []).length >= 2, 15_000, 'two failed attempts');
+    // Neither the session nor the first file, which read back well, was written.
+    expect((await customerDb.query('select count(*)::int as n from gateway_sessions where delivery_id = $1', [conversationId])).rows[0].n).toBe(0);
+    expect((await customerDb.query('select count(*)::int as n from gateway_artifacts where delivery_id = $1', [conversationId])).rows[0].n).toBe(0);
+
+    // The bytes restored, the next attempt writes the session and both files.
+    await objects.putBlob({ name: `demo.${ids[1]}`, metadata: { tenant: 'demo', contentType: 'text/plain' } }, stored);
+    const rows = await waitFor(
+      async () => {
+        const result = await customerDb.query('select artifact_id, content from gateway_artifacts where delivery_id = $1 order by artifact_id', [conversationId]);
+        return result.rows.length === 2 ? result.rows : undefined;
+      },
+      15_000,
+      'the delivery after the bytes came back',
+    );
+    expect(rows.map((r) => Buffer.from(r.content))).toEqual(files);
+    expect((await customerDb.query('select count(*)::int as n from gateway_sessions where delivery_id = $1', [conversationId])).rows[0].n).toBe(1);
+    await waitFor(async () => (await artifacts.get('demo', ids[1]!).catch((e) => e.code)) === 'NOT_FOUND', 5_000, 'artifact purged');
   });
 });

@@ -404,8 +404,13 @@ export class ArtifactStore {
     const rollup = headers();
     rollup.set(JsHeaders.RollupHdr, JsHeaders.RollupValueSubject);
     try {
-      await jetstream(this.nc).publish(`$O.${bucket}.M.${base64UrlPadded(name)}`, JSON.stringify(deleted), { headers: rollup });
-      await (await this.jsm()).streams.purge(`OBJ_${bucket}`, { filter: `$O.${bucket}.C.${info.nuid}` });
+      // The two go out together (one write, one wait): neither needs the other's answer, and
+      // whichever fails, the whole deletion is tried again (the key is gone already).
+      const jsm = await this.jsm();
+      await Promise.all([
+        jetstream(this.nc).publish(`$O.${bucket}.M.${base64UrlPadded(name)}`, JSON.stringify(deleted), { headers: rollup }),
+        jsm.streams.purge(`OBJ_${bucket}`, { filter: `$O.${bucket}.C.${info.nuid}` }),
+      ]);
     } catch (error) {
       const after = await objects.info(name).catch(() => undefined);
       if (after === undefined || (after && !after.deleted)) throw new GatewayError(ErrorCode.UNAVAILABLE, 'deleting the artifact bytes failed', { cause: error });

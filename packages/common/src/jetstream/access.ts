@@ -251,6 +251,8 @@ export const natsAccess: Record<ServiceIdentity, Grant[]> = {
     stream.publish(streams.audit),
     kv.readWrite(buckets.connectors),
     kv.readWrite(buckets.webhooks),
+    // Which tenants have webhook endpoints (keys only, watched: WebhookAudience); a delivery's event is published for those alone.
+    kv.watch(buckets.webhooks),
     // Tenants' API keys: managed through the admin API, which they authenticate too.
     kv.readWrite(buckets.apiKeys),
     // Webhooks: events fanned out to one delivery per endpoint, posted, then erased.

@@ -85,9 +85,9 @@ export function checkedLookup(network: DestinationNetwork): CheckedLookup {
   };
 }
 
-/** What a destination connects with: a fetch dispatcher and HTTP agents that resolve once and check. */
+/** What a destination connects with: an undici dispatcher and HTTP agents that resolve once and check. */
 export interface DestinationConnections {
-  /** For undici's fetch. */
+  /** For undici's request. */
   dispatcher: Agent;
   httpAgent: http.Agent;
   httpsAgent: https.Agent;
@@ -125,9 +125,14 @@ export function destinationConnections(network: DestinationNetwork): Destination
   };
 }
 
+/** A header's value as undici's request gives it (the first, if it came more than once). */
+export function headerValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
 /**
- * A GatewayError of ours in an error's cause chain (a refused address inside fetch's "fetch
- * failed", an artifact that failed its check while a request body was read), if any: it says
+ * A GatewayError of ours in an error's cause chain (a refused address inside the request's
+ * error, an artifact that failed its check while a request body was read), if any: it says
  * what happened better than the network error around it.
  */
 export function ownCause(error: unknown): GatewayError | undefined {

@@ -247,7 +247,7 @@ export class SalesforceDestination implements Destination {
   }
 
   async close(): Promise<void> {
-    // fetch keeps no per-destination state; the token stays cached for the next delivery.
+    // The requests keep no per-destination state; the token stays cached for the next delivery.
   }
 
   /** The Contact of an end user: cached, else found by the external id field, else created. */

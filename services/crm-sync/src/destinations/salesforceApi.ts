@@ -1,8 +1,9 @@
 import { createHash, createPrivateKey } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { SignJWT } from 'jose';
-import { fetch, type RequestInit } from 'undici';
+import { request, type Dispatcher } from 'undici';
 import { ErrorCode, GatewayError } from '@gateway/common';
-import { ownCause } from './network.js';
+import { headerValue, ownCause } from './network.js';
 import type { StreamedBody } from './streaming.js';
 import type { DestinationDeps } from './types.js';
 import { isSecureOrLocalUrl } from './urls.js';
@@ -215,48 +216,48 @@ export class SalesforceApi {
 
   private async send(spec: RequestSpec, token: AccessToken): Promise<ApiResponse> {
     const headers: Record<string, string> = { authorization: `Bearer ${token.accessToken}`, accept: 'application/json' };
-    let body: RequestInit['body'];
+    let body: RequestBody['body'];
     if (spec.json !== undefined) {
       body = JSON.stringify(spec.json);
       headers['content-type'] = 'application/json';
     } else if (spec.body) {
       // Streamed, with its length known, so no chunked encoding is asked of Salesforce.
-      body = spec.body.open();
+      body = Readable.from(spec.body.open(), { objectMode: false });
       headers['content-length'] = String(spec.body.length);
       if (spec.contentType) headers['content-type'] = spec.contentType;
     }
     const timeoutMs = spec.timeoutMs ?? this.requestTimeoutMs;
-    return this.fetchJson(
-      spec.operation,
-      `${token.instanceUrl}/services/data/${this.settings.apiVersion}${spec.path}`,
-      { method: spec.method, headers, body, ...(spec.body ? { duplex: 'half' as const } : {}) },
-      timeoutMs,
-    );
+    return this.requestJson(spec.operation, `${token.instanceUrl}/services/data/${this.settings.apiVersion}${spec.path}`, { method: spec.method, headers, body }, timeoutMs);
   }
 
-  /** fetch with a timeout; network failures become retryable DESTINATION_FAILED errors. */
-  private async fetchJson(operation: string, url: string, init: RequestInit, timeoutMs: number): Promise<ApiResponse> {
+  /**
+   * A request with a timeout; network failures become retryable DESTINATION_FAILED errors.
+   * undici's request rather than its fetch: a fraction of the work per call (no WHATWG streams,
+   * Headers or Response). It follows no redirect: a 3xx is an answer like any other, and no
+   * token goes to another host.
+   */
+  private async requestJson(operation: string, url: string, init: RequestBody, timeoutMs: number): Promise<ApiResponse> {
     try {
       // Through the dispatcher whose connections go only to checked addresses.
-      const response = await fetch(url, { ...init, redirect: 'error', signal: AbortSignal.timeout(timeoutMs), ...(this.deps.connections ? { dispatcher: this.deps.connections.dispatcher } : {}) });
-      this.recordUsage(response.headers.get('sforce-limit-info'));
-      const text = await response.text();
+      const response = await request(url, { ...init, signal: AbortSignal.timeout(timeoutMs), ...(this.deps.connections ? { dispatcher: this.deps.connections.dispatcher } : {}) });
+      this.recordUsage(headerValue(response.headers['sforce-limit-info']));
+      const text = await response.body.text();
       let body: unknown;
       try {
         body = text ? JSON.parse(text) : undefined;
       } catch {
         body = undefined;
       }
-      return { status: response.status, body };
+      return { status: response.statusCode, body };
     } catch (error) {
-      // A refused address, or an artifact that failed its check while it was sent, says more than "fetch failed".
+      // A refused address, or an artifact that failed its check while it was sent, says more than the request's own error.
       const own = ownCause(error);
       if (own) throw own;
       throw new GatewayError(ErrorCode.DESTINATION_FAILED, `Salesforce ${operation}: ${networkReason(error, timeoutMs)}`, { cause: error, details: { retryable: true } });
     }
   }
 
-  private recordUsage(header: string | null): void {
+  private recordUsage(header: string | undefined): void {
     const match = header && /api-usage=(\d+)\/(\d+)/.exec(header);
     if (!match) return;
     this.usage = { used: Number(match[1]), max: Number(match[2]) };
@@ -299,7 +300,7 @@ export class SalesforceApi {
       form.set('grant_type', 'urn:ietf:params:oauth:grant-type:jwt-bearer');
       form.set('assertion', assertion);
     }
-    const response = await this.fetchJson(
+    const response = await this.requestJson(
       'token request',
       `${loginUrl}/services/oauth2/token`,
       {
@@ -349,8 +350,12 @@ export function failure(operation: string, status: number, code: string): Gatewa
 /** What went wrong on the wire, without anything from the request. */
 function networkReason(error: unknown, timeoutMs: number): string {
   if (error instanceof DOMException && (error.name === 'TimeoutError' || error.name === 'AbortError')) return `no answer within ${timeoutMs} ms`;
-  const cause = (error as { cause?: { code?: string; name?: string } }).cause;
-  if (cause?.code === 'ECONNRESET' || cause?.code === 'UND_ERR_SOCKET') return 'connection reset';
-  if (cause?.code) return `network error ${cause.code}`;
+  // undici's request fails with the socket's error itself (its fetch put it under `cause`).
+  const code = (error as { code?: string }).code ?? (error as { cause?: { code?: string } }).cause?.code;
+  if (code === 'ECONNRESET' || code === 'UND_ERR_SOCKET') return 'connection reset';
+  if (code) return `network error ${code}`;
   return error instanceof Error ? error.name : 'network error';
 }
+
+/** What a request sends besides its URL. */
+type RequestBody = Pick<Dispatcher.RequestOptions, 'method' | 'headers' | 'body'>;

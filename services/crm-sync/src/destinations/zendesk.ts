@@ -184,7 +184,7 @@ export class ZendeskDestination implements Destination {
   }
 
   async close(): Promise<void> {
-    // fetch keeps no per-destination state to release.
+    // The requests keep no per-destination state to release.
   }
 
   /** "List Tickets" filtered by external_id: the ticket of an earlier attempt, if any. */

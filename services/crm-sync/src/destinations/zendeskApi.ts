@@ -1,6 +1,7 @@
-import { fetch, type Response } from 'undici';
+import { Readable } from 'node:stream';
+import { request, type Dispatcher } from 'undici';
 import { ErrorCode, GatewayError, retryAfterMs } from '@gateway/common';
-import { ownCause } from './network.js';
+import { headerValue, ownCause } from './network.js';
 import type { StreamedBody } from './streaming.js';
 import type { DestinationDeps } from './types.js';
 
@@ -71,30 +72,29 @@ export class ZendeskApi {
       headers['content-length'] = String(init.body.length);
     }
     for (let attempt = 0; ; attempt++) {
-      let response: Response;
-      let text: string;
+      let response: Answer;
       try {
         // Streamed bodies are opened per attempt: a 429 sends the part again.
-        const body = init.json !== undefined ? JSON.stringify(init.json) : init.body?.open();
-        // Redirects are refused: a moved account means a wrong subdomainUrl, and the credentials stay here.
-        response = await fetch(url, {
-          method,
+        const body = init.json !== undefined ? JSON.stringify(init.json) : init.body && Readable.from(init.body.open(), { objectMode: false });
+        // undici's request rather than its fetch: a fraction of the work per call (no WHATWG
+        // streams, Headers or Response). It follows no redirect: a moved account means a wrong
+        // subdomainUrl, its 3xx is refused below, and the credentials stay here.
+        const answer = await request(url, {
+          method: method as Dispatcher.HttpMethod,
           headers,
           body,
-          redirect: 'error',
           signal: AbortSignal.timeout(init.timeoutMs ?? this.options.requestTimeoutMs),
-          ...(init.body ? { duplex: 'half' as const } : {}),
           ...(this.deps.connections ? { dispatcher: this.deps.connections.dispatcher } : {}),
         });
-        text = await response.text();
+        response = { status: answer.statusCode, retryAfter: headerValue(answer.headers['retry-after']), text: await answer.body.text() };
       } catch (error) {
-        // A refused address, or an artifact that failed its check while it was sent, says more than "fetch failed".
+        // A refused address, or an artifact that failed its check while it was sent, says more than "the request failed".
         const own = ownCause(error);
         if (own) throw own;
         throw new GatewayError(ErrorCode.DESTINATION_FAILED, `Zendesk did not answer ${what}: ${networkFailure(error)}; will retry`, { cause: error });
       }
       if (response.status === 429) {
-        const waitMs = retryAfterMs(response.headers.get('retry-after')) ?? DEFAULT_RETRY_AFTER_MS;
+        const waitMs = retryAfterMs(response.retryAfter) ?? DEFAULT_RETRY_AFTER_MS;
         if (waitMs <= this.options.maxRetryAfterMs && attempt < this.options.maxRateLimitRetries) {
           this.deps.log.info({ waitMs, what }, 'Zendesk rate limit; waiting');
           await this.options.sleep(waitMs);
@@ -102,20 +102,27 @@ export class ZendeskApi {
         }
         throw new ZendeskHttpError(429, `Zendesk rate limit reached ${what}: retry after ${Math.ceil(waitMs / 1000)} s`, { retryAfterMs: waitMs });
       }
-      if (response.ok) {
+      if (response.status >= 200 && response.status < 300) {
         try {
-          return JSON.parse(text) as T;
+          return JSON.parse(response.text) as T;
         } catch (error) {
           throw new GatewayError(ErrorCode.DESTINATION_FAILED, `Zendesk answered ${what} with a body that is not JSON (HTTP ${response.status}): check subdomainUrl`, { cause: error });
         }
       }
-      throw httpFailure(what, response, text);
+      throw httpFailure(what, response);
     }
   }
 }
 
-function httpFailure(what: string, response: Response, text: string): ZendeskHttpError {
-  const status = response.status;
+/** What a request's answer brings back: its status, its Retry-After and its body. */
+interface Answer {
+  status: number;
+  retryAfter: string | undefined;
+  text: string;
+}
+
+function httpFailure(what: string, response: Answer): ZendeskHttpError {
+  const { status, text } = response;
   if (status === 401) return new ZendeskHttpError(status, `Zendesk refused the credentials ${what} (HTTP 401): check the email and API token`);
   if (status === 403) return new ZendeskHttpError(status, `Zendesk denied access ${what} (HTTP 403): the API user must be an agent or an admin`);
   let parsed: { error?: unknown; details?: unknown } = {};
@@ -137,7 +144,7 @@ function httpFailure(what: string, response: Response, text: string): ZendeskHtt
         : [];
     return new ZendeskHttpError(status, `Zendesk rejected ${what} (HTTP 422 ${code ?? 'invalid'}${fields.length ? `; ${fields.join('; ')}` : ''})`);
   }
-  const retryAfter = response.headers.get('retry-after');
+  const retryAfter = response.retryAfter;
   const details = retryAfter ? { retryAfterMs: retryAfterMs(retryAfter) ?? DEFAULT_RETRY_AFTER_MS } : {};
   if (status >= 500) return new ZendeskHttpError(status, `Zendesk failed ${what} (HTTP ${status}${code ? ` ${code}` : ''}); will retry`, details);
   if (status === 404) return new ZendeskHttpError(status, `Zendesk found nothing ${what} (HTTP 404${code ? ` ${code}` : ''}): check subdomainUrl`);
@@ -147,7 +154,8 @@ function httpFailure(what: string, response: Response, text: string): ZendeskHtt
 function networkFailure(error: unknown): string {
   const name = (error as { name?: string }).name;
   if (name === 'TimeoutError' || name === 'AbortError') return 'timed out';
-  const cause = (error as { cause?: { code?: unknown } }).cause;
-  if (typeof cause?.code === 'string' && /^[A-Z_]+$/.test(cause.code)) return `connection failed (${cause.code})`;
+  // undici's request fails with the socket's error itself (its fetch put it under `cause`).
+  const code = (error as { code?: unknown }).code ?? (error as { cause?: { code?: unknown } }).cause?.code;
+  if (typeof code === 'string' && /^[A-Z_]+$/.test(code)) return `connection failed (${code})`;
   return 'connection failed';
 }
