@@ -20,6 +20,16 @@ export const serviceNodeArgs = ['--import', 'tsx', '--import', '@gateway/common/
  * against a NatsServer or NatsCluster of the harness (by its `url`), it connects with its own
  * NATS identity: the server's certificate authority, its nkey and its client certificate.
  */
+/**
+ * The test runner's environment for a service, less what would make it act on the machine the
+ * tests run on: a runner inside a Kubernetes pod may have its own POD_NAME, whose Pod an SFU
+ * would then try to annotate (a test that wants it passes its own).
+ */
+function inheritedEnv(): NodeJS.ProcessEnv {
+  const { POD_NAME: _podName, POD_NAMESPACE: _podNamespace, ...rest } = process.env;
+  return rest;
+}
+
 export class ServiceProcess {
   private output = '';
   private exited: Promise<number | null>;
@@ -52,7 +62,7 @@ export class ServiceProcess {
   static async start(service: string, env: Record<string, string>, readyUrl: string, timeoutMs = 30_000, nodeArgs: readonly string[] = []): Promise<ServiceProcess> {
     const child = spawn(process.execPath, [...nodeArgs, ...serviceNodeArgs, `services/${service}/src/main.ts`], {
       cwd: repoRoot,
-      env: { ...process.env, LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'info', ...env },
+      env: { ...inheritedEnv(), LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'info', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const proc = new ServiceProcess(service, child, env);
