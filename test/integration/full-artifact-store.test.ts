@@ -7,11 +7,12 @@ import { parseAllDocuments } from 'yaml';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { ArtifactStore, buckets, catalog, DEMO_TENANT_KEK, GatewayError, sleepBackoff, StaticKeyring, streamNameOf } from '@gateway/common';
+import { ArtifactStore, buckets, catalog, DEMO_TENANT_KEK, GatewayError, isArtifactStoreFull, StaticKeyring, streamNameOf } from '@gateway/common';
 import { NatsServer, startCrmSyncProcess, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { scrapeMetrics } from '../support/metrics.js';
 import { TestClients } from '../support/wsClient.js';
 import { demoToken } from '../support/tokens.js';
+import { storeWhenRoom } from '../../services/recorder/src/assemble.js';
 
 const alertsPath = fileURLToPath(new URL('../../k8s/base/alerts.yaml', import.meta.url));
 
@@ -141,17 +142,18 @@ describe('a full artifact store', () => {
     expect(second.join.participant.participantId).toBeTruthy();
     expect((await (await new Kvm(admin).open(buckets.roomPlacement)).get(`demo.${room}`))?.operation).toBe('PUT');
 
-    // The refused artifact is written again with the backoff of deliveries, and is stored once crm-sync delivered one and made room.
-    const retried = (async () => {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          return await write(store, 256 * 1024);
-        } catch (error) {
-          if (!(error instanceof GatewayError && error.details.reason === 'storage_full') || attempt > 40) throw error;
-          await sleepBackoff(attempt, { initialMs: 100, maxMs: 1_000 });
-        }
-      }
-    })();
+    // The recorder writes a refused file again with a backoff, and it is stored once crm-sync delivered some and made room.
+    expect(isArtifactStoreFull(refused)).toBe(true);
+    let attempts = 0;
+    const retried = storeWhenRoom(
+      () => {
+        attempts++;
+        return write(store, 256 * 1024);
+      },
+      30_000,
+      { initialMs: 100, maxMs: 1_000 },
+    );
+    await waitFor(() => attempts >= 2, 10_000, 'a write refused while the store is full, then tried again');
     const delivered = await ArtifactStore.open(crmSyncNats, keyring);
     await delivered.delete('demo', written[0]!);
     await delivered.delete('demo', written[1]!);

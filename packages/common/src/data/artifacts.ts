@@ -117,6 +117,11 @@ function artifactStoreFull(store: string, cause: unknown): GatewayError {
   });
 }
 
+/** Whether a write was refused because its object store is full (to be written again once deliveries free room). */
+export function isArtifactStoreFull(error: unknown): boolean {
+  return error instanceof GatewayError && error.details.reason === 'storage_full';
+}
+
 /** Artifacts whose location a store remembers from their last read, for their deletion (oldest forgotten first). */
 const REMEMBERED_LOCATIONS = 4_096;
 
