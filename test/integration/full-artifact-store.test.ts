@@ -49,9 +49,10 @@ describe('a full artifact store', () => {
   const written: string[] = [];
 
   const streamInfo = async (name: string) => (await jetstreamManager(admin)).streams.info(name);
-  const write = (store: ArtifactStore, bytes: number) => {
+  /** An artifact written as the recorder writes one: its size given when known (`sized`). */
+  const write = (store: ArtifactStore, bytes: number, sized = false) => {
     const artifactId = `AR_${randomBytes(8).toString('hex')}`;
-    return store.put('demo', artifactId, Readable.from([randomBytes(bytes)]), 'audio/webm').then(() => {
+    return store.put('demo', artifactId, Readable.from([randomBytes(bytes)]), 'audio/webm', sized ? { sizeBytes: bytes } : {}).then(() => {
       written.push(artifactId);
       return artifactId;
     });
@@ -144,11 +145,15 @@ describe('a full artifact store', () => {
 
     // The recorder writes a refused file again with a backoff, and it is stored once crm-sync delivered some and made room.
     expect(isArtifactStoreFull(refused)).toBe(true);
+    // A write of known size is refused before any of its chunks land: a writer that may not purge would leave them taking room.
+    const bytesWhenFull = (await streamInfo(artifactsStream)).state.bytes;
+    await expect(write(store, 256 * 1024, true)).rejects.toSatisfy(isArtifactStoreFull);
+    expect((await streamInfo(artifactsStream)).state.bytes).toBe(bytesWhenFull);
     let attempts = 0;
     const retried = storeWhenRoom(
       () => {
         attempts++;
-        return write(store, 256 * 1024);
+        return write(store, 256 * 1024, true);
       },
       30_000,
       { initialMs: 100, maxMs: 1_000 },

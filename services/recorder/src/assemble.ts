@@ -136,7 +136,7 @@ export async function assembleRecording(options: AssemblyOptions): Promise<{ art
       const artifactId = newId('AR');
       const start = (part - 1) * options.maxPartBytes;
       const end = Math.min(size, start + options.maxPartBytes) - 1;
-      await storeWhenRoom(() => store.put(recording.tenant, artifactId, createReadStream(file, { start, end }), output.contentType));
+      await storeWhenRoom(() => store.put(recording.tenant, artifactId, createReadStream(file, { start, end }), output.contentType, { sizeBytes: end - start + 1 }));
       artifacts.push({
         artifactId,
         kind: output.kind,

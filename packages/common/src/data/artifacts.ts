@@ -198,9 +198,20 @@ export class ArtifactStore {
     return this.put(tenant, artifactId, createReadStream(path), contentType);
   }
 
-  /** Encrypts a stream segment by segment (constant memory, whatever its length) and stores it. */
-  async put(tenant: string, artifactId: string, plaintext: Readable, contentType: string): Promise<StoredArtifact> {
+  /**
+   * Encrypts a stream segment by segment (constant memory, whatever its length) and stores it.
+   * `sizeBytes`, when the writer knows it: a store without room for it refuses at once (storage
+   * full) rather than after some chunks landed, which a writer that may not purge its store (the
+   * recorder's recordings: only crm-sync deletes them) would leave there, taking the room
+   * deliveries free.
+   */
+  async put(tenant: string, artifactId: string, plaintext: Readable, contentType: string, options: { sizeBytes?: number } = {}): Promise<StoredArtifact> {
     const name = objectName(tenant, artifactId);
+    const [space] = this.writeSpace;
+    if (options.sizeBytes !== undefined && !(await this.hasRoom(artifactSpaces[space], options.sizeBytes))) {
+      plaintext.destroy();
+      throw artifactStoreFull(artifactSpaces[space], undefined);
+    }
     const dataKey = randomBytes(32);
     const noncePrefix = newNoncePrefix();
     const hash = createHash('sha256');
@@ -209,7 +220,7 @@ export class ArtifactStore {
       hash.update(segment);
       size += segment.length;
     });
-    const [space, objects] = this.writeSpace;
+    const objects = this.writeSpace[1];
     try {
       await objects
         .put({ name, metadata: { tenant, contentType } }, Readable.toWeb(Readable.from(sealed, { objectMode: false, highWaterMark: 1 })) as ReadableStream<Uint8Array>)
@@ -332,6 +343,15 @@ export class ArtifactStore {
   private async atLimit(bucket: string): Promise<boolean> {
     const info = await (await this.jsm()).streams.info(`OBJ_${bucket}`).catch(() => undefined);
     return !!info && info.config.max_bytes > 0 && info.config.max_bytes - info.state.bytes < 2 * OBJECT_CHUNK_BYTES;
+  }
+
+  /** Whether an object store has room for `plaintextBytes` once sealed and chunked (a store that cannot be read is given the benefit of the doubt). */
+  private async hasRoom(bucket: string, plaintextBytes: number): Promise<boolean> {
+    const info = await (await this.jsm()).streams.info(`OBJ_${bucket}`).catch(() => undefined);
+    if (!info || !(info.config.max_bytes > 0)) return true;
+    // Sealing and chunk headers add well under 1 %; the object's meta record a few hundred bytes.
+    const needed = Math.ceil(plaintextBytes * 1.01) + OBJECT_CHUNK_BYTES;
+    return info.config.max_bytes - info.state.bytes >= needed;
   }
 
   private jsm(): Promise<JetStreamManager> {
