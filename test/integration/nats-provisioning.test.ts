@@ -61,6 +61,17 @@ describe('JetStream provisioning', () => {
     expect((await infoOf(`KV_${buckets.participants}`)).config.max_msg_size).toBe(64 * 1024);
   }, 60_000);
 
+  it('refuses limits that add up to more than the budget, creating nothing', async () => {
+    const failure = await provision({ gateway_artifacts: { maxBytes: '1000MiB' } }).then(
+      () => 'provisioned',
+      (error: unknown) => String(error),
+    );
+    expect(failure).toMatch(/the size limits add up to \d+ bytes \(artifacts \d+, hot state \d+, the rest \d+\), more than \d+ of NATS_STORAGE_BUDGET/);
+    const names: string[] = [];
+    for await (const name of (await jetstreamManager(admin)).streams.names()) names.push(name);
+    expect(names).toEqual([]);
+  }, 60_000);
+
   it("refuses a KV value over its bucket's limit", async () => {
     await provision({ gateway_participants: { maxValueBytes: '64KiB' } });
     const signaling = await nats.connect('signaling');

@@ -145,6 +145,18 @@ describe('NATS Helm values (deploy/nats)', () => {
     expect(gib(provisioning('dev').NATS_STORAGE_BUDGET!)).toBeLessThan(gib(dev.config.jetstream.fileStore.pvc.size));
   });
 
+  it('reject servers spread over zones only where it is convenient, or not over nodes', () => {
+    const loose = values();
+    loose.podTemplate.topologySpreadConstraints['topology.kubernetes.io/zone'].whenUnsatisfiable = 'ScheduleAnyway';
+    expect(messages(checkNatsValues(loose)).join('\n')).toMatch(/not spread strictly over topology\.kubernetes\.io\/zone/);
+    const unspread = values();
+    delete unspread.podTemplate.topologySpreadConstraints['kubernetes.io/hostname'];
+    expect(messages(checkNatsValues(unspread)).join('\n')).toMatch(/not spread strictly over kubernetes\.io\/hostname/);
+    // Development's one server drops only the zone constraint, and nothing of production's.
+    const dev = parse(read('deploy/nats/values-dev.yaml'));
+    expect(dev.podTemplate.topologySpreadConstraints).toEqual({ 'topology.kubernetes.io/zone': null });
+  });
+
   it('rejects a single server without a disruption budget, and a PodMonitor Prometheus does not select', () => {
     const broken = values();
     broken.config.cluster.replicas = 1;

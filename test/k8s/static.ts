@@ -284,6 +284,13 @@ export function checkNatsValues(values: Json): Violation[] {
   if (podMonitor?.enabled !== true || podMonitor?.merge?.metadata?.labels?.[prometheusRelease.label] !== prometheusRelease.value)
     add(`no PodMonitor with the label ${prometheusRelease.label}: ${prometheusRelease.value} the k8s/ objects carry (promExporter.podMonitor.merge.metadata.labels)`);
   if (values?.podTemplate?.merge?.spec?.securityContext?.runAsNonRoot !== true) add('the pods do not run as non-root');
+  // Three servers in three zones, strictly: two in one zone would lose the quorum with that zone.
+  const spread = values?.podTemplate?.topologySpreadConstraints ?? {};
+  for (const key of ['kubernetes.io/hostname', 'topology.kubernetes.io/zone']) {
+    const constraint = spread[key];
+    if (constraint?.whenUnsatisfiable !== 'DoNotSchedule' || constraint?.maxSkew !== 1)
+      add(`the servers are not spread strictly over ${key} (podTemplate.topologySpreadConstraints: maxSkew 1, whenUnsatisfiable DoNotSchedule)`);
+  }
   // A closed inside: TLS for clients, client certificates verified, the users and permissions
   // of packages/common/src/jetstream/access.ts with the public keys from the environment.
   const tls = config.nats?.tls;

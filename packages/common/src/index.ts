@@ -130,7 +130,7 @@ export { ApiKeyStore, type ApiKeyView, type ApiKeyWithSecret, MAX_API_KEYS_PER_T
 export { API_KEY_CACHE_MS, TenantAuth, type TenantCredentials } from './tenants/TenantAuth.js';
 
 // What we hold of end users until delivery, and how it is protected.
-export { type ArtifactContent, type ArtifactSpace, ArtifactStore, dataKeyName } from './data/artifacts.js';
+export { type ArtifactContent, type ArtifactSpace, ArtifactStore, dataKeyName, isArtifactStoreFull } from './data/artifacts.js';
 export { SEGMENT_BYTES } from './data/sealedSegments.js';
 export { openJson, type SealedValue, sealJson } from './data/sealedJson.js';
 export { defaultRedactionPolicy, redact, type RedactionPolicy } from './data/redaction.js';

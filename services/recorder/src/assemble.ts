@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import { stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Artifact, RecordingJobRecord } from '@gateway/proto/gateway/recorder/v1/recorder';
-import { childProcessEnv, newId, type ArtifactStore } from '@gateway/common';
+import { type Backoff, childProcessEnv, isArtifactStoreFull, newId, sleepBackoff, type ArtifactStore } from '@gateway/common';
 import { concatList, lastLogLine, mp4Args, remuxArgs, voiceEncodeArgs, voiceMixArgs, type AssemblyInput } from './ffmpeg.js';
 
 /** Runs ffmpeg or ffprobe with a child's minimal environment; rejects with its stderr on failure. */
@@ -136,7 +136,7 @@ export async function assembleRecording(options: AssemblyOptions): Promise<{ art
       const artifactId = newId('AR');
       const start = (part - 1) * options.maxPartBytes;
       const end = Math.min(size, start + options.maxPartBytes) - 1;
-      await store.put(recording.tenant, artifactId, createReadStream(file, { start, end }), output.contentType);
+      await storeWhenRoom(() => store.put(recording.tenant, artifactId, createReadStream(file, { start, end }), output.contentType, { sizeBytes: end - start + 1 }));
       artifacts.push({
         artifactId,
         kind: output.kind,
@@ -149,6 +149,27 @@ export async function assembleRecording(options: AssemblyOptions): Promise<{ art
     }
   }
   return { artifacts, problem: problems.join('; ') };
+}
+
+/**
+ * How long a recording's files wait for room in a full artifact store before the recording
+ * fails. The store fills when crm-sync cannot deliver (a CRM down), and frees room as it
+ * delivers again; meanwhile the files stay in the job's folder and the storage alert is firing.
+ */
+export const STORE_FULL_WAIT_MS = 15 * 60_000;
+const STORE_FULL_BACKOFF: Backoff = { initialMs: 1_000, maxMs: 30_000 };
+
+/** Stores with `put`, written again with a backoff while the store is full, up to `waitMs`. */
+export async function storeWhenRoom<T>(put: () => Promise<T>, waitMs = STORE_FULL_WAIT_MS, backoff = STORE_FULL_BACKOFF): Promise<T> {
+  const deadline = Date.now() + waitMs;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await put();
+    } catch (error) {
+      if (!isArtifactStoreFull(error) || Date.now() >= deadline) throw error;
+      await sleepBackoff(attempt, backoff);
+    }
+  }
 }
 
 async function durationMs(ffprobe: string, file: string): Promise<number> {

@@ -94,6 +94,34 @@ const deliveredSpaces: ArtifactSpace[] = ['recordings', 'conversations'];
 /** How often a read of an artifact's bytes checks that the artifact is not being deleted. */
 const DELETE_CHECK_MS = 2_000;
 
+/** The object store client's chunk size: a write is refused when the next chunk does not fit. */
+const OBJECT_CHUNK_BYTES = 128 * 1024;
+
+/** How JetStream refuses a write to a stream at its size limit (discard "new", catalog.ts). */
+const STORE_FULL = /maximum bytes exceeded|resource limits exceeded|insufficient storage/i;
+
+function storeFull(error: unknown): boolean {
+  return error instanceof Error && (STORE_FULL.test(error.message) || (error.cause instanceof Error && STORE_FULL.test(error.cause.message)));
+}
+
+/**
+ * A write refused because the object store of its space is at its limit: a passing state (it
+ * drains as crm-sync delivers) the writer retries later, as a delivery is. The store's own
+ * limit keeps it from taking the room of live calls' state; its fill raises
+ * GatewayJetStreamStorageFull (k8s/base/alerts.yaml).
+ */
+function artifactStoreFull(store: string, cause: unknown): GatewayError {
+  return new GatewayError(ErrorCode.UNAVAILABLE, `the object store ${store} is full: write again once deliveries free room`, {
+    cause,
+    details: { reason: 'storage_full', store },
+  });
+}
+
+/** Whether a write was refused because its object store is full (to be written again once deliveries free room). */
+export function isArtifactStoreFull(error: unknown): boolean {
+  return error instanceof GatewayError && error.details.reason === 'storage_full';
+}
+
 /** Artifacts whose location a store remembers from their last read, for their deletion (oldest forgotten first). */
 const REMEMBERED_LOCATIONS = 4_096;
 
@@ -170,9 +198,20 @@ export class ArtifactStore {
     return this.put(tenant, artifactId, createReadStream(path), contentType);
   }
 
-  /** Encrypts a stream segment by segment (constant memory, whatever its length) and stores it. */
-  async put(tenant: string, artifactId: string, plaintext: Readable, contentType: string): Promise<StoredArtifact> {
+  /**
+   * Encrypts a stream segment by segment (constant memory, whatever its length) and stores it.
+   * `sizeBytes`, when the writer knows it: a store without room for it refuses at once (storage
+   * full) rather than after some chunks landed, which a writer that may not purge its store (the
+   * recorder's recordings: only crm-sync deletes them) would leave there, taking the room
+   * deliveries free.
+   */
+  async put(tenant: string, artifactId: string, plaintext: Readable, contentType: string, options: { sizeBytes?: number } = {}): Promise<StoredArtifact> {
     const name = objectName(tenant, artifactId);
+    const [space] = this.writeSpace;
+    if (options.sizeBytes !== undefined && !(await this.hasRoom(artifactSpaces[space], options.sizeBytes))) {
+      plaintext.destroy();
+      throw artifactStoreFull(artifactSpaces[space], undefined);
+    }
     const dataKey = randomBytes(32);
     const noncePrefix = newNoncePrefix();
     const hash = createHash('sha256');
@@ -181,9 +220,13 @@ export class ArtifactStore {
       hash.update(segment);
       size += segment.length;
     });
-    const [space, objects] = this.writeSpace;
+    const objects = this.writeSpace[1];
     try {
-      await objects.put({ name, metadata: { tenant, contentType } }, Readable.toWeb(Readable.from(sealed, { objectMode: false, highWaterMark: 1 })) as ReadableStream<Uint8Array>);
+      await objects
+        .put({ name, metadata: { tenant, contentType } }, Readable.toWeb(Readable.from(sealed, { objectMode: false, highWaterMark: 1 })) as ReadableStream<Uint8Array>)
+        .catch(async (error: unknown) => {
+          throw storeFull(error) || (await this.atLimit(artifactSpaces[space])) ? artifactStoreFull(artifactSpaces[space], error) : error;
+        });
       const record: DataKeyRecord = {
         format: 'segmented-v1',
         wrapped: await this.keyring.wrap(tenant, dataKey),
@@ -290,6 +333,25 @@ export class ArtifactStore {
     this.locations.delete(name);
     this.locations.set(name, location);
     if (this.locations.size > REMEMBERED_LOCATIONS) this.locations.delete(this.locations.keys().next().value!);
+  }
+
+  /**
+   * Whether an object store is at its limit: less room left than a chunk. The client's clean-up
+   * of a refused write (a purge of its chunks, which a writer may not do: only the deleting
+   * service may purge) hides JetStream's own answer, so the store's fill says it.
+   */
+  private async atLimit(bucket: string): Promise<boolean> {
+    const info = await (await this.jsm()).streams.info(`OBJ_${bucket}`).catch(() => undefined);
+    return !!info && info.config.max_bytes > 0 && info.config.max_bytes - info.state.bytes < 2 * OBJECT_CHUNK_BYTES;
+  }
+
+  /** Whether an object store has room for `plaintextBytes` once sealed and chunked (a store that cannot be read is given the benefit of the doubt). */
+  private async hasRoom(bucket: string, plaintextBytes: number): Promise<boolean> {
+    const info = await (await this.jsm()).streams.info(`OBJ_${bucket}`).catch(() => undefined);
+    if (!info || !(info.config.max_bytes > 0)) return true;
+    // Sealing and chunk headers add well under 1 %; the object's meta record a few hundred bytes.
+    const needed = Math.ceil(plaintextBytes * 1.01) + OBJECT_CHUNK_BYTES;
+    return info.config.max_bytes - info.state.bytes >= needed;
   }
 
   private jsm(): Promise<JetStreamManager> {

@@ -14,6 +14,11 @@ import { buckets, streams } from '../nats/subjects.js';
  * entry refuses new writes (discard "new") rather than dropping what is stored: a dropped event
  * or key would be a recording lost undelivered. crm-sync exports the fill of each
  * (gateway_jetstream_stream_bytes / _max_bytes) and an alert fires at 80 % (k8s/base/alerts.yaml).
+ *
+ * The limits together stay within the budget (storageProblem; provisioning refuses a sum above
+ * it), and the budget within the JetStream volume (test/k8s): a full object store of artifacts
+ * (a CRM that does not take deliveries for days) then refuses its own writes only, and the hot
+ * state of live calls (`hot`) keeps the room it was given.
  */
 
 /**
@@ -34,6 +39,11 @@ interface Common {
   /** Share of NATS_STORAGE_BUDGET this entry may hold, when NATS_STORAGE_LIMITS names no size. */
   share: number;
   lifecycle: Lifecycle;
+  /**
+   * What live calls read and write (registries, placement, sessions, leases): a write refused
+   * here fails a heartbeat or a join, so it must never wait for room that artifacts took.
+   */
+  hot?: boolean;
 }
 
 export interface StreamEntry extends Common {
@@ -150,10 +160,20 @@ export const catalog: readonly CatalogEntry[] = [
   ),
   stream(streams.alerts, 'alerts for the operators', { writer: 'crm-sync', deletedBy: 'nobody: ages out' }, { share: 0.005, maxAgeMs: 30 * day, keep: true, maxMessageBytes: 64 * KiB }),
   stream(streams.audit, 'audit records (counts only), kept', { writer: 'crm-sync', deletedBy: 'nobody: kept (counts only, no personal data)' }, { keep: true, maxMessageBytes: 64 * KiB }),
-  kv(buckets.sfuNodes, 'SFU node registry', { writer: 'sfu', deletedBy: 'the node when it stops; expires without heartbeat' }, { ttlMs: NODE_REGISTRY_TTL_MS, maxValueBytes: 16 * KiB }),
-  kv(buckets.recorderNodes, 'recorder node registry', { writer: 'recorder', deletedBy: 'the node when it stops; expires without heartbeat' }, { ttlMs: NODE_REGISTRY_TTL_MS, maxValueBytes: 16 * KiB }),
-  kv(buckets.roomPlacement, 'room placement on SFU nodes', { writer: 'signaling', deletedBy: `signaling ${roomEnd}, or when its node is gone` }, { ttlMs: ROOM_BACKSTOP_MS, maxValueBytes: 1 * KiB }),
-  kv(buckets.signalingReplicas, 'signaling replicas alive', { writer: 'signaling', deletedBy: 'expires without heartbeat' }, { ttlMs: SIGNALING_REPLICA_TTL_MS, maxValueBytes: 64 * KiB }),
+  kv(buckets.sfuNodes, 'SFU node registry', { writer: 'sfu', deletedBy: 'the node when it stops; expires without heartbeat' }, { hot: true, ttlMs: NODE_REGISTRY_TTL_MS, maxValueBytes: 16 * KiB }),
+  kv(
+    buckets.recorderNodes,
+    'recorder node registry',
+    { writer: 'recorder', deletedBy: 'the node when it stops; expires without heartbeat' },
+    { hot: true, ttlMs: NODE_REGISTRY_TTL_MS, maxValueBytes: 16 * KiB },
+  ),
+  kv(
+    buckets.roomPlacement,
+    'room placement on SFU nodes',
+    { writer: 'signaling', deletedBy: `signaling ${roomEnd}, or when its node is gone` },
+    { hot: true, ttlMs: ROOM_BACKSTOP_MS, maxValueBytes: 1 * KiB },
+  ),
+  kv(buckets.signalingReplicas, 'signaling replicas alive', { writer: 'signaling', deletedBy: 'expires without heartbeat' }, { hot: true, ttlMs: SIGNALING_REPLICA_TTL_MS, maxValueBytes: 64 * KiB }),
   // A participant record grows with the participant's consumers. Records are written when their
   // session changes, not refreshed: the room backstop removes one that every sweep missed (a
   // replica that died while no other ran).
@@ -161,13 +181,13 @@ export const catalog: readonly CatalogEntry[] = [
     buckets.participants,
     'live participants',
     { writer: 'signaling', deletedBy: "signaling when the participant leaves (the record's message erased: no delete marker); another replica's sweep when its replica's liveness key expired" },
-    { ttlMs: ROOM_BACKSTOP_MS, maxValueBytes: 256 * KiB, share: 0.01 },
+    { hot: true, ttlMs: ROOM_BACKSTOP_MS, maxValueBytes: 256 * KiB, share: 0.01 },
   ),
   kv(
     buckets.roomSessions,
     'sessions of live rooms, participants sealed',
     { writer: 'signaling', deletedBy: `signaling ${roomEnd}, once session.ended is out; any replica's sweep finishes the rooms of a stopped one` },
-    { ttlMs: ROOM_BACKSTOP_MS, maxValueBytes: 512 * KiB, share: 0.01 },
+    { hot: true, ttlMs: ROOM_BACKSTOP_MS, maxValueBytes: 512 * KiB, share: 0.01 },
   ),
   // Refreshed every 5 s while the recording runs.
   kv(
@@ -185,7 +205,7 @@ export const catalog: readonly CatalogEntry[] = [
     buckets.tokenSessions,
     'live sessions of each join token; tokens revoked and rooms closed by the room API',
     { writer: 'signaling', deletedBy: 'signaling when the session ends; a revocation or closed room when read after its end' },
-    { ttlMs: 8 * day, maxValueBytes: 1 * KiB },
+    { hot: true, ttlMs: 8 * day, maxValueBytes: 1 * KiB },
   ),
   kv(buckets.uploadLeases, 'Smart Action uploads in progress', { writer: 'signaling', deletedBy: 'signaling when the upload ends' }, { ttlMs: 5 * minute, maxValueBytes: 1 * KiB }),
   kv(buckets.deviceKeys, "end users' device keys", { writer: 'signaling', deletedBy: 'crm-sync on erasure of the end user (kept until then: a device key outlives calls by design)' }),
@@ -200,13 +220,13 @@ export const catalog: readonly CatalogEntry[] = [
     buckets.routingLeases,
     'which routing replica decides for each tenant',
     { writer: 'routing', deletedBy: 'the replica when it stops; expires without refresh' },
-    { ttlMs: ROUTING_LEASE_TTL_MS, maxValueBytes: 1 * KiB },
+    { hot: true, ttlMs: ROUTING_LEASE_TTL_MS, maxValueBytes: 1 * KiB },
   ),
   kv(
     buckets.routingState,
     "agents' states and waiting contacts, contact details sealed",
     { writer: 'routing', deletedBy: 'routing when the contact ends (its record goes to crm-sync); an agent removed from the directory' },
-    { ttlMs: 2 * day, maxValueBytes: 16 * KiB, share: 0.01 },
+    { hot: true, ttlMs: 2 * day, maxValueBytes: 16 * KiB, share: 0.01 },
   ),
   kv(
     buckets.apiKeys,
@@ -244,7 +264,7 @@ export const catalog: readonly CatalogEntry[] = [
     kind: 'objects',
     bucket: buckets.artifacts,
     description: 'encrypted recordings until delivered',
-    share: 0.5,
+    share: 0.45,
     maxAgeMs: DELIVERY_BACKSTOP_MS,
     lifecycle: { writer: 'recorder', deletedBy: delivered },
   },
@@ -260,7 +280,7 @@ export const catalog: readonly CatalogEntry[] = [
     kind: 'objects',
     bucket: buckets.recordingSegments,
     description: 'encrypted segments of recordings in progress',
-    share: 0.2,
+    share: 0.15,
     maxAgeMs: 7 * day,
     lifecycle: { writer: 'recorder', deletedBy: 'recorder once the recording is assembled (a failed delete is retried, then left to the residue sweep)' },
   },
@@ -315,7 +335,7 @@ export const catalogShape = {
   NATS_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
   /** Storage shared out among every stream, bucket and object store by its share (catalog.ts). */
   NATS_STORAGE_BUDGET: byteSize().default(40 * GiB),
-  /** JSON: sizes of particular entries, {"gateway_artifacts": {"maxBytes": "30GiB"}, "gateway_participants": {"maxValueBytes": "128KiB"}}. */
+  /** JSON: sizes of particular entries, {"gateway_artifacts": {"maxBytes": "16GiB"}, "gateway_participants": {"maxValueBytes": "128KiB"}}. */
   NATS_STORAGE_LIMITS: z
     .string()
     .optional()
@@ -344,6 +364,33 @@ export const catalogShape = {
 
 export function catalogSettings(values: { NATS_REPLICAS: number; NATS_STORAGE_BUDGET: number; NATS_STORAGE_LIMITS: Record<string, StorageLimits> }): CatalogSettings {
   return { replicas: values.NATS_REPLICAS, budgetBytes: values.NATS_STORAGE_BUDGET, limits: values.NATS_STORAGE_LIMITS };
+}
+
+/**
+ * Part of the budget no entry's share gives out: JetStream's own files (indexes, a KV key's
+ * delete markers, blocks not yet compacted) take room beyond the bytes a stream counts.
+ */
+export const STORAGE_HEADROOM_SHARE = 0.05;
+
+/** The bytes the limits of the catalog add up to: the hot state of live calls, the artifacts (object stores) and the rest. */
+export function storagePlan(settings: CatalogSettings, entries: readonly CatalogEntry[] = catalog): { hotBytes: number; artifactBytes: number; otherBytes: number; totalBytes: number } {
+  const sum = (selected: readonly CatalogEntry[]) => selected.reduce((total, entry) => total + maxBytesOf(entry, settings), 0);
+  const hotBytes = sum(entries.filter((entry) => entry.hot === true));
+  const artifactBytes = sum(entries.filter((entry) => entry.kind === 'objects'));
+  const otherBytes = sum(entries.filter((entry) => entry.hot !== true && entry.kind !== 'objects'));
+  return { hotBytes, artifactBytes, otherBytes, totalBytes: hotBytes + artifactBytes + otherBytes };
+}
+
+/**
+ * Why the limits do not fit the budget, or undefined when they do. Limits above it would let
+ * full artifacts take the room of the hot state on a volume sized for the budget: a full volume
+ * refuses every write, heartbeats included, and every call ends.
+ */
+export function storageProblem(settings: CatalogSettings, entries: readonly CatalogEntry[] = catalog): string | undefined {
+  const plan = storagePlan(settings, entries);
+  const usable = Math.floor(settings.budgetBytes * (1 - STORAGE_HEADROOM_SHARE));
+  if (plan.totalBytes <= usable) return undefined;
+  return `the size limits add up to ${plan.totalBytes} bytes (artifacts ${plan.artifactBytes}, hot state ${plan.hotBytes}, the rest ${plan.otherBytes}), more than ${usable} of NATS_STORAGE_BUDGET (${settings.budgetBytes} less ${STORAGE_HEADROOM_SHARE * 100} % for JetStream's own files): lower NATS_STORAGE_LIMITS or raise the budget`;
 }
 
 /** An entry's size limit: set by name, or its share of the budget. */

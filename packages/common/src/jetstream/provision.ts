@@ -1,6 +1,7 @@
 import { JetStreamApiCodes, JetStreamApiError, jetstreamManager, type StreamConfig } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { catalog, streamConfigOf, type CatalogEntry, type CatalogSettings } from './catalog.js';
+import { ErrorCode, GatewayError } from '../errors.js';
+import { catalog, storageProblem, streamConfigOf, type CatalogEntry, type CatalogSettings } from './catalog.js';
 
 /**
  * Creates or updates every stream, KV bucket and object store of the catalog, with the admin
@@ -41,6 +42,8 @@ const managedFields = [
 const same = (a: unknown, b: unknown) => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
 
 export async function provisionJetStream(nc: NatsConnection, settings: CatalogSettings, entries: readonly CatalogEntry[] = catalog): Promise<ProvisionResult[]> {
+  const problem = storageProblem(settings, entries);
+  if (problem) throw new GatewayError(ErrorCode.CONFIG_INVALID, problem);
   const jsm = await jetstreamManager(nc);
   const results: ProvisionResult[] = [];
   for (const entry of entries) {
