@@ -9,7 +9,7 @@ set -eu
 : "${TURN_SECRET_DIR:=/etc/turn/secret}"
 : "${TURN_RUN_DIR:=/run/turn}"
 private=${TURN_PRIVATE_IP:?the node address coturn listens and relays on (status.hostIP)}
-peers=${TURN_ALLOWED_PEER_RANGE:?the media nodes address range coturn may relay to}
+peers=${TURN_ALLOWED_PEER_RANGE:?the media nodes address range coturn may relay to, or none}
 
 # The public address clients reach this node at, where the cloud maps it onto the private one
 # (1:1 NAT: EKS, GKE and AKS nodes with public addresses): from the instance metadata, or given.
@@ -34,7 +34,8 @@ conf="$TURN_RUN_DIR/turnserver.conf"
   echo "listening-ip=$private"
   echo "relay-ip=$private"
   if [ -n "$public" ]; then echo "external-ip=$public/$private"; fi
-  echo "allowed-peer-ip=$peers"
+  # "none": the SFUs are reached at their public addresses only (which no private range denies).
+  if [ "$peers" != none ]; then echo "allowed-peer-ip=$peers"; fi
   echo "pidfile=$TURN_RUN_DIR/turnserver.pid"
   found=
   for file in "$TURN_SECRET_DIR"/*; do

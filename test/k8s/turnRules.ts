@@ -127,7 +127,7 @@ export const turnRules: Rule = (objects) => {
     if (config.options.has('allow-loopback-peers')) add('allow-loopback-peers: the node itself would be a peer');
     const env = resolveEnv(container, w.namespace, objects, true);
     const allowed = env.entries.get('TURN_ALLOWED_PEER_RANGE')?.value;
-    if (!allowed || !/^[0-9a-fA-F:.]+-[0-9a-fA-F:.]+$/.test(allowed)) add(`TURN_ALLOWED_PEER_RANGE is ${allowed ?? 'unset'}, not the media nodes' range (first-last)`);
+    if (!allowed || !(allowed === 'none' || /^[0-9a-fA-F:.]+-[0-9a-fA-F:.]+$/.test(allowed))) add(`TURN_ALLOWED_PEER_RANGE is ${allowed ?? 'unset'}, not the media nodes' range (first-last) or none`);
 
     // Ports: the declared ones, and the relay range apart from the SFU's.
     const ports: Json[] = container.ports ?? [];
