@@ -1,5 +1,9 @@
 #!/bin/sh
-# Writes coturn's configuration and runs it in the foreground: the ConfigMap's file
+# Writes coturn's configuration, then runs the command given (the image's CMD: turnserver), if
+# any. On Kubernetes an init container runs it without a command and the coturn container execs
+# turnserver itself: with no privilege escalation (no_new_privs) a process keeps no capability
+# across an exec from a shell, so turnserver's file capability to bind 443 holds only when the
+# runtime starts it directly. The configuration: the ConfigMap's file
 # (TURN_CONFIG_FILE, no secret in it), the node's addresses, the peers it may relay to, and one
 # static-auth-secret line per file of the mounted Secret (TURN_SECRET_DIR: "secret", and during a
 # rotation "previous"; coturn accepts a credential signed with any of them). The result is
@@ -45,4 +49,4 @@ conf="$TURN_RUN_DIR/turnserver.conf"
   done
   [ -n "$found" ] || { echo "no secret in $TURN_SECRET_DIR" >&2; exit 1; }
 } >"$conf"
-exec turnserver -c "$conf"
+if [ "$#" -gt 0 ]; then exec "$@"; fi

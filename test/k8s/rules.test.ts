@@ -407,7 +407,7 @@ describe('each deployment rule rejects what it is meant to', () => {
     it('the shared secret in an environment instead of a file', () => {
       caught(
         turnRules,
-        (o) => coturn(o).containers[0].env.push({ name: 'TURN_SECRET', valueFrom: { secretKeyRef: { name: 'turn-secret', key: 'secret' } } }),
+        (o) => (coturn(o).containers[0].env = [{ name: 'TURN_SECRET', valueFrom: { secretKeyRef: { name: 'turn-secret', key: 'secret' } } }]),
         /coturn: container coturn: the TURN secret is in the environment \(TURN_SECRET\)/,
       );
       caught(turnRules, (o) => setOption(o, 'static-auth-secret', 'in-the-config-map'), /static-auth-secret is in the ConfigMap/);
@@ -426,12 +426,18 @@ describe('each deployment rule rejects what it is meant to', () => {
 
     it('relays into the private network, or to anything', () => {
       caught(turnRules, (o) => setOption(o, 'denied-peer-ip', '0.0.0.0-0.255.255.255'), /denied-peer-ip=10.0.0.0-10.255.255.255 is missing/);
-      caught(turnRules, (o) => (find(o, 'ConfigMap', coturn(o).containers[0].envFrom[0].configMapRef.name).data.TURN_ALLOWED_PEER_RANGE = '10.0.0.0/8'), /TURN_ALLOWED_PEER_RANGE is 10.0.0.0\/8/);
+      caught(turnRules, (o) => (find(o, 'ConfigMap', coturn(o).initContainers[0].envFrom[0].configMapRef.name).data.TURN_ALLOWED_PEER_RANGE = '10.0.0.0/8'), /TURN_ALLOWED_PEER_RANGE is 10.0.0.0\/8/);
       caught(turnRules, (o) => setOption(o, 'no-cli', undefined), /turnserver.conf lacks no-cli/);
     });
 
-    it('coturn with more than NET_BIND_SERVICE, or probes elsewhere', () => {
-      caught(turnRules, (o) => coturn(o).containers[0].securityContext.capabilities.add.push('NET_ADMIN'), /adds capabilities NET_ADMIN/);
+    it('coturn with more than NET_BIND_SERVICE, started through a shell, or probed elsewhere', () => {
+      caught(turnRules, (o) => coturn(o).containers[0].securityContext.capabilities.add.push('NET_ADMIN'), /container coturn adds capabilities NET_ADMIN/);
+      caught(turnRules, (o) => delete coturn(o).containers[0].command, /container coturn starts the image's entrypoint, not turnserver/);
+      caught(
+        turnRules,
+        (o) => (coturn(o).containers[0].volumeMounts = coturn(o).containers[0].volumeMounts.filter((m: { name: string }) => m.name !== 'tls')),
+        /cert=\/etc\/turn\/tls\/tls.crt is not in a Secret mounted in container coturn/,
+      );
       caught(turnRules, (o) => (coturn(o).containers[0].livenessProbe = { tcpSocket: { port: 443 } }), /the livenessProbe is not a TCP connection to 3478/);
     });
   });

@@ -27,27 +27,30 @@ export function parseTurnConfig(text: string): Map<string, string[]> {
   return options;
 }
 
-/** The turnserver.conf a coturn pod mounts, and the mount's path. */
-function mountedConfig(w: Workload, objects: K8sObject[]): { path: string; options: Map<string, string[]> } | undefined {
-  const container = w.pod.containers?.[0] ?? {};
-  for (const mount of container.volumeMounts ?? []) {
-    const volume = (w.pod.volumes ?? []).find((v: Json) => v.name === mount.name);
-    const name = volume?.configMap?.name;
-    const map = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === name && o.metadata.namespace === w.namespace);
-    const text = map?.data?.['turnserver.conf'];
-    if (typeof text === 'string') return { path: `${mount.mountPath}/turnserver.conf`, options: parseTurnConfig(text) };
+/** The turnserver.conf a coturn pod mounts, and the container that mounts it (the one writing the configuration). */
+function mountedConfig(w: Workload, objects: K8sObject[]): { container: Json; options: Map<string, string[]> } | undefined {
+  for (const container of containersOf(w.pod)) {
+    for (const mount of container.volumeMounts ?? []) {
+      const volume = (w.pod.volumes ?? []).find((v: Json) => v.name === mount.name);
+      const name = volume?.configMap?.name;
+      const map = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === name && o.metadata.namespace === w.namespace);
+      const text = map?.data?.['turnserver.conf'];
+      if (typeof text === 'string') return { container, options: parseTurnConfig(text) };
+    }
   }
   return undefined;
 }
 
-/** The Secret mounted at the directory (or the file's directory) a path names, and the key. */
-function mountedSecret(w: Workload, file: string): { secretName: string; key: string } | undefined {
-  const container = w.pod.containers?.[0] ?? {};
+/** The Secret a container has mounted whole at the directory a path names, and the key. */
+function mountedSecret(w: Workload, container: Json, file: string): { secretName: string; key: string } | undefined {
   const mount = (container.volumeMounts ?? []).find((m: Json) => file.startsWith(`${m.mountPath}/`) || file === m.mountPath);
   const volume = (w.pod.volumes ?? []).find((v: Json) => v.name === mount?.name);
   if (!volume?.secret || mount.subPath) return undefined;
   return { secretName: volume.secret.secretName, key: file.slice(mount.mountPath.length + 1) };
 }
+
+/** Where the configuring container finds the shared secret (deploy/coturn/entrypoint.sh). */
+const secretDirOf = (w: Workload, container: Json, objects: K8sObject[]) => resolveEnv(container, w.namespace, objects, true).entries.get('TURN_SECRET_DIR')?.value ?? '/etc/turn/secret';
 
 export const turnRules: Rule = (objects) => {
   const found: Violation[] = [];
@@ -68,7 +71,7 @@ export const turnRules: Rule = (objects) => {
     turnUrls.push(...urls);
     const secretFile = env.entries.get('SIGNALING_TURN_SECRET_FILE')?.value;
     if (secretFile) {
-      const secret = mountedSecret(w, secretFile);
+      const secret = mountedSecret(w, container, secretFile);
       if (secret) signingSecrets.add(secret.secretName);
     }
   }
@@ -99,10 +102,16 @@ export const turnRules: Rule = (objects) => {
     mediaPoolPlacement(w, 'coturn').forEach(add);
     if (w.pod.hostNetwork !== true) add('not on the host network: each allocation needs its own public relay port');
     else if (w.pod.dnsPolicy !== 'ClusterFirstWithHostNet') add('on the host network without dnsPolicy ClusterFirstWithHostNet');
-    const container = w.pod.containers?.[0] ?? {};
-    const added: string[] = container.securityContext?.capabilities?.add ?? [];
-    const extra = added.filter((c) => c !== 'NET_BIND_SERVICE');
-    if (extra.length > 0) add(`adds capabilities ${extra.join(', ')}: only NET_BIND_SERVICE (for ${tlsPort})`);
+    for (const c of containersOf(w.pod)) {
+      const extra = (c.securityContext?.capabilities?.add ?? []).filter((cap: string) => cap !== 'NET_BIND_SERVICE');
+      if (extra.length > 0) add(`container ${c.name} adds capabilities ${extra.join(', ')}: only NET_BIND_SERVICE (for ${tlsPort})`);
+    }
+    // The container serving TURN: started as turnserver itself, since without privilege
+    // escalation its file capability to bind 443 does not survive an exec from a shell.
+    const container = (w.pod.containers ?? []).find((c: Json) => (c.ports ?? []).some((p: Json) => p.containerPort === tlsPort)) ?? w.pod.containers?.[0] ?? {};
+    const command: string[] = container.command ?? [];
+    if (!/(^|\/)turnserver$/.test(command[0] ?? ''))
+      add(`container ${container.name} starts ${command[0] ?? "the image's entrypoint"}, not turnserver: the capability to bind ${tlsPort} is lost across a shell's exec`);
 
     const config = mountedConfig(w, objects);
     if (!config) {
@@ -117,7 +126,7 @@ export const turnRules: Rule = (objects) => {
       [option('cert'), 'cert'],
       [option('pkey'), 'pkey'],
     ] as const) {
-      if (!file || !mountedSecret(w, file)) add(`${what}=${file ?? '(unset)'} is not in a mounted Secret (a cert-manager Certificate's)`);
+      if (!file || !mountedSecret(w, container, file)) add(`${what}=${file ?? '(unset)'} is not in a Secret mounted in container ${container.name} (a cert-manager Certificate's)`);
     }
     for (const flag of requiredFlags) if (!config.options.has(flag)) add(`turnserver.conf lacks ${flag}`);
     if (!option('realm')) add('turnserver.conf sets no realm');
@@ -125,7 +134,7 @@ export const turnRules: Rule = (objects) => {
     const denied = config.options.get('denied-peer-ip') ?? [];
     for (const range of privateRanges) if (!denied.includes(range)) add(`denied-peer-ip=${range} is missing: credentials would reach the private network`);
     if (config.options.has('allow-loopback-peers')) add('allow-loopback-peers: the node itself would be a peer');
-    const env = resolveEnv(container, w.namespace, objects, true);
+    const env = resolveEnv(config.container, w.namespace, objects, true);
     const allowed = env.entries.get('TURN_ALLOWED_PEER_RANGE')?.value;
     if (!allowed || !(allowed === 'none' || /^[0-9a-fA-F:.]+-[0-9a-fA-F:.]+$/.test(allowed))) add(`TURN_ALLOWED_PEER_RANGE is ${allowed ?? 'unset'}, not the media nodes' range (first-last) or none`);
 
@@ -150,18 +159,19 @@ export const turnRules: Rule = (objects) => {
     }
 
     // The shared secret: the same Secret as signaling's, as a file.
-    const secretDir = env.entries.get('TURN_SECRET_DIR')?.value ?? '/etc/turn/secret';
-    const secret = mountedSecret(w, `${secretDir}/secret`);
-    if (!secret) add(`no Secret mounted whole at ${secretDir} (the shared secret)`);
+    const secretDir = secretDirOf(w, config.container, objects);
+    const secret = mountedSecret(w, config.container, `${secretDir}/secret`);
+    if (!secret) add(`container ${config.container.name}: no Secret mounted whole at ${secretDir} (the shared secret)`);
     else if (signingSecrets.size > 0 && !signingSecrets.has(secret.secretName)) add(`verifies with Secret ${secret.secretName}, signaling signs with ${[...signingSecrets].join(', ')}`);
   }
 
   // The shared secret never in an environment, where child processes and crash dumps inherit it.
   const turnSecrets = new Set(signingSecrets);
   for (const w of turnServers) {
-    const secretDir = resolveEnv(w.pod.containers?.[0] ?? {}, w.namespace, objects, true).entries.get('TURN_SECRET_DIR')?.value ?? '/etc/turn/secret';
-    const secret = mountedSecret(w, `${secretDir}/secret`);
-    if (secret) turnSecrets.add(secret.secretName);
+    for (const c of containersOf(w.pod)) {
+      const secret = mountedSecret(w, c, `${secretDirOf(w, c, objects)}/secret`);
+      if (secret) turnSecrets.add(secret.secretName);
+    }
   }
   for (const w of all) {
     for (const c of containersOf(w.pod)) {
