@@ -30,7 +30,7 @@ const selectedLocalCandidateTypes = async (): Promise<string[]> => {
 
 /**
  * Media through TURN only: signaling hands out credentials for a real coturn, and both pages
- * (`relay=1`: iceTransportPolicy 'relay') may use no other path. Media must flow both ways, every
+ * (`relay=1`: iceTransportPolicy 'relay') may use no other path. Video and audio must flow both ways, every
  * selected candidate pair must be a relayed one, and coturn must have served an allocation for
  * each participant, named by participant id alone.
  */
@@ -76,6 +76,8 @@ describe('a call relayed through TURN in Chromium', () => {
     const agent = await pages.open();
     await agent.goto(`${signaling.url}/agent#token=${await demoToken({ room, identity: 'agent-1', role: 'agent' })}&autojoin=1&relay=1`);
     await agent.waitForFunction(() => document.body.dataset.state === 'connected');
+    // The agent page publishes its microphone only (a voice contact); video goes the other way too.
+    await agent.evaluate(() => (window as any).room.publish({ camera: true }));
 
     // End user to agent: camera frames decoded, the voice heard.
     await waitFor(
@@ -86,8 +88,15 @@ describe('a call relayed through TURN in Chromium', () => {
       30_000,
       "the end user's camera decoded and voice heard at the agent",
     );
-    // Agent to end user: the voice heard.
-    await waitFor(async () => (find(await received(endUser), 'microphone')?.audioEnergy ?? 0) > 0, 30_000, "the agent's voice heard at the end user");
+    // Agent to end user: camera frames decoded, the voice heard.
+    await waitFor(
+      async () => {
+        const list = await received(endUser);
+        return (find(list, 'camera')?.framesDecoded ?? 0) > 10 && (find(list, 'microphone')?.audioEnergy ?? 0) > 0;
+      },
+      30_000,
+      "the agent's camera decoded and voice heard at the end user",
+    );
 
     // Every transport of both pages goes through a relay candidate: send and receive of each.
     for (const page of [endUser, agent]) {

@@ -1,7 +1,20 @@
+import { createHash } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { downwardHelpers, knownVariable, serviceSpecs, tenantNames, type ServiceSettings } from './services.js';
 import { containersOf, cpuCores, envValues, objectId, resolveEnv, secretKeys, workloads, type Json, type Rule, type Violation } from './objects.js';
 
 /** The rules for every container, its probes, and each service's configuration as its environment gives it. */
+
+let standInDir: string | undefined;
+/** A file holding a Secret's value, for a config reader that opens the file it is given. */
+function secretStandInFile(value: string): string {
+  standInDir ??= mkdtempSync(path.join(tmpdir(), 'gateway-k8s-'));
+  const file = path.join(standInDir, createHash('sha256').update(value).digest('hex'));
+  writeFileSync(file, value, { mode: 0o600 });
+  return file;
+}
 
 /** Seconds a stopping recorder gets after its drain to assemble and store what still runs. */
 const recorderAssemblyMargin = 300;
@@ -155,6 +168,12 @@ export const configRules: Rule = (objects) => {
       delete values[`${name}_FILE`];
       if (file?.value !== undefined) values[name] = file.value;
       fileContents.set(name, file?.value);
+    }
+    // Signaling reads the secret it shares with coturn as it parses: the Secret's value, or a
+    // stand-in of the length it needs where the secret store holds it.
+    if (env.entries.has('SIGNALING_TURN_SECRET_FILE')) {
+      const file = mountedSecretFile('SIGNALING_TURN_SECRET_FILE');
+      values.SIGNALING_TURN_SECRET_FILE = secretStandInFile(file?.value ?? 'x'.repeat(48));
     }
     let settings: ServiceSettings | undefined;
     try {

@@ -79,8 +79,9 @@ describe('Kubernetes manifests', () => {
       // The aliases are a file of the mounted Secret, never a variable.
       expect(env.entries.has('GATEWAY_KMS_KEYS')).toBe(false);
       expect(env.entries.get('GATEWAY_KMS_KEYS_FILE')?.value).toBe('/etc/gateway/tenant-keys/GATEWAY_KMS_KEYS');
-      // With the aliases the secret store holds, each service takes its configuration.
-      const { GATEWAY_KMS_KEYS_FILE: _file, GATEWAY_TENANT_KEYS_FILE: _keys, ...values } = envValues(env);
+      // With the aliases the secret store holds, each service takes its configuration (TURN's
+      // secret file is the rules' concern: configRules reads it from its Secret).
+      const { GATEWAY_KMS_KEYS_FILE: _file, GATEWAY_TENANT_KEYS_FILE: _keys, SIGNALING_TURN_SECRET_FILE: _turnSecret, SIGNALING_TURN_URLS: _turnUrls, ...values } = envValues(env);
       expect(() => serviceSpecs[service].settings({ ...values, GATEWAY_KMS_KEYS: JSON.stringify({ demo: 'alias/gateway/demo' }) })).not.toThrow();
     }
   });

@@ -1,5 +1,5 @@
 import { schemaVariables, serviceSpecs, type ServiceName, type ServiceSettings } from './services.js';
-import { envValues, objectId, resolveEnv, sampleHostIp, samplePodIp, workloads, type Json, type Rule, type Violation } from './objects.js';
+import { envValues, objectId, resolveEnv, sampleHostIp, samplePodIp, workloads, type Json, type Rule, type Violation, type Workload } from './objects.js';
 
 /** The rules for the media nodes: the SFU's placement, ports and drain, and the preStop hooks that drain the SFU and the recorder. */
 
@@ -7,6 +7,27 @@ import { envValues, objectId, resolveEnv, sampleHostIp, samplePodIp, workloads, 
 export const mediaPool = { key: 'gateway.io/pool', value: 'media' };
 /** Seconds beyond the drain the SFU needs to tell its clients to rejoin and exit. */
 export const sfuShutdownMargin = 30;
+
+/**
+ * What the SFU and coturn share as pods of the media pool: its label and taint, and one pod per
+ * node (required anti-affinity) where a Deployment could place two on one node's host ports.
+ */
+export function mediaPoolPlacement(w: Workload, what: string): string[] {
+  const problems: string[] = [];
+  if (w.pod.nodeSelector?.[mediaPool.key] !== mediaPool.value) problems.push(`no nodeSelector ${mediaPool.key}=${mediaPool.value}`);
+  const tolerated = (w.pod.tolerations ?? []).some(
+    (t: Json) => t.key === mediaPool.key && (t.operator === 'Exists' || t.value === mediaPool.value) && (t.effect === undefined || t.effect === 'NoSchedule'),
+  );
+  if (!tolerated) problems.push(`does not tolerate the media pool's taint ${mediaPool.key}=${mediaPool.value}:NoSchedule`);
+  if (w.object.kind === 'Deployment') {
+    const name = w.podLabels['app.kubernetes.io/name'];
+    const antiAffinity = (w.pod.affinity?.podAntiAffinity?.requiredDuringSchedulingIgnoredDuringExecution ?? []).some(
+      (term: Json) => term.topologyKey === 'kubernetes.io/hostname' && term.labelSelector?.matchLabels?.['app.kubernetes.io/name'] === name,
+    );
+    if (!antiAffinity) problems.push(`a Deployment without required anti-affinity per node: two ${what}s on one node would want the same ports`);
+  }
+  return problems;
+}
 
 /** The SFU: host network, one media port per worker, on the tainted media pool, a drain it can finish, a preStop hook, its own scaling. */
 export const sfuRules: Rule = (objects) => {
@@ -50,17 +71,7 @@ export const sfuRules: Rule = (objects) => {
         );
     }
     if (!container.lifecycle?.preStop) add('no preStop hook');
-    if (w.pod.nodeSelector?.[mediaPool.key] !== mediaPool.value) add(`no nodeSelector ${mediaPool.key}=${mediaPool.value}`);
-    const tolerated = (w.pod.tolerations ?? []).some(
-      (t: Json) => t.key === mediaPool.key && (t.operator === 'Exists' || t.value === mediaPool.value) && (t.effect === undefined || t.effect === 'NoSchedule'),
-    );
-    if (!tolerated) add(`does not tolerate the media pool's taint ${mediaPool.key}=${mediaPool.value}:NoSchedule`);
-    if (w.object.kind === 'Deployment') {
-      const antiAffinity = (w.pod.affinity?.podAntiAffinity?.requiredDuringSchedulingIgnoredDuringExecution ?? []).some(
-        (term: Json) => term.topologyKey === 'kubernetes.io/hostname' && term.labelSelector?.matchLabels?.['app.kubernetes.io/name'] === 'sfu',
-      );
-      if (!antiAffinity) add('a Deployment without required anti-affinity per node: two SFUs on one node would want the same ports');
-    }
+    mediaPoolPlacement(w, 'SFU').forEach(add);
     const announced = env.entries.get('SFU_ANNOUNCED_ADDRESS');
     if (!announced?.value) add('SFU_ANNOUNCED_ADDRESS is not set');
     // On the host network every address the SFU binds is the node's: all but the media ports

@@ -1,5 +1,5 @@
 import { serviceSpecs } from './services.js';
-import { containersOf, envValues, objectId, resolveEnv, selects, workloads, type Json, type K8sObject, type Rule, type Violation } from './objects.js';
+import { containersOf, envValues, isTurnServer, objectId, resolveEnv, selects, workloads, type Json, type K8sObject, type Rule, type Violation } from './objects.js';
 
 /** The rules for what is reachable, and from where: Services, the Ingress, host ports and NetworkPolicies. */
 
@@ -26,7 +26,7 @@ function publicBackend(objects: K8sObject[], backend: Json, path: string | undef
   return adminApis.some((service) => is(service, adminPort(objects, service))) && path?.startsWith('/v1/') === true;
 }
 
-/** Only signaling and the admin APIs of crm-sync and routing (through Ingresses) and the SFU's media ports face the internet; gRPC and ops ports never. */
+/** Only signaling and the admin APIs of crm-sync and routing (through Ingresses), the SFU's media ports and coturn face the internet; gRPC and ops ports never. */
 export const exposureRules: Rule = (objects) => {
   const found: Violation[] = [];
   const add = (o: K8sObject, message: string) => found.push({ rule: 'exposure', object: objectId(o), message });
@@ -53,7 +53,8 @@ export const exposureRules: Rule = (objects) => {
     for (const c of containersOf(w.pod)) {
       const hostPorts = (c.ports ?? []).filter((p: Json) => p.hostPort !== undefined);
       if (w.service !== 'sfu') {
-        if (w.pod.hostNetwork) add(w.object, 'on the host network: only the SFU may be');
+        // coturn too: its TURN ports and relay range (turnRules).
+        if (w.pod.hostNetwork && !isTurnServer(w)) add(w.object, 'on the host network: only the SFU and coturn may be');
         for (const p of hostPorts) add(w.object, `host port ${p.hostPort}: only the SFU's media ports may be`);
       } else {
         for (const p of hostPorts) if (!p.name?.startsWith('rtc-')) add(w.object, `host port ${p.hostPort} (${p.name}) is not a media port`);

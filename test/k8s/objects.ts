@@ -59,6 +59,10 @@ export function workloads(objects: K8sObject[]): Workload[] {
     });
 }
 
+/** The TURN server's pods (coturn, k8s/base/turn.yaml): not one of our services, checked by turnRules. */
+export const turnServerName = 'coturn';
+export const isTurnServer = (w: Workload) => w.podLabels['app.kubernetes.io/name'] === turnServerName;
+
 export const containersOf = (pod: Json): Json[] => [...(pod.initContainers ?? []), ...(pod.containers ?? [])];
 
 /** One variable of a container's environment: its value when the manifests hold it. */

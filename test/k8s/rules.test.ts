@@ -8,6 +8,7 @@ import { container, find, messages, objectsOf, renderOverlays } from './overlays
 import { checkSchemas } from './rules.js';
 import { alertRules, monitoringSelectionRules } from './monitoringRules.js';
 import { autoscalerFallbackRules, availabilityRules, scalingRules } from './scalingRules.js';
+import { turnRules } from './turnRules.js';
 
 /** Each deployment rule (rules.ts) shown to reject a deliberately broken copy of a rendered overlay. */
 
@@ -187,7 +188,7 @@ describe('each deployment rule rejects what it is meant to', () => {
     ));
 
   it('another workload on the host network', () =>
-    caught(exposureRules, (o) => (find(o, 'Deployment', 'signaling').spec.template.spec.hostNetwork = true), /on the host network: only the SFU may be/));
+    caught(exposureRules, (o) => (find(o, 'Deployment', 'signaling').spec.template.spec.hostNetwork = true), /on the host network: only the SFU and coturn may be/));
 
   it('no default deny', () => caught(networkPolicyRules, (o) => o.splice(o.indexOf(find(o, 'NetworkPolicy', 'default-deny')), 1), /no default-deny NetworkPolicy/));
 
@@ -370,6 +371,76 @@ describe('each deployment rule rejects what it is meant to', () => {
 
   it('an API token mounted in a workload other than the SFU', () =>
     caught(serviceAccountRules, (o) => delete find(o, 'Deployment', 'signaling').spec.template.spec.automountServiceAccountToken, /Deployment gateway\/signaling: an API token is mounted/));
+
+  describe('the TURN server', () => {
+    const coturn = (o: K8sObject[]) => find(o, 'Deployment', 'coturn').spec.template.spec;
+    /** Rewrites an option of the rendered turnserver.conf. */
+    const setOption = (o: K8sObject[], name: string, value: string | undefined) => {
+      const map = find(o, 'ConfigMap', 'turn-config-file');
+      const lines = (map.data['turnserver.conf'] as string).split('\n').filter((line) => !line.startsWith(`${name}=`) && line !== name);
+      map.data['turnserver.conf'] = [...lines, ...(value === undefined ? [] : [value === '' ? name : `${name}=${value}`])].join('\n');
+    };
+
+    it('signaling handing out TURN URLs with no coturn to answer', () =>
+      caught(turnRules, (o) => o.splice(o.indexOf(find(o, 'Deployment', 'coturn')), 1), /signaling hands out TURN URLs, but no coturn workload runs/));
+
+    it('no TURN over TLS on 443', () => {
+      caught(turnRules, (o) => setOption(o, 'tls-listening-port', '5349'), /coturn: TLS listens on 5349, not 443/);
+      caught(turnRules, (o) => setOption(o, 'no-tls', ''), /coturn: TLS listens on no port \(no-tls\), not 443/);
+      caught(
+        turnRules,
+        (o) => {
+          const config = find(o, 'ConfigMap', 'signaling-config');
+          config.data.SIGNALING_TURN_URLS = config.data.SIGNALING_TURN_URLS.split(',')
+            .filter((url: string) => !url.startsWith('turns:'))
+            .join(',');
+        },
+        /no turns: URL on port 443/,
+      );
+    });
+
+    it("a relay range over the SFU's media or pipe ports", () => {
+      caught(turnRules, (o) => setOption(o, 'min-port', '40000'), /relay ports 40000-65535 overlap the SFU's media ports 40000-40000/);
+      caught(turnRules, (o) => setOption(o, 'min-port', '41000'), /relay ports 41000-65535 overlap the SFU's pipe ports 42000-42999/);
+    });
+
+    it('the shared secret in an environment instead of a file', () => {
+      caught(
+        turnRules,
+        (o) => (coturn(o).containers[0].env = [{ name: 'TURN_SECRET', valueFrom: { secretKeyRef: { name: 'turn-secret', key: 'secret' } } }]),
+        /coturn: container coturn: the TURN secret is in the environment \(TURN_SECRET\)/,
+      );
+      caught(turnRules, (o) => setOption(o, 'static-auth-secret', 'in-the-config-map'), /static-auth-secret is in the ConfigMap/);
+      caught(
+        configRules,
+        (o) => (container(o, 'signaling').volumeMounts = container(o, 'signaling').volumeMounts.filter((m: { name: string }) => m.name !== 'turn-secret')),
+        /signaling: SIGNALING_TURN_SECRET_FILE=\/etc\/gateway\/turn\/secret is not in a mounted Secret/,
+      );
+    });
+
+    it('coturn off the media pool, or two on one node', () => {
+      caught(turnRules, (o) => delete coturn(o).nodeSelector, /coturn: no nodeSelector gateway.io\/pool=media/);
+      caught(turnRules, (o) => (coturn(o).tolerations = []), /coturn: does not tolerate the media pool's taint/);
+      caught(turnRules, (o) => delete coturn(o).affinity, /coturn: a Deployment without required anti-affinity per node: two coturns/);
+    });
+
+    it('relays into the private network, or to anything', () => {
+      caught(turnRules, (o) => setOption(o, 'denied-peer-ip', '0.0.0.0-0.255.255.255'), /denied-peer-ip=10.0.0.0-10.255.255.255 is missing/);
+      caught(turnRules, (o) => (find(o, 'ConfigMap', coturn(o).initContainers[0].envFrom[0].configMapRef.name).data.TURN_ALLOWED_PEER_RANGE = '10.0.0.0/8'), /TURN_ALLOWED_PEER_RANGE is 10.0.0.0\/8/);
+      caught(turnRules, (o) => setOption(o, 'no-cli', undefined), /turnserver.conf lacks no-cli/);
+    });
+
+    it('coturn with more than NET_BIND_SERVICE, started through a shell, or probed elsewhere', () => {
+      caught(turnRules, (o) => coturn(o).containers[0].securityContext.capabilities.add.push('NET_ADMIN'), /container coturn adds capabilities NET_ADMIN/);
+      caught(turnRules, (o) => delete coturn(o).containers[0].command, /container coturn starts the image's entrypoint, not turnserver/);
+      caught(
+        turnRules,
+        (o) => (coturn(o).containers[0].volumeMounts = coturn(o).containers[0].volumeMounts.filter((m: { name: string }) => m.name !== 'tls')),
+        /cert=\/etc\/turn\/tls\/tls.crt is not in a Secret mounted in container coturn/,
+      );
+      caught(turnRules, (o) => (coturn(o).containers[0].livenessProbe = { tcpSocket: { port: 443 } }), /the livenessProbe is not a TCP connection to 3478/);
+    });
+  });
 
   it('an object its schema refuses', () => caught(checkSchemas, (o) => (container(o, 'signaling').ports[0].containerPort = 'http'), /containerPort must be integer/));
 });

@@ -16,13 +16,14 @@ import { egressRules, exposureRules, ingressRules, networkPolicyRules } from './
 import { objectId, type K8sObject, type Rule, type Violation } from './objects.js';
 import { alertRules, monitoringSelectionRules } from './monitoringRules.js';
 import { autoscalerFallbackRules, availabilityRules, scalingRules } from './scalingRules.js';
+import { turnRules } from './turnRules.js';
 
 /**
  * The rules every rendered Kubernetes environment (k8s/overlays/*) must follow, as functions
  * from the rendered objects to the violations found. Each rule names itself in its violations,
  * so a test can show that a broken object is caught by the rule meant for it. The rules live by
  * concern: containers and their configuration (containerRules.ts), the SFU and the drain
- * (mediaRules.ts), who a workload is to gRPC, NATS and the Kubernetes API (identityRules.ts), what
+ * (mediaRules.ts), the TURN server (turnRules.ts), who a workload is to gRPC, NATS and the Kubernetes API (identityRules.ts), what
  * is reachable (networkRules.ts), replicas and autoscalers (scalingRules.ts), and what Prometheus
  * selects and alerts on (monitoringRules.ts); objects.ts reads the rendered objects.
  */
@@ -80,6 +81,7 @@ export const allRules: Rule[] = [
   monitoringSelectionRules,
   alertRules,
   serviceAccountRules,
+  turnRules,
 ];
 
 export function checkManifests(objects: K8sObject[]): Violation[] {

@@ -22,7 +22,7 @@ export type Env = Record<string, string | undefined>;
 export interface ServiceSettings {
   /** Container port numbers by port name (ops, grpc, http), as the service will listen. */
   ports: Record<string, number>;
-  sfu?: { workers: number; rtcPortMin: number; drainGraceSeconds: number };
+  sfu?: { workers: number; rtcPortMin: number; drainGraceSeconds: number; pipePortMin: number; pipePortMax: number };
   recorder?: { cpuBudget: number; workDir: string; drainGraceMs: number };
   signaling?: { webauthnRpId: string; webauthnOrigins: string[] | undefined };
 }
@@ -45,7 +45,10 @@ export const serviceSpecs: Record<ServiceName, ServiceSpec> = {
     configFile: 'services/sfu/src/config.ts',
     settings: (env) => {
       const c = readSfuConfig(withoutTlsFiles(env));
-      return { ports: { grpc: c.grpcPort, ops: c.opsPort }, sfu: { workers: c.workers, rtcPortMin: c.rtcPortMin, drainGraceSeconds: c.drainGraceMs / 1000 } };
+      return {
+        ports: { grpc: c.grpcPort, ops: c.opsPort },
+        sfu: { workers: c.workers, rtcPortMin: c.rtcPortMin, drainGraceSeconds: c.drainGraceMs / 1000, pipePortMin: c.pipe.portMin, pipePortMax: c.pipe.portMax },
+      };
     },
   },
   signaling: {

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { parse } from 'yaml';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { find, messages, objectsOf, renderOverlays } from './overlays.js';
-import { checkCompose, checkDockerfile, checkDockerignore, checkNatsValues, checkRuntimeModules } from './static.js';
+import { checkCompose, checkCoturnDockerfile, checkDockerfile, checkDockerignore, checkNatsValues, checkRuntimeModules } from './static.js';
 import { repoRoot, serviceNames, type ServiceName } from './services.js';
 import { skipForMissing } from '../support/prerequisites.js';
 
@@ -16,6 +16,31 @@ import { skipForMissing } from '../support/prerequisites.js';
  */
 
 const read = (file: string) => readFileSync(path.join(repoRoot, file), 'utf8');
+
+describe("coturn's image (deploy/coturn/Dockerfile)", () => {
+  const dockerfile = read('deploy/coturn/Dockerfile');
+  const tag = /image: gateway\/coturn:(\S+)/.exec(read('k8s/base/turn.yaml'))?.[1] ?? '';
+
+  it("installs bookworm's coturn at the manifests' tag, binds 443 as a non-root user, has a health check", () => {
+    expect(tag).not.toBe('');
+    expect(messages(checkCoturnDockerfile(dockerfile, tag))).toEqual([]);
+  });
+
+  it('rejects a broken one', () => {
+    const broken = dockerfile
+      .replace('FROM debian:bookworm-slim', 'FROM debian:latest')
+      .replace('ARG COTURN_VERSION=4.6.1-1', 'ARG COTURN_VERSION=4.6.2-1')
+      .replace(/ *&& setcap[^\n]*\n/, '')
+      .replace('USER 1000:1000', 'USER root')
+      .replace(/HEALTHCHECK[^\n]*\n/, '');
+    const found = messages(checkCoturnDockerfile(broken, tag)).join('\n');
+    expect(found).toMatch(/base image debian:latest is not a pinned Debian bookworm/);
+    expect(found).toMatch(/coturn 4.6.2-1 installed, the manifests run gateway\/coturn:4.6.1-1/);
+    expect(found).toMatch(/turnserver has no cap_net_bind_service/);
+    expect(found).toMatch(/runs as root/);
+    expect(found).toMatch(/no HEALTHCHECK/);
+  });
+});
 
 describe('container images (deploy/Dockerfile)', () => {
   const dockerfile = read('deploy/Dockerfile');

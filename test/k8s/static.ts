@@ -68,6 +68,31 @@ export function parseDockerfile(text: string): Dockerfile {
   return { globalArgs, stages };
 }
 
+/**
+ * coturn's image (deploy/coturn/Dockerfile): Debian bookworm's own package at the version the
+ * manifests' image tag names, turnserver allowed to bind 443 as a non-root user, a health check.
+ */
+export function checkCoturnDockerfile(text: string, imageTag: string): Violation[] {
+  const found: Violation[] = [];
+  const add = (message: string) => found.push({ rule: 'coturn-image', object: 'deploy/coturn/Dockerfile', message });
+  const file = parseDockerfile(text);
+  const stage = file.stages.at(-1);
+  if (!stage) return [{ rule: 'coturn-image', object: 'deploy/coturn/Dockerfile', message: 'no FROM' }];
+  const args = new Map(stage.instructions.filter((i) => i.keyword === 'ARG').map((i) => i.args.split('=') as [string, string]));
+  const expand = (value: string) => value.replace(/\$\{?(\w+)\}?/g, (whole, name: string) => args.get(name) ?? file.globalArgs.get(name) ?? whole);
+  const base = expand(stage.from);
+  if (!/^debian:bookworm[\w.-]*$/.test(base)) add(`base image ${base} is not a pinned Debian bookworm`);
+  const runs = stage.instructions.filter((i) => i.keyword === 'RUN').map((i) => expand(i.args));
+  const version = runs.map((r) => /\bcoturn=(\S+)/.exec(r)?.[1]).find(Boolean);
+  if (!version) add('coturn is not installed at a pinned version (coturn=<version>)');
+  else if (version !== imageTag) add(`coturn ${version} installed, the manifests run gateway/coturn:${imageTag}`);
+  if (!runs.some((r) => /setcap cap_net_bind_service=\+ep \/usr\/bin\/turnserver/.test(r))) add('turnserver has no cap_net_bind_service: a non-root user cannot bind 443');
+  const user = stage.instructions.filter((i) => i.keyword === 'USER').at(-1)?.args;
+  if (!user || /^(root|0)(:|$)/.test(user)) add(`runs as ${user ?? 'root (no USER)'}`);
+  if (!stage.instructions.some((i) => i.keyword === 'HEALTHCHECK')) add('no HEALTHCHECK');
+  return found;
+}
+
 /** The stage and the stages it is built FROM, nearest first. */
 function lineage(file: Dockerfile, stage: Stage): Stage[] {
   const chain = [stage];
