@@ -5,7 +5,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { RecordingReady } from '@gateway/proto/gateway/events/v1/events';
 import { RecordingState } from '@gateway/proto/gateway/recorder/v1/recorder';
-import { ArtifactStore, DEMO_TENANT_KEK, OBJECT_WRITE_MS, Residue, StaticKeyring, buckets, subjects, type ResidueReport } from '@gateway/common';
+import { ArtifactStore, DEMO_TENANT_KEK, OBJECT_WRITE_MS, isArtifactStoreFull, Residue, StaticKeyring, buckets, subjects, type ResidueReport } from '@gateway/common';
 import { NatsServer } from '@gateway/testing';
 
 const keyring = new StaticKeyring({ demo: DEMO_TENANT_KEK });
@@ -95,6 +95,30 @@ describe('the residue sweep and the chunks of unfinished writes', () => {
     expect(await chunksOf('WRITING')).toBe(2);
     const reread = await (await ArtifactStore.open(admin, keyring, 'recordings')).get('demo', 'AR_done');
     expect(reread.data.length).toBe(300 * 1024);
+  });
+
+  it("sweeps what a recorder's write of unknown size refused by a full store left, which frees the store's room", async () => {
+    const jsm = await jetstreamManager(admin);
+    const before = await jsm.streams.info(`OBJ_${store}`);
+    const leftBefore = new Set(abandoned(await residue.scan({ now: () => Date.now() + OBJECT_WRITE_MS })));
+    // Room for a few chunks, not for the file: some chunks land, then the store refuses.
+    await jsm.streams.update(`OBJ_${store}`, { ...before.config, max_bytes: before.state.bytes + 400 * 1024 });
+    try {
+      const recordings = await ArtifactStore.open(recorder, keyring, 'recordings');
+      const refused = await recordings.put('demo', 'AR_big', Readable.from([randomBytes(1024 * 1024)]), 'audio/mpeg').catch((error: unknown) => error);
+      expect(isArtifactStoreFull(refused)).toBe(true);
+      const full = await jsm.streams.info(`OBJ_${store}`);
+      expect(full.state.bytes).toBeGreaterThan(before.state.bytes);
+
+      const report = await residue.scan({ now: () => Date.now() + OBJECT_WRITE_MS });
+      const left = abandoned(report).filter((nuid) => !leftBefore.has(nuid));
+      expect(left).toHaveLength(1);
+      await residue.sweep({ ...report, items: report.items.filter((item) => item.key === left[0]) });
+      expect(await chunksOf(left[0]!)).toBe(0);
+      expect((await jsm.streams.info(`OBJ_${store}`)).state.bytes).toBe(before.state.bytes);
+    } finally {
+      await jsm.streams.update(`OBJ_${store}`, before.config);
+    }
   });
 
   it('leaves the chunks of an object whose meta record came after the scan', async () => {
