@@ -146,3 +146,4 @@ export { Residue } from './residue/Residue.js';
 export type { ResidueReport } from './residue/report.js';
 export { type DeleteMarker, findDeleteMarkers, summarizeMarkers, sweepDeleteMarkers } from './residue/markers.js';
 export { residueMetrics } from './residue/metrics.js';
+export { OBJECT_WRITE_MS } from './residue/scan.js';

@@ -153,7 +153,7 @@ async function startResidue(config: CrmSyncConfig, registry: ReturnType<typeof c
     throw error;
   });
   const record = residueMetrics(registry);
-  const options = { retentionMs: config.retentionMs };
+  const options = { retentionMs: config.retentionMs, objectWriteMs: settings.objectWriteMs };
   let running: Promise<unknown> = Promise.resolve();
   // One scan or sweep at a time: a sweep right after a scan removes what that scan found.
   const serial = <T>(work: () => Promise<T>): Promise<T> => {

@@ -1,7 +1,7 @@
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { adminOriginsShape, env, loadConfig, natsShape, opsDrainShape, readNatsSettings, readKeyringSettings, tenantKeysShape, tenantsShape } from '@gateway/common';
+import { OBJECT_WRITE_MS, adminOriginsShape, env, loadConfig, natsShape, opsDrainShape, readNatsSettings, readKeyringSettings, tenantKeysShape, tenantsShape } from '@gateway/common';
 
 const shape = {
   ...natsShape,
@@ -60,6 +60,12 @@ const shape = {
    */
   CRM_SYNC_RESIDUE_NKEY_SEED_FILE: z.string().min(1).optional(),
   CRM_SYNC_RESIDUE_SCAN_MINUTES: z.coerce.number().positive().max(1_440).default(15),
+  /** The longest an object write may go without storing a chunk: older chunks no object names are a write's leftovers. */
+  CRM_SYNC_RESIDUE_OBJECT_WRITE_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(60)
+    .default(OBJECT_WRITE_MS / 1000),
   /** The token that lets callers other than the pod itself use /residue (Authorization: Bearer). */
   ...opsDrainShape,
 };
@@ -97,7 +103,11 @@ export function readCrmSyncConfig(source: Record<string, string | undefined> = p
       requestTimeoutMs: c.CRM_SYNC_WEBHOOK_TIMEOUT_SECONDS * 1000,
     },
     residue: c.CRM_SYNC_RESIDUE_NKEY_SEED_FILE
-      ? { nats: { ...readNatsSettings(c, 'residue'), seedFile: c.CRM_SYNC_RESIDUE_NKEY_SEED_FILE }, scanMs: c.CRM_SYNC_RESIDUE_SCAN_MINUTES * 60_000 }
+      ? {
+          nats: { ...readNatsSettings(c, 'residue'), seedFile: c.CRM_SYNC_RESIDUE_NKEY_SEED_FILE },
+          scanMs: c.CRM_SYNC_RESIDUE_SCAN_MINUTES * 60_000,
+          objectWriteMs: c.CRM_SYNC_RESIDUE_OBJECT_WRITE_SECONDS * 1000,
+        }
       : undefined,
     opsTokenFile: c.OPS_DRAIN_TOKEN_FILE,
     retentionMs: (tenant: string) => (c.GATEWAY_TENANTS.find((t) => t.name === tenant)?.retentionDays ?? c.CRM_SYNC_RETENTION_DAYS) * 86_400_000,

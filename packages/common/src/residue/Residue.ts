@@ -37,7 +37,7 @@ export class Residue {
    * Removes what a scan found; what was written since the scan stays. Returns what was removed.
    */
   sweep(report: ResidueReport): Promise<ResidueSummary[]> {
-    return sweepResidue(this.nc, this.jsm, report);
+    return sweepResidue(this.nc, this.jsm, this.reader, report);
   }
 
   /** Purges the scan's delete markers older than `graceMs`; returns how many went. */

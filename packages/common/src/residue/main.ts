@@ -8,7 +8,7 @@ import { createLogger } from '../runtime/logger.js';
 import { connectNats, natsShape, readNatsSettings } from '../nats/connection.js';
 import { MARKER_GRACE_MS } from './markers.js';
 import { Residue } from './Residue.js';
-import { DEAD_RECORDER_MS } from './scan.js';
+import { DEAD_RECORDER_MS, OBJECT_WRITE_MS } from './scan.js';
 
 const shape = {
   ...natsShape,
@@ -21,6 +21,12 @@ const shape = {
     .int()
     .min(0)
     .default(DEAD_RECORDER_MS / 1000),
+  /** The longest an object write may go without storing a chunk: older chunks no object names are a write's leftovers. */
+  RESIDUE_OBJECT_WRITE_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(60)
+    .default(OBJECT_WRITE_MS / 1000),
   /** Delete markers younger than this stay (every reader of a store sees a delete first). */
   RESIDUE_MARKER_GRACE_SECONDS: z.coerce
     .number()
@@ -42,7 +48,12 @@ const log = createLogger('residue', config.LOG_LEVEL);
 const nc = await connectNats(readNatsSettings(config, 'residue'), 'residue', log);
 try {
   const residue = await Residue.open(nc);
-  const options = { graceMs: config.RESIDUE_GRACE_SECONDS * 1000, deadRecorderMs: config.RESIDUE_DEAD_RECORDER_SECONDS * 1000, retentionMs: () => config.RESIDUE_RETENTION_DAYS * 86_400_000 };
+  const options = {
+    graceMs: config.RESIDUE_GRACE_SECONDS * 1000,
+    deadRecorderMs: config.RESIDUE_DEAD_RECORDER_SECONDS * 1000,
+    objectWriteMs: config.RESIDUE_OBJECT_WRITE_SECONDS * 1000,
+    retentionMs: () => config.RESIDUE_RETENTION_DAYS * 86_400_000,
+  };
   const report = await residue.scan(options);
   const swept = args.has('--sweep') ? await residue.sweep(report) : undefined;
   const markersPurged = args.has('--sweep') ? await residue.sweepMarkers(report, config.RESIDUE_MARKER_GRACE_SECONDS * 1000) : undefined;

@@ -27,6 +27,11 @@ export type ResidueKind =
   | 'dead-recorder'
   /** A finished recording's record: recording.ready is out, nothing needs it. */
   | 'finished'
+  /**
+   * An object store's chunks (`$O.<store>.C.<nuid>`) that no live object names, none stored for
+   * longer than a write may take: what a refused or interrupted write left. Keyed by nuid.
+   */
+  | 'abandoned-chunks'
   /** Anything else that refers to something gone (a segment of no recording, a room's recording that ended, chat without its key). */
   | 'orphan';
 
@@ -36,7 +41,10 @@ export interface ResidueItem {
   /** The KV key, object name or stream sequence. */
   key: string;
   ageMs: number;
-  /** A KV entry's revision when scanned: the sweep removes that revision only. */
+  /**
+   * A KV entry's revision when scanned (the sweep removes that revision only), or the stream
+   * sequence of abandoned chunks' last one (the sweep leaves them when another came since).
+   */
   revision?: number;
 }
 

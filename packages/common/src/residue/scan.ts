@@ -24,6 +24,11 @@ export interface ResidueOptions {
   deadRecorderMs?: number;
   /** How long recorders keep a finished recording's record (RECORDER_FINISHED_RECORD_SECONDS). */
   finishedRecordingMs?: number;
+  /**
+   * The longest an object write may go without storing a chunk (OBJECT_WRITE_MS): chunks no live
+   * object names whose newest is older than this are a write's leftovers, never a write in progress.
+   */
+  objectWriteMs?: number;
   /** How long a tenant's events may wait for delivery (crm-sync's retention); older ones outlived it. */
   retentionMs?: (tenant: string) => number;
   /** How long after its retention crm-sync may take to delete an expired event. */
@@ -43,6 +48,14 @@ const ROOM_FINISH_MS = 10 * minute;
  * recording, so it waits long enough for the outage to be noticed and mended.
  */
 export const DEAD_RECORDER_MS = 60 * minute;
+/**
+ * A write stores its object's chunks one after the other, then the object's meta record that
+ * names them (by nuid). Chunks no live meta record names, none stored for this long, are what a
+ * refused or interrupted write left: the writer cannot purge them (the recorder may not) and the
+ * client's clean-up did not. A write in progress stores a chunk every few milliseconds (128 KiB
+ * of a local file or of a sealed stream), so minutes of silence mean no writer is left.
+ */
+export const OBJECT_WRITE_MS = 10 * minute;
 /** A room's records older than this outlived any call. */
 const ROOM_LIFETIME_MS = 1 * day;
 
@@ -65,6 +78,7 @@ export async function scanResidue(reader: StoreReader, options: ResidueOptions =
   const finishedMs = (options.finishedRecordingMs ?? FINISHED_RECORDING_KEPT_MS) + grace;
   const retentionMs = options.retentionMs ?? (() => LONGEST_RETENTION_MS);
   const slack = options.retentionSlackMs ?? day;
+  const objectWriteMs = options.objectWriteMs ?? OBJECT_WRITE_MS;
   const items: ResidueItem[] = [];
   let entries = 0;
   const add = (store: string, kind: ResidueKind, key: string, timeMs: number, revision?: number) =>
@@ -93,9 +107,17 @@ export async function scanResidue(reader: StoreReader, options: ResidueOptions =
   );
   const objects = new Map<ArtifactSpace, Map<string, number>>();
   for (const space of Object.keys(artifactSpaces) as ArtifactSpace[]) {
-    const read = await reader.readObjects(artifactSpaces[space]);
+    const store = artifactSpaces[space];
+    // Chunks listed before the meta records: a write that finishes in between has its meta read.
+    const nuids = await reader.chunkNuids(store);
+    const { objects: read, liveNuids } = await reader.readObjects(store);
     entries += read.size;
     objects.set(space, read);
+    for (const nuid of nuids) {
+      if (liveNuids.has(nuid)) continue;
+      const last = await reader.lastChunk(store, nuid);
+      if (last && old(last.timeMs, objectWriteMs)) add(store, 'abandoned-chunks', nuid, last.timeMs, last.seq);
+    }
   }
 
   // Rooms: those with a participant, and those with a session (live or being finished).

@@ -10,7 +10,13 @@ export interface StoredEntry {
   data: Uint8Array;
 }
 
-const objectMeta = z.object({ name: z.string().max(1_024), mtime: z.string().max(64), deleted: z.boolean().optional() });
+const objectMeta = z.object({ name: z.string().max(1_024), mtime: z.string().max(64), nuid: z.string().max(64).optional(), deleted: z.boolean().optional() });
+
+/** The last chunk of an object's chunk subject: its stream sequence and write time. */
+export interface LastChunk {
+  seq: number;
+  timeMs: number;
+}
 
 /**
  * Reads what NATS stores straight from the streams beneath KV buckets and object stores, so that
@@ -44,16 +50,46 @@ export class StoreReader {
     return new Map(entries.map((e) => [e.subject.slice(prefix.length), e]));
   }
 
-  /** Live objects of a store by name, with their last change. */
-  async readObjects(store: string): Promise<Map<string, number>> {
-    const out = new Map<string, number>();
+  /**
+   * Live objects of a store by name, with their last change, and the nuids their chunks are
+   * stored under (`$O.<store>.C.<nuid>`). A meta record that cannot be read holds its nuid too:
+   * its chunks are never taken for a write's leftovers.
+   */
+  async readObjects(store: string): Promise<{ objects: Map<string, number>; liveNuids: Set<string> }> {
+    const objects = new Map<string, number>();
+    const liveNuids = new Set<string>();
     for (const entry of await this.read(`OBJ_${store}`, `$O.${store}.M.>`, true)) {
       const parsed = objectMeta.safeParse(parseJson(entry.data));
-      if (!parsed.success || parsed.data.deleted) continue;
+      if (!parsed.success) {
+        const nuid = z.object({ nuid: z.string().max(64) }).safeParse(parseJson(entry.data));
+        if (nuid.success) liveNuids.add(nuid.data.nuid);
+        continue;
+      }
+      if (parsed.data.deleted) continue;
+      if (parsed.data.nuid) liveNuids.add(parsed.data.nuid);
       const mtime = Date.parse(parsed.data.mtime);
-      out.set(parsed.data.name, Number.isFinite(mtime) ? mtime : entry.timeMs);
+      objects.set(parsed.data.name, Number.isFinite(mtime) ? mtime : entry.timeMs);
     }
-    return out;
+    return { objects, liveNuids };
+  }
+
+  /**
+   * The nuids an object store holds chunks under, from the stream's subject listing
+   * (`subjects_filter`, paged by the client): no chunk is read.
+   */
+  async chunkNuids(store: string): Promise<string[]> {
+    const prefix = `$O.${store}.C.`;
+    const info = await this.jsm.streams.info(`OBJ_${store}`, { subjects_filter: `${prefix}>` });
+    return Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(prefix.length));
+  }
+
+  /** The last chunk stored under a nuid, or undefined when there is none (purged meanwhile). */
+  async lastChunk(store: string, nuid: string): Promise<LastChunk | undefined> {
+    const message = await this.jsm.streams.getMessage(`OBJ_${store}`, { last_by_subj: `$O.${store}.C.${nuid}` }).catch((error: unknown) => {
+      if (String((error as Error)?.message ?? error).includes('no message found')) return null;
+      throw error;
+    });
+    return message ? { seq: message.seq, timeMs: message.time.getTime() } : undefined;
   }
 }
 

@@ -7,13 +7,14 @@ import { artifactSpaces, residueSweeps, type ArtifactSpace } from '../jetstream/
 import { readJobRecord } from '../schemas/recordingRecords.js';
 import { buckets } from '../nats/subjects.js';
 import { summarize, sweeps, type ResidueItem, type ResidueReport, type ResidueSummary } from './report.js';
+import type { StoreReader } from './storeReader.js';
 
 /**
  * Removes what a scan found, in the stores the residue identity may sweep (jetstream/access.ts).
  * Each item is looked at again just before (compare-and-set on the revision it had, or re-read),
  * so what was written meanwhile stays. Returns what was removed.
  */
-export async function sweepResidue(nc: NatsConnection, jsm: JetStreamManager, report: ResidueReport): Promise<ResidueSummary[]> {
+export async function sweepResidue(nc: NatsConnection, jsm: JetStreamManager, reader: StoreReader, report: ResidueReport): Promise<ResidueSummary[]> {
   const removed: ResidueItem[] = [];
   const kvm = new Kvm(nc);
   const objm = new Objm(nc);
@@ -34,10 +35,20 @@ export async function sweepResidue(nc: NatsConnection, jsm: JetStreamManager, re
     const info = await objects.info(name);
     if (info && !info.deleted) await objects.delete(name);
   };
+  // The nuids live objects name, read again once per store before its abandoned chunks go.
+  const liveNuids = new Map<string, Set<string>>();
+  const namedNow = async (store: string) => liveNuids.get(store) ?? liveNuids.set(store, (await reader.readObjects(store)).liveNuids).get(store)!;
   for (const item of report.items) {
     if (!sweeps(item.kind)) continue;
     try {
-      if (sweepable.kv.has(item.store)) {
+      if (item.kind === 'abandoned-chunks') {
+        if (!sweepable.objects.has(item.store) || (await namedNow(item.store)).has(item.key)) continue;
+        // A chunk stored since the scan: a writer is alive after all.
+        const last = await reader.lastChunk(item.store, item.key);
+        if (!last || last.seq !== item.revision) continue;
+        // Up to the scanned chunk, on its subject only.
+        await jsm.streams.purge(`OBJ_${item.store}`, { filter: `$O.${item.store}.C.${item.key}`, seq: last.seq + 1 });
+      } else if (sweepable.kv.has(item.store)) {
         const bucket = await openKv(item.store);
         // Deleted unless rewritten since the scan (then it is live again).
         const entry = await bucket.get(item.key);
