@@ -53,8 +53,8 @@ const required: Record<string, string[]> = {
 };
 
 /**
- * The subsystems each service's own metrics may use; prom-client's process and Node.js metrics are
- * everyone's, the keyring's (`kms`) those of every service that wraps data keys, and the residue
+ * The subsystems each service's own metrics may use; prom-client's process and Node.js metrics and
+ * the reloads of watched configuration files (`config`) are everyone's, the keyring's (`kms`) those of every service that wraps data keys, and the residue
  * scanner's those of crm-sync, which runs it.
  */
 const subsystems: Record<string, string[]> = {
@@ -64,7 +64,7 @@ const subsystems: Record<string, string[]> = {
   'crm-sync': ['crm_sync', 'jetstream', 'kms', 'webhook', 'residue'],
   routing: ['routing', 'kms'],
 };
-const shared = ['process', 'nodejs'];
+const shared = ['process', 'nodejs', 'config'];
 const UNITS = ['seconds', 'bytes', 'packets', 'messages', 'ratio'];
 
 /** Why a metric name breaks `gateway_<subsystem>_<name>_<unit>`, or undefined when it does not. */
