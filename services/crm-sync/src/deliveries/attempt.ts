@@ -91,7 +91,7 @@ export class DeliveryAttempts {
     const { options, purge, metrics, log } = this.deps;
     let delivery: Delivery;
     try {
-      delivery = await timeStage(this.deps.metrics, 'contacts', () => openContacts(this.deps.keyring, sealed));
+      delivery = { ...(await timeStage(this.deps.metrics, 'contacts', () => openContacts(this.deps.keyring, sealed))), attempt: message.info.deliveryCount };
     } catch (error) {
       if (span) markFailed(span, error);
       if (GatewayError.from(error).code === ErrorCode.MALFORMED_MESSAGE) {

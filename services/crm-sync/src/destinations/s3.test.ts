@@ -164,7 +164,7 @@ describe('S3 destination', () => {
     const modified = server.object(BUCKET, `${folder('REC_twice')}ART_a.mp3`)!.lastModified;
 
     let before = server.requests.length;
-    await open().deliver(delivery({ deliveryId: 'REC_twice', kind: 'recording', files }));
+    await open().deliver(delivery({ deliveryId: 'REC_twice', kind: 'recording', files, attempt: 2 }));
     // Each file is written on the condition that its key is free: taken (412), and the same bytes.
     expect(server.requests.slice(before).map((r) => `${r.operation} ${r.key?.split('/').at(-1)} ${r.status}`)).toEqual([
       'HeadObject manifest.json 404',
@@ -177,16 +177,35 @@ describe('S3 destination', () => {
     expect(server.object(BUCKET, `${folder('REC_twice')}ART_a.mp3`)!.lastModified).toBe(modified);
 
     before = server.requests.length;
-    const again = delivery({ deliveryId: 'REC_twice', kind: 'recording', files });
+    const again = delivery({ deliveryId: 'REC_twice', kind: 'recording', files, attempt: 3 });
     await open().deliver(again);
     expect(server.requests.slice(before).map((r) => r.operation)).toEqual(['HeadObject']);
     expect(again.reads()).toBe(0);
     expect(server.keys(BUCKET, folder('REC_twice'))).toHaveLength(3);
+
+    // A first attempt of an event already delivered (a duplicate published after JetStream's
+    // duplicate window) asks nothing first: every write finds its key taken, nothing is rewritten.
+    before = server.requests.length;
+    const duplicate = delivery({ deliveryId: 'REC_twice', kind: 'recording', files, attempt: 1 });
+    await open().deliver(duplicate);
+    expect(server.requests.slice(before).map((r) => `${r.operation} ${r.key?.split('/').at(-1)} ${r.status}`)).toEqual([
+      'PutObject ART_a.mp3 412',
+      'HeadObject ART_a.mp3 200',
+      'PutObject ART_b.webm 412',
+      'HeadObject ART_b.webm 200',
+      'PutObject manifest.json 412',
+    ]);
+    expect(server.object(BUCKET, `${folder('REC_twice')}ART_a.mp3`)!.lastModified).toBe(modified);
+    expect(server.keys(BUCKET, folder('REC_twice'))).toHaveLength(3);
   });
 
-  it('asks for the manifest once and writes files on condition: a new one-file delivery is one HEAD and two PUTs', async () => {
-    const before = server.requests.length;
-    await open().deliver(delivery({ deliveryId: 'REC_four', kind: 'recording', files: [{ id: 'ART_one', contentType: 'audio/mpeg', data: Buffer.from('one') }] }));
+  it("writes a first attempt's files and manifest on condition without asking first: a new one-file delivery is two PUTs", async () => {
+    let before = server.requests.length;
+    await open().deliver(delivery({ deliveryId: 'REC_four', kind: 'recording', attempt: 1, files: [{ id: 'ART_one', contentType: 'audio/mpeg', data: Buffer.from('one') }] }));
+    expect(server.requests.slice(before).map((r) => `${r.operation} ${r.key?.split('/').at(-1)} ${r.status}`)).toEqual(['PutObject ART_one.mp3 200', 'PutObject manifest.json 200']);
+    // A retry (or an attempt whose number is not known) asks for the manifest once first.
+    before = server.requests.length;
+    await open().deliver(delivery({ deliveryId: 'REC_five', kind: 'recording', files: [{ id: 'ART_one', contentType: 'audio/mpeg', data: Buffer.from('one') }] }));
     expect(server.requests.slice(before).map((r) => `${r.operation} ${r.key?.split('/').at(-1)}`)).toEqual(['HeadObject manifest.json', 'PutObject ART_one.mp3', 'PutObject manifest.json']);
   });
 

@@ -195,8 +195,12 @@ export class S3Destination implements Destination {
     }
     const folder = `${this.config.prefix}${delivery.tenant}/${delivery.kind}/${delivery.deliveryId}/`;
     const context = { deliveryId: delivery.deliveryId, kind: delivery.kind };
-    // The manifest is written last: if it is there, everything is.
-    if (await this.head(`${folder}manifest.json`, context)) {
+    // The manifest is written last: if it is there, everything is. Asked only when this is not
+    // the event's first attempt (an earlier one may have written everything): a first attempt
+    // writes each object on the condition that its key is free, which answers the same question
+    // without a request of its own.
+    const retried = (delivery.attempt ?? 2) > 1;
+    if (retried && (await this.head(`${folder}manifest.json`, context))) {
       this.log.debug(context, 'already in S3; nothing to write');
       return;
     }
@@ -230,8 +234,12 @@ export class S3Destination implements Destination {
         2,
       ),
     );
-    // Not there when the delivery began: written without asking again.
-    await this.write(`${folder}manifest.json`, sourceOf(manifest), this.objectParams(tags, 'application/json', sha256Hex(manifest), encryptionContext), context, { knownAbsent: true });
+    // Asked for when a retry began and not there: written without asking again. Otherwise on
+    // the condition that its key is free; taken means an earlier write of this delivery completed.
+    const manifestKey = `${folder}manifest.json`;
+    const manifestParams = this.objectParams(tags, 'application/json', sha256Hex(manifest), encryptionContext);
+    if (retried) await this.write(manifestKey, sourceOf(manifest), manifestParams, context, { knownAbsent: true });
+    else if (!(await this.putObject(manifestKey, manifest, manifestParams, context, { ifAbsent: true }))) this.log.debug(context, 'manifest already in S3');
     this.log.debug({ ...context, objects: entries.length, written }, 'delivered to S3');
   }
 

@@ -57,6 +57,13 @@ export function contactMetadataOf(delivery: Delivery): ContactMetadata {
 export interface Delivery {
   /** Stable across retries and duplicates: the destination's idempotency key. */
   deliveryId: string;
+  /**
+   * Which attempt at the event this is (JetStream's delivery count), when known. A first
+   * attempt may still meet its own earlier writes (a duplicate event), so destinations stay
+   * idempotent; they only skip their "already delivered?" check for it when that check costs a
+   * request the write itself would answer.
+   */
+  attempt?: number;
   kind: 'recording' | 'transcript' | 'attachment' | 'session' | 'contact';
   tenant: string;
   room: string;
