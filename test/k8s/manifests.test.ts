@@ -96,6 +96,8 @@ describe('Kubernetes manifests', () => {
     expect(routing.template.spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey).toBe('kubernetes.io/hostname');
     expect(find(objects, 'PodDisruptionBudget', 'routing').spec.minAvailable).toBe(1);
     expect(find(objects, 'Ingress', 'signaling').spec.tls?.[0]?.secretName).toBeTruthy();
+    // Only signed images with an SBOM, by digest (docs/supply-chain.md; the rules check the policy itself).
+    expect(find(objects, 'ClusterPolicy', 'verify-gateway-images').spec.rules.map((r: { name: string }) => r.name)).toEqual(['gateway-images-signed-with-sbom', 'other-images-by-digest']);
     expect(find(objects, 'ConfigMap', 'sfu-config').data.SFU_WORKERS).toBe('8');
     for (const name of ['sfu-config', 'signaling-config', 'recorder-config']) expect(find(objects, 'ConfigMap', name).data.GRPC_TLS_CA_FILE).toBeTruthy();
     for (const service of ['sfu', 'signaling', 'recorder']) expect(find(objects, 'Certificate', `${service}-grpc`).spec.dnsNames).toEqual([`${service}.gateway.internal`]);

@@ -9,6 +9,7 @@ import { checkSchemas } from './rules.js';
 import { alertRules, monitoringSelectionRules } from './monitoringRules.js';
 import { autoscalerFallbackRules, availabilityRules, scalingRules } from './scalingRules.js';
 import { turnRules } from './turnRules.js';
+import { imageSupplyRules } from './supplyChainRules.js';
 
 /** Each deployment rule (rules.ts) shown to reject a deliberately broken copy of a rendered overlay. */
 
@@ -439,6 +440,41 @@ describe('each deployment rule rejects what it is meant to', () => {
         /cert=\/etc\/turn\/tls\/tls.crt is not in a Secret mounted in container coturn/,
       );
       caught(turnRules, (o) => (coturn(o).containers[0].livenessProbe = { tcpSocket: { port: 443 } }), /the livenessProbe is not a TCP connection to 3478/);
+    });
+  });
+
+  describe('images and their admission policy', () => {
+    const policy = (o: K8sObject[]) => find(o, 'ClusterPolicy', 'verify-gateway-images');
+    const verify = (o: K8sObject[]) => policy(o).spec.rules[0].verifyImages[0];
+    const inProd = (breakIt: (objects: K8sObject[]) => void, message: RegExp) => caughtIn('prod', imageSupplyRules, breakIt, message);
+
+    it('an image by a moving tag, or one not ours without a digest', () => {
+      caught(imageSupplyRules, (o) => (container(o, 'recorder').image = 'registry.example.com/gateway/recorder:latest'), /recorder:latest names neither a version tag nor a digest/);
+      caught(imageSupplyRules, (o) => (container(o, 'routing').image = 'registry.example.com/gateway/routing'), /gateway\/routing names neither/);
+      caught(
+        imageSupplyRules,
+        (o) =>
+          find(o, 'Deployment', 'signaling').spec.template.spec.initContainers?.push({ name: 'wait', image: 'busybox:1.36' }) ??
+          (find(o, 'Deployment', 'signaling').spec.template.spec.initContainers = [{ name: 'wait', image: 'busybox:1.36' }]),
+        /busybox:1.36 is not released by Gateway and names no digest/,
+      );
+    });
+
+    it('a policy that only audits, fails open, or does not pin the digest', () => {
+      inProd((o) => (verify(o).failureAction = 'Audit'), /failureAction is Audit, not Enforce/);
+      inProd((o) => (policy(o).spec.failurePolicy = 'Ignore'), /fails open/);
+      inProd((o) => (verify(o).mutateDigest = false), /mutateDigest is false/);
+    });
+
+    it('a policy without a signer or without the SBOM', () => {
+      inProd((o) => (verify(o).attestors = []), /no signer/);
+      inProd((o) => (verify(o).attestations = []), /no https:\/\/cyclonedx.org\/bom attestation/);
+      inProd((o) => delete verify(o).attestations[0].attestors[0].entries[0].keyless.issuer, /attestation \(the SBOM\) with its signer/);
+    });
+
+    it('an image of ours the policy does not verify: another registry, or a namespace it does not match', () => {
+      inProd((o) => (container(o, 'crm-sync').image = 'registry.other.example/gateway/crm-sync:0.1.0'), /registry.other.example\/gateway\/crm-sync:0.1.0 in namespace gateway is not verified/);
+      inProd((o) => (policy(o).spec.rules[0].match.any[0].resources.namespaces = ['gateway']), /gateway\/sfu:0.1.0 in namespace gateway-media is not verified/);
     });
   });
 

@@ -1,6 +1,7 @@
 import * as certManagerV1 from '@kubernetes-models/cert-manager/cert-manager.io/v1';
 import * as externalSecretsV1 from '@kubernetes-models/external-secrets/external-secrets.io/v1';
 import * as kedaV1alpha1 from '@kubernetes-models/keda/keda.sh/v1alpha1';
+import * as kyvernoV1 from '@kubernetes-models/kyverno/kyverno.io/v1';
 import * as monitoringV1 from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
 import * as appsV1 from 'kubernetes-models/apps/v1';
 import * as autoscalingV2 from 'kubernetes-models/autoscaling/v2';
@@ -17,13 +18,14 @@ import { objectId, type K8sObject, type Rule, type Violation } from './objects.j
 import { alertRules, monitoringSelectionRules } from './monitoringRules.js';
 import { autoscalerFallbackRules, availabilityRules, scalingRules } from './scalingRules.js';
 import { turnRules } from './turnRules.js';
+import { imageSupplyRules } from './supplyChainRules.js';
 
 /**
  * The rules every rendered Kubernetes environment (k8s/overlays/*) must follow, as functions
  * from the rendered objects to the violations found. Each rule names itself in its violations,
  * so a test can show that a broken object is caught by the rule meant for it. The rules live by
  * concern: containers and their configuration (containerRules.ts), the SFU and the drain
- * (mediaRules.ts), the TURN server (turnRules.ts), who a workload is to gRPC, NATS and the Kubernetes API (identityRules.ts), what
+ * (mediaRules.ts), the TURN server (turnRules.ts), what images run and who signed them (supplyChainRules.ts), who a workload is to gRPC, NATS and the Kubernetes API (identityRules.ts), what
  * is reachable (networkRules.ts), replicas and autoscalers (scalingRules.ts), and what Prometheus
  * selects and alerts on (monitoringRules.ts); objects.ts reads the rendered objects.
  */
@@ -40,6 +42,7 @@ const models: Record<string, Record<string, unknown>> = {
   'monitoring.coreos.com/v1': monitoringV1,
   'cert-manager.io/v1': certManagerV1,
   'external-secrets.io/v1': externalSecretsV1,
+  'kyverno.io/v1': kyvernoV1,
 };
 
 type Model = new (data: unknown) => { validate(): void };
@@ -82,6 +85,7 @@ export const allRules: Rule[] = [
   alertRules,
   serviceAccountRules,
   turnRules,
+  imageSupplyRules,
 ];
 
 export function checkManifests(objects: K8sObject[]): Violation[] {

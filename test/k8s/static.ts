@@ -81,7 +81,7 @@ export function checkCoturnDockerfile(text: string, imageTag: string): Violation
   const args = new Map(stage.instructions.filter((i) => i.keyword === 'ARG').map((i) => i.args.split('=') as [string, string]));
   const expand = (value: string) => value.replace(/\$\{?(\w+)\}?/g, (whole, name: string) => args.get(name) ?? file.globalArgs.get(name) ?? whole);
   const base = expand(stage.from);
-  if (!/^debian:bookworm[\w.-]*$/.test(base)) add(`base image ${base} is not a pinned Debian bookworm`);
+  if (!/^debian:bookworm[\w.-]*@sha256:[0-9a-f]{64}$/.test(base)) add(`base image ${base} is not Debian bookworm pinned by digest`);
   const runs = stage.instructions.filter((i) => i.keyword === 'RUN').map((i) => expand(i.args));
   const version = runs.map((r) => /\bcoturn=(\S+)/.exec(r)?.[1]).find(Boolean);
   if (!version) add('coturn is not installed at a pinned version (coturn=<version>)');
@@ -133,9 +133,8 @@ export function checkDockerfile(text: string, expect: DockerfileExpectations): V
     if (!stage.name) add(`FROM ${stage.from}`, 'a stage without a name (FROM ... AS <name>)');
     if (file.stages.some((s) => s.name === stage.from)) continue;
     const image = stage.from.replace(/\$\{?(\w+)\}?/g, (_, name: string) => file.globalArgs.get(name) ?? '');
-    const reference = image.split('@')[0];
-    const tag = image.includes('@') ? 'digest' : /:([^/:]+)$/.exec(reference)?.[1];
-    if (!tag || tag === 'latest') add(`stage ${stage.name}`, `base image ${image || stage.from} is not pinned to a tag or digest`);
+    // By digest: a tag can be moved under the same name (docs/supply-chain.md).
+    if (!/@sha256:[0-9a-f]{64}$/.test(image)) add(`stage ${stage.name}`, `base image ${image || stage.from} is not pinned by digest`);
     if (!/bookworm/.test(image)) add(`stage ${stage.name}`, `base image ${image} is not Debian bookworm (the mediasoup worker is built for it)`);
   }
   const all = file.stages.flatMap((s) => s.instructions);
