@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
-import { NatsServer, type startSfuProcess, startSignalingProcess } from '@gateway/testing';
+import { NatsServer, type startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { CallPages, launchChromium } from '../support/browser.js';
 import { type LossyUdpRelay, startSfuBehindRelay } from '../support/lossyRelay.js';
 import { scrapeMetrics, sumOf } from '../support/metrics.js';
@@ -143,4 +143,31 @@ describe('connection quality in Chromium', () => {
     relay.setLoss(agentUfrag, 0);
     await agent.waitForFunction((levels) => levels.includes((window as any).room.localParticipant.connectionQuality), good, { timeout: 45_000 });
   }, 180_000);
+
+  it('counts a transport whose DTLS handshake fails: the page sends a fingerprint its certificate does not have', async () => {
+    const failures = async (reason: string) => sumOf(await scrapeMetrics(sfu.opsPort), 'gateway_sfu_transport_failures_total', { reason });
+    const before = { dtls: await failures('dtls'), ice: await failures('ice') };
+    const page = await pages.open();
+    // The SDK's connectTransport request, rewritten on its way out: one hex digit of each
+    // fingerprint changed, so ICE completes and the media node refuses the certificate.
+    await page.addInitScript(() => {
+      const send = WebSocket.prototype.send;
+      WebSocket.prototype.send = function (this: WebSocket, data: string | ArrayBufferLike | Blob | ArrayBufferView) {
+        if (typeof data === 'string' && data.includes('"connectTransport"')) {
+          const frame = JSON.parse(data);
+          for (const fingerprint of frame.connectTransport?.dtlsParameters?.fingerprints ?? []) {
+            fingerprint.value = (fingerprint.value[0] === 'A' ? 'B' : 'A') + fingerprint.value.slice(1);
+          }
+          (window as any).forgedFingerprints = ((window as any).forgedFingerprints ?? 0) + 1;
+          return send.call(this, JSON.stringify(frame));
+        }
+        return send.call(this, data);
+      };
+    });
+    await page.goto(`${sig.url}/end-user#token=${await demoToken({ room: `dtls-${Date.now()}`, identity: 'customer-dtls', role: 'end_user' })}&autojoin=1`);
+    await page.waitForFunction(() => ((window as any).forgedFingerprints ?? 0) >= 1, undefined, { timeout: 30_000 });
+    await waitFor(async () => (await failures('dtls')) > before.dtls, 30_000, 'a DTLS failure counted by the media node');
+    // The media never flowed: nothing of it was counted as an ICE failure.
+    expect(await failures('ice')).toBe(before.ice);
+  }, 90_000);
 });
