@@ -22,7 +22,14 @@ export class TurnServer {
     readonly secret: string,
     readonly dir: string,
     private readonly process: ChildProcess,
+    /** TURN over TLS, when started with a certificate. */
+    readonly tlsPort: number | undefined,
   ) {}
+
+  /** Where turnserver writes its process id (what deploy/coturn/reload-certificates.sh signals). */
+  get pidFile(): string {
+    return join(this.dir, 'turnserver.pid');
+  }
 
   /** The file signaling reads the secret from (SIGNALING_TURN_SECRET_FILE). */
   get secretFile(): string {
@@ -45,10 +52,11 @@ export class TurnServer {
     return existsSync(file) ? readFileSync(file, 'utf8') : '';
   }
 
-  static async start(): Promise<TurnServer> {
+  /** `tls`: also TURN over TLS (turns:) with this certificate and key, read again on SIGUSR2. */
+  static async start(options: { tls?: { certFile: string; keyFile: string } } = {}): Promise<TurnServer> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await TurnServer.startOnce();
+        return await TurnServer.startOnce(options);
       } catch (error) {
         // Another process took the port between choosing and binding it.
         if (attempt >= 3) throw error;
@@ -56,9 +64,10 @@ export class TurnServer {
     }
   }
 
-  private static async startOnce(): Promise<TurnServer> {
+  private static async startOnce(options: { tls?: { certFile: string; keyFile: string } }): Promise<TurnServer> {
     const dir = mkdtempSync(join(tmpdir(), 'gateway-turn-'));
     const port = await freePort();
+    const tlsPort = options.tls ? await freePort() : undefined;
     const secret = randomBytes(32).toString('hex');
     writeFileSync(join(dir, 'secret'), secret, { mode: 0o600 });
     // The secret goes in a file of ours rather than on the command line, where `ps` shows it.
@@ -71,7 +80,7 @@ export class TurnServer {
       'realm=gateway.test',
       'fingerprint',
       'no-cli',
-      'no-tls',
+      ...(options.tls ? [`tls-listening-port=${tlsPort}`, `cert=${options.tls.certFile}`, `pkey=${options.tls.keyFile}`] : ['no-tls']),
       'no-dtls',
       'no-multicast-peers',
       'allow-loopback-peers',
@@ -87,9 +96,10 @@ export class TurnServer {
     child.stderr?.on('data', (chunk: Buffer) => {
       if (stderr.length < 20_000) stderr += chunk.toString();
     });
-    const server = new TurnServer(port, secret, dir, child);
+    const server = new TurnServer(port, secret, dir, child, tlsPort);
     try {
       await waitForPort(port, 10_000);
+      if (tlsPort) await waitForPort(tlsPort, 10_000);
       if (child.exitCode !== null) throw new Error(`exited with ${child.exitCode}`);
     } catch (error) {
       await server.stop();
