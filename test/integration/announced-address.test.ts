@@ -4,7 +4,7 @@ import { callUnary } from '@gateway/common';
 import { NatsServer, TurnServer, startSfuProcess, turnserverInstalled } from '@gateway/testing';
 import { CloudMetadataServer, type Cloud } from '../contracts/cloud-metadata/server.js';
 import { hostileAnswer } from '../contracts/cloud-metadata/hostileAnswers.js';
-import { type Reply, StunResponder, bindingSuccess, hostileDatagram } from '../contracts/stun/server.js';
+import { HOSTILE_KINDS, type Reply, StunResponder, bindingSuccess, hostileDatagram } from '../contracts/stun/server.js';
 import { SfuClients } from '../support/grpcClients.js';
 import { metricValue } from '../support/metrics.js';
 import { seededRandom } from '../support/seededRandom.js';
@@ -168,10 +168,14 @@ describe('the announced address of an SFU', () => {
     it(`finds the honest answer among hostile datagrams (seed ${seed}): random bytes, other transactions, oversized, altered`, async () => {
       const random = seededRandom(seed);
       const claimed = { address: '34.120.7.9', port: 0 };
-      const server = await responder((request) => [
-        ...Array.from({ length: 1 + Math.floor(random() * 5) }, () => hostileDatagram(random, request, { ...claimed, port: request.from.port })),
-        bindingSuccess(request.transactionId, claimed.address, request.from.port),
-      ]);
+      // Before the honest answer: one datagram of each hostile kind, then a few more picked at random, shuffled.
+      const server = await responder((request) => {
+        const hostile = [
+          ...HOSTILE_KINDS.map((kind) => hostileDatagram(random, request, { ...claimed, port: request.from.port }, kind)),
+          ...Array.from({ length: Math.floor(random() * 5) }, () => hostileDatagram(random, request, { ...claimed, port: request.from.port })),
+        ].sort(() => random() - 0.5);
+        return [...hostile, bindingSuccess(request.transactionId, claimed.address, request.from.port)];
+      });
       const sfu = await start({ SFU_ANNOUNCED_ADDRESS_SOURCE: 'stun', SFU_STUN_SERVERS: server.address });
       expect(await announced(sfu)).toEqual(['34.120.7.9']);
       await sfu.stop();

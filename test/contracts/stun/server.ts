@@ -88,10 +88,12 @@ export function bindingSuccess(transactionId: Buffer, address: string, port: num
  * an honest answer to another transaction, one far over any Binding response, one bit flipped in
  * an honest answer (its FINGERPRINT no longer matches), a truncated one, an error response.
  */
-export function hostileDatagram(random: () => number, request: BindingRequest, claimed: { address: string; port: number }): Buffer {
+export const HOSTILE_KINDS = ['bytes', 'otherTransaction', 'oversized', 'bitFlip', 'truncated', 'errorResponse', 'otherAddressNoFingerprintOtherId'] as const;
+
+export function hostileDatagram(random: () => number, request: BindingRequest, claimed: { address: string; port: number }, kind?: (typeof HOSTILE_KINDS)[number]): Buffer {
   const pick = <T>(values: readonly T[]): T => values[Math.floor(random() * values.length)]!;
   const honest = () => bindingSuccess(request.transactionId, claimed.address, claimed.port);
-  switch (pick(['bytes', 'otherTransaction', 'oversized', 'bitFlip', 'truncated', 'errorResponse', 'otherAddressNoFingerprintOtherId'] as const)) {
+  switch (kind ?? pick(HOSTILE_KINDS)) {
     case 'bytes':
       return Buffer.from(Array.from({ length: Math.floor(random() * 120) }, () => Math.floor(random() * 256)));
     case 'otherTransaction': {
@@ -109,8 +111,8 @@ export function hostileDatagram(random: () => number, request: BindingRequest, c
     }
     case 'bitFlip': {
       const message = honest();
-      // In the mapped address or its port: only the FINGERPRINT tells.
-      const byte = 20 + 6 + Math.floor(random() * 6);
+      // In the mapped address: only the FINGERPRINT tells.
+      const byte = 28 + Math.floor(random() * 4);
       message[byte]! ^= 1 << Math.floor(random() * 8);
       return message;
     }
