@@ -27,6 +27,7 @@ import { observeMediaMetrics, observeNodeMetrics } from './metrics.js';
 import { PodDeletionCost, podDeletionCost } from './DeletionCost.js';
 import { PodApi } from './kubernetes/PodApi.js';
 import { SfuObserver } from './observer.js';
+import { findAnnouncedAddress, type AnnouncedAddress } from './announcedAddress/discover.js';
 
 /** The largest gRPC request taken: real ones (RTP parameters and capabilities) are a few kilobytes. */
 const MAX_REQUEST_BYTES = 256 * 1024;
@@ -45,6 +46,8 @@ export class SfuNode implements PipeHost, SfuApiNode {
 
   private constructor(
     readonly config: SfuConfig,
+    /** The address in this node's ICE candidates, and where it came from. */
+    readonly announced: AnnouncedAddress,
     readonly pool: WorkerPool,
     readonly nc: NatsConnection,
     readonly metrics: Registry,
@@ -85,15 +88,18 @@ export class SfuNode implements PipeHost, SfuApiNode {
     // A bad drain token file stops the node before it starts anything.
     const drainToken = readDrainToken(config.drainTokenFile);
     if (!config.grpcTls) log.warn('gRPC is plaintext (no GRPC_TLS_*): callers are not identified; for one machine only');
+    // Before the workers bind the media ports: STUN asks from the first of them.
+    const announced = await findAnnouncedAddress(config.announcedAddress, { listenIp: config.listenIp, port: config.rtcPortMin }, log);
+    log.info({ source: announced.source, address: announced.address }, 'announced address for ICE candidates');
     return Startup.run(async (startup) => {
       const pool = startup.opened(
-        await WorkerPool.create({ size: config.workers, rtcPortMin: config.rtcPortMin, listenIp: config.listenIp, announcedAddress: config.announcedAddress, logLevel: config.workerLogLevel }, log),
+        await WorkerPool.create({ size: config.workers, rtcPortMin: config.rtcPortMin, listenIp: config.listenIp, announcedAddress: announced.address, logLevel: config.workerLogLevel }, log),
         (workers) => workers.close(),
       );
       const nc = startup.opened(await connectNats(config.nats, config.nodeId, log), (connection) => connection.close());
       // Certificates are taken up again when their files change (cert-manager renews them).
       const tls = startup.opened(watchGrpcTls(config.grpcTls, log), (source) => source?.close());
-      const node = new SfuNode(config, pool, nc, createMetricsRegistry('sfu'), tls, log);
+      const node = new SfuNode(config, announced, pool, nc, createMetricsRegistry('sfu'), tls, log);
       pool.on('workerdied', (index) => {
         node.observer.safeEmit('workerdied', index);
         // mediasoup closes the dead worker's routers; make sure every room on it is closed and

@@ -1,7 +1,10 @@
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 import { z } from 'zod';
 import { ErrorCode, GatewayError, env, grpcTlsShape, loadConfig, natsShape, opsDrainShape, readNatsSettings, readGrpcTls } from '@gateway/common';
+import type { AnnouncedAddressSettings } from './announcedAddress/discover.js';
+import type { StunServer } from './announcedAddress/stun.js';
 
 const shape = {
   ...natsShape,
@@ -18,8 +21,22 @@ const shape = {
   /** Worker i listens for media (UDP and TCP) on SFU_RTC_PORT_MIN + i. */
   SFU_RTC_PORT_MIN: env.port(40000),
   SFU_LISTEN_IP: env.string('0.0.0.0'),
-  /** Address put in ICE candidates: the node's public or pod-host address. */
-  SFU_ANNOUNCED_ADDRESS: env.string('127.0.0.1'),
+  /**
+   * Where the address put in ICE candidates comes from: `explicit` (SFU_ANNOUNCED_ADDRESS), the
+   * cloud's instance metadata (`aws`, `gcp`, `azure`) or `stun` (SFU_STUN_SERVERS), found once at
+   * start-up (docs/kubernetes.md, "Announced address per cloud").
+   */
+  SFU_ANNOUNCED_ADDRESS_SOURCE: z.enum(['explicit', 'aws', 'gcp', 'azure', 'stun']).default('explicit'),
+  /** With the explicit source: the address put in ICE candidates (127.0.0.1 when unset). */
+  SFU_ANNOUNCED_ADDRESS: z.string().min(1).optional(),
+  /** With the stun source: the servers asked, `host:port` (an IPv6 address in brackets), comma-separated. */
+  SFU_STUN_SERVERS: z.string().transform(parseStunServers).optional(),
+  /** The instance metadata services, overridable for tests and for clouds that move them. */
+  SFU_AWS_METADATA_URL: metadataUrl('http://169.254.169.254'),
+  SFU_GCP_METADATA_URL: metadataUrl('http://169.254.169.254'),
+  SFU_AZURE_METADATA_URL: metadataUrl('http://169.254.169.254'),
+  /** Accepts a private, loopback or link-local address found by a source: for tests and networks without a public side. */
+  SFU_ANNOUNCED_ADDRESS_ALLOW_PRIVATE: env.boolean(false),
   /** Address recording taps send plain RTP from (inside the cluster). */
   SFU_TAP_LISTEN_IP: env.string('127.0.0.1'),
   SFU_HEARTBEAT_SECONDS: env.seconds(2),
@@ -73,7 +90,64 @@ const shape = {
   SFU_DELETION_COST_INTERVAL_SECONDS: z.coerce.number().positive().max(3600).default(15),
 };
 
+/** At most this many STUN servers: two or three that agree are what the check needs. */
+const MAX_STUN_SERVERS = 8;
+const DNS_NAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+/** `host:port,[v6]:port,...`; a problem is reported without quoting the value. */
+function parseStunServers(text: string, context: z.RefinementCtx): StunServer[] {
+  const entries = text.split(',').map((entry) => entry.trim());
+  if (entries.length > MAX_STUN_SERVERS) {
+    context.addIssue({ code: 'custom', message: `at most ${MAX_STUN_SERVERS} servers` });
+    return z.NEVER;
+  }
+  const servers: StunServer[] = [];
+  for (const [index, entry] of entries.entries()) {
+    const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(entry);
+    const host = match?.[1] ?? match?.[2];
+    const port = Number(match?.[3]);
+    const hostOk = host !== undefined && (match?.[1] !== undefined ? net.isIPv6(host) : net.isIPv4(host) || DNS_NAME.test(host));
+    if (!hostOk || !(port >= 1 && port <= 65535)) {
+      context.addIssue({ code: 'custom', message: `entry ${index + 1} is not host:port (an IPv6 address in brackets)` });
+      return z.NEVER;
+    }
+    servers.push({ host, port });
+  }
+  return servers;
+}
+
+/** A metadata service's base URL: http or https, no credentials, query or fragment. */
+function metadataUrl(fallback: string) {
+  return z
+    .url({ protocol: /^https?$/, error: 'must be an http or https URL' })
+    .refine((text) => {
+      const url = new URL(text);
+      return url.username === '' && url.password === '' && url.search === '' && url.hash === '';
+    }, 'must have no credentials, query or fragment')
+    .default(fallback);
+}
+
 export type SfuConfig = ReturnType<typeof readSfuConfig>;
+
+function announcedAddressSettings(c: z.infer<z.ZodObject<typeof shape>>): AnnouncedAddressSettings {
+  const allowPrivate = c.SFU_ANNOUNCED_ADDRESS_ALLOW_PRIVATE;
+  const problem = (message: string) => new GatewayError(ErrorCode.CONFIG_INVALID, `invalid configuration:\n  ${message}`);
+  if (c.SFU_ANNOUNCED_ADDRESS_SOURCE !== 'explicit' && c.SFU_ANNOUNCED_ADDRESS !== undefined)
+    throw problem(`SFU_ANNOUNCED_ADDRESS is for SFU_ANNOUNCED_ADDRESS_SOURCE=explicit only (the source is ${c.SFU_ANNOUNCED_ADDRESS_SOURCE}): unset one of them`);
+  switch (c.SFU_ANNOUNCED_ADDRESS_SOURCE) {
+    case 'explicit':
+      return { source: 'explicit', address: c.SFU_ANNOUNCED_ADDRESS ?? '127.0.0.1' };
+    case 'stun':
+      if (!c.SFU_STUN_SERVERS?.length) throw problem('SFU_STUN_SERVERS is required with SFU_ANNOUNCED_ADDRESS_SOURCE=stun');
+      return { source: 'stun', servers: c.SFU_STUN_SERVERS, allowPrivate };
+    case 'aws':
+      return { source: 'aws', metadataUrl: c.SFU_AWS_METADATA_URL, allowPrivate };
+    case 'gcp':
+      return { source: 'gcp', metadataUrl: c.SFU_GCP_METADATA_URL, allowPrivate };
+    case 'azure':
+      return { source: 'azure', metadataUrl: c.SFU_AZURE_METADATA_URL, allowPrivate };
+  }
+}
 
 export function readSfuConfig(source: Record<string, string | undefined> = process.env) {
   const c = loadConfig(shape, source);
@@ -86,6 +160,7 @@ export function readSfuConfig(source: Record<string, string | undefined> = proce
   if (c.POD_NAME !== undefined && c.KUBERNETES_SERVICE_HOST === undefined) {
     throw new GatewayError(ErrorCode.CONFIG_INVALID, 'invalid configuration:\n  KUBERNETES_SERVICE_HOST is needed with POD_NAME (the API server that keeps the Pod)');
   }
+  const announcedAddress = announcedAddressSettings(c);
   return {
     nats: readNatsSettings(c, 'sfu'),
     logLevel: c.LOG_LEVEL,
@@ -99,7 +174,7 @@ export function readSfuConfig(source: Record<string, string | undefined> = proce
     workers: c.SFU_WORKERS,
     rtcPortMin: c.SFU_RTC_PORT_MIN,
     listenIp: c.SFU_LISTEN_IP,
-    announcedAddress: c.SFU_ANNOUNCED_ADDRESS,
+    announcedAddress,
     tapListenIp: c.SFU_TAP_LISTEN_IP,
     heartbeatMs: c.SFU_HEARTBEAT_SECONDS * 1000,
     drainGraceMs: c.SFU_DRAIN_GRACE_SECONDS * 1000,

@@ -28,6 +28,8 @@ export interface MeasuredNode {
   readonly workerIndexes: number[];
   /** Whether the node keeps its Pod's deletion cost (POD_NAME and POD_NAMESPACE set). */
   readonly keepsDeletionCost: boolean;
+  /** The address in the node's ICE candidates and its source (SFU_ANNOUNCED_ADDRESS_SOURCE). */
+  readonly announced: { address: string; source: string };
   load(): NodeLoad;
 }
 
@@ -50,6 +52,13 @@ export function observeNodeMetrics(node: MeasuredNode, registry: Registry): void
   gauge('gateway_sfu_max_consumers', 'Consumers the node takes before new participants go to other nodes', (l) => l.maxConsumers);
   gauge('gateway_sfu_imported_producers', 'Producers of other nodes received through pipes', (l) => l.importedProducers);
   gauge('gateway_sfu_pipes', 'Pipes to and from other nodes', (l) => l.pipes);
+  // An info metric (always 1): which source gave the announced address, and the address, found once at start-up.
+  new Gauge({
+    name: 'gateway_sfu_announced_address_info',
+    help: 'The address in ICE candidates (address) and where it came from (source); always 1',
+    labelNames: ['source', 'address'],
+    registers: [registry],
+  }).set({ source: node.announced.source, address: node.announced.address }, 1);
   const draining = new Gauge({ name: 'gateway_sfu_draining', help: '1 while the node drains', registers: [registry] });
   draining.set(0);
   node.observer.on('draining', () => draining.set(1));
