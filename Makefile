@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help setup up test test-unit typecheck check proto proto-check sdk-docs sdk-docs-check sdk-release bench fuzz token nats-values lifecycle-doc residue
+.PHONY: help setup up test test-cluster test-unit typecheck check proto proto-check sdk-docs sdk-docs-check sdk-release bench fuzz token nats-values lifecycle-doc residue
 
 help:
 	@echo "make up     install what is missing, start nats-server, the SFU, the recorder, crm-sync, routing and signaling; prints the demo URLs"
@@ -71,6 +71,10 @@ test: setup proto-check sdk-docs-check typecheck check
 	@mkdir -p .tmp
 	@MEDIASOUP_WORKER_BIN=$$(bash scripts/mediasoup-worker.sh) npx vitest run --reporter=default --reporter=json --outputFile.json=.tmp/vitest.json; \
 	  status=$$?; node scripts/test-summary.mjs .tmp/vitest.json; exit $$status
+
+# The cluster suite against a kind cluster of scripts/kind/up.sh (docs/cluster-tests.md): CNI=calico or cilium.
+test-cluster:
+	@GATEWAY_CNI=$${CNI:-calico} npx vitest run --config test/cluster/vitest.config.ts
 
 bench: setup
 	@MEDIASOUP_WORKER_BIN=$$(bash scripts/mediasoup-worker.sh) bash bench/run.sh
