@@ -118,12 +118,19 @@ export const networkPolicyRules: Rule = (objects) => {
  */
 const natsOnly = ['routing'];
 
+/** NodeLocal DNSCache's link-local address, where pods on nodes that run it send DNS. */
+const nodeLocalDnsCidr = '169.254.20.10/32';
+
 function allowedNatsOnlyEgress(rule: Json): boolean {
   const to: Json[] = rule.to ?? [];
   const ports: Json[] = rule.ports ?? [];
   if (to.length === 0 || ports.length === 0) return false;
   const toNats = to.every((t) => t.podSelector?.matchLabels?.['app.kubernetes.io/name'] === 'nats' && !t.namespaceSelector && !t.ipBlock);
-  const toDns = to.every((t) => t.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'] === 'kube-system' && t.podSelector?.matchLabels?.['k8s-app'] === 'kube-dns');
+  const toDns = to.every(
+    (t) =>
+      (t.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'] === 'kube-system' && t.podSelector?.matchLabels?.['k8s-app'] === 'kube-dns') ||
+      (t.ipBlock?.cidr === nodeLocalDnsCidr && !t.ipBlock.except),
+  );
   const toCollector = to.every((t) => t.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'] === 'observability' && !t.podSelector && !t.ipBlock);
   const only = (port: number, protocols: string[]) => ports.every((p) => p.port === port && p.endPort === undefined && protocols.includes(p.protocol ?? 'TCP'));
   return (toNats && only(4222, ['TCP'])) || (toDns && only(53, ['UDP', 'TCP'])) || (toCollector && only(4318, ['TCP']));

@@ -1,5 +1,6 @@
 import * as certManagerV1 from '@kubernetes-models/cert-manager/cert-manager.io/v1';
 import * as externalSecretsV1 from '@kubernetes-models/external-secrets/external-secrets.io/v1';
+import * as gatewayApiV1 from '@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1';
 import * as kedaV1alpha1 from '@kubernetes-models/keda/keda.sh/v1alpha1';
 import * as monitoringV1 from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
 import * as appsV1 from 'kubernetes-models/apps/v1';
@@ -9,6 +10,7 @@ import * as policyV1 from 'kubernetes-models/policy/v1';
 import * as rbacV1 from 'kubernetes-models/rbac.authorization.k8s.io/v1';
 import * as coreV1 from 'kubernetes-models/v1';
 import * as batchV1 from 'kubernetes-models/batch/v1';
+import { CiliumNetworkPolicy } from './cilium.js';
 import { configRules, containerRules, graceRules, probeRules } from './containerRules.js';
 import { grpcIdentityRules, natsRules, serviceAccountRules } from './identityRules.js';
 import { drainRules, sfuRules } from './mediaRules.js';
@@ -40,6 +42,8 @@ const models: Record<string, Record<string, unknown>> = {
   'monitoring.coreos.com/v1': monitoringV1,
   'cert-manager.io/v1': certManagerV1,
   'external-secrets.io/v1': externalSecretsV1,
+  'gateway.networking.k8s.io/v1': gatewayApiV1,
+  'cilium.io/v2': { CiliumNetworkPolicy },
 };
 
 type Model = new (data: unknown) => { validate(): void };
