@@ -14,7 +14,7 @@ import { CiliumNetworkPolicy } from './cilium.js';
 import { configRules, containerRules, graceRules, probeRules } from './containerRules.js';
 import { grpcIdentityRules, natsRules, serviceAccountRules } from './identityRules.js';
 import { drainRules, sfuRules } from './mediaRules.js';
-import { egressRules, exposureRules, ingressRules, networkPolicyRules } from './networkRules.js';
+import { egressRules, exposureRules, ingressRules, networkPolicyRules, nodeFlowRules, routeRules } from './networkRules.js';
 import { objectId, type K8sObject, type Rule, type Violation } from './objects.js';
 import { alertRules, monitoringSelectionRules } from './monitoringRules.js';
 import { autoscalerFallbackRules, availabilityRules, scalingRules } from './scalingRules.js';
@@ -81,6 +81,8 @@ export const allRules: Rule[] = [
   autoscalerFallbackRules,
   availabilityRules,
   ingressRules,
+  routeRules,
+  nodeFlowRules,
   natsRules,
   monitoringSelectionRules,
   alertRules,
