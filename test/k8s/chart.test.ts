@@ -71,7 +71,9 @@ describe('the Helm chart', () => {
   it('cilium: the host-network flows by node entity, no ipBlock that would match nothing', () => {
     for (const valueSet of ['gke', 'aks', 'kind-cilium']) {
       const objects = chartObjectsOf(valueSet);
-      for (const name of ['signaling', 'recorder', 'nats']) expect(ipBlocks(find(objects, 'NetworkPolicy', name)), `${valueSet} ${name}`).toEqual([]);
+      for (const name of ['recorder', 'nats']) expect(ipBlocks(find(objects, 'NetworkPolicy', name)), `${valueSet} ${name}`).toEqual([]);
+      // signaling's only ranges are the edge's proxies outside the cluster (GKE's front ends).
+      expect(ipBlocks(find(objects, 'NetworkPolicy', 'signaling')).filter((cidr) => !['35.191.0.0/16', '130.211.0.0/22'].includes(cidr))).toEqual([]);
       const nats = find(objects, 'CiliumNetworkPolicy', 'nats-nodes');
       expect(nats.apiVersion).toBe('cilium.io/v2');
       expect(nats.spec.ingress[0].fromEntities).toEqual(['host', 'remote-node']);
@@ -91,7 +93,10 @@ describe('the Helm chart', () => {
     const route = find(gke, 'HTTPRoute', 'signaling');
     expect(route.spec.parentRefs).toEqual([{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'external-http', namespace: 'gateway-edge', sectionName: 'https' }]);
     expect(route.spec.rules[0].timeouts).toEqual({ request: '3600s', backendRequest: '3600s' });
-    expect(find(gke, 'NetworkPolicy', 'signaling').spec.ingress[0].from[0].namespaceSelector.matchLabels['kubernetes.io/metadata.name']).toBe('gateway-edge');
+    const fromEdge = find(gke, 'NetworkPolicy', 'signaling').spec.ingress[0].from;
+    expect(fromEdge[0].namespaceSelector.matchLabels['kubernetes.io/metadata.name']).toBe('gateway-edge');
+    // GKE's Gateway proxies are Google's front ends, outside the cluster.
+    expect(fromEdge.slice(1).map((peer: Json) => peer.ipBlock.cidr)).toEqual(['35.191.0.0/16', '130.211.0.0/22']);
     const ingress = chartObjectsOf('ingress');
     expect(ofKind(ingress, 'HTTPRoute')).toEqual([]);
     expect(find(ingress, 'Ingress', 'signaling').spec.tls).toEqual([{ hosts: ['gateway.example.com'], secretName: 'signaling-tls' }]);

@@ -86,3 +86,14 @@ release: {{ .Values.monitoring.release }}
   sectionName: {{ . }}
   {{- end }}
 {{- end }}
+
+{{/*
+Where the edge's proxies run outside the cluster (GKE's Gateway controller: Google's front ends
+send to the pods directly), their address ranges (edge.sourceCIDRs) as NetworkPolicy peers.
+*/}}
+{{- define "gateway.edgeSourceBlocks" -}}
+{{- range .Values.edge.sourceCIDRs }}
+- ipBlock:
+    cidr: {{ . }}
+{{- end }}
+{{- end }}
