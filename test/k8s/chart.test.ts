@@ -3,6 +3,7 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { chartDir, runHelm, staleBaseFiles } from '../../scripts/k8s-base.js';
 import { chartObjectsOf, renderChart, renderValueSets, valueSetFile, valueSets } from './chart.js';
+import { sfuRules } from './mediaRules.js';
 import { nodeFlowRules, routeRules } from './networkRules.js';
 import type { Json, K8sObject, Rule } from './objects.js';
 import { container, find, messages } from './overlays.js';
@@ -208,6 +209,26 @@ describe('the chart-only rules reject what they are meant to', () => {
       nodeFlowRules,
       (o) => (find(o, 'NetworkPolicy', 'recorder').spec.ingress = find(o, 'NetworkPolicy', 'recorder').spec.ingress.filter((r: Json) => !r.from.some((p: Json) => p.ipBlock))),
       /flow the recording taps from the SFU: no policy lets it through/,
+    ));
+
+  const sfuEnv = (o: K8sObject[]): Json[] => container(o, 'sfu').env;
+
+  it('an SFU told an address and to find one', () =>
+    caught('eks', sfuRules, (o) => sfuEnv(o).push({ name: 'SFU_ANNOUNCED_ADDRESS', value: '203.0.113.7' }), /SFU_ANNOUNCED_ADDRESS is set while the address is found by aws/));
+
+  it('an SFU to find its address by STUN with a server that is not host:port', () =>
+    caught('ingress', sfuRules, (o) => (sfuEnv(o).find((e) => e.name === 'SFU_STUN_SERVERS').value = 'stun.example.com'), /SFU_STUN_SERVERS entry stun.example.com is not host:port/));
+
+  it('an SFU with no address to announce', () =>
+    caught(
+      'kind-calico',
+      sfuRules,
+      (o) =>
+        container(o, 'sfu').env.splice(
+          sfuEnv(o).findIndex((e) => e.name === 'SFU_ANNOUNCED_ADDRESS'),
+          1,
+        ),
+      /SFU_ANNOUNCED_ADDRESS is not set/,
     ));
 
   it('a CiliumNetworkPolicy Cilium would refuse', () => {
