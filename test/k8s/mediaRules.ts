@@ -1,10 +1,30 @@
 import { schemaVariables, serviceSpecs, type ServiceName, type ServiceSettings } from './services.js';
-import { envValues, objectId, resolveEnv, sampleHostIp, samplePodIp, workloads, type Json, type Rule, type Violation, type Workload } from './objects.js';
+import { envValues, objectId, resolveEnv, sampleHostIp, samplePodIp, workloads, type Json, type ResolvedEnv, type Rule, type Violation, type Workload } from './objects.js';
 
 /** The rules for the media nodes: the SFU's placement, ports and drain, and the preStop hooks that drain the SFU and the recorder. */
 
 /** The media node pool the SFU must run on, by label and taint. */
 export const mediaPool = { key: 'gateway.io/pool', value: 'media' };
+/** Where the SFU finds the address it announces at start-up, besides being told it (explicit, the default). */
+const discoveredSources = ['aws', 'gcp', 'azure', 'stun'];
+
+/**
+ * The address browsers send media to: given (SFU_ANNOUNCED_ADDRESS: the node's from the downward
+ * API, or an address or name), or found at start-up from the cloud's metadata or by STUN
+ * (SFU_ANNOUNCED_ADDRESS_SOURCE, with SFU_STUN_SERVERS as host:port for stun), never both.
+ */
+function announcedAddressProblems(env: ResolvedEnv): string[] {
+  const source = env.entries.get('SFU_ANNOUNCED_ADDRESS_SOURCE')?.value ?? 'explicit';
+  const address = env.entries.get('SFU_ANNOUNCED_ADDRESS')?.value;
+  if (source === 'explicit') return address ? [] : ['SFU_ANNOUNCED_ADDRESS is not set'];
+  if (!discoveredSources.includes(source)) return [`SFU_ANNOUNCED_ADDRESS_SOURCE ${source} is none of explicit, ${discoveredSources.join(', ')}`];
+  if (env.entries.has('SFU_ANNOUNCED_ADDRESS')) return [`SFU_ANNOUNCED_ADDRESS is set while the address is found by ${source}`];
+  if (source !== 'stun') return [];
+  const servers = (env.entries.get('SFU_STUN_SERVERS')?.value ?? '').split(',').filter(Boolean);
+  if (servers.length === 0) return ['SFU_ANNOUNCED_ADDRESS_SOURCE stun without SFU_STUN_SERVERS'];
+  return servers.filter((s) => !/^[A-Za-z0-9.-]+:\d{1,5}$/.test(s)).map((s) => `SFU_STUN_SERVERS entry ${s} is not host:port`);
+}
+
 /** Seconds beyond the drain the SFU needs to tell its clients to rejoin and exit. */
 export const sfuShutdownMargin = 30;
 
@@ -72,8 +92,7 @@ export const sfuRules: Rule = (objects) => {
     }
     if (!container.lifecycle?.preStop) add('no preStop hook');
     mediaPoolPlacement(w, 'SFU').forEach(add);
-    const announced = env.entries.get('SFU_ANNOUNCED_ADDRESS');
-    if (!announced?.value) add('SFU_ANNOUNCED_ADDRESS is not set');
+    announcedAddressProblems(env).forEach(add);
     // On the host network every address the SFU binds is the node's: all but the media ports
     // must listen on its internal address (the ops port too, once the SFU can be told so).
     const internalOnly = ['SFU_GRPC_HOST', 'SFU_TAP_LISTEN_IP', ...(schemaVariables('sfu').has('SFU_OPS_HOST') ? ['SFU_OPS_HOST'] : [])];

@@ -118,12 +118,19 @@ export const networkPolicyRules: Rule = (objects) => {
  */
 const natsOnly = ['routing'];
 
+/** NodeLocal DNSCache's link-local address, where pods on nodes that run it send DNS. */
+const nodeLocalDnsCidr = '169.254.20.10/32';
+
 function allowedNatsOnlyEgress(rule: Json): boolean {
   const to: Json[] = rule.to ?? [];
   const ports: Json[] = rule.ports ?? [];
   if (to.length === 0 || ports.length === 0) return false;
   const toNats = to.every((t) => t.podSelector?.matchLabels?.['app.kubernetes.io/name'] === 'nats' && !t.namespaceSelector && !t.ipBlock);
-  const toDns = to.every((t) => t.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'] === 'kube-system' && t.podSelector?.matchLabels?.['k8s-app'] === 'kube-dns');
+  const toDns = to.every(
+    (t) =>
+      (t.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'] === 'kube-system' && t.podSelector?.matchLabels?.['k8s-app'] === 'kube-dns') ||
+      (t.ipBlock?.cidr === nodeLocalDnsCidr && !t.ipBlock.except),
+  );
   const toCollector = to.every((t) => t.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'] === 'observability' && !t.podSelector && !t.ipBlock);
   const only = (port: number, protocols: string[]) => ports.every((p) => p.port === port && p.endPort === undefined && protocols.includes(p.protocol ?? 'TCP'));
   return (toNats && only(4222, ['TCP'])) || (toDns && only(53, ['UDP', 'TCP'])) || (toCollector && only(4318, ['TCP']));
@@ -178,6 +185,113 @@ export const ingressRules: Rule = (objects) => {
       const origin = `${tlsHosts.has(rule.host) ? 'https' : 'http'}://${rule.host}`;
       if (origins && !origins.includes(origin)) add(`${origin} is not in SIGNALING_WEBAUTHN_ORIGINS (${origins.join(', ')})`);
     }
+  }
+  return found;
+};
+
+/** Whether an HTTPRoute rule's timeout (a Gateway API duration; 0s: none) is at least this many seconds. */
+function routeTimeoutAtLeast(duration: string | undefined, seconds: number): boolean {
+  if (duration === undefined) return false;
+  const parts = [...duration.matchAll(/(\d+)(h|ms|m|s)/g)];
+  if (parts.length === 0 || parts.map((p) => p[0]).join('') !== duration) return false;
+  const total = parts.reduce((sum, [, n, unit]) => sum + Number(n) * { h: 3600, m: 60, s: 1, ms: 0.001 }[unit as 'h' | 'm' | 's' | 'ms'], 0);
+  return total === 0 || total >= seconds;
+}
+
+/**
+ * The Gateway API edge (HTTPRoutes): only signaling's http port and the admin APIs under /v1/
+ * are routed; signaling's route keeps a call's WebSocket for the hour the Ingress allowed (its
+ * request timeouts at least 3600 s, or none) on hosts that are signaling's WebAuthn origins.
+ */
+export const routeRules: Rule = (objects) => {
+  const found: Violation[] = [];
+  const signaling = workloads(objects).find((w) => w.service === 'signaling');
+  // As signaling reads it (a comma-separated list); configRules checks the value itself.
+  const origins = signaling ? resolveEnv(signaling.pod.containers[0], signaling.namespace, objects).entries.get('SIGNALING_WEBAUTHN_ORIGINS')?.value?.split(',') : undefined;
+  for (const o of objects.filter((x) => x.kind === 'HTTPRoute')) {
+    const add = (message: string) => found.push({ rule: 'route', object: objectId(o), message });
+    if ((o.spec?.parentRefs ?? []).length === 0) add('attached to no Gateway (parentRefs)');
+    let routesSignaling = false;
+    for (const [index, rule] of (o.spec?.rules ?? []).entries()) {
+      const paths: Array<string | undefined> = (rule.matches ?? [{}]).map((m: Json) => (m.path?.type === 'RegularExpression' ? undefined : (m.path?.value ?? '/')));
+      for (const backend of rule.backendRefs ?? []) {
+        const toSignaling = backend.name === 'signaling' && backend.port === signalingHttpPort(objects) && (backend.kind ?? 'Service') === 'Service';
+        const toAdmin = adminApis.some((service) => backend.name === service && backend.port === adminPort(objects, service) && (backend.kind ?? 'Service') === 'Service');
+        if (toSignaling) routesSignaling = true;
+        for (const path of paths) {
+          if (toSignaling || (toAdmin && path?.startsWith('/v1/'))) continue;
+          add(`rule ${index} routes ${path ?? 'a regular expression'} to ${backend.name} port ${backend.port}: only signaling's http port and the admin APIs (/v1/) are public`);
+        }
+        if (toSignaling && !(routeTimeoutAtLeast(rule.timeouts?.request, 3600) && routeTimeoutAtLeast(rule.timeouts?.backendRequest ?? rule.timeouts?.request, 3600)))
+          add(`rule ${index}: signaling's request timeouts (${rule.timeouts?.request ?? 'the implementation default'}) are under 3600 s: a call's WebSocket would be cut`);
+      }
+    }
+    if (routesSignaling && origins) {
+      for (const host of o.spec?.hostnames ?? []) {
+        if (!origins.some((origin) => URL.canParse(origin) && new URL(origin).hostname === host)) add(`host ${host} is not in SIGNALING_WEBAUTHN_ORIGINS (${origins.join(', ')})`);
+      }
+    }
+  }
+  return found;
+};
+
+/** The SFU's flows that network policies must let through from and to its node's address. */
+const nodeFlows = [
+  { from: 'signaling', direction: 'egress', port: 50051, protocol: 'TCP', what: "signaling to the SFU's gRPC" },
+  { from: 'recorder', direction: 'egress', port: 50051, protocol: 'TCP', what: "the recorder to the SFU's gRPC" },
+  { from: 'recorder', direction: 'ingress', port: 40000, protocol: 'UDP', what: 'the recording taps from the SFU' },
+  { from: 'nats', direction: 'ingress', port: 4222, protocol: 'TCP', what: 'the SFU to NATS' },
+] as const;
+
+/** Whether a port list (NetworkPolicy or Cilium) covers this port and protocol. */
+const portsCover = (ports: Json[], port: number, protocol: string) =>
+  ports.some((p) => {
+    const start = Number(p.port);
+    return start <= port && port <= (p.endPort ?? start) && [protocol, 'ANY'].includes(p.protocol ?? (p.port === undefined ? 'ANY' : 'TCP'));
+  });
+
+/**
+ * The SFU is on the host network: its traffic has the node's address, which a NetworkPolicy
+ * names by ipBlock (generic CNIs, Calico) and Cilium only by entity (host, remote-node), never by
+ * CIDR. Each of its flows is allowed one way or the other, and with Cilium there are no ipBlock
+ * rules for them that would silently match nothing.
+ */
+export const nodeFlowRules: Rule = (objects) => {
+  const found: Violation[] = [];
+  const cilium = objects.filter((o) => o.kind === 'CiliumNetworkPolicy');
+  const policies = objects.filter((o) => o.kind === 'NetworkPolicy');
+  const sfuRuns = workloads(objects).some((w) => w.service === 'sfu' && w.pod.hostNetwork);
+  if (!sfuRuns) return found;
+  for (const flow of nodeFlows) {
+    const labels = { 'app.kubernetes.io/name': flow.from, ...(flow.from === 'nats' ? { 'app.kubernetes.io/instance': 'nats' } : {}) };
+    const byCidr = policies.some(
+      (p) =>
+        p.metadata.namespace === 'gateway' &&
+        selects(p.spec?.podSelector, labels) &&
+        (p.spec?.[flow.direction] ?? []).some(
+          (r: Json) =>
+            (r[flow.direction === 'egress' ? 'to' : 'from'] ?? []).some((peer: Json) => peer.ipBlock && !publicSources.has(peer.ipBlock.cidr) && !peer.ipBlock.except) &&
+            portsCover(r.ports ?? [], flow.port, flow.protocol),
+        ),
+    );
+    const entityKey = flow.direction === 'egress' ? 'toEntities' : 'fromEntities';
+    const byEntity = cilium.some(
+      (p) =>
+        p.metadata.namespace === 'gateway' &&
+        selects(p.spec?.endpointSelector, labels) &&
+        (p.spec?.[flow.direction] ?? []).some(
+          (r: Json) =>
+            ['host', 'remote-node'].every((e) => (r[entityKey] ?? []).includes(e)) &&
+            portsCover(
+              (r.toPorts ?? []).flatMap((t: Json) => t.ports ?? []),
+              flow.port,
+              flow.protocol,
+            ),
+        ),
+    );
+    if (cilium.length > 0 && byCidr)
+      found.push({ rule: 'node-flows', object: `flow ${flow.what}`, message: 'allowed by ipBlock beside CiliumNetworkPolicies: Cilium matches node addresses by entity, never by CIDR' });
+    if (!byCidr && !byEntity) found.push({ rule: 'node-flows', object: `flow ${flow.what}`, message: `no policy lets it through from the nodes (port ${flow.port}/${flow.protocol})` });
   }
   return found;
 };

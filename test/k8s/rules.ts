@@ -1,5 +1,6 @@
 import * as certManagerV1 from '@kubernetes-models/cert-manager/cert-manager.io/v1';
 import * as externalSecretsV1 from '@kubernetes-models/external-secrets/external-secrets.io/v1';
+import * as gatewayApiV1 from '@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1';
 import * as kedaV1alpha1 from '@kubernetes-models/keda/keda.sh/v1alpha1';
 import * as kyvernoV1 from '@kubernetes-models/kyverno/kyverno.io/v1';
 import * as monitoringV1 from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
@@ -10,10 +11,11 @@ import * as policyV1 from 'kubernetes-models/policy/v1';
 import * as rbacV1 from 'kubernetes-models/rbac.authorization.k8s.io/v1';
 import * as coreV1 from 'kubernetes-models/v1';
 import * as batchV1 from 'kubernetes-models/batch/v1';
+import { CiliumNetworkPolicy } from './cilium.js';
 import { configRules, containerRules, graceRules, probeRules } from './containerRules.js';
 import { grpcIdentityRules, natsRules, serviceAccountRules } from './identityRules.js';
 import { drainRules, sfuRules } from './mediaRules.js';
-import { egressRules, exposureRules, ingressRules, networkPolicyRules } from './networkRules.js';
+import { egressRules, exposureRules, ingressRules, networkPolicyRules, nodeFlowRules, routeRules } from './networkRules.js';
 import { objectId, type K8sObject, type Rule, type Violation } from './objects.js';
 import { alertRules, monitoringSelectionRules } from './monitoringRules.js';
 import { autoscalerFallbackRules, availabilityRules, scalingRules } from './scalingRules.js';
@@ -43,6 +45,8 @@ const models: Record<string, Record<string, unknown>> = {
   'cert-manager.io/v1': certManagerV1,
   'external-secrets.io/v1': externalSecretsV1,
   'kyverno.io/v1': kyvernoV1,
+  'gateway.networking.k8s.io/v1': gatewayApiV1,
+  'cilium.io/v2': { CiliumNetworkPolicy },
 };
 
 type Model = new (data: unknown) => { validate(): void };
@@ -80,6 +84,8 @@ export const allRules: Rule[] = [
   autoscalerFallbackRules,
   availabilityRules,
   ingressRules,
+  routeRules,
+  nodeFlowRules,
   natsRules,
   monitoringSelectionRules,
   alertRules,
