@@ -45,7 +45,18 @@ export default defineConfig({
     },
     projects: [
       { extends: true, test: { name: 'unit', include: unitFiles, pool: 'threads', sequence: { groupOrder: 0 } } },
-      { extends: true, test: { name: 'processes', include, exclude: [...configDefaults.exclude, ...unitFiles], pool: 'forks', sequence: { groupOrder: 1 } } },
+      {
+        extends: true,
+        test: {
+          name: 'processes',
+          include,
+          exclude: [...configDefaults.exclude, ...unitFiles],
+          pool: 'forks',
+          sequence: { groupOrder: 1 },
+          // Certificates made once for the run rather than once per file (test/support/testRun.ts).
+          globalSetup: ['test/support/testRun.ts'],
+        },
+      },
     ],
   },
 });
