@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect, nkeyAuthenticator, type NatsConnection, type NodeConnectionOptions } from '@nats-io/transport-node';
 import { ensureNatsCredentials, inboxPrefixOf, natsIdentities, provisionJetStream, writeNatsServerConfig, type CatalogSettings, type NatsCredential, type NatsIdentity } from '@gateway/common';
-import { createTestPki, type CertificatePair, type TestPki } from './pki.js';
+import { testRunPki, type CertificatePair, type TestPki } from './pki.js';
 
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -20,11 +20,11 @@ const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 /** Storage a test server's catalog shares out (the production default would not fit a test machine's disk several times over). */
 export const testStorageBudgetBytes = 2 * 1024 ** 3;
 
-/** One set of certificates and nkeys per test process. */
+/** One set of certificates and nkeys per test run (`testRunPki`), apart from the gRPC set. */
 let material: { pki: TestPki; credentials: Record<NatsIdentity, NatsCredential> } | undefined;
 function testMaterial() {
   if (!material) {
-    const pki = createTestPki();
+    const { pki } = testRunPki('nats');
     material = { pki, credentials: ensureNatsCredentials(join(pki.dir, 'nats')) };
   }
   return material;

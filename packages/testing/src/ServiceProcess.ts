@@ -4,7 +4,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { freePort, natsEnvFor } from './NatsServer.js';
-import { createTestPki, type TestPki } from './pki.js';
+import { testRunPki, type TestPki } from './pki.js';
 
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -108,11 +108,11 @@ export interface SfuProcess extends ServiceProcess {}
  */
 let sharedPki: TestPki | undefined;
 
-/** The certificates the service helpers use: made on first use, removed when the process exits. */
+/** The certificates the service helpers use for gRPC: the test run's (`testRunPki`). */
 export function sharedTestPki(): TestPki {
   if (!sharedPki) {
-    const pki = createTestPki();
-    process.once('exit', () => rmSync(pki.dir, { recursive: true, force: true }));
+    const { pki, owned } = testRunPki('grpc');
+    if (owned) process.once('exit', () => rmSync(pki.dir, { recursive: true, force: true }));
     sharedPki = pki;
   }
   return sharedPki;

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -116,6 +116,32 @@ export function createTestPki(options: { dir?: string; days?: number } | string 
     foreignKeyFile: foreign.keyFile,
     foreignCaFile: foreign.caFile,
   };
+}
+
+/** Names the folder where a test run keeps its certificates (set by test/support/testRun.ts). */
+export const TEST_RUN_PKI_ENV = 'GATEWAY_TEST_RUN_PKI_DIR';
+
+/**
+ * The set of certificates named `name` of this test run: made by the first test file that asks
+ * (two dozen openssl commands, a second or more of CPU), then read by the next files of the run,
+ * which otherwise each made their own. Outside a run (a script, a benchmark) a fresh set of the
+ * process's own. `owned` says whether the caller made the folder and removes it.
+ */
+export function testRunPki(name: string): { pki: TestPki; owned: boolean } {
+  const runDir = process.env[TEST_RUN_PKI_ENV];
+  if (!runDir) return { pki: createTestPki(), owned: true };
+  const dir = path.join(runDir, name);
+  if (!existsSync(dir)) {
+    // Made aside and moved into place whole: a file of the run never finds half a set.
+    const making = mkdtempSync(path.join(runDir, `${name}-`));
+    createTestPki({ dir: making });
+    try {
+      renameSync(making, dir);
+    } catch {
+      rmSync(making, { recursive: true, force: true }); // another file of the run was first
+    }
+  }
+  return { pki: createTestPki({ dir }), owned: false };
 }
 
 /** A server certificate and the CA of its own that signs it. */

@@ -20,10 +20,13 @@ export interface DeliveryOptions extends AttemptOptions {
   backlog?: number;
   /** Events of one tenant waiting for a slot (per replica); by default 1,000. */
   tenantBacklog?: number;
+  /** How long deliveries under way get to finish once crm-sync stops; by default 20 s. */
+  stopGraceMs?: number;
 }
 
 const DEFAULT_BACKLOG = 4_000;
 const DEFAULT_TENANT_BACKLOG = 1_000;
+const DEFAULT_STOP_GRACE_MS = 20_000;
 
 /** The durable consumers crm-sync takes events from, shared by its replicas. */
 export const deliveryConsumers = [
@@ -187,7 +190,7 @@ export class Deliveries {
    * finish (one stuck on a destination, or on a NATS that is gone, must not keep the process
    * from stopping: unacknowledged, it is handed out again). Safe to repeat.
    */
-  async close(graceMs = 20_000): Promise<void> {
+  async close(graceMs = this.options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS): Promise<void> {
     this.closed = true;
     for (const stop of this.stops.splice(0)) stop();
     for (const { message, keepAlive } of this.slots.drain()) {

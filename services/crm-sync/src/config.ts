@@ -35,6 +35,8 @@ const shape = {
   CRM_SYNC_RETRY_MAX_SECONDS: z.coerce.number().positive().default(600),
   /** How long JetStream waits for a delivery's answer before handing it out again. */
   CRM_SYNC_ACK_WAIT_SECONDS: env.positiveInt(300),
+  /** On SIGTERM, how long deliveries under way get to finish (a stuck one is handed out again later); within the Pod's termination grace. */
+  CRM_SYNC_STOP_GRACE_SECONDS: z.coerce.number().min(0).max(60).default(20),
   /**
    * Whether tenants' destinations may be on private, loopback or link-local addresses. Off in
    * production: a tenant could otherwise aim crm-sync at the platform's own network. On for a
@@ -94,6 +96,7 @@ export function readCrmSyncConfig(source: Record<string, string | undefined> = p
     retryBaseMs: c.CRM_SYNC_RETRY_BASE_SECONDS * 1000,
     retryMaxMs: c.CRM_SYNC_RETRY_MAX_SECONDS * 1000,
     ackWaitMs: c.CRM_SYNC_ACK_WAIT_SECONDS * 1000,
+    stopGraceMs: Math.round(c.CRM_SYNC_STOP_GRACE_SECONDS * 1000),
     webhooks: {
       concurrency: c.CRM_SYNC_WEBHOOK_CONCURRENCY,
       tenantConcurrency: Math.min(c.CRM_SYNC_WEBHOOK_TENANT_CONCURRENCY, c.CRM_SYNC_WEBHOOK_CONCURRENCY),

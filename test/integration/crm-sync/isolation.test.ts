@@ -37,7 +37,8 @@ describe('crm-sync keeps tenants apart', () => {
     });
     await new Promise<void>((resolve) => hanging.listen(0, '127.0.0.1', resolve));
     [stack, s3] = await Promise.all([
-      startCrmSyncStack({ CRM_SYNC_CONCURRENCY: '8', CRM_SYNC_TENANT_CONCURRENCY: String(TENANT_CONCURRENCY), CRM_SYNC_ACK_WAIT_SECONDS: '5' }),
+      // A stop grace of 2 s: the last test waits it out behind a delivery that never ends (20 s by default).
+      startCrmSyncStack({ CRM_SYNC_CONCURRENCY: '8', CRM_SYNC_TENANT_CONCURRENCY: String(TENANT_CONCURRENCY), CRM_SYNC_ACK_WAIT_SECONDS: '5', CRM_SYNC_STOP_GRACE_SECONDS: '2' }),
       S3ContractServer.start({ buckets: [BUCKET] }),
     ]);
   }, 60_000);

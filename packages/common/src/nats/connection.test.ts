@@ -85,7 +85,9 @@ describe('connectNats across reconnections', () => {
       loadConfig(natsShape, { ...env, NATS_TLS_CERT_FILE: volume.file('tls.crt'), NATS_TLS_KEY_FILE: volume.file('tls.key'), NATS_NKEY_SEED_FILE: volume.file('seed') }),
       'recorder',
     );
-    const nc = await connectNats(settings, 'reload-test', log);
+    // An attempt with the foreign certificate may hang until its handshake times out: 2 s
+    // instead of 20 s lets the renewed one be tried soon after it is in place.
+    const nc = await connectNats(settings, 'reload-test', log, { handshakeTimeoutMs: 2_000 });
     let server = nats;
     const statuses = () => lines.filter((line) => line.nats !== undefined).map((line) => String(line.nats));
     try {

@@ -76,8 +76,11 @@ function connectFailure(error: unknown): string {
  * `asyncTraces`: whether each request keeps its caller's stack for its errors (nats.js's default).
  * Capturing it costs an Error per request, with source maps a few per cent of the CPU of a service
  * that makes thousands of requests a second (crm-sync); errors still carry their code and cause.
+ * `handshakeTimeoutMs`: how long one connection attempt may take to complete (nats.js's default,
+ * 20 s, otherwise). An attempt the server never completes, as with a client certificate it
+ * refuses, holds up the next attempt that long.
  */
-export async function connectNats(settings: NatsSettings, name: string, log: Logger, options: { asyncTraces?: boolean } = {}): Promise<NatsConnection> {
+export async function connectNats(settings: NatsSettings, name: string, log: Logger, options: { asyncTraces?: boolean; handshakeTimeoutMs?: number } = {}): Promise<NatsConnection> {
   // Read now so a bad file stops the service at start, and again at each (re)connection, so a
   // seed rotated in its Secret is used from the next connection on; an unreadable file then
   // keeps the seed in use.
@@ -109,6 +112,7 @@ export async function connectNats(settings: NatsSettings, name: string, log: Log
       maxReconnectAttempts: -1,
       reconnectTimeWait: 500,
       noAsyncTraces: options.asyncTraces === false,
+      ...(options.handshakeTimeoutMs ? { timeout: options.handshakeTimeoutMs } : {}),
     });
   } catch (error) {
     throw new GatewayError(ErrorCode.UNAVAILABLE, `cannot connect to NATS: ${connectFailure(error)}`, { cause: error });
