@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buckets } from '@gateway/common';
 import { Kvm } from '@nats-io/kv';
 import { NatsServer, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
+import { DEMO_TENANT } from '../../services/signaling/src/config.js';
+import { basicAuth } from '../support/crmSync.js';
 import { type TestClient, TestClients } from '../support/wsClient.js';
 import { demoToken } from '../support/tokens.js';
 import { opusRtpParameters } from '../support/rtpParameters.js';
@@ -123,4 +125,33 @@ describe('the roster a join is shown, kept by each replica from the room events'
       expect(listed, `a join on replica ${i + 1}`).toEqual(expected);
     }
   }, 60_000);
+
+  describe('the marks that stop joins, kept by each replica from watches of their keys', () => {
+    // The room API's removals and room ends write their marks on one replica; the other hears
+    // of them over the watch (a delivery, milliseconds): this covers it on a loaded machine.
+    const MARK_DELIVERY_MS = 500;
+    const roomApi = (base: string, target: string, method: string) => fetch(`${base}/v1/rooms/${target}`, { method, headers: { authorization: basicAuth(DEMO_TENANT) } });
+
+    it("refuses a removed participant's token on the replica that did not revoke it", async () => {
+      const room = newRoom();
+      const token = await demoToken({ room, identity: 'removed', role: 'end_user' });
+      // Held by replica 2 and removed through it: replica 2 writes the revoke.
+      const { client, join } = await clients.join(sig2.wsUrl, token);
+      expect((await roomApi(sig2.url, `${room}/participants/${join.participant.participantId}`, 'DELETE')).status).toBe(204);
+      expect((await client.closed).code).toBe(4005);
+      await new Promise((r) => setTimeout(r, MARK_DELIVERY_MS));
+      const rejoin = await clients.open(sig1.wsUrl);
+      expect((await rejoin.request('join', { token, protocolVersion: 1 })).error?.code).toBe('REMOVED');
+    });
+
+    it('refuses joins of a room ended through the other replica', async () => {
+      const room = newRoom();
+      await clients.join(sig1.wsUrl, await demoToken({ room, identity: 'agent', role: 'agent' }));
+      // Ended through replica 2, which writes the room's closed mark.
+      expect((await roomApi(sig2.url, room, 'DELETE')).status).toBe(200);
+      await new Promise((r) => setTimeout(r, MARK_DELIVERY_MS));
+      const late = await clients.open(sig1.wsUrl);
+      expect((await late.request('join', { token: await demoToken({ room, identity: 'late', role: 'end_user' }), protocolVersion: 1 })).error?.code).toBe('ROOM_ENDED');
+    });
+  });
 });
