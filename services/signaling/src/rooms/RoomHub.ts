@@ -1,6 +1,6 @@
 import type { RoomEvent } from '@gateway/proto/gateway/events/v1/events';
 import type { ParticipantInfo } from '@gateway/proto/gateway/signaling/v1/signaling';
-import type { Logger, NatsConnection, WebhookEventInput, WebhookEvents } from '@gateway/common';
+import { ErrorCode, GatewayError, type Logger, type NatsConnection, type WebhookEventInput, type WebhookEvents } from '@gateway/common';
 import { RoomEventBus, type RoomEventSubscription } from '@gateway/cluster';
 import { Roster } from '../participant/roster.js';
 
@@ -96,7 +96,7 @@ export class RoomHub {
    */
   roster(tenant: string, room: string, list: () => Promise<ParticipantInfo[]>): Promise<Roster> {
     const served = this.rooms.get(`${tenant}/${room}`);
-    if (!served) return Promise.reject(new Error(`the room ${tenant}/${room} is not served here: watch it first`));
+    if (!served) return Promise.reject(new GatewayError(ErrorCode.INTERNAL, `the room ${tenant}/${room} is not served here: watch it first`));
     if (served.roster) return 'ready' in served.roster ? Promise.resolve(served.roster.ready) : served.roster.listing;
     const heard: RoomEvent[] = [];
     const listing = list().then(
