@@ -124,13 +124,14 @@ export class SfuDirectory {
    * home node (placed first when the room has none) while it has capacity and is not draining;
    * otherwise a node the room already spans, then the least-loaded other node with capacity.
    * Media between the nodes flows through pipes. With no capacity anywhere, the home node
-   * takes the participant over its limit rather than turning the call away.
+   * takes the participant over its limit rather than turning the call away. The nodes the room
+   * spans are asked for (`roomNodes`) only when the home node cannot take the participant.
    */
-  async placeParticipant(tenant: string, room: string, need: { consumers: number; roomNodes: Iterable<string> }): Promise<PlacedRoom> {
+  async placeParticipant(tenant: string, room: string, need: { consumers: number; roomNodes: () => Promise<Iterable<string>> }): Promise<PlacedRoom> {
     const home = await this.place(tenant, room);
     const fits = (node: NodeInfo) => !node.draining && (!node.load?.maxConsumers || (node.load.consumers ?? 0) + need.consumers <= node.load.maxConsumers);
     if (fits(home.node)) return home;
-    const spanned = new Set(need.roomNodes);
+    const spanned = new Set(await need.roomNodes());
     const others = (await this.liveNodes()).filter((n) => n.nodeId !== home.nodeId && fits(n));
     if (others.length === 0) {
       this.log.warn({ room: kvKeys.room(tenant, room), nodeId: home.nodeId }, "no media node has capacity; the room's node takes the participant");

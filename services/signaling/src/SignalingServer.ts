@@ -222,7 +222,7 @@ export class SignalingServer {
       await ensureStream(nc, streams.sessions);
       await ensureStream(nc, streams.webhooks);
       const roomSessions = new RoomSessions(nc, await openBucket(nc, buckets.roomSessions), keyring, webhooks);
-      const tokenSessions = new TokenSessions(await openBucket(nc, buckets.tokenSessions));
+      const tokenSessions = startup.opened(await TokenSessions.open(await openBucket(nc, buckets.tokenSessions), log), (sessions) => sessions.close());
       // Join tokens and the room API take the tenants' API keys kept in NATS too (revocations within API_KEY_CACHE_MS).
       const credentials = new TenantAuth(() => config.tenants, { kv: await openBucket(nc, buckets.apiKeys), keyring, log });
       // From here the replica's own close() owns every part, timers and subscriptions included.
@@ -302,6 +302,7 @@ export class SignalingServer {
       await this.stopOps?.();
       this.parts.directory.close();
       this.parts.recorders.close();
+      this.parts.tokenSessions.close();
       await this.parts.nc.drain().catch(() => undefined);
     })();
     return this.closing;

@@ -196,6 +196,8 @@ export const natsAccess: Record<ServiceIdentity, Grant[]> = {
     kv.readWrite(buckets.smartActions),
     kv.readWrite(buckets.webauthnChallenges),
     kv.readWrite(buckets.tokenSessions),
+    // Revoked tokens' and closed rooms' marks, kept from watches (JoinMarks) rather than read at each join.
+    kv.watch(buckets.tokenSessions),
     kv.readWrite(buckets.uploadLeases),
     kv.readWrite(buckets.deviceKeys),
     // Tenants' API keys: HTTP Basic on the room API, and join tokens signed with them.

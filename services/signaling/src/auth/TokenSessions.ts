@@ -1,6 +1,7 @@
 import type { KV } from '@nats-io/kv';
 import { z } from 'zod';
-import { isLiveEntry, ErrorCode, GatewayError } from '@gateway/common';
+import { isLiveEntry, ErrorCode, GatewayError, type Logger } from '@gateway/common';
+import { JoinMarks } from './JoinMarks.js';
 
 /** A slot claimed this recently belongs to a join still in progress (its record may not be written yet). */
 const JOIN_IN_PROGRESS_MS = 60_000;
@@ -31,26 +32,61 @@ export type HolderState = 'live' | 'ended' | 'unknown';
  * signaling and is not one the residue scan reads; each mark carries its own end, checked here.
  */
 export class TokenSessions {
-  constructor(private readonly kv: KV) {}
+  /**
+   * `marks`: the revoked tokens' and closed rooms' marks kept from watches of their keys, so a
+   * join reads neither (without them, each join reads both from the bucket).
+   */
+  constructor(
+    private readonly kv: KV,
+    private readonly marks?: { revoked: JoinMarks; closedRooms: JoinMarks },
+  ) {}
+
+  /** Token sessions whose marks are kept from watches (JoinMarks), read to their end before this resolves. */
+  static async open(kv: KV, log: Logger): Promise<TokenSessions> {
+    const readMark = (value: Uint8Array) => readJson(value, markSchema);
+    const [revoked, closedRooms] = await Promise.all([JoinMarks.watch(kv, revokedKey('*', '*'), readMark, log), JoinMarks.watch(kv, closedRoomKey('*', '*'), readMark, log)]);
+    return new TokenSessions(kv, { revoked, closedRooms });
+  }
+
+  close(): void {
+    this.marks?.revoked.close();
+    this.marks?.closedRooms.close();
+  }
 
   /** Refuses every later join with the token (REMOVED) until `untilMs` (the token's expiry). */
   async revoke(tenant: string, tokenId: string, untilMs: number): Promise<void> {
-    await this.kv.put(revokedKey(tenant, tokenId), JSON.stringify({ untilMs }));
+    await this.putMark(revokedKey(tenant, tokenId), untilMs, this.marks?.revoked);
   }
 
   /** Refuses joins of the room (ROOM_ENDED) for `forMs`. */
   async closeRoom(tenant: string, room: string, forMs: number): Promise<void> {
-    await this.kv.put(closedRoomKey(tenant, room), JSON.stringify({ untilMs: Date.now() + forMs }));
+    await this.putMark(closedRoomKey(tenant, room), Date.now() + forMs, this.marks?.closedRooms);
+  }
+
+  private async putMark(key: string, untilMs: number, kept: JoinMarks | undefined): Promise<void> {
+    const value = new TextEncoder().encode(JSON.stringify({ untilMs }));
+    const revision = await this.kv.put(key, value);
+    // Honoured here at once, before the watch brings it back.
+    kept?.note(key, value, revision);
   }
 
   /** Throws ROOM_ENDED while the room's closed mark lasts; an expired mark is deleted. */
   async assertRoomOpen(tenant: string, room: string): Promise<void> {
-    if (await this.markHolds(closedRoomKey(tenant, room))) {
+    if (await this.markHolds(closedRoomKey(tenant, room), this.marks?.closedRooms)) {
       throw new GatewayError(ErrorCode.ROOM_ENDED, 'the room was ended moments ago; try again later with a new room');
     }
   }
 
-  private async markHolds(key: string): Promise<boolean> {
+  /** Whether the mark under `key` holds: looked up in the marks kept, or read when they are not current. */
+  private async markHolds(key: string, kept: JoinMarks | undefined): Promise<boolean> {
+    const known = kept ? kept.lookUp(key) : 'unknown';
+    if (known !== 'unknown') {
+      if (!known) return false;
+      if (known.untilMs > Date.now()) return true;
+      kept?.forget(key);
+      await this.kv.delete(key, { previousSeq: known.revision }).catch(() => undefined);
+      return false;
+    }
     const entry = await this.kv.get(key);
     if (!isLiveEntry(entry)) return false;
     const mark = readJson(entry.value, markSchema);
@@ -65,7 +101,7 @@ export class TokenSessions {
    * or one that died before writing it).
    */
   async claim(tenant: string, tokenId: string, slot: Omit<Slot, 'claimedAtMs'>, limit: number, verdict: (holder: Slot) => Promise<HolderState>): Promise<void> {
-    if (await this.markHolds(revokedKey(tenant, tokenId))) {
+    if (await this.markHolds(revokedKey(tenant, tokenId), this.marks?.revoked)) {
       throw new GatewayError(ErrorCode.REMOVED, 'this join token belongs to a participant removed from the room; it joins no more');
     }
     const value = () => JSON.stringify({ ...slot, claimedAtMs: Date.now() } satisfies Slot);

@@ -50,7 +50,7 @@ function setUp(options: { nodeAlive?: boolean; roomCreated?: boolean; turn?: Sig
       clientForNode: () => sfu.client,
     },
     recorders: { recordingOf: async () => undefined },
-    hub: { publish: () => undefined, watch: () => [], remove: () => undefined },
+    hub: { publish: () => undefined, watch: () => undefined, remove: () => undefined },
     roomSessions: { join: async () => undefined, erasedIn: async () => new Set<string>() },
     tokenSessions: { claim: async () => undefined, release: async () => undefined, assertRoomOpen: async () => undefined },
     chat: { history: async () => [] },

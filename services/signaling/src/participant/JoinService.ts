@@ -24,7 +24,6 @@ import { mayBeRecorded, startRoomRecording } from '../rooms/recording.js';
 import type { RoomHub } from '../rooms/RoomHub.js';
 import type { RoomSessions } from '../rooms/RoomSessions.js';
 import { ParticipantSession, removedError, type SessionLink } from './ParticipantSession.js';
-import { rosterAfter } from './roster.js';
 import { parseResumeToken, resumeSecretMatches, type ResumeToken } from './resumeToken.js';
 import type { SessionRegistry } from './SessionRegistry.js';
 import { iceServersFor } from './turnCredentials.js';
@@ -43,7 +42,7 @@ export interface JoinServiceDeps {
   store: ParticipantStore;
   directory: SfuDirectory;
   recorders: RecorderDirectory;
-  hub: Pick<RoomHub, 'publish' | 'watch' | 'remove'>;
+  hub: Pick<RoomHub, 'publish' | 'watch' | 'roster' | 'remove'>;
   roomSessions: Pick<RoomSessions, 'join' | 'erasedIn'>;
   tokenSessions: Pick<TokenSessions, 'claim' | 'release' | 'assertRoomOpen'>;
   chat: Pick<ChatLog, 'history'>;
@@ -82,14 +81,16 @@ export class JoinService {
     await tokenSessions.assertRoomOpen(grant.tenant, grant.room);
     // Counted before this join's own subscription makes the room one this replica serves.
     const roomsInUse = this.deps.roomsInUse(grant.tenant);
-    // The room's events from now on are kept, then the room is listed once: the listing with
-    // what was heard since is the room as the response shows it (participant/roster.ts).
-    const heard = hub.watch(grant.tenant, grant.room, participantId);
+    // The room is served here from now on (its events subscribed to), then its roster is read:
+    // listed once by the first join of the room on this replica, kept from the room's events
+    // after that (RoomHub.roster).
+    hub.watch(grant.tenant, grant.room, participantId);
     let session: ParticipantSession | undefined;
     let claimed = false;
     try {
       // Placement needs what the participant will consume and which nodes the room spans already.
-      const present = await store.list(grant.tenant, grant.room);
+      const roster = await hub.roster(grant.tenant, grant.room, () => this.listed(grant.tenant, grant.room));
+      const present = roster.list();
       if (present.length >= limits.participantsPerRoom) throw new GatewayError(ErrorCode.LIMIT_EXCEEDED, `a room holds at most ${limits.participantsPerRoom} participants`);
       if (present.length === 0 && roomsInUse >= limits.rooms) {
         throw new GatewayError(ErrorCode.LIMIT_EXCEEDED, `the tenant has ${limits.rooms} rooms in use, its limit`);
@@ -100,8 +101,9 @@ export class JoinService {
       );
       claimed = true;
       const need = {
-        consumers: grant.grants.canSubscribe ? present.reduce((n, r) => n + (r.info?.tracks.length ?? 0), 0) : 0,
-        roomNodes: present.map((r) => r.nodeId),
+        consumers: grant.grants.canSubscribe ? present.reduce((n, info) => n + info.tracks.length, 0) : 0,
+        // Asked only when the room's home node is full: the records name each one's node.
+        roomNodes: async () => (await store.list(grant.tenant, grant.room)).map((r) => r.nodeId),
       };
       const openPlaced = async () => {
         const placed = await directory.placeParticipant(grant.tenant, grant.room, need);
@@ -121,8 +123,10 @@ export class JoinService {
       ({ session, resumeToken } = ParticipantSession.create(sessions.persistence, log, participantId, grant, placed.nodeId, placed.client));
       session.clientProtocolVersion = protocolVersion;
       sessions.attach(session, link);
-      // The session takes the place of the watch: from now on it hears the room's events itself.
+      // The session takes the place of the watch: from now on it hears the room's events itself,
+      // and the roster read in the same turn has every event before those (none twice, none lost).
       sessions.add(session);
+      const others = this.visibleOthers(session, roster.list());
       await session.save();
       await directory.keepPlacement(grant.tenant, grant.room, placed.nodeId);
       // The room's session record carries the participant to the CRM: a join without it is no
@@ -138,15 +142,6 @@ export class JoinService {
           deviceIds: grant.contact.deviceIds ?? [],
           joinedAtMs: session.info.joinedAtMs,
         });
-      // Whoever joined, left or changed since the listing was heard by the watch until the session
-      // subscribed; what happens after reaches the client as events.
-      const others = this.visibleOthers(
-        session,
-        rosterAfter(
-          present.flatMap((r) => (r.info ? [r.info] : [])),
-          heard,
-        ),
-      );
       const recording = await this.recordingStatus(grant.tenant, grant.room);
       const [messages, smartActions] = await Promise.all([this.chatHistory(grant.tenant, grant.room), this.deps.actions.list(grant.tenant, grant.room)]);
       hub.publish(grant.tenant, grant.room, { $case: 'participantJoined', value: session.info });
@@ -340,10 +335,12 @@ export class JoinService {
    * them; the session notes who it may see of all of them (participant/visibility.ts).
    */
   private async othersInRoom(session: ParticipantSession) {
-    return this.visibleOthers(
-      session,
-      (await this.deps.store.list(session.tenant, session.room)).flatMap((r) => (r.info ? [r.info] : [])),
-    );
+    return this.visibleOthers(session, await this.listed(session.tenant, session.room));
+  }
+
+  /** The room's participants as the store lists them (every fresh record). */
+  private async listed(tenant: string, room: string): Promise<ParticipantInfo[]> {
+    return (await this.deps.store.list(tenant, room)).flatMap((r) => (r.info ? [r.info] : []));
   }
 
   /** Of the room's participants, the others this session may see; it notes who it may see of all of them. */

@@ -35,7 +35,8 @@ class Room {
   }
   rename(participantId: string, name: string): void {
     const updated = { ...this.records.get(participantId)!, name };
-    this.happen({ $case: 'participantUpdated', value: updated }, () => this.records.set(participantId, updated));
+    // Announced without its tracks, as participant/details.ts does: those it had stay.
+    this.happen({ $case: 'participantUpdated', value: { ...updated, tracks: [] } }, () => this.records.set(participantId, updated));
   }
   publish(participantId: string, track: TrackInfo): void {
     const p = this.records.get(participantId)!;

@@ -1,17 +1,36 @@
 import type { RoomEvent } from '@gateway/proto/gateway/events/v1/events';
-import type { Logger, NatsConnection, WebhookEventInput, WebhookEvents } from '@gateway/common';
+import type { ParticipantInfo } from '@gateway/proto/gateway/signaling/v1/signaling';
+import { ErrorCode, GatewayError, type Logger, type NatsConnection, type WebhookEventInput, type WebhookEvents } from '@gateway/common';
 import { RoomEventBus, type RoomEventSubscription } from '@gateway/cluster';
+import { Roster } from '../participant/roster.js';
 
 export interface RoomMember {
   readonly participantId: string;
   onRoomEvent(event: RoomEvent): void;
 }
 
-interface ServedRoom {
+/** Who hears a served room's events here. */
+interface RoomAudience {
+  members: Map<string, RoomMember>;
+  /** Who is in the room, once a join asked (RoomHub.roster); the events heard while it is listed wait in `heard`. */
+  roster?: { ready: Roster } | { listing: Promise<Roster>; heard: RoomEvent[] };
+}
+
+interface ServedRoom extends RoomAudience {
   tenant: string;
   room: string;
-  members: Map<string, RoomMember>;
   subscription: RoomEventSubscription;
+}
+
+/**
+ * A room event to the room's roster first, then to its members: a session added while the event
+ * is relayed hears it itself, and the roster it is shown already has it (JoinService.join).
+ */
+function relay(audience: RoomAudience, event: RoomEvent): void {
+  const roster = audience.roster;
+  if (roster && 'ready' in roster) roster.ready.apply(event);
+  else roster?.heard.push(event);
+  for (const each of [...audience.members.values()]) each.onRoomEvent(event);
 }
 
 /**
@@ -33,17 +52,25 @@ export class RoomHub {
     private readonly webhooks?: WebhookEvents,
   ) {
     this.bus = new RoomEventBus(nc, origin, log);
+    // Events published while the connection was down never reach this replica: the rosters kept
+    // from them may have missed one, and each room is listed afresh at its next join.
+    void (async () => {
+      for await (const status of nc.status()) if (status.type === 'disconnect' || status.type === 'reconnect') this.forgetRosters();
+    })();
+  }
+
+  /** Drops every roster kept (RoomHub.roster): the next join of each room lists it. */
+  forgetRosters(): void {
+    for (const served of this.rooms.values()) served.roster = undefined;
   }
 
   add(tenant: string, room: string, member: RoomMember): void {
     const key = `${tenant}/${room}`;
     let served = this.rooms.get(key);
     if (!served) {
-      const members = new Map<string, RoomMember>();
-      const subscription = this.bus.subscribe(tenant, room, (event) => {
-        for (const each of [...members.values()]) each.onRoomEvent(event);
-      });
-      served = { tenant, room, members, subscription };
+      const audience: RoomAudience = { members: new Map() };
+      const subscription = this.bus.subscribe(tenant, room, (event) => relay(audience, event));
+      served = Object.assign(audience, { tenant, room, subscription });
       this.rooms.set(key, served);
       this.tenantRooms.set(tenant, (this.tenantRooms.get(tenant) ?? 0) + 1);
     }
@@ -51,15 +78,41 @@ export class RoomHub {
   }
 
   /**
-   * Subscribes a participant about to join to the room's events before its join lists the room,
-   * keeping what it hears until its session takes its place (`add` with the same participant id;
-   * `remove` if the join fails first): applied to the listing, they leave no gap between it and
-   * the session's own subscription.
+   * Makes the room one this replica serves for a participant about to join, before its join
+   * reads the room's roster, until its session takes its place (`add` with the same participant
+   * id; `remove` if the join fails first). What the room does meanwhile is in the roster.
    */
-  watch(tenant: string, room: string, participantId: string): RoomEvent[] {
+  watch(tenant: string, room: string, participantId: string): void {
+    this.add(tenant, room, { participantId, onRoomEvent: () => undefined });
+  }
+
+  /**
+   * The room's participants as this replica knows them: listed once (`list`, the store's
+   * listing) when the first join of the room here asks, then kept from the room's events for as
+   * long as this replica serves the room, and dropped with it. The room must be served (the
+   * asking join watches it): its events are subscribed to before the listing is read, so the
+   * listing with the events heard since is the room as it is (participant/roster.ts). A listing
+   * that fails is tried again by the next join.
+   */
+  roster(tenant: string, room: string, list: () => Promise<ParticipantInfo[]>): Promise<Roster> {
+    const served = this.rooms.get(`${tenant}/${room}`);
+    if (!served) return Promise.reject(new GatewayError(ErrorCode.INTERNAL, `the room ${tenant}/${room} is not served here: watch it first`));
+    if (served.roster) return 'ready' in served.roster ? Promise.resolve(served.roster.ready) : served.roster.listing;
     const heard: RoomEvent[] = [];
-    this.add(tenant, room, { participantId, onRoomEvent: (event) => heard.push(event) });
-    return heard;
+    const listing = list().then(
+      (listed) => {
+        const roster = new Roster(listed);
+        for (const event of heard) roster.apply(event);
+        if (served.roster && 'listing' in served.roster && served.roster.listing === listing) served.roster = { ready: roster };
+        return roster;
+      },
+      (error: unknown) => {
+        if (served.roster && 'listing' in served.roster && served.roster.listing === listing) served.roster = undefined;
+        throw error;
+      },
+    );
+    served.roster = { listing, heard };
+    return listing;
   }
 
   remove(tenant: string, room: string, participantId: string): void {
