@@ -29,6 +29,7 @@ const required: Record<string, string[]> = {
     'gateway_sfu_rtcp_nacks_total',
     'gateway_sfu_rtcp_plis_total',
     'gateway_sfu_rtt_seconds',
+    'gateway_sfu_announced_address_info',
   ],
   signaling: ['gateway_signaling_connections', 'gateway_signaling_sessions', 'gateway_signaling_join_duration_seconds', 'gateway_signaling_requests_total'],
   recorder: ['gateway_recorder_jobs_active', 'gateway_recorder_jobs_ended_total'],

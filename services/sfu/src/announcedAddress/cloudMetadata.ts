@@ -12,8 +12,6 @@ export type LookupFailure = 'no_public_address' | 'refused' | 'rate_limited' | '
 
 /** An address is at most 45 characters and an IMDSv2 token about 60: anything longer is not an answer. */
 const MAX_ANSWER_BYTES = 1024;
-/** One request, connection and answer included: a metadata service is on the host and answers in milliseconds. */
-const REQUEST_TIMEOUT_MS = 2_000;
 /** How long an IMDSv2 token lives: it is used once, right away. */
 const AWS_TOKEN_TTL_SECONDS = 60;
 /** The characters of an IMDSv2 token (base64); it goes back into a header. */
@@ -30,30 +28,40 @@ interface Answer {
  * documents it. The text is returned unchecked: the caller parses it as the hostile input it may
  * be. A GatewayError whose details carry `failure` (and `status`, `retryAfterMs` when known).
  */
-export async function publicAddressFromMetadata(cloud: MetadataCloud, baseUrl: string): Promise<string> {
+export async function publicAddressFromMetadata(cloud: MetadataCloud, baseUrl: string, timeoutMs: number): Promise<string> {
+  const ask = (pathAndQuery: string, method: 'GET' | 'PUT', headers: Record<string, string>, check?: (answer: Answer) => void) =>
+    askOnce(cloud, baseUrl, timeoutMs, pathAndQuery, method, headers, check);
   switch (cloud) {
     case 'aws': {
       // IMDSv2: a session token first (PUT, its lifetime required), then the address with it.
-      const token = await ask(cloud, baseUrl, '/latest/api/token', 'PUT', { 'x-aws-ec2-metadata-token-ttl-seconds': String(AWS_TOKEN_TTL_SECONDS) });
+      const token = await ask('/latest/api/token', 'PUT', { 'x-aws-ec2-metadata-token-ttl-seconds': String(AWS_TOKEN_TTL_SECONDS) });
       if (!AWS_TOKEN.test(token)) throw failure('bad_answer', cloud, 'the IMDSv2 token is not a token');
-      return ask(cloud, baseUrl, '/latest/meta-data/public-ipv4', 'GET', { 'x-aws-ec2-metadata-token': token });
+      return ask('/latest/meta-data/public-ipv4', 'GET', { 'x-aws-ec2-metadata-token': token });
     }
     case 'gcp': {
-      return ask(cloud, baseUrl, '/computeMetadata/v1/instance/network-interfaces/0/access-configs/0/external-ip', 'GET', { 'metadata-flavor': 'Google' }, (answer) => {
+      return ask('/computeMetadata/v1/instance/network-interfaces/0/access-configs/0/external-ip', 'GET', { 'metadata-flavor': 'Google' }, (answer) => {
         // The metadata server marks its answers; anything else on that address is not it.
         if (answer.headers['metadata-flavor'] !== 'Google') throw failure('bad_answer', cloud, 'the answer is not from the GCP metadata server (no Metadata-Flavor: Google)', answer.status);
       });
     }
     case 'azure':
-      return ask(cloud, baseUrl, '/metadata/instance/network/interface/0/ipv4/ipAddress/0/publicIpAddress?api-version=2021-02-01&format=text', 'GET', { metadata: 'true' });
+      return ask('/metadata/instance/network/interface/0/ipv4/ipAddress/0/publicIpAddress?api-version=2021-02-01&format=text', 'GET', { metadata: 'true' });
   }
 }
 
 /** The body of a 200, trimmed of a final newline; an empty one is no public address (GCP and Azure answer so for an instance without one). */
-async function ask(cloud: MetadataCloud, baseUrl: string, pathAndQuery: string, method: 'GET' | 'PUT', headers: Record<string, string>, check?: (answer: Answer) => void): Promise<string> {
+async function askOnce(
+  cloud: MetadataCloud,
+  baseUrl: string,
+  timeoutMs: number,
+  pathAndQuery: string,
+  method: 'GET' | 'PUT',
+  headers: Record<string, string>,
+  check?: (answer: Answer) => void,
+): Promise<string> {
   // Appended, not resolved: a base URL with a path of its own keeps it.
   const url = new URL(`${baseUrl.replace(/\/+$/, '')}${pathAndQuery}`);
-  const answer = await send(cloud, url, method, headers);
+  const answer = await send(cloud, url, method, headers, timeoutMs);
   if (answer.status === 200) {
     check?.(answer);
     const body = answer.body.replace(/\r?\n$/, '');
@@ -63,7 +71,8 @@ async function ask(cloud: MetadataCloud, baseUrl: string, pathAndQuery: string, 
   throw refusal(cloud, answer);
 }
 
-function send(cloud: MetadataCloud, url: URL, method: 'GET' | 'PUT', headers: Record<string, string>): Promise<Answer> {
+/** One request, connection and answer included, within `timeoutMs`. */
+function send(cloud: MetadataCloud, url: URL, method: 'GET' | 'PUT', headers: Record<string, string>, timeoutMs: number): Promise<Answer> {
   const client = url.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
     let settled = false;
@@ -74,28 +83,24 @@ function send(cloud: MetadataCloud, url: URL, method: 'GET' | 'PUT', headers: Re
     };
     const unreachable = (error: unknown) => settle(() => reject(failure('unreachable', cloud, 'the metadata service did not answer', undefined, error)));
     // No agent: one connection per question, closed after it (the metadata service is asked a few times at start-up only).
-    const request = client.request(
-      url,
-      { method, headers: { ...headers, ...(method === 'PUT' ? { 'content-length': 0 } : {}) }, agent: false, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) },
-      (response) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        response.on('data', (chunk: Buffer) => {
-          size += chunk.length;
-          if (size > MAX_ANSWER_BYTES) {
-            request.destroy();
-            settle(() => reject(failure('bad_answer', cloud, `the metadata service's answer is over ${MAX_ANSWER_BYTES} bytes`, response.statusCode)));
-            return;
-          }
-          chunks.push(chunk);
-        });
-        response.on('end', () => settle(() => resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), headers: response.headers })));
-        response.on('error', unreachable);
-        response.on('close', () => {
-          if (!response.complete) unreachable(new Error('the answer was cut short'));
-        });
-      },
-    );
+    const request = client.request(url, { method, headers: { ...headers, ...(method === 'PUT' ? { 'content-length': 0 } : {}) }, agent: false, signal: AbortSignal.timeout(timeoutMs) }, (response) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      response.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > MAX_ANSWER_BYTES) {
+          request.destroy();
+          settle(() => reject(failure('bad_answer', cloud, `the metadata service's answer is over ${MAX_ANSWER_BYTES} bytes`, response.statusCode)));
+          return;
+        }
+        chunks.push(chunk);
+      });
+      response.on('end', () => settle(() => resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), headers: response.headers })));
+      response.on('error', unreachable);
+      response.on('close', () => {
+        if (!response.complete) unreachable(new Error('the answer was cut short'));
+      });
+    });
     request.on('error', unreachable);
     request.end();
   });

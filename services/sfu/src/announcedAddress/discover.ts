@@ -1,7 +1,7 @@
 import { ErrorCode, GatewayError, backoffDelayMs, type Backoff, type Logger } from '@gateway/common';
 import { publicAddressFromMetadata, type MetadataCloud } from './cloudMetadata.js';
 import { checkAnnouncedAddress } from './publicAddress.js';
-import { queryStunServers, type StunServer } from './stun.js';
+import { STUN_TIMINGS, queryStunServers, type StunServer, type StunTimings } from './stun.js';
 
 /** Where the address put in ICE candidates comes from (SFU_ANNOUNCED_ADDRESS_SOURCE). */
 export type AnnouncedAddressSource = 'explicit' | MetadataCloud | 'stun';
@@ -19,11 +19,32 @@ export interface AnnouncedAddress {
 /** The code in the message of a start-up that found no address (the process's last line says it). */
 export const ANNOUNCED_ADDRESS_UNAVAILABLE = 'announced_address_unavailable';
 
-/** Rounds of questions before start-up fails: a metadata service that throttles or restarts gets a few seconds. */
-const ATTEMPTS = 4;
-const BACKOFF: Backoff = { initialMs: 250, maxMs: 2_000 };
-/** The longest Retry-After of a metadata service honoured. */
-const MAX_RETRY_AFTER_MS = 5_000;
+/** How often and how patiently the sources are asked before start-up fails. */
+export interface AnnouncedAddressTimings {
+  /** Rounds of questions, the first included. */
+  attempts: number;
+  /** The wait between rounds. */
+  backoff: Backoff;
+  /** The longest Retry-After of a metadata service honoured: a longer one is waited this long. */
+  maxRetryAfterMs: number;
+  /** One question to a metadata service, connection and answer included. */
+  metadataTimeoutMs: number;
+  /** The retransmissions of one STUN round. */
+  stun: StunTimings;
+}
+
+/**
+ * Four rounds over several seconds: a metadata service that throttles or restarts gets that
+ * long. A metadata service is on the host and answers in milliseconds; the STUN retransmissions
+ * are RFC 5389's, shortened for a start-up that must not hang (stun.ts).
+ */
+export const ANNOUNCED_ADDRESS_TIMINGS: AnnouncedAddressTimings = {
+  attempts: 4,
+  backoff: { initialMs: 250, maxMs: 2_000 },
+  maxRetryAfterMs: 5_000,
+  metadataTimeoutMs: 2_000,
+  stun: STUN_TIMINGS,
+};
 
 /** Why one round failed; `final` when another round cannot change it (the cloud says the instance has no public address). */
 class RoundFailure extends Error {
@@ -43,19 +64,24 @@ class RoundFailure extends Error {
  * says there is no public address, start-up fails with `announced_address_unavailable` rather
  * than announcing an address no client can reach.
  */
-export async function findAnnouncedAddress(settings: AnnouncedAddressSettings, media: { listenIp: string; port: number }, log: Logger): Promise<AnnouncedAddress> {
+export async function findAnnouncedAddress(
+  settings: AnnouncedAddressSettings,
+  media: { listenIp: string; port: number },
+  log: Logger,
+  timings: AnnouncedAddressTimings = ANNOUNCED_ADDRESS_TIMINGS,
+): Promise<AnnouncedAddress> {
   if (settings.source === 'explicit') return { address: settings.address, source: 'explicit' };
   let last = '';
-  for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+  for (let attempt = 0; attempt < timings.attempts; attempt++) {
     try {
-      const address = await oneRound(settings, media, log);
+      const address = await oneRound(settings, media, log, timings);
       return { address, source: settings.source };
     } catch (error) {
       if (!(error instanceof RoundFailure)) throw error;
       last = error.message;
       if (error.final) break;
-      if (attempt + 1 < ATTEMPTS) {
-        const waitMs = Math.max(backoffDelayMs(attempt, BACKOFF), Math.min(error.retryAfterMs ?? 0, MAX_RETRY_AFTER_MS));
+      if (attempt + 1 < timings.attempts) {
+        const waitMs = Math.max(backoffDelayMs(attempt, timings.backoff), Math.min(error.retryAfterMs ?? 0, timings.maxRetryAfterMs));
         log.warn({ source: settings.source, attempt: attempt + 1, waitMs, problem: error.message }, 'announced address not found yet; asking again');
         await new Promise((resolve) => setTimeout(resolve, waitMs));
       }
@@ -66,11 +92,16 @@ export async function findAnnouncedAddress(settings: AnnouncedAddressSettings, m
   });
 }
 
-async function oneRound(settings: Exclude<AnnouncedAddressSettings, { source: 'explicit' }>, media: { listenIp: string; port: number }, log: Logger): Promise<string> {
-  if (settings.source === 'stun') return stunRound(settings.servers, settings.allowPrivate, media, log);
+async function oneRound(
+  settings: Exclude<AnnouncedAddressSettings, { source: 'explicit' }>,
+  media: { listenIp: string; port: number },
+  log: Logger,
+  timings: AnnouncedAddressTimings,
+): Promise<string> {
+  if (settings.source === 'stun') return stunRound(settings.servers, settings.allowPrivate, media, log, timings.stun);
   let text: string;
   try {
-    text = await publicAddressFromMetadata(settings.source, settings.metadataUrl);
+    text = await publicAddressFromMetadata(settings.source, settings.metadataUrl, timings.metadataTimeoutMs);
   } catch (error) {
     if (!(error instanceof GatewayError)) throw error;
     const retryAfterMs = typeof error.details.retryAfterMs === 'number' ? error.details.retryAfterMs : undefined;
@@ -81,10 +112,10 @@ async function oneRound(settings: Exclude<AnnouncedAddressSettings, { source: 'e
   return checked.address;
 }
 
-async function stunRound(servers: readonly StunServer[], allowPrivate: boolean, media: { listenIp: string; port: number }, log: Logger): Promise<string> {
+async function stunRound(servers: readonly StunServer[], allowPrivate: boolean, media: { listenIp: string; port: number }, log: Logger, timings: StunTimings): Promise<string> {
   let outcomes: Awaited<ReturnType<typeof queryStunServers>>;
   try {
-    outcomes = await queryStunServers(servers, { address: media.listenIp, port: media.port });
+    outcomes = await queryStunServers(servers, { address: media.listenIp, port: media.port }, timings);
   } catch (error) {
     // The media port is taken or the listen address is not this host's: no round will do better.
     throw new RoundFailure(`stun: cannot send from ${media.listenIp}:${media.port} (${(error as NodeJS.ErrnoException).code ?? 'error'})`, true);

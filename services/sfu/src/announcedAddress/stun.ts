@@ -36,13 +36,18 @@ const FINGERPRINT_XOR = 0x5354554e;
 /** A Binding response is about a hundred bytes; more than the smallest IPv6 MTU is not one. */
 export const MAX_STUN_MESSAGE_BYTES = 1280;
 
+/** Four transmissions of a request: at 0, then after `initialRtoMs`, doubling; given up at `giveUpMs`. */
+export interface StunTimings {
+  initialRtoMs: number;
+  giveUpMs: number;
+}
+
+const TRANSMISSIONS = 4;
 /**
  * Retransmissions as RFC 5389 (7.2.1) describes them, shortened for a start-up that must not
  * hang: sent at 0, 250, 750 and 1,750 ms, given up at 3,500 ms.
  */
-const TRANSMISSIONS = 4;
-const INITIAL_RTO_MS = 250;
-const GIVE_UP_MS = 3_500;
+export const STUN_TIMINGS: StunTimings = { initialRtoMs: 250, giveUpMs: 3_500 };
 
 export function bindingRequest(transactionId: Buffer): Buffer {
   const message = Buffer.alloc(HEADER_BYTES);
@@ -134,7 +139,7 @@ interface Transaction {
  * first media port), retransmitting to those that have not answered, and returns what each gave.
  * The socket is closed before returning, so the media can bind the port.
  */
-export async function queryStunServers(servers: readonly StunServer[], local: { address: string; port: number }): Promise<StunOutcome[]> {
+export async function queryStunServers(servers: readonly StunServer[], local: { address: string; port: number }, timings: StunTimings): Promise<StunOutcome[]> {
   const family = net.isIPv6(local.address) ? 6 : 4;
   const transactions: Transaction[] = [];
   const outcomes: StunOutcome[] = [];
@@ -185,7 +190,7 @@ export async function queryStunServers(servers: readonly StunServer[], local: { 
       });
       const timers: NodeJS.Timeout[] = [];
       let sent = 0;
-      let rto = INITIAL_RTO_MS;
+      let rto = timings.initialRtoMs;
       const transmit = () => {
         for (const t of pending()) socket.send(bindingRequest(t.id), t.server.port, t.address);
         sent++;
@@ -198,7 +203,7 @@ export async function queryStunServers(servers: readonly StunServer[], local: { 
         for (const timer of timers) clearTimeout(timer);
         resolve();
       };
-      timers.push(setTimeout(done, GIVE_UP_MS));
+      timers.push(setTimeout(done, timings.giveUpMs));
       transmit();
     });
   } finally {
