@@ -431,6 +431,14 @@ describe('each deployment rule rejects what it is meant to', () => {
       caught(turnRules, (o) => setOption(o, 'no-cli', undefined), /turnserver.conf lacks no-cli/);
     });
 
+    it('coturn whose renewed certificate would wait for a restart', () => {
+      const watcher = (o: K8sObject[]) => coturn(o).containers.find((c: { name: string }) => c.name === 'reload-certificates');
+      caught(turnRules, (o) => (coturn(o).containers = coturn(o).containers.filter((c: { name: string }) => c.name !== 'reload-certificates')), /no reload-certificates container/);
+      caught(turnRules, (o) => delete coturn(o).shareProcessNamespace, /does not share its process namespace/);
+      caught(turnRules, (o) => (watcher(o).volumeMounts = watcher(o).volumeMounts.filter((m: { name: string }) => m.name !== 'tls')), /reload-certificates does not mount the certificate/);
+      caught(turnRules, (o) => (watcher(o).volumeMounts = watcher(o).volumeMounts.filter((m: { name: string }) => m.name !== 'run')), /does not see turnserver's configuration/);
+    });
+
     it('coturn with more than NET_BIND_SERVICE, started through a shell, or probed elsewhere', () => {
       caught(turnRules, (o) => coturn(o).containers[0].securityContext.capabilities.add.push('NET_ADMIN'), /container coturn adds capabilities NET_ADMIN/);
       caught(turnRules, (o) => delete coturn(o).containers[0].command, /container coturn starts the image's entrypoint, not turnserver/);

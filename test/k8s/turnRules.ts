@@ -128,6 +128,16 @@ export const turnRules: Rule = (objects) => {
     ] as const) {
       if (!file || !mountedSecret(w, container, file)) add(`${what}=${file ?? '(unset)'} is not in a Secret mounted in container ${container.name} (a cert-manager Certificate's)`);
     }
+    // A renewal taken up without a restart: a watcher that sees the same files and turnserver's process.
+    const watcher = (w.pod.containers ?? []).find((c: Json) => /(^|\/)turn-reload-certificates$/.test(c.command?.[0] ?? ''));
+    const sameMount = (path: string | undefined) => !!path && !!watcher && mountedSecret(w, watcher, path)?.secretName === mountedSecret(w, container, path)?.secretName;
+    if (!watcher) add('no reload-certificates container: a renewed certificate is taken up only by a restart');
+    else {
+      if (w.pod.shareProcessNamespace !== true) add('the pod does not share its process namespace: the certificate watcher cannot signal turnserver');
+      if (!sameMount(option('cert')) || !sameMount(option('pkey'))) add(`container ${watcher.name} does not mount the certificate turnserver reads`);
+      const runMount = (c: Json) => (c.volumeMounts ?? []).find((m: Json) => m.mountPath === '/run/turn')?.name;
+      if (!runMount(watcher) || runMount(watcher) !== runMount(container)) add(`container ${watcher.name} does not see turnserver's configuration and pid file (/run/turn)`);
+    }
     for (const flag of requiredFlags) if (!config.options.has(flag)) add(`turnserver.conf lacks ${flag}`);
     if (!option('realm')) add('turnserver.conf sets no realm');
     if (config.options.has('static-auth-secret')) add('static-auth-secret is in the ConfigMap: the secret comes from a mounted Secret only');
