@@ -10,6 +10,7 @@ import { alertRules, monitoringSelectionRules } from './monitoringRules.js';
 import { autoscalerFallbackRules, availabilityRules, scalingRules } from './scalingRules.js';
 import { turnRules } from './turnRules.js';
 import { imageSupplyRules } from './supplyChainRules.js';
+import { schedulingRules } from './schedulingRules.js';
 
 /** Each deployment rule (rules.ts) shown to reject a deliberately broken copy of a rendered overlay. */
 
@@ -449,6 +450,30 @@ describe('each deployment rule rejects what it is meant to', () => {
       );
       caught(turnRules, (o) => (coturn(o).containers[0].livenessProbe = { tcpSocket: { port: 443 } }), /the livenessProbe is not a TCP connection to 3478/);
     });
+  });
+
+  describe('scheduling', () => {
+    const pod = (o: K8sObject[], name: string) => find(o, 'Deployment', name).spec.template.spec;
+    it('a workload without a priority class, or with one not defined', () => {
+      caught(schedulingRules, (o) => delete pod(o, 'signaling').priorityClassName, /Deployment gateway\/signaling: names no priorityClassName/);
+      caught(schedulingRules, (o) => (pod(o, 'routing').priorityClassName = 'system-cluster-critical-typo'), /priorityClassName system-cluster-critical-typo is not defined here/);
+    });
+    it('a call carried below the highest class, or waiting work that preempts', () => {
+      caught(schedulingRules, (o) => (pod(o, 'sfu').priorityClassName = 'gateway-control'), /gateway-media\/sfu: carries calls in progress but is in gateway-control/);
+      caught(schedulingRules, (o) => (pod(o, 'coturn').priorityClassName = 'gateway-deferrable'), /coturn: carries calls in progress/);
+      caught(schedulingRules, (o) => (pod(o, 'crm-sync').priorityClassName = 'gateway-control'), /crm-sync: can wait for room but gateway-control preempts others/);
+    });
+    it('SFUs or crm-sync not spread over zones', () => {
+      caught(schedulingRules, (o) => delete pod(o, 'sfu').topologySpreadConstraints, /sfu: no topology spread over zones/);
+      caught(schedulingRules, (o) => (pod(o, 'crm-sync').topologySpreadConstraints[0].topologyKey = 'kubernetes.io/hostname'), /crm-sync: no topology spread over zones/);
+    });
+    it('an SFU with a core per worker and none for its Node.js process', () =>
+      caughtIn(
+        'prod',
+        schedulingRules,
+        (o) => (container(o, 'sfu').resources = { requests: { cpu: '8', memory: '8Gi' }, limits: { cpu: '8', memory: '8Gi' } }),
+        /asks for 8 cores \(limit 8\) for 8 workers/,
+      ));
   });
 
   describe('images and their admission policy', () => {

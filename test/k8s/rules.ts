@@ -11,6 +11,7 @@ import * as policyV1 from 'kubernetes-models/policy/v1';
 import * as rbacV1 from 'kubernetes-models/rbac.authorization.k8s.io/v1';
 import * as coreV1 from 'kubernetes-models/v1';
 import * as batchV1 from 'kubernetes-models/batch/v1';
+import * as schedulingV1 from 'kubernetes-models/scheduling.k8s.io/v1';
 import { CiliumNetworkPolicy } from './cilium.js';
 import { configRules, containerRules, graceRules, probeRules } from './containerRules.js';
 import { grpcIdentityRules, natsRules, serviceAccountRules } from './identityRules.js';
@@ -21,6 +22,7 @@ import { alertRules, monitoringSelectionRules } from './monitoringRules.js';
 import { autoscalerFallbackRules, availabilityRules, scalingRules } from './scalingRules.js';
 import { turnRules } from './turnRules.js';
 import { imageSupplyRules } from './supplyChainRules.js';
+import { schedulingRules } from './schedulingRules.js';
 
 /**
  * The rules every rendered Kubernetes environment (k8s/overlays/*) must follow, as functions
@@ -36,6 +38,7 @@ const models: Record<string, Record<string, unknown>> = {
   v1: coreV1,
   'apps/v1': appsV1,
   'batch/v1': batchV1,
+  'scheduling.k8s.io/v1': schedulingV1,
   'autoscaling/v2': autoscalingV2,
   'policy/v1': policyV1,
   'networking.k8s.io/v1': networkingV1,
@@ -92,6 +95,7 @@ export const allRules: Rule[] = [
   serviceAccountRules,
   turnRules,
   imageSupplyRules,
+  schedulingRules,
 ];
 
 export function checkManifests(objects: K8sObject[]): Violation[] {

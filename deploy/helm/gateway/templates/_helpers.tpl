@@ -53,7 +53,7 @@ An image: <registry>/gateway/<name>, then @<digest> when one is set (it wins ove
 checksum/config: {{ include (print .Template.BasePath "/config.yaml") . | sha256sum }}
 {{- end }}
 
-{{/* How strictly signaling, the recorders and crm-sync spread across zones (values: zones.strict). */}}
+{{/* How strictly the SFUs, signaling, the recorders and crm-sync spread across zones (values: zones.strict). */}}
 {{- define "gateway.zoneSpread" -}}
 {{ if .Values.zones.strict }}DoNotSchedule{{ else }}ScheduleAnyway{{ end }}
 {{- end }}
