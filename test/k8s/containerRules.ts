@@ -19,6 +19,18 @@ function secretStandInFile(value: string): string {
 /** Seconds a stopping recorder gets after its drain to assemble and store what still runs. */
 const recorderAssemblyMargin = 300;
 
+/**
+ * The media nodes' tuning (templates/media-node-tuning.yaml): an init container named sysctls
+ * running a shell script whose every write goes to /proc/sys/net/, read-only root, small limits.
+ */
+export function isNodeTuningSysctls(podLabels: Record<string, string>, c: Json): boolean {
+  if (podLabels['app.kubernetes.io/name'] !== 'media-node-tuning' || c.name !== 'sysctls') return false;
+  const [shell, flag, script] = c.command ?? [];
+  if (shell !== 'sh' || flag !== '-c' || typeof script !== 'string') return false;
+  const writes = [...script.matchAll(/>\s*("?)([^\s";]+)\1/g)].map((m) => m[2]!);
+  return writes.length > 0 && writes.every((target) => target.startsWith('/proc/sys/net/')) && c.securityContext?.readOnlyRootFilesystem === true && c.resources?.limits?.cpu !== undefined;
+}
+
 /** Every container: requests and limits, probes, a non-root user without privilege escalation, a read-only root, a pinned image. */
 export const containerRules: Rule = (objects) => {
   const found: Violation[] = [];
@@ -38,6 +50,8 @@ export const containerRules: Rule = (objects) => {
         if (!c.readinessProbe) add(c, 'no readiness probe');
       }
       const security = c.securityContext ?? {};
+      // The one privileged container allowed: the media nodes' sysctls (schedulingRules checks what it writes).
+      if (isInit && isNodeTuningSysctls(w.podLabels, c)) continue;
       const runAsNonRoot = security.runAsNonRoot ?? podSecurity.runAsNonRoot;
       const runAsUser = security.runAsUser ?? podSecurity.runAsUser;
       if (runAsNonRoot !== true) add(c, 'runAsNonRoot is not true');

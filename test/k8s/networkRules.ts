@@ -53,8 +53,10 @@ export const exposureRules: Rule = (objects) => {
     for (const c of containersOf(w.pod)) {
       const hostPorts = (c.ports ?? []).filter((p: Json) => p.hostPort !== undefined);
       if (w.service !== 'sfu') {
-        // coturn too: its TURN ports and relay range (turnRules).
-        if (w.pod.hostNetwork && !isTurnServer(w)) add(w.object, 'on the host network: only the SFU and coturn may be');
+        // coturn too: its TURN ports and relay range (turnRules); and the media nodes' tuning,
+        // whose sysctls are the node's network namespace's (no ports: the loop below holds it to that).
+        const nodeTuning = w.podLabels['app.kubernetes.io/name'] === 'media-node-tuning' && containersOf(w.pod).every((x: Json) => (x.ports ?? []).length === 0);
+        if (w.pod.hostNetwork && !isTurnServer(w) && !nodeTuning) add(w.object, "on the host network: only the SFU, coturn and the media nodes' tuning (no ports) may be");
         for (const p of hostPorts) add(w.object, `host port ${p.hostPort}: only the SFU's media ports may be`);
       } else {
         for (const p of hostPorts) if (!p.name?.startsWith('rtc-')) add(w.object, `host port ${p.hostPort} (${p.name}) is not a media port`);

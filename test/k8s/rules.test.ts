@@ -10,7 +10,7 @@ import { alertRules, monitoringSelectionRules } from './monitoringRules.js';
 import { autoscalerFallbackRules, availabilityRules, scalingRules } from './scalingRules.js';
 import { turnRules } from './turnRules.js';
 import { imageSupplyRules } from './supplyChainRules.js';
-import { schedulingRules } from './schedulingRules.js';
+import { nodeTuningRules, schedulingRules } from './schedulingRules.js';
 
 /** Each deployment rule (rules.ts) shown to reject a deliberately broken copy of a rendered overlay. */
 
@@ -190,7 +190,10 @@ describe('each deployment rule rejects what it is meant to', () => {
     ));
 
   it('another workload on the host network', () =>
-    caught(exposureRules, (o) => (find(o, 'Deployment', 'signaling').spec.template.spec.hostNetwork = true), /on the host network: only the SFU and coturn may be/));
+    caught(exposureRules, (o) => (find(o, 'Deployment', 'signaling').spec.template.spec.hostNetwork = true), /signaling: on the host network: only the SFU, coturn and the media nodes' tuning/));
+
+  it("the media nodes' tuning with a port on the host network", () =>
+    caught(exposureRules, (o) => (find(o, 'DaemonSet', 'media-node-tuning').spec.template.spec.containers[0].ports = [{ containerPort: 8080 }]), /media-node-tuning: on the host network/));
 
   it('no default deny', () => caught(networkPolicyRules, (o) => o.splice(o.indexOf(find(o, 'NetworkPolicy', 'default-deny')), 1), /no default-deny NetworkPolicy/));
 
@@ -474,6 +477,30 @@ describe('each deployment rule rejects what it is meant to', () => {
         (o) => (container(o, 'sfu').resources = { requests: { cpu: '8', memory: '8Gi' }, limits: { cpu: '8', memory: '8Gi' } }),
         /asks for 8 cores \(limit 8\) for 8 workers/,
       ));
+  });
+
+  describe("the media nodes' kernel settings", () => {
+    const tuning = (o: K8sObject[]) => find(o, 'DaemonSet', 'media-node-tuning').spec.template.spec;
+    const setEnv = (o: K8sObject[], name: string, value: string) => (tuning(o).initContainers[0].env.find((e: { name: string }) => e.name === name).value = value);
+    it('SFUs without it, or it off the media pool or the host network', () => {
+      caught(nodeTuningRules, (o) => o.splice(o.indexOf(find(o, 'DaemonSet', 'media-node-tuning')), 1), /nothing sets the media nodes' socket buffers/);
+      caught(nodeTuningRules, (o) => delete tuning(o).hostNetwork, /not on the host network/);
+      caught(nodeTuningRules, (o) => (tuning(o).tolerations = []), /does not tolerate the media pool's taint/);
+    });
+    it('ports left in the ephemeral range, or small buffers', () => {
+      caughtIn('prod', nodeTuningRules, (o) => setEnv(o, 'RESERVED_PORTS', '40000-40003,42000-42999,49152-65535'), /media ports 40000-40007 are not all reserved/);
+      caught(nodeTuningRules, (o) => setEnv(o, 'RESERVED_PORTS', '40000-40063,42000-42999'), /coturn's relay ports 49152-65535 are not all reserved/);
+      caught(nodeTuningRules, (o) => setEnv(o, 'RESERVED_PORTS', '40000-40063,49152-65535'), /pipe ports 42000-42999 are not all reserved/);
+      caught(nodeTuningRules, (o) => setEnv(o, 'SOCKET_BUFFER_BYTES', '212992'), /socket buffers of 212992 bytes/);
+    });
+    it('a privileged container that is not the sysctls script, or a script that writes elsewhere', () => {
+      caught(containerRules, (o) => (tuning(o).containers[0].securityContext = { privileged: true, runAsUser: 0 }), /container check: runAsNonRoot is not true[\s\S]*is privileged/);
+      caught(
+        containerRules,
+        (o) => (tuning(o).initContainers[0].command[2] += 'echo 1 > /proc/sys/kernel/panic\n'),
+        /container sysctls: runAsNonRoot is not true[\s\S]*container sysctls: is privileged/,
+      );
+    });
   });
 
   describe('images and their admission policy', () => {

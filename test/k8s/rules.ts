@@ -22,7 +22,7 @@ import { alertRules, monitoringSelectionRules } from './monitoringRules.js';
 import { autoscalerFallbackRules, availabilityRules, scalingRules } from './scalingRules.js';
 import { turnRules } from './turnRules.js';
 import { imageSupplyRules } from './supplyChainRules.js';
-import { schedulingRules } from './schedulingRules.js';
+import { nodeTuningRules, schedulingRules } from './schedulingRules.js';
 
 /**
  * The rules every rendered Kubernetes environment (k8s/overlays/*) must follow, as functions
@@ -96,6 +96,7 @@ export const allRules: Rule[] = [
   turnRules,
   imageSupplyRules,
   schedulingRules,
+  nodeTuningRules,
 ];
 
 export function checkManifests(objects: K8sObject[]): Violation[] {

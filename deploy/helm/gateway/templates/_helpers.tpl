@@ -97,3 +97,9 @@ send to the pods directly), their address ranges (edge.sourceCIDRs) as NetworkPo
     cidr: {{ . }}
 {{- end }}
 {{- end }}
+
+{{/* The ports the media nodes take out of the ephemeral range: the SFU's media ports (room for
+64 workers, whatever an overlay sets), its pipes, coturn's relays. */}}
+{{- define "gateway.reservedPorts" -}}
+40000-40063,42000-42999{{ if .Values.turn.enabled }},49152-65535{{ end }}
+{{- end }}
