@@ -56,7 +56,7 @@ describe('an SDK session with a short-lived join token', () => {
     joined.on('reconnecting', () => events.push('reconnecting'));
     joined.on('reconnected', ({ resumed }) => events.push(resumed ? 'resumed' : 'rejoined'));
     joined.on('disconnected', ({ reason, error }) => events.push(`disconnected:${reason}:${error?.code ?? ''}`));
-    // The token is past its expiry: a join with it is refused from now on.
+    // The token is past its expiry (at most a second after TOKEN_TTL_SECONDS): a join with it is refused from now on.
     await new Promise((r) => setTimeout(r, TOKEN_TTL_SECONDS * 1000 + 1_100));
     const probe = await clients.open(sig.wsUrl);
     expect((await probe.request('join', { token, protocolVersion: 1 })).error).toMatchObject({ code: 'TOKEN_EXPIRED' });

@@ -9,12 +9,14 @@ export async function demoToken(request: MintRequest): Promise<string> {
 }
 
 /**
- * A demo join token that signaling refuses as expired `validForSeconds` from now: its `exp` is
- * set back by the clock tolerance the server allows, so a test need not wait that out.
+ * A demo join token that signaling refuses as expired between `validForSeconds` and one second
+ * more from now: its `exp` is set back by the clock tolerance the server allows, so a test need
+ * not wait that out, and rounded up to the next whole second (`exp` is in whole seconds), so it
+ * is never already expired when minted just before a second turns.
  */
 export async function expiringDemoToken(request: MintRequest, validForSeconds: number): Promise<string> {
   const claims = decodeJwt(await demoToken(request));
-  const exp = Math.floor(Date.now() / 1000) + validForSeconds - CLOCK_TOLERANCE_SECONDS;
+  const exp = Math.ceil(Date.now() / 1000 + validForSeconds) - CLOCK_TOLERANCE_SECONDS;
   return new SignJWT({ ...claims, exp }).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).sign(new TextEncoder().encode(DEMO_TENANT.apiSecret));
 }
 
