@@ -222,10 +222,10 @@ describe('NATS: TLS, an identity per service, least privilege', () => {
       await expect(jsm.streams.add({ name: 'GATEWAY_ROGUE', subjects: ['rogue.>'] }), `${identity} creates a stream`).rejects.toThrow(permissionViolation);
     }
     // The purges there are: the chat of an ended conversation, a participant's record when they
-    // leave (no delete marker kept), a losing upload's copy, a finished recording's segments,
-    // delivered artifacts.
+    // leave and a room's index with its last participant or Smart Action (no delete marker
+    // kept), a losing upload's copy, a finished recording's segments, delivered artifacts.
     expect(purges).toEqual({
-      signaling: ['GATEWAY_CHAT', `KV_${buckets.participants}`, `OBJ_${buckets.conversationArtifacts}`],
+      signaling: ['GATEWAY_CHAT', `KV_${buckets.participants}`, `KV_${buckets.smartActions}`, `OBJ_${buckets.conversationArtifacts}`],
       sfu: [],
       recorder: [`OBJ_${buckets.recordingSegments}`],
       'crm-sync': [`OBJ_${buckets.artifacts}`, `OBJ_${buckets.conversationArtifacts}`],

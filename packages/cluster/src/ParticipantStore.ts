@@ -1,6 +1,6 @@
 import { ParticipantRecord } from '@gateway/proto/gateway/events/v1/events';
 import type { Bucket } from '@nats-io/kv';
-import { isLiveEntry, ErrorCode, GatewayError, buckets, decodeChecked, kvKeys, liveEntries, openBucket, participantRecordSchema, type KV, type NatsConnection } from '@gateway/common';
+import { isLiveEntry, ErrorCode, GatewayError, RoomIndex, buckets, decodeChecked, kvKeys, liveEntries, openBucket, participantRecordSchema, type KV, type NatsConnection } from '@gateway/common';
 
 /** Largest participant record written to KV. */
 export const MAX_RECORD_BYTES = 64 * 1024;
@@ -15,13 +15,18 @@ export interface OwnerLiveness {
  * Live participants in NATS KV, so that any signaling replica can list a room and take a
  * session back on resume. The owning replica writes a record when its session changes; a record
  * is stale when its owner is no longer alive (ReplicaLiveness), and the other replicas sweep it.
- * A store opened without liveness (the recorder's) takes every record as fresh.
+ * A store opened without liveness (the recorder's) takes every record as fresh. A room is listed
+ * through its record of who may be there (RoomIndex), which the writers keep.
  */
 export class ParticipantStore {
+  private readonly members: RoomIndex;
+
   private constructor(
     private readonly kv: KV,
     private readonly liveness: OwnerLiveness | undefined,
-  ) {}
+  ) {
+    this.members = new RoomIndex(kv);
+  }
 
   static async open(nc: NatsConnection, liveness?: OwnerLiveness): Promise<ParticipantStore> {
     return new ParticipantStore(await openBucket(nc, buckets.participants), liveness);
@@ -34,14 +39,21 @@ export class ParticipantStore {
     return record ? { record, revision: entry.revision } : undefined;
   }
 
-  /** Writes the record; with `revision`, only if nobody changed it since (compare-and-set). */
+  /**
+   * Writes the record; with `revision`, only if nobody changed it since (compare-and-set). A write
+   * without one (a session's first on this replica) names the participant among the room's
+   * members first, so that no listing can miss a record that is there.
+   */
   async put(tenant: string, room: string, record: ParticipantRecord, revision?: number): Promise<number> {
-    const key = kvKeys.participant(tenant, room, record.info!.participantId);
+    const participantId = record.info!.participantId;
+    const key = kvKeys.participant(tenant, room, participantId);
     const value = ParticipantRecord.encode({ ...record, refreshedAtMs: Date.now() }).finish();
     // The per-participant limits keep a record far below this; a record over it is refused here
     // rather than by NATS (whose payload limit would fail every later write of the session).
     if (value.length > MAX_RECORD_BYTES) throw new GatewayError(ErrorCode.LIMIT_EXCEEDED, `a participant record is limited to ${MAX_RECORD_BYTES} bytes`);
-    return revision === undefined ? this.kv.put(key, value) : this.kv.update(key, value, revision);
+    if (revision !== undefined) return this.kv.update(key, value, revision);
+    await this.members.add(tenant, room, participantId);
+    return this.kv.put(key, value);
   }
 
   /**
@@ -53,9 +65,15 @@ export class ParticipantStore {
   async delete(tenant: string, room: string, participantId: string): Promise<void> {
     const key = kvKeys.participant(tenant, room, participantId);
     const entry = await this.kv.get(key).catch(() => null);
-    if (!entry) return;
-    const bucket = this.kv as unknown as Bucket;
-    await bucket.jsm.streams.purge(bucket.stream, { filter: `${bucket.prefix}.${key}`, seq: entry.revision + 1 }).catch(() => undefined);
+    if (entry) {
+      const bucket = this.kv as unknown as Bucket;
+      await bucket.jsm.streams.purge(bucket.stream, { filter: `${bucket.prefix}.${key}`, seq: entry.revision + 1 }).catch(() => undefined);
+      // Rewritten meanwhile (a takeover): still a member.
+      if (isLiveEntry(await this.kv.get(key).catch(() => null))) return;
+    }
+    // After the record: until then a listing must still find it. A failure leaves the id for a
+    // later listing to drop (RoomIndex.abandoned).
+    await this.members.remove(tenant, room, [participantId]).catch(() => undefined);
   }
 
   /** Every fresh record of the room. */
@@ -102,7 +120,30 @@ export class ParticipantStore {
     return gone;
   }
 
+  /** The room's records, each read by its key, as the room's index names them. */
   private async all(tenant: string, room: string): Promise<ParticipantRecord[]> {
+    const members = await this.members.read(tenant, room).catch(() => undefined);
+    if (!members) return this.allByFilter(tenant, room);
+    const ids = [...members.keys()];
+    const entries = await Promise.all(ids.map((id) => this.kv.get(kvKeys.participant(tenant, room, id))));
+    const records: ParticipantRecord[] = [];
+    const withoutRecord: string[] = [];
+    entries.forEach((entry, i) => {
+      const record = isLiveEntry(entry) ? readRecord(entry.value, ids[i]!) : undefined;
+      if (record) records.push(record);
+      else if (!isLiveEntry(entry)) withoutRecord.push(ids[i]!);
+    });
+    // Only a writer (a store with liveness: signaling's) tidies the index.
+    const abandoned = this.members.abandoned(members, withoutRecord);
+    if (this.liveness && abandoned.length > 0) await this.members.remove(tenant, room, abandoned).catch(() => undefined);
+    return records;
+  }
+
+  /**
+   * The room's records found by the subjects of the bucket's stream: for a room whose index is
+   * unreadable. nats-server goes through every room's subjects to answer it.
+   */
+  private async allByFilter(tenant: string, room: string): Promise<ParticipantRecord[]> {
     // Each key is read once (liveEntries reads the values it checks).
     const records: ParticipantRecord[] = [];
     for (const entry of await liveEntries(this.kv, kvKeys.participantsOfRoom(tenant, room))) {

@@ -194,6 +194,8 @@ export const natsAccess: Record<ServiceIdentity, Grant[]> = {
     kv.readWrite(buckets.roomSessions),
     kv.readWrite(buckets.chatKeys),
     kv.readWrite(buckets.smartActions),
+    // A room's index of its Smart Actions is purged with its last action (RoomIndex): no marker stays.
+    stream.purge({ name: `KV_${buckets.smartActions}`, subjects: [`$KV.${buckets.smartActions}.>`] }),
     kv.readWrite(buckets.webauthnChallenges),
     kv.readWrite(buckets.tokenSessions),
     // Revoked tokens' and closed rooms' marks, kept from watches (JoinMarks) rather than read at each join.

@@ -122,7 +122,8 @@ export async function scanResidue(reader: StoreReader, options: ResidueOptions =
 
   // Rooms: those with a participant, and those with a session (live or being finished).
   const roomOf = (key: string) => key.split('.').slice(0, 2).join('.');
-  const roomsWithParticipants = new Set([...participants!.keys()].map(roomOf));
+  // A participant's key has three tokens; a room's members' record (two) names who may be there, and proves nothing.
+  const roomsWithParticipants = new Set([...participants!.keys()].filter((key) => key.split('.').length === 3).map(roomOf));
   const roomsWithSession = new Set([...sessions!.keys()].map(roomOf));
   const roomLive = (room: string) => roomsWithParticipants.has(room) || roomsWithSession.has(room);
 

@@ -10,7 +10,7 @@ import {
   type RegistrationResponseJSON,
 } from '@simplewebauthn/server';
 import { SmartAction } from '@gateway/proto/gateway/signaling/v1/signaling';
-import { isLiveEntry, DeviceKeys, ErrorCode, GatewayError, decodeChecked, kvKeys, listEntries, liveKeys, newId, smartActionSchema, type ArtifactStore } from '@gateway/common';
+import { isLiveEntry, DeviceKeys, ErrorCode, GatewayError, RoomIndex, decodeChecked, kvKeys, listEntries, liveKeys, newId, smartActionSchema, type ArtifactStore } from '@gateway/common';
 import type { Tenant } from '../config.js';
 import { sanitizeImage } from './images.js';
 
@@ -72,8 +72,12 @@ export class SmartActions {
     readonly limits: SmartActionLimits,
     /** One upload per action at a time, across replicas (short TTL). */
     private readonly uploadLeases?: KV,
-  ) {}
+  ) {
+    this.index = new RoomIndex(kv);
+  }
 
+  /** The actions of each room, so that a join reads its room's keys only. */
+  private readonly index: RoomIndex;
   private activeUploads = 0;
 
   async get(tenant: string, room: string, actionId: string): Promise<SmartAction> {
@@ -83,13 +87,12 @@ export class SmartActions {
   }
 
   async list(tenant: string, room: string): Promise<SmartAction[]> {
-    const entries = await listEntries(this.kv, kvKeys.smartActionsOfRoom(tenant, room));
     // A record that fails its checks is left out (and so cannot be answered), not trusted, and
     // does not stop the room's joins or its transcript.
-    return entries
-      .flatMap((e) => {
+    return (await this.entriesOf(tenant, room))
+      .flatMap((value) => {
         try {
-          return [readAction(e.value)];
+          return [readAction(value)];
         } catch {
           return [];
         }
@@ -97,7 +100,23 @@ export class SmartActions {
       .sort((a, b) => Number(a.requestedAtMs - b.requestedAtMs));
   }
 
+  /** The room's action records, read by key as its index names them (through the bucket's subjects when the index is unreadable). */
+  private async entriesOf(tenant: string, room: string): Promise<Uint8Array[]> {
+    const ids = await this.index.read(tenant, room);
+    if (!ids) return (await listEntries(this.kv, kvKeys.smartActionsOfRoom(tenant, room))).map((e) => e.value);
+    const named = [...ids.keys()];
+    const entries = await Promise.all(named.map((id) => this.kv.get(kvKeys.smartAction(tenant, room, id))));
+    const abandoned = this.index.abandoned(
+      ids,
+      named.filter((_, i) => !isLiveEntry(entries[i])),
+    );
+    if (abandoned.length > 0) await this.index.remove(tenant, room, abandoned).catch(() => undefined);
+    return entries.flatMap((entry) => (isLiveEntry(entry) ? [entry.value] : []));
+  }
+
+  /** Saves a new action: named in its room's index first, so that no listing misses it. */
   private async save(tenant: string, room: string, action: SmartAction): Promise<SmartAction> {
+    await this.index.add(tenant, room, action.actionId);
     await this.kv.put(kvKeys.smartAction(tenant, room, action.actionId), SmartAction.encode(action).finish());
     return action;
   }
@@ -354,6 +373,11 @@ export class SmartActions {
       }
       await this.kv.purge(kvKeys.smartAction(tenant, room, action.actionId));
     }
+    await this.index.remove(
+      tenant,
+      room,
+      theirs.map((a) => a.actionId),
+    );
     for (const participantId of participantIds) await this.challenges.purge(kvKeys.participant(tenant, room, participantId));
     return { actions: theirs.length, attachments };
   }
@@ -361,6 +385,11 @@ export class SmartActions {
   /** The room ended and its attachments were announced: the action records go. */
   async removeAll(tenant: string, room: string, actions: SmartAction[]): Promise<void> {
     for (const action of actions) await this.kv.purge(kvKeys.smartAction(tenant, room, action.actionId));
+    await this.index.remove(
+      tenant,
+      room,
+      actions.map((a) => a.actionId),
+    );
     // Device key registrations begun in the room and never answered end with it.
     for (const key of await liveKeys(this.challenges, kvKeys.participantsOfRoom(tenant, room))) await this.challenges.purge(key);
   }
