@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { SECRET_VARIABLES } from '@gateway/common';
 import { downwardHelpers, knownVariable, serviceSpecs, tenantNames, type ServiceSettings } from './services.js';
 import { containersOf, cpuCores, envValues, objectId, resolveEnv, secretKeys, workloads, type Json, type Rule, type Violation } from './objects.js';
 
@@ -169,14 +170,15 @@ export const configRules: Rule = (objects) => {
       if (!keys?.has(key)) return void add(`${name}=${file}: Secret ${volume.secret.secretName} has no such key`);
       return { value: keys.get(key) };
     };
-    // Keys never as variables: read once (a rotation would need a restart), and inherited by any child process.
-    for (const name of ['GATEWAY_TENANT_KEYS', 'GATEWAY_KMS_KEYS']) {
+    // Keys and tenants' secrets never as variables: read once (a rotation would need a restart),
+    // and inherited by any child process. The list is the services' own (SECRET_VARIABLES).
+    for (const name of SECRET_VARIABLES) {
       if (env.entries.has(name)) add(`${name} is an environment variable: mount the Secret and set ${name}_FILE (taken up when it changes, never inherited by a child process)`);
     }
-    // The service parses its configuration with the keys files' contents as the manifests give them.
+    // The service parses its configuration with the secret files' contents as the manifests give them.
     const values = envValues(env);
     const fileContents = new Map<string, string | undefined>();
-    for (const name of ['GATEWAY_TENANT_KEYS', 'GATEWAY_KMS_KEYS']) {
+    for (const name of SECRET_VARIABLES) {
       if (!env.entries.has(`${name}_FILE`)) continue;
       const file = mountedSecretFile(`${name}_FILE`);
       delete values[`${name}_FILE`];
@@ -201,7 +203,7 @@ export const configRules: Rule = (objects) => {
     const tlsSet = tlsFiles.filter((name) => env.entries.has(name));
     if (tlsSet.length !== 0 && tlsSet.length !== 3) add(`gRPC TLS needs all of ${tlsFiles.join(', ')} or none; set: ${tlsSet.join(', ')}`);
     for (const name of tlsSet) mountedSecretFile(name);
-    const tenants = env.entries.get('GATEWAY_TENANTS')?.value;
+    const tenants = fileContents.get('GATEWAY_TENANTS') ?? env.entries.get('GATEWAY_TENANTS')?.value;
     const keys = fileContents.get('GATEWAY_TENANT_KEYS') ?? env.entries.get('GATEWAY_TENANT_KEYS')?.value;
     if (tenants !== undefined && keys !== undefined) {
       let keyed: string[] = [];

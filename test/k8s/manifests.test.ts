@@ -82,7 +82,14 @@ describe('Kubernetes manifests', () => {
       expect(env.entries.get('GATEWAY_KMS_KEYS_FILE')?.value).toBe('/etc/gateway/tenant-keys/GATEWAY_KMS_KEYS');
       // With the aliases the secret store holds, each service takes its configuration (TURN's
       // secret file is the rules' concern: configRules reads it from its Secret).
-      const { GATEWAY_KMS_KEYS_FILE: _file, GATEWAY_TENANT_KEYS_FILE: _keys, SIGNALING_TURN_SECRET_FILE: _turnSecret, SIGNALING_TURN_URLS: _turnUrls, ...values } = envValues(env);
+      const {
+        GATEWAY_KMS_KEYS_FILE: _file,
+        GATEWAY_TENANT_KEYS_FILE: _keys,
+        GATEWAY_TENANTS_FILE: _tenants,
+        SIGNALING_TURN_SECRET_FILE: _turnSecret,
+        SIGNALING_TURN_URLS: _turnUrls,
+        ...values
+      } = envValues(env);
       expect(() => serviceSpecs[service].settings({ ...values, GATEWAY_KMS_KEYS: JSON.stringify({ demo: 'alias/gateway/demo' }) })).not.toThrow();
     }
   });

@@ -72,6 +72,30 @@ describe('each deployment rule rejects what it is meant to', () => {
       /recorder: GATEWAY_TENANT_KEYS is an environment variable: mount the Secret and set GATEWAY_TENANT_KEYS_FILE/,
     ));
 
+  it('tenants (their API secrets) given as an environment variable instead of a mounted file', () =>
+    caught(
+      configRules,
+      (o) => {
+        const env = container(o, 'crm-sync').env as Array<Record<string, unknown>>;
+        env.splice(
+          env.findIndex((e) => e.name === 'GATEWAY_TENANTS_FILE'),
+          1,
+          { name: 'GATEWAY_TENANTS', valueFrom: { secretKeyRef: { name: 'gateway-tenants', key: 'GATEWAY_TENANTS' } } },
+        );
+      },
+      /crm-sync: GATEWAY_TENANTS is an environment variable: mount the Secret and set GATEWAY_TENANTS_FILE/,
+    ));
+
+  it('a tenants file naming a key the Secret does not have', () =>
+    caught(
+      configRules,
+      (o) => {
+        const env = container(o, 'routing').env as Array<Record<string, unknown>>;
+        env.find((e) => e.name === 'GATEWAY_TENANTS_FILE')!.value = '/etc/gateway/tenant-keys/TENANTS';
+      },
+      /routing: GATEWAY_TENANTS_FILE=\/etc\/gateway\/tenant-keys\/TENANTS: Secret gateway-tenants has no such key/,
+    ));
+
   it('a keys file mounted with subPath, which the kubelet never updates', () =>
     caught(
       configRules,

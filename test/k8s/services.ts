@@ -164,5 +164,5 @@ export function recorderConsumesJetStream(): boolean {
 /** Tenant names of a GATEWAY_TENANTS value, or undefined when it does not parse. */
 export function tenantNames(value: string): string[] | undefined {
   const result = tenantsSchema.safeParse(value);
-  return result.success ? result.data.map((t) => t.name) : undefined;
+  return result.success ? result.data?.map((t) => t.name) : undefined;
 }

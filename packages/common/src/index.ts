@@ -9,7 +9,7 @@ export { ErrorCode, GatewayError, methodNotAllowed } from './errors.js';
 
 // Running a service: config, logs, ops and HTTP boundaries, shutdown.
 export { type Backoff, backoffDelayMs, retryAfterMs, sleepBackoff } from './runtime/backoff.js';
-export { env, loadConfig } from './runtime/config.js';
+export { env, loadConfig, SECRET_VARIABLES } from './runtime/config.js';
 export { createLogger, type Logger } from './runtime/logger.js';
 export { createMetricsRegistry, opsDrainShape, readDrainToken, startOpsServer } from './runtime/ops.js';
 export { TypedEmitter } from './runtime/TypedEmitter.js';
@@ -125,7 +125,8 @@ export type {
 export { observeKeyring } from './keys/metrics.js';
 export { StaticKeyring } from './keys/StaticKeyring.js';
 
-export { DEMO_TENANT, parseBasicAuth, type Tenant, tenantFromBasicAuth, tenantsSchema, tenantsShape } from './tenants/config.js';
+export { DEMO_TENANT, parseBasicAuth, parseTenants, readTenantsSettings, type Tenant, type TenantsSettings, tenantFromBasicAuth, tenantsSchema, tenantsShape } from './tenants/config.js';
+export { ConfiguredTenants } from './tenants/ConfiguredTenants.js';
 export { API_KEY_ID } from './tenants/apiKeys.js';
 export { ApiKeyStore, type ApiKeyView, type ApiKeyWithSecret, MAX_API_KEYS_PER_TENANT } from './tenants/ApiKeyStore.js';
 export { API_KEY_CACHE_MS, TenantAuth, type TenantCredentials } from './tenants/TenantAuth.js';

@@ -2,6 +2,7 @@ import http from 'node:http';
 import {
   ApiKeyStore,
   ArtifactStore,
+  ConfiguredTenants,
   DeviceKeys,
   createKeyring,
   buckets,
@@ -31,7 +32,7 @@ import {
   type ManagedKeyring,
   type NatsConnection,
 } from '@gateway/common';
-import type { CrmSyncConfig } from './config.js';
+import { tenantRetentionMs, type CrmSyncConfig } from './config.js';
 import { Confirmations } from './Confirmations.js';
 import { ConnectorStore } from './connectors/ConnectorStore.js';
 import { KvContactMaps } from './connectors/ContactMap.js';
@@ -55,6 +56,7 @@ export class CrmSync {
     private readonly httpServer: http.Server,
     private readonly stopOps: () => Promise<void>,
     private readonly keyring: ManagedKeyring,
+    private readonly tenants: ConfiguredTenants,
     private readonly stopResidue: () => Promise<void>,
   ) {}
 
@@ -64,6 +66,9 @@ export class CrmSync {
       // Twenty-odd NATS requests per delivery: no caller's stack captured for each (connectNats).
       const nc = startup.opened(await connectNats(config.nats, config.nodeId, log, { asyncTraces: false }), (connection) => connection.close());
       const keyring = startup.opened(await createKeyring(config.keyring, log), (keys) => keys.close());
+      // Tenants given as a file are taken up again when it changes: credentials and retention.
+      const tenants = startup.opened(ConfiguredTenants.start(config.tenants, log), (configured) => configured.close());
+      const retentionMs = tenantRetentionMs(config, tenants);
       const registry = createMetricsRegistry('crm-sync');
       observeKeyring(registry, keyring);
       const contactMaps = new KvContactMaps(await openBucket(nc, buckets.crmContacts));
@@ -82,8 +87,9 @@ export class CrmSync {
       // stored for nobody cost a publish, then a read, a listing, an erasure and an acknowledgement.
       const webhooksBucket = await openBucket(nc, buckets.webhooks);
       const audience = startup.opened(await WebhookAudience.watch(webhooksBucket, log), (watch) => watch.close());
-      const deliveries = startup.opened(new Deliveries(nc, jsm, connectors, artifacts, keyring, confirmations, config, registry, log, new WebhookEvents(nc, log, audience)), (running) =>
-        running.close(),
+      const deliveries = startup.opened(
+        new Deliveries(nc, jsm, connectors, artifacts, keyring, confirmations, { ...config, retentionMs }, registry, log, new WebhookEvents(nc, log, audience)),
+        (running) => running.close(),
       );
       await deliveries.start();
       await ensureStream(nc, streams.webhooks);
@@ -97,7 +103,7 @@ export class CrmSync {
       const dataSubjects = new DataSubjects(nc, jsm, artifacts, contactMaps, new DeviceKeys(await openBucket(nc, buckets.deviceKeys)), keyring, confirmations, log);
       // The admin API takes the tenants' API keys kept in NATS too; a change made here applies here at once.
       const apiKeysBucket = await openBucket(nc, buckets.apiKeys);
-      const credentials = new TenantAuth(() => config.tenants, { kv: apiKeysBucket, log });
+      const credentials = new TenantAuth(() => tenants.current, { kv: apiKeysBucket, log });
       const apiKeys = new ApiKeyStore(apiKeysBucket, keyring, log, (keyId) => credentials.forget(keyId));
       const httpServer = http.createServer(
         createAdminHandler(credentials, connectors, dataSubjects, webhooks, apiKeys, nc, log, { connectorTestMs: config.connectorTestMs, allowedOrigins: config.adminAllowedOrigins }),
@@ -105,7 +111,7 @@ export class CrmSync {
       hardenHttpServer(httpServer);
       const port = await listenHttp(httpServer, config.port, config.host);
       startup.opened(httpServer, closeHttp);
-      const residue = config.residue ? startup.opened(await startResidue(config, registry, log), (scanner) => scanner.close()) : undefined;
+      const residue = config.residue ? startup.opened(await startResidue(config, retentionMs, registry, log), (scanner) => scanner.close()) : undefined;
       const ops = await startOpsServer({
         port: config.opsPort,
         registry,
@@ -113,7 +119,7 @@ export class CrmSync {
         drainToken: opsToken,
         ...(residue ? { actions: residue.actions } : {}),
       });
-      const service = new CrmSync(nc, deliveries, webhookSender, connectors, httpServer, ops.close, keyring, residue?.close ?? (async () => undefined));
+      const service = new CrmSync(nc, deliveries, webhookSender, connectors, httpServer, ops.close, keyring, tenants, residue?.close ?? (async () => undefined));
       service.port = port;
       service.opsPort = ops.port;
       return service;
@@ -135,6 +141,7 @@ export class CrmSync {
       if (!this.nc.isClosed()) await this.nc.close().catch(() => undefined);
       // Unwrapped keys go with the process, wiped.
       this.keyring.close();
+      this.tenants.close();
     })();
     return this.closing;
   }
@@ -145,7 +152,7 @@ export class CrmSync {
  * residue): a scan every few minutes for the metrics and the alert, and the ops endpoints.
  * Retention is crm-sync's own, so an event waiting longer than its tenant's retention is residue.
  */
-async function startResidue(config: CrmSyncConfig, registry: ReturnType<typeof createMetricsRegistry>, log: Logger) {
+async function startResidue(config: CrmSyncConfig, retentionMs: (tenant: string) => number, registry: ReturnType<typeof createMetricsRegistry>, log: Logger) {
   const settings = config.residue!;
   const nc = await connectNats(settings.nats, `${config.nodeId}-residue`, log);
   const residue = await Residue.open(nc).catch(async (error: unknown) => {
@@ -153,7 +160,7 @@ async function startResidue(config: CrmSyncConfig, registry: ReturnType<typeof c
     throw error;
   });
   const record = residueMetrics(registry);
-  const options = { retentionMs: config.retentionMs, objectWriteMs: settings.objectWriteMs };
+  const options = { retentionMs, objectWriteMs: settings.objectWriteMs };
   let running: Promise<unknown> = Promise.resolve();
   // One scan or sweep at a time: a sweep right after a scan removes what that scan found.
   const serial = <T>(work: () => Promise<T>): Promise<T> => {

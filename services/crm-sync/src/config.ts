@@ -1,7 +1,20 @@
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { OBJECT_WRITE_MS, adminOriginsShape, env, loadConfig, natsShape, opsDrainShape, readNatsSettings, readKeyringSettings, tenantKeysShape, tenantsShape } from '@gateway/common';
+import {
+  type ConfiguredTenants,
+  OBJECT_WRITE_MS,
+  adminOriginsShape,
+  env,
+  loadConfig,
+  natsShape,
+  opsDrainShape,
+  readNatsSettings,
+  readKeyringSettings,
+  readTenantsSettings,
+  tenantKeysShape,
+  tenantsShape,
+} from '@gateway/common';
 
 const shape = {
   ...natsShape,
@@ -79,7 +92,8 @@ export function readCrmSyncConfig(source: Record<string, string | undefined> = p
   return {
     nats: readNatsSettings(c, 'crm-sync'),
     logLevel: c.LOG_LEVEL,
-    tenants: c.GATEWAY_TENANTS,
+    /** The tenants at start-up and their file: the service keeps them current (ConfiguredTenants). */
+    tenants: readTenantsSettings(c),
     keyring: readKeyringSettings(c),
     destinationNetwork: { allowPrivate: c.CRM_SYNC_ALLOW_PRIVATE_DESTINATIONS },
     nodeId: c.CRM_SYNC_NODE_ID,
@@ -113,6 +127,16 @@ export function readCrmSyncConfig(source: Record<string, string | undefined> = p
         }
       : undefined,
     opsTokenFile: c.OPS_DRAIN_TOKEN_FILE,
-    retentionMs: (tenant: string) => (c.GATEWAY_TENANTS.find((t) => t.name === tenant)?.retentionDays ?? c.CRM_SYNC_RETENTION_DAYS) * 86_400_000,
+    /** A tenant's retentionDays overrides it; read from the tenants as they are at each delivery. */
+    retentionDays: c.CRM_SYNC_RETENTION_DAYS,
   };
+}
+
+/**
+ * How long a tenant's communications may wait for delivery: its retentionDays as configured now
+ * (a changed tenants file applies to the next delivery), the deployment's for a tenant without
+ * it or no longer configured.
+ */
+export function tenantRetentionMs(config: Pick<CrmSyncConfig, 'retentionDays'>, tenants: Pick<ConfiguredTenants, 'find'>): (tenant: string) => number {
+  return (tenant) => (tenants.find(tenant)?.retentionDays ?? config.retentionDays) * 86_400_000;
 }

@@ -2,6 +2,7 @@ import http from 'node:http';
 import {
   buckets,
   closeHttp,
+  ConfiguredTenants,
   hardenHttpServer,
   listenHttp,
   connectNats,
@@ -50,6 +51,7 @@ export class RoutingService {
 
   private constructor(
     private readonly config: RoutingConfig,
+    private readonly configured: ConfiguredTenants,
     private readonly nc: NatsConnection,
     private readonly keyring: ManagedKeyring,
     private readonly leases: Awaited<ReturnType<typeof openBucket>>,
@@ -66,6 +68,9 @@ export class RoutingService {
     return Startup.run(async (startup) => {
       const nc = startup.opened(await connectNats(config.nats, config.replicaId, log), (connection) => connection.close());
       const keyring = startup.opened(await createKeyring(config.keyring, log), (keys) => keys.close());
+      // Tenants given as a file are taken up again when it changes: the next poll takes a new
+      // tenant's lease and hands a removed tenant's back.
+      const tenants = startup.opened(ConfiguredTenants.start(config.tenants, log), (configured) => configured.close());
       const registry = createMetricsRegistry('routing');
       observeKeyring(registry, keyring);
       const leases = await openBucket(nc, buckets.routingLeases);
@@ -74,14 +79,14 @@ export class RoutingService {
       const metrics = routingMetrics(registry, views);
       const directories = new DirectoryStore(await openBucket(nc, buckets.routingDirectory), log);
       // Any of a tenant's API keys opens its directory, those made through crm-sync's admin API too.
-      const credentials = new TenantAuth(() => config.tenants, { kv: await openBucket(nc, buckets.apiKeys), log });
+      const credentials = new TenantAuth(() => tenants.current, { kv: await openBucket(nc, buckets.apiKeys), log });
       const httpServer = http.createServer(createDirectoryHandler(credentials, directories, log, config.adminAllowedOrigins));
       hardenHttpServer(httpServer);
       const port = await listenHttp(httpServer, config.port, config.host);
       startup.opened(httpServer, closeHttp);
       const ops = await startOpsServer({ port: config.opsPort, registry, readiness: () => (nc.isClosed() ? 'nats connection closed' : undefined) });
       startup.opened(ops, (server) => server.close());
-      const started = new RoutingService(config, nc, keyring, leases, records, directories, metrics.observer, log, httpServer, ops.close);
+      const started = new RoutingService(config, tenants, nc, keyring, leases, records, directories, metrics.observer, log, httpServer, ops.close);
       service = started;
       started.port = port;
       started.opsPort = ops.port;
@@ -96,10 +101,17 @@ export class RoutingService {
     return [...this.held.keys()];
   }
 
-  /** Takes the lease of each tenant nobody holds, and starts its routing. */
+  /** Takes the lease of each tenant nobody holds, and starts its routing; lets go of tenants no longer configured. */
   private async poll(): Promise<void> {
     if (this.closing) return;
-    for (const tenant of this.config.tenants.map((t) => t.name)) {
+    const configured = new Set(this.configured.current.map((t) => t.name));
+    for (const [tenant, held] of this.held) {
+      if (configured.has(tenant)) continue;
+      this.held.delete(tenant);
+      await this.letGo(held).catch((error: unknown) => this.log.warn({ tenant, err: error }, 'letting go of a tenant no longer configured failed; its lease expires'));
+      this.log.info({ tenant }, 'the tenant is no longer configured: its routing stopped');
+    }
+    for (const tenant of configured) {
       if (this.held.has(tenant) || this.starting.has(tenant)) continue;
       this.starting.add(tenant);
       await this.take(tenant)
@@ -152,15 +164,18 @@ export class RoutingService {
     }
   }
 
+  /** Stops a tenant's routing and releases its lease. */
+  private async letGo({ lease, routing, stopWatching }: Held): Promise<void> {
+    stopWatching();
+    await routing.close();
+    await lease.release();
+  }
+
   /** Stops deciding and hands every tenant over at once (its lease released). Safe to repeat. */
   close(): Promise<void> {
     this.closing ??= (async () => {
       clearInterval(this.timer);
-      for (const { lease, routing, stopWatching } of this.held.values()) {
-        stopWatching();
-        await routing.close();
-        await lease.release();
-      }
+      for (const held of this.held.values()) await this.letGo(held);
       this.held.clear();
       await closeHttp(this.httpServer);
       await this.stopOps();
@@ -169,6 +184,7 @@ export class RoutingService {
       clearTimeout(timer);
       if (!this.nc.isClosed()) await this.nc.close().catch(() => undefined);
       this.keyring.close();
+      this.configured.close();
     })();
     return this.closing;
   }

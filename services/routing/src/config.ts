@@ -1,7 +1,7 @@
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { adminOriginsShape, env, loadConfig, natsShape, readKeyringSettings, readNatsSettings, tenantKeysShape, tenantsShape } from '@gateway/common';
+import { adminOriginsShape, env, loadConfig, natsShape, readKeyringSettings, readNatsSettings, readTenantsSettings, tenantKeysShape, tenantsShape } from '@gateway/common';
 
 const seconds = (fallback: number, max = 3_600) => z.coerce.number().min(0.1).max(max).default(fallback);
 
@@ -40,7 +40,8 @@ export function readRoutingConfig(source: Record<string, string | undefined> = p
   return {
     nats: readNatsSettings(c, 'routing'),
     logLevel: c.LOG_LEVEL,
-    tenants: c.GATEWAY_TENANTS,
+    /** The tenants at start-up and their file: the service keeps them current (ConfiguredTenants). */
+    tenants: readTenantsSettings(c),
     keyring: readKeyringSettings(c),
     replicaId: c.ROUTING_REPLICA_ID,
     host: c.ROUTING_HOST,

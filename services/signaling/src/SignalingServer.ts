@@ -8,6 +8,7 @@ import type { Registry } from 'prom-client';
 import { CloseCode } from '@gateway/proto/gateway/signaling/v1/signaling';
 import {
   ArtifactStore,
+  ConfiguredTenants,
   DeviceKeys,
   buckets,
   closeHttp,
@@ -53,6 +54,8 @@ import { iceServersFor } from './participant/turnCredentials.js';
 /** The parts of a replica, built by `start` and wired together here. */
 interface Parts {
   config: SignalingConfig;
+  /** The tenants as they are now: looked up at each use, never kept (they change with their file). */
+  tenants: ConfiguredTenants;
   nc: NatsConnection;
   directory: SfuDirectory;
   recorders: RecorderDirectory;
@@ -97,12 +100,12 @@ export class SignalingServer {
   private stopOps: (() => Promise<void>) | undefined;
 
   private constructor(private readonly parts: Parts) {
-    const { config, nc, directory, recorders, store, liveness, hub, chat, actions, artifacts, roomSessions, tokenSessions, credentials, registry, log } = parts;
-    const tenant = (name: string) => config.tenants.find((t) => t.name === name);
+    const { config, tenants, nc, directory, recorders, store, liveness, hub, chat, actions, artifacts, roomSessions, tokenSessions, credentials, registry, log } = parts;
+    const tenant = (name: string) => tenants.find(name);
     const erasedIn = (tenantName: string, room: string) => roomSessions.erasedIn(tenantName, room);
     const participants = (tenantName: string, room: string) => store.list(tenantName, room);
     const releaseTokenSlot = (tenantName: string, tokenId: string, participantId: string) =>
-      tokenSessions.release(tenantName, tokenId, participantId, tenantLimits(config, tenantName).sessionsPerToken);
+      tokenSessions.release(tenantName, tokenId, participantId, tenantLimits(config, tenant(tenantName)).sessionsPerToken);
     this.metrics = createSignalingMetrics(registry, { connections: () => this.connections.size, sessions: () => this.sessions.size, chatKeysCached: () => chat.cachedKeys });
     this.sessions = new SessionRegistry({
       replicaId: config.replicaId,
@@ -132,6 +135,7 @@ export class SignalingServer {
     const roomsInUse = (tenantName: string) => (hub.roomsPerTenant().get(tenantName) ?? 0) + liveness.others().reduce((n, beat) => n + (beat.rooms[tenantName] ?? 0), 0);
     this.joins = new JoinService({
       config,
+      tenants,
       credentials,
       nc,
       store,
@@ -180,13 +184,15 @@ export class SignalingServer {
       closeRoom: (tenantName, room, forMs) => tokenSessions.closeRoom(tenantName, room, forMs),
       log,
     });
-    this.dataSubjects = new LiveDataSubjects(nc, () => config.tenants, roomSessions, chat, actions, recorders, log);
+    this.dataSubjects = new LiveDataSubjects(nc, () => tenants.current, roomSessions, chat, actions, recorders, log);
   }
 
   static async start(config: SignalingConfig, log: Logger): Promise<SignalingServer> {
     return Startup.run(async (startup) => {
       // No caller stack kept per NATS request (connectNats): a join makes a score of them.
       const nc = startup.opened(await connectNats(config.nats, config.replicaId, log, { asyncTraces: false }), (connection) => connection.close());
+      // Tenants given as a file are taken up again when it changes (a Secret updated in place).
+      const tenants = startup.opened(ConfiguredTenants.start(config.tenants, log), (configured) => configured.close());
       // Certificates are taken up again when their files change (cert-manager renews them); nothing of it keeps the process alive.
       const tls = startup.opened(watchGrpcTls(config.grpcTls, log), (source) => source?.close());
       const directory = startup.opened(await SfuDirectory.open(nc, tls, log), (sfus) => sfus.close());
@@ -214,7 +220,7 @@ export class SignalingServer {
         await openBucket(nc, buckets.webauthnChallenges),
         new DeviceKeys(await openBucket(nc, buckets.deviceKeys)),
         artifacts,
-        () => config.tenants,
+        () => tenants.current,
         { rpId: config.webauthn.rpId, rpName: 'Gateway', origins: () => config.webauthn.origins ?? [`http://localhost:${port}`, `https://localhost:${port}`] },
         { ...config.smartActions, concurrentUploads: config.limits.concurrentUploads },
         await openBucket(nc, buckets.uploadLeases),
@@ -224,10 +230,10 @@ export class SignalingServer {
       const roomSessions = new RoomSessions(nc, await openBucket(nc, buckets.roomSessions), keyring, webhooks);
       const tokenSessions = startup.opened(await TokenSessions.open(await openBucket(nc, buckets.tokenSessions), log), (sessions) => sessions.close());
       // Join tokens and the room API take the tenants' API keys kept in NATS too (revocations within API_KEY_CACHE_MS).
-      const credentials = new TenantAuth(() => config.tenants, { kv: await openBucket(nc, buckets.apiKeys), keyring, log });
+      const credentials = new TenantAuth(() => tenants.current, { kv: await openBucket(nc, buckets.apiKeys), keyring, log });
       // From here the replica's own close() owns every part, timers and subscriptions included.
       const server = startup.opened(
-        new SignalingServer({ config, nc, directory, recorders, store, liveness, hub, chat, actions, artifacts, roomSessions, tokenSessions, credentials, registry, log }),
+        new SignalingServer({ config, tenants, nc, directory, recorders, store, liveness, hub, chat, actions, artifacts, roomSessions, tokenSessions, credentials, registry, log }),
         (replica) => replica.close(),
       );
       server.joins.listenForTakeovers();
@@ -303,6 +309,7 @@ export class SignalingServer {
       this.parts.directory.close();
       this.parts.recorders.close();
       this.parts.tokenSessions.close();
+      this.parts.tenants.close();
       await this.parts.nc.drain().catch(() => undefined);
     })();
     return this.closing;

@@ -14,8 +14,8 @@ import {
   readNatsSettings,
   readGrpcTls,
   readKeyringSettings,
+  readTenantsSettings,
   tenantKeysShape,
-  tenantsSchema,
   tenantsShape,
   type RedactionPolicy,
   type Tenant,
@@ -32,9 +32,9 @@ export function redactionPolicy(tenant: Tenant | undefined): RedactionPolicy {
   return tenant?.redaction ?? defaultRedactionPolicy;
 }
 
-/** A tenant's limits: its own where it set them, the deployment's otherwise. */
-export function tenantLimits(config: SignalingConfig, tenant: string) {
-  const own = config.tenants.find((t) => t.name === tenant)?.limits ?? {};
+/** A tenant's limits: its own where it set them, the deployment's otherwise (a tenant no longer configured too). */
+export function tenantLimits(config: Pick<SignalingConfig, 'limits'>, tenant: Tenant | undefined) {
+  const own = tenant?.limits ?? {};
   return {
     sessionsPerToken: own.sessionsPerToken ?? config.limits.sessionsPerToken,
     maxSessionMs: own.maxSessionSeconds !== undefined ? own.maxSessionSeconds * 1000 : config.limits.maxSessionMs,
@@ -165,15 +165,16 @@ export function readSignalingConfig(source: Record<string, string | undefined> =
   // Every tenant's sessions, chat and uploads are sealed with its key: a tenant without one could
   // not record anyone who joins.
   const keyring = readKeyringSettings(c);
+  const tenants = readTenantsSettings(c);
   const keyed = keyring.kind === 'static' ? keyring.tenants : keyring.aliases;
-  const keyless = c.GATEWAY_TENANTS.filter((t) => !keyed[t.name]).map((t) => t.name);
+  const keyless = tenants.tenants.filter((t) => !keyed[t.name]).map((t) => t.name);
   const keysVariable = keyring.kind === 'static' ? 'GATEWAY_TENANT_KEYS' : 'GATEWAY_KMS_KEYS';
   if (keyless.length > 0) throw new GatewayError(ErrorCode.CONFIG_INVALID, `invalid configuration:\n  ${keysVariable}: no key-encryption key for tenant ${keyless.join(', ')}`);
   return {
     nats: readNatsSettings(c, 'signaling'),
     logLevel: c.LOG_LEVEL,
-    tenants: c.GATEWAY_TENANTS,
-    usesDemoTenant: source.GATEWAY_TENANTS === undefined || source.GATEWAY_TENANTS === '',
+    /** The tenants at start-up and their file: the server keeps them current (ConfiguredTenants). */
+    tenants,
     host: c.SIGNALING_HOST,
     port: c.SIGNALING_PORT,
     opsPort: c.SIGNALING_OPS_PORT,
@@ -225,7 +226,7 @@ export function readSignalingConfig(source: Record<string, string | undefined> =
   };
 }
 
-/** Tenants only, for tools (the token CLI) that need nothing else. */
-export function readTenants(source: Record<string, string | undefined> = process.env): Tenant[] {
-  return loadConfig({ GATEWAY_TENANTS: tenantsSchema }, source).GATEWAY_TENANTS;
+/** Tenants only, for tools (the token CLI) that need nothing else: the variable or the file. */
+export function readTenants(source: Record<string, string | undefined> = process.env): readonly Tenant[] {
+  return readTenantsSettings(loadConfig(tenantsShape, source)).tenants;
 }

@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { ErrorCode, GatewayError } from '../errors.js';
 import { SUBJECT_TOKEN } from '../nats/subjects.js';
+import { fromVariableOrFile, type Parsed, parsedWith, type SecretFile } from '../runtime/secretFile.js';
 
 /** Well-known KEK of the built-in `demo` tenant; only for running on one machine. */
 export const DEMO_TENANT_KEK = Buffer.from('gateway-demo-kek-local-only-0000').toString('base64');
@@ -21,9 +21,6 @@ const staticTenantSchema = z.union([
   z.string().transform((key) => ({ current: DEFAULT_STATIC_KEY_ID, keys: { [DEFAULT_STATIC_KEY_ID]: key } })),
   z.object({ current: z.string().regex(KEY_ID), keys: z.record(z.string().regex(KEY_ID), z.string()) }).strict(),
 ]);
-
-/** A parser's answer: the value, or what is wrong with the text (never quoting it). */
-export type Parsed<T> = { ok: true; value: T } | { ok: false; problem: string };
 
 const STATIC_KEYS_SHAPE = 'must be a JSON object of tenant -> base64 32-byte key, or tenant -> {"current": id, "keys": {id: base64 32-byte key}}';
 
@@ -62,19 +59,6 @@ export function parseKmsAliases(raw: string): Parsed<Record<string, string>> {
   return { ok: true, value: result.data };
 }
 
-/** A zod transform from one of the two parsers: the problem becomes the variable's issue. */
-const parsedWith =
-  <T>(parse: (raw: string) => Parsed<T>) =>
-  (raw: string | undefined, ctx: z.RefinementCtx): T | undefined => {
-    if (raw === undefined) return undefined;
-    const result = parse(raw);
-    if (!result.ok) {
-      ctx.addIssue({ code: 'custom', message: result.problem });
-      return z.NEVER;
-    }
-    return result.value;
-  };
-
 const KMS_ALIAS = /^(alias\/[A-Za-z0-9/_-]{1,250}|arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:alias\/[A-Za-z0-9/_-]{1,250})$/;
 
 /**
@@ -108,34 +92,13 @@ export const tenantKeysShape = {
   GATEWAY_KMS_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(10).default(5),
 };
 
-/** A file the keys came from (a mounted Secret), watched for changes; what it held at start-up. */
-export interface KeysFile {
-  path: string;
-  contents: Buffer;
-}
-
 export type KeyringSettings =
-  | { kind: 'static'; tenants: Record<string, StaticTenantKeys>; file?: KeysFile }
-  | { kind: 'kms'; aliases: Record<string, string>; region: string; endpoint?: string; cacheTtlMs: number; cacheEntries: number; maxAttempts: number; file?: KeysFile };
+  | { kind: 'static'; tenants: Record<string, StaticTenantKeys>; file?: SecretFile }
+  | { kind: 'kms'; aliases: Record<string, string>; region: string; endpoint?: string; cacheTtlMs: number; cacheEntries: number; maxAttempts: number; file?: SecretFile };
 
 type TenantKeysValues = z.output<z.ZodObject<typeof tenantKeysShape>>;
 
 const invalid = (problem: string, cause?: unknown) => new GatewayError(ErrorCode.CONFIG_INVALID, `invalid configuration:\n  ${problem}`, cause === undefined ? {} : { cause });
-
-/** The variable or its file, never both; the file read and parsed now, so a bad one stops the service at start. */
-function fromVariableOrFile<T>(variable: string, fromVariable: T | undefined, file: string | undefined, parse: (raw: string) => Parsed<T>): { value: T; file?: KeysFile } | undefined {
-  if (file === undefined) return fromVariable === undefined ? undefined : { value: fromVariable };
-  if (fromVariable !== undefined) throw invalid(`${variable} and ${variable}_FILE: set one of them, not both`);
-  let contents: Buffer;
-  try {
-    contents = readFileSync(file);
-  } catch (error) {
-    throw invalid(`${variable}_FILE=${JSON.stringify(file)}: cannot read the file`, error);
-  }
-  const parsed = parse(contents.toString('utf8'));
-  if (!parsed.ok) throw invalid(`${variable}_FILE: the file ${parsed.problem}`);
-  return { value: parsed.value, file: { path: file, contents } };
-}
 
 /** The keyring settings from a loaded config; KMS without its tenants or its region stops the service. */
 export function readKeyringSettings(c: TenantKeysValues): KeyringSettings {

@@ -67,4 +67,23 @@ describe('configuration errors never print secrets', () => {
     expect(error?.message).not.toContain(good);
     expect(error?.message).not.toContain('bm90LTMyLWJ5dGVz');
   });
+
+  it('removes the tenants and keys from this process once read: a child given everything still gets none of them', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const { tenantsShape } = await import('../tenants/config.js');
+    const { tenantKeysShape } = await import('../keys/settings.js');
+    const tenants = JSON.stringify([{ name: 'one', apiKey: 'k1', apiSecret: 'a-long-enough-secret-of-tenant-one-000000' }]);
+    process.env.GATEWAY_TENANTS = tenants;
+    process.env.GATEWAY_TENANT_KEYS = JSON.stringify({ one: Buffer.alloc(32, 7).toString('base64') });
+    try {
+      expect(loadConfig({ ...tenantsShape, ...tenantKeysShape }).GATEWAY_TENANTS).toHaveLength(1);
+      expect(process.env.GATEWAY_TENANTS).toBeUndefined();
+      // The whole environment, as a careless spawn would pass it.
+      const seen = execFileSync(process.execPath, ['-e', 'process.stdout.write(JSON.stringify([process.env.GATEWAY_TENANTS ?? null, process.env.GATEWAY_TENANT_KEYS ?? null]))'], { env: process.env });
+      expect(JSON.parse(seen.toString())).toEqual([null, null]);
+    } finally {
+      delete process.env.GATEWAY_TENANTS;
+      delete process.env.GATEWAY_TENANT_KEYS;
+    }
+  });
 });

@@ -8,11 +8,13 @@ import { ErrorCode, GatewayError } from '../errors.js';
  * may hold every tenant's secret or key, and start-up errors end up in log systems.
  */
 /**
- * Variables that may hold keys. Once read they are removed from this process's environment, so
- * no child process (ffmpeg parsing untrusted media) can inherit them, whatever it is given; in a
- * cluster they come as files (`GATEWAY_TENANT_KEYS_FILE`, `GATEWAY_KMS_KEYS_FILE`) instead.
+ * Variables that may hold keys or tenants' secrets. Once read they are removed from this
+ * process's environment, so no child process (ffmpeg parsing untrusted media) can inherit them,
+ * whatever it is given; in a cluster they come as files (`GATEWAY_TENANT_KEYS_FILE`,
+ * `GATEWAY_KMS_KEYS_FILE`, `GATEWAY_TENANTS_FILE`) instead, and the manifests' rules
+ * (test/k8s) refuse any of them as a container's variable.
  */
-const SECRET_VARIABLES: ReadonlySet<string> = new Set(['GATEWAY_TENANT_KEYS', 'GATEWAY_KMS_KEYS']);
+export const SECRET_VARIABLES: ReadonlySet<string> = new Set(['GATEWAY_TENANT_KEYS', 'GATEWAY_KMS_KEYS', 'GATEWAY_TENANTS']);
 
 export function loadConfig<S extends z.ZodRawShape>(shape: S, env: Record<string, string | undefined> = process.env): z.infer<z.ZodObject<S>> {
   const input: Record<string, string | undefined> = {};

@@ -2,8 +2,9 @@ import { timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { redactionKinds } from '../data/redaction.js';
 import { SUBJECT_TOKEN } from '../nats/subjects.js';
+import { fromVariableOrFile, type Parsed, parsedWith, type SecretFile } from '../runtime/secretFile.js';
 
-// Tenants as configured (GATEWAY_TENANTS): their policies and their bootstrap API credentials.
+// Tenants as configured (GATEWAY_TENANTS or GATEWAY_TENANTS_FILE): their policies and their bootstrap API credentials.
 // More credentials of a configured tenant are kept in NATS (apiKeys.ts); TenantAuth.ts checks both.
 
 /** Well-known secret of the built-in `demo` tenant; only for running on one machine. */
@@ -56,33 +57,53 @@ const tenantSchema = z.object({
 
 export type Tenant = z.infer<typeof tenantSchema>;
 
-export const tenantsSchema = z
-  .string()
-  .optional()
-  .transform((raw, ctx) => {
-    if (raw === undefined) return [DEMO_TENANT as Tenant];
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(raw);
-    } catch {
-      ctx.addIssue({ code: 'custom', message: 'must be a JSON array of {name, apiKey, apiSecret}' });
-      return z.NEVER;
-    }
-    const result = z.array(tenantSchema).min(1).safeParse(parsed);
-    if (!result.success) {
-      ctx.addIssue({ code: 'custom', message: result.error.issues.map((i) => `[${i.path.join('.')}] ${i.message}`).join('; ') });
-      return z.NEVER;
-    }
-    const keys = new Set(result.data.map((t) => t.apiKey));
-    if (keys.size !== result.data.length) {
-      ctx.addIssue({ code: 'custom', message: 'apiKey values must be unique' });
-      return z.NEVER;
-    }
-    return result.data;
-  });
+const TENANTS_SHAPE = 'must be a JSON array of {name, apiKey, apiSecret}';
 
-/** `GATEWAY_TENANTS`, for a service's config shape. */
-export const tenantsShape = { GATEWAY_TENANTS: tenantsSchema };
+/**
+ * Tenants (`GATEWAY_TENANTS` or its file) read strictly: the problem, or the tenants. Problems
+ * name the field and the rule broken, never a value (JSON.parse's own message would quote the text).
+ */
+export function parseTenants(raw: string): Parsed<Tenant[]> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    return { ok: false, problem: TENANTS_SHAPE };
+  }
+  const result = z.array(tenantSchema).min(1).safeParse(parsed);
+  if (!result.success) return { ok: false, problem: result.error.issues.map((i) => `[${i.path.join('.')}] ${i.message}`).join('; ') };
+  if (new Set(result.data.map((t) => t.apiKey)).size !== result.data.length) return { ok: false, problem: 'apiKey values must be unique' };
+  return { ok: true, value: result.data };
+}
+
+/** `GATEWAY_TENANTS` as a variable: the tenants, or undefined when it is not set. */
+export const tenantsSchema = z.string().optional().transform(parsedWith(parseTenants));
+
+/**
+ * The tenants, for a service's config shape: `GATEWAY_TENANTS_FILE` (a mounted Secret, taken up
+ * again when it changes: the way for a cluster) or `GATEWAY_TENANTS` (the same JSON in the
+ * variable, for one machine; removed from the environment once read), never both. Neither: the
+ * built-in `demo` tenant (`make up`).
+ */
+export const tenantsShape = {
+  GATEWAY_TENANTS_FILE: z.string().min(1).optional(),
+  GATEWAY_TENANTS: tenantsSchema,
+};
+
+/** The tenants a service starts with, and the file to watch for new ones. */
+export interface TenantsSettings {
+  tenants: readonly Tenant[];
+  file?: SecretFile;
+  /** Neither the variable nor the file was given: the built-in `demo` tenant only. */
+  demo: boolean;
+}
+
+/** The tenants from a loaded config; a file that cannot be read or does not parse stops the service. */
+export function readTenantsSettings(c: { GATEWAY_TENANTS_FILE?: string | undefined; GATEWAY_TENANTS?: Tenant[] | undefined }): TenantsSettings {
+  const read = fromVariableOrFile('GATEWAY_TENANTS', c.GATEWAY_TENANTS, c.GATEWAY_TENANTS_FILE, parseTenants);
+  if (!read) return { tenants: [DEMO_TENANT], demo: true };
+  return { tenants: read.value, demo: false, ...(read.file ? { file: read.file } : {}) };
+}
 
 /** The apiKey and apiSecret an HTTP Basic header carries; undefined when it carries none. */
 export function parseBasicAuth(header: string | undefined): { apiKey: string; apiSecret: string } | undefined {

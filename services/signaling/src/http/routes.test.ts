@@ -23,7 +23,7 @@ describe('SDK bundle routes', () => {
     writeFileSync(path.join(dir, 'cdn/0.2.0/gateway.min.js'), 'var Gateway = "0.2.0";\n');
     writeFileSync(path.join(dir, 'cdn/0.2.0/gateway.min.js.map'), '{}');
     writeFileSync(path.join(dir, 'cdn/0.2.0/gateway.min.js.sri'), 'sha384-x\n');
-    const config = { tenants: [], publicDir: path.join(dir, 'public'), sdkBundle: path.join(dir, 'sdk.js'), sdkVersionsDir: path.join(dir, 'cdn') } as unknown as SignalingConfig;
+    const config = { publicDir: path.join(dir, 'public'), sdkBundle: path.join(dir, 'sdk.js'), sdkVersionsDir: path.join(dir, 'cdn') } as unknown as SignalingConfig;
     server = http.createServer(createHttpHandler(config, createLogger('test', 'silent'), {} as AttachmentRoutes, { service: {} as RoomService, observe: () => undefined }, TenantAuth.configured([])));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -70,7 +70,7 @@ describe('demo pages', () => {
     dir = mkdtempSync(path.join(tmpdir(), 'gateway-pages-'));
     writeFileSync(path.join(dir, 'sdk.js'), 'var Gateway = {};\n');
     const publicDir = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../public');
-    const config = { tenants: [], publicDir, sdkBundle: path.join(dir, 'sdk.js'), sdkVersionsDir: dir } as unknown as SignalingConfig;
+    const config = { publicDir, sdkBundle: path.join(dir, 'sdk.js'), sdkVersionsDir: dir } as unknown as SignalingConfig;
     server = http.createServer(createHttpHandler(config, createLogger('test', 'silent'), {} as AttachmentRoutes, { service: {} as RoomService, observe: () => undefined }, TenantAuth.configured([])));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Counter, Histogram, Registry } from 'prom-client';
 import { SessionTakeover } from '@gateway/proto/gateway/events/v1/events';
-import { ErrorCode, PROTOCOL_VERSION } from '@gateway/common';
+import { ConfiguredTenants, ErrorCode, PROTOCOL_VERSION } from '@gateway/common';
 import type { SignalingConfig } from '../config.js';
 import { MemoryParticipantStore, RecordingLink, fakeSfu, sessionFor, silentLog } from '../testing/fakes.js';
 import { JoinService, type JoinServiceDeps } from './JoinService.js';
@@ -10,7 +10,6 @@ import { SessionRegistry } from './SessionRegistry.js';
 const config = {
   replicaId: 'replica-a',
   resumeWindowMs: 60_000,
-  tenants: [],
   limits: { sessionsPerToken: 1, maxSessionMs: 3_600_000, participantsPerRoom: 10, roomsPerTenant: 10 },
   chat: { historyLimit: 50 },
 } as unknown as SignalingConfig;
@@ -43,6 +42,7 @@ function setUp(options: { nodeAlive?: boolean; roomCreated?: boolean; turn?: Sig
   const resumes = new Counter({ name: 'resumes_total', help: 'h', labelNames: ['result'] as const, registers: [registry] });
   const deps = {
     config: { ...config, turn: options.turn },
+    tenants: ConfiguredTenants.of([]),
     nc: { publish: (subject: string, data: Uint8Array) => void published.push({ subject, data }) },
     store,
     directory: {

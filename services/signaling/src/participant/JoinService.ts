@@ -9,6 +9,7 @@ import {
   peerProtocolVersion,
   sessionTakeoverSchema,
   subjects,
+  type ConfiguredTenants,
   type Logger,
   type NatsConnection,
   type TenantCredentials,
@@ -38,6 +39,8 @@ export interface JoinServiceDeps {
   config: SignalingConfig;
   /** Whose API keys sign join tokens: GATEWAY_TENANTS' and those kept in NATS. */
   credentials: TenantCredentials;
+  /** The configured tenants as they are now (their limits and recording policy). */
+  tenants: Pick<ConfiguredTenants, 'find'>;
   nc: NatsConnection;
   store: ParticipantStore;
   directory: SfuDirectory;
@@ -76,7 +79,7 @@ export class JoinService {
     const participantId = newId('PA');
     // A pre-call check is alone in a room of its own and leaves no contact behind.
     const grant = verified.preflight ? preflightGrant(verified, participantId) : verified;
-    const limits = tenantLimits(config, grant.tenant);
+    const limits = tenantLimits(config, this.deps.tenants.find(grant.tenant));
     // A room the room API just ended takes nobody for a while (ROOM_CLOSED_MS).
     await tokenSessions.assertRoomOpen(grant.tenant, grant.room);
     // Counted before this join's own subscription makes the room one this replica serves.
@@ -231,7 +234,7 @@ export class JoinService {
 
   /** Gives back the slot of the join token a session held. */
   releaseTokenSlot(session: ParticipantSession): Promise<void> {
-    return this.deps.tokenSessions.release(session.tenant, session.grant.tokenId, session.participantId, tenantLimits(this.deps.config, session.tenant).sessionsPerToken);
+    return this.deps.tokenSessions.release(session.tenant, session.grant.tokenId, session.participantId, tenantLimits(this.deps.config, this.deps.tenants.find(session.tenant)).sessionsPerToken);
   }
 
   /** Another replica resumed one of our sessions: let go of it without touching its media. */
@@ -309,7 +312,7 @@ export class JoinService {
   private resumeRefusal(tenant: string, startedAtMs: number, connected: boolean, disconnectedAtMs: number): GatewayError | undefined {
     const now = Date.now();
     if (!connected && disconnectedAtMs > 0 && now - disconnectedAtMs > this.deps.config.resumeWindowMs) return sessionExpired();
-    if (now - startedAtMs > tenantLimits(this.deps.config, tenant).maxSessionMs) {
+    if (now - startedAtMs > tenantLimits(this.deps.config, this.deps.tenants.find(tenant)).maxSessionMs) {
       return new GatewayError(ErrorCode.SESSION_EXPIRED, 'the session reached its maximum length; join again');
     }
     return undefined;
@@ -375,7 +378,7 @@ export class JoinService {
    * them again. The join does not wait for the recorder.
    */
   private async recordAgentCall(tenantName: string, room: string): Promise<void> {
-    const tenant = this.deps.config.tenants.find((t) => t.name === tenantName);
+    const tenant = this.deps.tenants.find(tenantName);
     if (!tenant?.recording?.onAgentJoin || !(await mayBeRecorded((t, r) => this.deps.roomSessions.erasedIn(t, r), tenantName, room))) return;
     void startRoomRecording(this.deps.recorders, tenantName, room, '', recordingOptions(tenant)).catch((error) => {
       if (!(error instanceof GatewayError && error.code === ErrorCode.ALREADY_EXISTS)) this.deps.log.error({ err: error, room: `${tenantName}/${room}` }, 'starting the automatic recording failed');
