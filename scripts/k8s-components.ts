@@ -98,8 +98,8 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 // that job for k8s/base.
 const ignored = (segments: (string | number)[]) => segments.at(-1) === 'checksum/config';
 
-/** JSON patch operations that turn `before` into `after`: only additions, else an error naming the change. */
-function additions(before: unknown, after: unknown, segments: (string | number)[], where: string): AddOperation[] {
+/** JSON patch operations that turn `before` into `after`: only additions, else an error naming the change (`where` names the object). */
+export function additions(before: unknown, after: unknown, segments: (string | number)[], where: string): AddOperation[] {
   if (isDeepStrictEqual(before, after) || ignored(segments)) return [];
   if (isObject(before) && isObject(after)) {
     return Object.keys(after)

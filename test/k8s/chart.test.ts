@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { chartDir, runHelm, staleBaseFiles } from '../../scripts/k8s-base.js';
-import { staleComponentFiles } from '../../scripts/k8s-components.js';
+import { additions, staleComponentFiles } from '../../scripts/k8s-components.js';
 import { chartObjectsOf, renderChart, renderValueSets, valueSetFile, valueSets } from './chart.js';
 import { configRules } from './containerRules.js';
 import { sfuRules } from './mediaRules.js';
@@ -210,6 +210,21 @@ describe('the Helm chart', () => {
 
   it('k8s/components are production’s parts of the chart (make k8s-base)', () => {
     expect(staleComponentFiles(), 'stale: run `make k8s-base` and commit k8s/components').toEqual([]);
+  });
+
+  it('a production part only adds to the base: a new field or list entry becomes a JSON patch, a change is refused', () => {
+    const before = { spec: { template: { metadata: { annotations: { 'checksum/config': 'a' } }, spec: { containers: [{ env: [{ name: 'A', value: '1' }] }] } } } };
+    const grown = structuredClone(before);
+    grown.spec.template.metadata.annotations['checksum/config'] = 'b';
+    grown.spec.template.spec.containers[0]!.env.push({ name: 'B', value: '2' });
+    Object.assign(grown.spec.template.spec, { serviceAccountName: 'signaling' });
+    expect(additions(before, grown, [], 'Deployment gateway/signaling')).toEqual([
+      { op: 'add', path: '/spec/template/spec/containers/0/env/-', value: { name: 'B', value: '2' } },
+      { op: 'add', path: '/spec/template/spec/serviceAccountName', value: 'signaling' },
+    ]);
+    const changed = structuredClone(before);
+    changed.spec.template.spec.containers[0]!.env[0]!.value = '2';
+    expect(() => additions(before, changed, [], 'Deployment gateway/signaling')).toThrow(/Deployment gateway\/signaling \/spec\/template\/spec\/containers\/0\/env\/0\/value changed/);
   });
 
   describe('production: every part on, as the prod overlay carries them', () => {
