@@ -14,7 +14,7 @@ help:
 	@echo "make sdk-release  record the SDK's version as released (its bundle's bytes may not change after)"
 	@echo "make sdk-docs  regenerate the SDKs' API references (docs/sdk/, docs/server-sdk/) from their source (TypeDoc)"
 	@echo "make nats-values  write the NATS permissions (packages/common/src/jetstream/access.ts) into deploy/nats/values.yaml"
-	@echo "make k8s-base  render k8s/base from the Helm chart (deploy/helm/gateway) with k8s/base.values.yaml"
+	@echo "make k8s-base  render k8s/base and the production components (k8s/components) from the Helm chart (deploy/helm/gateway)"
 	@echo "make lifecycle-doc  write the table of docs/data-lifecycle.md from the catalog (packages/common/src/jetstream/catalog.ts)"
 	@echo "make residue  scan NATS for what outlived its purpose (ARGS=--sweep removes it; docs/data-lifecycle.md)"
 
@@ -30,9 +30,11 @@ proto:
 nats-values:
 	@node --import tsx scripts/nats-chart-values.ts
 
-# k8s/base is the chart rendered for the kustomize overlays; test/k8s fails while it is stale.
+# k8s/base and the production components (k8s/components) are the chart rendered for the kustomize
+# overlays; test/k8s fails while they are stale.
 k8s-base:
 	@node --import tsx scripts/k8s-base.ts
+	@node --import tsx scripts/k8s-components.ts
 
 lifecycle-doc:
 	@node --import tsx scripts/data-lifecycle-doc.ts

@@ -35,9 +35,9 @@ interface RenderedDocument {
   text: string;
 }
 
-/** The chart rendered with these values files (`helm template`), document by document. */
-export function renderChartDocuments(valuesFiles: string[]): RenderedDocument[] {
-  const output = runHelm(['template', 'gateway', chartDir, ...valuesFiles.flatMap((file) => ['-f', file])]);
+/** The chart rendered with these values files and `--set` values (`helm template`), document by document. */
+export function renderChartDocuments(valuesFiles: string[], sets: string[] = []): RenderedDocument[] {
+  const output = runHelm(['template', 'gateway', chartDir, ...valuesFiles.flatMap((file) => ['-f', file]), ...sets.flatMap((set) => ['--set', set])]);
   return output
     .split(/^---$/m)
     .map((chunk) => {

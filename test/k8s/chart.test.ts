@@ -2,13 +2,15 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { chartDir, runHelm, staleBaseFiles } from '../../scripts/k8s-base.js';
+import { additions, staleComponentFiles } from '../../scripts/k8s-components.js';
 import { chartObjectsOf, renderChart, renderValueSets, valueSetFile, valueSets } from './chart.js';
+import { configRules } from './containerRules.js';
 import { sfuRules } from './mediaRules.js';
 import { nodeFlowRules, routeRules } from './networkRules.js';
-import type { Json, K8sObject, Rule } from './objects.js';
-import { container, find, messages } from './overlays.js';
+import { objectId, resolveEnv, type Json, type K8sObject, type Rule } from './objects.js';
+import { container, find, messages, renderWithComponents } from './overlays.js';
 import { checkManifests, checkSchemas } from './rules.js';
-import { repoRoot, schemaVariables } from './services.js';
+import { repoRoot, schemaVariables, serviceNames } from './services.js';
 
 /**
  * The Helm chart (deploy/helm/gateway): every value set of its ci/ folder (one per cloud and
@@ -35,9 +37,42 @@ const ipBlocks = (policy: K8sObject): string[] =>
     peer.ipBlock ? [peer.ipBlock.cidr] : [],
   );
 
+/**
+ * What production's parts put into a rendering, as the chart and the prod overlay should both
+ * carry it: the ExternalSecrets and which placeholder Secrets are left, the gRPC Certificates, the
+ * admission policy, the ServiceAccounts, and on each service its gRPC TLS and KMS settings,
+ * mounts and ServiceAccount. Labels the chart adds to everything are left out.
+ */
+function productionParts(objects: K8sObject[]) {
+  const bare = (o: K8sObject) => {
+    const copy = structuredClone(o);
+    delete copy.metadata.labels?.['app.kubernetes.io/part-of'];
+    if (copy.metadata.labels && Object.keys(copy.metadata.labels).length === 0) delete copy.metadata.labels;
+    return copy;
+  };
+  const byId = (list: K8sObject[]) => Object.fromEntries(list.map((o) => [objectId(o), bare(o)]));
+  const placeholder = (o: K8sObject) => o.kind === 'Secret' && (['gateway-tenants', 'turn-secret'].includes(o.metadata.name) || o.metadata.name.startsWith('nats-'));
+  const services = serviceNames.map((service) => {
+    const deployment = find(objects, 'Deployment', service);
+    const pod = deployment.spec.template.spec;
+    const env = resolveEnv(pod.containers[0], deployment.metadata.namespace ?? 'gateway', objects).entries;
+    const settings = Object.fromEntries([...env].filter(([name]) => name.startsWith('GRPC_TLS_') || name.startsWith('GATEWAY_KMS_') || name === 'GATEWAY_KEYRING').map(([name, e]) => [name, e.value]));
+    const mounts = pod.containers[0].volumeMounts.filter((m: Json) => m.name === 'grpc-tls');
+    return [service, { settings, mounts, volumes: pod.volumes.filter((v: Json) => v.name === 'grpc-tls'), serviceAccountName: pod.serviceAccountName }];
+  });
+  return {
+    externalSecrets: byId(ofKind(objects, 'ExternalSecret')),
+    placeholders: objects.filter(placeholder).map(objectId).sort(),
+    certificates: byId(ofKind(objects, 'Certificate').filter((o) => o.metadata.name.endsWith('-grpc'))),
+    policies: byId(ofKind(objects, 'ClusterPolicy')),
+    serviceAccounts: byId(ofKind(objects, 'ServiceAccount')),
+    services: Object.fromEntries(services),
+  };
+}
+
 describe('the Helm chart', () => {
   it('has a value set for each cloud and CNI, the Ingress and images by digest', () => {
-    expect(valueSets).toEqual(expect.arrayContaining(['eks', 'gke', 'aks', 'kind-calico', 'kind-cilium', 'ingress', 'digests']));
+    expect(valueSets).toEqual(expect.arrayContaining(['eks', 'gke', 'aks', 'kind-calico', 'kind-cilium', 'ingress', 'digests', 'production']));
   });
 
   for (const valueSet of valueSets) {
@@ -172,6 +207,58 @@ describe('the Helm chart', () => {
   it('k8s/base is the chart rendered with k8s/base.values.yaml (make k8s-base)', () => {
     expect(staleBaseFiles(), 'stale: run `make k8s-base` and commit k8s/base').toEqual([]);
   });
+
+  it('k8s/components are production’s parts of the chart (make k8s-base)', () => {
+    expect(staleComponentFiles(), 'stale: run `make k8s-base` and commit k8s/components').toEqual([]);
+  });
+
+  it('a production part only adds to the base: a new field or list entry becomes a JSON patch, a change is refused', () => {
+    const before = { spec: { template: { metadata: { annotations: { 'checksum/config': 'a' } }, spec: { containers: [{ env: [{ name: 'A', value: '1' }] }] } } } };
+    const grown = structuredClone(before);
+    grown.spec.template.metadata.annotations['checksum/config'] = 'b';
+    grown.spec.template.spec.containers[0]!.env.push({ name: 'B', value: '2' });
+    Object.assign(grown.spec.template.spec, { serviceAccountName: 'signaling' });
+    expect(additions(before, grown, [], 'Deployment gateway/signaling')).toEqual([
+      { op: 'add', path: '/spec/template/spec/containers/0/env/-', value: { name: 'B', value: '2' } },
+      { op: 'add', path: '/spec/template/spec/serviceAccountName', value: 'signaling' },
+    ]);
+    const changed = structuredClone(before);
+    changed.spec.template.spec.containers[0]!.env[0]!.value = '2';
+    expect(() => additions(before, changed, [], 'Deployment gateway/signaling')).toThrow(/Deployment gateway\/signaling \/spec\/template\/spec\/containers\/0\/env\/0\/value changed/);
+  });
+
+  describe('production: every part on, as the prod overlay carries them', () => {
+    const overlay = () => renderWithComponents('prod', ['kms']);
+
+    it('the same ExternalSecrets, Certificates, policy, ServiceAccounts, and GRPC_TLS_*, KMS settings and mounts on each service', () => {
+      const chart = productionParts(chartObjectsOf('production'));
+      expect(chart.placeholders).toEqual([]);
+      expect(Object.keys(chart.externalSecrets)).toHaveLength(11);
+      expect(Object.keys(chart.certificates)).toEqual(['Certificate gateway-media/sfu-grpc', 'Certificate gateway/recorder-grpc', 'Certificate gateway/signaling-grpc']);
+      for (const service of ['sfu', 'signaling', 'recorder'] as const) {
+        expect(chart.services[service].settings.GRPC_TLS_CERT_FILE, service).toBe('/etc/gateway/grpc-tls/tls.crt');
+        expect(chart.services[service].volumes[0].secret.secretName, service).toBe(`${service}-grpc-tls`);
+      }
+      for (const service of ['signaling', 'recorder', 'crm-sync', 'routing'] as const) {
+        expect(chart.services[service]).toMatchObject({ serviceAccountName: service, settings: { GATEWAY_KEYRING: 'kms', GATEWAY_KMS_KEYS_FILE: '/etc/gateway/tenant-keys/GATEWAY_KMS_KEYS' } });
+      }
+      expect(chart).toEqual(productionParts(overlay()));
+    });
+
+    it('a part the overlay lacks shows', () => {
+      const objects = overlay();
+      const recorder = find(objects, 'Deployment', 'recorder').spec.template.spec;
+      recorder.containers[0].volumeMounts = recorder.containers[0].volumeMounts.filter((m: Json) => m.name !== 'grpc-tls');
+      expect(productionParts(objects)).not.toEqual(productionParts(chartObjectsOf('production')));
+    });
+
+    it('off by default: the placeholders, no ExternalSecret, Certificate for gRPC, policy or KMS', () => {
+      const parts = productionParts(chartObjectsOf('eks'));
+      expect(parts.placeholders.length).toBeGreaterThan(5);
+      expect({ ...parts.externalSecrets, ...parts.certificates, ...parts.policies }).toEqual({});
+      for (const service of serviceNames) expect(parts.services[service], service).toEqual({ settings: {}, mounts: [], volumes: [], serviceAccountName: service === 'sfu' ? 'sfu' : undefined });
+    });
+  });
 });
 
 describe('the chart-only rules reject what they are meant to', () => {
@@ -181,6 +268,17 @@ describe('the chart-only rules reject what they are meant to', () => {
     breakIt(objects);
     expect(messages(rule(objects)).join('\n')).toMatch(message);
   };
+
+  it('KMS keys with no aliases in the secret store', () =>
+    caught(
+      'production',
+      configRules,
+      (o) => {
+        const tenants = find(o, 'ExternalSecret', 'gateway-tenants').spec;
+        tenants.data = tenants.data.filter((d: Json) => d.secretKey !== 'GATEWAY_KMS_KEYS');
+      },
+      /Deployment gateway\/signaling: GATEWAY_KMS_KEYS_FILE=\/etc\/gateway\/tenant-keys\/GATEWAY_KMS_KEYS: Secret gateway-tenants has no such key/,
+    ));
 
   it("an HTTPRoute that would cut a call's WebSocket", () =>
     caught('gke', routeRules, (o) => (find(o, 'HTTPRoute', 'signaling').spec.rules[0].timeouts = { request: '60s' }), /request timeouts \(60s\) are under 3600 s/));

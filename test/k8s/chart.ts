@@ -19,7 +19,8 @@ export const valueSetFile = (name: string) => path.join(valueSetsDir, `${name}-v
 /** The chart's objects with these values files (`helm template`). */
 export function renderChart(valuesFiles: string[]): K8sObject[] {
   const output = runHelm(['template', 'gateway', chartDir, ...valuesFiles.flatMap((file) => ['-f', file])]);
-  return parseAllDocuments(output)
+  // YAML 1.1, as the API server reads what helm sends it: a file mode 0440 is octal (288).
+  return parseAllDocuments(output, { version: '1.1' })
     .map((doc) => doc.toJS() as K8sObject)
     .filter(Boolean);
 }

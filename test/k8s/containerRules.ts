@@ -183,6 +183,13 @@ export const configRules: Rule = (objects) => {
       const file = mountedSecretFile(`${name}_FILE`);
       delete values[`${name}_FILE`];
       if (file?.value !== undefined) values[name] = file.value;
+      // Where the secret store holds the KMS aliases, a stand-in of their shape with one for each
+      // tenant the service knows (the built-in "demo" one where the store holds the tenants too):
+      // the service needs them to start with GATEWAY_KEYRING=kms (a missing key is caught above).
+      else if (file && name === 'GATEWAY_KMS_KEYS') {
+        const tenants = (values.GATEWAY_TENANTS !== undefined ? tenantNames(values.GATEWAY_TENANTS) : undefined) ?? ['demo'];
+        values[name] = JSON.stringify(Object.fromEntries(tenants.map((tenant) => [tenant, `alias/gateway/${tenant}`])));
+      }
       fileContents.set(name, file?.value);
     }
     // Signaling reads the secret it shares with coturn as it parses: the Secret's value, or a

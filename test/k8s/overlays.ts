@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import type { K8sObject, Violation } from './objects.js';
@@ -22,6 +22,25 @@ export function render(dir: string): K8sObject[] {
   return parseAllDocuments(output)
     .map((doc) => doc.toJS() as K8sObject)
     .filter(Boolean);
+}
+
+/** An overlay with components added after its own (k8s/components/<name>), rendered as kubectl would. */
+export function renderWithComponents(overlay: string, components: string[]): K8sObject[] {
+  const dir = mkdtempSync(path.join(repoRoot, 'k8s', '.with-components-'));
+  try {
+    const kustomization = [
+      'apiVersion: kustomize.config.k8s.io/v1beta1',
+      'kind: Kustomization',
+      'resources:',
+      `  - ../overlays/${overlay}`,
+      'components:',
+      ...components.map((c) => `  - ../components/${c}`),
+    ];
+    writeFileSync(path.join(dir, 'kustomization.yaml'), `${kustomization.join('\n')}\n`);
+    return render(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 const rendered = new Map<string, K8sObject[]>();

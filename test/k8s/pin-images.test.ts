@@ -24,7 +24,7 @@ describe('pinning released images into an overlay', () => {
     writeFileSync(file, pinImages(before, released));
     const after = readFileSync(file, 'utf8');
     // Comments stay: the file is edited, not rewritten.
-    expect(after).toContain('# Only signed images with an SBOM, run by digest');
+    expect(after).toContain('# In this order: each adds to what the one before it left');
     const objects = render(path.join(work, 'k8s/overlays/prod'));
     const images = workloads(objects).flatMap((w) => containersOf(w.pod).map((c) => String(c.image)));
     expect(images.length).toBeGreaterThan(5);

@@ -182,6 +182,21 @@ describe('NATS Helm values (deploy/nats)', () => {
     expect(dev.podTemplate.topologySpreadConstraints).toEqual({ 'topology.kubernetes.io/zone': null });
   });
 
+  it('reject an image by tag only and servers that lesser work may evict', () => {
+    const broken = values();
+    broken.container.image.tag = '2.14.2-alpine';
+    delete broken.promExporter.image;
+    broken.podTemplate.merge.spec.priorityClassName = 'gateway-deferrable';
+    const found = messages(checkNatsValues(broken)).join('\n');
+    expect(found).toMatch(/container\.image nats:2\.14\.2-alpine names no digest/);
+    expect(found).toMatch(/promExporter\.image \(the chart default\): names no digest/);
+    expect(found).toMatch(/priorityClassName is gateway-deferrable, not gateway-call/);
+    // nats-box, off here, would need its digest too once turned on.
+    const withBox = values();
+    withBox.natsBox.enabled = true;
+    expect(messages(checkNatsValues(withBox)).join('\n')).toMatch(/natsBox\.container\.image \(the chart default\): names no digest/);
+  });
+
   it('rejects a single server without a disruption budget, and a PodMonitor Prometheus does not select', () => {
     const broken = values();
     broken.config.cluster.replicas = 1;

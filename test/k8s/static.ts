@@ -308,6 +308,22 @@ export function checkNatsValues(values: Json): Violation[] {
   if (podMonitor?.enabled !== true || podMonitor?.merge?.metadata?.labels?.[prometheusRelease.label] !== prometheusRelease.value)
     add(`no PodMonitor with the label ${prometheusRelease.label}: ${prometheusRelease.value} the k8s/ objects carry (promExporter.podMonitor.merge.metadata.labels)`);
   if (values?.podTemplate?.merge?.spec?.securityContext?.runAsNonRoot !== true) add('the pods do not run as non-root');
+  // The admission policy admits images we do not release only by digest (docs/supply-chain.md).
+  const images: Array<[string, Json]> = [
+    ['container.image', values?.container?.image],
+    ['reloader.image', values?.reloader?.enabled === false ? undefined : (values?.reloader?.image ?? {})],
+    ['promExporter.image', values?.promExporter?.enabled ? (values?.promExporter?.image ?? {}) : undefined],
+    ['natsBox.container.image', values?.natsBox?.enabled === false ? undefined : (values?.natsBox?.container?.image ?? {})],
+  ];
+  for (const [where, image] of images) {
+    if (image === undefined) continue;
+    const reference = image?.fullImageName ?? `${image?.repository ?? '(the chart default)'}:${image?.tag ?? ''}`;
+    if (!/@sha256:[0-9a-f]{64}$/.test(reference)) add(`${where} ${reference} names no digest (<tag>@sha256:... or fullImageName): the admission policy refuses it`);
+  }
+  // NATS carries the state of every call in progress: it ranks with the SFU, never below.
+  const priorityClass = values?.podTemplate?.merge?.spec?.priorityClassName;
+  if (priorityClass !== 'gateway-call')
+    add(`the servers' priorityClassName is ${priorityClass ?? 'unset'}, not gateway-call (podTemplate.merge.spec.priorityClassName): a server evicted for lesser work costs calls their state`);
   // Three servers in three zones, strictly: two in one zone would lose the quorum with that zone.
   const spread = values?.podTemplate?.topologySpreadConstraints ?? {};
   for (const key of ['kubernetes.io/hostname', 'topology.kubernetes.io/zone']) {

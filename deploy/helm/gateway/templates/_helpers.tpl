@@ -103,3 +103,63 @@ send to the pods directly), their address ranges (edge.sourceCIDRs) as NetworkPo
 {{- define "gateway.reservedPorts" -}}
 40000-40063,42000-42999{{ if .Values.turn.enabled }},49152-65535{{ end }}
 {{- end }}
+
+{{/*
+gRPC mutual TLS (values: grpcTls): the service's certificate (grpc-tls.yaml) where GRPC_TLS_*_FILE
+(config.yaml) look for it. "gateway.grpcTlsMount" goes into the container's volumeMounts,
+"gateway.grpcTlsVolume" (called with (list $ "<service>")) into the pod's volumes, last in each.
+*/}}
+{{- define "gateway.grpcTlsMount" -}}
+{{- if .Values.grpcTls.enabled }}
+- name: grpc-tls
+  mountPath: /etc/gateway/grpc-tls
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "gateway.grpcTlsVolume" -}}
+{{- $root := index . 0 }}
+{{- if $root.Values.grpcTls.enabled }}
+- name: grpc-tls
+  secret:
+    secretName: {{ index . 1 }}-grpc-tls
+    defaultMode: 0440
+{{- end }}
+{{- end }}
+
+{{/* The GRPC_TLS_* settings of a service that speaks gRPC, in its ConfigMap (values: grpcTls). */}}
+{{- define "gateway.grpcTlsConfig" -}}
+{{- if .Values.grpcTls.enabled }}
+# Its gRPC certificate (grpc-tls.yaml): ca.crt, tls.crt and tls.key of the mounted Secret.
+GRPC_TLS_CA_FILE: /etc/gateway/grpc-tls/ca.crt
+GRPC_TLS_CERT_FILE: /etc/gateway/grpc-tls/tls.crt
+GRPC_TLS_KEY_FILE: /etc/gateway/grpc-tls/tls.key
+{{- end }}
+{{- end }}
+
+{{/*
+The tenants' KMS aliases (values: kms), last in the environment of a service that wraps or
+unwraps data keys: a file of the tenant-keys mount, taken up again when the Secret changes.
+*/}}
+{{- define "gateway.kmsEnv" -}}
+{{- if .Values.kms.enabled }}
+- name: GATEWAY_KMS_KEYS_FILE
+  value: /etc/gateway/tenant-keys/GATEWAY_KMS_KEYS
+{{- end }}
+{{- end }}
+
+{{/* The ServiceAccount a service that wraps or unwraps data keys runs as, for its IAM role (kms.yaml). */}}
+{{- define "gateway.kmsServiceAccount" -}}
+{{- $root := index . 0 }}
+{{- if $root.Values.kms.enabled }}
+serviceAccountName: {{ index . 1 }}
+{{- end }}
+{{- end }}
+
+{{/* An ExternalSecret's store and refresh (values: secrets.externalSecrets). */}}
+{{- define "gateway.externalSecretSource" -}}
+refreshInterval: {{ .refreshInterval }}
+secretStoreRef:
+  kind: {{ .storeRef.kind }}
+  name: {{ .storeRef.name }}
+{{- end }}
