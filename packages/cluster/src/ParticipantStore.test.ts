@@ -84,6 +84,21 @@ describe('the participants of a room, listed through its index', () => {
     expect(await messagesOf('demo.race')).toBe(0);
   });
 
+  it("writes a room's changes asked at once in one process together", async () => {
+    const index = new RoomIndex(await openBucket(connections[0]!, buckets.participants));
+    const writes: string[] = [];
+    const watch = admin.subscribe(`$KV.${buckets.participants}.demo.batch`, { callback: (_, msg) => void writes.push(msg.subject) });
+    await admin.flush();
+    const ids = Array.from({ length: 50 }, (_, i) => `PA_batch${i}`);
+    await Promise.all(ids.map((id) => index.add('demo', 'batch', id)));
+    await admin.flush();
+    watch.unsubscribe();
+    expect([...(await index.read('demo', 'batch'))!.keys()].sort()).toEqual([...ids].sort());
+    // The first write, then everything that queued behind it (one join at a time would be fifty).
+    expect(writes.length).toBeLessThanOrEqual(3);
+    await index.remove('demo', 'batch', ids);
+  });
+
   it('lists a room by its keys, never by a subject filter over the bucket', async () => {
     const store = await ParticipantStore.open(connections[0]!, alive);
     await store.put('demo', 'keys', record('PA_k1'));

@@ -24,6 +24,8 @@ export class RoomIndex {
    * fails), so a join or a leave costs one request, not two.
    */
   private readonly lastKnown = new Map<string, Known>();
+  /** Changes waiting for the write in progress of their room (a key is here while one is). */
+  private readonly queued = new Map<string, Waiting[]>();
 
   constructor(
     private readonly kv: KV,
@@ -62,8 +64,56 @@ export class RoomIndex {
     return withoutEntry.filter((id) => (ids.get(id) ?? 0) < before);
   }
 
-  private async change(tenant: string, room: string, edit: (ids: Map<string, number>) => boolean): Promise<void> {
+  /**
+   * The changes of one room asked here go out together, one write at a time: fifty joins of a room
+   * at once make a few writes, where each on its own would retry its compare-and-set against all
+   * the others. An edit that throws fails alone.
+   */
+  private change(tenant: string, room: string, edit: Edit): Promise<void> {
     const key = kvKeys.room(tenant, room);
+    return new Promise<void>((resolve, reject) => {
+      const waiting: Waiting = { edit, done: (error) => (error === undefined ? resolve() : reject(error)) };
+      const queue = this.queued.get(key);
+      if (queue) {
+        queue.push(waiting);
+        return;
+      }
+      this.queued.set(key, [waiting]);
+      void this.flush(tenant, room, key);
+    });
+  }
+
+  private async flush(tenant: string, room: string, key: string): Promise<void> {
+    for (;;) {
+      const batch = this.queued.get(key) ?? [];
+      if (batch.length === 0) {
+        this.queued.delete(key);
+        return;
+      }
+      this.queued.set(key, []);
+      const failed = new Map<Waiting, unknown>();
+      let error: unknown;
+      try {
+        await this.write(tenant, room, key, (ids) => {
+          let changed = false;
+          for (const waiting of batch) {
+            if (failed.has(waiting)) continue;
+            try {
+              changed = waiting.edit(ids) || changed;
+            } catch (thrown) {
+              failed.set(waiting, thrown);
+            }
+          }
+          return changed;
+        });
+      } catch (thrown) {
+        error = thrown ?? new Error('the room index could not be written');
+      }
+      for (const waiting of batch) waiting.done(failed.get(waiting) ?? error);
+    }
+  }
+
+  private async write(tenant: string, room: string, key: string, edit: Edit): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       const remembered = attempt === 0 ? this.lastKnown.get(key) : undefined;
       const known = remembered ?? (await this.readEntry(tenant, room));
@@ -114,6 +164,13 @@ export class RoomIndex {
     this.lastKnown.set(key, known);
     return known;
   }
+}
+
+/** A change of a room's ids: whether it changed them (it may throw: that change alone fails). */
+type Edit = (ids: Map<string, number>) => boolean;
+interface Waiting {
+  edit: Edit;
+  done(error?: unknown): void;
 }
 
 /** A room's record as read or written: its ids (none when it does not decode) and revision (none when absent). */
