@@ -42,6 +42,7 @@ export {
 } from './nats/connection.js';
 export { readSubject } from './nats/streamRead.js';
 export { PENDING_ID_MS, RoomIndex } from './nats/RoomIndex.js';
+export { type KeptEntries, WatchedKeys } from './nats/WatchedKeys.js';
 export { catalog, type CatalogSettings, NODE_REGISTRY_TTL_MS, ROUTING_LEASE_TTL_MS, SIGNALING_REPLICA_TTL_MS, streamNameOf } from './jetstream/catalog.js';
 export { provisionJetStream } from './jetstream/provision.js';
 export { ensureNatsCredentials, natsChartAuthorization, natsChartEnv, type NatsCredential, writeNatsServerConfig } from './jetstream/server.js';
