@@ -279,16 +279,10 @@ describe('Zendesk destination against the contract server', () => {
     expect(zendesk.comments.get(zendesk.ticketsByExternalId(d.deliveryId)[0]!.id)).toHaveLength(1);
   });
 
-  it('a first attempt does not look for a ticket: it creates one under the delivery\'s idempotency key, the same for every attempt', async () => {
+  it("a first attempt does not look for a ticket: it creates one under the delivery's idempotency key, the same for every attempt", async () => {
     const d = delivery({ attempt: 1 });
     await destination().deliver(d);
-    expect(zendesk.requests.map((r) => `${r.method} ${r.path}`)).toEqual([
-      'GET /api/v2/users/search',
-      'POST /api/v2/users',
-      'POST /api/v2/uploads',
-      'POST /api/v2/uploads',
-      'POST /api/v2/tickets',
-    ]);
+    expect(zendesk.requests.map((r) => `${r.method} ${r.path}`)).toEqual(['GET /api/v2/users/search', 'POST /api/v2/users', 'POST /api/v2/uploads', 'POST /api/v2/uploads', 'POST /api/v2/tickets']);
     const key = idempotencyKeyOf(d.deliveryId);
     expect(key).toMatch(/^gateway-delivery-[0-9a-f]{64}$/);
     expect(idempotencyKeyOf(`${d.deliveryId}x`)).not.toBe(key);

@@ -202,8 +202,9 @@ export class ZendeskDestination implements Destination {
       if (!(error instanceof ZendeskHttpError && error.status === 400 && error.zendeskError === 'IdempotentRequestError')) throw error;
       const existing = await this.findTicket(delivery.deliveryId);
       if (existing !== undefined) return { existing };
-      // The key's first use made no ticket that is listed: Zendesk keeps a failed answer under
-      // the key as well (the requester above, deleted since), or the ticket was deleted. Created
+      // The key's first use made no ticket that is listed: Zendesk may keep a failed answer
+      // under the key too (its documentation does not say; the contract server does), such as
+      // the refusal of the requester above, deleted since; or the ticket was deleted. Created
       // once without the key: later attempts find it by its external_id.
       this.deps.log.info({ deliveryId: delivery.deliveryId }, 'Zendesk idempotency key taken without a ticket; creating the ticket without it');
       return this.createTicket(delivery, requesterId, sent, plans, undefined);
