@@ -258,6 +258,8 @@ interface Row {
    * requests, publishes and acks, and the benchmark's own two (the event, the purge's check).
    */
   nats_msgs_per_delivery: number;
+  /** HTTP requests the destination's contract server received per delivery while the backlog drained (Zendesk only). */
+  http_requests_per_delivery: number | undefined;
   /** Without a backlog (nothing handed back): the cost of a delivery itself. */
   crm_cpu_ms_per_delivery_paced: number;
   /** Events handed back because the tenant's slots and short queue were full, while the backlog drained. */
@@ -270,6 +272,9 @@ interface Row {
   failed: number;
 }
 const rows: Row[] = [];
+
+/** Requests the destination's contract server has received so far, where it records them. */
+const httpRequests = (destination: Destination): number | undefined => (destination === 'zendesk' ? zendesk.requests.length : undefined);
 let runNumber = 0;
 
 async function measure(destination: Destination, size: number): Promise<Row> {
@@ -284,11 +289,13 @@ async function measure(destination: Destination, size: number): Promise<Row> {
   const cpuBefore = await cpuSeconds(crmPids);
   const natsBefore = natsPid ? await cpuSeconds([natsPid]) : 0;
   const msgsBefore = await natsInMsgs();
+  const httpBefore = httpRequests(destination);
   await Promise.all(backlog.map((id, i) => announce(id, size, i)));
   const times = (await waitPurged(backlog, 600_000)).sort((a, b) => a - b);
   const cpuAfter = await cpuSeconds(crmPids);
   const natsAfter = natsPid ? await cpuSeconds([natsPid]) : 0;
   const msgsAfter = await natsInMsgs();
+  const httpAfter = httpRequests(destination);
   const after = await scrapeTotals();
   const low = times[Math.floor(0.1 * (times.length - 1))]!;
   const high = times[Math.floor(0.9 * (times.length - 1))]!;
@@ -321,6 +328,7 @@ async function measure(destination: Destination, size: number): Promise<Row> {
     crm_cpu_ms_per_delivery: +((1000 * (cpuAfter - cpuBefore)) / count).toFixed(2),
     nats_cpu_ms_per_delivery: +((1000 * (natsAfter - natsBefore)) / count).toFixed(2),
     nats_msgs_per_delivery: +((msgsAfter - msgsBefore) / count).toFixed(1),
+    http_requests_per_delivery: httpBefore === undefined || httpAfter === undefined ? undefined : +((httpAfter - httpBefore) / count).toFixed(2),
     crm_cpu_ms_per_delivery_paced: +((1000 * pacedCpu) / paced.length).toFixed(2),
     deferred: after.deferred.count - before.deferred.count,
     stages_ms: Object.fromEntries(Object.entries(stageMs(before, after)).map(([k, v]) => [k, +v.toFixed(2)])),
@@ -363,6 +371,7 @@ try {
     'crm CPU ms': r.crm_cpu_ms_per_delivery,
     'nats CPU ms': r.nats_cpu_ms_per_delivery,
     'nats msgs': r.nats_msgs_per_delivery,
+    'http reqs': r.http_requests_per_delivery ?? '',
     'crm CPU ms paced': r.crm_cpu_ms_per_delivery_paced,
     deferred: r.deferred,
     ...Object.fromEntries(Object.entries(r.stages_ms_paced).map(([k, v]) => [`${k} ms paced`, v])),

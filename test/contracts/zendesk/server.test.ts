@@ -1,3 +1,4 @@
+import http from 'node:http';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ZendeskContractServer, type ZendeskContractOptions } from './server.js';
 
@@ -124,6 +125,95 @@ describe('Zendesk contract server', () => {
     expect(closed.status).toBe(422);
     expect(await closed.json()).toMatchObject({ error: 'RecordInvalid', details: { status: [{ error: 'InvalidValue' }] } });
     expect((await api('/api/v2/tickets/999999.json')).status).toBe(404);
+  });
+
+  it('creates one ticket per idempotency key: a repeat gets the first answer (hit), another payload 400, until the key expires after two hours', async () => {
+    const requester = await endUser('ext-idem');
+    const payload = { ticket: { subject: 'Call recording', external_id: 'DL_idem', requester_id: requester.id, comment: { body: 'The recording.', public: false } } };
+    const create = (json: unknown, key = 'key-DL_idem') => api('/api/v2/tickets.json', { method: 'POST', json, headers: { 'idempotency-key': key } });
+
+    const first = await create(payload);
+    expect(first.status).toBe(201);
+    expect(first.headers.get('x-idempotency-lookup')).toBe('miss');
+    const original = await first.json();
+    // The ticket changes meanwhile: the repeat still gets the answer as it was.
+    await api(`/api/v2/tickets/${original.ticket.id}.json`, { method: 'PUT', json: { ticket: { comment: { body: 'More.', public: false } } } });
+    const again = await create(payload);
+    expect(again.status).toBe(201);
+    expect(again.headers.get('x-idempotency-lookup')).toBe('hit');
+    expect(again.headers.get('location')).toBe(original.ticket.url);
+    expect(await again.json()).toEqual(original);
+    expect(server.ticketsByExternalId('DL_idem')).toHaveLength(1);
+
+    // The same key with another payload is refused, and creates nothing.
+    const other = await create({ ticket: { ...payload.ticket, comment: { body: 'Another recording.', public: false } } });
+    expect(other.status).toBe(400);
+    expect(other.headers.get('x-idempotency-lookup')).toBeNull();
+    expect(await other.json()).toEqual({ error: 'IdempotentRequestError', description: "Request parameters don't match the given idempotency key" });
+    expect(server.ticketsByExternalId('DL_idem')).toHaveLength(1);
+
+    // Another key, or none, is another ticket; without a key there is no lookup header.
+    expect((await create(payload, 'key-other')).headers.get('x-idempotency-lookup')).toBe('miss');
+    const keyless = await api('/api/v2/tickets.json', { method: 'POST', json: payload });
+    expect(keyless.status).toBe(201);
+    expect(keyless.headers.get('x-idempotency-lookup')).toBeNull();
+    expect(server.ticketsByExternalId('DL_idem')).toHaveLength(3);
+
+    // A failed request's answer is kept too: resent as it was, it fails the same way and creates nothing.
+    const invalid = { ticket: { external_id: 'DL_invalid', requester_id: 1, comment: { body: 'x' } } };
+    expect((await create(invalid, 'key-invalid')).status).toBe(422);
+    server.users.set(1, { ...server.users.get(requester.id)!, id: 1 });
+    const replayed = await create(invalid, 'key-invalid');
+    expect([replayed.status, replayed.headers.get('x-idempotency-lookup')]).toEqual([422, 'hit']);
+    expect(server.ticketsByExternalId('DL_invalid')).toHaveLength(0);
+
+    // Two hours on, the key is free again: a request with it is a first one.
+    server.advanceClock(2 * 60 * 60_000 - 1000);
+    expect((await create(payload)).headers.get('x-idempotency-lookup')).toBe('hit');
+    server.advanceClock(1000);
+    const expired = await create({ ticket: { ...payload.ticket, comment: { body: 'Another recording.', public: false } } });
+    expect([expired.status, expired.headers.get('x-idempotency-lookup')]).toEqual([201, 'miss']);
+    expect(server.ticketsByExternalId('DL_idem')).toHaveLength(4);
+  });
+
+  it('refuses a request whose key is held by one still being processed (409), and replays a creation whose answer was lost', async () => {
+    const payload = JSON.stringify({ ticket: { external_id: 'DL_race', comment: { body: 'The recording.', public: false } } });
+    // The first request's body arrives slowly: Zendesk is still on it when the second comes.
+    const slow = http.request(`${server.url}/api/v2/tickets.json`, {
+      method: 'POST',
+      headers: { authorization: basic(), 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), 'idempotency-key': 'key-race' },
+    });
+    const answered = new Promise<{ status: number; lookup: unknown; body: string }>((resolve, reject) => {
+      slow.on('response', (res) => {
+        let body = '';
+        res.on('data', (chunk) => (body += chunk));
+        res.on('end', () => resolve({ status: res.statusCode!, lookup: res.headers['x-idempotency-lookup'], body }));
+      });
+      slow.on('error', reject);
+    });
+    slow.write(payload.slice(0, 10));
+    await expect.poll(() => server.requests.filter((r) => r.method === 'POST' && r.path === '/api/v2/tickets').length).toBe(1);
+    const concurrent = await api('/api/v2/tickets.json', { method: 'POST', body: payload, headers: { 'content-type': 'application/json', 'idempotency-key': 'key-race' } });
+    expect(concurrent.status).toBe(409);
+    expect(concurrent.headers.get('x-idempotency-lookup')).toBeNull();
+    expect(server.ticketsByExternalId('DL_race')).toHaveLength(0);
+    slow.end(payload.slice(10));
+    const first = await answered;
+    expect([first.status, first.lookup]).toEqual([201, 'miss']);
+    const repeat = await api('/api/v2/tickets.json', { method: 'POST', body: payload, headers: { 'content-type': 'application/json', 'idempotency-key': 'key-race' } });
+    expect(repeat.headers.get('x-idempotency-lookup')).toBe('hit');
+    expect(await repeat.text()).toBe(first.body);
+    expect(server.ticketsByExternalId('DL_race')).toHaveLength(1);
+
+    // The ticket is made, the answer lost: the same request again gets it, and makes no second ticket.
+    server.inject({ loseResponse: true }, { path: '/api/v2/tickets', method: 'POST' });
+    const lost = JSON.stringify({ ticket: { external_id: 'DL_lost', comment: { body: 'x' } } });
+    await expect(api('/api/v2/tickets.json', { method: 'POST', body: lost, headers: { 'content-type': 'application/json', 'idempotency-key': 'key-lost' } })).rejects.toThrow();
+    expect(server.ticketsByExternalId('DL_lost')).toHaveLength(1);
+    const retried = await api('/api/v2/tickets.json', { method: 'POST', body: lost, headers: { 'content-type': 'application/json', 'idempotency-key': 'key-lost' } });
+    expect([retried.status, retried.headers.get('x-idempotency-lookup')]).toEqual([201, 'hit']);
+    expect((await retried.json()).ticket.id).toBe(server.ticketsByExternalId('DL_lost')[0]!.id);
+    expect(server.ticketsByExternalId('DL_lost')).toHaveLength(1);
   });
 
   it('lists tickets by external id, which need not be unique, with offset pagination', async () => {

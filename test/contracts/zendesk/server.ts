@@ -1,6 +1,7 @@
 import type http from 'node:http';
 import { drain, type LocalServer, readJsonObject, serveLocally } from '../http.js';
 import { Account, type StoredAttachment, type Upload, type ZendeskComment, type ZendeskTicket, type ZendeskUser } from './account.js';
+import { IdempotencyKeys } from './idempotency.js';
 import { errorBody, notFound, type Reply } from './responses.js';
 import { createTicket, listComments, listTickets, updateTicket } from './tickets.js';
 import { attachmentContent, upload } from './uploads.js';
@@ -12,7 +13,8 @@ import { createUser, searchUsers } from './users.js';
  * in-memory storage (with the bytes), a clock tests can advance, a per-minute rate limit and
  * fault injection. Paths are accepted with or without the `.json` suffix, as Zendesk does. This
  * file holds what every request goes through (faults, rate limit, authentication, routing); the
- * endpoints are in users.ts, tickets.ts and uploads.ts, the records in account.ts.
+ * endpoints are in users.ts, tickets.ts and uploads.ts, the records in account.ts, the idempotency
+ * keys of Create Ticket in idempotency.ts.
  */
 
 export type { ZendeskComment, ZendeskTicket, ZendeskUser } from './account.js';
@@ -49,6 +51,9 @@ export interface RecordedRequest {
   path: string;
   query: Record<string, string>;
   status: number;
+  /** Its Idempotency-Key header, if it had one, and the x-idempotency-lookup of its answer (sent or lost). */
+  idempotencyKey?: string;
+  idempotencyLookup?: string;
   /** When the request arrived (wall clock), for tests of back-off. */
   atMs: number;
 }
@@ -63,6 +68,7 @@ export class ZendeskContractServer {
   private readonly faults: Injected[] = [];
   private window = { startMs: 0, count: 0 };
   private readonly account: Account;
+  private readonly idempotencyKeys: IdempotencyKeys;
   private readonly options: Required<ZendeskContractOptions>;
   private server: LocalServer | undefined;
 
@@ -74,6 +80,7 @@ export class ZendeskContractServer {
     this.comments = this.account.comments;
     this.attachments = this.account.attachments;
     this.uploads = this.account.uploads;
+    this.idempotencyKeys = new IdempotencyKeys(this.account);
   }
 
   static async start(options: ZendeskContractOptions): Promise<ZendeskContractServer> {
@@ -161,7 +168,8 @@ export class ZendeskContractServer {
     const method = req.method ?? 'GET';
     // "Making requests to the Zendesk API": `.json` is optional on every endpoint.
     const path = url.pathname.replace(/\.json$/, '');
-    const record: RecordedRequest = { method, path, query: Object.fromEntries(url.searchParams), status: 0, atMs: Date.now() };
+    const key = req.headers['idempotency-key'];
+    const record: RecordedRequest = { method, path, query: Object.fromEntries(url.searchParams), status: 0, atMs: Date.now(), ...(typeof key === 'string' ? { idempotencyKey: key } : {}) };
     this.requests.push(record);
     res.on('finish', () => (record.status = res.statusCode));
 
@@ -208,6 +216,8 @@ export class ZendeskContractServer {
     }
 
     const result = await this.route(method, path, url.searchParams, req);
+    const lookup = result.headers?.['x-idempotency-lookup'];
+    if (lookup) record.idempotencyLookup = lookup;
     if (fault && 'loseResponse' in fault) {
       req.socket.destroy();
       return;
@@ -233,7 +243,11 @@ export class ZendeskContractServer {
     if (method === 'POST' && path === '/api/v2/users') return createUser(account, await readJsonObject(req));
     if (method === 'POST' && path === '/api/v2/uploads') return upload(account, query, req, this.options.maxUploadBytes);
     if (method === 'GET' && path === '/api/v2/tickets') return listTickets(account, query);
-    if (method === 'POST' && path === '/api/v2/tickets') return createTicket(account, await readJsonObject(req));
+    if (method === 'POST' && path === '/api/v2/tickets') {
+      const key = req.headers['idempotency-key'];
+      if (typeof key === 'string' && key !== '') return this.idempotencyKeys.once(key, req, (body) => createTicket(account, body));
+      return createTicket(account, await readJsonObject(req));
+    }
     if ((match = /^\/api\/v2\/tickets\/(\d+)$/.exec(path))) {
       const ticket = this.tickets.get(Number(match[1]));
       if (!ticket) return notFound();

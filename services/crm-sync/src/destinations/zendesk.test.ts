@@ -4,7 +4,7 @@ import { createLogger, GatewayError } from '@gateway/common';
 import { ZendeskContractServer } from '../../../../test/contracts/zendesk/server.js';
 import { contactDelivery, delivery, memoryArtifact } from '../testing/deliveries.js';
 import type { ContactMap, DeliveryArtifact } from './types.js';
-import { ZendeskDestination, partsOf, zendeskConfigSchema, type ZendeskOptions } from './zendesk.js';
+import { ZendeskDestination, idempotencyKeyOf, partsOf, zendeskConfigSchema, type ZendeskOptions } from './zendesk.js';
 
 const EMAIL = 'agent@acme.example';
 const TOKEN = 'zd-api-token-0451';
@@ -101,6 +101,15 @@ describe('Zendesk destination against the contract server', () => {
     const ticket = zendesk.ticketsByExternalId(d.deliveryId)[0]!;
     expect(zendesk.users.get(ticket.requester_id)?.external_id).toBe('ext/1 &x=y');
     expect(contacts.map.get('ext/1 &x=y')).toBe(String(ticket.requester_id));
+    // Zendesk kept the refusal under the key, so the creation with the right requester is another
+    // payload under it (400); no ticket has the delivery's external_id, so it is created without the key.
+    const creates = zendesk.requests.filter((r) => r.method === 'POST' && r.path === '/api/v2/tickets');
+    expect(creates.map((r) => [r.status, r.idempotencyKey])).toEqual([
+      [422, idempotencyKeyOf(d.deliveryId)],
+      [400, idempotencyKeyOf(d.deliveryId)],
+      [201, undefined],
+    ]);
+    expect(zendesk.ticketsByExternalId(d.deliveryId)).toHaveLength(1);
   });
 
   it('uploads the bytes with their content types and attaches them to one private comment, confirmed by the audit the creation answers with', async () => {
@@ -268,6 +277,79 @@ describe('Zendesk destination against the contract server', () => {
     expect(zendesk.ticketsByExternalId(d.deliveryId)).toHaveLength(1);
     expect(zendesk.ticketAttachments(zendesk.ticketsByExternalId(d.deliveryId)[0]!.id)).toHaveLength(2);
     expect(zendesk.comments.get(zendesk.ticketsByExternalId(d.deliveryId)[0]!.id)).toHaveLength(1);
+  });
+
+  it("a first attempt does not look for a ticket: it creates one under the delivery's idempotency key, the same for every attempt", async () => {
+    const d = delivery({ attempt: 1 });
+    await destination().deliver(d);
+    expect(zendesk.requests.map((r) => `${r.method} ${r.path}`)).toEqual(['GET /api/v2/users/search', 'POST /api/v2/users', 'POST /api/v2/uploads', 'POST /api/v2/uploads', 'POST /api/v2/tickets']);
+    const key = idempotencyKeyOf(d.deliveryId);
+    expect(key).toMatch(/^gateway-delivery-[0-9a-f]{64}$/);
+    expect(idempotencyKeyOf(`${d.deliveryId}x`)).not.toBe(key);
+    const create = zendesk.requests.find((r) => r.method === 'POST' && r.path === '/api/v2/tickets')!;
+    expect([create.idempotencyKey, create.idempotencyLookup]).toEqual([key, 'miss']);
+    expect(zendesk.ticketsByExternalId(d.deliveryId)).toHaveLength(1);
+    expect(zendesk.ticketAttachments(zendesk.ticketsByExternalId(d.deliveryId)[0]!.id)).toHaveLength(2);
+
+    // A retry looks first, finds the ticket complete and sends nothing.
+    const before = zendesk.requests.length;
+    await destination().deliver({ ...d, attempt: 2 });
+    const ticket = zendesk.ticketsByExternalId(d.deliveryId)[0]!;
+    expect(zendesk.requests.slice(before).map((r) => `${r.method} ${r.path}`)).toEqual(['GET /api/v2/tickets', `GET /api/v2/tickets/${ticket.id}/comments`]);
+  });
+
+  it('a creation whose answer was lost, sent again as a first attempt by another replica, gets the first answer (hit): one ticket', async () => {
+    const d = contactDelivery();
+    zendesk.inject({ loseResponse: true }, { path: '/api/v2/tickets', method: 'POST' });
+    expect((await failure(destination().deliver({ ...d, attempt: 1 }))).message).toMatch(/did not answer creating the ticket: connection failed/);
+    expect(zendesk.ticketsByExternalId(d.deliveryId)).toHaveLength(1);
+    // JetStream's ack wait passed, the event went to another replica, still as a first attempt.
+    await destination().deliver({ ...d, attempt: 1 });
+    const creates = zendesk.requests.filter((r) => r.method === 'POST' && r.path === '/api/v2/tickets');
+    expect(creates.map((r) => [r.idempotencyKey, r.idempotencyLookup])).toEqual([
+      [idempotencyKeyOf(d.deliveryId), 'miss'],
+      [idempotencyKeyOf(d.deliveryId), 'hit'],
+    ]);
+    expect(zendesk.count('GET', /^\/api\/v2\/tickets$/)).toBe(0);
+    expect(zendesk.ticketsByExternalId(d.deliveryId)).toHaveLength(1);
+    expect(zendesk.comments.get(zendesk.ticketsByExternalId(d.deliveryId)[0]!.id)).toHaveLength(1);
+  });
+
+  it('a retry looks the ticket up and attaches only the files it lacks, without creating', async () => {
+    const d = delivery();
+    const [json, txt] = d.artifacts;
+    await destination().deliver({ ...d, artifacts: [json!], attempt: 1 });
+    const before = zendesk.requests.length;
+    await destination().deliver({ ...d, attempt: 2 });
+    const ticket = zendesk.ticketsByExternalId(d.deliveryId)[0]!;
+    expect(zendesk.requests.slice(before).map((r) => `${r.method} ${r.path}`)).toEqual([
+      'GET /api/v2/tickets',
+      `GET /api/v2/tickets/${ticket.id}/comments`,
+      'POST /api/v2/uploads',
+      `PUT /api/v2/tickets/${ticket.id}`,
+    ]);
+    expect(zendesk.ticketsByExternalId(d.deliveryId)).toHaveLength(1);
+    expect(zendesk.comments.get(ticket.id)!.map((c) => c.attachments.map((a) => a.file_name))).toEqual([[`${json!.artifactId}.json`], [`${txt!.artifactId}.txt`]]);
+  });
+
+  it('a creation refused because its key went with another payload finds the ticket and completes it: one ticket with every file', async () => {
+    const d = delivery();
+    const [json, txt] = d.artifacts;
+    // The first attempt made the ticket with one file; its answer was lost.
+    zendesk.inject({ loseResponse: true }, { path: '/api/v2/tickets', method: 'POST' });
+    await failure(destination().deliver({ ...d, artifacts: [json!], attempt: 1 }));
+    // Another replica, as a first attempt, uploads again: other tokens, another payload under the key.
+    await destination().deliver({ ...d, attempt: 1 });
+    const creates = zendesk.requests.filter((r) => r.method === 'POST' && r.path === '/api/v2/tickets');
+    expect(creates.map((r) => r.status)).toEqual([0, 400]);
+    const tickets = zendesk.ticketsByExternalId(d.deliveryId);
+    expect(tickets).toHaveLength(1);
+    expect(zendesk.count('GET', /^\/api\/v2\/tickets$/)).toBe(1);
+    expect(zendesk.count('PUT', /^\/api\/v2\/tickets\/\d+$/)).toBe(1);
+    expect(zendesk.ticketAttachments(tickets[0]!.id).map((f) => [f.file_name, f.bytes.toString()])).toEqual([
+      [`${json!.artifactId}.json`, '{"messages":[]}'],
+      [`${txt!.artifactId}.txt`, 'hello\n'],
+    ]);
   });
 
   it('times out a request that does not answer', async () => {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { ErrorCode, GatewayError } from '@gateway/common';
 import { ByteCursor, rangeOf, type StreamedBody } from './streaming.js';
@@ -101,23 +102,36 @@ const extensions: Record<string, string> = {
  * uploaded under one upload token and attached to one private comment. Artifacts over
  * `maxUploadBytes` go as `<name>.part1ofN` … `<name>.partNofN`, which concatenate back in order.
  *
- * Idempotency, since Zendesk has no idempotency keys and `external_id` is not unique:
+ * Idempotency (`external_id` is not unique, so it alone cannot keep a second ticket out):
  * - the ticket is created with its comment and uploads in one request, so a ticket we made always
  *   carries its files unless Zendesk dropped them;
- * - a redelivery first lists tickets by external_id: if one exists it only uploads the files no
- *   comment of the ticket carries yet (by file name, names being derived from artifact ids);
+ * - every creation carries an `Idempotency-Key` derived from the delivery id, the same for every
+ *   attempt and replica; for the key's lifetime (two hours) Zendesk makes at most one ticket under
+ *   it: the same request again gets the first one's answer, another payload under the key (a
+ *   retry whose uploads got other tokens) is refused, and then the ticket is looked up and
+ *   completed as below; a request sent while another with the key is still being processed gets
+ *   an answer the documentation does not give, taken as a failure of the attempt, whose retry
+ *   looks the ticket up;
+ * - a first attempt goes straight to the creation, its key answering whether a ticket exists;
+ *   a retry (or an attempt of unknown number) first lists tickets by external_id, since an
+ *   earlier attempt's key may have expired (a long outage): if one exists it only uploads the
+ *   files no comment of the ticket carries yet (by file name, names being derived from artifact
+ *   ids);
  * - uploads are never retried inside one attempt except after a 429 (which Zendesk did not
  *   process): an upload whose outcome is unknown is abandoned with its token, and the token's
  *   files, never attached, are deleted by Zendesk when it expires;
  * - deliver() returns only once Zendesk shows every file on the ticket, so our copies are deleted
  *   only once Zendesk has them: by the audit a Create or Update Ticket answers with (the comment
- *   event and the attachments it was saved with), or, when there is no such audit or a redelivery
- *   changed nothing, by reading the ticket's comments back.
+ *   event and the attachments it was saved with; a repeated creation gets the first one's), or,
+ *   when there is no such audit or a redelivery changed nothing, by reading the ticket's comments
+ *   back.
  * A contact-center contact's record is a ticket of its own, without files: its private comment
  * gives the facts and the agent's notes, its tags the outcome and the disposition.
  *
- * A race between two replicas handling the same delivery at once (possible only once JetStream's
- * ack wait has passed) could still create two tickets; nothing in Zendesk's API prevents it.
+ * Two replicas handling the same delivery at once (possible only once JetStream's ack wait has
+ * passed) make one ticket within the key's lifetime. Past it, two tickets remain possible for
+ * two replicas racing on retries, or for a duplicate event delivered as a first attempt more
+ * than two hours after the first one (it does not look up); nothing in Zendesk's API prevents it.
  */
 export class ZendeskDestination implements Destination {
   private readonly api: ZendeskApi;
@@ -146,33 +160,13 @@ export class ZendeskDestination implements Destination {
 
   async deliver(delivery: Delivery): Promise<void> {
     const plans = delivery.artifacts.map((artifact) => ({ artifact, fileName: fileNameOf(artifact) }));
-    const existing = await this.findTicket(delivery.deliveryId);
-    let ticketId: number;
-    let attached: Map<string, ZendeskAttachment> | undefined;
-    if (existing === undefined) {
-      const { requesterId, cached } = await this.requester(delivery);
-      const sent = await this.upload(plans);
-      const created = await this.createTicket(delivery, requesterId, sent, plans).catch(async (error: unknown) => {
-        // A cached user deleted in Zendesk since: look the user up again, once.
-        if (!(cached && error instanceof ZendeskHttpError && error.status === 422 && /requester/.test(error.message))) throw error;
-        const fresh = await this.requester(delivery, { skipCache: true });
-        return this.createTicket(delivery, fresh.requesterId, sent, plans);
-      });
-      ticketId = created.ticketId;
-      attached = created.attached;
-    } else {
-      ticketId = existing;
-      attached = await this.attachedFiles(ticketId);
-      const missing = plans.filter((plan) => !isAttached(plan.fileName, attached!));
-      if (missing.length > 0) {
-        const sent = await this.upload(missing);
-        const { audit } = await this.api.request<{ audit?: unknown }>('adding the comment', 'PUT', `/api/v2/tickets/${ticketId}.json`, {
-          json: { ticket: { comment: { body: commentBody(delivery, missing, sent.sizes, this.options.maxUploadBytes, true), public: false, uploads: sent.token ? [sent.token] : [] } } },
-        });
-        const added = auditedFiles(audit);
-        attached = added ? new Map([...attached, ...added]) : undefined;
-      }
-    }
+    // A retry looks for an earlier attempt's ticket first: that attempt's key may have expired.
+    // A first attempt does not: its creation's key answers the same question without a request.
+    const retried = (delivery.attempt ?? 2) > 1;
+    const existing = retried ? await this.findTicket(delivery.deliveryId) : undefined;
+    const created = existing === undefined ? await this.create(delivery, plans) : { existing };
+    const ticketId = 'existing' in created ? created.existing : created.ticketId;
+    let attached = 'existing' in created ? await this.complete(delivery, created.existing, plans) : created.attached;
     // Our copies are deleted once this returns: check that Zendesk holds every file, by the
     // audit of the comment that attached them (read back only when the answer had none).
     attached ??= await this.attachedFiles(ticketId);
@@ -185,6 +179,52 @@ export class ZendeskDestination implements Destination {
 
   async close(): Promise<void> {
     // The requests keep no per-destination state to release.
+  }
+
+  /**
+   * The ticket made under the delivery's idempotency key: created now, or, when Zendesk says the
+   * key went with another payload (an earlier attempt's, whose uploads had other tokens), the
+   * ticket that attempt made, to complete; this attempt's uploads are then left to expire.
+   */
+  private async create(delivery: Delivery, plans: FilePlan[]): Promise<{ ticketId: number; attached: Map<string, ZendeskAttachment> | undefined } | { existing: number }> {
+    const key = idempotencyKeyOf(delivery.deliveryId);
+    const found = await this.requester(delivery);
+    let requesterId = found.requesterId;
+    const sent = await this.upload(plans);
+    try {
+      return await this.createTicket(delivery, requesterId, sent, plans, key).catch(async (error: unknown) => {
+        // A cached user deleted in Zendesk since: look the user up again, once.
+        if (!(found.cached && error instanceof ZendeskHttpError && error.status === 422 && /requester/.test(error.message))) throw error;
+        requesterId = (await this.requester(delivery, { skipCache: true })).requesterId;
+        return this.createTicket(delivery, requesterId, sent, plans, key);
+      });
+    } catch (error) {
+      if (!(error instanceof ZendeskHttpError && error.status === 400 && error.zendeskError === 'IdempotentRequestError')) throw error;
+      const existing = await this.findTicket(delivery.deliveryId);
+      if (existing !== undefined) return { existing };
+      // The key's first use made no ticket that is listed: Zendesk may keep a failed answer
+      // under the key too (its documentation does not say; the contract server does), such as
+      // the refusal of the requester above, deleted since; or the ticket was deleted. Created
+      // once without the key: later attempts find it by its external_id.
+      this.deps.log.info({ deliveryId: delivery.deliveryId }, 'Zendesk idempotency key taken without a ticket; creating the ticket without it');
+      return this.createTicket(delivery, requesterId, sent, plans, undefined);
+    }
+  }
+
+  /**
+   * Adds to an earlier attempt's ticket the files no comment of it carries yet, in one comment;
+   * the ticket's files after that (by the update's audit), or undefined when the answer had none.
+   */
+  private async complete(delivery: Delivery, ticketId: number, plans: FilePlan[]): Promise<Map<string, ZendeskAttachment> | undefined> {
+    const attached = await this.attachedFiles(ticketId);
+    const missing = plans.filter((plan) => !isAttached(plan.fileName, attached));
+    if (missing.length === 0) return attached;
+    const sent = await this.upload(missing);
+    const { audit } = await this.api.request<{ audit?: unknown }>('adding the comment', 'PUT', `/api/v2/tickets/${ticketId}.json`, {
+      json: { ticket: { comment: { body: commentBody(delivery, missing, sent.sizes, this.options.maxUploadBytes, true), public: false, uploads: sent.token ? [sent.token] : [] } } },
+    });
+    const added = auditedFiles(audit);
+    return added ? new Map([...attached, ...added]) : undefined;
   }
 
   /** "List Tickets" filtered by external_id: the ticket of an earlier attempt, if any. */
@@ -284,8 +324,10 @@ export class ZendeskDestination implements Destination {
     requesterId: number | undefined,
     sent: Uploaded,
     plans: FilePlan[],
+    idempotencyKey: string | undefined,
   ): Promise<{ ticketId: number; attached: Map<string, ZendeskAttachment> | undefined }> {
     const { ticket, audit } = await this.api.request<{ ticket: { id: number }; audit?: unknown }>('creating the ticket', 'POST', '/api/v2/tickets.json', {
+      ...(idempotencyKey ? { headers: { 'idempotency-key': idempotencyKey } } : {}),
       json: {
         ticket: {
           subject: delivery.kind === 'contact' ? `Gateway contact: queue ${contactMetadataOf(delivery).queueId}` : `Gateway ${delivery.kind}: room ${delivery.room}`,
@@ -315,6 +357,14 @@ export class ZendeskDestination implements Destination {
     }
     return files;
   }
+}
+
+/**
+ * Create Ticket's Idempotency-Key for a delivery: the same for every attempt and replica. A hash
+ * of the delivery id, so that its length and characters are the same whatever the id holds.
+ */
+export function idempotencyKeyOf(deliveryId: string): string {
+  return `gateway-delivery-${createHash('sha256').update(deliveryId).digest('hex')}`;
 }
 
 /** A stable file name from the artifact id (safe characters) and its content type. */

@@ -24,6 +24,8 @@ export interface ZendeskRequest {
   json?: unknown;
   body?: StreamedBody;
   contentType?: string;
+  /** Headers of this call besides the usual ones (Create Ticket's Idempotency-Key). */
+  headers?: Record<string, string>;
   timeoutMs?: number;
 }
 
@@ -36,6 +38,8 @@ export class ZendeskHttpError extends GatewayError {
     readonly status: number,
     message: string,
     details: Record<string, unknown> = {},
+    /** Zendesk's error code (`error` of its body), when it is one. */
+    readonly zendeskError?: string,
   ) {
     super(ErrorCode.DESTINATION_FAILED, message, { details: { status, ...details } });
   }
@@ -65,7 +69,7 @@ export class ZendeskApi {
   async request<T>(what: string, method: string, pathAndQuery: string, init: ZendeskRequest = {}): Promise<T> {
     const url = new URL(pathAndQuery, this.origin);
     for (const [key, value] of Object.entries(init.query ?? {})) url.searchParams.set(key, value);
-    const headers: Record<string, string> = { authorization: this.authorization, accept: 'application/json' };
+    const headers: Record<string, string> = { ...init.headers, authorization: this.authorization, accept: 'application/json' };
     if (init.json !== undefined) headers['content-type'] = 'application/json';
     else if (init.body) {
       headers['content-type'] = init.contentType ?? 'application/octet-stream';
@@ -142,13 +146,13 @@ function httpFailure(what: string, response: Answer): ZendeskHttpError {
             })
             .filter(Boolean)
         : [];
-    return new ZendeskHttpError(status, `Zendesk rejected ${what} (HTTP 422 ${code ?? 'invalid'}${fields.length ? `; ${fields.join('; ')}` : ''})`);
+    return new ZendeskHttpError(status, `Zendesk rejected ${what} (HTTP 422 ${code ?? 'invalid'}${fields.length ? `; ${fields.join('; ')}` : ''})`, {}, code);
   }
   const retryAfter = response.retryAfter;
   const details = retryAfter ? { retryAfterMs: retryAfterMs(retryAfter) ?? DEFAULT_RETRY_AFTER_MS } : {};
-  if (status >= 500) return new ZendeskHttpError(status, `Zendesk failed ${what} (HTTP ${status}${code ? ` ${code}` : ''}); will retry`, details);
-  if (status === 404) return new ZendeskHttpError(status, `Zendesk found nothing ${what} (HTTP 404${code ? ` ${code}` : ''}): check subdomainUrl`);
-  return new ZendeskHttpError(status, `Zendesk refused ${what} (HTTP ${status}${code ? ` ${code}` : ''})`, details);
+  if (status >= 500) return new ZendeskHttpError(status, `Zendesk failed ${what} (HTTP ${status}${code ? ` ${code}` : ''}); will retry`, details, code);
+  if (status === 404) return new ZendeskHttpError(status, `Zendesk found nothing ${what} (HTTP 404${code ? ` ${code}` : ''}): check subdomainUrl`, {}, code);
+  return new ZendeskHttpError(status, `Zendesk refused ${what} (HTTP ${status}${code ? ` ${code}` : ''})`, details, code);
 }
 
 function networkFailure(error: unknown): string {
