@@ -184,4 +184,32 @@ describe('WatchedKeys', () => {
       await server.stop();
     }
   }, 60_000);
+  it('is not current while its connection is down, and hears a change made right after it is back', async () => {
+    const own = await NatsServer.start();
+    let server = own;
+    const connection = await own.connect('admin', { maxReconnectAttempts: -1, reconnectTimeWait: 200 });
+    let watched: WatchedKeys<number, Map<string, number>> | undefined;
+    try {
+      const kv = await bucket(connection, 'watched_reconnect');
+      await kv.put('c.before', '{"n":1}');
+      watched = await WatchedKeys.watch(kv, { values: true, check: counting([]), kept: new Map<string, number>(), failure: 'watching failed', log });
+      const kept = watched;
+      expect(kept.current()?.get('c.before')).toBe(1);
+
+      await server.stop({ keepStore: true });
+      await waitFor(() => kept.current() === undefined, 5_000, 'not current once the connection dropped');
+      const reconnected = (async () => {
+        for await (const status of connection.status()) if (status.type === 'reconnect') return;
+      })();
+      server = await own.restart();
+      await reconnected;
+      await kv.put('c.after', '{"n":2}');
+      // Within the watch's restart, well before nats.js would have missed the heartbeats of its old consumer.
+      await waitFor(() => kept.current()?.get('c.after') === 2, 3_000, 'a put made right after the reconnection heard');
+    } finally {
+      watched?.close();
+      await connection.close();
+      await server.stop();
+    }
+  }, 60_000);
 });

@@ -1,3 +1,4 @@
+import type { NatsConnection } from '@nats-io/nats-core';
 import { KvWatchInclude, type KV } from '@nats-io/kv';
 import type { Logger } from '../runtime/logger.js';
 import { isLiveEntry, liveEntries } from './connection.js';
@@ -61,9 +62,9 @@ const RESTART_AFTER_MS = 1_000;
  *   partial mirror is never taken for the bucket.
  * - After a failure (logged with `failure`) or the watch's end, it starts again from an empty
  *   mirror after RESTART_AFTER_MS, for as long as it is not closed: changes missed while it was
- *   down are in the new listing. A reconnection alone does not end a watch (nats.js recreates
- *   its ordered consumer from the last update seen); a failed start or listing, or a closed
- *   subscription, does.
+ *   down are in the new listing. A dropped connection makes the mirror not current at once and
+ *   ends the watch once the connection is back (`followConnection`); a failed start or listing,
+ *   or a closed subscription, ends it too.
  * - Each user keeps its entries as its readers ask for them (`kept`), so a lookup costs a map
  *   read, never a scan; what a deleted, purged or expired key comes to is `kept.delete`.
  * - `watch` resolves once the first listing is applied, or at `readyWithinMs` (a service starts
@@ -109,8 +110,29 @@ export class WatchedKeys<T, S extends KeptEntries<T> = Map<string, T>> {
     this.stopWatch?.();
   }
 
+  /**
+   * A connection that drops leaves the mirror not current at once (changes made meanwhile were
+   * never heard), and the watch starts again once it is back. nats.js would otherwise resume its
+   * ordered consumer only after missing its heartbeats, seconds during which a mark written on
+   * another replica (a revoked token) would go unheard.
+   */
+  private async followConnection(): Promise<void> {
+    // The bucket's JetStream client holds its connection (not in its declared type).
+    const nc = (this.kv as unknown as { js?: { nc?: NatsConnection } }).js?.nc;
+    if (!nc) return;
+    for await (const status of nc.status()) {
+      if (this.stopped) return;
+      if (status.type === 'disconnect') this.isCurrent = false;
+      if (status.type === 'reconnect') {
+        this.isCurrent = false;
+        this.stopWatch?.();
+      }
+    }
+  }
+
   /** Resolves when the first listing was applied; keeps watching, and starts again after a failure, in the background. */
   private run(): Promise<void> {
+    void this.followConnection().catch(() => undefined);
     return new Promise((caughtUp) => {
       const loop = async () => {
         while (!this.stopped) {
