@@ -63,7 +63,8 @@ describe.skipIf(!turnserverInstalled())('TURN secret rotation without a restart'
     const outcome = await turnAllocate(turn.port, server.username, server.credential);
     return { ...server, allocated: outcome.allocated };
   };
-  const signedWith = (secret: string, server: { username: string; credential: string }) => turnCredential(secret, server.username.split(':')[1]!, Number(server.username.split(':')[0])).credential === server.credential;
+  const signedWith = (secret: string, server: { username: string; credential: string }) =>
+    turnCredential(secret, server.username.split(':')[1]!, Number(server.username.split(':')[0])).credential === server.credential;
   const reloads = async (outcome: string) =>
     (await scrapeMetrics(signaling.opsPort)).samples.find((s) => s.name === 'gateway_config_reloads_total' && s.labels.source === 'turn-secret' && s.labels.outcome === outcome)?.value ?? 0;
 

@@ -141,7 +141,8 @@ export const turnRules: Rule = (objects) => {
       else if (runMount(watcher).readOnly) add(`container ${watcher.name} mounts /run/turn read-only: it cannot rewrite the secrets' database`);
       const secretDir = secretDirOf(w, config.container, objects);
       const watched = mountedSecret(w, watcher, `${secretDirOf(w, watcher, objects)}/secret`)?.secretName;
-      if (!watched || watched !== mountedSecret(w, config.container, `${secretDir}/secret`)?.secretName) add(`container ${watcher.name} does not mount the shared secret the configuration is written from: a rotation waits for a restart`);
+      if (!watched || watched !== mountedSecret(w, config.container, `${secretDir}/secret`)?.secretName)
+        add(`container ${watcher.name} does not mount the shared secret the configuration is written from: a rotation waits for a restart`);
     }
     for (const flag of requiredFlags) if (!config.options.has(flag)) add(`turnserver.conf lacks ${flag}`);
     if (!option('realm')) add('turnserver.conf sets no realm');

@@ -120,7 +120,14 @@ export class TurnServer {
     ];
     if (secrets) {
       writeFileSync(join(dir, 'base.conf'), `${config.join('\n')}\n`, { mode: 0o600 });
-      const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', TURN_CONFIG_FILE: join(dir, 'base.conf'), TURN_SECRET_DIR: secrets.dir, TURN_RUN_DIR: dir, TURN_PRIVATE_IP: '127.0.0.1', TURN_ALLOWED_PEER_RANGE: 'none' };
+      const env = {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        TURN_CONFIG_FILE: join(dir, 'base.conf'),
+        TURN_SECRET_DIR: secrets.dir,
+        TURN_RUN_DIR: dir,
+        TURN_PRIVATE_IP: '127.0.0.1',
+        TURN_ALLOWED_PEER_RANGE: 'none',
+      };
       const configured = spawnSync('sh', [entrypoint], { env, encoding: 'utf8' });
       if (configured.status !== 0) {
         rmSync(dir, { recursive: true, force: true });

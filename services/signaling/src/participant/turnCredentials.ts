@@ -1,6 +1,5 @@
 import { createHmac } from 'node:crypto';
-import type { Logger } from 'pino';
-import { type Parsed, type SecretFile, watchSecretFile, type WatchedFiles } from '@gateway/common';
+import { type Logger, type Parsed, type SecretFile, watchSecretFile, type WatchedFiles } from '@gateway/common';
 import type { IceServer } from '@gateway/proto/gateway/signaling/v1/signaling';
 
 /** The TURN servers signaling hands out, and the secret it shares with them (SIGNALING_TURN_*). */
