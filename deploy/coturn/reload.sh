@@ -37,9 +37,13 @@ secrets() { (cd "$TURN_SECRET_DIR" 2>/dev/null && sha256sum -- * 2>/dev/null) | 
 
 lastCertificates=
 [ -z "$cert" ] || lastCertificates=$(certificates)
-# turn-entrypoint wrote the rows from these files just before: only a change is taken up.
 lastSecrets=
-[ -z "$db" ] || lastSecrets=$(secrets)
+if [ -n "$db" ]; then
+  lastSecrets=$(secrets)
+  # Once at start too, though turn-entrypoint wrote the rows: the files may have changed since
+  # (this container restarted, or the Secret changed while the pod started).
+  sh "$here/secrets.sh" "$db" "$realm" "$TURN_SECRET_DIR" || echo "reload: the shared secrets could not be taken up; those in use stay" >&2
+fi
 while :; do
   sleep "$TURN_CHECK_SECONDS"
   if [ -n "$db" ]; then
