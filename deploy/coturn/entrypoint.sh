@@ -39,6 +39,8 @@ db="$TURN_RUN_DIR/turndb"
 realm=$(sed -n 's/^realm=//p' "$TURN_CONFIG_FILE" | tail -n 1)
 [ -n "$realm" ] || { echo "$TURN_CONFIG_FILE sets no realm, which the secrets are kept under" >&2; exit 1; }
 # Beside this script: in the image both are in /usr/local/lib/turn (deploy/coturn/Dockerfile).
+# Judged afresh (no record of files judged before this start): a bad secret stops the pod here.
+rm -f "$db.judged"
 sh "$(dirname "$(readlink -f "$0")")/secrets.sh" "$db" "$realm" "$TURN_SECRET_DIR"
 {
   cat "$TURN_CONFIG_FILE"

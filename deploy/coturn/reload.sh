@@ -10,7 +10,7 @@
 #   (userdb=, written by turn-entrypoint): when they changed (a rotation adds or removes
 #   "previous", docs/turn.md) it rewrites the database's turn_secret rows (secrets.sh), which
 #   coturn reads at each authentication. A file that is not a valid secret leaves the rows as they
-#   were, and is looked at again at the next change.
+#   were, and is looked at again when it changes.
 # Logs one line per reload, never the files' contents.
 set -eu
 : "${TURN_RUN_DIR:=/run/turn}"
@@ -32,32 +32,13 @@ realm=$(option realm)
 [ -n "$cert" ] || [ -n "$db" ] || { echo "reload: $conf names neither cert, pkey and pidfile nor userdb and realm: nothing to keep current" >&2; exit 1; }
 
 certificates() { cat "$cert" "$key" 2>/dev/null | sha256sum | cut -d' ' -f1; }
-# Names and contents: "previous" added or removed is a change too.
-secrets() { (cd "$TURN_SECRET_DIR" 2>/dev/null && sha256sum -- * 2>/dev/null) | sha256sum | cut -d' ' -f1; }
-
 lastCertificates=
 [ -z "$cert" ] || lastCertificates=$(certificates)
-lastSecrets=
-if [ -n "$db" ]; then
-  lastSecrets=$(secrets)
-  # Once at start too, though turn-entrypoint wrote the rows: the files may have changed since
-  # (this container restarted, or the Secret changed while the pod started).
-  sh "$here/secrets.sh" "$db" "$realm" "$TURN_SECRET_DIR" || echo "reload: the shared secrets could not be taken up; those in use stay" >&2
-fi
 while :; do
   sleep "$TURN_CHECK_SECONDS"
-  if [ -n "$db" ]; then
-    now=$(secrets)
-    if [ "$now" != "$lastSecrets" ]; then
-      if sh "$here/secrets.sh" "$db" "$realm" "$TURN_SECRET_DIR"; then
-        echo "reload: shared secrets changed, turnserver's database rewritten" >&2
-      else
-        echo "reload: the shared secrets could not be taken up; those in use stay" >&2
-      fi
-      # Either way judged once: a bad file is looked at again when it changes.
-      lastSecrets=$now
-    fi
-  fi
+  # Nothing written unless the files changed since they were last judged (at start: since
+  # turn-entrypoint, or before this container restarted); secrets.sh logs what it did.
+  if [ -n "$db" ]; then sh "$here/secrets.sh" "$db" "$realm" "$TURN_SECRET_DIR" || true; fi
   [ -n "$cert" ] || continue
   now=$(certificates)
   [ "$now" = "$lastCertificates" ] && continue

@@ -6,7 +6,7 @@ import { turnCredential } from '../../services/signaling/src/participant/turnCre
 import { repoRoot } from '../k8s/services.js';
 import { scrapeMetrics } from '../support/metrics.js';
 import { demoToken } from '../support/tokens.js';
-import { turnAllocate } from '../support/turnClient.js';
+import { openTurnAllocation, turnAllocate, type TurnAllocation } from '../support/turnClient.js';
 import { TestClients } from '../support/wsClient.js';
 
 /**
@@ -25,6 +25,7 @@ describe.skipIf(!turnserverInstalled())('TURN secret rotation without a restart'
   let watcher: ChildProcess | undefined;
   let watcherLog = '';
   const clients = new TestClients();
+  let underWay: TurnAllocation | undefined;
   const now = () => Math.floor(Date.now() / 1000);
 
   beforeAll(async () => {
@@ -42,6 +43,7 @@ describe.skipIf(!turnserverInstalled())('TURN secret rotation without a restart'
 
   afterAll(async () => {
     clients.closeAll();
+    underWay?.close();
     watcher?.kill('SIGTERM');
     await signaling?.stop();
     await sfu?.stop();
@@ -61,7 +63,7 @@ describe.skipIf(!turnserverInstalled())('TURN secret rotation without a restart'
     const { join } = await clients.join(signaling.wsUrl, await demoToken({ room: 'turn-rotation', identity: `customer-${Date.now()}`, role: 'end_user' }));
     const server = join.iceServers[0] as { urls: string[]; username: string; credential: string };
     const outcome = await turnAllocate(turn.port, server.username, server.credential);
-    return { ...server, allocated: outcome.allocated };
+    return { ...server, outcome, allocated: outcome.allocated };
   };
   const signedWith = (secret: string, server: { username: string; credential: string }) =>
     turnCredential(secret, server.username.split(':')[1]!, Number(server.username.split(':')[0])).credential === server.credential;
@@ -76,12 +78,19 @@ describe.skipIf(!turnserverInstalled())('TURN secret rotation without a restart'
 
     const before = await handedOut();
     expect(signedWith(old, before)).toBe(true);
-    expect(before.allocated).toBe(true);
+    expect(before.outcome).toMatchObject({ allocated: true });
     expect(await accepts(next)).toBe(false);
+    // A call relayed under way: its allocation, made with the old secret, kept open and refreshed.
+    underWay = await openTurnAllocation(turn.port, before.username, before.credential);
+    expect(underWay.outcome.allocated).toBe(true);
+
+    // Unchanged files: the sidecar writes nothing (the entrypoint's rows stand).
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    expect(watcherLog).toBe('');
 
     // Step one: the new secret, the old one kept as "previous" (credentials handed out before still work).
     turn.secrets!.update({ secret: next, previous: old });
-    await waitFor(() => watcherLog.includes('shared secrets changed'), 10_000, 'the sidecar rewriting the secrets');
+    await waitFor(() => watcherLog.includes('shared secrets taken up'), 10_000, 'the sidecar rewriting the secrets');
     expect(await accepts(next)).toBe(true);
     expect(await accepts(old)).toBe(true);
     await waitFor(async () => signedWith(next, await handedOut()), 10_000, 'signaling signing with the new secret');
@@ -92,7 +101,16 @@ describe.skipIf(!turnserverInstalled())('TURN secret rotation without a restart'
     turn.secrets!.update({}, ['previous']);
     await waitFor(async () => !(await accepts(old)), 10_000, "coturn refusing the old secret's credentials");
     expect(await accepts(next)).toBe(true);
-    expect(await turnAllocate(turn.port, before.username, before.credential)).toMatchObject({ allocated: false, errorCode: 401 });
+    // A new allocation with a credential handed out before is refused (nothing to refresh there)...
+    const late = await openTurnAllocation(turn.port, before.username, before.credential);
+    try {
+      expect(late.outcome).toMatchObject({ allocated: false, errorCode: 401 });
+      expect(await late.refresh()).not.toBe('ok');
+    } finally {
+      late.close();
+    }
+    // ...while the allocation made with it before goes on: coturn keeps an authenticated allocation's key.
+    expect(await underWay.refresh()).toBe('ok');
     expect((await handedOut()).allocated).toBe(true);
 
     // The same processes throughout.
