@@ -5,7 +5,7 @@
 # reads these rows at each authentication (the "dynamic" secrets of `man turnserver`): a change is
 # accepted from the next request on, by the same process, with relays under way untouched.
 #   secrets.sh <sqlite database> <realm> <secret directory>
-# Run by turn-entrypoint before turnserver starts, and by the reload sidecar every few seconds:
+# Run by turn-entrypoint before turnserver starts, and by the reload sidecar at each check (reload.sh):
 # files judged before (their names and contents, in <database>.judged) are not looked at again, so
 # an unchanged Secret costs a hash and no write, and a bad file is logged once.
 # Each secret is checked as signaling checks its file (32 to 4096 printable characters, surrounding
