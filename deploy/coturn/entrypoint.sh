@@ -4,10 +4,12 @@
 # turnserver itself: with no privilege escalation (no_new_privs) a process keeps no capability
 # across an exec from a shell, so turnserver's file capability to bind 443 holds only when the
 # runtime starts it directly. The configuration: the ConfigMap's file
-# (TURN_CONFIG_FILE, no secret in it), the node's addresses, the peers it may relay to, and one
-# static-auth-secret line per file of the mounted Secret (TURN_SECRET_DIR: "secret", and during a
-# rotation "previous"; coturn accepts a credential signed with any of them). The result is
-# written to a memory volume (TURN_RUN_DIR), never to the image.
+# (TURN_CONFIG_FILE, no secret in it), the node's addresses, the peers it may relay to, and the
+# user database coturn takes the shared secrets from: one turn_secret row per file of the mounted
+# Secret (TURN_SECRET_DIR: "secret", and during a rotation "previous"; coturn accepts a credential
+# signed with any of them), written by secrets.sh, which the reload sidecar runs again when the
+# Secret changes (reload.sh): a rotation needs no restart. No static-auth-secret, which coturn
+# reads at start-up only. Both are written to a memory volume (TURN_RUN_DIR), never to the image.
 set -eu
 : "${TURN_CONFIG_FILE:=/etc/turnserver/turnserver.conf}"
 : "${TURN_SECRET_DIR:=/etc/turn/secret}"
@@ -33,6 +35,13 @@ esac
 
 umask 077
 conf="$TURN_RUN_DIR/turnserver.conf"
+db="$TURN_RUN_DIR/turndb"
+realm=$(sed -n 's/^realm=//p' "$TURN_CONFIG_FILE" | tail -n 1)
+[ -n "$realm" ] || { echo "$TURN_CONFIG_FILE sets no realm, which the secrets are kept under" >&2; exit 1; }
+# Beside this script: in the image both are in /usr/local/lib/turn (deploy/coturn/Dockerfile).
+# Judged afresh (no record of files judged before this start): a bad secret stops the pod here.
+rm -f "$db.judged"
+sh "$(dirname "$(readlink -f "$0")")/secrets.sh" "$db" "$realm" "$TURN_SECRET_DIR"
 {
   cat "$TURN_CONFIG_FILE"
   echo "listening-ip=$private"
@@ -41,12 +50,9 @@ conf="$TURN_RUN_DIR/turnserver.conf"
   # "none": the SFUs are reached at their public addresses only (which no private range denies).
   if [ "$peers" != none ]; then echo "allowed-peer-ip=$peers"; fi
   echo "pidfile=$TURN_RUN_DIR/turnserver.pid"
-  found=
-  for file in "$TURN_SECRET_DIR"/*; do
-    [ -f "$file" ] || continue
-    echo "static-auth-secret=$(cat "$file")"
-    found=1
-  done
-  [ -n "$found" ] || { echo "no secret in $TURN_SECRET_DIR" >&2; exit 1; }
+  echo "userdb=$db"
+  # The database holds the secrets only: peers and realms stay as this file sets them.
+  echo "no-dynamic-ip-list"
+  echo "no-dynamic-realms"
 } >"$conf"
 if [ "$#" -gt 0 ]; then exec "$@"; fi

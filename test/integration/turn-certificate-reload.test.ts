@@ -19,7 +19,7 @@ function presented(port: number): Promise<string> {
 }
 
 /**
- * coturn's certificate renewed without a restart (deploy/coturn/reload-certificates.sh, the
+ * coturn's certificate renewed without a restart (deploy/coturn/reload.sh, the
  * sidecar of k8s/base/turn.yaml): a real turnserver with TLS, the files replaced as cert-manager
  * would, the script signals it, and new TLS connections get the new certificate from the same
  * process.
@@ -57,8 +57,8 @@ describe.skipIf(!turnserverInstalled())('coturn takes up a renewed certificate',
     expect(pid).toBeGreaterThan(0);
 
     // The watcher as the sidecar runs it, pointed at this server's files.
-    watcher = spawn('sh', [path.join(repoRoot, 'deploy/coturn/reload-certificates.sh')], {
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', TURN_RUN_DIR: turn.dir, TURN_TLS_CHECK_SECONDS: '0.2' },
+    watcher = spawn('sh', [path.join(repoRoot, 'deploy/coturn/reload.sh')], {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', TURN_RUN_DIR: turn.dir, TURN_CHECK_SECONDS: '0.2' },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     watcher.stderr?.on('data', (chunk: Buffer) => (watcherLog += chunk.toString()));

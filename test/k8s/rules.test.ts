@@ -459,12 +459,14 @@ describe('each deployment rule rejects what it is meant to', () => {
       caught(turnRules, (o) => setOption(o, 'no-cli', undefined), /turnserver.conf lacks no-cli/);
     });
 
-    it('coturn whose renewed certificate would wait for a restart', () => {
-      const watcher = (o: K8sObject[]) => coturn(o).containers.find((c: { name: string }) => c.name === 'reload-certificates');
-      caught(turnRules, (o) => (coturn(o).containers = coturn(o).containers.filter((c: { name: string }) => c.name !== 'reload-certificates')), /no reload-certificates container/);
+    it('coturn whose renewed certificate or rotated secret would wait for a restart', () => {
+      const watcher = (o: K8sObject[]) => coturn(o).containers.find((c: { name: string }) => c.name === 'reload');
+      caught(turnRules, (o) => (coturn(o).containers = coturn(o).containers.filter((c: { name: string }) => c.name !== 'reload')), /no reload container/);
       caught(turnRules, (o) => delete coturn(o).shareProcessNamespace, /does not share its process namespace/);
-      caught(turnRules, (o) => (watcher(o).volumeMounts = watcher(o).volumeMounts.filter((m: { name: string }) => m.name !== 'tls')), /reload-certificates does not mount the certificate/);
+      caught(turnRules, (o) => (watcher(o).volumeMounts = watcher(o).volumeMounts.filter((m: { name: string }) => m.name !== 'tls')), /reload does not mount the certificate/);
       caught(turnRules, (o) => (watcher(o).volumeMounts = watcher(o).volumeMounts.filter((m: { name: string }) => m.name !== 'run')), /does not see turnserver's configuration/);
+      caught(turnRules, (o) => (watcher(o).volumeMounts.find((m: { name: string }) => m.name === 'run').readOnly = true), /reload mounts \/run\/turn read-only/);
+      caught(turnRules, (o) => (watcher(o).volumeMounts = watcher(o).volumeMounts.filter((m: { name: string }) => m.name !== 'secret')), /reload does not mount the shared secret/);
     });
 
     it('coturn with more than NET_BIND_SERVICE, started through a shell, or probed elsewhere', () => {

@@ -5,7 +5,8 @@ import { serviceSpecs } from './services.js';
 /**
  * The TURN server (coturn, k8s/base/turn.yaml, docs/turn.md): there when signaling hands out
  * TURN URLs, on the media pool beside the SFUs, TLS on 443, a relay range apart from the SFU's
- * ports, only the media nodes as peers, and the shared secret in files only.
+ * ports, only the media nodes as peers, the shared secret in files only, and certificates and
+ * secrets taken up without a restart.
  */
 
 /** Private and special ranges a TURN server must refuse to relay to (the cluster, the cloud's metadata service). */
@@ -128,15 +129,20 @@ export const turnRules: Rule = (objects) => {
     ] as const) {
       if (!file || !mountedSecret(w, container, file)) add(`${what}=${file ?? '(unset)'} is not in a Secret mounted in container ${container.name} (a cert-manager Certificate's)`);
     }
-    // A renewal taken up without a restart: a watcher that sees the same files and turnserver's process.
-    const watcher = (w.pod.containers ?? []).find((c: Json) => /(^|\/)turn-reload-certificates$/.test(c.command?.[0] ?? ''));
+    // A renewal and a rotation taken up without a restart: a watcher that sees the same files and turnserver's process.
+    const watcher = (w.pod.containers ?? []).find((c: Json) => /(^|\/)turn-reload$/.test(c.command?.[0] ?? ''));
     const sameMount = (path: string | undefined) => !!path && !!watcher && mountedSecret(w, watcher, path)?.secretName === mountedSecret(w, container, path)?.secretName;
-    if (!watcher) add('no reload-certificates container: a renewed certificate is taken up only by a restart');
+    if (!watcher) add('no reload container: a renewed certificate or a rotated secret is taken up only by a restart');
     else {
       if (w.pod.shareProcessNamespace !== true) add('the pod does not share its process namespace: the certificate watcher cannot signal turnserver');
       if (!sameMount(option('cert')) || !sameMount(option('pkey'))) add(`container ${watcher.name} does not mount the certificate turnserver reads`);
-      const runMount = (c: Json) => (c.volumeMounts ?? []).find((m: Json) => m.mountPath === '/run/turn')?.name;
-      if (!runMount(watcher) || runMount(watcher) !== runMount(container)) add(`container ${watcher.name} does not see turnserver's configuration and pid file (/run/turn)`);
+      const runMount = (c: Json) => (c.volumeMounts ?? []).find((m: Json) => m.mountPath === '/run/turn');
+      if (!runMount(watcher) || runMount(watcher).name !== runMount(container)?.name) add(`container ${watcher.name} does not see turnserver's configuration and pid file (/run/turn)`);
+      else if (runMount(watcher).readOnly) add(`container ${watcher.name} mounts /run/turn read-only: it cannot rewrite the secrets' database`);
+      const secretDir = secretDirOf(w, config.container, objects);
+      const watched = mountedSecret(w, watcher, `${secretDirOf(w, watcher, objects)}/secret`)?.secretName;
+      if (!watched || watched !== mountedSecret(w, config.container, `${secretDir}/secret`)?.secretName)
+        add(`container ${watcher.name} does not mount the shared secret the configuration is written from: a rotation waits for a restart`);
     }
     for (const flag of requiredFlags) if (!config.options.has(flag)) add(`turnserver.conf lacks ${flag}`);
     if (!option('realm')) add('turnserver.conf sets no realm');

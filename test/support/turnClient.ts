@@ -13,7 +13,9 @@ const MAGIC_COOKIE = 0x2112a442;
 const ALLOCATE_REQUEST = 0x0003;
 const ALLOCATE_SUCCESS = 0x0103;
 const ALLOCATE_ERROR = 0x0113;
-const ATTR = { USERNAME: 0x0006, MESSAGE_INTEGRITY: 0x0008, ERROR_CODE: 0x0009, REALM: 0x0014, NONCE: 0x0015, REQUESTED_TRANSPORT: 0x0019, XOR_RELAYED_ADDRESS: 0x0016 } as const;
+const REFRESH_REQUEST = 0x0004;
+const REFRESH_SUCCESS = 0x0104;
+const ATTR = { LIFETIME: 0x000d, USERNAME: 0x0006, MESSAGE_INTEGRITY: 0x0008, ERROR_CODE: 0x0009, REALM: 0x0014, NONCE: 0x0015, REQUESTED_TRANSPORT: 0x0019, XOR_RELAYED_ADDRESS: 0x0016 } as const;
 
 type Attribute = { type: number; value: Buffer };
 
@@ -56,8 +58,21 @@ function decode(message: Buffer): { type: number; transactionId: Buffer; attribu
 /** What the server answered the authenticated Allocate: `allocated`, or the error code (401: the credential was refused). */
 export type AllocateOutcome = { allocated: true; relayedPort: number } | { allocated: false; errorCode: number; reason: string };
 
-/** Asks the TURN server at 127.0.0.1:`port` (UDP) for a relay with `username` and `credential`. */
-export async function turnAllocate(port: number, username: string, credential: string, timeoutMs = 5_000): Promise<AllocateOutcome> {
+/** An allocation kept open on its socket (the same 5-tuple), to be refreshed as a client under way refreshes it. */
+export interface TurnAllocation {
+  outcome: AllocateOutcome;
+  /** A Refresh with the allocation's credential: 'ok', or the error code the server answered (438, a stale nonce, is retried once). */
+  refresh(): Promise<'ok' | number>;
+  close(): void;
+}
+
+const errorCodeOf = (answer: ReturnType<typeof decode>) => {
+  const error = answer.attributes.get(ATTR.ERROR_CODE);
+  return error ? (error[2]! & 0x7) * 100 + error[3]! : 0;
+};
+
+/** Asks the TURN server at 127.0.0.1:`port` (UDP) for a relay with `username` and `credential`, and keeps it. */
+export async function openTurnAllocation(port: number, username: string, credential: string, timeoutMs = 5_000): Promise<TurnAllocation> {
   const socket = dgram.createSocket('udp4');
   const exchange = (request: Buffer) =>
     new Promise<ReturnType<typeof decode>>((resolve, reject) => {
@@ -68,24 +83,45 @@ export async function turnAllocate(port: number, username: string, credential: s
       });
       socket.send(request, port, '127.0.0.1');
     });
+  const close = () => socket.close();
   try {
     const udp = { type: ATTR.REQUESTED_TRANSPORT, value: Buffer.from([17, 0, 0, 0]) };
     const challenge = await exchange(encode(ALLOCATE_REQUEST, randomBytes(12), [udp]));
     const realm = challenge.attributes.get(ATTR.REALM);
-    const nonce = challenge.attributes.get(ATTR.NONCE);
+    let nonce = challenge.attributes.get(ATTR.NONCE);
     if (challenge.type !== ALLOCATE_ERROR || !realm || !nonce) throw new Error(`expected a 401 challenge with realm and nonce, got message type 0x${challenge.type.toString(16)}`);
     const key = createHash('md5').update(`${username}:${realm.toString()}:${credential}`).digest();
-    const answer = await exchange(
-      encode(ALLOCATE_REQUEST, randomBytes(12), [{ type: ATTR.USERNAME, value: Buffer.from(username) }, { type: ATTR.REALM, value: realm }, { type: ATTR.NONCE, value: nonce }, udp], key),
-    );
+    const signed = (type: number, extra: Attribute[]) =>
+      encode(type, randomBytes(12), [{ type: ATTR.USERNAME, value: Buffer.from(username) }, { type: ATTR.REALM, value: realm }, { type: ATTR.NONCE, value: nonce! }, ...extra], key);
+    const refresh = async (retry = true): Promise<'ok' | number> => {
+      const lifetime = Buffer.alloc(4);
+      lifetime.writeUInt32BE(600, 0);
+      const answer = await exchange(signed(REFRESH_REQUEST, [{ type: ATTR.LIFETIME, value: lifetime }]));
+      if (answer.type === REFRESH_SUCCESS) return 'ok';
+      const code = errorCodeOf(answer);
+      if (code === 438 && retry && answer.attributes.get(ATTR.NONCE)) {
+        nonce = answer.attributes.get(ATTR.NONCE);
+        return refresh(false);
+      }
+      return code;
+    };
+    const answer = await exchange(signed(ALLOCATE_REQUEST, [udp]));
     if (answer.type === ALLOCATE_SUCCESS) {
       const relayed = answer.attributes.get(ATTR.XOR_RELAYED_ADDRESS);
-      return { allocated: true, relayedPort: relayed ? relayed.readUInt16BE(2) ^ (MAGIC_COOKIE >>> 16) : 0 };
+      return { outcome: { allocated: true, relayedPort: relayed ? relayed.readUInt16BE(2) ^ (MAGIC_COOKIE >>> 16) : 0 }, refresh: () => refresh(), close };
     }
     const error = answer.attributes.get(ATTR.ERROR_CODE);
     if (answer.type !== ALLOCATE_ERROR || !error) throw new Error(`unexpected answer to Allocate: message type 0x${answer.type.toString(16)}`);
-    return { allocated: false, errorCode: (error[2]! & 0x7) * 100 + error[3]!, reason: error.subarray(4).toString() };
-  } finally {
-    socket.close();
+    return { outcome: { allocated: false, errorCode: errorCodeOf(answer), reason: error.subarray(4).toString() }, refresh: () => refresh(), close };
+  } catch (error) {
+    close();
+    throw error;
   }
+}
+
+/** Asks the TURN server at 127.0.0.1:`port` (UDP) for a relay with `username` and `credential`. */
+export async function turnAllocate(port: number, username: string, credential: string, timeoutMs = 5_000): Promise<AllocateOutcome> {
+  const allocation = await openTurnAllocation(port, username, credential, timeoutMs);
+  allocation.close();
+  return allocation.outcome;
 }

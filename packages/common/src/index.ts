@@ -14,6 +14,7 @@ export { createLogger, type Logger } from './runtime/logger.js';
 export { createMetricsRegistry, opsDrainShape, readDrainToken, startOpsServer } from './runtime/ops.js';
 export { TypedEmitter } from './runtime/TypedEmitter.js';
 export { FILE_RELOAD_INTERVAL_MS, fileReloads, WatchedFiles } from './runtime/watchedFiles.js';
+export { type Parsed, type SecretFile, watchSecretFile } from './runtime/secretFile.js';
 export { DrainWait, handleSignals, runMain, type StopMode } from './runtime/shutdown.js';
 export { childProcessEnv } from './runtime/childEnv.js';
 export { newId } from './runtime/ids.js';

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -27,14 +27,17 @@ export class SecretVolume {
     return path.join(this.dir, name);
   }
 
-  /** Replaces every file at once (files not named keep their contents). */
-  update(files: Record<string, string | Buffer>): void {
+  /**
+   * Replaces every file at once: files not named keep their contents, names new to the Secret
+   * appear, and those in `drop` go (a key removed from the Secret).
+   */
+  update(files: Record<string, string | Buffer>, drop: readonly string[] = []): void {
     const previous = this.#version > 0 ? path.join(this.dir, readlinkSync(path.join(this.dir, '..data'))) : undefined;
     this.#version += 1;
     const next = `..${Date.now()}_${this.#version}`;
     mkdirSync(path.join(this.dir, next));
     if (previous) {
-      for (const name of this.#names) if (!(name in files)) writeFileSync(path.join(this.dir, next, name), readFileSync(path.join(previous, name)), { mode: 0o600 });
+      for (const name of this.#names) if (!(name in files) && !drop.includes(name)) writeFileSync(path.join(this.dir, next, name), readFileSync(path.join(previous, name)), { mode: 0o600 });
     }
     for (const [name, contents] of Object.entries(files)) {
       writeFileSync(path.join(this.dir, next, name), contents, { mode: 0o600 });
@@ -42,7 +45,14 @@ export class SecretVolume {
     }
     symlinkSync(next, path.join(this.dir, '..data_tmp'));
     renameSync(path.join(this.dir, '..data_tmp'), path.join(this.dir, '..data'));
-    if (previous) rmSync(previous, { recursive: true, force: true });
+    if (previous) {
+      for (const name of Object.keys(files)) if (!existsSync(path.join(this.dir, name))) symlinkSync(path.join('..data', name), path.join(this.dir, name));
+      for (const name of drop) {
+        rmSync(path.join(this.dir, name), { force: true });
+        this.#names.delete(name);
+      }
+      rmSync(previous, { recursive: true, force: true });
+    }
   }
 
   remove(): void {

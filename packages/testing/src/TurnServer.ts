@@ -1,9 +1,26 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { endProcess, freePort, waitForPort } from './NatsServer.js';
+import { SecretVolume } from './SecretVolume.js';
+
+/** The image's entrypoint, which writes the configuration and the secrets' database (deploy/coturn). */
+const entrypoint = fileURLToPath(new URL('../../../deploy/coturn/entrypoint.sh', import.meta.url));
+
+export interface TurnServerOptions {
+  /** Also TURN over TLS (turns:) with this certificate and key, read again on SIGUSR2. */
+  tls?: { certFile: string; keyFile: string };
+  /**
+   * The shared secrets as a deployment keeps them: the files of a mounted Secret (`secrets`:
+   * "secret", and "previous" during a rotation), put into coturn's user database by the image's entrypoint
+   * (deploy/coturn/entrypoint.sh), which deploy/coturn/reload.sh rewrites when they change.
+   * Without it: one `static-auth-secret`, fixed for the server's life.
+   */
+  secretDatabase?: boolean;
+}
 
 /** Whether coturn's `turnserver` is on this machine (scripts/setup.sh installs it). */
 export function turnserverInstalled(): boolean {
@@ -24,16 +41,23 @@ export class TurnServer {
     private readonly process: ChildProcess,
     /** TURN over TLS, when started with a certificate. */
     readonly tlsPort: number | undefined,
+    /** With `secretDatabase`: the shared secrets as the pod mounts the Secret ("secret", "previous"), updated as the kubelet updates it. */
+    readonly secrets: SecretVolume | undefined,
   ) {}
 
-  /** Where turnserver writes its process id (what deploy/coturn/reload-certificates.sh signals). */
+  /** Its process id, as turnserver wrote it. */
+  pid(): number {
+    return Number(readFileSync(this.pidFile, 'utf8').trim());
+  }
+
+  /** Where turnserver writes its process id (what deploy/coturn/reload.sh signals). */
   get pidFile(): string {
     return join(this.dir, 'turnserver.pid');
   }
 
-  /** The file signaling reads the secret from (SIGNALING_TURN_SECRET_FILE). */
+  /** The file signaling reads the secret from (SIGNALING_TURN_SECRET_FILE): with `secretDatabase`, the one coturn's secrets come from too. */
   get secretFile(): string {
-    return join(this.dir, 'secret');
+    return this.secrets ? this.secrets.file('secret') : join(this.dir, 'secret');
   }
 
   /** Its URLs, as SIGNALING_TURN_URLS lists them. */
@@ -52,8 +76,7 @@ export class TurnServer {
     return existsSync(file) ? readFileSync(file, 'utf8') : '';
   }
 
-  /** `tls`: also TURN over TLS (turns:) with this certificate and key, read again on SIGUSR2. */
-  static async start(options: { tls?: { certFile: string; keyFile: string } } = {}): Promise<TurnServer> {
+  static async start(options: TurnServerOptions = {}): Promise<TurnServer> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await TurnServer.startOnce(options);
@@ -64,19 +87,25 @@ export class TurnServer {
     }
   }
 
-  private static async startOnce(options: { tls?: { certFile: string; keyFile: string } }): Promise<TurnServer> {
+  private static async startOnce(options: TurnServerOptions): Promise<TurnServer> {
     const dir = mkdtempSync(join(tmpdir(), 'gateway-turn-'));
     const port = await freePort();
     const tlsPort = options.tls ? await freePort() : undefined;
     const secret = randomBytes(32).toString('hex');
-    writeFileSync(join(dir, 'secret'), secret, { mode: 0o600 });
+    const secretDatabase = options.secretDatabase ?? false;
     // The secret goes in a file of ours rather than on the command line, where `ps` shows it.
+    let secrets: SecretVolume | undefined;
+    if (secretDatabase) {
+      mkdirSync(join(dir, 'secrets'), { mode: 0o700 });
+      secrets = SecretVolume.create({ secret }, join(dir, 'secrets'));
+    } else {
+      writeFileSync(join(dir, 'secret'), secret, { mode: 0o600 });
+    }
     const config = [
-      `listening-ip=127.0.0.1`,
-      `relay-ip=127.0.0.1`,
+      // With the secrets' database, the entrypoint adds the addresses, the pid file and the database.
+      ...(secretDatabase ? [] : ['listening-ip=127.0.0.1', 'relay-ip=127.0.0.1', `static-auth-secret=${secret}`, `pidfile=${join(dir, 'turnserver.pid')}`]),
       `listening-port=${port}`,
       'use-auth-secret',
-      `static-auth-secret=${secret}`,
       'realm=gateway.test',
       'fingerprint',
       'no-cli',
@@ -88,15 +117,31 @@ export class TurnServer {
       `log-file=${join(dir, 'turn.log')}`,
       'simple-log',
       'no-stdout-log',
-      `pidfile=${join(dir, 'turnserver.pid')}`,
     ];
-    writeFileSync(join(dir, 'turnserver.conf'), `${config.join('\n')}\n`, { mode: 0o600 });
+    if (secrets) {
+      writeFileSync(join(dir, 'base.conf'), `${config.join('\n')}\n`, { mode: 0o600 });
+      const env = {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        TURN_CONFIG_FILE: join(dir, 'base.conf'),
+        TURN_SECRET_DIR: secrets.dir,
+        TURN_RUN_DIR: dir,
+        TURN_PRIVATE_IP: '127.0.0.1',
+        TURN_ALLOWED_PEER_RANGE: 'none',
+      };
+      const configured = spawnSync('sh', [entrypoint], { env, encoding: 'utf8' });
+      if (configured.status !== 0) {
+        rmSync(dir, { recursive: true, force: true });
+        throw new Error(`deploy/coturn/entrypoint.sh failed (${configured.status}): ${configured.stderr}`);
+      }
+    } else {
+      writeFileSync(join(dir, 'turnserver.conf'), `${config.join('\n')}\n`, { mode: 0o600 });
+    }
     const child = spawn('turnserver', ['-c', join(dir, 'turnserver.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr?.on('data', (chunk: Buffer) => {
       if (stderr.length < 20_000) stderr += chunk.toString();
     });
-    const server = new TurnServer(port, secret, dir, child, tlsPort);
+    const server = new TurnServer(port, secret, dir, child, tlsPort, secrets);
     try {
       await waitForPort(port, 10_000);
       if (tlsPort) await waitForPort(tlsPort, 10_000);

@@ -49,13 +49,15 @@ import { LiveDataSubjects } from './rooms/LiveDataSubjects.js';
 import { Connection, type SessionBroker } from './ws/Connection.js';
 import { createHttpHandler } from './http/routes.js';
 import { uploadForAction } from './http/uploads.js';
-import { iceServersFor } from './participant/turnCredentials.js';
+import { TurnCredentials } from './participant/turnCredentials.js';
 
 /** The parts of a replica, built by `start` and wired together here. */
 interface Parts {
   config: SignalingConfig;
   /** The tenants as they are now: looked up at each use, never kept (they change with their file). */
   tenants: ConfiguredTenants;
+  /** The TURN servers handed out: the shared secret is taken up again when its file changes (a rotation). */
+  turn: TurnCredentials;
   nc: NatsConnection;
   directory: SfuDirectory;
   recorders: RecorderDirectory;
@@ -100,7 +102,7 @@ export class SignalingServer {
   private stopOps: (() => Promise<void>) | undefined;
 
   private constructor(private readonly parts: Parts) {
-    const { config, tenants, nc, directory, recorders, store, liveness, hub, chat, actions, artifacts, roomSessions, tokenSessions, credentials, registry, log } = parts;
+    const { config, tenants, turn, nc, directory, recorders, store, liveness, hub, chat, actions, artifacts, roomSessions, tokenSessions, credentials, registry, log } = parts;
     const tenant = (name: string) => tenants.find(name);
     const erasedIn = (tenantName: string, room: string) => roomSessions.erasedIn(tenantName, room);
     const participants = (tenantName: string, room: string) => store.list(tenantName, room);
@@ -136,6 +138,7 @@ export class SignalingServer {
     this.joins = new JoinService({
       config,
       tenants,
+      turn,
       credentials,
       nc,
       store,
@@ -158,7 +161,7 @@ export class SignalingServer {
         hub,
         participants,
         nodes: directory,
-        iceServers: (session) => iceServersFor(config.turn, session.participantId),
+        iceServers: (session) => turn.iceServersFor(session.participantId),
       },
       chat: { chat, hub, limits: config.chat, redactionPolicy: (name) => redactionPolicy(tenant(name)) },
       data: { hub, limits: config.data },
@@ -193,6 +196,8 @@ export class SignalingServer {
       const nc = startup.opened(await connectNats(config.nats, config.replicaId, log, { asyncTraces: false }), (connection) => connection.close());
       // Tenants given as a file are taken up again when it changes (a Secret updated in place).
       const tenants = startup.opened(ConfiguredTenants.start(config.tenants, log), (configured) => configured.close());
+      // The TURN secret too (a rotation without a restart, docs/turn.md).
+      const turn = startup.opened(TurnCredentials.start(config.turn, log), (credentials) => credentials.close());
       // Certificates are taken up again when their files change (cert-manager renews them); nothing of it keeps the process alive.
       const tls = startup.opened(watchGrpcTls(config.grpcTls, log), (source) => source?.close());
       const directory = startup.opened(await SfuDirectory.open(nc, tls, log), (sfus) => sfus.close());
@@ -233,7 +238,7 @@ export class SignalingServer {
       const credentials = new TenantAuth(() => tenants.current, { kv: await openBucket(nc, buckets.apiKeys), keyring, log });
       // From here the replica's own close() owns every part, timers and subscriptions included.
       const server = startup.opened(
-        new SignalingServer({ config, tenants, nc, directory, recorders, store, liveness, hub, chat, actions, artifacts, roomSessions, tokenSessions, credentials, registry, log }),
+        new SignalingServer({ config, tenants, turn, nc, directory, recorders, store, liveness, hub, chat, actions, artifacts, roomSessions, tokenSessions, credentials, registry, log }),
         (replica) => replica.close(),
       );
       server.joins.listenForTakeovers();
@@ -310,6 +315,7 @@ export class SignalingServer {
       this.parts.recorders.close();
       this.parts.tokenSessions.close();
       this.parts.tenants.close();
+      this.parts.turn.close();
       await this.parts.nc.drain().catch(() => undefined);
     })();
     return this.closing;

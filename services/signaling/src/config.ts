@@ -21,7 +21,7 @@ import {
   type Tenant,
 } from '@gateway/common';
 
-import type { TurnSettings } from './participant/turnCredentials.js';
+import { parseTurnSecret, type TurnSettings } from './participant/turnCredentials.js';
 
 export { DEMO_TENANT, type Tenant } from '@gateway/common';
 
@@ -64,7 +64,7 @@ const turnUrls = z
 
 /**
  * TURN for media through networks that let no UDP out to the media nodes (docs/turn.md): the
- * file with the secret shared with coturn (`static-auth-secret`), the servers' URLs (comma-separated),
+ * file with the secret shared with coturn (taken up again when it changes), the servers' URLs (comma-separated),
  * and how long a credential may start an allocation. Without the secret no TURN server is handed out.
  */
 export const turnShape = {
@@ -86,14 +86,16 @@ export function readTurnSettings(c: z.infer<z.ZodObject<typeof turnShape>>): Tur
     return undefined;
   }
   if (c.SIGNALING_TURN_URLS.length === 0) throw invalid('SIGNALING_TURN_URLS: at least one URL is needed with SIGNALING_TURN_SECRET_FILE');
-  let secret: string;
+  let contents: Buffer;
   try {
-    secret = readFileSync(c.SIGNALING_TURN_SECRET_FILE, 'utf8').trim();
+    contents = readFileSync(c.SIGNALING_TURN_SECRET_FILE);
   } catch (error) {
     throw invalid('SIGNALING_TURN_SECRET_FILE: cannot be read', error);
   }
-  if (!/^[\x21-\x7e]{32,4096}$/.test(secret)) throw invalid('SIGNALING_TURN_SECRET_FILE: must hold a secret of at least 32 printable characters');
-  return { secret, urls: c.SIGNALING_TURN_URLS, ttlSeconds: c.SIGNALING_TURN_CREDENTIAL_TTL_SECONDS };
+  // The same check as when the file changes later (TurnCredentials).
+  const parsed = parseTurnSecret(contents.toString('utf8'));
+  if (!parsed.ok) throw invalid(`SIGNALING_TURN_SECRET_FILE: ${parsed.problem}`);
+  return { secret: parsed.value, urls: c.SIGNALING_TURN_URLS, ttlSeconds: c.SIGNALING_TURN_CREDENTIAL_TTL_SECONDS, file: { path: c.SIGNALING_TURN_SECRET_FILE, contents } };
 }
 
 const shape = {

@@ -6,6 +6,7 @@ import type { SignalingConfig } from '../config.js';
 import { MemoryParticipantStore, RecordingLink, fakeSfu, sessionFor, silentLog } from '../testing/fakes.js';
 import { JoinService, type JoinServiceDeps } from './JoinService.js';
 import { SessionRegistry } from './SessionRegistry.js';
+import { TurnCredentials } from './turnCredentials.js';
 
 const config = {
   replicaId: 'replica-a',
@@ -41,8 +42,9 @@ function setUp(options: { nodeAlive?: boolean; roomCreated?: boolean; turn?: Sig
   const registry = new Registry();
   const resumes = new Counter({ name: 'resumes_total', help: 'h', labelNames: ['result'] as const, registers: [registry] });
   const deps = {
-    config: { ...config, turn: options.turn },
+    config,
     tenants: ConfiguredTenants.of([]),
+    turn: TurnCredentials.start(options.turn, silentLog),
     nc: { publish: (subject: string, data: Uint8Array) => void published.push({ subject, data }) },
     store,
     directory: {

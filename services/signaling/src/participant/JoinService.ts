@@ -27,7 +27,7 @@ import type { RoomSessions } from '../rooms/RoomSessions.js';
 import { ParticipantSession, removedError, type SessionLink } from './ParticipantSession.js';
 import { parseResumeToken, resumeSecretMatches, type ResumeToken } from './resumeToken.js';
 import type { SessionRegistry } from './SessionRegistry.js';
-import { iceServersFor } from './turnCredentials.js';
+import type { TurnCredentials } from './turnCredentials.js';
 
 /** How often a resume re-reads a session record that changed under it before giving up. */
 const TAKEOVER_ATTEMPTS = 4;
@@ -41,6 +41,8 @@ export interface JoinServiceDeps {
   credentials: TenantCredentials;
   /** The configured tenants as they are now (their limits and recording policy). */
   tenants: Pick<ConfiguredTenants, 'find'>;
+  /** The TURN servers handed out, signed with the shared secret as it is now. */
+  turn: Pick<TurnCredentials, 'iceServersFor'>;
   nc: NatsConnection;
   store: ParticipantStore;
   directory: SfuDirectory;
@@ -162,7 +164,7 @@ export class JoinService {
         activeSpeakerParticipantId: this.speakerSeenBy(session, activeSpeakerParticipantId),
         // Fresh TURN credentials on every join and resume: a client back after a while gets one
         // that can still make allocations.
-        iceServers: iceServersFor(config.turn, session.participantId),
+        iceServers: this.deps.turn.iceServersFor(session.participantId),
       });
       return { session, response };
     } catch (error) {
@@ -221,7 +223,7 @@ export class JoinService {
         activeSpeakerParticipantId: this.speakerSeenBy(session, activeSpeakerParticipantId),
         // Fresh TURN credentials on every join and resume: a client back after a while gets one
         // that can still make allocations.
-        iceServers: iceServersFor(config.turn, session.participantId),
+        iceServers: this.deps.turn.iceServersFor(session.participantId),
       });
       return { session, response };
     } catch (error) {

@@ -3,9 +3,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ErrorCode } from '@gateway/common';
+import { ErrorCode, fileReloads } from '@gateway/common';
 import { readSignalingConfig } from '../config.js';
-import { iceServersFor, turnCredential } from './turnCredentials.js';
+import { silentLog } from '../testing/fakes.js';
+import { TurnCredentials, iceServersFor, turnCredential } from './turnCredentials.js';
 
 const secret = 'a-turn-secret-of-at-least-32-characters';
 
@@ -48,7 +49,8 @@ describe('TURN configuration', () => {
 
   it('reads the secret from its file, the URLs and the TTL', () => {
     const { turn } = read({ SIGNALING_TURN_SECRET_FILE: secretFile, SIGNALING_TURN_URLS: 'turn:127.0.0.1:3478?transport=udp, turns:turn.example.com:443?transport=tcp' });
-    expect(turn).toEqual({ secret, urls: ['turn:127.0.0.1:3478?transport=udp', 'turns:turn.example.com:443?transport=tcp'], ttlSeconds: 3600 });
+    expect(turn).toMatchObject({ secret, urls: ['turn:127.0.0.1:3478?transport=udp', 'turns:turn.example.com:443?transport=tcp'], ttlSeconds: 3600 });
+    expect(turn?.file?.path).toBe(secretFile);
     expect(read({ SIGNALING_TURN_SECRET_FILE: secretFile, SIGNALING_TURN_URLS: 'turn:[::1]:3478', SIGNALING_TURN_CREDENTIAL_TTL_SECONDS: '600' }).turn?.ttlSeconds).toBe(600);
   });
 
@@ -72,5 +74,43 @@ describe('TURN configuration', () => {
     expect(message).toContain(problem);
     expect(message).not.toContain(secret);
     expect(message).not.toContain('too-short');
+  });
+});
+
+describe('TURN secret rotation', () => {
+  const signedWith = (key: string, username: string) => createHmac('sha1', key).update(username).digest('base64');
+
+  it('signs with a changed secret at once, and keeps the last good one when the file goes bad', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gateway-turn-rotation-'));
+    const file = join(dir, 'secret');
+    writeFileSync(file, `${secret}\n`);
+    const settings = readSignalingConfig({ NATS_NKEY_SEED_FILE: join(dir, 'unused.nk'), SIGNALING_TURN_SECRET_FILE: file, SIGNALING_TURN_URLS: 'turn:127.0.0.1:3478' }).turn;
+    const outcomes: string[] = [];
+    const reloaded = (source: string) => outcomes.push(`${source}:reloaded`);
+    const rejected = (source: string) => outcomes.push(`${source}:rejected`);
+    fileReloads.on('reloaded', reloaded);
+    fileReloads.on('rejected', rejected);
+    const turn = TurnCredentials.start(settings, silentLog);
+    try {
+      const current = () => turn.iceServersFor('PA_rot')[0]!;
+      expect(current().credential).toBe(signedWith(secret, current().username));
+
+      const next = 'the-next-turn-secret-of-32-characters-or-more';
+      writeFileSync(file, next);
+      await turn.check();
+      expect(current().credential).toBe(signedWith(next, current().username));
+
+      // Too short, then not printable: refused, the secret in use stays.
+      for (const bad of ['short', `${'x'.repeat(20)} ${'y'.repeat(20)}`]) {
+        writeFileSync(file, bad);
+        await turn.check();
+        expect(current().credential).toBe(signedWith(next, current().username));
+      }
+      expect(outcomes.filter((o) => o.startsWith('turn-secret:'))).toEqual(['turn-secret:reloaded', 'turn-secret:rejected', 'turn-secret:rejected']);
+    } finally {
+      turn.close();
+      fileReloads.off('reloaded', reloaded);
+      fileReloads.off('rejected', rejected);
+    }
   });
 });
