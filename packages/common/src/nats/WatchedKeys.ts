@@ -1,4 +1,4 @@
-import type { NatsConnection } from '@nats-io/nats-core';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { KvWatchInclude, type KV } from '@nats-io/kv';
 import type { Logger } from '../runtime/logger.js';
 import { isLiveEntry, liveEntries } from './connection.js';
