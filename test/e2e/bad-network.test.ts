@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { NatsServer, allStarted, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
-import { CallPages, loadToJoin } from '../support/browser.js';
+import { CallPages } from '../support/browser.js';
 import { cameraClip, voiceClip } from '../support/media.js';
 import { NetworkNamespace, removeLeftoverNamespaces, shapedNetworkUnavailable } from '../support/netns.js';
 import { skipForMissing } from '../support/prerequisites.js';
@@ -98,15 +98,11 @@ describe('a call on bad networks in Chromium', () => {
   async function joinCall() {
     const room = `bad-network-${Date.now()}`;
     const endUser = await pages.open(endUserBrowser);
-    const agent = await pages.open(agentBrowser);
-    // The agent's page loads (over its shaped link) while the end user joins, and joins once the
-    // end user publishes. Loaded only then, its load time, long through 300 ms of delay, was
-    // added to every call, and checked nothing more.
-    const joinAgent = loadToJoin(agent, `${origin}/agent#token=${await demoToken({ room, identity: 'agent-1', role: 'agent' })}`);
     await endUser.goto(`${origin}/end-user#token=${await demoToken({ room, identity: 'customer-1', role: 'end_user' })}&autojoin=1`);
     await endUser.waitForFunction(() => ['camera', 'microphone'].every((s) => (window as any).room?.localPublications.get(s)?.trackId), undefined, { timeout: 30_000 });
     const endUserId = await endUser.evaluate(() => (window as any).room.localParticipant.id as string);
-    await joinAgent();
+    const agent = await pages.open(agentBrowser);
+    await agent.goto(`${origin}/agent#token=${await demoToken({ room, identity: 'agent-1', role: 'agent' })}&autojoin=1`);
     await agent.waitForFunction((id) => (window as any).room?.participants.get(id)?.tracks.size === 2, endUserId, { timeout: 30_000 });
     await waitFor(async () => (await receiving(agent, endUserId)).frames > 10, 30_000, "the end user's camera decoded at the agent");
     return { endUser, agent, endUserId };
