@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
-import { NatsServer, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
+import { NatsServer, allStarted, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { CallPages, launchChromium } from '../support/browser.js';
 import { demoToken } from '../support/tokens.js';
 
@@ -35,9 +35,11 @@ describe('adaptive stream and dynacast in Chromium', () => {
 
   beforeAll(async () => {
     nats = await NatsServer.start();
-    sfu = await startSfuProcess({ natsUrl: nats.url });
-    signaling = await startSignalingProcess({ natsUrl: nats.url });
-    browser = await launchChromium();
+    await allStarted([
+      startSfuProcess({ natsUrl: nats.url }).then((p) => (sfu = p)),
+      startSignalingProcess({ natsUrl: nats.url }).then((p) => (signaling = p)),
+      launchChromium().then((b) => (browser = b)),
+    ]);
   }, 90_000);
 
   afterEach(() => pages.endAll());

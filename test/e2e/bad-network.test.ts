@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
-import { NatsServer, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
+import { NatsServer, allStarted, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { CallPages } from '../support/browser.js';
 import { cameraClip, voiceClip } from '../support/media.js';
 import { NetworkNamespace, removeLeftoverNamespaces, shapedNetworkUnavailable } from '../support/netns.js';
@@ -68,8 +68,10 @@ describe('a call on bad networks in Chromium', () => {
     agentNet = await NetworkNamespace.create();
     const host = endUserNet.hostAddress;
     nats = await NatsServer.start();
-    sfu = await startSfuProcess({ natsUrl: nats.url, env: { SFU_LISTEN_IP: host, SFU_ANNOUNCED_ADDRESS: host } });
-    sig = await startSignalingProcess({ natsUrl: nats.url, env: { SIGNALING_HOST: host } });
+    await allStarted([
+      startSfuProcess({ natsUrl: nats.url, env: { SFU_LISTEN_IP: host, SFU_ANNOUNCED_ADDRESS: host } }).then((p) => (sfu = p)),
+      startSignalingProcess({ natsUrl: nats.url, env: { SIGNALING_HOST: host } }).then((p) => (sig = p)),
+    ]);
     origin = `http://${host}:${sig.port}`;
     const devices = [`--use-file-for-fake-audio-capture=${voiceClip()}`, `--use-file-for-fake-video-capture=${cameraClip()}`];
     [endUserBrowser, agentBrowser] = await Promise.all([endUserNet.launchChromium(devices, [origin]), agentNet.launchChromium(devices, [origin])]);

@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import { Kvm } from '@nats-io/kv';
 import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NatsServer, startRoutingProcess, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
+import { NatsServer, allStarted, startRoutingProcess, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
 import { mintDeskToken, type DeskRole } from '../../services/signaling/src/auth/tokens.js';
 import { DEMO_TENANT } from '../../services/signaling/src/config.js';
 import { launchChromium, receiveSummaryScript, type ReceiveSummary } from '../support/browser.js';
@@ -113,12 +113,14 @@ describe('the contact center pages in Chromium', () => {
     mkdirSync(SHOTS, { recursive: true });
     nats = await NatsServer.start();
     await seedRoutingDirectory(nats, directory);
-    sfu = await startSfuProcess({ natsUrl: nats.url });
     const routingEnv = { ...twoTenantEnv, ROUTING_TICK_MS: '100', ROUTING_OFFER_TIMEOUT_SECONDS: '8', ROUTING_LEASE_POLL_MS: '300' };
-    routing.push(await startRoutingProcess({ natsUrl: nats.url, replicaId: 'routing-a', env: routingEnv }));
-    routing.push(await startRoutingProcess({ natsUrl: nats.url, replicaId: 'routing-b', env: routingEnv }));
-    signaling = await startSignalingProcess({ natsUrl: nats.url, env: twoTenantEnv });
-    browser = await launchChromium([`--use-file-for-fake-audio-capture=${voiceClip()}`]);
+    // Which replica comes to own the tenant is read from the lease KV when it matters (ownerOf).
+    await allStarted([
+      startSfuProcess({ natsUrl: nats.url }).then((p) => (sfu = p)),
+      ...['routing-a', 'routing-b'].map((replicaId) => startRoutingProcess({ natsUrl: nats.url, replicaId, env: routingEnv }).then((p) => routing.push(p))),
+      startSignalingProcess({ natsUrl: nats.url, env: twoTenantEnv }).then((p) => (signaling = p)),
+      launchChromium([`--use-file-for-fake-audio-capture=${voiceClip()}`]).then((b) => (browser = b)),
+    ]);
     context = await browser.newContext();
     await context.addInitScript({ content: 'globalThis.__name = (f) => f;' });
   }, 120_000);

@@ -4,8 +4,8 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
 import { ParticipantRecord } from '@gateway/proto/gateway/events/v1/events';
 import { buckets, kvKeys } from '@gateway/common';
-import { NatsServer, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
-import { launchChromium, receiveSummaryScript, type ReceiveSummary } from '../support/browser.js';
+import { NatsServer, allStarted, startSfuProcess, startSignalingProcess, waitFor } from '@gateway/testing';
+import { launchChromium, loadToJoin, receiveSummaryScript, type ReceiveSummary } from '../support/browser.js';
 import { voiceClip } from '../support/media.js';
 import { metricValue } from '../support/metrics.js';
 import { demoToken } from '../support/tokens.js';
@@ -51,8 +51,7 @@ describe('a room across two SFU nodes in Chromium', () => {
   beforeAll(async () => {
     nats = await NatsServer.start();
     nc = await nats.connect();
-    signaling = await startSignalingProcess({ natsUrl: nats.url });
-    browser = await launchChromium([`--use-file-for-fake-audio-capture=${voiceClip()}`]);
+    await allStarted([startSignalingProcess({ natsUrl: nats.url }).then((p) => (signaling = p)), launchChromium([`--use-file-for-fake-audio-capture=${voiceClip()}`]).then((b) => (browser = b))]);
   }, 90_000);
 
   // Node A alone at first, so the room is placed there.
@@ -86,14 +85,16 @@ describe('a room across two SFU nodes in Chromium', () => {
   /** The end user (camera, microphone, screen) placed on node A; the agent placed on node B, started after, receiving all three. */
   async function callAcrossNodes() {
     const endUser = await newPage();
+    // The agent's page loads meanwhile; it joins once node B is up.
+    const agent = await newPage();
+    const joinAgent = loadToJoin(agent, `${signaling.url}/agent#token=${await demoToken({ room, identity: 'agent-1', role: 'agent' })}`);
     await endUser.goto(`${signaling.url}/end-user#token=${await demoToken({ room, identity: 'customer-1', role: 'end_user' })}&autojoin=1`);
     await endUser.waitForFunction(() => document.body.dataset.state === 'connected');
     await endUser.waitForFunction(() => (window as any).room?.localTracks.size >= 2);
     await endUser.evaluate(() => (window as any).room.publish({ screen: true }));
     await endUser.waitForFunction(() => (window as any).room?.localTracks.size >= 3);
     nodeB = await startNode();
-    const agent = await newPage();
-    await agent.goto(`${signaling.url}/agent#token=${await demoToken({ room, identity: 'agent-1', role: 'agent' })}&autojoin=1`);
+    await joinAgent();
     await agent.waitForFunction(() => document.body.dataset.state === 'connected');
     await waitFor(
       async () => {
@@ -109,6 +110,9 @@ describe('a room across two SFU nodes in Chromium', () => {
 
   it('places the agent on the second node when the first is full, and carries media across both ways', async () => {
     const endUser = await newPage();
+    // The agent's page loads meanwhile; it joins once node B is up.
+    const agent = await newPage();
+    const joinAgent = loadToJoin(agent, `${signaling.url}/agent#token=${await demoToken({ room, identity: 'agent-1', role: 'agent' })}`);
     await endUser.goto(`${signaling.url}/end-user#token=${await demoToken({ room, identity: 'customer-1', role: 'end_user' })}&autojoin=1`);
     await endUser.waitForFunction(() => document.body.dataset.state === 'connected');
     await endUser.waitForFunction(() => (window as any).room?.localTracks.size >= 2);
@@ -118,8 +122,7 @@ describe('a room across two SFU nodes in Chromium', () => {
     expect(await nodeOf(endUserId)).toBe(nodeA.nodeId);
 
     nodeB = await startNode();
-    const agent = await newPage();
-    await agent.goto(`${signaling.url}/agent#token=${await demoToken({ room, identity: 'agent-1', role: 'agent' })}&autojoin=1`);
+    await joinAgent();
     await agent.waitForFunction(() => document.body.dataset.state === 'connected');
     const agentId = await agent.evaluate(() => (window as any).room.localParticipant.id as string);
     expect(await nodeOf(agentId)).toBe(nodeB.nodeId);

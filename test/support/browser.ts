@@ -32,6 +32,20 @@ export function launchChromium(extraArgs: string[] = [], options: { executablePa
   });
 }
 
+/**
+ * Loads a call page (its token in the hash, without autojoin) and returns what joins it, by its
+ * Join button, once loaded. A test whose second participant must join only after the first
+ * publishes lets the second page load meanwhile instead of after: the join is the same.
+ */
+export function loadToJoin(page: Page, url: string): () => Promise<void> {
+  const loaded = page.goto(url).then(() => page.waitForFunction(() => document.body.dataset.state === 'idle', undefined, { timeout: 30_000 }));
+  loaded.catch(() => undefined); // awaited by the join; not unhandled should the test fail before it
+  return async () => {
+    await loaded;
+    await page.locator('#join-form button').click();
+  };
+}
+
 /** Summary of what a page's room receives, from getStats() of each consumer. */
 export interface ReceiveSummary {
   participantId: string;

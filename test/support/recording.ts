@@ -6,8 +6,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Browser } from 'playwright-core';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { RecorderClient } from '@gateway/proto/gateway/recorder/v1/recorder';
-import { NatsServer, startRecorderProcess, startSfuProcess, startSignalingProcess } from '@gateway/testing';
-import { launchChromium } from './browser.js';
+import { NatsServer, allStarted, startRecorderProcess, startSfuProcess, startSignalingProcess } from '@gateway/testing';
+import { launchChromium, loadToJoin } from './browser.js';
 import { recorderClientAs } from './grpcClients.js';
 import { demoToken } from './tokens.js';
 
@@ -46,11 +46,15 @@ export class RecordingStack {
   async start(): Promise<void> {
     this.nats = await NatsServer.start();
     this.nc = await this.nats.connect();
-    this.sfu = await startSfuProcess({ natsUrl: this.nats.url });
-    this.signaling = await startSignalingProcess({ natsUrl: this.nats.url });
-    this.recorder = await startRecorderProcess({ natsUrl: this.nats.url, workDir: this.workDir, env: { RECORDER_SEGMENT_SECONDS: '2' } });
+    // Side by side (see allStarted); each is kept as it comes, so that stop() stops whatever started.
+    const url = this.nats.url;
+    await allStarted([
+      startSfuProcess({ natsUrl: url }).then((p) => (this.sfu = p)),
+      startSignalingProcess({ natsUrl: url }).then((p) => (this.signaling = p)),
+      startRecorderProcess({ natsUrl: url, workDir: this.workDir, env: { RECORDER_SEGMENT_SECONDS: '2' } }).then((p) => (this.recorder = p)),
+      launchChromium().then((b) => (this.browser = b)),
+    ]);
     this.client = recorderClientAs(this.recorder.grpcAddress);
-    this.browser = await launchChromium();
   }
 
   async stop(): Promise<void> {
@@ -69,10 +73,12 @@ export class RecordingStack {
   /** Joins an end user (camera, microphone) and an agent (microphone) to a new room. */
   async call(room: string) {
     const endUser = await this.browser.newPage();
+    const agent = await this.browser.newPage();
+    // The agent's page loads while the end user joins; it joins once the end user publishes.
+    const joinAgent = loadToJoin(agent, `${this.signaling.url}/agent#token=${await demoToken({ room, identity: 'agent-1', role: 'agent' })}`);
     await endUser.goto(`${this.signaling.url}/end-user#token=${await demoToken({ room, identity: 'customer-1', role: 'end_user' })}&autojoin=1`);
     await endUser.waitForFunction(() => (window as any).room?.localTracks.size >= 2);
-    const agent = await this.browser.newPage();
-    await agent.goto(`${this.signaling.url}/agent#token=${await demoToken({ room, identity: 'agent-1', role: 'agent' })}&autojoin=1`);
+    await joinAgent();
     await agent.waitForFunction(() => (window as any).room?.localTracks.size >= 1);
     const agentId = await agent.evaluate(() => (window as any).room.localParticipant.id as string);
     await sleep(1_000);

@@ -30,6 +30,17 @@ function inheritedEnv(): NodeJS.ProcessEnv {
   return rest;
 }
 
+/**
+ * Waits for starts begun side by side, then throws the first failure, if any. Services need only
+ * NATS to start (NatsServer.start provisions the streams) and their start-up is mostly CPU: one
+ * after another leaves the second core idle. Every start settles before a failure is thrown, so
+ * that a test's clean-up finds everything that did start.
+ */
+export async function allStarted(starts: ReadonlyArray<Promise<unknown>>): Promise<void> {
+  const failed = (await Promise.allSettled(starts)).find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
 export class ServiceProcess {
   private output = '';
   private exited: Promise<number | null>;

@@ -1,6 +1,6 @@
 /**
  * Loaded before a service's own code, so that the context manager and propagator are in place
- * before anything runs:
+ * before anything runs (node awaits a module given to --import before it runs the entry):
  *
  *   node --import tsx --import @gateway/common/telemetry/register services/<name>/src/main.ts
  *
@@ -8,4 +8,4 @@
  */
 import { startTelemetry } from './sdk.js';
 
-startTelemetry();
+await startTelemetry();

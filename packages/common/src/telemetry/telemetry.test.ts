@@ -1,9 +1,19 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { ROOT_CONTEXT, propagation, trace, TraceFlags } from '@opentelemetry/api';
-import { core } from '@opentelemetry/sdk-node';
+import { ROOT_CONTEXT, context, propagation, trace, TraceFlags } from '@opentelemetry/api';
+import { NodeSDK, core } from '@opentelemetry/sdk-node';
 import * as grpc from '@grpc/grpc-js';
-import { sdkOptions } from './sdk.js';
-import { contextFromGrpcMetadata, contextFromNatsHeaders, contextFromTraceparent, grpcSpan, injectIntoGrpcMetadata, linksFromNatsHeaders, natsHeadersWithTrace, traceparentOf } from './tracing.js';
+import { sdkNeeded, sdkOptions, startTelemetry } from './sdk.js';
+import {
+  contextFromGrpcMetadata,
+  contextFromNatsHeaders,
+  contextFromTraceparent,
+  grpcSpan,
+  injectIntoGrpcMetadata,
+  linksFromNatsHeaders,
+  natsHeadersWithTrace,
+  sdkKey,
+  traceparentOf,
+} from './tracing.js';
 
 const entry = '/srv/gateway/services/crm-sync/src/main.ts';
 
@@ -25,6 +35,67 @@ describe('sdkOptions', () => {
     expect(sdkOptions({ OTEL_SERVICE_NAME: 'x' }, entry)).not.toHaveProperty('serviceName');
     expect(sdkOptions({ OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment=prod,service.name=y' }, entry)).not.toHaveProperty('serviceName');
     expect(sdkOptions({}, '/usr/bin/some-tool')).not.toHaveProperty('serviceName');
+  });
+});
+
+describe('startTelemetry without anything to export', () => {
+  afterEach(() => {
+    context.disable();
+    propagation.disable();
+    trace.disable();
+    delete (globalThis as { [sdkKey]?: unknown })[sdkKey];
+  });
+
+  /** What the services rely on: headers injected for a traced context, the active context across an await, and spans. */
+  async function observed() {
+    const spanContext = { traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7', traceFlags: TraceFlags.SAMPLED };
+    const parent = propagation.setBaggage(trace.setSpanContext(ROOT_CONTEXT, spanContext), propagation.createBaggage({ tenant: { value: 'demo' } }));
+    const carrier: Record<string, string> = {};
+    propagation.inject(parent, carrier);
+    const afterAwait = await context.with(parent, async () => {
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      return trace.getSpanContext(context.active())?.spanId;
+    });
+    const span = trace.getTracer('gateway').startSpan('x', {}, parent);
+    return { carrier, afterAwait, recording: span.isRecording(), child: span.spanContext().spanId, fields: propagation.fields().sort() };
+  }
+
+  it('needs the SDK only for an exporter, other propagators, its own logging or turning it off', () => {
+    expect(sdkNeeded({})).toBe(false);
+    expect(sdkNeeded({ OTEL_EXPORTER_OTLP_ENDPOINT: ' ', OTEL_SERVICE_NAME: 'x', OTEL_RESOURCE_ATTRIBUTES: 'a=b' })).toBe(false);
+    for (const name of [
+      'OTEL_TRACES_EXPORTER',
+      'OTEL_EXPORTER_OTLP_ENDPOINT',
+      'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT',
+      'OTEL_METRICS_EXPORTER',
+      'OTEL_LOGS_EXPORTER',
+      'OTEL_PROPAGATORS',
+      'OTEL_LOG_LEVEL',
+      'OTEL_SDK_DISABLED',
+    ]) {
+      expect(sdkNeeded({ [name]: 'x' }), name).toBe(true);
+    }
+  });
+
+  it('registers what the SDK registers then, without loading it: trace context and baggage carried, context kept across awaits, no spans recorded', async () => {
+    await startTelemetry({}, entry);
+    const light = await observed();
+    expect(light).toMatchObject({ afterAwait: '00f067aa0ba902b7', recording: false, child: '00f067aa0ba902b7', fields: ['baggage', 'traceparent', 'tracestate'] });
+    expect(light.carrier).toEqual({ traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', baggage: 'tenant=demo' });
+    // A second start changes nothing.
+    await startTelemetry({}, entry);
+    expect(await observed()).toEqual(light);
+
+    context.disable();
+    propagation.disable();
+    trace.disable();
+    const sdk = new NodeSDK(sdkOptions({}, entry));
+    sdk.start();
+    try {
+      expect(await observed()).toEqual(light);
+    } finally {
+      await sdk.shutdown();
+    }
   });
 });
 
