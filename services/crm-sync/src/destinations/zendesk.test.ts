@@ -4,7 +4,8 @@ import { createLogger, GatewayError } from '@gateway/common';
 import { ZendeskContractServer } from '../../../../test/contracts/zendesk/server.js';
 import { contactDelivery, delivery, memoryArtifact } from '../testing/deliveries.js';
 import type { ContactMap, DeliveryArtifact } from './types.js';
-import { ZendeskDestination, idempotencyKeyOf, partsOf, zendeskConfigSchema, type ZendeskOptions } from './zendesk.js';
+import { ZendeskDestination, idempotencyKeyOf, zendeskConfigSchema, type ZendeskOptions } from './zendesk.js';
+import { partsOf } from './zendeskTickets.js';
 
 const EMAIL = 'agent@acme.example';
 const TOKEN = 'zd-api-token-0451';
