@@ -55,6 +55,8 @@ export default defineConfig({
           sequence: { groupOrder: 1 },
           // Certificates made once for the run rather than once per file (test/support/testRun.ts).
           globalSetup: ['test/support/testRun.ts'],
+          // A failed test's error quotes the warnings of the services it ran (for CI's short tail).
+          setupFiles: ['test/support/failureReport.ts'],
         },
       },
     ],

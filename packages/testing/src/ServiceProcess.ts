@@ -42,6 +42,8 @@ export async function allStarted(starts: ReadonlyArray<Promise<unknown>>): Promi
 }
 
 export class ServiceProcess {
+  /** Every service a test process has running now (what a failed test's report quotes). */
+  static readonly running = new Set<ServiceProcess>();
   private output = '';
   private exited: Promise<number | null>;
 
@@ -53,6 +55,28 @@ export class ServiceProcess {
     child.stdout?.on('data', (chunk: Buffer) => this.append(chunk));
     child.stderr?.on('data', (chunk: Buffer) => this.append(chunk));
     this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+    ServiceProcess.running.add(this);
+    child.once('exit', () => ServiceProcess.running.delete(this));
+  }
+
+  /**
+   * The last warnings and errors the service logged (its pino lines of level 40 and up), each as
+   * `level msg (err.message)`: what a failed test's report adds, so a failure on CI says why.
+   */
+  warnings(limit = 5): string[] {
+    const lines: string[] = [];
+    for (const line of this.output.split('\n')) {
+      if (!line.startsWith('{')) continue;
+      try {
+        const entry = JSON.parse(line) as { level?: number; msg?: string; err?: { message?: string } };
+        if ((entry.level ?? 0) < 40) continue;
+        const why = entry.err?.message ? ` (${entry.err.message})` : '';
+        lines.push(`${entry.level! >= 50 ? 'error' : 'warn'} ${entry.msg ?? ''}${why}`.slice(0, 240));
+      } catch {
+        // a line that is not JSON (a stack printed by node itself)
+      }
+    }
+    return lines.slice(-limit);
   }
 
   private append(chunk: Buffer): void {

@@ -163,7 +163,7 @@ export class CapturePipeline {
     const tapId = `${this.recording.recordingId}-c${number}`;
     const roles = await this.ctx.roles();
     const streams: CaptureStream[] = [];
-    for (const producer of live) streams.push(await this.tapStream(tapId, producer, roles));
+    for (const producer of live) streams.push(await this.tapStream(tapId, producer, roles, new Set(streams.map((s) => s.port))));
     await writeFile(path.join(this.dir, `capture-${number}.sdp`), buildSdp(streams, this.ctx.rtpIp), { mode: 0o600 });
     const child = spawn(this.ctx.ffmpeg, captureArgs(streams, `capture-${number}.sdp`, number, this.ctx.segmentSeconds), {
       cwd: this.dir,
@@ -201,8 +201,8 @@ export class CapturePipeline {
   }
 
   /** A paused tap stream of one producer to a fresh pair of local ports. */
-  private async tapStream(tapId: string, producer: ProducerInfo, roles: Map<string, string>): Promise<CaptureStream> {
-    const port = await freePortPair();
+  private async tapStream(tapId: string, producer: ProducerInfo, roles: Map<string, string>, takenPorts: ReadonlySet<number>): Promise<CaptureStream> {
+    const port = await freePortPair(takenPorts);
     const tapped = await callUnary(this.ctx.sfu, this.ctx.sfu.createTapStream, {
       tap: { room: this.roomRef, tapId },
       producerId: producer.producerId,

@@ -2,8 +2,11 @@ import type { ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { ErrorCode, GatewayError } from '@gateway/common';
 
-/** An even port whose successor is free too (RTP and RTCP), picked by the kernel. */
-export async function freePortPair(): Promise<number> {
+/**
+ * An even port whose successor is free too (RTP and RTCP), picked by the kernel. `taken`: pairs
+ * already picked for the same capture, free until ffmpeg binds them all, so never picked twice.
+ */
+export async function freePortPair(taken: ReadonlySet<number> = new Set()): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
     const probe = createSocket('udp4');
     const port = await new Promise<number>((resolve, reject) => {
@@ -12,7 +15,7 @@ export async function freePortPair(): Promise<number> {
     });
     probe.close();
     const even = port % 2 === 0 ? port : port - 1;
-    if (even < 1024) continue;
+    if (even < 1024 || taken.has(even)) continue;
     if ((await portFree(even)) && (await portFree(even + 1))) return even;
   }
   throw new GatewayError(ErrorCode.UNAVAILABLE, 'no free UDP port pair for a recording stream');
