@@ -245,9 +245,91 @@ def simulcast_consumer(text):
     return text
 
 
+# --- A link that widens again is found at once (docs/mediasoup-worker.md).
+# After a switch down the estimate has to grow back by itself: libwebrtc's additive increase near
+# the last capacity it saw, and probes only while the sender is application limited, took 10 to
+# 25 s to get a receiver its top layer back. libwebrtc probes when the allocated bitrate changes:
+# while the estimate holds the consumers below the bitrate they want, the transport nudges its
+# allocation by one bit per second every 3 s, so a probe at what they want (and at twice that, at
+# most a few kilobytes in 15 ms each) tells at once whether the link now carries it. LiveKit's
+# stream allocator probes in the same case.
+
+
+def tcc_client_header(text):
+    old = "\t\tuint64_t lastAvailableBitrateEventAtMs{ 0u };\n"
+    if old not in text:
+        sys.exit("patch: TransportCongestionControlClient.hpp lastAvailableBitrateEventAtMs not found")
+    text = text.replace(
+        old,
+        old + "\t\t// Probing for the desired bitrate while the estimate is below it.\n"
+        "\t\tuint64_t lastDesiredBitrateProbeAtMs{ 0u };\n"
+        "\t\tuint32_t allocationNudge{ 0u };\n",
+    )
+    old = "\t\tvoid MayEmitAvailableBitrateEvent(uint32_t previousAvailableBitrate);\n"
+    if old not in text:
+        sys.exit("patch: TransportCongestionControlClient.hpp MayEmitAvailableBitrateEvent not found")
+    return text.replace(old, old + "\t\tvoid MayProbeForDesiredBitrate();\n")
+
+
+def tcc_client(text):
+    def sub(old, new, what):
+        nonlocal text
+        if text.count(old) != 1:
+            sys.exit(f"patch: TransportCongestionControlClient.cpp {what} not found once")
+        text = text.replace(old, new)
+
+    # The nudge stays in every later update of the limits, so only a new nudge changes them.
+    sub("""		this->rtpTransportControllerSend->SetAllocatedSendBitrateLimits(
+		  this->bitrates.minBitrate, this->bitrates.maxPaddingBitrate, this->bitrates.maxBitrate);
+""", """		this->rtpTransportControllerSend->SetAllocatedSendBitrateLimits(
+		  this->bitrates.minBitrate,
+		  this->bitrates.maxPaddingBitrate,
+		  this->bitrates.maxBitrate + this->allocationNudge);
+""", "SetAllocatedSendBitrateLimits")
+    sub("""			MayEmitAvailableBitrateEvent(this->bitrates.availableBitrate);
+		}
+	}
+""", """			MayEmitAvailableBitrateEvent(this->bitrates.availableBitrate);
+
+			MayProbeForDesiredBitrate();
+		}
+	}
+
+	void TransportCongestionControlClient::MayProbeForDesiredBitrate()
+	{
+		static constexpr uint64_t DesiredBitrateProbeIntervalMs{ 3000u };
+
+		if (
+		  this->rtpTransportControllerSend == nullptr || this->bitrates.desiredBitrate == 0u ||
+		  this->bitrates.availableBitrate >= this->bitrates.desiredBitrate)
+		{
+			return;
+		}
+
+		const uint64_t nowMs = DepLibUV::GetTimeMs();
+
+		if (nowMs - this->lastDesiredBitrateProbeAtMs < DesiredBitrateProbeIntervalMs)
+		{
+			return;
+		}
+
+		this->lastDesiredBitrateProbeAtMs = nowMs;
+		this->allocationNudge             = this->allocationNudge == 0u ? 1u : 0u;
+
+		this->rtpTransportControllerSend->SetAllocatedSendBitrateLimits(
+		  this->bitrates.minBitrate,
+		  this->bitrates.maxPaddingBitrate,
+		  this->bitrates.maxBitrate + this->allocationNudge);
+	}
+""", "OnTimer end")
+    return text
+
+
 edit(f"{worker}/meson.build", main_meson)
 edit(f"{worker}/src/RTC/DtlsTransport.cpp", dtls_bio_callback)
 edit(f"{worker}/deps/libwebrtc/meson.build", libwebrtc_meson)
 edit(f"{worker}/src/RTC/KeyFrameRequestManager.cpp", key_frame_retry)
 edit(f"{worker}/include/RTC/SimulcastConsumer.hpp", simulcast_consumer_header)
 edit(f"{worker}/src/RTC/SimulcastConsumer.cpp", simulcast_consumer)
+edit(f"{worker}/include/RTC/TransportCongestionControlClient.hpp", tcc_client_header)
+edit(f"{worker}/src/RTC/TransportCongestionControlClient.cpp", tcc_client)

@@ -34,11 +34,10 @@ const SWITCH_DOWN_WITHIN_MS = 5_000;
  */
 const SWITCH_FREEZE_LIMIT_MS = 4_000;
 /**
- * A widened downlink gets a higher layer within this long, and the top one with
- * BAD_NETWORK_STRICT=1. The aim is the top layer within 10 s: 0.8 to 7 s seen, but 11 to 12 s in
- * three runs of eleven and once not within 20 s (docs/testing.md).
+ * A widened downlink gets the top layer back within this long (the aim). The SFU probes for the
+ * bitrate its consumers want every 3 s while its estimate is below it: 0.9 to 2.2 s seen.
  */
-const TOP_AGAIN_WITHIN_MS = 25_000;
+const TOP_AGAIN_WITHIN_MS = 10_000;
 /**
  * With loss on either side, audio can be concealment only for about 300 ms at times (asserted
  * under 1 s unless BAD_NETWORK_STRICT=1 asks for the 200 ms aim).
@@ -136,31 +135,20 @@ describe('a call on bad networks in Chromium', () => {
     await agentNet.shape('down', base);
     const lifted = Date.now();
     const samplesBeforeLift = await agent.evaluate(() => (window as any).flow.length as number);
-    // Up again once the link widens (the SFU waits 5 s after a switch down for lack of bandwidth
-    // before it tries a higher layer again, then its estimate has to grow): a higher layer always;
-    // the top one is the aim, asserted with BAD_NETWORK_STRICT=1 (not yet reliable, see docs/testing.md).
-    await waitFor(async () => (await receiving(agent, endUserId)).height > limited, TOP_AGAIN_WITHIN_MS, `a layer above ${limited}p at the agent after lifting the limit`);
+    // The top layer again once the link widens: the SFU's next probe finds the room.
     const atTop = async () => {
       const [sent, got] = [await topLayerHeight(endUser), (await receiving(agent, endUserId)).height];
       return sent > 0 && got >= sent;
     };
-    const reachedTop = await waitFor(atTop, Math.max(0, TOP_AGAIN_WITHIN_MS - (Date.now() - lifted)), 'the top layer at the agent again after lifting the limit').then(
-      () => true,
-      (error) => {
-        if (STRICT) throw error;
-        return false;
-      },
-    );
-    const backAfterMs = reachedTop ? Date.now() - lifted : undefined;
+    await waitFor(atTop, TOP_AGAIN_WITHIN_MS, `the top layer at the agent within 10 s of lifting the limit (it had ${limited}p)`);
+    const backAfterMs = Date.now() - lifted;
     const flow = await stopSampling(agent);
 
     // The picture never held long: not while switching down (the SFU stops sending the layer it
     // leaves and asks the end user for a key frame of the lower one), nor on the way up.
     const [down, up] = [flow.slice(0, samplesBeforeLift), flow.slice(samplesBeforeLift)];
     const [downStall, upStall] = [longestStall(down, 'videoAt', 'frames'), longestStall(up, 'videoAt', 'frames')];
-    context.annotate(
-      `longest stall ${Math.round(downStall)} ms while narrowed, ${Math.round(upStall)} ms after; top layer again ${backAfterMs === undefined ? 'not' : `${backAfterMs} ms`} after the lift`,
-    );
+    context.annotate(`longest stall ${Math.round(downStall)} ms while narrowed, ${Math.round(upStall)} ms after; top layer again ${backAfterMs} ms after the lift`);
     expect(downStall, 'longest span without a decoded frame while narrowed (ms)').toBeLessThanOrEqual(SWITCH_FREEZE_LIMIT_MS);
     expect(upStall, 'longest span without a decoded frame after the lift (ms)').toBeLessThanOrEqual(FREEZE_LIMIT_MS);
     // Sound never stopped: decoded audio in every second, and its energy grew all along.
