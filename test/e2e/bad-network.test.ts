@@ -20,6 +20,12 @@ import { demoToken } from '../support/tokens.js';
  * audio, not a gap, so it is not counted.
  */
 /**
+ * BAD_NETWORK_STRICT=1 asserts the aims where the bounds are loose for a busy machine: a freeze
+ * while switching down under 1 s, and with loss on either side audio concealment only for under
+ * 200 ms (about 300 ms seen at times; asserted under 1 s otherwise).
+ */
+const STRICT = process.env.BAD_NETWORK_STRICT === '1';
+/**
  * The longest a picture may hold. A call on a quiet machine stays under one second (the aim);
  * on a shared two-core machine the browsers' decoders starve now and then, so the bound is
  * loose: what is asserted is that video keeps coming, not how smoothly.
@@ -28,21 +34,16 @@ const FREEZE_LIMIT_MS = 3_000;
 /** A narrowed downlink gets a lower layer within this long (the aim and the bound). */
 const SWITCH_DOWN_WITHIN_MS = 5_000;
 /**
- * The longest a picture may hold while a narrowed downlink switches down: on a quiet machine
- * about a second (the bandwidth estimate falling, then a key frame of the lower layer); 1.1 to
- * 1.7 s on the shared two-core machine, once 3.4 s.
+ * The longest a picture may hold while a narrowed downlink switches down: 0.5 to 1.3 s on a quiet
+ * machine (the estimate falling on the loss, then a key frame of the lower layer). The aim, 1 s,
+ * is asserted with BAD_NETWORK_STRICT=1; the bound leaves room for a busy machine's decoders.
  */
-const SWITCH_FREEZE_LIMIT_MS = 4_000;
+const SWITCH_FREEZE_LIMIT_MS = STRICT ? 1_000 : 3_000;
 /**
  * A widened downlink gets the top layer back within this long (the aim). The SFU probes for the
- * bitrate its consumers want every 3 s while its estimate is below it: 0.9 to 2.2 s seen.
+ * bitrate its consumers want every 3 s while its estimate is below it: 0.7 to 1.9 s seen, once 6.9 s.
  */
 const TOP_AGAIN_WITHIN_MS = 10_000;
-/**
- * With loss on either side, audio can be concealment only for about 300 ms at times (asserted
- * under 1 s unless BAD_NETWORK_STRICT=1 asks for the 200 ms aim).
- */
-const STRICT = process.env.BAD_NETWORK_STRICT === '1';
 
 describe('a call on bad networks in Chromium', () => {
   let unavailable: string | undefined;
