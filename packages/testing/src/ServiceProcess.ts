@@ -45,6 +45,8 @@ export class ServiceProcess {
   /** Every service a test process has running now (what a failed test's report quotes). */
   static readonly running = new Set<ServiceProcess>();
   private output = '';
+  /** How much output there was when the service became ready (where warnings() starts). */
+  private readyAtOutput = 0;
   private exited: Promise<number | null>;
 
   private constructor(
@@ -60,12 +62,13 @@ export class ServiceProcess {
   }
 
   /**
-   * The last warnings and errors the service logged (its pino lines of level 40 and up), each as
-   * `level msg (err.message)`: what a failed test's report adds, so a failure on CI says why.
+   * The last warnings and errors the service logged once ready (its pino lines of level 40 and
+   * up), each as `level msg (err.message)`: what a failed test's report adds, so a failure on CI
+   * says why. What it said while starting (a test set-up's usual warnings) is left out.
    */
   warnings(limit = 5): string[] {
     const lines: string[] = [];
-    for (const line of this.output.split('\n')) {
+    for (const line of this.output.slice(this.readyAtOutput).split('\n')) {
       if (!line.startsWith('{')) continue;
       try {
         const entry = JSON.parse(line) as { level?: number; msg?: string; err?: { message?: string } };
@@ -82,7 +85,10 @@ export class ServiceProcess {
   private append(chunk: Buffer): void {
     this.output += chunk.toString();
     // Keep the tail only: long tests log a lot.
-    if (this.output.length > 200_000) this.output = this.output.slice(-100_000);
+    if (this.output.length > 200_000) {
+      this.readyAtOutput = Math.max(0, this.readyAtOutput - (this.output.length - 100_000));
+      this.output = this.output.slice(-100_000);
+    }
   }
 
   get logs(): string {
@@ -106,7 +112,10 @@ export class ServiceProcess {
       if (child.exitCode !== null) throw new Error(`${service} exited with ${child.exitCode} during start-up:\n${proc.logs.slice(-4000)}`);
       try {
         const res = await fetch(readyUrl);
-        if (res.ok) return proc;
+        if (res.ok) {
+          proc.readyAtOutput = proc.output.length;
+          return proc;
+        }
       } catch {
         // not listening yet
       }
