@@ -136,7 +136,11 @@ describe('a room across two SFU nodes in Chromium', () => {
       'decoded camera and screen frames and audio from node A at the agent on node B',
     );
     // Each node judges the active speaker over the voices it holds, imported ones included:
-    // the agent on B hears that the end user, whose microphone is on A, is speaking.
+    // the agent on B hears that the end user, whose microphone is on A, is speaking. The agent's
+    // own microphone (the same clip) is on B too and can stay the louder of the two for as long
+    // as the wait lasts (it did on a loaded machine): it is muted while B judges.
+    await agent.waitForFunction(() => (window as any).room?.localPublications.get('microphone')?.trackId);
+    await agent.evaluate(() => (window as any).room.muteTrack('microphone'));
     await agent.evaluate(() => {
       const w = window as any;
       w.speakers = [];
@@ -144,9 +148,9 @@ describe('a room across two SFU nodes in Chromium', () => {
     });
     // The observer needs a few seconds of voice above its threshold; a loaded machine delays both the fake
     // microphone and the observer's interval, so the wait is generous (it ends as soon as the event comes).
-    // On a loaded machine the event may also have come before the listener was added (while the
-    // frames were awaited): the room's current active speaker tells that.
+    // The event may also have come before the listener was added: the room's active speaker tells that.
     await agent.waitForFunction((id) => (window as any).speakers.includes(id) || (window as any).room.activeSpeaker?.id === id, endUserId, { timeout: 40_000 });
+    await agent.evaluate(() => (window as any).room.unmuteTrack('microphone'));
     // The other way: the agent's microphone, published on B, reaches the end user on A.
     await waitFor(async () => (find(await received(endUser), 'microphone')?.packetsReceived ?? 0) > 20, 20_000, 'agent audio at the end user');
     // The media really crossed: B imported A's three producers and A one of B's, through a pipe each way.
