@@ -29,6 +29,13 @@ def edit(path, transform):
         f.write(new)
 
 
+def replace_once(text, old, new, what):
+    """`text` with `old`, which must occur exactly once, replaced by `new`; stops the build otherwise."""
+    if text.count(old) != 1:
+        sys.exit(f"patch: {what} not found once; the mediasoup sources changed shape")
+    return text.replace(old, new)
+
+
 SYSTEM_DEPS = """
 # System libraries (Debian) instead of downloaded subprojects.
 openssl_dep = dependency('openssl')
@@ -108,10 +115,12 @@ def key_frame_retry(text):
     # (libwebrtc's kMinKeyframeSendIntervalMs, shared by all simulcast layers). A request for a
     # new subscriber's layer that lands in that window is dropped, and upstream waits a full
     # second to ask again: retry just after the window instead.
-    old = "static constexpr uint32_t KeyFrameRetransmissionWaitTime{ 1000u };"
-    if old not in text:
-        sys.exit("patch: KeyFrameRetransmissionWaitTime not found")
-    return text.replace(old, "static constexpr uint32_t KeyFrameRetransmissionWaitTime{ 350u };")
+    return replace_once(
+        text,
+        "static constexpr uint32_t KeyFrameRetransmissionWaitTime{ 1000u };",
+        "static constexpr uint32_t KeyFrameRetransmissionWaitTime{ 350u };",
+        "KeyFrameRequestManager.cpp KeyFrameRetransmissionWaitTime",
+    )
 
 
 # --- A subscriber whose downlink narrows suddenly (docs/mediasoup-worker.md).
@@ -140,9 +149,7 @@ def simulcast_consumer_header(text):
 def simulcast_consumer(text):
     def sub(old, new, what):
         nonlocal text
-        if text.count(old) != 1:
-            sys.exit(f"patch: SimulcastConsumer.cpp {what} not found once")
-        text = text.replace(old, new)
+        text = replace_once(text, old, new, f"SimulcastConsumer.cpp {what}")
 
     # After a downgrade for lack of bandwidth, wait 5 s (not 10 s) before trying a higher layer
     # again, so that a link that recovers gets its top layer back within about 10 s.
@@ -257,26 +264,22 @@ def simulcast_consumer(text):
 
 def tcc_client_header(text):
     old = "\t\tuint64_t lastAvailableBitrateEventAtMs{ 0u };\n"
-    if old not in text:
-        sys.exit("patch: TransportCongestionControlClient.hpp lastAvailableBitrateEventAtMs not found")
-    text = text.replace(
+    text = replace_once(
+        text,
         old,
         old + "\t\t// Probing for the desired bitrate while the estimate is below it.\n"
         "\t\tuint64_t lastDesiredBitrateProbeAtMs{ 0u };\n"
         "\t\tuint32_t allocationNudge{ 0u };\n",
+        "TransportCongestionControlClient.hpp lastAvailableBitrateEventAtMs",
     )
     old = "\t\tvoid MayEmitAvailableBitrateEvent(uint32_t previousAvailableBitrate);\n"
-    if old not in text:
-        sys.exit("patch: TransportCongestionControlClient.hpp MayEmitAvailableBitrateEvent not found")
-    return text.replace(old, old + "\t\tvoid MayProbeForDesiredBitrate();\n")
+    return replace_once(text, old, old + "\t\tvoid MayProbeForDesiredBitrate();\n", "TransportCongestionControlClient.hpp MayEmitAvailableBitrateEvent")
 
 
 def tcc_client(text):
     def sub(old, new, what):
         nonlocal text
-        if text.count(old) != 1:
-            sys.exit(f"patch: TransportCongestionControlClient.cpp {what} not found once")
-        text = text.replace(old, new)
+        text = replace_once(text, old, new, f"TransportCongestionControlClient.cpp {what}")
 
     # The nudge stays in every later update of the limits, so only a new nudge changes them.
     sub("""		this->rtpTransportControllerSend->SetAllocatedSendBitrateLimits(
@@ -336,10 +339,12 @@ def tcc_client(text):
 
 
 def goog_cc_loss_interval(text):
-    old = "constexpr TimeDelta kLossUpdateInterval = TimeDelta::Millis<1000>();"
-    if old not in text:
-        sys.exit("patch: goog_cc_network_control.cc kLossUpdateInterval not found")
-    return text.replace(old, "constexpr TimeDelta kLossUpdateInterval = TimeDelta::Millis<200>();")
+    return replace_once(
+        text,
+        "constexpr TimeDelta kLossUpdateInterval = TimeDelta::Millis<1000>();",
+        "constexpr TimeDelta kLossUpdateInterval = TimeDelta::Millis<200>();",
+        "goog_cc_network_control.cc kLossUpdateInterval",
+    )
 
 
 def loss_based_backoff(text):
@@ -348,16 +353,14 @@ def loss_based_backoff(text):
                              static_cast<double>(512 - last_fraction_loss_)) /
                             512.0);
 """
-    if text.count(old) != 1:
-        sys.exit("patch: send_side_bandwidth_estimation.cc loss decrease not found once")
-    return text.replace(old, old + """          if (acknowledged_rate_) {
+    return replace_once(text, old, old + """          if (acknowledged_rate_) {
             new_bitrate = std::min(
                 new_bitrate,
                 DataRate::bps((acknowledged_rate_->bps() *
                                static_cast<double>(512 - last_fraction_loss_)) /
                               512.0));
           }
-""")
+""", "send_side_bandwidth_estimation.cc loss decrease")
 
 
 edit(f"{worker}/meson.build", main_meson)
