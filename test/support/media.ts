@@ -19,6 +19,20 @@ export function generatedClip(name: string, ffmpegInput: string[]): string {
 export const voiceClip = () => generatedClip('voice-300hz.wav', ['-f', 'lavfi', '-i', 'sine=frequency=300:sample_rate=48000:duration=6', '-af', 'volume=0.8']);
 
 /**
+ * A voice-like sound: a harmonic tone whose pitch glides (140 Hz, ±40 Hz, 0.7 Hz) under a syllable
+ * envelope (4 Hz). Chromium's noise suppression takes a steady tone for noise within about two
+ * seconds and the Opus encoder then goes silent (DTX, a packet every 400 ms); this keeps the
+ * microphone sending 50 packets a second as speech does, which is what loss is measured on.
+ */
+export const speechClip = () =>
+  generatedClip('speech-like.wav', [
+    '-f',
+    'lavfi',
+    '-i',
+    "aevalsrc='0.3*(0.55+0.45*sin(2*PI*4*t))*(sin(2*PI*140*t-57.14*cos(4.398*t))+0.6*sin(2*(2*PI*140*t-57.14*cos(4.398*t)))+0.4*sin(3*(2*PI*140*t-57.14*cos(4.398*t)))+0.25*sin(4*(2*PI*140*t-57.14*cos(4.398*t))))':s=48000:d=6",
+  ]);
+
+/**
  * A 960x540 camera with detail and motion (ffmpeg's testsrc2) at 15 frames per second, for
  * Chromium's fake camera: the smallest size Chromium sends in three simulcast layers (at 640x360
  * it drops the top one), and cheaper to encode on a busy machine than 1280x720 at 30.
