@@ -257,9 +257,9 @@ def simulcast_consumer(text):
 # the last capacity it saw, and probes only while the sender is application limited, took 10 to
 # 25 s to get a receiver its top layer back. libwebrtc probes when the allocated bitrate changes:
 # while the estimate holds the consumers below the bitrate they want, the transport nudges its
-# allocation by one bit per second every 3 s, so a probe at what they want (and at twice that, at
-# most a few kilobytes in 15 ms each) tells at once whether the link now carries it. LiveKit's
-# stream allocator probes in the same case.
+# allocation by one bit per second every 3 s, so a probe at what they want (a few kilobytes in
+# 15 ms; the SFU's field trials drop libwebrtc's second probe at twice that) tells at once whether
+# the link now carries it. LiveKit's stream allocator probes in the same case.
 
 
 def tcc_client_header(text):
@@ -363,6 +363,94 @@ def loss_based_backoff(text):
 """, "send_side_bandwidth_estimation.cc loss decrease")
 
 
+# --- Audio first: what a transport's audio consumers send is taken off the estimate before the
+# video consumers share it (docs/mediasoup-worker.md). Upstream gives video the whole estimate, as
+# audio does not take part in the allocation; on a link that narrows to a few hundred kilobits
+# the microphones' 40 kbit/s or so is then what overflows it, and a video layer that nearly fits
+# is kept for seconds while the queue drops packets of both.
+
+
+# --- A falling estimate acted on within 200 ms. Upstream tells the transport of a new estimate
+# at once only when it fell by a quarter since the last update, otherwise once a second; an
+# estimate that falls in steps of 15 % (libwebrtc's delay-based decrease) left the consumers on a
+# layer the link no longer carried for up to a second after the estimate had said so.
+
+
+def tcc_client_fast_decrease_header(text):
+    old = "\t\tuint64_t lastAvailableBitrateEventAtMs{ 0u };\n"
+    return replace_once(
+        text,
+        old,
+        old + "\t\t// The estimate the transport was last told of.\n\t\tuint32_t lastNotifiedAvailableBitrate{ 0u };\n",
+        "TransportCongestionControlClient.hpp lastAvailableBitrateEventAtMs (notified)",
+    )
+
+
+def tcc_client_fast_decrease(text):
+    text = replace_once(
+        text,
+        """		// Also emit the event fast if we detect a high BWE value decrease.
+		else if (this->bitrates.availableBitrate < previousAvailableBitrate * 0.75)""",
+        """		// Also emit the event within 200 ms of any fall below what the transport was told.
+		else if (
+		  this->bitrates.availableBitrate < this->lastNotifiedAvailableBitrate &&
+		  nowMs - this->lastAvailableBitrateEventAtMs >= 200u)
+		{
+			notify = true;
+		}
+		// Also emit the event fast if we detect a high BWE value decrease.
+		else if (this->bitrates.availableBitrate < previousAvailableBitrate * 0.75)""",
+        "TransportCongestionControlClient.cpp fast decrease",
+    )
+    return replace_once(
+        text,
+        """			this->lastAvailableBitrateEventAtMs = nowMs;
+
+			this->listener->OnTransportCongestionControlClientBitrates(this, this->bitrates);""",
+        """			this->lastAvailableBitrateEventAtMs = nowMs;
+			this->lastNotifiedAvailableBitrate  = this->bitrates.availableBitrate;
+
+			this->listener->OnTransportCongestionControlClientBitrates(this, this->bitrates);""",
+        "TransportCongestionControlClient.cpp notified bitrate",
+    )
+
+
+def transport_audio_first(text):
+    old = """		uint32_t availableBitrate = this->tccClient->GetAvailableBitrate();
+
+		this->tccClient->RescheduleNextAvailableBitrateEvent();
+"""
+    new = """		uint32_t availableBitrate = this->tccClient->GetAvailableBitrate();
+
+		this->tccClient->RescheduleNextAvailableBitrateEvent();
+
+		// Audio goes first: what the consumers outside the allocation send now is not there for
+		// video. At least 1 bps stays, so that every video consumer still keeps its lowest layer.
+		{
+			const uint64_t nowMs = DepLibUV::GetTimeMs();
+			uint32_t audioBitrate{ 0u };
+
+			for (auto& kv : this->mapConsumers)
+			{
+				auto* consumer = kv.second;
+
+				if (consumer->GetKind() != RTC::Media::Kind::AUDIO || !consumer->IsActive())
+				{
+					continue;
+				}
+
+				for (auto* rtpStream : consumer->GetRtpStreams())
+				{
+					audioBitrate += rtpStream->GetBitrate(nowMs);
+				}
+			}
+
+			availableBitrate = availableBitrate > audioBitrate ? availableBitrate - audioBitrate : 1u;
+		}
+"""
+    return replace_once(text, old, new, "Transport.cpp DistributeAvailableOutgoingBitrate")
+
+
 edit(f"{worker}/meson.build", main_meson)
 edit(f"{worker}/src/RTC/DtlsTransport.cpp", dtls_bio_callback)
 edit(f"{worker}/deps/libwebrtc/meson.build", libwebrtc_meson)
@@ -373,3 +461,6 @@ edit(f"{worker}/include/RTC/TransportCongestionControlClient.hpp", tcc_client_he
 edit(f"{worker}/src/RTC/TransportCongestionControlClient.cpp", tcc_client)
 edit(f"{worker}/deps/libwebrtc/libwebrtc/modules/congestion_controller/goog_cc/goog_cc_network_control.cc", goog_cc_loss_interval)
 edit(f"{worker}/deps/libwebrtc/libwebrtc/modules/bitrate_controller/send_side_bandwidth_estimation.cc", loss_based_backoff)
+edit(f"{worker}/src/RTC/Transport.cpp", transport_audio_first)
+edit(f"{worker}/include/RTC/TransportCongestionControlClient.hpp", tcc_client_fast_decrease_header)
+edit(f"{worker}/src/RTC/TransportCongestionControlClient.cpp", tcc_client_fast_decrease)
