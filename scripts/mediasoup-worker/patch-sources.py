@@ -347,16 +347,111 @@ def goog_cc_loss_interval(text):
     )
 
 
+# The acknowledged rate lags a link that just narrowed (a Bayesian estimate over half a second and
+# more): traced on the SFU, the estimate came down by 15 % steps for 0.5 s while the queue of a
+# link narrowed from megabits to 300 kbit/s overflowed. What the receiver got over the same 200 ms
+# as the loss (the bytes of the packets the feedback acknowledged, over the span of their arrival
+# times) is that link's rate now; the loss-based cap takes the lower of the two, and while that
+# window lost packets so does the delay-based decrease. GCC as specified backs off from the
+# receive rate of the last moments too.
+
+
+def goog_cc_received_rate_header(text):
+    old = "  int expected_packets_since_last_loss_update_ = 0;\n"
+    return replace_once(
+        text,
+        old,
+        old + "  DataSize received_bytes_since_last_loss_update_ = DataSize::Zero();\n"
+        "  Timestamp first_receive_since_last_loss_update_ = Timestamp::PlusInfinity();\n"
+        "  Timestamp last_receive_since_last_loss_update_ = Timestamp::MinusInfinity();\n"
+        "  absl::optional<DataRate> last_window_received_rate_;\n"
+        "  double last_window_loss_ratio_ = 0.0;\n",
+        "goog_cc_network_control.h loss update counters",
+    )
+
+
+def goog_cc_received_rate(text):
+    text = replace_once(
+        text,
+        """      if (packet_feedback.receive_time.IsInfinite())
+        lost_packets_since_last_loss_update_ += 1;
+    }
+    if (report.feedback_time > next_loss_update_) {
+      next_loss_update_ = report.feedback_time + kLossUpdateInterval;
+""",
+        """      if (packet_feedback.receive_time.IsInfinite()) {
+        lost_packets_since_last_loss_update_ += 1;
+      } else {
+        received_bytes_since_last_loss_update_ += packet_feedback.sent_packet.size;
+        first_receive_since_last_loss_update_ = std::min(first_receive_since_last_loss_update_, packet_feedback.receive_time);
+        last_receive_since_last_loss_update_ = std::max(last_receive_since_last_loss_update_, packet_feedback.receive_time);
+      }
+    }
+    if (report.feedback_time > next_loss_update_) {
+      next_loss_update_ = report.feedback_time + kLossUpdateInterval;
+      const TimeDelta received_span = last_receive_since_last_loss_update_ - first_receive_since_last_loss_update_;
+      last_window_received_rate_ =
+          received_span.IsFinite() && received_span >= TimeDelta::ms(100)
+              ? absl::optional<DataRate>(received_bytes_since_last_loss_update_ / received_span)
+              : absl::nullopt;
+      last_window_loss_ratio_ = expected_packets_since_last_loss_update_ > 0
+                                    ? static_cast<double>(lost_packets_since_last_loss_update_) / expected_packets_since_last_loss_update_
+                                    : 0.0;
+      bandwidth_estimation_->UpdateReceivedRate(last_window_received_rate_);
+      received_bytes_since_last_loss_update_ = DataSize::Zero();
+      first_receive_since_last_loss_update_ = Timestamp::PlusInfinity();
+      last_receive_since_last_loss_update_ = Timestamp::MinusInfinity();
+""",
+        "goog_cc_network_control.cc received rate",
+    )
+    # The delay-based decrease too (0.85 of the acknowledged rate on overuse) takes what arrived
+    # over the last 200 ms while that window lost packets: the queue is overflowing.
+    return replace_once(
+        text,
+        """  result = delay_based_bwe_->IncomingPacketFeedbackVector(
+      report, acknowledged_bitrate, probe_bitrate, estimate_,""",
+        """  auto delay_based_acknowledged_bitrate = acknowledged_bitrate;
+  if (last_window_received_rate_ && last_window_loss_ratio_ > 0.02 &&
+      (!delay_based_acknowledged_bitrate || *last_window_received_rate_ < *delay_based_acknowledged_bitrate)) {
+    delay_based_acknowledged_bitrate = last_window_received_rate_;
+  }
+  result = delay_based_bwe_->IncomingPacketFeedbackVector(
+      report, delay_based_acknowledged_bitrate, probe_bitrate, estimate_,""",
+        "goog_cc_network_control.cc delay-based acknowledged rate",
+    )
+
+
+def received_rate_header(text):
+    old = """  // Call when we receive a RTCP message with a ReceiveBlock.
+  void UpdatePacketsLost(int packets_lost,"""
+    text = replace_once(
+        text,
+        old,
+        """  // What the receiver got over the last loss update's feedback, when it spans long enough.
+  void UpdateReceivedRate(absl::optional<DataRate> received_rate) { received_rate_ = received_rate; }
+
+"""
+        + old,
+        "send_side_bandwidth_estimation.h UpdatePacketsLost",
+    )
+    old = "  absl::optional<DataRate> acknowledged_rate_;\n"
+    return replace_once(text, old, old + "  absl::optional<DataRate> received_rate_;\n", "send_side_bandwidth_estimation.h acknowledged_rate_")
+
+
 def loss_based_backoff(text):
     old = """          new_bitrate =
               DataRate::bps((current_bitrate_.bps() *
                              static_cast<double>(512 - last_fraction_loss_)) /
                             512.0);
 """
-    return replace_once(text, old, old + """          if (acknowledged_rate_) {
+    return replace_once(text, old, old + """          if (acknowledged_rate_ || received_rate_) {
+            const DataRate arrived =
+                acknowledged_rate_ && received_rate_
+                    ? std::min(*acknowledged_rate_, *received_rate_)
+                    : (acknowledged_rate_ ? *acknowledged_rate_ : *received_rate_);
             new_bitrate = std::min(
                 new_bitrate,
-                DataRate::bps((acknowledged_rate_->bps() *
+                DataRate::bps((arrived.bps() *
                                static_cast<double>(512 - last_fraction_loss_)) /
                               512.0));
           }
@@ -461,6 +556,9 @@ edit(f"{worker}/include/RTC/TransportCongestionControlClient.hpp", tcc_client_he
 edit(f"{worker}/src/RTC/TransportCongestionControlClient.cpp", tcc_client)
 edit(f"{worker}/deps/libwebrtc/libwebrtc/modules/congestion_controller/goog_cc/goog_cc_network_control.cc", goog_cc_loss_interval)
 edit(f"{worker}/deps/libwebrtc/libwebrtc/modules/bitrate_controller/send_side_bandwidth_estimation.cc", loss_based_backoff)
+edit(f"{worker}/deps/libwebrtc/libwebrtc/modules/congestion_controller/goog_cc/goog_cc_network_control.h", goog_cc_received_rate_header)
+edit(f"{worker}/deps/libwebrtc/libwebrtc/modules/congestion_controller/goog_cc/goog_cc_network_control.cc", goog_cc_received_rate)
+edit(f"{worker}/deps/libwebrtc/libwebrtc/modules/bitrate_controller/send_side_bandwidth_estimation.h", received_rate_header)
 edit(f"{worker}/src/RTC/Transport.cpp", transport_audio_first)
 edit(f"{worker}/include/RTC/TransportCongestionControlClient.hpp", tcc_client_fast_decrease_header)
 edit(f"{worker}/src/RTC/TransportCongestionControlClient.cpp", tcc_client_fast_decrease)
