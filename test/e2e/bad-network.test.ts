@@ -36,8 +36,9 @@ const FREEZE_LIMIT_MS = 3_000;
 const SWITCH_DOWN_WITHIN_MS = 5_000;
 /**
  * The longest a picture may hold while a narrowed downlink switches down: 0.4 to 0.8 s on a quiet
- * machine, once 1.2 s (the estimate falling on the loss, then a key frame of the lower layer). The aim, 1 s,
- * is asserted with BAD_NETWORK_STRICT=1; the bound leaves room for a busy machine's decoders.
+ * machine, 1.2 s in two runs of fifteen (the estimate falling on the loss, then a key frame of the
+ * lower layer). The aim, 1 s, is asserted with BAD_NETWORK_STRICT=1; the bound leaves room for a
+ * busy machine's decoders.
  */
 const SWITCH_FREEZE_LIMIT_MS = STRICT ? 1_000 : 3_000;
 /**
