@@ -262,29 +262,26 @@ function topLayerHeight(page: Page): Promise<number> {
   });
 }
 
-/** NACKs the end user's page got for its camera (from the SFU, for what it lost on the way in). */
-function nacksReceivedByPublisher(page: Page): Promise<number> {
-  return page.evaluate(async () => {
-    const { send } = await (window as any).room.getStats();
-    let nacks = 0;
-    (send as RTCStatsReport).forEach((s: any) => {
-      if (s.type === 'outbound-rtp' && s.kind === 'video') nacks += s.nackCount ?? 0;
-    });
-    return nacks;
-  });
+/** The sum of one figure over the page's sent-side stats of one type and kind. */
+function sentStatsSum(page: Page, type: 'outbound-rtp' | 'remote-inbound-rtp', kind: 'audio' | 'video', field: string): Promise<number> {
+  return page.evaluate(
+    async ({ type, kind, field }) => {
+      const { send } = await (window as any).room.getStats();
+      let sum = 0;
+      (send as RTCStatsReport).forEach((s: any) => {
+        if (s.type === type && s.kind === kind) sum += s[field] ?? 0;
+      });
+      return sum;
+    },
+    { type, kind, field },
+  );
 }
 
+/** NACKs the end user's page got for its camera (from the SFU, for what it lost on the way in). */
+const nacksReceivedByPublisher = (page: Page) => sentStatsSum(page, 'outbound-rtp', 'video', 'nackCount');
+
 /** Packets of its microphone the page was told were lost (remote-inbound-rtp: the SFU's receiver reports). */
-function audioLossReportedToPublisher(page: Page): Promise<number> {
-  return page.evaluate(async () => {
-    const { send } = await (window as any).room.getStats();
-    let lost = 0;
-    (send as RTCStatsReport).forEach((s: any) => {
-      if (s.type === 'remote-inbound-rtp' && s.kind === 'audio') lost += s.packetsLost ?? 0;
-    });
-    return lost;
-  });
-}
+const audioLossReportedToPublisher = (page: Page) => sentStatsSum(page, 'remote-inbound-rtp', 'audio', 'packetsLost');
 
 /** The DTLS state of each of the page's transports. */
 function transportStates(page: Page): Promise<string[]> {

@@ -24,13 +24,12 @@ export const voiceClip = () => generatedClip('voice-300hz.wav', ['-f', 'lavfi', 
  * seconds and the Opus encoder then goes silent (DTX, a packet every 400 ms); this keeps the
  * microphone sending 50 packets a second as speech does, which is what loss is measured on.
  */
-export const speechClip = () =>
-  generatedClip('speech-like.wav', [
-    '-f',
-    'lavfi',
-    '-i',
-    "aevalsrc='0.3*(0.55+0.45*sin(2*PI*4*t))*(sin(2*PI*140*t-57.14*cos(4.398*t))+0.6*sin(2*(2*PI*140*t-57.14*cos(4.398*t)))+0.4*sin(3*(2*PI*140*t-57.14*cos(4.398*t)))+0.25*sin(4*(2*PI*140*t-57.14*cos(4.398*t))))':s=48000:d=6",
-  ]);
+export const speechClip = () => {
+  // Phase of a 140 Hz pitch gliding ±40 Hz at 0.7 Hz (the integral of its frequency).
+  const phase = '(2*PI*140*t-57.14*cos(4.398*t))';
+  const harmonics = [1, 0.6, 0.4, 0.25].map((amplitude, i) => `${amplitude}*sin(${i + 1}*${phase})`).join('+');
+  return generatedClip('speech-like.wav', ['-f', 'lavfi', '-i', `aevalsrc='0.3*(0.55+0.45*sin(2*PI*4*t))*(${harmonics})':s=48000:d=6`]);
+};
 
 /**
  * A 960x540 camera with detail and motion (ffmpeg's testsrc2) at 15 frames per second, for

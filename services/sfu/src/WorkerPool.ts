@@ -10,7 +10,7 @@ import { TypedEmitter, backoffDelayMs } from '@gateway/common';
  * with 5 s it took two or three probes, 10 to 15 s, to climb back to the top layer. A probe for
  * what the consumers want (the worker's own, every 3 s while the estimate is below it) is one
  * burst at that bitrate, not a second at twice it: on a link narrowed to a few hundred kilobits
- * the two overflowed its queue each time and froze the picture for up to 0.7 s.
+ * the two overflowed its queue each time and froze the picture for 0.5 to 0.87 s.
  */
 const BWE_FIELD_TRIALS = 'WebRTC-Bwe-AlrLimitedBackoff/Enabled/WebRTC-Bwe-AlrProbing/alr_interval:2s,alr_scale:2/WebRTC-Bwe-ProbingConfiguration/alloc_p2/';
 
