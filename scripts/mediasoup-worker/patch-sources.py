@@ -252,6 +252,130 @@ def simulcast_consumer(text):
     return text
 
 
+# --- A link that collapses goes straight to the lowest layer (docs/mediasoup-worker.md).
+# When a transport's estimate falls by more than half from one allocation to the next, the link
+# fell far below what was sent and its queue is full: the key frame of a middle layer (often
+# larger than such a link's queue holds) is lost in the overflow or waits behind it, the estimate
+# falls on, and a second switch and key frame follow. Traced, the longest freeze was those two
+# switches one after the other. After such a fall a simulcast consumer above its lowest layer
+# stops at the lowest spatial layer (its temporal layers as the share allows) until that switch
+# is done, and the switch counts as a downgrade for lack of bandwidth whatever the consumer's age
+# (upstream only after 8 s): it holds there for the 5 s before a higher layer is tried again
+# instead of climbing back at the next allocation.
+
+
+def consumer_link_collapsed_header(text):
+    old = "\t\tvirtual void ApplyLayers()                                          = 0;\n"
+    return replace_once(
+        text,
+        old,
+        old + "\t\t// The transport's estimate fell by more than half since its last allocation.\n"
+        "\t\tvirtual void SetLinkCollapsed(bool /*linkCollapsed*/)\n\t\t{\n\t\t}\n",
+        "Consumer.hpp ApplyLayers (SetLinkCollapsed)",
+    )
+
+
+def transport_link_collapsed_header(text):
+    old = "\t\tstd::shared_ptr<RTC::TransportCongestionControlClient> tccClient{ nullptr };\n"
+    return replace_once(
+        text,
+        old,
+        old + "\t\t// The estimate the consumers last shared.\n\t\tuint32_t lastDistributedBitrate{ 0u };\n",
+        "Transport.hpp tccClient (lastDistributedBitrate)",
+    )
+
+
+def transport_link_collapsed(text):
+    old = """		uint32_t availableBitrate = this->tccClient->GetAvailableBitrate();
+
+		this->tccClient->RescheduleNextAvailableBitrateEvent();
+"""
+    new = old + """
+		// A link that collapsed (the estimate fell by more than half since the last allocation).
+		{
+			const bool linkCollapsed = availableBitrate < this->lastDistributedBitrate / 2;
+
+			this->lastDistributedBitrate = availableBitrate;
+
+			for (auto& kv : multimapPriorityConsumer)
+			{
+				kv.second->SetLinkCollapsed(linkCollapsed);
+			}
+		}
+"""
+    return replace_once(text, old, new, "Transport.cpp DistributeAvailableOutgoingBitrate (collapse)")
+
+
+def simulcast_consumer_collapse_header(text):
+    text = replace_once(
+        text,
+        "\t\tvoid ApplyLayers() override;\n",
+        "\t\tvoid ApplyLayers() override;\n\t\tvoid SetLinkCollapsed(bool linkCollapsed) override\n\t\t{\n"
+        "\t\t\tthis->linkCollapsed = linkCollapsed;\n\t\t}\n",
+        "SimulcastConsumer.hpp ApplyLayers (SetLinkCollapsed)",
+    )
+    old = "\t\tbool draining{ false };\n"
+    return replace_once(
+        text,
+        old,
+        old + "\t\t// What the transport said of its link before this allocation.\n"
+        "\t\tbool linkCollapsed{ false };\n"
+        "\t\t// This allocation stops at the lowest spatial layer: the link collapsed.\n"
+        "\t\tbool collapsed{ false };\n",
+        "SimulcastConsumer.hpp draining (collapsed)",
+    )
+
+
+def simulcast_consumer_collapse(text):
+    def sub(old, new, what):
+        nonlocal text
+        text = replace_once(text, old, new, f"SimulcastConsumer.cpp {what}")
+
+    sub("""		uint32_t requiredBitrate{ 0u };
+		int16_t spatialLayer{ 0 };
+		int16_t temporalLayer{ 0 };
+		auto nowMs = DepLibUV::GetTimeMs();
+""", """		uint32_t requiredBitrate{ 0u };
+		int16_t spatialLayer{ 0 };
+		int16_t temporalLayer{ 0 };
+		auto nowMs = DepLibUV::GetTimeMs();
+
+		// At the first step of an allocation: after a collapse, until the switch it started is done.
+		if (this->provisionalTargetSpatialLayer == -1)
+		{
+			this->collapsed =
+			  this->currentSpatialLayer > 0 && (this->linkCollapsed || (this->collapsed && this->draining));
+		}
+""", "IncreaseLayer collapse check")
+    sub("""			// Ignore spatial layers lower than the one we already have.
+			if (spatialLayer < this->provisionalTargetSpatialLayer)
+			{
+				continue;
+			}
+""", """			// A collapsed link gets nothing above the lowest layer this allocation.
+			if (this->collapsed && this->provisionalTargetSpatialLayer > -1 && spatialLayer > this->provisionalTargetSpatialLayer)
+			{
+				goto done;
+			}
+
+			// Ignore spatial layers lower than the one we already have.
+			if (spatialLayer < this->provisionalTargetSpatialLayer)
+			{
+				continue;
+			}
+""", "IncreaseLayer collapse cap")
+    sub("""			// If this looks like a spatial layer downgrade due to BWE limitations, set member.
+""", """			// A collapse is a downgrade for lack of bandwidth whatever the consumer's age.
+			if (this->draining && this->collapsed)
+			{
+				this->lastBweDowngradeAtMs = DepLibUV::GetTimeMs();
+			}
+
+			// If this looks like a spatial layer downgrade due to BWE limitations, set member.
+""", "ApplyLayers collapse hold")
+    return text
+
+
 # --- A link that widens again is found at once (docs/mediasoup-worker.md).
 # After a switch down the estimate has to grow back by itself: libwebrtc's additive increase near
 # the last capacity it saw, and probes only while the sender is application limited, took 10 to
@@ -269,7 +393,9 @@ def tcc_client_header(text):
         old,
         old + "\t\t// Probing for the desired bitrate while the estimate is below it.\n"
         "\t\tuint64_t lastDesiredBitrateProbeAtMs{ 0u };\n"
-        "\t\tuint32_t allocationNudge{ 0u };\n",
+        "\t\tuint32_t allocationNudge{ 0u };\n"
+        "\t\t// The estimate at the last check, to see it fall.\n"
+        "\t\tuint32_t lastCheckedAvailableBitrate{ 0u };\n",
         "TransportCongestionControlClient.hpp lastAvailableBitrateEventAtMs",
     )
     old = "\t\tvoid MayEmitAvailableBitrateEvent(uint32_t previousAvailableBitrate);\n"
@@ -302,14 +428,28 @@ def tcc_client(text):
 	{
 		static constexpr uint64_t DesiredBitrateProbeIntervalMs{ 3000u };
 
+		const uint64_t nowMs                    = DepLibUV::GetTimeMs();
+		const uint32_t previousAvailableBitrate = this->lastCheckedAvailableBitrate;
+
+		this->lastCheckedAvailableBitrate = this->bitrates.availableBitrate;
+
+		// A backoff (the estimate fell by over a tenth since the last check, at most 25 ms ago) is
+		// no time to probe: the link is losing or queueing packets, and a probe burst would land in
+		// that queue with the key frame of the lower layer. The next probe waits a whole interval
+		// from the last fall.
+		if (this->bitrates.availableBitrate < previousAvailableBitrate * 0.9)
+		{
+			this->lastDesiredBitrateProbeAtMs = nowMs;
+
+			return;
+		}
+
 		if (
 		  this->rtpTransportControllerSend == nullptr || this->bitrates.desiredBitrate == 0u ||
 		  this->bitrates.availableBitrate >= this->bitrates.desiredBitrate)
 		{
 			return;
 		}
-
-		const uint64_t nowMs = DepLibUV::GetTimeMs();
 
 		if (nowMs - this->lastDesiredBitrateProbeAtMs < DesiredBitrateProbeIntervalMs)
 		{
@@ -418,6 +558,46 @@ def goog_cc_received_rate(text):
   result = delay_based_bwe_->IncomingPacketFeedbackVector(
       report, delay_based_acknowledged_bitrate, probe_bitrate, estimate_,""",
         "goog_cc_network_control.cc delay-based acknowledged rate",
+    )
+
+
+# No probe into a link that just collapsed. libwebrtc probes at 85 % of the rate before a large
+# drop once the delay-based estimate recovers from overuse or backs off while application
+# limited, taking the drop for noise; and while application limited (an SFU's transport mostly
+# is: its consumers send less than the estimate) at twice the estimate every 2 s (the SFU's
+# WebRTC-Bwe-AlrProbing field trial). Traced, such a burst (about 10 KB) left 40 to 500 ms after
+# a collapse, into the overflowing queue, with the key frame of the lower layer behind it. When
+# the last loss window lost packets the drop was real: no drop probe; and the periodic probe waits
+# its interval after a large drop too (the transport probes for what its consumers want 3 s after
+# the estimate stops falling).
+def goog_cc_no_probe_after_lossy_drop(text):
+    def sub(old, new, what):
+        nonlocal text
+        text = replace_once(text, old, new, f"goog_cc_network_control.cc {what}")
+
+    sub("""    probe_controller_->SetAlrStartTimeMs(alr_start_time);
+    auto probes = probe_controller_->RequestProbe(report.feedback_time.ms());""",
+        """    probe_controller_->SetAlrStartTimeMs(alr_start_time);
+    auto probes = last_window_loss_ratio_ > 0.02 ? std::vector<ProbeClusterConfig>()
+                                                 : probe_controller_->RequestProbe(report.feedback_time.ms());""",
+        "probe on recovery from overuse")
+    sub("""    // If we just backed off during ALR, request a new probe.
+    auto probes = probe_controller_->RequestProbe(report.feedback_time.ms());""",
+        """    // If we just backed off during ALR, request a new probe.
+    auto probes = last_window_loss_ratio_ > 0.02 ? std::vector<ProbeClusterConfig>()
+                                                 : probe_controller_->RequestProbe(report.feedback_time.ms());""",
+        "probe on backoff in ALR")
+    return text
+
+
+def alr_probe_after_drop(text):
+    return replace_once(
+        text,
+        """      int64_t next_probe_time_ms =
+          std::max(*alr_start_time_ms_, time_last_probing_initiated_ms_) +""",
+        """      int64_t next_probe_time_ms =
+          std::max({*alr_start_time_ms_, time_last_probing_initiated_ms_, time_of_last_large_drop_ms_}) +""",
+        "probe_controller.cc periodic ALR probe",
     )
 
 
@@ -552,13 +732,20 @@ edit(f"{worker}/deps/libwebrtc/meson.build", libwebrtc_meson)
 edit(f"{worker}/src/RTC/KeyFrameRequestManager.cpp", key_frame_retry)
 edit(f"{worker}/include/RTC/SimulcastConsumer.hpp", simulcast_consumer_header)
 edit(f"{worker}/src/RTC/SimulcastConsumer.cpp", simulcast_consumer)
+edit(f"{worker}/include/RTC/Consumer.hpp", consumer_link_collapsed_header)
+edit(f"{worker}/include/RTC/Transport.hpp", transport_link_collapsed_header)
+edit(f"{worker}/include/RTC/SimulcastConsumer.hpp", simulcast_consumer_collapse_header)
+edit(f"{worker}/src/RTC/SimulcastConsumer.cpp", simulcast_consumer_collapse)
 edit(f"{worker}/include/RTC/TransportCongestionControlClient.hpp", tcc_client_header)
 edit(f"{worker}/src/RTC/TransportCongestionControlClient.cpp", tcc_client)
 edit(f"{worker}/deps/libwebrtc/libwebrtc/modules/congestion_controller/goog_cc/goog_cc_network_control.cc", goog_cc_loss_interval)
 edit(f"{worker}/deps/libwebrtc/libwebrtc/modules/bitrate_controller/send_side_bandwidth_estimation.cc", loss_based_backoff)
 edit(f"{worker}/deps/libwebrtc/libwebrtc/modules/congestion_controller/goog_cc/goog_cc_network_control.h", goog_cc_received_rate_header)
 edit(f"{worker}/deps/libwebrtc/libwebrtc/modules/congestion_controller/goog_cc/goog_cc_network_control.cc", goog_cc_received_rate)
+edit(f"{worker}/deps/libwebrtc/libwebrtc/modules/congestion_controller/goog_cc/goog_cc_network_control.cc", goog_cc_no_probe_after_lossy_drop)
+edit(f"{worker}/deps/libwebrtc/libwebrtc/modules/congestion_controller/goog_cc/probe_controller.cc", alr_probe_after_drop)
 edit(f"{worker}/deps/libwebrtc/libwebrtc/modules/bitrate_controller/send_side_bandwidth_estimation.h", received_rate_header)
 edit(f"{worker}/src/RTC/Transport.cpp", transport_audio_first)
+edit(f"{worker}/src/RTC/Transport.cpp", transport_link_collapsed)
 edit(f"{worker}/include/RTC/TransportCongestionControlClient.hpp", tcc_client_fast_decrease_header)
 edit(f"{worker}/src/RTC/TransportCongestionControlClient.cpp", tcc_client_fast_decrease)
