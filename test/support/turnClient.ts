@@ -71,6 +71,13 @@ const errorCodeOf = (answer: ReturnType<typeof decode>) => {
   return error ? (error[2]! & 0x7) * 100 + error[3]! : 0;
 };
 
+/** An unexpected answer as a failure names it: its message type, and its error code and reason when it has them. */
+const describeAnswer = (answer: ReturnType<typeof decode>) => {
+  const error = answer.attributes.get(ATTR.ERROR_CODE);
+  const attributes = [...answer.attributes.keys()].map((type) => `0x${type.toString(16)}`).join(', ');
+  return `message type 0x${answer.type.toString(16)}${error ? `, error ${errorCodeOf(answer)} "${error.subarray(4).toString()}"` : ''}, attributes [${attributes}]`;
+};
+
 /** Asks the TURN server at 127.0.0.1:`port` (UDP) for a relay with `username` and `credential`, and keeps it. */
 export async function openTurnAllocation(port: number, username: string, credential: string, timeoutMs = 5_000): Promise<TurnAllocation> {
   const socket = dgram.createSocket('udp4');
@@ -89,7 +96,7 @@ export async function openTurnAllocation(port: number, username: string, credent
     const challenge = await exchange(encode(ALLOCATE_REQUEST, randomBytes(12), [udp]));
     const realm = challenge.attributes.get(ATTR.REALM);
     let nonce = challenge.attributes.get(ATTR.NONCE);
-    if (challenge.type !== ALLOCATE_ERROR || !realm || !nonce) throw new Error(`expected a 401 challenge with realm and nonce, got message type 0x${challenge.type.toString(16)}`);
+    if (challenge.type !== ALLOCATE_ERROR || !realm || !nonce) throw new Error(`expected a 401 challenge with realm and nonce, got ${describeAnswer(challenge)}`);
     const key = createHash('md5').update(`${username}:${realm.toString()}:${credential}`).digest();
     const signed = (type: number, extra: Attribute[]) =>
       encode(type, randomBytes(12), [{ type: ATTR.USERNAME, value: Buffer.from(username) }, { type: ATTR.REALM, value: realm }, { type: ATTR.NONCE, value: nonce! }, ...extra], key);
@@ -111,7 +118,7 @@ export async function openTurnAllocation(port: number, username: string, credent
       return { outcome: { allocated: true, relayedPort: relayed ? relayed.readUInt16BE(2) ^ (MAGIC_COOKIE >>> 16) : 0 }, refresh: () => refresh(), close };
     }
     const error = answer.attributes.get(ATTR.ERROR_CODE);
-    if (answer.type !== ALLOCATE_ERROR || !error) throw new Error(`unexpected answer to Allocate: message type 0x${answer.type.toString(16)}`);
+    if (answer.type !== ALLOCATE_ERROR || !error) throw new Error(`unexpected answer to Allocate: ${describeAnswer(answer)}`);
     return { outcome: { allocated: false, errorCode: errorCodeOf(answer), reason: error.subarray(4).toString() }, refresh: () => refresh(), close };
   } catch (error) {
     close();
