@@ -35,15 +35,14 @@ const FREEZE_LIMIT_MS = 3_000;
 /** A narrowed downlink gets a lower layer within this long (the aim and the bound). */
 const SWITCH_DOWN_WITHIN_MS = 5_000;
 /**
- * The longest a picture may hold while a narrowed downlink switches down: 0.4 to 0.8 s on a quiet
- * machine, 1.2 s in two runs of fifteen (the estimate falling on the loss, then a key frame of the
- * lower layer). The aim, 1 s, is asserted with BAD_NETWORK_STRICT=1; the bound leaves room for a
- * busy machine's decoders.
+ * The longest a picture may hold while a narrowed downlink switches down: 0.4 to 0.9 s on a quiet
+ * machine (the estimate falling on the loss, then the lowest layer's key frame). The aim, 1 s, is
+ * asserted with BAD_NETWORK_STRICT=1; the bound leaves room for a busy machine's decoders.
  */
 const SWITCH_FREEZE_LIMIT_MS = STRICT ? 1_000 : 3_000;
 /**
  * A widened downlink gets the top layer back within this long (the aim). The SFU probes for the
- * bitrate its consumers want every 3 s while its estimate is below it: 0.6 to 1.9 s seen, once 6.9 s.
+ * bitrate its consumers want every 3 s while its estimate is below it: 0.4 to 2.3 s seen, once 7.2 s.
  */
 const TOP_AGAIN_WITHIN_MS = 10_000;
 
