@@ -14,6 +14,11 @@
  *    the media process's CPU per call and the calls per core it implies. Per level: the media
  *    process's CPU, packets forwarded to the receivers, loss (sequence gaps per received SSRC),
  *    the generators' CPU and the whole machine's.
+ *    With BENCH_MEDIA_CPU_SHARE (say 0.2), the media process runs in a slice of one core of that
+ *    size (a cgroup with a CFS quota, bench/cpuSlice.ts; root): where the generators cannot drive
+ *    a whole core's worth of calls, the server's own limit is found on the slice (loss over 1 %:
+ *    the process cannot pass its quota, and whether it keeps up there shows in the loss alone),
+ *    and calls per core at the limit are the capacity over the share.
  * 2. Join under load: new calls while the node carries 80 % and 40 % of the capacity found (or
  *    of BENCH_CALLS): the time from the agent's first signaling message (Gateway: opening the
  *    WebSocket; Janus: opening the WebSocket that creates its session) to the first frame of the
@@ -30,6 +35,7 @@ import { TestClient } from '../test/support/wsClient.js';
 import { type ForwardingWindow, measureForwarding } from './forwarding.js';
 import { JanusSession, startJanus } from './janus.js';
 import { cameraClip, externalAddress } from './media.js';
+import { CpuSlice } from './cpuSlice.js';
 import { childPids, cpuTimes, percentile, startStack } from './stack.js';
 import { gatewayRequest, type PublishedTrack, WebrtcbinPeers } from './webrtcbin.js';
 
@@ -48,6 +54,9 @@ const FIRST_FRAME_TIMEOUT_MS = 10_000;
  */
 const END_USER_WAIT_MS = 1_500;
 const LOSS_LIMIT_PERCENT = 1;
+/** The media process's share of one core, when it runs in a slice (BENCH_MEDIA_CPU_SHARE). */
+const MEDIA_CPU_SHARE = process.env.BENCH_MEDIA_CPU_SHARE ? Number(process.env.BENCH_MEDIA_CPU_SHARE) : undefined;
+if (MEDIA_CPU_SHARE !== undefined && !(MEDIA_CPU_SHARE > 0 && MEDIA_CPU_SHARE <= 1)) throw new Error(`BENCH_MEDIA_CPU_SHARE must be above 0 and at most 1, not ${process.env.BENCH_MEDIA_CPU_SHARE}`);
 /** The worker is one thread: near a core, it falls behind. */
 const WORKER_LIMIT_CPU = 0.9;
 /** Over this share of the machine busy (everyone's work), the generators are short of CPU. */
@@ -306,9 +315,11 @@ interface ServerResult {
   readonly capacity: number;
   readonly limit: Limit;
   readonly joins: Array<{ calls: number; ms: number[]; failed: number }>;
+  /** The slice's throttling over the whole run, when the media process ran in one. */
+  readonly throttled?: ReturnType<CpuSlice['throttled']>;
 }
 
-async function measureServer(server: CallServer, peers: WebrtcbinPeers): Promise<ServerResult> {
+async function measureServer(server: CallServer, peers: WebrtcbinPeers, slice?: CpuSlice): Promise<ServerResult> {
   const calls: Call[] = [];
   const levels: Level[] = [];
   let limit: Limit = 'levels exhausted';
@@ -321,7 +332,10 @@ async function measureServer(server: CallServer, peers: WebrtcbinPeers): Promise
     console.error(
       `${server.name}: ${target} calls, media ${(level.cpuPerS * 100).toFixed(1)} %, loss ${level.lossPercent.toFixed(2)} %, generators ${(level.generatorCpuPerS * 100).toFixed(0)} %, machine ${(level.machineBusy * 100).toFixed(0)} %`,
     );
-    const mediaLimit = server.name === 'gateway' ? WORKER_LIMIT_CPU : WORKER_LIMIT_CPU * CORES;
+    // In a slice the quota is the whole process's (Janus's threads share it as the worker's one
+    // does) and the process cannot pass it: whether it keeps up at the quota shows in the loss
+    // alone (a throttled process handles more packets per wake-up, so its CPU per call falls).
+    const mediaLimit = MEDIA_CPU_SHARE ? Number.POSITIVE_INFINITY : server.name === 'gateway' ? WORKER_LIMIT_CPU : WORKER_LIMIT_CPU * CORES;
     // Loss on a saturated machine is the generators' (and the other work's) as much as the
     // server's: it ends the search only while the machine has CPU to spare.
     const saturated = level.machineBusy > MACHINE_LIMIT_BUSY;
@@ -359,7 +373,7 @@ async function measureServer(server: CallServer, peers: WebrtcbinPeers): Promise
     joins.push({ calls: load, ms, failed });
   }
   for (const call of calls) await call.end();
-  return { levels, capacity, limit, joins };
+  return { levels, capacity, limit, joins, ...(slice ? { throttled: slice.throttled() } : {}) };
 }
 
 const round = (value: number, digits = 2) => +value.toFixed(digits);
@@ -384,6 +398,14 @@ function summary(result: ServerResult) {
     cpu_percent_per_call_marginal: round(marginal * 100),
     calls_per_core: Math.round(1 / cpuPerCall),
     calls_per_core_marginal: Math.round(1 / marginal),
+    ...(MEDIA_CPU_SHARE
+      ? {
+          media_cpu_share: MEDIA_CPU_SHARE,
+          // The limit itself, when the slice reached one: the capacity over the share of a core.
+          calls_per_core_at_limit: result.limit === 'loss' || result.limit === 'media process' ? round(result.capacity / MEDIA_CPU_SHARE, 1) : null,
+          throttled_percent_of_periods: result.throttled ? round((result.throttled.throttledPeriods / Math.max(result.throttled.periods, 1)) * 100, 1) : null,
+        }
+      : {}),
     join_to_first_frame_ms: result.joins.map((j) => ({
       load_calls: j.calls,
       joins: j.ms.length,
@@ -401,10 +423,16 @@ const chosen = (process.env.BENCH_SERVERS ?? 'gateway,janus').split(',') as Arra
 for (const start of chosen.map((name) => servers[name])) {
   const peers = WebrtcbinPeers.start();
   const server = await start(peers, address);
+  let slice: CpuSlice | undefined;
   try {
-    results[server.name] = summary(await measureServer(server, peers));
+    if (MEDIA_CPU_SHARE) {
+      slice = CpuSlice.create(`gateway-bench-${process.pid}-${server.name}`, MEDIA_CPU_SHARE);
+      slice.add(server.mediaPid);
+    }
+    results[server.name] = summary(await measureServer(server, peers, slice));
   } finally {
     peers.stop();
+    slice?.close();
     await server.stop();
   }
 }

@@ -15,7 +15,10 @@
  * BENCH_CRM_SIZE_DESTINATION ("s3"), BENCH_CRM_CONCURRENCY (8: CRM_SYNC_CONCURRENCY and the
  * tenant's, so one tenant can use a whole replica), BENCH_CRM_PROFILE (a directory: crm-sync runs
  * with --cpu-prof there; read with bench/cpuprofile-top.ts), BENCH_CRM_RETRY_MAX_SECONDS (1: also
- * the longest an event handed back for a busy tenant waits before it comes again).
+ * the longest an event handed back for a busy tenant waits before it comes again),
+ * BENCH_CRM_REPLICA_CPU_SHARE (unset: each replica in a slice of one core of that size, a cgroup
+ * with a CFS quota of its own, bench/cpuSlice.ts, root: so that one replica and four are compared
+ * each on CPU of its own, as on a cluster, on a machine with fewer cores than replicas).
  */
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -30,6 +33,7 @@ import { ZendeskContractServer } from '../test/contracts/zendesk/server.js';
 import { adminApi, recordingReadyEvent } from '../test/support/crmSync.js';
 import { scrapeMetrics } from '../test/support/metrics.js';
 import { twoTenantEnv } from '../test/support/tokens.js';
+import { CpuSlice } from './cpuSlice.js';
 import { childPids, cpuTimes, percentile } from './stack.js';
 
 const list = (value: string | undefined, fallback: string) =>
@@ -46,6 +50,9 @@ const SIZE_DESTINATION = (process.env.BENCH_CRM_SIZE_DESTINATION ?? 's3') as Des
 const CONCURRENCY = process.env.BENCH_CRM_CONCURRENCY ?? '8';
 const RETRY_MAX_SECONDS = process.env.BENCH_CRM_RETRY_MAX_SECONDS ?? '1';
 const PROFILE_DIR = process.env.BENCH_CRM_PROFILE;
+const REPLICA_CPU_SHARE = process.env.BENCH_CRM_REPLICA_CPU_SHARE ? Number(process.env.BENCH_CRM_REPLICA_CPU_SHARE) : undefined;
+if (REPLICA_CPU_SHARE !== undefined && !(REPLICA_CPU_SHARE > 0 && REPLICA_CPU_SHARE <= 1))
+  throw new Error(`BENCH_CRM_REPLICA_CPU_SHARE must be above 0 and at most 1, not ${process.env.BENCH_CRM_REPLICA_CPU_SHARE}`);
 const SMALL_BYTES = 1024;
 const STAGES = ['contacts', 'read', 'destinations', 'delete', 'settle'] as const;
 type Destination = 'salesforce' | 'zendesk' | 'postgres' | 's3';
@@ -97,9 +104,15 @@ const connectors: Record<Destination, () => unknown> = {
   s3: () => ({ type: 's3', config: { bucket: BUCKET, region: s3.region, endpoint: s3.url }, secrets: S3ContractServer.defaultCredential }),
 };
 
+/** Each replica's slice of a core, when they run in slices (BENCH_CRM_REPLICA_CPU_SHARE). */
+const slices: CpuSlice[] = [];
+
 /** Runs `count` crm-sync replicas (starting or stopping the difference). */
 async function scaleTo(count: number): Promise<void> {
-  while (replicas.length > count) await replicas.pop()!.stop();
+  while (replicas.length > count) {
+    await replicas.pop()!.stop();
+    slices.pop()?.close();
+  }
   while (replicas.length < count) {
     const index = replicas.length;
     replicas.push(
@@ -117,6 +130,12 @@ async function scaleTo(count: number): Promise<void> {
         nodeArgs: PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', PROFILE_DIR] : [],
       }),
     );
+    if (REPLICA_CPU_SHARE) {
+      const slice = CpuSlice.create(`crm-bench-${process.pid}-${index}`, REPLICA_CPU_SHARE);
+      slices.push(slice);
+      const pid = replicas[index]!.pid;
+      for (const member of [pid, ...(await childPids(pid))]) slice.add(member);
+    }
   }
 }
 
@@ -249,6 +268,7 @@ interface Row {
   artifact_kib: number;
   per_second: number;
   per_second_per_replica: number;
+  cpu_share_per_replica?: number;
   p50_ms: number;
   p95_ms: number;
   crm_cpu_ms_per_delivery: number;
@@ -323,6 +343,7 @@ async function measure(destination: Destination, size: number): Promise<Row> {
     artifact_kib: size / 1024,
     per_second: +perSecond.toFixed(1),
     per_second_per_replica: +(perSecond / replicas.length).toFixed(1),
+    ...(REPLICA_CPU_SHARE ? { cpu_share_per_replica: REPLICA_CPU_SHARE } : {}),
     p50_ms: Math.round(percentile(latencies, 50)),
     p95_ms: Math.round(percentile(latencies, 95)),
     crm_cpu_ms_per_delivery: +((1000 * (cpuAfter - cpuBefore)) / count).toFixed(2),
@@ -382,6 +403,7 @@ try {
 } finally {
   watcher.stop();
   for (const replica of replicas.splice(0).reverse()) await replica.stop();
+  for (const slice of slices.splice(0)) slice.close();
   await nc.close();
   await Promise.all([postgres.stop(), s3.close(), salesforce.stop(), zendesk.close()]);
   await nats.stop();
