@@ -43,7 +43,7 @@ describe.skipIf(!turnserverInstalled())('TURN secret rotation without a restart'
 
   afterAll(async () => {
     clients.closeAll();
-    underWay?.close();
+    await underWay?.close();
     watcher?.kill('SIGTERM');
     await signaling?.stop();
     await sfu?.stop();
@@ -107,7 +107,7 @@ describe.skipIf(!turnserverInstalled())('TURN secret rotation without a restart'
       expect(late.outcome).toMatchObject({ allocated: false, errorCode: 401 });
       expect(await late.refresh()).not.toBe('ok');
     } finally {
-      late.close();
+      await late.close();
     }
     // ...while the allocation made with it before goes on: coturn keeps an authenticated allocation's key.
     expect(await underWay.refresh()).toBe('ok');

@@ -63,7 +63,13 @@ export interface TurnAllocation {
   outcome: AllocateOutcome;
   /** A Refresh with the allocation's credential: 'ok', or the error code the server answered (438, a stale nonce, is retried once). */
   refresh(): Promise<'ok' | number>;
-  close(): void;
+  /**
+   * Releases the allocation (a Refresh with a lifetime of 0, as a client hanging up does) and
+   * closes the socket. Left alive, the allocation would hold its 5-tuple for its lifetime: a later
+   * socket the kernel gives the same port would be answered 437 (Allocation Mismatch); released,
+   * coturn lets go of the 5-tuple within about a second.
+   */
+  close(): Promise<void>;
 }
 
 const errorCodeOf = (answer: ReturnType<typeof decode>) => {
@@ -78,9 +84,14 @@ const describeAnswer = (answer: ReturnType<typeof decode>) => {
   return `message type 0x${answer.type.toString(16)}${error ? `, error ${errorCodeOf(answer)} "${error.subarray(4).toString()}"` : ''}, attributes [${attributes}]`;
 };
 
-/** Asks the TURN server at 127.0.0.1:`port` (UDP) for a relay with `username` and `credential`, and keeps it. */
-export async function openTurnAllocation(port: number, username: string, credential: string, timeoutMs = 5_000): Promise<TurnAllocation> {
+/**
+ * Asks the TURN server at 127.0.0.1:`port` (UDP) for a relay with `username` and `credential`, and
+ * keeps it; from `localPort` when given (the same 5-tuple again), else from a port the kernel picks.
+ */
+export async function openTurnAllocation(port: number, username: string, credential: string, timeoutMs = 5_000, localPort?: number): Promise<TurnAllocation> {
   const socket = dgram.createSocket('udp4');
+  // Sends wait for the bind.
+  if (localPort !== undefined) socket.bind(localPort, '127.0.0.1');
   const exchange = (request: Buffer) =>
     new Promise<ReturnType<typeof decode>>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no answer from the TURN server within ${timeoutMs} ms`)), timeoutMs);
@@ -90,7 +101,17 @@ export async function openTurnAllocation(port: number, username: string, credent
       });
       socket.send(request, port, '127.0.0.1');
     });
-  const close = () => socket.close();
+  let allocated = false;
+  const close = async () => {
+    if (allocated) {
+      allocated = false;
+      // Best effort: the server may be gone already.
+      await refreshFor(0).catch(() => undefined);
+    }
+    socket.close();
+  };
+  // Set once the challenge is answered: a Refresh for `seconds` with the allocation's credential.
+  let refreshFor: (seconds: number, retry?: boolean) => Promise<'ok' | number> = async () => 'ok';
   try {
     const udp = { type: ATTR.REQUESTED_TRANSPORT, value: Buffer.from([17, 0, 0, 0]) };
     const challenge = await exchange(encode(ALLOCATE_REQUEST, randomBytes(12), [udp]));
@@ -100,20 +121,22 @@ export async function openTurnAllocation(port: number, username: string, credent
     const key = createHash('md5').update(`${username}:${realm.toString()}:${credential}`).digest();
     const signed = (type: number, extra: Attribute[]) =>
       encode(type, randomBytes(12), [{ type: ATTR.USERNAME, value: Buffer.from(username) }, { type: ATTR.REALM, value: realm }, { type: ATTR.NONCE, value: nonce! }, ...extra], key);
-    const refresh = async (retry = true): Promise<'ok' | number> => {
+    refreshFor = async (seconds: number, retry = true): Promise<'ok' | number> => {
       const lifetime = Buffer.alloc(4);
-      lifetime.writeUInt32BE(600, 0);
+      lifetime.writeUInt32BE(seconds, 0);
       const answer = await exchange(signed(REFRESH_REQUEST, [{ type: ATTR.LIFETIME, value: lifetime }]));
       if (answer.type === REFRESH_SUCCESS) return 'ok';
       const code = errorCodeOf(answer);
       if (code === 438 && retry && answer.attributes.get(ATTR.NONCE)) {
         nonce = answer.attributes.get(ATTR.NONCE);
-        return refresh(false);
+        return refreshFor(seconds, false);
       }
       return code;
     };
+    const refresh = () => refreshFor(600);
     const answer = await exchange(signed(ALLOCATE_REQUEST, [udp]));
     if (answer.type === ALLOCATE_SUCCESS) {
+      allocated = true;
       const relayed = answer.attributes.get(ATTR.XOR_RELAYED_ADDRESS);
       return { outcome: { allocated: true, relayedPort: relayed ? relayed.readUInt16BE(2) ^ (MAGIC_COOKIE >>> 16) : 0 }, refresh: () => refresh(), close };
     }
@@ -121,7 +144,7 @@ export async function openTurnAllocation(port: number, username: string, credent
     if (answer.type !== ALLOCATE_ERROR || !error) throw new Error(`unexpected answer to Allocate: ${describeAnswer(answer)}`);
     return { outcome: { allocated: false, errorCode: errorCodeOf(answer), reason: error.subarray(4).toString() }, refresh: () => refresh(), close };
   } catch (error) {
-    close();
+    await close();
     throw error;
   }
 }
@@ -129,6 +152,6 @@ export async function openTurnAllocation(port: number, username: string, credent
 /** Asks the TURN server at 127.0.0.1:`port` (UDP) for a relay with `username` and `credential`. */
 export async function turnAllocate(port: number, username: string, credential: string, timeoutMs = 5_000): Promise<AllocateOutcome> {
   const allocation = await openTurnAllocation(port, username, credential, timeoutMs);
-  allocation.close();
+  await allocation.close();
   return allocation.outcome;
 }
