@@ -63,17 +63,20 @@ export class ServiceProcess {
 
   /**
    * The last warnings and errors the service logged once ready (its pino lines of level 40 and
-   * up), each as `level msg (err.message)`: what a failed test's report adds, so a failure on CI
-   * says why. What it said while starting (a test set-up's usual warnings) is left out.
+   * up), each as `level msg (err.message or reason)`: what a failed test's report adds, so a
+   * failure on CI says why. What it said while starting (a test set-up's usual warnings) is left
+   * out.
    */
   warnings(limit = 5): string[] {
     const lines: string[] = [];
     for (const line of this.output.slice(this.readyAtOutput).split('\n')) {
       if (!line.startsWith('{')) continue;
       try {
-        const entry = JSON.parse(line) as { level?: number; msg?: string; err?: { message?: string } };
+        const entry = JSON.parse(line) as { level?: number; msg?: string; err?: { message?: string }; reason?: unknown };
         if ((entry.level ?? 0) < 40) continue;
-        const why = entry.err?.message ? ` (${entry.err.message})` : '';
+        // The error, or the reason a line gives instead (the recorder's failed captures).
+        const cause = entry.err?.message ?? (typeof entry.reason === 'string' ? entry.reason : undefined);
+        const why = cause ? ` (${cause})` : '';
         lines.push(`${entry.level! >= 50 ? 'error' : 'warn'} ${entry.msg ?? ''}${why}`.slice(0, 240));
       } catch {
         // a line that is not JSON (a stack printed by node itself)
