@@ -35,7 +35,7 @@ import { TestClient } from '../test/support/wsClient.js';
 import { type ForwardingWindow, measureForwarding } from './forwarding.js';
 import { JanusSession, startJanus } from './janus.js';
 import { cameraClip, externalAddress } from './media.js';
-import { CpuSlice } from './cpuSlice.js';
+import { CpuSlice, cpuShareFromEnv } from './cpuSlice.js';
 import { childPids, cpuTimes, percentile, startStack } from './stack.js';
 import { gatewayRequest, type PublishedTrack, WebrtcbinPeers } from './webrtcbin.js';
 
@@ -55,8 +55,7 @@ const FIRST_FRAME_TIMEOUT_MS = 10_000;
 const END_USER_WAIT_MS = 1_500;
 const LOSS_LIMIT_PERCENT = 1;
 /** The media process's share of one core, when it runs in a slice (BENCH_MEDIA_CPU_SHARE). */
-const MEDIA_CPU_SHARE = process.env.BENCH_MEDIA_CPU_SHARE ? Number(process.env.BENCH_MEDIA_CPU_SHARE) : undefined;
-if (MEDIA_CPU_SHARE !== undefined && !(MEDIA_CPU_SHARE > 0 && MEDIA_CPU_SHARE <= 1)) throw new Error(`BENCH_MEDIA_CPU_SHARE must be above 0 and at most 1, not ${process.env.BENCH_MEDIA_CPU_SHARE}`);
+const MEDIA_CPU_SHARE = cpuShareFromEnv('BENCH_MEDIA_CPU_SHARE');
 /** The worker is one thread: near a core, it falls behind. */
 const WORKER_LIMIT_CPU = 0.9;
 /** Over this share of the machine busy (everyone's work), the generators are short of CPU. */
@@ -402,7 +401,7 @@ function summary(result: ServerResult) {
       ? {
           media_cpu_share: MEDIA_CPU_SHARE,
           // The limit itself, when the slice reached one: the capacity over the share of a core.
-          calls_per_core_at_limit: result.limit === 'loss' || result.limit === 'media process' ? round(result.capacity / MEDIA_CPU_SHARE, 1) : null,
+          calls_per_core_at_limit: result.limit === 'loss' ? round(result.capacity / MEDIA_CPU_SHARE, 1) : null,
           throttled_percent_of_periods: result.throttled ? round((result.throttled.throttledPeriods / Math.max(result.throttled.periods, 1)) * 100, 1) : null,
         }
       : {}),

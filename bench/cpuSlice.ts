@@ -6,6 +6,15 @@ const PERIOD_US = 10_000;
 const V1_CPU = '/sys/fs/cgroup/cpu';
 const V2_ROOT = '/sys/fs/cgroup';
 
+/** A share of a core from the environment variable `variable`: undefined when unset, else checked. */
+export function cpuShareFromEnv(variable: string): number | undefined {
+  const value = process.env[variable];
+  if (!value) return undefined;
+  const share = Number(value);
+  if (!(share > 0 && share <= 1)) throw new Error(`${variable} must be above 0 and at most 1, not ${value}`);
+  return share;
+}
+
 /**
  * A share of one core for the processes put in it: a cgroup of its own with a CFS quota (cgroup
  * v1's cpu controller, or v2's cpu.max). A benchmark whose load generators cannot drive a whole
@@ -32,7 +41,9 @@ export class CpuSlice {
       return new CpuSlice(dir, path.join(V1_CPU, 'cgroup.procs'));
     }
     if (existsSync(path.join(V2_ROOT, 'cgroup.controllers'))) {
-      if (!readFileSync(path.join(V2_ROOT, 'cgroup.subtree_control'), 'utf8').includes('cpu')) writeFileSync(path.join(V2_ROOT, 'cgroup.subtree_control'), '+cpu');
+      // Enabled controllers are listed by name ("cpuset" is not "cpu").
+      const enabled = readFileSync(path.join(V2_ROOT, 'cgroup.subtree_control'), 'utf8').split(/\s+/);
+      if (!enabled.includes('cpu')) writeFileSync(path.join(V2_ROOT, 'cgroup.subtree_control'), '+cpu');
       const dir = path.join(V2_ROOT, name);
       mkdirSync(dir);
       writeFileSync(path.join(dir, 'cpu.max'), `${quota} ${PERIOD_US}`);

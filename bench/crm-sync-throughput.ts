@@ -16,9 +16,9 @@
  * tenant's, so one tenant can use a whole replica), BENCH_CRM_PROFILE (a directory: crm-sync runs
  * with --cpu-prof there; read with bench/cpuprofile-top.ts), BENCH_CRM_RETRY_MAX_SECONDS (1: also
  * the longest an event handed back for a busy tenant waits before it comes again),
- * BENCH_CRM_REPLICA_CPU_SHARE (unset: each replica in a slice of one core of that size, a cgroup
- * with a CFS quota of its own, bench/cpuSlice.ts, root: so that one replica and four are compared
- * each on CPU of its own, as on a cluster, on a machine with fewer cores than replicas).
+ * BENCH_CRM_REPLICA_CPU_SHARE (unset; when set, each replica runs in a slice of one core of that
+ * size, a cgroup with a CFS quota of its own, bench/cpuSlice.ts, root: so that one replica and four
+ * are compared each on CPU of its own, as on a cluster, on a machine with fewer cores than replicas).
  */
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -33,7 +33,7 @@ import { ZendeskContractServer } from '../test/contracts/zendesk/server.js';
 import { adminApi, recordingReadyEvent } from '../test/support/crmSync.js';
 import { scrapeMetrics } from '../test/support/metrics.js';
 import { twoTenantEnv } from '../test/support/tokens.js';
-import { CpuSlice } from './cpuSlice.js';
+import { CpuSlice, cpuShareFromEnv } from './cpuSlice.js';
 import { childPids, cpuTimes, percentile } from './stack.js';
 
 const list = (value: string | undefined, fallback: string) =>
@@ -50,9 +50,7 @@ const SIZE_DESTINATION = (process.env.BENCH_CRM_SIZE_DESTINATION ?? 's3') as Des
 const CONCURRENCY = process.env.BENCH_CRM_CONCURRENCY ?? '8';
 const RETRY_MAX_SECONDS = process.env.BENCH_CRM_RETRY_MAX_SECONDS ?? '1';
 const PROFILE_DIR = process.env.BENCH_CRM_PROFILE;
-const REPLICA_CPU_SHARE = process.env.BENCH_CRM_REPLICA_CPU_SHARE ? Number(process.env.BENCH_CRM_REPLICA_CPU_SHARE) : undefined;
-if (REPLICA_CPU_SHARE !== undefined && !(REPLICA_CPU_SHARE > 0 && REPLICA_CPU_SHARE <= 1))
-  throw new Error(`BENCH_CRM_REPLICA_CPU_SHARE must be above 0 and at most 1, not ${process.env.BENCH_CRM_REPLICA_CPU_SHARE}`);
+const REPLICA_CPU_SHARE = cpuShareFromEnv('BENCH_CRM_REPLICA_CPU_SHARE');
 const SMALL_BYTES = 1024;
 const STAGES = ['contacts', 'read', 'destinations', 'delete', 'settle'] as const;
 type Destination = 'salesforce' | 'zendesk' | 'postgres' | 's3';
